@@ -1,0 +1,1 @@
+"""The small subsets of other AWS services that the SDK and SageMaker jobs need."""

@@ -1,0 +1,99 @@
+"""selfmaker: the Amazon SageMaker API, self-hosted.
+
+The `selfmaker` command: serve the API, and the admin commands around it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from . import __version__
+from .config import DEFAULT_PORT, Settings
+
+
+def _serve(args) -> int:
+    import uvicorn
+
+    from .server.app import create_app
+
+    settings = Settings(
+        **{k: v for k, v in dict(
+            host=args.host, port=args.port, data_dir=args.data_dir, database_url=args.database_url,
+            object_store_url=args.object_store_url, auth_mode=args.auth, credentials_file=args.credentials_file,
+            region=args.region,
+        ).items() if v is not None}
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(settings)
+    print(f"SelfMaker {__version__} serving on {settings.endpoint_url}", flush=True)
+    print(f"  data directory: {settings.data_dir}", flush=True)
+    print("Point your AWS clients at it:", flush=True)
+    print(f"  export AWS_ENDPOINT_URL={settings.endpoint_url}", flush=True)
+    if settings.auth_mode == "open":
+        print("  export AWS_ACCESS_KEY_ID=selfmaker AWS_SECRET_ACCESS_KEY=selfmaker", flush=True)
+    else:
+        print(f"  use an access key from {settings.credentials_file}", flush=True)
+    print(f"  export AWS_DEFAULT_REGION={settings.region}", flush=True)
+    # uvicorn stops gracefully on SIGINT and SIGTERM: in-flight requests finish, then lifespan shutdown.
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, access_log=False,
+                lifespan="on", timeout_graceful_shutdown=10)
+    return 0
+
+
+def _coverage(args) -> int:
+    from .coverage import render
+
+    text = render()
+    target = Path(args.output)
+    if args.check:
+        current = target.read_text() if target.exists() else ""
+        if current != text:
+            print(f"{target} is out of date: run `selfmaker coverage` and commit it.", file=sys.stderr)
+            return 1
+        print(f"{target} is current.")
+        return 0
+    target.write_text(text)
+    print(f"wrote {target}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="selfmaker", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"selfmaker {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the SageMaker API (and S3, STS, IAM, Logs) on one port")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1; env SELFMAKER_HOST)")
+    serve.add_argument("--port", type=int, help=f"port (default {DEFAULT_PORT}; env SELFMAKER_PORT)")
+    serve.add_argument("--data-dir", type=Path, help="where all state lives (default ~/.selfmaker; env SELFMAKER_DATA_DIR)")
+    serve.add_argument("--database-url", help="sqlite:///file or postgresql://... (default: SQLite in the data dir)")
+    serve.add_argument("--object-store-url",
+                       help="file:///dir or s3://[prefix]?endpoint_url=... (default: objects/ in the data dir)")
+    serve.add_argument("--auth", choices=["open", "strict"], help="open: any key works (default); strict: verify SigV4")
+    serve.add_argument("--credentials-file", type=Path,
+                       help="strict mode: INI file of [access key] sections with secret_access_key and account_id")
+    serve.add_argument("--region", help="region reported when a request names none (default us-east-1)")
+    serve.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(func=_serve)
+
+    coverage = sub.add_parser("coverage", help="write docs/coverage.md: which operations SelfMaker implements")
+    coverage.add_argument("--output", default="docs/coverage.md")
+    coverage.add_argument("--check", action="store_true", help="fail if the file is not current")
+    coverage.set_defaults(func=_coverage)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, OSError) as exc:
+        print(f"selfmaker: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

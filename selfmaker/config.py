@@ -1,0 +1,56 @@
+"""One settings object: where state lives and which backends serve it.
+
+Every setting has a command-line flag and a SELFMAKER_* environment variable;
+the flag wins. Backends are chosen by URL (DESIGN.md principle 4).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_PORT = 7600
+DEFAULT_ACCOUNT = "123456789012"
+DEFAULT_REGION = "us-east-1"
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"SELFMAKER_{name}", default)
+
+
+@dataclass
+class Settings:
+    host: str = field(default_factory=lambda: _env("HOST", "127.0.0.1"))
+    port: int = field(default_factory=lambda: int(_env("PORT", str(DEFAULT_PORT))))
+    data_dir: Path = field(
+        default_factory=lambda: Path(_env("DATA_DIR", str(Path.home() / ".selfmaker"))).expanduser()
+    )
+    # sqlite:///path (default: <data_dir>/metadata.db) or postgresql://user:pass@host/db
+    database_url: str | None = field(default_factory=lambda: _env("DATABASE_URL"))
+    # file:///path (default: <data_dir>/objects) or s3://bucket-prefix?endpoint_url=...
+    object_store_url: str | None = field(default_factory=lambda: _env("OBJECT_STORE_URL"))
+    # "open": any access key works and maps to DEFAULT_ACCOUNT.
+    # "strict": keys come from credentials_file and every signature is verified.
+    auth_mode: str = field(default_factory=lambda: _env("AUTH", "open"))
+    credentials_file: Path | None = field(
+        default_factory=lambda: Path(p) if (p := _env("CREDENTIALS_FILE")) else None
+    )
+    region: str = field(default_factory=lambda: _env("REGION", DEFAULT_REGION))
+    default_account: str = DEFAULT_ACCOUNT
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir).expanduser().resolve()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'metadata.db'}"
+        if not self.object_store_url:
+            self.object_store_url = (self.data_dir / "objects").as_uri()
+        if self.auth_mode not in ("open", "strict"):
+            raise ValueError(f"auth mode must be 'open' or 'strict', not {self.auth_mode!r}")
+        if self.auth_mode == "strict" and not self.credentials_file:
+            raise ValueError("strict auth needs a credentials file (--credentials-file)")
+
+    @property
+    def endpoint_url(self) -> str:
+        host = "localhost" if self.host in ("127.0.0.1", "0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}"

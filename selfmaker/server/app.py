@@ -1,0 +1,178 @@
+"""The ASGI application: every wire protocol on one port.
+
+A request is routed by, in order: our own health path; the S3 virtual host
+(``bucket.localhost``); ``X-Amz-Target`` (JSON 1.1 services); the SigV4
+signing service (s3, sts, iam, or sagemaker's rest-json services matched by
+method and path). Authentication happens once, here, before any handler.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+
+from .. import __version__
+from ..config import Settings
+from ..store import Store
+from ..store.resources import ResourceStore
+from .auth import Principal, make_authenticator, signing_scope
+from .errors import AWSError
+from .http import Request, Response
+from .operations import Context, load_all
+from .protocol import (ensure_form, handle_json, handle_query, handle_rest_json, json_error, match_rest, query_error,
+                       rest_json_error)
+
+log = logging.getLogger("selfmaker")
+
+# X-Amz-Target prefix -> botocore service name
+JSON_TARGETS = {"SageMaker": "sagemaker", "Logs_20140328": "logs"}
+# rest-json services that sign as "sagemaker", tried in this order
+SAGEMAKER_REST_SERVICES = ("sagemaker-runtime", "sagemaker-featurestore-runtime", "sagemaker-metrics",
+                           "sagemaker-edge")
+QUERY_SERVICES = ("sts", "iam")
+HEALTH_PATH = "/_selfmaker/health"
+
+
+@dataclass
+class Backends:
+    """Everything a handler may use, built once per server."""
+
+    settings: Settings
+    store: Store
+    resources: ResourceStore
+    objects: object  # selfmaker.objects.ObjectStore
+    authenticator: object
+
+    @classmethod
+    def build(cls, settings: Settings) -> "Backends":
+        from ..objects import open_object_store
+
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = Store(settings.database_url)
+        return cls(settings=settings, store=store, resources=ResourceStore(store),
+                   objects=open_object_store(settings.object_store_url), authenticator=make_authenticator(settings))
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class SelfMakerApp:
+    def __init__(self, settings: Settings):
+        load_all()
+        self.settings = settings
+        self.backends = Backends.build(settings)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        response = await self.handle(Request(scope, receive))
+        await response.send(send)
+
+    async def _lifespan(self, receive, send):
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.backends.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- routing -------------------------------------------------------------
+
+    async def handle(self, request: Request) -> Response:
+        if request.path == HEALTH_PATH or (request.path == "/health" and "authorization" not in request.headers):
+            return self._health()
+
+        scope = signing_scope(request)
+        bucket_host = self._virtual_host_bucket(request)
+        target = request.headers.get("x-amz-target")
+        signed_service = scope.service if scope else None
+
+        if bucket_host is not None or signed_service == "s3":
+            return await self._s3(request, scope, bucket_host)
+        if target:
+            prefix, _, op_name = target.partition(".")
+            service = JSON_TARGETS.get(prefix)
+            ctx = self._context(service or "sagemaker")
+            if service is None:
+                return json_error(AWSError("UnknownOperationException",
+                                           f"SelfMaker does not serve the API {prefix!r}."), ctx.request_id)
+            error = await self._authenticate(ctx, request, scope)
+            if error:
+                return json_error(error, ctx.request_id)
+            return await handle_json(ctx, request, op_name)
+        if signed_service in QUERY_SERVICES:
+            ctx = self._context(signed_service)
+            error = await self._authenticate(ctx, request, scope)
+            if error:
+                return query_error(error, ctx.request_id, signed_service)
+            form = ensure_form(await request.body())
+            for key, values in request.query.items():
+                form.setdefault(key, values)
+            return await handle_query(ctx, form)
+        if signed_service in (None, "sagemaker"):
+            path = request.unquoted_path
+            for service in SAGEMAKER_REST_SERVICES:
+                matched = match_rest(service, request.method, path)
+                if matched:
+                    op, labels = matched
+                    ctx = self._context(service)
+                    error = await self._authenticate(ctx, request, scope)
+                    if error:
+                        return rest_json_error(error, op, ctx.request_id)
+                    return await handle_rest_json(ctx, request, op, labels)
+        if signed_service is None:
+            # Unsigned and unmatched: anonymous S3 (e.g. a public or presigned-less GET).
+            return await self._s3(request, scope, None)
+        ctx = self._context("sagemaker")
+        return json_error(AWSError("UnknownOperationException",
+                                   f"SelfMaker does not serve {request.method} {request.path} "
+                                   f"for signing service {signed_service!r}."), ctx.request_id)
+
+    def _context(self, service: str, principal: Principal | None = None) -> Context:
+        return Context(backends=self.backends, account_id=self.settings.default_account,
+                       region=self.settings.region, service=service)
+
+    async def _authenticate(self, ctx: Context, request: Request, scope) -> AWSError | None:
+        """Fill the context with the caller's identity, or return the error that refuses them."""
+        try:
+            body = await request.body()
+            principal = self.backends.authenticator.authenticate(request, scope, hashlib.sha256(body).hexdigest())
+        except AWSError as err:
+            return err
+        ctx.account_id, ctx.access_key, ctx.region = principal.account_id, principal.access_key, principal.region
+        ctx.headers = request.headers
+        return None
+
+    def _virtual_host_bucket(self, request: Request) -> str | None:
+        """``bucket.localhost:7600`` or ``bucket.s3.<anything>`` names a bucket; plain hosts do not."""
+        host = request.headers.get("host", "").rsplit(":", 1)[0]
+        if not host or host.replace(".", "").isdigit() or host.startswith("["):
+            return None
+        labels = host.split(".")
+        if len(labels) >= 2 and labels[-1] == "localhost":
+            return ".".join(labels[:-1])
+        if "s3" in labels[1:]:
+            index = labels.index("s3", 1)
+            return ".".join(labels[:index])
+        return None
+
+    async def _s3(self, request: Request, scope, bucket_host: str | None) -> Response:
+        from ..objects.endpoint import handle_s3
+
+        return await handle_s3(self.backends, request, scope, bucket_host)
+
+    def _health(self) -> Response:
+        body = {"status": "ok", "version": __version__, "database": self.backends.store.engine.dialect.name,
+                "auth": self.settings.auth_mode}
+        return Response(200, json.dumps(body).encode(), [("Content-Type", "application/json")])
+
+
+def create_app(settings: Settings | None = None) -> SelfMakerApp:
+    return SelfMakerApp(settings or Settings())

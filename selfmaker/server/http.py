@@ -1,0 +1,81 @@
+"""A minimal request/response pair over raw ASGI: less overhead than a framework on the hot path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import AsyncIterator
+from urllib.parse import parse_qs, unquote
+
+
+class Request:
+    __slots__ = ("scope", "receive", "method", "path", "raw_path", "raw_query", "headers", "_body", "_query")
+
+    def __init__(self, scope, receive):
+        self.scope = scope
+        self.receive = receive
+        self.method: str = scope["method"]
+        self.raw_path: str = scope.get("raw_path", b"").decode("latin-1") or scope["path"]
+        self.path: str = scope["path"]
+        self.raw_query: str = scope.get("query_string", b"").decode("latin-1")
+        # Header names lower-cased; repeated headers joined with "," as HTTP allows.
+        headers: dict[str, str] = {}
+        for k, v in scope["headers"]:
+            name = k.decode("latin-1").lower()
+            value = v.decode("latin-1")
+            headers[name] = f"{headers[name]},{value}" if name in headers else value
+        self.headers = headers
+        self._body: bytes | None = None
+        self._query: dict[str, list[str]] | None = None
+
+    @property
+    def query(self) -> dict[str, list[str]]:
+        if self._query is None:
+            self._query = parse_qs(self.raw_query, keep_blank_values=True)
+        return self._query
+
+    def query_value(self, name: str) -> str | None:
+        values = self.query.get(name)
+        return values[-1] if values else None
+
+    @property
+    def unquoted_path(self) -> str:
+        return unquote(self.raw_path.split("?", 1)[0])
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        """The body, chunk by chunk, as the client sends it (for large uploads)."""
+        if self._body is not None:
+            yield self._body
+            return
+        while True:
+            message = await self.receive()
+            chunk = message.get("body", b"")
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                break
+
+    async def body(self) -> bytes:
+        if self._body is None:
+            self._body = b"".join([chunk async for chunk in self.stream()])
+        return self._body
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: bytes = b""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    # For large downloads: the body arrives in chunks and `body` is ignored.
+    stream: AsyncIterator[bytes] | None = None
+
+    async def send(self, send) -> None:
+        headers = [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in self.headers]
+        if self.stream is None and not any(k == b"content-length" for k, _ in headers):
+            headers.append((b"content-length", str(len(self.body)).encode()))
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        if self.stream is None:
+            await send({"type": "http.response.body", "body": self.body})
+            return
+        async for chunk in self.stream:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})

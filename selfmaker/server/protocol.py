@@ -1,0 +1,294 @@
+"""Wire protocols, driven by the botocore models: JSON 1.1, rest-json and query.
+
+Each ``handle_*`` function parses a request into the operation's input, calls
+the registered handler through :func:`invoke`, and renders the output or the
+error the way that protocol does on AWS. S3 (rest-xml, streaming) lives in
+``selfmaker.objects.endpoint``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from functools import lru_cache
+from urllib.parse import unquote
+
+import anyio
+from botocore.model import OperationModel
+
+from .errors import AWSError, not_implemented, validation
+from .http import Request, Response
+from .models import operation_model, service_model
+from .operations import Context, handler_for
+from .serialize import json_body, rest_json_response, to_xml
+from .validate import validate
+
+log = logging.getLogger("selfmaker.protocol")
+
+JSON_CONTENT_TYPE = "application/x-amz-json-1.1"
+
+
+# ---------------------------------------------------------------------------
+# Invoking a handler
+
+
+def _call(ctx: Context, op: OperationModel, params: dict):
+    handler = handler_for(ctx.service, op.name)
+    if handler is None:
+        raise not_implemented(ctx.service, op.name)
+    return handler(ctx, validate(params, op.input_shape))
+
+
+async def invoke(ctx: Context, op: OperationModel, params: dict):
+    """Run the handler off the event loop: handlers do blocking database and file I/O."""
+    return await anyio.to_thread.run_sync(_call, ctx, op, params)
+
+
+def _unexpected(ctx: Context, exc: BaseException) -> AWSError:
+    log.exception("internal error in %s.%s", ctx.service, ctx.operation)
+    return AWSError("InternalFailure", f"Internal error ({type(exc).__name__}); request id {ctx.request_id}", 500)
+
+
+# ---------------------------------------------------------------------------
+# JSON 1.1: POST / with X-Amz-Target (sagemaker, logs)
+
+
+def json_error(err: AWSError, request_id: str) -> Response:
+    body = {"__type": err.code, "Message": err.message, **err.fields}
+    return Response(
+        err.status,
+        json.dumps(body).encode(),
+        [("Content-Type", JSON_CONTENT_TYPE), ("X-Amzn-ErrorType", err.code), ("X-Amzn-RequestId", request_id)],
+    )
+
+
+async def handle_json(ctx: Context, request: Request, operation_name: str) -> Response:
+    ctx.operation = operation_name
+    try:
+        if operation_name not in service_model(ctx.service).operation_names:
+            raise AWSError("UnknownOperationException", f"Unknown operation {operation_name}.")
+        op = operation_model(ctx.service, operation_name)
+        raw = await request.body()
+        try:
+            params = json.loads(raw) if raw.strip() else {}
+        except ValueError as exc:
+            raise AWSError("SerializationException", f"Request body is not valid JSON: {exc}") from None
+        if not isinstance(params, dict):
+            raise AWSError("SerializationException", "Request body must be a JSON object.")
+        result = await invoke(ctx, op, params)
+        body = json_body(result, op.output_shape)
+        return Response(200, body, [("Content-Type", JSON_CONTENT_TYPE), ("X-Amzn-RequestId", ctx.request_id)])
+    except AWSError as err:
+        return json_error(err, ctx.request_id)
+    except Exception as exc:  # a bug: still answer like AWS, and log it
+        return json_error(_unexpected(ctx, exc), ctx.request_id)
+
+
+# ---------------------------------------------------------------------------
+# rest-json: method + path templates (runtime, featurestore-runtime, edge, metrics)
+
+
+@lru_cache(maxsize=None)
+def _rest_routes(service: str) -> list[tuple[str, re.Pattern, OperationModel]]:
+    routes = []
+    model = service_model(service)
+    for name in model.operation_names:
+        op = model.operation_model(name)
+        uri = op.http["requestUri"].split("?", 1)[0]
+        pattern = ""
+        for part in re.split(r"(\{[^}]+\})", uri):
+            if part.startswith("{"):
+                label = part[1:-1]
+                greedy = label.endswith("+")
+                label = label.rstrip("+")
+                pattern += f"(?P<{label}>{'.+' if greedy else '[^/]+'})"
+            else:
+                pattern += re.escape(part)
+        routes.append((op.http["method"], re.compile(pattern + "/?$"), op))
+    # Literal paths first, so "/BatchGetRecord" never matches a template.
+    routes.sort(key=lambda r: r[1].pattern.count("(?P<"))
+    return routes
+
+
+def match_rest(service: str, method: str, path: str):
+    """The operation and its URI labels for a rest-json request, or None."""
+    for route_method, pattern, op in _rest_routes(service):
+        if route_method == method and (m := pattern.match(path)):
+            return op, {k: unquote(v) for k, v in m.groupdict().items()}
+    return None
+
+
+def _rest_params(op: OperationModel, labels: dict, request: Request, body: bytes) -> dict:
+    shape = op.input_shape
+    params: dict = {}
+    if shape is None:
+        return params
+    payload = shape.serialization.get("payload")
+    for name, member in shape.members.items():
+        location = member.serialization.get("location")
+        wire = member.serialization.get("name", name)
+        if location == "uri":
+            if wire in labels:
+                params[name] = labels[wire]
+        elif location == "querystring":
+            if member.type_name == "list":
+                if wire in request.query:
+                    params[name] = request.query[wire]
+            elif member.type_name == "map":
+                params[name] = {k: v[-1] for k, v in request.query.items()}
+            elif (value := request.query_value(wire)) is not None:
+                params[name] = value
+        elif location == "header":
+            if (value := request.headers.get(wire.lower())) is not None:
+                params[name] = value
+        elif location == "headers":
+            prefix = wire.lower()
+            found = {k[len(prefix):]: v for k, v in request.headers.items() if k.startswith(prefix)}
+            if found:
+                params[name] = found
+    if payload:
+        member = shape.members[payload]
+        if member.type_name in ("blob", "string"):
+            params[payload] = body if member.type_name == "blob" else body.decode("utf-8", "replace")
+        elif body.strip():
+            params[payload] = _json_object(body)
+    elif body.strip():
+        for key, value in _json_object(body).items():
+            params.setdefault(key, value)
+    return params
+
+
+def _json_object(body: bytes) -> dict:
+    try:
+        value = json.loads(body)
+    except ValueError as exc:
+        raise AWSError("SerializationException", f"Request body is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise AWSError("SerializationException", "Request body must be a JSON object.")
+    return value
+
+
+def rest_json_error(err: AWSError, op: OperationModel | None, request_id: str) -> Response:
+    status = err.status
+    if op is not None:
+        for shape in op.error_shapes:
+            if shape.name == err.code:
+                status = shape.metadata.get("error", {}).get("httpStatusCode", status)
+    body = {"Message": err.message, **err.fields}
+    if err.code == "ValidationError" and "message" not in body:
+        body["message"] = err.message
+    return Response(
+        status,
+        json.dumps(body).encode(),
+        [("Content-Type", "application/json"), ("X-Amzn-ErrorType", err.code), ("X-Amzn-RequestId", request_id)],
+    )
+
+
+async def handle_rest_json(ctx: Context, request: Request, op: OperationModel, labels: dict) -> Response:
+    ctx.operation = op.name
+    try:
+        body = await request.body()
+        params = _rest_params(op, labels, request, body)
+        result = await invoke(ctx, op, params)
+        status, headers, payload, content_type = rest_json_response(result, op.output_shape)
+        status = status or op.http.get("responseCode", 200)
+        out_headers = [("X-Amzn-RequestId", ctx.request_id), *headers.items()]
+        if content_type and not any(k.lower() == "content-type" for k, _ in out_headers):
+            out_headers.append(("Content-Type", content_type))
+        return Response(status, payload, out_headers)
+    except AWSError as err:
+        return rest_json_error(err, op, ctx.request_id)
+    except Exception as exc:
+        return rest_json_error(_unexpected(ctx, exc), op, ctx.request_id)
+
+
+# ---------------------------------------------------------------------------
+# query: form-encoded POST with Action= (sts, iam)
+
+
+def _unflatten(form: dict[str, list[str]], shape, prefix: str = ""):
+    """Turn ``Tags.member.1.Key=...`` style keys back into nested values."""
+    if shape is None:
+        return None
+    kind = shape.type_name
+    if kind == "structure":
+        out = {}
+        for name, member in shape.members.items():
+            wire = member.serialization.get("name", name)
+            value = _unflatten(form, member, f"{prefix}{wire}")
+            if value is not None:
+                out[name] = value
+        return out or None
+    if kind == "list":
+        items = []
+        flat = shape.serialization.get("flattened")
+        i = 1
+        while True:
+            key = f"{prefix}.{i}" if flat else f"{prefix}.member.{i}"
+            value = _unflatten(form, shape.member, key)
+            if value is None:
+                break
+            items.append(value)
+            i += 1
+        if not items and f"{prefix}" in form and form[prefix] == [""]:
+            return []
+        return items or None
+    if kind == "map":
+        out = {}
+        i = 1
+        while f"{prefix}.entry.{i}.key" in form:
+            out[form[f"{prefix}.entry.{i}.key"][-1]] = _unflatten(form, shape.value, f"{prefix}.entry.{i}.value")
+            i += 1
+        return out or None
+    values = form.get(prefix)
+    return values[-1] if values else None
+
+
+def query_error(err: AWSError, request_id: str, service: str) -> Response:
+    from xml.sax.saxutils import escape
+
+    kind = "Sender" if err.status < 500 else "Receiver"
+    body = (
+        f'<ErrorResponse xmlns="{_query_namespace(service)}"><Error><Type>{kind}</Type>'
+        f"<Code>{escape(err.code)}</Code><Message>{escape(err.message)}</Message></Error>"
+        f"<RequestId>{request_id}</RequestId></ErrorResponse>"
+    )
+    return Response(err.status, body.encode(), [("Content-Type", "text/xml"), ("X-Amzn-RequestId", request_id)])
+
+
+def _query_namespace(service: str) -> str:
+    model = service_model(service)
+    return model.metadata.get("xmlNamespace") or f"https://{service}.amazonaws.com/doc/{model.api_version}/"
+
+
+async def handle_query(ctx: Context, form: dict[str, list[str]]) -> Response:
+    action = (form.get("Action") or [""])[-1]
+    ctx.operation = action
+    try:
+        if action not in service_model(ctx.service).operation_names:
+            raise AWSError("InvalidAction", f"Could not find operation {action} for version "
+                                            f"{service_model(ctx.service).api_version}")
+        op = operation_model(ctx.service, action)
+        params = _unflatten(form, op.input_shape) or {}
+        result = await invoke(ctx, op, params)
+        shape = op.output_shape
+        result_xml = to_xml(result or {}, shape, f"{action}Result") if shape is not None else ""
+        body = (
+            f'<{action}Response xmlns="{_query_namespace(ctx.service)}">{result_xml}'
+            f"<ResponseMetadata><RequestId>{ctx.request_id}</RequestId></ResponseMetadata></{action}Response>"
+        )
+        return Response(200, body.encode(), [("Content-Type", "text/xml"), ("X-Amzn-RequestId", ctx.request_id)])
+    except AWSError as err:
+        return query_error(err, ctx.request_id, ctx.service)
+    except Exception as exc:
+        return query_error(_unexpected(ctx, exc), ctx.request_id, ctx.service)
+
+
+def ensure_form(body: bytes) -> dict[str, list[str]]:
+    from urllib.parse import parse_qs
+
+    try:
+        return parse_qs(body.decode("utf-8"), keep_blank_values=True)
+    except UnicodeDecodeError:
+        raise validation("Request body is not valid form data.") from None

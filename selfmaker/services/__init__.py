@@ -1,0 +1,3 @@
+"""One module per family of SageMaker operations. Importing this package registers them all."""
+
+from . import catalog, search, tagging  # noqa: F401

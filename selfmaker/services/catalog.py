@@ -1,0 +1,42 @@
+"""Resources that are pure records on AWS too: nothing runs when they are created.
+
+Each is declared once; :mod:`selfmaker.services.kinds` gives it Create,
+Describe, List, Update and Delete with AWS's semantics. Families that add
+behaviour (the registry's versions, hosting's endpoints) build on these.
+"""
+
+from __future__ import annotations
+
+from .kinds import Kind
+
+
+def _model_package_group(ctx, params, data):
+    data["ModelPackageGroupStatus"] = "Completed"
+
+
+MODEL = Kind("Model", "model", operations=("Create", "Describe", "List", "Delete"), search_type="Model").register()
+
+ENDPOINT_CONFIG = Kind(
+    "EndpointConfig", "endpoint-config", label="endpoint configuration",
+    operations=("Create", "Describe", "List", "Delete"),
+).register()
+
+CODE_REPOSITORY = Kind(
+    "CodeRepository", "code-repository", label="code repository", list_operation="ListCodeRepositories",
+    not_found="Cannot find CodeRepository with name {name}.",
+    exists="CodeRepository {name} already exists.",
+).register()
+
+MODEL_PACKAGE_GROUP = Kind(
+    "ModelPackageGroup", "model-package-group", label="model package group",
+    operations=("Create", "Describe", "List", "Delete"), search_type="ModelPackageGroup",
+    status_member="ModelPackageGroupStatus", on_create=_model_package_group, track_actor=True,
+    not_found="ModelPackageGroup {name} does not exist.",
+    exists="Model Package Group already exists: {arn}",
+).register()
+
+EXPERIMENT = Kind(
+    "Experiment", "experiment", search_type="Experiment", track_actor=True,
+    not_found="Experiment '{arn}' does not exist.", not_found_code="ResourceNotFound",
+    exists="Experiment with name {name} already exists.",
+).register()

@@ -1,0 +1,195 @@
+"""The generic resource mechanism (DESIGN.md principle 2).
+
+A family declares a :class:`Kind`; this module derives the rest from the
+botocore model (which members hold the name, the ARN and the list) and
+registers Create/Describe/List/Update/Delete handlers that share one
+implementation of ARNs, name uniqueness, tags, list filters, sorting and
+pagination. A family adds behaviour through the hooks, never by copying.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..server.errors import AWSError, validation
+from ..server.models import service_model
+from ..server.operations import Context, operation
+from ..store.resources import AlreadyExists, ListQuery, Record
+from . import tagging
+
+KINDS: dict[str, "Kind"] = {}
+
+
+@dataclass
+class Kind:
+    name: str  # e.g. "Experiment": the key in the store and, by default, in operation names
+    arn_type: str  # e.g. "experiment" in arn:aws:sagemaker:<region>:<account>:experiment/<name>
+    label: str = ""  # how messages name it, e.g. "experiment"
+    operations: tuple[str, ...] = ("Create", "Describe", "List", "Update", "Delete")
+    name_member: str = ""  # default "<Name>Name"
+    arn_member: str = ""  # default "<Name>Arn"
+    list_operation: str = ""  # default "List<Name>s"
+    status_member: str | None = None  # the data member behind StatusEquals and SortBy=Status
+    search_type: str | None = None  # the Search ResourceType and SearchRecord member
+    # Messages. {label}, {name} and {arn} are filled in.
+    not_found: str = 'Could not find {label} "{arn}".'
+    not_found_code: str = "ValidationException"
+    exists: str = 'Cannot create already existing {label} "{arn}".'
+    exists_code: str = "ValidationException"
+    # Behaviour hooks.
+    on_create: Callable[[Context, dict, dict], None] | None = None  # (ctx, params, data): fill data
+    on_update: Callable[[Context, dict, Record], None] | None = None  # (ctx, params, record): change record
+    on_delete: Callable[[Context, Record], None] | None = None  # raise to refuse
+    present: Callable[[Context, Record], dict] | None = None  # the Describe output
+    summarize: Callable[[Record], dict] | None = None  # one list entry
+    extra_filters: Callable[[dict], list] | None = None  # List params -> SQL conditions
+    track_actor: bool = False  # CreatedBy / LastModifiedBy (experiments, registry)
+    service: str = "sagemaker"
+    _list_member: str = field(default="", init=False)
+
+    def __post_init__(self):
+        self.label = self.label or self.arn_type.replace("-", " ")
+        self.name_member = self.name_member or f"{self.name}Name"
+        self.arn_member = self.arn_member or f"{self.name}Arn"
+        self.list_operation = self.list_operation or f"List{self.name}s"
+
+    # -- identity ------------------------------------------------------------
+
+    def arn(self, ctx: Context, name: str) -> str:
+        return ctx.arn(self.service, f"{self.arn_type}/{name.lower()}")
+
+    def message(self, template: str, ctx: Context, name: str) -> str:
+        return template.format(label=self.label, name=name, arn=self.arn(ctx, name))
+
+    def missing(self, ctx: Context, name: str) -> AWSError:
+        return AWSError(self.not_found_code, self.message(self.not_found, ctx, name))
+
+    def load(self, ctx: Context, name_or_arn: str, conn=None) -> Record:
+        """The record named (or ARN'd) in a request, or this kind's not-found error."""
+        store = ctx.backends.resources
+        if name_or_arn.startswith("arn:"):
+            record = store.get(ctx.account_id, ctx.region, self.name, arn=name_or_arn, conn=conn)
+            if record and record.account_id != ctx.account_id:
+                record = None
+            name = name_or_arn.rsplit("/", 1)[-1]
+        else:
+            record = store.get(ctx.account_id, ctx.region, self.name, name=name_or_arn, conn=conn)
+            name = name_or_arn
+        if record is None:
+            raise self.missing(ctx, name)
+        return record
+
+    # -- generic handlers ----------------------------------------------------
+
+    def create(self, ctx: Context, params: dict) -> dict:
+        name = params[self.name_member]
+        arn = self.arn(ctx, name)
+        now = time.time()
+        data = {k: v for k, v in params.items() if k != "Tags"}
+        data.update({self.arn_member: arn, "CreationTime": now, "LastModifiedTime": now})
+        if self.track_actor:
+            data["CreatedBy"] = data["LastModifiedBy"] = actor(ctx)
+        if self.on_create:
+            self.on_create(ctx, params, data)
+        status = data.get(self.status_member) if self.status_member else None
+        try:
+            with ctx.store.write() as conn:
+                ctx.backends.resources.create(
+                    account_id=ctx.account_id, region=ctx.region, kind=self.name, name=name, arn=arn,
+                    data=data, status=status, now=now, conn=conn)
+                if params.get("Tags"):
+                    tagging.add(conn, arn, params["Tags"])
+        except AlreadyExists:
+            raise AWSError(self.exists_code, self.message(self.exists, ctx, name)) from None
+        return {self.arn_member: arn}
+
+    def describe(self, ctx: Context, params: dict) -> dict:
+        record = self.load(ctx, params[self.name_member])
+        return self.present(ctx, record) if self.present else record.data
+
+    def update(self, ctx: Context, params: dict) -> dict:
+        with ctx.store.write() as conn:
+            record = self.load(ctx, params[self.name_member], conn=conn)
+            if self.on_update:
+                self.on_update(ctx, params, record)
+            else:
+                record.data.update({k: v for k, v in params.items() if k != self.name_member})
+            record.data["LastModifiedTime"] = time.time()
+            if self.track_actor:
+                record.data["LastModifiedBy"] = actor(ctx)
+            if self.status_member:
+                record.status = record.data.get(self.status_member)
+            record.modified_at = record.data["LastModifiedTime"]
+            ctx.backends.resources.save(record, conn=conn, touch=False)
+        return {self.arn_member: record.arn}
+
+    def delete(self, ctx: Context, params: dict) -> dict:
+        with ctx.store.write() as conn:
+            record = self.load(ctx, params[self.name_member], conn=conn)
+            if self.on_delete:
+                self.on_delete(ctx, record)
+            ctx.backends.resources.delete(record.arn, conn=conn)
+        return {self.arn_member: record.arn}
+
+    def list(self, ctx: Context, params: dict) -> dict:
+        query = list_query(params)
+        if self.extra_filters:
+            query.where.extend(self.extra_filters(params))
+        records, token = ctx.backends.resources.list(ctx.account_id, ctx.region, self.name, query)
+        summarize = self.summarize or (lambda r: r.data)
+        return {self._list_member: [summarize(r) for r in records], "NextToken": token}
+
+    # -- registration ----------------------------------------------------------
+
+    def register(self) -> "Kind":
+        if self.name in KINDS:
+            raise ValueError(f"kind {self.name} declared twice")
+        KINDS[self.name] = self
+        model = service_model(self.service)
+        for verb in self.operations:
+            op_name = self.list_operation if verb == "List" else f"{verb}{self.name}"
+            if op_name not in model.operation_names:
+                raise ValueError(f"{op_name} is not in the {self.service} model")
+            if verb == "List":
+                out = model.operation_model(op_name).output_shape
+                self._list_member = next(n for n, s in out.members.items() if s.type_name == "list")
+            operation(self.service, op_name)(getattr(self, verb.lower()))
+        return self
+
+
+def actor(ctx: Context) -> dict:
+    """The UserContext recorded as CreatedBy / LastModifiedBy."""
+    return {"UserProfileArn": ctx.arn("iam", "root", region=""), "UserProfileName": ctx.access_key or "root"}
+
+
+_TIME_FILTERS = {
+    "CreationTimeAfter": "created_after", "CreatedAfter": "created_after",
+    "CreationTimeBefore": "created_before", "CreatedBefore": "created_before",
+    "LastModifiedTimeAfter": "modified_after", "LastModifiedAfter": "modified_after",
+    "LastModifiedTimeBefore": "modified_before", "LastModifiedBefore": "modified_before",
+}
+
+
+# Some lists spell their SortBy values in upper snake case.
+_SORT_NAMES = {"NAME": "Name", "CREATION_TIME": "CreationTime", "LAST_MODIFIED_TIME": "LastModifiedTime",
+               "STATUS": "Status", "CreatedTime": "CreationTime"}
+
+
+def list_query(params: dict, default_sort: str = "CreationTime") -> ListQuery:
+    """The common list parameters of every List* operation, as a store query."""
+    q = ListQuery(
+        name_contains=params.get("NameContains"),
+        status=params.get("StatusEquals"),
+        sort_by=_SORT_NAMES.get(params.get("SortBy"), params.get("SortBy")) or default_sort,
+        descending=(params.get("SortOrder") or "Descending") == "Descending",
+        max_results=params.get("MaxResults") or 100,
+        next_token=params.get("NextToken"),
+    )
+    for member, attr in _TIME_FILTERS.items():
+        if params.get(member) is not None:
+            setattr(q, attr, params[member])
+    if q.max_results < 1:
+        raise validation("MaxResults must be at least 1.")
+    return q

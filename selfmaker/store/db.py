@@ -1,0 +1,102 @@
+"""The database engine, its migrations, and transactions that are safe under concurrent requests."""
+
+from __future__ import annotations
+
+import os
+import threading
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, event, select
+from sqlalchemy.engine import Connection, Engine
+
+from . import schema
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def normalise_url(url: str) -> str:
+    # Plain postgresql:// would pick psycopg2; we ship psycopg 3.
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def make_engine(url: str) -> Engine:
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=16)
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record):
+            cur = dbapi_conn.cursor()
+            # WAL: readers never block the writer; NORMAL sync is durable across process crashes.
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_size=16, max_overflow=16, pool_pre_ping=True)
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision (a no-op when it is there already)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+
+
+class Store:
+    """Connections for reading, and serialized transactions for writing.
+
+    SQLite allows one writer at a time; taking a process-wide lock before the
+    write transaction avoids SQLITE_BUSY upgrade deadlocks between our own
+    threads. PostgreSQL needs no such lock.
+    """
+
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = make_engine(url)
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        self._write_lock = threading.Lock() if self.is_sqlite else None
+        migrate(self.engine)
+
+    @contextmanager
+    def read(self):
+        with self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def write(self):
+        with self._write_lock or nullcontext():
+            with self.engine.begin() as conn:
+                yield conn
+
+    def secret(self, key: str, size: int = 32) -> bytes:
+        """A random value created once and kept for the life of the database."""
+        with self.read() as conn:
+            row = conn.execute(select(schema.server_state.c.value).where(schema.server_state.c.key == key)).first()
+        if row:
+            return row[0]
+        with self.write() as conn:
+            row = conn.execute(select(schema.server_state.c.value).where(schema.server_state.c.key == key)).first()
+            if row:
+                return row[0]
+            value = os.urandom(size)
+            conn.execute(schema.server_state.insert().values(key=key, value=value))
+            return value
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+__all__ = ["Store", "Connection"]

@@ -1,0 +1,246 @@
+"""Persistence of named resources: create, read, update, delete, and keyset-paginated lists.
+
+Lists page by (sort key, id) rather than by offset, so a page over 10,000
+resources costs what a page over 100 does, and a NextToken stays correct while
+other clients create and delete. Tokens are HMAC-signed: a forged or altered
+token is refused instead of silently returning the wrong page.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..server.errors import validation
+from . import schema
+from .db import Store
+
+R = schema.resources
+
+SORT_COLUMNS = {
+    "Name": R.c.name_key,
+    "CreationTime": R.c.created_at,
+    "LastModifiedTime": R.c.modified_at,
+    "Status": R.c.status,
+}
+
+
+class AlreadyExists(Exception):
+    pass
+
+
+@dataclass
+class Record:
+    id: int
+    kind: str
+    arn: str
+    name: str
+    account_id: str
+    region: str
+    parent: str | None
+    status: str | None
+    created_at: float
+    modified_at: float
+    data: dict
+
+
+@dataclass
+class ListQuery:
+    name_contains: str | None = None
+    created_after: float | None = None
+    created_before: float | None = None
+    modified_after: float | None = None
+    modified_before: float | None = None
+    status: str | None = None
+    parent: str | None = None
+    sort_by: str = "CreationTime"
+    descending: bool = True
+    max_results: int = 100
+    next_token: str | None = None
+    # Kind-specific SQL conditions, e.g. R.c.data["Source"]["SourceArn"].as_string() == x
+    where: list = field(default_factory=list)
+
+
+def _row(row) -> Record:
+    return Record(
+        id=row.id, kind=row.kind, arn=row.arn, name=row.name, account_id=row.account_id, region=row.region,
+        parent=row.parent, status=row.status, created_at=row.created_at, modified_at=row.modified_at, data=row.data,
+    )
+
+
+class ResourceStore:
+    def __init__(self, store: Store):
+        self.store = store
+        self._token_key = store.secret("pagination-token-key")
+
+    # -- single resources -------------------------------------------------
+
+    def create(self, *, account_id: str, region: str, kind: str, name: str, arn: str, data: dict,
+               status: str | None = None, parent: str | None = None, now: float | None = None,
+               conn=None) -> Record:
+        now = time.time() if now is None else now
+        values = dict(account_id=account_id, region=region, kind=kind, arn=arn, name=name, name_key=name.lower(),
+                      parent=parent, status=status, created_at=now, modified_at=now, data=data)
+        try:
+            if conn is not None:
+                new_id = conn.execute(insert(R).values(**values)).inserted_primary_key[0]
+            else:
+                with self.store.write() as c:
+                    new_id = c.execute(insert(R).values(**values)).inserted_primary_key[0]
+        except IntegrityError:
+            raise AlreadyExists(name) from None
+        return Record(id=new_id, **{k: v for k, v in values.items() if k != "name_key"})
+
+    def get(self, account_id: str, region: str, kind: str, *, name: str | None = None, arn: str | None = None,
+            conn=None) -> Record | None:
+        cond = [R.c.kind == kind]
+        if arn is not None:
+            cond.append(R.c.arn == arn)
+        else:
+            cond += [R.c.account_id == account_id, R.c.region == region, R.c.name_key == (name or "").lower()]
+        query = select(R).where(*cond)
+        if conn is not None:
+            row = conn.execute(query).first()
+        else:
+            with self.store.read() as c:
+                row = c.execute(query).first()
+        return _row(row) if row else None
+
+    def get_by_arn(self, arn: str, conn=None) -> Record | None:
+        query = select(R).where(R.c.arn == arn)
+        if conn is not None:
+            row = conn.execute(query).first()
+        else:
+            with self.store.read() as c:
+                row = c.execute(query).first()
+        return _row(row) if row else None
+
+    def save(self, record: Record, conn=None, touch: bool = True) -> Record:
+        """Write back a record's data and status (after a read in the same or an earlier transaction)."""
+        if touch:
+            record.modified_at = time.time()
+        stmt = update(R).where(R.c.id == record.id).values(
+            data=record.data, status=record.status, modified_at=record.modified_at, parent=record.parent)
+        if conn is not None:
+            conn.execute(stmt)
+        else:
+            with self.store.write() as c:
+                c.execute(stmt)
+        return record
+
+    def delete(self, arn: str, conn=None) -> None:
+        def run(c):
+            c.execute(delete(R).where(R.c.arn == arn))
+            c.execute(delete(schema.tags).where(schema.tags.c.arn == arn))
+
+        if conn is not None:
+            run(conn)
+        else:
+            with self.store.write() as c:
+                run(c)
+
+    def count(self, account_id: str, region: str, kind: str, parent: str | None = None) -> int:
+        cond = [R.c.account_id == account_id, R.c.region == region, R.c.kind == kind]
+        if parent is not None:
+            cond.append(R.c.parent == parent)
+        with self.store.read() as c:
+            return c.execute(select(func.count()).select_from(R).where(*cond)).scalar_one()
+
+    def iterate(self, account_id: str, region: str, kinds: Iterable[str], batch: int = 500):
+        """Every resource of these kinds, in creation order, read in batches (for Search)."""
+        last = 0
+        kinds = list(kinds)
+        while True:
+            query = (select(R).where(R.c.account_id == account_id, R.c.region == region, R.c.kind.in_(kinds),
+                                     R.c.id > last).order_by(R.c.id).limit(batch))
+            with self.store.read() as c:
+                rows = c.execute(query).all()
+            for row in rows:
+                yield _row(row)
+            if len(rows) < batch:
+                return
+            last = rows[-1].id
+
+    # -- lists ---------------------------------------------------------------
+
+    def list(self, account_id: str, region: str, kind: str, q: ListQuery) -> tuple[list[Record], str | None]:
+        column = SORT_COLUMNS.get(q.sort_by)
+        if column is None:
+            raise validation(f"Unsupported SortBy value {q.sort_by}.")
+        cond = [R.c.account_id == account_id, R.c.region == region, R.c.kind == kind, *q.where]
+        if q.name_contains:
+            # Case-insensitive substring match, with LIKE's wildcards taken literally.
+            needle = q.name_contains.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            cond.append(R.c.name_key.like(f"%{needle}%", escape="\\"))
+        if q.created_after is not None:
+            cond.append(R.c.created_at > q.created_after)
+        if q.created_before is not None:
+            cond.append(R.c.created_at < q.created_before)
+        if q.modified_after is not None:
+            cond.append(R.c.modified_at > q.modified_after)
+        if q.modified_before is not None:
+            cond.append(R.c.modified_at < q.modified_before)
+        if q.status is not None:
+            cond.append(R.c.status == q.status)
+        if q.parent is not None:
+            cond.append(R.c.parent == q.parent)
+
+        fingerprint = self._fingerprint(account_id, region, kind, q)
+        if q.next_token:
+            value, last_id = self._read_token(q.next_token, fingerprint)
+            if q.descending:
+                cond.append(or_(column < value, and_(column == value, R.c.id < last_id)))
+            else:
+                cond.append(or_(column > value, and_(column == value, R.c.id > last_id)))
+        order = (column.desc(), R.c.id.desc()) if q.descending else (column.asc(), R.c.id.asc())
+        query = select(R).where(*cond).order_by(*order).limit(q.max_results + 1)
+        with self.store.read() as c:
+            rows = c.execute(query).all()
+        records = [_row(r) for r in rows[: q.max_results]]
+        token = None
+        if len(rows) > q.max_results:
+            last = rows[q.max_results - 1]
+            token = self._make_token(getattr(last, column.key), last.id, fingerprint)
+        return records, token
+
+    # -- tokens --------------------------------------------------------------
+
+    @staticmethod
+    def _fingerprint(account_id: str, region: str, kind: str, q: ListQuery) -> str:
+        """What a token is valid for: the same list with the same filters and order."""
+        parts = [account_id, region, kind, q.name_contains, q.created_after, q.created_before, q.modified_after,
+                 q.modified_before, q.status, q.parent, q.sort_by, q.descending,
+                 [str(w.compile(compile_kwargs={"literal_binds": True})) for w in q.where]]
+        return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
+
+    def sign(self, payload: Any) -> str:
+        raw = json.dumps(payload, separators=(",", ":")).encode()
+        mac = hmac.new(self._token_key, raw, hashlib.sha256).digest()[:16]
+        return base64.urlsafe_b64encode(mac + raw).decode().rstrip("=")
+
+    def unsign(self, token: str) -> Any:
+        try:
+            blob = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            mac, raw = blob[:16], blob[16:]
+            if not hmac.compare_digest(mac, hmac.new(self._token_key, raw, hashlib.sha256).digest()[:16]):
+                raise ValueError
+            return json.loads(raw)
+        except (ValueError, TypeError):
+            raise validation("The NextToken is invalid: it was not issued by this server for this request.") from None
+
+    def _make_token(self, value, last_id: int, fingerprint: str) -> str:
+        return self.sign({"v": value, "i": last_id, "f": fingerprint})
+
+    def _read_token(self, token: str, fingerprint: str):
+        payload = self.unsign(token)
+        if not isinstance(payload, dict) or payload.get("f") != fingerprint:
+            raise validation("The NextToken does not belong to this list: its filters or sort order differ.")
+        return payload["v"], payload["i"]

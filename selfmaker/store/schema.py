@@ -1,0 +1,88 @@
+"""The tables. Change them only together with a new Alembic migration (store/migrations)."""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, Column, Float, Index, Integer, LargeBinary, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+# Every named SageMaker resource, of every kind: one table, one mechanism (DESIGN.md principle 2).
+# `data` holds the resource as its Describe operation returns it (timestamps as epoch seconds);
+# the other columns are the ones lists filter and sort on, so those stay index scans.
+resources = Table(
+    "resources",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", String(12), nullable=False),
+    Column("region", String(32), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("arn", String(512), nullable=False, unique=True),
+    Column("name", String(256), nullable=False),
+    Column("name_key", String(256), nullable=False),  # lower-cased name: AWS names are case-insensitive
+    Column("parent", String(256)),  # e.g. the model package group of a version
+    Column("status", String(64)),
+    Column("created_at", Float, nullable=False),
+    Column("modified_at", Float, nullable=False),
+    Column("data", JSON, nullable=False),
+    Index("ix_resources_name", "account_id", "region", "kind", "name_key", unique=True),
+    Index("ix_resources_created", "account_id", "region", "kind", "created_at", "id"),
+    Index("ix_resources_modified", "account_id", "region", "kind", "modified_at", "id"),
+    Index("ix_resources_status", "account_id", "region", "kind", "status"),
+    Index("ix_resources_parent", "account_id", "region", "kind", "parent"),
+)
+
+# Tags on any ARN, ours or not (AddTags/ListTags/DeleteTags).
+tags = Table(
+    "tags",
+    metadata,
+    Column("arn", String(512), primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("value", String(256), nullable=False),
+    Column("position", Integer, nullable=False),  # ListTags returns tags in the order they were added
+)
+
+# Server-wide secrets and settings that must survive restarts (e.g. the pagination-token key).
+server_state = Table(
+    "server_state",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", LargeBinary, nullable=False),
+)
+
+# CloudWatch Logs: groups, streams and events (jobs and endpoints write here).
+log_groups = Table(
+    "log_groups",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", String(12), nullable=False),
+    Column("region", String(32), nullable=False),
+    Column("name", String(512), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("retention_days", Integer),
+    Index("ix_log_groups_name", "account_id", "region", "name", unique=True),
+)
+
+log_streams = Table(
+    "log_streams",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("group_id", Integer, nullable=False),
+    Column("name", String(512), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("first_event_at", Float),
+    Column("last_event_at", Float),
+    Column("last_ingested_at", Float),
+    Column("stored_bytes", Integer, nullable=False, default=0),
+    Index("ix_log_streams_name", "group_id", "name", unique=True),
+)
+
+log_events = Table(
+    "log_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("stream_id", Integer, nullable=False),
+    Column("timestamp", Float, nullable=False),  # epoch milliseconds, as the API speaks
+    Column("ingested_at", Float, nullable=False),
+    Column("message", Text, nullable=False),
+    Index("ix_log_events_stream", "stream_id", "timestamp", "id"),
+)
