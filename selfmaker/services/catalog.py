@@ -14,6 +14,12 @@ def _model_package_group(ctx, params, data):
     data["ModelPackageGroupStatus"] = "Completed"
 
 
+def _update_code_repository(ctx, params, record):
+    # GitConfigForUpdate carries only SecretArn: it changes the stored GitConfig, never replaces it.
+    if "GitConfig" in params:
+        record.data.setdefault("GitConfig", {}).update(params["GitConfig"])
+
+
 MODEL = Kind("Model", "model", operations=("Create", "Describe", "List", "Delete"), search_type="Model").register()
 
 ENDPOINT_CONFIG = Kind(
@@ -24,7 +30,7 @@ ENDPOINT_CONFIG = Kind(
 CODE_REPOSITORY = Kind(
     "CodeRepository", "code-repository", label="code repository", list_operation="ListCodeRepositories",
     not_found="Cannot find CodeRepository with name {name}.",
-    exists="CodeRepository {name} already exists.",
+    exists="CodeRepository {name} already exists.", on_update=_update_code_repository,
 ).register()
 
 MODEL_PACKAGE_GROUP = Kind(

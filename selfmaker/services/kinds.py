@@ -9,14 +9,13 @@ pagination. A family adds behaviour through the hooks, never by copying.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 from ..server.errors import AWSError, validation
 from ..server.models import service_model
 from ..server.operations import Context, operation
-from ..store.resources import AlreadyExists, ListQuery, Record
+from ..store.resources import AlreadyExists, ListQuery, Record, now
 from . import tagging
 
 KINDS: dict[str, "Kind"] = {}
@@ -86,9 +85,9 @@ class Kind:
     def create(self, ctx: Context, params: dict) -> dict:
         name = params[self.name_member]
         arn = self.arn(ctx, name)
-        now = time.time()
         data = {k: v for k, v in params.items() if k != "Tags"}
-        data.update({self.arn_member: arn, "CreationTime": now, "LastModifiedTime": now})
+        created = now()
+        data.update({self.arn_member: arn, "CreationTime": created, "LastModifiedTime": created})
         if self.track_actor:
             data["CreatedBy"] = data["LastModifiedBy"] = actor(ctx)
         if self.on_create:
@@ -98,7 +97,7 @@ class Kind:
             with ctx.store.write() as conn:
                 ctx.backends.resources.create(
                     account_id=ctx.account_id, region=ctx.region, kind=self.name, name=name, arn=arn,
-                    data=data, status=status, now=now, conn=conn)
+                    data=data, status=status, created=created, conn=conn)
                 if params.get("Tags"):
                     tagging.add(conn, arn, params["Tags"])
         except AlreadyExists:
@@ -116,7 +115,7 @@ class Kind:
                 self.on_update(ctx, params, record)
             else:
                 record.data.update({k: v for k, v in params.items() if k != self.name_member})
-            record.data["LastModifiedTime"] = time.time()
+            record.data["LastModifiedTime"] = now()
             if self.track_actor:
                 record.data["LastModifiedBy"] = actor(ctx)
             if self.status_member:

@@ -33,6 +33,14 @@ SORT_COLUMNS = {
 }
 
 
+def now() -> float:
+    """The current time as AWS reports it: epoch seconds at millisecond precision.
+
+    Storing exactly what clients see keeps "CreationTimeAfter=<a time we returned>" exact.
+    """
+    return round(time.time(), 3)
+
+
 class AlreadyExists(Exception):
     pass
 
@@ -84,11 +92,11 @@ class ResourceStore:
     # -- single resources -------------------------------------------------
 
     def create(self, *, account_id: str, region: str, kind: str, name: str, arn: str, data: dict,
-               status: str | None = None, parent: str | None = None, now: float | None = None,
+               status: str | None = None, parent: str | None = None, created: float | None = None,
                conn=None) -> Record:
-        now = time.time() if now is None else now
+        created = now() if created is None else created
         values = dict(account_id=account_id, region=region, kind=kind, arn=arn, name=name, name_key=name.lower(),
-                      parent=parent, status=status, created_at=now, modified_at=now, data=data)
+                      parent=parent, status=status, created_at=created, modified_at=created, data=data)
         try:
             if conn is not None:
                 new_id = conn.execute(insert(R).values(**values)).inserted_primary_key[0]
@@ -126,7 +134,7 @@ class ResourceStore:
     def save(self, record: Record, conn=None, touch: bool = True) -> Record:
         """Write back a record's data and status (after a read in the same or an earlier transaction)."""
         if touch:
-            record.modified_at = time.time()
+            record.modified_at = now()
         stmt = update(R).where(R.c.id == record.id).values(
             data=record.data, status=record.status, modified_at=record.modified_at, parent=record.parent)
         if conn is not None:

@@ -1,0 +1,165 @@
+"""Shared fixtures: a real SelfMaker server in a subprocess, and real boto3 clients pointed at it.
+
+Every client made through the ``client`` fixture checks each response against
+its botocore output shape (tests/conformance.py); a test fails if any did not
+conform. Set SELFMAKER_TEST_DATABASE_URL=postgresql://... to run the suite
+against PostgreSQL instead of the embedded SQLite.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+import urllib.request
+from botocore.config import Config
+
+from conformance import ConformanceRecorder
+
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A `selfmaker serve` process; start, kill and restart it on the same data."""
+
+    def __init__(self, data_dir: Path, database_url: str | None = None, extra_args: list[str] | None = None,
+                 env: dict | None = None):
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.database_url = database_url
+        self.extra_args = extra_args or []
+        self.env = env or {}
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "Server":
+        args = [sys.executable, "-m", "selfmaker.cli", "serve", "--port", str(self.port),
+                "--data-dir", str(self.data_dir), *self.extra_args]
+        if self.database_url:
+            args += ["--database-url", self.database_url]
+        log = open(self.data_dir.parent / f"{self.data_dir.name}-server.log", "ab")
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, **self.env})
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"selfmaker exited with {self.proc.returncode}; see {log.name}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/_selfmaker/health", timeout=1) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("selfmaker did not become healthy in 30 s")
+
+    def stop(self, sig=signal.SIGTERM) -> int | None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode if self.proc else None
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+def database_url_for(tmp: Path, name: str) -> str | None:
+    """SQLite by default; with SELFMAKER_TEST_DATABASE_URL, a fresh PostgreSQL database per server."""
+    base = os.environ.get("SELFMAKER_TEST_DATABASE_URL")
+    if not base:
+        return None
+    import psycopg
+
+    dbname = f"selfmaker_test_{name}_{os.getpid()}".lower()
+    admin = base.replace("postgresql://", "postgresql://", 1)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}"')
+        conn.execute(f'CREATE DATABASE "{dbname}"')
+    return base.rsplit("/", 1)[0] + f"/{dbname}"
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("server")
+    srv = Server(tmp / "data", database_url_for(tmp, "main")).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def make_server(tmp_path_factory):
+    """Start extra servers (strict auth, restarts). They are stopped at the end of the session."""
+    started: list[Server] = []
+
+    def make(name: str, extra_args: list[str] | None = None, env: dict | None = None) -> Server:
+        tmp = tmp_path_factory.mktemp(name)
+        srv = Server(tmp / "data", database_url_for(tmp, name), extra_args, env)
+        started.append(srv)
+        return srv
+
+    yield make
+    for srv in started:
+        srv.stop()
+
+
+@pytest.fixture
+def conformance():
+    recorder = ConformanceRecorder()
+    yield recorder
+    assert not recorder.problems, "responses that do not match their botocore output shape:\n" + "\n".join(
+        recorder.problems)
+
+
+@pytest.fixture
+def client(server, conformance):
+    """client("sagemaker") -> a boto3 client on the session server, checked for conformance."""
+
+    def make(service: str, srv: Server | None = None, access_key: str = "AKIDEXAMPLE",
+             secret_key: str = "secret", region: str = REGION, **config):
+        c = boto3.client(
+            service, endpoint_url=(srv or server).url, region_name=region,
+            aws_access_key_id=access_key, aws_secret_access_key=secret_key,
+            config=Config(retries={"max_attempts": 1, "mode": "standard"}, **config),
+        )
+        conformance.attach(c)
+        return c
+
+    return make
+
+
+@pytest.fixture
+def sm(client):
+    return client("sagemaker")
+
+
+@pytest.fixture
+def unique():
+    """unique("model") -> a name no other test uses."""
+    counter = iter(range(1_000_000))
+    stamp = f"{os.getpid() % 10000}{int(time.time() * 1000) % 100000}"
+
+    def make(prefix: str) -> str:
+        return f"{prefix}-{stamp}-{next(counter)}"
+
+    return make
