@@ -2,17 +2,20 @@
 
 Every client made through the ``client`` fixture checks each response against
 its botocore output shape (tests/conformance.py); a test fails if any did not
-conform. Set SELFMAKER_TEST_DATABASE_URL=postgresql://... to run the suite
-against PostgreSQL instead of the embedded SQLite.
+conform. Modules marked ``both_databases`` run twice: on the embedded SQLite
+and on a throwaway PostgreSQL cluster the session starts (or the server at
+SELFMAKER_TEST_POSTGRES_URL).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -80,41 +83,108 @@ class Server:
                 self.proc.wait()
         return self.proc.returncode if self.proc else None
 
+    @property
+    def log_text(self) -> str:
+        return (self.data_dir.parent / f"{self.data_dir.name}-server.log").read_text()
+
+    def stopped_cleanly(self) -> bool:
+        """SIGTERM ends with a graceful shutdown (uvicorn then re-raises the signal, as servers do)."""
+        return self.stop() in (0, -signal.SIGTERM) and self.log_text.rstrip().endswith("SelfMaker stopped cleanly.")
+
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
 
 
-def database_url_for(tmp: Path, name: str) -> str | None:
-    """SQLite by default; with SELFMAKER_TEST_DATABASE_URL, a fresh PostgreSQL database per server."""
-    base = os.environ.get("SELFMAKER_TEST_DATABASE_URL")
-    if not base:
-        return None
-    import psycopg
+# ---------------------------------------------------------------------------
+# Databases: SQLite always; PostgreSQL for modules marked `both_databases`.
 
-    dbname = f"selfmaker_test_{name}_{os.getpid()}".lower()
-    admin = base.replace("postgresql://", "postgresql://", 1)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}"')
-        conn.execute(f'CREATE DATABASE "{dbname}"')
-    return base.rsplit("/", 1)[0] + f"/{dbname}"
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "both_databases: run this module's tests on SQLite and on PostgreSQL")
+
+
+def pytest_generate_tests(metafunc):
+    if "database" in metafunc.fixturenames:
+        both = metafunc.definition.get_closest_marker("both_databases") is not None
+        metafunc.parametrize("database", ["sqlite", "postgresql"] if both else ["sqlite"], indirect=True,
+                             scope="session")
+
+
+def _find_pg_bin() -> Path | None:
+    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (candidate / "initdb").exists():
+            return candidate
+    found = shutil.which("initdb")
+    return Path(found).parent if found else None
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory):
+def postgres():
+    """A throwaway PostgreSQL cluster for this test run; its base URL."""
+    if url := os.environ.get("SELFMAKER_TEST_POSTGRES_URL"):
+        yield url
+        return
+    bin_dir = _find_pg_bin()
+    if bin_dir is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed; .ci/run must install it")
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    # Not under pytest's tmp dir: that is private to root, and the server runs as user postgres.
+    root = Path(tempfile.mkdtemp(prefix="selfmaker-pg-"))
+    data, sock = root / "data", root / "sock"
+    sock.mkdir()
+    port = free_port()
+    run_as: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        root.chmod(0o755)
+        shutil.chown(root, "postgres")
+        shutil.chown(sock, "postgres")
+        run_as = ["runuser", "-u", "postgres", "--"]
+    subprocess.run(run_as + [str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+                   check=True, capture_output=True)
+    subprocess.run(run_as + [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "-o",
+                             f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
+                   check=True, capture_output=True)
+    yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    subprocess.run(run_as + [str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], capture_output=True)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def database(request):
+    """new_url(name) -> a fresh database URL for a server (None: the server's own SQLite)."""
+    if request.param == "sqlite":
+        return lambda name: None
+    base = request.getfixturevalue("postgres")
+
+    def new_url(name: str) -> str:
+        import psycopg
+
+        dbname = f"selfmaker_{name}".lower()
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}"')
+            conn.execute(f'CREATE DATABASE "{dbname}"')
+        return base.rsplit("/", 1)[0] + f"/{dbname}"
+
+    return new_url
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory, database):
     tmp = tmp_path_factory.mktemp("server")
-    srv = Server(tmp / "data", database_url_for(tmp, "main")).start()
+    srv = Server(tmp / "data", database("main")).start()
     yield srv
     srv.stop()
 
 
 @pytest.fixture(scope="session")
-def make_server(tmp_path_factory):
+def make_server(tmp_path_factory, database):
     """Start extra servers (strict auth, restarts). They are stopped at the end of the session."""
     started: list[Server] = []
 
     def make(name: str, extra_args: list[str] | None = None, env: dict | None = None) -> Server:
         tmp = tmp_path_factory.mktemp(name)
-        srv = Server(tmp / "data", database_url_for(tmp, name), extra_args, env)
+        srv = Server(tmp / "data", database(name), extra_args, env)
         started.append(srv)
         return srv
 

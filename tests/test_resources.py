@@ -7,6 +7,8 @@ from botocore.exceptions import ClientError
 
 from conftest import ACCOUNT, REGION
 
+pytestmark = pytest.mark.both_databases
+
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/SageMakerRole"
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
 

@@ -80,6 +80,7 @@ class SelfMakerApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.backends.close()
+                print("SelfMaker stopped cleanly.", flush=True)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

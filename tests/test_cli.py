@@ -1,0 +1,60 @@
+"""The `selfmaker` command as a user meets it, and the AWS CLI against the server."""
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+
+from selfmaker import __version__
+
+
+def run(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "selfmaker.cli", *args], capture_output=True, text=True,
+                          timeout=60, **kwargs)
+
+
+def test_version_and_help():
+    assert run("--version").stdout.strip() == f"selfmaker {__version__}"
+    help_text = run("serve", "--help").stdout
+    for flag in ("--host", "--port", "--data-dir", "--database-url", "--object-store-url", "--auth"):
+        assert flag in help_text
+
+
+def test_serve_prints_what_to_export_and_answers_health(make_server):
+    srv = make_server("cli").start()
+    with urllib.request.urlopen(f"{srv.url}/_selfmaker/health") as resp:
+        health = json.loads(resp.read())
+    assert health["status"] == "ok" and health["version"] == __version__
+    assert srv.stopped_cleanly()
+    log = srv.log_text
+    assert f"export AWS_ENDPOINT_URL=http://localhost:{srv.port}" in log
+    assert "AWS_ACCESS_KEY_ID" in log and "AWS_DEFAULT_REGION=us-east-1" in log
+    assert (srv.data_dir / "metadata.db").exists()  # state lives under the data directory
+
+
+def test_bad_settings_fail_clearly(tmp_path):
+    result = run("serve", "--data-dir", str(tmp_path), "--auth", "strict")
+    assert result.returncode == 2
+    assert "credentials file" in result.stderr
+
+
+def test_aws_cli_smoke(server):
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "AWS_DEFAULT_REGION": "us-east-1"}
+    aws = ["aws", "--endpoint-url", server.url, "--output", "json"]
+    created = subprocess.run(aws + ["sagemaker", "create-experiment", "--experiment-name", "cli-exp"],
+                             capture_output=True, text=True, env=env, timeout=60)
+    assert created.returncode == 0, created.stderr
+    listed = subprocess.run(aws + ["sagemaker", "list-experiments"], capture_output=True, text=True, env=env,
+                            timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert "cli-exp" in [e["ExperimentName"] for e in json.loads(listed.stdout)["ExperimentSummaries"]]
+    missing = subprocess.run(aws + ["sagemaker", "describe-model", "--model-name", "nope"], capture_output=True,
+                             text=True, env=env, timeout=60)
+    assert missing.returncode != 0 and "Could not find model" in missing.stderr
+
+
+def test_coverage_doc_is_current():
+    result = run("coverage", "--check", "--output", "docs/coverage.md",
+                 cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert result.returncode == 0, result.stderr
