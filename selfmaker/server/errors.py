@@ -33,7 +33,7 @@ def conflict(message: str) -> AWSError:
 def not_implemented(service: str, operation: str) -> AWSError:
     # A 400 rather than 501: botocore retries 5xx, which would only delay the answer.
     return AWSError(
-        "UnknownOperationException" if service != "sagemaker" else "ValidationException",
+        "UnknownOperationException",
         f"SelfMaker does not implement {service} operation {operation} yet. "
         "See docs/coverage.md for the operations it serves.",
     )
