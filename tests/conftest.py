@@ -193,6 +193,22 @@ def make_server(tmp_path_factory, database):
         srv.stop()
 
 
+@pytest.fixture(scope="session")
+def sdk_v2(tmp_path_factory):
+    """The SageMaker Python SDK v2 in its own virtual environment (see tests/sdk.py)."""
+    from sdk import SDK
+
+    return SDK(tmp_path_factory.mktemp("sdk-v2"), "v2").build()
+
+
+@pytest.fixture(scope="session")
+def sdk_v3(tmp_path_factory):
+    """The SageMaker Python SDK v3 in its own virtual environment (see tests/sdk.py)."""
+    from sdk import SDK
+
+    return SDK(tmp_path_factory.mktemp("sdk-v3"), "v3").build()
+
+
 @pytest.fixture
 def conformance():
     recorder = ConformanceRecorder()
