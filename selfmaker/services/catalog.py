@@ -10,10 +10,6 @@ from __future__ import annotations
 from .kinds import Kind
 
 
-def _model_package_group(ctx, params, data):
-    data["ModelPackageGroupStatus"] = "Completed"
-
-
 def _update_code_repository(ctx, params, record):
     # GitConfigForUpdate carries only SecretArn: it changes the stored GitConfig, never replaces it.
     if "GitConfig" in params:
@@ -31,14 +27,6 @@ CODE_REPOSITORY = Kind(
     "CodeRepository", "code-repository", label="code repository", list_operation="ListCodeRepositories",
     not_found="Cannot find CodeRepository with name {name}.",
     exists="CodeRepository {name} already exists.", on_update=_update_code_repository,
-).register()
-
-MODEL_PACKAGE_GROUP = Kind(
-    "ModelPackageGroup", "model-package-group", label="model package group",
-    operations=("Create", "Describe", "List", "Delete"), search_type="ModelPackageGroup",
-    status_member="ModelPackageGroupStatus", on_create=_model_package_group, track_actor=True,
-    not_found="ModelPackageGroup {name} does not exist.",
-    exists="Model Package Group already exists: {arn}",
 ).register()
 
 EXPERIMENT = Kind(

@@ -42,6 +42,9 @@ class Kind:
     on_update: Callable[[Context, dict, Record], None] | None = None  # (ctx, params, record): change record
     on_delete: Callable[[Context, Record], None] | None = None  # raise to refuse
     present: Callable[[Context, Record], dict] | None = None  # the Describe output
+    # Another account's record named by ARN: return to let the caller use it, raise to refuse.
+    # Without it, other accounts' resources do not exist for the caller.
+    shared_access: Callable[[Context, Record], None] | None = None
     summarize: Callable[[Record], dict] | None = None  # one list entry
     extra_filters: Callable[[dict], list] | None = None  # List params -> SQL conditions
     track_actor: bool = False  # CreatedBy / LastModifiedBy (experiments, registry)
@@ -71,8 +74,11 @@ class Kind:
         if name_or_arn.startswith("arn:"):
             record = store.get(ctx.account_id, ctx.region, self.name, arn=name_or_arn, conn=conn)
             if record and record.account_id != ctx.account_id:
-                record = None
-            name = name_or_arn.rsplit("/", 1)[-1]
+                if self.shared_access is None:
+                    record = None
+                else:
+                    self.shared_access(ctx, record)
+            name = name_or_arn.split(":", 5)[-1].split("/", 1)[-1]  # after "<type>/": may hold "/"
         else:
             record = store.get(ctx.account_id, ctx.region, self.name, name=name_or_arn, conn=conn)
             name = name_or_arn
