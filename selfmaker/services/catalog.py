@@ -28,9 +28,3 @@ CODE_REPOSITORY = Kind(
     not_found="Cannot find CodeRepository with name {name}.",
     exists="CodeRepository {name} already exists.", on_update=_update_code_repository,
 ).register()
-
-EXPERIMENT = Kind(
-    "Experiment", "experiment", search_type="Experiment", track_actor=True,
-    not_found="Experiment '{arn}' does not exist.", not_found_code="ResourceNotFound",
-    exists="Experiment with name {name} already exists.",
-).register()

@@ -15,6 +15,7 @@ from typing import Callable
 from ..server.errors import AWSError, validation
 from ..server.models import service_model
 from ..server.operations import Context, operation
+from ..store.db import Connection
 from ..store.resources import AlreadyExists, ListQuery, Record, now
 from . import tagging
 
@@ -31,6 +32,7 @@ class Kind:
     arn_member: str = ""  # default "<Name>Arn"
     list_operation: str = ""  # default "List<Name>s"
     status_member: str | None = None  # the data member behind StatusEquals and SortBy=Status
+    parent_member: str | None = None  # the data member kept in the parent column, e.g. a trial's ExperimentName
     search_type: str | None = None  # the Search ResourceType and SearchRecord member
     # Messages. {label}, {name} and {arn} are filled in.
     not_found: str = 'Could not find {label} "{arn}".'
@@ -40,13 +42,14 @@ class Kind:
     # Behaviour hooks.
     on_create: Callable[[Context, dict, dict], None] | None = None  # (ctx, params, data): fill data
     on_update: Callable[[Context, dict, Record], None] | None = None  # (ctx, params, record): change record
-    on_delete: Callable[[Context, Record], None] | None = None  # raise to refuse
+    on_delete: Callable[[Context, Record, Connection], None] | None = None  # in the delete's transaction; raise: refuse
     present: Callable[[Context, Record], dict] | None = None  # the Describe output
     # Another account's record named by ARN: return to let the caller use it, raise to refuse.
     # Without it, other accounts' resources do not exist for the caller.
     shared_access: Callable[[Context, Record], None] | None = None
     summarize: Callable[[Record], dict] | None = None  # one list entry
-    extra_filters: Callable[[dict], list] | None = None  # List params -> SQL conditions
+    extra_filters: Callable[[Context, dict], list] | None = None  # (ctx, List params) -> SQL conditions
+    default_max_results: int = 100  # the List page size when MaxResults is not given
     track_actor: bool = False  # CreatedBy / LastModifiedBy (experiments, registry)
     service: str = "sagemaker"
     _list_member: str = field(default="", init=False)
@@ -99,11 +102,12 @@ class Kind:
         if self.on_create:
             self.on_create(ctx, params, data)
         status = data.get(self.status_member) if self.status_member else None
+        parent = data.get(self.parent_member) if self.parent_member else None
         try:
             with ctx.store.write() as conn:
                 ctx.backends.resources.create(
                     account_id=ctx.account_id, region=ctx.region, kind=self.name, name=name, arn=arn,
-                    data=data, status=status, created=created, conn=conn)
+                    data=data, status=status, parent=parent, created=created, conn=conn)
                 if params.get("Tags"):
                     tagging.add(conn, arn, params["Tags"])
         except AlreadyExists:
@@ -134,14 +138,14 @@ class Kind:
         with ctx.store.write() as conn:
             record = self.load(ctx, params[self.name_member], conn=conn)
             if self.on_delete:
-                self.on_delete(ctx, record)
+                self.on_delete(ctx, record, conn)
             ctx.backends.resources.delete(record.arn, conn=conn)
         return {self.arn_member: record.arn}
 
     def list(self, ctx: Context, params: dict) -> dict:
-        query = list_query(params)
+        query = list_query(params, default_max_results=self.default_max_results)
         if self.extra_filters:
-            query.where.extend(self.extra_filters(params))
+            query.where.extend(self.extra_filters(ctx, params))
         records, token = ctx.backends.resources.list(ctx.account_id, ctx.region, self.name, query)
         summarize = self.summarize or (lambda r: r.data)
         return {self._list_member: [summarize(r) for r in records], "NextToken": token}
@@ -182,14 +186,14 @@ _SORT_NAMES = {"NAME": "Name", "CREATION_TIME": "CreationTime", "LAST_MODIFIED_T
                "STATUS": "Status", "CreatedTime": "CreationTime"}
 
 
-def list_query(params: dict, default_sort: str = "CreationTime") -> ListQuery:
+def list_query(params: dict, default_sort: str = "CreationTime", default_max_results: int = 100) -> ListQuery:
     """The common list parameters of every List* operation, as a store query."""
     q = ListQuery(
         name_contains=params.get("NameContains"),
         status=params.get("StatusEquals"),
         sort_by=_SORT_NAMES.get(params.get("SortBy"), params.get("SortBy")) or default_sort,
         descending=(params.get("SortOrder") or "Descending") == "Descending",
-        max_results=params.get("MaxResults") or 100,
+        max_results=params.get("MaxResults") or default_max_results,
         next_token=params.get("NextToken"),
     )
     for member, attr in _TIME_FILTERS.items():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Column, Float, Index, Integer, LargeBinary, MetaData, String, Table, Text
+from sqlalchemy import JSON, BigInteger, Column, Float, Index, Integer, LargeBinary, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -85,4 +85,53 @@ log_events = Table(
     Column("ingested_at", Float, nullable=False),
     Column("message", Text, nullable=False),
     Index("ix_log_events_stream", "stream_id", "timestamp", "id"),
+)
+
+# Experiments (selfmaker/services/experiments.py, metrics.py).
+# Which trial components belong to which trials: a component may be in several. The experiment is
+# denormalised from the trial (a trial never changes experiment) so "the components of an experiment"
+# is one indexed lookup; the names are kept for Search's Parents.
+trial_component_links = Table(
+    "trial_component_links",
+    metadata,
+    Column("trial_arn", String(512), primary_key=True),
+    Column("component_arn", String(512), primary_key=True),
+    Column("experiment_arn", String(512), nullable=False),
+    Column("trial_name", String(256), nullable=False),
+    Column("experiment_name", String(256), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_trial_component_links_component", "component_arn"),
+    Index("ix_trial_component_links_experiment", "experiment_arn"),
+)
+
+# One row per (trial component, metric name): the running summary DescribeTrialComponent returns,
+# folded in point by point (Welford: n, mean, m2 = sum of squared deviations) so it costs O(#metrics).
+metric_series = Table(
+    "metric_series",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("component_arn", String(512), nullable=False),
+    Column("metric_name", String(255), nullable=False),
+    Column("source_arn", String(512)),
+    Column("n", BigInteger, nullable=False),
+    Column("mean", Float, nullable=False),
+    Column("m2", Float, nullable=False),
+    Column("minimum", Float, nullable=False),
+    Column("maximum", Float, nullable=False),
+    Column("last_value", Float, nullable=False),
+    Column("last_timestamp", Float, nullable=False),
+    Index("ix_metric_series_name", "component_arn", "metric_name", unique=True),
+)
+
+# The raw points of each series, for BatchGetMetrics. Timestamps are epoch seconds.
+metric_points = Table(
+    "metric_points",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),  # arrival order breaks timestamp ties
+    Column("series_id", Integer, nullable=False),
+    Column("timestamp", Float, nullable=False),
+    Column("step", BigInteger),
+    Column("value", Float, nullable=False),
+    Index("ix_metric_points_series", "series_id", "timestamp", "id"),
 )
