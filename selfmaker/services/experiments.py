@@ -108,7 +108,7 @@ def _present_trial(ctx: Context, record: Record) -> dict:
     components = [{"TrialComponentName": row.name, "TrialComponentArn": row.arn, "CreationTime": row.created_at,
                    "TrialComponentSource": row.data.get("Source"), "CreatedBy": row.data.get("CreatedBy")}
                   for row in rows]
-    return {**record.data, "TrialComponentSummaries": components}
+    return {**record.data, "TrialComponentSummaries": components or None}
 
 
 TRIAL = Kind(
@@ -142,7 +142,10 @@ def _update_component(ctx: Context, params: dict, record: Record) -> None:
         merged = {**(data.get(member) or {}), **(params.get(member) or {})}
         for key in params.get(removals) or []:
             merged.pop(key, None)
-        data[member] = merged
+        if merged:
+            data[member] = merged
+        else:
+            data.pop(member, None)
 
 
 def _delete_component(ctx: Context, record: Record, conn: Connection) -> None:
@@ -181,8 +184,8 @@ def _present_component(ctx: Context, record: Record) -> dict:
         parents = conn.execute(select(LINKS.c.trial_name, LINKS.c.experiment_name)
                                .where(LINKS.c.component_arn == record.arn).order_by(LINKS.c.created_at)).all()
     source = record.data.get("Source")
-    return {**record.data, "Metrics": summaries, "Sources": [source] if source else None,
-            "Parents": [{"TrialName": p.trial_name, "ExperimentName": p.experiment_name} for p in parents]}
+    return {**record.data, "Metrics": summaries or None, "Sources": [source] if source else None,
+            "Parents": [{"TrialName": p.trial_name, "ExperimentName": p.experiment_name} for p in parents] or None}
 
 
 TRIAL_COMPONENT = Kind(
@@ -302,26 +305,29 @@ def record_job(ctx: Context, job_arn: str, *, status: str | None = None, message
         if values:
             params[member] = {key: shape(value) for key, value in values.items()}
     source = {"SourceArn": job_arn, "SourceType": source_type}
-    try:
-        arn = TRIAL_COMPONENT.create(ctx, {**params, "Source": source})[TRIAL_COMPONENT.arn_member]
-    except AWSError as err:
-        if "already exists" not in err.message:
-            raise
-        arn = TRIAL_COMPONENT.update(ctx, params)[TRIAL_COMPONENT.arn_member]
+    if not _created(TRIAL_COMPONENT, ctx, {**params, "Source": source}):
+        TRIAL_COMPONENT.update(ctx, params)
     if config.get("TrialName") or config.get("ExperimentName"):
         _join_trial(ctx, config, name, source)
-    return arn
+    return TRIAL_COMPONENT.arn(ctx, name)
+
+
+def _created(kind: Kind, ctx: Context, params: dict) -> bool:
+    """Create a resource unless it exists already; whether this call created it."""
+    try:
+        kind.create(ctx, params)
+        return True
+    except AWSError as err:
+        if err.message != kind.message(kind.exists, ctx, params[kind.name_member]):
+            raise
+        return False
 
 
 def _join_trial(ctx: Context, config: dict, component_name: str, source: dict) -> None:
     trial_name = config.get("TrialName")
     if not trial_name:
         trial_name = component_name
-        try:
-            TRIAL.create(ctx, {"TrialName": trial_name, "ExperimentName": config["ExperimentName"], "Source": source})
-        except AWSError as err:
-            if "already exists" not in err.message:
-                raise
+        _created(TRIAL, ctx, {"TrialName": trial_name, "ExperimentName": config["ExperimentName"], "Source": source})
     with ctx.store.write() as conn:
         link(ctx, conn, TRIAL.load(ctx, trial_name, conn=conn), TRIAL_COMPONENT.load(ctx, component_name, conn=conn))
 

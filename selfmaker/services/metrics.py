@@ -18,7 +18,6 @@ from typing import Iterable
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..server.errors import AWSError
 from ..server.operations import Context, operation
 from ..store import schema
 from ..store.db import Connection
