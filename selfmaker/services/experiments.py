@@ -16,7 +16,7 @@ Jobs record their own components through :func:`record_job` (and
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, insert, select
 
 from ..server.errors import AWSError, validation
 from ..server.operations import Context, operation
@@ -37,8 +37,8 @@ def _default_display_name(name_member: str):
     return fill
 
 
-def _count(conn: Connection, query) -> int:
-    return conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+def _any(conn: Connection, query) -> bool:
+    return conn.execute(query.limit(1)).first() is not None
 
 
 def _in_use(kind: Kind, record: Record, what: str) -> AWSError:
@@ -54,7 +54,7 @@ def _experiment_trials(ctx: Context, experiment: Record):
 
 
 def _delete_experiment(ctx: Context, record: Record, conn: Connection) -> None:
-    if _count(conn, _experiment_trials(ctx, record)):
+    if _any(conn, _experiment_trials(ctx, record)):
         raise _in_use(EXPERIMENT, record, "has 1 or more trials")
 
 
@@ -80,7 +80,7 @@ def _create_trial(ctx: Context, params: dict, data: dict) -> None:
 
 
 def _delete_trial(ctx: Context, record: Record, conn: Connection) -> None:
-    if _count(conn, select(LINKS.c.component_arn).where(LINKS.c.trial_arn == record.arn)):
+    if _any(conn, select(LINKS.c.component_arn).where(LINKS.c.trial_arn == record.arn)):
         raise _in_use(TRIAL, record, "has 1 or more trial components associated with it")
 
 
@@ -149,7 +149,7 @@ def _update_component(ctx: Context, params: dict, record: Record) -> None:
 
 
 def _delete_component(ctx: Context, record: Record, conn: Connection) -> None:
-    if _count(conn, select(LINKS.c.trial_arn).where(LINKS.c.component_arn == record.arn)):
+    if _any(conn, select(LINKS.c.trial_arn).where(LINKS.c.component_arn == record.arn)):
         raise _in_use(TRIAL_COMPONENT, record, "is linked to 1 or more trials")
     metrics.forget(conn, record.arn)
 
