@@ -23,7 +23,7 @@ def _serve(args) -> int:
         **{k: v for k, v in dict(
             host=args.host, port=args.port, data_dir=args.data_dir, database_url=args.database_url,
             object_store_url=args.object_store_url, auth_mode=args.auth, credentials_file=args.credentials_file,
-            region=args.region,
+            region=args.region, online_store_url=args.online_store_url,
         ).items() if v is not None}
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--credentials-file", type=Path,
                        help="strict mode: INI file of [access key] sections with secret_access_key and account_id")
     serve.add_argument("--region", help="region reported when a request names none (default us-east-1)")
+    serve.add_argument("--online-store-url",
+                       help="feature store online store: embedded (default) or redis://host:port/db "
+                            "(env SELFMAKER_ONLINE_STORE_URL)")
     serve.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=_serve)
 

@@ -37,6 +37,8 @@ class Settings:
         default_factory=lambda: Path(p) if (p := _env("CREDENTIALS_FILE")) else None
     )
     region: str = field(default_factory=lambda: _env("REGION", DEFAULT_REGION))
+    # The feature store's online store: "embedded" (default: SQLite in the data dir) or redis://host:port/db
+    online_store_url: str | None = field(default_factory=lambda: _env("ONLINE_STORE_URL"))
     default_account: str = DEFAULT_ACCOUNT
 
     def __post_init__(self) -> None:

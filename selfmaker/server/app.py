@@ -11,7 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import anyio
 
 from .. import __version__
 from ..config import Settings
@@ -27,12 +30,22 @@ from .protocol import (ensure_form, handle_json, handle_query, handle_rest_json,
 log = logging.getLogger("selfmaker")
 
 # X-Amz-Target prefix -> botocore service name
-JSON_TARGETS = {"SageMaker": "sagemaker", "Logs_20140328": "logs"}
+JSON_TARGETS = {"SageMaker": "sagemaker", "Logs_20140328": "logs", "AmazonAthena": "athena"}
 # rest-json services that sign as "sagemaker", tried in this order
 SAGEMAKER_REST_SERVICES = ("sagemaker-runtime", "sagemaker-featurestore-runtime", "sagemaker-metrics",
                            "sagemaker-edge")
 QUERY_SERVICES = ("sts", "iam")
 HEALTH_PATH = "/_selfmaker/health"
+
+# Background workers (flushers, reconcilers): factories that services register when imported. Each takes
+# the Backends and returns an object with start() and stop(); the lifespan starts them after the server is
+# built and stops them, in reverse order, before the backends close.
+BACKGROUND_WORKERS: list[Callable[["Backends"], Any]] = []
+
+
+def background_worker(factory: Callable[["Backends"], Any]) -> Callable[["Backends"], Any]:
+    BACKGROUND_WORKERS.append(factory)
+    return factory
 
 
 @dataclass
@@ -44,6 +57,8 @@ class Backends:
     resources: ResourceStore
     objects: object  # selfmaker.objects.ObjectStore
     authenticator: object
+    services: dict = field(default_factory=dict)  # per-server state a service family builds on first use
+    workers: list = field(default_factory=list)  # the running background workers
 
     @classmethod
     def build(cls, settings: Settings) -> "Backends":
@@ -77,8 +92,14 @@ class SelfMakerApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                for factory in BACKGROUND_WORKERS:
+                    worker = factory(self.backends)
+                    worker.start()
+                    self.backends.workers.append(worker)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                for worker in reversed(self.backends.workers):
+                    await anyio.to_thread.run_sync(worker.stop)
                 self.backends.close()
                 print("SelfMaker stopped cleanly.", flush=True)
                 await send({"type": "lifespan.shutdown.complete"})

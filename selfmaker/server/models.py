@@ -18,6 +18,7 @@ SERVED_SERVICES = (
     "sts",
     "iam",
     "logs",
+    "athena",
 )
 
 

@@ -49,6 +49,7 @@ class Kind:
     shared_access: Callable[[Context, Record], None] | None = None
     summarize: Callable[[Record], dict] | None = None  # one list entry
     extra_filters: Callable[[Context, dict], list] | None = None  # (ctx, List params) -> SQL conditions
+    list_params: Callable[[dict], dict] | None = None  # a List's own spelling -> the common parameters
     default_max_results: int = 100  # the List page size when MaxResults is not given
     track_actor: bool = False  # CreatedBy / LastModifiedBy (experiments, registry)
     service: str = "sagemaker"
@@ -143,6 +144,8 @@ class Kind:
         return {self.arn_member: record.arn}
 
     def list(self, ctx: Context, params: dict) -> dict:
+        if self.list_params:
+            params = self.list_params(params)
         query = list_query(params, default_max_results=self.default_max_results)
         if self.extra_filters:
             query.where.extend(self.extra_filters(ctx, params))

@@ -1,0 +1,136 @@
+"""The Redis online store, for several SelfMaker servers sharing one online store.
+
+A record is a hash ``sm:fs:{<group>}:r:<id>`` (e: event time, x: expiry, d:
+tombstone, p: payload) that Redis itself expires at ExpiresAt; a sorted set
+``sm:fs:{<group>}`` indexes the ids for ListRecords. The hash tag keeps one
+group's keys on one cluster slot. Each change is one Lua script, so the
+event-time comparison and the write are atomic however many servers write.
+The offline journal stays in this server's local file and is committed
+before Redis is touched: an acknowledged write is always journaled.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+from ..journal import Journal, OfflineRow
+from .base import Change, OnlineStore, Outcome, Stored
+
+# KEYS: record, index. ARGV: event time, payload, expiry in epoch ms ('' = none), record id.
+_PUT = """
+local cur = redis.call('HGET', KEYS[1], 'e')
+if cur and tonumber(ARGV[1]) < tonumber(cur) then return 0 end
+redis.call('HSET', KEYS[1], 'e', ARGV[1], 'd', '0', 'p', ARGV[2], 'x', ARGV[3])
+if ARGV[3] ~= '' then redis.call('PEXPIREAT', KEYS[1], ARGV[3]) else redis.call('PERSIST', KEYS[1]) end
+redis.call('ZADD', KEYS[2], 0, ARGV[4])
+return 1
+"""
+# KEYS: record, index. ARGV: event time, record id.
+_SOFT_DELETE = """
+local cur = redis.call('HGET', KEYS[1], 'e')
+if cur and tonumber(ARGV[1]) <= tonumber(cur) then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'e', ARGV[1], 'd', '1', 'p', '', 'x', '')
+redis.call('ZADD', KEYS[2], 0, ARGV[2])
+return 1
+"""
+# KEYS: record, index. ARGV: event time, record id. -1: refused as stale.
+_HARD_DELETE = """
+local cur = redis.call('HGET', KEYS[1], 'e')
+if cur and tonumber(ARGV[1]) <= tonumber(cur) then return -1 end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[2])
+return 1
+"""
+
+
+class RedisOnlineStore(OnlineStore):
+    def __init__(self, url: str, journal: Journal):
+        import redis
+
+        self.url = urlparse(url)._replace(password=None).geturl()  # for messages: never print a password
+        self.client = redis.Redis.from_url(url)
+        self.journal = journal
+        self._put = self.client.register_script(_PUT)
+        self._soft_delete = self.client.register_script(_SOFT_DELETE)
+        self._hard_delete = self.client.register_script(_HARD_DELETE)
+
+    @staticmethod
+    def _index(grp: str) -> str:
+        return f"sm:fs:{{{grp}}}"
+
+    @staticmethod
+    def _record(grp: str, rid: str) -> str:
+        return f"sm:fs:{{{grp}}}:r:{rid}"
+
+    def get_many(self, grp: str, record_ids: list[str], now: float) -> dict[str, Stored]:
+        if len(record_ids) == 1:
+            replies = [self.client.hmget(self._record(grp, record_ids[0]), "e", "x", "d", "p")]
+        else:
+            pipe = self.client.pipeline(transaction=False)
+            for rid in record_ids:
+                pipe.hmget(self._record(grp, rid), "e", "x", "d", "p")
+            replies = pipe.execute()
+        found = {}
+        for rid, (e, x, d, p) in zip(record_ids, replies):
+            if e is None or d == b"1":
+                continue
+            expires_at = int(x) / 1000 if x else None
+            if expires_at is None or expires_at > now:
+                found[rid] = Stored(float(e), expires_at, False, p)
+        return found
+
+    def write(self, grp: str, change: Change | None, offline: list[OfflineRow], now: float) -> Outcome:
+        if change is not None and change.kind == "hard_delete":
+            current = self.client.hget(self._record(grp, change.record_id), "e")
+            if current is not None and float(current) >= change.event_time:
+                return Outcome.STALE
+        if offline:
+            self.journal.append_now(grp, offline)
+        if change is None:
+            return Outcome.APPLIED
+        keys = [self._record(grp, change.record_id), self._index(grp)]
+        event_time = repr(change.event_time)
+        if change.kind == "put":
+            expiry = str(int(round(change.expires_at * 1000))) if change.expires_at is not None else ""
+            applied = self._put(keys=keys, args=[event_time, change.payload, expiry, change.record_id])
+        elif change.kind == "soft_delete":
+            applied = self._soft_delete(keys=keys, args=[event_time, change.record_id])
+        else:
+            # Refused only if a newer record landed since the check above; the marker is journaled already,
+            # which is what a SoftDelete of the same moment would have left.
+            applied = self._hard_delete(keys=keys, args=[event_time, change.record_id])
+        return Outcome.APPLIED if applied == 1 else Outcome.SUPERSEDED
+
+    def list_ids(self, grp: str, after: str | None, limit: int, include_soft_deleted: bool,
+                 now: float) -> list[str]:
+        index = self._index(grp)
+        found: list[str] = []
+        start = f"({after}" if after else "-"
+        while len(found) < limit:
+            ids = [i.decode() for i in self.client.zrangebylex(index, start, "+", start=0, num=limit)]
+            if not ids:
+                break
+            pipe = self.client.pipeline(transaction=False)
+            for rid in ids:
+                pipe.hmget(self._record(grp, rid), "e", "d")
+            gone = []
+            for rid, (e, d) in zip(ids, pipe.execute()):
+                if e is None:
+                    gone.append(rid)  # expired by Redis: drop it from the index too
+                elif include_soft_deleted or d != b"1":
+                    found.append(rid)
+            if gone:
+                self.client.zrem(index, *gone)
+            start = f"({ids[-1]}"
+        return found[:limit]
+
+    def drop_group(self, grp: str) -> None:
+        index = self._index(grp)
+        while ids := [i.decode() for i in self.client.zrange(index, 0, 999)]:
+            self.client.unlink(*(self._record(grp, rid) for rid in ids))
+            self.client.zrem(index, *ids)
+        self.client.delete(index)
+
+    def close(self) -> None:
+        self.client.close()

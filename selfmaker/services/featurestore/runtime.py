@@ -1,0 +1,182 @@
+"""sagemaker-featurestore-runtime: PutRecord, GetRecord, BatchGetRecord, DeleteRecord, BatchWriteRecord, ListRecords.
+
+A write is checked against the group's definitions, then handed to the
+online store together with its offline journal row (see online/base.py for
+the event-time rule and journal ordering). Reads serve the stored record as
+it was written.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from ...server.errors import AWSError
+from ...server.operations import Context, operation
+from .definitions import (MAX_RECORD_BYTES, Group, iso_time, parse_event_time, parse_scalar, ttl_seconds,
+                          validation_error)
+from .journal import OfflineRow
+from .online import Change, Outcome
+from .state import feature_store
+
+SERVICE = "sagemaker-featurestore-runtime"
+BATCH_GET_MAX_RECORDS = 100
+BATCH_GET_MAX_GROUPS = 10
+LIST_RECORDS_DEFAULT = 100
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+# -- writes --------------------------------------------------------------------
+
+
+def put(ctx: Context, group: Group, record: list[dict], target_stores: list[str] | None,
+        ttl: dict | None) -> None:
+    online, offline = group.target_stores(target_stores)
+    parsed = group.parse_record(record)
+    payload = json.dumps(record, separators=(",", ":")).encode()
+    if len(payload) > MAX_RECORD_BYTES:
+        raise validation_error(f"The record is {len(payload)} bytes; a record is at most {MAX_RECORD_BYTES}.")
+    received_ms = _now_ms()
+    change = None
+    if online:
+        seconds = ttl_seconds(ttl) or group.ttl_seconds
+        expires_at = parsed.event_time + seconds if seconds else None
+        change = Change("put", parsed.record_id, parsed.event_time, payload, expires_at)
+    rows = [OfflineRow(parsed.values, parsed.event_time, received_ms)] if offline else []
+    fs = feature_store(ctx.backends)
+    fs.online.write(group.key, change, rows, received_ms / 1000)
+
+
+@operation(SERVICE, "PutRecord")
+def put_record(ctx: Context, params: dict) -> dict:
+    group = feature_store(ctx.backends).groups.require(ctx, params["FeatureGroupName"])
+    put(ctx, group, params["Record"], params.get("TargetStores"), params.get("TtlDuration"))
+    return {}
+
+
+@operation(SERVICE, "BatchWriteRecord")
+def batch_write_record(ctx: Context, params: dict) -> dict:
+    groups = feature_store(ctx.backends).groups
+    errors = []
+    for entry in params["Entries"]:
+        try:
+            group = groups.require(ctx, entry["FeatureGroupName"])
+            put(ctx, group, entry["Record"], entry.get("TargetStores"),
+                entry.get("TtlDuration") or params.get("TtlDuration"))
+        except AWSError as err:
+            errors.append({"Entry": entry, "ErrorCode": err.code, "ErrorMessage": err.message})
+    return {"Errors": errors, "UnprocessedEntries": []}
+
+
+@operation(SERVICE, "DeleteRecord")
+def delete_record(ctx: Context, params: dict) -> dict:
+    group = feature_store(ctx.backends).groups.require(ctx, params["FeatureGroupName"])
+    online, offline = group.target_stores(params.get("TargetStores"))
+    record_id = params["RecordIdentifierValueAsString"]
+    id_value = parse_scalar(group.features[group.record_id_name], record_id)
+    event_time_feature = group.features[group.event_time_name]
+    event_time = parse_event_time(event_time_feature, params["EventTime"])
+    mode = params.get("DeletionMode") or "SoftDelete"
+    received_ms = _now_ms()
+    change = Change("soft_delete" if mode == "SoftDelete" else "hard_delete", str(id_value), event_time) \
+        if online else None
+    # The delete marker: the record's id and the delete's event time, every other feature null.
+    marker = OfflineRow({group.record_id_name: id_value,
+                         group.event_time_name: parse_scalar(event_time_feature, params["EventTime"])},
+                        event_time, received_ms, is_deleted=True)
+    outcome = feature_store(ctx.backends).online.write(group.key, change, [marker] if offline else [],
+                                                       received_ms / 1000)
+    if outcome is Outcome.STALE:
+        raise validation_error(f"HardDelete of record {record_id} refused: its EventTime {params['EventTime']} is "
+                               "not later than the stored record's. Nothing was deleted.")
+    return {}
+
+
+# -- reads ---------------------------------------------------------------------
+
+
+def _render(stored, feature_names: list[str] | None, expiration: str | None) -> dict:
+    record = json.loads(stored.payload)
+    if feature_names:
+        wanted = set(feature_names)
+        record = [f for f in record if f["FeatureName"] in wanted]
+    out: dict = {"Record": record or None}
+    if expiration == "Enabled" and stored.expires_at is not None:
+        out["ExpiresAt"] = iso_time(stored.expires_at)
+    return out
+
+
+def _online_group(ctx: Context, name: str) -> Group:
+    group = feature_store(ctx.backends).groups.require(ctx, name)
+    if not group.online:
+        raise validation_error(f"The online store is not enabled for feature group {group.name}.")
+    return group
+
+
+@operation(SERVICE, "GetRecord")
+def get_record(ctx: Context, params: dict) -> dict:
+    group = _online_group(ctx, params["FeatureGroupName"])
+    names = params.get("FeatureNames")
+    group.check_feature_names(names)
+    record_id = group.record_key(params["RecordIdentifierValueAsString"])
+    stored = feature_store(ctx.backends).online.get(group.key, record_id, time.time())
+    if stored is None:
+        return {}  # no record is not an error: an empty 200
+    return _render(stored, names, params.get("ExpirationTimeResponse"))
+
+
+@operation(SERVICE, "BatchGetRecord")
+def batch_get_record(ctx: Context, params: dict) -> dict:
+    identifiers = params["Identifiers"]
+    if sum(len(i["RecordIdentifiersValueAsString"]) for i in identifiers) > BATCH_GET_MAX_RECORDS:
+        raise validation_error(f"BatchGetRecord reads at most {BATCH_GET_MAX_RECORDS} records per request.")
+    if len({i["FeatureGroupName"] for i in identifiers}) > BATCH_GET_MAX_GROUPS:
+        raise validation_error(f"BatchGetRecord reads from at most {BATCH_GET_MAX_GROUPS} feature groups.")
+    fs = feature_store(ctx.backends)
+    now = time.time()
+    records, errors = [], []
+    for ident in identifiers:
+        ids = ident["RecordIdentifiersValueAsString"]
+        try:
+            group = _online_group(ctx, ident["FeatureGroupName"])
+            group.check_feature_names(ident.get("FeatureNames"))
+        except AWSError as err:
+            errors += [{"FeatureGroupName": ident["FeatureGroupName"], "RecordIdentifierValueAsString": rid,
+                        "ErrorCode": err.code, "ErrorMessage": err.message} for rid in ids]
+            continue
+        try:
+            keys = {rid: group.record_key(rid) for rid in ids}
+        except AWSError as err:
+            errors += [{"FeatureGroupName": ident["FeatureGroupName"], "RecordIdentifierValueAsString": rid,
+                        "ErrorCode": err.code, "ErrorMessage": err.message} for rid in ids]
+            continue
+        found = fs.online.get_many(group.key, list(set(keys.values())), now)
+        for rid in ids:
+            if keys[rid] in found:
+                rendered = _render(found[keys[rid]], ident.get("FeatureNames"), params.get("ExpirationTimeResponse"))
+                if rendered["Record"]:
+                    records.append({"FeatureGroupName": ident["FeatureGroupName"],
+                                    "RecordIdentifierValueAsString": rid, **rendered})
+    return {"Records": records, "Errors": errors, "UnprocessedIdentifiers": []}
+
+
+@operation(SERVICE, "ListRecords")
+def list_records(ctx: Context, params: dict) -> dict:
+    group = _online_group(ctx, params["FeatureGroupName"])
+    limit = params.get("MaxResults") or LIST_RECORDS_DEFAULT
+    after = None
+    signer = ctx.backends.resources
+    if params.get("NextToken"):
+        token = signer.unsign(params["NextToken"])
+        if not isinstance(token, dict) or token.get("g") != group.key:
+            raise validation_error("The NextToken does not belong to this feature group.")
+        after = token["after"]
+    ids = feature_store(ctx.backends).online.list_ids(group.key, after, limit + 1,
+                                                      bool(params.get("IncludeSoftDeletedRecords")), time.time())
+    out: dict = {"RecordIdentifiers": ids[:limit]}
+    if len(ids) > limit:
+        out["NextToken"] = signer.sign({"g": group.key, "after": ids[limit - 1]})
+    return out

@@ -1,0 +1,100 @@
+"""The feature store's per-server state: the local file, the online store, the group cache, the worker.
+
+Built once per server, on first use (a request or the worker's start-up).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from ...server.errors import AWSError
+from .definitions import Group, validation_error
+from .journal import Journal
+from .localdb import LocalDB
+from .online import open_online_store
+
+_LOCK = threading.Lock()
+GROUP_CACHE_SECONDS = 1.0  # how stale another server's view of an updated group may be
+
+
+class GroupCache:
+    """Feature group definitions by name, so a GetRecord does not parse its group from the database.
+
+    Updates and deletes on this server drop the entry at once; other servers
+    (sharing a PostgreSQL metadata store) see them within GROUP_CACHE_SECONDS.
+    """
+
+    def __init__(self, backends):
+        self.backends = backends
+        self._entries: dict[tuple[str, str, str], tuple[float, Group | None]] = {}
+
+    def get(self, account_id: str, region: str, name: str) -> Group | None:
+        key = (account_id, region, name.lower())
+        entry = self._entries.get(key)
+        now = time.monotonic()
+        if entry is not None and now - entry[0] < GROUP_CACHE_SECONDS:
+            return entry[1]
+        record = self.backends.resources.get(account_id, region, "FeatureGroup", name=name)
+        group = Group.from_data(account_id, region, record.data, record.status) if record else None
+        self._entries[key] = (now, group)
+        return group
+
+    def forget(self, account_id: str, region: str, name: str) -> None:
+        self._entries.pop((account_id, region, name.lower()), None)
+
+    def require(self, ctx, name_or_arn: str) -> Group:
+        """The Created group a runtime request names; ResourceNotFound (404) or ValidationError otherwise."""
+        name = name_or_arn
+        if name_or_arn.startswith("arn:"):
+            parts = name_or_arn.split(":", 5)
+            if len(parts) < 6 or parts[4] != ctx.account_id:
+                raise not_found(name_or_arn)
+            name = parts[5].split("/", 1)[-1]
+        group = self.get(ctx.account_id, ctx.region, name)
+        if group is None or group.status in ("Deleting", "DeleteFailed"):
+            raise not_found(name)
+        if group.status != "Created":
+            raise validation_error(f"Feature group {group.name} is {group.status}; records can be written and "
+                                   "read once it is Created.")
+        return group
+
+
+def not_found(name: str) -> AWSError:
+    return AWSError("ResourceNotFound", f"Resource Not Found: Amazon SageMaker can't find a FeatureGroup with "
+                                        f"name {name}", 404)
+
+
+class FeatureStore:
+    def __init__(self, backends):
+        settings = backends.settings
+        self.backends = backends
+        self.db = LocalDB(settings.data_dir / "featurestore" / "featurestore.db")
+        self.journal = Journal(self.db)
+        self.online = open_online_store(getattr(settings, "online_store_url", None), self.db, self.journal)
+        self.groups = GroupCache(backends)
+        self._wake = threading.Event()
+
+    def wake(self) -> None:
+        """Ask the worker to look for work now (a new group, a deletion, rows to flush)."""
+        self._wake.set()
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep until woken or ``timeout``; whether we were woken."""
+        woken = self._wake.wait(timeout)
+        self._wake.clear()
+        return woken
+
+    def close(self) -> None:
+        self.online.close()
+        self.db.close()
+
+
+def feature_store(backends) -> FeatureStore:
+    fs = backends.services.get("featurestore")
+    if fs is None:
+        with _LOCK:
+            fs = backends.services.get("featurestore")
+            if fs is None:
+                fs = backends.services["featurestore"] = FeatureStore(backends)
+    return fs

@@ -1,0 +1,74 @@
+"""Helpers shared by the feature store tests: groups that are ready to use, records as the runtime spells them."""
+
+from __future__ import annotations
+
+import time
+
+BUCKET = "selfmaker-featurestore-tests"
+
+
+def ensure_bucket(s3, bucket: str = BUCKET) -> str:
+    try:
+        s3.create_bucket(Bucket=bucket)
+    except s3.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    except s3.exceptions.ClientError as err:
+        if err.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise
+    return bucket
+
+
+def wait_status(sm, name: str, wanted=("Created", "CreateFailed"), timeout: float = 10.0) -> dict:
+    deadline = time.time() + timeout
+    while True:
+        d = sm.describe_feature_group(FeatureGroupName=name)
+        if d["FeatureGroupStatus"] in wanted or time.time() > deadline:
+            return d
+        time.sleep(0.05)
+
+
+def create_group(sm, name: str, features: dict[str, str], *, record_id: str = "id", event_time: str = "et",
+                 online: bool | dict = True, offline: str | None = None, table_format: str | None = None,
+                 wait: bool = True, **extra) -> dict:
+    """features: name -> FeatureType (or (FeatureType, CollectionType[, Dimension]))."""
+    definitions = []
+    for fname, ftype in features.items():
+        if isinstance(ftype, tuple):
+            d = {"FeatureName": fname, "FeatureType": ftype[0], "CollectionType": ftype[1]}
+            if ftype[1] == "Vector":
+                d["CollectionConfig"] = {"VectorConfig": {"Dimension": ftype[2]}}
+            definitions.append(d)
+        else:
+            definitions.append({"FeatureName": fname, "FeatureType": ftype})
+    params = dict(FeatureGroupName=name, RecordIdentifierFeatureName=record_id, EventTimeFeatureName=event_time,
+                  FeatureDefinitions=definitions, **extra)
+    if online:
+        params["OnlineStoreConfig"] = {"EnableOnlineStore": True, **(online if isinstance(online, dict) else {})}
+    if offline:
+        params["OfflineStoreConfig"] = {"S3StorageConfig": {"S3Uri": offline}}
+        if table_format:
+            params["OfflineStoreConfig"]["TableFormat"] = table_format
+    sm.create_feature_group(**params)
+    return wait_status(sm, name) if wait else sm.describe_feature_group(FeatureGroupName=name)
+
+
+def record(**values) -> list[dict]:
+    """record(id="a", et="1.5", tags=["x", "y"]) -> a PutRecord Record."""
+    out = []
+    for name, value in values.items():
+        if isinstance(value, list):
+            out.append({"FeatureName": name, "ValueAsStringList": [str(v) for v in value]})
+        else:
+            out.append({"FeatureName": name, "ValueAsString": str(value)})
+    return out
+
+
+def error_of(call, *args, **kwargs) -> tuple[str, int]:
+    """(error code, HTTP status) of a call that must fail."""
+    from botocore.exceptions import ClientError
+
+    try:
+        call(*args, **kwargs)
+    except ClientError as err:
+        return err.response["Error"]["Code"], err.response["ResponseMetadata"]["HTTPStatusCode"]
+    raise AssertionError(f"{call} succeeded; it should have failed")
