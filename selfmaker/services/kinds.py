@@ -51,7 +51,10 @@ class Kind:
     extra_filters: Callable[[Context, dict], list] | None = None  # (ctx, List params) -> SQL conditions
     list_params: Callable[[dict], dict] | None = None  # a List's own spelling -> the common parameters
     default_max_results: int = 100  # the List page size when MaxResults is not given
+    inclusive_time_filters: bool = False  # List's Created/Modified After/Before include the bound ("on or after")
     track_actor: bool = False  # CreatedBy / LastModifiedBy (experiments, registry)
+    # The name of a new resource whose Create request carries none (artifacts: a digest of their source).
+    name_from: Callable[[dict], str] | None = None
     service: str = "sagemaker"
     _list_member: str = field(default="", init=False)
 
@@ -93,7 +96,7 @@ class Kind:
     # -- generic handlers ----------------------------------------------------
 
     def create(self, ctx: Context, params: dict) -> dict:
-        name = params[self.name_member]
+        name = self.name_from(params) if self.name_from else params[self.name_member]
         arn = self.arn(ctx, name)
         data = {k: v for k, v in params.items() if k != "Tags"}
         created = now()
@@ -147,6 +150,7 @@ class Kind:
         if self.list_params:
             params = self.list_params(params)
         query = list_query(params, default_max_results=self.default_max_results)
+        query.inclusive_times = self.inclusive_time_filters
         if self.extra_filters:
             query.where.extend(self.extra_filters(ctx, params))
         records, token = ctx.backends.resources.list(ctx.account_id, ctx.region, self.name, query)

@@ -67,6 +67,7 @@ class ListQuery:
     created_before: float | None = None
     modified_after: float | None = None
     modified_before: float | None = None
+    inclusive_times: bool = False  # the time bounds above include their own instant
     status: str | None = None
     parent: str | None = None
     sort_by: str = "CreationTime"
@@ -188,14 +189,12 @@ class ResourceStore:
             # Case-insensitive substring match, with LIKE's wildcards taken literally.
             needle = q.name_contains.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             cond.append(R.c.name_key.like(f"%{needle}%", escape="\\"))
-        if q.created_after is not None:
-            cond.append(R.c.created_at > q.created_after)
-        if q.created_before is not None:
-            cond.append(R.c.created_at < q.created_before)
-        if q.modified_after is not None:
-            cond.append(R.c.modified_at > q.modified_after)
-        if q.modified_before is not None:
-            cond.append(R.c.modified_at < q.modified_before)
+        for time_column, after, before in ((R.c.created_at, q.created_after, q.created_before),
+                                           (R.c.modified_at, q.modified_after, q.modified_before)):
+            if after is not None:
+                cond.append(time_column >= after if q.inclusive_times else time_column > after)
+            if before is not None:
+                cond.append(time_column <= before if q.inclusive_times else time_column < before)
         if q.status is not None:
             cond.append(R.c.status == q.status)
         if q.parent is not None:
@@ -225,7 +224,7 @@ class ResourceStore:
     def _fingerprint(account_id: str, region: str, kind: str, q: ListQuery) -> str:
         """What a token is valid for: the same list with the same filters and order."""
         parts = [account_id, region, kind, q.name_contains, q.created_after, q.created_before, q.modified_after,
-                 q.modified_before, q.status, q.parent, q.sort_by, q.descending,
+                 q.modified_before, q.inclusive_times, q.status, q.parent, q.sort_by, q.descending,
                  [str(w.compile(compile_kwargs={"literal_binds": True})) for w in q.where]]
         return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
 

@@ -135,3 +135,25 @@ metric_points = Table(
     Column("value", Float, nullable=False),
     Index("ix_metric_points_series", "series_id", "timestamp", "id"),
 )
+
+# ML Lineage (selfmaker/services/lineage.py): associations, the directed edges between lineage entities.
+# An edge is identified by its two ends and indexed from both, so QueryLineage expands a whole frontier
+# in either direction with index lookups. The entity types are copied in (they never change after
+# creation) so ListAssociations filters and sorts on them without a join; '' stands for "no type".
+associations = Table(
+    "associations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", String(12), nullable=False),
+    Column("region", String(32), nullable=False),
+    Column("source_arn", String(256), nullable=False),
+    Column("destination_arn", String(256), nullable=False),
+    Column("source_type", String(256), nullable=False),
+    Column("destination_type", String(256), nullable=False),
+    Column("association_type", String(32)),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", JSON),
+    Index("ix_associations_edge", "source_arn", "destination_arn", unique=True),  # also: edges out of a vertex
+    Index("ix_associations_destination", "destination_arn"),  # edges into a vertex
+    Index("ix_associations_created", "account_id", "region", "created_at", "id"),
+)
