@@ -48,8 +48,12 @@ class RedisOnlineStore(OnlineStore):
     def __init__(self, url: str, journal: Journal):
         import redis
 
-        self.url = urlparse(url)._replace(password=None).geturl()  # for messages: never print a password
         self.client = redis.Redis.from_url(url)
+        try:
+            self.client.ping()
+        except redis.RedisError as exc:
+            where = urlparse(url)
+            raise ValueError(f"the Redis online store at {where.hostname}:{where.port} is not reachable: {exc}")
         self.journal = journal
         self._put = self.client.register_script(_PUT)
         self._soft_delete = self.client.register_script(_SOFT_DELETE)

@@ -1,0 +1,77 @@
+"""The online-store tests of test_featurestore.py again, on a server whose online store is Redis.
+
+A real redis-server is started for the session on a free port (Debian's
+redis-server package; .ci/run installs it). Without it the module is
+skipped locally and fails in CI.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+from conftest import Server, free_port
+from featurestore_helpers import create_group, record
+
+from test_featurestore import *  # noqa: F401,F403  (every online-store test, collected again here)
+from test_featurestore import FEATURES
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed; .ci/run must install it")
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    import redis
+
+    deadline = time.time() + 10
+    while True:
+        try:
+            redis.Redis(port=port).ping()
+            break
+        except redis.ConnectionError:
+            if time.time() > deadline or proc.poll() is not None:
+                proc.kill()
+                pytest.fail("redis-server did not start")
+            time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, redis_url):
+    """Overrides the session server for this module: the same server, with its online store in Redis."""
+    srv = Server(tmp_path_factory.mktemp("redis-server") / "data", extra_args=["--online-store-url", redis_url])
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def test_records_live_in_redis_with_their_expiry(sm, client, unique, redis_url):
+    import redis
+
+    rt = client("sagemaker-featurestore-runtime")
+    name = unique("fgredis")
+    create_group(sm, name, FEATURES, online={"TtlDuration": {"Unit": "Hours", "Value": 1}})
+    now = time.time()
+    rt.put_record(FeatureGroupName=name, Record=record(id="k", et=f"{now:.3f}", n=1))
+    r = redis.Redis.from_url(redis_url)
+    (key,) = r.keys(f"sm:fs:*{name.lower()}*:r:k")
+    assert r.hget(key, "p") is not None
+    assert 3590 * 1000 < r.pttl(key) <= 3600 * 1000
+    # The group's deletion removes its records from Redis.
+    sm.delete_feature_group(FeatureGroupName=name)
+    deadline = time.time() + 10
+    while r.exists(key) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not r.exists(key)
