@@ -85,3 +85,4 @@ def implemented(service: str) -> set[str]:
 def load_all() -> None:
     """Import every module that registers operations (idempotent)."""
     from .. import aws, services  # noqa: F401  (their __init__ imports each family)
+    from ..objects import endpoint  # noqa: F401  (declares the S3 operations it serves)

@@ -157,3 +157,14 @@ associations = Table(
     Index("ix_associations_destination", "destination_arn"),  # edges into a vertex
     Index("ix_associations_created", "account_id", "region", "created_at", "id"),
 )
+
+# S3 buckets (selfmaker/objects/ownership.py): the account that created each one. The object store holds
+# the bucket itself; a bucket with no row here (made directly through the store) is the default account's.
+buckets = Table(
+    "buckets",
+    metadata,
+    Column("name", String(63), primary_key=True),
+    Column("account_id", String(12), nullable=False),
+    Column("region", String(32), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
