@@ -33,11 +33,20 @@ JSON_CONTENT_TYPE = "application/x-amz-json-1.1"
 # Invoking a handler
 
 
+# The code each service gives a request that breaks its model's constraints (default ValidationException).
+VALIDATION_CODES = {"sts": "ValidationError", "iam": "ValidationError", "logs": "InvalidParameterException"}
+
+
 def _call(ctx: Context, op: OperationModel, params: dict):
     handler = handler_for(ctx.service, op.name)
     if handler is None:
         raise not_implemented(ctx.service, op.name)
-    return handler(ctx, validate(params, op.input_shape))
+    try:
+        params = validate(params, op.input_shape)
+    except AWSError as err:
+        err.code = VALIDATION_CODES.get(ctx.service, err.code)
+        raise
+    return handler(ctx, params)
 
 
 async def invoke(ctx: Context, op: OperationModel, params: dict):

@@ -49,7 +49,8 @@ server_state = Table(
     Column("value", LargeBinary, nullable=False),
 )
 
-# CloudWatch Logs: groups, streams and events (jobs and endpoints write here).
+# CloudWatch Logs: groups, streams and events (jobs and endpoints write here; see selfmaker/aws/logs.py).
+# Times are epoch milliseconds, as the Logs API speaks them.
 log_groups = Table(
     "log_groups",
     metadata,
@@ -57,8 +58,9 @@ log_groups = Table(
     Column("account_id", String(12), nullable=False),
     Column("region", String(32), nullable=False),
     Column("name", String(512), nullable=False),
-    Column("created_at", Float, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
     Column("retention_days", Integer),
+    Column("log_group_class", String(32), nullable=False, default="STANDARD"),
     Index("ix_log_groups_name", "account_id", "region", "name", unique=True),
 )
 
@@ -68,23 +70,28 @@ log_streams = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("group_id", Integer, nullable=False),
     Column("name", String(512), nullable=False),
-    Column("created_at", Float, nullable=False),
-    Column("first_event_at", Float),
-    Column("last_event_at", Float),
-    Column("last_ingested_at", Float),
-    Column("stored_bytes", Integer, nullable=False, default=0),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("first_event_ms", BigInteger),
+    Column("last_event_ms", BigInteger),
+    Column("last_ingested_ms", BigInteger),
+    Column("stored_bytes", BigInteger, nullable=False, default=0),
     Index("ix_log_streams_name", "group_id", "name", unique=True),
 )
 
+# group_id is denormalised from the stream so FilterLogEvents can walk a whole group in time order.
 log_events = Table(
     "log_events",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    # Ingestion order. 64-bit where the database allows (SQLite's rowid already is; BIGINT would not alias it).
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("group_id", Integer, nullable=False),
     Column("stream_id", Integer, nullable=False),
-    Column("timestamp", Float, nullable=False),  # epoch milliseconds, as the API speaks
-    Column("ingested_at", Float, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("ingested_ms", BigInteger, nullable=False),
     Column("message", Text, nullable=False),
-    Index("ix_log_events_stream", "stream_id", "timestamp", "id"),
+    Index("ix_log_events_stream", "stream_id", "timestamp", "id"),  # GetLogEvents
+    Index("ix_log_events_stream_seq", "stream_id", "id"),  # following a stream as it is written
+    Index("ix_log_events_group", "group_id", "timestamp", "id"),  # FilterLogEvents
 )
 
 # Experiments (selfmaker/services/experiments.py, metrics.py).

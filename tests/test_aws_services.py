@@ -1,0 +1,548 @@
+"""STS, IAM and CloudWatch Logs: the subsets the SageMaker SDKs call, through boto3 and the AWS CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+
+import pytest
+from botocore.exceptions import ClientError
+from sqlalchemy import event
+
+from selfmaker.aws import logs as logstore
+from selfmaker.store import Store
+
+pytestmark = pytest.mark.both_databases
+
+ACCOUNT = "123456789012"
+ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/SageMakerRole"
+
+
+def error_of(call) -> tuple[str, str, int]:
+    with pytest.raises(ClientError) as err:
+        call()
+    response = err.value.response
+    return response["Error"]["Code"], response["Error"]["Message"], response["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+# -- STS ------------------------------------------------------------------------------
+
+
+def test_get_caller_identity(client):
+    identity = client("sts").get_caller_identity()
+    assert identity["Account"] == ACCOUNT
+    assert identity["Arn"] == f"arn:aws:iam::{ACCOUNT}:root"
+    assert identity["UserId"] == ACCOUNT
+
+
+def test_get_caller_identity_with_the_aws_cli(server):
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "AWS_DEFAULT_REGION": "us-east-1"}
+    result = subprocess.run(["aws", "sts", "get-caller-identity", "--endpoint-url", server.url, "--output", "json"],
+                            capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"UserId": ACCOUNT, "Account": ACCOUNT,
+                                         "Arn": f"arn:aws:iam::{ACCOUNT}:root"}
+
+
+# -- IAM ------------------------------------------------------------------------------
+
+
+def test_get_role_is_a_stable_role_that_sagemaker_may_assume(client):
+    iam = client("iam")
+    role = iam.get_role(RoleName="SageMakerRole")["Role"]
+    assert role["Arn"] == ROLE_ARN
+    assert role["RoleName"] == "SageMakerRole" and role["Path"] == "/"
+    assert role["RoleId"].startswith("AROA") and len(role["RoleId"]) == 21
+    # botocore URL-decodes and parses the document, as it does for real IAM.
+    statement = role["AssumeRolePolicyDocument"]["Statement"][0]
+    assert statement == {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"},
+                         "Action": "sts:AssumeRole"}
+    again = iam.get_role(RoleName="SageMakerRole")["Role"]
+    assert (again["RoleId"], again["CreateDate"]) == (role["RoleId"], role["CreateDate"])
+    assert iam.get_role(RoleName="OtherRole")["Role"]["RoleId"] != role["RoleId"]
+
+
+def test_get_role_rejects_a_malformed_name(client):
+    code, message, status = error_of(lambda: client("iam").get_role(RoleName="no spaces allowed"))
+    assert (code, status) == ("ValidationError", 400)
+    assert "roleName" in message
+
+
+def test_simulate_principal_policy_allows_every_action_and_pages(client):
+    iam = client("iam")
+    actions = ["s3:PutObject", "s3:GetObject", "sagemaker:CreateTrainingJob", "iam:PassRole", "logs:GetLogEvents"]
+    first = iam.simulate_principal_policy(PolicySourceArn=ROLE_ARN, ActionNames=actions, MaxItems=2)
+    assert first["IsTruncated"] is True
+    assert [r["EvalActionName"] for r in first["EvaluationResults"]] == actions[:2]
+    assert all(r["EvalDecision"] == "allowed" and r["EvalResourceName"] == "*" for r in first["EvaluationResults"])
+
+    pages = iam.get_paginator("simulate_principal_policy").paginate(
+        PolicySourceArn=ROLE_ARN, ActionNames=actions, PaginationConfig={"PageSize": 2})
+    results = [r for page in pages for r in page["EvaluationResults"]]
+    assert [r["EvalActionName"] for r in results] == actions
+
+    last = iam.simulate_principal_policy(PolicySourceArn=ROLE_ARN, ActionNames=actions, MaxItems=3,
+                                         Marker=iam.simulate_principal_policy(
+                                             PolicySourceArn=ROLE_ARN, ActionNames=actions, MaxItems=3)["Marker"])
+    assert last["IsTruncated"] is False and "Marker" not in last
+    assert [r["EvalActionName"] for r in last["EvaluationResults"]] == actions[3:]
+
+
+def test_simulate_principal_policy_reports_each_resource(client):
+    resources = ["arn:aws:s3:::bucket/*", "arn:aws:s3:::bucket"]
+    result = client("iam").simulate_principal_policy(
+        PolicySourceArn=f"arn:aws:iam::{ACCOUNT}:user/alice", ActionNames=["s3:PutObject"],
+        ResourceArns=resources)["EvaluationResults"]
+    assert len(result) == 1 and result[0]["EvalDecision"] == "allowed"
+    assert [(r["EvalResourceName"], r["EvalResourceDecision"]) for r in result[0]["ResourceSpecificResults"]] == [
+        (resources[0], "allowed"), (resources[1], "allowed")]
+
+
+def test_simulate_principal_policy_errors(client):
+    iam = client("iam")
+
+    def simulate(**kw):
+        return lambda: iam.simulate_principal_policy(**{"PolicySourceArn": ROLE_ARN, "ActionNames": ["s3:GetObject"],
+                                                        **kw})
+
+    assert error_of(simulate(PolicySourceArn="arn:aws:iam::999999999999:role/SageMakerRole")) == (
+        "NoSuchEntity", "The role with name SageMakerRole cannot be found.", 404)
+    code, message, _ = error_of(simulate(PolicySourceArn=f"arn:aws:sts::{ACCOUNT}:assumed-role/R/session"))
+    assert code == "InvalidInput" and "does not clear format check" in message
+    assert error_of(simulate(PolicySourceArn=f"arn:aws:iam::{ACCOUNT}:root"))[0] == "InvalidInput"
+    assert error_of(simulate(ResourceArns=["bucket/key"]))[0] == "InvalidInput"
+    assert error_of(simulate(Marker="forged-marker"))[0] == "InvalidInput"
+    marker = iam.simulate_principal_policy(PolicySourceArn=ROLE_ARN, ActionNames=["a:b", "c:d"], MaxItems=1)["Marker"]
+    assert error_of(simulate(Marker=marker))[0] == "InvalidInput"  # a marker of another simulation
+
+
+# -- CloudWatch Logs: groups and streams -----------------------------------------------
+
+
+@pytest.fixture
+def logs(client):
+    return client("logs")
+
+
+def put(logs, group, stream, *messages, start=None):
+    start = now_ms() if start is None else start
+    return logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=[
+        {"timestamp": start + i, "message": m} for i, m in enumerate(messages)])
+
+
+def test_log_group_and_stream_lifecycle(logs, client, unique):
+    group = f"/aws/sagemaker/{unique('Jobs')}"
+    logs.create_log_group(logGroupName=group)
+    assert error_of(lambda: logs.create_log_group(logGroupName=group)) == (
+        "ResourceAlreadyExistsException", "The specified log group already exists", 400)
+    logs.create_log_stream(logGroupName=group, logStreamName="job/algo-1")
+    assert error_of(lambda: logs.create_log_stream(logGroupName=group, logStreamName="job/algo-1"))[0] == \
+        "ResourceAlreadyExistsException"
+    put(logs, group, "job/algo-1", "hello", "world")
+
+    described = logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]
+    assert [g["logGroupName"] for g in described] == [group]
+    assert described[0]["storedBytes"] == len("helloworld")
+    assert described[0]["logGroupArn"] == f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:{group}"
+    # Scoped by region: the group does not exist in another one.
+    assert client("logs", region="eu-west-1").describe_log_groups(logGroupNamePrefix=group)["logGroups"] == []
+
+    logs.delete_log_stream(logGroupName=group, logStreamName="job/algo-1")
+    assert error_of(lambda: logs.delete_log_stream(logGroupName=group, logStreamName="job/algo-1")) == (
+        "ResourceNotFoundException", "The specified log stream does not exist.", 400)
+    logs.delete_log_group(logGroupName=group)
+    for call in (lambda: logs.delete_log_group(logGroupName=group),
+                 lambda: logs.create_log_stream(logGroupName=group, logStreamName="s"),
+                 lambda: logs.describe_log_streams(logGroupName=group),
+                 lambda: logs.get_log_events(logGroupName=group, logStreamName="s"),
+                 lambda: put(logs, group, "s", "x")):
+        assert error_of(call) == ("ResourceNotFoundException", "The specified log group does not exist.", 400)
+
+
+def test_create_log_group_refuses_what_selfmaker_cannot_honour(logs, unique):
+    group = unique("kms")
+    code, message, _ = error_of(lambda: logs.create_log_group(logGroupName=group, kmsKeyId="arn:aws:kms:k"))
+    assert code == "InvalidParameterException" and "kmsKeyId" in message
+    assert error_of(lambda: logs.create_log_group(logGroupName="has spaces"))[0] == "InvalidParameterException"
+    assert logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"] == []
+
+
+def test_describe_log_groups_pages_with_prefix_and_pattern(logs, unique):
+    base = f"/pages/{unique('g')}"
+    names = [f"{base}/{i}" for i in range(5)]
+    for name in reversed(names):
+        logs.create_log_group(logGroupName=name)
+    seen, token = [], None
+    while True:
+        page = logs.describe_log_groups(logGroupNamePrefix=base, limit=2, **({"nextToken": token} if token else {}))
+        seen += [g["logGroupName"] for g in page["logGroups"]]
+        token = page.get("nextToken")
+        if not token:
+            break
+    assert seen == names  # sorted by name, every group once, no token after the last page
+    assert [g["logGroupName"] for g in logs.describe_log_groups(
+        logGroupNamePattern=base.upper() + "/3")["logGroups"]] == [names[3]]  # patterns ignore case
+    token = logs.describe_log_groups(logGroupNamePrefix=base, limit=2)["nextToken"]
+    assert error_of(lambda: logs.describe_log_groups(logGroupNamePrefix=base + "/1", nextToken=token)) == (
+        "InvalidParameterException", "The specified nextToken is invalid.", 400)
+    assert error_of(lambda: logs.describe_log_groups(nextToken=token[:-3] + "abc"))[0] == "InvalidParameterException"
+    assert error_of(lambda: logs.describe_log_groups(logGroupNamePrefix=base, logGroupNamePattern="x"))[0] == \
+        "InvalidParameterException"
+
+
+def test_describe_log_streams_orders_and_pages(logs, unique):
+    group = unique("streams")
+    logs.create_log_group(logGroupName=group)
+    start = now_ms()
+    for i, name in enumerate(["job/algo-2", "job/algo-1", "other/algo-1"]):
+        logs.create_log_stream(logGroupName=group, logStreamName=name)
+        put(logs, group, name, "line", start=start - 1000 * i)  # algo-2 has the newest event
+
+    def names(**kw):
+        out, token = [], None
+        while True:
+            paging = {"nextToken": token} if token else {}
+            page = logs.describe_log_streams(logGroupName=group, limit=1, **kw, **paging)
+            out += [s["logStreamName"] for s in page["logStreams"]]
+            if not (token := page.get("nextToken")):
+                return out
+
+    assert names(logStreamNamePrefix="job/") == ["job/algo-1", "job/algo-2"]
+    assert names(descending=True) == ["other/algo-1", "job/algo-2", "job/algo-1"]
+    assert names(orderBy="LastEventTime", descending=True) == ["job/algo-2", "job/algo-1", "other/algo-1"]
+    stream = logs.describe_log_streams(logGroupName=group, logStreamNamePrefix="job/algo-2")["logStreams"][0]
+    assert stream["firstEventTimestamp"] == stream["lastEventTimestamp"] == start
+    assert stream["arn"].endswith(f"log-group:{group}:log-stream:job/algo-2")
+    code, message, _ = error_of(lambda: logs.describe_log_streams(
+        logGroupName=group, logStreamNamePrefix="job/", orderBy="LastEventTime"))
+    assert code == "InvalidParameterException" and "LastEventTime" in message
+    by_arn = logs.describe_log_streams(logGroupIdentifier=f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:{group}")
+    assert len(by_arn["logStreams"]) == 3
+
+
+# -- CloudWatch Logs: events ---------------------------------------------------------------
+
+
+@pytest.fixture
+def stream(logs, unique):
+    group = unique("events")
+    logs.create_log_group(logGroupName=group)
+    logs.create_log_stream(logGroupName=group, logStreamName="job/algo-1-1700000000")
+    return group, "job/algo-1-1700000000"
+
+
+def test_get_log_events_forward_token_waits_at_the_end_and_resumes(logs, stream):
+    group, name = stream
+    put(logs, group, name, *[f"line {i}" for i in range(5)])
+    read = dict(logGroupName=group, logStreamName=name)
+
+    page = logs.get_log_events(**read, startFromHead=True, limit=3)
+    assert [e["message"] for e in page["events"]] == ["line 0", "line 1", "line 2"]
+    page = logs.get_log_events(**read, nextToken=page["nextForwardToken"])
+    assert [e["message"] for e in page["events"]] == ["line 3", "line 4"]
+    end = logs.get_log_events(**read, nextToken=page["nextForwardToken"])
+    assert end["events"] == [] and end["nextForwardToken"] == page["nextForwardToken"]
+
+    put(logs, group, name, "line 5", "line 6")  # the stream grows between calls
+    more = logs.get_log_events(**read, nextToken=end["nextForwardToken"])
+    assert [e["message"] for e in more["events"]] == ["line 5", "line 6"]
+    assert all(e["ingestionTime"] >= e["timestamp"] - 1000 for e in more["events"])
+
+    back = logs.get_log_events(**read, nextToken=more["nextBackwardToken"], limit=2)
+    assert [e["message"] for e in back["events"]] == ["line 3", "line 4"]
+    back = logs.get_log_events(**read, nextToken=back["nextBackwardToken"], limit=10)
+    assert [e["message"] for e in back["events"]] == ["line 0", "line 1", "line 2"]
+    start = logs.get_log_events(**read, nextToken=back["nextBackwardToken"])
+    assert start["events"] == [] and start["nextBackwardToken"] == back["nextBackwardToken"]
+
+
+def test_get_log_events_from_the_tail_and_by_time(logs, stream):
+    group, name = stream
+    base = now_ms() - 60_000
+    logs.put_log_events(logGroupName=group, logStreamName=name, logEvents=[  # unordered batches are accepted
+        {"timestamp": base + 2, "message": "c"}, {"timestamp": base, "message": "a"},
+        {"timestamp": base + 1, "message": "b"}, {"timestamp": base + 3, "message": "d"}])
+    read = dict(logGroupName=group, logStreamName=name)
+    assert [e["message"] for e in logs.get_log_events(**read)["events"]] == ["a", "b", "c", "d"]
+    assert [e["message"] for e in logs.get_log_events(**read, limit=2)["events"]] == ["c", "d"]  # the newest
+    window = logs.get_log_events(**read, startTime=base + 1, endTime=base + 3, startFromHead=True)["events"]
+    assert [e["message"] for e in window] == ["b", "c"]  # endTime is exclusive
+
+
+def test_get_log_events_refuses_foreign_and_forged_tokens(logs, stream):
+    group, name = stream
+    logs.create_log_stream(logGroupName=group, logStreamName="other")
+    token = logs.get_log_events(logGroupName=group, logStreamName=name, startFromHead=True)["nextForwardToken"]
+    for bad in (token.replace("f/", "b/", 1), token[:-2] + "xx", "f/not-a-token"):
+        assert error_of(lambda: logs.get_log_events(logGroupName=group, logStreamName=name, nextToken=bad)) == (
+            "InvalidParameterException", "The specified nextToken is invalid.", 400)
+    assert error_of(lambda: logs.get_log_events(logGroupName=group, logStreamName="other", nextToken=token))[0] == \
+        "InvalidParameterException"
+
+
+def test_sdk_log_tailer_follows_a_stream_being_written(logs, unique):
+    """The loop of SDK v3's LogStreamHandler / v2's multi_stream_iter, while the job writes."""
+    group, job = unique("tail"), unique("job")
+    tokens: dict[str, str] = {}
+
+    def poll() -> list[str]:
+        try:
+            streams = logs.describe_log_streams(logGroupName=group, logStreamNamePrefix=f"{job}/",
+                                                orderBy="LogStreamName")["logStreams"]
+        except ClientError as err:
+            assert err.response["Error"]["Code"] == "ResourceNotFoundException"
+            return []
+        out = []
+        for s in streams:
+            while True:
+                token = {"nextToken": tokens[s["logStreamName"]]} if s["logStreamName"] in tokens else {}
+                page = logs.get_log_events(logGroupName=group, logStreamName=s["logStreamName"], startFromHead=True,
+                                           **token)
+                tokens[s["logStreamName"]] = page["nextForwardToken"]
+                if not page["events"]:
+                    break
+                out += [f"{s['logStreamName'].split('/')[1]}: {e['message']}" for e in page["events"]]
+        return out
+
+    assert poll() == []  # no group yet: tolerated
+    logs.create_log_group(logGroupName=group)
+    logs.create_log_stream(logGroupName=group, logStreamName=f"{job}/algo-1")
+    put(logs, group, f"{job}/algo-1", "epoch 1")
+    assert poll() == ["algo-1: epoch 1"]
+    assert poll() == []
+    logs.create_log_stream(logGroupName=group, logStreamName=f"{job}/algo-2")
+    put(logs, group, f"{job}/algo-1", "epoch 2", "epoch 3")
+    put(logs, group, f"{job}/algo-2", "worker up")
+    assert poll() == ["algo-1: epoch 2", "algo-1: epoch 3", "algo-2: worker up"]
+
+
+def test_put_log_events_rejects_events_out_of_range(logs, stream):
+    group, name = stream
+    now, hour, day = now_ms(), 3_600_000, 86_400_000
+    old = logs.put_log_events(logGroupName=group, logStreamName=name, logEvents=[
+        {"timestamp": now - 14 * day - hour, "message": "too old"},
+        {"timestamp": now - 14 * day + hour, "message": "old but kept"}])
+    assert old["rejectedLogEventsInfo"] == {"tooOldLogEventEndIndex": 1}
+    new = logs.put_log_events(logGroupName=group, logStreamName=name, logEvents=[
+        {"timestamp": now, "message": "kept"}, {"timestamp": now + 3 * hour, "message": "too new"}])
+    assert new["rejectedLogEventsInfo"] == {"tooNewLogEventStartIndex": 1}
+    assert "rejectedLogEventsInfo" not in put(logs, group, name, "fine")
+    events = logs.get_log_events(logGroupName=group, logStreamName=name)["events"]
+    assert [e["message"] for e in events] == ["old but kept", "kept", "fine"]
+    code, message, _ = error_of(lambda: logs.put_log_events(logGroupName=group, logStreamName=name, logEvents=[
+        {"timestamp": now - 25 * 3_600_000, "message": "a"}, {"timestamp": now, "message": "b"}]))
+    assert code == "InvalidParameterException" and "24 hours" in message
+    assert error_of(lambda: put(logs, group, "missing-stream", "x")) == (
+        "ResourceNotFoundException", "The specified log stream does not exist.", 400)
+
+
+def test_filter_log_events_patterns_streams_and_time(logs, stream):
+    group, name = stream
+    logs.create_log_stream(logGroupName=group, logStreamName="job/algo-2")
+    logs.create_log_stream(logGroupName=group, logStreamName="endpoint/variant")
+    t = now_ms() - 60_000
+    logs.put_log_events(logGroupName=group, logStreamName=name, logEvents=[
+        {"timestamp": t, "message": "ERROR disk full"}, {"timestamp": t + 2, "message": "Epoch 1: loss=0.5"}])
+    logs.put_log_events(logGroupName=group, logStreamName="job/algo-2", logEvents=[
+        {"timestamp": t + 1, "message": "WARN slow; retrying"}, {"timestamp": t + 3, "message": "ERROR: retrying"}])
+    logs.put_log_events(logGroupName=group, logStreamName="endpoint/variant", logEvents=[
+        {"timestamp": t + 4, "message": "error lowercase"}])
+
+    def messages(**kw):
+        return [e["message"] for e in logs.filter_log_events(logGroupName=group, **kw)["events"]]
+
+    assert messages() == ["ERROR disk full", "WARN slow; retrying", "Epoch 1: loss=0.5", "ERROR: retrying",
+                          "error lowercase"]  # interleaved across streams, in time order
+    assert messages(filterPattern="ERROR") == ["ERROR disk full", "ERROR: retrying"]  # case-sensitive
+    assert messages(filterPattern="ERROR -retrying") == ["ERROR disk full"]
+    assert messages(filterPattern='"loss=0.5"') == ["Epoch 1: loss=0.5"]
+    assert messages(filterPattern="?WARN ?disk") == ["ERROR disk full", "WARN slow; retrying"]
+    assert messages(logStreamNamePrefix="job/", filterPattern="retrying") == ["WARN slow; retrying",
+                                                                             "ERROR: retrying"]
+    assert messages(logStreamNames=["endpoint/variant", "no-such-stream"]) == ["error lowercase"]
+    assert messages(startTime=t + 1, endTime=t + 3) == ["WARN slow; retrying", "Epoch 1: loss=0.5",
+                                                        "ERROR: retrying"]  # both ends inclusive
+    event = logs.filter_log_events(logGroupName=group, filterPattern="full")["events"][0]
+    assert event["logStreamName"] == name and event["eventId"]
+
+    for bad in ("ERROR:", '"unbalanced', "{ $.level = 1 }", "[ip, user]"):
+        assert error_of(lambda: logs.filter_log_events(logGroupName=group, filterPattern=bad))[0] == \
+            "InvalidParameterException"
+    assert error_of(lambda: logs.filter_log_events(logGroupName=group, logStreamNames=[name],
+                                                   logStreamNamePrefix="job/"))[0] == "InvalidParameterException"
+
+
+def test_filter_log_events_pages(logs, stream):
+    group, name = stream
+    put(logs, group, name, *[f"match {i}" if i % 2 == 0 else f"skip {i}" for i in range(10)])
+    seen, token, pages = [], None, 0
+    while True:
+        page = logs.filter_log_events(logGroupName=group, filterPattern="match", limit=2,
+                                      **({"nextToken": token} if token else {}))
+        seen += [e["message"] for e in page["events"]]
+        pages += 1
+        if not (token := page.get("nextToken")):
+            break
+    assert seen == [f"match {i}" for i in range(0, 10, 2)] and pages == 3
+    token = logs.filter_log_events(logGroupName=group, limit=1)["nextToken"]
+    assert error_of(lambda: logs.filter_log_events(logGroupName=group, filterPattern="match", nextToken=token))[0] \
+        == "InvalidParameterException"  # a token belongs to the query that issued it
+
+
+# -- the internal API ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def server_store(server):
+    """The session server's own database, opened from the test process as a job runner would."""
+    store = Store(server.database_url or f"sqlite:///{server.data_dir / 'metadata.db'}")
+    yield store
+    store.close()
+
+
+def test_append_and_read_events_without_http(server_store, logs, unique):
+    group, job = f"/aws/sagemaker/TrainingJobs/{unique('internal')}", unique("job")
+    t = now_ms()
+    assert logstore.append_events(server_store, ACCOUNT, "us-east-1", group, f"{job}/algo-1",
+                                  [(t, "starting"), (t + 1, ""), (t + 2, "training")]) == 2  # empty lines skipped
+    logstore.append_events(server_store, ACCOUNT, "us-east-1", group, f"{job}/algo-2", [(t + 1, "worker")])
+    logstore.append_events(server_store, ACCOUNT, "us-east-1", group, "other-job/algo-1", [(t, "not mine")])
+    logstore.append_events(server_store, "210987654321", "us-east-1", group, f"{job}/algo-1", [(t, "other account")])
+
+    events = logstore.read_events(server_store, ACCOUNT, "us-east-1", group, stream_prefix=f"{job}/")
+    assert [(e.stream, e.message) for e in events] == [
+        (f"{job}/algo-1", "starting"), (f"{job}/algo-1", "training"), (f"{job}/algo-2", "worker")]
+    assert logstore.read_events(server_store, ACCOUNT, "us-east-1", group, f"{job}/", after=events[-1].id) == []
+    assert logstore.read_events(server_store, ACCOUNT, "us-east-1", "/no/such/group") == []
+
+    # What the internal API wrote is what the Logs API serves.
+    served = logs.get_log_events(logGroupName=group, logStreamName=f"{job}/algo-1", startFromHead=True)["events"]
+    assert [e["message"] for e in served] == ["starting", "training"]
+
+
+def test_follow_yields_events_as_they_are_written(server_store, unique):
+    group, stream = unique("follow"), "job/algo-1"
+    done = threading.Event()
+
+    def job():
+        for i in range(3):
+            logstore.append_events(server_store, ACCOUNT, "us-east-1", group, stream, [(now_ms(), f"step {i}")])
+            time.sleep(0.05)
+        done.set()
+
+    writer = threading.Thread(target=job)
+    writer.start()
+    followed = [e.message for e in logstore.follow(server_store, ACCOUNT, "us-east-1", group, "job/",
+                                                  poll_seconds=0.02, stop=done.is_set)]
+    writer.join()
+    assert followed == ["step 0", "step 1", "step 2"]
+
+
+def test_append_events_is_one_transaction_per_batch(server_store, logs, unique):
+    group = unique("bulk")
+    t = now_ms()
+    commits = []
+
+    def count(conn):
+        commits.append(conn)
+
+    event.listen(server_store.engine, "commit", count)
+    try:
+        logstore.append_events(server_store, ACCOUNT, "us-east-1", group, "s",
+                               ((t + i, f"line {i}") for i in range(3000)))
+    finally:
+        event.remove(server_store.engine, "commit", count)
+    assert len(commits) == 1
+    page = logs.get_log_events(logGroupName=group, logStreamName="s", startFromHead=True, limit=10_000)
+    assert len(page["events"]) == 3000 and page["events"][-1]["message"] == "line 2999"
+    stream = logs.describe_log_streams(logGroupName=group)["logStreams"][0]
+    assert (stream["firstEventTimestamp"], stream["lastEventTimestamp"]) == (t, t + 2999)
+
+
+# -- the real SageMaker SDKs ----------------------------------------------------------------
+
+
+def test_sdk_v3_validates_roles_and_tails_job_logs(server, sdk_v3, unique):
+    result = sdk_v3.run(server, """
+        import json, os, time
+        import boto3
+        from sagemaker.core.helper.iam_role_resolver import RoleValidationError, resolve_and_validate_role
+        from sagemaker.core.utils.logs import MultiLogStreamHandler
+
+        # SimulatePrincipalPolicy (paginated) and the GetRole trust check, as ModelTrainer does.
+        validated = resolve_and_validate_role("arn:aws:iam::123456789012:role/SageMakerRole", "training")
+        try:
+            resolve_and_validate_role("arn:aws:iam::999999999999:role/Elsewhere", "training")
+            foreign = "accepted"
+        except RoleValidationError:
+            foreign = "RoleValidationError"
+
+        logs, group, job = boto3.client("logs"), os.environ["LOG_GROUP"], os.environ["JOB"]
+        handler = MultiLogStreamHandler(group, job, expected_stream_count=2)
+        before = list(handler.get_latest_log_events())  # the group does not exist yet
+        logs.create_log_group(logGroupName=group)
+        for stream in ("algo-1", "algo-2"):
+            logs.create_log_stream(logGroupName=group, logStreamName=f"{job}/{stream}")
+        now = int(time.time() * 1000)
+
+        def put(stream, ts, message):
+            logs.put_log_events(logGroupName=group, logStreamName=f"{job}/{stream}",
+                                logEvents=[{"timestamp": ts, "message": message}])
+
+        put("algo-1", now, "a1")
+        first = [f"{s}: {e['message']}" for s, e in handler.get_latest_log_events()]
+        put("algo-2", now + 1, "b1")
+        put("algo-1", now + 2, "a2")
+        second = [f"{s}: {e['message']}" for s, e in handler.get_latest_log_events()]
+        print(json.dumps({"validated": validated, "foreign": foreign, "before": before, "first": first,
+                          "second": second}))
+    """, env={"LOG_GROUP": unique("/aws/sagemaker/TrainingJobs/v3"), "JOB": unique("job")})
+    job = result["first"][0].split("/")[0]
+    assert result == {"validated": "arn:aws:iam::123456789012:role/SageMakerRole", "foreign": "RoleValidationError",
+                      "before": [], "first": [f"{job}/algo-1: a1"],
+                      "second": [f"{job}/algo-1: a2", f"{job}/algo-2: b1"]}
+
+
+def test_sdk_v2_multi_stream_iter_resumes_by_position(server, sdk_v2, unique):
+    result = sdk_v2.run(server, """
+        import json, os, time
+        import boto3
+        from sagemaker.logs import Position, multi_stream_iter
+
+        logs, group = boto3.client("logs"), os.environ["LOG_GROUP"]
+        streams = ["job/algo-1-1700000000", "job/algo-2-1700000000"]
+        logs.create_log_group(logGroupName=group)
+        for s in streams:
+            logs.create_log_stream(logGroupName=group, logStreamName=s)
+        now = int(time.time() * 1000)
+
+        def put(stream, *events):
+            logs.put_log_events(logGroupName=group, logStreamName=streams[stream],
+                                logEvents=[{"timestamp": ts, "message": m} for ts, m in events])
+
+        positions = {s: Position(timestamp=0, skip=0) for s in streams}
+
+        def drain():  # what Session.logs_for_job does on every poll
+            seen = []
+            for idx, event in multi_stream_iter(logs, group, streams, positions):
+                seen.append(f"{idx}: {event['message']}")
+                ts, s = event["timestamp"], streams[idx]
+                last = positions[s]
+                positions[s] = Position(ts, last.skip + 1) if last.timestamp == ts else Position(ts, 1)
+            return seen
+
+        put(0, (now, "a1"), (now, "a2"))  # two events at the same millisecond
+        put(1, (now + 1, "b1"))
+        first = drain()
+        put(0, (now, "a3"), (now + 5, "a4"))  # the stream grows, again at the resume timestamp
+        second = drain()
+        print(json.dumps({"first": first, "second": second, "third": drain()}))
+    """, env={"LOG_GROUP": unique("/aws/sagemaker/TrainingJobs/v2")})
+    assert result == {"first": ["0: a1", "0: a2", "1: b1"], "second": ["0: a3", "0: a4"], "third": []}
