@@ -34,7 +34,8 @@ JSON_CONTENT_TYPE = "application/x-amz-json-1.1"
 
 
 # The code each service gives a request that breaks its model's constraints (default ValidationException).
-VALIDATION_CODES = {"sts": "ValidationError", "iam": "ValidationError", "logs": "InvalidParameterException"}
+VALIDATION_CODES = {"sts": "ValidationError", "iam": "ValidationError", "logs": "InvalidParameterException",
+                    "sagemaker-featurestore-runtime": "ValidationError", "athena": "InvalidRequestException"}
 
 
 def _call(ctx: Context, op: OperationModel, params: dict):

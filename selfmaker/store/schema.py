@@ -175,3 +175,30 @@ buckets = Table(
     Column("region", String(32), nullable=False),
     Column("created_at", Float, nullable=False),
 )
+
+# -- Athena (selfmaker/aws/athena.py) ---------------------------------------------------------------------
+# Query executions: `data` holds the QueryExecution as GetQueryExecution returns it; `state` is its Status.State
+# (QUEUED and RUNNING rows are run again after a restart).
+athena_queries = Table(
+    "athena_queries",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("account_id", String(12), nullable=False),
+    Column("region", String(32), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("data", JSON, nullable=False),
+    Index("ix_athena_queries_state", "state"),
+)
+
+# Tables that CREATE EXTERNAL TABLE registered (feature groups' tables come from their DataCatalogConfig).
+# `data`: location, format (csv | parquet), columns [[name, type]], and the serde's csv properties.
+athena_tables = Table(
+    "athena_tables",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("region", String(32), primary_key=True),
+    Column("catalog", String(256), primary_key=True),
+    Column("database", String(256), primary_key=True),
+    Column("name", String(256), primary_key=True),
+    Column("data", JSON, nullable=False),
+)

@@ -19,6 +19,7 @@ import io
 import logging
 import secrets
 import string
+import threading
 import time
 from collections import defaultdict
 from datetime import datetime, timezone
@@ -89,6 +90,7 @@ class OfflineWriter:
     def __init__(self, backends, journal: Journal):
         self.backends = backends
         self.journal = journal
+        self._lock = threading.Lock()  # the worker and Athena (reading its own writes) may flush at once
 
     def group_for(self, grp: str) -> Group | None:
         """The group incarnation a journal key names (deleted groups flush before they go)."""
@@ -105,13 +107,14 @@ class OfflineWriter:
         Raises AWSError if the object store refuses a file; rows stay journaled and are retried.
         """
         written = 0
-        while True:
-            self._assign(grp)
-            batches = self.journal.batches(grp)
-            if not batches:
-                return written
-            for batch in batches:
-                written += self._write(batch)
+        with self._lock:
+            while True:
+                self._assign(grp)
+                batches = self.journal.batches(grp)
+                if not batches:
+                    return written
+                for batch in batches:
+                    written += self._write(batch)
 
     def _assign(self, grp: str | None) -> None:
         pending = self.journal.unassigned(ROWS_PER_FLUSH, grp)

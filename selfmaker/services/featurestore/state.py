@@ -12,6 +12,7 @@ from ...server.errors import AWSError
 from .definitions import Group, validation_error
 from .journal import Journal
 from .localdb import LocalDB
+from .offline import OfflineWriter
 from .online import open_online_store
 
 _LOCK = threading.Lock()
@@ -73,6 +74,7 @@ class FeatureStore:
         self.journal = Journal(self.db)
         self.online = open_online_store(getattr(settings, "online_store_url", None), self.db, self.journal)
         self.groups = GroupCache(backends)
+        self.offline = OfflineWriter(backends, self.journal)
         self._wake = threading.Event()
 
     def wake(self) -> None:

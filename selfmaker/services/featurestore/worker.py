@@ -20,7 +20,7 @@ from ...server.errors import AWSError
 from ...store import schema
 from ...store.resources import Record
 from .definitions import Group
-from .offline import OfflineWriter, split_uri
+from .offline import split_uri
 from .state import feature_store
 
 log = logging.getLogger("selfmaker.featurestore")
@@ -36,7 +36,7 @@ class FeatureStoreWorker:
     def __init__(self, backends):
         self.backends = backends
         self.fs = feature_store(backends)
-        self.writer = OfflineWriter(backends, self.fs.journal)
+        self.writer = self.fs.offline
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._blocked: dict[str, str] = {}  # group key -> why its files cannot be written
