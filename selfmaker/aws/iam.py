@@ -61,10 +61,14 @@ def invalid_input(message: str) -> AWSError:
     return AWSError("InvalidInput", message)
 
 
+def unique_id(prefix: str, account_id: str, name: str) -> str:
+    """An IAM unique id (``AROA…`` for roles, ``AIDA…`` for users): 21 characters, the same every time."""
+    digest = hashlib.sha256(f"{prefix}:{account_id}:{name}".encode()).digest()
+    return prefix + base64.b32encode(digest).decode()[:17]
+
+
 def role_id(account_id: str, name: str) -> str:
-    """A RoleId shaped like IAM's ("AROA" + 17 characters), the same every time for one role."""
-    digest = hashlib.sha256(f"{account_id}:{name}".encode()).digest()
-    return "AROA" + base64.b32encode(digest).decode()[:17]
+    return unique_id("AROA", account_id, name)
 
 
 def database_epoch(store) -> float:
