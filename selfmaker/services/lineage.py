@@ -88,15 +88,15 @@ def refuse_delete_while_associated(label: str):
 
 
 def _update_entity(*members: str):
-    """An on_update hook: set ``members``, upsert Properties, then drop PropertiesToRemove."""
+    """An on_update hook: set ``members``, upsert Properties, then drop PropertiesToRemove.
+
+    Removal wins over a key that is also in Properties: the SDK's ``save()`` sends every
+    loaded property back together with the keys to remove.
+    """
 
     def hook(ctx: Context, params: dict, record: Record) -> None:
-        added, removed = params.get("Properties") or {}, params.get("PropertiesToRemove") or []
-        both = sorted(set(added) & set(removed))
-        if both:
-            raise validation(f"Properties and PropertiesToRemove both name {', '.join(both)}.")
-        properties = {**(record.data.get("Properties") or {}), **added}
-        for key in removed:
+        properties = {**(record.data.get("Properties") or {}), **(params.get("Properties") or {})}
+        for key in params.get("PropertiesToRemove") or []:
             properties.pop(key, None)
         record.data["Properties"] = properties
         record.data.update({m: params[m] for m in members if m in params})
