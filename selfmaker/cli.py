@@ -74,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="file:///dir or s3://[prefix]?endpoint_url=... (default: objects/ in the data dir)")
     serve.add_argument("--auth", choices=["open", "strict"], help="open: any key works (default); strict: verify SigV4")
     serve.add_argument("--credentials-file", type=Path,
-                       help="strict mode: INI file of [access key] sections with secret_access_key and account_id")
+                       help="INI file of [access key] sections with secret_access_key and account_id (see "
+                            "docs/auth.md); required by strict mode, and in open mode it maps listed keys to their "
+                            "accounts")
     serve.add_argument("--region", help="region reported when a request names none (default us-east-1)")
     serve.add_argument("--online-store-url",
                        help="feature store online store: embedded (default) or redis://host:port/db "

@@ -30,8 +30,9 @@ class Settings:
     database_url: str | None = field(default_factory=lambda: _env("DATABASE_URL"))
     # file:///path (default: <data_dir>/objects) or s3://bucket-prefix?endpoint_url=...
     object_store_url: str | None = field(default_factory=lambda: _env("OBJECT_STORE_URL"))
-    # "open": any access key works and maps to DEFAULT_ACCOUNT.
-    # "strict": keys come from credentials_file and every signature is verified.
+    # "open": any access key works, unverified; keys listed in credentials_file (if any) map to their
+    # accounts, all others to DEFAULT_ACCOUNT.
+    # "strict": keys come from credentials_file and every signature is verified (docs/auth.md).
     auth_mode: str = field(default_factory=lambda: _env("AUTH", "open"))
     credentials_file: Path | None = field(
         default_factory=lambda: Path(p) if (p := _env("CREDENTIALS_FILE")) else None

@@ -165,7 +165,8 @@ class SelfMakerApp:
         """Fill the context with the caller's identity, or return the error that refuses them."""
         try:
             body = await request.body()
-            principal = self.backends.authenticator.authenticate(request, scope, hashlib.sha256(body).hexdigest())
+            principal = self.backends.authenticator.authenticate(request, scope, hashlib.sha256(body).hexdigest(),
+                                                                 service=ctx.service)
         except AWSError as err:
             return err
         ctx.account_id, ctx.access_key, ctx.region = principal.account_id, principal.access_key, principal.region

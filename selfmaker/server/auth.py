@@ -1,16 +1,22 @@
 """Who is calling: the access key in the SigV4 signature decides the account.
 
-Open mode (the default) accepts any key and maps it to the default account.
-Strict mode verifies signatures against a credentials file; see
-:mod:`selfmaker.server.sigv4`.
+Open mode (the default) accepts any key without checking signatures; a key
+listed in the credentials file, if one is given, maps to its account, and any
+other key to the default account. Strict mode verifies signatures against the
+credentials file; see :mod:`selfmaker.server.sigv4`.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from .credentials import load_credentials
 from .http import Request
+
+if TYPE_CHECKING:
+    from .sigv4 import ChunkVerifier
 
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request")
 
@@ -28,6 +34,9 @@ class Principal:
     account_id: str
     access_key: str
     region: str
+    user_name: str = ""  # the credentials file's user_name; empty means the account's root
+    # Strict mode, aws-chunked uploads signed per chunk: the S3 endpoint checks every chunk with it.
+    streaming: "ChunkVerifier | None" = None
 
 
 def signing_scope(request: Request) -> Scope | None:
@@ -45,16 +54,21 @@ def signing_scope(request: Request) -> Scope | None:
 
 
 class OpenAuthenticator:
-    """Any key works; every caller is the default account."""
+    """Any key works, signed or not; listed keys get their account, others the default one."""
 
     def __init__(self, settings):
         self.settings = settings
+        self.credentials = load_credentials(settings.credentials_file) if settings.credentials_file else {}
 
-    def authenticate(self, request: Request, scope: Scope | None, payload_sha256: str | None) -> Principal:
+    def authenticate(self, request: Request, scope: Scope | None, payload_sha256: str | None,
+                     service: str | None = None) -> Principal:
+        access_key = scope.access_key if scope else ""
+        known = self.credentials.get(access_key)
         return Principal(
-            account_id=self.settings.default_account,
-            access_key=scope.access_key if scope else "",
+            account_id=known.account_id if known else self.settings.default_account,
+            access_key=access_key,
             region=scope.region if scope else self.settings.region,
+            user_name=known.user_name if known else "",
         )
 
 
