@@ -9,6 +9,9 @@ import os
 import shutil
 import socket
 import subprocess
+import time
+import urllib.error
+import urllib.request
 import xml.etree.ElementTree as ET
 import zlib
 from pathlib import Path
@@ -601,11 +604,12 @@ def test_accounts_own_their_buckets(make_server, tmp_path, unique):
     credentials = tmp_path / "credentials.ini"
     credentials.write_text("[AKIDALICE]\nsecret_access_key = alice-secret\naccount_id = 111111111111\n\n"
                            "[AKIDBOB]\nsecret_access_key = bob-secret\naccount_id = 222222222222\n")
-    srv = make_server("s3-accounts", ["--credentials-file", str(credentials)]).start()
+    srv = make_server("s3-accounts", ["--auth", "strict", "--credentials-file", str(credentials)]).start()
 
     def as_(key, secret):
         return boto3.client("s3", endpoint_url=srv.url, region_name="us-east-1", aws_access_key_id=key,
-                            aws_secret_access_key=secret, config=Config(retries={"max_attempts": 1}))
+                            aws_secret_access_key=secret,
+                            config=Config(retries={"max_attempts": 1}, signature_version="s3v4"))
 
     alice, bob = as_("AKIDALICE", "alice-secret"), as_("AKIDBOB", "bob-secret")
     name = unique("alice")
@@ -626,6 +630,21 @@ def test_accounts_own_their_buckets(make_server, tmp_path, unique):
         bob.head_bucket(Bucket=name + "-missing")
     assert status(e) == 404
     assert alice.get_object(Bucket=name, Key="secret")["Body"].read() == b"alice's"
+
+    # Signatures are checked over S3 requests too, and presigned URLs work (and are checked).
+    with pytest.raises(ClientError) as e:
+        as_("AKIDALICE", "wrong-secret").get_object(Bucket=name, Key="secret")
+    assert (error_code(e), status(e)) == ("SignatureDoesNotMatch", 403)
+    url = alice.generate_presigned_url("get_object", Params={"Bucket": name, "Key": "secret"}, ExpiresIn=60)
+    with urllib.request.urlopen(url) as response:
+        assert response.read() == b"alice's"
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(url.replace("Signature=", "Signature=0"))
+    assert e.value.code == 403
+    put_url = alice.generate_presigned_url("put_object", Params={"Bucket": name, "Key": "via-url"}, ExpiresIn=60)
+    with urllib.request.urlopen(urllib.request.Request(put_url, data=b"uploaded", method="PUT")) as response:
+        assert response.status == 200
+    assert alice.get_object(Bucket=name, Key="via-url")["Body"].read() == b"uploaded"
 
 
 # -- the backends directly --------------------------------------------------------------------------------------
@@ -694,4 +713,36 @@ def test_local_backend_helpers_refuse_escaping_keys(tmp_path):
     with pytest.raises(AWSError):
         store.download_prefix("s3://helpers/p/", tmp_path / "out")
     assert not (tmp_path / "evil.txt").exists()
+    store.close()
+
+
+def test_a_crash_mid_upload_leaves_no_partial_object(make_server):
+    srv = make_server("s3-crash").start()
+    c = boto3.client("s3", endpoint_url=srv.url, region_name="us-east-1", aws_access_key_id="AKIDEXAMPLE",
+                     aws_secret_access_key="secret", config=Config(retries={"max_attempts": 1}))
+    c.create_bucket(Bucket="crash")
+    c.put_object(Bucket="crash", Key="k", Body=b"old")
+    conn = socket.create_connection(("127.0.0.1", srv.port))
+    conn.sendall(b"PUT /crash/k HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10000000\r\n\r\n" + b"n" * 3_000_000)
+    deadline = time.time() + 10
+    while not any((srv.data_dir / "objects" / "staging").iterdir()) and time.time() < deadline:
+        time.sleep(0.05)  # the server is receiving the body
+    assert any((srv.data_dir / "objects" / "staging").iterdir()), "the upload never started"
+    srv.kill()
+    conn.close()
+    srv.start()
+    assert c.get_object(Bucket="crash", Key="k")["Body"].read() == b"old"
+    assert [o["Key"] for o in c.list_objects_v2(Bucket="crash")["Contents"]] == ["k"]
+
+
+def test_readers_keep_their_snapshot_while_a_key_is_overwritten(tmp_path):
+    store = open_object_store((tmp_path / "objects").as_uri())
+    store.create_bucket("snap")
+    store.put_object("snap", "k", b"a" * (3 * MB))
+    with store.open_object("snap", "k") as reader:
+        first = next(reader.chunks(chunk_size=MB))
+        store.put_object("snap", "k", b"b" * 10)
+        store.delete_object("snap", "k")
+        assert first + b"".join(reader.chunks(MB)) == b"a" * (3 * MB)
+    assert list((tmp_path / "objects" / "staging").iterdir()) == []
     store.close()

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import base64
 import binascii
-from urllib.parse import quote
+from xml.sax.saxutils import escape
 
 from ..server.errors import AWSError
 from ..server.http import Response
 from .base import MAX_KEYS, check_bucket_name
 from .call import S3Call, owner_id
-from .xml import add, add_all, document, iso8601, parse, text, xml_response
+from .xml import add, add_all, add_raw, document, iso8601, parse, text, xml_response
 
 # -- buckets ------------------------------------------------------------------------------------
 
 
 async def list_buckets(call: S3Call) -> Response:
     prefix = call.query("prefix") or ""
-    max_buckets = _int_param(call, "max-buckets", 10_000, 1, 10_000)
+    max_buckets = call.int_param("max-buckets", 10_000, 1, 10_000)
     after = _decode_token(call.query("continuation-token")) if call.query("continuation-token") else ""
     region_filter = call.query("bucket-region")
     owners = await call.run(call.owners.all)
@@ -91,10 +91,10 @@ async def get_bucket_location(call: S3Call) -> Response:
 
 async def list_objects_v2(call: S3Call) -> Response:
     await call.authorize()
-    encode = _encoder(call)
+    encode = call.url_encoder()
     prefix, delimiter = call.query("prefix") or "", call.query("delimiter") or ""
     token, start_after = call.query("continuation-token"), call.query("start-after") or ""
-    max_keys = _int_param(call, "max-keys", MAX_KEYS, 0)
+    max_keys = call.int_param("max-keys", MAX_KEYS, 0)
     marker = _decode_token(token) if token is not None else start_after
     page = await call.run(call.store.list_objects, call.bucket, prefix, delimiter, marker, min(max_keys, MAX_KEYS))
     root = document("ListBucketResult")
@@ -114,9 +114,9 @@ async def list_objects_v2(call: S3Call) -> Response:
 
 async def list_objects(call: S3Call) -> Response:
     await call.authorize()
-    encode = _encoder(call)
+    encode = call.url_encoder()
     prefix, delimiter, marker = call.query("prefix") or "", call.query("delimiter") or "", call.query("marker") or ""
-    max_keys = _int_param(call, "max-keys", MAX_KEYS, 0)
+    max_keys = call.int_param("max-keys", MAX_KEYS, 0)
     page = await call.run(call.store.list_objects, call.bucket, prefix, delimiter, marker, min(max_keys, MAX_KEYS))
     root = document("ListBucketResult")
     add_all(root, {"Name": call.bucket, "Prefix": encode(prefix), "Marker": encode(marker)})
@@ -129,25 +129,14 @@ async def list_objects(call: S3Call) -> Response:
 
 
 def _add_entries(root, call: S3Call, page, encode, with_owner: bool) -> None:
-    for info in page.objects:
-        entry = add(root, "Contents")
-        add_all(entry, {"Key": encode(info.key), "LastModified": iso8601(info.last_modified),
-                        "ETag": f'"{info.etag}"', "Size": info.size, "StorageClass": "STANDARD"})
-        if with_owner:
-            owner = add(entry, "Owner")
-            add_all(owner, {"DisplayName": call.account_id, "ID": owner_id(call.account_id)})
+    owner = (f"<Owner><DisplayName>{call.account_id}</DisplayName><ID>{owner_id(call.account_id)}</ID></Owner>"
+             if with_owner else "")
+    add_raw(root, "".join(
+        f"<Contents><Key>{escape(encode(info.key))}</Key><LastModified>{iso8601(info.last_modified)}</LastModified>"
+        f"<ETag>\"{info.etag}\"</ETag><Size>{info.size}</Size><StorageClass>STANDARD</StorageClass>{owner}"
+        "</Contents>" for info in page.objects))
     for common in page.common_prefixes:
         add(add(root, "CommonPrefixes"), "Prefix", encode(common))
-
-
-def _encoder(call: S3Call):
-    encoding = call.query("encoding-type")
-    if encoding is None:
-        return lambda value: value
-    if encoding != "url":
-        raise AWSError("InvalidArgument", "Invalid Encoding Method specified in Request",
-                       ArgumentName="encoding-type", ArgumentValue=encoding)
-    return lambda value: quote(value, safe="/") if value is not None else None
 
 
 def _encode_token(marker: str) -> str:
@@ -160,17 +149,3 @@ def _decode_token(token: str) -> str:
     except (binascii.Error, ValueError):
         raise AWSError("InvalidArgument", "The continuation token provided is incorrect",
                        ArgumentName="continuation-token", ArgumentValue=token) from None
-
-
-def _int_param(call: S3Call, name: str, default: int, low: int, high: int | None = None) -> int:
-    raw = call.query(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = low - 1
-    if value < low or (high is not None and value > high):
-        raise AWSError("InvalidArgument", f"Provided {name} not an integer or within integer range",
-                       ArgumentName=name, ArgumentValue=raw)
-    return value

@@ -6,7 +6,6 @@ import re
 
 from ..server.errors import AWSError
 from ..server.http import Response
-from .api_buckets import _encoder, _int_param
 from .api_objects import check_declared_size, copy_source, write_condition
 from .base import MAX_KEYS, MAX_PART_NUMBER, CompletedPart, key_bytes
 from .call import S3Call, check_read_conditions, owner_id
@@ -129,8 +128,8 @@ async def abort_multipart_upload(call: S3Call) -> Response:
 
 async def list_parts(call: S3Call) -> Response:
     await call.authorize()
-    marker = _int_param(call, "part-number-marker", 0, 0)
-    max_parts = _int_param(call, "max-parts", MAX_KEYS, 0)
+    marker = call.int_param("part-number-marker", 0, 0)
+    max_parts = call.int_param("max-parts", MAX_KEYS, 0)
     page = await call.run(call.store.list_parts, call.bucket, call.key, _upload_id(call), marker,
                           min(max_parts, MAX_KEYS))
     root = document("ListPartsResult")
@@ -153,10 +152,10 @@ async def list_parts(call: S3Call) -> Response:
 
 async def list_multipart_uploads(call: S3Call) -> Response:
     await call.authorize()
-    encode = _encoder(call)
+    encode = call.url_encoder()
     prefix, delimiter = call.query("prefix") or "", call.query("delimiter") or ""
     key_marker, id_marker = call.query("key-marker") or "", call.query("upload-id-marker") or ""
-    max_uploads = _int_param(call, "max-uploads", MAX_KEYS, 0)
+    max_uploads = call.int_param("max-uploads", MAX_KEYS, 0)
     page = await call.run(call.store.list_multipart_uploads, call.bucket, prefix, delimiter, key_marker, id_marker,
                           min(max_uploads, MAX_KEYS))
     root = document("ListMultipartUploadsResult")

@@ -124,8 +124,6 @@ async def head_object(call: S3Call) -> Response:
     headers = _object_headers(call, info, with_checksums=span is None) + [("Content-Length", str(end - start))]
     if span is not None:
         headers.append(("Content-Range", f"bytes {start}-{end - 1}/{info.size}"))
-    if info.parts_count:
-        headers.append(("x-amz-mp-parts-count", str(info.parts_count)))
     return Response(206 if span else 200, b"", headers)
 
 

@@ -324,7 +324,7 @@ def key_bytes(key: str) -> bytes:
     try:
         raw = key.encode("utf-8")
     except UnicodeEncodeError:
-        raise AWSError("InvalidArgument", "Object keys must be valid UTF-8.")
+        raise AWSError("InvalidArgument", "Object keys must be valid UTF-8.") from None
     if not raw:
         raise AWSError("InvalidArgument", "An object key must not be empty.")
     if len(raw) > MAX_KEY_BYTES:

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import AsyncIterator, Iterator
+from urllib.parse import quote
 
 from ..server.errors import AWSError
 from ..server.http import Request
@@ -70,6 +71,27 @@ class S3Call:
 
     def query(self, name: str) -> str | None:
         return self.request.query_value(name)
+
+    def int_param(self, name: str, default: int, low: int, high: int | None = None) -> int:
+        """An integer query parameter within [low, high]; InvalidArgument otherwise."""
+        raw = self.query(name)
+        if raw is None:
+            return default
+        value = int(raw) if raw.lstrip("-").isdigit() else low - 1
+        if value < low or (high is not None and value > high):
+            raise AWSError("InvalidArgument", f"Provided {name} not an integer or within integer range",
+                           ArgumentName=name, ArgumentValue=raw)
+        return value
+
+    def url_encoder(self):
+        """For listings: EncodingType=url percent-encodes keys and prefixes (botocore asks for it by default)."""
+        encoding = self.query("encoding-type")
+        if encoding is None:
+            return lambda value: value
+        if encoding != "url":
+            raise AWSError("InvalidArgument", "Invalid Encoding Method specified in Request",
+                           ArgumentName="encoding-type", ArgumentValue=encoding)
+        return lambda value: quote(value, safe="/") if value is not None else None
 
     async def run(self, fn, *args, **kwargs):
         """Run a blocking store call on the I/O pool."""

@@ -411,7 +411,7 @@ class LocalObjectStore(ObjectStore):
         composite_claims = {} if full_object or expected is None else expected.checksums
         if composite_claims:  # a claimed COMPOSITE value is checked against the parts, not the bytes
             expected = replace(expected, checksums={})
-        staged = stage(self._concatenated(chosen), self.staging, full_object, expected)
+        staged = stage(self._concatenated(chosen), self.staging, full_object, expected, md5=False)
         checksums = {}
         if full_object:
             checksums = {algorithm: staged.checksums[algorithm]}
@@ -433,7 +433,7 @@ class LocalObjectStore(ObjectStore):
                 part = open(self._blob_path(row[1]), "rb")
             except FileNotFoundError:  # replaced by a concurrent UploadPart of the same number
                 raise AWSError("InvalidPart", "A part changed while the upload was being completed.",
-                               PartNumber=row[0])
+                               PartNumber=row[0]) from None
             with part:
                 while chunk := part.read(CHUNK_SIZE):
                     yield chunk

@@ -42,14 +42,14 @@ class Staged:
 
 
 def stage(body: Body, directory: Path, algorithms=(), expected: Expected | None = None,
-          durable: bool = True) -> Staged:
+          durable: bool = True, md5: bool = True) -> Staged:
     """Write ``body`` to a new file in ``directory`` while digesting it; verify ``expected`` at the end.
 
     ``algorithms`` must include every algorithm whose value ``expected`` will hold (trailing
     checksums are filled in only once the body has been read). On any failure the file is gone.
     """
     wanted = set(algorithms) | set(expected.checksums if expected else ())
-    digester = Digester(sorted(wanted), sha256=bool(expected and expected.sha256_hex))
+    digester = Digester(sorted(wanted), sha256=bool(expected and expected.sha256_hex), md5=md5)
     fd, name = tempfile.mkstemp(dir=directory, prefix="stage-")
     path = Path(name)
     try:
