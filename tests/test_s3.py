@@ -410,6 +410,9 @@ def test_aws_chunked_body_with_trailing_checksum(server, s3, bucket):
     assert got["Body"].read() == data and got["ChecksumCRC32"] == crc and got["ContentType"] == "text/plain"
     assert "ContentEncoding" not in got  # aws-chunked describes the transfer, not the object
 
+    wrong_hash = {"x-amz-content-sha256": hashlib.sha256(b"something else").hexdigest()}
+    code, body = raw_request(server, "PUT", f"/{bucket}/hashed", b"payload", wrong_hash)
+    assert code == 400 and b"<Code>XAmzContentSHA256Mismatch</Code>" in body
     code, body = raw_request(server, "PUT", f"/{bucket}/chunked-bad", chunked("AAAAAA=="), headers)
     assert code == 400 and b"<Code>BadDigest</Code>" in body
     code, body = raw_request(server, "PUT", f"/{bucket}/truncated", chunked(crc)[:5000], headers)
@@ -600,6 +603,7 @@ def test_keys_cannot_escape_the_store(server, s3, bucket):
         assert code in (400, 404) and b"root:" not in body
 
 
+@pytest.mark.both_databases  # bucket ownership lives in the metadata database
 def test_accounts_own_their_buckets(make_server, tmp_path, unique):
     credentials = tmp_path / "credentials.ini"
     credentials.write_text("[AKIDALICE]\nsecret_access_key = alice-secret\naccount_id = 111111111111\n\n"

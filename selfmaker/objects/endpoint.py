@@ -128,6 +128,9 @@ def _subresource(request: Request) -> str | None:
     return None
 
 
+_MAX_DRAIN = 64 << 20  # past this, an unread body is not worth reading: the connection is closed instead
+
+
 class _BodyTracker:
     """Notes how far the request body has been read, so that an early answer leaves the connection usable."""
 
@@ -161,8 +164,6 @@ class _BodyTracker:
         if not self.finished:
             response.headers.append(("Connection", "close"))
 
-
-_MAX_DRAIN = 64 << 20
 
 
 def _has_body(request: Request) -> bool:
