@@ -158,7 +158,6 @@ class Entity:
     name: str | None
     created: float
     modified: float
-    properties: dict
 
     @property
     def lineage_type(self) -> str | None:
@@ -170,13 +169,14 @@ def _entities(conn, ctx: Context, arns, lock: bool = False) -> dict[str, Entity]
     found: dict[str, Entity] = {}
     arns = list(arns)
     for i in range(0, len(arns), BATCH):
-        query = select(R.c.arn, R.c.kind, R.c.created_at, R.c.modified_at, R.c.data).where(
-            R.c.arn.in_(arns[i:i + BATCH]), R.c.kind.in_(NAME_MEMBERS), R.c.account_id == ctx.account_id)
+        query = select(R.c.arn, R.c.kind, R.c.account_id, R.c.created_at, R.c.modified_at, R.c.data).where(
+            R.c.arn.in_(arns[i:i + BATCH]))
         if lock:
             query = query.with_for_update(read=True)
-        for arn, kind, created, modified, data in conn.execute(query):
-            found[arn] = Entity(arn, kind, entity_type(kind, data), data.get(NAME_MEMBERS[kind]), created, modified,
-                                data.get("Properties") or {})
+        for arn, kind, account_id, created, modified, data in conn.execute(query).all():
+            if kind in NAME_MEMBERS and account_id == ctx.account_id:
+                found[arn] = Entity(arn, kind, entity_type(kind, data), data.get(NAME_MEMBERS[kind]), created,
+                                    modified)
     return found
 
 
@@ -281,47 +281,84 @@ def list_associations(ctx: Context, params: dict) -> dict:
 
 
 @dataclass
+class Vertex:
+    arn: str
+    kind: str
+    type: str
+    created: float
+    modified: float
+
+    @property
+    def lineage_type(self) -> str | None:
+        return LINEAGE_TYPES.get(self.kind)
+
+
+@dataclass
 class Walk:
     """What a breadth-first walk found: vertices in discovery order, and the edges it crossed."""
 
-    entities: dict[str, Entity] = field(default_factory=dict)  # insertion order = discovery order
+    vertices: dict[str, Vertex] = field(default_factory=dict)  # insertion order = discovery order
     edges: dict[tuple[str, str], str | None] = field(default_factory=dict)  # (source, destination) -> type
     # vertex -> the vertices one level closer to the start it was first reached from: the edges of
     # the shortest paths, which "the entities on the path" to a match are taken from.
     reached_from: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
 
 
-def _edges_at(conn, frontier: list[str], direction: str):
+def _edges_at(conn, frontier: list[str], direction: str) -> list:
     """Every association leaving (Descendants), entering (Ascendants) or touching (Both) the frontier."""
     columns = {"Descendants": [A.c.source_arn], "Ascendants": [A.c.destination_arn],
                "Both": [A.c.source_arn, A.c.destination_arn]}[direction]
+    rows = []
     for column in columns:
         for i in range(0, len(frontier), BATCH):
-            query = select(A.c.source_arn, A.c.destination_arn, A.c.association_type).where(
-                column.in_(frontier[i:i + BATCH]))
-            yield from conn.execute(query)
+            rows += conn.execute(select(A.c.source_arn, A.c.destination_arn, A.c.association_type, A.c.source_type,
+                                        A.c.destination_type).where(column.in_(frontier[i:i + BATCH]))).all()
+    return rows
 
 
-def walk(conn, ctx: Context, start: Entity, direction: str, max_depth: int) -> Walk:
+def _vertices(conn, ctx: Context, types: dict[str, str]) -> dict[str, Vertex]:
+    """The caller's lineage entities among ``types`` (ARN -> the type its associations recorded).
+
+    A walk never parses a resource document, and looks rows up by ARN alone: with the kind and
+    account in the WHERE clause too, SQLite may prefer scanning every entity of the account.
+    """
+    found = {}
+    arns = list(types)
+    for i in range(0, len(arns), BATCH):
+        query = select(R.c.arn, R.c.kind, R.c.account_id, R.c.created_at, R.c.modified_at).where(
+            R.c.arn.in_(arns[i:i + BATCH]))
+        for arn, kind, account_id, created, modified in conn.execute(query).all():
+            if kind in NAME_MEMBERS and account_id == ctx.account_id:
+                found[arn] = Vertex(arn, kind, types[arn], created, modified)
+    return found
+
+
+def walk(conn, ctx: Context, start: Vertex, direction: str, max_depth: int) -> Walk:
     found = Walk()
-    found.entities[start.arn] = start
+    found.vertices[start.arn] = start
     frontier = [start.arn]
     for _ in range(max_depth):
         if not frontier:
             break
         at_frontier = set(frontier)
         steps = []  # (near, far, edge key, association type)
-        for source, destination, association_type in _edges_at(conn, frontier, direction):
+        unseen: dict[str, str] = {}  # far ARN -> its type
+        for source, destination, association_type, source_type, destination_type in _edges_at(conn, frontier,
+                                                                                            direction):
+            key = (source, destination)
             if direction != "Ascendants" and source in at_frontier:
-                steps.append((source, destination, (source, destination), association_type))
+                steps.append((source, destination, key, association_type))
+                if destination not in found.vertices:
+                    unseen[destination] = destination_type
             if direction != "Descendants" and destination in at_frontier:
-                steps.append((destination, source, (source, destination), association_type))
-        unseen = {far for _, far, _, _ in steps if far not in found.entities}
-        new = _entities(conn, ctx, unseen)
+                steps.append((destination, source, key, association_type))
+                if source not in found.vertices:
+                    unseen[source] = source_type
+        new = _vertices(conn, ctx, unseen)
         for arn in sorted(new):  # a deterministic order within a level
-            found.entities[arn] = new[arn]
+            found.vertices[arn] = new[arn]
         for near, far, key, association_type in steps:
-            if far in found.entities:  # an edge to a deleted or foreign resource leads nowhere
+            if far in found.vertices:  # an edge to a deleted or foreign resource leads nowhere
                 found.edges[key] = association_type
                 if far in new:
                     found.reached_from[far].add(near)
@@ -329,22 +366,32 @@ def walk(conn, ctx: Context, start: Entity, direction: str, max_depth: int) -> W
     return found
 
 
-def _matches(entity: Entity, filters: dict) -> bool:
-    if entity.lineage_type is None:
-        return False
-    if filters.get("Types") and entity.type not in filters["Types"]:
-        return False
-    if filters.get("LineageTypes") and entity.lineage_type not in filters["LineageTypes"]:
-        return False
-    for time, before, after in ((entity.created, "CreatedBefore", "CreatedAfter"),
-                                (entity.modified, "ModifiedBefore", "ModifiedAfter")):
-        if filters.get(before) is not None and not time < filters[before]:
+def _matching(conn, found: Walk, filters: dict) -> list[str]:
+    """The walk's vertices that the filters select, in discovery order."""
+    def selected(v: Vertex) -> bool:
+        if v.lineage_type is None:
             return False
-        if filters.get(after) is not None and not time > filters[after]:
+        if filters.get("Types") and v.type not in filters["Types"]:
             return False
+        if filters.get("LineageTypes") and v.lineage_type not in filters["LineageTypes"]:
+            return False
+        for member, t in (("CreatedBefore", v.created), ("ModifiedBefore", v.modified)):
+            if filters.get(member) is not None and not t < filters[member]:
+                return False
+        for member, t in (("CreatedAfter", v.created), ("ModifiedAfter", v.modified)):
+            if filters.get(member) is not None and not t > filters[member]:
+                return False
+        return True
+
+    matched = [arn for arn, v in found.vertices.items() if selected(v)]
     wanted = filters.get("Properties")
-    # Several pairs: an entity matches if it has any one of them.
-    return not wanted or any(entity.properties.get(k) == v for k, v in wanted.items())
+    if wanted:  # several pairs: an entity matches if it has any one of them
+        properties = {}
+        for i in range(0, len(matched), BATCH):
+            query = select(R.c.arn, R.c.data).where(R.c.arn.in_(matched[i:i + BATCH]))
+            properties.update((arn, data.get("Properties") or {}) for arn, data in conn.execute(query).all())
+        matched = [arn for arn in matched if any(properties[arn].get(k) == v for k, v in wanted.items())]
+    return matched
 
 
 def _on_paths(found: Walk, matched: list[str]) -> set[str]:
@@ -355,7 +402,7 @@ def _on_paths(found: Walk, matched: list[str]) -> set[str]:
             if near not in keep:
                 keep.add(near)
                 stack.append(near)
-    return {arn for arn in keep if found.entities[arn].lineage_type}
+    return {arn for arn in keep if found.vertices[arn].lineage_type}
 
 
 @operation("sagemaker", "QueryLineage")
@@ -374,11 +421,13 @@ def query_lineage(ctx: Context, params: dict) -> dict:
     filters = params.get("Filters") or {}
 
     with ctx.store.read() as conn:
-        found = walk(conn, ctx, _existing(conn, ctx, start_arns[0]), direction, max_depth)
-    matched = [arn for arn, entity in found.entities.items() if _matches(entity, filters)]
+        start = _existing(conn, ctx, start_arns[0])
+        found = walk(conn, ctx, Vertex(start.arn, start.kind, start.type, start.created, start.modified),
+                     direction, max_depth)
+        matched = _matching(conn, found, filters)
     if include_edges:  # also the entities on the paths to the matches, and the edges between them
         keep = _on_paths(found, matched)
-        vertices = [arn for arn in found.entities if arn in keep]
+        vertices = [arn for arn in found.vertices if arn in keep]
         edges = [key for key in found.edges if key[0] in keep and key[1] in keep]
     else:
         vertices, edges = matched, []
@@ -398,8 +447,8 @@ def query_lineage(ctx: Context, params: dict) -> dict:
         vertices = vertices[offset:offset + limit]
 
     def vertex(arn):
-        entity = found.entities[arn]
-        return {"Arn": arn, "Type": entity.type or None, "LineageType": entity.lineage_type}
+        v = found.vertices[arn]
+        return {"Arn": arn, "Type": v.type or None, "LineageType": v.lineage_type}
 
     return {"Vertices": [vertex(arn) for arn in vertices],
             "Edges": [{"SourceArn": s, "DestinationArn": d, "AssociationType": found.edges[(s, d)]}
