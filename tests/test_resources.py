@@ -116,3 +116,16 @@ def test_update_code_repository(sm, unique):
     names = [r["CodeRepositoryName"] for r in
              sm.list_code_repositories(NameContains=name, SortBy="LastModifiedTime")["CodeRepositorySummaryList"]]
     assert names == [name]
+
+
+def test_resources_are_regional(client, unique):
+    east, west = client("sagemaker", region="us-east-1"), client("sagemaker", region="us-west-2")
+    name = unique("regional")
+    arn = make_model(east, name)["ModelArn"]
+    assert ":us-east-1:" in arn
+    for call in (lambda: west.describe_model(ModelName=name), lambda: west.list_tags(ResourceArn=arn)):
+        with pytest.raises(ClientError):
+            call()
+    assert name not in [m["ModelName"] for m in west.list_models(NameContains=name)["Models"]]
+    make_model(west, name)  # the same name is free in another region
+    assert west.describe_model(ModelName=name)["ModelArn"] == arn.replace("us-east-1", "us-west-2")

@@ -80,6 +80,8 @@ class Kind:
         store = ctx.backends.resources
         if name_or_arn.startswith("arn:"):
             record = store.get(ctx.account_id, ctx.region, self.name, arn=name_or_arn, conn=conn)
+            if record and record.region != ctx.region:
+                record = None  # resources are regional: another region's ARN names nothing here
             if record and record.account_id != ctx.account_id:
                 if self.shared_access is None:
                     record = None

@@ -35,12 +35,12 @@ def read(conn, arn: str) -> list[dict]:
 
 
 def _owned(ctx: Context, arn: str, conn) -> None:
-    """Tags may be read or changed only on an existing resource of the caller's account."""
+    """Tags may be read or changed only on an existing resource of the caller's account and region."""
     parts = arn.split(":", 5)
     if len(parts) != 6 or parts[0] != "arn":
         raise validation(f"{arn} is not a valid ARN.")
     record = ctx.backends.resources.get_by_arn(arn, conn=conn)
-    if record is None or record.account_id != ctx.account_id:
+    if record is None or record.account_id != ctx.account_id or record.region != ctx.region:
         raise AWSError("ResourceNotFound", f"Resource {arn} does not exist.")
 
 
