@@ -10,8 +10,9 @@ each graph is filler of the same shape that no probe reaches.
 
 QueryLineage (Descendants, MaxDepth 10, IncludeEdges, no MaxResults: the whole
 answer in one response) is then replayed from each probe root, one client at a
-time, and timed. Time per query should grow with the answer, and be the same
-in both graphs for the same probe.
+time, and timed, in rounds that alternate between the two servers so that a
+change in the machine's load weighs on both alike. Time per query should grow
+with the answer, and be the same in both graphs for the same probe.
 
     python benchmarks/lineage.py            # 10,000 entities / 30,000 associations vs 1,000 / 3,000
     python benchmarks/lineage.py --quick    # 2,000 / 6,000 vs 200 / 600, shorter measurements
@@ -29,6 +30,8 @@ import shutil
 import sys
 import tempfile
 import time
+from array import array
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,21 +147,50 @@ def query_request(server: ServerProcess, root: str):
     return request
 
 
-def measure(server: ServerProcess, graph: Graph, duration: float) -> dict[int, RunResult]:
-    results = {}
-    for width, root in graph.roots.items():
-        request = query_request(server, root)
-        status, body = fetch(server, request)
-        got = (len(body.get("Vertices", [])), len(body.get("Edges", [])))
-        if status != 200 or got != answer_size(width):
-            raise RuntimeError(f"{server.name}: probe {width} answered HTTP {status} with {got} "
-                               f"(vertices, edges), expected {answer_size(width)}")
-        results[width] = result = replay(server, [request], label=f"probe {width}", concurrency=1,
-                                         duration=duration, warmup=3)
-        if not result.ok:
-            raise RuntimeError(f"{server.name}: probe {width}: {dict(result.statuses)} {result.errors[:1]}")
-        log(f"  {server.name}: probe width {width:4} ({sum(got):6,} items): p50 {result.percentile_ms(50):8.2f} ms "
-            f"over {result.count:,} queries")
+def checked_query(server: ServerProcess, root: str, width: int):
+    """The signed QueryLineage request from a probe root, once its answer has been checked."""
+    request = query_request(server, root)
+    status, body = fetch(server, request)
+    got = (len(body.get("Vertices", [])), len(body.get("Edges", [])))
+    if status != 200 or got != answer_size(width):
+        raise RuntimeError(f"{server.name}: probe {width} answered HTTP {status} with {got} "
+                           f"(vertices, edges), expected {answer_size(width)}")
+    return request
+
+
+def merge(results: list[RunResult]) -> RunResult:
+    latencies = array("q", sorted(x for r in results for x in r.latencies_ns))
+    return RunResult(label=results[0].label, concurrency=1, latencies_ns=latencies,
+                     wall_seconds=sum(r.wall_seconds for r in results),
+                     client_cpu_seconds=sum(r.client_cpu_seconds for r in results),
+                     server_cpu_seconds=sum(r.server_cpu_seconds for r in results),
+                     statuses=sum((r.statuses for r in results), Counter()),
+                     errors=[e for r in results for e in r.errors][:3])
+
+
+def measure(servers: dict[str, ServerProcess], graphs: dict[str, Graph], duration: float,
+            rounds: int) -> dict[str, dict[int, RunResult]]:
+    """Replay each probe's query for ``duration`` seconds in all, one client.
+
+    The time is split into rounds that alternate between the graphs, so a change in
+    the machine's load during the run weighs on both graphs alike.
+    """
+    requests = {name: {width: checked_query(servers[name], root, width) for width, root in graph.roots.items()}
+                for name, graph in graphs.items()}
+    runs: dict[str, dict[int, list[RunResult]]] = {name: defaultdict(list) for name in graphs}
+    for _ in range(rounds):
+        for name, by_width in requests.items():
+            for width, request in by_width.items():
+                result = replay(servers[name], [request], label=f"probe {width}", concurrency=1,
+                                duration=duration / rounds, warmup=2)
+                if not result.ok:
+                    raise RuntimeError(f"{name}: probe {width}: {dict(result.statuses)} {result.errors[:1]}")
+                runs[name][width].append(result)
+    results = {name: {width: merge(parts) for width, parts in by_width.items()} for name, by_width in runs.items()}
+    for name, by_width in results.items():
+        for width, result in by_width.items():
+            log(f"  {name}: probe width {width:4} ({sum(answer_size(width)):6,} items): "
+                f"p50 {result.percentile_ms(50):8.2f} ms over {result.count:,} queries")
     return results
 
 
@@ -192,15 +224,16 @@ def report(args, graphs: dict[str, Graph], results: dict[str, dict[int, RunResul
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="2,000 entities vs 200, 0.5 s per measurement")
+    parser.add_argument("--quick", action="store_true", help="2,000 entities vs 200, 1 s per probe and graph")
     parser.add_argument("--entities", type=int, help="entities in the large graph (default 10,000)")
     parser.add_argument("--ratio", type=int, default=10, help="how many times smaller the small graph is (10)")
-    parser.add_argument("--duration", type=float, help="seconds of queries per probe (default 3)")
+    parser.add_argument("--duration", type=float, help="seconds of queries per probe and graph (default 6)")
+    parser.add_argument("--rounds", type=int, default=6, help="rounds alternating between the graphs (6)")
     parser.add_argument("--concurrency", type=int, default=4, help="client processes building the graphs (4)")
     parser.add_argument("--json", type=Path, help="also write every measurement to this JSON file")
     args = parser.parse_args(argv)
     args.entities = args.entities or (2_000 if args.quick else 10_000)
-    args.duration = args.duration or (0.5 if args.quick else 3.0)
+    args.duration = args.duration or (1.0 if args.quick else 6.0)
     return args
 
 
@@ -222,17 +255,15 @@ def main(argv=None) -> int:
               "small": build("small", small_entities, 3 * small_entities, small_probes)}
     workdir = Path(tempfile.mkdtemp(prefix="selfmaker-bench-lineage-"))
     started = time.perf_counter()
-    results, build_s, servers = {}, {}, []
+    build_s, servers = {}, {}
     try:
         for name, graph in graphs.items():
-            server = start_server(name, workdir)
-            servers.append(server)
+            servers[name] = start_server(name, workdir)
             log(f"building the {name} graph: {graph.size[0]:,} entities, {graph.size[1]:,} associations")
-            build_s[name] = fill(server, graph, args.concurrency)
-            results[name] = measure(server, graph, args.duration)
-            server.stop()
+            build_s[name] = fill(servers[name], graph, args.concurrency)
+        results = measure(servers, graphs, args.duration, args.rounds)
     finally:
-        for server in servers:
+        for server in servers.values():
             server.stop()
     info = machine()
     print(f"lineage: {' '.join(sys.argv[1:]) or '(defaults)'}; {info['nproc']} CPUs ({info['cpu']}), "

@@ -407,6 +407,16 @@ def _on_paths(found: Walk, matched: list[str]) -> set[str]:
 
 @operation("sagemaker", "QueryLineage")
 def query_lineage(ctx: Context, params: dict) -> dict:
+    """Walk up to MaxDepth (10) associations from the start; report what the filters select.
+
+    As the AWS guide describes it: Both follows associations either way from every vertex
+    reached, not only from the start; filters choose the vertices returned while the walk
+    goes on through the others (an endpoint's datasets are found through its model and
+    training job); IncludeEdges adds the entities and associations on the way to those
+    vertices. Without MaxResults the whole answer comes in one response, which is what the
+    SDK's LineageQuery (it never pages) needs; with it, vertices come in pages and each edge
+    with the later of its two ends.
+    """
     start_arns = params.get("StartArns") or []
     if not start_arns:
         raise validation("StartArns must name the entity to start from.")
