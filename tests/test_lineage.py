@@ -271,6 +271,11 @@ def test_associations_with_experiment_entities(sm, unique):
     assert {(v["Arn"], v["LineageType"]) for v in found["Vertices"]} == {(data, "Artifact"),
                                                                         (component, "TrialComponent")}
     assert [(e["SourceArn"], e["DestinationArn"]) for e in found["Edges"]] == [(data, component)]
+    # A trial component is a lineage entity: it stays while an association names it.
+    name = component.rsplit("/", 1)[1]
+    assert error(sm.delete_trial_component, TrialComponentName=name)[0] == "ValidationException"
+    sm.delete_association(SourceArn=data, DestinationArn=component)
+    sm.delete_trial_component(TrialComponentName=name)
 
 
 def test_list_associations_filters_sorts_and_pages(sm, unique):

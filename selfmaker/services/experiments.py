@@ -23,7 +23,7 @@ from ..server.operations import Context, operation
 from ..store import schema
 from ..store.db import Connection
 from ..store.resources import Record, now
-from . import metrics
+from . import lineage, metrics
 from .kinds import Kind
 
 R = schema.resources
@@ -151,6 +151,9 @@ def _update_component(ctx: Context, params: dict, record: Record) -> None:
 def _delete_component(ctx: Context, record: Record, conn: Connection) -> None:
     if _any(conn, select(LINKS.c.trial_arn).where(LINKS.c.component_arn == record.arn)):
         raise _in_use(TRIAL_COMPONENT, record, "is linked to 1 or more trials")
+    # A trial component is a lineage entity too: like artifacts, actions and contexts, it stays
+    # while lineage associations name it.
+    lineage.refuse_delete_while_associated("trial component")(ctx, record, conn)
     metrics.forget(conn, record.arn)
 
 
