@@ -121,3 +121,61 @@ def test_sdk_v2_point_in_time_dataset(server, sdk_v2):
     assert out["rows"] == [["c1", "160.0", "1.0", "100.0"], ["c1", "160.0", "15.0", "150.0"],
                            ["c1", "250.0", "1.0", "100.0"], ["c1", "250.0", "15.0", "150.0"],
                            ["c1", "250.0", "22.0", "200.0"], ["c3", "400.0", "7.0", "350.0"]]
+
+
+V3 = r"""
+import json, time
+import boto3
+import numpy as np, pandas as pd
+from sagemaker.core.helper.session_helper import Session
+from sagemaker.mlops.feature_store import (FeatureGroup, OfflineStoreConfig, OnlineStoreConfig, S3StorageConfig,
+                                           create_athena_query, ingest_dataframe,
+                                           load_feature_definitions_from_dataframe)
+
+bucket = "selfmaker-sdk-tests"
+try:
+    boto3.client("s3").create_bucket(Bucket=bucket)
+except Exception:
+    pass
+name = "sdk-v3-fg-" + str(int(time.time() * 1000))
+n = 500
+df = pd.DataFrame({
+    "id": pd.Series([f"r{i}" for i in range(n)], dtype="object"),
+    "et": np.full(n, 1700000000.0) + np.arange(n),
+    "count": np.arange(n, dtype="int64"),
+    "ratio": np.arange(n) / 4.0,
+})
+fg = FeatureGroup.create(
+    feature_group_name=name, record_identifier_feature_name="id", event_time_feature_name="et",
+    feature_definitions=load_feature_definitions_from_dataframe(df),
+    online_store_config=OnlineStoreConfig(enable_online_store=True),
+    offline_store_config=OfflineStoreConfig(s3_storage_config=S3StorageConfig(s3_uri=f"s3://{bucket}/v3")),
+    role_arn="arn:aws:iam::123456789012:role/SageMakerRole")
+fg.wait_for_status(target_status="Created", poll=1, timeout=60)
+manager = ingest_dataframe(feature_group_name=name, data_frame=df, max_workers=3, wait=True)
+got = fg.get_record(record_identifier_value_as_string="r7")
+batch = fg.batch_get_record(identifiers=[{"feature_group_name": name, "record_identifiers_value_as_string": ["r1", "r499"]}])
+fg.delete_record(record_identifier_value_as_string="r7", event_time="1800000000", deletion_mode="HardDelete")
+gone = fg.get_record(record_identifier_value_as_string="r7")
+described = FeatureGroup.get(feature_group_name=name)
+query = create_athena_query(name, Session())
+query.run(f'SELECT count(*) AS n FROM "{query.table_name}"', output_location=f"s3://{bucket}/v3-athena")
+query.wait()
+print(json.dumps({
+    "record": {f.feature_name: f.value_as_string for f in got.record},
+    "batch": sorted(r.record_identifier_value_as_string for r in batch.records),
+    "gone": not isinstance(getattr(gone, "record", None), list),
+    "status": described.feature_group_status,
+    "table": described.offline_store_config.data_catalog_config.table_name,
+    "count": int(query.as_dataframe()["n"][0]),
+}, default=str))
+"""
+
+
+def test_sdk_v3_create_ingest_get_delete_and_athena(server, sdk_v3):
+    out = sdk_v3.run(server, V3, timeout=300)
+    assert out["record"] == {"id": "r7", "et": "1700000007.0", "count": "7", "ratio": "1.75"}
+    assert out["batch"] == ["r1", "r499"]
+    assert out["gone"] is True
+    assert out["status"] == "Created"
+    assert out["count"] == 501  # 500 rows and the hard delete's marker
