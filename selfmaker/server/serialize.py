@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import weakref
+from typing import Callable
 from xml.sax.saxutils import escape
 
 from botocore.model import Shape
@@ -20,39 +22,82 @@ def to_json_value(value, shape: Shape):
     """The JSON form of ``value`` under ``shape``, or None when nothing should be sent."""
     if value is None:
         return None
+    return _json_writer(shape)(value)
+
+
+# Walking a botocore shape costs attribute lookups and dict probes at every node,
+# and a page of a list walks the same shapes hundreds of times. So each shape gets
+# a writer closure, built once, that already knows its members, their wire names
+# and their writers. A structure finds its members' writers on its first call, not
+# when it is built: recursive shapes (e.g. SearchExpression) expand only as deep as
+# some value actually nests. Weak keys: a shape nobody holds takes its writer along.
+_WRITERS: "weakref.WeakKeyDictionary[Shape, Callable]" = weakref.WeakKeyDictionary()
+
+
+def _json_writer(shape: Shape) -> Callable:
+    write = _WRITERS.get(shape)
+    if write is None:
+        write = _WRITERS[shape] = _build_json_writer(shape)
+    return write
+
+
+def _build_json_writer(shape: Shape) -> Callable:
     kind = shape.type_name
     if kind == "structure":
+        return _structure_writer(shape)
+    if kind == "list":
+        write_item = _json_writer(shape.member)
+
+        def write_list(value):
+            return [v for item in value if item is not None and (v := write_item(item)) is not None]
+
+        return write_list
+    if kind == "map":
+        write_value = _json_writer(shape.value)
+
+        def write_map(value):
+            return {k: v for k, item in value.items() if item is not None and (v := write_value(item)) is not None}
+
+        return write_map
+    return _SCALAR_WRITERS.get(kind, _string)
+
+
+def _structure_writer(shape: Shape) -> Callable:
+    fields: list[tuple[str, str, Callable]] | None = None
+
+    def write(value):
+        nonlocal fields
         if not isinstance(value, dict):
             return None
+        if fields is None:  # headers and status codes are not in the body
+            fields = [(name, member.serialization.get("name", name), _json_writer(member))
+                      for name, member in shape.members.items() if not member.serialization.get("location")]
         out = {}
-        for name, member in shape.members.items():
-            if member.serialization.get("location"):  # headers, status code: not in the body
-                continue
-            v = to_json_value(value.get(name), member)
-            if v is not None:
-                out[member.serialization.get("name", name)] = v
+        for name, wire, write_member in fields:
+            item = value.get(name)
+            if item is not None and (v := write_member(item)) is not None:
+                out[wire] = v
         return out
-    if kind == "list":
-        return [v for item in value if (v := to_json_value(item, shape.member)) is not None]
-    if kind == "map":
-        return {k: v for k, item in value.items() if (v := to_json_value(item, shape.value)) is not None}
-    if kind == "timestamp":
-        return _epoch(value)
-    if kind == "blob":
-        return base64.b64encode(value if isinstance(value, bytes) else str(value).encode()).decode()
-    if kind in ("integer", "long"):
-        return int(value)
-    if kind in ("float", "double"):
-        return float(value)
-    if kind == "boolean":
-        return bool(value)
+
+    return write
+
+
+def _string(value):
     return value if isinstance(value, str) else str(value)
+
+
+def _blob(value):
+    return base64.b64encode(value if isinstance(value, bytes) else str(value).encode()).decode()
 
 
 def _epoch(value) -> float:
     if isinstance(value, dt.datetime):
         return value.timestamp()
     return round(float(value), 3)
+
+
+_SCALAR_WRITERS = {"timestamp": _epoch, "blob": _blob, "integer": int, "long": int, "float": float, "double": float,
+                   "boolean": bool, "string": _string}
 
 
 def _iso(value) -> str:

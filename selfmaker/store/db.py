@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
+import orjson
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, event, select
@@ -25,13 +27,23 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def _json_loads(text):
+    """Read a JSON column: orjson is several times faster than json, and a page of a list
+    parses one document per row. json still reads what orjson refuses (NaN, huge integers)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def make_engine(url: str) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=16)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=16,
+                               json_deserializer=_json_loads)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record):
@@ -43,7 +55,7 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_size=16, max_overflow=16, pool_pre_ping=True)
+    return create_engine(url, pool_size=16, max_overflow=16, pool_pre_ping=True, json_deserializer=_json_loads)
 
 
 def migrate(engine: Engine) -> None:
