@@ -143,13 +143,8 @@ def batch_get_record(ctx: Context, params: dict) -> dict:
         try:
             group = _online_group(ctx, ident["FeatureGroupName"])
             group.check_feature_names(ident.get("FeatureNames"))
-        except AWSError as err:
-            errors += [{"FeatureGroupName": ident["FeatureGroupName"], "RecordIdentifierValueAsString": rid,
-                        "ErrorCode": err.code, "ErrorMessage": err.message} for rid in ids]
-            continue
-        try:
             keys = {rid: group.record_key(rid) for rid in ids}
-        except AWSError as err:
+        except AWSError as err:  # reported per record, as AWS does; the other identifiers are still read
             errors += [{"FeatureGroupName": ident["FeatureGroupName"], "RecordIdentifierValueAsString": rid,
                         "ErrorCode": err.code, "ErrorMessage": err.message} for rid in ids]
             continue
@@ -170,7 +165,10 @@ def list_records(ctx: Context, params: dict) -> dict:
     after = None
     signer = ctx.backends.resources
     if params.get("NextToken"):
-        token = signer.unsign(params["NextToken"])
+        try:
+            token = signer.unsign(params["NextToken"])
+        except AWSError as err:
+            raise validation_error(err.message) from None
         if not isinstance(token, dict) or token.get("g") != group.key:
             raise validation_error("The NextToken does not belong to this feature group.")
         after = token["after"]
