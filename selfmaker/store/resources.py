@@ -12,8 +12,10 @@ import base64
 import hashlib
 import hmac
 import json
+import operator
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Iterable
 
 from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
@@ -96,6 +98,46 @@ _BY_NAME = select(*_COLUMNS).where(R.c.kind == bindparam("kind"), R.c.account_id
                                    R.c.region == bindparam("region"), R.c.name_key == bindparam("name_key"))
 _BY_KIND_AND_ARN = select(*_COLUMNS).where(R.c.kind == bindparam("kind"), R.c.arn == bindparam("arn"))
 _BY_ARN = select(*_COLUMNS).where(R.c.arn == bindparam("arn"))
+
+
+# Time filters: the ListQuery field, the column, and its comparison (exclusive, inclusive).
+_TIME_BOUNDS = {
+    "created_after": (R.c.created_at, operator.gt, operator.ge),
+    "created_before": (R.c.created_at, operator.lt, operator.le),
+    "modified_after": (R.c.modified_at, operator.gt, operator.ge),
+    "modified_before": (R.c.modified_at, operator.lt, operator.le),
+}
+
+
+def _list_statement(sort_by: str, descending: bool, inclusive_times: bool, names: frozenset, where=()):
+    """A page of a list, with a bind parameter for every value in ``names``.
+
+    Lists differ only in which filters they use, so the statements are few and are
+    cached (below): building and cache-keying one costs more than SQLite takes to run it.
+    """
+    column = SORT_COLUMNS[sort_by]
+    cond = [R.c.account_id == bindparam("account_id"), R.c.region == bindparam("region"),
+            R.c.kind == bindparam("kind"), *where]
+    if "name_like" in names:
+        cond.append(R.c.name_key.like(bindparam("name_like"), escape="\\"))
+    for name, (time_column, exclusive, inclusive) in _TIME_BOUNDS.items():
+        if name in names:
+            cond.append((inclusive if inclusive_times else exclusive)(time_column, bindparam(name)))
+    if "status" in names:
+        cond.append(R.c.status == bindparam("status"))
+    if "parent" in names:
+        cond.append(R.c.parent == bindparam("parent"))
+    if "after_value" in names:
+        # A row-value comparison, not "column < v OR (column = v AND id < i)": with bound
+        # parameters SQLite walks every row of the kind for the OR, but seeks the
+        # (..., sort column, id) index for the row value, so a deep page costs what the first does.
+        position, last = tuple_(column, R.c.id), tuple_(bindparam("after_value"), bindparam("after_id"))
+        cond.append(position < last if descending else position > last)
+    order = (column.desc(), R.c.id.desc()) if descending else (column.asc(), R.c.id.asc())
+    return select(*_COLUMNS).where(*cond).order_by(*order).limit(bindparam("limit"))
+
+
+_cached_list_statement = lru_cache(maxsize=512)(_list_statement)
 
 
 class ResourceStore:
@@ -195,34 +237,26 @@ class ResourceStore:
         column = SORT_COLUMNS.get(q.sort_by)
         if column is None:
             raise validation(f"Unsupported SortBy value {q.sort_by}.")
-        cond = [R.c.account_id == account_id, R.c.region == region, R.c.kind == kind, *q.where]
+        values = {"account_id": account_id, "region": region, "kind": kind, "limit": q.max_results + 1}
         if q.name_contains:
             # Case-insensitive substring match, with LIKE's wildcards taken literally.
             needle = q.name_contains.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            cond.append(R.c.name_key.like(f"%{needle}%", escape="\\"))
-        for time_column, after, before in ((R.c.created_at, q.created_after, q.created_before),
-                                           (R.c.modified_at, q.modified_after, q.modified_before)):
-            if after is not None:
-                cond.append(time_column >= after if q.inclusive_times else time_column > after)
-            if before is not None:
-                cond.append(time_column <= before if q.inclusive_times else time_column < before)
+            values["name_like"] = f"%{needle}%"
+        for name in _TIME_BOUNDS:
+            if (bound := getattr(q, name)) is not None:
+                values[name] = bound
         if q.status is not None:
-            cond.append(R.c.status == q.status)
+            values["status"] = q.status
         if q.parent is not None:
-            cond.append(R.c.parent == q.parent)
-
+            values["parent"] = q.parent
         fingerprint = self._fingerprint(account_id, region, kind, q)
         if q.next_token:
-            value, last_id = self._read_token(q.next_token, fingerprint)
-            # A row-value comparison, not "column < v OR (column = v AND id < i)": with bound
-            # parameters SQLite walks every row of the kind for the OR, but seeks the
-            # (..., sort column, id) index for the row value, so a deep page costs what the first does.
-            position = tuple_(column, R.c.id)
-            cond.append(position < tuple_(value, last_id) if q.descending else position > tuple_(value, last_id))
-        order = (column.desc(), R.c.id.desc()) if q.descending else (column.asc(), R.c.id.asc())
-        query = select(*_COLUMNS).where(*cond).order_by(*order).limit(q.max_results + 1)
+            values["after_value"], values["after_id"] = self._read_token(q.next_token, fingerprint)
+        shape = (q.sort_by, q.descending, q.inclusive_times, frozenset(values))
+        # Kind-specific conditions carry their own values, so only plain lists share a statement.
+        query = _list_statement(*shape, where=tuple(q.where)) if q.where else _cached_list_statement(*shape)
         with self.store.read() as c:
-            rows = c.execute(query).all()
+            rows = c.execute(query, values).all()
         records = [_row(r) for r in rows[: q.max_results]]
         token = None
         if len(rows) > q.max_results:
