@@ -23,7 +23,8 @@ def _serve(args) -> int:
         **{k: v for k, v in dict(
             host=args.host, port=args.port, data_dir=args.data_dir, database_url=args.database_url,
             object_store_url=args.object_store_url, auth_mode=args.auth, credentials_file=args.credentials_file,
-            region=args.region, online_store_url=args.online_store_url,
+            region=args.region, online_store_url=args.online_store_url, runtimes_dir=args.runtimes_dir,
+            runtimes_config=args.runtimes_config, executor=args.executor,
         ).items() if v is not None}
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -81,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--online-store-url",
                        help="feature store online store: embedded (default) or redis://host:port/db "
                             "(env SELFMAKER_ONLINE_STORE_URL)")
+    serve.add_argument("--runtimes-dir", type=Path,
+                       help="where job runtimes are built and cached (default <data-dir>/runtimes; "
+                            "env SELFMAKER_RUNTIMES_DIR)")
+    serve.add_argument("--runtimes-config", type=Path,
+                       help="YAML/JSON file mapping image URIs to runtimes (docs/jobs.md; env SELFMAKER_RUNTIMES_CONFIG)")
+    serve.add_argument("--executor", help="where job instances run: local (bubblewrap; the default)")
     serve.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=_serve)
 

@@ -40,6 +40,13 @@ class Settings:
     region: str = field(default_factory=lambda: _env("REGION", DEFAULT_REGION))
     # The feature store's online store: "embedded" (default: SQLite in the data dir) or redis://host:port/db
     online_store_url: str | None = field(default_factory=lambda: _env("ONLINE_STORE_URL"))
+    # Jobs: where image runtimes (Python environments) are cached (default <data_dir>/runtimes), the file
+    # mapping other image URIs to runtimes (docs/jobs.md), and the executor ("local": bubblewrap).
+    runtimes_dir: Path | None = field(default_factory=lambda: Path(p) if (p := _env("RUNTIMES_DIR")) else None)
+    runtimes_config: Path | None = field(
+        default_factory=lambda: Path(p) if (p := _env("RUNTIMES_CONFIG")) else None
+    )
+    executor: str = field(default_factory=lambda: _env("EXECUTOR", "local"))
     default_account: str = DEFAULT_ACCOUNT
 
     def __post_init__(self) -> None:
@@ -48,6 +55,7 @@ class Settings:
             self.database_url = f"sqlite:///{self.data_dir / 'metadata.db'}"
         if not self.object_store_url:
             self.object_store_url = (self.data_dir / "objects").as_uri()
+        self.runtimes_dir = Path(self.runtimes_dir or self.data_dir / "runtimes").expanduser().resolve()
         if self.auth_mode not in ("open", "strict"):
             raise ValueError(f"auth mode must be 'open' or 'strict', not {self.auth_mode!r}")
         if self.auth_mode == "strict" and not self.credentials_file:

@@ -1,0 +1,80 @@
+"""The executor interface: start an instance of a job, follow it, stop it, find it again after a restart.
+
+An instance is described by an :class:`InstanceSpec` and identified by its
+state directory, which the executor fills with what it needs to follow the
+instance later (a pid file, the exit status). Nothing is kept only in memory:
+a restarted server passes the same directory to :meth:`Executor.poll` and
+:meth:`Executor.watch` and carries on.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+
+class ExecutorUnavailable(Exception):
+    """The executor cannot run anything here (e.g. bubblewrap is missing); the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: Path  # on the host
+    target: str  # inside the instance
+    writable: bool = False
+
+
+@dataclass(frozen=True)
+class Limits:
+    cpus: int  # processors the instance may use
+    memory_bytes: int  # its memory
+
+
+@dataclass
+class InstanceSpec:
+    command: list[str]
+    env: dict[str, str]
+    state_dir: Path  # the executor's own files for this instance (host side, never visible inside)
+    log_path: Path  # stdout and stderr, interleaved, appended
+    mounts: list[Mount] = field(default_factory=list)
+    limits: Limits | None = None
+    network: bool = True  # False: no network at all (EnableNetworkIsolation)
+    hostname: str = "algo-1"
+    workdir: str = "/"
+    hidden: list[str] = field(default_factory=list)  # host directories the instance must not see
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    code: int | None  # the command's exit code; None when it ended without reporting one
+    reason: str = ""  # why there is no code (killed, vanished)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.code == 0
+
+
+class Executor(ABC):
+    name: str
+
+    @abstractmethod
+    def check(self) -> None:
+        """Raise :class:`ExecutorUnavailable` if instances cannot run here."""
+
+    @abstractmethod
+    def start(self, spec: InstanceSpec) -> None:
+        """Start the instance, detached: it outlives the server, which can follow it again later."""
+
+    @abstractmethod
+    def poll(self, state_dir: Path) -> ExitStatus | None:
+        """None while the instance runs; its exit status once it has ended (or vanished)."""
+
+    @abstractmethod
+    def watch(self, state_dir: Path, on_exit: Callable[[], None]) -> None:
+        """Call ``on_exit()`` once, from another thread, when the instance ends (at once if it has)."""
+
+    @abstractmethod
+    def stop(self, state_dir: Path) -> None:
+        """End the instance's whole process tree (idempotent)."""

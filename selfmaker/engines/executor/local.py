@@ -1,0 +1,175 @@
+"""The local executor: each instance in a bubblewrap sandbox on this machine.
+
+The sandbox sees the host's root read-only, a private /tmp, /proc and /dev,
+its own pid, IPC and UTS namespaces (hostname ``algo-<i>``), no capabilities,
+and only the directories the spec mounts; ``hidden`` host directories (the
+data directory, where other jobs live) are covered by empty tmpfs mounts.
+Without network, it also gets its own empty network namespace.
+
+Each instance is started detached (its own session) under a tiny ``sh``
+supervisor that appends output to the log and writes the exit code to
+``<state_dir>/exit``, so a server that was killed and restarted can still learn
+how it ended. ``pid`` records the supervisor's pid and start time, so a reused
+pid is never mistaken for the instance.
+
+Limits: the CPU set through ``taskset`` (sched_setaffinity) and memory through
+``prlimit --data`` (RLIMIT_DATA: heap and private anonymous mappings). cgroups
+would be finer but are rarely delegated to an unprivileged service.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import signal
+import subprocess
+import threading
+from pathlib import Path
+from typing import Callable
+
+from .base import Executor, ExecutorUnavailable, ExitStatus, InstanceSpec
+
+INSTALL_HINT = ("bubblewrap (bwrap) is not installed on the SelfMaker host; install it with "
+                "`apt-get install bubblewrap` (Debian/Ubuntu), `dnf install bubblewrap` (Fedora/RHEL) "
+                "or `brew`-less Linux equivalents, then restart SelfMaker")
+
+# The supervisor: run the command, then record its exit code atomically.
+SUPERVISOR = ('log=$1; state=$2; shift 2; "$@" >>"$log" 2>&1; '
+              'echo $? >"$state/exit.tmp" && mv "$state/exit.tmp" "$state/exit"')
+
+# Top-level host entries the sandbox gets its own version of.
+_PRIVATE_TOP = {"proc", "dev", "tmp", "opt", "lost+found"}
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot, or None if it is gone (or a zombie)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    return None if fields[0] in ("Z", "X") else fields[19]
+
+
+class LocalExecutor(Executor):
+    name = "local"
+
+    def __init__(self):
+        self._children: dict[Path, subprocess.Popen] = {}
+        self._lock = threading.Lock()
+
+    def check(self) -> None:
+        if not shutil.which("bwrap"):
+            raise ExecutorUnavailable(INSTALL_HINT)
+
+    # -- starting ------------------------------------------------------------------
+
+    def command(self, spec: InstanceSpec) -> list[str]:
+        """The full host command line for an instance (sandbox and limits included)."""
+        args = [shutil.which("bwrap") or "bwrap", "--die-with-parent", "--new-session", "--unshare-pid",
+                "--unshare-ipc", "--unshare-uts", "--hostname", spec.hostname, "--cap-drop", "ALL"]
+        if not spec.network:
+            args.append("--unshare-net")
+        for entry in sorted(os.scandir("/"), key=lambda e: e.name):
+            if entry.name in _PRIVATE_TOP:
+                continue
+            if entry.is_symlink():
+                args += ["--symlink", os.readlink(entry.path), entry.path]
+            else:
+                args += ["--ro-bind", entry.path, entry.path]
+        args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", "/opt"]
+        mounted_in_opt = {m.target.split("/")[2] for m in spec.mounts if m.target.startswith("/opt/")}
+        if os.path.isdir("/opt"):
+            for entry in sorted(os.scandir("/opt"), key=lambda e: e.name):
+                if entry.name not in mounted_in_opt:
+                    args += ["--ro-bind", entry.path, entry.path]
+        for path in spec.hidden:
+            if os.path.isdir(path) and not (path == "/tmp" or path.startswith("/tmp/")):
+                args += ["--tmpfs", path]
+        for mount in spec.mounts:
+            args += ["--bind" if mount.writable else "--ro-bind", str(mount.source), mount.target]
+        args += ["--chdir", spec.workdir, "--"]
+        limits = []
+        if spec.limits:
+            available = sorted(os.sched_getaffinity(0))
+            cpus = available[:max(1, min(spec.limits.cpus, len(available)))]
+            limits += [shutil.which("taskset") or "taskset", "-c", ",".join(map(str, cpus))]
+            limits += [shutil.which("prlimit") or "prlimit", f"--data={spec.limits.memory_bytes}"]
+        return limits + args + list(spec.command)
+
+    def start(self, spec: InstanceSpec) -> None:
+        self.check()
+        spec.state_dir.mkdir(parents=True, exist_ok=True)
+        for stale in ("exit", "exit.tmp", "pid", "stopped"):
+            (spec.state_dir / stale).unlink(missing_ok=True)
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", SUPERVISOR, "sh", str(spec.log_path), str(spec.state_dir), *self.command(spec)],
+            env=spec.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True, close_fds=True)
+        (spec.state_dir / "pid").write_text(f"{proc.pid} {_start_time(proc.pid) or ''}")
+        with self._lock:
+            self._children[spec.state_dir] = proc
+
+    # -- following -----------------------------------------------------------------
+
+    def _live_pid(self, state_dir: Path) -> int | None:
+        """The supervisor's pid if it is still running (and still the same process)."""
+        try:
+            pid_text, _, started = (state_dir / "pid").read_text().partition(" ")
+        except FileNotFoundError:
+            return None
+        pid = int(pid_text)
+        current = _start_time(pid)
+        return pid if current is not None and current == started else None
+
+    def poll(self, state_dir: Path) -> ExitStatus | None:
+        with self._lock:
+            child = self._children.get(state_dir)
+        if child is not None and child.poll() is None:
+            return None
+        exit_file = state_dir / "exit"
+        if exit_file.exists():
+            return ExitStatus(int(exit_file.read_text().strip() or 1))
+        if child is None and self._live_pid(state_dir) is not None:
+            return None
+        if (state_dir / "stopped").exists():
+            return ExitStatus(None, "stopped")
+        return ExitStatus(None, "its processes ended without reporting an exit status (the machine may have "
+                                "restarted or they were killed outside SelfMaker)")
+
+    def watch(self, state_dir: Path, on_exit: Callable[[], None]) -> None:
+        with self._lock:
+            child = self._children.get(state_dir)
+
+        def wait() -> None:
+            if child is not None:
+                child.wait()
+                with self._lock:
+                    self._children.pop(state_dir, None)
+            elif (pid := self._live_pid(state_dir)) is not None:
+                try:
+                    fd = os.pidfd_open(pid)
+                except ProcessLookupError:
+                    fd = None
+                if fd is not None:
+                    try:
+                        if self._live_pid(state_dir) is not None:
+                            select.select([fd], [], [])
+                    finally:
+                        os.close(fd)
+            on_exit()
+
+        threading.Thread(target=wait, name=f"watch-{state_dir.name}", daemon=True).start()
+
+    def stop(self, state_dir: Path) -> None:
+        (state_dir / "stopped").touch()
+        pid = self._live_pid(state_dir)
+        if pid is None:
+            return
+        try:
+            # The supervisor leads its own process group; bwrap's sandboxed child dies with its parent
+            # (--die-with-parent) and takes its whole pid namespace with it.
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

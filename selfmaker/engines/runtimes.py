@@ -1,0 +1,185 @@
+"""Image URIs -> local runtimes: Python environments with the image's framework, built on first use.
+
+The SageMaker SDK names framework images (``image_uris.retrieve``) like
+``683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3``.
+:func:`resolve` maps the repository and tag to the packages of that framework
+at the tagged version (any account, region or ECR domain); users map other
+images in a YAML/JSON file (setting ``runtimes_config``)::
+
+    images:
+      "my-registry.example.com/team/*":        # fnmatch pattern over the full URI
+        packages: ["scikit-learn==1.5.*", "lightgbm"]
+      "my-registry.example.com/tools:latest":
+        python: /usr/bin/python3               # an existing interpreter, used as is
+        command: ["python3", "-m", "tools"]    # the image's default entrypoint
+
+:func:`ensure` builds a runtime once (``python -m venv`` + pip, its output
+going to the job's log) under the runtimes directory, guarded by a file lock
+so concurrent jobs and servers sharing the directory build it once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import fnmatch
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+# Every SageMaker framework image carries boto3 (the training toolkit depends on it).
+COMMON = ("boto3",)
+PY = f"py{sys.version_info.major}{sys.version_info.minor}"
+
+_IMAGE = re.compile(r"^(?P<registry>[^/]+)/(?P<repo>[^:@]+)(?::(?P<tag>[^@]+))?(?:@.+)?$")
+
+
+class UnknownImage(Exception):
+    """No runtime for this image; the message says how to map one."""
+
+
+class RuntimeBuildError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Runtime:
+    key: str  # its directory name under the runtimes directory
+    packages: tuple[str, ...] = ()
+    python: str | None = None  # an existing interpreter to use as is (no environment is built)
+    command: tuple[str, ...] = ()  # the image's default entrypoint, if it has one
+    algorithm: str | None = None  # in-sandbox module that trains when no script is given (built-in algorithms)
+    description: str = ""
+
+    def bin_dir(self, runtimes_dir: Path) -> Path:
+        return Path(self.python).parent if self.python else runtimes_dir / self.key / "bin"
+
+    def root(self, runtimes_dir: Path) -> Path:
+        """The directory the sandbox must see (read-only) for this runtime to work."""
+        return Path(sys.base_prefix) if self.python else runtimes_dir / self.key
+
+
+@dataclass
+class _Framework:
+    packages: Callable[[re.Match], list[str]]
+    tag: str  # regex over the tag
+    algorithm: str | None = None
+    label: str = ""
+
+
+def _minor(version: str) -> str:
+    """'1.2-1' (SageMaker's <framework version>-<container release>) -> '1.2.*'."""
+    return version.split("-")[0] + ".*"
+
+
+FRAMEWORKS: dict[str, _Framework] = {
+    "sagemaker-scikit-learn": _Framework(
+        lambda m: [f"scikit-learn=={_minor(m['v'])}", "numpy<2", "scipy", "pandas<2.2"],
+        r"(?P<v>\d+\.\d+(?:\.\d+)?(?:-\d+)?)(?:-.*)?", label="scikit-learn"),
+    "sagemaker-xgboost": _Framework(
+        lambda m: [f"xgboost=={_minor(m['v'])}", "numpy<2", "scipy", "pandas<2.2", "scikit-learn<1.6"],
+        r"(?P<v>\d+\.\d+(?:\.\d+)?(?:-\d+)?)(?:-.*)?", algorithm="selfmaker.container.xgboost_algorithm",
+        label="XGBoost"),
+    "pytorch-training": _Framework(lambda m: [f"torch=={m['v']}", "numpy"], r"(?P<v>\d+\.\d+\.\d+)(?:-.*)?",
+                                   label="PyTorch"),
+    "pytorch-inference": _Framework(lambda m: [f"torch=={m['v']}", "numpy"], r"(?P<v>\d+\.\d+\.\d+)(?:-.*)?",
+                                    label="PyTorch"),
+    "tensorflow-training": _Framework(lambda m: [f"tensorflow=={_minor(m['v'])}"], r"(?P<v>\d+\.\d+(?:\.\d+)?)(?:-.*)?",
+                                      label="TensorFlow"),
+    "tensorflow-inference": _Framework(lambda m: [f"tensorflow=={_minor(m['v'])}"],
+                                       r"(?P<v>\d+\.\d+(?:\.\d+)?)(?:-.*)?", label="TensorFlow"),
+    "huggingface-pytorch-training": _Framework(
+        lambda m: [f"torch=={m['v']}", f"transformers=={m['t']}", "datasets", "accelerate"],
+        r"(?P<v>\d+\.\d+\.\d+)-transformers(?P<t>\d+\.\d+\.\d+)(?:-.*)?", label="Hugging Face"),
+    "huggingface-pytorch-inference": _Framework(
+        lambda m: [f"torch=={m['v']}", f"transformers=={m['t']}"],
+        r"(?P<v>\d+\.\d+\.\d+)-transformers(?P<t>\d+\.\d+\.\d+)(?:-.*)?", label="Hugging Face"),
+}
+
+
+def _key(name: str, packages: list[str]) -> str:
+    digest = hashlib.sha256(json.dumps(sorted(packages)).encode()).hexdigest()[:10]
+    return f"{re.sub(r'[^a-zA-Z0-9.]+', '-', name).strip('-')}-{PY}-{digest}"
+
+
+def load_config(path: Path | None) -> dict:
+    """The user's image mappings (``images:`` pattern -> runtime), from YAML or JSON."""
+    if not path:
+        return {}
+    text = Path(path).read_text()
+    if str(path).endswith(".json"):
+        config = json.loads(text)
+    else:
+        import yaml
+
+        config = yaml.safe_load(text) or {}
+    return config.get("images", {})
+
+
+def resolve(image_uri: str, config: dict | None = None) -> Runtime:
+    """The runtime of an image, or :class:`UnknownImage` saying why there is none."""
+    for pattern, entry in (config or {}).items():
+        if image_uri == pattern or fnmatch.fnmatchcase(image_uri, pattern):
+            packages = [*entry.get("packages", []), *COMMON] if not entry.get("python") else []
+            return Runtime(key=_key(f"custom-{pattern}", packages), packages=tuple(packages),
+                           python=entry.get("python"), command=tuple(entry.get("command", ())),
+                           algorithm=entry.get("algorithm"), description=f"configured runtime for {pattern}")
+    match = _IMAGE.match(image_uri or "")
+    framework = FRAMEWORKS.get(match["repo"].rsplit("/", 1)[-1]) if match else None
+    if framework is None:
+        raise UnknownImage(
+            f"SelfMaker has no runtime for the image {image_uri!r}: it runs the SageMaker framework images "
+            f"({', '.join(sorted(FRAMEWORKS))}) as local Python environments; map other images to a runtime in "
+            "the file named by --runtimes-config (see docs/jobs.md)")
+    tag = match["tag"] or ""
+    tag_match = re.fullmatch(framework.tag, tag)
+    if not tag_match:
+        raise UnknownImage(f"SelfMaker cannot tell the {framework.label} version from the image tag {tag!r} "
+                           f"of {image_uri!r}")
+    packages = [*framework.packages(tag_match), *COMMON]
+    repo = match["repo"].rsplit("/", 1)[-1]
+    return Runtime(key=_key(f"{repo}-{tag_match['v']}", packages), packages=tuple(packages),
+                   algorithm=framework.algorithm, description=f"{framework.label} {tag_match['v']}")
+
+
+def ensure(runtime: Runtime, runtimes_dir: Path, log: Callable[[str], None]) -> Path:
+    """Build the runtime if it is not built yet; return its bin directory. Raises RuntimeBuildError."""
+    if runtime.python:
+        if not Path(runtime.python).exists():
+            raise RuntimeBuildError(f"the configured interpreter {runtime.python} does not exist")
+        return runtime.bin_dir(runtimes_dir)
+    runtimes_dir.mkdir(parents=True, exist_ok=True)
+    root = runtimes_dir / runtime.key
+    ready = root / ".selfmaker-ready"
+    if ready.exists():
+        return root / "bin"
+    with open(runtimes_dir / f".{runtime.key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if ready.exists():
+            return root / "bin"
+        log(f"SelfMaker: creating the runtime {runtime.key} ({runtime.description}): "
+            f"python -m venv + pip install {' '.join(runtime.packages)}")
+        shutil.rmtree(root, ignore_errors=True)  # a build that was interrupted
+        _run([sys.executable, "-m", "venv", str(root)], log)
+        _run([str(root / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check",
+              "--no-input", "--progress-bar", "off", *runtime.packages], log)
+        ready.write_text(json.dumps({"packages": runtime.packages}))
+        log(f"SelfMaker: runtime {runtime.key} is ready")
+    return root / "bin"
+
+
+def _run(command: list[str], log: Callable[[str], None]) -> None:
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            stdin=subprocess.DEVNULL)
+    tail: list[str] = []
+    for line in proc.stdout:
+        line = line.rstrip("\n")
+        log(line)
+        tail = (tail + [line])[-5:]
+    if proc.wait() != 0:
+        raise RuntimeBuildError(f"{' '.join(command[:4])} ... failed (exit {proc.returncode}): " + " | ".join(tail))
