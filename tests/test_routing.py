@@ -17,17 +17,16 @@ def _unimplemented(service):
     return sorted(set(service_model(service).operation_names) - implemented(service))
 
 
-REST_SERVICES = ["sagemaker-runtime", "sagemaker-featurestore-runtime", "sagemaker-edge", "sagemaker-metrics"]
+# The rest-json services that still have operations to come (the others' tests prove their routing).
+PARTLY_SERVED = [s for s in ("sagemaker-runtime", "sagemaker-featurestore-runtime", "sagemaker-edge",
+                             "sagemaker-metrics") if _unimplemented(s)]
 
 
-@pytest.mark.parametrize("service", REST_SERVICES)
+@pytest.mark.parametrize("service", PARTLY_SERVED)
 def test_rest_json_services_are_routed_by_path(client, server, service):
     """Each rest-json service is reached by method and path: an operation it does not implement yet
     answers a 400 naming that very operation (never a 500, never another service's answer)."""
-    missing = _unimplemented(service)
-    if not missing:
-        pytest.skip(f"{service} implements every operation")
-    op_name = missing[0]
+    op_name = _unimplemented(service)[0]
     c = client(service)
     op = c.meta.service_model.operation_model(op_name)
     params = _minimal_params(op.input_shape)
