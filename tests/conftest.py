@@ -101,6 +101,15 @@ class Server:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "both_databases: run this module's tests on SQLite and on PostgreSQL")
+    # Every server of this run shares one job runtimes directory (each image's Python environment is built
+    # once per run, never reused across runs).
+    if "SELFMAKER_RUNTIMES_DIR" not in os.environ:
+        os.environ["SELFMAKER_RUNTIMES_DIR"] = config._selfmaker_runtimes = tempfile.mkdtemp(prefix="selfmaker-rt-")
+
+
+def pytest_unconfigure(config):
+    if getattr(config, "_selfmaker_runtimes", None):
+        shutil.rmtree(config._selfmaker_runtimes, ignore_errors=True)
 
 
 def pytest_generate_tests(metafunc):

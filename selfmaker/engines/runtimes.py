@@ -61,7 +61,7 @@ class Runtime:
 
     def root(self, runtimes_dir: Path) -> Path:
         """The directory the sandbox must see (read-only) for this runtime to work."""
-        return Path(sys.base_prefix) if self.python else runtimes_dir / self.key
+        return Path(self.python).resolve().parents[1] if self.python else runtimes_dir / self.key
 
 
 @dataclass

@@ -1,0 +1,421 @@
+"""What every job kind shares: its directory, its instances in sandboxes, its logs and its state machine.
+
+A job record moves through phases kept in ``data["_run"]`` (the serializer
+never returns it): ``Starting`` (runtime, inputs, launch) -> ``Running``
+(instances followed by watchers that kick the reconciler the moment one ends)
+-> a terminal status, written only after the logs are shipped and every
+output is uploaded, so a job reported Completed never has half its output.
+
+A server killed at any point resumes from the phase: ``Starting`` starts over
+(any instance it had launched is stopped first), ``Running`` re-attaches to
+the instances, which kept running on their own, and a job whose instances
+vanished without an exit status fails with that reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ...engines import instance_types, runtimes
+from ...engines.executor import ExecutorUnavailable, ExitStatus, InstanceSpec, Mount, open_executor
+from ...engines.reconciler import Controller, kick, register
+from ...server.app import Backends
+from ...server.operations import Context
+from ...store.resources import Record, now
+from .. import experiments
+from ..kinds import Kind
+from . import logship
+
+log = logging.getLogger("selfmaker.jobs")
+
+ACTIVE = frozenset({"InProgress", "Stopping"})
+TERMINAL = frozenset({"Completed", "Failed", "Stopped"})
+SUPPORT_ROOT = "/opt/selfmaker"  # in the sandbox: our support code (lib) and the per-job pip overlay (site)
+SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# The directory holding the `selfmaker` package, bound read-only into every sandbox.
+PACKAGE_PARENT = Path(__file__).resolve().parents[3]
+
+_watched: set[Path] = set()
+_watched_lock = threading.Lock()
+
+
+class JobFailure(Exception):
+    """The job cannot go on; the message is its FailureReason."""
+
+
+def context(backends: Backends, record: Record) -> Context:
+    return Context(backends=backends, account_id=record.account_id, region=record.region, service="sagemaker")
+
+
+def executor(backends: Backends):
+    if "executor" not in backends.services:
+        backends.services["executor"] = open_executor(backends.settings.executor)
+    return backends.services["executor"]
+
+
+@dataclass
+class Instance:
+    index: int  # 1-based, as in algo-1
+    root: Path
+
+    @property
+    def host(self) -> str:
+        return f"algo-{self.index}"
+
+    @property
+    def ml(self) -> Path:  # bound at /opt/ml
+        return self.root / "ml"
+
+    @property
+    def state(self) -> Path:  # the executor's files
+        return self.root / "state"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "output.log"
+
+    @property
+    def site(self) -> Path:  # the job's own pip installs (requirements.txt), never the cached runtime
+        return self.root / "site"
+
+    def say(self, message: str) -> None:
+        """A line in the instance's log (and so in CloudWatch), e.g. the runtime being built."""
+        with open(self.log_path, "a") as f:
+            f.write(message.rstrip("\n") + "\n")
+
+
+class Run:
+    """One reconcile step's view of a job: its record, directory and instances."""
+
+    def __init__(self, job: "JobKind", backends: Backends, record: Record):
+        self.job, self.backends, self.record = job, backends, record
+        settings = backends.settings
+        self.dir = (settings.data_dir / "jobs" / record.account_id / record.region / job.arn_type
+                    / record.name.lower())
+        self.instances = [Instance(i, self.dir / f"algo-{i}") for i in range(1, job.instance_count(record.data) + 1)]
+
+    @property
+    def data(self) -> dict:
+        return self.record.data
+
+    @property
+    def state(self) -> dict:
+        return self.record.data.setdefault("_run", {})
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def ctx(self) -> Context:
+        return context(self.backends, self.record)
+
+    def stream(self, instance: Instance) -> str:
+        return f"{self.record.data[self.job.name_member]}/{instance.host}-{int(self.record.data['CreationTime'])}"
+
+    def update(self, mutate) -> None:
+        """Apply ``mutate(data)`` to the stored record, re-read inside the write (a Stop may have landed)."""
+        store = self.backends.resources
+        with self.backends.store.write() as conn:
+            fresh = store.get_by_arn(self.record.arn, conn=conn)
+            mutate(fresh.data)
+            fresh.data["LastModifiedTime"] = now()
+            fresh.status = fresh.data[self.job.status_member]
+            store.save(fresh, conn=conn)
+        self.record = fresh
+
+    # -- logs --------------------------------------------------------------------------
+
+    def ship_logs(self) -> None:
+        for instance in self.instances:
+            instance.root.mkdir(parents=True, exist_ok=True)
+            instance.log_path.touch()
+            logship.follow(self.backends.store, self.record.account_id, self.record.region, self.job.log_group,
+                           self.stream(instance), instance.log_path)
+
+    def finish_logs(self) -> None:
+        for instance in self.instances:
+            logship.finish(instance.log_path, self.backends.store, self.record.account_id, self.record.region,
+                           self.job.log_group, self.stream(instance))
+
+
+class JobKind(Kind):
+    """A Kind whose records are jobs: Create starts one, a reconciler runs it.
+
+    Subclasses (training, processing) say what differs: the image, the
+    instance count and type, how an instance's /opt/ml is prepared, its
+    command, and what happens to its outputs.
+    """
+
+    log_group: str = ""
+
+    # -- what each job kind says ------------------------------------------------------------
+
+    def instance_count(self, data: dict) -> int:
+        raise NotImplementedError
+
+    def instance_type(self, data: dict) -> str:
+        raise NotImplementedError
+
+    def image(self, data: dict) -> str:
+        raise NotImplementedError
+
+    def max_runtime(self, data: dict) -> int | None:
+        return (data.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
+
+    def network_isolated(self, data: dict) -> bool:
+        raise NotImplementedError
+
+    def prepare(self, run: Run, instance: Instance, runtime: runtimes.Runtime) -> None:
+        """Fill the instance's /opt/ml (config files, inputs, code) before it starts."""
+
+    def command(self, run: Run, runtime: runtimes.Runtime) -> list[str]:
+        raise NotImplementedError
+
+    def environment(self, run: Run, instance: Instance, runtime: runtimes.Runtime) -> dict:
+        return {}
+
+    def while_running(self, run: Run) -> float | None:
+        """Work done while instances run (continuous uploads); seconds until it wants to run again."""
+        return None
+
+    def finish(self, run: Run, outcome: str, reason: str | None) -> tuple[str, str | None, dict]:
+        """Upload outputs for a job ending with ``outcome``; return (status, failure reason, data to set)."""
+        return outcome, reason, {}
+
+    def progress(self, data: dict, status: str, message: str) -> None:
+        """Record a step (training jobs keep SecondaryStatusTransitions)."""
+
+    def started(self, data: dict, when: float) -> None:
+        raise NotImplementedError
+
+    def ended(self, data: dict, when: float) -> None:
+        raise NotImplementedError
+
+    def component(self, run: Run) -> dict:
+        """Trial component fields (parameters, input and output artifacts) for experiments."""
+        return {}
+
+    # -- Create, Stop ---------------------------------------------------------------------------------
+
+    def create(self, ctx: Context, params: dict) -> dict:
+        experiments.check_experiment_config(ctx, params.get("ExperimentConfig"))
+        result = super().create(ctx, params)
+        arn = result[self.arn_member]
+        try:
+            experiments.record_job(ctx, arn, status="InProgress", start_time=now(),
+                                   experiment_config=params.get("ExperimentConfig"))
+        except Exception:  # the job runs even if its experiment record cannot be written
+            log.exception("could not record %s in experiments", arn)
+        kick(ctx.backends, arn)
+        return result
+
+    def stop(self, ctx: Context, params: dict) -> dict:
+        with ctx.store.write() as conn:
+            record = self.load(ctx, params[self.name_member], conn=conn)
+            status = record.data[self.status_member]
+            if status in TERMINAL:
+                from ...server.errors import validation
+
+                raise validation(f"The request was rejected because the {self.label} is in status {status}.")
+            if status != "Stopping":
+                record.data[self.status_member] = record.status = "Stopping"
+                self.progress(record.data, "Stopping", "Stopping the job")
+                record.data["LastModifiedTime"] = now()
+                ctx.backends.resources.save(record, conn=conn)
+        kick(ctx.backends, record.arn)
+        return {}
+
+    def job_dir(self, ctx: Context, record: Record) -> Path:
+        return Run(self, ctx.backends, record).dir
+
+    # -- the state machine -----------------------------------------------------------------------
+
+    def controller(self) -> Controller:
+        return register(Controller(self.name, ACTIVE, self.reconcile))
+
+    def reconcile(self, backends: Backends, record: Record) -> float | None:
+        run = Run(self, backends, record)
+        try:
+            if record.status == "Stopping":
+                return self._stop(run)
+            if run.state.get("phase", "Starting") == "Starting":
+                self._start(run)
+            return self._follow(run)
+        except JobFailure as failure:
+            self._end(run, "Failed", str(failure))
+        except Exception as err:  # a bug must not leave the job InProgress forever
+            log.exception("job %s failed in SelfMaker", record.arn)
+            self._end(run, "Failed", f"InternalServerError: SelfMaker could not run the job: {err}")
+        return None
+
+    def _start(self, run: Run) -> None:
+        ex = executor(run.backends)
+        for instance in run.instances:  # a previous server may have launched some before it died
+            if instance.state.exists():
+                ex.stop(instance.state)
+        run.ship_logs()
+        first = run.instances[0]
+        try:
+            ex.check()
+        except ExecutorUnavailable as err:
+            raise JobFailure(f"ClientError: {err}") from None
+        try:
+            runtime = runtimes.resolve(self.image(run.data), runtimes.load_config(run.backends.settings.runtimes_config))
+            runtimes.ensure(runtime, run.backends.settings.runtimes_dir, first.say)
+        except (runtimes.UnknownImage, runtimes.RuntimeBuildError) as err:
+            raise JobFailure(f"ClientError: {err}") from None
+        run.update(lambda d: self.progress(d, "Downloading", "Downloading input data"))
+        limits = instance_types.limits(self.instance_type(run.data))
+        hosts = run.dir / "hosts"
+        hosts.write_text("127.0.0.1 localhost " + " ".join(i.host for i in run.instances) + "\n::1 localhost\n")
+        specs = []
+        for instance in run.instances:
+            shutil.rmtree(instance.ml, ignore_errors=True)
+            shutil.rmtree(instance.site, ignore_errors=True)
+            for sub in ("input/config", "input/data", "model", "output/data", "code"):
+                (instance.ml / sub).mkdir(parents=True, exist_ok=True)
+            instance.site.mkdir(parents=True)
+            self.prepare(run, instance, runtime)
+            specs.append(self._spec(run, instance, runtime, limits, hosts))
+        command = self.command(run, runtime)
+        for instance, spec in zip(run.instances, specs):
+            spec.command = command
+            instance.say(f"SelfMaker: starting {instance.host} ({self.instance_type(run.data)}: "
+                         f"{limits.cpus} CPU, {limits.memory_bytes >> 20} MiB) with runtime {runtime.key}")
+            ex.start(spec)
+        started = now()
+
+        def launched(d: dict) -> None:
+            d["_run"] = {**d.get("_run", {}), "phase": "Running", "started": started}
+            self.started(d, started)
+            self.progress(d, "Training", "Training image download completed. Training in progress.")
+
+        run.update(launched)
+        self._watch(run)
+
+    def _spec(self, run: Run, instance: Instance, runtime: runtimes.Runtime, limits, hosts: Path) -> InstanceSpec:
+        settings = run.backends.settings
+        runtime_root = runtime.root(settings.runtimes_dir)
+        endpoint = f"http://127.0.0.1:{settings.port}"
+        env = {
+            "PATH": f"{runtime.bin_dir(settings.runtimes_dir)}:{SANDBOX_PATH}",
+            "PYTHONPATH": f"{SUPPORT_ROOT}/site:{SUPPORT_ROOT}/lib",
+            "PIP_TARGET": f"{SUPPORT_ROOT}/site", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1",
+            "PYTHONUNBUFFERED": "1", "LANG": "C.UTF-8", "HOME": "/tmp",
+            "AWS_REGION": run.record.region, "AWS_DEFAULT_REGION": run.record.region,
+            "AWS_ENDPOINT_URL": endpoint, "AWS_ENDPOINT_URL_S3": endpoint, "S3_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "selfmaker", "AWS_SECRET_ACCESS_KEY": "selfmaker",
+            **{k: v for k, v in os.environ.items() if k.startswith("PIP_") and k != "PIP_TARGET"},
+            **self.environment(run, instance, runtime),
+            **(run.data.get("Environment") or {}),
+        }
+        mounts = [
+            Mount(runtime_root, str(runtime_root)),
+            Mount(PACKAGE_PARENT / "selfmaker", f"{SUPPORT_ROOT}/lib/selfmaker"),
+            Mount(instance.site, f"{SUPPORT_ROOT}/site", writable=True),
+            Mount(instance.ml, "/opt/ml", writable=True),
+            Mount(hosts, "/etc/hosts"),
+        ]
+        return InstanceSpec(command=[], env=env, state_dir=instance.state, log_path=instance.log_path,
+                            mounts=mounts, limits=limits, network=not self.network_isolated(run.data),
+                            hostname=instance.host, workdir="/opt/ml",
+                            hidden=[str(settings.data_dir)])
+
+    def _watch(self, run: Run) -> None:
+        """Kick the reconciler when each instance ends (once per instance per server process)."""
+        ex = executor(run.backends)
+        for instance in run.instances:
+            with _watched_lock:
+                if instance.state in _watched:
+                    continue
+                _watched.add(instance.state)
+            ex.watch(instance.state, lambda arn=run.record.arn: kick(run.backends, arn))
+
+    def _follow(self, run: Run) -> float | None:
+        run.ship_logs()
+        self._watch(run)
+        ex = executor(run.backends)
+        statuses = [ex.poll(i.state) for i in run.instances]
+        failed = [(i, s) for i, s in zip(run.instances, statuses) if s is not None and not s.succeeded]
+        if failed or all(s is not None for s in statuses):
+            for instance in run.instances:  # one instance failing ends the job
+                ex.stop(instance.state)
+            return self._conclude(run, statuses)
+        limit = self.max_runtime(run.data)
+        if limit:
+            remaining = run.state["started"] + limit - time.time()
+            if remaining <= 0:
+                for instance in run.instances:
+                    ex.stop(instance.state)
+                self._end(run, "Stopped", None, max_runtime=True)
+                return None
+        again = self.while_running(run)
+        waits = [w for w in (again, remaining if limit else None) if w is not None]
+        return min(waits) if waits else 60.0  # watchers kick at the end; this is only a safety net
+
+    def _conclude(self, run: Run, statuses: list[ExitStatus | None]) -> None:
+        for instance, status in zip(run.instances, statuses):
+            if status is None or status.succeeded:
+                continue
+            if status.code is None:
+                return self._end(run, "Failed", f"InternalServerError: the instance {instance.host} of the job "
+                                                 f"ended abnormally: {status.reason}")
+            return self._end(run, "Failed", self.failure_reason(instance, status))
+        return self._end(run, "Completed", None)
+
+    def failure_reason(self, instance: Instance, status: ExitStatus) -> str:
+        failure = instance.ml / "output" / "failure"
+        text = failure.read_text(errors="replace").strip() if failure.exists() else ""
+        if text:
+            return f"AlgorithmError: {text}"[:1024]
+        return f"AlgorithmError: See job logs for more information (exit code {status.code} on {instance.host})"
+
+    def _stop(self, run: Run) -> None:
+        ex = executor(run.backends)
+        for instance in run.instances:
+            if instance.state.exists():
+                ex.stop(instance.state)
+        self._end(run, "Stopped", None)
+        return None
+
+    def _end(self, run: Run, outcome: str, reason: str | None, max_runtime: bool = False) -> None:
+        """Ship the logs, upload the outputs, then (only then) record the terminal status."""
+        if outcome != "Failed" or run.state.get("phase") == "Running":
+            run.update(lambda d: self.progress(d, "Uploading", "Uploading generated training model"))
+        try:
+            outcome, reason, fields = self.finish(run, outcome, reason)
+        except JobFailure as failure:
+            outcome, reason, fields = "Failed", str(failure), {}
+        run.finish_logs()
+        ended = now()
+
+        def terminal(d: dict) -> None:
+            d.update(fields)
+            d[self.status_member] = outcome
+            d["_run"] = {**d.get("_run", {}), "phase": "Done"}
+            if reason:
+                d["FailureReason"] = reason[:1024]
+            self.ended(d, ended)
+            if max_runtime:
+                self.progress(d, "MaxRuntimeExceeded", "Job stopped because it exceeded MaxRuntimeInSeconds")
+            else:
+                self.progress(d, outcome, {"Completed": "Training job completed", "Failed": "Training job failed",
+                                           "Stopped": "Training job stopped"}[outcome])
+
+        run.update(terminal)
+        try:
+            experiments.record_job(run.ctx, run.record.arn, status=outcome, message=reason, end_time=ended,
+                                   **self.component(run))
+        except Exception:
+            log.exception("could not record %s in experiments", run.record.arn)
+        self.after_end(run)
+
+    def after_end(self, run: Run) -> None:
+        """Work after the terminal status is recorded (metrics, lineage)."""

@@ -1,0 +1,176 @@
+"""Processing jobs: CreateProcessingJob and friends, run for real in sandboxes.
+
+Each ProcessingInput is copied to its LocalPath (under /opt/ml/processing/,
+inside the instance's /opt/ml), the job runs ContainerEntrypoint +
+ContainerArguments, and each ProcessingOutput's LocalPath is uploaded to its
+S3Uri at the end (or as files appear, for S3UploadMode Continuous).
+/opt/ml/config holds processingjobconfig.json and resourceconfig.json.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from ...server.errors import validation
+from ...server.operations import operation
+from . import channels
+from .data import InputError, materialize, output_error, upload_tree
+from .lifecycle import ACTIVE, JobFailure, JobKind, Run
+
+LOCAL_ROOT = "/opt/ml/processing/"
+CONTINUOUS_SECONDS = 1.0
+
+
+def _validate(ctx, params: dict, data: dict) -> None:
+    seen_paths = set()
+    for item in params.get("ProcessingInputs") or []:
+        where = f"ProcessingInput {item['InputName']}"
+        source = item.get("S3Input")
+        if source is None:
+            raise validation(f"{where}: only S3Input inputs are supported by SelfMaker (not DatasetDefinition).")
+        channels.check_input_mode(source.get("S3InputMode"), where)
+        channels.check_compression(source.get("S3CompressionType"), where)
+        channels.check_s3_source(source, where)
+        _check_local_path(source["LocalPath"], where, seen_paths)
+    for item in (params.get("ProcessingOutputConfig") or {}).get("Outputs") or []:
+        where = f"ProcessingOutput {item['OutputName']}"
+        target = item.get("S3Output")
+        if target is None:
+            raise validation(f"{where}: only S3Output outputs are supported by SelfMaker (not FeatureStoreOutput).")
+        channels.check_uri(target["S3Uri"], f"{where}: S3Uri")
+        _check_local_path(target["LocalPath"], where, set())
+    data["ProcessingJobStatus"] = "InProgress"
+
+
+def _check_local_path(path: str, where: str, seen: set) -> None:
+    normalized = str(Path(path))
+    if not (path + "/").startswith(LOCAL_ROOT) or ".." in Path(path).parts or normalized + "/" == LOCAL_ROOT:
+        raise validation(f"{where}: LocalPath {path!r} must be an absolute path under {LOCAL_ROOT}")
+    if normalized in seen:
+        raise validation(f"{where}: LocalPath {path!r} is used by another input.")
+    seen.add(normalized)
+
+
+def _delete(ctx, record, conn) -> None:
+    if record.data["ProcessingJobStatus"] in ACTIVE:
+        raise validation(f"The processing job {record.name} is {record.data['ProcessingJobStatus']}: "
+                         "stop it before deleting it.")
+    shutil.rmtree(PROCESSING_JOB.job_dir(ctx, record), ignore_errors=True)
+
+
+def _inside(instance, local_path: str) -> Path:
+    """Where a container path under /opt/ml lives on the host."""
+    return instance.ml / Path(local_path).relative_to("/opt/ml")
+
+
+class ProcessingJobs(JobKind):
+    log_group = "/aws/sagemaker/ProcessingJobs"
+
+    def instance_count(self, data: dict) -> int:
+        return data["ProcessingResources"]["ClusterConfig"].get("InstanceCount") or 1
+
+    def instance_type(self, data: dict) -> str:
+        return data["ProcessingResources"]["ClusterConfig"].get("InstanceType") or "ml.m5.large"
+
+    def image(self, data: dict) -> str:
+        return data["AppSpecification"]["ImageUri"]
+
+    def network_isolated(self, data: dict) -> bool:
+        return bool((data.get("NetworkConfig") or {}).get("EnableNetworkIsolation"))
+
+    def prepare(self, run: Run, instance, runtime) -> None:
+        data = run.data
+        config = instance.ml / "config"
+        config.mkdir(parents=True, exist_ok=True)
+        request = {k: data[k] for k in ("ProcessingJobArn", "ProcessingJobName", "AppSpecification", "Environment",
+                                        "ProcessingInputs", "ProcessingOutputConfig", "ProcessingResources",
+                                        "RoleArn", "StoppingCondition", "NetworkConfig") if k in data}
+        (config / "processingjobconfig.json").write_text(json.dumps(request))
+        (config / "resourceconfig.json").write_text(json.dumps({
+            "current_host": instance.host, "hosts": [i.host for i in run.instances],
+            "current_instance_type": self.instance_type(data), "current_group_name": "homogeneousCluster",
+            "network_interface_name": "eth0"}))
+        for item in data.get("ProcessingInputs") or []:
+            source = item["S3Input"]
+            try:
+                materialize(run.backends.objects, source["S3Uri"], _inside(instance, source["LocalPath"]),
+                            data_type=source.get("S3DataType", "S3Prefix"),
+                            distribution=source.get("S3DataDistributionType", "FullyReplicated"),
+                            index=instance.index - 1, count=len(run.instances))
+            except InputError as err:
+                raise JobFailure(str(err)) from None
+        for item in self._outputs(data):
+            _inside(instance, item["S3Output"]["LocalPath"]).mkdir(parents=True, exist_ok=True)
+
+    def command(self, run: Run, runtime) -> list[str]:
+        app = run.data["AppSpecification"]
+        entrypoint = app.get("ContainerEntrypoint") or list(runtime.command)
+        if not entrypoint:
+            raise JobFailure(f"ClientError: the image {app['ImageUri']} has no default entrypoint in SelfMaker; "
+                             "set AppSpecification.ContainerEntrypoint")
+        return [*entrypoint, *(app.get("ContainerArguments") or [])]
+
+    @staticmethod
+    def _outputs(data: dict) -> list[dict]:
+        return [o for o in (data.get("ProcessingOutputConfig") or {}).get("Outputs") or [] if o.get("S3Output")]
+
+    def while_running(self, run: Run) -> float | None:
+        continuous = [o for o in self._outputs(run.data) if o["S3Output"].get("S3UploadMode") == "Continuous"]
+        if not continuous:
+            return None
+        self._upload(run, continuous, changed_only=True)
+        return CONTINUOUS_SECONDS
+
+    def _upload(self, run: Run, outputs: list[dict], changed_only: bool = False) -> None:
+        sent = run.backends.services.setdefault("processing-uploaded", {})
+        for instance in run.instances:
+            for item in outputs:
+                local = _inside(instance, item["S3Output"]["LocalPath"])
+                if not local.is_dir():
+                    continue
+                files = {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in local.rglob("*") if p.is_file()}
+                fresh = {p for p, stamp in files.items() if sent.get(p) != stamp} if changed_only else set(files)
+                if fresh:
+                    upload_tree(run.backends.objects, local, item["S3Output"]["S3Uri"], only=fresh)
+                    sent.update({p: files[p] for p in fresh})
+
+    def finish(self, run: Run, outcome: str, reason: str | None):
+        fields: dict = {}
+        message = run.instances[0].ml / "output" / "message"
+        if message.exists():
+            fields["ExitMessage"] = message.read_text(errors="replace")[:1024]
+        if run.state.get("phase") != "Running" or outcome == "Failed":
+            return outcome, reason, fields
+        try:
+            self._upload(run, self._outputs(run.data))
+        except Exception as err:
+            return "Failed", output_error("of the processing job", err), fields
+        return outcome, reason, fields
+
+    def started(self, data: dict, when: float) -> None:
+        data["ProcessingStartTime"] = when
+
+    def ended(self, data: dict, when: float) -> None:
+        data["ProcessingEndTime"] = when
+
+    def component(self, run: Run) -> dict:
+        data = run.data
+        inputs = {i["InputName"]: {"Value": i["S3Input"]["S3Uri"]} for i in data.get("ProcessingInputs") or []}
+        inputs["SageMaker.ImageUri"] = {"Value": self.image(data)}
+        outputs = {o["OutputName"]: {"Value": o["S3Output"]["S3Uri"]} for o in self._outputs(data)}
+        return {"parameters": {"SageMaker.InstanceType": self.instance_type(data),
+                               "SageMaker.InstanceCount": self.instance_count(data)},
+                "input_artifacts": inputs, "output_artifacts": outputs, "start_time": data.get("ProcessingStartTime")}
+
+
+PROCESSING_JOB = ProcessingJobs(
+    "ProcessingJob", "processing-job", label="processing job", operations=("Create", "Describe", "List", "Delete"),
+    status_member="ProcessingJobStatus", search_type="ProcessingJob", on_create=_validate, on_delete=_delete,
+    not_found="Could not find requested job with name {name}",
+    exists="Processing job names must be unique within an AWS account and region, and a processing job with this "
+           "name already exists ({arn})", exists_code="ResourceInUse",
+).register()
+PROCESSING_JOB.controller()
+operation("sagemaker", "StopProcessingJob")(PROCESSING_JOB.stop)

@@ -1,0 +1,285 @@
+"""Training jobs: CreateTrainingJob and friends, run for real in sandboxes.
+
+The image's runtime runs either the job's ContainerEntrypoint (v3 ModelTrainer
+sends ``/bin/bash -c ...sm_train.sh``) or SelfMaker's training toolkit
+(:mod:`selfmaker.container.training`: v2 script mode, or the image's built-in
+algorithm). /opt/ml/model becomes ``<S3OutputPath>/<job>/output/model.tar.gz``
+and /opt/ml/output/data ``output.tar.gz``; metrics come from the
+MetricDefinitions' regexes over the log.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+from ...engines import runtimes
+from ...server.errors import validation
+from ...server.operations import operation
+from ...store.resources import now
+from .. import experiments, metrics
+from . import channels
+from .data import InputError, extract_code, join_uri, materialize, output_error, tar_directory, upload_bytes
+from .lifecycle import ACTIVE, JobFailure, JobKind, Run
+
+# Metric definitions of built-in algorithms (by the algorithm module a runtime names), used with the job's own.
+ALGORITHM_METRIC_DEFINITIONS: dict[str, list[dict]] = {}
+
+
+def _validate(ctx, params: dict, data: dict) -> None:
+    spec = params.get("AlgorithmSpecification") or {}
+    if not spec.get("TrainingImage"):
+        raise validation("AlgorithmSpecification.TrainingImage is required: SelfMaker runs training images "
+                         "(AlgorithmName refers to algorithm resources it does not run yet).")
+    channels.check_input_mode(spec.get("TrainingInputMode"), "AlgorithmSpecification.TrainingInputMode")
+    names = set()
+    for channel in params.get("InputDataConfig") or []:
+        where = f"Channel {channel['ChannelName']}"
+        if channel["ChannelName"] in names:
+            raise validation(f"Channel names must be unique: {channel['ChannelName']} appears twice.")
+        names.add(channel["ChannelName"])
+        channels.check_input_mode(channel.get("InputMode"), where)
+        channels.check_compression(channel.get("CompressionType"), where)
+        source = channel["DataSource"].get("S3DataSource")
+        if source is None:
+            raise validation(f"{where}: only S3DataSource channels are supported by SelfMaker.")
+        channels.check_s3_source(source, where)
+    output = params["OutputDataConfig"].get("S3OutputPath", "")
+    channels.check_uri(output, "OutputDataConfig.S3OutputPath")
+    if not params.get("StoppingCondition"):
+        data["StoppingCondition"] = {"MaxRuntimeInSeconds": 86400}
+    data.update(TrainingJobStatus="InProgress", SecondaryStatus="Starting",
+                SecondaryStatusTransitions=[{"Status": "Starting", "StartTime": data["CreationTime"],
+                                             "StatusMessage": "Launching requested ML instances"}],
+                EnableNetworkIsolation=bool(params.get("EnableNetworkIsolation")),
+                EnableInterContainerTrafficEncryption=bool(params.get("EnableInterContainerTrafficEncryption")),
+                EnableManagedSpotTraining=bool(params.get("EnableManagedSpotTraining")))
+
+
+def _present(ctx, record) -> dict:
+    data = dict(record.data)
+    data.setdefault("ModelArtifacts", {"S3ModelArtifacts": ""})
+    return data
+
+
+def _delete(ctx, record, conn) -> None:
+    if record.data["TrainingJobStatus"] in ACTIVE:
+        raise validation(f"The training job {record.name} is {record.data['TrainingJobStatus']}: "
+                         "stop it before deleting it.")
+    shutil.rmtree(TRAINING_JOB.job_dir(ctx, record), ignore_errors=True)
+
+
+def _update(ctx, params: dict, record) -> None:
+    if record.data["TrainingJobStatus"] not in ACTIVE:
+        raise validation(f"The training job {record.name} is {record.data['TrainingJobStatus']}; "
+                         "only a job in progress can be updated.")
+    for member in ("ProfilerConfig", "ProfilerRuleConfigurations", "RemoteDebugConfig"):
+        if member in params:
+            record.data[member] = params[member]
+    if "ResourceConfig" in params:
+        record.data.setdefault("ResourceConfig", {}).update(params["ResourceConfig"])
+    current = record.data["SecondaryStatus"]
+    TRAINING_JOB.progress(record.data, "Updating", "Updating the training job")
+    TRAINING_JOB.progress(record.data, current, "Update complete")
+
+
+class TrainingJobs(JobKind):
+    log_group = "/aws/sagemaker/TrainingJobs"
+
+    def instance_count(self, data: dict) -> int:
+        return (data.get("ResourceConfig") or {}).get("InstanceCount") or 1
+
+    def instance_type(self, data: dict) -> str:
+        return (data.get("ResourceConfig") or {}).get("InstanceType") or "ml.m5.large"
+
+    def image(self, data: dict) -> str:
+        return data["AlgorithmSpecification"]["TrainingImage"]
+
+    def network_isolated(self, data: dict) -> bool:
+        return bool(data.get("EnableNetworkIsolation"))
+
+    def prepare(self, run: Run, instance, runtime) -> None:
+        data, ml = run.data, instance.ml
+        hosts = [i.host for i in run.instances]
+        itype = self.instance_type(data)
+        config = ml / "input" / "config"
+        (config / "hyperparameters.json").write_text(json.dumps(data.get("HyperParameters") or {}))
+        (config / "resourceconfig.json").write_text(json.dumps({
+            "current_host": instance.host, "current_instance_type": itype,
+            "current_group_name": "homogeneousCluster", "hosts": hosts,
+            "instance_groups": [{"instance_group_name": "homogeneousCluster", "instance_type": itype,
+                                 "hosts": hosts}],
+            "network_interface_name": "eth0"}))
+        input_config = {}
+        mode = data["AlgorithmSpecification"].get("TrainingInputMode") or "File"
+        for channel in data.get("InputDataConfig") or []:
+            source = channel["DataSource"]["S3DataSource"]
+            input_config[channel["ChannelName"]] = {
+                "TrainingInputMode": channel.get("InputMode") or mode,
+                "S3DistributionType": source.get("S3DataDistributionType", "FullyReplicated"),
+                "RecordWrapperType": channel.get("RecordWrapperType", "None"),
+                **({"ContentType": channel["ContentType"]} if channel.get("ContentType") else {})}
+            try:
+                materialize(run.backends.objects, source["S3Uri"], ml / "input" / "data" / channel["ChannelName"],
+                            data_type=source.get("S3DataType", "S3Prefix"),
+                            distribution=source.get("S3DataDistributionType", "FullyReplicated"),
+                            index=instance.index - 1, count=len(run.instances))
+            except InputError as err:
+                raise JobFailure(str(err)) from None
+        (config / "inputdataconfig.json").write_text(json.dumps(input_config))
+        (config / "trainingjobconfig.json").write_text(json.dumps(
+            {k: v for k, v in data.items() if not k.startswith("_")}, default=str))
+        submit = _hyperparameter(data, "sagemaker_submit_directory")
+        if submit and _hyperparameter(data, "sagemaker_program"):
+            try:
+                extract_code(run.backends.objects, submit, ml / "code")
+            except InputError as err:
+                raise JobFailure(str(err)) from None
+        if data.get("CheckpointConfig"):
+            (ml / "checkpoints").mkdir(exist_ok=True)
+
+    def command(self, run: Run, runtime) -> list[str]:
+        spec = run.data["AlgorithmSpecification"]
+        if spec.get("ContainerEntrypoint"):
+            return [*spec["ContainerEntrypoint"], *(spec.get("ContainerArguments") or [])]
+        if runtime.command and not _hyperparameter(run.data, "sagemaker_program"):
+            return [*runtime.command, *(spec.get("ContainerArguments") or [])]
+        return ["python3", "-m", "selfmaker.container.training", *(spec.get("ContainerArguments") or [])]
+
+    def environment(self, run: Run, instance, runtime) -> dict:
+        env = {"TRAINING_JOB_NAME": run.data["TrainingJobName"], "TRAINING_JOB_ARN": run.record.arn}
+        if runtime.algorithm:
+            env["SELFMAKER_ALGORITHM"] = runtime.algorithm
+        return env
+
+    def progress(self, data: dict, status: str, message: str) -> None:
+        transitions = data.setdefault("SecondaryStatusTransitions", [])
+        if transitions and transitions[-1]["Status"] == status:
+            return
+        stamp = now()
+        if transitions and "EndTime" not in transitions[-1]:
+            transitions[-1]["EndTime"] = stamp
+        transitions.append({"Status": status, "StartTime": stamp, "StatusMessage": message})
+        if status in ("Completed", "Failed", "Stopped", "MaxRuntimeExceeded"):
+            transitions[-1]["EndTime"] = stamp
+        data["SecondaryStatus"] = status
+
+    def started(self, data: dict, when: float) -> None:
+        data["TrainingStartTime"] = when
+
+    def ended(self, data: dict, when: float) -> None:
+        data["TrainingEndTime"] = when
+        start = data.get("TrainingStartTime")
+        if start is not None:
+            seconds = max(1, int(round(when - start)))
+            data["TrainingTimeInSeconds"] = seconds
+            data["BillableTimeInSeconds"] = seconds * self.instance_count(data)
+
+    def finish(self, run: Run, outcome: str, reason: str | None):
+        fields: dict = {}
+        if run.state.get("phase") != "Running":
+            return outcome, reason, fields
+        first = run.instances[0]
+        definitions = [*(run.data["AlgorithmSpecification"].get("MetricDefinitions") or []),
+                       *ALGORITHM_METRIC_DEFINITIONS.get(_algorithm(run), [])]
+        final = final_metrics(first.log_path.read_text(errors="replace") if first.log_path.exists() else "",
+                              definitions)
+        if final:
+            fields["FinalMetricDataList"] = final
+        if outcome == "Failed":
+            return outcome, reason, fields
+        base = join_uri(run.data["OutputDataConfig"]["S3OutputPath"], run.data["TrainingJobName"], "output")
+        try:
+            upload_bytes(run.backends.objects, join_uri(base, "model.tar.gz"), tar_directory(first.ml / "model"))
+            output_data = first.ml / "output" / "data"
+            if output_data.is_dir() and any(output_data.iterdir()):
+                upload_bytes(run.backends.objects, join_uri(base, "output.tar.gz"), tar_directory(output_data))
+        except Exception as err:
+            return "Failed", output_error(base, err), fields
+        fields["ModelArtifacts"] = {"S3ModelArtifacts": join_uri(base, "model.tar.gz")}
+        return outcome, reason, fields
+
+    def component(self, run: Run) -> dict:
+        data = run.data
+        inputs = {c["ChannelName"]: {"Value": c["DataSource"]["S3DataSource"]["S3Uri"],
+                                     **({"MediaType": c["ContentType"]} if c.get("ContentType") else {})}
+                  for c in data.get("InputDataConfig") or []}
+        inputs["SageMaker.ImageUri"] = {"Value": self.image(data)}
+        params = {k: _number(v) for k, v in (data.get("HyperParameters") or {}).items()}
+        params.update({"SageMaker.InstanceType": self.instance_type(data),
+                       "SageMaker.InstanceCount": self.instance_count(data)})
+        outputs = {}
+        if (data.get("ModelArtifacts") or {}).get("S3ModelArtifacts"):
+            outputs["SageMaker.ModelArtifact"] = {"Value": data["ModelArtifacts"]["S3ModelArtifacts"]}
+        return {"parameters": params, "input_artifacts": inputs, "output_artifacts": outputs,
+                "start_time": data.get("TrainingStartTime")}
+
+    def after_end(self, run: Run) -> None:
+        final = run.data.get("FinalMetricDataList") or []
+        if final:
+            try:
+                experiments.record_job_metrics(run.ctx, run.record.arn, [
+                    metrics.Point(name=m["MetricName"], value=m["Value"], timestamp=m["Timestamp"]) for m in final])
+            except Exception:
+                pass
+
+
+def _algorithm(run: Run) -> str:
+    """The built-in algorithm module of the job's image ('' if none)."""
+    try:
+        image = TRAINING_JOB.image(run.data)
+        return runtimes.resolve(image, runtimes.load_config(run.backends.settings.runtimes_config)).algorithm or ""
+    except Exception:
+        return ""
+
+
+def _hyperparameter(data: dict, name: str):
+    raw = (data.get("HyperParameters") or {}).get(name)
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def _number(value: str):
+    try:
+        return float(value) if any(c in value for c in ".eE") else int(value)
+    except ValueError:
+        try:
+            return json.loads(value) if isinstance(json.loads(value), str) else value
+        except ValueError:
+            return value
+
+
+def final_metrics(log_text: str, definitions: list[dict]) -> list[dict]:
+    """The last value each MetricDefinition's regex captured in the log (SageMaker's FinalMetricDataList)."""
+    found = []
+    stamp = now()
+    for definition in definitions:
+        try:
+            matches = re.findall(definition["Regex"], log_text)
+        except re.error:
+            continue
+        for match in reversed(matches):
+            value = match[0] if isinstance(match, tuple) else match
+            try:
+                found.append({"MetricName": definition["Name"], "Value": float(value), "Timestamp": stamp})
+                break
+            except ValueError:
+                continue
+    return found
+
+
+TRAINING_JOB = TrainingJobs(
+    "TrainingJob", "training-job", label="training job",
+    operations=("Create", "Describe", "List", "Update", "Delete"), status_member="TrainingJobStatus",
+    search_type="TrainingJob", on_create=_validate, on_update=_update, on_delete=_delete, present=_present,
+    not_found="Requested resource not found.",
+    exists="Training job names must be unique within an AWS account and region, and a training job with this "
+           "name already exists ({arn})", exists_code="ResourceInUse",
+).register()
+TRAINING_JOB.controller()
+operation("sagemaker", "StopTrainingJob")(TRAINING_JOB.stop)
