@@ -50,8 +50,16 @@ class Context:
         return f"arn:aws:{service}:{region}:{account}:{resource}"
 
 
-def operation(service: str, name: str) -> Callable[[Handler], Handler]:
-    """Register ``fn`` as the implementation of ``service``'s operation ``name``."""
+# Operations whose handlers only read the metadata store (see protocol.invoke).
+_STORE_READS: set[tuple[str, str]] = set()
+
+
+def operation(service: str, name: str, *, store_read: bool = False) -> Callable[[Handler], Handler]:
+    """Register ``fn`` as the implementation of ``service``'s operation ``name``.
+
+    ``store_read``: the handler only reads the metadata store (no writes, no files, no
+    network), so on SQLite it may run on the event loop instead of a worker thread.
+    """
 
     def register(fn: Handler) -> Handler:
         from .models import service_model
@@ -61,9 +69,15 @@ def operation(service: str, name: str) -> Callable[[Handler], Handler]:
         if (service, name) in _HANDLERS:
             raise ValueError(f"{service}.{name} is implemented twice")
         _HANDLERS[(service, name)] = fn
+        if store_read:
+            _STORE_READS.add((service, name))
         return fn
 
     return register
+
+
+def is_store_read(service: str, name: str) -> bool:
+    return (service, name) in _STORE_READS
 
 
 _EXTRA: set[tuple[str, str]] = set()

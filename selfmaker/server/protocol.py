@@ -20,7 +20,7 @@ from botocore.model import OperationModel
 from .errors import AWSError, not_implemented, validation
 from .http import Request, Response
 from .models import operation_model, service_model
-from .operations import Context, handler_for
+from .operations import Context, handler_for, is_store_read
 from .serialize import json_body, rest_json_response, to_xml
 from .validate import validate
 
@@ -51,7 +51,16 @@ def _call(ctx: Context, op: OperationModel, params: dict):
 
 
 async def invoke(ctx: Context, op: OperationModel, params: dict):
-    """Run the handler off the event loop: handlers do blocking database and file I/O."""
+    """Run the handler off the event loop: handlers do blocking database and file I/O.
+
+    Except reads of an SQLite store: they never wait (WAL readers do not block on the
+    writer), so their time is Python CPU time, and a worker thread only adds handoffs.
+    Under concurrent requests, threads that release the GIL at every SQLite call fight
+    over it, and that costs as much again as the work (benchmarks/control_plane.py:
+    Describe and List at 8 clients take about half the CPU per request on the loop).
+    """
+    if ctx.backends.store.is_sqlite and is_store_read(ctx.service, op.name):
+        return _call(ctx, op, params)
     return await anyio.to_thread.run_sync(_call, ctx, op, params)
 
 

@@ -39,7 +39,8 @@ class Kind:
     not_found_code: str = "ValidationException"
     exists: str = 'Cannot create already existing {label} "{arn}".'
     exists_code: str = "ValidationException"
-    # Behaviour hooks.
+    # Behaviour hooks. Describe's and List's (present, shared_access, summarize, extra_filters,
+    # list_params) may only read the store: on SQLite they run on the event loop.
     on_create: Callable[[Context, dict, dict], None] | None = None  # (ctx, params, data): fill data
     on_update: Callable[[Context, dict, Record], None] | None = None  # (ctx, params, record): change record
     on_delete: Callable[[Context, Record, Connection], None] | None = None  # in the delete's transaction; raise: refuse
@@ -173,7 +174,10 @@ class Kind:
             if verb == "List":
                 out = model.operation_model(op_name).output_shape
                 self._list_member = next(n for n, s in out.members.items() if s.type_name == "list")
-            operation(self.service, op_name)(getattr(self, verb.lower()))
+            # Describe and List only read the store (their hooks too), unless a subclass redefines them.
+            method = verb.lower()
+            store_read = verb in ("Describe", "List") and getattr(type(self), method) is getattr(Kind, method)
+            operation(self.service, op_name, store_read=store_read)(getattr(self, method))
         return self
 
 
