@@ -389,3 +389,44 @@ def test_concurrent_registrations_get_consecutive_versions(client, group):
     assert sorted(int(a.rsplit("/", 1)[1]) for a in arns) == list(range(1, 21))
     listed = clients[0].list_model_packages(ModelPackageGroupName=group, MaxResults=100)["ModelPackageSummaryList"]
     assert [s["ModelPackageVersion"] for s in listed] == list(range(1, 21))
+
+
+# -- the SageMaker Python SDK ----------------------------------------------------------------------
+
+SDK_REGISTER = """
+import json
+import sagemaker
+from sagemaker.model import Model
+from sagemaker.model import ModelPackage
+
+session = sagemaker.Session()
+session.sagemaker_client.create_model_package_group(ModelPackageGroupName="{group}")
+model = Model(image_uri="{image}", model_data="s3://selfmaker-sdk-tests/model.tar.gz",
+              role="arn:aws:iam::{account}:role/SageMakerRole", sagemaker_session=session)
+packages = [model.register(content_types=["text/csv"], response_types=["text/csv"],
+                           inference_instances=["ml.m5.large"], transform_instances=["ml.m5.large"],
+                           model_package_group_name="{group}", approval_status=status,
+                           customer_metadata_properties={{"run": str(i)}})
+            for i, status in enumerate(["PendingManualApproval", "Approved"])]
+pending = ModelPackage(role=model.role, model_package_arn=packages[0].model_package_arn, sagemaker_session=session)
+pending.update_approval_status("Rejected", approval_description="worse than v2")
+described = [session.sagemaker_client.describe_model_package(ModelPackageName=p.model_package_arn)
+             for p in packages]
+print(json.dumps([{{k: d.get(k) for k in ("ModelPackageArn", "ModelPackageVersion", "ModelApprovalStatus",
+                                          "ApprovalDescription", "CustomerMetadataProperties")}}
+                  for d in described]))
+"""
+
+
+def test_sdk_v2_registers_versions_and_changes_approval(request, server, sdk_v2, unique):
+    if request.node.callspec.params.get("database") == "postgresql":
+        pytest.skip("the SDK's requests are the same on both databases; the boto3 tests cover PostgreSQL")
+    group = unique("sdkgrp")
+    described = sdk_v2.run(server, SDK_REGISTER.format(group=group, image=IMAGE, account=ACCOUNT))
+    prefix = f"{ARN_PREFIX}:model-package/{group.lower()}"
+    assert described == [
+        {"ModelPackageArn": f"{prefix}/1", "ModelPackageVersion": 1, "ModelApprovalStatus": "Rejected",
+         "ApprovalDescription": "worse than v2", "CustomerMetadataProperties": {"run": "0"}},
+        {"ModelPackageArn": f"{prefix}/2", "ModelPackageVersion": 2, "ModelApprovalStatus": "Approved",
+         "ApprovalDescription": None, "CustomerMetadataProperties": {"run": "1"}},
+    ]

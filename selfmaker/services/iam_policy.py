@@ -304,7 +304,7 @@ def _conditions(raw, where: str) -> tuple[Condition, ...]:
         raise PolicyError(f"{where}: Condition must be an object of operators.")
     conditions = []
     for operator, block in raw.items():
-        base = operator[:-len("IfExists")] if operator.endswith("IfExists") else operator
+        base = operator.removesuffix("IfExists")
         if base not in _OPERATORS:
             raise PolicyError(f"{where}: condition operator {operator!r} cannot be evaluated here; "
                               f"supported: {', '.join(_OPERATORS)} (each also with IfExists).")

@@ -19,7 +19,7 @@ import hashlib
 import json
 from functools import lru_cache
 
-from sqlalchemy import func, or_, and_, select
+from sqlalchemy import and_, func, or_, select
 
 from ..server.errors import AWSError, conflict, validation
 from ..server.operations import Context, operation
