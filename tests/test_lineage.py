@@ -65,7 +65,7 @@ def test_action_lifecycle(sm, client, unique):
                                                                                          "trains")
     assert described["Properties"] == {"a": "1", "b": "2"}
     assert described["MetadataProperties"] == {"CommitId": "abc", "Repository": "git://r"}
-    assert described["CreatedBy"]["UserProfileName"] and described["LastModifiedBy"]
+    assert described["CreatedBy"]["IamIdentity"]["Arn"] and described["LastModifiedBy"]
     assert isinstance(described["CreationTime"], dt.datetime)
     assert sm.describe_action(ActionName=arn)["ActionName"] == name  # by ARN too
     assert sm.list_tags(ResourceArn=arn)["Tags"] == [{"Key": "team", "Value": "ml"}]
@@ -293,7 +293,7 @@ def test_list_associations_filters_sorts_and_pages(sm, unique):
     first = into_hub[-1]
     assert (first["SourceType"], first["SourceName"], first["DestinationType"], first["DestinationName"],
             first["AssociationType"]) == ("In0", "in-0", "Hub", f"{tag}-hub", "DerivedFrom")
-    assert first["CreatedBy"]["UserProfileName"] and isinstance(first["CreationTime"], dt.datetime)
+    assert first["CreatedBy"]["IamIdentity"]["Arn"] and isinstance(first["CreationTime"], dt.datetime)
 
     def arns(**kwargs):
         listed, _ = pages(sm.list_associations, "AssociationSummaries", MaxResults=2, **kwargs)

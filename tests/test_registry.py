@@ -44,7 +44,7 @@ def test_group_create_describe_and_list(sm, unique):
         assert arn == f"{ARN_PREFIX}:model-package-group/{name.lower()}"
     described = sm.describe_model_package_group(ModelPackageGroupName=names[0])
     assert described["ModelPackageGroupStatus"] == "Completed"
-    assert described["CreatedBy"]["UserProfileArn"] == f"arn:aws:iam::{ACCOUNT}:root"
+    assert described["CreatedBy"]["IamIdentity"]["Arn"] == f"arn:aws:iam::{ACCOUNT}:root"
     by_arn = sm.describe_model_package_group(ModelPackageGroupName=described["ModelPackageGroupArn"])
     assert by_arn["ModelPackageGroupName"] == names[0]
 
@@ -110,7 +110,7 @@ def test_versioned_package_records_every_field(sm, group):
     assert described["MetadataProperties"] == metadata
     assert described["CustomerMetadataProperties"] == {"team": "ml"}
     assert (described["Domain"], described["Task"]) == ("MACHINE_LEARNING", "CLASSIFICATION")
-    assert described["CreatedBy"]["UserProfileArn"] == f"arn:aws:iam::{ACCOUNT}:root"
+    assert described["CreatedBy"]["IamIdentity"]["Arn"] == f"arn:aws:iam::{ACCOUNT}:root"
     assert isinstance(described["CreationTime"], dt.datetime)
     # "<group>/<version>" names a version too, as the API's name pattern allows.
     assert sm.describe_model_package(ModelPackageName=f"{group}/1")["ModelPackageArn"] == arn
@@ -197,7 +197,7 @@ def test_update_approval_transitions(sm, group):
                                        ApprovalDescription=why)["ModelPackageArn"] == arn
         described = sm.describe_model_package(ModelPackageName=arn)
         assert (described["ModelApprovalStatus"], described["ApprovalDescription"]) == (status, why)
-    assert described["LastModifiedBy"]["UserProfileArn"] == f"arn:aws:iam::{ACCOUNT}:root"
+    assert described["LastModifiedBy"]["IamIdentity"]["Arn"] == f"arn:aws:iam::{ACCOUNT}:root"
     assert described["LastModifiedTime"] > before["LastModifiedTime"]
     assert described["CreationTime"] == before["CreationTime"]
 

@@ -159,7 +159,7 @@ def test_sharing_a_group_with_another_account(as_, shared):
     assert registered == f"arn:aws:sagemaker:{REGION}:{A.account}:model-package/{shared.name.lower()}/2"
     described = owner.describe_model_package(ModelPackageName=registered)
     assert described["ModelPackageDescription"] == "from B"
-    assert described["CreatedBy"]["UserProfileArn"] == f"arn:aws:iam::{B.account}:root"
+    assert described["CreatedBy"]["IamIdentity"]["Arn"] == f"arn:aws:iam::{B.account}:user/{B.user}"
     assert b.describe_model_package(ModelPackageName=registered)["ModelPackageVersion"] == 2
     listed = b.list_model_packages(ModelPackageGroupName=shared.arn)["ModelPackageSummaryList"]
     assert [s["ModelPackageArn"] for s in listed] == [shared.version_arn, registered]

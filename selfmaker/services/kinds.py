@@ -182,8 +182,14 @@ class Kind:
 
 
 def actor(ctx: Context) -> dict:
-    """The UserContext recorded as CreatedBy / LastModifiedBy."""
-    return {"UserProfileArn": ctx.arn("iam", "root", region=""), "UserProfileName": ctx.access_key or "root"}
+    """The UserContext recorded as CreatedBy / LastModifiedBy: the caller's IAM identity.
+
+    (UserProfileArn and DomainId name SageMaker Studio users, which SelfMaker has none of.)
+    """
+    from ..aws.sts import caller_identity
+
+    arn, principal_id = caller_identity(ctx)
+    return {"IamIdentity": {"Arn": arn, "PrincipalId": principal_id}}
 
 
 _TIME_FILTERS = {

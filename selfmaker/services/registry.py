@@ -25,6 +25,7 @@ from ..server.errors import AWSError, conflict, validation
 from ..server.operations import Context, operation
 from ..store import schema
 from ..store.resources import AlreadyExists, Record, now
+from ..aws.sts import caller_identity
 from . import iam_policy, tagging
 from .kinds import Kind, actor, list_query
 
@@ -51,10 +52,7 @@ _parse_policy = lru_cache(maxsize=256)(iam_policy.parse)
 
 def caller_arn(ctx: Context) -> str:
     """The caller as IAM names it: the credentials file's user, else the account's root."""
-    credential = getattr(ctx.backends.authenticator, "credentials", {}).get(ctx.access_key)
-    if credential and credential.account_id == ctx.account_id and credential.user_name:
-        return f"arn:aws:iam::{ctx.account_id}:user/{credential.user_name}"
-    return f"arn:aws:iam::{ctx.account_id}:root"
+    return caller_identity(ctx)[0]
 
 
 def versions_arn(group: Record) -> str:
