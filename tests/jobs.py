@@ -89,7 +89,10 @@ def s3_output(name: str, uri: str, local_path: str, mode: str = "EndOfJob") -> d
 
 
 def log_lines(logs, group: str, job: str) -> list[str]:
-    streams = logs.describe_log_streams(logGroupName=group, logStreamNamePrefix=f"{job}/")["logStreams"]
+    try:
+        streams = logs.describe_log_streams(logGroupName=group, logStreamNamePrefix=f"{job}/")["logStreams"]
+    except logs.exceptions.ResourceNotFoundException:  # no job has logged to the group yet
+        return []
     lines = []
     for stream in sorted(streams, key=lambda s: s["logStreamName"]):
         events = logs.get_log_events(logGroupName=group, logStreamName=stream["logStreamName"],
