@@ -44,6 +44,12 @@ def _serve(args) -> int:
     return 0
 
 
+def _logs(args) -> int:
+    from .cli_logs import main
+
+    return main(args)
+
+
 def _coverage(args) -> int:
     from .coverage import render
 
@@ -90,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--executor", help="where job instances run: local (bubblewrap; the default)")
     serve.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=_serve)
+
+    logs = sub.add_parser("logs", help="follow a training, processing or transform job's logs until it ends")
+    logs.add_argument("job", help="the job's name")
+    logs.add_argument("--endpoint-url", help="the SelfMaker server (default $AWS_ENDPOINT_URL or localhost)")
+    logs.add_argument("--region", help="default $AWS_REGION or us-east-1")
+    logs.add_argument("--no-follow", action="store_true", help="print what is there and exit")
+    logs.set_defaults(func=_logs)
 
     coverage = sub.add_parser("coverage", help="write docs/coverage.md: which operations SelfMaker implements")
     coverage.add_argument("--output", default="docs/coverage.md")

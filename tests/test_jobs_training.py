@@ -239,3 +239,21 @@ def test_duplicate_and_missing_names(client, sm, bucket, unique):
         sm.describe_training_job(TrainingJobName=unique("missing"))
     assert err.value.response["Error"]["Message"] == "Requested resource not found."
     wait(sm, "training", name)
+
+
+def test_selfmaker_logs_follows_a_job_to_its_end(client, sm, bucket, unique, server):
+    import sys
+
+    put_code(client, bucket, "code/cli.tar.gz", **{"train.py": "import time\nprint('first line', flush=True)\n"
+                                                               "time.sleep(1.5)\nprint('last line')\n"})
+    name = unique("train")
+    sm.create_training_job(**training_request(name, bucket, "code/cli.tar.gz"))
+    result = subprocess.run([sys.executable, "-m", "selfmaker.cli", "logs", name, "--endpoint-url", server.url],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines.index("first line") < lines.index("last line")
+    assert result.stderr.strip().endswith(f"{name}: Completed")
+    missing = subprocess.run([sys.executable, "-m", "selfmaker.cli", "logs", unique("none"), "--endpoint-url",
+                              server.url], capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1 and "no training, processing or transform job named" in missing.stderr
