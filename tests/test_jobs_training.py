@@ -82,6 +82,14 @@ def test_script_mode_trains_and_reports_everything(client, sm, bucket, unique):
     assert component["InputArtifacts"]["train"]["Value"] == f"s3://{bucket}/data"
     assert component["InputArtifacts"]["SageMaker.ImageUri"]["Value"] == SKLEARN_IMAGE
     assert component["OutputArtifacts"]["SageMaker.ModelArtifact"]["Value"] == model_uri
+    # Lineage: the data and the image contributed to the job's component, which produced the model.
+    into = sm.list_associations(DestinationArn=component["TrialComponentArn"])["AssociationSummaries"]
+    assert sorted((a["SourceType"], a["AssociationType"]) for a in into) == [
+        ("DataSet", "ContributedTo"), ("Image", "ContributedTo")]
+    out = sm.list_associations(SourceArn=component["TrialComponentArn"])["AssociationSummaries"]
+    assert [(a["DestinationType"], a["AssociationType"]) for a in out] == [("Model", "Produced")]
+    model = sm.describe_artifact(ArtifactArn=out[0]["DestinationArn"])
+    assert model["Source"]["SourceUri"] == model_uri and model["ArtifactType"] == "Model"
 
 
 def test_experiment_config_joins_the_trial(client, sm, bucket, unique):

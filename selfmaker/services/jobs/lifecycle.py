@@ -30,7 +30,7 @@ from ...server.operations import Context
 from ...store.resources import Record, now
 from .. import experiments
 from ..kinds import Kind
-from . import logship
+from . import logship, provenance
 
 log = logging.getLogger("selfmaker.jobs")
 
@@ -43,6 +43,12 @@ PACKAGE_PARENT = Path(__file__).resolve().parents[3]
 
 _watched: set[Path] = set()
 _watched_lock = threading.Lock()
+
+
+def _artifact_types(artifacts: dict, default: str) -> dict[str, str]:
+    """A component's artifacts as lineage wants them: URI -> artifact type (the image is an Image)."""
+    return {a["Value"]: "Image" if name == "SageMaker.ImageUri" else default
+            for name, a in artifacts.items() if a.get("Value")}
 
 
 class JobFailure(Exception):
@@ -411,10 +417,13 @@ class JobKind(Kind):
 
         run.update(terminal)
         try:
-            experiments.record_job(run.ctx, run.record.arn, status=outcome, message=reason, end_time=ended,
-                                   **self.component(run))
+            component = self.component(run)
+            component_arn = experiments.record_job(run.ctx, run.record.arn, status=outcome, message=reason,
+                                                   end_time=ended, **component)
+            provenance.record(run.ctx, component_arn, _artifact_types(component["input_artifacts"], "DataSet"),
+                              _artifact_types(component["output_artifacts"], "Model"))
         except Exception:
-            log.exception("could not record %s in experiments", run.record.arn)
+            log.exception("could not record %s in experiments and lineage", run.record.arn)
         self.after_end(run)
 
     def after_end(self, run: Run) -> None:
