@@ -379,8 +379,8 @@ class JobKind(Kind):
     def failure_reason(self, instance: Instance, status: ExitStatus) -> str:
         failure = instance.ml / "output" / "failure"
         text = failure.read_text(errors="replace").strip() if failure.exists() else ""
-        if text:
-            return f"AlgorithmError: {text}"[:1024]
+        if text:  # built-in algorithms classify their own failures (ClientError: the user's to fix)
+            return (text if text.startswith(("ClientError:", "AlgorithmError:")) else f"AlgorithmError: {text}")[:1024]
         return f"AlgorithmError: See job logs for more information (exit code {status.code} on {instance.host})"
 
     def _stop(self, run: Run) -> None:

@@ -14,6 +14,7 @@ import json
 import re
 import shutil
 
+from ...container import xgboost_algorithm
 from ...engines import runtimes
 from ...server.errors import validation
 from ...server.operations import operation
@@ -24,7 +25,9 @@ from .data import InputError, extract_code, join_uri, materialize, output_error,
 from .lifecycle import ACTIVE, JobFailure, JobKind, Run
 
 # Metric definitions of built-in algorithms (by the algorithm module a runtime names), used with the job's own.
-ALGORITHM_METRIC_DEFINITIONS: dict[str, list[dict]] = {}
+ALGORITHM_METRIC_DEFINITIONS: dict[str, list[dict]] = {
+    xgboost_algorithm.__name__: xgboost_algorithm.builtin_metric_definitions(),
+}
 
 
 def _validate(ctx, params: dict, data: dict) -> None:

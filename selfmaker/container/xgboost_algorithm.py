@@ -1,0 +1,321 @@
+"""The SageMaker built-in XGBoost algorithm, as the sagemaker-xgboost image runs it without a script.
+
+``python -m selfmaker.container.xgboost_algorithm`` inside the sandbox (the
+training toolkit runs it when the job has no ``sagemaker_program``). It does
+what the algorithm mode of sagemaker-xgboost-container does on one instance:
+
+* hyperparameters validated as the algorithm validates them (``num_round``
+  required, ranges, categories, ``num_class`` for multi-class objectives), a
+  failure written to /opt/ml/output/failure as ``ClientError: ...``;
+* the ``train`` and optional ``validation`` channels read as CSV (label in the
+  first column, no header; ``csv_weights=1`` takes weights from the second) or
+  libsvm, by each channel's ContentType (default ``text/libsvm``);
+* ``xgboost.train`` with an evaluation line per round printed as CloudWatch
+  shows the real one, ``[3]#011train-rmse:0.41230#011validation-rmse:0.43310``
+  (the container prints tabs; CloudWatch stores them as ``#011``, and every
+  published metric regex expects that), so :data:`METRIC_DEFINITIONS` fill
+  FinalMetricDataList;
+* the booster saved as /opt/ml/model/xgboost-model with ``Booster.save_model``
+  (the container's format, which its serving code and ``xgb.Booster().load_model`` read).
+
+Importing this module needs only the standard library (the server reads its
+metric definitions); xgboost and pandas are imported when it trains.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+BASE = Path(os.environ.get("SAGEMAKER_BASE_DIR", "/opt/ml"))
+MODEL_NAME = "xgboost-model"
+CSV, LIBSVM = "text/csv", "text/libsvm"
+DEFAULT_CONTENT_TYPE = LIBSVM
+
+# Metric names as the algorithm publishes them (sagemaker_xgboost_container.constants.xgb_constants).
+MAXIMIZE_METRICS = ("accuracy", "auc", "aucpr", "balanced_accuracy", "f1", "f1_binary", "f1_macro", "map", "ndcg",
+                    "precision", "r2", "recall", "precision_macro", "precision_micro", "recall_macro",
+                    "recall_micro")
+MINIMIZE_METRICS = ("aft-nloglik", "cox-nloglik", "error", "gamma-deviance", "gamma-nloglik",
+                    "interval-regression-accuracy", "logloss", "mae", "mape", "merror", "mlogloss", "mphe",
+                    "mse", "poisson-nloglik", "rmse", "rmsle", "tweedie-nloglik")
+_NUMBER = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
+METRIC_DEFINITIONS = [
+    {"Name": f"{channel}:{metric}", "Regex": f".*\\[[0-9]+\\].*#011{channel}-{metric}:{_NUMBER}.*"}
+    for channel in ("train", "validation") for metric in (*MAXIMIZE_METRICS, *MINIMIZE_METRICS)
+]
+
+log = logging.getLogger("selfmaker.xgboost")
+
+
+class UserError(Exception):
+    """A failure the user can fix (the algorithm's ClientError)."""
+
+
+def builtin_metric_definitions() -> list[dict]:
+    """The algorithm's own metric definitions, which SageMaker applies to every job of the image."""
+    return [dict(d) for d in METRIC_DEFINITIONS]
+
+
+# -- hyperparameters ---------------------------------------------------------------------------------------------
+
+def _interval(low=None, high=None, low_open=False, high_open=False):
+    def check(value):
+        return not ((low is not None and (value <= low if low_open else value < low))
+                    or (high is not None and (value >= high if high_open else value > high)))
+    text = f"{'(' if low_open or low is None else '['}{'-inf' if low is None else low}, " \
+           f"{'+inf' if high is None else high}{')' if high_open or high is None else ']'}"
+    return check, text
+
+
+def _categories(*values):
+    return (lambda value: value in values), str(list(values))
+
+
+OBJECTIVES = ("binary:hinge", "binary:logistic", "binary:logitraw", "count:poisson", "multi:softmax",
+              "multi:softprob", "rank:map", "rank:ndcg", "rank:pairwise", "reg:absoluteerror", "reg:gamma",
+              "reg:linear", "reg:logistic", "reg:pseudohubererror", "reg:squarederror", "reg:squaredlogerror",
+              "reg:tweedie", "survival:aft", "survival:cox")
+EVAL_METRICS = (*MAXIMIZE_METRICS, *MINIMIZE_METRICS)
+
+# name -> (parse, (check, range text) or None). num_round is the one required hyperparameter.
+HYPERPARAMETERS = {
+    "num_round": (int, _interval(1)),
+    "early_stopping_rounds": (int, _interval(1)),
+    "booster": (str, _categories("gbtree", "gblinear", "dart")),
+    "verbosity": (int, _interval(0, 3)),
+    "nthread": (int, _interval(1)),
+    "eta": (float, _interval(0, 1)),
+    "gamma": (float, _interval(0)),
+    "max_depth": (int, _interval(0)),
+    "min_child_weight": (float, _interval(0)),
+    "max_delta_step": (float, _interval(0)),
+    "subsample": (float, _interval(0, 1, low_open=True)),
+    "sampling_method": (str, _categories("uniform", "gradient_based")),
+    "colsample_bytree": (float, _interval(0, 1, low_open=True)),
+    "colsample_bylevel": (float, _interval(0, 1, low_open=True)),
+    "colsample_bynode": (float, _interval(0, 1, low_open=True)),
+    "lambda": (float, _interval(0)),
+    "alpha": (float, _interval(0)),
+    "tree_method": (str, _categories("auto", "exact", "approx", "hist", "gpu_hist")),
+    "sketch_eps": (float, _interval(0, 1, low_open=True, high_open=True)),
+    "scale_pos_weight": (float, _interval(0, low_open=True)),
+    "updater": (lambda v: v.split(","), None),
+    "refresh_leaf": (int, _categories(0, 1)),
+    "process_type": (str, _categories("default", "update")),
+    "grow_policy": (str, _categories("depthwise", "lossguide")),
+    "max_leaves": (int, _interval(0)),
+    "max_bin": (int, _interval(1)),
+    "num_parallel_tree": (int, _interval(1)),
+    "sample_type": (str, _categories("uniform", "weighted")),
+    "normalize_type": (str, _categories("tree", "forest")),
+    "rate_drop": (float, _interval(0, 1)),
+    "one_drop": (int, _categories(0, 1)),
+    "skip_drop": (float, _interval(0, 1)),
+    "tweedie_variance_power": (float, _interval(1, 2, low_open=True, high_open=True)),
+    "objective": (str, _categories(*OBJECTIVES)),
+    "num_class": (int, _interval(2)),
+    "base_score": (float, None),
+    "eval_metric": (lambda v: v.split(","), None),
+    "seed": (int, None),
+    "csv_weights": (int, _categories(0, 1)),
+    "max_cat_to_onehot": (int, _interval(1)),
+    "huber_slope": (float, None),
+    "aft_loss_distribution": (str, _categories("normal", "logistic", "extreme")),
+    "aft_loss_distribution_scale": (float, _interval(0, low_open=True)),
+    "monotone_constraints": (str, None),
+    "interaction_constraints": (str, None),
+}
+# Parameters of the algorithm itself, not passed to xgboost.train's params.
+ALGORITHM_ONLY = {"num_round", "early_stopping_rounds", "csv_weights"}
+
+
+def validate(raw: dict) -> dict:
+    """Parsed, validated hyperparameters; raises UserError with the algorithm's messages."""
+    given = {k: v for k, v in raw.items() if not k.startswith("sagemaker_") and not k.startswith("_")}
+    if "num_round" not in given:
+        raise UserError("Missing required hyperparameter: num_round")
+    parsed = {}
+    for name, value in given.items():
+        if name not in HYPERPARAMETERS:
+            raise UserError(f"Extraneous hyperparameter found: {name}")
+        parse, valid = HYPERPARAMETERS[name]
+        try:
+            parsed[name] = parse(str(value).strip())
+        except ValueError:
+            raise UserError(f"Hyperparameter {name}: could not parse value (caused by ValueError)") from None
+        if valid is not None and not valid[0](parsed[name]):
+            raise UserError(f"Hyperparameter {name}: {parsed[name]} is not in {valid[1]}")
+    for metric in parsed.get("eval_metric", []):
+        base = metric.split("@")[0]
+        if base not in EVAL_METRICS:
+            raise UserError(f"Hyperparameter eval_metric: value {parsed['eval_metric']} not in range "
+                            f"{list(EVAL_METRICS)}")
+    objective = parsed.get("objective", "reg:squarederror")
+    if objective.startswith("multi:") and "num_class" not in parsed:
+        raise UserError("Require input for parameter num_class for multi-classification")
+    if "num_class" in parsed and not objective.startswith("multi:"):
+        raise UserError(f"Do not need to setup parameter num_class for learning task {objective}")
+    return parsed
+
+
+def booster_params(hyperparameters: dict) -> dict:
+    params = {"objective": "reg:squarederror"}
+    params.update({k: v for k, v in hyperparameters.items() if k not in ALGORITHM_ONLY})
+    return params
+
+
+# -- data --------------------------------------------------------------------------------------------------------
+
+def content_type(channel_config: dict) -> str:
+    """text/csv or text/libsvm from a channel's ContentType (parameters such as label_size allowed)."""
+    value = (channel_config.get("ContentType") or DEFAULT_CONTENT_TYPE).strip()
+    kind, _, parameters = value.partition(";")
+    kind = kind.strip().lower()
+    if kind in ("csv", CSV):
+        for parameter in filter(None, (p.strip() for p in parameters.split(";"))):
+            key, _, size = parameter.partition("=")
+            if key.strip() == "label_size" and size.strip() != "1":
+                raise UserError(f"{value} is not an accepted csv ContentType. Optional parameter label_size "
+                                "must be equal to 1")
+        return CSV
+    if kind in ("libsvm", LIBSVM, "text/x-libsvm"):
+        return LIBSVM
+    if kind in ("parquet", "application/x-parquet", "recordio-protobuf", "application/x-recordio-protobuf"):
+        raise UserError(f"Content type {value} is not supported by SelfMaker's XGBoost algorithm yet; "
+                        "use text/csv or text/libsvm")
+    raise UserError(f"Content type {value} is not supported by this algorithm.")
+
+
+def data_files(directory: Path) -> list[Path]:
+    """The channel's files, recursively, without hidden files (as the algorithm reads a channel)."""
+    return sorted(p for p in directory.rglob("*") if p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(directory).parts))
+
+
+def load(directory: Path, kind: str, csv_weights: bool):
+    """A DMatrix of a channel's files."""
+    import xgboost as xgb
+
+    files = [f for f in data_files(directory) if f.stat().st_size > 0]
+    if not files:
+        raise UserError(f"No data in the channel: {directory.name} (its directory holds no non-empty files)")
+    if kind == CSV:
+        import pandas as pd
+
+        try:
+            frames = [pd.read_csv(f, header=None, dtype="float32", engine="c") for f in files]
+        except ValueError as e:
+            raise UserError(f"Could not read the CSV data of {directory.name} (label first, no header, numbers "
+                            f"only): {e}") from None
+        table = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        values = table.to_numpy()
+        first = 2 if csv_weights else 1
+        if values.shape[1] <= first:
+            raise UserError(f"The CSV data of {directory.name} has no feature columns after the label"
+                            f"{' and weight' if csv_weights else ''}")
+        return xgb.DMatrix(values[:, first:], label=values[:, 0],
+                           weight=values[:, 1] if csv_weights else None, nthread=-1)
+    if len(files) == 1:
+        source = files[0]
+    else:  # libsvm is line-oriented: one file holding all of them reads as the channel does
+        handle, name = tempfile.mkstemp(suffix=".libsvm")
+        with os.fdopen(handle, "wb") as out:
+            for f in files:
+                data = f.read_bytes()
+                out.write(data if data.endswith(b"\n") else data + b"\n")
+        source = Path(name)
+    try:
+        return xgb.DMatrix(f"{source}?format=libsvm")
+    except xgb.core.XGBoostError as e:
+        raise UserError(f"Could not read the libsvm data of {directory.name}: {str(e).splitlines()[0]}") from None
+
+
+# -- training ----------------------------------------------------------------------------------------------------
+
+def _log_evaluations():
+    """An xgboost callback printing each round as the algorithm's log shows it in CloudWatch."""
+    import xgboost as xgb
+
+    class CloudWatchEvaluationLine(xgb.callback.TrainingCallback):
+        def after_iteration(self, model, epoch, evals_log):
+            line = f"[{epoch}]" + "".join(
+                f"#011{data}-{metric}:{history[-1]:.5f}"
+                for data, metrics in evals_log.items() for metric, history in metrics.items())
+            print(line, flush=True)
+            return False
+
+    return CloudWatchEvaluationLine()
+
+
+def train(base: Path = BASE) -> None:
+    import xgboost as xgb
+
+    config = base / "input" / "config"
+    raw = json.loads((config / "hyperparameters.json").read_text()) if (config / "hyperparameters.json").exists() \
+        else {}
+    hyperparameters = validate(raw)
+    channels = json.loads((config / "inputdataconfig.json").read_text()) \
+        if (config / "inputdataconfig.json").exists() else {}
+    if "train" not in channels:
+        raise UserError("No data in the channel: train. Provide a train channel.")
+    unknown = sorted(set(channels) - {"train", "validation"})
+    if unknown:
+        raise UserError(f"Channels {unknown} are not accepted by this algorithm: use train and validation")
+    resource = json.loads((config / "resourceconfig.json").read_text()) \
+        if (config / "resourceconfig.json").exists() else {}
+    hosts = resource.get("hosts") or ["algo-1"]
+    if len(hosts) > 1:
+        raise UserError("SelfMaker's XGBoost algorithm trains on one instance: set InstanceCount to 1")
+
+    log.info("Determined 0 GPU(s) available on the instance.")
+    csv_weights = bool(hyperparameters.get("csv_weights"))
+    matrices = {}
+    for name in ("train", "validation"):
+        if name in channels:
+            kind = content_type(channels[name])
+            log.info("files path: %s", base / "input" / "data" / name)
+            matrices[name] = load(base / "input" / "data" / name, kind, csv_weights and kind == CSV)
+    dtrain = matrices["train"]
+    log.info("Train matrix has %d rows and %d columns", dtrain.num_row(), dtrain.num_col())
+    if "validation" in matrices:
+        log.info("Validation matrix has %d rows", matrices["validation"].num_row())
+
+    params = booster_params(hyperparameters)
+    log.info("Single node training.")
+    try:
+        booster = xgb.train(params, dtrain, num_boost_round=hyperparameters["num_round"],
+                            evals=[(matrix, name) for name, matrix in matrices.items()],
+                            early_stopping_rounds=hyperparameters.get("early_stopping_rounds"),
+                            verbose_eval=False, callbacks=[_log_evaluations()])
+    except xgb.core.XGBoostError as e:
+        message = str(e).splitlines()[0]
+        raise UserError(message) if "Check failed" in message or "label" in message or "mismatch" in message \
+            else RuntimeError(f"XGB train call failed with exception:\n {message}") from None
+    model_dir = base / "model"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    booster.save_model(str(model_dir / MODEL_NAME))
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s:%(levelname)s] %(message)s", stream=sys.stdout)
+    failure = BASE / "output" / "failure"
+    try:
+        train(BASE)
+        return 0
+    except UserError as e:
+        message = f"ClientError: {e}"
+    except Exception as e:  # anything else is the algorithm's fault, reported as the container reports it
+        message = f"AlgorithmError: {e}"
+    failure.parent.mkdir(parents=True, exist_ok=True)
+    failure.write_text(message)
+    print(message, file=sys.stderr, flush=True)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""The sagemaker-xgboost 1.7-1 runtime for tests that run in-sandbox code directly.
+
+It is the environment the server's jobs use for that image, built in the run's
+shared runtimes directory (tests/conftest.py), so a run builds it once.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from selfmaker.engines import runtimes
+
+XGBOOST_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
+REPO = Path(__file__).resolve().parents[1]
+
+
+@functools.lru_cache(maxsize=None)
+def python() -> str:
+    """The runtime's interpreter (built on first use)."""
+    runtime = runtimes.resolve(XGBOOST_IMAGE)
+    bin_dir = runtimes.ensure(runtime, Path(os.environ["SELFMAKER_RUNTIMES_DIR"]), lambda line: None)
+    return str(bin_dir / "python")
+
+
+def run_module(module: str, base: Path, *args: str, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+    """``python -m module`` in the runtime with the container contract rooted at ``base``."""
+    return subprocess.run([python(), "-m", module, *args], capture_output=True, text=True, timeout=120,
+                          env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), "SAGEMAKER_BASE_DIR": str(base),
+                               **(env or {})}, **kwargs)
+
+
+def popen_module(module: str, base: Path, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([python(), "-m", module], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), "SAGEMAKER_BASE_DIR": str(base),
+                                 **(env or {})})
