@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import tarfile
 
 from jobs import SKLEARN_IMAGE
 
@@ -70,19 +69,12 @@ def test_v2_sklearn_estimator_script_mode_with_requirements(sdk_v2, server, tmp_
         "model = LinearRegression(fit_intercept=bool(args.fit_intercept)).fit([r[1:] for r in rows], [r[0] for r in rows])\n"
         "print(tabulate.tabulate([['coef', round(model.coef_[0], 3)]]), flush=True)\n"
         "pickle.dump(model, open(os.path.join(os.environ['SM_MODEL_DIR'], 'model.pkl'), 'wb'))\n")
-    # The code goes up as an s3:// sourcedir.tar.gz: from a local source_dir the SDK uploads it with
-    # ServerSideEncryption=AES256, which SelfMaker's S3 refuses for now (see docs/jobs.md).
-    archive = tmp_path / "sourcedir.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        for path in source.iterdir():
-            tar.add(path, arcname=path.name)
     result, output = run_captured(sdk_v2, server, f"""
         import json, boto3
         from sagemaker.sklearn import SKLearn
         s3 = boto3.client("s3")
         s3.put_object(Bucket="selfmaker-sdk-tests", Key="v2-train/train.csv", Body=b"2,1\\n4,2\\n6,3\\n")
-        s3.upload_file({str(archive)!r}, "selfmaker-sdk-tests", "v2-code/sourcedir.tar.gz")
-        estimator = SKLearn(entry_point="train.py", source_dir="s3://selfmaker-sdk-tests/v2-code/sourcedir.tar.gz",
+        estimator = SKLearn(entry_point="train.py", source_dir={str(source)!r},  # uploaded by the SDK
                             framework_version="1.2-1",
                             instance_type="ml.m5.large", role="arn:aws:iam::123456789012:role/SageMakerRole",
                             hyperparameters={{"fit-intercept": 0}})

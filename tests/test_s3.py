@@ -155,11 +155,15 @@ def test_unimplemented_operations_say_so(s3, bucket):
         c.get_bucket_policy(Bucket=bucket)
     assert "GetBucketPolicy" in e.value.response["Error"]["Message"]
     with pytest.raises(ClientError) as e:
-        c.put_object(Bucket=bucket, Key="k", Body=b"x", ServerSideEncryption="aws:kms")
+        c.put_object(Bucket=bucket, Key="k", Body=b"x", ServerSideEncryption="aws:kms", SSEKMSKeyId="my-key")
     assert error_code(e) == "NotImplemented"
     with pytest.raises(ClientError) as e:  # no half-served write: the object was not stored
         c.head_object(Bucket=bucket, Key="k")
     assert status(e) == 404
+    # SSE-S3 and SSE-KMS with the default key (what the SageMaker SDK asks for on its code uploads).
+    for mode in ("AES256", "aws:kms"):
+        c.put_object(Bucket=bucket, Key=f"sse-{mode}", Body=b"x", ServerSideEncryption=mode)
+        assert c.get_object(Bucket=bucket, Key=f"sse-{mode}")["Body"].read() == b"x"
 
 
 # -- objects ----------------------------------------------------------------------------------------

@@ -31,7 +31,6 @@ MAX_USER_METADATA = 2048  # bytes of x-amz-meta-* names and values, as S3 allows
 
 # Headers S3 understands but SelfMaker does not honour: refusing beats pretending.
 _UNSUPPORTED_HEADERS = {
-    "x-amz-server-side-encryption": "server-side encryption",
     "x-amz-server-side-encryption-customer-algorithm": "server-side encryption with customer keys",
     "x-amz-tagging": "object tagging",
     "x-amz-object-lock-mode": "object lock",
@@ -204,6 +203,15 @@ class S3Call:
         return ObjectMeta(self.header("content-type") or "binary/octet-stream", headers, user)
 
     def refuse_unsupported_headers(self) -> None:
+        # SSE-S3 (AES256) is what S3 applies to every object anyway, and the SageMaker SDK asks for
+        # aws:kms with the account's default key on its code uploads. SelfMaker has no key service: both
+        # are accepted, and the data at rest is protected as the data directory's disk is (docs/s3.md).
+        # A named KMS key or a customer key we cannot honour, so those are refused, never pretended.
+        sse = self.header("x-amz-server-side-encryption")
+        if sse not in (None, "AES256", "aws:kms") or self.header("x-amz-server-side-encryption-aws-kms-key-id"):
+            raise AWSError("NotImplemented", "SelfMaker does not implement server-side encryption with a named "
+                           "KMS key; only AES256 and aws:kms with the default key are accepted.", 501,
+                           Header="x-amz-server-side-encryption")
         for header, feature in _UNSUPPORTED_HEADERS.items():
             if self.header(header) is not None:
                 raise AWSError("NotImplemented", f"SelfMaker does not implement {feature} ({header}).", 501,
