@@ -1,0 +1,250 @@
+"""A SageMaker model server: GET /ping, POST /invocations, GET /execution-parameters.
+
+``python -m selfmaker.container.inference_server`` inside the sandbox serves the
+model in /opt/ml/model (ModelDataUrl already extracted there) with the handler
+semantics of the sagemaker-inference-toolkit (``transformer.py``):
+
+* the user's module, ``SAGEMAKER_PROGRAM`` (default ``inference.py``) from
+  /opt/ml/model/code or a local ``SAGEMAKER_SUBMIT_DIRECTORY``, its
+  requirements.txt installed first;
+* ``model_fn(model_dir)`` once, then per request ``transform_fn(model, data,
+  content_type, accept)`` or ``output_fn(predict_fn(input_fn(data,
+  content_type), model), accept)``; each handler may take a trailing
+  ``context``; missing ones fall back to the framework's defaults
+  (scikit-learn, XGBoost's ``xgboost-model``, ONNX), and transform_fn with any
+  of the other three is an error;
+* ``Accept`` missing or ``*/*`` means ``SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT``
+  (default application/json); application/json and text/csv bodies reach the
+  handlers decoded to ``str``;
+* an error answers its ``status_code`` (the toolkit's errors carry one), else
+  500, with the message and the traceback as the body.
+
+It listens on ``SAGEMAKER_BIND_TO_PORT`` (default 8080) or, when
+``SELFMAKER_BIND_TO_SOCKET`` names a path, on that Unix socket (how SelfMaker's
+batch transform reaches a sandbox whatever its network). The stdlib threading
+HTTP/1.1 server with keep-alive keeps the added latency well under a
+millisecond; only numpy and the framework of the model are imported.
+"""
+
+from __future__ import annotations
+
+import http.client
+import importlib.util
+import inspect
+import json
+import os
+import socketserver
+import subprocess
+import sys
+import traceback
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from . import inference_handlers as defaults
+
+BASE = Path(os.environ.get("SAGEMAKER_BASE_DIR", "/opt/ml"))
+MODEL_DIR = BASE / "model"
+ANY = "*/*"
+UTF8_TYPES = ("application/json", "text/csv")
+
+
+class ServerError(Exception):
+    """The model cannot be served (bad user module, failing model_fn); ends the server with this message."""
+
+
+class Context:
+    """What the toolkit passes as a handler's trailing ``context`` argument (the parts user code reads)."""
+
+    def __init__(self, model_dir: Path):
+        self.system_properties = {"model_dir": str(model_dir), "gpu_id": None, "batch_size": 1,
+                                  "server_name": "SelfMaker", "server_version": "1"}
+        self.request_headers: dict[str, str] = {}
+
+    def get_request_header(self, idx: int, key: str):
+        return self.request_headers.get(key.lower())
+
+
+def _call(function, context: Context, *args):
+    """Call a handler with its arguments, plus ``context`` if it takes one more (the toolkit's rule)."""
+    try:
+        count = len(inspect.signature(function).parameters)
+    except (TypeError, ValueError):
+        count = len(args)
+    if count == len(args) + 1:
+        return function(*args, context)
+    if count != len(args):
+        raise TypeError(f"{function.__name__} takes {count} arguments; the toolkit passes {len(args)} "
+                        f"(or {len(args) + 1} with context)")
+    return function(*args)
+
+
+def code_directory() -> Path | None:
+    code = MODEL_DIR / "code"
+    submit = os.environ.get("SAGEMAKER_SUBMIT_DIRECTORY", "")
+    if submit.startswith("file://"):
+        submit = submit[len("file://"):]
+    if submit and not submit.startswith("s3://") and Path(submit).is_dir():
+        return Path(submit)
+    return code if code.is_dir() else None
+
+
+def _install_requirements(code: Path) -> None:
+    requirements = code / "requirements.txt"
+    if requirements.exists():
+        print(f"SelfMaker: installing {requirements}", flush=True)
+        result = subprocess.run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "-r",
+                                 str(requirements)], stdout=sys.stdout, stderr=subprocess.PIPE, text=True)
+        if result.returncode != 0:
+            raise ServerError(f"pip install -r requirements.txt failed: {result.stderr.strip()[-500:]}")
+
+
+def user_module():
+    """The user's inference module, or None if there is none."""
+    code = code_directory()
+    program = os.environ.get("SAGEMAKER_PROGRAM") or "inference.py"
+    if code is None or not (code / program).exists():
+        if os.environ.get("SAGEMAKER_PROGRAM") and code is not None:
+            raise ServerError(f"SAGEMAKER_PROGRAM {program} was not found in {code}")
+        return None
+    _install_requirements(code)
+    sys.path.insert(0, str(code))
+    spec = importlib.util.spec_from_file_location(Path(program).stem, code / program)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class Handlers:
+    """The handler chain of a served model: the user's functions over the framework's defaults."""
+
+    def __init__(self, module, framework: defaults.Framework, model_dir: Path):
+        self.context = Context(model_dir)
+        found = {name: getattr(module, name, None) for name in
+                 ("model_fn", "input_fn", "predict_fn", "output_fn", "transform_fn")}
+        if found["transform_fn"] and any(found[n] for n in ("input_fn", "predict_fn", "output_fn")):
+            raise ServerError("Cannot use transform_fn implementation in conjunction with input_fn, predict_fn, "
+                              "and/or output_fn implementation")
+        self.input_fn = found["input_fn"] or framework.input_fn
+        self.predict_fn = found["predict_fn"] or framework.predict_fn
+        self.output_fn = found["output_fn"] or framework.output_fn
+        self.transform_fn = found["transform_fn"]
+        self.model = _call(found["model_fn"] or framework.model_fn, self.context, str(model_dir))
+
+    def transform(self, data, content_type: str, accept: str):
+        if self.transform_fn is not None:
+            result = _call(self.transform_fn, self.context, self.model, data, content_type, accept)
+        else:
+            features = _call(self.input_fn, self.context, data, content_type)
+            prediction = _call(self.predict_fn, self.context, features, self.model)
+            result = _call(self.output_fn, self.context, prediction, accept)
+        return result if isinstance(result, tuple) else (result, accept)
+
+
+def _as_bytes(body) -> bytes:
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, (bytearray, memoryview)):
+        return bytes(body)
+    if isinstance(body, str):
+        return body.encode()
+    if isinstance(body, (list, tuple)) and len(body) == 1:  # MMS handlers answer a one-item list
+        return _as_bytes(body[0])
+    return json.dumps(body).encode()
+
+
+def make_handler(handlers: Handlers, default_accept: str, max_concurrent: int):
+    execution_parameters = json.dumps({"MaxConcurrentTransforms": max_concurrent,
+                                       "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 6}).encode()
+
+    class RequestHandler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive: one connection carries every request of a client
+        # Headers and body go out in two writes: without TCP_NODELAY, Nagle's algorithm holds the body back
+        # until the client's delayed ACK (40 ms per request).
+        disable_nagle_algorithm = not os.environ.get("SELFMAKER_BIND_TO_SOCKET")
+
+        def log_message(self, format, *args):  # the access log would be one line per record
+            pass
+
+        def _answer(self, status: int, body: bytes = b"", content_type: str | None = None):
+            self.send_response(status)
+            if content_type:
+                self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            if self.path == "/ping":
+                self._answer(200)
+            elif self.path == "/execution-parameters":
+                self._answer(200, execution_parameters, "application/json")
+            else:
+                self._answer(404, b"Not Found", "text/plain")
+
+        def do_POST(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            data = self.rfile.read(length)
+            if self.path != "/invocations":
+                return self._answer(404, b"Not Found", "text/plain")
+            content_type = self.headers.get("Content-Type") or "application/json"
+            accept = self.headers.get("Accept")
+            if not accept or accept == ANY:
+                accept = default_accept
+            try:
+                handlers.context.request_headers = {k.lower(): v for k, v in self.headers.items()}
+                body = data.decode("utf-8") if content_type in UTF8_TYPES else data
+                response, response_type = handlers.transform(body, content_type, accept)
+                self._answer(200, _as_bytes(response), response_type)
+            except Exception as e:  # the toolkit's handle_error: the error's status, message and traceback
+                status = getattr(e, "status_code", None)
+                status = status if isinstance(status, int) and 400 <= status < 600 else 500
+                message = getattr(e, "message", None) or str(e)
+                trace = traceback.format_exc()
+                print(trace, file=sys.stderr, flush=True)
+                self._answer(status, f"{message}\n{trace}".encode(), "text/plain")
+
+    return RequestHandler
+
+
+class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def get_request(self):
+        request, _ = super().get_request()
+        return request, ("local", 0)  # BaseHTTPRequestHandler wants a (host, port) client address
+
+
+def build_server(handlers: Handlers):
+    default_accept = os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or "application/json"
+    max_concurrent = int(os.environ.get("SAGEMAKER_MODEL_SERVER_WORKERS") or os.cpu_count() or 1)
+    handler = make_handler(handlers, default_accept, max_concurrent)
+    socket_path = os.environ.get("SELFMAKER_BIND_TO_SOCKET")
+    if socket_path:
+        Path(socket_path).unlink(missing_ok=True)
+        return _UnixHTTPServer(socket_path, handler)
+    ThreadingHTTPServer.daemon_threads = True
+    return ThreadingHTTPServer(("0.0.0.0", int(os.environ.get("SAGEMAKER_BIND_TO_PORT") or 8080)), handler)
+
+
+def main() -> int:
+    try:
+        framework = defaults.framework(os.environ.get("SELFMAKER_INFERENCE_FRAMEWORK"), MODEL_DIR)
+        handlers = Handlers(user_module(), framework, MODEL_DIR)
+    except Exception as e:
+        print(f"SelfMaker model server: the model could not be loaded: {type(e).__name__}: {e}", file=sys.stderr,
+              flush=True)
+        traceback.print_exc()
+        return 1
+    server = build_server(handlers)
+    where = os.environ.get("SELFMAKER_BIND_TO_SOCKET") or f"port {server.server_address[1]}"
+    print(f"SelfMaker model server: serving the model on {where}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""The model server (selfmaker/container/inference_server.py) in the XGBoost runtime, over HTTP."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import xgboost_runtime
+
+MODULE = "selfmaker.container.inference_server"
+
+MAKE_XGBOOST_MODEL = """
+import numpy as np, xgboost as xgb, sys
+x = np.array([[a, b] for a in range(7) for b in range(3)], dtype="float32")
+booster = xgb.train({"max_depth": 3, "eta": 0.5}, xgb.DMatrix(x, label=2 * x[:, 0] + x[:, 1]), num_boost_round=20)
+booster.save_model(sys.argv[1] + "/xgboost-model")
+"""
+
+MAKE_SKLEARN_MODEL = """
+import joblib, sys
+from sklearn.linear_model import LinearRegression
+joblib.dump(LinearRegression().fit([[0, 0], [1, 0], [0, 1], [2, 1]], [0, 2, 1, 5]), sys.argv[1] + "/model.joblib")
+"""
+
+
+class Server:
+    """A model server subprocess on a free TCP port, or on a Unix socket."""
+
+    def __init__(self, base: Path, env: dict | None = None, unix: bool = False):
+        self.base = base
+        self.socket_path = str(base / "server.sock") if unix else None
+        self.port = None
+        if unix:
+            env = {**(env or {}), "SELFMAKER_BIND_TO_SOCKET": self.socket_path}
+        else:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                self.port = s.getsockname()[1]
+            env = {**(env or {}), "SAGEMAKER_BIND_TO_PORT": str(self.port)}
+        self.proc = xgboost_runtime.popen_module(MODULE, base, env)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            assert self.proc.poll() is None, self.proc.stdout.read()
+            try:
+                if self.request("GET", "/ping")[0] == 200:
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("the model server did not answer /ping")
+
+    def connection(self) -> http.client.HTTPConnection:
+        if self.socket_path:
+            connection = http.client.HTTPConnection("localhost")
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(self.socket_path)
+            connection.sock = sock
+            return connection
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+
+    def request(self, method: str, path: str, body: bytes | str | None = None, headers: dict | None = None):
+        connection = self.connection()
+        try:
+            connection.request(method, path, body=body, headers=headers or {})
+            response = connection.getresponse()
+            return response.status, response.getheader("Content-Type"), response.read()
+        finally:
+            connection.close()
+
+    def invoke(self, body, content_type: str, accept: str | None = None):
+        headers = {"Content-Type": content_type, **({"Accept": accept} if accept else {})}
+        return self.request("POST", "/invocations", body, headers)
+
+    def stop(self) -> str:
+        self.proc.terminate()
+        try:
+            output, _ = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            output, _ = self.proc.communicate()
+        return output
+
+
+def model_dir(base: Path, maker: str | None = None, code: dict[str, str] | None = None) -> Path:
+    model = base / "model"
+    model.mkdir(parents=True)
+    if maker:
+        subprocess.run([xgboost_runtime.python(), "-c", maker, str(model)], check=True)
+    for name, text in (code or {}).items():
+        (model / "code").mkdir(exist_ok=True)
+        (model / "code" / name).write_text(textwrap.dedent(text))
+    return model
+
+
+@pytest.fixture
+def serve(tmp_path):
+    servers = []
+
+    def start(maker=None, code=None, env=None, unix=False, ready=True):
+        model_dir(tmp_path, maker, code)
+        server = Server(tmp_path, env, unix)
+        servers.append(server)
+        if ready:
+            server.wait_ready()
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def test_xgboost_model_csv_libsvm_json_and_errors(serve):
+    server = serve(MAKE_XGBOOST_MODEL, unix=True)
+    assert server.request("GET", "/ping")[0] == 200
+    status, content_type, body = server.request("GET", "/execution-parameters")
+    assert status == 200 and json.loads(body)["BatchStrategy"] == "MULTI_RECORD"
+    status, content_type, body = server.invoke("3,2\n1,0\n", "text/csv", "text/csv")
+    assert status == 200 and content_type == "text/csv"
+    first, second = map(float, body.decode().split(","))
+    assert abs(first - 8) < 1 and abs(second - 2) < 1
+    status, _, body = server.invoke("0 0:3 1:2\n", "text/libsvm", "text/csv")
+    assert status == 200 and abs(float(body) - first) < 1e-5
+    status, content_type, body = server.invoke("[[3, 2]]", "application/json", "application/json")
+    assert status == 200 and content_type == "application/json"
+    assert abs(json.loads(body)["predictions"][0]["score"] - first) < 1e-5
+    status, _, body = server.invoke("3,2", "text/csv")  # no Accept: the default accept, JSON
+    assert status == 200 and "predictions" in json.loads(body)
+    status, _, body = server.invoke(b"\x00\x01", "application/x-recordio-protobuf", "text/csv")
+    assert status == 415 and b"application/x-recordio-protobuf is not supported" in body
+    status, _, body = server.invoke("3,2", "text/csv", "application/x-npy")
+    assert status == 406 and b"is not an accepted Accept type" in body
+    assert server.request("GET", "/nowhere")[0] == 404
+
+
+def test_xgboost_batch_answers_one_line_per_record(serve):
+    server = serve(MAKE_XGBOOST_MODEL, env={"SAGEMAKER_BATCH": "True"})
+    status, _, body = server.invoke("3,2\n1,0\n6,1\n", "text/csv", "text/csv")
+    assert status == 200 and len(body.decode().splitlines()) == 3 and body.endswith(b"\n")
+
+
+def test_sklearn_defaults_with_a_joblib_model(serve):
+    server = serve(MAKE_SKLEARN_MODEL, env={"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv"})
+    status, content_type, body = server.invoke("3,2\n", "text/csv", "*/*")
+    assert status == 200 and content_type == "text/csv" and abs(float(body) - 8) < 1e-6
+    status, content_type, body = server.invoke("[[1, 1]]", "application/json", "application/json")
+    assert status == 200 and json.loads(body) == [pytest.approx(3)]
+    status, _, body = server.invoke("a", "image/png", "application/json")
+    assert status == 415 and body.startswith(b"Content type image/png is not supported by this framework.")
+
+
+def test_user_handlers_with_context(serve):
+    server = serve(MAKE_SKLEARN_MODEL, code={"inference.py": """
+        import json, os, joblib
+        def model_fn(model_dir, context):
+            assert context.system_properties["model_dir"] == model_dir
+            return joblib.load(os.path.join(model_dir, "model.joblib"))
+        def input_fn(body, content_type):
+            assert isinstance(body, str)  # application/json arrives decoded
+            return json.loads(body)["rows"]
+        def predict_fn(rows, model):
+            if rows == [[9, 9]]:
+                raise ValueError("nine is not allowed")
+            if rows == [[7, 7]]:
+                error = RuntimeError("teapot")
+                error.status_code = 418
+                raise error
+            return model.predict(rows)
+        def output_fn(prediction, accept, context):
+            return json.dumps({"out": [round(p, 3) for p in prediction]}), "application/vnd.mine+json"
+    """})
+    status, content_type, body = server.invoke('{"rows": [[3, 2], [1, 0]]}', "application/json", "text/csv")
+    assert status == 200 and content_type == "application/vnd.mine+json"
+    assert json.loads(body) == {"out": [8.0, 2.0]}
+    status, _, body = server.invoke('{"rows": [[9, 9]]}', "application/json")
+    assert status == 500 and body.startswith(b"nine is not allowed\nTraceback")
+    status, _, body = server.invoke('{"rows": [[7, 7]]}', "application/json")
+    assert status == 418 and body.startswith(b"teapot\n")
+
+
+def test_transform_fn_and_a_named_program(serve):
+    server = serve(MAKE_SKLEARN_MODEL, env={"SAGEMAKER_PROGRAM": "serve_me.py"}, code={"serve_me.py": """
+        def transform_fn(model, data, content_type, accept):
+            return f"{type(model).__name__} {content_type} {accept} {len(data)}"
+    """})
+    status, content_type, body = server.invoke(b"\x01\x02\x03", "application/octet-stream", "text/plain")
+    assert status == 200 and content_type == "text/plain"
+    assert body == b"LinearRegression application/octet-stream text/plain 3"
+
+
+def test_transform_fn_with_input_fn_is_refused(serve):
+    server = serve(MAKE_SKLEARN_MODEL, ready=False, code={"inference.py": """
+        def transform_fn(model, data, content_type, accept): return data
+        def input_fn(data, content_type): return data
+    """})
+    assert server.proc.wait(timeout=60) == 1
+    assert "Cannot use transform_fn implementation in conjunction with input_fn" in server.proc.stdout.read()
+
+
+def test_a_failing_model_fn_ends_the_server_with_its_message(serve):
+    server = serve(ready=False, code={"inference.py": """
+        def model_fn(model_dir):
+            raise FileNotFoundError("no weights here")
+    """})
+    assert server.proc.wait(timeout=60) == 1
+    assert "FileNotFoundError: no weights here" in server.proc.stdout.read()
