@@ -22,15 +22,14 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import threading
 import time
 import uuid
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
 from ..server.errors import AWSError
+from ..store.sqlite_file import SQLiteFile
 from .base import (CHUNK_SIZE, MAX_KEYS, MAX_PART_NUMBER, MIN_PART_SIZE, Body, BucketInfo, CompletedPart, Condition,
                    ListPage, ObjectInfo, ObjectMeta, ObjectReader, ObjectStore, PartInfo, PartsPage, UploadInfo,
                    UploadsPage, check_bucket_name, check_condition, key_bytes, no_such_bucket, no_such_key,
@@ -91,11 +90,7 @@ class LocalObjectStore(ObjectStore):
         self.blobs.mkdir(parents=True, exist_ok=True)
         self.staging.mkdir(parents=True, exist_ok=True)
         self._index = self.root / "index.sqlite3"
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []  # one per thread, all closed by close()
-        self._connections_lock = threading.Lock()
-        self._lock = threading.Lock()  # one writer at a time, so SQLite never answers BUSY to our own threads
-        self._conn().executescript(_SCHEMA)
+        self._db = SQLiteFile(self._index, _SCHEMA)
         self._sweep_staging()
 
     def __repr__(self) -> str:
@@ -104,34 +99,13 @@ class LocalObjectStore(ObjectStore):
     # -- plumbing ------------------------------------------------------------------------
 
     def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self._index, isolation_level=None, check_same_thread=False, timeout=30)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
-            with self._connections_lock:
-                self._connections.append(conn)
-        return conn
+        return self._db.conn()
 
-    @contextmanager
     def _write(self):
-        with self._lock:
-            conn = self._conn()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        return self._db.write()
 
     def close(self) -> None:
-        with self._connections_lock:
-            for conn in self._connections:
-                conn.close()
-            self._connections.clear()
-        self._local = threading.local()
+        self._db.close()
 
     def _blob_path(self, name: str) -> Path:
         return self.blobs / name[:2] / name
