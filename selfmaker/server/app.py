@@ -20,7 +20,7 @@ from .. import __version__
 from ..config import Settings
 from ..store import Store
 from ..store.resources import ResourceStore
-from .auth import Principal, make_authenticator, signing_scope
+from .auth import make_authenticator, signing_scope
 from .errors import AWSError
 from .http import Request, Response
 from .operations import Context, load_all
@@ -157,7 +157,7 @@ class SelfMakerApp:
                                    f"SelfMaker does not serve {request.method} {request.path} "
                                    f"for signing service {signed_service!r}."), ctx.request_id)
 
-    def _context(self, service: str, principal: Principal | None = None) -> Context:
+    def _context(self, service: str) -> Context:
         return Context(backends=self.backends, account_id=self.settings.default_account,
                        region=self.settings.region, service=service)
 

@@ -171,8 +171,7 @@ def search(ctx: Context, params: dict) -> dict:
 
 def resource_type_member(resource_type: str) -> str:
     """The SearchRecord member that carries a resource type's documents."""
-    return {"ExperimentTrial": "Trial", "ExperimentTrialComponent": "TrialComponent",
-            "Job": "Job"}.get(resource_type, resource_type)
+    return {"ExperimentTrial": "Trial", "ExperimentTrialComponent": "TrialComponent"}.get(resource_type, resource_type)
 
 
 def _property_names(shape, prefix: str = "", depth: int = 0) -> list[str]:

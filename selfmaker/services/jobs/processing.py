@@ -167,7 +167,7 @@ class ProcessingJobs(JobKind):
 
 PROCESSING_JOB = ProcessingJobs(
     "ProcessingJob", "processing-job", label="processing job", operations=("Create", "Describe", "List", "Delete"),
-    status_member="ProcessingJobStatus", search_type="ProcessingJob", on_create=_validate, on_delete=_delete,
+    status_member="ProcessingJobStatus", on_create=_validate, on_delete=_delete,
     not_found="Could not find requested job with name {name}",
     exists="Processing job names must be unique within an AWS account and region, and a processing job with this "
            "name already exists ({arn})", exists_code="ResourceInUse",
