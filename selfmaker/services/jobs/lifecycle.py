@@ -15,14 +15,13 @@ vanished without an exit status fails with that reason.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...engines import instance_types, runtimes
+from ...engines import instance_types, runtimes, sandbox
 from ...engines.executor import ExecutorUnavailable, ExitStatus, InstanceSpec, Mount, open_executor
 from ...engines.reconciler import Controller, kick, register
 from ...server.app import Backends
@@ -36,10 +35,6 @@ log = logging.getLogger("selfmaker.jobs")
 
 ACTIVE = frozenset({"InProgress", "Stopping"})
 TERMINAL = frozenset({"Completed", "Failed", "Stopped"})
-SUPPORT_ROOT = "/opt/selfmaker"  # in the sandbox: our support code (lib) and the per-job pip overlay (site)
-SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# The directory holding the `selfmaker` package, bound read-only into every sandbox.
-PACKAGE_PARENT = Path(__file__).resolve().parents[3]
 
 _watched: set[Path] = set()
 _watched_lock = threading.Lock()
@@ -307,32 +302,11 @@ class JobKind(Kind):
         self._watch(run)
 
     def _spec(self, run: Run, instance: Instance, runtime: runtimes.Runtime, limits, hosts: Path) -> InstanceSpec:
-        settings = run.backends.settings
-        runtime_root = runtime.root(settings.runtimes_dir)
-        endpoint = f"http://127.0.0.1:{settings.port}"
-        env = {
-            "PATH": f"{runtime.bin_dir(settings.runtimes_dir)}:{SANDBOX_PATH}",
-            "PYTHONPATH": f"{SUPPORT_ROOT}/site:{SUPPORT_ROOT}/lib",
-            "PIP_TARGET": f"{SUPPORT_ROOT}/site", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1",
-            "PYTHONUNBUFFERED": "1", "LANG": "C.UTF-8", "HOME": "/tmp",
-            "AWS_REGION": run.record.region, "AWS_DEFAULT_REGION": run.record.region,
-            "AWS_ENDPOINT_URL": endpoint, "AWS_ENDPOINT_URL_S3": endpoint, "S3_ENDPOINT_URL": endpoint,
-            "AWS_ACCESS_KEY_ID": "selfmaker", "AWS_SECRET_ACCESS_KEY": "selfmaker",
-            **{k: v for k, v in os.environ.items() if k.startswith("PIP_") and k != "PIP_TARGET"},
-            **self.environment(run, instance, runtime),
-            **(run.data.get("Environment") or {}),
-        }
-        mounts = [
-            Mount(runtime_root, str(runtime_root)),
-            Mount(PACKAGE_PARENT / "selfmaker", f"{SUPPORT_ROOT}/lib/selfmaker"),
-            Mount(instance.site, f"{SUPPORT_ROOT}/site", writable=True),
-            Mount(instance.ml, "/opt/ml", writable=True),
-            Mount(hosts, "/etc/hosts"),
-        ]
-        return InstanceSpec(command=[], env=env, state_dir=instance.state, log_path=instance.log_path,
-                            mounts=mounts, limits=limits, network=not self.network_isolated(run.data),
-                            hostname=instance.host, workdir="/opt/ml",
-                            hidden=[str(settings.data_dir)])
+        return sandbox.spec(run.backends.settings, runtime, region=run.record.region, ml=instance.ml,
+                            site=instance.site, state=instance.state, log=instance.log_path,
+                            env={**self.environment(run, instance, runtime), **(run.data.get("Environment") or {})},
+                            limits=limits, network=not self.network_isolated(run.data), hostname=instance.host,
+                            mounts=(Mount(hosts, "/etc/hosts"),))
 
     def _watch(self, run: Run) -> None:
         """Kick the reconciler when each instance ends (once per instance per server process)."""

@@ -1,0 +1,50 @@
+"""The sandbox every SageMaker container runs in: its environment and mounts, for any executor.
+
+Jobs (training, processing, transform) and endpoint instances all run one of
+our runtimes with the same layout: the runtime read-only at its host path, our
+support package at ``/opt/selfmaker/lib`` (importable, never pip-installed into
+the runtime), a private pip overlay at ``/opt/selfmaker/site`` (requirements.txt
+installs), the instance's directory at ``/opt/ml`` and the AWS settings that
+point SDK calls made inside back at this server.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .executor import InstanceSpec, Limits, Mount
+from .runtimes import Runtime
+
+SUPPORT_ROOT = "/opt/selfmaker"
+SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# The directory holding the `selfmaker` package, bound read-only into every sandbox.
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]
+
+
+def spec(settings, runtime: Runtime, *, region: str, ml: Path, site: Path, state: Path, log: Path,
+         env: dict[str, str], limits: Limits | None, network: bool, hostname: str,
+         mounts: tuple[Mount, ...] = ()) -> InstanceSpec:
+    """An instance of ``runtime`` with ``ml`` at /opt/ml; ``env`` comes last and wins."""
+    runtime_root = runtime.root(settings.runtimes_dir)
+    endpoint = f"http://127.0.0.1:{settings.port}"
+    environment = {
+        "PATH": f"{runtime.bin_dir(settings.runtimes_dir)}:{SANDBOX_PATH}",
+        "PYTHONPATH": f"{SUPPORT_ROOT}/site:{SUPPORT_ROOT}/lib",
+        "PIP_TARGET": f"{SUPPORT_ROOT}/site", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1",
+        "PYTHONUNBUFFERED": "1", "LANG": "C.UTF-8", "HOME": "/tmp",
+        "AWS_REGION": region, "AWS_DEFAULT_REGION": region,
+        "AWS_ENDPOINT_URL": endpoint, "AWS_ENDPOINT_URL_S3": endpoint, "S3_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "selfmaker", "AWS_SECRET_ACCESS_KEY": "selfmaker",
+        **{k: v for k, v in os.environ.items() if k.startswith("PIP_") and k != "PIP_TARGET"},
+        **env,
+    }
+    site.mkdir(parents=True, exist_ok=True)
+    return InstanceSpec(
+        command=[], env=environment, state_dir=state, log_path=log,
+        mounts=[Mount(runtime_root, str(runtime_root)),
+                Mount(PACKAGE_PARENT / "selfmaker", f"{SUPPORT_ROOT}/lib/selfmaker"),
+                Mount(site, f"{SUPPORT_ROOT}/site", writable=True),
+                Mount(ml, "/opt/ml", writable=True),
+                *mounts],
+        limits=limits, network=network, hostname=hostname, workdir="/opt/ml", hidden=[str(settings.data_dir)])
