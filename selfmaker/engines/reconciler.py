@@ -41,10 +41,21 @@ class Controller:
 
 CONTROLLERS: dict[str, Controller] = {}
 
+# Called with (backends, record) after a record's work is done (its reconcile returned None),
+# e.g. so a pipeline execution takes its next step the moment one of its jobs ends.
+DoneListener = Callable[[Backends, Record], None]
+_DONE_LISTENERS: list[DoneListener] = []
+
 
 def register(controller: Controller) -> Controller:
     CONTROLLERS[controller.kind] = controller
     return controller
+
+
+def on_done(listener: DoneListener) -> DoneListener:
+    """Register ``listener(backends, record)`` to hear of every record whose work is done."""
+    _DONE_LISTENERS.append(listener)
+    return listener
 
 
 def kick(backends: Backends, arn: str, delay: float = 0.0) -> None:
@@ -126,14 +137,21 @@ class Reconciler:
 
     def _step(self, arn: str) -> None:
         delay: float | None = None
+        done = None
         try:
             record = self.backends.resources.get_by_arn(arn)
             controller = CONTROLLERS.get(record.kind) if record else None
             if controller and record.status in controller.active:
                 delay = controller.reconcile(self.backends, record)
+                done = record if delay is None else None
         except Exception:
             log.exception("reconciling %s failed; retrying in 5 s", arn)
             delay = 5.0
+        for listener in _DONE_LISTENERS if done is not None else ():
+            try:
+                listener(self.backends, done)
+            except Exception:
+                log.exception("a listener failed on the end of %s", arn)
         with self._wake:
             self._running.discard(arn)
             if arn in self._again:

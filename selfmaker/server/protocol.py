@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from dataclasses import replace
 from functools import lru_cache
 from urllib.parse import unquote
 
@@ -48,6 +49,13 @@ def _call(ctx: Context, op: OperationModel, params: dict):
         err.code = VALIDATION_CODES.get(ctx.service, err.code)
         raise
     return handler(ctx, params)
+
+
+def call(ctx: Context, operation_name: str, params: dict):
+    """Run an operation from inside the server (a pipeline step creating its job) as a request would:
+    the same input validation, the same handler, the same AWSError a client would get."""
+    inner = replace(ctx, operation=operation_name)
+    return _call(inner, operation_model(inner.service, operation_name), params)
 
 
 async def invoke(ctx: Context, op: OperationModel, params: dict):
