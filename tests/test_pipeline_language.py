@@ -635,3 +635,163 @@ def test_cache_key_follows_the_documented_key_attributes(abalone, scope):
     assert cache_key(train, other_run) != cache_key(train, arguments)
     model = abalone.steps["AbaloneCreateModel-CreateModel"]
     assert cache_key(model, {"A": 1}) != cache_key(model, {"A": 2})  # types without a documented key: all arguments
+
+
+# ---- the real SDK v2's definition -----------------------------------------------------------------------
+
+SDK_V2_CLASSIC_PIPELINE = """
+import json, os, tempfile
+from sagemaker import image_uris
+from sagemaker.estimator import Estimator
+from sagemaker.inputs import TrainingInput
+from sagemaker.model import Model
+from sagemaker.model_metrics import MetricsSource, ModelMetrics
+from sagemaker.processing import ProcessingInput, ProcessingOutput, ScriptProcessor
+from sagemaker.sklearn.processing import SKLearnProcessor
+from sagemaker.transformer import Transformer
+from sagemaker.workflow.condition_step import ConditionStep
+from sagemaker.workflow.conditions import (ConditionEquals, ConditionIn, ConditionLessThanOrEqualTo, ConditionNot,
+                                           ConditionOr)
+from sagemaker.workflow.fail_step import FailStep
+from sagemaker.workflow.functions import Join, JsonGet
+from sagemaker.workflow.model_step import ModelStep
+from sagemaker.workflow.parameters import ParameterBoolean, ParameterFloat, ParameterInteger, ParameterString
+from sagemaker.workflow.pipeline import Pipeline
+from sagemaker.workflow.pipeline_context import PipelineSession
+from sagemaker.workflow.properties import PropertyFile
+from sagemaker.workflow.retry import (SageMakerJobExceptionTypeEnum, SageMakerJobStepRetryPolicy,
+                                      StepExceptionTypeEnum, StepRetryPolicy)
+from sagemaker.workflow.steps import CacheConfig, ProcessingStep, TrainingStep, TransformStep
+
+ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
+session = PipelineSession()
+bucket = session.default_bucket()
+code = tempfile.mkdtemp()
+for script in ("preprocess.py", "evaluate.py"):
+    with open(os.path.join(code, script), "w") as f:
+        f.write("print('hello')\\n")
+
+instance_count = ParameterInteger(name="ProcessingInstanceCount", default_value=1)
+instance_type = ParameterString(name="TrainingInstanceType", default_value="ml.m5.xlarge")
+approval = ParameterString(name="ModelApprovalStatus", default_value="PendingManualApproval",
+                           enum_values=["PendingManualApproval", "Approved"])
+input_data = ParameterString(name="InputData", default_value=f"s3://{bucket}/abalone/abalone.csv")
+threshold = ParameterFloat(name="MseThreshold", default_value=6.0)
+use_gpu = ParameterBoolean(name="UseGpu", default_value=False)
+
+sklearn = SKLearnProcessor(framework_version="1.2-1", role=ROLE, instance_type="ml.m5.xlarge",
+                           instance_count=instance_count, sagemaker_session=session)
+process = ProcessingStep(name="AbaloneProcess", cache_config=CacheConfig(enable_caching=True, expire_after="PT1H"),
+    step_args=sklearn.run(inputs=[ProcessingInput(source=input_data, destination="/opt/ml/processing/input")],
+                          outputs=[ProcessingOutput(output_name=n, source=f"/opt/ml/processing/{n}")
+                                   for n in ("train", "validation", "test")],
+                          code=os.path.join(code, "preprocess.py")))
+
+image = image_uris.retrieve("xgboost", "us-east-1", "1.7-1")
+xgb = Estimator(image_uri=image, role=ROLE, instance_type=instance_type, instance_count=1,
+                output_path=f"s3://{bucket}/AbaloneTrain", sagemaker_session=session)
+xgb.set_hyperparameters(objective="reg:linear", num_round=50, max_depth=5, eta=0.2)
+outputs = process.properties.ProcessingOutputConfig.Outputs
+train = TrainingStep(name="AbaloneTrain", step_args=xgb.fit({
+        "train": TrainingInput(outputs["train"].S3Output.S3Uri, content_type="text/csv"),
+        "validation": TrainingInput(outputs["validation"].S3Output.S3Uri, content_type="text/csv")}),
+    retry_policies=[StepRetryPolicy(exception_types=[StepExceptionTypeEnum.SERVICE_FAULT,
+                                                     StepExceptionTypeEnum.THROTTLING],
+                                    interval_seconds=10, backoff_rate=2.0, max_attempts=3),
+                    SageMakerJobStepRetryPolicy(exception_types=[SageMakerJobExceptionTypeEnum.CAPACITY_ERROR],
+                                                interval_seconds=1, max_attempts=5)])
+
+report = PropertyFile(name="EvaluationReport", output_name="evaluation", path="evaluation.json")
+evaluator = ScriptProcessor(image_uri=image, command=["python3"], role=ROLE, instance_type="ml.m5.xlarge",
+                            instance_count=1, sagemaker_session=session)
+evaluate = ProcessingStep(name="AbaloneEval", property_files=[report],
+    step_args=evaluator.run(
+        inputs=[ProcessingInput(source=train.properties.ModelArtifacts.S3ModelArtifacts,
+                                destination="/opt/ml/processing/model"),
+                ProcessingInput(source=outputs["test"].S3Output.S3Uri, destination="/opt/ml/processing/test")],
+        outputs=[ProcessingOutput(output_name="evaluation", source="/opt/ml/processing/evaluation")],
+        code=os.path.join(code, "evaluate.py")))
+
+model = Model(image_uri=image, model_data=train.properties.ModelArtifacts.S3ModelArtifacts, role=ROLE,
+              sagemaker_session=session)
+metrics = ModelMetrics(model_statistics=MetricsSource(
+    s3_uri=Join(on="/", values=[evaluate.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri,
+                                "evaluation.json"]),
+    content_type="application/json"))
+register = ModelStep(name="AbaloneRegisterModel", step_args=model.register(
+    content_types=["text/csv"], response_types=["text/csv"], inference_instances=["ml.t2.medium", "ml.m5.xlarge"],
+    transform_instances=["ml.m5.xlarge"], model_package_group_name="AbaloneModelPackageGroupName",
+    approval_status=approval, model_metrics=metrics))
+create = ModelStep(name="AbaloneCreateModel", step_args=model.create(instance_type="ml.m5.xlarge"))
+transformer = Transformer(model_name=create.properties.ModelName, instance_type="ml.m5.xlarge", instance_count=1,
+                          output_path=f"s3://{bucket}/AbaloneTransform", sagemaker_session=session)
+transform = TransformStep(name="AbaloneTransform",
+                          step_args=transformer.transform(data=f"s3://{bucket}/batch-data", content_type="text/csv"))
+fail = FailStep(name="AbaloneMSEFail", error_message=Join(on=" ", values=["Execution failed due to MSE >", threshold]))
+condition = ConditionStep(name="AbaloneMSECond",
+    conditions=[ConditionLessThanOrEqualTo(
+                    left=JsonGet(step_name=evaluate.name, property_file=report, json_path="regression_metrics.mse.value"),
+                    right=threshold),
+                ConditionOr(conditions=[ConditionNot(expression=ConditionEquals(left=use_gpu, right=True)),
+                                        ConditionIn(value=instance_type, in_values=["ml.m5.xlarge", "ml.m5.2xlarge"])])],
+    if_steps=[register, create, transform], else_steps=[fail])
+
+pipeline = Pipeline(name="AbalonePipeline", parameters=[instance_count, instance_type, approval, input_data,
+                                                       threshold, use_gpu],
+                    steps=[process, train, evaluate, condition], sagemaker_session=session)
+print(json.dumps({"definition": pipeline.definition()}))
+"""
+
+
+@pytest.fixture(scope="module")
+def sdk_v2_definition(sdk_v2, server):
+    return sdk_v2.run(server, SDK_V2_CLASSIC_PIPELINE)["definition"]
+
+
+def test_the_sdk_v2_classic_pipeline_parses_with_its_data_dependencies(sdk_v2_definition):
+    definition = parse(sdk_v2_definition)
+    steps = definition.steps
+    assert set(steps) == {"AbaloneProcess", "AbaloneTrain", "AbaloneEval", "AbaloneMSECond",
+                          "AbaloneRegisterModel-RegisterModel", "AbaloneCreateModel-CreateModel", "AbaloneTransform",
+                          "AbaloneMSEFail"}
+    assert {name: step.type for name, step in steps.items()} == {
+        "AbaloneProcess": "Processing", "AbaloneTrain": "Training", "AbaloneEval": "Processing",
+        "AbaloneMSECond": "Condition", "AbaloneRegisterModel-RegisterModel": "RegisterModel",
+        "AbaloneCreateModel-CreateModel": "Model", "AbaloneTransform": "Transform", "AbaloneMSEFail": "Fail"}
+    assert steps["AbaloneTrain"].depends_on == {"AbaloneProcess"}
+    assert steps["AbaloneEval"].depends_on == {"AbaloneProcess", "AbaloneTrain"}
+    assert steps["AbaloneMSECond"].depends_on == {"AbaloneEval"}
+    assert steps["AbaloneRegisterModel-RegisterModel"].depends_on == {"AbaloneTrain", "AbaloneEval"}
+    assert steps["AbaloneTransform"].depends_on == {"AbaloneCreateModel-CreateModel"}
+    assert steps["AbaloneTransform"].branch == ("AbaloneMSECond", True)
+    assert steps["AbaloneMSEFail"].branch == ("AbaloneMSECond", False)
+    assert steps["AbaloneEval"].property_files == (
+        {"PropertyFileName": "EvaluationReport", "OutputName": "evaluation", "FilePath": "evaluation.json"},)
+    assert [p["MaxAttempts"] for p in steps["AbaloneTrain"].retry_policies] == [3, 5]
+    assert definition.parameters["MseThreshold"].default == 6.0 and definition.parameters["UseGpu"].default is False
+
+
+def test_the_sdk_v2_classic_pipeline_evaluates(sdk_v2_definition):
+    definition = parse(sdk_v2_definition)
+    values = cast_parameters(definition, [{"Name": "MseThreshold", "Value": "5.0"}, {"Name": "UseGpu", "Value": "True"}])
+    scope = FakeScope(
+        parameters=values,
+        properties={"AbaloneProcess": DESCRIBE_PROCESSING, "AbaloneTrain": DESCRIBE_TRAINING,
+                    "AbaloneEval": {"ProcessingOutputConfig": {"Outputs": [
+                        {"OutputName": "evaluation", "S3Output": {"S3Uri": "s3://b/eval"}}]}},
+                    "AbaloneCreateModel-CreateModel": {"ModelName": "pipelines-2drr2511ngo3-model"}},
+        files={("AbaloneEval", "EvaluationReport"): {"regression_metrics": {"mse": {"value": 4.2}}}})
+    training = evaluate(definition.steps["AbaloneTrain"].arguments, scope)
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in training["InputDataConfig"]}
+    assert channels["validation"].endswith("/AbaloneProcess/output/validation")
+    assert training["ResourceConfig"]["InstanceType"] == "ml.m5.xlarge"
+    register = evaluate(definition.steps["AbaloneRegisterModel-RegisterModel"].arguments, scope)
+    assert register["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"] == "s3://b/eval/evaluation.json"
+    assert register["InferenceSpecification"]["Containers"][0]["ModelDataUrl"] == DESCRIBE_TRAINING["ModelArtifacts"]["S3ModelArtifacts"]
+    assert evaluate(definition.steps["AbaloneTransform"].arguments, scope)["ModelName"] == "pipelines-2drr2511ngo3-model"
+    conditions = definition.steps["AbaloneMSECond"].arguments["Conditions"]
+    assert condition_holds(conditions, scope) is True  # 4.2 <= 5.0, and the instance type is in the list
+    scope.files[("AbaloneEval", "EvaluationReport")] = {"regression_metrics": {"mse": {"value": 5.5}}}
+    assert condition_holds(conditions, scope) is False
+    assert evaluate(definition.steps["AbaloneMSEFail"].arguments, scope) == {
+        "ErrorMessage": "Execution failed due to MSE > 5.0"}
