@@ -1,3 +1,3 @@
 """One module per family of SageMaker operations. Importing this package registers them all."""
 
-from . import catalog, experiments, featurestore, jobs, lineage, metrics, registry, search, tagging  # noqa: F401
+from . import catalog, experiments, featurestore, jobs, lineage, metrics, pipelines, registry, search, tagging  # noqa: F401

@@ -202,3 +202,47 @@ athena_tables = Table(
     Column("name", String(256), primary_key=True),
     Column("data", JSON, nullable=False),
 )
+
+# -- Pipelines (selfmaker/services/pipelines) ---------------------------------------------------------------
+# Pipelines and their executions are named resources (kinds Pipeline and PipelineExecution); these hold the rest.
+# Every Create/UpdatePipeline makes an immutable version: executions run, and describe, the one they started with.
+pipeline_versions = Table(
+    "pipeline_versions",
+    metadata,
+    Column("pipeline_arn", String(512), primary_key=True),
+    Column("version_id", BigInteger, primary_key=True),
+    Column("definition", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("display_name", String(82)),
+    Column("description", String(3072)),
+    Column("last_execution_arn", String(2048)),
+)
+
+# Callback steps waiting for SendPipelineExecutionStepSuccess/Failure: the token names the execution's step.
+pipeline_callbacks = Table(
+    "pipeline_callbacks",
+    metadata,
+    Column("token", String(10), primary_key=True),
+    Column("account_id", String(12), nullable=False),
+    Column("region", String(32), nullable=False),
+    Column("execution_arn", String(2048), nullable=False),
+    Column("step_name", String(256), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("outcome", String(16)),  # Succeeded | Failed once answered
+    Column("output", JSON),  # OutputParameters, or {"FailureReason": ...}
+)
+
+# Successful steps with CacheConfig, by the digest of their resolved arguments: a later step with the same
+# digest within its ExpireAfter reuses the result. `result`: the step's saved state (metadata, ARNs).
+pipeline_step_cache = Table(
+    "pipeline_step_cache",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("pipeline_arn", String(512), nullable=False),
+    Column("step_name", String(256), nullable=False),
+    Column("cache_key", String(128), nullable=False),
+    Column("execution_arn", String(2048), nullable=False),
+    Column("finished_at", Float, nullable=False),
+    Column("result", JSON, nullable=False),
+    Index("ix_pipeline_step_cache_key", "pipeline_arn", "step_name", "cache_key", "finished_at"),
+)
