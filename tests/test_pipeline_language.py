@@ -206,6 +206,22 @@ def abalone():
 # ---- parsing --------------------------------------------------------------------------------------------
 
 
+def test_every_property_path_the_sdk_writes_is_accepted():
+    reads = ["ModelArtifacts.S3ModelArtifacts", "FinalMetricDataList['val:acc'].Value", "HyperParameters",
+             "HyperParameters['eta']", "OutputDataConfig.S3OutputPath", "TrainingJobName", "Environment['X']",
+             "AlgorithmSpecification.ContainerEntrypoint[0]"]
+    steps = [{"Name": "T", "Type": "Training", "Arguments": {}},
+             {"Name": "R", "Type": "RegisterModel", "Arguments": {}}, {"Name": "M", "Type": "Model", "Arguments": {}},
+             {"Name": "X", "Type": "Transform", "Arguments": {}}, {"Name": "C", "Type": "Condition",
+              "Arguments": {"Conditions": [], "IfSteps": [], "ElseSteps": []}},
+             {"Name": "Use", "Type": "Processing", "Arguments": {"Reads": [
+                 *({"Get": f"Steps.T.{path}"} for path in reads),
+                 {"Get": "Steps.R.ModelPackageArn"}, {"Get": "Steps.M.ModelName"}, {"Get": "Steps.C.Outcome"},
+                 {"Get": "Steps.X.TransformOutput.S3OutputPath"}, {"Get": "Steps.M.PrimaryContainer.ModelDataUrl"}]}}]
+    definition = parse(json.dumps({"Version": "2020-12-01", "Steps": steps}))
+    assert definition.steps["Use"].depends_on == {"T", "R", "M", "X", "C"}
+
+
 def test_parse_flattens_condition_children_in_definition_order(abalone):
     assert list(abalone.steps) == [
         "AbaloneProcess", "AbaloneTrain", "AbaloneEval", "AbaloneMSECond",
@@ -313,10 +329,27 @@ def test_depends_on_adds_to_references():
     (lambda d: d.update(PipelineExperimentConfig={"ExperimentName": {"Get": "Steps.AbaloneTrain.X"}}),
      "may read only parameters and execution variables"),
     (lambda d: step_of(d, "AbaloneMSEFail")["Arguments"].update(Other=1), "a Fail step's only argument is ErrorMessage"),
+    (lambda d: step_of(d, "AbaloneMSEFail")["Arguments"].update(ErrorMessage=["x"]),
+     "Step 'AbaloneMSEFail': ErrorMessage must be a string or an expression"),
     (lambda d: step_of(d, "AbaloneTransform")["Arguments"].update(ModelName={"Get": "Steps.AbaloneMSEFail.X"}),
      "'AbaloneMSEFail' is a Fail step, which has no properties"),
     (lambda d: step_of(d, "AbaloneTransform")["Arguments"].update(
         ModelName={"Std:Join": {"On": "", "Values": [{"a": 1}]}}), "Std:Join joins strings"),
+    (lambda d: step_of(d, "AbaloneTransform")["Arguments"].update(ModelName={"Get": "Steps.AbaloneTrain.ModelArtifact.S3ModelArtifacts"}),
+     r"Step 'AbaloneTransform' \(Arguments.ModelName\): Steps.AbaloneTrain.ModelArtifact.S3ModelArtifacts: a Training step's"
+     r" properties \(DescribeTrainingJobResponse\) have no member 'ModelArtifact'"),
+    (lambda d: step_of(d, "AbaloneTransform")["Arguments"].update(ModelName={"Get": "Steps.AbaloneTrain.ModelArtifacts.S3Uri"}),
+     "have no member 'S3Uri' in ModelArtifacts"),
+    (lambda d: step_of(d, "AbaloneTransform")["Arguments"].update(ModelName={"Get": "Steps.AbaloneTrain.ModelArtifacts.S3ModelArtifacts.Key"}),
+     "ModelArtifacts.S3ModelArtifacts is a string: it has no Key"),
+    (lambda d: step_of(d, "AbaloneTransform")["Arguments"].update(ModelName={"Get": "Steps.AbaloneProcess.ProcessingOutputConfig.Outputs.train"}),
+     r"ProcessingOutputConfig.Outputs is a list: read an item with \[index\] or \['name'\], not .train"),
+    (lambda d: step_of(d, "AbaloneTransform")["Arguments"].update(ModelName={"Get": "Steps.AbaloneProcess.Environment[0]"}),
+     r"Environment is a map: read an entry with \['key'\], not \[0\]"),
+    (lambda d: step_of(d, "AbaloneTransform")["Arguments"].update(ModelName={"Get": "Steps.AbaloneTrain.Outcome"}),
+     "have no member 'Outcome'"),
+    (lambda d: step_of(d, "AbaloneTransform")["Arguments"].update(ModelName={"Get": "Steps.AbaloneMSECond.Result"}),
+     "a Condition step's only property is Outcome, not 'Result'"),
     (lambda d: step_of(d, "AbaloneTransform")["Arguments"].update(ModelName={"Std:Split": {}}),
      r"Step 'AbaloneTransform' \(Arguments.ModelName\): unknown function Std:Split"),
 ])
@@ -356,6 +389,12 @@ def test_callback_steps_declare_queue_and_outputs():
     use = {"Name": "Use", "Type": "Fail", "Arguments": {"ErrorMessage": {"Get": "Steps.Wait.OutputParameters['verdict']"}}}
     document = {"Version": "2020-12-01", "Parameters": [{"Name": "P", "Type": "String"}], "Steps": [callback, use]}
     assert parse(json.dumps(document)).steps["Use"].depends_on == {"Wait"}
+    use["Arguments"]["ErrorMessage"]["Get"] = "Steps.Wait.OutputParameters['other']"
+    with pytest.raises(DefinitionError, match=r"the Callback step declares no output parameter 'other' \(declared: verdict\)"):
+        parse(json.dumps(document))
+    use["Arguments"]["ErrorMessage"]["Get"] = "Steps.Wait.Status"
+    with pytest.raises(DefinitionError, match=r"a Callback step's properties are OutputParameters\['<name>'\]"):
+        parse(json.dumps(document))
     del callback["SqsQueueUrl"]
     with pytest.raises(DefinitionError, match="Step 'Wait': a Callback step needs SqsQueueUrl"):
         parse(json.dumps(document))

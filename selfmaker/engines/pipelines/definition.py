@@ -19,6 +19,7 @@ from .errors import DefinitionError
 from .expressions import Reference, is_expression, walk
 from .parameters import Parameter, parse_parameters
 from .policies import check_cache_config, check_retry_policies
+from .properties import check_property_path
 
 VERSION = "2020-12-01"
 STEP_TYPES = ("Training", "Processing", "Transform", "Model", "RegisterModel", "Condition", "Fail", "Callback")
@@ -138,8 +139,12 @@ def _step(raw: dict, branch, context: _Context) -> Step:
     read = arguments
     if kind == "Condition":
         read = {"Conditions": arguments["Conditions"]}  # the children are steps of their own
-    elif kind == "Fail" and set(arguments) - {"ErrorMessage"}:
-        raise DefinitionError(f"{where}: a Fail step's only argument is ErrorMessage")
+    elif kind == "Fail":
+        if set(arguments) - {"ErrorMessage"}:
+            raise DefinitionError(f"{where}: a Fail step's only argument is ErrorMessage")
+        message = arguments.get("ErrorMessage")
+        if not (message is None or isinstance(message, str) or is_expression(message)):
+            raise DefinitionError(f"{where}: ErrorMessage must be a string or an expression")
     referenced: set[str] = set()
     for reference, holder, location in _references(read, "Arguments", where):
         _check_reference(reference, holder, f"{where} ({location})", name, context)
@@ -251,6 +256,11 @@ def _check_reference(reference: Reference, holder: str, where: str, own_step: st
                 raise DefinitionError(f"{where}: step '{step}' has no property file '{reference.path}'")
         elif kind == "Fail":
             raise DefinitionError(f"{where}: step '{step}' is a Fail step, which has no properties")
+        else:
+            try:
+                check_property_path(context.raw_steps[step][0], reference.path)
+            except ValueError as e:
+                raise DefinitionError(f"{where}: Steps.{step}.{reference.path}: {e}") from None
 
 
 def _experiment_config(config, parameters: dict[str, Parameter]) -> dict | None:
