@@ -264,6 +264,11 @@ def test_depends_on_adds_to_references():
     with pytest.raises(DefinitionError, match=r"'AbaloneEval' -> 'AbaloneMSECond' -> 'AbaloneEval' form a dependency cycle"):
         parse(mutated(change))
 
+    def itself(d):
+        d["Steps"][0]["DependsOn"] = ["AbaloneProcess"]
+    with pytest.raises(DefinitionError, match="Step 'AbaloneProcess' depends on itself"):
+        parse(mutated(itself))
+
     def explicit(d):
         d["Steps"][0]["DependsOn"] = []
         step_of(d, "AbaloneMSEFail")["DependsOn"] = ["AbaloneTrain"]
@@ -365,6 +370,11 @@ def test_malformed_json_and_top_level():
         parse("[]")
     with pytest.raises(DefinitionError, match="Steps must be a list"):
         parse(json.dumps({"Version": "2020-12-01"}))
+    for depth in (900, 5000):  # deep enough for the walk over arguments, then for the JSON decoder
+        deep = ('{"Version": "2020-12-01", "Steps": [{"Name": "S", "Type": "Model", "Arguments": '
+                + '{"x": [' * depth + "1" + "]}" * depth + "}]}")
+        with pytest.raises(DefinitionError, match="PipelineDefinition is nested too deeply"):
+            parse(deep)
 
 
 def test_a_condition_reading_its_own_branch_is_a_cycle():

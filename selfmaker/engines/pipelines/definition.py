@@ -64,6 +64,13 @@ class Definition:
 def parse(text) -> Definition:
     """Parse and validate a definition; DefinitionError says what is wrong and where."""
     try:
+        return _parse(text)
+    except RecursionError:
+        raise DefinitionError("PipelineDefinition is nested too deeply") from None
+
+
+def _parse(text) -> Definition:
+    try:
         document = json.loads(text)
     except (TypeError, ValueError) as e:
         raise DefinitionError(f"PipelineDefinition is not valid JSON: {e}") from None
@@ -290,6 +297,8 @@ def _refuse_cycles(steps: dict[str, Step]) -> None:
                 done.add(path[-1])
                 on_path.discard(path.pop())
                 pending.pop()
+            elif before == path[-1]:
+                raise DefinitionError(f"Step '{before}' depends on itself")
             elif before in on_path:
                 loop = path[path.index(before):] + [before]
                 raise DefinitionError(f"Steps {' -> '.join(repr(s) for s in loop)} form a dependency cycle"
