@@ -286,6 +286,7 @@ def test_depends_on_adds_to_references():
     (lambda d: d["Steps"][1].update(Type="Tuning"), "Step 'AbaloneTrain': step type Tuning is not supported"),
     (lambda d: d["Steps"][1].update(Type="EMR"), "step type EMR is not supported"),
     (lambda d: d["Steps"][1].update(Type="EndpointConfig"), "step type EndpointConfig is not supported"),
+    (lambda d: d["Steps"][1].update(Type="ForEach"), "step type ForEach is not supported"),
     (lambda d: d["Steps"][1].update(Type="Trainning"), "Step 'AbaloneTrain': unknown step type 'Trainning'"),
     (lambda d: d["Steps"][1].update(DependsOn=["Prep"]), "Step 'AbaloneTrain': DependsOn names unknown step 'Prep'"),
     (lambda d: d["Steps"][1].update(Properties={}), "Step 'AbaloneTrain': unknown member Properties"),

@@ -27,7 +27,8 @@ STEP_TYPES = ("Training", "Processing", "Transform", "Model", "RegisterModel", "
 UNSUPPORTED_STEP_TYPES = (
     "Lambda", "Tuning", "QualityCheck", "ClarifyCheck", "EMR", "EMRServerless", "AutoML",
     "EndpointConfig", "Endpoint", "InferenceComponent", "Lineage", "BedrockCustomModel",
-    "BedrockCustomModelDeployment", "BedrockModelImport", "BedrockProvisionedModelThroughput",
+    "BedrockCustomModelDeployment", "BedrockModelImport", "BedrockProvisionedModelThroughput", "Job", "Cleanup",
+    "ForEach",
 )
 TOP_LEVEL_MEMBERS = {"Version", "Metadata", "Parameters", "PipelineExperimentConfig", "MlflowConfig", "Steps"}
 STEP_MEMBERS = {"Name", "Type", "Arguments", "DependsOn", "DisplayName", "Description", "CacheConfig", "RetryPolicies"}
