@@ -311,6 +311,9 @@ def test_depends_on_adds_to_references():
     (lambda d: d["Steps"][3]["Arguments"]["Conditions"][0].update(
         LeftValue={"Get": "Steps.AbaloneEval.PropertyFiles.EvaluationReport"}),
      "can only be read with Std:JsonGet"),
+    (lambda d: d["Steps"][3]["Arguments"]["Conditions"][0].update(LeftValue={"Std:JsonGet": {
+        "S3Uri": {"Get": "Steps.AbaloneEval.PropertyFiles.EvaluationReport"}, "Path": "a"}}),
+     "can only be read with Std:JsonGet"),
     (lambda d: d["Steps"][3]["Arguments"]["Conditions"][0]["LeftValue"]["Std:JsonGet"].update(S3Uri="s3://b/k"),
      "exactly one of PropertyFile and S3Uri"),
     (lambda d: d["Steps"][3]["Arguments"]["Conditions"][0].update(Type="Bigger"),

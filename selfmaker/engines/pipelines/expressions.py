@@ -91,7 +91,10 @@ def parse_get(target) -> Reference:
 
 
 def walk(value) -> Iterator[tuple[Reference, str]]:
-    """Every reference inside ``value`` with the form that holds it ("Get", "Std:Join" or "Std:JsonGet").
+    """Every reference inside ``value`` with the form that holds it.
+
+    The holder is "Get" for a plain Get, "Std:Join" for a joined value, "Std:JsonGet"
+    for the property file a JsonGet reads and "Std:JsonGet S3Uri" inside its S3Uri.
 
     ValueError when an expression is malformed.
     """
@@ -128,7 +131,7 @@ def _expression_references(expression: dict, holder: str = "Get") -> Iterator[tu
         else:
             uri = source["S3Uri"]
             if is_expression(uri):
-                yield from _expression_references(uri, "Std:JsonGet")
+                yield from _expression_references(uri, "Std:JsonGet S3Uri")
             elif not isinstance(uri, str):
                 raise ValueError(f"Std:JsonGet's S3Uri must be a string or an expression, not {uri!r}")
 
