@@ -1,0 +1,498 @@
+"""The model-server instances behind endpoint variants.
+
+A :class:`Group` is the instances of one variant of one endpoint
+configuration. :meth:`Fleet.ensure` hands it to a keeper thread (one per
+group) that keeps ``count`` instances running: each a sandboxed model server
+(engines/model_server.py) in the runtime of the Model's image, started through
+the shared executor with its instance type's limits. The keeper pings every
+instance: quickly while it starts, then every 2 s as a health check. An
+instance counts as ready once it answers /ping; one that exits, or stops
+answering three checks in a row, is replaced, and SelfMaker says so in the
+instance's CloudWatch Logs stream (/aws/sagemaker/Endpoints/NAME,
+``VARIANT/INSTANCE-ID``) next to the server's own output.
+
+Nothing lives only in memory: the instances are directories (instances.py)
+and processes that outlive the server, so a restarted server's ``ensure``
+re-attaches to the ones still running and replaces the others. A clean
+shutdown stops every instance (and marks it, so the next server starts it
+again under the same id); a crash leaves them serving.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ...engines import instance_types, model_server, runtimes, sandbox
+from ...engines.executor import ExecutorUnavailable, ExitStatus
+from ...server.app import Backends, background_worker
+from ..jobs import logship
+from ..jobs.lifecycle import executor
+from . import instances
+from .instances import Instance
+
+log = logging.getLogger("selfmaker.hosting.fleet")
+
+HEALTH_SECONDS = 2.0  # between health checks of a ready instance
+STARTING_POLL_SECONDS = 0.025  # between pings of an instance that has not answered yet
+PING_TIMEOUT = 2.0  # SageMaker's /ping timeout
+UNHEALTHY_CHECKS = 3  # failed health checks in a row that get a ready instance replaced
+FAILED_STARTS = 3  # starts in a row that end before answering /ping: the group has failed
+STARTUP_SECONDS = 600.0  # an instance silent this long after its start counts as a failed start
+GRACE_SECONDS = 5.0  # SIGTERM, then SIGKILL after this long
+
+
+@dataclass(frozen=True)
+class Group:
+    """The instances of one variant of one endpoint configuration."""
+
+    key: str  # unique, stable across restarts, filesystem-safe (the endpoint controller chooses it)
+    account_id: str
+    region: str
+    endpoint_name: str
+    variant_name: str
+    model: dict  # the Model record's data (DescribeModel's shape)
+    instance_type: str
+    count: int
+
+    @property
+    def log_group(self) -> str:
+        return f"/aws/sagemaker/Endpoints/{self.endpoint_name}"
+
+    def stream(self, instance: Instance) -> str:
+        return f"{self.variant_name}/{instance.id}"
+
+
+class _GroupFailure(Exception):
+    """The group cannot become ready; the message is the endpoint's FailureReason."""
+
+
+@dataclass
+class _Seen:
+    """A running instance as its keeper follows it."""
+
+    instance: Instance
+    misses: int = 0  # failed health checks in a row
+    checked: float = 0.0  # monotonic time of the last health check
+
+
+def _terminate(ex, instance: Instance) -> None:
+    """Stop an instance: SIGTERM, SIGKILL after the grace period (where the executor can), else at once."""
+    graceful = getattr(ex, "terminate", None)
+    if graceful is not None:
+        graceful(instance.state, GRACE_SECONDS)
+    else:
+        ex.stop(instance.state)
+
+
+class _Keeper:
+    """One group's instances, kept at its count by its own thread."""
+
+    def __init__(self, fleet: Fleet, group: Group, root: Path):
+        self.fleet, self.group, self.root = fleet, group, root
+        self.ready: tuple[str, ...] = ()
+        self._seen: dict[str, _Seen] = {}
+        self._to_restart: list[Instance] = []  # stopped by a clean shutdown: started again under the same id
+        self._replaced: list[str] = []  # ids of dead instances whose replacements are not started yet
+        self._lock = threading.Lock()  # a launch never interleaves with closing the keeper
+        self._closed = False
+        self._wake = threading.Event()
+        self._runtime: tuple[str, runtimes.Runtime] | None = None
+        saved = self._load()
+        self.failure: str | None = saved.get("failure")
+        self._failed_starts: int = saved.get("failed_starts", 0)
+        self._thread = threading.Thread(target=self._run, name=f"fleet-{group.key}", daemon=True)
+
+    # -- the group's own file ----------------------------------------------------------------
+
+    def _load(self) -> dict:
+        try:
+            return json.loads((self.root / "group.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _save(self) -> None:
+        if self._closed:
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        temporary = self.root / "group.json.tmp"
+        temporary.write_text(json.dumps({"group": asdict(self.group), "failure": self.failure,
+                                         "failed_starts": self._failed_starts}))
+        temporary.replace(self.root / "group.json")
+
+    # -- the thread -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._save()
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def close(self) -> None:
+        """Stop keeping the group (its instances are left as they are) and wait for the thread."""
+        with self._lock:
+            self._closed = True
+        self._wake.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(2 * PING_TIMEOUT + GRACE_SECONDS)
+
+    def _run(self) -> None:
+        while not self._closed:
+            self._wake.clear()
+            before = (self.ready, self.failure)
+            try:
+                self._step()
+            except _GroupFailure as failure:
+                self._fail(str(failure))
+            except Exception:  # a bug must not stop the keeper: the next step tries again
+                log.exception("fleet: keeping the group %s failed", self.group.key)
+            if (self.ready, self.failure) != before and not self._closed:
+                self.fleet._notify(self.group.key)
+            starting = any(not s.instance.answered for s in self._seen.values())
+            self._wake.wait(STARTING_POLL_SECONDS if starting else HEALTH_SECONDS / 4)
+
+    def _step(self) -> None:
+        ex = executor(self.fleet.backends)
+        for instance in instances.on_disk(self.root):
+            if instance.id not in self._seen and instance.id not in {i.id for i in self._to_restart}:
+                self._attach(instance)
+                if ex.poll(instance.state) is None:
+                    instance.say(f"re-attached to {instance.id}, still running after a server restart")
+        for seen in list(self._seen.values()):
+            if self._closed:
+                return
+            self._check(ex, seen)
+        self.ready = tuple(s.instance.socket for s in self._seen.values() if s.instance.answered and not s.misses)
+        if self.failure or self._closed:
+            return
+        self._resize(ex)
+
+    # -- following instances ---------------------------------------------------------------
+
+    def _attach(self, instance: Instance) -> None:
+        """Follow an instance found on disk (started by this keeper, or by a server before a restart)."""
+        self._seen[instance.id] = _Seen(instance)
+        instance.log_path.touch()
+        logship.follow(self.fleet.backends.store, self.group.account_id, self.group.region, self.group.log_group,
+                       self.group.stream(instance), instance.log_path)
+        if instance.state.exists():
+            executor(self.fleet.backends).watch(instance.state, self.wake)
+
+    def _check(self, ex, seen: _Seen) -> None:
+        instance = seen.instance
+        if not (instance.state / "pid").exists():  # a server stopped between creating it and starting it
+            instance.say(f"{instance.id} was never started; starting another instance")
+            return self._discard(ex, seen, replace=True)
+        status = ex.poll(instance.state)
+        if status is not None:
+            return self._ended(seen, status)
+        now = time.monotonic()
+        if instance.answered and now - seen.checked < HEALTH_SECONDS:
+            return
+        seen.checked = now
+        if model_server.ping(instance.socket, PING_TIMEOUT):
+            if seen.misses:
+                instance.say(f"{instance.id} answers /ping again")
+            seen.misses = 0
+            if not instance.answered:
+                instance.mark_answered()
+                instance.say(f"{instance.id} is ready: it answered /ping {time.time() - instance.started:.2f} s "
+                             "after its start")
+                if self._failed_starts:
+                    self._failed_starts = 0
+                    self._save()
+        elif instance.answered:
+            seen.misses += 1
+            if seen.misses >= UNHEALTHY_CHECKS:
+                instance.say(f"{instance.id} did not answer /ping {seen.misses} health checks in a row; "
+                             "replacing it")
+                self._discard(ex, seen, replace=True)
+        elif time.time() - instance.started > STARTUP_SECONDS:
+            instance.say(f"{instance.id} did not answer /ping within {STARTUP_SECONDS:.0f} s of its start")
+            self._discard(ex, seen, replace=True)
+            self._failed_start(instance, f"it did not answer /ping within {STARTUP_SECONDS:.0f} s")
+
+    def _ended(self, seen: _Seen, status: ExitStatus) -> None:
+        instance = seen.instance
+        ex = executor(self.fleet.backends)
+        if instance.shut_down:  # a clean server shutdown stopped it: start it again, same id
+            del self._seen[instance.id]
+            logship.finish(instance.log_path)
+            self._to_restart.append(instance)
+            return
+        how = f"exited with code {status.code}" if status.code is not None else f"ended ({status.reason})"
+        if instance.answered:
+            instance.say(f"{instance.id} {how}; replacing it")
+            self._discard(ex, seen, replace=True)
+            return
+        last = instance.last_output()
+        instance.say(f"{instance.id} {how} before answering /ping")
+        self._discard(ex, seen, replace=True)
+        self._failed_start(instance, f"{how}: {last}" if last else how)
+
+    def _failed_start(self, instance: Instance, what: str) -> None:
+        self._failed_starts += 1
+        self._save()
+        if self._failed_starts >= FAILED_STARTS:
+            raise _GroupFailure(
+                f"The model server of variant {self.group.variant_name} stopped before answering /ping "
+                f"{self._failed_starts} times in a row (the last one, {instance.id}: {what}). See the logs in "
+                f"CloudWatch Logs group {self.group.log_group}.")
+
+    def _discard(self, ex, seen: _Seen, replace: bool) -> None:
+        """Forget an instance that has ended (or must end now): stop it, ship its last lines, remove its files."""
+        instance = seen.instance
+        del self._seen[instance.id]
+        ex.stop(instance.state)
+        logship.finish(instance.log_path)
+        instance.remove()
+        if replace:
+            self._replaced.append(instance.id)
+
+    def _fail(self, reason: str) -> None:
+        log.info("fleet: group %s failed: %s", self.group.key, reason)
+        self.failure = reason[:1024]
+        self._save()
+        ex = executor(self.fleet.backends)
+        for seen in list(self._seen.values()):  # the others would only keep failing the same way
+            if not seen.instance.answered:
+                seen.instance.say(f"stopping {seen.instance.id}: the variant failed: {reason}")
+                self._discard(ex, seen, replace=False)
+
+    # -- starting and stopping ---------------------------------------------------------
+
+    def _resize(self, ex) -> None:
+        group = self.group
+        running = list(self._seen.values())
+        extra = len(running) - group.count
+        if extra > 0:  # the ones not serving yet go first, then the newest
+            by_preference = sorted(running, key=lambda s: (s.instance.answered, -s.instance.started))
+            for seen in by_preference[:extra]:
+                seen.instance.say(f"stopping {seen.instance.id}: the variant now has {group.count} instance(s)")
+                del self._seen[seen.instance.id]
+                self.fleet._retire_later(seen.instance, group, keep=False)
+            return
+        for _ in range(group.count - len(running)):
+            if self._closed or self.failure:
+                return
+            if self._to_restart:
+                self._launch(ex, self._to_restart.pop(0), None)
+            else:
+                replaces = self._replaced.pop(0) if self._replaced else None
+                self._launch(ex, Instance(self.root / instances.new_id()), replaces)
+
+    def _launch(self, ex, instance: Instance, replaces: str | None) -> None:
+        group, backends = self.group, self.fleet.backends
+        again = instance.root.exists()
+        instance.root.mkdir(parents=True, exist_ok=True)
+        instance.mark_started(replaces)
+        instance.log_path.touch()
+        logship.follow(backends.store, group.account_id, group.region, group.log_group, group.stream(instance),
+                       instance.log_path)
+        runtime = self._ensure_runtime(instance)
+        limits = instance_types.limits(group.instance_type)
+        why = (" after a server restart" if again else f" to replace {replaces}" if replaces else "")
+        instance.say(f"starting {instance.id}{why} ({group.instance_type}: {limits.cpus} CPU, "
+                     f"{limits.memory_bytes >> 20} MiB) with runtime {runtime.key}")
+        container = model_server.container_of(group.model)
+        shutil.rmtree(instance.ml, ignore_errors=True)
+        shutil.rmtree(instance.site, ignore_errors=True)
+        try:
+            model_server.prepare(backends.objects, container, instance.ml)
+        except model_server.ModelDataError as err:
+            raise _GroupFailure(f"ClientError: could not load the model data of variant {group.variant_name}: "
+                                f"{err}") from None
+        spec = sandbox.spec(backends.settings, runtime, region=group.region, ml=instance.ml, site=instance.site,
+                            state=instance.state, log=instance.log_path, env=model_server.environment(container),
+                            limits=limits, network=not group.model.get("EnableNetworkIsolation"),
+                            hostname=instance.id, mounts=(model_server.socket_mount(instance.root),))
+        spec.command = list(model_server.COMMAND)
+        Path(instance.socket).unlink(missing_ok=True)
+        with self._lock:
+            if self._closed:
+                instance.remove()
+                return
+            try:
+                ex.start(spec)
+            except ExecutorUnavailable as err:
+                raise _GroupFailure(f"ClientError: {err}") from None
+            self._attach(instance)
+
+    def _ensure_runtime(self, instance: Instance) -> runtimes.Runtime:
+        """The runtime of the model's image, built on first use (its creation logged in the instance's stream)."""
+        image = model_server.container_of(self.group.model).get("Image", "")
+        settings = self.fleet.backends.settings
+        try:
+            if self._runtime is None or self._runtime[0] != image:
+                self._runtime = image, runtimes.resolve(image, runtimes.load_config(settings.runtimes_config))
+            runtime = self._runtime[1]
+            runtimes.ensure(runtime, settings.runtimes_dir, instance.append)
+        except (runtimes.UnknownImage, runtimes.RuntimeBuildError, model_server.ModelDataError) as err:
+            raise _GroupFailure(f"ClientError: {err}") from None
+        return runtime
+
+
+class Fleet:
+    """The server's model-server instances, by group."""
+
+    def __init__(self, backends: Backends):
+        self.backends = backends
+        self._keepers: dict[str, _Keeper] = {}
+        self._callbacks: list[Callable[[str], None]] = []
+        self._lock = threading.Lock()
+        self._stopping: list[threading.Thread] = []
+        self._shut = False
+
+    def _dir(self, account_id: str, region: str, key: str) -> Path:
+        return self.backends.settings.data_dir / "endpoints" / account_id / region / key
+
+    def _find(self, key: str) -> Path | None:
+        """A group's directory from its key alone (after a restart, before any ensure)."""
+        with self._lock:
+            keeper = self._keepers.get(key)
+        if keeper is not None:
+            return keeper.root
+        found = list((self.backends.settings.data_dir / "endpoints").glob(f"*/*/{key}"))
+        return found[0] if found else None
+
+    # -- the interface the endpoint controller uses --------------------------------------------
+
+    def ensure(self, group: Group) -> None:
+        """Keep ``group.count`` instances of the group running; quick, never waits for readiness."""
+        if group.count < 0:
+            raise ValueError("an instance count cannot be negative")
+        with self._lock:
+            if self._shut:
+                return
+            keeper = self._keepers.get(group.key)
+            if keeper is None:
+                keeper = self._keepers[group.key] = _Keeper(
+                    self, group, self._dir(group.account_id, group.region, group.key))
+                keeper.start()
+            elif keeper.group != group:
+                keeper.group = group
+                keeper._save()
+        keeper.wake()
+
+    def ready(self, key: str) -> tuple[str, ...]:
+        """Socket paths of the group's instances that answer /ping."""
+        keeper = self._keepers.get(key)
+        return keeper.ready if keeper is not None else ()
+
+    def failure(self, key: str) -> str | None:
+        """Why the group cannot become ready, if it cannot."""
+        keeper = self._keepers.get(key)
+        if keeper is not None:
+            return keeper.failure
+        root = self._find(key)
+        if root is None:
+            return None
+        try:
+            return json.loads((root / "group.json").read_text()).get("failure")
+        except (OSError, ValueError):
+            return None
+
+    def retire(self, key: str) -> None:
+        """Stop the group's instances (SIGTERM, then SIGKILL after a grace period) and remove their files."""
+        root = self._find(key)
+        with self._lock:
+            keeper = self._keepers.pop(key, None)
+        if keeper is not None:
+            keeper.close()
+        if root is None:
+            return
+        members = instances.on_disk(root)
+        with ThreadPoolExecutor(max(1, len(members))) as pool:
+            list(pool.map(lambda instance: self._stop_instance(instance, remove=True), members))
+        shutil.rmtree(root, ignore_errors=True)
+
+    def subscribe(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(key)`` whenever a group's readiness changes (from the fleet's threads)."""
+        with self._lock:
+            self._callbacks.append(callback)
+
+    # -- inside -------------------------------------------------------------------------
+
+    def _notify(self, key: str) -> None:
+        with self._lock:
+            callbacks = list(self._callbacks)
+        for callback in callbacks:  # never while holding a lock: a callback may call back into the fleet
+            try:
+                callback(key)
+            except Exception:
+                log.exception("fleet: a readiness callback failed for %s", key)
+
+    def _stop_instance(self, instance: Instance, remove: bool) -> None:
+        ex = executor(self.backends)
+        if instance.state.exists():
+            _terminate(ex, instance)
+        logship.finish(instance.log_path)
+        if remove:
+            instance.remove()
+
+    def _retire_later(self, instance: Instance, group: Group, keep: bool) -> None:
+        """Stop one instance in the background (the keeper goes on checking the others meanwhile)."""
+        thread = threading.Thread(target=self._stop_instance, args=(instance, not keep),
+                                  name=f"retire-{instance.id}", daemon=True)
+        with self._lock:
+            self._stopping = [t for t in self._stopping if t.is_alive()] + [thread]
+        thread.start()
+
+    def shutdown(self) -> None:
+        """A clean server stop: stop every instance, marking it to start again with the next server."""
+        with self._lock:
+            self._shut = True
+            keepers = list(self._keepers.values())
+            self._keepers.clear()
+            stopping = list(self._stopping)
+        for keeper in keepers:
+            keeper.close()
+        ex = executor(self.backends)
+        members = [i for keeper in keepers for i in instances.on_disk(keeper.root)
+                   if (i.state / "pid").exists() and ex.poll(i.state) is None]
+        for instance in members:
+            instance.mark_shut_down()
+            instance.say(f"stopping {instance.id}: SelfMaker is shutting down")
+        if members:
+            with ThreadPoolExecutor(len(members)) as pool:
+                list(pool.map(lambda instance: self._stop_instance(instance, remove=False), members))
+        for thread in stopping:
+            thread.join(GRACE_SECONDS + 1)
+
+
+_create_lock = threading.Lock()
+
+
+def fleet(backends: Backends) -> Fleet:
+    """The server's one Fleet."""
+    with _create_lock:
+        found = backends.services.get("fleet")
+        if found is None:
+            found = backends.services["fleet"] = Fleet(backends)
+    return found
+
+
+class _ShutdownWorker:
+    """Stops the fleet's instances when the server stops cleanly (a crash leaves them serving)."""
+
+    def __init__(self, backends: Backends):
+        self.backends = backends
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        running = self.backends.services.get("fleet")
+        if running is not None:
+            running.shutdown()
+
+
+background_worker(_ShutdownWorker)

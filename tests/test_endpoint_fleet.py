@@ -1,0 +1,246 @@
+"""Endpoint instances (selfmaker/services/hosting/fleet.py), driven in-process on a real data directory.
+
+Each instance is a real sandboxed model server of a built-in XGBoost model in
+the suite's XGBoost runtime; requests go over its Unix socket as the router's do.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import xgboost_runtime
+from selfmaker.aws import logs
+from selfmaker.config import Settings
+from selfmaker.engines import model_server
+from selfmaker.server.app import Backends
+from selfmaker.services.hosting.fleet import Fleet, Group, fleet
+
+ACCOUNT, REGION = "123456789012", "us-east-1"
+BUCKET = "models"
+
+MAKE_XGBOOST_MODEL = """
+import numpy as np, xgboost as xgb, sys
+x = np.array([[a, b] for a in range(7) for b in range(3)], dtype="float32")
+booster = xgb.train({"max_depth": 3, "eta": 0.5}, xgb.DMatrix(x, label=2 * x[:, 0] + x[:, 1]), num_boost_round=20)
+booster.save_model(sys.argv[1] + "/xgboost-model")
+"""
+
+
+def tarball(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def store_models(backends: Backends, model_file: bytes) -> None:
+    backends.objects.create_bucket(BUCKET)
+    backends.objects.put_object(BUCKET, "xgb/model.tar.gz", tarball({"xgboost-model": model_file}))
+    backends.objects.put_object(BUCKET, "broken/model.tar.gz", tarball({"xgboost-model": b"not a model"}))
+    backends.objects.put_object(BUCKET, "garbage.tar.gz", b"not a tar archive")
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory) -> bytes:
+    directory = tmp_path_factory.mktemp("xgb-model")
+    subprocess.run([xgboost_runtime.python(), "-c", MAKE_XGBOOST_MODEL, str(directory)], check=True)
+    return (directory / "xgboost-model").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def backends(tmp_path_factory, model_file):
+    built = Backends.build(Settings(data_dir=tmp_path_factory.mktemp("fleet") / "data"))
+    store_models(built, model_file)
+    yield built
+    fleet(built).shutdown()
+    built.close()
+
+
+def model(data: str = "xgb/model.tar.gz", image: str = xgboost_runtime.XGBOOST_IMAGE, **extra) -> dict:
+    return {"ModelName": "m", "PrimaryContainer": {"Image": image, "ModelDataUrl": f"s3://{BUCKET}/{data}"}, **extra}
+
+
+def group(key: str, count: int = 1, **model_args) -> Group:
+    return Group(key=key, account_id=ACCOUNT, region=REGION, endpoint_name=f"ep-{key}", variant_name="AllTraffic",
+                 model=model(**model_args), instance_type="ml.m5.large", count=count)
+
+
+def wait_for(predicate, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting")
+
+
+def predict(socket: str, body: str = "3,2") -> float:
+    connection = model_server.UnixConnection(socket, timeout=10)
+    try:
+        connection.request("POST", "/invocations", body=body, headers={"Content-Type": "text/csv",
+                                                                       "Accept": "text/csv"})
+        response = connection.getresponse()
+        assert response.status == 200
+        return float(response.read())
+    finally:
+        connection.close()
+
+
+def instance_dirs(backends: Backends, key: str) -> list[Path]:
+    root = backends.settings.data_dir / "endpoints" / ACCOUNT / REGION / key
+    return sorted(p for p in root.glob("i-*")) if root.exists() else []
+
+
+def supervisor(instance_dir: Path) -> int:
+    return int((instance_dir / "state" / "pid").read_text().split()[0])
+
+
+def alive(pid: int) -> bool:
+    """Whether the process runs (a zombie left for a slow reaper does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat[stat.rindex(")") + 2] not in "ZX"
+
+
+def log_lines(backends: Backends, endpoint: str) -> list[tuple[str, str]]:
+    events = logs.read_events(backends.store, ACCOUNT, REGION, f"/aws/sagemaker/Endpoints/{endpoint}", limit=10000)
+    return [(event.stream, event.message) for event in events]
+
+
+def test_an_instance_serves_and_is_replaced_when_it_dies(backends):
+    f = fleet(backends)
+    heard: list[str] = []
+    f.subscribe(heard.append)
+    f.ensure(group("one"))
+    f.ensure(group("one"))  # idempotent
+    (socket,) = wait_for(lambda: f.ready("one"))
+    assert abs(predict(socket) - 8) < 1
+    assert "one" in heard and f.failure("one") is None
+    (first,) = instance_dirs(backends, "one")
+    assert first.name.startswith("i-") and len(first.name) == 19
+
+    os.killpg(supervisor(first), signal.SIGKILL)  # the instance's whole process tree
+    (replacement,) = wait_for(lambda: [s for s in f.ready("one") if s != socket])
+    assert abs(predict(replacement) - 8) < 1
+    (second,) = instance_dirs(backends, "one")
+    assert second.name != first.name and not first.exists()
+
+    lines = wait_for(lambda: (lines := log_lines(backends, "ep-one"))
+                     and any("to replace" in m for _, m in lines) and any(
+                         s.endswith(second.name) and "is ready" in m for s, m in lines) and lines)
+    streams = {s for s, _ in lines}
+    assert streams == {f"AllTraffic/{first.name}", f"AllTraffic/{second.name}"}
+    said = [m for s, m in lines if s == f"AllTraffic/{first.name}"]
+    assert any("serving the model" in m for m in said)  # the model server's own output
+    assert any(f"{first.name} is ready" in m for m in said)
+    assert any(f"{first.name} ended" in m and "replacing it" in m for m in said)
+    assert any(f"to replace {first.name}" in m for s, m in lines if s.endswith(second.name))
+
+    f.retire("one")
+    assert f.ready("one") == () and instance_dirs(backends, "one") == []
+    assert not Path(replacement).exists()
+
+
+def test_count_grows_and_shrinks(backends):
+    f = fleet(backends)
+    f.ensure(group("two", count=2))
+    sockets = wait_for(lambda: len(f.ready("two")) == 2 and f.ready("two"))
+    assert len(set(sockets)) == 2 and all(abs(predict(s) - 8) < 1 for s in sockets)
+    pids = [supervisor(d) for d in instance_dirs(backends, "two")]
+
+    f.ensure(group("two", count=1))
+    (kept,) = wait_for(lambda: len(f.ready("two")) == 1 and f.ready("two"))
+    assert kept in sockets
+    wait_for(lambda: len(instance_dirs(backends, "two")) == 1 and sum(map(alive, pids)) == 1)
+
+    f.retire("two")
+    assert instance_dirs(backends, "two") == [] and not any(map(alive, pids))
+
+
+@pytest.mark.parametrize("case, expected", [
+    ({"data": "nothing/here.tar.gz"}, "could not load the model data of variant AllTraffic: cannot read "
+                                     "s3://models/nothing/here.tar.gz: NoSuchKey"),
+    ({"data": "garbage.tar.gz"}, "is not a tar.gz archive"),
+    ({"image": "example.com/unknown:1"}, "SelfMaker has no runtime for the image 'example.com/unknown:1'"),
+    ({"data": "broken/model.tar.gz"}, "stopped before answering /ping 3 times in a row"),
+])
+def test_a_model_that_cannot_serve_fails_the_group(backends, case, expected):
+    f = fleet(backends)
+    key = f"bad-{abs(hash(expected)) % 10000}"
+    f.ensure(group(key, **case))
+    reason = wait_for(lambda: f.failure(key))
+    assert expected in reason, reason
+    assert f.ready(key) == ()
+    if "3 times" in reason:  # the model server's own last words are in the reason
+        assert "exited with code 1" in reason
+    f.retire(key)
+    assert f.failure(key) is None
+
+
+CRASHING_SERVER = textwrap.dedent("""
+    import json, sys, time
+    from pathlib import Path
+    from selfmaker.config import Settings
+    from selfmaker.server.app import Backends
+    from selfmaker.services.hosting.fleet import Group, fleet
+    backends = Backends.build(Settings(data_dir=Path(sys.argv[1])))
+    f = fleet(backends)
+    f.ensure(Group(**json.loads(sys.argv[2])))
+    while len(f.ready(json.loads(sys.argv[2])["key"])) < 2:
+        time.sleep(0.02)
+    print("ready", flush=True)
+    time.sleep(600)
+""")
+
+
+def test_a_restarted_server_re_attaches_and_a_clean_shutdown_restarts_the_same_instances(tmp_path, model_file):
+    data = tmp_path / "data"
+    backends = Backends.build(Settings(data_dir=data))
+    store_models(backends, model_file)
+    spec = group("restart", count=2)
+    crashing = subprocess.Popen([sys.executable, "-c", CRASHING_SERVER, str(data), json.dumps(spec.__dict__)],
+                                stdout=subprocess.PIPE, text=True)
+    try:
+        assert crashing.stdout.readline().strip() == "ready"
+    finally:
+        crashing.kill()  # a crash: its instances keep serving
+        crashing.wait()
+    dirs = instance_dirs(backends, "restart")
+    pids = [supervisor(d) for d in dirs]
+    assert len(dirs) == 2 and all(map(alive, pids))
+
+    restarted = Fleet(backends)
+    restarted.ensure(spec)
+    sockets = wait_for(lambda: len(restarted.ready("restart")) == 2 and restarted.ready("restart"))
+    assert instance_dirs(backends, "restart") == dirs and [supervisor(d) for d in dirs] == pids  # not restarted
+    assert all(abs(predict(s) - 8) < 1 for s in sockets)
+    wait_for(lambda: sum("re-attached" in m for _, m in log_lines(backends, "ep-restart")) == 2)
+
+    restarted.shutdown()  # a clean stop ends the instances, keeps their directories
+    assert not any(map(alive, pids)) and instance_dirs(backends, "restart") == dirs
+    again = Fleet(backends)
+    again.ensure(spec)
+    wait_for(lambda: len(again.ready("restart")) == 2)
+    assert instance_dirs(backends, "restart") == dirs  # the same instance ids, started again
+    assert all(supervisor(d) not in pids for d in dirs)
+    assert sum("after a server restart (" in m for _, m in log_lines(backends, "ep-restart")) == 2
+
+    again.retire("restart")
+    assert instance_dirs(backends, "restart") == []
+    backends.close()
