@@ -246,3 +246,38 @@ pipeline_step_cache = Table(
     Column("result", JSON, nullable=False),
     Index("ix_pipeline_step_cache_key", "pipeline_arn", "step_name", "cache_key", "finished_at"),
 )
+
+# -- SQS (selfmaker/aws/sqs.py) ------------------------------------------------------------------------------
+# Queues, by account, region and name. `attributes` holds the settable attributes (VisibilityTimeout, ...).
+sqs_queues = Table(
+    "sqs_queues",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", String(12), nullable=False),
+    Column("region", String(32), nullable=False),
+    Column("name", String(80), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("modified_at", Float, nullable=False),
+    Column("attributes", JSON, nullable=False),
+    Column("tags", JSON, nullable=False),
+    Index("ix_sqs_queues_name", "account_id", "region", "name", unique=True),
+)
+
+# Messages. A message is receivable when visible_at <= now; receiving moves visible_at forward by the
+# visibility timeout and draws a new receipt nonce (so only the latest receipt handle changes visibility).
+sqs_messages = Table(
+    "sqs_messages",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("queue_id", Integer, nullable=False),
+    Column("message_id", String(36), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("attributes", JSON),  # MessageAttributes as sent
+    Column("sender_id", String(128), nullable=False),
+    Column("sent_at", Float, nullable=False),
+    Column("visible_at", Float, nullable=False),
+    Column("receive_count", Integer, nullable=False, default=0),
+    Column("first_received_at", Float),
+    Column("receipt_nonce", String(32)),
+    Index("ix_sqs_messages_visible", "queue_id", "visible_at", "id"),
+)

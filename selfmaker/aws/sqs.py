@@ -1,0 +1,631 @@
+"""Amazon SQS, standard queues (JSON 1.0, ``AmazonSQS.*``), persisted in the metadata store.
+
+Queues and messages are rows (store/schema.py); a message is receivable while
+``visible_at <= now``, and receiving it moves ``visible_at`` on by the
+visibility timeout, so an unacknowledged message comes back after a crash of
+its consumer, and of the server. Long polling holds no thread: ReceiveMessage
+is a coroutine that waits on an event the senders set, or until the next
+in-flight message becomes visible again.
+
+Queue URLs are ``http://<host:port>/<account>/<name>``; a request's QueueUrl is
+resolved by account and name (any host), within the caller's region.
+
+Other parts of SelfMaker send with :func:`send_message` (the pipelines' Callback step).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import re
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import anyio
+from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..server.errors import AWSError
+from ..server.operations import Context, operation
+from ..server.protocol import register_query_error_codes
+from ..store import schema
+from .sts import caller_identity
+
+Q, M = schema.sqs_queues, schema.sqs_messages
+
+# The query-era codes clients still see as the error Code (botocore maps the shape name to the exception).
+register_query_error_codes("sqs", {
+    "QueueDoesNotExist": "AWS.SimpleQueueService.NonExistentQueue",
+    "QueueNameExists": "QueueAlreadyExists",
+    "MessageNotInflight": "AWS.SimpleQueueService.MessageNotInflight",
+    "UnsupportedOperation": "AWS.SimpleQueueService.UnsupportedOperation",
+    "ValidationException": "InvalidParameterValue",
+})
+
+# Settable attributes: default, minimum, maximum (all are integers on the wire, as strings).
+ATTRIBUTES = {
+    "VisibilityTimeout": (30, 0, 43_200),
+    "DelaySeconds": (0, 0, 900),
+    "MaximumMessageSize": (262_144, 1_024, 1_048_576),
+    "MessageRetentionPeriod": (345_600, 60, 1_209_600),
+    "ReceiveMessageWaitTimeSeconds": (0, 0, 20),
+}
+COMPUTED = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed", "CreatedTimestamp", "LastModifiedTimestamp", "QueueArn")
+SYSTEM_ATTRIBUTES = ("SenderId", "SentTimestamp", "ApproximateReceiveCount", "ApproximateFirstReceiveTimestamp")
+MAX_RECEIVE = 10
+MAX_MESSAGE_ATTRIBUTES = 10
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
+_INVALID_CHARACTER = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+# -- errors -------------------------------------------------------------------------
+
+
+def queue_does_not_exist() -> AWSError:
+    return AWSError("QueueDoesNotExist", "The specified queue does not exist.")
+
+
+def invalid_parameter(message: str) -> AWSError:
+    return AWSError("InvalidParameterValue", message)
+
+
+def unsupported(message: str) -> AWSError:
+    return AWSError("UnsupportedOperation", message)
+
+
+def _invalid_receipt(handle: str) -> AWSError:
+    return AWSError("ReceiptHandleIsInvalid", f'The input receipt handle "{handle}" is not a valid receipt handle.')
+
+
+# -- queues -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Queue:
+    id: int
+    account_id: str
+    region: str
+    name: str
+    created_at: float
+    modified_at: float
+    attributes: dict
+    tags: dict
+
+    def setting(self, name: str) -> int:
+        return int(self.attributes.get(name, ATTRIBUTES[name][0]))
+
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:sqs:{self.region}:{self.account_id}:{self.name}"
+
+
+def queue_url(endpoint: str, account_id: str, name: str) -> str:
+    return f"{endpoint.rstrip('/')}/{account_id}/{name}"
+
+
+def _endpoint(ctx: Context) -> str:
+    host = ctx.headers.get("host")
+    return f"http://{host}" if host else ctx.settings.endpoint_url
+
+
+def _parse_url(url: str) -> tuple[str, str]:
+    """(account, name) of a queue URL, whatever its host."""
+    parts = urlsplit(url).path.strip("/").split("/")
+    if len(parts) != 2 or not parts[0].isdigit() or not _NAME.fullmatch(parts[1]):
+        raise AWSError("InvalidAddress", f"The address {url} is not valid for this endpoint.")
+    return parts[0], parts[1]
+
+
+def _find(conn, account_id: str, region: str, name: str) -> Queue | None:
+    row = conn.execute(select(Q).where(Q.c.account_id == account_id, Q.c.region == region,
+                                       Q.c.name == name)).first()
+    return Queue(**row._mapping) if row else None
+
+
+def resolve(conn, account_id: str, region: str, url: str) -> Queue:
+    """The caller's queue at ``url``, or the error SQS gives (another account's queue is not visible)."""
+    owner, name = _parse_url(url)
+    queue = _find(conn, account_id, region, name) if owner == account_id else None
+    if queue is None:
+        raise queue_does_not_exist()
+    return queue
+
+
+def _checked_attributes(attributes: dict[str, str]) -> dict[str, str]:
+    checked = {}
+    for name, value in attributes.items():
+        if name in ("FifoQueue", "ContentBasedDeduplication", "DeduplicationScope", "FifoThroughputLimit"):
+            raise unsupported("FIFO queues are not supported by SelfMaker yet; use a standard queue.")
+        if name not in ATTRIBUTES:
+            raise AWSError("InvalidAttributeName", f"Unknown or unsupported attribute {name}.")
+        _, low, high = ATTRIBUTES[name]
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            number = None
+        if number is None or not low <= number <= high:
+            raise AWSError("InvalidAttributeValue", f"Invalid value for the parameter {name}: it must be an "
+                                                    f"integer from {low} to {high}.")
+        checked[name] = str(number)
+    return checked
+
+
+def _check_name(name: str) -> None:
+    if name.endswith(".fifo"):
+        raise unsupported("FIFO queues are not supported by SelfMaker yet; use a standard queue.")
+    if not _NAME.fullmatch(name):
+        raise invalid_parameter("Can only include alphanumeric characters, hyphens, or underscores. "
+                                "1 to 80 in length")
+
+
+@operation("sqs", "CreateQueue")
+def create_queue(ctx: Context, params: dict) -> dict:
+    name = params["QueueName"]
+    _check_name(name)
+    attributes = _checked_attributes(params.get("Attributes") or {})
+    tags = params.get("tags") or {}
+    now = time.time()
+    with ctx.store.write() as conn:
+        existing = _find(conn, ctx.account_id, ctx.region, name)
+        if existing is None:
+            try:
+                conn.execute(Q.insert().values(account_id=ctx.account_id, region=ctx.region, name=name,
+                                               created_at=now, modified_at=now, attributes=attributes, tags=tags))
+            except IntegrityError:  # created concurrently (PostgreSQL); compare with that one
+                existing = _find(conn, ctx.account_id, ctx.region, name)
+        if existing is not None and any(existing.setting(k) != int(v) for k, v in attributes.items()):
+            raise AWSError("QueueNameExists", f"A queue already exists with the same name and a different value "
+                                              f"for attribute(s) {', '.join(sorted(attributes))}")
+    return {"QueueUrl": queue_url(_endpoint(ctx), ctx.account_id, name)}
+
+
+@operation("sqs", "GetQueueUrl")
+def get_queue_url(ctx: Context, params: dict) -> dict:
+    owner = params.get("QueueOwnerAWSAccountId") or ctx.account_id
+    with ctx.store.read() as conn:
+        queue = _find(conn, ctx.account_id, ctx.region, params["QueueName"]) if owner == ctx.account_id else None
+    if queue is None:
+        raise queue_does_not_exist()
+    return {"QueueUrl": queue_url(_endpoint(ctx), queue.account_id, queue.name)}
+
+
+@operation("sqs", "ListQueues")
+def list_queues(ctx: Context, params: dict) -> dict:
+    prefix = params.get("QueueNamePrefix") or ""
+    limit = params.get("MaxResults")
+    if limit is not None and not 1 <= limit <= 1000:
+        raise invalid_parameter("Value for parameter MaxResults is invalid. Reason: MaxResults must be an integer "
+                                "between 1 and 1000.")
+    after = ""
+    if params.get("NextToken"):
+        token = ctx.backends.resources.unsign(params["NextToken"])
+        if not isinstance(token, dict) or token.get("prefix") != prefix:
+            raise invalid_parameter("Invalid NextToken value.")
+        after = token["after"]
+    query = (select(Q.c.name).where(Q.c.account_id == ctx.account_id, Q.c.region == ctx.region,
+                                    Q.c.name > after).order_by(Q.c.name).limit((limit or 1000) + 1))
+    if prefix:
+        query = query.where(func.substr(Q.c.name, 1, len(prefix)) == prefix)
+    with ctx.store.read() as conn:
+        names = [row.name for row in conn.execute(query)]
+    result: dict = {"QueueUrls": [queue_url(_endpoint(ctx), ctx.account_id, n) for n in names[:limit or 1000]]}
+    if limit and len(names) > limit:  # without MaxResults, SQS returns up to 1,000 and no token
+        result["NextToken"] = ctx.backends.resources.sign({"prefix": prefix, "after": names[limit - 1]})
+    return result
+
+
+@operation("sqs", "DeleteQueue")
+def delete_queue(ctx: Context, params: dict) -> dict:
+    with ctx.store.write() as conn:
+        queue = resolve(conn, ctx.account_id, ctx.region, params["QueueUrl"])
+        conn.execute(delete(M).where(M.c.queue_id == queue.id))
+        conn.execute(delete(Q).where(Q.c.id == queue.id))
+    _arrivals(ctx.backends).notify(queue)
+    return {}
+
+
+@operation("sqs", "PurgeQueue")
+def purge_queue(ctx: Context, params: dict) -> dict:
+    with ctx.store.write() as conn:
+        queue = resolve(conn, ctx.account_id, ctx.region, params["QueueUrl"])
+        conn.execute(delete(M).where(M.c.queue_id == queue.id))
+    return {}
+
+
+@operation("sqs", "SetQueueAttributes")
+def set_queue_attributes(ctx: Context, params: dict) -> dict:
+    attributes = _checked_attributes(params.get("Attributes") or {})
+    with ctx.store.write() as conn:
+        queue = resolve(conn, ctx.account_id, ctx.region, params["QueueUrl"])
+        conn.execute(update(Q).where(Q.c.id == queue.id).values(attributes={**queue.attributes, **attributes},
+                                                                 modified_at=time.time()))
+    return {}
+
+
+@operation("sqs", "GetQueueAttributes")
+def get_queue_attributes(ctx: Context, params: dict) -> dict:
+    names = params.get("AttributeNames") or []
+    known = (*ATTRIBUTES, *COMPUTED)
+    for name in names:
+        if name != "All" and name not in known:
+            raise AWSError("InvalidAttributeName", f"Unknown or unsupported attribute {name}.")
+    wanted = set(known) if "All" in names else set(names)
+    now = time.time()
+    with ctx.store.read() as conn:
+        queue = resolve(conn, ctx.account_id, ctx.region, params["QueueUrl"])
+        counts = {}
+        if wanted & {"ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                     "ApproximateNumberOfMessagesDelayed"}:
+            row = conn.execute(select(
+                func.count().filter(M.c.visible_at <= now),
+                func.count().filter(and_(M.c.visible_at > now, M.c.receive_count > 0)),
+                func.count().filter(and_(M.c.visible_at > now, M.c.receive_count == 0)),
+            ).where(M.c.queue_id == queue.id, M.c.sent_at > now - queue.setting("MessageRetentionPeriod"))).one()
+            counts = dict(zip(("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                               "ApproximateNumberOfMessagesDelayed"), row))
+    values = {name: str(queue.setting(name)) for name in ATTRIBUTES}
+    values.update({k: str(v) for k, v in counts.items()})
+    values.update(CreatedTimestamp=str(int(queue.created_at)), LastModifiedTimestamp=str(int(queue.modified_at)),
+                  QueueArn=queue.arn)
+    return {"Attributes": {k: v for k, v in values.items() if k in wanted}}
+
+
+@operation("sqs", "TagQueue")
+def tag_queue(ctx: Context, params: dict) -> dict:
+    with ctx.store.write() as conn:
+        queue = resolve(conn, ctx.account_id, ctx.region, params["QueueUrl"])
+        tags = {**queue.tags, **params["Tags"]}
+        if len(tags) > 50:
+            raise invalid_parameter("Too many tags added for queue: a queue can have at most 50 tags.")
+        conn.execute(update(Q).where(Q.c.id == queue.id).values(tags=tags))
+    return {}
+
+
+@operation("sqs", "UntagQueue")
+def untag_queue(ctx: Context, params: dict) -> dict:
+    with ctx.store.write() as conn:
+        queue = resolve(conn, ctx.account_id, ctx.region, params["QueueUrl"])
+        tags = {k: v for k, v in queue.tags.items() if k not in set(params["TagKeys"])}
+        conn.execute(update(Q).where(Q.c.id == queue.id).values(tags=tags))
+    return {}
+
+
+@operation("sqs", "ListQueueTags")
+def list_queue_tags(ctx: Context, params: dict) -> dict:
+    with ctx.store.read() as conn:
+        queue = resolve(conn, ctx.account_id, ctx.region, params["QueueUrl"])
+    return {"Tags": queue.tags}
+
+
+# -- message attributes -------------------------------------------------------------
+
+
+def _checked_message_attributes(attributes: dict) -> dict:
+    """MessageAttributes as stored (binary values base64-encoded), after SQS's checks."""
+    if len(attributes) > MAX_MESSAGE_ATTRIBUTES:
+        raise invalid_parameter(f"Number of message attributes [{len(attributes)}] exceeds the allowed maximum "
+                                f"[{MAX_MESSAGE_ATTRIBUTES}].")
+    stored = {}
+    for name, value in attributes.items():
+        data_type = value.get("DataType", "")
+        base = data_type.split(".", 1)[0]
+        if base not in ("String", "Number", "Binary"):
+            raise invalid_parameter(f"The type of message (user) attribute '{name}' is invalid. You must use only "
+                                    "the following supported type prefixes: Binary, Number, String.")
+        if value.get("StringListValues") or value.get("BinaryListValues"):
+            raise unsupported("List message attribute values are not supported.")
+        if base == "Binary":
+            if value.get("BinaryValue") is None:
+                raise invalid_parameter(f"Message (user) attribute '{name}' must contain a non-empty value of "
+                                        f"message attribute type '{data_type}'.")
+            stored[name] = {"DataType": data_type, "BinaryValue": base64.b64encode(value["BinaryValue"]).decode()}
+            continue
+        text = value.get("StringValue")
+        if not text:
+            raise invalid_parameter(f"Message (user) attribute '{name}' must contain a non-empty value of message "
+                                    f"attribute type '{data_type}'.")
+        if base == "Number":
+            try:
+                float(text)
+            except ValueError:
+                raise invalid_parameter(f"Can't cast the value of message (user) attribute '{name}' to a "
+                                        "number.") from None
+        stored[name] = {"DataType": data_type, "StringValue": text}
+    return stored
+
+
+def _wire_attributes(stored: dict) -> dict:
+    return {name: ({**v, "BinaryValue": base64.b64decode(v["BinaryValue"])} if "BinaryValue" in v else v)
+            for name, v in stored.items()}
+
+
+def md5_of_attributes(attributes: dict) -> str:
+    """SQS's digest of message attributes: names sorted, each field length-prefixed (big-endian uint32)."""
+    digest = hashlib.md5()
+
+    def put(data: bytes) -> None:
+        digest.update(len(data).to_bytes(4, "big") + data)
+
+    for name in sorted(attributes):
+        value = attributes[name]
+        put(name.encode())
+        put(value["DataType"].encode())
+        if "BinaryValue" in value:
+            digest.update(b"\x02")
+            binary = value["BinaryValue"]
+            put(binary if isinstance(binary, bytes) else base64.b64decode(binary))
+        else:
+            digest.update(b"\x01")
+            put(value["StringValue"].encode())
+    return digest.hexdigest()
+
+
+def _md5(text: str) -> str:
+    return hashlib.md5(text.encode()).hexdigest()
+
+
+def _attribute_size(stored: dict) -> int:
+    return sum(len(name.encode()) + len(v["DataType"].encode())
+               + (len(base64.b64decode(v["BinaryValue"])) if "BinaryValue" in v else len(v["StringValue"].encode()))
+               for name, v in stored.items())
+
+
+# -- sending ------------------------------------------------------------------------
+
+
+def _send(backends, account_id: str, region: str, url: str, body: str, sender_id: str, delay: int | None = None,
+          attributes: dict | None = None) -> dict:
+    if not body:
+        raise AWSError("MissingParameter", "The request must contain the parameter MessageBody.")
+    if bad := _INVALID_CHARACTER.search(body):
+        raise AWSError("InvalidMessageContents", f"Invalid binary character '#x{ord(bad.group()):X}' was found in "
+                                                 "the message body, the set of allowed characters is #x9 | #xA | "
+                                                 "#xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF")
+    stored = _checked_message_attributes(attributes or {})
+    if delay is not None and not 0 <= delay <= 900:
+        raise invalid_parameter(f"Value {delay} for parameter DelaySeconds is invalid. Reason: DelaySeconds must be "
+                                ">= 0 and <= 900.")
+    message_id = str(uuid.uuid4())
+    now = time.time()
+    with backends.store.write() as conn:
+        queue = resolve(conn, account_id, region, url)
+        limit = queue.setting("MaximumMessageSize")
+        if len(body.encode()) + _attribute_size(stored) > limit:
+            raise invalid_parameter(f"One or more parameters are invalid. Reason: Message must be shorter than "
+                                    f"{limit} bytes.")
+        wait = queue.setting("DelaySeconds") if delay is None else delay
+        conn.execute(M.insert().values(queue_id=queue.id, message_id=message_id, body=body, attributes=stored or None,
+                                       sender_id=sender_id, sent_at=now, visible_at=now + wait, receive_count=0))
+    _arrivals(backends).notify(queue)
+    result = {"MessageId": message_id, "MD5OfMessageBody": _md5(body)}
+    if stored:
+        result["MD5OfMessageAttributes"] = md5_of_attributes(stored)
+    return result
+
+
+def send_message(backends, account_id: str, region: str, queue_url: str, body: str) -> str:
+    """Send ``body`` to the queue at ``queue_url`` as ``account_id``; return the MessageId.
+
+    Raises AWSError QueueDoesNotExist (or InvalidAddress for a URL that names no queue),
+    with the message a client of SendMessage would see.
+    """
+    return _send(backends, account_id, region, queue_url, body, sender_id=account_id)["MessageId"]
+
+
+@operation("sqs", "SendMessage")
+def send_message_operation(ctx: Context, params: dict) -> dict:
+    if params.get("MessageSystemAttributes"):
+        raise unsupported("MessageSystemAttributes (AWSTraceHeader) are not supported by SelfMaker yet.")
+    if params.get("MessageDeduplicationId") or params.get("MessageGroupId"):
+        raise invalid_parameter("The request include parameter that is not valid for this queue type: "
+                                "MessageDeduplicationId and MessageGroupId are for FIFO queues.")
+    return _send(ctx.backends, ctx.account_id, ctx.region, params["QueueUrl"], params["MessageBody"],
+                 sender_id=caller_identity(ctx)[1], delay=params.get("DelaySeconds"),
+                 attributes=params.get("MessageAttributes"))
+
+
+# -- receiving ----------------------------------------------------------------------
+
+
+class _Arrivals:
+    """Wakes long-polling receivers when their queue may have a message for them.
+
+    The events live on the event loop, where receivers wait; senders, in any thread,
+    schedule the wake-up there. An event is replaced once set, so a receiver that took
+    it before looking at the queue cannot miss a message sent after it looked.
+    Queues are keyed by (account, region, name), which a receiver knows from the URL.
+    """
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._events: dict[tuple, asyncio.Event] = {}
+
+    def event(self, key: tuple) -> asyncio.Event:
+        """The event the next send to the queue sets (call on the event loop)."""
+        self._loop = asyncio.get_running_loop()
+        return self._events.setdefault(key, asyncio.Event())
+
+    def notify(self, queue: Queue) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake, (queue.account_id, queue.region, queue.name))
+
+    def _wake(self, key: tuple) -> None:
+        event = self._events.pop(key, None)
+        if event is not None:
+            event.set()
+
+
+def _arrivals(backends) -> _Arrivals:
+    return backends.services.setdefault("sqs.arrivals", _Arrivals())
+
+
+def _receipt(queue_id: int, row_id: int, nonce: str) -> str:
+    return base64.urlsafe_b64encode(f"{queue_id}:{row_id}:{nonce}".encode()).decode()
+
+
+def _parse_receipt(handle: str) -> tuple[int, int, str]:
+    try:
+        queue_id, row_id, nonce = base64.urlsafe_b64decode(handle.encode()).decode().split(":")
+        return int(queue_id), int(row_id), nonce
+    except (ValueError, binascii.Error, UnicodeError):
+        raise _invalid_receipt(handle) from None
+
+
+def _wanted_attribute(name: str, patterns: list[str]) -> bool:
+    for pattern in patterns:
+        if pattern in ("All", ".*") or pattern == name or (pattern.endswith(".*") and name.startswith(pattern[:-1])):
+            return True
+    return False
+
+
+def _message(queue: Queue, row: dict, nonce: str, system: list[str], user: list[str]) -> dict:
+    message = {"MessageId": row["message_id"], "ReceiptHandle": _receipt(queue.id, row["id"], nonce),
+               "Body": row["body"], "MD5OfBody": _md5(row["body"])}
+    if system:
+        every = "All" in system
+        values = {"SenderId": row["sender_id"], "SentTimestamp": str(int(row["sent_at"] * 1000)),
+                  "ApproximateReceiveCount": str(row["receive_count"]),
+                  "ApproximateFirstReceiveTimestamp": str(int(row["first_received_at"] * 1000))}
+        message["Attributes"] = {k: v for k, v in values.items() if every or k in system}
+    if user and row["attributes"]:
+        chosen = {k: v for k, v in row["attributes"].items() if _wanted_attribute(k, user)}
+        if chosen:
+            message["MessageAttributes"] = _wire_attributes(chosen)
+            message["MD5OfMessageAttributes"] = md5_of_attributes(chosen)
+    return message
+
+
+@dataclass(frozen=True)
+class _Receive:
+    url: str
+    count: int
+    visibility: int | None
+    system: list[str]
+    user: list[str]
+
+
+@dataclass(frozen=True)
+class _Received:
+    queue: Queue
+    messages: list[dict]
+    next_visible: float | None  # with no messages: when an in-flight or delayed one becomes visible
+
+
+def _receive_now(backends, account_id: str, region: str, request: _Receive) -> _Received:
+    """Take up to ``count`` visible messages now, hiding each for the visibility timeout."""
+    now = time.time()
+    with backends.store.read() as conn:  # an empty poll, the common case, takes no write lock
+        queue = resolve(conn, account_id, region, request.url)
+        cutoff = now - queue.setting("MessageRetentionPeriod")
+        candidates = [row.id for row in conn.execute(
+            select(M.c.id).where(M.c.queue_id == queue.id, M.c.visible_at <= now, M.c.sent_at > cutoff)
+            .order_by(M.c.id).limit(request.count))]
+        if not candidates:
+            next_visible = conn.execute(select(func.min(M.c.visible_at)).where(
+                M.c.queue_id == queue.id, M.c.visible_at > now)).scalar()
+            return _Received(queue, [], next_visible)
+    visibility = queue.setting("VisibilityTimeout") if request.visibility is None else request.visibility
+    messages = []
+    with backends.store.write() as conn:
+        conn.execute(delete(M).where(M.c.queue_id == queue.id, M.c.sent_at <= cutoff))  # past retention
+        rows = conn.execute(select(M).where(M.c.id.in_(candidates), M.c.visible_at <= now)
+                            .order_by(M.c.id).with_for_update(skip_locked=True)).all()
+        for row in rows:
+            nonce = secrets.token_hex(8)
+            taken = {**row._mapping, "receive_count": row.receive_count + 1,
+                     "first_received_at": row.first_received_at or now}
+            changed = conn.execute(update(M).where(M.c.id == row.id, M.c.visible_at <= now).values(
+                visible_at=now + visibility, receive_count=taken["receive_count"],
+                first_received_at=taken["first_received_at"], receipt_nonce=nonce)).rowcount
+            if changed:
+                messages.append(_message(queue, taken, nonce, request.system, request.user))
+    return _Received(queue, messages, None)
+
+
+def _legacy_attribute_names(params: dict) -> dict:
+    """ReceiveMessage's AttributeNames once named message attributes (SentTimestamp, ...), and SQS still
+    accepts them there though the model now types them as queue attributes: move them where they belong."""
+    names = params.get("AttributeNames")
+    if not isinstance(names, list) or not any(n in SYSTEM_ATTRIBUTES for n in names):
+        return params
+    system = [n for n in names if n in SYSTEM_ATTRIBUTES]
+    return {**params, "AttributeNames": [n for n in names if n not in SYSTEM_ATTRIBUTES],
+            "MessageSystemAttributeNames": [*(params.get("MessageSystemAttributeNames") or []), *system]}
+
+
+@operation("sqs", "ReceiveMessage", normalise=_legacy_attribute_names)
+async def receive_message(ctx: Context, params: dict) -> dict:
+    count = params.get("MaxNumberOfMessages", 1)
+    if not 1 <= count <= MAX_RECEIVE:
+        raise invalid_parameter(f"Value {count} for parameter MaxNumberOfMessages is invalid. Reason: Must be "
+                                f"between 1 and {MAX_RECEIVE}, if provided.")
+    visibility = params.get("VisibilityTimeout")
+    if visibility is not None and not 0 <= visibility <= 43_200:
+        raise invalid_parameter(f"Value {visibility} for parameter VisibilityTimeout is invalid. Reason: Must be "
+                                "between 0 and 43200, if provided.")
+    wait = params.get("WaitTimeSeconds")
+    if wait is not None and not 0 <= wait <= 20:
+        raise invalid_parameter(f"Value {wait} for parameter WaitTimeSeconds is invalid. Reason: Must be >= 0 "
+                                "and <= 20, if provided.")
+    system = [*(params.get("AttributeNames") or []), *(params.get("MessageSystemAttributeNames") or [])]
+    request = _Receive(params["QueueUrl"], count, visibility, system, params.get("MessageAttributeNames") or [])
+    owner, name = _parse_url(request.url)
+    arrivals = _arrivals(ctx.backends)
+    deadline = None
+    while True:
+        arrived = arrivals.event((owner, ctx.region, name))  # taken before looking: no send goes unnoticed
+        received = await anyio.to_thread.run_sync(_receive_now, ctx.backends, ctx.account_id, ctx.region, request)
+        now = time.time()
+        if deadline is None:
+            deadline = now + (received.queue.setting("ReceiveMessageWaitTimeSeconds") if wait is None else wait)
+        if received.messages or now >= deadline:
+            return {"Messages": received.messages} if received.messages else {}
+        until = deadline if received.next_visible is None else min(deadline, received.next_visible)
+        try:
+            await asyncio.wait_for(arrived.wait(), max(until - now, 0.0))
+        except TimeoutError:
+            pass
+
+
+def _held_message(conn, queue: Queue, handle: str):
+    queue_id, row_id, nonce = _parse_receipt(handle)
+    if queue_id != queue.id:
+        raise _invalid_receipt(handle)
+    return conn.execute(select(M).where(M.c.id == row_id, M.c.queue_id == queue.id)).first(), nonce
+
+
+@operation("sqs", "DeleteMessage")
+def delete_message(ctx: Context, params: dict) -> dict:
+    with ctx.store.write() as conn:
+        queue = resolve(conn, ctx.account_id, ctx.region, params["QueueUrl"])
+        row, _ = _held_message(conn, queue, params["ReceiptHandle"])
+        if row is not None:  # deleting a message that is already gone succeeds, as in SQS
+            conn.execute(delete(M).where(M.c.id == row.id))
+    return {}
+
+
+@operation("sqs", "ChangeMessageVisibility")
+def change_message_visibility(ctx: Context, params: dict) -> dict:
+    timeout = params["VisibilityTimeout"]
+    if not 0 <= timeout <= 43_200:
+        raise invalid_parameter(f"Value {timeout} for parameter VisibilityTimeout is invalid. Reason: Must be "
+                                "between 0 and 43200.")
+    now = time.time()
+    with ctx.store.write() as conn:
+        queue = resolve(conn, ctx.account_id, ctx.region, params["QueueUrl"])
+        row, nonce = _held_message(conn, queue, params["ReceiptHandle"])
+        if row is None or row.receipt_nonce != nonce:
+            raise _invalid_receipt(params["ReceiptHandle"])
+        if row.visible_at <= now:
+            raise AWSError("MessageNotInflight", "The message referred to isn't in flight.")
+        conn.execute(update(M).where(M.c.id == row.id).values(visible_at=now + timeout))
+    if timeout == 0:
+        _arrivals(ctx.backends).notify(queue)
+    return {}
