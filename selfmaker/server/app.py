@@ -30,7 +30,7 @@ from .protocol import (ensure_form, handle_json, handle_query, handle_rest_json,
 log = logging.getLogger("selfmaker")
 
 # X-Amz-Target prefix -> botocore service name
-JSON_TARGETS = {"SageMaker": "sagemaker", "Logs_20140328": "logs", "AmazonAthena": "athena"}
+JSON_TARGETS = {"SageMaker": "sagemaker", "Logs_20140328": "logs", "AmazonAthena": "athena", "AmazonSQS": "sqs"}
 # rest-json services that sign as "sagemaker", tried in this order
 SAGEMAKER_REST_SERVICES = ("sagemaker-runtime", "sagemaker-featurestore-runtime", "sagemaker-metrics",
                            "sagemaker-edge")
@@ -127,7 +127,7 @@ class SelfMakerApp:
                                            f"SelfMaker does not serve the API {prefix!r}."), ctx.request_id)
             error = await self._authenticate(ctx, request, scope)
             if error:
-                return json_error(error, ctx.request_id)
+                return json_error(error, ctx.request_id, service)
             return await handle_json(ctx, request, op_name)
         if signed_service in QUERY_SERVICES:
             ctx = self._context(signed_service)

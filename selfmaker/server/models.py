@@ -19,6 +19,7 @@ SERVED_SERVICES = (
     "iam",
     "logs",
     "athena",
+    "sqs",
 )
 
 

@@ -54,11 +54,18 @@ class Context:
 _STORE_READS: set[tuple[str, str]] = set()
 
 
-def operation(service: str, name: str, *, store_read: bool = False) -> Callable[[Handler], Handler]:
+# Input rewrites that run before validation, by operation (see `operation`).
+_NORMALISERS: dict[tuple[str, str], Callable[[dict], dict]] = {}
+
+
+def operation(service: str, name: str, *, store_read: bool = False,
+              normalise: Callable[[dict], dict] | None = None) -> Callable[[Handler], Handler]:
     """Register ``fn`` as the implementation of ``service``'s operation ``name``.
 
     ``store_read``: the handler only reads the metadata store (no writes, no files, no
     network), so on SQLite it may run on the event loop instead of a worker thread.
+    ``normalise``: rewrites the raw input before it is validated, for legacy spellings
+    the service still accepts but its current model no longer allows.
     """
 
     def register(fn: Handler) -> Handler:
@@ -71,9 +78,15 @@ def operation(service: str, name: str, *, store_read: bool = False) -> Callable[
         _HANDLERS[(service, name)] = fn
         if store_read:
             _STORE_READS.add((service, name))
+        if normalise:
+            _NORMALISERS[(service, name)] = normalise
         return fn
 
     return register
+
+
+def normaliser_for(service: str, name: str) -> Callable[[dict], dict] | None:
+    return _NORMALISERS.get((service, name))
 
 
 def is_store_read(service: str, name: str) -> bool:

@@ -8,6 +8,7 @@ error the way that protocol does on AWS. S3 (rest-xml, streaming) lives in
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import re
@@ -21,14 +22,11 @@ from botocore.model import OperationModel
 from .errors import AWSError, not_implemented, validation
 from .http import Request, Response
 from .models import operation_model, service_model
-from .operations import Context, handler_for, is_store_read
+from .operations import Context, handler_for, is_store_read, normaliser_for
 from .serialize import json_body, rest_json_response, to_xml
 from .validate import validate
 
 log = logging.getLogger("selfmaker.protocol")
-
-JSON_CONTENT_TYPE = "application/x-amz-json-1.1"
-
 
 # ---------------------------------------------------------------------------
 # Invoking a handler
@@ -36,13 +34,16 @@ JSON_CONTENT_TYPE = "application/x-amz-json-1.1"
 
 # The code each service gives a request that breaks its model's constraints (default ValidationException).
 VALIDATION_CODES = {"sts": "ValidationError", "iam": "ValidationError", "logs": "InvalidParameterException",
-                    "sagemaker-featurestore-runtime": "ValidationError", "athena": "InvalidRequestException"}
+                    "sagemaker-featurestore-runtime": "ValidationError", "sagemaker-runtime": "ValidationError",
+                    "athena": "InvalidRequestException"}
 
 
 def _call(ctx: Context, op: OperationModel, params: dict):
     handler = handler_for(ctx.service, op.name)
     if handler is None:
         raise not_implemented(ctx.service, op.name)
+    if normalise := normaliser_for(ctx.service, op.name):
+        params = normalise(params)
     try:
         params = validate(params, op.input_shape)
     except AWSError as err:
@@ -69,6 +70,9 @@ async def invoke(ctx: Context, op: OperationModel, params: dict):
     """
     if ctx.backends.store.is_sqlite and is_store_read(ctx.service, op.name):
         return _call(ctx, op, params)
+    if inspect.iscoroutinefunction(handler_for(ctx.service, op.name)):
+        # Handlers that wait (SQS long polling) are coroutines: a waiter holds no thread.
+        return await _call(ctx, op, params)
     return await anyio.to_thread.run_sync(_call, ctx, op, params)
 
 
@@ -78,15 +82,51 @@ def _unexpected(ctx: Context, exc: BaseException) -> AWSError:
 
 
 # ---------------------------------------------------------------------------
-# JSON 1.1: POST / with X-Amz-Target (sagemaker, logs)
+# Query-compatible errors: services that moved from the query protocol (SQS, CloudWatch) still give
+# clients the old error code, in the x-amzn-query-error header; botocore reports it as the error's Code.
+
+# Old codes the model does not carry (SQS's error shapes have no "error" trait), by service and shape name.
+_QUERY_ERROR_CODES: dict[str, dict[str, str]] = {}
 
 
-def json_error(err: AWSError, request_id: str) -> Response:
+def register_query_error_codes(service: str, codes: dict[str, str]) -> None:
+    _QUERY_ERROR_CODES.setdefault(service, {}).update(codes)
+
+
+@lru_cache(maxsize=None)
+def _modeled_query_codes(service: str) -> dict[str, str] | None:
+    """The error shapes' query codes for a query-compatible service; None for any other service."""
+    model = service_model(service)
+    if "awsQueryCompatible" not in model.metadata:
+        return None
+    return {shape.name: shape.metadata["error"]["code"] for shape in model.error_shapes
+            if shape.metadata.get("error", {}).get("code")}
+
+
+def query_error_header(service: str | None, err: AWSError) -> list[tuple[str, str]]:
+    modeled = _modeled_query_codes(service) if service else None
+    if modeled is None:
+        return []
+    code = _QUERY_ERROR_CODES.get(service, {}).get(err.code) or modeled.get(err.code) or err.code
+    return [("x-amzn-query-error", f"{code};{'Sender' if err.status < 500 else 'Receiver'}")]
+
+
+# ---------------------------------------------------------------------------
+# JSON 1.0 and 1.1: POST / with X-Amz-Target (sagemaker, logs, athena, sqs)
+
+
+def _json_content_type(service: str | None) -> str:
+    version = service_model(service).metadata.get("jsonVersion", "1.1") if service else "1.1"
+    return f"application/x-amz-json-{version}"
+
+
+def json_error(err: AWSError, request_id: str, service: str | None = None) -> Response:
     body = {"__type": err.code, "Message": err.message, **err.fields}
     return Response(
         err.status,
         json.dumps(body).encode(),
-        [("Content-Type", JSON_CONTENT_TYPE), ("X-Amzn-ErrorType", err.code), ("X-Amzn-RequestId", request_id)],
+        [("Content-Type", _json_content_type(service)), ("X-Amzn-ErrorType", err.code),
+         ("X-Amzn-RequestId", request_id), *query_error_header(service, err)],
     )
 
 
@@ -105,11 +145,12 @@ async def handle_json(ctx: Context, request: Request, operation_name: str) -> Re
             raise AWSError("SerializationException", "Request body must be a JSON object.")
         result = await invoke(ctx, op, params)
         body = json_body(result, op.output_shape)
-        return Response(200, body, [("Content-Type", JSON_CONTENT_TYPE), ("X-Amzn-RequestId", ctx.request_id)])
+        return Response(200, body, [("Content-Type", _json_content_type(ctx.service)),
+                                    ("X-Amzn-RequestId", ctx.request_id)])
     except AWSError as err:
-        return json_error(err, ctx.request_id)
+        return json_error(err, ctx.request_id, ctx.service)
     except Exception as exc:  # a bug: still answer like AWS, and log it
-        return json_error(_unexpected(ctx, exc), ctx.request_id)
+        return json_error(_unexpected(ctx, exc), ctx.request_id, ctx.service)
 
 
 # ---------------------------------------------------------------------------
