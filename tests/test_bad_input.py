@@ -24,7 +24,7 @@ from selfmaker.server.validate import _compiled
 
 load_all()
 CREDS = Credentials("AKIDEXAMPLE", "secret")
-JSON_SERVICES = {"sagemaker": "SageMaker", "logs": "Logs_20140328"}
+JSON_SERVICES = {"sagemaker": "SageMaker", "logs": "Logs_20140328", "sqs": "AmazonSQS"}
 
 
 def _minimal(shape, depth=0):
