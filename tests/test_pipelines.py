@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 import uuid
 
 import pytest
@@ -391,3 +392,66 @@ def test_update_execution_and_delete_with_running_execution(sm, unique):
     wait(sm, arn)
     sm.delete_pipeline(PipelineName=name, ClientRequestToken=str(uuid.uuid4()))
     assert error(sm.describe_pipeline_execution, PipelineExecutionArn=arn)[0] == "ResourceNotFound"
+
+
+# -- callbacks -----------------------------------------------------------------------------------------
+
+
+def _answer_one(sqs, sm, queue_url: str, succeed: bool) -> dict:
+    """What a worker does: receive the step's message and answer it; returns the message body."""
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        messages = sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1).get("Messages", [])
+        if messages:
+            body = json.loads(messages[0]["Body"])
+            if succeed:
+                sm.send_pipeline_execution_step_success(
+                    CallbackToken=body["token"], OutputParameters=[{"Name": "answer", "Value": "42"}])
+            else:
+                sm.send_pipeline_execution_step_failure(CallbackToken=body["token"], FailureReason="worker said no")
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=messages[0]["ReceiptHandle"])
+            return body
+    raise AssertionError("no callback message arrived")
+
+
+def test_callback_answered_by_a_worker_through_sqs(sm, client, srv, unique):
+    sqs = client("sqs", srv)
+    queue_url = sqs.create_queue(QueueName=unique("callbacks"))["QueueUrl"]
+    name = unique("callback")
+    callback = {"Name": "AskWorker", "Type": "Callback", "SqsQueueUrl": queue_url,
+                "OutputParameters": [{"OutputName": "answer", "OutputType": "String"}],
+                "Arguments": {"question": {"Get": "Parameters.Question"}}}
+    use = processing("UseAnswer", "import sys; assert sys.argv[1] == '42', sys.argv")
+    use["Arguments"]["AppSpecification"]["ContainerArguments"] = [
+        {"Get": "Steps.AskWorker.OutputParameters['answer']"}]
+    create(sm, name, [callback, use], [{"Name": "Question", "Type": "String", "DefaultValue": "life"}])
+
+    arn = start(sm, name)
+    body = _answer_one(sqs, sm, queue_url, succeed=True)
+    assert body["pipelineExecutionArn"] == arn and body["status"] == "Executing"
+    assert body["arguments"] == {"question": "life"} and len(body["token"]) == 10
+    assert wait(sm, arn)["PipelineExecutionStatus"] == "Succeeded"
+    found = steps(sm, arn)
+    assert found["AskWorker"]["Metadata"]["Callback"] == {
+        "CallbackToken": body["token"], "SqsQueueUrl": queue_url,
+        "OutputParameters": [{"Name": "answer", "Value": "42"}]}
+    assert found["UseAnswer"]["StepStatus"] == "Succeeded"
+    code, _ = error(sm.send_pipeline_execution_step_success, CallbackToken=body["token"],
+                    ClientRequestToken=str(uuid.uuid4()))
+    assert code == "ValidationException"  # answered already
+
+    failing = start(sm, name)
+    _answer_one(sqs, sm, queue_url, succeed=False)
+    done = wait(sm, failing)
+    assert done["PipelineExecutionStatus"] == "Failed"
+    assert steps(sm, failing)["AskWorker"]["FailureReason"] == "worker said no"
+    assert "UseAnswer" not in steps(sm, failing)
+
+
+def test_callback_to_a_missing_queue_fails_the_step(sm, unique):
+    name = unique("callback-missing")
+    queue = "http://127.0.0.1:1/123456789012/no-such-queue"
+    create(sm, name, [{"Name": "Ask", "Type": "Callback", "SqsQueueUrl": queue, "Arguments": {}}])
+    arn = start(sm, name)
+    assert wait(sm, arn)["PipelineExecutionStatus"] == "Failed"
+    assert "no-such-queue" in steps(sm, arn)["Ask"]["FailureReason"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import insert, select
 
@@ -38,6 +39,8 @@ CACHE = schema.pipeline_step_cache
 FALLBACK_SECONDS = 30.0  # a safety net only: jobs and callbacks kick the execution when they end
 GENERIC_FAILURE = "Step failure: One or multiple steps failed."
 CACHEABLE = frozenset({"Training", "Processing", "Transform", "Model", "RegisterModel"})
+# Creates the jobs of a fan-out side by side: their handlers wait on the store and the file system.
+_LAUNCHER = ThreadPoolExecutor(8, thread_name_prefix="pipeline-launch")
 
 
 class Pass:
@@ -150,11 +153,12 @@ class Pass:
         return (self.record.data.get("ParallelismConfiguration") or {}).get("MaxParallelExecutionSteps")
 
     def _start_ready(self) -> None:
+        """Start every step that can start; loop while steps that end as they start unblock others."""
         limit = self.limit
         progress = True
         while progress:
-            progress = False
             running = sum(1 for s in self.steps.values() if s["Status"] in RUNNING)
+            begun, launches = [], []
             for name, step in self.definition.steps.items():
                 state = self.steps.get(name)
                 retry_due = state is not None and state.get("RetryAt") and state["RetryAt"] <= time.time()
@@ -162,11 +166,16 @@ class Pass:
                     continue
                 if state is None and self._readiness(name) is not True:
                     continue
-                if limit and running >= limit and not retry_due:
-                    return
-                self._start(name, step, state)
+                if limit and running >= limit:
+                    break
                 running += 1
-                progress = progress or self.steps[name]["Status"] not in RUNNING
+                begun.append(name)
+                if (launch := self._begin(name, step, state)) is not None:
+                    launches.append(launch)
+            self._launch(launches)
+            for name in begun:
+                self._settle(name, self.steps[name])
+            progress = any(self.steps[name]["Status"] not in RUNNING for name in begun)
 
     def _readiness(self, name: str, seen: frozenset = frozenset()) -> bool | None:
         """True: can start now; False: waits on a step still to finish; None: never runs in this execution."""
@@ -194,8 +203,10 @@ class Pass:
                 return None
         return not waiting
 
-    def _start(self, name: str, step, previous: dict | None) -> None:
-        attempt = ((previous or {}).get("AttemptCount") or self.record.data.get(PAST_ATTEMPTS, {}).get(name, 0)) + 1
+    def _begin(self, name: str, step, previous: dict | None):
+        """A step's new attempt: its state and resolved arguments, ready to launch (None: already settled)."""
+        past = self.record.data.get(PAST_ATTEMPTS, {}).get(name, 0)
+        attempt = ((previous or {}).get("AttemptCount") or past) + 1
         state = {"Status": "Starting", "Order": (previous or {}).get("Order", len(self.steps)),
                  "StartTime": (previous or {}).get("StartTime", now()), "AttemptCount": attempt,
                  "DisplayName": step.display_name, "Description": step.description}
@@ -205,23 +216,45 @@ class Pass:
         runner = RUNNERS[step.type]
         try:
             runner.assign(self, step, state)
+            if step.type in ("Condition", "Fail"):  # they read the scope themselves, at once
+                runner.start(self, step, {}, state)
+                return None
             self.scope.current_resource = (state.get("Resource") or {}).get("Name")
-            arguments = {} if step.type in ("Condition", "Fail") else language.evaluate(step.arguments, self.scope)
+            arguments = language.evaluate(step.arguments, self.scope)
             if self._reuse_cached(name, step, arguments, state):
-                return
-            runner.start(self, step, arguments, state)
+                return None
+            return runner, step, arguments, state
         except StepFailed as failure:
             state.update(Status="Failed", FailureReason=str(failure), ErrorType=failure.error_type)
         except language.EvaluationError as err:
             state.update(Status="Failed", FailureReason=f"Could not evaluate the step's arguments: {err}")
         finally:
             self.scope.current_resource = None
-        if state["Status"] in ("Succeeded", "Failed"):
-            state["EndTime"] = now()
-            if state["Status"] == "Failed":
-                self._maybe_retry(name, state)
-            else:
-                self._remember(name, state)
+        return None
+
+    def _launch(self, launches: list) -> None:
+        """Create the steps' jobs, models and packages; side by side when there are several (a fan-out)."""
+        if len(launches) == 1:
+            self._run_start(launches[0])
+        elif launches:
+            list(_LAUNCHER.map(self._run_start, launches))
+
+    def _run_start(self, launch) -> None:
+        runner, step, arguments, state = launch
+        try:
+            runner.start(self, step, arguments, state)
+        except StepFailed as failure:
+            state.update(Status="Failed", FailureReason=str(failure), ErrorType=failure.error_type)
+
+    def _settle(self, name: str, state: dict) -> None:
+        """A step that ended as it started: its end time, then a retry or its place in the cache."""
+        if state["Status"] not in ("Succeeded", "Failed") or state.get("EndTime"):
+            return
+        state["EndTime"] = now()
+        if state["Status"] == "Failed":
+            self._maybe_retry(name, state)
+        else:
+            self._remember(name, state)
 
     # -- the cache -----------------------------------------------------------------------------------
 

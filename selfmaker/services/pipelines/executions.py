@@ -271,31 +271,34 @@ def retry_pipeline_execution(ctx: Context, params: dict) -> dict:
 # -- Callback answers ------------------------------------------------------------------------------------
 
 
-def _answer(ctx: Context, token: str, outcome: str, output: dict) -> dict:
+def _answer(ctx: Context, params: dict, outcome: str, output: dict) -> dict:
+    token, request = params["CallbackToken"], params.get("ClientRequestToken")
     with ctx.store.write() as conn:
         row = conn.execute(select(C).where(C.c.token == token, C.c.account_id == ctx.account_id,
                                            C.c.region == ctx.region)).first()
         if row is None:
             raise validation(f"Callback token '{token}' is not valid.")
         if row.outcome is not None:
+            if request and row.output.get("ClientRequestToken") == request:
+                return {"PipelineExecutionArn": row.execution_arn}  # the same answer again
             raise validation(f"Callback token '{token}' was already answered ({row.outcome}).")
         record = load(ctx, row.execution_arn, conn=conn)
         step = record.data[STEPS].get(row.step_name) or {}
         if record.status not in ACTIVE or step.get("Status") != "Executing" or step.get("Token") != token:
             raise validation(f"The step '{row.step_name}' of '{row.execution_arn}' is not waiting for "
                              f"callback token '{token}'.")
-        conn.execute(update(C).where(C.c.token == token).values(outcome=outcome, output=output))
+        conn.execute(update(C).where(C.c.token == token).values(
+            outcome=outcome, output={**output, "ClientRequestToken": request}))
     kick(ctx.backends, row.execution_arn)
     return {"PipelineExecutionArn": row.execution_arn}
 
 
 @operation("sagemaker", "SendPipelineExecutionStepSuccess")
 def send_pipeline_execution_step_success(ctx: Context, params: dict) -> dict:
-    return _answer(ctx, params["CallbackToken"], "Succeeded",
-                   {"OutputParameters": params.get("OutputParameters") or []})
+    return _answer(ctx, params, "Succeeded", {"OutputParameters": params.get("OutputParameters") or []})
 
 
 @operation("sagemaker", "SendPipelineExecutionStepFailure")
 def send_pipeline_execution_step_failure(ctx: Context, params: dict) -> dict:
-    return _answer(ctx, params["CallbackToken"], "Failed",
+    return _answer(ctx, params, "Failed",
                    {"FailureReason": params.get("FailureReason") or "The callback reported a failure."})

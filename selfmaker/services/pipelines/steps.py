@@ -11,9 +11,9 @@ for SendPipelineExecutionStepSuccess or Failure.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
-import secrets
 import string
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -174,6 +174,9 @@ class RegisterModelRunner(Runner):
     def start(self, p, step, arguments, state):
         params = {k: v for k, v in arguments.items() if k != "CertifyForMarketplace"}
         params["ClientToken"] = state["Resource"]["Token"]
+        group = params.get("ModelPackageGroupName")
+        if group and not group.startswith("arn:"):  # as in SageMaker, the step makes its group when missing
+            _created(p, "CreateModelPackageGroup", {"ModelPackageGroupName": group})
         try:
             arn = call(p.ctx, "CreateModelPackage", params)["ModelPackageArn"]
         except AWSError as err:
@@ -211,7 +214,11 @@ class CallbackRunner(Runner):
     completes_at_start = False
 
     def assign(self, p, step, state):
-        state["Token"] = "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(10))
+        # Unguessable (keyed by a server secret), yet the same for a pass run again after a crash.
+        key = p.backends.store.secret("pipeline-callback-tokens")
+        digest = int.from_bytes(hmac.digest(key, f"{p.record.arn}/{step.name}/{state['AttemptCount']}".encode(),
+                                            "sha256"), "big")
+        state["Token"] = "".join(_TOKEN_ALPHABET[(digest >> (6 * i)) % 62] for i in range(10))
         state["Metadata"] = {"Callback": {"CallbackToken": state["Token"], "SqsQueueUrl": step.raw["SqsQueueUrl"]}}
 
     def start(self, p, step, arguments, state):
@@ -228,9 +235,9 @@ class CallbackRunner(Runner):
                            "arguments": arguments, "status": "Executing"})
         try:
             sqs.send_message(p.backends, p.record.account_id, p.record.region, step.raw["SqsQueueUrl"], body)
-        except Exception as err:  # an unknown queue: the step fails, saying which
+        except AWSError as err:  # an unknown queue: the step fails, saying which
             raise StepFailed(f"Could not send the callback message to {step.raw['SqsQueueUrl']}: "
-                             f"{getattr(err, 'message', None) or err}") from None
+                             f"{err.code}: {err.message}") from None
         state["Status"] = "Executing"
 
     def follow(self, p, step, state):
@@ -246,7 +253,8 @@ class CallbackRunner(Runner):
             state.update(Status="Failed", FailureReason=row.output.get("FailureReason"))
 
     def properties(self, p, step, state):
-        return {"OutputParameters": state.get("Output") or []}
+        # Steps.<Callback>.OutputParameters['<name>'] reads the value itself.
+        return {"OutputParameters": {o["Name"]: o["Value"] for o in state.get("Output") or []}}
 
 
 RUNNERS: dict[str, Runner] = {

@@ -1,0 +1,136 @@
+"""Pipelines benchmark: how fast an execution moves from one step to the next.
+
+A 20-step fan-out/fan-in pipeline of no-op processing steps (one first step,
+18 in parallel after it, one last step after all of them), on an image mapped
+to the host's Python so that no runtime build or framework import blurs the
+engine's own time. Measured, from the server's own records:
+
+* hand-off: from a job's end (its ProcessingEndTime, recorded once outputs and
+  logs are done) to the StartTime of each step that depends on it, in the
+  execution's step list: the engine's reaction time (goal: p50 <= 100 ms);
+  and to the CreationTime of that step's job (the 18 of the fan-out are
+  created side by side);
+* wall time of the execution against the sum of its steps' own times (start
+  to end of each step) and against its critical path (first + slowest middle
+  + last step);
+* the same with ``--concurrent`` executions started at once.
+
+    python benchmarks/pipelines.py [--rounds 3] [--concurrent 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ServerProcess, free_port, log, machine, table  # noqa: E402
+
+IMAGE = "selfmaker.bench/python:3"
+ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
+MIDDLE = 18
+
+
+def _step(name: str, depends_on: list[str]) -> dict:
+    return {"Name": name, "Type": "Processing", "DependsOn": depends_on, "Arguments": {
+        "ProcessingResources": {"ClusterConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1,
+                                                  "VolumeSizeInGB": 1}},
+        "AppSpecification": {"ImageUri": IMAGE, "ContainerEntrypoint": ["python3", "-c", "pass"]},
+        "RoleArn": ROLE, "StoppingCondition": {"MaxRuntimeInSeconds": 300}}}
+
+
+def fan_out_fan_in() -> str:
+    middle = [f"Middle{i:02d}" for i in range(MIDDLE)]
+    steps = [_step("First", []), *(_step(name, ["First"]) for name in middle), _step("Last", middle)]
+    return json.dumps({"Version": "2020-12-01", "Metadata": {}, "Parameters": [], "PipelineExperimentConfig": None,
+                       "Steps": steps})
+
+
+def _client(url: str):
+    return boto3.client("sagemaker", endpoint_url=url, region_name="us-east-1", aws_access_key_id="bench",
+                        aws_secret_access_key="x", config=Config(max_pool_connections=50))
+
+
+def run_execution(sm, pipeline: str) -> dict:
+    arn = sm.start_pipeline_execution(PipelineName=pipeline, ClientRequestToken=str(uuid.uuid4()))[
+        "PipelineExecutionArn"]
+    while True:
+        execution = sm.describe_pipeline_execution(PipelineExecutionArn=arn)
+        if execution["PipelineExecutionStatus"] not in ("Executing", "Stopping"):
+            break
+        time.sleep(0.2)
+    if execution["PipelineExecutionStatus"] != "Succeeded":
+        raise RuntimeError(f"{arn}: {execution['PipelineExecutionStatus']}: {execution.get('FailureReason')}")
+    steps = {s["StepName"]: s for s in sm.list_pipeline_execution_steps(
+        PipelineExecutionArn=arn, MaxResults=100)["PipelineExecutionSteps"]}
+    ends, created = {}, {}
+    for name, step in steps.items():
+        job = sm.describe_processing_job(ProcessingJobName=step["Metadata"]["ProcessingJob"]["Arn"].split("/")[-1])
+        ends[name], created[name] = job["ProcessingEndTime"].timestamp(), job["CreationTime"].timestamp()
+    start = {name: s["StartTime"].timestamp() for name, s in steps.items()}
+    middle = [name for name in steps if name.startswith("Middle")]
+    last_middle_end = max(ends[name] for name in middle)
+    handoffs = [start[name] - ends["First"] for name in middle] + [start["Last"] - last_middle_end]
+    job_handoffs = [created[name] - ends["First"] for name in middle] + [created["Last"] - last_middle_end]
+    own = {name: s["EndTime"].timestamp() - s["StartTime"].timestamp() for name, s in steps.items()}
+    middle_own = [own[name] for name in steps if name.startswith("Middle")]
+    return {"handoffs": handoffs, "job_handoffs": job_handoffs, "wall": execution["LastModifiedTime"].timestamp() -
+            execution["CreationTime"].timestamp(), "sum": sum(own.values()),
+            "critical": own["First"] + max(middle_own) + own["Last"]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3, help="executions run one after another")
+    parser.add_argument("--concurrent", type=int, default=20, help="executions started at once")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="selfmaker-bench-pipelines-") as tmp:
+        config = Path(tmp) / "runtimes.json"
+        config.write_text(json.dumps({"images": {IMAGE: {"python": sys.executable}}}))
+        port = free_port()
+        argv = [sys.executable, "-m", "selfmaker.cli", "serve", "--port", str(port), "--data-dir", f"{tmp}/data",
+                "--runtimes-config", str(config)]
+        with ServerProcess("selfmaker", argv, port, "/_selfmaker/health", Path(tmp) / "server.log") as server:
+            sm = _client(server.url)
+            sm.create_pipeline(PipelineName="fan", RoleArn=ROLE, ClientRequestToken=str(uuid.uuid4()),
+                               PipelineDefinition=fan_out_fan_in())
+            run_execution(sm, "fan")  # warm-up
+            sequential = []
+            for i in range(args.rounds):
+                sequential.append(run_execution(sm, "fan"))
+                log(f"round {i + 1}: wall {sequential[-1]['wall']:.2f} s, "
+                    f"hand-off p50 {statistics.median(sequential[-1]['handoffs']) * 1000:.0f} ms")
+            log(f"{args.concurrent} executions at once...")
+            began = time.time()
+            with ThreadPoolExecutor(args.concurrent) as pool:
+                concurrent = list(pool.map(lambda _: run_execution(_client(server.url), "fan"),
+                                           range(args.concurrent)))
+            concurrent_wall = time.time() - began
+    print(f"machine: {machine()}")
+    rows = []
+    for label, results in ((f"1 at a time ({args.rounds} runs)", sequential),
+                           (f"{args.concurrent} at once", concurrent)):
+        handoffs = sorted(h * 1000 for r in results for h in r["handoffs"])
+        job_handoffs = sorted(h * 1000 for r in results for h in r["job_handoffs"])
+        rows.append([label, statistics.median(handoffs), handoffs[int(len(handoffs) * 0.9)],
+                     statistics.median(job_handoffs), job_handoffs[int(len(job_handoffs) * 0.9)],
+                     statistics.median(r["wall"] for r in results), statistics.median(r["critical"] for r in results),
+                     statistics.median(r["sum"] for r in results)])
+    print(table(["20-step fan-out/fan-in", "end -> step start p50 ms", "p90 ms", "end -> job created p50 ms",
+                 "p90 ms", "wall s", "critical path s", "sum of steps s"], rows, title="no-op processing steps"))
+    print(f"\n{args.concurrent} executions ({args.concurrent * 20} jobs) at once: all done in {concurrent_wall:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
