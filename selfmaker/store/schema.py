@@ -281,3 +281,49 @@ sqs_messages = Table(
     Column("receipt_nonce", String(32)),
     Index("ix_sqs_messages_visible", "queue_id", "visible_at", "id"),
 )
+
+# -- CloudWatch metrics and alarms (selfmaker/aws/metric_store.py, cloudwatch.py) ----------------------------
+# A metric: namespace, name and its exact set of dimensions (`dimensions_key`: a digest of them, sorted).
+# `totals` holds the all-time {unit: [sample count, sum]} that the Prometheus exposition reports.
+cw_metrics = Table(
+    "cw_metrics",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", String(12), nullable=False),
+    Column("region", String(32), nullable=False),
+    Column("namespace", String(255), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("dimensions_key", String(64), nullable=False),
+    Column("dimensions", JSON, nullable=False),  # [[name, value], ...] sorted by name
+    Column("totals", JSON, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_cw_metrics_key", "account_id", "region", "namespace", "name", "dimensions_key", unique=True),
+)
+
+# Statistic sets per metric, unit and second (epoch seconds); several rows may share a second.
+cw_datapoints = Table(
+    "cw_datapoints",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("metric_id", Integer, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("unit", String(32), nullable=False),
+    Column("sample_count", Float, nullable=False),
+    Column("sum", Float, nullable=False),
+    Column("minimum", Float, nullable=False),
+    Column("maximum", Float, nullable=False),
+    Index("ix_cw_datapoints_metric", "metric_id", "timestamp"),
+)
+
+# Metric alarms: `data` holds the MetricAlarm as DescribeAlarms returns it; `state` is its StateValue.
+cw_alarms = Table(
+    "cw_alarms",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", String(12), nullable=False),
+    Column("region", String(32), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("data", JSON, nullable=False),
+    Index("ix_cw_alarms_name", "account_id", "region", "name", unique=True),
+)

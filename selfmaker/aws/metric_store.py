@@ -1,0 +1,312 @@
+"""CloudWatch metric data: recorded in memory on the request path, flushed to the store every second.
+
+The endpoint router calls :func:`record` once per inference request, so it does no I/O:
+it folds the value into a statistic set (sample count, sum, minimum, maximum) for its
+(metric, unit, second) under a lock. A background worker writes the sets to the store
+every second (and on shutdown), so a restart loses at most the last second of them.
+Queries read the store and the sets not yet written, so a value is visible at once.
+
+A metric is (account, region, namespace, name, dimensions): its :data:`SeriesKey`.
+Everything a CloudWatch API reads is aggregated here (:func:`aggregate`); the all-time
+totals per metric and unit feed the Prometheus exposition (:func:`prometheus_text`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import threading
+import time
+from collections import defaultdict
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ..server.app import background_worker
+from ..store import schema
+
+log = logging.getLogger("selfmaker.metrics")
+
+MT, DP = schema.cw_metrics, schema.cw_datapoints
+FLUSH_SECONDS = 1.0
+
+# (account, region, namespace, metric name, ((dimension name, value), ...) sorted by name)
+SeriesKey = tuple[str, str, str, str, tuple[tuple[str, str], ...]]
+# [sample count, sum, minimum, maximum]
+StatSet = list
+
+
+def series_key(account_id: str, region: str, namespace: str, name: str, dimensions: dict[str, str]) -> SeriesKey:
+    return account_id, region, namespace, name, tuple(sorted(dimensions.items()))
+
+
+def _merge(into: StatSet, other: StatSet) -> None:
+    into[0] += other[0]
+    into[1] += other[1]
+    into[2] = min(into[2], other[2])
+    into[3] = max(into[3], other[3])
+
+
+# -- recording ----------------------------------------------------------------------
+
+
+class MetricBuffer:
+    """Statistic sets per (series, unit, second) not yet in the store.
+
+    ``pending`` takes new values; a flush moves them to ``flushing`` while it writes,
+    and queries read both, so no value is invisible between the two.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[tuple[SeriesKey, str, int], StatSet] = {}
+        self._flushing: dict[tuple[SeriesKey, str, int], StatSet] = {}
+
+    def add(self, series: SeriesKey, unit: str, second: int, stats: StatSet) -> None:
+        key = (series, unit, second)
+        with self._lock:
+            current = self._pending.get(key)
+            if current is None:
+                self._pending[key] = stats
+            else:
+                _merge(current, stats)
+
+    def begin_flush(self) -> dict:
+        with self._lock:
+            self._flushing, self._pending = self._pending, {}
+            return self._flushing
+
+    def end_flush(self, written: bool) -> None:
+        with self._lock:
+            if not written:  # keep them for the next flush
+                for key, stats in self._flushing.items():
+                    if key in self._pending:
+                        _merge(self._pending[key], stats)
+                    else:
+                        self._pending[key] = stats
+            self._flushing = {}
+
+    def unflushed(self) -> list[tuple[tuple[SeriesKey, str, int], StatSet]]:
+        with self._lock:
+            return [(k, list(v)) for k, v in (*self._flushing.items(), *self._pending.items())]
+
+
+_BUFFER = "metric_store.buffer"
+_BUFFER_LOCK = threading.Lock()
+
+
+def buffer(backends) -> MetricBuffer:
+    found = backends.services.get(_BUFFER)
+    if found is None:
+        with _BUFFER_LOCK:
+            found = backends.services.setdefault(_BUFFER, MetricBuffer())
+    return found
+
+
+def record(backends, account_id: str, region: str, namespace: str, metric_name: str, dimensions: dict[str, str],
+           value: float, unit: str) -> None:
+    """Add one value of a metric at the current second. No I/O: safe on any request path."""
+    value = float(value)
+    buffer(backends).add(series_key(account_id, region, namespace, metric_name, dimensions), unit,
+                         int(time.time()), [1.0, value, value, value])
+
+
+# -- writing ------------------------------------------------------------------------
+
+
+def _dimensions_digest(dimensions: tuple[tuple[str, str], ...]) -> str:
+    return hashlib.sha256(json.dumps(dimensions, separators=(",", ":")).encode()).hexdigest()
+
+
+def _metric_id(conn, series: SeriesKey) -> int:
+    """The metric's row id, creating the row if needed (safe against concurrent writers)."""
+    account_id, region, namespace, name, dimensions = series
+    digest = _dimensions_digest(dimensions)
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    conn.execute(dialect.insert(MT).values(
+        account_id=account_id, region=region, namespace=namespace, name=name, dimensions_key=digest,
+        dimensions=[list(d) for d in dimensions], totals={}, updated_at=time.time()).on_conflict_do_nothing())
+    return conn.execute(select(MT.c.id).where(
+        MT.c.account_id == account_id, MT.c.region == region, MT.c.namespace == namespace, MT.c.name == name,
+        MT.c.dimensions_key == digest)).scalar_one()
+
+
+def write(conn, points: dict[tuple[SeriesKey, str, int], StatSet]) -> None:
+    """Store statistic sets keyed by (series, unit, second), and add them to their metrics' totals."""
+    by_series: dict[SeriesKey, list[tuple[str, int, StatSet]]] = defaultdict(list)
+    for (series, unit, second), stats in points.items():
+        by_series[series].append((unit, second, stats))
+    now = time.time()
+    for series, items in by_series.items():
+        metric_id = _metric_id(conn, series)
+        conn.execute(DP.insert(), [{"metric_id": metric_id, "timestamp": second, "unit": unit,
+                                    "sample_count": s[0], "sum": s[1], "minimum": s[2], "maximum": s[3]}
+                                   for unit, second, s in items])
+        totals = conn.execute(select(MT.c.totals).where(MT.c.id == metric_id)).scalar_one() or {}
+        for unit, _, stats in items:
+            count, total = totals.get(unit, [0.0, 0.0])
+            totals[unit] = [count + stats[0], total + stats[1]]
+        conn.execute(update(MT).where(MT.c.id == metric_id).values(totals=totals, updated_at=now))
+
+
+def flush(backends) -> None:
+    """Write the buffered statistic sets to the store (the background worker calls this every second)."""
+    held = buffer(backends)
+    points = held.begin_flush()
+    if not points:
+        held.end_flush(True)
+        return
+    try:
+        with backends.store.write() as conn:
+            write(conn, points)
+    except Exception:  # the store may be briefly unavailable: keep the data, retry next second
+        log.exception("could not write %d metric statistic sets; will retry", len(points))
+        held.end_flush(False)
+        return
+    held.end_flush(True)
+
+
+class _Flusher:
+    def __init__(self, backends) -> None:
+        self.backends = backends
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="metric-flush", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(FLUSH_SECONDS):
+            flush(self.backends)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        flush(self.backends)
+
+
+@background_worker
+def _start_flusher(backends) -> _Flusher:
+    return _Flusher(backends)
+
+
+# -- reading ------------------------------------------------------------------------
+
+
+def aggregate(backends, series: SeriesKey, start: int, end: int, period: int,
+              unit: str | None = None) -> dict[tuple[int, str], StatSet]:
+    """Statistic sets of ``series`` per (period start, unit) over [start, end), periods aligned to the epoch."""
+    account_id, region, namespace, name, dimensions = series
+    bucket = DP.c.timestamp - DP.c.timestamp % period
+    query = (select(bucket, DP.c.unit, func.sum(DP.c.sample_count), func.sum(DP.c.sum), func.min(DP.c.minimum),
+                    func.max(DP.c.maximum))
+             .join(MT, MT.c.id == DP.c.metric_id)
+             .where(MT.c.account_id == account_id, MT.c.region == region, MT.c.namespace == namespace,
+                    MT.c.name == name, MT.c.dimensions_key == _dimensions_digest(dimensions),
+                    DP.c.timestamp >= start, DP.c.timestamp < end)
+             .group_by(bucket, DP.c.unit))
+    if unit is not None:
+        query = query.where(DP.c.unit == unit)
+    with backends.store.read() as conn:
+        result = {(int(b), u): [c, s, lo, hi] for b, u, c, s, lo, hi in conn.execute(query)}
+    for (key_series, key_unit, second), stats in buffer(backends).unflushed():
+        if key_series == series and start <= second < end and (unit is None or key_unit == unit):
+            key = (second - second % period, key_unit)
+            if key in result:
+                _merge(result[key], stats)
+            else:
+                result[key] = stats
+    return result
+
+
+def list_metrics(backends, account_id: str, region: str, namespace: str | None = None, name: str | None = None,
+                 active_since: float | None = None, after_id: int = 0, limit: int = 500) -> list:
+    """Metric rows (id, namespace, name, dimensions), oldest first, after row ``after_id``."""
+    query = (select(MT.c.id, MT.c.namespace, MT.c.name, MT.c.dimensions)
+             .where(MT.c.account_id == account_id, MT.c.region == region, MT.c.id > after_id)
+             .order_by(MT.c.id).limit(limit))
+    if namespace is not None:
+        query = query.where(MT.c.namespace == namespace)
+    if name is not None:
+        query = query.where(MT.c.name == name)
+    if active_since is not None:
+        query = query.where(MT.c.updated_at >= active_since)
+    with backends.store.read() as conn:
+        return conn.execute(query).all()
+
+
+# -- Prometheus exposition ----------------------------------------------------------
+
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_TIME_UNITS = {"Seconds": 1.0, "Milliseconds": 1e-3, "Microseconds": 1e-6}
+_BYTE_UNITS = {"Bytes": 1.0, "Kilobytes": 1e3, "Megabytes": 1e6, "Gigabytes": 1e9, "Terabytes": 1e12}
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def _snake(text: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9]+", "_", _CAMEL.sub("_", text)).strip("_").lower()
+    return f"_{name}" if name[:1].isdigit() else name
+
+
+def _family(namespace: str, name: str, unit: str) -> tuple[str, str, float]:
+    """(metric family name, Prometheus type, factor to its base unit) for a CloudWatch metric and unit."""
+    prefix = "_".join(re.sub(r"[^a-z0-9]+", "_", part.lower()).strip("_")
+                      for part in namespace.split("/") if part.lower() != "aws")
+    base = f"{prefix}_{_snake(name)}" if prefix else _snake(name)
+    if unit == "Count":
+        return f"{base}_total", "counter", 1.0
+    if unit in _TIME_UNITS:
+        return f"{base}_seconds", "summary", _TIME_UNITS[unit]
+    if unit in _BYTE_UNITS:
+        return f"{base}_bytes", "summary", _BYTE_UNITS[unit]
+    return base, "summary", 1.0
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _number(value: float) -> str:
+    return repr(float(value))
+
+
+def _totals(backends) -> dict[SeriesKey, dict[str, list[float]]]:
+    with backends.store.read() as conn:
+        rows = conn.execute(select(MT.c.account_id, MT.c.region, MT.c.namespace, MT.c.name, MT.c.dimensions,
+                                   MT.c.totals).order_by(MT.c.id)).all()
+    totals: dict[SeriesKey, dict[str, list[float]]] = {}
+    for account_id, region, namespace, name, dimensions, by_unit in rows:
+        series = (account_id, region, namespace, name, tuple(tuple(d) for d in dimensions))
+        totals[series] = {unit: list(v) for unit, v in (by_unit or {}).items()}
+    for (series, unit, _), stats in buffer(backends).unflushed():
+        count, total = totals.setdefault(series, {}).get(unit, [0.0, 0.0])
+        totals[series][unit] = [count + stats[0], total + stats[1]]
+    return totals
+
+
+def prometheus_text(backends) -> str:
+    """Every metric the store holds, in the Prometheus text format: counters for Count metrics, summaries
+    (``_sum``, ``_count``, in seconds or bytes where the unit says so) for the others."""
+    families: dict[str, tuple[str, str, list[str]]] = {}
+    for series, by_unit in _totals(backends).items():
+        account_id, region, namespace, name, dimensions = series
+        labels = {_snake(k) or "dimension": v for k, v in dimensions}
+        labels.setdefault("account", account_id)
+        labels.setdefault("region", region)
+        rendered = "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "}"
+        for unit, (count, total) in by_unit.items():
+            family, kind, factor = _family(namespace, name, unit)
+            help_text = f"CloudWatch metric {namespace} {name} ({unit})"
+            samples = families.setdefault(family, (kind, help_text, []))[2]
+            if kind == "counter":
+                samples.append(f"{family}{rendered} {_number(total)}")
+            else:
+                samples.append(f"{family}_sum{rendered} {_number(total * factor)}")
+                samples.append(f"{family}_count{rendered} {_number(count)}")
+    lines: list[str] = []
+    for family, (kind, help_text, samples) in sorted(families.items()):
+        help_text = help_text.replace("\\", r"\\").replace("\n", r"\n")
+        lines += [f"# HELP {family} {help_text}", f"# TYPE {family} {kind}", *samples]
+    return "\n".join(lines) + "\n" if lines else ""

@@ -1,0 +1,334 @@
+"""CloudWatch metrics and alarms through boto3 (JSON 1.0 and Smithy RPC v2 CBOR) and the aws CLI; the internal
+recording API, the alarm evaluator, restarts and the Prometheus exposition."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import time
+import urllib.request
+
+import botocore.parsers
+import botocore.serialize
+import pytest
+from botocore.exceptions import ClientError
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+
+
+@pytest.fixture
+def cw(client):
+    return client("cloudwatch")
+
+
+@pytest.fixture
+def cw_cbor(client):
+    """A client speaking Smithy RPC v2 CBOR, as botocore does when a service offers no JSON protocol."""
+    made = client("cloudwatch")
+    made._serializer = botocore.serialize.create_serializer("smithy-rpc-v2-cbor", True)
+
+    class Parsers:
+        @staticmethod
+        def create_parser(_protocol):
+            return botocore.parsers.create_parser("smithy-rpc-v2-cbor")
+
+    made._endpoint._response_parser_factory = Parsers()
+    sent = []
+    made.meta.events.register("before-send", lambda request, **_: sent.append(request.headers.get("smithy-protocol")))
+    made.sent_protocols = sent
+    return made
+
+
+def _at(seconds: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
+
+
+def _error(call, **kwargs) -> tuple[str, int]:
+    with pytest.raises(ClientError) as info:
+        call(**kwargs)
+    return info.value.response["Error"]["Code"], info.value.response["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def _minute_ago() -> int:
+    """The start of the last complete minute."""
+    return int(time.time()) // 60 * 60 - 60
+
+
+def _wait_for_state(cw, name: str, state: str, timeout: float = 15.0) -> dict:
+    deadline = time.time() + timeout
+    while True:
+        alarm = cw.describe_alarms(AlarmNames=[name])["MetricAlarms"][0]
+        if alarm["StateValue"] == state or time.time() > deadline:
+            assert alarm["StateValue"] == state, alarm
+            return alarm
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("protocol", ["json", "cbor"])
+def test_put_and_get_metric_statistics(cw, cw_cbor, protocol, unique):
+    cw = cw if protocol == "json" else cw_cbor
+    namespace, start = unique("App"), _minute_ago() - 60
+    host_a = [{"Name": "Host", "Value": "a"}]
+    cw.put_metric_data(Namespace=namespace, MetricData=[
+        {"MetricName": "Latency", "Dimensions": host_a, "Value": 10.0, "Unit": "Milliseconds", "Timestamp": _at(start)},
+        {"MetricName": "Latency", "Dimensions": host_a, "Value": 30.0, "Unit": "Milliseconds",
+         "Timestamp": _at(start + 20)},
+        {"MetricName": "Latency", "Dimensions": host_a, "Unit": "Milliseconds", "Timestamp": _at(start + 60),
+         "StatisticValues": {"SampleCount": 4, "Sum": 20.0, "Minimum": 2.0, "Maximum": 8.0}},
+        {"MetricName": "Latency", "Dimensions": host_a, "Unit": "Milliseconds", "Timestamp": _at(start + 70),
+         "Values": [1.0, 100.0], "Counts": [3, 1]},
+        {"MetricName": "Latency", "Dimensions": [{"Name": "Host", "Value": "b"}], "Value": 999.0,
+         "Timestamp": _at(start)},
+    ])
+    got = cw.get_metric_statistics(Namespace=namespace, MetricName="Latency", Dimensions=host_a,
+                                   StartTime=_at(start - 60), EndTime=_at(start + 120), Period=60,
+                                   Statistics=["SampleCount", "Sum", "Average", "Minimum", "Maximum"])
+    assert got["Label"] == "Latency"
+    points = sorted(got["Datapoints"], key=lambda p: p["Timestamp"])
+    assert [p["Timestamp"] for p in points] == [_at(start), _at(start + 60)]
+    assert {k: points[0][k] for k in ("SampleCount", "Sum", "Average", "Minimum", "Maximum", "Unit")} == {
+        "SampleCount": 2.0, "Sum": 40.0, "Average": 20.0, "Minimum": 10.0, "Maximum": 30.0, "Unit": "Milliseconds"}
+    assert {k: points[1][k] for k in ("SampleCount", "Sum", "Minimum", "Maximum")} == {
+        "SampleCount": 8.0, "Sum": 123.0, "Minimum": 1.0, "Maximum": 100.0}
+    # One-second periods see each datum; another unit or dimension set sees none of host a's.
+    fine = cw.get_metric_statistics(Namespace=namespace, MetricName="Latency", Dimensions=host_a,
+                                    StartTime=_at(start), EndTime=_at(start + 60), Period=1, Statistics=["Sum"])
+    assert sorted(p["Sum"] for p in fine["Datapoints"]) == [10.0, 30.0]
+    assert cw.get_metric_statistics(Namespace=namespace, MetricName="Latency", Dimensions=host_a, Unit="Seconds",
+                                    StartTime=_at(start), EndTime=_at(start + 120), Period=60,
+                                    Statistics=["Sum"])["Datapoints"] == []
+    assert [p["Sum"] for p in cw.get_metric_statistics(
+        Namespace=namespace, MetricName="Latency", Dimensions=[{"Name": "Host", "Value": "b"}],
+        StartTime=_at(start), EndTime=_at(start + 120), Period=120, Statistics=["Sum"])["Datapoints"]] == [999.0]
+    if protocol == "cbor":
+        assert set(cw.sent_protocols) == {b"rpc-v2-cbor"}
+
+
+def test_get_metric_data_and_pages(cw, unique):
+    namespace, start = unique("App"), _minute_ago() - 120
+    cw.put_metric_data(Namespace=namespace, MetricData=[
+        {"MetricName": "Requests", "Value": float(i + 1), "Unit": "Count", "Timestamp": _at(start + 60 * i)}
+        for i in range(3)])
+    metric = {"Namespace": namespace, "MetricName": "Requests"}
+    queries = [{"Id": "sum", "MetricStat": {"Metric": metric, "Period": 60, "Stat": "Sum"}, "Label": "total"},
+               {"Id": "hidden", "MetricStat": {"Metric": metric, "Period": 60, "Stat": "Maximum"},
+                "ReturnData": False}]
+    got = cw.get_metric_data(MetricDataQueries=queries, StartTime=_at(start), EndTime=_at(start + 180),
+                             ScanBy="TimestampAscending")
+    assert [(r["Id"], r["Label"], r["Values"], r["StatusCode"]) for r in got["MetricDataResults"]] == [
+        ("sum", "total", [1.0, 2.0, 3.0], "Complete")]
+    assert got["MetricDataResults"][0]["Timestamps"] == [_at(start + 60 * i) for i in range(3)]
+
+    values, token = [], None
+    for _ in range(5):
+        page = cw.get_metric_data(MetricDataQueries=queries[:1], StartTime=_at(start), EndTime=_at(start + 180),
+                                  MaxDatapoints=2, **({"NextToken": token} if token else {}))
+        values += page["MetricDataResults"][0]["Values"]
+        token = page.get("NextToken")
+        if not token:
+            break
+    assert values == [3.0, 2.0, 1.0]  # newest first by default
+    assert _error(cw.get_metric_data, MetricDataQueries=[{"Id": "e", "Expression": "SUM(METRICS())"}],
+                  StartTime=_at(start), EndTime=_at(start + 180)) == ("InvalidParameterValue", 400)
+
+
+def test_list_metrics(cw, unique):
+    namespace = unique("App")
+    cw.put_metric_data(Namespace=namespace, MetricData=[
+        {"MetricName": "Hits", "Dimensions": [{"Name": "Page", "Value": "home"}], "Value": 1.0},
+        {"MetricName": "Hits", "Dimensions": [{"Name": "Page", "Value": "about"}], "Value": 1.0},
+        {"MetricName": "Errors", "Value": 1.0}])
+
+    def listed(**kwargs):
+        return sorted((m["MetricName"], tuple((d["Name"], d["Value"]) for d in m["Dimensions"]))
+                      for m in cw.list_metrics(Namespace=namespace, **kwargs)["Metrics"])
+
+    assert listed() == [("Errors", ()), ("Hits", (("Page", "about"),)), ("Hits", (("Page", "home"),))]
+    assert listed(MetricName="Hits", Dimensions=[{"Name": "Page", "Value": "home"}]) == [
+        ("Hits", (("Page", "home"),))]
+    assert listed(Dimensions=[{"Name": "Page"}], RecentlyActive="PT3H") == [
+        ("Hits", (("Page", "about"),)), ("Hits", (("Page", "home"),))]
+
+
+def test_alarm_lifecycle(cw, unique):
+    namespace, name = unique("App"), unique("alarm")
+    cw.put_metric_data(Namespace=namespace, MetricData=[
+        {"MetricName": "Errors", "Value": 5.0, "Unit": "Count", "Timestamp": _at(_minute_ago() + 1)}])
+    cw.put_metric_alarm(AlarmName=name, Namespace=namespace, MetricName="Errors", Statistic="Sum", Period=60,
+                        EvaluationPeriods=3, DatapointsToAlarm=1, Threshold=3.0,
+                        ComparisonOperator="GreaterThanOrEqualToThreshold", AlarmDescription="too many errors",
+                        Tags=[{"Key": "team", "Value": "ml"}])
+    alarm = _wait_for_state(cw, name, "ALARM")
+    assert alarm["AlarmArn"] == f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{name}"
+    assert alarm["StateReason"].startswith("Threshold Crossed: 1 out of the last 3 datapoints [5.0 (")
+    assert json.loads(alarm["StateReasonData"])["recentDatapoints"] == [5.0]
+    assert alarm["AlarmDescription"] == "too many errors" and alarm["TreatMissingData"] == "missing"
+    assert cw.list_tags_for_resource(ResourceARN=alarm["AlarmArn"])["Tags"] == [{"Key": "team", "Value": "ml"}]
+
+    # SetAlarmState holds until the alarm's next evaluation (at the end of the current minute).
+    cw.set_alarm_state(AlarmName=name, StateValue="OK", StateReason="silenced by hand",
+                       StateReasonData='{"by": "test"}')
+    held = cw.describe_alarms(AlarmNames=[name])["MetricAlarms"][0]
+    assert (held["StateValue"], held["StateReason"], held["StateReasonData"]) == (
+        "OK", "silenced by hand", '{"by": "test"}')
+    assert held["StateUpdatedTimestamp"] > alarm["StateUpdatedTimestamp"]
+    assert [a["AlarmName"] for a in cw.describe_alarms(AlarmNamePrefix=name, StateValue="OK")["MetricAlarms"]] == [
+        name]
+
+    # An update replaces the configuration, keeps the state, and is evaluated at once.
+    cw.put_metric_alarm(AlarmName=name, Namespace=namespace, MetricName="Errors", Statistic="Sum", Period=60,
+                        EvaluationPeriods=3, Threshold=100.0, ComparisonOperator="GreaterThanThreshold")
+    assert cw.describe_alarms(AlarmNames=[name])["MetricAlarms"][0]["Threshold"] == 100.0
+    _wait_for_state(cw, name, "OK")
+
+    assert _error(cw.delete_alarms, AlarmNames=[name, unique("absent")]) == ("ResourceNotFound", 404)
+    assert cw.describe_alarms(AlarmNames=[name])["MetricAlarms"]  # nothing was deleted
+    cw.delete_alarms(AlarmNames=[name])
+    assert cw.describe_alarms(AlarmNames=[name])["MetricAlarms"] == []
+    assert _error(cw.set_alarm_state, AlarmName=name, StateValue="OK", StateReason="x") == ("ResourceNotFound", 404)
+
+
+@pytest.mark.parametrize("treat,state", [("breaching", "ALARM"), ("notBreaching", "OK"),
+                                         ("missing", "INSUFFICIENT_DATA"), ("ignore", "INSUFFICIENT_DATA")])
+def test_treat_missing_data(cw, unique, treat, state):
+    name = unique(f"missing-{treat}")
+    cw.put_metric_alarm(AlarmName=name, Namespace=unique("Empty"), MetricName="Nothing", Statistic="Average",
+                        Period=10, EvaluationPeriods=2, Threshold=1.0, ComparisonOperator="LessThanThreshold",
+                        TreatMissingData=treat)
+    alarm = _wait_for_state(cw, name, state)
+    if treat in ("breaching", "notBreaching"):
+        assert "2 missing datapoints were treated as" in alarm["StateReason"]
+    cw.delete_alarms(AlarmNames=[name])
+
+
+def test_bad_requests(cw, unique):
+    namespace, now = unique("App"), time.time()
+    metric = {"Namespace": namespace, "MetricName": "M", "StartTime": _at(now - 600), "EndTime": _at(now)}
+    alarm = {"AlarmName": unique("bad"), "Namespace": namespace, "MetricName": "M", "Statistic": "Sum",
+             "Period": 60, "EvaluationPeriods": 1, "Threshold": 1.0, "ComparisonOperator": "GreaterThanThreshold"}
+    cases = [
+        (cw.put_metric_data, {"Namespace": "AWS/SageMaker", "MetricData": [{"MetricName": "M", "Value": 1.0}]},
+         "InvalidParameterValue"),
+        (cw.put_metric_data, {"Namespace": namespace, "MetricData": [{"MetricName": "M", "Value": 1.0,
+                                                                      "Values": [1.0]}]},
+         "InvalidParameterCombination"),
+        (cw.put_metric_data, {"Namespace": namespace, "MetricData": [{"MetricName": "M", "Value": 1.0,
+                                                                      "Timestamp": _at(now - 30 * 86400)}]},
+         "InvalidParameterValue"),
+        (cw.put_metric_data, {"Namespace": namespace, "MetricData": [{"MetricName": "M", "Values": [1.0, 2.0],
+                                                                      "Counts": [1.0]}]},
+         "InvalidParameterValue"),
+        (cw.get_metric_statistics, {**metric, "Period": 60}, "InvalidParameterCombination"),
+        (cw.get_metric_statistics, {**metric, "Period": 7, "Statistics": ["Sum"]}, "InvalidParameterValue"),
+        (cw.get_metric_statistics, {**metric, "Period": 60, "ExtendedStatistics": ["p99"]},
+         "InvalidParameterValue"),
+        (cw.get_metric_statistics, {**metric, "Period": 60, "Statistics": ["Median"]}, "ValidationError"),
+        (cw.get_metric_statistics, {**metric, "StartTime": _at(now - 86400), "Period": 1, "Statistics": ["Sum"]},
+         "InvalidParameterCombination"),
+        (cw.put_metric_alarm, {**alarm, "AlarmActions": ["arn:aws:sns:us-east-1:123456789012:t"]},
+         "InvalidParameterValue"),
+        (cw.put_metric_alarm, {**alarm, "TreatMissingData": "sometimes"}, "InvalidParameterValue"),
+        (cw.put_metric_alarm, {**alarm, "DatapointsToAlarm": 2}, "InvalidParameterValue"),
+        (cw.put_metric_alarm, {**alarm, "Period": 45}, "InvalidParameterValue"),
+        (cw.put_metric_alarm, {k: v for k, v in alarm.items() if k != "Threshold"}, "MissingParameter"),
+        (cw.put_metric_alarm, {**alarm, "ComparisonOperator": "LessThanLowerOrGreaterThanUpperThreshold"},
+         "InvalidParameterValue"),
+        (cw.set_alarm_state, {"AlarmName": unique("none"), "StateValue": "ALARM", "StateReason": "x"},
+         "ResourceNotFound"),
+    ]
+    for call, kwargs, code in cases:
+        assert _error(call, **kwargs)[0] == code, kwargs
+    assert cw.describe_alarms(AlarmNames=[alarm["AlarmName"]])["MetricAlarms"] == []
+    assert cw.list_metrics(Namespace=namespace)["Metrics"] == []
+
+
+def test_aws_cli(server, cw, unique):
+    namespace = unique("Cli")
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "AWS_DEFAULT_REGION": REGION}
+    aws = ["aws", "--endpoint-url", server.url, "--output", "json", "cloudwatch"]
+    start = _minute_ago()
+    put = subprocess.run(aws + ["put-metric-data", "--namespace", namespace, "--metric-name", "Jobs",
+                                "--value", "4", "--unit", "Count", "--timestamp", str(start + 5)],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert put.returncode == 0, put.stderr
+    got = subprocess.run(aws + ["get-metric-statistics", "--namespace", namespace, "--metric-name", "Jobs",
+                                "--start-time", str(start), "--end-time", str(start + 60), "--period", "60",
+                                "--statistics", "Sum", "SampleCount"],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert got.returncode == 0, got.stderr
+    points = json.loads(got.stdout)["Datapoints"]
+    assert [(p["Sum"], p["SampleCount"], p["Unit"]) for p in points] == [(4.0, 1.0, "Count")]
+    bad = subprocess.run(aws + ["get-metric-statistics", "--namespace", namespace, "--metric-name", "Jobs",
+                                "--start-time", str(start + 60), "--end-time", str(start), "--period", "60",
+                                "--statistics", "Sum"], capture_output=True, text=True, env=env, timeout=60)
+    assert bad.returncode != 0 and "InvalidParameterValue" in bad.stderr
+
+
+def _prometheus(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        return response.read().decode()
+
+
+def test_internal_api_restart_and_prometheus(make_server, client, tmp_path):
+    """What the endpoint router and deployment engine use: record() with no I/O, flushed to the store;
+    the alarm evaluator sees unflushed values; data survives a restart; GET /metrics exposes every metric."""
+    from selfmaker.aws import cloudwatch, metric_store
+    from selfmaker.config import Settings
+    from selfmaker.server.app import Backends
+
+    srv = make_server("cloudwatch-restart")
+    backends = Backends.build(Settings(data_dir=srv.data_dir, database_url=srv.database_url))
+    try:
+        variant = {"EndpointName": "ep", "VariantName": "AllTraffic"}
+        for latency in (1500.0, 2500.0):
+            metric_store.record(backends, ACCOUNT, REGION, "AWS/SageMaker", "Invocations", variant, 1, "Count")
+            metric_store.record(backends, ACCOUNT, REGION, "AWS/SageMaker", "ModelLatency", variant, latency,
+                                "Microseconds")
+        now = int(time.time())
+        series = metric_store.series_key(ACCOUNT, REGION, "AWS/SageMaker", "ModelLatency", variant)
+        assert list(metric_store.aggregate(backends, series, now - 5, now + 5, 10).values()) == [
+            [2.0, 4000.0, 1500.0, 2500.0]]  # visible before any flush
+        alarm = {"Namespace": "AWS/SageMaker", "MetricName": "ModelLatency", "Dimensions": [
+            {"Name": k, "Value": v} for k, v in variant.items()], "Statistic": "Average", "Period": 10,
+            "EvaluationPeriods": 1, "Threshold": 1000.0, "ComparisonOperator": "GreaterThanThreshold"}
+        state, reason, _ = cloudwatch.evaluate(backends, ACCOUNT, REGION, alarm, now // 10 * 10 + 10)
+        assert state == "ALARM" and "[2000.0 (" in reason
+        assert cloudwatch.alarm_state(backends, ACCOUNT, REGION, "no-such-alarm") is None
+        metric_store.flush(backends)
+    finally:
+        backends.close()
+
+    srv.start()
+    cw = client("cloudwatch", srv=srv)
+    got = cw.get_metric_statistics(Namespace="AWS/SageMaker", MetricName="Invocations",
+                                   Dimensions=[{"Name": k, "Value": v} for k, v in variant.items()],
+                                   StartTime=_at(now - 60), EndTime=_at(now + 60), Period=120, Statistics=["Sum"])
+    assert [p["Sum"] for p in got["Datapoints"]] == [2.0]
+    cw.put_metric_data(Namespace="My/App", MetricData=[{"MetricName": "QueueDepth", "Value": 3.0,
+                                                        "Dimensions": [{"Name": "Queue", "Value": 'a"b'}]}])
+    cw.put_metric_alarm(AlarmName="slow", Namespace="AWS/SageMaker", MetricName="ModelLatency",
+                        Dimensions=alarm["Dimensions"], Statistic="Average", Period=60, EvaluationPeriods=1,
+                        Threshold=1.0, ComparisonOperator="GreaterThanThreshold", TreatMissingData="breaching")
+    _wait_for_state(cw, "slow", "ALARM")
+    srv.stop()
+
+    backends = Backends.build(Settings(data_dir=srv.data_dir, database_url=srv.database_url))
+    try:
+        assert cloudwatch.alarm_state(backends, ACCOUNT, REGION, "slow") == "ALARM"
+    finally:
+        backends.close()
+
+    srv.start()
+    text = _prometheus(f"{srv.url}/metrics")
+    labels = f'endpoint_name="ep",variant_name="AllTraffic",account="{ACCOUNT}",region="{REGION}"'
+    assert "# TYPE sagemaker_invocations_total counter" in text
+    assert f"sagemaker_invocations_total{{{labels}}} 2.0" in text
+    assert "# TYPE sagemaker_model_latency_seconds summary" in text
+    assert f"sagemaker_model_latency_seconds_sum{{{labels}}} 0.004" in text
+    assert f"sagemaker_model_latency_seconds_count{{{labels}}} 2.0" in text
+    assert f'my_app_queue_depth_sum{{queue="a\\"b",account="{ACCOUNT}",region="{REGION}"}} 3.0' in text
+    assert _prometheus(f"{srv.url}/_selfmaker/metrics") == text
