@@ -1,9 +1,10 @@
 """The ASGI application: every wire protocol on one port.
 
-A request is routed by, in order: our own health path; the S3 virtual host
-(``bucket.localhost``); ``X-Amz-Target`` (JSON 1.1 services); the SigV4
-signing service (s3, sts, iam, or sagemaker's rest-json services matched by
-method and path). Authentication happens once, here, before any handler.
+A request is routed by, in order: our own health and metrics paths; the S3 virtual
+host (``bucket.localhost``); ``X-Amz-Target`` (JSON services); the Smithy RPC v2
+CBOR path (CloudWatch); the SigV4 signing service (s3, sts, iam, or sagemaker's
+rest-json services matched by method and path). Authentication happens once,
+here, before any handler.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ..config import Settings
 from ..store import Store
 from ..store.resources import ResourceStore
 from .auth import make_authenticator, signing_scope
+from .cbor_protocol import cbor_error, handle_rpc_v2_cbor, match_rpc_v2_cbor
 from .errors import AWSError
 from .http import Request, Response
 from .operations import Context, load_all
@@ -30,12 +32,16 @@ from .protocol import (ensure_form, handle_json, handle_query, handle_rest_json,
 log = logging.getLogger("selfmaker")
 
 # X-Amz-Target prefix -> botocore service name
-JSON_TARGETS = {"SageMaker": "sagemaker", "Logs_20140328": "logs", "AmazonAthena": "athena", "AmazonSQS": "sqs"}
+JSON_TARGETS = {"SageMaker": "sagemaker", "Logs_20140328": "logs", "AmazonAthena": "athena", "AmazonSQS": "sqs",
+                "GraniteServiceVersion20100801": "cloudwatch"}
 # rest-json services that sign as "sagemaker", tried in this order
 SAGEMAKER_REST_SERVICES = ("sagemaker-runtime", "sagemaker-featurestore-runtime", "sagemaker-metrics",
                            "sagemaker-edge")
 QUERY_SERVICES = ("sts", "iam")
+# Smithy RPC v2 CBOR: the path's service (the model's targetPrefix) -> botocore service name
+RPC_V2_CBOR_SERVICES = {"GraniteServiceVersion20100801": "cloudwatch"}
 HEALTH_PATH = "/_selfmaker/health"
+METRICS_PATH = "/_selfmaker/metrics"  # Prometheus; also /metrics when unsigned
 
 # Background workers (flushers, reconcilers): factories that services register when imported. Each takes
 # the Backends and returns an object with start() and stop(); the lifespan starts them after the server is
@@ -110,6 +116,9 @@ class SelfMakerApp:
     async def handle(self, request: Request) -> Response:
         if request.path == HEALTH_PATH or (request.path == "/health" and "authorization" not in request.headers):
             return self._health()
+        if request.method == "GET" and (request.path == METRICS_PATH or (
+                request.path == "/metrics" and "authorization" not in request.headers)):
+            return await self._metrics()
 
         scope = signing_scope(request)
         bucket_host = self._virtual_host_bucket(request)
@@ -129,6 +138,16 @@ class SelfMakerApp:
             if error:
                 return json_error(error, ctx.request_id, service)
             return await handle_json(ctx, request, op_name)
+        if (rpc := match_rpc_v2_cbor(request)) is not None:
+            service = RPC_V2_CBOR_SERVICES.get(rpc[0])
+            ctx = self._context(service or "sagemaker")
+            if service is None:
+                return cbor_error(AWSError("UnknownOperationException", f"SelfMaker does not serve the API "
+                                                                        f"{rpc[0]!r}."), ctx.request_id)
+            error = await self._authenticate(ctx, request, scope)
+            if error:
+                return cbor_error(error, ctx.request_id, service)
+            return await handle_rpc_v2_cbor(ctx, request, rpc[1])
         if signed_service in QUERY_SERVICES:
             ctx = self._context(signed_service)
             error = await self._authenticate(ctx, request, scope)
@@ -190,6 +209,12 @@ class SelfMakerApp:
         from ..objects.endpoint import handle_s3
 
         return await handle_s3(self.backends, request, scope, bucket_host)
+
+    async def _metrics(self) -> Response:
+        from ..aws.metric_store import PROMETHEUS_CONTENT_TYPE, prometheus_text
+
+        text = await anyio.to_thread.run_sync(prometheus_text, self.backends)
+        return Response(200, text.encode(), [("Content-Type", PROMETHEUS_CONTENT_TYPE)])
 
     def _health(self) -> Response:
         body = {"status": "ok", "version": __version__, "database": self.backends.store.engine.dialect.name,

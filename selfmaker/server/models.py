@@ -20,6 +20,7 @@ SERVED_SERVICES = (
     "logs",
     "athena",
     "sqs",
+    "cloudwatch",
 )
 
 

@@ -103,6 +103,17 @@ def _modeled_query_codes(service: str) -> dict[str, str] | None:
             if shape.metadata.get("error", {}).get("code")}
 
 
+@lru_cache(maxsize=None)
+def _modeled_statuses(service: str) -> dict[str, int]:
+    return {shape.name: shape.metadata["error"]["httpStatusCode"] for shape in service_model(service).error_shapes
+            if shape.metadata.get("error", {}).get("httpStatusCode")}
+
+
+def error_status(service: str | None, err: AWSError) -> int:
+    """The HTTP status of an error: its shape's, when the service's model gives one."""
+    return _modeled_statuses(service).get(err.code, err.status) if service else err.status
+
+
 def query_error_header(service: str | None, err: AWSError) -> list[tuple[str, str]]:
     modeled = _modeled_query_codes(service) if service else None
     if modeled is None:
@@ -123,7 +134,7 @@ def _json_content_type(service: str | None) -> str:
 def json_error(err: AWSError, request_id: str, service: str | None = None) -> Response:
     body = {"__type": err.code, "Message": err.message, **err.fields}
     return Response(
-        err.status,
+        error_status(service, err),
         json.dumps(body).encode(),
         [("Content-Type", _json_content_type(service)), ("X-Amzn-ErrorType", err.code),
          ("X-Amzn-RequestId", request_id), *query_error_header(service, err)],
