@@ -24,7 +24,8 @@ from selfmaker.server.validate import _compiled
 
 load_all()
 CREDS = Credentials("AKIDEXAMPLE", "secret")
-JSON_SERVICES = {"sagemaker": "SageMaker", "logs": "Logs_20140328", "sqs": "AmazonSQS"}
+JSON_SERVICES = {"sagemaker": "SageMaker", "logs": "Logs_20140328", "sqs": "AmazonSQS",
+                 "cloudwatch": "GraniteServiceVersion20100801"}
 
 
 def _minimal(shape, depth=0):
