@@ -332,3 +332,40 @@ def test_internal_api_restart_and_prometheus(make_server, client, tmp_path):
     assert f"sagemaker_model_latency_seconds_count{{{labels}}} 2.0" in text
     assert f'my_app_queue_depth_sum{{queue="a\\"b",account="{ACCOUNT}",region="{REGION}"}} 3.0' in text
     assert _prometheus(f"{srv.url}/_selfmaker/metrics") == text
+
+
+def test_old_data_is_rolled_up_and_expired(tmp_path):
+    """One-second statistic sets older than three hours become one per minute (and so on), as CloudWatch
+    keeps them; the statistics over them do not change."""
+    from sqlalchemy import func, select
+
+    from selfmaker.aws import metric_store
+    from selfmaker.config import Settings
+    from selfmaker.server.app import Backends
+    from selfmaker.store import schema
+
+    backends = Backends.build(Settings(data_dir=tmp_path / "data"))
+    try:
+        series = metric_store.series_key(ACCOUNT, REGION, "App", "Load", {})
+        now = time.time()
+        minute = int(now - 4 * 3600) // 120 * 120  # a minute that starts a two-minute period
+        points = {(series, "Count", minute + s): [1.0, float(s), float(s), float(s)] for s in (0, 1, 59)}
+        points[(series, "Count", minute + 60)] = [2.0, 5.0, 2.0, 3.0]
+        points[(series, "Count", int(now) - 10)] = [1.0, 7.0, 7.0, 7.0]  # recent: stays at one second
+        points[(series, "Count", int(now - 500 * 86_400))] = [1.0, 1.0, 1.0, 1.0]  # expired
+        with backends.store.write() as conn:
+            metric_store.write(conn, points)
+        before = metric_store.aggregate(backends, series, minute, minute + 120, 120)
+
+        rolled: dict[int, int] = {}
+        metric_store.roll_up(backends, now, since=rolled)
+        metric_store.roll_up(backends, now, since=rolled)  # again: nothing left to merge
+        with backends.store.read() as conn:
+            stamps = sorted(conn.execute(select(schema.cw_datapoints.c.timestamp)).scalars())
+        assert stamps == [minute, minute + 60, int(now) - 10]
+        assert metric_store.aggregate(backends, series, minute, minute + 120, 120) == before == {
+            (minute, "Count"): [5.0, 65.0, 0.0, 59.0]}
+        assert metric_store.aggregate(backends, series, minute, minute + 60, 60)[(minute, "Count")] == [
+            3.0, 60.0, 0.0, 59.0]
+    finally:
+        backends.close()

@@ -168,18 +168,61 @@ def flush(backends) -> None:
     held.end_flush(True)
 
 
+# -- retention ----------------------------------------------------------------------
+
+# As CloudWatch keeps data: (age in seconds, resolution it is rolled up to). Data older than
+# RETENTION_SECONDS is deleted.
+RESOLUTIONS = ((3 * 3600, 60), (15 * 86_400, 300), (63 * 86_400, 3600))
+RETENTION_SECONDS = 455 * 86_400
+ROLL_UP_SECONDS = 60.0
+
+
+def roll_up(backends, now: float | None = None, since: dict[int, int] | None = None) -> None:
+    """Merge old statistic sets into one per (metric, unit, coarser period), and drop expired ones.
+
+    ``since`` remembers, per resolution, up to where the last call rolled up, so that each
+    call reads only the data that has aged since (None: look at everything).
+    """
+    now = time.time() if now is None else now
+    since = {} if since is None else since
+    with backends.store.write() as conn:
+        conn.execute(DP.delete().where(DP.c.timestamp < int(now - RETENTION_SECONDS)))
+        for age, resolution in RESOLUTIONS:
+            cutoff = int(now - age) // resolution * resolution
+            bucket = DP.c.timestamp - DP.c.timestamp % resolution
+            groups = conn.execute(
+                select(DP.c.metric_id, DP.c.unit, bucket, func.sum(DP.c.sample_count), func.sum(DP.c.sum),
+                       func.min(DP.c.minimum), func.max(DP.c.maximum))
+                .where(DP.c.timestamp < cutoff, DP.c.timestamp >= since.get(resolution, 0) - resolution)
+                .group_by(DP.c.metric_id, DP.c.unit, bucket).having(func.count() > 1)).all()
+            for metric_id, unit, start, count, total, low, high in groups:
+                conn.execute(DP.delete().where(DP.c.metric_id == metric_id, DP.c.unit == unit,
+                                               DP.c.timestamp >= start, DP.c.timestamp < start + resolution))
+                conn.execute(DP.insert().values(metric_id=metric_id, unit=unit, timestamp=start, sample_count=count,
+                                                sum=total, minimum=low, maximum=high))
+            since[resolution] = cutoff
+
+
 class _Flusher:
     def __init__(self, backends) -> None:
         self.backends = backends
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="metric-flush", daemon=True)
+        self._rolled: dict[int, int] = {}
 
     def start(self) -> None:
         self._thread.start()
 
     def _run(self) -> None:
+        next_roll_up = 0.0
         while not self._stop.wait(FLUSH_SECONDS):
             flush(self.backends)
+            if time.monotonic() >= next_roll_up:
+                next_roll_up = time.monotonic() + ROLL_UP_SECONDS
+                try:
+                    roll_up(self.backends, since=self._rolled)
+                except Exception:  # as for flushes: the next round retries
+                    log.exception("could not roll up old metric data")
 
     def stop(self) -> None:
         self._stop.set()

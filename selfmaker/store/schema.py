@@ -300,7 +300,8 @@ cw_metrics = Table(
     Index("ix_cw_metrics_key", "account_id", "region", "namespace", "name", "dimensions_key", unique=True),
 )
 
-# Statistic sets per metric, unit and second (epoch seconds); several rows may share a second.
+# Statistic sets per metric, unit and second (epoch seconds); several rows may share a second. Older data is
+# rolled up to coarser resolutions, as CloudWatch keeps it (metric_store.RESOLUTIONS).
 cw_datapoints = Table(
     "cw_datapoints",
     metadata,
@@ -313,6 +314,7 @@ cw_datapoints = Table(
     Column("minimum", Float, nullable=False),
     Column("maximum", Float, nullable=False),
     Index("ix_cw_datapoints_metric", "metric_id", "timestamp"),
+    Index("ix_cw_datapoints_time", "timestamp"),  # the roll-up of old data scans by time
 )
 
 # Metric alarms: `data` holds the MetricAlarm as DescribeAlarms returns it; `state` is its StateValue.
