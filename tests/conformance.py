@@ -8,7 +8,11 @@ required members present.
 
 from __future__ import annotations
 
+import base64
+import datetime
 import json
+
+import cbor2
 
 _NUMBER = (int, float)
 
@@ -70,8 +74,8 @@ def _check(value, shape, path: str, problems: list[str]) -> None:
 def check_response(operation_model, response_dict) -> list[str]:
     """Problems with one HTTP response, [] when it conforms (only JSON bodies are checked)."""
     status = response_dict.get("status_code", 200)
-    protocol = operation_model.metadata["protocol"]
-    if status >= 300 or protocol not in ("json", "rest-json"):
+    protocol = operation_model.service_model.resolved_protocol  # what the client spoke
+    if status >= 300 or protocol not in ("json", "rest-json", "smithy-rpc-v2-cbor"):
         return []
     shape = operation_model.output_shape
     if shape is None:
@@ -85,13 +89,32 @@ def check_response(operation_model, response_dict) -> list[str]:
     body = response_dict.get("body") or b""
     if not isinstance(body, (bytes, str)) or not body.strip():
         return []
-    try:
-        value = json.loads(body)
-    except ValueError:
-        return [f"{operation_model.name}: body is not JSON"]
+    if response_dict.get("headers", {}).get("content-type") == "application/cbor":
+        try:
+            value = _json_like(cbor2.loads(body))
+        except (cbor2.CBORDecodeError, ValueError):
+            return [f"{operation_model.name}: body is not CBOR"]
+    else:
+        try:
+            value = json.loads(body)
+        except ValueError:
+            return [f"{operation_model.name}: body is not JSON"]
     problems: list[str] = []
     _check(value, shape, operation_model.name, problems)
     return problems
+
+
+def _json_like(value):
+    """A decoded CBOR value with timestamps as epoch seconds and blobs as base64 text, as JSON carries them."""
+    if isinstance(value, dict):
+        return {k: _json_like(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_like(v) for v in value]
+    if isinstance(value, datetime.datetime):
+        return value.timestamp()
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    return value
 
 
 class ConformanceRecorder:
