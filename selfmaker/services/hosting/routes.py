@@ -9,6 +9,7 @@ started with and never sees a half-updated one.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -21,6 +22,11 @@ class Target:
     weight: float  # production: relative weight within its traffic entry; shadow: sampling fraction 0..1
     sockets: tuple[str, ...]  # Unix socket paths of the instances answering /ping
     config_name: str  # the EndpointConfigName this variant's fleet belongs to
+
+    @cached_property
+    def turns(self) -> itertools.count:
+        """Round robin over the sockets: next(turns) % len(sockets) (next() on a count is atomic)."""
+        return itertools.count()
 
 
 @dataclass(frozen=True)

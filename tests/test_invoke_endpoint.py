@@ -1,0 +1,454 @@
+"""sagemaker-runtime InvokeEndpoint through boto3: routing, errors, shadows and data capture.
+
+The router is tested on a SelfMaker server running in this process, so tests
+can publish Routes (what the endpoint controller does once instances are
+ready) to real model servers (selfmaker.container.inference_server with a
+scikit-learn model, in the runtime jobs use) and to small in-test containers
+that misbehave on purpose (slow, dying, oversized, custom headers).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+import socket
+import socketserver
+import subprocess
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+import pytest
+import uvicorn
+import xgboost_runtime
+from botocore.exceptions import ClientError
+from conftest import ACCOUNT, REGION, free_port
+
+from selfmaker.config import Settings
+from selfmaker.engines import model_server
+from selfmaker.server.app import create_app
+from selfmaker.services.hosting import router as router_module
+from selfmaker.services.hosting.routes import Route, Target, publish, withdraw
+
+MAKE_SKLEARN_MODEL = """
+import joblib, sys
+from sklearn.linear_model import LinearRegression
+joblib.dump(LinearRegression().fit([[0, 0], [1, 0], [0, 1], [2, 1]], [0, 2, 1, 5]), sys.argv[1] + "/model.joblib")
+"""
+
+
+class InProcessServer:
+    """SelfMaker in this process (uvicorn in a thread), so tests reach its Backends."""
+
+    def __init__(self, data_dir: Path):
+        self.port = free_port()
+        self.app = create_app(Settings(data_dir=data_dir, port=self.port))
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                    access_log=False, lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def backends(self):
+        return self.app.backends
+
+    def start(self) -> InProcessServer:
+        self.thread.start()
+        deadline = time.time() + 30
+        while not self.server.started:
+            assert time.time() < deadline and self.thread.is_alive(), "the in-process server did not start"
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+class Container:
+    """A minimal container on a Unix socket, in a thread: ``answer(body, headers) -> (status, headers, body)``."""
+
+    def __init__(self, path: Path, answer):
+        self.path = str(path)
+        self.requests: list[tuple[bytes, dict]] = []
+        container = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                container.requests.append((body, headers))
+                status, out_headers, out = answer(body, headers)
+                if status is None:  # die before answering
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                self.send_response(status)
+                for key, value in out_headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+        class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+            daemon_threads = True
+
+            def get_request(self):
+                request, _ = super().get_request()
+                container.connections.append(request)
+                return request, ("local", 0)
+
+            def handle_error(self, request, client_address):
+                pass  # a client that hung up on purpose (oversized answers) is not news
+
+        self.connections: list[socket.socket] = []
+        Path(self.path).unlink(missing_ok=True)
+        self.server = Server(self.path, Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        """Stop as a process would: its socket file and every open connection go away."""
+        self.server.shutdown()
+        self.server.server_close()
+        for connection in self.connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        Path(self.path).unlink(missing_ok=True)
+
+
+def echo(status: int = 200, content_type: str = "application/json", **headers):
+    def answer(body, received):
+        return status, {"Content-Type": content_type, **headers}, body
+    return answer
+
+
+@pytest.fixture(scope="module")
+def hosting(tmp_path_factory):
+    srv = InProcessServer(tmp_path_factory.mktemp("invoke") / "data").start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def model_servers(tmp_path_factory):
+    """Two real model server processes serving one scikit-learn model (y = 2*x0 + x1), on Unix sockets."""
+    root = tmp_path_factory.mktemp("models")
+    (root / "model").mkdir()
+    subprocess.run([xgboost_runtime.python(), "-c", MAKE_SKLEARN_MODEL, str(root / "model")], check=True)
+    sockets, processes = [], []
+    for index in range(2):
+        path = model_server.socket_path(root / f"instance-{index}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        processes.append(xgboost_runtime.popen_module("selfmaker.container.inference_server", root,
+                                                      {"SELFMAKER_BIND_TO_SOCKET": str(path)}))
+        sockets.append(str(path))
+    deadline = time.time() + 60
+    while not all(model_server.ping(path) for path in sockets):
+        assert time.time() < deadline and all(p.poll() is None for p in processes), "model servers did not start"
+        time.sleep(0.05)
+    yield sockets
+    for process in processes:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.fixture
+def containers(tmp_path):
+    started: list[Container] = []
+
+    def start(answer, name: str | None = None) -> Container:
+        container = Container(tmp_path / (name or f"c{len(started)}.sock"), answer)
+        started.append(container)
+        return container
+
+    yield start
+    for container in started:
+        container.stop()
+
+
+@pytest.fixture
+def runtime(hosting, client):
+    return client("sagemaker-runtime", hosting)
+
+
+@pytest.fixture
+def endpoint(hosting, unique):
+    """endpoint(traffic, shadows=(), capture=None) publishes a Route for a fresh endpoint name; returns the name."""
+    names = []
+
+    def make(traffic, shadows=(), capture=None, name=None) -> str:
+        name = name or unique("ep")
+        names.append(name)
+        publish(hosting.backends, route(name, traffic, shadows, capture))
+        return name
+
+    yield make
+    for name in names:
+        withdraw(hosting.backends, ACCOUNT, REGION, name)
+
+
+def route(name, traffic, shadows=(), capture=None) -> Route:
+    return Route(ACCOUNT, REGION, name, f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{name}", tuple(traffic),
+                 tuple(shadows), capture)
+
+
+def target(variant, sockets, weight=1.0) -> Target:
+    return Target(variant, weight, tuple(str(s) for s in sockets), "config-1")
+
+
+def model_error(err: ClientError) -> dict:
+    assert err.response["Error"]["Code"] == "ModelError", err.response
+    assert err.response["ResponseMetadata"]["HTTPStatusCode"] == 424
+    return err.response
+
+
+# ---------------------------------------------------------------------------
+
+
+def test_unknown_endpoint_and_unsupported_members(runtime, endpoint, containers):
+    with pytest.raises(ClientError) as err:
+        runtime.invoke_endpoint(EndpointName="no-such-endpoint", Body=b"1,2", ContentType="text/csv")
+    assert err.value.response["Error"]["Code"] == "ValidationError"
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert err.value.response["Error"]["Message"] == f"Endpoint no-such-endpoint of account {ACCOUNT} not found."
+
+    name = endpoint([(1.0, (target("AllTraffic", [containers(echo()).path]),))])
+    with pytest.raises(ClientError) as err:
+        runtime.invoke_endpoint(EndpointName=name, Body=b"{}", TargetModel="model-2.tar.gz")
+    assert err.value.response["Error"]["Code"] == "ValidationError"
+    assert "multi-model" in err.value.response["Error"]["Message"]
+
+
+def test_real_model_weighted_split_and_target_variant(runtime, endpoint, model_servers):
+    blue, green = model_servers
+    name = endpoint([(1.0, (target("Blue", [blue], 3.0), target("Green", [green], 1.0)))])
+    answer = runtime.invoke_endpoint(EndpointName=name, Body=b"1,2", ContentType="text/csv", Accept="text/csv")
+    assert float(answer["Body"].read().decode()) == pytest.approx(4.0)
+    assert answer["ContentType"] == "text/csv"
+
+    count = 400
+    seen = Counter(runtime.invoke_endpoint(EndpointName=name, Body=b"[[2, 1]]", ContentType="application/json")
+                   ["InvokedProductionVariant"] for _ in range(count))
+    assert set(seen) == {"Blue", "Green"}
+    # Binomial(400, 3/4): mean 300, sigma 8.66; 4 sigma either side.
+    assert abs(seen["Blue"] - 300) <= 4 * math.sqrt(count * 0.75 * 0.25), seen
+
+    for _ in range(5):
+        pinned = runtime.invoke_endpoint(EndpointName=name, Body=b"[[0, 1]]", ContentType="application/json",
+                                         TargetVariant="Green")
+        assert pinned["InvokedProductionVariant"] == "Green"
+        assert json.loads(pinned["Body"].read()) == pytest.approx([1.0])
+    with pytest.raises(ClientError) as err:
+        runtime.invoke_endpoint(EndpointName=name, Body=b"[[0, 1]]", ContentType="application/json",
+                                TargetVariant="Purple")
+    assert err.value.response["Error"]["Code"] == "ValidationError"
+    assert "Purple" in err.value.response["Error"]["Message"]
+
+
+def test_model_error_from_a_failing_model(runtime, endpoint, model_servers):
+    name = endpoint([(1.0, (target("AllTraffic", model_servers),))])
+    with pytest.raises(ClientError) as err:
+        runtime.invoke_endpoint(EndpointName=name, Body=b"not,numbers", ContentType="text/csv")
+    response = model_error(err.value)
+    assert response["OriginalStatusCode"] >= 400
+    assert response["Error"]["Message"].startswith(
+        f"Received {'client' if response['OriginalStatusCode'] < 500 else 'server'} error "
+        f"({response['OriginalStatusCode']}) from primary with message \"")
+    assert "could not convert" in response["OriginalMessage"] or "Traceback" in response["OriginalMessage"]
+    assert response["LogStreamArn"] == f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/sagemaker/Endpoints/{name}"
+
+
+def test_headers_pass_through(runtime, endpoint, containers):
+    def answer(body, received):
+        seen = {k: received.get(k) for k in ("content-type", "accept", "x-amzn-sagemaker-custom-attributes")}
+        return 200, {"Content-Type": "application/x-seen",
+                     "X-Amzn-SageMaker-Custom-Attributes": "model=v2"}, json.dumps(seen).encode()
+
+    name = endpoint([(1.0, (target("AllTraffic", [containers(answer).path]),))])
+    result = runtime.invoke_endpoint(EndpointName=name, Body=b"\x00\x01", ContentType="application/x-image",
+                                     Accept="application/x-seen", CustomAttributes="trace=abc,tenant=1")
+    assert json.loads(result["Body"].read()) == {"content-type": "application/x-image",
+                                                 "accept": "application/x-seen",
+                                                 "x-amzn-sagemaker-custom-attributes": "trace=abc,tenant=1"}
+    assert result["ContentType"] == "application/x-seen"
+    assert result["CustomAttributes"] == "model=v2"
+    assert result["InvokedProductionVariant"] == "AllTraffic"
+    assert result["ResponseMetadata"]["HTTPHeaders"]["x-amzn-invoked-production-variant"] == "AllTraffic"
+
+    plain = endpoint([(1.0, (target("AllTraffic", [containers(echo()).path]),))])
+    assert "CustomAttributes" not in runtime.invoke_endpoint(EndpointName=plain, Body=b"{}",
+                                                             CustomAttributes="ignored")
+
+
+def test_container_errors_timeouts_and_payload_limits(runtime, endpoint, containers, monkeypatch):
+    client_error = endpoint([(1.0, (target("V", [containers(echo(status=400, content_type="text/plain")).path]),))])
+    with pytest.raises(ClientError) as err:
+        runtime.invoke_endpoint(EndpointName=client_error, Body=b"bad input")
+    response = model_error(err.value)
+    assert response["OriginalStatusCode"] == 400 and response["OriginalMessage"] == "bad input"
+    assert response["Error"]["Message"].startswith('Received client error (400) from primary with message "bad input".')
+
+    server_error = endpoint([(1.0, (target("V", [containers(echo(status=503)).path]),))])
+    with pytest.raises(ClientError) as err:
+        runtime.invoke_endpoint(EndpointName=server_error, Body=b"busy")
+    assert model_error(err.value)["Error"]["Message"].startswith("Received server error (503) from primary")
+
+    monkeypatch.setattr(router_module, "MODEL_TIMEOUT", 0.3)
+    slow = endpoint([(1.0, (target("V", [containers(lambda b, h: (time.sleep(1.5), echo()(b, h))[1]).path]),))])
+    with pytest.raises(ClientError) as err:
+        runtime.invoke_endpoint(EndpointName=slow, Body=b"{}")
+    assert "timed out while waiting for a response from container primary" in model_error(err.value)["Error"]["Message"]
+    monkeypatch.undo()
+
+    limit = router_module.MAX_PAYLOAD
+    huge = endpoint([(1.0, (target("V", [containers(lambda b, h: (200, {}, b"x" * (limit + 1))).path]),))])
+    with pytest.raises(ClientError) as err:
+        runtime.invoke_endpoint(EndpointName=huge, Body=b"{}")
+    assert "exceeds the maximum payload size" in model_error(err.value)["OriginalMessage"]
+
+    fits = endpoint([(1.0, (target("V", [containers(echo()).path]),))])
+    assert len(runtime.invoke_endpoint(EndpointName=fits, Body=b"y" * limit)["Body"].read()) == limit
+    with pytest.raises(ClientError) as err:
+        runtime.invoke_endpoint(EndpointName=fits, Body=b"y" * (limit + 1))
+    assert err.value.response["Error"]["Code"] == "ValidationError"
+
+
+def test_round_robin_reconnect_and_retry_on_another_instance(hosting, runtime, endpoint, containers, tmp_path):
+    first, second = containers(echo(), "a.sock"), containers(echo(), "b.sock")
+    name = endpoint([(1.0, (target("V", [first.path, second.path]),))])
+    for _ in range(10):
+        runtime.invoke_endpoint(EndpointName=name, Body=b"{}")
+    assert (len(first.requests), len(second.requests)) == (5, 5)
+
+    # The instance behind a pooled keep-alive connection is replaced in place: the router reconnects.
+    first.stop()
+    replacement = containers(echo(), "a.sock")
+    for _ in range(4):
+        runtime.invoke_endpoint(EndpointName=name, Body=b"{}")
+    assert len(replacement.requests) == 2
+
+    # An instance dies while answering: the request is sent once more, to another instance.
+    dying = containers(lambda b, h: (None, {}, b""), "dying.sock")
+    healthy = containers(echo(), "healthy.sock")
+    flaky = endpoint([(1.0, (target("V", [dying.path, healthy.path]),))])
+    for _ in range(6):
+        assert runtime.invoke_endpoint(EndpointName=flaky, Body=b"ok")["Body"].read() == b"ok"
+    assert len(dying.requests) == 3 and len(healthy.requests) == 6
+
+    # A deployment publishes the next Route while a request is on an instance of the old one, which then
+    # goes away: the request is answered by the new Route.
+    new_instance = containers(echo(content_type="text/new"), "new.sock")
+    swapped_name = f"{name}-swap"
+
+    def swap_then_die(body, headers):
+        publish(hosting.backends, route(swapped_name, [(1.0, (target("V2", [new_instance.path]),))]))
+        return None, {}, b""
+
+    old_instance = containers(swap_then_die, "old.sock")
+    endpoint([(1.0, (target("V1", [old_instance.path]),))], name=swapped_name)
+    answer = runtime.invoke_endpoint(EndpointName=swapped_name, Body=b"in flight")
+    assert (answer["InvokedProductionVariant"], answer["ContentType"]) == ("V2", "text/new")
+    assert answer["Body"].read() == b"in flight"
+
+
+def test_shadow_gets_its_sampling_share_and_never_fails_the_caller(runtime, endpoint, containers):
+    production = containers(echo())
+    shadow = containers(echo(status=500))  # a failing shadow is the caller's business not at all
+    name = endpoint([(1.0, (target("Prod", [production.path]),))], shadows=[target("Shadow", [shadow.path], 0.25)])
+    count = 400
+    for _ in range(count):
+        result = runtime.invoke_endpoint(EndpointName=name, Body=b"[1]", ContentType="application/json")
+        assert result["InvokedProductionVariant"] == "Prod"
+    deadline = time.time() + 10
+    while True:  # the shadow copies run in the background: wait until they stop arriving
+        before = len(shadow.requests)
+        time.sleep(0.2)
+        if len(shadow.requests) == before or time.time() > deadline:
+            break
+    assert len(production.requests) == count
+    assert abs(len(shadow.requests) - 100) <= 4 * math.sqrt(count * 0.25 * 0.75), len(shadow.requests)
+    assert all(body == b"[1]" for body, _ in shadow.requests)
+
+
+CAPTURE_KEY = re.compile(r"^capture/(?P<endpoint>[^/]+)/(?P<variant>[^/]+)/\d{4}/\d{2}/\d{2}/\d{2}/"
+                         r"\d{2}-\d{2}-\d{3}-[0-9a-f-]{36}\.jsonl$")
+
+
+def captured(s3, bucket: str, endpoint_name: str, expected: int, timeout: float = 15) -> dict[str, list[dict]]:
+    """Capture records under s3://bucket/capture/<endpoint>/ by variant, once ``expected`` of them arrived."""
+    deadline = time.time() + timeout
+    while True:
+        records: dict[str, list[dict]] = {}
+        for item in s3.list_objects_v2(Bucket=bucket, Prefix=f"capture/{endpoint_name}/").get("Contents", []):
+            match = CAPTURE_KEY.match(item["Key"])
+            assert match, item["Key"]
+            text = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode()
+            records.setdefault(match["variant"], []).extend(json.loads(line) for line in text.splitlines())
+        if sum(map(len, records.values())) >= expected or time.time() > deadline:
+            return records
+        time.sleep(0.2)
+
+
+def test_data_capture(hosting, client, runtime, endpoint, containers, unique):
+    s3 = client("s3", hosting)
+    bucket = unique("capture")
+    s3.create_bucket(Bucket=bucket)
+    config = {"EnableCapture": True, "InitialSamplingPercentage": 100, "DestinationS3Uri": f"s3://{bucket}/capture",
+              "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+              "CaptureContentTypeHeader": {"CsvContentTypes": ["text/csv"], "JsonContentTypes": ["application/json"]}}
+    production = containers(echo(content_type="application/json"))
+    shadow = containers(echo(content_type="application/octet-stream"))
+    name = endpoint([(1.0, (target("Prod", [production.path]),))], shadows=[target("Shadow", [shadow.path], 1.0)],
+                    capture=config)
+    runtime.invoke_endpoint(EndpointName=name, Body=b"1,2,3\n", ContentType="text/csv", InferenceId="request-1")
+    runtime.invoke_endpoint(EndpointName=name, Body=b'{"x": [1]}', ContentType="application/json")
+    runtime.invoke_endpoint(EndpointName=name, Body=b"\xff\x00", ContentType="application/x-image")
+
+    records = captured(s3, bucket, name, expected=6)
+    assert sorted(records) == ["Prod", "Shadow"]
+    prod = sorted(records["Prod"], key=lambda r: r["captureData"]["endpointInput"]["observedContentType"])
+    assert [r["captureData"]["endpointInput"]["encoding"] for r in prod] == ["JSON", "BASE64", "CSV"]
+    by_type = {r["captureData"]["endpointInput"]["observedContentType"]: r for r in prod}
+    csv = by_type["text/csv"]
+    assert csv["captureData"]["endpointInput"] == {"observedContentType": "text/csv", "mode": "INPUT",
+                                                    "data": "1,2,3\n", "encoding": "CSV"}
+    # The echo answers with the request's bytes under the container's own content type.
+    assert csv["captureData"]["endpointOutput"] == {"observedContentType": "application/json", "mode": "OUTPUT",
+                                                     "data": "1,2,3\n", "encoding": "JSON"}
+    assert csv["eventMetadata"]["inferenceId"] == "request-1" and csv["eventVersion"] == "0"
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", csv["eventMetadata"]["inferenceTime"])
+    image = by_type["application/x-image"]["captureData"]["endpointInput"]
+    assert base64.b64decode(image["data"]) == b"\xff\x00"
+    assert "inferenceId" not in by_type["application/json"]["eventMetadata"]
+    shadow_output = records["Shadow"][0]["captureData"]["endpointOutput"]
+    assert shadow_output["encoding"] == "BASE64" and shadow_output["observedContentType"] == "application/octet-stream"
+
+    # Input only, nothing sampled at 0 %.
+    only_input = endpoint([(1.0, (target("Prod", [production.path]),))],
+                          capture={**config, "CaptureOptions": [{"CaptureMode": "Input"}]})
+    unsampled = endpoint([(1.0, (target("Prod", [production.path]),))],
+                         capture={**config, "InitialSamplingPercentage": 0})
+    runtime.invoke_endpoint(EndpointName=unsampled, Body=b"1", ContentType="text/csv")
+    runtime.invoke_endpoint(EndpointName=only_input, Body=b"1", ContentType="text/csv")
+    [record] = captured(s3, bucket, only_input, expected=1)["Prod"]
+    assert list(record["captureData"]) == ["endpointInput"]
+    assert captured(s3, bucket, unsampled, expected=1, timeout=2) == {}
