@@ -191,14 +191,17 @@ class _Validator:
 
     def _blob(self, value, shape, path):
         if isinstance(value, (bytes, bytearray)):
-            return bytes(value)
-        if isinstance(value, str):
+            value = bytes(value)
+        elif isinstance(value, str):
             try:
-                return base64.b64decode(value, validate=True)
+                value = base64.b64decode(value, validate=True)
             except (binascii.Error, ValueError):
                 self.fail(value, path, "Member must be base64-encoded binary data")
                 return value
-        self.fail(value, path, "Member must be of type blob")
+        else:
+            self.fail(value, path, "Member must be of type blob")
+            return value
+        self._length(value, shape, path)
         return value
 
 
