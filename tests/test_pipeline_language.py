@@ -848,3 +848,108 @@ def test_the_sdk_v2_classic_pipeline_evaluates(sdk_v2_definition):
     assert condition_holds(conditions, scope) is False
     assert evaluate(definition.steps["AbaloneMSEFail"].arguments, scope) == {
         "ErrorMessage": "Execution failed due to MSE > 5.0"}
+
+
+SDK_V3_PIPELINE = """
+import json
+from sagemaker.core import image_uris
+from sagemaker.core.processing import Processor
+from sagemaker.core.shapes import ProcessingInput, ProcessingOutput, ProcessingS3Input, ProcessingS3Output
+from sagemaker.core.workflow.conditions import ConditionGreaterThanOrEqualTo, ConditionIn, ConditionNot, ConditionOr, ConditionEquals
+from sagemaker.core.workflow.execution_variables import ExecutionVariables
+from sagemaker.core.workflow.functions import Join, JsonGet
+from sagemaker.core.workflow.parameters import ParameterBoolean, ParameterFloat, ParameterInteger, ParameterString
+from sagemaker.core.workflow.pipeline_context import PipelineSession
+from sagemaker.core.workflow.properties import PropertyFile
+from sagemaker.mlops.workflow.condition_step import ConditionStep
+from sagemaker.mlops.workflow.fail_step import FailStep
+from sagemaker.mlops.workflow.pipeline import Pipeline
+from sagemaker.mlops.workflow.retry import StepExceptionTypeEnum, StepRetryPolicy
+from sagemaker.mlops.workflow.steps import CacheConfig, ProcessingStep, TrainingStep
+from sagemaker.train import ModelTrainer
+from sagemaker.train.configs import Compute, InputData
+
+ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
+session = PipelineSession()
+bucket = session.default_bucket()
+count = ParameterInteger(name="InstanceCount", default_value=1)
+data = ParameterString(name="InputData", default_value=f"s3://{bucket}/iris/iris.csv")
+threshold = ParameterFloat(name="AccuracyThreshold", default_value=0.8)
+strict = ParameterBoolean(name="Strict", default_value=True)
+image = image_uris.retrieve("xgboost", "us-east-1", "1.7-1")
+
+
+def output(step, name):
+    return ProcessingOutput(output_name=name, s3_output=ProcessingS3Output(
+        s3_uri=Join(on="/", values=[f"s3://{bucket}", ExecutionVariables.PIPELINE_EXECUTION_ID, step, name]),
+        local_path=f"/opt/ml/processing/{name}", s3_upload_mode="EndOfJob"))
+
+
+prep = Processor(role=ROLE, image_uri=image, instance_count=count, instance_type="ml.m5.xlarge",
+                 entrypoint=["python3", "-c", "print('prep')"], sagemaker_session=session)
+process = ProcessingStep(name="Prep", cache_config=CacheConfig(enable_caching=True, expire_after="P30D"),
+    step_args=prep.run(inputs=[ProcessingInput(input_name="raw", s3_input=ProcessingS3Input(
+        s3_uri=data, local_path="/opt/ml/processing/input", s3_data_type="S3Prefix", s3_input_mode="File"))],
+        outputs=[output("Prep", "train"), output("Prep", "test")]))
+
+trainer = ModelTrainer(training_image=image, role=ROLE, sagemaker_session=session,
+                       compute=Compute(instance_type="ml.m5.xlarge", instance_count=1),
+                       hyperparameters={"objective": "multi:softmax", "num_class": "3", "num_round": "10"})
+train = TrainingStep(name="Train", retry_policies=[StepRetryPolicy(
+        exception_types=[StepExceptionTypeEnum.SERVICE_FAULT], interval_seconds=5, max_attempts=2)],
+    step_args=trainer.train(input_data_config=[InputData(
+        channel_name="train", data_source=process.properties.ProcessingOutputConfig.Outputs["train"].S3Output.S3Uri,
+        content_type="text/csv")]))
+
+report = PropertyFile(name="Metrics", output_name="evaluation", path="metrics.json")
+evaluator = Processor(role=ROLE, image_uri=image, instance_count=1, instance_type="ml.m5.xlarge",
+                      entrypoint=["python3", "-c", "print('eval')"], sagemaker_session=session)
+evaluate = ProcessingStep(name="Evaluate", property_files=[report], step_args=evaluator.run(
+    inputs=[ProcessingInput(input_name="model", s3_input=ProcessingS3Input(
+                s3_uri=train.properties.ModelArtifacts.S3ModelArtifacts, local_path="/opt/ml/processing/model",
+                s3_data_type="S3Prefix", s3_input_mode="File")),
+            ProcessingInput(input_name="test", s3_input=ProcessingS3Input(
+                s3_uri=process.properties.ProcessingOutputConfig.Outputs["test"].S3Output.S3Uri,
+                local_path="/opt/ml/processing/test", s3_data_type="S3Prefix", s3_input_mode="File"))],
+    outputs=[output("Evaluate", "evaluation")]))
+
+fail = FailStep(name="TooInaccurate", error_message=Join(on=" ", values=["accuracy below", threshold]))
+gate = ConditionStep(name="Gate",
+    conditions=[ConditionGreaterThanOrEqualTo(
+                    left=JsonGet(step_name=evaluate.name, property_file=report, json_path="metrics.accuracy.value"),
+                    right=threshold),
+                ConditionOr(conditions=[ConditionNot(expression=ConditionEquals(left=strict, right=False)),
+                                        ConditionIn(value=count, in_values=[1, 2])])],
+    if_steps=[], else_steps=[fail])
+pipeline = Pipeline(name="IrisPipeline", parameters=[count, data, threshold, strict],
+                    steps=[process, train, evaluate, gate], sagemaker_session=session)
+print(json.dumps({"definition": pipeline.definition()}))
+"""
+
+
+@pytest.fixture(scope="module")
+def sdk_v3_definition(sdk_v3, server):
+    return sdk_v3.run(server, SDK_V3_PIPELINE)["definition"]
+
+
+def test_an_sdk_v3_pipeline_parses_and_evaluates(sdk_v3_definition):
+    assert json.loads(sdk_v3_definition)["MlflowConfig"] is None  # v3 writes the key even when unused
+    definition = parse(sdk_v3_definition)
+    steps = definition.steps
+    assert {name: (step.type, step.depends_on, step.branch) for name, step in steps.items()} == {
+        "Prep": ("Processing", frozenset(), None), "Train": ("Training", {"Prep"}, None),
+        "Evaluate": ("Processing", {"Prep", "Train"}, None), "Gate": ("Condition", {"Evaluate"}, None),
+        "TooInaccurate": ("Fail", frozenset(), ("Gate", False))}
+    values = cast_parameters(definition, [{"Name": "AccuracyThreshold", "Value": "0.9"},
+                                          {"Name": "Strict", "Value": "False"}, {"Name": "InstanceCount", "Value": "3"}])
+    scope = FakeScope(parameters=values, properties={"Prep": {"ProcessingOutputConfig": {"Outputs": [
+        {"OutputName": "train", "S3Output": {"S3Uri": "s3://b/2DRR2511NGO3/Prep/train"}}]}}},
+        files={("Evaluate", "Metrics"): {"metrics": {"accuracy": {"value": 0.95}}}})
+    training = evaluate(steps["Train"].arguments, scope)
+    assert training["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == "s3://b/2DRR2511NGO3/Prep/train"
+    assert evaluate(steps["Prep"].arguments, scope)["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 3
+    conditions = steps["Gate"].arguments["Conditions"]
+    assert condition_holds(conditions, scope) is False  # not strict, and 3 instances is not in [1, 2]
+    scope.parameters["InstanceCount"] = 2
+    assert condition_holds(conditions, scope) is True
+    assert evaluate(steps["TooInaccurate"].arguments, scope) == {"ErrorMessage": "accuracy below 0.9"}
