@@ -25,6 +25,7 @@ def _serve(args) -> int:
             object_store_url=args.object_store_url, auth_mode=args.auth, credentials_file=args.credentials_file,
             region=args.region, online_store_url=args.online_store_url, runtimes_dir=args.runtimes_dir,
             runtimes_config=args.runtimes_config, executor=args.executor,
+            stop_grace_seconds=args.stop_grace_seconds,
         ).items() if v is not None}
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -94,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--runtimes-config", type=Path,
                        help="YAML/JSON file mapping image URIs to runtimes (docs/jobs.md; env SELFMAKER_RUNTIMES_CONFIG)")
     serve.add_argument("--executor", help="where job instances run: local (bubblewrap; the default)")
+    serve.add_argument("--stop-grace-seconds", type=float,
+                       help="seconds a stopped job gets between SIGTERM and SIGKILL (default 10; "
+                            "env SELFMAKER_STOP_GRACE_SECONDS)")
     serve.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=_serve)
 

@@ -47,6 +47,8 @@ class Settings:
         default_factory=lambda: Path(p) if (p := _env("RUNTIMES_CONFIG")) else None
     )
     executor: str = field(default_factory=lambda: _env("EXECUTOR", "local"))
+    # Seconds a stopped job (StopXJob, MaxRuntimeInSeconds) has between SIGTERM and SIGKILL to save its work.
+    stop_grace_seconds: float = field(default_factory=lambda: float(_env("STOP_GRACE_SECONDS", "10")))
     default_account: str = DEFAULT_ACCOUNT
 
     def __post_init__(self) -> None:

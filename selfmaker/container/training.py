@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import runpy
+import signal
 import subprocess
 import sys
 import threading
@@ -113,6 +114,9 @@ def fail(message: str, code: int = 1) -> int:
 def _run(command: list[str], env: dict, cwd: Path) -> tuple[int, list[str]]:
     """Run ``command`` with stderr passed through and its last lines kept for the failure message."""
     proc = subprocess.Popen(command, env=env, cwd=cwd, stderr=subprocess.PIPE, text=True, errors="replace")
+    # A stopped job's SIGTERM reaches every process of the instance: the toolkit outlives it to report how
+    # the script ends, so a script that traps it can save a checkpoint before the instance goes.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
     tail: list[str] = []
 
     def pump():

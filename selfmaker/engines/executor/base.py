@@ -76,5 +76,9 @@ class Executor(ABC):
         """Call ``on_exit()`` once, from another thread, when the instance ends (at once if it has)."""
 
     @abstractmethod
-    def stop(self, state_dir: Path) -> None:
-        """End the instance's whole process tree (idempotent)."""
+    def stop(self, state_dir: Path, grace: float = 0.0) -> None:
+        """End the instance's whole process tree: SIGTERM now, SIGKILL ``grace`` seconds after the first request.
+
+        Idempotent and quick (it never waits for the grace period): a later call once the deadline has
+        passed kills at once, so a restarted server calling again still enforces it.
+        """

@@ -12,6 +12,10 @@ supervisor that appends output to the log and writes the exit code to
 how it ended. ``pid`` records the supervisor's pid and start time, so a reused
 pid is never mistaken for the instance.
 
+Stopping sends SIGTERM to every process inside the sandbox, then SIGKILL to the
+whole group once the grace period has passed (SageMaker's contract: a job may
+save a checkpoint when asked to stop). The deadline is kept in ``stopped``.
+
 Limits: the CPU set through ``taskset`` (sched_setaffinity) and memory through
 ``prlimit --data`` (RLIMIT_DATA: heap and private anonymous mappings). cgroups
 would be finer but are rarely delegated to an unprivileged service.
@@ -25,6 +29,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -162,14 +167,79 @@ class LocalExecutor(Executor):
 
         threading.Thread(target=wait, name=f"watch-{state_dir.name}", daemon=True).start()
 
-    def stop(self, state_dir: Path) -> None:
-        (state_dir / "stopped").touch()
+    def stop(self, state_dir: Path, grace: float = 0.0) -> None:
+        deadline, first = _stop_deadline(state_dir, grace)
         pid = self._live_pid(state_dir)
         if pid is None:
             return
+        remaining = deadline - time.time()
+        if remaining <= 0:
+            _kill(pid)
+            return
+        if not first:
+            return  # SIGTERM went out already; a timer (or, after a restart, a later call) brings SIGKILL
+        for member in _sandboxed_descendants(pid):  # a trapped SIGTERM can save a checkpoint
+            try:
+                os.kill(member, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        timer = threading.Timer(remaining, self._kill_if_alive, (state_dir, pid))
+        timer.daemon = True
+        timer.start()
+
+    def _kill_if_alive(self, state_dir: Path, pid: int) -> None:
+        if self._live_pid(state_dir) == pid:
+            _kill(pid)
+
+
+def _stop_deadline(state_dir: Path, grace: float) -> tuple[float, bool]:
+    """When the instance gets SIGKILL, and whether this is the first request (which fixes it, on disk, so
+    a restarted server enforces the same deadline)."""
+    marker = state_dir / "stopped"
+    try:
+        return float(marker.read_text() or 0), False
+    except FileNotFoundError:
+        deadline = time.time() + grace
+        state_dir.mkdir(parents=True, exist_ok=True)
+        marker.write_text(repr(deadline))
+        return deadline, True
+    except ValueError:
+        return 0.0, False
+
+
+def _kill(pid: int) -> None:
+    try:
+        # The supervisor leads its own process group; bwrap's sandboxed child dies with its parent
+        # (--die-with-parent) and takes its whole pid namespace with it.
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _sandboxed_descendants(pid: int) -> list[int]:
+    """The processes under the supervisor ``pid`` that run inside the sandbox (its own pid namespace).
+
+    bwrap itself stays out: SIGTERM would end it at once and, through --die-with-parent, the sandbox
+    with it, before the job could save anything. The sandbox's init ignores the signal (no handler).
+    """
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
         try:
-            # The supervisor leads its own process group; bwrap's sandboxed child dies with its parent
-            # (--die-with-parent) and takes its whole pid namespace with it.
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat[stat.rindex(")") + 2:].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    ours = os.readlink("/proc/self/ns/pid")
+    found, pending = [], list(children.get(pid, []))
+    while pending:
+        current = pending.pop()
+        pending += children.get(current, [])
+        try:
+            if os.readlink(f"/proc/{current}/ns/pid") != ours:
+                found.append(current)
+        except OSError:
+            continue
+    return found

@@ -40,10 +40,13 @@ _watched: set[Path] = set()
 _watched_lock = threading.Lock()
 
 
+# Artifact types of a component's artifacts by name; the others are the job kind's default.
+_NAMED_ARTIFACT_TYPES = {"SageMaker.ImageUri": "Image", "SageMaker.ModelArtifact": "Model"}
+
+
 def _artifact_types(artifacts: dict, default: str) -> dict[str, str]:
     """A component's artifacts as lineage wants them: URI -> artifact type (the image is an Image)."""
-    return {a["Value"]: "Image" if name == "SageMaker.ImageUri" else default
-            for name, a in artifacts.items() if a.get("Value")}
+    return {a["Value"]: _NAMED_ARTIFACT_TYPES.get(name, default) for name, a in artifacts.items() if a.get("Value")}
 
 
 class JobFailure(Exception):
@@ -155,6 +158,7 @@ class JobKind(Kind):
     """
 
     log_group: str = ""
+    output_artifact_type: str = "Model"  # what lineage calls the job's outputs (a transform's are a DataSet)
 
     # -- what each job kind says ------------------------------------------------------------
 
@@ -181,6 +185,14 @@ class JobKind(Kind):
 
     def environment(self, run: Run, instance: Instance, runtime: runtimes.Runtime) -> dict:
         return {}
+
+    def mounts(self, run: Run, instance: Instance) -> tuple[Mount, ...]:
+        """Host paths an instance needs besides its /opt/ml (a model server's socket directory)."""
+        return ()
+
+    def exit_status(self, run: Run, instance: Instance, status: ExitStatus | None) -> ExitStatus | None:
+        """How an instance's end counts for the job (an instance the job ended itself may count as done)."""
+        return status
 
     def while_running(self, run: Run) -> float | None:
         """Work done while instances run (continuous uploads); seconds until it wants to run again."""
@@ -306,7 +318,7 @@ class JobKind(Kind):
                             site=instance.site, state=instance.state, log=instance.log_path,
                             env={**self.environment(run, instance, runtime), **(run.data.get("Environment") or {})},
                             limits=limits, network=not self.network_isolated(run.data), hostname=instance.host,
-                            mounts=(Mount(hosts, "/etc/hosts"),))
+                            mounts=(Mount(hosts, "/etc/hosts"), *self.mounts(run, instance)))
 
     def _watch(self, run: Run) -> None:
         """Kick the reconciler when each instance ends (once per instance per server process)."""
@@ -322,7 +334,7 @@ class JobKind(Kind):
         run.ship_logs()
         self._watch(run)
         ex = executor(run.backends)
-        statuses = [ex.poll(i.state) for i in run.instances]
+        statuses = [self.exit_status(run, i, ex.poll(i.state)) for i in run.instances]
         failed = [(i, s) for i, s in zip(run.instances, statuses) if s is not None and not s.succeeded]
         if failed or all(s is not None for s in statuses):
             for instance in run.instances:  # one instance failing ends the job
@@ -332,10 +344,8 @@ class JobKind(Kind):
         if limit:
             remaining = run.state["started"] + limit - time.time()
             if remaining <= 0:
-                for instance in run.instances:
-                    ex.stop(instance.state)
-                self._end(run, "Stopped", None, max_runtime=True)
-                return None
+                run.update(self._max_runtime_exceeded)
+                return self._stop(run)
         again = self.while_running(run)
         waits = [w for w in (again, remaining if limit else None) if w is not None]
         return min(waits) if waits else 60.0  # watchers kick at the end; this is only a safety net
@@ -357,12 +367,26 @@ class JobKind(Kind):
             return (text if text.startswith(("ClientError:", "AlgorithmError:")) else f"AlgorithmError: {text}")[:1024]
         return f"AlgorithmError: See job logs for more information (exit code {status.code} on {instance.host})"
 
-    def _stop(self, run: Run) -> None:
+    def _max_runtime_exceeded(self, data: dict) -> None:
+        data[self.status_member] = "Stopping"
+        data["_run"] = {**data.get("_run", {}), "max_runtime": True}
+        self.progress(data, "Stopping", "Stopping the job: it exceeded MaxRuntimeInSeconds")
+
+    def _stop(self, run: Run) -> float | None:
+        """SIGTERM every instance, SIGKILL after the grace period; the job is Stopped once all have ended,
+        after its outputs (a stopped training job's model too) are uploaded."""
         ex = executor(run.backends)
+        grace = run.backends.settings.stop_grace_seconds
+        running = False
         for instance in run.instances:
             if instance.state.exists():
-                ex.stop(instance.state)
-        self._end(run, "Stopped", None)
+                ex.stop(instance.state, grace)
+                running = running or ex.poll(instance.state) is None
+        if running:
+            run.ship_logs()
+            self._watch(run)  # kicks the moment the last one ends; the delay enforces SIGKILL after a restart
+            return grace + 0.5
+        self._end(run, "Stopped", None, max_runtime=bool(run.state.get("max_runtime")))
         return None
 
     def _end(self, run: Run, outcome: str, reason: str | None, max_runtime: bool = False) -> None:
@@ -395,7 +419,7 @@ class JobKind(Kind):
             component_arn = experiments.record_job(run.ctx, run.record.arn, status=outcome, message=reason,
                                                    end_time=ended, **component)
             provenance.record(run.ctx, component_arn, _artifact_types(component["input_artifacts"], "DataSet"),
-                              _artifact_types(component["output_artifacts"], "Model"))
+                              _artifact_types(component["output_artifacts"], self.output_artifact_type))
         except Exception:
             log.exception("could not record %s in experiments and lineage", run.record.arn)
         self.after_end(run)
