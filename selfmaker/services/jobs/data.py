@@ -89,16 +89,32 @@ def _read(objects, source: Source) -> bytes:
     return objects.get_object(source.bucket, source.key)
 
 
+def sources(objects, uri: str, data_type: str = "S3Prefix", index: int = 0, count: int = 1) -> list[Source]:
+    """The objects of an input (instance ``index`` of ``count`` gets every count-th one, in key order)."""
+    try:
+        found = _manifest(objects, uri) if data_type == "ManifestFile" else _list(objects, uri)
+    except AWSError as err:
+        raise InputError(f"ClientError: cannot read the input {uri}: {err.code}: {err.message}") from None
+    return found[index::count]
+
+
+def read(objects, source: Source) -> bytes:
+    try:
+        return _read(objects, source)
+    except AWSError as err:
+        raise InputError(f"ClientError: cannot read s3://{source.bucket}/{source.key}: {err.code}: "
+                         f"{err.message}") from None
+
+
 def materialize(objects, uri: str, dest: Path, *, data_type: str = "S3Prefix", distribution: str = "FullyReplicated",
                 index: int = 0, count: int = 1) -> int:
     """Copy an input into ``dest`` for instance ``index`` of ``count``; return how many files it got."""
     try:
-        sources = _manifest(objects, uri) if data_type == "ManifestFile" else _list(objects, uri)
-        if distribution == "ShardedByS3Key":
-            sources = sources[index::count]
+        sharded = distribution == "ShardedByS3Key"
+        selected = sources(objects, uri, data_type, index if sharded else 0, count if sharded else 1)
         dest.mkdir(parents=True, exist_ok=True)
         root = dest.resolve()
-        for source in sources:
+        for source in selected:
             target = (root / source.relative).resolve()
             if root not in target.parents:
                 raise InputError(f"ClientError: the input key {source.key!r} would land outside {dest}")
@@ -109,7 +125,7 @@ def materialize(objects, uri: str, dest: Path, *, data_type: str = "S3Prefix", d
                 with objects.open_object(source.bucket, source.key) as reader, open(target, "wb") as out:
                     for chunk in reader.chunks():
                         out.write(chunk)
-        return len(sources)
+        return len(selected)
     except AWSError as err:
         raise InputError(f"ClientError: cannot read the input {uri}: {err.code}: {err.message}") from None
 
