@@ -9,6 +9,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 ACCOUNT = "123456789012"
+pytestmark = pytest.mark.both_databases
 
 
 @pytest.fixture
