@@ -452,3 +452,35 @@ def test_data_capture(hosting, client, runtime, endpoint, containers, unique):
     [record] = captured(s3, bucket, only_input, expected=1)["Prod"]
     assert list(record["captureData"]) == ["endpointInput"]
     assert captured(s3, bucket, unsampled, expected=1, timeout=2) == {}
+
+
+def test_metrics_per_variant(hosting, client, runtime, endpoint, containers):
+    ok, failing = containers(echo()), containers(echo(status=500))
+    name = endpoint([(1.0, (target("Good", [ok.path]), target("Bad", [failing.path], 0.0)))])
+    for _ in range(3):
+        runtime.invoke_endpoint(EndpointName=name, Body=b"{}")
+    with pytest.raises(ClientError):
+        runtime.invoke_endpoint(EndpointName=name, Body=b"{}", TargetVariant="Bad")
+
+    cloudwatch = client("cloudwatch", hosting)
+    end = time.time() + 60
+
+    def total(metric: str, variant: str, statistic: str = "Sum", config: bool = False) -> float | None:
+        dimensions = [{"Name": "EndpointName", "Value": name}, {"Name": "VariantName", "Value": variant}]
+        if config:
+            dimensions.append({"Name": "EndpointConfigName", "Value": "config-1"})
+        points = cloudwatch.get_metric_statistics(Namespace="AWS/SageMaker", MetricName=metric, Dimensions=dimensions,
+                                                  StartTime=end - 600, EndTime=end, Period=60,
+                                                  Statistics=[statistic])["Datapoints"]
+        return sum(p[statistic] for p in points) if points else None
+
+    deadline = time.time() + 10
+    while total("Invocations", "Bad") is None:  # the metric store flushes every second
+        assert time.time() < deadline, "no metrics arrived"
+        time.sleep(0.2)
+    assert total("Invocations", "Good") == 3 and total("Invocations", "Good", config=True) == 3
+    assert total("InvocationsPerInstance", "Good") == 3
+    assert total("InvocationModelErrors", "Good") == 0 and total("InvocationModelErrors", "Bad") == 1
+    assert total("Invocation5XXErrors", "Bad") == 1 and total("Invocation4XXErrors", "Bad") == 0
+    assert total("ModelLatency", "Good", "Minimum") > 0
+    assert total("OverheadLatency", "Good", "Minimum") > 0

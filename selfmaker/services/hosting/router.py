@@ -25,6 +25,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from ...aws import metric_store
 from ...engines.model_server import UnixConnection
 from ...server.app import background_worker
 from ...server.errors import AWSError
@@ -321,8 +322,6 @@ def _model_error(route: Route, status: int, message: str, original: str | None =
 
 def _record_metrics(backends, route: Route, target: Target, status: int, model_seconds: float,
                     total_seconds: float) -> None:
-    if metric_store is None:
-        return
     failed = not 200 <= status < 300
     values = (
         ("Invocations", 1.0, "Count"),
@@ -339,12 +338,6 @@ def _record_metrics(backends, route: Route, target: Target, status: int, model_s
         for dimensions in (by_variant, by_config):
             metric_store.record(backends, route.account_id, route.region, "AWS/SageMaker", name, dimensions,
                                 value, unit)
-
-
-try:  # the CloudWatch metric store (engineer A) lands separately; until then no metrics are recorded
-    from ...aws import metric_store
-except ImportError:  # pragma: no cover
-    metric_store = None
 
 
 # ---------------------------------------------------------------------------
