@@ -234,6 +234,11 @@ def test_execution_takes_the_if_branch(sm, classic_pipeline):
     # The jobs' trial components joined the execution's trial.
     components = sm.list_trial_components(TrialName=arn.rsplit("/", 1)[-1])["TrialComponentSummaries"]
     assert len(components) == 3
+    # Lineage: the execution is a context its jobs' trial components contributed to.
+    context = sm.describe_context(ContextName=f"pipeline-execution-{arn.rsplit('/', 1)[-1]}")
+    assert context["ContextType"] == "PipelineExecution" and context["Source"]["SourceUri"] == arn
+    linked = sm.list_associations(DestinationArn=context["ContextArn"])["AssociationSummaries"]
+    assert sorted(a["SourceArn"] for a in linked) == sorted(c["TrialComponentArn"] for c in components)
     summaries = sm.list_pipeline_executions(PipelineName=classic_pipeline)["PipelineExecutionSummaries"]
     assert arn in [s["PipelineExecutionArn"] for s in summaries]
 

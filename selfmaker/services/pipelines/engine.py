@@ -24,10 +24,10 @@ from ...engines.reconciler import Controller, kick, on_done, register
 from ...server.app import Backends
 from ...server.errors import AWSError
 from ...server.operations import Context
-from ...server.protocol import call
 from ...store import schema
 from ...store.resources import Record, now
 from . import pipelines as catalog
+from . import tracking
 from .executions import ACTIVE, KIND
 from .scope import ExecutionScope
 from .state import PARAMETERS, PAST_ATTEMPTS, PREPARED, RUNNING, STEPS
@@ -88,16 +88,19 @@ class Pass:
     def _prepare(self) -> None:
         """First pass: the experiment and trial the jobs join; the steps reused by a selective execution."""
         updates: dict = {PREPARED: True}
-        experiment = self.definition.experiment_config
-        if experiment:
+        config = None
+        if self.definition.experiment_config:
             try:
-                config = {k: str(language.evaluate(v, self.scope)) for k, v in experiment.items() if v is not None}
-                _ensure(self.ctx, "CreateExperiment", {"ExperimentName": config["ExperimentName"]})
-                _ensure(self.ctx, "CreateTrial", {"TrialName": config["TrialName"],
-                                                  "ExperimentName": config["ExperimentName"]})
+                config = {k: str(language.evaluate(v, self.scope))
+                          for k, v in self.definition.experiment_config.items() if v is not None}
                 updates["PipelineExperimentConfig"] = config
-            except (language.EvaluationError, AWSError, KeyError) as err:
+            except language.EvaluationError as err:
                 log.warning("execution %s: no experiment tracking: %s", self.record.arn, err)
+        try:
+            tracking.start(self.ctx, self.record.arn, self.execution_id, self.pipeline_name, config)
+        except AWSError as err:
+            log.warning("execution %s: no experiment or lineage tracking: %s", self.record.arn, err.message)
+            updates.pop("PipelineExperimentConfig", None)
         selective = self.record.data.get("SelectiveExecutionConfig")
         if selective:
             self._reuse_unselected(selective)
@@ -120,6 +123,7 @@ class Pass:
         if state["Status"] == was:
             return
         state["EndTime"] = now()
+        tracking.step_ended(self.ctx, self.execution_id, state.get("Resource"))
         if state["Status"] == "Failed":
             self._maybe_retry(name, state)
         elif state["Status"] == "Succeeded":
@@ -329,14 +333,6 @@ class Pass:
             if self.cached:
                 conn.execute(insert(CACHE), self.cached)
         return fresh.status == self.record.status or outcome is not None
-
-
-def _ensure(ctx: Context, operation: str, params: dict) -> None:
-    try:
-        call(ctx, operation, params)
-    except AWSError as err:
-        if "already exist" not in err.message:
-            raise
 
 
 def reconcile(backends: Backends, record: Record) -> float | None:
