@@ -132,6 +132,41 @@ def test_delay_and_batches_of_ten(sqs, queue):
         "ApproximateNumberOfMessages"] == "0"
 
 
+def test_batches(sqs, queue):
+    sent = sqs.send_message_batch(QueueUrl=queue, Entries=[
+        {"Id": "a", "MessageBody": "one"},
+        {"Id": "b", "MessageBody": "two", "MessageAttributes": {"k": {"DataType": "String", "StringValue": "v"}}},
+        {"Id": "bad", "MessageBody": "x", "DelaySeconds": 901}])
+    assert sorted(s["Id"] for s in sent["Successful"]) == ["a", "b"]
+    assert [(f["Id"], f["Code"], f["SenderFault"]) for f in sent["Failed"]] == [
+        ("bad", "InvalidParameterValue", True)]
+    received = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    assert sorted(m["Body"] for m in received) == ["one", "two"]
+    handles = {m["Body"]: m["ReceiptHandle"] for m in received}
+
+    changed = sqs.change_message_visibility_batch(QueueUrl=queue, Entries=[
+        {"Id": "one", "ReceiptHandle": handles["one"], "VisibilityTimeout": 0},
+        {"Id": "forged", "ReceiptHandle": "Zm9yZ2Vk", "VisibilityTimeout": 0}])
+    assert [s["Id"] for s in changed["Successful"]] == ["one"]
+    assert [(f["Id"], f["Code"]) for f in changed["Failed"]] == [("forged", "ReceiptHandleIsInvalid")]
+    again = sqs.receive_message(QueueUrl=queue)["Messages"][0]
+    assert again["Body"] == "one"
+
+    deleted = sqs.delete_message_batch(QueueUrl=queue, Entries=[
+        {"Id": "one", "ReceiptHandle": again["ReceiptHandle"]}, {"Id": "two", "ReceiptHandle": handles["two"]}])
+    assert sorted(s["Id"] for s in deleted["Successful"]) == ["one", "two"] and deleted["Failed"] == []
+    counts = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]
+    assert counts["ApproximateNumberOfMessages"] == counts["ApproximateNumberOfMessagesNotVisible"] == "0"
+
+    for entries, code in [([], "AWS.SimpleQueueService.EmptyBatchRequest"),
+                          ([{"Id": str(i), "MessageBody": "x"} for i in range(11)],
+                           "AWS.SimpleQueueService.TooManyEntriesInBatchRequest"),
+                          ([{"Id": "same", "MessageBody": "x"}] * 2, "AWS.SimpleQueueService.BatchEntryIdsNotDistinct"),
+                          ([{"Id": "no spaces", "MessageBody": "x"}], "AWS.SimpleQueueService.InvalidBatchEntryId")]:
+        assert _error(sqs.send_message_batch, QueueUrl=queue, Entries=entries)["Error"]["Code"] == code
+    assert "Messages" not in sqs.receive_message(QueueUrl=queue)
+
+
 def test_long_polls_wake_on_send_and_hold_no_thread(client, sqs, queue):
     """More waiters than the server has worker threads; each is woken by a send, well before its 20 s wait
     (their client gives up after 10 s), and other requests are served meanwhile."""

@@ -44,6 +44,11 @@ register_query_error_codes("sqs", {
     "QueueNameExists": "QueueAlreadyExists",
     "MessageNotInflight": "AWS.SimpleQueueService.MessageNotInflight",
     "UnsupportedOperation": "AWS.SimpleQueueService.UnsupportedOperation",
+    "EmptyBatchRequest": "AWS.SimpleQueueService.EmptyBatchRequest",
+    "TooManyEntriesInBatchRequest": "AWS.SimpleQueueService.TooManyEntriesInBatchRequest",
+    "BatchEntryIdsNotDistinct": "AWS.SimpleQueueService.BatchEntryIdsNotDistinct",
+    "InvalidBatchEntryId": "AWS.SimpleQueueService.InvalidBatchEntryId",
+    "BatchRequestTooLong": "AWS.SimpleQueueService.BatchRequestTooLong",
     "ValidationException": "InvalidParameterValue",
 })
 
@@ -418,13 +423,17 @@ def send_message(backends, account_id: str, region: str, queue_url: str, body: s
     return _send(backends, account_id, region, queue_url, body, sender_id=account_id)["MessageId"]
 
 
-@operation("sqs", "SendMessage")
-def send_message_operation(ctx: Context, params: dict) -> dict:
+def _check_standard_queue_entry(params: dict) -> None:
     if params.get("MessageSystemAttributes"):
         raise unsupported("MessageSystemAttributes (AWSTraceHeader) are not supported by SelfMaker yet.")
     if params.get("MessageDeduplicationId") or params.get("MessageGroupId"):
         raise invalid_parameter("The request include parameter that is not valid for this queue type: "
                                 "MessageDeduplicationId and MessageGroupId are for FIFO queues.")
+
+
+@operation("sqs", "SendMessage")
+def send_message_operation(ctx: Context, params: dict) -> dict:
+    _check_standard_queue_entry(params)
     return _send(ctx.backends, ctx.account_id, ctx.region, params["QueueUrl"], params["MessageBody"],
                  sender_id=caller_identity(ctx)[1], delay=params.get("DelaySeconds"),
                  attributes=params.get("MessageAttributes"))
@@ -601,31 +610,118 @@ def _held_message(conn, queue: Queue, handle: str):
     return conn.execute(select(M).where(M.c.id == row_id, M.c.queue_id == queue.id)).first(), nonce
 
 
+def _delete(conn, queue: Queue, handle: str) -> None:
+    row, _ = _held_message(conn, queue, handle)
+    if row is not None:  # deleting a message that is already gone succeeds, as in SQS
+        conn.execute(delete(M).where(M.c.id == row.id))
+
+
+def _change_visibility(conn, queue: Queue, handle: str, timeout: int) -> None:
+    if not 0 <= timeout <= 43_200:
+        raise invalid_parameter(f"Value {timeout} for parameter VisibilityTimeout is invalid. Reason: Must be "
+                                "between 0 and 43200.")
+    now = time.time()
+    row, nonce = _held_message(conn, queue, handle)
+    if row is None or row.receipt_nonce != nonce:
+        raise _invalid_receipt(handle)
+    if row.visible_at <= now:
+        raise AWSError("MessageNotInflight", "The message referred to isn't in flight.")
+    conn.execute(update(M).where(M.c.id == row.id).values(visible_at=now + timeout))
+
+
 @operation("sqs", "DeleteMessage")
 def delete_message(ctx: Context, params: dict) -> dict:
     with ctx.store.write() as conn:
-        queue = resolve(conn, ctx.account_id, ctx.region, params["QueueUrl"])
-        row, _ = _held_message(conn, queue, params["ReceiptHandle"])
-        if row is not None:  # deleting a message that is already gone succeeds, as in SQS
-            conn.execute(delete(M).where(M.c.id == row.id))
+        _delete(conn, resolve(conn, ctx.account_id, ctx.region, params["QueueUrl"]), params["ReceiptHandle"])
     return {}
 
 
 @operation("sqs", "ChangeMessageVisibility")
 def change_message_visibility(ctx: Context, params: dict) -> dict:
-    timeout = params["VisibilityTimeout"]
-    if not 0 <= timeout <= 43_200:
-        raise invalid_parameter(f"Value {timeout} for parameter VisibilityTimeout is invalid. Reason: Must be "
-                                "between 0 and 43200.")
-    now = time.time()
     with ctx.store.write() as conn:
         queue = resolve(conn, ctx.account_id, ctx.region, params["QueueUrl"])
-        row, nonce = _held_message(conn, queue, params["ReceiptHandle"])
-        if row is None or row.receipt_nonce != nonce:
-            raise _invalid_receipt(params["ReceiptHandle"])
-        if row.visible_at <= now:
-            raise AWSError("MessageNotInflight", "The message referred to isn't in flight.")
-        conn.execute(update(M).where(M.c.id == row.id).values(visible_at=now + timeout))
-    if timeout == 0:
+        _change_visibility(conn, queue, params["ReceiptHandle"], params["VisibilityTimeout"])
+    if params["VisibilityTimeout"] == 0:
         _arrivals(ctx.backends).notify(queue)
     return {}
+
+
+# -- batches: up to ten entries, each succeeding or failing on its own ------------------------------
+
+MAX_BATCH = 10
+_BATCH_ID = re.compile(r"[A-Za-z0-9_-]{1,80}")
+
+
+def _check_batch(entries: list[dict]) -> None:
+    if not entries:
+        raise AWSError("EmptyBatchRequest", "There should be at least one SendMessageBatchRequestEntry in the "
+                                            "request.")
+    if len(entries) > MAX_BATCH:
+        raise AWSError("TooManyEntriesInBatchRequest", f"Maximum number of entries per request are {MAX_BATCH}. "
+                                                       f"You have sent {len(entries)}.")
+    ids = [entry["Id"] for entry in entries]
+    for entry_id in ids:
+        if not _BATCH_ID.fullmatch(entry_id):
+            raise AWSError("InvalidBatchEntryId", f"A batch entry id can only contain alphanumeric characters, "
+                                                  f"hyphens and underscores. It can be at most 80 letters long: "
+                                                  f"{entry_id!r}.")
+    if len(set(ids)) != len(ids):
+        raise AWSError("BatchEntryIdsNotDistinct", "Two or more batch entries in the request have the same Id.")
+
+
+def _failure(entry_id: str, err: AWSError) -> dict:
+    return {"Id": entry_id, "SenderFault": err.status < 500, "Code": err.code, "Message": err.message}
+
+
+def _batch(entries: list[dict], run) -> dict:
+    """Run ``run(entry)`` for each entry; its result (or error) goes to Successful (or Failed)."""
+    successful, failed = [], []
+    for entry in entries:
+        try:
+            successful.append({"Id": entry["Id"], **(run(entry) or {})})
+        except AWSError as err:
+            failed.append(_failure(entry["Id"], err))
+    return {"Successful": successful, "Failed": failed}
+
+
+@operation("sqs", "SendMessageBatch")
+def send_message_batch(ctx: Context, params: dict) -> dict:
+    entries = params["Entries"]
+    _check_batch(entries)
+    with ctx.store.read() as conn:
+        queue = resolve(conn, ctx.account_id, ctx.region, params["QueueUrl"])
+    size = sum(len(e["MessageBody"].encode()) for e in entries)
+    if size > queue.setting("MaximumMessageSize"):
+        raise AWSError("BatchRequestTooLong", f"Batch requests cannot be longer than "
+                                              f"{queue.setting('MaximumMessageSize')} bytes. You have sent {size} "
+                                              "bytes.")
+    sender = caller_identity(ctx)[1]
+
+    def send(entry: dict) -> dict:
+        _check_standard_queue_entry(entry)
+        sent = _send(ctx.backends, ctx.account_id, ctx.region, params["QueueUrl"], entry["MessageBody"], sender,
+                     entry.get("DelaySeconds"), entry.get("MessageAttributes"))
+        return sent
+
+    return _batch(entries, send)
+
+
+@operation("sqs", "DeleteMessageBatch")
+def delete_message_batch(ctx: Context, params: dict) -> dict:
+    entries = params["Entries"]
+    _check_batch(entries)
+    with ctx.store.write() as conn:
+        queue = resolve(conn, ctx.account_id, ctx.region, params["QueueUrl"])
+        return _batch(entries, lambda entry: _delete(conn, queue, entry["ReceiptHandle"]))
+
+
+@operation("sqs", "ChangeMessageVisibilityBatch")
+def change_message_visibility_batch(ctx: Context, params: dict) -> dict:
+    entries = params["Entries"]
+    _check_batch(entries)
+    with ctx.store.write() as conn:
+        queue = resolve(conn, ctx.account_id, ctx.region, params["QueueUrl"])
+        result = _batch(entries, lambda entry: _change_visibility(conn, queue, entry["ReceiptHandle"],
+                                                                  entry.get("VisibilityTimeout", 0)))
+    _arrivals(ctx.backends).notify(queue)
+    return result
