@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 
 import pytest
 
@@ -370,6 +371,8 @@ def test_invalid_definitions_say_what_and_where(change, message):
 def test_malformed_json_and_top_level():
     with pytest.raises(DefinitionError, match="not valid JSON"):
         parse("{")
+    with pytest.raises(DefinitionError, match="not valid JSON: NaN is not a JSON value"):
+        parse('{"Version": "2020-12-01", "Steps": [], "Parameters": [{"Name": "F", "Type": "Float", "DefaultValue": NaN}]}')
     with pytest.raises(DefinitionError, match="must be a JSON object"):
         parse("[]")
     with pytest.raises(DefinitionError, match="Steps must be a list"):
@@ -379,6 +382,40 @@ def test_malformed_json_and_top_level():
                 + '{"x": [' * depth + "1" + "]}" * depth + "}]}")
         with pytest.raises(DefinitionError, match="PipelineDefinition is nested too deeply"):
             parse(deep)
+
+
+ODD_VALUES = [None, 1, 1.5, True, "x", "", [], {}, [None], {"a": 1}, {"Get": 1}, {"Get": "Steps"}, {"Std:Join": 1},
+              {"Std:JsonGet": {"Path": 1}}, {"Type": "Or", "Conditions": 1}, {"Type": "Not", "Condition": 1},
+              [{"ExceptionType": ["Step.THROTTLING"], "MaxAttempts": "1"}], {"Enabled": True, "ExpireAfter": 1},
+              [{"PropertyFileName": 1, "OutputName": [], "FilePath": "x"}], [{"Name": "P", "Type": "String",
+                                                                              "EnumValues": [[1]]}]]
+
+
+def test_any_malformed_definition_is_a_definition_error_never_a_crash():
+    """Random damage to the Abalone definition: parse answers DefinitionError (a 400), never another exception."""
+    def places(value, path=()):
+        yield path
+        children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        for key, child in children:
+            yield from places(child, path + (key,))
+
+    everywhere = [path for path in places(ABALONE) if path]
+    rng = random.Random(5)
+    for _ in range(600):
+        document = copy.deepcopy(ABALONE)
+        for _ in range(rng.randint(1, 3)):
+            *parents, last = rng.choice(everywhere)
+            target = document
+            try:
+                for key in parents:
+                    target = target[key]
+                target[last] = copy.deepcopy(rng.choice(ODD_VALUES))
+            except (KeyError, IndexError, TypeError):
+                pass  # an earlier change removed this place
+        try:
+            parse(json.dumps(document))
+        except DefinitionError:
+            pass
 
 
 def test_a_condition_reading_its_own_branch_is_a_cycle():

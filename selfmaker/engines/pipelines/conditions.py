@@ -38,7 +38,7 @@ def check_conditions(conditions, where: str) -> None:
 
 def _check(condition, where: str) -> None:
     kind = condition.get("Type") if isinstance(condition, dict) else None
-    if kind not in MEMBERS:
+    if not isinstance(kind, str) or kind not in MEMBERS:
         raise ValueError(f"{where}: Type must be one of {', '.join(MEMBERS)}, not {kind!r}")
     members = set(condition) - {"Type"}
     if members != MEMBERS[kind]:

@@ -72,7 +72,7 @@ def parse(text) -> Definition:
 
 def _parse(text) -> Definition:
     try:
-        document = json.loads(text)
+        document = json.loads(text, parse_constant=_refuse_constant)
     except (TypeError, ValueError) as e:
         raise DefinitionError(f"PipelineDefinition is not valid JSON: {e}") from None
     if not isinstance(document, dict):
@@ -95,6 +95,10 @@ def _parse(text) -> Definition:
     return Definition(VERSION, parameters, steps, experiment_config, document)
 
 
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def _collect(items, where: str, branch, found: dict) -> None:
     """Gather every step object, condition children included, checking names, types and shapes."""
     if not isinstance(items, list):
@@ -106,6 +110,8 @@ def _collect(items, where: str, branch, found: dict) -> None:
         if name in found:
             raise DefinitionError(f"Step name '{name}' is used by more than one step")
         kind = raw.get("Type")
+        if not isinstance(kind, str):
+            raise DefinitionError(f"Step '{name}': Type must be a string, not {kind!r}")
         if kind in UNSUPPORTED_STEP_TYPES:
             raise DefinitionError(f"Step '{name}': step type {kind} is not supported by SelfMaker yet")
         if kind not in STEP_TYPES:
@@ -131,9 +137,9 @@ class _Context:
     has_experiment_config: bool
 
     def property_files(self, step: str) -> set[str]:
-        raw, _ = self.raw_steps[step]
-        files = raw.get("PropertyFiles") or []
-        return {f.get("PropertyFileName") for f in files if isinstance(f, dict)}
+        files = self.raw_steps[step][0].get("PropertyFiles")
+        return {f["PropertyFileName"] for f in files if isinstance(f, dict) and isinstance(f.get("PropertyFileName"), str)} \
+            if isinstance(files, list) else set()
 
 
 def _step(raw: dict, branch, context: _Context) -> Step:
@@ -196,8 +202,10 @@ def _check_members(raw: dict, kind: str) -> None:
 def _check_property_files(files, arguments: dict) -> None:
     if not isinstance(files, list):
         raise ValueError("PropertyFiles must be a list")
-    outputs = (arguments.get("ProcessingOutputConfig") or {}).get("Outputs") or []
-    output_names = {o.get("OutputName") for o in outputs if isinstance(o, dict)}
+    config = arguments.get("ProcessingOutputConfig")
+    outputs = config.get("Outputs") if isinstance(config, dict) else None
+    output_names = {o["OutputName"] for o in outputs if isinstance(o, dict) and isinstance(o.get("OutputName"), str)} \
+        if isinstance(outputs, list) else set()
     seen = set()
     for index, entry in enumerate(files):
         members = {"PropertyFileName", "OutputName", "FilePath"}
