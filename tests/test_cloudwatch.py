@@ -338,7 +338,7 @@ def test_internal_api_restart_and_prometheus(make_server, client, tmp_path):
 def test_old_data_is_rolled_up_and_expired(tmp_path):
     """One-second statistic sets older than three hours become one per minute (and so on), as CloudWatch
     keeps them; the statistics over them do not change."""
-    from sqlalchemy import func, select
+    from sqlalchemy import select
 
     from selfmaker.aws import metric_store
     from selfmaker.config import Settings

@@ -1,0 +1,11 @@
+"""Amazon CloudWatch: metrics (:mod:`.metrics`) and metric alarms (:mod:`.alarms`).
+
+boto3 1.44 and the AWS CLI speak JSON 1.0 to it (``GraniteServiceVersion20100801.*``);
+Smithy RPC v2 CBOR clients are served too (selfmaker/server/cbor_protocol.py). The data
+lives in :mod:`selfmaker.aws.metric_store`.
+"""
+
+from . import metrics  # noqa: F401  (importing registers the operations)
+from .alarms import alarm_state, evaluate
+
+__all__ = ["alarm_state", "evaluate"]
