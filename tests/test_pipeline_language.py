@@ -565,6 +565,20 @@ def test_json_get_reads_property_files_and_s3_objects(scope):
         evaluate(missing, scope)
 
 
+def test_malformed_expressions_and_scope_errors_at_evaluation(scope):
+    with pytest.raises(EvaluationError, match="Invalid expression .*unknown function Std:Split"):
+        evaluate({"Std:Split": {}}, scope)
+    with pytest.raises(EvaluationError, match="Invalid expression .*Std:Join takes"):
+        evaluate({"Std:Join": {"Values": 1}}, scope)
+
+    class Refusing(FakeScope):
+        def parameter(self, name):
+            raise ValueError(f"no value for {name}")
+    with pytest.raises(ValueError, match="no value for P") as raised:  # the engine's own errors pass through
+        evaluate({"Get": "Parameters.P"}, Refusing())
+    assert not isinstance(raised.value, EvaluationError)
+
+
 def test_unresolvable_property_names_the_reference(scope):
     with pytest.raises(PropertyError, match=r"^Steps.AbaloneTrain.ModelArtifacts.S3Model does not resolve: ModelArtifacts.S3Model is not there"):
         evaluate({"Get": "Steps.AbaloneTrain.ModelArtifacts.S3Model"}, scope)

@@ -177,27 +177,32 @@ def evaluate(value, scope: Scope):
 
 def _evaluate_expression(expression: dict, scope: Scope):
     (form, body), = expression.items()
-    try:
+    try:  # the shape was validated at parse time; this guards expressions built elsewhere
         if form == "Get":
-            return _get(parse_get(body), scope)
-        if form not in FUNCTIONS:
-            raise ValueError(f"unknown function {form}")
-        if form == "Std:Join":
+            reference = parse_get(body)
+        elif form == "Std:Join":
             on, values = _join_parts(body)
-            return on.join(_text(evaluate(v, scope), v) for v in values)
-        source, path = _json_get_parts(body)
-        if "PropertyFile" in source:
-            reference = parse_get(source["PropertyFile"]["Get"])
-            document = scope.property_file(reference.name, reference.path)
-            where = f"property file {reference.path} of step {reference.name}"
+        elif form == "Std:JsonGet":
+            source, path = _json_get_parts(body)
+            reference = parse_get(source["PropertyFile"]["Get"]) if "PropertyFile" in source else None
         else:
-            uri = evaluate(source["S3Uri"], scope)
-            if not isinstance(uri, str):
-                raise EvaluationError(f"Std:JsonGet's S3Uri evaluated to {uri!r}, not a string")
-            document = scope.read_json(uri)
-            where = uri
-    except ValueError as e:  # a malformed expression that escaped validation
+            raise ValueError(f"unknown function {form}")
+    except ValueError as e:
         raise EvaluationError(f"Invalid expression {expression}: {e}") from None
+
+    if form == "Get":
+        return _get(reference, scope)
+    if form == "Std:Join":
+        return on.join(_text(evaluate(v, scope), v) for v in values)
+    if reference is not None:
+        document = scope.property_file(reference.name, reference.path)
+        where = f"property file {reference.path} of step {reference.name}"
+    else:
+        uri = evaluate(source["S3Uri"], scope)
+        if not isinstance(uri, str):
+            raise EvaluationError(f"Std:JsonGet's S3Uri evaluated to {uri!r}, not a string")
+        document = scope.read_json(uri)
+        where = uri
     try:
         return lookup(document, path)
     except PropertyError as e:
