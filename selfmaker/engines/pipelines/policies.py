@@ -22,7 +22,7 @@ CACHE_KEY_MEMBERS = {
     "Transform": ("DataProcessing", "Environment", "ModelName", "TransformInput"),
 }
 
-_UNITS = {"Y": 365 * 86400, "W": 7 * 86400, "D": 86400, "H": 3600, "S": 1}
+DAY = 86400.0  # a year counts 365 days and a month 30, as calendar-free durations must
 _NUMBER = r"(\d+(?:\.\d+)?)"
 # ISO 8601 (P1Y2M3W4DT5H6M7S), also without its "P" as the developer guide writes it ("30d", "T16m",
 # "30dT5h"), and with hours or seconds before the "T" ("1h"), where they cannot be mistaken.
@@ -38,7 +38,7 @@ def parse_duration(text: str) -> float:
         raise ValueError(f"{text!r} is not a duration such as PT1H, P30D, 30d or 1h")
     years, months, weeks, days, hours, seconds, t_hours, t_minutes, t_seconds = (
         float(g) if g else 0.0 for g in match.groups())
-    return (years * _UNITS["Y"] + months * 30 * 86400 + weeks * _UNITS["W"] + days * _UNITS["D"]
+    return ((years * 365 + months * 30 + weeks * 7 + days) * DAY
             + (hours + t_hours) * 3600 + t_minutes * 60 + seconds + t_seconds)
 
 
@@ -71,7 +71,7 @@ def caching(config: dict | None) -> bool:
 def cache_key(step, resolved_arguments: dict) -> str:
     """A stable digest of what makes a step's result reusable: its type, the key arguments, its property files."""
     members = CACHE_KEY_MEMBERS.get(step.type)
-    arguments = resolved_arguments if members is None else {
+    arguments = dict(resolved_arguments) if members is None else {
         name: resolved_arguments[name] for name in members if name in resolved_arguments}
     if isinstance(arguments.get("DebugHookConfig"), dict):  # where tensors are written: an output location
         arguments["DebugHookConfig"] = {k: v for k, v in arguments["DebugHookConfig"].items() if k != "S3OutputPath"}
