@@ -205,6 +205,19 @@ def test_treat_missing_data(cw, unique, treat, state):
     cw.delete_alarms(AlarmNames=[name])
 
 
+def test_a_state_set_by_hand_lasts_until_the_next_evaluation(cw, unique):
+    name = unique("held")
+    cw.put_metric_alarm(AlarmName=name, Namespace=unique("Empty"), MetricName="Nothing", Statistic="Sum",
+                        Period=10, EvaluationPeriods=1, Threshold=1.0, ComparisonOperator="GreaterThanThreshold",
+                        TreatMissingData="breaching")
+    _wait_for_state(cw, name, "ALARM")
+    cw.set_alarm_state(AlarmName=name, StateValue="OK", StateReason="testing the pager")
+    assert cw.describe_alarms(AlarmNames=[name])["MetricAlarms"][0]["StateValue"] == "OK"
+    back = _wait_for_state(cw, name, "ALARM", timeout=25)  # when the current 10 s period ends
+    assert back["StateReason"].startswith("Threshold Crossed: 1 out of the last 1 datapoints []")
+    cw.delete_alarms(AlarmNames=[name])
+
+
 def test_bad_requests(cw, unique):
     namespace, now = unique("App"), time.time()
     metric = {"Namespace": namespace, "MetricName": "M", "StartTime": _at(now - 600), "EndTime": _at(now)}

@@ -50,6 +50,9 @@ COMPARISONS = {
     "LessThanOrEqualToThreshold": (operator.le, "less than or equal to"),
 }
 TREAT_MISSING = ("breaching", "notBreaching", "ignore", "missing")
+# In an alarm's data (never serialized: not a MetricAlarm member): the end of the last period whose
+# evaluation a SetAlarmState replaced. Kept in the store, so a state set by hand holds across a restart.
+HELD_THROUGH = "_HeldThrough"
 
 
 def alarm_arn(account_id: str, region: str, name: str) -> str:
@@ -176,10 +179,13 @@ def describe_alarms(ctx: Context, params: dict) -> dict:
     return answer
 
 
-def _set_state(conn, row, state: str, reason: str, reason_data: str | None, config_stamp=None) -> bool:
+def _set_state(conn, row, state: str, reason: str, reason_data: str | None, *, config_stamp: float | None = None,
+               held_through: int | None = None) -> bool:
     """Move an alarm to ``state``; False if its configuration changed meanwhile (``config_stamp``)."""
     now = time.time()
     data = dict(row.data)
+    if held_through is not None:
+        data[HELD_THROUGH] = held_through
     if config_stamp is not None and data.get("AlarmConfigurationUpdatedTimestamp") != config_stamp:
         return False
     if data["StateValue"] != state:
@@ -207,8 +213,10 @@ def set_alarm_state(ctx: Context, params: dict) -> dict:
         row = _find_alarm(conn, ctx.account_id, ctx.region, params["AlarmName"])
         if row is None:
             raise _not_found(params["AlarmName"])
-        _set_state(conn, row, state, params["StateReason"], reason_data)
-    _evaluator(ctx.backends).hold(row.id, row.data)
+        # The state holds until the next evaluation, when the current period ends.
+        period = row.data["Period"]
+        _set_state(conn, row, state, params["StateReason"], reason_data,
+                   held_through=int(time.time()) // period * period)
     return {}
 
 
@@ -319,16 +327,15 @@ class AlarmEvaluator:
     """Evaluates every alarm once per period, when a period ends, and at once when it is created or changed.
 
     ``evaluated`` remembers, per alarm and configuration, the end of the last period it
-    evaluated; SetAlarmState marks the current one evaluated, so its state holds until the
-    next period ends. After a restart every alarm is evaluated again at once.
+    evaluated (after a restart every alarm is evaluated again at once); an alarm whose state
+    was set by hand for that period (HELD_THROUGH) is left alone until the next one ends.
     """
 
     TICK_SECONDS = 1.0
 
     def __init__(self, backends) -> None:
         self.backends = backends
-        self._evaluated: dict[tuple[int, float], int] = {}
-        self._lock = threading.Lock()
+        self._evaluated: dict[tuple[int, float], int] = {}  # only the evaluator's thread uses it
         self._stop = threading.Event()
         self._woken = threading.Event()
         self._thread = threading.Thread(target=self._run, name="alarm-evaluator", daemon=True)
@@ -343,12 +350,6 @@ class AlarmEvaluator:
 
     def wake(self) -> None:
         self._woken.set()
-
-    def hold(self, alarm_id: int, alarm: dict) -> None:
-        period = alarm["Period"]
-        with self._lock:
-            self._evaluated[(alarm_id, alarm["AlarmConfigurationUpdatedTimestamp"])] = \
-                int(time.time()) // period * period
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -369,22 +370,18 @@ class AlarmEvaluator:
             key = (row.id, alarm["AlarmConfigurationUpdatedTimestamp"])
             live.add(key)
             boundary = now // alarm["Period"] * alarm["Period"]
-            with self._lock:
-                if self._evaluated.get(key, -1) >= boundary:
-                    continue
+            if self._evaluated.get(key, -1) >= boundary or alarm.get(HELD_THROUGH, -1) >= boundary:
+                continue
             outcome = evaluate(self.backends, row.account_id, row.region, alarm, boundary)
-            with self._lock:
-                if self._evaluated.get(key, -1) >= boundary:  # SetAlarmState came in meanwhile
-                    continue
-                self._evaluated[key] = boundary
+            self._evaluated[key] = boundary
             if outcome is None or outcome[0] == alarm["StateValue"]:
                 continue  # the state, and so its reason, changes only on a transition
             with self.backends.store.write() as conn:
                 current = conn.execute(select(A).where(A.c.id == row.id)).first()
-                if current is not None and current.data["StateValue"] != outcome[0]:
+                if current is not None and current.data["StateValue"] != outcome[0] \
+                        and current.data.get(HELD_THROUGH, -1) < boundary:  # no SetAlarmState meanwhile
                     _set_state(conn, current, *outcome, config_stamp=key[1])
-        with self._lock:
-            self._evaluated = {k: v for k, v in self._evaluated.items() if k in live}
+        self._evaluated = {k: v for k, v in self._evaluated.items() if k in live}
 
 
 _EVALUATOR_LOCK = threading.Lock()
