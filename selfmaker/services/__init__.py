@@ -1,3 +1,5 @@
 """One module per family of SageMaker operations. Importing this package registers them all."""
 
-from . import catalog, experiments, featurestore, jobs, lineage, metrics, pipelines, registry, search, tagging  # noqa: F401
+from . import (  # noqa: F401
+    catalog, experiments, featurestore, hosting, jobs, lineage, metrics, pipelines, registry, search, tagging,
+)

@@ -18,11 +18,6 @@ def _update_code_repository(ctx, params, record):
 
 MODEL = Kind("Model", "model", operations=("Create", "Describe", "List", "Delete"), search_type="Model").register()
 
-ENDPOINT_CONFIG = Kind(
-    "EndpointConfig", "endpoint-config", label="endpoint configuration",
-    operations=("Create", "Describe", "List", "Delete"),
-).register()
-
 CODE_REPOSITORY = Kind(
     "CodeRepository", "code-repository", label="code repository", list_operation="ListCodeRepositories",
     not_found="Cannot find CodeRepository with name {name}.",

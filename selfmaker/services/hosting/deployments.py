@@ -1,0 +1,530 @@
+"""The endpoint controller: creation, blue/green and rolling deployments, rollback, capacity, deletion.
+
+An endpoint record holds everything its next step needs (engines/reconciler.py):
+
+- ``_live``: the release serving now (the "blue" fleet): its configuration's name, and per
+  variant the model (a snapshot: deleting the Model later changes nothing), instance type,
+  count, weight, the fleet Group key and how many instances answer /ping;
+- ``_next``: during UpdateEndpoint, the release being deployed (the "green" fleet);
+- ``_deploy``: the deployment's plan and progress: traffic share per step, the step, its
+  phase (provision, bake, terminate, rollback), timestamps and the alarms to watch;
+- ``_capacity``: an UpdateEndpointWeightsAndCapacities in progress;
+- ``_rev``: bumped by every API change, so a step computed on an older record never
+  overwrites one (it is simply run again).
+
+What the router sees is a pure function of the record and the fleet's readiness
+(:func:`route_for`), so after a server restart the same Route is published again.
+A Route that sends traffic to a fleet is published only once that fleet answers
+/ping, and a fleet stops only after a Route without it has been published and a
+drain period has passed: no request fails during an update or a rollback.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+from ...engines.reconciler import Controller, kick, register
+from ...server.app import Backends
+from ...store.resources import Record, now
+from . import routes
+from .fleet import Group, fleet
+
+log = logging.getLogger("selfmaker.hosting")
+
+ACTIVE = frozenset({"Creating", "Updating", "RollingBack", "InService", "Deleting"})
+DEFAULT_STARTUP_TIMEOUT = 3600  # seconds for a fleet to answer /ping, unless its variants say otherwise
+DRAIN_SECONDS = 3.0  # between the last Route that sends a fleet requests and stopping it
+SERVING_CHECK = 10.0  # an InService endpoint's fallback re-check (fleet callbacks come first)
+POLL = 2.0  # while waiting for instances (fleet callbacks come first)
+
+
+class Superseded(Exception):
+    """An API call changed the record while a step was computed: run the step again."""
+
+
+# -- groups and routes ------------------------------------------------------------------------------------
+
+
+def _owners(backends: Backends) -> dict[str, str]:
+    """Group key -> endpoint ARN, so a fleet callback kicks the endpoint that owns the group."""
+    owners = backends.services.get("hosting.group_owners")
+    if owners is None:
+        owners = backends.services.setdefault("hosting.group_owners", {})
+        fleet(backends).subscribe(lambda key: _group_changed(backends, key))
+    return owners
+
+
+def _group_changed(backends: Backends, key: str) -> None:
+    arn = backends.services.get("hosting.group_owners", {}).get(key)
+    if arn:
+        kick(backends, arn)
+
+
+def _group(record: Record, variant: dict, count: int | None = None) -> Group:
+    return Group(key=variant["key"], account_id=record.account_id, region=record.region,
+                 endpoint_name=record.name, variant_name=variant["name"], model=variant["model"],
+                 instance_type=variant["instance_type"], count=variant["count"] if count is None else count)
+
+
+def _variants(release: dict) -> list[dict]:
+    return release["variants"] + release["shadows"]
+
+
+def _targets(variants: list[dict], ready: dict[str, tuple[str, ...]], config: str,
+             counts: dict[str, int] | None = None) -> tuple[routes.Target, ...]:
+    """Each variant's ready instances, at most its count: the ones beyond it are about to stop."""
+    return tuple(routes.Target(variant=v["name"], weight=float(v["weight"]),
+                               sockets=ready[v["key"]][:(counts or {}).get(v["key"], v["count"])], config_name=config)
+                 for v in variants)
+
+
+def shadow_fraction(release: dict) -> dict[str, float]:
+    """A shadow variant's sampling fraction: its weight over the production variants' total, at most 1."""
+    total = sum(v["weight"] for v in release["variants"])
+    return {v["name"]: min(1.0, v["weight"] / total) if total > 0 else 0.0 for v in release["shadows"]}
+
+
+def _shadows(release: dict, ready: dict[str, tuple[str, ...]]) -> tuple[routes.Target, ...]:
+    fractions = shadow_fraction(release)
+    return tuple(routes.Target(variant=v["name"], weight=fractions[v["name"]], sockets=ready[v["key"]][:v["count"]],
+                               config_name=release["config"]) for v in release["shadows"])
+
+
+def _capture(release: dict) -> dict | None:
+    capture = release.get("capture")
+    return capture if capture and capture.get("EnableCapture", True) else None
+
+
+def route_for(backends: Backends, record: Record) -> routes.Route | None:
+    """The Route an endpoint's record calls for now, None when it must not serve."""
+    data, pool = record.data, fleet(backends)
+    if record.status not in ("InService", "Updating", "RollingBack"):
+        return None
+    live, nxt, deploy = data["_live"], data.get("_next"), data.get("_deploy")
+    ready = {v["key"]: pool.ready(v["key"]) for v in _variants(live) + (_variants(nxt) if nxt else [])}
+    share = deploy["share"] if deploy and nxt else 0.0
+    blue_counts = _blue_counts(live, deploy) if deploy and deploy["strategy"] == "rolling" else None
+    traffic = []
+    if share < 1:
+        traffic.append((1.0 - share, _targets(live["variants"], ready, live["config"], blue_counts)))
+    if share > 0:
+        traffic.append((share, _targets(nxt["variants"], ready, nxt["config"])))
+    serving = nxt if share >= 1 else live
+    return routes.Route(account_id=record.account_id, region=record.region, endpoint_name=record.name,
+                        endpoint_arn=record.arn, traffic=tuple(traffic), shadows=_shadows(serving, ready),
+                        capture=_capture(serving))
+
+
+def _publish(backends: Backends, record: Record) -> None:
+    route = route_for(backends, record)
+    if route is None:
+        routes.withdraw(backends, record.account_id, record.region, record.name)
+    elif routes.lookup(backends, record.account_id, record.region, record.name) != route:
+        routes.publish(backends, route)
+
+
+# -- deployment plans ----------------------------------------------------------------------------------------
+
+
+def _size(capacity: dict, total: int) -> float:
+    """A CapacitySize as a fraction of a fleet of ``total`` instances."""
+    if capacity["Type"] == "INSTANCE_COUNT":
+        return capacity["Value"] / max(total, 1)
+    return capacity["Value"] / 100.0
+
+
+def _steps(step: float) -> list[float]:
+    count = max(1, math.ceil(1.0 / step - 1e-9))
+    return [min(1.0, round(step * (i + 1), 6)) for i in range(count - 1)] + [1.0]
+
+
+def plan(config: dict | None, live: dict, nxt: dict) -> dict:
+    """A deployment's plan from its DeploymentConfig (None: blue/green, all at once, no bake)."""
+    config = config or {}
+    alarms = [a["AlarmName"] for a in (config.get("AutoRollbackConfiguration") or {}).get("Alarms", [])]
+    total = sum(v["count"] for v in nxt["variants"])
+    serverless = any(v.get("serverless") for v in live["variants"] + nxt["variants"])
+    rolling = config.get("RollingUpdatePolicy")
+    if rolling and not serverless:
+        return {"strategy": "rolling", "steps": _steps(_size(rolling["MaximumBatchSize"], total)),
+                "wait": rolling["WaitIntervalInSeconds"], "termination_wait": 0,
+                "timeout": rolling.get("MaximumExecutionTimeoutInSeconds"), "alarms": alarms}
+    policy = config.get("BlueGreenUpdatePolicy") or {}
+    routing = policy.get("TrafficRoutingConfiguration") or {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0}
+    if serverless:  # as on AWS: serverless variants are deployed all at once, without a bake
+        routing = {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0}
+    if routing["Type"] == "CANARY":
+        steps = [min(1.0, _size(routing["CanarySize"], total)), 1.0]
+    elif routing["Type"] == "LINEAR":
+        steps = _steps(_size(routing["LinearStepSize"], total))
+    else:
+        steps = [1.0]
+    return {"strategy": "blue_green", "steps": steps, "wait": routing["WaitIntervalInSeconds"],
+            "termination_wait": policy.get("TerminationWaitInSeconds", 0),
+            "timeout": policy.get("MaximumExecutionTimeoutInSeconds"), "alarms": alarms}
+
+
+def _green_count(variant: dict, deploy: dict, step: int) -> int:
+    """Green instances of a variant at a step: the whole fleet for blue/green, a growing batch when rolling."""
+    if step < 0:
+        return 0
+    if deploy["strategy"] != "rolling":
+        return variant["count"]
+    return min(variant["count"], max(1, math.ceil(deploy["steps"][step] * variant["count"] - 1e-9)))
+
+
+def _green_counts(nxt: dict, deploy: dict) -> dict[str, int]:
+    """Group key -> instances of the new fleet at the deployment's current step (shadows: all of them)."""
+    counts = {v["key"]: _green_count(v, deploy, deploy["step"]) for v in nxt["variants"]}
+    counts.update({v["key"]: v["count"] for v in nxt["shadows"]})
+    return counts
+
+
+def _shifted_step(deploy: dict) -> int:
+    """The last step whose traffic shift happened (-1: none yet)."""
+    return deploy["step"] if deploy["phase"] in ("bake", "terminate") else deploy["step"] - 1
+
+
+def _blue_counts(live: dict, deploy: dict) -> dict[str, int]:
+    """Blue instances per group key while rolling: the old count less the batches already replaced."""
+    if deploy["phase"] == "rollback":
+        return {v["key"]: v["count"] for v in live["variants"]}
+    shifted = _shifted_step(deploy)
+    return {v["key"]: max(0, v["count"] - _green_count(v, deploy, shifted)) for v in live["variants"]}
+
+
+# -- the controller ---------------------------------------------------------------------------------------------
+
+
+class Step:
+    """One reconcile step of one endpoint."""
+
+    def __init__(self, backends: Backends, record: Record):
+        self.backends, self.record = backends, record
+        self.fleet = fleet(backends)
+        self.owners = _owners(backends)
+
+    @property
+    def data(self) -> dict:
+        return self.record.data
+
+    def commit(self, mutate, touch: bool = True) -> None:
+        """Apply ``mutate(data)`` to the stored record, unless an API call changed it meanwhile."""
+        store = self.backends.resources
+        with self.backends.store.write() as conn:
+            fresh = store.get_by_arn(self.record.arn, conn=conn)
+            if fresh is None or fresh.data.get("_rev") != self.data.get("_rev"):
+                raise Superseded
+            mutate(fresh.data)
+            if touch:
+                fresh.data["LastModifiedTime"] = now()
+            fresh.status = fresh.data["EndpointStatus"]
+            store.save(fresh, conn=conn, touch=touch)
+        self.record = fresh
+
+    def ensure(self, variant: dict, count: int | None = None) -> None:
+        self.owners[variant["key"]] = self.record.arn
+        self.fleet.ensure(_group(self.record, variant, count))
+
+    def retire(self, variants: list[dict]) -> None:
+        for variant in variants:
+            self.fleet.retire(variant["key"])
+            self.owners.pop(variant["key"], None)
+
+    def ready(self, variant: dict) -> int:
+        return len(self.fleet.ready(variant["key"]))
+
+    def failure(self, variants: list[dict]) -> str | None:
+        for variant in variants:
+            reason = self.fleet.failure(variant["key"])
+            if reason:
+                return f"Variant {variant['name']}: {reason}"
+        return None
+
+    def note_ready(self, member: str, counts: dict[str, int] | None = None) -> bool:
+        """Record each variant's ready instances (CurrentInstanceCount); whether all ``counts`` are ready."""
+        variants = _variants(self.data[member])
+        counts = {v["key"]: (counts or {}).get(v["key"], v["count"]) for v in variants}
+        seen = {v["key"]: min(self.ready(v), counts[v["key"]]) for v in variants}
+        if any(v.get("ready") != seen[v["key"]] for v in variants):
+            def mutate(d):
+                for v in _variants(d[member]):
+                    v["ready"] = seen[v["key"]]
+            self.commit(mutate, touch=False)
+        return all(seen[key] >= count for key, count in counts.items())
+
+    def publish(self) -> None:
+        _publish(self.backends, self.record)
+
+    # -- statuses --------------------------------------------------------------------------------
+
+    def run(self) -> float | None:
+        status = self.record.status
+        if status == "Deleting":
+            return self.delete()
+        if status == "Creating":
+            return self.create()
+        if status == "InService":
+            return self.serve()
+        if self.data.get("_capacity"):
+            return self.resize()
+        return self.deploy()
+
+    def create(self) -> float | None:
+        live = self.data["_live"]
+        variants = _variants(live)
+        for variant in variants:
+            self.ensure(variant)
+        reason = self.failure(variants)
+        if reason is None and time.time() > live["started"] + _startup_timeout(live):
+            reason = (f"The endpoint's instances did not answer the /ping health check within "
+                      f"{_startup_timeout(live)} seconds.")
+        if reason:
+            self.retire(variants)
+            self.commit(lambda d: d.update(EndpointStatus="Failed", FailureReason=reason[:1024]))
+            self.publish()
+            return None
+        if not self.note_ready("_live"):
+            return POLL
+        deployed = now()
+
+        def in_service(d):
+            d["EndpointStatus"] = "InService"
+            for v in _variants(d["_live"]):
+                v["deployed_at"] = deployed
+        self.commit(in_service)
+        self.publish()
+        return SERVING_CHECK
+
+    def serve(self) -> float:
+        """An InService endpoint: replace dead instances, publish its Route (again, after a restart).
+
+        A variant just scaled in keeps its extra instances, already out of the Route, until
+        the drain period ends.
+        """
+        wait = SERVING_CHECK
+        for variant in _variants(self.data["_live"]):
+            count, drain = variant["count"], variant.get("drain")
+            if drain and time.time() < drain["until"]:
+                count = max(count, drain["from"])
+                wait = min(wait, drain["until"] - time.time())
+            self.ensure(variant, count)
+        self.note_ready("_live")
+        self.publish()
+        return wait
+
+    def delete(self) -> None:
+        routes.withdraw(self.backends, self.record.account_id, self.record.region, self.record.name)
+        for member in ("_live", "_next"):
+            if self.data.get(member):
+                self.retire(_variants(self.data[member]))
+        self.backends.resources.delete(self.record.arn)
+        return None
+
+    # -- UpdateEndpointWeightsAndCapacities ---------------------------------------------------------
+
+    def resize(self) -> float | None:
+        """Start the added instances, wait for them, then route the new weights and counts at once."""
+        wanted = self.data["_capacity"]
+        variants = self.data["_live"]["variants"]
+        counts = {v["key"]: wanted.get(v["name"], {}).get("count", v["count"]) for v in variants}
+        growing = [v for v in variants if counts[v["key"]] > v["count"]]
+        for variant in growing:
+            self.ensure(variant, counts[variant["key"]])
+        reason = self.failure(growing)
+        if reason:  # back to the old capacity, as a failed update does on AWS
+            for variant in growing:
+                self.ensure(variant)
+
+            def failed(d):
+                d.pop("_capacity", None)
+                d.update(EndpointStatus="InService", FailureReason=reason[:1024])
+            self.commit(failed)
+            return self.serve()
+        if any(self.ready(v) < counts[v["key"]] for v in growing):
+            return POLL
+        moment = now()
+
+        def resized(d):
+            for v in d["_live"]["variants"]:
+                change = d["_capacity"].get(v["name"])
+                if not change:
+                    continue
+                if change.get("count", v["count"]) < v["count"]:
+                    v["drain"] = {"from": v["count"], "until": moment + DRAIN_SECONDS}
+                v["count"] = change.get("count", v["count"])
+                v["weight"] = change.get("weight", v["weight"])
+                v["deployed_at"] = moment
+            d.pop("_capacity")
+            d.pop("FailureReason", None)
+            d["EndpointStatus"] = "InService"
+        self.commit(resized)
+        return self.serve()
+
+    # -- UpdateEndpoint: blue/green and rolling ---------------------------------------------------------
+
+    def deploy(self) -> float | None:
+        deploy = self.data["_deploy"]
+        if deploy["phase"] == "rollback":
+            return self.roll_back()
+        if deploy["timeout"] and time.time() > deploy["started"] + deploy["timeout"]:
+            return self.begin_rollback(f"The deployment did not finish within MaximumExecutionTimeoutInSeconds "
+                                       f"({deploy['timeout']} seconds).")
+        if deploy["phase"] == "provision":
+            return self.provision()
+        if deploy["phase"] == "bake":
+            return self.bake()
+        return self.terminate()
+
+    def keep_blue(self) -> None:
+        """While rolling, the old fleet keeps the instances not yet replaced (all of them otherwise)."""
+        deploy, live = self.data["_deploy"], self.data["_live"]
+        counts = _blue_counts(live, deploy) if deploy["strategy"] == "rolling" else {}
+        for variant in _variants(live):
+            count = counts.get(variant["key"], variant["count"])
+            if count > 0:
+                self.ensure(variant, count)
+            else:
+                self.retire([variant])
+
+    def provision(self) -> float | None:
+        """Start the new fleet (when rolling, this step's batch of it), then shift its traffic share to it."""
+        deploy, nxt = self.data["_deploy"], self.data["_next"]
+        counts = _green_counts(nxt, deploy)
+        self.keep_blue()
+        for variant in _variants(nxt):
+            self.ensure(variant, counts[variant["key"]])
+        reason = self.failure(_variants(nxt))
+        if reason is None and time.time() > deploy["started"] + _startup_timeout(nxt):
+            reason = (f"The new fleet's instances did not answer the /ping health check within "
+                      f"{_startup_timeout(nxt)} seconds.")
+        if reason:
+            return self.begin_rollback(reason)
+        if not self.note_ready("_next", counts):
+            return POLL
+        share = deploy["steps"][deploy["step"]]
+        if deploy["strategy"] == "rolling":  # the share of instances actually replaced
+            share = (sum(counts[v["key"]] for v in nxt["variants"])
+                     / max(1, sum(v["count"] for v in nxt["variants"])))
+        shifted = now()
+        self.commit(lambda d: d["_deploy"].update(phase="bake", share=share, since=shifted))
+        self.publish()
+        return self.bake()
+
+    def bake(self) -> float | None:
+        """Watch the alarms for WaitIntervalInSeconds after a shift; any ALARM rolls everything back."""
+        deploy = self.data["_deploy"]
+        fired = _alarms_in_alarm(self.backends, self.record, deploy["alarms"])
+        if fired:
+            return self.begin_rollback(f"Deployment rolled back: the CloudWatch alarm(s) {', '.join(fired)} "
+                                       "went into ALARM state during the baking period.")
+        wait = deploy["wait"]
+        counts = _green_counts(self.data["_next"], deploy)
+        for variant in _variants(self.data["_next"]):  # replaces an instance that died meanwhile
+            self.ensure(variant, counts[variant["key"]])
+        if deploy["strategy"] == "rolling":  # replaced old instances stop once out of the Route and drained
+            wait = max(wait, DRAIN_SECONDS)
+        if deploy["strategy"] != "rolling" or time.time() >= deploy["since"] + DRAIN_SECONDS:
+            self.keep_blue()
+        remaining = deploy["since"] + wait - time.time()
+        if remaining > 0:
+            return min(1.0, remaining)
+        last = deploy["step"] >= len(deploy["steps"]) - 1
+        moment = now()
+
+        def advance(d):
+            if last:
+                d["_deploy"].update(phase="terminate", since=moment)
+            else:
+                d["_deploy"].update(phase="provision", step=deploy["step"] + 1, since=moment)
+        self.commit(advance)
+        return 0.0
+
+    def terminate(self) -> float | None:
+        """After the last bake and TerminationWaitInSeconds, stop the old fleet: the new one is the endpoint."""
+        deploy = self.data["_deploy"]
+        remaining = deploy["since"] + max(DRAIN_SECONDS, deploy["termination_wait"]) - time.time()
+        if remaining > 0:
+            return remaining
+        self.retire(_variants(self.data["_live"]))
+
+        def finish(d):
+            d["_live"] = d.pop("_next")
+            d.pop("_deploy")
+            d["EndpointConfigName"] = d["_live"]["config"]
+            d["EndpointStatus"] = "InService"
+            for v in _variants(d["_live"]):
+                v["deployed_at"] = deploy["since"]
+        self.commit(finish)
+        self.publish()
+        return SERVING_CHECK
+
+    # -- rollback -----------------------------------------------------------------------------------------------
+
+    def begin_rollback(self, reason: str) -> float | None:
+        log.info("endpoint %s: rolling back: %s", self.record.arn, reason)
+
+        def rolling_back(d):
+            d["_deploy"].update(phase="rollback", failure=reason[:1024], switched=None)
+            d["EndpointStatus"] = "RollingBack"
+        self.commit(rolling_back)
+        return self.roll_back()
+
+    def roll_back(self) -> float | None:
+        """Make the old fleet whole, route all traffic to it, drain, then stop the new fleet."""
+        deploy, live = self.data["_deploy"], self.data["_live"]
+        if deploy.get("switched") is None:
+            for variant in _variants(live):
+                self.ensure(variant)
+            reason = self.failure(_variants(live))
+            if reason and deploy["share"] > 0:
+                self.commit(lambda d: d.update(EndpointStatus="UpdateRollbackFailed",
+                                               FailureReason=f"{d['_deploy']['failure']} The rollback "
+                                                             f"failed too: {reason}"[:1024]))
+                return None
+            # Blue must be whole again before it takes back the new fleet's share.
+            if not self.note_ready("_live") and deploy["share"] > 0:
+                return POLL
+            switched = now()
+            self.commit(lambda d: d["_deploy"].update(share=0.0, switched=switched))
+            self.publish()
+            deploy = self.data["_deploy"]
+        remaining = deploy["switched"] + DRAIN_SECONDS - time.time()
+        if remaining > 0:
+            return remaining
+        self.retire(_variants(self.data["_next"]))
+
+        def restored(d):
+            d["FailureReason"] = d["_deploy"]["failure"]
+            d.pop("_next")
+            d.pop("_deploy")
+            d["EndpointStatus"] = "InService"
+        self.commit(restored)
+        self.publish()
+        return SERVING_CHECK
+
+
+def _startup_timeout(release: dict) -> int:
+    limits = [(v.get("download_timeout") or 0) + (v.get("startup_timeout") or 0) for v in _variants(release)]
+    return max(limits) if any(limits) else DEFAULT_STARTUP_TIMEOUT
+
+
+def _alarms_in_alarm(backends: Backends, record: Record, names: list[str]) -> list[str]:
+    if not names:
+        return []
+    from ...aws import cloudwatch
+
+    return [name for name in names
+            if cloudwatch.alarm_state(backends, record.account_id, record.region, name) == "ALARM"]
+
+
+def reconcile(backends: Backends, record: Record) -> float | None:
+    try:
+        return Step(backends, record).run()
+    except Superseded:
+        return 0.0
+
+
+register(Controller("Endpoint", ACTIVE, reconcile))

@@ -1,0 +1,300 @@
+"""UpdateEndpoint deployments through boto3, each under a steady stream of requests that must all succeed:
+blue/green all at once, canary rolled back by an alarm, linear, rolling, a failing new fleet, a restart mid-way.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from test_endpoints import Models, deploy, error_of, variant, wait_status, tar_gz
+
+ALL_AT_ONCE = {"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE",
+                                                                         "WaitIntervalInSeconds": 1}}}
+
+
+class Load:
+    """A client thread invoking an endpoint back to back until stopped; every answer and error is kept."""
+
+    def __init__(self, url: str, name: str):
+        self.runtime = boto3.client("sagemaker-runtime", endpoint_url=url, region_name="us-east-1",
+                                    aws_access_key_id="k", aws_secret_access_key="s",
+                                    config=Config(retries={"max_attempts": 1}))
+        self.name = name
+        self.answers: Counter[str] = Counter()
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "Load":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                answer = self.runtime.invoke_endpoint(EndpointName=self.name, Body="x", ContentType="text/plain")
+                self.answers[answer["Body"].read().decode().split(":")[0]] += 1
+            except ClientError as err:
+                self.errors.append(f"{err.response['Error']['Code']}: {err.response['Error']['Message']}")
+
+    def wait_for(self, version: str, timeout: float = 60) -> None:
+        deadline = time.time() + timeout
+        while self.answers[version] == 0:
+            assert time.time() < deadline, f"no answer from {version}: {self.answers}"
+            time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def models(server, tmp_path_factory):
+    return Models(server, tmp_path_factory.mktemp("deployment-models"))
+
+
+def watch_statuses(sm, name: str, until: tuple[str, ...] = ("InService", "Failed", "UpdateRollbackFailed"),
+                   timeout: float = 300) -> tuple[dict, list[dict]]:
+    """(the final description, every distinct one seen on the way), polling fast."""
+    seen, deadline = [], time.time() + timeout
+    while True:
+        described = sm.describe_endpoint(EndpointName=name)
+        if not seen or {k: v for k, v in described.items() if k != "ResponseMetadata"} != seen[-1]:
+            seen.append({k: v for k, v in described.items() if k != "ResponseMetadata"})
+        if described["EndpointStatus"] in until:
+            return described, seen
+        assert time.time() < deadline, f"endpoint {name} still {described['EndpointStatus']}"
+        time.sleep(0.05)
+
+
+def pending_statuses(seen: list[dict]) -> list[str]:
+    """The new fleet's VariantStatus values in the order they appeared."""
+    found = []
+    for described in seen:
+        for v in described.get("PendingDeploymentSummary", {}).get("ProductionVariants", []):
+            for status in v.get("VariantStatus", []):
+                if not found or found[-1] != status["Status"]:
+                    found.append(status["Status"])
+    return found
+
+
+def new_config(sm, name: str, model: str, count: int = 1) -> str:
+    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant(model, count=count)])
+    return name
+
+
+def test_all_at_once_switches_every_request_with_none_failing(server, sm, models, unique):
+    name = unique("aao")
+    v1, v2 = models.versioned(f"{name}-v1"), models.versioned(f"{name}-v2")
+    assert deploy(sm, name, [variant(v1)])["EndpointStatus"] == "InService"
+    with Load(server.url, name) as load:
+        load.wait_for(v1)
+        sm.update_endpoint(EndpointName=name, EndpointConfigName=new_config(sm, f"{name}-2", v2),
+                           DeploymentConfig=ALL_AT_ONCE)
+        code, message = error_of(sm.update_endpoint, EndpointName=name, EndpointConfigName=f"{name}-2")
+        assert code == "ValidationException" and "in-progress" in message
+        described, seen = watch_statuses(sm, name)
+        load.wait_for(v2)
+    assert load.errors == []
+    assert described["EndpointStatus"] == "InService" and "FailureReason" not in described
+    assert described["EndpointConfigName"] == f"{name}-2"
+    assert described["LastDeploymentConfig"] == ALL_AT_ONCE
+    assert "PendingDeploymentSummary" not in described
+    assert {s["EndpointStatus"] for s in seen} == {"Updating", "InService"}
+    assert pending_statuses(seen)[:2] == ["Creating", "Baking"]
+    updating = next(s for s in seen if s["EndpointStatus"] == "Updating")
+    assert updating["EndpointConfigName"] == name  # the old configuration serves until the end
+    assert updating["PendingDeploymentSummary"]["EndpointConfigName"] == f"{name}-2"
+    assert set(load.answers) == {v1, v2}
+    # After the switch only the new model answers.
+    runtime = boto3.client("sagemaker-runtime", endpoint_url=server.url, region_name="us-east-1",
+                           aws_access_key_id="k", aws_secret_access_key="s")
+    assert runtime.invoke_endpoint(EndpointName=name, Body="z")["Body"].read() == f"{v2}:z".encode()
+    sm.delete_endpoint(EndpointName=name)
+
+
+def test_linear_and_rolling_deployments_shift_in_steps(server, sm, models, unique):
+    name = unique("steps")
+    v1, v2, v3 = (models.versioned(f"{name}-v{i}") for i in (1, 2, 3))
+    assert deploy(sm, name, [variant(v1, count=2)])["EndpointStatus"] == "InService"
+    linear = {"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {
+        "Type": "LINEAR", "WaitIntervalInSeconds": 1, "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 50}}}}
+    rolling = {"RollingUpdatePolicy": {"MaximumBatchSize": {"Type": "INSTANCE_COUNT", "Value": 1},
+                                       "WaitIntervalInSeconds": 1}}
+    with Load(server.url, name) as load:
+        load.wait_for(v1)
+        sm.update_endpoint(EndpointName=name, EndpointConfigName=new_config(sm, f"{name}-2", v2, 2),
+                           DeploymentConfig=linear)
+        described, seen = watch_statuses(sm, name)
+        assert described["EndpointConfigName"] == f"{name}-2", described.get("FailureReason")
+        messages = [v["VariantStatus"][0].get("StatusMessage", "") for s in seen
+                    for v in s.get("PendingDeploymentSummary", {}).get("ProductionVariants", []) if v["VariantStatus"]]
+        assert any("50% of the traffic (step 1 of 2)" in m for m in messages)
+        assert any("100% of the traffic (step 2 of 2)" in m for m in messages)
+
+        sm.update_endpoint(EndpointName=name, EndpointConfigName=new_config(sm, f"{name}-3", v3, 2),
+                           DeploymentConfig=rolling)
+        described, seen = watch_statuses(sm, name)
+        load.wait_for(v3)
+    assert load.errors == []
+    assert described["EndpointConfigName"] == f"{name}-3", described.get("FailureReason")
+    assert described["ProductionVariants"][0]["CurrentInstanceCount"] == 2
+    # Rolling: the first batch replaced one old instance of two, so the old fleet shrank to one.
+    assert any(s["EndpointStatus"] == "Updating" and s["ProductionVariants"][0].get("CurrentInstanceCount") == 2
+               and s.get("PendingDeploymentSummary", {}).get("ProductionVariants", [{}])[0]
+               .get("DesiredInstanceCount") == 1 for s in seen)
+    assert set(load.answers) == {v1, v2, v3}
+    sm.delete_endpoint(EndpointName=name)
+
+
+def test_a_new_fleet_that_cannot_start_is_rolled_back(server, sm, models, unique):
+    name = unique("badnew")
+    v1 = models.versioned(f"{name}-v1")
+    broken = models.create(f"{name}-broken", tar_gz({"code/inference.py": b"def model_fn(d):\n    raise "
+                                                                          b"RuntimeError('cannot load')\n"}))
+    assert deploy(sm, name, [variant(v1)])["EndpointStatus"] == "InService"
+    with Load(server.url, name) as load:
+        load.wait_for(v1)
+        sm.update_endpoint(EndpointName=name, EndpointConfigName=new_config(sm, f"{name}-2", broken))
+        described, seen = watch_statuses(sm, name)
+    assert load.errors == [] and set(load.answers) == {v1}
+    assert described["EndpointStatus"] == "InService"
+    assert described["EndpointConfigName"] == name
+    assert "cannot load" in described["FailureReason"]
+    assert "RollingBack" in {s["EndpointStatus"] for s in seen}
+    sm.delete_endpoint(EndpointName=name)
+
+
+def test_deployment_config_validation(sm, models, unique):
+    name = unique("dcv")
+    v1 = models.versioned(f"{name}-v1")
+    assert deploy(sm, name, [variant(v1, count=2)])["EndpointStatus"] == "InService"
+    new_config(sm, f"{name}-2", v1, 2)
+    canary = lambda value, kind="INSTANCE_COUNT": {"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {
+        "Type": "CANARY", "WaitIntervalInSeconds": 0, "CanarySize": {"Type": kind, "Value": value}}}}
+    bad = [
+        dict(DeploymentConfig=canary(2)),  # 2 of 2 instances is over 50 %
+        dict(DeploymentConfig=canary(60, "CAPACITY_PERCENT")),
+        dict(DeploymentConfig={"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {
+            "Type": "CANARY", "WaitIntervalInSeconds": 0}}}),
+        dict(DeploymentConfig=canary(1), RetainDeploymentConfig=True),
+        dict(DeploymentConfig={**canary(1), "RollingUpdatePolicy": {
+            "MaximumBatchSize": {"Type": "INSTANCE_COUNT", "Value": 1}, "WaitIntervalInSeconds": 0}}),
+    ]
+    for request in bad:
+        code, _ = error_of(sm.update_endpoint, EndpointName=name, EndpointConfigName=f"{name}-2", **request)
+        assert code == "ValidationException", request
+    code, message = error_of(sm.update_endpoint, EndpointName=name, EndpointConfigName="no-such-config")
+    assert code == "ValidationException" and "no-such-config" in message
+    code, message = error_of(sm.update_endpoint, EndpointName="no-such-endpoint", EndpointConfigName=name)
+    assert message.startswith('Could not find endpoint "arn:aws:sagemaker:us-east-1:')
+    assert sm.describe_endpoint(EndpointName=name)["EndpointStatus"] == "InService"  # nothing changed
+    sm.delete_endpoint(EndpointName=name)
+
+
+def test_a_restart_mid_deployment_resumes_it(make_server, tmp_path):
+    srv = make_server("deployment-restart").start()
+    models = Models(srv, tmp_path)
+    sm = models.sm
+    v1, v2 = models.versioned("resume-v1"), models.versioned("resume-v2")
+    assert deploy(sm, "resume", [variant(v1)])["EndpointStatus"] == "InService"
+    baking = {"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {
+        "Type": "CANARY", "WaitIntervalInSeconds": 4, "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 50}}}}
+    sm.update_endpoint(EndpointName="resume", EndpointConfigName=new_config(sm, "resume-2", v2),
+                       DeploymentConfig=baking)
+    deadline = time.time() + 120
+    while "Baking" not in pending_statuses([sm.describe_endpoint(EndpointName="resume")]):
+        assert time.time() < deadline
+        time.sleep(0.05)
+    srv.kill()  # the instances go on serving; the new server re-attaches and publishes the Route again
+    srv.start()
+    with Load(srv.url, "resume") as load:
+        deadline = time.time() + 30
+        while not load.answers:
+            assert time.time() < deadline, load.errors[-1:]
+            time.sleep(0.01)
+        load.errors.clear()  # before the new server's first step, the endpoint is not routed yet
+        described, _ = watch_statuses(sm, "resume")
+        load.wait_for(v2)
+    assert described["EndpointStatus"] == "InService" and described["EndpointConfigName"] == "resume-2"
+    assert load.errors == []
+    sm.delete_endpoint(EndpointName="resume")
+
+
+def canary(wait: int, alarm: str) -> dict:
+    return {"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {
+                "Type": "CANARY", "WaitIntervalInSeconds": wait,
+                "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 50}}},
+            "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": alarm}]}}
+
+
+def assert_rolled_back(described: dict, seen: list[dict], load: Load, old_config: str, old: str, new: str) -> None:
+    assert described["EndpointStatus"] == "InService" and described["EndpointConfigName"] == old_config
+    assert "PendingDeploymentSummary" not in described
+    assert "RollingBack" in {s["EndpointStatus"] for s in seen}
+    assert "Baking" in pending_statuses(seen)
+    assert load.errors == []
+    assert load.answers[new] > 0  # the canary took traffic before the alarm
+    before = load.answers[new]
+    time.sleep(0.5)
+    assert load.answers[new] == before  # and takes none since
+
+
+def test_canary_rolled_back_by_an_alarm_with_no_request_failing(server, sm, client, models, unique):
+    cloudwatch = client("cloudwatch")
+    name = unique("canary")
+    v1, v2 = models.versioned(f"{name}-v1"), models.versioned(f"{name}-v2")
+    assert deploy(sm, name, [variant(v1)])["EndpointStatus"] == "InService"
+    # A day-long period: the state SetAlarmState gives holds until the period ends.
+    cloudwatch.put_metric_alarm(AlarmName=f"{name}-errors", Namespace="AWS/SageMaker",
+                                MetricName="Invocation5XXErrors", Statistic="Sum", Period=86400, EvaluationPeriods=1,
+                                Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold",
+                                Dimensions=[{"Name": "EndpointName", "Value": name},
+                                            {"Name": "VariantName", "Value": "AllTraffic"}],
+                                TreatMissingData="notBreaching")
+    code, message = error_of(sm.update_endpoint, EndpointName=name, EndpointConfigName=name,
+                             DeploymentConfig=canary(60, "no-such-alarm"))
+    assert code == "ValidationException" and "no-such-alarm" in message
+    with Load(server.url, name) as load:
+        load.wait_for(v1)
+        sm.update_endpoint(EndpointName=name, EndpointConfigName=new_config(sm, f"{name}-2", v2),
+                           DeploymentConfig=canary(600, f"{name}-errors"))
+        load.wait_for(v2)  # the canary's share goes to the new fleet, which bakes for ten minutes
+        baking = sm.describe_endpoint(EndpointName=name)
+        assert pending_statuses([baking]) == ["Baking"]
+        cloudwatch.set_alarm_state(AlarmName=f"{name}-errors", StateValue="ALARM", StateReason="test")
+        described, seen = watch_statuses(sm, name, timeout=30)
+        assert_rolled_back(described, [baking] + seen, load, name, v1, v2)
+    assert f"{name}-errors" in described["FailureReason"]
+    assert described["LastDeploymentConfig"] == canary(600, f"{name}-errors")
+    sm.delete_endpoint(EndpointName=name)
+
+
+def test_canary_rolled_back_by_a_latency_alarm_on_the_new_fleet(server, sm, client, models, unique):
+    cloudwatch = client("cloudwatch")
+    name = unique("slow")
+    v1, slow = models.versioned(f"{name}-v1"), models.versioned(f"{name}-slow", delay=0.3)
+    assert deploy(sm, name, [variant(v1)])["EndpointStatus"] == "InService"
+    # The new configuration's own latency (the dimension only its fleet's requests carry), over 10 s periods.
+    cloudwatch.put_metric_alarm(AlarmName=f"{name}-latency", Namespace="AWS/SageMaker", MetricName="ModelLatency",
+                                Statistic="Maximum", Period=10, EvaluationPeriods=1, Threshold=200_000,
+                                ComparisonOperator="GreaterThanThreshold",
+                                Dimensions=[{"Name": "EndpointName", "Value": name},
+                                            {"Name": "VariantName", "Value": "AllTraffic"},
+                                            {"Name": "EndpointConfigName", "Value": f"{name}-2"}],
+                                TreatMissingData="notBreaching")
+    with Load(server.url, name) as load:
+        load.wait_for(v1)
+        sm.update_endpoint(EndpointName=name, EndpointConfigName=new_config(sm, f"{name}-2", slow),
+                           DeploymentConfig=canary(600, f"{name}-latency"))
+        described, seen = watch_statuses(sm, name, timeout=120)
+        assert_rolled_back(described, seen, load, name, v1, slow)
+    assert f"{name}-latency" in described["FailureReason"]
+    sm.delete_endpoint(EndpointName=name)

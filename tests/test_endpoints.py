@@ -1,0 +1,392 @@
+"""Endpoint configurations and endpoints through boto3: validation, creation, serving, capacity, deletion, restart.
+
+The models are tiny: a real XGBoost booster for the built-in image's default
+handlers, and models made of an inference.py alone (in the same runtime) whose
+answers name their version, so a test sees which fleet answered.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import tarfile
+import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+import xgboost_runtime
+from conftest import ACCOUNT
+from test_inference_server import MAKE_XGBOOST_MODEL
+
+IMAGE = xgboost_runtime.XGBOOST_IMAGE
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/SageMakerRole"
+BUCKET = "selfmaker-endpoint-tests"
+# The first endpoint of a run may build the XGBoost runtime: allow for it.
+FIRST_ENDPOINT_SECONDS = 600
+
+VERSIONED_MODEL = """
+    import time
+    def model_fn(model_dir):
+        return open(model_dir + "/version").read()
+    def transform_fn(version, data, content_type, accept):
+        time.sleep({delay})
+        text = data if isinstance(data, str) else data.decode()
+        return f"{{version}}:{{text}}", "text/plain"
+"""
+
+
+def tar_gz(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, body in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+    return buffer.getvalue()
+
+
+def xgboost_model_archive(tmp: Path) -> bytes:
+    subprocess.run([xgboost_runtime.python(), "-c", MAKE_XGBOOST_MODEL, str(tmp)], check=True)
+    return tar_gz({"xgboost-model": (tmp / "xgboost-model").read_bytes()})
+
+
+def versioned_archive(version: str, delay: float = 0.0) -> bytes:
+    """A model that answers "<version>:<request body>" (after ``delay`` seconds)."""
+    code = textwrap.dedent(VERSIONED_MODEL.format(delay=delay)).encode()
+    return tar_gz({"version": version.encode(), "code/inference.py": code})
+
+
+class Models:
+    """Models in the server's S3 and SageMaker, made once per server."""
+
+    def __init__(self, server, tmp: Path):
+        self.server = server
+        self.s3 = boto3.client("s3", endpoint_url=server.url, region_name="us-east-1", aws_access_key_id="k",
+                               aws_secret_access_key="s")
+        self.sm = boto3.client("sagemaker", endpoint_url=server.url, region_name="us-east-1",
+                               aws_access_key_id="k", aws_secret_access_key="s",
+                               config=Config(retries={"max_attempts": 1}))
+        self.tmp = tmp
+        try:
+            self.s3.create_bucket(Bucket=BUCKET)
+        except ClientError as err:
+            if err.response["Error"]["Code"] != "BucketAlreadyOwnedByYou":
+                raise
+
+    def create(self, name: str, archive: bytes, **container) -> str:
+        key = f"models/{name}/model.tar.gz"
+        self.s3.put_object(Bucket=BUCKET, Key=key, Body=archive)
+        self.sm.create_model(ModelName=name, ExecutionRoleArn=ROLE, PrimaryContainer={
+            "Image": IMAGE, "ModelDataUrl": f"s3://{BUCKET}/{key}", **container})
+        return name
+
+    def versioned(self, name: str, delay: float = 0.0) -> str:
+        return self.create(name, versioned_archive(name, delay))
+
+
+@pytest.fixture(scope="module")
+def models(server, tmp_path_factory):
+    return Models(server, tmp_path_factory.mktemp("endpoint-models"))
+
+
+@pytest.fixture(scope="module")
+def xgboost_model(models):
+    return models.create("ep-xgboost", xgboost_model_archive(models.tmp))
+
+
+def variant(model: str, name: str = "AllTraffic", count: int = 1, weight: float = 1.0, **extra) -> dict:
+    return {"VariantName": name, "ModelName": model, "InstanceType": "ml.m5.large", "InitialInstanceCount": count,
+            "InitialVariantWeight": weight, **extra}
+
+
+def wait_status(sm, name: str, until=("InService", "Failed"), timeout: float = FIRST_ENDPOINT_SECONDS) -> dict:
+    deadline = time.time() + timeout
+    while True:
+        found = sm.describe_endpoint(EndpointName=name)
+        if found["EndpointStatus"] in until:
+            return found
+        assert time.time() < deadline, f"endpoint {name} still {found['EndpointStatus']} after {timeout} s"
+        time.sleep(0.1)
+
+
+def wait_gone(sm, name: str, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            sm.describe_endpoint(EndpointName=name)
+        except ClientError as err:
+            assert err.response["Error"]["Code"] == "ValidationException"
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"endpoint {name} still exists after {timeout} s")
+
+
+def deploy(sm, name: str, variants: list[dict], **config) -> dict:
+    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=variants, **config)
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    return wait_status(sm, name)
+
+
+def invoke(runtime, name: str, body: str = "x", **extra) -> tuple[str, str]:
+    """(answer, invoked variant)."""
+    answer = runtime.invoke_endpoint(EndpointName=name, Body=body, ContentType="text/plain", **extra)
+    return answer["Body"].read().decode(), answer["InvokedProductionVariant"]
+
+
+def error_of(call, *args, **kwargs) -> tuple[str, str]:
+    with pytest.raises(ClientError) as info:
+        call(*args, **kwargs)
+    return info.value.response["Error"]["Code"], info.value.response["Error"]["Message"]
+
+
+# -- EndpointConfig --------------------------------------------------------------------------------------
+
+
+def test_endpoint_config_validation(sm, models, unique):
+    model = models.versioned(unique("cfg-model"))
+    name = unique("cfg")
+    bad = {
+        "duplicate variant names": dict(ProductionVariants=[variant(model, "A"), variant(model, "A")]),
+        "shadow with the name of a production variant": dict(
+            ProductionVariants=[variant(model, "A")], ShadowProductionVariants=[variant(model, "A")]),
+        "two production variants with a shadow": dict(
+            ProductionVariants=[variant(model, "A"), variant(model, "B")],
+            ShadowProductionVariants=[variant(model, "S")]),
+        "a model that does not exist": dict(ProductionVariants=[variant("no-such-model")]),
+        "no instances": dict(ProductionVariants=[{"VariantName": "A", "ModelName": model}]),
+        "serverless and instances": dict(ProductionVariants=[variant(model, ServerlessConfig={
+            "MemorySizeInMB": 2048, "MaxConcurrency": 2})]),
+        "inference components": dict(ProductionVariants=[{"VariantName": "A", "InstanceType": "ml.m5.large",
+                                                            "InitialInstanceCount": 1}]),
+        "asynchronous inference": dict(ProductionVariants=[variant(model)], AsyncInferenceConfig={
+            "OutputConfig": {"S3OutputPath": "s3://b/out"}}),
+        "zero total weight": dict(ProductionVariants=[variant(model, weight=0.0)]),
+    }
+    messages = {}
+    for case, request in bad.items():
+        code, messages[case] = error_of(sm.create_endpoint_config, EndpointConfigName=name, **request)
+        assert code == "ValidationException", case
+    assert "not unique" in messages["duplicate variant names"]
+    assert messages["a model that does not exist"] == \
+        f'Could not find model "arn:aws:sagemaker:us-east-1:{ACCOUNT}:model/no-such-model".'
+    assert "inference components" in messages["inference components"]
+    assert "asynchronous inference" in messages["asynchronous inference"]
+    assert error_of(sm.describe_endpoint_config, EndpointConfigName=name)[0] == "ValidationException"
+
+    multi = models.create(unique("multi"), versioned_archive("m"), Mode="MultiModel")
+    code, message = error_of(sm.create_endpoint_config, EndpointConfigName=name,
+                             ProductionVariants=[variant(multi)])
+    assert code == "ValidationException" and "multi-model endpoints" in message
+
+    capture = {"EnableCapture": True, "InitialSamplingPercentage": 50, "DestinationS3Uri": f"s3://{BUCKET}/capture",
+               "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}]}
+    arn = sm.create_endpoint_config(
+        EndpointConfigName=name, ProductionVariants=[variant(model, "A", count=2)],
+        ShadowProductionVariants=[variant(model, "S", weight=0.5)], DataCaptureConfig=capture,
+        Tags=[{"Key": "team", "Value": "ml"}])["EndpointConfigArn"]
+    assert arn == f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:endpoint-config/{name}"
+    described = sm.describe_endpoint_config(EndpointConfigName=name)
+    assert described["ProductionVariants"] == [variant(model, "A", count=2)]
+    assert described["ShadowProductionVariants"] == [variant(model, "S", weight=0.5)]
+    assert described["DataCaptureConfig"] == capture
+    code, message = error_of(sm.create_endpoint_config, EndpointConfigName=name, ProductionVariants=[variant(model)])
+    assert code == "ValidationException" and "already existing" in message
+    listed = sm.list_endpoint_configs(NameContains=name)["EndpointConfigs"]
+    assert [c["EndpointConfigName"] for c in listed] == [name]
+    sm.delete_endpoint_config(EndpointConfigName=name)
+    assert sm.list_endpoint_configs(NameContains=name)["EndpointConfigs"] == []
+
+
+# -- Endpoint --------------------------------------------------------------------------------------------
+
+
+def test_xgboost_endpoint_lifecycle(sm, client, xgboost_model, unique):
+    runtime = client("sagemaker-runtime")
+    name = unique("xgb")
+    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant(xgboost_model)])
+    arn = sm.create_endpoint(EndpointName=name, EndpointConfigName=name)["EndpointArn"]
+    assert arn == f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:endpoint/{name}"
+    creating = sm.describe_endpoint(EndpointName=name)
+    if creating["EndpointStatus"] == "Creating":
+        pending = creating["PendingDeploymentSummary"]
+        assert pending["EndpointConfigName"] == name
+        assert pending["ProductionVariants"][0]["VariantStatus"][0]["Status"] == "Creating"
+        assert pending["ProductionVariants"][0]["DesiredInstanceCount"] == 1
+        code, message = error_of(runtime.invoke_endpoint, EndpointName=name, Body="1,2", ContentType="text/csv")
+        assert code == "ValidationError"
+    code, message = error_of(sm.create_endpoint, EndpointName=name, EndpointConfigName=name)
+    assert code == "ValidationException" and "already existing" in message
+
+    described = wait_status(sm, name)
+    assert described["EndpointStatus"] == "InService", described.get("FailureReason")
+    assert "PendingDeploymentSummary" not in described
+    [summary] = described["ProductionVariants"]
+    assert summary["VariantName"] == "AllTraffic"
+    assert (summary["CurrentWeight"], summary["DesiredWeight"]) == (1.0, 1.0)
+    assert (summary["CurrentInstanceCount"], summary["DesiredInstanceCount"]) == (1, 1)
+    assert summary["DeployedImages"][0]["SpecifiedImage"] == IMAGE
+    assert summary["VariantStatus"] == []
+
+    answer = runtime.invoke_endpoint(EndpointName=name, Body="3,1\n5,2", ContentType="text/csv", Accept="text/csv")
+    predictions = [float(x) for x in answer["Body"].read().decode().replace(",", " ").split()]
+    assert len(predictions) == 2 and abs(predictions[0] - 7) < 0.5 and abs(predictions[1] - 12) < 0.5
+    assert answer["InvokedProductionVariant"] == "AllTraffic"
+
+    listed = sm.list_endpoints(NameContains=name, StatusEquals="InService")["Endpoints"]
+    assert [(e["EndpointName"], e["EndpointStatus"]) for e in listed] == [(name, "InService")]
+    assert sm.list_endpoints(NameContains=name, StatusEquals="Creating")["Endpoints"] == []
+
+    sm.delete_endpoint(EndpointName=name)
+    code, message = error_of(runtime.invoke_endpoint, EndpointName=name, Body="1,2", ContentType="text/csv")
+    assert code == "ValidationError"
+    wait_gone(sm, name)
+    assert sm.list_endpoints(NameContains=name)["Endpoints"] == []
+    code, message = error_of(sm.describe_endpoint, EndpointName=name)
+    assert message == f'Could not find endpoint "{arn}".'
+
+
+def test_list_endpoints_filters_and_sorts(sm, models, unique):
+    model = models.versioned(unique("list-model"))
+    prefix = unique("lst")
+    sm.create_endpoint_config(EndpointConfigName=prefix, ProductionVariants=[variant(model)])
+    names = [f"{prefix}-{c}" for c in "bca"]
+    for name in names:
+        sm.create_endpoint(EndpointName=name, EndpointConfigName=prefix)
+    by_name = sm.list_endpoints(NameContains=prefix, SortBy="Name", SortOrder="Ascending")["Endpoints"]
+    assert [e["EndpointName"] for e in by_name] == sorted(names)
+    by_time = sm.list_endpoints(NameContains=prefix, SortBy="CreationTime", SortOrder="Ascending")["Endpoints"]
+    assert [e["EndpointName"] for e in by_time] == names
+    page = sm.list_endpoints(NameContains=prefix, SortBy="Name", MaxResults=2)
+    rest = sm.list_endpoints(NameContains=prefix, SortBy="Name", MaxResults=2, NextToken=page["NextToken"])
+    assert [e["EndpointName"] for e in page["Endpoints"] + rest["Endpoints"]] == sorted(names, reverse=True)
+    for name in names:
+        wait_status(sm, name)
+    for name in names:
+        sm.delete_endpoint(EndpointName=name)
+    for name in names:
+        wait_gone(sm, name)
+
+
+def test_a_model_that_cannot_load_fails_the_endpoint(sm, models, unique):
+    broken = models.create(unique("broken"), tar_gz({"code/inference.py": b"def model_fn(d):\n    raise "
+                                                                          b"RuntimeError('no weights here')\n"}))
+    name = unique("broken-ep")
+    described = deploy(sm, name, [variant(broken)])
+    assert described["EndpointStatus"] == "Failed"
+    assert "no weights here" in described["FailureReason"]
+    assert "ProductionVariants" not in described
+    code, message = error_of(sm.update_endpoint, EndpointName=name, EndpointConfigName=name)
+    assert code == "ValidationException" and "Failed" in message
+    sm.delete_endpoint(EndpointName=name)
+    wait_gone(sm, name)
+
+
+def test_variants_target_variant_weights_and_capacities(sm, client, models, unique):
+    runtime = client("sagemaker-runtime")
+    a, b = models.versioned(unique("wa")), models.versioned(unique("wb"))
+    name = unique("weights")
+    capture = {"InitialSamplingPercentage": 20, "DestinationS3Uri": f"s3://{BUCKET}/capture",
+               "CaptureOptions": [{"CaptureMode": "InputAndOutput"}]}
+    described = deploy(sm, name, [variant(a, "A", weight=1.0), variant(b, "B", weight=0.0)],
+                       DataCaptureConfig=capture)
+    assert described["EndpointStatus"] == "InService", described.get("FailureReason")
+    assert described["DataCaptureConfig"] == {"EnableCapture": True, "CaptureStatus": "Started",
+                                              "CurrentSamplingPercentage": 20,
+                                              "DestinationS3Uri": f"s3://{BUCKET}/capture", "KmsKeyId": ""}
+    assert {invoke(runtime, name)[1] for _ in range(20)} == {"A"}  # B has weight 0
+    assert invoke(runtime, name, "hi", TargetVariant="B") == (f"{b}:hi", "B")
+    code, message = error_of(runtime.invoke_endpoint, EndpointName=name, Body="x", TargetVariant="C")
+    assert code == "ValidationError"
+
+    code, message = error_of(sm.update_endpoint_weights_and_capacities, EndpointName=name,
+                             DesiredWeightsAndCapacities=[{"VariantName": "C", "DesiredWeight": 1.0}])
+    assert code == "ValidationException" and "C" in message
+    sm.update_endpoint_weights_and_capacities(EndpointName=name, DesiredWeightsAndCapacities=[
+        {"VariantName": "A", "DesiredWeight": 0.0}, {"VariantName": "B", "DesiredWeight": 1.0,
+                                                       "DesiredInstanceCount": 2}])
+    updating = sm.describe_endpoint(EndpointName=name)
+    if updating["EndpointStatus"] == "Updating":
+        b_summary = updating["ProductionVariants"][1]
+        assert (b_summary["DesiredWeight"], b_summary["DesiredInstanceCount"]) == (1.0, 2)
+        assert b_summary["VariantStatus"][0]["Status"] == "Updating"
+        code, message = error_of(sm.update_endpoint, EndpointName=name, EndpointConfigName=name)
+        assert code == "ValidationException" and "in-progress" in message
+    described = wait_status(sm, name, until=("InService",))
+    summaries = {v["VariantName"]: v for v in described["ProductionVariants"]}
+    assert (summaries["A"]["CurrentWeight"], summaries["B"]["CurrentWeight"]) == (0.0, 1.0)
+    assert (summaries["B"]["CurrentInstanceCount"], summaries["B"]["DesiredInstanceCount"]) == (2, 2)
+    assert {invoke(runtime, name)[1] for _ in range(20)} == {"B"}
+
+    # RetainAllVariantProperties keeps the weights and counts set since, unless excluded.
+    sm.create_endpoint_config(EndpointConfigName=f"{name}-2", ProductionVariants=[
+        variant(a, "A", weight=1.0), variant(b, "B", weight=0.0)])
+    code, message = error_of(sm.update_endpoint, EndpointName=name, EndpointConfigName=f"{name}-2",
+                             ExcludeRetainedVariantProperties=[{"VariantPropertyType": "DesiredWeight"}])
+    assert code == "ValidationException"
+    sm.update_endpoint(EndpointName=name, EndpointConfigName=f"{name}-2", RetainAllVariantProperties=True,
+                       ExcludeRetainedVariantProperties=[{"VariantPropertyType": "DesiredWeight"}])
+    described = wait_status(sm, name, until=("InService",))
+    summaries = {v["VariantName"]: v for v in described["ProductionVariants"]}
+    assert described["EndpointConfigName"] == f"{name}-2"
+    assert (summaries["A"]["CurrentWeight"], summaries["B"]["CurrentWeight"]) == (1.0, 0.0)
+    assert summaries["B"]["CurrentInstanceCount"] == 2
+    assert described["DataCaptureConfig"]["CurrentSamplingPercentage"] == 20  # retained too
+    assert {invoke(runtime, name)[1] for _ in range(10)} == {"A"}
+    sm.delete_endpoint(EndpointName=name)
+
+
+def test_five_endpoints_serve_at_once(sm, client, models, unique):
+    runtime = client("sagemaker-runtime")
+    names = [unique("five") for _ in range(5)]
+    for name in names:
+        model = models.versioned(f"{name}-m")
+        sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant(model)])
+        sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    for name in names:
+        assert wait_status(sm, name)["EndpointStatus"] == "InService"
+
+    def call(i: int) -> str:
+        name = names[i % 5]
+        return invoke(runtime, name, str(i))[0] == f"{name}-m:{i}"
+
+    with ThreadPoolExecutor(10) as pool:
+        assert all(pool.map(call, range(100)))
+    for name in names:
+        sm.delete_endpoint(EndpointName=name)
+
+
+def test_endpoints_survive_a_restart(make_server, tmp_path):
+    srv = make_server("endpoint-restart").start()
+    models = Models(srv, tmp_path)
+    sm, runtime = models.sm, boto3.client("sagemaker-runtime", endpoint_url=srv.url, region_name="us-east-1",
+                                          aws_access_key_id="k", aws_secret_access_key="s")
+    model = models.versioned("restart-model")
+    described = deploy(models.sm, "survivor", [variant(model, count=2)])
+    assert described["EndpointStatus"] == "InService", described.get("FailureReason")
+
+    def answers() -> bool:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                return invoke(runtime, "survivor", "again")[0] == "restart-model:again"
+            except ClientError:
+                time.sleep(0.1)
+        return False
+
+    for stop in (srv.stop, srv.kill):  # a clean stop stops the instances; a crash leaves them serving
+        stop()
+        srv.start()
+        described = sm.describe_endpoint(EndpointName="survivor")
+        assert described["EndpointStatus"] == "InService"
+        assert described["ProductionVariants"][0]["DesiredInstanceCount"] == 2
+        assert answers()
+    assert wait_status(sm, "survivor")["ProductionVariants"][0]["CurrentInstanceCount"] == 2
+    sm.delete_endpoint(EndpointName="survivor")
+    wait_gone(sm, "survivor")
