@@ -1,13 +1,19 @@
-"""The built-in XGBoost algorithm and batch transform through the real SageMaker SDK v2."""
+"""The built-in XGBoost algorithm and batch transform through the real SageMaker SDK v2.
+
+One fit serves both: the estimator's model then runs a Transformer (CI stays lean).
+"""
 
 from __future__ import annotations
 
 import re
 
+import pytest
+
 from test_jobs_sdk import run_captured
 
 TRAIN_CSV = "".join(f"{2 * (i % 7) + (i % 3)},{i % 7},{i % 3}\n" for i in range(60))
 VALIDATION_CSV = "".join(f"{2 * (i % 5) + (i % 2)},{i % 5},{i % 2}\n" for i in range(20))
+TEST_CSV = "".join(f"{i % 7},{i % 3}\n" for i in range(9))
 
 FIT = """
     import json, boto3, sagemaker
@@ -29,11 +35,20 @@ FIT = """
 """
 
 
-def test_v2_builtin_xgboost_estimator_fit(sdk_v2, server):
+def test_v2_builtin_xgboost_estimator_fit_then_transform(sdk_v2, server):
     result, output = run_captured(sdk_v2, server, FIT.format(train=TRAIN_CSV, validation=VALIDATION_CSV) + """
+    s3.put_object(Bucket="selfmaker-sdk-tests", Key="xgb/test/test.csv", Body=""" + repr(TEST_CSV) + """)
+    transformer = estimator.transformer(instance_count=1, instance_type="ml.m5.large", accept="text/csv",
+                                        assemble_with="Line", output_path="s3://selfmaker-sdk-tests/xgb/predictions")
+    transformer.transform("s3://selfmaker-sdk-tests/xgb/test", content_type="text/csv", split_type="Line")
+    transformer.wait()  # logs=True: streams the job's log
+    transform = transformer.sagemaker_session.describe_transform_job(transformer.latest_transform_job.name)
+    predictions = s3.get_object(Bucket="selfmaker-sdk-tests", Key="xgb/predictions/test.csv.out")["Body"].read()
     print("RESULT " + json.dumps({"status": job["TrainingJobStatus"], "image": image,
                                   "metrics": {m["MetricName"]: m["Value"] for m in job.get("FinalMetricDataList", [])},
-                                  "model": job["ModelArtifacts"]["S3ModelArtifacts"]}))
+                                  "model": job["ModelArtifacts"]["S3ModelArtifacts"],
+                                  "transform": transform["TransformJobStatus"],
+                                  "predictions": predictions.decode()}))
     """)
     assert result["status"] == "Completed"
     assert result["image"].endswith("/sagemaker-xgboost:1.7-1")
@@ -42,6 +57,12 @@ def test_v2_builtin_xgboost_estimator_fit(sdk_v2, server):
     assert result["metrics"]["train:rmse"] == float(lines[-1][1])
     assert result["metrics"]["validation:rmse"] == float(lines[-1][2])
     assert result["model"].endswith("/output/model.tar.gz")
+    assert result["transform"] == "Completed"
+    predictions = [float(line) for line in result["predictions"].splitlines()]
+    assert len(predictions) == TEST_CSV.count("\n")
+    # label = 2 * f1 + f2 in the training data: the model is close to it
+    assert predictions == pytest.approx([2 * (i % 7) + (i % 3) for i in range(9)], abs=1.5)
+    assert "MaxConcurrentTransforms=" in output  # the transform job's log, streamed by wait()
 
 
 def test_v2_builtin_xgboost_bad_hyperparameter_fails_with_client_error(sdk_v2, server):
