@@ -19,7 +19,13 @@ from .errors import AWSError
 from .http import Request, Response
 from .models import operation_model, service_model
 from .operations import Context
-from .protocol import _unexpected, error_status, invoke, query_error_header
+from .protocol import (
+    _unexpected,
+    error_status,
+    invoke,
+    query_error_header,
+    request_payload,
+)
 
 CONTENT_TYPE = "application/cbor"
 _PATH = re.compile(r"/service/(?P<target>[^/]+)/operation/(?P<operation>[^/]+)")
@@ -49,7 +55,7 @@ async def handle_rpc_v2_cbor(ctx: Context, request: Request, operation_name: str
         if operation_name not in service_model(ctx.service).operation_names:
             raise AWSError("UnknownOperationException", f"Unknown operation {operation_name}.")
         op = operation_model(ctx.service, operation_name)
-        raw = await request.body()
+        raw = await request_payload(request)
         try:
             params = cbor2.loads(raw) if raw else {}
         except (cbor2.CBORDecodeError, ValueError) as exc:

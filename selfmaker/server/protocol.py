@@ -8,6 +8,7 @@ error the way that protocol does on AWS. S3 (rest-xml, streaming) lives in
 
 from __future__ import annotations
 
+import gzip
 import inspect
 import json
 import logging
@@ -126,6 +127,20 @@ def query_error_header(service: str | None, err: AWSError) -> list[tuple[str, st
 # JSON 1.0 and 1.1: POST / with X-Amz-Target (sagemaker, logs, athena, sqs)
 
 
+async def request_payload(request: Request) -> bytes:
+    """The body, decompressed if the client compressed it (botocore gzips large PutMetricData requests)."""
+    raw = await request.body()
+    encodings = [e.strip().lower() for e in request.headers.get("content-encoding", "").split(",") if e.strip()]
+    if encodings == ["gzip"]:
+        try:
+            return gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise AWSError("SerializationException", f"Request body is not valid gzip: {exc}") from None
+    if encodings and encodings != ["identity"]:
+        raise AWSError("SerializationException", f"Unsupported Content-Encoding {', '.join(encodings)}.")
+    return raw
+
+
 def _json_content_type(service: str | None) -> str:
     version = service_model(service).metadata.get("jsonVersion", "1.1") if service else "1.1"
     return f"application/x-amz-json-{version}"
@@ -147,7 +162,7 @@ async def handle_json(ctx: Context, request: Request, operation_name: str) -> Re
         if operation_name not in service_model(ctx.service).operation_names:
             raise AWSError("UnknownOperationException", f"Unknown operation {operation_name}.")
         op = operation_model(ctx.service, operation_name)
-        raw = await request.body()
+        raw = await request_payload(request)
         try:
             params = json.loads(raw) if raw.strip() else {}
         except ValueError as exc:
