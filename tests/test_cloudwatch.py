@@ -153,6 +153,26 @@ def test_list_metrics(cw, unique):
     assert listed(Dimensions=[{"Name": "Page"}], RecentlyActive="PT3H") == [
         ("Hits", (("Page", "about"),)), ("Hits", (("Page", "home"),))]
 
+    # Pages of 500, also when a dimension filter skips most of what the store holds.
+    many = unique("Many")
+    for chunk in range(2):
+        cw.put_metric_data(Namespace=many, MetricData=[
+            {"MetricName": "Work", "Value": 1.0, "Dimensions": [
+                {"Name": "Shard", "Value": str(i)}, {"Name": "Parity", "Value": "odd" if i % 2 else "even"}]}
+            for i in range(chunk * 1000, chunk * 1000 + 1000)])
+    shards, token, pages = [], None, 0
+    while True:
+        page = cw.list_metrics(Namespace=many, Dimensions=[{"Name": "Parity", "Value": "even"}],
+                               **({"NextToken": token} if token else {}))
+        pages += 1
+        assert len(page["Metrics"]) <= 500
+        shards += [d["Value"] for m in page["Metrics"] for d in m["Dimensions"] if d["Name"] == "Shard"]
+        token = page.get("NextToken")
+        if not token:
+            break
+    assert sorted(shards, key=int) == [str(i) for i in range(0, 2000, 2)] and pages >= 2
+    assert _error(cw.list_metrics, Namespace=namespace, NextToken=token or "forged") == ("InvalidNextToken", 400)
+
 
 def test_alarm_lifecycle(cw, unique):
     namespace, name = unique("App"), unique("alarm")

@@ -36,6 +36,7 @@ from .metrics import (
     merged_units,
     missing,
     not_supported,
+    redeem_token,
     statistic,
 )
 
@@ -163,10 +164,7 @@ def describe_alarms(ctx: Context, params: dict) -> dict:
         query = query.where(A.c.state == params["StateValue"])
     digest = hashlib.sha256(json.dumps([names, prefix, params.get("StateValue"), types]).encode()).hexdigest()[:16]
     if params.get("NextToken"):
-        token = ctx.backends.resources.unsign(params["NextToken"])
-        if not isinstance(token, dict) or token.get("digest") != digest:
-            raise AWSError("InvalidNextToken", "The NextToken is not valid for this request.")
-        query = query.where(A.c.name > token["after"])
+        query = query.where(A.c.name > redeem_token(ctx, params["NextToken"], digest)["after"])
     # Composite alarms are not served, and no alarm has actions, children or parents.
     if "MetricAlarm" not in types or params.get("ActionPrefix") or params.get("ChildrenOfAlarmName") \
             or params.get("ParentsOfAlarmName"):

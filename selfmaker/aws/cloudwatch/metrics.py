@@ -42,6 +42,17 @@ def not_supported(what: str) -> AWSError:
     return invalid_value(f"{what} {'are' if what.endswith('s') else 'is'} not supported by SelfMaker yet.")
 
 
+def redeem_token(ctx: Context, token: str, digest: str) -> dict:
+    """The payload of a NextToken this server issued for the same request (``digest``), or InvalidNextToken."""
+    try:
+        payload = ctx.backends.resources.unsign(token)
+    except AWSError:
+        payload = None
+    if not isinstance(payload, dict) or payload.get("digest") != digest:
+        raise AWSError("InvalidNextToken", "The NextToken is not valid for this request.")
+    return payload
+
+
 # -- metrics -------------------------------------------------------------------------
 
 
@@ -224,10 +235,7 @@ def get_metric_data(ctx: Context, params: dict) -> dict:
     digest = _request_digest(params)
     offset = 0
     if params.get("NextToken"):
-        token = ctx.backends.resources.unsign(params["NextToken"])
-        if not isinstance(token, dict) or token.get("digest") != digest:
-            raise AWSError("InvalidNextToken", "The NextToken is not valid for this request.")
-        offset = token["offset"]
+        offset = redeem_token(ctx, params["NextToken"], digest)["offset"]
 
     results, position = [], 0  # position: where each query's points start in the concatenation of all
     for query in queries:
@@ -262,25 +270,24 @@ def list_metrics(ctx: Context, params: dict) -> dict:
     digest = hashlib.sha256(json.dumps([query["namespace"], query["name"], recent, filters]).encode()).hexdigest()
     after = 0
     if params.get("NextToken"):
-        token = ctx.backends.resources.unsign(params["NextToken"])
-        if not isinstance(token, dict) or token.get("digest") != digest[:16]:
-            raise AWSError("InvalidNextToken", "The NextToken is not valid for this request.")
-        after = token["after"]
-    metrics, last_id = [], after
-    while len(metrics) < LIST_METRICS_PAGE:  # dimension filters apply after the database's page
-        rows = metric_store.list_metrics(ctx.backends, ctx.account_id, ctx.region, after_id=last_id, **query)
+        after = redeem_token(ctx, params["NextToken"], digest[:16])["after"]
+    # Dimension filters apply to the database's pages, so a page of answers may take several.
+    metrics: list[dict] = []
+    cursor, more = after, True
+    while more and len(metrics) < LIST_METRICS_PAGE:
+        rows = metric_store.list_metrics(ctx.backends, ctx.account_id, ctx.region, after_id=cursor,
+                                         limit=LIST_METRICS_PAGE, **query)
+        more = len(rows) == LIST_METRICS_PAGE
         for row in rows:
-            last_id = row.id
+            if len(metrics) == LIST_METRICS_PAGE:
+                more = True
+                break
+            cursor = row.id
             present = dict(map(tuple, row.dimensions))
             if all(n in present and (v is None or present[n] == v) for n, v in filters):
                 metrics.append({"Namespace": row.namespace, "MetricName": row.name,
                                 "Dimensions": dimension_list(row.dimensions)})
-                if len(metrics) == LIST_METRICS_PAGE:
-                    break
-        if len(rows) < LIST_METRICS_PAGE:
-            last_id = None
-            break
     answer: dict = {"Metrics": metrics}
-    if last_id is not None:
-        answer["NextToken"] = ctx.backends.resources.sign({"digest": digest[:16], "after": last_id})
+    if more:
+        answer["NextToken"] = ctx.backends.resources.sign({"digest": digest[:16], "after": cursor})
     return answer
