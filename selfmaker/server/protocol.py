@@ -8,11 +8,11 @@ error the way that protocol does on AWS. S3 (rest-xml, streaming) lives in
 
 from __future__ import annotations
 
-import gzip
 import inspect
 import json
 import logging
 import re
+import zlib
 from dataclasses import replace
 from functools import lru_cache
 from urllib.parse import unquote
@@ -127,15 +127,25 @@ def query_error_header(service: str | None, err: AWSError) -> list[tuple[str, st
 # JSON 1.0 and 1.1: POST / with X-Amz-Target (sagemaker, logs, athena, sqs)
 
 
+MAX_INFLATED_BYTES = 16 * 1024 * 1024  # no API body we serve is larger; a gzip bomb stops here
+
+
 async def request_payload(request: Request) -> bytes:
     """The body, decompressed if the client compressed it (botocore gzips large PutMetricData requests)."""
     raw = await request.body()
     encodings = [e.strip().lower() for e in request.headers.get("content-encoding", "").split(",") if e.strip()]
     if encodings == ["gzip"]:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip framing
         try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
+            body = inflater.decompress(raw, MAX_INFLATED_BYTES + 1)
+        except zlib.error as exc:
             raise AWSError("SerializationException", f"Request body is not valid gzip: {exc}") from None
+        if len(body) > MAX_INFLATED_BYTES:
+            raise AWSError("SerializationException", f"Request body inflates to more than {MAX_INFLATED_BYTES} "
+                                                     "bytes.", 413)
+        if not inflater.eof:
+            raise AWSError("SerializationException", "Request body is truncated gzip.")
+        return body
     if encodings and encodings != ["identity"]:
         raise AWSError("SerializationException", f"Unsupported Content-Encoding {', '.join(encodings)}.")
     return raw
