@@ -342,6 +342,52 @@ def test_variants_target_variant_weights_and_capacities(sm, client, models, uniq
     sm.delete_endpoint(EndpointName=name)
 
 
+def test_serverless_and_shadow_variants(sm, client, models, unique):
+    runtime = client("sagemaker-runtime")
+    model, shadow = models.versioned(unique("prod")), models.versioned(unique("shadow"))
+    name = unique("serverless")
+    serverless = {"MemorySizeInMB": 2048, "MaxConcurrency": 4}
+    described = deploy(sm, name, [{"VariantName": "Lambda", "ModelName": model, "ServerlessConfig": serverless}])
+    assert described["EndpointStatus"] == "InService", described.get("FailureReason")
+    [summary] = described["ProductionVariants"]
+    assert summary["CurrentServerlessConfig"] == summary["DesiredServerlessConfig"] == serverless
+    assert "CurrentInstanceCount" not in summary
+    assert invoke(runtime, name, "s") == (f"{model}:s", "Lambda")
+    code, message = error_of(sm.update_endpoint_weights_and_capacities, EndpointName=name,
+                             DesiredWeightsAndCapacities=[{"VariantName": "Lambda", "DesiredInstanceCount": 2}])
+    assert code == "ValidationException" and "serverless" in message
+    sm.delete_endpoint(EndpointName=name)
+
+    name = unique("shadowed")
+    described = deploy(sm, name, [variant(model, "Prod")], ShadowProductionVariants=[variant(shadow, "Shadow")])
+    assert described["EndpointStatus"] == "InService", described.get("FailureReason")
+    [summary] = described["ShadowProductionVariants"]
+    assert (summary["VariantName"], summary["CurrentInstanceCount"], summary["CurrentWeight"]) == ("Shadow", 1, 1.0)
+    assert {invoke(runtime, name, "p") for _ in range(5)} == {(f"{model}:p", "Prod")}  # shadows never answer
+    sm.delete_endpoint(EndpointName=name)
+
+
+def test_deleting_an_endpoint_mid_deployment_stops_both_fleets(server, sm, models, unique):
+    name = unique("deldeploy")
+    v1, v2 = models.versioned(f"{name}-v1"), models.versioned(f"{name}-v2")
+    assert deploy(sm, name, [variant(v1)])["EndpointStatus"] == "InService"
+    sm.create_endpoint_config(EndpointConfigName=f"{name}-2", ProductionVariants=[variant(v2)])
+    sm.update_endpoint(EndpointName=name, EndpointConfigName=f"{name}-2", DeploymentConfig={
+        "BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE",
+                                                                  "WaitIntervalInSeconds": 600}}})
+    deadline = time.time() + 60
+    while True:  # until the new fleet serves (and bakes for ten minutes)
+        pending = sm.describe_endpoint(EndpointName=name).get("PendingDeploymentSummary", {})
+        if pending and pending["ProductionVariants"][0]["VariantStatus"][0]["Status"] == "Baking":
+            break
+        assert time.time() < deadline
+        time.sleep(0.05)
+    sm.delete_endpoint(EndpointName=name)
+    wait_gone(sm, name)
+    leftovers = list((server.data_dir / "endpoints").glob(f"*/*/*{name}*"))
+    assert leftovers == []
+
+
 def test_five_endpoints_serve_at_once(sm, client, models, unique):
     runtime = client("sagemaker-runtime")
     names = [unique("five") for _ in range(5)]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 
 from ...engines.reconciler import Controller, kick, register
@@ -47,12 +48,16 @@ class Superseded(Exception):
 # -- groups and routes ------------------------------------------------------------------------------------
 
 
+_owners_lock = threading.Lock()
+
+
 def _owners(backends: Backends) -> dict[str, str]:
     """Group key -> endpoint ARN, so a fleet callback kicks the endpoint that owns the group."""
-    owners = backends.services.get("hosting.group_owners")
-    if owners is None:
-        owners = backends.services.setdefault("hosting.group_owners", {})
-        fleet(backends).subscribe(lambda key: _group_changed(backends, key))
+    with _owners_lock:
+        owners = backends.services.get("hosting.group_owners")
+        if owners is None:
+            owners = backends.services["hosting.group_owners"] = {}
+            fleet(backends).subscribe(lambda key: _group_changed(backends, key))
     return owners
 
 
@@ -304,13 +309,21 @@ class Step:
         A variant just scaled in keeps its extra instances, already out of the Route, until
         the drain period ends.
         """
-        wait = SERVING_CHECK
+        wait, drained = SERVING_CHECK, []
         for variant in _variants(self.data["_live"]):
             count, drain = variant["count"], variant.get("drain")
             if drain and time.time() < drain["until"]:
                 count = max(count, drain["from"])
                 wait = min(wait, drain["until"] - time.time())
+            elif drain:
+                drained.append(variant["key"])
             self.ensure(variant, count)
+        if drained:
+            def forget(d):
+                for v in _variants(d["_live"]):
+                    if v["key"] in drained:
+                        v.pop("drain", None)
+            self.commit(forget, touch=False)
         self.note_ready("_live")
         self.publish()
         return wait
