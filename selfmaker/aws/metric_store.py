@@ -73,6 +73,21 @@ class MetricBuffer:
             else:
                 _merge(current, stats)
 
+    def add_value(self, series: SeriesKey, unit: str, second: int, value: float) -> None:
+        """``add`` for one value, inlined: the router calls it several times per request."""
+        key = (series, unit, second)
+        with self._lock:
+            current = self._pending.get(key)
+            if current is None:
+                self._pending[key] = [1.0, value, value, value]
+                return
+            current[0] += 1.0
+            current[1] += value
+            if value < current[2]:
+                current[2] = value
+            elif value > current[3]:
+                current[3] = value
+
     def begin_flush(self) -> dict:
         with self._lock:
             self._flushing, self._pending = self._pending, {}
@@ -108,9 +123,8 @@ def buffer(backends) -> MetricBuffer:
 def record(backends, account_id: str, region: str, namespace: str, metric_name: str, dimensions: dict[str, str],
            value: float, unit: str) -> None:
     """Add one value of a metric at the current second. No I/O: safe on any request path."""
-    value = float(value)
-    buffer(backends).add(series_key(account_id, region, namespace, metric_name, dimensions), unit,
-                         int(time.time()), [1.0, value, value, value])
+    buffer(backends).add_value((account_id, region, namespace, metric_name, tuple(sorted(dimensions.items()))),
+                               unit, int(time.time()), float(value))
 
 
 # -- writing ------------------------------------------------------------------------
