@@ -283,3 +283,48 @@ def test_duplicate_name_is_refused(boto, sm, xgboost_model, unique):
         sm.create_transform_job(**body)
     assert caught.value.response["Error"]["Code"] == "ResourceInUse"
     assert wait(sm, name)["TransformJobStatus"] == "Completed"
+
+
+STAMPING = """
+import time
+
+def model_fn(model_dir):
+    return None
+
+def transform_fn(model, data, content_type, accept):
+    time.sleep(0.3)
+    return f"{data.strip()} at {time.time_ns()}", accept
+"""
+
+
+def test_a_restarted_server_resumes_with_the_files_not_yet_written(make_server, unique):
+    server = make_server("transform-crash").start()
+
+    def make(service: str):
+        return boto3.client(service, endpoint_url=server.url, region_name="us-east-1",
+                            aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="secret")
+
+    make("s3").create_bucket(Bucket=BUCKET)
+    model = framework_model(make, unique("stamping"), STAMPING)
+    name = unique("crash-transform")
+    for i in range(8):
+        make("s3").put_object(Bucket=BUCKET, Key=f"{name}/in/f{i}.csv", Body=f"{i}\n".encode())
+    make("sagemaker").create_transform_job(**request(name, model, f"s3://{BUCKET}/{name}/in/",
+                                                     f"s3://{BUCKET}/{name}/out"))
+
+    def outputs() -> dict[str, str]:
+        found = make("s3").list_objects_v2(Bucket=BUCKET, Prefix=f"{name}/out/").get("Contents", [])
+        return {o["Key"]: read(make, o["Key"]) for o in found}
+
+    deadline = time.time() + FIRST_JOB_SECONDS
+    while len(before := outputs()) < 2:
+        assert time.time() < deadline
+        time.sleep(0.05)
+    server.kill()
+    server.start()
+    job = wait(make("sagemaker"), name, timeout=60)
+    assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
+    after = outputs()
+    assert sorted(after) == [f"{name}/out/f{i}.csv.out" for i in range(8)]
+    assert all(after[key].startswith(f"{key.rsplit('/f', 1)[1][0]} at ") for key in after)
+    assert {key: after[key] for key in before} == before  # written before the crash: not transformed again
