@@ -47,6 +47,7 @@ UNHEALTHY_CHECKS = 3  # failed health checks in a row that get a ready instance 
 FAILED_STARTS = 3  # starts in a row that end before answering /ping: the group has failed
 STARTUP_SECONDS = 600.0  # an instance silent this long after its start counts as a failed start
 GRACE_SECONDS = 5.0  # SIGTERM, then SIGKILL after this long
+DRAIN_SECONDS = 2.0  # an instance leaving a group is out of ready() this long before its SIGTERM
 
 
 @dataclass(frozen=True)
@@ -84,12 +85,14 @@ class _Seen:
 
 
 def _terminate(ex, instance: Instance) -> None:
-    """Stop an instance: SIGTERM, SIGKILL after the grace period (where the executor can), else at once."""
-    graceful = getattr(ex, "terminate", None)
-    if graceful is not None:
-        graceful(instance.state, GRACE_SECONDS)
-    else:
-        ex.stop(instance.state)
+    """SIGTERM, SIGKILL after the grace period; returns once the instance has ended."""
+    ex.stop(instance.state, GRACE_SECONDS)
+    deadline = time.monotonic() + GRACE_SECONDS + 1
+    while ex.poll(instance.state) is None:
+        if time.monotonic() > deadline:
+            ex.stop(instance.state)  # past the deadline: SIGKILL now
+            return
+        time.sleep(0.02)
 
 
 class _Keeper:
@@ -101,6 +104,7 @@ class _Keeper:
         self._seen: dict[str, _Seen] = {}
         self._to_restart: list[Instance] = []  # stopped by a clean shutdown: started again under the same id
         self._replaced: list[str] = []  # ids of dead instances whose replacements are not started yet
+        self._leaving: dict[str, threading.Thread] = {}  # instances being stopped in the background
         self._lock = threading.Lock()  # a launch never interleaves with closing the keeper
         self._closed = False
         self._wake = threading.Event()
@@ -143,6 +147,8 @@ class _Keeper:
         self._wake.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(2 * PING_TIMEOUT + GRACE_SECONDS)
+        for thread in list(self._leaving.values()):
+            thread.join(GRACE_SECONDS + 2)
 
     def _run(self) -> None:
         while not self._closed:
@@ -161,8 +167,10 @@ class _Keeper:
 
     def _step(self) -> None:
         ex = executor(self.fleet.backends)
+        self._leaving = {id_: thread for id_, thread in self._leaving.items() if thread.is_alive()}
+        known = {*self._seen, *self._leaving, *(i.id for i in self._to_restart)}
         for instance in instances.on_disk(self.root):
-            if instance.id not in self._seen and instance.id not in {i.id for i in self._to_restart}:
+            if instance.id not in known:  # started by an earlier server
                 self._attach(instance)
                 if ex.poll(instance.state) is None:
                     instance.say(f"re-attached to {instance.id}, still running after a server restart")
@@ -170,10 +178,9 @@ class _Keeper:
             if self._closed:
                 return
             self._check(ex, seen)
-        self.ready = tuple(s.instance.socket for s in self._seen.values() if s.instance.answered and not s.misses)
-        if self.failure or self._closed:
-            return
-        self._resize(ex)
+        if not (self.failure or self._closed):
+            self._resize(ex)
+        self.ready = tuple(s.instance.socket for s in self._seen.values() if s.instance.answered)
 
     # -- following instances ---------------------------------------------------------------
 
@@ -217,8 +224,7 @@ class _Keeper:
                 self._discard(ex, seen, replace=True)
         elif time.time() - instance.started > STARTUP_SECONDS:
             instance.say(f"{instance.id} did not answer /ping within {STARTUP_SECONDS:.0f} s of its start")
-            self._discard(ex, seen, replace=True)
-            self._failed_start(instance, f"it did not answer /ping within {STARTUP_SECONDS:.0f} s")
+            self._failed_start(ex, seen, f"it did not answer /ping within {STARTUP_SECONDS:.0f} s")
 
     def _ended(self, seen: _Seen, status: ExitStatus) -> None:
         instance = seen.instance
@@ -235,17 +241,22 @@ class _Keeper:
             return
         last = instance.last_output()
         instance.say(f"{instance.id} {how} before answering /ping")
-        self._discard(ex, seen, replace=True)
-        self._failed_start(instance, f"{how}: {last}" if last else how)
+        self._failed_start(ex, seen, f"{how}: {last}" if last else how)
 
-    def _failed_start(self, instance: Instance, what: str) -> None:
+    def _failed_start(self, ex, seen: _Seen, what: str) -> None:
+        """Replace an instance that never answered; the group fails when that happens too often in a row."""
+        instance = seen.instance
         self._failed_starts += 1
         self._save()
+        failure = None
         if self._failed_starts >= FAILED_STARTS:
-            raise _GroupFailure(
-                f"The model server of variant {self.group.variant_name} stopped before answering /ping "
-                f"{self._failed_starts} times in a row (the last one, {instance.id}: {what}). See the logs in "
-                f"CloudWatch Logs group {self.group.log_group}.")
+            failure = (f"The model server of variant {self.group.variant_name} stopped before answering /ping "
+                       f"{self._failed_starts} times in a row (the last one, {instance.id}: {what}). See the logs "
+                       f"in CloudWatch Logs group {self.group.log_group}.")
+            instance.say(f"the variant failed: {failure}")
+        self._discard(ex, seen, replace=failure is None)
+        if failure:
+            raise _GroupFailure(failure)
 
     def _discard(self, ex, seen: _Seen, replace: bool) -> None:
         """Forget an instance that has ended (or must end now): stop it, ship its last lines, remove its files."""
@@ -277,8 +288,7 @@ class _Keeper:
             by_preference = sorted(running, key=lambda s: (s.instance.answered, -s.instance.started))
             for seen in by_preference[:extra]:
                 seen.instance.say(f"stopping {seen.instance.id}: the variant now has {group.count} instance(s)")
-                del self._seen[seen.instance.id]
-                self.fleet._retire_later(seen.instance, group, keep=False)
+                self._leave(seen)
             return
         for _ in range(group.count - len(running)):
             if self._closed or self.failure:
@@ -289,6 +299,19 @@ class _Keeper:
                 replaces = self._replaced.pop(0) if self._replaced else None
                 self._launch(ex, Instance(self.root / instances.new_id()), replaces)
 
+    def _leave(self, seen: _Seen) -> None:
+        """Take an instance out of ready(), then stop it gracefully in the background: routes move off it
+        (subscribers hear of the change) before its SIGTERM, and the keeper goes on checking the others."""
+        instance = seen.instance
+        del self._seen[instance.id]
+
+        def stop() -> None:
+            time.sleep(DRAIN_SECONDS)
+            self.fleet._stop_instance(instance, remove=True)
+
+        thread = self._leaving[instance.id] = threading.Thread(target=stop, name=f"stop-{instance.id}", daemon=True)
+        thread.start()
+
     def _launch(self, ex, instance: Instance, replaces: str | None) -> None:
         group, backends = self.group, self.fleet.backends
         again = instance.root.exists()
@@ -297,6 +320,19 @@ class _Keeper:
         instance.log_path.touch()
         logship.follow(backends.store, group.account_id, group.region, group.log_group, group.stream(instance),
                        instance.log_path)
+        try:
+            self._start(ex, instance, replaces, again)
+        except BaseException as err:  # nothing half-started stays behind; the reason is in its stream
+            if isinstance(err, _GroupFailure):
+                instance.say(f"cannot start {instance.id}: {err}")
+            if (instance.state / "pid").exists():
+                ex.stop(instance.state)
+            logship.finish(instance.log_path)
+            instance.remove()
+            raise
+
+    def _start(self, ex, instance: Instance, replaces: str | None, again: bool) -> None:
+        group, backends = self.group, self.fleet.backends
         runtime = self._ensure_runtime(instance)
         limits = instance_types.limits(group.instance_type)
         why = (" after a server restart" if again else f" to replace {replaces}" if replaces else "")
@@ -348,7 +384,6 @@ class Fleet:
         self._keepers: dict[str, _Keeper] = {}
         self._callbacks: list[Callable[[str], None]] = []
         self._lock = threading.Lock()
-        self._stopping: list[threading.Thread] = []
         self._shut = False
 
     def _dir(self, account_id: str, region: str, key: str) -> Path:
@@ -438,21 +473,12 @@ class Fleet:
         if remove:
             instance.remove()
 
-    def _retire_later(self, instance: Instance, group: Group, keep: bool) -> None:
-        """Stop one instance in the background (the keeper goes on checking the others meanwhile)."""
-        thread = threading.Thread(target=self._stop_instance, args=(instance, not keep),
-                                  name=f"retire-{instance.id}", daemon=True)
-        with self._lock:
-            self._stopping = [t for t in self._stopping if t.is_alive()] + [thread]
-        thread.start()
-
     def shutdown(self) -> None:
         """A clean server stop: stop every instance, marking it to start again with the next server."""
         with self._lock:
             self._shut = True
             keepers = list(self._keepers.values())
             self._keepers.clear()
-            stopping = list(self._stopping)
         for keeper in keepers:
             keeper.close()
         ex = executor(self.backends)
@@ -464,8 +490,6 @@ class Fleet:
         if members:
             with ThreadPoolExecutor(len(members)) as pool:
                 list(pool.map(lambda instance: self._stop_instance(instance, remove=False), members))
-        for thread in stopping:
-            thread.join(GRACE_SECONDS + 1)
 
 
 _create_lock = threading.Lock()
