@@ -555,7 +555,8 @@ def _receive_now(backends, account_id: str, region: str, request: _Receive) -> _
                 first_received_at=taken["first_received_at"], receipt_nonce=nonce)).rowcount
             if changed:
                 messages.append(_message(queue, taken, nonce, request.system, request.user))
-    return _Received(queue, messages, None)
+    # Other receivers may have taken every candidate meanwhile: then look again at once.
+    return _Received(queue, messages, None if messages else now)
 
 
 def _legacy_attribute_names(params: dict) -> dict:
