@@ -12,8 +12,7 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-
-from test_endpoints import Models, deploy, error_of, variant, wait_status, tar_gz
+from test_endpoints import Models, deploy, error_of, tar_gz, variant
 
 ALL_AT_ONCE = {"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE",
                                                                          "WaitIntervalInSeconds": 1}}}

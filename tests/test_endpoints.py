@@ -8,7 +8,6 @@ answers name their version, so a test sees which fleet answered.
 from __future__ import annotations
 
 import io
-import json
 import subprocess
 import tarfile
 import textwrap
@@ -18,10 +17,9 @@ from pathlib import Path
 
 import boto3
 import pytest
+import xgboost_runtime
 from botocore.config import Config
 from botocore.exceptions import ClientError
-
-import xgboost_runtime
 from conftest import ACCOUNT
 from test_inference_server import MAKE_XGBOOST_MODEL
 

@@ -26,6 +26,7 @@ import math
 import threading
 import time
 
+from ...aws import cloudwatch
 from ...engines.reconciler import Controller, kick, register
 from ...server.app import Backends
 from ...store.resources import Record, now
@@ -34,7 +35,8 @@ from .fleet import Group, fleet
 
 log = logging.getLogger("selfmaker.hosting")
 
-ACTIVE = frozenset({"Creating", "Updating", "RollingBack", "InService", "Deleting"})
+ACTIVE = frozenset({"Creating", "Updating", "RollingBack", "InService", "UpdateRollbackFailed", "Deleting"})
+SERVING = frozenset({"InService", "Updating", "RollingBack", "UpdateRollbackFailed"})
 DEFAULT_STARTUP_TIMEOUT = 3600  # seconds for a fleet to answer /ping, unless its variants say otherwise
 DRAIN_SECONDS = 3.0  # between the last Route that sends a fleet requests and stopping it
 SERVING_CHECK = 10.0  # an InService endpoint's fallback re-check (fleet callbacks come first)
@@ -105,7 +107,7 @@ def _capture(release: dict) -> dict | None:
 def route_for(backends: Backends, record: Record) -> routes.Route | None:
     """The Route an endpoint's record calls for now, None when it must not serve."""
     data, pool = record.data, fleet(backends)
-    if record.status not in ("InService", "Updating", "RollingBack"):
+    if record.status not in SERVING:
         return None
     live, nxt, deploy = data["_live"], data.get("_next"), data.get("_deploy")
     ready = {v["key"]: pool.ready(v["key"]) for v in _variants(live) + (_variants(nxt) if nxt else [])}
@@ -242,11 +244,8 @@ class Step:
         return len(self.fleet.ready(variant["key"]))
 
     def failure(self, variants: list[dict]) -> str | None:
-        for variant in variants:
-            reason = self.fleet.failure(variant["key"])
-            if reason:
-                return f"Variant {variant['name']}: {reason}"
-        return None
+        """Why one of these variants cannot become ready (the fleet's words), if one cannot."""
+        return next((reason for v in variants if (reason := self.fleet.failure(v["key"]))), None)
 
     def note_ready(self, member: str, counts: dict[str, int] | None = None) -> bool:
         """Record each variant's ready instances (CurrentInstanceCount); whether all ``counts`` are ready."""
@@ -273,6 +272,8 @@ class Step:
             return self.create()
         if status == "InService":
             return self.serve()
+        if status == "UpdateRollbackFailed":
+            return self.serve_both()
         if self.data.get("_capacity"):
             return self.resize()
         return self.deploy()
@@ -334,7 +335,16 @@ class Step:
             if self.data.get(member):
                 self.retire(_variants(self.data[member]))
         self.backends.resources.delete(self.record.arn)
-        return None
+
+    def serve_both(self) -> float:
+        """UpdateRollbackFailed: both fleets go on serving their shares, as on AWS, until the endpoint is deleted."""
+        deploy = self.data["_deploy"]
+        self.keep_blue()
+        counts = _green_counts(self.data["_next"], deploy)
+        for variant in _variants(self.data["_next"]):
+            self.ensure(variant, counts[variant["key"]])
+        self.publish()
+        return SERVING_CHECK
 
     # -- UpdateEndpointWeightsAndCapacities ---------------------------------------------------------
 
@@ -382,7 +392,8 @@ class Step:
         deploy = self.data["_deploy"]
         if deploy["phase"] == "rollback":
             return self.roll_back()
-        if deploy["timeout"] and time.time() > deploy["started"] + deploy["timeout"]:
+        overdue = deploy["timeout"] and time.time() > deploy["started"] + deploy["timeout"]
+        if overdue and deploy["phase"] != "terminate":  # once all traffic is on the new fleet, it stays
             return self.begin_rollback(f"The deployment did not finish within MaximumExecutionTimeoutInSeconds "
                                        f"({deploy['timeout']} seconds).")
         if deploy["phase"] == "provision":
@@ -527,8 +538,6 @@ def _startup_timeout(release: dict) -> int:
 def _alarms_in_alarm(backends: Backends, record: Record, names: list[str]) -> list[str]:
     if not names:
         return []
-    from ...aws import cloudwatch
-
     return [name for name in names
             if cloudwatch.alarm_state(backends, record.account_id, record.region, name) == "ALARM"]
 

@@ -9,6 +9,7 @@ only reads the record, so it shows what the controller last recorded.
 
 from __future__ import annotations
 
+from ...aws import cloudwatch
 from ...engines.model_server import container_of
 from ...engines.reconciler import kick
 from ...server.errors import validation
@@ -102,8 +103,6 @@ def check_alarms(ctx: Context, config: dict | None) -> None:
     names = [a["AlarmName"] for a in ((config or {}).get("AutoRollbackConfiguration") or {}).get("Alarms", [])]
     if not names:
         return
-    from ...aws import cloudwatch
-
     missing = [n for n in names if cloudwatch.alarm_state(ctx.backends, ctx.account_id, ctx.region, n) is None]
     if missing:
         raise validation(f"The CloudWatch alarm(s) {', '.join(missing)} of AutoRollbackConfiguration do not exist.")
@@ -254,7 +253,7 @@ def present(ctx: Context, record: Record) -> dict:
             "EnableCapture": enabled, "CaptureStatus": "Started" if enabled else "Stopped",
             "CurrentSamplingPercentage": capture["InitialSamplingPercentage"],
             "DestinationS3Uri": capture["DestinationS3Uri"], "KmsKeyId": capture.get("KmsKeyId", "")}
-    if record.status in ("Creating", "Failed") and "deployed_at" not in live["variants"][0]:
+    if record.status in ("Creating", "Failed"):  # nothing deployed (yet)
         if record.status == "Creating":
             creating = _status("Creating", live["started"])
             out["PendingDeploymentSummary"] = {
