@@ -51,10 +51,10 @@ class Pass:
         self.ctx = Context(backends=backends, account_id=record.account_id, region=record.region,
                            service="sagemaker")
         self.execution_id = record.name
-        pipeline = backends.resources.get_by_arn(record.parent)
-        self.pipeline_name = pipeline.name if pipeline else record.parent.rsplit("/", 1)[-1]
-        row = catalog.version(self.ctx, pipeline, record.data["PipelineVersionId"]) if pipeline else None
-        self.definition = catalog.parsed(row["definition"])
+        pipeline = backends.resources.get_by_arn(record.parent)  # kept while an execution runs (DeletePipeline)
+        self.pipeline_name = pipeline.name
+        self.definition = catalog.parsed(catalog.version(self.ctx, pipeline, record.data["PipelineVersionId"])[
+            "definition"])
         self.parameters = record.data[PARAMETERS]
         self.steps: dict[str, dict] = copy.deepcopy(record.data[STEPS])
         self.cached: list[dict] = []  # cache rows to add with this pass's write
