@@ -46,12 +46,9 @@ def start(name: str, workdir: Path) -> ServerProcess:
     return ServerProcess(name, argv, port, health, workdir / f"{name}.log").start()
 
 
-def clients(server: ServerProcess) -> tuple:
-    config = Config(retries={"total_max_attempts": 1}, read_timeout=30)
-    make = lambda service: boto3.client(service, endpoint_url=server.url, region_name="us-east-1",  # noqa: E731
-                                        aws_access_key_id="AKIDBENCHMARK", aws_secret_access_key="s",
-                                        config=config)
-    return make("sqs"), make("cloudwatch")
+def client(server: ServerProcess, service: str):
+    return boto3.client(service, endpoint_url=server.url, region_name="us-east-1", aws_access_key_id="AKIDBENCHMARK",
+                        aws_secret_access_key="s", config=Config(retries={"total_max_attempts": 1}, read_timeout=30))
 
 
 def timed(call) -> float:
@@ -66,6 +63,16 @@ def round_trip(sqs, url: str) -> float:
         message = sqs.receive_message(QueueUrl=url)["Messages"][0]
         sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
     return timed(once)
+
+
+def put_metric(cw) -> float:
+    return timed(lambda: cw.put_metric_data(Namespace="Bench", MetricData=[{"MetricName": "Latency", "Value": 1.0}]))
+
+
+def get_statistics(cw) -> float:
+    now = time.time()
+    return timed(lambda: cw.get_metric_statistics(Namespace="Bench", MetricName="Latency", StartTime=now - 3600,
+                                                  EndTime=now + 60, Period=60, Statistics=["Sum", "Average"]))
 
 
 def wake_up(sqs, waiter, url: str) -> float:
@@ -104,8 +111,7 @@ def main() -> None:
         try:
             setup = {}
             for name, server in servers.items():
-                sqs, cw = clients(server)
-                waiter, _ = clients(server)
+                sqs, waiter, cw = client(server, "sqs"), client(server, "sqs"), client(server, "cloudwatch")
                 url = sqs.create_queue(QueueName="bench")["QueueUrl"]
                 for _ in range(3):  # warm up
                     round_trip(sqs, url)
@@ -114,15 +120,10 @@ def main() -> None:
                 for name in (names if r % 2 == 0 else names[::-1]):
                     sqs, waiter, cw, url = setup[name]
                     out = results[name]
-                    now = time.time()
                     for _ in range(samples // ROUNDS):
                         out.setdefault("SQS send + receive + delete", []).append(round_trip(sqs, url))
-                        out.setdefault("PutMetricData", []).append(timed(lambda: cw.put_metric_data(
-                            Namespace="Bench", MetricData=[{"MetricName": "Latency", "Value": 1.0}])))
-                        out.setdefault("GetMetricStatistics (1 h)", []).append(timed(
-                            lambda: cw.get_metric_statistics(Namespace="Bench", MetricName="Latency",
-                                                             StartTime=now - 3600, EndTime=now + 60, Period=60,
-                                                             Statistics=["Sum", "Average"])))
+                        out.setdefault("PutMetricData", []).append(put_metric(cw))
+                        out.setdefault("GetMetricStatistics (1 h)", []).append(get_statistics(cw))
                     for _ in range(max(wakes // ROUNDS, 1)):
                         out.setdefault("SQS long-poll wake-up", []).append(wake_up(sqs, waiter, url))
                 log(f"round {r + 1}/{ROUNDS} done")
