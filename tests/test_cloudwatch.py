@@ -199,6 +199,15 @@ def test_alarm_lifecycle(cw, unique):
     assert [a["AlarmName"] for a in cw.describe_alarms(AlarmNamePrefix=name, StateValue="OK")["MetricAlarms"]] == [
         name]
 
+    for_metric = cw.describe_alarms_for_metric(Namespace=namespace, MetricName="Errors", Statistic="Sum")
+    assert [a["AlarmName"] for a in for_metric["MetricAlarms"]] == [name]
+    assert cw.describe_alarms_for_metric(Namespace=namespace, MetricName="Errors", Dimensions=[
+        {"Name": "Host", "Value": "a"}])["MetricAlarms"] == []  # another dimension set is another metric
+    cw.disable_alarm_actions(AlarmNames=[name])
+    assert cw.describe_alarms(AlarmNames=[name])["MetricAlarms"][0]["ActionsEnabled"] is False
+    cw.enable_alarm_actions(AlarmNames=[name])
+    assert cw.describe_alarms(AlarmNames=[name])["MetricAlarms"][0]["ActionsEnabled"] is True
+
     # An update replaces the configuration, keeps the state, and is evaluated at once.
     cw.put_metric_alarm(AlarmName=name, Namespace=namespace, MetricName="Errors", Statistic="Sum", Period=60,
                         EvaluationPeriods=3, Threshold=100.0, ComparisonOperator="GreaterThanThreshold")

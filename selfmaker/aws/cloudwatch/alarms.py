@@ -1,4 +1,5 @@
-"""CloudWatch metric alarms: PutMetricAlarm, DescribeAlarms, SetAlarmState, DeleteAlarms, and their tags.
+"""CloudWatch metric alarms: PutMetricAlarm, DescribeAlarms(ForMetric), SetAlarmState, DeleteAlarms,
+Enable/DisableAlarmActions, and their tags.
 
 A background worker evaluates each alarm when one of its periods ends (and as soon as it is
 created or changed), over its last EvaluationPeriods periods, with CloudWatch's rules for
@@ -175,6 +176,41 @@ def describe_alarms(ctx: Context, params: dict) -> dict:
     if len(rows) > limit:
         answer["NextToken"] = ctx.backends.resources.sign({"digest": digest, "after": rows[limit - 1].name})
     return answer
+
+
+@operation("cloudwatch", "DescribeAlarmsForMetric")
+def describe_alarms_for_metric(ctx: Context, params: dict) -> dict:
+    """The alarms on exactly this metric (and dimensions); Statistic, Period and Unit narrow them if given."""
+    dimensions = dimension_list(dimensions_of(params.get("Dimensions")).items())
+    wanted = sorted((d["Name"], d["Value"]) for d in dimensions)
+    with ctx.store.read() as conn:
+        rows = conn.execute(select(A.c.data).where(A.c.account_id == ctx.account_id, A.c.region == ctx.region)
+                            .order_by(A.c.name)).scalars().all()
+    alarms = [alarm for alarm in rows
+              if alarm["Namespace"] == params["Namespace"] and alarm["MetricName"] == params["MetricName"]
+              and sorted((d["Name"], d["Value"]) for d in alarm.get("Dimensions", [])) == wanted
+              and all(params.get(k) is None or alarm.get(k) == params[k] for k in ("Statistic", "Period", "Unit",
+                                                                                  "ExtendedStatistic"))]
+    return {"MetricAlarms": alarms}
+
+
+def _set_actions_enabled(ctx: Context, names: list[str], enabled: bool) -> None:
+    with ctx.store.write() as conn:
+        for row in conn.execute(select(A.c.id, A.c.data).where(
+                A.c.account_id == ctx.account_id, A.c.region == ctx.region, A.c.name.in_(names))).all():
+            conn.execute(update(A).where(A.c.id == row.id).values(data={**row.data, "ActionsEnabled": enabled}))
+
+
+@operation("cloudwatch", "EnableAlarmActions")
+def enable_alarm_actions(ctx: Context, params: dict) -> dict:
+    _set_actions_enabled(ctx, params["AlarmNames"], True)
+    return {}
+
+
+@operation("cloudwatch", "DisableAlarmActions")
+def disable_alarm_actions(ctx: Context, params: dict) -> dict:
+    _set_actions_enabled(ctx, params["AlarmNames"], False)
+    return {}
 
 
 def _set_state(conn, row, state: str, reason: str, reason_data: str | None, *, config_stamp: float | None = None,
