@@ -1,5 +1,6 @@
 """UpdateEndpoint deployments through boto3, each under a steady stream of requests that must all succeed:
-blue/green all at once, canary rolled back by an alarm, linear, rolling, a failing new fleet, a restart mid-way.
+blue/green all at once, canary rolled back by an alarm, linear, rolling, a failing new fleet, a restart mid-way;
+and the plans' arithmetic (steps, batches).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from test_endpoints import Models, deploy, error_of, tar_gz, variant
+
+from selfmaker.services.hosting import deployments
+from test_endpoints import Models, deploy, error_of, tar_gz, variant, wait_status
 
 ALL_AT_ONCE = {"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE",
                                                                          "WaitIntervalInSeconds": 1}}}
@@ -47,9 +50,10 @@ class Load:
             except ClientError as err:
                 self.errors.append(f"{err.response['Error']['Code']}: {err.response['Error']['Message']}")
 
-    def wait_for(self, version: str, timeout: float = 60) -> None:
+    def wait_for(self, version: str, timeout: float = 60, after: int = 0) -> None:
+        """Until ``version`` has answered more than ``after`` requests."""
         deadline = time.time() + timeout
-        while self.answers[version] == 0:
+        while self.answers[version] <= after:
             assert time.time() < deadline, f"no answer from {version}: {self.answers}"
             time.sleep(0.05)
 
@@ -89,6 +93,42 @@ def new_config(sm, name: str, model: str, count: int = 1) -> str:
     return name
 
 
+def fleet_of(key: str, count: int) -> dict:
+    return {"variants": [{"key": key, "name": "AllTraffic", "count": count}], "shadows": []}
+
+
+@pytest.mark.parametrize("config, steps", [
+    (None, [1.0]),
+    ({"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {
+        "Type": "CANARY", "WaitIntervalInSeconds": 0, "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 1}}}},
+     [0.25, 1.0]),
+    ({"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {
+        "Type": "LINEAR", "WaitIntervalInSeconds": 0, "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 30}}}},
+     [0.3, 0.6, 0.9, 1.0]),
+])
+def test_blue_green_plans(config, steps):
+    plan = deployments.plan(config, fleet_of("blue", 4), fleet_of("green", 4))
+    assert plan["strategy"] == "blue_green"
+    assert plan["steps"] == pytest.approx(steps)
+
+
+def test_rolling_plan_replaces_a_batch_at_a_time():
+    blue, green = fleet_of("blue", 3), fleet_of("green", 3)
+    plan = deployments.plan({"RollingUpdatePolicy": {"MaximumBatchSize": {"Type": "INSTANCE_COUNT", "Value": 1},
+                                                     "WaitIntervalInSeconds": 0}}, blue, green)
+    counts = []
+    for step in range(len(plan["steps"])):
+        provisioning = {**plan, "step": step, "phase": "provision"}
+        baking = {**plan, "step": step, "phase": "bake"}
+        counts.append((deployments._green_counts(green, baking)["green"],
+                       deployments._blue_counts(blue, provisioning)["blue"],
+                       deployments._blue_counts(blue, baking)["blue"]))
+    # (new instances, old ones while the batch starts, old ones once it takes traffic) per step
+    assert counts == [(1, 3, 2), (2, 2, 1), (3, 1, 0)]
+    rollback = {**plan, "step": 1, "phase": "rollback"}
+    assert deployments._blue_counts(blue, rollback)["blue"] == 3  # a rollback makes the old fleet whole
+
+
 def test_all_at_once_switches_every_request_with_none_failing(server, sm, models, unique):
     name = unique("aao")
     v1, v2 = models.versioned(f"{name}-v1"), models.versioned(f"{name}-v2")
@@ -101,21 +141,30 @@ def test_all_at_once_switches_every_request_with_none_failing(server, sm, models
         assert code == "ValidationException" and "in-progress" in message
         described, seen = watch_statuses(sm, name)
         load.wait_for(v2)
+        assert described["EndpointStatus"] == "InService" and "FailureReason" not in described
+        assert described["EndpointConfigName"] == f"{name}-2"
+        assert described["LastDeploymentConfig"] == ALL_AT_ONCE
+        assert "PendingDeploymentSummary" not in described
+        assert {s["EndpointStatus"] for s in seen} == {"Updating", "InService"}
+        assert pending_statuses(seen)[:2] == ["Creating", "Baking"]
+        updating = next(s for s in seen if s["EndpointStatus"] == "Updating")
+        assert updating["EndpointConfigName"] == name  # the old configuration serves until the end
+        assert updating["PendingDeploymentSummary"]["EndpointConfigName"] == f"{name}-2"
+        # After the switch only the new model answers.
+        answers = load.answers[v1]
+        time.sleep(0.3)
+        assert load.answers[v1] == answers
+
+        # Back to the first configuration with the same deployment configuration, retained.
+        sm.update_endpoint(EndpointName=name, EndpointConfigName=name, RetainDeploymentConfig=True)
+        described, seen = watch_statuses(sm, name)
+        assert described["EndpointConfigName"] == name and described["LastDeploymentConfig"] == ALL_AT_ONCE
+        assert any("Baking for 1 seconds with 100% of the traffic" in v["VariantStatus"][0].get("StatusMessage", "")
+                   for s in seen for v in s.get("PendingDeploymentSummary", {}).get("ProductionVariants", [])
+                   if v["VariantStatus"])
+        answers = load.answers[v1]
+        load.wait_for(v1, after=answers)
     assert load.errors == []
-    assert described["EndpointStatus"] == "InService" and "FailureReason" not in described
-    assert described["EndpointConfigName"] == f"{name}-2"
-    assert described["LastDeploymentConfig"] == ALL_AT_ONCE
-    assert "PendingDeploymentSummary" not in described
-    assert {s["EndpointStatus"] for s in seen} == {"Updating", "InService"}
-    assert pending_statuses(seen)[:2] == ["Creating", "Baking"]
-    updating = next(s for s in seen if s["EndpointStatus"] == "Updating")
-    assert updating["EndpointConfigName"] == name  # the old configuration serves until the end
-    assert updating["PendingDeploymentSummary"]["EndpointConfigName"] == f"{name}-2"
-    assert set(load.answers) == {v1, v2}
-    # After the switch only the new model answers.
-    runtime = boto3.client("sagemaker-runtime", endpoint_url=server.url, region_name="us-east-1",
-                           aws_access_key_id="k", aws_secret_access_key="s")
-    assert runtime.invoke_endpoint(EndpointName=name, Body="z")["Body"].read() == f"{v2}:z".encode()
     sm.delete_endpoint(EndpointName=name)
 
 
@@ -174,7 +223,12 @@ def test_a_new_fleet_that_cannot_start_is_rolled_back(server, sm, models, unique
 def test_deployment_config_validation(sm, models, unique):
     name = unique("dcv")
     v1 = models.versioned(f"{name}-v1")
-    assert deploy(sm, name, [variant(v1, count=2)])["EndpointStatus"] == "InService"
+    rolling = {"RollingUpdatePolicy": {"MaximumBatchSize": {"Type": "CAPACITY_PERCENT", "Value": 50},
+                                       "WaitIntervalInSeconds": 0}}
+    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant(v1, count=2)])
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name, DeploymentConfig=rolling)
+    described = wait_status(sm, name)
+    assert described["EndpointStatus"] == "InService" and described["LastDeploymentConfig"] == rolling
     new_config(sm, f"{name}-2", v1, 2)
     canary = lambda value, kind="INSTANCE_COUNT": {"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {
         "Type": "CANARY", "WaitIntervalInSeconds": 0, "CanarySize": {"Type": kind, "Value": value}}}}

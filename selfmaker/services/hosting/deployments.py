@@ -142,9 +142,15 @@ def _size(capacity: dict, total: int) -> float:
     return capacity["Value"] / 100.0
 
 
+def _ceil(x: float) -> int:
+    """The integer at or above ``x``, forgiving float error (3 * (2/3) is 2, not 3)."""
+    return math.ceil(x - 1e-6)
+
+
 def _steps(step: float) -> list[float]:
-    count = max(1, math.ceil(1.0 / step - 1e-9))
-    return [min(1.0, round(step * (i + 1), 6)) for i in range(count - 1)] + [1.0]
+    """Traffic shares after each step of ``step`` (a fraction), the last always 1."""
+    count = max(1, _ceil(1.0 / step))
+    return [step * (i + 1) for i in range(count - 1)] + [1.0]
 
 
 def plan(config: dict | None, live: dict, nxt: dict) -> dict:
@@ -179,7 +185,7 @@ def _green_count(variant: dict, deploy: dict, step: int) -> int:
         return 0
     if deploy["strategy"] != "rolling":
         return variant["count"]
-    return min(variant["count"], max(1, math.ceil(deploy["steps"][step] * variant["count"] - 1e-9)))
+    return min(variant["count"], max(1, _ceil(deploy["steps"][step] * variant["count"])))
 
 
 def _green_counts(nxt: dict, deploy: dict) -> dict[str, int]:
