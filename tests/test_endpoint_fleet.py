@@ -22,7 +22,7 @@ import xgboost_runtime
 
 from selfmaker.aws import logs
 from selfmaker.config import Settings
-from selfmaker.engines import model_server
+from selfmaker.engines import instance_types, model_server
 from selfmaker.server.app import Backends
 from selfmaker.services.hosting import fleet as fleet_module
 from selfmaker.services.hosting.fleet import Fleet, Group, fleet
@@ -184,10 +184,16 @@ def test_an_instance_serves_and_is_replaced_when_it_dies_or_stops_answering(back
 
 def test_count_grows_and_shrinks(backends):
     f = fleet(backends)
-    f.ensure(group("two", count=2))
+    f.ensure(group("two", count=2, EnableNetworkIsolation=True))
     sockets = wait_for(lambda: len(f.ready("two")) == 2 and f.ready("two"))
     assert len(set(sockets)) == 2 and all(abs(predict(s) - 8) < 1 for s in sockets)
     pids = [supervisor(d) for d in instance_dirs(backends, "two")]
+    for pid in pids:  # each server in its sandbox: no network, the instance type's memory
+        (server,) = [p for p in descendants(pid) if Path(f"/proc/{p}/cmdline").read_bytes().startswith(b"python\0")]
+        assert os.readlink(f"/proc/{server}/ns/net") != os.readlink("/proc/self/ns/net")
+        data_limit = next(line for line in Path(f"/proc/{server}/limits").read_text().splitlines()
+                          if line.startswith("Max data size"))
+        assert data_limit.split()[3] == str(instance_types.limits("ml.m5.large").memory_bytes)
 
     f.ensure(group("two", count=1))
     (kept,) = wait_for(lambda: len(f.ready("two")) == 1 and f.ready("two"))

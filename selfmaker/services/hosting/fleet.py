@@ -106,6 +106,7 @@ class _Keeper:
         self._replaced: list[str] = []  # ids of dead instances whose replacements are not started yet
         self._leaving: dict[str, threading.Thread] = {}  # instances being stopped in the background
         self._lock = threading.Lock()  # a launch never interleaves with closing the keeper
+        self._file_lock = threading.Lock()  # group.json is written by ensure() and by the keeper's thread
         self._closed = False
         self._wake = threading.Event()
         self._runtime: tuple[str, runtimes.Runtime] | None = None
@@ -123,13 +124,14 @@ class _Keeper:
             return {}
 
     def _save(self) -> None:
-        if self._closed:
-            return
-        self.root.mkdir(parents=True, exist_ok=True)
-        temporary = self.root / "group.json.tmp"
-        temporary.write_text(json.dumps({"group": asdict(self.group), "failure": self.failure,
-                                         "failed_starts": self._failed_starts}))
-        temporary.replace(self.root / "group.json")
+        with self._file_lock:
+            if self._closed:
+                return
+            self.root.mkdir(parents=True, exist_ok=True)
+            temporary = self.root / "group.json.tmp"
+            temporary.write_text(json.dumps({"group": asdict(self.group), "failure": self.failure,
+                                             "failed_starts": self._failed_starts}))
+            temporary.replace(self.root / "group.json")
 
     # -- the thread -------------------------------------------------------------------------
 
