@@ -309,7 +309,7 @@ class _Keeper:
 
         def stop() -> None:
             time.sleep(DRAIN_SECONDS)
-            self.fleet._stop_instance(instance, remove=True)
+            self.fleet._stop_instance(instance, self.group, remove=True)
 
         thread = self._leaving[instance.id] = threading.Thread(target=stop, name=f"stop-{instance.id}", daemon=True)
         thread.start()
@@ -376,6 +376,14 @@ class _Keeper:
         except (runtimes.UnknownImage, runtimes.RuntimeBuildError, model_server.ModelDataError) as err:
             raise _GroupFailure(f"ClientError: {err}") from None
         return runtime
+
+
+def _saved_group(root: Path) -> Group | None:
+    """The group as its directory recorded it (for a retire before any ensure, after a restart)."""
+    try:
+        return Group(**json.loads((root / "group.json").read_text())["group"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 class Fleet:
@@ -446,9 +454,12 @@ class Fleet:
             keeper.close()
         if root is None:
             return
+        group = keeper.group if keeper is not None else _saved_group(root)
         members = instances.on_disk(root)
+        for instance in members:
+            instance.say(f"stopping {instance.id}: its variant's instances are retired")
         with ThreadPoolExecutor(max(1, len(members))) as pool:
-            list(pool.map(lambda instance: self._stop_instance(instance, remove=True), members))
+            list(pool.map(lambda instance: self._stop_instance(instance, group, remove=True), members))
         shutil.rmtree(root, ignore_errors=True)
 
     def subscribe(self, callback: Callable[[str], None]) -> None:
@@ -467,11 +478,15 @@ class Fleet:
             except Exception:
                 log.exception("fleet: a readiness callback failed for %s", key)
 
-    def _stop_instance(self, instance: Instance, remove: bool) -> None:
+    def _stop_instance(self, instance: Instance, group: Group | None, remove: bool) -> None:
         ex = executor(self.backends)
         if instance.state.exists():
             _terminate(ex, instance)
-        logship.finish(instance.log_path)
+        if group is None:
+            logship.finish(instance.log_path)
+        else:  # ships the last lines even if no shipper follows the file (a restart, then retire)
+            logship.finish(instance.log_path, self.backends.store, group.account_id, group.region, group.log_group,
+                           group.stream(instance))
         if remove:
             instance.remove()
 
@@ -484,14 +499,14 @@ class Fleet:
         for keeper in keepers:
             keeper.close()
         ex = executor(self.backends)
-        members = [i for keeper in keepers for i in instances.on_disk(keeper.root)
+        members = [(i, keeper.group) for keeper in keepers for i in instances.on_disk(keeper.root)
                    if (i.state / "pid").exists() and ex.poll(i.state) is None]
-        for instance in members:
+        for instance, _ in members:
             instance.mark_shut_down()
             instance.say(f"stopping {instance.id}: SelfMaker is shutting down")
         if members:
             with ThreadPoolExecutor(len(members)) as pool:
-                list(pool.map(lambda instance: self._stop_instance(instance, remove=False), members))
+                list(pool.map(lambda member: self._stop_instance(*member, remove=False), members))
 
 
 _create_lock = threading.Lock()
