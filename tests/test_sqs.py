@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import json
 
 import pytest
 from botocore.exceptions import ClientError
@@ -167,6 +168,33 @@ def test_batches(sqs, queue):
     assert "Messages" not in sqs.receive_message(QueueUrl=queue)
 
 
+def test_dead_letter_queue(sqs, unique):
+    dead = sqs.create_queue(QueueName=unique("dlq"))["QueueUrl"]
+    dead_arn = sqs.get_queue_attributes(QueueUrl=dead, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    policy = json.dumps({"deadLetterTargetArn": dead_arn, "maxReceiveCount": "2"})
+    work = sqs.create_queue(QueueName=unique("work"), Attributes={"RedrivePolicy": policy})["QueueUrl"]
+    stored = json.loads(sqs.get_queue_attributes(QueueUrl=work, AttributeNames=["All"])["Attributes"]["RedrivePolicy"])
+    assert stored == {"deadLetterTargetArn": dead_arn, "maxReceiveCount": 2}
+    assert sqs.list_dead_letter_source_queues(QueueUrl=dead)["queueUrls"] == [work]
+
+    sent = sqs.send_message(QueueUrl=work, MessageBody="poison")["MessageId"]
+    for _ in range(2):  # received twice, never deleted
+        message = sqs.receive_message(QueueUrl=work, VisibilityTimeout=0)["Messages"][0]
+        assert message["MessageId"] == sent
+    assert "Messages" not in sqs.receive_message(QueueUrl=work)  # the third receive moves it instead
+    moved = sqs.receive_message(QueueUrl=dead, AttributeNames=["All"])["Messages"][0]
+    assert (moved["MessageId"], moved["Body"]) == (sent, "poison")
+
+    for bad, code in [({"deadLetterTargetArn": dead_arn}, "InvalidAttributeValue"),
+                      ({"deadLetterTargetArn": dead_arn.replace("dlq", "nope"), "maxReceiveCount": 1},
+                       "InvalidParameterValue")]:
+        assert _error(sqs.set_queue_attributes, QueueUrl=work,
+                      Attributes={"RedrivePolicy": json.dumps(bad)})["Error"]["Code"] == code
+    sqs.set_queue_attributes(QueueUrl=work, Attributes={"RedrivePolicy": ""})  # removes it
+    assert "RedrivePolicy" not in sqs.get_queue_attributes(QueueUrl=work, AttributeNames=["All"])["Attributes"]
+    assert sqs.list_dead_letter_source_queues(QueueUrl=dead)["queueUrls"] == []
+
+
 def test_long_polls_wake_on_send_and_hold_no_thread(client, sqs, queue):
     """More waiters than the server has worker threads; each is woken by a send, well before its 20 s wait
     (their client gives up after 10 s), and other requests are served meanwhile."""
@@ -194,6 +222,8 @@ def test_bad_requests(sqs, queue, unique):
         (sqs.create_queue, {"QueueName": unique("a"), "Attributes": {"VisibilityTimeout": "99999"}},
          "InvalidAttributeValue"),
         (sqs.create_queue, {"QueueName": unique("a"), "Attributes": {"Policy": "{}"}}, "InvalidAttributeName"),
+        (sqs.create_queue, {"QueueName": unique("a"), "Attributes": {"RedrivePolicy": "not json"}},
+         "InvalidAttributeValue"),
         (sqs.get_queue_attributes, {"QueueUrl": queue, "AttributeNames": ["Nope"]}, "InvalidParameterValue"),
         (sqs.get_queue_attributes, {"QueueUrl": queue, "AttributeNames": ["Policy"]}, "InvalidAttributeName"),
         (sqs.send_message, {"QueueUrl": queue, "MessageBody": ""}, "MissingParameter"),

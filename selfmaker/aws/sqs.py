@@ -19,6 +19,7 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import json
 import re
 import secrets
 import time
@@ -60,6 +61,7 @@ ATTRIBUTES = {
     "MessageRetentionPeriod": (345_600, 60, 1_209_600),
     "ReceiveMessageWaitTimeSeconds": (0, 0, 20),
 }
+REDRIVE_POLICY = "RedrivePolicy"
 COMPUTED = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
             "ApproximateNumberOfMessagesDelayed", "CreatedTimestamp", "LastModifiedTimestamp", "QueueArn")
 SYSTEM_ATTRIBUTES = ("SenderId", "SentTimestamp", "ApproximateReceiveCount", "ApproximateFirstReceiveTimestamp")
@@ -105,6 +107,18 @@ class Queue:
     def setting(self, name: str) -> int:
         return int(self.attributes.get(name, ATTRIBUTES[name][0]))
 
+    def value(self, name: str) -> str:
+        """An attribute as the API shows it (a string; "" for a policy that is not set)."""
+        if name in ATTRIBUTES:
+            return str(self.setting(name))
+        return self.attributes.get(name, "")
+
+    @property
+    def redrive(self) -> dict | None:
+        """The dead-letter policy: {"deadLetterTargetArn", "maxReceiveCount"}, or None."""
+        policy = self.attributes.get(REDRIVE_POLICY)
+        return json.loads(policy) if policy else None
+
     @property
     def arn(self) -> str:
         return f"arn:aws:sqs:{self.region}:{self.account_id}:{self.name}"
@@ -142,11 +156,64 @@ def resolve(conn, account_id: str, region: str, url: str) -> Queue:
     return queue
 
 
+def _redrive_policy(value: str) -> str:
+    """RedrivePolicy, checked and normalised ("" removes it)."""
+    if value == "":
+        return value
+    try:
+        policy = json.loads(value)
+    except ValueError:
+        policy = None
+    target = policy.get("deadLetterTargetArn") if isinstance(policy, dict) else None
+    try:
+        count = int(policy.get("maxReceiveCount")) if isinstance(policy, dict) else 0
+    except (TypeError, ValueError):
+        count = 0
+    if not isinstance(target, str) or not _arn_parts(target) or not 1 <= count <= 1000 or set(policy) - {
+            "deadLetterTargetArn", "maxReceiveCount"}:
+        raise AWSError("InvalidAttributeValue", "Invalid value for the parameter RedrivePolicy. Reason: it must be "
+                                                'a JSON object {"deadLetterTargetArn": <queue ARN>, '
+                                                '"maxReceiveCount": <1 to 1000>}.')
+    return json.dumps({"deadLetterTargetArn": target, "maxReceiveCount": count}, separators=(",", ":"))
+
+
+def _arn_parts(arn: str) -> tuple[str, str, str] | None:
+    """(region, account, name) of a queue ARN."""
+    parts = arn.split(":")
+    if len(parts) != 6 or parts[:3] != ["arn", "aws", "sqs"] or not _NAME.fullmatch(parts[5]):
+        return None
+    return parts[3], parts[4], parts[5]
+
+
+def _dead_letter_queue(conn, queue: Queue) -> tuple[Queue, int] | None:
+    """The queue's dead-letter queue and its maxReceiveCount, if it has one that exists."""
+    policy = queue.redrive
+    if policy is None:
+        return None
+    region, account, name = _arn_parts(policy["deadLetterTargetArn"])
+    target = _find(conn, account, region, name)
+    return (target, policy["maxReceiveCount"]) if target is not None else None
+
+
+def _check_dead_letter_target(conn, account_id: str, region: str, name: str, attributes: dict) -> None:
+    policy = attributes.get(REDRIVE_POLICY)
+    if not policy:
+        return
+    target_region, account, target = _arn_parts(json.loads(policy)["deadLetterTargetArn"])
+    if (target_region, account) != (region, account_id) or target == name or \
+            _find(conn, account, target_region, target) is None:
+        raise invalid_parameter(f"Value {policy} for parameter RedrivePolicy is invalid. Reason: Dead-letter "
+                                "target does not exist, or is this queue, or is in another account or region.")
+
+
 def _checked_attributes(attributes: dict[str, str]) -> dict[str, str]:
     checked = {}
     for name, value in attributes.items():
         if name in ("FifoQueue", "ContentBasedDeduplication", "DeduplicationScope", "FifoThroughputLimit"):
             raise unsupported("FIFO queues are not supported by SelfMaker yet; use a standard queue.")
+        if name == REDRIVE_POLICY:
+            checked[name] = _redrive_policy(value)
+            continue
         if name not in ATTRIBUTES:
             raise AWSError("InvalidAttributeName", f"Unknown or unsupported attribute {name}.")
         _, low, high = ATTRIBUTES[name]
@@ -177,6 +244,8 @@ def create_queue(ctx: Context, params: dict) -> dict:
     tags = params.get("tags") or {}
     now = time.time()
     with ctx.store.write() as conn:
+        _check_dead_letter_target(conn, ctx.account_id, ctx.region, name, attributes)
+        attributes = {k: v for k, v in attributes.items() if v != ""}
         existing = _find(conn, ctx.account_id, ctx.region, name)
         if existing is None:
             try:
@@ -184,7 +253,7 @@ def create_queue(ctx: Context, params: dict) -> dict:
                                                created_at=now, modified_at=now, attributes=attributes, tags=tags))
             except IntegrityError:  # created concurrently (PostgreSQL); compare with that one
                 existing = _find(conn, ctx.account_id, ctx.region, name)
-        if existing is not None and any(existing.setting(k) != int(v) for k, v in attributes.items()):
+        if existing is not None and any(existing.value(k) != v for k, v in attributes.items()):
             raise AWSError("QueueNameExists", f"A queue already exists with the same name and a different value "
                                               f"for attribute(s) {', '.join(sorted(attributes))}")
     return {"QueueUrl": queue_url(_endpoint(ctx), ctx.account_id, name)}
@@ -225,6 +294,20 @@ def list_queues(ctx: Context, params: dict) -> dict:
     return result
 
 
+@operation("sqs", "ListDeadLetterSourceQueues")
+def list_dead_letter_source_queues(ctx: Context, params: dict) -> dict:
+    limit = params.get("MaxResults") or 1000
+    if not 1 <= limit <= 1000:
+        raise invalid_parameter("Value for parameter MaxResults is invalid. Reason: MaxResults must be an integer "
+                                "between 1 and 1000.")
+    with ctx.store.read() as conn:
+        target = resolve(conn, ctx.account_id, ctx.region, params["QueueUrl"])
+        queues = [Queue(**row._mapping) for row in conn.execute(
+            select(Q).where(Q.c.account_id == ctx.account_id, Q.c.region == ctx.region).order_by(Q.c.name))]
+    sources = [q.name for q in queues if q.redrive and q.redrive["deadLetterTargetArn"] == target.arn]
+    return {"queueUrls": [queue_url(_endpoint(ctx), ctx.account_id, name) for name in sources[:limit]]}
+
+
 @operation("sqs", "DeleteQueue")
 def delete_queue(ctx: Context, params: dict) -> dict:
     with ctx.store.write() as conn:
@@ -248,15 +331,16 @@ def set_queue_attributes(ctx: Context, params: dict) -> dict:
     attributes = _checked_attributes(params.get("Attributes") or {})
     with ctx.store.write() as conn:
         queue = resolve(conn, ctx.account_id, ctx.region, params["QueueUrl"])
-        conn.execute(update(Q).where(Q.c.id == queue.id).values(attributes={**queue.attributes, **attributes},
-                                                                 modified_at=time.time()))
+        _check_dead_letter_target(conn, ctx.account_id, ctx.region, queue.name, attributes)
+        merged = {k: v for k, v in {**queue.attributes, **attributes}.items() if v != ""}
+        conn.execute(update(Q).where(Q.c.id == queue.id).values(attributes=merged, modified_at=time.time()))
     return {}
 
 
 @operation("sqs", "GetQueueAttributes")
 def get_queue_attributes(ctx: Context, params: dict) -> dict:
     names = params.get("AttributeNames") or []
-    known = (*ATTRIBUTES, *COMPUTED)
+    known = (*ATTRIBUTES, REDRIVE_POLICY, *COMPUTED)
     for name in names:
         if name != "All" and name not in known:
             raise AWSError("InvalidAttributeName", f"Unknown or unsupported attribute {name}.")
@@ -274,7 +358,7 @@ def get_queue_attributes(ctx: Context, params: dict) -> dict:
             ).where(M.c.queue_id == queue.id, M.c.sent_at > now - queue.setting("MessageRetentionPeriod"))).one()
             counts = dict(zip(("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
                                "ApproximateNumberOfMessagesDelayed"), row))
-    values = {name: str(queue.setting(name)) for name in ATTRIBUTES}
+    values = {name: queue.value(name) for name in (*ATTRIBUTES, REDRIVE_POLICY) if queue.value(name)}
     values.update({k: str(v) for k, v in counts.items()})
     values.update(CreatedTimestamp=str(int(queue.created_at)), LastModifiedTimestamp=str(int(queue.modified_at)),
                   QueueArn=queue.arn)
@@ -541,12 +625,17 @@ def _receive_now(backends, account_id: str, region: str, request: _Receive) -> _
                 M.c.queue_id == queue.id, M.c.visible_at > now)).scalar()
             return _Received(queue, [], next_visible)
     visibility = queue.setting("VisibilityTimeout") if request.visibility is None else request.visibility
-    messages = []
+    messages, dead_letter = [], None
     with backends.store.write() as conn:
         conn.execute(delete(M).where(M.c.queue_id == queue.id, M.c.sent_at <= cutoff))  # past retention
         rows = conn.execute(select(M).where(M.c.id.in_(candidates), M.c.visible_at <= now)
                             .order_by(M.c.id).with_for_update(skip_locked=True)).all()
+        dead_letter = _dead_letter_queue(conn, queue)
         for row in rows:
+            if dead_letter is not None and row.receive_count >= dead_letter[1]:  # received too often: move it
+                conn.execute(update(M).where(M.c.id == row.id).values(queue_id=dead_letter[0].id, visible_at=now,
+                                                                      receipt_nonce=None))
+                continue
             nonce = secrets.token_hex(8)
             taken = {**row._mapping, "receive_count": row.receive_count + 1,
                      "first_received_at": row.first_received_at or now}
@@ -555,7 +644,9 @@ def _receive_now(backends, account_id: str, region: str, request: _Receive) -> _
                 first_received_at=taken["first_received_at"], receipt_nonce=nonce)).rowcount
             if changed:
                 messages.append(_message(queue, taken, nonce, request.system, request.user))
-    # Other receivers may have taken every candidate meanwhile: then look again at once.
+    if dead_letter is not None and len(messages) < len(rows):
+        _arrivals(backends).notify(dead_letter[0])
+    # Other receivers may have taken every candidate, or they went to the dead-letter queue: look again at once.
     return _Received(queue, messages, None if messages else now)
 
 
