@@ -120,13 +120,13 @@ def test_rolling_plan_replaces_a_batch_at_a_time():
     for step in range(len(plan["steps"])):
         provisioning = {**plan, "step": step, "phase": "provision"}
         baking = {**plan, "step": step, "phase": "bake"}
-        counts.append((deployments._green_counts(green, baking)["green"],
-                       deployments._blue_counts(blue, provisioning)["blue"],
-                       deployments._blue_counts(blue, baking)["blue"]))
+        counts.append((deployments.green_counts(green, baking)["green"],
+                       deployments.blue_counts(blue, provisioning)["blue"],
+                       deployments.blue_counts(blue, baking)["blue"]))
     # (new instances, old ones while the batch starts, old ones once it takes traffic) per step
     assert counts == [(1, 3, 2), (2, 2, 1), (3, 1, 0)]
     rollback = {**plan, "step": 1, "phase": "rollback"}
-    assert deployments._blue_counts(blue, rollback)["blue"] == 3  # a rollback makes the old fleet whole
+    assert deployments.blue_counts(blue, rollback)["blue"] == 3  # a rollback makes the old fleet whole
 
 
 def test_all_at_once_switches_every_request_with_none_failing(server, sm, models, unique):
@@ -230,16 +230,18 @@ def test_deployment_config_validation(sm, models, unique):
     described = wait_status(sm, name)
     assert described["EndpointStatus"] == "InService" and described["LastDeploymentConfig"] == rolling
     new_config(sm, f"{name}-2", v1, 2)
-    canary = lambda value, kind="INSTANCE_COUNT": {"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {
-        "Type": "CANARY", "WaitIntervalInSeconds": 0, "CanarySize": {"Type": kind, "Value": value}}}}
+    def sized(value: int, kind: str = "INSTANCE_COUNT") -> dict:
+        return {"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {
+            "Type": "CANARY", "WaitIntervalInSeconds": 0, "CanarySize": {"Type": kind, "Value": value}}}}
+
     bad = [
-        dict(DeploymentConfig=canary(2)),  # 2 of 2 instances is over 50 %
-        dict(DeploymentConfig=canary(60, "CAPACITY_PERCENT")),
-        dict(DeploymentConfig={"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {
-            "Type": "CANARY", "WaitIntervalInSeconds": 0}}}),
-        dict(DeploymentConfig=canary(1), RetainDeploymentConfig=True),
-        dict(DeploymentConfig={**canary(1), "RollingUpdatePolicy": {
-            "MaximumBatchSize": {"Type": "INSTANCE_COUNT", "Value": 1}, "WaitIntervalInSeconds": 0}}),
+        {"DeploymentConfig": sized(2)},  # 2 of 2 instances is over 50 %
+        {"DeploymentConfig": sized(60, "CAPACITY_PERCENT")},
+        {"DeploymentConfig": {"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {
+            "Type": "CANARY", "WaitIntervalInSeconds": 0}}}},
+        {"DeploymentConfig": sized(1), "RetainDeploymentConfig": True},
+        {"DeploymentConfig": {**sized(1), "RollingUpdatePolicy": {
+            "MaximumBatchSize": {"Type": "INSTANCE_COUNT", "Value": 1}, "WaitIntervalInSeconds": 0}}},
     ]
     for request in bad:
         code, _ = error_of(sm.update_endpoint, EndpointName=name, EndpointConfigName=f"{name}-2", **request)

@@ -112,10 +112,10 @@ def route_for(backends: Backends, record: Record) -> routes.Route | None:
     live, nxt, deploy = data["_live"], data.get("_next"), data.get("_deploy")
     ready = {v["key"]: pool.ready(v["key"]) for v in _variants(live) + (_variants(nxt) if nxt else [])}
     share = deploy["share"] if deploy and nxt else 0.0
-    blue_counts = _blue_counts(live, deploy) if deploy and deploy["strategy"] == "rolling" else None
+    old_counts = blue_counts(live, deploy) if deploy and deploy["strategy"] == "rolling" else None
     traffic = []
     if share < 1:
-        traffic.append((1.0 - share, _targets(live["variants"], ready, live["config"], blue_counts)))
+        traffic.append((1.0 - share, _targets(live["variants"], ready, live["config"], old_counts)))
     if share > 0:
         traffic.append((share, _targets(nxt["variants"], ready, nxt["config"])))
     serving = nxt if share >= 1 else live
@@ -135,7 +135,7 @@ def _publish(backends: Backends, record: Record) -> None:
 # -- deployment plans ----------------------------------------------------------------------------------------
 
 
-def _size(capacity: dict, total: int) -> float:
+def capacity_fraction(capacity: dict, total: int) -> float:
     """A CapacitySize as a fraction of a fleet of ``total`` instances."""
     if capacity["Type"] == "INSTANCE_COUNT":
         return capacity["Value"] / max(total, 1)
@@ -161,7 +161,7 @@ def plan(config: dict | None, live: dict, nxt: dict) -> dict:
     serverless = any(v.get("serverless") for v in live["variants"] + nxt["variants"])
     rolling = config.get("RollingUpdatePolicy")
     if rolling and not serverless:
-        return {"strategy": "rolling", "steps": _steps(_size(rolling["MaximumBatchSize"], total)),
+        return {"strategy": "rolling", "steps": _steps(capacity_fraction(rolling["MaximumBatchSize"], total)),
                 "wait": rolling["WaitIntervalInSeconds"], "termination_wait": 0,
                 "timeout": rolling.get("MaximumExecutionTimeoutInSeconds"), "alarms": alarms}
     policy = config.get("BlueGreenUpdatePolicy") or {}
@@ -169,9 +169,9 @@ def plan(config: dict | None, live: dict, nxt: dict) -> dict:
     if serverless:  # as on AWS: serverless variants are deployed all at once, without a bake
         routing = {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0}
     if routing["Type"] == "CANARY":
-        steps = [min(1.0, _size(routing["CanarySize"], total)), 1.0]
+        steps = [min(1.0, capacity_fraction(routing["CanarySize"], total)), 1.0]
     elif routing["Type"] == "LINEAR":
-        steps = _steps(_size(routing["LinearStepSize"], total))
+        steps = _steps(capacity_fraction(routing["LinearStepSize"], total))
     else:
         steps = [1.0]
     return {"strategy": "blue_green", "steps": steps, "wait": routing["WaitIntervalInSeconds"],
@@ -188,7 +188,7 @@ def _green_count(variant: dict, deploy: dict, step: int) -> int:
     return min(variant["count"], max(1, _ceil(deploy["steps"][step] * variant["count"])))
 
 
-def _green_counts(nxt: dict, deploy: dict) -> dict[str, int]:
+def green_counts(nxt: dict, deploy: dict) -> dict[str, int]:
     """Group key -> instances of the new fleet at the deployment's current step (shadows: all of them)."""
     counts = {v["key"]: _green_count(v, deploy, deploy["step"]) for v in nxt["variants"]}
     counts.update({v["key"]: v["count"] for v in nxt["shadows"]})
@@ -200,7 +200,7 @@ def _shifted_step(deploy: dict) -> int:
     return deploy["step"] if deploy["phase"] in ("bake", "terminate") else deploy["step"] - 1
 
 
-def _blue_counts(live: dict, deploy: dict) -> dict[str, int]:
+def blue_counts(live: dict, deploy: dict) -> dict[str, int]:
     """Blue instances per group key while rolling: the old count less the batches already replaced."""
     if deploy["phase"] == "rollback":
         return {v["key"]: v["count"] for v in live["variants"]}
@@ -346,7 +346,7 @@ class Step:
         """UpdateRollbackFailed: both fleets go on serving their shares, as on AWS, until the endpoint is deleted."""
         deploy = self.data["_deploy"]
         self.keep_blue()
-        counts = _green_counts(self.data["_next"], deploy)
+        counts = green_counts(self.data["_next"], deploy)
         for variant in _variants(self.data["_next"]):
             self.ensure(variant, counts[variant["key"]])
         self.publish()
@@ -411,7 +411,7 @@ class Step:
     def keep_blue(self) -> None:
         """While rolling, the old fleet keeps the instances not yet replaced (all of them otherwise)."""
         deploy, live = self.data["_deploy"], self.data["_live"]
-        counts = _blue_counts(live, deploy) if deploy["strategy"] == "rolling" else {}
+        counts = blue_counts(live, deploy) if deploy["strategy"] == "rolling" else {}
         for variant in _variants(live):
             count = counts.get(variant["key"], variant["count"])
             if count > 0:
@@ -422,7 +422,7 @@ class Step:
     def provision(self) -> float | None:
         """Start the new fleet (when rolling, this step's batch of it), then shift its traffic share to it."""
         deploy, nxt = self.data["_deploy"], self.data["_next"]
-        counts = _green_counts(nxt, deploy)
+        counts = green_counts(nxt, deploy)
         self.keep_blue()
         for variant in _variants(nxt):
             self.ensure(variant, counts[variant["key"]])
@@ -451,7 +451,7 @@ class Step:
             return self.begin_rollback(f"Deployment rolled back: the CloudWatch alarm(s) {', '.join(fired)} "
                                        "went into ALARM state during the baking period.")
         wait = deploy["wait"]
-        counts = _green_counts(self.data["_next"], deploy)
+        counts = green_counts(self.data["_next"], deploy)
         for variant in _variants(self.data["_next"]):  # replaces an instance that died meanwhile
             self.ensure(variant, counts[variant["key"]])
         if deploy["strategy"] == "rolling":  # replaced old instances stop once out of the Route and drained

@@ -77,7 +77,7 @@ def check_deployment(config: dict | None, nxt: dict) -> None:
     total = sum(v["count"] for v in nxt["variants"])
 
     def fraction(size: dict, member: str, low: float, high: float) -> None:
-        share = deployments._size(size, total)
+        share = deployments.capacity_fraction(size, total)
         if not low <= share <= high:
             raise validation(f"{member} must be between {low:.0%} and {high:.0%} of the new fleet's {total} "
                              f"instance(s); {size['Value']} {size['Type']} is {share:.0%}.")
@@ -270,7 +270,7 @@ def present(ctx: Context, record: Record) -> dict:
     if live["shadows"]:
         out["ShadowProductionVariants"] = [_summary(v, old_status) for v in live["shadows"]]
     if nxt:
-        counts = deployments._green_counts(nxt, deploy)
+        counts = deployments.green_counts(nxt, deploy)
         out["PendingDeploymentSummary"] = {
             "EndpointConfigName": nxt["config"], "StartTime": deploy["started"],
             "ProductionVariants": [_pending(v, new_status, counts[v["key"]]) for v in nxt["variants"]],
