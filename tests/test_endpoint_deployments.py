@@ -353,3 +353,24 @@ def test_canary_rolled_back_by_a_latency_alarm_on_the_new_fleet(server, sm, clie
         assert_rolled_back(described, seen, load, name, v1, slow)
     assert f"{name}-latency" in described["FailureReason"]
     sm.delete_endpoint(EndpointName=name)
+
+
+def test_scaling_in_drains_before_stopping(server, sm, models, unique):
+    name = unique("scalein")
+    v1 = models.versioned(f"{name}-v1")
+    assert deploy(sm, name, [variant(v1, count=3)])["EndpointStatus"] == "InService"
+    with Load(server.url, name) as load:
+        load.wait_for(v1)
+        sm.update_endpoint_weights_and_capacities(EndpointName=name, DesiredWeightsAndCapacities=[
+            {"VariantName": "AllTraffic", "DesiredInstanceCount": 1}])
+        described, _ = watch_statuses(sm, name)
+        assert described["ProductionVariants"][0]["DesiredInstanceCount"] == 1
+        assert described["ProductionVariants"][0]["CurrentInstanceCount"] == 1
+        deadline = time.time() + 30  # the extra instances stop once drained
+        while len(list((server.data_dir / "endpoints").glob(f"*/*/*{name}*/i-*"))) != 1:
+            assert time.time() < deadline
+            time.sleep(0.1)
+        answers = load.answers[v1]
+        load.wait_for(v1, after=answers)
+    assert load.errors == []
+    sm.delete_endpoint(EndpointName=name)
