@@ -247,7 +247,7 @@ pipeline_step_cache = Table(
     Index("ix_pipeline_step_cache_key", "pipeline_arn", "step_name", "cache_key", "finished_at"),
 )
 
-# -- SQS (selfmaker/aws/sqs.py) ------------------------------------------------------------------------------
+# -- SQS (selfmaker/aws/sqs/) ---------------------------------------------------------------------------------
 # Queues, by account, region and name. `attributes` holds the settable attributes (VisibilityTimeout, ...).
 sqs_queues = Table(
     "sqs_queues",
@@ -282,7 +282,7 @@ sqs_messages = Table(
     Index("ix_sqs_messages_visible", "queue_id", "visible_at", "id"),
 )
 
-# -- CloudWatch metrics and alarms (selfmaker/aws/metric_store.py, cloudwatch.py) ----------------------------
+# -- CloudWatch metrics and alarms (selfmaker/aws/metric_store.py, cloudwatch/) ----------------------------
 # A metric: namespace, name and its exact set of dimensions (`dimensions_key`: a digest of them, sorted).
 # `totals` holds the all-time {unit: [sample count, sum]} that the Prometheus exposition reports.
 cw_metrics = Table(
