@@ -1,0 +1,312 @@
+"""Serving benchmark: one small scikit-learn model, in process, behind SelfMaker, and behind MLflow.
+
+The model is a LogisticRegression over 20 features (scikit-learn 1.2, the
+SageMaker scikit-learn 1.2-1 image's runtime); every request is one CSV row.
+Side by side in one run, on one machine:
+
+* in process: ``model.predict`` on a 1x20 array, in the runtime's Python (the
+  floor: no transport at all);
+* the model server alone: SelfMaker's model server process
+  (selfmaker.container.inference_server) called over its Unix socket with a
+  keep-alive connection, as the router calls it (its own round trip);
+* SelfMaker: CreateModel / CreateEndpointConfig / CreateEndpoint, then
+  InvokeEndpoint, sent two ways: requests signed once by botocore and replayed
+  raw over keep-alive sockets (what the server costs), and through boto3's
+  ``invoke_endpoint`` (what a user's loop sees, client cost included);
+* MLflow: ``mlflow models serve --env-manager local`` on the same model (saved
+  with mlflow.sklearn), JSON ``{"inputs": [[...]]}`` requests replayed raw. MLflow
+  is installed in a throwaway virtual environment (never needed by the tests).
+
+Latency p50/p99 and requests per second at concurrency 1 and 16; SelfMaker and
+MLflow rounds are interleaved so a busy moment of the machine hits both. Goals:
+SelfMaker's raw p50 at most 1 ms above the in-process call, and at least twice
+MLflow's requests per second.
+
+    python benchmarks/serving.py [--seconds 4] [--rounds 3] [--mlflow-venv DIR] [--runtimes-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (
+    HOST,
+    PreparedRequest,
+    RunResult,
+    ServerProcess,
+    free_port,
+    log,
+    machine,
+    merge,
+    replay,
+    sign_requests,
+    table,
+)
+
+from selfmaker.engines import model_server, runtimes
+
+IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
+MLFLOW_PACKAGES = ["mlflow==3.17.2", "scikit-learn==1.2.*", "numpy<2"]
+FEATURES = 20
+ROW = [round(0.05 * i - 0.4, 2) for i in range(FEATURES)]
+CSV_ROW = ",".join(map(str, ROW))
+
+TRAIN = f"""
+import sys, numpy as np
+from sklearn.linear_model import LogisticRegression
+rng = np.random.default_rng(7)
+x = rng.normal(size=(500, {FEATURES}))
+model = LogisticRegression(max_iter=500).fit(x, (x[:, 0] + x[:, 1] > 0).astype(int))
+"""
+SAVE_JOBLIB = TRAIN + "import joblib; joblib.dump(model, sys.argv[1] + '/model.joblib')\n"
+SAVE_MLFLOW = TRAIN + "import mlflow.sklearn; mlflow.sklearn.save_model(model, sys.argv[1])\n"
+IN_PROCESS = f"""
+import json, sys, time, joblib, numpy as np
+model = joblib.load(sys.argv[1] + "/model.joblib")
+x = np.array([{ROW}])
+for _ in range(200):
+    model.predict(x)
+times = []
+deadline = time.perf_counter() + float(sys.argv[2])
+while time.perf_counter() < deadline:
+    t0 = time.perf_counter_ns()
+    model.predict(x)
+    times.append(time.perf_counter_ns() - t0)
+print(json.dumps(times))
+"""
+
+
+# ---------------------------------------------------------------------------
+# Measurements
+
+
+def _result(label: str, concurrency: int, latencies_ns: list[int], wall: float) -> RunResult:
+    from array import array
+    from collections import Counter
+
+    return RunResult(label, concurrency, array("q", sorted(latencies_ns)), wall, float("nan"), float("nan"),
+                     Counter({200: len(latencies_ns)}))
+
+
+def in_process(python: str, model_dir: Path, seconds: float) -> RunResult:
+    out = subprocess.run([python, "-c", IN_PROCESS, str(model_dir), str(seconds)], check=True, capture_output=True,
+                         text=True).stdout
+    times = json.loads(out)
+    return _result("in process: model.predict", 1, times, sum(times) / 1e9)
+
+
+def model_server_alone(python: str, ml_dir: Path, seconds: float) -> RunResult:
+    """SelfMaker's model server on a Unix socket, called directly over one keep-alive connection."""
+    path = model_server.socket_path(ml_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen([python, "-m", "selfmaker.container.inference_server"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.STDOUT,
+                               env={"PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+                                    "SAGEMAKER_BASE_DIR": str(ml_dir), "SELFMAKER_BIND_TO_SOCKET": str(path)})
+    try:
+        deadline = time.monotonic() + 60
+        while not model_server.ping(path):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the model server did not start")
+            time.sleep(0.05)
+        connection = model_server.UnixConnection(path, timeout=30)
+        headers = {"Content-Type": "text/csv", "Accept": "application/json"}
+
+        def once() -> None:
+            connection.request("POST", "/invocations", body=CSV_ROW.encode(), headers=headers)
+            response = connection.getresponse()
+            body = response.read()
+            if response.status != 200:
+                raise RuntimeError(f"model server answered {response.status}: {body[:200]!r}")
+
+        for _ in range(200):
+            once()
+        times = []
+        end = time.perf_counter() + seconds
+        started = time.perf_counter()
+        while time.perf_counter() < end:
+            t0 = time.perf_counter_ns()
+            once()
+            times.append(time.perf_counter_ns() - t0)
+        return _result("model server alone (Unix socket)", 1, times, time.perf_counter() - started)
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def through_boto3(url: str, endpoint: str, concurrency: int, seconds: float) -> RunResult:
+    client = boto3.client("sagemaker-runtime", endpoint_url=url, region_name="us-east-1", aws_access_key_id="bench",
+                          aws_secret_access_key="x",
+                          config=Config(retries={"max_attempts": 1}, max_pool_connections=concurrency))
+    per_thread: list[list[int]] = [[] for _ in range(concurrency)]
+
+    def call() -> None:
+        client.invoke_endpoint(EndpointName=endpoint, Body=CSV_ROW, ContentType="text/csv")["Body"].read()
+
+    for _ in range(50):
+        call()
+    barrier = threading.Barrier(concurrency + 1)
+    end_box: list[float] = []
+
+    def worker(times: list[int]) -> None:
+        barrier.wait()
+        end = end_box[0]
+        while time.perf_counter() < end:
+            t0 = time.perf_counter_ns()
+            call()
+            times.append(time.perf_counter_ns() - t0)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in per_thread]
+    for thread in threads:
+        thread.start()
+    end_box.append(time.perf_counter() + seconds)
+    started = time.perf_counter()
+    barrier.wait()
+    for thread in threads:
+        thread.join()
+    return _result("SelfMaker, boto3 invoke_endpoint", concurrency, [t for ts in per_thread for t in ts],
+                   time.perf_counter() - started)
+
+
+# ---------------------------------------------------------------------------
+# Servers
+
+
+def _archive(model_dir: Path) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        tar.add(model_dir / "model.joblib", arcname="model.joblib")
+    return buffer.getvalue()
+
+
+def deploy(url: str, model_dir: Path) -> str:
+    options = {"endpoint_url": url, "region_name": "us-east-1", "aws_access_key_id": "bench",
+               "aws_secret_access_key": "x"}
+    s3, sm = boto3.client("s3", **options), boto3.client("sagemaker", **options)
+    s3.create_bucket(Bucket="bench-serving")
+    s3.put_object(Bucket="bench-serving", Key="model/model.tar.gz", Body=_archive(model_dir))
+    sm.create_model(ModelName="bench-lr", ExecutionRoleArn=ROLE,
+                    PrimaryContainer={"Image": IMAGE, "ModelDataUrl": "s3://bench-serving/model/model.tar.gz"})
+    sm.create_endpoint_config(EndpointConfigName="bench-lr", ProductionVariants=[{
+        "VariantName": "AllTraffic", "ModelName": "bench-lr", "InstanceType": "ml.m5.large",
+        "InitialInstanceCount": 1}])
+    sm.create_endpoint(EndpointName="bench-lr", EndpointConfigName="bench-lr")
+    deadline = time.monotonic() + 600
+    while (status := sm.describe_endpoint(EndpointName="bench-lr"))["EndpointStatus"] != "InService":
+        if status["EndpointStatus"] == "Failed" or time.monotonic() > deadline:
+            raise RuntimeError(f"the endpoint did not become InService: {status.get('FailureReason')}")
+        time.sleep(0.2)
+    return "bench-lr"
+
+
+def mlflow_python(venv: Path | None, tmp: Path) -> Path:
+    if venv is None:
+        venv = tmp / "mlflow-venv"
+        log(f"installing {' '.join(MLFLOW_PACKAGES)} in {venv} (not timed)...")
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", *MLFLOW_PACKAGES], check=True)
+    return venv / "bin"
+
+
+def mlflow_request(port: int) -> PreparedRequest:
+    body = json.dumps({"inputs": [ROW]}).encode()
+    head = (f"POST /invocations HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
+    return PreparedRequest("invocations", head.encode() + body)
+
+
+# ---------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=4.0, help="per measurement and round")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved SelfMaker / MLflow rounds")
+    parser.add_argument("--mlflow-venv", type=Path, help="a virtual environment with MLflow (default: build one)")
+    parser.add_argument("--runtimes-dir", type=Path, help="reuse a runtimes directory (default: a fresh one)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="selfmaker-bench-serving-") as name:
+        tmp = Path(name)
+        runtimes_dir = args.runtimes_dir or tmp / "runtimes"
+        log("building the scikit-learn runtime (not timed)...")
+        python = str(runtimes.ensure(runtimes.resolve(IMAGE), runtimes_dir, lambda line: None) / "python")
+        ml_dir = tmp / "ml"
+        (ml_dir / "model").mkdir(parents=True)
+        subprocess.run([python, "-c", SAVE_JOBLIB, str(ml_dir / "model")], check=True)
+        mlflow_bin = mlflow_python(args.mlflow_venv, tmp)
+        subprocess.run([str(mlflow_bin / "python"), "-c", SAVE_MLFLOW, str(tmp / "mlflow-model")], check=True)
+
+        results: dict[tuple[str, int], list[RunResult]] = {}
+        results[("in process: model.predict", 1)] = [in_process(python, ml_dir / "model", args.seconds)]
+        results[("model server alone (Unix socket)", 1)] = [model_server_alone(python, ml_dir, args.seconds)]
+
+        port, mlflow_port = free_port(), free_port()
+        selfmaker = ServerProcess("selfmaker", [sys.executable, "-m", "selfmaker.cli", "serve", "--port", str(port),
+                                                "--data-dir", str(tmp / "data"), "--runtimes-dir", str(runtimes_dir)],
+                                  port, "/_selfmaker/health", tmp / "selfmaker.log")
+        mlflow = ServerProcess("mlflow", [str(mlflow_bin / "mlflow"), "models", "serve", "-m", str(tmp / "mlflow-model"),
+                                          "--env-manager", "local", "--host", HOST, "--port", str(mlflow_port),
+                                          "--workers", "1"],
+                               mlflow_port, "/ping", tmp / "mlflow.log",
+                               env={"PATH": f"{mlflow_bin}:/usr/bin:/bin"})
+        with selfmaker, mlflow:
+            endpoint = deploy(selfmaker.url, ml_dir / "model")
+            [invoke] = sign_requests(selfmaker.url, "sagemaker-runtime", [("InvokeEndpoint", {
+                "EndpointName": endpoint, "Body": CSV_ROW.encode(), "ContentType": "text/csv"})])
+            peer = [mlflow_request(mlflow_port)]
+            for round_index in range(args.rounds):
+                for concurrency in (1, 16):
+                    for label, server, request in (("SelfMaker, raw HTTP", selfmaker, [invoke]),
+                                                   ("MLflow, raw HTTP", mlflow, peer)):
+                        result = replay(server, request, label=label, concurrency=concurrency,
+                                        duration=args.seconds)
+                        if not result.ok:
+                            raise RuntimeError(f"{label}: {result.statuses} {result.errors}")
+                        results.setdefault((label, concurrency), []).append(result)
+                    boto = through_boto3(selfmaker.url, endpoint, concurrency, args.seconds)
+                    results.setdefault((boto.label, concurrency), []).append(boto)
+                log(f"round {round_index + 1} of {args.rounds} done")
+
+    merged = {key: merge(runs) for key, runs in results.items()}
+    labels = list(dict.fromkeys(label for label, _ in merged))
+    rows = []
+    for label in labels:
+        row = [label]
+        for concurrency in (1, 16):
+            r = merged.get((label, concurrency))
+            row += [r.percentile_ms(50), r.percentile_ms(99), r.throughput] if r else [None, None, None]
+        rows.append(row)
+    print(f"machine: {machine()}")
+    print(table(["", "p50 ms (c=1)", "p99 ms (c=1)", "req/s (c=1)", "p50 ms (c=16)", "p99 ms (c=16)",
+                 "req/s (c=16)"], rows, title=f"one CSV row per request; {args.rounds} interleaved rounds of "
+                                              f"{args.seconds:g} s per measurement"))
+    floor = merged[("in process: model.predict", 1)].percentile_ms(50)
+    ours = merged[("SelfMaker, raw HTTP", 1)]
+    for concurrency in (1, 16):
+        s, m = merged[("SelfMaker, raw HTTP", concurrency)], merged[("MLflow, raw HTTP", concurrency)]
+        print(f"c={concurrency}: SelfMaker / MLflow requests per second: {s.throughput / m.throughput:.2f}x")
+    print(f"SelfMaker raw p50 over the in-process call: {ours.percentile_ms(50) - floor:.3f} ms "
+          f"(model server alone adds "
+          f"{merged[('model server alone (Unix socket)', 1)].percentile_ms(50) - floor:.3f} ms)")
+    print(f"median of per-round SelfMaker raw c=1 p50s: "
+          f"{statistics.median(r.percentile_ms(50) for r in results[('SelfMaker, raw HTTP', 1)]):.3f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

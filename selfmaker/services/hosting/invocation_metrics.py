@@ -1,0 +1,131 @@
+"""The endpoint metrics of each invocation, folded into CloudWatch statistic sets off the request path.
+
+Per request the router appends one sample to a deque (a microsecond); a thread
+folds the samples every quarter second into one statistic set per metric,
+dimension set and second, and hands those to the metric store. Fourteen
+``metric_store.record`` calls per request would cost more than the rest of
+the router's own work.
+
+Metrics (namespace AWS/SageMaker, units as CloudWatch has them), each with the
+dimensions {EndpointName, VariantName} and {EndpointName, VariantName,
+EndpointConfigName}: Invocations, InvocationsPerInstance (1 / instances),
+ModelLatency and OverheadLatency (microseconds), Invocation4XXErrors,
+Invocation5XXErrors and InvocationModelErrors (1 or 0 per request, so their
+Average is a rate).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from functools import lru_cache
+
+from ...aws import metric_store
+from ...server.app import background_worker
+
+log = logging.getLogger("selfmaker.router")
+
+FOLD_SECONDS = 0.25
+NAMESPACE = "AWS/SageMaker"
+UNITS = {"Invocations": "None", "InvocationsPerInstance": "None", "ModelLatency": "Microseconds",
+         "OverheadLatency": "Microseconds", "Invocation4XXErrors": "None", "Invocation5XXErrors": "None",
+         "InvocationModelErrors": "None"}
+
+
+def values(status: int, instances: int, model_seconds: float, total_seconds: float) -> dict[str, float]:
+    """One request's value of each metric; ``status`` is the container's (0: it never answered)."""
+    return {
+        "Invocations": 1.0,
+        "InvocationsPerInstance": 1.0 / max(instances, 1),
+        "ModelLatency": model_seconds * 1e6,
+        "OverheadLatency": max(total_seconds - model_seconds, 0.0) * 1e6,
+        "Invocation4XXErrors": float(400 <= status < 500),
+        "Invocation5XXErrors": float(status >= 500 or status == 0),
+        "InvocationModelErrors": float(not 200 <= status < 300),
+    }
+
+
+@lru_cache(maxsize=4096)
+def _series(account_id: str, region: str, endpoint: str, variant: str, config: str) -> tuple:
+    """(metric name, unit, series key) of every metric of a variant, under both dimension sets."""
+    by_variant = {"EndpointName": endpoint, "VariantName": variant}
+    by_config = {**by_variant, "EndpointConfigName": config}
+    return tuple((name, unit, metric_store.series_key(account_id, region, NAMESPACE, name, dimensions))
+                 for name, unit in UNITS.items() for dimensions in (by_variant, by_config))
+
+
+class InvocationMetrics:
+    def __init__(self, backends):
+        self.backends = backends
+        self._samples: deque = deque()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._starting = threading.Lock()
+
+    def add(self, route, target, status: int, model_seconds: float, total_seconds: float) -> None:
+        self._samples.append((route.account_id, route.region, route.endpoint_name, target.variant,
+                              target.config_name, len(target.sockets), status, model_seconds, total_seconds,
+                              int(time.time())))
+        if self._thread is None:
+            self._start_thread()
+
+    def _start_thread(self) -> None:
+        with self._starting:
+            if self._thread is None and not self._stopping:
+                self._thread = threading.Thread(target=self._run, name="selfmaker-invocation-metrics", daemon=True)
+                self._thread.start()
+
+    def start(self) -> None:
+        pass  # the thread starts with the first sample
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.fold()
+
+    def _run(self) -> None:
+        while not self._stopping:
+            self._wake.wait(FOLD_SECONDS)
+            try:
+                self.fold()
+            except Exception:  # the next fold tries again with what follows
+                log.exception("folding invocation metrics failed")
+
+    def fold(self) -> None:
+        sets: dict[tuple, list] = {}
+        samples = self._samples
+        while samples:
+            account, region, endpoint, variant, config, instances, status, model_s, total_s, second = samples.popleft()
+            measured = values(status, instances, model_s, total_s)
+            for name, unit, series in _series(account, region, endpoint, variant, config):
+                value = measured[name]
+                stats = sets.get((series, unit, second))
+                if stats is None:
+                    sets[(series, unit, second)] = [1.0, value, value, value]
+                else:
+                    stats[0] += 1
+                    stats[1] += value
+                    stats[2] = min(stats[2], value)
+                    stats[3] = max(stats[3], value)
+        if sets:
+            buffer = metric_store.buffer(self.backends)
+            for (series, unit, second), stats in sets.items():
+                buffer.add(series, unit, second, stats)
+
+
+_creating = threading.Lock()
+
+
+@background_worker
+def invocation_metrics(backends) -> InvocationMetrics:
+    """The server's one InvocationMetrics (stopped, and so folded, before the metric store's last flush)."""
+    found = backends.services.get("hosting.invocation_metrics")
+    if found is None:
+        with _creating:
+            found = backends.services.setdefault("hosting.invocation_metrics", InvocationMetrics(backends))
+    return found
