@@ -45,13 +45,28 @@ def _text(data) -> str:
 
 # -- numpy decoding and encoding (sagemaker_inference.decoder / encoder) -----------------------------------------
 
+def csv_rows(text: str):
+    """CSV as a 2-D float32 array, as the toolkit's genfromtxt reads it (missing values become nan).
+
+    numpy's C parser (loadtxt) reads well-formed numbers 20 to 50 times faster than
+    genfromtxt, which costs a few hundred microseconds even for one row; anything it
+    refuses goes to genfromtxt.
+    """
+    import numpy as np
+
+    try:
+        return np.loadtxt(io.StringIO(text), delimiter=",", dtype=np.float32, ndmin=2)
+    except ValueError:
+        return np.genfromtxt(io.StringIO(text), delimiter=",", dtype=np.float32, ndmin=2)
+
+
 def decode(data, content_type: str):
     import numpy as np
 
     if content_type == JSON:
         return np.array(json.loads(_text(data)))
     if content_type == CSV:
-        return np.genfromtxt(io.StringIO(_text(data)), delimiter=",", dtype=np.float32, ndmin=2)
+        return csv_rows(_text(data))
     if content_type == NPY:
         return np.load(io.BytesIO(data), allow_pickle=False)
     raise unsupported(content_type)
@@ -159,8 +174,7 @@ def xgboost_input_fn(data, content_type):
     kind = content_type.split(";")[0].strip().lower()
     try:
         if kind == CSV:
-            return xgb.DMatrix(np.genfromtxt(io.StringIO(_text(data).strip()), delimiter=",", dtype=np.float32,
-                                             ndmin=2))
+            return xgb.DMatrix(csv_rows(_text(data).strip()))
         if kind in LIBSVM_TYPES:
             return _libsvm_matrix(_text(data))
         if kind == JSON:
