@@ -237,6 +237,9 @@ def test_xgboost_endpoint_lifecycle(sm, client, xgboost_model, unique):
     assert len(predictions) == 2 and abs(predictions[0] - 7) < 0.5 and abs(predictions[1] - 12) < 0.5
     assert answer["InvokedProductionVariant"] == "AllTraffic"
 
+    found = sm.search(Resource="Endpoint", SearchExpression={"Filters": [
+        {"Name": "EndpointName", "Operator": "Equals", "Value": name}]})["Results"]
+    assert [(r["Endpoint"]["EndpointName"], r["Endpoint"]["EndpointStatus"]) for r in found] == [(name, "InService")]
     listed = sm.list_endpoints(NameContains=name, StatusEquals="InService")["Endpoints"]
     assert [(e["EndpointName"], e["EndpointStatus"]) for e in listed] == [(name, "InService")]
     assert sm.list_endpoints(NameContains=name, StatusEquals="Creating")["Endpoints"] == []
