@@ -10,18 +10,21 @@ that misbehave on purpose (slow, dying, oversized, custom headers).
 from __future__ import annotations
 
 import base64
+import io
 import json
 import math
 import re
 import socket
 import socketserver
 import subprocess
+import tarfile
 import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
+import boto3
 import pytest
 import uvicorn
 import xgboost_runtime
@@ -484,3 +487,158 @@ def test_metrics_per_variant(hosting, client, runtime, endpoint, containers):
     assert total("Invocation5XXErrors", "Bad") == 1 and total("Invocation4XXErrors", "Bad") == 0
     assert total("ModelLatency", "Good", "Minimum") > 0
     assert total("OverheadLatency", "Good", "Minimum") > 0
+
+
+# ---------------------------------------------------------------------------
+# End to end: CreateModel / CreateEndpointConfig / CreateEndpoint on the session server, then boto3.
+
+MODEL_CODE = """
+def model_fn(model_dir):
+    return open(model_dir + "/version").read()
+
+def transform_fn(version, data, content_type, accept):
+    text = data if isinstance(data, str) else data.decode()
+    if text == "fail":
+        raise ValueError("the model refuses to answer 'fail'")
+    return f"{version}:{text}", "text/plain"
+"""
+E2E_BUCKET = "selfmaker-invoke-tests"
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/SageMakerRole"
+
+
+def model_archive(version: str) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, body in (("version", version.encode()), ("code/inference.py", MODEL_CODE.encode())):
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def deployed(server):
+    """deploy(name, production, shadows=(), capture=None): an InService endpoint whose variants' models answer
+    "<variant>:<body>"; variants are (name, weight) pairs. The endpoints are deleted at the end."""
+    options = {"endpoint_url": server.url, "region_name": REGION, "aws_access_key_id": "k",
+               "aws_secret_access_key": "s"}
+    s3, sm = boto3.client("s3", **options), boto3.client("sagemaker", **options)
+    s3.create_bucket(Bucket=E2E_BUCKET)
+    names = []
+
+    def variants(endpoint: str, pairs) -> list[dict]:
+        found = []
+        for variant, weight in pairs:
+            model = f"{endpoint}-{variant}".lower()
+            s3.put_object(Bucket=E2E_BUCKET, Key=f"{model}.tar.gz", Body=model_archive(variant))
+            sm.create_model(ModelName=model, ExecutionRoleArn=ROLE, PrimaryContainer={
+                "Image": xgboost_runtime.XGBOOST_IMAGE, "ModelDataUrl": f"s3://{E2E_BUCKET}/{model}.tar.gz"})
+            found.append({"VariantName": variant, "ModelName": model, "InstanceType": "ml.m5.large",
+                          "InitialInstanceCount": 1, "InitialVariantWeight": weight})
+        return found
+
+    def deploy(name: str, production, shadows=(), capture=None) -> str:
+        config = {"ProductionVariants": variants(name, production)}
+        if shadows:
+            config["ShadowProductionVariants"] = variants(name, shadows)
+        if capture:
+            config["DataCaptureConfig"] = capture
+        sm.create_endpoint_config(EndpointConfigName=name, **config)
+        sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+        names.append(name)
+        deadline = time.time() + 600  # the first endpoint of a run may build the XGBoost runtime
+        while (found := sm.describe_endpoint(EndpointName=name))["EndpointStatus"] != "InService":
+            assert found["EndpointStatus"] != "Failed", found.get("FailureReason")
+            assert time.time() < deadline, f"{name} is still {found['EndpointStatus']}"
+            time.sleep(0.1)
+        return name
+
+    yield deploy
+    for name in names:
+        sm.delete_endpoint(EndpointName=name)
+
+
+def capture_config(prefix: str) -> dict:
+    return {"EnableCapture": True, "InitialSamplingPercentage": 100,
+            "DestinationS3Uri": f"s3://{E2E_BUCKET}/{prefix}",
+            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+            "CaptureContentTypeHeader": {"CsvContentTypes": ["text/csv", "text/plain"]}}
+
+
+def records_by_variant(s3, prefix: str, endpoint: str) -> dict[str, list[dict]]:
+    records: dict[str, list[dict]] = {}
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=E2E_BUCKET, Prefix=f"{prefix}/{endpoint}/")
+    for item in (i for page in pages for i in page.get("Contents", [])):
+        variant = item["Key"].split("/")[2]
+        text = s3.get_object(Bucket=E2E_BUCKET, Key=item["Key"])["Body"].read().decode()
+        records.setdefault(variant, []).extend(json.loads(line) for line in text.splitlines())
+    return records
+
+
+def settled_records(s3, prefix: str, endpoint: str, at_least: int) -> dict[str, list[dict]]:
+    """The captured records once at least ``at_least`` arrived and two looks a flush apart agree."""
+    deadline, previous = time.time() + 20, None
+    while True:
+        records = records_by_variant(s3, prefix, endpoint)
+        counts = {variant: len(found) for variant, found in records.items()}
+        if (sum(counts.values()) >= at_least and counts == previous) or time.time() > deadline:
+            return records
+        previous = counts
+        time.sleep(1.2)
+
+
+def test_endpoint_variants_split_target_and_capture(deployed, client, unique):
+    runtime, s3 = client("sagemaker-runtime"), client("s3")
+    name = deployed(unique("split"), [("Blue", 3.0), ("Green", 1.0)], capture=capture_config("split-capture"))
+
+    count = 400
+    seen = Counter()
+    for index in range(count):
+        answer = runtime.invoke_endpoint(EndpointName=name, Body=f"{index}", ContentType="text/csv")
+        variant = answer["InvokedProductionVariant"]
+        assert answer["Body"].read().decode() == f"{variant}:{index}"
+        seen[variant] += 1
+    assert abs(seen["Blue"] - 300) <= 4 * math.sqrt(count * 0.75 * 0.25), seen
+
+    pinned = runtime.invoke_endpoint(EndpointName=name, Body="pinned", ContentType="text/csv", TargetVariant="Green")
+    assert (pinned["InvokedProductionVariant"], pinned["Body"].read()) == ("Green", b"Green:pinned")
+    assert pinned["ContentType"] == "text/plain"
+    seen["Green"] += 1
+
+    with pytest.raises(ClientError) as err:
+        runtime.invoke_endpoint(EndpointName=name, Body="fail", ContentType="text/csv")
+    response = model_error(err.value)
+    assert response["OriginalStatusCode"] == 500
+    assert "the model refuses to answer 'fail'" in response["OriginalMessage"]
+    assert response["Error"]["Message"].startswith('Received server error (500) from primary with message "')
+    with pytest.raises(ClientError) as err:
+        runtime.invoke_endpoint(EndpointName=f"{name}-missing", Body="1", ContentType="text/csv")
+    assert err.value.response["Error"]["Code"] == "ValidationError"
+    assert err.value.response["Error"]["Message"] == f"Endpoint {name}-missing of account {ACCOUNT} not found."
+
+    records = settled_records(s3, "split-capture", name, at_least=count + 1)
+    assert {variant: len(found) for variant, found in records.items()} == dict(seen)  # not the failed request
+    pinned_record = next(r for r in records["Green"] if r["captureData"]["endpointInput"]["data"] == "pinned")
+    assert pinned_record["captureData"] == {
+        "endpointInput": {"observedContentType": "text/csv", "mode": "INPUT", "data": "pinned", "encoding": "CSV"},
+        "endpointOutput": {"observedContentType": "text/plain", "mode": "OUTPUT", "data": "Green:pinned",
+                           "encoding": "CSV"}}
+
+
+def test_endpoint_shadow_gets_its_share(deployed, client, unique):
+    runtime, s3 = client("sagemaker-runtime"), client("s3")
+    # The shadow's sampling fraction is its weight over the production variants' total: 0.25.
+    name = deployed(unique("shadowed"), [("Prod", 1.0)], shadows=[("Shadow", 0.25)],
+                    capture=capture_config("shadow-capture"))
+    count = 400
+    for index in range(count):
+        answer = runtime.invoke_endpoint(EndpointName=name, Body=f"{index}", ContentType="text/csv")
+        assert (answer["InvokedProductionVariant"], answer["Body"].read()) == ("Prod", f"Prod:{index}".encode())
+    records = settled_records(s3, "shadow-capture", name, at_least=count)
+    assert len(records["Prod"]) == count
+    shadowed = records.get("Shadow", [])
+    assert abs(len(shadowed) - 100) <= 4 * math.sqrt(count * 0.25 * 0.75), len(shadowed)
+    # The shadow saw the production requests and answered them its own way; the caller never saw it.
+    for record in shadowed:
+        sent = record["captureData"]["endpointInput"]["data"]
+        assert record["captureData"]["endpointOutput"]["data"] == f"Shadow:{sent}"
