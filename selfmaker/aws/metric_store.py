@@ -42,7 +42,8 @@ def series_key(account_id: str, region: str, namespace: str, name: str, dimensio
     return account_id, region, namespace, name, tuple(sorted(dimensions.items()))
 
 
-def _merge(into: StatSet, other: StatSet) -> None:
+def merge(into: StatSet, other: StatSet) -> None:
+    """Fold the statistic set ``other`` into ``into``."""
     into[0] += other[0]
     into[1] += other[1]
     into[2] = min(into[2], other[2])
@@ -71,7 +72,7 @@ class MetricBuffer:
             if current is None:
                 self._pending[key] = stats
             else:
-                _merge(current, stats)
+                merge(current, stats)
 
     def add_value(self, series: SeriesKey, unit: str, second: int, value: float) -> None:
         """``add`` for one value, inlined: the router calls it several times per request."""
@@ -98,7 +99,7 @@ class MetricBuffer:
             if not written:  # keep them for the next flush
                 for key, stats in self._flushing.items():
                     if key in self._pending:
-                        _merge(self._pending[key], stats)
+                        merge(self._pending[key], stats)
                     else:
                         self._pending[key] = stats
             self._flushing = {}
@@ -272,7 +273,7 @@ def aggregate(backends, series: SeriesKey, start: int, end: int, period: int,
         if key_series == series and start <= second < end and (unit is None or key_unit == unit):
             key = (second - second % period, key_unit)
             if key in result:
-                _merge(result[key], stats)
+                merge(result[key], stats)
             else:
                 result[key] = stats
     return result

@@ -133,7 +133,7 @@ def put_metric_data(ctx: Context, params: dict) -> dict:
                                          dimensions_of(datum.get("Dimensions"), f"MetricData.member.{index}"))
         key = (series, datum.get("Unit") or "None", int(stamp))
         if key in points:
-            metric_store._merge(points[key], stats)
+            metric_store.merge(points[key], stats)
         else:
             points[key] = stats
     with ctx.store.write() as conn:  # written through: an acknowledged datum is durable
@@ -153,7 +153,7 @@ def merged_units(sets: dict[tuple[int, str], list[float]]) -> dict[int, tuple[li
     for (bucket, unit), stats in sets.items():
         if bucket in merged:
             current, current_unit = merged[bucket]
-            metric_store._merge(current, stats)
+            metric_store.merge(current, stats)
             merged[bucket] = (current, current_unit if current_unit == unit else "None")
         else:
             merged[bucket] = (list(stats), unit)
