@@ -211,3 +211,32 @@ def test_a_failing_model_fn_ends_the_server_with_its_message(serve):
     """})
     assert server.proc.wait(timeout=60) == 1
     assert "FileNotFoundError: no weights here" in server.proc.stdout.read()
+
+
+SLOW_HANDLER = """
+import time
+
+def model_fn(model_dir):
+    return None
+
+def transform_fn(model, data, content_type, accept):
+    time.sleep(1.0)
+    return "done", "text/plain"
+"""
+
+
+def test_sigterm_lets_requests_in_flight_finish(serve):
+    """An instance retired by a deployment answers what it has accepted, then exits; new connections are refused."""
+    import threading
+
+    server = serve(code={"inference.py": SLOW_HANDLER}, unix=True)
+    answers = []
+    request = threading.Thread(target=lambda: answers.append(server.invoke("x", "text/csv")))
+    request.start()
+    time.sleep(0.3)  # the request is inside transform_fn
+    server.proc.terminate()
+    request.join(10)
+    assert answers and answers[0][0] == 200 and answers[0][2] == b"done"
+    assert server.proc.wait(10) == 0
+    with pytest.raises(OSError):
+        server.request("GET", "/ping")

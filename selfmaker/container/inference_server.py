@@ -28,14 +28,16 @@ millisecond; only numpy and the framework of the model are imported.
 
 from __future__ import annotations
 
-import http.client
 import importlib.util
 import inspect
 import json
 import os
+import signal
 import socketserver
 import subprocess
 import sys
+import threading
+import time
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -45,6 +47,7 @@ from . import inference_handlers as defaults
 BASE = Path(os.environ.get("SAGEMAKER_BASE_DIR", "/opt/ml"))
 MODEL_DIR = BASE / "model"
 ANY = "*/*"
+DRAIN_SECONDS = 25.0  # SageMaker sends SIGKILL 30 s after SIGTERM: finish what is in flight before that
 UTF8_TYPES = ("application/json", "text/csv")
 
 
@@ -153,6 +156,30 @@ def _as_bytes(body) -> bytes:
     return json.dumps(body).encode()
 
 
+class InFlight:
+    """Requests being answered, so a SIGTERM lets them finish (a deployment never cuts one off)."""
+
+    def __init__(self):
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def __enter__(self):
+        with self._lock:
+            self.count += 1
+
+    def __exit__(self, *exc):
+        with self._lock:
+            self.count -= 1
+
+    def drain(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while self.count and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
+IN_FLIGHT = InFlight()
+
+
 def make_handler(handlers: Handlers, default_accept: str, max_concurrent: int):
     execution_parameters = json.dumps({"MaxConcurrentTransforms": max_concurrent,
                                        "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 6}).encode()
@@ -183,6 +210,10 @@ def make_handler(handlers: Handlers, default_accept: str, max_concurrent: int):
                 self._answer(404, b"Not Found", "text/plain")
 
         def do_POST(self):
+            with IN_FLIGHT:
+                self._post()
+
+        def _post(self):
             length = int(self.headers.get("Content-Length") or 0)
             data = self.rfile.read(length)
             if self.path != "/invocations":
@@ -239,10 +270,16 @@ def main() -> int:
     server = build_server(handlers)
     where = os.environ.get("SELFMAKER_BIND_TO_SOCKET") or f"port {server.server_address[1]}"
     print(f"SelfMaker model server: serving the model on {where}", flush=True)
+    # SIGTERM (an instance being replaced or retired): stop accepting, let requests in flight finish, exit.
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
+    server.socket.close()  # new connections are refused at once (the router retries them elsewhere)
+    if os.environ.get("SELFMAKER_BIND_TO_SOCKET"):
+        Path(os.environ["SELFMAKER_BIND_TO_SOCKET"]).unlink(missing_ok=True)
+    IN_FLIGHT.drain(DRAIN_SECONDS)
     return 0
 
 
