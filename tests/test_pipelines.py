@@ -26,6 +26,8 @@ from pipelines_helpers import (
     wait,
 )
 
+pytestmark = pytest.mark.both_databases
+
 BUCKET = "pipelines-tests"
 
 
