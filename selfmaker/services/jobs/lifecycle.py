@@ -29,7 +29,7 @@ from ...server.operations import Context
 from ...store.resources import Record, now
 from .. import experiments
 from ..kinds import Kind
-from . import logship, provenance
+from . import credentials, logship, provenance
 
 log = logging.getLogger("selfmaker.jobs")
 
@@ -284,7 +284,14 @@ class JobKind(Kind):
             runtimes.ensure(runtime, run.backends.settings.runtimes_dir, first.say)
         except (runtimes.UnknownImage, runtimes.RuntimeBuildError) as err:
             raise JobFailure(f"ClientError: {err}") from None
-        run.update(lambda d: self.progress(d, "Downloading", "Downloading input data"))
+        issued = run.data.get("_credentials") or credentials.mint()
+
+        def downloading(d: dict) -> None:
+            d.setdefault("_credentials", issued)  # the job's own key (credentials.py), kept across restarts
+            self.progress(d, "Downloading", "Downloading input data")
+
+        run.update(downloading)
+        credentials.grant(run.backends, run.record)
         limits = instance_types.limits(self.instance_type(run.data))
         hosts = run.dir / "hosts"
         hosts.write_text("127.0.0.1 localhost " + " ".join(i.host for i in run.instances) + "\n::1 localhost\n")
@@ -316,7 +323,8 @@ class JobKind(Kind):
     def _spec(self, run: Run, instance: Instance, runtime: runtimes.Runtime, limits, hosts: Path) -> InstanceSpec:
         return sandbox.spec(run.backends.settings, runtime, region=run.record.region, ml=instance.ml,
                             site=instance.site, state=instance.state, log=instance.log_path,
-                            env={**self.environment(run, instance, runtime), **(run.data.get("Environment") or {})},
+                            env={**credentials.environment(run.data), **self.environment(run, instance, runtime),
+                                 **(run.data.get("Environment") or {})},
                             limits=limits, network=not self.network_isolated(run.data), hostname=instance.host,
                             mounts=(Mount(hosts, "/etc/hosts"), *self.mounts(run, instance)))
 
@@ -401,6 +409,7 @@ class JobKind(Kind):
         ended = now()
 
         def terminal(d: dict) -> None:
+            credentials.revoke(run.backends, d)  # the job's own key dies with it
             d.update(fields)
             d[self.status_member] = outcome
             d["_run"] = {**d.get("_run", {}), "phase": "Done"}

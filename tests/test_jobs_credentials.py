@@ -1,0 +1,82 @@
+"""On a strict-auth server a job calls SelfMaker with its own key: valid for its account, only while it runs."""
+
+from __future__ import annotations
+
+import time
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from jobs import code_archive, log_lines, training_request, wait
+
+ACCOUNT, KEY, SECRET = "333333333333", "AKIAJOBSOWNER0000001", "secret-of-the-job-owner"
+
+# Uses the credentials the job got: who am I, write to S3, and print the key (to check its revocation).
+SCRIPT = """\
+    import os, boto3
+    identity = boto3.client("sts").get_caller_identity()
+    print("ACCOUNT", identity["Account"], flush=True)
+    boto3.client("s3").put_object(Bucket=os.environ["BUCKET"], Key="from-the-job.txt", Body=b"written by the job")
+    print("KEY", os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"], flush=True)
+    """
+
+
+@pytest.fixture(scope="module")
+def strict(make_server, tmp_path_factory):
+    path = tmp_path_factory.mktemp("job-credentials") / "credentials"
+    path.write_text(f"[{KEY}]\nsecret_access_key = {SECRET}\naccount_id = {ACCOUNT}\n")
+    return make_server("strict-jobs", ["--auth", "strict", "--credentials-file", str(path)]).start()
+
+
+def connect(server, service: str, key: str = KEY, secret: str = SECRET):
+    return boto3.client(service, endpoint_url=server.url, region_name="us-east-1", aws_access_key_id=key,
+                        aws_secret_access_key=secret)
+
+
+def test_a_job_calls_the_server_as_its_account_until_it_ends(strict, unique):
+    bucket = unique("job-creds")
+    s3, sm = connect(strict, "s3"), connect(strict, "sagemaker")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="code/creds.tar.gz", Body=code_archive({"train.py": SCRIPT}))
+    name = unique("creds")
+    request = training_request(name, bucket, "code/creds.tar.gz", Environment={"BUCKET": bucket})
+    request["RoleArn"] = f"arn:aws:iam::{ACCOUNT}:role/SageMakerRole"
+    sm.create_training_job(**request)
+    job = wait(sm, "training", name)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    lines = log_lines(connect(strict, "logs"), "/aws/sagemaker/TrainingJobs", name)
+    assert f"ACCOUNT {ACCOUNT}" in lines
+    assert s3.get_object(Bucket=bucket, Key="from-the-job.txt")["Body"].read() == b"written by the job"
+    _, job_key, job_secret = next(line for line in lines if line.startswith("KEY ")).split()
+    assert job_key not in (KEY, "selfmaker")
+    with pytest.raises(ClientError) as revoked:  # the job has ended: its key is no longer valid
+        connect(strict, "sts", job_key, job_secret).get_caller_identity()
+    assert revoked.value.response["Error"]["Code"] == "InvalidClientTokenId"
+
+
+def test_a_restarted_server_still_knows_the_key_of_a_running_job(strict, unique):
+    bucket = unique("job-creds-restart")
+    s3, sm = connect(strict, "s3"), connect(strict, "sagemaker")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="code/later.tar.gz", Body=code_archive({"train.py": """\
+        import os, time, boto3
+        print("waiting", flush=True)
+        while not os.path.exists("/opt/ml/input/data/go"):  # the test restarts the server meanwhile
+            time.sleep(0.1)
+        print("ACCOUNT", boto3.client("sts").get_caller_identity()["Account"], flush=True)
+        """}))
+    name = unique("creds-restart")
+    request = training_request(name, bucket, "code/later.tar.gz")
+    request["RoleArn"] = f"arn:aws:iam::{ACCOUNT}:role/SageMakerRole"
+    sm.create_training_job(**request)
+    deadline = time.time() + 600
+    while "waiting" not in log_lines(connect(strict, "logs"), "/aws/sagemaker/TrainingJobs", name):
+        assert time.time() < deadline
+        time.sleep(0.1)
+    strict.kill()
+    strict.start()
+    data = next(strict.data_dir.glob(f"jobs/{ACCOUNT}/*/training-job/{name}/algo-1/ml/input/data"))
+    (data / "go").touch()
+    job = wait(connect(strict, "sagemaker"), "training", name)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    assert f"ACCOUNT {ACCOUNT}" in log_lines(connect(strict, "logs"), "/aws/sagemaker/TrainingJobs", name)
