@@ -11,10 +11,9 @@ import time
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
-
 import xgboost_runtime
-from jobs import ROLE, SKLEARN_IMAGE, TERMINAL, code_archive, log_lines
+from botocore.exceptions import ClientError
+from jobs import ROLE, SKLEARN_IMAGE, TERMINAL, log_lines
 from xgboost_runtime import XGBOOST_IMAGE
 
 GROUP = "/aws/sagemaker/TransformJobs"

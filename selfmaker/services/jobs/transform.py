@@ -230,11 +230,16 @@ class Driver:
                 raise TransformFailure(f"ClientError: the model server of {self.instance.host} did not answer "
                                        f"/ping within {STARTUP_SECONDS} s; see the job's logs")
             time.sleep(PING_INTERVAL)
+        connection = model_server.UnixConnection(self.socket, timeout=10)
         try:
-            status, body = self._request("GET", "/execution-parameters", None, {}, timeout=10)
-            return json.loads(body) if status == 200 else None
+            connection.request("GET", "/execution-parameters")
+            response = connection.getresponse()
+            body = response.read()
+            return json.loads(body) if response.status == 200 else None
         except (OSError, http.client.HTTPException, ValueError):
             return None
+        finally:
+            connection.close()
 
     # -- files ----------------------------------------------------------------------------------------------------
 
