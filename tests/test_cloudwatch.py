@@ -328,7 +328,7 @@ def test_internal_api_restart_and_prometheus(make_server, client, tmp_path):
     try:
         variant = {"EndpointName": "ep", "VariantName": "AllTraffic"}
         for latency in (1500.0, 2500.0):
-            metric_store.record(backends, ACCOUNT, REGION, "AWS/SageMaker", "Invocations", variant, 1, "Count")
+            metric_store.record(backends, ACCOUNT, REGION, "AWS/SageMaker", "Invocations", variant, 1, "None")
             metric_store.record(backends, ACCOUNT, REGION, "AWS/SageMaker", "ModelLatency", variant, latency,
                                 "Microseconds")
         now = int(time.time())

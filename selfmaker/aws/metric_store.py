@@ -313,7 +313,9 @@ def _family(namespace: str, name: str, unit: str) -> tuple[str, str, float]:
     prefix = "_".join(re.sub(r"[^a-z0-9]+", "_", part.lower()).strip("_")
                       for part in namespace.split("/") if part.lower() != "aws")
     base = f"{prefix}_{_snake(name)}" if prefix else _snake(name)
-    if unit == "Count":
+    # SelfMaker's own AWS/ metrics without a unit count things (Invocations, Invocation4XXErrors...), as
+    # CloudWatch reports them; a user's unitless metric may be a gauge, so it stays a summary.
+    if unit == "Count" or (unit == "None" and namespace.startswith("AWS/")):
         return f"{base}_total", "counter", 1.0
     if unit in _TIME_UNITS:
         return f"{base}_seconds", "summary", _TIME_UNITS[unit]
