@@ -172,7 +172,7 @@ async def _answer(backends, router: Router, route: Route, target: Target, invoca
                                      f"{CONTAINER}. Review the latency metrics for each container in Amazon "
                                      "CloudWatch, resolve the issue, and try again.") from None
     except ResponseTooLarge as err:
-        metrics.add(route, target, err.status, 0.0, time.perf_counter() - started)
+        metrics.add(route, target, 0, 0.0, time.perf_counter() - started)  # no usable answer
         size = f"{err.size} bytes" if err.size is not None else "more"
         raise _model_error(route, err.status, f"The response from container {CONTAINER} ({size}) exceeds the "
                                               f"maximum payload size of {MAX_PAYLOAD} bytes.") from None
