@@ -243,6 +243,13 @@ def test_execution_takes_the_if_branch(sm, classic_pipeline):
     assert sorted(a["SourceArn"] for a in linked) == sorted(c["TrialComponentArn"] for c in components)
     summaries = sm.list_pipeline_executions(PipelineName=classic_pipeline)["PipelineExecutionSummaries"]
     assert arn in [s["PipelineExecutionArn"] for s in summaries]
+    # Search finds pipelines and executions.
+    found = sm.search(Resource="PipelineExecution", SearchExpression={"Filters": [
+        {"Name": "PipelineExecutionArn", "Operator": "Equals", "Value": arn}]})["Results"]
+    assert [r["PipelineExecution"]["PipelineExecutionStatus"] for r in found] == ["Succeeded"]
+    found = sm.search(Resource="Pipeline", SearchExpression={"Filters": [
+        {"Name": "PipelineName", "Operator": "Equals", "Value": classic_pipeline}]})["Results"]
+    assert [r["Pipeline"]["PipelineName"] for r in found] == [classic_pipeline]
 
 
 def test_execution_takes_the_else_branch_and_fails(sm, classic_pipeline):

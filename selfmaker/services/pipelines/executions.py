@@ -21,7 +21,7 @@ from ...server.errors import AWSError, validation
 from ...server.operations import Context, operation
 from ...store import schema
 from ...store.resources import AlreadyExists, Record, now
-from ..kinds import actor, list_query
+from ..kinds import Kind, actor, list_query
 from . import pipelines as catalog
 from .state import PARAMETERS, PAST_ATTEMPTS, STEPS, TOKENS
 
@@ -122,6 +122,11 @@ def _public(data: dict) -> dict:
 @operation("sagemaker", "DescribePipelineExecution", store_read=True)
 def describe_pipeline_execution(ctx: Context, params: dict) -> dict:
     return _public(load(ctx, params["PipelineExecutionArn"]).data)
+
+
+# Executions have their own operations (below); the kind makes them searchable (Search, PipelineExecution).
+EXECUTION = Kind(KIND, "pipeline-execution", operations=(), search_type="PipelineExecution",
+                 present=lambda ctx, record: _public(record.data)).register()
 
 
 def _summary(record: Record) -> dict:

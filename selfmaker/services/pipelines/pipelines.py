@@ -211,7 +211,7 @@ def _prefix_filter(ctx: Context, params: dict) -> list:
 
 PIPELINE = Pipelines(
     "Pipeline", "pipeline", not_found="Pipeline '{arn}' does not exist.", not_found_code="ResourceNotFound",
-    summarize=_summary, extra_filters=_prefix_filter,
+    summarize=_summary, extra_filters=_prefix_filter, search_type="Pipeline",
 ).register()
 
 
