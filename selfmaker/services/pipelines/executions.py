@@ -45,10 +45,6 @@ def load(ctx: Context, arn: str, conn=None) -> Record:
     return record
 
 
-def _parallelism(params: dict, fallback: dict | None) -> dict | None:
-    return params.get("ParallelismConfiguration") or fallback
-
-
 # -- Start -----------------------------------------------------------------------------------------
 
 
@@ -77,7 +73,8 @@ def start_pipeline_execution(ctx: Context, params: dict) -> dict:
         "PipelineExecutionDescription": params.get("PipelineExecutionDescription"),
         "CreationTime": created, "LastModifiedTime": created,
         "CreatedBy": actor(ctx), "LastModifiedBy": actor(ctx),
-        "ParallelismConfiguration": _parallelism(params, pipeline.data.get("ParallelismConfiguration")),
+        "ParallelismConfiguration": params.get("ParallelismConfiguration") or pipeline.data.get(
+            "ParallelismConfiguration"),
         "SelectiveExecutionConfig": selective, "PipelineVersionId": version["version_id"],
         "RoleArn": params.get("RoleArn") or pipeline.data.get("RoleArn"),
         PARAMETERS: values, STEPS: {}, TOKENS: [],
@@ -188,12 +185,12 @@ def _page(items: list, params: dict, ctx: Context, what: str) -> tuple[list, str
 @operation("sagemaker", "ListPipelineParametersForExecution", store_read=True)
 def list_pipeline_parameters_for_execution(ctx: Context, params: dict) -> dict:
     record = load(ctx, params["PipelineExecutionArn"])
-    values = [{"Name": name, "Value": language_string(value)} for name, value in record.data[PARAMETERS].items()]
+    values = [{"Name": name, "Value": _as_given(value)} for name, value in record.data[PARAMETERS].items()]
     page, token = _page(values, params, ctx, f"parameters:{record.arn}")
     return {"PipelineParameters": page, "NextToken": token}
 
 
-def language_string(value) -> str:
+def _as_given(value) -> str:
     """A typed parameter value as StartPipelineExecution would carry it."""
     if isinstance(value, bool):
         return "true" if value else "false"

@@ -75,8 +75,6 @@ def execution_of(resource_name_: str) -> str | None:
 class Runner:
     """A step type. ``start`` fills ``state``: Status Succeeded/Failed when done at once, else Executing."""
 
-    completes_at_start = True
-
     def assign(self, p: Pass, step, state: dict) -> None:
         """Name what the step will create before creating it, so a restart finds it again."""
 
@@ -106,7 +104,6 @@ def _created(p: Pass, operation: str, params: dict) -> None:
 @dataclass(frozen=True)
 class JobRunner(Runner):
     kind: str  # TrainingJob, ProcessingJob, TransformJob
-    completes_at_start = False
 
     @property
     def name_member(self) -> str:
@@ -210,8 +207,6 @@ _TOKEN_ALPHABET = string.ascii_letters + string.digits
 
 class CallbackRunner(Runner):
     """Sends {"token", "pipelineExecutionArn", "arguments", "status"} to the step's SQS queue, then waits."""
-
-    completes_at_start = False
 
     def assign(self, p, step, state):
         # Unguessable (keyed by a server secret), yet the same for a pass run again after a crash.
