@@ -56,15 +56,36 @@ class ServerError(Exception):
 
 
 class Context:
-    """What the toolkit passes as a handler's trailing ``context`` argument (the parts user code reads)."""
+    """What the toolkit passes as a handler's trailing ``context`` argument (the parts user code uses).
+
+    Requests run on threads of their own, so a request's headers, and the headers a
+    handler sets on its answer (e.g. X-Amzn-SageMaker-Custom-Attributes, which the
+    caller of InvokeEndpoint gets back), are kept per thread.
+    """
 
     def __init__(self, model_dir: Path):
         self.system_properties = {"model_dir": str(model_dir), "gpu_id": None, "batch_size": 1,
                                   "server_name": "SelfMaker", "server_version": "1"}
-        self.request_headers: dict[str, str] = {}
+        self._request = threading.local()
+
+    def begin(self, request_headers: dict[str, str]) -> None:
+        self._request.headers = request_headers
+        self._request.response_headers = {}
+
+    @property
+    def request_headers(self) -> dict[str, str]:
+        return getattr(self._request, "headers", {})
 
     def get_request_header(self, idx: int, key: str):
         return self.request_headers.get(key.lower())
+
+    def set_response_header(self, idx: int, key: str, value) -> None:
+        if not hasattr(self._request, "response_headers"):
+            self._request.response_headers = {}
+        self._request.response_headers[key] = str(value)
+
+    def response_headers(self) -> dict[str, str]:
+        return getattr(self._request, "response_headers", {})
 
 
 def _call(function, context: Context, *args):
@@ -193,10 +214,13 @@ def make_handler(handlers: Handlers, default_accept: str, max_concurrent: int):
         def log_message(self, format, *args):  # the access log would be one line per record
             pass
 
-        def _answer(self, status: int, body: bytes = b"", content_type: str | None = None):
+        def _answer(self, status: int, body: bytes = b"", content_type: str | None = None,
+                    headers: dict | None = None):
             self.send_response(status)
             if content_type:
                 self.send_header("Content-Type", content_type)
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -223,10 +247,10 @@ def make_handler(handlers: Handlers, default_accept: str, max_concurrent: int):
             if not accept or accept == ANY:
                 accept = default_accept
             try:
-                handlers.context.request_headers = {k.lower(): v for k, v in self.headers.items()}
+                handlers.context.begin({k.lower(): v for k, v in self.headers.items()})
                 body = data.decode("utf-8") if content_type in UTF8_TYPES else data
                 response, response_type = handlers.transform(body, content_type, accept)
-                self._answer(200, _as_bytes(response), response_type)
+                self._answer(200, _as_bytes(response), response_type, handlers.context.response_headers())
             except Exception as e:  # the toolkit's handle_error: the error's status, message and traceback
                 status = getattr(e, "status_code", None)
                 status = status if isinstance(status, int) and 400 <= status < 600 else 500
