@@ -496,10 +496,13 @@ MODEL_CODE = """
 def model_fn(model_dir):
     return open(model_dir + "/version").read()
 
-def transform_fn(version, data, content_type, accept):
+def transform_fn(version, data, content_type, accept, context):
     text = data if isinstance(data, str) else data.decode()
     if text == "fail":
         raise ValueError("the model refuses to answer 'fail'")
+    attributes = context.get_request_header(0, "X-Amzn-SageMaker-Custom-Attributes")
+    if attributes:
+        context.set_response_header(0, "X-Amzn-SageMaker-Custom-Attributes", f"seen={attributes}")
     return f"{version}:{text}", "text/plain"
 """
 E2E_BUCKET = "selfmaker-invoke-tests"
@@ -604,6 +607,9 @@ def test_endpoint_variants_split_target_and_capture(deployed, client, unique):
     assert (pinned["InvokedProductionVariant"], pinned["Body"].read()) == ("Green", b"Green:pinned")
     assert pinned["ContentType"] == "text/plain"
     seen["Green"] += 1
+    attributed = runtime.invoke_endpoint(EndpointName=name, Body="a", ContentType="text/csv", CustomAttributes="k=1")
+    assert attributed["CustomAttributes"] == "seen=k=1"
+    seen[attributed["InvokedProductionVariant"]] += 1
 
     with pytest.raises(ClientError) as err:
         runtime.invoke_endpoint(EndpointName=name, Body="fail", ContentType="text/csv")
@@ -616,7 +622,7 @@ def test_endpoint_variants_split_target_and_capture(deployed, client, unique):
     assert err.value.response["Error"]["Code"] == "ValidationError"
     assert err.value.response["Error"]["Message"] == f"Endpoint {name}-missing of account {ACCOUNT} not found."
 
-    records = settled_records(s3, "split-capture", name, at_least=count + 1)
+    records = settled_records(s3, "split-capture", name, at_least=count + 2)
     assert {variant: len(found) for variant, found in records.items()} == dict(seen)  # not the failed request
     pinned_record = next(r for r in records["Green"] if r["captureData"]["endpointInput"]["data"] == "pinned")
     assert pinned_record["captureData"] == {
