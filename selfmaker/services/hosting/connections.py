@@ -99,35 +99,27 @@ class Instances:
         while True:
             (reader, writer), reused = await self._acquire(path)
             started = time.perf_counter()
+            keep = False  # whether the connection goes back to the pool; anything unexpected closes it
             try:
                 async with asyncio.timeout(timeout):
                     writer.writelines((head, invocation.body))
                     await writer.drain()
                     status, headers = await _read_head(reader)
                     body = await _read_body(reader, headers, status, max_payload)
+                keep = headers.get("connection", "").lower() != "close"
             except TimeoutError:
-                writer.close()
                 raise ModelTimeout() from None
-            except (ResponseTooLarge, BadResponse):
-                writer.close()
-                raise
             except (OSError, asyncio.IncompleteReadError) as err:
-                writer.close()
                 if reused:
                     continue  # the server closed this idle connection: open a fresh one
                 raise InstanceGone(f"{type(err).__name__}: {err}") from None
-            elapsed = time.perf_counter() - started
-            if headers.get("connection", "").lower() == "close":
-                writer.close()
-            else:
-                self._release(path, (reader, writer))
-            return Answer(status, body, headers.get("content-type"), headers.get(CUSTOM_ATTRIBUTES.lower()), elapsed)
-
-    def close(self) -> None:
-        idle, self._idle = self._idle, {}
-        for streams in idle.values():
-            for _, writer in streams:
-                writer.close()
+            finally:
+                if keep:
+                    self._release(path, (reader, writer))
+                else:
+                    writer.close()
+            return Answer(status, body, headers.get("content-type"), headers.get(CUSTOM_ATTRIBUTES.lower()),
+                          time.perf_counter() - started)
 
 
 def _request_head(invocation: Invocation) -> bytes:
