@@ -34,6 +34,7 @@ from conftest import ACCOUNT, REGION, free_port
 from selfmaker.config import Settings
 from selfmaker.engines import model_server
 from selfmaker.server.app import create_app
+from selfmaker.services.hosting import capture as capture_module
 from selfmaker.services.hosting import router as router_module
 from selfmaker.services.hosting.routes import Route, Target, publish, withdraw
 
@@ -487,6 +488,22 @@ def test_metrics_per_variant(hosting, client, runtime, endpoint, containers):
     assert total("Invocation5XXErrors", "Bad") == 1 and total("Invocation4XXErrors", "Bad") == 0
     assert total("ModelLatency", "Good", "Minimum") > 0
     assert total("OverheadLatency", "Good", "Minimum") > 0
+
+
+def test_capture_is_flushed_at_shutdown(tmp_path, client, containers, monkeypatch):
+    monkeypatch.setattr(capture_module, "FLUSH_SECONDS", 3600)  # only the shutdown can write it
+    srv = InProcessServer(tmp_path / "data").start()
+    try:
+        srv.backends.objects.create_bucket("late")
+        config = {"EnableCapture": True, "InitialSamplingPercentage": 100, "DestinationS3Uri": "s3://late/c"}
+        publish(srv.backends, route("ep", [(1.0, (target("V", [containers(echo()).path]),))], capture=config))
+        client("sagemaker-runtime", srv).invoke_endpoint(EndpointName="ep", Body=b"last words")
+        assert list(srv.backends.objects.iter_objects("late", "")) == []
+    finally:
+        srv.stop()
+    [stored] = list(srv.backends.objects.iter_objects("late", "c/ep/V/"))
+    [line] = srv.backends.objects.get_object("late", stored.key).decode().splitlines()
+    assert base64.b64decode(json.loads(line)["captureData"]["endpointInput"]["data"]) == b"last words"
 
 
 # ---------------------------------------------------------------------------
