@@ -268,6 +268,19 @@ def test_real_model_weighted_split_and_target_variant(runtime, endpoint, model_s
     assert "Purple" in err.value.response["Error"]["Message"]
 
 
+def test_traffic_entries_during_a_deployment(runtime, endpoint, containers):
+    """While a deployment shifts traffic, the Route has one entry per fleet; each takes its share, and a
+    TargetVariant that both fleets have follows the shares too."""
+    blue, green = containers(echo(content_type="text/blue")), containers(echo(content_type="text/green"))
+    name = endpoint([(0.8, (target("V", [blue.path]),)), (0.2, (target("V", [green.path]),))])
+    count = 200
+    for pinned in (None, "V"):
+        extra = {"TargetVariant": pinned} if pinned else {}
+        fleets = Counter(runtime.invoke_endpoint(EndpointName=name, Body=b"{}", **extra)["ContentType"]
+                         for _ in range(count))
+        assert abs(fleets["text/green"] - 40) <= 4 * math.sqrt(count * 0.2 * 0.8), (pinned, fleets)
+
+
 def test_model_error_from_a_failing_model(runtime, endpoint, model_servers):
     name = endpoint([(1.0, (target("AllTraffic", model_servers),))])
     with pytest.raises(ClientError) as err:

@@ -96,15 +96,17 @@ def router(backends) -> Router:
 
 
 def choose(route: Route, variant: str | None) -> Target:
-    if variant:
-        targets = [t for t in route.variants.get(variant, ()) if t.sockets]
-        if not targets:
+    if variant:  # that variant, in whichever fleet serves it (both while a deployment shifts traffic)
+        entries = [(share, t) for share, t in route.variants.get(variant, ()) if t.sockets]
+        if not entries:
             if variant in route.variants:
                 raise AWSError("ServiceUnavailable", f"Variant {variant} of endpoint {route.endpoint_name} "
                                                      "has no instance ready to serve; try again shortly.", 503)
             raise _invalid(f"Target variant {variant} is not a production variant of endpoint "
                            f"{route.endpoint_name}. Valid variants: {', '.join(sorted(route.variants))}.")
-        return random.choice(targets) if len(targets) > 1 else targets[0]
+        if len(entries) == 1 or not any(share for share, _ in entries):
+            return entries[0][1]
+        return random.choices([t for _, t in entries], weights=[share for share, _ in entries])[0]
     entries = [(share, targets) for share, targets in route.traffic if share > 0 and any(t.sockets for t in targets)]
     if not entries:
         raise AWSError("ServiceUnavailable",

@@ -42,13 +42,13 @@ class Route:
     capture: dict | None = None  # the endpoint config's DataCaptureConfig when capture is enabled
 
     @cached_property
-    def variants(self) -> dict[str, tuple[Target, ...]]:
-        """Production targets by variant name, across traffic entries (for TargetVariant)."""
-        found: dict[str, list[Target]] = {}
-        for _, targets in self.traffic:
+    def variants(self) -> dict[str, tuple[tuple[float, Target], ...]]:
+        """(share of its traffic entry, target) by production variant name, across entries (for TargetVariant)."""
+        found: dict[str, list[tuple[float, Target]]] = {}
+        for share, targets in self.traffic:
             for target in targets:
-                found.setdefault(target.variant, []).append(target)
-        return {name: tuple(targets) for name, targets in found.items()}
+                found.setdefault(target.variant, []).append((share, target))
+        return {name: tuple(entries) for name, entries in found.items()}
 
 
 def _table(backends) -> dict[tuple[str, str, str], Route]:
