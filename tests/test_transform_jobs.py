@@ -256,8 +256,6 @@ def test_stop_transform_job(boto, sm, unique):
                                                           "S3Uri": "s3://b/in"}}}},
      "ValidationException", "S3DataType AugmentedManifestFile is not supported"),
     ({"TransformOutput": {"S3OutputPath": "https://example.com/out"}}, "ValidationException", "is not supported"),
-    ({"BatchStrategy": "MultiRecord", "TransformInput": {"SplitType": "None"}}, "ValidationException",
-     "BatchStrategy MultiRecord needs a SplitType"),
 ])
 def test_bad_requests_are_refused(boto, sm, xgboost_model, unique, change, code, message):
     name = unique("bad-transform")
@@ -275,13 +273,16 @@ def test_bad_requests_are_refused(boto, sm, xgboost_model, unique, change, code,
 def test_duplicate_name_is_refused(boto, sm, xgboost_model, unique):
     name = unique("dup-transform")
     boto("s3").put_object(Bucket=BUCKET, Key=f"{name}/in/data.csv", Body=b"id,1,2\n")
-    body = request(name, xgboost_model[0], f"s3://{BUCKET}/{name}/in/", f"s3://{BUCKET}/{name}/out",
-                   DataProcessing={"InputFilter": "$[1:]"})
+    # MultiRecord without a SplitType is accepted: the whole file is the one record
+    body = request(name, xgboost_model[0], f"s3://{BUCKET}/{name}/in/data.csv", f"s3://{BUCKET}/{name}/out",
+                   BatchStrategy="MultiRecord", TransformInput={"SplitType": "None"},
+                   TransformOutput={"Accept": "text/csv"}, DataProcessing={"InputFilter": "$[1:]"})
     sm.create_transform_job(**body)
     with pytest.raises(ClientError) as caught:
         sm.create_transform_job(**body)
     assert caught.value.response["Error"]["Code"] == "ResourceInUse"
     assert wait(sm, name)["TransformJobStatus"] == "Completed"
+    assert len(read(boto, f"{name}/out/data.csv.out").splitlines()) == 1  # an S3Uri naming one object
 
 
 STAMPING = """

@@ -107,9 +107,6 @@ def _validate(ctx, params: dict, data: dict) -> None:
             payload * params["MaxConcurrentTransforms"] > MAX_TOTAL_PAYLOAD_MB:
         raise validation(f"MaxConcurrentTransforms * MaxPayloadInMB cannot be greater than {MAX_TOTAL_PAYLOAD_MB} "
                          f"MB ({params['MaxConcurrentTransforms']} * {payload}).")
-    if params.get("BatchStrategy") == "MultiRecord" and transform_input.get("SplitType", "None") == "None":
-        raise validation("BatchStrategy MultiRecord needs a SplitType (Line): without one each file is a "
-                         "single record.")
     # The job serves the model as it is now: a later DeleteModel does not change a running job.
     data["_model"] = {"Container": container, "EnableNetworkIsolation": bool(model.data.get("EnableNetworkIsolation")),
                       "ModelArn": model.arn}
