@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from selfmaker.engines import runtimes

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 13:44:28.464425
+Create Date: 2026-11-23 16:46:15.400108
 """
 from alembic import op
 import sqlalchemy as sa
@@ -61,6 +61,48 @@ def upgrade() -> None:
     sa.Column('created_at', sa.Float(), nullable=False),
     sa.PrimaryKeyConstraint('name')
     )
+    op.create_table('cw_alarms',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('account_id', sa.String(length=12), nullable=False),
+    sa.Column('region', sa.String(length=32), nullable=False),
+    sa.Column('name', sa.String(length=255), nullable=False),
+    sa.Column('state', sa.String(length=32), nullable=False),
+    sa.Column('data', sa.JSON(), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('cw_alarms', schema=None) as batch_op:
+        batch_op.create_index('ix_cw_alarms_name', ['account_id', 'region', 'name'], unique=True)
+
+    op.create_table('cw_datapoints',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('metric_id', sa.Integer(), nullable=False),
+    sa.Column('timestamp', sa.BigInteger(), nullable=False),
+    sa.Column('unit', sa.String(length=32), nullable=False),
+    sa.Column('sample_count', sa.Float(), nullable=False),
+    sa.Column('sum', sa.Float(), nullable=False),
+    sa.Column('minimum', sa.Float(), nullable=False),
+    sa.Column('maximum', sa.Float(), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('cw_datapoints', schema=None) as batch_op:
+        batch_op.create_index('ix_cw_datapoints_metric', ['metric_id', 'timestamp'], unique=False)
+        batch_op.create_index('ix_cw_datapoints_time', ['timestamp'], unique=False)
+
+    op.create_table('cw_metrics',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('account_id', sa.String(length=12), nullable=False),
+    sa.Column('region', sa.String(length=32), nullable=False),
+    sa.Column('namespace', sa.String(length=255), nullable=False),
+    sa.Column('name', sa.String(length=255), nullable=False),
+    sa.Column('dimensions_key', sa.String(length=64), nullable=False),
+    sa.Column('dimensions', sa.JSON(), nullable=False),
+    sa.Column('totals', sa.JSON(), nullable=False),
+    sa.Column('updated_at', sa.Float(), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('cw_metrics', schema=None) as batch_op:
+        batch_op.create_index('ix_cw_metrics_key', ['account_id', 'region', 'namespace', 'name', 'dimensions_key'], unique=True)
+
     op.create_table('log_events',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('group_id', sa.Integer(), nullable=False),
@@ -130,6 +172,40 @@ def upgrade() -> None:
     with op.batch_alter_table('metric_series', schema=None) as batch_op:
         batch_op.create_index('ix_metric_series_name', ['component_arn', 'metric_name'], unique=True)
 
+    op.create_table('pipeline_callbacks',
+    sa.Column('token', sa.String(length=10), nullable=False),
+    sa.Column('account_id', sa.String(length=12), nullable=False),
+    sa.Column('region', sa.String(length=32), nullable=False),
+    sa.Column('execution_arn', sa.String(length=2048), nullable=False),
+    sa.Column('step_name', sa.String(length=256), nullable=False),
+    sa.Column('attempt', sa.Integer(), nullable=False),
+    sa.Column('outcome', sa.String(length=16), nullable=True),
+    sa.Column('output', sa.JSON(), nullable=True),
+    sa.PrimaryKeyConstraint('token')
+    )
+    op.create_table('pipeline_step_cache',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('pipeline_arn', sa.String(length=512), nullable=False),
+    sa.Column('step_name', sa.String(length=256), nullable=False),
+    sa.Column('cache_key', sa.String(length=128), nullable=False),
+    sa.Column('execution_arn', sa.String(length=2048), nullable=False),
+    sa.Column('finished_at', sa.Float(), nullable=False),
+    sa.Column('result', sa.JSON(), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('pipeline_step_cache', schema=None) as batch_op:
+        batch_op.create_index('ix_pipeline_step_cache_key', ['pipeline_arn', 'step_name', 'cache_key', 'finished_at'], unique=False)
+
+    op.create_table('pipeline_versions',
+    sa.Column('pipeline_arn', sa.String(length=512), nullable=False),
+    sa.Column('version_id', sa.BigInteger(), nullable=False),
+    sa.Column('definition', sa.Text(), nullable=False),
+    sa.Column('created_at', sa.Float(), nullable=False),
+    sa.Column('display_name', sa.String(length=82), nullable=True),
+    sa.Column('description', sa.String(length=3072), nullable=True),
+    sa.Column('last_execution_arn', sa.String(length=2048), nullable=True),
+    sa.PrimaryKeyConstraint('pipeline_arn', 'version_id')
+    )
     op.create_table('resources',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('account_id', sa.String(length=12), nullable=False),
@@ -158,6 +234,37 @@ def upgrade() -> None:
     sa.Column('value', sa.LargeBinary(), nullable=False),
     sa.PrimaryKeyConstraint('key')
     )
+    op.create_table('sqs_messages',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('queue_id', sa.Integer(), nullable=False),
+    sa.Column('message_id', sa.String(length=36), nullable=False),
+    sa.Column('body', sa.Text(), nullable=False),
+    sa.Column('attributes', sa.JSON(), nullable=True),
+    sa.Column('sender_id', sa.String(length=128), nullable=False),
+    sa.Column('sent_at', sa.Float(), nullable=False),
+    sa.Column('visible_at', sa.Float(), nullable=False),
+    sa.Column('receive_count', sa.Integer(), nullable=False),
+    sa.Column('first_received_at', sa.Float(), nullable=True),
+    sa.Column('receipt_nonce', sa.String(length=32), nullable=True),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('sqs_messages', schema=None) as batch_op:
+        batch_op.create_index('ix_sqs_messages_visible', ['queue_id', 'visible_at', 'id'], unique=False)
+
+    op.create_table('sqs_queues',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('account_id', sa.String(length=12), nullable=False),
+    sa.Column('region', sa.String(length=32), nullable=False),
+    sa.Column('name', sa.String(length=80), nullable=False),
+    sa.Column('created_at', sa.Float(), nullable=False),
+    sa.Column('modified_at', sa.Float(), nullable=False),
+    sa.Column('attributes', sa.JSON(), nullable=False),
+    sa.Column('tags', sa.JSON(), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('sqs_queues', schema=None) as batch_op:
+        batch_op.create_index('ix_sqs_queues_name', ['account_id', 'region', 'name'], unique=True)
+
     op.create_table('tags',
     sa.Column('arn', sa.String(length=512), nullable=False),
     sa.Column('key', sa.String(length=128), nullable=False),
@@ -189,6 +296,14 @@ def downgrade() -> None:
 
     op.drop_table('trial_component_links')
     op.drop_table('tags')
+    with op.batch_alter_table('sqs_queues', schema=None) as batch_op:
+        batch_op.drop_index('ix_sqs_queues_name')
+
+    op.drop_table('sqs_queues')
+    with op.batch_alter_table('sqs_messages', schema=None) as batch_op:
+        batch_op.drop_index('ix_sqs_messages_visible')
+
+    op.drop_table('sqs_messages')
     op.drop_table('server_state')
     with op.batch_alter_table('resources', schema=None) as batch_op:
         batch_op.drop_index('ix_resources_status')
@@ -198,6 +313,12 @@ def downgrade() -> None:
         batch_op.drop_index('ix_resources_created')
 
     op.drop_table('resources')
+    op.drop_table('pipeline_versions')
+    with op.batch_alter_table('pipeline_step_cache', schema=None) as batch_op:
+        batch_op.drop_index('ix_pipeline_step_cache_key')
+
+    op.drop_table('pipeline_step_cache')
+    op.drop_table('pipeline_callbacks')
     with op.batch_alter_table('metric_series', schema=None) as batch_op:
         batch_op.drop_index('ix_metric_series_name')
 
@@ -220,6 +341,19 @@ def downgrade() -> None:
         batch_op.drop_index('ix_log_events_group')
 
     op.drop_table('log_events')
+    with op.batch_alter_table('cw_metrics', schema=None) as batch_op:
+        batch_op.drop_index('ix_cw_metrics_key')
+
+    op.drop_table('cw_metrics')
+    with op.batch_alter_table('cw_datapoints', schema=None) as batch_op:
+        batch_op.drop_index('ix_cw_datapoints_time')
+        batch_op.drop_index('ix_cw_datapoints_metric')
+
+    op.drop_table('cw_datapoints')
+    with op.batch_alter_table('cw_alarms', schema=None) as batch_op:
+        batch_op.drop_index('ix_cw_alarms_name')
+
+    op.drop_table('cw_alarms')
     op.drop_table('buckets')
     op.drop_table('athena_tables')
     with op.batch_alter_table('athena_queries', schema=None) as batch_op:
