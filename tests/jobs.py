@@ -14,6 +14,17 @@ TERMINAL = {"Completed", "Failed", "Stopped"}
 FIRST_JOB_SECONDS = 600
 
 
+def tar_gz(files: dict[str, bytes]) -> bytes:
+    """A .tar.gz holding ``files`` (member name -> bytes): model data, code archives."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, body in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+    return buffer.getvalue()
+
+
 def code_archive(files: dict[str, str]) -> bytes:
     """A sourcedir.tar.gz holding ``files`` (name -> source, dedented)."""
     buffer = io.BytesIO()

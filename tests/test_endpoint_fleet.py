@@ -6,19 +6,18 @@ the suite's XGBoost runtime; requests go over its Unix socket as the router's do
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
 import subprocess
 import sys
-import tarfile
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
 import xgboost_runtime
+from jobs import tar_gz
 
 from selfmaker.aws import logs
 from selfmaker.config import Settings
@@ -38,20 +37,10 @@ booster.save_model(sys.argv[1] + "/xgboost-model")
 """
 
 
-def tarball(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
 def store_models(backends: Backends, model_file: bytes) -> None:
     backends.objects.create_bucket(BUCKET)
-    backends.objects.put_object(BUCKET, "xgb/model.tar.gz", tarball({"xgboost-model": model_file}))
-    backends.objects.put_object(BUCKET, "broken/model.tar.gz", tarball({"xgboost-model": b"not a model"}))
+    backends.objects.put_object(BUCKET, "xgb/model.tar.gz", tar_gz({"xgboost-model": model_file}))
+    backends.objects.put_object(BUCKET, "broken/model.tar.gz", tar_gz({"xgboost-model": b"not a model"}))
     backends.objects.put_object(BUCKET, "garbage.tar.gz", b"not a tar archive")
 
 

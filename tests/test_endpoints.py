@@ -7,9 +7,7 @@ answers name their version, so a test sees which fleet answered.
 
 from __future__ import annotations
 
-import io
 import subprocess
-import tarfile
 import textwrap
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +16,7 @@ from pathlib import Path
 import boto3
 import pytest
 import xgboost_runtime
+from jobs import tar_gz
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from conftest import ACCOUNT
@@ -38,16 +37,6 @@ VERSIONED_MODEL = """
         text = data if isinstance(data, str) else data.decode()
         return f"{{version}}:{{text}}", "text/plain"
 """
-
-
-def tar_gz(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, body in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(body)
-            tar.addfile(info, io.BytesIO(body))
-    return buffer.getvalue()
 
 
 def xgboost_model_archive(tmp: Path) -> bytes:

@@ -10,14 +10,12 @@ that misbehave on purpose (slow, dying, oversized, custom headers).
 from __future__ import annotations
 
 import base64
-import io
 import json
 import math
 import re
 import socket
 import socketserver
 import subprocess
-import tarfile
 import threading
 import time
 from collections import Counter
@@ -28,6 +26,7 @@ import boto3
 import pytest
 import uvicorn
 import xgboost_runtime
+from jobs import tar_gz
 from botocore.exceptions import ClientError
 from conftest import ACCOUNT, REGION, free_port
 
@@ -540,13 +539,7 @@ ROLE = f"arn:aws:iam::{ACCOUNT}:role/SageMakerRole"
 
 
 def model_archive(version: str) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, body in (("version", version.encode()), ("code/inference.py", MODEL_CODE.encode())):
-            info = tarfile.TarInfo(name)
-            info.size = len(body)
-            tar.addfile(info, io.BytesIO(body))
-    return buffer.getvalue()
+    return tar_gz({"version": version.encode(), "code/inference.py": MODEL_CODE.encode()})
 
 
 @pytest.fixture(scope="module")

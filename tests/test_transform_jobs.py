@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import subprocess
-import tarfile
 import time
 
 import boto3
 import pytest
 import xgboost_runtime
 from botocore.exceptions import ClientError
-from jobs import ROLE, SKLEARN_IMAGE, TERMINAL, log_lines
+from jobs import ROLE, SKLEARN_IMAGE, TERMINAL, log_lines, tar_gz
 from xgboost_runtime import XGBOOST_IMAGE
 
 GROUP = "/aws/sagemaker/TransformJobs"
@@ -45,16 +43,6 @@ def wait(sm, name: str, timeout: float = FIRST_JOB_SECONDS, until=TERMINAL) -> d
         time.sleep(0.1)
 
 
-def tarball(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, body in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(body)
-            tar.addfile(info, io.BytesIO(body))
-    return buffer.getvalue()
-
-
 @pytest.fixture(scope="module")
 def boto(server):
     def make(service: str):
@@ -73,7 +61,7 @@ def xgboost_model(boto, tmp_path_factory):
                            json.dumps(features)], capture_output=True, text=True, check=True, timeout=120)
     predictions = json.loads(done.stdout)
     boto("s3").put_object(Bucket=BUCKET, Key="models/xgb/model.tar.gz",
-                          Body=tarball({"xgboost-model": (directory / "xgboost-model").read_bytes()}))
+                          Body=tar_gz({"xgboost-model": (directory / "xgboost-model").read_bytes()}))
     boto("sagemaker").create_model(ModelName="transform-xgb", ExecutionRoleArn=ROLE, PrimaryContainer={
         "Image": XGBOOST_IMAGE, "ModelDataUrl": f"s3://{BUCKET}/models/xgb/model.tar.gz"})
     return "transform-xgb", predictions
@@ -81,7 +69,7 @@ def xgboost_model(boto, tmp_path_factory):
 
 def framework_model(boto, name: str, inference: str) -> str:
     """A scikit-learn-image Model whose model.tar.gz holds code/inference.py (and a tiny 'model')."""
-    archive = tarball({"code/inference.py": inference.encode(), "scale.json": b'{"scale": 10}'})
+    archive = tar_gz({"code/inference.py": inference.encode(), "scale.json": b'{"scale": 10}'})
     boto("s3").put_object(Bucket=BUCKET, Key=f"models/{name}/model.tar.gz", Body=archive)
     boto("sagemaker").create_model(ModelName=name, ExecutionRoleArn=ROLE, PrimaryContainer={
         "Image": SKLEARN_IMAGE, "ModelDataUrl": f"s3://{BUCKET}/models/{name}/model.tar.gz",

@@ -187,14 +187,8 @@ class Runner:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-_RUNNER_LOCK = threading.Lock()
-
-
 def runner(backends) -> Runner:
-    with _RUNNER_LOCK:
-        if "athena" not in backends.services:
-            backends.services["athena"] = Runner(backends)
-        return backends.services["athena"]
+    return backends.shared("athena", lambda: Runner(backends))
 
 
 @background_worker

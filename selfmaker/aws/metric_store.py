@@ -109,16 +109,8 @@ class MetricBuffer:
             return [(k, list(v)) for k, v in (*self._flushing.items(), *self._pending.items())]
 
 
-_BUFFER = "metric_store.buffer"
-_BUFFER_LOCK = threading.Lock()
-
-
 def buffer(backends) -> MetricBuffer:
-    found = backends.services.get(_BUFFER)
-    if found is None:
-        with _BUFFER_LOCK:
-            found = backends.services.setdefault(_BUFFER, MetricBuffer())
-    return found
+    return backends.shared("metric_store.buffer", MetricBuffer)
 
 
 def record(backends, account_id: str, region: str, namespace: str, metric_name: str, dimensions: dict[str, str],

@@ -12,8 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import anyio
 
@@ -54,6 +55,10 @@ def background_worker(factory: Callable[["Backends"], Any]) -> Callable[["Backen
     return factory
 
 
+T = TypeVar("T")
+_SHARED_LOCK = threading.RLock()  # factories may ask for other shared objects
+
+
 @dataclass
 class Backends:
     """Everything a handler may use, built once per server."""
@@ -74,6 +79,16 @@ class Backends:
         store = Store(settings.database_url)
         return cls(settings=settings, store=store, resources=ResourceStore(store),
                    objects=open_object_store(settings.object_store_url), authenticator=make_authenticator(settings))
+
+    def shared(self, name: str, factory: Callable[[], T]) -> T:
+        """The server's one ``name`` object (a fleet, a buffer, a runner), made by ``factory()`` on first use."""
+        found = self.services.get(name)
+        if found is None:
+            with _SHARED_LOCK:
+                found = self.services.get(name)
+                if found is None:
+                    found = self.services[name] = factory()
+        return found
 
     def close(self) -> None:
         self.store.close()

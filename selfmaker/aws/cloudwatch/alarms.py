@@ -418,14 +418,8 @@ class AlarmEvaluator:
         self._evaluated = {k: v for k, v in self._evaluated.items() if k in live}
 
 
-_EVALUATOR_LOCK = threading.Lock()
-
-
 def _evaluator(backends) -> AlarmEvaluator:
-    with _EVALUATOR_LOCK:
-        if "cloudwatch.alarms" not in backends.services:
-            backends.services["cloudwatch.alarms"] = AlarmEvaluator(backends)
-        return backends.services["cloudwatch.alarms"]
+    return backends.shared("cloudwatch.alarms", lambda: AlarmEvaluator(backends))
 
 
 @background_worker

@@ -15,7 +15,6 @@ from .localdb import LocalDB
 from .offline import OfflineWriter
 from .online import open_online_store
 
-_LOCK = threading.Lock()
 GROUP_CACHE_SECONDS = 1.0  # how stale another server's view of an updated group may be
 
 
@@ -93,10 +92,4 @@ class FeatureStore:
 
 
 def feature_store(backends) -> FeatureStore:
-    fs = backends.services.get("featurestore")
-    if fs is None:
-        with _LOCK:
-            fs = backends.services.get("featurestore")
-            if fs is None:
-                fs = backends.services["featurestore"] = FeatureStore(backends)
-    return fs
+    return backends.shared("featurestore", lambda: FeatureStore(backends))

@@ -159,14 +159,7 @@ class Capturer:
                             len(lines), destination, err)
 
 
-_creating = threading.Lock()
-
-
 @background_worker
 def capturer(backends) -> Capturer:
     """The server's one Capturer (stopped, and so flushed, by the lifespan at shutdown)."""
-    found = backends.services.get("hosting.capture")
-    if found is None:
-        with _creating:
-            found = backends.services.setdefault("hosting.capture", Capturer(backends))
-    return found
+    return backends.shared("hosting.capture", lambda: Capturer(backends))

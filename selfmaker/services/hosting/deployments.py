@@ -372,7 +372,8 @@ class Step:
                 d.update(EndpointStatus="InService", FailureReason=reason[:1024])
             self.commit(failed)
             return self.serve()
-        if any(self.ready(v) < counts[v["key"]] for v in growing):
+        ready = {v["key"]: self.ready(v) for v in variants}
+        if any(ready[v["key"]] < counts[v["key"]] for v in growing):
             return POLL
         moment = now()
 
@@ -385,6 +386,7 @@ class Step:
                     v["drain"] = {"from": v["count"], "until": moment + DRAIN_SECONDS}
                 v["count"] = change.get("count", v["count"])
                 v["weight"] = change.get("weight", v["weight"])
+                v["ready"] = min(ready[v["key"]], v["count"])  # InService shows the new counts at once
                 v["deployed_at"] = moment
             d.pop("_capacity")
             d.pop("FailureReason", None)

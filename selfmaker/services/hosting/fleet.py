@@ -509,16 +509,9 @@ class Fleet:
                 list(pool.map(lambda member: self._stop_instance(*member, remove=False), members))
 
 
-_create_lock = threading.Lock()
-
-
 def fleet(backends: Backends) -> Fleet:
     """The server's one Fleet."""
-    with _create_lock:
-        found = backends.services.get("fleet")
-        if found is None:
-            found = backends.services["fleet"] = Fleet(backends)
-    return found
+    return backends.shared("fleet", lambda: Fleet(backends))
 
 
 class _ShutdownWorker:

@@ -118,14 +118,7 @@ class InvocationMetrics:
                 buffer.add(series, unit, second, stats)
 
 
-_creating = threading.Lock()
-
-
 @background_worker
 def invocation_metrics(backends) -> InvocationMetrics:
     """The server's one InvocationMetrics (stopped, and so folded, before the metric store's last flush)."""
-    found = backends.services.get("hosting.invocation_metrics")
-    if found is None:
-        with _creating:
-            found = backends.services.setdefault("hosting.invocation_metrics", InvocationMetrics(backends))
-    return found
+    return backends.shared("hosting.invocation_metrics", lambda: InvocationMetrics(backends))

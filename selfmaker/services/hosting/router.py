@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import threading
 import time
 
 from ...server.errors import AWSError
@@ -79,16 +78,9 @@ class Router:
         task.add_done_callback(self.shadows.discard)
 
 
-_creating = threading.Lock()
-
-
 def router(backends) -> Router:
     """The server's one Router (its connections and tasks belong to the event loop, and end with it)."""
-    found = backends.services.get("hosting.router")
-    if found is None:
-        with _creating:
-            found = backends.services.setdefault("hosting.router", Router(backends))
-    return found
+    return backends.shared("hosting.router", lambda: Router(backends))
 
 
 # ---------------------------------------------------------------------------

@@ -58,9 +58,7 @@ def context(backends: Backends, record: Record) -> Context:
 
 
 def executor(backends: Backends):
-    if "executor" not in backends.services:
-        backends.services["executor"] = open_executor(backends.settings.executor)
-    return backends.services["executor"]
+    return backends.shared("executor", lambda: open_executor(backends.settings.executor))
 
 
 @dataclass
