@@ -132,7 +132,7 @@ CLASSIC_V2 = """
             execution.wait(delay=1, max_attempts=900)
         except WaiterError:
             pass  # a Failed execution
-        return {{"status": execution.describe()["PipelineExecutionStatus"],
+        return {{"arn": execution.arn, "status": execution.describe()["PipelineExecutionStatus"],
                 "reason": execution.describe().get("FailureReason"),
                 "steps": {{s["StepName"]: {{"status": s["StepStatus"], "metadata": s.get("Metadata", {{}})}}
                           for s in execution.list_steps()}}}}
@@ -140,10 +140,20 @@ CLASSIC_V2 = """
     good = run({{"MseThreshold": 1000.0, "ModelApprovalStatus": "Approved"}})
     bad = run({{"MseThreshold": 0.0}})
     packages = boto3.client("sagemaker").list_model_packages(ModelPackageGroupName="pipelines-v2-models")
+    # Lineage: the execution's context, and what its Model and RegisterModel steps made.
+    sm = boto3.client("sagemaker")
+    context = sm.describe_context(ContextName="pipeline-execution-" + good["arn"].rsplit("/", 1)[-1])
+    lineage = {{}}
+    for association in sm.list_associations(DestinationArn=context["ContextArn"])["AssociationSummaries"]:
+        if ":artifact/" in association["SourceArn"]:
+            artifact = sm.describe_artifact(ArtifactArn=association["SourceArn"])
+            upstream = sm.list_associations(DestinationArn=artifact["ArtifactArn"])["AssociationSummaries"]
+            lineage[artifact["Source"]["SourceUri"]] = [artifact["ArtifactType"], len(upstream)]
     transformed = s3.list_objects_v2(Bucket=bucket, Prefix=f"{{prefix}}/transformed").get("Contents", [])
     print("RESULT " + json.dumps({{"created": created["PipelineArn"], "version": updated.get("PipelineVersionId"),
                                   "good": good, "bad": bad, "transformed": [o["Key"] for o in transformed],
                                   "packages": [p["ModelApprovalStatus"] for p in packages["ModelPackageSummaryList"]],
+                                  "lineage": lineage,
                                   "definition": json.loads(pipeline.definition())["Parameters"]}}, default=str))
 """
 
@@ -165,6 +175,10 @@ def test_v2_classic_pipeline_takes_both_branches(sdk_v2, server):
         "RegisterModel"]["Arn"]
     assert good["steps"]["Transform"]["metadata"]["TransformJob"]["Arn"]
     assert result["packages"] == ["Approved"]
+    # The package and the model are artifacts of the execution, each fed by the model data it serves.
+    package_arn = good["steps"]["Register-RegisterModel"]["metadata"]["RegisterModel"]["Arn"]
+    model_arn = good["steps"]["Model-CreateModel"]["metadata"]["Model"]["Arn"]
+    assert result["lineage"] == {package_arn: ["ModelPackage", 1], model_arn: ["Model", 1]}
     assert result["transformed"] == ["pipelines-v2/transformed/batch.csv.out"]
 
     bad = result["bad"]

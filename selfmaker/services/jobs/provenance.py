@@ -8,7 +8,7 @@ from ...server.operations import Context
 from .. import lineage
 
 
-def _artifact(ctx: Context, uri: str, artifact_type: str) -> str:
+def artifact(ctx: Context, uri: str, artifact_type: str) -> str:
     source = {"SourceUri": uri}
     try:
         return lineage.ARTIFACT.create(ctx, {"Source": source, "ArtifactType": artifact_type})["ArtifactArn"]
@@ -18,7 +18,7 @@ def _artifact(ctx: Context, uri: str, artifact_type: str) -> str:
         return lineage.ARTIFACT.arn(ctx, lineage.artifact_id(source))
 
 
-def _associate(ctx: Context, source_arn: str, destination_arn: str, association_type: str) -> None:
+def associate(ctx: Context, source_arn: str, destination_arn: str, association_type: str) -> None:
     try:
         lineage.add_association(ctx, {"SourceArn": source_arn, "DestinationArn": destination_arn,
                                       "AssociationType": association_type})
@@ -30,6 +30,6 @@ def _associate(ctx: Context, source_arn: str, destination_arn: str, association_
 def record(ctx: Context, component_arn: str, inputs: dict[str, str], outputs: dict[str, str]) -> None:
     """``inputs``/``outputs`` map URIs to artifact types (DataSet, Image, Model)."""
     for uri, artifact_type in inputs.items():
-        _associate(ctx, _artifact(ctx, uri, artifact_type), component_arn, "ContributedTo")
+        associate(ctx, artifact(ctx, uri, artifact_type), component_arn, "ContributedTo")
     for uri, artifact_type in outputs.items():
-        _associate(ctx, component_arn, _artifact(ctx, uri, artifact_type), "Produced")
+        associate(ctx, component_arn, artifact(ctx, uri, artifact_type), "Produced")

@@ -257,8 +257,12 @@ class Pass:
         state["EndTime"] = now()
         if state["Status"] == "Failed":
             self._maybe_retry(name, state)
-        else:
-            self._remember(name, state)
+            return
+        self._remember(name, state)
+        resource = state.get("Resource") or {}
+        if resource.get("Kind") in ("Model", "ModelPackage") and not state.get("CacheSource"):
+            step = self.definition.steps[name]
+            tracking.step_ended(self.ctx, self.execution_id, resource, self.runner(name).properties(self, step, state))
 
     # -- the cache -----------------------------------------------------------------------------------
 

@@ -5,7 +5,10 @@ pipeline's, by default) and a Trial (the execution's id, by default); its jobs
 are created with that ExperimentConfig, so their trial components join the
 trial. For lineage, the execution is a Context (type PipelineExecution, its
 source the execution's ARN) that each job's trial component is associated with;
-the jobs themselves record their data, image and model artifacts.
+the jobs themselves record their data, image and model artifacts. A Model or
+RegisterModel step's model or package is an Artifact (its source the model's or
+package's ARN) that the model data it serves contributed to, and that
+contributed to the execution.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from ...server.errors import AWSError
 from ...server.operations import Context
 from ...server.protocol import call
 from .. import experiments
+from ..jobs import provenance
 
 log = logging.getLogger("selfmaker.pipelines")
 
@@ -30,6 +34,15 @@ def _ensure(ctx: Context, operation: str, params: dict) -> None:
     except AWSError as err:
         if "already exist" not in err.message:
             raise
+
+
+def _model_data(described: dict) -> list[str]:
+    """The model data URIs a model (DescribeModel) or package (DescribeModelPackage) serves."""
+    containers = [described.get("PrimaryContainer") or {}, *(described.get("Containers") or []),
+                  *((described.get("InferenceSpecification") or {}).get("Containers") or [])]
+    uris = [c.get("ModelDataUrl") or ((c.get("ModelDataSource") or {}).get("S3DataSource") or {}).get("S3Uri")
+            for c in containers]
+    return [uri for uri in uris if uri]
 
 
 def context_name(execution_id: str) -> str:
@@ -49,14 +62,21 @@ def start(ctx: Context, execution_arn: str, execution_id: str, pipeline_name: st
         "Properties": {"PipelineName": pipeline_name}})
 
 
-def step_ended(ctx: Context, execution_id: str, resource: dict | None) -> None:
-    """Associate a job step's trial component with the execution's context."""
-    if not resource or resource.get("Kind") not in JOB_KINDS:
+def step_ended(ctx: Context, execution_id: str, resource: dict | None, described: dict | None = None) -> None:
+    """Link what a step made to the execution's context: a job's trial component, a model or a package
+    (``described``: its Describe output, whose model data becomes part of its lineage)."""
+    if not resource or not resource.get("Arn"):
         return
-    component = experiments.TRIAL_COMPONENT.arn(ctx, experiments.job_component_name(resource["Arn"]))
     context = f"{ctx.arn('sagemaker', 'context/')}{context_name(execution_id)}"
     try:
-        _ensure(ctx, "AddAssociation", {"SourceArn": component, "DestinationArn": context,
-                                        "AssociationType": "ContributedTo"})
+        if resource.get("Kind") in JOB_KINDS:
+            source = experiments.TRIAL_COMPONENT.arn(ctx, experiments.job_component_name(resource["Arn"]))
+        elif resource.get("Kind") in ("Model", "ModelPackage"):
+            source = provenance.artifact(ctx, resource["Arn"], resource["Kind"])
+            for uri in _model_data(described or {}):
+                provenance.associate(ctx, provenance.artifact(ctx, uri, "Model"), source, "ContributedTo")
+        else:
+            return
+        provenance.associate(ctx, source, context, "ContributedTo")
     except AWSError as err:  # lineage is a record of the run, never a reason to fail it
-        log.warning("could not link %s to %s: %s", component, context, err.message)
+        log.warning("could not link %s to %s: %s", resource["Arn"], context, err.message)
