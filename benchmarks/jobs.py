@@ -70,6 +70,20 @@ def _clients(url: str):
     return boto3.client("s3", **options), boto3.client("sagemaker", **options), boto3.client("logs", **options)
 
 
+def _completed_job_log(sm, logs, name: str, poll: float) -> tuple[dict, list[dict]]:
+    """Wait for training job ``name`` to end; its description and log events (raises unless it Completed)."""
+    while (job := sm.describe_training_job(TrainingJobName=name))["TrainingJobStatus"] not in (
+            "Completed", "Failed", "Stopped"):
+        time.sleep(poll)
+    if job["TrainingJobStatus"] != "Completed":
+        raise RuntimeError(f"{name}: {job['TrainingJobStatus']}: {job.get('FailureReason')}")
+    stream = logs.describe_log_streams(logGroupName="/aws/sagemaker/TrainingJobs",
+                                       logStreamNamePrefix=f"{name}/")["logStreams"][0]["logStreamName"]
+    events = logs.get_log_events(logGroupName="/aws/sagemaker/TrainingJobs", logStreamName=stream,
+                                 startFromHead=True, limit=10000)["events"]
+    return job, events
+
+
 def run_noop_job(s3, sm, logs, bucket: str, name: str) -> tuple[float, float]:
     """(start latency, end latency) of one no-op training job, in seconds."""
     sent = time.time()
@@ -81,17 +95,7 @@ def run_noop_job(s3, sm, logs, bucket: str, name: str) -> tuple[float, float]:
         OutputDataConfig={"S3OutputPath": f"s3://{bucket}/output"},
         ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
         StoppingCondition={"MaxRuntimeInSeconds": 600})
-    while True:
-        job = sm.describe_training_job(TrainingJobName=name)
-        if job["TrainingJobStatus"] in ("Completed", "Failed", "Stopped"):
-            break
-        time.sleep(0.05)
-    if job["TrainingJobStatus"] != "Completed":
-        raise RuntimeError(f"{name}: {job['TrainingJobStatus']}: {job.get('FailureReason')}")
-    stream = logs.describe_log_streams(logGroupName="/aws/sagemaker/TrainingJobs",
-                                       logStreamNamePrefix=f"{name}/")["logStreams"][0]["logStreamName"]
-    events = logs.get_log_events(logGroupName="/aws/sagemaker/TrainingJobs", logStreamName=stream,
-                                 startFromHead=True)["events"]
+    job, events = _completed_job_log(sm, logs, name, poll=0.05)
     stamps = {e["message"].split()[0]: float(e["message"].split()[1]) for e in events
               if e["message"].startswith(("FIRST ", "LAST "))}
     completed = next(t for t in job["SecondaryStatusTransitions"] if t["Status"] == "Completed")
@@ -153,15 +157,7 @@ def xgboost_job_training_seconds(s3, sm, logs, bucket: str, name: str) -> float:
         OutputDataConfig={"S3OutputPath": f"s3://{bucket}/output"},
         ResourceConfig={"InstanceType": XGBOOST_INSTANCE_TYPE, "InstanceCount": 1, "VolumeSizeInGB": 1},
         StoppingCondition={"MaxRuntimeInSeconds": 3600})
-    while (job := sm.describe_training_job(TrainingJobName=name))["TrainingJobStatus"] not in (
-            "Completed", "Failed", "Stopped"):
-        time.sleep(0.1)
-    if job["TrainingJobStatus"] != "Completed":
-        raise RuntimeError(f"{name}: {job['TrainingJobStatus']}: {job.get('FailureReason')}")
-    stream = logs.describe_log_streams(logGroupName="/aws/sagemaker/TrainingJobs",
-                                       logStreamNamePrefix=f"{name}/")["logStreams"][0]["logStreamName"]
-    events = logs.get_log_events(logGroupName="/aws/sagemaker/TrainingJobs", logStreamName=stream,
-                                 startFromHead=True, limit=10000)["events"]
+    _, events = _completed_job_log(sm, logs, name, poll=0.1)
     start_line = next(e["message"] for e in events if e["message"].endswith("Single node training."))
     started = datetime.strptime(start_line[1:start_line.index(":INFO]")], "%Y-%m-%d %H:%M:%S,%f").timestamp()
     last_round = [e for e in events if e["message"].startswith("[49]#011")][-1]
