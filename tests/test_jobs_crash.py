@@ -7,14 +7,7 @@ import signal
 import subprocess
 import time
 
-import boto3
-
 from jobs import code_archive, log_lines, training_request, wait
-
-
-def _client(server, service):
-    return boto3.client(service, endpoint_url=server.url, region_name="us-east-1",
-                        aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="secret")
 
 
 def _pids(marker: str) -> list[int]:
@@ -22,9 +15,9 @@ def _pids(marker: str) -> list[int]:
     return [int(p) for p in found]
 
 
-def test_jobs_are_followed_or_failed_after_a_sigkill(make_server, unique):
+def test_jobs_are_followed_or_failed_after_a_sigkill(make_server, client, unique):
     server = make_server("jobs-crash").start()
-    s3, sm = _client(server, "s3"), _client(server, "sagemaker")
+    s3, sm = client("s3", server), client("sagemaker", server)
     bucket = unique("crash")
     s3.create_bucket(Bucket=bucket)
     marker = f"sleep 611.{int(time.time() * 1000) % 100000}"
@@ -44,7 +37,7 @@ def test_jobs_are_followed_or_failed_after_a_sigkill(make_server, unique):
         s3.put_object(Bucket=bucket, Key=key, Body=code_archive({"train.py": script}))
         names[label] = unique(label)
         sm.create_training_job(**training_request(names[label], bucket, key))
-    logs = _client(server, "logs")
+    logs = client("logs", server)
     deadline = time.time() + 600
     for name in names.values():  # every job's script has started
         while "working" not in log_lines(logs, "/aws/sagemaker/TrainingJobs", name):
@@ -56,7 +49,7 @@ def test_jobs_are_followed_or_failed_after_a_sigkill(make_server, unique):
     os.killpg(int(pid_file.read_text().split()[0]), signal.SIGKILL)
     time.sleep(3)
     server.start()
-    sm = _client(server, "sagemaker")
+    sm = client("sagemaker", server)
     ended = wait(sm, "training", names["ends-while-down"], timeout=30)
     assert ended["TrainingJobStatus"] == "Completed", ended.get("FailureReason")
     assert ended["ModelArtifacts"]["S3ModelArtifacts"].endswith(f"{names['ends-while-down']}/output/model.tar.gz")
