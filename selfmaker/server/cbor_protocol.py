@@ -13,19 +13,12 @@ import datetime as dt
 import re
 
 import cbor2
-from botocore.model import Shape
+from botocore.model import OperationModel, Shape
 
 from .errors import AWSError
 from .http import Request, Response
-from .models import operation_model, service_model
 from .operations import Context
-from .protocol import (
-    _unexpected,
-    error_status,
-    invoke,
-    query_error_header,
-    request_payload,
-)
+from .protocol import error_status, handle_document, query_error_header
 
 CONTENT_TYPE = "application/cbor"
 _PATH = re.compile(r"/service/(?P<target>[^/]+)/operation/(?P<operation>[^/]+)")
@@ -49,26 +42,23 @@ def cbor_error(err: AWSError, request_id: str, service: str | None = None) -> Re
                     [*_headers(request_id), *query_error_header(service, err)])
 
 
-async def handle_rpc_v2_cbor(ctx: Context, request: Request, operation_name: str) -> Response:
-    ctx.operation = operation_name
+def _decode(raw: bytes) -> dict:
     try:
-        if operation_name not in service_model(ctx.service).operation_names:
-            raise AWSError("UnknownOperationException", f"Unknown operation {operation_name}.")
-        op = operation_model(ctx.service, operation_name)
-        raw = await request_payload(request)
-        try:
-            params = cbor2.loads(raw) if raw else {}
-        except (cbor2.CBORDecodeError, ValueError) as exc:
-            raise AWSError("SerializationException", f"Request body is not valid CBOR: {exc}") from None
-        if not isinstance(params, dict):
-            raise AWSError("SerializationException", "Request body must be a CBOR map.")
-        result = await invoke(ctx, op, params)
-        body = cbor2.dumps(to_cbor_value(result or {}, op.output_shape) or {}) if op.output_shape else b""
-        return Response(200, body, _headers(ctx.request_id))
-    except AWSError as err:
-        return cbor_error(err, ctx.request_id, ctx.service)
-    except Exception as exc:  # a bug: still answer like AWS, and log it
-        return cbor_error(_unexpected(ctx, exc), ctx.request_id, ctx.service)
+        params = cbor2.loads(raw) if raw else {}
+    except (cbor2.CBORDecodeError, ValueError) as exc:
+        raise AWSError("SerializationException", f"Request body is not valid CBOR: {exc}") from None
+    if not isinstance(params, dict):
+        raise AWSError("SerializationException", "Request body must be a CBOR map.")
+    return params
+
+
+def _respond(ctx: Context, op: OperationModel, result: dict | None) -> Response:
+    body = cbor2.dumps(to_cbor_value(result or {}, op.output_shape) or {}) if op.output_shape else b""
+    return Response(200, body, _headers(ctx.request_id))
+
+
+async def handle_rpc_v2_cbor(ctx: Context, request: Request, operation_name: str) -> Response:
+    return await handle_document(ctx, request, operation_name, _decode, _respond, cbor_error)
 
 
 def to_cbor_value(value, shape: Shape):

@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import zlib
+from collections.abc import Callable
 from dataclasses import replace
 from functools import lru_cache
 from urllib.parse import unquote
@@ -166,27 +167,33 @@ def json_error(err: AWSError, request_id: str, service: str | None = None) -> Re
     )
 
 
-async def handle_json(ctx: Context, request: Request, operation_name: str) -> Response:
+async def handle_document(ctx: Context, request: Request, operation_name: str,
+                          decode: Callable[[bytes], dict],
+                          respond: Callable[[Context, OperationModel, dict | None], Response],
+                          error: Callable[[AWSError, str, str | None], Response]) -> Response:
+    """One operation of a protocol whose input and output are each one document (JSON, RPC v2 CBOR):
+    ``decode`` reads the (inflated) body as the input, ``respond`` writes the result, ``error`` any failure."""
     ctx.operation = operation_name
     try:
         if operation_name not in service_model(ctx.service).operation_names:
             raise AWSError("UnknownOperationException", f"Unknown operation {operation_name}.")
         op = operation_model(ctx.service, operation_name)
-        raw = await request_payload(request)
-        try:
-            params = json.loads(raw) if raw.strip() else {}
-        except ValueError as exc:
-            raise AWSError("SerializationException", f"Request body is not valid JSON: {exc}") from None
-        if not isinstance(params, dict):
-            raise AWSError("SerializationException", "Request body must be a JSON object.")
-        result = await invoke(ctx, op, params)
-        body = json_body(result, op.output_shape)
-        return Response(200, body, [("Content-Type", _json_content_type(ctx.service)),
-                                    ("X-Amzn-RequestId", ctx.request_id)])
+        params = decode(await request_payload(request))
+        return respond(ctx, op, await invoke(ctx, op, params))
     except AWSError as err:
-        return json_error(err, ctx.request_id, ctx.service)
+        return error(err, ctx.request_id, ctx.service)
     except Exception as exc:  # a bug: still answer like AWS, and log it
-        return json_error(_unexpected(ctx, exc), ctx.request_id, ctx.service)
+        return error(_unexpected(ctx, exc), ctx.request_id, ctx.service)
+
+
+def _json_response(ctx: Context, op: OperationModel, result: dict | None) -> Response:
+    return Response(200, json_body(result, op.output_shape), [("Content-Type", _json_content_type(ctx.service)),
+                                                             ("X-Amzn-RequestId", ctx.request_id)])
+
+
+async def handle_json(ctx: Context, request: Request, operation_name: str) -> Response:
+    return await handle_document(ctx, request, operation_name,
+                                 lambda raw: _json_object(raw) if raw.strip() else {}, _json_response, json_error)
 
 
 # ---------------------------------------------------------------------------
