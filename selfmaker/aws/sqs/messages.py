@@ -412,29 +412,30 @@ def send_message_batch(ctx: Context, params: dict) -> dict:
 
     def send(entry: dict) -> dict:
         _check_standard_queue_entry(entry)
-        sent = _send(ctx.backends, ctx.account_id, ctx.region, params["QueueUrl"], entry["MessageBody"], sender,
+        return _send(ctx.backends, ctx.account_id, ctx.region, params["QueueUrl"], entry["MessageBody"], sender,
                      entry.get("DelaySeconds"), entry.get("MessageAttributes"))
-        return sent
 
     return _batch(entries, send)
 
 
-@operation("sqs", "DeleteMessageBatch")
-def delete_message_batch(ctx: Context, params: dict) -> dict:
+def _batch_in_queue(ctx: Context, params: dict, run) -> tuple[Queue, dict]:
+    """Run ``run(conn, queue, entry)`` for each entry of a batch, in one write transaction."""
     entries = params["Entries"]
     _check_batch(entries)
     with ctx.store.write() as conn:
         queue = resolve(conn, ctx.account_id, ctx.region, params["QueueUrl"])
-        return _batch(entries, lambda entry: _delete(conn, queue, entry["ReceiptHandle"]))
+        return queue, _batch(entries, lambda entry: run(conn, queue, entry))
+
+
+@operation("sqs", "DeleteMessageBatch")
+def delete_message_batch(ctx: Context, params: dict) -> dict:
+    _, result = _batch_in_queue(ctx, params, lambda conn, queue, entry: _delete(conn, queue, entry["ReceiptHandle"]))
+    return result
 
 
 @operation("sqs", "ChangeMessageVisibilityBatch")
 def change_message_visibility_batch(ctx: Context, params: dict) -> dict:
-    entries = params["Entries"]
-    _check_batch(entries)
-    with ctx.store.write() as conn:
-        queue = resolve(conn, ctx.account_id, ctx.region, params["QueueUrl"])
-        result = _batch(entries, lambda entry: _change_visibility(conn, queue, entry["ReceiptHandle"],
-                                                                  entry.get("VisibilityTimeout", 0)))
+    queue, result = _batch_in_queue(ctx, params, lambda conn, queue, entry: _change_visibility(
+        conn, queue, entry["ReceiptHandle"], entry.get("VisibilityTimeout", 0)))
     arrivals(ctx.backends).notify(queue)
     return result
