@@ -144,25 +144,9 @@ class SelfMakerApp:
             return await self._s3(request, scope, bucket_host)
         if target:
             prefix, _, op_name = target.partition(".")
-            service = JSON_TARGETS.get(prefix)
-            ctx = self._context(service or "sagemaker")
-            if service is None:
-                return json_error(AWSError("UnknownOperationException",
-                                           f"SelfMaker does not serve the API {prefix!r}."), ctx.request_id)
-            error = await self._authenticate(ctx, request, scope)
-            if error:
-                return json_error(error, ctx.request_id, service)
-            return await handle_json(ctx, request, op_name)
+            return await self._document(request, scope, JSON_TARGETS, prefix, op_name, handle_json, json_error)
         if (rpc := match_rpc_v2_cbor(request)) is not None:
-            service = RPC_V2_CBOR_SERVICES.get(rpc[0])
-            ctx = self._context(service or "sagemaker")
-            if service is None:
-                return cbor_error(AWSError("UnknownOperationException", f"SelfMaker does not serve the API "
-                                                                        f"{rpc[0]!r}."), ctx.request_id)
-            error = await self._authenticate(ctx, request, scope)
-            if error:
-                return cbor_error(error, ctx.request_id, service)
-            return await handle_rpc_v2_cbor(ctx, request, rpc[1])
+            return await self._document(request, scope, RPC_V2_CBOR_SERVICES, *rpc, handle_rpc_v2_cbor, cbor_error)
         if signed_service in QUERY_SERVICES:
             ctx = self._context(signed_service)
             error = await self._authenticate(ctx, request, scope)
@@ -190,6 +174,19 @@ class SelfMakerApp:
         return json_error(AWSError("UnknownOperationException",
                                    f"SelfMaker does not serve {request.method} {request.path} "
                                    f"for signing service {signed_service!r}."), ctx.request_id)
+
+    async def _document(self, request: Request, scope, services: dict[str, str], api: str, op_name: str,
+                        handle, error) -> Response:
+        """A JSON or RPC v2 CBOR request to ``api`` (its target prefix), answered by ``handle`` or ``error``."""
+        service = services.get(api)
+        ctx = self._context(service or "sagemaker")
+        if service is None:
+            return error(AWSError("UnknownOperationException", f"SelfMaker does not serve the API {api!r}."),
+                         ctx.request_id)
+        refusal = await self._authenticate(ctx, request, scope)
+        if refusal:
+            return error(refusal, ctx.request_id, service)
+        return await handle(ctx, request, op_name)
 
     def _context(self, service: str) -> Context:
         return Context(backends=self.backends, account_id=self.settings.default_account,
