@@ -22,6 +22,7 @@ from sqlalchemy import insert, select
 
 from ...engines import pipelines as language
 from ...server.errors import AWSError
+from ...server.operations import Context
 from ...server.protocol import call
 from ...store import schema
 
@@ -91,13 +92,19 @@ class Runner:
         return {}
 
 
-def _created(p: Pass, operation: str, params: dict) -> None:
+def create_once(ctx: Context, operation: str, params: dict) -> None:
     """Call a Create operation; one that already exists (made before a restart) counts as made."""
     try:
-        call(p.ctx, operation, params)
+        call(ctx, operation, params)
     except AWSError as err:
-        if "already exist" in err.message:
-            return
+        if "already exist" not in err.message:
+            raise
+
+
+def _created(p: Pass, operation: str, params: dict) -> None:
+    try:
+        create_once(p.ctx, operation, params)
+    except AWSError as err:
         raise StepFailed(f"{err.code}: {err.message}", error_type(err)) from None
 
 

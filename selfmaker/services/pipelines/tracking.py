@@ -17,23 +17,14 @@ import logging
 
 from ...server.errors import AWSError
 from ...server.operations import Context
-from ...server.protocol import call
 from .. import experiments
 from ..jobs import provenance
+from .steps import create_once
 
 log = logging.getLogger("selfmaker.pipelines")
 
 CONTEXT_TYPE = "PipelineExecution"
 JOB_KINDS = frozenset({"TrainingJob", "ProcessingJob", "TransformJob"})
-
-
-def _ensure(ctx: Context, operation: str, params: dict) -> None:
-    """Create unless it exists (a pass run again after a crash finds it made)."""
-    try:
-        call(ctx, operation, params)
-    except AWSError as err:
-        if "already exist" not in err.message:
-            raise
 
 
 def _model_data(described: dict) -> list[str]:
@@ -53,10 +44,10 @@ def start(ctx: Context, execution_arn: str, execution_id: str, pipeline_name: st
           experiment: dict | None) -> None:
     """The execution's Experiment and Trial (``experiment``: the evaluated PipelineExperimentConfig) and Context."""
     if experiment:
-        _ensure(ctx, "CreateExperiment", {"ExperimentName": experiment["ExperimentName"]})
-        _ensure(ctx, "CreateTrial", {"TrialName": experiment["TrialName"],
-                                     "ExperimentName": experiment["ExperimentName"]})
-    _ensure(ctx, "CreateContext", {
+        create_once(ctx, "CreateExperiment", {"ExperimentName": experiment["ExperimentName"]})
+        create_once(ctx, "CreateTrial", {"TrialName": experiment["TrialName"],
+                                         "ExperimentName": experiment["ExperimentName"]})
+    create_once(ctx, "CreateContext", {
         "ContextName": context_name(execution_id), "ContextType": CONTEXT_TYPE,
         "Source": {"SourceUri": execution_arn, "SourceType": "SageMakerPipelineExecution"},
         "Properties": {"PipelineName": pipeline_name}})
