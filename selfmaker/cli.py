@@ -25,7 +25,8 @@ def _serve(args) -> int:
             object_store_url=args.object_store_url, auth_mode=args.auth, credentials_file=args.credentials_file,
             region=args.region, online_store_url=args.online_store_url, runtimes_dir=args.runtimes_dir,
             runtimes_config=args.runtimes_config, executor=args.executor,
-            stop_grace_seconds=args.stop_grace_seconds,
+            stop_grace_seconds=args.stop_grace_seconds, allow_local_paths=args.allow_local_path,
+            metrics_token=args.metrics_token,
         ).items() if v is not None}
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -98,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--stop-grace-seconds", type=float,
                        help="seconds a stopped job gets between SIGTERM and SIGKILL (default 10; "
                             "env SELFMAKER_STOP_GRACE_SECONDS)")
+    serve.add_argument("--allow-local-path", type=Path, action="append",
+                       help="open mode only: a host directory whose files jobs and models may name as file:// "
+                            "(repeatable; none by default; env SELFMAKER_ALLOW_LOCAL_PATH, os.pathsep-separated)")
+    serve.add_argument("--metrics-token",
+                       help="strict mode: the bearer token GET /metrics requires (env SELFMAKER_METRICS_TOKEN)")
     serve.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=_serve)
 

@@ -49,6 +49,13 @@ class Settings:
     executor: str = field(default_factory=lambda: _env("EXECUTOR", "local"))
     # Seconds a stopped job (StopXJob, MaxRuntimeInSeconds) has between SIGTERM and SIGKILL to save its work.
     stop_grace_seconds: float = field(default_factory=lambda: float(_env("STOP_GRACE_SECONDS", "10")))
+    # Host directories under which user-supplied file:// URIs and paths are allowed, in open mode only
+    # (strict mode refuses every host path). None by default: see docs/security.md.
+    allow_local_paths: list[Path] = field(
+        default_factory=lambda: [Path(p) for p in (_env("ALLOW_LOCAL_PATH") or "").split(os.pathsep) if p]
+    )
+    # The bearer token Prometheus must send to GET /metrics on a strict-mode server (open mode: no token).
+    metrics_token: str | None = field(default_factory=lambda: _env("METRICS_TOKEN"))
     default_account: str = DEFAULT_ACCOUNT
 
     def __post_init__(self) -> None:
