@@ -3,8 +3,9 @@
 A job's script plants symbolic links to the server's own files (its credentials file, its metadata database, its
 whole data directory) where the server will read after the job: none of the host's bytes may reach the caller's
 bucket, FailureReason or ExitMessage. The links are skipped with a line in the job's log. A failure file of
-100 KB gives a 1,024-character FailureReason. ``file://`` host paths are refused unless the operator allowed their
-directory, and a link inside an allowed directory does not lead out of it.
+100 KB gives a 1,024-character FailureReason. ``file://`` host paths (``sagemaker_submit_directory``: the other
+URI members only take s3://) are refused unless the operator allowed their directory, and a link inside an allowed
+directory does not lead out of it.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def host(make_server, tmp_path_factory):
     credentials.write_text(f"[{KEY}]\nsecret_access_key = {SECRET}\naccount_id = 444455556666\n")
     allowed = tmp / "allowed"
     allowed.mkdir()
-    (allowed / "data.csv").write_text("1,2\n")
+    (allowed / "train.py").write_text("import os\nprint('code', sorted(os.listdir('/opt/ml/code')), flush=True)\n")
     (allowed / "leak").symlink_to(credentials)
     srv = make_server("job-files", ["--credentials-file", str(credentials), "--allow-local-path", str(allowed)])
     srv.start()
@@ -86,7 +87,6 @@ PLANT_OUTPUTS = """\
     os.symlink(t["data_dir"], "/opt/ml/processing/linked")
     os.makedirs("/opt/ml/output", exist_ok=True)
     os.symlink(t["credentials"], "/opt/ml/output/message")
-    print("inputs", sorted(os.listdir("/opt/ml/processing/input/host")), flush=True)
     """
 
 PLANT_FAILURE = """\
@@ -123,11 +123,11 @@ def test_links_a_job_plants_never_lead_the_server_to_host_files(s3, sm, client, 
     bucket = unique("job-files")
     s3.create_bucket(Bucket=bucket)
     env = {"TARGETS": json.dumps(host.targets)}
-    names = {kind: unique(kind) for kind in ("outputs", "failure", "huge", "model")}
+    names = {kind: unique(kind) for kind in ("outputs", "failure", "huge", "model", "code")}
     entrypoint, code = script_input(s3, bucket, "outputs", PLANT_OUTPUTS)
     sm.create_processing_job(**processing_request(
         names["outputs"], entrypoint, Environment=env,
-        inputs=[code, s3_input("host", f"file://{host.allowed}", "/opt/ml/processing/input/host")],
+        inputs=[code],
         outputs=[s3_output("out", f"s3://{bucket}/out", "/opt/ml/processing/output"),
                  s3_output("linked", f"s3://{bucket}/linked", "/opt/ml/processing/linked")]))
     entrypoint, code = script_input(s3, bucket, "failure", PLANT_FAILURE)
@@ -144,6 +144,13 @@ def test_links_a_job_plants_never_lead_the_server_to_host_files(s3, sm, client, 
         OutputDataConfig={"S3OutputPath": f"s3://{bucket}/training"},
         ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
         StoppingCondition={"MaxRuntimeInSeconds": 300})
+    sm.create_training_job(  # v2 script mode with its code in the operator's allowed directory
+        TrainingJobName=names["code"], RoleArn=ROLE,
+        HyperParameters={"sagemaker_program": '"train.py"', "sagemaker_submit_directory": f'"file://{host.allowed}"'},
+        AlgorithmSpecification={"TrainingImage": SKLEARN_IMAGE, "TrainingInputMode": "File"},
+        OutputDataConfig={"S3OutputPath": f"s3://{bucket}/code-training"},
+        ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
+        StoppingCondition={"MaxRuntimeInSeconds": 300})
     logs = client("logs", host.server)
 
     # Outputs: only the job's own file is uploaded; the links, the FIFO and the linked LocalPath are skipped.
@@ -153,7 +160,6 @@ def test_links_a_job_plants_never_lead_the_server_to_host_files(s3, sm, client, 
     assert objects_under(s3, bucket, "linked") == {}
     assert_nothing_of_the_host(job.get("ExitMessage", ""))
     lines = log_lines(logs, "/aws/sagemaker/ProcessingJobs", names["outputs"])
-    assert "inputs ['data.csv']" in lines  # the allowed directory's link out of it was not followed either
     skipped = "\n".join(line for line in lines if "skipped" in line)
     for path in ("/opt/ml/processing/output/credentials", "/opt/ml/processing/output/data-dir",
                  "/opt/ml/processing/output/sub/credentials", "/opt/ml/processing/output/fifo",
@@ -190,6 +196,13 @@ def test_links_a_job_plants_never_lead_the_server_to_host_files(s3, sm, client, 
     with tarfile.open(fileobj=io.BytesIO(produced[prefix + "output.tar.gz"])) as tar:
         assert [m.name for m in tar.getmembers()] == ["real.txt"]
 
+    # Code from an allowed host directory: its plain files, not the link out of it.
+    job = wait(sm, "training", names["code"])
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    lines = log_lines(logs, "/aws/sagemaker/TrainingJobs", names["code"])
+    assert "code ['train.py']" in lines
+    assert any(line.startswith(f"SelfMaker: skipped file://{host.allowed}/leak: a symbolic link") for line in lines)
+
 
 def refusal(call) -> str:
     with pytest.raises(ClientError) as caught:
@@ -212,18 +225,12 @@ def test_host_paths_outside_the_allowed_directories_are_refused_at_create(s3, sm
         **training, "HyperParameters": {"sagemaker_program": '"train.py"',
                                         "sagemaker_submit_directory": '"file:///etc"'}}))
     assert "sagemaker_submit_directory" in message and "--allow-local-path" in message
-    refusal(lambda: sm.create_training_job(TrainingJobName=unique("channel"), **training, InputDataConfig=[
-        {"ChannelName": "train", "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "file:///etc"}}}]))
-    refusal(lambda: sm.create_training_job(TrainingJobName=unique("output"), **{
-        **training, "OutputDataConfig": {"S3OutputPath": "file:///tmp/out"}}))
-    # A path that climbs out of the allowed directory is judged where it lands.
-    refusal(lambda: sm.create_processing_job(**processing_request(
-        unique("climb"), ["true"], inputs=[s3_input("up", f"file://{host.allowed}/../credentials",
-                                                    "/opt/ml/processing/input/up")])))
-    refusal(lambda: sm.create_processing_job(**processing_request(
-        unique("link"), ["true"], inputs=[s3_input("leak", f"file://{host.allowed}/leak",
-                                                   "/opt/ml/processing/input/leak")])))
-    for name in ("submit", "channel", "output"):
+    # A path that climbs out of the allowed directory, or a link in it, is judged where it lands.
+    for name, path in (("climb", f"{host.allowed}/../credentials"), ("link", f"{host.allowed}/leak")):
+        refusal(lambda: sm.create_training_job(TrainingJobName=unique(name), **{
+            **training, "HyperParameters": {"sagemaker_program": '"train.py"',
+                                            "sagemaker_submit_directory": f'"file://{path}"'}}))
+    for name in ("submit", "climb", "link"):
         assert not [j for j in sm.list_training_jobs(NameContains=name)["TrainingJobSummaries"]
                     if j["TrainingJobName"].startswith(name + "-")]
 
