@@ -77,19 +77,19 @@ def test_create_refuses_another_accounts_bucket_in_every_member(as_, buckets, un
     mine, theirs = buckets.mine, buckets.theirs
     channel = [{"ChannelName": "train", "DataSource": {"S3DataSource": {
         "S3DataType": "S3Prefix", "S3Uri": f"s3://{theirs}/data"}}}]
-    refused(lambda: sm.create_training_job(**training(unique("t-in"), mine, InputDataConfig=channel)),
+    refused(lambda: sm.create_training_job(**training(unique("refused-t-in"), mine, InputDataConfig=channel)),
             "Channel train: S3Uri")
-    refused(lambda: sm.create_training_job(**training(unique("t-out"), mine, OutputDataConfig={
+    refused(lambda: sm.create_training_job(**training(unique("refused-t-out"), mine, OutputDataConfig={
         "S3OutputPath": f"s3://{theirs}/output"})), "OutputDataConfig.S3OutputPath")
-    refused(lambda: sm.create_training_job(**training(unique("t-code"), mine, HyperParameters={
+    refused(lambda: sm.create_training_job(**training(unique("refused-t-code"), mine, HyperParameters={
         "sagemaker_program": '"train.py"',
         "sagemaker_submit_directory": f'"s3://{theirs}/code/sourcedir.tar.gz"'})),
         "HyperParameters.sagemaker_submit_directory")
-    refused(lambda: sm.create_training_job(**training(unique("t-ckpt"), mine, CheckpointConfig={
+    refused(lambda: sm.create_training_job(**training(unique("refused-t-ckpt"), mine, CheckpointConfig={
         "S3Uri": f"s3://{theirs}/checkpoints"})), "CheckpointConfig.S3Uri")
-    refused(lambda: sm.create_processing_job(**processing_request(unique("p-in"), ["true"], inputs=[
+    refused(lambda: sm.create_processing_job(**processing_request(unique("refused-p-in"), ["true"], inputs=[
         s3_input("data", f"s3://{theirs}/data", "/opt/ml/processing/input/data")])), "ProcessingInput data: S3Uri")
-    refused(lambda: sm.create_processing_job(**processing_request(unique("p-out"), ["true"], outputs=[
+    refused(lambda: sm.create_processing_job(**processing_request(unique("refused-p-out"), ["true"], outputs=[
         s3_output("out", f"s3://{theirs}/out", "/opt/ml/processing/output")])), "ProcessingOutput out: S3Uri")
 
     model = unique("model")
@@ -99,18 +99,18 @@ def test_create_refuses_another_accounts_bucket_in_every_member(as_, buckets, un
                  "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix",
                                                                     "S3Uri": f"s3://{mine}/data"}}},
                  "TransformOutput": {"S3OutputPath": f"s3://{mine}/transformed"}}
-    refused(lambda: sm.create_transform_job(TransformJobName=unique("x-in"), **{
+    refused(lambda: sm.create_transform_job(TransformJobName=unique("refused-x-in"), **{
         **transform, "TransformInput": {"DataSource": {"S3DataSource": {
             "S3DataType": "S3Prefix", "S3Uri": f"s3://{theirs}/data"}}}}),
         "TransformInput.DataSource.S3DataSource.S3Uri")
-    refused(lambda: sm.create_transform_job(TransformJobName=unique("x-out"), **{
+    refused(lambda: sm.create_transform_job(TransformJobName=unique("refused-x-out"), **{
         **transform, "TransformOutput": {"S3OutputPath": f"s3://{theirs}/transformed"}}),
         "TransformOutput.S3OutputPath")
 
-    # None of them exists, and B's bucket holds only what B put there.
-    assert sm.list_training_jobs()["TrainingJobSummaries"] == []
-    assert sm.list_processing_jobs()["ProcessingJobSummaries"] == []
-    assert sm.list_transform_jobs()["TransformJobSummaries"] == []
+    # None of them exists (A has no job of these names), and B's bucket holds only what B put there.
+    assert sm.list_training_jobs(NameContains="refused-")["TrainingJobSummaries"] == []
+    assert sm.list_processing_jobs(NameContains="refused-")["ProcessingJobSummaries"] == []
+    assert sm.list_transform_jobs(NameContains="refused-")["TransformJobSummaries"] == []
     listed = as_(B, "s3").list_objects_v2(Bucket=theirs)["Contents"]
     assert [o["Key"] for o in listed] == ["data/b.csv"]
 
