@@ -1,10 +1,18 @@
 """The local executor: each instance in a bubblewrap sandbox on this machine.
 
-The sandbox sees the host's root read-only, a private /tmp, /proc and /dev,
-its own pid, IPC and UTS namespaces (hostname ``algo-<i>``), no capabilities,
-and only the directories the spec mounts; ``hidden`` host directories (the
-data directory, where other jobs live) are covered by empty tmpfs mounts.
-Without network, it also gets its own empty network namespace.
+The sandbox sees only an allow-list of the host, read-only: the system
+directories a Python program needs (/usr, /lib*, /bin, /sbin) and a few /etc
+entries (dynamic linker, CA certificates, time zone, name service and pip
+configuration; resolv.conf and hosts only with network), plus the directories
+the spec mounts. /etc/passwd and /etc/group are generated: they name the
+sandbox user. Everything else of the host (/root, /home, /var, /srv, /mnt, the
+rest of /etc, the server's data directory and credentials) is simply absent.
+It has a private /tmp, /proc and /dev, its own user, pid, IPC and UTS
+namespaces (hostname ``algo-<i>``), and runs as uid/gid 1000, mapped to the
+server's own uid outside (so what it writes in /opt/ml belongs to the server),
+with no capabilities and no_new_privs. ``hidden`` host directories are covered
+by empty tmpfs mounts in case a mount would show them. Without network, it also
+gets its own empty network namespace.
 
 Each instance is started detached (its own session) under a tiny ``sh``
 supervisor that appends output to the log and writes the exit code to
@@ -29,6 +37,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import functools
 import time
 from pathlib import Path
 from typing import Callable
@@ -43,8 +52,58 @@ INSTALL_HINT = ("bubblewrap (bwrap) is not installed on the SelfMaker host; inst
 SUPERVISOR = ('log=$1; state=$2; shift 2; "$@" >>"$log" 2>&1; '
               'echo $? >"$state/exit.tmp" && mv "$state/exit.tmp" "$state/exit"')
 
-# Top-level host entries the sandbox gets its own version of.
-_PRIVATE_TOP = {"proc", "dev", "tmp", "opt", "lost+found"}
+# The sandbox user: not root, as the uid the Studio images use; mapped to the server's uid outside.
+SANDBOX_UID = SANDBOX_GID = 1000
+SANDBOX_USER = "sagemaker-user"
+PASSWD = (f"root:x:0:0:root:/root:/usr/sbin/nologin\n{SANDBOX_USER}:x:{SANDBOX_UID}:{SANDBOX_GID}::/tmp:/bin/sh\n"
+          "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n")
+GROUP = f"root:x:0:\n{SANDBOX_USER}:x:{SANDBOX_GID}:\nnogroup:x:65534:\n"
+
+# Host top-level directories (or their symlinks, on merged-/usr systems) a Python runtime needs.
+SYSTEM_DIRS = ("usr", "lib", "lib64", "lib32", "libx32", "bin", "sbin")
+# /etc entries every sandbox gets: the dynamic linker's cache, CA certificates (Debian and Red Hat
+# layouts), time zone, name service and pip configuration; never /etc/ssl/private, shadow, the rest.
+ETC_ALLOWED = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "ssl/certs", "ssl/openssl.cnf", "ca-certificates",
+               "ca-certificates.conf", "pki/tls/certs", "pki/tls/openssl.cnf", "pki/ca-trust/extracted",
+               "localtime", "timezone", "nsswitch.conf", "host.conf", "gai.conf", "services", "protocols",
+               "mime.types", "pip.conf", "xdg/pip")
+# ... and those only a sandbox with network gets.
+ETC_NETWORK = ("resolv.conf", "hosts")
+
+
+def _host_entry(path: str) -> list[str]:
+    """bwrap arguments showing one host path read-only at the same place: a symlink into /usr stays a
+    symlink (tools read /etc/localtime's target for the zone name), any other is bound as what it points to."""
+    if os.path.islink(path) and os.path.realpath(path).startswith("/usr/"):
+        return ["--symlink", os.readlink(path), path]
+    return ["--ro-bind", path, path]
+
+
+@functools.cache
+def _system_view(network: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(bwrap arguments, directories bound as they are) for the host allow-list; computed once per server
+    (what exists under / and /etc does not change while it runs)."""
+    args: list[str] = []
+    bound: list[str] = []
+    for name in SYSTEM_DIRS:
+        path = f"/{name}"
+        if os.path.islink(path):
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            args += ["--ro-bind", path, path]
+            bound.append(path)
+    for name in ETC_ALLOWED + (ETC_NETWORK if network else ()):
+        path = f"/etc/{name}"
+        if os.path.exists(path):
+            args += _host_entry(path)
+            if not os.path.islink(path):
+                bound.append(path)
+    return tuple(args), tuple(bound)
+
+
+def _covered(source: str, target: str, bound: tuple[str, ...]) -> bool:
+    """A read-only mount of a path onto itself inside a directory the allow-list binds already."""
+    return source == target and any(target == d or target.startswith(d + "/") for d in bound)
 
 
 def _start_time(pid: int) -> str | None:
@@ -72,29 +131,24 @@ class LocalExecutor(Executor):
 
     def command(self, spec: InstanceSpec) -> list[str]:
         """The full host command line for an instance (sandbox and limits included)."""
-        args = [shutil.which("bwrap") or "bwrap", "--die-with-parent", "--new-session", "--unshare-pid",
-                "--unshare-ipc", "--unshare-uts", "--hostname", spec.hostname, "--cap-drop", "ALL"]
+        args = [shutil.which("bwrap") or "bwrap", "--die-with-parent", "--new-session", "--unshare-user",
+                "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_GID), "--unshare-pid", "--unshare-ipc",
+                "--unshare-uts", "--hostname", spec.hostname, "--cap-drop", "ALL"]
         if not spec.network:
             args.append("--unshare-net")
-        for entry in sorted(os.scandir("/"), key=lambda e: e.name):
-            if entry.name in _PRIVATE_TOP:
-                continue
-            if entry.is_symlink():
-                args += ["--symlink", os.readlink(entry.path), entry.path]
-            else:
-                args += ["--ro-bind", entry.path, entry.path]
-        args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", "/opt"]
-        mounted_in_opt = {m.target.split("/")[2] for m in spec.mounts if m.target.startswith("/opt/")}
-        if os.path.isdir("/opt"):
-            for entry in sorted(os.scandir("/opt"), key=lambda e: e.name):
-                if entry.name not in mounted_in_opt:
-                    args += ["--ro-bind", entry.path, entry.path]
+        system, bound = _system_view(spec.network)
+        args += system
+        args += ["--ro-bind", str(_identity_file(spec.state_dir, "passwd", PASSWD)), "/etc/passwd",
+                 "--ro-bind", str(_identity_file(spec.state_dir, "group", GROUP)), "/etc/group"]
+        args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
         for path in spec.hidden:
             if os.path.isdir(path) and not (path == "/tmp" or path.startswith("/tmp/")):
                 args += ["--tmpfs", path]
         for mount in spec.mounts:
+            if not mount.writable and _covered(str(mount.source), mount.target, bound):
+                continue
             args += ["--bind" if mount.writable else "--ro-bind", str(mount.source), mount.target]
-        args += ["--chdir", spec.workdir, "--"]
+        args += ["--remount-ro", "/", "--chdir", spec.workdir, "--"]
         limits = []
         if spec.limits:
             available = sorted(os.sched_getaffinity(0))
@@ -190,6 +244,14 @@ class LocalExecutor(Executor):
     def _kill_if_alive(self, state_dir: Path, pid: int) -> None:
         if self._live_pid(state_dir) == pid:
             _kill(pid)
+
+
+def _identity_file(state_dir: Path, name: str, text: str) -> Path:
+    """The generated /etc/passwd or /etc/group, kept with the instance's state (never visible itself)."""
+    path = state_dir / name
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
 
 
 def _stop_deadline(state_dir: Path, grace: float) -> tuple[float, bool]:
