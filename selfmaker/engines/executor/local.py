@@ -101,9 +101,9 @@ def _system_view(network: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(args), tuple(bound)
 
 
-def _covered(source: str, target: str, bound: tuple[str, ...]) -> bool:
-    """A read-only mount of a path onto itself inside a directory the allow-list binds already."""
-    return source == target and any(target == d or target.startswith(d + "/") for d in bound)
+def _covered(source: str, target: str, shown: tuple[str, ...]) -> bool:
+    """A host path at its own place inside, in (or equal to) one of the directories ``shown`` as they are."""
+    return source == target and any(target == d or target.startswith(d + "/") for d in shown)
 
 
 def _start_time(pid: int) -> str | None:
@@ -141,13 +141,7 @@ class LocalExecutor(Executor):
         args += ["--ro-bind", str(_identity_file(spec.state_dir, "passwd", PASSWD)), "/etc/passwd",
                  "--ro-bind", str(_identity_file(spec.state_dir, "group", GROUP)), "/etc/group"]
         args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
-        for path in spec.hidden:
-            if os.path.isdir(path) and not (path == "/tmp" or path.startswith("/tmp/")):
-                args += ["--tmpfs", path]
-        for mount in spec.mounts:
-            if not mount.writable and _covered(str(mount.source), mount.target, bound):
-                continue
-            args += ["--bind" if mount.writable else "--ro-bind", str(mount.source), mount.target]
+        args += _mounts(spec, bound)
         args += ["--remount-ro", "/", "--chdir", spec.workdir, "--"]
         limits = []
         if spec.limits:
@@ -244,6 +238,17 @@ class LocalExecutor(Executor):
     def _kill_if_alive(self, state_dir: Path, pid: int) -> None:
         if self._live_pid(state_dir) == pid:
             _kill(pid)
+
+
+def _mounts(spec: InstanceSpec, bound: tuple[str, ...]) -> list[str]:
+    """bwrap arguments for the spec's mounts and the ``hidden`` directories something would show, parents
+    before children (a hidden data directory is covered before the runtime inside it is bound)."""
+    shown = bound + tuple(m.target for m in spec.mounts if str(m.source) == m.target)
+    ops = [(path, ["--tmpfs", path]) for path in spec.hidden
+           if _covered(path, path, shown) and os.path.isdir(path)]
+    ops += [(m.target, ["--bind" if m.writable else "--ro-bind", str(m.source), m.target]) for m in spec.mounts
+            if m.writable or not _covered(str(m.source), m.target, bound)]
+    return [arg for _, op in sorted(ops, key=lambda op: op[0].count("/")) for arg in op]
 
 
 def _identity_file(state_dir: Path, name: str, text: str) -> Path:
