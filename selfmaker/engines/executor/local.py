@@ -183,6 +183,8 @@ class LocalExecutor(Executor):
             return None
         exit_file = state_dir / "exit"
         if exit_file.exists():
+            if child is None and self._live_pid(state_dir) is not None:
+                return None  # the supervisor has written the code and is exiting: ended once it is gone
             return ExitStatus(int(exit_file.read_text().strip() or 1))
         if child is None and self._live_pid(state_dir) is not None:
             return None
