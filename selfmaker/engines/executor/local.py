@@ -31,13 +31,16 @@ would be finer but are rarely delegated to an unprivileged service.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import select
 import shutil
 import signal
+import stat
 import subprocess
+import tempfile
 import threading
-import functools
 import time
 from pathlib import Path
 from typing import Callable
@@ -61,44 +64,107 @@ GROUP = f"root:x:0:\n{SANDBOX_USER}:x:{SANDBOX_GID}:\nnogroup:x:65534:\n"
 
 # Host top-level directories (or their symlinks, on merged-/usr systems) a Python runtime needs.
 SYSTEM_DIRS = ("usr", "lib", "lib64", "lib32", "libx32", "bin", "sbin")
-# /etc entries every sandbox gets: the dynamic linker's cache, CA certificates (Debian and Red Hat
-# layouts), time zone, name service and pip configuration; never /etc/ssl/private, shadow, the rest.
-ETC_ALLOWED = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "ssl/certs", "ssl/openssl.cnf", "ca-certificates",
-               "ca-certificates.conf", "pki/tls/certs", "pki/tls/openssl.cnf", "pki/ca-trust/extracted",
-               "localtime", "timezone", "nsswitch.conf", "host.conf", "gai.conf", "services", "protocols",
-               "mime.types", "pip.conf", "xdg/pip")
-# ... and those only a sandbox with network gets.
+# The /etc allow-list, copied at each start into the instance's own /etc (one bind mount instead of one per
+# entry: each mount costs start time): the dynamic linker's cache, CA configuration (Debian and Red Hat
+# layouts), time zone, name service and pip configuration. Never shadow, ssl/private, the rest.
+ETC_COPIED = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "ssl/openssl.cnf", "ca-certificates",
+              "ca-certificates.conf", "pki/tls/openssl.cnf", "localtime", "timezone", "nsswitch.conf", "host.conf",
+              "gai.conf", "services", "protocols", "pip.conf", "xdg/pip")
+# ... the same, only for a sandbox with network.
 ETC_NETWORK = ("resolv.conf", "hosts")
-
-
-def _host_entry(path: str) -> list[str]:
-    """bwrap arguments showing one host path read-only at the same place: a symlink into /usr stays a
-    symlink (tools read /etc/localtime's target for the zone name), any other is bound as what it points to."""
-    if os.path.islink(path) and os.path.realpath(path).startswith("/usr/"):
-        return ["--symlink", os.readlink(path), path]
-    return ["--ro-bind", path, path]
+# CA certificate directories (hundreds of entries): bound, read-only, over the copy.
+ETC_BOUND = ("ssl/certs", "pki/tls/certs", "pki/ca-trust/extracted")
 
 
 @functools.cache
-def _system_view(network: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(bwrap arguments, directories bound as they are) for the host allow-list; computed once per server
-    (what exists under / and /etc does not change while it runs)."""
+def _system_view() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(bwrap arguments, directories bound as they are) for the system directories and the CA certificate
+    directories; computed once per server (what exists under / does not change while it runs)."""
     args: list[str] = []
     bound: list[str] = []
-    for name in SYSTEM_DIRS:
-        path = f"/{name}"
-        if os.path.islink(path):
+    for path in [f"/{name}" for name in SYSTEM_DIRS] + [f"/etc/{name}" for name in ETC_BOUND]:
+        if os.path.islink(path) and path.count("/") == 1:  # /lib -> usr/lib
             args += ["--symlink", os.readlink(path), path]
         elif os.path.isdir(path):
             args += ["--ro-bind", path, path]
             bound.append(path)
-    for name in ETC_ALLOWED + (ETC_NETWORK if network else ()):
-        path = f"/etc/{name}"
-        if os.path.exists(path):
-            args += _host_entry(path)
-            if not os.path.islink(path):
-                bound.append(path)
     return tuple(args), tuple(bound)
+
+
+def _etc(spec: InstanceSpec, bound: tuple[str, ...]) -> tuple[Path, tuple[str, ...]]:
+    """The instance's /etc (a host directory, bound read-only) and the /etc paths it shows as on the host.
+
+    It holds the generated passwd and group naming the sandbox user, a copy of the allow-list (a symlink
+    into /usr stays a symlink: tools read /etc/localtime's target for the zone name) and empty mount points
+    for what is bound over it. Staged once per content (metadata calls are slow on some file systems, and
+    each would add to every start): the name is a digest of the sources' stat, so a changed resolv.conf or CA
+    configuration gets a new copy at the next start, and a copy a running sandbox uses is never changed."""
+    stamps = []
+    for name in ETC_COPIED + (ETC_NETWORK if spec.network else ()):
+        stamp = _stamp(f"/etc/{name}")
+        if stamp is not None:
+            stamps.append((name, stamp))
+    shown = bound + tuple(f"/etc/{name}" for name, _ in stamps)
+    points = {(path, True) for path in bound if path.startswith("/etc/")}
+    points |= {(m.target, m.source.is_dir()) for m in spec.mounts if m.target.startswith("/etc/")
+               and (m.writable or not _covered(str(m.source), m.target, shown))}
+    key = repr((stamps, sorted(points), PASSWD, GROUP))
+    return _staged_etc(hashlib.sha256(key.encode()).hexdigest()[:16], tuple(n for n, _ in stamps),
+                       tuple(sorted(points))), shown
+
+
+def _stamp(path: str) -> tuple | None:
+    """What identifies the current version of a host /etc entry (and a directory's entries); None if absent."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    stamp = (os.path.islink(path) and os.readlink(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    if os.path.isdir(path):
+        stamp += tuple(sorted((e.name,) + _stamp(e.path)[1:] for e in os.scandir(path) if _stamp(e.path)))
+    return stamp
+
+
+@functools.lru_cache(maxsize=32)
+def _staged_etc(digest: str, names: tuple[str, ...], points: tuple[tuple[str, bool], ...]) -> Path:
+    home = _private_dir()
+    etc = home / f"etc-{digest}"
+    if etc.is_dir():
+        return etc  # staged by an earlier server
+    building = Path(tempfile.mkdtemp(prefix=f".etc-{digest}-", dir=home))
+    os.chmod(building, 0o755)
+    (building / "passwd").write_text(PASSWD)
+    (building / "group").write_text(GROUP)
+    for name in names:
+        source, target = Path("/etc", name), building / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_symlink() and os.path.realpath(source).startswith("/usr/"):
+            target.symlink_to(os.readlink(source))
+        elif source.is_dir():
+            shutil.copytree(source, target, symlinks=True)
+        else:
+            shutil.copyfile(source, target)
+    for path, directory in points:
+        point = building / path[len("/etc/"):]
+        if not os.path.lexists(point):
+            point.parent.mkdir(parents=True, exist_ok=True)
+            point.mkdir() if directory else point.touch()
+    try:
+        building.rename(etc)
+    except OSError:  # another server staged the same content first
+        shutil.rmtree(building, ignore_errors=True)
+    return etc
+
+
+def _private_dir() -> Path:
+    """<tmp>/selfmaker-<uid> (as the model servers' sockets use), refused unless it is ours alone."""
+    home = Path(tempfile.gettempdir()) / f"selfmaker-{os.getuid()}"
+    home.mkdir(mode=0o700, exist_ok=True)
+    st = os.lstat(home)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+        raise ExecutorUnavailable(f"{home} must be a directory of the SelfMaker user that no one else may write to; "
+                                  "remove it and start again")
+    return home
 
 
 def _covered(source: str, target: str, shown: tuple[str, ...]) -> bool:
@@ -136,12 +202,11 @@ class LocalExecutor(Executor):
                 "--unshare-uts", "--hostname", spec.hostname, "--cap-drop", "ALL"]
         if not spec.network:
             args.append("--unshare-net")
-        system, bound = _system_view(spec.network)
-        args += system
-        args += ["--ro-bind", str(_identity_file(spec.state_dir, "passwd", PASSWD)), "/etc/passwd",
-                 "--ro-bind", str(_identity_file(spec.state_dir, "group", GROUP)), "/etc/group"]
+        system, bound = _system_view()
+        etc, shown = _etc(spec, bound)
+        args += ["--ro-bind", str(etc), "/etc", *system]
         args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
-        args += _mounts(spec, bound)
+        args += _mounts(spec, shown)
         args += ["--remount-ro", "/", "--chdir", spec.workdir, "--"]
         limits = []
         if spec.limits:
@@ -251,14 +316,6 @@ def _mounts(spec: InstanceSpec, bound: tuple[str, ...]) -> list[str]:
     ops += [(m.target, ["--bind" if m.writable else "--ro-bind", str(m.source), m.target]) for m in spec.mounts
             if m.writable or not _covered(str(m.source), m.target, bound)]
     return [arg for _, op in sorted(ops, key=lambda op: op[0].count("/")) for arg in op]
-
-
-def _identity_file(state_dir: Path, name: str, text: str) -> Path:
-    """The generated /etc/passwd or /etc/group, kept with the instance's state (never visible itself)."""
-    path = state_dir / name
-    state_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
 
 
 def _stop_deadline(state_dir: Path, grace: float) -> tuple[float, bool]:
