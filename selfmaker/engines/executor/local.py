@@ -121,7 +121,7 @@ def _stamp(path: str) -> tuple | None:
         return None
     stamp = (os.path.islink(path) and os.readlink(path), st.st_ino, st.st_size, st.st_mtime_ns)
     if os.path.isdir(path):
-        stamp += tuple(sorted((e.name,) + _stamp(e.path)[1:] for e in os.scandir(path) if _stamp(e.path)))
+        stamp += tuple(sorted((e.name, *inner) for e in os.scandir(path) if (inner := _stamp(e.path))))
     return stamp
 
 
