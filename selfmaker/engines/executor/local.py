@@ -45,11 +45,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .base import Executor, ExecutorUnavailable, ExitStatus, InstanceSpec
-
-INSTALL_HINT = ("bubblewrap (bwrap) is not installed on the SelfMaker host; install it with "
-                "`apt-get install bubblewrap` (Debian/Ubuntu), `dnf install bubblewrap` (Fedora/RHEL) "
-                "or `brew`-less Linux equivalents, then restart SelfMaker")
+from . import bwrap
+from .base import Executor, ExitStatus, InstanceSpec
 
 # The supervisor: run the command, then record its exit code atomically.
 SUPERVISOR = ('log=$1; state=$2; shift 2; "$@" >>"$log" 2>&1; '
@@ -190,14 +187,13 @@ class LocalExecutor(Executor):
         self._lock = threading.Lock()
 
     def check(self) -> None:
-        if not shutil.which("bwrap"):
-            raise ExecutorUnavailable(INSTALL_HINT)
+        bwrap.find()  # the system bwrap, else the bundled one, proven able to sandbox (bwrap.py)
 
     # -- starting ------------------------------------------------------------------
 
     def command(self, spec: InstanceSpec) -> list[str]:
         """The full host command line for an instance (sandbox and limits included)."""
-        args = [shutil.which("bwrap") or "bwrap", "--die-with-parent", "--new-session", "--unshare-user",
+        args = [bwrap.find().path, "--die-with-parent", "--new-session", "--unshare-user",
                 "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_GID), "--unshare-pid", "--unshare-ipc",
                 "--unshare-uts", "--hostname", spec.hostname, "--cap-drop", "ALL"]
         if not spec.network:
