@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import math
 from functools import lru_cache
 
 import regex
@@ -47,6 +48,15 @@ def _show(value) -> str:
 
 
 def parse_timestamp(value) -> float | None:
+    seconds = _timestamp(value)
+    # NaN, infinities and moments outside years 1-9999 are refused here: every later use would fail on them.
+    return seconds if seconds is not None and _FIRST_MOMENT <= seconds < _END_OF_9999 else None
+
+
+_FIRST_MOMENT, _END_OF_9999 = -62135596800, 253402300800  # epoch seconds of 0001-01-01 and 10000-01-01
+
+
+def _timestamp(value) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
@@ -169,6 +179,9 @@ class _Validator:
                 pass
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             self.fail(value, path, "Member must be of type double")
+            return value
+        if not math.isfinite(value):  # "NaN" and "Infinity" parse as floats from query and header text
+            self.fail(value, path, "Member must be a finite number")
             return value
         self._range(value, shape, path)
         return value
