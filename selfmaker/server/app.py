@@ -271,7 +271,7 @@ class SelfMakerApp:
 def _metrics_authorization(request: Request) -> bool:
     """/metrics is ours when unsigned or bearing a token; SigV4-signed, it is S3's bucket "metrics"."""
     authorization = request.headers.get("authorization")
-    return authorization is None or authorization.lower().startswith("bearer ")
+    return authorization is None or authorization.strip().partition(" ")[0].lower() == "bearer"
 
 
 def _looks_like_query(request: Request) -> bool:
