@@ -41,6 +41,12 @@ VALIDATION_CODES = {"sts": "ValidationError", "iam": "ValidationError", "logs": 
                     "athena": "InvalidRequestException"}
 
 
+# Operations that take NaN and infinities and answer them themselves. BatchPutMetrics reports such a value
+# as that metric's VALIDATION_ERROR and stores the rest: a training loop whose loss went NaN keeps its
+# other metrics. Everywhere else, a non-finite double is a ValidationException (none is ever stored).
+NON_FINITE_ACCEPTED = {("sagemaker-metrics", "BatchPutMetrics")}
+
+
 def _call(ctx: Context, op: OperationModel, params: dict):
     handler = handler_for(ctx.service, op.name)
     if handler is None:
@@ -48,7 +54,7 @@ def _call(ctx: Context, op: OperationModel, params: dict):
     if normalise := normaliser_for(ctx.service, op.name):
         params = normalise(params)
     try:
-        params = validate(params, op.input_shape)
+        params = validate(params, op.input_shape, finite=(ctx.service, op.name) not in NON_FINITE_ACCEPTED)
     except AWSError as err:
         err.code = VALIDATION_CODES.get(ctx.service, err.code)
         raise

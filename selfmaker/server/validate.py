@@ -81,7 +81,8 @@ def _timestamp(value) -> float | None:
 
 
 class _Validator:
-    def __init__(self) -> None:
+    def __init__(self, finite: bool = True) -> None:
+        self.finite = finite
         self.errors: list[str] = []
 
     def fail(self, value, path: str, constraint: str) -> None:
@@ -180,7 +181,9 @@ class _Validator:
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             self.fail(value, path, "Member must be of type double")
             return value
-        if not math.isfinite(value):  # "NaN" and "Infinity" parse as floats from query and header text
+        # JSON protocols send NaN and infinities as the strings "NaN", "Infinity", "-Infinity" (Smithy),
+        # and query and header text parse the same way: refused unless the operation takes them.
+        if self.finite and not math.isfinite(value):
             self.fail(value, path, "Member must be a finite number")
             return value
         self._range(value, shape, path)
@@ -218,11 +221,13 @@ class _Validator:
         return value
 
 
-def validate(params: dict, shape: Shape | None) -> dict:
-    """Return the normalised parameters, or raise a ValidationException naming every violation."""
+def validate(params: dict, shape: Shape | None, finite: bool = True) -> dict:
+    """Return the normalised parameters, or raise a ValidationException naming every violation.
+
+    ``finite``: doubles must be finite numbers (no NaN, no infinity)."""
     if shape is None:
         return {}
-    validator = _Validator()
+    validator = _Validator(finite)
     result = validator.check(params if params is not None else {}, shape, "")
     if validator.errors:
         count = len(validator.errors)
