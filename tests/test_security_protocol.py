@@ -356,3 +356,13 @@ def test_unsigned_requests_are_refused_in_their_protocols_words(strict, request_
     method, path, headers, body = request_args
     status, _, answer = send(method, strict.url + path, headers, body)
     assert status == expected[0] and expected[1] in answer, answer
+
+
+def test_a_deep_json_string_member_is_a_400(as_alice, unique):
+    """Documents carried inside a string member (resource policies) are parsed by the service: still no 500."""
+    sm = as_alice("sagemaker")
+    group = unique("secpolicy")
+    sm.create_model_package_group(ModelPackageGroupName=group)
+    with pytest.raises(ClientError) as err:
+        sm.put_model_package_group_policy(ModelPackageGroupName=group, ResourcePolicy="[" * 5000 + "]" * 5000)
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
