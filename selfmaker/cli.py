@@ -43,6 +43,10 @@ def _serve(args) -> int:
         print("  export AWS_ACCESS_KEY_ID=selfmaker AWS_SECRET_ACCESS_KEY=selfmaker", flush=True)
     else:
         print(f"  use an access key from {settings.credentials_file}", flush=True)
+        if settings.metrics_token:
+            print("  /metrics answers Authorization: Bearer <the --metrics-token value> (docs/auth.md)", flush=True)
+        else:
+            print("  /metrics is closed (401): give --metrics-token to let Prometheus scrape it", flush=True)
     print(f"  export AWS_DEFAULT_REGION={settings.region}", flush=True)
     # uvicorn stops gracefully on SIGINT and SIGTERM: in-flight requests finish, then lifespan shutdown.
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, access_log=False,

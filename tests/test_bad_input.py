@@ -10,14 +10,21 @@ stay up, and nothing may change in the store.
 
 from __future__ import annotations
 
+import http.client
 import json
+import math
+import re
 import urllib.request
+
+import cbor2
 
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from selfmaker.server.app import SAGEMAKER_REST_SERVICES
+from selfmaker.server.limits import body_limit
 from selfmaker.server.models import service_model
 from selfmaker.server.operations import implemented, load_all
 from selfmaker.server.validate import _compiled
@@ -204,3 +211,118 @@ def test_malformed_json_is_a_serialization_error(server):
         urllib.request.urlopen(req, timeout=10)
     assert err.value.code == 400
     assert json.loads(err.value.read())["__type"] == "SerializationException"
+
+
+# ---------------------------------------------------------------------------
+# Hostile documents, sent to every implemented operation of every protocol (one request each): a
+# document nested far too deep, NaN and infinities, a body larger than the protocol's cap (declared
+# in Content-Length, never sent) and a body that is not in the protocol's encoding. Each must be
+# refused as the client's fault: never a 500.
+
+DEEP = 5_000
+# The rest-json services the app routes by path (Athena joins when its rest-json routing lands).
+REST_JSON_SERVICES = SAGEMAKER_REST_SERVICES
+CBOR_TARGET = "GraniteServiceVersion20100801"
+
+
+def _signing_name(service: str) -> str:
+    metadata = service_model(service).metadata
+    return metadata.get("signingName") or metadata["endpointPrefix"]
+
+
+def _rest_target(op) -> tuple[str, str]:
+    uri = op.http["requestUri"].split("?", 1)[0]
+    return op.http["method"], re.sub(r"\{[^}]+\}", "x", uri)
+
+
+def _hostile_targets():
+    """(protocol, service, operation) for every implemented operation, in each protocol it is served by."""
+    for service in JSON_SERVICES:
+        for op in sorted(implemented(service)):
+            yield "json", service, op
+    for op in sorted(implemented("cloudwatch")):
+        yield "cbor", "cloudwatch", op
+    for service in REST_JSON_SERVICES:
+        if service_model(service).protocol != "rest-json":
+            continue  # served over JSON 1.1 by this botocore: covered above
+        for op in sorted(implemented(service)):
+            yield "rest-json", service, op
+    for service in ("sts", "iam"):
+        for op in sorted(implemented(service)):
+            yield "query", service, op
+
+
+def _hostile_requests(protocol: str, service: str, op_name: str):
+    """(label, method, path, headers, body) of each hostile request for one operation."""
+    op = service_model(service).operation_model(op_name)
+    members = list(op.input_shape.members) if op.input_shape is not None else []
+    first = members[0] if members else "Anything"
+    if protocol == "query":
+        version = service_model(service).api_version
+        base = f"Action={op_name}&Version={version}"
+        headers = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
+        deep = f"{base}&{first}" + ".member.1" * DEEP + "=x"
+        bodies = {"deep": deep.encode(), "nan": f"{base}&{first}=NaN&{members[-1] if members else 'X'}=Infinity"
+                  .encode(), "encoding": base.encode() + b"&X=\xff\xfe"}
+        return "POST", "/", headers, bodies
+    if protocol == "cbor":
+        headers = {"Content-Type": "application/cbor", "smithy-protocol": "rpc-v2-cbor"}
+        deep = b"\xa1" + cbor2.dumps(first) + b"\x81" * DEEP + b"\x01"
+        bodies = {"deep": deep, "nan": cbor2.dumps({first: math.nan, "Value": math.inf}),
+                  "encoding": b"\xa1\x61a\x62\xff\xfe"}  # a text string that is not UTF-8
+        return "POST", f"/service/{CBOR_TARGET}/operation/{op_name}", headers, bodies
+    bodies = {"deep": b'{"%s": ' % first.encode() + b"[" * DEEP + b"]" * DEEP + b"}",
+              "nan": b'{"%s": NaN, "x": Infinity, "y": -Infinity}' % first.encode(),
+              "encoding": b'{"%s": "\xff\xfe"}' % first.encode()}
+    if protocol == "rest-json":
+        method, path = _rest_target(op)
+        return method, path, {"Content-Type": "application/json"}, bodies
+    target = {**JSON_SERVICES}[service]
+    return "POST", "/", {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": f"{target}.{op_name}"}, bodies
+
+
+def _signed_headers(url, method, path, headers, body, service):
+    request = AWSRequest(method, url + path, data=body, headers=headers)
+    SigV4Auth(CREDS, _signing_name(service), "us-east-1").add_auth(request)
+    return dict(request.headers.items())
+
+
+def _send_raw(server, method, path, headers, body=b"", declared: int | None = None) -> tuple[int, bytes]:
+    """One request on its own connection; ``declared``: a Content-Length whose body is never sent."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        sent = {k.lower(): v for k, v in headers.items()}
+        sent["host"] = f"127.0.0.1:{server.port}"
+        if declared is not None:
+            sent.update({"content-length": str(declared), "expect": "100-continue"})
+        else:
+            sent["content-length"] = str(len(body))
+        for name, value in sent.items():
+            conn.putheader(name, value)
+        conn.endheaders()
+        if declared is None and body:
+            conn.send(body)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+HOSTILE = list(_hostile_targets())
+
+
+@pytest.mark.parametrize("protocol,service,op", HOSTILE, ids=[f"{p}:{s}.{o}" for p, s, o in HOSTILE])
+def test_hostile_documents_are_never_a_500(server, protocol, service, op):
+    method, path, headers, bodies = _hostile_requests(protocol, service, op)
+    for label, body in bodies.items():
+        signed = _signed_headers(server.url, method, path, headers, body, service)
+        status, answer = _send_raw(server, method, path, signed, body)
+        assert status < 500, (label, status, answer[:300])
+        if protocol in ("json", "cbor"):  # the document itself is refused (a form's "NaN" may be a name)
+            assert status == 400 and b"SerializationException" in answer, (label, status, answer[:300])
+    limit = body_limit(service)
+    signed = _signed_headers(server.url, method, path, headers, b"", service)
+    status, answer = _send_raw(server, method, path, signed, declared=limit + 1)
+    assert status == 413, ("oversize", status, answer[:300])
+    assert server.proc.poll() is None

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from ..server.errors import AWSError
 from ..server.http import Request
-from .base import CHUNK_SIZE, STORED_HEADERS, ObjectInfo, ObjectMeta, ObjectReader, ObjectStore
+from .base import CHUNK_SIZE, MAX_SINGLE_PUT, STORED_HEADERS, ObjectInfo, ObjectMeta, ObjectReader, ObjectStore
 from .chunked import AwsChunkedDecoder
 from .digests import ALGORITHMS, Digester, Expected, check_checksum_value, decode_content_md5, normalise_algorithm
 from .ownership import BucketOwners, Ownership
@@ -167,11 +167,11 @@ class S3Call:
     async def _payload(self, expected: Expected | None) -> AsyncIterator[bytes]:
         """The body as the object's bytes: aws-chunked decoded, trailing checksums moved into ``expected``."""
         if not self.is_aws_chunked():
-            async for chunk in self.request.stream():
+            async for chunk in _capped(self.request.stream()):
                 yield chunk
             return
         decoder = AwsChunkedDecoder(self.request.stream(), getattr(self.principal, "streaming", None))
-        async for chunk in decoder:
+        async for chunk in _capped(decoder):
             yield chunk
         if (algorithm := self.trailing_checksum()) is not None:
             header = f"x-amz-checksum-{algorithm.lower()}"
@@ -224,6 +224,17 @@ class S3Call:
         if storage_class not in (None, "STANDARD"):
             raise AWSError("InvalidStorageClass", "The storage class you specified is not valid",
                            StorageClassRequested=storage_class)
+
+
+async def _capped(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """A body that declared no size (Transfer-Encoding: chunked) still stops at S3's 5 GiB."""
+    total = 0
+    async for chunk in chunks:
+        total += len(chunk)
+        if total > MAX_SINGLE_PUT:
+            raise AWSError("EntityTooLarge", "Your proposed upload exceeds the maximum allowed object size.",
+                           MaxSizeAllowed=MAX_SINGLE_PUT)
+        yield chunk
 
 
 def checksum_headers(info: ObjectInfo) -> list[tuple[str, str]]:

@@ -10,6 +10,7 @@ here, before any handler.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import threading
@@ -26,6 +27,8 @@ from .auth import make_authenticator, signing_scope
 from .cbor_protocol import cbor_error, handle_rpc_v2_cbor, match_rpc_v2_cbor
 from .errors import AWSError
 from .http import Request, Response
+from .limits import read_body
+from .models import service_model
 from .operations import Context, load_all
 from .protocol import (ensure_form, handle_json, handle_query, handle_rest_json, json_error, match_rest, query_error,
                        rest_json_error)
@@ -106,7 +109,10 @@ class SelfMakerApp:
             return
         if scope["type"] != "http":
             return
-        response = await self.handle(Request(scope, receive))
+        request = Request(scope, receive)
+        response = await self.handle(request)
+        if request.must_close_unread() and not any(k.lower() == "connection" for k, _ in response.headers):
+            response.headers.append(("Connection", "close"))
         await response.send(send)
 
     async def _lifespan(self, receive, send):
@@ -132,8 +138,8 @@ class SelfMakerApp:
         if request.path == HEALTH_PATH or (request.path == "/health" and "authorization" not in request.headers):
             return self._health()
         if request.method == "GET" and (request.path == METRICS_PATH or (
-                request.path == "/metrics" and "authorization" not in request.headers)):
-            return await self._metrics()
+                request.path == "/metrics" and _metrics_authorization(request))):
+            return self._metrics_refusal(request) or await self._metrics()
 
         scope = signing_scope(request)
         bucket_host = self._virtual_host_bucket(request)
@@ -148,14 +154,9 @@ class SelfMakerApp:
         if (rpc := match_rpc_v2_cbor(request)) is not None:
             return await self._document(request, scope, RPC_V2_CBOR_SERVICES, *rpc, handle_rpc_v2_cbor, cbor_error)
         if signed_service in QUERY_SERVICES:
-            ctx = self._context(signed_service)
-            error = await self._authenticate(ctx, request, scope)
-            if error:
-                return query_error(error, ctx.request_id, signed_service)
-            form = ensure_form(await request.body())
-            for key, values in request.query.items():
-                form.setdefault(key, values)
-            return await handle_query(ctx, form)
+            return await self._query(request, scope, signed_service)
+        if signed_service is None and _looks_like_query(request):
+            return await self._query(request, scope, None)
         if signed_service in (None, "sagemaker"):
             path = request.unquoted_path
             for service in SAGEMAKER_REST_SERVICES:
@@ -188,6 +189,23 @@ class SelfMakerApp:
             return error(refusal, ctx.request_id, service)
         return await handle(ctx, request, op_name)
 
+    async def _query(self, request: Request, scope, signed_service: str | None) -> Response:
+        """STS or IAM. Unsigned, the service shows only in the Action: STS's words refuse it, and in open
+        mode the Action picks the service."""
+        ctx = self._context(signed_service or "sts")
+        error = await self._authenticate(ctx, request, scope)
+        if error:
+            return query_error(error, ctx.request_id, ctx.service)
+        try:
+            form = ensure_form(await request.body())
+        except AWSError as err:
+            return query_error(err, ctx.request_id, ctx.service)
+        for key, values in request.query.items():
+            form.setdefault(key, values)
+        if signed_service is None:
+            ctx.service = _query_service_of((form.get("Action") or [""])[-1])
+        return await handle_query(ctx, form)
+
     def _context(self, service: str) -> Context:
         return Context(backends=self.backends, account_id=self.settings.default_account,
                        region=self.settings.region, service=service)
@@ -195,7 +213,10 @@ class SelfMakerApp:
     async def _authenticate(self, ctx: Context, request: Request, scope) -> AWSError | None:
         """Fill the context with the caller's identity, or return the error that refuses them."""
         try:
-            body = await request.body()
+            # What the headers alone refuse (no or unknown key, malformed, expired, unsigned operation
+            # headers, wrong service) is refused before a body byte is read; the body is read within its cap.
+            self.backends.authenticator.check_headers(request, scope, service=ctx.service)
+            body = await read_body(request, ctx.service)
             principal = self.backends.authenticator.authenticate(request, scope, hashlib.sha256(body).hexdigest(),
                                                                  service=ctx.service)
         except AWSError as err:
@@ -222,6 +243,19 @@ class SelfMakerApp:
 
         return await handle_s3(self.backends, request, scope, bucket_host)
 
+    def _metrics_refusal(self, request: Request) -> Response | None:
+        """Strict mode: /metrics answers only ``Authorization: Bearer <--metrics-token>``."""
+        if self.settings.auth_mode != "strict":
+            return None
+        token = self.settings.metrics_token
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if token and scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
+            return None
+        reason = ("send the metrics token as Authorization: Bearer <token>" if token else
+                  "this server has no metrics token: start it with --metrics-token (or SELFMAKER_METRICS_TOKEN)")
+        return Response(401, f"Unauthorized: {reason}.\n".encode(), [
+            ("Content-Type", "text/plain; charset=utf-8"), ("WWW-Authenticate", 'Bearer realm="selfmaker-metrics"')])
+
     async def _metrics(self) -> Response:
         from ..aws.metric_store import PROMETHEUS_CONTENT_TYPE, prometheus_text
 
@@ -232,6 +266,24 @@ class SelfMakerApp:
         body = {"status": "ok", "version": __version__, "database": self.backends.store.engine.dialect.name,
                 "auth": self.settings.auth_mode}
         return Response(200, json.dumps(body).encode(), [("Content-Type", "application/json")])
+
+
+def _metrics_authorization(request: Request) -> bool:
+    """/metrics is ours when unsigned or bearing a token; SigV4-signed, it is S3's bucket "metrics"."""
+    authorization = request.headers.get("authorization")
+    return authorization is None or authorization.strip().partition(" ")[0].lower() == "bearer"
+
+
+def _looks_like_query(request: Request) -> bool:
+    """An unsigned STS or IAM request: an Action in the query string, or a form-encoded POST."""
+    content_type = request.headers.get("content-type", "").lower()
+    return "Action" in request.query or (
+        request.method == "POST" and content_type.startswith("application/x-www-form-urlencoded"))
+
+
+def _query_service_of(action: str) -> str:
+    return "iam" if action in service_model("iam").operation_names and \
+        action not in service_model("sts").operation_names else "sts"
 
 
 def create_app(settings: Settings | None = None) -> SelfMakerApp:

@@ -60,6 +60,9 @@ class OpenAuthenticator:
         self.settings = settings
         self.credentials = load_credentials(settings.credentials_file) if settings.credentials_file else {}
 
+    def check_headers(self, request: Request, scope: Scope | None, service: str | None = None) -> None:
+        """Nothing to refuse: open mode checks no signature."""
+
     def authenticate(self, request: Request, scope: Scope | None, payload_sha256: str | None,
                      service: str | None = None) -> Principal:
         access_key = scope.access_key if scope else ""

@@ -10,6 +10,7 @@ that moved here from the query protocol also send the old code in x-amzn-query-e
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 
 import cbor2
@@ -17,6 +18,7 @@ from botocore.model import OperationModel, Shape
 
 from .errors import AWSError
 from .http import Request, Response
+from .limits import check_document
 from .operations import Context
 from .protocol import error_status, handle_document, query_error_header
 
@@ -49,6 +51,7 @@ def _decode(raw: bytes) -> dict:
         raise AWSError("SerializationException", f"Request body is not valid CBOR: {exc}") from None
     if not isinstance(params, dict):
         raise AWSError("SerializationException", "Request body must be a CBOR map.")
+    check_document(params)  # depth, NaN and infinities
     return params
 
 
@@ -90,7 +93,7 @@ def to_cbor_value(value, shape: Shape):
     if kind in ("integer", "long"):
         return int(value)
     if kind in ("float", "double"):
-        return float(value)
+        return float(value) if math.isfinite(float(value)) else None  # AWS never sends NaN or infinities
     if kind == "boolean":
         return bool(value)
     return value if isinstance(value, str) else str(value)

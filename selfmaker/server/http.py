@@ -8,7 +8,8 @@ from urllib.parse import parse_qs, unquote
 
 
 class Request:
-    __slots__ = ("scope", "receive", "method", "path", "raw_path", "raw_query", "headers", "_body", "_query")
+    __slots__ = ("scope", "receive", "method", "path", "raw_path", "raw_query", "headers", "_body", "_query",
+                 "body_started", "body_done")
 
     def __init__(self, scope, receive):
         self.scope = scope
@@ -26,6 +27,9 @@ class Request:
         self.headers = headers
         self._body: bytes | None = None
         self._query: dict[str, list[str]] | None = None
+        # How far the body has been read: an answer given before the end may have to close the connection.
+        self.body_started = False
+        self.body_done = not _declares_body(headers)
 
     @property
     def query(self) -> dict[str, list[str]]:
@@ -46,18 +50,66 @@ class Request:
         if self._body is not None:
             yield self._body
             return
+        self.body_started = True
         while True:
             message = await self.receive()
             chunk = message.get("body", b"")
             if chunk:
                 yield chunk
             if not message.get("more_body", False):
+                self.body_done = True
                 break
 
-    async def body(self) -> bytes:
+    @property
+    def declared_length(self) -> int | None:
+        length = self.headers.get("content-length", "")
+        return int(length) if length.isdigit() else None
+
+    async def body(self, limit: int | None = None) -> bytes:
+        """The whole body; past ``limit`` bytes, BodyTooLarge, raised as soon as the limit is crossed
+        (at once when Content-Length says so), so an oversized body is never held in memory."""
         if self._body is None:
-            self._body = b"".join([chunk async for chunk in self.stream()])
+            if limit is not None and (self.declared_length or 0) > limit:
+                raise BodyTooLarge(limit)
+            data = bytearray()
+            async for chunk in self.stream():
+                data += chunk
+                if limit is not None and len(data) > limit:
+                    raise BodyTooLarge(limit)
+            self._body = bytes(data)
+        elif limit is not None and len(self._body) > limit:
+            raise BodyTooLarge(limit)
         return self._body
+
+    def must_close_unread(self) -> bool:
+        """Answered with body bytes still unread: must the connection close?
+
+        A client waiting for ``100 Continue`` never sends the body once answered, so the
+        connection cannot carry another request. Otherwise uvicorn discards the rest as it
+        arrives and keeps the connection, so the client, still sending, reads its answer; past
+        CLOSE_UNREAD_ABOVE bytes, closing is cheaper than swallowing what we refused.
+        """
+        if self.body_done:
+            return False
+        if self.headers.get("expect", "").lower() == "100-continue" and not self.body_started:
+            return True
+        return (self.declared_length or 0) > CLOSE_UNREAD_ABOVE
+
+
+CLOSE_UNREAD_ABOVE = 64 << 20
+
+
+class BodyTooLarge(Exception):
+    """The body is larger than the protocol allows; each protocol answers in its own words."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"request body larger than {limit} bytes")
+        self.limit = limit
+
+
+def _declares_body(headers: dict[str, str]) -> bool:
+    length = headers.get("content-length", "0")
+    return "transfer-encoding" in headers or not length.isdigit() or int(length) > 0
 
 
 @dataclass

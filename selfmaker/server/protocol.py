@@ -21,8 +21,9 @@ from urllib.parse import unquote
 import anyio
 from botocore.model import OperationModel
 
-from .errors import AWSError, not_implemented, validation
+from .errors import AWSError, not_implemented
 from .http import Request, Response
+from .limits import load_json
 from .models import operation_model, service_model
 from .operations import Context, handler_for, is_store_read, normaliser_for
 from .serialize import json_body, rest_json_response, to_xml
@@ -40,6 +41,12 @@ VALIDATION_CODES = {"sts": "ValidationError", "iam": "ValidationError", "logs": 
                     "athena": "InvalidRequestException"}
 
 
+# Operations that take NaN and infinities and answer them themselves. BatchPutMetrics reports such a value
+# as that metric's VALIDATION_ERROR and stores the rest: a training loop whose loss went NaN keeps its
+# other metrics. Everywhere else, a non-finite double is a ValidationException (none is ever stored).
+NON_FINITE_ACCEPTED = {("sagemaker-metrics", "BatchPutMetrics")}
+
+
 def _call(ctx: Context, op: OperationModel, params: dict):
     handler = handler_for(ctx.service, op.name)
     if handler is None:
@@ -47,7 +54,7 @@ def _call(ctx: Context, op: OperationModel, params: dict):
     if normalise := normaliser_for(ctx.service, op.name):
         params = normalise(params)
     try:
-        params = validate(params, op.input_shape)
+        params = validate(params, op.input_shape, finite=(ctx.service, op.name) not in NON_FINITE_ACCEPTED)
     except AWSError as err:
         err.code = VALIDATION_CODES.get(ctx.service, err.code)
         raise
@@ -271,10 +278,7 @@ def _rest_params(op: OperationModel, labels: dict, request: Request, body: bytes
 
 
 def _json_object(body: bytes) -> dict:
-    try:
-        value = json.loads(body)
-    except ValueError as exc:
-        raise AWSError("SerializationException", f"Request body is not valid JSON: {exc}") from None
+    value = load_json(body)  # depth, NaN and infinities refused as SerializationException
     if not isinstance(value, dict):
         raise AWSError("SerializationException", "Request body must be a JSON object.")
     return value
@@ -282,7 +286,7 @@ def _json_object(body: bytes) -> dict:
 
 def rest_json_error(err: AWSError, op: OperationModel | None, request_id: str) -> Response:
     status = err.status
-    if op is not None:
+    if op is not None and status != 413:  # an oversized payload is a 413 whatever its code (limits.py)
         for shape in op.error_shapes:
             if shape.name == err.code:
                 status = shape.metadata.get("error", {}).get("httpStatusCode", status)
@@ -402,4 +406,5 @@ def ensure_form(body: bytes) -> dict[str, list[str]]:
     try:
         return parse_qs(body.decode("utf-8"), keep_blank_values=True)
     except UnicodeDecodeError:
-        raise validation("Request body is not valid form data.") from None
+        raise AWSError("MalformedQueryString", "The request body is not a valid form-encoded query: it is not "
+                                               "UTF-8.") from None

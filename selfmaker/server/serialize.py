@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import math
 import weakref
 from typing import Callable
 from xml.sax.saxutils import escape
@@ -96,8 +97,14 @@ def _epoch(value) -> float:
     return round(float(value), 3)
 
 
-_SCALAR_WRITERS = {"timestamp": _epoch, "blob": _blob, "integer": int, "long": int, "float": float, "double": float,
-                   "boolean": bool, "string": _string}
+def _finite(value) -> float | None:
+    """NaN and infinities are left out: AWS never sends them, and JSON has no words for them."""
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+_SCALAR_WRITERS = {"timestamp": _epoch, "blob": _blob, "integer": int, "long": int, "float": _finite,
+                   "double": _finite, "boolean": bool, "string": _string}
 
 
 def _iso(value) -> str:
@@ -109,7 +116,7 @@ def _iso(value) -> str:
 def json_body(result: dict | None, shape: Shape | None) -> bytes:
     if shape is None:
         return b"{}"
-    return json.dumps(to_json_value(result or {}, shape) or {}, separators=(",", ":")).encode()
+    return json.dumps(to_json_value(result or {}, shape) or {}, separators=(",", ":"), allow_nan=False).encode()
 
 
 def rest_json_response(result: dict | None, shape: Shape | None) -> tuple[int | None, dict, bytes, str | None]:
@@ -174,6 +181,8 @@ def to_xml(value, shape: Shape, tag: str) -> str:
         text = "true" if value else "false"
     elif kind == "blob":
         text = base64.b64encode(value).decode()
+    elif kind in ("float", "double") and not math.isfinite(float(value)):
+        return ""
     else:
         text = str(value)
     return f"<{tag}>{escape(text)}</{tag}>"

@@ -19,6 +19,7 @@ import hmac
 import re
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from urllib.parse import parse_qsl, quote
@@ -29,6 +30,7 @@ from .auth import Principal, Scope
 from .credentials import Credential, load_credentials
 from .errors import AWSError
 from .http import Request
+from .models import service_model
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 MAX_SKEW = timedelta(minutes=15)
@@ -138,6 +140,9 @@ class Refusals:
         return self.malformed("Only one auth mechanism allowed: sign with either the Authorization header "
                               "or the X-Amz-* query parameters.", False)
 
+    def wrong_service(self, expected: str, presigned: bool) -> AWSError:
+        return AWSError(self.mismatch_code, f"Credential should be scoped to correct service: '{expected}'. ", 403)
+
     # S3's own checks: reached only for requests signed for s3.
     def payload_hash(self, value: str | None) -> AWSError:
         return self.malformed(f"x-amz-content-sha256 must be {', '.join(S3_PAYLOAD_MARKERS)} or a valid "
@@ -212,6 +217,9 @@ class S3Refusals(Refusals):
         return AWSError("AccessDenied", "Request is not valid yet", 403,
                         RequestTime=_stamp(when), ServerTime=now.strftime("%Y-%m-%dT%H:%M:%SZ"))
 
+    def wrong_service(self, expected: str, presigned: bool) -> AWSError:
+        return self.malformed(f"Credential should be scoped to correct service: '{expected}'.", presigned)
+
     def both_mechanisms(self) -> AWSError:
         return AWSError("InvalidArgument", "Only one auth mechanism allowed; only the X-Amz-Algorithm query "
                         "parameter, Signature query string parameter or the Authorization header should be "
@@ -226,6 +234,27 @@ class S3Refusals(Refusals):
     def unsigned_headers(self, names: list[str]) -> AWSError:
         return AWSError("AccessDenied", "There were headers present in the request which were not signed", 403,
                         HeadersNotSigned=", ".join(names))
+
+
+@lru_cache(maxsize=None)
+def signing_name(service: str) -> str:
+    """The service name a client puts in its credential scope (sagemaker-runtime signs as sagemaker,
+    cloudwatch as monitoring)."""
+    metadata = service_model(service).metadata
+    return metadata.get("signingName") or metadata["endpointPrefix"]
+
+
+# Headers that choose the operation or the wire protocol: a signature that leaves them out would let
+# anyone who sees one signed request replay it as another operation (SigV4 signs only what is listed).
+OPERATION_HEADERS = ("x-amz-target", "smithy-protocol")
+
+
+def unsigned_protocol_headers(request: Request, claim: Claim) -> list[str]:
+    required = [name for name in OPERATION_HEADERS if name in request.headers]
+    if "smithy-protocol" in request.headers and "content-type" in request.headers:
+        required.append("content-type")  # RPC v2 CBOR: the content type is the document's format
+    signed = set(claim.header_names)
+    return [name for name in required if name not in signed]
 
 
 def refusals_for(request: Request, scope: Scope | None, service: str | None) -> Refusals:
@@ -440,25 +469,21 @@ class StrictAuthenticator:
         self.credentials: dict[str, Credential] = load_credentials(settings.credentials_file)
         self.clock = clock
 
+    def check_headers(self, request: Request, scope: Scope | None, service: str | None = None) -> None:
+        """Every check the headers alone decide (who, when, which scope, what is signed): the refusals
+        that must come before a single body byte is read."""
+        self._admit(request, scope, service)
+
     def authenticate(self, request: Request, scope: Scope | None, payload_sha256: str | None,
                      service: str | None = None) -> Principal:
         """The caller, or the AWSError refusing them.
 
         ``payload_sha256`` ends the canonical request: the body's SHA-256 for every service but
         S3; for S3, the ``x-amz-content-sha256`` header as sent (None when absent). ``service``
-        names the botocore service answering, when the caller knows it.
+        names the botocore service answering, when the caller knows it: the credential scope
+        must then name that service's signing name.
         """
-        refuse = refusals_for(request, scope, service)
-        claim = read_claim(request, refuse)
-        when, amz_date = request_time(request, claim, refuse)
-        if claim.date != amz_date[:8]:
-            raise refuse.scope_date(claim.date, amz_date, claim.presigned)
-        credential = self.credentials.get(claim.access_key)
-        if credential is None:
-            raise refuse.unknown_key(claim.access_key)
-        if claim.token is not None:
-            raise refuse.session_token()
-        self._check_time(claim, when, refuse)
+        refuse, claim, credential, amz_date = self._admit(request, scope, service)
         payload = self._payload(request, claim, payload_sha256, refuse)
 
         canonical = canonical_request(request, claim, payload)
@@ -473,6 +498,25 @@ class StrictAuthenticator:
             streaming = ChunkVerifier(key, amz_date, claim.scope, expected, claim.access_key)
         return Principal(account_id=credential.account_id, access_key=credential.access_key, region=claim.region,
                          user_name=credential.user_name, streaming=streaming)
+
+    def _admit(self, request: Request, scope: Scope | None, service: str | None
+               ) -> tuple[Refusals, Claim, Credential, str]:
+        refuse = refusals_for(request, scope, service)
+        claim = read_claim(request, refuse)
+        when, amz_date = request_time(request, claim, refuse)
+        if claim.date != amz_date[:8]:
+            raise refuse.scope_date(claim.date, amz_date, claim.presigned)
+        if service is not None and claim.service != (expected := signing_name(service)):
+            raise refuse.wrong_service(expected, claim.presigned)
+        credential = self.credentials.get(claim.access_key)
+        if credential is None:
+            raise refuse.unknown_key(claim.access_key)
+        if claim.token is not None:
+            raise refuse.session_token()
+        self._check_time(claim, when, refuse)
+        if claim.service != "s3" and (unsigned := unsigned_protocol_headers(request, claim)):
+            raise refuse.unsigned_headers(unsigned)
+        return refuse, claim, credential, amz_date
 
     def _check_time(self, claim: Claim, when: datetime, refuse: Refusals) -> None:
         now = datetime.fromtimestamp(self.clock(), timezone.utc).replace(microsecond=0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import math
 from functools import lru_cache
 
 import regex
@@ -47,6 +48,15 @@ def _show(value) -> str:
 
 
 def parse_timestamp(value) -> float | None:
+    seconds = _timestamp(value)
+    # NaN, infinities and moments outside years 1-9999 are refused here: every later use would fail on them.
+    return seconds if seconds is not None and _FIRST_MOMENT <= seconds < _END_OF_9999 else None
+
+
+_FIRST_MOMENT, _END_OF_9999 = -62135596800, 253402300800  # epoch seconds of 0001-01-01 and 10000-01-01
+
+
+def _timestamp(value) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
@@ -71,7 +81,8 @@ def parse_timestamp(value) -> float | None:
 
 
 class _Validator:
-    def __init__(self) -> None:
+    def __init__(self, finite: bool = True) -> None:
+        self.finite = finite
         self.errors: list[str] = []
 
     def fail(self, value, path: str, constraint: str) -> None:
@@ -170,6 +181,11 @@ class _Validator:
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             self.fail(value, path, "Member must be of type double")
             return value
+        # JSON protocols send NaN and infinities as the strings "NaN", "Infinity", "-Infinity" (Smithy),
+        # and query and header text parse the same way: refused unless the operation takes them.
+        if self.finite and not math.isfinite(value):
+            self.fail(value, path, "Member must be a finite number")
+            return value
         self._range(value, shape, path)
         return value
 
@@ -205,11 +221,13 @@ class _Validator:
         return value
 
 
-def validate(params: dict, shape: Shape | None) -> dict:
-    """Return the normalised parameters, or raise a ValidationException naming every violation."""
+def validate(params: dict, shape: Shape | None, finite: bool = True) -> dict:
+    """Return the normalised parameters, or raise a ValidationException naming every violation.
+
+    ``finite``: doubles must be finite numbers (no NaN, no infinity)."""
     if shape is None:
         return {}
-    validator = _Validator()
+    validator = _Validator(finite)
     result = validator.check(params if params is not None else {}, shape, "")
     if validator.errors:
         count = len(validator.errors)

@@ -172,6 +172,8 @@ def parse(text: str) -> Policy:
     except json.JSONDecodeError as exc:
         raise PolicyError(f"The policy is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}.") \
             from None
+    except RecursionError:  # nested thousands deep: no policy is
+        raise PolicyError("The policy is nested too deeply.") from None
     if not isinstance(document, dict):
         raise PolicyError("The policy must be a JSON object with Version and Statement.")
     unknown = sorted(set(document) - _POLICY_KEYS)
