@@ -171,3 +171,42 @@ def test_newest_boto3_athena_speaks_rest_json(client):
     with pytest.raises(athena.exceptions.InvalidRequestException) as caught:
         athena.get_query_results(QueryExecutionId=qid, MaxResults=5000)  # over the model's maximum
     assert "maxResults" in str(caught.value)
+
+
+def _signed_form(url: str, form: dict, service: str):
+    """A query-protocol POST signed with botocore's SigV4, as an SDK sends it."""
+    from urllib.parse import urlencode
+
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest("POST", url, data=urlencode(form).encode(),
+                         headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
+    SigV4Auth(Credentials("AKIDRAW", "secret"), service, "us-east-1").add_auth(request)
+    return request.prepare()
+
+
+def test_sqs_query_posted_to_the_queue_url_names_that_queue(client, server, unique):
+    """SDKs of the query era post to the queue URL itself rather than sending QueueUrl."""
+    import urllib.error
+    import urllib.request
+
+    sqs = client("sqs")
+    url = sqs.create_queue(QueueName=unique("raw"))["QueueUrl"]
+    prepared = _signed_form(url, {"Action": "SendMessage", "Version": "2012-11-05", "MessageBody": "by path"}, "sqs")
+    with urllib.request.urlopen(urllib.request.Request(prepared.url, data=prepared.body, method="POST",
+                                                       headers=dict(prepared.headers))) as response:
+        body = response.read().decode()
+    assert "<SendMessageResponse" in body and "<MessageId>" in body
+    assert [m["Body"] for m in sqs.receive_message(QueueUrl=url).get("Messages", [])] == ["by path"]
+
+    # The same request to a queue that does not exist: the query error document with the query-era code.
+    missing = _signed_form(url + "-gone", {"Action": "SendMessage", "Version": "2012-11-05", "MessageBody": "x"},
+                           "sqs")
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(urllib.request.Request(missing.url, data=missing.body, method="POST",
+                                                      headers=dict(missing.headers)))
+    error = caught.value.read().decode()
+    assert caught.value.code == 400
+    assert "<ErrorResponse" in error and "<Code>AWS.SimpleQueueService.NonExistentQueue</Code>" in error

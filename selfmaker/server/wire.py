@@ -23,8 +23,8 @@ from .models import SERVED_SERVICES, service_model
 # path other than / names that member by its URL (SQS clients post to the queue URL).
 LEGACY_PROTOCOLS: dict[str, dict[str, dict]] = {
     "athena": {"json": {"target": "AmazonAthena", "json_version": "1.1"}},  # boto3 before 1.44.x
-    "cloudwatch": {"query": {}, "json": {}, "smithy-rpc-v2-cbor": {}},    # query: boto3 before 1.37
-    "sqs": {"query": {"path_member": "QueueUrl"}, "json": {}},              # query: boto3 before 1.34.9x
+    "cloudwatch": {"query": {}, "json": {}, "smithy-rpc-v2-cbor": {}},    # query: boto3 1.35 and older
+    "sqs": {"query": {"path_member": "QueueUrl"}, "json": {}},              # query: boto3 up to 1.34.8x
 }
 
 # SigV4 signing names that differ from the botocore service name.
