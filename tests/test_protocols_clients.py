@@ -48,6 +48,11 @@ out["datapoints"] = [{k: p[k] for k in ("Average", "Sum", "SampleCount", "Unit")
 out["timestamp_type"] = type(stats["Datapoints"][0]["Timestamp"]).__name__ if stats["Datapoints"] else None
 metrics = cw.list_metrics(Namespace=namespace)["Metrics"]
 out["metrics"] = [(m["MetricName"], m["Dimensions"]) for m in metrics]
+# Over 10 KB of form: botocore gzips it (Content-Encoding: gzip).
+cw.put_metric_data(Namespace=namespace + "/big", MetricData=[
+    {"MetricName": f"Metric{i:03d}", "Dimensions": [{"Name": "Host", "Value": "host-with-a-long-name"}],
+     "Value": float(i), "Unit": "Count"} for i in range(150)])
+out["big"] = len(cw.list_metrics(Namespace=namespace + "/big")["Metrics"])
 try:
     cw.put_metric_data(Namespace="AWS/Reserved", MetricData=[{"MetricName": "X", "Value": 1.0}])
     out["cw_error"] = None
@@ -136,6 +141,7 @@ def test_old_boto3_speaks_its_own_protocols(old_boto3, server, release, tmp_path
     assert out["datapoints"] == [{"Average": 3.0, "Sum": 6.0, "SampleCount": 2.0, "Unit": "Seconds"}]
     assert out["timestamp_type"] == "datetime"
     assert out["metrics"] == [["Latency", [{"Name": "Host", "Value": "a"}]]]
+    assert out["big"] == 150
     assert out["cw_error"] == ["InvalidParameterValue", 400]
 
     # SQS: maps and lists as the protocol flattens them (Attribute.1.Name, MessageAttribute.1.Value...).
