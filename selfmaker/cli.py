@@ -98,6 +98,12 @@ def _coverage(args) -> int:
     return 0
 
 
+def _models(args) -> int:
+    from .models_vendor import main
+
+    return main(["--botocore", args.botocore] if args.botocore else [])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="selfmaker", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"selfmaker {__version__}")
@@ -150,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     coverage.add_argument("--output", help=f"the file to write or check (default {DEFAULT_COVERAGE}, in a checkout)")
     coverage.add_argument("--check", action="store_true", help="fail if the file is not current")
     coverage.set_defaults(func=_coverage)
+
+    models = sub.add_parser("models", help="vendor the botocore service models SelfMaker serves (maintainers)")
+    models.add_argument("--update", action="store_true", required=True,
+                        help="rewrite selfmaker/server/service_models from one botocore release")
+    models.add_argument("--botocore", help="the release (default: the one selfmaker.models_vendor names)")
+    models.set_defaults(func=_models)
     return parser
 
 

@@ -23,15 +23,15 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from selfmaker.server.app import SAGEMAKER_REST_SERVICES
 from selfmaker.server.limits import body_limit
 from selfmaker.server.models import service_model
 from selfmaker.server.operations import implemented, load_all
 from selfmaker.server.validate import _compiled
+from selfmaker.server.wire import rest_json_services
 
 load_all()
 CREDS = Credentials("AKIDEXAMPLE", "secret")
-JSON_SERVICES = {"sagemaker": "SageMaker", "logs": "Logs_20140328", "sqs": "AmazonSQS",
+JSON_SERVICES = {"sagemaker": "SageMaker", "logs": "Logs_20140328", "sqs": "AmazonSQS", "athena": "AmazonAthena",
                  "cloudwatch": "GraniteServiceVersion20100801"}
 
 
@@ -185,7 +185,8 @@ def test_bad_input_is_a_clean_400(server, service, op, what, body):
     status, payload = _post(server.url, service, op, body)
     assert status == 400, (status, payload)
     code = payload.get("__type")
-    assert code in ("ValidationException", "SerializationException", "InvalidParameterException"), payload
+    assert code in ("ValidationException", "SerializationException", "InvalidParameterException",
+                    "InvalidRequestException"), payload  # Athena reports validation as InvalidRequestException
     message = payload.get("Message") or payload.get("message") or ""
     member = what.split()[1] if what.startswith("missing") else what.split()[0]
     assert member[:1].lower() + member[1:] in message, message  # the message names the member
@@ -220,8 +221,8 @@ def test_malformed_json_is_a_serialization_error(server):
 # refused as the client's fault: never a 500.
 
 DEEP = 5_000
-# The rest-json services the app routes by path (Athena joins when its rest-json routing lands).
-REST_JSON_SERVICES = SAGEMAKER_REST_SERVICES
+# The rest-json services the app routes by path.
+REST_JSON_SERVICES = rest_json_services("sagemaker") + rest_json_services("athena")
 CBOR_TARGET = "GraniteServiceVersion20100801"
 
 

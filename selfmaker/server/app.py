@@ -1,10 +1,11 @@
 """The ASGI application: every wire protocol on one port.
 
 A request is routed by, in order: our own health and metrics paths; the S3 virtual
-host (``bucket.localhost``); ``X-Amz-Target`` (JSON services); the Smithy RPC v2
-CBOR path (CloudWatch); the SigV4 signing service (s3, sts, iam, or sagemaker's
-rest-json services matched by method and path). Authentication happens once,
-here, before any handler.
+host (``bucket.localhost``) or an S3 signature; ``X-Amz-Target`` (the JSON protocols);
+the Smithy RPC v2 CBOR path; a form body signed for a service that accepts the query
+protocol; a rest-json method and path of a service signed under that name. Which
+service accepts which protocol is :mod:`.wire`'s table, not this module's.
+Authentication happens once, here, before any handler.
 """
 
 from __future__ import annotations
@@ -31,19 +32,11 @@ from .limits import read_body
 from .models import service_model
 from .operations import Context, load_all
 from .protocol import (ensure_form, handle_json, handle_query, handle_rest_json, json_error, match_rest, query_error,
-                       rest_json_error)
+                       request_payload, rest_json_error)
+from .wire import json_targets, only_query, query_services, rest_json_services, rpc_v2_cbor_targets, wire
 
 log = logging.getLogger("selfmaker")
 
-# X-Amz-Target prefix -> botocore service name
-JSON_TARGETS = {"SageMaker": "sagemaker", "Logs_20140328": "logs", "AmazonAthena": "athena", "AmazonSQS": "sqs",
-                "GraniteServiceVersion20100801": "cloudwatch"}
-# rest-json services that sign as "sagemaker", tried in this order
-SAGEMAKER_REST_SERVICES = ("sagemaker-runtime", "sagemaker-featurestore-runtime", "sagemaker-metrics",
-                           "sagemaker-edge")
-QUERY_SERVICES = ("sts", "iam")
-# Smithy RPC v2 CBOR: the path's service (the model's targetPrefix) -> botocore service name
-RPC_V2_CBOR_SERVICES = {"GraniteServiceVersion20100801": "cloudwatch"}
 HEALTH_PATH = "/_selfmaker/health"
 METRICS_PATH = "/_selfmaker/metrics"  # Prometheus; also /metrics when unsigned
 
@@ -150,24 +143,15 @@ class SelfMakerApp:
             return await self._s3(request, scope, bucket_host)
         if target:
             prefix, _, op_name = target.partition(".")
-            return await self._document(request, scope, JSON_TARGETS, prefix, op_name, handle_json, json_error)
+            return await self._document(request, scope, json_targets(), prefix, op_name, handle_json, json_error)
         if (rpc := match_rpc_v2_cbor(request)) is not None:
-            return await self._document(request, scope, RPC_V2_CBOR_SERVICES, *rpc, handle_rpc_v2_cbor, cbor_error)
-        if signed_service in QUERY_SERVICES:
-            return await self._query(request, scope, signed_service)
+            return await self._document(request, scope, rpc_v2_cbor_targets(), *rpc, handle_rpc_v2_cbor, cbor_error)
+        if (service := self._query_service(request, signed_service)) is not None:
+            return await self._query(request, scope, service)
         if signed_service is None and _looks_like_query(request):
             return await self._query(request, scope, None)
-        if signed_service in (None, "sagemaker"):
-            path = request.unquoted_path
-            for service in SAGEMAKER_REST_SERVICES:
-                matched = match_rest(service, request.method, path)
-                if matched:
-                    op, labels = matched
-                    ctx = self._context(service)
-                    error = await self._authenticate(ctx, request, scope)
-                    if error:
-                        return rest_json_error(error, op, ctx.request_id)
-                    return await handle_rest_json(ctx, request, op, labels)
+        if (response := await self._rest_json(request, scope, signed_service)) is not None:
+            return response
         if signed_service is None:
             # Unsigned and unmatched: anonymous S3 (e.g. a public or presigned-less GET).
             return await self._s3(request, scope, None)
@@ -175,6 +159,53 @@ class SelfMakerApp:
         return json_error(AWSError("UnknownOperationException",
                                    f"SelfMaker does not serve {request.method} {request.path} "
                                    f"for signing service {signed_service!r}."), ctx.request_id)
+
+    @staticmethod
+    def _query_service(request: Request, signed_service: str | None) -> str | None:
+        """The service a query-protocol request is for: signed for one that accepts query, and a form
+        POST or an ``Action`` in the URL (a service that speaks only query takes anything signed for it)."""
+        service = query_services().get(signed_service or "")
+        if service is None:
+            return None
+        content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if only_query(service) or content_type == "application/x-www-form-urlencoded" or "Action" in request.query:
+            return service
+        return None
+
+    async def _query(self, request: Request, scope, service: str | None) -> Response:
+        """A query-protocol request for ``service``. Unsigned (``None``), the service shows only in the
+        Action: STS's words refuse it, and in open mode the Action picks STS or IAM."""
+        ctx = self._context(service or "sts")
+        error = await self._authenticate(ctx, request, scope)
+        if error:
+            return query_error(error, ctx.request_id, ctx.service)
+        try:
+            form = ensure_form(await request_payload(request))  # botocore gzips large PutMetricData forms
+        except AWSError as err:
+            return query_error(err, ctx.request_id, ctx.service)
+        for key, values in request.query.items():
+            form.setdefault(key, values)
+        if service is None:
+            ctx.service = _query_service_of((form.get("Action") or [""])[-1])
+        member = wire(ctx.service).query_path_member
+        if member and member not in form and request.path.strip("/"):
+            # Older SDKs post to the resource's own URL (an SQS queue URL) instead of naming it in the form.
+            form[member] = [f"http://{request.headers.get('host', '')}{request.path}"]
+        return await handle_query(ctx, form)
+
+    async def _rest_json(self, request: Request, scope, signed_service: str | None) -> Response | None:
+        """A rest-json operation of a service signed as ``signed_service`` (unsigned: SageMaker's), or None."""
+        path = request.unquoted_path
+        for service in rest_json_services(signed_service or "sagemaker"):
+            matched = match_rest(service, request.method, path)
+            if matched:
+                op, labels = matched
+                ctx = self._context(service)
+                error = await self._authenticate(ctx, request, scope)
+                if error:
+                    return rest_json_error(error, op, ctx.request_id)
+                return await handle_rest_json(ctx, request, op, labels)
+        return None
 
     async def _document(self, request: Request, scope, services: dict[str, str], api: str, op_name: str,
                         handle, error) -> Response:
@@ -188,23 +219,6 @@ class SelfMakerApp:
         if refusal:
             return error(refusal, ctx.request_id, service)
         return await handle(ctx, request, op_name)
-
-    async def _query(self, request: Request, scope, signed_service: str | None) -> Response:
-        """STS or IAM. Unsigned, the service shows only in the Action: STS's words refuse it, and in open
-        mode the Action picks the service."""
-        ctx = self._context(signed_service or "sts")
-        error = await self._authenticate(ctx, request, scope)
-        if error:
-            return query_error(error, ctx.request_id, ctx.service)
-        try:
-            form = ensure_form(await request.body())
-        except AWSError as err:
-            return query_error(err, ctx.request_id, ctx.service)
-        for key, values in request.query.items():
-            form.setdefault(key, values)
-        if signed_service is None:
-            ctx.service = _query_service_of((form.get("Action") or [""])[-1])
-        return await handle_query(ctx, form)
 
     def _context(self, service: str) -> Context:
         return Context(backends=self.backends, account_id=self.settings.default_account,

@@ -1,4 +1,4 @@
-"""Wire protocols, driven by the botocore models: JSON 1.1, rest-json and query.
+"""Wire protocols, driven by the botocore models: JSON 1.0/1.1, rest-json and query.
 
 Each ``handle_*`` function parses a request into the operation's input, calls
 the registered handler through :func:`invoke`, and renders the output or the
@@ -24,10 +24,11 @@ from botocore.model import OperationModel
 from .errors import AWSError, not_implemented
 from .http import Request, Response
 from .limits import load_json
-from .models import operation_model, service_model
+from .models import legacy_model, operation_model, service_model
 from .operations import Context, handler_for, is_store_read, normaliser_for
 from .serialize import json_body, rest_json_response, to_xml
 from .validate import validate
+from .wire import wire
 
 log = logging.getLogger("selfmaker.protocol")
 
@@ -124,15 +125,13 @@ def error_status(service: str | None, err: AWSError) -> int:
 
 
 def query_error_header(service: str | None, err: AWSError) -> list[tuple[str, str]]:
-    modeled = _modeled_query_codes(service) if service else None
-    if modeled is None:
+    if not service or _modeled_query_codes(service) is None:
         return []
-    code = _QUERY_ERROR_CODES.get(service, {}).get(err.code) or modeled.get(err.code) or err.code
-    return [("x-amzn-query-error", f"{code};{'Sender' if err.status < 500 else 'Receiver'}")]
+    return [("x-amzn-query-error", f"{_query_code(service, err)};{'Sender' if err.status < 500 else 'Receiver'}")]
 
 
 # ---------------------------------------------------------------------------
-# JSON 1.0 and 1.1: POST / with X-Amz-Target (sagemaker, logs, athena, sqs)
+# JSON 1.0 and 1.1: POST / with X-Amz-Target (sagemaker, logs, athena, sqs, cloudwatch)
 
 
 MAX_INFLATED_BYTES = 16 * 1024 * 1024  # no API body we serve is larger; a gzip bomb stops here
@@ -160,8 +159,7 @@ async def request_payload(request: Request) -> bytes:
 
 
 def _json_content_type(service: str | None) -> str:
-    version = service_model(service).metadata.get("jsonVersion", "1.1") if service else "1.1"
-    return f"application/x-amz-json-{version}"
+    return f"application/x-amz-json-{wire(service).json_version if service else '1.1'}"
 
 
 def json_error(err: AWSError, request_id: str, service: str | None = None) -> Response:
@@ -204,7 +202,7 @@ async def handle_json(ctx: Context, request: Request, operation_name: str) -> Re
 
 
 # ---------------------------------------------------------------------------
-# rest-json: method + path templates (runtime, featurestore-runtime, edge, metrics)
+# rest-json: method + path templates (runtime, featurestore-runtime, edge, metrics, athena)
 
 
 @lru_cache(maxsize=None)
@@ -319,45 +317,53 @@ async def handle_rest_json(ctx: Context, request: Request, op: OperationModel, l
 
 
 # ---------------------------------------------------------------------------
-# query: form-encoded POST with Action= (sts, iam)
+# query: form-encoded POST with Action= (sts, iam; cloudwatch and sqs for their older clients)
 
 
-def _unflatten(form: dict[str, list[str]], shape, prefix: str = ""):
-    """Turn ``Tags.member.1.Key=...`` style keys back into nested values."""
-    if shape is None:
-        return None
+def _from_form(form: dict[str, list[str]], shape, prefix: str = ""):
+    """The value under ``prefix`` of a query form, named as botocore's query serializer names it:
+    ``Tags.member.1.Key``, flattened lists ``AttributeName.1``, maps ``Attribute.1.Name`` or ``X.entry.1.key``."""
     kind = shape.type_name
     if kind == "structure":
         out = {}
         for name, member in shape.members.items():
-            wire = member.serialization.get("name", name)
-            value = _unflatten(form, member, f"{prefix}{wire}")
+            wire_name = member.serialization.get("name", name)
+            value = _from_form(form, member, f"{prefix}.{wire_name}" if prefix else wire_name)
             if value is not None:
                 out[name] = value
         return out or None
     if kind == "list":
-        items = []
-        flat = shape.serialization.get("flattened")
-        i = 1
-        while True:
-            key = f"{prefix}.{i}" if flat else f"{prefix}.member.{i}"
-            value = _unflatten(form, shape.member, key)
-            if value is None:
-                break
+        if form.get(prefix) == [""]:
+            return []  # botocore's spelling of an empty list
+        if shape.serialization.get("flattened"):
+            item_name = shape.member.serialization.get("name")
+            item_prefix = ".".join(prefix.split(".")[:-1] + [item_name]) if item_name else prefix
+        else:
+            item_prefix = f"{prefix}.{shape.member.serialization.get('name', 'member')}"
+        items, i = [], 1
+        while (value := _from_form(form, shape.member, f"{item_prefix}.{i}")) is not None:
             items.append(value)
             i += 1
-        if not items and f"{prefix}" in form and form[prefix] == [""]:
-            return []
         return items or None
     if kind == "map":
-        out = {}
-        i = 1
-        while f"{prefix}.entry.{i}.key" in form:
-            out[form[f"{prefix}.entry.{i}.key"][-1]] = _unflatten(form, shape.value, f"{prefix}.entry.{i}.value")
+        base = prefix if shape.serialization.get("flattened") else f"{prefix}.entry"
+        key_name = shape.key.serialization.get("name", "key")
+        value_name = shape.value.serialization.get("name", "value")
+        out, i = {}, 1
+        while f"{base}.{i}.{key_name}" in form:
+            out[form[f"{base}.{i}.{key_name}"][-1]] = _from_form(form, shape.value, f"{base}.{i}.{value_name}")
             i += 1
         return out or None
     values = form.get(prefix)
     return values[-1] if values else None
+
+
+def _query_code(service: str | None, err: AWSError) -> str:
+    """The code a query client matches: a query-compatible service's old code, else the error's own."""
+    modeled = _modeled_query_codes(service) if service else None
+    if modeled is None:
+        return err.code
+    return _QUERY_ERROR_CODES.get(service, {}).get(err.code) or modeled.get(err.code) or err.code
 
 
 def query_error(err: AWSError, request_id: str, service: str) -> Response:
@@ -366,15 +372,23 @@ def query_error(err: AWSError, request_id: str, service: str) -> Response:
     kind = "Sender" if err.status < 500 else "Receiver"
     body = (
         f'<ErrorResponse xmlns="{_query_namespace(service)}"><Error><Type>{kind}</Type>'
-        f"<Code>{escape(err.code)}</Code><Message>{escape(err.message)}</Message></Error>"
+        f"<Code>{escape(_query_code(service, err))}</Code><Message>{escape(err.message)}</Message></Error>"
         f"<RequestId>{request_id}</RequestId></ErrorResponse>"
     )
-    return Response(err.status, body.encode(), [("Content-Type", "text/xml"), ("X-Amzn-RequestId", request_id)])
+    return Response(error_status(service, err), body.encode(),
+                    [("Content-Type", "text/xml"), ("X-Amzn-RequestId", request_id)])
 
 
 def _query_namespace(service: str) -> str:
-    model = service_model(service)
+    model = legacy_model(service, "query") or service_model(service)
     return model.metadata.get("xmlNamespace") or f"https://{service}.amazonaws.com/doc/{model.api_version}/"
+
+
+def _query_wire_operation(service: str, op: OperationModel) -> OperationModel:
+    """The operation as the query protocol's clients name its members: the legacy wire model's, when the
+    served model dropped those names (SQS), else the served one."""
+    legacy = legacy_model(service, "query")
+    return legacy.operation_model(op.name) if legacy and op.name in legacy.operation_names else op
 
 
 async def handle_query(ctx: Context, form: dict[str, list[str]]) -> Response:
@@ -385,10 +399,12 @@ async def handle_query(ctx: Context, form: dict[str, list[str]]) -> Response:
             raise AWSError("InvalidAction", f"Could not find operation {action} for version "
                                             f"{service_model(ctx.service).api_version}")
         op = operation_model(ctx.service, action)
-        params = _unflatten(form, op.input_shape) or {}
+        wire_op = _query_wire_operation(ctx.service, op)
+        params = (_from_form(form, wire_op.input_shape) if wire_op.input_shape is not None else None) or {}
         result = await invoke(ctx, op, params)
-        shape = op.output_shape
-        result_xml = to_xml(result or {}, shape, f"{action}Result") if shape is not None else ""
+        shape = wire_op.output_shape
+        wrapper = shape.serialization.get("resultWrapper", f"{action}Result") if shape is not None else ""
+        result_xml = to_xml(result or {}, shape, wrapper) if shape is not None else ""
         body = (
             f'<{action}Response xmlns="{_query_namespace(ctx.service)}">{result_xml}'
             f"<ResponseMetadata><RequestId>{ctx.request_id}</RequestId></ResponseMetadata></{action}Response>"

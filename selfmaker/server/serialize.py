@@ -156,33 +156,43 @@ def rest_json_response(result: dict | None, shape: Shape | None) -> tuple[int | 
 
 
 def to_xml(value, shape: Shape, tag: str) -> str:
-    """XML for the query protocol (STS, IAM)."""
+    """XML for the query protocol (STS, IAM, CloudWatch, SQS), as botocore's query parser reads it:
+    lists in ``<member>`` (or the member's name) unless flattened, maps in ``<entry>`` unless flattened."""
     if value is None:
         return ""
     kind = shape.type_name
     if kind == "structure":
-        inner = "".join(
-            to_xml(value.get(name), member, member.serialization.get("name", name))
-            for name, member in shape.members.items()
-        )
+        inner = "".join(_xml_member(value.get(name), member, member.serialization.get("name", name))
+                        for name, member in shape.members.items())
         return f"<{tag}>{inner}</{tag}>"
     if kind == "list":
         item_tag = shape.member.serialization.get("name", "member")
-        inner = "".join(to_xml(item, shape.member, item_tag) for item in value)
-        return f"<{tag}>{inner}</{tag}>"
+        return f"<{tag}>{''.join(to_xml(item, shape.member, item_tag) for item in value)}</{tag}>"
     if kind == "map":
-        inner = "".join(
-            f"<entry>{to_xml(k, shape.key, 'key')}{to_xml(v, shape.value, 'value')}</entry>" for k, v in value.items()
-        )
-        return f"<{tag}>{inner}</{tag}>"
+        return f"<{tag}>{''.join(f'<entry>{_xml_pair(k, v, shape)}</entry>' for k, v in value.items())}</{tag}>"
     if kind == "timestamp":
         text = _iso(value)
     elif kind == "boolean":
         text = "true" if value else "false"
     elif kind == "blob":
-        text = base64.b64encode(value).decode()
+        text = base64.b64encode(value if isinstance(value, bytes) else str(value).encode()).decode()
     elif kind in ("float", "double") and not math.isfinite(float(value)):
         return ""
     else:
         text = str(value)
     return f"<{tag}>{escape(text)}</{tag}>"
+
+
+def _xml_member(value, shape: Shape, tag: str) -> str:
+    """A structure member: a flattened list or map repeats its items in place of a wrapping element."""
+    if value is None or not shape.serialization.get("flattened"):
+        return to_xml(value, shape, tag)
+    if shape.type_name == "list":
+        item_tag = shape.member.serialization.get("name", tag)
+        return "".join(to_xml(item, shape.member, item_tag) for item in value)
+    return "".join(f"<{tag}>{_xml_pair(k, v, shape)}</{tag}>" for k, v in value.items())
+
+
+def _xml_pair(key, value, shape: Shape) -> str:
+    return (to_xml(key, shape.key, shape.key.serialization.get("name", "key"))
+            + to_xml(value, shape.value, shape.value.serialization.get("name", "value")))
