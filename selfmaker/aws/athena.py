@@ -40,7 +40,7 @@ from ..server.app import background_worker
 from ..server.errors import AWSError
 from ..server.operations import Context, operation
 from ..store import schema
-from .athena_sql import SyntaxFailure, execute_one, invalid, parse_statement, refuse_engine_access, sandboxed_duckdb
+from .athena_sql import Sandbox, SyntaxFailure, execute_one, invalid, parse_statement, refuse_engine_access
 
 log = logging.getLogger("selfmaker.athena")
 
@@ -187,11 +187,12 @@ def get_query_results(ctx: Context, params: dict) -> dict:
 
 
 class Runner:
-    """The thread pool that runs queries, and the events StartQueryExecution waits on."""
+    """The thread pool that runs queries, the DuckDB they run in, and the events StartQueryExecution waits on."""
 
     def __init__(self, backends):
         self.backends = backends
         self.pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="athena")
+        self.sandbox = Sandbox()
         self._done: dict[str, threading.Event] = {}
 
     def submit(self, query_id: str) -> threading.Event:
@@ -217,6 +218,7 @@ class Runner:
 
     def stop(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+        self.sandbox.close()
 
 
 def runner(backends) -> Runner:
@@ -361,7 +363,7 @@ def run_select(backends, account_id: str, region: str, execution: dict, statemen
     objects = AccountObjects.of(backends, account_id)
     context = execution["QueryExecutionContext"]
     ctes = {cte.alias_or_name.lower() for cte in statement.find_all(exp.CTE)}
-    con = sandboxed_duckdb()
+    con = runner(backends).sandbox.connect()
     try:
         scanned = 0
         views: dict[tuple, str] = {}

@@ -20,6 +20,8 @@ each enough on its own:
 
 from __future__ import annotations
 
+import threading
+
 import sqlglot
 from sqlglot import exp
 
@@ -155,18 +157,43 @@ def _function_name(node: exp.Expression) -> str:
 
 
 def sandboxed_duckdb():
-    """A fresh in-memory DuckDB that cannot reach files, the network or extensions, and cannot be talked out
-    of it: its configuration is locked before any query text touches it."""
+    """An in-memory DuckDB that cannot reach files, the network or extensions, and cannot be talked out of it:
+    its configuration is locked (globally, so for every connection to it) before any query text touches it."""
     import duckdb
 
-    con = duckdb.connect(":memory:", config=SANDBOX_CONFIG)
+    db = duckdb.connect(":memory:", config=SANDBOX_CONFIG)
     try:
-        con.execute("SET TimeZone = 'UTC'")
-        con.execute("SET lock_configuration = true")
+        db.execute("SET GLOBAL TimeZone = 'UTC'")
+        db.execute("SET GLOBAL lock_configuration = true")
     except Exception:
-        con.close()
+        db.close()
         raise
-    return con
+    return db
+
+
+class Sandbox:
+    """The server's one sandboxed DuckDB; each query runs on a connection of its own to it.
+
+    Opening a database costs tens of milliseconds, a connection under one. Connections are isolated
+    where it matters: the Arrow tables and temp views one registers are invisible to every other, and
+    the shared catalog stays empty because no accepted statement creates anything in it.
+    """
+
+    def __init__(self):
+        self._db = None
+        self._lock = threading.Lock()
+
+    def connect(self):
+        with self._lock:
+            if self._db is None:
+                self._db = sandboxed_duckdb()
+            return self._db.cursor()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
 
 def execute_one(con, sql: str):
