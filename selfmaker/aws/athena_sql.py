@@ -42,6 +42,12 @@ SANDBOX_CONFIG = {
 ENGINE_FUNCTIONS = {"current_setting", "getenv", "json_execute_serialized_sql", "json_deserialize_sql",
                     "json_serialize_sql", "current_query"}
 
+# The first words of statements that are not queries, for naming those sqlglot cannot parse at all.
+NON_QUERY_KEYWORDS = {"ALTER", "ANALYZE", "ATTACH", "BEGIN", "CALL", "CHECKPOINT", "COMMIT", "COPY", "CREATE",
+                      "DEALLOCATE", "DELETE", "DESCRIBE", "DETACH", "DROP", "EXECUTE", "EXPLAIN", "EXPORT", "GRANT",
+                      "IMPORT", "INSERT", "INSTALL", "LOAD", "MERGE", "MSCK", "PRAGMA", "PREPARE", "RESET", "REVOKE",
+                      "ROLLBACK", "SET", "SHOW", "SUMMARIZE", "TRUNCATE", "UNLOAD", "UPDATE", "USE", "VACUUM"}
+
 # Statement classes whose kind the refusal names; anything else is named by its first keyword.
 _KINDS = {exp.Insert: "INSERT", exp.Update: "UPDATE", exp.Delete: "DELETE", exp.Merge: "MERGE", exp.Copy: "COPY",
           exp.Set: "SET", exp.Pragma: "PRAGMA", exp.Alter: "ALTER", exp.Describe: "DESCRIBE", exp.Use: "USE",
@@ -74,8 +80,12 @@ def parse_statement(sql: str) -> tuple[str, exp.Expression]:
     if isinstance(statement, exp.Create) and str(statement.args.get("kind") or "").upper() == "TABLE" \
             and statement.args.get("expression") is None:
         return "DDL", statement
-    raise invalid(f"{_kind(statement, sql)} statements are not supported: SelfMaker's Athena runs read-only "
-                  "queries (SELECT, WITH, VALUES), CREATE EXTERNAL TABLE and DROP TABLE.")
+    raise unsupported(_kind(statement, sql))
+
+
+def unsupported(kind: str) -> AWSError:
+    return invalid(f"{kind} statements are not supported: SelfMaker's Athena runs read-only queries (SELECT, "
+                   "WITH, VALUES), CREATE EXTERNAL TABLE and DROP TABLE.")
 
 
 def _parse(sql: str) -> list[exp.Expression]:
@@ -84,25 +94,41 @@ def _parse(sql: str) -> list[exp.Expression]:
     try:
         statements = [s for s in sqlglot.parse(text, read="presto") if s is not None]
         presto_error = None
-    except sqlglot.errors.ParseError as err:
+    except sqlglot.errors.SqlglotError as err:  # ParseError, TokenError
         statements, presto_error = [], err
+    except RecursionError:  # sqlglot's parser recurses per nesting level
+        raise SyntaxFailure("line 1:1: the query is nested too deeply") from None
     if presto_error or any(isinstance(s, (exp.Command, exp.Create, exp.Drop)) for s in statements):
         # CREATE EXTERNAL TABLE ... ROW FORMAT SERDE / STORED AS is Hive DDL, which Presto's grammar lacks.
         try:
             hive = [s for s in sqlglot.parse(text, read="hive") if s is not None]
-        except sqlglot.errors.ParseError:
+        except (sqlglot.errors.SqlglotError, RecursionError):
             hive = []
         if hive and all(isinstance(s, (exp.Create, exp.Drop)) for s in hive):
             return hive
     if presto_error:
+        # Statements neither grammar knows (EXPORT DATABASE, ATTACH, UNLOAD...) are refused by name; the rest is
+        # a syntax error. Either way nothing that failed to parse is ever run.
+        first = _first_word(text)
+        if first in NON_QUERY_KEYWORDS:
+            raise unsupported(first) from None
         raise SyntaxFailure(_syntax_message(presto_error)) from None
     if not statements:
         raise SyntaxFailure("line 1:1: the query string holds no SQL statement")
     return statements
 
 
-def _syntax_message(err: sqlglot.errors.ParseError) -> str:
-    first = err.errors[0] if err.errors else {}
+def _first_word(sql: str) -> str:
+    """The first token of ``sql``, comments skipped, upper-cased ("" if it does not even tokenize)."""
+    try:
+        tokens = sqlglot.tokenize(sql, read="presto")
+    except sqlglot.errors.SqlglotError:
+        return ""
+    return tokens[0].text.upper() if tokens else ""
+
+
+def _syntax_message(err: sqlglot.errors.SqlglotError) -> str:
+    first = (getattr(err, "errors", None) or [{}])[0]
     description = first.get("description") or str(err).splitlines()[0]
     return f"line {first.get('line', 1)}:{first.get('col', 1)}: {description}"
 
@@ -120,8 +146,7 @@ def _kind(statement: exp.Expression, sql: str) -> str:
     if isinstance(statement, exp.Command):
         return str(statement.this).upper()
     # Statements sqlglot does not know (INSTALL x, SUMMARIZE t) parse as some expression: name their keyword.
-    tokens = sqlglot.tokenize(sql.strip())
-    return tokens[0].text.upper() if tokens else "Empty"
+    return _first_word(sql) or "Empty"
 
 
 def _check_query(statement: exp.Expression) -> None:
