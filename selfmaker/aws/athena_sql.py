@@ -20,12 +20,17 @@ each enough on its own:
 
 from __future__ import annotations
 
+import functools
 import threading
-
-import sqlglot
-from sqlglot import exp
+from typing import TYPE_CHECKING
 
 from ..server.errors import AWSError
+
+if TYPE_CHECKING:
+    from sqlglot import exp
+
+# sqlglot and duckdb are imported where used: they take a noticeable part of a second to load, and a
+# server that never runs a query should not pay for them at start-up.
 
 # Applied when the connection is made; TimeZone needs the ICU extension loaded, so it is SET before the lock.
 SANDBOX_CONFIG = {
@@ -48,10 +53,17 @@ NON_QUERY_KEYWORDS = {"ALTER", "ANALYZE", "ATTACH", "BEGIN", "CALL", "CHECKPOINT
                       "IMPORT", "INSERT", "INSTALL", "LOAD", "MERGE", "MSCK", "PRAGMA", "PREPARE", "RESET", "REVOKE",
                       "ROLLBACK", "SET", "SHOW", "SUMMARIZE", "TRUNCATE", "UNLOAD", "UPDATE", "USE", "VACUUM"}
 
-# Statement classes whose kind the refusal names; anything else is named by its first keyword.
-_KINDS = {exp.Insert: "INSERT", exp.Update: "UPDATE", exp.Delete: "DELETE", exp.Merge: "MERGE", exp.Copy: "COPY",
-          exp.Set: "SET", exp.Pragma: "PRAGMA", exp.Alter: "ALTER", exp.Describe: "DESCRIBE", exp.Use: "USE",
-          exp.Transaction: "BEGIN TRANSACTION", exp.Commit: "COMMIT", exp.Rollback: "ROLLBACK", exp.Pivot: "PIVOT"}
+
+
+@functools.cache
+def _kinds() -> dict:
+    """Statement classes whose kind a refusal names; anything else is named by its first keyword."""
+    from sqlglot import exp
+
+    return {exp.Insert: "INSERT", exp.Update: "UPDATE", exp.Delete: "DELETE", exp.Merge: "MERGE", exp.Copy: "COPY",
+            exp.Set: "SET", exp.Pragma: "PRAGMA", exp.Alter: "ALTER", exp.Describe: "DESCRIBE", exp.Use: "USE",
+            exp.Transaction: "BEGIN TRANSACTION", exp.Commit: "COMMIT", exp.Rollback: "ROLLBACK",
+            exp.Pivot: "PIVOT"}
 
 
 class SyntaxFailure(Exception):
@@ -68,6 +80,8 @@ def parse_statement(sql: str) -> tuple[str, exp.Expression]:
     InvalidRequestException for more than one statement or a kind other than a read-only
     query, CREATE EXTERNAL TABLE or DROP TABLE; SyntaxFailure for SQL that does not parse.
     """
+    from sqlglot import exp
+
     statements = _parse(sql)
     if len(statements) > 1:
         raise invalid(f"Only one sql statement is allowed. Got: {sql}")
@@ -90,6 +104,9 @@ def unsupported(kind: str) -> AWSError:
 
 def _parse(sql: str) -> list[exp.Expression]:
     """The statements of ``sql``: Presto (Athena's query dialect), or Hive for the DDL Athena takes in Hive."""
+    import sqlglot
+    from sqlglot import exp
+
     text = sql.strip()
     try:
         statements = [s for s in sqlglot.parse(text, read="presto") if s is not None]
@@ -120,6 +137,8 @@ def _parse(sql: str) -> list[exp.Expression]:
 
 def _first_word(sql: str) -> str:
     """The first token of ``sql``, comments skipped, upper-cased ("" if it does not even tokenize)."""
+    import sqlglot
+
     try:
         tokens = sqlglot.tokenize(sql, read="presto")
     except sqlglot.errors.SqlglotError:
@@ -127,7 +146,7 @@ def _first_word(sql: str) -> str:
     return tokens[0].text.upper() if tokens else ""
 
 
-def _syntax_message(err: sqlglot.errors.SqlglotError) -> str:
+def _syntax_message(err: Exception) -> str:
     first = (getattr(err, "errors", None) or [{}])[0]
     description = first.get("description") or str(err).splitlines()[0]
     return f"line {first.get('line', 1)}:{first.get('col', 1)}: {description}"
@@ -135,7 +154,9 @@ def _syntax_message(err: sqlglot.errors.SqlglotError) -> str:
 
 def _kind(statement: exp.Expression, sql: str) -> str:
     """The statement's kind, as a refusal names it: INSERT, COPY, CREATE TABLE AS, INSTALL..."""
-    for cls, kind in _KINDS.items():
+    from sqlglot import exp
+
+    for cls, kind in _kinds().items():
         if isinstance(statement, cls):
             return kind
     if isinstance(statement, (exp.Create, exp.Drop)):
@@ -151,6 +172,8 @@ def _kind(statement: exp.Expression, sql: str) -> str:
 
 def _check_query(statement: exp.Expression) -> None:
     """Refuse what has no place in a read-only query, wherever it is nested."""
+    from sqlglot import exp
+
     for node in statement.walk():
         if isinstance(node, exp.Into):
             raise invalid("SELECT ... INTO statements are not supported: SelfMaker's Athena runs read-only queries.")
@@ -161,6 +184,8 @@ def _check_query(statement: exp.Expression) -> None:
 def refuse_engine_access(statement: exp.Expression) -> None:
     """A table function in FROM (DuckDB's read_csv, glob, query, duckdb_settings...) or a function that reads
     the engine's settings fails the query as Athena fails a call of a function it does not have."""
+    from sqlglot import exp
+
     for node in statement.walk():
         if isinstance(node, exp.Table) and not isinstance(node.this, exp.Identifier):
             raise AWSError("InvalidRequestException",
@@ -174,6 +199,8 @@ def refuse_engine_access(statement: exp.Expression) -> None:
 
 
 def _function_name(node: exp.Expression) -> str:
+    from sqlglot import exp
+
     if isinstance(node, exp.Anonymous):
         return str(node.this)
     if isinstance(node, exp.Func):
