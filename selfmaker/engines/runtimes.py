@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import fcntl
 import fnmatch
+import functools
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -60,8 +62,13 @@ class Runtime:
         return Path(self.python).parent if self.python else runtimes_dir / self.key / "bin"
 
     def root(self, runtimes_dir: Path) -> Path:
-        """The directory the sandbox must see (read-only) for this runtime to work."""
-        return Path(self.python).resolve().parents[1] if self.python else runtimes_dir / self.key
+        """The environment's own prefix: the built venv, or the configured interpreter's prefix."""
+        return Path(os.path.abspath(self.python)).parents[1] if self.python else runtimes_dir / self.key
+
+    def roots(self, runtimes_dir: Path) -> tuple[Path, ...]:
+        """Every directory the sandbox must see (read-only) for this runtime to work: its own prefix and
+        the prefix of the interpreter it is built on. Raises RuntimeBuildError if one would expose too much."""
+        return prefixes(str(self.root(runtimes_dir)), self.python)
 
 
 @dataclass
@@ -148,7 +155,14 @@ def resolve(image_uri: str, config: dict | None = None) -> Runtime:
 
 
 def ensure(runtime: Runtime, runtimes_dir: Path, log: Callable[[str], None]) -> Path:
-    """Build the runtime if it is not built yet; return its bin directory. Raises RuntimeBuildError."""
+    """Build the runtime if it is not built yet; return its bin directory. Raises RuntimeBuildError, also
+    for an interpreter the sandbox could not show without showing far more (see :func:`prefixes`)."""
+    bin_dir = _build(runtime, runtimes_dir, log)
+    runtime.roots(runtimes_dir)
+    return bin_dir
+
+
+def _build(runtime: Runtime, runtimes_dir: Path, log: Callable[[str], None]) -> Path:
     if runtime.python:
         if not Path(runtime.python).exists():
             raise RuntimeBuildError(f"the configured interpreter {runtime.python} does not exist")
@@ -171,6 +185,41 @@ def ensure(runtime: Runtime, runtimes_dir: Path, log: Callable[[str], None]) -> 
         ready.write_text(json.dumps({"packages": runtime.packages}))
         log(f"SelfMaker: runtime {runtime.key} is ready")
     return root / "bin"
+
+
+@functools.cache
+def prefixes(root: str, python: str | None = None) -> tuple[Path, ...]:
+    """``root`` plus the installation(s) its interpreter runs from: a venv's base Python (pyvenv.cfg
+    ``home``, e.g. /root/.pyenv/versions/3.11.7) and where a symlinked interpreter really lives. Just those
+    prefixes, never a parent: /root/.pyenv/versions/3.11.7 does not show the rest of /root. Cached: a
+    built runtime never changes, and this runs at every instance start."""
+    found = [Path(root)]
+    try:
+        for line in (Path(root) / "pyvenv.cfg").read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "home" and value.strip():
+                found.append(Path(value.strip()).resolve().parent)
+    except OSError:
+        pass  # not a venv: an installation of its own
+    interpreter = Path(python or Path(root, "bin", "python"))
+    if interpreter.exists():
+        found.append(interpreter.resolve().parents[1])
+    unique = tuple(dict.fromkeys(found))
+    for prefix in unique:
+        if _too_broad(prefix):
+            raise RuntimeBuildError(f"the runtime's Python lives in {prefix} (found from {root}): the sandbox would "
+                                    "have to show that whole directory; install that Python under its own prefix "
+                                    "(e.g. /opt/python3.11 or ~/.pyenv/versions/3.11)")
+    return unique
+
+
+def _too_broad(prefix: Path) -> bool:
+    """A prefix that is the root, a top-level directory other than /usr, or a home directory."""
+    parts = prefix.parts
+    if prefix == Path("/usr"):
+        return False
+    return (len(parts) <= 2 or (parts[1] == "home" and len(parts) == 3)
+            or prefix == Path(os.path.expanduser("~")))
 
 
 def _run(command: list[str], log: Callable[[str], None]) -> None:

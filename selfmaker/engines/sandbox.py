@@ -6,12 +6,21 @@ support package at ``/opt/selfmaker/lib`` (importable, never pip-installed into
 the runtime), a private pip overlay at ``/opt/selfmaker/site`` (requirements.txt
 installs), the instance's directory at ``/opt/ml`` and the AWS settings that
 point SDK calls made inside back at this server.
+
+What else of the host the sandbox shows is the executor's business (the local
+one: docs/jobs.md, "The sandbox"); here: the runtime's own prefixes (the venv
+and the Python it is built on) and the local paths pip's configuration names
+(find-links, file:// indexes, certificates, constraints), so a requirements.txt
+installs inside the job as it does on the host.
 """
 
 from __future__ import annotations
 
+import configparser
+import functools
 import os
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 from .executor import InstanceSpec, Limits, Mount
 from .runtimes import Runtime
@@ -20,13 +29,50 @@ SUPPORT_ROOT = "/opt/selfmaker"
 SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # The directory holding the `selfmaker` package, bound read-only into every sandbox.
 PACKAGE_PARENT = Path(__file__).resolve().parents[2]
+# pip's site-wide configuration files (the per-user ones are not read: HOME is /tmp inside).
+PIP_CONFIG_FILES = ("/etc/pip.conf", "/etc/xdg/pip/pip.conf")
+# pip settings that name local files or directories.
+PIP_PATH_SETTINGS = ("find-links", "cert", "client-cert", "constraint")
+PIP_INDEX_SETTINGS = ("index-url", "extra-index-url")
+
+
+@functools.cache
+def pip_paths() -> tuple[Path, ...]:
+    """Host paths the site-wide pip configuration and the PIP_* environment name (cached: read once per
+    server). A file:// index ``.../simple`` is bound with its parent, where such indexes keep the files
+    their pages link to (``../../files/...``)."""
+    values: list[tuple[str, str]] = []
+    for name in PIP_CONFIG_FILES:
+        config = configparser.ConfigParser(interpolation=None)
+        try:
+            config.read(name)
+        except configparser.Error:
+            continue
+        for section in ("global", "install"):
+            if config.has_section(section):
+                values += [(key, value) for key, value in config.items(section)]
+    values += [(key[4:].lower().replace("_", "-"), value) for key, value in os.environ.items()
+               if key.startswith("PIP_")]
+    found: list[Path] = []
+    for key, value in values:
+        if key not in PIP_PATH_SETTINGS + PIP_INDEX_SETTINGS:
+            continue
+        for item in value.split():
+            url = urlparse(item)
+            if url.scheme not in ("", "file"):
+                continue
+            path = Path(unquote(url.path))
+            if key in PIP_INDEX_SETTINGS and path.name == "simple":
+                path = path.parent
+            if path.is_absolute() and path.exists() and len(path.parts) > 2:
+                found.append(path)
+    return tuple(dict.fromkeys(found))
 
 
 def spec(settings, runtime: Runtime, *, region: str, ml: Path, site: Path, state: Path, log: Path,
          env: dict[str, str], limits: Limits | None, network: bool, hostname: str,
          mounts: tuple[Mount, ...] = ()) -> InstanceSpec:
     """An instance of ``runtime`` with ``ml`` at /opt/ml; ``env`` comes last and wins."""
-    runtime_root = runtime.root(settings.runtimes_dir)
     endpoint = f"http://127.0.0.1:{settings.port}"
     environment = {
         "PATH": f"{runtime.bin_dir(settings.runtimes_dir)}:{SANDBOX_PATH}",
@@ -42,7 +88,8 @@ def spec(settings, runtime: Runtime, *, region: str, ml: Path, site: Path, state
     site.mkdir(parents=True, exist_ok=True)
     return InstanceSpec(
         command=[], env=environment, state_dir=state, log_path=log,
-        mounts=[Mount(runtime_root, str(runtime_root)),
+        mounts=[*(Mount(prefix, str(prefix)) for prefix in runtime.roots(settings.runtimes_dir)),
+                *(Mount(path, str(path)) for path in pip_paths()),
                 Mount(PACKAGE_PARENT / "selfmaker", f"{SUPPORT_ROOT}/lib/selfmaker"),
                 Mount(site, f"{SUPPORT_ROOT}/site", writable=True),
                 Mount(ml, "/opt/ml", writable=True),

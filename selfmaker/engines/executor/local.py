@@ -1,10 +1,18 @@
 """The local executor: each instance in a bubblewrap sandbox on this machine.
 
-The sandbox sees the host's root read-only, a private /tmp, /proc and /dev,
-its own pid, IPC and UTS namespaces (hostname ``algo-<i>``), no capabilities,
-and only the directories the spec mounts; ``hidden`` host directories (the
-data directory, where other jobs live) are covered by empty tmpfs mounts.
-Without network, it also gets its own empty network namespace.
+The sandbox sees only an allow-list of the host, read-only: the system
+directories a Python program needs (/usr, /lib*, /bin, /sbin) and a few /etc
+entries (dynamic linker, CA certificates, time zone, name service and pip
+configuration; resolv.conf and hosts only with network), plus the directories
+the spec mounts. /etc/passwd and /etc/group are generated: they name the
+sandbox user. Everything else of the host (/root, /home, /var, /srv, /mnt, the
+rest of /etc, the server's data directory and credentials) is simply absent.
+It has a private /tmp, /proc and /dev, its own user, pid, IPC and UTS
+namespaces (hostname ``algo-<i>``), and runs as uid/gid 1000, mapped to the
+server's own uid outside (so what it writes in /opt/ml belongs to the server),
+with no capabilities and no_new_privs. ``hidden`` host directories are covered
+by empty tmpfs mounts in case a mount would show them. Without network, it also
+gets its own empty network namespace.
 
 Each instance is started detached (its own session) under a tiny ``sh``
 supervisor that appends output to the log and writes the exit code to
@@ -23,28 +31,142 @@ would be finer but are rarely delegated to an unprivileged service.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import select
 import shutil
 import signal
+import stat
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Callable
 
-from .base import Executor, ExecutorUnavailable, ExitStatus, InstanceSpec
-
-INSTALL_HINT = ("bubblewrap (bwrap) is not installed on the SelfMaker host; install it with "
-                "`apt-get install bubblewrap` (Debian/Ubuntu), `dnf install bubblewrap` (Fedora/RHEL) "
-                "or `brew`-less Linux equivalents, then restart SelfMaker")
+from . import bwrap
+from .base import Executor, ExitStatus, InstanceSpec
 
 # The supervisor: run the command, then record its exit code atomically.
 SUPERVISOR = ('log=$1; state=$2; shift 2; "$@" >>"$log" 2>&1; '
               'echo $? >"$state/exit.tmp" && mv "$state/exit.tmp" "$state/exit"')
 
-# Top-level host entries the sandbox gets its own version of.
-_PRIVATE_TOP = {"proc", "dev", "tmp", "opt", "lost+found"}
+# The sandbox user: not root, as the uid the Studio images use; mapped to the server's uid outside.
+SANDBOX_UID = SANDBOX_GID = 1000
+SANDBOX_USER = "sagemaker-user"
+PASSWD = (f"root:x:0:0:root:/root:/usr/sbin/nologin\n{SANDBOX_USER}:x:{SANDBOX_UID}:{SANDBOX_GID}::/tmp:/bin/sh\n"
+          "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n")
+GROUP = f"root:x:0:\n{SANDBOX_USER}:x:{SANDBOX_GID}:\nnogroup:x:65534:\n"
+
+# Host top-level directories (or their symlinks, on merged-/usr systems) a Python runtime needs.
+SYSTEM_DIRS = ("usr", "lib", "lib64", "lib32", "libx32", "bin", "sbin")
+# The /etc allow-list, copied at each start into the instance's own /etc (one bind mount instead of one per
+# entry: each mount costs start time): the dynamic linker's cache, CA configuration (Debian and Red Hat
+# layouts), time zone, name service and pip configuration. Never shadow, ssl/private, the rest.
+ETC_COPIED = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "ssl/openssl.cnf", "ca-certificates",
+              "ca-certificates.conf", "pki/tls/openssl.cnf", "localtime", "timezone", "nsswitch.conf", "host.conf",
+              "gai.conf", "services", "protocols", "pip.conf", "xdg/pip")
+# ... the same, only for a sandbox with network.
+ETC_NETWORK = ("resolv.conf", "hosts")
+# CA certificate directories (hundreds of entries): bound, read-only, over the copy.
+ETC_BOUND = ("ssl/certs", "pki/tls/certs", "pki/ca-trust/extracted")
+
+
+@functools.cache
+def _system_view() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(bwrap arguments, directories bound as they are) for the system directories and the CA certificate
+    directories; computed once per server (what exists under / does not change while it runs)."""
+    args: list[str] = []
+    bound: list[str] = []
+    for path in [f"/{name}" for name in SYSTEM_DIRS] + [f"/etc/{name}" for name in ETC_BOUND]:
+        if os.path.islink(path) and path.count("/") == 1:  # /lib -> usr/lib
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            args += ["--ro-bind", path, path]
+            bound.append(path)
+    return tuple(args), tuple(bound)
+
+
+def _etc(spec: InstanceSpec, bound: tuple[str, ...]) -> tuple[Path, tuple[str, ...]]:
+    """The instance's /etc (a host directory, bound read-only) and the /etc paths it shows as on the host.
+
+    It holds the generated passwd and group naming the sandbox user, a copy of the allow-list (a symlink
+    into /usr stays a symlink: tools read /etc/localtime's target for the zone name) and empty mount points
+    for what is bound over it. Staged once per content (metadata calls are slow on some file systems, and
+    each would add to every start): the name is a digest of the sources' stat, so a changed resolv.conf or CA
+    configuration gets a new copy at the next start, and a copy a running sandbox uses is never changed."""
+    stamps = []
+    for name in ETC_COPIED + (ETC_NETWORK if spec.network else ()):
+        stamp = _stamp(f"/etc/{name}")
+        if stamp is not None:
+            stamps.append((name, stamp))
+    shown = bound + tuple(f"/etc/{name}" for name, _ in stamps)
+    points = {(path, True) for path in bound if path.startswith("/etc/")}
+    points |= {(m.target, m.source.is_dir()) for m in spec.mounts if m.target.startswith("/etc/")
+               and (m.writable or not _covered(str(m.source), m.target, shown))}
+    key = repr((stamps, sorted(points), PASSWD, GROUP))
+    return _staged_etc(hashlib.sha256(key.encode()).hexdigest()[:16], tuple(n for n, _ in stamps),
+                       tuple(sorted(points))), shown
+
+
+def _stamp(path: str) -> tuple | None:
+    """What identifies the current version of a host /etc entry (and a directory's entries); None if absent."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    stamp = (os.path.islink(path) and os.readlink(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    if os.path.isdir(path):
+        stamp += tuple(sorted((e.name, *inner) for e in os.scandir(path) if (inner := _stamp(e.path))))
+    return stamp
+
+
+@functools.lru_cache(maxsize=32)
+def _staged_etc(digest: str, names: tuple[str, ...], points: tuple[tuple[str, bool], ...]) -> Path:
+    home = _private_dir()
+    etc = home / f"etc-{digest}"
+    if etc.is_dir():
+        return etc  # staged by an earlier server
+    building = Path(tempfile.mkdtemp(prefix=f".etc-{digest}-", dir=home))
+    os.chmod(building, 0o755)
+    (building / "passwd").write_text(PASSWD)
+    (building / "group").write_text(GROUP)
+    for name in names:
+        source, target = Path("/etc", name), building / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_symlink() and os.path.realpath(source).startswith("/usr/"):
+            target.symlink_to(os.readlink(source))
+        elif source.is_dir():
+            shutil.copytree(source, target, symlinks=True)
+        else:
+            shutil.copyfile(source, target)
+    for path, directory in points:
+        point = building / path[len("/etc/"):]
+        if not os.path.lexists(point):
+            point.parent.mkdir(parents=True, exist_ok=True)
+            point.mkdir() if directory else point.touch()
+    try:
+        building.rename(etc)
+    except OSError:  # another server staged the same content first
+        shutil.rmtree(building, ignore_errors=True)
+    return etc
+
+
+def _private_dir() -> Path:
+    """<tmp>/selfmaker-<uid> (as the model servers' sockets use), refused unless it is ours alone."""
+    home = Path(tempfile.gettempdir()) / f"selfmaker-{os.getuid()}"
+    home.mkdir(mode=0o700, exist_ok=True)
+    st = os.lstat(home)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+        raise ExecutorUnavailable(f"{home} must be a directory of the SelfMaker user that no one else may write to; "
+                                  "remove it and start again")
+    return home
+
+
+def _covered(source: str, target: str, shown: tuple[str, ...]) -> bool:
+    """A host path at its own place inside, in (or equal to) one of the directories ``shown`` as they are."""
+    return source == target and any(target == d or target.startswith(d + "/") for d in shown)
 
 
 def _start_time(pid: int) -> str | None:
@@ -65,36 +187,23 @@ class LocalExecutor(Executor):
         self._lock = threading.Lock()
 
     def check(self) -> None:
-        if not shutil.which("bwrap"):
-            raise ExecutorUnavailable(INSTALL_HINT)
+        bwrap.find()  # the system bwrap, else the bundled one, proven able to sandbox (bwrap.py)
 
     # -- starting ------------------------------------------------------------------
 
     def command(self, spec: InstanceSpec) -> list[str]:
         """The full host command line for an instance (sandbox and limits included)."""
-        args = [shutil.which("bwrap") or "bwrap", "--die-with-parent", "--new-session", "--unshare-pid",
-                "--unshare-ipc", "--unshare-uts", "--hostname", spec.hostname, "--cap-drop", "ALL"]
+        args = [bwrap.find().path, "--die-with-parent", "--new-session", "--unshare-user",
+                "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_GID), "--unshare-pid", "--unshare-ipc",
+                "--unshare-uts", "--hostname", spec.hostname, "--cap-drop", "ALL"]
         if not spec.network:
             args.append("--unshare-net")
-        for entry in sorted(os.scandir("/"), key=lambda e: e.name):
-            if entry.name in _PRIVATE_TOP:
-                continue
-            if entry.is_symlink():
-                args += ["--symlink", os.readlink(entry.path), entry.path]
-            else:
-                args += ["--ro-bind", entry.path, entry.path]
-        args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", "/opt"]
-        mounted_in_opt = {m.target.split("/")[2] for m in spec.mounts if m.target.startswith("/opt/")}
-        if os.path.isdir("/opt"):
-            for entry in sorted(os.scandir("/opt"), key=lambda e: e.name):
-                if entry.name not in mounted_in_opt:
-                    args += ["--ro-bind", entry.path, entry.path]
-        for path in spec.hidden:
-            if os.path.isdir(path) and not (path == "/tmp" or path.startswith("/tmp/")):
-                args += ["--tmpfs", path]
-        for mount in spec.mounts:
-            args += ["--bind" if mount.writable else "--ro-bind", str(mount.source), mount.target]
-        args += ["--chdir", spec.workdir, "--"]
+        system, bound = _system_view()
+        etc, shown = _etc(spec, bound)
+        args += ["--ro-bind", str(etc), "/etc", *system]
+        args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        args += _mounts(spec, shown)
+        args += ["--remount-ro", "/", "--chdir", spec.workdir, "--"]
         limits = []
         if spec.limits:
             available = sorted(os.sched_getaffinity(0))
@@ -135,6 +244,8 @@ class LocalExecutor(Executor):
             return None
         exit_file = state_dir / "exit"
         if exit_file.exists():
+            if child is None and self._live_pid(state_dir) is not None:
+                return None  # the supervisor has written the code and is exiting: ended once it is gone
             return ExitStatus(int(exit_file.read_text().strip() or 1))
         if child is None and self._live_pid(state_dir) is not None:
             return None
@@ -190,6 +301,17 @@ class LocalExecutor(Executor):
     def _kill_if_alive(self, state_dir: Path, pid: int) -> None:
         if self._live_pid(state_dir) == pid:
             _kill(pid)
+
+
+def _mounts(spec: InstanceSpec, bound: tuple[str, ...]) -> list[str]:
+    """bwrap arguments for the spec's mounts and the ``hidden`` directories something would show, parents
+    before children (a hidden data directory is covered before the runtime inside it is bound)."""
+    shown = bound + tuple(m.target for m in spec.mounts if str(m.source) == m.target)
+    ops = [(path, ["--tmpfs", path]) for path in spec.hidden
+           if _covered(path, path, shown) and os.path.isdir(path)]
+    ops += [(m.target, ["--bind" if m.writable else "--ro-bind", str(m.source), m.target]) for m in spec.mounts
+            if m.writable or not _covered(str(m.source), m.target, bound)]
+    return [arg for _, op in sorted(ops, key=lambda op: op[0].count("/")) for arg in op]
 
 
 def _stop_deadline(state_dir: Path, grace: float) -> tuple[float, bool]:

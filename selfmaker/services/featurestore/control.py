@@ -8,6 +8,7 @@ so the status a client polls is the one it would see on AWS.
 
 from __future__ import annotations
 
+from ...objects.access import check_s3_uri
 from ...server.errors import AWSError, validation
 from ...server.operations import Context, operation
 from ...store.resources import Record, now
@@ -85,6 +86,7 @@ def _on_create(ctx: Context, params: dict, data: dict) -> None:
         s3 = dict(offline["S3StorageConfig"])
         if not s3["S3Uri"].startswith("s3://"):
             raise validation(f"S3Uri {s3['S3Uri']} must be an s3://bucket/prefix URI.")
+        check_s3_uri(ctx.backends, ctx.account_id, s3["S3Uri"], "OfflineStoreConfig.S3StorageConfig.S3Uri")
         base = s3["S3Uri"].rstrip("/")
         s3["ResolvedOutputS3Uri"] = (f"{base}/{ctx.account_id}/sagemaker/{ctx.region}/offline-store/"
                                      f"{params['FeatureGroupName']}-{epoch}/data")

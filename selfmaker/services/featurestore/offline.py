@@ -11,6 +11,10 @@ Iceberg tables by day, under a random prefix as Iceberg's object-storage layout 
 Every file has the group's features (typed from their definitions) plus
 write_time, api_invocation_time and is_deleted. See journal.py for why a
 crash never loses or duplicates a row.
+
+Files are written as the group's account (``AccountObjects``): a bucket that is
+gone or now belongs to another account blocks that group's offline store (its
+rows stay journaled) and no other group's.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import time
 from collections import defaultdict
 from datetime import datetime, timezone
 
+from ...objects.access import AccountObjects
 from ...server.errors import AWSError
 from .definitions import Group, parse_group_key
 from .journal import Batch, Journal, OfflineRow
@@ -86,6 +91,18 @@ def _partition(group: Group, event_time: float) -> str:
     return f"{moment:%Y-%m-%d}" if group.table_format == "Iceberg" else f"{moment:%Y-%m-%dT%H}"
 
 
+class OfflineWriteFailed(AWSError):
+    """Some groups' files could not be written: ``failures`` maps each group key to why.
+
+    Its code and message are the first failure's, as the object store gave them.
+    """
+
+    def __init__(self, failures: dict[str, AWSError], buckets: dict[str, str]):
+        first = next(iter(failures.values()))
+        super().__init__(first.code, first.message, first.status)
+        self.failures = {grp: f"Cannot write to s3://{buckets[grp]}: {err.message}" for grp, err in failures.items()}
+
+
 class OfflineWriter:
     def __init__(self, backends, journal: Journal):
         self.backends = backends
@@ -104,17 +121,28 @@ class OfflineWriter:
     def flush(self, grp: str | None = None) -> int:
         """Write every pending row (of one group, or all) to the offline store; how many rows were written.
 
-        Raises AWSError if the object store refuses a file; rows stay journaled and are retried.
+        Raises OfflineWriteFailed, once every other group is written, if the object store refuses a
+        group's file; that group's rows stay journaled and are retried by the next flush.
         """
         written = 0
+        failures: dict[str, AWSError] = {}
+        buckets: dict[str, str] = {}
         with self._lock:
             while True:
                 self._assign(grp)
-                batches = self.journal.batches(grp)
+                batches = [b for b in self.journal.batches(grp) if b.grp not in failures]
                 if not batches:
-                    return written
+                    break
                 for batch in batches:
-                    written += self._write(batch)
+                    if batch.grp in failures:
+                        continue
+                    try:
+                        written += self._write(batch)
+                    except AWSError as err:
+                        failures[batch.grp], buckets[batch.grp] = err, batch.bucket
+        if failures:
+            raise OfflineWriteFailed(failures, buckets)
+        return written
 
     def _assign(self, grp: str | None) -> None:
         pending = self.journal.unassigned(ROWS_PER_FLUSH, grp)
@@ -144,9 +172,9 @@ class OfflineWriter:
         rows = self.journal.batch_rows(batch.batch)
         if group is None:
             raise AWSError("InternalFailure", f"offline batch {batch.batch} belongs to no feature group")
-        objects = self.backends.objects
-        if objects is None:
+        if self.backends.objects is None:
             raise AWSError("ServiceUnavailable", "no object store is configured for the offline store")
+        objects = AccountObjects.of(self.backends, group.account_id)
         objects.put_object(batch.bucket, batch.key, parquet_bytes(group, rows, batch.write_time_ms))
         self.journal.complete(batch.batch)
         return len(rows)

@@ -15,12 +15,13 @@ import time
 
 from sqlalchemy import select
 
+from ...objects.access import AccountObjects
 from ...server.app import background_worker
 from ...server.errors import AWSError
 from ...store import schema
 from ...store.resources import Record
 from .definitions import Group
-from .offline import split_uri
+from .offline import OfflineWriteFailed, split_uri
 from .state import feature_store
 
 log = logging.getLogger("selfmaker.featurestore")
@@ -83,15 +84,22 @@ class FeatureStoreWorker:
     def _flush(self, grp: str | None = None) -> None:
         try:
             self.writer.flush(grp)
-            for key in list(self._blocked):
-                self._set_offline_status(key, None)
-        except AWSError as err:
-            log.warning("offline store flush failed: %s", err.message)
-            for batch in self.fs.journal.batches(grp):
-                if batch.grp not in self._blocked:
-                    self._set_offline_status(batch.grp, f"Cannot write to s3://{batch.bucket}: {err.message}")
+        except OfflineWriteFailed as err:
+            self._note_blocked(grp, err.failures)
             if grp is not None:
                 raise
+        else:
+            self._note_blocked(grp, {})
+
+    def _note_blocked(self, grp: str | None, failures: dict[str, str]) -> None:
+        """OfflineStoreStatus after a flush (of one group, or all): Blocked where it failed, else Active."""
+        for key, reason in failures.items():
+            if self._blocked.get(key) != reason:  # said once, not at every retry
+                log.warning("offline store of feature group %s blocked: %s", key, reason)
+                self._set_offline_status(key, reason)
+        for key in list(self._blocked):
+            if key not in failures and (grp is None or key == grp):
+                self._set_offline_status(key, None)
 
     # -- feature group states ----------------------------------------------------
 
@@ -116,8 +124,8 @@ class FeatureStoreWorker:
         uri = ((record.data.get("OfflineStoreConfig") or {}).get("S3StorageConfig") or {}).get("ResolvedOutputS3Uri")
         if uri and self.backends.objects is not None:
             bucket, _ = split_uri(uri)
-            try:
-                self.backends.objects.head_bucket(bucket)
+            try:  # as the group's account: another account's bucket is not accessible
+                AccountObjects.of(self.backends, account_id).head_bucket(bucket)
             except AWSError:
                 failure = f"The offline store's S3 bucket {bucket} does not exist or is not accessible."
         self._set_status(account_id, region, name, "Creating", "CreateFailed" if failure else "Created", failure)

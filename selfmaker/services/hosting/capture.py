@@ -10,6 +10,10 @@ reads:
 A record holds the payloads the config's CaptureOptions ask for, each encoded
 as CSV or JSON text when its content type is one of CaptureContentTypeHeader's,
 else BASE64 (SageMaker's default), and the event's id, time and InferenceId.
+
+Files are written as the endpoint's account (``AccountObjects``): if the
+destination bucket is gone or now belongs to another account, the records are
+dropped and a warning says why; they never land in someone else's bucket.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import time
 import uuid
 from collections import defaultdict, deque
 
+from ...objects.access import AccountObjects
 from ...objects.base import parse_s3_uri
 from ...server.app import background_worker
 from ...server.errors import AWSError
@@ -42,7 +47,8 @@ def sampled(config: dict) -> bool:
 def offer(backends, route, variant: str, invocation, answer, when: float) -> None:
     """Keep this invocation for capture if the route's config samples it (cheap: no encoding here)."""
     if route.capture and sampled(route.capture):
-        capturer(backends).add((route.capture, route.endpoint_name, variant, invocation, answer, when))
+        capturer(backends).add((route.capture, route.account_id, route.endpoint_name, variant, invocation, answer,
+                                when))
 
 
 def _media_type(content_type: str | None) -> str:
@@ -107,7 +113,7 @@ class Capturer:
         self.dropped = 0
 
     def add(self, item: tuple) -> None:
-        size = len(item[3].body) + len(item[4].body)
+        size = len(item[4].body) + len(item[5].body)
         with self._lock:
             if self._bytes + size > MAX_BUFFERED_BYTES or self._stopping:
                 self.dropped += 1
@@ -143,17 +149,18 @@ class Capturer:
             items, self._buffer, self._bytes = self._buffer, deque(), 0
         files: dict[tuple, list[str]] = defaultdict(list)
         first: dict[tuple, float] = {}
-        for config, endpoint, variant, invocation, answer, when in items:
+        for config, account_id, endpoint, variant, invocation, answer, when in items:
             destination = config["DestinationS3Uri"]
-            where = (destination, endpoint, variant, int(when // 3600))
+            where = (account_id, destination, endpoint, variant, int(when // 3600))
             first.setdefault(where, when)
             files[where].append(json.dumps(record(config, invocation, answer, when), separators=(",", ":")))
         for where, lines in files.items():
-            destination, endpoint, variant, _ = where
+            account_id, destination, endpoint, variant, _ = where
             try:
                 bucket, prefix = parse_s3_uri(destination)
                 key = object_key(prefix, endpoint, variant, first[where])
-                self.backends.objects.put_object(bucket, key, ("\n".join(lines) + "\n").encode())
+                objects = AccountObjects.of(self.backends, account_id)
+                objects.put_object(bucket, key, ("\n".join(lines) + "\n").encode())
             except (AWSError, ValueError) as err:
                 log.warning("data capture for endpoint %s dropped %d records: cannot write to %s: %s", endpoint,
                             len(lines), destination, err)

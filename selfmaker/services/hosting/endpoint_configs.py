@@ -5,12 +5,14 @@ refuses what SelfMaker cannot serve with a clear ValidationException instead of
 accepting it and failing later: variants need a model that exists and has one
 container, instances (or a serverless configuration, served by one instance), and
 features SelfMaker does not implement (multi-model endpoints, inference components,
-asynchronous inference, explainers, ...) are named in the refusal.
+asynchronous inference, explainers, ...) are named in the refusal. A data capture
+destination must be an S3 bucket of the configuration's own account.
 """
 
 from __future__ import annotations
 
 from ...engines.model_server import ModelDataError, container_of
+from ...objects.access import check_s3_uri
 from ...server.errors import validation
 from ...server.operations import Context
 from ..catalog import MODEL
@@ -91,6 +93,9 @@ def check(ctx: Context, params: dict) -> None:
         _check_variant(ctx, variant, shadow=True)
     if sum(v.get("InitialVariantWeight", 1.0) for v in production) <= 0:
         raise validation("The sum of the production variants' InitialVariantWeight must be greater than 0.")
+    capture = params.get("DataCaptureConfig")
+    if capture:
+        check_s3_uri(ctx.backends, ctx.account_id, capture["DestinationS3Uri"], "DataCaptureConfig.DestinationS3Uri")
 
 
 def _create(ctx: Context, params: dict, data: dict) -> None:

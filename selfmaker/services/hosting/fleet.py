@@ -32,6 +32,7 @@ from pathlib import Path
 
 from ...engines import instance_types, model_server, runtimes, sandbox
 from ...engines.executor import ExecutorUnavailable, ExitStatus
+from ...objects.access import AccountObjects
 from ...server.app import Backends, background_worker
 from ..jobs import logship
 from ..jobs.lifecycle import executor
@@ -344,7 +345,8 @@ class _Keeper:
         shutil.rmtree(instance.ml, ignore_errors=True)
         shutil.rmtree(instance.site, ignore_errors=True)
         try:
-            model_server.prepare(backends.objects, container, instance.ml)
+            # As the endpoint's account: a bucket that changed hands since CreateModel is refused here.
+            model_server.prepare(AccountObjects.of(backends, group.account_id), container, instance.ml)
         except model_server.ModelDataError as err:
             raise _GroupFailure(f"ClientError: could not load the model data of variant {group.variant_name}: "
                                 f"{err}") from None

@@ -3,7 +3,14 @@
 Inputs honour S3DataType (S3Prefix: every key under the prefix; ManifestFile:
 the keys a manifest lists) and S3DataDistributionType (FullyReplicated: every
 instance gets all objects; ShardedByS3Key: instance i of n gets every n-th
-object in key order). ``file://`` URIs name paths on the SelfMaker host.
+object in key order).
+
+Everything goes through the job's :class:`JobStorage`: its account's view of
+the object store (every bucket checked at use, so a bucket that changed owner
+since the Create fails the job with AccessDenied) and the host paths the
+operator allows (``file://``: refused in strict mode, only under
+``--allow-local-path`` in open mode). Host directories are read through
+:class:`ConfinedDir`, so a link inside an allowed directory cannot lead out of it.
 """
 
 from __future__ import annotations
@@ -15,10 +22,12 @@ import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from typing import Callable
 
+from ...objects.access import AccountObjects, local_path
 from ...objects.base import parse_s3_uri
-from ...server.errors import AWSError, validation
+from ...server.errors import AWSError
+from .confined import ConfinedDir, Skipped
 
 
 class InputError(Exception):
@@ -26,41 +35,59 @@ class InputError(Exception):
 
 
 @dataclass(frozen=True)
+class JobStorage:
+    """What one job may read and write: its account's buckets, and the host paths the operator allows."""
+
+    objects: AccountObjects
+    settings: object
+
+    @classmethod
+    def of(cls, backends, account_id: str) -> "JobStorage":
+        return cls(AccountObjects.of(backends, account_id), backends.settings)
+
+    def host_path(self, uri: str, what: str) -> Path:
+        """The host path of a ``file://`` URI the operator allows (InputError, the job's reason, if not)."""
+        try:
+            return local_path(self.settings, uri, what)
+        except AWSError as err:
+            raise InputError(f"ClientError: {err.message}") from None
+
+
+@dataclass(frozen=True)
 class Source:
-    """One object to copy: from S3 (bucket, key) or a host file (path); ``relative`` is where it lands."""
+    """One object to copy: from S3 (bucket, key) or a host file (``relative`` under the directory ``host_root``);
+    ``relative`` is also where it lands."""
 
     relative: str
     bucket: str = ""
     key: str = ""
-    path: str = ""
+    host_root: str = ""
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}" if self.bucket else f"file://{self.host_root}/{self.relative}"
 
 
-def check_uri(uri: str, what: str, allow_file: bool = True) -> None:
-    """Raise the 400 a Create gets for an input or output URI SelfMaker cannot read or write."""
-    scheme = urlparse(uri).scheme
-    if scheme == "s3" or (allow_file and scheme == "file"):
-        return
-    allowed = "s3:// or file://" if allow_file else "s3://"
-    raise validation(f"{what} {uri!r} is not supported: SelfMaker reads {allowed} URIs.")
+Say = Callable[[str], None]
 
 
-def _file_path(uri: str) -> Path:
-    return Path(unquote(urlparse(uri).path))
+def _host_sources(storage: JobStorage, uri: str, say: Say | None) -> list[Source]:
+    """The plain files a ``file://`` input names (links inside it are skipped, never followed)."""
+    path = storage.host_path(uri, f"the input {uri}")
+    if path.is_dir():
+        return [Source(e.relative, host_root=str(path)) for e in ConfinedDir(path, uri, say).files()]
+    if path.is_file():
+        return [Source(path.name, host_root=str(path.parent))]
+    raise InputError(f"ClientError: the input {uri} does not exist on the SelfMaker host")
 
 
-def _list(objects, uri: str) -> list[Source]:
+def _list(storage: JobStorage, uri: str, say: Say | None) -> list[Source]:
     """Every object (or host file) under a prefix, in key order, with its path relative to the prefix."""
     if uri.startswith("file://"):
-        root = _file_path(uri)
-        if root.is_file():
-            return [Source(root.name, path=str(root))]
-        if not root.is_dir():
-            raise InputError(f"ClientError: the input {uri} does not exist on the SelfMaker host")
-        return [Source(p.relative_to(root).as_posix(), path=str(p))
-                for p in sorted(root.rglob("*")) if p.is_file()]
+        return _host_sources(storage, uri, say)
     bucket, prefix = parse_s3_uri(uri)
     found = []
-    for info in objects.iter_objects(bucket, prefix):
+    for info in storage.objects.iter_objects(bucket, prefix):
         if info.key.endswith("/"):
             continue
         relative = info.key[len(prefix):].lstrip("/") or info.key.rsplit("/", 1)[-1]
@@ -68,10 +95,15 @@ def _list(objects, uri: str) -> list[Source]:
     return found
 
 
-def _manifest(objects, uri: str) -> list[Source]:
+def _manifest(storage: JobStorage, uri: str, say: Say | None) -> list[Source]:
     """The objects a manifest file lists: ``[{"prefix": "s3://b/p/"}, "relative/key", ...]``."""
-    raw = _read(objects, Source("manifest", *parse_s3_uri(uri)) if uri.startswith("s3://")
-                else Source("manifest", path=str(_file_path(uri))))
+    if uri.startswith("file://"):
+        listed = _host_sources(storage, uri, say)
+        if len(listed) != 1:
+            raise InputError(f"ClientError: the manifest {uri} is not a file")
+        raw = _read(storage, listed[0])
+    else:
+        raw = _read(storage, Source("manifest", *parse_s3_uri(uri)))
     try:
         entries = json.loads(raw)
         prefix = entries[0]["prefix"]
@@ -79,75 +111,103 @@ def _manifest(objects, uri: str) -> list[Source]:
     except (ValueError, KeyError, IndexError, TypeError):
         raise InputError(f"ClientError: the manifest {uri} is not a JSON list starting with "
                          '{"prefix": "s3://..."}') from None
-    bucket, key_prefix = parse_s3_uri(prefix)
+    bucket, key_prefix = parse_s3_uri(prefix)  # s3:// only: a manifest cannot name host files
     return [Source(k, bucket=bucket, key=key_prefix + k) for k in keys]
 
 
-def _read(objects, source: Source) -> bytes:
-    if source.path:
-        return Path(source.path).read_bytes()
-    return objects.get_object(source.bucket, source.key)
+def _open_host(source: Source):
+    try:
+        return ConfinedDir(Path(source.host_root), f"file://{source.host_root}").open(source.relative)
+    except (FileNotFoundError, Skipped):
+        raise InputError(f"ClientError: cannot read {source.uri}: it is no longer a plain file") from None
 
 
-def sources(objects, uri: str, data_type: str = "S3Prefix", index: int = 0, count: int = 1) -> list[Source]:
+def _read(storage: JobStorage, source: Source) -> bytes:
+    if source.host_root:
+        with _open_host(source) as f:
+            return f.read()
+    return storage.objects.get_object(source.bucket, source.key)
+
+
+def sources(storage: JobStorage, uri: str, data_type: str = "S3Prefix", index: int = 0, count: int = 1,
+            say: Say | None = None) -> list[Source]:
     """The objects of an input (instance ``index`` of ``count`` gets every count-th one, in key order)."""
     try:
-        found = _manifest(objects, uri) if data_type == "ManifestFile" else _list(objects, uri)
+        found = _manifest(storage, uri, say) if data_type == "ManifestFile" else _list(storage, uri, say)
     except AWSError as err:
         raise InputError(f"ClientError: cannot read the input {uri}: {err.code}: {err.message}") from None
     return found[index::count]
 
 
-def read(objects, source: Source) -> bytes:
+def read(storage: JobStorage, source: Source) -> bytes:
     try:
-        return _read(objects, source)
+        return _read(storage, source)
     except AWSError as err:
-        raise InputError(f"ClientError: cannot read s3://{source.bucket}/{source.key}: {err.code}: "
-                         f"{err.message}") from None
+        raise InputError(f"ClientError: cannot read {source.uri}: {err.code}: {err.message}") from None
+    except OSError as err:
+        raise InputError(f"ClientError: cannot read {source.uri}: {err.strerror}") from None
 
 
-def materialize(objects, uri: str, dest: Path, *, data_type: str = "S3Prefix", distribution: str = "FullyReplicated",
-                index: int = 0, count: int = 1) -> int:
-    """Copy an input into ``dest`` for instance ``index`` of ``count``; return how many files it got."""
+def materialize(storage: JobStorage, uri: str, dest: Path, *, data_type: str = "S3Prefix",
+                distribution: str = "FullyReplicated", index: int = 0, count: int = 1, say: Say | None = None) -> int:
+    """Copy an input into ``dest`` for instance ``index`` of ``count``; return how many files it got.
+
+    ``dest`` is in an instance's /opt/ml before the job starts: the server made it, nothing of the job is there."""
     try:
         sharded = distribution == "ShardedByS3Key"
-        selected = sources(objects, uri, data_type, index if sharded else 0, count if sharded else 1)
+        selected = sources(storage, uri, data_type, index if sharded else 0, count if sharded else 1, say)
         dest.mkdir(parents=True, exist_ok=True)
         root = dest.resolve()
         for source in selected:
             target = (root / source.relative).resolve()
             if root not in target.parents:
-                raise InputError(f"ClientError: the input key {source.key!r} would land outside {dest}")
+                raise InputError(f"ClientError: the input key {source.key or source.relative!r} would land "
+                                 "outside its directory")
             target.parent.mkdir(parents=True, exist_ok=True)
-            if source.path:
-                shutil.copyfile(source.path, target)
+            if source.host_root:
+                with _open_host(source) as reader, open(target, "wb") as out:
+                    shutil.copyfileobj(reader, out)
             else:
-                with objects.open_object(source.bucket, source.key) as reader, open(target, "wb") as out:
+                with storage.objects.open_object(source.bucket, source.key) as reader, open(target, "wb") as out:
                     for chunk in reader.chunks():
                         out.write(chunk)
         return len(selected)
     except AWSError as err:
         raise InputError(f"ClientError: cannot read the input {uri}: {err.code}: {err.message}") from None
+    except OSError as err:  # never str(err): it names host paths
+        raise InputError(f"ClientError: cannot copy the input {uri}: {err.strerror}") from None
 
 
-def extract_code(objects, uri: str, dest: Path) -> None:
-    """Unpack a v2 ``sagemaker_submit_directory`` (a sourcedir.tar.gz, or a host directory) into ``dest``."""
+def extract_code(storage: JobStorage, uri: str, dest: Path, say: Say | None = None) -> None:
+    """Unpack a v2 ``sagemaker_submit_directory`` (a sourcedir.tar.gz, or an allowed host directory) into ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
     try:
-        if uri.startswith("file://") and _file_path(uri).is_dir():
-            shutil.copytree(_file_path(uri), dest, dirs_exist_ok=True)
-            return
         if uri.startswith("file://"):
-            blob = _file_path(uri).read_bytes()
+            path = storage.host_path(uri, f"HyperParameters.sagemaker_submit_directory {uri}")
+            if path.is_dir():
+                code = ConfinedDir(path, uri, say)
+                for entry in code.files():
+                    target = dest / entry.relative
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    try:
+                        with code.open(entry.relative) as reader, open(target, "wb") as out:
+                            shutil.copyfileobj(reader, out)
+                    except (FileNotFoundError, Skipped):
+                        continue
+                return
+            blob = _read(storage, Source(path.name, host_root=str(path.parent)))
         else:
-            blob = objects.get_object(*parse_s3_uri(uri))
+            blob = storage.objects.get_object(*parse_s3_uri(uri))
     except AWSError as err:
         raise InputError(f"ClientError: cannot read the code {uri}: {err.code}: {err.message}") from None
     except OSError as err:
-        raise InputError(f"ClientError: cannot read the code {uri}: {err}") from None
+        raise InputError(f"ClientError: cannot read the code {uri}: {err.strerror}") from None
     try:
         with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
             tar.extractall(dest, filter="data")
+    except tarfile.FilterError as err:  # its message names the host directory
+        raise InputError(f"ClientError: the code {uri} holds a member SelfMaker will not unpack: "
+                         f"{err.tarinfo.name!r} ({type(err).__name__})") from None
     except tarfile.TarError as err:
         raise InputError(f"ClientError: the code {uri} is not a tar archive: {err}") from None
 
@@ -155,35 +215,28 @@ def extract_code(objects, uri: str, dest: Path) -> None:
 # -- outputs ---------------------------------------------------------------------------
 
 
-def tar_directory(directory: Path) -> bytes:
-    """A .tar.gz of a directory's contents (members relative to it), as SageMaker packs /opt/ml/model."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        if directory.is_dir():
-            for path in sorted(directory.iterdir()):
-                tar.add(path, arcname=path.name)
-    return buffer.getvalue()
-
-
-def upload_bytes(objects, uri: str, body: bytes) -> None:
+def upload_bytes(storage: JobStorage, uri: str, body: bytes) -> None:
     if uri.startswith("file://"):
-        target = _file_path(uri)
+        target = storage.host_path(uri, f"the output {uri}")
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.part")
         partial.write_bytes(body)
         os.replace(partial, target)
         return
     bucket, key = parse_s3_uri(uri)
-    objects.put_object(bucket, key, body)
+    storage.objects.put_object(bucket, key, body)
 
 
-def upload_tree(objects, directory: Path, uri: str, only: set[Path] | None = None) -> int:
-    """Upload every file under ``directory`` to ``uri``/<relative path> (``only``: just these files)."""
+def upload_files(storage: JobStorage, job_files: ConfinedDir, sub: str, uri: str, relatives) -> int:
+    """Upload the job's files ``sub``/<relative> to ``uri``/<relative>; links and special files are skipped."""
     count = 0
-    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-        if only is not None and path not in only:
+    for relative in relatives:
+        try:
+            with job_files.open(job_files.join(sub, relative)) as f:
+                body = f.read()
+        except (FileNotFoundError, Skipped):
             continue
-        upload_bytes(objects, uri.rstrip("/") + "/" + path.relative_to(directory).as_posix(), path.read_bytes())
+        upload_bytes(storage, join_uri(uri, relative), body)
         count += 1
     return count
 
@@ -193,6 +246,10 @@ def join_uri(base: str, *parts: str) -> str:
 
 
 def output_error(uri: str, err: Exception) -> str:
+    if isinstance(err, InputError):
+        return str(err)
     if isinstance(err, AWSError):
         return f"ClientError: cannot write the output {uri}: {err.code}: {err.message}"
+    if isinstance(err, OSError):  # never str(err): it names host paths
+        return f"ClientError: cannot write the output {uri}: {err.strerror or type(err).__name__}"
     return f"ClientError: cannot write the output {uri}: {err}"

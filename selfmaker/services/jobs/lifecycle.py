@@ -30,11 +30,14 @@ from ...store.resources import Record, now
 from .. import experiments
 from ..kinds import Kind
 from . import credentials, logship, provenance
+from .confined import ConfinedDir
+from .data import JobStorage
 
 log = logging.getLogger("selfmaker.jobs")
 
 ACTIVE = frozenset({"InProgress", "Stopping"})
 TERMINAL = frozenset({"Completed", "Failed", "Stopped"})
+REASON_LIMIT = 1024  # characters: AWS truncates FailureReason (and ExitMessage) there
 
 _watched: set[Path] = set()
 _watched_lock = threading.Lock()
@@ -51,6 +54,13 @@ def _artifact_types(artifacts: dict, default: str) -> dict[str, str]:
 
 class JobFailure(Exception):
     """The job cannot go on; the message is its FailureReason."""
+
+
+def describe(err: Exception) -> str:
+    """An unexpected error in words a caller may see: an OSError's text names host paths, so only its cause."""
+    if isinstance(err, OSError):
+        return f"{type(err).__name__}: {err.strerror or 'operating system error'}"
+    return str(err)
 
 
 def context(backends: Backends, record: Record) -> Context:
@@ -91,6 +101,11 @@ class Instance:
         with open(self.log_path, "a") as f:
             f.write(message.rstrip("\n") + "\n")
 
+    @property
+    def files(self) -> ConfinedDir:
+        """The instance's /opt/ml as the server may read it: the job wrote it, so no link is ever followed."""
+        return ConfinedDir(self.ml, "/opt/ml", self.say)
+
 
 class Run:
     """One reconcile step's view of a job: its record, directory and instances."""
@@ -117,6 +132,20 @@ class Run:
     @property
     def ctx(self) -> Context:
         return context(self.backends, self.record)
+
+    @property
+    def storage(self) -> JobStorage:
+        """The only way the job's data moves: its account's buckets, and the host paths the operator allows."""
+        return JobStorage.of(self.backends, self.record.account_id)
+
+    def without_host_paths(self, text: str) -> str:
+        """A reason as the caller may see it: the instance directories named as /opt/ml, no other host path."""
+        settings = self.backends.settings
+        known = [*((str(i.ml), "/opt/ml") for i in self.instances), (str(self.dir), "<the job's directory>"),
+                 (str(settings.runtimes_dir), "<runtimes>"), (str(settings.data_dir), "<data directory>")]
+        for host, shown in sorted(known, key=lambda pair: -len(pair[0])):
+            text = text.replace(host, shown)
+        return text
 
     def stream(self, instance: Instance) -> str:
         return f"{self.record.data[self.job.name_member]}/{instance.host}-{int(self.record.data['CreationTime'])}"
@@ -260,11 +289,22 @@ class JobKind(Kind):
                 self._start(run)
             return self._follow(run)
         except JobFailure as failure:
+            self._stop_instances(run)
             self._end(run, "Failed", str(failure))
         except Exception as err:  # a bug must not leave the job InProgress forever
             log.exception("job %s failed in SelfMaker", record.arn)
-            self._end(run, "Failed", f"InternalServerError: SelfMaker could not run the job: {err}")
+            self._stop_instances(run)
+            self._end(run, "Failed", f"InternalServerError: SelfMaker could not run the job: {describe(err)}")
         return None
+
+    def _stop_instances(self, run: Run) -> None:
+        """A job failing while instances run (an upload refused) ends them: nothing may outlive its job."""
+        for instance in run.instances:
+            if instance.state.exists():
+                try:
+                    executor(run.backends).stop(instance.state)
+                except Exception:
+                    log.exception("could not stop %s of %s", instance.host, run.record.arn)
 
     def _start(self, run: Run) -> None:
         ex = executor(run.backends)
@@ -367,10 +407,10 @@ class JobKind(Kind):
         return self._end(run, "Completed", None)
 
     def failure_reason(self, instance: Instance, status: ExitStatus) -> str:
-        failure = instance.ml / "output" / "failure"
-        text = failure.read_text(errors="replace").strip() if failure.exists() else ""
+        text = instance.files.read_text("output/failure", REASON_LIMIT).strip()
         if text:  # built-in algorithms classify their own failures (ClientError: the user's to fix)
-            return (text if text.startswith(("ClientError:", "AlgorithmError:")) else f"AlgorithmError: {text}")[:1024]
+            return (text if text.startswith(("ClientError:", "AlgorithmError:")) else
+                    f"AlgorithmError: {text}")[:REASON_LIMIT]
         return f"AlgorithmError: See job logs for more information (exit code {status.code} on {instance.host})"
 
     def _max_runtime_exceeded(self, data: dict) -> None:
@@ -412,7 +452,7 @@ class JobKind(Kind):
             d[self.status_member] = outcome
             d["_run"] = {**d.get("_run", {}), "phase": "Done"}
             if reason:
-                d["FailureReason"] = reason[:1024]
+                d["FailureReason"] = run.without_host_paths(reason)[:REASON_LIMIT]
             self.ended(d, ended)
             if max_runtime:
                 self.progress(d, "MaxRuntimeExceeded", "Job stopped because it exceeded MaxRuntimeInSeconds")
@@ -423,7 +463,8 @@ class JobKind(Kind):
         run.update(terminal)
         try:
             component = self.component(run)
-            component_arn = experiments.record_job(run.ctx, run.record.arn, status=outcome, message=reason,
+            component_arn = experiments.record_job(run.ctx, run.record.arn, status=outcome,
+                                                   message=run.without_host_paths(reason) if reason else reason,
                                                    end_time=ended, **component)
             provenance.record(run.ctx, component_arn, _artifact_types(component["input_artifacts"], "DataSet"),
                               _artifact_types(component["output_artifacts"], self.output_artifact_type))

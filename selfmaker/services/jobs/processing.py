@@ -16,8 +16,9 @@ from pathlib import Path
 from ...server.errors import validation
 from ...server.operations import operation
 from . import channels
-from .data import InputError, materialize, output_error, upload_tree
-from .lifecycle import ACTIVE, JobFailure, JobKind, Run
+from .confined import ConfinedDir
+from .data import InputError, materialize, output_error, upload_files
+from .lifecycle import ACTIVE, REASON_LIMIT, JobFailure, JobKind, Run
 
 LOCAL_ROOT = "/opt/ml/processing/"
 CONTINUOUS_SECONDS = 1.0
@@ -32,14 +33,14 @@ def _validate(ctx, params: dict, data: dict) -> None:
             raise validation(f"{where}: only S3Input inputs are supported by SelfMaker (not DatasetDefinition).")
         channels.check_input_mode(source.get("S3InputMode"), where)
         channels.check_compression(source.get("S3CompressionType"), where)
-        channels.check_s3_source(source, where)
+        channels.check_s3_source(ctx, source, where)
         _check_local_path(source["LocalPath"], where, seen_paths)
     for item in (params.get("ProcessingOutputConfig") or {}).get("Outputs") or []:
         where = f"ProcessingOutput {item['OutputName']}"
         target = item.get("S3Output")
         if target is None:
             raise validation(f"{where}: only S3Output outputs are supported by SelfMaker (not FeatureStoreOutput).")
-        channels.check_uri(target["S3Uri"], f"{where}: S3Uri")
+        channels.check_uri(ctx, target["S3Uri"], f"{where}: S3Uri")
         _check_local_path(target["LocalPath"], where, set())
     data["ProcessingJobStatus"] = "InProgress"
 
@@ -95,10 +96,10 @@ class ProcessingJobs(JobKind):
         for item in data.get("ProcessingInputs") or []:
             source = item["S3Input"]
             try:
-                materialize(run.backends.objects, source["S3Uri"], _inside(instance, source["LocalPath"]),
+                materialize(run.storage, source["S3Uri"], _inside(instance, source["LocalPath"]),
                             data_type=source.get("S3DataType", "S3Prefix"),
                             distribution=source.get("S3DataDistributionType", "FullyReplicated"),
-                            index=instance.index - 1, count=len(run.instances))
+                            index=instance.index - 1, count=len(run.instances), say=instance.say)
             except InputError as err:
                 raise JobFailure(str(err)) from None
         for item in self._outputs(data):
@@ -120,27 +121,32 @@ class ProcessingJobs(JobKind):
         continuous = [o for o in self._outputs(run.data) if o["S3Output"].get("S3UploadMode") == "Continuous"]
         if not continuous:
             return None
-        self._upload(run, continuous, changed_only=True)
+        try:
+            self._upload(run, continuous, changed_only=True)  # links are reported once, by the last upload
+        except Exception as err:
+            raise JobFailure(output_error("of the processing job", err)) from None
         return CONTINUOUS_SECONDS
 
     def _upload(self, run: Run, outputs: list[dict], changed_only: bool = False) -> None:
+        """Upload each output's LocalPath: the job's plain files only (its links are skipped, never followed)."""
         sent = run.backends.services.setdefault("processing-uploaded", {})
+        storage = run.storage
         for instance in run.instances:
+            files = ConfinedDir(instance.ml, "/opt/ml") if changed_only else instance.files
             for item in outputs:
-                local = _inside(instance, item["S3Output"]["LocalPath"])
-                if not local.is_dir():
-                    continue
-                files = {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in local.rglob("*") if p.is_file()}
-                fresh = {p for p, stamp in files.items() if sent.get(p) != stamp} if changed_only else set(files)
+                sub = str(Path(item["S3Output"]["LocalPath"]).relative_to("/opt/ml"))
+                stamps = {e.relative: (e.mtime_ns, e.size) for e in files.files(sub)}
+                seen = {r: (instance.root, sub, r) for r in stamps}
+                fresh = [r for r in stamps if sent.get(seen[r]) != stamps[r]] if changed_only else list(stamps)
                 if fresh:
-                    upload_tree(run.backends.objects, local, item["S3Output"]["S3Uri"], only=fresh)
-                    sent.update({p: files[p] for p in fresh})
+                    upload_files(storage, files, sub, item["S3Output"]["S3Uri"], fresh)
+                    sent.update({seen[r]: stamps[r] for r in fresh})
 
     def finish(self, run: Run, outcome: str, reason: str | None):
         fields: dict = {}
-        message = run.instances[0].ml / "output" / "message"
-        if message.exists():
-            fields["ExitMessage"] = message.read_text(errors="replace")[:1024]
+        message = run.instances[0].files.read_text("output/message", REASON_LIMIT)
+        if message:
+            fields["ExitMessage"] = message
         if run.state.get("phase") != "Running" or outcome == "Failed":
             return outcome, reason, fields
         try:

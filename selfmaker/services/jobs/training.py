@@ -21,7 +21,7 @@ from ...server.operations import operation
 from ...store.resources import now
 from .. import experiments, metrics
 from . import channels
-from .data import InputError, extract_code, join_uri, materialize, output_error, tar_directory, upload_bytes
+from .data import InputError, extract_code, join_uri, materialize, output_error, upload_bytes
 from .lifecycle import ACTIVE, JobFailure, JobKind, Run
 
 # Metric definitions of built-in algorithms (by the algorithm module a runtime names), used with the job's own.
@@ -47,9 +47,15 @@ def _validate(ctx, params: dict, data: dict) -> None:
         source = channel["DataSource"].get("S3DataSource")
         if source is None:
             raise validation(f"{where}: only S3DataSource channels are supported by SelfMaker.")
-        channels.check_s3_source(source, where)
+        channels.check_s3_source(ctx, source, where)
     output = params["OutputDataConfig"].get("S3OutputPath", "")
-    channels.check_uri(output, "OutputDataConfig.S3OutputPath")
+    channels.check_uri(ctx, output, "OutputDataConfig.S3OutputPath")
+    checkpoint = (params.get("CheckpointConfig") or {}).get("S3Uri")
+    if checkpoint:
+        channels.check_uri(ctx, checkpoint, "CheckpointConfig.S3Uri")
+    submit = _hyperparameter(params, "sagemaker_submit_directory")
+    if submit:
+        channels.check_uri(ctx, str(submit), "HyperParameters.sagemaker_submit_directory")
     if not params.get("StoppingCondition"):
         data["StoppingCondition"] = {"MaxRuntimeInSeconds": 86400}
     data.update(TrainingJobStatus="InProgress", SecondaryStatus="Starting",
@@ -124,10 +130,10 @@ class TrainingJobs(JobKind):
                 "RecordWrapperType": channel.get("RecordWrapperType", "None"),
                 **({"ContentType": channel["ContentType"]} if channel.get("ContentType") else {})}
             try:
-                materialize(run.backends.objects, source["S3Uri"], ml / "input" / "data" / channel["ChannelName"],
+                materialize(run.storage, source["S3Uri"], ml / "input" / "data" / channel["ChannelName"],
                             data_type=source.get("S3DataType", "S3Prefix"),
                             distribution=source.get("S3DataDistributionType", "FullyReplicated"),
-                            index=instance.index - 1, count=len(run.instances))
+                            index=instance.index - 1, count=len(run.instances), say=instance.say)
             except InputError as err:
                 raise JobFailure(str(err)) from None
         (config / "inputdataconfig.json").write_text(json.dumps(input_config))
@@ -136,7 +142,7 @@ class TrainingJobs(JobKind):
         submit = _hyperparameter(data, "sagemaker_submit_directory")
         if submit and _hyperparameter(data, "sagemaker_program"):
             try:
-                extract_code(run.backends.objects, submit, ml / "code")
+                extract_code(run.storage, str(submit), ml / "code", say=instance.say)
             except InputError as err:
                 raise JobFailure(str(err)) from None
         if data.get("CheckpointConfig"):
@@ -193,11 +199,11 @@ class TrainingJobs(JobKind):
         if outcome == "Failed":
             return outcome, reason, fields
         base = join_uri(run.data["OutputDataConfig"]["S3OutputPath"], run.data["TrainingJobName"], "output")
+        storage, files = run.storage, first.files  # the job wrote these: read without following its links
         try:
-            upload_bytes(run.backends.objects, join_uri(base, "model.tar.gz"), tar_directory(first.ml / "model"))
-            output_data = first.ml / "output" / "data"
-            if output_data.is_dir() and any(output_data.iterdir()):
-                upload_bytes(run.backends.objects, join_uri(base, "output.tar.gz"), tar_directory(output_data))
+            upload_bytes(storage, join_uri(base, "model.tar.gz"), files.tar_gz("model"))
+            if files.files("output/data"):
+                upload_bytes(storage, join_uri(base, "output.tar.gz"), files.tar_gz("output/data"))
         except Exception as err:
             return "Failed", output_error(base, err), fields
         fields["ModelArtifacts"] = {"S3ModelArtifacts": join_uri(base, "model.tar.gz")}

@@ -36,17 +36,9 @@ from ...server.errors import validation
 from ...server.operations import operation
 from .. import catalog
 from . import batch
-from .data import (
-    InputError,
-    Source,
-    check_uri,
-    join_uri,
-    output_error,
-    read,
-    sources,
-    upload_bytes,
-)
-from .lifecycle import Instance, JobFailure, JobKind, Run, executor
+from .channels import check_uri
+from .data import InputError, JobStorage, Source, join_uri, output_error, read, sources, upload_bytes
+from .lifecycle import Instance, JobFailure, JobKind, Run, describe, executor
 
 log = logging.getLogger("selfmaker.jobs.transform")
 
@@ -87,9 +79,10 @@ def _validate(ctx, params: dict, data: dict) -> None:
     if source.get("S3DataType", "S3Prefix") not in ("S3Prefix", "ManifestFile"):
         raise validation(f"TransformInput: S3DataType {source['S3DataType']} is not supported by SelfMaker "
                          "(it serves S3Prefix and ManifestFile).")
-    check_uri(source["S3Uri"], "TransformInput.DataSource.S3DataSource.S3Uri")
+    check_uri(ctx, source["S3Uri"], "TransformInput.DataSource.S3DataSource.S3Uri")
     output = params["TransformOutput"]
-    check_uri(output["S3OutputPath"], "TransformOutput.S3OutputPath")
+    check_uri(ctx, output["S3OutputPath"], "TransformOutput.S3OutputPath")
+    _check_model_data(ctx, params["ModelName"], container)
     if output.get("KmsKeyId"):
         raise validation("TransformOutput.KmsKeyId is not supported by SelfMaker: leave it out "
                          "(SelfMaker's S3 encrypts with its default key).")
@@ -111,6 +104,17 @@ def _validate(ctx, params: dict, data: dict) -> None:
     data["_model"] = {"Container": container, "EnableNetworkIsolation": bool(model.data.get("EnableNetworkIsolation")),
                       "ModelArn": model.arn}
     data["TransformJobStatus"] = "InProgress"
+
+
+def _check_model_data(ctx, model_name: str, container: dict) -> None:
+    """The model's data and code are read by the job: they must be in the job's account's buckets too."""
+    source = (container.get("ModelDataSource") or {}).get("S3DataSource") or {}
+    submit = (container.get("Environment") or {}).get("SAGEMAKER_SUBMIT_DIRECTORY", "")
+    for member, uri in (("ModelDataUrl", container.get("ModelDataUrl")),
+                        ("ModelDataSource.S3DataSource.S3Uri", source.get("S3Uri")),
+                        ("Environment.SAGEMAKER_SUBMIT_DIRECTORY", submit if submit.startswith("s3://") else None)):
+        if uri:
+            check_uri(ctx, uri, f"Model {model_name}: {member}")
 
 
 # -- what each instance does ----------------------------------------------------------------------------------------
@@ -183,6 +187,7 @@ class Driver:
     def __init__(self, job: TransformJobs, backends, record, instance: Instance):
         self.job, self.backends, self.record, self.instance = job, backends, record, instance
         self.data = record.data
+        self.storage = JobStorage.of(backends, record.account_id)
         self.socket = model_server.socket_path(instance.root)
         self._local = threading.local()
 
@@ -199,7 +204,7 @@ class Driver:
             self._note_failure(str(failure))
         except Exception as err:  # a bug must not leave the job waiting forever
             log.exception("the transform driver of %s failed", self.instance.root)
-            self._note_failure(f"InternalServerError: SelfMaker could not run the transform: {err}")
+            self._note_failure(f"InternalServerError: SelfMaker could not run the transform: {describe(err)}")
         self._end_instance()
 
     def _note_failure(self, reason: str) -> None:
@@ -244,8 +249,11 @@ class Driver:
         """This instance's input objects, with each one's path relative to the input prefix (its output name)."""
         source = self.data["TransformInput"]["DataSource"]["S3DataSource"]
         data_type = source.get("S3DataType", "S3Prefix")
-        found = sources(self.backends.objects, source["S3Uri"], data_type, self.instance.index - 1,
-                        self.job.instance_count(self.data))
+        try:
+            found = sources(self.storage, source["S3Uri"], data_type, self.instance.index - 1,
+                            self.job.instance_count(self.data), say=self.instance.say)
+        except InputError as err:
+            raise TransformFailure(str(err)) from None
         if data_type == "ManifestFile" or not source["S3Uri"].startswith("s3://"):
             return [(s, s.relative) for s in found]
         prefix = source["S3Uri"][len("s3://"):].partition("/")[2]
@@ -274,13 +282,10 @@ class Driver:
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
 
-    def _uri(self, source: Source) -> str:
-        return f"s3://{source.bucket}/{source.key}" if source.bucket else f"file://{source.path}"
-
     def _submit(self, pool: ThreadPoolExecutor, plan: Plan, source: Source, relative: str) -> Pending:
-        uri = self._uri(source)
+        uri = source.uri
         try:
-            raw = read(self.backends.objects, source)
+            raw = read(self.storage, source)
             if plan.gzip:
                 raw = gzip.decompress(raw)
             records = batch.split_records(raw, plan.split_type)
@@ -298,7 +303,7 @@ class Driver:
                        [pool.submit(self._invoke, plan, uri, payload) for payload in payloads])
 
     def _finish(self, plan: Plan, pending: Pending) -> None:
-        uri = self._uri(pending.source)
+        uri = pending.source.uri
         outputs: list[bytes] = []
         try:
             for group, response in zip(pending.groups, pending.responses):
@@ -315,7 +320,7 @@ class Driver:
             raise TransformFailure(f"ClientError: {uri}: {err}") from None
         target = join_uri(self.data["TransformOutput"]["S3OutputPath"], pending.relative + ".out")
         try:
-            upload_bytes(self.backends.objects, target, batch.assemble(outputs, plan.assemble_with))
+            upload_bytes(self.storage, target, batch.assemble(outputs, plan.assemble_with))
         except Exception as err:
             raise TransformFailure(output_error(target, err)) from None
         with open(self.instance.root / TRANSFORMED, "a") as progress:
@@ -403,7 +408,7 @@ class TransformJobs(JobKind):
         for name in (TRANSFORMED, DONE, FAILURE):
             (instance.root / name).unlink(missing_ok=True)
         try:
-            model_server.prepare(run.backends.objects, run.data["_model"]["Container"], instance.ml)
+            model_server.prepare(run.storage.objects, run.data["_model"]["Container"], instance.ml)
         except model_server.ModelDataError as err:
             raise JobFailure(f"ClientError: {err}") from None
 

@@ -15,6 +15,7 @@ from functools import lru_cache
 from sqlalchemy import delete, func, insert, select, update
 
 from ...engines import pipelines as language
+from ...objects.access import AccountObjects, check_s3_uri
 from ...server.errors import AWSError, validation
 from ...server.operations import Context, handler_for, operation
 from ...store import schema
@@ -63,12 +64,14 @@ def _definition_text(ctx: Context, params: dict, required: bool) -> str | None:
         if location.get("VersionId"):
             raise validation("PipelineDefinitionS3Location.VersionId is not supported by SelfMaker: "
                              "its object store keeps one version of each object.")
+        uri = f"s3://{location['Bucket']}/{location['ObjectKey']}"
+        check_s3_uri(ctx.backends, ctx.account_id, uri, "PipelineDefinitionS3Location")
         try:
-            with ctx.objects.open_object(location["Bucket"], location["ObjectKey"]) as reader:
+            with AccountObjects.of(ctx.backends, ctx.account_id).open_object(location["Bucket"],
+                                                                             location["ObjectKey"]) as reader:
                 raw = reader.read()
         except AWSError as err:
-            raise validation(f"Could not read the pipeline definition from "
-                             f"s3://{location['Bucket']}/{location['ObjectKey']}: {err.message}") from None
+            raise validation(f"Could not read the pipeline definition from {uri}: {err.message}") from None
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError:

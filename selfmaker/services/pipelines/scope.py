@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from ...engines import pipelines as language
+from ...objects.access import AccountObjects
 from ...server.errors import AWSError
 
 if TYPE_CHECKING:
@@ -83,8 +84,10 @@ class ExecutionScope:
         parsed = urlparse(s3_uri)
         if parsed.scheme != "s3" or not parsed.netloc:
             raise language.EvaluationError(f"{s3_uri!r} is not an s3:// URI")
+        # As the execution's account: another account's bucket fails the step that reads it.
+        objects = AccountObjects.of(self.p.backends, self.p.record.account_id)
         try:
-            with self.p.backends.objects.open_object(parsed.netloc, parsed.path.lstrip("/")) as reader:
+            with objects.open_object(parsed.netloc, parsed.path.lstrip("/")) as reader:
                 raw = reader.read()
         except AWSError as err:
             raise language.EvaluationError(f"Could not read {s3_uri}: {err.message}") from None
