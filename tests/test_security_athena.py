@@ -265,18 +265,23 @@ def test_a_table_whose_bucket_changed_hands_is_not_read(as_, buckets, unique):
     assert "b-secret" not in reason and "Access Denied" in reason, reason
 
 
-def test_a_feature_group_in_another_accounts_bucket_is_not_read(as_, buckets, unique):
-    sm, athena = as_(A, "sagemaker"), as_(A)
-    name = unique("fgforeign")
-    try:
-        group = create_group(sm, name, {"id": "String", "et": "Fractional"},
-                             offline=f"s3://{buckets[B.account]}/fg", RoleArn=f"arn:aws:iam::{A.account}:role/R")
-    except ClientError as err:  # refused at create: even better
-        assert err.response["Error"]["Code"] == "ValidationException"
-        return
+def test_a_feature_group_whose_bucket_changed_hands_is_not_read(as_, buckets, unique):
+    """The group's own bucket, deleted and made again by the other account: checked when the query reads."""
+    sm, athena, s3_a, s3_b = as_(A, "sagemaker"), as_(A), as_(A, "s3"), as_(B, "s3")
+    name, bucket = unique("fglater"), unique("athena-fg-later")
+    s3_a.create_bucket(Bucket=bucket)
+    group = create_group(sm, name, {"id": "String", "et": "Fractional"}, offline=f"s3://{bucket}/fg",
+                         RoleArn=f"arn:aws:iam::{A.account}:role/R")
+    assert group["FeatureGroupStatus"] == "Created", group
+    for key in keys_in(s3_a, bucket):
+        s3_a.delete_object(Bucket=bucket, Key=key)
+    s3_a.delete_bucket(Bucket=bucket)
+    s3_b.create_bucket(Bucket=bucket)
+    s3_b.put_object(Bucket=bucket, Key="fg/planted.parquet", Body=b"b-secret")
     table = group["OfflineStoreConfig"]["DataCatalogConfig"]["TableName"]
-    assert "Access Denied" in blocked(athena, f'SELECT * FROM sagemaker_featurestore."{table}"',
-                                      output_of(A, buckets))
+    reason = blocked(athena, f'SELECT * FROM sagemaker_featurestore."{table}"', output_of(A, buckets))
+    assert "Access Denied" in reason and "b-secret" not in reason, reason
+    assert keys_in(s3_b, bucket) == {"fg/planted.parquet"}
 
 
 # ---------------------------------------------------------------------------
