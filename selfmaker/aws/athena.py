@@ -12,6 +12,13 @@ DataFrame as CSV and declares it so). Results go where Athena puts them:
 Executions are rows in the metadata store (QUEUED -> RUNNING -> SUCCEEDED |
 FAILED | CANCELLED); a pool of threads runs them, and queries that were
 queued or running when the server stopped run again when it starts.
+
+The query string is hostile: :mod:`.athena_sql` decides which statements are
+accepted and runs them in a DuckDB locked away from files, the network and
+extensions. Every object read or written (tables' data, results) goes through
+the query's account's view of the object store, so another account's bucket
+is never touched; StartQueryExecution refuses an output location or a table
+LOCATION in one up front.
 """
 
 from __future__ import annotations
@@ -27,10 +34,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import delete, insert, select, update
 
+from ..objects.access import AccountObjects
+from ..objects.base import parse_s3_uri
 from ..server.app import background_worker
 from ..server.errors import AWSError
 from ..server.operations import Context, operation
 from ..store import schema
+from .athena_sql import Sandbox, SyntaxFailure, execute_one, invalid, parse_statement, refuse_engine_access
 
 log = logging.getLogger("selfmaker.athena")
 
@@ -49,10 +59,6 @@ HIVE_TYPES = {"string": "VARCHAR", "varchar": "VARCHAR", "char": "VARCHAR", "big
               "float": "FLOAT", "boolean": "BOOLEAN", "timestamp": "TIMESTAMP", "date": "DATE", "text": "VARCHAR"}
 
 
-def invalid(message: str) -> AWSError:
-    return AWSError("InvalidRequestException", message, AthenaErrorCode="INVALID_INPUT")
-
-
 # ---------------------------------------------------------------------------
 # Operations
 
@@ -65,12 +71,19 @@ def start_query_execution(ctx: Context, params: dict) -> dict:
                       "result configuration setting or as an API input.")
     if not output.startswith("s3://") or not output[5:].split("/", 1)[0]:
         raise invalid(f"The output location {output} is not an s3://bucket/prefix URI.")
+    _check_output_bucket(ctx.backends, ctx.account_id, output[5:].split("/", 1)[0])
+    try:
+        kind, statement = parse_statement(params["QueryString"])
+    except SyntaxFailure:
+        kind = "DML"  # accepted, then FAILED by the run with the parser's message, as Athena does
+    else:
+        if kind == "DDL":
+            _check_ddl(ctx.backends, ctx.account_id, statement)
     context = params.get("QueryExecutionContext") or {}
     query_id = str(uuid.uuid4())
     now = time.time()
     execution = {
-        "QueryExecutionId": query_id, "Query": params["QueryString"],
-        "StatementType": statement_type(params["QueryString"]),
+        "QueryExecutionId": query_id, "Query": params["QueryString"], "StatementType": kind,
         "ResultConfiguration": {"OutputLocation": f"{output.rstrip('/')}/{query_id}.csv"},
         "QueryExecutionContext": {"Catalog": context.get("Catalog") or DEFAULT_CATALOG,
                                   "Database": context.get("Database") or DEFAULT_DATABASE},
@@ -85,6 +98,29 @@ def start_query_execution(ctx: Context, params: dict) -> dict:
     done = runner(ctx.backends).submit(query_id)
     done.wait(START_WAIT)
     return {"QueryExecutionId": query_id}
+
+
+def _check_output_bucket(backends, account_id: str, bucket: str) -> None:
+    """Athena's answer when it cannot use the output bucket: it is missing, or another account's."""
+    try:
+        AccountObjects.of(backends, account_id).authorize(bucket)
+    except AWSError:
+        raise invalid(f"Unable to verify/create output bucket {bucket}") from None
+
+
+def _check_ddl(backends, account_id: str, statement) -> None:
+    """Refuse up front the DDL the run would refuse, a LOCATION in another account's bucket above all."""
+    from sqlglot import exp
+
+    if isinstance(statement, exp.Create):
+        location = external_table(statement)["location"]
+        bucket = parse_s3_uri(location)[0]
+        try:
+            AccountObjects.of(backends, account_id).authorize(bucket)
+        except AWSError as err:
+            if err.code != "NoSuchBucket":  # a table may name a bucket yet to be made, as on AWS
+                raise invalid(f"Access Denied: the table LOCATION {location} is in a bucket of another "
+                              "account.") from None
 
 
 def _load(ctx: Context, query_id: str) -> dict:
@@ -120,9 +156,12 @@ def get_query_results(ctx: Context, params: dict) -> dict:
         return {"ResultSet": {"Rows": [], "ResultSetMetadata": {"ColumnInfo": []}}, "UpdateCount": 0}
     location = execution["ResultConfiguration"]["OutputLocation"]
     bucket, key = location[5:].split("/", 1)
-    objects = ctx.backends.objects
-    columns = json.loads(objects.get_object(bucket, key + ".metadata"))["ColumnInfo"]
-    rows = list(csv.reader(io.StringIO(objects.get_object(bucket, key).decode("utf-8"))))
+    objects = AccountObjects.of(ctx.backends, ctx.account_id)
+    try:
+        columns = json.loads(objects.get_object(bucket, key + ".metadata"))["ColumnInfo"]
+        rows = list(csv.reader(io.StringIO(objects.get_object(bucket, key).decode("utf-8"))))
+    except AWSError as err:
+        raise invalid(f"Unable to read the results at {location}: {err.message}") from None
     limit = params.get("MaxResults") or 1000
     if limit > 1000:
         raise invalid("MaxResults is at most 1000.")
@@ -143,23 +182,17 @@ def get_query_results(ctx: Context, params: dict) -> dict:
     return out
 
 
-def statement_type(sql: str) -> str:
-    first = sql.lstrip().split(None, 1)[0].upper() if sql.strip() else ""
-    if first in ("CREATE", "DROP", "ALTER", "MSCK", "SHOW", "DESCRIBE"):
-        return "DDL"
-    return "DML"
-
-
 # ---------------------------------------------------------------------------
 # Running queries
 
 
 class Runner:
-    """The thread pool that runs queries, and the events StartQueryExecution waits on."""
+    """The thread pool that runs queries, the DuckDB they run in, and the events StartQueryExecution waits on."""
 
     def __init__(self, backends):
         self.backends = backends
         self.pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="athena")
+        self.sandbox = Sandbox()
         self._done: dict[str, threading.Event] = {}
 
     def submit(self, query_id: str) -> threading.Event:
@@ -185,6 +218,7 @@ class Runner:
 
     def stop(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+        self.sandbox.close()
 
 
 def runner(backends) -> Runner:
@@ -226,11 +260,16 @@ def run_query(backends, query_id: str) -> None:
     execution["Status"]["State"] = "RUNNING"
     started = time.time()
     try:
-        if execution["StatementType"] == "DDL":
-            run_ddl(backends, account_id, region, execution)
+        # Parsed again, not trusted from the row: a query queued by an older server was never checked.
+        kind, statement = parse_statement(execution["Query"])
+        if kind == "DDL":
+            run_ddl(backends, account_id, region, execution, statement)
             scanned = 0
         else:
-            scanned = run_select(backends, account_id, region, execution)
+            scanned = run_select(backends, account_id, region, execution, statement)
+    except SyntaxFailure as err:
+        _finish(backends, execution, "FAILED", reason=str(err))
+        return
     except AWSError as err:
         _finish(backends, execution, "FAILED", reason=err.message)
         return
@@ -247,13 +286,11 @@ def run_query(backends, query_id: str) -> None:
 # DDL: CREATE EXTERNAL TABLE / DROP TABLE
 
 
-def run_ddl(backends, account_id: str, region: str, execution: dict) -> None:
-    import sqlglot
+def run_ddl(backends, account_id: str, region: str, execution: dict, statement) -> None:
     from sqlglot import exp
 
     context = execution["QueryExecutionContext"]
-    statement = sqlglot.parse_one(execution["Query"].strip().rstrip(";"), read="hive")
-    if isinstance(statement, exp.Drop) and statement.args.get("kind") == "TABLE":
+    if isinstance(statement, exp.Drop):
         table = (statement.args.get("tables") or [statement.this])[0]
         key = _table_key(account_id, region, context, table)
         with backends.store.write() as conn:
@@ -261,11 +298,26 @@ def run_ddl(backends, account_id: str, region: str, execution: dict) -> None:
         if not gone and not statement.args.get("exists"):
             raise AWSError("InvalidRequestException", f"Table {key[3]}.{key[4]} not found")
         return
-    if not isinstance(statement, exp.Create) or statement.args.get("kind") != "TABLE":
-        raise AWSError("InvalidRequestException", "Only CREATE EXTERNAL TABLE and DROP TABLE statements are supported "
-                                                  "as DDL.")
+    data = external_table(statement)
+    _check_ddl(backends, account_id, statement)  # the bucket may have changed hands since the query was queued
     schema_node = statement.this
     table = schema_node.this if isinstance(schema_node, exp.Schema) else schema_node
+    key = _table_key(account_id, region, context, table)
+    with backends.store.write() as conn:
+        exists = conn.execute(select(T.c.name).where(*_key_clause(key))).first()
+        if exists:
+            if statement.args.get("exists"):
+                return
+            raise AWSError("InvalidRequestException", f"Table {key[4]} already exists")
+        conn.execute(insert(T).values(account_id=key[0], region=key[1], catalog=key[2], database=key[3],
+                                      name=key[4], data=data))
+
+
+def external_table(statement) -> dict:
+    """The stored definition of a CREATE EXTERNAL TABLE: location, format, columns and CSV options."""
+    from sqlglot import exp
+
+    schema_node = statement.this
     columns = [[c.name, c.args["kind"].sql(dialect="hive").lower()] for c in schema_node.expressions] \
         if isinstance(schema_node, exp.Schema) else []
     properties = statement.args.get("properties")
@@ -280,21 +332,12 @@ def run_ddl(backends, account_id: str, region: str, execution: dict) -> None:
                 csv_options[p.this.name] = p.args["value"].name
         elif isinstance(prop, exp.FileFormatProperty):
             fmt = "csv" if prop.this.name.upper() == "TEXTFILE" else "parquet"
-    if not location or not location.startswith("s3://"):
-        raise AWSError("InvalidRequestException", "CREATE EXTERNAL TABLE needs a LOCATION 's3://bucket/prefix'.")
+    if not location or not location.startswith("s3://") or not location[5:].split("/", 1)[0]:
+        raise invalid("CREATE EXTERNAL TABLE needs a LOCATION 's3://bucket/prefix'.")
     for _, kind in columns:
         if kind.split("(")[0] not in HIVE_TYPES:
-            raise AWSError("InvalidRequestException", f"Column type {kind} is not supported.")
-    key = _table_key(account_id, region, context, table)
-    data = {"location": location, "format": fmt, "columns": columns, "csv": csv_options}
-    with backends.store.write() as conn:
-        exists = conn.execute(select(T.c.name).where(*_key_clause(key))).first()
-        if exists:
-            if statement.args.get("exists"):
-                return
-            raise AWSError("InvalidRequestException", f"Table {key[4]} already exists")
-        conn.execute(insert(T).values(account_id=key[0], region=key[1], catalog=key[2], database=key[3],
-                                      name=key[4], data=data))
+            raise invalid(f"Column type {kind} is not supported.")
+    return {"location": location, "format": fmt, "columns": columns, "csv": csv_options}
 
 
 def _table_key(account_id: str, region: str, context: dict, table) -> tuple[str, str, str, str, str]:
@@ -309,41 +352,37 @@ def _key_clause(key):
 
 
 # ---------------------------------------------------------------------------
-# SELECT: Presto -> DuckDB over the tables' files
+# SELECT: Presto -> DuckDB over the tables' data, read by the server for the query's account
 
 
-def run_select(backends, account_id: str, region: str, execution: dict) -> int:
+def run_select(backends, account_id: str, region: str, execution: dict, statement) -> int:
     """Run the query and write its CSV and metadata; the bytes of table data it read."""
-    import duckdb
-    import sqlglot
     from sqlglot import exp
 
+    refuse_engine_access(statement)
+    objects = AccountObjects.of(backends, account_id)
     context = execution["QueryExecutionContext"]
-    try:
-        statement = sqlglot.parse_one(execution["Query"].strip().rstrip(";"), read="presto")
-    except sqlglot.errors.ParseError as exc:
-        raise AWSError("InvalidRequestException", f"line 1: {exc}") from None
     ctes = {cte.alias_or_name.lower() for cte in statement.find_all(exp.CTE)}
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    scanned = 0
-    views: dict[tuple, str] = {}
-    for table in list(statement.find_all(exp.Table)):
-        if not table.name or (not table.db and table.name.lower() in ctes):
-            continue
-        key = _table_key(account_id, region, context, table)
-        if key not in views:
-            views[key] = f"__table_{len(views)}"
-            scanned += register_table(backends, con, key, views[key])
-        alias = table.args.get("alias") or exp.TableAlias(this=exp.to_identifier(table.name))
-        table.replace(exp.Table(this=exp.to_identifier(views[key]), alias=alias))
-    _presto_functions(statement)
-    sql = statement.sql(dialect="duckdb")
-    result = con.execute(sql)
-    names = [d[0] for d in result.description]
-    arrow = result.to_arrow_table() if hasattr(result, "to_arrow_table") else result.fetch_arrow_table()
-    write_results(backends, execution["ResultConfiguration"]["OutputLocation"], names, arrow)
-    con.close()
+    con = runner(backends).sandbox.connect()
+    try:
+        scanned = 0
+        views: dict[tuple, str] = {}
+        for table in list(statement.find_all(exp.Table)):
+            if not table.db and table.name.lower() in ctes:
+                continue
+            key = _table_key(account_id, region, context, table)
+            if key not in views:
+                views[key] = f"__table_{len(views)}"
+                scanned += register_table(backends, objects, con, key, views[key])
+            alias = table.args.get("alias") or exp.TableAlias(this=exp.to_identifier(table.name))
+            table.replace(exp.Table(this=exp.to_identifier(views[key]), alias=alias))
+        _presto_functions(statement)
+        result = execute_one(con, statement.sql(dialect="duckdb"))
+        names = [d[0] for d in result.description]
+        arrow = result.to_arrow_table() if hasattr(result, "to_arrow_table") else result.fetch_arrow_table()
+    finally:
+        con.close()
+    write_results(objects, execution["ResultConfiguration"]["OutputLocation"], names, arrow)
     return scanned
 
 
@@ -362,15 +401,16 @@ def _presto_functions(statement) -> None:
             func.replace(exp.Anonymous(this="strptime", expressions=[args[0], exp.Literal.string(fmt)]))
 
 
-def register_table(backends, con, key: tuple, view: str) -> int:
-    """Make ``view`` in ``con`` the table ``key`` names; the bytes read."""
+def register_table(backends, objects: AccountObjects, con, key: tuple, view: str) -> int:
+    """Make ``view`` in ``con`` the table ``key`` names, read through ``objects``; the bytes read."""
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
     account_id, region, catalog, database, name = key
     with backends.store.read() as conn:
         row = conn.execute(select(T.c.data).where(*_key_clause(key))).first()
     if row is not None:
-        return _register_external(backends, con, row[0], view)
+        return _register_external(objects, con, row[0], view)
     group = _feature_group_for(backends, account_id, region, catalog, database, name)
     if group is None:
         raise AWSError("InvalidRequestException",
@@ -378,16 +418,15 @@ def register_table(backends, con, key: tuple, view: str) -> int:
     from ..services.featurestore.offline import arrow_schema, split_uri
     from ..services.featurestore.state import feature_store
 
+    bucket, prefix = split_uri(group.offline_uri)
+    objects.authorize(bucket)  # before the flush writes there on the query's behalf
     feature_store(backends).offline.flush(group.key)  # read our own writes, unlike Athena's 15 minutes
     target = arrow_schema(group)
-    bucket, prefix = split_uri(group.offline_uri)
     tables, scanned = [], 0
-    for info in backends.objects.iter_objects(bucket, prefix + "/"):
+    for info in objects.iter_objects(bucket, prefix + "/"):
         if not info.key.endswith(".parquet"):
             continue
-        import pyarrow.parquet as pq
-
-        body = backends.objects.get_object(bucket, info.key)
+        body = objects.get_object(bucket, info.key)
         scanned += len(body)
         tables.append(_conform(pq.read_table(io.BytesIO(body)), target))
     table = pa.concat_tables(tables) if tables else target.empty_table()
@@ -418,16 +457,14 @@ def _feature_group_for(backends, account_id, region, catalog, database, name):
     return None
 
 
-def _register_external(backends, con, data: dict, view: str) -> int:
+def _register_external(objects: AccountObjects, con, data: dict, view: str) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    from ..objects.base import parse_s3_uri
 
     bucket, prefix = parse_s3_uri(data["location"])
     if prefix and not prefix.endswith("/"):
         prefix += "/"
-    bodies = [backends.objects.get_object(bucket, info.key) for info in backends.objects.iter_objects(bucket, prefix)
+    bodies = [objects.get_object(bucket, info.key) for info in objects.iter_objects(bucket, prefix)
               if not info.key.endswith("/")]
     names = [c[0] for c in data["columns"]]
     if data["format"] == "parquet":
@@ -442,9 +479,15 @@ def _register_external(backends, con, data: dict, view: str) -> int:
         raw = {n: pa.array([r[i] if i < len(r) and r[i] != "" else None for r in rows], pa.string())
                for i, n in enumerate(names)}
         con.register(view + "_raw", pa.table(raw))
-    casts = ", ".join(f'TRY_CAST("{n}" AS {HIVE_TYPES[t.split("(")[0]]}) AS "{n}"' for n, t in data["columns"])
-    con.execute(f'CREATE TEMP VIEW "{view}" AS SELECT {casts} FROM "{view}_raw"')
+    casts = ", ".join(f'TRY_CAST({_quoted(n)} AS {HIVE_TYPES[t.split("(")[0]]}) AS {_quoted(n)}'
+                      for n, t in data["columns"])
+    execute_one(con, f"CREATE TEMP VIEW {_quoted(view)} AS SELECT {casts} FROM {_quoted(view + '_raw')}")
     return sum(len(b) for b in bodies)
+
+
+def _quoted(name: str) -> str:
+    """A DuckDB identifier for a column name the caller chose (it may hold a double quote)."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 # ---------------------------------------------------------------------------
@@ -488,7 +531,7 @@ def _text(value) -> str:
     return str(value)
 
 
-def write_results(backends, location: str, names: list[str], table) -> None:
+def write_results(objects: AccountObjects, location: str, names: list[str], table) -> None:
     out = io.StringIO()
     writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n")
     writer.writerow(names)
@@ -501,5 +544,5 @@ def write_results(backends, location: str, names: list[str], table) -> None:
          "Type": _athena_type(table.schema.field(i).type), "Precision": 0, "Scale": 0, "Nullable": "UNKNOWN",
          "CaseSensitive": _athena_type(table.schema.field(i).type) == "varchar"}
         for i, n in enumerate(names)]}
-    backends.objects.put_object(bucket, key, out.getvalue().encode("utf-8"))
-    backends.objects.put_object(bucket, key + ".metadata", json.dumps(metadata).encode())
+    objects.put_object(bucket, key, out.getvalue().encode("utf-8"))
+    objects.put_object(bucket, key + ".metadata", json.dumps(metadata).encode())
