@@ -278,6 +278,16 @@ def test_a_bad_form_encoding_is_a_query_error(strict):
     assert b"<Code>MalformedQueryString</Code>" in answer
 
 
+def test_cloudwatch_query_refusals_are_query_errors(strict):
+    """boto3 1.35 speaks query to CloudWatch: a refused signature must be an error it can parse."""
+    body = b"Action=ListMetrics&Version=2010-08-01"
+    headers = signed(strict, "POST", "/", body, {"Content-Type": "application/x-www-form-urlencoded"},
+                     service="monitoring", who=SimpleNamespace(key=ALICE.key, secret="not-the-secret"))
+    status, out, answer = send("POST", strict.url + "/", headers, body)
+    assert status == 403 and out["Content-Type"] == "text/xml"
+    assert b"<Code>SignatureDoesNotMatch</Code>" in answer
+
+
 def test_invalid_xml_is_malformed_xml_on_s3(strict, unique):
     bucket = unique("sec-xml").lower()
     body = b"<CreateBucketConfiguration><LocationConstraint>"

@@ -257,13 +257,19 @@ def unsigned_protocol_headers(request: Request, claim: Claim) -> list[str]:
     return [name for name in required if name not in signed]
 
 
+def _is_query(request: Request) -> bool:
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return "x-amz-target" not in request.headers and (
+        content_type == "application/x-www-form-urlencoded" or "Action" in request.query)
+
+
 def refusals_for(request: Request, scope: Scope | None, service: str | None) -> Refusals:
     """The family whose words refuse this request: by the service the caller names, else by the request."""
     name = service or (scope.service if scope else None)
     if name == "s3":
         return S3Refusals()
-    if name in QUERY_SERVICES:
-        return QueryRefusals()
+    if name in QUERY_SERVICES or _is_query(request):
+        return QueryRefusals()  # CloudWatch and SQS query requests too: their clients parse query errors
     if name or "x-amz-target" in request.headers:
         return Refusals()
     return S3Refusals()  # unsigned, untargeted and unnamed: only the S3 endpoint asks about those
