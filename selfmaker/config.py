@@ -1,7 +1,7 @@
 """One settings object: where state lives and which backends serve it.
 
 Every setting has a command-line flag and a SELFMAKER_* environment variable;
-the flag wins. Backends are chosen by URL (DESIGN.md principle 4).
+the flag wins. Backends are chosen by URL (docs/design.md, principle 4).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The generic resource mechanism (DESIGN.md principle 2).
+"""The generic resource mechanism (docs/design.md, principle 2).
 
 A family declares a :class:`Kind`; this module derives the rest from the
 botocore model (which members hold the name, the ARN and the list) and

@@ -6,7 +6,7 @@ from sqlalchemy import JSON, BigInteger, Column, Float, Index, Integer, LargeBin
 
 metadata = MetaData()
 
-# Every named SageMaker resource, of every kind: one table, one mechanism (DESIGN.md principle 2).
+# Every named SageMaker resource, of every kind: one table, one mechanism (docs/design.md, principle 2).
 # `data` holds the resource as its Describe operation returns it (timestamps as epoch seconds);
 # the other columns are the ones lists filter and sort on, so those stay index scans.
 resources = Table(
