@@ -319,9 +319,10 @@ def _prometheus(url: str) -> str:
 def test_internal_api_restart_and_prometheus(make_server, client, tmp_path):
     """What the endpoint router and deployment engine use: record() with no I/O, flushed to the store;
     the alarm evaluator sees unflushed values; data survives a restart; GET /metrics exposes every metric."""
-    from selfmaker.aws import cloudwatch, metric_store
+    from selfmaker.aws import metric_store
+    from selfmaker.aws.cloudwatch import alarms as cloudwatch
     from selfmaker.config import Settings
-    from selfmaker.server.app import Backends
+    from selfmaker.backends import Backends
 
     srv = make_server("cloudwatch-restart")
     backends = Backends.build(Settings(data_dir=srv.data_dir, database_url=srv.database_url))
@@ -384,7 +385,7 @@ def test_old_data_is_rolled_up_and_expired(tmp_path):
 
     from selfmaker.aws import metric_store
     from selfmaker.config import Settings
-    from selfmaker.server.app import Backends
+    from selfmaker.backends import Backends
     from selfmaker.store import schema
 
     backends = Backends.build(Settings(data_dir=tmp_path / "data"))

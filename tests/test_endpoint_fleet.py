@@ -22,7 +22,7 @@ from jobs import tar_gz
 from selfmaker.aws import logs
 from selfmaker.config import Settings
 from selfmaker.engines import instance_types, model_server
-from selfmaker.server.app import Backends
+from selfmaker.backends import Backends
 from selfmaker.services.hosting import fleet as fleet_module
 from selfmaker.services.hosting.fleet import Fleet, Group, fleet
 
@@ -218,7 +218,7 @@ CRASHING_SERVER = textwrap.dedent("""
     import json, sys, time
     from pathlib import Path
     from selfmaker.config import Settings
-    from selfmaker.server.app import Backends
+    from selfmaker.backends import Backends
     from selfmaker.services.hosting.fleet import Group, fleet
     backends = Backends.build(Settings(data_dir=Path(sys.argv[1])))
     f = fleet(backends)

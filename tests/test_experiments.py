@@ -453,7 +453,7 @@ def test_search_components_by_experiment_as_experiment_analytics_does(sm, metric
 def test_jobs_record_their_trial_components(make_server, client, unique):
     """record_job / record_job_metrics, called in-process as job reconcilers will, read back through boto3."""
     from selfmaker.config import Settings
-    from selfmaker.server.app import Backends
+    from selfmaker.backends import Backends
     from selfmaker.server.operations import Context, load_all
     from selfmaker.services import experiments
     from selfmaker.services.metrics import Point

@@ -254,9 +254,9 @@ def test_queues_belong_to_a_region(client, queue):
 def test_internal_send_restart_and_accounts(make_server, client, tmp_path):
     """The Python API other engines use writes to the same store; messages, in flight or not, survive restarts;
     another account's key sees none of it."""
-    from selfmaker.aws import sqs as sqs_api
+    from selfmaker.aws.sqs import messages as sqs_api
     from selfmaker.config import Settings
-    from selfmaker.server.app import Backends
+    from selfmaker.backends import Backends
     from selfmaker.server.errors import AWSError
 
     credentials = tmp_path / "credentials"

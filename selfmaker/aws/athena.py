@@ -36,7 +36,7 @@ from sqlalchemy import delete, insert, select, update
 
 from ..objects.access import AccountObjects
 from ..objects.base import parse_s3_uri
-from ..server.app import background_worker
+from ..backends import background_worker
 from ..server.errors import AWSError
 from ..server.operations import Context, operation
 from ..store import schema

@@ -16,7 +16,7 @@ from sqlalchemy import and_, func, or_, select
 
 from ..server.errors import AWSError
 from ..server.operations import Context, operation
-from ..services import tagging
+from ..store import tags as tagging
 from . import filter_pattern
 from .logs import (E, G, S, bytewise, create_group, create_stream, delete_group_contents, delete_stream_events,
                    find_group, find_stream, group_arn, group_not_found, has_prefix, insert_events,

@@ -24,7 +24,7 @@ from collections import defaultdict
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ..server.app import background_worker
+from ..backends import background_worker
 from ..store import schema
 
 log = logging.getLogger("selfmaker.metrics")

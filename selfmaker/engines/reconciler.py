@@ -23,7 +23,7 @@ from typing import Callable
 
 from sqlalchemy import select
 
-from ..server.app import Backends, background_worker
+from ..backends import Backends, background_worker
 from ..store import schema
 from ..store.resources import Record
 

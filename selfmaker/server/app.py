@@ -14,17 +14,13 @@ import hashlib
 import hmac
 import json
 import logging
-import threading
-from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
 
 import anyio
 
 from .. import __version__
+from ..backends import Backends
 from ..config import Settings
-from ..store import Store
-from ..store.resources import ResourceStore
-from .auth import make_authenticator, signing_scope
+from .auth import signing_scope
 from .cbor_protocol import cbor_error, handle_rpc_v2_cbor, match_rpc_v2_cbor
 from .errors import AWSError
 from .http import Request, Response
@@ -39,55 +35,6 @@ log = logging.getLogger("selfmaker")
 
 HEALTH_PATH = "/_selfmaker/health"
 METRICS_PATH = "/_selfmaker/metrics"  # Prometheus; also /metrics when unsigned
-
-# Background workers (flushers, reconcilers): factories that services register when imported. Each takes
-# the Backends and returns an object with start() and stop(); the lifespan starts them after the server is
-# built and stops them, in reverse order, before the backends close.
-BACKGROUND_WORKERS: list[Callable[["Backends"], Any]] = []
-
-
-def background_worker(factory: Callable[["Backends"], Any]) -> Callable[["Backends"], Any]:
-    BACKGROUND_WORKERS.append(factory)
-    return factory
-
-
-T = TypeVar("T")
-_SHARED_LOCK = threading.RLock()  # factories may ask for other shared objects
-
-
-@dataclass
-class Backends:
-    """Everything a handler may use, built once per server."""
-
-    settings: Settings
-    store: Store
-    resources: ResourceStore
-    objects: object  # selfmaker.objects.ObjectStore
-    authenticator: object
-    services: dict = field(default_factory=dict)  # per-server state a service family builds on first use
-    workers: list = field(default_factory=list)  # the running background workers
-
-    @classmethod
-    def build(cls, settings: Settings) -> "Backends":
-        from ..objects import open_object_store
-
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        store = Store(settings.database_url)
-        return cls(settings=settings, store=store, resources=ResourceStore(store),
-                   objects=open_object_store(settings.object_store_url), authenticator=make_authenticator(settings))
-
-    def shared(self, name: str, factory: Callable[[], T]) -> T:
-        """The server's one ``name`` object (a fleet, a buffer, a runner), made by ``factory()`` on first use."""
-        found = self.services.get(name)
-        if found is None:
-            with _SHARED_LOCK:
-                found = self.services.get(name)
-                if found is None:
-                    found = self.services[name] = factory()
-        return found
-
-    def close(self) -> None:
-        self.store.close()
 
 
 class SelfMakerApp:
@@ -112,13 +59,10 @@ class SelfMakerApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                for factory in BACKGROUND_WORKERS:
-                    worker = factory(self.backends)
-                    worker.start()
-                    self.backends.workers.append(worker)
+                self.backends.start_workers()  # in the order selfmaker/backends.py declares
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                for worker in reversed(self.backends.workers):
+                for worker in reversed(self.backends.workers):  # then the store closes, under them all
                     await anyio.to_thread.run_sync(worker.stop)
                 self.backends.close()
                 print("SelfMaker stopped cleanly.", flush=True)

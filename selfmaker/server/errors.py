@@ -1,39 +1,6 @@
-"""AWS-style errors. Raise these anywhere; the protocol layer renders them per wire protocol."""
+"""AWS-style errors, as the handlers import them: the definitions live in :mod:`selfmaker.errors`,
+below the store, which raises them too."""
 
-from __future__ import annotations
+from ..errors import AWSError, conflict, in_use, not_found, not_implemented, validation
 
-
-class AWSError(Exception):
-    """An error the client sees, with the code and status AWS would send."""
-
-    def __init__(self, code: str, message: str, status: int = 400, **fields):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
-        self.fields = fields  # extra members of the modeled error shape
-
-
-def validation(message: str) -> AWSError:
-    return AWSError("ValidationException", message)
-
-
-def not_found(message: str) -> AWSError:
-    return AWSError("ResourceNotFound", message)
-
-
-def in_use(message: str) -> AWSError:
-    return AWSError("ResourceInUse", message)
-
-
-def conflict(message: str) -> AWSError:
-    return AWSError("ConflictException", message)
-
-
-def not_implemented(service: str, operation: str) -> AWSError:
-    # A 400 rather than 501: botocore retries 5xx, which would only delay the answer.
-    return AWSError(
-        "UnknownOperationException",
-        f"SelfMaker does not implement {service} operation {operation} yet. "
-        "See docs/coverage.md for the operations it serves.",
-    )
+__all__ = ["AWSError", "conflict", "in_use", "not_found", "not_implemented", "validation"]

@@ -6,12 +6,13 @@ shaped like the operation's output (extra keys are dropped on serialization).
 
 from __future__ import annotations
 
+import importlib
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
-    from .app import Backends
+    from ..backends import Backends
 
 Handler = Callable[["Context", dict], "dict | None"]
 
@@ -109,7 +110,53 @@ def implemented(service: str) -> set[str]:
     return {op for (svc, op) in (*_HANDLERS, *_EXTRA) if svc == service}
 
 
+# Every module whose import registers something: operations (directly or by declaring a resource Kind),
+# reconciler controllers, background workers (their start order is selfmaker/backends.py's WORKER_ORDER,
+# not this one's). Package __init__s register nothing, so a module missing here is not served.
+SERVICE_MODULES: tuple[str, ...] = (
+    # AWS subsets (below the SageMaker services, which use logs, metrics, alarms, STS and SQS)
+    "selfmaker.aws.sts",
+    "selfmaker.aws.iam",
+    "selfmaker.aws.logs_api",
+    "selfmaker.aws.metric_store",
+    "selfmaker.aws.cloudwatch.metrics",
+    "selfmaker.aws.cloudwatch.alarms",
+    "selfmaker.aws.sqs.queues",
+    "selfmaker.aws.sqs.messages",
+    "selfmaker.aws.athena",
+    # the machinery behind long-running resources
+    "selfmaker.engines.reconciler",
+    # SageMaker, one family after another
+    "selfmaker.services.tagging",
+    "selfmaker.services.catalog",
+    "selfmaker.services.lineage",
+    "selfmaker.services.metrics",
+    "selfmaker.services.experiments",
+    "selfmaker.services.featurestore.control",
+    "selfmaker.services.featurestore.runtime",
+    "selfmaker.services.featurestore.worker",
+    "selfmaker.services.jobs.credentials",
+    "selfmaker.services.jobs.processing",
+    "selfmaker.services.jobs.training",
+    "selfmaker.services.jobs.transform",
+    "selfmaker.services.hosting.fleet",
+    "selfmaker.services.hosting.deployments",
+    "selfmaker.services.hosting.endpoint_configs",
+    "selfmaker.services.hosting.endpoints",
+    "selfmaker.services.hosting.capture",
+    "selfmaker.services.hosting.invocation_metrics",
+    "selfmaker.services.hosting.router",
+    "selfmaker.services.pipelines.pipelines",
+    "selfmaker.services.pipelines.executions",
+    "selfmaker.services.pipelines.engine",
+    "selfmaker.services.registry",
+    "selfmaker.services.search",
+    # S3, served by its own streaming endpoint (it declares the operations it serves)
+    "selfmaker.objects.endpoint",
+)
+
+
 def load_all() -> None:
-    """Import every module that registers operations (idempotent)."""
-    from .. import aws, services  # noqa: F401  (their __init__ imports each family)
-    from ..objects import endpoint  # noqa: F401  (declares the S3 operations it serves)
+    """Import every module that registers operations, controllers or workers (idempotent)."""
+    for name in SERVICE_MODULES:
+        importlib.import_module(name)

@@ -1,5 +1,2 @@
-"""One module per family of SageMaker operations. Importing this package registers them all."""
-
-from . import (  # noqa: F401
-    catalog, experiments, featurestore, hosting, jobs, lineage, metrics, pipelines, registry, search, tagging,
-)
+"""One module per family of SageMaker operations. Importing this package registers nothing:
+selfmaker/server/operations.py's ``SERVICE_MODULES`` names every module load_all imports."""

@@ -21,7 +21,7 @@ from typing import Any, Iterable
 from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
-from ..server.errors import validation
+from ..errors import validation
 from . import schema
 from .db import Store
 

@@ -21,10 +21,10 @@ import time
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ...server.app import background_worker
+from ...backends import background_worker
 from ...server.errors import AWSError
 from ...server.operations import Context, operation
-from ...services import tagging
+from ...store import tags as tagging
 from ...store import schema
 from .. import metric_store
 from .metrics import (

@@ -1,7 +1,5 @@
 """Feature Store: feature groups, the online store, the offline store and its journal.
 
-Importing this package registers the control-plane operations (sagemaker),
-the runtime (sagemaker-featurestore-runtime) and the background worker.
+The control-plane operations (sagemaker) are :mod:`.control`, the runtime
+(sagemaker-featurestore-runtime) :mod:`.runtime`, the background worker :mod:`.worker`.
 """
-
-from . import control, runtime, worker  # noqa: F401

@@ -16,7 +16,7 @@ import time
 from sqlalchemy import select
 
 from ...objects.access import AccountObjects
-from ...server.app import background_worker
+from ...backends import background_worker
 from ...server.errors import AWSError
 from ...store import schema
 from ...store.resources import Record

@@ -29,7 +29,7 @@ from collections import defaultdict, deque
 
 from ...objects.access import AccountObjects
 from ...objects.base import parse_s3_uri
-from ...server.app import background_worker
+from ...backends import background_worker
 from ...server.errors import AWSError
 
 log = logging.getLogger("selfmaker.capture")

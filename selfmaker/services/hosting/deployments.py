@@ -26,9 +26,9 @@ import math
 import threading
 import time
 
-from ...aws import cloudwatch
+from ...aws.cloudwatch.alarms import alarm_state
 from ...engines.reconciler import Controller, kick, register
-from ...server.app import Backends
+from ...backends import Backends
 from ...store.resources import Record, now
 from . import routes
 from .fleet import Group, fleet
@@ -547,7 +547,7 @@ def _alarms_in_alarm(backends: Backends, record: Record, names: list[str]) -> li
     if not names:
         return []
     return [name for name in names
-            if cloudwatch.alarm_state(backends, record.account_id, record.region, name) == "ALARM"]
+            if alarm_state(backends, record.account_id, record.region, name) == "ALARM"]
 
 
 def reconcile(backends: Backends, record: Record) -> float | None:

@@ -9,7 +9,7 @@ only reads the record, so it shows what the controller last recorded.
 
 from __future__ import annotations
 
-from ...aws import cloudwatch
+from ...aws.cloudwatch.alarms import alarm_state
 from ...engines.model_server import container_of
 from ...engines.reconciler import kick
 from ...server.errors import validation
@@ -103,7 +103,7 @@ def check_alarms(ctx: Context, config: dict | None) -> None:
     names = [a["AlarmName"] for a in ((config or {}).get("AutoRollbackConfiguration") or {}).get("Alarms", [])]
     if not names:
         return
-    missing = [n for n in names if cloudwatch.alarm_state(ctx.backends, ctx.account_id, ctx.region, n) is None]
+    missing = [n for n in names if alarm_state(ctx.backends, ctx.account_id, ctx.region, n) is None]
     if missing:
         raise validation(f"The CloudWatch alarm(s) {', '.join(missing)} of AutoRollbackConfiguration do not exist.")
 

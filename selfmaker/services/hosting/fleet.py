@@ -33,7 +33,7 @@ from pathlib import Path
 from ...engines import instance_types, model_server, runtimes, sandbox
 from ...engines.executor import ExecutorUnavailable, ExitStatus
 from ...objects.access import AccountObjects
-from ...server.app import Backends, background_worker
+from ...backends import Backends, background_worker
 from ..jobs import logship
 from ..jobs.lifecycle import executor
 from . import instances

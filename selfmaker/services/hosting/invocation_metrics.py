@@ -23,7 +23,7 @@ from collections import deque
 from functools import lru_cache
 
 from ...aws import metric_store
-from ...server.app import background_worker
+from ...backends import background_worker
 
 log = logging.getLogger("selfmaker.router")
 

@@ -16,7 +16,7 @@ import string
 
 from sqlalchemy import select
 
-from ...server.app import Backends, background_worker
+from ...backends import Backends, background_worker
 from ...server.credentials import Credential
 from ...store import schema
 from ...store.resources import Record

@@ -24,7 +24,7 @@ from pathlib import Path
 from ...engines import instance_types, runtimes, sandbox
 from ...engines.executor import ExecutorUnavailable, ExitStatus, InstanceSpec, Mount, open_executor
 from ...engines.reconciler import Controller, kick, register
-from ...server.app import Backends
+from ...backends import Backends
 from ...server.operations import Context
 from ...store.resources import Record, now
 from .. import experiments

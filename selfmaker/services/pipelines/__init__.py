@@ -5,5 +5,3 @@
 - :mod:`.engine`: the execution state machine, driven by the reconciler
 - :mod:`.steps`: what each step type does; :mod:`.scope`: the values expressions read
 """
-
-from . import engine, executions, pipelines  # noqa: F401

@@ -21,7 +21,7 @@ from sqlalchemy import insert, select
 
 from ...engines import pipelines as language
 from ...engines.reconciler import Controller, kick, on_done, register
-from ...server.app import Backends
+from ...backends import Backends
 from ...server.errors import AWSError
 from ...server.operations import Context
 from ...store import schema

@@ -225,7 +225,7 @@ class CallbackRunner(Runner):
 
     def start(self, p, step, arguments, state):
         try:
-            from ...aws import sqs
+            from ...aws.sqs.messages import send_message
         except ImportError:
             raise StepFailed("Callback steps need SelfMaker's SQS service, which this server lacks.") from None
         with p.backends.store.write() as conn:
@@ -236,7 +236,7 @@ class CallbackRunner(Runner):
         body = json.dumps({"token": state["Token"], "pipelineExecutionArn": p.record.arn,
                            "arguments": arguments, "status": "Executing"})
         try:
-            sqs.send_message(p.backends, p.record.account_id, p.record.region, step.raw["SqsQueueUrl"], body)
+            send_message(p.backends, p.record.account_id, p.record.region, step.raw["SqsQueueUrl"], body)
         except AWSError as err:  # an unknown queue: the step fails, saying which
             raise StepFailed(f"Could not send the callback message to {step.raw['SqsQueueUrl']}: "
                              f"{err.code}: {err.message}") from None
