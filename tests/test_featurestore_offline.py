@@ -160,3 +160,46 @@ def test_shutdown_flushes_the_journal(make_server, client, unique):
     assert srv.stopped_cleanly()
     with sqlite3.connect(srv.data_dir / "featurestore" / "featurestore.db") as db:
         assert db.execute("SELECT count(*) FROM offline_journal").fetchone()[0] == 0
+
+
+def test_unfinished_groups_and_queries_resume_at_start(make_server, client, unique):
+    """A server stopped between a Create (or Delete, or StartQueryExecution) and the reconciler's step:
+    the next start moves each record on, at once."""
+    srv = make_server("fs-resume").start()
+    sm, s3, athena = (client(s, srv) for s in ("sagemaker", "s3", "athena"))
+    ensure_bucket(s3)
+    creating, deleting = unique("fgresumec"), unique("fgresumed")
+    for name in (creating, deleting):
+        create_group(sm, name, {"id": "String", "et": "Fractional"}, offline=f"s3://{BUCKET}/resume")
+    output = f"s3://{BUCKET}/resume-results"
+    qid = athena.start_query_execution(QueryString="SELECT 42 AS answer",
+                                       ResultConfiguration={"OutputLocation": output})["QueryExecutionId"]
+    assert athena.get_query_execution(QueryExecutionId=qid)["QueryExecution"]["Status"]["State"] == "SUCCEEDED"
+    assert srv.stopped_cleanly()
+
+    # As if the server had died right after committing each request, before the reconciler's step.
+    queued = "00000000-0000-4000-8000-00000000abcd"
+    with sqlite3.connect(srv.data_dir / "metadata.db") as db:
+        for name, status in ((creating, "Creating"), (deleting, "Deleting")):
+            db.execute("UPDATE resources SET status = ?, data = json_set(data, '$.FeatureGroupStatus', ?) "
+                       "WHERE kind = 'FeatureGroup' AND name = ?", (status, status, name))
+        db.execute("INSERT INTO athena_queries (id, account_id, region, state, data) "
+                   "SELECT ?, account_id, region, 'QUEUED', json_set(data, '$.QueryExecutionId', ?, "
+                   "'$.Status', json_object('State', 'QUEUED', 'SubmissionDateTime', 1.0), "
+                   "'$.ResultConfiguration.OutputLocation', ?) FROM athena_queries WHERE id = ?",
+                   (queued, queued, f"{output}/{queued}.csv", qid))
+    srv.start()
+    started = time.monotonic()
+    deadline = started + 5
+    while time.monotonic() < deadline:
+        state = athena.get_query_execution(QueryExecutionId=queued)["QueryExecution"]["Status"]["State"]
+        status = sm.describe_feature_group(FeatureGroupName=creating)["FeatureGroupStatus"]
+        gone = not sm.list_feature_groups(NameContains=deleting)["FeatureGroupSummaries"]
+        if state == "SUCCEEDED" and status == "Created" and gone:
+            break
+        time.sleep(0.05)
+    assert (state, status, gone) == ("SUCCEEDED", "Created", True)
+    assert time.monotonic() - started < 2  # moved by the start-up, not by a sweep seconds later
+    rows = athena.get_query_results(QueryExecutionId=queued)["ResultSet"]["Rows"]
+    assert [[d.get("VarCharValue") for d in r["Data"]] for r in rows] == [["answer"], ["42"]]
+    assert srv.stopped_cleanly()

@@ -10,8 +10,10 @@ DataFrame as CSV and declares it so). Results go where Athena puts them:
 ``<OutputLocation>/<QueryExecutionId>.csv`` with a ``.csv.metadata`` beside it.
 
 Executions are rows in the metadata store (QUEUED -> RUNNING -> SUCCEEDED |
-FAILED | CANCELLED); a pool of threads runs them, and queries that were
-queued or running when the server stopped run again when it starts.
+FAILED | CANCELLED), records the reconciler moves forward: StartQueryExecution
+kicks the new query, the reconciler hands it to a pool of threads that runs it,
+and queries that were queued or running when the server stopped run again when
+it starts.
 
 The query string is hostile: :mod:`.athena_sql` decides which statements are
 accepted and runs them in a DuckDB locked away from files, the network and
@@ -34,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import delete, insert, select, update
 
+from ..engines.reconciler import TableController, kick, register_table
 from ..objects.access import AccountObjects
 from ..objects.base import parse_s3_uri
 from ..backends import background_worker
@@ -95,7 +98,8 @@ def start_query_execution(ctx: Context, params: dict) -> dict:
     with ctx.store.write() as conn:
         conn.execute(insert(Q).values(id=query_id, account_id=ctx.account_id, region=ctx.region, state="QUEUED",
                                       data=execution))
-    done = runner(ctx.backends).submit(query_id)
+    done = runner(ctx.backends).expect(query_id)
+    kick(ctx.backends, QUERIES.key(query_id))
     done.wait(START_WAIT)
     return {"QueryExecutionId": query_id}
 
@@ -187,18 +191,38 @@ def get_query_results(ctx: Context, params: dict) -> dict:
 
 
 class Runner:
-    """The thread pool that runs queries, the DuckDB they run in, and the events StartQueryExecution waits on."""
+    """The thread pool that runs queries, the DuckDB they run in, and the events StartQueryExecution waits on.
+
+    Queries run on a pool of their own, not on the reconciler's threads: a long query must not hold
+    up jobs and endpoints. The reconciler only hands each QUEUED (or, after a restart, RUNNING) query
+    to it, once.
+    """
 
     def __init__(self, backends):
         self.backends = backends
         self.pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="athena")
         self.sandbox = Sandbox()
         self._done: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+        self._in_flight: set[str] = set()  # handed to the pool, not yet ended
 
-    def submit(self, query_id: str) -> threading.Event:
-        done = self._done.setdefault(query_id, threading.Event())
-        self.pool.submit(self._run, query_id, done)
-        return done
+    def expect(self, query_id: str) -> threading.Event:
+        """The event set when ``query_id``'s run ends (ask before the query is kicked)."""
+        with self._lock:
+            return self._done.setdefault(query_id, threading.Event())
+
+    def dispatch(self, query_id: str) -> None:
+        with self._lock:
+            if query_id in self._in_flight:
+                return
+            self._in_flight.add(query_id)
+            done = self._done.setdefault(query_id, threading.Event())
+        try:
+            self.pool.submit(self._run, query_id, done)
+        except RuntimeError:  # the pool is shut down: the server is stopping; the next start resumes it
+            with self._lock:
+                self._in_flight.discard(query_id)
+            raise
 
     def _run(self, query_id: str, done: threading.Event) -> None:
         try:
@@ -207,14 +231,13 @@ class Runner:
             log.exception("athena query %s failed unexpectedly", query_id)
         finally:
             done.set()
-            self._done.pop(query_id, None)
+            with self._lock:
+                self._done.pop(query_id, None)
+                self._in_flight.discard(query_id)
 
-    # The background-worker protocol: resume what a stopped server left, and stop the pool.
+    # The background-worker protocol: the reconciler resumes what a stopped server left; stop the pool.
     def start(self) -> None:
-        with self.backends.store.read() as conn:
-            ids = [r[0] for r in conn.execute(select(Q.c.id).where(Q.c.state.in_(("QUEUED", "RUNNING"))))]
-        for query_id in ids:
-            self.submit(query_id)
+        pass
 
     def stop(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -228,6 +251,20 @@ def runner(backends) -> Runner:
 @background_worker
 def _start_runner(backends) -> Runner:
     return runner(backends)
+
+
+def _active_queries(backends) -> list[str]:
+    with backends.store.read() as conn:
+        return [r[0] for r in conn.execute(select(Q.c.id).where(Q.c.state.in_(("QUEUED", "RUNNING"))))]
+
+
+def _advance(backends, query_id: str) -> None:
+    """A QUEUED query (or one a stopped server left RUNNING) goes to the runner; run_query moves it on."""
+    runner(backends).dispatch(query_id)
+    return None
+
+
+QUERIES = register_table(TableController("athena-query", _active_queries, _advance))
 
 
 def _finish(backends, execution: dict, state: str, reason: str | None = None, only_from=("RUNNING",),

@@ -24,6 +24,7 @@ from collections import defaultdict
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ..engines.periodic import Periodic
 from ..backends import background_worker
 from ..store import schema
 
@@ -210,30 +211,22 @@ def roll_up(backends, now: float | None = None, since: dict[int, int] | None = N
             since[resolution] = cutoff
 
 
-class _Flusher:
+class _Flusher(Periodic):
+    """Writes the buffer every FLUSH_SECONDS (and once more at shutdown); rolls up old data every minute."""
+
     def __init__(self, backends) -> None:
+        super().__init__("metric-flush", FLUSH_SECONDS)
         self.backends = backends
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="metric-flush", daemon=True)
         self._rolled: dict[int, int] = {}
+        self._next_roll_up = 0.0
 
-    def start(self) -> None:
-        self._thread.start()
+    def run(self) -> None:
+        flush(self.backends)
+        if time.monotonic() >= self._next_roll_up:
+            self._next_roll_up = time.monotonic() + ROLL_UP_SECONDS
+            roll_up(self.backends, since=self._rolled)  # a failure is logged; the next minute retries
 
-    def _run(self) -> None:
-        next_roll_up = 0.0
-        while not self._stop.wait(FLUSH_SECONDS):
-            flush(self.backends)
-            if time.monotonic() >= next_roll_up:
-                next_roll_up = time.monotonic() + ROLL_UP_SECONDS
-                try:
-                    roll_up(self.backends, since=self._rolled)
-                except Exception:  # as for flushes: the next round retries
-                    log.exception("could not roll up old metric data")
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
+    def run_final(self) -> None:
         flush(self.backends)
 
 

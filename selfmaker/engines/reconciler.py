@@ -9,6 +9,16 @@ worker can resume every active record when the server starts again.
 The worker is event-driven: a Create handler or a process watcher calls
 :func:`kick` and the record's next step runs at once on a small thread pool;
 the returned delay is only a fallback (timeouts, continuous uploads).
+
+Records kept in a table of their own (Athena query executions) have a
+:class:`TableController` instead: the reconciler knows them by the key
+``"<name>:<id>"`` and asks the controller for the ids still active at start.
+
+A step that raises is retried after a delay that doubles from BACKOFF_FIRST
+to BACKOFF_CAP and is forgotten on the next success. The count is kept in
+memory, not in the record: a failure is most often the store or the disk being
+briefly unavailable (so writing the count would likely fail too), and a
+restarted server (perhaps a fixed one) should try every record at once.
 """
 
 from __future__ import annotations
@@ -28,6 +38,9 @@ from ..store import schema
 from ..store.resources import Record
 
 log = logging.getLogger("selfmaker.reconciler")
+
+BACKOFF_FIRST = 1.0  # seconds before a failed step is retried; doubled at each failure in a row
+BACKOFF_CAP = 300.0
 
 R = schema.resources
 
@@ -52,6 +65,26 @@ def register(controller: Controller) -> Controller:
     return controller
 
 
+@dataclass(frozen=True)
+class TableController:
+    """Work on records outside the resources table, known to the reconciler as ``"<name>:<id>"``."""
+
+    name: str  # e.g. "athena-query"; never "arn", so keys and ARNs cannot meet
+    active: Callable[[Backends], list[str]]  # ids of the records that still need work (read at start)
+    reconcile: Callable[[Backends, str], "float | None"]  # (backends, id): advance one step, as Controller's
+
+    def key(self, record_id: str) -> str:
+        return f"{self.name}:{record_id}"
+
+
+TABLE_CONTROLLERS: dict[str, TableController] = {}
+
+
+def register_table(controller: TableController) -> TableController:
+    TABLE_CONTROLLERS[controller.name] = controller
+    return controller
+
+
 def on_done(listener: DoneListener) -> DoneListener:
     """Register ``listener(backends, record)`` to hear of every record whose work is done."""
     _DONE_LISTENERS.append(listener)
@@ -59,21 +92,34 @@ def on_done(listener: DoneListener) -> DoneListener:
 
 
 def kick(backends: Backends, arn: str, delay: float = 0.0) -> None:
-    """Ask for a record's next step now (or after ``delay``). Safe to call from any thread."""
+    """Ask for a record's next step now (or after ``delay``). Safe to call from any thread.
+
+    ``arn`` is a resource's ARN, or a :class:`TableController` key."""
     reconciler = backends.services.get("reconciler")
     if reconciler is not None:
         reconciler.schedule(arn, delay)
 
 
 class Reconciler:
-    """Runs each active record's steps, one at a time per record, on a thread pool."""
+    """Runs each active record's steps, one at a time per record, on a thread pool.
 
-    def __init__(self, backends: Backends, threads: int = 4):
+    Scheduling is a heap of (when, key) plus ``_due``, the one time each key is due at.
+    A key asked for again earlier pushes a new entry and leaves the old one in the heap:
+    an entry whose time is no longer its key's due time is stale and skipped when
+    popped, so no step rebuilds the heap (it is compacted only when stale entries
+    outnumber live ones).
+    """
+
+    def __init__(self, backends: Backends, threads: int = 4, *, backoff_first: float = BACKOFF_FIRST,
+                 backoff_cap: float = BACKOFF_CAP):
         self.backends = backends
-        self._due: list[tuple[float, str]] = []  # heap of (when, arn)
+        self.backoff_first, self.backoff_cap = backoff_first, backoff_cap
+        self._heap: list[tuple[float, str]] = []  # (when, key), stale entries included
+        self._due: dict[str, float] = {}  # key -> when its next step is due (not running)
         self._wake = threading.Condition()
         self._running: set[str] = set()  # records with a step in flight
         self._again: set[str] = set()  # kicked while in flight: run once more right after
+        self._failures: dict[str, int] = {}  # key -> steps failed in a row
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="reconcile")
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="reconciler", daemon=True)
@@ -82,8 +128,8 @@ class Reconciler:
     # -- lifecycle -------------------------------------------------------------
 
     def start(self) -> None:
-        for arn in self._active_records():
-            self.schedule(arn)
+        for key in self._active_records():
+            self.schedule(key)
         self._thread.start()
 
     def stop(self) -> None:
@@ -95,71 +141,88 @@ class Reconciler:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _active_records(self) -> list[str]:
-        arns = []
+        keys = []
         with self.backends.store.read() as conn:
             for c in CONTROLLERS.values():
                 rows = conn.execute(select(R.c.arn).where(R.c.kind == c.kind, R.c.status.in_(sorted(c.active))))
-                arns.extend(row.arn for row in rows)
-        return arns
+                keys.extend(row.arn for row in rows)
+        for table in TABLE_CONTROLLERS.values():
+            keys.extend(table.key(record_id) for record_id in table.active(self.backends))
+        return keys
 
     # -- scheduling --------------------------------------------------------------
 
     def schedule(self, arn: str, delay: float = 0.0) -> None:
         with self._wake:
-            if arn in self._running:
-                if delay <= 0:
-                    self._again.add(arn)
-                else:
-                    heapq.heappush(self._due, (time.monotonic() + delay, arn))
+            if arn in self._running and delay <= 0:
+                self._again.add(arn)
                 return
-            heapq.heappush(self._due, (time.monotonic() + max(delay, 0.0), arn))
-            self._wake.notify()
+            self._push(arn, time.monotonic() + max(delay, 0.0))
+
+    def _push(self, key: str, when: float) -> None:
+        """Make ``key`` due at ``when`` unless it is due sooner already (caller holds ``_wake``)."""
+        current = self._due.get(key)
+        if current is not None and current <= when:
+            return
+        self._due[key] = when
+        heapq.heappush(self._heap, (when, key))
+        if len(self._heap) > 2 * len(self._due) + 64:  # mostly stale: compact, rarely (amortized O(1))
+            self._heap = [(t, k) for k, t in self._due.items()]
+            heapq.heapify(self._heap)
+        self._wake.notify()
 
     def _loop(self) -> None:
         while True:
             with self._wake:
                 while not self._stopping:
                     now = time.monotonic()
-                    if self._due and self._due[0][0] <= now:
+                    if self._heap and self._heap[0][0] <= now:
                         break
-                    self._wake.wait(self._due[0][0] - now if self._due else None)
+                    self._wake.wait(self._heap[0][0] - now if self._heap else None)
                 if self._stopping:
                     return
-                _, arn = heapq.heappop(self._due)
-                if arn in self._running:
-                    self._again.add(arn)
+                when, key = heapq.heappop(self._heap)
+                if self._due.get(key) != when:
+                    continue  # stale: the key was asked for sooner, and that entry is (or was) its step
+                del self._due[key]
+                if key in self._running:
+                    self._again.add(key)
                     continue
-                # Drop other entries for the same record: this step supersedes them.
-                self._due = [(t, a) for t, a in self._due if a != arn]
-                heapq.heapify(self._due)
-                self._running.add(arn)
-            self._pool.submit(self._step, arn)
+                self._running.add(key)
+            self._pool.submit(self._step, key)
 
-    def _step(self, arn: str) -> None:
+    def _step(self, key: str) -> None:
         delay: float | None = None
         done = None
         try:
-            record = self.backends.resources.get_by_arn(arn)
-            controller = CONTROLLERS.get(record.kind) if record else None
-            if controller and record.status in controller.active:
-                delay = controller.reconcile(self.backends, record)
-                done = record if delay is None else None
+            table = TABLE_CONTROLLERS.get(key.split(":", 1)[0]) if not key.startswith("arn:") else None
+            if table is not None:
+                delay = table.reconcile(self.backends, key.split(":", 1)[1])
+            else:
+                record = self.backends.resources.get_by_arn(key)
+                controller = CONTROLLERS.get(record.kind) if record else None
+                if controller and record.status in controller.active:
+                    delay = controller.reconcile(self.backends, record)
+                    done = record if delay is None else None
         except Exception:
-            log.exception("reconciling %s failed; retrying in 5 s", arn)
-            delay = 5.0
+            failures = self._failures.get(key, 0) + 1
+            delay = min(self.backoff_first * 2 ** (failures - 1), self.backoff_cap)
+            log.exception("reconciling %s failed (%d in a row); retrying in %.3g s", key, failures, delay)
+            self._failures[key] = failures
+        else:
+            self._failures.pop(key, None)
         for listener in _DONE_LISTENERS if done is not None else ():
             try:
                 listener(self.backends, done)
             except Exception:
-                log.exception("a listener failed on the end of %s", arn)
+                log.exception("a listener failed on the end of %s", key)
         with self._wake:
-            self._running.discard(arn)
-            if arn in self._again:
-                self._again.discard(arn)
+            self._running.discard(key)
+            if key in self._again:
+                self._again.discard(key)
                 delay = 0.0
             if delay is not None and not self._stopping:
-                heapq.heappush(self._due, (time.monotonic() + delay, arn))
-                self._wake.notify()
+                self._push(key, time.monotonic() + delay)
 
 
 @background_worker

@@ -134,6 +134,7 @@ SERVICE_MODULES: tuple[str, ...] = (
     "selfmaker.services.experiments",
     "selfmaker.services.featurestore.control",
     "selfmaker.services.featurestore.runtime",
+    "selfmaker.services.featurestore.lifecycle",
     "selfmaker.services.featurestore.worker",
     "selfmaker.services.jobs.credentials",
     "selfmaker.services.jobs.processing",

@@ -15,12 +15,12 @@ import hashlib
 import json
 import logging
 import operator
-import threading
 import time
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from ...engines.periodic import Periodic
 from ...backends import background_worker
 from ...server.errors import AWSError
 from ...server.operations import Context, operation
@@ -357,42 +357,25 @@ def evaluate(backends, account_id: str, region: str, alarm: dict, end: int) -> t
     return state, reason, json.dumps(data)
 
 
-class AlarmEvaluator:
+class AlarmEvaluator(Periodic):
     """Evaluates every alarm once per period, when a period ends, and at once when it is created or changed.
 
     ``evaluated`` remembers, per alarm and configuration, the end of the last period it
     evaluated (after a restart every alarm is evaluated again at once); an alarm whose state
     was set by hand for that period (HELD_THROUGH) is left alone until the next one ends.
+    It looks every TICK_SECONDS (the shortest Period is 10 s) and when PutMetricAlarm wakes it;
+    nothing is evaluated at shutdown.
     """
 
     TICK_SECONDS = 1.0
 
     def __init__(self, backends) -> None:
+        super().__init__("alarm-evaluator", self.TICK_SECONDS, run_at_start=True, final_run=False)
         self.backends = backends
         self._evaluated: dict[tuple[int, float], int] = {}  # only the evaluator's thread uses it
-        self._stop = threading.Event()
-        self._woken = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="alarm-evaluator", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._woken.set()
-        self._thread.join()
-
-    def wake(self) -> None:
-        self._woken.set()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.evaluate_due()
-            except Exception:  # a bad tick must not end evaluation; the next one retries
-                log.exception("alarm evaluation failed")
-            self._woken.wait(self.TICK_SECONDS)
-            self._woken.clear()
+    def run(self) -> None:
+        self.evaluate_due()
 
     def evaluate_due(self) -> None:
         now = int(time.time())

@@ -2,12 +2,14 @@
 
 A feature group is a generic resource (services/kinds.py) with its own
 checks on create and update. Creation and deletion are state transitions
-the feature store worker completes (Creating -> Created, Deleting -> gone),
-so the status a client polls is the one it would see on AWS.
+the reconciler completes (Creating -> Created, Deleting -> gone),
+so the status a client polls is the one it would see on AWS. Both are
+records the reconciler moves forward (lifecycle.py), kicked here so they move at once.
 """
 
 from __future__ import annotations
 
+from ...engines.reconciler import kick
 from ...objects.access import check_s3_uri
 from ...server.errors import AWSError, validation
 from ...server.operations import Context, operation
@@ -183,13 +185,13 @@ def create_feature_group(ctx: Context, params: dict) -> dict:
     result = FEATURE_GROUP.create(ctx, params)
     fs = feature_store(ctx.backends)
     fs.groups.forget(ctx.account_id, ctx.region, params["FeatureGroupName"])
-    fs.wake()  # the worker provisions it: Creating -> Created
+    kick(ctx.backends, result["FeatureGroupArn"])  # provisioned at once: Creating -> Created
     return result
 
 
 @operation("sagemaker", "DeleteFeatureGroup")
 def delete_feature_group(ctx: Context, params: dict) -> dict:
-    """Deleting, then gone once the worker has flushed its offline rows and dropped its online records."""
+    """Deleting, then gone once the reconciler has flushed its offline rows and dropped its online records."""
     with ctx.store.write() as conn:
         record = FEATURE_GROUP.load(ctx, params["FeatureGroupName"], conn=conn)
         _refuse_if_busy(record)
@@ -198,7 +200,7 @@ def delete_feature_group(ctx: Context, params: dict) -> dict:
         ctx.backends.resources.save(record, conn=conn)
     fs = feature_store(ctx.backends)
     fs.groups.forget(record.account_id, record.region, record.name)
-    fs.wake()
+    kick(ctx.backends, record.arn)
     return {}
 
 

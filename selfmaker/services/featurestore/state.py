@@ -1,11 +1,10 @@
-"""The feature store's per-server state: the local file, the online store, the group cache, the worker.
+"""The feature store's per-server state: the local file, the online store, the group cache, the offline writer.
 
 Built once per server, on first use (a request or the worker's start-up).
 """
 
 from __future__ import annotations
 
-import threading
 import time
 
 from ...server.errors import AWSError
@@ -74,17 +73,6 @@ class FeatureStore:
         self.online = open_online_store(getattr(settings, "online_store_url", None), self.db, self.journal)
         self.groups = GroupCache(backends)
         self.offline = OfflineWriter(backends, self.journal)
-        self._wake = threading.Event()
-
-    def wake(self) -> None:
-        """Ask the worker to look for work now (a new group, a deletion, rows to flush)."""
-        self._wake.set()
-
-    def wait(self, timeout: float) -> bool:
-        """Sleep until woken or ``timeout``; whether we were woken."""
-        woken = self._wake.wait(timeout)
-        self._wake.clear()
-        return woken
 
     def close(self) -> None:
         self.online.close()

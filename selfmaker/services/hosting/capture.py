@@ -27,6 +27,7 @@ import time
 import uuid
 from collections import defaultdict, deque
 
+from ...engines.periodic import STOP_TIMEOUT, Periodic
 from ...objects.access import AccountObjects
 from ...objects.base import parse_s3_uri
 from ...backends import background_worker
@@ -99,50 +100,35 @@ def object_key(prefix: str, endpoint: str, variant: str, when: float) -> str:
     return "/".join(part for part in (prefix.strip("/"), endpoint, variant, hour, name) if part)
 
 
-class Capturer:
-    """The server's capture buffer and the thread that flushes it."""
+class Capturer(Periodic):
+    """The server's capture buffer; its thread (started with the first capture) flushes it every second."""
 
     def __init__(self, backends):
+        super().__init__("selfmaker-capture", FLUSH_SECONDS, on_demand=True)
         self.backends = backends
         self._buffer: deque = deque()
         self._bytes = 0
         self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stopping = False
-        self._thread: threading.Thread | None = None
+        self._closed = False  # stopping: captures are refused, so none arrives after the last flush
         self.dropped = 0
 
     def add(self, item: tuple) -> None:
         size = len(item[4].body) + len(item[5].body)
         with self._lock:
-            if self._bytes + size > MAX_BUFFERED_BYTES or self._stopping:
+            if self._bytes + size > MAX_BUFFERED_BYTES or self._closed:
                 self.dropped += 1
                 return
             self._bytes += size
             self._buffer.append(item)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="selfmaker-capture", daemon=True)
-                self._thread.start()
+        self.ensure_started()
 
-    def start(self) -> None:
-        pass  # the thread starts with the first capture
-
-    def stop(self) -> None:
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         with self._lock:
-            self._stopping = True
-            thread = self._thread
-        self._wake.set()
-        if thread is not None:
-            thread.join(timeout=30)
-        self.flush()
+            self._closed = True
+        super().stop(timeout)
 
-    def _run(self) -> None:
-        while not self._stopping:
-            self._wake.wait(FLUSH_SECONDS)
-            try:
-                self.flush()
-            except Exception:  # keep capturing whatever one flush met
-                log.exception("data capture flush failed")
+    def run(self) -> None:
+        self.flush()
 
     def flush(self) -> None:
         with self._lock:

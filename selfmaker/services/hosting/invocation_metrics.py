@@ -16,16 +16,13 @@ Average is a rate).
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
 from collections import deque
 from functools import lru_cache
 
 from ...aws import metric_store
+from ...engines.periodic import Periodic
 from ...backends import background_worker
-
-log = logging.getLogger("selfmaker.router")
 
 FOLD_SECONDS = 0.25
 NAMESPACE = "AWS/SageMaker"
@@ -56,45 +53,22 @@ def _series(account_id: str, region: str, endpoint: str, variant: str, config: s
                  for name, unit in UNITS.items() for dimensions in (by_variant, by_config))
 
 
-class InvocationMetrics:
+class InvocationMetrics(Periodic):
+    """The samples of the requests not yet folded; its thread starts with the first sample."""
+
     def __init__(self, backends):
+        super().__init__("selfmaker-invocation-metrics", FOLD_SECONDS, on_demand=True)
         self.backends = backends
         self._samples: deque = deque()
-        self._wake = threading.Event()
-        self._stopping = False
-        self._thread: threading.Thread | None = None
-        self._starting = threading.Lock()
 
     def add(self, route, target, status: int, model_seconds: float, total_seconds: float) -> None:
         self._samples.append((route.account_id, route.region, route.endpoint_name, target.variant,
                               target.config_name, len(target.sockets), status, model_seconds, total_seconds,
                               int(time.time())))
-        if self._thread is None:
-            self._start_thread()
+        self.ensure_started()
 
-    def _start_thread(self) -> None:
-        with self._starting:
-            if self._thread is None and not self._stopping:
-                self._thread = threading.Thread(target=self._run, name="selfmaker-invocation-metrics", daemon=True)
-                self._thread.start()
-
-    def start(self) -> None:
-        pass  # the thread starts with the first sample
-
-    def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+    def run(self) -> None:
         self.fold()
-
-    def _run(self) -> None:
-        while not self._stopping:
-            self._wake.wait(FOLD_SECONDS)
-            try:
-                self.fold()
-            except Exception:  # the next fold tries again with what follows
-                log.exception("folding invocation metrics failed")
 
     def fold(self) -> None:
         sets: dict[tuple, list] = {}
