@@ -27,6 +27,9 @@ from pipelines_helpers import create as create_pipeline
 from pipelines_helpers import start as start_pipeline
 from pipelines_helpers import wait as wait_pipeline
 
+# The wall is in the store's SQL: hold it on both databases.
+pytestmark = pytest.mark.both_databases
+
 A = SimpleNamespace(key="AKIAACCOUNTSWALLA001", account="111111111111")
 B = SimpleNamespace(key="AKIAACCOUNTSWALLB001", account="222222222222")
 ROLE = "arn:aws:iam::{account}:role/SageMakerRole"
