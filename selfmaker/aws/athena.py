@@ -129,7 +129,8 @@ def _check_ddl(backends, account_id: str, statement) -> None:
 
 def _load(ctx: Context, query_id: str) -> dict:
     with ctx.store.read() as conn:
-        row = conn.execute(select(Q.c.data).where(Q.c.id == query_id, Q.c.account_id == ctx.account_id)).first()
+        row = conn.execute(select(Q.c.data).where(Q.c.id == query_id, Q.c.account_id == ctx.account_id,
+                                                Q.c.region == ctx.region)).first()
     if row is None:
         raise invalid(f"QueryExecution {query_id} was not found")
     return row[0]

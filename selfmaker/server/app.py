@@ -139,7 +139,9 @@ class SelfMakerApp:
 
     async def _rest_json(self, request: Request, scope, signed_service: str | None) -> Response | None:
         """A rest-json operation of a service signed as ``signed_service`` (unsigned: SageMaker's), or None."""
-        path = request.unquoted_path
+        # Matched still percent-encoded, labels decoded once by match_rest: a label may hold an encoded "/"
+        # (GetRecord of a feature group ARN, ".../feature-group/<name>") or "%" that decoding first would change.
+        path = request.raw_path.split("?", 1)[0]
         for service in rest_json_services(signed_service or "sagemaker"):
             matched = match_rest(service, request.method, path)
             if matched:

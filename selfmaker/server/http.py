@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import AsyncIterator
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs
 
 
 class Request:
@@ -40,10 +40,6 @@ class Request:
     def query_value(self, name: str) -> str | None:
         values = self.query.get(name)
         return values[-1] if values else None
-
-    @property
-    def unquoted_path(self) -> str:
-        return unquote(self.raw_path.split("?", 1)[0])
 
     async def stream(self) -> AsyncIterator[bytes]:
         """The body, chunk by chunk, as the client sends it (for large uploads)."""

@@ -80,14 +80,15 @@ class Kind:
         """The record named (or ARN'd) in a request, or this kind's not-found error."""
         store = ctx.backends.resources
         if name_or_arn.startswith("arn:"):
+            # The caller's own resource: resources are regional, and other accounts' do not exist for the
+            # caller (the store looks within the caller's account and region) ...
             record = store.get(ctx.account_id, ctx.region, self.name, arn=name_or_arn, conn=conn)
-            if record and record.region != ctx.region:
-                record = None  # resources are regional: another region's ARN names nothing here
-            if record and record.account_id != ctx.account_id:
-                if self.shared_access is None:
-                    record = None
-                else:
-                    self.shared_access(ctx, record)
+            if record is None and self.shared_access is not None:
+                # ... unless the kind shares them by policy: shared_access allows this caller or raises.
+                shared = store.get_by_arn(name_or_arn, conn=conn)
+                if shared and shared.kind == self.name and shared.region == ctx.region:
+                    self.shared_access(ctx, shared)
+                    record = shared
             name = name_or_arn.split(":", 5)[-1].split("/", 1)[-1]  # after "<type>/": may hold "/"
         else:
             record = store.get(ctx.account_id, ctx.region, self.name, name=name_or_arn, conn=conn)

@@ -164,17 +164,22 @@ class Entity:
         return LINEAGE_TYPES.get(self.kind)
 
 
+def _mine(ctx: Context, account_id: str, region: str) -> bool:
+    """Lineage joins the caller's own entities of one region: another account's (or region's) ARN names nothing."""
+    return account_id == ctx.account_id and region == ctx.region
+
+
 def _entities(conn, ctx: Context, arns, lock: bool = False) -> dict[str, Entity]:
     """The caller's lineage entities among ``arns``, by ARN; anything else is absent."""
     found: dict[str, Entity] = {}
     arns = list(arns)
     for i in range(0, len(arns), BATCH):
-        query = select(R.c.arn, R.c.kind, R.c.account_id, R.c.created_at, R.c.modified_at, R.c.data).where(
-            R.c.arn.in_(arns[i:i + BATCH]))
+        query = select(R.c.arn, R.c.kind, R.c.account_id, R.c.region, R.c.created_at, R.c.modified_at,
+                       R.c.data).where(R.c.arn.in_(arns[i:i + BATCH]))
         if lock:
             query = query.with_for_update(read=True)
-        for arn, kind, account_id, created, modified, data in conn.execute(query).all():
-            if kind in NAME_MEMBERS and account_id == ctx.account_id:
+        for arn, kind, account_id, region, created, modified, data in conn.execute(query).all():
+            if kind in NAME_MEMBERS and _mine(ctx, account_id, region):
                 found[arn] = Entity(arn, kind, entity_type(kind, data), data.get(NAME_MEMBERS[kind]), created,
                                     modified)
     return found
@@ -325,10 +330,10 @@ def _vertices(conn, ctx: Context, types: dict[str, str]) -> dict[str, Vertex]:
     found = {}
     arns = list(types)
     for i in range(0, len(arns), BATCH):
-        query = select(R.c.arn, R.c.kind, R.c.account_id, R.c.created_at, R.c.modified_at).where(
+        query = select(R.c.arn, R.c.kind, R.c.account_id, R.c.region, R.c.created_at, R.c.modified_at).where(
             R.c.arn.in_(arns[i:i + BATCH]))
-        for arn, kind, account_id, created, modified in conn.execute(query).all():
-            if kind in NAME_MEMBERS and account_id == ctx.account_id:
+        for arn, kind, account_id, region, created, modified in conn.execute(query).all():
+            if kind in NAME_MEMBERS and _mine(ctx, account_id, region):
                 found[arn] = Vertex(arn, kind, types[arn], created, modified)
     return found
 

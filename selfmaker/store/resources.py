@@ -96,7 +96,11 @@ def _row(row) -> Record:
 # a select on every call cost more than SQLite takes to answer it (Describe is mostly this).
 _BY_NAME = select(*_COLUMNS).where(R.c.kind == bindparam("kind"), R.c.account_id == bindparam("account_id"),
                                    R.c.region == bindparam("region"), R.c.name_key == bindparam("name_key"))
-_BY_KIND_AND_ARN = select(*_COLUMNS).where(R.c.kind == bindparam("kind"), R.c.arn == bindparam("arn"))
+# By ARN within one account and region: an ARN naming another account's resource finds nothing. (Only a
+# kind that shares resources across accounts by policy reads another account's record, through get_by_arn.)
+_BY_KIND_AND_ARN = select(*_COLUMNS).where(R.c.kind == bindparam("kind"), R.c.arn == bindparam("arn"),
+                                           R.c.account_id == bindparam("account_id"),
+                                           R.c.region == bindparam("region"))
 _BY_ARN = select(*_COLUMNS).where(R.c.arn == bindparam("arn"))
 
 
@@ -166,7 +170,8 @@ class ResourceStore:
     def get(self, account_id: str, region: str, kind: str, *, name: str | None = None, arn: str | None = None,
             conn=None) -> Record | None:
         if arn is not None:
-            query, values = _BY_KIND_AND_ARN, {"kind": kind, "arn": arn}
+            query = _BY_KIND_AND_ARN
+            values = {"kind": kind, "arn": arn, "account_id": account_id, "region": region}
         else:
             query = _BY_NAME
             values = {"kind": kind, "account_id": account_id, "region": region, "name_key": (name or "").lower()}
@@ -178,6 +183,8 @@ class ResourceStore:
         return _row(row) if row else None
 
     def get_by_arn(self, arn: str, conn=None) -> Record | None:
+        """The resource with this ARN, whichever account owns it: for the server's own bookkeeping and for
+        checks that compare its owner with the caller. A request's lookups go through :meth:`get`."""
         if conn is not None:
             row = conn.execute(_BY_ARN, {"arn": arn}).first()
         else:

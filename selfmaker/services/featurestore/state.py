@@ -46,8 +46,10 @@ class GroupCache:
         """The Created group a runtime request names; ResourceNotFound (404) or ValidationError otherwise."""
         name = name_or_arn
         if name_or_arn.startswith("arn:"):
+            # Only the caller's own feature group ARN, in this region, names a group here.
             parts = name_or_arn.split(":", 5)
-            if len(parts) < 6 or parts[4] != ctx.account_id:
+            if len(parts) < 6 or (parts[3], parts[4]) != (ctx.region, ctx.account_id) or \
+                    not parts[5].startswith("feature-group/"):
                 raise not_found(name_or_arn)
             name = parts[5].split("/", 1)[-1]
         group = self.get(ctx.account_id, ctx.region, name)
