@@ -14,7 +14,7 @@ import pytest
 
 from selfmaker.config import Settings
 from selfmaker.engines import reconciler as rec
-from selfmaker.server.app import Backends
+from selfmaker.backends import Backends
 
 _names = itertools.count()
 
