@@ -150,14 +150,15 @@ class FeatureStoreWorker:
 
     def _set_status(self, account_id: str, region: str, name: str, expected: str, status: str,
                     failure: str | None = None) -> None:
-        with self.backends.store.write() as conn:
-            record = self._record(conn, account_id, region, name)
-            if record is None or record.status != expected:
-                return  # someone else moved it on
+        def change(record: Record, _conn) -> bool | None:
+            if record.status != expected:
+                return False  # someone else moved it on
             record.data["FeatureGroupStatus"] = record.status = status
             if failure:
                 record.data["FailureReason"] = failure
-            self.backends.resources.save(record, conn=conn, touch=False)
+
+        self.backends.resources.mutate(change, account_id=account_id, region=region, kind="FeatureGroup", name=name,
+                                       touch=False)
         self.fs.groups.forget(account_id, region, name)
 
     def _set_offline_status(self, grp: str, blocked_reason: str | None) -> None:
@@ -170,11 +171,13 @@ class FeatureStoreWorker:
             return
         status = {"Status": "Blocked", "BlockedReason": blocked_reason[:1024]} if blocked_reason \
             else {"Status": "Active"}
-        with self.backends.store.write() as conn:
-            record = self._record(conn, group.account_id, group.region, group.name)
-            if record is not None and record.data.get("OfflineStoreStatus") != status:
-                record.data["OfflineStoreStatus"] = status
-                self.backends.resources.save(record, conn=conn, touch=False)
+        def change(record: Record, _conn) -> bool | None:
+            if record.data.get("OfflineStoreStatus") == status:
+                return False
+            record.data["OfflineStoreStatus"] = status
+
+        self.backends.resources.mutate(change, account_id=group.account_id, region=group.region, kind="FeatureGroup",
+                                       name=group.name, touch=False)
 
 
 @background_worker
