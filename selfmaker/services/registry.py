@@ -21,7 +21,7 @@ from functools import lru_cache
 
 from sqlalchemy import and_, func, or_, select
 
-from ..server.errors import AWSError, conflict, validation
+from ..server.errors import AWSError, already_exists, conflict, validation
 from ..server.operations import Context, operation
 from ..store import schema
 from ..store.resources import AlreadyExists, Record, now
