@@ -3,7 +3,9 @@
 Lists page by (sort key, id) rather than by offset, so a page over 10,000
 resources costs what a page over 100 does, and a NextToken stays correct while
 other clients create and delete. Tokens are HMAC-signed: a forged or altered
-token is refused instead of silently returning the wrong page.
+token is refused instead of silently returning the wrong page. Every service's
+paginated answers use the same tokens (page_token / read_page_token), and
+work outside requests edits records through one read-change-write (mutate).
 """
 
 from __future__ import annotations
@@ -205,7 +207,9 @@ class ResourceStore:
     def mutate(self, change: Callable[[Record, Any], bool | None], *, arn: str | None = None,
                account_id: str = "", region: str = "", kind: str = "", name: str | None = None,
                touch: bool = True) -> Record | None:
-        """Read one record, let ``change`` edit it, and write it back: the one way a stored record is edited.
+        """Read one record, let ``change`` edit it, and write it back, in one transaction.
+
+        This is how work outside a request (a reconciler, a worker) edits a record that requests edit too.
 
         The record is named by ``arn``, or by ``account_id``, ``region``, ``kind`` and ``name``. It is read
         inside the write transaction under its row lock (SELECT ... FOR UPDATE on PostgreSQL; on SQLite
@@ -352,7 +356,9 @@ class ResourceStore:
 
 
 def _scope_digest(scope: Any) -> str:
-    return hashlib.sha256(json.dumps(scope, default=str, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+    """A short, order-independent name of a list's scope: tokens stay small however long the filters."""
+    text = json.dumps(scope, default=str, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def invalid_page_token() -> AWSError:
