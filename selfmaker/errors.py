@@ -10,6 +10,11 @@ from __future__ import annotations
 class AWSError(Exception):
     """An error the client sees, with the code and status AWS would send."""
 
+    # True on the error of a Create whose resource is there already (see already_exists): code that
+    # makes things once asks this, since the code (ValidationException, ResourceInUse...) and the
+    # words differ from kind to kind.
+    exists = False
+
     def __init__(self, code: str, message: str, status: int = 400, **fields):
         super().__init__(message)
         self.code = code
@@ -24,6 +29,13 @@ def validation(message: str) -> AWSError:
 
 def not_found(message: str) -> AWSError:
     return AWSError("ResourceNotFound", message)
+
+
+def already_exists(code: str, message: str) -> AWSError:
+    """A Create refused because its resource exists already: ``code`` and ``message`` are the kind's own."""
+    err = AWSError(code, message)
+    err.exists = True
+    return err
 
 
 def in_use(message: str) -> AWSError:

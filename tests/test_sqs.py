@@ -67,6 +67,11 @@ def test_list_queues_pages(sqs, unique):
     assert "NextToken" not in second
     assert _error(sqs.list_queues, QueueNamePrefix="other", NextToken=first["NextToken"])["Error"]["Code"] == (
         "InvalidParameterValue")
+    # A token this server never issued gets SQS's refusal too, not another service's.
+    forged = first["NextToken"][:-2] + ("AA" if not first["NextToken"].endswith("AA") else "BB")
+    for bad in (forged, "not-a-token"):
+        assert _error(sqs.list_queues, QueueNamePrefix=prefix, NextToken=bad)["Error"]["Code"] == (
+            "InvalidParameterValue")
 
 
 def test_send_receive_delete_with_attributes(sqs, queue):

@@ -79,6 +79,26 @@ def test_search_refuses_a_token_from_another_search(sm, unique):
         sm.search(Resource="Model", MaxResults=1, NextToken=token)
 
 
+def test_a_list_token_pages_only_its_own_list(sm, unique):
+    prefix = unique("pages")
+    for i in range(3):
+        sm.create_experiment(ExperimentName=f"{prefix}-{i}", Tags=[{"Key": "k", "Value": "v"}])
+    first = sm.list_experiments(MaxResults=2, SortBy="Name", SortOrder="Ascending")
+    listed = sm.list_experiments(MaxResults=2, SortBy="Name", SortOrder="Ascending", NextToken=first["NextToken"])
+    assert listed["ExperimentSummaries"]
+    search = sm.search(Resource="Experiment", MaxResults=1)["NextToken"]
+    arn = sm.describe_experiment(ExperimentName=f"{prefix}-0")["ExperimentArn"]
+    for call, token in ((lambda t: sm.list_experiments(MaxResults=2, SortBy="Name", SortOrder="Descending",
+                                                        NextToken=t), first["NextToken"]),  # another order
+                        (lambda t: sm.list_experiments(MaxResults=2, NextToken=t), search),  # another operation
+                        (lambda t: sm.list_tags(ResourceArn=arn, NextToken=t), first["NextToken"]),
+                        (lambda t: sm.search(Resource="Experiment", MaxResults=1, NextToken=t), "not-a-token")):
+        with pytest.raises(ClientError) as err:
+            call(token)
+        assert err.value.response["Error"]["Code"] == "ValidationException"
+        assert err.value.response["Error"]["Message"].startswith("Invalid pagination token")
+
+
 def test_search_suggestions(sm, unique):
     sm.create_experiment(ExperimentName=unique("sugg"), Tags=[{"Key": "project-x", "Value": "1"}])
     suggestions = sm.get_search_suggestions(

@@ -40,7 +40,7 @@ from ..engines.reconciler import TableController, kick, register_table
 from ..objects.access import AccountObjects
 from ..objects.base import parse_s3_uri
 from ..backends import background_worker
-from ..server.errors import AWSError
+from ..server.errors import AWSError, already_exists
 from ..server.operations import Context, operation
 from ..store import schema
 from .athena_sql import Sandbox, SyntaxFailure, execute_one, invalid, parse_statement, refuse_engine_access
@@ -170,12 +170,10 @@ def get_query_results(ctx: Context, params: dict) -> dict:
     limit = params.get("MaxResults") or 1000
     if limit > 1000:
         raise invalid("MaxResults is at most 1000.")
-    start = 0
+    start, scope = 0, ["GetQueryResults", execution["QueryExecutionId"]]
     if params.get("NextToken"):
-        token = ctx.backends.resources.unsign(params["NextToken"])
-        if not isinstance(token, dict) or token.get("q") != execution["QueryExecutionId"]:
-            raise invalid("The NextToken does not belong to this query.")
-        start = token["row"]
+        start = ctx.backends.resources.read_page_token(
+            params["NextToken"], scope, invalid("The NextToken does not belong to this query."))["row"]
     # The header row comes first, as on Athena; empty CSV fields are NULLs (no VarCharValue).
     page = rows[start:start + limit]
     out = {"ResultSet": {
@@ -183,7 +181,7 @@ def get_query_results(ctx: Context, params: dict) -> dict:
                  for i, row in ((start + n, r) for n, r in enumerate(page))],
         "ResultSetMetadata": {"ColumnInfo": columns}}, "UpdateCount": 0}
     if start + limit < len(rows):
-        out["NextToken"] = ctx.backends.resources.sign({"q": execution["QueryExecutionId"], "row": start + limit})
+        out["NextToken"] = ctx.backends.resources.page_token(scope, row=start + limit)
     return out
 
 
@@ -346,7 +344,7 @@ def run_ddl(backends, account_id: str, region: str, execution: dict, statement) 
         if exists:
             if statement.args.get("exists"):
                 return
-            raise AWSError("InvalidRequestException", f"Table {key[4]} already exists")
+            raise already_exists("InvalidRequestException", f"Table {key[4]} already exists")
         conn.execute(insert(T).values(account_id=key[0], region=key[1], catalog=key[2], database=key[3],
                                       name=key[4], data=data))
 

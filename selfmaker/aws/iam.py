@@ -120,12 +120,12 @@ def simulate_principal_policy(ctx: Context, params: dict) -> dict:
 
     results = [_allowed(action, resources) for action in params["ActionNames"]]
     page_size = params.get("MaxItems", DEFAULT_MAX_ITEMS)
-    fingerprint = hashlib.sha256(json.dumps([source, params["ActionNames"], resources]).encode()).hexdigest()[:16]
-    start = _read_marker(ctx, params.get("Marker"), fingerprint)
+    scope = ["SimulatePrincipalPolicy", source, params["ActionNames"], resources]
+    start = _read_marker(ctx, params.get("Marker"), scope)
     page = results[start:start + page_size]
     out = {"EvaluationResults": page, "IsTruncated": start + page_size < len(results)}
     if out["IsTruncated"]:
-        out["Marker"] = ctx.backends.resources.sign({"o": start + page_size, "f": fingerprint})
+        out["Marker"] = ctx.backends.resources.page_token(scope, o=start + page_size)
     return out
 
 
@@ -142,14 +142,9 @@ def _allowed(action: str, resources: list[str]) -> dict:
     return result
 
 
-def _read_marker(ctx: Context, marker: str | None, fingerprint: str) -> int:
+def _read_marker(ctx: Context, marker: str | None, scope: list) -> int:
     if marker is None:
         return 0
-    try:
-        payload = ctx.backends.resources.unsign(marker)
-    except AWSError:
-        payload = None
-    if not isinstance(payload, dict) or payload.get("f") != fingerprint or not isinstance(payload.get("o"), int):
-        raise invalid_input("The Marker is invalid: it was not returned by a SimulatePrincipalPolicy call "
-                            "with the same principal, actions and resources.")
-    return payload["o"]
+    return ctx.backends.resources.read_page_token(marker, scope, invalid_input(
+        "The Marker is invalid: it was not returned by a SimulatePrincipalPolicy call with the same principal, "
+        "actions and resources."))["o"]

@@ -8,13 +8,11 @@ the list it pages, and refused with InvalidParameterException if altered.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 
 from sqlalchemy import and_, func, or_, select
 
-from ..server.errors import AWSError
+from ..server.errors import AWSError, already_exists
 from ..server.operations import Context, operation
 from ..store import tags as tagging
 from . import filter_pattern
@@ -39,23 +37,14 @@ _GROUP_ARN = re.compile(r"arn:aws[a-z-]*:logs:(?P<region>[^:]*):(?P<account>\d{1
 # -- tokens -------------------------------------------------------------------------
 
 
-def _fingerprint(*parts) -> str:
-    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
+def _issue(ctx: Context, scope, **position) -> str:
+    return ctx.backends.resources.page_token(scope, **position)
 
 
-def _issue(ctx: Context, payload: dict) -> str:
-    return ctx.backends.resources.sign(payload)
-
-
-def _redeem(ctx: Context, token: str, **expected) -> dict:
-    """The payload of a token we issued for exactly this list, or InvalidParameterException."""
-    try:
-        payload = ctx.backends.resources.unsign(token)
-    except AWSError:
-        payload = None
-    if not isinstance(payload, dict) or any(payload.get(k) != v for k, v in expected.items()):
-        raise invalid_parameter("The specified nextToken is invalid.")
-    return payload
+def _redeem(ctx: Context, token: str, scope) -> dict:
+    """The position in a token we issued for exactly this list (``scope``), or InvalidParameterException."""
+    return ctx.backends.resources.read_page_token(token, scope,
+                                                  invalid_parameter("The specified nextToken is invalid."))
 
 
 # -- resolving names ----------------------------------------------------------------
@@ -105,7 +94,7 @@ def create_log_group(ctx: Context, params: dict) -> None:
     name = params["logGroupName"]
     with ctx.store.write() as conn:
         if not create_group(conn, ctx.account_id, ctx.region, name, params.get("logGroupClass", "STANDARD")):
-            raise AWSError("ResourceAlreadyExistsException", "The specified log group already exists")
+            raise already_exists("ResourceAlreadyExistsException", "The specified log group already exists")
         if params.get("tags"):
             tagging.add(conn, group_arn(ctx.account_id, ctx.region, name),
                         [{"Key": k, "Value": v} for k, v in params["tags"].items()])
@@ -124,7 +113,7 @@ def create_log_stream(ctx: Context, params: dict) -> None:
     with ctx.store.write() as conn:
         group = _require_group(ctx, conn, params["logGroupName"])
         if not create_stream(conn, group.id, params["logStreamName"]):
-            raise AWSError("ResourceAlreadyExistsException", "The specified log stream already exists")
+            raise already_exists("ResourceAlreadyExistsException", "The specified log stream already exists")
 
 
 @operation("logs", "DeleteLogStream")
@@ -144,8 +133,8 @@ def describe_log_groups(ctx: Context, params: dict) -> dict:
     accounts = params.get("accountIdentifiers")
     limit = params.get("limit", DESCRIBE_LIMIT)
     cls = params.get("logGroupClass")
-    fingerprint = _fingerprint("groups", ctx.account_id, ctx.region, prefix, pattern, identifiers, accounts, cls)
-    after = _redeem(ctx, params["nextToken"], f=fingerprint)["n"] if params.get("nextToken") else None
+    scope = ["groups", ctx.account_id, ctx.region, prefix, pattern, identifiers, accounts, cls]
+    after = _redeem(ctx, params["nextToken"], scope)["n"] if params.get("nextToken") else None
 
     if accounts is not None and ctx.account_id not in accounts:
         return {"logGroups": []}  # SelfMaker has no linked (cross-account observability) accounts
@@ -166,7 +155,7 @@ def describe_log_groups(ctx: Context, params: dict) -> dict:
         rows = conn.execute(query.order_by(name).limit(limit + 1)).all()
     out = {"logGroups": [_group_out(ctx, row) for row in rows[:limit]]}
     if len(rows) > limit:
-        out["nextToken"] = _issue(ctx, {"f": fingerprint, "n": rows[limit - 1].name})
+        out["nextToken"] = _issue(ctx, scope, n=rows[limit - 1].name)
     return out
 
 
@@ -195,8 +184,8 @@ def describe_log_streams(ctx: Context, params: dict) -> dict:
     limit = params.get("limit", DESCRIBE_LIMIT)
     with ctx.store.read() as conn:
         group = _require_group(ctx, conn, group_name)
-        fingerprint = _fingerprint("streams", group.id, prefix, by_time, descending)
-        cursor = _redeem(ctx, params["nextToken"], f=fingerprint) if params.get("nextToken") else None
+        scope = ["streams", group.id, prefix, by_time, descending]
+        cursor = _redeem(ctx, params["nextToken"], scope) if params.get("nextToken") else None
         sort = func.coalesce(S.c.last_event_ms, 0) if by_time else bytewise(S.c.name, conn)
         query = select(S).where(S.c.group_id == group.id)
         if prefix:
@@ -209,7 +198,7 @@ def describe_log_streams(ctx: Context, params: dict) -> dict:
     if len(rows) > limit:
         last = rows[limit - 1]
         value = (last.last_event_ms or 0) if by_time else last.name
-        out["nextToken"] = _issue(ctx, {"f": fingerprint, "v": value, "i": last.id})
+        out["nextToken"] = _issue(ctx, scope, v=value, i=last.id)
     return out
 
 
@@ -282,12 +271,12 @@ def _up_to(gap):
 
 
 def _token(ctx: Context, direction: str, stream_id: int, gap) -> str:
-    return f"{direction}/" + _issue(ctx, {"d": direction, "s": stream_id, "t": gap[0], "i": gap[1]})
+    return f"{direction}/" + _issue(ctx, ["events", direction, stream_id], t=gap[0], i=gap[1])
 
 
 def _read_token(ctx: Context, token: str, stream_id: int) -> tuple[str, tuple[int, int]]:
     direction, _, signed = token.partition("/")
-    payload = _redeem(ctx, signed, d=direction, s=stream_id)
+    payload = _redeem(ctx, signed, ["events", direction, stream_id])
     return direction, (payload["t"], payload["i"])
 
 
@@ -367,10 +356,10 @@ def filter_log_events(ctx: Context, params: dict) -> dict:
 
     with ctx.store.read() as conn:
         group = _require_group(ctx, conn, group_name)
-        fingerprint = _fingerprint("filter", group.id, names, prefix, start, end, params.get("filterPattern"))
+        scope = ["filter", group.id, names, prefix, start, end, params.get("filterPattern")]
         cursor = _BEGINNING
         if params.get("nextToken"):
-            payload = _redeem(ctx, params["nextToken"], f=fingerprint)
+            payload = _redeem(ctx, params["nextToken"], scope)
             cursor = (payload["t"], payload["i"])
         query = (select(E.c.id, E.c.timestamp, E.c.message, E.c.ingested_ms, S.c.name.label("stream"))
                  .join(S, S.c.id == E.c.stream_id).where(E.c.group_id == group.id))
@@ -401,5 +390,5 @@ def filter_log_events(ctx: Context, params: dict) -> dict:
     out = {"events": [{"logStreamName": r.stream, "timestamp": r.timestamp, "message": r.message,
                        "ingestionTime": r.ingested_ms, "eventId": str(r.id)} for r in matched]}
     if more:
-        out["nextToken"] = _issue(ctx, {"f": fingerprint, "t": cursor[0], "i": cursor[1]})
+        out["nextToken"] = _issue(ctx, scope, t=cursor[0], i=cursor[1])
     return out

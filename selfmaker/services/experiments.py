@@ -321,7 +321,7 @@ def _created(kind: Kind, ctx: Context, params: dict) -> bool:
         kind.create(ctx, params)
         return True
     except AWSError as err:
-        if err.message != kind.message(kind.exists, ctx, params[kind.name_member]):
+        if not err.exists:
             raise
         return False
 

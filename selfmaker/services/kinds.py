@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..server.errors import AWSError, validation
+from ..server.errors import AWSError, already_exists, validation
 from ..server.models import service_model
 from ..server.operations import Context, operation
 from ..store.db import Connection
@@ -119,7 +119,7 @@ class Kind:
                 if params.get("Tags"):
                     tagging.add(conn, arn, params["Tags"])
         except AlreadyExists:
-            raise AWSError(self.exists_code, self.message(self.exists, ctx, name)) from None
+            raise already_exists(self.exists_code, self.message(self.exists, ctx, name)) from None
         return {self.arn_member: arn}
 
     def describe(self, ctx: Context, params: dict) -> dict:

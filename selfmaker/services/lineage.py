@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import and_, delete, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from ..server.errors import AWSError, validation
+from ..server.errors import AWSError, already_exists, validation
 from ..server.operations import Context, operation
 from ..store import schema
 from ..store.resources import Record, now
@@ -197,7 +197,8 @@ def add_association(ctx: Context, params: dict) -> dict:
     source_arn, destination_arn = params["SourceArn"], params["DestinationArn"]
     if source_arn == destination_arn:
         raise validation("An entity cannot be associated with itself.")
-    exists = AWSError("ValidationException", f"Association already exists between {source_arn} and {destination_arn}.")
+    exists = already_exists("ValidationException",
+                            f"Association already exists between {source_arn} and {destination_arn}.")
     try:
         with ctx.store.write() as conn:
             source = _existing(conn, ctx, source_arn, lock=True)
@@ -249,12 +250,11 @@ def list_associations(ctx: Context, params: dict) -> dict:
     if params.get("CreatedBefore") is not None:
         conditions.append(A.c.created_at <= params["CreatedBefore"])
     # A token is valid for the same filters and order only; it resumes after (sort value, id).
-    scope = [sorted((k, v) for k, v in params.items() if k not in ("NextToken", "MaxResults")), sort_by, descending]
+    scope = ["associations", {k: v for k, v in params.items() if k not in ("NextToken", "MaxResults")}, sort_by,
+             descending]
     store = ctx.backends.resources
     if params.get("NextToken"):
-        token = store.unsign(params["NextToken"])
-        if not isinstance(token, dict) or token.get("q") != json.loads(json.dumps(scope)):
-            raise validation("The NextToken does not belong to this list: its filters or sort order differ.")
+        token = store.read_page_token(params["NextToken"], scope)
         value, last_id = token["v"], token["i"]
         after = column < value if descending else column > value
         next_id = A.c.id < last_id if descending else A.c.id > last_id
@@ -277,7 +277,7 @@ def list_associations(ctx: Context, params: dict) -> dict:
     } for r in page]}
     if len(rows) > limit:
         last = page[-1]
-        result["NextToken"] = store.sign({"q": scope, "v": getattr(last, column.key), "i": last.id})
+        result["NextToken"] = store.page_token(scope, v=getattr(last, column.key), i=last.id)
     return result
 
 
@@ -449,16 +449,13 @@ def query_lineage(ctx: Context, params: dict) -> dict:
 
     offset, token = 0, None
     if limit is not None:  # pages of vertices; each edge goes with the later of its two ends
-        scope = json.loads(json.dumps({k: v for k, v in params.items() if k not in ("NextToken", "MaxResults")}))
+        scope = ["QueryLineage", {k: v for k, v in params.items() if k not in ("NextToken", "MaxResults")}]
         if params.get("NextToken"):
-            payload = ctx.backends.resources.unsign(params["NextToken"])
-            if not isinstance(payload, dict) or payload.get("q") != scope:
-                raise validation("The NextToken does not belong to this query.")
-            offset = payload["o"]
+            offset = ctx.backends.resources.read_page_token(params["NextToken"], scope)["o"]
         position = {arn: i for i, arn in enumerate(vertices)}
         edges = [e for e in edges if offset <= max(position[e[0]], position[e[1]]) < offset + limit]
         if offset + limit < len(vertices):
-            token = ctx.backends.resources.sign({"q": scope, "o": offset + limit})
+            token = ctx.backends.resources.page_token(scope, o=offset + limit)
         vertices = vertices[offset:offset + limit]
 
     def vertex(arn):

@@ -21,7 +21,7 @@ from functools import lru_cache
 
 from sqlalchemy import and_, func, or_, select
 
-from ..server.errors import AWSError, conflict, validation
+from ..server.errors import AWSError, already_exists, conflict, validation
 from ..server.operations import Context, operation
 from ..store import schema
 from ..store.resources import AlreadyExists, Record, now
@@ -177,14 +177,11 @@ def _shared_groups(ctx: Context, params: dict) -> dict:
                    query.sort_by, query.descending]
     offset = 0
     if query.next_token:
-        token = ctx.backends.resources.unsign(query.next_token)
-        if not isinstance(token, dict) or token.get("q") != fingerprint:
-            raise validation("The NextToken does not belong to this list: its filters or sort order differ.")
-        offset = token["o"]
+        offset = ctx.backends.resources.read_page_token(query.next_token, fingerprint)["o"]
     page = visible[offset: offset + query.max_results]
     result = {"ModelPackageGroupSummaryList": [public(r.data) for r in page]}
     if offset + query.max_results < len(visible):
-        result["NextToken"] = ctx.backends.resources.sign({"q": fingerprint, "o": offset + query.max_results})
+        result["NextToken"] = ctx.backends.resources.page_token(fingerprint, o=offset + query.max_results)
     return result
 
 
@@ -357,7 +354,8 @@ def _create_unversioned(ctx: Context, params: dict, name: str, data: dict) -> di
         with ctx.store.read() as conn:
             if token and (earlier := _replay(ctx, token, ctx.account_id, ctx.region, digest, conn)):
                 return {"ModelPackageArn": earlier}
-        raise AWSError(MODEL_PACKAGE.exists_code, MODEL_PACKAGE.message(MODEL_PACKAGE.exists, ctx, name)) from None
+        raise already_exists(MODEL_PACKAGE.exists_code,
+                             MODEL_PACKAGE.message(MODEL_PACKAGE.exists, ctx, name)) from None
     return {"ModelPackageArn": arn}
 
 

@@ -144,12 +144,9 @@ def search(ctx: Context, params: dict) -> dict:
     sort_by = params.get("SortBy") or "CreationTime"
     descending = (params.get("SortOrder") or "Descending") == "Descending"
     limit = params.get("MaxResults") or 10
-    offset = 0
+    offset, scope = 0, ["Search", resource_type, expr, sort_by, descending]
     if params.get("NextToken"):
-        token = ctx.backends.resources.unsign(params["NextToken"])
-        if not isinstance(token, dict) or token.get("q") != [resource_type, expr, sort_by, descending]:
-            raise validation("The NextToken does not belong to this search.")
-        offset = token["o"]
+        offset = ctx.backends.resources.read_page_token(params["NextToken"], scope)["o"]
 
     kinds = _kinds_for(resource_type)
     hits = []
@@ -164,8 +161,7 @@ def search(ctx: Context, params: dict) -> dict:
     result = {"Results": [{resource_type_member(resource_type): doc} for doc in page],
               "TotalHits": {"Value": len(hits), "Relation": "EqualTo"}}
     if offset + limit < len(hits):
-        result["NextToken"] = ctx.backends.resources.sign(
-            {"q": [resource_type, expr, sort_by, descending], "o": offset + limit})
+        result["NextToken"] = ctx.backends.resources.page_token(scope, o=offset + limit)
     return result
 
 

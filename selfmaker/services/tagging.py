@@ -42,10 +42,7 @@ def list_tags(ctx: Context, params: dict) -> dict:
     limit = params.get("MaxResults") or 50
     start = 0
     if params.get("NextToken"):
-        token = ctx.backends.resources.unsign(params["NextToken"])
-        if not isinstance(token, dict) or token.get("arn") != arn:
-            raise validation("The NextToken does not belong to this resource.")
-        start = token["after"]
+        start = ctx.backends.resources.read_page_token(params["NextToken"], ["ListTags", arn])["after"]
     with ctx.store.read() as conn:
         _owned(ctx, arn, conn)
         rows = conn.execute(
@@ -53,6 +50,6 @@ def list_tags(ctx: Context, params: dict) -> dict:
             .order_by(T.c.position).limit(limit + 1)).all()
     result = {"Tags": [{"Key": k, "Value": v} for k, v, _ in rows[:limit]]}
     if len(rows) > limit:
-        result["NextToken"] = ctx.backends.resources.sign({"arn": arn, "after": rows[limit - 1].position})
+        result["NextToken"] = ctx.backends.resources.page_token(["ListTags", arn], after=rows[limit - 1].position)
     return result
 

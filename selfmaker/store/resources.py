@@ -3,7 +3,9 @@
 Lists page by (sort key, id) rather than by offset, so a page over 10,000
 resources costs what a page over 100 does, and a NextToken stays correct while
 other clients create and delete. Tokens are HMAC-signed: a forged or altered
-token is refused instead of silently returning the wrong page.
+token is refused instead of silently returning the wrong page. Every service's
+paginated answers use the same tokens (page_token / read_page_token), and
+work outside requests edits records through one read-change-write (mutate).
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ import operator
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
-from ..errors import validation
+from ..errors import AWSError, validation
 from . import schema
 from .db import Store
 
@@ -102,6 +104,10 @@ _BY_KIND_AND_ARN = select(*_COLUMNS).where(R.c.kind == bindparam("kind"), R.c.ar
                                            R.c.account_id == bindparam("account_id"),
                                            R.c.region == bindparam("region"))
 _BY_ARN = select(*_COLUMNS).where(R.c.arn == bindparam("arn"))
+# The same, holding the row until the transaction ends (PostgreSQL; SQLite renders no FOR UPDATE,
+# its writers are already serialized by the store's write lock).
+_BY_NAME_LOCKED = _BY_NAME.with_for_update()
+_BY_ARN_LOCKED = _BY_ARN.with_for_update()
 
 
 # Time filters: the ListQuery field, the column, and its comparison (exclusive, inclusive).
@@ -205,6 +211,41 @@ class ResourceStore:
                 c.execute(stmt)
         return record
 
+    def mutate(self, change: Callable[[Record, Any], bool | None], *, arn: str | None = None,
+               account_id: str = "", region: str = "", kind: str = "", name: str | None = None,
+               touch: bool = True) -> Record | None:
+        """Read one record, let ``change`` edit it, and write it back, in one transaction.
+
+        This is how work outside a request (a reconciler, a worker) edits a record that requests edit too.
+
+        The record is named by ``arn``, or by ``account_id``, ``region``, ``kind`` and ``name``. It is read
+        inside the write transaction under its row lock (SELECT ... FOR UPDATE on PostgreSQL; on SQLite
+        the store's write lock already serializes writers), so ``change`` sees every write that landed
+        before (a Stop, an Update) and none can land between the read and the write: nothing is lost,
+        so there is nothing to retry.
+
+        ``change(record, conn)`` edits ``record.data`` and ``record.status`` and may write more through
+        ``conn``, in the same transaction. It returns False to leave the record as it is (the record
+        moved on: nothing to do), or raises to undo the whole transaction (the change no longer applies).
+        ``touch`` stamps LastModifiedTime, in the data and the column, with one time.
+
+        Returns the record as it is now stored, or None when there is no such record.
+        """
+        with self.store.write() as conn:
+            if arn is not None:
+                row = conn.execute(_BY_ARN_LOCKED, {"arn": arn}).first()
+            else:
+                row = conn.execute(_BY_NAME_LOCKED, {"kind": kind, "account_id": account_id, "region": region,
+                                                     "name_key": (name or "").lower()}).first()
+            if row is None:
+                return None
+            record = _row(row)
+            if change(record, conn) is False:
+                return record
+            if touch:
+                record.modified_at = record.data["LastModifiedTime"] = now()
+            return self.save(record, conn=conn, touch=False)
+
     def delete(self, arn: str, conn=None) -> None:
         def run(c):
             c.execute(delete(R).where(R.c.arn == arn))
@@ -287,20 +328,47 @@ class ResourceStore:
         return base64.urlsafe_b64encode(mac + raw).decode().rstrip("=")
 
     def unsign(self, token: str) -> Any:
+        """The payload of a token this server signed, or None (forged, altered, or not a token at all)."""
         try:
             blob = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
             mac, raw = blob[:16], blob[16:]
             if not hmac.compare_digest(mac, hmac.new(self._token_key, raw, hashlib.sha256).digest()[:16]):
-                raise ValueError
+                return None
             return json.loads(raw)
         except (ValueError, TypeError):
-            raise validation("The NextToken is invalid: it was not issued by this server for this request.") from None
+            return None
+
+    # The one NextToken of every paginated answer, whatever the service: the position of the next
+    # page, signed, and bound to the list it belongs to (``scope``: anything JSON that names the list,
+    # its filters and its order), so a token is never redeemed against another list.
+
+    def page_token(self, scope: Any, **position) -> str:
+        """A NextToken for the page after ``position`` (JSON values) of the list ``scope`` names."""
+        return self.sign({"s": _scope_digest(scope), **position})
+
+    def read_page_token(self, token: str, scope: Any, refuse: AWSError | None = None) -> dict:
+        """The position a NextToken holds, if this server issued it for this list; otherwise ``refuse``
+        is raised: each service's own error (code and words), ValidationException by default."""
+        payload = self.unsign(token)
+        if not isinstance(payload, dict) or payload.pop("s", None) != _scope_digest(scope):
+            raise refuse or invalid_page_token()
+        return payload
 
     def _make_token(self, value, last_id: int, fingerprint: str) -> str:
-        return self.sign({"v": value, "i": last_id, "f": fingerprint})
+        return self.page_token(fingerprint, v=value, i=last_id)
 
     def _read_token(self, token: str, fingerprint: str):
-        payload = self.unsign(token)
-        if not isinstance(payload, dict) or payload.get("f") != fingerprint:
-            raise validation("The NextToken does not belong to this list: its filters or sort order differ.")
-        return payload["v"], payload["i"]
+        position = self.read_page_token(token, fingerprint)
+        return position["v"], position["i"]
+
+
+def _scope_digest(scope: Any) -> str:
+    """A short, order-independent name of a list's scope: tokens stay small however long the filters."""
+    text = json.dumps(scope, default=str, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def invalid_page_token() -> AWSError:
+    """SageMaker's answer to a NextToken it did not issue for this list (forged, altered, or another list's)."""
+    return validation("Invalid pagination token: this NextToken was not issued by this server for this list "
+                      "(the same filters and sort order).")

@@ -11,7 +11,6 @@ SetAlarmState holds until that next evaluation. The deployment engine reads stat
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import operator
@@ -163,9 +162,9 @@ def describe_alarms(ctx: Context, params: dict) -> dict:
         query = query.where(func.substr(A.c.name, 1, len(prefix)) == prefix)
     if params.get("StateValue"):
         query = query.where(A.c.state == params["StateValue"])
-    digest = hashlib.sha256(json.dumps([names, prefix, params.get("StateValue"), types]).encode()).hexdigest()[:16]
+    scope = ["DescribeAlarms", names, prefix, params.get("StateValue"), types]
     if params.get("NextToken"):
-        query = query.where(A.c.name > redeem_token(ctx, params["NextToken"], digest)["after"])
+        query = query.where(A.c.name > redeem_token(ctx, params["NextToken"], scope)["after"])
     # Composite alarms are not served, and no alarm has actions, children or parents.
     if "MetricAlarm" not in types or params.get("ActionPrefix") or params.get("ChildrenOfAlarmName") \
             or params.get("ParentsOfAlarmName"):
@@ -174,7 +173,7 @@ def describe_alarms(ctx: Context, params: dict) -> dict:
         rows = conn.execute(query).all()
     answer: dict = {"MetricAlarms": [row.data for row in rows[:limit]], "CompositeAlarms": []}
     if len(rows) > limit:
-        answer["NextToken"] = ctx.backends.resources.sign({"digest": digest, "after": rows[limit - 1].name})
+        answer["NextToken"] = ctx.backends.resources.page_token(scope, after=rows[limit - 1].name)
     return answer
 
 

@@ -7,8 +7,6 @@ statistics here serve the alarms as well.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
 
@@ -42,15 +40,10 @@ def not_supported(what: str) -> AWSError:
     return invalid_value(f"{what} {'are' if what.endswith('s') else 'is'} not supported by SelfMaker yet.")
 
 
-def redeem_token(ctx: Context, token: str, digest: str) -> dict:
-    """The payload of a NextToken this server issued for the same request (``digest``), or InvalidNextToken."""
-    try:
-        payload = ctx.backends.resources.unsign(token)
-    except AWSError:
-        payload = None
-    if not isinstance(payload, dict) or payload.get("digest") != digest:
-        raise AWSError("InvalidNextToken", "The NextToken is not valid for this request.")
-    return payload
+def redeem_token(ctx: Context, token: str, scope) -> dict:
+    """The position in a NextToken this server issued for the same request (``scope``), or InvalidNextToken."""
+    return ctx.backends.resources.read_page_token(
+        token, scope, AWSError("InvalidNextToken", "The NextToken is not valid for this request."))
 
 
 # -- metrics -------------------------------------------------------------------------
@@ -196,9 +189,9 @@ def get_metric_statistics(ctx: Context, params: dict) -> dict:
     return {"Label": params["MetricName"], "Datapoints": datapoints}
 
 
-def _request_digest(params: dict) -> str:
-    stable = {k: v for k, v in params.items() if k not in ("NextToken", "MaxDatapoints")}
-    return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:16]
+def _request_scope(params: dict) -> dict:
+    """What a GetMetricData NextToken is bound to: the request, but for its page."""
+    return {k: v for k, v in params.items() if k not in ("NextToken", "MaxDatapoints")}
 
 
 def _query_series(ctx: Context, query: dict) -> tuple[str, int, metric_store.SeriesKey]:
@@ -232,10 +225,10 @@ def get_metric_data(ctx: Context, params: dict) -> dict:
     start, end = _check_range(params["StartTime"], params["EndTime"])
     descending = (params.get("ScanBy") or "TimestampDescending") == "TimestampDescending"
     limit = params.get("MaxDatapoints") or 100_800
-    digest = _request_digest(params)
+    scope = _request_scope(params)
     offset = 0
     if params.get("NextToken"):
-        offset = redeem_token(ctx, params["NextToken"], digest)["offset"]
+        offset = redeem_token(ctx, params["NextToken"], scope)["offset"]
 
     results, position = [], 0  # position: where each query's points start in the concatenation of all
     for query in queries:
@@ -253,7 +246,7 @@ def get_metric_data(ctx: Context, params: dict) -> dict:
                         "StatusCode": "Complete" if offset + limit >= position else "PartialData"})
     answer: dict = {"MetricDataResults": results, "Messages": []}
     if offset + limit < position:
-        answer["NextToken"] = ctx.backends.resources.sign({"digest": digest, "offset": offset + limit})
+        answer["NextToken"] = ctx.backends.resources.page_token(scope, offset=offset + limit)
     return answer
 
 
@@ -267,10 +260,10 @@ def list_metrics(ctx: Context, params: dict) -> dict:
     filters = [(f["Name"], f.get("Value")) for f in params.get("Dimensions") or []]
     query = {"namespace": params.get("Namespace"), "name": params.get("MetricName"),
              "active_since": time.time() - 3 * 3600 if recent else None}
-    digest = hashlib.sha256(json.dumps([query["namespace"], query["name"], recent, filters]).encode()).hexdigest()
+    scope = ["ListMetrics", query["namespace"], query["name"], recent, filters]
     after = 0
     if params.get("NextToken"):
-        after = redeem_token(ctx, params["NextToken"], digest[:16])["after"]
+        after = redeem_token(ctx, params["NextToken"], scope)["after"]
     # Dimension filters apply to the database's pages, so a page of answers may take several.
     metrics: list[dict] = []
     cursor, more = after, True
@@ -289,5 +282,5 @@ def list_metrics(ctx: Context, params: dict) -> dict:
                                 "Dimensions": dimension_list(row.dimensions)})
     answer: dict = {"Metrics": metrics}
     if more:
-        answer["NextToken"] = ctx.backends.resources.sign({"digest": digest[:16], "after": cursor})
+        answer["NextToken"] = ctx.backends.resources.page_token(scope, after=cursor)
     return answer

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ...server.errors import AWSError
+from ...server.errors import AWSError, already_exists
 from ...server.operations import Context, operation
 from ...server.protocol import register_query_error_codes
 from ...store import schema
@@ -231,8 +231,8 @@ def create_queue(ctx: Context, params: dict) -> dict:
             except IntegrityError:  # created concurrently (PostgreSQL); compare with that one
                 existing = _find(conn, ctx.account_id, ctx.region, name)
         if existing is not None and any(existing.value(k) != v for k, v in attributes.items()):
-            raise AWSError("QueueNameExists", f"A queue already exists with the same name and a different value "
-                                              f"for attribute(s) {', '.join(sorted(attributes))}")
+            raise already_exists("QueueNameExists", f"A queue already exists with the same name and a different "
+                                                    f"value for attribute(s) {', '.join(sorted(attributes))}")
     return {"QueueUrl": queue_url(_endpoint(ctx), ctx.account_id, name)}
 
 
@@ -255,10 +255,8 @@ def list_queues(ctx: Context, params: dict) -> dict:
                                 "between 1 and 1000.")
     after = ""
     if params.get("NextToken"):
-        token = ctx.backends.resources.unsign(params["NextToken"])
-        if not isinstance(token, dict) or token.get("prefix") != prefix:
-            raise invalid_parameter("Invalid NextToken value.")
-        after = token["after"]
+        after = ctx.backends.resources.read_page_token(params["NextToken"], ["ListQueues", prefix],
+                                                       invalid_parameter("Invalid NextToken value."))["after"]
     query = (select(Q.c.name).where(Q.c.account_id == ctx.account_id, Q.c.region == ctx.region,
                                     Q.c.name > after).order_by(Q.c.name).limit((limit or 1000) + 1))
     if prefix:
@@ -267,7 +265,7 @@ def list_queues(ctx: Context, params: dict) -> dict:
         names = [row.name for row in conn.execute(query)]
     result: dict = {"QueueUrls": [queue_url(_endpoint(ctx), ctx.account_id, n) for n in names[:limit or 1000]]}
     if limit and len(names) > limit:  # without MaxResults, SQS returns up to 1,000 and no token
-        result["NextToken"] = ctx.backends.resources.sign({"prefix": prefix, "after": names[limit - 1]})
+        result["NextToken"] = ctx.backends.resources.page_token(["ListQueues", prefix], after=names[limit - 1])
     return result
 
 

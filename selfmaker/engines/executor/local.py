@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import bwrap
-from .base import Executor, ExitStatus, InstanceSpec
+from .base import Executor, ExecutorUnavailable, ExitStatus, InstanceSpec
 
 # The supervisor: run the command, then record its exit code atomically.
 SUPERVISOR = ('log=$1; state=$2; shift 2; "$@" >>"$log" 2>&1; '

@@ -62,14 +62,14 @@ def _delete(backends: Backends, record: Record) -> None:
 
 
 def _set_status(backends: Backends, record: Record, expected: str, status: str, failure: str | None = None) -> None:
-    with backends.store.write() as conn:
-        current = backends.resources.get_by_arn(record.arn, conn=conn)
-        if current is None or current.status != expected:
-            return  # someone else moved it on
+    def change(current: Record, _conn) -> bool | None:
+        if current.status != expected:
+            return False  # someone else moved it on
         current.data["FeatureGroupStatus"] = current.status = status
         if failure:
             current.data["FailureReason"] = failure
-        backends.resources.save(current, conn=conn, touch=False)
+
+    backends.resources.mutate(change, arn=record.arn, touch=False)
     feature_store(backends).groups.forget(record.account_id, record.region, record.name)
 
 

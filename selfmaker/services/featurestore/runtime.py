@@ -163,18 +163,13 @@ def list_records(ctx: Context, params: dict) -> dict:
     group = _online_group(ctx, params["FeatureGroupName"])
     limit = params.get("MaxResults") or LIST_RECORDS_DEFAULT
     after = None
-    signer = ctx.backends.resources
+    signer, scope = ctx.backends.resources, ["ListRecords", group.key]
     if params.get("NextToken"):
-        try:
-            token = signer.unsign(params["NextToken"])
-        except AWSError as err:
-            raise validation_error(err.message) from None
-        if not isinstance(token, dict) or token.get("g") != group.key:
-            raise validation_error("The NextToken does not belong to this feature group.")
-        after = token["after"]
+        after = signer.read_page_token(params["NextToken"], scope, validation_error(
+            "Invalid pagination token: this NextToken was not issued by this server for this feature group."))["after"]
     ids = feature_store(ctx.backends).online.list_ids(group.key, after, limit + 1,
                                                       bool(params.get("IncludeSoftDeletedRecords")), time.time())
     out: dict = {"RecordIdentifiers": ids[:limit]}
     if len(ids) > limit:
-        out["NextToken"] = signer.sign({"g": group.key, "after": ids[limit - 1]})
+        out["NextToken"] = signer.page_token(scope, after=ids[limit - 1])
     return out

@@ -15,6 +15,7 @@ import time
 
 from ...engines.periodic import STOP_TIMEOUT, Periodic
 from ...backends import background_worker
+from ...store.resources import Record
 from .offline import OfflineWriteFailed
 from .state import feature_store
 
@@ -95,12 +96,13 @@ class FeatureStoreWorker(Periodic):
             return
         status = {"Status": "Blocked", "BlockedReason": blocked_reason[:1024]} if blocked_reason \
             else {"Status": "Active"}
-        with self.backends.store.write() as conn:
-            record = self.backends.resources.get(group.account_id, group.region, "FeatureGroup", name=group.name,
-                                                 conn=conn)
-            if record is not None and record.data.get("OfflineStoreStatus") != status:
-                record.data["OfflineStoreStatus"] = status
-                self.backends.resources.save(record, conn=conn, touch=False)
+        def change(record: Record, _conn) -> bool | None:
+            if record.data.get("OfflineStoreStatus") == status:
+                return False
+            record.data["OfflineStoreStatus"] = status
+
+        self.backends.resources.mutate(change, account_id=group.account_id, region=group.region, kind="FeatureGroup",
+                                       name=group.name, touch=False)
 
 
 def worker(backends) -> FeatureStoreWorker:

@@ -225,16 +225,15 @@ class Step:
 
     def commit(self, mutate, touch: bool = True) -> None:
         """Apply ``mutate(data)`` to the stored record, unless an API call changed it meanwhile."""
-        store = self.backends.resources
-        with self.backends.store.write() as conn:
-            fresh = store.get_by_arn(self.record.arn, conn=conn)
-            if fresh is None or fresh.data.get("_rev") != self.data.get("_rev"):
+        def change(fresh: Record, _conn) -> None:
+            if fresh.data.get("_rev") != self.data.get("_rev"):
                 raise Superseded
             mutate(fresh.data)
-            if touch:
-                fresh.data["LastModifiedTime"] = now()
             fresh.status = fresh.data["EndpointStatus"]
-            store.save(fresh, conn=conn, touch=touch)
+
+        fresh = self.backends.resources.mutate(change, arn=self.record.arn, touch=touch)
+        if fresh is None:
+            raise Superseded
         self.record = fresh
 
     def ensure(self, variant: dict, count: int | None = None) -> None:

@@ -151,15 +151,12 @@ class Run:
         return f"{self.record.data[self.job.name_member]}/{instance.host}-{int(self.record.data['CreationTime'])}"
 
     def update(self, mutate) -> None:
-        """Apply ``mutate(data)`` to the stored record, re-read inside the write (a Stop may have landed)."""
-        store = self.backends.resources
-        with self.backends.store.write() as conn:
-            fresh = store.get_by_arn(self.record.arn, conn=conn)
+        """Apply ``mutate(data)`` to the stored record as it is now (a Stop may have landed meanwhile)."""
+        def change(fresh: Record, _conn) -> None:
             mutate(fresh.data)
-            fresh.data["LastModifiedTime"] = now()
             fresh.status = fresh.data[self.job.status_member]
-            store.save(fresh, conn=conn)
-        self.record = fresh
+
+        self.record = self.backends.resources.mutate(change, arn=self.record.arn) or self.record
 
     # -- logs --------------------------------------------------------------------------
 

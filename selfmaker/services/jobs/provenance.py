@@ -13,7 +13,7 @@ def artifact(ctx: Context, uri: str, artifact_type: str) -> str:
     try:
         return lineage.ARTIFACT.create(ctx, {"Source": source, "ArtifactType": artifact_type})["ArtifactArn"]
     except AWSError as err:
-        if "already exists" not in err.message:
+        if not err.exists:
             raise
         return lineage.ARTIFACT.arn(ctx, lineage.artifact_id(source))
 
@@ -23,7 +23,7 @@ def associate(ctx: Context, source_arn: str, destination_arn: str, association_t
         lineage.add_association(ctx, {"SourceArn": source_arn, "DestinationArn": destination_arn,
                                       "AssociationType": association_type})
     except AWSError as err:
-        if "already exists" not in err.message:
+        if not err.exists:
             raise
 
 

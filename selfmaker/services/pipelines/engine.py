@@ -319,11 +319,9 @@ class Pass:
         return 0.0 if startable else FALLBACK_SECONDS
 
     def _save(self, outcome: str | None, reason: str | None) -> bool:
-        store = self.backends.resources
-        with self.backends.store.write() as conn:
-            fresh = store.get_by_arn(self.record.arn, conn=conn)
-            if fresh is None:
-                return True
+        """Write the pass's steps; False when a Stop arrived during the pass (its outcome then waits)."""
+        def change(fresh: Record, conn) -> None:
+            nonlocal outcome
             if fresh.status != self.record.status:
                 outcome = None  # a Stop arrived during the pass: keep the steps, decide next pass
             fresh.data[STEPS] = self.steps
@@ -332,11 +330,11 @@ class Pass:
                 fresh.data["PipelineExecutionStatus"] = fresh.status = outcome
                 if reason:
                     fresh.data["FailureReason"] = reason[:3072]
-            fresh.data["LastModifiedTime"] = now()
-            store.save(fresh, conn=conn)
             if self.cached:
                 conn.execute(insert(CACHE), self.cached)
-        return fresh.status == self.record.status or outcome is not None
+
+        fresh = self.backends.resources.mutate(change, arn=self.record.arn)
+        return fresh is None or fresh.status == self.record.status or outcome is not None
 
 
 def reconcile(backends: Backends, record: Record) -> float | None:
@@ -344,12 +342,13 @@ def reconcile(backends: Backends, record: Record) -> float | None:
         return Pass(backends, record).run()
     except Exception as err:  # a bug must not leave the execution Executing forever
         log.exception("pipeline execution %s failed in SelfMaker", record.arn)
-        with backends.store.write() as conn:
-            fresh = backends.resources.get_by_arn(record.arn, conn=conn)
+        reason = f"InternalServerError: SelfMaker could not run the execution: {err}"
+
+        def failed(fresh: Record, _conn) -> None:
             fresh.data["PipelineExecutionStatus"] = fresh.status = "Failed"
-            fresh.data["FailureReason"] = f"InternalServerError: SelfMaker could not run the execution: {err}"
-            fresh.data["LastModifiedTime"] = now()
-            backends.resources.save(fresh, conn=conn)
+            fresh.data["FailureReason"] = reason
+
+        backends.resources.mutate(failed, arn=record.arn)
         return None
 
 

@@ -172,14 +172,11 @@ def _page(items: list, params: dict, ctx: Context, what: str) -> tuple[list, str
     """A page of an in-memory list; the token names the position and the list it belongs to."""
     start = 0
     if params.get("NextToken"):
-        token = ctx.backends.resources.unsign(params["NextToken"])
-        if not isinstance(token, dict) or token.get("list") != what:
-            raise validation("The NextToken is invalid: it does not belong to this list.")
-        start = token["at"]
+        start = ctx.backends.resources.read_page_token(params["NextToken"], what)["at"]
     size = params.get("MaxResults") or 50
     page = items[start:start + size]
     more = start + size < len(items)
-    return page, (ctx.backends.resources.sign({"list": what, "at": start + size}) if more else None)
+    return page, (ctx.backends.resources.page_token(what, at=start + size) if more else None)
 
 
 @operation("sagemaker", "ListPipelineParametersForExecution", store_read=True)

@@ -16,7 +16,7 @@ from sqlalchemy import delete, func, insert, select, update
 
 from ...engines import pipelines as language
 from ...objects.access import AccountObjects, check_s3_uri
-from ...server.errors import AWSError, validation
+from ...server.errors import AWSError, already_exists, validation
 from ...server.operations import Context, handler_for, operation
 from ...store import schema
 from ...store.resources import AlreadyExists, Record, now
@@ -143,8 +143,8 @@ class Pipelines(Kind):
             existing = self.load(ctx, name)
             if existing.data.get(TOKEN) == token:  # the same request again: same answer
                 return {"PipelineArn": existing.arn}
-            raise validation(f"Pipeline names must be unique within an AWS account and region. "
-                             f"Pipeline with name ({name}) already exists.") from None
+            raise already_exists("ValidationException", f"Pipeline names must be unique within an AWS account and "
+                                 f"region. Pipeline with name ({name}) already exists.") from None
         return {"PipelineArn": arn}
 
     def describe(self, ctx: Context, params: dict) -> dict:
@@ -232,10 +232,8 @@ def list_pipeline_versions(ctx: Context, params: dict) -> dict:
     if query.created_before is not None:
         cond.append(V.c.created_at < query.created_before)
     if query.next_token:
-        token = ctx.backends.resources.unsign(query.next_token)
-        if not isinstance(token, dict) or token.get("pipeline") != pipeline.arn or "after" not in token:
-            raise validation("The NextToken is invalid: it does not belong to this list.")
-        cond.append(V.c.version_id < token["after"] if query.descending else V.c.version_id > token["after"])
+        after = ctx.backends.resources.read_page_token(query.next_token, ["versions", pipeline.arn])["after"]
+        cond.append(V.c.version_id < after if query.descending else V.c.version_id > after)
     order = V.c.version_id.desc() if query.descending else V.c.version_id.asc()
     with ctx.store.read() as conn:
         rows = conn.execute(select(V).where(*cond).order_by(order).limit(query.max_results + 1)).all()
@@ -246,7 +244,7 @@ def list_pipeline_versions(ctx: Context, params: dict) -> dict:
                           "CreationTime": row.created_at, "PipelineVersionDisplayName": row.display_name,
                           "PipelineVersionDescription": row.description,
                           "LastExecutionPipelineExecutionArn": row.last_execution_arn})
-    token = ctx.backends.resources.sign({"pipeline": pipeline.arn, "after": page[-1].version_id}) if more else None
+    token = ctx.backends.resources.page_token(["versions", pipeline.arn], after=page[-1].version_id) if more else None
     return {"PipelineVersionSummaries": summaries, "NextToken": token}
 
 

@@ -97,7 +97,7 @@ def create_once(ctx: Context, operation: str, params: dict) -> None:
     try:
         call(ctx, operation, params)
     except AWSError as err:
-        if "already exist" not in err.message:
+        if not err.exists:
             raise
 
 
