@@ -1,6 +1,6 @@
 """Object storage: the s3:// namespace that jobs, pipelines and users read and write.
 
-``open_object_store(url)`` picks the backend (DESIGN.md principle 4); the
+``open_object_store(url)`` picks the backend (docs/design.md, principle 4); the
 interface is :class:`ObjectStore` in :mod:`.base`. The S3 REST endpoint in
 :mod:`.endpoint` serves whichever backend is configured.
 """

@@ -1,4 +1,4 @@
-"""Executors run job instances (DESIGN.md principle 4): ``local`` (bubblewrap) now; ``docker``, ``ray`` later."""
+"""Executors run job instances (docs/design.md, principle 4): ``local`` (bubblewrap) now; ``docker``, ``ray`` later."""
 
 from __future__ import annotations
 

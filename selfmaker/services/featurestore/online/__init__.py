@@ -1,4 +1,4 @@
-"""Online store backends, chosen by URL (DESIGN.md principle 4): embedded (default) or redis://."""
+"""Online store backends, chosen by URL (docs/design.md, principle 4): embedded (default) or redis://."""
 
 from __future__ import annotations
 
