@@ -366,9 +366,9 @@ def _tag(conn, arn: str, tags: dict) -> None:
 
 @operation("sqs", "TagQueue")
 def tag_queue(ctx: Context, params: dict) -> dict:
-    _check_tags(params["Tags"])
     with ctx.store.write() as conn:
         queue = resolve(conn, ctx.account_id, ctx.region, params["QueueUrl"])
+        _check_tags(params["Tags"])
         _tag(conn, queue.arn, params["Tags"])
     return {}
 
