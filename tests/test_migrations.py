@@ -15,13 +15,13 @@ from selfmaker.store.db import MIGRATIONS, make_engine
 pytestmark = pytest.mark.both_databases
 
 
-def _upgrade(url: str, revision: str) -> None:
+def _migrate(url: str, revision: str, step=command.upgrade) -> None:
     engine = make_engine(url)
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
         config.attributes["connection"] = conn
-        command.upgrade(config, revision)
+        step(config, revision)
     engine.dispose()
 
 
@@ -32,7 +32,7 @@ def _sqs(srv: Server):
 
 def test_sqs_tags_move_into_the_common_tag_store(database, tmp_path):
     url = database("migrate_sqs_tags") or f"sqlite:///{tmp_path / 'old.db'}"
-    _upgrade(url, "0001")  # the schema of the release before SQS tags moved
+    _migrate(url, "0001")  # the schema of the release before SQS tags moved
     engine = make_engine(url)
     queues = sa.table("sqs_queues", *[sa.column(c) for c in ("account_id", "region", "name", "created_at",
                                                             "modified_at")],
@@ -60,3 +60,14 @@ def test_sqs_tags_move_into_the_common_tag_store(database, tmp_path):
         assert "tags" not in {c["name"] for c in sa.inspect(engine).get_columns("sqs_queues")}
     finally:
         engine.dispose()
+
+    # Downgrading gives the queues their tags back, in their column.
+    _migrate(url, "0001", command.downgrade)
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = dict(conn.execute(sa.select(queues.c.name, queues.c.tags)).all())
+            left = conn.execute(sa.text("SELECT count(*) FROM tags WHERE arn LIKE 'arn:aws:sqs:%'")).scalar_one()
+    finally:
+        engine.dispose()
+    assert rows == {"tagged": {"env": "dev", "owner": "ana"}, "plain": {}} and left == 0
