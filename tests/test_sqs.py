@@ -58,6 +58,28 @@ def test_queue_lifecycle_and_urls(sqs, server, unique):
         sqs.send_message(QueueUrl=url, MessageBody="x")
 
 
+def test_queue_tags_limits_and_lifetime(sqs, unique):
+    name = unique("tags")
+    url = sqs.create_queue(QueueName=name, tags={f"k{i}": str(i) for i in range(40)})["QueueUrl"]
+    # Overwriting keeps the tag's place; the 51st tag is refused and nothing of that call is kept.
+    sqs.tag_queue(QueueUrl=url, Tags={"k0": "new", **{f"n{i}": "x" for i in range(10)}})
+    error = _error(sqs.tag_queue, QueueUrl=url, Tags={"k1": "kept?", "one-too-many": "x"})
+    assert error["Error"]["Code"] == "InvalidParameterValue"
+    assert "at most 50 tags" in error["Error"]["Message"]
+    tags = sqs.list_queue_tags(QueueUrl=url)["Tags"]
+    assert len(tags) == 50 and list(tags)[:2] == ["k0", "k1"] and tags["k0"] == "new" and tags["k1"] == "1"
+    # A key or value longer than AWS allows is a client error, whatever the database.
+    for too_long in ({"k" * 129: "v"}, {"k": "v" * 257}):
+        assert _error(sqs.tag_queue, QueueUrl=url, Tags=too_long)["Error"]["Code"] == "InvalidParameterValue"
+    too_many = {f"k{i}": "v" for i in range(51)}
+    assert _error(sqs.create_queue, QueueName=unique("many"), tags=too_many)["Error"]["Code"] == \
+        "InvalidParameterValue"
+    # A queue's tags go with it: the queue created again under the name starts with none.
+    sqs.delete_queue(QueueUrl=url)
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    assert sqs.list_queue_tags(QueueUrl=url)["Tags"] == {}
+
+
 def test_list_queues_pages(sqs, unique):
     prefix = unique("page")
     urls = [sqs.create_queue(QueueName=f"{prefix}-{i}")["QueueUrl"] for i in range(5)]

@@ -105,7 +105,7 @@ def delete_log_group(ctx: Context, params: dict) -> None:
     name = params["logGroupName"]
     with ctx.store.write() as conn:
         delete_group_contents(conn, _require_group(ctx, conn, name).id)
-        conn.execute(tagging.T.delete().where(tagging.T.c.arn == group_arn(ctx.account_id, ctx.region, name)))
+        tagging.forget(conn, group_arn(ctx.account_id, ctx.region, name))
 
 
 @operation("logs", "CreateLogStream")

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import io
 import os
 import socket
-import tarfile
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
+from ..objects import transfer
 from ..objects.access import AccountObjects
 from ..objects.base import parse_s3_uri
 from ..server.errors import AWSError
@@ -88,48 +88,51 @@ def prepare(objects: AccountObjects, container: dict, ml: Path) -> None:
     model_dir.mkdir(parents=True, exist_ok=True)
     source = (container.get("ModelDataSource") or {}).get("S3DataSource")
     if container.get("ModelDataUrl"):
-        _unpack(_read(objects, container["ModelDataUrl"]), model_dir, container["ModelDataUrl"])
+        _unpack(objects, container["ModelDataUrl"], model_dir)
     elif source:
         if source.get("CompressionType") == "Gzip":
-            _unpack(_read(objects, source["S3Uri"]), model_dir, source["S3Uri"])
+            _unpack(objects, source["S3Uri"], model_dir)
         else:
             _copy_prefix(objects, source["S3Uri"], model_dir, single=source.get("S3DataType") == "S3Object")
     submit = (container.get("Environment") or {}).get("SAGEMAKER_SUBMIT_DIRECTORY", "")
     if submit.startswith("s3://"):
-        _unpack(_read(objects, submit), ml / "code", submit)
+        _unpack(objects, submit, ml / "code")
 
 
-def _read(objects: AccountObjects, uri: str) -> bytes:
+@contextmanager
+def _reading(uri: str):
+    """The ModelDataError (the user's to act on, never naming a host path) for a failure reading ``uri``."""
     try:
-        return objects.get_object(*parse_s3_uri(uri))
+        yield
     except AWSError as err:
         raise ModelDataError(f"cannot read {uri}: {err.code}: {err.message}") from None
-    except ValueError as err:
-        raise ModelDataError(f"{uri} is not an S3 URI: {err}") from None
+    except transfer.OutsideDirectory as err:
+        raise ModelDataError(f"the model data key {err.key!r} would land outside /opt/ml/model") from None
+    except transfer.NotAnArchive as err:
+        raise ModelDataError(f"{uri} is not a tar.gz archive: {err.detail}") from None
+    except transfer.RefusedMember as err:
+        raise ModelDataError(f"{uri} holds a member SelfMaker will not unpack: {err.detail}") from None
+    except transfer.ArchiveError as err:
+        raise ModelDataError(f"cannot unpack {uri}: {err.detail}") from None
+    except OSError as err:  # never str(err): it names host paths
+        raise ModelDataError(f"cannot copy {uri}: {err.strerror or type(err).__name__}") from None
 
 
-def _unpack(blob: bytes, dest: Path, uri: str) -> None:
-    dest.mkdir(parents=True, exist_ok=True)
-    try:
-        with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
-            tar.extractall(dest, filter="data")
-    except tarfile.TarError as err:
-        raise ModelDataError(f"{uri} is not a tar.gz archive: {err}") from None
+def _unpack(objects: AccountObjects, uri: str, dest: Path) -> None:
+    with _reading(uri):
+        transfer.extract_object(objects, *parse_s3_uri(uri), dest)
 
 
 def _copy_prefix(objects: AccountObjects, uri: str, dest: Path, single: bool) -> None:
-    try:
+    with _reading(uri):
         bucket, prefix = parse_s3_uri(uri)
-        keys = [prefix] if single else [o.key for o in objects.iter_objects(bucket, prefix) if not o.key.endswith("/")]
-        for key in keys:
-            relative = Path(key).name if single else key[len(prefix):].lstrip("/")
-            target = (dest / relative).resolve()
-            if dest.resolve() not in target.parents:
-                raise ModelDataError(f"the model data key {key!r} would land outside /opt/ml/model")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(objects.get_object(bucket, key))
-    except AWSError as err:
-        raise ModelDataError(f"cannot read {uri}: {err.code}: {err.message}") from None
+        if not single:
+            transfer.download_prefix(objects, bucket, prefix, dest)
+            return
+        target = transfer.confined(dest, Path(prefix).name)
+        if target is None:
+            raise transfer.OutsideDirectory(prefix)
+        transfer.download(objects, bucket, prefix, target)
 
 
 class UnixConnection(http.client.HTTPConnection):

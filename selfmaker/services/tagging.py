@@ -1,13 +1,14 @@
-"""Tags on any ARN: AddTags, ListTags, DeleteTags. The stored tags and the helpers Create operations
-use (``add``, ``read``, ``count``) are :mod:`selfmaker.store.tags`, re-exported here."""
+"""Tags on any ARN: AddTags, ListTags, DeleteTags. The stored tags and the helpers every family uses
+(``add``, ``read``, ``read_map``, ``remove``, ``forget``; SQS queues, CloudWatch alarms and log groups
+too) are :mod:`selfmaker.store.tags`, re-exported here."""
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 from ..server.errors import AWSError, validation
 from ..server.operations import Context, operation
-from ..store.tags import T, add, read  # noqa: F401  (re-exported: the helpers Create operations use)
+from ..store.tags import T, add, forget, read, read_map, remove  # noqa: F401  (re-exported for every family)
 
 
 def _owned(ctx: Context, arn: str, conn) -> None:
@@ -32,7 +33,7 @@ def add_tags(ctx: Context, params: dict) -> dict:
 def delete_tags(ctx: Context, params: dict) -> dict:
     with ctx.store.write() as conn:
         _owned(ctx, params["ResourceArn"], conn)
-        conn.execute(delete(T).where(T.c.arn == params["ResourceArn"], T.c.key.in_(params["TagKeys"])))
+        remove(conn, params["ResourceArn"], params["TagKeys"])
     return {}
 
 

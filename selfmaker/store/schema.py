@@ -258,8 +258,7 @@ sqs_queues = Table(
     Column("name", String(80), nullable=False),
     Column("created_at", Float, nullable=False),
     Column("modified_at", Float, nullable=False),
-    Column("attributes", JSON, nullable=False),
-    Column("tags", JSON, nullable=False),
+    Column("attributes", JSON, nullable=False),  # tags are in `tags`, by the queue's ARN
     Index("ix_sqs_queues_name", "account_id", "region", "name", unique=True),
 )
 

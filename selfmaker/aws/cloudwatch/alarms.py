@@ -263,8 +263,7 @@ def delete_alarms(ctx: Context, params: dict) -> dict:
         if absent:  # like CloudWatch: one wrong name and nothing is deleted
             raise _not_found(absent[0])
         conn.execute(delete(A).where(A.c.id.in_([row.id for row in rows])))
-        conn.execute(delete(schema.tags).where(schema.tags.c.arn.in_(
-            [alarm_arn(ctx.account_id, ctx.region, row.name) for row in rows])))
+        tagging.forget(conn, *[alarm_arn(ctx.account_id, ctx.region, row.name) for row in rows])
     return {}
 
 
@@ -288,8 +287,7 @@ def tag_resource(ctx: Context, params: dict) -> dict:
 def untag_resource(ctx: Context, params: dict) -> dict:
     with ctx.store.write() as conn:
         _owned_alarm(conn, ctx, params["ResourceARN"])
-        conn.execute(delete(schema.tags).where(schema.tags.c.arn == params["ResourceARN"],
-                                               schema.tags.c.key.in_(params["TagKeys"])))
+        tagging.remove(conn, params["ResourceARN"], params["TagKeys"])
     return {}
 
 

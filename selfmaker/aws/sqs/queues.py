@@ -21,6 +21,7 @@ from ...server.errors import AWSError, already_exists
 from ...server.operations import Context, operation
 from ...server.protocol import register_query_error_codes
 from ...store import schema
+from ...store import tags as tagging
 
 Q, M = schema.sqs_queues, schema.sqs_messages
 
@@ -79,7 +80,6 @@ class Queue:
     created_at: float
     modified_at: float
     attributes: dict
-    tags: dict
 
     def setting(self, name: str) -> int:
         return int(self.attributes.get(name, ATTRIBUTES[name][0]))
@@ -98,7 +98,11 @@ class Queue:
 
     @property
     def arn(self) -> str:
-        return f"arn:aws:sqs:{self.region}:{self.account_id}:{self.name}"
+        return queue_arn(self.account_id, self.region, self.name)
+
+
+def queue_arn(account_id: str, region: str, name: str) -> str:
+    return f"arn:aws:sqs:{region}:{account_id}:{name}"
 
 
 def queue_url(endpoint: str, account_id: str, name: str) -> str:
@@ -219,6 +223,7 @@ def create_queue(ctx: Context, params: dict) -> dict:
     _check_name(name)
     attributes = _checked_attributes(params.get("Attributes") or {})
     tags = params.get("tags") or {}
+    _check_tags(tags)
     now = time.time()
     with ctx.store.write() as conn:
         _check_dead_letter_target(conn, ctx.account_id, ctx.region, name, attributes)
@@ -227,7 +232,8 @@ def create_queue(ctx: Context, params: dict) -> dict:
         if existing is None:
             try:
                 conn.execute(Q.insert().values(account_id=ctx.account_id, region=ctx.region, name=name,
-                                               created_at=now, modified_at=now, attributes=attributes, tags=tags))
+                                               created_at=now, modified_at=now, attributes=attributes))
+                _tag(conn, queue_arn(ctx.account_id, ctx.region, name), tags)
             except IntegrityError:  # created concurrently (PostgreSQL); compare with that one
                 existing = _find(conn, ctx.account_id, ctx.region, name)
         if existing is not None and any(existing.value(k) != v for k, v in attributes.items()):
@@ -289,6 +295,7 @@ def delete_queue(ctx: Context, params: dict) -> dict:
         queue = resolve(conn, ctx.account_id, ctx.region, params["QueueUrl"])
         conn.execute(delete(M).where(M.c.queue_id == queue.id))
         conn.execute(delete(Q).where(Q.c.id == queue.id))
+        tagging.forget(conn, queue.arn)
     arrivals(ctx.backends).notify(queue)
     return {}
 
@@ -340,14 +347,29 @@ def get_queue_attributes(ctx: Context, params: dict) -> dict:
     return {"Attributes": {k: v for k, v in values.items() if k in wanted}}
 
 
+# Tags live in the common tag store (selfmaker/store/tags.py), keyed by the queue's ARN;
+# SQS takes and gives them as one {key: value} map.
+
+def _check_tags(tags: dict) -> None:
+    if len(tags) > tagging.MAX_TAGS:
+        raise _too_many_tags()
+    tagging.check_lengths(tags, invalid_parameter)
+
+
+def _too_many_tags() -> AWSError:
+    return invalid_parameter(f"Too many tags added for queue: a queue can have at most {tagging.MAX_TAGS} tags.")
+
+
+def _tag(conn, arn: str, tags: dict) -> None:
+    tagging.add(conn, arn, [{"Key": k, "Value": v} for k, v in tags.items()], too_many=_too_many_tags())
+
+
 @operation("sqs", "TagQueue")
 def tag_queue(ctx: Context, params: dict) -> dict:
     with ctx.store.write() as conn:
         queue = resolve(conn, ctx.account_id, ctx.region, params["QueueUrl"])
-        tags = {**queue.tags, **params["Tags"]}
-        if len(tags) > 50:
-            raise invalid_parameter("Too many tags added for queue: a queue can have at most 50 tags.")
-        conn.execute(update(Q).where(Q.c.id == queue.id).values(tags=tags))
+        _check_tags(params["Tags"])
+        _tag(conn, queue.arn, params["Tags"])
     return {}
 
 
@@ -355,8 +377,7 @@ def tag_queue(ctx: Context, params: dict) -> dict:
 def untag_queue(ctx: Context, params: dict) -> dict:
     with ctx.store.write() as conn:
         queue = resolve(conn, ctx.account_id, ctx.region, params["QueueUrl"])
-        tags = {k: v for k, v in queue.tags.items() if k not in set(params["TagKeys"])}
-        conn.execute(update(Q).where(Q.c.id == queue.id).values(tags=tags))
+        tagging.remove(conn, queue.arn, params["TagKeys"])
     return {}
 
 
@@ -364,7 +385,7 @@ def untag_queue(ctx: Context, params: dict) -> dict:
 def list_queue_tags(ctx: Context, params: dict) -> dict:
     with ctx.store.read() as conn:
         queue = resolve(conn, ctx.account_id, ctx.region, params["QueueUrl"])
-    return {"Tags": queue.tags}
+        return {"Tags": tagging.read_map(conn, queue.arn)}
 
 
 # -- waking long polls ---------------------------------------------------------------

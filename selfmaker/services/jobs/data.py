@@ -19,11 +19,11 @@ import io
 import json
 import os
 import shutil
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ...objects import transfer
 from ...objects.access import AccountObjects, local_path
 from ...objects.base import parse_s3_uri
 from ...server.errors import AWSError
@@ -157,20 +157,17 @@ def materialize(storage: JobStorage, uri: str, dest: Path, *, data_type: str = "
         sharded = distribution == "ShardedByS3Key"
         selected = sources(storage, uri, data_type, index if sharded else 0, count if sharded else 1, say)
         dest.mkdir(parents=True, exist_ok=True)
-        root = dest.resolve()
         for source in selected:
-            target = (root / source.relative).resolve()
-            if root not in target.parents:
+            target = transfer.confined(dest, source.relative)
+            if target is None:
                 raise InputError(f"ClientError: the input key {source.key or source.relative!r} would land "
                                  "outside its directory")
-            target.parent.mkdir(parents=True, exist_ok=True)
             if source.host_root:
+                target.parent.mkdir(parents=True, exist_ok=True)
                 with _open_host(source) as reader, open(target, "wb") as out:
                     shutil.copyfileobj(reader, out)
             else:
-                with storage.objects.open_object(source.bucket, source.key) as reader, open(target, "wb") as out:
-                    for chunk in reader.chunks():
-                        out.write(chunk)
+                transfer.download(storage.objects, source.bucket, source.key, target)
         return len(selected)
     except AWSError as err:
         raise InputError(f"ClientError: cannot read the input {uri}: {err.code}: {err.message}") from None
@@ -185,31 +182,35 @@ def extract_code(storage: JobStorage, uri: str, dest: Path, say: Say | None = No
         if uri.startswith("file://"):
             path = storage.host_path(uri, f"HyperParameters.sagemaker_submit_directory {uri}")
             if path.is_dir():
-                code = ConfinedDir(path, uri, say)
-                for entry in code.files():
-                    target = dest / entry.relative
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    try:
-                        with code.open(entry.relative) as reader, open(target, "wb") as out:
-                            shutil.copyfileobj(reader, out)
-                    except (FileNotFoundError, Skipped):
-                        continue
+                _copy_host_code(ConfinedDir(path, uri, say), dest)
                 return
             blob = _read(storage, Source(path.name, host_root=str(path.parent)))
+            transfer.extract_tar(io.BytesIO(blob), dest)
         else:
-            blob = storage.objects.get_object(*parse_s3_uri(uri))
+            transfer.extract_object(storage.objects, *parse_s3_uri(uri), dest)
     except AWSError as err:
         raise InputError(f"ClientError: cannot read the code {uri}: {err.code}: {err.message}") from None
-    except OSError as err:
-        raise InputError(f"ClientError: cannot read the code {uri}: {err.strerror}") from None
-    try:
-        with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
-            tar.extractall(dest, filter="data")
-    except tarfile.FilterError as err:  # its message names the host directory
+    except transfer.RefusedMember as err:
         raise InputError(f"ClientError: the code {uri} holds a member SelfMaker will not unpack: "
-                         f"{err.tarinfo.name!r} ({type(err).__name__})") from None
-    except tarfile.TarError as err:
-        raise InputError(f"ClientError: the code {uri} is not a tar archive: {err}") from None
+                         f"{err.detail}") from None
+    except transfer.NotAnArchive as err:
+        raise InputError(f"ClientError: the code {uri} is not a tar archive: {err.detail}") from None
+    except transfer.ArchiveError as err:
+        raise InputError(f"ClientError: cannot unpack the code {uri}: {err.detail}") from None
+    except OSError as err:  # never str(err): it names host paths
+        raise InputError(f"ClientError: cannot read the code {uri}: {err.strerror}") from None
+
+
+def _copy_host_code(code: ConfinedDir, dest: Path) -> None:
+    """Copy an allowed host code directory's plain files (links inside it are skipped, never followed)."""
+    for entry in code.files():
+        target = dest / entry.relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with code.open(entry.relative) as reader, open(target, "wb") as out:
+                shutil.copyfileobj(reader, out)
+        except (FileNotFoundError, Skipped):
+            continue
 
 
 # -- outputs ---------------------------------------------------------------------------
