@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-import xgboost_runtime
-from jobs import tar_gz
+from support import xgboost_runtime
+from support.jobs import tar_gz
 
 from selfmaker.aws import logs
 from selfmaker.config import Settings

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import boto3
 import pytest
-import xgboost_runtime
-from jobs import tar_gz
+from support import xgboost_runtime
+from support.jobs import tar_gz
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from conftest import ACCOUNT

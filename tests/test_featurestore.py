@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from featurestore_helpers import create_group, ensure_bucket, error_of, record, wait_status
+from support.featurestore import create_group, ensure_bucket, error_of, record, wait_status
 
 FEATURES = {"id": "String", "et": "Fractional", "n": "Integral", "score": "Fractional", "label": "String"}
 

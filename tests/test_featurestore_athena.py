@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from featurestore_helpers import BUCKET, create_group, ensure_bucket, error_of, record
+from support.featurestore import BUCKET, create_group, ensure_bucket, error_of, record
 
 OUTPUT = f"s3://{BUCKET}/athena-results"
 

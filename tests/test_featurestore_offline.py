@@ -9,7 +9,7 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
-from featurestore_helpers import BUCKET, create_group, ensure_bucket, record
+from support.featurestore import BUCKET, create_group, ensure_bucket, record
 
 FEATURES = {"id": "String", "et": "String", "n": "Integral", "score": "Fractional"}
 

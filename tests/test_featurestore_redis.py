@@ -14,7 +14,7 @@ import time
 
 import pytest
 from conftest import Server, free_port
-from featurestore_helpers import create_group, record
+from support.featurestore import create_group, record
 
 from test_featurestore import *  # noqa: F401,F403  (every online-store test, collected again here)
 from test_featurestore import FEATURES

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-import xgboost_runtime
+from support import xgboost_runtime
 
 MODULE = "selfmaker.container.inference_server"
 

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import time
 
-from jobs import code_archive, log_lines, training_request, wait
+from support.jobs import code_archive, log_lines, training_request, wait
 
 
 def _pids(marker: str) -> list[int]:

@@ -7,7 +7,7 @@ import time
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from jobs import code_archive, log_lines, training_request, wait
+from support.jobs import code_archive, log_lines, training_request, wait
 
 ACCOUNT, KEY, SECRET = "333333333333", "AKIAJOBSOWNER0000001", "secret-of-the-job-owner"
 

@@ -7,7 +7,7 @@ import tarfile
 import time
 
 import pytest
-from jobs import code_archive, log_lines, training_request, wait
+from support.jobs import code_archive, log_lines, training_request, wait
 
 GROUP = "/aws/sagemaker/TrainingJobs"
 

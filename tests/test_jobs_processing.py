@@ -8,7 +8,7 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
-from jobs import log_lines, processing_request, s3_input, s3_output, wait
+from support.jobs import log_lines, processing_request, s3_input, s3_output, wait
 
 GROUP = "/aws/sagemaker/ProcessingJobs"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from jobs import SKLEARN_IMAGE
+from support.jobs import SKLEARN_IMAGE
 
 # Runs the SDK code as a child process and reports its exit code and everything it printed, so a test can
 # check the job's log lines the SDK streamed to the terminal.

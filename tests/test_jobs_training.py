@@ -10,7 +10,7 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
-from jobs import SKLEARN_IMAGE, code_archive, log_lines, training_request, wait
+from support.jobs import SKLEARN_IMAGE, code_archive, log_lines, training_request, wait
 
 GROUP = "/aws/sagemaker/TrainingJobs"
 

@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 from botocore.exceptions import ClientError
-from pipelines_helpers import (
+from support.pipelines import (
     ROLE,
     create,
     definition,

@@ -13,7 +13,7 @@ import signal
 import time
 
 import boto3
-from pipelines_helpers import create, processing, runtimes_config, start, steps, wait
+from support.pipelines import create, processing, runtimes_config, start, steps, wait
 
 RETRY_INTERNAL_ERRORS = [{"ExceptionType": ["SageMaker.JOB_INTERNAL_ERROR"], "IntervalSeconds": 1,
                           "BackoffRate": 1.0, "MaxAttempts": 2}]

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from jobs import SKLEARN_IMAGE
+from support.jobs import SKLEARN_IMAGE
 from test_endpoints import BUCKET, Models, tar_gz, xgboost_model_archive
 from test_inference_server import MAKE_SKLEARN_MODEL
 

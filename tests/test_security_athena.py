@@ -17,7 +17,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 from botocore.exceptions import ClientError
-from featurestore_helpers import create_group, record
+from support.featurestore import create_group, record
 
 from selfmaker.aws.athena_sql import Sandbox, sandboxed_duckdb
 

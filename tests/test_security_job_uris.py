@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 from botocore.exceptions import ClientError
 
-from jobs import FIRST_JOB_SECONDS, SKLEARN_IMAGE, log_lines, processing_request, s3_input, s3_output, wait
+from support.jobs import FIRST_JOB_SECONDS, SKLEARN_IMAGE, log_lines, processing_request, s3_input, s3_output, wait
 
 A = SimpleNamespace(account="111111111111", key="AKIAJOBURISACCOUNTA1")
 B = SimpleNamespace(account="222222222222", key="AKIAJOBURISACCOUNTB1")

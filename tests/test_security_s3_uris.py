@@ -17,9 +17,9 @@ from types import SimpleNamespace
 
 import pytest
 from botocore.exceptions import ClientError
-from featurestore_helpers import create_group, record
-from jobs import tar_gz
-from pipelines_helpers import IMAGE, runtimes_config
+from support.featurestore import create_group, record
+from support.jobs import tar_gz
+from support.pipelines import IMAGE, runtimes_config
 
 A = SimpleNamespace(key="AKIAS3URISACCOUNTA01", account="111111111111")
 B = SimpleNamespace(key="AKIAS3URISACCOUNTB01", account="222222222222")

@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 import boto3
 import pytest
 from conftest import Server
-from jobs import log_lines, processing_request, s3_input, s3_output, wait
+from support.jobs import log_lines, processing_request, s3_input, s3_output, wait
 
 ACCOUNT, KEY, SECRET = "444444444444", "AKIASANDBOXOWNER0001", "secret-of-the-sandbox-owner"
 GROUP = "/aws/sagemaker/ProcessingJobs"

@@ -9,10 +9,10 @@ import time
 
 import boto3
 import pytest
-import xgboost_runtime
+from support import xgboost_runtime
 from botocore.exceptions import ClientError
-from jobs import ROLE, SKLEARN_IMAGE, TERMINAL, log_lines, tar_gz
-from xgboost_runtime import XGBOOST_IMAGE
+from support.jobs import ROLE, SKLEARN_IMAGE, TERMINAL, log_lines, tar_gz
+from support.xgboost_runtime import XGBOOST_IMAGE
 
 GROUP = "/aws/sagemaker/TransformJobs"
 BUCKET = "transform-tests"
