@@ -29,13 +29,6 @@ from selfmaker.services.hosting.fleet import Fleet, Group, fleet
 ACCOUNT, REGION = "123456789012", "us-east-1"
 BUCKET = "models"
 
-MAKE_XGBOOST_MODEL = """
-import numpy as np, xgboost as xgb, sys
-x = np.array([[a, b] for a in range(7) for b in range(3)], dtype="float32")
-booster = xgb.train({"max_depth": 3, "eta": 0.5}, xgb.DMatrix(x, label=2 * x[:, 0] + x[:, 1]), num_boost_round=20)
-booster.save_model(sys.argv[1] + "/xgboost-model")
-"""
-
 
 def store_models(backends: Backends, model_file: bytes) -> None:
     backends.objects.create_bucket(BUCKET)
@@ -47,7 +40,7 @@ def store_models(backends: Backends, model_file: bytes) -> None:
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory) -> bytes:
     directory = tmp_path_factory.mktemp("xgb-model")
-    subprocess.run([xgboost_runtime.python(), "-c", MAKE_XGBOOST_MODEL, str(directory)], check=True)
+    subprocess.run([xgboost_runtime.python(), "-c", xgboost_runtime.MAKE_XGBOOST_MODEL, str(directory)], check=True)
     return (directory / "xgboost-model").read_bytes()
 
 
