@@ -9,6 +9,7 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
+from support.clients import make_client
 from support.featurestore import BUCKET, create_group, ensure_bucket, record
 
 FEATURES = {"id": "String", "et": "String", "n": "Integral", "score": "Fractional"}
@@ -110,12 +111,7 @@ def test_acknowledged_writes_survive_sigkill(make_server, client, unique):
     stop = threading.Event()
 
     def ingest(worker: int):
-        import boto3
-        from botocore.config import Config
-
-        own = boto3.client("sagemaker-featurestore-runtime", endpoint_url=srv.url, region_name="us-east-1",
-                           aws_access_key_id="k", aws_secret_access_key="s",
-                           config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=5))
+        own = make_client("sagemaker-featurestore-runtime", srv.url, connect_timeout=2, read_timeout=5)
         i = 0
         while not stop.is_set():
             rid = f"w{worker}-{i}"

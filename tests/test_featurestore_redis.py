@@ -13,8 +13,8 @@ import subprocess
 import time
 
 import pytest
-from conftest import Server, free_port
 from support.featurestore import create_group, record
+from support.server import Server, free_port
 
 from test_featurestore import *  # noqa: F401,F403  (every online-store test, collected again here)
 from test_featurestore import FEATURES

@@ -22,13 +22,12 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
-import boto3
 import pytest
 import uvicorn
 from support import xgboost_runtime
 from support.jobs import tar_gz
 from botocore.exceptions import ClientError
-from conftest import ACCOUNT, REGION, free_port
+from support.server import ACCOUNT, REGION, free_port
 
 from selfmaker.config import Settings
 from selfmaker.engines import model_server
@@ -543,12 +542,10 @@ def model_archive(version: str) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def deployed(server):
+def deployed(module_client):
     """deploy(name, production, shadows=(), capture=None): an InService endpoint whose variants' models answer
     "<variant>:<body>"; variants are (name, weight) pairs. The endpoints are deleted at the end."""
-    options = {"endpoint_url": server.url, "region_name": REGION, "aws_access_key_id": "k",
-               "aws_secret_access_key": "s"}
-    s3, sm = boto3.client("s3", **options), boto3.client("sagemaker", **options)
+    s3, sm = module_client("s3"), module_client("sagemaker")
     s3.create_bucket(Bucket=E2E_BUCKET)
     names = []
 

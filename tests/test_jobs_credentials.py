@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
+from support.clients import make_client
 from support.jobs import code_archive, log_lines, training_request, wait
 
 ACCOUNT, KEY, SECRET = "333333333333", "AKIAJOBSOWNER0000001", "secret-of-the-job-owner"
@@ -29,8 +29,7 @@ def strict(make_server, tmp_path_factory):
 
 
 def connect(server, service: str, key: str = KEY, secret: str = SECRET):
-    return boto3.client(service, endpoint_url=server.url, region_name="us-east-1", aws_access_key_id=key,
-                        aws_secret_access_key=secret)
+    return make_client(service, server.url, access_key=key, secret_key=secret)
 
 
 def test_a_job_calls_the_server_as_its_account_until_it_ends(strict, unique):

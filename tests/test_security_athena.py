@@ -42,14 +42,11 @@ def strict(make_server, credentials_file):
 
 
 @pytest.fixture(scope="module")
-def buckets(strict):
+def buckets(module_client, strict):
     """Each account's own bucket, made once for the module."""
-    import boto3
-
     names = {}
     for who, name in ((A, "athena-sec-a"), (B, "athena-sec-b")):
-        s3 = boto3.client("s3", endpoint_url=strict.url, region_name="us-east-1", aws_access_key_id=who.key,
-                          aws_secret_access_key=who.secret)
+        s3 = module_client("s3", strict, access_key=who.key, secret_key=who.secret)
         s3.create_bucket(Bucket=name)
         names[who.account] = name
     return names
