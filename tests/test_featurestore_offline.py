@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from support.clients import make_client
 from support.featurestore import BUCKET, create_group, ensure_bucket, record
+from support.waiting import wait_for
 
 FEATURES = {"id": "String", "et": "String", "n": "Integral", "score": "Fractional"}
 
@@ -25,13 +26,12 @@ def offline_files(s3, uri: str) -> dict[str, bytes]:
 
 def offline_rows(s3, uri: str, expected: int, timeout: float = 15.0) -> tuple[dict[str, bytes], list[dict]]:
     """The offline store's files and rows, once at least ``expected`` rows have landed."""
-    deadline = time.time() + timeout
-    while True:
+    def landed() -> tuple[dict[str, bytes], list[dict]]:
         files = offline_files(s3, uri)
-        rows = [r for body in files.values() for r in pq.read_table(io.BytesIO(body)).to_pylist()]
-        if len(rows) >= expected or time.time() > deadline:
-            return files, rows
-        time.sleep(0.2)
+        return files, [r for body in files.values() for r in pq.read_table(io.BytesIO(body)).to_pylist()]
+
+    return wait_for(landed, lambda found: len(found[1]) >= expected, timeout=timeout, interval=0.2,
+                    what=f"{expected} rows in {uri}")
 
 
 @pytest.fixture

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
 
 import pytest
 from botocore.exceptions import ClientError
 from support.clients import make_client
-from support.jobs import code_archive, log_lines, training_request, wait
+from support.jobs import code_archive, log_lines, training_request, wait, wait_for_log
 
 ACCOUNT, KEY, SECRET = "333333333333", "AKIAJOBSOWNER0000001", "secret-of-the-job-owner"
 
@@ -68,10 +67,7 @@ def test_a_restarted_server_still_knows_the_key_of_a_running_job(strict, unique)
     request = training_request(name, bucket, "code/later.tar.gz")
     request["RoleArn"] = f"arn:aws:iam::{ACCOUNT}:role/SageMakerRole"
     sm.create_training_job(**request)
-    deadline = time.time() + 600
-    while "waiting" not in log_lines(connect(strict, "logs"), "/aws/sagemaker/TrainingJobs", name):
-        assert time.time() < deadline
-        time.sleep(0.1)
+    wait_for_log(connect(strict, "logs"), "/aws/sagemaker/TrainingJobs", name, "waiting")
     strict.kill()
     strict.start()
     data = next(strict.data_dir.glob(f"jobs/{ACCOUNT}/*/training-job/{name}/algo-1/ml/input/data"))

@@ -10,14 +10,13 @@ wall on its own: the locked DuckDB refuses the same attacks even if a statement 
 
 from __future__ import annotations
 
-import time
 from types import SimpleNamespace
 
 import duckdb
 import pyarrow as pa
 import pytest
 from botocore.exceptions import ClientError
-from support.featurestore import create_group, record
+from support.featurestore import create_group, record, wait_for_query
 
 from selfmaker.aws.athena_sql import Sandbox, sandboxed_duckdb
 
@@ -70,12 +69,7 @@ def start(athena, sql: str, output: str, database: str = "default") -> str:
 
 
 def wait(athena, qid: str) -> dict:
-    deadline = time.time() + 30
-    while True:
-        execution = athena.get_query_execution(QueryExecutionId=qid)["QueryExecution"]
-        if execution["Status"]["State"] not in ("QUEUED", "RUNNING") or time.time() > deadline:
-            return execution
-        time.sleep(0.05)
+    return wait_for_query(athena, qid)
 
 
 def refusal(athena, sql: str, output: str) -> str:

@@ -68,3 +68,10 @@ def error_of(call, *args, **kwargs) -> tuple[str, int]:
     except ClientError as err:
         return err.response["Error"]["Code"], err.response["ResponseMetadata"]["HTTPStatusCode"]
     raise AssertionError(f"{call} succeeded; it should have failed")
+
+
+def wait_for_query(athena, qid: str, timeout: float = 30.0) -> dict:
+    """GetQueryExecution until the query has ended (SUCCEEDED, FAILED, CANCELLED); its QueryExecution."""
+    return wait_for(lambda: athena.get_query_execution(QueryExecutionId=qid)["QueryExecution"],
+                    lambda execution: execution["Status"]["State"] not in ("QUEUED", "RUNNING"), timeout=timeout,
+                    interval=0.05, what=f"query {qid} to end")

@@ -106,3 +106,9 @@ def log_lines(logs, group: str, job: str) -> list[str]:
                                      startFromHead=True)["events"]
         lines += [e["message"] for e in events]
     return lines
+
+
+def wait_for_log(logs, group: str, job: str, text: str, timeout: float = FIRST_JOB_SECONDS) -> list[str]:
+    """Until a line of ``job``'s logs contains ``text`` (the job's script got that far); all its lines."""
+    return wait_for(lambda: log_lines(logs, group, job), lambda lines: any(text in line for line in lines),
+                    timeout=timeout, interval=0.2, what=f"{job} to log {text!r}")
