@@ -12,12 +12,12 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 from support import xgboost_runtime
 from support.jobs import tar_gz
+from support.waiting import wait_for
 
 from selfmaker.aws import logs
 from selfmaker.config import Settings
@@ -60,15 +60,6 @@ def model(data: str = "xgb/model.tar.gz", image: str = xgboost_runtime.XGBOOST_I
 def group(key: str, count: int = 1, **model_args) -> Group:
     return Group(key=key, account_id=ACCOUNT, region=REGION, endpoint_name=f"ep-{key}", variant_name="AllTraffic",
                  model=model(**model_args), instance_type="ml.m5.large", count=count)
-
-
-def wait_for(predicate, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.02)
-    raise AssertionError("timed out waiting")
 
 
 def predict(socket: str, body: str = "3,2") -> float:

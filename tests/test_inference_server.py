@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from support import xgboost_runtime
+from support.waiting import wait_for
 
 MODULE = "selfmaker.container.inference_server"
 
@@ -36,15 +37,11 @@ class Server:
         self.proc = xgboost_runtime.popen_module(MODULE, base, env)
 
     def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
+        def pinged() -> bool:
             assert self.proc.poll() is None, self.proc.stdout.read()
-            try:
-                if self.request("GET", "/ping")[0] == 200:
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError("the model server did not answer /ping")
+            return self.request("GET", "/ping")[0] == 200
+
+        wait_for(pinged, timeout=timeout, interval=0.05, ignore=(OSError,), what="the model server to answer /ping")
 
     def connection(self) -> http.client.HTTPConnection:
         if self.socket_path:

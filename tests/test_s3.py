@@ -9,7 +9,6 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 import xml.etree.ElementTree as ET
@@ -22,6 +21,7 @@ from botocore.exceptions import ClientError
 
 from selfmaker.objects import open_object_store
 from support.clients import make_client
+from support.waiting import wait_for
 
 MB = 1 << 20
 
@@ -726,10 +726,8 @@ def test_a_crash_mid_upload_leaves_no_partial_object(make_server):
     c.put_object(Bucket="crash", Key="k", Body=b"old")
     conn = socket.create_connection(("127.0.0.1", srv.port))
     conn.sendall(b"PUT /crash/k HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10000000\r\n\r\n" + b"n" * 3_000_000)
-    deadline = time.time() + 10
-    while not any((srv.data_dir / "objects" / "staging").iterdir()) and time.time() < deadline:
-        time.sleep(0.05)  # the server is receiving the body
-    assert any((srv.data_dir / "objects" / "staging").iterdir()), "the upload never started"
+    wait_for(lambda: any((srv.data_dir / "objects" / "staging").iterdir()), timeout=10, interval=0.05,
+             what="the server to receive the body")
     srv.kill()
     conn.close()
     srv.start()
