@@ -20,6 +20,7 @@ from pathlib import Path
 SDK_VERSIONS = {"v2": "sagemaker==2.257.7", "v3": "sagemaker==3.27.0"}
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 BUCKET = "selfmaker-sdk-tests"
+SDK_SITE = Path(__file__).parent / "sdk_site"
 
 SDK_CONFIG = f"""\
 SchemaVersion: '1.0'
@@ -56,8 +57,13 @@ class SDK:
         """Run ``script`` (dedented) against ``server``; return its last stdout line parsed as JSON."""
         path = self.root / "script.py"
         path.write_text(textwrap.dedent(script))
+        problems = self.root / "conformance.log"
+        problems.unlink(missing_ok=True)
         full_env = {
             **os.environ,
+            # Every answer the SDK's processes receive is checked against its output shape (sdk_site).
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(SDK_SITE), os.environ.get("PYTHONPATH")])),
+            "SELFMAKER_CONFORMANCE_LOG": str(problems),
             "AWS_ENDPOINT_URL": server.url, "AWS_ACCESS_KEY_ID": "AKIDSDK", "AWS_SECRET_ACCESS_KEY": "secret",
             "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
             "SAGEMAKER_USER_CONFIG_OVERRIDE": str(self.root / "config.yaml"),
@@ -68,6 +74,9 @@ class SDK:
                                 env=full_env, cwd=self.root)
         if result.returncode != 0:
             raise AssertionError(f"SDK {self.version} script failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
+        if problems.exists() and problems.read_text().strip():
+            raise AssertionError("responses that do not match their botocore output shape (in the SDK's process):\n"
+                                 + problems.read_text())
         lines = [line for line in result.stdout.splitlines() if line.strip()]
         return json.loads(lines[-1]) if lines else None
 
