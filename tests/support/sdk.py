@@ -17,6 +17,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from selfmaker.models_vendor import BOTOCORE_VERSION
+
 SDK_VERSIONS = {"v2": "sagemaker==2.257.7", "v3": "sagemaker==3.27.0"}
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 BUCKET = "selfmaker-sdk-tests"
@@ -63,7 +65,7 @@ class SDK:
             **os.environ,
             # Every answer the SDK's processes receive is checked against its output shape (sdk_site).
             "PYTHONPATH": os.pathsep.join(filter(None, [str(SDK_SITE), os.environ.get("PYTHONPATH")])),
-            "SELFMAKER_CONFORMANCE_LOG": str(problems),
+            "SELFMAKER_CONFORMANCE_LOG": str(problems), "SELFMAKER_MODELS_BOTOCORE": BOTOCORE_VERSION,
             "AWS_ENDPOINT_URL": server.url, "AWS_ACCESS_KEY_ID": "AKIDSDK", "AWS_SECRET_ACCESS_KEY": "secret",
             "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
             "SAGEMAKER_USER_CONFIG_OVERRIDE": str(self.root / "config.yaml"),
