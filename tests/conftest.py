@@ -1,98 +1,27 @@
 """Shared fixtures: a real SelfMaker server in a subprocess, and real boto3 clients pointed at it.
 
-Every client made through the ``client`` fixture checks each response against
-its botocore output shape (tests/conformance.py); a test fails if any did not
-conform. Modules marked ``both_databases`` run twice: on the embedded SQLite
-and on a throwaway PostgreSQL cluster the session starts (or the server at
-SELFMAKER_TEST_POSTGRES_URL).
+Every botocore client this test process makes is checked: each JSON answer against its botocore output shape
+(support/conformance.py), and a test fails if any answer it (or its fixtures) received did not conform.
+``client`` / ``sm`` make clients for one test, ``module_client`` for module-scoped fixtures; other clients come
+from support.clients.make_client. Helpers live in tests/support/ (``from support.jobs import wait``).
+Modules marked ``both_databases`` run twice: on the embedded SQLite and on a throwaway PostgreSQL cluster
+the session starts (or the server at SELFMAKER_TEST_POSTGRES_URL).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import boto3
 import pytest
-import urllib.request
-from botocore.config import Config
 
-from conformance import ConformanceRecorder
-
-
-ACCOUNT = "123456789012"
-REGION = "us-east-1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """A `selfmaker serve` process; start, kill and restart it on the same data."""
-
-    def __init__(self, data_dir: Path, database_url: str | None = None, extra_args: list[str] | None = None,
-                 env: dict | None = None):
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.database_url = database_url
-        self.extra_args = extra_args or []
-        self.env = env or {}
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> "Server":
-        args = [sys.executable, "-m", "selfmaker.cli", "serve", "--port", str(self.port),
-                "--data-dir", str(self.data_dir), *self.extra_args]
-        if self.database_url:
-            args += ["--database-url", self.database_url]
-        log = open(self.data_dir.parent / f"{self.data_dir.name}-server.log", "ab")
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **self.env})
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"selfmaker exited with {self.proc.returncode}; see {log.name}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/_selfmaker/health", timeout=1) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("selfmaker did not become healthy in 30 s")
-
-    def stop(self, sig=signal.SIGTERM) -> int | None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode if self.proc else None
-
-    @property
-    def log_text(self) -> str:
-        return (self.data_dir.parent / f"{self.data_dir.name}-server.log").read_text()
-
-    def stopped_cleanly(self) -> bool:
-        """SIGTERM ends with a graceful shutdown (uvicorn then re-raises the signal, as servers do)."""
-        return self.stop() in (0, -signal.SIGTERM) and self.log_text.rstrip().endswith("SelfMaker stopped cleanly.")
-
-    def kill(self) -> None:
-        self.stop(signal.SIGKILL)
+from support.clients import make_client
+from support.conformance import RECORDER, check_every_client
+from support.server import ACCOUNT, REGION, Server, free_port  # noqa: F401  (tests used to import them from here)
 
 
 # ---------------------------------------------------------------------------
@@ -100,6 +29,7 @@ class Server:
 
 
 def pytest_configure(config):
+    check_every_client(RECORDER)
     config.addinivalue_line("markers", "both_databases: run this module's tests on SQLite and on PostgreSQL")
     # Every server of this run shares one job runtimes directory (each image's Python environment is built
     # once per run, never reused across runs).
@@ -205,7 +135,7 @@ def make_server(tmp_path_factory, database):
 @pytest.fixture(scope="session")
 def sdk_v2(tmp_path_factory):
     """The SageMaker Python SDK v2 in its own virtual environment (see tests/sdk.py)."""
-    from sdk import SDK
+    from support.sdk import SDK
 
     return SDK(tmp_path_factory.mktemp("sdk-v2"), "v2").build()
 
@@ -213,34 +143,47 @@ def sdk_v2(tmp_path_factory):
 @pytest.fixture(scope="session")
 def sdk_v3(tmp_path_factory):
     """The SageMaker Python SDK v3 in its own virtual environment (see tests/sdk.py)."""
-    from sdk import SDK
+    from support.sdk import SDK
 
     return SDK(tmp_path_factory.mktemp("sdk-v3"), "v3").build()
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def conformance():
-    recorder = ConformanceRecorder()
-    yield recorder
-    assert not recorder.problems, "responses that do not match their botocore output shape:\n" + "\n".join(
-        recorder.problems)
+    """After every test: no answer it or its fixtures received broke its botocore output shape."""
+    yield RECORDER
+    problems = RECORDER.drain()
+    assert not problems, "responses that do not match their botocore output shape:\n" + "\n".join(problems)
 
 
-@pytest.fixture
-def client(server, conformance):
-    """client("sagemaker") -> a boto3 client on the session server, checked for conformance."""
+@pytest.fixture(scope="session", autouse=True)
+def _conformance_of_teardowns():
+    """Answers received after the last test (module and session fixture teardowns) are checked too."""
+    yield
+    problems = RECORDER.drain()
+    assert not problems, "responses that do not match their botocore output shape:\n" + "\n".join(problems)
 
-    def make(service: str, srv: Server | None = None, access_key: str = "AKIDEXAMPLE",
-             secret_key: str = "secret", region: str = REGION, **config):
-        c = boto3.client(
-            service, endpoint_url=(srv or server).url, region_name=region,
-            aws_access_key_id=access_key, aws_secret_access_key=secret_key,
-            config=Config(retries={"max_attempts": 1, "mode": "standard"}, **config),
-        )
-        conformance.attach(c)
-        return c
+
+def _client_factory(server: Server):
+    def make(service: str, srv: Server | None = None, access_key: str = "AKIDEXAMPLE", secret_key: str = "secret",
+             region: str = REGION, **config):
+        return make_client(service, (srv or server).url, access_key=access_key, secret_key=secret_key,
+                           region=region, **config)
 
     return make
+
+
+@pytest.fixture
+def client(server):
+    """client("sagemaker"[, srv, access_key=, secret_key=, region=, **Config options]) -> a checked boto3 client
+    on the session server (or ``srv``)."""
+    return _client_factory(server)
+
+
+@pytest.fixture(scope="module")
+def module_client(server):
+    """``client`` for module-scoped fixtures."""
+    return _client_factory(server)
 
 
 @pytest.fixture

@@ -23,12 +23,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import unquote, urlsplit
 
-import boto3
 import botocore.auth
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
@@ -37,6 +35,7 @@ from selfmaker.server.credentials import load_credentials
 from selfmaker.server.errors import AWSError
 from selfmaker.server.http import Request
 from selfmaker.server.sigv4 import ChunkVerifier, StrictAuthenticator, signing_key
+from support.clients import make_client
 
 REGION = "us-east-1"
 A = SimpleNamespace(key="AKIAACCOUNTA00000001", secret="secret-of-a/+x", account="111111111111")
@@ -154,9 +153,8 @@ def test_an_unknown_access_key_is_refused(client, strict):
 
 
 def test_session_tokens_are_refused(strict):
-    sm = boto3.client("sagemaker", endpoint_url=strict.url, region_name=REGION, aws_access_key_id=A.key,
-                      aws_secret_access_key=A.secret, aws_session_token="FwoGZXIvYXdzEXAMPLE",
-                      config=Config(retries={"max_attempts": 1}))
+    sm = make_client("sagemaker", strict.url, access_key=A.key, secret_key=A.secret,
+                     session_token="FwoGZXIvYXdzEXAMPLE")
     code, status, message = error_of(sm.list_models)
     assert (code, status) == ("UnrecognizedClientException", 400)
     assert "no session tokens" in message
@@ -488,8 +486,7 @@ class Captured(Exception):
 
 def botocore_request(service: str, call, who=A, **config) -> tuple[Request, str | None]:
     """What a boto3 client sends for ``call``, captured before it leaves, as the server would see it."""
-    c = boto3.client(service, endpoint_url="http://localhost:7600", region_name=REGION, aws_access_key_id=who.key,
-                     aws_secret_access_key=who.secret, config=Config(retries={"max_attempts": 1}, **config))
+    c = make_client(service, "http://localhost:7600", access_key=who.key, secret_key=who.secret, **config)
     sent = {}
 
     def capture(request, **kwargs):
@@ -545,8 +542,7 @@ def test_requests_botocore_signs_are_verified(case):
 
 
 def test_s3_presigned_urls_made_by_botocore():
-    s3 = boto3.client("s3", endpoint_url="http://localhost:7600", region_name=REGION, aws_access_key_id=B.key,
-                      aws_secret_access_key=B.secret, config=Config(signature_version="s3v4"))
+    s3 = make_client("s3", "http://localhost:7600", access_key=B.key, secret_key=B.secret, signature_version="s3v4")
     url = s3.generate_presigned_url("get_object", Params={"Bucket": "b", "Key": "a b/c+d=é"}, ExpiresIn=60)
     request = asgi_request("GET", url, {})
     assert verifier().authenticate(request, signing_scope(request), None).account_id == B.account
@@ -571,8 +567,7 @@ def test_s3_presigned_urls_made_by_botocore():
 
 def test_signature_version_2_is_refused_with_a_hint():
     """boto3's default S3 presigner still uses Signature Version 2: say so, and how to switch."""
-    s3 = boto3.client("s3", endpoint_url="http://localhost:7600", region_name=REGION, aws_access_key_id=A.key,
-                      aws_secret_access_key=A.secret)
+    s3 = make_client("s3", "http://localhost:7600", access_key=A.key, secret_key=A.secret)
     request = asgi_request("GET", s3.generate_presigned_url("get_object", Params={"Bucket": "b", "Key": "k"}), {})
     assert "AWSAccessKeyId=" in request.raw_query
     err = refusal(lambda: verifier().authenticate(request, signing_scope(request), None))
@@ -664,8 +659,7 @@ def test_open_server_with_a_credentials_file(make_server, credentials_file):
     srv = make_server("open-accounts", ["--credentials-file", str(credentials_file)]).start()
 
     def account(key, secret):
-        sts = boto3.client("sts", endpoint_url=srv.url, region_name=REGION, aws_access_key_id=key,
-                           aws_secret_access_key=secret)
+        sts = make_client("sts", srv.url, access_key=key, secret_key=secret)
         return sts.get_caller_identity()["Account"]
 
     assert account(B.key, "not-checked") == B.account

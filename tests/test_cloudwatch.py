@@ -15,6 +15,8 @@ import botocore.serialize
 import pytest
 from botocore.exceptions import ClientError
 
+from support.waiting import status_in, wait_for
+
 ACCOUNT = "123456789012"
 pytestmark = pytest.mark.both_databases
 REGION = "us-east-1"
@@ -59,13 +61,8 @@ def _minute_ago() -> int:
 
 
 def _wait_for_state(cw, name: str, state: str, timeout: float = 15.0) -> dict:
-    deadline = time.time() + timeout
-    while True:
-        alarm = cw.describe_alarms(AlarmNames=[name])["MetricAlarms"][0]
-        if alarm["StateValue"] == state or time.time() > deadline:
-            assert alarm["StateValue"] == state, alarm
-            return alarm
-        time.sleep(0.2)
+    return wait_for(lambda: cw.describe_alarms(AlarmNames=[name])["MetricAlarms"][0], status_in("StateValue", [state]),
+                    timeout=timeout, interval=0.2, what=f"alarm {name} to be {state}")
 
 
 @pytest.mark.parametrize("protocol", ["json", "cbor"])

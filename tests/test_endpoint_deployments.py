@@ -9,13 +9,14 @@ import threading
 import time
 from collections import Counter
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from selfmaker.services.hosting import deployments
-from test_endpoints import Models, deploy, error_of, tar_gz, variant, wait_status
+from support.clients import make_client
+from support.endpoints import Models, deploy, error_of, variant, wait_status
+from support.jobs import tar_gz
+from support.waiting import wait_for
 
 ALL_AT_ONCE = {"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE",
                                                                          "WaitIntervalInSeconds": 1}}}
@@ -25,9 +26,7 @@ class Load:
     """A client thread invoking an endpoint back to back until stopped; every answer and error is kept."""
 
     def __init__(self, url: str, name: str):
-        self.runtime = boto3.client("sagemaker-runtime", endpoint_url=url, region_name="us-east-1",
-                                    aws_access_key_id="k", aws_secret_access_key="s",
-                                    config=Config(retries={"max_attempts": 1}))
+        self.runtime = make_client("sagemaker-runtime", url)
         self.name = name
         self.answers: Counter[str] = Counter()
         self.errors: list[str] = []
@@ -52,10 +51,8 @@ class Load:
 
     def wait_for(self, version: str, timeout: float = 60, after: int = 0) -> None:
         """Until ``version`` has answered more than ``after`` requests."""
-        deadline = time.time() + timeout
-        while self.answers[version] <= after:
-            assert time.time() < deadline, f"no answer from {version}: {self.answers}"
-            time.sleep(0.05)
+        wait_for(lambda: Counter(self.answers), lambda answers: answers[version] > after, timeout=timeout,
+                 interval=0.05, what=f"an answer from {version}")
 
 
 @pytest.fixture(scope="module")
@@ -66,15 +63,17 @@ def models(server, tmp_path_factory):
 def watch_statuses(sm, name: str, until: tuple[str, ...] = ("InService", "Failed", "UpdateRollbackFailed"),
                    timeout: float = 300) -> tuple[dict, list[dict]]:
     """(the final description, every distinct one seen on the way), polling fast."""
-    seen, deadline = [], time.time() + timeout
-    while True:
+    seen = []
+
+    def describe() -> dict:
         described = sm.describe_endpoint(EndpointName=name)
         if not seen or {k: v for k, v in described.items() if k != "ResponseMetadata"} != seen[-1]:
             seen.append({k: v for k, v in described.items() if k != "ResponseMetadata"})
-        if described["EndpointStatus"] in until:
-            return described, seen
-        assert time.time() < deadline, f"endpoint {name} still {described['EndpointStatus']}"
-        time.sleep(0.05)
+        return described
+
+    described = wait_for(describe, lambda d: d["EndpointStatus"] in until, timeout=timeout, interval=0.05,
+                         what=f"endpoint {name} to be {'/'.join(until)}")
+    return described, seen
 
 
 def pending_statuses(seen: list[dict]) -> list[str]:
@@ -264,17 +263,13 @@ def test_a_restart_mid_deployment_resumes_it(make_server, tmp_path):
         "Type": "CANARY", "WaitIntervalInSeconds": 4, "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 50}}}}
     sm.update_endpoint(EndpointName="resume", EndpointConfigName=new_config(sm, "resume-2", v2),
                        DeploymentConfig=baking)
-    deadline = time.time() + 120
-    while "Baking" not in pending_statuses([sm.describe_endpoint(EndpointName="resume")]):
-        assert time.time() < deadline
-        time.sleep(0.05)
+    wait_for(lambda: pending_statuses([sm.describe_endpoint(EndpointName="resume")]),
+             lambda statuses: "Baking" in statuses, timeout=120, interval=0.05, what="the canary to bake")
     srv.kill()  # the instances go on serving; the new server re-attaches and publishes the Route again
     srv.start()
     with Load(srv.url, "resume") as load:
-        deadline = time.time() + 30
-        while not load.answers:
-            assert time.time() < deadline, load.errors[-1:]
-            time.sleep(0.01)
+        wait_for(lambda: (sum(load.answers.values()), load.errors[-1:]), lambda seen: seen[0] > 0, timeout=30,
+                 interval=0.01, what="a first answer after the restart")
         load.errors.clear()  # before the new server's first step, the endpoint is not routed yet
         described, _ = watch_statuses(sm, "resume")
         load.wait_for(v2)
@@ -366,10 +361,9 @@ def test_scaling_in_drains_before_stopping(server, sm, models, unique):
         described, _ = watch_statuses(sm, name)
         assert described["ProductionVariants"][0]["DesiredInstanceCount"] == 1
         assert described["ProductionVariants"][0]["CurrentInstanceCount"] == 1
-        deadline = time.time() + 30  # the extra instances stop once drained
-        while len(list((server.data_dir / "endpoints").glob(f"*/*/*{name}*/i-*"))) != 1:
-            assert time.time() < deadline
-            time.sleep(0.1)
+        # the extra instances stop once drained
+        wait_for(lambda: len(list((server.data_dir / "endpoints").glob(f"*/*/*{name}*/i-*"))) == 1, timeout=30,
+                 what="one instance left")
         answers = load.answers[v1]
         load.wait_for(v1, after=answers)
     assert load.errors == []

@@ -12,12 +12,12 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
-import xgboost_runtime
-from jobs import tar_gz
+from support import xgboost_runtime
+from support.jobs import tar_gz
+from support.waiting import wait_for
 
 from selfmaker.aws import logs
 from selfmaker.config import Settings
@@ -28,13 +28,6 @@ from selfmaker.services.hosting.fleet import Fleet, Group, fleet
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 BUCKET = "models"
-
-MAKE_XGBOOST_MODEL = """
-import numpy as np, xgboost as xgb, sys
-x = np.array([[a, b] for a in range(7) for b in range(3)], dtype="float32")
-booster = xgb.train({"max_depth": 3, "eta": 0.5}, xgb.DMatrix(x, label=2 * x[:, 0] + x[:, 1]), num_boost_round=20)
-booster.save_model(sys.argv[1] + "/xgboost-model")
-"""
 
 
 def store_models(backends: Backends, model_file: bytes) -> None:
@@ -47,7 +40,7 @@ def store_models(backends: Backends, model_file: bytes) -> None:
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory) -> bytes:
     directory = tmp_path_factory.mktemp("xgb-model")
-    subprocess.run([xgboost_runtime.python(), "-c", MAKE_XGBOOST_MODEL, str(directory)], check=True)
+    subprocess.run([xgboost_runtime.python(), "-c", xgboost_runtime.MAKE_XGBOOST_MODEL, str(directory)], check=True)
     return (directory / "xgboost-model").read_bytes()
 
 
@@ -67,15 +60,6 @@ def model(data: str = "xgb/model.tar.gz", image: str = xgboost_runtime.XGBOOST_I
 def group(key: str, count: int = 1, **model_args) -> Group:
     return Group(key=key, account_id=ACCOUNT, region=REGION, endpoint_name=f"ep-{key}", variant_name="AllTraffic",
                  model=model(**model_args), instance_type="ml.m5.large", count=count)
-
-
-def wait_for(predicate, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.02)
-    raise AssertionError("timed out waiting")
 
 
 def predict(socket: str, body: str = "3,2") -> float:

@@ -7,75 +7,16 @@ answers name their version, so a test sees which fleet answered.
 
 from __future__ import annotations
 
-import subprocess
-import textwrap
-import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-import boto3
 import pytest
-import xgboost_runtime
-from jobs import tar_gz
-from botocore.config import Config
 from botocore.exceptions import ClientError
-from conftest import ACCOUNT
-from test_inference_server import MAKE_XGBOOST_MODEL
 
-IMAGE = xgboost_runtime.XGBOOST_IMAGE
-ROLE = f"arn:aws:iam::{ACCOUNT}:role/SageMakerRole"
-BUCKET = "selfmaker-endpoint-tests"
-# The first endpoint of a run may build the XGBoost runtime: allow for it.
-FIRST_ENDPOINT_SECONDS = 600
-
-VERSIONED_MODEL = """
-    import time
-    def model_fn(model_dir):
-        return open(model_dir + "/version").read()
-    def transform_fn(version, data, content_type, accept):
-        time.sleep({delay})
-        text = data if isinstance(data, str) else data.decode()
-        return f"{{version}}:{{text}}", "text/plain"
-"""
-
-
-def xgboost_model_archive(tmp: Path) -> bytes:
-    subprocess.run([xgboost_runtime.python(), "-c", MAKE_XGBOOST_MODEL, str(tmp)], check=True)
-    return tar_gz({"xgboost-model": (tmp / "xgboost-model").read_bytes()})
-
-
-def versioned_archive(version: str, delay: float = 0.0) -> bytes:
-    """A model that answers "<version>:<request body>" (after ``delay`` seconds)."""
-    code = textwrap.dedent(VERSIONED_MODEL.format(delay=delay)).encode()
-    return tar_gz({"version": version.encode(), "code/inference.py": code})
-
-
-class Models:
-    """Models in the server's S3 and SageMaker, made once per server."""
-
-    def __init__(self, server, tmp: Path):
-        self.server = server
-        self.s3 = boto3.client("s3", endpoint_url=server.url, region_name="us-east-1", aws_access_key_id="k",
-                               aws_secret_access_key="s")
-        self.sm = boto3.client("sagemaker", endpoint_url=server.url, region_name="us-east-1",
-                               aws_access_key_id="k", aws_secret_access_key="s",
-                               config=Config(retries={"max_attempts": 1}))
-        self.tmp = tmp
-        try:
-            self.s3.create_bucket(Bucket=BUCKET)
-        except ClientError as err:
-            if err.response["Error"]["Code"] != "BucketAlreadyOwnedByYou":
-                raise
-
-    def create(self, name: str, archive: bytes, **container) -> str:
-        key = f"models/{name}/model.tar.gz"
-        self.s3.put_object(Bucket=BUCKET, Key=key, Body=archive)
-        self.sm.create_model(ModelName=name, ExecutionRoleArn=ROLE, PrimaryContainer={
-            "Image": IMAGE, "ModelDataUrl": f"s3://{BUCKET}/{key}", **container})
-        return name
-
-    def versioned(self, name: str, delay: float = 0.0) -> str:
-        return self.create(name, versioned_archive(name, delay))
+from support.endpoints import (BUCKET, IMAGE, Models, deploy, error_of, invoke, variant, versioned_archive, wait_gone,
+                               wait_status, xgboost_model_archive)
+from support.jobs import tar_gz
+from support.server import ACCOUNT
+from support.waiting import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -86,51 +27,6 @@ def models(server, tmp_path_factory):
 @pytest.fixture(scope="module")
 def xgboost_model(models):
     return models.create("ep-xgboost", xgboost_model_archive(models.tmp))
-
-
-def variant(model: str, name: str = "AllTraffic", count: int = 1, weight: float = 1.0, **extra) -> dict:
-    return {"VariantName": name, "ModelName": model, "InstanceType": "ml.m5.large", "InitialInstanceCount": count,
-            "InitialVariantWeight": weight, **extra}
-
-
-def wait_status(sm, name: str, until=("InService", "Failed"), timeout: float = FIRST_ENDPOINT_SECONDS) -> dict:
-    deadline = time.time() + timeout
-    while True:
-        found = sm.describe_endpoint(EndpointName=name)
-        if found["EndpointStatus"] in until:
-            return found
-        assert time.time() < deadline, f"endpoint {name} still {found['EndpointStatus']} after {timeout} s"
-        time.sleep(0.1)
-
-
-def wait_gone(sm, name: str, timeout: float = 60) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            sm.describe_endpoint(EndpointName=name)
-        except ClientError as err:
-            assert err.response["Error"]["Code"] == "ValidationException"
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"endpoint {name} still exists after {timeout} s")
-
-
-def deploy(sm, name: str, variants: list[dict], **config) -> dict:
-    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=variants, **config)
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    return wait_status(sm, name)
-
-
-def invoke(runtime, name: str, body: str = "x", **extra) -> tuple[str, str]:
-    """(answer, invoked variant)."""
-    answer = runtime.invoke_endpoint(EndpointName=name, Body=body, ContentType="text/plain", **extra)
-    return answer["Body"].read().decode(), answer["InvokedProductionVariant"]
-
-
-def error_of(call, *args, **kwargs) -> tuple[str, str]:
-    with pytest.raises(ClientError) as info:
-        call(*args, **kwargs)
-    return info.value.response["Error"]["Code"], info.value.response["Error"]["Message"]
 
 
 # -- EndpointConfig --------------------------------------------------------------------------------------
@@ -365,13 +261,10 @@ def test_deleting_an_endpoint_mid_deployment_stops_both_fleets(server, sm, model
     sm.update_endpoint(EndpointName=name, EndpointConfigName=f"{name}-2", DeploymentConfig={
         "BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE",
                                                                   "WaitIntervalInSeconds": 600}}})
-    deadline = time.time() + 60
-    while True:  # until the new fleet serves (and bakes for ten minutes)
-        pending = sm.describe_endpoint(EndpointName=name).get("PendingDeploymentSummary", {})
-        if pending and pending["ProductionVariants"][0]["VariantStatus"][0]["Status"] == "Baking":
-            break
-        assert time.time() < deadline
-        time.sleep(0.05)
+    # until the new fleet serves (and bakes for ten minutes)
+    wait_for(lambda: sm.describe_endpoint(EndpointName=name).get("PendingDeploymentSummary", {}),
+             lambda pending: pending and pending["ProductionVariants"][0]["VariantStatus"][0]["Status"] == "Baking",
+             interval=0.05, what="the new fleet to bake")
     sm.delete_endpoint(EndpointName=name)
     wait_gone(sm, name)
     leftovers = list((server.data_dir / "endpoints").glob(f"*/*/*{name}*"))
@@ -398,23 +291,17 @@ def test_five_endpoints_serve_at_once(sm, client, models, unique):
         sm.delete_endpoint(EndpointName=name)
 
 
-def test_endpoints_survive_a_restart(make_server, tmp_path):
+def test_endpoints_survive_a_restart(make_server, client, tmp_path):
     srv = make_server("endpoint-restart").start()
     models = Models(srv, tmp_path)
-    sm, runtime = models.sm, boto3.client("sagemaker-runtime", endpoint_url=srv.url, region_name="us-east-1",
-                                          aws_access_key_id="k", aws_secret_access_key="s")
+    sm, runtime = models.sm, client("sagemaker-runtime", srv)
     model = models.versioned("restart-model")
     described = deploy(models.sm, "survivor", [variant(model, count=2)])
     assert described["EndpointStatus"] == "InService", described.get("FailureReason")
 
     def answers() -> bool:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                return invoke(runtime, "survivor", "again")[0] == "restart-model:again"
-            except ClientError:
-                time.sleep(0.1)
-        return False
+        return wait_for(lambda: invoke(runtime, "survivor", "again")[0], ignore=(ClientError,),
+                        what="the endpoint to answer") == "restart-model:again"
 
     for stop in (srv.stop, srv.kill):  # a clean stop stops the instances; a crash leaves them serving
         stop()

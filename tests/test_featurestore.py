@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from featurestore_helpers import create_group, ensure_bucket, error_of, record, wait_status
+from support.featurestore import create_group, ensure_bucket, error_of, record, wait_status
+from support.waiting import wait_for
 
 FEATURES = {"id": "String", "et": "Fractional", "n": "Integral", "score": "Fractional", "label": "String"}
 
@@ -69,15 +70,15 @@ def test_create_describe_list_delete(sm, unique, bucket):
                     OnlineStoreConfig={"EnableOnlineStore": True}) == ("ResourceInUse", 400)
 
     sm.delete_feature_group(FeatureGroupName=name)
-    deadline = time.time() + 10
-    while time.time() < deadline:
+
+    def deleted() -> bool:
         try:
             assert sm.describe_feature_group(FeatureGroupName=name)["FeatureGroupStatus"] == "Deleting"
         except sm.exceptions.ResourceNotFound:
-            break
-        time.sleep(0.05)
-    else:
-        pytest.fail("the feature group was never deleted")
+            return True
+        return False
+
+    wait_for(deleted, timeout=10, interval=0.05, what=f"feature group {name} to be deleted")
     assert error_of(sm.describe_feature_group, FeatureGroupName=name) == ("ResourceNotFound", 400)
     # The name is free again: a new incarnation, with none of the old records.
     create_group(sm, name, {"id": "String", "et": "String"})

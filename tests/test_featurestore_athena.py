@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import time
 
 import pytest
-from featurestore_helpers import BUCKET, create_group, ensure_bucket, error_of, record
+from support.featurestore import BUCKET, create_group, ensure_bucket, error_of, record, wait_for_query
 
 OUTPUT = f"s3://{BUCKET}/athena-results"
 
@@ -19,12 +18,7 @@ def athena(client):
 def run(athena, sql: str, database: str = "sagemaker_featurestore") -> dict:
     qid = athena.start_query_execution(QueryString=sql, QueryExecutionContext={"Database": database},
                                        ResultConfiguration={"OutputLocation": OUTPUT})["QueryExecutionId"]
-    deadline = time.time() + 30
-    while True:
-        execution = athena.get_query_execution(QueryExecutionId=qid)["QueryExecution"]
-        if execution["Status"]["State"] not in ("QUEUED", "RUNNING") or time.time() > deadline:
-            return execution
-        time.sleep(0.1)
+    return wait_for_query(athena, qid)
 
 
 def rows_of(athena, qid: str, page_size: int = 1000) -> list[list[str | None]]:

@@ -9,7 +9,9 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
-from featurestore_helpers import BUCKET, create_group, ensure_bucket, record
+from support.clients import make_client
+from support.featurestore import BUCKET, create_group, ensure_bucket, record
+from support.waiting import wait_for
 
 FEATURES = {"id": "String", "et": "String", "n": "Integral", "score": "Fractional"}
 
@@ -24,13 +26,12 @@ def offline_files(s3, uri: str) -> dict[str, bytes]:
 
 def offline_rows(s3, uri: str, expected: int, timeout: float = 15.0) -> tuple[dict[str, bytes], list[dict]]:
     """The offline store's files and rows, once at least ``expected`` rows have landed."""
-    deadline = time.time() + timeout
-    while True:
+    def landed() -> tuple[dict[str, bytes], list[dict]]:
         files = offline_files(s3, uri)
-        rows = [r for body in files.values() for r in pq.read_table(io.BytesIO(body)).to_pylist()]
-        if len(rows) >= expected or time.time() > deadline:
-            return files, rows
-        time.sleep(0.2)
+        return files, [r for body in files.values() for r in pq.read_table(io.BytesIO(body)).to_pylist()]
+
+    return wait_for(landed, lambda found: len(found[1]) >= expected, timeout=timeout, interval=0.2,
+                    what=f"{expected} rows in {uri}")
 
 
 @pytest.fixture
@@ -110,12 +111,7 @@ def test_acknowledged_writes_survive_sigkill(make_server, client, unique):
     stop = threading.Event()
 
     def ingest(worker: int):
-        import boto3
-        from botocore.config import Config
-
-        own = boto3.client("sagemaker-featurestore-runtime", endpoint_url=srv.url, region_name="us-east-1",
-                           aws_access_key_id="k", aws_secret_access_key="s",
-                           config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=5))
+        own = make_client("sagemaker-featurestore-runtime", srv.url, connect_timeout=2, read_timeout=5)
         i = 0
         while not stop.is_set():
             rid = f"w{worker}-{i}"

@@ -13,8 +13,9 @@ import subprocess
 import time
 
 import pytest
-from conftest import Server, free_port
-from featurestore_helpers import create_group, record
+from support.featurestore import create_group, record
+from support.server import Server, free_port
+from support.waiting import wait_for
 
 from test_featurestore import *  # noqa: F401,F403  (every online-store test, collected again here)
 from test_featurestore import FEATURES
@@ -33,16 +34,15 @@ def redis_url(tmp_path_factory):
                              "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     import redis
 
-    deadline = time.time() + 10
-    while True:
-        try:
-            redis.Redis(port=port).ping()
-            break
-        except redis.ConnectionError:
-            if time.time() > deadline or proc.poll() is not None:
-                proc.kill()
-                pytest.fail("redis-server did not start")
-            time.sleep(0.05)
+    def answers() -> bool:
+        assert proc.poll() is None, "redis-server exited"
+        return redis.Redis(port=port).ping()
+
+    try:
+        wait_for(answers, timeout=10, interval=0.05, ignore=(redis.ConnectionError,), what="redis-server to answer")
+    except AssertionError:
+        proc.kill()
+        raise
     yield f"redis://127.0.0.1:{port}/0"
     proc.terminate()
     proc.wait(10)
@@ -71,7 +71,4 @@ def test_records_live_in_redis_with_their_expiry(sm, client, unique, redis_url):
     assert 3590 * 1000 < r.pttl(key) <= 3600 * 1000
     # The group's deletion removes its records from Redis.
     sm.delete_feature_group(FeatureGroupName=name)
-    deadline = time.time() + 10
-    while r.exists(key) and time.time() < deadline:
-        time.sleep(0.05)
-    assert not r.exists(key)
+    wait_for(lambda: not r.exists(key), timeout=10, interval=0.05, what=f"{key} to leave Redis")

@@ -12,22 +12,12 @@ from pathlib import Path
 
 import pytest
 
-import xgboost_runtime
+from support import xgboost_runtime
+from support.waiting import wait_for
 
 MODULE = "selfmaker.container.inference_server"
 
-MAKE_XGBOOST_MODEL = """
-import numpy as np, xgboost as xgb, sys
-x = np.array([[a, b] for a in range(7) for b in range(3)], dtype="float32")
-booster = xgb.train({"max_depth": 3, "eta": 0.5}, xgb.DMatrix(x, label=2 * x[:, 0] + x[:, 1]), num_boost_round=20)
-booster.save_model(sys.argv[1] + "/xgboost-model")
-"""
 
-MAKE_SKLEARN_MODEL = """
-import joblib, sys
-from sklearn.linear_model import LinearRegression
-joblib.dump(LinearRegression().fit([[0, 0], [1, 0], [0, 1], [2, 1]], [0, 2, 1, 5]), sys.argv[1] + "/model.joblib")
-"""
 
 
 class Server:
@@ -47,15 +37,11 @@ class Server:
         self.proc = xgboost_runtime.popen_module(MODULE, base, env)
 
     def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
+        def pinged() -> bool:
             assert self.proc.poll() is None, self.proc.stdout.read()
-            try:
-                if self.request("GET", "/ping")[0] == 200:
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError("the model server did not answer /ping")
+            return self.request("GET", "/ping")[0] == 200
+
+        wait_for(pinged, timeout=timeout, interval=0.05, ignore=(OSError,), what="the model server to answer /ping")
 
     def connection(self) -> http.client.HTTPConnection:
         if self.socket_path:
@@ -118,7 +104,7 @@ def serve(tmp_path):
 
 
 def test_xgboost_model_csv_libsvm_json_and_errors(serve):
-    server = serve(MAKE_XGBOOST_MODEL, unix=True)
+    server = serve(xgboost_runtime.MAKE_XGBOOST_MODEL, unix=True)
     assert server.request("GET", "/ping")[0] == 200
     status, content_type, body = server.request("GET", "/execution-parameters")
     assert status == 200 and json.loads(body)["BatchStrategy"] == "MULTI_RECORD"
@@ -141,13 +127,13 @@ def test_xgboost_model_csv_libsvm_json_and_errors(serve):
 
 
 def test_xgboost_batch_answers_one_line_per_record(serve):
-    server = serve(MAKE_XGBOOST_MODEL, env={"SAGEMAKER_BATCH": "True"})
+    server = serve(xgboost_runtime.MAKE_XGBOOST_MODEL, env={"SAGEMAKER_BATCH": "True"})
     status, _, body = server.invoke("3,2\n1,0\n6,1\n", "text/csv", "text/csv")
     assert status == 200 and len(body.decode().splitlines()) == 3 and body.endswith(b"\n")
 
 
 def test_sklearn_defaults_with_a_joblib_model(serve):
-    server = serve(MAKE_SKLEARN_MODEL, env={"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv"})
+    server = serve(xgboost_runtime.MAKE_SKLEARN_MODEL, env={"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv"})
     status, content_type, body = server.invoke("3,2\n", "text/csv", "*/*")
     assert status == 200 and content_type == "text/csv" and abs(float(body) - 8) < 1e-6
     status, content_type, body = server.invoke("[[1, 1]]", "application/json", "application/json")
@@ -157,7 +143,7 @@ def test_sklearn_defaults_with_a_joblib_model(serve):
 
 
 def test_user_handlers_with_context(serve):
-    server = serve(MAKE_SKLEARN_MODEL, code={"inference.py": """
+    server = serve(xgboost_runtime.MAKE_SKLEARN_MODEL, code={"inference.py": """
         import json, os, joblib
         def model_fn(model_dir, context):
             assert context.system_properties["model_dir"] == model_dir
@@ -186,7 +172,7 @@ def test_user_handlers_with_context(serve):
 
 
 def test_transform_fn_and_a_named_program(serve):
-    server = serve(MAKE_SKLEARN_MODEL, env={"SAGEMAKER_PROGRAM": "serve_me.py"}, code={"serve_me.py": """
+    server = serve(xgboost_runtime.MAKE_SKLEARN_MODEL, env={"SAGEMAKER_PROGRAM": "serve_me.py"}, code={"serve_me.py": """
         def transform_fn(model, data, content_type, accept):
             return f"{type(model).__name__} {content_type} {accept} {len(data)}"
     """})
@@ -196,7 +182,7 @@ def test_transform_fn_and_a_named_program(serve):
 
 
 def test_transform_fn_with_input_fn_is_refused(serve):
-    server = serve(MAKE_SKLEARN_MODEL, ready=False, code={"inference.py": """
+    server = serve(xgboost_runtime.MAKE_SKLEARN_MODEL, ready=False, code={"inference.py": """
         def transform_fn(model, data, content_type, accept): return data
         def input_fn(data, content_type): return data
     """})

@@ -22,13 +22,13 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
-import boto3
 import pytest
 import uvicorn
-import xgboost_runtime
-from jobs import tar_gz
+from support import xgboost_runtime
+from support.jobs import tar_gz
 from botocore.exceptions import ClientError
-from conftest import ACCOUNT, REGION, free_port
+from support.server import ACCOUNT, REGION, free_port
+from support.waiting import status_in, wait_for
 
 from selfmaker.config import Settings
 from selfmaker.engines import model_server
@@ -64,10 +64,11 @@ class InProcessServer:
 
     def start(self) -> InProcessServer:
         self.thread.start()
-        deadline = time.time() + 30
-        while not self.server.started:
-            assert time.time() < deadline and self.thread.is_alive(), "the in-process server did not start"
-            time.sleep(0.02)
+        def started() -> bool:
+            assert self.thread.is_alive(), "the in-process server thread ended"
+            return self.server.started
+
+        wait_for(started, timeout=30, interval=0.02, what="the in-process server to start")
         return self
 
     def stop(self) -> None:
@@ -164,10 +165,11 @@ def model_servers(tmp_path_factory):
         processes.append(xgboost_runtime.popen_module("selfmaker.container.inference_server", root,
                                                       {"SELFMAKER_BIND_TO_SOCKET": str(path)}))
         sockets.append(str(path))
-    deadline = time.time() + 60
-    while not all(model_server.ping(path) for path in sockets):
-        assert time.time() < deadline and all(p.poll() is None for p in processes), "model servers did not start"
-        time.sleep(0.05)
+    def pinged() -> bool:
+        assert all(p.poll() is None for p in processes), "a model server exited"
+        return all(model_server.ping(path) for path in sockets)
+
+    wait_for(pinged, timeout=60, interval=0.05, what="the model servers to answer /ping")
     yield sockets
     for process in processes:
         process.terminate()
@@ -394,12 +396,12 @@ def test_shadow_gets_its_sampling_share_and_never_fails_the_caller(runtime, endp
     for _ in range(count):
         result = runtime.invoke_endpoint(EndpointName=name, Body=b"[1]", ContentType="application/json")
         assert result["InvokedProductionVariant"] == "Prod"
-    deadline = time.time() + 10
-    while True:  # the shadow copies run in the background: wait until they stop arriving
+    def settled() -> bool:  # the shadow copies run in the background: until they stop arriving
         before = len(shadow.requests)
         time.sleep(0.2)
-        if len(shadow.requests) == before or time.time() > deadline:
-            break
+        return len(shadow.requests) == before
+
+    wait_for(settled, timeout=10, interval=0, what="the shadow copies to stop arriving")
     assert len(production.requests) == count
     assert abs(len(shadow.requests) - 100) <= 4 * math.sqrt(count * 0.25 * 0.75), len(shadow.requests)
     assert all(body == b"[1]" for body, _ in shadow.requests)
@@ -409,19 +411,22 @@ CAPTURE_KEY = re.compile(r"^capture/(?P<endpoint>[^/]+)/(?P<variant>[^/]+)/\d{4}
                          r"\d{2}-\d{2}-\d{3}-[0-9a-f-]{36}\.jsonl$")
 
 
+def capture_records(s3, bucket: str, endpoint_name: str) -> dict[str, list[dict]]:
+    """Capture records under s3://bucket/capture/<endpoint>/ by variant, as they are now."""
+    records: dict[str, list[dict]] = {}
+    for item in s3.list_objects_v2(Bucket=bucket, Prefix=f"capture/{endpoint_name}/").get("Contents", []):
+        match = CAPTURE_KEY.match(item["Key"])
+        assert match, item["Key"]
+        text = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode()
+        records.setdefault(match["variant"], []).extend(json.loads(line) for line in text.splitlines())
+    return records
+
+
 def captured(s3, bucket: str, endpoint_name: str, expected: int, timeout: float = 15) -> dict[str, list[dict]]:
-    """Capture records under s3://bucket/capture/<endpoint>/ by variant, once ``expected`` of them arrived."""
-    deadline = time.time() + timeout
-    while True:
-        records: dict[str, list[dict]] = {}
-        for item in s3.list_objects_v2(Bucket=bucket, Prefix=f"capture/{endpoint_name}/").get("Contents", []):
-            match = CAPTURE_KEY.match(item["Key"])
-            assert match, item["Key"]
-            text = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode()
-            records.setdefault(match["variant"], []).extend(json.loads(line) for line in text.splitlines())
-        if sum(map(len, records.values())) >= expected or time.time() > deadline:
-            return records
-        time.sleep(0.2)
+    """capture_records once ``expected`` of them arrived."""
+    return wait_for(lambda: capture_records(s3, bucket, endpoint_name),
+                    lambda records: sum(map(len, records.values())) >= expected, timeout=timeout, interval=0.2,
+                    what=f"{expected} capture records of {endpoint_name}")
 
 
 def test_data_capture(hosting, client, runtime, endpoint, containers, unique):
@@ -467,7 +472,8 @@ def test_data_capture(hosting, client, runtime, endpoint, containers, unique):
     runtime.invoke_endpoint(EndpointName=only_input, Body=b"1", ContentType="text/csv")
     [record] = captured(s3, bucket, only_input, expected=1)["Prod"]
     assert list(record["captureData"]) == ["endpointInput"]
-    assert captured(s3, bucket, unsampled, expected=1, timeout=2) == {}
+    time.sleep(2)  # two flushes: had anything been sampled, it would be there
+    assert capture_records(s3, bucket, unsampled) == {}
 
 
 def test_metrics_per_variant(hosting, client, runtime, endpoint, containers):
@@ -490,10 +496,8 @@ def test_metrics_per_variant(hosting, client, runtime, endpoint, containers):
                                                   Statistics=[statistic])["Datapoints"]
         return sum(p[statistic] for p in points) if points else None
 
-    deadline = time.time() + 10
-    while total("Invocations", "Bad") is None:  # the metric store flushes every second
-        assert time.time() < deadline, "no metrics arrived"
-        time.sleep(0.2)
+    # the metric store flushes every second
+    wait_for(lambda: total("Invocations", "Bad") is not None, timeout=10, interval=0.2, what="the first metrics")
     assert total("Invocations", "Good") == 3 and total("Invocations", "Good", config=True) == 3
     assert total("InvocationsPerInstance", "Good") == 3
     assert total("InvocationModelErrors", "Good") == 0 and total("InvocationModelErrors", "Bad") == 1
@@ -543,12 +547,10 @@ def model_archive(version: str) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def deployed(server):
+def deployed(module_client):
     """deploy(name, production, shadows=(), capture=None): an InService endpoint whose variants' models answer
     "<variant>:<body>"; variants are (name, weight) pairs. The endpoints are deleted at the end."""
-    options = {"endpoint_url": server.url, "region_name": REGION, "aws_access_key_id": "k",
-               "aws_secret_access_key": "s"}
-    s3, sm = boto3.client("s3", **options), boto3.client("sagemaker", **options)
+    s3, sm = module_client("s3"), module_client("sagemaker")
     s3.create_bucket(Bucket=E2E_BUCKET)
     names = []
 
@@ -572,11 +574,11 @@ def deployed(server):
         sm.create_endpoint_config(EndpointConfigName=name, **config)
         sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
         names.append(name)
-        deadline = time.time() + 600  # the first endpoint of a run may build the XGBoost runtime
-        while (found := sm.describe_endpoint(EndpointName=name))["EndpointStatus"] != "InService":
-            assert found["EndpointStatus"] != "Failed", found.get("FailureReason")
-            assert time.time() < deadline, f"{name} is still {found['EndpointStatus']}"
-            time.sleep(0.1)
+        # the first endpoint of a run may build the XGBoost runtime
+        found = wait_for(lambda: sm.describe_endpoint(EndpointName=name),
+                         status_in("EndpointStatus", ("InService", "Failed")), timeout=600,
+                         what=f"endpoint {name} to be in service")
+        assert found["EndpointStatus"] == "InService", found.get("FailureReason")
         return name
 
     yield deploy
@@ -603,14 +605,17 @@ def records_by_variant(s3, prefix: str, endpoint: str) -> dict[str, list[dict]]:
 
 def settled_records(s3, prefix: str, endpoint: str, at_least: int) -> dict[str, list[dict]]:
     """The captured records once at least ``at_least`` arrived and two looks a flush apart agree."""
-    deadline, previous = time.time() + 20, None
-    while True:
+    looks: list[dict[str, int]] = []
+
+    def look() -> dict[str, list[dict]]:
         records = records_by_variant(s3, prefix, endpoint)
-        counts = {variant: len(found) for variant, found in records.items()}
-        if (sum(counts.values()) >= at_least and counts == previous) or time.time() > deadline:
-            return records
-        previous = counts
-        time.sleep(1.2)
+        looks.append({variant: len(found) for variant, found in records.items()})
+        return records
+
+    def settled(records) -> bool:
+        return sum(looks[-1].values()) >= at_least and len(looks) > 1 and looks[-1] == looks[-2]
+
+    return wait_for(look, settled, timeout=20, interval=1.2, what=f"at least {at_least} records, settled")
 
 
 def test_endpoint_variants_split_target_and_capture(deployed, client, unique):

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import time
 
-from jobs import code_archive, log_lines, training_request, wait
+from support.jobs import code_archive, training_request, wait, wait_for_log
 
 
 def _pids(marker: str) -> list[int]:
@@ -38,11 +38,8 @@ def test_jobs_are_followed_or_failed_after_a_sigkill(make_server, client, unique
         names[label] = unique(label)
         sm.create_training_job(**training_request(names[label], bucket, key))
     logs = client("logs", server)
-    deadline = time.time() + 600
     for name in names.values():  # every job's script has started
-        while "working" not in log_lines(logs, "/aws/sagemaker/TrainingJobs", name):
-            assert time.time() < deadline
-            time.sleep(0.1)
+        wait_for_log(logs, "/aws/sagemaker/TrainingJobs", name, "working")
     server.kill()
     # The instance's supervisor leads its process group: killing the group leaves no exit status behind.
     pid_file = next(server.data_dir.glob(f"jobs/*/*/training-job/{names['vanishes']}/algo-1/state/pid"))

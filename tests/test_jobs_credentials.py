@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
-from jobs import code_archive, log_lines, training_request, wait
+from support.clients import make_client
+from support.jobs import code_archive, log_lines, training_request, wait, wait_for_log
 
 ACCOUNT, KEY, SECRET = "333333333333", "AKIAJOBSOWNER0000001", "secret-of-the-job-owner"
 
@@ -29,8 +28,7 @@ def strict(make_server, tmp_path_factory):
 
 
 def connect(server, service: str, key: str = KEY, secret: str = SECRET):
-    return boto3.client(service, endpoint_url=server.url, region_name="us-east-1", aws_access_key_id=key,
-                        aws_secret_access_key=secret)
+    return make_client(service, server.url, access_key=key, secret_key=secret)
 
 
 def test_a_job_calls_the_server_as_its_account_until_it_ends(strict, unique):
@@ -69,10 +67,7 @@ def test_a_restarted_server_still_knows_the_key_of_a_running_job(strict, unique)
     request = training_request(name, bucket, "code/later.tar.gz")
     request["RoleArn"] = f"arn:aws:iam::{ACCOUNT}:role/SageMakerRole"
     sm.create_training_job(**request)
-    deadline = time.time() + 600
-    while "waiting" not in log_lines(connect(strict, "logs"), "/aws/sagemaker/TrainingJobs", name):
-        assert time.time() < deadline
-        time.sleep(0.1)
+    wait_for_log(connect(strict, "logs"), "/aws/sagemaker/TrainingJobs", name, "waiting")
     strict.kill()
     strict.start()
     data = next(strict.data_dir.glob(f"jobs/{ACCOUNT}/*/training-job/{name}/algo-1/ml/input/data"))

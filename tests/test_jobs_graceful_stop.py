@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import io
 import tarfile
-import time
 
 import pytest
-from jobs import code_archive, log_lines, training_request, wait
+from support.jobs import code_archive, log_lines, training_request, wait, wait_for_log
 
 GROUP = "/aws/sagemaker/TrainingJobs"
 
@@ -44,10 +43,7 @@ def model_files(client, uri: str) -> dict[str, str]:
 
 
 def wait_for_line(client, job: str, text: str) -> None:
-    deadline = time.time() + 600
-    while not any(text in line for line in log_lines(client("logs"), GROUP, job)):
-        assert time.time() < deadline, f"{job} never logged {text!r}"
-        time.sleep(0.2)
+    wait_for_log(client("logs"), GROUP, job, text)
 
 
 def test_stop_training_job_lets_the_script_save_and_uploads_the_model(client, sm, bucket, unique):
@@ -82,10 +78,7 @@ def test_a_script_ignoring_sigterm_is_killed_after_the_grace_period(client, sm, 
         """}))
     name = unique("stubborn")
     sm_short.create_training_job(**training_request(name, bucket, "code/stubborn.tar.gz"))
-    deadline = time.time() + 600
-    while not any("ignoring SIGTERM" in line for line in log_lines(client("logs", srv), GROUP, name)):
-        assert time.time() < deadline
-        time.sleep(0.2)
+    wait_for_log(client("logs", srv), GROUP, name, "ignoring SIGTERM")
     sm_short.stop_training_job(TrainingJobName=name)
     job = wait(sm_short, "training", name, timeout=30)
     assert job["TrainingJobStatus"] == "Stopped"

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from botocore.exceptions import ClientError
 
-from jobs import log_lines, processing_request, s3_input, s3_output, wait
+from support.jobs import log_lines, processing_request, s3_input, s3_output, wait
+from support.waiting import wait_for
 
 GROUP = "/aws/sagemaker/ProcessingJobs"
 
@@ -103,10 +103,8 @@ def test_continuous_outputs_appear_while_the_job_runs(client, sm, bucket, unique
         name, ["python3", f"/opt/ml/processing/code/{name}.py"],
         inputs=[s3_input("code", f"s3://{bucket}/code/{name}.py", "/opt/ml/processing/code")],
         outputs=[s3_output("out", f"s3://{bucket}/continuous", "/opt/ml/processing/output", mode="Continuous")]))
-    deadline = time.time() + 600
-    while "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="continuous/"):
-        assert time.time() < deadline
-        time.sleep(0.2)
+    wait_for(lambda: "Contents" in s3.list_objects_v2(Bucket=bucket, Prefix="continuous/"), timeout=600,
+             interval=0.2, what="a continuous upload")
     assert sm.describe_processing_job(ProcessingJobName=name)["ProcessingJobStatus"] == "InProgress"
     assert wait(sm, "processing", name)["ProcessingJobStatus"] == "Completed"
 

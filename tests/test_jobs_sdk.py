@@ -2,33 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
-from jobs import SKLEARN_IMAGE
-
-# Runs the SDK code as a child process and reports its exit code and everything it printed, so a test can
-# check the job's log lines the SDK streamed to the terminal.
-CAPTURE = '''
-import json, subprocess, sys, textwrap
-import boto3
-try:
-    boto3.client("s3").create_bucket(Bucket="selfmaker-sdk-tests")
-except boto3.client("s3").exceptions.BucketAlreadyOwnedByYou:
-    pass
-inner = textwrap.dedent({inner!r})
-proc = subprocess.run([sys.executable, "-c", inner], capture_output=True, text=True, timeout=900)
-print(json.dumps({{"rc": proc.returncode, "output": proc.stdout + proc.stderr}}))
-'''
-
-
-def run_captured(sdk, server, inner: str, env: dict | None = None) -> tuple[dict, str]:
-    result = sdk.run(server, CAPTURE.format(inner=inner), timeout=1000, env=env)
-    output = result["output"]
-    assert result["rc"] == 0, output[-6000:]
-    last = [line for line in output.splitlines() if line.startswith("RESULT ")]
-    assert last, output[-6000:]
-    return json.loads(last[-1][len("RESULT "):]), output
-
+from support.jobs import SKLEARN_IMAGE
+from support.sdk import run_captured
 
 def test_v2_sklearn_processor_runs_a_script(sdk_v2, server, tmp_path):
     script = tmp_path / "preprocess.py"

@@ -10,7 +10,7 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
-from jobs import SKLEARN_IMAGE, code_archive, log_lines, training_request, wait
+from support.jobs import SKLEARN_IMAGE, code_archive, log_lines, training_request, wait, wait_for_log
 
 GROUP = "/aws/sagemaker/TrainingJobs"
 
@@ -168,10 +168,7 @@ def test_stop_ends_the_whole_process_tree(client, sm, bucket, unique):
         """})
     name = unique("train")
     sm.create_training_job(**training_request(name, bucket, "code/tree.tar.gz"))
-    deadline = time.time() + 600
-    while not any("child started" in line for line in log_lines(client("logs"), GROUP, name)):
-        assert time.time() < deadline
-        time.sleep(0.2)
+    wait_for_log(client("logs"), GROUP, name, "child started")
     assert _running(marker)
     sm.stop_training_job(TrainingJobName=name)
     assert sm.describe_training_job(TrainingJobName=name)["TrainingJobStatus"] in ("Stopping", "Stopped")

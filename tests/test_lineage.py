@@ -7,7 +7,7 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import ACCOUNT, REGION
+from support.server import ACCOUNT, REGION
 
 pytestmark = pytest.mark.both_databases
 

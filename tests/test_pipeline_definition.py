@@ -10,7 +10,7 @@ import json
 import random
 
 import pytest
-from pipeline_definitions import ABALONE, mutated, step_of
+from support.pipeline_definitions import ABALONE, mutated, step_of
 
 from selfmaker.engines.pipelines import DefinitionError, parse
 

@@ -7,7 +7,7 @@ import copy
 import json
 
 import pytest
-from pipeline_definitions import ABALONE, DESCRIBE_PROCESSING, DESCRIBE_TRAINING, EXECUTION_ID, FakeScope
+from support.pipeline_definitions import ABALONE, DESCRIBE_PROCESSING, DESCRIBE_TRAINING, EXECUTION_ID, FakeScope
 
 from selfmaker.engines.pipelines import (
     ConditionError, EvaluationError, ParameterError, PropertyError, cache_key, cast_parameters, condition_holds,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from pipeline_definitions import DESCRIBE_PROCESSING, DESCRIBE_TRAINING, FakeScope
+from support.pipeline_definitions import DESCRIBE_PROCESSING, DESCRIBE_TRAINING, FakeScope
 
 from selfmaker.engines.pipelines import cast_parameters, condition_holds, evaluate, parse
 

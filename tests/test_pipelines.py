@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import itertools
 import json
-import time
 import uuid
 
 import pytest
 from botocore.exceptions import ClientError
-from pipelines_helpers import (
+
+from support.pipelines import (
     ROLE,
     create,
     definition,
@@ -25,6 +25,7 @@ from pipelines_helpers import (
     steps,
     wait,
 )
+from support.waiting import wait_for
 
 pytestmark = pytest.mark.both_databases
 
@@ -191,13 +192,8 @@ def classic(prefix: str) -> tuple[list, list]:
 
 
 @pytest.fixture(scope="module")
-def classic_pipeline(srv):
-    import boto3
-
-    sm = boto3.client("sagemaker", endpoint_url=srv.url, region_name="us-east-1", aws_access_key_id="a",
-                      aws_secret_access_key="b")
-    s3 = boto3.client("s3", endpoint_url=srv.url, region_name="us-east-1", aws_access_key_id="a",
-                      aws_secret_access_key="b")
+def classic_pipeline(module_client, srv):
+    sm, s3 = module_client("sagemaker", srv), module_client("s3", srv)
     try:
         s3.create_bucket(Bucket=BUCKET)
     except ClientError:
@@ -339,12 +335,8 @@ def test_stop_stops_running_jobs(sm, unique):
     arn = start(sm, name)
     running = wait(sm, arn, until={"Executing"})
     assert running["PipelineExecutionStatus"] == "Executing"
-    import time as _time
-
-    deadline = _time.time() + 60
-    while steps(sm, arn).get("Sleep", {}).get("StepStatus") != "Executing":
-        assert _time.time() < deadline
-        _time.sleep(0.1)
+    wait_for(lambda: steps(sm, arn).get("Sleep", {}).get("StepStatus"), lambda status: status == "Executing",
+             what="the Sleep step to be executing")
     sm.stop_pipeline_execution(PipelineExecutionArn=arn, ClientRequestToken=str(uuid.uuid4()))
     assert sm.describe_pipeline_execution(PipelineExecutionArn=arn)["PipelineExecutionStatus"] in (
         "Stopping", "Stopped")
@@ -413,19 +405,16 @@ def test_update_execution_and_delete_with_running_execution(sm, unique):
 
 def _answer_one(sqs, sm, queue_url: str, succeed: bool) -> dict:
     """What a worker does: receive the step's message and answer it; returns the message body."""
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        messages = sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1).get("Messages", [])
-        if messages:
-            body = json.loads(messages[0]["Body"])
-            if succeed:
-                sm.send_pipeline_execution_step_success(
-                    CallbackToken=body["token"], OutputParameters=[{"Name": "answer", "Value": "42"}])
-            else:
-                sm.send_pipeline_execution_step_failure(CallbackToken=body["token"], FailureReason="worker said no")
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=messages[0]["ReceiptHandle"])
-            return body
-    raise AssertionError("no callback message arrived")
+    messages = wait_for(lambda: sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1).get("Messages", []),
+                        interval=0, what="a callback message")
+    body = json.loads(messages[0]["Body"])
+    if succeed:
+        sm.send_pipeline_execution_step_success(
+            CallbackToken=body["token"], OutputParameters=[{"Name": "answer", "Value": "42"}])
+    else:
+        sm.send_pipeline_execution_step_failure(CallbackToken=body["token"], FailureReason="worker said no")
+    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=messages[0]["ReceiptHandle"])
+    return body
 
 
 def test_callback_answered_by_a_worker_through_sqs(sm, client, srv, unique):

@@ -12,38 +12,31 @@ import os
 import signal
 import time
 
-import boto3
-from pipelines_helpers import create, processing, runtimes_config, start, steps, wait
+from support.pipelines import create, processing, runtimes_config, start, steps, wait
+from support.waiting import wait_for
 
 RETRY_INTERNAL_ERRORS = [{"ExceptionType": ["SageMaker.JOB_INTERNAL_ERROR"], "IntervalSeconds": 1,
                           "BackoffRate": 1.0, "MaxAttempts": 2}]
 
 
-def _client(server):
-    return boto3.client("sagemaker", endpoint_url=server.url, region_name="us-east-1", aws_access_key_id="a",
-                        aws_secret_access_key="b")
-
-
-def test_an_execution_resumes_after_a_sigkill(make_server, tmp_path):
+def test_an_execution_resumes_after_a_sigkill(make_server, client, tmp_path):
     server = make_server("pipelines-crash", env={"SELFMAKER_RUNTIMES_CONFIG": runtimes_config(tmp_path)}).start()
-    sm = _client(server)
+    sm = client("sagemaker", server)
     create(sm, "crash", [
         processing("Outlives", "import time; time.sleep(4)"),
         processing("Vanishes", "import time; time.sleep(4)", RetryPolicies=RETRY_INTERNAL_ERRORS),
         processing("Pending", "print('after both')", DependsOn=["Outlives", "Vanishes"]),
     ])
     arn = start(sm, "crash")
-    deadline = time.time() + 60
-    while {s["StepStatus"] for s in steps(sm, arn).values()} != {"Executing"} or len(steps(sm, arn)) != 2:
-        assert time.time() < deadline
-        time.sleep(0.1)
-    vanishing = steps(sm, arn)["Vanishes"]["Metadata"]["ProcessingJob"]["Arn"].rsplit("/", 1)[-1]
+    both_executing = wait_for(lambda: steps(sm, arn), lambda found: len(found) == 2 and {
+        s["StepStatus"] for s in found.values()} == {"Executing"}, what="the first two steps to be executing")
+    vanishing = both_executing["Vanishes"]["Metadata"]["ProcessingJob"]["Arn"].rsplit("/", 1)[-1]
     time.sleep(0.5)  # the instances are up
     server.kill()
     pid_file = next(server.data_dir.glob(f"jobs/*/*/processing-job/{vanishing}/algo-1/state/pid"))
     os.killpg(int(pid_file.read_text().split()[0]), signal.SIGKILL)
     server.start()
-    sm = _client(server)
+    sm = client("sagemaker", server)
     done = wait(sm, arn, timeout=120)
     assert done["PipelineExecutionStatus"] == "Succeeded", done.get("FailureReason")
     found = steps(sm, arn)

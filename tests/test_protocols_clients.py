@@ -13,9 +13,10 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
+
+from support.featurestore import wait_for_query
 
 # release -> what its botocore speaks to (athena, cloudwatch, sqs); the script checks it spoke that.
 OLD_CLIENTS = {
@@ -26,6 +27,7 @@ OLD_CLIENTS = {
 SCRIPT = r"""
 import datetime as dt, json, sys, time, uuid
 import boto3, botocore
+
 
 expected = json.loads(sys.argv[1])
 out = {"botocore": botocore.__version__}
@@ -165,11 +167,7 @@ def test_newest_boto3_athena_speaks_rest_json(client):
     qid = athena.start_query_execution(QueryString="SELECT 6 * 7 AS answer",
                                        ResultConfiguration={"OutputLocation": "s3://new-client-athena/out"})[
         "QueryExecutionId"]
-    deadline = time.time() + 30
-    while (state := athena.get_query_execution(QueryExecutionId=qid)["QueryExecution"]["Status"]["State"]) in (
-            "QUEUED", "RUNNING") and time.time() < deadline:
-        time.sleep(0.1)
-    assert state == "SUCCEEDED"
+    assert wait_for_query(athena, qid)["Status"]["State"] == "SUCCEEDED"
     page = athena.get_query_results(QueryExecutionId=qid, MaxResults=10)  # MaxResults in the query string
     assert [[d.get("VarCharValue") for d in r["Data"]] for r in page["ResultSet"]["Rows"]] == [["answer"], ["42"]]
     with pytest.raises(athena.exceptions.InvalidRequestException):

@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import ACCOUNT, REGION
+from support.server import ACCOUNT, REGION
 
 pytestmark = pytest.mark.both_databases
 

@@ -1,22 +1,15 @@
 """State survives restarts, including a SIGKILL, on whichever database the suite runs against."""
 
 import pytest
-import boto3
-from botocore.config import Config
 
-from conftest import ACCOUNT
+from support.server import ACCOUNT
 
 pytestmark = pytest.mark.both_databases
 
 
-def _client(srv):
-    return boto3.client("sagemaker", endpoint_url=srv.url, region_name="us-east-1", aws_access_key_id="k",
-                        aws_secret_access_key="s", config=Config(retries={"max_attempts": 1}))
-
-
-def test_everything_survives_sigkill(make_server):
+def test_everything_survives_sigkill(make_server, client):
     srv = make_server("restart").start()
-    sm = _client(srv)
+    sm = client("sagemaker", srv)
     role = f"arn:aws:iam::{ACCOUNT}:role/R"
     for i in range(5):
         sm.create_model(ModelName=f"m{i}", ExecutionRoleArn=role, PrimaryContainer={"Image": "img"},
@@ -27,7 +20,7 @@ def test_everything_survives_sigkill(make_server):
 
     srv.kill()
     srv.start()
-    sm = _client(srv)
+    sm = client("sagemaker", srv)
     assert [m["ModelName"] for m in sm.list_models(SortBy="Name", SortOrder="Ascending")["Models"]] == \
         [f"m{i}" for i in range(5)]
     assert sm.describe_experiment(ExperimentName="exp")["Description"] == "kept"

@@ -9,20 +9,19 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 import xml.etree.ElementTree as ET
 import zlib
 from pathlib import Path
 
-import boto3
 import pytest
 from boto3.s3.transfer import TransferConfig
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from selfmaker.objects import open_object_store
+from support.clients import make_client
+from support.waiting import wait_for
 
 MB = 1 << 20
 
@@ -568,9 +567,7 @@ def localhost_subdomains(monkeypatch):
 
 
 def test_virtual_host_addressing(server, bucket, localhost_subdomains):
-    virtual = boto3.client("s3", endpoint_url=f"http://localhost:{server.port}", region_name="us-east-1",
-                           aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="secret",
-                           config=Config(s3={"addressing_style": "virtual"}, retries={"max_attempts": 1}))
+    virtual = make_client("s3", f"http://localhost:{server.port}", s3={"addressing_style": "virtual"})
     seen_hosts = []
     virtual.meta.events.register("before-send.s3", lambda request, **_: seen_hosts.append(request.url))
     virtual.put_object(Bucket=bucket, Key="vh/key one", Body=b"virtual")
@@ -615,9 +612,7 @@ def test_accounts_own_their_buckets(make_server, tmp_path, unique):
     srv = make_server("s3-accounts", ["--auth", "strict", "--credentials-file", str(credentials)]).start()
 
     def as_(key, secret):
-        return boto3.client("s3", endpoint_url=srv.url, region_name="us-east-1", aws_access_key_id=key,
-                            aws_secret_access_key=secret,
-                            config=Config(retries={"max_attempts": 1}, signature_version="s3v4"))
+        return make_client("s3", srv.url, access_key=key, secret_key=secret, signature_version="s3v4")
 
     alice, bob = as_("AKIDALICE", "alice-secret"), as_("AKIDBOB", "bob-secret")
     name = unique("alice")
@@ -726,16 +721,13 @@ def test_local_backend_helpers_refuse_escaping_keys(tmp_path):
 
 def test_a_crash_mid_upload_leaves_no_partial_object(make_server):
     srv = make_server("s3-crash").start()
-    c = boto3.client("s3", endpoint_url=srv.url, region_name="us-east-1", aws_access_key_id="AKIDEXAMPLE",
-                     aws_secret_access_key="secret", config=Config(retries={"max_attempts": 1}))
+    c = make_client("s3", srv.url)
     c.create_bucket(Bucket="crash")
     c.put_object(Bucket="crash", Key="k", Body=b"old")
     conn = socket.create_connection(("127.0.0.1", srv.port))
     conn.sendall(b"PUT /crash/k HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10000000\r\n\r\n" + b"n" * 3_000_000)
-    deadline = time.time() + 10
-    while not any((srv.data_dir / "objects" / "staging").iterdir()) and time.time() < deadline:
-        time.sleep(0.05)  # the server is receiving the body
-    assert any((srv.data_dir / "objects" / "staging").iterdir()), "the upload never started"
+    wait_for(lambda: any((srv.data_dir / "objects" / "staging").iterdir()), timeout=10, interval=0.05,
+             what="the server to receive the body")
     srv.kill()
     conn.close()
     srv.start()

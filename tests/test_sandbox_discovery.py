@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from jobs import processing_request, s3_output, wait
-from pipelines_helpers import IMAGE, entrypoint, runtimes_config
+from support.jobs import processing_request, s3_output, wait
+from support.pipelines import IMAGE, entrypoint, runtimes_config
 from selfmaker.engines.executor import ExecutorUnavailable, bwrap
 
 # What bwrap prints on a host whose kernel refuses unprivileged user namespaces.

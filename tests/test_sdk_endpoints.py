@@ -8,11 +8,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from jobs import SKLEARN_IMAGE
-from test_endpoints import BUCKET, Models, tar_gz, xgboost_model_archive
-from test_inference_server import MAKE_SKLEARN_MODEL
 
 from selfmaker.engines import runtimes
+from support.endpoints import BUCKET, Models, xgboost_model_archive
+from support.jobs import SKLEARN_IMAGE, tar_gz
+from support.xgboost_runtime import MAKE_SKLEARN_MODEL
 
 # SDK v2 polls a new endpoint every 30 s; the tests poll every half second (their only change to the SDK).
 FAST_V2_WAIT = """

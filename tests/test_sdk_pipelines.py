@@ -9,7 +9,7 @@ with parameter overrides, followed with ``execution.wait()`` and
 
 from __future__ import annotations
 
-from test_jobs_sdk import run_captured
+from support.sdk import run_captured
 
 # y = 2a + b: XGBoost learns it well enough that the MSE on the test rows is small, never zero.
 DATA = "".join(f"{2 * (i % 7) + (i % 3)},{i % 7},{i % 3}\n" for i in range(80))

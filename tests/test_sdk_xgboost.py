@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from test_jobs_sdk import run_captured
+from support.sdk import run_captured
 
 TRAIN_CSV = "".join(f"{2 * (i % 7) + (i % 3)},{i % 7},{i % 3}\n" for i in range(60))
 VALIDATION_CSV = "".join(f"{2 * (i % 5) + (i % 2)},{i % 5},{i % 2}\n" for i in range(20))

@@ -10,14 +10,13 @@ wall on its own: the locked DuckDB refuses the same attacks even if a statement 
 
 from __future__ import annotations
 
-import time
 from types import SimpleNamespace
 
 import duckdb
 import pyarrow as pa
 import pytest
 from botocore.exceptions import ClientError
-from featurestore_helpers import create_group, record
+from support.featurestore import create_group, record, wait_for_query
 
 from selfmaker.aws.athena_sql import Sandbox, sandboxed_duckdb
 
@@ -42,14 +41,11 @@ def strict(make_server, credentials_file):
 
 
 @pytest.fixture(scope="module")
-def buckets(strict):
+def buckets(module_client, strict):
     """Each account's own bucket, made once for the module."""
-    import boto3
-
     names = {}
     for who, name in ((A, "athena-sec-a"), (B, "athena-sec-b")):
-        s3 = boto3.client("s3", endpoint_url=strict.url, region_name="us-east-1", aws_access_key_id=who.key,
-                          aws_secret_access_key=who.secret)
+        s3 = module_client("s3", strict, access_key=who.key, secret_key=who.secret)
         s3.create_bucket(Bucket=name)
         names[who.account] = name
     return names
@@ -73,12 +69,7 @@ def start(athena, sql: str, output: str, database: str = "default") -> str:
 
 
 def wait(athena, qid: str) -> dict:
-    deadline = time.time() + 30
-    while True:
-        execution = athena.get_query_execution(QueryExecutionId=qid)["QueryExecution"]
-        if execution["Status"]["State"] not in ("QUEUED", "RUNNING") or time.time() > deadline:
-            return execution
-        time.sleep(0.05)
+    return wait_for_query(athena, qid)
 
 
 def refusal(athena, sql: str, output: str) -> str:

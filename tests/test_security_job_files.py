@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import pytest
 from botocore.exceptions import ClientError
 
-from jobs import SKLEARN_IMAGE, ROLE, log_lines, processing_request, s3_input, s3_output, wait
+from support.jobs import SKLEARN_IMAGE, ROLE, log_lines, processing_request, s3_input, s3_output, wait
 
 SECRET = "host-secret-7c1f-never-in-a-bucket"
 KEY = "AKIAJOBFILES00000001"

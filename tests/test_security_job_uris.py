@@ -9,13 +9,12 @@ listing another account's prefix does too.
 from __future__ import annotations
 
 import json
-import time
 from types import SimpleNamespace
 
 import pytest
 from botocore.exceptions import ClientError
 
-from jobs import FIRST_JOB_SECONDS, SKLEARN_IMAGE, log_lines, processing_request, s3_input, s3_output, wait
+from support.jobs import SKLEARN_IMAGE, processing_request, s3_input, s3_output, wait, wait_for_log
 
 A = SimpleNamespace(account="111111111111", key="AKIAJOBURISACCOUNTA1")
 B = SimpleNamespace(account="222222222222", key="AKIAJOBURISACCOUNTB1")
@@ -134,10 +133,7 @@ def test_a_bucket_that_changes_owner_after_create_fails_the_job(as_, accounts, b
         name, ["python3", "/opt/ml/processing/code/wait.py"],
         inputs=[s3_input("code", f"s3://{buckets.mine}/code/wait.py", "/opt/ml/processing/code")],
         outputs=[s3_output("out", f"s3://{outputs}/result", "/opt/ml/processing/output")]))
-    deadline = time.time() + FIRST_JOB_SECONDS
-    while "waiting" not in log_lines(logs, "/aws/sagemaker/ProcessingJobs", name):
-        assert time.time() < deadline, sm.describe_processing_job(ProcessingJobName=name)
-        time.sleep(0.1)
+    wait_for_log(logs, "/aws/sagemaker/ProcessingJobs", name, "waiting")
     as_(A, "s3").delete_bucket(Bucket=outputs)
     as_(B, "s3").create_bucket(Bucket=outputs)
     ml = next(accounts.data_dir.glob(f"jobs/{A.account}/*/processing-job/{name}/algo-1/ml"))

@@ -11,15 +11,16 @@ the offline store writer) is refused at use time too, and never touches B's data
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from types import SimpleNamespace
 
 import pytest
 from botocore.exceptions import ClientError
-from featurestore_helpers import create_group, record
-from jobs import tar_gz
-from pipelines_helpers import IMAGE, runtimes_config
+from support.featurestore import create_group, record
+from support.jobs import tar_gz
+from support.endpoints import wait_status
+from support.pipelines import IMAGE, runtimes_config
+from support.waiting import status_in, wait_for
 
 A = SimpleNamespace(key="AKIAS3URISACCOUNTA01", account="111111111111")
 B = SimpleNamespace(key="AKIAS3URISACCOUNTB01", account="222222222222")
@@ -196,16 +197,12 @@ def test_offline_store_never_writes_to_a_bucket_that_changed_hands(as_, bucket, 
     hand_over(as_, swapped)
     runtime.put_record(FeatureGroupName=lost, Record=record(id="r1", et="1.0"))
     runtime.put_record(FeatureGroupName=fine, Record=record(id="r1", et="1.0"))
-    deadline = time.time() + 20
-    while (status := a.describe_feature_group(FeatureGroupName=lost)["OfflineStoreStatus"])["Status"] != "Blocked":
-        assert time.time() < deadline, f"the offline store of {lost} is still {status}"
-        time.sleep(0.1)
+    status = wait_for(lambda: a.describe_feature_group(FeatureGroupName=lost)["OfflineStoreStatus"],
+                      status_in("Status", ["Blocked"]), timeout=20, what=f"the offline store of {lost} to be blocked")
     assert swapped in status["BlockedReason"] and "another account" in status["BlockedReason"]
     assert keys(as_(B, "s3"), swapped) == []
     # The other group of the account is not held up by the blocked one.
-    while not keys(as_(A, "s3"), kept):
-        assert time.time() < deadline, f"nothing was written to {kept}"
-        time.sleep(0.1)
+    wait_for(lambda: keys(as_(A, "s3"), kept), timeout=20, what=f"a write to {kept}")
     assert a.describe_feature_group(FeatureGroupName=fine)["OfflineStoreStatus"] == {"Status": "Active"}
 
 
@@ -223,11 +220,9 @@ def test_a_pipeline_step_cannot_read_another_accounts_s3_json(as_, bucket, uniqu
                           ClientRequestToken=str(uuid.uuid4()), PipelineDefinition=json.dumps(definition))
         arn = a.start_pipeline_execution(PipelineName=name, ClientRequestToken=str(uuid.uuid4()))[
             "PipelineExecutionArn"]
-        deadline = time.time() + 60
-        while (found := a.describe_pipeline_execution(PipelineExecutionArn=arn))["PipelineExecutionStatus"] in (
-                "Executing", "Stopping"):
-            assert time.time() < deadline
-            time.sleep(0.1)
+        found = wait_for(lambda: a.describe_pipeline_execution(PipelineExecutionArn=arn),
+                         lambda d: d["PipelineExecutionStatus"] not in ("Executing", "Stopping"),
+                         what=f"{arn} to end")
         [step] = a.list_pipeline_execution_steps(PipelineExecutionArn=arn)["PipelineExecutionSteps"]
         return {**found, "Step": step}
 
@@ -240,11 +235,7 @@ def test_a_pipeline_step_cannot_read_another_accounts_s3_json(as_, bucket, uniqu
 
 
 def wait_endpoint(sm, name: str, timeout: float = 120) -> dict:
-    deadline = time.time() + timeout
-    while (found := sm.describe_endpoint(EndpointName=name))["EndpointStatus"] not in ("InService", "Failed"):
-        assert time.time() < deadline, f"endpoint {name} still {found['EndpointStatus']}"
-        time.sleep(0.1)
-    return found
+    return wait_status(sm, name, timeout=timeout)
 
 
 def test_endpoints_never_read_or_capture_into_a_bucket_that_changed_hands(as_, bucket, srv, unique):
@@ -265,18 +256,14 @@ def test_endpoints_never_read_or_capture_into_a_bucket_that_changed_hands(as_, b
     runtime = as_(A, "sagemaker-runtime")
     answer = runtime.invoke_endpoint(EndpointName=name, Body=b"first", ContentType="text/plain")["Body"].read()
     assert answer == b"A:first"
-    deadline = time.time() + 20
-    while not keys(a_s3, captures):  # capture is flushed every second
-        assert time.time() < deadline, "the first request was never captured"
-        time.sleep(0.1)
+    # capture is flushed every second
+    wait_for(lambda: keys(a_s3, captures), timeout=20, what="the first request to be captured")
 
     # Capture: B takes over the destination bucket; A's next requests are dropped, not written to B's bucket.
     hand_over(as_, captures)
     runtime.invoke_endpoint(EndpointName=name, Body=b"second", ContentType="text/plain")
-    deadline = time.time() + 20
-    while f"data capture for endpoint {name} dropped" not in srv.log_text:
-        assert time.time() < deadline, "the dropped capture was not logged"
-        time.sleep(0.1)
+    wait_for(lambda: f"data capture for endpoint {name} dropped" in srv.log_text, timeout=20,
+             what="the dropped capture to be logged")
     assert keys(b_s3, captures) == []
 
     # Model data: B takes over the model's bucket with its own model; a new endpoint of A's model fails.

@@ -13,10 +13,10 @@ import sys
 import tempfile
 from pathlib import Path, PurePosixPath
 
-import boto3
 import pytest
-from conftest import Server
-from jobs import log_lines, processing_request, s3_input, s3_output, wait
+from support.clients import make_client
+from support.jobs import log_lines, processing_request, s3_input, s3_output, wait
+from support.server import Server
 
 ACCOUNT, KEY, SECRET = "444444444444", "AKIASANDBOXOWNER0001", "secret-of-the-sandbox-owner"
 GROUP = "/aws/sagemaker/ProcessingJobs"
@@ -59,8 +59,7 @@ def strict():
 
 
 def connect(server, service: str):
-    return boto3.client(service, endpoint_url=server.url, region_name="us-east-1", aws_access_key_id=KEY,
-                        aws_secret_access_key=SECRET)
+    return make_client(service, server.url, access_key=KEY, secret_key=SECRET)
 
 
 def run_probe(server, name: str, paths: list[str], **extra) -> dict:

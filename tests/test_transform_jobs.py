@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import subprocess
 import time
 
-import boto3
 import pytest
-import xgboost_runtime
 from botocore.exceptions import ClientError
-from jobs import ROLE, SKLEARN_IMAGE, TERMINAL, log_lines, tar_gz
-from xgboost_runtime import XGBOOST_IMAGE
+
+from support import xgboost_runtime
+from support.jobs import ROLE, SKLEARN_IMAGE, TERMINAL, log_lines, tar_gz
+from support.waiting import status_in, wait_for
+from support.xgboost_runtime import XGBOOST_IMAGE
 
 GROUP = "/aws/sagemaker/TransformJobs"
 BUCKET = "transform-tests"
@@ -34,22 +36,15 @@ print(json.dumps(booster.predict(xgb.DMatrix(test)).tolist()))
 
 
 def wait(sm, name: str, timeout: float = FIRST_JOB_SECONDS, until=TERMINAL) -> dict:
-    deadline = time.time() + timeout
-    while True:
-        job = sm.describe_transform_job(TransformJobName=name)
-        if job["TransformJobStatus"] in until:
-            return job
-        assert time.time() < deadline, f"transform job {name} still {job['TransformJobStatus']} after {timeout} s"
-        time.sleep(0.1)
+    return wait_for(lambda: sm.describe_transform_job(TransformJobName=name), status_in("TransformJobStatus", until),
+                    timeout=timeout, what=f"transform job {name} to be {'/'.join(sorted(until))}")
 
 
 @pytest.fixture(scope="module")
-def boto(server):
-    def make(service: str):
-        return boto3.client(service, endpoint_url=server.url, region_name="us-east-1",
-                            aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="secret")
-    make("s3").create_bucket(Bucket=BUCKET)
-    return make
+def boto(module_client):
+    """boto("s3") -> a checked client on the session server, for module fixtures and tests alike."""
+    module_client("s3").create_bucket(Bucket=BUCKET)
+    return module_client
 
 
 @pytest.fixture(scope="module")
@@ -285,12 +280,9 @@ def transform_fn(model, data, content_type, accept):
 """
 
 
-def test_a_restarted_server_resumes_with_the_files_not_yet_written(make_server, unique):
+def test_a_restarted_server_resumes_with_the_files_not_yet_written(make_server, client, unique):
     server = make_server("transform-crash").start()
-
-    def make(service: str):
-        return boto3.client(service, endpoint_url=server.url, region_name="us-east-1",
-                            aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="secret")
+    make = functools.partial(client, srv=server)
 
     make("s3").create_bucket(Bucket=BUCKET)
     model = framework_model(make, unique("stamping"), STAMPING)
@@ -304,10 +296,8 @@ def test_a_restarted_server_resumes_with_the_files_not_yet_written(make_server, 
         found = make("s3").list_objects_v2(Bucket=BUCKET, Prefix=f"{name}/out/").get("Contents", [])
         return {o["Key"]: read(make, o["Key"]) for o in found}
 
-    deadline = time.time() + FIRST_JOB_SECONDS
-    while len(before := outputs()) < 2:
-        assert time.time() < deadline
-        time.sleep(0.05)
+    before = wait_for(outputs, lambda written: len(written) >= 2, timeout=FIRST_JOB_SECONDS, interval=0.05,
+                      what="two outputs written")
     server.kill()
     server.start()
     job = wait(make("sagemaker"), name, timeout=60)

@@ -12,7 +12,7 @@ import pytest
 from selfmaker.container import xgboost_algorithm
 from selfmaker.services.jobs.training import final_metrics
 
-import xgboost_runtime
+from support import xgboost_runtime
 
 MODULE = "selfmaker.container.xgboost_algorithm"
 

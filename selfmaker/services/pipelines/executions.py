@@ -283,7 +283,11 @@ def _answer(ctx: Context, params: dict, outcome: str, output: dict) -> dict:
             raise validation(f"Callback token '{token}' was already answered ({row.outcome}).")
         record = load(ctx, row.execution_arn, conn=conn)
         step = record.data[STEPS].get(row.step_name) or {}
-        if record.status not in ACTIVE or step.get("Status") != "Executing" or step.get("Token") != token:
+        # The token's row is written before its message is sent, the step's state only after: a fast worker
+        # can answer before that state is saved (no step yet, or Starting). Refused only once the step has
+        # moved on: another attempt's token, or an end.
+        moved_on = step.get("Token") not in (None, token) or step.get("Status") not in (None, "Starting", "Executing")
+        if record.status not in ACTIVE or moved_on:
             raise validation(f"The step '{row.step_name}' of '{row.execution_arn}' is not waiting for "
                              f"callback token '{token}'.")
         conn.execute(update(C).where(C.c.token == token).values(

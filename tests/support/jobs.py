@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import tarfile
 import textwrap
-import time
+
+from support.waiting import status_in, wait_for
 
 SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
@@ -42,13 +43,8 @@ def wait(sm, kind: str, name: str, timeout: float = FIRST_JOB_SECONDS, until=TER
     describe = getattr(sm, f"describe_{kind}_job")
     key = {"training": "TrainingJobName", "processing": "ProcessingJobName"}[kind]
     status_key = {"training": "TrainingJobStatus", "processing": "ProcessingJobStatus"}[kind]
-    deadline = time.time() + timeout
-    while True:
-        found = describe(**{key: name})
-        if found[status_key] in until:
-            return found
-        assert time.time() < deadline, f"{kind} job {name} still {found[status_key]} after {timeout} s"
-        time.sleep(0.1)
+    return wait_for(lambda: describe(**{key: name}), status_in(status_key, until), timeout=timeout,
+                    what=f"{kind} job {name} to be {'/'.join(sorted(until))}")
 
 
 def training_request(name: str, bucket: str, code_key: str, *, hyperparameters: dict | None = None,
@@ -110,3 +106,9 @@ def log_lines(logs, group: str, job: str) -> list[str]:
                                      startFromHead=True)["events"]
         lines += [e["message"] for e in events]
     return lines
+
+
+def wait_for_log(logs, group: str, job: str, text: str, timeout: float = FIRST_JOB_SECONDS) -> list[str]:
+    """Until a line of ``job``'s logs contains ``text`` (the job's script got that far); all its lines."""
+    return wait_for(lambda: log_lines(logs, group, job), lambda lines: any(text in line for line in lines),
+                    timeout=timeout, interval=0.2, what=f"{job} to log {text!r}")

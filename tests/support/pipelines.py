@@ -7,8 +7,9 @@ import base64
 import json
 import sys
 import textwrap
-import time
 import uuid
+
+from support.waiting import status_in, wait_for
 
 IMAGE = "selfmaker.test/python:3"
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
@@ -78,13 +79,10 @@ def start(sm, name: str, parameters: dict | None = None, **extra) -> str:
 
 
 def wait(sm, arn: str, timeout: float = 300, until=TERMINAL) -> dict:
-    deadline = time.time() + timeout
-    while True:
-        found = sm.describe_pipeline_execution(PipelineExecutionArn=arn)
-        if found["PipelineExecutionStatus"] in until:
-            return found
-        assert time.time() < deadline, f"{arn} still {found['PipelineExecutionStatus']} after {timeout} s"
-        time.sleep(0.1)
+    """DescribePipelineExecution until its status is in ``until``; the last description."""
+    return wait_for(lambda: sm.describe_pipeline_execution(PipelineExecutionArn=arn),
+                    status_in("PipelineExecutionStatus", until), timeout=timeout,
+                    what=f"{arn} to be {'/'.join(sorted(until))}")
 
 
 def steps(sm, arn: str) -> dict[str, dict]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from selfmaker.engines import runtimes
 
 XGBOOST_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @functools.lru_cache(maxsize=None)
@@ -36,3 +36,18 @@ def popen_module(module: str, base: Path, env: dict | None = None) -> subprocess
     return subprocess.Popen([python(), "-m", module], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), "SAGEMAKER_BASE_DIR": str(base),
                                  **(env or {})})
+
+
+# Scripts for python() that save a tiny trained model in the directory argv[1] (model servers' tests).
+MAKE_XGBOOST_MODEL = """
+import numpy as np, xgboost as xgb, sys
+x = np.array([[a, b] for a in range(7) for b in range(3)], dtype="float32")
+booster = xgb.train({"max_depth": 3, "eta": 0.5}, xgb.DMatrix(x, label=2 * x[:, 0] + x[:, 1]), num_boost_round=20)
+booster.save_model(sys.argv[1] + "/xgboost-model")
+"""
+
+MAKE_SKLEARN_MODEL = """
+import joblib, sys
+from sklearn.linear_model import LinearRegression
+joblib.dump(LinearRegression().fit([[0, 0], [1, 0], [0, 1], [2, 1]], [0, 2, 1, 5]), sys.argv[1] + "/model.joblib")
+"""

@@ -12,8 +12,6 @@ import base64
 import datetime
 import json
 
-import cbor2
-
 _NUMBER = (int, float)
 
 
@@ -90,6 +88,8 @@ def check_response(operation_model, response_dict) -> list[str]:
     if not isinstance(body, (bytes, str)) or not body.strip():
         return []
     if response_dict.get("headers", {}).get("content-type") == "application/cbor":
+        import cbor2  # here: SDK processes load this module without the test extras (support/sdk_site)
+
         try:
             value = _json_like(cbor2.loads(body))
         except (cbor2.CBORDecodeError, ValueError):
@@ -124,7 +124,34 @@ class ConformanceRecorder:
         self.problems: list[str] = []
 
     def attach(self, client) -> None:
-        client.meta.events.register("before-parse", self._before_parse)
+        # One unique_id: attaching twice (the factory, then the process-wide hook) checks each answer once.
+        client.meta.events.register("before-parse", self._before_parse, unique_id=f"conformance-{id(self)}")
+
+    def drain(self) -> list[str]:
+        """The problems seen since the last drain (the answers of one test, its fixtures included)."""
+        taken, self.problems[:] = list(self.problems), []
+        return taken
 
     def _before_parse(self, operation_model, response_dict, **_):
         self.problems += check_response(operation_model, response_dict)
+
+
+RECORDER = ConformanceRecorder()
+
+
+def check_every_client(recorder: ConformanceRecorder = RECORDER) -> None:
+    """Attach ``recorder`` to every botocore client this process creates from now on, however it is made
+    (boto3.client, a boto3 Session, a module-level client, a fixture): no answer escapes the check."""
+    from botocore.session import Session
+
+    if getattr(Session.create_client, "_checked_by", None) is recorder:
+        return
+    create_client = Session.create_client
+
+    def create_checked_client(self, *args, **kwargs):
+        client = create_client(self, *args, **kwargs)
+        recorder.attach(client)
+        return client
+
+    create_checked_client._checked_by = recorder
+    Session.create_client = create_checked_client

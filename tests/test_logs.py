@@ -1,10 +1,8 @@
-"""STS, IAM and CloudWatch Logs: the subsets the SageMaker SDKs call, through boto3 and the AWS CLI."""
+"""CloudWatch Logs: the subset the SageMaker SDKs call (groups, streams, events, tailing), through boto3 and the
+real SDKs; and the internal log API jobs write through."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import threading
 import time
 
@@ -18,7 +16,6 @@ from selfmaker.store import Store
 pytestmark = pytest.mark.both_databases
 
 ACCOUNT = "123456789012"
-ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/SageMakerRole"
 
 
 def error_of(call) -> tuple[str, str, int]:
@@ -30,131 +27,6 @@ def error_of(call) -> tuple[str, str, int]:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-# -- STS ------------------------------------------------------------------------------
-
-
-def test_get_caller_identity(client):
-    identity = client("sts").get_caller_identity()
-    assert identity["Account"] == ACCOUNT
-    assert identity["Arn"] == f"arn:aws:iam::{ACCOUNT}:root"
-    assert identity["UserId"] == ACCOUNT
-
-
-def test_get_caller_identity_with_the_aws_cli(server):
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "AWS_DEFAULT_REGION": "us-east-1"}
-    result = subprocess.run(["aws", "sts", "get-caller-identity", "--endpoint-url", server.url, "--output", "json"],
-                            capture_output=True, text=True, env=env, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {"UserId": ACCOUNT, "Account": ACCOUNT,
-                                         "Arn": f"arn:aws:iam::{ACCOUNT}:root"}
-
-
-@pytest.fixture(scope="module")
-def accounts_server(make_server, tmp_path_factory):
-    """A server whose credentials file maps keys to two accounts, one key to a named IAM user."""
-    path = tmp_path_factory.mktemp("aws-services") / "credentials.ini"
-    path.write_text("[AKIDALICE]\nsecret_access_key = a\naccount_id = 111111111111\nuser_name = alice\n"
-                    "[AKIDBOB]\nsecret_access_key = b\naccount_id = 222222222222\n")
-    return make_server("aws-services-accounts", ["--credentials-file", str(path)]).start()
-
-
-def test_get_caller_identity_names_the_keys_user_and_account(client, accounts_server):
-    alice = client("sts", srv=accounts_server, access_key="AKIDALICE", secret_key="a").get_caller_identity()
-    assert alice["Account"] == "111111111111" and alice["Arn"] == "arn:aws:iam::111111111111:user/alice"
-    assert alice["UserId"].startswith("AIDA") and len(alice["UserId"]) == 21
-    bob = client("sts", srv=accounts_server, access_key="AKIDBOB", secret_key="b").get_caller_identity()
-    assert bob == {**bob, "Account": "222222222222", "Arn": "arn:aws:iam::222222222222:root",
-                   "UserId": "222222222222"}
-
-
-def test_roles_and_log_groups_belong_to_their_account(client, accounts_server, unique):
-    alice, bob = ({"srv": accounts_server, "access_key": key, "secret_key": secret}
-                  for key, secret in (("AKIDALICE", "a"), ("AKIDBOB", "b")))
-    assert client("iam", **alice).get_role(RoleName="R")["Role"]["Arn"] == "arn:aws:iam::111111111111:role/R"
-    assert error_of(lambda: client("iam", **bob).simulate_principal_policy(
-        PolicySourceArn="arn:aws:iam::111111111111:role/R", ActionNames=["s3:GetObject"]))[0] == "NoSuchEntity"
-    group = unique("/mine")
-    client("logs", **alice).create_log_group(logGroupName=group)
-    bobs_logs = client("logs", **bob)
-    assert bobs_logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"] == []
-    bobs_logs.create_log_group(logGroupName=group)  # the same name is free in another account
-    arn = f"arn:aws:logs:us-east-1:111111111111:log-group:{group}"
-    assert error_of(lambda: bobs_logs.describe_log_streams(logGroupIdentifier=arn))[0] == \
-        "ResourceNotFoundException"
-
-
-# -- IAM ------------------------------------------------------------------------------
-
-
-def test_get_role_is_a_stable_role_that_sagemaker_may_assume(client):
-    iam = client("iam")
-    role = iam.get_role(RoleName="SageMakerRole")["Role"]
-    assert role["Arn"] == ROLE_ARN
-    assert role["RoleName"] == "SageMakerRole" and role["Path"] == "/"
-    assert role["RoleId"].startswith("AROA") and len(role["RoleId"]) == 21
-    # botocore URL-decodes and parses the document, as it does for real IAM.
-    statement = role["AssumeRolePolicyDocument"]["Statement"][0]
-    assert statement == {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"},
-                         "Action": "sts:AssumeRole"}
-    again = iam.get_role(RoleName="SageMakerRole")["Role"]
-    assert (again["RoleId"], again["CreateDate"]) == (role["RoleId"], role["CreateDate"])
-    assert iam.get_role(RoleName="OtherRole")["Role"]["RoleId"] != role["RoleId"]
-
-
-def test_get_role_rejects_a_malformed_name(client):
-    code, message, status = error_of(lambda: client("iam").get_role(RoleName="no spaces allowed"))
-    assert (code, status) == ("ValidationError", 400)
-    assert "roleName" in message
-
-
-def test_simulate_principal_policy_allows_every_action_and_pages(client):
-    iam = client("iam")
-    actions = ["s3:PutObject", "s3:GetObject", "sagemaker:CreateTrainingJob", "iam:PassRole", "logs:GetLogEvents"]
-    first = iam.simulate_principal_policy(PolicySourceArn=ROLE_ARN, ActionNames=actions, MaxItems=2)
-    assert first["IsTruncated"] is True
-    assert [r["EvalActionName"] for r in first["EvaluationResults"]] == actions[:2]
-    assert all(r["EvalDecision"] == "allowed" and r["EvalResourceName"] == "*" for r in first["EvaluationResults"])
-
-    pages = iam.get_paginator("simulate_principal_policy").paginate(
-        PolicySourceArn=ROLE_ARN, ActionNames=actions, PaginationConfig={"PageSize": 2})
-    results = [r for page in pages for r in page["EvaluationResults"]]
-    assert [r["EvalActionName"] for r in results] == actions
-
-    last = iam.simulate_principal_policy(PolicySourceArn=ROLE_ARN, ActionNames=actions, MaxItems=3,
-                                         Marker=iam.simulate_principal_policy(
-                                             PolicySourceArn=ROLE_ARN, ActionNames=actions, MaxItems=3)["Marker"])
-    assert last["IsTruncated"] is False and "Marker" not in last
-    assert [r["EvalActionName"] for r in last["EvaluationResults"]] == actions[3:]
-
-
-def test_simulate_principal_policy_reports_each_resource(client):
-    resources = ["arn:aws:s3:::bucket/*", "arn:aws:s3:::bucket"]
-    result = client("iam").simulate_principal_policy(
-        PolicySourceArn=f"arn:aws:iam::{ACCOUNT}:user/alice", ActionNames=["s3:PutObject"],
-        ResourceArns=resources)["EvaluationResults"]
-    assert len(result) == 1 and result[0]["EvalDecision"] == "allowed"
-    assert [(r["EvalResourceName"], r["EvalResourceDecision"]) for r in result[0]["ResourceSpecificResults"]] == [
-        (resources[0], "allowed"), (resources[1], "allowed")]
-
-
-def test_simulate_principal_policy_errors(client):
-    iam = client("iam")
-
-    def simulate(**kw):
-        return lambda: iam.simulate_principal_policy(**{"PolicySourceArn": ROLE_ARN, "ActionNames": ["s3:GetObject"],
-                                                        **kw})
-
-    assert error_of(simulate(PolicySourceArn="arn:aws:iam::999999999999:role/SageMakerRole")) == (
-        "NoSuchEntity", "The role with name SageMakerRole cannot be found.", 404)
-    code, message, _ = error_of(simulate(PolicySourceArn=f"arn:aws:sts::{ACCOUNT}:assumed-role/R/session"))
-    assert code == "InvalidInput" and "does not clear format check" in message
-    assert error_of(simulate(PolicySourceArn=f"arn:aws:iam::{ACCOUNT}:root"))[0] == "InvalidInput"
-    assert error_of(simulate(ResourceArns=["bucket/key"]))[0] == "InvalidInput"
-    assert error_of(simulate(Marker="forged-marker"))[0] == "InvalidInput"
-    marker = iam.simulate_principal_policy(PolicySourceArn=ROLE_ARN, ActionNames=["a:b", "c:d"], MaxItems=1)["Marker"]
-    assert error_of(simulate(Marker=marker))[0] == "InvalidInput"  # a marker of another simulation
 
 
 # -- CloudWatch Logs: groups and streams -----------------------------------------------

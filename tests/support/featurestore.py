@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+from support.waiting import status_in, wait_for
 
 BUCKET = "selfmaker-featurestore-tests"
 
@@ -19,12 +19,8 @@ def ensure_bucket(s3, bucket: str = BUCKET) -> str:
 
 
 def wait_status(sm, name: str, wanted=("Created", "CreateFailed"), timeout: float = 10.0) -> dict:
-    deadline = time.time() + timeout
-    while True:
-        d = sm.describe_feature_group(FeatureGroupName=name)
-        if d["FeatureGroupStatus"] in wanted or time.time() > deadline:
-            return d
-        time.sleep(0.05)
+    return wait_for(lambda: sm.describe_feature_group(FeatureGroupName=name), status_in("FeatureGroupStatus", wanted),
+                    timeout=timeout, interval=0.05, what=f"feature group {name} to be {'/'.join(wanted)}")
 
 
 def create_group(sm, name: str, features: dict[str, str], *, record_id: str = "id", event_time: str = "et",
@@ -72,3 +68,10 @@ def error_of(call, *args, **kwargs) -> tuple[str, int]:
     except ClientError as err:
         return err.response["Error"]["Code"], err.response["ResponseMetadata"]["HTTPStatusCode"]
     raise AssertionError(f"{call} succeeded; it should have failed")
+
+
+def wait_for_query(athena, qid: str, timeout: float = 30.0) -> dict:
+    """GetQueryExecution until the query has ended (SUCCEEDED, FAILED, CANCELLED); its QueryExecution."""
+    return wait_for(lambda: athena.get_query_execution(QueryExecutionId=qid)["QueryExecution"],
+                    lambda execution: execution["Status"]["State"] not in ("QUEUED", "RUNNING"), timeout=timeout,
+                    interval=0.05, what=f"query {qid} to end")
