@@ -20,12 +20,12 @@ from types import SimpleNamespace
 
 import pytest
 from botocore.exceptions import ClientError
-from featurestore_helpers import create_group, record
-from jobs import tar_gz
-from pipelines_helpers import IMAGE, entrypoint, runtimes_config
-from pipelines_helpers import create as create_pipeline
-from pipelines_helpers import start as start_pipeline
-from pipelines_helpers import wait as wait_pipeline
+from support.featurestore import create_group, record
+from support.jobs import tar_gz
+from support.pipelines import IMAGE, entrypoint, runtimes_config
+from support.pipelines import create as create_pipeline
+from support.pipelines import start as start_pipeline
+from support.pipelines import wait as wait_pipeline
 
 # The wall is in the store's SQL: hold it on both databases.
 pytestmark = pytest.mark.both_databases
