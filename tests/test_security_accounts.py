@@ -228,8 +228,8 @@ def test_experiments_and_metrics_stay_in_their_account(as_, unique):
     b_tc_arn = b.create_trial_component(TrialComponentName=b_tc)["TrialComponentArn"]
     a_exp, a_trial, a_tc = unique("a-exp"), unique("a-trial"), unique("a-tc")
     a.create_experiment(ExperimentName=a_exp)
-    a_trial_arn = a.create_trial(TrialName=a_trial, ExperimentName=a_exp)["TrialArn"]
-    a_tc_arn = a.create_trial_component(TrialComponentName=a_tc)["TrialComponentArn"]
+    a.create_trial(TrialName=a_trial, ExperimentName=a_exp)
+    a.create_trial_component(TrialComponentName=a_tc)
     b.associate_trial_component(TrialComponentName=b_tc, TrialName=b_trial)
 
     exp_arn = arn_of(B, f"experiment/{b_exp}")
