@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import tarfile
 
 import pytest
 
@@ -12,6 +10,7 @@ from selfmaker.objects.access import AccountObjects
 from selfmaker.objects.local import LocalObjectStore
 from selfmaker.objects.ownership import Ownership
 from selfmaker.server.errors import AWSError
+from support.jobs import tar_gz
 
 MINE, THEIRS = "111111111111", "222222222222"
 
@@ -29,14 +28,6 @@ def objects(tmp_path):
     return AccountObjects(store, _Owners(), MINE)
 
 
-def _tar(**members: bytes) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, body in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(body)
-            tar.addfile(info, io.BytesIO(body))
-    return buffer.getvalue()
 
 
 def test_download_prefix_copies_every_object_below_the_prefix(objects, tmp_path):
@@ -59,7 +50,7 @@ def test_a_key_that_climbs_out_is_refused_before_it_is_written(objects, tmp_path
 
 
 def test_another_accounts_bucket_is_refused(objects, tmp_path):
-    objects._objects.put_object("theirs", "model.tar.gz", _tar(x=b"1"))
+    objects._objects.put_object("theirs", "model.tar.gz", tar_gz({"x": b"1"}))
     with pytest.raises(AWSError) as caught:
         transfer.extract_object(objects, "theirs", "model.tar.gz", tmp_path / "out")
     assert caught.value.code == "AccessDenied"
@@ -69,7 +60,7 @@ def test_another_accounts_bucket_is_refused(objects, tmp_path):
 
 
 def test_extract_object_unpacks_a_tar_gz(objects, tmp_path):
-    objects.put_object("mine", "model.tar.gz", _tar(**{"model.pth": b"weights", "code/inference.py": b"pass"}))
+    objects.put_object("mine", "model.tar.gz", tar_gz({"model.pth": b"weights", "code/inference.py": b"pass"}))
     transfer.extract_object(objects, "mine", "model.tar.gz", tmp_path / "model")
     assert (tmp_path / "model/model.pth").read_bytes() == b"weights"
     assert (tmp_path / "model/code/inference.py").read_bytes() == b"pass"
@@ -77,7 +68,7 @@ def test_extract_object_unpacks_a_tar_gz(objects, tmp_path):
 
 @pytest.mark.parametrize("member", ["../escaped", "a/../../escaped"])
 def test_a_member_the_data_filter_refuses_is_named_without_the_host_path(objects, tmp_path, member):
-    objects.put_object("mine", "evil.tar.gz", _tar(**{member: b"x"}))
+    objects.put_object("mine", "evil.tar.gz", tar_gz({member: b"x"}))
     dest = tmp_path / "secret-host-dir"
     with pytest.raises(transfer.RefusedMember) as caught:
         transfer.extract_object(objects, "mine", "evil.tar.gz", dest)

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 from botocore.exceptions import ClientError
+from support.accounts import credentials_file
 from support.featurestore import create_group, record
 from support.jobs import tar_gz
 from support.endpoints import wait_status
@@ -42,9 +43,7 @@ def model_archive(owner: str) -> bytes:
 @pytest.fixture(scope="module")
 def srv(make_server, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("s3-uris")
-    credentials = tmp / "credentials.ini"
-    credentials.write_text("".join(f"[{who.key}]\nsecret_access_key = secret\naccount_id = {who.account}\n\n"
-                                   for who in (A, B)))
+    credentials = credentials_file(tmp, A, B)
     return make_server("s3-uris", ["--credentials-file", str(credentials)],
                        env={"SELFMAKER_RUNTIMES_CONFIG": runtimes_config(tmp)}).start()
 
