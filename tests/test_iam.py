@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from botocore.exceptions import ClientError
+
+from support.clients import error_of
 
 pytestmark = pytest.mark.both_databases
 
 ACCOUNT = "123456789012"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/SageMakerRole"
-
-
-def error_of(call) -> tuple[str, str, int]:
-    with pytest.raises(ClientError) as err:
-        call()
-    response = err.value.response
-    return response["Error"]["Code"], response["Error"]["Message"], response["ResponseMetadata"]["HTTPStatusCode"]
 
 
 def test_get_role_is_a_stable_role_that_sagemaker_may_assume(client):

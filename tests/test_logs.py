@@ -13,16 +13,11 @@ from sqlalchemy import event
 from selfmaker.aws import logs as logstore
 from selfmaker.store import Store
 
+from support.clients import error_of
+
 pytestmark = pytest.mark.both_databases
 
 ACCOUNT = "123456789012"
-
-
-def error_of(call) -> tuple[str, str, int]:
-    with pytest.raises(ClientError) as err:
-        call()
-    response = err.value.response
-    return response["Error"]["Code"], response["Error"]["Message"], response["ResponseMetadata"]["HTTPStatusCode"]
 
 
 def now_ms() -> int:

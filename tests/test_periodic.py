@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -10,15 +11,10 @@ import pytest
 
 from selfmaker.engines import periodic
 from selfmaker.engines.periodic import Periodic
+from support.waiting import wait_for as support_wait_for
 
-
-def wait_for(predicate, timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return predicate()
+# The suite's one polling loop, polled fast: these tests count steps as they happen.
+wait_for = functools.partial(support_wait_for, timeout=3.0, interval=0.005)
 
 
 class Counter:

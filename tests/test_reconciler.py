@@ -6,6 +6,7 @@ work is a Python function, so each test sees exactly when the reconciler ran a s
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 import time
@@ -15,6 +16,7 @@ import pytest
 from selfmaker.config import Settings
 from selfmaker.engines import reconciler as rec
 from selfmaker.backends import Backends
+from support.waiting import wait_for as support_wait_for
 
 _names = itertools.count()
 
@@ -62,13 +64,8 @@ def make_reconciler(backends):
         r.stop()
 
 
-def wait_for(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return predicate()
+# The suite's one polling loop, polled fast: these tests count steps as they happen.
+wait_for = functools.partial(support_wait_for, timeout=5.0, interval=0.005)
 
 
 def fail(n, _):

@@ -8,18 +8,12 @@ import os
 import subprocess
 
 import pytest
-from botocore.exceptions import ClientError
+
+from support.clients import error_of
 
 pytestmark = pytest.mark.both_databases
 
 ACCOUNT = "123456789012"
-
-
-def error_of(call) -> tuple[str, str, int]:
-    with pytest.raises(ClientError) as err:
-        call()
-    response = err.value.response
-    return response["Error"]["Code"], response["Error"]["Message"], response["ResponseMetadata"]["HTTPStatusCode"]
 
 
 def test_get_caller_identity(client):

@@ -26,3 +26,14 @@ def make_client(service: str, endpoint_url: str, *, access_key: str = ACCESS_KEY
         merged = merged.merge(Config(**config_options))
     return boto3.client(service, endpoint_url=endpoint_url, region_name=region, aws_access_key_id=access_key,
                         aws_secret_access_key=secret_key, aws_session_token=session_token, config=merged)
+
+
+def error_of(call) -> tuple[str, str, int]:
+    """(code, message, HTTP status) of the ClientError ``call()`` must raise."""
+    import pytest
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError) as err:
+        call()
+    response = err.value.response
+    return response["Error"]["Code"], response["Error"]["Message"], response["ResponseMetadata"]["HTTPStatusCode"]
