@@ -28,9 +28,9 @@ import time
 import urllib.request
 from array import array
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 from urllib.parse import urlsplit
 
 import boto3
@@ -56,8 +56,9 @@ def free_port() -> int:
 class ServerProcess:
     """A server in a subprocess on a free loopback port, stopped when the benchmark ends."""
 
-    def __init__(self, name: str, argv: Sequence[str], port: int, health_path: str, log_path: Path,
-                 env: dict | None = None):
+    def __init__(
+        self, name: str, argv: Sequence[str], port: int, health_path: str, log_path: Path, env: dict | None = None
+    ):
         self.name, self.argv, self.port, self.health_path = name, list(argv), port, health_path
         self.log_path, self.env = log_path, env
         self.proc: subprocess.Popen | None = None
@@ -66,10 +67,15 @@ class ServerProcess:
     def url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
-    def start(self, timeout: float = 60.0) -> "ServerProcess":
+    def start(self, timeout: float = 60.0) -> ServerProcess:
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env={**os.environ, **(self.env or {})})
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(self.env or {})},
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -101,7 +107,7 @@ class ServerProcess:
             self.proc.kill()
             self.proc.wait(5)
 
-    def __enter__(self) -> "ServerProcess":
+    def __enter__(self) -> ServerProcess:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -125,17 +131,29 @@ class _CannedBody:
         yield b"{}"
 
 
-def sign_requests(endpoint_url: str, service: str, calls: Iterable[tuple[str, dict]], *,
-                  region: str = "us-east-1", access_key: str = "AKIDBENCHMARK",
-                  secret_key: str = "benchmark-secret") -> list[PreparedRequest]:
+def sign_requests(
+    endpoint_url: str,
+    service: str,
+    calls: Iterable[tuple[str, dict]],
+    *,
+    region: str = "us-east-1",
+    access_key: str = "AKIDBENCHMARK",
+    secret_key: str = "benchmark-secret",
+) -> list[PreparedRequest]:
     """Build each (operation, params) call with a real boto3 client and capture it instead of sending it.
 
     A ``before-send`` handler that returns a response makes botocore skip the
     network, so the captured request is exactly what boto3 would have sent:
     serialized, validated and SigV4-signed.
     """
-    client = boto3.client(service, endpoint_url=endpoint_url, region_name=region, aws_access_key_id=access_key,
-                          aws_secret_access_key=secret_key, config=Config(retries={"total_max_attempts": 1}))
+    client = boto3.client(
+        service,
+        endpoint_url=endpoint_url,
+        region_name=region,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        config=Config(retries={"total_max_attempts": 1}),
+    )
     host = urlsplit(endpoint_url).netloc
     captured: list = []
 
@@ -220,7 +238,7 @@ class HttpConnection:
                 raise
             return self.roundtrip(payload)
         head = bytes(self.buffer[:end]).decode("latin-1").split("\r\n")
-        del self.buffer[:end + 4]
+        del self.buffer[: end + 4]
         status = int(head[0].split(" ", 2)[1])
         headers = {}
         for line in head[1:]:
@@ -252,11 +270,11 @@ class HttpConnection:
             while (end := self.buffer.find(b"\r\n")) < 0:
                 self._fill()
             size = int(bytes(self.buffer[:end]).split(b";", 1)[0], 16)
-            del self.buffer[:end + 2]
+            del self.buffer[: end + 2]
             while len(self.buffer) < size + 2:
                 self._fill()
             body += self.buffer[:size]
-            del self.buffer[:size + 2]
+            del self.buffer[: size + 2]
             if size == 0:
                 return bytes(body)
 
@@ -292,11 +310,19 @@ class RunResult:
         return not self.errors and set(self.statuses) <= {200}
 
     def as_dict(self) -> dict:
-        return {"label": self.label, "concurrency": self.concurrency, "requests": self.count,
-                "req_per_s": round(self.throughput, 1), "p50_ms": round(self.percentile_ms(50), 3),
-                "p99_ms": round(self.percentile_ms(99), 3), "wall_s": round(self.wall_seconds, 3),
-                "client_cpu_s": round(self.client_cpu_seconds, 3), "server_cpu_s": round(self.server_cpu_seconds, 3),
-                "statuses": dict(self.statuses), "errors": self.errors}
+        return {
+            "label": self.label,
+            "concurrency": self.concurrency,
+            "requests": self.count,
+            "req_per_s": round(self.throughput, 1),
+            "p50_ms": round(self.percentile_ms(50), 3),
+            "p99_ms": round(self.percentile_ms(99), 3),
+            "wall_s": round(self.wall_seconds, 3),
+            "client_cpu_s": round(self.client_cpu_seconds, 3),
+            "server_cpu_s": round(self.server_cpu_seconds, 3),
+            "statuses": dict(self.statuses),
+            "errors": self.errors,
+        }
 
 
 def merge(results: Sequence[RunResult]) -> RunResult:
@@ -306,11 +332,16 @@ def merge(results: Sequence[RunResult]) -> RunResult:
     statuses: Counter = Counter()
     for r in results:
         statuses.update(r.statuses)
-    return RunResult(label=first.label, concurrency=first.concurrency, latencies_ns=latencies,
-                     wall_seconds=sum(r.wall_seconds for r in results),
-                     client_cpu_seconds=sum(r.client_cpu_seconds for r in results),
-                     server_cpu_seconds=sum(r.server_cpu_seconds for r in results), statuses=statuses,
-                     errors=[e for r in results for e in r.errors][:3])
+    return RunResult(
+        label=first.label,
+        concurrency=first.concurrency,
+        latencies_ns=latencies,
+        wall_seconds=sum(r.wall_seconds for r in results),
+        client_cpu_seconds=sum(r.client_cpu_seconds for r in results),
+        server_cpu_seconds=sum(r.server_cpu_seconds for r in results),
+        statuses=statuses,
+        errors=[e for r in results for e in r.errors][:3],
+    )
 
 
 def percentile(sorted_values: Sequence[int], q: float) -> float:
@@ -321,8 +352,9 @@ def percentile(sorted_values: Sequence[int], q: float) -> float:
     return float(sorted_values[int(rank) - 1])
 
 
-def _worker(port: int, requests: list[bytes], start_index: int, cycle: bool, duration: float, warmup: int,
-            barrier, results) -> None:
+def _worker(
+    port: int, requests: list[bytes], start_index: int, cycle: bool, duration: float, warmup: int, barrier, results
+) -> None:
     """One client: replay ``requests`` (cycling for ``duration`` seconds, or each once), timing every answer."""
     conn = HttpConnection(port)
     latencies = array("q")
@@ -356,15 +388,23 @@ def _worker(port: int, requests: list[bytes], start_index: int, cycle: bool, dur
         cpu_after = resource.getrusage(resource.RUSAGE_SELF)
         cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
         results.put((started, finished, latencies.tobytes(), dict(statuses), errors, cpu))
-    except Exception as exc:  # noqa: BLE001 - reported to the parent, which fails the run
+    except Exception as exc:
         barrier.abort()
         results.put(exc.__class__.__name__ + ": " + str(exc))
     finally:
         conn.close()
 
 
-def replay(server: ServerProcess, requests: Sequence[PreparedRequest], *, label: str, concurrency: int,
-           duration: float | None = None, warmup: int = 20, timeout: float = 600.0) -> RunResult:
+def replay(
+    server: ServerProcess,
+    requests: Sequence[PreparedRequest],
+    *,
+    label: str,
+    concurrency: int,
+    duration: float | None = None,
+    warmup: int = 20,
+    timeout: float = 600.0,
+) -> RunResult:
     """Replay ``requests`` against ``server`` from ``concurrency`` processes, one keep-alive connection each.
 
     With ``duration``, each worker cycles through the requests until the time is up
@@ -382,9 +422,13 @@ def replay(server: ServerProcess, requests: Sequence[PreparedRequest], *, label:
             share, start, warm = payloads, (i * len(payloads)) // concurrency, warmup
         else:
             share, start, warm = payloads[i::concurrency], 0, 0
-        workers.append(context.Process(target=_worker, daemon=True,
-                                       args=(server.port, share, start, cycle, duration or 0.0, warm, barrier,
-                                             results)))
+        workers.append(
+            context.Process(
+                target=_worker,
+                daemon=True,
+                args=(server.port, share, start, cycle, duration or 0.0, warm, barrier, results),
+            )
+        )
     for worker in workers:
         worker.start()
     outcomes = []
@@ -413,9 +457,16 @@ def replay(server: ServerProcess, requests: Sequence[PreparedRequest], *, label:
         statuses.update(worker_statuses)
         errors.extend(worker_errors)
     wall = (max(o[1] for o in outcomes) - min(o[0] for o in outcomes)) / 1e9
-    return RunResult(label=label, concurrency=concurrency, latencies_ns=array("q", sorted(latencies)),
-                     wall_seconds=wall, client_cpu_seconds=sum(o[5] for o in outcomes),
-                     server_cpu_seconds=server_cpu, statuses=statuses, errors=errors[:3])
+    return RunResult(
+        label=label,
+        concurrency=concurrency,
+        latencies_ns=array("q", sorted(latencies)),
+        wall_seconds=wall,
+        client_cpu_seconds=sum(o[5] for o in outcomes),
+        server_cpu_seconds=server_cpu,
+        statuses=statuses,
+        errors=errors[:3],
+    )
 
 
 def fetch(server: ServerProcess, request: PreparedRequest) -> tuple[int, dict]:
@@ -441,8 +492,13 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
-            "platform": platform.platform(), "date": time.strftime("%Y-%m-%d %H:%M %Z")}
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+    }
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence], title: str | None = None) -> str:
@@ -455,8 +511,9 @@ def table(headers: Sequence[str], rows: Iterable[Sequence], title: str | None = 
     lines.append("| " + " | ".join(str(h).ljust(w) for h, w in zip(headers, widths)) + " |")
     lines.append("|" + "|".join("-" * (w + 1) + ":" if i else "-" * (w + 2) for i, w in enumerate(widths)) + "|")
     for row in rows:
-        lines.append("| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                                        for i, (c, w) in enumerate(zip(row, widths))) + " |")
+        lines.append(
+            "| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) + " |"
+        )
     return "\n".join(lines)
 
 

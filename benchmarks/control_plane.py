@@ -36,8 +36,19 @@ import boto3
 from botocore.config import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (PreparedRequest, RunResult, ServerProcess, fetch, free_port, log, machine, merge,  # noqa: E402
-                     replay, sign_requests, table)
+from _common import (
+    PreparedRequest,
+    RunResult,
+    ServerProcess,
+    fetch,
+    free_port,
+    log,
+    machine,
+    merge,
+    replay,
+    sign_requests,
+    table,
+)
 
 PAGE = 100  # MaxResults of every measured list page
 WARMUP = 3  # requests per client before each timed round: connected, and the server's caches warm
@@ -52,8 +63,16 @@ def start_servers(names: list[str], workdir: Path) -> dict[str, ServerProcess]:
     for name in names:
         port = free_port()
         if name == "selfmaker":
-            argv = [sys.executable, "-m", "selfmaker.cli", "serve", "--port", str(port),
-                    "--data-dir", str(workdir / "selfmaker-data")]
+            argv = [
+                sys.executable,
+                "-m",
+                "selfmaker.cli",
+                "serve",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(workdir / "selfmaker-data"),
+            ]
             health = "/_selfmaker/health"
         else:
             argv = [sys.executable, "-m", "moto.server", "-p", str(port)]
@@ -66,9 +85,14 @@ def start_servers(names: list[str], workdir: Path) -> dict[str, ServerProcess]:
 
 def last_page_token(server: ServerProcess, total: int) -> str | None:
     """The NextToken of the last page of ``total`` experiments, found by walking the pages with boto3."""
-    client = boto3.client("sagemaker", endpoint_url=server.url, region_name=BIG_REGION,
-                          aws_access_key_id="AKIDBENCHMARK", aws_secret_access_key="benchmark-secret",
-                          config=Config(retries={"total_max_attempts": 1}))
+    client = boto3.client(
+        "sagemaker",
+        endpoint_url=server.url,
+        region_name=BIG_REGION,
+        aws_access_key_id="AKIDBENCHMARK",
+        aws_secret_access_key="benchmark-secret",
+        config=Config(retries={"total_max_attempts": 1}),
+    )
     token, seen = None, 0
     while seen + PAGE < total:
         page = client.list_experiments(MaxResults=PAGE, **({"NextToken": token} if token else {}))
@@ -94,9 +118,11 @@ class Benchmark:
 
     def record(self, measurement: str, server: str, result: RunResult) -> RunResult:
         self.results.append((measurement, server, result))
-        log(f"  {server:9} {measurement:16} c={result.concurrency}: {result.throughput:8,.0f} req/s  "
+        log(
+            f"  {server:9} {measurement:16} c={result.concurrency}: {result.throughput:8,.0f} req/s  "
             f"p50 {result.percentile_ms(50):7.2f} ms  p99 {result.percentile_ms(99):7.2f} ms"
-            + ("" if result.ok else f"  ERRORS {dict(result.statuses)} {result.errors[:1]}"))
+            + ("" if result.ok else f"  ERRORS {dict(result.statuses)} {result.errors[:1]}")
+        )
         return result
 
     def sign(self, server: ServerProcess, calls, region: str = BIG_REGION) -> list[PreparedRequest]:
@@ -113,19 +139,25 @@ class Benchmark:
         creates = {}
         for name, server in self.servers.items():
             started = time.perf_counter()
-            small = self.sign(server, [("CreateExperiment", {"ExperimentName": f"small-{i:06d}"})
-                                       for i in range(args.small)], SMALL_REGION)
-            creates[name] = self.sign(server, [("CreateExperiment", {"ExperimentName": f"bench-{i:06d}"})
-                                               for i in range(n)])
-            log(f"signed {args.small + n:,} CreateExperiment requests for {name} in "
-                f"{time.perf_counter() - started:.1f} s")
+            small = self.sign(
+                server,
+                [("CreateExperiment", {"ExperimentName": f"small-{i:06d}"}) for i in range(args.small)],
+                SMALL_REGION,
+            )
+            creates[name] = self.sign(
+                server, [("CreateExperiment", {"ExperimentName": f"bench-{i:06d}"}) for i in range(n)]
+            )
+            log(
+                f"signed {args.small + n:,} CreateExperiment requests for {name} in "
+                f"{time.perf_counter() - started:.1f} s"
+            )
             self.fill(name, small, f"{args.small} experiments in {SMALL_REGION}")
 
         # Creates are measured by count: each request is sent once, to a list that grows.
         done = 0
         for concurrency in args.concurrency:
             for name, server in self.servers.items():
-                batch = creates[name][done:done + args.creates]
+                batch = creates[name][done : done + args.creates]
                 self.record(CREATE, name, replay(server, batch, label=CREATE, concurrency=concurrency))
             done += args.creates
         for name in self.servers:
@@ -136,11 +168,13 @@ class Benchmark:
         reads = {}  # measurement -> server -> prepared requests
         for name, server in self.servers.items():
             prepared = {
-                DESCRIBE: self.sign(server, [("DescribeExperiment", {"ExperimentName": f"bench-{i:06d}"})
-                                             for i in sample]),
+                DESCRIBE: self.sign(
+                    server, [("DescribeExperiment", {"ExperimentName": f"bench-{i:06d}"}) for i in sample]
+                ),
                 FIRST: self.sign(server, [("ListExperiments", {"MaxResults": PAGE})]),
-                LAST: self.sign(server, [("ListExperiments", {"MaxResults": PAGE,
-                                                              "NextToken": last_page_token(server, n)})]),
+                LAST: self.sign(
+                    server, [("ListExperiments", {"MaxResults": PAGE, "NextToken": last_page_token(server, n)})]
+                ),
                 SMALL: self.sign(server, [("ListExperiments", {"MaxResults": PAGE})], SMALL_REGION),
             }
             check_page(server, prepared[FIRST][0], PAGE, FIRST)
@@ -156,8 +190,15 @@ class Benchmark:
                 for measurement, by_server in reads.items():
                     for name, requests in by_server.items():
                         rounds.setdefault((measurement, name), []).append(
-                            replay(self.servers[name], requests, label=measurement, concurrency=concurrency,
-                                   duration=args.duration / args.rounds, warmup=WARMUP))
+                            replay(
+                                self.servers[name],
+                                requests,
+                                label=measurement,
+                                concurrency=concurrency,
+                                duration=args.duration / args.rounds,
+                                warmup=WARMUP,
+                            )
+                        )
             for (measurement, name), results in rounds.items():
                 self.record(measurement, name, merge(results))
 
@@ -173,28 +214,42 @@ class Benchmark:
         args, n, names = self.args, self.args.resources, list(self.servers)
         pair = len(names) == 2
         rows = []
-        for measurement, label in ((CREATE, "CreateExperiment"), (DESCRIBE, "DescribeExperiment"),
-                                   (FIRST, f"ListExperiments, first {PAGE}")):
+        for measurement, label in (
+            (CREATE, "CreateExperiment"),
+            (DESCRIBE, "DescribeExperiment"),
+            (FIRST, f"ListExperiments, first {PAGE}"),
+        ):
             for c in args.concurrency:
                 got = [self.result(measurement, s, c) for s in names]
                 row = [label, c]
                 for r in got:
                     row += [r.throughput, r.percentile_ms(50), r.percentile_ms(99)]
                 if pair:
-                    row += [f"{got[0].throughput / got[1].throughput:.1f}x",
-                            f"{got[1].percentile_ms(50) / got[0].percentile_ms(50):.1f}x"]
+                    row += [
+                        f"{got[0].throughput / got[1].throughput:.1f}x",
+                        f"{got[1].percentile_ms(50) / got[0].percentile_ms(50):.1f}x",
+                    ]
                 rows.append(row)
         headers = ["operation", "clients"]
         for s in names:
             headers += [f"{s} req/s", "p50 ms", "p99 ms"]
         if pair:
             headers += ["req/s ratio", "p50 ratio"]
-        out = [table(headers, rows, title=f"Throughput and latency with {n:,} experiments stored"
-                     + (f" (ratios: {names[0]} / {names[1]}; p50 ratio: how many times lower)" if pair else ""))]
+        out = [
+            table(
+                headers,
+                rows,
+                title=f"Throughput and latency with {n:,} experiments stored"
+                + (f" (ratios: {names[0]} / {names[1]}; p50 ratio: how many times lower)" if pair else ""),
+            )
+        ]
 
         rows = []
-        for measurement, label in ((SMALL, f"first page of {args.small:,}"), (FIRST, f"first page of {n:,}"),
-                                   (LAST, f"last page of {n:,} (NextToken)")):
+        for measurement, label in (
+            (SMALL, f"first page of {args.small:,}"),
+            (FIRST, f"first page of {n:,}"),
+            (LAST, f"last page of {n:,} (NextToken)"),
+        ):
             for c in args.concurrency:
                 row = [label, c]
                 for s in names:
@@ -206,32 +261,64 @@ class Benchmark:
             headers += [f"{s} req/s", "p50 ms", f"vs {args.small:,}"]
         out.append(table(headers, rows, title=f"A page as the list grows from {args.small:,} to {n:,}"))
 
-        rows = [[m, s, r.concurrency, r.count, r.client_cpu_seconds / r.count * 1e6,
-                 r.server_cpu_seconds / r.count * 1e6, r.client_cpu_seconds / r.wall_seconds,
-                 r.server_cpu_seconds / r.wall_seconds] for m, s, r in self.results if r.count]
-        out.append(table(["measurement", "server", "clients", "requests", "client CPU us/req", "server CPU us/req",
-                          "client cores", "server cores"], rows,
-                         title="CPU per request (the load generator's share shows it is not the bottleneck)"))
+        rows = [
+            [
+                m,
+                s,
+                r.concurrency,
+                r.count,
+                r.client_cpu_seconds / r.count * 1e6,
+                r.server_cpu_seconds / r.count * 1e6,
+                r.client_cpu_seconds / r.wall_seconds,
+                r.server_cpu_seconds / r.wall_seconds,
+            ]
+            for m, s, r in self.results
+            if r.count
+        ]
+        out.append(
+            table(
+                [
+                    "measurement",
+                    "server",
+                    "clients",
+                    "requests",
+                    "client CPU us/req",
+                    "server CPU us/req",
+                    "client cores",
+                    "server cores",
+                ],
+                rows,
+                title="CPU per request (the load generator's share shows it is not the bottleneck)",
+            )
+        )
         out.append(self.goals())
         return "\n\n".join(o for o in out if o)
 
     def goals(self) -> str:
         if "selfmaker" not in self.servers:
             return ""
-        lines = ["Goals (from the foundation issue)"
-                 + (": --quick rounds are too short to judge page depth" if self.args.quick else "")]
+        lines = [
+            "Goals (from the foundation issue)"
+            + (": --quick rounds are too short to judge page depth" if self.args.quick else "")
+        ]
         for c in self.args.concurrency:
             if "moto" in self.servers:
                 for measurement in (DESCRIBE, FIRST):
-                    ratio = (self.result(measurement, "selfmaker", c).throughput
-                             / self.result(measurement, "moto", c).throughput)
-                    lines.append(f"  {measurement:16} >= 3x moto, {c} client(s): {ratio:4.1f}x  "
-                                 f"{'met' if ratio >= 3 else 'NOT MET'}")
+                    ratio = (
+                        self.result(measurement, "selfmaker", c).throughput
+                        / self.result(measurement, "moto", c).throughput
+                    )
+                    lines.append(
+                        f"  {measurement:16} >= 3x moto, {c} client(s): {ratio:4.1f}x  "
+                        f"{'met' if ratio >= 3 else 'NOT MET'}"
+                    )
             base = self.result(SMALL, "selfmaker", c).throughput
             for measurement in (FIRST, LAST):
                 ratio = self.result(measurement, "selfmaker", c).throughput / base
-                lines.append(f"  {measurement:16} over {self.args.resources:,} as fast as over {self.args.small:,}, "
-                             f"{c} client(s): {ratio:.2f}  {'met' if ratio >= 0.9 else 'NOT MET'} (>= 0.90)")
+                lines.append(
+                    f"  {measurement:16} over {self.args.resources:,} as fast as over {self.args.small:,}, "
+                    f"{c} client(s): {ratio:.2f}  {'met' if ratio >= 0.9 else 'NOT MET'} (>= 0.90)"
+                )
         return "\n".join(lines)
 
     def failures(self) -> list[str]:
@@ -239,10 +326,12 @@ class Benchmark:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="a smoke run: 1,000 experiments, 200 creates and 1 s per read measurement")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: 1,000 experiments, 200 creates and 1 s per read measurement"
+    )
     parser.add_argument("--resources", type=int, help="experiments stored for Describe and List (default 10,000)")
     parser.add_argument("--small", type=int, default=100, help="the small list to compare pages with (default 100)")
     parser.add_argument("--creates", type=int, help="CreateExperiment calls measured per concurrency (default 1,000)")
@@ -286,13 +375,22 @@ def main(argv=None) -> int:
             server.stop()
     info = machine()
     print(f"benchmarks/control_plane.py {' '.join(sys.argv[1:])}".rstrip())
-    print(f"{info['nproc']} CPUs ({info['cpu']}), Python {info['python']}, {info['date']}; "
-          f"took {time.perf_counter() - started:.0f} s\n")
+    print(
+        f"{info['nproc']} CPUs ({info['cpu']}), Python {info['python']}, {info['date']}; "
+        f"took {time.perf_counter() - started:.0f} s\n"
+    )
     print(bench.report())
     if args.json:
-        args.json.write_text(json.dumps({
-            "machine": info, "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-            "results": [{"measurement": m, "server": s, **r.as_dict()} for m, s, r in bench.results]}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "machine": info,
+                    "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+                    "results": [{"measurement": m, "server": s, **r.as_dict()} for m, s, r in bench.results],
+                },
+                indent=2,
+            )
+        )
     failures = bench.failures()
     if failures:
         print("\nFAILED: requests that did not answer 200:\n  " + "\n  ".join(failures), file=sys.stderr)

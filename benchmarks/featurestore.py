@@ -35,10 +35,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import boto3  # noqa: E402
-
-from _common import (PreparedRequest, ServerProcess, fetch, free_port, log, machine, replay,  # noqa: E402
-                     sign_requests, table)
+import boto3
+from _common import PreparedRequest, ServerProcess, fetch, free_port, log, machine, replay, sign_requests, table
 
 FEATURES = 50
 GROUP = "bench-fg"
@@ -50,8 +48,10 @@ def feature_names() -> list[str]:
 
 def values(entity: int) -> dict[str, float | int]:
     rng = random.Random(entity)
-    return {name: (rng.randint(0, 10**6) if i % 2 else round(rng.random() * 1000, 6))
-            for i, name in enumerate(feature_names())}
+    return {
+        name: (rng.randint(0, 10**6) if i % 2 else round(rng.random() * 1000, 6))
+        for i, name in enumerate(feature_names())
+    }
 
 
 # ---------------------------------------------------------------------------
@@ -65,15 +65,23 @@ def start_selfmaker(workdir: Path) -> ServerProcess:
 
 
 def selfmaker_setup(server: ServerProcess) -> None:
-    sm = boto3.client("sagemaker", endpoint_url=server.url, region_name="us-east-1", aws_access_key_id="k",
-                      aws_secret_access_key="s")
-    definitions = [{"FeatureName": "customer_id", "FeatureType": "String"},
-                   {"FeatureName": "event_time", "FeatureType": "Fractional"}]
-    definitions += [{"FeatureName": n, "FeatureType": "Integral" if i % 2 else "Fractional"}
-                    for i, n in enumerate(feature_names())]
-    sm.create_feature_group(FeatureGroupName=GROUP, RecordIdentifierFeatureName="customer_id",
-                            EventTimeFeatureName="event_time", FeatureDefinitions=definitions,
-                            OnlineStoreConfig={"EnableOnlineStore": True})
+    sm = boto3.client(
+        "sagemaker", endpoint_url=server.url, region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s"
+    )
+    definitions = [
+        {"FeatureName": "customer_id", "FeatureType": "String"},
+        {"FeatureName": "event_time", "FeatureType": "Fractional"},
+    ]
+    definitions += [
+        {"FeatureName": n, "FeatureType": "Integral" if i % 2 else "Fractional"} for i, n in enumerate(feature_names())
+    ]
+    sm.create_feature_group(
+        FeatureGroupName=GROUP,
+        RecordIdentifierFeatureName="customer_id",
+        EventTimeFeatureName="event_time",
+        FeatureDefinitions=definitions,
+        OnlineStoreConfig={"EnableOnlineStore": True},
+    )
     while sm.describe_feature_group(FeatureGroupName=GROUP)["FeatureGroupStatus"] == "Creating":
         time.sleep(0.05)
 
@@ -82,22 +90,27 @@ def selfmaker_puts(server: ServerProcess, entities: range) -> list[PreparedReque
     now = time.time()
     calls = []
     for e in entities:
-        record = [{"FeatureName": "customer_id", "ValueAsString": f"c{e}"},
-                  {"FeatureName": "event_time", "ValueAsString": f"{now:.3f}"}]
+        record = [
+            {"FeatureName": "customer_id", "ValueAsString": f"c{e}"},
+            {"FeatureName": "event_time", "ValueAsString": f"{now:.3f}"},
+        ]
         record += [{"FeatureName": k, "ValueAsString": str(v)} for k, v in values(e).items()]
         calls.append(("PutRecord", {"FeatureGroupName": GROUP, "Record": record}))
     return sign_requests(server.url, "sagemaker-featurestore-runtime", calls)
 
 
 def selfmaker_gets(server: ServerProcess, entities: list[int]) -> list[PreparedRequest]:
-    return sign_requests(server.url, "sagemaker-featurestore-runtime", [
-        ("GetRecord", {"FeatureGroupName": GROUP, "RecordIdentifierValueAsString": f"c{e}"}) for e in entities])
+    return sign_requests(
+        server.url,
+        "sagemaker-featurestore-runtime",
+        [("GetRecord", {"FeatureGroupName": GROUP, "RecordIdentifierValueAsString": f"c{e}"}) for e in entities],
+    )
 
 
 # ---------------------------------------------------------------------------
 # Feast
 
-FEAST_REPO = '''
+FEAST_REPO = """
 from datetime import timedelta
 from feast import Entity, FeatureView, Field, FileSource
 from feast.types import Float64, Int64
@@ -109,9 +122,9 @@ bench = FeatureView(
     name="bench", entities=[customer], ttl=timedelta(0), online=True, source=source,
     schema=[Field(name=n, dtype=Int64 if i % 2 else Float64) for i, n in enumerate(FEATURES)],
 )
-'''
+"""
 
-FEAST_SETUP = '''
+FEAST_SETUP = """
 import json, sys
 import pandas as pd
 from feast import FeatureStore
@@ -122,7 +135,7 @@ store.apply([obj for obj in __import__("definitions").__dict__.values()
              if type(obj).__name__ in ("Entity", "FeatureView")])
 store.write_to_online_store("bench", frame)
 print(json.dumps({"rows": len(frame)}))
-'''
+"""
 
 
 def feast_repo(workdir: Path, feast_python: str, entities: range) -> Path:
@@ -133,24 +146,31 @@ def feast_repo(workdir: Path, feast_python: str, entities: range) -> Path:
 
     repo = workdir / "feast_repo"
     repo.mkdir()
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     rows = [{"customer_id": f"c{e}", "event_timestamp": now, **values(e)} for e in entities]
     pq.write_table(pa.Table.from_pylist(rows), repo / "data.parquet")
-    (repo / "feature_store.yaml").write_text(textwrap.dedent(f"""\
+    (repo / "feature_store.yaml").write_text(
+        textwrap.dedent(f"""\
         project: bench
-        registry: {repo / 'registry.db'}
+        registry: {repo / "registry.db"}
         provider: local
         online_store:
           type: sqlite
-          path: {repo / 'online.db'}
+          path: {repo / "online.db"}
         offline_store:
           type: file
         entity_key_serialization_version: 3
-        """))
+        """)
+    )
     (repo / "definitions.py").write_text(FEAST_REPO.format(path=repo / "data.parquet", names=feature_names()))
     (repo / "setup_store.py").write_text(FEAST_SETUP)
-    subprocess.run([feast_python, str(repo / "setup_store.py"), str(repo), str(repo / "data.parquet")], cwd=repo,
-                   check=True, env={**os.environ, "PYTHONPATH": str(repo)}, timeout=600)
+    subprocess.run(
+        [feast_python, str(repo / "setup_store.py"), str(repo), str(repo / "data.parquet")],
+        cwd=repo,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+        timeout=600,
+    )
     return repo
 
 
@@ -163,14 +183,21 @@ def start_feast(workdir: Path, feast_python: str, repo: Path) -> ServerProcess:
 
 def _http(port: int, path: str, body: dict) -> bytes:
     data = json.dumps(body).encode()
-    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(data)}\r\n\r\n").encode() + data
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n"
+    ).encode() + data
 
 
 def feast_gets(server: ServerProcess, entities: list[int]) -> list[PreparedRequest]:
     features = [f"bench:{n}" for n in feature_names()]
-    return [PreparedRequest("get-online-features", _http(server.port, "/get-online-features", {
-        "features": features, "entities": {"customer_id": [f"c{e}"]}})) for e in entities]
+    return [
+        PreparedRequest(
+            "get-online-features",
+            _http(server.port, "/get-online-features", {"features": features, "entities": {"customer_id": [f"c{e}"]}}),
+        )
+        for e in entities
+    ]
 
 
 def feast_puts(server: ServerProcess, entities: range) -> list[PreparedRequest]:
@@ -178,8 +205,12 @@ def feast_puts(server: ServerProcess, entities: range) -> list[PreparedRequest]:
     requests = []
     for e in entities:
         row = {"customer_id": [f"c{e}"], "event_timestamp": [now], **{k: [v] for k, v in values(e).items()}}
-        requests.append(PreparedRequest("write-to-online-store", _http(server.port, "/write-to-online-store", {
-            "feature_view_name": "bench", "df": row})))
+        requests.append(
+            PreparedRequest(
+                "write-to-online-store",
+                _http(server.port, "/write-to-online-store", {"feature_view_name": "bench", "df": row}),
+            )
+        )
     return requests
 
 
@@ -192,13 +223,15 @@ def storage_candidates(records: int = 10_000, reads: int = 20_000) -> list[list]
     from sqlalchemy import Column, LargeBinary, MetaData, String, Table, select
 
     from selfmaker.services.featurestore.localdb import LocalDB
-    from selfmaker.services.featurestore.online.embedded import EmbeddedOnlineStore
     from selfmaker.services.featurestore.online.base import Change
+    from selfmaker.services.featurestore.online.embedded import EmbeddedOnlineStore
     from selfmaker.store import Store
 
     tmp = Path(tempfile.mkdtemp(prefix="fs-storage-"))
-    payloads = {f"c{e}": json.dumps([{"FeatureName": k, "ValueAsString": str(v)} for k, v in values(e).items()]).encode()
-                for e in range(records)}
+    payloads = {
+        f"c{e}": json.dumps([{"FeatureName": k, "ValueAsString": str(v)} for k, v in values(e).items()]).encode()
+        for e in range(records)
+    }
     keys = list(payloads)
     order = [random.choice(keys) for _ in range(reads)]
 
@@ -247,8 +280,13 @@ def main() -> int:
     args = parser.parse_args()
     print(f"machine: {json.dumps(machine())}\n")
     if args.storage:
-        print(table(["where the record lives", "p50 µs", "p99 µs"], storage_candidates(),
-                    title="GetRecord storage read, 1 entity x 50 features, in process (json decode included)"))
+        print(
+            table(
+                ["where the record lives", "p50 µs", "p99 µs"],
+                storage_candidates(),
+                title="GetRecord storage read, 1 entity x 50 features, in process (json decode included)",
+            )
+        )
         print()
 
     entities = range(args.entities)
@@ -268,8 +306,16 @@ def main() -> int:
             assert status == 200 and len(body["Record"]) == FEATURES + 2, (status, body)
             seq = replay(selfmaker, gets, label="GetRecord", concurrency=1, duration=args.duration)
             par = replay(selfmaker, gets, label="GetRecord", concurrency=args.concurrency, duration=args.duration)
-            rows.append(["SelfMaker (embedded)", seq.percentile_ms(50), seq.percentile_ms(99), seq.throughput,
-                         par.throughput, write.throughput])
+            rows.append(
+                [
+                    "SelfMaker (embedded)",
+                    seq.percentile_ms(50),
+                    seq.percentile_ms(99),
+                    seq.throughput,
+                    par.throughput,
+                    write.throughput,
+                ]
+            )
             log(f"selfmaker: {rows[-1]}")
         finally:
             selfmaker.stop()
@@ -281,22 +327,45 @@ def main() -> int:
                 status, body = fetch(feast, gets[0])
                 assert status == 200 and len(body["metadata"]["feature_names"]) == FEATURES + 1, (status, body)
                 seq = replay(feast, gets, label="get-online-features", concurrency=1, duration=args.duration)
-                par = replay(feast, gets, label="get-online-features", concurrency=args.concurrency,
-                             duration=args.duration)
-                write = replay(feast, feast_puts(feast, entities), label="write-to-online-store",
-                               concurrency=args.concurrency)
-                rows.append(["Feast (SQLite online store)", seq.percentile_ms(50), seq.percentile_ms(99),
-                             seq.throughput, par.throughput, write.throughput])
+                par = replay(
+                    feast, gets, label="get-online-features", concurrency=args.concurrency, duration=args.duration
+                )
+                write = replay(
+                    feast, feast_puts(feast, entities), label="write-to-online-store", concurrency=args.concurrency
+                )
+                rows.append(
+                    [
+                        "Feast (SQLite online store)",
+                        seq.percentile_ms(50),
+                        seq.percentile_ms(99),
+                        seq.throughput,
+                        par.throughput,
+                        write.throughput,
+                    ]
+                )
                 log(f"feast: {rows[-1]}")
             finally:
                 feast.stop()
-    print(table(["server", "get p50 ms", "get p99 ms", "get req/s (1 conn)",
-                 f"get req/s ({args.concurrency} conns)", f"put req/s ({args.concurrency} conns)"], rows,
-                title=f"Online store over HTTP: 1 entity x {FEATURES} features, {args.entities} entities"))
+    print(
+        table(
+            [
+                "server",
+                "get p50 ms",
+                "get p99 ms",
+                "get req/s (1 conn)",
+                f"get req/s ({args.concurrency} conns)",
+                f"put req/s ({args.concurrency} conns)",
+            ],
+            rows,
+            title=f"Online store over HTTP: 1 entity x {FEATURES} features, {args.entities} entities",
+        )
+    )
     if len(rows) == 2:
         ours, theirs = rows
-        print(f"\nratios (SelfMaker / Feast): get p99 {ours[2] / theirs[2]:.2f}x, get throughput "
-              f"{ours[4] / theirs[4]:.2f}x, put throughput {ours[5] / theirs[5]:.2f}x")
+        print(
+            f"\nratios (SelfMaker / Feast): get p99 {ours[2] / theirs[2]:.2f}x, get throughput "
+            f"{ours[4] / theirs[4]:.2f}x, put throughput {ours[5] / theirs[5]:.2f}x"
+        )
     return 0
 
 

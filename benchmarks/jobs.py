@@ -45,7 +45,7 @@ from pathlib import Path
 import boto3
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ServerProcess, free_port, log, machine, table  # noqa: E402
+from _common import ServerProcess, free_port, log, machine, table
 
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
 XGBOOST_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
@@ -73,14 +73,19 @@ def _clients(url: str):
 def _completed_job_log(sm, logs, name: str, poll: float) -> tuple[dict, list[dict]]:
     """Wait for training job ``name`` to end; its description and log events (raises unless it Completed)."""
     while (job := sm.describe_training_job(TrainingJobName=name))["TrainingJobStatus"] not in (
-            "Completed", "Failed", "Stopped"):
+        "Completed",
+        "Failed",
+        "Stopped",
+    ):
         time.sleep(poll)
     if job["TrainingJobStatus"] != "Completed":
         raise RuntimeError(f"{name}: {job['TrainingJobStatus']}: {job.get('FailureReason')}")
-    stream = logs.describe_log_streams(logGroupName="/aws/sagemaker/TrainingJobs",
-                                       logStreamNamePrefix=f"{name}/")["logStreams"][0]["logStreamName"]
-    events = logs.get_log_events(logGroupName="/aws/sagemaker/TrainingJobs", logStreamName=stream,
-                                 startFromHead=True, limit=10000)["events"]
+    stream = logs.describe_log_streams(logGroupName="/aws/sagemaker/TrainingJobs", logStreamNamePrefix=f"{name}/")[
+        "logStreams"
+    ][0]["logStreamName"]
+    events = logs.get_log_events(
+        logGroupName="/aws/sagemaker/TrainingJobs", logStreamName=stream, startFromHead=True, limit=10000
+    )["events"]
     return job, events
 
 
@@ -88,16 +93,23 @@ def run_noop_job(s3, sm, logs, bucket: str, name: str) -> tuple[float, float]:
     """(start latency, end latency) of one no-op training job, in seconds."""
     sent = time.time()
     sm.create_training_job(
-        TrainingJobName=name, RoleArn=ROLE,
+        TrainingJobName=name,
+        RoleArn=ROLE,
         AlgorithmSpecification={"TrainingImage": IMAGE, "TrainingInputMode": "File"},
-        HyperParameters={"sagemaker_program": '"train.py"',
-                         "sagemaker_submit_directory": f'"s3://{bucket}/code/sourcedir.tar.gz"'},
+        HyperParameters={
+            "sagemaker_program": '"train.py"',
+            "sagemaker_submit_directory": f'"s3://{bucket}/code/sourcedir.tar.gz"',
+        },
         OutputDataConfig={"S3OutputPath": f"s3://{bucket}/output"},
         ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
-        StoppingCondition={"MaxRuntimeInSeconds": 600})
+        StoppingCondition={"MaxRuntimeInSeconds": 600},
+    )
     job, events = _completed_job_log(sm, logs, name, poll=0.05)
-    stamps = {e["message"].split()[0]: float(e["message"].split()[1]) for e in events
-              if e["message"].startswith(("FIRST ", "LAST "))}
+    stamps = {
+        e["message"].split()[0]: float(e["message"].split()[1])
+        for e in events
+        if e["message"].startswith(("FIRST ", "LAST "))
+    }
     completed = next(t for t in job["SecondaryStatusTransitions"] if t["Status"] == "Completed")
     return stamps["FIRST"] - sent, completed["StartTime"].timestamp() - stamps["LAST"]
 
@@ -149,17 +161,25 @@ def _regression_csv(rows: int, seed: int) -> str:
 def xgboost_job_training_seconds(s3, sm, logs, bucket: str, name: str) -> float:
     """The training part of one built-in XGBoost job, from its log (see the module's docstring)."""
     sm.create_training_job(
-        TrainingJobName=name, RoleArn=ROLE, HyperParameters=XGBOOST_HYPERPARAMETERS,
+        TrainingJobName=name,
+        RoleArn=ROLE,
+        HyperParameters=XGBOOST_HYPERPARAMETERS,
         AlgorithmSpecification={"TrainingImage": XGBOOST_IMAGE, "TrainingInputMode": "File"},
-        InputDataConfig=[{"ChannelName": channel, "ContentType": "text/csv", "DataSource": {"S3DataSource": {
-            "S3DataType": "S3Prefix", "S3Uri": f"s3://{bucket}/xgb/{channel}/"}}}
-            for channel in ("train", "validation")],
+        InputDataConfig=[
+            {
+                "ChannelName": channel,
+                "ContentType": "text/csv",
+                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{bucket}/xgb/{channel}/"}},
+            }
+            for channel in ("train", "validation")
+        ],
         OutputDataConfig={"S3OutputPath": f"s3://{bucket}/output"},
         ResourceConfig={"InstanceType": XGBOOST_INSTANCE_TYPE, "InstanceCount": 1, "VolumeSizeInGB": 1},
-        StoppingCondition={"MaxRuntimeInSeconds": 3600})
+        StoppingCondition={"MaxRuntimeInSeconds": 3600},
+    )
     _, events = _completed_job_log(sm, logs, name, poll=0.1)
     start_line = next(e["message"] for e in events if e["message"].endswith("Single node training."))
-    started = datetime.strptime(start_line[1:start_line.index(":INFO]")], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    started = datetime.strptime(start_line[1 : start_line.index(":INFO]")], "%Y-%m-%d %H:%M:%S,%f").timestamp()
     last_round = [e for e in events if e["message"].startswith("[49]#011")][-1]
     return last_round["timestamp"] / 1000 - started
 
@@ -181,8 +201,12 @@ def xgboost_comparison(url: str, runtimes_dir: Path, rounds: int, rows: int) -> 
     results = []
     for i in range(rounds):
         job = xgboost_job_training_seconds(s3, sm, logs, bucket, f"xgb-{int(time.time())}-{i}")
-        done = subprocess.run([str(python), "-c", DIRECT, str(data / "train.csv"), str(data / "validation.csv")],
-                              capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            [str(python), "-c", DIRECT, str(data / "train.csv"), str(data / "validation.csv")],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         direct = float(done.stdout.split("SECONDS")[-1])
         results.append((job, direct))
         log(f"xgboost round {i + 1}: SelfMaker job {job:.2f} s, direct {direct:.2f} s")
@@ -199,28 +223,53 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="selfmaker-bench-jobs-") as tmp:
         port = free_port()
         runtimes_dir = Path(args.runtimes_dir or f"{tmp}/runtimes").resolve()
-        argv = [sys.executable, "-m", "selfmaker.cli", "serve", "--port", str(port), "--data-dir", f"{tmp}/data",
-                "--runtimes-dir", str(runtimes_dir)]
+        argv = [
+            sys.executable,
+            "-m",
+            "selfmaker.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            f"{tmp}/data",
+            "--runtimes-dir",
+            str(runtimes_dir),
+        ]
         with ServerProcess("selfmaker", argv, port, "/_selfmaker/health", Path(tmp) / "server.log") as server:
             results = noop_latency(server.url, args.rounds) if args.rounds else []
-            xgboost = xgboost_comparison(server.url, runtimes_dir, args.xgboost_rounds, args.xgboost_rows) \
-                if args.xgboost_rounds else []
+            xgboost = (
+                xgboost_comparison(server.url, runtimes_dir, args.xgboost_rounds, args.xgboost_rows)
+                if args.xgboost_rounds
+                else []
+            )
     print(f"machine: {machine()}")
     if results:
         starts = sorted(r[0] * 1000 for r in results)
         ends = sorted(r[1] * 1000 for r in results)
-        print(table(["no-op training job (ms)", "median", "min", "max"], [
-            ["CreateTrainingJob -> script's first line", statistics.median(starts), starts[0], starts[-1]],
-            ["script's exit -> Completed recorded", statistics.median(ends), ends[0], ends[-1]],
-        ], title=f"{args.rounds} jobs, one after another"))
+        print(
+            table(
+                ["no-op training job (ms)", "median", "min", "max"],
+                [
+                    ["CreateTrainingJob -> script's first line", statistics.median(starts), starts[0], starts[-1]],
+                    ["script's exit -> Completed recorded", statistics.median(ends), ends[0], ends[-1]],
+                ],
+                title=f"{args.rounds} jobs, one after another",
+            )
+        )
     if xgboost:
         jobs, direct = sorted(r[0] for r in xgboost), sorted(r[1] for r in xgboost)
-        print(table(["xgboost.train, 50 rounds (s)", "median", "min", "max"], [
-            ["built-in XGBoost job in SelfMaker", statistics.median(jobs), jobs[0], jobs[-1]],
-            ["xgboost.train called directly", statistics.median(direct), direct[0], direct[-1]],
-        ], title=f"{args.xgboost_rows} rows x 20 features, {args.xgboost_rounds} interleaved rounds; SelfMaker / "
-                 f"direct, median of the rounds' ratios (robust to the machine's load drifting between rounds): "
-                 f"{statistics.median(job / alone for job, alone in xgboost):.3f}"))
+        print(
+            table(
+                ["xgboost.train, 50 rounds (s)", "median", "min", "max"],
+                [
+                    ["built-in XGBoost job in SelfMaker", statistics.median(jobs), jobs[0], jobs[-1]],
+                    ["xgboost.train called directly", statistics.median(direct), direct[0], direct[-1]],
+                ],
+                title=f"{args.xgboost_rows} rows x 20 features, {args.xgboost_rounds} interleaved rounds; SelfMaker / "
+                f"direct, median of the rounds' ratios (robust to the machine's load drifting between rounds): "
+                f"{statistics.median(job / alone for job, alone in xgboost):.3f}",
+            )
+        )
     return 0
 
 

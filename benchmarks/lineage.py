@@ -37,10 +37,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from _common import (RunResult, ServerProcess, fetch, free_port, log, machine, replay, sign_requests,  # noqa: E402
-                     table)
+import itertools
 
-from selfmaker.services.lineage import artifact_id  # noqa: E402  (how an artifact's ARN is derived)
+from _common import RunResult, ServerProcess, fetch, free_port, log, machine, replay, sign_requests, table
+
+from selfmaker.services.lineage import artifact_id
 
 ACCOUNT, REGION = "123456789012", "us-east-1"  # the open-mode default account
 LAYERS = 10  # below each root: a depth-10 query from the root reaches the last layer exactly
@@ -64,18 +65,22 @@ class Graph:
             source = {"SourceUri": f"s3://lineage-bench/{self.tag}/{name}"}
             self.creates.append(("CreateArtifact", {"Source": source, "ArtifactType": "DataSet"}))
             return f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:artifact/{artifact_id(source)}"
-        member = {"Action": ("ActionName", "ActionType", "Training"),
-                  "Context": ("ContextName", "ContextType", "Endpoint")}[kind]
+        member = {
+            "Action": ("ActionName", "ActionType", "Training"),
+            "Context": ("ContextName", "ContextType", "Endpoint"),
+        }[kind]
         self.creates.append((f"Create{kind}", {member[0]: name, "Source": {"SourceUri": name}, member[1]: member[2]}))
         return f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:{kind.lower()}/{name}"
 
     def component(self, name: str, width: int, fanout: int = FANOUT) -> tuple[str, list[list[str]]]:
         """A root over LAYERS layers of ``width``: root -> all of layer 1; vertex j -> j..j+fanout-1 below."""
         root = self.entity("Context", f"{name}-root")
-        layers = [[self.entity(LAYER_KINDS[depth % 3], f"{name}-l{depth}-{j}") for j in range(width)]
-                  for depth in range(1, LAYERS + 1)]
+        layers = [
+            [self.entity(LAYER_KINDS[depth % 3], f"{name}-l{depth}-{j}") for j in range(width)]
+            for depth in range(1, LAYERS + 1)
+        ]
         self.associations += [(root, v) for v in layers[0]]
-        for upper, lower in zip(layers, layers[1:]):
+        for upper, lower in itertools.pairwise(layers):
             for j, v in enumerate(upper):
                 self.associations += [(v, lower[(j + k) % width]) for k in range(min(fanout, width))]
         return root, layers
@@ -107,7 +112,7 @@ def build(tag: str, entities: int, associations: int, probes: list[int]) -> Grap
     shift = FANOUT
     while graph.size[1] < associations and shift < 100:
         for layers in filler_layers:
-            for upper, lower in zip(layers, layers[1:]):
+            for upper, lower in itertools.pairwise(layers):
                 for j, v in enumerate(upper):
                     edge = (v, lower[(j + shift) % len(lower)])
                     if graph.size[1] < associations and edge not in existing:
@@ -128,9 +133,13 @@ def start_server(name: str, workdir: Path) -> ServerProcess:
 def fill(server: ServerProcess, graph: Graph, concurrency: int) -> float:
     """Send the graph's creates, then its associations, each once; the seconds it took."""
     started = time.perf_counter()
-    calls = [*graph.creates, *(("AddAssociation", {"SourceArn": s, "DestinationArn": d,
-                                                   "AssociationType": "ContributedTo"})
-                               for s, d in graph.associations)]
+    calls = [
+        *graph.creates,
+        *(
+            ("AddAssociation", {"SourceArn": s, "DestinationArn": d, "AssociationType": "ContributedTo"})
+            for s, d in graph.associations
+        ),
+    ]
     prepared = sign_requests(server.url, "sagemaker", calls)
     split = len(graph.creates)
     for label, batch in (("creates", prepared[:split]), ("associations", prepared[split:])):
@@ -142,8 +151,11 @@ def fill(server: ServerProcess, graph: Graph, concurrency: int) -> float:
 
 
 def query_request(server: ServerProcess, root: str):
-    [request] = sign_requests(server.url, "sagemaker", [("QueryLineage", {
-        "StartArns": [root], "Direction": "Descendants", "MaxDepth": LAYERS, "IncludeEdges": True})])
+    [request] = sign_requests(
+        server.url,
+        "sagemaker",
+        [("QueryLineage", {"StartArns": [root], "Direction": "Descendants", "MaxDepth": LAYERS, "IncludeEdges": True})],
+    )
     return request
 
 
@@ -153,44 +165,61 @@ def checked_query(server: ServerProcess, root: str, width: int):
     status, body = fetch(server, request)
     got = (len(body.get("Vertices", [])), len(body.get("Edges", [])))
     if status != 200 or got != answer_size(width):
-        raise RuntimeError(f"{server.name}: probe {width} answered HTTP {status} with {got} "
-                           f"(vertices, edges), expected {answer_size(width)}")
+        raise RuntimeError(
+            f"{server.name}: probe {width} answered HTTP {status} with {got} "
+            f"(vertices, edges), expected {answer_size(width)}"
+        )
     return request
 
 
 def merge(results: list[RunResult]) -> RunResult:
     latencies = array("q", sorted(x for r in results for x in r.latencies_ns))
-    return RunResult(label=results[0].label, concurrency=1, latencies_ns=latencies,
-                     wall_seconds=sum(r.wall_seconds for r in results),
-                     client_cpu_seconds=sum(r.client_cpu_seconds for r in results),
-                     server_cpu_seconds=sum(r.server_cpu_seconds for r in results),
-                     statuses=sum((r.statuses for r in results), Counter()),
-                     errors=[e for r in results for e in r.errors][:3])
+    return RunResult(
+        label=results[0].label,
+        concurrency=1,
+        latencies_ns=latencies,
+        wall_seconds=sum(r.wall_seconds for r in results),
+        client_cpu_seconds=sum(r.client_cpu_seconds for r in results),
+        server_cpu_seconds=sum(r.server_cpu_seconds for r in results),
+        statuses=sum((r.statuses for r in results), Counter()),
+        errors=[e for r in results for e in r.errors][:3],
+    )
 
 
-def measure(servers: dict[str, ServerProcess], graphs: dict[str, Graph], duration: float,
-            rounds: int) -> dict[str, dict[int, RunResult]]:
+def measure(
+    servers: dict[str, ServerProcess], graphs: dict[str, Graph], duration: float, rounds: int
+) -> dict[str, dict[int, RunResult]]:
     """Replay each probe's query for ``duration`` seconds in all, one client.
 
     The time is split into rounds that alternate between the graphs, so a change in
     the machine's load during the run weighs on both graphs alike.
     """
-    requests = {name: {width: checked_query(servers[name], root, width) for width, root in graph.roots.items()}
-                for name, graph in graphs.items()}
+    requests = {
+        name: {width: checked_query(servers[name], root, width) for width, root in graph.roots.items()}
+        for name, graph in graphs.items()
+    }
     runs: dict[str, dict[int, list[RunResult]]] = {name: defaultdict(list) for name in graphs}
     for _ in range(rounds):
         for name, by_width in requests.items():
             for width, request in by_width.items():
-                result = replay(servers[name], [request], label=f"probe {width}", concurrency=1,
-                                duration=duration / rounds, warmup=2)
+                result = replay(
+                    servers[name],
+                    [request],
+                    label=f"probe {width}",
+                    concurrency=1,
+                    duration=duration / rounds,
+                    warmup=2,
+                )
                 if not result.ok:
                     raise RuntimeError(f"{name}: probe {width}: {dict(result.statuses)} {result.errors[:1]}")
                 runs[name][width].append(result)
     results = {name: {width: merge(parts) for width, parts in by_width.items()} for name, by_width in runs.items()}
     for name, by_width in results.items():
         for width, result in by_width.items():
-            log(f"  {name}: probe width {width:4} ({sum(answer_size(width)):6,} items): "
-                f"p50 {result.percentile_ms(50):8.2f} ms over {result.count:,} queries")
+            log(
+                f"  {name}: probe width {width:4} ({sum(answer_size(width)):6,} items): "
+                f"p50 {result.percentile_ms(50):8.2f} ms over {result.count:,} queries"
+            )
     return results
 
 
@@ -204,26 +233,58 @@ def report(args, graphs: dict[str, Graph], results: dict[str, dict[int, RunResul
     for width in large.roots:
         vertices, edges = answer_size(width)
         r = results["large"][width]
-        rows.append([width, vertices, edges, r.count, r.percentile_ms(50), r.percentile_ms(99),
-                     r.percentile_ms(50) * 1000 / (vertices + edges)])
-    out.append(table(["probe width", "vertices", "edges", "queries", "p50 ms", "p99 ms", "us per vertex+edge"], rows,
-                     title=f"QueryLineage (Descendants, depth {LAYERS}, IncludeEdges) on the large graph: "
-                           f"time follows the answer"))
+        rows.append(
+            [
+                width,
+                vertices,
+                edges,
+                r.count,
+                r.percentile_ms(50),
+                r.percentile_ms(99),
+                r.percentile_ms(50) * 1000 / (vertices + edges),
+            ]
+        )
+    out.append(
+        table(
+            ["probe width", "vertices", "edges", "queries", "p50 ms", "p99 ms", "us per vertex+edge"],
+            rows,
+            title=f"QueryLineage (Descendants, depth {LAYERS}, IncludeEdges) on the large graph: "
+            f"time follows the answer",
+        )
+    )
 
     rows = []
     for width in small.roots:
         a, b = results["small"][width], results["large"][width]
-        rows.append([width, sum(answer_size(width)), a.percentile_ms(50), b.percentile_ms(50),
-                     f"{b.percentile_ms(50) / a.percentile_ms(50):.2f}"])
-    out.append(table(["probe width", "answer items", f"p50 ms, {small.size[0]:,} entities",
-                      f"p50 ms, {large.size[0]:,} entities", "large / small"], rows,
-                     title="The same answers in a graph ten times smaller: time does not follow the graph"))
+        rows.append(
+            [
+                width,
+                sum(answer_size(width)),
+                a.percentile_ms(50),
+                b.percentile_ms(50),
+                f"{b.percentile_ms(50) / a.percentile_ms(50):.2f}",
+            ]
+        )
+    out.append(
+        table(
+            [
+                "probe width",
+                "answer items",
+                f"p50 ms, {small.size[0]:,} entities",
+                f"p50 ms, {large.size[0]:,} entities",
+                "large / small",
+            ],
+            rows,
+            title="The same answers in a graph ten times smaller: time does not follow the graph",
+        )
+    )
     return "\n\n".join(out)
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="2,000 entities vs 200, 1 s per probe and graph")
     parser.add_argument("--entities", type=int, help="entities in the large graph (default 10,000)")
     parser.add_argument("--ratio", type=int, default=10, help="how many times smaller the small graph is (10)")
@@ -251,8 +312,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     small_entities = args.entities // args.ratio
     small_probes = probes_within(small_entities)
-    graphs = {"large": build("large", args.entities, 3 * args.entities, probes_within(args.entities)),
-              "small": build("small", small_entities, 3 * small_entities, small_probes)}
+    graphs = {
+        "large": build("large", args.entities, 3 * args.entities, probes_within(args.entities)),
+        "small": build("small", small_entities, 3 * small_entities, small_probes),
+    }
     workdir = Path(tempfile.mkdtemp(prefix="selfmaker-bench-lineage-"))
     started = time.perf_counter()
     build_s, servers = {}, {}
@@ -266,16 +329,27 @@ def main(argv=None) -> int:
         for server in servers.values():
             server.stop()
     info = machine()
-    print(f"lineage: {' '.join(sys.argv[1:]) or '(defaults)'}; {info['nproc']} CPUs ({info['cpu']}), "
-          f"Python {info['python']}, {info['date']}; {time.perf_counter() - started:.0f} s\n")
+    print(
+        f"lineage: {' '.join(sys.argv[1:]) or '(defaults)'}; {info['nproc']} CPUs ({info['cpu']}), "
+        f"Python {info['python']}, {info['date']}; {time.perf_counter() - started:.0f} s\n"
+    )
     print(report(args, graphs, results, build_s))
     if args.json:
-        args.json.write_text(json.dumps({
-            "machine": info, "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-            "graphs": {name: dict(zip(("entities", "associations"), g.size)) for name, g in graphs.items()},
-            "results": [{"graph": name, "probe_width": width, "answer": answer_size(width), **r.as_dict()}
-                        for name, by_width in results.items() for width, r in by_width.items()],
-        }, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "machine": info,
+                    "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+                    "graphs": {name: dict(zip(("entities", "associations"), g.size)) for name, g in graphs.items()},
+                    "results": [
+                        {"graph": name, "probe_width": width, "answer": answer_size(width), **r.as_dict()}
+                        for name, by_width in results.items()
+                        for width, r in by_width.items()
+                    ],
+                },
+                indent=2,
+            )
+        )
     shutil.rmtree(workdir, ignore_errors=True)
     return 0
 

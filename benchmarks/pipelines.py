@@ -34,7 +34,7 @@ import boto3
 from botocore.config import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ServerProcess, free_port, log, machine, table  # noqa: E402
+from _common import ServerProcess, free_port, log, machine, table
 
 IMAGE = "selfmaker.bench/python:3"
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
@@ -42,28 +42,44 @@ MIDDLE = 18
 
 
 def _step(name: str, depends_on: list[str]) -> dict:
-    return {"Name": name, "Type": "Processing", "DependsOn": depends_on, "Arguments": {
-        "ProcessingResources": {"ClusterConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1,
-                                                  "VolumeSizeInGB": 1}},
-        "AppSpecification": {"ImageUri": IMAGE, "ContainerEntrypoint": ["python3", "-c", "pass"]},
-        "RoleArn": ROLE, "StoppingCondition": {"MaxRuntimeInSeconds": 300}}}
+    return {
+        "Name": name,
+        "Type": "Processing",
+        "DependsOn": depends_on,
+        "Arguments": {
+            "ProcessingResources": {
+                "ClusterConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1}
+            },
+            "AppSpecification": {"ImageUri": IMAGE, "ContainerEntrypoint": ["python3", "-c", "pass"]},
+            "RoleArn": ROLE,
+            "StoppingCondition": {"MaxRuntimeInSeconds": 300},
+        },
+    }
 
 
 def fan_out_fan_in() -> str:
     middle = [f"Middle{i:02d}" for i in range(MIDDLE)]
     steps = [_step("First", []), *(_step(name, ["First"]) for name in middle), _step("Last", middle)]
-    return json.dumps({"Version": "2020-12-01", "Metadata": {}, "Parameters": [], "PipelineExperimentConfig": None,
-                       "Steps": steps})
+    return json.dumps(
+        {"Version": "2020-12-01", "Metadata": {}, "Parameters": [], "PipelineExperimentConfig": None, "Steps": steps}
+    )
 
 
 def _client(url: str):
-    return boto3.client("sagemaker", endpoint_url=url, region_name="us-east-1", aws_access_key_id="bench",
-                        aws_secret_access_key="x", config=Config(max_pool_connections=50))
+    return boto3.client(
+        "sagemaker",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="bench",
+        aws_secret_access_key="x",
+        config=Config(max_pool_connections=50),
+    )
 
 
 def run_execution(sm, pipeline: str) -> dict:
     arn = sm.start_pipeline_execution(PipelineName=pipeline, ClientRequestToken=str(uuid.uuid4()))[
-        "PipelineExecutionArn"]
+        "PipelineExecutionArn"
+    ]
     while True:
         execution = sm.describe_pipeline_execution(PipelineExecutionArn=arn)
         if execution["PipelineExecutionStatus"] not in ("Executing", "Stopping"):
@@ -71,8 +87,10 @@ def run_execution(sm, pipeline: str) -> dict:
         time.sleep(0.2)
     if execution["PipelineExecutionStatus"] != "Succeeded":
         raise RuntimeError(f"{arn}: {execution['PipelineExecutionStatus']}: {execution.get('FailureReason')}")
-    steps = {s["StepName"]: s for s in sm.list_pipeline_execution_steps(
-        PipelineExecutionArn=arn, MaxResults=100)["PipelineExecutionSteps"]}
+    steps = {
+        s["StepName"]: s
+        for s in sm.list_pipeline_execution_steps(PipelineExecutionArn=arn, MaxResults=100)["PipelineExecutionSteps"]
+    }
     ends, created = {}, {}
     for name, step in steps.items():
         job = sm.describe_processing_job(ProcessingJobName=step["Metadata"]["ProcessingJob"]["Arn"].split("/")[-1])
@@ -84,9 +102,13 @@ def run_execution(sm, pipeline: str) -> dict:
     job_handoffs = [created[name] - ends["First"] for name in middle] + [created["Last"] - last_middle_end]
     own = {name: s["EndTime"].timestamp() - s["StartTime"].timestamp() for name, s in steps.items()}
     middle_own = [own[name] for name in steps if name.startswith("Middle")]
-    return {"handoffs": handoffs, "job_handoffs": job_handoffs, "wall": execution["LastModifiedTime"].timestamp() -
-            execution["CreationTime"].timestamp(), "sum": sum(own.values()),
-            "critical": own["First"] + max(middle_own) + own["Last"]}
+    return {
+        "handoffs": handoffs,
+        "job_handoffs": job_handoffs,
+        "wall": execution["LastModifiedTime"].timestamp() - execution["CreationTime"].timestamp(),
+        "sum": sum(own.values()),
+        "critical": own["First"] + max(middle_own) + own["Last"],
+    }
 
 
 def main() -> int:
@@ -98,36 +120,75 @@ def main() -> int:
         config = Path(tmp) / "runtimes.json"
         config.write_text(json.dumps({"images": {IMAGE: {"python": sys.executable}}}))
         port = free_port()
-        argv = [sys.executable, "-m", "selfmaker.cli", "serve", "--port", str(port), "--data-dir", f"{tmp}/data",
-                "--runtimes-config", str(config)]
+        argv = [
+            sys.executable,
+            "-m",
+            "selfmaker.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            f"{tmp}/data",
+            "--runtimes-config",
+            str(config),
+        ]
         with ServerProcess("selfmaker", argv, port, "/_selfmaker/health", Path(tmp) / "server.log") as server:
             sm = _client(server.url)
-            sm.create_pipeline(PipelineName="fan", RoleArn=ROLE, ClientRequestToken=str(uuid.uuid4()),
-                               PipelineDefinition=fan_out_fan_in())
+            sm.create_pipeline(
+                PipelineName="fan",
+                RoleArn=ROLE,
+                ClientRequestToken=str(uuid.uuid4()),
+                PipelineDefinition=fan_out_fan_in(),
+            )
             run_execution(sm, "fan")  # warm-up
             sequential = []
             for i in range(args.rounds):
                 sequential.append(run_execution(sm, "fan"))
-                log(f"round {i + 1}: wall {sequential[-1]['wall']:.2f} s, "
-                    f"hand-off p50 {statistics.median(sequential[-1]['handoffs']) * 1000:.0f} ms")
+                log(
+                    f"round {i + 1}: wall {sequential[-1]['wall']:.2f} s, "
+                    f"hand-off p50 {statistics.median(sequential[-1]['handoffs']) * 1000:.0f} ms"
+                )
             log(f"{args.concurrent} executions at once...")
             began = time.time()
             with ThreadPoolExecutor(args.concurrent) as pool:
-                concurrent = list(pool.map(lambda _: run_execution(_client(server.url), "fan"),
-                                           range(args.concurrent)))
+                concurrent = list(pool.map(lambda _: run_execution(_client(server.url), "fan"), range(args.concurrent)))
             concurrent_wall = time.time() - began
     print(f"machine: {machine()}")
     rows = []
-    for label, results in ((f"1 at a time ({args.rounds} runs)", sequential),
-                           (f"{args.concurrent} at once", concurrent)):
+    for label, results in (
+        (f"1 at a time ({args.rounds} runs)", sequential),
+        (f"{args.concurrent} at once", concurrent),
+    ):
         handoffs = sorted(h * 1000 for r in results for h in r["handoffs"])
         job_handoffs = sorted(h * 1000 for r in results for h in r["job_handoffs"])
-        rows.append([label, statistics.median(handoffs), handoffs[int(len(handoffs) * 0.9)],
-                     statistics.median(job_handoffs), job_handoffs[int(len(job_handoffs) * 0.9)],
-                     statistics.median(r["wall"] for r in results), statistics.median(r["critical"] for r in results),
-                     statistics.median(r["sum"] for r in results)])
-    print(table(["20-step fan-out/fan-in", "end -> step start p50 ms", "p90 ms", "end -> job created p50 ms",
-                 "p90 ms", "wall s", "critical path s", "sum of steps s"], rows, title="no-op processing steps"))
+        rows.append(
+            [
+                label,
+                statistics.median(handoffs),
+                handoffs[int(len(handoffs) * 0.9)],
+                statistics.median(job_handoffs),
+                job_handoffs[int(len(job_handoffs) * 0.9)],
+                statistics.median(r["wall"] for r in results),
+                statistics.median(r["critical"] for r in results),
+                statistics.median(r["sum"] for r in results),
+            ]
+        )
+    print(
+        table(
+            [
+                "20-step fan-out/fan-in",
+                "end -> step start p50 ms",
+                "p90 ms",
+                "end -> job created p50 ms",
+                "p90 ms",
+                "wall s",
+                "critical path s",
+                "sum of steps s",
+            ],
+            rows,
+            title="no-op processing steps",
+        )
+    )
     print(f"\n{args.concurrent} executions ({args.concurrent * 20} jobs) at once: all done in {concurrent_wall:.1f} s")
     return 0
 

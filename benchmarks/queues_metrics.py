@@ -29,7 +29,7 @@ import boto3
 from botocore.config import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ServerProcess, free_port, log, machine, table  # noqa: E402
+from _common import ServerProcess, free_port, log, machine, table
 
 ROUNDS = 10
 
@@ -37,8 +37,16 @@ ROUNDS = 10
 def start(name: str, workdir: Path) -> ServerProcess:
     port = free_port()
     if name == "selfmaker":
-        argv = [sys.executable, "-m", "selfmaker.cli", "serve", "--port", str(port), "--data-dir",
-                str(workdir / "selfmaker-data")]
+        argv = [
+            sys.executable,
+            "-m",
+            "selfmaker.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(workdir / "selfmaker-data"),
+        ]
         health = "/_selfmaker/health"
     else:
         argv = [sys.executable, "-m", "moto.server", "-p", str(port)]
@@ -47,8 +55,14 @@ def start(name: str, workdir: Path) -> ServerProcess:
 
 
 def client(server: ServerProcess, service: str):
-    return boto3.client(service, endpoint_url=server.url, region_name="us-east-1", aws_access_key_id="AKIDBENCHMARK",
-                        aws_secret_access_key="s", config=Config(retries={"total_max_attempts": 1}, read_timeout=30))
+    return boto3.client(
+        service,
+        endpoint_url=server.url,
+        region_name="us-east-1",
+        aws_access_key_id="AKIDBENCHMARK",
+        aws_secret_access_key="s",
+        config=Config(retries={"total_max_attempts": 1}, read_timeout=30),
+    )
 
 
 def timed(call) -> float:
@@ -62,6 +76,7 @@ def round_trip(sqs, url: str) -> float:
         sqs.send_message(QueueUrl=url, MessageBody="hello")
         message = sqs.receive_message(QueueUrl=url)["Messages"][0]
         sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
     return timed(once)
 
 
@@ -71,8 +86,16 @@ def put_metric(cw) -> float:
 
 def get_statistics(cw) -> float:
     now = time.time()
-    return timed(lambda: cw.get_metric_statistics(Namespace="Bench", MetricName="Latency", StartTime=now - 3600,
-                                                  EndTime=now + 60, Period=60, Statistics=["Sum", "Average"]))
+    return timed(
+        lambda: cw.get_metric_statistics(
+            Namespace="Bench",
+            MetricName="Latency",
+            StartTime=now - 3600,
+            EndTime=now + 60,
+            Period=60,
+            Statistics=["Sum", "Average"],
+        )
+    )
 
 
 def wake_up(sqs, waiter, url: str) -> float:
@@ -117,7 +140,7 @@ def main() -> None:
                     round_trip(sqs, url)
                 setup[name] = (sqs, waiter, cw, url)
             for r in range(ROUNDS):
-                for name in (names if r % 2 == 0 else names[::-1]):
+                for name in names if r % 2 == 0 else names[::-1]:
                     sqs, waiter, cw, url = setup[name]
                     out = results[name]
                     for _ in range(samples // ROUNDS):

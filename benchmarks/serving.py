@@ -99,13 +99,21 @@ def _result(label: str, concurrency: int, latencies_ns: list[int], wall: float) 
     from array import array
     from collections import Counter
 
-    return RunResult(label, concurrency, array("q", sorted(latencies_ns)), wall, float("nan"), float("nan"),
-                     Counter({200: len(latencies_ns)}))
+    return RunResult(
+        label,
+        concurrency,
+        array("q", sorted(latencies_ns)),
+        wall,
+        float("nan"),
+        float("nan"),
+        Counter({200: len(latencies_ns)}),
+    )
 
 
 def in_process(python: str, model_dir: Path, seconds: float) -> RunResult:
-    out = subprocess.run([python, "-c", IN_PROCESS, str(model_dir), str(seconds)], check=True, capture_output=True,
-                         text=True).stdout
+    out = subprocess.run(
+        [python, "-c", IN_PROCESS, str(model_dir), str(seconds)], check=True, capture_output=True, text=True
+    ).stdout
     times = json.loads(out)
     return _result("in process: model.predict", 1, times, sum(times) / 1e9)
 
@@ -114,10 +122,16 @@ def model_server_alone(python: str, ml_dir: Path, seconds: float) -> RunResult:
     """SelfMaker's model server on a Unix socket, called directly over one keep-alive connection."""
     path = model_server.socket_path(ml_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen([python, "-m", "selfmaker.container.inference_server"], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.STDOUT,
-                               env={"PYTHONPATH": str(Path(__file__).resolve().parents[1]),
-                                    "SAGEMAKER_BASE_DIR": str(ml_dir), "SELFMAKER_BIND_TO_SOCKET": str(path)})
+    process = subprocess.Popen(
+        [python, "-m", "selfmaker.container.inference_server"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        env={
+            "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+            "SAGEMAKER_BASE_DIR": str(ml_dir),
+            "SELFMAKER_BIND_TO_SOCKET": str(path),
+        },
+    )
     try:
         deadline = time.monotonic() + 60
         while not model_server.ping(path):
@@ -150,9 +164,14 @@ def model_server_alone(python: str, ml_dir: Path, seconds: float) -> RunResult:
 
 
 def through_boto3(url: str, endpoint: str, concurrency: int, seconds: float) -> RunResult:
-    client = boto3.client("sagemaker-runtime", endpoint_url=url, region_name="us-east-1", aws_access_key_id="bench",
-                          aws_secret_access_key="x",
-                          config=Config(retries={"max_attempts": 1}, max_pool_connections=concurrency))
+    client = boto3.client(
+        "sagemaker-runtime",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="bench",
+        aws_secret_access_key="x",
+        config=Config(retries={"max_attempts": 1}, max_pool_connections=concurrency),
+    )
     per_thread: list[list[int]] = [[] for _ in range(concurrency)]
 
     def call() -> None:
@@ -179,8 +198,12 @@ def through_boto3(url: str, endpoint: str, concurrency: int, seconds: float) -> 
     barrier.wait()
     for thread in threads:
         thread.join()
-    return _result("SelfMaker, boto3 invoke_endpoint", concurrency, [t for ts in per_thread for t in ts],
-                   time.perf_counter() - started)
+    return _result(
+        "SelfMaker, boto3 invoke_endpoint",
+        concurrency,
+        [t for ts in per_thread for t in ts],
+        time.perf_counter() - started,
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -195,16 +218,31 @@ def _archive(model_dir: Path) -> bytes:
 
 
 def deploy(url: str, model_dir: Path) -> str:
-    options = {"endpoint_url": url, "region_name": "us-east-1", "aws_access_key_id": "bench",
-               "aws_secret_access_key": "x"}
+    options = {
+        "endpoint_url": url,
+        "region_name": "us-east-1",
+        "aws_access_key_id": "bench",
+        "aws_secret_access_key": "x",
+    }
     s3, sm = boto3.client("s3", **options), boto3.client("sagemaker", **options)
     s3.create_bucket(Bucket="bench-serving")
     s3.put_object(Bucket="bench-serving", Key="model/model.tar.gz", Body=_archive(model_dir))
-    sm.create_model(ModelName="bench-lr", ExecutionRoleArn=ROLE,
-                    PrimaryContainer={"Image": IMAGE, "ModelDataUrl": "s3://bench-serving/model/model.tar.gz"})
-    sm.create_endpoint_config(EndpointConfigName="bench-lr", ProductionVariants=[{
-        "VariantName": "AllTraffic", "ModelName": "bench-lr", "InstanceType": "ml.m5.large",
-        "InitialInstanceCount": 1}])
+    sm.create_model(
+        ModelName="bench-lr",
+        ExecutionRoleArn=ROLE,
+        PrimaryContainer={"Image": IMAGE, "ModelDataUrl": "s3://bench-serving/model/model.tar.gz"},
+    )
+    sm.create_endpoint_config(
+        EndpointConfigName="bench-lr",
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": "bench-lr",
+                "InstanceType": "ml.m5.large",
+                "InitialInstanceCount": 1,
+            }
+        ],
+    )
     sm.create_endpoint(EndpointName="bench-lr", EndpointConfigName="bench-lr")
     deadline = time.monotonic() + 600
     while (status := sm.describe_endpoint(EndpointName="bench-lr"))["EndpointStatus"] != "InService":
@@ -225,8 +263,10 @@ def mlflow_python(venv: Path | None, tmp: Path) -> Path:
 
 def mlflow_request(port: int) -> PreparedRequest:
     body = json.dumps({"inputs": [ROW]}).encode()
-    head = (f"POST /invocations HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n")
+    head = (
+        f"POST /invocations HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
     return PreparedRequest("invocations", head.encode() + body)
 
 
@@ -256,25 +296,61 @@ def main() -> int:
         results[("model server alone (Unix socket)", 1)] = [model_server_alone(python, ml_dir, args.seconds)]
 
         port, mlflow_port = free_port(), free_port()
-        selfmaker = ServerProcess("selfmaker", [sys.executable, "-m", "selfmaker.cli", "serve", "--port", str(port),
-                                                "--data-dir", str(tmp / "data"), "--runtimes-dir", str(runtimes_dir)],
-                                  port, "/_selfmaker/health", tmp / "selfmaker.log")
-        mlflow = ServerProcess("mlflow", [str(mlflow_bin / "mlflow"), "models", "serve", "-m", str(tmp / "mlflow-model"),
-                                          "--env-manager", "local", "--host", HOST, "--port", str(mlflow_port),
-                                          "--workers", "1"],
-                               mlflow_port, "/ping", tmp / "mlflow.log",
-                               env={"PATH": f"{mlflow_bin}:/usr/bin:/bin"})
+        selfmaker = ServerProcess(
+            "selfmaker",
+            [
+                sys.executable,
+                "-m",
+                "selfmaker.cli",
+                "serve",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(tmp / "data"),
+                "--runtimes-dir",
+                str(runtimes_dir),
+            ],
+            port,
+            "/_selfmaker/health",
+            tmp / "selfmaker.log",
+        )
+        mlflow = ServerProcess(
+            "mlflow",
+            [
+                str(mlflow_bin / "mlflow"),
+                "models",
+                "serve",
+                "-m",
+                str(tmp / "mlflow-model"),
+                "--env-manager",
+                "local",
+                "--host",
+                HOST,
+                "--port",
+                str(mlflow_port),
+                "--workers",
+                "1",
+            ],
+            mlflow_port,
+            "/ping",
+            tmp / "mlflow.log",
+            env={"PATH": f"{mlflow_bin}:/usr/bin:/bin"},
+        )
         with selfmaker, mlflow:
             endpoint = deploy(selfmaker.url, ml_dir / "model")
-            [invoke] = sign_requests(selfmaker.url, "sagemaker-runtime", [("InvokeEndpoint", {
-                "EndpointName": endpoint, "Body": CSV_ROW.encode(), "ContentType": "text/csv"})])
+            [invoke] = sign_requests(
+                selfmaker.url,
+                "sagemaker-runtime",
+                [("InvokeEndpoint", {"EndpointName": endpoint, "Body": CSV_ROW.encode(), "ContentType": "text/csv"})],
+            )
             peer = [mlflow_request(mlflow_port)]
             for round_index in range(args.rounds):
                 for concurrency in (1, 16):
-                    for label, server, request in (("SelfMaker, raw HTTP", selfmaker, [invoke]),
-                                                   ("MLflow, raw HTTP", mlflow, peer)):
-                        result = replay(server, request, label=label, concurrency=concurrency,
-                                        duration=args.seconds)
+                    for label, server, request in (
+                        ("SelfMaker, raw HTTP", selfmaker, [invoke]),
+                        ("MLflow, raw HTTP", mlflow, peer),
+                    ):
+                        result = replay(server, request, label=label, concurrency=concurrency, duration=args.seconds)
                         if not result.ok:
                             raise RuntimeError(f"{label}: {result.statuses} {result.errors}")
                         results.setdefault((label, concurrency), []).append(result)
@@ -292,19 +368,27 @@ def main() -> int:
             row += [r.percentile_ms(50), r.percentile_ms(99), r.throughput] if r else [None, None, None]
         rows.append(row)
     print(f"machine: {machine()}")
-    print(table(["", "p50 ms (c=1)", "p99 ms (c=1)", "req/s (c=1)", "p50 ms (c=16)", "p99 ms (c=16)",
-                 "req/s (c=16)"], rows, title=f"one CSV row per request; {args.rounds} interleaved rounds of "
-                                              f"{args.seconds:g} s per measurement"))
+    print(
+        table(
+            ["", "p50 ms (c=1)", "p99 ms (c=1)", "req/s (c=1)", "p50 ms (c=16)", "p99 ms (c=16)", "req/s (c=16)"],
+            rows,
+            title=f"one CSV row per request; {args.rounds} interleaved rounds of {args.seconds:g} s per measurement",
+        )
+    )
     floor = merged[("in process: model.predict", 1)].percentile_ms(50)
     ours = merged[("SelfMaker, raw HTTP", 1)]
     for concurrency in (1, 16):
         s, m = merged[("SelfMaker, raw HTTP", concurrency)], merged[("MLflow, raw HTTP", concurrency)]
         print(f"c={concurrency}: SelfMaker / MLflow requests per second: {s.throughput / m.throughput:.2f}x")
-    print(f"SelfMaker raw p50 over the in-process call: {ours.percentile_ms(50) - floor:.3f} ms "
-          f"(model server alone adds "
-          f"{merged[('model server alone (Unix socket)', 1)].percentile_ms(50) - floor:.3f} ms)")
-    print(f"median of per-round SelfMaker raw c=1 p50s: "
-          f"{statistics.median(r.percentile_ms(50) for r in results[('SelfMaker, raw HTTP', 1)]):.3f} ms")
+    print(
+        f"SelfMaker raw p50 over the in-process call: {ours.percentile_ms(50) - floor:.3f} ms "
+        f"(model server alone adds "
+        f"{merged[('model server alone (Unix socket)', 1)].percentile_ms(50) - floor:.3f} ms)"
+    )
+    print(
+        f"median of per-round SelfMaker raw c=1 p50s: "
+        f"{statistics.median(r.percentile_ms(50) for r in results[('SelfMaker, raw HTTP', 1)]):.3f} ms"
+    )
     return 0
 
 

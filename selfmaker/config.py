@@ -23,9 +23,7 @@ def _env(name: str, default: str | None = None) -> str | None:
 class Settings:
     host: str = field(default_factory=lambda: _env("HOST", "127.0.0.1"))
     port: int = field(default_factory=lambda: int(_env("PORT", str(DEFAULT_PORT))))
-    data_dir: Path = field(
-        default_factory=lambda: Path(_env("DATA_DIR", str(Path.home() / ".selfmaker"))).expanduser()
-    )
+    data_dir: Path = field(default_factory=lambda: Path(_env("DATA_DIR", str(Path.home() / ".selfmaker"))).expanduser())
     # sqlite:///path (default: <data_dir>/metadata.db) or postgresql://user:pass@host/db
     database_url: str | None = field(default_factory=lambda: _env("DATABASE_URL"))
     # file:///path (default: <data_dir>/objects) or s3://bucket-prefix?endpoint_url=...
@@ -34,18 +32,14 @@ class Settings:
     # accounts, all others to DEFAULT_ACCOUNT.
     # "strict": keys come from credentials_file and every signature is verified (docs/auth.md).
     auth_mode: str = field(default_factory=lambda: _env("AUTH", "open"))
-    credentials_file: Path | None = field(
-        default_factory=lambda: Path(p) if (p := _env("CREDENTIALS_FILE")) else None
-    )
+    credentials_file: Path | None = field(default_factory=lambda: Path(p) if (p := _env("CREDENTIALS_FILE")) else None)
     region: str = field(default_factory=lambda: _env("REGION", DEFAULT_REGION))
     # The feature store's online store: "embedded" (default: SQLite in the data dir) or redis://host:port/db
     online_store_url: str | None = field(default_factory=lambda: _env("ONLINE_STORE_URL"))
     # Jobs: where image runtimes (Python environments) are cached (default <data_dir>/runtimes), the file
     # mapping other image URIs to runtimes (docs/jobs.md), and the executor ("local": bubblewrap).
     runtimes_dir: Path | None = field(default_factory=lambda: Path(p) if (p := _env("RUNTIMES_DIR")) else None)
-    runtimes_config: Path | None = field(
-        default_factory=lambda: Path(p) if (p := _env("RUNTIMES_CONFIG")) else None
-    )
+    runtimes_config: Path | None = field(default_factory=lambda: Path(p) if (p := _env("RUNTIMES_CONFIG")) else None)
     executor: str = field(default_factory=lambda: _env("EXECUTOR", "local"))
     # Seconds a stopped job (StopXJob, MaxRuntimeInSeconds) has between SIGTERM and SIGKILL to save its work.
     stop_grace_seconds: float = field(default_factory=lambda: float(_env("STOP_GRACE_SECONDS", "10")))

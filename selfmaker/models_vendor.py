@@ -36,8 +36,23 @@ def _botocore_data(version: str, workdir: Path) -> Path:
             return Path(botocore.__file__).parent / "data"
     except ImportError:
         pass
-    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
-                    "--only-binary", ":all:", "--dest", str(workdir), f"botocore=={version}"], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--only-binary",
+            ":all:",
+            "--dest",
+            str(workdir),
+            f"botocore=={version}",
+        ],
+        check=True,
+    )
     wheel = next(workdir.glob(f"botocore-{version}-*.whl"))
     target = workdir / version
     with zipfile.ZipFile(wheel) as archive:
@@ -88,8 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--botocore", default=BOTOCORE_VERSION, help=f"the release (default {BOTOCORE_VERSION})")
     args = parser.parse_args(argv)
     manifest = update(args.botocore)
-    print(f"vendored {len(manifest['services'])} models from botocore {manifest['botocore']} into {MODELS_DIR}; "
-          "now run `selfmaker coverage`")
+    print(
+        f"vendored {len(manifest['services'])} models from botocore {manifest['botocore']} into {MODELS_DIR}; "
+        "now run `selfmaker coverage`"
+    )
     return 0
 
 

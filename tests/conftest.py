@@ -23,7 +23,6 @@ from support.clients import make_client
 from support.conformance import RECORDER, check_every_client
 from support.server import ACCOUNT, REGION, Server, free_port  # noqa: F401  (tests used to import them from here)
 
-
 # ---------------------------------------------------------------------------
 # Databases: SQLite always; PostgreSQL for modules marked `both_databases`.
 
@@ -45,8 +44,9 @@ def pytest_unconfigure(config):
 def pytest_generate_tests(metafunc):
     if "database" in metafunc.fixturenames:
         both = metafunc.definition.get_closest_marker("both_databases") is not None
-        metafunc.parametrize("database", ["sqlite", "postgresql"] if both else ["sqlite"], indirect=True,
-                             scope="session")
+        metafunc.parametrize(
+            "database", ["sqlite", "postgresql"] if both else ["sqlite"], indirect=True, scope="session"
+        )
 
 
 def _find_pg_bin() -> Path | None:
@@ -79,11 +79,27 @@ def postgres():
         shutil.chown(root, "postgres")
         shutil.chown(sock, "postgres")
         run_as = ["runuser", "-u", "postgres", "--"]
-    subprocess.run(run_as + [str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
-                   check=True, capture_output=True)
-    subprocess.run(run_as + [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "-o",
-                             f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        run_as + [str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        run_as
+        + [
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(root / "log"),
+            "-w",
+            "-o",
+            f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
     yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     subprocess.run(run_as + [str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], capture_output=True)
     shutil.rmtree(root, ignore_errors=True)
@@ -165,10 +181,17 @@ def _conformance_of_teardowns():
 
 
 def _client_factory(server: Server):
-    def make(service: str, srv: Server | None = None, access_key: str = "AKIDEXAMPLE", secret_key: str = "secret",
-             region: str = REGION, **config):
-        return make_client(service, (srv or server).url, access_key=access_key, secret_key=secret_key,
-                           region=region, **config)
+    def make(
+        service: str,
+        srv: Server | None = None,
+        access_key: str = "AKIDEXAMPLE",
+        secret_key: str = "secret",
+        region: str = REGION,
+        **config,
+    ):
+        return make_client(
+            service, (srv or server).url, access_key=access_key, secret_key=secret_key, region=region, **config
+        )
 
     return make
 

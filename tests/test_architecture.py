@@ -43,7 +43,8 @@ TREES = {name: ast.parse(path.read_text(), str(path)) for name, (path, _) in MOD
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _top_level(statements):
@@ -51,11 +52,16 @@ def _top_level(statements):
     for statement in statements:
         yield statement
         if isinstance(statement, ast.If):
-            yield from _top_level(statement.orelse if _is_type_checking(statement.test) else
-                                  statement.body + statement.orelse)
+            yield from _top_level(
+                statement.orelse if _is_type_checking(statement.test) else statement.body + statement.orelse
+            )
         elif isinstance(statement, ast.Try):
-            yield from _top_level(statement.body + statement.orelse + statement.finalbody +
-                                  [s for handler in statement.handlers for s in handler.body])
+            yield from _top_level(
+                statement.body
+                + statement.orelse
+                + statement.finalbody
+                + [s for handler in statement.handlers for s in handler.body]
+            )
         elif isinstance(statement, (ast.With, ast.ClassDef)):
             yield from _top_level(statement.body)
 
@@ -68,7 +74,7 @@ def _targets(module: str, node: ast.Import | ast.ImportFrom) -> list[str]:
         base = node.module or ""
         if node.level:
             package = module if MODULES[module][1] else module.rpartition(".")[0]
-            anchor = package.split(".")[:len(package.split(".")) - (node.level - 1)]
+            anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
             base = ".".join(anchor + ([node.module] if node.module else []))
         # `from package import name` loads package.name when that is a module, else the package only.
         names = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base for alias in node.names]
@@ -78,8 +84,12 @@ def _targets(module: str, node: ast.Import | ast.ImportFrom) -> list[str]:
 def _imports(module: str, *, top_level_only: bool) -> list[tuple[str, int]]:
     tree = TREES[module]
     statements = _top_level(tree.body) if top_level_only else ast.walk(tree)
-    return [(target, node.lineno) for node in statements if isinstance(node, (ast.Import, ast.ImportFrom))
-            for target in _targets(module, node)]
+    return [
+        (target, node.lineno)
+        for node in statements
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for target in _targets(module, node)
+    ]
 
 
 def _package(module: str) -> str:
@@ -146,22 +156,28 @@ def test_packages_import_each_other_without_cycles():
     report = []
     for cycle in unexpected:
         report.append(f"cycle between {sorted(cycle)}:")
-        report += [f"    {line}" for (a, b), lines in sorted(edges.items()) if a in cycle and b in cycle
-                   for line in lines]
+        report += [
+            f"    {line}" for (a, b), lines in sorted(edges.items()) if a in cycle and b in cycle for line in lines
+        ]
     assert not unexpected, "\n".join(report)
 
 
 def test_only_the_server_and_the_entry_point_import_the_asgi_app():
     """Services, engines and AWS subsets reach the backends and the worker registry through
     selfmaker/backends.py, below them; the ASGI app is on top. The CLI starts the app: it may import it."""
-    offenders = [f"{module}:{line}" for module in MODULES if not module.startswith("selfmaker.server.")
-                 and module != "selfmaker.cli"
-                 for target, line in _imports(module, top_level_only=False) if target == "selfmaker.server.app"]
+    offenders = [
+        f"{module}:{line}"
+        for module in MODULES
+        if not module.startswith("selfmaker.server.") and module != "selfmaker.cli"
+        for target, line in _imports(module, top_level_only=False)
+        if target == "selfmaker.server.app"
+    ]
     assert not offenders, f"these import selfmaker.server.app: {offenders}"
 
 
 def _registers(module: str) -> bool:
     """Does importing ``module`` register something (an @operation, a worker, a controller, a Kind)?"""
+
     def name_of(call):
         func = call.func
         return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None

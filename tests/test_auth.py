@@ -93,8 +93,9 @@ def error_of(call) -> tuple[str, int, str]:
 
 
 def make_model(sm, name, account):
-    return sm.create_model(ModelName=name, ExecutionRoleArn=ROLE.format(account=account),
-                           PrimaryContainer={"Image": IMAGE})["ModelArn"]
+    return sm.create_model(
+        ModelName=name, ExecutionRoleArn=ROLE.format(account=account), PrimaryContainer={"Image": IMAGE}
+    )["ModelArn"]
 
 
 def send(method, url, headers, body=b""):
@@ -109,8 +110,9 @@ def send(method, url, headers, body=b""):
 
 def signed_json(srv, who, target, body, secret=None):
     """A SigV4-signed JSON 1.1 request, as botocore would send it; the caller may tamper with it."""
-    request = AWSRequest("POST", srv.url + "/", data=body, headers={
-        "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": target})
+    request = AWSRequest(
+        "POST", srv.url + "/", data=body, headers={"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": target}
+    )
     SigV4Auth(Credentials(who.key, secret or who.secret), "sagemaker", REGION).add_auth(request)
     return dict(request.headers.items()), body
 
@@ -144,31 +146,39 @@ def test_a_wrong_secret_is_a_forged_signature(as_):
 
 def test_an_unknown_access_key_is_refused(client, strict):
     nobody = SimpleNamespace(key="AKIANOBODY0000000000", secret="whatever")
-    code, status, message = error_of(lambda: client("sagemaker", srv=strict, access_key=nobody.key,
-                                                    secret_key=nobody.secret).list_models())
-    assert (code, status, message) == ("UnrecognizedClientException", 400,
-                                       "The security token included in the request is invalid.")
+    code, status, message = error_of(
+        lambda: client("sagemaker", srv=strict, access_key=nobody.key, secret_key=nobody.secret).list_models()
+    )
+    assert (code, status, message) == (
+        "UnrecognizedClientException",
+        400,
+        "The security token included in the request is invalid.",
+    )
     sts = client("sts", srv=strict, access_key=nobody.key, secret_key=nobody.secret)
     assert error_of(sts.get_caller_identity)[:2] == ("InvalidClientTokenId", 403)
 
 
 def test_session_tokens_are_refused(strict):
-    sm = make_client("sagemaker", strict.url, access_key=A.key, secret_key=A.secret,
-                     session_token="FwoGZXIvYXdzEXAMPLE")
+    sm = make_client(
+        "sagemaker", strict.url, access_key=A.key, secret_key=A.secret, session_token="FwoGZXIvYXdzEXAMPLE"
+    )
     code, status, message = error_of(sm.list_models)
     assert (code, status) == ("UnrecognizedClientException", 400)
     assert "no session tokens" in message
 
 
 def test_an_unsigned_request_is_refused(strict):
-    status, headers, body = send("POST", strict.url + "/", {
-        "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "SageMaker.ListModels"}, b"{}")
+    status, headers, body = send(
+        "POST",
+        strict.url + "/",
+        {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "SageMaker.ListModels"},
+        b"{}",
+    )
     assert status == 403
     assert headers["X-Amzn-ErrorType"] == "MissingAuthenticationTokenException"
     assert json.loads(body)["Message"] == "Missing Authentication Token"
     # rest-json services too (the runtime's InvokeEndpoint).
-    status, headers, _ = send("POST", strict.url + "/endpoints/ep/invocations", {"Content-Type": "text/csv"},
-                              b"1,2")
+    status, headers, _ = send("POST", strict.url + "/endpoints/ep/invocations", {"Content-Type": "text/csv"}, b"1,2")
     assert (status, headers["X-Amzn-ErrorType"]) == (403, "MissingAuthenticationTokenException")
 
 
@@ -258,21 +268,23 @@ def test_accounts_are_isolated(as_, unique):
     assert b.list_models(NameContains=name)["Models"] == []
     assert name not in [e["ExperimentName"] for e in b.list_experiments()["ExperimentSummaries"]]
     for arn in (a_arn, a_experiment, a_group):
-        assert error_of(lambda: b.add_tags(ResourceArn=arn, Tags=[{"Key": "k", "Value": "v"}]))[0] == \
-            "ResourceNotFound"
+        assert error_of(lambda: b.add_tags(ResourceArn=arn, Tags=[{"Key": "k", "Value": "v"}]))[0] == "ResourceNotFound"
         assert error_of(lambda: b.list_tags(ResourceArn=arn))[0] == "ResourceNotFound"
         assert error_of(lambda: b.delete_tags(ResourceArn=arn, TagKeys=["owner"]))[0] == "ResourceNotFound"
     assert error_of(lambda: b.delete_model(ModelName=name))[0] == "ValidationException"
-    found = b.search(Resource="Experiment", SearchExpression={"Filters": [
-        {"Name": "ExperimentName", "Operator": "Equals", "Value": name}]})["Results"]
+    found = b.search(
+        Resource="Experiment",
+        SearchExpression={"Filters": [{"Name": "ExperimentName", "Operator": "Equals", "Value": name}]},
+    )["Results"]
     assert found == []
 
     # B may use the same name for its own resources, which live under B's account.
     b_arn = make_model(b, name, B.account)
     assert b_arn == a_arn.replace(A.account, B.account)
     assert b.create_experiment(ExperimentName=name)["ExperimentArn"] == a_experiment.replace(A.account, B.account)
-    assert b.create_model_package_group(ModelPackageGroupName=name)["ModelPackageGroupArn"] == \
-        a_group.replace(A.account, B.account)
+    assert b.create_model_package_group(ModelPackageGroupName=name)["ModelPackageGroupArn"] == a_group.replace(
+        A.account, B.account
+    )
 
     # And A's are untouched.
     assert a.describe_model(ModelName=name)["ExecutionRoleArn"] == ROLE.format(account=A.account)
@@ -320,9 +332,15 @@ def chunk_signed_upload(srv, who, path: str, chunks: list[bytes]) -> tuple[dict,
 
     botocore never sends these (other SDKs do), so the chunks are signed here, from the spec.
     """
-    request = AWSRequest("PUT", srv.url + path, headers={
-        "Content-Encoding": "aws-chunked", "X-Amz-Content-SHA256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
-        "X-Amz-Decoded-Content-Length": str(sum(map(len, chunks)))})
+    request = AWSRequest(
+        "PUT",
+        srv.url + path,
+        headers={
+            "Content-Encoding": "aws-chunked",
+            "X-Amz-Content-SHA256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+            "X-Amz-Decoded-Content-Length": str(sum(map(len, chunks))),
+        },
+    )
     SigV4Auth(Credentials(who.key, who.secret), "s3", REGION).add_auth(request)
     amz_date, previous = request.headers["X-Amz-Date"], request.headers["Authorization"].rsplit("=", 1)[1]
     scope = f"{amz_date[:8]}/{REGION}/s3/aws4_request"
@@ -331,8 +349,16 @@ def chunk_signed_upload(srv, who, path: str, chunks: list[bytes]) -> tuple[dict,
         key = hmac.new(key, part.encode(), hashlib.sha256).digest()
     body = b""
     for chunk in [*chunks, b""]:
-        to_sign = "\n".join(["AWS4-HMAC-SHA256-PAYLOAD", amz_date, scope, previous, hashlib.sha256(b"").hexdigest(),
-                             hashlib.sha256(chunk).hexdigest()])
+        to_sign = "\n".join(
+            [
+                "AWS4-HMAC-SHA256-PAYLOAD",
+                amz_date,
+                scope,
+                previous,
+                hashlib.sha256(b"").hexdigest(),
+                hashlib.sha256(chunk).hexdigest(),
+            ]
+        )
         previous = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
         body += f"{len(chunk):x};chunk-signature={previous}\r\n".encode() + chunk + b"\r\n"
     return dict(request.headers.items()), body
@@ -357,12 +383,20 @@ def test_s3_chunk_signed_upload_is_verified_chunk_by_chunk(s3_object, strict):
 
 def asgi_request(method: str, url: str, headers: dict, body: bytes = b"") -> Request:
     parts = urlsplit(url)
-    raw = [(k.lower().encode("latin-1"), (v.decode() if isinstance(v, bytes) else v).encode("latin-1"))
-           for k, v in headers.items()]
+    raw = [
+        (k.lower().encode("latin-1"), (v.decode() if isinstance(v, bytes) else v).encode("latin-1"))
+        for k, v in headers.items()
+    ]
     if not any(k == b"host" for k, _ in raw):
         raw.append((b"host", parts.netloc.encode()))
-    scope = {"type": "http", "method": method, "path": unquote(parts.path), "raw_path": parts.path.encode(),
-             "query_string": parts.query.encode(), "headers": raw}
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": unquote(parts.path),
+        "raw_path": parts.path.encode(),
+        "query_string": parts.query.encode(),
+        "headers": raw,
+    }
     request = Request(scope, None)
     request._body = body
     return request
@@ -384,7 +418,7 @@ def verifier(clock: dt.datetime | None = None) -> StrictAuthenticator:
     settings = SimpleNamespace(credentials_file=_unit_credentials())
     if clock is None:
         return StrictAuthenticator(settings)
-    moment = clock.replace(tzinfo=dt.timezone.utc).timestamp()
+    moment = clock.replace(tzinfo=dt.UTC).timestamp()
     return StrictAuthenticator(settings, clock=lambda: moment)
 
 
@@ -409,33 +443,48 @@ def test_aws_signature_test_suite_vectors():
     """get-vanilla and post-vanilla from AWS's SigV4 test suite."""
     auth = verifier(dt.datetime(2015, 8, 30, 12, 36))
     scope = "Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date"
-    for method, signature in [("GET", "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"),
-                              ("POST", "5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b")]:
-        request = asgi_request(method, "https://example.amazonaws.com/", {
-            "X-Amz-Date": "20150830T123600Z",
-            "Authorization": f"AWS4-HMAC-SHA256 {scope}, Signature={signature}"})
+    for method, signature in [
+        ("GET", "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"),
+        ("POST", "5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b"),
+    ]:
+        request = asgi_request(
+            method,
+            "https://example.amazonaws.com/",
+            {"X-Amz-Date": "20150830T123600Z", "Authorization": f"AWS4-HMAC-SHA256 {scope}, Signature={signature}"},
+        )
         principal = auth.authenticate(request, signing_scope(request), hashlib.sha256(b"").hexdigest())
         assert (principal.account_id, principal.region) == ("333333333333", "us-east-1")
         request.scope["method"] = request.method = "PUT"
-        assert refusal(lambda: auth.authenticate(request, None, hashlib.sha256(b"").hexdigest(),
-                                                 service="sagemaker")).code == "InvalidSignatureException"
+        assert (
+            refusal(lambda: auth.authenticate(request, None, hashlib.sha256(b"").hexdigest(), service="sagemaker")).code
+            == "InvalidSignatureException"
+        )
 
 
 def test_aws_s3_documentation_vectors():
     """The GET-object and presigned-URL examples of the S3 SigV4 documentation."""
     auth = verifier(dt.datetime(2013, 5, 24, 0, 5))
-    get = asgi_request("GET", "https://examplebucket.s3.amazonaws.com/test.txt", {
-        "Range": "bytes=0-9", "x-amz-content-sha256": hashlib.sha256(b"").hexdigest(),
-        "x-amz-date": "20130524T000000Z",
-        "Authorization": "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,"
-                         "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,"
-                         "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"})
-    assert auth.authenticate(get, signing_scope(get), get.headers["x-amz-content-sha256"]).account_id == \
-        "444444444444"
-    presigned = asgi_request("GET", "https://examplebucket.s3.amazonaws.com/test.txt?X-Amz-Algorithm=AWS4-HMAC-SHA256"
-                             "&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request"
-                             "&X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host"
-                             "&X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404", {})
+    get = asgi_request(
+        "GET",
+        "https://examplebucket.s3.amazonaws.com/test.txt",
+        {
+            "Range": "bytes=0-9",
+            "x-amz-content-sha256": hashlib.sha256(b"").hexdigest(),
+            "x-amz-date": "20130524T000000Z",
+            "Authorization": "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,"
+            "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,"
+            "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41",
+        },
+    )
+    assert auth.authenticate(get, signing_scope(get), get.headers["x-amz-content-sha256"]).account_id == "444444444444"
+    presigned = asgi_request(
+        "GET",
+        "https://examplebucket.s3.amazonaws.com/test.txt?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+        "&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request"
+        "&X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host"
+        "&X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404",
+        {},
+    )
     assert auth.authenticate(presigned, signing_scope(presigned), None).account_id == "444444444444"
     # A day and a second later, the URL has expired.
     late = verifier(dt.datetime(2013, 5, 25, 0, 0, 1))
@@ -447,17 +496,27 @@ def test_aws_s3_documentation_vectors():
 def test_aws_streaming_upload_vectors():
     """The aws-chunked example of the S3 documentation: the seed signature, then each chunk's."""
     auth = verifier(dt.datetime(2013, 5, 24, 0, 0))
-    put = asgi_request("PUT", "https://s3.amazonaws.com/examplebucket/chunkObject.txt", {
-        "x-amz-date": "20130524T000000Z", "x-amz-storage-class": "REDUCED_REDUNDANCY",
-        "content-encoding": "aws-chunked", "x-amz-decoded-content-length": "66560", "content-length": "66824",
-        "x-amz-content-sha256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
-        "Authorization": "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,"
-                         "SignedHeaders=content-encoding;content-length;host;x-amz-content-sha256;x-amz-date;"
-                         "x-amz-decoded-content-length;x-amz-storage-class,"
-                         "Signature=4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9"})
-    chunks = [(b"a" * 65536, "ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648"),
-              (b"a" * 1024, "0055627c9e194cb4542bae2aa5492e3c1575bbb81b612b7d234b86a503ef5497"),
-              (b"", "b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9")]
+    put = asgi_request(
+        "PUT",
+        "https://s3.amazonaws.com/examplebucket/chunkObject.txt",
+        {
+            "x-amz-date": "20130524T000000Z",
+            "x-amz-storage-class": "REDUCED_REDUNDANCY",
+            "content-encoding": "aws-chunked",
+            "x-amz-decoded-content-length": "66560",
+            "content-length": "66824",
+            "x-amz-content-sha256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+            "Authorization": "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,"
+            "SignedHeaders=content-encoding;content-length;host;x-amz-content-sha256;x-amz-date;"
+            "x-amz-decoded-content-length;x-amz-storage-class,"
+            "Signature=4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9",
+        },
+    )
+    chunks = [
+        (b"a" * 65536, "ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648"),
+        (b"a" * 1024, "0055627c9e194cb4542bae2aa5492e3c1575bbb81b612b7d234b86a503ef5497"),
+        (b"", "b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9"),
+    ]
     streaming = auth.authenticate(put, signing_scope(put), "STREAMING-AWS4-HMAC-SHA256-PAYLOAD").streaming
     for data, signature in chunks:
         streaming.chunk(data, signature)
@@ -470,14 +529,22 @@ def test_aws_streaming_upload_vectors():
 
     # The trailer variant: chunks, then the signed trailing checksum.
     key = signing_key("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "20130524", "us-east-1", "s3")
-    trailer = ChunkVerifier(key, "20130524T000000Z", "20130524/us-east-1/s3/aws4_request",
-                            "106e2a8a18243abcf37539882f36619c00e2dfc72633413f02d3b74544bfeb8e", "AKIAIOSFODNN7EXAMPLE")
-    for data, signature in [(b"a" * 65536, "b474d8862b1487a5145d686f57f013e54db672cee1c953b3010fb58501ef5aa2"),
-                            (b"a" * 1024, "1c1344b170168f8e65b41376b44b20fe354e373826ccbbe2c1d40a8cae51e5c7"),
-                            (b"", "2ca2aba2005185cf7159c6277faf83795951dd77a3a99e6e65d5c9f85863f992")]:
+    trailer = ChunkVerifier(
+        key,
+        "20130524T000000Z",
+        "20130524/us-east-1/s3/aws4_request",
+        "106e2a8a18243abcf37539882f36619c00e2dfc72633413f02d3b74544bfeb8e",
+        "AKIAIOSFODNN7EXAMPLE",
+    )
+    for data, signature in [
+        (b"a" * 65536, "b474d8862b1487a5145d686f57f013e54db672cee1c953b3010fb58501ef5aa2"),
+        (b"a" * 1024, "1c1344b170168f8e65b41376b44b20fe354e373826ccbbe2c1d40a8cae51e5c7"),
+        (b"", "2ca2aba2005185cf7159c6277faf83795951dd77a3a99e6e65d5c9f85863f992"),
+    ]:
         trailer.chunk(data, signature)
-    trailer.trailer(b"x-amz-checksum-crc32c:sOO8/Q==\n",
-                    "d81f82fc3505edab99d459891051a732e8730629a2e4a59689829ca17fe2e435")
+    trailer.trailer(
+        b"x-amz-checksum-crc32c:sOO8/Q==\n", "d81f82fc3505edab99d459891051a732e8730629a2e4a59689829ca17fe2e435"
+    )
 
 
 class Captured(Exception):
@@ -491,8 +558,12 @@ def botocore_request(service: str, call, who=A, **config) -> tuple[Request, str 
 
     def capture(request, **kwargs):
         body = request.body.read() if hasattr(request.body, "read") else request.body or b""
-        sent.update(method=request.method, url=request.url, headers=dict(request.headers.items()),
-                    body=body.encode() if isinstance(body, str) else body)
+        sent.update(
+            method=request.method,
+            url=request.url,
+            headers=dict(request.headers.items()),
+            body=body.encode() if isinstance(body, str) else body,
+        )
         raise Captured
 
     c.meta.events.register("before-send", capture)
@@ -500,25 +571,36 @@ def botocore_request(service: str, call, who=A, **config) -> tuple[Request, str 
         call(c)
     request = asgi_request(sent["method"], sent["url"], sent["headers"], sent["body"])
     scope = signing_scope(request)
-    payload = request.headers.get("x-amz-content-sha256") if scope.service == "s3" else \
-        hashlib.sha256(sent["body"]).hexdigest()
+    payload = (
+        request.headers.get("x-amz-content-sha256")
+        if scope.service == "s3"
+        else hashlib.sha256(sent["body"]).hexdigest()
+    )
     return request, payload
 
 
 BOTOCORE_CALLS = {
     "sagemaker ListModels": ("sagemaker", lambda c: c.list_models(NameContains="a b")),
-    "runtime InvokeEndpoint, folded header": ("sagemaker-runtime", lambda c: c.invoke_endpoint(
-        EndpointName="ep-1", Body=b"1,2", ContentType="text/csv", CustomAttributes="a   b\tc")),
+    "runtime InvokeEndpoint, folded header": (
+        "sagemaker-runtime",
+        lambda c: c.invoke_endpoint(
+            EndpointName="ep-1", Body=b"1,2", ContentType="text/csv", CustomAttributes="a   b\tc"
+        ),
+    ),
     "featurestore GetRecord, encoded path and repeated query": (
-        "sagemaker-featurestore-runtime", lambda c: c.get_record(
-            FeatureGroupName="fg a", RecordIdentifierValueAsString="a b+c/é", FeatureNames=["z", "x y"])),
+        "sagemaker-featurestore-runtime",
+        lambda c: c.get_record(
+            FeatureGroupName="fg a", RecordIdentifierValueAsString="a b+c/é", FeatureNames=["z", "x y"]
+        ),
+    ),
     "sts GetCallerIdentity": ("sts", lambda c: c.get_caller_identity()),
     "logs FilterLogEvents": ("logs", lambda c: c.filter_log_events(logGroupName="/aws/sagemaker/TrainingJobs")),
-    "s3 PutObject with checksum headers": ("s3", lambda c: c.put_object(Bucket="b", Key="a b/c+d=é!(x)",
-                                                                         Body=b"hello")),
+    "s3 PutObject with checksum headers": (
+        "s3",
+        lambda c: c.put_object(Bucket="b", Key="a b/c+d=é!(x)", Body=b"hello"),
+    ),
     "s3 ListObjectsV2": ("s3", lambda c: c.list_objects_v2(Bucket="b", Prefix="a b+/é")),
-    "s3 CreateMultipartUpload, dot segments": ("s3", lambda c: c.create_multipart_upload(Bucket="b",
-                                                                                          Key="k//x/../y")),
+    "s3 CreateMultipartUpload, dot segments": ("s3", lambda c: c.create_multipart_upload(Bucket="b", Key="k//x/../y")),
     "s3 DeleteObjects": ("s3", lambda c: c.delete_objects(Bucket="b", Delete={"Objects": [{"Key": "x"}]})),
 }
 
@@ -548,13 +630,12 @@ def test_s3_presigned_urls_made_by_botocore():
     assert verifier().authenticate(request, signing_scope(request), None).account_id == B.account
 
     # Expired: the same URL a minute and a second later.
-    later = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) + dt.timedelta(seconds=62)
+    later = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(seconds=62)
     err = refusal(lambda: verifier(later).authenticate(request, signing_scope(request), None))
     assert (err.code, err.message) == ("AccessDenied", "Request has expired")
 
     # Tampered: another key, another expiry, or another account's access key under the same signature.
-    for old, new in [("/c%2Bd", "/c%2Be"), ("X-Amz-Expires=60", "X-Amz-Expires=600"),
-                     (B.key, A.key)]:
+    for old, new in [("/c%2Bd", "/c%2Be"), ("X-Amz-Expires=60", "X-Amz-Expires=600"), (B.key, A.key)]:
         forged = asgi_request("GET", url.replace(old, new), {})
         err = refusal(lambda: verifier().authenticate(forged, signing_scope(forged), None))
         assert (err.code, err.status) == ("SignatureDoesNotMatch", 403), old
@@ -575,26 +656,42 @@ def test_signature_version_2_is_refused_with_a_hint():
     assert "signature_version='s3v4'" in err.message
 
 
-@pytest.mark.parametrize("service,codes", [
-    ("sagemaker", ["MissingAuthenticationTokenException", "UnrecognizedClientException",
-                   "IncompleteSignatureException"]),
-    ("sts", ["MissingAuthenticationToken", "InvalidClientTokenId", "IncompleteSignature"]),
-    ("s3", ["AccessDenied", "InvalidAccessKeyId", "AuthorizationHeaderMalformed"]),
-])
+@pytest.mark.parametrize(
+    "service,codes",
+    [
+        (
+            "sagemaker",
+            ["MissingAuthenticationTokenException", "UnrecognizedClientException", "IncompleteSignatureException"],
+        ),
+        ("sts", ["MissingAuthenticationToken", "InvalidClientTokenId", "IncompleteSignature"]),
+        ("s3", ["AccessDenied", "InvalidAccessKeyId", "AuthorizationHeaderMalformed"]),
+    ],
+)
 def test_each_protocol_refuses_in_its_own_words(service, codes):
     auth = verifier()
-    request, payload = botocore_request(service, {"sagemaker": lambda c: c.list_models(),
-                                                  "sts": lambda c: c.get_caller_identity(),
-                                                  "s3": lambda c: c.list_buckets()}[service])
+    request, payload = botocore_request(
+        service,
+        {
+            "sagemaker": lambda c: c.list_models(),
+            "sts": lambda c: c.get_caller_identity(),
+            "s3": lambda c: c.list_buckets(),
+        }[service],
+    )
     headers = dict(request.headers)
     url = url_of(request)
     unsigned = asgi_request(request.method, url, {k: v for k, v in headers.items() if k != "authorization"})
-    unknown = asgi_request(request.method, url, {**headers, "authorization": headers["authorization"].replace(
-        A.key, "AKIAUNKNOWN000000000")})
-    malformed = asgi_request(request.method, url, {**headers, "authorization": headers["authorization"].replace(
-        "/aws4_request", "")})
-    got = [refusal(lambda: auth.authenticate(r, signing_scope(r), payload, service=service)).code
-           for r in (unsigned, unknown, malformed)]
+    unknown = asgi_request(
+        request.method,
+        url,
+        {**headers, "authorization": headers["authorization"].replace(A.key, "AKIAUNKNOWN000000000")},
+    )
+    malformed = asgi_request(
+        request.method, url, {**headers, "authorization": headers["authorization"].replace("/aws4_request", "")}
+    )
+    got = [
+        refusal(lambda: auth.authenticate(r, signing_scope(r), payload, service=service)).code
+        for r in (unsigned, unknown, malformed)
+    ]
     assert got == codes
 
 
@@ -610,7 +707,7 @@ def test_s3_specific_refusals():
     err = refusal(lambda: auth.authenticate(extra, scope, payload))
     assert (err.code, err.fields["HeadersNotSigned"]) == ("AccessDenied", "x-amz-acl")
     # Skewed clocks get S3's own error.
-    skewed = verifier(dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) + dt.timedelta(minutes=16))
+    skewed = verifier(dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(minutes=16))
     assert refusal(lambda: skewed.authenticate(request, scope, payload)).code == "RequestTimeTooSkewed"
 
 
@@ -618,16 +715,22 @@ def test_s3_specific_refusals():
 # The credentials file
 
 
-@pytest.mark.parametrize("text,problem", [
-    ("[K1]\nsecret_access_key = s\naccount_id = 1\n", "account_id must be 12 digits"),
-    ("[K1]\nsecret_access_key = s\naccount_id = 111111111111\n[K1]\nsecret_access_key = t\n"
-     "account_id = 111111111111\n", "access key K1 is listed twice"),
-    ("[K1]\naccount_id = 111111111111\n", "lacks secret_access_key"),
-    ("[K1]\nsecret_access_key = s\naccount_id = 111111111111\nregion = us-east-1\n", "unknown setting region"),
-    ("[K/1]\nsecret_access_key = s\naccount_id = 111111111111\n", "access key may hold only"),
-    ("# nothing yet\n", "lists no access keys"),
-    ("secret_access_key = s\n", "not a valid credentials file"),
-])
+@pytest.mark.parametrize(
+    "text,problem",
+    [
+        ("[K1]\nsecret_access_key = s\naccount_id = 1\n", "account_id must be 12 digits"),
+        (
+            "[K1]\nsecret_access_key = s\naccount_id = 111111111111\n[K1]\nsecret_access_key = t\n"
+            "account_id = 111111111111\n",
+            "access key K1 is listed twice",
+        ),
+        ("[K1]\naccount_id = 111111111111\n", "lacks secret_access_key"),
+        ("[K1]\nsecret_access_key = s\naccount_id = 111111111111\nregion = us-east-1\n", "unknown setting region"),
+        ("[K/1]\nsecret_access_key = s\naccount_id = 111111111111\n", "access key may hold only"),
+        ("# nothing yet\n", "lists no access keys"),
+        ("secret_access_key = s\n", "not a valid credentials file"),
+    ],
+)
 def test_a_bad_credentials_file_is_refused_with_a_clear_message(tmp_path, text, problem):
     path = tmp_path / "credentials"
     path.write_text(text)
@@ -638,16 +741,31 @@ def test_a_bad_credentials_file_is_refused_with_a_clear_message(tmp_path, text, 
 def test_a_strict_server_with_a_bad_credentials_file_does_not_start(tmp_path):
     path = tmp_path / "credentials"
     path.write_text("[K1]\nsecret_access_key = s\naccount_id = 12345\n")
-    result = subprocess.run([sys.executable, "-m", "selfmaker.cli", "serve", "--data-dir", str(tmp_path / "data"),
-                             "--auth", "strict", "--credentials-file", str(path)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "selfmaker.cli",
+            "serve",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--auth",
+            "strict",
+            "--credentials-file",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "account_id must be 12 digits" in result.stderr
 
 
 def test_open_mode_maps_listed_keys_to_their_accounts(credentials_file):
-    auth = OpenAuthenticator(SimpleNamespace(credentials_file=credentials_file, default_account="123456789012",
-                                             region=REGION))
+    auth = OpenAuthenticator(
+        SimpleNamespace(credentials_file=credentials_file, default_account="123456789012", region=REGION)
+    )
     for who, account in [(B, B.account), (SimpleNamespace(key="anything", secret="x"), "123456789012")]:
         request, payload = botocore_request("sagemaker", lambda c: c.list_models(), who=who)
         # Signatures are not checked in open mode: a wrong one is fine.

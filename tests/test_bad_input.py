@@ -17,7 +17,6 @@ import re
 import urllib.request
 
 import cbor2
-
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -31,8 +30,13 @@ from selfmaker.server.wire import rest_json_services
 
 load_all()
 CREDS = Credentials("AKIDEXAMPLE", "secret")
-JSON_SERVICES = {"sagemaker": "SageMaker", "logs": "Logs_20140328", "sqs": "AmazonSQS", "athena": "AmazonAthena",
-                 "cloudwatch": "GraniteServiceVersion20100801"}
+JSON_SERVICES = {
+    "sagemaker": "SageMaker",
+    "logs": "Logs_20140328",
+    "sqs": "AmazonSQS",
+    "athena": "AmazonAthena",
+    "cloudwatch": "GraniteServiceVersion20100801",
+}
 
 
 def _minimal(shape, depth=0):
@@ -68,9 +72,20 @@ def _minimal(shape, depth=0):
     return None
 
 
-_CANDIDATES = ["a", "abc", "x1", "arn:aws:sagemaker:us-east-1:123456789012:model/x",
-               "arn:aws:iam::123456789012:role/SageMakerRole", "s3://bucket/key", "https://example.com/r.git",
-               "1", "ml.m5.large", "Key1", "a-b", "aaaaaaaaaaaaaaaaaaaa"]
+_CANDIDATES = [
+    "a",
+    "abc",
+    "x1",
+    "arn:aws:sagemaker:us-east-1:123456789012:model/x",
+    "arn:aws:iam::123456789012:role/SageMakerRole",
+    "s3://bucket/key",
+    "https://example.com/r.git",
+    "1",
+    "ml.m5.large",
+    "Key1",
+    "a-b",
+    "aaaaaaaaaaaaaaaaaaaa",
+]
 
 
 def _satisfying_string(shape):
@@ -86,7 +101,7 @@ def _satisfying_string(shape):
 def _cases():
     """(service, operation, description, body, expected code) for every generated violation."""
     load_all()
-    for service, prefix in JSON_SERVICES.items():
+    for service in JSON_SERVICES:
         model = service_model(service)
         for op_name in sorted(implemented(service)):
             shape = model.operation_model(op_name).input_shape
@@ -141,8 +156,12 @@ CASES = list(_cases())
 
 def _post(url: str, service: str, op: str, body) -> tuple[int, dict]:
     data = json.dumps(body).encode()
-    request = AWSRequest("POST", url + "/", data=data, headers={
-        "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": f"{JSON_SERVICES[service]}.{op}"})
+    request = AWSRequest(
+        "POST",
+        url + "/",
+        data=data,
+        headers={"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": f"{JSON_SERVICES[service]}.{op}"},
+    )
     SigV4Auth(CREDS, "sagemaker" if service == "sagemaker" else service, "us-east-1").add_auth(request)
     req = urllib.request.Request(url + "/", data=data, headers=dict(request.headers), method="POST")
     try:
@@ -163,8 +182,9 @@ def _store_fingerprint(server) -> tuple:
     engine = create_engine(normalise_url(url))
     try:
         with engine.connect() as conn:
-            return tuple(conn.execute(select(func.count()).select_from(t)).scalar_one()
-                         for t in schema.metadata.sorted_tables)
+            return tuple(
+                conn.execute(select(func.count()).select_from(t)).scalar_one() for t in schema.metadata.sorted_tables
+            )
     finally:
         engine.dispose()
 
@@ -174,8 +194,11 @@ def test_cases_cover_every_implemented_json_operation():
     for service in JSON_SERVICES:
         for op in implemented(service):
             shape = service_model(service).operation_model(op).input_shape
-            if shape is not None and shape.members and all(
-                    _minimal(shape.members[n]) is not None for n in shape.required_members):
+            if (
+                shape is not None
+                and shape.members
+                and all(_minimal(shape.members[n]) is not None for n in shape.required_members)
+            ):
                 assert (service, op) in covered, f"no bad-input case for {service}.{op}"
 
 
@@ -185,8 +208,12 @@ def test_bad_input_is_a_clean_400(server, service, op, what, body):
     status, payload = _post(server.url, service, op, body)
     assert status == 400, (status, payload)
     code = payload.get("__type")
-    assert code in ("ValidationException", "SerializationException", "InvalidParameterException",
-                    "InvalidRequestException"), payload  # Athena reports validation as InvalidRequestException
+    assert code in (
+        "ValidationException",
+        "SerializationException",
+        "InvalidParameterException",
+        "InvalidRequestException",
+    ), payload  # Athena reports validation as InvalidRequestException
     message = payload.get("Message") or payload.get("message") or ""
     member = what.split()[1] if what.startswith("missing") else what.split()[0]
     assert member[:1].lower() + member[1:] in message, message  # the message names the member
@@ -204,8 +231,12 @@ def test_unknown_and_unimplemented_operations_are_400s(server):
 
 
 def test_malformed_json_is_a_serialization_error(server):
-    request = AWSRequest("POST", server.url + "/", data=b"{not json", headers={
-        "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "SageMaker.ListModels"})
+    request = AWSRequest(
+        "POST",
+        server.url + "/",
+        data=b"{not json",
+        headers={"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "SageMaker.ListModels"},
+    )
     SigV4Auth(CREDS, "sagemaker", "us-east-1").add_auth(request)
     req = urllib.request.Request(server.url + "/", data=b"{not json", headers=dict(request.headers), method="POST")
     with pytest.raises(urllib.error.HTTPError) as err:
@@ -263,18 +294,26 @@ def _hostile_requests(protocol: str, service: str, op_name: str):
         base = f"Action={op_name}&Version={version}"
         headers = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
         deep = f"{base}&{first}" + ".member.1" * DEEP + "=x"
-        bodies = {"deep": deep.encode(), "nan": f"{base}&{first}=NaN&{members[-1] if members else 'X'}=Infinity"
-                  .encode(), "encoding": base.encode() + b"&X=\xff\xfe"}
+        bodies = {
+            "deep": deep.encode(),
+            "nan": f"{base}&{first}=NaN&{members[-1] if members else 'X'}=Infinity".encode(),
+            "encoding": base.encode() + b"&X=\xff\xfe",
+        }
         return "POST", "/", headers, bodies
     if protocol == "cbor":
         headers = {"Content-Type": "application/cbor", "smithy-protocol": "rpc-v2-cbor"}
         deep = b"\xa1" + cbor2.dumps(first) + b"\x81" * DEEP + b"\x01"
-        bodies = {"deep": deep, "nan": cbor2.dumps({first: math.nan, "Value": math.inf}),
-                  "encoding": b"\xa1\x61a\x62\xff\xfe"}  # a text string that is not UTF-8
+        bodies = {
+            "deep": deep,
+            "nan": cbor2.dumps({first: math.nan, "Value": math.inf}),
+            "encoding": b"\xa1\x61a\x62\xff\xfe",
+        }  # a text string that is not UTF-8
         return "POST", f"/service/{CBOR_TARGET}/operation/{op_name}", headers, bodies
-    bodies = {"deep": b'{"%s": ' % first.encode() + b"[" * DEEP + b"]" * DEEP + b"}",
-              "nan": b'{"%s": NaN, "x": Infinity, "y": -Infinity}' % first.encode(),
-              "encoding": b'{"%s": "\xff\xfe"}' % first.encode()}
+    bodies = {
+        "deep": b'{"%s": ' % first.encode() + b"[" * DEEP + b"]" * DEEP + b"}",
+        "nan": b'{"%s": NaN, "x": Infinity, "y": -Infinity}' % first.encode(),
+        "encoding": b'{"%s": "\xff\xfe"}' % first.encode(),
+    }
     if protocol == "rest-json":
         method, path = _rest_target(op)
         return method, path, {"Content-Type": "application/json"}, bodies

@@ -10,8 +10,9 @@ from selfmaker import __version__
 
 
 def run(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "selfmaker.cli", *args], capture_output=True, text=True,
-                          timeout=60, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "selfmaker.cli", *args], capture_output=True, text=True, timeout=60, **kwargs
+    )
 
 
 def test_version_and_help():
@@ -43,21 +44,31 @@ def test_bad_settings_fail_clearly(tmp_path):
 def test_aws_cli_smoke(server):
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "AWS_DEFAULT_REGION": "us-east-1"}
     aws = ["aws", "--endpoint-url", server.url, "--output", "json"]
-    created = subprocess.run(aws + ["sagemaker", "create-experiment", "--experiment-name", "cli-exp"],
-                             capture_output=True, text=True, env=env, timeout=60)
+    created = subprocess.run(
+        aws + ["sagemaker", "create-experiment", "--experiment-name", "cli-exp"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert created.returncode == 0, created.stderr
-    listed = subprocess.run(aws + ["sagemaker", "list-experiments"], capture_output=True, text=True, env=env,
-                            timeout=60)
+    listed = subprocess.run(
+        aws + ["sagemaker", "list-experiments"], capture_output=True, text=True, env=env, timeout=60
+    )
     assert listed.returncode == 0, listed.stderr
     assert "cli-exp" in [e["ExperimentName"] for e in json.loads(listed.stdout)["ExperimentSummaries"]]
-    missing = subprocess.run(aws + ["sagemaker", "describe-model", "--model-name", "nope"], capture_output=True,
-                             text=True, env=env, timeout=60)
+    missing = subprocess.run(
+        aws + ["sagemaker", "describe-model", "--model-name", "nope"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert missing.returncode != 0 and "Could not find model" in missing.stderr
 
 
 def test_coverage_doc_is_current():
-    result = run("coverage", "--check", "--output", "docs/coverage.md",
-                 cwd=os.path.dirname(os.path.dirname(__file__)))
+    result = run("coverage", "--check", "--output", "docs/coverage.md", cwd=os.path.dirname(os.path.dirname(__file__)))
     assert result.returncode == 0, result.stderr
 
 

@@ -25,7 +25,7 @@ CLIENTS = {
     "1.35": "boto3==1.35.99",
 }
 
-SMOKE = r'''
+SMOKE = r"""
 import json, sys, time
 import boto3, botocore
 
@@ -133,7 +133,7 @@ def _():
     assert [[c.get("VarCharValue") for c in r["Data"]] for r in rows] == [["one"], ["1"]], rows
 
 print(json.dumps(results))
-'''
+"""
 
 
 class Client:
@@ -144,17 +144,36 @@ class Client:
         self.python = root / "venv" / "bin" / "python"
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / "venv")], check=True)
         # This interpreter's pip installs into the new environment: no second pip to bootstrap.
-        subprocess.run([sys.executable, "-m", "pip", "--python", str(self.python), "install", "-q",
-                        "--disable-pip-version-check", requirement], check=True, timeout=600)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "--python",
+                str(self.python),
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                requirement,
+            ],
+            check=True,
+            timeout=600,
+        )
 
     def smoke(self, server, tag: str) -> dict:
         script = self.root / "smoke.py"
         script.write_text(textwrap.dedent(SMOKE))
-        env = {**os.environ, "AWS_ENDPOINT_URL": server.url, "AWS_ACCESS_KEY_ID": "AKIDMATRIX",
-               "AWS_SECRET_ACCESS_KEY": "secret", "AWS_DEFAULT_REGION": "us-east-1"}
+        env = {
+            **os.environ,
+            "AWS_ENDPOINT_URL": server.url,
+            "AWS_ACCESS_KEY_ID": "AKIDMATRIX",
+            "AWS_SECRET_ACCESS_KEY": "secret",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
         env.pop("AWS_PROFILE", None)
-        result = subprocess.run([str(self.python), str(script), tag], capture_output=True, text=True, timeout=300,
-                                env=env, cwd=self.root)
+        result = subprocess.run(
+            [str(self.python), str(script), tag], capture_output=True, text=True, timeout=300, env=env, cwd=self.root
+        )
         assert result.returncode == 0, result.stderr[-4000:]
         return json.loads(result.stdout.strip().splitlines()[-1])
 

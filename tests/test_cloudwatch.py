@@ -46,7 +46,7 @@ def cw_cbor(client):
 
 
 def _at(seconds: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
+    return dt.datetime.fromtimestamp(seconds, dt.UTC)
 
 
 def _error(call, **kwargs) -> tuple[str, int]:
@@ -61,8 +61,13 @@ def _minute_ago() -> int:
 
 
 def _wait_for_state(cw, name: str, state: str, timeout: float = 15.0) -> dict:
-    return wait_for(lambda: cw.describe_alarms(AlarmNames=[name])["MetricAlarms"][0], status_in("StateValue", [state]),
-                    timeout=timeout, interval=0.2, what=f"alarm {name} to be {state}")
+    return wait_for(
+        lambda: cw.describe_alarms(AlarmNames=[name])["MetricAlarms"][0],
+        status_in("StateValue", [state]),
+        timeout=timeout,
+        interval=0.2,
+        what=f"alarm {name} to be {state}",
+    )
 
 
 @pytest.mark.parametrize("protocol", ["json", "cbor"])
@@ -70,97 +75,202 @@ def test_put_and_get_metric_statistics(cw, cw_cbor, protocol, unique):
     cw = cw if protocol == "json" else cw_cbor
     namespace, start = unique("App"), _minute_ago() - 60
     host_a = [{"Name": "Host", "Value": "a"}]
-    cw.put_metric_data(Namespace=namespace, MetricData=[
-        {"MetricName": "Latency", "Dimensions": host_a, "Value": 10.0, "Unit": "Milliseconds", "Timestamp": _at(start)},
-        {"MetricName": "Latency", "Dimensions": host_a, "Value": 30.0, "Unit": "Milliseconds",
-         "Timestamp": _at(start + 20)},
-        {"MetricName": "Latency", "Dimensions": host_a, "Unit": "Milliseconds", "Timestamp": _at(start + 60),
-         "StatisticValues": {"SampleCount": 4, "Sum": 20.0, "Minimum": 2.0, "Maximum": 8.0}},
-        {"MetricName": "Latency", "Dimensions": host_a, "Unit": "Milliseconds", "Timestamp": _at(start + 70),
-         "Values": [1.0, 100.0], "Counts": [3, 1]},
-        {"MetricName": "Latency", "Dimensions": [{"Name": "Host", "Value": "b"}], "Value": 999.0,
-         "Timestamp": _at(start)},
-    ])
-    got = cw.get_metric_statistics(Namespace=namespace, MetricName="Latency", Dimensions=host_a,
-                                   StartTime=_at(start - 60), EndTime=_at(start + 120), Period=60,
-                                   Statistics=["SampleCount", "Sum", "Average", "Minimum", "Maximum"])
+    cw.put_metric_data(
+        Namespace=namespace,
+        MetricData=[
+            {
+                "MetricName": "Latency",
+                "Dimensions": host_a,
+                "Value": 10.0,
+                "Unit": "Milliseconds",
+                "Timestamp": _at(start),
+            },
+            {
+                "MetricName": "Latency",
+                "Dimensions": host_a,
+                "Value": 30.0,
+                "Unit": "Milliseconds",
+                "Timestamp": _at(start + 20),
+            },
+            {
+                "MetricName": "Latency",
+                "Dimensions": host_a,
+                "Unit": "Milliseconds",
+                "Timestamp": _at(start + 60),
+                "StatisticValues": {"SampleCount": 4, "Sum": 20.0, "Minimum": 2.0, "Maximum": 8.0},
+            },
+            {
+                "MetricName": "Latency",
+                "Dimensions": host_a,
+                "Unit": "Milliseconds",
+                "Timestamp": _at(start + 70),
+                "Values": [1.0, 100.0],
+                "Counts": [3, 1],
+            },
+            {
+                "MetricName": "Latency",
+                "Dimensions": [{"Name": "Host", "Value": "b"}],
+                "Value": 999.0,
+                "Timestamp": _at(start),
+            },
+        ],
+    )
+    got = cw.get_metric_statistics(
+        Namespace=namespace,
+        MetricName="Latency",
+        Dimensions=host_a,
+        StartTime=_at(start - 60),
+        EndTime=_at(start + 120),
+        Period=60,
+        Statistics=["SampleCount", "Sum", "Average", "Minimum", "Maximum"],
+    )
     assert got["Label"] == "Latency"
     points = sorted(got["Datapoints"], key=lambda p: p["Timestamp"])
     assert [p["Timestamp"] for p in points] == [_at(start), _at(start + 60)]
     assert {k: points[0][k] for k in ("SampleCount", "Sum", "Average", "Minimum", "Maximum", "Unit")} == {
-        "SampleCount": 2.0, "Sum": 40.0, "Average": 20.0, "Minimum": 10.0, "Maximum": 30.0, "Unit": "Milliseconds"}
+        "SampleCount": 2.0,
+        "Sum": 40.0,
+        "Average": 20.0,
+        "Minimum": 10.0,
+        "Maximum": 30.0,
+        "Unit": "Milliseconds",
+    }
     assert {k: points[1][k] for k in ("SampleCount", "Sum", "Minimum", "Maximum")} == {
-        "SampleCount": 8.0, "Sum": 123.0, "Minimum": 1.0, "Maximum": 100.0}
+        "SampleCount": 8.0,
+        "Sum": 123.0,
+        "Minimum": 1.0,
+        "Maximum": 100.0,
+    }
     # One-second periods see each datum; another unit or dimension set sees none of host a's.
-    fine = cw.get_metric_statistics(Namespace=namespace, MetricName="Latency", Dimensions=host_a,
-                                    StartTime=_at(start), EndTime=_at(start + 60), Period=1, Statistics=["Sum"])
+    fine = cw.get_metric_statistics(
+        Namespace=namespace,
+        MetricName="Latency",
+        Dimensions=host_a,
+        StartTime=_at(start),
+        EndTime=_at(start + 60),
+        Period=1,
+        Statistics=["Sum"],
+    )
     assert sorted(p["Sum"] for p in fine["Datapoints"]) == [10.0, 30.0]
-    assert cw.get_metric_statistics(Namespace=namespace, MetricName="Latency", Dimensions=host_a, Unit="Seconds",
-                                    StartTime=_at(start), EndTime=_at(start + 120), Period=60,
-                                    Statistics=["Sum"])["Datapoints"] == []
-    assert [p["Sum"] for p in cw.get_metric_statistics(
-        Namespace=namespace, MetricName="Latency", Dimensions=[{"Name": "Host", "Value": "b"}],
-        StartTime=_at(start), EndTime=_at(start + 120), Period=120, Statistics=["Sum"])["Datapoints"]] == [999.0]
+    assert (
+        cw.get_metric_statistics(
+            Namespace=namespace,
+            MetricName="Latency",
+            Dimensions=host_a,
+            Unit="Seconds",
+            StartTime=_at(start),
+            EndTime=_at(start + 120),
+            Period=60,
+            Statistics=["Sum"],
+        )["Datapoints"]
+        == []
+    )
+    assert [
+        p["Sum"]
+        for p in cw.get_metric_statistics(
+            Namespace=namespace,
+            MetricName="Latency",
+            Dimensions=[{"Name": "Host", "Value": "b"}],
+            StartTime=_at(start),
+            EndTime=_at(start + 120),
+            Period=120,
+            Statistics=["Sum"],
+        )["Datapoints"]
+    ] == [999.0]
     if protocol == "cbor":
         assert set(cw.sent_protocols) == {b"rpc-v2-cbor"}
 
 
 def test_get_metric_data_and_pages(cw, unique):
     namespace, start = unique("App"), _minute_ago() - 120
-    cw.put_metric_data(Namespace=namespace, MetricData=[
-        {"MetricName": "Requests", "Value": float(i + 1), "Unit": "Count", "Timestamp": _at(start + 60 * i)}
-        for i in range(3)])
+    cw.put_metric_data(
+        Namespace=namespace,
+        MetricData=[
+            {"MetricName": "Requests", "Value": float(i + 1), "Unit": "Count", "Timestamp": _at(start + 60 * i)}
+            for i in range(3)
+        ],
+    )
     metric = {"Namespace": namespace, "MetricName": "Requests"}
-    queries = [{"Id": "sum", "MetricStat": {"Metric": metric, "Period": 60, "Stat": "Sum"}, "Label": "total"},
-               {"Id": "hidden", "MetricStat": {"Metric": metric, "Period": 60, "Stat": "Maximum"},
-                "ReturnData": False}]
-    got = cw.get_metric_data(MetricDataQueries=queries, StartTime=_at(start), EndTime=_at(start + 180),
-                             ScanBy="TimestampAscending")
+    queries = [
+        {"Id": "sum", "MetricStat": {"Metric": metric, "Period": 60, "Stat": "Sum"}, "Label": "total"},
+        {"Id": "hidden", "MetricStat": {"Metric": metric, "Period": 60, "Stat": "Maximum"}, "ReturnData": False},
+    ]
+    got = cw.get_metric_data(
+        MetricDataQueries=queries, StartTime=_at(start), EndTime=_at(start + 180), ScanBy="TimestampAscending"
+    )
     assert [(r["Id"], r["Label"], r["Values"], r["StatusCode"]) for r in got["MetricDataResults"]] == [
-        ("sum", "total", [1.0, 2.0, 3.0], "Complete")]
+        ("sum", "total", [1.0, 2.0, 3.0], "Complete")
+    ]
     assert got["MetricDataResults"][0]["Timestamps"] == [_at(start + 60 * i) for i in range(3)]
 
     values, token = [], None
     for _ in range(5):
-        page = cw.get_metric_data(MetricDataQueries=queries[:1], StartTime=_at(start), EndTime=_at(start + 180),
-                                  MaxDatapoints=2, **({"NextToken": token} if token else {}))
+        page = cw.get_metric_data(
+            MetricDataQueries=queries[:1],
+            StartTime=_at(start),
+            EndTime=_at(start + 180),
+            MaxDatapoints=2,
+            **({"NextToken": token} if token else {}),
+        )
         values += page["MetricDataResults"][0]["Values"]
         token = page.get("NextToken")
         if not token:
             break
     assert values == [3.0, 2.0, 1.0]  # newest first by default
-    assert _error(cw.get_metric_data, MetricDataQueries=[{"Id": "e", "Expression": "SUM(METRICS())"}],
-                  StartTime=_at(start), EndTime=_at(start + 180)) == ("InvalidParameterValue", 400)
+    assert _error(
+        cw.get_metric_data,
+        MetricDataQueries=[{"Id": "e", "Expression": "SUM(METRICS())"}],
+        StartTime=_at(start),
+        EndTime=_at(start + 180),
+    ) == ("InvalidParameterValue", 400)
 
 
 def test_list_metrics(cw, unique):
     namespace = unique("App")
-    cw.put_metric_data(Namespace=namespace, MetricData=[
-        {"MetricName": "Hits", "Dimensions": [{"Name": "Page", "Value": "home"}], "Value": 1.0},
-        {"MetricName": "Hits", "Dimensions": [{"Name": "Page", "Value": "about"}], "Value": 1.0},
-        {"MetricName": "Errors", "Value": 1.0}])
+    cw.put_metric_data(
+        Namespace=namespace,
+        MetricData=[
+            {"MetricName": "Hits", "Dimensions": [{"Name": "Page", "Value": "home"}], "Value": 1.0},
+            {"MetricName": "Hits", "Dimensions": [{"Name": "Page", "Value": "about"}], "Value": 1.0},
+            {"MetricName": "Errors", "Value": 1.0},
+        ],
+    )
 
     def listed(**kwargs):
-        return sorted((m["MetricName"], tuple((d["Name"], d["Value"]) for d in m["Dimensions"]))
-                      for m in cw.list_metrics(Namespace=namespace, **kwargs)["Metrics"])
+        return sorted(
+            (m["MetricName"], tuple((d["Name"], d["Value"]) for d in m["Dimensions"]))
+            for m in cw.list_metrics(Namespace=namespace, **kwargs)["Metrics"]
+        )
 
     assert listed() == [("Errors", ()), ("Hits", (("Page", "about"),)), ("Hits", (("Page", "home"),))]
-    assert listed(MetricName="Hits", Dimensions=[{"Name": "Page", "Value": "home"}]) == [
-        ("Hits", (("Page", "home"),))]
+    assert listed(MetricName="Hits", Dimensions=[{"Name": "Page", "Value": "home"}]) == [("Hits", (("Page", "home"),))]
     assert listed(Dimensions=[{"Name": "Page"}], RecentlyActive="PT3H") == [
-        ("Hits", (("Page", "about"),)), ("Hits", (("Page", "home"),))]
+        ("Hits", (("Page", "about"),)),
+        ("Hits", (("Page", "home"),)),
+    ]
 
     # Pages of 500, also when a dimension filter skips most of what the store holds.
     many = unique("Many")
     for chunk in range(2):
-        cw.put_metric_data(Namespace=many, MetricData=[
-            {"MetricName": "Work", "Value": 1.0, "Dimensions": [
-                {"Name": "Shard", "Value": str(i)}, {"Name": "Parity", "Value": "odd" if i % 2 else "even"}]}
-            for i in range(chunk * 1000, chunk * 1000 + 1000)])
+        cw.put_metric_data(
+            Namespace=many,
+            MetricData=[
+                {
+                    "MetricName": "Work",
+                    "Value": 1.0,
+                    "Dimensions": [
+                        {"Name": "Shard", "Value": str(i)},
+                        {"Name": "Parity", "Value": "odd" if i % 2 else "even"},
+                    ],
+                }
+                for i in range(chunk * 1000, chunk * 1000 + 1000)
+            ],
+        )
     shards, token, pages = [], None, 0
     while True:
-        page = cw.list_metrics(Namespace=many, Dimensions=[{"Name": "Parity", "Value": "even"}],
-                               **({"NextToken": token} if token else {}))
+        page = cw.list_metrics(
+            Namespace=many, Dimensions=[{"Name": "Parity", "Value": "even"}], **({"NextToken": token} if token else {})
+        )
         pages += 1
         assert len(page["Metrics"]) <= 500
         shards += [d["Value"] for m in page["Metrics"] for d in m["Dimensions"] if d["Name"] == "Shard"]
@@ -173,12 +283,23 @@ def test_list_metrics(cw, unique):
 
 def test_alarm_lifecycle(cw, unique):
     namespace, name = unique("App"), unique("alarm")
-    cw.put_metric_data(Namespace=namespace, MetricData=[
-        {"MetricName": "Errors", "Value": 5.0, "Unit": "Count", "Timestamp": _at(_minute_ago() + 1)}])
-    cw.put_metric_alarm(AlarmName=name, Namespace=namespace, MetricName="Errors", Statistic="Sum", Period=60,
-                        EvaluationPeriods=3, DatapointsToAlarm=1, Threshold=3.0,
-                        ComparisonOperator="GreaterThanOrEqualToThreshold", AlarmDescription="too many errors",
-                        Tags=[{"Key": "team", "Value": "ml"}])
+    cw.put_metric_data(
+        Namespace=namespace,
+        MetricData=[{"MetricName": "Errors", "Value": 5.0, "Unit": "Count", "Timestamp": _at(_minute_ago() + 1)}],
+    )
+    cw.put_metric_alarm(
+        AlarmName=name,
+        Namespace=namespace,
+        MetricName="Errors",
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=3,
+        DatapointsToAlarm=1,
+        Threshold=3.0,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+        AlarmDescription="too many errors",
+        Tags=[{"Key": "team", "Value": "ml"}],
+    )
     alarm = _wait_for_state(cw, name, "ALARM")
     assert alarm["AlarmArn"] == f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{name}"
     assert alarm["StateReason"].startswith("Threshold Crossed: 1 out of the last 3 datapoints [5.0 (")
@@ -187,27 +308,42 @@ def test_alarm_lifecycle(cw, unique):
     assert cw.list_tags_for_resource(ResourceARN=alarm["AlarmArn"])["Tags"] == [{"Key": "team", "Value": "ml"}]
 
     # SetAlarmState holds until the alarm's next evaluation (at the end of the current minute).
-    cw.set_alarm_state(AlarmName=name, StateValue="OK", StateReason="silenced by hand",
-                       StateReasonData='{"by": "test"}')
+    cw.set_alarm_state(
+        AlarmName=name, StateValue="OK", StateReason="silenced by hand", StateReasonData='{"by": "test"}'
+    )
     held = cw.describe_alarms(AlarmNames=[name])["MetricAlarms"][0]
     assert (held["StateValue"], held["StateReason"], held["StateReasonData"]) == (
-        "OK", "silenced by hand", '{"by": "test"}')
+        "OK",
+        "silenced by hand",
+        '{"by": "test"}',
+    )
     assert held["StateUpdatedTimestamp"] > alarm["StateUpdatedTimestamp"]
-    assert [a["AlarmName"] for a in cw.describe_alarms(AlarmNamePrefix=name, StateValue="OK")["MetricAlarms"]] == [
-        name]
+    assert [a["AlarmName"] for a in cw.describe_alarms(AlarmNamePrefix=name, StateValue="OK")["MetricAlarms"]] == [name]
 
     for_metric = cw.describe_alarms_for_metric(Namespace=namespace, MetricName="Errors", Statistic="Sum")
     assert [a["AlarmName"] for a in for_metric["MetricAlarms"]] == [name]
-    assert cw.describe_alarms_for_metric(Namespace=namespace, MetricName="Errors", Dimensions=[
-        {"Name": "Host", "Value": "a"}])["MetricAlarms"] == []  # another dimension set is another metric
+    assert (
+        cw.describe_alarms_for_metric(
+            Namespace=namespace, MetricName="Errors", Dimensions=[{"Name": "Host", "Value": "a"}]
+        )["MetricAlarms"]
+        == []
+    )  # another dimension set is another metric
     cw.disable_alarm_actions(AlarmNames=[name])
     assert cw.describe_alarms(AlarmNames=[name])["MetricAlarms"][0]["ActionsEnabled"] is False
     cw.enable_alarm_actions(AlarmNames=[name])
     assert cw.describe_alarms(AlarmNames=[name])["MetricAlarms"][0]["ActionsEnabled"] is True
 
     # An update replaces the configuration, keeps the state, and is evaluated at once.
-    cw.put_metric_alarm(AlarmName=name, Namespace=namespace, MetricName="Errors", Statistic="Sum", Period=60,
-                        EvaluationPeriods=3, Threshold=100.0, ComparisonOperator="GreaterThanThreshold")
+    cw.put_metric_alarm(
+        AlarmName=name,
+        Namespace=namespace,
+        MetricName="Errors",
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=3,
+        Threshold=100.0,
+        ComparisonOperator="GreaterThanThreshold",
+    )
     assert cw.describe_alarms(AlarmNames=[name])["MetricAlarms"][0]["Threshold"] == 100.0
     _wait_for_state(cw, name, "OK")
 
@@ -218,13 +354,23 @@ def test_alarm_lifecycle(cw, unique):
     assert _error(cw.set_alarm_state, AlarmName=name, StateValue="OK", StateReason="x") == ("ResourceNotFound", 404)
 
 
-@pytest.mark.parametrize("treat,state", [("breaching", "ALARM"), ("notBreaching", "OK"),
-                                         ("missing", "INSUFFICIENT_DATA"), ("ignore", "INSUFFICIENT_DATA")])
+@pytest.mark.parametrize(
+    "treat,state",
+    [("breaching", "ALARM"), ("notBreaching", "OK"), ("missing", "INSUFFICIENT_DATA"), ("ignore", "INSUFFICIENT_DATA")],
+)
 def test_treat_missing_data(cw, unique, treat, state):
     name = unique(f"missing-{treat}")
-    cw.put_metric_alarm(AlarmName=name, Namespace=unique("Empty"), MetricName="Nothing", Statistic="Average",
-                        Period=10, EvaluationPeriods=2, Threshold=1.0, ComparisonOperator="LessThanThreshold",
-                        TreatMissingData=treat)
+    cw.put_metric_alarm(
+        AlarmName=name,
+        Namespace=unique("Empty"),
+        MetricName="Nothing",
+        Statistic="Average",
+        Period=10,
+        EvaluationPeriods=2,
+        Threshold=1.0,
+        ComparisonOperator="LessThanThreshold",
+        TreatMissingData=treat,
+    )
     alarm = _wait_for_state(cw, name, state)
     if treat in ("breaching", "notBreaching"):
         assert "2 missing datapoints were treated as" in alarm["StateReason"]
@@ -233,9 +379,17 @@ def test_treat_missing_data(cw, unique, treat, state):
 
 def test_a_state_set_by_hand_lasts_until_the_next_evaluation(cw, unique):
     name = unique("held")
-    cw.put_metric_alarm(AlarmName=name, Namespace=unique("Empty"), MetricName="Nothing", Statistic="Sum",
-                        Period=10, EvaluationPeriods=1, Threshold=1.0, ComparisonOperator="GreaterThanThreshold",
-                        TreatMissingData="breaching")
+    cw.put_metric_alarm(
+        AlarmName=name,
+        Namespace=unique("Empty"),
+        MetricName="Nothing",
+        Statistic="Sum",
+        Period=10,
+        EvaluationPeriods=1,
+        Threshold=1.0,
+        ComparisonOperator="GreaterThanThreshold",
+        TreatMissingData="breaching",
+    )
     _wait_for_state(cw, name, "ALARM")
     cw.set_alarm_state(AlarmName=name, StateValue="OK", StateReason="testing the pager")
     assert cw.describe_alarms(AlarmNames=[name])["MetricAlarms"][0]["StateValue"] == "OK"
@@ -247,37 +401,68 @@ def test_a_state_set_by_hand_lasts_until_the_next_evaluation(cw, unique):
 def test_bad_requests(cw, unique):
     namespace, now = unique("App"), time.time()
     metric = {"Namespace": namespace, "MetricName": "M", "StartTime": _at(now - 600), "EndTime": _at(now)}
-    alarm = {"AlarmName": unique("bad"), "Namespace": namespace, "MetricName": "M", "Statistic": "Sum",
-             "Period": 60, "EvaluationPeriods": 1, "Threshold": 1.0, "ComparisonOperator": "GreaterThanThreshold"}
+    alarm = {
+        "AlarmName": unique("bad"),
+        "Namespace": namespace,
+        "MetricName": "M",
+        "Statistic": "Sum",
+        "Period": 60,
+        "EvaluationPeriods": 1,
+        "Threshold": 1.0,
+        "ComparisonOperator": "GreaterThanThreshold",
+    }
     cases = [
-        (cw.put_metric_data, {"Namespace": "AWS/SageMaker", "MetricData": [{"MetricName": "M", "Value": 1.0}]},
-         "InvalidParameterValue"),
-        (cw.put_metric_data, {"Namespace": namespace, "MetricData": [{"MetricName": "M", "Value": 1.0,
-                                                                      "Values": [1.0]}]},
-         "InvalidParameterCombination"),
-        (cw.put_metric_data, {"Namespace": namespace, "MetricData": [{"MetricName": "M", "Value": 1.0,
-                                                                      "Timestamp": _at(now - 30 * 86400)}]},
-         "InvalidParameterValue"),
-        (cw.put_metric_data, {"Namespace": namespace, "MetricData": [{"MetricName": "M", "Values": [1.0, 2.0],
-                                                                      "Counts": [1.0]}]},
-         "InvalidParameterValue"),
+        (
+            cw.put_metric_data,
+            {"Namespace": "AWS/SageMaker", "MetricData": [{"MetricName": "M", "Value": 1.0}]},
+            "InvalidParameterValue",
+        ),
+        (
+            cw.put_metric_data,
+            {"Namespace": namespace, "MetricData": [{"MetricName": "M", "Value": 1.0, "Values": [1.0]}]},
+            "InvalidParameterCombination",
+        ),
+        (
+            cw.put_metric_data,
+            {
+                "Namespace": namespace,
+                "MetricData": [{"MetricName": "M", "Value": 1.0, "Timestamp": _at(now - 30 * 86400)}],
+            },
+            "InvalidParameterValue",
+        ),
+        (
+            cw.put_metric_data,
+            {"Namespace": namespace, "MetricData": [{"MetricName": "M", "Values": [1.0, 2.0], "Counts": [1.0]}]},
+            "InvalidParameterValue",
+        ),
         (cw.get_metric_statistics, {**metric, "Period": 60}, "InvalidParameterCombination"),
         (cw.get_metric_statistics, {**metric, "Period": 7, "Statistics": ["Sum"]}, "InvalidParameterValue"),
-        (cw.get_metric_statistics, {**metric, "Period": 60, "ExtendedStatistics": ["p99"]},
-         "InvalidParameterValue"),
+        (cw.get_metric_statistics, {**metric, "Period": 60, "ExtendedStatistics": ["p99"]}, "InvalidParameterValue"),
         (cw.get_metric_statistics, {**metric, "Period": 60, "Statistics": ["Median"]}, "ValidationError"),
-        (cw.get_metric_statistics, {**metric, "StartTime": _at(now - 86400), "Period": 1, "Statistics": ["Sum"]},
-         "InvalidParameterCombination"),
-        (cw.put_metric_alarm, {**alarm, "AlarmActions": ["arn:aws:sns:us-east-1:123456789012:t"]},
-         "InvalidParameterValue"),
+        (
+            cw.get_metric_statistics,
+            {**metric, "StartTime": _at(now - 86400), "Period": 1, "Statistics": ["Sum"]},
+            "InvalidParameterCombination",
+        ),
+        (
+            cw.put_metric_alarm,
+            {**alarm, "AlarmActions": ["arn:aws:sns:us-east-1:123456789012:t"]},
+            "InvalidParameterValue",
+        ),
         (cw.put_metric_alarm, {**alarm, "TreatMissingData": "sometimes"}, "InvalidParameterValue"),
         (cw.put_metric_alarm, {**alarm, "DatapointsToAlarm": 2}, "InvalidParameterValue"),
         (cw.put_metric_alarm, {**alarm, "Period": 45}, "InvalidParameterValue"),
         (cw.put_metric_alarm, {k: v for k, v in alarm.items() if k != "Threshold"}, "MissingParameter"),
-        (cw.put_metric_alarm, {**alarm, "ComparisonOperator": "LessThanLowerOrGreaterThanUpperThreshold"},
-         "InvalidParameterValue"),
-        (cw.set_alarm_state, {"AlarmName": unique("none"), "StateValue": "ALARM", "StateReason": "x"},
-         "ResourceNotFound"),
+        (
+            cw.put_metric_alarm,
+            {**alarm, "ComparisonOperator": "LessThanLowerOrGreaterThanUpperThreshold"},
+            "InvalidParameterValue",
+        ),
+        (
+            cw.set_alarm_state,
+            {"AlarmName": unique("none"), "StateValue": "ALARM", "StateReason": "x"},
+            "ResourceNotFound",
+        ),
     ]
     for call, kwargs, code in cases:
         assert _error(call, **kwargs)[0] == code, kwargs
@@ -290,20 +475,75 @@ def test_aws_cli(server, cw, unique):
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "AWS_DEFAULT_REGION": REGION}
     aws = ["aws", "--endpoint-url", server.url, "--output", "json", "cloudwatch"]
     start = _minute_ago()
-    put = subprocess.run(aws + ["put-metric-data", "--namespace", namespace, "--metric-name", "Jobs",
-                                "--value", "4", "--unit", "Count", "--timestamp", str(start + 5)],
-                         capture_output=True, text=True, env=env, timeout=60)
+    put = subprocess.run(
+        aws
+        + [
+            "put-metric-data",
+            "--namespace",
+            namespace,
+            "--metric-name",
+            "Jobs",
+            "--value",
+            "4",
+            "--unit",
+            "Count",
+            "--timestamp",
+            str(start + 5),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert put.returncode == 0, put.stderr
-    got = subprocess.run(aws + ["get-metric-statistics", "--namespace", namespace, "--metric-name", "Jobs",
-                                "--start-time", str(start), "--end-time", str(start + 60), "--period", "60",
-                                "--statistics", "Sum", "SampleCount"],
-                         capture_output=True, text=True, env=env, timeout=60)
+    got = subprocess.run(
+        aws
+        + [
+            "get-metric-statistics",
+            "--namespace",
+            namespace,
+            "--metric-name",
+            "Jobs",
+            "--start-time",
+            str(start),
+            "--end-time",
+            str(start + 60),
+            "--period",
+            "60",
+            "--statistics",
+            "Sum",
+            "SampleCount",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert got.returncode == 0, got.stderr
     points = json.loads(got.stdout)["Datapoints"]
     assert [(p["Sum"], p["SampleCount"], p["Unit"]) for p in points] == [(4.0, 1.0, "Count")]
-    bad = subprocess.run(aws + ["get-metric-statistics", "--namespace", namespace, "--metric-name", "Jobs",
-                                "--start-time", str(start + 60), "--end-time", str(start), "--period", "60",
-                                "--statistics", "Sum"], capture_output=True, text=True, env=env, timeout=60)
+    bad = subprocess.run(
+        aws
+        + [
+            "get-metric-statistics",
+            "--namespace",
+            namespace,
+            "--metric-name",
+            "Jobs",
+            "--start-time",
+            str(start + 60),
+            "--end-time",
+            str(start),
+            "--period",
+            "60",
+            "--statistics",
+            "Sum",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert bad.returncode != 0 and "InvalidParameterValue" in bad.stderr
 
 
@@ -318,8 +558,8 @@ def test_internal_api_restart_and_prometheus(make_server, client, tmp_path):
     the alarm evaluator sees unflushed values; data survives a restart; GET /metrics exposes every metric."""
     from selfmaker.aws import metric_store
     from selfmaker.aws.cloudwatch import alarms as cloudwatch
-    from selfmaker.config import Settings
     from selfmaker.backends import Backends
+    from selfmaker.config import Settings
 
     srv = make_server("cloudwatch-restart")
     backends = Backends.build(Settings(data_dir=srv.data_dir, database_url=srv.database_url))
@@ -327,15 +567,24 @@ def test_internal_api_restart_and_prometheus(make_server, client, tmp_path):
         variant = {"EndpointName": "ep", "VariantName": "AllTraffic"}
         for latency in (1500.0, 2500.0):
             metric_store.record(backends, ACCOUNT, REGION, "AWS/SageMaker", "Invocations", variant, 1, "None")
-            metric_store.record(backends, ACCOUNT, REGION, "AWS/SageMaker", "ModelLatency", variant, latency,
-                                "Microseconds")
+            metric_store.record(
+                backends, ACCOUNT, REGION, "AWS/SageMaker", "ModelLatency", variant, latency, "Microseconds"
+            )
         now = int(time.time())
         series = metric_store.series_key(ACCOUNT, REGION, "AWS/SageMaker", "ModelLatency", variant)
         assert list(metric_store.aggregate(backends, series, now - 5, now + 5, 10).values()) == [
-            [2.0, 4000.0, 1500.0, 2500.0]]  # visible before any flush
-        alarm = {"Namespace": "AWS/SageMaker", "MetricName": "ModelLatency", "Dimensions": [
-            {"Name": k, "Value": v} for k, v in variant.items()], "Statistic": "Average", "Period": 10,
-            "EvaluationPeriods": 1, "Threshold": 1000.0, "ComparisonOperator": "GreaterThanThreshold"}
+            [2.0, 4000.0, 1500.0, 2500.0]
+        ]  # visible before any flush
+        alarm = {
+            "Namespace": "AWS/SageMaker",
+            "MetricName": "ModelLatency",
+            "Dimensions": [{"Name": k, "Value": v} for k, v in variant.items()],
+            "Statistic": "Average",
+            "Period": 10,
+            "EvaluationPeriods": 1,
+            "Threshold": 1000.0,
+            "ComparisonOperator": "GreaterThanThreshold",
+        }
         state, reason, _ = cloudwatch.evaluate(backends, ACCOUNT, REGION, alarm, now // 10 * 10 + 10)
         assert state == "ALARM" and "[2000.0 (" in reason
         assert cloudwatch.alarm_state(backends, ACCOUNT, REGION, "no-such-alarm") is None
@@ -345,15 +594,32 @@ def test_internal_api_restart_and_prometheus(make_server, client, tmp_path):
 
     srv.start()
     cw = client("cloudwatch", srv=srv)
-    got = cw.get_metric_statistics(Namespace="AWS/SageMaker", MetricName="Invocations",
-                                   Dimensions=[{"Name": k, "Value": v} for k, v in variant.items()],
-                                   StartTime=_at(now - 60), EndTime=_at(now + 60), Period=120, Statistics=["Sum"])
+    got = cw.get_metric_statistics(
+        Namespace="AWS/SageMaker",
+        MetricName="Invocations",
+        Dimensions=[{"Name": k, "Value": v} for k, v in variant.items()],
+        StartTime=_at(now - 60),
+        EndTime=_at(now + 60),
+        Period=120,
+        Statistics=["Sum"],
+    )
     assert [p["Sum"] for p in got["Datapoints"]] == [2.0]
-    cw.put_metric_data(Namespace="My/App", MetricData=[{"MetricName": "QueueDepth", "Value": 3.0,
-                                                        "Dimensions": [{"Name": "Queue", "Value": 'a"b'}]}])
-    cw.put_metric_alarm(AlarmName="slow", Namespace="AWS/SageMaker", MetricName="ModelLatency",
-                        Dimensions=alarm["Dimensions"], Statistic="Average", Period=60, EvaluationPeriods=1,
-                        Threshold=1.0, ComparisonOperator="GreaterThanThreshold", TreatMissingData="breaching")
+    cw.put_metric_data(
+        Namespace="My/App",
+        MetricData=[{"MetricName": "QueueDepth", "Value": 3.0, "Dimensions": [{"Name": "Queue", "Value": 'a"b'}]}],
+    )
+    cw.put_metric_alarm(
+        AlarmName="slow",
+        Namespace="AWS/SageMaker",
+        MetricName="ModelLatency",
+        Dimensions=alarm["Dimensions"],
+        Statistic="Average",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=1.0,
+        ComparisonOperator="GreaterThanThreshold",
+        TreatMissingData="breaching",
+    )
     _wait_for_state(cw, "slow", "ALARM")
     srv.stop()
 
@@ -381,8 +647,8 @@ def test_old_data_is_rolled_up_and_expired(tmp_path):
     from sqlalchemy import select
 
     from selfmaker.aws import metric_store
-    from selfmaker.config import Settings
     from selfmaker.backends import Backends
+    from selfmaker.config import Settings
     from selfmaker.store import schema
 
     backends = Backends.build(Settings(data_dir=tmp_path / "data"))
@@ -404,9 +670,16 @@ def test_old_data_is_rolled_up_and_expired(tmp_path):
         with backends.store.read() as conn:
             stamps = sorted(conn.execute(select(schema.cw_datapoints.c.timestamp)).scalars())
         assert stamps == [minute, minute + 60, int(now) - 10]
-        assert metric_store.aggregate(backends, series, minute, minute + 120, 120) == before == {
-            (minute, "Count"): [5.0, 65.0, 0.0, 59.0]}
+        assert (
+            metric_store.aggregate(backends, series, minute, minute + 120, 120)
+            == before
+            == {(minute, "Count"): [5.0, 65.0, 0.0, 59.0]}
+        )
         assert metric_store.aggregate(backends, series, minute, minute + 60, 60)[(minute, "Count")] == [
-            3.0, 60.0, 0.0, 59.0]
+            3.0,
+            60.0,
+            0.0,
+            59.0,
+        ]
     finally:
         backends.close()

@@ -15,16 +15,16 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
+from selfmaker.aws import logs
+from selfmaker.backends import Backends
+from selfmaker.config import Settings
+from selfmaker.engines import instance_types, model_server
+from selfmaker.services.hosting import fleet as fleet_module
+from selfmaker.services.hosting.fleet import Fleet, Group, fleet
 from support import xgboost_runtime
 from support.jobs import tar_gz
 from support.waiting import wait_for
-
-from selfmaker.aws import logs
-from selfmaker.config import Settings
-from selfmaker.engines import instance_types, model_server
-from selfmaker.backends import Backends
-from selfmaker.services.hosting import fleet as fleet_module
-from selfmaker.services.hosting.fleet import Fleet, Group, fleet
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 BUCKET = "models"
@@ -58,15 +58,24 @@ def model(data: str = "xgb/model.tar.gz", image: str = xgboost_runtime.XGBOOST_I
 
 
 def group(key: str, count: int = 1, **model_args) -> Group:
-    return Group(key=key, account_id=ACCOUNT, region=REGION, endpoint_name=f"ep-{key}", variant_name="AllTraffic",
-                 model=model(**model_args), instance_type="ml.m5.large", count=count)
+    return Group(
+        key=key,
+        account_id=ACCOUNT,
+        region=REGION,
+        endpoint_name=f"ep-{key}",
+        variant_name="AllTraffic",
+        model=model(**model_args),
+        instance_type="ml.m5.large",
+        count=count,
+    )
 
 
 def predict(socket: str, body: str = "3,2") -> float:
     connection = model_server.UnixConnection(socket, timeout=10)
     try:
-        connection.request("POST", "/invocations", body=body, headers={"Content-Type": "text/csv",
-                                                                       "Accept": "text/csv"})
+        connection.request(
+            "POST", "/invocations", body=body, headers={"Content-Type": "text/csv", "Accept": "text/csv"}
+        )
         response = connection.getresponse()
         assert response.status == 200
         return float(response.read())
@@ -99,7 +108,7 @@ def descendants(pid: int) -> list[int]:
             text = stat.read_text()
         except OSError:
             continue
-        children.setdefault(int(text[text.rindex(")") + 2:].split()[1]), []).append(int(stat.parent.name))
+        children.setdefault(int(text[text.rindex(")") + 2 :].split()[1]), []).append(int(stat.parent.name))
     found, todo = [], [pid]
     while todo:
         found += (new := children.get(todo.pop(), []))
@@ -132,9 +141,14 @@ def test_an_instance_serves_and_is_replaced_when_it_dies_or_stops_answering(back
     (second,) = instance_dirs(backends, "one")
     assert second.name != first.name and not first.exists()
 
-    lines = wait_for(lambda: (lines := log_lines(backends, "ep-one"))
-                     and any("to replace" in m for _, m in lines) and any(
-                         s.endswith(second.name) and "is ready" in m for s, m in lines) and lines)
+    lines = wait_for(
+        lambda: (
+            (lines := log_lines(backends, "ep-one"))
+            and any("to replace" in m for _, m in lines)
+            and any(s.endswith(second.name) and "is ready" in m for s, m in lines)
+            and lines
+        )
+    )
     streams = {s for s, _ in lines}
     assert streams == {f"AllTraffic/{first.name}", f"AllTraffic/{second.name}"}
     said = [m for s, m in lines if s == f"AllTraffic/{first.name}"]
@@ -147,8 +161,12 @@ def test_an_instance_serves_and_is_replaced_when_it_dies_or_stops_answering(back
         os.kill(pid, signal.SIGSTOP)
     (third,) = wait_for(lambda: [s for s in f.ready("one") if s != replacement])
     assert abs(predict(third) - 8) < 1 and not second.exists()
-    wait_for(lambda: any(s.endswith(second.name) and "did not answer /ping 3 health checks in a row" in m
-                         for s, m in log_lines(backends, "ep-one")))
+    wait_for(
+        lambda: any(
+            s.endswith(second.name) and "did not answer /ping 3 health checks in a row" in m
+            for s, m in log_lines(backends, "ep-one")
+        )
+    )
 
     f.retire("one")
     assert f.ready("one") == () and instance_dirs(backends, "one") == []
@@ -164,8 +182,9 @@ def test_count_grows_and_shrinks(backends):
     for pid in pids:  # each server in its sandbox: no network, the instance type's memory
         (server,) = [p for p in descendants(pid) if Path(f"/proc/{p}/cmdline").read_bytes().startswith(b"python\0")]
         assert os.readlink(f"/proc/{server}/ns/net") != os.readlink("/proc/self/ns/net")
-        data_limit = next(line for line in Path(f"/proc/{server}/limits").read_text().splitlines()
-                          if line.startswith("Max data size"))
+        data_limit = next(
+            line for line in Path(f"/proc/{server}/limits").read_text().splitlines() if line.startswith("Max data size")
+        )
         assert data_limit.split()[3] == str(instance_types.limits("ml.m5.large").memory_bytes)
 
     f.ensure(group("two", count=1))
@@ -177,12 +196,18 @@ def test_count_grows_and_shrinks(backends):
     assert instance_dirs(backends, "two") == [] and not any(map(alive, pids))
 
 
-@pytest.mark.parametrize("case, expected", [
-    ({"data": "nothing/here.tar.gz"}, "model data of variant AllTraffic: cannot read s3://models/nothing/here.tar.gz"),
-    ({"data": "garbage.tar.gz"}, "is not a tar.gz archive"),
-    ({"image": "example.com/unknown:1"}, "SelfMaker has no runtime for the image 'example.com/unknown:1'"),
-    ({"data": "broken/model.tar.gz"}, "stopped before answering /ping 3 times in a row"),
-])
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        (
+            {"data": "nothing/here.tar.gz"},
+            "model data of variant AllTraffic: cannot read s3://models/nothing/here.tar.gz",
+        ),
+        ({"data": "garbage.tar.gz"}, "is not a tar.gz archive"),
+        ({"image": "example.com/unknown:1"}, "SelfMaker has no runtime for the image 'example.com/unknown:1'"),
+        ({"data": "broken/model.tar.gz"}, "stopped before answering /ping 3 times in a row"),
+    ],
+)
 def test_a_model_that_cannot_serve_fails_the_group(backends, case, expected):
     f = fleet(backends)
     key = f"bad-{abs(hash(expected)) % 10000}"
@@ -219,8 +244,9 @@ def test_a_restarted_server_re_attaches_and_a_clean_shutdown_restarts_the_same_i
     backends = Backends.build(Settings(data_dir=data))
     store_models(backends, model_file)
     spec = group("restart")
-    crashing = subprocess.Popen([sys.executable, "-c", CRASHING_SERVER, str(data), json.dumps(spec.__dict__)],
-                                stdout=subprocess.PIPE, text=True)
+    crashing = subprocess.Popen(
+        [sys.executable, "-c", CRASHING_SERVER, str(data), json.dumps(spec.__dict__)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert crashing.stdout.readline().strip() == "ready"
     finally:

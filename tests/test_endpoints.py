@@ -12,8 +12,19 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from botocore.exceptions import ClientError
 
-from support.endpoints import (BUCKET, IMAGE, Models, deploy, error_of, invoke, variant, versioned_archive, wait_gone,
-                               wait_status, xgboost_model_archive)
+from support.endpoints import (
+    BUCKET,
+    IMAGE,
+    Models,
+    deploy,
+    error_of,
+    invoke,
+    variant,
+    versioned_archive,
+    wait_gone,
+    wait_status,
+    xgboost_model_archive,
+)
 from support.jobs import tar_gz
 from support.server import ACCOUNT
 from support.waiting import wait_for
@@ -38,18 +49,23 @@ def test_endpoint_config_validation(sm, models, unique):
     bad = {
         "duplicate variant names": dict(ProductionVariants=[variant(model, "A"), variant(model, "A")]),
         "shadow with the name of a production variant": dict(
-            ProductionVariants=[variant(model, "A")], ShadowProductionVariants=[variant(model, "A")]),
+            ProductionVariants=[variant(model, "A")], ShadowProductionVariants=[variant(model, "A")]
+        ),
         "two production variants with a shadow": dict(
             ProductionVariants=[variant(model, "A"), variant(model, "B")],
-            ShadowProductionVariants=[variant(model, "S")]),
+            ShadowProductionVariants=[variant(model, "S")],
+        ),
         "a model that does not exist": dict(ProductionVariants=[variant("no-such-model")]),
         "no instances": dict(ProductionVariants=[{"VariantName": "A", "ModelName": model}]),
-        "serverless and instances": dict(ProductionVariants=[variant(model, ServerlessConfig={
-            "MemorySizeInMB": 2048, "MaxConcurrency": 2})]),
-        "inference components": dict(ProductionVariants=[{"VariantName": "A", "InstanceType": "ml.m5.large",
-                                                            "InitialInstanceCount": 1}]),
-        "asynchronous inference": dict(ProductionVariants=[variant(model)], AsyncInferenceConfig={
-            "OutputConfig": {"S3OutputPath": "s3://b/out"}}),
+        "serverless and instances": dict(
+            ProductionVariants=[variant(model, ServerlessConfig={"MemorySizeInMB": 2048, "MaxConcurrency": 2})]
+        ),
+        "inference components": dict(
+            ProductionVariants=[{"VariantName": "A", "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}]
+        ),
+        "asynchronous inference": dict(
+            ProductionVariants=[variant(model)], AsyncInferenceConfig={"OutputConfig": {"S3OutputPath": "s3://b/out"}}
+        ),
         "zero total weight": dict(ProductionVariants=[variant(model, weight=0.0)]),
     }
     messages = {}
@@ -57,23 +73,31 @@ def test_endpoint_config_validation(sm, models, unique):
         code, messages[case] = error_of(sm.create_endpoint_config, EndpointConfigName=name, **request)
         assert code == "ValidationException", case
     assert "not unique" in messages["duplicate variant names"]
-    assert messages["a model that does not exist"] == \
-        f'Could not find model "arn:aws:sagemaker:us-east-1:{ACCOUNT}:model/no-such-model".'
+    assert (
+        messages["a model that does not exist"]
+        == f'Could not find model "arn:aws:sagemaker:us-east-1:{ACCOUNT}:model/no-such-model".'
+    )
     assert "inference components" in messages["inference components"]
     assert "asynchronous inference" in messages["asynchronous inference"]
     assert error_of(sm.describe_endpoint_config, EndpointConfigName=name)[0] == "ValidationException"
 
     multi = models.create(unique("multi"), versioned_archive("m"), Mode="MultiModel")
-    code, message = error_of(sm.create_endpoint_config, EndpointConfigName=name,
-                             ProductionVariants=[variant(multi)])
+    code, message = error_of(sm.create_endpoint_config, EndpointConfigName=name, ProductionVariants=[variant(multi)])
     assert code == "ValidationException" and "multi-model endpoints" in message
 
-    capture = {"EnableCapture": True, "InitialSamplingPercentage": 50, "DestinationS3Uri": f"s3://{BUCKET}/capture",
-               "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}]}
+    capture = {
+        "EnableCapture": True,
+        "InitialSamplingPercentage": 50,
+        "DestinationS3Uri": f"s3://{BUCKET}/capture",
+        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+    }
     arn = sm.create_endpoint_config(
-        EndpointConfigName=name, ProductionVariants=[variant(model, "A", count=2)],
-        ShadowProductionVariants=[variant(model, "S", weight=0.5)], DataCaptureConfig=capture,
-        Tags=[{"Key": "team", "Value": "ml"}])["EndpointConfigArn"]
+        EndpointConfigName=name,
+        ProductionVariants=[variant(model, "A", count=2)],
+        ShadowProductionVariants=[variant(model, "S", weight=0.5)],
+        DataCaptureConfig=capture,
+        Tags=[{"Key": "team", "Value": "ml"}],
+    )["EndpointConfigArn"]
     assert arn == f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:endpoint-config/{name}"
     described = sm.describe_endpoint_config(EndpointConfigName=name)
     assert described["ProductionVariants"] == [variant(model, "A", count=2)]
@@ -122,8 +146,10 @@ def test_xgboost_endpoint_lifecycle(sm, client, xgboost_model, unique):
     assert len(predictions) == 2 and abs(predictions[0] - 7) < 0.5 and abs(predictions[1] - 12) < 0.5
     assert answer["InvokedProductionVariant"] == "AllTraffic"
 
-    found = sm.search(Resource="Endpoint", SearchExpression={"Filters": [
-        {"Name": "EndpointName", "Operator": "Equals", "Value": name}]})["Results"]
+    found = sm.search(
+        Resource="Endpoint",
+        SearchExpression={"Filters": [{"Name": "EndpointName", "Operator": "Equals", "Value": name}]},
+    )["Results"]
     assert [(r["Endpoint"]["EndpointName"], r["Endpoint"]["EndpointStatus"]) for r in found] == [(name, "InService")]
     listed = sm.list_endpoints(NameContains=name, StatusEquals="InService")["Endpoints"]
     assert [(e["EndpointName"], e["EndpointStatus"]) for e in listed] == [(name, "InService")]
@@ -161,8 +187,10 @@ def test_list_endpoints_filters_and_sorts(sm, models, unique):
 
 
 def test_a_model_that_cannot_load_fails_the_endpoint(sm, models, unique):
-    broken = models.create(unique("broken"), tar_gz({"code/inference.py": b"def model_fn(d):\n    raise "
-                                                                          b"RuntimeError('no weights here')\n"}))
+    broken = models.create(
+        unique("broken"),
+        tar_gz({"code/inference.py": b"def model_fn(d):\n    raise RuntimeError('no weights here')\n"}),
+    )
     name = unique("broken-ep")
     described = deploy(sm, name, [variant(broken)])
     assert described["EndpointStatus"] == "Failed"
@@ -178,25 +206,38 @@ def test_variants_target_variant_weights_and_capacities(sm, client, models, uniq
     runtime = client("sagemaker-runtime")
     a, b = models.versioned(unique("wa")), models.versioned(unique("wb"))
     name = unique("weights")
-    capture = {"InitialSamplingPercentage": 20, "DestinationS3Uri": f"s3://{BUCKET}/capture",
-               "CaptureOptions": [{"CaptureMode": "InputAndOutput"}]}
-    described = deploy(sm, name, [variant(a, "A", weight=1.0), variant(b, "B", weight=0.0)],
-                       DataCaptureConfig=capture)
+    capture = {
+        "InitialSamplingPercentage": 20,
+        "DestinationS3Uri": f"s3://{BUCKET}/capture",
+        "CaptureOptions": [{"CaptureMode": "InputAndOutput"}],
+    }
+    described = deploy(sm, name, [variant(a, "A", weight=1.0), variant(b, "B", weight=0.0)], DataCaptureConfig=capture)
     assert described["EndpointStatus"] == "InService", described.get("FailureReason")
-    assert described["DataCaptureConfig"] == {"EnableCapture": True, "CaptureStatus": "Started",
-                                              "CurrentSamplingPercentage": 20,
-                                              "DestinationS3Uri": f"s3://{BUCKET}/capture", "KmsKeyId": ""}
+    assert described["DataCaptureConfig"] == {
+        "EnableCapture": True,
+        "CaptureStatus": "Started",
+        "CurrentSamplingPercentage": 20,
+        "DestinationS3Uri": f"s3://{BUCKET}/capture",
+        "KmsKeyId": "",
+    }
     assert {invoke(runtime, name)[1] for _ in range(20)} == {"A"}  # B has weight 0
     assert invoke(runtime, name, "hi", TargetVariant="B") == (f"{b}:hi", "B")
     code, message = error_of(runtime.invoke_endpoint, EndpointName=name, Body="x", TargetVariant="C")
     assert code == "ValidationError"
 
-    code, message = error_of(sm.update_endpoint_weights_and_capacities, EndpointName=name,
-                             DesiredWeightsAndCapacities=[{"VariantName": "C", "DesiredWeight": 1.0}])
+    code, message = error_of(
+        sm.update_endpoint_weights_and_capacities,
+        EndpointName=name,
+        DesiredWeightsAndCapacities=[{"VariantName": "C", "DesiredWeight": 1.0}],
+    )
     assert code == "ValidationException" and "C" in message
-    sm.update_endpoint_weights_and_capacities(EndpointName=name, DesiredWeightsAndCapacities=[
-        {"VariantName": "A", "DesiredWeight": 0.0}, {"VariantName": "B", "DesiredWeight": 1.0,
-                                                       "DesiredInstanceCount": 2}])
+    sm.update_endpoint_weights_and_capacities(
+        EndpointName=name,
+        DesiredWeightsAndCapacities=[
+            {"VariantName": "A", "DesiredWeight": 0.0},
+            {"VariantName": "B", "DesiredWeight": 1.0, "DesiredInstanceCount": 2},
+        ],
+    )
     updating = sm.describe_endpoint(EndpointName=name)
     if updating["EndpointStatus"] == "Updating":
         b_summary = updating["ProductionVariants"][1]
@@ -211,13 +252,22 @@ def test_variants_target_variant_weights_and_capacities(sm, client, models, uniq
     assert {invoke(runtime, name)[1] for _ in range(20)} == {"B"}
 
     # RetainAllVariantProperties keeps the weights and counts set since, unless excluded.
-    sm.create_endpoint_config(EndpointConfigName=f"{name}-2", ProductionVariants=[
-        variant(a, "A", weight=1.0), variant(b, "B", weight=0.0)])
-    code, message = error_of(sm.update_endpoint, EndpointName=name, EndpointConfigName=f"{name}-2",
-                             ExcludeRetainedVariantProperties=[{"VariantPropertyType": "DesiredWeight"}])
+    sm.create_endpoint_config(
+        EndpointConfigName=f"{name}-2", ProductionVariants=[variant(a, "A", weight=1.0), variant(b, "B", weight=0.0)]
+    )
+    code, message = error_of(
+        sm.update_endpoint,
+        EndpointName=name,
+        EndpointConfigName=f"{name}-2",
+        ExcludeRetainedVariantProperties=[{"VariantPropertyType": "DesiredWeight"}],
+    )
     assert code == "ValidationException"
-    sm.update_endpoint(EndpointName=name, EndpointConfigName=f"{name}-2", RetainAllVariantProperties=True,
-                       ExcludeRetainedVariantProperties=[{"VariantPropertyType": "DesiredWeight"}])
+    sm.update_endpoint(
+        EndpointName=name,
+        EndpointConfigName=f"{name}-2",
+        RetainAllVariantProperties=True,
+        ExcludeRetainedVariantProperties=[{"VariantPropertyType": "DesiredWeight"}],
+    )
     described = wait_status(sm, name, until=("InService",))
     summaries = {v["VariantName"]: v for v in described["ProductionVariants"]}
     assert described["EndpointConfigName"] == f"{name}-2"
@@ -239,8 +289,11 @@ def test_serverless_and_shadow_variants(sm, client, models, unique):
     assert summary["CurrentServerlessConfig"] == summary["DesiredServerlessConfig"] == serverless
     assert "CurrentInstanceCount" not in summary
     assert invoke(runtime, name, "s") == (f"{model}:s", "Lambda")
-    code, message = error_of(sm.update_endpoint_weights_and_capacities, EndpointName=name,
-                             DesiredWeightsAndCapacities=[{"VariantName": "Lambda", "DesiredInstanceCount": 2}])
+    code, message = error_of(
+        sm.update_endpoint_weights_and_capacities,
+        EndpointName=name,
+        DesiredWeightsAndCapacities=[{"VariantName": "Lambda", "DesiredInstanceCount": 2}],
+    )
     assert code == "ValidationException" and "serverless" in message
     sm.delete_endpoint(EndpointName=name)
 
@@ -258,13 +311,22 @@ def test_deleting_an_endpoint_mid_deployment_stops_both_fleets(server, sm, model
     v1, v2 = models.versioned(f"{name}-v1"), models.versioned(f"{name}-v2")
     assert deploy(sm, name, [variant(v1)])["EndpointStatus"] == "InService"
     sm.create_endpoint_config(EndpointConfigName=f"{name}-2", ProductionVariants=[variant(v2)])
-    sm.update_endpoint(EndpointName=name, EndpointConfigName=f"{name}-2", DeploymentConfig={
-        "BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE",
-                                                                  "WaitIntervalInSeconds": 600}}})
+    sm.update_endpoint(
+        EndpointName=name,
+        EndpointConfigName=f"{name}-2",
+        DeploymentConfig={
+            "BlueGreenUpdatePolicy": {
+                "TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 600}
+            }
+        },
+    )
     # until the new fleet serves (and bakes for ten minutes)
-    wait_for(lambda: sm.describe_endpoint(EndpointName=name).get("PendingDeploymentSummary", {}),
-             lambda pending: pending and pending["ProductionVariants"][0]["VariantStatus"][0]["Status"] == "Baking",
-             interval=0.05, what="the new fleet to bake")
+    wait_for(
+        lambda: sm.describe_endpoint(EndpointName=name).get("PendingDeploymentSummary", {}),
+        lambda pending: pending and pending["ProductionVariants"][0]["VariantStatus"][0]["Status"] == "Baking",
+        interval=0.05,
+        what="the new fleet to bake",
+    )
     sm.delete_endpoint(EndpointName=name)
     wait_gone(sm, name)
     leftovers = list((server.data_dir / "endpoints").glob(f"*/*/*{name}*"))
@@ -300,8 +362,12 @@ def test_endpoints_survive_a_restart(make_server, client, tmp_path):
     assert described["EndpointStatus"] == "InService", described.get("FailureReason")
 
     def answers() -> bool:
-        return wait_for(lambda: invoke(runtime, "survivor", "again")[0], ignore=(ClientError,),
-                        what="the endpoint to answer") == "restart-model:again"
+        return (
+            wait_for(
+                lambda: invoke(runtime, "survivor", "again")[0], ignore=(ClientError,), what="the endpoint to answer"
+            )
+            == "restart-model:again"
+        )
 
     for stop in (srv.stop, srv.kill):  # a clean stop stops the instances; a crash leaves them serving
         stop()

@@ -88,14 +88,17 @@ def test_list_experiments_pages_sorts_and_filters_by_time(sm, unique):
 
     first = sm.list_experiments(**window)
     assert len(first["ExperimentSummaries"]) == 10 and first["NextToken"]  # AWS's default page is 10
-    newest_first = [s["ExperimentName"] for s in all_pages(sm.list_experiments, "ExperimentSummaries", **window,
-                                                             MaxResults=5)]
+    newest_first = [
+        s["ExperimentName"] for s in all_pages(sm.list_experiments, "ExperimentSummaries", **window, MaxResults=5)
+    ]
     assert newest_first == names[::-1]
-    by_name = all_pages(sm.list_experiments, "ExperimentSummaries", **window, SortBy="Name", SortOrder="Ascending",
-                        MaxResults=7)
+    by_name = all_pages(
+        sm.list_experiments, "ExperimentSummaries", **window, SortBy="Name", SortOrder="Ascending", MaxResults=7
+    )
     assert [s["ExperimentName"] for s in by_name] == sorted(names, key=str.lower)
-    assert not {s["ExperimentName"] for s in sm.list_experiments(CreatedAfter=after)["ExperimentSummaries"]} & \
-        set(names)
+    assert not {s["ExperimentName"] for s in sm.list_experiments(CreatedAfter=after)["ExperimentSummaries"]} & set(
+        names
+    )
 
 
 # -- trials -----------------------------------------------------------------------
@@ -105,13 +108,18 @@ def test_trial_needs_an_existing_experiment(sm, unique, experiment):
     missing = unique("nope")
     with pytest.raises(ClientError) as exc:
         sm.create_trial(TrialName=unique("t"), ExperimentName=missing)
-    assert error(exc) == ("ResourceNotFound",
-                          f"Experiment 'arn:aws:sagemaker:us-east-1:{ACCOUNT}:experiment/{missing}' does not exist.")
+    assert error(exc) == (
+        "ResourceNotFound",
+        f"Experiment 'arn:aws:sagemaker:us-east-1:{ACCOUNT}:experiment/{missing}' does not exist.",
+    )
 
     name = unique("Trial")
-    arn = sm.create_trial(TrialName=name, ExperimentName=experiment.upper(),
-                          MetadataProperties={"CommitId": "abc123", "Repository": "git://r"},
-                          Tags=[{"Key": "team", "Value": "ml"}])["TrialArn"]
+    arn = sm.create_trial(
+        TrialName=name,
+        ExperimentName=experiment.upper(),
+        MetadataProperties={"CommitId": "abc123", "Repository": "git://r"},
+        Tags=[{"Key": "team", "Value": "ml"}],
+    )["TrialArn"]
     assert arn == f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:experiment-trial/{name.lower()}"
     trial = sm.describe_trial(TrialName=name)
     assert trial["ExperimentName"] == experiment  # as the experiment spells it
@@ -149,10 +157,13 @@ def test_list_trials_by_experiment_and_component(sm, unique):
     sm.create_trial_component(TrialComponentName=component)
     sm.associate_trial_component(TrialComponentName=component, TrialName=in_a[0])
     sm.associate_trial_component(TrialComponentName=component, TrialName=in_b[1])
-    assert {s["TrialName"] for s in sm.list_trials(TrialComponentName=component)["TrialSummaries"]} == \
-        {in_a[0], in_b[1]}
-    assert [s["TrialName"] for s in sm.list_trials(TrialComponentName=component, ExperimentName=b)
-            ["TrialSummaries"]] == [in_b[1]]
+    assert {s["TrialName"] for s in sm.list_trials(TrialComponentName=component)["TrialSummaries"]} == {
+        in_a[0],
+        in_b[1],
+    }
+    assert [
+        s["TrialName"] for s in sm.list_trials(TrialComponentName=component, ExperimentName=b)["TrialSummaries"]
+    ] == [in_b[1]]
 
     for kwargs in ({"ExperimentName": unique("gone")}, {"TrialComponentName": unique("gone")}):
         with pytest.raises(ClientError) as exc:
@@ -167,8 +178,10 @@ def test_trial_component_create_describe_update(sm, unique):
     name = unique("Comp")
     start, end = time.time() - 60, time.time()
     arn = sm.create_trial_component(
-        TrialComponentName=name, Status={"PrimaryStatus": "InProgress", "Message": "running"},
-        StartTime=start, EndTime=end,
+        TrialComponentName=name,
+        Status={"PrimaryStatus": "InProgress", "Message": "running"},
+        StartTime=start,
+        EndTime=end,
         Parameters={"lr": {"NumberValue": 0.01}, "optimizer": {"StringValue": "adam"}},
         InputArtifacts={"train": {"Value": "s3://bucket/train.csv", "MediaType": "text/csv"}},
         OutputArtifacts={"model": {"Value": "s3://bucket/model.tar.gz"}},
@@ -185,9 +198,13 @@ def test_trial_component_create_describe_update(sm, unique):
     assert sm.describe_trial_component(TrialComponentName=arn)["TrialComponentName"] == name  # by ARN too
 
     sm.update_trial_component(
-        TrialComponentName=name, DisplayName="Shown", Status={"PrimaryStatus": "Completed"},
-        Parameters={"lr": {"NumberValue": 0.02}, "epochs": {"NumberValue": 3}}, ParametersToRemove=["optimizer"],
-        InputArtifactsToRemove=["train"], OutputArtifacts={"report": {"Value": "s3://bucket/report.html"}},
+        TrialComponentName=name,
+        DisplayName="Shown",
+        Status={"PrimaryStatus": "Completed"},
+        Parameters={"lr": {"NumberValue": 0.02}, "epochs": {"NumberValue": 3}},
+        ParametersToRemove=["optimizer"],
+        InputArtifactsToRemove=["train"],
+        OutputArtifacts={"report": {"Value": "s3://bucket/report.html"}},
     )
     tc = sm.describe_trial_component(TrialComponentName=name)
     assert tc["DisplayName"] == "Shown" and tc["Status"] == {"PrimaryStatus": "Completed"}
@@ -198,8 +215,12 @@ def test_trial_component_create_describe_update(sm, unique):
 
     # Setting and removing the same key in one request is refused, and changes nothing.
     with pytest.raises(ClientError) as exc:
-        sm.update_trial_component(TrialComponentName=name, DisplayName="Other",
-                                  Parameters={"lr": {"NumberValue": 1}}, ParametersToRemove=["lr"])
+        sm.update_trial_component(
+            TrialComponentName=name,
+            DisplayName="Other",
+            Parameters={"lr": {"NumberValue": 1}},
+            ParametersToRemove=["lr"],
+        )
     assert error(exc)[0] == "ValidationException" and "lr" in error(exc)[1]
     assert sm.describe_trial_component(TrialComponentName=name)["DisplayName"] == "Shown"
 
@@ -232,15 +253,27 @@ def test_list_trial_components_filters_sorts_and_pages(sm, unique, experiment):
     assert [s["TrialComponentName"] for s in by_trial] == components[:3][::-1]
     assert by_trial[0]["Status"] == {"PrimaryStatus": "Completed"} and by_trial[0]["CreatedBy"]
     # The experiment's components, each once though components[2] is in both of its trials.
-    by_experiment = all_pages(sm.list_trial_components, "TrialComponentSummaries", ExperimentName=experiment,
-                              SortBy="Name", SortOrder="Ascending", MaxResults=3)
+    by_experiment = all_pages(
+        sm.list_trial_components,
+        "TrialComponentSummaries",
+        ExperimentName=experiment,
+        SortBy="Name",
+        SortOrder="Ascending",
+        MaxResults=3,
+    )
     assert [s["TrialComponentName"] for s in by_experiment] == sorted(components)
-    window = sm.list_trial_components(CreatedAfter=before, CreatedBefore=time.time() + 1, MaxResults=100,
-                                      SortBy="CreationTime", SortOrder="Ascending")["TrialComponentSummaries"]
-    assert [s["TrialComponentName"] for s in window if s["TrialComponentName"] in components + [loose]] == \
-        components + [loose]
-    assert sm.list_trial_components(SourceArn=f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:training-job/none")[
-        "TrialComponentSummaries"] == []
+    window = sm.list_trial_components(
+        CreatedAfter=before, CreatedBefore=time.time() + 1, MaxResults=100, SortBy="CreationTime", SortOrder="Ascending"
+    )["TrialComponentSummaries"]
+    assert [
+        s["TrialComponentName"] for s in window if s["TrialComponentName"] in components + [loose]
+    ] == components + [loose]
+    assert (
+        sm.list_trial_components(SourceArn=f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:training-job/none")[
+            "TrialComponentSummaries"
+        ]
+        == []
+    )
 
     with pytest.raises(ClientError) as exc:
         sm.list_trial_components(ExperimentName=experiment, TrialName=trial)
@@ -285,13 +318,16 @@ def test_deletes_follow_aws_order(sm, metrics, unique, experiment):
     trial_arn = sm.create_trial(TrialName=trial, ExperimentName=experiment)["TrialArn"]
     component_arn = sm.create_trial_component(TrialComponentName=component)["TrialComponentArn"]
     sm.associate_trial_component(TrialComponentName=component, TrialName=trial)
-    metrics.batch_put_metrics(TrialComponentName=component,
-                              MetricData=[{"MetricName": "loss", "Timestamp": time.time(), "Value": 1.0}])
+    metrics.batch_put_metrics(
+        TrialComponentName=component, MetricData=[{"MetricName": "loss", "Timestamp": time.time(), "Value": 1.0}]
+    )
 
     with pytest.raises(ClientError) as exc:
         sm.delete_trial_component(TrialComponentName=component)
-    assert error(exc) == ("ValidationException",
-                          f"TrialComponent '{component_arn}' is linked to 1 or more trials and cannot be deleted.")
+    assert error(exc) == (
+        "ValidationException",
+        f"TrialComponent '{component_arn}' is linked to 1 or more trials and cannot be deleted.",
+    )
     with pytest.raises(ClientError) as exc:
         sm.delete_trial(TrialName=trial)
     assert error(exc)[0] == "ValidationException" and trial_arn in error(exc)[1]
@@ -342,14 +378,19 @@ def test_batch_put_metrics_summaries(sm, metrics, unique):
 
     # Later batches fold into the same summary; bad entries are reported by index and the rest kept.
     more = [0.2, 0.25]
-    result = metrics.batch_put_metrics(TrialComponentName=component, MetricData=[
-        {"MetricName": "loss", "Timestamp": base + 6, "Step": 6, "Value": more[0]},
-        {"MetricName": "loss", "Timestamp": base + 7, "Value": float("nan")},
-        {"MetricName": "loss", "Timestamp": time.time() - 15 * 24 * 3600, "Value": 9.0},  # older than two weeks
-        {"MetricName": "loss", "Timestamp": base + 8, "Step": 7, "Value": more[1]},
-    ])
-    assert result["Errors"] == [{"Code": "VALIDATION_ERROR", "MetricIndex": 1},
-                                {"Code": "VALIDATION_ERROR", "MetricIndex": 2}]
+    result = metrics.batch_put_metrics(
+        TrialComponentName=component,
+        MetricData=[
+            {"MetricName": "loss", "Timestamp": base + 6, "Step": 6, "Value": more[0]},
+            {"MetricName": "loss", "Timestamp": base + 7, "Value": float("nan")},
+            {"MetricName": "loss", "Timestamp": time.time() - 15 * 24 * 3600, "Value": 9.0},  # older than two weeks
+            {"MetricName": "loss", "Timestamp": base + 8, "Step": 7, "Value": more[1]},
+        ],
+    )
+    assert result["Errors"] == [
+        {"Code": "VALIDATION_ERROR", "MetricIndex": 1},
+        {"Code": "VALIDATION_ERROR", "MetricIndex": 2},
+    ]
     loss = summary("loss")
     every = losses + more
     assert loss["Count"] == len(every) and loss["Last"] == more[-1] and loss["Min"] == min(every)
@@ -358,24 +399,45 @@ def test_batch_put_metrics_summaries(sm, metrics, unique):
     assert "SourceArn" not in loss  # a component made by hand has no source
 
     with pytest.raises(ClientError) as exc:
-        metrics.batch_put_metrics(TrialComponentName=unique("ghost"),
-                                  MetricData=[{"MetricName": "x", "Timestamp": time.time(), "Value": 1.0}])
+        metrics.batch_put_metrics(
+            TrialComponentName=unique("ghost"), MetricData=[{"MetricName": "x", "Timestamp": time.time(), "Value": 1.0}]
+        )
     assert error(exc)[0] == "ResourceNotFound"
     with pytest.raises(ClientError) as exc:  # at most 10 points per call
-        metrics.batch_put_metrics(TrialComponentName=component, MetricData=[
-            {"MetricName": "x", "Timestamp": time.time(), "Value": 1.0}] * 11)
+        metrics.batch_put_metrics(
+            TrialComponentName=component, MetricData=[{"MetricName": "x", "Timestamp": time.time(), "Value": 1.0}] * 11
+        )
     assert error(exc)[0] == "ValidationException"
     assert summary("loss")["Count"] == len(every)
 
     # BatchGetMetrics reads the stored series back.
-    got = metrics.batch_get_metrics(MetricQueries=[
-        {"MetricName": "loss", "ResourceArn": arn, "MetricStat": "Avg", "Period": "IterationNumber",
-         "XAxisType": "IterationNumber"},
-        {"MetricName": "loss", "ResourceArn": arn, "MetricStat": "Max", "Period": "IterationNumber",
-         "XAxisType": "IterationNumber", "Start": base + 2, "End": base + 4},
-        {"MetricName": "nothing", "ResourceArn": arn, "MetricStat": "Avg", "Period": "OneMinute",
-         "XAxisType": "Timestamp"},
-    ])["MetricQueryResults"]
+    got = metrics.batch_get_metrics(
+        MetricQueries=[
+            {
+                "MetricName": "loss",
+                "ResourceArn": arn,
+                "MetricStat": "Avg",
+                "Period": "IterationNumber",
+                "XAxisType": "IterationNumber",
+            },
+            {
+                "MetricName": "loss",
+                "ResourceArn": arn,
+                "MetricStat": "Max",
+                "Period": "IterationNumber",
+                "XAxisType": "IterationNumber",
+                "Start": base + 2,
+                "End": base + 4,
+            },
+            {
+                "MetricName": "nothing",
+                "ResourceArn": arn,
+                "MetricStat": "Avg",
+                "Period": "OneMinute",
+                "XAxisType": "Timestamp",
+            },
+        ]
+    )["MetricQueryResults"]
     assert got[0]["Status"] == "Complete"
     assert got[0]["XAxisValues"] == list(range(8)) and got[0]["MetricValues"] == pytest.approx(every)
     assert got[1]["XAxisValues"] == [2, 3, 4] and got[1]["MetricValues"] == pytest.approx(losses[2:5])
@@ -387,13 +449,23 @@ def test_batch_get_metrics_by_time_period(sm, metrics, unique):
     arn = sm.create_trial_component(TrialComponentName=component)["TrialComponentArn"]
     minute = (int(time.time()) // 60 - 5) * 60  # the start of a whole minute, five minutes ago
     points = [(minute + 1, 1.0), (minute + 30, 3.0), (minute + 59, 2.0), (minute + 61, 10.0), (minute + 180, 4.0)]
-    metrics.batch_put_metrics(TrialComponentName=component, MetricData=[
-        {"MetricName": "rmse", "Timestamp": t, "Value": v, "Step": i} for i, (t, v) in enumerate(points)])
+    metrics.batch_put_metrics(
+        TrialComponentName=component,
+        MetricData=[{"MetricName": "rmse", "Timestamp": t, "Value": v, "Step": i} for i, (t, v) in enumerate(points)],
+    )
 
     def query(stat, period="OneMinute", axis="Timestamp"):
-        [result] = metrics.batch_get_metrics(MetricQueries=[{
-            "MetricName": "rmse", "ResourceArn": arn, "MetricStat": stat, "Period": period, "XAxisType": axis,
-        }])["MetricQueryResults"]
+        [result] = metrics.batch_get_metrics(
+            MetricQueries=[
+                {
+                    "MetricName": "rmse",
+                    "ResourceArn": arn,
+                    "MetricStat": stat,
+                    "Period": period,
+                    "XAxisType": axis,
+                }
+            ]
+        )["MetricQueryResults"]
         return result["XAxisValues"], result["MetricValues"]
 
     assert query("Avg") == ([minute, minute + 60, minute + 180], [2.0, 10.0, 4.0])
@@ -420,11 +492,14 @@ def test_search_components_by_experiment_as_experiment_analytics_does(sm, metric
     for c in (inside, outside):
         sm.create_trial_component(TrialComponentName=c, Parameters={"depth": {"NumberValue": 4}})
     sm.associate_trial_component(TrialComponentName=inside, TrialName=trial)
-    metrics.batch_put_metrics(TrialComponentName=inside, MetricData=[
-        {"MetricName": "auc", "Timestamp": time.time(), "Value": 0.8}])
+    metrics.batch_put_metrics(
+        TrialComponentName=inside, MetricData=[{"MetricName": "auc", "Timestamp": time.time(), "Value": 0.8}]
+    )
 
-    found = sm.search(Resource="ExperimentTrialComponent", SearchExpression={"Filters": [
-        {"Name": "Parents.ExperimentName", "Operator": "Equals", "Value": experiment}]})["Results"]
+    found = sm.search(
+        Resource="ExperimentTrialComponent",
+        SearchExpression={"Filters": [{"Name": "Parents.ExperimentName", "Operator": "Equals", "Value": experiment}]},
+    )["Results"]
     assert [r["TrialComponent"]["TrialComponentName"] for r in found] == [inside]
     doc = found[0]["TrialComponent"]
     assert doc["Parents"] == [{"TrialName": trial, "ExperimentName": experiment}]
@@ -432,18 +507,29 @@ def test_search_components_by_experiment_as_experiment_analytics_does(sm, metric
 
     # What the SDK's Run asks before associating: is this component already in that trial?
     for name, hits in ((inside, 1), (outside, 0)):
-        result = sm.search(Resource="ExperimentTrialComponent", SearchExpression={"Filters": [
-            {"Name": "TrialComponentName", "Operator": "Equals", "Value": name},
-            {"Name": "Parents.TrialName", "Operator": "Equals", "Value": trial}]})
+        result = sm.search(
+            Resource="ExperimentTrialComponent",
+            SearchExpression={
+                "Filters": [
+                    {"Name": "TrialComponentName", "Operator": "Equals", "Value": name},
+                    {"Name": "Parents.TrialName", "Operator": "Equals", "Value": trial},
+                ]
+            },
+        )
         assert len(result["Results"]) == hits
 
-    [trial_doc] = sm.search(Resource="ExperimentTrial", SearchExpression={"Filters": [
-        {"Name": "TrialName", "Operator": "Equals", "Value": trial}]})["Results"]
+    [trial_doc] = sm.search(
+        Resource="ExperimentTrial",
+        SearchExpression={"Filters": [{"Name": "TrialName", "Operator": "Equals", "Value": trial}]},
+    )["Results"]
     summaries = trial_doc["Trial"]["TrialComponentSummaries"]
-    assert [s["TrialComponentName"] for s in summaries] == [inside] and trial_doc["Trial"]["ExperimentName"] == \
-        experiment
-    [experiment_doc] = sm.search(Resource="Experiment", SearchExpression={"Filters": [
-        {"Name": "ExperimentName", "Operator": "Equals", "Value": experiment}]})["Results"]
+    assert [s["TrialComponentName"] for s in summaries] == [inside] and trial_doc["Trial"][
+        "ExperimentName"
+    ] == experiment
+    [experiment_doc] = sm.search(
+        Resource="Experiment",
+        SearchExpression={"Filters": [{"Name": "ExperimentName", "Operator": "Equals", "Value": experiment}]},
+    )["Results"]
     assert experiment_doc["Experiment"]["DisplayName"] == experiment
 
 
@@ -452,8 +538,8 @@ def test_search_components_by_experiment_as_experiment_analytics_does(sm, metric
 
 def test_jobs_record_their_trial_components(make_server, client, unique):
     """record_job / record_job_metrics, called in-process as job reconcilers will, read back through boto3."""
-    from selfmaker.config import Settings
     from selfmaker.backends import Backends
+    from selfmaker.config import Settings
     from selfmaker.server.operations import Context, load_all
     from selfmaker.services import experiments
     from selfmaker.services.metrics import Point
@@ -469,14 +555,25 @@ def test_jobs_record_their_trial_components(make_server, client, unique):
         with pytest.raises(Exception) as exc:
             experiments.record_job(ctx, job_arn, experiment_config={"ExperimentName": "nope"})
         assert "does not exist" in str(exc.value)
-        experiments.record_job(ctx, job_arn, status="InProgress", start_time=1_700_000_000.0,
-                               parameters={"eta": 0.3, "objective": "binary:logistic"},
-                               input_artifacts={"train": "s3://data/train"},
-                               experiment_config={"ExperimentName": "churn", "TrialComponentDisplayName": "Train"})
-        experiments.record_job(ctx, job_arn, status="Completed", end_time=1_700_000_100.0,
-                               output_artifacts={"SageMaker.ModelArtifact": "s3://out/model.tar.gz"})
-        experiments.record_job_metrics(ctx, job_arn, [Point("validation:auc", v, time.time() - 10 + i, i)
-                                                      for i, v in enumerate([0.7, 0.8, 0.9])])
+        experiments.record_job(
+            ctx,
+            job_arn,
+            status="InProgress",
+            start_time=1_700_000_000.0,
+            parameters={"eta": 0.3, "objective": "binary:logistic"},
+            input_artifacts={"train": "s3://data/train"},
+            experiment_config={"ExperimentName": "churn", "TrialComponentDisplayName": "Train"},
+        )
+        experiments.record_job(
+            ctx,
+            job_arn,
+            status="Completed",
+            end_time=1_700_000_100.0,
+            output_artifacts={"SageMaker.ModelArtifact": "s3://out/model.tar.gz"},
+        )
+        experiments.record_job_metrics(
+            ctx, job_arn, [Point("validation:auc", v, time.time() - 10 + i, i) for i, v in enumerate([0.7, 0.8, 0.9])]
+        )
     finally:
         backends.close()
     srv.start()
@@ -498,12 +595,21 @@ def test_jobs_record_their_trial_components(make_server, client, unique):
     # Given only an ExperimentName, the job's component joins a new trial named like it.
     [trial] = sm.list_trials(ExperimentName="churn")["TrialSummaries"]
     assert trial["TrialName"] == "train-1-aws-training-job" and trial["TrialSource"]["SourceArn"] == job_arn
-    assert [s["TrialComponentName"] for s in sm.list_trial_components(ExperimentName="churn")[
-        "TrialComponentSummaries"]] == ["train-1-aws-training-job"]
+    assert [
+        s["TrialComponentName"] for s in sm.list_trial_components(ExperimentName="churn")["TrialComponentSummaries"]
+    ] == ["train-1-aws-training-job"]
     # BatchGetMetrics also takes the job's ARN.
-    [result] = metrics.batch_get_metrics(MetricQueries=[{
-        "MetricName": "validation:auc", "ResourceArn": job_arn, "MetricStat": "Last", "Period": "IterationNumber",
-        "XAxisType": "IterationNumber"}])["MetricQueryResults"]
+    [result] = metrics.batch_get_metrics(
+        MetricQueries=[
+            {
+                "MetricName": "validation:auc",
+                "ResourceArn": job_arn,
+                "MetricStat": "Last",
+                "Period": "IterationNumber",
+                "XAxisType": "IterationNumber",
+            }
+        ]
+    )["MetricQueryResults"]
     assert result["XAxisValues"] == [0, 1, 2] and result["MetricValues"] == pytest.approx([0.7, 0.8, 0.9])
     assert not math.isnan(result["MetricValues"][0])
     srv.stop()

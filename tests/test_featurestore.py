@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from support.featurestore import create_group, ensure_bucket, error_of, record, wait_status
 from support.waiting import wait_for
 
@@ -39,12 +40,19 @@ def get(rt, group, rid, **kw):
 def test_create_describe_list_delete(sm, unique, bucket):
     name = unique("fg-life")
     sm.create_feature_group(
-        FeatureGroupName=name, RecordIdentifierFeatureName="id", EventTimeFeatureName="et",
-        FeatureDefinitions=[{"FeatureName": "id", "FeatureType": "String"},
-                            {"FeatureName": "et", "FeatureType": "String"}],
+        FeatureGroupName=name,
+        RecordIdentifierFeatureName="id",
+        EventTimeFeatureName="et",
+        FeatureDefinitions=[
+            {"FeatureName": "id", "FeatureType": "String"},
+            {"FeatureName": "et", "FeatureType": "String"},
+        ],
         OnlineStoreConfig={"EnableOnlineStore": True, "TtlDuration": {"Unit": "Hours", "Value": 2}},
         OfflineStoreConfig={"S3StorageConfig": {"S3Uri": f"s3://{bucket}/offline/"}},
-        RoleArn="arn:aws:iam::123456789012:role/R", Description="life cycle", Tags=[{"Key": "t", "Value": "v"}])
+        RoleArn="arn:aws:iam::123456789012:role/R",
+        Description="life cycle",
+        Tags=[{"Key": "t", "Value": "v"}],
+    )
     first = sm.describe_feature_group(FeatureGroupName=name)
     assert first["FeatureGroupStatus"] in ("Creating", "Created")
     d = wait_status(sm, name)
@@ -52,22 +60,36 @@ def test_create_describe_list_delete(sm, unique, bucket):
     epoch = int(d["CreationTime"].timestamp())
     offline = d["OfflineStoreConfig"]
     assert offline["S3StorageConfig"]["ResolvedOutputS3Uri"] == (
-        f"s3://{bucket}/offline/123456789012/sagemaker/us-east-1/offline-store/{name}-{epoch}/data")
-    assert offline["DataCatalogConfig"] == {"TableName": f"{name}_{epoch}", "Catalog": "AwsDataCatalog",
-                                            "Database": "sagemaker_featurestore"}
+        f"s3://{bucket}/offline/123456789012/sagemaker/us-east-1/offline-store/{name}-{epoch}/data"
+    )
+    assert offline["DataCatalogConfig"] == {
+        "TableName": f"{name}_{epoch}",
+        "Catalog": "AwsDataCatalog",
+        "Database": "sagemaker_featurestore",
+    }
     assert offline["TableFormat"] == "Glue" and offline["DisableGlueTableCreation"] is False
     assert d["OfflineStoreStatus"] == {"Status": "Active"}
-    assert d["OnlineStoreConfig"] == {"EnableOnlineStore": True, "StorageType": "Standard",
-                                      "TtlDuration": {"Unit": "Hours", "Value": 2}}
+    assert d["OnlineStoreConfig"] == {
+        "EnableOnlineStore": True,
+        "StorageType": "Standard",
+        "TtlDuration": {"Unit": "Hours", "Value": 2},
+    }
     assert d["ThroughputConfig"] == {"ThroughputMode": "OnDemand"}
     assert d["Description"] == "life cycle"
     # by ARN too
     assert sm.describe_feature_group(FeatureGroupName=d["FeatureGroupArn"])["FeatureGroupName"] == name
 
-    assert error_of(sm.create_feature_group, FeatureGroupName=name, RecordIdentifierFeatureName="id",
-                    EventTimeFeatureName="et", FeatureDefinitions=[{"FeatureName": "id", "FeatureType": "String"},
-                                                                   {"FeatureName": "et", "FeatureType": "String"}],
-                    OnlineStoreConfig={"EnableOnlineStore": True}) == ("ResourceInUse", 400)
+    assert error_of(
+        sm.create_feature_group,
+        FeatureGroupName=name,
+        RecordIdentifierFeatureName="id",
+        EventTimeFeatureName="et",
+        FeatureDefinitions=[
+            {"FeatureName": "id", "FeatureType": "String"},
+            {"FeatureName": "et", "FeatureType": "String"},
+        ],
+        OnlineStoreConfig={"EnableOnlineStore": True},
+    ) == ("ResourceInUse", 400)
 
     sm.delete_feature_group(FeatureGroupName=name)
 
@@ -91,7 +113,9 @@ def test_list_feature_groups_filters_and_sorts(sm, unique, bucket):
     create_group(sm, f"{prefix}-c", FEATURES, offline="s3://no-such-bucket-for-fs/x")  # CreateFailed
 
     def names(**kw):
-        return [s["FeatureGroupName"] for s in sm.list_feature_groups(NameContains=prefix, **kw)["FeatureGroupSummaries"]]
+        return [
+            s["FeatureGroupName"] for s in sm.list_feature_groups(NameContains=prefix, **kw)["FeatureGroupSummaries"]
+        ]
 
     assert names(SortBy="Name", SortOrder="Ascending") == [f"{prefix}-a", f"{prefix}-b", f"{prefix}-c"]
     assert names(SortBy="CreationTime", SortOrder="Descending") == [f"{prefix}-c", f"{prefix}-a", f"{prefix}-b"]
@@ -99,23 +123,34 @@ def test_list_feature_groups_filters_and_sorts(sm, unique, bucket):
     assert sorted(names(OfflineStoreStatusEquals="Active")) == [f"{prefix}-a", f"{prefix}-c"]
     assert len(names(SortBy="FeatureGroupStatus")) == 3
     page = sm.list_feature_groups(NameContains=prefix, MaxResults=2, SortBy="Name", SortOrder="Ascending")
-    rest = sm.list_feature_groups(NameContains=prefix, MaxResults=2, SortBy="Name", SortOrder="Ascending",
-                                  NextToken=page["NextToken"])
-    assert [s["FeatureGroupName"] for s in page["FeatureGroupSummaries"] + rest["FeatureGroupSummaries"]] == \
-        [f"{prefix}-a", f"{prefix}-b", f"{prefix}-c"]
+    rest = sm.list_feature_groups(
+        NameContains=prefix, MaxResults=2, SortBy="Name", SortOrder="Ascending", NextToken=page["NextToken"]
+    )
+    assert [s["FeatureGroupName"] for s in page["FeatureGroupSummaries"] + rest["FeatureGroupSummaries"]] == [
+        f"{prefix}-a",
+        f"{prefix}-b",
+        f"{prefix}-c",
+    ]
     failed = sm.describe_feature_group(FeatureGroupName=f"{prefix}-c")
     assert "no-such-bucket-for-fs" in failed["FailureReason"]
 
 
-@pytest.mark.parametrize("definitions,record_id,event_time,extra", [
-    ([("id", "String"), ("write_time", "String"), ("et", "String")], "id", "et", {}),  # reserved name
-    ([("id", "String"), ("et", "String")], "missing", "et", {}),  # undefined record identifier
-    ([("id", "String"), ("et", "Integral")], "id", "et", {}),  # event time must be String or Fractional
-    ([("id", "String"), ("ID", "String"), ("et", "String")], "id", "et", {}),  # duplicate (case-insensitive)
-    ([("id", "String"), ("et", "String"), ("v", "String", "List")], "id", "et", {}),  # collections need InMemory
-    ([("id", "String"), ("et", "Fractional")], "id", "et",
-     {"OfflineStoreConfig": {"S3StorageConfig": {"S3Uri": "s3://b/p"}, "TableFormat": "Iceberg"}}),
-])
+@pytest.mark.parametrize(
+    "definitions,record_id,event_time,extra",
+    [
+        ([("id", "String"), ("write_time", "String"), ("et", "String")], "id", "et", {}),  # reserved name
+        ([("id", "String"), ("et", "String")], "missing", "et", {}),  # undefined record identifier
+        ([("id", "String"), ("et", "Integral")], "id", "et", {}),  # event time must be String or Fractional
+        ([("id", "String"), ("ID", "String"), ("et", "String")], "id", "et", {}),  # duplicate (case-insensitive)
+        ([("id", "String"), ("et", "String"), ("v", "String", "List")], "id", "et", {}),  # collections need InMemory
+        (
+            [("id", "String"), ("et", "Fractional")],
+            "id",
+            "et",
+            {"OfflineStoreConfig": {"S3StorageConfig": {"S3Uri": "s3://b/p"}, "TableFormat": "Iceberg"}},
+        ),
+    ],
+)
 def test_create_feature_group_rejects_bad_definitions(sm, unique, definitions, record_id, event_time, extra):
     defs = []
     for d in definitions:
@@ -124,15 +159,23 @@ def test_create_feature_group_rejects_bad_definitions(sm, unique, definitions, r
             item["CollectionType"] = d[2]
         defs.append(item)
     name = unique("fgbad")
-    assert error_of(sm.create_feature_group, FeatureGroupName=name, RecordIdentifierFeatureName=record_id,
-                    EventTimeFeatureName=event_time, FeatureDefinitions=defs,
-                    **({"OnlineStoreConfig": {"EnableOnlineStore": True}} | extra)) == ("ValidationException", 400)
+    assert error_of(
+        sm.create_feature_group,
+        FeatureGroupName=name,
+        RecordIdentifierFeatureName=record_id,
+        EventTimeFeatureName=event_time,
+        FeatureDefinitions=defs,
+        **({"OnlineStoreConfig": {"EnableOnlineStore": True}} | extra),
+    ) == ("ValidationException", 400)
     assert error_of(sm.describe_feature_group, FeatureGroupName=name)[0] == "ResourceNotFound"
 
 
 def test_update_feature_group_and_feature_metadata(sm, rt, group):
-    sm.update_feature_group(FeatureGroupName=group, FeatureAdditions=[{"FeatureName": "extra", "FeatureType": "String"}],
-                            OnlineStoreConfig={"TtlDuration": {"Unit": "Days", "Value": 1}})
+    sm.update_feature_group(
+        FeatureGroupName=group,
+        FeatureAdditions=[{"FeatureName": "extra", "FeatureType": "String"}],
+        OnlineStoreConfig={"TtlDuration": {"Unit": "Days", "Value": 1}},
+    )
     d = sm.describe_feature_group(FeatureGroupName=group)
     assert d["FeatureDefinitions"][-1] == {"FeatureName": "extra", "FeatureType": "String"}
     assert d["OnlineStoreConfig"]["TtlDuration"] == {"Unit": "Days", "Value": 1}
@@ -141,15 +184,25 @@ def test_update_feature_group_and_feature_metadata(sm, rt, group):
     rt.put_record(FeatureGroupName=group, Record=record(id="u", et=event_time, extra="new"))  # new feature writable
     out = rt.get_record(FeatureGroupName=group, RecordIdentifierValueAsString="u", ExpirationTimeResponse="Enabled")
     assert out["ExpiresAt"] == time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(event_time + 86400))
-    assert error_of(sm.update_feature_group, FeatureGroupName=group,
-                    FeatureAdditions=[{"FeatureName": "n", "FeatureType": "String"}]) == ("ValidationException", 400)
+    assert error_of(
+        sm.update_feature_group,
+        FeatureGroupName=group,
+        FeatureAdditions=[{"FeatureName": "n", "FeatureType": "String"}],
+    ) == ("ValidationException", 400)
 
-    sm.update_feature_metadata(FeatureGroupName=group, FeatureName="score", Description="how good",
-                               ParameterAdditions=[{"Key": "unit", "Value": "pct"}, {"Key": "owner", "Value": "me"}])
+    sm.update_feature_metadata(
+        FeatureGroupName=group,
+        FeatureName="score",
+        Description="how good",
+        ParameterAdditions=[{"Key": "unit", "Value": "pct"}, {"Key": "owner", "Value": "me"}],
+    )
     sm.update_feature_metadata(FeatureGroupName=group, FeatureName="score", ParameterRemovals=["owner"])
     meta = sm.describe_feature_metadata(FeatureGroupName=group, FeatureName="score")
     assert (meta["FeatureType"], meta["Description"], meta["Parameters"]) == (
-        "Fractional", "how good", [{"Key": "unit", "Value": "pct"}])
+        "Fractional",
+        "how good",
+        [{"Key": "unit", "Value": "pct"}],
+    )
     assert error_of(sm.describe_feature_metadata, FeatureGroupName=group, FeatureName="nope")[0] == "ResourceNotFound"
 
 
@@ -157,7 +210,7 @@ def test_update_feature_group_and_feature_metadata(sm, rt, group):
 
 
 def test_put_get_and_batch_get_return_exactly_what_was_written(rt, group, sm, unique):
-    written = record(id="r1", et="1700000000.125", n="-42", score="0.1", label="héllo, \"world\"")
+    written = record(id="r1", et="1700000000.125", n="-42", score="0.1", label='héllo, "world"')
     rt.put_record(FeatureGroupName=group, Record=written)
     assert get(rt, group, "r1") == written
     assert get(rt, group, "r1", FeatureNames=["score", "label"]) == [written[3], written[4]]
@@ -167,15 +220,21 @@ def test_put_get_and_batch_get_return_exactly_what_was_written(rt, group, sm, un
     other = unique("fg2")
     create_group(sm, other, {"key": "Integral", "time": "String", "v": "String"}, record_id="key", event_time="time")
     rt.put_record(FeatureGroupName=other, Record=record(key=7, time="2024-01-02T03:04:05Z", v="x"))
-    batch = rt.batch_get_record(Identifiers=[
-        {"FeatureGroupName": group, "RecordIdentifiersValueAsString": ["r1", "nobody"]},
-        {"FeatureGroupName": other, "RecordIdentifiersValueAsString": ["7"], "FeatureNames": ["v"]},
-        {"FeatureGroupName": "no-such-group", "RecordIdentifiersValueAsString": ["x"]},
-    ])
+    batch = rt.batch_get_record(
+        Identifiers=[
+            {"FeatureGroupName": group, "RecordIdentifiersValueAsString": ["r1", "nobody"]},
+            {"FeatureGroupName": other, "RecordIdentifiersValueAsString": ["7"], "FeatureNames": ["v"]},
+            {"FeatureGroupName": "no-such-group", "RecordIdentifiersValueAsString": ["x"]},
+        ]
+    )
     assert batch["Records"] == [
         {"FeatureGroupName": group, "RecordIdentifierValueAsString": "r1", "Record": written},
-        {"FeatureGroupName": other, "RecordIdentifierValueAsString": "7",
-         "Record": [{"FeatureName": "v", "ValueAsString": "x"}]}]
+        {
+            "FeatureGroupName": other,
+            "RecordIdentifierValueAsString": "7",
+            "Record": [{"FeatureName": "v", "ValueAsString": "x"}],
+        },
+    ]
     assert [(e["FeatureGroupName"], e["ErrorCode"]) for e in batch["Errors"]] == [("no-such-group", "ResourceNotFound")]
     assert batch["UnprocessedIdentifiers"] == []
     too_many = [{"FeatureGroupName": group, "RecordIdentifiersValueAsString": [str(i) for i in range(60)]}] * 2
@@ -183,35 +242,48 @@ def test_put_get_and_batch_get_return_exactly_what_was_written(rt, group, sm, un
 
 
 def test_unknown_group_is_resource_not_found(rt):
-    for call, kw in [(rt.get_record, {"RecordIdentifierValueAsString": "a"}),
-                     (rt.put_record, {"Record": record(id="a", et=1)}),
-                     (rt.delete_record, {"RecordIdentifierValueAsString": "a", "EventTime": "1"})]:
+    for call, kw in [
+        (rt.get_record, {"RecordIdentifierValueAsString": "a"}),
+        (rt.put_record, {"Record": record(id="a", et=1)}),
+        (rt.delete_record, {"RecordIdentifierValueAsString": "a", "EventTime": "1"}),
+    ]:
         assert error_of(call, FeatureGroupName="no-such-group", **kw) == ("ResourceNotFound", 404)
 
 
-@pytest.mark.parametrize("bad", [
-    record(id="a", et=1, nope="x"),  # undefined feature
-    record(id="a", et=1, n="1.5"),  # Integral
-    record(id="a", et=1, n="9223372036854775808"),  # Integral beyond 64 bits
-    record(id="a", et=1, score="abc"),  # Fractional
-    record(id="a", et=1, score="nan"),
-    record(et=1, n=1),  # no record identifier
-    record(id="", et=1),  # empty record identifier
-    record(id="a", n=1),  # no event time
-    record(id="a", et="2024-01-01T00:00:00Z"),  # a Fractional event time given as a string date
-    record(id="a", et=1, label=["x"]),  # a list for a scalar feature
-    record(id="a", et=1, n=1) + record(n=2),  # a feature twice
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        record(id="a", et=1, nope="x"),  # undefined feature
+        record(id="a", et=1, n="1.5"),  # Integral
+        record(id="a", et=1, n="9223372036854775808"),  # Integral beyond 64 bits
+        record(id="a", et=1, score="abc"),  # Fractional
+        record(id="a", et=1, score="nan"),
+        record(et=1, n=1),  # no record identifier
+        record(id="", et=1),  # empty record identifier
+        record(id="a", n=1),  # no event time
+        record(id="a", et="2024-01-01T00:00:00Z"),  # a Fractional event time given as a string date
+        record(id="a", et=1, label=["x"]),  # a list for a scalar feature
+        record(id="a", et=1, n=1) + record(n=2),  # a feature twice
+    ],
+)
 def test_records_are_checked_against_the_definitions(rt, group, bad):
     assert error_of(rt.put_record, FeatureGroupName=group, Record=bad) == ("ValidationError", 400)
     assert get(rt, group, "a") is None
 
 
-@pytest.mark.parametrize("event_time,ok", [
-    ("2024-02-29T23:59:59Z", True), ("2024-02-29T23:59:59.123Z", True),
-    ("2023-02-29T00:00:00Z", False), ("2024-01-01 00:00:00Z", False), ("2024-01-01T00:00:00", False),
-    ("2024-01-01T00:00:00.12Z", False), ("2024-01-01T00:00:00+01:00", False), ("1700000000", False),
-])
+@pytest.mark.parametrize(
+    "event_time,ok",
+    [
+        ("2024-02-29T23:59:59Z", True),
+        ("2024-02-29T23:59:59.123Z", True),
+        ("2023-02-29T00:00:00Z", False),
+        ("2024-01-01 00:00:00Z", False),
+        ("2024-01-01T00:00:00", False),
+        ("2024-01-01T00:00:00.12Z", False),
+        ("2024-01-01T00:00:00+01:00", False),
+        ("1700000000", False),
+    ],
+)
 def test_string_event_time_formats(sm, rt, unique, event_time, ok):
     name = unique("fgiso")
     create_group(sm, name, {"id": "String", "et": "String"})
@@ -224,14 +296,27 @@ def test_string_event_time_formats(sm, rt, unique, event_time, ok):
 
 def test_collection_types(sm, rt, unique):
     name = unique("fgcoll")
-    create_group(sm, name, {"id": "String", "et": "Fractional", "tags": ("String", "List"),
-                            "ids": ("Integral", "Set"), "emb": ("Fractional", "Vector", 3)},
-                 online={"StorageType": "InMemory"})
+    create_group(
+        sm,
+        name,
+        {
+            "id": "String",
+            "et": "Fractional",
+            "tags": ("String", "List"),
+            "ids": ("Integral", "Set"),
+            "emb": ("Fractional", "Vector", 3),
+        },
+        online={"StorageType": "InMemory"},
+    )
     good = record(id="a", et=1, tags=["x", "x", "y"], ids=[1, 2], emb=[0.1, 0.2, 0.3])
     rt.put_record(FeatureGroupName=name, Record=good)
     assert get(rt, name, "a") == good
-    for bad in (record(id="b", et=1, ids=[1, 1]), record(id="b", et=1, emb=[0.1, 0.2]),
-                record(id="b", et=1, emb=["x", "1", "2"]), record(id="b", et=1, tags="x")):
+    for bad in (
+        record(id="b", et=1, ids=[1, 1]),
+        record(id="b", et=1, emb=[0.1, 0.2]),
+        record(id="b", et=1, emb=["x", "1", "2"]),
+        record(id="b", et=1, tags="x"),
+    ):
         assert error_of(rt.put_record, FeatureGroupName=name, Record=bad) == ("ValidationError", 400)
 
 
@@ -247,8 +332,12 @@ def test_event_time_rule(rt, group):
 
 def test_ttl_expiry(sm, rt, unique):
     name = unique("fgttl")
-    create_group(sm, name, {"id": "String", "et": "Fractional", "v": "String"},
-                 online={"TtlDuration": {"Unit": "Minutes", "Value": 5}})
+    create_group(
+        sm,
+        name,
+        {"id": "String", "et": "Fractional", "v": "String"},
+        online={"TtlDuration": {"Unit": "Minutes", "Value": 5}},
+    )
     now = time.time()
     rt.put_record(FeatureGroupName=name, Record=record(id="fresh", et=f"{now:.3f}", v=1))
     out = rt.get_record(FeatureGroupName=name, RecordIdentifierValueAsString="fresh", ExpirationTimeResponse="Enabled")
@@ -259,15 +348,21 @@ def test_ttl_expiry(sm, rt, unique):
     rt.put_record(FeatureGroupName=name, Record=record(id="old", et=f"{now - 600:.3f}", v=1))
     assert get(rt, name, "old") is None
     # A record-level TTL overrides the group's; an expired record no longer blocks older events.
-    rt.put_record(FeatureGroupName=name, Record=record(id="short", et=f"{now - 1:.3f}", v=1),
-                  TtlDuration={"Unit": "Seconds", "Value": 2})
+    rt.put_record(
+        FeatureGroupName=name,
+        Record=record(id="short", et=f"{now - 1:.3f}", v=1),
+        TtlDuration={"Unit": "Seconds", "Value": 2},
+    )
     assert get(rt, name, "short") is not None
     time.sleep(1.2)
     assert get(rt, name, "short") is None
     batch = rt.batch_get_record(Identifiers=[{"FeatureGroupName": name, "RecordIdentifiersValueAsString": ["short"]}])
     assert batch["Records"] == []
-    rt.put_record(FeatureGroupName=name, Record=record(id="short", et=f"{now - 2:.3f}", v=2),
-                  TtlDuration={"Unit": "Hours", "Value": 1})
+    rt.put_record(
+        FeatureGroupName=name,
+        Record=record(id="short", et=f"{now - 2:.3f}", v=2),
+        TtlDuration={"Unit": "Hours", "Value": 1},
+    )
     assert get(rt, name, "short") == record(id="short", et=f"{now - 2:.3f}", v=2)
 
 
@@ -283,22 +378,30 @@ def test_soft_and_hard_deletes_online(rt, group):
     rt.delete_record(FeatureGroupName=group, RecordIdentifierValueAsString="d", EventTime="160")
     assert get(rt, group, "d") == record(id="d", et=160, n=3)
     # A hard delete that is not later is refused.
-    assert error_of(rt.delete_record, FeatureGroupName=group, RecordIdentifierValueAsString="d", EventTime="100",
-                    DeletionMode="HardDelete") == ("ValidationError", 400)
+    assert error_of(
+        rt.delete_record,
+        FeatureGroupName=group,
+        RecordIdentifierValueAsString="d",
+        EventTime="100",
+        DeletionMode="HardDelete",
+    ) == ("ValidationError", 400)
     assert get(rt, group, "d") is not None
-    rt.delete_record(FeatureGroupName=group, RecordIdentifierValueAsString="d", EventTime="170",
-                     DeletionMode="HardDelete")
+    rt.delete_record(
+        FeatureGroupName=group, RecordIdentifierValueAsString="d", EventTime="170", DeletionMode="HardDelete"
+    )
     assert get(rt, group, "d") is None
     rt.put_record(FeatureGroupName=group, Record=record(id="d", et=1, n=4))  # hard-deleted: nothing to be newer than
     assert get(rt, group, "d") == record(id="d", et=1, n=4)
-    assert error_of(rt.delete_record, FeatureGroupName=group, RecordIdentifierValueAsString="d",
-                    EventTime="not-a-time") == ("ValidationError", 400)
+    assert error_of(
+        rt.delete_record, FeatureGroupName=group, RecordIdentifierValueAsString="d", EventTime="not-a-time"
+    ) == ("ValidationError", 400)
 
 
 def test_list_records_and_batch_write(rt, group):
-    result = rt.batch_write_record(Entries=[
-        {"FeatureGroupName": group, "Record": record(id=f"r{i}", et=10, n=i)} for i in range(5)
-    ] + [{"FeatureGroupName": group, "Record": record(id="bad", et=10, n="x")}])
+    result = rt.batch_write_record(
+        Entries=[{"FeatureGroupName": group, "Record": record(id=f"r{i}", et=10, n=i)} for i in range(5)]
+        + [{"FeatureGroupName": group, "Record": record(id="bad", et=10, n="x")}]
+    )
     assert [e["Entry"]["Record"][0]["ValueAsString"] for e in result["Errors"]] == ["bad"]
     assert result["Errors"][0]["ErrorCode"] == "ValidationError"
     rt.delete_record(FeatureGroupName=group, RecordIdentifierValueAsString="r2", EventTime="11")
@@ -311,8 +414,9 @@ def test_list_records_and_batch_write(rt, group):
 
 
 def test_target_stores_must_exist(rt, group):
-    assert error_of(rt.put_record, FeatureGroupName=group, Record=record(id="t", et=1),
-                    TargetStores=["OfflineStore"]) == ("ValidationError", 400)
+    assert error_of(
+        rt.put_record, FeatureGroupName=group, Record=record(id="t", et=1), TargetStores=["OfflineStore"]
+    ) == ("ValidationError", 400)
     rt.put_record(FeatureGroupName=group, Record=record(id="t", et=1), TargetStores=["OnlineStore"])
     assert get(rt, group, "t") is not None
 

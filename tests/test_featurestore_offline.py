@@ -9,6 +9,7 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
+
 from support.clients import make_client
 from support.featurestore import BUCKET, create_group, ensure_bucket, record
 from support.waiting import wait_for
@@ -17,7 +18,7 @@ FEATURES = {"id": "String", "et": "String", "n": "Integral", "score": "Fractiona
 
 
 def offline_files(s3, uri: str) -> dict[str, bytes]:
-    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
     keys = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
         keys += [o["Key"] for o in page.get("Contents", [])]
@@ -26,12 +27,14 @@ def offline_files(s3, uri: str) -> dict[str, bytes]:
 
 def offline_rows(s3, uri: str, expected: int, timeout: float = 15.0) -> tuple[dict[str, bytes], list[dict]]:
     """The offline store's files and rows, once at least ``expected`` rows have landed."""
+
     def landed() -> tuple[dict[str, bytes], list[dict]]:
         files = offline_files(s3, uri)
         return files, [r for body in files.values() for r in pq.read_table(io.BytesIO(body)).to_pylist()]
 
-    return wait_for(landed, lambda found: len(found[1]) >= expected, timeout=timeout, interval=0.2,
-                    what=f"{expected} rows in {uri}")
+    return wait_for(
+        landed, lambda found: len(found[1]) >= expected, timeout=timeout, interval=0.2, what=f"{expected} rows in {uri}"
+    )
 
 
 @pytest.fixture
@@ -50,29 +53,45 @@ def test_offline_parquet_layout_columns_and_deletes(sm, client, s3, unique):
     rt.put_record(FeatureGroupName=name, Record=record(id="a", et="2024-03-01T10:15:00Z", n=1, score=0.5))
     rt.put_record(FeatureGroupName=name, Record=record(id="a", et="2024-03-01T09:00:00.250Z", n=2))  # historic
     rt.put_record(FeatureGroupName=name, Record=record(id="b", et="2024-03-02T23:59:59Z", n=3))
-    rt.put_record(FeatureGroupName=name, Record=record(id="c", et="2024-03-02T23:00:00Z", n=4),
-                  TargetStores=["OnlineStore"])  # never offline
-    rt.put_record(FeatureGroupName=name, Record=record(id="o", et="2024-03-02T23:00:00Z", n=5),
-                  TargetStores=["OfflineStore"])  # offline only
+    rt.put_record(
+        FeatureGroupName=name, Record=record(id="c", et="2024-03-02T23:00:00Z", n=4), TargetStores=["OnlineStore"]
+    )  # never offline
+    rt.put_record(
+        FeatureGroupName=name, Record=record(id="o", et="2024-03-02T23:00:00Z", n=5), TargetStores=["OfflineStore"]
+    )  # offline only
     rt.delete_record(FeatureGroupName=name, RecordIdentifierValueAsString="a", EventTime="2024-03-01T11:00:00Z")
-    rt.delete_record(FeatureGroupName=name, RecordIdentifierValueAsString="b", EventTime="2024-03-03T00:00:00Z",
-                     DeletionMode="HardDelete")
+    rt.delete_record(
+        FeatureGroupName=name,
+        RecordIdentifierValueAsString="b",
+        EventTime="2024-03-03T00:00:00Z",
+        DeletionMode="HardDelete",
+    )
     files, rows = offline_rows(s3, uri, 6)
     after = time.time()
 
     assert "Record" not in rt.get_record(FeatureGroupName=name, RecordIdentifierValueAsString="o")
-    partitions = sorted({k[len(uri) - len(f"s3://{BUCKET}/"):].rsplit("/", 1)[0] for k in files})
-    assert partitions == ["/year=2024/month=03/day=01/hour=09", "/year=2024/month=03/day=01/hour=10",
-                          "/year=2024/month=03/day=01/hour=11", "/year=2024/month=03/day=02/hour=23",
-                          "/year=2024/month=03/day=03/hour=00"]
+    partitions = sorted({k[len(uri) - len(f"s3://{BUCKET}/") :].rsplit("/", 1)[0] for k in files})
+    assert partitions == [
+        "/year=2024/month=03/day=01/hour=09",
+        "/year=2024/month=03/day=01/hour=10",
+        "/year=2024/month=03/day=01/hour=11",
+        "/year=2024/month=03/day=02/hour=23",
+        "/year=2024/month=03/day=03/hour=00",
+    ]
     for key in files:
         assert key.startswith(f"fs/123456789012/sagemaker/us-east-1/offline-store/{name}-")
         stamp, rest = key.rsplit("/", 1)[1].split("_")
         assert len(stamp) == 16 and stamp.endswith("Z") and len(rest) == len("0123456789abcdef.parquet")
     schema = pq.read_table(io.BytesIO(next(iter(files.values())))).schema
     assert [(f.name, str(f.type)) for f in schema] == [
-        ("id", "string"), ("et", "string"), ("n", "int64"), ("score", "double"),
-        ("write_time", "timestamp[ms]"), ("api_invocation_time", "timestamp[ms]"), ("is_deleted", "bool")]
+        ("id", "string"),
+        ("et", "string"),
+        ("n", "int64"),
+        ("score", "double"),
+        ("write_time", "timestamp[ms]"),
+        ("api_invocation_time", "timestamp[ms]"),
+        ("is_deleted", "bool"),
+    ]
 
     by = {(r["id"], r["et"]): r for r in rows}
     assert len(rows) == 6 and ("c", "2024-03-02T23:00:00Z") not in by
@@ -93,7 +112,7 @@ def test_iceberg_layout(sm, client, s3, unique):
     assert d["OfflineStoreConfig"]["TableFormat"] == "Iceberg"
     uri = d["OfflineStoreConfig"]["S3StorageConfig"]["ResolvedOutputS3Uri"]
     rt.put_record(FeatureGroupName=name, Record=record(id="a", et="2024-03-01T10:15:00Z", n=1))
-    files, rows = offline_rows(s3, uri, 1)
+    files, _rows = offline_rows(s3, uri, 1)
     (key,) = files
     random_prefix, partition, _ = key.split("/data/", 1)[1].split("/")
     assert len(random_prefix) == 8 and partition == "et_trunc=2024-03-01"
@@ -135,9 +154,10 @@ def test_acknowledged_writes_survive_sigkill(make_server, client, unique):
 
     srv.start()
     for i in range(0, len(acked), 100):
-        batch = rt.batch_get_record(Identifiers=[{"FeatureGroupName": name,
-                                                  "RecordIdentifiersValueAsString": acked[i:i + 100]}])
-        assert {r["RecordIdentifierValueAsString"] for r in batch["Records"]} == set(acked[i:i + 100])
+        batch = rt.batch_get_record(
+            Identifiers=[{"FeatureGroupName": name, "RecordIdentifiersValueAsString": acked[i : i + 100]}]
+        )
+        assert {r["RecordIdentifierValueAsString"] for r in batch["Records"]} == set(acked[i : i + 100])
     _, rows = offline_rows(s3, d["OfflineStoreConfig"]["S3StorageConfig"]["ResolvedOutputS3Uri"], len(acked))
     offline_ids = [r["id"] for r in rows]
     assert set(acked) <= set(offline_ids)
@@ -168,8 +188,9 @@ def test_unfinished_groups_and_queries_resume_at_start(make_server, client, uniq
     for name in (creating, deleting):
         create_group(sm, name, {"id": "String", "et": "Fractional"}, offline=f"s3://{BUCKET}/resume")
     output = f"s3://{BUCKET}/resume-results"
-    qid = athena.start_query_execution(QueryString="SELECT 42 AS answer",
-                                       ResultConfiguration={"OutputLocation": output})["QueryExecutionId"]
+    qid = athena.start_query_execution(
+        QueryString="SELECT 42 AS answer", ResultConfiguration={"OutputLocation": output}
+    )["QueryExecutionId"]
     assert athena.get_query_execution(QueryExecutionId=qid)["QueryExecution"]["Status"]["State"] == "SUCCEEDED"
     assert srv.stopped_cleanly()
 
@@ -177,13 +198,18 @@ def test_unfinished_groups_and_queries_resume_at_start(make_server, client, uniq
     queued = "00000000-0000-4000-8000-00000000abcd"
     with sqlite3.connect(srv.data_dir / "metadata.db") as db:
         for name, status in ((creating, "Creating"), (deleting, "Deleting")):
-            db.execute("UPDATE resources SET status = ?, data = json_set(data, '$.FeatureGroupStatus', ?) "
-                       "WHERE kind = 'FeatureGroup' AND name = ?", (status, status, name))
-        db.execute("INSERT INTO athena_queries (id, account_id, region, state, data) "
-                   "SELECT ?, account_id, region, 'QUEUED', json_set(data, '$.QueryExecutionId', ?, "
-                   "'$.Status', json_object('State', 'QUEUED', 'SubmissionDateTime', 1.0), "
-                   "'$.ResultConfiguration.OutputLocation', ?) FROM athena_queries WHERE id = ?",
-                   (queued, queued, f"{output}/{queued}.csv", qid))
+            db.execute(
+                "UPDATE resources SET status = ?, data = json_set(data, '$.FeatureGroupStatus', ?) "
+                "WHERE kind = 'FeatureGroup' AND name = ?",
+                (status, status, name),
+            )
+        db.execute(
+            "INSERT INTO athena_queries (id, account_id, region, state, data) "
+            "SELECT ?, account_id, region, 'QUEUED', json_set(data, '$.QueryExecutionId', ?, "
+            "'$.Status', json_object('State', 'QUEUED', 'SubmissionDateTime', 1.0), "
+            "'$.ResultConfiguration.OutputLocation', ?) FROM athena_queries WHERE id = ?",
+            (queued, queued, f"{output}/{queued}.csv", qid),
+        )
     srv.start()
     started = time.monotonic()
     deadline = started + 5

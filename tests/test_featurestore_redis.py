@@ -13,12 +13,12 @@ import subprocess
 import time
 
 import pytest
+from test_featurestore import *  # noqa: F403  (every online-store test, collected again here)
+from test_featurestore import FEATURES
+
 from support.featurestore import create_group, record
 from support.server import Server, free_port
 from support.waiting import wait_for
-
-from test_featurestore import *  # noqa: F401,F403  (every online-store test, collected again here)
-from test_featurestore import FEATURES
 
 
 @pytest.fixture(scope="session")
@@ -30,8 +30,11 @@ def redis_url(tmp_path_factory):
         pytest.skip("redis-server is not installed (apt-get install redis-server)")
     port = free_port()
     workdir = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
     import redis
 
     def answers() -> bool:

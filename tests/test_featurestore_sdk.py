@@ -56,8 +56,13 @@ print(json.dumps({
 def test_sdk_v2_ingest_get_delete_and_athena_query(server, sdk_v2):
     out = sdk_v2.run(server, V2_INGEST, timeout=600)
     assert out["status"] == "Created"
-    assert out["types"] == {"customer_id": "String", "event_time": "Fractional", "age": "Integral",
-                            "score": "Fractional", "city": "String"}
+    assert out["types"] == {
+        "customer_id": "String",
+        "event_time": "Fractional",
+        "age": "Integral",
+        "score": "Fractional",
+        "city": "String",
+    }
     for i, rec in out["records"].items():
         assert {f["FeatureName"]: f["ValueAsString"] for f in rec} == out["expected"][i]
     assert out["after_delete"] is None
@@ -118,9 +123,14 @@ def test_sdk_v2_point_in_time_dataset(server, sdk_v2):
     # A point-in-time join pairs each base row with every feature row at or before it (latest first in the
     # SDK's row_recent order): the late event (150) counts from t=160 on, the repeated event (200) only with its
     # later value, (c1, 50) has nothing before it, and c2's only event is older than its deletion.
-    assert out["rows"] == [["c1", "160.0", "1.0", "100.0"], ["c1", "160.0", "15.0", "150.0"],
-                           ["c1", "250.0", "1.0", "100.0"], ["c1", "250.0", "15.0", "150.0"],
-                           ["c1", "250.0", "22.0", "200.0"], ["c3", "400.0", "7.0", "350.0"]]
+    assert out["rows"] == [
+        ["c1", "160.0", "1.0", "100.0"],
+        ["c1", "160.0", "15.0", "150.0"],
+        ["c1", "250.0", "1.0", "100.0"],
+        ["c1", "250.0", "15.0", "150.0"],
+        ["c1", "250.0", "22.0", "200.0"],
+        ["c3", "400.0", "7.0", "350.0"],
+    ]
 
 
 V3 = r"""

@@ -20,8 +20,11 @@ def test_get_role_is_a_stable_role_that_sagemaker_may_assume(client):
     assert role["RoleId"].startswith("AROA") and len(role["RoleId"]) == 21
     # botocore URL-decodes and parses the document, as it does for real IAM.
     statement = role["AssumeRolePolicyDocument"]["Statement"][0]
-    assert statement == {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"},
-                         "Action": "sts:AssumeRole"}
+    assert statement == {
+        "Effect": "Allow",
+        "Principal": {"Service": "sagemaker.amazonaws.com"},
+        "Action": "sts:AssumeRole",
+    }
     again = iam.get_role(RoleName="SageMakerRole")["Role"]
     assert (again["RoleId"], again["CreateDate"]) == (role["RoleId"], role["CreateDate"])
     assert iam.get_role(RoleName="OtherRole")["Role"]["RoleId"] != role["RoleId"]
@@ -42,13 +45,17 @@ def test_simulate_principal_policy_allows_every_action_and_pages(client):
     assert all(r["EvalDecision"] == "allowed" and r["EvalResourceName"] == "*" for r in first["EvaluationResults"])
 
     pages = iam.get_paginator("simulate_principal_policy").paginate(
-        PolicySourceArn=ROLE_ARN, ActionNames=actions, PaginationConfig={"PageSize": 2})
+        PolicySourceArn=ROLE_ARN, ActionNames=actions, PaginationConfig={"PageSize": 2}
+    )
     results = [r for page in pages for r in page["EvaluationResults"]]
     assert [r["EvalActionName"] for r in results] == actions
 
-    last = iam.simulate_principal_policy(PolicySourceArn=ROLE_ARN, ActionNames=actions, MaxItems=3,
-                                         Marker=iam.simulate_principal_policy(
-                                             PolicySourceArn=ROLE_ARN, ActionNames=actions, MaxItems=3)["Marker"])
+    last = iam.simulate_principal_policy(
+        PolicySourceArn=ROLE_ARN,
+        ActionNames=actions,
+        MaxItems=3,
+        Marker=iam.simulate_principal_policy(PolicySourceArn=ROLE_ARN, ActionNames=actions, MaxItems=3)["Marker"],
+    )
     assert last["IsTruncated"] is False and "Marker" not in last
     assert [r["EvalActionName"] for r in last["EvaluationResults"]] == actions[3:]
 
@@ -56,22 +63,28 @@ def test_simulate_principal_policy_allows_every_action_and_pages(client):
 def test_simulate_principal_policy_reports_each_resource(client):
     resources = ["arn:aws:s3:::bucket/*", "arn:aws:s3:::bucket"]
     result = client("iam").simulate_principal_policy(
-        PolicySourceArn=f"arn:aws:iam::{ACCOUNT}:user/alice", ActionNames=["s3:PutObject"],
-        ResourceArns=resources)["EvaluationResults"]
+        PolicySourceArn=f"arn:aws:iam::{ACCOUNT}:user/alice", ActionNames=["s3:PutObject"], ResourceArns=resources
+    )["EvaluationResults"]
     assert len(result) == 1 and result[0]["EvalDecision"] == "allowed"
     assert [(r["EvalResourceName"], r["EvalResourceDecision"]) for r in result[0]["ResourceSpecificResults"]] == [
-        (resources[0], "allowed"), (resources[1], "allowed")]
+        (resources[0], "allowed"),
+        (resources[1], "allowed"),
+    ]
 
 
 def test_simulate_principal_policy_errors(client):
     iam = client("iam")
 
     def simulate(**kw):
-        return lambda: iam.simulate_principal_policy(**{"PolicySourceArn": ROLE_ARN, "ActionNames": ["s3:GetObject"],
-                                                        **kw})
+        return lambda: iam.simulate_principal_policy(
+            **{"PolicySourceArn": ROLE_ARN, "ActionNames": ["s3:GetObject"], **kw}
+        )
 
     assert error_of(simulate(PolicySourceArn="arn:aws:iam::999999999999:role/SageMakerRole")) == (
-        "NoSuchEntity", "The role with name SageMakerRole cannot be found.", 404)
+        "NoSuchEntity",
+        "The role with name SageMakerRole cannot be found.",
+        404,
+    )
     code, message, _ = error_of(simulate(PolicySourceArn=f"arn:aws:sts::{ACCOUNT}:assumed-role/R/session"))
     assert code == "InvalidInput" and "does not clear format check" in message
     assert error_of(simulate(PolicySourceArn=f"arn:aws:iam::{ACCOUNT}:root"))[0] == "InvalidInput"

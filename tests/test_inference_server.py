@@ -18,8 +18,6 @@ from support.waiting import wait_for
 MODULE = "selfmaker.container.inference_server"
 
 
-
-
 class Server:
     """A model server subprocess on a free TCP port, or on a Unix socket."""
 
@@ -143,7 +141,10 @@ def test_sklearn_defaults_with_a_joblib_model(serve):
 
 
 def test_user_handlers_with_context(serve):
-    server = serve(xgboost_runtime.MAKE_SKLEARN_MODEL, code={"inference.py": """
+    server = serve(
+        xgboost_runtime.MAKE_SKLEARN_MODEL,
+        code={
+            "inference.py": """
         import json, os, joblib
         def model_fn(model_dir, context):
             assert context.system_properties["model_dir"] == model_dir
@@ -161,7 +162,9 @@ def test_user_handlers_with_context(serve):
             return model.predict(rows)
         def output_fn(prediction, accept, context):
             return json.dumps({"out": [round(p, 3) for p in prediction]}), "application/vnd.mine+json"
-    """})
+    """
+        },
+    )
     status, content_type, body = server.invoke('{"rows": [[3, 2], [1, 0]]}', "application/json", "text/csv")
     assert status == 200 and content_type == "application/vnd.mine+json"
     assert json.loads(body) == {"out": [8.0, 2.0]}
@@ -172,29 +175,46 @@ def test_user_handlers_with_context(serve):
 
 
 def test_transform_fn_and_a_named_program(serve):
-    server = serve(xgboost_runtime.MAKE_SKLEARN_MODEL, env={"SAGEMAKER_PROGRAM": "serve_me.py"}, code={"serve_me.py": """
+    server = serve(
+        xgboost_runtime.MAKE_SKLEARN_MODEL,
+        env={"SAGEMAKER_PROGRAM": "serve_me.py"},
+        code={
+            "serve_me.py": """
         def transform_fn(model, data, content_type, accept):
             return f"{type(model).__name__} {content_type} {accept} {len(data)}"
-    """})
+    """
+        },
+    )
     status, content_type, body = server.invoke(b"\x01\x02\x03", "application/octet-stream", "text/plain")
     assert status == 200 and content_type == "text/plain"
     assert body == b"LinearRegression application/octet-stream text/plain 3"
 
 
 def test_transform_fn_with_input_fn_is_refused(serve):
-    server = serve(xgboost_runtime.MAKE_SKLEARN_MODEL, ready=False, code={"inference.py": """
+    server = serve(
+        xgboost_runtime.MAKE_SKLEARN_MODEL,
+        ready=False,
+        code={
+            "inference.py": """
         def transform_fn(model, data, content_type, accept): return data
         def input_fn(data, content_type): return data
-    """})
+    """
+        },
+    )
     assert server.proc.wait(timeout=60) == 1
     assert "Cannot use transform_fn implementation in conjunction with input_fn" in server.proc.stdout.read()
 
 
 def test_a_failing_model_fn_ends_the_server_with_its_message(serve):
-    server = serve(ready=False, code={"inference.py": """
+    server = serve(
+        ready=False,
+        code={
+            "inference.py": """
         def model_fn(model_dir):
             raise FileNotFoundError("no weights here")
-    """})
+    """
+        },
+    )
     assert server.proc.wait(timeout=60) == 1
     assert "FileNotFoundError: no weights here" in server.proc.stdout.read()
 

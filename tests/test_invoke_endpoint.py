@@ -24,11 +24,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from support import xgboost_runtime
-from support.jobs import tar_gz
 from botocore.exceptions import ClientError
-from support.server import ACCOUNT, REGION, free_port
-from support.waiting import status_in, wait_for
 
 from selfmaker.config import Settings
 from selfmaker.engines import model_server
@@ -36,6 +32,10 @@ from selfmaker.server.app import create_app
 from selfmaker.services.hosting import capture as capture_module
 from selfmaker.services.hosting import router as router_module
 from selfmaker.services.hosting.routes import Route, Target, publish, withdraw
+from support import xgboost_runtime
+from support.jobs import tar_gz
+from support.server import ACCOUNT, REGION, free_port
+from support.waiting import status_in, wait_for
 
 MAKE_SKLEARN_MODEL = """
 import joblib, sys
@@ -50,8 +50,11 @@ class InProcessServer:
     def __init__(self, data_dir: Path):
         self.port = free_port()
         self.app = create_app(Settings(data_dir=data_dir, port=self.port))
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    access_log=False, lifespan="on"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                self.app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False, lifespan="on"
+            )
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property
@@ -64,6 +67,7 @@ class InProcessServer:
 
     def start(self) -> InProcessServer:
         self.thread.start()
+
         def started() -> bool:
             assert self.thread.is_alive(), "the in-process server thread ended"
             return self.server.started
@@ -142,6 +146,7 @@ class Container:
 def echo(status: int = 200, content_type: str = "application/json", **headers):
     def answer(body, received):
         return status, {"Content-Type": content_type, **headers}, body
+
     return answer
 
 
@@ -162,9 +167,13 @@ def model_servers(tmp_path_factory):
     for index in range(2):
         path = model_server.socket_path(root / f"instance-{index}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        processes.append(xgboost_runtime.popen_module("selfmaker.container.inference_server", root,
-                                                      {"SELFMAKER_BIND_TO_SOCKET": str(path)}))
+        processes.append(
+            xgboost_runtime.popen_module(
+                "selfmaker.container.inference_server", root, {"SELFMAKER_BIND_TO_SOCKET": str(path)}
+            )
+        )
         sockets.append(str(path))
+
     def pinged() -> bool:
         assert all(p.poll() is None for p in processes), "a model server exited"
         return all(model_server.ping(path) for path in sockets)
@@ -212,8 +221,15 @@ def endpoint(hosting, unique):
 
 
 def route(name, traffic, shadows=(), capture=None) -> Route:
-    return Route(ACCOUNT, REGION, name, f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{name}", tuple(traffic),
-                 tuple(shadows), capture)
+    return Route(
+        ACCOUNT,
+        REGION,
+        name,
+        f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{name}",
+        tuple(traffic),
+        tuple(shadows),
+        capture,
+    )
 
 
 def target(variant, sockets, weight=1.0) -> Target:
@@ -251,20 +267,26 @@ def test_real_model_weighted_split_and_target_variant(runtime, endpoint, model_s
     assert answer["ContentType"] == "text/csv"
 
     count = 400
-    seen = Counter(runtime.invoke_endpoint(EndpointName=name, Body=b"[[2, 1]]", ContentType="application/json")
-                   ["InvokedProductionVariant"] for _ in range(count))
+    seen = Counter(
+        runtime.invoke_endpoint(EndpointName=name, Body=b"[[2, 1]]", ContentType="application/json")[
+            "InvokedProductionVariant"
+        ]
+        for _ in range(count)
+    )
     assert set(seen) == {"Blue", "Green"}
     # Binomial(400, 3/4): mean 300, sigma 8.66; 4 sigma either side.
     assert abs(seen["Blue"] - 300) <= 4 * math.sqrt(count * 0.75 * 0.25), seen
 
     for _ in range(5):
-        pinned = runtime.invoke_endpoint(EndpointName=name, Body=b"[[0, 1]]", ContentType="application/json",
-                                         TargetVariant="Green")
+        pinned = runtime.invoke_endpoint(
+            EndpointName=name, Body=b"[[0, 1]]", ContentType="application/json", TargetVariant="Green"
+        )
         assert pinned["InvokedProductionVariant"] == "Green"
         assert json.loads(pinned["Body"].read()) == pytest.approx([1.0])
     with pytest.raises(ClientError) as err:
-        runtime.invoke_endpoint(EndpointName=name, Body=b"[[0, 1]]", ContentType="application/json",
-                                TargetVariant="Purple")
+        runtime.invoke_endpoint(
+            EndpointName=name, Body=b"[[0, 1]]", ContentType="application/json", TargetVariant="Purple"
+        )
     assert err.value.response["Error"]["Code"] == "ValidationError"
     assert "Purple" in err.value.response["Error"]["Message"]
 
@@ -277,8 +299,9 @@ def test_traffic_entries_during_a_deployment(runtime, endpoint, containers):
     count = 200
     for pinned in (None, "V"):
         extra = {"TargetVariant": pinned} if pinned else {}
-        fleets = Counter(runtime.invoke_endpoint(EndpointName=name, Body=b"{}", **extra)["ContentType"]
-                         for _ in range(count))
+        fleets = Counter(
+            runtime.invoke_endpoint(EndpointName=name, Body=b"{}", **extra)["ContentType"] for _ in range(count)
+        )
         assert abs(fleets["text/green"] - 40) <= 4 * math.sqrt(count * 0.2 * 0.8), (pinned, fleets)
 
 
@@ -290,7 +313,8 @@ def test_model_error_from_a_failing_model(runtime, endpoint, model_servers):
     assert response["OriginalStatusCode"] >= 400
     assert response["Error"]["Message"].startswith(
         f"Received {'client' if response['OriginalStatusCode'] < 500 else 'server'} error "
-        f"({response['OriginalStatusCode']}) from primary with message \"")
+        f'({response["OriginalStatusCode"]}) from primary with message "'
+    )
     assert "could not convert" in response["OriginalMessage"] or "Traceback" in response["OriginalMessage"]
     assert response["LogStreamArn"] == f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/sagemaker/Endpoints/{name}"
 
@@ -298,23 +322,32 @@ def test_model_error_from_a_failing_model(runtime, endpoint, model_servers):
 def test_headers_pass_through(runtime, endpoint, containers):
     def answer(body, received):
         seen = {k: received.get(k) for k in ("content-type", "accept", "x-amzn-sagemaker-custom-attributes")}
-        return 200, {"Content-Type": "application/x-seen",
-                     "X-Amzn-SageMaker-Custom-Attributes": "model=v2"}, json.dumps(seen).encode()
+        return (
+            200,
+            {"Content-Type": "application/x-seen", "X-Amzn-SageMaker-Custom-Attributes": "model=v2"},
+            json.dumps(seen).encode(),
+        )
 
     name = endpoint([(1.0, (target("AllTraffic", [containers(answer).path]),))])
-    result = runtime.invoke_endpoint(EndpointName=name, Body=b"\x00\x01", ContentType="application/x-image",
-                                     Accept="application/x-seen", CustomAttributes="trace=abc,tenant=1")
-    assert json.loads(result["Body"].read()) == {"content-type": "application/x-image",
-                                                 "accept": "application/x-seen",
-                                                 "x-amzn-sagemaker-custom-attributes": "trace=abc,tenant=1"}
+    result = runtime.invoke_endpoint(
+        EndpointName=name,
+        Body=b"\x00\x01",
+        ContentType="application/x-image",
+        Accept="application/x-seen",
+        CustomAttributes="trace=abc,tenant=1",
+    )
+    assert json.loads(result["Body"].read()) == {
+        "content-type": "application/x-image",
+        "accept": "application/x-seen",
+        "x-amzn-sagemaker-custom-attributes": "trace=abc,tenant=1",
+    }
     assert result["ContentType"] == "application/x-seen"
     assert result["CustomAttributes"] == "model=v2"
     assert result["InvokedProductionVariant"] == "AllTraffic"
     assert result["ResponseMetadata"]["HTTPHeaders"]["x-amzn-invoked-production-variant"] == "AllTraffic"
 
     plain = endpoint([(1.0, (target("AllTraffic", [containers(echo()).path]),))])
-    assert "CustomAttributes" not in runtime.invoke_endpoint(EndpointName=plain, Body=b"{}",
-                                                             CustomAttributes="ignored")
+    assert "CustomAttributes" not in runtime.invoke_endpoint(EndpointName=plain, Body=b"{}", CustomAttributes="ignored")
 
 
 def test_container_errors_timeouts_and_payload_limits(runtime, endpoint, containers, monkeypatch):
@@ -396,6 +429,7 @@ def test_shadow_gets_its_sampling_share_and_never_fails_the_caller(runtime, endp
     for _ in range(count):
         result = runtime.invoke_endpoint(EndpointName=name, Body=b"[1]", ContentType="application/json")
         assert result["InvokedProductionVariant"] == "Prod"
+
     def settled() -> bool:  # the shadow copies run in the background: until they stop arriving
         before = len(shadow.requests)
         time.sleep(0.2)
@@ -407,8 +441,10 @@ def test_shadow_gets_its_sampling_share_and_never_fails_the_caller(runtime, endp
     assert all(body == b"[1]" for body, _ in shadow.requests)
 
 
-CAPTURE_KEY = re.compile(r"^capture/(?P<endpoint>[^/]+)/(?P<variant>[^/]+)/\d{4}/\d{2}/\d{2}/\d{2}/"
-                         r"\d{2}-\d{2}-\d{3}-[0-9a-f-]{36}\.jsonl$")
+CAPTURE_KEY = re.compile(
+    r"^capture/(?P<endpoint>[^/]+)/(?P<variant>[^/]+)/\d{4}/\d{2}/\d{2}/\d{2}/"
+    r"\d{2}-\d{2}-\d{3}-[0-9a-f-]{36}\.jsonl$"
+)
 
 
 def capture_records(s3, bucket: str, endpoint_name: str) -> dict[str, list[dict]]:
@@ -424,22 +460,31 @@ def capture_records(s3, bucket: str, endpoint_name: str) -> dict[str, list[dict]
 
 def captured(s3, bucket: str, endpoint_name: str, expected: int, timeout: float = 15) -> dict[str, list[dict]]:
     """capture_records once ``expected`` of them arrived."""
-    return wait_for(lambda: capture_records(s3, bucket, endpoint_name),
-                    lambda records: sum(map(len, records.values())) >= expected, timeout=timeout, interval=0.2,
-                    what=f"{expected} capture records of {endpoint_name}")
+    return wait_for(
+        lambda: capture_records(s3, bucket, endpoint_name),
+        lambda records: sum(map(len, records.values())) >= expected,
+        timeout=timeout,
+        interval=0.2,
+        what=f"{expected} capture records of {endpoint_name}",
+    )
 
 
 def test_data_capture(hosting, client, runtime, endpoint, containers, unique):
     s3 = client("s3", hosting)
     bucket = unique("capture")
     s3.create_bucket(Bucket=bucket)
-    config = {"EnableCapture": True, "InitialSamplingPercentage": 100, "DestinationS3Uri": f"s3://{bucket}/capture",
-              "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
-              "CaptureContentTypeHeader": {"CsvContentTypes": ["text/csv"], "JsonContentTypes": ["application/json"]}}
+    config = {
+        "EnableCapture": True,
+        "InitialSamplingPercentage": 100,
+        "DestinationS3Uri": f"s3://{bucket}/capture",
+        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+        "CaptureContentTypeHeader": {"CsvContentTypes": ["text/csv"], "JsonContentTypes": ["application/json"]},
+    }
     production = containers(echo(content_type="application/json"))
     shadow = containers(echo(content_type="application/octet-stream"))
-    name = endpoint([(1.0, (target("Prod", [production.path]),))], shadows=[target("Shadow", [shadow.path], 1.0)],
-                    capture=config)
+    name = endpoint(
+        [(1.0, (target("Prod", [production.path]),))], shadows=[target("Shadow", [shadow.path], 1.0)], capture=config
+    )
     runtime.invoke_endpoint(EndpointName=name, Body=b"1,2,3\n", ContentType="text/csv", InferenceId="request-1")
     runtime.invoke_endpoint(EndpointName=name, Body=b'{"x": [1]}', ContentType="application/json")
     runtime.invoke_endpoint(EndpointName=name, Body=b"\xff\x00", ContentType="application/x-image")
@@ -450,11 +495,19 @@ def test_data_capture(hosting, client, runtime, endpoint, containers, unique):
     assert [r["captureData"]["endpointInput"]["encoding"] for r in prod] == ["JSON", "BASE64", "CSV"]
     by_type = {r["captureData"]["endpointInput"]["observedContentType"]: r for r in prod}
     csv = by_type["text/csv"]
-    assert csv["captureData"]["endpointInput"] == {"observedContentType": "text/csv", "mode": "INPUT",
-                                                    "data": "1,2,3\n", "encoding": "CSV"}
+    assert csv["captureData"]["endpointInput"] == {
+        "observedContentType": "text/csv",
+        "mode": "INPUT",
+        "data": "1,2,3\n",
+        "encoding": "CSV",
+    }
     # The echo answers with the request's bytes under the container's own content type.
-    assert csv["captureData"]["endpointOutput"] == {"observedContentType": "application/json", "mode": "OUTPUT",
-                                                     "data": "1,2,3\n", "encoding": "JSON"}
+    assert csv["captureData"]["endpointOutput"] == {
+        "observedContentType": "application/json",
+        "mode": "OUTPUT",
+        "data": "1,2,3\n",
+        "encoding": "JSON",
+    }
     assert csv["eventMetadata"]["inferenceId"] == "request-1" and csv["eventVersion"] == "0"
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", csv["eventMetadata"]["inferenceTime"])
     image = by_type["application/x-image"]["captureData"]["endpointInput"]
@@ -464,10 +517,12 @@ def test_data_capture(hosting, client, runtime, endpoint, containers, unique):
     assert shadow_output["encoding"] == "BASE64" and shadow_output["observedContentType"] == "application/octet-stream"
 
     # Input only, nothing sampled at 0 %.
-    only_input = endpoint([(1.0, (target("Prod", [production.path]),))],
-                          capture={**config, "CaptureOptions": [{"CaptureMode": "Input"}]})
-    unsampled = endpoint([(1.0, (target("Prod", [production.path]),))],
-                         capture={**config, "InitialSamplingPercentage": 0})
+    only_input = endpoint(
+        [(1.0, (target("Prod", [production.path]),))], capture={**config, "CaptureOptions": [{"CaptureMode": "Input"}]}
+    )
+    unsampled = endpoint(
+        [(1.0, (target("Prod", [production.path]),))], capture={**config, "InitialSamplingPercentage": 0}
+    )
     runtime.invoke_endpoint(EndpointName=unsampled, Body=b"1", ContentType="text/csv")
     runtime.invoke_endpoint(EndpointName=only_input, Body=b"1", ContentType="text/csv")
     [record] = captured(s3, bucket, only_input, expected=1)["Prod"]
@@ -491,9 +546,15 @@ def test_metrics_per_variant(hosting, client, runtime, endpoint, containers):
         dimensions = [{"Name": "EndpointName", "Value": name}, {"Name": "VariantName", "Value": variant}]
         if config:
             dimensions.append({"Name": "EndpointConfigName", "Value": "config-1"})
-        points = cloudwatch.get_metric_statistics(Namespace="AWS/SageMaker", MetricName=metric, Dimensions=dimensions,
-                                                  StartTime=end - 600, EndTime=end, Period=60,
-                                                  Statistics=[statistic])["Datapoints"]
+        points = cloudwatch.get_metric_statistics(
+            Namespace="AWS/SageMaker",
+            MetricName=metric,
+            Dimensions=dimensions,
+            StartTime=end - 600,
+            EndTime=end,
+            Period=60,
+            Statistics=[statistic],
+        )["Datapoints"]
         return sum(p[statistic] for p in points) if points else None
 
     # the metric store flushes every second
@@ -559,10 +620,23 @@ def deployed(module_client):
         for variant, weight in pairs:
             model = f"{endpoint}-{variant}".lower()
             s3.put_object(Bucket=E2E_BUCKET, Key=f"{model}.tar.gz", Body=model_archive(variant))
-            sm.create_model(ModelName=model, ExecutionRoleArn=ROLE, PrimaryContainer={
-                "Image": xgboost_runtime.XGBOOST_IMAGE, "ModelDataUrl": f"s3://{E2E_BUCKET}/{model}.tar.gz"})
-            found.append({"VariantName": variant, "ModelName": model, "InstanceType": "ml.m5.large",
-                          "InitialInstanceCount": 1, "InitialVariantWeight": weight})
+            sm.create_model(
+                ModelName=model,
+                ExecutionRoleArn=ROLE,
+                PrimaryContainer={
+                    "Image": xgboost_runtime.XGBOOST_IMAGE,
+                    "ModelDataUrl": f"s3://{E2E_BUCKET}/{model}.tar.gz",
+                },
+            )
+            found.append(
+                {
+                    "VariantName": variant,
+                    "ModelName": model,
+                    "InstanceType": "ml.m5.large",
+                    "InitialInstanceCount": 1,
+                    "InitialVariantWeight": weight,
+                }
+            )
         return found
 
     def deploy(name: str, production, shadows=(), capture=None) -> str:
@@ -575,9 +649,12 @@ def deployed(module_client):
         sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
         names.append(name)
         # the first endpoint of a run may build the XGBoost runtime
-        found = wait_for(lambda: sm.describe_endpoint(EndpointName=name),
-                         status_in("EndpointStatus", ("InService", "Failed")), timeout=600,
-                         what=f"endpoint {name} to be in service")
+        found = wait_for(
+            lambda: sm.describe_endpoint(EndpointName=name),
+            status_in("EndpointStatus", ("InService", "Failed")),
+            timeout=600,
+            what=f"endpoint {name} to be in service",
+        )
         assert found["EndpointStatus"] == "InService", found.get("FailureReason")
         return name
 
@@ -587,10 +664,13 @@ def deployed(module_client):
 
 
 def capture_config(prefix: str) -> dict:
-    return {"EnableCapture": True, "InitialSamplingPercentage": 100,
-            "DestinationS3Uri": f"s3://{E2E_BUCKET}/{prefix}",
-            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
-            "CaptureContentTypeHeader": {"CsvContentTypes": ["text/csv", "text/plain"]}}
+    return {
+        "EnableCapture": True,
+        "InitialSamplingPercentage": 100,
+        "DestinationS3Uri": f"s3://{E2E_BUCKET}/{prefix}",
+        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+        "CaptureContentTypeHeader": {"CsvContentTypes": ["text/csv", "text/plain"]},
+    }
 
 
 def records_by_variant(s3, prefix: str, endpoint: str) -> dict[str, list[dict]]:
@@ -655,15 +735,21 @@ def test_endpoint_variants_split_target_and_capture(deployed, client, unique):
     pinned_record = next(r for r in records["Green"] if r["captureData"]["endpointInput"]["data"] == "pinned")
     assert pinned_record["captureData"] == {
         "endpointInput": {"observedContentType": "text/csv", "mode": "INPUT", "data": "pinned", "encoding": "CSV"},
-        "endpointOutput": {"observedContentType": "text/plain", "mode": "OUTPUT", "data": "Green:pinned",
-                           "encoding": "CSV"}}
+        "endpointOutput": {
+            "observedContentType": "text/plain",
+            "mode": "OUTPUT",
+            "data": "Green:pinned",
+            "encoding": "CSV",
+        },
+    }
 
 
 def test_endpoint_shadow_gets_its_share(deployed, client, unique):
     runtime, s3 = client("sagemaker-runtime"), client("s3")
     # The shadow's sampling fraction is its weight over the production variants' total: 0.25.
-    name = deployed(unique("shadowed"), [("Prod", 1.0)], shadows=[("Shadow", 0.25)],
-                    capture=capture_config("shadow-capture"))
+    name = deployed(
+        unique("shadowed"), [("Prod", 1.0)], shadows=[("Shadow", 0.25)], capture=capture_config("shadow-capture")
+    )
     count = 400
     for index in range(count):
         answer = runtime.invoke_endpoint(EndpointName=name, Body=f"{index}", ContentType="text/csv")

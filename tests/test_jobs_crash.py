@@ -24,10 +24,10 @@ def test_jobs_are_followed_or_failed_after_a_sigkill(make_server, client, unique
     scripts = {
         # ends while the server is down: its exit status is read from disk after the restart
         "ends-while-down": "import os, time\nprint('working', flush=True)\ntime.sleep(2)\n"
-                           "open(os.path.join(os.environ['SM_MODEL_DIR'], 'm'), 'w').write('m')\n",
+        "open(os.path.join(os.environ['SM_MODEL_DIR'], 'm'), 'w').write('m')\n",
         # still running at the restart: re-attached and followed to its end
         "outlives-restart": "import os, time\nprint('working', flush=True)\ntime.sleep(8)\n"
-                            "open(os.path.join(os.environ['SM_MODEL_DIR'], 'm'), 'w').write('m')\n",
+        "open(os.path.join(os.environ['SM_MODEL_DIR'], 'm'), 'w').write('m')\n",
         # its processes are killed while the server is down: no exit status, so it fails, saying why
         "vanishes": f"import subprocess\nprint('working', flush=True)\nsubprocess.run(['/bin/sh', '-c', '{marker}'])\n",
     }

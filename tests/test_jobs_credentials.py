@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-
 import pytest
 from botocore.exceptions import ClientError
+
 from support.clients import make_client
 from support.jobs import code_archive, log_lines, training_request, wait, wait_for_log
 
@@ -56,13 +56,21 @@ def test_a_restarted_server_still_knows_the_key_of_a_running_job(strict, unique)
     bucket = unique("job-creds-restart")
     s3, sm = connect(strict, "s3"), connect(strict, "sagemaker")
     s3.create_bucket(Bucket=bucket)
-    s3.put_object(Bucket=bucket, Key="code/later.tar.gz", Body=code_archive({"train.py": """\
+    s3.put_object(
+        Bucket=bucket,
+        Key="code/later.tar.gz",
+        Body=code_archive(
+            {
+                "train.py": """\
         import os, time, boto3
         print("waiting", flush=True)
         while not os.path.exists("/opt/ml/input/data/go"):  # the test restarts the server meanwhile
             time.sleep(0.1)
         print("ACCOUNT", boto3.client("sts").get_caller_identity()["Account"], flush=True)
-        """}))
+        """
+            }
+        ),
+    )
     name = unique("creds-restart")
     request = training_request(name, bucket, "code/later.tar.gz")
     request["RoleArn"] = f"arn:aws:iam::{ACCOUNT}:role/SageMakerRole"

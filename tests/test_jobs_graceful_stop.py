@@ -6,6 +6,7 @@ import io
 import tarfile
 
 import pytest
+
 from support.jobs import code_archive, log_lines, training_request, wait, wait_for_log
 
 GROUP = "/aws/sagemaker/TrainingJobs"
@@ -36,7 +37,7 @@ def bucket(client, unique):
 
 
 def model_files(client, uri: str) -> dict[str, str]:
-    bucket, key = uri[len("s3://"):].split("/", 1)
+    bucket, key = uri[len("s3://") :].split("/", 1)
     body = client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(body)) as tar:
         return {m.name: tar.extractfile(m).read().decode() for m in tar.getmembers() if m.isfile()}
@@ -70,12 +71,20 @@ def test_a_script_ignoring_sigterm_is_killed_after_the_grace_period(client, sm, 
     srv = make_server("grace", ["--stop-grace-seconds", "3"]).start()
     s3, sm_short = client("s3", srv), client("sagemaker", srv)
     s3.create_bucket(Bucket=bucket)
-    s3.put_object(Bucket=bucket, Key="code/stubborn.tar.gz", Body=code_archive({"train.py": """\
+    s3.put_object(
+        Bucket=bucket,
+        Key="code/stubborn.tar.gz",
+        Body=code_archive(
+            {
+                "train.py": """\
         import signal, time
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print("ignoring SIGTERM", flush=True)
         time.sleep(300)
-        """}))
+        """
+            }
+        ),
+    )
     name = unique("stubborn")
     sm_short.create_training_job(**training_request(name, bucket, "code/stubborn.tar.gz"))
     wait_for_log(client("logs", srv), GROUP, name, "ignoring SIGTERM")

@@ -36,13 +36,18 @@ def bucket(client, unique):
     return name
 
 
-def run_script(client, sm, bucket: str, name: str, script: str, *, inputs=(), outputs=(), instances: int = 1,
-               args=(), **extra) -> dict:
+def run_script(
+    client, sm, bucket: str, name: str, script: str, *, inputs=(), outputs=(), instances: int = 1, args=(), **extra
+) -> dict:
     client("s3").put_object(Bucket=bucket, Key=f"code/{name}.py", Body=script.encode())
     request = processing_request(
-        name, ["python3", f"/opt/ml/processing/code/{name}.py"],
+        name,
+        ["python3", f"/opt/ml/processing/code/{name}.py"],
         inputs=[s3_input("code", f"s3://{bucket}/code/{name}.py", "/opt/ml/processing/code"), *inputs],
-        outputs=list(outputs), instances=instances, **extra)
+        outputs=list(outputs),
+        instances=instances,
+        **extra,
+    )
     if args:
         request["AppSpecification"]["ContainerArguments"] = list(args)
     sm.create_processing_job(**request)
@@ -55,18 +60,36 @@ def test_inputs_outputs_config_and_shards(client, sm, bucket, unique):
         s3.put_object(Bucket=bucket, Key=f"data/part-{i}.csv", Body=f"{i}\n".encode())
     s3.put_object(Bucket=bucket, Key="listed/a.txt", Body=b"a")
     s3.put_object(Bucket=bucket, Key="listed/b.txt", Body=b"b")
-    s3.put_object(Bucket=bucket, Key="manifest.json",
-                  Body=json.dumps([{"prefix": f"s3://{bucket}/listed/"}, "b.txt"]).encode())
+    s3.put_object(
+        Bucket=bucket, Key="manifest.json", Body=json.dumps([{"prefix": f"s3://{bucket}/listed/"}, "b.txt"]).encode()
+    )
     name = unique("proc")
     job = run_script(
-        client, sm, bucket, name, REPORT, instances=2, args=["--mode", "fast"],
-        inputs=[s3_input("shards", f"s3://{bucket}/data", "/opt/ml/processing/input/shards",
-                         S3DataDistributionType="ShardedByS3Key"),
-                s3_input("all", f"s3://{bucket}/data", "/opt/ml/processing/input/all"),
-                s3_input("manifest", f"s3://{bucket}/manifest.json", "/opt/ml/processing/input/manifest",
-                         S3DataType="ManifestFile")],
+        client,
+        sm,
+        bucket,
+        name,
+        REPORT,
+        instances=2,
+        args=["--mode", "fast"],
+        inputs=[
+            s3_input(
+                "shards",
+                f"s3://{bucket}/data",
+                "/opt/ml/processing/input/shards",
+                S3DataDistributionType="ShardedByS3Key",
+            ),
+            s3_input("all", f"s3://{bucket}/data", "/opt/ml/processing/input/all"),
+            s3_input(
+                "manifest",
+                f"s3://{bucket}/manifest.json",
+                "/opt/ml/processing/input/manifest",
+                S3DataType="ManifestFile",
+            ),
+        ],
         outputs=[s3_output("reports", f"s3://{bucket}/reports", "/opt/ml/processing/output")],
-        Environment={"MY_SETTING": "on"})
+        Environment={"MY_SETTING": "on"},
+    )
     assert job["ProcessingJobStatus"] == "Completed", job.get("FailureReason")
     assert job["ProcessingStartTime"] <= job["ProcessingEndTime"]
     reports = {}
@@ -99,12 +122,20 @@ def test_continuous_outputs_appear_while_the_job_runs(client, sm, bucket, unique
         time.sleep(4)
         """
     s3.put_object(Bucket=bucket, Key=f"code/{name}.py", Body=script.replace("        ", "").encode())
-    sm.create_processing_job(**processing_request(
-        name, ["python3", f"/opt/ml/processing/code/{name}.py"],
-        inputs=[s3_input("code", f"s3://{bucket}/code/{name}.py", "/opt/ml/processing/code")],
-        outputs=[s3_output("out", f"s3://{bucket}/continuous", "/opt/ml/processing/output", mode="Continuous")]))
-    wait_for(lambda: "Contents" in s3.list_objects_v2(Bucket=bucket, Prefix="continuous/"), timeout=600,
-             interval=0.2, what="a continuous upload")
+    sm.create_processing_job(
+        **processing_request(
+            name,
+            ["python3", f"/opt/ml/processing/code/{name}.py"],
+            inputs=[s3_input("code", f"s3://{bucket}/code/{name}.py", "/opt/ml/processing/code")],
+            outputs=[s3_output("out", f"s3://{bucket}/continuous", "/opt/ml/processing/output", mode="Continuous")],
+        )
+    )
+    wait_for(
+        lambda: "Contents" in s3.list_objects_v2(Bucket=bucket, Prefix="continuous/"),
+        timeout=600,
+        interval=0.2,
+        what="a continuous upload",
+    )
     assert sm.describe_processing_job(ProcessingJobName=name)["ProcessingJobStatus"] == "InProgress"
     assert wait(sm, "processing", name)["ProcessingJobStatus"] == "Completed"
 
@@ -119,8 +150,7 @@ except OSError as err:
     print("refused", err)
     sys.exit(7)
 """
-    isolated = run_script(client, sm, bucket, unique("proc"), script,
-                          NetworkConfig={"EnableNetworkIsolation": True})
+    isolated = run_script(client, sm, bucket, unique("proc"), script, NetworkConfig={"EnableNetworkIsolation": True})
     assert isolated["ProcessingJobStatus"] == "Failed"
     assert "exit code 7" in isolated["FailureReason"]
     open_job = run_script(client, sm, bucket, unique("proc"), script)
@@ -162,9 +192,13 @@ print("data dir holds", os.listdir({str(server.data_dir)!r}) if os.path.isdir({s
 def test_stop_and_bad_requests(client, sm, bucket, unique):
     name = unique("proc")
     client("s3").put_object(Bucket=bucket, Key=f"code/{name}.py", Body=b"import time\ntime.sleep(60)\n")
-    sm.create_processing_job(**processing_request(
-        name, ["python3", f"/opt/ml/processing/code/{name}.py"],
-        inputs=[s3_input("code", f"s3://{bucket}/code/{name}.py", "/opt/ml/processing/code")]))
+    sm.create_processing_job(
+        **processing_request(
+            name,
+            ["python3", f"/opt/ml/processing/code/{name}.py"],
+            inputs=[s3_input("code", f"s3://{bucket}/code/{name}.py", "/opt/ml/processing/code")],
+        )
+    )
     wait(sm, "processing", name, until={"InProgress"})
     sm.stop_processing_job(ProcessingJobName=name)
     assert wait(sm, "processing", name)["ProcessingJobStatus"] == "Stopped"
@@ -175,8 +209,13 @@ def test_stop_and_bad_requests(client, sm, bucket, unique):
         ([s3_input("x", f"s3://{bucket}/data", "/opt/ml/processing/../x")], "must be an absolute path"),
         ([s3_input("x", f"s3://{bucket}/data", "/opt/ml/processing/x", S3InputMode="Pipe")], "Pipe input mode"),
         ([s3_input("x", f"s3://{bucket}/data", "/opt/ml/processing/x", S3CompressionType="Gzip")], "Gzip"),
-        ([s3_input("x", f"s3://{bucket}/d", "/opt/ml/processing/x"), s3_input("y", f"s3://{bucket}/e", "/opt/ml/processing/x")],
-         "used by another input"),
+        (
+            [
+                s3_input("x", f"s3://{bucket}/d", "/opt/ml/processing/x"),
+                s3_input("y", f"s3://{bucket}/e", "/opt/ml/processing/x"),
+            ],
+            "used by another input",
+        ),
     ]
     for inputs, message in cases:
         with pytest.raises(ClientError) as err:

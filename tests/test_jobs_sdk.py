@@ -5,12 +5,18 @@ from __future__ import annotations
 from support.jobs import SKLEARN_IMAGE
 from support.sdk import run_captured
 
+
 def test_v2_sklearn_processor_runs_a_script(sdk_v2, server, tmp_path):
     script = tmp_path / "preprocess.py"
-    script.write_text("import os, sys\nprint('preprocessing with', sys.argv[1:], flush=True)\n"
-                      "os.makedirs('/opt/ml/processing/output', exist_ok=True)\n"
-                      "open('/opt/ml/processing/output/result.csv', 'w').write('a,b\\n1,2\\n')\n")
-    result, output = run_captured(sdk_v2, server, f"""
+    script.write_text(
+        "import os, sys\nprint('preprocessing with', sys.argv[1:], flush=True)\n"
+        "os.makedirs('/opt/ml/processing/output', exist_ok=True)\n"
+        "open('/opt/ml/processing/output/result.csv', 'w').write('a,b\\n1,2\\n')\n"
+    )
+    result, output = run_captured(
+        sdk_v2,
+        server,
+        f"""
         import json, boto3
         from sagemaker.sklearn.processing import SKLearnProcessor
         from sagemaker.processing import ProcessingOutput
@@ -23,7 +29,8 @@ def test_v2_sklearn_processor_runs_a_script(sdk_v2, server, tmp_path):
         body = boto3.client("s3").get_object(Bucket="selfmaker-sdk-tests", Key="processed/result.csv")["Body"].read()
         print("RESULT " + json.dumps({{"status": job["ProcessingJobStatus"], "image": job["AppSpecification"]["ImageUri"],
                                       "body": body.decode()}}))
-    """)
+    """,
+    )
     assert result["status"] == "Completed"
     assert result["image"].endswith("/sagemaker-scikit-learn:1.2-1-cpu-py3")
     assert result["body"] == "a,b\n1,2\n"
@@ -43,8 +50,12 @@ def test_v2_sklearn_estimator_script_mode_with_requirements(sdk_v2, server, tmp_
         "rows = [list(map(float, l.split(','))) for l in open(os.path.join(os.environ['SM_CHANNEL_TRAIN'], 'train.csv'))]\n"
         "model = LinearRegression(fit_intercept=bool(args.fit_intercept)).fit([r[1:] for r in rows], [r[0] for r in rows])\n"
         "print(tabulate.tabulate([['coef', round(model.coef_[0], 3)]]), flush=True)\n"
-        "pickle.dump(model, open(os.path.join(os.environ['SM_MODEL_DIR'], 'model.pkl'), 'wb'))\n")
-    result, output = run_captured(sdk_v2, server, f"""
+        "pickle.dump(model, open(os.path.join(os.environ['SM_MODEL_DIR'], 'model.pkl'), 'wb'))\n"
+    )
+    result, output = run_captured(
+        sdk_v2,
+        server,
+        f"""
         import json, boto3
         from sagemaker.sklearn import SKLearn
         s3 = boto3.client("s3")
@@ -56,7 +67,8 @@ def test_v2_sklearn_estimator_script_mode_with_requirements(sdk_v2, server, tmp_
         estimator.fit({{"train": "s3://selfmaker-sdk-tests/v2-train"}}, logs=True)
         job = estimator.latest_training_job.describe()
         print("RESULT " + json.dumps({{"status": job["TrainingJobStatus"], "model": estimator.model_data}}))
-    """)
+    """,
+    )
     assert result["status"] == "Completed"
     assert result["model"].endswith("/output/model.tar.gz")
     assert "coef  2" in output  # the script's own output, streamed by fit(logs=True)
@@ -68,8 +80,12 @@ def test_v3_model_trainer_with_source_code(sdk_v3, server, tmp_path):
     (source / "train.py").write_text(
         "import os, sys\n"
         "print('v3 training with', sys.argv[1:], 'channels', os.listdir('/opt/ml/input/data'), flush=True)\n"
-        "open(os.path.join(os.environ['SM_MODEL_DIR'], 'weights.txt'), 'w').write('42')\n")
-    result, output = run_captured(sdk_v3, server, f"""
+        "open(os.path.join(os.environ['SM_MODEL_DIR'], 'weights.txt'), 'w').write('42')\n"
+    )
+    result, output = run_captured(
+        sdk_v3,
+        server,
+        f"""
         import json, logging, boto3
         logging.basicConfig(level=logging.INFO)  # v3 logs through `logging`, configured by the application
         from sagemaker.train.model_trainer import ModelTrainer
@@ -87,7 +103,8 @@ def test_v3_model_trainer_with_source_code(sdk_v3, server, tmp_path):
         job.refresh()
         print("RESULT " + json.dumps({{"status": job.training_job_status,
                                       "model": job.model_artifacts.s3_model_artifacts}}))
-    """)
+    """,
+    )
     assert result["status"] == "Completed", output[-4000:]
     assert result["model"].endswith("/output/model.tar.gz")
     assert "v3 training with ['--epochs', '2']" in output

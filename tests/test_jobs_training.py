@@ -51,14 +51,24 @@ def test_script_mode_trains_and_reports_everything(client, sm, bucket, unique):
     s3.put_object(Bucket=bucket, Key="data/part-2.csv", Body=b"5,6\n")
     put_code(client, bucket, "code/sourcedir.tar.gz", **{"train.py": TRAIN})
     name = unique("train")
-    request = training_request(name, bucket, "code/sourcedir.tar.gz", hyperparameters={"epochs": "3", "rate": "0.1"},
-                               channels={"train": f"s3://{bucket}/data"})
+    request = training_request(
+        name,
+        bucket,
+        "code/sourcedir.tar.gz",
+        hyperparameters={"epochs": "3", "rate": "0.1"},
+        channels={"train": f"s3://{bucket}/data"},
+    )
     request["AlgorithmSpecification"]["MetricDefinitions"] = [{"Name": "train:loss", "Regex": r"loss=([0-9.]+)"}]
     sm.create_training_job(**request)
     job = wait(sm, "training", name)
     assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
     assert [t["Status"] for t in job["SecondaryStatusTransitions"]] == [
-        "Starting", "Downloading", "Training", "Uploading", "Completed"]
+        "Starting",
+        "Downloading",
+        "Training",
+        "Uploading",
+        "Completed",
+    ]
     assert job["TrainingStartTime"] <= job["TrainingEndTime"]
     assert job["TrainingTimeInSeconds"] >= 1 and job["BillableTimeInSeconds"] >= 1
     assert job["FinalMetricDataList"][0]["MetricName"] == "train:loss"
@@ -85,7 +95,9 @@ def test_script_mode_trains_and_reports_everything(client, sm, bucket, unique):
     # Lineage: the data and the image contributed to the job's component, which produced the model.
     into = sm.list_associations(DestinationArn=component["TrialComponentArn"])["AssociationSummaries"]
     assert sorted((a["SourceType"], a["AssociationType"]) for a in into) == [
-        ("DataSet", "ContributedTo"), ("Image", "ContributedTo")]
+        ("DataSet", "ContributedTo"),
+        ("Image", "ContributedTo"),
+    ]
     out = sm.list_associations(SourceArn=component["TrialComponentArn"])["AssociationSummaries"]
     assert [(a["DestinationType"], a["AssociationType"]) for a in out] == [("Model", "Produced")]
     model = sm.describe_artifact(ArtifactArn=out[0]["DestinationArn"])
@@ -97,17 +109,26 @@ def test_experiment_config_joins_the_trial(client, sm, bucket, unique):
     sm.create_experiment(ExperimentName=experiment)
     sm.create_trial(TrialName=trial, ExperimentName=experiment)
     put_code(client, bucket, "code/ok.tar.gz", **{"train.py": "print('ok')\n"})
-    sm.create_training_job(**training_request(name, bucket, "code/ok.tar.gz", ExperimentConfig={
-        "ExperimentName": experiment, "TrialName": trial}))
+    sm.create_training_job(
+        **training_request(
+            name, bucket, "code/ok.tar.gz", ExperimentConfig={"ExperimentName": experiment, "TrialName": trial}
+        )
+    )
     assert wait(sm, "training", name)["TrainingJobStatus"] == "Completed"
     found = sm.list_trial_components(TrialName=trial)["TrialComponentSummaries"]
     assert [c["TrialComponentName"] for c in found] == [f"{name}-aws-training-job"]
 
 
 def test_requirements_go_to_the_job_not_the_runtime(client, sm, bucket, unique):
-    put_code(client, bucket, "code/req.tar.gz", **{
-        "train.py": "import tabulate, sys\nprint('tabulate from', tabulate.__file__)\n",
-        "requirements.txt": "tabulate\n"})
+    put_code(
+        client,
+        bucket,
+        "code/req.tar.gz",
+        **{
+            "train.py": "import tabulate, sys\nprint('tabulate from', tabulate.__file__)\n",
+            "requirements.txt": "tabulate\n",
+        },
+    )
     name = unique("train")
     sm.create_training_job(**training_request(name, bucket, "code/req.tar.gz"))
     job = wait(sm, "training", name)
@@ -135,7 +156,8 @@ def test_failure_file_becomes_the_failure_reason(client, sm, bucket, unique):
     request["HyperParameters"] = {}
     request["AlgorithmSpecification"]["ContainerEntrypoint"] = ["/bin/sh", "-c"]
     request["AlgorithmSpecification"]["ContainerArguments"] = [
-        "printf 'custom reason %s' \"$TRAINING_JOB_NAME\" > /opt/ml/output/failure; exit 3"]
+        "printf 'custom reason %s' \"$TRAINING_JOB_NAME\" > /opt/ml/output/failure; exit 3"
+    ]
     sm.create_training_job(**request)
     job = wait(sm, "training", name)
     assert job["TrainingJobStatus"] == "Failed"
@@ -160,12 +182,19 @@ def _running(marker: str) -> bool:
 
 def test_stop_ends_the_whole_process_tree(client, sm, bucket, unique):
     marker = f"sleep 987.{int(time.time() * 1000) % 100000}"
-    put_code(client, bucket, "code/tree.tar.gz", **{"train.py": f"""\
+    put_code(
+        client,
+        bucket,
+        "code/tree.tar.gz",
+        **{
+            "train.py": f"""\
         import subprocess, time
         subprocess.Popen(["/bin/sh", "-c", "{marker}"], start_new_session=True)
         print("child started", flush=True)
         time.sleep(120)
-        """})
+        """
+        },
+    )
     name = unique("train")
     sm.create_training_job(**training_request(name, bucket, "code/tree.tar.gz"))
     wait_for_log(client("logs"), GROUP, name, "child started")
@@ -211,16 +240,21 @@ def test_an_image_without_a_runtime_fails_the_job_clearly(sm, bucket, unique):
     assert "--runtimes-config" in job["FailureReason"]
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda r: r["AlgorithmSpecification"].update(TrainingInputMode="Pipe"), "Pipe input mode is not supported"),
-    (lambda r: r["InputDataConfig"][0].update(InputMode="FastFile"), "FastFile input mode is not supported"),
-    (lambda r: r["InputDataConfig"][0].update(CompressionType="Gzip"), "Gzip compression is only allowed"),
-    (lambda r: r["OutputDataConfig"].update(S3OutputPath="https://example.com/x"), "is not supported"),
-    (lambda r: r["InputDataConfig"][0]["DataSource"]["S3DataSource"].update(S3DataType="AugmentedManifestFile"),
-     "AugmentedManifestFile is not supported"),
-    (lambda r: r.update(ExperimentConfig={"ExperimentName": "no-such-experiment-anywhere"}), "does not exist"),
-    (lambda r: r["InputDataConfig"].append(r["InputDataConfig"][0]), "Channel names must be unique"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda r: r["AlgorithmSpecification"].update(TrainingInputMode="Pipe"), "Pipe input mode is not supported"),
+        (lambda r: r["InputDataConfig"][0].update(InputMode="FastFile"), "FastFile input mode is not supported"),
+        (lambda r: r["InputDataConfig"][0].update(CompressionType="Gzip"), "Gzip compression is only allowed"),
+        (lambda r: r["OutputDataConfig"].update(S3OutputPath="https://example.com/x"), "is not supported"),
+        (
+            lambda r: r["InputDataConfig"][0]["DataSource"]["S3DataSource"].update(S3DataType="AugmentedManifestFile"),
+            "AugmentedManifestFile is not supported",
+        ),
+        (lambda r: r.update(ExperimentConfig={"ExperimentName": "no-such-experiment-anywhere"}), "does not exist"),
+        (lambda r: r["InputDataConfig"].append(r["InputDataConfig"][0]), "Channel names must be unique"),
+    ],
+)
 def test_bad_requests_are_400s_and_create_nothing(sm, bucket, unique, change, message):
     name = unique("bad")
     request = training_request(name, bucket, "unused", channels={"train": f"s3://{bucket}/data"})
@@ -249,16 +283,28 @@ def test_duplicate_and_missing_names(client, sm, bucket, unique):
 def test_selfmaker_logs_follows_a_job_to_its_end(client, sm, bucket, unique, server):
     import sys
 
-    put_code(client, bucket, "code/cli.tar.gz", **{"train.py": "import time\nprint('first line', flush=True)\n"
-                                                               "time.sleep(1.5)\nprint('last line')\n"})
+    put_code(
+        client,
+        bucket,
+        "code/cli.tar.gz",
+        **{"train.py": "import time\nprint('first line', flush=True)\ntime.sleep(1.5)\nprint('last line')\n"},
+    )
     name = unique("train")
     sm.create_training_job(**training_request(name, bucket, "code/cli.tar.gz"))
-    result = subprocess.run([sys.executable, "-m", "selfmaker.cli", "logs", name, "--endpoint-url", server.url],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "selfmaker.cli", "logs", name, "--endpoint-url", server.url],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines.index("first line") < lines.index("last line")
     assert result.stderr.strip().endswith(f"{name}: Completed")
-    missing = subprocess.run([sys.executable, "-m", "selfmaker.cli", "logs", unique("none"), "--endpoint-url",
-                              server.url], capture_output=True, text=True, timeout=60)
+    missing = subprocess.run(
+        [sys.executable, "-m", "selfmaker.cli", "logs", unique("none"), "--endpoint-url", server.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert missing.returncode == 1 and "no training, processing or transform job named" in missing.stderr

@@ -37,13 +37,15 @@ def artifact(sm, uri, artifact_type="DataSet", **kwargs):
 
 
 def action(sm, name, action_type="Training", **kwargs):
-    return sm.create_action(ActionName=name, Source={"SourceUri": f"job/{name}"}, ActionType=action_type,
-                            **kwargs)["ActionArn"]
+    return sm.create_action(ActionName=name, Source={"SourceUri": f"job/{name}"}, ActionType=action_type, **kwargs)[
+        "ActionArn"
+    ]
 
 
 def context(sm, name, context_type="Endpoint", **kwargs):
-    return sm.create_context(ContextName=name, Source={"SourceUri": f"ep/{name}"}, ContextType=context_type,
-                             **kwargs)["ContextArn"]
+    return sm.create_context(ContextName=name, Source={"SourceUri": f"ep/{name}"}, ContextType=context_type, **kwargs)[
+        "ContextArn"
+    ]
 
 
 # ---------------------------------------------------------------------------
@@ -53,16 +55,24 @@ def context(sm, name, context_type="Endpoint", **kwargs):
 def test_action_lifecycle(sm, client, unique):
     name = unique("Act")
     arn = sm.create_action(
-        ActionName=name, Source={"SourceUri": "s3://b/job", "SourceType": "Job", "SourceId": "42"},
-        ActionType="Training", Description="trains", Status="InProgress", Properties={"a": "1", "b": "2"},
-        MetadataProperties={"CommitId": "abc", "Repository": "git://r"}, Tags=[{"Key": "team", "Value": "ml"}],
+        ActionName=name,
+        Source={"SourceUri": "s3://b/job", "SourceType": "Job", "SourceId": "42"},
+        ActionType="Training",
+        Description="trains",
+        Status="InProgress",
+        Properties={"a": "1", "b": "2"},
+        MetadataProperties={"CommitId": "abc", "Repository": "git://r"},
+        Tags=[{"Key": "team", "Value": "ml"}],
     )["ActionArn"]
     assert arn == f"{ARN}:action/{name.lower()}"
     described = sm.describe_action(ActionName=name)
     assert described["ActionArn"] == arn and described["ActionName"] == name
     assert described["Source"] == {"SourceUri": "s3://b/job", "SourceType": "Job", "SourceId": "42"}
-    assert (described["ActionType"], described["Status"], described["Description"]) == ("Training", "InProgress",
-                                                                                         "trains")
+    assert (described["ActionType"], described["Status"], described["Description"]) == (
+        "Training",
+        "InProgress",
+        "trains",
+    )
     assert described["Properties"] == {"a": "1", "b": "2"}
     assert described["MetadataProperties"] == {"CommitId": "abc", "Repository": "git://r"}
     assert described["CreatedBy"]["IamIdentity"]["Arn"] and described["LastModifiedBy"]
@@ -71,8 +81,16 @@ def test_action_lifecycle(sm, client, unique):
     assert sm.list_tags(ResourceArn=arn)["Tags"] == [{"Key": "team", "Value": "ml"}]
 
     time.sleep(0.01)
-    assert sm.update_action(ActionName=name, Status="Completed", Description="trained",
-                            Properties={"b": "3", "c": "4"}, PropertiesToRemove=["a", "absent"])["ActionArn"] == arn
+    assert (
+        sm.update_action(
+            ActionName=name,
+            Status="Completed",
+            Description="trained",
+            Properties={"b": "3", "c": "4"},
+            PropertiesToRemove=["a", "absent"],
+        )["ActionArn"]
+        == arn
+    )
     updated = sm.describe_action(ActionName=name)
     assert (updated["Status"], updated["Description"]) == ("Completed", "trained")
     assert updated["Properties"] == {"b": "3", "c": "4"}
@@ -104,8 +122,13 @@ def test_action_and_context_names_are_unique(sm, unique):
 
 def test_context_lifecycle(sm, unique):
     name = unique("my_ctx")  # contexts, unlike actions, may have underscores
-    arn = sm.create_context(ContextName=name, Source={"SourceUri": "arn:ep", "SourceType": "Endpoint"},
-                            ContextType="Endpoint", Description="d", Properties={"k1": "v1"})["ContextArn"]
+    arn = sm.create_context(
+        ContextName=name,
+        Source={"SourceUri": "arn:ep", "SourceType": "Endpoint"},
+        ContextType="Endpoint",
+        Description="d",
+        Properties={"k1": "v1"},
+    )["ContextArn"]
     assert arn == f"{ARN}:context/{name.lower()}"
     described = sm.describe_context(ContextName=arn)
     assert (described["ContextName"], described["ContextType"], described["Description"]) == (name, "Endpoint", "d")
@@ -135,8 +158,9 @@ def test_artifacts_are_identified_by_their_source(sm, unique):
     assert code == "ValidationException" and "already exists" in message and arn in message
     # The same URI with source types is another source; the order of the types does not matter.
     types = [{"SourceIdType": "S3ETag", "Value": "e1"}, {"SourceIdType": "Custom", "Value": "x"}]
-    versioned = sm.create_artifact(Source={"SourceUri": uri, "SourceTypes": types},
-                                   ArtifactType="DataSet")["ArtifactArn"]
+    versioned = sm.create_artifact(Source={"SourceUri": uri, "SourceTypes": types}, ArtifactType="DataSet")[
+        "ArtifactArn"
+    ]
     assert versioned != arn
     code, _ = error(sm.create_artifact, Source={"SourceUri": uri, "SourceTypes": types[::-1]}, ArtifactType="DataSet")
     assert code == "ValidationException"
@@ -148,8 +172,9 @@ def test_artifacts_are_identified_by_their_source(sm, unique):
 def test_update_and_delete_artifact(sm, unique):
     uri = f"s3://bucket/{unique('model')}"
     types = [{"SourceIdType": "S3Version", "Value": "v1"}]
-    arn = sm.create_artifact(Source={"SourceUri": uri, "SourceTypes": types}, ArtifactType="Model",
-                             Properties={"k1": "v1", "k2": "v2"})["ArtifactArn"]
+    arn = sm.create_artifact(
+        Source={"SourceUri": uri, "SourceTypes": types}, ArtifactType="Model", Properties={"k1": "v1", "k2": "v2"}
+    )["ArtifactArn"]
     sm.update_artifact(ArtifactArn=arn, ArtifactName="renamed", Properties={"k3": "v3"}, PropertiesToRemove=["k1"])
     updated = sm.describe_artifact(ArtifactArn=arn)
     assert updated["ArtifactName"] == "renamed" and updated["Properties"] == {"k2": "v2", "k3": "v3"}
@@ -157,8 +182,10 @@ def test_update_and_delete_artifact(sm, unique):
     # DeleteArtifact takes the ARN or the source, and refuses neither or a mismatch.
     assert error(sm.delete_artifact)[0] == "ValidationException"
     other = artifact(sm, uri + "-other")
-    assert error(sm.delete_artifact, ArtifactArn=other, Source={"SourceUri": uri, "SourceTypes": types})[0] == \
-        "ValidationException"
+    assert (
+        error(sm.delete_artifact, ArtifactArn=other, Source={"SourceUri": uri, "SourceTypes": types})[0]
+        == "ValidationException"
+    )
     assert error(sm.delete_artifact, Source={"SourceUri": uri})[0] == "ResourceNotFound"  # no types: another source
     assert sm.delete_artifact(Source={"SourceUri": uri, "SourceTypes": types})["ArtifactArn"] == arn
     assert error(sm.describe_artifact, ArtifactArn=arn)[0] == "ResourceNotFound"
@@ -175,7 +202,7 @@ def test_update_and_delete_artifact(sm, unique):
 
 def test_list_entities_filters_sorts_and_pages(sm, unique):
     tag = unique("lst")
-    before = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
+    before = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
     names = [f"{tag}-{i}" for i in range(5)]
     for i, name in enumerate(names):
         sm.create_action(ActionName=name, Source={"SourceUri": f"uri-{tag}"}, ActionType=f"T{tag}{i % 2}")
@@ -183,8 +210,9 @@ def test_list_entities_filters_sorts_and_pages(sm, unique):
         artifact(sm, f"s3://{tag}/{i}", artifact_type=f"A{tag}{i % 2}")
     created = [sm.describe_action(ActionName=n)["CreationTime"] for n in names]
 
-    listed, count = pages(sm.list_actions, "ActionSummaries", SourceUri=f"uri-{tag}", SortBy="Name",
-                          SortOrder="Ascending", MaxResults=2)
+    listed, count = pages(
+        sm.list_actions, "ActionSummaries", SourceUri=f"uri-{tag}", SortBy="Name", SortOrder="Ascending", MaxResults=2
+    )
     assert [a["ActionName"] for a in listed] == names and count == 3
     assert listed[0]["ActionType"] == f"T{tag}0" and listed[0]["Source"]["SourceUri"] == f"uri-{tag}"
     newest_first = sm.list_actions(SourceUri=f"uri-{tag}")["ActionSummaries"]  # CreationTime, Descending
@@ -192,25 +220,36 @@ def test_list_entities_filters_sorts_and_pages(sm, unique):
     odd = sm.list_actions(ActionType=f"T{tag}1", SortBy="CreationTime", SortOrder="Ascending")["ActionSummaries"]
     assert [a["ActionName"] for a in odd] == names[1::2]
     # CreatedAfter/CreatedBefore include the instant itself ("on or after").
-    window = sm.list_actions(SourceUri=f"uri-{tag}", CreatedAfter=created[1], CreatedBefore=created[3],
-                             SortOrder="Ascending")["ActionSummaries"]
+    window = sm.list_actions(
+        SourceUri=f"uri-{tag}", CreatedAfter=created[1], CreatedBefore=created[3], SortOrder="Ascending"
+    )["ActionSummaries"]
     assert [a["ActionName"] for a in window] == names[1:4]
     assert sm.list_actions(SourceUri=f"uri-{tag}", CreatedBefore=before)["ActionSummaries"] == []
 
-    contexts, count = pages(sm.list_contexts, "ContextSummaries", ContextType=f"C{tag}", SortBy="Name",
-                            SortOrder="Descending", MaxResults=3)
+    contexts, count = pages(
+        sm.list_contexts, "ContextSummaries", ContextType=f"C{tag}", SortBy="Name", SortOrder="Descending", MaxResults=3
+    )
     assert [c["ContextName"] for c in contexts] == names[::-1] and count == 2
     assert [c["ContextName"] for c in sm.list_contexts(SourceUri=f"ep/{names[2]}")["ContextSummaries"]] == [names[2]]
 
-    artifacts, count = pages(sm.list_artifacts, "ArtifactSummaries", ArtifactType=f"A{tag}0",
-                             SortBy="CreationTime", SortOrder="Ascending", MaxResults=1)
+    artifacts, count = pages(
+        sm.list_artifacts,
+        "ArtifactSummaries",
+        ArtifactType=f"A{tag}0",
+        SortBy="CreationTime",
+        SortOrder="Ascending",
+        MaxResults=1,
+    )
     assert [a["Source"]["SourceUri"] for a in artifacts] == [f"s3://{tag}/{i}" for i in (0, 2, 4)] and count == 3
-    assert [a["ArtifactType"] for a in sm.list_artifacts(SourceUri=f"s3://{tag}/3")["ArtifactSummaries"]] == \
-        [f"A{tag}1"]
+    assert [a["ArtifactType"] for a in sm.list_artifacts(SourceUri=f"s3://{tag}/3")["ArtifactSummaries"]] == [
+        f"A{tag}1"
+    ]
     # A token is good only for the list it came from.
     first = sm.list_actions(SourceUri=f"uri-{tag}", MaxResults=1)
-    assert error(sm.list_actions, SourceUri=f"uri-{tag}", SortBy="Name", NextToken=first["NextToken"])[0] == \
-        "ValidationException"
+    assert (
+        error(sm.list_actions, SourceUri=f"uri-{tag}", SortBy="Name", NextToken=first["NextToken"])[0]
+        == "ValidationException"
+    )
 
 
 def test_lists_default_to_pages_of_ten(sm, unique):
@@ -237,8 +276,7 @@ def test_association_edge_cases(sm, unique):
     assert (added["SourceArn"], added["DestinationArn"]) == (data, job)
     # One association per ordered pair, whatever its type; the reverse direction is another edge.
     for association_type in ("ContributedTo", "AssociatedWith"):
-        code, message = error(sm.add_association, SourceArn=data, DestinationArn=job,
-                              AssociationType=association_type)
+        code, message = error(sm.add_association, SourceArn=data, DestinationArn=job, AssociationType=association_type)
         assert code == "ValidationException" and "already exists" in message
     sm.add_association(SourceArn=job, DestinationArn=data)
 
@@ -268,8 +306,10 @@ def test_associations_with_experiment_entities(sm, unique):
     assert summary["DestinationName"] == component.rsplit("/", 1)[1] and summary["SourceType"] == "DataSet"
     found = sm.query_lineage(StartArns=[data], Direction="Descendants", IncludeEdges=True)
     # The trial component is a vertex; the experiment has no LineageType, so it is not reported.
-    assert {(v["Arn"], v["LineageType"]) for v in found["Vertices"]} == {(data, "Artifact"),
-                                                                        (component, "TrialComponent")}
+    assert {(v["Arn"], v["LineageType"]) for v in found["Vertices"]} == {
+        (data, "Artifact"),
+        (component, "TrialComponent"),
+    }
     assert [(e["SourceArn"], e["DestinationArn"]) for e in found["Edges"]] == [(data, component)]
     # A trial component is a lineage entity: it stays while an association names it.
     name = component.rsplit("/", 1)[1]
@@ -284,15 +324,21 @@ def test_list_associations_filters_sorts_and_pages(sm, unique):
     inputs = [artifact(sm, f"s3://{tag}/{i}", artifact_type=f"In{i % 2}", ArtifactName=f"in-{i}") for i in range(4)]
     output = context(sm, f"{tag}-out", context_type="Out")
     for i, arn in enumerate(inputs):
-        sm.add_association(SourceArn=arn, DestinationArn=hub,
-                           AssociationType="ContributedTo" if i % 2 else "DerivedFrom")
+        sm.add_association(
+            SourceArn=arn, DestinationArn=hub, AssociationType="ContributedTo" if i % 2 else "DerivedFrom"
+        )
     sm.add_association(SourceArn=hub, DestinationArn=output, AssociationType="Produced")
 
     into_hub, count = pages(sm.list_associations, "AssociationSummaries", DestinationArn=hub, MaxResults=3)
     assert count == 2 and [a["SourceArn"] for a in into_hub] == inputs[::-1]  # newest first by default
     first = into_hub[-1]
-    assert (first["SourceType"], first["SourceName"], first["DestinationType"], first["DestinationName"],
-            first["AssociationType"]) == ("In0", "in-0", "Hub", f"{tag}-hub", "DerivedFrom")
+    assert (
+        first["SourceType"],
+        first["SourceName"],
+        first["DestinationType"],
+        first["DestinationName"],
+        first["AssociationType"],
+    ) == ("In0", "in-0", "Hub", f"{tag}-hub", "DerivedFrom")
     assert first["CreatedBy"]["IamIdentity"]["Arn"] and isinstance(first["CreationTime"], dt.datetime)
 
     def arns(**kwargs):
@@ -302,13 +348,15 @@ def test_list_associations_filters_sorts_and_pages(sm, unique):
     assert arns(SourceArn=hub) == [(hub, output)]
     assert arns(DestinationArn=hub, SourceType="In1", SortOrder="Ascending") == [(inputs[1], hub), (inputs[3], hub)]
     assert arns(DestinationType="Out") == [(hub, output)]
-    assert arns(DestinationArn=hub, AssociationType="DerivedFrom", SortOrder="Ascending") == \
-        [(inputs[0], hub), (inputs[2], hub)]
+    assert arns(DestinationArn=hub, AssociationType="DerivedFrom", SortOrder="Ascending") == [
+        (inputs[0], hub),
+        (inputs[2], hub),
+    ]
     assert arns(DestinationArn=hub, SortBy="SourceArn", SortOrder="Ascending") == [(a, hub) for a in sorted(inputs)]
     assert arns(DestinationArn=hub, SortBy="SourceArn") == [(a, hub) for a in sorted(inputs, reverse=True)]
     by_type = arns(DestinationArn=hub, SortBy="SourceType", SortOrder="Ascending")
     assert [s for s, _ in by_type[:2]] in ([inputs[0], inputs[2]], [inputs[2], inputs[0]])
-    assert set(s for s, _ in by_type[2:]) == {inputs[1], inputs[3]}
+    assert {s for s, _ in by_type[2:]} == {inputs[1], inputs[3]}
     related = [(a, hub) for a in inputs] + [(hub, output)]
     mine = set(related)
     ordered = [pair for pair in arns(SortBy="DestinationArn", SortOrder="Ascending") if pair in mine]
@@ -318,8 +366,10 @@ def test_list_associations_filters_sorts_and_pages(sm, unique):
     ordered = [pair for pair in arns(SortBy="SourceType", SortOrder="Ascending") if pair in mine]
     assert ordered[0] == (hub, output)  # "Hub" < "In0" < "In1"
 
-    created = [a["CreationTime"] for a in sm.list_associations(DestinationArn=hub, SortOrder="Ascending",
-                                                               MaxResults=10)["AssociationSummaries"]]
+    created = [
+        a["CreationTime"]
+        for a in sm.list_associations(DestinationArn=hub, SortOrder="Ascending", MaxResults=10)["AssociationSummaries"]
+    ]
     window = arns(DestinationArn=hub, CreatedAfter=created[1], CreatedBefore=created[2], SortOrder="Ascending")
     assert window == [(inputs[1], hub), (inputs[2], hub)]  # inclusive bounds
 
@@ -348,9 +398,15 @@ def graph(sm, unique):
         "ep": context(sm, f"{tag}-ep", "Endpoint"),
         "monitor": action(sm, f"{tag}-monitor", "Monitoring"),
     }
-    edges = [("ds1", "train", "ContributedTo"), ("ds2", "train", "ContributedTo"), ("train", "model", "Produced"),
-             ("model", "deploy", "ContributedTo"), ("deploy", "ep", "AssociatedWith"),
-             ("ep", "monitor", "AssociatedWith"), ("monitor", "model", "DerivedFrom")]
+    edges = [
+        ("ds1", "train", "ContributedTo"),
+        ("ds2", "train", "ContributedTo"),
+        ("train", "model", "Produced"),
+        ("model", "deploy", "ContributedTo"),
+        ("deploy", "ep", "AssociatedWith"),
+        ("ep", "monitor", "AssociatedWith"),
+        ("monitor", "model", "DerivedFrom"),
+    ]
     for source, destination, association_type in edges:
         sm.add_association(SourceArn=g[source], DestinationArn=g[destination], AssociationType=association_type)
     g["_edges"] = {(source, destination): t for source, destination, t in edges}
@@ -382,8 +438,10 @@ def test_query_directions(sm, graph):
     # Without IncludeEdges only vertices come back; Vertex.Type is the entity's type.
     answer = sm.query_lineage(StartArns=[graph["model"]], Direction="Descendants", MaxDepth=1)
     assert answer["Edges"] == []
-    assert sorted((v["Type"], v["LineageType"]) for v in answer["Vertices"]) == \
-        [("Model", "Artifact"), ("ModelDeployment", "Action")]
+    assert sorted((v["Type"], v["LineageType"]) for v in answer["Vertices"]) == [
+        ("Model", "Artifact"),
+        ("ModelDeployment", "Action"),
+    ]
 
 
 def test_query_depth(sm, graph):
@@ -405,8 +463,9 @@ def test_query_filters(sm, graph):
     # Filters choose what is returned; the walk still goes through everything else.
     assert names("ep", Direction="Ascendants", Filters={"Types": ["DataSet"]}) == {"ds1", "ds2"}
     assert names("ep", Direction="Ascendants", Filters={"LineageTypes": ["Action"]}) == {"deploy", "train", "monitor"}
-    assert names("ep", Direction="Ascendants", Filters={"LineageTypes": ["Artifact", "Context"],
-                                                        "Types": ["Model", "Endpoint"]}) == {"model", "ep"}
+    assert names(
+        "ep", Direction="Ascendants", Filters={"LineageTypes": ["Artifact", "Context"], "Types": ["Model", "Endpoint"]}
+    ) == {"model", "ep"}
     assert names("ep", Direction="Ascendants", Filters={"LineageTypes": ["TrialComponent"]}) == set()
     # Properties: any one of the pairs.
     assert names("ds2", Filters={"Properties": {"split": "train"}}) == {"ds1", "train"}
@@ -424,12 +483,10 @@ def test_query_filters(sm, graph):
 
 
 def test_query_include_edges_returns_the_paths_to_matches(sm, graph):
-    vertices, edges = query(sm, graph, "ep", Direction="Ascendants", IncludeEdges=True,
-                            Filters={"Types": ["DataSet"]})
+    vertices, edges = query(sm, graph, "ep", Direction="Ascendants", IncludeEdges=True, Filters={"Types": ["DataSet"]})
     # The datasets, and the entities and associations on the way to them (not the monitor loop).
     assert set(vertices) == {"ep", "deploy", "model", "train", "ds1", "ds2"}
-    assert set(edges) == {("deploy", "ep"), ("model", "deploy"), ("train", "model"), ("ds1", "train"),
-                          ("ds2", "train")}
+    assert set(edges) == {("deploy", "ep"), ("model", "deploy"), ("train", "model"), ("ds1", "train"), ("ds2", "train")}
 
 
 def test_query_pages(sm, graph):
@@ -437,8 +494,7 @@ def test_query_pages(sm, graph):
     seen, seen_edges, token, count = [], {}, None, 0
     while True:
         kwargs = {"NextToken": token} if token else {}
-        answer = sm.query_lineage(StartArns=[graph["ds1"]], Direction="Both", IncludeEdges=True, MaxResults=3,
-                                  **kwargs)
+        answer = sm.query_lineage(StartArns=[graph["ds1"]], Direction="Both", IncludeEdges=True, MaxResults=3, **kwargs)
         assert len(answer["Vertices"]) <= 3
         seen += [v["Arn"] for v in answer["Vertices"]]
         seen_edges.update({(e["SourceArn"], e["DestinationArn"]): 1 for e in answer["Edges"]})
@@ -449,8 +505,16 @@ def test_query_pages(sm, graph):
     assert count == 3 and seen == [graph[n] for n in full]
     assert len(seen_edges) == len(full_edges) == 7
     first = sm.query_lineage(StartArns=[graph["ds1"]], Direction="Both", MaxResults=3)
-    assert error(sm.query_lineage, StartArns=[graph["ds1"]], Direction="Descendants", MaxResults=3,
-                 NextToken=first["NextToken"])[0] == "ValidationException"
+    assert (
+        error(
+            sm.query_lineage,
+            StartArns=[graph["ds1"]],
+            Direction="Descendants",
+            MaxResults=3,
+            NextToken=first["NextToken"],
+        )[0]
+        == "ValidationException"
+    )
 
 
 def test_query_start_must_exist(sm, graph, unique):

@@ -12,7 +12,6 @@ from sqlalchemy import event
 
 from selfmaker.aws import logs as logstore
 from selfmaker.store import Store
-
 from support.clients import error_of
 
 pytestmark = pytest.mark.both_databases
@@ -34,18 +33,26 @@ def logs(client):
 
 def put(logs, group, stream, *messages, start=None):
     start = now_ms() if start is None else start
-    return logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=[
-        {"timestamp": start + i, "message": m} for i, m in enumerate(messages)])
+    return logs.put_log_events(
+        logGroupName=group,
+        logStreamName=stream,
+        logEvents=[{"timestamp": start + i, "message": m} for i, m in enumerate(messages)],
+    )
 
 
 def test_log_group_and_stream_lifecycle(logs, client, unique):
     group = f"/aws/sagemaker/{unique('Jobs')}"
     logs.create_log_group(logGroupName=group)
     assert error_of(lambda: logs.create_log_group(logGroupName=group)) == (
-        "ResourceAlreadyExistsException", "The specified log group already exists", 400)
+        "ResourceAlreadyExistsException",
+        "The specified log group already exists",
+        400,
+    )
     logs.create_log_stream(logGroupName=group, logStreamName="job/algo-1")
-    assert error_of(lambda: logs.create_log_stream(logGroupName=group, logStreamName="job/algo-1"))[0] == \
-        "ResourceAlreadyExistsException"
+    assert (
+        error_of(lambda: logs.create_log_stream(logGroupName=group, logStreamName="job/algo-1"))[0]
+        == "ResourceAlreadyExistsException"
+    )
     put(logs, group, "job/algo-1", "hello", "world")
 
     described = logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]
@@ -57,13 +64,18 @@ def test_log_group_and_stream_lifecycle(logs, client, unique):
 
     logs.delete_log_stream(logGroupName=group, logStreamName="job/algo-1")
     assert error_of(lambda: logs.delete_log_stream(logGroupName=group, logStreamName="job/algo-1")) == (
-        "ResourceNotFoundException", "The specified log stream does not exist.", 400)
+        "ResourceNotFoundException",
+        "The specified log stream does not exist.",
+        400,
+    )
     logs.delete_log_group(logGroupName=group)
-    for call in (lambda: logs.delete_log_group(logGroupName=group),
-                 lambda: logs.create_log_stream(logGroupName=group, logStreamName="s"),
-                 lambda: logs.describe_log_streams(logGroupName=group),
-                 lambda: logs.get_log_events(logGroupName=group, logStreamName="s"),
-                 lambda: put(logs, group, "s", "x")):
+    for call in (
+        lambda: logs.delete_log_group(logGroupName=group),
+        lambda: logs.create_log_stream(logGroupName=group, logStreamName="s"),
+        lambda: logs.describe_log_streams(logGroupName=group),
+        lambda: logs.get_log_events(logGroupName=group, logStreamName="s"),
+        lambda: put(logs, group, "s", "x"),
+    ):
         assert error_of(call) == ("ResourceNotFoundException", "The specified log group does not exist.", 400)
 
 
@@ -88,14 +100,20 @@ def test_describe_log_groups_pages_with_prefix_and_pattern(logs, unique):
         if not token:
             break
     assert seen == names  # sorted by name, every group once, no token after the last page
-    assert [g["logGroupName"] for g in logs.describe_log_groups(
-        logGroupNamePattern=base.upper() + "/3")["logGroups"]] == [names[3]]  # patterns ignore case
+    assert [
+        g["logGroupName"] for g in logs.describe_log_groups(logGroupNamePattern=base.upper() + "/3")["logGroups"]
+    ] == [names[3]]  # patterns ignore case
     token = logs.describe_log_groups(logGroupNamePrefix=base, limit=2)["nextToken"]
     assert error_of(lambda: logs.describe_log_groups(logGroupNamePrefix=base + "/1", nextToken=token)) == (
-        "InvalidParameterException", "The specified nextToken is invalid.", 400)
+        "InvalidParameterException",
+        "The specified nextToken is invalid.",
+        400,
+    )
     assert error_of(lambda: logs.describe_log_groups(nextToken=token[:-3] + "abc"))[0] == "InvalidParameterException"
-    assert error_of(lambda: logs.describe_log_groups(logGroupNamePrefix=base, logGroupNamePattern="x"))[0] == \
-        "InvalidParameterException"
+    assert (
+        error_of(lambda: logs.describe_log_groups(logGroupNamePrefix=base, logGroupNamePattern="x"))[0]
+        == "InvalidParameterException"
+    )
 
 
 def test_describe_log_streams_orders_and_pages(logs, unique):
@@ -121,8 +139,9 @@ def test_describe_log_streams_orders_and_pages(logs, unique):
     stream = logs.describe_log_streams(logGroupName=group, logStreamNamePrefix="job/algo-2")["logStreams"][0]
     assert stream["firstEventTimestamp"] == stream["lastEventTimestamp"] == start
     assert stream["arn"].endswith(f"log-group:{group}:log-stream:job/algo-2")
-    code, message, _ = error_of(lambda: logs.describe_log_streams(
-        logGroupName=group, logStreamNamePrefix="job/", orderBy="LastEventTime"))
+    code, message, _ = error_of(
+        lambda: logs.describe_log_streams(logGroupName=group, logStreamNamePrefix="job/", orderBy="LastEventTime")
+    )
     assert code == "InvalidParameterException" and "LastEventTime" in message
     by_arn = logs.describe_log_streams(logGroupIdentifier=f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:{group}")
     assert len(by_arn["logStreams"]) == 3
@@ -167,9 +186,16 @@ def test_get_log_events_forward_token_waits_at_the_end_and_resumes(logs, stream)
 def test_get_log_events_from_the_tail_and_by_time(logs, stream):
     group, name = stream
     base = now_ms() - 60_000
-    logs.put_log_events(logGroupName=group, logStreamName=name, logEvents=[  # unordered batches are accepted
-        {"timestamp": base + 2, "message": "c"}, {"timestamp": base, "message": "a"},
-        {"timestamp": base + 1, "message": "b"}, {"timestamp": base + 3, "message": "d"}])
+    logs.put_log_events(
+        logGroupName=group,
+        logStreamName=name,
+        logEvents=[  # unordered batches are accepted
+            {"timestamp": base + 2, "message": "c"},
+            {"timestamp": base, "message": "a"},
+            {"timestamp": base + 1, "message": "b"},
+            {"timestamp": base + 3, "message": "d"},
+        ],
+    )
     read = dict(logGroupName=group, logStreamName=name)
     assert [e["message"] for e in logs.get_log_events(**read)["events"]] == ["a", "b", "c", "d"]
     assert [e["message"] for e in logs.get_log_events(**read, limit=2)["events"]] == ["c", "d"]  # the newest
@@ -183,9 +209,14 @@ def test_get_log_events_refuses_foreign_and_forged_tokens(logs, stream):
     token = logs.get_log_events(logGroupName=group, logStreamName=name, startFromHead=True)["nextForwardToken"]
     for bad in (token.replace("f/", "b/", 1), token[:-2] + "xx", "f/not-a-token"):
         assert error_of(lambda: logs.get_log_events(logGroupName=group, logStreamName=name, nextToken=bad)) == (
-            "InvalidParameterException", "The specified nextToken is invalid.", 400)
-    assert error_of(lambda: logs.get_log_events(logGroupName=group, logStreamName="other", nextToken=token))[0] == \
-        "InvalidParameterException"
+            "InvalidParameterException",
+            "The specified nextToken is invalid.",
+            400,
+        )
+    assert (
+        error_of(lambda: logs.get_log_events(logGroupName=group, logStreamName="other", nextToken=token))[0]
+        == "InvalidParameterException"
+    )
 
 
 def test_sdk_log_tailer_follows_a_stream_being_written(logs, unique):
@@ -195,8 +226,9 @@ def test_sdk_log_tailer_follows_a_stream_being_written(logs, unique):
 
     def poll() -> list[str]:
         try:
-            streams = logs.describe_log_streams(logGroupName=group, logStreamNamePrefix=f"{job}/",
-                                                orderBy="LogStreamName")["logStreams"]
+            streams = logs.describe_log_streams(
+                logGroupName=group, logStreamNamePrefix=f"{job}/", orderBy="LogStreamName"
+            )["logStreams"]
         except ClientError as err:
             assert err.response["Error"]["Code"] == "ResourceNotFoundException"
             return []
@@ -204,8 +236,9 @@ def test_sdk_log_tailer_follows_a_stream_being_written(logs, unique):
         for s in streams:
             while True:
                 token = {"nextToken": tokens[s["logStreamName"]]} if s["logStreamName"] in tokens else {}
-                page = logs.get_log_events(logGroupName=group, logStreamName=s["logStreamName"], startFromHead=True,
-                                           **token)
+                page = logs.get_log_events(
+                    logGroupName=group, logStreamName=s["logStreamName"], startFromHead=True, **token
+                )
                 tokens[s["logStreamName"]] = page["nextForwardToken"]
                 if not page["events"]:
                     break
@@ -227,21 +260,37 @@ def test_sdk_log_tailer_follows_a_stream_being_written(logs, unique):
 def test_put_log_events_rejects_events_out_of_range(logs, stream):
     group, name = stream
     now, hour, day = now_ms(), 3_600_000, 86_400_000
-    old = logs.put_log_events(logGroupName=group, logStreamName=name, logEvents=[
-        {"timestamp": now - 14 * day - hour, "message": "too old"},
-        {"timestamp": now - 14 * day + hour, "message": "old but kept"}])
+    old = logs.put_log_events(
+        logGroupName=group,
+        logStreamName=name,
+        logEvents=[
+            {"timestamp": now - 14 * day - hour, "message": "too old"},
+            {"timestamp": now - 14 * day + hour, "message": "old but kept"},
+        ],
+    )
     assert old["rejectedLogEventsInfo"] == {"tooOldLogEventEndIndex": 1}
-    new = logs.put_log_events(logGroupName=group, logStreamName=name, logEvents=[
-        {"timestamp": now, "message": "kept"}, {"timestamp": now + 3 * hour, "message": "too new"}])
+    new = logs.put_log_events(
+        logGroupName=group,
+        logStreamName=name,
+        logEvents=[{"timestamp": now, "message": "kept"}, {"timestamp": now + 3 * hour, "message": "too new"}],
+    )
     assert new["rejectedLogEventsInfo"] == {"tooNewLogEventStartIndex": 1}
     assert "rejectedLogEventsInfo" not in put(logs, group, name, "fine")
     events = logs.get_log_events(logGroupName=group, logStreamName=name)["events"]
     assert [e["message"] for e in events] == ["old but kept", "kept", "fine"]
-    code, message, _ = error_of(lambda: logs.put_log_events(logGroupName=group, logStreamName=name, logEvents=[
-        {"timestamp": now - 25 * 3_600_000, "message": "a"}, {"timestamp": now, "message": "b"}]))
+    code, message, _ = error_of(
+        lambda: logs.put_log_events(
+            logGroupName=group,
+            logStreamName=name,
+            logEvents=[{"timestamp": now - 25 * 3_600_000, "message": "a"}, {"timestamp": now, "message": "b"}],
+        )
+    )
     assert code == "InvalidParameterException" and "24 hours" in message
     assert error_of(lambda: put(logs, group, "missing-stream", "x")) == (
-        "ResourceNotFoundException", "The specified log stream does not exist.", 400)
+        "ResourceNotFoundException",
+        "The specified log stream does not exist.",
+        400,
+    )
 
 
 def test_filter_log_events_patterns_streams_and_time(logs, stream):
@@ -249,35 +298,63 @@ def test_filter_log_events_patterns_streams_and_time(logs, stream):
     logs.create_log_stream(logGroupName=group, logStreamName="job/algo-2")
     logs.create_log_stream(logGroupName=group, logStreamName="endpoint/variant")
     t = now_ms() - 60_000
-    logs.put_log_events(logGroupName=group, logStreamName=name, logEvents=[
-        {"timestamp": t, "message": "ERROR disk full"}, {"timestamp": t + 2, "message": "Epoch 1: loss=0.5"}])
-    logs.put_log_events(logGroupName=group, logStreamName="job/algo-2", logEvents=[
-        {"timestamp": t + 1, "message": "WARN slow; retrying"}, {"timestamp": t + 3, "message": "ERROR: retrying"}])
-    logs.put_log_events(logGroupName=group, logStreamName="endpoint/variant", logEvents=[
-        {"timestamp": t + 4, "message": "error lowercase"}])
+    logs.put_log_events(
+        logGroupName=group,
+        logStreamName=name,
+        logEvents=[
+            {"timestamp": t, "message": "ERROR disk full"},
+            {"timestamp": t + 2, "message": "Epoch 1: loss=0.5"},
+        ],
+    )
+    logs.put_log_events(
+        logGroupName=group,
+        logStreamName="job/algo-2",
+        logEvents=[
+            {"timestamp": t + 1, "message": "WARN slow; retrying"},
+            {"timestamp": t + 3, "message": "ERROR: retrying"},
+        ],
+    )
+    logs.put_log_events(
+        logGroupName=group,
+        logStreamName="endpoint/variant",
+        logEvents=[{"timestamp": t + 4, "message": "error lowercase"}],
+    )
 
     def messages(**kw):
         return [e["message"] for e in logs.filter_log_events(logGroupName=group, **kw)["events"]]
 
-    assert messages() == ["ERROR disk full", "WARN slow; retrying", "Epoch 1: loss=0.5", "ERROR: retrying",
-                          "error lowercase"]  # interleaved across streams, in time order
+    assert messages() == [
+        "ERROR disk full",
+        "WARN slow; retrying",
+        "Epoch 1: loss=0.5",
+        "ERROR: retrying",
+        "error lowercase",
+    ]  # interleaved across streams, in time order
     assert messages(filterPattern="ERROR") == ["ERROR disk full", "ERROR: retrying"]  # case-sensitive
     assert messages(filterPattern="ERROR -retrying") == ["ERROR disk full"]
     assert messages(filterPattern='"loss=0.5"') == ["Epoch 1: loss=0.5"]
     assert messages(filterPattern="?WARN ?disk") == ["ERROR disk full", "WARN slow; retrying"]
-    assert messages(logStreamNamePrefix="job/", filterPattern="retrying") == ["WARN slow; retrying",
-                                                                             "ERROR: retrying"]
+    assert messages(logStreamNamePrefix="job/", filterPattern="retrying") == ["WARN slow; retrying", "ERROR: retrying"]
     assert messages(logStreamNames=["endpoint/variant", "no-such-stream"]) == ["error lowercase"]
-    assert messages(startTime=t + 1, endTime=t + 3) == ["WARN slow; retrying", "Epoch 1: loss=0.5",
-                                                        "ERROR: retrying"]  # both ends inclusive
+    assert messages(startTime=t + 1, endTime=t + 3) == [
+        "WARN slow; retrying",
+        "Epoch 1: loss=0.5",
+        "ERROR: retrying",
+    ]  # both ends inclusive
     event = logs.filter_log_events(logGroupName=group, filterPattern="full")["events"][0]
     assert event["logStreamName"] == name and event["eventId"]
 
     for bad in ("ERROR:", '"unbalanced', "{ $.level = 1 }", "[ip, user]"):
-        assert error_of(lambda: logs.filter_log_events(logGroupName=group, filterPattern=bad))[0] == \
-            "InvalidParameterException"
-    assert error_of(lambda: logs.filter_log_events(logGroupName=group, logStreamNames=[name],
-                                                   logStreamNamePrefix="job/"))[0] == "InvalidParameterException"
+        assert (
+            error_of(lambda: logs.filter_log_events(logGroupName=group, filterPattern=bad))[0]
+            == "InvalidParameterException"
+        )
+    assert (
+        error_of(lambda: logs.filter_log_events(logGroupName=group, logStreamNames=[name], logStreamNamePrefix="job/"))[
+            0
+        ]
+        == "InvalidParameterException"
+    )
 
 
 def test_filter_log_events_pages(logs, stream):
@@ -285,16 +362,19 @@ def test_filter_log_events_pages(logs, stream):
     put(logs, group, name, *[f"match {i}" if i % 2 == 0 else f"skip {i}" for i in range(10)])
     seen, token, pages = [], None, 0
     while True:
-        page = logs.filter_log_events(logGroupName=group, filterPattern="match", limit=2,
-                                      **({"nextToken": token} if token else {}))
+        page = logs.filter_log_events(
+            logGroupName=group, filterPattern="match", limit=2, **({"nextToken": token} if token else {})
+        )
         seen += [e["message"] for e in page["events"]]
         pages += 1
         if not (token := page.get("nextToken")):
             break
     assert seen == [f"match {i}" for i in range(0, 10, 2)] and pages == 3
     token = logs.filter_log_events(logGroupName=group, limit=1)["nextToken"]
-    assert error_of(lambda: logs.filter_log_events(logGroupName=group, filterPattern="match", nextToken=token))[0] \
-        == "InvalidParameterException"  # a token belongs to the query that issued it
+    assert (
+        error_of(lambda: logs.filter_log_events(logGroupName=group, filterPattern="match", nextToken=token))[0]
+        == "InvalidParameterException"
+    )  # a token belongs to the query that issued it
 
 
 # -- the internal API ---------------------------------------------------------------------
@@ -311,15 +391,27 @@ def server_store(server):
 def test_append_and_read_events_without_http(server_store, logs, unique):
     group, job = f"/aws/sagemaker/TrainingJobs/{unique('internal')}", unique("job")
     t = now_ms()
-    assert logstore.append_events(server_store, ACCOUNT, "us-east-1", group, f"{job}/algo-1",
-                                  [(t, "starting"), (t + 1, ""), (t + 2, "training")]) == 2  # empty lines skipped
+    assert (
+        logstore.append_events(
+            server_store,
+            ACCOUNT,
+            "us-east-1",
+            group,
+            f"{job}/algo-1",
+            [(t, "starting"), (t + 1, ""), (t + 2, "training")],
+        )
+        == 2
+    )  # empty lines skipped
     logstore.append_events(server_store, ACCOUNT, "us-east-1", group, f"{job}/algo-2", [(t + 1, "worker")])
     logstore.append_events(server_store, ACCOUNT, "us-east-1", group, "other-job/algo-1", [(t, "not mine")])
     logstore.append_events(server_store, "210987654321", "us-east-1", group, f"{job}/algo-1", [(t, "other account")])
 
     events = logstore.read_events(server_store, ACCOUNT, "us-east-1", group, stream_prefix=f"{job}/")
     assert [(e.stream, e.message) for e in events] == [
-        (f"{job}/algo-1", "starting"), (f"{job}/algo-1", "training"), (f"{job}/algo-2", "worker")]
+        (f"{job}/algo-1", "starting"),
+        (f"{job}/algo-1", "training"),
+        (f"{job}/algo-2", "worker"),
+    ]
     assert logstore.read_events(server_store, ACCOUNT, "us-east-1", group, f"{job}/", after=events[-1].id) == []
     assert logstore.read_events(server_store, ACCOUNT, "us-east-1", "/no/such/group") == []
 
@@ -340,8 +432,10 @@ def test_follow_yields_events_as_they_are_written(server_store, unique):
 
     writer = threading.Thread(target=job)
     writer.start()
-    followed = [e.message for e in logstore.follow(server_store, ACCOUNT, "us-east-1", group, "job/",
-                                                  poll_seconds=0.02, stop=done.is_set)]
+    followed = [
+        e.message
+        for e in logstore.follow(server_store, ACCOUNT, "us-east-1", group, "job/", poll_seconds=0.02, stop=done.is_set)
+    ]
     writer.join()
     assert followed == ["step 0", "step 1", "step 2"]
 
@@ -356,8 +450,9 @@ def test_append_events_is_one_transaction_per_batch(server_store, logs, unique):
 
     event.listen(server_store.engine, "commit", count)
     try:
-        logstore.append_events(server_store, ACCOUNT, "us-east-1", group, "s",
-                               ((t + i, f"line {i}") for i in range(3000)))
+        logstore.append_events(
+            server_store, ACCOUNT, "us-east-1", group, "s", ((t + i, f"line {i}") for i in range(3000))
+        )
     finally:
         event.remove(server_store.engine, "commit", count)
     assert len(commits) == 1
@@ -371,7 +466,9 @@ def test_append_events_is_one_transaction_per_batch(server_store, logs, unique):
 
 
 def test_sdk_v3_validates_roles_and_tails_job_logs(server, sdk_v3, unique):
-    result = sdk_v3.run(server, """
+    result = sdk_v3.run(
+        server,
+        """
         import json, os, time
         import boto3
         from sagemaker.core.helper.iam_role_resolver import RoleValidationError, resolve_and_validate_role
@@ -404,15 +501,23 @@ def test_sdk_v3_validates_roles_and_tails_job_logs(server, sdk_v3, unique):
         second = [f"{s}: {e['message']}" for s, e in handler.get_latest_log_events()]
         print(json.dumps({"validated": validated, "foreign": foreign, "before": before, "first": first,
                           "second": second}))
-    """, env={"LOG_GROUP": unique("/aws/sagemaker/TrainingJobs/v3"), "JOB": unique("job")})
+    """,
+        env={"LOG_GROUP": unique("/aws/sagemaker/TrainingJobs/v3"), "JOB": unique("job")},
+    )
     job = result["first"][0].split("/")[0]
-    assert result == {"validated": "arn:aws:iam::123456789012:role/SageMakerRole", "foreign": "RoleValidationError",
-                      "before": [], "first": [f"{job}/algo-1: a1"],
-                      "second": [f"{job}/algo-1: a2", f"{job}/algo-2: b1"]}
+    assert result == {
+        "validated": "arn:aws:iam::123456789012:role/SageMakerRole",
+        "foreign": "RoleValidationError",
+        "before": [],
+        "first": [f"{job}/algo-1: a1"],
+        "second": [f"{job}/algo-1: a2", f"{job}/algo-2: b1"],
+    }
 
 
 def test_sdk_v2_multi_stream_iter_resumes_by_position(server, sdk_v2, unique):
-    result = sdk_v2.run(server, """
+    result = sdk_v2.run(
+        server,
+        """
         import json, os, time
         import boto3
         from sagemaker.logs import Position, multi_stream_iter
@@ -445,5 +550,7 @@ def test_sdk_v2_multi_stream_iter_resumes_by_position(server, sdk_v2, unique):
         put(0, (now, "a3"), (now + 5, "a4"))  # the stream grows, again at the resume timestamp
         second = drain()
         print(json.dumps({"first": first, "second": second, "third": drain()}))
-    """, env={"LOG_GROUP": unique("/aws/sagemaker/TrainingJobs/v2")})
+    """,
+        env={"LOG_GROUP": unique("/aws/sagemaker/TrainingJobs/v2")},
+    )
     assert result == {"first": ["0: a1", "0: a2", "1: b1"], "second": ["0: a3", "0: a4"], "third": []}

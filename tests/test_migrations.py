@@ -8,8 +8,8 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from botocore.config import Config
-
 from conftest import ACCOUNT, REGION, Server
+
 from selfmaker.store.db import MIGRATIONS, make_engine
 
 pytestmark = pytest.mark.both_databases
@@ -26,21 +26,39 @@ def _migrate(url: str, revision: str, step=command.upgrade) -> None:
 
 
 def _sqs(srv: Server):
-    return boto3.client("sqs", endpoint_url=srv.url, region_name=REGION, aws_access_key_id="AKIDEXAMPLE",
-                        aws_secret_access_key="secret", config=Config(retries={"max_attempts": 1}))
+    return boto3.client(
+        "sqs",
+        endpoint_url=srv.url,
+        region_name=REGION,
+        aws_access_key_id="AKIDEXAMPLE",
+        aws_secret_access_key="secret",
+        config=Config(retries={"max_attempts": 1}),
+    )
 
 
 def test_sqs_tags_move_into_the_common_tag_store(database, tmp_path):
     url = database("migrate_sqs_tags") or f"sqlite:///{tmp_path / 'old.db'}"
     _migrate(url, "0001")  # the schema of the release before SQS tags moved
     engine = make_engine(url)
-    queues = sa.table("sqs_queues", *[sa.column(c) for c in ("account_id", "region", "name", "created_at",
-                                                            "modified_at")],
-                      sa.column("attributes", sa.JSON), sa.column("tags", sa.JSON))
+    queues = sa.table(
+        "sqs_queues",
+        *[sa.column(c) for c in ("account_id", "region", "name", "created_at", "modified_at")],
+        sa.column("attributes", sa.JSON),
+        sa.column("tags", sa.JSON),
+    )
     with engine.begin() as conn:
         for name, tags in [("tagged", {"team": "ml", "env": "prod", "long": "v" * 300}), ("plain", {})]:
-            conn.execute(queues.insert().values(account_id=ACCOUNT, region=REGION, name=name, created_at=1.0,
-                                                modified_at=1.0, attributes={}, tags=tags))
+            conn.execute(
+                queues.insert().values(
+                    account_id=ACCOUNT,
+                    region=REGION,
+                    name=name,
+                    created_at=1.0,
+                    modified_at=1.0,
+                    attributes={},
+                    tags=tags,
+                )
+            )
     engine.dispose()
 
     srv = Server(tmp_path / "data", url).start()  # the server migrates its database at start

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from selfmaker.objects import transfer
@@ -26,8 +25,6 @@ def objects(tmp_path):
     for bucket in ("mine", "theirs"):
         store.create_bucket(bucket)
     return AccountObjects(store, _Owners(), MINE)
-
-
 
 
 def test_download_prefix_copies_every_object_below_the_prefix(objects, tmp_path):

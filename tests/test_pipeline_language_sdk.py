@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from support.pipeline_definitions import DESCRIBE_PROCESSING, DESCRIBE_TRAINING, FakeScope
 
 from selfmaker.engines.pipelines import cast_parameters, condition_holds, evaluate, parse
-
+from support.pipeline_definitions import DESCRIBE_PROCESSING, DESCRIBE_TRAINING, FakeScope
 
 # ---- the real SDK v2's definition -----------------------------------------------------------------------
 
@@ -124,13 +123,26 @@ def sdk_v2_definition(sdk_v2, server):
 def test_the_sdk_v2_classic_pipeline_parses_with_its_data_dependencies(sdk_v2_definition):
     definition = parse(sdk_v2_definition)
     steps = definition.steps
-    assert set(steps) == {"AbaloneProcess", "AbaloneTrain", "AbaloneEval", "AbaloneMSECond",
-                          "AbaloneRegisterModel-RegisterModel", "AbaloneCreateModel-CreateModel", "AbaloneTransform",
-                          "AbaloneMSEFail"}
+    assert set(steps) == {
+        "AbaloneProcess",
+        "AbaloneTrain",
+        "AbaloneEval",
+        "AbaloneMSECond",
+        "AbaloneRegisterModel-RegisterModel",
+        "AbaloneCreateModel-CreateModel",
+        "AbaloneTransform",
+        "AbaloneMSEFail",
+    }
     assert {name: step.type for name, step in steps.items()} == {
-        "AbaloneProcess": "Processing", "AbaloneTrain": "Training", "AbaloneEval": "Processing",
-        "AbaloneMSECond": "Condition", "AbaloneRegisterModel-RegisterModel": "RegisterModel",
-        "AbaloneCreateModel-CreateModel": "Model", "AbaloneTransform": "Transform", "AbaloneMSEFail": "Fail"}
+        "AbaloneProcess": "Processing",
+        "AbaloneTrain": "Training",
+        "AbaloneEval": "Processing",
+        "AbaloneMSECond": "Condition",
+        "AbaloneRegisterModel-RegisterModel": "RegisterModel",
+        "AbaloneCreateModel-CreateModel": "Model",
+        "AbaloneTransform": "Transform",
+        "AbaloneMSEFail": "Fail",
+    }
     assert steps["AbaloneTrain"].depends_on == {"AbaloneProcess"}
     assert steps["AbaloneEval"].depends_on == {"AbaloneProcess", "AbaloneTrain"}
     assert steps["AbaloneMSECond"].depends_on == {"AbaloneEval"}
@@ -139,35 +151,51 @@ def test_the_sdk_v2_classic_pipeline_parses_with_its_data_dependencies(sdk_v2_de
     assert steps["AbaloneTransform"].branch == ("AbaloneMSECond", True)
     assert steps["AbaloneMSEFail"].branch == ("AbaloneMSECond", False)
     assert steps["AbaloneEval"].property_files == (
-        {"PropertyFileName": "EvaluationReport", "OutputName": "evaluation", "FilePath": "evaluation.json"},)
+        {"PropertyFileName": "EvaluationReport", "OutputName": "evaluation", "FilePath": "evaluation.json"},
+    )
     assert [p["MaxAttempts"] for p in steps["AbaloneTrain"].retry_policies] == [3, 5]
     assert definition.parameters["MseThreshold"].default == 6.0 and definition.parameters["UseGpu"].default is False
 
 
 def test_the_sdk_v2_classic_pipeline_evaluates(sdk_v2_definition):
     definition = parse(sdk_v2_definition)
-    values = cast_parameters(definition, [{"Name": "MseThreshold", "Value": "5.0"}, {"Name": "UseGpu", "Value": "True"}])
+    values = cast_parameters(
+        definition, [{"Name": "MseThreshold", "Value": "5.0"}, {"Name": "UseGpu", "Value": "True"}]
+    )
     scope = FakeScope(
         parameters=values,
-        properties={"AbaloneProcess": DESCRIBE_PROCESSING, "AbaloneTrain": DESCRIBE_TRAINING,
-                    "AbaloneEval": {"ProcessingOutputConfig": {"Outputs": [
-                        {"OutputName": "evaluation", "S3Output": {"S3Uri": "s3://b/eval"}}]}},
-                    "AbaloneCreateModel-CreateModel": {"ModelName": "pipelines-2drr2511ngo3-model"}},
-        files={("AbaloneEval", "EvaluationReport"): {"regression_metrics": {"mse": {"value": 4.2}}}})
+        properties={
+            "AbaloneProcess": DESCRIBE_PROCESSING,
+            "AbaloneTrain": DESCRIBE_TRAINING,
+            "AbaloneEval": {
+                "ProcessingOutputConfig": {
+                    "Outputs": [{"OutputName": "evaluation", "S3Output": {"S3Uri": "s3://b/eval"}}]
+                }
+            },
+            "AbaloneCreateModel-CreateModel": {"ModelName": "pipelines-2drr2511ngo3-model"},
+        },
+        files={("AbaloneEval", "EvaluationReport"): {"regression_metrics": {"mse": {"value": 4.2}}}},
+    )
     training = evaluate(definition.steps["AbaloneTrain"].arguments, scope)
     channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in training["InputDataConfig"]}
     assert channels["validation"].endswith("/AbaloneProcess/output/validation")
     assert training["ResourceConfig"]["InstanceType"] == "ml.m5.xlarge"
     register = evaluate(definition.steps["AbaloneRegisterModel-RegisterModel"].arguments, scope)
     assert register["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"] == "s3://b/eval/evaluation.json"
-    assert register["InferenceSpecification"]["Containers"][0]["ModelDataUrl"] == DESCRIBE_TRAINING["ModelArtifacts"]["S3ModelArtifacts"]
-    assert evaluate(definition.steps["AbaloneTransform"].arguments, scope)["ModelName"] == "pipelines-2drr2511ngo3-model"
+    assert (
+        register["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+        == DESCRIBE_TRAINING["ModelArtifacts"]["S3ModelArtifacts"]
+    )
+    assert (
+        evaluate(definition.steps["AbaloneTransform"].arguments, scope)["ModelName"] == "pipelines-2drr2511ngo3-model"
+    )
     conditions = definition.steps["AbaloneMSECond"].arguments["Conditions"]
     assert condition_holds(conditions, scope) is True  # 4.2 <= 5.0, and the instance type is in the list
     scope.files[("AbaloneEval", "EvaluationReport")] = {"regression_metrics": {"mse": {"value": 5.5}}}
     assert condition_holds(conditions, scope) is False
     assert evaluate(definition.steps["AbaloneMSEFail"].arguments, scope) == {
-        "ErrorMessage": "Execution failed due to MSE > 5.0"}
+        "ErrorMessage": "Execution failed due to MSE > 5.0"
+    }
 
 
 SDK_V3_PIPELINE = """
@@ -257,14 +285,31 @@ def test_an_sdk_v3_pipeline_parses_and_evaluates(sdk_v3_definition):
     definition = parse(sdk_v3_definition)
     steps = definition.steps
     assert {name: (step.type, step.depends_on, step.branch) for name, step in steps.items()} == {
-        "Prep": ("Processing", frozenset(), None), "Train": ("Training", {"Prep"}, None),
-        "Evaluate": ("Processing", {"Prep", "Train"}, None), "Gate": ("Condition", {"Evaluate"}, None),
-        "TooInaccurate": ("Fail", frozenset(), ("Gate", False))}
-    values = cast_parameters(definition, [{"Name": "AccuracyThreshold", "Value": "0.9"},
-                                          {"Name": "Strict", "Value": "False"}, {"Name": "InstanceCount", "Value": "3"}])
-    scope = FakeScope(parameters=values, properties={"Prep": {"ProcessingOutputConfig": {"Outputs": [
-        {"OutputName": "train", "S3Output": {"S3Uri": "s3://b/2DRR2511NGO3/Prep/train"}}]}}},
-        files={("Evaluate", "Metrics"): {"metrics": {"accuracy": {"value": 0.95}}}})
+        "Prep": ("Processing", frozenset(), None),
+        "Train": ("Training", {"Prep"}, None),
+        "Evaluate": ("Processing", {"Prep", "Train"}, None),
+        "Gate": ("Condition", {"Evaluate"}, None),
+        "TooInaccurate": ("Fail", frozenset(), ("Gate", False)),
+    }
+    values = cast_parameters(
+        definition,
+        [
+            {"Name": "AccuracyThreshold", "Value": "0.9"},
+            {"Name": "Strict", "Value": "False"},
+            {"Name": "InstanceCount", "Value": "3"},
+        ],
+    )
+    scope = FakeScope(
+        parameters=values,
+        properties={
+            "Prep": {
+                "ProcessingOutputConfig": {
+                    "Outputs": [{"OutputName": "train", "S3Output": {"S3Uri": "s3://b/2DRR2511NGO3/Prep/train"}}]
+                }
+            }
+        },
+        files={("Evaluate", "Metrics"): {"metrics": {"accuracy": {"value": 0.95}}}},
+    )
     training = evaluate(steps["Train"].arguments, scope)
     assert training["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == "s3://b/2DRR2511NGO3/Prep/train"
     assert evaluate(steps["Prep"].arguments, scope)["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 3

@@ -71,14 +71,29 @@ def test_create_describe_update_versions_delete(sm, unique):
     name = unique("pipe")
     token = str(uuid.uuid4())
     text = definition([NOOP])
-    arn = sm.create_pipeline(PipelineName=name, RoleArn=ROLE, ClientRequestToken=token, PipelineDefinition=text,
-                             PipelineDescription="first", Tags=[{"Key": "team", "Value": "ml"}])["PipelineArn"]
+    arn = sm.create_pipeline(
+        PipelineName=name,
+        RoleArn=ROLE,
+        ClientRequestToken=token,
+        PipelineDefinition=text,
+        PipelineDescription="first",
+        Tags=[{"Key": "team", "Value": "ml"}],
+    )["PipelineArn"]
     assert arn.endswith(f":pipeline/{name.lower()}")
     # The same request again answers the same pipeline; another request for the name is refused.
-    assert sm.create_pipeline(PipelineName=name, RoleArn=ROLE, ClientRequestToken=token,
-                              PipelineDefinition=text)["PipelineArn"] == arn
-    code, message = error(sm.create_pipeline, PipelineName=name, RoleArn=ROLE, ClientRequestToken=str(uuid.uuid4()),
-                          PipelineDefinition=text)
+    assert (
+        sm.create_pipeline(PipelineName=name, RoleArn=ROLE, ClientRequestToken=token, PipelineDefinition=text)[
+            "PipelineArn"
+        ]
+        == arn
+    )
+    code, message = error(
+        sm.create_pipeline,
+        PipelineName=name,
+        RoleArn=ROLE,
+        ClientRequestToken=str(uuid.uuid4()),
+        PipelineDefinition=text,
+    )
     assert code == "ValidationException" and "already exists" in message
 
     described = sm.describe_pipeline(PipelineName=name)
@@ -113,32 +128,54 @@ def test_definition_from_s3(sm, s3, unique):
     name = unique("pipe-s3")
     text = definition([NOOP])
     s3.put_object(Bucket=BUCKET, Key=f"{name}/definition.json", Body=text.encode())
-    sm.create_pipeline(PipelineName=name, RoleArn=ROLE, ClientRequestToken=str(uuid.uuid4()),
-                       PipelineDefinitionS3Location={"Bucket": BUCKET, "ObjectKey": f"{name}/definition.json"})
+    sm.create_pipeline(
+        PipelineName=name,
+        RoleArn=ROLE,
+        ClientRequestToken=str(uuid.uuid4()),
+        PipelineDefinitionS3Location={"Bucket": BUCKET, "ObjectKey": f"{name}/definition.json"},
+    )
     assert sm.describe_pipeline(PipelineName=name)["PipelineDefinition"] == text
-    code, message = error(sm.create_pipeline, PipelineName=unique("pipe-s3"), RoleArn=ROLE,
-                          ClientRequestToken=str(uuid.uuid4()),
-                          PipelineDefinitionS3Location={"Bucket": BUCKET, "ObjectKey": "missing.json"})
+    code, message = error(
+        sm.create_pipeline,
+        PipelineName=unique("pipe-s3"),
+        RoleArn=ROLE,
+        ClientRequestToken=str(uuid.uuid4()),
+        PipelineDefinitionS3Location={"Bucket": BUCKET, "ObjectKey": "missing.json"},
+    )
     assert code == "ValidationException" and "missing.json" in message
 
 
-@pytest.mark.parametrize("steps_, parameters, expected", [
-    ("not json", None, "not valid JSON"),
-    ([NOOP, NOOP], None, "Noop"),
-    ([processing("A", "1", DependsOn=["Nowhere"])], None, "Nowhere"),
-    ([processing("A", "1", DependsOn=["B"]), processing("B", "1", DependsOn=["A"])], None, "cycle"),
-    ([{"Name": "L", "Type": "Lambda", "Arguments": {}, "FunctionArn": "arn:aws:lambda:us-east-1:1:function:f"}],
-     None, "Lambda"),
-    ([{"Name": "A", "Type": "Processing", "Arguments": "x"}], None, "A"),
-    ([{"Name": "F", "Type": "Fail", "Arguments": {"ErrorMessage": {"Get": "Parameters.Missing"}}}], None,
-     "Missing"),
-    ([NOOP], [{"Name": "N", "Type": "Integer", "DefaultValue": "x"}], "N"),
-])
+@pytest.mark.parametrize(
+    "steps_, parameters, expected",
+    [
+        ("not json", None, "not valid JSON"),
+        ([NOOP, NOOP], None, "Noop"),
+        ([processing("A", "1", DependsOn=["Nowhere"])], None, "Nowhere"),
+        ([processing("A", "1", DependsOn=["B"]), processing("B", "1", DependsOn=["A"])], None, "cycle"),
+        (
+            [{"Name": "L", "Type": "Lambda", "Arguments": {}, "FunctionArn": "arn:aws:lambda:us-east-1:1:function:f"}],
+            None,
+            "Lambda",
+        ),
+        ([{"Name": "A", "Type": "Processing", "Arguments": "x"}], None, "A"),
+        (
+            [{"Name": "F", "Type": "Fail", "Arguments": {"ErrorMessage": {"Get": "Parameters.Missing"}}}],
+            None,
+            "Missing",
+        ),
+        ([NOOP], [{"Name": "N", "Type": "Integer", "DefaultValue": "x"}], "N"),
+    ],
+)
 def test_invalid_definitions_are_refused(sm, unique, steps_, parameters, expected):
     text = steps_ if isinstance(steps_, str) else definition(steps_, parameters)
     name = unique("bad")
-    code, message = error(sm.create_pipeline, PipelineName=name, RoleArn=ROLE,
-                          ClientRequestToken=str(uuid.uuid4()), PipelineDefinition=text)
+    code, message = error(
+        sm.create_pipeline,
+        PipelineName=name,
+        RoleArn=ROLE,
+        ClientRequestToken=str(uuid.uuid4()),
+        PipelineDefinition=text,
+    )
     assert code == "ValidationException" and expected in message, message
     assert error(sm.describe_pipeline, PipelineName=name)[0] == "ResourceNotFound"
 
@@ -146,8 +183,7 @@ def test_invalid_definitions_are_refused(sm, unique, steps_, parameters, expecte
 def test_unknown_things_are_not_found(sm):
     arn = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/nope/execution/abcdefghijkl"
     assert error(sm.describe_pipeline_execution, PipelineExecutionArn=arn)[0] == "ResourceNotFound"
-    assert error(sm.start_pipeline_execution, PipelineName="nope", ClientRequestToken="t" * 32)[0] == \
-        "ResourceNotFound"
+    assert error(sm.start_pipeline_execution, PipelineName="nope", ClientRequestToken="t" * 32)[0] == "ResourceNotFound"
     code, _ = error(sm.send_pipeline_execution_step_success, CallbackToken="abcdefghij")
     assert code == "ValidationException"
 
@@ -164,30 +200,67 @@ EVALUATE = """
 
 def classic(prefix: str) -> tuple[list, list]:
     """Prepare -> Evaluate (property file) -> Condition on JsonGet -> Report, or else Fail."""
-    out = {"Std:Join": {"On": "/", "Values": [f"s3://{BUCKET}/{prefix}", {"Get": "Execution.PipelineExecutionId"},
-                                              "score"]}}
-    prepare = processing("Prepare", """
+    out = {
+        "Std:Join": {
+            "On": "/",
+            "Values": [f"s3://{BUCKET}/{prefix}", {"Get": "Execution.PipelineExecutionId"}, "score"],
+        }
+    }
+    prepare = processing(
+        "Prepare",
+        """
         import os, sys
         os.makedirs('/opt/ml/processing/score', exist_ok=True)
         open('/opt/ml/processing/score/score.txt', 'w').write(sys.argv[1])
-    """, outputs=[s3_output("score", out, "/opt/ml/processing/score")])
+    """,
+        outputs=[s3_output("score", out, "/opt/ml/processing/score")],
+    )
     prepare["Arguments"]["AppSpecification"]["ContainerArguments"] = [{"Get": "Parameters.Score"}]
-    evaluate = processing("Evaluate", EVALUATE, inputs=[s3_input(
-        "score", {"Get": "Steps.Prepare.ProcessingOutputConfig.Outputs['score'].S3Output.S3Uri"},
-        "/opt/ml/processing/input")], outputs=[s3_output(
-            "evaluation", f"s3://{BUCKET}/{prefix}/evaluation", "/opt/ml/processing/evaluation")],
-        PropertyFiles=[{"PropertyFileName": "Report", "OutputName": "evaluation", "FilePath": "evaluation.json"}])
+    evaluate = processing(
+        "Evaluate",
+        EVALUATE,
+        inputs=[
+            s3_input(
+                "score",
+                {"Get": "Steps.Prepare.ProcessingOutputConfig.Outputs['score'].S3Output.S3Uri"},
+                "/opt/ml/processing/input",
+            )
+        ],
+        outputs=[s3_output("evaluation", f"s3://{BUCKET}/{prefix}/evaluation", "/opt/ml/processing/evaluation")],
+        PropertyFiles=[{"PropertyFileName": "Report", "OutputName": "evaluation", "FilePath": "evaluation.json"}],
+    )
     report = processing("Report", "print('good model')")
-    fail = {"Name": "TooLow", "Type": "Fail", "Arguments": {"ErrorMessage": {"Std:Join": {
-        "On": " ", "Values": ["Score below", {"Get": "Parameters.Threshold"}]}}}}
-    condition = {"Name": "Good", "Type": "Condition", "Arguments": {
-        "Conditions": [{"Type": "GreaterThanOrEqualTo",
-                        "LeftValue": {"Std:JsonGet": {"PropertyFile": {"Get": "Steps.Evaluate.PropertyFiles.Report"},
-                                                      "Path": "metrics.score.value"}},
-                        "RightValue": {"Get": "Parameters.Threshold"}}],
-        "IfSteps": [report], "ElseSteps": [fail]}}
-    parameters = [{"Name": "Score", "Type": "String", "DefaultValue": "0.5"},
-                  {"Name": "Threshold", "Type": "Float", "DefaultValue": 0.7}]
+    fail = {
+        "Name": "TooLow",
+        "Type": "Fail",
+        "Arguments": {
+            "ErrorMessage": {"Std:Join": {"On": " ", "Values": ["Score below", {"Get": "Parameters.Threshold"}]}}
+        },
+    }
+    condition = {
+        "Name": "Good",
+        "Type": "Condition",
+        "Arguments": {
+            "Conditions": [
+                {
+                    "Type": "GreaterThanOrEqualTo",
+                    "LeftValue": {
+                        "Std:JsonGet": {
+                            "PropertyFile": {"Get": "Steps.Evaluate.PropertyFiles.Report"},
+                            "Path": "metrics.score.value",
+                        }
+                    },
+                    "RightValue": {"Get": "Parameters.Threshold"},
+                }
+            ],
+            "IfSteps": [report],
+            "ElseSteps": [fail],
+        },
+    }
+    parameters = [
+        {"Name": "Score", "Type": "String", "DefaultValue": "0.5"},
+        {"Name": "Threshold", "Type": "Float", "DefaultValue": 0.7},
+    ]
     return [prepare, evaluate, condition], parameters
 
 
@@ -210,8 +283,7 @@ def test_execution_takes_the_if_branch(sm, classic_pipeline):
     done = wait(sm, arn)
     assert done["PipelineExecutionStatus"] == "Succeeded", done
     assert done["PipelineExecutionDisplayName"] == "good-run" and done["PipelineVersionId"] == 1
-    assert done["PipelineExperimentConfig"] == {"ExperimentName": classic_pipeline,
-                                                "TrialName": arn.rsplit("/", 1)[-1]}
+    assert done["PipelineExperimentConfig"] == {"ExperimentName": classic_pipeline, "TrialName": arn.rsplit("/", 1)[-1]}
     found = steps(sm, arn)
     assert set(found) == {"Prepare", "Evaluate", "Good", "Report"}
     assert {s["StepStatus"] for s in found.values()} == {"Succeeded"}
@@ -240,11 +312,15 @@ def test_execution_takes_the_if_branch(sm, classic_pipeline):
     summaries = sm.list_pipeline_executions(PipelineName=classic_pipeline)["PipelineExecutionSummaries"]
     assert arn in [s["PipelineExecutionArn"] for s in summaries]
     # Search finds pipelines and executions.
-    found = sm.search(Resource="PipelineExecution", SearchExpression={"Filters": [
-        {"Name": "PipelineExecutionArn", "Operator": "Equals", "Value": arn}]})["Results"]
+    found = sm.search(
+        Resource="PipelineExecution",
+        SearchExpression={"Filters": [{"Name": "PipelineExecutionArn", "Operator": "Equals", "Value": arn}]},
+    )["Results"]
     assert [r["PipelineExecution"]["PipelineExecutionStatus"] for r in found] == ["Succeeded"]
-    found = sm.search(Resource="Pipeline", SearchExpression={"Filters": [
-        {"Name": "PipelineName", "Operator": "Equals", "Value": classic_pipeline}]})["Results"]
+    found = sm.search(
+        Resource="Pipeline",
+        SearchExpression={"Filters": [{"Name": "PipelineName", "Operator": "Equals", "Value": classic_pipeline}]},
+    )["Results"]
     assert [r["Pipeline"]["PipelineName"] for r in found] == [classic_pipeline]
 
 
@@ -259,8 +335,10 @@ def test_execution_takes_the_else_branch_and_fails(sm, classic_pipeline):
     assert found["TooLow"]["StepStatus"] == "Failed"
     assert found["TooLow"]["Metadata"] == {"Fail": {"ErrorMessage": "Score below 0.25"}}
     summary = sm.list_pipeline_executions(PipelineName=classic_pipeline)["PipelineExecutionSummaries"]
-    assert next(s for s in summary if s["PipelineExecutionArn"] == arn)["PipelineExecutionFailureReason"] == \
-        "Score below 0.25"
+    assert (
+        next(s for s in summary if s["PipelineExecutionArn"] == arn)["PipelineExecutionFailureReason"]
+        == "Score below 0.25"
+    )
 
 
 def test_start_is_idempotent_and_checks_parameters(sm, classic_pipeline):
@@ -268,13 +346,19 @@ def test_start_is_idempotent_and_checks_parameters(sm, classic_pipeline):
     first = sm.start_pipeline_execution(PipelineName=classic_pipeline, ClientRequestToken=token)
     again = sm.start_pipeline_execution(PipelineName=classic_pipeline, ClientRequestToken=token)
     assert first["PipelineExecutionArn"] == again["PipelineExecutionArn"]
-    code, message = error(sm.start_pipeline_execution, PipelineName=classic_pipeline,
-                          ClientRequestToken=str(uuid.uuid4()),
-                          PipelineParameters=[{"Name": "Threshold", "Value": "high"}])
+    code, message = error(
+        sm.start_pipeline_execution,
+        PipelineName=classic_pipeline,
+        ClientRequestToken=str(uuid.uuid4()),
+        PipelineParameters=[{"Name": "Threshold", "Value": "high"}],
+    )
     assert code == "ValidationException" and "Threshold" in message
-    code, message = error(sm.start_pipeline_execution, PipelineName=classic_pipeline,
-                          ClientRequestToken=str(uuid.uuid4()),
-                          PipelineParameters=[{"Name": "Nope", "Value": "1"}])
+    code, message = error(
+        sm.start_pipeline_execution,
+        PipelineName=classic_pipeline,
+        ClientRequestToken=str(uuid.uuid4()),
+        PipelineParameters=[{"Name": "Nope", "Value": "1"}],
+    )
     assert code == "ValidationException" and "Nope" in message
     wait(sm, first["PipelineExecutionArn"])
 
@@ -301,10 +385,15 @@ def test_retry_execution_from_its_failed_step(sm, s3, unique):
     flag = f"s3://{BUCKET}/{name}/flag/"
     s3.put_object(Bucket=BUCKET, Key=f"{name}/flag/flag.txt", Body=b"fail")
     first = processing("First", "print('once')")
-    flaky = processing("Flaky", """
+    flaky = processing(
+        "Flaky",
+        """
         import sys
         sys.exit(0 if open('/opt/ml/processing/flag/flag.txt').read() == 'ok' else 3)
-    """, inputs=[s3_input("flag", flag, "/opt/ml/processing/flag")], DependsOn=["First"])
+    """,
+        inputs=[s3_input("flag", flag, "/opt/ml/processing/flag")],
+        DependsOn=["First"],
+    )
     create(sm, name, [first, flaky])
     arn = start(sm, name)
     failed = wait(sm, arn)
@@ -315,8 +404,9 @@ def test_retry_execution_from_its_failed_step(sm, s3, unique):
 
     s3.put_object(Bucket=BUCKET, Key=f"{name}/flag/flag.txt", Body=b"ok")
     token = str(uuid.uuid4())
-    assert sm.retry_pipeline_execution(PipelineExecutionArn=arn, ClientRequestToken=token)["PipelineExecutionArn"] \
-        == arn
+    assert (
+        sm.retry_pipeline_execution(PipelineExecutionArn=arn, ClientRequestToken=token)["PipelineExecutionArn"] == arn
+    )
     sm.retry_pipeline_execution(PipelineExecutionArn=arn, ClientRequestToken=token)  # the same retry: no-op
     done = wait(sm, arn)
     assert done["PipelineExecutionStatus"] == "Succeeded" and "FailureReason" not in done
@@ -330,16 +420,24 @@ def test_retry_execution_from_its_failed_step(sm, s3, unique):
 
 def test_stop_stops_running_jobs(sm, unique):
     name = unique("stop")
-    create(sm, name, [processing("Sleep", "import time; time.sleep(120)"),
-                      processing("Never", "print(1)", DependsOn=["Sleep"])])
+    create(
+        sm,
+        name,
+        [processing("Sleep", "import time; time.sleep(120)"), processing("Never", "print(1)", DependsOn=["Sleep"])],
+    )
     arn = start(sm, name)
     running = wait(sm, arn, until={"Executing"})
     assert running["PipelineExecutionStatus"] == "Executing"
-    wait_for(lambda: steps(sm, arn).get("Sleep", {}).get("StepStatus"), lambda status: status == "Executing",
-             what="the Sleep step to be executing")
+    wait_for(
+        lambda: steps(sm, arn).get("Sleep", {}).get("StepStatus"),
+        lambda status: status == "Executing",
+        what="the Sleep step to be executing",
+    )
     sm.stop_pipeline_execution(PipelineExecutionArn=arn, ClientRequestToken=str(uuid.uuid4()))
     assert sm.describe_pipeline_execution(PipelineExecutionArn=arn)["PipelineExecutionStatus"] in (
-        "Stopping", "Stopped")
+        "Stopping",
+        "Stopped",
+    )
     done = wait(sm, arn)
     assert done["PipelineExecutionStatus"] == "Stopped"
     found = steps(sm, arn)
@@ -352,34 +450,50 @@ def test_stop_stops_running_jobs(sm, unique):
 
 def test_parallelism_limits_running_steps(sm, unique):
     name = unique("parallel")
-    create(sm, name, [processing(f"P{i}", "import time; time.sleep(0.5)") for i in range(3)],
-           ParallelismConfiguration={"MaxParallelExecutionSteps": 1})
+    create(
+        sm,
+        name,
+        [processing(f"P{i}", "import time; time.sleep(0.5)") for i in range(3)],
+        ParallelismConfiguration={"MaxParallelExecutionSteps": 1},
+    )
     arn = start(sm, name)
     assert wait(sm, arn)["PipelineExecutionStatus"] == "Succeeded"
     found = sorted(steps(sm, arn).values(), key=lambda s: s["StartTime"])
     for earlier, later in itertools.pairwise(found):
         assert later["StartTime"] >= earlier["EndTime"]
     assert sm.describe_pipeline_execution(PipelineExecutionArn=arn)["ParallelismConfiguration"] == {
-        "MaxParallelExecutionSteps": 1}
+        "MaxParallelExecutionSteps": 1
+    }
 
 
 def test_selective_execution_reuses_unselected_steps(sm, unique):
     name = unique("selective")
-    create(sm, name, [processing("A", "print('a')"), processing("B", "print('b')", DependsOn=["A"]),
-                      processing("C", "print('c')", DependsOn=["B"])])
+    create(
+        sm,
+        name,
+        [
+            processing("A", "print('a')"),
+            processing("B", "print('b')", DependsOn=["A"]),
+            processing("C", "print('c')", DependsOn=["B"]),
+        ],
+    )
     source = start(sm, name)
     assert wait(sm, source)["PipelineExecutionStatus"] == "Succeeded"
-    arn = start(sm, name, SelectiveExecutionConfig={"SourcePipelineExecutionArn": source,
-                                                    "SelectedSteps": [{"StepName": "B"}]})
+    arn = start(
+        sm, name, SelectiveExecutionConfig={"SourcePipelineExecutionArn": source, "SelectedSteps": [{"StepName": "B"}]}
+    )
     assert wait(sm, arn)["PipelineExecutionStatus"] == "Succeeded"
     original, found = steps(sm, source), steps(sm, arn)
     assert found["A"]["SelectiveExecutionResult"] == {"SourcePipelineExecutionArn": source}
     assert found["A"]["Metadata"] == original["A"]["Metadata"]
     assert found["B"]["Metadata"] != original["B"]["Metadata"] and "SelectiveExecutionResult" not in found["B"]
     assert set(found) == {"A", "B", "C"} and found["C"]["SelectiveExecutionResult"]
-    code, message = error(sm.start_pipeline_execution, PipelineName=name, ClientRequestToken=str(uuid.uuid4()),
-                          SelectiveExecutionConfig={"SourcePipelineExecutionArn": source,
-                                                    "SelectedSteps": [{"StepName": "Z"}]})
+    code, message = error(
+        sm.start_pipeline_execution,
+        PipelineName=name,
+        ClientRequestToken=str(uuid.uuid4()),
+        SelectiveExecutionConfig={"SourcePipelineExecutionArn": source, "SelectedSteps": [{"StepName": "Z"}]},
+    )
     assert code == "ValidationException" and "Z" in message
 
 
@@ -387,8 +501,9 @@ def test_update_execution_and_delete_with_running_execution(sm, unique):
     name = unique("upd")
     create(sm, name, [processing("Sleep", "import time; time.sleep(120)")])
     arn = start(sm, name)
-    sm.update_pipeline_execution(PipelineExecutionArn=arn, PipelineExecutionDescription="about",
-                                 PipelineExecutionDisplayName="renamed")
+    sm.update_pipeline_execution(
+        PipelineExecutionArn=arn, PipelineExecutionDescription="about", PipelineExecutionDisplayName="renamed"
+    )
     described = sm.describe_pipeline_execution(PipelineExecutionArn=arn)
     assert described["PipelineExecutionDescription"] == "about"
     assert described["PipelineExecutionDisplayName"] == "renamed"
@@ -405,12 +520,16 @@ def test_update_execution_and_delete_with_running_execution(sm, unique):
 
 def _answer_one(sqs, sm, queue_url: str, succeed: bool) -> dict:
     """What a worker does: receive the step's message and answer it; returns the message body."""
-    messages = wait_for(lambda: sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1).get("Messages", []),
-                        interval=0, what="a callback message")
+    messages = wait_for(
+        lambda: sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1).get("Messages", []),
+        interval=0,
+        what="a callback message",
+    )
     body = json.loads(messages[0]["Body"])
     if succeed:
         sm.send_pipeline_execution_step_success(
-            CallbackToken=body["token"], OutputParameters=[{"Name": "answer", "Value": "42"}])
+            CallbackToken=body["token"], OutputParameters=[{"Name": "answer", "Value": "42"}]
+        )
     else:
         sm.send_pipeline_execution_step_failure(CallbackToken=body["token"], FailureReason="worker said no")
     sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=messages[0]["ReceiptHandle"])
@@ -421,12 +540,15 @@ def test_callback_answered_by_a_worker_through_sqs(sm, client, srv, unique):
     sqs = client("sqs", srv)
     queue_url = sqs.create_queue(QueueName=unique("callbacks"))["QueueUrl"]
     name = unique("callback")
-    callback = {"Name": "AskWorker", "Type": "Callback", "SqsQueueUrl": queue_url,
-                "OutputParameters": [{"OutputName": "answer", "OutputType": "String"}],
-                "Arguments": {"question": {"Get": "Parameters.Question"}}}
+    callback = {
+        "Name": "AskWorker",
+        "Type": "Callback",
+        "SqsQueueUrl": queue_url,
+        "OutputParameters": [{"OutputName": "answer", "OutputType": "String"}],
+        "Arguments": {"question": {"Get": "Parameters.Question"}},
+    }
     use = processing("UseAnswer", "import sys; assert sys.argv[1] == '42', sys.argv")
-    use["Arguments"]["AppSpecification"]["ContainerArguments"] = [
-        {"Get": "Steps.AskWorker.OutputParameters['answer']"}]
+    use["Arguments"]["AppSpecification"]["ContainerArguments"] = [{"Get": "Steps.AskWorker.OutputParameters['answer']"}]
     create(sm, name, [callback, use], [{"Name": "Question", "Type": "String", "DefaultValue": "life"}])
 
     arn = start(sm, name)
@@ -436,11 +558,14 @@ def test_callback_answered_by_a_worker_through_sqs(sm, client, srv, unique):
     assert wait(sm, arn)["PipelineExecutionStatus"] == "Succeeded"
     found = steps(sm, arn)
     assert found["AskWorker"]["Metadata"]["Callback"] == {
-        "CallbackToken": body["token"], "SqsQueueUrl": queue_url,
-        "OutputParameters": [{"Name": "answer", "Value": "42"}]}
+        "CallbackToken": body["token"],
+        "SqsQueueUrl": queue_url,
+        "OutputParameters": [{"Name": "answer", "Value": "42"}],
+    }
     assert found["UseAnswer"]["StepStatus"] == "Succeeded"
-    code, _ = error(sm.send_pipeline_execution_step_success, CallbackToken=body["token"],
-                    ClientRequestToken=str(uuid.uuid4()))
+    code, _ = error(
+        sm.send_pipeline_execution_step_success, CallbackToken=body["token"], ClientRequestToken=str(uuid.uuid4())
+    )
     assert code == "ValidationException"  # answered already
 
     failing = start(sm, name)

@@ -114,8 +114,19 @@ def old_boto3(tmp_path_factory):
             root = tmp_path_factory.mktemp(f"boto3-{release}")
             subprocess.run([sys.executable, "-m", "venv", str(root / "venv")], check=True)
             python = root / "venv" / "bin" / "python"
-            subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                            f"boto3=={release}", f"botocore=={release}"], check=True)
+            subprocess.run(
+                [
+                    str(python),
+                    "-m",
+                    "pip",
+                    "install",
+                    "-q",
+                    "--disable-pip-version-check",
+                    f"boto3=={release}",
+                    f"botocore=={release}",
+                ],
+                check=True,
+            )
             built[release] = python
         return built[release]
 
@@ -125,11 +136,21 @@ def old_boto3(tmp_path_factory):
 def run_old_client(python, server, release: str, tmp_path) -> dict:
     script = tmp_path / "old_client.py"
     script.write_text(textwrap.dedent(SCRIPT))
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
-           "AWS_ENDPOINT_URL": server.url, "AWS_ACCESS_KEY_ID": "AKIDOLDCLIENT", "AWS_SECRET_ACCESS_KEY": "secret",
-           "AWS_DEFAULT_REGION": "us-east-1", "PYTHONWARNINGS": "ignore"}
-    result = subprocess.run([str(python), str(script), json.dumps(OLD_CLIENTS[release])], capture_output=True,
-                            text=True, timeout=120, env=env)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+        "AWS_ENDPOINT_URL": server.url,
+        "AWS_ACCESS_KEY_ID": "AKIDOLDCLIENT",
+        "AWS_SECRET_ACCESS_KEY": "secret",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "PYTHONWARNINGS": "ignore",
+    }
+    result = subprocess.run(
+        [str(python), str(script), json.dumps(OLD_CLIENTS[release])],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert result.returncode == 0, f"boto3 {release} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -148,8 +169,9 @@ def test_old_boto3_speaks_its_own_protocols(old_boto3, server, release, tmp_path
 
     # SQS: maps and lists as the protocol flattens them (Attribute.1.Name, MessageAttribute.1.Value...).
     assert out["visibility"] == {"VisibilityTimeout": "40"}
-    assert out["received"] == [["hello", {"ApproximateReceiveCount": "1"},
-                                {"kind": {"DataType": "String", "StringValue": "greeting"}}]]
+    assert out["received"] == [
+        ["hello", {"ApproximateReceiveCount": "1"}, {"kind": {"DataType": "String", "StringValue": "greeting"}}]
+    ]
     assert out["batch"] == ["a", "b"]
     assert out["tags"] == {"team": "ml"}
     assert out["sqs_error"] == "AWS.SimpleQueueService.NonExistentQueue"
@@ -164,9 +186,9 @@ def test_newest_boto3_athena_speaks_rest_json(client):
     athena, s3 = client("athena"), client("s3")
     assert athena.meta.service_model.protocol == "rest-json"
     s3.create_bucket(Bucket="new-client-athena")
-    qid = athena.start_query_execution(QueryString="SELECT 6 * 7 AS answer",
-                                       ResultConfiguration={"OutputLocation": "s3://new-client-athena/out"})[
-        "QueryExecutionId"]
+    qid = athena.start_query_execution(
+        QueryString="SELECT 6 * 7 AS answer", ResultConfiguration={"OutputLocation": "s3://new-client-athena/out"}
+    )["QueryExecutionId"]
     assert wait_for_query(athena, qid)["Status"]["State"] == "SUCCEEDED"
     page = athena.get_query_results(QueryExecutionId=qid, MaxResults=10)  # MaxResults in the query string
     assert [[d.get("VarCharValue") for d in r["Data"]] for r in page["ResultSet"]["Rows"]] == [["answer"], ["42"]]
@@ -185,8 +207,12 @@ def _signed_form(url: str, form: dict, service: str):
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
 
-    request = AWSRequest("POST", url, data=urlencode(form).encode(),
-                         headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
+    request = AWSRequest(
+        "POST",
+        url,
+        data=urlencode(form).encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
+    )
     SigV4Auth(Credentials("AKIDRAW", "secret"), service, "us-east-1").add_auth(request)
     return request.prepare()
 
@@ -199,18 +225,19 @@ def test_sqs_query_posted_to_the_queue_url_names_that_queue(client, server, uniq
     sqs = client("sqs")
     url = sqs.create_queue(QueueName=unique("raw"))["QueueUrl"]
     prepared = _signed_form(url, {"Action": "SendMessage", "Version": "2012-11-05", "MessageBody": "by path"}, "sqs")
-    with urllib.request.urlopen(urllib.request.Request(prepared.url, data=prepared.body, method="POST",
-                                                       headers=dict(prepared.headers))) as response:
+    with urllib.request.urlopen(
+        urllib.request.Request(prepared.url, data=prepared.body, method="POST", headers=dict(prepared.headers))
+    ) as response:
         body = response.read().decode()
     assert "<SendMessageResponse" in body and "<MessageId>" in body
     assert [m["Body"] for m in sqs.receive_message(QueueUrl=url).get("Messages", [])] == ["by path"]
 
     # The same request to a queue that does not exist: the query error document with the query-era code.
-    missing = _signed_form(url + "-gone", {"Action": "SendMessage", "Version": "2012-11-05", "MessageBody": "x"},
-                           "sqs")
+    missing = _signed_form(url + "-gone", {"Action": "SendMessage", "Version": "2012-11-05", "MessageBody": "x"}, "sqs")
     with pytest.raises(urllib.error.HTTPError) as caught:
-        urllib.request.urlopen(urllib.request.Request(missing.url, data=missing.body, method="POST",
-                                                      headers=dict(missing.headers)))
+        urllib.request.urlopen(
+            urllib.request.Request(missing.url, data=missing.body, method="POST", headers=dict(missing.headers))
+        )
     error = caught.value.read().decode()
     assert caught.value.code == 400
     assert "<ErrorResponse" in error and "<Code>AWS.SimpleQueueService.NonExistentQueue</Code>" in error

@@ -13,9 +13,9 @@ import time
 
 import pytest
 
+from selfmaker.backends import Backends
 from selfmaker.config import Settings
 from selfmaker.engines import reconciler as rec
-from selfmaker.backends import Backends
 from support.waiting import wait_for as support_wait_for
 
 _names = itertools.count()
@@ -168,9 +168,10 @@ def test_a_kick_during_a_step_runs_it_once_more_right_after(make_reconciler):
 
 def test_records_step_one_at_a_time_but_in_parallel_with_others(make_reconciler):
     barrier = threading.Barrier(2, timeout=2)
+
     def behaviour(n, record_id):
         barrier.wait()
-        return None
+        return
 
     steps = Steps(behaviour)
     r = make_reconciler()
@@ -182,8 +183,9 @@ def test_records_step_one_at_a_time_but_in_parallel_with_others(make_reconciler)
 
 def test_active_table_records_are_resumed_at_start(backends):
     seen = []
-    controller = rec.register_table(rec.TableController(
-        f"test{next(_names)}", lambda b: ["x", "y"], lambda b, record_id: seen.append(record_id)))
+    controller = rec.register_table(
+        rec.TableController(f"test{next(_names)}", lambda b: ["x", "y"], lambda b, record_id: seen.append(record_id))
+    )
     r = rec.Reconciler(backends)
     r.start()
     try:

@@ -31,11 +31,13 @@ def group(sm, unique):
 
 
 def register(sm, group, **extra):
-    return sm.create_model_package(ModelPackageGroupName=group, InferenceSpecification=INFERENCE,
-                                   **extra)["ModelPackageArn"]
+    return sm.create_model_package(ModelPackageGroupName=group, InferenceSpecification=INFERENCE, **extra)[
+        "ModelPackageArn"
+    ]
 
 
 # -- groups ----------------------------------------------------------------------------------------
+
 
 def test_group_create_describe_and_list(sm, unique):
     names = [unique("lg") for _ in range(3)]
@@ -54,8 +56,13 @@ def test_group_create_describe_and_list(sm, unique):
     assert [g["ModelPackageGroupName"] for g in listed] == names
     paged, token = [], None
     while True:
-        page = sm.list_model_package_groups(NameContains=prefix, SortBy="Name", SortOrder="Descending",
-                                            MaxResults=2, **({"NextToken": token} if token else {}))
+        page = sm.list_model_package_groups(
+            NameContains=prefix,
+            SortBy="Name",
+            SortOrder="Descending",
+            MaxResults=2,
+            **({"NextToken": token} if token else {}),
+        )
         paged += [g["ModelPackageGroupName"] for g in page["ModelPackageGroupSummaryList"]]
         token = page.get("NextToken")
         if not token:
@@ -82,19 +89,37 @@ def test_group_delete_is_refused_while_it_holds_versions(sm, group):
 
 # -- versioned packages ----------------------------------------------------------------------------
 
+
 def test_versioned_package_records_every_field(sm, group):
     validation = {
         "ValidationRole": f"arn:aws:iam::{ACCOUNT}:role/SageMakerRole",
-        "ValidationProfiles": [{"ProfileName": "smoke", "TransformJobDefinition": {
-            "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://b/in"}}},
-            "TransformOutput": {"S3OutputPath": "s3://b/out"},
-            "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1}}}],
+        "ValidationProfiles": [
+            {
+                "ProfileName": "smoke",
+                "TransformJobDefinition": {
+                    "TransformInput": {
+                        "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://b/in"}}
+                    },
+                    "TransformOutput": {"S3OutputPath": "s3://b/out"},
+                    "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
+                },
+            }
+        ],
     }
     metrics = {"ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": "s3://b/stats.json"}}}
     metadata = {"CommitId": "abc123", "Repository": "git@example.com:ml.git", "GeneratedBy": "pipeline"}
-    arn = register(sm, group, ModelPackageDescription="first try", ValidationSpecification=validation,
-                   ModelMetrics=metrics, MetadataProperties=metadata, CustomerMetadataProperties={"team": "ml"},
-                   Domain="MACHINE_LEARNING", Task="CLASSIFICATION", SamplePayloadUrl="s3://b/payload.tar.gz")
+    arn = register(
+        sm,
+        group,
+        ModelPackageDescription="first try",
+        ValidationSpecification=validation,
+        ModelMetrics=metrics,
+        MetadataProperties=metadata,
+        CustomerMetadataProperties={"team": "ml"},
+        Domain="MACHINE_LEARNING",
+        Task="CLASSIFICATION",
+        SamplePayloadUrl="s3://b/payload.tar.gz",
+    )
     assert arn == f"{ARN_PREFIX}:model-package/{group.lower()}/1"
 
     described = sm.describe_model_package(ModelPackageName=arn)
@@ -140,8 +165,9 @@ def test_registering_in_a_missing_group_fails(sm, unique):
 
 def test_name_and_group_are_exclusive_and_one_is_needed(sm, group, unique):
     with pytest.raises(ClientError) as err:
-        sm.create_model_package(ModelPackageName=unique("p"), ModelPackageGroupName=group,
-                                InferenceSpecification=INFERENCE)
+        sm.create_model_package(
+            ModelPackageName=unique("p"), ModelPackageGroupName=group, InferenceSpecification=INFERENCE
+        )
     assert "Both ModelPackageName and ModelPackageGroupName" in error(err)[1]
     with pytest.raises(ClientError) as err:
         sm.create_model_package(InferenceSpecification=INFERENCE)
@@ -153,10 +179,12 @@ def test_name_and_group_are_exclusive_and_one_is_needed(sm, group, unique):
 
 # -- unversioned packages --------------------------------------------------------------------------
 
+
 def test_unversioned_package(sm, unique):
     name = unique("Pkg")
-    arn = sm.create_model_package(ModelPackageName=name, InferenceSpecification=INFERENCE,
-                                  CertifyForMarketplace=False)["ModelPackageArn"]
+    arn = sm.create_model_package(ModelPackageName=name, InferenceSpecification=INFERENCE, CertifyForMarketplace=False)[
+        "ModelPackageArn"
+    ]
     assert arn == f"{ARN_PREFIX}:model-package/{name.lower()}"
     described = sm.describe_model_package(ModelPackageName=name)
     assert described["ModelPackageName"] == name
@@ -188,13 +216,22 @@ def test_unversioned_package_from_an_algorithm(sm, unique):
 
 # -- approval and updates --------------------------------------------------------------------------
 
+
 def test_update_approval_transitions(sm, group):
     arn = register(sm, group)
     before = sm.describe_model_package(ModelPackageName=arn)
-    for status, why in [("Approved", "passes the bar"), ("Rejected", "drift found"),
-                        ("PendingManualApproval", "re-review"), ("Approved", "fixed")]:
-        assert sm.update_model_package(ModelPackageArn=arn, ModelApprovalStatus=status,
-                                       ApprovalDescription=why)["ModelPackageArn"] == arn
+    for status, why in [
+        ("Approved", "passes the bar"),
+        ("Rejected", "drift found"),
+        ("PendingManualApproval", "re-review"),
+        ("Approved", "fixed"),
+    ]:
+        assert (
+            sm.update_model_package(ModelPackageArn=arn, ModelApprovalStatus=status, ApprovalDescription=why)[
+                "ModelPackageArn"
+            ]
+            == arn
+        )
         described = sm.describe_model_package(ModelPackageName=arn)
         assert (described["ModelApprovalStatus"], described["ApprovalDescription"]) == (status, why)
     assert described["LastModifiedBy"]["IamIdentity"]["Arn"] == f"arn:aws:iam::{ACCOUNT}:root"
@@ -204,13 +241,20 @@ def test_update_approval_transitions(sm, group):
 
 def test_update_metadata_and_additional_specifications(sm, group):
     arn = register(sm, group, CustomerMetadataProperties={"team": "ml", "stage": "dev", "owner": "ana"})
-    sm.update_model_package(ModelPackageArn=arn, CustomerMetadataProperties={"stage": "prod", "ticket": "42"},
-                            CustomerMetadataPropertiesToRemove=["owner"])
+    sm.update_model_package(
+        ModelPackageArn=arn,
+        CustomerMetadataProperties={"stage": "prod", "ticket": "42"},
+        CustomerMetadataPropertiesToRemove=["owner"],
+    )
     assert sm.describe_model_package(ModelPackageName=arn)["CustomerMetadataProperties"] == {
-        "team": "ml", "stage": "prod", "ticket": "42"}
+        "team": "ml",
+        "stage": "prod",
+        "ticket": "42",
+    }
     with pytest.raises(ClientError) as err:
-        sm.update_model_package(ModelPackageArn=arn, CustomerMetadataProperties={"team": "x"},
-                                CustomerMetadataPropertiesToRemove=["team"])
+        sm.update_model_package(
+            ModelPackageArn=arn, CustomerMetadataProperties={"team": "x"}, CustomerMetadataPropertiesToRemove=["team"]
+        )
     assert error(err)[0] == "ValidationException"
 
     neo = {"Name": "neo-compiled", "Containers": [{"Image": IMAGE, "ModelDataUrl": "s3://b/compiled.tar.gz"}]}
@@ -235,13 +279,17 @@ def test_update_client_token_is_idempotent(sm, group):
 
 def test_update_missing_package(sm, group):
     with pytest.raises(ClientError) as err:
-        sm.update_model_package(ModelPackageArn=f"{ARN_PREFIX}:model-package/{group.lower()}/9",
-                                ModelApprovalStatus="Approved")
-    assert error(err) == ("ValidationException",
-                          f"ModelPackage {ARN_PREFIX}:model-package/{group.lower()}/9 does not exist.")
+        sm.update_model_package(
+            ModelPackageArn=f"{ARN_PREFIX}:model-package/{group.lower()}/9", ModelApprovalStatus="Approved"
+        )
+    assert error(err) == (
+        "ValidationException",
+        f"ModelPackage {ARN_PREFIX}:model-package/{group.lower()}/9 does not exist.",
+    )
 
 
 # -- ClientToken -----------------------------------------------------------------------------------
+
 
 def test_create_client_token_is_idempotent(sm, group, unique):
     token = unique("tok")
@@ -259,13 +307,19 @@ def test_create_client_token_is_idempotent(sm, group, unique):
         sm.create_model_package(ModelPackageName=name, InferenceSpecification=INFERENCE, ClientToken=token)
     assert error(err)[0] == "ConflictException"
     other = unique("tok")
-    arn = sm.create_model_package(ModelPackageName=name, InferenceSpecification=INFERENCE,
-                                  ClientToken=other)["ModelPackageArn"]
-    assert sm.create_model_package(ModelPackageName=name, InferenceSpecification=INFERENCE,
-                                   ClientToken=other)["ModelPackageArn"] == arn
+    arn = sm.create_model_package(ModelPackageName=name, InferenceSpecification=INFERENCE, ClientToken=other)[
+        "ModelPackageArn"
+    ]
+    assert (
+        sm.create_model_package(ModelPackageName=name, InferenceSpecification=INFERENCE, ClientToken=other)[
+            "ModelPackageArn"
+        ]
+        == arn
+    )
 
 
 # -- lists -----------------------------------------------------------------------------------------
+
 
 def test_list_model_packages_filters(sm, group, unique):
     first = register(sm, group, ModelApprovalStatus="Approved")
@@ -299,8 +353,10 @@ def test_list_model_packages_filters(sm, group, unique):
     assert summary["ModelApprovalStatus"] == "Approved" and summary["ModelPackageStatus"] == "Completed"
     assert "ModelPackageName" not in summary  # AWS lists versions without one
 
-    created = {s["ModelPackageArn"]: s["CreationTime"]
-               for s in sm.list_model_packages(ModelPackageGroupName=group)["ModelPackageSummaryList"]}
+    created = {
+        s["ModelPackageArn"]: s["CreationTime"]
+        for s in sm.list_model_packages(ModelPackageGroupName=group)["ModelPackageSummaryList"]
+    }
     assert arns(ModelPackageGroupName=group, CreationTimeAfter=created[first]) == [second, third]
     assert arns(ModelPackageGroupName=group, CreationTimeBefore=created[third]) == [first, second]
 
@@ -312,8 +368,10 @@ def test_list_model_packages_sorts_by_name(sm, unique):
         sm.create_model_package(ModelPackageName=name, InferenceSpecification=INFERENCE)
 
     def listed(**kwargs):
-        return [s["ModelPackageName"] for s in
-                sm.list_model_packages(NameContains=stem, **kwargs)["ModelPackageSummaryList"]]
+        return [
+            s["ModelPackageName"]
+            for s in sm.list_model_packages(NameContains=stem, **kwargs)["ModelPackageSummaryList"]
+        ]
 
     assert listed() == names  # CreationTime, Ascending
     assert listed(SortBy="Name") == sorted(names)
@@ -325,8 +383,9 @@ def test_list_model_packages_pages(sm, group):
     arns = [register(sm, group) for _ in range(5)]
     seen, token, pages = [], None, 0
     while True:
-        page = sm.list_model_packages(ModelPackageGroupName=group, MaxResults=2,
-                                      **({"NextToken": token} if token else {}))
+        page = sm.list_model_packages(
+            ModelPackageGroupName=group, MaxResults=2, **({"NextToken": token} if token else {})
+        )
         seen += [s["ModelPackageArn"] for s in page["ModelPackageSummaryList"]]
         pages += 1
         token = page.get("NextToken")
@@ -335,16 +394,18 @@ def test_list_model_packages_pages(sm, group):
     assert (seen, pages) == (arns, 3)
     first = sm.list_model_packages(ModelPackageGroupName=group, MaxResults=2)
     with pytest.raises(ClientError) as err:  # a token belongs to its own filters
-        sm.list_model_packages(ModelPackageGroupName=group, MaxResults=2, SortOrder="Descending",
-                               NextToken=first["NextToken"])
+        sm.list_model_packages(
+            ModelPackageGroupName=group, MaxResults=2, SortOrder="Descending", NextToken=first["NextToken"]
+        )
     assert error(err)[0] == "ValidationException"
 
 
 def test_batch_describe(sm, group, unique):
     first, second = register(sm, group), register(sm, group, ModelApprovalStatus="Approved")
     missing = f"{ARN_PREFIX}:model-package/{group.lower()}/99"
-    loose = sm.create_model_package(ModelPackageName=unique("loose"),
-                                    InferenceSpecification=INFERENCE)["ModelPackageArn"]
+    loose = sm.create_model_package(ModelPackageName=unique("loose"), InferenceSpecification=INFERENCE)[
+        "ModelPackageArn"
+    ]
     result = sm.batch_describe_model_package(ModelPackageArnList=[first, second, missing, loose])
     summaries = result["ModelPackageSummaries"]
     assert set(summaries) == {first, second}
@@ -360,13 +421,20 @@ def test_batch_describe(sm, group, unique):
 def test_search_finds_versions(sm, group):
     arn = register(sm, group, ModelApprovalStatus="Approved")
     register(sm, group)
-    found = sm.search(Resource="ModelPackage", SearchExpression={"Filters": [
-        {"Name": "ModelPackageGroupName", "Operator": "Equals", "Value": group},
-        {"Name": "ModelApprovalStatus", "Operator": "Equals", "Value": "Approved"}]})["Results"]
+    found = sm.search(
+        Resource="ModelPackage",
+        SearchExpression={
+            "Filters": [
+                {"Name": "ModelPackageGroupName", "Operator": "Equals", "Value": group},
+                {"Name": "ModelApprovalStatus", "Operator": "Equals", "Value": "Approved"},
+            ]
+        },
+    )["Results"]
     assert [r["ModelPackage"]["ModelPackageArn"] for r in found] == [arn]
 
 
 # -- concurrency -----------------------------------------------------------------------------------
+
 
 def test_concurrent_registrations_get_consecutive_versions(client, group):
     clients = [client("sagemaker") for _ in range(20)]
@@ -377,7 +445,7 @@ def test_concurrent_registrations_get_consecutive_versions(client, group):
         start.wait()
         try:
             arns.append(register(c, group))
-        except Exception as exc:  # noqa: BLE001 - reported below
+        except Exception as exc:
             failures.append(exc)
 
     threads = [threading.Thread(target=run, args=(c,)) for c in clients]
@@ -425,8 +493,18 @@ def test_sdk_v2_registers_versions_and_changes_approval(request, server, sdk_v2,
     described = sdk_v2.run(server, SDK_REGISTER.format(group=group, image=IMAGE, account=ACCOUNT))
     prefix = f"{ARN_PREFIX}:model-package/{group.lower()}"
     assert described == [
-        {"ModelPackageArn": f"{prefix}/1", "ModelPackageVersion": 1, "ModelApprovalStatus": "Rejected",
-         "ApprovalDescription": "worse than v2", "CustomerMetadataProperties": {"run": "0"}},
-        {"ModelPackageArn": f"{prefix}/2", "ModelPackageVersion": 2, "ModelApprovalStatus": "Approved",
-         "ApprovalDescription": None, "CustomerMetadataProperties": {"run": "1"}},
+        {
+            "ModelPackageArn": f"{prefix}/1",
+            "ModelPackageVersion": 1,
+            "ModelApprovalStatus": "Rejected",
+            "ApprovalDescription": "worse than v2",
+            "CustomerMetadataProperties": {"run": "0"},
+        },
+        {
+            "ModelPackageArn": f"{prefix}/2",
+            "ModelPackageVersion": 2,
+            "ModelApprovalStatus": "Approved",
+            "ApprovalDescription": None,
+            "CustomerMetadataProperties": {"run": "1"},
+        },
     ]

@@ -24,10 +24,13 @@ INFERENCE = {"Containers": [{"Image": IMAGE, "ModelDataUrl": "s3://bucket/model.
 @pytest.fixture(scope="module")
 def strict(make_server, tmp_path_factory):
     path = tmp_path_factory.mktemp("registry-auth") / "credentials.ini"
-    path.write_text("\n".join(
-        f"[{who.key}]\nsecret_access_key = {who.secret}\naccount_id = {who.account}\n"
-        + (f"user_name = {who.user}\n" if getattr(who, "user", "") else "")
-        for who in (A, B, B2, C)))
+    path.write_text(
+        "\n".join(
+            f"[{who.key}]\nsecret_access_key = {who.secret}\naccount_id = {who.account}\n"
+            + (f"user_name = {who.user}\n" if getattr(who, "user", "") else "")
+            for who in (A, B, B2, C)
+        )
+    )
     return make_server("registry-strict", ["--auth", "strict", "--credentials-file", str(path)]).start()
 
 
@@ -43,10 +46,15 @@ def shared(as_, unique):
     owner = as_(A)
     name = unique("shared")
     group_arn = owner.create_model_package_group(ModelPackageGroupName=name)["ModelPackageGroupArn"]
-    version_arn = owner.create_model_package(ModelPackageGroupName=name,
-                                             InferenceSpecification=INFERENCE)["ModelPackageArn"]
-    return SimpleNamespace(name=name, arn=group_arn, versions=f"arn:aws:sagemaker:{REGION}:{A.account}:"
-                           f"model-package/{name.lower()}/*", version_arn=version_arn)
+    version_arn = owner.create_model_package(ModelPackageGroupName=name, InferenceSpecification=INFERENCE)[
+        "ModelPackageArn"
+    ]
+    return SimpleNamespace(
+        name=name,
+        arn=group_arn,
+        versions=f"arn:aws:sagemaker:{REGION}:{A.account}:model-package/{name.lower()}/*",
+        version_arn=version_arn,
+    )
 
 
 def policy(*statements) -> str:
@@ -56,12 +64,25 @@ def policy(*statements) -> str:
 def allow_registry(group, principal) -> list[dict]:
     """The policy AWS's cross-account registry guide shows: describe the group, use its versions."""
     return [
-        {"Sid": "AddPermModelPackageGroup", "Effect": "Allow", "Principal": {"AWS": principal},
-         "Action": ["sagemaker:DescribeModelPackageGroup"], "Resource": group.arn},
-        {"Sid": "AddPermModelPackageVersion", "Effect": "Allow", "Principal": {"AWS": principal},
-         "Action": ["sagemaker:DescribeModelPackage", "sagemaker:ListModelPackages", "sagemaker:UpdateModelPackage",
-                    "sagemaker:CreateModelPackage"],
-         "Resource": group.versions},
+        {
+            "Sid": "AddPermModelPackageGroup",
+            "Effect": "Allow",
+            "Principal": {"AWS": principal},
+            "Action": ["sagemaker:DescribeModelPackageGroup"],
+            "Resource": group.arn,
+        },
+        {
+            "Sid": "AddPermModelPackageVersion",
+            "Effect": "Allow",
+            "Principal": {"AWS": principal},
+            "Action": [
+                "sagemaker:DescribeModelPackage",
+                "sagemaker:ListModelPackages",
+                "sagemaker:UpdateModelPackage",
+                "sagemaker:CreateModelPackage",
+            ],
+            "Resource": group.versions,
+        },
     ]
 
 
@@ -82,79 +103,104 @@ def validation_message(call, **kwargs) -> str:
 
 # -- the policy operations -------------------------------------------------------------------------
 
+
 def test_put_get_delete_policy(sm, unique):
     name = unique("pol")
     arn = sm.create_model_package_group(ModelPackageGroupName=name)["ModelPackageGroupArn"]
-    assert "Cannot find resource policy" in validation_message(sm.get_model_package_group_policy,
-                                                                ModelPackageGroupName=name)
-    text = policy({"Effect": "Allow", "Principal": {"AWS": "222222222222"}, "Action": "sagemaker:Describe*",
-                   "Resource": arn})
-    assert sm.put_model_package_group_policy(ModelPackageGroupName=name, ResourcePolicy=text)[
-        "ModelPackageGroupArn"] == arn
+    assert "Cannot find resource policy" in validation_message(
+        sm.get_model_package_group_policy, ModelPackageGroupName=name
+    )
+    text = policy(
+        {"Effect": "Allow", "Principal": {"AWS": "222222222222"}, "Action": "sagemaker:Describe*", "Resource": arn}
+    )
+    assert (
+        sm.put_model_package_group_policy(ModelPackageGroupName=name, ResourcePolicy=text)["ModelPackageGroupArn"]
+        == arn
+    )
     assert sm.get_model_package_group_policy(ModelPackageGroupName=name)["ResourcePolicy"] == text
     sm.delete_model_package_group_policy(ModelPackageGroupName=name)
-    assert "Cannot find resource policy" in validation_message(sm.get_model_package_group_policy,
-                                                                ModelPackageGroupName=name)
-    assert "Cannot find resource policy" in validation_message(sm.delete_model_package_group_policy,
-                                                                ModelPackageGroupName=name)
+    assert "Cannot find resource policy" in validation_message(
+        sm.get_model_package_group_policy, ModelPackageGroupName=name
+    )
+    assert "Cannot find resource policy" in validation_message(
+        sm.delete_model_package_group_policy, ModelPackageGroupName=name
+    )
     assert "Cannot find Model Package Group" in validation_message(
-        sm.put_model_package_group_policy, ModelPackageGroupName=unique("nogroup"), ResourcePolicy=text)
+        sm.put_model_package_group_policy, ModelPackageGroupName=unique("nogroup"), ResourcePolicy=text
+    )
 
 
-GOOD = {"Effect": "Allow", "Principal": {"AWS": "222222222222"}, "Action": "sagemaker:DescribeModelPackage",
-        "Resource": "*"}
+GOOD = {
+    "Effect": "Allow",
+    "Principal": {"AWS": "222222222222"},
+    "Action": "sagemaker:DescribeModelPackage",
+    "Resource": "*",
+}
 
 
-@pytest.mark.parametrize("document, expected", [
-    ("{not json", "not valid JSON"),
-    ('["a list"]', "must be a JSON object"),
-    (json.dumps({"Version": "2012-10-17"}), "no Statement"),
-    (json.dumps({"Version": "2012-10-17", "Statement": []}), "non-empty list"),
-    (json.dumps({"Version": "2020-01-01", "Statement": [GOOD]}), "Version must be 2012-10-17"),
-    (json.dumps({"Version": "2012-10-17", "Statement": [GOOD], "Extra": 1}), "Unknown policy element Extra"),
-    (policy({**GOOD, "Effect": "allow"}), "Effect must be Allow or Deny"),
-    (policy({**GOOD, "NotAction": "sagemaker:ListModelPackages"}), "exactly one of Action and NotAction"),
-    (policy({k: v for k, v in GOOD.items() if k != "Resource"}), "exactly one of Resource and NotResource"),
-    (policy({k: v for k, v in GOOD.items() if k != "Principal"}), "exactly one of Principal and NotPrincipal"),
-    (policy({**GOOD, "Principal": {"AWS": "bob"}}), "'bob' is not an AWS principal"),
-    (policy({**GOOD, "Principal": {"Robot": "x"}}), "unknown principal type 'Robot'"),
-    (policy({**GOOD, "Action": "s3:GetObject"}), "not a SageMaker action"),
-    (policy({**GOOD, "Action": "sagemaker:DescribeModelPackages"}), "matches no SageMaker action"),
-    (policy({**GOOD, "Action": []}), "non-empty string or a non-empty list"),
-    (policy({**GOOD, "Resource": "model-package/x"}), "is not \"*\" or an ARN"),
-    (policy({**GOOD, "Sid": "a"}, {**GOOD, "Sid": "a"}), "Sid 'a' appears more than once"),
-    (policy({**GOOD, "Sid": "no-dashes"}), "Sid must be a string of letters"),
-    (policy({**GOOD, "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}}),
-     "condition operator 'IpAddress' cannot be evaluated"),
-    (policy({**GOOD, "Condition": {"StringEquals": {"aws:PrincipalOrgID": "o-123"}}}),
-     "condition key 'aws:PrincipalOrgID' cannot be evaluated"),
-])
+@pytest.mark.parametrize(
+    "document, expected",
+    [
+        ("{not json", "not valid JSON"),
+        ('["a list"]', "must be a JSON object"),
+        (json.dumps({"Version": "2012-10-17"}), "no Statement"),
+        (json.dumps({"Version": "2012-10-17", "Statement": []}), "non-empty list"),
+        (json.dumps({"Version": "2020-01-01", "Statement": [GOOD]}), "Version must be 2012-10-17"),
+        (json.dumps({"Version": "2012-10-17", "Statement": [GOOD], "Extra": 1}), "Unknown policy element Extra"),
+        (policy({**GOOD, "Effect": "allow"}), "Effect must be Allow or Deny"),
+        (policy({**GOOD, "NotAction": "sagemaker:ListModelPackages"}), "exactly one of Action and NotAction"),
+        (policy({k: v for k, v in GOOD.items() if k != "Resource"}), "exactly one of Resource and NotResource"),
+        (policy({k: v for k, v in GOOD.items() if k != "Principal"}), "exactly one of Principal and NotPrincipal"),
+        (policy({**GOOD, "Principal": {"AWS": "bob"}}), "'bob' is not an AWS principal"),
+        (policy({**GOOD, "Principal": {"Robot": "x"}}), "unknown principal type 'Robot'"),
+        (policy({**GOOD, "Action": "s3:GetObject"}), "not a SageMaker action"),
+        (policy({**GOOD, "Action": "sagemaker:DescribeModelPackages"}), "matches no SageMaker action"),
+        (policy({**GOOD, "Action": []}), "non-empty string or a non-empty list"),
+        (policy({**GOOD, "Resource": "model-package/x"}), 'is not "*" or an ARN'),
+        (policy({**GOOD, "Sid": "a"}, {**GOOD, "Sid": "a"}), "Sid 'a' appears more than once"),
+        (policy({**GOOD, "Sid": "no-dashes"}), "Sid must be a string of letters"),
+        (
+            policy({**GOOD, "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}}),
+            "condition operator 'IpAddress' cannot be evaluated",
+        ),
+        (
+            policy({**GOOD, "Condition": {"StringEquals": {"aws:PrincipalOrgID": "o-123"}}}),
+            "condition key 'aws:PrincipalOrgID' cannot be evaluated",
+        ),
+    ],
+)
 def test_invalid_policies_are_refused_and_change_nothing(sm, unique, document, expected):
     name = unique("bad")
     sm.create_model_package_group(ModelPackageGroupName=name)
-    message = validation_message(sm.put_model_package_group_policy, ModelPackageGroupName=name,
-                                 ResourcePolicy=document)
+    message = validation_message(sm.put_model_package_group_policy, ModelPackageGroupName=name, ResourcePolicy=document)
     assert expected in message
-    assert "Cannot find resource policy" in validation_message(sm.get_model_package_group_policy,
-                                                                ModelPackageGroupName=name)
+    assert "Cannot find resource policy" in validation_message(
+        sm.get_model_package_group_policy, ModelPackageGroupName=name
+    )
 
 
 # -- enforcement across accounts -------------------------------------------------------------------
+
 
 def test_sharing_a_group_with_another_account(as_, shared):
     owner, b, c = as_(A), as_(B), as_(C)
     # Before any policy, B can neither see nor register.
     refused(b.describe_model_package_group, ModelPackageGroupName=shared.arn)
     message = refused(b.create_model_package, ModelPackageGroupName=shared.arn, InferenceSpecification=INFERENCE)
-    assert message == (f"User: arn:aws:iam::{B.account}:user/bob is not authorized to perform: "
-                       f"sagemaker:CreateModelPackage on resource: {shared.arn} because no resource-based policy "
-                       "allows the sagemaker:CreateModelPackage action")
+    assert message == (
+        f"User: arn:aws:iam::{B.account}:user/bob is not authorized to perform: "
+        f"sagemaker:CreateModelPackage on resource: {shared.arn} because no resource-based policy "
+        "allows the sagemaker:CreateModelPackage action"
+    )
 
-    owner.put_model_package_group_policy(ModelPackageGroupName=shared.name,
-                                         ResourcePolicy=policy(*allow_registry(shared, f"arn:aws:iam::{B.account}:root")))
+    owner.put_model_package_group_policy(
+        ModelPackageGroupName=shared.name,
+        ResourcePolicy=policy(*allow_registry(shared, f"arn:aws:iam::{B.account}:root")),
+    )
     assert b.describe_model_package_group(ModelPackageGroupName=shared.arn)["ModelPackageGroupName"] == shared.name
-    registered = b.create_model_package(ModelPackageGroupName=shared.arn, InferenceSpecification=INFERENCE,
-                                        ModelPackageDescription="from B")["ModelPackageArn"]
+    registered = b.create_model_package(
+        ModelPackageGroupName=shared.arn, InferenceSpecification=INFERENCE, ModelPackageDescription="from B"
+    )["ModelPackageArn"]
     # The version is A's, in A's group, with the group's next number; CreatedBy shows B.
     assert registered == f"arn:aws:sagemaker:{REGION}:{A.account}:model-package/{shared.name.lower()}/2"
     described = owner.describe_model_package(ModelPackageName=registered)
@@ -190,11 +236,25 @@ def test_sharing_a_group_with_another_account(as_, shared):
 
 def test_explicit_deny_beats_allow(as_, shared):
     owner, b = as_(A), as_(B)
-    owner.put_model_package_group_policy(ModelPackageGroupName=shared.name, ResourcePolicy=policy(
-        {"Sid": "Everything", "Effect": "Allow", "Principal": {"AWS": B.account}, "Action": "sagemaker:*",
-         "Resource": [shared.arn, shared.versions]},
-        {"Sid": "ButRegistering", "Effect": "Deny", "Principal": "*", "Action": "sagemaker:CreateModel*",
-         "Resource": "*"}))
+    owner.put_model_package_group_policy(
+        ModelPackageGroupName=shared.name,
+        ResourcePolicy=policy(
+            {
+                "Sid": "Everything",
+                "Effect": "Allow",
+                "Principal": {"AWS": B.account},
+                "Action": "sagemaker:*",
+                "Resource": [shared.arn, shared.versions],
+            },
+            {
+                "Sid": "ButRegistering",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "sagemaker:CreateModel*",
+                "Resource": "*",
+            },
+        ),
+    )
     assert b.describe_model_package(ModelPackageName=shared.version_arn)["ModelPackageVersion"] == 1
     message = refused(b.create_model_package, ModelPackageGroupName=shared.arn, InferenceSpecification=INFERENCE)
     assert message.endswith("with an explicit deny in a resource-based policy")
@@ -202,16 +262,23 @@ def test_explicit_deny_beats_allow(as_, shared):
 
 def test_principal_may_name_one_user(as_, shared):
     owner = as_(A)
-    owner.put_model_package_group_policy(ModelPackageGroupName=shared.name, ResourcePolicy=policy(
-        *allow_registry(shared, [f"arn:aws:iam::{B.account}:user/{B.user}"])))
+    owner.put_model_package_group_policy(
+        ModelPackageGroupName=shared.name,
+        ResourcePolicy=policy(*allow_registry(shared, [f"arn:aws:iam::{B.account}:user/{B.user}"])),
+    )
     assert as_(B).describe_model_package(ModelPackageName=shared.version_arn)["ModelPackageVersion"] == 1
     refused(as_(B2).describe_model_package, ModelPackageName=shared.version_arn)  # same account, other key
 
 
 def test_conditions_are_evaluated(as_, shared):
     owner = as_(A)
-    statement = {"Effect": "Allow", "Principal": "*", "Action": "sagemaker:DescribeModelPackageGroup",
-                 "Resource": shared.arn, "Condition": {"StringEquals": {"aws:PrincipalAccount": C.account}}}
+    statement = {
+        "Effect": "Allow",
+        "Principal": "*",
+        "Action": "sagemaker:DescribeModelPackageGroup",
+        "Resource": shared.arn,
+        "Condition": {"StringEquals": {"aws:PrincipalAccount": C.account}},
+    }
     owner.put_model_package_group_policy(ModelPackageGroupName=shared.name, ResourcePolicy=policy(statement))
     assert as_(C).describe_model_package_group(ModelPackageGroupName=shared.arn)["ModelPackageGroupArn"] == shared.arn
     refused(as_(B).describe_model_package_group, ModelPackageGroupName=shared.arn)
@@ -221,16 +288,20 @@ def test_cross_account_list_shows_groups_shared_with_the_caller(as_, shared, uni
     owner, b, c = as_(A), as_(B), as_(C)
     private = unique("private")
     owner.create_model_package_group(ModelPackageGroupName=private)
-    owner.put_model_package_group_policy(ModelPackageGroupName=shared.name,
-                                         ResourcePolicy=policy(*allow_registry(shared, B.account)))
+    owner.put_model_package_group_policy(
+        ModelPackageGroupName=shared.name, ResourcePolicy=policy(*allow_registry(shared, B.account))
+    )
 
     def shared_names(client):
-        found = client.list_model_package_groups(CrossAccountFilterOption="CrossAccount",
-                                                 NameContains=shared.name)["ModelPackageGroupSummaryList"]
+        found = client.list_model_package_groups(CrossAccountFilterOption="CrossAccount", NameContains=shared.name)[
+            "ModelPackageGroupSummaryList"
+        ]
         return [g["ModelPackageGroupArn"] for g in found]
 
     assert shared_names(b) == [shared.arn]
     assert shared_names(c) == []
     assert b.list_model_package_groups(NameContains=shared.name)["ModelPackageGroupSummaryList"] == []
-    assert [g["ModelPackageGroupName"] for g in owner.list_model_package_groups(
-        NameContains=shared.name)["ModelPackageGroupSummaryList"]] == [shared.name]
+    assert [
+        g["ModelPackageGroupName"]
+        for g in owner.list_model_package_groups(NameContains=shared.name)["ModelPackageGroupSummaryList"]
+    ] == [shared.name]

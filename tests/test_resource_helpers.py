@@ -38,9 +38,15 @@ def resources(request, tmp_path_factory):
 
 
 def _record(resources: ResourceStore, name: str, data: dict | None = None):
-    return resources.create(account_id=ACCOUNT, region=REGION, kind="Thing", name=name,
-                            arn=f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:thing/{name}",
-                            data={"LastModifiedTime": 0, **(data or {})}, status="Active")
+    return resources.create(
+        account_id=ACCOUNT,
+        region=REGION,
+        kind="Thing",
+        name=name,
+        arn=f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:thing/{name}",
+        data={"LastModifiedTime": 0, **(data or {})},
+        status="Active",
+    )
 
 
 # -- mutate -------------------------------------------------------------------------------------------------
@@ -84,8 +90,10 @@ def test_change_sees_the_stored_record_and_stamps_one_time(resources):
 
 def test_change_can_decline_or_abort(resources):
     record = _record(resources, "declined", {"Status": "Created"})
-    assert resources.mutate(lambda r, _c: False, account_id=ACCOUNT, region=REGION, kind="Thing",
-                            name="DECLINED").data == record.data  # found by name, case-insensitively
+    assert (
+        resources.mutate(lambda r, _c: False, account_id=ACCOUNT, region=REGION, kind="Thing", name="DECLINED").data
+        == record.data
+    )  # found by name, case-insensitively
     assert resources.get_by_arn(record.arn).modified_at == record.modified_at  # nothing written
 
     def half_done(fresh, conn):
@@ -106,16 +114,17 @@ def test_page_token_is_bound_to_its_list(resources):
     token = resources.page_token(["ListTags", "arn:one"], after=3)
     assert resources.read_page_token(token, ["ListTags", "arn:one"]) == {"after": 3}
     refusal = AWSError("InvalidNextToken", "The NextToken is not valid for this request.")
-    for scope, bad in ((["ListTags", "arn:two"], token),  # another list's token
-                       (["ListTags", "arn:one"], token[:-2] + ("AA" if token[-2:] != "AA" else "BB")),  # altered
-                       (["ListTags", "arn:one"], "not a token")):
+    for scope, bad in (
+        (["ListTags", "arn:two"], token),  # another list's token
+        (["ListTags", "arn:one"], token[:-2] + ("AA" if token[-2:] != "AA" else "BB")),  # altered
+        (["ListTags", "arn:one"], "not a token"),
+    ):
         with pytest.raises(AWSError) as err:
             resources.read_page_token(bad, scope, refusal)
         assert err.value is refusal
         with pytest.raises(AWSError) as err:  # without the service's own refusal: SageMaker's
             resources.read_page_token(bad, scope)
-        assert (err.value.code, err.value.message.split(":")[0]) == ("ValidationException",
-                                                                      "Invalid pagination token")
+        assert (err.value.code, err.value.message.split(":")[0]) == ("ValidationException", "Invalid pagination token")
 
 
 def test_page_token_scope_ignores_key_order(resources):
@@ -127,8 +136,12 @@ def test_page_token_scope_ignores_key_order(resources):
 
 
 def test_already_exists_is_flagged_and_create_once_relies_on_it(resources):
-    ctx = Context(backends=SimpleNamespace(store=resources.store, resources=resources, authenticator=None),
-                  account_id=ACCOUNT, region=REGION, service="sagemaker")
+    ctx = Context(
+        backends=SimpleNamespace(store=resources.store, resources=resources, authenticator=None),
+        account_id=ACCOUNT,
+        region=REGION,
+        service="sagemaker",
+    )
     EXPERIMENT.create(ctx, {"ExperimentName": "made-once"})
     with pytest.raises(AWSError) as err:
         EXPERIMENT.create(ctx, {"ExperimentName": "made-once"})

@@ -72,8 +72,9 @@ def test_next_token_survives_concurrent_writes(sm, unique):
     first = sm.list_models(NameContains=prefix, SortBy="Name", SortOrder="Ascending", MaxResults=2)
     sm.delete_model(ModelName=f"{prefix}-0")
     make_model(sm, f"{prefix}-5")
-    rest = sm.list_models(NameContains=prefix, SortBy="Name", SortOrder="Ascending", MaxResults=10,
-                          NextToken=first["NextToken"])
+    rest = sm.list_models(
+        NameContains=prefix, SortBy="Name", SortOrder="Ascending", MaxResults=10, NextToken=first["NextToken"]
+    )
     assert [m["ModelName"] for m in first["Models"]] == [f"{prefix}-0", f"{prefix}-1"]
     assert [m["ModelName"] for m in rest["Models"]] == [f"{prefix}-2", f"{prefix}-3", f"{prefix}-5"]
 
@@ -98,8 +99,12 @@ def test_time_filters(sm, unique):
     created = sm.describe_model(ModelName=f"{prefix}-old")["CreationTime"]
     make_model(sm, f"{prefix}-new")
     after = [m["ModelName"] for m in sm.list_models(NameContains=prefix, CreationTimeAfter=created)["Models"]]
-    before = [m["ModelName"] for m in sm.list_models(NameContains=prefix,
-                                                     CreationTimeBefore=created + dt.timedelta(milliseconds=1))["Models"]]
+    before = [
+        m["ModelName"]
+        for m in sm.list_models(NameContains=prefix, CreationTimeBefore=created + dt.timedelta(milliseconds=1))[
+            "Models"
+        ]
+    ]
     assert after == [f"{prefix}-new"]
     assert before == [f"{prefix}-old"]
 
@@ -108,13 +113,16 @@ def test_update_code_repository(sm, unique):
     name = unique("repo")
     sm.create_code_repository(CodeRepositoryName=name, GitConfig={"RepositoryUrl": "https://example.com/r.git"})
     before = sm.describe_code_repository(CodeRepositoryName=name)
-    sm.update_code_repository(CodeRepositoryName=name,
-                              GitConfig={"SecretArn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:s"})
+    sm.update_code_repository(
+        CodeRepositoryName=name, GitConfig={"SecretArn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:s"}
+    )
     after = sm.describe_code_repository(CodeRepositoryName=name)
     assert after["GitConfig"]["SecretArn"].endswith(":secret:s")
     assert after["LastModifiedTime"] >= before["LastModifiedTime"]
-    names = [r["CodeRepositoryName"] for r in
-             sm.list_code_repositories(NameContains=name, SortBy="LastModifiedTime")["CodeRepositorySummaryList"]]
+    names = [
+        r["CodeRepositoryName"]
+        for r in sm.list_code_repositories(NameContains=name, SortBy="LastModifiedTime")["CodeRepositorySummaryList"]
+    ]
     assert names == [name]
 
 

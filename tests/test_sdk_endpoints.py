@@ -36,14 +36,19 @@ def xgboost_uri(models):
 
 def sklearn_archive(tmp: Path) -> bytes:
     """A model.joblib made by the scikit-learn image's own runtime (so its pickle loads there)."""
-    python = runtimes.ensure(runtimes.resolve(SKLEARN_IMAGE), Path(os.environ["SELFMAKER_RUNTIMES_DIR"]),
-                             lambda line: None) / "python"
+    python = (
+        runtimes.ensure(runtimes.resolve(SKLEARN_IMAGE), Path(os.environ["SELFMAKER_RUNTIMES_DIR"]), lambda line: None)
+        / "python"
+    )
     subprocess.run([str(python), "-c", MAKE_SKLEARN_MODEL, str(tmp)], check=True)
     return tar_gz({"model.joblib": (tmp / "model.joblib").read_bytes()})
 
 
 def test_v2_deploy_and_predict_builtin_xgboost(sdk_v2, server, xgboost_uri):
-    result = sdk_v2.run(server, FAST_V2_WAIT + f"""
+    result = sdk_v2.run(
+        server,
+        FAST_V2_WAIT
+        + f"""
     import json
     from sagemaker import image_uris
     from sagemaker.deserializers import CSVDeserializer
@@ -59,7 +64,8 @@ def test_v2_deploy_and_predict_builtin_xgboost(sdk_v2, server, xgboost_uri):
         EndpointName=predictor.endpoint_name)["EndpointStatus"]
     predictor.delete_endpoint()
     print("\\n" + json.dumps({{"rows": rows, "status": status}}))
-    """)
+    """,
+    )
     assert result["status"] == "InService"
     predictions = [float(x) for row in result["rows"] for x in row]
     assert len(predictions) == 2 and abs(predictions[0] - 7) < 0.5 and abs(predictions[1] - 12) < 0.5
@@ -72,8 +78,12 @@ def test_v2_deploy_and_predict_sklearn_script_mode(sdk_v2, server, models):
         "def model_fn(model_dir):\n"
         "    return joblib.load(os.path.join(model_dir, 'model.joblib'))\n\n"
         "def predict_fn(rows, model):\n"
-        "    return [round(float(p), 3) for p in model.predict(rows)]\n")
-    result = sdk_v2.run(server, FAST_V2_WAIT + f"""
+        "    return [round(float(p), 3) for p in model.predict(rows)]\n"
+    )
+    result = sdk_v2.run(
+        server,
+        FAST_V2_WAIT
+        + f"""
     import json
     from sagemaker.deserializers import JSONDeserializer
     from sagemaker.serializers import JSONSerializer
@@ -86,12 +96,15 @@ def test_v2_deploy_and_predict_sklearn_script_mode(sdk_v2, server, models):
     answer = predictor.predict([[3, 2], [1, 0]])
     predictor.delete_endpoint()
     print("\\n" + json.dumps({{"answer": answer}}))
-    """)
+    """,
+    )
     assert result["answer"] == [8.0, 2.0]
 
 
 def test_v3_endpoint_invoke(sdk_v3, server, xgboost_uri):
-    result = sdk_v3.run(server, f"""
+    result = sdk_v3.run(
+        server,
+        f"""
     import json
     from sagemaker.core.resources import Endpoint, EndpointConfig, Model
     from sagemaker.core.shapes import ContainerDefinition, ProductionVariant
@@ -109,6 +122,7 @@ def test_v3_endpoint_invoke(sdk_v3, server, xgboost_uri):
     endpoint.delete()
     print(json.dumps({{"body": body.decode(), "variant": answer.invoked_production_variant,
                       "instances": variant.current_instance_count}}))
-    """)
+    """,
+    )
     assert abs(float(result["body"]) - 7) < 0.5
     assert (result["variant"], result["instances"]) == ("AllTraffic", 1)

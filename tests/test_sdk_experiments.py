@@ -7,7 +7,9 @@ import statistics
 
 def test_run_and_load_run_track_parameters_metrics_and_artifacts(sdk_v2, server, client, unique):
     experiment, run_name = unique("sdk-exp"), unique("run")
-    result = sdk_v2.run(server, f"""
+    result = sdk_v2.run(
+        server,
+        f"""
         import json, tempfile
         import boto3
         from sagemaker.session import Session
@@ -35,24 +37,29 @@ def test_run_and_load_run_track_parameters_metrics_and_artifacts(sdk_v2, server,
         analytics = ExperimentAnalytics(experiment_name="{experiment}", sagemaker_session=session)
         rows = [analytics._reshape(c) for c in analytics._get_trial_components()]
         print(json.dumps({{"loaded": loaded, "rows": rows}}, default=str))
-    """)
+    """,
+    )
     assert result["loaded"] == [experiment, run_name]
 
     sm = client("sagemaker")
     component = f"{experiment}-{run_name}"
     [summary] = sm.list_trial_components(ExperimentName=experiment)["TrialComponentSummaries"]
     assert summary["TrialComponentName"] == component
-    assert [t["TrialName"] for t in sm.list_trials(ExperimentName=experiment)["TrialSummaries"]] == \
-        [f"Default-Run-Group-{experiment}"]
+    assert [t["TrialName"] for t in sm.list_trials(ExperimentName=experiment)["TrialSummaries"]] == [
+        f"Default-Run-Group-{experiment}"
+    ]
 
     tc = sm.describe_trial_component(TrialComponentName=component)
     assert tc["Status"]["PrimaryStatus"] == "Completed" and tc["StartTime"] <= tc["EndTime"]
-    assert tc["Parameters"] == {"learning_rate": {"NumberValue": 0.1}, "optimizer": {"StringValue": "adam"},
-                                "epochs": {"NumberValue": 3}}
+    assert tc["Parameters"] == {
+        "learning_rate": {"NumberValue": 0.1},
+        "optimizer": {"StringValue": "adam"},
+        "epochs": {"NumberValue": 3},
+    }
     assert tc["InputArtifacts"] == {"dataset": {"Value": "s3://data/train.csv", "MediaType": "text/csv"}}
     notes_uri = tc["OutputArtifacts"]["notes"]["Value"]
     assert notes_uri.startswith("s3://selfmaker-sdk-tests/") and tc["OutputArtifacts"]["notes"]["MediaType"]
-    bucket, key = notes_uri[len("s3://"):].split("/", 1)
+    bucket, key = notes_uri[len("s3://") :].split("/", 1)
     assert client("s3").get_object(Bucket=bucket, Key=key)["Body"].read() == b"trained with adam"
 
     metrics = {m["MetricName"]: m for m in tc["Metrics"]}

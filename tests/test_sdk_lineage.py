@@ -3,7 +3,9 @@
 
 def test_sdk_v2_lineage_end_to_end(server, sdk_v2, unique):
     tag = unique("sdk")
-    result = sdk_v2.run(server, f"""
+    result = sdk_v2.run(
+        server,
+        f"""
         import json
         import boto3
         from botocore.exceptions import ClientError
@@ -86,7 +88,8 @@ def test_sdk_v2_lineage_end_to_end(server, sdk_v2, unique):
                        "training": training.action_arn, "deployment": deployment.action_arn,
                        "endpoint": endpoint.context_arn}}
         print(json.dumps(out))
-    """)
+    """,
+    )
     arns = result["arns"]
     assert result["duplicate"] == ["ValidationException", True]
     assert result["loaded"] == ["train-data", f"s3://{tag}/train.csv", {"rows": "100"}]
@@ -94,13 +97,23 @@ def test_sdk_v2_lineage_end_to_end(server, sdk_v2, unique):
     assert result["tags"] == [{"Key": "stage", "Value": "raw"}]
     assert result["by_uri"] == [arns["model"]]
     assert result["into_training"] == [[arns["dataset"], "DataSet"]]
-    assert result["all_vertices"] == sorted([
-        [arns["dataset"], "Artifact", "DataSet"], [arns["model"], "Artifact", "Model"],
-        [arns["training"], "Action", "Training"], [arns["deployment"], "Action", "ModelDeployment"],
-        [arns["endpoint"], "Context", "Endpoint"]])
-    assert result["all_edges"] == sorted([
-        [arns["dataset"], arns["training"], "ContributedTo"], [arns["training"], arns["model"], "Produced"],
-        [arns["model"], arns["deployment"], "ContributedTo"], [arns["deployment"], arns["endpoint"], "AssociatedWith"]])
+    assert result["all_vertices"] == sorted(
+        [
+            [arns["dataset"], "Artifact", "DataSet"],
+            [arns["model"], "Artifact", "Model"],
+            [arns["training"], "Action", "Training"],
+            [arns["deployment"], "Action", "ModelDeployment"],
+            [arns["endpoint"], "Context", "Endpoint"],
+        ]
+    )
+    assert result["all_edges"] == sorted(
+        [
+            [arns["dataset"], arns["training"], "ContributedTo"],
+            [arns["training"], arns["model"], "Produced"],
+            [arns["model"], arns["deployment"], "ContributedTo"],
+            [arns["deployment"], arns["endpoint"], "AssociatedWith"],
+        ]
+    )
     assert result["datasets_of_endpoint"] == [f"s3://{tag}/train.csv"]
     assert result["model_datasets"] == [f"s3://{tag}/train.csv"]
     assert result["model_endpoints"] == [arns["endpoint"]]

@@ -159,20 +159,29 @@ CLASSIC_V2 = """
 
 
 def test_v2_classic_pipeline_takes_both_branches(sdk_v2, server):
-    result, output = run_captured(sdk_v2, server, CLASSIC_V2.format(
-        data=DATA, preprocess=PREPROCESS, evaluate=EVALUATE, transform=True))
+    result, output = run_captured(
+        sdk_v2, server, CLASSIC_V2.format(data=DATA, preprocess=PREPROCESS, evaluate=EVALUATE, transform=True)
+    )
     assert result["created"].endswith(":pipeline/classic-v2")
     assert result["version"] == 2
 
     good = result["good"]
     assert good["status"] == "Succeeded", (good, output[-3000:])
     assert {name: s["status"] for name, s in good["steps"].items()} == {
-        "Prepare": "Succeeded", "Train": "Succeeded", "Evaluate": "Succeeded", "CheckMse": "Succeeded",
-        "Register-RegisterModel": "Succeeded", "Model-CreateModel": "Succeeded", "Transform": "Succeeded"}
+        "Prepare": "Succeeded",
+        "Train": "Succeeded",
+        "Evaluate": "Succeeded",
+        "CheckMse": "Succeeded",
+        "Register-RegisterModel": "Succeeded",
+        "Model-CreateModel": "Succeeded",
+        "Transform": "Succeeded",
+    }
     assert good["steps"]["CheckMse"]["metadata"] == {"Condition": {"Outcome": "True"}}
     assert ":training-job/pipelines-" in good["steps"]["Train"]["metadata"]["TrainingJob"]["Arn"]
-    assert ":model-package/pipelines-v2-models/1" in good["steps"]["Register-RegisterModel"]["metadata"][
-        "RegisterModel"]["Arn"]
+    assert (
+        ":model-package/pipelines-v2-models/1"
+        in good["steps"]["Register-RegisterModel"]["metadata"]["RegisterModel"]["Arn"]
+    )
     assert good["steps"]["Transform"]["metadata"]["TransformJob"]["Arn"]
     assert result["packages"] == ["Approved"]
     # The package and the model are artifacts of the execution, each fed by the model data it serves.
@@ -282,12 +291,30 @@ CLASSIC_V3 = """
 
 
 def test_v3_model_trainer_pipeline_takes_both_branches(sdk_v3, server):
-    result, output = run_captured(sdk_v3, server, CLASSIC_V3.format(data=DATA, preprocess=PREPROCESS, evaluate=EVALUATE))
-    assert result["good"] == {"status": "Succeeded", "reason": None, "steps": {
-        "Prepare": "Succeeded", "Train": "Succeeded", "Evaluate": "Succeeded", "CheckMse": "Succeeded",
-        "Register": "Succeeded"}}, output[-3000:]
-    assert result["bad"] == {"status": "Failed", "reason": "MSE above 0.0", "steps": {
-        "Prepare": "Succeeded", "Train": "Succeeded", "Evaluate": "Succeeded", "CheckMse": "Succeeded",
-        "MseTooHigh": "Failed"}}
+    result, output = run_captured(
+        sdk_v3, server, CLASSIC_V3.format(data=DATA, preprocess=PREPROCESS, evaluate=EVALUATE)
+    )
+    assert result["good"] == {
+        "status": "Succeeded",
+        "reason": None,
+        "steps": {
+            "Prepare": "Succeeded",
+            "Train": "Succeeded",
+            "Evaluate": "Succeeded",
+            "CheckMse": "Succeeded",
+            "Register": "Succeeded",
+        },
+    }, output[-3000:]
+    assert result["bad"] == {
+        "status": "Failed",
+        "reason": "MSE above 0.0",
+        "steps": {
+            "Prepare": "Succeeded",
+            "Train": "Succeeded",
+            "Evaluate": "Succeeded",
+            "CheckMse": "Succeeded",
+            "MseTooHigh": "Failed",
+        },
+    }
     assert result["packages"] == ["Approved"]
     assert result["train"]["AlgorithmSpecification"]["TrainingImage"].endswith("/sagemaker-xgboost:1.7-1")

@@ -36,8 +36,14 @@ FIT = """
 
 
 def test_v2_builtin_xgboost_estimator_fit_then_transform(sdk_v2, server):
-    result, output = run_captured(sdk_v2, server, FIT.format(train=TRAIN_CSV, validation=VALIDATION_CSV) + """
-    s3.put_object(Bucket="selfmaker-sdk-tests", Key="xgb/test/test.csv", Body=""" + repr(TEST_CSV) + """)
+    result, output = run_captured(
+        sdk_v2,
+        server,
+        FIT.format(train=TRAIN_CSV, validation=VALIDATION_CSV)
+        + """
+    s3.put_object(Bucket="selfmaker-sdk-tests", Key="xgb/test/test.csv", Body="""
+        + repr(TEST_CSV)
+        + """)
     transformer = estimator.transformer(instance_count=1, instance_type="ml.m5.large", accept="text/csv",
                                         assemble_with="Line", output_path="s3://selfmaker-sdk-tests/xgb/predictions")
     transformer.transform("s3://selfmaker-sdk-tests/xgb/test", content_type="text/csv", split_type="Line")
@@ -49,7 +55,8 @@ def test_v2_builtin_xgboost_estimator_fit_then_transform(sdk_v2, server):
                                   "model": job["ModelArtifacts"]["S3ModelArtifacts"],
                                   "transform": transform["TransformJobStatus"],
                                   "predictions": predictions.decode()}))
-    """)
+    """,
+    )
     assert result["status"] == "Completed"
     assert result["image"].endswith("/sagemaker-xgboost:1.7-1")
     lines = re.findall(r"\[(\d+)\]#011train-rmse:(\S+)#011validation-rmse:(\S+)", output)
@@ -66,7 +73,10 @@ def test_v2_builtin_xgboost_estimator_fit_then_transform(sdk_v2, server):
 
 
 def test_v2_builtin_xgboost_bad_hyperparameter_fails_with_client_error(sdk_v2, server):
-    result, output = run_captured(sdk_v2, server, """
+    result, _output = run_captured(
+        sdk_v2,
+        server,
+        """
     import json, boto3
     from sagemaker import image_uris
     from sagemaker.estimator import Estimator
@@ -83,7 +93,8 @@ def test_v2_builtin_xgboost_bad_hyperparameter_fails_with_client_error(sdk_v2, s
     job = estimator.latest_training_job.describe()
     print("RESULT " + json.dumps({"status": job["TrainingJobStatus"], "reason": job.get("FailureReason"),
                                   "error": error}))
-    """)
+    """,
+    )
     assert result["status"] == "Failed"
     assert result["reason"] == "ClientError: Missing required hyperparameter: num_round"
     assert "Missing required hyperparameter: num_round" in result["error"]

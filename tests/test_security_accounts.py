@@ -20,6 +20,7 @@ from types import SimpleNamespace
 
 import pytest
 from botocore.exceptions import ClientError
+
 from support.accounts import credentials_file
 from support.featurestore import create_group, record
 from support.jobs import tar_gz
@@ -49,15 +50,17 @@ def transform_fn(owner, data, content_type, accept):
 def srv(make_server, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("accounts")
     credentials = credentials_file(tmp, A, B)
-    return make_server("accounts", ["--credentials-file", str(credentials)],
-                       env={"SELFMAKER_RUNTIMES_CONFIG": runtimes_config(tmp)}).start()
+    return make_server(
+        "accounts", ["--credentials-file", str(credentials)], env={"SELFMAKER_RUNTIMES_CONFIG": runtimes_config(tmp)}
+    ).start()
 
 
 @pytest.fixture
 def as_(client, srv):
     """as_(A, "s3") -> a boto3 client of that account on the module's server."""
-    return lambda who, service="sagemaker", **kw: client(service, srv=srv, access_key=who.key, secret_key="secret",
-                                                         **kw)
+    return lambda who, service="sagemaker", **kw: client(
+        service, srv=srv, access_key=who.key, secret_key="secret", **kw
+    )
 
 
 def refused(call, *codes: str, **kwargs) -> str:
@@ -105,16 +108,25 @@ def test_tags_and_search_stay_in_their_account(as_, unique):
 
     # Search and suggestions: A finds its own experiment, never B's (nor B's tag keys).
     b.add_tags(ResourceArn=theirs, Tags=[{"Key": "b-secret-key", "Value": "1"}])
-    hits = a.search(Resource="Experiment", SearchExpression={"Filters": [
-        {"Name": "Tags.owner", "Operator": "Exists"}]}, MaxResults=100)["Results"]
+    hits = a.search(
+        Resource="Experiment",
+        SearchExpression={"Filters": [{"Name": "Tags.owner", "Operator": "Exists"}]},
+        MaxResults=100,
+    )["Results"]
     arns = {h["Experiment"]["ExperimentArn"] for h in hits}
     assert mine in arns and theirs not in arns
-    b_hits = b.search(Resource="Experiment", SearchExpression={"Filters": [
-        {"Name": "Tags.owner", "Operator": "Exists"}]}, MaxResults=100)["Results"]
+    b_hits = b.search(
+        Resource="Experiment",
+        SearchExpression={"Filters": [{"Name": "Tags.owner", "Operator": "Exists"}]},
+        MaxResults=100,
+    )["Results"]
     assert theirs in {h["Experiment"]["ExperimentArn"] for h in b_hits}
-    suggested = {s["PropertyName"] for s in a.get_search_suggestions(
-        Resource="Experiment", SuggestionQuery={"PropertyNameQuery": {"PropertyNameHint": "Tags."}})[
-        "PropertyNameSuggestions"]}
+    suggested = {
+        s["PropertyName"]
+        for s in a.get_search_suggestions(
+            Resource="Experiment", SuggestionQuery={"PropertyNameQuery": {"PropertyNameHint": "Tags."}}
+        )["PropertyNameSuggestions"]
+    }
     assert "Tags.owner" in suggested and "Tags.b-secret-key" not in suggested
 
 
@@ -155,8 +167,12 @@ def test_describe_update_delete_by_arn_find_nothing_of_another_account(as_, uniq
     ]
     for call, member, arn in attacks:
         refused(call, *NOT_FOUND, **{member: arn})
-    refused(a.delete_pipeline, *NOT_FOUND, PipelineName=arn_of(B, f"pipeline/{names['pipe']}"),
-            ClientRequestToken=str(uuid.uuid4()))
+    refused(
+        a.delete_pipeline,
+        *NOT_FOUND,
+        PipelineName=arn_of(B, f"pipeline/{names['pipe']}"),
+        ClientRequestToken=str(uuid.uuid4()),
+    )
     # Nothing of B's changed or went away.
     assert b.describe_context(ContextName=names["context"]).get("Description") is None
     b.describe_action(ActionName=names["action"])
@@ -170,8 +186,7 @@ def test_describe_update_delete_by_arn_find_nothing_of_another_account(as_, uniq
     mine = unique("a-context")
     a.create_context(ContextName=mine, Source={"SourceUri": "s3://x/y"}, ContextType="t")
     assert a.describe_context(ContextName=arn_of(A, f"context/{mine}"))["ContextName"] == mine
-    assert b.describe_context(ContextName=arn_of(B, f"context/{names['context']}"))["ContextName"] == \
-        names["context"]
+    assert b.describe_context(ContextName=arn_of(B, f"context/{names['context']}"))["ContextName"] == names["context"]
     refused(a.describe_context, *NOT_FOUND, ContextName=arn_of(A, f"context/{mine}", region="eu-west-1"))
     refused(as_(A, region="eu-west-1").describe_context, *NOT_FOUND, ContextName=mine)
 
@@ -181,28 +196,33 @@ def test_describe_update_delete_by_arn_find_nothing_of_another_account(as_, uniq
 
 def test_lineage_never_joins_or_walks_into_another_account(as_, unique):
     a, b = as_(A), as_(B)
-    b_source = b.create_context(ContextName=unique("b-src"), Source={"SourceUri": "s3://b/1"},
-                                ContextType="t")["ContextArn"]
-    b_target = b.create_action(ActionName=unique("b-dst"), Source={"SourceUri": "s3://b/2"},
-                               ActionType="t")["ActionArn"]
+    b_source = b.create_context(ContextName=unique("b-src"), Source={"SourceUri": "s3://b/1"}, ContextType="t")[
+        "ContextArn"
+    ]
+    b_target = b.create_action(ActionName=unique("b-dst"), Source={"SourceUri": "s3://b/2"}, ActionType="t")[
+        "ActionArn"
+    ]
     b.add_association(SourceArn=b_source, DestinationArn=b_target)
-    a_source = a.create_context(ContextName=unique("a-src"), Source={"SourceUri": "s3://a/1"},
-                                ContextType="t")["ContextArn"]
-    a_target = a.create_action(ActionName=unique("a-dst"), Source={"SourceUri": "s3://a/2"},
-                               ActionType="t")["ActionArn"]
+    a_source = a.create_context(ContextName=unique("a-src"), Source={"SourceUri": "s3://a/1"}, ContextType="t")[
+        "ContextArn"
+    ]
+    a_target = a.create_action(ActionName=unique("a-dst"), Source={"SourceUri": "s3://a/2"}, ActionType="t")[
+        "ActionArn"
+    ]
 
     for source, destination in ((a_source, b_target), (b_source, a_target), (b_source, b_target)):
-        refused(a.add_association, "ResourceNotFound", "ValidationException", SourceArn=source,
-                DestinationArn=destination)
+        refused(
+            a.add_association, "ResourceNotFound", "ValidationException", SourceArn=source, DestinationArn=destination
+        )
     refused(a.delete_association, "ResourceNotFound", SourceArn=b_source, DestinationArn=b_target)
     assert a.list_associations(SourceArn=b_source)["AssociationSummaries"] == []
     assert a.list_associations(DestinationArn=b_target)["AssociationSummaries"] == []
     refused(a.query_lineage, "ResourceNotFound", StartArns=[b_source], Direction="Both", IncludeEdges=True)
     # B's graph is whole.
-    assert [s["DestinationArn"] for s in b.list_associations(SourceArn=b_source)["AssociationSummaries"]] == [
-        b_target]
-    assert {v["Arn"] for v in b.query_lineage(StartArns=[b_source], Direction="Both", IncludeEdges=True)[
-        "Vertices"]} == {b_source, b_target}
+    assert [s["DestinationArn"] for s in b.list_associations(SourceArn=b_source)["AssociationSummaries"]] == [b_target]
+    assert {
+        v["Arn"] for v in b.query_lineage(StartArns=[b_source], Direction="Both", IncludeEdges=True)["Vertices"]
+    } == {b_source, b_target}
 
     # Lineage is regional too: from another region, A's own entities are not there.
     elsewhere = as_(A, region="eu-west-1")
@@ -234,8 +254,14 @@ def test_experiments_and_metrics_stay_in_their_account(as_, unique):
     exp_arn = arn_of(B, f"experiment/{b_exp}")
     refused(a.create_trial, *NOT_FOUND, TrialName=unique("planted"), ExperimentName=exp_arn)
     # By ARN (refused by the name pattern where the API takes names only) and by name (A has none of B's).
-    for trial, component in ((b_trial_arn, a_tc), (a_trial, b_tc_arn), (b_trial_arn, b_tc_arn), (b_trial, a_tc),
-                             (a_trial, b_tc), (b_trial, b_tc)):
+    for trial, component in (
+        (b_trial_arn, a_tc),
+        (a_trial, b_tc_arn),
+        (b_trial_arn, b_tc_arn),
+        (b_trial, a_tc),
+        (a_trial, b_tc),
+        (b_trial, b_tc),
+    ):
         refused(a.associate_trial_component, *NOT_FOUND, TrialName=trial, TrialComponentName=component)
     for trial, component in ((b_trial_arn, b_tc_arn), (b_trial, b_tc)):
         refused(a.disassociate_trial_component, *NOT_FOUND, TrialName=trial, TrialComponentName=component)
@@ -248,14 +274,23 @@ def test_experiments_and_metrics_stay_in_their_account(as_, unique):
     datum = [{"MetricName": "loss", "Timestamp": time.time(), "Value": 0.5, "Step": 1}]
     for component in (b_tc_arn, b_tc):
         refused(metrics.batch_put_metrics, *NOT_FOUND, TrialComponentName=component, MetricData=datum)
-    got = metrics.batch_get_metrics(MetricQueries=[{
-        "MetricName": "loss", "ResourceArn": b_tc_arn, "MetricStat": "Avg", "Period": "IterationNumber",
-        "XAxisType": "IterationNumber"}])["MetricQueryResults"][0]
+    got = metrics.batch_get_metrics(
+        MetricQueries=[
+            {
+                "MetricName": "loss",
+                "ResourceArn": b_tc_arn,
+                "MetricStat": "Avg",
+                "Period": "IterationNumber",
+                "XAxisType": "IterationNumber",
+            }
+        ]
+    )["MetricQueryResults"][0]
     assert got["Status"] == "ValidationError" and got["MetricValues"] == []
     # B's experiment, trial and component are as B left them.
     assert [t["TrialName"] for t in b.list_trials(ExperimentName=b_exp)["TrialSummaries"]] == [b_trial]
-    assert [c["TrialComponentName"] for c in b.list_trial_components(TrialName=b_trial)[
-        "TrialComponentSummaries"]] == [b_tc]
+    assert [c["TrialComponentName"] for c in b.list_trial_components(TrialName=b_trial)["TrialComponentSummaries"]] == [
+        b_tc
+    ]
     assert b.describe_trial_component(TrialComponentName=b_tc).get("Metrics") is None
 
     # Positive control: all of it works on A's own.
@@ -269,8 +304,14 @@ def test_experiments_and_metrics_stay_in_their_account(as_, unique):
 
 
 def _package(**extra) -> dict:
-    return {"InferenceSpecification": {"Containers": [{"Image": IMAGE}], "SupportedContentTypes": ["text/csv"],
-                                       "SupportedResponseMIMETypes": ["text/csv"]}, **extra}
+    return {
+        "InferenceSpecification": {
+            "Containers": [{"Image": IMAGE}],
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["text/csv"],
+        },
+        **extra,
+    }
 
 
 def test_registry_is_shared_only_by_the_groups_policy(as_, unique):
@@ -291,22 +332,51 @@ def test_registry_is_shared_only_by_the_groups_policy(as_, unique):
         refused(a.delete_model_package, *denied, ModelPackageName=arn)
     refused(a.delete_model_package_group, *denied, ModelPackageGroupName=group_arn)
     refused(a.get_model_package_group_policy, "ValidationException", ModelPackageGroupName=group_arn)
-    refused(a.put_model_package_group_policy, "ValidationException", ModelPackageGroupName=group_arn,
-            ResourcePolicy=json.dumps({"Version": "2012-10-17", "Statement": [{
-                "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{A.account}:root"},
-                "Action": "sagemaker:*", "Resource": "*"}]}))
-    assert [p["ModelPackageArn"] for p in b.list_model_packages(ModelPackageGroupName=group)[
-        "ModelPackageSummaryList"]] == [version_arn]
+    refused(
+        a.put_model_package_group_policy,
+        "ValidationException",
+        ModelPackageGroupName=group_arn,
+        ResourcePolicy=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"AWS": f"arn:aws:iam::{A.account}:root"},
+                        "Action": "sagemaker:*",
+                        "Resource": "*",
+                    }
+                ],
+            }
+        ),
+    )
+    assert [
+        p["ModelPackageArn"] for p in b.list_model_packages(ModelPackageGroupName=group)["ModelPackageSummaryList"]
+    ] == [version_arn]
     assert b.describe_model_package(ModelPackageName=version_arn)["ModelApprovalStatus"] == "PendingManualApproval"
     refused(b.get_model_package_group_policy, "ValidationException", ModelPackageGroupName=group)  # A put none
 
     # B's policy lets A register and describe versions, and nothing else.
-    b.put_model_package_group_policy(ModelPackageGroupName=group, ResourcePolicy=json.dumps({
-        "Version": "2012-10-17", "Statement": [{
-            "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{A.account}:root"},
-            "Action": ["sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage",
-                       "sagemaker:DescribeModelPackageGroup"],
-            "Resource": [group_arn, group_arn.replace(":model-package-group/", ":model-package/") + "/*"]}]}))
+    b.put_model_package_group_policy(
+        ModelPackageGroupName=group,
+        ResourcePolicy=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"AWS": f"arn:aws:iam::{A.account}:root"},
+                        "Action": [
+                            "sagemaker:CreateModelPackage",
+                            "sagemaker:DescribeModelPackage",
+                            "sagemaker:DescribeModelPackageGroup",
+                        ],
+                        "Resource": [group_arn, group_arn.replace(":model-package-group/", ":model-package/") + "/*"],
+                    }
+                ],
+            }
+        ),
+    )
     shared = a.create_model_package(ModelPackageGroupName=group_arn, **_package())["ModelPackageArn"]
     assert shared.startswith(f"arn:aws:sagemaker:{REGION}:{B.account}:model-package/")
     assert a.describe_model_package(ModelPackageName=version_arn)["ModelPackageArn"] == version_arn
@@ -330,8 +400,9 @@ def test_pipeline_executions_and_callbacks_stay_in_their_account(as_, unique):
     a, b, b_sqs, a_sqs = as_(A), as_(B), as_(B, "sqs"), as_(A, "sqs")
     queue = b_sqs.create_queue(QueueName=unique("b-callbacks"))["QueueUrl"]
     name = unique("b-pipe")
-    pipeline_arn = create_pipeline(b, name, [
-        {"Name": "Ask", "Type": "Callback", "SqsQueueUrl": queue, "Arguments": {}}])
+    pipeline_arn = create_pipeline(
+        b, name, [{"Name": "Ask", "Type": "Callback", "SqsQueueUrl": queue, "Arguments": {}}]
+    )
     execution = start_pipeline(b, name)
     token = json.loads(_receive(b_sqs, queue)["Body"])["token"]
 
@@ -339,23 +410,40 @@ def test_pipeline_executions_and_callbacks_stay_in_their_account(as_, unique):
     refused(a.list_pipeline_execution_steps, "ResourceNotFound", PipelineExecutionArn=execution)
     refused(a.list_pipeline_parameters_for_execution, "ResourceNotFound", PipelineExecutionArn=execution)
     refused(a.describe_pipeline_definition_for_execution, "ResourceNotFound", PipelineExecutionArn=execution)
-    refused(a.update_pipeline_execution, "ResourceNotFound", PipelineExecutionArn=execution,
-            PipelineExecutionDescription="mine now")
-    refused(a.stop_pipeline_execution, "ResourceNotFound", PipelineExecutionArn=execution,
-            ClientRequestToken=str(uuid.uuid4()))
-    refused(a.retry_pipeline_execution, "ResourceNotFound", PipelineExecutionArn=execution,
-            ClientRequestToken=str(uuid.uuid4()))
+    refused(
+        a.update_pipeline_execution,
+        "ResourceNotFound",
+        PipelineExecutionArn=execution,
+        PipelineExecutionDescription="mine now",
+    )
+    refused(
+        a.stop_pipeline_execution,
+        "ResourceNotFound",
+        PipelineExecutionArn=execution,
+        ClientRequestToken=str(uuid.uuid4()),
+    )
+    refused(
+        a.retry_pipeline_execution,
+        "ResourceNotFound",
+        PipelineExecutionArn=execution,
+        ClientRequestToken=str(uuid.uuid4()),
+    )
     refused(a.send_pipeline_execution_step_success, "ValidationException", CallbackToken=token)
     refused(a.send_pipeline_execution_step_failure, "ValidationException", CallbackToken=token)
-    refused(a.start_pipeline_execution, "ResourceNotFound", PipelineName=pipeline_arn,
-            ClientRequestToken=str(uuid.uuid4()))
+    refused(
+        a.start_pipeline_execution, "ResourceNotFound", PipelineName=pipeline_arn, ClientRequestToken=str(uuid.uuid4())
+    )
     refused(a.list_pipeline_executions, "ResourceNotFound", PipelineName=pipeline_arn)
     refused(a.describe_pipeline, "ResourceNotFound", PipelineName=pipeline_arn)
     # A's own pipeline of the same name cannot reuse B's execution's steps (selective execution).
     create_pipeline(a, name, [{"Name": "Ask", "Type": "Callback", "SqsQueueUrl": queue, "Arguments": {}}])
-    refused(a.start_pipeline_execution, "ResourceNotFound", PipelineName=name, ClientRequestToken=str(uuid.uuid4()),
-            SelectiveExecutionConfig={"SourcePipelineExecutionArn": execution,
-                                      "SelectedSteps": [{"StepName": "Ask"}]})
+    refused(
+        a.start_pipeline_execution,
+        "ResourceNotFound",
+        PipelineName=name,
+        ClientRequestToken=str(uuid.uuid4()),
+        SelectiveExecutionConfig={"SourcePipelineExecutionArn": execution, "SelectedSteps": [{"StepName": "Ask"}]},
+    )
 
     # B's execution is untouched, still waiting on its callback, which B answers.
     found = b.describe_pipeline_execution(PipelineExecutionArn=execution)
@@ -402,16 +490,25 @@ def test_sqs_queue_urls_of_another_account_are_not_found(as_, unique):
     # A's own queue cannot make B's queue its dead-letter queue.
     mine = a.create_queue(QueueName=unique("a-queue"))["QueueUrl"]
     b_arn = f"arn:aws:sqs:{REGION}:{B.account}:{queue_name}"
-    refused(a.set_queue_attributes, "InvalidParameterValue", "InvalidAttributeValue", QueueUrl=mine,
-            Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": b_arn, "maxReceiveCount": 1})})
+    refused(
+        a.set_queue_attributes,
+        "InvalidParameterValue",
+        "InvalidAttributeValue",
+        QueueUrl=mine,
+        Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": b_arn, "maxReceiveCount": 1})},
+    )
     # A's receipt handle does not work on... A's queue for B's message, nor B's on A's queue.
     received = b.receive_message(QueueUrl=theirs, WaitTimeSeconds=1, VisibilityTimeout=0)["Messages"][0]
     assert received["Body"] == "b's secret"
     refused(a.delete_message, "ReceiptHandleIsInvalid", QueueUrl=mine, ReceiptHandle=received["ReceiptHandle"])
     refused(a.delete_message, *gone, QueueUrl=theirs, ReceiptHandle=received["ReceiptHandle"])
     # B's message is still there, and nothing was planted.
-    bodies = [m["Body"] for m in until(lambda: b.receive_message(QueueUrl=theirs, WaitTimeSeconds=1,
-                                                                 MaxNumberOfMessages=10).get("Messages"))]
+    bodies = [
+        m["Body"]
+        for m in until(
+            lambda: b.receive_message(QueueUrl=theirs, WaitTimeSeconds=1, MaxNumberOfMessages=10).get("Messages")
+        )
+    ]
     assert bodies == ["b's secret"]
     # Positive control: A uses its own URL.
     a.send_message(QueueUrl=mine, MessageBody="a")
@@ -426,27 +523,56 @@ def test_cloudwatch_metrics_and_alarms_stay_in_their_account(as_, unique):
     namespace = unique("Accounts/Wall")
     now = time.time()
     b.put_metric_data(Namespace=namespace, MetricData=[{"MetricName": "secret", "Value": 42.0, "Timestamp": now}])
-    query = [{"Id": "q", "MetricStat": {"Metric": {"Namespace": namespace, "MetricName": "secret"},
-                                        "Period": 60, "Stat": "Sum"}}]
+    query = [
+        {
+            "Id": "q",
+            "MetricStat": {"Metric": {"Namespace": namespace, "MetricName": "secret"}, "Period": 60, "Stat": "Sum"},
+        }
+    ]
     window = {"StartTime": now - 600, "EndTime": now + 600}
     assert b.get_metric_data(MetricDataQueries=query, **window)["MetricDataResults"][0]["Values"] == [42.0]
     assert a.get_metric_data(MetricDataQueries=query, **window)["MetricDataResults"][0]["Values"] == []
-    refused(a.get_metric_data, "InvalidParameterValue", "InvalidParameterCombination", "ValidationError",
-            "NotSupported", "UnsupportedOperation",
-            MetricDataQueries=[{**query[0], "AccountId": B.account}], **window)
-    assert a.get_metric_statistics(Namespace=namespace, MetricName="secret", Period=60, Statistics=["Sum"],
-                                   **window)["Datapoints"] == []
+    refused(
+        a.get_metric_data,
+        "InvalidParameterValue",
+        "InvalidParameterCombination",
+        "ValidationError",
+        "NotSupported",
+        "UnsupportedOperation",
+        MetricDataQueries=[{**query[0], "AccountId": B.account}],
+        **window,
+    )
+    assert (
+        a.get_metric_statistics(Namespace=namespace, MetricName="secret", Period=60, Statistics=["Sum"], **window)[
+            "Datapoints"
+        ]
+        == []
+    )
     assert a.list_metrics(Namespace=namespace)["Metrics"] == []
 
     alarm = unique("b-alarm")
-    b.put_metric_alarm(AlarmName=alarm, Namespace=namespace, MetricName="secret", Statistic="Sum", Period=60,
-                       EvaluationPeriods=1, Threshold=1.0, ComparisonOperator="GreaterThanThreshold")
+    b.put_metric_alarm(
+        AlarmName=alarm,
+        Namespace=namespace,
+        MetricName="secret",
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=1.0,
+        ComparisonOperator="GreaterThanThreshold",
+    )
     alarm_arn = f"arn:aws:cloudwatch:{REGION}:{B.account}:alarm:{alarm}"
     refused(a.tag_resource, "ResourceNotFoundException", ResourceARN=alarm_arn, Tags=[{"Key": "k", "Value": "v"}])
     refused(a.list_tags_for_resource, "ResourceNotFoundException", ResourceARN=alarm_arn)
     refused(a.delete_alarms, "ResourceNotFound", "ResourceNotFoundException", AlarmNames=[alarm])
-    refused(a.set_alarm_state, "ResourceNotFound", "ResourceNotFoundException", AlarmName=alarm,
-            StateValue="OK", StateReason="mine")
+    refused(
+        a.set_alarm_state,
+        "ResourceNotFound",
+        "ResourceNotFoundException",
+        AlarmName=alarm,
+        StateValue="OK",
+        StateReason="mine",
+    )
     assert a.describe_alarms(AlarmNames=[alarm])["MetricAlarms"] == []
     assert [x["AlarmName"] for x in b.describe_alarms(AlarmNames=[alarm])["MetricAlarms"]] == [alarm]
     assert b.list_tags_for_resource(ResourceARN=alarm_arn)["Tags"] == []
@@ -470,12 +596,14 @@ def test_feature_store_runtime_reaches_only_its_own_groups(as_, unique):
     for group in (name, theirs):
         refused(a_rt.get_record, *missing, FeatureGroupName=group, RecordIdentifierValueAsString="1")
         refused(a_rt.put_record, *missing, FeatureGroupName=group, Record=record(id="1", et="9.0", v="planted"))
-        refused(a_rt.delete_record, *missing, FeatureGroupName=group, RecordIdentifierValueAsString="1",
-                EventTime="9.0")
+        refused(
+            a_rt.delete_record, *missing, FeatureGroupName=group, RecordIdentifierValueAsString="1", EventTime="9.0"
+        )
     batch = a_rt.batch_get_record(Identifiers=[{"FeatureGroupName": theirs, "RecordIdentifiersValueAsString": ["1"]}])
     assert batch["Records"] == [] and (batch["Errors"] or batch["UnprocessedIdentifiers"])
-    written = a_rt.batch_write_record(Entries=[{"FeatureGroupName": theirs, "Record": record(id="1", et="9.0",
-                                                                                           v="planted")}])
+    written = a_rt.batch_write_record(
+        Entries=[{"FeatureGroupName": theirs, "Record": record(id="1", et="9.0", v="planted")}]
+    )
     assert written["Errors"] or written["UnprocessedEntries"]
     # A's group with B's name: A's ARN spelled with another region or resource type names nothing.
     create_group(a, name, {"id": "String", "et": "Fractional", "v": "String"})
@@ -499,19 +627,25 @@ def test_athena_query_ids_of_another_account_are_not_found(as_, unique):
     a, b = as_(A, "athena"), as_(B, "athena")
     bucket = unique("b-athena")
     as_(B, "s3").create_bucket(Bucket=bucket)
-    query_id = b.start_query_execution(QueryString="SELECT 42 AS answer",
-                                       ResultConfiguration={"OutputLocation": f"s3://{bucket}/out/"})[
-        "QueryExecutionId"]
-    state = until(lambda: b.get_query_execution(QueryExecutionId=query_id)["QueryExecution"]["Status"]["State"]
-                  not in ("QUEUED", "RUNNING") and
-                  b.get_query_execution(QueryExecutionId=query_id)["QueryExecution"]["Status"]["State"], 30)
+    query_id = b.start_query_execution(
+        QueryString="SELECT 42 AS answer", ResultConfiguration={"OutputLocation": f"s3://{bucket}/out/"}
+    )["QueryExecutionId"]
+    state = until(
+        lambda: (
+            b.get_query_execution(QueryExecutionId=query_id)["QueryExecution"]["Status"]["State"]
+            not in ("QUEUED", "RUNNING")
+            and b.get_query_execution(QueryExecutionId=query_id)["QueryExecution"]["Status"]["State"]
+        ),
+        30,
+    )
     assert state == "SUCCEEDED"
 
     for call in (a.get_query_execution, a.get_query_results, a.stop_query_execution):
         refused(call, "InvalidRequestException", QueryExecutionId=query_id)
     # Query ids are regional: B's own id from another region is not found.
-    refused(as_(B, "athena", region="eu-west-1").get_query_execution, "InvalidRequestException",
-            QueryExecutionId=query_id)
+    refused(
+        as_(B, "athena", region="eu-west-1").get_query_execution, "InvalidRequestException", QueryExecutionId=query_id
+    )
     # Positive control: B reads its own results.
     rows = b.get_query_results(QueryExecutionId=query_id)["ResultSet"]["Rows"]
     assert rows[-1]["Data"][0]["VarCharValue"] == "42"
@@ -521,20 +655,28 @@ def test_athena_query_ids_of_another_account_are_not_found(as_, unique):
 
 
 def _model(sm, s3, who, name: str, bucket: str) -> None:
-    s3.put_object(Bucket=bucket, Key=f"{name}.tar.gz",
-                  Body=tar_gz({"owner": who.account.encode(), "code/inference.py": MODEL_CODE}))
-    sm.create_model(ModelName=name, ExecutionRoleArn=ROLE.format(account=who.account),
-                    PrimaryContainer={"Image": IMAGE, "ModelDataUrl": f"s3://{bucket}/{name}.tar.gz"})
+    s3.put_object(
+        Bucket=bucket,
+        Key=f"{name}.tar.gz",
+        Body=tar_gz({"owner": who.account.encode(), "code/inference.py": MODEL_CODE}),
+    )
+    sm.create_model(
+        ModelName=name,
+        ExecutionRoleArn=ROLE.format(account=who.account),
+        PrimaryContainer={"Image": IMAGE, "ModelDataUrl": f"s3://{bucket}/{name}.tar.gz"},
+    )
 
 
 def _variant(model: str) -> list[dict]:
-    return [{"VariantName": "AllTraffic", "ModelName": model, "InstanceType": "ml.m5.large",
-             "InitialInstanceCount": 1}]
+    return [{"VariantName": "AllTraffic", "ModelName": model, "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}]
 
 
 def _in_service(sm, name: str) -> dict:
-    return until(lambda: (d := sm.describe_endpoint(EndpointName=name))["EndpointStatus"] in ("InService", "Failed")
-                 and d, 120, f"endpoint {name}")
+    return until(
+        lambda: (d := sm.describe_endpoint(EndpointName=name))["EndpointStatus"] in ("InService", "Failed") and d,
+        120,
+        f"endpoint {name}",
+    )
 
 
 def test_hosting_and_runtime_reach_only_their_own_models_and_endpoints(as_, unique):
@@ -548,29 +690,48 @@ def test_hosting_and_runtime_reach_only_their_own_models_and_endpoints(as_, uniq
     assert _in_service(b, endpoint)["EndpointStatus"] == "InService"
 
     for reference in (model, arn_of(B, f"model/{model}")):
-        refused(a.create_endpoint_config, "ValidationException", EndpointConfigName=unique("a-config"),
-                ProductionVariants=_variant(reference))
-        refused(a.create_transform_job, *NOT_FOUND, TransformJobName=unique("a-transform"), ModelName=reference,
-                TransformInput={"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix",
-                                                                "S3Uri": f"s3://{bucket}/in"}}},
-                TransformOutput={"S3OutputPath": f"s3://{bucket}/out"},
-                TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 1})
+        refused(
+            a.create_endpoint_config,
+            "ValidationException",
+            EndpointConfigName=unique("a-config"),
+            ProductionVariants=_variant(reference),
+        )
+        refused(
+            a.create_transform_job,
+            *NOT_FOUND,
+            TransformJobName=unique("a-transform"),
+            ModelName=reference,
+            TransformInput={"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{bucket}/in"}}},
+            TransformOutput={"S3OutputPath": f"s3://{bucket}/out"},
+            TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 1},
+        )
         refused(a.describe_model, "ValidationException", ModelName=reference)
         refused(a.delete_model, "ValidationException", ModelName=reference)
     for reference in (config, arn_of(B, f"endpoint-config/{config}")):
-        refused(a.create_endpoint, "ValidationException", EndpointName=unique("a-endpoint"),
-                EndpointConfigName=reference)
+        refused(
+            a.create_endpoint, "ValidationException", EndpointName=unique("a-endpoint"), EndpointConfigName=reference
+        )
         refused(a.delete_endpoint_config, "ValidationException", EndpointConfigName=reference)
     endpoint_arn = arn_of(B, f"endpoint/{endpoint}")
     for reference in (endpoint, endpoint_arn):
         refused(a.describe_endpoint, "ValidationException", EndpointName=reference)
         refused(a.update_endpoint, "ValidationException", EndpointName=reference, EndpointConfigName=config)
-        refused(a.update_endpoint_weights_and_capacities, "ValidationException", EndpointName=reference,
-                DesiredWeightsAndCapacities=[{"VariantName": "AllTraffic", "DesiredWeight": 0.0}])
+        refused(
+            a.update_endpoint_weights_and_capacities,
+            "ValidationException",
+            EndpointName=reference,
+            DesiredWeightsAndCapacities=[{"VariantName": "AllTraffic", "DesiredWeight": 0.0}],
+        )
         refused(a.delete_endpoint, "ValidationException", EndpointName=reference)
     runtime = as_(A, "sagemaker-runtime")
-    refused(runtime.invoke_endpoint, "ValidationError", "ValidationException", EndpointName=endpoint,
-            Body=b"x", ContentType="text/plain")
+    refused(
+        runtime.invoke_endpoint,
+        "ValidationError",
+        "ValidationException",
+        EndpointName=endpoint,
+        Body=b"x",
+        ContentType="text/plain",
+    )
     # A's endpoint log group of B's endpoint name is A's own (absent), never B's.
     logs = as_(A, "logs")
     group_arn = f"arn:aws:logs:{REGION}:{B.account}:log-group:/aws/sagemaker/Endpoints/{endpoint}"
@@ -599,11 +760,12 @@ def test_jobs_and_their_logs_stay_in_their_account(as_, unique):
     as_(B, "s3").create_bucket(Bucket=bucket)
     job = unique("b-processing")
     b.create_processing_job(
-        ProcessingJobName=job, RoleArn=ROLE.format(account=B.account),
-        ProcessingResources={"ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large",
-                                               "VolumeSizeInGB": 1}},
+        ProcessingJobName=job,
+        RoleArn=ROLE.format(account=B.account),
+        ProcessingResources={"ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 1}},
         AppSpecification={"ImageUri": IMAGE, "ContainerEntrypoint": entrypoint(SLEEPER)},
-        StoppingCondition={"MaxRuntimeInSeconds": 300})
+        StoppingCondition={"MaxRuntimeInSeconds": 300},
+    )
     group = "/aws/sagemaker/ProcessingJobs"
 
     def b_streams():
@@ -613,8 +775,13 @@ def test_jobs_and_their_logs_stay_in_their_account(as_, unique):
             return None
 
     stream = until(b_streams, 60, "B's job log stream")[0]["logStreamName"]
-    until(lambda: any("working" in e["message"] for e in b_logs.get_log_events(
-        logGroupName=group, logStreamName=stream)["events"]), 60, "B's job output")
+    until(
+        lambda: any(
+            "working" in e["message"] for e in b_logs.get_log_events(logGroupName=group, logStreamName=stream)["events"]
+        ),
+        60,
+        "B's job output",
+    )
 
     job_arn = arn_of(B, f"processing-job/{job}")
     for reference in (job, job_arn):
@@ -624,8 +791,13 @@ def test_jobs_and_their_logs_stay_in_their_account(as_, unique):
     group_arn = f"arn:aws:logs:{REGION}:{B.account}:log-group:{group}"
     refused(a_logs.get_log_events, "ResourceNotFoundException", logGroupIdentifier=group_arn, logStreamName=stream)
     refused(a_logs.filter_log_events, "ResourceNotFoundException", logGroupIdentifier=group_arn)
-    refused(a_logs.put_log_events, "ResourceNotFoundException", logGroupName=group,
-            logStreamName=stream, logEvents=[{"timestamp": int(time.time() * 1000), "message": "planted"}])
+    refused(
+        a_logs.put_log_events,
+        "ResourceNotFoundException",
+        logGroupName=group,
+        logStreamName=stream,
+        logEvents=[{"timestamp": int(time.time() * 1000), "message": "planted"}],
+    )
     try:  # by name, A's group of that name is A's own: it never holds B's streams
         a_streams = a_logs.describe_log_streams(logGroupName=group, logStreamNamePrefix=job)["logStreams"]
     except ClientError as err:
@@ -636,8 +808,15 @@ def test_jobs_and_their_logs_stay_in_their_account(as_, unique):
     assert a_jobs == []
     # B's job is running still; B (positive control) reads its logs and stops it.
     assert b.describe_processing_job(ProcessingJobName=job)["ProcessingJobStatus"] == "InProgress"
-    assert not any("planted" in e["message"] for e in b_logs.get_log_events(
-        logGroupName=group, logStreamName=stream)["events"])
+    assert not any(
+        "planted" in e["message"] for e in b_logs.get_log_events(logGroupName=group, logStreamName=stream)["events"]
+    )
     b.stop_processing_job(ProcessingJobName=job)
-    assert until(lambda: b.describe_processing_job(ProcessingJobName=job)["ProcessingJobStatus"] in (
-        "Stopped", "Completed", "Failed") and True, 60)
+    assert until(
+        lambda: (
+            b.describe_processing_job(ProcessingJobName=job)["ProcessingJobStatus"]
+            in ("Stopped", "Completed", "Failed")
+            and True
+        ),
+        60,
+    )

@@ -16,9 +16,9 @@ import duckdb
 import pyarrow as pa
 import pytest
 from botocore.exceptions import ClientError
-from support.featurestore import create_group, record, wait_for_query
 
 from selfmaker.aws.athena_sql import Sandbox, sandboxed_duckdb
+from support.featurestore import create_group, record, wait_for_query
 
 pytestmark = pytest.mark.both_databases  # bucket ownership lives in the metadata database
 
@@ -30,8 +30,9 @@ SECRET_MARK = A.secret  # whatever leaks the credentials file leaks this
 @pytest.fixture(scope="module")
 def credentials_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("athena-auth") / "credentials.ini"
-    path.write_text("".join(f"[{who.key}]\nsecret_access_key = {who.secret}\naccount_id = {who.account}\n\n"
-                            for who in (A, B)))
+    path.write_text(
+        "".join(f"[{who.key}]\nsecret_access_key = {who.secret}\naccount_id = {who.account}\n\n" for who in (A, B))
+    )
     return path
 
 
@@ -64,8 +65,9 @@ def output_of(who, buckets) -> str:
 
 
 def start(athena, sql: str, output: str, database: str = "default") -> str:
-    return athena.start_query_execution(QueryString=sql, QueryExecutionContext={"Database": database},
-                                        ResultConfiguration={"OutputLocation": output})["QueryExecutionId"]
+    return athena.start_query_execution(
+        QueryString=sql, QueryExecutionContext={"Database": database}, ResultConfiguration={"OutputLocation": output}
+    )["QueryExecutionId"]
 
 
 def wait(athena, qid: str) -> dict:
@@ -111,22 +113,24 @@ def test_host_files_cannot_be_read_through_any_table_function(as_, buckets, cred
     output = output_of(A, buckets)
     before = keys_in(s3, buckets[A.account])
     for path in ("/etc/passwd", str(credentials_file)):
-        for sql in (f"SELECT * FROM read_text('{path}')",
-                    f"SELECT * FROM read_blob('{path}')",
-                    f"SELECT * FROM read_csv('{path}')",
-                    f"SELECT * FROM read_csv_auto('{path}', header = false)",
-                    f"SELECT * FROM read_parquet('{path}')",
-                    f"SELECT * FROM read_json_objects('{path}')",
-                    f"SELECT * FROM sniff_csv('{path}')",
-                    f"SELECT * FROM glob('{path}')",
-                    f"SELECT * FROM '{path}'",
-                    f"SELECT * FROM \"{path}\"",
-                    f"SELECT * FROM TABLE(read_text('{path}'))",
-                    f"SELECT (SELECT content FROM read_text('{path}')) AS c",
-                    f"SELECT x.* FROM (VALUES (1)) AS t(a), LATERAL read_text('{path}') AS x",
-                    # A CTE of the same name must not let the real table function through.
-                    f"WITH read_text AS (SELECT 1 AS content) SELECT * FROM read_text('{path}')",
-                    f"SELECT * FROM query('SELECT * FROM read_text(''{path}'')')"):
+        for sql in (
+            f"SELECT * FROM read_text('{path}')",
+            f"SELECT * FROM read_blob('{path}')",
+            f"SELECT * FROM read_csv('{path}')",
+            f"SELECT * FROM read_csv_auto('{path}', header = false)",
+            f"SELECT * FROM read_parquet('{path}')",
+            f"SELECT * FROM read_json_objects('{path}')",
+            f"SELECT * FROM sniff_csv('{path}')",
+            f"SELECT * FROM glob('{path}')",
+            f"SELECT * FROM '{path}'",
+            f'SELECT * FROM "{path}"',
+            f"SELECT * FROM TABLE(read_text('{path}'))",
+            f"SELECT (SELECT content FROM read_text('{path}')) AS c",
+            f"SELECT x.* FROM (VALUES (1)) AS t(a), LATERAL read_text('{path}') AS x",
+            # A CTE of the same name must not let the real table function through.
+            f"WITH read_text AS (SELECT 1 AS content) SELECT * FROM read_text('{path}')",
+            f"SELECT * FROM query('SELECT * FROM read_text(''{path}'')')",
+        ):
             reason = blocked(athena, sql, output)
             assert "root:" not in reason and SECRET_MARK not in reason, reason
     # Nothing was written for any of them: no result holds a file's content.
@@ -135,9 +139,14 @@ def test_host_files_cannot_be_read_through_any_table_function(as_, buckets, cred
 
 def test_engine_settings_and_environment_cannot_be_read(as_, buckets):
     athena = as_(A)
-    for sql in ("SELECT current_setting('home_directory')", "SELECT getenv('HOME')",
-                "SELECT * FROM duckdb_settings()", "SELECT * FROM duckdb_secrets()",
-                "SELECT * FROM duckdb_extensions()", "SELECT * FROM which_secret('s3://x', 's3')"):
+    for sql in (
+        "SELECT current_setting('home_directory')",
+        "SELECT getenv('HOME')",
+        "SELECT * FROM duckdb_settings()",
+        "SELECT * FROM duckdb_secrets()",
+        "SELECT * FROM duckdb_extensions()",
+        "SELECT * FROM which_secret('s3://x', 's3')",
+    ):
         assert "not registered" in blocked(athena, sql, output_of(A, buckets)), sql
 
 
@@ -155,34 +164,37 @@ def test_copy_and_export_to_host_paths_are_refused_and_write_nothing(as_, bucket
     assert not target.exists() and not (tmp_path / "dump").exists()
 
 
-@pytest.mark.parametrize("sql, kind", [
-    ("INSTALL httpfs", "INSTALL"),
-    ("LOAD httpfs", "LOAD"),
-    ("LOAD '/tmp/evil.duckdb_extension'", "LOAD"),
-    ("SET enable_external_access = true", "SET"),
-    ("SET lock_configuration = false", "SET"),
-    ("RESET enable_external_access", "RESET"),
-    ("PRAGMA enable_profiling", "PRAGMA"),
-    ("ATTACH '/tmp/athena-pwned.db' AS pwned", "ATTACH"),
-    ("CALL pragma_version()", "CALL"),
-    ("INSERT INTO t VALUES (1)", "INSERT"),
-    ("UPDATE t SET a = 1", "UPDATE"),
-    ("DELETE FROM t", "DELETE"),
-    ("CREATE TABLE t2 AS SELECT 1 AS a", "CREATE TABLE AS"),
-    ("CREATE VIEW v AS SELECT 1 AS a", "CREATE VIEW"),
-    ("CREATE MACRO m() AS 1", "CREATE"),
-    ("CREATE SECRET s (TYPE s3, KEY_ID 'k', SECRET 's')", "CREATE"),
-    ("ALTER TABLE t ADD COLUMNS (b int)", "ALTER"),
-    ("EXPLAIN SELECT 1", "EXPLAIN"),
-    ("DESCRIBE t", "DESCRIBE"),
-    ("SHOW TABLES", "SHOW"),
-    ("USE other", "USE"),
-    ("CHECKPOINT", "CHECKPOINT"),
-    ("IMPORT DATABASE '/tmp'", "IMPORT"),
-    # A comment in front does not hide the statement's kind (no first-word decisions).
-    ("/* a harmless comment */ COPY (SELECT 1) TO '/tmp/athena-pwned.csv'", "COPY"),
-    ("-- SELECT\nINSERT INTO t VALUES (1)", "INSERT"),
-])
+@pytest.mark.parametrize(
+    "sql, kind",
+    [
+        ("INSTALL httpfs", "INSTALL"),
+        ("LOAD httpfs", "LOAD"),
+        ("LOAD '/tmp/evil.duckdb_extension'", "LOAD"),
+        ("SET enable_external_access = true", "SET"),
+        ("SET lock_configuration = false", "SET"),
+        ("RESET enable_external_access", "RESET"),
+        ("PRAGMA enable_profiling", "PRAGMA"),
+        ("ATTACH '/tmp/athena-pwned.db' AS pwned", "ATTACH"),
+        ("CALL pragma_version()", "CALL"),
+        ("INSERT INTO t VALUES (1)", "INSERT"),
+        ("UPDATE t SET a = 1", "UPDATE"),
+        ("DELETE FROM t", "DELETE"),
+        ("CREATE TABLE t2 AS SELECT 1 AS a", "CREATE TABLE AS"),
+        ("CREATE VIEW v AS SELECT 1 AS a", "CREATE VIEW"),
+        ("CREATE MACRO m() AS 1", "CREATE"),
+        ("CREATE SECRET s (TYPE s3, KEY_ID 'k', SECRET 's')", "CREATE"),
+        ("ALTER TABLE t ADD COLUMNS (b int)", "ALTER"),
+        ("EXPLAIN SELECT 1", "EXPLAIN"),
+        ("DESCRIBE t", "DESCRIBE"),
+        ("SHOW TABLES", "SHOW"),
+        ("USE other", "USE"),
+        ("CHECKPOINT", "CHECKPOINT"),
+        ("IMPORT DATABASE '/tmp'", "IMPORT"),
+        # A comment in front does not hide the statement's kind (no first-word decisions).
+        ("/* a harmless comment */ COPY (SELECT 1) TO '/tmp/athena-pwned.csv'", "COPY"),
+        ("-- SELECT\nINSERT INTO t VALUES (1)", "INSERT"),
+    ],
+)
 def test_statements_other_than_queries_and_table_ddl_are_refused(as_, buckets, sql, kind):
     message = refusal(as_(A), sql, output_of(A, buckets))
     assert message.startswith(kind), message
@@ -190,8 +202,12 @@ def test_statements_other_than_queries_and_table_ddl_are_refused(as_, buckets, s
 
 def test_several_statements_in_one_string_are_refused(as_, buckets, tmp_path):
     athena = as_(A)
-    for sql in ("SELECT 1; SELECT 2", f"SELECT 1; COPY (SELECT 1) TO '{tmp_path / 'x.csv'}'",
-                "SELECT 1;\nSET enable_external_access = true", "SELECT 1 AS a; DROP TABLE t"):
+    for sql in (
+        "SELECT 1; SELECT 2",
+        f"SELECT 1; COPY (SELECT 1) TO '{tmp_path / 'x.csv'}'",
+        "SELECT 1;\nSET enable_external_access = true",
+        "SELECT 1 AS a; DROP TABLE t",
+    ):
         assert refusal(athena, sql, output_of(A, buckets)).startswith("Only one sql statement is allowed"), sql
     assert not (tmp_path / "x.csv").exists()
     # A trailing semicolon, or one inside a comment or a string, is still one statement.
@@ -233,10 +249,11 @@ def test_table_location_must_be_the_callers_bucket(as_, buckets, unique):
     prefix = unique("private")
     s3_b.put_object(Bucket=buckets[B.account], Key=f"{prefix}/part.csv", Body=b"b-secret,1\n")
     table = prefix.replace("-", "_")
-    for ddl in (f"CREATE EXTERNAL TABLE {table} (s STRING, n BIGINT) ROW FORMAT SERDE "
-                f"'org.apache.hadoop.hive.serde2.OpenCSVSerde' LOCATION 's3://{buckets[B.account]}/{prefix}/'",
-                f"CREATE EXTERNAL TABLE {table} (s STRING) STORED AS PARQUET "
-                f"LOCATION 's3://{buckets[B.account]}/{prefix}'"):
+    for ddl in (
+        f"CREATE EXTERNAL TABLE {table} (s STRING, n BIGINT) ROW FORMAT SERDE "
+        f"'org.apache.hadoop.hive.serde2.OpenCSVSerde' LOCATION 's3://{buckets[B.account]}/{prefix}/'",
+        f"CREATE EXTERNAL TABLE {table} (s STRING) STORED AS PARQUET LOCATION 's3://{buckets[B.account]}/{prefix}'",
+    ):
         message = refusal(athena, ddl, output_of(A, buckets))
         assert "another account" in message and buckets[B.account] in message, message
     assert "does not exist" in blocked(athena, f"SELECT * FROM {table}", output_of(A, buckets))
@@ -246,9 +263,15 @@ def test_a_table_whose_bucket_changed_hands_is_not_read(as_, buckets, unique):
     """LOCATION in a bucket that did not exist at CREATE, then made by the other account: checked at use."""
     athena, s3_b = as_(A), as_(B, "s3")
     bucket, table = unique("athena-later"), unique("later").replace("-", "_")
-    ddl = wait(athena, start(athena, f"CREATE EXTERNAL TABLE {table} (s STRING) ROW FORMAT SERDE "
-                                     f"'org.apache.hadoop.hive.serde2.OpenCSVSerde' LOCATION 's3://{bucket}/data'",
-                             output_of(A, buckets)))
+    ddl = wait(
+        athena,
+        start(
+            athena,
+            f"CREATE EXTERNAL TABLE {table} (s STRING) ROW FORMAT SERDE "
+            f"'org.apache.hadoop.hive.serde2.OpenCSVSerde' LOCATION 's3://{bucket}/data'",
+            output_of(A, buckets),
+        ),
+    )
     assert ddl["Status"]["State"] == "SUCCEEDED", ddl["Status"]
     s3_b.create_bucket(Bucket=bucket)
     s3_b.put_object(Bucket=bucket, Key="data/part.csv", Body=b"b-secret\n")
@@ -261,8 +284,13 @@ def test_a_feature_group_whose_bucket_changed_hands_is_not_read(as_, buckets, un
     sm, athena, s3_a, s3_b = as_(A, "sagemaker"), as_(A), as_(A, "s3"), as_(B, "s3")
     name, bucket = unique("fglater"), unique("athena-fg-later")
     s3_a.create_bucket(Bucket=bucket)
-    group = create_group(sm, name, {"id": "String", "et": "Fractional"}, offline=f"s3://{bucket}/fg",
-                         RoleArn=f"arn:aws:iam::{A.account}:role/R")
+    group = create_group(
+        sm,
+        name,
+        {"id": "String", "et": "Fractional"},
+        offline=f"s3://{bucket}/fg",
+        RoleArn=f"arn:aws:iam::{A.account}:role/R",
+    )
     assert group["FeatureGroupStatus"] == "Created", group
     for key in keys_in(s3_a, bucket):
         s3_a.delete_object(Bucket=bucket, Key=key)
@@ -282,24 +310,34 @@ def test_a_feature_group_whose_bucket_changed_hands_is_not_read(as_, buckets, un
 def test_feature_store_and_external_tables_still_work_per_account(as_, buckets, unique):
     sm, rt, athena = as_(A, "sagemaker"), as_(A, "sagemaker-featurestore-runtime"), as_(A)
     name = unique("fgsafe")
-    group = create_group(sm, name, {"id": "String", "et": "Fractional", "n": "Integral"},
-                         offline=f"s3://{buckets[A.account]}/fg", RoleArn=f"arn:aws:iam::{A.account}:role/R")
+    group = create_group(
+        sm,
+        name,
+        {"id": "String", "et": "Fractional", "n": "Integral"},
+        offline=f"s3://{buckets[A.account]}/fg",
+        RoleArn=f"arn:aws:iam::{A.account}:role/R",
+    )
     table = group["OfflineStoreConfig"]["DataCatalogConfig"]["TableName"]
     rt.put_record(FeatureGroupName=name, Record=record(id="r1", et=1700000000, n=7))
-    qid = start(athena, f'SELECT id, n FROM "{table}" WHERE NOT is_deleted', output_of(A, buckets),
-                database="sagemaker_featurestore")
+    qid = start(
+        athena,
+        f'SELECT id, n FROM "{table}" WHERE NOT is_deleted',
+        output_of(A, buckets),
+        database="sagemaker_featurestore",
+    )
     assert wait(athena, qid)["Status"]["State"] == "SUCCEEDED"
     assert rows_of(athena, qid) == [["id", "n"], ["r1", "7"]]
     # The other account does not see the table at all.
-    assert "does not exist" in blocked(as_(B), f'SELECT * FROM sagemaker_featurestore."{table}"',
-                                       output_of(B, buckets))
+    assert "does not exist" in blocked(as_(B), f'SELECT * FROM sagemaker_featurestore."{table}"', output_of(B, buckets))
 
     prefix = unique("ext")
     as_(A, "s3").put_object(Bucket=buckets[A.account], Key=f"{prefix}/p.csv", Body=b"x,1\n")
     ext = prefix.replace("-", "_")
     # A column name with a double quote stays a name, never SQL.
-    ddl = (f"CREATE EXTERNAL TABLE {ext} (`s\"x` STRING, n BIGINT) ROW FORMAT SERDE "
-           f"'org.apache.hadoop.hive.serde2.OpenCSVSerde' LOCATION 's3://{buckets[A.account]}/{prefix}/'")
+    ddl = (
+        f'CREATE EXTERNAL TABLE {ext} (`s"x` STRING, n BIGINT) ROW FORMAT SERDE '
+        f"'org.apache.hadoop.hive.serde2.OpenCSVSerde' LOCATION 's3://{buckets[A.account]}/{prefix}/'"
+    )
     assert wait(athena, start(athena, ddl, output_of(A, buckets)))["Status"]["State"] == "SUCCEEDED"
     qid = start(athena, f"SELECT * FROM {ext}", output_of(A, buckets))
     assert wait(athena, qid)["Status"]["State"] == "SUCCEEDED"
@@ -318,37 +356,40 @@ def locked():
     con.close()
 
 
-@pytest.mark.parametrize("sql", [
-    "SELECT * FROM read_text('/etc/passwd')",
-    "SELECT * FROM read_blob('/etc/passwd')",
-    "SELECT * FROM read_csv('/etc/passwd')",
-    "SELECT * FROM read_csv_auto('/etc/passwd')",
-    "SELECT * FROM read_parquet('/etc/passwd')",
-    "SELECT * FROM read_json_objects('/etc/passwd')",
-    "SELECT * FROM glob('/etc/*')",
-    "SELECT * FROM read_csv('https://example.com/x.csv')",
-    "SELECT * FROM read_parquet('s3://bucket/x.parquet')",
-    "ATTACH '/tmp/athena-sandbox-pwned.db' AS pwned",
-    "IMPORT DATABASE '/etc'",
-    "INSTALL httpfs",
-    "LOAD httpfs",
-    "LOAD '/tmp/evil.duckdb_extension'",
-    "CREATE SECRET s (TYPE s3, KEY_ID 'k', SECRET 's')",
-    "SELECT getenv('HOME')",
-    "SET enable_external_access = true",
-    "SET GLOBAL enable_external_access = true",
-    "RESET enable_external_access",
-    "PRAGMA enable_external_access = true",
-    "SET lock_configuration = false",
-    "SET GLOBAL lock_configuration = false",
-    "SET autoinstall_known_extensions = true",
-    "SET autoload_known_extensions = true",
-    "SET allow_unsigned_extensions = true",
-    "SET python_enable_replacements = true",
-    "SET temp_directory = '/tmp'",
-    "SET allowed_directories = ['/']",
-    "SET TimeZone = 'America/New_York'",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT * FROM read_text('/etc/passwd')",
+        "SELECT * FROM read_blob('/etc/passwd')",
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "SELECT * FROM read_csv_auto('/etc/passwd')",
+        "SELECT * FROM read_parquet('/etc/passwd')",
+        "SELECT * FROM read_json_objects('/etc/passwd')",
+        "SELECT * FROM glob('/etc/*')",
+        "SELECT * FROM read_csv('https://example.com/x.csv')",
+        "SELECT * FROM read_parquet('s3://bucket/x.parquet')",
+        "ATTACH '/tmp/athena-sandbox-pwned.db' AS pwned",
+        "IMPORT DATABASE '/etc'",
+        "INSTALL httpfs",
+        "LOAD httpfs",
+        "LOAD '/tmp/evil.duckdb_extension'",
+        "CREATE SECRET s (TYPE s3, KEY_ID 'k', SECRET 's')",
+        "SELECT getenv('HOME')",
+        "SET enable_external_access = true",
+        "SET GLOBAL enable_external_access = true",
+        "RESET enable_external_access",
+        "PRAGMA enable_external_access = true",
+        "SET lock_configuration = false",
+        "SET GLOBAL lock_configuration = false",
+        "SET autoinstall_known_extensions = true",
+        "SET autoload_known_extensions = true",
+        "SET allow_unsigned_extensions = true",
+        "SET python_enable_replacements = true",
+        "SET temp_directory = '/tmp'",
+        "SET allowed_directories = ['/']",
+        "SET TimeZone = 'America/New_York'",
+    ],
+)
 def test_the_locked_duckdb_refuses_on_its_own(locked, sql):
     with pytest.raises(duckdb.Error):
         locked.cursor().execute(sql).fetchall()

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import pytest
 from botocore.exceptions import ClientError
 
-from support.jobs import SKLEARN_IMAGE, ROLE, log_lines, processing_request, s3_input, s3_output, wait
+from support.jobs import ROLE, SKLEARN_IMAGE, log_lines, processing_request, s3_input, s3_output, wait
 
 SECRET = "host-secret-7c1f-never-in-a-bucket"
 KEY = "AKIAJOBFILES00000001"
@@ -39,8 +39,11 @@ def host(make_server, tmp_path_factory):
     (allowed / "leak").symlink_to(credentials)
     srv = make_server("job-files", ["--credentials-file", str(credentials), "--allow-local-path", str(allowed)])
     srv.start()
-    targets = {"credentials": str(credentials), "database": str(srv.data_dir / "metadata.db"),
-               "data_dir": str(srv.data_dir)}
+    targets = {
+        "credentials": str(credentials),
+        "database": str(srv.data_dir / "metadata.db"),
+        "data_dir": str(srv.data_dir),
+    }
     return SimpleNamespace(server=srv, allowed=allowed, targets=targets)
 
 
@@ -57,8 +60,10 @@ def sm(client, host):
 def script_input(s3, bucket: str, name: str, script: str) -> tuple[list[str], dict]:
     """The entrypoint running ``script`` and the input bringing it to /opt/ml/processing/code/."""
     s3.put_object(Bucket=bucket, Key=f"code/{name}.py", Body=textwrap.dedent(script).encode())
-    return (["python3", f"/opt/ml/processing/code/{name}.py"],
-            s3_input("code", f"s3://{bucket}/code/{name}.py", "/opt/ml/processing/code"))
+    return (
+        ["python3", f"/opt/ml/processing/code/{name}.py"],
+        s3_input("code", f"s3://{bucket}/code/{name}.py", "/opt/ml/processing/code"),
+    )
 
 
 def objects_under(s3, bucket: str, prefix: str = "") -> dict[str, bytes]:
@@ -125,32 +130,51 @@ def test_links_a_job_plants_never_lead_the_server_to_host_files(s3, sm, client, 
     env = {"TARGETS": json.dumps(host.targets)}
     names = {kind: unique(kind) for kind in ("outputs", "failure", "huge", "model", "code")}
     entrypoint, code = script_input(s3, bucket, "outputs", PLANT_OUTPUTS)
-    sm.create_processing_job(**processing_request(
-        names["outputs"], entrypoint, Environment=env,
-        inputs=[code],
-        outputs=[s3_output("out", f"s3://{bucket}/out", "/opt/ml/processing/output"),
-                 s3_output("linked", f"s3://{bucket}/linked", "/opt/ml/processing/linked")]))
+    sm.create_processing_job(
+        **processing_request(
+            names["outputs"],
+            entrypoint,
+            Environment=env,
+            inputs=[code],
+            outputs=[
+                s3_output("out", f"s3://{bucket}/out", "/opt/ml/processing/output"),
+                s3_output("linked", f"s3://{bucket}/linked", "/opt/ml/processing/linked"),
+            ],
+        )
+    )
     entrypoint, code = script_input(s3, bucket, "failure", PLANT_FAILURE)
     sm.create_processing_job(**processing_request(names["failure"], entrypoint, inputs=[code], Environment=env))
     entrypoint, code = script_input(s3, bucket, "huge", HUGE_FAILURE)
     sm.create_processing_job(**processing_request(names["huge"], entrypoint, inputs=[code]))
     s3.put_object(Bucket=bucket, Key="code/model.py", Body=textwrap.dedent(PLANT_MODEL).encode())
     sm.create_training_job(
-        TrainingJobName=names["model"], RoleArn=ROLE, Environment=env,
-        AlgorithmSpecification={"TrainingImage": SKLEARN_IMAGE, "TrainingInputMode": "File",
-                                "ContainerEntrypoint": ["python3", "/opt/ml/input/data/code/model.py"]},
-        InputDataConfig=[{"ChannelName": "code", "DataSource": {"S3DataSource": {
-            "S3DataType": "S3Prefix", "S3Uri": f"s3://{bucket}/code/model.py"}}}],
+        TrainingJobName=names["model"],
+        RoleArn=ROLE,
+        Environment=env,
+        AlgorithmSpecification={
+            "TrainingImage": SKLEARN_IMAGE,
+            "TrainingInputMode": "File",
+            "ContainerEntrypoint": ["python3", "/opt/ml/input/data/code/model.py"],
+        },
+        InputDataConfig=[
+            {
+                "ChannelName": "code",
+                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{bucket}/code/model.py"}},
+            }
+        ],
         OutputDataConfig={"S3OutputPath": f"s3://{bucket}/training"},
         ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
-        StoppingCondition={"MaxRuntimeInSeconds": 300})
+        StoppingCondition={"MaxRuntimeInSeconds": 300},
+    )
     sm.create_training_job(  # v2 script mode with its code in the operator's allowed directory
-        TrainingJobName=names["code"], RoleArn=ROLE,
+        TrainingJobName=names["code"],
+        RoleArn=ROLE,
         HyperParameters={"sagemaker_program": '"train.py"', "sagemaker_submit_directory": f'"file://{host.allowed}"'},
         AlgorithmSpecification={"TrainingImage": SKLEARN_IMAGE, "TrainingInputMode": "File"},
         OutputDataConfig={"S3OutputPath": f"s3://{bucket}/code-training"},
         ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
-        StoppingCondition={"MaxRuntimeInSeconds": 300})
+        StoppingCondition={"MaxRuntimeInSeconds": 300},
+    )
     logs = client("logs", host.server)
 
     # Outputs: only the job's own file is uploaded; the links, the FIFO and the linked LocalPath are skipped.
@@ -161,9 +185,14 @@ def test_links_a_job_plants_never_lead_the_server_to_host_files(s3, sm, client, 
     assert_nothing_of_the_host(job.get("ExitMessage", ""))
     lines = log_lines(logs, "/aws/sagemaker/ProcessingJobs", names["outputs"])
     skipped = "\n".join(line for line in lines if "skipped" in line)
-    for path in ("/opt/ml/processing/output/credentials", "/opt/ml/processing/output/data-dir",
-                 "/opt/ml/processing/output/sub/credentials", "/opt/ml/processing/output/fifo",
-                 "/opt/ml/processing/linked", "/opt/ml/output/message"):
+    for path in (
+        "/opt/ml/processing/output/credentials",
+        "/opt/ml/processing/output/data-dir",
+        "/opt/ml/processing/output/sub/credentials",
+        "/opt/ml/processing/output/fifo",
+        "/opt/ml/processing/linked",
+        "/opt/ml/output/message",
+    ):
         assert f"skipped {path}: " in skipped
     assert str(host.server.data_dir) not in skipped
 
@@ -173,7 +202,8 @@ def test_links_a_job_plants_never_lead_the_server_to_host_files(s3, sm, client, 
     assert job["FailureReason"] == "AlgorithmError: See job logs for more information (exit code 1 on algo-1)"
     assert "ExitMessage" not in job
     assert "SelfMaker: skipped /opt/ml/output/failure: a symbolic link" in "\n".join(
-        log_lines(logs, "/aws/sagemaker/ProcessingJobs", names["failure"]))
+        log_lines(logs, "/aws/sagemaker/ProcessingJobs", names["failure"])
+    )
 
     # A 100 KB failure file: a 1,024-character FailureReason (and ExitMessage).
     job = wait(sm, "processing", names["huge"])
@@ -216,34 +246,64 @@ def test_host_paths_outside_the_allowed_directories_are_refused_at_create(s3, sm
     s3.create_bucket(Bucket=bucket)
     code = f"s3://{bucket}/code/sourcedir.tar.gz"
     training = {
-        "RoleArn": ROLE, "AlgorithmSpecification": {"TrainingImage": SKLEARN_IMAGE, "TrainingInputMode": "File"},
+        "RoleArn": ROLE,
+        "AlgorithmSpecification": {"TrainingImage": SKLEARN_IMAGE, "TrainingInputMode": "File"},
         "HyperParameters": {"sagemaker_program": '"train.py"', "sagemaker_submit_directory": f'"{code}"'},
         "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/output"},
         "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
-        "StoppingCondition": {"MaxRuntimeInSeconds": 60}}
-    message = refusal(lambda: sm.create_training_job(TrainingJobName=unique("submit"), **{
-        **training, "HyperParameters": {"sagemaker_program": '"train.py"',
-                                        "sagemaker_submit_directory": '"file:///etc"'}}))
+        "StoppingCondition": {"MaxRuntimeInSeconds": 60},
+    }
+    message = refusal(
+        lambda: sm.create_training_job(
+            TrainingJobName=unique("submit"),
+            **{
+                **training,
+                "HyperParameters": {"sagemaker_program": '"train.py"', "sagemaker_submit_directory": '"file:///etc"'},
+            },
+        )
+    )
     assert "sagemaker_submit_directory" in message and "--allow-local-path" in message
     # A path that climbs out of the allowed directory, or a link in it, is judged where it lands.
     for name, path in (("climb", f"{host.allowed}/../credentials"), ("link", f"{host.allowed}/leak")):
-        refusal(lambda: sm.create_training_job(TrainingJobName=unique(name), **{
-            **training, "HyperParameters": {"sagemaker_program": '"train.py"',
-                                            "sagemaker_submit_directory": f'"file://{path}"'}}))
+        refusal(
+            lambda: sm.create_training_job(
+                TrainingJobName=unique(name),
+                **{
+                    **training,
+                    "HyperParameters": {
+                        "sagemaker_program": '"train.py"',
+                        "sagemaker_submit_directory": f'"file://{path}"',
+                    },
+                },
+            )
+        )
     for name in ("submit", "climb", "link"):
-        assert not [j for j in sm.list_training_jobs(NameContains=name)["TrainingJobSummaries"]
-                    if j["TrainingJobName"].startswith(name + "-")]
+        assert not [
+            j
+            for j in sm.list_training_jobs(NameContains=name)["TrainingJobSummaries"]
+            if j["TrainingJobName"].startswith(name + "-")
+        ]
 
 
 def test_a_failure_reason_names_no_host_path(s3, sm, host, unique):
     """A manifest key climbing out of the channel fails the job; the reason does not name the host directory."""
     bucket = unique("job-manifest")
     s3.create_bucket(Bucket=bucket)
-    s3.put_object(Bucket=bucket, Key="manifest.json",
-                  Body=json.dumps([{"prefix": f"s3://{bucket}/in/"}, "../../../../../escape"]).encode())
+    s3.put_object(
+        Bucket=bucket,
+        Key="manifest.json",
+        Body=json.dumps([{"prefix": f"s3://{bucket}/in/"}, "../../../../../escape"]).encode(),
+    )
     name = unique("escape")
-    sm.create_processing_job(**processing_request(name, ["true"], inputs=[
-        s3_input("m", f"s3://{bucket}/manifest.json", "/opt/ml/processing/input/m", S3DataType="ManifestFile")]))
+    sm.create_processing_job(
+        **processing_request(
+            name,
+            ["true"],
+            inputs=[
+                s3_input("m", f"s3://{bucket}/manifest.json", "/opt/ml/processing/input/m", S3DataType="ManifestFile")
+            ],
+        )
+    )
     job = wait(sm, "processing", name)
     assert job["ProcessingJobStatus"] == "Failed"
     assert "would land outside its directory" in job["FailureReason"]

@@ -24,8 +24,11 @@ B = SimpleNamespace(account="222222222222", key="AKIAJOBURISACCOUNTB1")
 def accounts(make_server, tmp_path_factory):
     """An open-mode server whose credentials file maps one key to account A and one to account B."""
     path = tmp_path_factory.mktemp("job-uris") / "credentials"
-    path.write_text("".join(f"[{who.key}]\nsecret_access_key = secret-{who.account}\naccount_id = {who.account}\n"
-                            for who in (A, B)))
+    path.write_text(
+        "".join(
+            f"[{who.key}]\nsecret_access_key = secret-{who.account}\naccount_id = {who.account}\n" for who in (A, B)
+        )
+    )
     return make_server("job-uris", ["--credentials-file", str(path)]).start()
 
 
@@ -33,6 +36,7 @@ def accounts(make_server, tmp_path_factory):
 def as_(client, accounts):
     def make(who, service: str):
         return client(service, accounts, access_key=who.key, secret_key=f"secret-{who.account}")
+
     return make
 
 
@@ -58,15 +62,23 @@ def refused(call, member: str) -> None:
 
 def training(name: str, bucket: str, **changes) -> dict:
     request = {
-        "TrainingJobName": name, "RoleArn": f"arn:aws:iam::{A.account}:role/SageMakerRole",
+        "TrainingJobName": name,
+        "RoleArn": f"arn:aws:iam::{A.account}:role/SageMakerRole",
         "AlgorithmSpecification": {"TrainingImage": SKLEARN_IMAGE, "TrainingInputMode": "File"},
-        "HyperParameters": {"sagemaker_program": '"train.py"',
-                            "sagemaker_submit_directory": f'"s3://{bucket}/code/sourcedir.tar.gz"'},
-        "InputDataConfig": [{"ChannelName": "train", "DataSource": {"S3DataSource": {
-            "S3DataType": "S3Prefix", "S3Uri": f"s3://{bucket}/data"}}}],
+        "HyperParameters": {
+            "sagemaker_program": '"train.py"',
+            "sagemaker_submit_directory": f'"s3://{bucket}/code/sourcedir.tar.gz"',
+        },
+        "InputDataConfig": [
+            {
+                "ChannelName": "train",
+                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{bucket}/data"}},
+            }
+        ],
         "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/output"},
         "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
-        "StoppingCondition": {"MaxRuntimeInSeconds": 60}}
+        "StoppingCondition": {"MaxRuntimeInSeconds": 60},
+    }
     request.update(changes)
     return request
 
@@ -74,37 +86,93 @@ def training(name: str, bucket: str, **changes) -> dict:
 def test_create_refuses_another_accounts_bucket_in_every_member(as_, buckets, unique):
     sm = as_(A, "sagemaker")
     mine, theirs = buckets.mine, buckets.theirs
-    channel = [{"ChannelName": "train", "DataSource": {"S3DataSource": {
-        "S3DataType": "S3Prefix", "S3Uri": f"s3://{theirs}/data"}}}]
-    refused(lambda: sm.create_training_job(**training(unique("refused-t-in"), mine, InputDataConfig=channel)),
-            "Channel train: S3Uri")
-    refused(lambda: sm.create_training_job(**training(unique("refused-t-out"), mine, OutputDataConfig={
-        "S3OutputPath": f"s3://{theirs}/output"})), "OutputDataConfig.S3OutputPath")
-    refused(lambda: sm.create_training_job(**training(unique("refused-t-code"), mine, HyperParameters={
-        "sagemaker_program": '"train.py"',
-        "sagemaker_submit_directory": f'"s3://{theirs}/code/sourcedir.tar.gz"'})),
-        "HyperParameters.sagemaker_submit_directory")
-    refused(lambda: sm.create_training_job(**training(unique("refused-t-ckpt"), mine, CheckpointConfig={
-        "S3Uri": f"s3://{theirs}/checkpoints"})), "CheckpointConfig.S3Uri")
-    refused(lambda: sm.create_processing_job(**processing_request(unique("refused-p-in"), ["true"], inputs=[
-        s3_input("data", f"s3://{theirs}/data", "/opt/ml/processing/input/data")])), "ProcessingInput data: S3Uri")
-    refused(lambda: sm.create_processing_job(**processing_request(unique("refused-p-out"), ["true"], outputs=[
-        s3_output("out", f"s3://{theirs}/out", "/opt/ml/processing/output")])), "ProcessingOutput out: S3Uri")
+    channel = [
+        {
+            "ChannelName": "train",
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{theirs}/data"}},
+        }
+    ]
+    refused(
+        lambda: sm.create_training_job(**training(unique("refused-t-in"), mine, InputDataConfig=channel)),
+        "Channel train: S3Uri",
+    )
+    refused(
+        lambda: sm.create_training_job(
+            **training(unique("refused-t-out"), mine, OutputDataConfig={"S3OutputPath": f"s3://{theirs}/output"})
+        ),
+        "OutputDataConfig.S3OutputPath",
+    )
+    refused(
+        lambda: sm.create_training_job(
+            **training(
+                unique("refused-t-code"),
+                mine,
+                HyperParameters={
+                    "sagemaker_program": '"train.py"',
+                    "sagemaker_submit_directory": f'"s3://{theirs}/code/sourcedir.tar.gz"',
+                },
+            )
+        ),
+        "HyperParameters.sagemaker_submit_directory",
+    )
+    refused(
+        lambda: sm.create_training_job(
+            **training(unique("refused-t-ckpt"), mine, CheckpointConfig={"S3Uri": f"s3://{theirs}/checkpoints"})
+        ),
+        "CheckpointConfig.S3Uri",
+    )
+    refused(
+        lambda: sm.create_processing_job(
+            **processing_request(
+                unique("refused-p-in"),
+                ["true"],
+                inputs=[s3_input("data", f"s3://{theirs}/data", "/opt/ml/processing/input/data")],
+            )
+        ),
+        "ProcessingInput data: S3Uri",
+    )
+    refused(
+        lambda: sm.create_processing_job(
+            **processing_request(
+                unique("refused-p-out"),
+                ["true"],
+                outputs=[s3_output("out", f"s3://{theirs}/out", "/opt/ml/processing/output")],
+            )
+        ),
+        "ProcessingOutput out: S3Uri",
+    )
 
     model = unique("model")
-    sm.create_model(ModelName=model, ExecutionRoleArn=f"arn:aws:iam::{A.account}:role/SageMakerRole",
-                    PrimaryContainer={"Image": SKLEARN_IMAGE})
-    transform = {"ModelName": model, "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
-                 "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix",
-                                                                    "S3Uri": f"s3://{mine}/data"}}},
-                 "TransformOutput": {"S3OutputPath": f"s3://{mine}/transformed"}}
-    refused(lambda: sm.create_transform_job(TransformJobName=unique("refused-x-in"), **{
-        **transform, "TransformInput": {"DataSource": {"S3DataSource": {
-            "S3DataType": "S3Prefix", "S3Uri": f"s3://{theirs}/data"}}}}),
-        "TransformInput.DataSource.S3DataSource.S3Uri")
-    refused(lambda: sm.create_transform_job(TransformJobName=unique("refused-x-out"), **{
-        **transform, "TransformOutput": {"S3OutputPath": f"s3://{theirs}/transformed"}}),
-        "TransformOutput.S3OutputPath")
+    sm.create_model(
+        ModelName=model,
+        ExecutionRoleArn=f"arn:aws:iam::{A.account}:role/SageMakerRole",
+        PrimaryContainer={"Image": SKLEARN_IMAGE},
+    )
+    transform = {
+        "ModelName": model,
+        "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
+        "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{mine}/data"}}},
+        "TransformOutput": {"S3OutputPath": f"s3://{mine}/transformed"},
+    }
+    refused(
+        lambda: sm.create_transform_job(
+            TransformJobName=unique("refused-x-in"),
+            **{
+                **transform,
+                "TransformInput": {
+                    "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{theirs}/data"}}
+                },
+            },
+        ),
+        "TransformInput.DataSource.S3DataSource.S3Uri",
+    )
+    refused(
+        lambda: sm.create_transform_job(
+            TransformJobName=unique("refused-x-out"),
+            **{**transform, "TransformOutput": {"S3OutputPath": f"s3://{theirs}/transformed"}},
+        ),
+        "TransformOutput.S3OutputPath",
+    )
 
     # None of them exists (A has no job of these names), and B's bucket holds only what B put there.
     assert sm.list_training_jobs(NameContains="refused-")["TrainingJobSummaries"] == []
@@ -129,10 +197,14 @@ def test_a_bucket_that_changes_owner_after_create_fails_the_job(as_, accounts, b
     as_(A, "s3").create_bucket(Bucket=outputs)
     as_(A, "s3").put_object(Bucket=buckets.mine, Key="code/wait.py", Body=WAIT_FOR_GO.encode())
     name = unique("swap")
-    sm.create_processing_job(**processing_request(
-        name, ["python3", "/opt/ml/processing/code/wait.py"],
-        inputs=[s3_input("code", f"s3://{buckets.mine}/code/wait.py", "/opt/ml/processing/code")],
-        outputs=[s3_output("out", f"s3://{outputs}/result", "/opt/ml/processing/output")]))
+    sm.create_processing_job(
+        **processing_request(
+            name,
+            ["python3", "/opt/ml/processing/code/wait.py"],
+            inputs=[s3_input("code", f"s3://{buckets.mine}/code/wait.py", "/opt/ml/processing/code")],
+            outputs=[s3_output("out", f"s3://{outputs}/result", "/opt/ml/processing/output")],
+        )
+    )
     wait_for_log(logs, "/aws/sagemaker/ProcessingJobs", name, "waiting")
     as_(A, "s3").delete_bucket(Bucket=outputs)
     as_(B, "s3").create_bucket(Bucket=outputs)
@@ -146,12 +218,23 @@ def test_a_bucket_that_changes_owner_after_create_fails_the_job(as_, accounts, b
 
 def test_a_manifest_listing_another_accounts_prefix_fails_the_job(as_, buckets, unique):
     s3, sm = as_(A, "s3"), as_(A, "sagemaker")
-    s3.put_object(Bucket=buckets.mine, Key="manifest.json",
-                  Body=json.dumps([{"prefix": f"s3://{buckets.theirs}/data/"}, "b.csv"]).encode())
+    s3.put_object(
+        Bucket=buckets.mine,
+        Key="manifest.json",
+        Body=json.dumps([{"prefix": f"s3://{buckets.theirs}/data/"}, "b.csv"]).encode(),
+    )
     name = unique("manifest")
-    sm.create_processing_job(**processing_request(name, ["true"], inputs=[
-        s3_input("m", f"s3://{buckets.mine}/manifest.json", "/opt/ml/processing/input/m",
-                 S3DataType="ManifestFile")]))
+    sm.create_processing_job(
+        **processing_request(
+            name,
+            ["true"],
+            inputs=[
+                s3_input(
+                    "m", f"s3://{buckets.mine}/manifest.json", "/opt/ml/processing/input/m", S3DataType="ManifestFile"
+                )
+            ],
+        )
+    )
     job = wait(sm, "processing", name)
     assert job["ProcessingJobStatus"] == "Failed"
     assert job["FailureReason"].startswith("ClientError: ") and "AccessDenied" in job["FailureReason"]

@@ -26,8 +26,8 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from selfmaker.server.limits import MAX_DEPTH, MAX_DOCUMENT_BODY, MAX_INVOKE_BODY
-from selfmaker.server.serialize import json_body
 from selfmaker.server.models import operation_model
+from selfmaker.server.serialize import json_body
 
 REGION = "us-east-1"
 ALICE = SimpleNamespace(key="AKIASECPROTO00000001", secret="secret-of-alice", account="111111111111")
@@ -45,8 +45,9 @@ def credentials_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def strict(make_server, credentials_file):
-    return make_server("secproto", ["--auth", "strict", "--credentials-file", str(credentials_file),
-                                    "--metrics-token", TOKEN]).start()
+    return make_server(
+        "secproto", ["--auth", "strict", "--credentials-file", str(credentials_file), "--metrics-token", TOKEN]
+    ).start()
 
 
 @pytest.fixture
@@ -105,12 +106,12 @@ def headers_only(srv, method, path, headers, sent_body=b"", timeout=10):
 
 def test_metrics_need_the_bearer_token_on_a_strict_server(strict):
     for path in ("/metrics", "/_selfmaker/metrics"):
-        status, headers, body = send("GET", strict.url + path, {})
+        status, headers, _ = send("GET", strict.url + path, {})
         assert status == 401 and headers["WWW-Authenticate"].startswith("Bearer"), path
         assert send("GET", strict.url + path, {"Authorization": "Bearer wrong-token"})[0] == 401
         if path.startswith("/_selfmaker"):  # elsewhere, other schemes are S3's: the bucket "metrics"
             assert send("GET", strict.url + path, {"Authorization": f"Basic {TOKEN}"})[0] == 401
-        status, headers, body = send("GET", strict.url + path, {"Authorization": f"Bearer {TOKEN}"})
+        status, headers, _body = send("GET", strict.url + path, {"Authorization": f"Bearer {TOKEN}"})
         assert status == 200 and headers["Content-Type"].startswith("text/plain"), path
 
 
@@ -126,7 +127,7 @@ def test_metrics_stay_closed_without_a_configured_token(make_server, credentials
 
 
 def test_metrics_stay_open_in_open_mode(server):
-    status, _, body = send("GET", server.url + "/metrics", {})
+    status, _, _body = send("GET", server.url + "/metrics", {})
     assert status == 200
 
 
@@ -134,9 +135,13 @@ def test_metrics_stay_open_in_open_mode(server):
 # 2. Limits before work
 
 
-@pytest.mark.parametrize("who,expected", [(None, (403, "MissingAuthenticationTokenException")),
-                                          (SimpleNamespace(key="AKIANOBODY0000000000", secret="x"),
-                                           (400, "UnrecognizedClientException"))])
+@pytest.mark.parametrize(
+    "who,expected",
+    [
+        (None, (403, "MissingAuthenticationTokenException")),
+        (SimpleNamespace(key="AKIANOBODY0000000000", secret="x"), (400, "UnrecognizedClientException")),
+    ],
+)
 def test_header_refusals_come_before_the_body_is_read(strict, who, expected):
     """A 512 MiB POST: only 1 KiB is sent, and the refusal arrives anyway."""
     headers = {"Content-Type": JSON_11, "X-Amz-Target": "SageMaker.ListModels"}
@@ -144,7 +149,7 @@ def test_header_refusals_come_before_the_body_is_read(strict, who, expected):
         headers = signed(strict, "POST", "/", b"{}", headers, who=who)
     headers = {**headers, "Content-Length": str(512 << 20), "Host": f"127.0.0.1:{strict.port}"}
     started = time.monotonic()
-    status, out, body = headers_only(strict, "POST", "/", headers, b"{" + b" " * 1023)
+    status, out, _body = headers_only(strict, "POST", "/", headers, b"{" + b" " * 1023)
     assert (status, out["X-Amzn-ErrorType"]) == expected
     assert out["Connection"] == "close" and time.monotonic() - started < 5
 
@@ -152,9 +157,13 @@ def test_header_refusals_come_before_the_body_is_read(strict, who, expected):
 def test_an_expired_signature_is_refused_before_the_body(strict):
     headers = signed(strict, "POST", "/", b"{}", {"Content-Type": JSON_11, "X-Amz-Target": "SageMaker.ListModels"})
     stale = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() - 3600))
-    headers = {**headers, "X-Amz-Date": stale, "Content-Length": str(512 << 20),
-               "Authorization": headers["Authorization"].replace(headers["X-Amz-Date"][:8], stale[:8])}
-    status, out, body = headers_only(strict, "POST", "/", headers, b"x" * 1024)
+    headers = {
+        **headers,
+        "X-Amz-Date": stale,
+        "Content-Length": str(512 << 20),
+        "Authorization": headers["Authorization"].replace(headers["X-Amz-Date"][:8], stale[:8]),
+    }
+    status, out, _body = headers_only(strict, "POST", "/", headers, b"x" * 1024)
     assert (status, out["X-Amzn-ErrorType"]) == (403, "InvalidSignatureException")
 
 
@@ -164,8 +173,14 @@ def test_a_declared_oversize_body_is_refused_unread(strict):
     status, out, body = headers_only(strict, "POST", "/", {**headers, "Expect": "100-continue"})
     assert (status, out["X-Amzn-ErrorType"]) == (413, "RequestEntityTooLarge")
     # The query protocol too, in its XML.
-    headers = signed(strict, "POST", "/", b"Action=GetCallerIdentity&Version=2011-06-15",
-                     {"Content-Type": "application/x-www-form-urlencoded"}, service="sts")
+    headers = signed(
+        strict,
+        "POST",
+        "/",
+        b"Action=GetCallerIdentity&Version=2011-06-15",
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        service="sts",
+    )
     headers["Content-Length"] = str(MAX_DOCUMENT_BODY + 1)
     status, _, body = headers_only(strict, "POST", "/", {**headers, "Expect": "100-continue"})
     assert status == 413 and b"<Code>RequestEntityTooLarge</Code>" in body
@@ -177,8 +192,13 @@ def test_an_undeclared_oversize_body_stops_at_the_cap(strict):
     headers.pop("Content-Length", None)
     conn = http.client.HTTPConnection("127.0.0.1", strict.port, timeout=30)
     piece = b" " * (1 << 20)
-    conn.request("POST", "/", body=(piece for _ in range(MAX_DOCUMENT_BODY // len(piece) + 2)), headers=headers,
-                 encode_chunked=True)
+    conn.request(
+        "POST",
+        "/",
+        body=(piece for _ in range(MAX_DOCUMENT_BODY // len(piece) + 2)),
+        headers=headers,
+        encode_chunked=True,
+    )
     response = conn.getresponse()
     assert (response.status, response.headers["X-Amzn-ErrorType"]) == (413, "RequestEntityTooLarge")
     conn.close()
@@ -187,8 +207,9 @@ def test_an_undeclared_oversize_body_stops_at_the_cap(strict):
 def test_invoke_endpoint_payload_over_6_mb_is_a_413(as_alice):
     runtime = as_alice("sagemaker-runtime")
     with pytest.raises(ClientError) as err:
-        runtime.invoke_endpoint(EndpointName="no-such-endpoint", Body=b"1" * (MAX_INVOKE_BODY + 1),
-                                ContentType="text/csv")
+        runtime.invoke_endpoint(
+            EndpointName="no-such-endpoint", Body=b"1" * (MAX_INVOKE_BODY + 1), ContentType="text/csv"
+        )
     response = err.value.response
     assert (response["Error"]["Code"], response["ResponseMetadata"]["HTTPStatusCode"]) == ("ValidationError", 413)
     assert str(MAX_INVOKE_BODY) in response["Error"]["Message"]
@@ -202,8 +223,9 @@ def test_s3_put_over_5_gib_is_refused_unread(as_alice, strict, unique):
     s3 = as_alice("s3")
     bucket = unique("sec-put").lower()
     s3.create_bucket(Bucket=bucket)
-    headers = signed(strict, "PUT", f"/{bucket}/big", b"", service="s3",
-                     headers={"X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"})
+    headers = signed(
+        strict, "PUT", f"/{bucket}/big", b"", service="s3", headers={"X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"}
+    )
     headers.update({"Content-Length": str((5 << 30) + 1), "Expect": "100-continue"})
     status, _, body = headers_only(strict, "PUT", f"/{bucket}/big", headers)
     assert status == 400 and b"<Code>EntityTooLarge</Code>" in body
@@ -231,11 +253,18 @@ def post_json(srv, target, body: bytes, service="sagemaker"):
     return send("POST", srv.url + "/", headers, body)
 
 
-@pytest.mark.parametrize("body", [
-    b'{"Resource": "TrainingJob", "SearchExpression": ' + b'{"SubExpressions": [' * 5000 + b"]}" * 5000 + b"}",
-    b"[" * 10_000 + b"]" * 10_000,
-    b'{"MaxResults": NaN}', b'{"MaxResults": Infinity}', b'{"MaxResults": -Infinity}', b'{"MaxResults": 1e400}',
-], ids=["deep search", "deep arrays", "NaN", "Infinity", "-Infinity", "1e400"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"Resource": "TrainingJob", "SearchExpression": ' + b'{"SubExpressions": [' * 5000 + b"]}" * 5000 + b"}",
+        b"[" * 10_000 + b"]" * 10_000,
+        b'{"MaxResults": NaN}',
+        b'{"MaxResults": Infinity}',
+        b'{"MaxResults": -Infinity}',
+        b'{"MaxResults": 1e400}',
+    ],
+    ids=["deep search", "deep arrays", "NaN", "Infinity", "-Infinity", "1e400"],
+)
 def test_deep_and_non_finite_json_is_a_serialization_error(strict, body):
     assert error_code(post_json(strict, "SageMaker.Search", body)) == (400, "SerializationException")
 
@@ -262,17 +291,21 @@ def test_non_finite_metric_values_are_refused_by_every_protocol(as_alice):
 def test_deep_cbor_is_refused(strict):
     body = cbor2.dumps({"Namespace": "Sec", "MetricData": [{"MetricName": "m", "Dimensions": [[[[["x"]]]]]}]})
     deep = body[:-1] + b"\x81" * (MAX_DEPTH + 5) + b"\x01"  # the last member's value, nested past the limit
-    headers = signed(strict, "POST", CBOR_PATH + "PutMetricData", deep, service="monitoring",
-                     headers={"Content-Type": "application/cbor", "smithy-protocol": "rpc-v2-cbor",
-                              "Accept": "application/cbor"})
+    headers = signed(
+        strict,
+        "POST",
+        CBOR_PATH + "PutMetricData",
+        deep,
+        service="monitoring",
+        headers={"Content-Type": "application/cbor", "smithy-protocol": "rpc-v2-cbor", "Accept": "application/cbor"},
+    )
     status, _, answer = send("POST", strict.url + CBOR_PATH + "PutMetricData", headers, deep)
     assert status == 400 and cbor2.loads(answer)["__type"] == "SerializationException"
 
 
 def test_a_bad_form_encoding_is_a_query_error(strict):
     body = b"Action=GetCallerIdentity&Version=2011-06-15&X=\xff\xfe"
-    headers = signed(strict, "POST", "/", body, {"Content-Type": "application/x-www-form-urlencoded"},
-                     service="sts")
+    headers = signed(strict, "POST", "/", body, {"Content-Type": "application/x-www-form-urlencoded"}, service="sts")
     status, out, answer = send("POST", strict.url + "/", headers, body)
     assert status == 400 and out["Content-Type"] == "text/xml"
     assert b"<Code>MalformedQueryString</Code>" in answer
@@ -281,8 +314,15 @@ def test_a_bad_form_encoding_is_a_query_error(strict):
 def test_cloudwatch_query_refusals_are_query_errors(strict):
     """boto3 1.35 speaks query to CloudWatch: a refused signature must be an error it can parse."""
     body = b"Action=ListMetrics&Version=2010-08-01"
-    headers = signed(strict, "POST", "/", body, {"Content-Type": "application/x-www-form-urlencoded"},
-                     service="monitoring", who=SimpleNamespace(key=ALICE.key, secret="not-the-secret"))
+    headers = signed(
+        strict,
+        "POST",
+        "/",
+        body,
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        service="monitoring",
+        who=SimpleNamespace(key=ALICE.key, secret="not-the-secret"),
+    )
     status, out, answer = send("POST", strict.url + "/", headers, body)
     assert status == 403 and out["Content-Type"] == "text/xml"
     assert b"<Code>SignatureDoesNotMatch</Code>" in answer
@@ -298,8 +338,9 @@ def test_invalid_xml_is_malformed_xml_on_s3(strict, unique):
 
 def test_non_finite_numbers_are_never_written():
     shape = operation_model("cloudwatch", "GetMetricStatistics").output_shape
-    body = json.loads(json_body({"Label": "m", "Datapoints": [{"Average": math.nan, "Sum": 2.0},
-                                                              {"Maximum": math.inf}]}, shape))
+    body = json.loads(
+        json_body({"Label": "m", "Datapoints": [{"Average": math.nan, "Sum": 2.0}, {"Maximum": math.inf}]}, shape)
+    )
     assert body == {"Label": "m", "Datapoints": [{"Sum": 2.0}, {}]}
 
 
@@ -309,8 +350,9 @@ def test_non_finite_numbers_are_never_written():
 
 def test_an_unsigned_x_amz_target_is_refused(strict):
     """Signed as ListModels' body with no target, then any operation named: the signature still matches."""
-    headers = signed(strict, "POST", "/", b"{}", {"Content-Type": JSON_11},
-                     add_after={"X-Amz-Target": "SageMaker.DeleteModel"})
+    headers = signed(
+        strict, "POST", "/", b"{}", {"Content-Type": JSON_11}, add_after={"X-Amz-Target": "SageMaker.DeleteModel"}
+    )
     status, out, body = send("POST", strict.url + "/", headers, b"{}")
     assert (status, out["X-Amzn-ErrorType"]) == (403, "InvalidSignatureException")
     assert "x-amz-target" in json.loads(body)["Message"]
@@ -319,19 +361,37 @@ def test_an_unsigned_x_amz_target_is_refused(strict):
 def test_unsigned_cbor_protocol_headers_are_refused(strict):
     body = cbor2.dumps({"Namespace": "Sec"})
     path = CBOR_PATH + "ListMetrics"
-    headers = signed(strict, "POST", path, body, service="monitoring",
-                     add_after={"smithy-protocol": "rpc-v2-cbor", "Content-Type": "application/cbor"})
+    headers = signed(
+        strict,
+        "POST",
+        path,
+        body,
+        service="monitoring",
+        add_after={"smithy-protocol": "rpc-v2-cbor", "Content-Type": "application/cbor"},
+    )
     status, _, answer = send("POST", strict.url + path, headers, body)
     assert status == 403 and "smithy-protocol" in cbor2.loads(answer)["message"]
     # Signed properly, the same request is served.
-    headers = signed(strict, "POST", path, body, service="monitoring",
-                     headers={"smithy-protocol": "rpc-v2-cbor", "Content-Type": "application/cbor"})
+    headers = signed(
+        strict,
+        "POST",
+        path,
+        body,
+        service="monitoring",
+        headers={"smithy-protocol": "rpc-v2-cbor", "Content-Type": "application/cbor"},
+    )
     assert send("POST", strict.url + path, headers, body)[0] == 200
 
 
-@pytest.mark.parametrize("signed_for,target", [("iam", "SageMaker.ListModels"), ("logs", "SageMaker.ListModels"),
-                                               ("cloudwatch", "GraniteServiceVersion20100801.ListMetrics"),
-                                               ("sagemaker", "Logs_20140328.DescribeLogGroups")])
+@pytest.mark.parametrize(
+    "signed_for,target",
+    [
+        ("iam", "SageMaker.ListModels"),
+        ("logs", "SageMaker.ListModels"),
+        ("cloudwatch", "GraniteServiceVersion20100801.ListMetrics"),
+        ("sagemaker", "Logs_20140328.DescribeLogGroups"),
+    ],
+)
 def test_a_signature_for_another_service_is_refused(strict, signed_for, target):
     status, out, body = post_json(strict, target, b"{}", service=signed_for)
     assert (status, out["X-Amzn-ErrorType"]) == (403, "InvalidSignatureException")
@@ -340,8 +400,9 @@ def test_a_signature_for_another_service_is_refused(strict, signed_for, target):
 
 def test_s3_checks_the_signing_service_too(strict):
     """A bucket host reached with a SageMaker signature."""
-    headers = signed(strict, "GET", "/", b"", service="sagemaker",
-                     headers={"Host": f"somebucket.localhost:{strict.port}"})
+    headers = signed(
+        strict, "GET", "/", b"", service="sagemaker", headers={"Host": f"somebucket.localhost:{strict.port}"}
+    )
     status, _, body = send("GET", strict.url + "/", headers)
     assert status == 400 and b"<Code>AuthorizationHeaderMalformed</Code>" in body
 
@@ -356,12 +417,22 @@ def test_real_clients_sign_what_is_required(as_alice):
     assert as_alice("logs").describe_log_groups(limit=1)["logGroups"] is not None
 
 
-@pytest.mark.parametrize("request_args,expected", [
-    (("POST", "/", {"Content-Type": "application/x-www-form-urlencoded"},
-      b"Action=GetCallerIdentity&Version=2011-06-15"), (403, b"<Code>MissingAuthenticationToken</Code>")),
-    (("GET", "/?Action=ListRoles&Version=2010-05-08", {}, b""), (403, b"<Code>MissingAuthenticationToken</Code>")),
-    (("GET", "/some-bucket", {}, b""), (403, b"<Code>AccessDenied</Code>")),
-])
+@pytest.mark.parametrize(
+    "request_args,expected",
+    [
+        (
+            (
+                "POST",
+                "/",
+                {"Content-Type": "application/x-www-form-urlencoded"},
+                b"Action=GetCallerIdentity&Version=2011-06-15",
+            ),
+            (403, b"<Code>MissingAuthenticationToken</Code>"),
+        ),
+        (("GET", "/?Action=ListRoles&Version=2010-05-08", {}, b""), (403, b"<Code>MissingAuthenticationToken</Code>")),
+        (("GET", "/some-bucket", {}, b""), (403, b"<Code>AccessDenied</Code>")),
+    ],
+)
 def test_unsigned_requests_are_refused_in_their_protocols_words(strict, request_args, expected):
     method, path, headers, body = request_args
     status, _, answer = send(method, strict.url + path, headers, body)

@@ -16,10 +16,11 @@ from types import SimpleNamespace
 
 import pytest
 from botocore.exceptions import ClientError
+
 from support.accounts import credentials_file
+from support.endpoints import wait_status
 from support.featurestore import create_group, record
 from support.jobs import tar_gz
-from support.endpoints import wait_status
 from support.pipelines import IMAGE, runtimes_config
 from support.waiting import status_in, wait_for
 
@@ -44,8 +45,9 @@ def model_archive(owner: str) -> bytes:
 def srv(make_server, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("s3-uris")
     credentials = credentials_file(tmp, A, B)
-    return make_server("s3-uris", ["--credentials-file", str(credentials)],
-                       env={"SELFMAKER_RUNTIMES_CONFIG": runtimes_config(tmp)}).start()
+    return make_server(
+        "s3-uris", ["--credentials-file", str(credentials)], env={"SELFMAKER_RUNTIMES_CONFIG": runtimes_config(tmp)}
+    ).start()
 
 
 @pytest.fixture
@@ -84,8 +86,11 @@ def keys(s3, name: str) -> list[str]:
 
 
 def create_model(sm, who, name: str, **container) -> None:
-    sm.create_model(ModelName=name, ExecutionRoleArn=ROLE.format(account=who.account),
-                    PrimaryContainer={"Image": IMAGE, **container})
+    sm.create_model(
+        ModelName=name,
+        ExecutionRoleArn=ROLE.format(account=who.account),
+        PrimaryContainer={"Image": IMAGE, **container},
+    )
 
 
 # -- Create-time refusals ---------------------------------------------------------------------------------
@@ -98,11 +103,17 @@ def test_create_model_refuses_model_data_in_another_accounts_bucket(as_, bucket,
     gzip = {"S3DataType": "S3Object", "CompressionType": "Gzip"}
     for member, container in [
         ("PrimaryContainer.ModelDataUrl", {"ModelDataUrl": f"s3://{theirs}/model.tar.gz"}),
-        ("PrimaryContainer.ModelDataSource.S3DataSource.S3Uri",
-         {"ModelDataSource": {"S3DataSource": {"S3Uri": f"s3://{theirs}/model.tar.gz", **gzip}}}),
-        ("PrimaryContainer.Environment.SAGEMAKER_SUBMIT_DIRECTORY",
-         {"ModelDataUrl": f"s3://{mine}/model.tar.gz",
-          "Environment": {"SAGEMAKER_SUBMIT_DIRECTORY": f"s3://{theirs}/code.tar.gz"}}),
+        (
+            "PrimaryContainer.ModelDataSource.S3DataSource.S3Uri",
+            {"ModelDataSource": {"S3DataSource": {"S3Uri": f"s3://{theirs}/model.tar.gz", **gzip}}},
+        ),
+        (
+            "PrimaryContainer.Environment.SAGEMAKER_SUBMIT_DIRECTORY",
+            {
+                "ModelDataUrl": f"s3://{mine}/model.tar.gz",
+                "Environment": {"SAGEMAKER_SUBMIT_DIRECTORY": f"s3://{theirs}/code.tar.gz"},
+            },
+        ),
     ]:
         name = unique("stolen-model")
         code, message = error_of(create_model, sm=a, who=A, name=name, **container)
@@ -110,8 +121,12 @@ def test_create_model_refuses_model_data_in_another_accounts_bucket(as_, bucket,
         assert message.startswith(f"Could not access model data at s3://{theirs}/") and member in message
         assert error_of(a.describe_model, ModelName=name)[0] == "ValidationException"  # nothing was stored
     name = unique("stolen-model")
-    code, message = error_of(a.create_model, ModelName=name, ExecutionRoleArn=ROLE.format(account=A.account),
-                             Containers=[{"Image": IMAGE, "ModelDataUrl": f"s3://{theirs}/model.tar.gz"}])
+    code, message = error_of(
+        a.create_model,
+        ModelName=name,
+        ExecutionRoleArn=ROLE.format(account=A.account),
+        Containers=[{"Image": IMAGE, "ModelDataUrl": f"s3://{theirs}/model.tar.gz"}],
+    )
     assert code == "ValidationException" and "Containers[0].ModelDataUrl" in message
     # The same Create with A's own bucket is accepted, and B can use its own data.
     create_model(a, A, unique("own-model"), ModelDataUrl=f"s3://{mine}/model.tar.gz")
@@ -129,38 +144,64 @@ def test_endpoint_config_refuses_capture_to_another_accounts_bucket(as_, bucket,
     as_(A, "s3").put_object(Bucket=mine, Key="model.tar.gz", Body=model_archive("A"))
     model = unique("capture-model")
     create_model(a, A, model, ModelDataUrl=f"s3://{mine}/model.tar.gz")
-    variants = [{"VariantName": "AllTraffic", "ModelName": model, "InstanceType": "ml.m5.large",
-                 "InitialInstanceCount": 1}]
+    variants = [
+        {"VariantName": "AllTraffic", "ModelName": model, "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}
+    ]
 
     def capture(destination: str) -> dict:
-        return {"InitialSamplingPercentage": 100, "DestinationS3Uri": destination,
-                "CaptureOptions": [{"CaptureMode": "Input"}]}
+        return {
+            "InitialSamplingPercentage": 100,
+            "DestinationS3Uri": destination,
+            "CaptureOptions": [{"CaptureMode": "Input"}],
+        }
 
     name = unique("capture-config")
-    code, message = error_of(a.create_endpoint_config, EndpointConfigName=name, ProductionVariants=variants,
-                             DataCaptureConfig=capture(f"s3://{theirs}/capture"))
+    code, message = error_of(
+        a.create_endpoint_config,
+        EndpointConfigName=name,
+        ProductionVariants=variants,
+        DataCaptureConfig=capture(f"s3://{theirs}/capture"),
+    )
     assert code == "ValidationException" and "DataCaptureConfig.DestinationS3Uri" in message and theirs in message
     assert error_of(a.describe_endpoint_config, EndpointConfigName=name)[0] == "ValidationException"
-    a.create_endpoint_config(EndpointConfigName=name, ProductionVariants=variants,
-                             DataCaptureConfig=capture(f"s3://{mine}/capture"))
+    a.create_endpoint_config(
+        EndpointConfigName=name, ProductionVariants=variants, DataCaptureConfig=capture(f"s3://{mine}/capture")
+    )
 
 
 def test_create_pipeline_refuses_a_definition_in_another_accounts_bucket(as_, bucket, unique):
     a, b, theirs = as_(A), as_(B), bucket(B)
-    definition = json.dumps({"Version": "2020-12-01", "Steps": [
-        {"Name": "Stop", "Type": "Fail", "Arguments": {"ErrorMessage": "nothing to do"}}]})
+    definition = json.dumps(
+        {
+            "Version": "2020-12-01",
+            "Steps": [{"Name": "Stop", "Type": "Fail", "Arguments": {"ErrorMessage": "nothing to do"}}],
+        }
+    )
     as_(B, "s3").put_object(Bucket=theirs, Key="pipeline.json", Body=definition.encode())
     location = {"Bucket": theirs, "ObjectKey": "pipeline.json"}
     name = unique("stolen-pipeline")
-    code, message = error_of(a.create_pipeline, PipelineName=name, RoleArn=ROLE.format(account=A.account),
-                             ClientRequestToken=str(uuid.uuid4()), PipelineDefinitionS3Location=location)
+    code, message = error_of(
+        a.create_pipeline,
+        PipelineName=name,
+        RoleArn=ROLE.format(account=A.account),
+        ClientRequestToken=str(uuid.uuid4()),
+        PipelineDefinitionS3Location=location,
+    )
     assert code == "ValidationException" and "PipelineDefinitionS3Location" in message and theirs in message
     assert error_of(a.describe_pipeline, PipelineName=name)[0] == "ResourceNotFound"
     # B may, and A cannot swap B's definition in through UpdatePipeline either.
-    b.create_pipeline(PipelineName=name, RoleArn=ROLE.format(account=B.account),
-                      ClientRequestToken=str(uuid.uuid4()), PipelineDefinitionS3Location=location)
-    a.create_pipeline(PipelineName=name, RoleArn=ROLE.format(account=A.account),
-                      ClientRequestToken=str(uuid.uuid4()), PipelineDefinition=definition)
+    b.create_pipeline(
+        PipelineName=name,
+        RoleArn=ROLE.format(account=B.account),
+        ClientRequestToken=str(uuid.uuid4()),
+        PipelineDefinitionS3Location=location,
+    )
+    a.create_pipeline(
+        PipelineName=name,
+        RoleArn=ROLE.format(account=A.account),
+        ClientRequestToken=str(uuid.uuid4()),
+        PipelineDefinition=definition,
+    )
     code, message = error_of(a.update_pipeline, PipelineName=name, PipelineDefinitionS3Location=location)
     assert code == "ValidationException" and "PipelineDefinitionS3Location" in message
 
@@ -173,8 +214,12 @@ def test_create_feature_group_refuses_an_offline_store_in_another_accounts_bucke
     assert err.value.response["Error"]["Code"] == "ValidationException"
     assert "OfflineStoreConfig.S3StorageConfig.S3Uri" in err.value.response["Error"]["Message"]
     assert error_of(a.describe_feature_group, FeatureGroupName=name)[0] == "ResourceNotFound"
-    assert create_group(a, name, {"id": "String", "et": "Fractional"},
-                        offline=f"s3://{mine}/offline")["FeatureGroupStatus"] == "Created"
+    assert (
+        create_group(a, name, {"id": "String", "et": "Fractional"}, offline=f"s3://{mine}/offline")[
+            "FeatureGroupStatus"
+        ]
+        == "Created"
+    )
 
 
 # -- Use-time refusals: the bucket changed hands after the Create ------------------------------------------
@@ -196,8 +241,12 @@ def test_offline_store_never_writes_to_a_bucket_that_changed_hands(as_, bucket, 
     hand_over(as_, swapped)
     runtime.put_record(FeatureGroupName=lost, Record=record(id="r1", et="1.0"))
     runtime.put_record(FeatureGroupName=fine, Record=record(id="r1", et="1.0"))
-    status = wait_for(lambda: a.describe_feature_group(FeatureGroupName=lost)["OfflineStoreStatus"],
-                      status_in("Status", ["Blocked"]), timeout=20, what=f"the offline store of {lost} to be blocked")
+    status = wait_for(
+        lambda: a.describe_feature_group(FeatureGroupName=lost)["OfflineStoreStatus"],
+        status_in("Status", ["Blocked"]),
+        timeout=20,
+        what=f"the offline store of {lost} to be blocked",
+    )
     assert swapped in status["BlockedReason"] and "another account" in status["BlockedReason"]
     assert keys(as_(B, "s3"), swapped) == []
     # The other group of the account is not held up by the blocked one.
@@ -212,16 +261,40 @@ def test_a_pipeline_step_cannot_read_another_accounts_s3_json(as_, bucket, uniqu
 
     def run(uri: str) -> dict:
         name = unique("json-get")
-        definition = {"Version": "2020-12-01", "Steps": [{"Name": "Check", "Type": "Condition", "Arguments": {
-            "Conditions": [{"Type": "Equals", "LeftValue": {"Std:JsonGet": {"S3Uri": uri, "Path": "accuracy"}},
-                            "RightValue": 1}], "IfSteps": [], "ElseSteps": []}}]}
-        a.create_pipeline(PipelineName=name, RoleArn=ROLE.format(account=A.account),
-                          ClientRequestToken=str(uuid.uuid4()), PipelineDefinition=json.dumps(definition))
+        definition = {
+            "Version": "2020-12-01",
+            "Steps": [
+                {
+                    "Name": "Check",
+                    "Type": "Condition",
+                    "Arguments": {
+                        "Conditions": [
+                            {
+                                "Type": "Equals",
+                                "LeftValue": {"Std:JsonGet": {"S3Uri": uri, "Path": "accuracy"}},
+                                "RightValue": 1,
+                            }
+                        ],
+                        "IfSteps": [],
+                        "ElseSteps": [],
+                    },
+                }
+            ],
+        }
+        a.create_pipeline(
+            PipelineName=name,
+            RoleArn=ROLE.format(account=A.account),
+            ClientRequestToken=str(uuid.uuid4()),
+            PipelineDefinition=json.dumps(definition),
+        )
         arn = a.start_pipeline_execution(PipelineName=name, ClientRequestToken=str(uuid.uuid4()))[
-            "PipelineExecutionArn"]
-        found = wait_for(lambda: a.describe_pipeline_execution(PipelineExecutionArn=arn),
-                         lambda d: d["PipelineExecutionStatus"] not in ("Executing", "Stopping"),
-                         what=f"{arn} to end")
+            "PipelineExecutionArn"
+        ]
+        found = wait_for(
+            lambda: a.describe_pipeline_execution(PipelineExecutionArn=arn),
+            lambda d: d["PipelineExecutionStatus"] not in ("Executing", "Stopping"),
+            what=f"{arn} to end",
+        )
         [step] = a.list_pipeline_execution_steps(PipelineExecutionArn=arn)["PipelineExecutionSteps"]
         return {**found, "Step": step}
 
@@ -245,11 +318,16 @@ def test_endpoints_never_read_or_capture_into_a_bucket_that_changed_hands(as_, b
     create_model(a, A, model, ModelDataUrl=f"s3://{models}/model.tar.gz")
     name = unique("swap-endpoint")
     a.create_endpoint_config(
-        EndpointConfigName=name, DataCaptureConfig={
-            "InitialSamplingPercentage": 100, "DestinationS3Uri": f"s3://{captures}/capture",
-            "CaptureOptions": [{"CaptureMode": "Input"}]},
-        ProductionVariants=[{"VariantName": "AllTraffic", "ModelName": model, "InstanceType": "ml.m5.large",
-                             "InitialInstanceCount": 1}])
+        EndpointConfigName=name,
+        DataCaptureConfig={
+            "InitialSamplingPercentage": 100,
+            "DestinationS3Uri": f"s3://{captures}/capture",
+            "CaptureOptions": [{"CaptureMode": "Input"}],
+        },
+        ProductionVariants=[
+            {"VariantName": "AllTraffic", "ModelName": model, "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}
+        ],
+    )
     a.create_endpoint(EndpointName=name, EndpointConfigName=name)
     assert wait_endpoint(a, name)["EndpointStatus"] == "InService"
     runtime = as_(A, "sagemaker-runtime")
@@ -261,16 +339,23 @@ def test_endpoints_never_read_or_capture_into_a_bucket_that_changed_hands(as_, b
     # Capture: B takes over the destination bucket; A's next requests are dropped, not written to B's bucket.
     hand_over(as_, captures)
     runtime.invoke_endpoint(EndpointName=name, Body=b"second", ContentType="text/plain")
-    wait_for(lambda: f"data capture for endpoint {name} dropped" in srv.log_text, timeout=20,
-             what="the dropped capture to be logged")
+    wait_for(
+        lambda: f"data capture for endpoint {name} dropped" in srv.log_text,
+        timeout=20,
+        what="the dropped capture to be logged",
+    )
     assert keys(b_s3, captures) == []
 
     # Model data: B takes over the model's bucket with its own model; a new endpoint of A's model fails.
     hand_over(as_, models)
     b_s3.put_object(Bucket=models, Key="model.tar.gz", Body=model_archive("B"))
     second = unique("swap-endpoint")
-    a.create_endpoint_config(EndpointConfigName=second, ProductionVariants=[
-        {"VariantName": "AllTraffic", "ModelName": model, "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}])
+    a.create_endpoint_config(
+        EndpointConfigName=second,
+        ProductionVariants=[
+            {"VariantName": "AllTraffic", "ModelName": model, "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}
+        ],
+    )
     a.create_endpoint(EndpointName=second, EndpointConfigName=second)
     failed = wait_endpoint(a, second)
     assert failed["EndpointStatus"] == "Failed"

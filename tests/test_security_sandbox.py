@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path, PurePosixPath
 
 import pytest
+
 from support.clients import make_client
 from support.jobs import log_lines, processing_request, s3_input, s3_output, wait
 from support.server import Server
@@ -21,9 +22,29 @@ from support.server import Server
 ACCOUNT, KEY, SECRET = "444444444444", "AKIASANDBOXOWNER0001", "secret-of-the-sandbox-owner"
 GROUP = "/aws/sagemaker/ProcessingJobs"
 # What /etc may hold inside (docs/jobs.md, "The sandbox"): the generated identity files and the allow-list.
-ETC_ALLOWED = {"passwd", "group", "hosts", "resolv.conf", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "ssl",
-               "pki", "ca-certificates", "ca-certificates.conf", "localtime", "timezone", "nsswitch.conf",
-               "host.conf", "gai.conf", "services", "protocols", "mime.types", "pip.conf", "xdg"}
+ETC_ALLOWED = {
+    "passwd",
+    "group",
+    "hosts",
+    "resolv.conf",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "ssl",
+    "pki",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "localtime",
+    "timezone",
+    "nsswitch.conf",
+    "host.conf",
+    "gai.conf",
+    "services",
+    "protocols",
+    "mime.types",
+    "pip.conf",
+    "xdg",
+}
 
 PROBE = """\
 import getpass, json, os, sys
@@ -67,15 +88,19 @@ def run_probe(server, name: str, paths: list[str], **extra) -> dict:
     s3.create_bucket(Bucket=name)
     s3.put_object(Bucket=name, Key="probe.py", Body=f"PATHS = {json.dumps(paths)}\n{PROBE}".encode())
     request = processing_request(
-        name, ["python3", "/opt/ml/processing/code/probe.py"],
+        name,
+        ["python3", "/opt/ml/processing/code/probe.py"],
         inputs=[s3_input("code", f"s3://{name}/probe.py", "/opt/ml/processing/code")],
         outputs=[s3_output("report", f"s3://{name}/report", "/opt/ml/processing/output")],
-        **extra)
+        **extra,
+    )
     request["RoleArn"] = f"arn:aws:iam::{ACCOUNT}:role/SageMakerRole"
     sm.create_processing_job(**request)
     job = wait(sm, "processing", name)
-    assert job["ProcessingJobStatus"] == "Completed", (job.get("FailureReason"),
-                                                       log_lines(connect(server, "logs"), GROUP, name))
+    assert job["ProcessingJobStatus"] == "Completed", (
+        job.get("FailureReason"),
+        log_lines(connect(server, "logs"), GROUP, name),
+    )
     return json.loads(s3.get_object(Bucket=name, Key="report/report.json")["Body"].read())
 
 
@@ -92,11 +117,18 @@ def interpreter_path(top: str) -> dict[str, list[str]]:
 def test_a_job_sees_no_host_secrets_and_runs_unprivileged(strict, unique):
     server, credentials = strict
     expected = {
-        "/etc/shadow": "absent", "/etc/gshadow": "absent", "/etc/ssl/private": "absent",
-        str(server.data_dir): "absent", str(server.data_dir / "metadata.db"): "absent",
-        str(credentials): "absent", str(credentials.parent): "absent",
-        "/var": "absent", "/srv": "absent", "/mnt": "absent",
-        **interpreter_path("/root"), **interpreter_path("/home"),
+        "/etc/shadow": "absent",
+        "/etc/gshadow": "absent",
+        "/etc/ssl/private": "absent",
+        str(server.data_dir): "absent",
+        str(server.data_dir / "metadata.db"): "absent",
+        str(credentials): "absent",
+        str(credentials.parent): "absent",
+        "/var": "absent",
+        "/srv": "absent",
+        "/mnt": "absent",
+        **interpreter_path("/root"),
+        **interpreter_path("/home"),
     }
     assert (server.data_dir / "metadata.db").exists() and credentials.exists()  # they are there, on the host
     report = run_probe(server, unique("sandbox"), list(expected))
@@ -113,8 +145,9 @@ def test_a_job_sees_no_host_secrets_and_runs_unprivileged(strict, unique):
 
 def test_an_isolated_job_gets_no_resolver_configuration(strict, unique):
     server, _ = strict
-    report = run_probe(server, unique("sandbox-isolated"), ["/etc/shadow"],
-                       NetworkConfig={"EnableNetworkIsolation": True})
+    report = run_probe(
+        server, unique("sandbox-isolated"), ["/etc/shadow"], NetworkConfig={"EnableNetworkIsolation": True}
+    )
     assert report["/etc/shadow"] == "absent"
     assert not report["resolv"] and "resolv.conf" not in report["etc"]
     assert report["uid"] != 0 and int(report["CapEff"], 16) == 0 and report["NoNewPrivs"] == "1"

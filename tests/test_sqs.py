@@ -45,7 +45,8 @@ def test_queue_lifecycle_and_urls(sqs, server, unique):
     assert attributes["ApproximateNumberOfMessages"] == "0"
     sqs.set_queue_attributes(QueueUrl=url, Attributes={"DelaySeconds": "3"})
     assert sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["DelaySeconds"])["Attributes"] == {
-        "DelaySeconds": "3"}
+        "DelaySeconds": "3"
+    }
     sqs.tag_queue(QueueUrl=url, Tags={"stage": "dev"})
     sqs.untag_queue(QueueUrl=url, TagKeys=["team"])
     assert sqs.list_queue_tags(QueueUrl=url)["Tags"] == {"stage": "dev"}
@@ -72,8 +73,7 @@ def test_queue_tags_limits_and_lifetime(sqs, unique):
     for too_long in ({"k" * 129: "v"}, {"k": "v" * 257}):
         assert _error(sqs.tag_queue, QueueUrl=url, Tags=too_long)["Error"]["Code"] == "InvalidParameterValue"
     too_many = {f"k{i}": "v" for i in range(51)}
-    assert _error(sqs.create_queue, QueueName=unique("many"), tags=too_many)["Error"]["Code"] == \
-        "InvalidParameterValue"
+    assert _error(sqs.create_queue, QueueName=unique("many"), tags=too_many)["Error"]["Code"] == "InvalidParameterValue"
     # A queue's tags go with it: the queue created again under the name starts with none.
     sqs.delete_queue(QueueUrl=url)
     url = sqs.create_queue(QueueName=name)["QueueUrl"]
@@ -88,18 +88,22 @@ def test_list_queues_pages(sqs, unique):
     assert first["QueueUrls"] + second["QueueUrls"] == sorted(urls)
     assert "NextToken" not in second
     assert _error(sqs.list_queues, QueueNamePrefix="other", NextToken=first["NextToken"])["Error"]["Code"] == (
-        "InvalidParameterValue")
+        "InvalidParameterValue"
+    )
     # A token this server never issued gets SQS's refusal too, not another service's.
     forged = first["NextToken"][:-2] + ("AA" if not first["NextToken"].endswith("AA") else "BB")
     for bad in (forged, "not-a-token"):
         assert _error(sqs.list_queues, QueueNamePrefix=prefix, NextToken=bad)["Error"]["Code"] == (
-            "InvalidParameterValue")
+            "InvalidParameterValue"
+        )
 
 
 def test_send_receive_delete_with_attributes(sqs, queue):
-    attributes = {"kind": {"DataType": "String", "StringValue": "callback"},
-                  "meta.size": {"DataType": "Number", "StringValue": "12"},
-                  "raw": {"DataType": "Binary", "BinaryValue": b"\x00\xff"}}
+    attributes = {
+        "kind": {"DataType": "String", "StringValue": "callback"},
+        "meta.size": {"DataType": "Number", "StringValue": "12"},
+        "raw": {"DataType": "Binary", "BinaryValue": b"\x00\xff"},
+    }
     sent = sqs.send_message(QueueUrl=queue, MessageBody="héllo", MessageAttributes=attributes)
     assert sent["MD5OfMessageBody"] == hashlib.md5("héllo".encode()).hexdigest()
 
@@ -128,27 +132,31 @@ def test_visibility_timeout_and_receipt_handles(sqs, queue):
     counts = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessagesNotVisible"])
     assert counts["Attributes"] == {"ApproximateNumberOfMessagesNotVisible": "1"}
     # Unacknowledged, it comes back once the timeout passes (the long poll waits for exactly that).
-    second = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=5, AttributeNames=["ApproximateReceiveCount"],
-                                 VisibilityTimeout=30)["Messages"][0]
+    second = sqs.receive_message(
+        QueueUrl=queue, WaitTimeSeconds=5, AttributeNames=["ApproximateReceiveCount"], VisibilityTimeout=30
+    )["Messages"][0]
     assert second["MessageId"] == first["MessageId"]
     assert second["Attributes"]["ApproximateReceiveCount"] == "2"
     assert second["ReceiptHandle"] != first["ReceiptHandle"]
     # Only the latest receipt handle changes visibility.
-    error = _error(sqs.change_message_visibility, QueueUrl=queue, ReceiptHandle=first["ReceiptHandle"],
-                   VisibilityTimeout=0)
+    error = _error(
+        sqs.change_message_visibility, QueueUrl=queue, ReceiptHandle=first["ReceiptHandle"], VisibilityTimeout=0
+    )
     assert error["Error"]["Code"] == "ReceiptHandleIsInvalid"
     error = _error(sqs.delete_message, QueueUrl=queue, ReceiptHandle="not-a-handle")
     assert error["Error"]["Code"] == "ReceiptHandleIsInvalid"
     sqs.delete_message(QueueUrl=queue, ReceiptHandle=second["ReceiptHandle"])
-    error = _error(sqs.change_message_visibility, QueueUrl=queue, ReceiptHandle=second["ReceiptHandle"],
-                   VisibilityTimeout=10)
+    error = _error(
+        sqs.change_message_visibility, QueueUrl=queue, ReceiptHandle=second["ReceiptHandle"], VisibilityTimeout=10
+    )
     assert error["Error"]["Code"] == "ReceiptHandleIsInvalid"
 
 
 def test_delay_and_batches_of_ten(sqs, queue):
     sqs.send_message(QueueUrl=queue, MessageBody="later", DelaySeconds=1)
     assert sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessagesDelayed"])[
-        "Attributes"] == {"ApproximateNumberOfMessagesDelayed": "1"}
+        "Attributes"
+    ] == {"ApproximateNumberOfMessagesDelayed": "1"}
     assert "Messages" not in sqs.receive_message(QueueUrl=queue)
     assert sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=5)["Messages"][0]["Body"] == "later"
     for i in range(12):
@@ -156,41 +164,59 @@ def test_delay_and_batches_of_ten(sqs, queue):
     bodies = [m["Body"] for m in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]]
     assert len(bodies) == 10 and len(set(bodies)) == 10
     sqs.purge_queue(QueueUrl=queue)
-    assert sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"][
-        "ApproximateNumberOfMessages"] == "0"
+    assert (
+        sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]["ApproximateNumberOfMessages"]
+        == "0"
+    )
 
 
 def test_batches(sqs, queue):
-    sent = sqs.send_message_batch(QueueUrl=queue, Entries=[
-        {"Id": "a", "MessageBody": "one"},
-        {"Id": "b", "MessageBody": "two", "MessageAttributes": {"k": {"DataType": "String", "StringValue": "v"}}},
-        {"Id": "bad", "MessageBody": "x", "DelaySeconds": 901}])
+    sent = sqs.send_message_batch(
+        QueueUrl=queue,
+        Entries=[
+            {"Id": "a", "MessageBody": "one"},
+            {"Id": "b", "MessageBody": "two", "MessageAttributes": {"k": {"DataType": "String", "StringValue": "v"}}},
+            {"Id": "bad", "MessageBody": "x", "DelaySeconds": 901},
+        ],
+    )
     assert sorted(s["Id"] for s in sent["Successful"]) == ["a", "b"]
-    assert [(f["Id"], f["Code"], f["SenderFault"]) for f in sent["Failed"]] == [
-        ("bad", "InvalidParameterValue", True)]
+    assert [(f["Id"], f["Code"], f["SenderFault"]) for f in sent["Failed"]] == [("bad", "InvalidParameterValue", True)]
     received = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
     assert sorted(m["Body"] for m in received) == ["one", "two"]
     handles = {m["Body"]: m["ReceiptHandle"] for m in received}
 
-    changed = sqs.change_message_visibility_batch(QueueUrl=queue, Entries=[
-        {"Id": "one", "ReceiptHandle": handles["one"], "VisibilityTimeout": 0},
-        {"Id": "forged", "ReceiptHandle": "Zm9yZ2Vk", "VisibilityTimeout": 0}])
+    changed = sqs.change_message_visibility_batch(
+        QueueUrl=queue,
+        Entries=[
+            {"Id": "one", "ReceiptHandle": handles["one"], "VisibilityTimeout": 0},
+            {"Id": "forged", "ReceiptHandle": "Zm9yZ2Vk", "VisibilityTimeout": 0},
+        ],
+    )
     assert [s["Id"] for s in changed["Successful"]] == ["one"]
     assert [(f["Id"], f["Code"]) for f in changed["Failed"]] == [("forged", "ReceiptHandleIsInvalid")]
     again = sqs.receive_message(QueueUrl=queue)["Messages"][0]
     assert again["Body"] == "one"
 
-    deleted = sqs.delete_message_batch(QueueUrl=queue, Entries=[
-        {"Id": "one", "ReceiptHandle": again["ReceiptHandle"]}, {"Id": "two", "ReceiptHandle": handles["two"]}])
+    deleted = sqs.delete_message_batch(
+        QueueUrl=queue,
+        Entries=[
+            {"Id": "one", "ReceiptHandle": again["ReceiptHandle"]},
+            {"Id": "two", "ReceiptHandle": handles["two"]},
+        ],
+    )
     assert sorted(s["Id"] for s in deleted["Successful"]) == ["one", "two"] and deleted["Failed"] == []
     counts = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]
     assert counts["ApproximateNumberOfMessages"] == counts["ApproximateNumberOfMessagesNotVisible"] == "0"
 
-    for entries, code in [([], "AWS.SimpleQueueService.EmptyBatchRequest"),
-                          ([{"Id": str(i), "MessageBody": "x"} for i in range(11)],
-                           "AWS.SimpleQueueService.TooManyEntriesInBatchRequest"),
-                          ([{"Id": "same", "MessageBody": "x"}] * 2, "AWS.SimpleQueueService.BatchEntryIdsNotDistinct"),
-                          ([{"Id": "no spaces", "MessageBody": "x"}], "AWS.SimpleQueueService.InvalidBatchEntryId")]:
+    for entries, code in [
+        ([], "AWS.SimpleQueueService.EmptyBatchRequest"),
+        (
+            [{"Id": str(i), "MessageBody": "x"} for i in range(11)],
+            "AWS.SimpleQueueService.TooManyEntriesInBatchRequest",
+        ),
+        ([{"Id": "same", "MessageBody": "x"}] * 2, "AWS.SimpleQueueService.BatchEntryIdsNotDistinct"),
+        ([{"Id": "no spaces", "MessageBody": "x"}], "AWS.SimpleQueueService.InvalidBatchEntryId"),
+    ]:
         assert _error(sqs.send_message_batch, QueueUrl=queue, Entries=entries)["Error"]["Code"] == code
     assert "Messages" not in sqs.receive_message(QueueUrl=queue)
 
@@ -212,11 +238,16 @@ def test_dead_letter_queue(sqs, unique):
     moved = sqs.receive_message(QueueUrl=dead, AttributeNames=["All"])["Messages"][0]
     assert (moved["MessageId"], moved["Body"]) == (sent, "poison")
 
-    for bad, code in [({"deadLetterTargetArn": dead_arn}, "InvalidAttributeValue"),
-                      ({"deadLetterTargetArn": dead_arn.replace("dlq", "nope"), "maxReceiveCount": 1},
-                       "InvalidParameterValue")]:
-        assert _error(sqs.set_queue_attributes, QueueUrl=work,
-                      Attributes={"RedrivePolicy": json.dumps(bad)})["Error"]["Code"] == code
+    for bad, code in [
+        ({"deadLetterTargetArn": dead_arn}, "InvalidAttributeValue"),
+        ({"deadLetterTargetArn": dead_arn.replace("dlq", "nope"), "maxReceiveCount": 1}, "InvalidParameterValue"),
+    ]:
+        assert (
+            _error(sqs.set_queue_attributes, QueueUrl=work, Attributes={"RedrivePolicy": json.dumps(bad)})["Error"][
+                "Code"
+            ]
+            == code
+        )
     sqs.set_queue_attributes(QueueUrl=work, Attributes={"RedrivePolicy": ""})  # removes it
     assert "RedrivePolicy" not in sqs.get_queue_attributes(QueueUrl=work, AttributeNames=["All"])["Attributes"]
     assert sqs.list_dead_letter_source_queues(QueueUrl=dead)["queueUrls"] == []
@@ -246,21 +277,36 @@ def test_bad_requests(sqs, queue, unique):
     cases = [
         (sqs.create_queue, {"QueueName": "bad name!"}, "InvalidParameterValue"),
         (sqs.create_queue, {"QueueName": unique("f") + ".fifo"}, "AWS.SimpleQueueService.UnsupportedOperation"),
-        (sqs.create_queue, {"QueueName": unique("a"), "Attributes": {"VisibilityTimeout": "99999"}},
-         "InvalidAttributeValue"),
+        (
+            sqs.create_queue,
+            {"QueueName": unique("a"), "Attributes": {"VisibilityTimeout": "99999"}},
+            "InvalidAttributeValue",
+        ),
         (sqs.create_queue, {"QueueName": unique("a"), "Attributes": {"Policy": "{}"}}, "InvalidAttributeName"),
-        (sqs.create_queue, {"QueueName": unique("a"), "Attributes": {"RedrivePolicy": "not json"}},
-         "InvalidAttributeValue"),
+        (
+            sqs.create_queue,
+            {"QueueName": unique("a"), "Attributes": {"RedrivePolicy": "not json"}},
+            "InvalidAttributeValue",
+        ),
         (sqs.get_queue_attributes, {"QueueUrl": queue, "AttributeNames": ["Nope"]}, "InvalidParameterValue"),
         (sqs.get_queue_attributes, {"QueueUrl": queue, "AttributeNames": ["Policy"]}, "InvalidAttributeName"),
         (sqs.send_message, {"QueueUrl": queue, "MessageBody": ""}, "MissingParameter"),
         (sqs.send_message, {"QueueUrl": queue, "MessageBody": "a\x00b"}, "InvalidMessageContents"),
         (sqs.send_message, {"QueueUrl": queue, "MessageBody": "x", "DelaySeconds": 901}, "InvalidParameterValue"),
-        (sqs.send_message, {"QueueUrl": queue, "MessageBody": "x",
-                            "MessageAttributes": {"a": {"DataType": "Date", "StringValue": "x"}}},
-         "InvalidParameterValue"),
-        (sqs.send_message, {"QueueUrl": f"http://elsewhere/{ACCOUNT}/no-such-queue", "MessageBody": "x"},
-         "AWS.SimpleQueueService.NonExistentQueue"),
+        (
+            sqs.send_message,
+            {
+                "QueueUrl": queue,
+                "MessageBody": "x",
+                "MessageAttributes": {"a": {"DataType": "Date", "StringValue": "x"}},
+            },
+            "InvalidParameterValue",
+        ),
+        (
+            sqs.send_message,
+            {"QueueUrl": f"http://elsewhere/{ACCOUNT}/no-such-queue", "MessageBody": "x"},
+            "AWS.SimpleQueueService.NonExistentQueue",
+        ),
         (sqs.send_message, {"QueueUrl": "http://elsewhere/not-a-queue-url", "MessageBody": "x"}, "InvalidAddress"),
         (sqs.receive_message, {"QueueUrl": queue, "MaxNumberOfMessages": 11}, "InvalidParameterValue"),
         (sqs.receive_message, {"QueueUrl": queue, "WaitTimeSeconds": 21}, "InvalidParameterValue"),
@@ -282,8 +328,8 @@ def test_internal_send_restart_and_accounts(make_server, client, tmp_path):
     """The Python API other engines use writes to the same store; messages, in flight or not, survive restarts;
     another account's key sees none of it."""
     from selfmaker.aws.sqs import messages as sqs_api
-    from selfmaker.config import Settings
     from selfmaker.backends import Backends
+    from selfmaker.config import Settings
     from selfmaker.server.errors import AWSError
 
     credentials = tmp_path / "credentials"

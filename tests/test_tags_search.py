@@ -25,8 +25,9 @@ def test_tags_limit_and_unknown_resource(sm, unique):
     assert err.value.response["Error"]["Code"] == "ResourceLimitExceeded"
     assert len(sm.list_tags(ResourceArn=arn)["Tags"]) == 50
     with pytest.raises(ClientError) as err:
-        sm.add_tags(ResourceArn=f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:experiment/none-such",
-                    Tags=[{"Key": "k", "Value": "v"}])
+        sm.add_tags(
+            ResourceArn=f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:experiment/none-such", Tags=[{"Key": "k", "Value": "v"}]
+        )
     assert err.value.response["Error"]["Code"] == "ResourceNotFound"
 
 
@@ -41,8 +42,9 @@ def test_tags_are_removed_with_the_resource(sm, unique):
 def test_search_filters_sort_and_pages(sm, unique):
     prefix = unique("srch")
     for i, team in enumerate(["red", "blue", "red"]):
-        sm.create_experiment(ExperimentName=f"{prefix}-{i}", Description=f"run {i}",
-                             Tags=[{"Key": "team", "Value": team}])
+        sm.create_experiment(
+            ExperimentName=f"{prefix}-{i}", Description=f"run {i}", Tags=[{"Key": "team", "Value": team}]
+        )
 
     def names(**kwargs):
         found, token = [], None
@@ -55,13 +57,20 @@ def test_search_filters_sort_and_pages(sm, unique):
 
     mine = {"Name": "ExperimentName", "Operator": "Contains", "Value": prefix}
     red = {"Name": "Tags.team", "Operator": "Equals", "Value": "red"}
-    assert names(SearchExpression={"Filters": [mine, red]}, SortBy="ExperimentName", SortOrder="Ascending",
-                 MaxResults=1) == [f"{prefix}-0", f"{prefix}-2"]
-    either = {"Operator": "Or", "SubExpressions": [
-        {"Filters": [{"Name": "ExperimentName", "Operator": "Equals", "Value": f"{prefix}-1"}]},
-        {"Filters": [{"Name": "Description", "Operator": "Equals", "Value": "run 2"}]}]}
-    assert names(SearchExpression=either, SortBy="ExperimentName", SortOrder="Descending") == \
-        [f"{prefix}-2", f"{prefix}-1"]
+    assert names(
+        SearchExpression={"Filters": [mine, red]}, SortBy="ExperimentName", SortOrder="Ascending", MaxResults=1
+    ) == [f"{prefix}-0", f"{prefix}-2"]
+    either = {
+        "Operator": "Or",
+        "SubExpressions": [
+            {"Filters": [{"Name": "ExperimentName", "Operator": "Equals", "Value": f"{prefix}-1"}]},
+            {"Filters": [{"Name": "Description", "Operator": "Equals", "Value": "run 2"}]},
+        ],
+    }
+    assert names(SearchExpression=either, SortBy="ExperimentName", SortOrder="Descending") == [
+        f"{prefix}-2",
+        f"{prefix}-1",
+    ]
     no_tag = {"Filters": [mine, {"Name": "Tags.owner", "Operator": "NotExists"}]}
     assert len(names(SearchExpression=no_tag)) == 3
     result = sm.search(Resource="Experiment", SearchExpression={"Filters": [mine]})
@@ -88,11 +97,15 @@ def test_a_list_token_pages_only_its_own_list(sm, unique):
     assert listed["ExperimentSummaries"]
     search = sm.search(Resource="Experiment", MaxResults=1)["NextToken"]
     arn = sm.describe_experiment(ExperimentName=f"{prefix}-0")["ExperimentArn"]
-    for call, token in ((lambda t: sm.list_experiments(MaxResults=2, SortBy="Name", SortOrder="Descending",
-                                                        NextToken=t), first["NextToken"]),  # another order
-                        (lambda t: sm.list_experiments(MaxResults=2, NextToken=t), search),  # another operation
-                        (lambda t: sm.list_tags(ResourceArn=arn, NextToken=t), first["NextToken"]),
-                        (lambda t: sm.search(Resource="Experiment", MaxResults=1, NextToken=t), "not-a-token")):
+    for call, token in (
+        (
+            lambda t: sm.list_experiments(MaxResults=2, SortBy="Name", SortOrder="Descending", NextToken=t),
+            first["NextToken"],
+        ),  # another order
+        (lambda t: sm.list_experiments(MaxResults=2, NextToken=t), search),  # another operation
+        (lambda t: sm.list_tags(ResourceArn=arn, NextToken=t), first["NextToken"]),
+        (lambda t: sm.search(Resource="Experiment", MaxResults=1, NextToken=t), "not-a-token"),
+    ):
         with pytest.raises(ClientError) as err:
             call(token)
         assert err.value.response["Error"]["Code"] == "ValidationException"
@@ -102,9 +115,13 @@ def test_a_list_token_pages_only_its_own_list(sm, unique):
 def test_search_suggestions(sm, unique):
     sm.create_experiment(ExperimentName=unique("sugg"), Tags=[{"Key": "project-x", "Value": "1"}])
     suggestions = sm.get_search_suggestions(
-        Resource="Experiment", SuggestionQuery={"PropertyNameQuery": {"PropertyNameHint": "Tags.proj"}})
+        Resource="Experiment", SuggestionQuery={"PropertyNameQuery": {"PropertyNameHint": "Tags.proj"}}
+    )
     assert {"PropertyName": "Tags.project-x"} in suggestions["PropertyNameSuggestions"]
-    names = [s["PropertyName"] for s in sm.get_search_suggestions(
-        Resource="Experiment", SuggestionQuery={"PropertyNameQuery": {"PropertyNameHint": "Exp"}}
-    )["PropertyNameSuggestions"]]
+    names = [
+        s["PropertyName"]
+        for s in sm.get_search_suggestions(
+            Resource="Experiment", SuggestionQuery={"PropertyNameQuery": {"PropertyNameHint": "Exp"}}
+        )["PropertyNameSuggestions"]
+    ]
     assert "ExperimentName" in names and "ExperimentArn" in names

@@ -36,8 +36,12 @@ print(json.dumps(booster.predict(xgb.DMatrix(test)).tolist()))
 
 
 def wait(sm, name: str, timeout: float = FIRST_JOB_SECONDS, until=TERMINAL) -> dict:
-    return wait_for(lambda: sm.describe_transform_job(TransformJobName=name), status_in("TransformJobStatus", until),
-                    timeout=timeout, what=f"transform job {name} to be {'/'.join(sorted(until))}")
+    return wait_for(
+        lambda: sm.describe_transform_job(TransformJobName=name),
+        status_in("TransformJobStatus", until),
+        timeout=timeout,
+        what=f"transform job {name} to be {'/'.join(sorted(until))}",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -52,13 +56,31 @@ def xgboost_model(boto, tmp_path_factory):
     """A built-in XGBoost Model (an xgboost-model in model.tar.gz) and its predictions for TEST_ROWS."""
     directory = tmp_path_factory.mktemp("xgb-model")
     features = [[f1, f2] for _, f1, f2 in TEST_ROWS]
-    done = subprocess.run([xgboost_runtime.python(), "-c", TRAIN_AND_PREDICT, json.dumps(TRAIN_ROWS), str(directory),
-                           json.dumps(features)], capture_output=True, text=True, check=True, timeout=120)
+    done = subprocess.run(
+        [
+            xgboost_runtime.python(),
+            "-c",
+            TRAIN_AND_PREDICT,
+            json.dumps(TRAIN_ROWS),
+            str(directory),
+            json.dumps(features),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
     predictions = json.loads(done.stdout)
-    boto("s3").put_object(Bucket=BUCKET, Key="models/xgb/model.tar.gz",
-                          Body=tar_gz({"xgboost-model": (directory / "xgboost-model").read_bytes()}))
-    boto("sagemaker").create_model(ModelName="transform-xgb", ExecutionRoleArn=ROLE, PrimaryContainer={
-        "Image": XGBOOST_IMAGE, "ModelDataUrl": f"s3://{BUCKET}/models/xgb/model.tar.gz"})
+    boto("s3").put_object(
+        Bucket=BUCKET,
+        Key="models/xgb/model.tar.gz",
+        Body=tar_gz({"xgboost-model": (directory / "xgboost-model").read_bytes()}),
+    )
+    boto("sagemaker").create_model(
+        ModelName="transform-xgb",
+        ExecutionRoleArn=ROLE,
+        PrimaryContainer={"Image": XGBOOST_IMAGE, "ModelDataUrl": f"s3://{BUCKET}/models/xgb/model.tar.gz"},
+    )
     return "transform-xgb", predictions
 
 
@@ -66,9 +88,15 @@ def framework_model(boto, name: str, inference: str) -> str:
     """A scikit-learn-image Model whose model.tar.gz holds code/inference.py (and a tiny 'model')."""
     archive = tar_gz({"code/inference.py": inference.encode(), "scale.json": b'{"scale": 10}'})
     boto("s3").put_object(Bucket=BUCKET, Key=f"models/{name}/model.tar.gz", Body=archive)
-    boto("sagemaker").create_model(ModelName=name, ExecutionRoleArn=ROLE, PrimaryContainer={
-        "Image": SKLEARN_IMAGE, "ModelDataUrl": f"s3://{BUCKET}/models/{name}/model.tar.gz",
-        "Environment": {"MODEL_GREETING": "hello"}})
+    boto("sagemaker").create_model(
+        ModelName=name,
+        ExecutionRoleArn=ROLE,
+        PrimaryContainer={
+            "Image": SKLEARN_IMAGE,
+            "ModelDataUrl": f"s3://{BUCKET}/models/{name}/model.tar.gz",
+            "Environment": {"MODEL_GREETING": "hello"},
+        },
+    )
     return name
 
 
@@ -113,11 +141,17 @@ def model_fn(model_dir):
 
 
 def request(name: str, model: str, source: str, output: str, **extra) -> dict:
-    body = {"TransformJobName": name, "ModelName": model,
-            "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": source}},
-                               "ContentType": "text/csv", "SplitType": "Line"},
-            "TransformOutput": {"S3OutputPath": output, "AssembleWith": "Line"},
-            "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1}}
+    body = {
+        "TransformJobName": name,
+        "ModelName": model,
+        "TransformInput": {
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": source}},
+            "ContentType": "text/csv",
+            "SplitType": "Line",
+        },
+        "TransformOutput": {"S3OutputPath": output, "AssembleWith": "Line"},
+        "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
+    }
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(body.get(key), dict):
             body[key] = {**body[key], **value}
@@ -136,11 +170,19 @@ def test_builtin_xgboost_multirecord_join_and_filters(boto, sm, client, xgboost_
     rows = [",".join(map(str, row)) for row in TEST_ROWS]
     boto("s3").put_object(Bucket=BUCKET, Key=f"{name}/in/part-a.csv", Body="\n".join(rows[:7]) + "\n")
     boto("s3").put_object(Bucket=BUCKET, Key=f"{name}/in/nested/part-b.csv", Body="\n".join(rows[7:]))
-    arn = sm.create_transform_job(**request(
-        name, model, f"s3://{BUCKET}/{name}/in/", f"s3://{BUCKET}/{name}/out",
-        BatchStrategy="MultiRecord", MaxPayloadInMB=1, MaxConcurrentTransforms=2,
-        TransformOutput={"Accept": "text/csv"},
-        DataProcessing={"InputFilter": "$[1:]", "JoinSource": "Input", "OutputFilter": "$[0,-1]"}))["TransformJobArn"]
+    arn = sm.create_transform_job(
+        **request(
+            name,
+            model,
+            f"s3://{BUCKET}/{name}/in/",
+            f"s3://{BUCKET}/{name}/out",
+            BatchStrategy="MultiRecord",
+            MaxPayloadInMB=1,
+            MaxConcurrentTransforms=2,
+            TransformOutput={"Accept": "text/csv"},
+            DataProcessing={"InputFilter": "$[1:]", "JoinSource": "Input", "OutputFilter": "$[0,-1]"},
+        )
+    )["TransformJobArn"]
     job = wait(sm, name)
     assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
     assert job["TransformJobArn"] == arn and job["ModelName"] == model
@@ -166,16 +208,28 @@ def test_framework_model_with_inference_handlers_on_two_instances(boto, sm, clie
     name = unique("fw-transform")
     for index, body in enumerate(["1,2\n3,4\n", "5\n", "6,7\n8\n9\n"]):
         boto("s3").put_object(Bucket=BUCKET, Key=f"{name}/in/f{index}.csv.gz", Body=gzip.compress(body.encode()))
-    sm.create_transform_job(**request(
-        name, model, f"s3://{BUCKET}/{name}/in", f"s3://{BUCKET}/{name}/out/",
-        BatchStrategy="SingleRecord", MaxConcurrentTransforms=2, Environment={"JOB_SETTING": "set"},
-        TransformInput={"CompressionType": "Gzip"}, TransformResources={"InstanceCount": 2}))
+    sm.create_transform_job(
+        **request(
+            name,
+            model,
+            f"s3://{BUCKET}/{name}/in",
+            f"s3://{BUCKET}/{name}/out/",
+            BatchStrategy="SingleRecord",
+            MaxConcurrentTransforms=2,
+            Environment={"JOB_SETTING": "set"},
+            TransformInput={"CompressionType": "Gzip"},
+            TransformResources={"InstanceCount": 2},
+        )
+    )
     job = wait(sm, name)
     assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
     outputs = {i: read(boto, f"{name}/out/f{i}.csv.gz.out") for i in range(3)}
     suffix = "|hello|SINGLE_RECORD|set"
-    assert outputs == {0: f"10,20{suffix}\n30,40{suffix}\n", 1: f"50{suffix}\n",
-                       2: f"60,70{suffix}\n80{suffix}\n90{suffix}\n"}
+    assert outputs == {
+        0: f"10,20{suffix}\n30,40{suffix}\n",
+        1: f"50{suffix}\n",
+        2: f"60,70{suffix}\n80{suffix}\n90{suffix}\n",
+    }
     streams = client("logs").describe_log_streams(logGroupName=GROUP, logStreamNamePrefix=f"{name}/")["logStreams"]
     assert sorted(s["logStreamName"].rsplit("-", 1)[0] for s in streams) == [f"{name}/algo-1", f"{name}/algo-2"]
 
@@ -184,13 +238,20 @@ def test_model_error_fails_the_job_with_the_models_status_and_message(boto, sm, 
     model = framework_model(boto, unique("failing"), FAILING)
     name = unique("failing-transform")
     boto("s3").put_object(Bucket=BUCKET, Key=f"{name}/in/data.csv", Body=b"1,2\n")
-    sm.create_transform_job(**request(name, model, f"s3://{BUCKET}/{name}/in/", f"s3://{BUCKET}/{name}/out",
-                                      ModelClientConfig={"InvocationsMaxRetries": 1,
-                                                         "InvocationsTimeoutInSeconds": 30}))
+    sm.create_transform_job(
+        **request(
+            name,
+            model,
+            f"s3://{BUCKET}/{name}/in/",
+            f"s3://{BUCKET}/{name}/out",
+            ModelClientConfig={"InvocationsMaxRetries": 1, "InvocationsTimeoutInSeconds": 30},
+        )
+    )
     job = wait(sm, name)
     assert job["TransformJobStatus"] == "Failed"
-    assert job["FailureReason"].startswith("ClientError: See job logs for more details. "
-                                           f"s3://{BUCKET}/{name}/in/data.csv: the model answered 500: ")
+    assert job["FailureReason"].startswith(
+        f"ClientError: See job logs for more details. s3://{BUCKET}/{name}/in/data.csv: the model answered 500: "
+    )
     assert "feature count mismatch: expected 3, got 2" in job["FailureReason"]
     logged = log_lines(client("logs"), GROUP, name)
     assert sum(f"s3://{BUCKET}/{name}/in/data.csv: ClientError: 500" in line for line in logged) == 2  # 1 retry
@@ -207,8 +268,10 @@ def test_model_that_cannot_load_fails_the_job(boto, sm, unique):
     sm.create_transform_job(**request(name, model, f"s3://{BUCKET}/{name}/in/", f"s3://{BUCKET}/{name}/out"))
     job = wait(sm, name)
     assert job["TransformJobStatus"] == "Failed"
-    assert job["FailureReason"] == ("ClientError: the model server of algo-1 exited (code 1) before the transform "
-                                    f"was done; see the job's logs in {GROUP}")
+    assert job["FailureReason"] == (
+        "ClientError: the model server of algo-1 exited (code 1) before the transform "
+        f"was done; see the job's logs in {GROUP}"
+    )
 
 
 def test_stop_transform_job(boto, sm, unique):
@@ -226,25 +289,42 @@ def test_stop_transform_job(boto, sm, unique):
     assert caught.value.response["Error"]["Code"] == "ValidationException"
 
 
-@pytest.mark.parametrize("change, code, message", [
-    ({"ModelName": "no-such-model"}, "ValidationException",
-     'Could not find model "arn:aws:sagemaker:us-east-1:123456789012:model/no-such-model".'),
-    ({"DataCaptureConfig": {"DestinationS3Uri": "s3://b/capture"}}, "ValidationException",
-     "DataCaptureConfig is not supported by SelfMaker for batch transform jobs yet."),
-    ({"TransformInput": {"SplitType": "RecordIO"}}, "ValidationException", "SplitType RecordIO is not supported"),
-    ({"DataProcessing": {"InputFilter": "$..x[?(@.a)]"}}, "ValidationException", "is not a JSONPath SelfMaker"),
-    ({"MaxPayloadInMB": 50, "MaxConcurrentTransforms": 4}, "ValidationException",
-     "MaxConcurrentTransforms * MaxPayloadInMB cannot be greater than 100 MB"),
-    ({"TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "AugmentedManifestFile",
-                                                          "S3Uri": "s3://b/in"}}}},
-     "ValidationException", "S3DataType AugmentedManifestFile is not supported"),
-    ({"TransformOutput": {"S3OutputPath": "https://example.com/out"}}, "ValidationException", "is not supported"),
-])
+@pytest.mark.parametrize(
+    "change, code, message",
+    [
+        (
+            {"ModelName": "no-such-model"},
+            "ValidationException",
+            'Could not find model "arn:aws:sagemaker:us-east-1:123456789012:model/no-such-model".',
+        ),
+        (
+            {"DataCaptureConfig": {"DestinationS3Uri": "s3://b/capture"}},
+            "ValidationException",
+            "DataCaptureConfig is not supported by SelfMaker for batch transform jobs yet.",
+        ),
+        ({"TransformInput": {"SplitType": "RecordIO"}}, "ValidationException", "SplitType RecordIO is not supported"),
+        ({"DataProcessing": {"InputFilter": "$..x[?(@.a)]"}}, "ValidationException", "is not a JSONPath SelfMaker"),
+        (
+            {"MaxPayloadInMB": 50, "MaxConcurrentTransforms": 4},
+            "ValidationException",
+            "MaxConcurrentTransforms * MaxPayloadInMB cannot be greater than 100 MB",
+        ),
+        (
+            {
+                "TransformInput": {
+                    "DataSource": {"S3DataSource": {"S3DataType": "AugmentedManifestFile", "S3Uri": "s3://b/in"}}
+                }
+            },
+            "ValidationException",
+            "S3DataType AugmentedManifestFile is not supported",
+        ),
+        ({"TransformOutput": {"S3OutputPath": "https://example.com/out"}}, "ValidationException", "is not supported"),
+    ],
+)
 def test_bad_requests_are_refused(boto, sm, xgboost_model, unique, change, code, message):
     name = unique("bad-transform")
     with pytest.raises(ClientError) as caught:
-        sm.create_transform_job(**request(name, xgboost_model[0], f"s3://{BUCKET}/in/", f"s3://{BUCKET}/out",
-                                          **change))
+        sm.create_transform_job(**request(name, xgboost_model[0], f"s3://{BUCKET}/in/", f"s3://{BUCKET}/out", **change))
     assert caught.value.response["Error"]["Code"] == code
     assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
     assert message in caught.value.response["Error"]["Message"]
@@ -257,9 +337,16 @@ def test_duplicate_name_is_refused(boto, sm, xgboost_model, unique):
     name = unique("dup-transform")
     boto("s3").put_object(Bucket=BUCKET, Key=f"{name}/in/data.csv", Body=b"id,1,2\n")
     # MultiRecord without a SplitType is accepted: the whole file is the one record
-    body = request(name, xgboost_model[0], f"s3://{BUCKET}/{name}/in/data.csv", f"s3://{BUCKET}/{name}/out",
-                   BatchStrategy="MultiRecord", TransformInput={"SplitType": "None"},
-                   TransformOutput={"Accept": "text/csv"}, DataProcessing={"InputFilter": "$[1:]"})
+    body = request(
+        name,
+        xgboost_model[0],
+        f"s3://{BUCKET}/{name}/in/data.csv",
+        f"s3://{BUCKET}/{name}/out",
+        BatchStrategy="MultiRecord",
+        TransformInput={"SplitType": "None"},
+        TransformOutput={"Accept": "text/csv"},
+        DataProcessing={"InputFilter": "$[1:]"},
+    )
     sm.create_transform_job(**body)
     with pytest.raises(ClientError) as caught:
         sm.create_transform_job(**body)
@@ -289,15 +376,17 @@ def test_a_restarted_server_resumes_with_the_files_not_yet_written(make_server, 
     name = unique("crash-transform")
     for i in range(8):
         make("s3").put_object(Bucket=BUCKET, Key=f"{name}/in/f{i}.csv", Body=f"{i}\n".encode())
-    make("sagemaker").create_transform_job(**request(name, model, f"s3://{BUCKET}/{name}/in/",
-                                                     f"s3://{BUCKET}/{name}/out"))
+    make("sagemaker").create_transform_job(
+        **request(name, model, f"s3://{BUCKET}/{name}/in/", f"s3://{BUCKET}/{name}/out")
+    )
 
     def outputs() -> dict[str, str]:
         found = make("s3").list_objects_v2(Bucket=BUCKET, Prefix=f"{name}/out/").get("Contents", [])
         return {o["Key"]: read(make, o["Key"]) for o in found}
 
-    before = wait_for(outputs, lambda written: len(written) >= 2, timeout=FIRST_JOB_SECONDS, interval=0.05,
-                      what="two outputs written")
+    before = wait_for(
+        outputs, lambda written: len(written) >= 2, timeout=FIRST_JOB_SECONDS, interval=0.05, what="two outputs written"
+    )
     server.kill()
     server.start()
     job = wait(make("sagemaker"), name, timeout=60)

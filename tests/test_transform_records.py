@@ -36,18 +36,21 @@ def test_split_response():
         batch.split_response(b"0.5\n", 3)
 
 
-@pytest.mark.parametrize("path, record, expected", [
-    ("$", b"1,2,3", b"1,2,3"),
-    ("$[1:]", b"id7,2,3", b"2,3"),
-    ("$[0,2]", b"1,2,3", b"1,3"),
-    ("$[-1]", b"1,2,3", b"3"),
-    ("$[1:3]", b"1,2,3,4", b"2,3"),
-    ("$.features", b'{"id": 1, "features": [1, 2]}', b"[1,2]"),
-    ("$.a.b", b'{"a": {"b": 5}}', b"5"),
-    ("$['features']", b'{"id": 1, "features": [1, 2]}', b"[1,2]"),
-    ("$['id','x']", b'{"id": 1, "x": 2, "y": 3}', b"[1,2]"),
-    ("$[1:]", b"[9, 1, 2]", b"[1,2]"),
-])
+@pytest.mark.parametrize(
+    "path, record, expected",
+    [
+        ("$", b"1,2,3", b"1,2,3"),
+        ("$[1:]", b"id7,2,3", b"2,3"),
+        ("$[0,2]", b"1,2,3", b"1,3"),
+        ("$[-1]", b"1,2,3", b"3"),
+        ("$[1:3]", b"1,2,3,4", b"2,3"),
+        ("$.features", b'{"id": 1, "features": [1, 2]}', b"[1,2]"),
+        ("$.a.b", b'{"a": {"b": 5}}', b"5"),
+        ("$['features']", b'{"id": 1, "features": [1, 2]}', b"[1,2]"),
+        ("$['id','x']", b'{"id": 1, "x": 2, "y": 3}', b"[1,2]"),
+        ("$[1:]", b"[9, 1, 2]", b"[1,2]"),
+    ],
+)
 def test_filters(path, record, expected):
     batch.check_path(path, "InputFilter")
     assert batch.filter_record(record, path, None) == expected
@@ -69,7 +72,9 @@ def test_join_and_output_filter():
     assert json.loads(joined) == {"id": 1, "features": [1, 2], "SageMakerOutput": 0.5}
     assert batch.filter_record(joined, "$['id','SageMakerOutput']", "application/json") == b"[1,0.5]"
     assert json.loads(batch.join_input(b"[1, 2]", b'{"score": 1}', "application/json")) == {
-        "SageMakerInput": [1, 2], "SageMakerOutput": {"score": 1}}
+        "SageMakerInput": [1, 2],
+        "SageMakerOutput": {"score": 1},
+    }
 
 
 def test_assemble():

@@ -36,10 +36,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import delete, insert, select, update
 
+from ..backends import background_worker
 from ..engines.reconciler import TableController, kick, register_table
 from ..objects.access import AccountObjects
 from ..objects.base import parse_s3_uri
-from ..backends import background_worker
 from ..server.errors import AWSError, already_exists
 from ..server.operations import Context, operation
 from ..store import schema
@@ -57,9 +57,22 @@ Q = schema.athena_queries
 T = schema.athena_tables
 
 # Hive column types (CREATE EXTERNAL TABLE) -> DuckDB.
-HIVE_TYPES = {"string": "VARCHAR", "varchar": "VARCHAR", "char": "VARCHAR", "bigint": "BIGINT", "int": "INTEGER",
-              "integer": "INTEGER", "smallint": "SMALLINT", "tinyint": "TINYINT", "double": "DOUBLE",
-              "float": "FLOAT", "boolean": "BOOLEAN", "timestamp": "TIMESTAMP", "date": "DATE", "text": "VARCHAR"}
+HIVE_TYPES = {
+    "string": "VARCHAR",
+    "varchar": "VARCHAR",
+    "char": "VARCHAR",
+    "bigint": "BIGINT",
+    "int": "INTEGER",
+    "integer": "INTEGER",
+    "smallint": "SMALLINT",
+    "tinyint": "TINYINT",
+    "double": "DOUBLE",
+    "float": "FLOAT",
+    "boolean": "BOOLEAN",
+    "timestamp": "TIMESTAMP",
+    "date": "DATE",
+    "text": "VARCHAR",
+}
 
 
 # ---------------------------------------------------------------------------
@@ -70,8 +83,10 @@ HIVE_TYPES = {"string": "VARCHAR", "varchar": "VARCHAR", "char": "VARCHAR", "big
 def start_query_execution(ctx: Context, params: dict) -> dict:
     output = (params.get("ResultConfiguration") or {}).get("OutputLocation")
     if not output:
-        raise invalid("No output location provided. An output location is required either through the Workgroup "
-                      "result configuration setting or as an API input.")
+        raise invalid(
+            "No output location provided. An output location is required either through the Workgroup "
+            "result configuration setting or as an API input."
+        )
     if not output.startswith("s3://") or not output[5:].split("/", 1)[0]:
         raise invalid(f"The output location {output} is not an s3://bucket/prefix URI.")
     _check_output_bucket(ctx.backends, ctx.account_id, output[5:].split("/", 1)[0])
@@ -86,18 +101,24 @@ def start_query_execution(ctx: Context, params: dict) -> dict:
     query_id = str(uuid.uuid4())
     now = time.time()
     execution = {
-        "QueryExecutionId": query_id, "Query": params["QueryString"], "StatementType": kind,
+        "QueryExecutionId": query_id,
+        "Query": params["QueryString"],
+        "StatementType": kind,
         "ResultConfiguration": {"OutputLocation": f"{output.rstrip('/')}/{query_id}.csv"},
-        "QueryExecutionContext": {"Catalog": context.get("Catalog") or DEFAULT_CATALOG,
-                                  "Database": context.get("Database") or DEFAULT_DATABASE},
-        "WorkGroup": params.get("WorkGroup") or "primary", "EngineVersion": ENGINE_VERSION,
+        "QueryExecutionContext": {
+            "Catalog": context.get("Catalog") or DEFAULT_CATALOG,
+            "Database": context.get("Database") or DEFAULT_DATABASE,
+        },
+        "WorkGroup": params.get("WorkGroup") or "primary",
+        "EngineVersion": ENGINE_VERSION,
         "Status": {"State": "QUEUED", "SubmissionDateTime": now},
     }
     if execution["StatementType"] == "DDL":
         execution["ResultConfiguration"]["OutputLocation"] = f"{output.rstrip('/')}/{query_id}.txt"
     with ctx.store.write() as conn:
-        conn.execute(insert(Q).values(id=query_id, account_id=ctx.account_id, region=ctx.region, state="QUEUED",
-                                      data=execution))
+        conn.execute(
+            insert(Q).values(id=query_id, account_id=ctx.account_id, region=ctx.region, state="QUEUED", data=execution)
+        )
     done = runner(ctx.backends).expect(query_id)
     kick(ctx.backends, QUERIES.key(query_id))
     done.wait(START_WAIT)
@@ -123,14 +144,16 @@ def _check_ddl(backends, account_id: str, statement) -> None:
             AccountObjects.of(backends, account_id).authorize(bucket)
         except AWSError as err:
             if err.code != "NoSuchBucket":  # a table may name a bucket yet to be made, as on AWS
-                raise invalid(f"Access Denied: the table LOCATION {location} is in a bucket of another "
-                              "account.") from None
+                raise invalid(
+                    f"Access Denied: the table LOCATION {location} is in a bucket of another account."
+                ) from None
 
 
 def _load(ctx: Context, query_id: str) -> dict:
     with ctx.store.read() as conn:
-        row = conn.execute(select(Q.c.data).where(Q.c.id == query_id, Q.c.account_id == ctx.account_id,
-                                                Q.c.region == ctx.region)).first()
+        row = conn.execute(
+            select(Q.c.data).where(Q.c.id == query_id, Q.c.account_id == ctx.account_id, Q.c.region == ctx.region)
+        ).first()
     if row is None:
         raise invalid(f"QueryExecution {query_id} was not found")
     return row[0]
@@ -145,8 +168,7 @@ def get_query_execution(ctx: Context, params: dict) -> dict:
 def stop_query_execution(ctx: Context, params: dict) -> dict:
     execution = _load(ctx, params["QueryExecutionId"])
     if execution["Status"]["State"] in ("QUEUED", "RUNNING"):
-        _finish(ctx.backends, execution, "CANCELLED", reason="Query cancelled by user",
-                only_from=("QUEUED", "RUNNING"))
+        _finish(ctx.backends, execution, "CANCELLED", reason="Query cancelled by user", only_from=("QUEUED", "RUNNING"))
     return {}
 
 
@@ -155,8 +177,11 @@ def get_query_results(ctx: Context, params: dict) -> dict:
     execution = _load(ctx, params["QueryExecutionId"])
     state = execution["Status"]["State"]
     if state != "SUCCEEDED":
-        raise invalid(f"Query has not yet finished. Current state: {state}" if state in ("QUEUED", "RUNNING")
-                      else f"Query did not succeed. Current state: {state}")
+        raise invalid(
+            f"Query has not yet finished. Current state: {state}"
+            if state in ("QUEUED", "RUNNING")
+            else f"Query did not succeed. Current state: {state}"
+        )
     if execution["StatementType"] != "DML":
         return {"ResultSet": {"Rows": [], "ResultSetMetadata": {"ColumnInfo": []}}, "UpdateCount": 0}
     location = execution["ResultConfiguration"]["OutputLocation"]
@@ -173,13 +198,20 @@ def get_query_results(ctx: Context, params: dict) -> dict:
     start, scope = 0, ["GetQueryResults", execution["QueryExecutionId"]]
     if params.get("NextToken"):
         start = ctx.backends.resources.read_page_token(
-            params["NextToken"], scope, invalid("The NextToken does not belong to this query."))["row"]
+            params["NextToken"], scope, invalid("The NextToken does not belong to this query.")
+        )["row"]
     # The header row comes first, as on Athena; empty CSV fields are NULLs (no VarCharValue).
-    page = rows[start:start + limit]
-    out = {"ResultSet": {
-        "Rows": [{"Data": [{"VarCharValue": v} if v != "" or i == 0 else {} for v in row]}
-                 for i, row in ((start + n, r) for n, r in enumerate(page))],
-        "ResultSetMetadata": {"ColumnInfo": columns}}, "UpdateCount": 0}
+    page = rows[start : start + limit]
+    out = {
+        "ResultSet": {
+            "Rows": [
+                {"Data": [{"VarCharValue": v} if v != "" or i == 0 else {} for v in row]}
+                for i, row in ((start + n, r) for n, r in enumerate(page))
+            ],
+            "ResultSetMetadata": {"ColumnInfo": columns},
+        },
+        "UpdateCount": 0,
+    }
     if start + limit < len(rows):
         out["NextToken"] = ctx.backends.resources.page_token(scope, row=start + limit)
     return out
@@ -260,28 +292,41 @@ def _active_queries(backends) -> list[str]:
 def _advance(backends, query_id: str) -> None:
     """A QUEUED query (or one a stopped server left RUNNING) goes to the runner; run_query moves it on."""
     runner(backends).dispatch(query_id)
-    return None
+    return
 
 
 QUERIES = register_table(TableController("athena-query", _active_queries, _advance))
 
 
-def _finish(backends, execution: dict, state: str, reason: str | None = None, only_from=("RUNNING",),
-            statistics: dict | None = None) -> bool:
+def _finish(
+    backends,
+    execution: dict,
+    state: str,
+    reason: str | None = None,
+    only_from=("RUNNING",),
+    statistics: dict | None = None,
+) -> bool:
     status = {**execution["Status"], "State": state}
     if state in ("SUCCEEDED", "FAILED", "CANCELLED"):
         status["CompletionDateTime"] = time.time()
     if reason:
         status["StateChangeReason"] = reason
     if state == "FAILED":
-        status["AthenaError"] = {"ErrorCategory": 2, "ErrorType": 1300, "Retryable": False,
-                                 "ErrorMessage": reason or ""}
+        status["AthenaError"] = {
+            "ErrorCategory": 2,
+            "ErrorType": 1300,
+            "Retryable": False,
+            "ErrorMessage": reason or "",
+        }
     execution = {**execution, "Status": status}
     if statistics:
         execution["Statistics"] = statistics
     with backends.store.write() as conn:
-        changed = conn.execute(update(Q).where(Q.c.id == execution["QueryExecutionId"], Q.c.state.in_(only_from))
-                               .values(state=state, data=execution)).rowcount
+        changed = conn.execute(
+            update(Q)
+            .where(Q.c.id == execution["QueryExecutionId"], Q.c.state.in_(only_from))
+            .values(state=state, data=execution)
+        ).rowcount
     return bool(changed)
 
 
@@ -313,9 +358,17 @@ def run_query(backends, query_id: str) -> None:
         _finish(backends, execution, "FAILED", reason=f"{type(exc).__name__}: {exc}")
         return
     elapsed = int((time.time() - started) * 1000)
-    _finish(backends, execution, "SUCCEEDED", statistics={
-        "EngineExecutionTimeInMillis": elapsed, "TotalExecutionTimeInMillis": elapsed, "DataScannedInBytes": scanned,
-        "QueryQueueTimeInMillis": int((started - execution["Status"]["SubmissionDateTime"]) * 1000)})
+    _finish(
+        backends,
+        execution,
+        "SUCCEEDED",
+        statistics={
+            "EngineExecutionTimeInMillis": elapsed,
+            "TotalExecutionTimeInMillis": elapsed,
+            "DataScannedInBytes": scanned,
+            "QueryQueueTimeInMillis": int((started - execution["Status"]["SubmissionDateTime"]) * 1000),
+        },
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -345,8 +398,9 @@ def run_ddl(backends, account_id: str, region: str, execution: dict, statement) 
             if statement.args.get("exists"):
                 return
             raise already_exists("InvalidRequestException", f"Table {key[4]} already exists")
-        conn.execute(insert(T).values(account_id=key[0], region=key[1], catalog=key[2], database=key[3],
-                                      name=key[4], data=data))
+        conn.execute(
+            insert(T).values(account_id=key[0], region=key[1], catalog=key[2], database=key[3], name=key[4], data=data)
+        )
 
 
 def external_table(statement) -> dict:
@@ -354,8 +408,11 @@ def external_table(statement) -> dict:
     from sqlglot import exp
 
     schema_node = statement.this
-    columns = [[c.name, c.args["kind"].sql(dialect="hive").lower()] for c in schema_node.expressions] \
-        if isinstance(schema_node, exp.Schema) else []
+    columns = (
+        [[c.name, c.args["kind"].sql(dialect="hive").lower()] for c in schema_node.expressions]
+        if isinstance(schema_node, exp.Schema)
+        else []
+    )
     properties = statement.args.get("properties")
     location, fmt, csv_options = None, "parquet", {}
     for prop in properties.expressions if properties else []:
@@ -364,7 +421,7 @@ def external_table(statement) -> dict:
         elif isinstance(prop, exp.RowFormatSerdeProperty):
             serde = prop.this.name.lower()
             fmt = "csv" if ("csv" in serde or "lazysimple" in serde) else "parquet"
-            for p in (prop.args.get("serde_properties").expressions if prop.args.get("serde_properties") else []):
+            for p in prop.args.get("serde_properties").expressions if prop.args.get("serde_properties") else []:
                 csv_options[p.this.name] = p.args["value"].name
         elif isinstance(prop, exp.FileFormatProperty):
             fmt = "csv" if prop.this.name.upper() == "TEXTFILE" else "parquet"
@@ -383,8 +440,13 @@ def _table_key(account_id: str, region: str, context: dict, table) -> tuple[str,
 
 
 def _key_clause(key):
-    return (T.c.account_id == key[0], T.c.region == key[1], T.c.catalog == key[2], T.c.database == key[3],
-            T.c.name == key[4])
+    return (
+        T.c.account_id == key[0],
+        T.c.region == key[1],
+        T.c.catalog == key[2],
+        T.c.database == key[3],
+        T.c.name == key[4],
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -431,8 +493,14 @@ def _presto_functions(statement) -> None:
         # Teradata's to_timestamp(text, 'yyyy-mm-dd hh24:mi:ss'), which the SDK's as_of() writes.
         if func.name.lower() == "to_timestamp" and len(args) == 2 and args[1].is_string:
             fmt = args[1].name
-            for teradata, strftime in (("yyyy", "%Y"), ("mm", "%m"), ("dd", "%d"), ("hh24", "%H"), ("mi", "%M"),
-                                       ("ss", "%S")):
+            for teradata, strftime in (
+                ("yyyy", "%Y"),
+                ("mm", "%m"),
+                ("dd", "%d"),
+                ("hh24", "%H"),
+                ("mi", "%M"),
+                ("ss", "%S"),
+            ):
                 fmt = fmt.replace(teradata, strftime)
             func.replace(exp.Anonymous(this="strptime", expressions=[args[0], exp.Literal.string(fmt)]))
 
@@ -449,8 +517,7 @@ def register_table(backends, objects: AccountObjects, con, key: tuple, view: str
         return _register_external(objects, con, row[0], view)
     group = _feature_group_for(backends, account_id, region, catalog, database, name)
     if group is None:
-        raise AWSError("InvalidRequestException",
-                       f"line 1: Table '{catalog}.{database}.{name}' does not exist")
+        raise AWSError("InvalidRequestException", f"line 1: Table '{catalog}.{database}.{name}' does not exist")
     from ..services.featurestore.offline import arrow_schema, split_uri
     from ..services.featurestore.state import feature_store
 
@@ -474,8 +541,10 @@ def _conform(table, target):
     """A file written before features were added: the missing columns as nulls, in the table's order."""
     import pyarrow as pa
 
-    columns = [table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(len(table), f.type)
-               for f in target]
+    columns = [
+        table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(len(table), f.type)
+        for f in target
+    ]
     return pa.Table.from_arrays(columns, schema=target)
 
 
@@ -487,8 +556,11 @@ def _feature_group_for(backends, account_id, region, catalog, database, name):
         dc = offline.get("DataCatalogConfig") or {}
         if offline.get("DisableGlueTableCreation") or record.status != "Created":
             continue
-        if (dc.get("TableName", "").lower(), dc.get("Database", "").lower(), dc.get("Catalog", "").lower()) == \
-                (name, database, catalog):
+        if (dc.get("TableName", "").lower(), dc.get("Database", "").lower(), dc.get("Catalog", "").lower()) == (
+            name,
+            database,
+            catalog,
+        ):
             return Group.from_data(account_id, region, record.data, record.status)
     return None
 
@@ -500,23 +572,36 @@ def _register_external(objects: AccountObjects, con, data: dict, view: str) -> i
     bucket, prefix = parse_s3_uri(data["location"])
     if prefix and not prefix.endswith("/"):
         prefix += "/"
-    bodies = [objects.get_object(bucket, info.key) for info in objects.iter_objects(bucket, prefix)
-              if not info.key.endswith("/")]
+    bodies = [
+        objects.get_object(bucket, info.key)
+        for info in objects.iter_objects(bucket, prefix)
+        if not info.key.endswith("/")
+    ]
     names = [c[0] for c in data["columns"]]
     if data["format"] == "parquet":
         tables = [pq.read_table(io.BytesIO(b)) for b in bodies]
-        con.register(view + "_raw", pa.concat_tables(tables, promote_options="default") if tables
-                     else pa.table({n: pa.array([], pa.string()) for n in names}))
+        con.register(
+            view + "_raw",
+            pa.concat_tables(tables, promote_options="default")
+            if tables
+            else pa.table({n: pa.array([], pa.string()) for n in names}),
+        )
     else:
         options = data.get("csv") or {}
-        reader_args = {"delimiter": options.get("separatorChar", ","), "quotechar": options.get("quoteChar", '"'),
-                       "escapechar": options.get("escapeChar") or None}
+        reader_args = {
+            "delimiter": options.get("separatorChar", ","),
+            "quotechar": options.get("quoteChar", '"'),
+            "escapechar": options.get("escapeChar") or None,
+        }
         rows = [r for b in bodies for r in csv.reader(io.StringIO(b.decode("utf-8")), **reader_args)]
-        raw = {n: pa.array([r[i] if i < len(r) and r[i] != "" else None for r in rows], pa.string())
-               for i, n in enumerate(names)}
+        raw = {
+            n: pa.array([r[i] if i < len(r) and r[i] != "" else None for r in rows], pa.string())
+            for i, n in enumerate(names)
+        }
         con.register(view + "_raw", pa.table(raw))
-    casts = ", ".join(f'TRY_CAST({_quoted(n)} AS {HIVE_TYPES[t.split("(")[0]]}) AS {_quoted(n)}'
-                      for n, t in data["columns"])
+    casts = ", ".join(
+        f"TRY_CAST({_quoted(n)} AS {HIVE_TYPES[t.split('(')[0]]}) AS {_quoted(n)}" for n, t in data["columns"]
+    )
     execute_one(con, f"CREATE TEMP VIEW {_quoted(view)} AS SELECT {casts} FROM {_quoted(view + '_raw')}")
     return sum(len(b) for b in bodies)
 
@@ -575,10 +660,22 @@ def write_results(objects: AccountObjects, location: str, names: list[str], tabl
     for values in zip(*columns):
         out.write(",".join("" if v is None else '"' + _text(v).replace('"', '""') + '"' for v in values) + "\n")
     bucket, key = location[5:].split("/", 1)
-    metadata = {"ColumnInfo": [
-        {"CatalogName": "hive", "SchemaName": "", "TableName": "", "Name": n, "Label": n,
-         "Type": _athena_type(table.schema.field(i).type), "Precision": 0, "Scale": 0, "Nullable": "UNKNOWN",
-         "CaseSensitive": _athena_type(table.schema.field(i).type) == "varchar"}
-        for i, n in enumerate(names)]}
+    metadata = {
+        "ColumnInfo": [
+            {
+                "CatalogName": "hive",
+                "SchemaName": "",
+                "TableName": "",
+                "Name": n,
+                "Label": n,
+                "Type": _athena_type(table.schema.field(i).type),
+                "Precision": 0,
+                "Scale": 0,
+                "Nullable": "UNKNOWN",
+                "CaseSensitive": _athena_type(table.schema.field(i).type) == "varchar",
+            }
+            for i, n in enumerate(names)
+        ]
+    }
     objects.put_object(bucket, key, out.getvalue().encode("utf-8"))
     objects.put_object(bucket, key + ".metadata", json.dumps(metadata).encode())

@@ -44,15 +44,55 @@ SANDBOX_CONFIG = {
 }
 
 # DuckDB scalar functions that report the engine and its host rather than compute on data; Athena has none.
-ENGINE_FUNCTIONS = {"current_setting", "getenv", "json_execute_serialized_sql", "json_deserialize_sql",
-                    "json_serialize_sql", "current_query"}
+ENGINE_FUNCTIONS = {
+    "current_setting",
+    "getenv",
+    "json_execute_serialized_sql",
+    "json_deserialize_sql",
+    "json_serialize_sql",
+    "current_query",
+}
 
 # The first words of statements that are not queries, for naming those sqlglot cannot parse at all.
-NON_QUERY_KEYWORDS = {"ALTER", "ANALYZE", "ATTACH", "BEGIN", "CALL", "CHECKPOINT", "COMMIT", "COPY", "CREATE",
-                      "DEALLOCATE", "DELETE", "DESCRIBE", "DETACH", "DROP", "EXECUTE", "EXPLAIN", "EXPORT", "GRANT",
-                      "IMPORT", "INSERT", "INSTALL", "LOAD", "MERGE", "MSCK", "PRAGMA", "PREPARE", "RESET", "REVOKE",
-                      "ROLLBACK", "SET", "SHOW", "SUMMARIZE", "TRUNCATE", "UNLOAD", "UPDATE", "USE", "VACUUM"}
-
+NON_QUERY_KEYWORDS = {
+    "ALTER",
+    "ANALYZE",
+    "ATTACH",
+    "BEGIN",
+    "CALL",
+    "CHECKPOINT",
+    "COMMIT",
+    "COPY",
+    "CREATE",
+    "DEALLOCATE",
+    "DELETE",
+    "DESCRIBE",
+    "DETACH",
+    "DROP",
+    "EXECUTE",
+    "EXPLAIN",
+    "EXPORT",
+    "GRANT",
+    "IMPORT",
+    "INSERT",
+    "INSTALL",
+    "LOAD",
+    "MERGE",
+    "MSCK",
+    "PRAGMA",
+    "PREPARE",
+    "RESET",
+    "REVOKE",
+    "ROLLBACK",
+    "SET",
+    "SHOW",
+    "SUMMARIZE",
+    "TRUNCATE",
+    "UNLOAD",
+    "UPDATE",
+    "USE",
+    "VACUUM",
+}
 
 
 @functools.cache
@@ -60,10 +100,22 @@ def _kinds() -> dict:
     """Statement classes whose kind a refusal names; anything else is named by its first keyword."""
     from sqlglot import exp
 
-    return {exp.Insert: "INSERT", exp.Update: "UPDATE", exp.Delete: "DELETE", exp.Merge: "MERGE", exp.Copy: "COPY",
-            exp.Set: "SET", exp.Pragma: "PRAGMA", exp.Alter: "ALTER", exp.Describe: "DESCRIBE", exp.Use: "USE",
-            exp.Transaction: "BEGIN TRANSACTION", exp.Commit: "COMMIT", exp.Rollback: "ROLLBACK",
-            exp.Pivot: "PIVOT"}
+    return {
+        exp.Insert: "INSERT",
+        exp.Update: "UPDATE",
+        exp.Delete: "DELETE",
+        exp.Merge: "MERGE",
+        exp.Copy: "COPY",
+        exp.Set: "SET",
+        exp.Pragma: "PRAGMA",
+        exp.Alter: "ALTER",
+        exp.Describe: "DESCRIBE",
+        exp.Use: "USE",
+        exp.Transaction: "BEGIN TRANSACTION",
+        exp.Commit: "COMMIT",
+        exp.Rollback: "ROLLBACK",
+        exp.Pivot: "PIVOT",
+    }
 
 
 class SyntaxFailure(Exception):
@@ -91,15 +143,20 @@ def parse_statement(sql: str) -> tuple[str, exp.Expression]:
         return "DML", statement
     if isinstance(statement, exp.Drop) and str(statement.args.get("kind") or "").upper() == "TABLE":
         return "DDL", statement
-    if isinstance(statement, exp.Create) and str(statement.args.get("kind") or "").upper() == "TABLE" \
-            and statement.args.get("expression") is None:
+    if (
+        isinstance(statement, exp.Create)
+        and str(statement.args.get("kind") or "").upper() == "TABLE"
+        and statement.args.get("expression") is None
+    ):
         return "DDL", statement
     raise unsupported(_kind(statement, sql))
 
 
 def unsupported(kind: str) -> AWSError:
-    return invalid(f"{kind} statements are not supported: SelfMaker's Athena runs read-only queries (SELECT, "
-                   "WITH, VALUES), CREATE EXTERNAL TABLE and DROP TABLE.")
+    return invalid(
+        f"{kind} statements are not supported: SelfMaker's Athena runs read-only queries (SELECT, "
+        "WITH, VALUES), CREATE EXTERNAL TABLE and DROP TABLE."
+    )
 
 
 def _parse(sql: str) -> list[exp.Expression]:
@@ -188,14 +245,20 @@ def refuse_engine_access(statement: exp.Expression) -> None:
 
     for node in statement.walk():
         if isinstance(node, exp.Table) and not isinstance(node.this, exp.Identifier):
-            raise AWSError("InvalidRequestException",
-                           f"FUNCTION_NOT_FOUND: line 1: Table function '{_function_name(node.this)}' not registered")
+            raise AWSError(
+                "InvalidRequestException",
+                f"FUNCTION_NOT_FOUND: line 1: Table function '{_function_name(node.this)}' not registered",
+            )
         if isinstance(node, exp.Lateral) and not isinstance(node.this, exp.Subquery):
-            raise AWSError("InvalidRequestException",
-                           f"FUNCTION_NOT_FOUND: line 1: Table function '{_function_name(node.this)}' not registered")
+            raise AWSError(
+                "InvalidRequestException",
+                f"FUNCTION_NOT_FOUND: line 1: Table function '{_function_name(node.this)}' not registered",
+            )
         if isinstance(node, exp.Func) and _function_name(node).lower() in ENGINE_FUNCTIONS:
-            raise AWSError("InvalidRequestException",
-                           f"FUNCTION_NOT_FOUND: line 1: Function '{_function_name(node)}' not registered")
+            raise AWSError(
+                "InvalidRequestException",
+                f"FUNCTION_NOT_FOUND: line 1: Function '{_function_name(node)}' not registered",
+            )
 
 
 def _function_name(node: exp.Expression) -> str:

@@ -31,9 +31,11 @@ class FilterPattern:
     excluded: tuple[str, ...] = ()
 
     def matches(self, message: str) -> bool:
-        return (all(term in message for term in self.required)
-                and not any(term in message for term in self.excluded)
-                and (not self.optional or any(term in message for term in self.optional)))
+        return (
+            all(term in message for term in self.required)
+            and not any(term in message for term in self.excluded)
+            and (not self.optional or any(term in message for term in self.optional))
+        )
 
     @property
     def matches_everything(self) -> bool:
@@ -43,9 +45,11 @@ class FilterPattern:
 def parse(pattern: str | None) -> FilterPattern:
     text = (pattern or "").strip()
     if text[:1] in ("{", "[") or (len(text) > 1 and text[0] == "%" and text[-1] == "%"):
-        raise PatternError("SelfMaker supports term filter patterns (terms, \"quoted phrases\", ?either and "
-                           "-excluded terms); JSON, space-delimited and regular-expression patterns are not "
-                           "supported.")
+        raise PatternError(
+            'SelfMaker supports term filter patterns (terms, "quoted phrases", ?either and '
+            "-excluded terms); JSON, space-delimited and regular-expression patterns are not "
+            "supported."
+        )
     buckets: dict[str, list[str]] = {"": [], "?": [], "-": []}
     position = 0
     while position < len(text):
@@ -56,8 +60,10 @@ def parse(pattern: str | None) -> FilterPattern:
         if quoted is not None:
             term = re.sub(r"\\(.)", r"\1", quoted)
         elif not _BARE_TERM.fullmatch(bare):
-            raise PatternError(f"Invalid character(s) in term '{bare}': quote terms that contain characters "
-                               "other than letters, digits and underscores.")
+            raise PatternError(
+                f"Invalid character(s) in term '{bare}': quote terms that contain characters "
+                "other than letters, digits and underscores."
+            )
         else:
             term = bare
         if term:

@@ -41,15 +41,16 @@ from ..store import schema
 
 SAGEMAKER_TRUST_POLICY = {
     "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"},
-                   "Action": "sts:AssumeRole"}],
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}],
 }
 DEFAULT_MAX_SESSION_SECONDS = 3600
 DEFAULT_MAX_ITEMS = 100
 
 # arn:aws:iam::123456789012:role/optional/path/Name (users and groups likewise)
-_PRINCIPAL_ARN = re.compile(r"arn:aws(?:-[a-z]+)*:iam::(?P<account>\d{12}):(?P<kind>user|role|group)/"
-                            r"(?:[\x21-\x7e]*/)?(?P<name>[\w+=,.@-]{1,128})")
+_PRINCIPAL_ARN = re.compile(
+    r"arn:aws(?:-[a-z]+)*:iam::(?P<account>\d{12}):(?P<kind>user|role|group)/"
+    r"(?:[\x21-\x7e]*/)?(?P<name>[\w+=,.@-]{1,128})"
+)
 _EPOCH_KEY = "iam.epoch"
 
 
@@ -93,16 +94,18 @@ def database_epoch(store) -> float:
 @operation("iam", "GetRole")
 def get_role(ctx: Context, params: dict) -> dict:
     name = params["RoleName"]
-    return {"Role": {
-        "Path": "/",
-        "RoleName": name,
-        "RoleId": role_id(ctx.account_id, name),
-        "Arn": f"arn:aws:iam::{ctx.account_id}:role/{name}",
-        "CreateDate": database_epoch(ctx.store),
-        # IAM returns policy documents URL-encoded; botocore decodes them into dicts.
-        "AssumeRolePolicyDocument": quote(json.dumps(SAGEMAKER_TRUST_POLICY, separators=(",", ":")), safe=""),
-        "MaxSessionDuration": DEFAULT_MAX_SESSION_SECONDS,
-    }}
+    return {
+        "Role": {
+            "Path": "/",
+            "RoleName": name,
+            "RoleId": role_id(ctx.account_id, name),
+            "Arn": f"arn:aws:iam::{ctx.account_id}:role/{name}",
+            "CreateDate": database_epoch(ctx.store),
+            # IAM returns policy documents URL-encoded; botocore decodes them into dicts.
+            "AssumeRolePolicyDocument": quote(json.dumps(SAGEMAKER_TRUST_POLICY, separators=(",", ":")), safe=""),
+            "MaxSessionDuration": DEFAULT_MAX_SESSION_SECONDS,
+        }
+    }
 
 
 @operation("iam", "SimulatePrincipalPolicy")
@@ -122,7 +125,7 @@ def simulate_principal_policy(ctx: Context, params: dict) -> dict:
     page_size = params.get("MaxItems", DEFAULT_MAX_ITEMS)
     scope = ["SimulatePrincipalPolicy", source, params["ActionNames"], resources]
     start = _read_marker(ctx, params.get("Marker"), scope)
-    page = results[start:start + page_size]
+    page = results[start : start + page_size]
     out = {"EvaluationResults": page, "IsTruncated": start + page_size < len(results)}
     if out["IsTruncated"]:
         out["Marker"] = ctx.backends.resources.page_token(scope, o=start + page_size)
@@ -131,20 +134,30 @@ def simulate_principal_policy(ctx: Context, params: dict) -> dict:
 
 def _allowed(action: str, resources: list[str]) -> dict:
     """One action's evaluation: allowed on every resource (IAM reports one result per action)."""
-    result = {"EvalActionName": action, "EvalDecision": "allowed", "MatchedStatements": [],
-              "MissingContextValues": []}
+    result = {"EvalActionName": action, "EvalDecision": "allowed", "MatchedStatements": [], "MissingContextValues": []}
     if len(resources) == 1:
         result["EvalResourceName"] = resources[0]
     if resources != ["*"]:
         result["ResourceSpecificResults"] = [
-            {"EvalResourceName": r, "EvalResourceDecision": "allowed", "MatchedStatements": [],
-             "MissingContextValues": []} for r in resources]
+            {
+                "EvalResourceName": r,
+                "EvalResourceDecision": "allowed",
+                "MatchedStatements": [],
+                "MissingContextValues": [],
+            }
+            for r in resources
+        ]
     return result
 
 
 def _read_marker(ctx: Context, marker: str | None, scope: list) -> int:
     if marker is None:
         return 0
-    return ctx.backends.resources.read_page_token(marker, scope, invalid_input(
-        "The Marker is invalid: it was not returned by a SimulatePrincipalPolicy call with the same principal, "
-        "actions and resources."))["o"]
+    return ctx.backends.resources.read_page_token(
+        marker,
+        scope,
+        invalid_input(
+            "The Marker is invalid: it was not returned by a SimulatePrincipalPolicy call with the same principal, "
+            "actions and resources."
+        ),
+    )["o"]

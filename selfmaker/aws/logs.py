@@ -12,8 +12,8 @@ belong to a stream. Times are epoch milliseconds throughout, as the API speaks.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Sequence
 
 from sqlalchemy import case, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -72,14 +72,14 @@ def _insert_if_absent(conn, table, **values) -> bool:
 
 
 def find_group(conn, account_id: str, region: str, name: str):
-    return conn.execute(select(G).where(G.c.account_id == account_id, G.c.region == region,
-                                        G.c.name == name)).first()
+    return conn.execute(select(G).where(G.c.account_id == account_id, G.c.region == region, G.c.name == name)).first()
 
 
 def create_group(conn, account_id: str, region: str, name: str, log_group_class: str = "STANDARD") -> bool:
     """Create a log group; False if it already exists."""
-    return _insert_if_absent(conn, G, account_id=account_id, region=region, name=name, created_ms=now_ms(),
-                             log_group_class=log_group_class)
+    return _insert_if_absent(
+        conn, G, account_id=account_id, region=region, name=name, created_ms=now_ms(), log_group_class=log_group_class
+    )
 
 
 def find_stream(conn, group_id: int, name: str):
@@ -96,20 +96,31 @@ def insert_events(conn, group_id: int, stream_id: int, events: Sequence[tuple[in
     if not events:
         return
     ingested = now_ms()
-    conn.execute(E.insert(), [{"group_id": group_id, "stream_id": stream_id, "timestamp": ts, "message": msg,
-                               "ingested_ms": ingested} for ts, msg in events])
+    conn.execute(
+        E.insert(),
+        [
+            {"group_id": group_id, "stream_id": stream_id, "timestamp": ts, "message": msg, "ingested_ms": ingested}
+            for ts, msg in events
+        ],
+    )
     first = min(ts for ts, _ in events)
     last = max(ts for ts, _ in events)
     size = sum(len(msg.encode("utf-8")) for _, msg in events)
     # Expressions rather than read-modify-write: concurrent batches on PostgreSQL must not lose updates.
-    conn.execute(S.update().where(S.c.id == stream_id).values(
-        first_event_ms=case((or_(S.c.first_event_ms.is_(None), S.c.first_event_ms > first), first),
-                            else_=S.c.first_event_ms),
-        last_event_ms=case((or_(S.c.last_event_ms.is_(None), S.c.last_event_ms < last), last),
-                           else_=S.c.last_event_ms),
-        last_ingested_ms=ingested,
-        stored_bytes=S.c.stored_bytes + size,
-    ))
+    conn.execute(
+        S.update()
+        .where(S.c.id == stream_id)
+        .values(
+            first_event_ms=case(
+                (or_(S.c.first_event_ms.is_(None), S.c.first_event_ms > first), first), else_=S.c.first_event_ms
+            ),
+            last_event_ms=case(
+                (or_(S.c.last_event_ms.is_(None), S.c.last_event_ms < last), last), else_=S.c.last_event_ms
+            ),
+            last_ingested_ms=ingested,
+            stored_bytes=S.c.stored_bytes + size,
+        )
+    )
 
 
 def delete_stream_events(conn, stream_id: int) -> None:
@@ -135,8 +146,9 @@ class LogEvent:
     ingested_ms: int
 
 
-def append_events(store, account_id: str, region: str, group: str, stream: str,
-                  events: Iterable[tuple[int, str]]) -> int:
+def append_events(
+    store, account_id: str, region: str, group: str, stream: str, events: Iterable[tuple[int, str]]
+) -> int:
     """Write (timestamp ms, message) events to group/stream, creating both if needed; return how many.
 
     One transaction per call, so pass lines in batches. Empty messages are
@@ -151,8 +163,9 @@ def append_events(store, account_id: str, region: str, group: str, stream: str,
     return len(batch)
 
 
-def read_events(store, account_id: str, region: str, group: str, stream_prefix: str = "", after: int = 0,
-                limit: int = 1000) -> list[LogEvent]:
+def read_events(
+    store, account_id: str, region: str, group: str, stream_prefix: str = "", after: int = 0, limit: int = 1000
+) -> list[LogEvent]:
     """Events written after event id ``after`` to the group's streams named ``stream_prefix*``, oldest first.
 
     Ordered by ingestion, not by timestamp, so a reader that follows ``after``
@@ -170,12 +183,22 @@ def read_events(store, account_id: str, region: str, group: str, stream_prefix: 
             select(E.c.id, S.c.name, E.c.timestamp, E.c.message, E.c.ingested_ms)
             .join(S, S.c.id == E.c.stream_id)
             .where(E.c.stream_id.in_(streams.scalar_subquery()), E.c.id > after)
-            .order_by(E.c.id).limit(limit))
+            .order_by(E.c.id)
+            .limit(limit)
+        )
         return [LogEvent(*row) for row in rows]
 
 
-def follow(store, account_id: str, region: str, group: str, stream_prefix: str = "", after: int = 0,
-           poll_seconds: float = 1.0, stop: Callable[[], bool] | None = None) -> Iterator[LogEvent]:
+def follow(
+    store,
+    account_id: str,
+    region: str,
+    group: str,
+    stream_prefix: str = "",
+    after: int = 0,
+    poll_seconds: float = 1.0,
+    stop: Callable[[], bool] | None = None,
+) -> Iterator[LogEvent]:
     """Yield events as they are written, like ``tail -f``, until ``stop()`` is true and all is read.
 
     ``stop`` is checked before each read, so events written just before it

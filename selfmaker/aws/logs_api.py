@@ -16,9 +16,26 @@ from ..server.errors import AWSError, already_exists
 from ..server.operations import Context, operation
 from ..store import tags as tagging
 from . import filter_pattern
-from .logs import (E, G, S, bytewise, create_group, create_stream, delete_group_contents, delete_stream_events,
-                   find_group, find_stream, group_arn, group_not_found, has_prefix, insert_events,
-                   invalid_parameter, now_ms, stream_arn, stream_not_found)
+from .logs import (
+    E,
+    G,
+    S,
+    bytewise,
+    create_group,
+    create_stream,
+    delete_group_contents,
+    delete_stream_events,
+    find_group,
+    find_stream,
+    group_arn,
+    group_not_found,
+    has_prefix,
+    insert_events,
+    invalid_parameter,
+    now_ms,
+    stream_arn,
+    stream_not_found,
+)
 
 DESCRIBE_LIMIT = 50
 EVENTS_LIMIT = 10_000
@@ -43,8 +60,9 @@ def _issue(ctx: Context, scope, **position) -> str:
 
 def _redeem(ctx: Context, token: str, scope) -> dict:
     """The position in a token we issued for exactly this list (``scope``), or InvalidParameterException."""
-    return ctx.backends.resources.read_page_token(token, scope,
-                                                  invalid_parameter("The specified nextToken is invalid."))
+    return ctx.backends.resources.read_page_token(
+        token, scope, invalid_parameter("The specified nextToken is invalid.")
+    )
 
 
 # -- resolving names ----------------------------------------------------------------
@@ -89,15 +107,19 @@ def create_log_group(ctx: Context, params: dict) -> None:
     if params.get("kmsKeyId"):
         raise invalid_parameter("SelfMaker does not encrypt log groups with KMS keys: omit kmsKeyId.")
     if params.get("deletionProtectionEnabled"):
-        raise invalid_parameter("SelfMaker does not support deletion protection for log groups: "
-                                "omit deletionProtectionEnabled.")
+        raise invalid_parameter(
+            "SelfMaker does not support deletion protection for log groups: omit deletionProtectionEnabled."
+        )
     name = params["logGroupName"]
     with ctx.store.write() as conn:
         if not create_group(conn, ctx.account_id, ctx.region, name, params.get("logGroupClass", "STANDARD")):
             raise already_exists("ResourceAlreadyExistsException", "The specified log group already exists")
         if params.get("tags"):
-            tagging.add(conn, group_arn(ctx.account_id, ctx.region, name),
-                        [{"Key": k, "Value": v} for k, v in params["tags"].items()])
+            tagging.add(
+                conn,
+                group_arn(ctx.account_id, ctx.region, name),
+                [{"Key": k, "Value": v} for k, v in params["tags"].items()],
+            )
 
 
 @operation("logs", "DeleteLogGroup")
@@ -128,8 +150,9 @@ def describe_log_groups(ctx: Context, params: dict) -> dict:
     prefix, pattern = params.get("logGroupNamePrefix"), params.get("logGroupNamePattern")
     identifiers = params.get("logGroupIdentifiers")
     if sum(x is not None for x in (prefix, pattern, identifiers)) > 1:
-        raise invalid_parameter("logGroupNamePrefix, logGroupNamePattern and logGroupIdentifiers are mutually "
-                                "exclusive parameters.")
+        raise invalid_parameter(
+            "logGroupNamePrefix, logGroupNamePattern and logGroupIdentifiers are mutually exclusive parameters."
+        )
     accounts = params.get("accountIdentifiers")
     limit = params.get("limit", DESCRIBE_LIMIT)
     cls = params.get("logGroupClass")
@@ -168,9 +191,16 @@ def _identifier_name(ctx: Context, identifier: str) -> str | None:
 
 def _group_out(ctx: Context, row) -> dict:
     arn = group_arn(ctx.account_id, ctx.region, row.name)
-    return {"logGroupName": row.name, "creationTime": row.created_ms, "retentionInDays": row.retention_days,
-            "metricFilterCount": 0, "arn": f"{arn}:*", "logGroupArn": arn, "storedBytes": row.bytes,
-            "logGroupClass": row.log_group_class}
+    return {
+        "logGroupName": row.name,
+        "creationTime": row.created_ms,
+        "retentionInDays": row.retention_days,
+        "metricFilterCount": 0,
+        "arn": f"{arn}:*",
+        "logGroupArn": arn,
+        "storedBytes": row.bytes,
+        "logGroupClass": row.log_group_class,
+    }
 
 
 @operation("logs", "DescribeLogStreams")
@@ -211,11 +241,16 @@ def _beyond(columns, values, descending: bool):
 
 
 def _stream_out(ctx: Context, group_name: str, row) -> dict:
-    return {"logStreamName": row.name, "creationTime": row.created_ms, "firstEventTimestamp": row.first_event_ms,
-            "lastEventTimestamp": row.last_event_ms, "lastIngestionTime": row.last_ingested_ms,
-            "arn": stream_arn(ctx.account_id, ctx.region, group_name, row.name),
-            # Deprecated for streams in 2019; AWS always reports zero (the group's storedBytes is real).
-            "storedBytes": 0}
+    return {
+        "logStreamName": row.name,
+        "creationTime": row.created_ms,
+        "firstEventTimestamp": row.first_event_ms,
+        "lastEventTimestamp": row.last_event_ms,
+        "lastIngestionTime": row.last_ingested_ms,
+        "arn": stream_arn(ctx.account_id, ctx.region, group_name, row.name),
+        # Deprecated for streams in 2019; AWS always reports zero (the group's storedBytes is real).
+        "storedBytes": 0,
+    }
 
 
 # -- writing events -----------------------------------------------------------------
@@ -232,8 +267,9 @@ def put_log_events(ctx: Context, params: dict) -> dict:
         raise invalid_parameter(f"Upload too large: {size} bytes exceeds limit of {BATCH_BYTES}")
     stamps = [e["timestamp"] for e in events]
     if max(stamps) - min(stamps) > BATCH_SPAN_MS:
-        raise invalid_parameter("The batch of log events in a single PutLogEvents request cannot span more "
-                                "than 24 hours.")
+        raise invalid_parameter(
+            "The batch of log events in a single PutLogEvents request cannot span more than 24 hours."
+        )
     now = now_ms()
     too_old = [i for i, ts in enumerate(stamps) if ts < now - TOO_OLD_MS]
     too_new = [i for i, ts in enumerate(stamps) if ts > now + TOO_NEW_MS]
@@ -307,8 +343,9 @@ def get_log_events(ctx: Context, params: dict) -> dict:
         if params.get("endTime") is not None:
             query = query.where(E.c.timestamp < params["endTime"])
         if direction == "f":
-            rows = _within_bytes(conn.execute(
-                query.where(_after(gap)).order_by(E.c.timestamp, E.c.id).limit(limit)).all())
+            rows = _within_bytes(
+                conn.execute(query.where(_after(gap)).order_by(E.c.timestamp, E.c.id).limit(limit)).all()
+            )
         else:
             if gap is not None:
                 query = query.where(_up_to(gap))
@@ -361,8 +398,11 @@ def filter_log_events(ctx: Context, params: dict) -> dict:
         if params.get("nextToken"):
             payload = _redeem(ctx, params["nextToken"], scope)
             cursor = (payload["t"], payload["i"])
-        query = (select(E.c.id, E.c.timestamp, E.c.message, E.c.ingested_ms, S.c.name.label("stream"))
-                 .join(S, S.c.id == E.c.stream_id).where(E.c.group_id == group.id))
+        query = (
+            select(E.c.id, E.c.timestamp, E.c.message, E.c.ingested_ms, S.c.name.label("stream"))
+            .join(S, S.c.id == E.c.stream_id)
+            .where(E.c.group_id == group.id)
+        )
         if names:
             query = query.where(S.c.name.in_(names))
         if prefix:
@@ -387,8 +427,18 @@ def filter_log_events(ctx: Context, params: dict) -> dict:
             cursor = (row.timestamp, row.id)
             scanned += 1
 
-    out = {"events": [{"logStreamName": r.stream, "timestamp": r.timestamp, "message": r.message,
-                       "ingestionTime": r.ingested_ms, "eventId": str(r.id)} for r in matched]}
+    out = {
+        "events": [
+            {
+                "logStreamName": r.stream,
+                "timestamp": r.timestamp,
+                "message": r.message,
+                "ingestionTime": r.ingested_ms,
+                "eventId": str(r.id),
+            }
+            for r in matched
+        ]
+    }
     if more:
         out["nextToken"] = _issue(ctx, scope, t=cursor[0], i=cursor[1])
     return out

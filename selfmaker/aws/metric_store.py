@@ -24,8 +24,8 @@ from collections import defaultdict
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ..engines.periodic import Periodic
 from ..backends import background_worker
+from ..engines.periodic import Periodic
 from ..store import schema
 
 log = logging.getLogger("selfmaker.metrics")
@@ -114,11 +114,23 @@ def buffer(backends) -> MetricBuffer:
     return backends.shared("metric_store.buffer", MetricBuffer)
 
 
-def record(backends, account_id: str, region: str, namespace: str, metric_name: str, dimensions: dict[str, str],
-           value: float, unit: str) -> None:
+def record(
+    backends,
+    account_id: str,
+    region: str,
+    namespace: str,
+    metric_name: str,
+    dimensions: dict[str, str],
+    value: float,
+    unit: str,
+) -> None:
     """Add one value of a metric at the current second. No I/O: safe on any request path."""
-    buffer(backends).add_value((account_id, region, namespace, metric_name, tuple(sorted(dimensions.items()))),
-                               unit, int(time.time()), float(value))
+    buffer(backends).add_value(
+        (account_id, region, namespace, metric_name, tuple(sorted(dimensions.items()))),
+        unit,
+        int(time.time()),
+        float(value),
+    )
 
 
 # -- writing ------------------------------------------------------------------------
@@ -133,12 +145,29 @@ def _metric_id(conn, series: SeriesKey) -> int:
     account_id, region, namespace, name, dimensions = series
     digest = _dimensions_digest(dimensions)
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(dialect.insert(MT).values(
-        account_id=account_id, region=region, namespace=namespace, name=name, dimensions_key=digest,
-        dimensions=[list(d) for d in dimensions], totals={}, updated_at=time.time()).on_conflict_do_nothing())
-    return conn.execute(select(MT.c.id).where(
-        MT.c.account_id == account_id, MT.c.region == region, MT.c.namespace == namespace, MT.c.name == name,
-        MT.c.dimensions_key == digest)).scalar_one()
+    conn.execute(
+        dialect.insert(MT)
+        .values(
+            account_id=account_id,
+            region=region,
+            namespace=namespace,
+            name=name,
+            dimensions_key=digest,
+            dimensions=[list(d) for d in dimensions],
+            totals={},
+            updated_at=time.time(),
+        )
+        .on_conflict_do_nothing()
+    )
+    return conn.execute(
+        select(MT.c.id).where(
+            MT.c.account_id == account_id,
+            MT.c.region == region,
+            MT.c.namespace == namespace,
+            MT.c.name == name,
+            MT.c.dimensions_key == digest,
+        )
+    ).scalar_one()
 
 
 def write(conn, points: dict[tuple[SeriesKey, str, int], StatSet]) -> None:
@@ -149,9 +178,21 @@ def write(conn, points: dict[tuple[SeriesKey, str, int], StatSet]) -> None:
     now = time.time()
     for series, items in by_series.items():
         metric_id = _metric_id(conn, series)
-        conn.execute(DP.insert(), [{"metric_id": metric_id, "timestamp": second, "unit": unit,
-                                    "sample_count": s[0], "sum": s[1], "minimum": s[2], "maximum": s[3]}
-                                   for unit, second, s in items])
+        conn.execute(
+            DP.insert(),
+            [
+                {
+                    "metric_id": metric_id,
+                    "timestamp": second,
+                    "unit": unit,
+                    "sample_count": s[0],
+                    "sum": s[1],
+                    "minimum": s[2],
+                    "maximum": s[3],
+                }
+                for unit, second, s in items
+            ],
+        )
         totals = conn.execute(select(MT.c.totals).where(MT.c.id == metric_id)).scalar_one() or {}
         for unit, _, stats in items:
             count, total = totals.get(unit, [0.0, 0.0])
@@ -199,15 +240,39 @@ def roll_up(backends, now: float | None = None, since: dict[int, int] | None = N
             cutoff = int(now - age) // resolution * resolution
             bucket = DP.c.timestamp - DP.c.timestamp % resolution
             groups = conn.execute(
-                select(DP.c.metric_id, DP.c.unit, bucket, func.sum(DP.c.sample_count), func.sum(DP.c.sum),
-                       func.min(DP.c.minimum), func.max(DP.c.maximum))
+                select(
+                    DP.c.metric_id,
+                    DP.c.unit,
+                    bucket,
+                    func.sum(DP.c.sample_count),
+                    func.sum(DP.c.sum),
+                    func.min(DP.c.minimum),
+                    func.max(DP.c.maximum),
+                )
                 .where(DP.c.timestamp < cutoff, DP.c.timestamp >= since.get(resolution, 0) - resolution)
-                .group_by(DP.c.metric_id, DP.c.unit, bucket).having(func.count() > 1)).all()
+                .group_by(DP.c.metric_id, DP.c.unit, bucket)
+                .having(func.count() > 1)
+            ).all()
             for metric_id, unit, start, count, total, low, high in groups:
-                conn.execute(DP.delete().where(DP.c.metric_id == metric_id, DP.c.unit == unit,
-                                               DP.c.timestamp >= start, DP.c.timestamp < start + resolution))
-                conn.execute(DP.insert().values(metric_id=metric_id, unit=unit, timestamp=start, sample_count=count,
-                                                sum=total, minimum=low, maximum=high))
+                conn.execute(
+                    DP.delete().where(
+                        DP.c.metric_id == metric_id,
+                        DP.c.unit == unit,
+                        DP.c.timestamp >= start,
+                        DP.c.timestamp < start + resolution,
+                    )
+                )
+                conn.execute(
+                    DP.insert().values(
+                        metric_id=metric_id,
+                        unit=unit,
+                        timestamp=start,
+                        sample_count=count,
+                        sum=total,
+                        minimum=low,
+                        maximum=high,
+                    )
+                )
             since[resolution] = cutoff
 
 
@@ -238,18 +303,33 @@ def _start_flusher(backends) -> _Flusher:
 # -- reading ------------------------------------------------------------------------
 
 
-def aggregate(backends, series: SeriesKey, start: int, end: int, period: int,
-              unit: str | None = None) -> dict[tuple[int, str], StatSet]:
+def aggregate(
+    backends, series: SeriesKey, start: int, end: int, period: int, unit: str | None = None
+) -> dict[tuple[int, str], StatSet]:
     """Statistic sets of ``series`` per (period start, unit) over [start, end), periods aligned to the epoch."""
     account_id, region, namespace, name, dimensions = series
     bucket = DP.c.timestamp - DP.c.timestamp % period
-    query = (select(bucket, DP.c.unit, func.sum(DP.c.sample_count), func.sum(DP.c.sum), func.min(DP.c.minimum),
-                    func.max(DP.c.maximum))
-             .join(MT, MT.c.id == DP.c.metric_id)
-             .where(MT.c.account_id == account_id, MT.c.region == region, MT.c.namespace == namespace,
-                    MT.c.name == name, MT.c.dimensions_key == _dimensions_digest(dimensions),
-                    DP.c.timestamp >= start, DP.c.timestamp < end)
-             .group_by(bucket, DP.c.unit))
+    query = (
+        select(
+            bucket,
+            DP.c.unit,
+            func.sum(DP.c.sample_count),
+            func.sum(DP.c.sum),
+            func.min(DP.c.minimum),
+            func.max(DP.c.maximum),
+        )
+        .join(MT, MT.c.id == DP.c.metric_id)
+        .where(
+            MT.c.account_id == account_id,
+            MT.c.region == region,
+            MT.c.namespace == namespace,
+            MT.c.name == name,
+            MT.c.dimensions_key == _dimensions_digest(dimensions),
+            DP.c.timestamp >= start,
+            DP.c.timestamp < end,
+        )
+        .group_by(bucket, DP.c.unit)
+    )
     if unit is not None:
         query = query.where(DP.c.unit == unit)
     with backends.store.read() as conn:
@@ -264,12 +344,23 @@ def aggregate(backends, series: SeriesKey, start: int, end: int, period: int,
     return result
 
 
-def list_metrics(backends, account_id: str, region: str, namespace: str | None = None, name: str | None = None,
-                 active_since: float | None = None, after_id: int = 0, limit: int = 500) -> list:
+def list_metrics(
+    backends,
+    account_id: str,
+    region: str,
+    namespace: str | None = None,
+    name: str | None = None,
+    active_since: float | None = None,
+    after_id: int = 0,
+    limit: int = 500,
+) -> list:
     """Metric rows (id, namespace, name, dimensions), oldest first, after row ``after_id``."""
-    query = (select(MT.c.id, MT.c.namespace, MT.c.name, MT.c.dimensions)
-             .where(MT.c.account_id == account_id, MT.c.region == region, MT.c.id > after_id)
-             .order_by(MT.c.id).limit(limit))
+    query = (
+        select(MT.c.id, MT.c.namespace, MT.c.name, MT.c.dimensions)
+        .where(MT.c.account_id == account_id, MT.c.region == region, MT.c.id > after_id)
+        .order_by(MT.c.id)
+        .limit(limit)
+    )
     if namespace is not None:
         query = query.where(MT.c.namespace == namespace)
     if name is not None:
@@ -295,8 +386,9 @@ def _snake(text: str) -> str:
 
 def _family(namespace: str, name: str, unit: str) -> tuple[str, str, float]:
     """(metric family name, Prometheus type, factor to its base unit) for a CloudWatch metric and unit."""
-    prefix = "_".join(re.sub(r"[^a-z0-9]+", "_", part.lower()).strip("_")
-                      for part in namespace.split("/") if part.lower() != "aws")
+    prefix = "_".join(
+        re.sub(r"[^a-z0-9]+", "_", part.lower()).strip("_") for part in namespace.split("/") if part.lower() != "aws"
+    )
     base = f"{prefix}_{_snake(name)}" if prefix else _snake(name)
     # SelfMaker's own AWS/ metrics without a unit count things (Invocations, Invocation4XXErrors...), as
     # CloudWatch reports them; a user's unitless metric may be a gauge, so it stays a summary.
@@ -319,8 +411,11 @@ def _number(value: float) -> str:
 
 def _totals(backends) -> dict[SeriesKey, dict[str, list[float]]]:
     with backends.store.read() as conn:
-        rows = conn.execute(select(MT.c.account_id, MT.c.region, MT.c.namespace, MT.c.name, MT.c.dimensions,
-                                   MT.c.totals).order_by(MT.c.id)).all()
+        rows = conn.execute(
+            select(MT.c.account_id, MT.c.region, MT.c.namespace, MT.c.name, MT.c.dimensions, MT.c.totals).order_by(
+                MT.c.id
+            )
+        ).all()
     totals: dict[SeriesKey, dict[str, list[float]]] = {}
     for account_id, region, namespace, name, dimensions, by_unit in rows:
         series = (account_id, region, namespace, name, tuple(tuple(d) for d in dimensions))

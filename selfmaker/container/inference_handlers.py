@@ -14,9 +14,9 @@ import io
 import json
 import os
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 JSON, CSV, NPY = "application/json", "text/csv", "application/x-npy"
 JSONLINES = "application/jsonlines"
@@ -34,9 +34,12 @@ class InferenceError(Exception):
 
 
 def unsupported(content_type: str) -> InferenceError:
-    return InferenceError(415, f"Content type {content_type} is not supported by this framework.\n\n"
-                               "Please implement input_fn to to deserialize the request data or an output_fn to\n"
-                               "serialize the response. For more information, see the SageMaker Python SDK README.")
+    return InferenceError(
+        415,
+        f"Content type {content_type} is not supported by this framework.\n\n"
+        "Please implement input_fn to to deserialize the request data or an output_fn to\n"
+        "serialize the response. For more information, see the SageMaker Python SDK README.",
+    )
 
 
 def _text(data) -> str:
@@ -44,6 +47,7 @@ def _text(data) -> str:
 
 
 # -- numpy decoding and encoding (sagemaker_inference.decoder / encoder) -----------------------------------------
+
 
 def csv_rows(text: str):
     """CSV as a 2-D float32 array, as the toolkit's genfromtxt reads it (missing values become nan).
@@ -112,6 +116,7 @@ class Framework:
 
 # -- scikit-learn -----------------------------------------------------------------------------------------------
 
+
 def sklearn_model_fn(model_dir):
     directory = Path(model_dir)
     joblib_files = sorted(directory.glob("*.joblib"))
@@ -123,12 +128,16 @@ def sklearn_model_fn(model_dir):
     if pickles:
         with open(pickles[0], "rb") as f:
             return pickle.load(f)
-    raise InferenceError(500, "Please provide a model_fn implementation: the model directory holds no "
-                              "*.joblib or *.pkl model to load by default. See documentation for model_fn at "
-                              "https://sagemaker.readthedocs.io/en/stable/frameworks/sklearn/using_sklearn.html")
+    raise InferenceError(
+        500,
+        "Please provide a model_fn implementation: the model directory holds no "
+        "*.joblib or *.pkl model to load by default. See documentation for model_fn at "
+        "https://sagemaker.readthedocs.io/en/stable/frameworks/sklearn/using_sklearn.html",
+    )
 
 
 # -- XGBoost (the built-in algorithm's serving) ----------------------------------------------------------------
+
 
 def xgboost_model_fn(model_dir):
     import xgboost as xgb
@@ -163,8 +172,11 @@ def _libsvm_matrix(text: str):
                 rows.append(index)
                 columns.append(int(column))
                 values.append(float(value))
-    return xgb.DMatrix(csr_matrix((np.array(values, dtype=np.float32), (rows, columns)),
-                                  shape=(len(lines), max(columns, default=-1) + 1)))
+    return xgb.DMatrix(
+        csr_matrix(
+            (np.array(values, dtype=np.float32), (rows, columns)), shape=(len(lines), max(columns, default=-1) + 1)
+        )
+    )
 
 
 def xgboost_input_fn(data, content_type):
@@ -182,13 +194,18 @@ def xgboost_input_fn(data, content_type):
             rows = rows.get("instances", rows) if isinstance(rows, dict) else rows
             return xgb.DMatrix(np.array(rows, dtype=np.float32, ndmin=2))
     except (ValueError, TypeError) as e:
-        raise InferenceError(415, f"Loading {kind} data failed with Exception, please ensure data is in {kind} "
-                                  f"format: {e}") from None
+        raise InferenceError(
+            415, f"Loading {kind} data failed with Exception, please ensure data is in {kind} format: {e}"
+        ) from None
     if kind == RECORDIO:
-        raise InferenceError(415, f"Content type {RECORDIO} is not supported by SelfMaker's XGBoost serving yet; "
-                                  "send text/csv or text/libsvm")
-    raise InferenceError(415, f"Content type {content_type} is not supported by this algorithm; "
-                              "use text/csv or text/libsvm")
+        raise InferenceError(
+            415,
+            f"Content type {RECORDIO} is not supported by SelfMaker's XGBoost serving yet; "
+            "send text/csv or text/libsvm",
+        )
+    raise InferenceError(
+        415, f"Content type {content_type} is not supported by this algorithm; use text/csv or text/libsvm"
+    )
 
 
 def xgboost_predict_fn(data, booster):
@@ -215,18 +232,25 @@ def xgboost_output_fn(predictions, accept):
         return json.dumps({"predictions": [{"score": v} for v in values]}), JSON
     if kind == JSONLINES:
         return "".join(json.dumps({"score": v}) + "\n" for v in values), JSONLINES
-    raise InferenceError(406, f"{accept} is not an accepted Accept type. Please choose one of the following: "
-                              f"['{JSON}', '{JSONLINES}', '{CSV}'].")
+    raise InferenceError(
+        406,
+        f"{accept} is not an accepted Accept type. Please choose one of the following: "
+        f"['{JSON}', '{JSONLINES}', '{CSV}'].",
+    )
 
 
 # -- ONNX -------------------------------------------------------------------------------------------------------
+
 
 def onnx_model_fn(model_dir):
     try:
         import onnxruntime
     except ImportError:
-        raise InferenceError(500, "onnxruntime is not installed in this runtime: map the image to a runtime with "
-                                  "onnxruntime (see docs/jobs.md)") from None
+        raise InferenceError(
+            500,
+            "onnxruntime is not installed in this runtime: map the image to a runtime with "
+            "onnxruntime (see docs/jobs.md)",
+        ) from None
     models = sorted(Path(model_dir).glob("*.onnx"))
     if not models:
         raise InferenceError(500, f"{model_dir} holds no *.onnx model")

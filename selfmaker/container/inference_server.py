@@ -64,8 +64,13 @@ class Context:
     """
 
     def __init__(self, model_dir: Path):
-        self.system_properties = {"model_dir": str(model_dir), "gpu_id": None, "batch_size": 1,
-                                  "server_name": "SelfMaker", "server_version": "1"}
+        self.system_properties = {
+            "model_dir": str(model_dir),
+            "gpu_id": None,
+            "batch_size": 1,
+            "server_name": "SelfMaker",
+            "server_version": "1",
+        }
         self._request = threading.local()
 
     def begin(self, request_headers: dict[str, str]) -> None:
@@ -97,8 +102,10 @@ def _call(function, context: Context, *args):
     if count == len(args) + 1:
         return function(*args, context)
     if count != len(args):
-        raise TypeError(f"{function.__name__} takes {count} arguments; the toolkit passes {len(args)} "
-                        f"(or {len(args) + 1} with context)")
+        raise TypeError(
+            f"{function.__name__} takes {count} arguments; the toolkit passes {len(args)} "
+            f"(or {len(args) + 1} with context)"
+        )
     return function(*args)
 
 
@@ -106,7 +113,7 @@ def code_directory() -> Path | None:
     code = MODEL_DIR / "code"
     submit = os.environ.get("SAGEMAKER_SUBMIT_DIRECTORY", "")
     if submit.startswith("file://"):
-        submit = submit[len("file://"):]
+        submit = submit[len("file://") :]
     if submit and not submit.startswith("s3://") and Path(submit).is_dir():
         return Path(submit)
     return code if code.is_dir() else None
@@ -116,8 +123,12 @@ def _install_requirements(code: Path) -> None:
     requirements = code / "requirements.txt"
     if requirements.exists():
         print(f"SelfMaker: installing {requirements}", flush=True)
-        result = subprocess.run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "-r",
-                                 str(requirements)], stdout=sys.stdout, stderr=subprocess.PIPE, text=True)
+        result = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "-r", str(requirements)],
+            stdout=sys.stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         if result.returncode != 0:
             raise ServerError(f"pip install -r requirements.txt failed: {result.stderr.strip()[-500:]}")
 
@@ -144,11 +155,15 @@ class Handlers:
 
     def __init__(self, module, framework: defaults.Framework, model_dir: Path):
         self.context = Context(model_dir)
-        found = {name: getattr(module, name, None) for name in
-                 ("model_fn", "input_fn", "predict_fn", "output_fn", "transform_fn")}
+        found = {
+            name: getattr(module, name, None)
+            for name in ("model_fn", "input_fn", "predict_fn", "output_fn", "transform_fn")
+        }
         if found["transform_fn"] and any(found[n] for n in ("input_fn", "predict_fn", "output_fn")):
-            raise ServerError("Cannot use transform_fn implementation in conjunction with input_fn, predict_fn, "
-                              "and/or output_fn implementation")
+            raise ServerError(
+                "Cannot use transform_fn implementation in conjunction with input_fn, predict_fn, "
+                "and/or output_fn implementation"
+            )
         self.input_fn = found["input_fn"] or framework.input_fn
         self.predict_fn = found["predict_fn"] or framework.predict_fn
         self.output_fn = found["output_fn"] or framework.output_fn
@@ -202,8 +217,9 @@ IN_FLIGHT = InFlight()
 
 
 def make_handler(handlers: Handlers, default_accept: str, max_concurrent: int):
-    execution_parameters = json.dumps({"MaxConcurrentTransforms": max_concurrent,
-                                       "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 6}).encode()
+    execution_parameters = json.dumps(
+        {"MaxConcurrentTransforms": max_concurrent, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 6}
+    ).encode()
 
     class RequestHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: one connection carries every request of a client
@@ -214,8 +230,7 @@ def make_handler(handlers: Handlers, default_accept: str, max_concurrent: int):
         def log_message(self, format, *args):  # the access log would be one line per record
             pass
 
-        def _answer(self, status: int, body: bytes = b"", content_type: str | None = None,
-                    headers: dict | None = None):
+        def _answer(self, status: int, body: bytes = b"", content_type: str | None = None, headers: dict | None = None):
             self.send_response(status)
             if content_type:
                 self.send_header("Content-Type", content_type)
@@ -287,8 +302,11 @@ def main() -> int:
         framework = defaults.framework(os.environ.get("SELFMAKER_INFERENCE_FRAMEWORK"), MODEL_DIR)
         handlers = Handlers(user_module(), framework, MODEL_DIR)
     except Exception as e:
-        print(f"SelfMaker model server: the model could not be loaded: {type(e).__name__}: {e}", file=sys.stderr,
-              flush=True)
+        print(
+            f"SelfMaker model server: the model could not be loaded: {type(e).__name__}: {e}",
+            file=sys.stderr,
+            flush=True,
+        )
         traceback.print_exc()
         return 1
     server = build_server(handlers)

@@ -73,33 +73,58 @@ def environment(hyperparameters: dict, program: str, framework_params: dict) -> 
     module_name = program[:-3] if program.endswith(".py") else program
     user_args = to_cmd_args(hyperparameters)
     values = {
-        "hosts": hosts, "network_interface_name": resource.get("network_interface_name", "eth0"),
-        "hps": hyperparameters, "user_entry_point": program, "framework_params": framework_params,
-        "resource_config": resource, "input_data_config": data_config,
-        "output_data_dir": str(BASE / "output" / "data"), "channels": channels, "current_host": current,
+        "hosts": hosts,
+        "network_interface_name": resource.get("network_interface_name", "eth0"),
+        "hps": hyperparameters,
+        "user_entry_point": program,
+        "framework_params": framework_params,
+        "resource_config": resource,
+        "input_data_config": data_config,
+        "output_data_dir": str(BASE / "output" / "data"),
+        "channels": channels,
+        "current_host": current,
         "current_instance_type": resource.get("current_instance_type", "local"),
-        "current_instance_group": group, "current_instance_group_hosts": hosts,
+        "current_instance_group": group,
+        "current_instance_group_hosts": hosts,
         "instance_groups": [g.get("instance_group_name") for g in groups] or [group],
         "instance_groups_dict": {g.get("instance_group_name"): g for g in groups},
-        "distribution_instance_groups": [], "is_hetero": False,
-        "module_name": module_name, "log_level": 20, "framework_module": None,
-        "input_dir": str(BASE / "input"), "input_config_dir": str(CONFIG), "output_dir": str(BASE / "output"),
-        "num_cpus": len(os.sched_getaffinity(0)), "num_gpus": 0, "num_neurons": 0,
-        "model_dir": str(BASE / "model"), "module_dir": framework_params.get("sagemaker_submit_directory", str(CODE)),
-        "user_args": user_args, "output_intermediate_dir": str(BASE / "output" / "intermediate"),
+        "distribution_instance_groups": [],
+        "is_hetero": False,
+        "module_name": module_name,
+        "log_level": 20,
+        "framework_module": None,
+        "input_dir": str(BASE / "input"),
+        "input_config_dir": str(CONFIG),
+        "output_dir": str(BASE / "output"),
+        "num_cpus": len(os.sched_getaffinity(0)),
+        "num_gpus": 0,
+        "num_neurons": 0,
+        "model_dir": str(BASE / "model"),
+        "module_dir": framework_params.get("sagemaker_submit_directory", str(CODE)),
+        "user_args": user_args,
+        "output_intermediate_dir": str(BASE / "output" / "intermediate"),
         "job_name": framework_params.get("sagemaker_job_name", os.environ.get("TRAINING_JOB_NAME", "")),
-        "master_hostname": hosts[0], "is_master": current == hosts[0],
+        "master_hostname": hosts[0],
+        "is_master": current == hosts[0],
         "channel_input_dirs": {c: str(BASE / "input" / "data" / c) for c in channels},
     }
-    env = {f"SM_{key.upper()}": _as_env(value) for key, value in values.items()
-           if key not in ("job_name", "master_hostname", "is_master", "channel_input_dirs")}
+    env = {
+        f"SM_{key.upper()}": _as_env(value)
+        for key, value in values.items()
+        if key not in ("job_name", "master_hostname", "is_master", "channel_input_dirs")
+    }
     env["SM_TRAINING_ENV"] = json.dumps(values)
     for channel in channels:
         env[f"SM_CHANNEL_{channel.upper()}"] = str(BASE / "input" / "data" / channel)
     for key, value in hyperparameters.items():
         env[f"SM_HP_{key.upper()}"] = _as_env(value)
-    env.update({"SAGEMAKER_JOB_NAME": values["job_name"], "CURRENT_HOST": current,
-                "SAGEMAKER_REGION": os.environ.get("AWS_REGION", "")})
+    env.update(
+        {
+            "SAGEMAKER_JOB_NAME": values["job_name"],
+            "CURRENT_HOST": current,
+            "SAGEMAKER_REGION": os.environ.get("AWS_REGION", ""),
+        }
+    )
     return env
 
 
@@ -144,15 +169,17 @@ def _error_message(tail: list[str]) -> str:
 def main() -> int:
     raw = _load("hyperparameters.json")
     decoded = {k: _decode(v) for k, v in raw.items()}
-    framework = {k: v for k, v in decoded.items() if k.startswith("sagemaker_") or k.startswith("_")}
+    framework = {k: v for k, v in decoded.items() if k.startswith(("sagemaker_", "_"))}
     user = {k: v for k, v in decoded.items() if k not in framework}
     program = framework.get("sagemaker_program")
     env = {**os.environ, **environment(user, program or "", framework)}
     if not program:
         algorithm = os.environ.get("SELFMAKER_ALGORITHM")
         if not algorithm:
-            return fail("ClientError: the training job has no sagemaker_program hyperparameter and its image has "
-                        "no built-in algorithm in SelfMaker; set one, or a ContainerEntrypoint")
+            return fail(
+                "ClientError: the training job has no sagemaker_program hyperparameter and its image has "
+                "no built-in algorithm in SelfMaker; set one, or a ContainerEntrypoint"
+            )
         os.environ.update(env)
         runpy.run_module(algorithm, run_name="__main__", alter_sys=True)
         return 0
@@ -161,16 +188,22 @@ def main() -> int:
         print(f"SelfMaker: installing {requirements} into the job's environment", flush=True)
         code, tail = _run([sys.executable, "-m", "pip", "install", "-r", str(requirements)], env, CODE)
         if code != 0:
-            return fail(f"InstallRequirementsError:\nExitCode {code}\nErrorMessage \"{_error_message(tail)}\"\n"
-                        f"Command \"{sys.executable} -m pip install -r requirements.txt\"", code)
+            return fail(
+                f'InstallRequirementsError:\nExitCode {code}\nErrorMessage "{_error_message(tail)}"\n'
+                f'Command "{sys.executable} -m pip install -r requirements.txt"',
+                code,
+            )
     if program.endswith(".py"):
         command = [sys.executable, program, *to_cmd_args(user)]
     else:
         command = ["/bin/sh", "-c", f"./{program} {' '.join(to_cmd_args(user))}"]
     code, tail = _run(command, env, CODE)
     if code != 0:
-        return fail(f"ExecuteUserScriptError:\nExitCode {code}\nErrorMessage \"{_error_message(tail)}\"\n"
-                    f"Command \"{' '.join(command)}\"", code)
+        return fail(
+            f'ExecuteUserScriptError:\nExitCode {code}\nErrorMessage "{_error_message(tail)}"\n'
+            f'Command "{" ".join(command)}"',
+            code,
+        )
     return 0
 
 

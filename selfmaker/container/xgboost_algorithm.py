@@ -37,16 +37,48 @@ CSV, LIBSVM = "text/csv", "text/libsvm"
 DEFAULT_CONTENT_TYPE = LIBSVM
 
 # Metric names as the algorithm publishes them (sagemaker_xgboost_container.constants.xgb_constants).
-MAXIMIZE_METRICS = ("accuracy", "auc", "aucpr", "balanced_accuracy", "f1", "f1_binary", "f1_macro", "map", "ndcg",
-                    "precision", "r2", "recall", "precision_macro", "precision_micro", "recall_macro",
-                    "recall_micro")
-MINIMIZE_METRICS = ("aft-nloglik", "cox-nloglik", "error", "gamma-deviance", "gamma-nloglik",
-                    "interval-regression-accuracy", "logloss", "mae", "mape", "merror", "mlogloss", "mphe",
-                    "mse", "poisson-nloglik", "rmse", "rmsle", "tweedie-nloglik")
+MAXIMIZE_METRICS = (
+    "accuracy",
+    "auc",
+    "aucpr",
+    "balanced_accuracy",
+    "f1",
+    "f1_binary",
+    "f1_macro",
+    "map",
+    "ndcg",
+    "precision",
+    "r2",
+    "recall",
+    "precision_macro",
+    "precision_micro",
+    "recall_macro",
+    "recall_micro",
+)
+MINIMIZE_METRICS = (
+    "aft-nloglik",
+    "cox-nloglik",
+    "error",
+    "gamma-deviance",
+    "gamma-nloglik",
+    "interval-regression-accuracy",
+    "logloss",
+    "mae",
+    "mape",
+    "merror",
+    "mlogloss",
+    "mphe",
+    "mse",
+    "poisson-nloglik",
+    "rmse",
+    "rmsle",
+    "tweedie-nloglik",
+)
 _NUMBER = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 METRIC_DEFINITIONS = [
     {"Name": f"{channel}:{metric}", "Regex": f".*\\[[0-9]+\\].*#011{channel}-{metric}:{_NUMBER}.*"}
-    for channel in ("train", "validation") for metric in (*MAXIMIZE_METRICS, *MINIMIZE_METRICS)
+    for channel in ("train", "validation")
+    for metric in (*MAXIMIZE_METRICS, *MINIMIZE_METRICS)
 ]
 
 log = logging.getLogger("selfmaker.xgboost")
@@ -63,12 +95,18 @@ def builtin_metric_definitions() -> list[dict]:
 
 # -- hyperparameters ---------------------------------------------------------------------------------------------
 
+
 def _interval(low=None, high=None, low_open=False, high_open=False):
     def check(value):
-        return not ((low is not None and (value <= low if low_open else value < low))
-                    or (high is not None and (value >= high if high_open else value > high)))
-    text = f"{'(' if low_open or low is None else '['}{'-inf' if low is None else low}, " \
-           f"{'+inf' if high is None else high}{')' if high_open or high is None else ']'}"
+        return not (
+            (low is not None and (value <= low if low_open else value < low))
+            or (high is not None and (value >= high if high_open else value > high))
+        )
+
+    text = (
+        f"{'(' if low_open or low is None else '['}{'-inf' if low is None else low}, "
+        f"{'+inf' if high is None else high}{')' if high_open or high is None else ']'}"
+    )
     return check, text
 
 
@@ -76,10 +114,27 @@ def _categories(*values):
     return (lambda value: value in values), str(list(values))
 
 
-OBJECTIVES = ("binary:hinge", "binary:logistic", "binary:logitraw", "count:poisson", "multi:softmax",
-              "multi:softprob", "rank:map", "rank:ndcg", "rank:pairwise", "reg:absoluteerror", "reg:gamma",
-              "reg:linear", "reg:logistic", "reg:pseudohubererror", "reg:squarederror", "reg:squaredlogerror",
-              "reg:tweedie", "survival:aft", "survival:cox")
+OBJECTIVES = (
+    "binary:hinge",
+    "binary:logistic",
+    "binary:logitraw",
+    "count:poisson",
+    "multi:softmax",
+    "multi:softprob",
+    "rank:map",
+    "rank:ndcg",
+    "rank:pairwise",
+    "reg:absoluteerror",
+    "reg:gamma",
+    "reg:linear",
+    "reg:logistic",
+    "reg:pseudohubererror",
+    "reg:squarederror",
+    "reg:squaredlogerror",
+    "reg:tweedie",
+    "survival:aft",
+    "survival:cox",
+)
 EVAL_METRICS = (*MAXIMIZE_METRICS, *MINIMIZE_METRICS)
 
 # name -> (parse, (check, range text) or None). num_round is the one required hyperparameter.
@@ -153,8 +208,9 @@ def validate(raw: dict) -> dict:
     for metric in parsed.get("eval_metric", []):
         base = metric.split("@")[0]
         if base not in EVAL_METRICS:
-            raise UserError(f"Hyperparameter eval_metric: value {parsed['eval_metric']} not in range "
-                            f"{list(EVAL_METRICS)}")
+            raise UserError(
+                f"Hyperparameter eval_metric: value {parsed['eval_metric']} not in range {list(EVAL_METRICS)}"
+            )
     objective = parsed.get("objective", "reg:squarederror")
     if objective.startswith("multi:") and "num_class" not in parsed:
         raise UserError("Require input for parameter num_class for multi-classification")
@@ -171,6 +227,7 @@ def booster_params(hyperparameters: dict) -> dict:
 
 # -- data --------------------------------------------------------------------------------------------------------
 
+
 def content_type(channel_config: dict) -> str:
     """text/csv or text/libsvm from a channel's ContentType (parameters such as label_size allowed)."""
     value = (channel_config.get("ContentType") or DEFAULT_CONTENT_TYPE).strip()
@@ -180,21 +237,26 @@ def content_type(channel_config: dict) -> str:
         for parameter in filter(None, (p.strip() for p in parameters.split(";"))):
             key, _, size = parameter.partition("=")
             if key.strip() == "label_size" and size.strip() != "1":
-                raise UserError(f"{value} is not an accepted csv ContentType. Optional parameter label_size "
-                                "must be equal to 1")
+                raise UserError(
+                    f"{value} is not an accepted csv ContentType. Optional parameter label_size must be equal to 1"
+                )
         return CSV
     if kind in ("libsvm", LIBSVM, "text/x-libsvm"):
         return LIBSVM
     if kind in ("parquet", "application/x-parquet", "recordio-protobuf", "application/x-recordio-protobuf"):
-        raise UserError(f"Content type {value} is not supported by SelfMaker's XGBoost algorithm yet; "
-                        "use text/csv or text/libsvm")
+        raise UserError(
+            f"Content type {value} is not supported by SelfMaker's XGBoost algorithm yet; use text/csv or text/libsvm"
+        )
     raise UserError(f"Content type {value} is not supported by this algorithm.")
 
 
 def data_files(directory: Path) -> list[Path]:
     """The channel's files, recursively, without hidden files (as the algorithm reads a channel)."""
-    return sorted(p for p in directory.rglob("*") if p.is_file()
-                  and not any(part.startswith(".") for part in p.relative_to(directory).parts))
+    return sorted(
+        p
+        for p in directory.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(directory).parts)
+    )
 
 
 def load(directory: Path, kind: str, csv_weights: bool):
@@ -210,16 +272,20 @@ def load(directory: Path, kind: str, csv_weights: bool):
         try:
             frames = [pd.read_csv(f, header=None, dtype="float32", engine="c") for f in files]
         except ValueError as e:
-            raise UserError(f"Could not read the CSV data of {directory.name} (label first, no header, numbers "
-                            f"only): {e}") from None
+            raise UserError(
+                f"Could not read the CSV data of {directory.name} (label first, no header, numbers only): {e}"
+            ) from None
         table = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
         values = table.to_numpy()
         first = 2 if csv_weights else 1
         if values.shape[1] <= first:
-            raise UserError(f"The CSV data of {directory.name} has no feature columns after the label"
-                            f"{' and weight' if csv_weights else ''}")
-        return xgb.DMatrix(values[:, first:], label=values[:, 0],
-                           weight=values[:, 1] if csv_weights else None, nthread=-1)
+            raise UserError(
+                f"The CSV data of {directory.name} has no feature columns after the label"
+                f"{' and weight' if csv_weights else ''}"
+            )
+        return xgb.DMatrix(
+            values[:, first:], label=values[:, 0], weight=values[:, 1] if csv_weights else None, nthread=-1
+        )
     if len(files) == 1:
         source = files[0]
     else:  # libsvm is line-oriented: one file holding all of them reads as the channel does
@@ -237,6 +303,7 @@ def load(directory: Path, kind: str, csv_weights: bool):
 
 # -- training ----------------------------------------------------------------------------------------------------
 
+
 def _log_evaluations():
     """An xgboost callback printing each round as the algorithm's log shows it in CloudWatch."""
     import xgboost as xgb
@@ -245,7 +312,9 @@ def _log_evaluations():
         def after_iteration(self, model, epoch, evals_log):
             line = f"[{epoch}]" + "".join(
                 f"#011{data}-{metric}:{history[-1]:.5f}"
-                for data, metrics in evals_log.items() for metric, history in metrics.items())
+                for data, metrics in evals_log.items()
+                for metric, history in metrics.items()
+            )
             print(line, flush=True)
             return False
 
@@ -256,18 +325,21 @@ def train(base: Path = BASE) -> None:
     import xgboost as xgb
 
     config = base / "input" / "config"
-    raw = json.loads((config / "hyperparameters.json").read_text()) if (config / "hyperparameters.json").exists() \
-        else {}
+    raw = (
+        json.loads((config / "hyperparameters.json").read_text()) if (config / "hyperparameters.json").exists() else {}
+    )
     hyperparameters = validate(raw)
-    channels = json.loads((config / "inputdataconfig.json").read_text()) \
-        if (config / "inputdataconfig.json").exists() else {}
+    channels = (
+        json.loads((config / "inputdataconfig.json").read_text()) if (config / "inputdataconfig.json").exists() else {}
+    )
     if "train" not in channels:
         raise UserError("No data in the channel: train. Provide a train channel.")
     unknown = sorted(set(channels) - {"train", "validation"})
     if unknown:
         raise UserError(f"Channels {unknown} are not accepted by this algorithm: use train and validation")
-    resource = json.loads((config / "resourceconfig.json").read_text()) \
-        if (config / "resourceconfig.json").exists() else {}
+    resource = (
+        json.loads((config / "resourceconfig.json").read_text()) if (config / "resourceconfig.json").exists() else {}
+    )
     hosts = resource.get("hosts") or ["algo-1"]
     if len(hosts) > 1:
         raise UserError("SelfMaker's XGBoost algorithm trains on one instance: set InstanceCount to 1")
@@ -288,14 +360,22 @@ def train(base: Path = BASE) -> None:
     params = booster_params(hyperparameters)
     log.info("Single node training.")
     try:
-        booster = xgb.train(params, dtrain, num_boost_round=hyperparameters["num_round"],
-                            evals=[(matrix, name) for name, matrix in matrices.items()],
-                            early_stopping_rounds=hyperparameters.get("early_stopping_rounds"),
-                            verbose_eval=False, callbacks=[_log_evaluations()])
+        booster = xgb.train(
+            params,
+            dtrain,
+            num_boost_round=hyperparameters["num_round"],
+            evals=[(matrix, name) for name, matrix in matrices.items()],
+            early_stopping_rounds=hyperparameters.get("early_stopping_rounds"),
+            verbose_eval=False,
+            callbacks=[_log_evaluations()],
+        )
     except xgb.core.XGBoostError as e:
         message = str(e).splitlines()[0]
-        raise UserError(message) if "Check failed" in message or "label" in message or "mismatch" in message \
-            else RuntimeError(f"XGB train call failed with exception:\n {message}") from None
+        raise (
+            UserError(message)
+            if "Check failed" in message or "label" in message or "mismatch" in message
+            else RuntimeError(f"XGB train call failed with exception:\n {message}")
+        ) from None
     model_dir = base / "model"
     model_dir.mkdir(parents=True, exist_ok=True)
     booster.save_model(str(model_dir / MODEL_NAME))

@@ -48,8 +48,10 @@ def container_of(model: dict) -> dict:
     containers = model.get("Containers") or []
     if len(containers) == 1:
         return containers[0]
-    raise ModelDataError(f"the model {model.get('ModelName')} has {len(containers)} containers: SelfMaker serves "
-                         "models with one container (inference pipelines of several are not supported yet)")
+    raise ModelDataError(
+        f"the model {model.get('ModelName')} has {len(containers)} containers: SelfMaker serves "
+        "models with one container (inference pipelines of several are not supported yet)"
+    )
 
 
 def socket_dir(instance_root: Path) -> Path:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 log = logging.getLogger("selfmaker.periodic")
 
@@ -29,8 +29,16 @@ STOP_TIMEOUT = 30.0  # a run in progress may take this long to end before stop()
 
 
 class Periodic:
-    def __init__(self, name: str, interval: float, run: Callable[[], None] | None = None, *,
-                 run_at_start: bool = False, final_run: bool = True, on_demand: bool = False):
+    def __init__(
+        self,
+        name: str,
+        interval: float,
+        run: Callable[[], None] | None = None,
+        *,
+        run_at_start: bool = False,
+        final_run: bool = True,
+        on_demand: bool = False,
+    ):
         self.name = name
         self.interval = interval
         self._job = run

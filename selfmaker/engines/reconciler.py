@@ -27,9 +27,9 @@ import heapq
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
 
 from sqlalchemy import select
 
@@ -49,7 +49,7 @@ R = schema.resources
 class Controller:
     kind: str  # the Kind name, e.g. "TrainingJob"
     active: frozenset[str]  # statuses that still need work
-    reconcile: Callable[[Backends, Record], "float | None"]
+    reconcile: Callable[[Backends, Record], float | None]
 
 
 CONTROLLERS: dict[str, Controller] = {}
@@ -71,7 +71,7 @@ class TableController:
 
     name: str  # e.g. "athena-query"; never "arn", so keys and ARNs cannot meet
     active: Callable[[Backends], list[str]]  # ids of the records that still need work (read at start)
-    reconcile: Callable[[Backends, str], "float | None"]  # (backends, id): advance one step, as Controller's
+    reconcile: Callable[[Backends, str], float | None]  # (backends, id): advance one step, as Controller's
 
     def key(self, record_id: str) -> str:
         return f"{self.name}:{record_id}"
@@ -110,8 +110,14 @@ class Reconciler:
     outnumber live ones).
     """
 
-    def __init__(self, backends: Backends, threads: int = 4, *, backoff_first: float = BACKOFF_FIRST,
-                 backoff_cap: float = BACKOFF_CAP):
+    def __init__(
+        self,
+        backends: Backends,
+        threads: int = 4,
+        *,
+        backoff_first: float = BACKOFF_FIRST,
+        backoff_cap: float = BACKOFF_CAP,
+    ):
         self.backends = backends
         self.backoff_first, self.backoff_cap = backoff_first, backoff_cap
         self._heap: list[tuple[float, str]] = []  # (when, key), stale entries included

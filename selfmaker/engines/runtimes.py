@@ -30,9 +30,9 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 # Every SageMaker framework image carries boto3 (the training toolkit depends on it).
 COMMON = ("boto3",)
@@ -87,25 +87,37 @@ def _minor(version: str) -> str:
 FRAMEWORKS: dict[str, _Framework] = {
     "sagemaker-scikit-learn": _Framework(
         lambda m: [f"scikit-learn=={_minor(m['v'])}", "numpy<2", "scipy", "pandas<2.2"],
-        r"(?P<v>\d+\.\d+(?:\.\d+)?(?:-\d+)?)(?:-.*)?", label="scikit-learn"),
+        r"(?P<v>\d+\.\d+(?:\.\d+)?(?:-\d+)?)(?:-.*)?",
+        label="scikit-learn",
+    ),
     "sagemaker-xgboost": _Framework(
         lambda m: [f"xgboost=={_minor(m['v'])}", "numpy<2", "scipy", "pandas<2.2", "scikit-learn<1.6"],
-        r"(?P<v>\d+\.\d+(?:\.\d+)?(?:-\d+)?)(?:-.*)?", algorithm="selfmaker.container.xgboost_algorithm",
-        label="XGBoost"),
-    "pytorch-training": _Framework(lambda m: [f"torch=={m['v']}", "numpy"], r"(?P<v>\d+\.\d+\.\d+)(?:-.*)?",
-                                   label="PyTorch"),
-    "pytorch-inference": _Framework(lambda m: [f"torch=={m['v']}", "numpy"], r"(?P<v>\d+\.\d+\.\d+)(?:-.*)?",
-                                    label="PyTorch"),
-    "tensorflow-training": _Framework(lambda m: [f"tensorflow=={_minor(m['v'])}"], r"(?P<v>\d+\.\d+(?:\.\d+)?)(?:-.*)?",
-                                      label="TensorFlow"),
-    "tensorflow-inference": _Framework(lambda m: [f"tensorflow=={_minor(m['v'])}"],
-                                       r"(?P<v>\d+\.\d+(?:\.\d+)?)(?:-.*)?", label="TensorFlow"),
+        r"(?P<v>\d+\.\d+(?:\.\d+)?(?:-\d+)?)(?:-.*)?",
+        algorithm="selfmaker.container.xgboost_algorithm",
+        label="XGBoost",
+    ),
+    "pytorch-training": _Framework(
+        lambda m: [f"torch=={m['v']}", "numpy"], r"(?P<v>\d+\.\d+\.\d+)(?:-.*)?", label="PyTorch"
+    ),
+    "pytorch-inference": _Framework(
+        lambda m: [f"torch=={m['v']}", "numpy"], r"(?P<v>\d+\.\d+\.\d+)(?:-.*)?", label="PyTorch"
+    ),
+    "tensorflow-training": _Framework(
+        lambda m: [f"tensorflow=={_minor(m['v'])}"], r"(?P<v>\d+\.\d+(?:\.\d+)?)(?:-.*)?", label="TensorFlow"
+    ),
+    "tensorflow-inference": _Framework(
+        lambda m: [f"tensorflow=={_minor(m['v'])}"], r"(?P<v>\d+\.\d+(?:\.\d+)?)(?:-.*)?", label="TensorFlow"
+    ),
     "huggingface-pytorch-training": _Framework(
         lambda m: [f"torch=={m['v']}", f"transformers=={m['t']}", "datasets", "accelerate"],
-        r"(?P<v>\d+\.\d+\.\d+)-transformers(?P<t>\d+\.\d+\.\d+)(?:-.*)?", label="Hugging Face"),
+        r"(?P<v>\d+\.\d+\.\d+)-transformers(?P<t>\d+\.\d+\.\d+)(?:-.*)?",
+        label="Hugging Face",
+    ),
     "huggingface-pytorch-inference": _Framework(
         lambda m: [f"torch=={m['v']}", f"transformers=={m['t']}"],
-        r"(?P<v>\d+\.\d+\.\d+)-transformers(?P<t>\d+\.\d+\.\d+)(?:-.*)?", label="Hugging Face"),
+        r"(?P<v>\d+\.\d+\.\d+)-transformers(?P<t>\d+\.\d+\.\d+)(?:-.*)?",
+        label="Hugging Face",
+    ),
 }
 
 
@@ -133,25 +145,36 @@ def resolve(image_uri: str, config: dict | None = None) -> Runtime:
     for pattern, entry in (config or {}).items():
         if image_uri == pattern or fnmatch.fnmatchcase(image_uri, pattern):
             packages = [*entry.get("packages", []), *COMMON] if not entry.get("python") else []
-            return Runtime(key=_key(f"custom-{pattern}", packages), packages=tuple(packages),
-                           python=entry.get("python"), command=tuple(entry.get("command", ())),
-                           algorithm=entry.get("algorithm"), description=f"configured runtime for {pattern}")
+            return Runtime(
+                key=_key(f"custom-{pattern}", packages),
+                packages=tuple(packages),
+                python=entry.get("python"),
+                command=tuple(entry.get("command", ())),
+                algorithm=entry.get("algorithm"),
+                description=f"configured runtime for {pattern}",
+            )
     match = _IMAGE.match(image_uri or "")
     framework = FRAMEWORKS.get(match["repo"].rsplit("/", 1)[-1]) if match else None
     if framework is None:
         raise UnknownImage(
             f"SelfMaker has no runtime for the image {image_uri!r}: it runs the SageMaker framework images "
             f"({', '.join(sorted(FRAMEWORKS))}) as local Python environments; map other images to a runtime in "
-            "the file named by --runtimes-config (see docs/jobs.md)")
+            "the file named by --runtimes-config (see docs/jobs.md)"
+        )
     tag = match["tag"] or ""
     tag_match = re.fullmatch(framework.tag, tag)
     if not tag_match:
-        raise UnknownImage(f"SelfMaker cannot tell the {framework.label} version from the image tag {tag!r} "
-                           f"of {image_uri!r}")
+        raise UnknownImage(
+            f"SelfMaker cannot tell the {framework.label} version from the image tag {tag!r} of {image_uri!r}"
+        )
     packages = [*framework.packages(tag_match), *COMMON]
     repo = match["repo"].rsplit("/", 1)[-1]
-    return Runtime(key=_key(f"{repo}-{tag_match['v']}", packages), packages=tuple(packages),
-                   algorithm=framework.algorithm, description=f"{framework.label} {tag_match['v']}")
+    return Runtime(
+        key=_key(f"{repo}-{tag_match['v']}", packages),
+        packages=tuple(packages),
+        algorithm=framework.algorithm,
+        description=f"{framework.label} {tag_match['v']}",
+    )
 
 
 def ensure(runtime: Runtime, runtimes_dir: Path, log: Callable[[str], None]) -> Path:
@@ -176,12 +199,26 @@ def _build(runtime: Runtime, runtimes_dir: Path, log: Callable[[str], None]) -> 
         fcntl.flock(lock, fcntl.LOCK_EX)
         if ready.exists():
             return root / "bin"
-        log(f"SelfMaker: creating the runtime {runtime.key} ({runtime.description}): "
-            f"python -m venv + pip install {' '.join(runtime.packages)}")
+        log(
+            f"SelfMaker: creating the runtime {runtime.key} ({runtime.description}): "
+            f"python -m venv + pip install {' '.join(runtime.packages)}"
+        )
         shutil.rmtree(root, ignore_errors=True)  # a build that was interrupted
         _run([sys.executable, "-m", "venv", str(root)], log)
-        _run([str(root / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check",
-              "--no-input", "--progress-bar", "off", *runtime.packages], log)
+        _run(
+            [
+                str(root / "bin" / "python"),
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--no-input",
+                "--progress-bar",
+                "off",
+                *runtime.packages,
+            ],
+            log,
+        )
         ready.write_text(json.dumps({"packages": runtime.packages}))
         log(f"SelfMaker: runtime {runtime.key} is ready")
     return root / "bin"
@@ -207,9 +244,11 @@ def prefixes(root: str, python: str | None = None) -> tuple[Path, ...]:
     unique = tuple(dict.fromkeys(found))
     for prefix in unique:
         if _too_broad(prefix):
-            raise RuntimeBuildError(f"the runtime's Python lives in {prefix} (found from {root}): the sandbox would "
-                                    "have to show that whole directory; install that Python under its own prefix "
-                                    "(e.g. /opt/python3.11 or ~/.pyenv/versions/3.11)")
+            raise RuntimeBuildError(
+                f"the runtime's Python lives in {prefix} (found from {root}): the sandbox would "
+                "have to show that whole directory; install that Python under its own prefix "
+                "(e.g. /opt/python3.11 or ~/.pyenv/versions/3.11)"
+            )
     return unique
 
 
@@ -218,13 +257,13 @@ def _too_broad(prefix: Path) -> bool:
     parts = prefix.parts
     if prefix == Path("/usr"):
         return False
-    return (len(parts) <= 2 or (parts[1] == "home" and len(parts) == 3)
-            or prefix == Path(os.path.expanduser("~")))
+    return len(parts) <= 2 or (parts[1] == "home" and len(parts) == 3) or prefix == Path(os.path.expanduser("~"))
 
 
 def _run(command: list[str], log: Callable[[str], None]) -> None:
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL
+    )
     tail: list[str] = []
     for line in proc.stdout:
         line = line.rstrip("\n")

@@ -51,8 +51,9 @@ def pip_paths() -> tuple[Path, ...]:
         for section in ("global", "install"):
             if config.has_section(section):
                 values += [(key, value) for key, value in config.items(section)]
-    values += [(key[4:].lower().replace("_", "-"), value) for key, value in os.environ.items()
-               if key.startswith("PIP_")]
+    values += [
+        (key[4:].lower().replace("_", "-"), value) for key, value in os.environ.items() if key.startswith("PIP_")
+    ]
     found: list[Path] = []
     for key, value in values:
         if key not in PIP_PATH_SETTINGS + PIP_INDEX_SETTINGS:
@@ -69,29 +70,59 @@ def pip_paths() -> tuple[Path, ...]:
     return tuple(dict.fromkeys(found))
 
 
-def spec(settings, runtime: Runtime, *, region: str, ml: Path, site: Path, state: Path, log: Path,
-         env: dict[str, str], limits: Limits | None, network: bool, hostname: str,
-         mounts: tuple[Mount, ...] = ()) -> InstanceSpec:
+def spec(
+    settings,
+    runtime: Runtime,
+    *,
+    region: str,
+    ml: Path,
+    site: Path,
+    state: Path,
+    log: Path,
+    env: dict[str, str],
+    limits: Limits | None,
+    network: bool,
+    hostname: str,
+    mounts: tuple[Mount, ...] = (),
+) -> InstanceSpec:
     """An instance of ``runtime`` with ``ml`` at /opt/ml; ``env`` comes last and wins."""
     endpoint = f"http://127.0.0.1:{settings.port}"
     environment = {
         "PATH": f"{runtime.bin_dir(settings.runtimes_dir)}:{SANDBOX_PATH}",
         "PYTHONPATH": f"{SUPPORT_ROOT}/site:{SUPPORT_ROOT}/lib",
-        "PIP_TARGET": f"{SUPPORT_ROOT}/site", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1",
-        "PYTHONUNBUFFERED": "1", "LANG": "C.UTF-8", "HOME": "/tmp",
-        "AWS_REGION": region, "AWS_DEFAULT_REGION": region,
-        "AWS_ENDPOINT_URL": endpoint, "AWS_ENDPOINT_URL_S3": endpoint, "S3_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "selfmaker", "AWS_SECRET_ACCESS_KEY": "selfmaker",
+        "PIP_TARGET": f"{SUPPORT_ROOT}/site",
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "PIP_NO_INPUT": "1",
+        "PYTHONUNBUFFERED": "1",
+        "LANG": "C.UTF-8",
+        "HOME": "/tmp",
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ENDPOINT_URL_S3": endpoint,
+        "S3_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "selfmaker",
+        "AWS_SECRET_ACCESS_KEY": "selfmaker",
         **{k: v for k, v in os.environ.items() if k.startswith("PIP_") and k != "PIP_TARGET"},
         **env,
     }
     site.mkdir(parents=True, exist_ok=True)
     return InstanceSpec(
-        command=[], env=environment, state_dir=state, log_path=log,
-        mounts=[*(Mount(prefix, str(prefix)) for prefix in runtime.roots(settings.runtimes_dir)),
-                *(Mount(path, str(path)) for path in pip_paths()),
-                Mount(PACKAGE_PARENT / "selfmaker", f"{SUPPORT_ROOT}/lib/selfmaker"),
-                Mount(site, f"{SUPPORT_ROOT}/site", writable=True),
-                Mount(ml, "/opt/ml", writable=True),
-                *mounts],
-        limits=limits, network=network, hostname=hostname, workdir="/opt/ml", hidden=[str(settings.data_dir)])
+        command=[],
+        env=environment,
+        state_dir=state,
+        log_path=log,
+        mounts=[
+            *(Mount(prefix, str(prefix)) for prefix in runtime.roots(settings.runtimes_dir)),
+            *(Mount(path, str(path)) for path in pip_paths()),
+            Mount(PACKAGE_PARENT / "selfmaker", f"{SUPPORT_ROOT}/lib/selfmaker"),
+            Mount(site, f"{SUPPORT_ROOT}/site", writable=True),
+            Mount(ml, "/opt/ml", writable=True),
+            *mounts,
+        ],
+        limits=limits,
+        network=network,
+        hostname=hostname,
+        workdir="/opt/ml",
+        hidden=[str(settings.data_dir)],
+    )

@@ -10,13 +10,40 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
-from .base import (BucketInfo, CompletedPart, Condition, ListPage, ObjectInfo, ObjectMeta, ObjectReader, ObjectStore,
-                   PartInfo, PartsPage, UploadInfo, UploadsPage, parse_s3_uri)
+from .base import (
+    BucketInfo,
+    CompletedPart,
+    Condition,
+    ListPage,
+    ObjectInfo,
+    ObjectMeta,
+    ObjectReader,
+    ObjectStore,
+    PartInfo,
+    PartsPage,
+    UploadInfo,
+    UploadsPage,
+    parse_s3_uri,
+)
 from .digests import Expected
 
-__all__ = ["open_object_store", "ObjectStore", "ObjectReader", "ObjectInfo", "ObjectMeta", "BucketInfo", "ListPage",
-           "Condition", "Expected", "PartInfo", "PartsPage", "CompletedPart", "UploadInfo", "UploadsPage",
-           "parse_s3_uri"]
+__all__ = [
+    "BucketInfo",
+    "CompletedPart",
+    "Condition",
+    "Expected",
+    "ListPage",
+    "ObjectInfo",
+    "ObjectMeta",
+    "ObjectReader",
+    "ObjectStore",
+    "PartInfo",
+    "PartsPage",
+    "UploadInfo",
+    "UploadsPage",
+    "open_object_store",
+    "parse_s3_uri",
+]
 
 _REMOTE_OPTIONS = {"endpoint_url", "region", "profile", "addressing_style", "staging_dir"}
 

@@ -37,10 +37,11 @@ class AccountObjects:
         self._objects, self._owners, self.account_id = objects, owners, account_id
 
     @classmethod
-    def of(cls, backends, account_id: str) -> "AccountObjects":
+    def of(cls, backends, account_id: str) -> AccountObjects:
         settings = backends.settings
-        return cls(backends.objects, BucketOwners(backends.store, settings.default_account, settings.region),
-                   account_id)
+        return cls(
+            backends.objects, BucketOwners(backends.store, settings.default_account, settings.region), account_id
+        )
 
     def authorize(self, bucket: str) -> None:
         if self._owners.of(bucket).account_id != self.account_id:
@@ -84,8 +85,9 @@ def check_s3_uri(backends, account_id: str, uri: str, what: str) -> None:
     except AWSError as err:
         if err.code == "NoSuchBucket":
             return  # AWS fails the work later, when it reaches the missing bucket
-        raise AWSError("ValidationException",
-                       f"{what} {uri!r} is in a bucket of another account: access denied.") from None
+        raise AWSError(
+            "ValidationException", f"{what} {uri!r} is in a bucket of another account: access denied."
+        ) from None
 
 
 def local_path(settings, uri_or_path: str, what: str) -> Path:
@@ -96,12 +98,17 @@ def local_path(settings, uri_or_path: str, what: str) -> Path:
     """
     path = Path(unquote(urlparse(uri_or_path).path)) if uri_or_path.startswith("file://") else Path(uri_or_path)
     if settings.auth_mode == "strict":
-        raise AWSError("ValidationException", f"{what}: host paths (file://) are not accepted by a server in "
-                                              "strict auth mode; use s3:// URIs.")
+        raise AWSError(
+            "ValidationException",
+            f"{what}: host paths (file://) are not accepted by a server in strict auth mode; use s3:// URIs.",
+        )
     resolved = path.resolve()
     for allowed in settings.allow_local_paths:
         root = Path(allowed).resolve()
         if resolved == root or root in resolved.parents:
             return resolved
-    raise AWSError("ValidationException", f"{what}: host paths (file://) are accepted only under the directories "
-                                          "the operator allows with --allow-local-path; none allows this one.")
+    raise AWSError(
+        "ValidationException",
+        f"{what}: host paths (file://) are accepted only under the directories "
+        "the operator allows with --allow-local-path; none allows this one.",
+    )

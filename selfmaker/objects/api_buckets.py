@@ -24,15 +24,18 @@ async def list_buckets(call: S3Call) -> Response:
     buckets = []
     for bucket in await call.run(call.store.list_buckets):
         ownership = owners.get(bucket.name, call.owners.default)
-        if (ownership.account_id == call.account_id and bucket.name.startswith(prefix) and bucket.name > after
-                and (not region_filter or ownership.region == region_filter)):
+        if (
+            ownership.account_id == call.account_id
+            and bucket.name.startswith(prefix)
+            and bucket.name > after
+            and (not region_filter or ownership.region == region_filter)
+        ):
             buckets.append((bucket, ownership))
     root = document("ListAllMyBucketsResult")
     listed = add(root, "Buckets")
     for bucket, ownership in buckets[:max_buckets]:
         entry = add(listed, "Bucket")
-        add_all(entry, {"Name": bucket.name, "CreationDate": iso8601(bucket.created),
-                        "BucketRegion": ownership.region})
+        add_all(entry, {"Name": bucket.name, "CreationDate": iso8601(bucket.created), "BucketRegion": ownership.region})
     owner = add(root, "Owner")
     add_all(owner, {"DisplayName": call.account_id, "ID": owner_id(call.account_id)})
     if len(buckets) > max_buckets:
@@ -57,8 +60,12 @@ async def create_bucket(call: S3Call) -> Response:
         if err.code != "BucketAlreadyExists":
             raise
         if (await call.run(call.owners.of, bucket)).account_id == call.account_id:
-            raise AWSError("BucketAlreadyOwnedByYou", "Your previous request to create the named bucket succeeded "
-                           "and you already own it.", 409, BucketName=bucket) from None
+            raise AWSError(
+                "BucketAlreadyOwnedByYou",
+                "Your previous request to create the named bucket succeeded and you already own it.",
+                409,
+                BucketName=bucket,
+            ) from None
         raise
     await call.run(call.owners.record, bucket, call.account_id, region)
     return Response(200, b"", [("Location", f"/{bucket}")])
@@ -105,9 +112,16 @@ async def list_objects_v2(call: S3Call) -> Response:
         add(root, "StartAfter", encode(start_after))
     if page.is_truncated:
         add(root, "NextContinuationToken", _encode_token(page.next_marker))
-    add_all(root, {"KeyCount": len(page.objects) + len(page.common_prefixes), "MaxKeys": max_keys,
-                   "Delimiter": encode(delimiter) if delimiter else None, "EncodingType": call.query("encoding-type"),
-                   "IsTruncated": page.is_truncated})
+    add_all(
+        root,
+        {
+            "KeyCount": len(page.objects) + len(page.common_prefixes),
+            "MaxKeys": max_keys,
+            "Delimiter": encode(delimiter) if delimiter else None,
+            "EncodingType": call.query("encoding-type"),
+            "IsTruncated": page.is_truncated,
+        },
+    )
     _add_entries(root, call, page, encode, with_owner=call.query("fetch-owner") == "true")
     return xml_response(root)
 
@@ -122,19 +136,34 @@ async def list_objects(call: S3Call) -> Response:
     add_all(root, {"Name": call.bucket, "Prefix": encode(prefix), "Marker": encode(marker)})
     if page.is_truncated and delimiter:  # without a delimiter, clients continue from the last key
         add(root, "NextMarker", encode(page.next_marker))
-    add_all(root, {"MaxKeys": max_keys, "Delimiter": encode(delimiter) if delimiter else None,
-                   "EncodingType": call.query("encoding-type"), "IsTruncated": page.is_truncated})
+    add_all(
+        root,
+        {
+            "MaxKeys": max_keys,
+            "Delimiter": encode(delimiter) if delimiter else None,
+            "EncodingType": call.query("encoding-type"),
+            "IsTruncated": page.is_truncated,
+        },
+    )
     _add_entries(root, call, page, encode, with_owner=True)
     return xml_response(root)
 
 
 def _add_entries(root, call: S3Call, page, encode, with_owner: bool) -> None:
-    owner = (f"<Owner><DisplayName>{call.account_id}</DisplayName><ID>{owner_id(call.account_id)}</ID></Owner>"
-             if with_owner else "")
-    add_raw(root, "".join(
-        f"<Contents><Key>{escape(encode(info.key))}</Key><LastModified>{iso8601(info.last_modified)}</LastModified>"
-        f"<ETag>\"{info.etag}\"</ETag><Size>{info.size}</Size><StorageClass>STANDARD</StorageClass>{owner}"
-        "</Contents>" for info in page.objects))
+    owner = (
+        f"<Owner><DisplayName>{call.account_id}</DisplayName><ID>{owner_id(call.account_id)}</ID></Owner>"
+        if with_owner
+        else ""
+    )
+    add_raw(
+        root,
+        "".join(
+            f"<Contents><Key>{escape(encode(info.key))}</Key><LastModified>{iso8601(info.last_modified)}</LastModified>"
+            f'<ETag>"{info.etag}"</ETag><Size>{info.size}</Size><StorageClass>STANDARD</StorageClass>{owner}'
+            "</Contents>"
+            for info in page.objects
+        ),
+    )
     for common in page.common_prefixes:
         add(add(root, "CommonPrefixes"), "Prefix", encode(common))
 
@@ -147,5 +176,9 @@ def _decode_token(token: str) -> str:
     try:
         return base64.urlsafe_b64decode(token.encode()).decode()
     except (binascii.Error, ValueError):
-        raise AWSError("InvalidArgument", "The continuation token provided is incorrect",
-                       ArgumentName="continuation-token", ArgumentValue=token) from None
+        raise AWSError(
+            "InvalidArgument",
+            "The continuation token provided is incorrect",
+            ArgumentName="continuation-token",
+            ArgumentValue=token,
+        ) from None

@@ -13,9 +13,12 @@ from .xml import add, add_all, document, http_date, iso8601, malformed, parse, t
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _RESPONSE_OVERRIDES = {
-    "response-content-type": "Content-Type", "response-content-language": "Content-Language",
-    "response-expires": "Expires", "response-cache-control": "Cache-Control",
-    "response-content-disposition": "Content-Disposition", "response-content-encoding": "Content-Encoding",
+    "response-content-type": "Content-Type",
+    "response-content-language": "Content-Language",
+    "response-expires": "Expires",
+    "response-cache-control": "Cache-Control",
+    "response-content-disposition": "Content-Disposition",
+    "response-content-encoding": "Content-Encoding",
 }
 MAX_DELETE_KEYS = 1000
 
@@ -33,8 +36,12 @@ def write_condition(call: S3Call) -> Condition | None:
 def check_declared_size(call: S3Call, limit: int = MAX_SINGLE_PUT) -> None:
     declared = call.header("x-amz-decoded-content-length") or call.header("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise AWSError("EntityTooLarge", "Your proposed upload exceeds the maximum allowed object size.",
-                       ProposedSize=declared, MaxSizeAllowed=limit)
+        raise AWSError(
+            "EntityTooLarge",
+            "Your proposed upload exceeds the maximum allowed object size.",
+            ProposedSize=declared,
+            MaxSizeAllowed=limit,
+        )
 
 
 async def put_object(call: S3Call) -> Response:
@@ -43,14 +50,27 @@ async def put_object(call: S3Call) -> Response:
     meta = call.meta_from_headers()
     check_declared_size(call)
     algorithm, expected = call.body_claims()
-    info = await call.run(call.store.put_object, call.bucket, call.key, call.body_for_thread(expected), meta=meta,
-                          checksum_algorithm=algorithm, expected=expected, condition=write_condition(call))
+    info = await call.run(
+        call.store.put_object,
+        call.bucket,
+        call.key,
+        call.body_for_thread(expected),
+        meta=meta,
+        checksum_algorithm=algorithm,
+        expected=expected,
+        condition=write_condition(call),
+    )
     return Response(200, b"", [("ETag", f'"{info.etag}"'), *checksum_headers(info)])
 
 
 def _object_headers(call: S3Call, info: ObjectInfo, with_checksums: bool) -> list[tuple[str, str]]:
-    headers = {"Content-Type": info.meta.content_type, "ETag": f'"{info.etag}"',
-               "Last-Modified": http_date(info.last_modified), "Accept-Ranges": "bytes", **info.meta.headers}
+    headers = {
+        "Content-Type": info.meta.content_type,
+        "ETag": f'"{info.etag}"',
+        "Last-Modified": http_date(info.last_modified),
+        "Accept-Ranges": "bytes",
+        **info.meta.headers,
+    }
     for param, header in _RESPONSE_OVERRIDES.items():
         if (value := call.query(param)) is not None:
             headers[header] = value
@@ -79,15 +99,17 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 
 def _invalid_range(size: int) -> AWSError:
-    return AWSError("InvalidRange", "The requested range is not satisfiable", 416, ActualObjectSize=size,
-                    RangeRequested="")
+    return AWSError(
+        "InvalidRange", "The requested range is not satisfiable", 416, ActualObjectSize=size, RangeRequested=""
+    )
 
 
 def _refuse_versions_and_parts(call: S3Call) -> None:
     version = call.query("versionId")
     if version not in (None, "null"):
-        raise AWSError("InvalidArgument", "Invalid version id specified", ArgumentName="versionId",
-                       ArgumentValue=version)
+        raise AWSError(
+            "InvalidArgument", "Invalid version id specified", ArgumentName="versionId", ArgumentValue=version
+        )
     if call.query("partNumber") is not None:
         raise AWSError("NotImplemented", "SelfMaker does not implement GET or HEAD by partNumber.", 501)
 
@@ -179,8 +201,12 @@ def copy_source(call: S3Call) -> tuple[str, str]:
         source = ""
     bucket, _, key = source.partition("/")
     if not bucket or not key:
-        raise AWSError("InvalidArgument", "Copy Source must mention the source bucket and key: "
-                       "sourcebucket/sourcekey", ArgumentName="x-amz-copy-source", ArgumentValue=raw)
+        raise AWSError(
+            "InvalidArgument",
+            "Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
+            ArgumentName="x-amz-copy-source",
+            ArgumentValue=raw,
+        )
     return bucket, key
 
 
@@ -191,20 +217,35 @@ async def copy_object(call: S3Call) -> Response:
     key_bytes(call.key)
     directive = (call.header("x-amz-metadata-directive") or "COPY").upper()
     if directive not in ("COPY", "REPLACE"):
-        raise AWSError("InvalidArgument", "Unknown metadata directive.", ArgumentName="x-amz-metadata-directive",
-                       ArgumentValue=directive)
+        raise AWSError(
+            "InvalidArgument",
+            "Unknown metadata directive.",
+            ArgumentName="x-amz-metadata-directive",
+            ArgumentValue=directive,
+        )
     meta = call.meta_from_headers() if directive == "REPLACE" else None
     if directive == "COPY":
         call.refuse_unsupported_headers()
     algorithm = call.body_claims()[0]
     if (src_bucket, src_key) == (call.bucket, call.key) and directive == "COPY" and algorithm is None:
-        raise AWSError("InvalidRequest", "This copy request is illegal because it is trying to copy an object to "
-                       "itself without changing the object's metadata, storage class, website redirect location or "
-                       "encryption attributes.")
+        raise AWSError(
+            "InvalidRequest",
+            "This copy request is illegal because it is trying to copy an object to "
+            "itself without changing the object's metadata, storage class, website redirect location or "
+            "encryption attributes.",
+        )
     source = await call.run(call.store.head_object, src_bucket, src_key)
     check_read_conditions(call, source, prefix="x-amz-copy-source-")
-    info = await call.run(call.store.copy_object, src_bucket, src_key, call.bucket, call.key, meta=meta,
-                          checksum_algorithm=algorithm, condition=write_condition(call))
+    info = await call.run(
+        call.store.copy_object,
+        src_bucket,
+        src_key,
+        call.bucket,
+        call.key,
+        meta=meta,
+        checksum_algorithm=algorithm,
+        condition=write_condition(call),
+    )
     result = document("CopyObjectResult")
     add_all(result, {"ETag": f'"{info.etag}"', "LastModified": iso8601(info.last_modified)})
     add_all(result, {f"Checksum{a}": v for a, v in info.checksums.items()})

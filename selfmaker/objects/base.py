@@ -12,9 +12,10 @@ from __future__ import annotations
 import os
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator, Union
+from typing import BinaryIO
 from urllib.parse import urlparse
 
 from ..server.errors import AWSError
@@ -28,7 +29,7 @@ MAX_PART_NUMBER = 10_000
 MAX_SINGLE_PUT = 5 << 30
 
 # A body is bytes, an iterable of byte chunks, or a readable binary file.
-Body = Union[bytes, bytearray, memoryview, Iterable[bytes], BinaryIO]
+Body = bytes | bytearray | memoryview | Iterable[bytes] | BinaryIO
 
 # Standard headers S3 stores with an object and returns on GET/HEAD (besides Content-Type).
 STORED_HEADERS = ("Cache-Control", "Content-Disposition", "Content-Encoding", "Content-Language", "Expires")
@@ -46,9 +47,10 @@ class ObjectMeta:
         return {"content_type": self.content_type, "headers": self.headers, "user": self.user}
 
     @classmethod
-    def from_json(cls, data: dict) -> "ObjectMeta":
-        return cls(data.get("content_type", "binary/octet-stream"), dict(data.get("headers", {})),
-                   dict(data.get("user", {})))
+    def from_json(cls, data: dict) -> ObjectMeta:
+        return cls(
+            data.get("content_type", "binary/octet-stream"), dict(data.get("headers", {})), dict(data.get("user", {}))
+        )
 
 
 @dataclass
@@ -144,7 +146,7 @@ class ObjectReader(ABC):
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> "ObjectReader":
+    def __enter__(self) -> ObjectReader:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -174,9 +176,17 @@ class ObjectStore(ABC):
     # -- objects ---------------------------------------------------------------
 
     @abstractmethod
-    def put_object(self, bucket: str, key: str, body: Body, *, meta: ObjectMeta | None = None,
-                   checksum_algorithm: str | None = None, expected: Expected | None = None,
-                   condition: Condition | None = None) -> ObjectInfo:
+    def put_object(
+        self,
+        bucket: str,
+        key: str,
+        body: Body,
+        *,
+        meta: ObjectMeta | None = None,
+        checksum_algorithm: str | None = None,
+        expected: Expected | None = None,
+        condition: Condition | None = None,
+    ) -> ObjectInfo:
         """Store ``body`` under ``key``, computing its MD5 and ``checksum_algorithm`` as it streams.
 
         ``expected`` is verified after the last byte (BadDigest and friends); nothing is
@@ -195,42 +205,75 @@ class ObjectStore(ABC):
         """Deleting a missing key succeeds, as in S3."""
 
     @abstractmethod
-    def list_objects(self, bucket: str, prefix: str = "", delimiter: str = "", start_after: str = "",
-                     max_keys: int = MAX_KEYS) -> ListPage:
+    def list_objects(
+        self, bucket: str, prefix: str = "", delimiter: str = "", start_after: str = "", max_keys: int = MAX_KEYS
+    ) -> ListPage:
         """Keys after ``start_after`` under ``prefix``, rolled up at ``delimiter``; entries carry no meta."""
 
     @abstractmethod
-    def copy_object(self, src_bucket: str, src_key: str, bucket: str, key: str, *, meta: ObjectMeta | None = None,
-                    checksum_algorithm: str | None = None, condition: Condition | None = None) -> ObjectInfo:
+    def copy_object(
+        self,
+        src_bucket: str,
+        src_key: str,
+        bucket: str,
+        key: str,
+        *,
+        meta: ObjectMeta | None = None,
+        checksum_algorithm: str | None = None,
+        condition: Condition | None = None,
+    ) -> ObjectInfo:
         """Copy an object; ``meta`` None keeps the source's metadata (S3's COPY directive)."""
 
     # -- multipart uploads -----------------------------------------------------
 
     @abstractmethod
-    def create_multipart_upload(self, bucket: str, key: str, *, meta: ObjectMeta | None = None,
-                                checksum_algorithm: str | None = None, checksum_type: str | None = None) -> str:
+    def create_multipart_upload(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        meta: ObjectMeta | None = None,
+        checksum_algorithm: str | None = None,
+        checksum_type: str | None = None,
+    ) -> str:
         """A new upload id."""
 
     @abstractmethod
-    def upload_part(self, bucket: str, key: str, upload_id: str, part_number: int, body: Body, *,
-                    expected: Expected | None = None) -> PartInfo: ...
+    def upload_part(
+        self, bucket: str, key: str, upload_id: str, part_number: int, body: Body, *, expected: Expected | None = None
+    ) -> PartInfo: ...
 
     @abstractmethod
-    def complete_multipart_upload(self, bucket: str, key: str, upload_id: str, parts: list[CompletedPart], *,
-                                  expected: Expected | None = None,
-                                  condition: Condition | None = None) -> ObjectInfo:
+    def complete_multipart_upload(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: list[CompletedPart],
+        *,
+        expected: Expected | None = None,
+        condition: Condition | None = None,
+    ) -> ObjectInfo:
         """Join the named parts (InvalidPart, InvalidPartOrder, EntityTooSmall) into the object."""
 
     @abstractmethod
     def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None: ...
 
     @abstractmethod
-    def list_parts(self, bucket: str, key: str, upload_id: str, part_number_marker: int = 0,
-                   max_parts: int = MAX_KEYS) -> PartsPage: ...
+    def list_parts(
+        self, bucket: str, key: str, upload_id: str, part_number_marker: int = 0, max_parts: int = MAX_KEYS
+    ) -> PartsPage: ...
 
     @abstractmethod
-    def list_multipart_uploads(self, bucket: str, prefix: str = "", delimiter: str = "", key_marker: str = "",
-                               upload_id_marker: str = "", max_uploads: int = MAX_KEYS) -> UploadsPage: ...
+    def list_multipart_uploads(
+        self,
+        bucket: str,
+        prefix: str = "",
+        delimiter: str = "",
+        key_marker: str = "",
+        upload_id_marker: str = "",
+        max_uploads: int = MAX_KEYS,
+    ) -> UploadsPage: ...
 
     def close(self) -> None:
         pass
@@ -262,7 +305,7 @@ class ObjectStore(ABC):
         root = Path(local_dir).resolve()
         written: list[Path] = []
         for info in self.iter_objects(bucket, prefix):
-            relative = info.key[len(prefix):].lstrip("/")
+            relative = info.key[len(prefix) :].lstrip("/")
             if info.key.endswith("/"):
                 _inside(root, relative).mkdir(parents=True, exist_ok=True)
                 continue
@@ -302,7 +345,7 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     parsed = urlparse(uri)
     if parsed.scheme != "s3" or not parsed.netloc:
         raise AWSError("InvalidArgument", f"{uri!r} is not an s3://bucket/key URI.")
-    return parsed.netloc, uri[len("s3://") + len(parsed.netloc):].lstrip("/")
+    return parsed.netloc, uri[len("s3://") + len(parsed.netloc) :].lstrip("/")
 
 
 # -- names --------------------------------------------------------------------------
@@ -313,8 +356,15 @@ _IP_ADDRESS = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
 
 def check_bucket_name(name: str) -> str:
     """S3's general-purpose bucket naming rules; InvalidBucketName otherwise."""
-    if (not _BUCKET_NAME.match(name) or ".." in name or ".-" in name or "-." in name or _IP_ADDRESS.match(name)
-            or name.startswith(("xn--", "sthree-", "amzn-s3-demo-")) or name.endswith(("-s3alias", "--ol-s3", "--x-s3"))):
+    if (
+        not _BUCKET_NAME.match(name)
+        or ".." in name
+        or ".-" in name
+        or "-." in name
+        or _IP_ADDRESS.match(name)
+        or name.startswith(("xn--", "sthree-", "amzn-s3-demo-"))
+        or name.endswith(("-s3alias", "--ol-s3", "--x-s3"))
+    ):
         raise AWSError("InvalidBucketName", "The specified bucket is not valid.", BucketName=name)
     return name
 
@@ -341,13 +391,19 @@ def no_such_key(key: str) -> AWSError:
 
 
 def no_such_upload(upload_id: str) -> AWSError:
-    return AWSError("NoSuchUpload", "The specified multipart upload does not exist. The upload ID may be invalid, "
-                    "or the upload may have been aborted or completed.", 404, UploadId=upload_id)
+    return AWSError(
+        "NoSuchUpload",
+        "The specified multipart upload does not exist. The upload ID may be invalid, "
+        "or the upload may have been aborted or completed.",
+        404,
+        UploadId=upload_id,
+    )
 
 
 def precondition_failed(condition: str) -> AWSError:
-    return AWSError("PreconditionFailed", "At least one of the pre-conditions you specified did not hold.", 412,
-                    Condition=condition)
+    return AWSError(
+        "PreconditionFailed", "At least one of the pre-conditions you specified did not hold.", 412, Condition=condition
+    )
 
 
 def check_condition(condition: Condition | None, current_etag: str | None) -> None:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import AsyncIterator, Iterator
 from urllib.parse import quote
 
 from ..server.errors import AWSError
@@ -78,8 +78,12 @@ class S3Call:
             return default
         value = int(raw) if raw.lstrip("-").isdigit() else low - 1
         if value < low or (high is not None and value > high):
-            raise AWSError("InvalidArgument", f"Provided {name} not an integer or within integer range",
-                           ArgumentName=name, ArgumentValue=raw)
+            raise AWSError(
+                "InvalidArgument",
+                f"Provided {name} not an integer or within integer range",
+                ArgumentName=name,
+                ArgumentValue=raw,
+            )
         return value
 
     def url_encoder(self):
@@ -88,8 +92,12 @@ class S3Call:
         if encoding is None:
             return lambda value: value
         if encoding != "url":
-            raise AWSError("InvalidArgument", "Invalid Encoding Method specified in Request",
-                           ArgumentName="encoding-type", ArgumentValue=encoding)
+            raise AWSError(
+                "InvalidArgument",
+                "Invalid Encoding Method specified in Request",
+                ArgumentName="encoding-type",
+                ArgumentValue=encoding,
+            )
         return lambda value: quote(value, safe="/") if value is not None else None
 
     async def run(self, fn, *args, **kwargs):
@@ -128,12 +136,14 @@ class S3Call:
         expected = Expected()
         if (md5 := self.header("content-md5")) is not None:
             expected.md5_hex = decode_content_md5(md5)
-        algorithm = normalise_algorithm(self.header("x-amz-sdk-checksum-algorithm") or
-                                        self.header("x-amz-checksum-algorithm"))
+        algorithm = normalise_algorithm(
+            self.header("x-amz-sdk-checksum-algorithm") or self.header("x-amz-checksum-algorithm")
+        )
         sent = [a for a in ALGORITHMS if self.header(f"x-amz-checksum-{a.lower()}") is not None]
         if len(sent) > 1:
-            raise AWSError("InvalidRequest", "Expecting a single x-amz-checksum- header. Multiple checksum Types "
-                           "are not allowed.")
+            raise AWSError(
+                "InvalidRequest", "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."
+            )
         for name in sent:
             header = f"x-amz-checksum-{name.lower()}"
             expected.checksums[name] = check_checksum_value(name, self.header(header), header)
@@ -158,11 +168,12 @@ class S3Call:
         name = trailer.strip().lower()
         if not name.startswith("x-amz-checksum-"):
             raise AWSError("InvalidRequest", f"The trailer {trailer!r} is not supported.")
-        return normalise_algorithm(name[len("x-amz-checksum-"):])
+        return normalise_algorithm(name[len("x-amz-checksum-") :])
 
     def is_aws_chunked(self) -> bool:
-        return ("aws-chunked" in (self.header("content-encoding") or "")
-                or self.header("x-amz-content-sha256", "").startswith("STREAMING-"))
+        return "aws-chunked" in (self.header("content-encoding") or "") or self.header(
+            "x-amz-content-sha256", ""
+        ).startswith("STREAMING-")
 
     async def _payload(self, expected: Expected | None) -> AsyncIterator[bytes]:
         """The body as the object's bytes: aws-chunked decoded, trailing checksums moved into ``expected``."""
@@ -196,10 +207,13 @@ class S3Call:
                 value = ",".join(v for v in (p.strip() for p in value.split(",")) if v and v != "aws-chunked")
             if value:
                 headers[name] = value
-        user = {k[len("x-amz-meta-"):]: v for k, v in self.request.headers.items() if k.startswith("x-amz-meta-")}
+        user = {k[len("x-amz-meta-") :]: v for k, v in self.request.headers.items() if k.startswith("x-amz-meta-")}
         if sum(len(k) + len(v) for k, v in user.items()) > MAX_USER_METADATA:
-            raise AWSError("MetadataTooLarge", "Your metadata headers exceed the maximum allowed metadata size.",
-                           MaxSizeAllowed=MAX_USER_METADATA)
+            raise AWSError(
+                "MetadataTooLarge",
+                "Your metadata headers exceed the maximum allowed metadata size.",
+                MaxSizeAllowed=MAX_USER_METADATA,
+            )
         return ObjectMeta(self.header("content-type") or "binary/octet-stream", headers, user)
 
     def refuse_unsupported_headers(self) -> None:
@@ -209,21 +223,29 @@ class S3Call:
         # A named KMS key or a customer key we cannot honour, so those are refused, never pretended.
         sse = self.header("x-amz-server-side-encryption")
         if sse not in (None, "AES256", "aws:kms") or self.header("x-amz-server-side-encryption-aws-kms-key-id"):
-            raise AWSError("NotImplemented", "SelfMaker does not implement server-side encryption with a named "
-                           "KMS key; only AES256 and aws:kms with the default key are accepted.", 501,
-                           Header="x-amz-server-side-encryption")
+            raise AWSError(
+                "NotImplemented",
+                "SelfMaker does not implement server-side encryption with a named "
+                "KMS key; only AES256 and aws:kms with the default key are accepted.",
+                501,
+                Header="x-amz-server-side-encryption",
+            )
         for header, feature in _UNSUPPORTED_HEADERS.items():
             if self.header(header) is not None:
-                raise AWSError("NotImplemented", f"SelfMaker does not implement {feature} ({header}).", 501,
-                               Header=header)
+                raise AWSError(
+                    "NotImplemented", f"SelfMaker does not implement {feature} ({header}).", 501, Header=header
+                )
         acl = self.header("x-amz-acl")
         granted = any(name.startswith("x-amz-grant-") for name in self.request.headers)
         if granted or (acl is not None and acl not in _ACCEPTED_ACLS):
             raise AWSError("AccessControlListNotSupported", "The bucket does not allow ACLs")
         storage_class = self.header("x-amz-storage-class")
         if storage_class not in (None, "STANDARD"):
-            raise AWSError("InvalidStorageClass", "The storage class you specified is not valid",
-                           StorageClassRequested=storage_class)
+            raise AWSError(
+                "InvalidStorageClass",
+                "The storage class you specified is not valid",
+                StorageClassRequested=storage_class,
+            )
 
 
 async def _capped(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -232,8 +254,11 @@ async def _capped(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     async for chunk in chunks:
         total += len(chunk)
         if total > MAX_SINGLE_PUT:
-            raise AWSError("EntityTooLarge", "Your proposed upload exceeds the maximum allowed object size.",
-                           MaxSizeAllowed=MAX_SINGLE_PUT)
+            raise AWSError(
+                "EntityTooLarge",
+                "Your proposed upload exceeds the maximum allowed object size.",
+                MaxSizeAllowed=MAX_SINGLE_PUT,
+            )
         yield chunk
 
 
@@ -266,12 +291,20 @@ def check_read_conditions(call: S3Call, info: ObjectInfo, prefix: str = "") -> i
     modified = int(info.last_modified)
     if_match, if_none_match = header("if-match"), header("if-none-match")
     if if_match is not None and not etag_matches(if_match, info.etag):
-        raise AWSError("PreconditionFailed", "At least one of the pre-conditions you specified did not hold", 412,
-                       Condition=prefix + "If-Match")
+        raise AWSError(
+            "PreconditionFailed",
+            "At least one of the pre-conditions you specified did not hold",
+            412,
+            Condition=prefix + "If-Match",
+        )
     unmodified_since = parse_http_date(header("if-unmodified-since"))
     if if_match is None and unmodified_since is not None and modified > unmodified_since:
-        raise AWSError("PreconditionFailed", "At least one of the pre-conditions you specified did not hold", 412,
-                       Condition=prefix + "If-Unmodified-Since")
+        raise AWSError(
+            "PreconditionFailed",
+            "At least one of the pre-conditions you specified did not hold",
+            412,
+            Condition=prefix + "If-Unmodified-Since",
+        )
     not_modified = 412 if prefix else 304
     if if_none_match is not None and etag_matches(if_none_match, info.etag):
         return _not_modified(not_modified, prefix + "If-None-Match")
@@ -283,8 +316,12 @@ def check_read_conditions(call: S3Call, info: ObjectInfo, prefix: str = "") -> i
 
 def _not_modified(status: int, condition: str) -> int:
     if status == 412:
-        raise AWSError("PreconditionFailed", "At least one of the pre-conditions you specified did not hold", 412,
-                       Condition=condition)
+        raise AWSError(
+            "PreconditionFailed",
+            "At least one of the pre-conditions you specified did not hold",
+            412,
+            Condition=condition,
+        )
     return status
 
 

@@ -9,7 +9,7 @@ held until its signature is checked, so no unverified byte is passed on.
 
 from __future__ import annotations
 
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from ..server.errors import AWSError
 
@@ -46,7 +46,7 @@ class AwsChunkedDecoder:
                 raise AWSError("InvalidRequest", "An aws-chunked header line is too long.")
             await self._fill(len(self._buffer) + 1)
         line = bytes(self._buffer[:end])
-        del self._buffer[:end + 2]
+        del self._buffer[: end + 2]
         return line.decode("latin-1")
 
     async def __aiter__(self):

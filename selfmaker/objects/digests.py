@@ -51,8 +51,11 @@ class _Crc64Nvme:
         try:
             from awscrt import checksums
         except ImportError:
-            raise AWSError("InvalidRequest", "This server cannot compute CRC64NVME checksums: "
-                           "install the awscrt package next to SelfMaker, or use CRC32, CRC32C, SHA1 or SHA256.") from None
+            raise AWSError(
+                "InvalidRequest",
+                "This server cannot compute CRC64NVME checksums: "
+                "install the awscrt package next to SelfMaker, or use CRC32, CRC32C, SHA1 or SHA256.",
+            ) from None
         self._crc64nvme = checksums.crc64nvme
         self.value = 0
 
@@ -63,8 +66,13 @@ class _Crc64Nvme:
         return self.value.to_bytes(8, "big")
 
 
-_FACTORIES = {"CRC32": _Crc32, "CRC32C": _Crc32c, "CRC64NVME": _Crc64Nvme,
-              "SHA1": hashlib.sha1, "SHA256": hashlib.sha256}
+_FACTORIES = {
+    "CRC32": _Crc32,
+    "CRC32C": _Crc32c,
+    "CRC64NVME": _Crc64Nvme,
+    "SHA1": hashlib.sha1,
+    "SHA256": hashlib.sha256,
+}
 
 
 def normalise_algorithm(name: str | None) -> str | None:
@@ -73,8 +81,9 @@ def normalise_algorithm(name: str | None) -> str | None:
         return None
     upper = name.upper()
     if upper not in _FACTORIES:
-        raise AWSError("InvalidRequest", f"Checksum algorithm {name!r} is not supported; "
-                       f"use one of {', '.join(ALGORITHMS)}.")
+        raise AWSError(
+            "InvalidRequest", f"Checksum algorithm {name!r} is not supported; use one of {', '.join(ALGORITHMS)}."
+        )
     return upper
 
 
@@ -180,13 +189,16 @@ class Digester:
         if expected is None:
             return checksums
         if expected.size is not None and expected.size != self.size:
-            raise AWSError("IncompleteBody", "You did not provide the number of bytes specified by the "
-                           "Content-Length HTTP header.")
+            raise AWSError(
+                "IncompleteBody", "You did not provide the number of bytes specified by the Content-Length HTTP header."
+            )
         if expected.sha256_hex is not None and expected.sha256_hex != self.sha256_hex():
-            raise AWSError("XAmzContentSHA256Mismatch",
-                           "The provided 'x-amz-content-sha256' header does not match what was computed.",
-                           ClientComputedContentSHA256=expected.sha256_hex,
-                           S3ComputedContentSHA256=self.sha256_hex())
+            raise AWSError(
+                "XAmzContentSHA256Mismatch",
+                "The provided 'x-amz-content-sha256' header does not match what was computed.",
+                ClientComputedContentSHA256=expected.sha256_hex,
+                S3ComputedContentSHA256=self.sha256_hex(),
+            )
         if expected.md5_hex is not None and expected.md5_hex != self.md5_hex:
             raise AWSError("BadDigest", "The Content-MD5 you specified did not match what we received.")
         for algorithm, value in expected.checksums.items():

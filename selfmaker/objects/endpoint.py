@@ -66,30 +66,67 @@ ROUTES = {
 }
 
 IMPLEMENTED = [
-    "ListBuckets", "CreateBucket", "HeadBucket", "DeleteBucket", "GetBucketLocation", "ListObjects", "ListObjectsV2",
-    "PutObject", "GetObject", "HeadObject", "DeleteObject", "DeleteObjects", "CopyObject",
-    "CreateMultipartUpload", "UploadPart", "UploadPartCopy", "CompleteMultipartUpload", "AbortMultipartUpload",
-    "ListParts", "ListMultipartUploads",
+    "ListBuckets",
+    "CreateBucket",
+    "HeadBucket",
+    "DeleteBucket",
+    "GetBucketLocation",
+    "ListObjects",
+    "ListObjectsV2",
+    "PutObject",
+    "GetObject",
+    "HeadObject",
+    "DeleteObject",
+    "DeleteObjects",
+    "CopyObject",
+    "CreateMultipartUpload",
+    "UploadPart",
+    "UploadPartCopy",
+    "CompleteMultipartUpload",
+    "AbortMultipartUpload",
+    "ListParts",
+    "ListMultipartUploads",
 ]
 declare_implemented("s3", IMPLEMENTED)
 
 # Query parameters that select a sub-resource (and so an operation) rather than parameterise one.
 # Value: the operation's name without its Get/Put/Delete verb, or a full name starting with "!".
 _SUBRESOURCES = {
-    "uploads": "", "uploadId": "", "delete": "", "location": "",
-    "acl": "{Bucket}Acl", "accelerate": "BucketAccelerateConfiguration",
-    "analytics": "BucketAnalyticsConfiguration", "cors": "BucketCors", "encryption": "BucketEncryption",
+    "uploads": "",
+    "uploadId": "",
+    "delete": "",
+    "location": "",
+    "acl": "{Bucket}Acl",
+    "accelerate": "BucketAccelerateConfiguration",
+    "analytics": "BucketAnalyticsConfiguration",
+    "cors": "BucketCors",
+    "encryption": "BucketEncryption",
     "intelligent-tiering": "BucketIntelligentTieringConfiguration",
-    "inventory": "BucketInventoryConfiguration", "lifecycle": "BucketLifecycleConfiguration",
-    "logging": "BucketLogging", "metrics": "BucketMetricsConfiguration",
-    "notification": "BucketNotificationConfiguration", "object-lock": "ObjectLockConfiguration",
-    "ownershipControls": "BucketOwnershipControls", "policy": "BucketPolicy", "policyStatus": "BucketPolicyStatus",
-    "publicAccessBlock": "PublicAccessBlock", "replication": "BucketReplication",
-    "requestPayment": "BucketRequestPayment", "tagging": "{Bucket}Tagging", "versioning": "BucketVersioning",
-    "website": "BucketWebsite", "versions": "!ListObjectVersions", "session": "!CreateSession",
-    "legal-hold": "ObjectLegalHold", "retention": "ObjectRetention", "restore": "!RestoreObject",
-    "select": "!SelectObjectContent", "attributes": "!GetObjectAttributes", "torrent": "!GetObjectTorrent",
-    "metadataTable": "BucketMetadataTableConfiguration", "renameObject": "!RenameObject",
+    "inventory": "BucketInventoryConfiguration",
+    "lifecycle": "BucketLifecycleConfiguration",
+    "logging": "BucketLogging",
+    "metrics": "BucketMetricsConfiguration",
+    "notification": "BucketNotificationConfiguration",
+    "object-lock": "ObjectLockConfiguration",
+    "ownershipControls": "BucketOwnershipControls",
+    "policy": "BucketPolicy",
+    "policyStatus": "BucketPolicyStatus",
+    "publicAccessBlock": "PublicAccessBlock",
+    "replication": "BucketReplication",
+    "requestPayment": "BucketRequestPayment",
+    "tagging": "{Bucket}Tagging",
+    "versioning": "BucketVersioning",
+    "website": "BucketWebsite",
+    "versions": "!ListObjectVersions",
+    "session": "!CreateSession",
+    "legal-hold": "ObjectLegalHold",
+    "retention": "ObjectRetention",
+    "restore": "!RestoreObject",
+    "select": "!SelectObjectContent",
+    "attributes": "!GetObjectAttributes",
+    "torrent": "!GetObjectTorrent",
+    "metadataTable": "BucketMetadataTableConfiguration",
+    "renameObject": "!RenameObject",
 }
 _VERBS = {"GET": "Get", "PUT": "Put", "DELETE": "Delete", "HEAD": "Head", "POST": "Post"}
 
@@ -165,7 +202,6 @@ class _BodyTracker:
             response.headers.append(("Connection", "close"))
 
 
-
 def _has_body(request: Request) -> bool:
     length = request.headers.get("content-length", "0")
     return "transfer-encoding" in request.headers or (length.isdigit() and int(length) > 0)
@@ -177,19 +213,30 @@ async def handle_s3(backends, request: Request, scope, bucket_host: str | None) 
     resource = request.path
     body = _BodyTracker(request)
     try:
-        principal = backends.authenticator.authenticate(request, scope, request.headers.get("x-amz-content-sha256"),
-                                                        service="s3")
+        principal = backends.authenticator.authenticate(
+            request, scope, request.headers.get("x-amz-content-sha256"), service="s3"
+        )
         bucket, key = _target(request, bucket_host)
         level = "object" if key else "bucket" if bucket else "service"
         subresource = _subresource(request)
         handler = ROUTES.get((level, request.method, subresource))
         if handler is None:
             if request.method not in _VERBS:
-                raise AWSError("MethodNotAllowed", "The specified method is not allowed against this resource.", 405,
-                               Method=request.method, ResourceType=level.upper())
+                raise AWSError(
+                    "MethodNotAllowed",
+                    "The specified method is not allowed against this resource.",
+                    405,
+                    Method=request.method,
+                    ResourceType=level.upper(),
+                )
             operation = _operation_name(level, request.method, subresource)
-            raise AWSError("NotImplemented", f"SelfMaker does not implement the S3 operation {operation}. "
-                           "See docs/coverage.md for the operations it serves.", 501, Operation=operation)
+            raise AWSError(
+                "NotImplemented",
+                f"SelfMaker does not implement the S3 operation {operation}. "
+                "See docs/coverage.md for the operations it serves.",
+                501,
+                Operation=operation,
+            )
         owners = BucketOwners(backends.store, backends.settings.default_account, backends.settings.region)
         call = S3Call(backends, request, principal, owners, bucket, key, request_id)
         response = await handler(call)
@@ -197,8 +244,12 @@ async def handle_s3(backends, request: Request, scope, bucket_host: str | None) 
         response = error_response(err, request_id, resource, head=head)
     except Exception:
         log.exception("S3 %s %s failed", request.method, request.path)
-        response = error_response(AWSError("InternalError", "We encountered an internal error. Please try again.",
-                                           500), request_id, resource, head=head)
+        response = error_response(
+            AWSError("InternalError", "We encountered an internal error. Please try again.", 500),
+            request_id,
+            resource,
+            head=head,
+        )
     if not body.finished:
         await body.drain(response)
     response.headers.append(("x-amz-request-id", request_id))

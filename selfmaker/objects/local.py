@@ -24,16 +24,37 @@ import os
 import sqlite3
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator
 
 from ..server.errors import AWSError
 from ..store.sqlite_file import SQLiteFile
-from .base import (CHUNK_SIZE, MAX_KEYS, MAX_PART_NUMBER, MIN_PART_SIZE, Body, BucketInfo, CompletedPart, Condition,
-                   ListPage, ObjectInfo, ObjectMeta, ObjectReader, ObjectStore, PartInfo, PartsPage, UploadInfo,
-                   UploadsPage, check_bucket_name, check_condition, key_bytes, no_such_bucket, no_such_key,
-                   no_such_upload)
+from .base import (
+    CHUNK_SIZE,
+    MAX_KEYS,
+    MAX_PART_NUMBER,
+    MIN_PART_SIZE,
+    Body,
+    BucketInfo,
+    CompletedPart,
+    Condition,
+    ListPage,
+    ObjectInfo,
+    ObjectMeta,
+    ObjectReader,
+    ObjectStore,
+    PartInfo,
+    PartsPage,
+    UploadInfo,
+    UploadsPage,
+    check_bucket_name,
+    check_condition,
+    key_bytes,
+    no_such_bucket,
+    no_such_key,
+    no_such_upload,
+)
 from .digests import CRC_ALGORITHMS, Expected, composite_checksum, multipart_etag
 from .staging import Staged, stage
 
@@ -146,8 +167,9 @@ class LocalObjectStore(ObjectStore):
         created = time.time()
         with self._write() as conn:
             if self._bucket_exists(conn, bucket):
-                raise AWSError("BucketAlreadyExists", "The requested bucket name is not available.", 409,
-                               BucketName=bucket)
+                raise AWSError(
+                    "BucketAlreadyExists", "The requested bucket name is not available.", 409, BucketName=bucket
+                )
             conn.execute("INSERT INTO buckets (name, created) VALUES (?, ?)", (bucket, created))
         return BucketInfo(bucket, created)
 
@@ -164,8 +186,7 @@ class LocalObjectStore(ObjectStore):
         with self._write() as conn:
             self._require_bucket(conn, bucket)
             if conn.execute("SELECT 1 FROM objects WHERE bucket = ? LIMIT 1", (bucket,)).fetchone():
-                raise AWSError("BucketNotEmpty", "The bucket you tried to delete is not empty.", 409,
-                               BucketName=bucket)
+                raise AWSError("BucketNotEmpty", "The bucket you tried to delete is not empty.", 409, BucketName=bucket)
             uploads = [r[0] for r in conn.execute("SELECT upload_id FROM uploads WHERE bucket = ?", (bucket,))]
             blobs = self._delete_uploads(conn, uploads)
             conn.execute("DELETE FROM buckets WHERE name = ?", (bucket,))
@@ -173,9 +194,17 @@ class LocalObjectStore(ObjectStore):
 
     # -- objects ---------------------------------------------------------------------------
 
-    def put_object(self, bucket: str, key: str, body: Body, *, meta: ObjectMeta | None = None,
-                   checksum_algorithm: str | None = None, expected: Expected | None = None,
-                   condition: Condition | None = None) -> ObjectInfo:
+    def put_object(
+        self,
+        bucket: str,
+        key: str,
+        body: Body,
+        *,
+        meta: ObjectMeta | None = None,
+        checksum_algorithm: str | None = None,
+        expected: Expected | None = None,
+        condition: Condition | None = None,
+    ) -> ObjectInfo:
         raw = key_bytes(key)
         self.head_bucket(bucket)  # fail before reading the body
         staged = stage(body, self.staging, [checksum_algorithm] if checksum_algorithm else (), expected)
@@ -186,8 +215,16 @@ class LocalObjectStore(ObjectStore):
         self._commit(bucket, raw, staged, info, condition)
         return info
 
-    def _commit(self, bucket: str, raw_key: bytes, staged: Staged, info: ObjectInfo, condition: Condition | None,
-                *, upload_id: str | None = None) -> None:
+    def _commit(
+        self,
+        bucket: str,
+        raw_key: bytes,
+        staged: Staged,
+        info: ObjectInfo,
+        condition: Condition | None,
+        *,
+        upload_id: str | None = None,
+    ) -> None:
         """Make ``staged`` the object under the key (and, for a multipart completion, retire the upload)."""
         name = self._adopt(staged.path)
         retired: list[str] = []
@@ -198,15 +235,17 @@ class LocalObjectStore(ObjectStore):
                     if not conn.execute("SELECT 1 FROM uploads WHERE upload_id = ?", (upload_id,)).fetchone():
                         raise no_such_upload(upload_id)  # aborted while we were joining its parts
                     retired += self._delete_uploads(conn, [upload_id])
-                row = conn.execute("SELECT blob, etag FROM objects WHERE bucket = ? AND key = ?",
-                                   (bucket, raw_key)).fetchone()
+                row = conn.execute(
+                    "SELECT blob, etag FROM objects WHERE bucket = ? AND key = ?", (bucket, raw_key)
+                ).fetchone()
                 check_condition(condition, row[1] if row else None)
                 if row:
                     retired.append(row[0])
                 conn.execute(
                     "INSERT OR REPLACE INTO objects (bucket, key, blob, size, etag, modified, info) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (bucket, raw_key, name, info.size, info.etag, info.last_modified, _info_json(info)))
+                    (bucket, raw_key, name, info.size, info.etag, info.last_modified, _info_json(info)),
+                )
         except BaseException:
             self._drop_blobs([name])
             raise
@@ -228,8 +267,9 @@ class LocalObjectStore(ObjectStore):
 
     def _object_row(self, bucket: str, raw_key: bytes):
         conn = self._conn()
-        row = conn.execute("SELECT blob, size, etag, modified, info FROM objects WHERE bucket = ? AND key = ?",
-                           (bucket, raw_key)).fetchone()
+        row = conn.execute(
+            "SELECT blob, size, etag, modified, info FROM objects WHERE bucket = ? AND key = ?", (bucket, raw_key)
+        ).fetchone()
         if row is None:
             self._require_bucket(conn, bucket)
             raise no_such_key(raw_key.decode())
@@ -245,8 +285,9 @@ class LocalObjectStore(ObjectStore):
         if row:
             self._drop_blobs([row[0]])
 
-    def list_objects(self, bucket: str, prefix: str = "", delimiter: str = "", start_after: str = "",
-                     max_keys: int = MAX_KEYS) -> ListPage:
+    def list_objects(
+        self, bucket: str, prefix: str = "", delimiter: str = "", start_after: str = "", max_keys: int = MAX_KEYS
+    ) -> ListPage:
         conn = self._conn()
         self._require_bucket(conn, bucket)
         page = ListPage([], [], False, None)
@@ -258,14 +299,19 @@ class LocalObjectStore(ObjectStore):
         low, inclusive = (pre, True) if pre > marker else (marker, False)
         entries: list[ObjectInfo | str] = []
         while len(entries) <= max_keys:
-            sql = ("SELECT key, size, etag, modified FROM objects WHERE bucket = ? AND key " +
-                   (">=" if inclusive else ">") + " ?" + (" AND key < ?" if upper else "") + " ORDER BY key LIMIT ?")
+            sql = (
+                "SELECT key, size, etag, modified FROM objects WHERE bucket = ? AND key "
+                + (">=" if inclusive else ">")
+                + " ?"
+                + (" AND key < ?" if upper else "")
+                + " ORDER BY key LIMIT ?"
+            )
             params = (bucket, low, *((upper,) if upper else ()), _LIST_BATCH)
             rows = conn.execute(sql, params).fetchall()
             for raw, size, etag, modified in rows:
                 cut = raw.find(delim, len(pre)) if delim else -1
                 if cut >= 0:
-                    common = raw[:cut + len(delim)]
+                    common = raw[: cut + len(delim)]
                     if common > marker:
                         entries.append(common.decode())
                     low, inclusive = _successor(common), True  # skip every key under this common prefix
@@ -289,27 +335,44 @@ class LocalObjectStore(ObjectStore):
             page.next_marker = last if isinstance(last, str) else last.key
         return page
 
-    def copy_object(self, src_bucket: str, src_key: str, bucket: str, key: str, *, meta: ObjectMeta | None = None,
-                    checksum_algorithm: str | None = None, condition: Condition | None = None) -> ObjectInfo:
+    def copy_object(
+        self,
+        src_bucket: str,
+        src_key: str,
+        bucket: str,
+        key: str,
+        *,
+        meta: ObjectMeta | None = None,
+        checksum_algorithm: str | None = None,
+        condition: Condition | None = None,
+    ) -> ObjectInfo:
         raw = key_bytes(key)
         self.head_bucket(bucket)
         with self.open_object(src_bucket, src_key) as reader:
             source = reader.info
             algorithm = checksum_algorithm or next(iter(source.checksums), None)
             reusable = "-" not in source.etag and (
-                algorithm is None or (source.checksum_type == "FULL_OBJECT" and algorithm in source.checksums))
+                algorithm is None or (source.checksum_type == "FULL_OBJECT" and algorithm in source.checksums)
+            )
             staged = self._link(reader) if reusable else None
             if staged is None:  # a multipart source becomes a single-part object: its digests change
                 staged = stage(reader.chunks(), self.staging, [algorithm] if algorithm else ())
                 checksums = {algorithm: staged.checksums[algorithm]} if algorithm else {}
             else:
                 checksums = {algorithm: source.checksums[algorithm]} if algorithm else {}
-        info = ObjectInfo(key, staged.size, staged.md5_hex, time.time(), meta if meta is not None else source.meta,
-                          checksums, "FULL_OBJECT" if checksums else None)
+        info = ObjectInfo(
+            key,
+            staged.size,
+            staged.md5_hex,
+            time.time(),
+            meta if meta is not None else source.meta,
+            checksums,
+            "FULL_OBJECT" if checksums else None,
+        )
         self._commit(bucket, raw, staged, info, condition)
         return info
 
-    def _link(self, reader: "_LocalReader") -> Staged | None:
+    def _link(self, reader: _LocalReader) -> Staged | None:
         """A second name for the reader's blob (blobs are immutable, so sharing the inode is safe)."""
         path = self.staging / f"link-{uuid.uuid4().hex}"
         try:
@@ -321,35 +384,52 @@ class LocalObjectStore(ObjectStore):
 
     # -- multipart uploads -------------------------------------------------------------------
 
-    def create_multipart_upload(self, bucket: str, key: str, *, meta: ObjectMeta | None = None,
-                                checksum_algorithm: str | None = None, checksum_type: str | None = None) -> str:
+    def create_multipart_upload(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        meta: ObjectMeta | None = None,
+        checksum_algorithm: str | None = None,
+        checksum_type: str | None = None,
+    ) -> str:
         raw = key_bytes(key)
         if checksum_algorithm and checksum_type is None:
             checksum_type = "FULL_OBJECT" if checksum_algorithm == "CRC64NVME" else "COMPOSITE"
         if checksum_type == "FULL_OBJECT" and checksum_algorithm not in CRC_ALGORITHMS:
-            raise AWSError("InvalidRequest", f"The FULL_OBJECT checksum type cannot be used with the "
-                           f"{checksum_algorithm} checksum algorithm.")
+            raise AWSError(
+                "InvalidRequest",
+                f"The FULL_OBJECT checksum type cannot be used with the {checksum_algorithm} checksum algorithm.",
+            )
         now = time.time()
         upload_id = f"{time.time_ns():016x}{uuid.uuid4().hex}"
-        info = {"meta": (meta or ObjectMeta()).to_json(), "checksum_algorithm": checksum_algorithm,
-                "checksum_type": checksum_type if checksum_algorithm else None}
+        info = {
+            "meta": (meta or ObjectMeta()).to_json(),
+            "checksum_algorithm": checksum_algorithm,
+            "checksum_type": checksum_type if checksum_algorithm else None,
+        }
         with self._write() as conn:
             self._require_bucket(conn, bucket)
-            conn.execute("INSERT INTO uploads (bucket, key, upload_id, initiated, info) VALUES (?, ?, ?, ?, ?)",
-                         (bucket, raw, upload_id, now, json.dumps(info)))
+            conn.execute(
+                "INSERT INTO uploads (bucket, key, upload_id, initiated, info) VALUES (?, ?, ?, ?, ?)",
+                (bucket, raw, upload_id, now, json.dumps(info)),
+            )
         return upload_id
 
     def _upload(self, bucket: str, key: str, upload_id: str) -> UploadInfo:
         conn = self._conn()
-        row = conn.execute("SELECT initiated, info FROM uploads WHERE bucket = ? AND key = ? AND upload_id = ?",
-                           (bucket, key_bytes(key), upload_id)).fetchone()
+        row = conn.execute(
+            "SELECT initiated, info FROM uploads WHERE bucket = ? AND key = ? AND upload_id = ?",
+            (bucket, key_bytes(key), upload_id),
+        ).fetchone()
         if row is None:
             self._require_bucket(conn, bucket)
             raise no_such_upload(upload_id)
         return _upload_info(key, upload_id, *row)
 
-    def upload_part(self, bucket: str, key: str, upload_id: str, part_number: int, body: Body, *,
-                    expected: Expected | None = None) -> PartInfo:
+    def upload_part(
+        self, bucket: str, key: str, upload_id: str, part_number: int, body: Body, *, expected: Expected | None = None
+    ) -> PartInfo:
         _check_part_number(part_number)
         upload = self._upload(bucket, key, upload_id)
         algorithms = [upload.checksum_algorithm] if upload.checksum_algorithm else []
@@ -360,12 +440,22 @@ class LocalObjectStore(ObjectStore):
             with self._write() as conn:
                 if not conn.execute("SELECT 1 FROM uploads WHERE upload_id = ?", (upload_id,)).fetchone():
                     raise no_such_upload(upload_id)
-                old = conn.execute("SELECT blob FROM parts WHERE upload_id = ? AND part_number = ?",
-                                   (upload_id, part_number)).fetchone()
-                conn.execute("INSERT OR REPLACE INTO parts (upload_id, part_number, blob, size, etag, modified, "
-                             "checksums) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                             (upload_id, part_number, name, part.size, part.etag, part.last_modified,
-                              json.dumps(part.checksums)))
+                old = conn.execute(
+                    "SELECT blob FROM parts WHERE upload_id = ? AND part_number = ?", (upload_id, part_number)
+                ).fetchone()
+                conn.execute(
+                    "INSERT OR REPLACE INTO parts (upload_id, part_number, blob, size, etag, modified, "
+                    "checksums) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        upload_id,
+                        part_number,
+                        name,
+                        part.size,
+                        part.etag,
+                        part.last_modified,
+                        json.dumps(part.checksums),
+                    ),
+                )
         except BaseException:
             self._drop_blobs([name])
             raise
@@ -373,12 +463,23 @@ class LocalObjectStore(ObjectStore):
             self._drop_blobs([old[0]])
         return part
 
-    def complete_multipart_upload(self, bucket: str, key: str, upload_id: str, parts: list[CompletedPart], *,
-                                  expected: Expected | None = None,
-                                  condition: Condition | None = None) -> ObjectInfo:
+    def complete_multipart_upload(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: list[CompletedPart],
+        *,
+        expected: Expected | None = None,
+        condition: Condition | None = None,
+    ) -> ObjectInfo:
         upload = self._upload(bucket, key, upload_id)
-        stored = {row[0]: row for row in self._conn().execute(
-            "SELECT part_number, blob, size, etag, checksums FROM parts WHERE upload_id = ?", (upload_id,))}
+        stored = {
+            row[0]: row
+            for row in self._conn().execute(
+                "SELECT part_number, blob, size, etag, checksums FROM parts WHERE upload_id = ?", (upload_id,)
+            )
+        }
         chosen = _check_completed_parts(parts, stored)
         algorithm, checksum_type = upload.checksum_algorithm, upload.checksum_type
         full_object = [algorithm] if algorithm and checksum_type == "FULL_OBJECT" else []
@@ -394,10 +495,19 @@ class LocalObjectStore(ObjectStore):
         for claimed_algorithm, value in composite_claims.items():
             if checksums.get(claimed_algorithm, "").split("-")[0] != value.split("-")[0]:
                 staged.discard()
-                raise AWSError("BadDigest", f"The {claimed_algorithm} you specified did not match the calculated "
-                               "checksum.")
-        info = ObjectInfo(key, staged.size, multipart_etag([r[3] for r in chosen]), time.time(), upload.meta,
-                          checksums, checksum_type if checksums else None, len(chosen))
+                raise AWSError(
+                    "BadDigest", f"The {claimed_algorithm} you specified did not match the calculated checksum."
+                )
+        info = ObjectInfo(
+            key,
+            staged.size,
+            multipart_etag([r[3] for r in chosen]),
+            time.time(),
+            upload.meta,
+            checksums,
+            checksum_type if checksums else None,
+            len(chosen),
+        )
         self._commit(bucket, key_bytes(key), staged, info, condition, upload_id=upload_id)
         return info
 
@@ -406,8 +516,9 @@ class LocalObjectStore(ObjectStore):
             try:
                 part = open(self._blob_path(row[1]), "rb")
             except FileNotFoundError:  # replaced by a concurrent UploadPart of the same number
-                raise AWSError("InvalidPart", "A part changed while the upload was being completed.",
-                               PartNumber=row[0]) from None
+                raise AWSError(
+                    "InvalidPart", "A part changed while the upload was being completed.", PartNumber=row[0]
+                ) from None
             with part:
                 while chunk := part.read(CHUNK_SIZE):
                     yield chunk
@@ -427,23 +538,41 @@ class LocalObjectStore(ObjectStore):
             conn.execute("DELETE FROM uploads WHERE upload_id = ?", (upload_id,))
         return blobs
 
-    def list_parts(self, bucket: str, key: str, upload_id: str, part_number_marker: int = 0,
-                   max_parts: int = MAX_KEYS) -> PartsPage:
+    def list_parts(
+        self, bucket: str, key: str, upload_id: str, part_number_marker: int = 0, max_parts: int = MAX_KEYS
+    ) -> PartsPage:
         upload = self._upload(bucket, key, upload_id)
-        rows = self._conn().execute(
-            "SELECT part_number, size, etag, modified, checksums FROM parts WHERE upload_id = ? AND part_number > ? "
-            "ORDER BY part_number LIMIT ?", (upload_id, part_number_marker, max_parts + 1)).fetchall()
-        parts = [PartInfo(n, size, etag, modified, json.loads(checksums)) for n, size, etag, modified, checksums in rows]
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT part_number, size, etag, modified, checksums FROM parts WHERE upload_id = ? AND part_number > ? "
+                "ORDER BY part_number LIMIT ?",
+                (upload_id, part_number_marker, max_parts + 1),
+            )
+            .fetchall()
+        )
+        parts = [
+            PartInfo(n, size, etag, modified, json.loads(checksums)) for n, size, etag, modified, checksums in rows
+        ]
         return PartsPage(upload, parts[:max_parts], len(parts) > max_parts)
 
-    def list_multipart_uploads(self, bucket: str, prefix: str = "", delimiter: str = "", key_marker: str = "",
-                               upload_id_marker: str = "", max_uploads: int = MAX_KEYS) -> UploadsPage:
+    def list_multipart_uploads(
+        self,
+        bucket: str,
+        prefix: str = "",
+        delimiter: str = "",
+        key_marker: str = "",
+        upload_id_marker: str = "",
+        max_uploads: int = MAX_KEYS,
+    ) -> UploadsPage:
         conn = self._conn()
         self._require_bucket(conn, bucket)
         pre, marker = prefix.encode(), key_marker.encode()
         rows = conn.execute(
             "SELECT key, upload_id, initiated, info FROM uploads WHERE bucket = ? AND key >= ? AND key >= ? "
-            "ORDER BY key, upload_id", (bucket, pre, marker))
+            "ORDER BY key, upload_id",
+            (bucket, pre, marker),
+        )
         page = UploadsPage([], [], False)
         count = 0
         for raw, upload_id, initiated, info in rows:
@@ -453,7 +582,7 @@ class LocalObjectStore(ObjectStore):
                 continue
             key = raw.decode()
             if delimiter and (cut := key.find(delimiter, len(prefix))) >= 0:
-                common = key[:cut + len(delimiter)]
+                common = key[: cut + len(delimiter)]
                 if common in page.common_prefixes or common.encode() <= marker:
                     continue
                 entry = common
@@ -489,47 +618,79 @@ class _LocalReader(ObjectReader):
 
 def _check_part_number(part_number: int) -> None:
     if not 1 <= part_number <= MAX_PART_NUMBER:
-        raise AWSError("InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive.",
-                       ArgumentName="partNumber", ArgumentValue=str(part_number))
+        raise AWSError(
+            "InvalidArgument",
+            "Part number must be an integer between 1 and 10000, inclusive.",
+            ArgumentName="partNumber",
+            ArgumentValue=str(part_number),
+        )
 
 
 def _check_completed_parts(parts: list[CompletedPart], stored: dict) -> list:
     """The stored part rows that ``parts`` names, after S3's checks."""
     if not parts:
-        raise AWSError("MalformedXML", "The XML you provided was not well-formed or did not validate against our "
-                       "published schema.")
+        raise AWSError(
+            "MalformedXML", "The XML you provided was not well-formed or did not validate against our published schema."
+        )
     chosen = []
     for index, part in enumerate(parts):
         if index and part.part_number <= parts[index - 1].part_number:
-            raise AWSError("InvalidPartOrder", "The list of parts was not in ascending order. The parts list must be "
-                           "specified in order by part number.")
+            raise AWSError(
+                "InvalidPartOrder",
+                "The list of parts was not in ascending order. The parts list must be "
+                "specified in order by part number.",
+            )
         row = stored.get(part.part_number)
         mismatched = row is not None and any(json.loads(row[4]).get(a) != v for a, v in part.checksums.items())
         if row is None or row[3] != part.etag.strip('"') or mismatched:
-            raise AWSError("InvalidPart", "One or more of the specified parts could not be found. The part may not "
-                           "have been uploaded, or the specified entity tag may not match the part's entity tag.",
-                           PartNumber=part.part_number, ETag=part.etag)
+            raise AWSError(
+                "InvalidPart",
+                "One or more of the specified parts could not be found. The part may not "
+                "have been uploaded, or the specified entity tag may not match the part's entity tag.",
+                PartNumber=part.part_number,
+                ETag=part.etag,
+            )
         chosen.append(row)
     for row in chosen[:-1]:
         if row[2] < MIN_PART_SIZE:
-            raise AWSError("EntityTooSmall", "Your proposed upload is smaller than the minimum allowed object size.",
-                           ProposedSize=row[2], MinSizeAllowed=MIN_PART_SIZE, PartNumber=row[0])
+            raise AWSError(
+                "EntityTooSmall",
+                "Your proposed upload is smaller than the minimum allowed object size.",
+                ProposedSize=row[2],
+                MinSizeAllowed=MIN_PART_SIZE,
+                PartNumber=row[0],
+            )
     return chosen
 
 
 def _info_json(info: ObjectInfo) -> str:
-    return json.dumps({"meta": info.meta.to_json(), "checksums": info.checksums,
-                       "checksum_type": info.checksum_type, "parts_count": info.parts_count})
+    return json.dumps(
+        {
+            "meta": info.meta.to_json(),
+            "checksums": info.checksums,
+            "checksum_type": info.checksum_type,
+            "parts_count": info.parts_count,
+        }
+    )
 
 
 def _info_from_row(key: str, row) -> ObjectInfo:
     _blob, size, etag, modified, info = row
     data = json.loads(info)
-    return ObjectInfo(key, size, etag, modified, ObjectMeta.from_json(data["meta"]), data["checksums"],
-                      data["checksum_type"], data["parts_count"])
+    return ObjectInfo(
+        key,
+        size,
+        etag,
+        modified,
+        ObjectMeta.from_json(data["meta"]),
+        data["checksums"],
+        data["checksum_type"],
+        data["parts_count"],
+    )
 
 
 def _upload_info(key: str, upload_id: str, initiated: float, info: str) -> UploadInfo:
     data = json.loads(info)
-    return UploadInfo(upload_id, key, initiated, ObjectMeta.from_json(data["meta"]), data["checksum_algorithm"],
-                      data["checksum_type"])
+    return UploadInfo(
+        upload_id, key, initiated, ObjectMeta.from_json(data["meta"]), data["checksum_algorithm"], data["checksum_type"]
+    )

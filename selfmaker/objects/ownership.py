@@ -32,8 +32,9 @@ class BucketOwners:
 
     def of(self, bucket: str) -> Ownership:
         with self.store.read() as conn:
-            row = conn.execute(select(_buckets.c.account_id, _buckets.c.region)
-                               .where(_buckets.c.name == bucket)).first()
+            row = conn.execute(
+                select(_buckets.c.account_id, _buckets.c.region).where(_buckets.c.name == bucket)
+            ).first()
         return Ownership(*row) if row else self.default
 
     def all(self) -> dict[str, Ownership]:
@@ -45,8 +46,9 @@ class BucketOwners:
         """Note the creator of a bucket the store has just created (replacing any stale row)."""
         with self.store.write() as conn:
             conn.execute(delete(_buckets).where(_buckets.c.name == bucket))
-            conn.execute(_buckets.insert().values(name=bucket, account_id=account_id, region=region,
-                                                  created_at=time.time()))
+            conn.execute(
+                _buckets.insert().values(name=bucket, account_id=account_id, region=region, created_at=time.time())
+            )
 
     def forget(self, bucket: str) -> None:
         with self.store.write() as conn:

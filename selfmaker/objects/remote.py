@@ -12,18 +12,38 @@ from __future__ import annotations
 
 import tempfile
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..server.errors import AWSError
-from .base import (CHUNK_SIZE, MAX_KEYS, MAX_SINGLE_PUT, STORED_HEADERS, Body, BucketInfo, CompletedPart, Condition,
-                   ListPage, ObjectInfo, ObjectMeta, ObjectReader, ObjectStore, PartInfo, PartsPage, UploadInfo,
-                   UploadsPage, check_bucket_name, key_bytes, no_such_bucket, no_such_key)
+from .base import (
+    CHUNK_SIZE,
+    MAX_KEYS,
+    MAX_SINGLE_PUT,
+    STORED_HEADERS,
+    Body,
+    BucketInfo,
+    CompletedPart,
+    Condition,
+    ListPage,
+    ObjectInfo,
+    ObjectMeta,
+    ObjectReader,
+    ObjectStore,
+    PartInfo,
+    PartsPage,
+    UploadInfo,
+    UploadsPage,
+    check_bucket_name,
+    key_bytes,
+    no_such_bucket,
+    no_such_key,
+)
 from .digests import ALGORITHMS, Expected, b64
 from .staging import Staged, stage
 
@@ -48,8 +68,9 @@ def _meta_params(meta: ObjectMeta) -> dict:
 
 
 def _meta_from(response: dict) -> ObjectMeta:
-    headers = {name: response[param] for name, param in _HEADER_PARAMS.items()
-               if response.get(param) and name != "Expires"}
+    headers = {
+        name: response[param] for name, param in _HEADER_PARAMS.items() if response.get(param) and name != "Expires"
+    }
     expires = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("expires")
     if expires:
         headers["Expires"] = expires
@@ -66,14 +87,24 @@ def _condition_params(condition: Condition | None) -> dict:
 
 
 class RemoteObjectStore(ObjectStore):
-    def __init__(self, bucket_prefix: str = "", *, endpoint_url: str | None = None, region: str | None = None,
-                 profile: str | None = None, addressing_style: str | None = None,
-                 staging_dir: str | None = None):
+    def __init__(
+        self,
+        bucket_prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        profile: str | None = None,
+        addressing_style: str | None = None,
+        staging_dir: str | None = None,
+    ):
         self.prefix = bucket_prefix
         self.endpoint_url = endpoint_url
         session = boto3.session.Session(profile_name=profile, region_name=region)
-        config = Config(s3={"addressing_style": addressing_style or ("path" if endpoint_url else "auto")},
-                        retries={"mode": "standard"}, max_pool_connections=32)
+        config = Config(
+            s3={"addressing_style": addressing_style or ("path" if endpoint_url else "auto")},
+            retries={"mode": "standard"},
+            max_pool_connections=32,
+        )
         self.client = session.client("s3", endpoint_url=endpoint_url, config=config)
         self.region = self.client.meta.region_name
         self.staging = Path(staging_dir or tempfile.gettempdir())
@@ -123,8 +154,9 @@ class RemoteObjectStore(ObjectStore):
                 self.client.create_bucket(Bucket=self._name(bucket), **params)
         except AWSError as err:
             if err.code == "BucketAlreadyOwnedByYou":
-                raise AWSError("BucketAlreadyExists", "The requested bucket name is not available.", 409,
-                               BucketName=bucket) from None
+                raise AWSError(
+                    "BucketAlreadyExists", "The requested bucket name is not available.", 409, BucketName=bucket
+                ) from None
             raise
         return self.head_bucket(bucket)
 
@@ -143,32 +175,52 @@ class RemoteObjectStore(ObjectStore):
             for page in self.client.get_paginator("list_buckets").paginate(**params):
                 for bucket in page.get("Buckets", []):
                     if bucket["Name"].startswith(self.prefix):
-                        yield BucketInfo(bucket["Name"][len(self.prefix):], bucket["CreationDate"].timestamp())
+                        yield BucketInfo(bucket["Name"][len(self.prefix) :], bucket["CreationDate"].timestamp())
 
     def delete_bucket(self, bucket: str) -> None:
         with self._calling(bucket):
             for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self._name(bucket)):
                 for upload in page.get("Uploads", []):
-                    self.client.abort_multipart_upload(Bucket=self._name(bucket), Key=upload["Key"],
-                                                       UploadId=upload["UploadId"])
+                    self.client.abort_multipart_upload(
+                        Bucket=self._name(bucket), Key=upload["Key"], UploadId=upload["UploadId"]
+                    )
             self.client.delete_bucket(Bucket=self._name(bucket))
 
     # -- objects -----------------------------------------------------------------------------
 
-    def put_object(self, bucket: str, key: str, body: Body, *, meta: ObjectMeta | None = None,
-                   checksum_algorithm: str | None = None, expected: Expected | None = None,
-                   condition: Condition | None = None) -> ObjectInfo:
+    def put_object(
+        self,
+        bucket: str,
+        key: str,
+        body: Body,
+        *,
+        meta: ObjectMeta | None = None,
+        checksum_algorithm: str | None = None,
+        expected: Expected | None = None,
+        condition: Condition | None = None,
+    ) -> ObjectInfo:
         key_bytes(key)
         staged = self._stage(body, expected, [checksum_algorithm] if checksum_algorithm else ())
         try:
             if staged.size > MAX_SINGLE_PUT:
-                raise AWSError("EntityTooLarge", "Your proposed upload exceeds the maximum allowed object size.",
-                               ProposedSize=staged.size, MaxSizeAllowed=MAX_SINGLE_PUT)
+                raise AWSError(
+                    "EntityTooLarge",
+                    "Your proposed upload exceeds the maximum allowed object size.",
+                    ProposedSize=staged.size,
+                    MaxSizeAllowed=MAX_SINGLE_PUT,
+                )
             checksums = {checksum_algorithm: staged.checksums[checksum_algorithm]} if checksum_algorithm else {}
             with open(staged.path, "rb") as f, self._calling(bucket, key):
-                self.client.put_object(Bucket=self._name(bucket), Key=key, Body=f, ContentLength=staged.size,
-                                       ContentMD5=b64(staged.md5_digest), **_meta_params(meta or ObjectMeta()),
-                                       **_checksum_params(checksums), **_condition_params(condition))
+                self.client.put_object(
+                    Bucket=self._name(bucket),
+                    Key=key,
+                    Body=f,
+                    ContentLength=staged.size,
+                    ContentMD5=b64(staged.md5_digest),
+                    **_meta_params(meta or ObjectMeta()),
+                    **_checksum_params(checksums),
+                    **_condition_params(condition),
+                )
         finally:
             staged.discard()
         return self.head_object(bucket, key)
@@ -188,20 +240,32 @@ class RemoteObjectStore(ObjectStore):
         etag = response["ETag"].strip('"')
         parts = int(etag.rsplit("-", 1)[1]) if "-" in etag else None
         checksums = _checksums_from(response)
-        return ObjectInfo(key, response["ContentLength"], etag, response["LastModified"].timestamp(),
-                          _meta_from(response), checksums,
-                          response.get("ChecksumType") or ("FULL_OBJECT" if checksums else None), parts)
+        return ObjectInfo(
+            key,
+            response["ContentLength"],
+            etag,
+            response["LastModified"].timestamp(),
+            _meta_from(response),
+            checksums,
+            response.get("ChecksumType") or ("FULL_OBJECT" if checksums else None),
+            parts,
+        )
 
     def delete_object(self, bucket: str, key: str) -> None:
         key_bytes(key)
         with self._calling(bucket, key):
             self.client.delete_object(Bucket=self._name(bucket), Key=key)
 
-    def list_objects(self, bucket: str, prefix: str = "", delimiter: str = "", start_after: str = "",
-                     max_keys: int = MAX_KEYS) -> ListPage:
+    def list_objects(
+        self, bucket: str, prefix: str = "", delimiter: str = "", start_after: str = "", max_keys: int = MAX_KEYS
+    ) -> ListPage:
         remote_start = start_after
-        if delimiter and start_after.startswith(prefix) and start_after.endswith(delimiter) and \
-                start_after.find(delimiter, len(prefix)) == len(start_after) - len(delimiter):
+        if (
+            delimiter
+            and start_after.startswith(prefix)
+            and start_after.endswith(delimiter)
+            and start_after.find(delimiter, len(prefix)) == len(start_after) - len(delimiter)
+        ):
             # Resuming after a common prefix: start past every key under it.
             remote_start = start_after + "\U0010ffff"
         params = {"Bucket": self._name(bucket), "Prefix": prefix, "MaxKeys": max_keys}
@@ -211,15 +275,26 @@ class RemoteObjectStore(ObjectStore):
             params["StartAfter"] = remote_start
         with self._calling(bucket):
             response = self.client.list_objects_v2(**params)
-        objects = [ObjectInfo(o["Key"], o["Size"], o["ETag"].strip('"'), o["LastModified"].timestamp())
-                   for o in response.get("Contents", [])]
+        objects = [
+            ObjectInfo(o["Key"], o["Size"], o["ETag"].strip('"'), o["LastModified"].timestamp())
+            for o in response.get("Contents", [])
+        ]
         prefixes = [p["Prefix"] for p in response.get("CommonPrefixes", []) if p["Prefix"] != start_after]
         truncated = bool(response.get("IsTruncated"))
         last = max([o.key for o in objects[-1:]] + prefixes[-1:], key=lambda s: s.encode(), default=None)
         return ListPage(objects, prefixes, truncated, last if truncated else None)
 
-    def copy_object(self, src_bucket: str, src_key: str, bucket: str, key: str, *, meta: ObjectMeta | None = None,
-                    checksum_algorithm: str | None = None, condition: Condition | None = None) -> ObjectInfo:
+    def copy_object(
+        self,
+        src_bucket: str,
+        src_key: str,
+        bucket: str,
+        key: str,
+        *,
+        meta: ObjectMeta | None = None,
+        checksum_algorithm: str | None = None,
+        condition: Condition | None = None,
+    ) -> ObjectInfo:
         key_bytes(key)
         params = {"MetadataDirective": "COPY"}
         if meta is not None:
@@ -227,15 +302,26 @@ class RemoteObjectStore(ObjectStore):
         if checksum_algorithm:
             params["ChecksumAlgorithm"] = checksum_algorithm
         with self._calling(bucket, key):
-            self.client.copy_object(Bucket=self._name(bucket), Key=key,
-                                    CopySource={"Bucket": self._name(src_bucket), "Key": src_key},
-                                    **params, **_condition_params(condition))
+            self.client.copy_object(
+                Bucket=self._name(bucket),
+                Key=key,
+                CopySource={"Bucket": self._name(src_bucket), "Key": src_key},
+                **params,
+                **_condition_params(condition),
+            )
         return self.head_object(bucket, key)
 
     # -- multipart uploads -----------------------------------------------------------------------
 
-    def create_multipart_upload(self, bucket: str, key: str, *, meta: ObjectMeta | None = None,
-                                checksum_algorithm: str | None = None, checksum_type: str | None = None) -> str:
+    def create_multipart_upload(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        meta: ObjectMeta | None = None,
+        checksum_algorithm: str | None = None,
+        checksum_type: str | None = None,
+    ) -> str:
         key_bytes(key)
         params = _meta_params(meta or ObjectMeta())
         if checksum_algorithm:
@@ -257,29 +343,50 @@ class RemoteObjectStore(ObjectStore):
             self._upload_algorithms[upload_id] = algorithm
         return algorithm
 
-    def upload_part(self, bucket: str, key: str, upload_id: str, part_number: int, body: Body, *,
-                    expected: Expected | None = None) -> PartInfo:
+    def upload_part(
+        self, bucket: str, key: str, upload_id: str, part_number: int, body: Body, *, expected: Expected | None = None
+    ) -> PartInfo:
         algorithm = self._upload_algorithm(bucket, key, upload_id)
         staged = self._stage(body, expected, [algorithm] if algorithm else ())
         try:
             with open(staged.path, "rb") as f, self._calling(bucket, key):
                 response = self.client.upload_part(
-                    Bucket=self._name(bucket), Key=key, UploadId=upload_id, PartNumber=part_number, Body=f,
-                    ContentLength=staged.size, ContentMD5=b64(staged.md5_digest),
-                    **_checksum_params({algorithm: staged.checksums[algorithm]} if algorithm else {}))
+                    Bucket=self._name(bucket),
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=part_number,
+                    Body=f,
+                    ContentLength=staged.size,
+                    ContentMD5=b64(staged.md5_digest),
+                    **_checksum_params({algorithm: staged.checksums[algorithm]} if algorithm else {}),
+                )
         finally:
             staged.discard()
         return PartInfo(part_number, staged.size, response["ETag"].strip('"'), 0.0, _checksums_from(response))
 
-    def complete_multipart_upload(self, bucket: str, key: str, upload_id: str, parts: list[CompletedPart], *,
-                                  expected: Expected | None = None,
-                                  condition: Condition | None = None) -> ObjectInfo:
-        listed = [{"PartNumber": p.part_number, "ETag": f'"{p.etag.strip(chr(34))}"', **_checksum_params(p.checksums)}
-                  for p in parts]
+    def complete_multipart_upload(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: list[CompletedPart],
+        *,
+        expected: Expected | None = None,
+        condition: Condition | None = None,
+    ) -> ObjectInfo:
+        listed = [
+            {"PartNumber": p.part_number, "ETag": f'"{p.etag.strip(chr(34))}"', **_checksum_params(p.checksums)}
+            for p in parts
+        ]
         with self._calling(bucket, key):
             self.client.complete_multipart_upload(
-                Bucket=self._name(bucket), Key=key, UploadId=upload_id, MultipartUpload={"Parts": listed},
-                **_checksum_params(expected.checksums if expected else {}), **_condition_params(condition))
+                Bucket=self._name(bucket),
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": listed},
+                **_checksum_params(expected.checksums if expected else {}),
+                **_condition_params(condition),
+            )
         with self._lock:
             self._upload_algorithms.pop(upload_id, None)
         return self.head_object(bucket, key)
@@ -290,20 +397,41 @@ class RemoteObjectStore(ObjectStore):
         with self._lock:
             self._upload_algorithms.pop(upload_id, None)
 
-    def list_parts(self, bucket: str, key: str, upload_id: str, part_number_marker: int = 0,
-                   max_parts: int = MAX_KEYS) -> PartsPage:
+    def list_parts(
+        self, bucket: str, key: str, upload_id: str, part_number_marker: int = 0, max_parts: int = MAX_KEYS
+    ) -> PartsPage:
         with self._calling(bucket, key):
-            response = self.client.list_parts(Bucket=self._name(bucket), Key=key, UploadId=upload_id,
-                                              PartNumberMarker=part_number_marker, MaxParts=max_parts)
-        upload = UploadInfo(upload_id, key, response["Initiated"].timestamp() if "Initiated" in response else 0.0,
-                            checksum_algorithm=response.get("ChecksumAlgorithm"),
-                            checksum_type=response.get("ChecksumType"))
-        parts = [PartInfo(p["PartNumber"], p["Size"], p["ETag"].strip('"'), p["LastModified"].timestamp(),
-                          _checksums_from(p)) for p in response.get("Parts", [])]
+            response = self.client.list_parts(
+                Bucket=self._name(bucket),
+                Key=key,
+                UploadId=upload_id,
+                PartNumberMarker=part_number_marker,
+                MaxParts=max_parts,
+            )
+        upload = UploadInfo(
+            upload_id,
+            key,
+            response["Initiated"].timestamp() if "Initiated" in response else 0.0,
+            checksum_algorithm=response.get("ChecksumAlgorithm"),
+            checksum_type=response.get("ChecksumType"),
+        )
+        parts = [
+            PartInfo(
+                p["PartNumber"], p["Size"], p["ETag"].strip('"'), p["LastModified"].timestamp(), _checksums_from(p)
+            )
+            for p in response.get("Parts", [])
+        ]
         return PartsPage(upload, parts, bool(response.get("IsTruncated")))
 
-    def list_multipart_uploads(self, bucket: str, prefix: str = "", delimiter: str = "", key_marker: str = "",
-                               upload_id_marker: str = "", max_uploads: int = MAX_KEYS) -> UploadsPage:
+    def list_multipart_uploads(
+        self,
+        bucket: str,
+        prefix: str = "",
+        delimiter: str = "",
+        key_marker: str = "",
+        upload_id_marker: str = "",
+        max_uploads: int = MAX_KEYS,
+    ) -> UploadsPage:
         params = {"Bucket": self._name(bucket), "Prefix": prefix, "MaxUploads": max_uploads}
         if delimiter:
             params["Delimiter"] = delimiter
@@ -313,11 +441,19 @@ class RemoteObjectStore(ObjectStore):
             params["UploadIdMarker"] = upload_id_marker
         with self._calling(bucket):
             response = self.client.list_multipart_uploads(**params)
-        uploads = [UploadInfo(u["UploadId"], u["Key"], u["Initiated"].timestamp(),
-                              checksum_algorithm=u.get("ChecksumAlgorithm"), checksum_type=u.get("ChecksumType"))
-                   for u in response.get("Uploads", [])]
-        return UploadsPage(uploads, [p["Prefix"] for p in response.get("CommonPrefixes", [])],
-                           bool(response.get("IsTruncated")))
+        uploads = [
+            UploadInfo(
+                u["UploadId"],
+                u["Key"],
+                u["Initiated"].timestamp(),
+                checksum_algorithm=u.get("ChecksumAlgorithm"),
+                checksum_type=u.get("ChecksumType"),
+            )
+            for u in response.get("Uploads", [])
+        ]
+        return UploadsPage(
+            uploads, [p["Prefix"] for p in response.get("CommonPrefixes", [])], bool(response.get("IsTruncated"))
+        )
 
 
 class _RemoteReader(ObjectReader):
@@ -332,8 +468,11 @@ class _RemoteReader(ObjectReader):
             return
         with self.store._calling(self.bucket, self.key):
             response = self.store.client.get_object(
-                Bucket=self.store._name(self.bucket), Key=self.key, Range=f"bytes={start}-{end - 1}",
-                IfMatch=f'"{self.info.etag}"')
+                Bucket=self.store._name(self.bucket),
+                Key=self.key,
+                Range=f"bytes={start}-{end - 1}",
+                IfMatch=f'"{self.info.etag}"',
+            )
         body = response["Body"]
         try:
             with self.store._calling(self.bucket, self.key):

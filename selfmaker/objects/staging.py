@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from .base import CHUNK_SIZE, Body
 from .digests import Digester, Expected
@@ -17,7 +17,7 @@ def iter_body(body: Body, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
     if isinstance(body, (bytes, bytearray, memoryview)):
         view = memoryview(body)
         for start in range(0, len(view), chunk_size):
-            yield view[start:start + chunk_size]
+            yield view[start : start + chunk_size]
     elif hasattr(body, "read"):
         while chunk := body.read(chunk_size):
             yield chunk
@@ -41,8 +41,9 @@ class Staged:
         self.path.unlink(missing_ok=True)
 
 
-def stage(body: Body, directory: Path, algorithms=(), expected: Expected | None = None,
-          durable: bool = True, md5: bool = True) -> Staged:
+def stage(
+    body: Body, directory: Path, algorithms=(), expected: Expected | None = None, durable: bool = True, md5: bool = True
+) -> Staged:
     """Write ``body`` to a new file in ``directory`` while digesting it; verify ``expected`` at the end.
 
     ``algorithms`` must include every algorithm whose value ``expected`` will hold (trailing

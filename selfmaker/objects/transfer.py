@@ -90,7 +90,7 @@ def download_prefix(objects: AccountObjects, bucket: str, prefix: str, dest: Pat
     for info in objects.iter_objects(bucket, prefix):
         if info.key.endswith("/"):
             continue
-        target = confined(dest, info.key[len(prefix):].lstrip("/"))
+        target = confined(dest, info.key[len(prefix) :].lstrip("/"))
         if target is None:
             raise OutsideDirectory(info.key)
         download(objects, bucket, info.key, target)

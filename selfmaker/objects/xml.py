@@ -111,5 +111,6 @@ def text(element: ET.Element, tag: str, default: str | None = None) -> str | Non
 
 
 def malformed() -> AWSError:
-    return AWSError("MalformedXML", "The XML you provided was not well-formed or did not validate against our "
-                    "published schema.")
+    return AWSError(
+        "MalformedXML", "The XML you provided was not well-formed or did not validate against our published schema."
+    )

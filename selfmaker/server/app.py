@@ -27,8 +27,17 @@ from .http import Request, Response
 from .limits import read_body
 from .models import service_model
 from .operations import Context, load_all
-from .protocol import (ensure_form, handle_json, handle_query, handle_rest_json, json_error, match_rest, query_error,
-                       request_payload, rest_json_error)
+from .protocol import (
+    ensure_form,
+    handle_json,
+    handle_query,
+    handle_rest_json,
+    json_error,
+    match_rest,
+    query_error,
+    request_payload,
+    rest_json_error,
+)
 from .wire import json_targets, only_query, query_services, rest_json_services, rpc_v2_cbor_targets, wire
 
 log = logging.getLogger("selfmaker")
@@ -74,8 +83,9 @@ class SelfMakerApp:
     async def handle(self, request: Request) -> Response:
         if request.path == HEALTH_PATH or (request.path == "/health" and "authorization" not in request.headers):
             return self._health()
-        if request.method == "GET" and (request.path == METRICS_PATH or (
-                request.path == "/metrics" and _metrics_authorization(request))):
+        if request.method == "GET" and (
+            request.path == METRICS_PATH or (request.path == "/metrics" and _metrics_authorization(request))
+        ):
             return self._metrics_refusal(request) or await self._metrics()
 
         scope = signing_scope(request)
@@ -100,9 +110,13 @@ class SelfMakerApp:
             # Unsigned and unmatched: anonymous S3 (e.g. a public or presigned-less GET).
             return await self._s3(request, scope, None)
         ctx = self._context("sagemaker")
-        return json_error(AWSError("UnknownOperationException",
-                                   f"SelfMaker does not serve {request.method} {request.path} "
-                                   f"for signing service {signed_service!r}."), ctx.request_id)
+        return json_error(
+            AWSError(
+                "UnknownOperationException",
+                f"SelfMaker does not serve {request.method} {request.path} for signing service {signed_service!r}.",
+            ),
+            ctx.request_id,
+        )
 
     @staticmethod
     def _query_service(request: Request, signed_service: str | None) -> str | None:
@@ -153,22 +167,28 @@ class SelfMakerApp:
                 return await handle_rest_json(ctx, request, op, labels)
         return None
 
-    async def _document(self, request: Request, scope, services: dict[str, str], api: str, op_name: str,
-                        handle, error) -> Response:
+    async def _document(
+        self, request: Request, scope, services: dict[str, str], api: str, op_name: str, handle, error
+    ) -> Response:
         """A JSON or RPC v2 CBOR request to ``api`` (its target prefix), answered by ``handle`` or ``error``."""
         service = services.get(api)
         ctx = self._context(service or "sagemaker")
         if service is None:
-            return error(AWSError("UnknownOperationException", f"SelfMaker does not serve the API {api!r}."),
-                         ctx.request_id)
+            return error(
+                AWSError("UnknownOperationException", f"SelfMaker does not serve the API {api!r}."), ctx.request_id
+            )
         refusal = await self._authenticate(ctx, request, scope)
         if refusal:
             return error(refusal, ctx.request_id, service)
         return await handle(ctx, request, op_name)
 
     def _context(self, service: str) -> Context:
-        return Context(backends=self.backends, account_id=self.settings.default_account,
-                       region=self.settings.region, service=service)
+        return Context(
+            backends=self.backends,
+            account_id=self.settings.default_account,
+            region=self.settings.region,
+            service=service,
+        )
 
     async def _authenticate(self, ctx: Context, request: Request, scope) -> AWSError | None:
         """Fill the context with the caller's identity, or return the error that refuses them."""
@@ -177,8 +197,9 @@ class SelfMakerApp:
             # headers, wrong service) is refused before a body byte is read; the body is read within its cap.
             self.backends.authenticator.check_headers(request, scope, service=ctx.service)
             body = await read_body(request, ctx.service)
-            principal = self.backends.authenticator.authenticate(request, scope, hashlib.sha256(body).hexdigest(),
-                                                                 service=ctx.service)
+            principal = self.backends.authenticator.authenticate(
+                request, scope, hashlib.sha256(body).hexdigest(), service=ctx.service
+            )
         except AWSError as err:
             return err
         ctx.account_id, ctx.access_key, ctx.region = principal.account_id, principal.access_key, principal.region
@@ -211,10 +232,16 @@ class SelfMakerApp:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if token and scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
             return None
-        reason = ("send the metrics token as Authorization: Bearer <token>" if token else
-                  "this server has no metrics token: start it with --metrics-token (or SELFMAKER_METRICS_TOKEN)")
-        return Response(401, f"Unauthorized: {reason}.\n".encode(), [
-            ("Content-Type", "text/plain; charset=utf-8"), ("WWW-Authenticate", 'Bearer realm="selfmaker-metrics"')])
+        reason = (
+            "send the metrics token as Authorization: Bearer <token>"
+            if token
+            else "this server has no metrics token: start it with --metrics-token (or SELFMAKER_METRICS_TOKEN)"
+        )
+        return Response(
+            401,
+            f"Unauthorized: {reason}.\n".encode(),
+            [("Content-Type", "text/plain; charset=utf-8"), ("WWW-Authenticate", 'Bearer realm="selfmaker-metrics"')],
+        )
 
     async def _metrics(self) -> Response:
         from ..aws.metric_store import PROMETHEUS_CONTENT_TYPE, prometheus_text
@@ -223,8 +250,12 @@ class SelfMakerApp:
         return Response(200, text.encode(), [("Content-Type", PROMETHEUS_CONTENT_TYPE)])
 
     def _health(self) -> Response:
-        body = {"status": "ok", "version": __version__, "database": self.backends.store.engine.dialect.name,
-                "auth": self.settings.auth_mode}
+        body = {
+            "status": "ok",
+            "version": __version__,
+            "database": self.backends.store.engine.dialect.name,
+            "auth": self.settings.auth_mode,
+        }
         return Response(200, json.dumps(body).encode(), [("Content-Type", "application/json")])
 
 
@@ -238,12 +269,16 @@ def _looks_like_query(request: Request) -> bool:
     """An unsigned STS or IAM request: an Action in the query string, or a form-encoded POST."""
     content_type = request.headers.get("content-type", "").lower()
     return "Action" in request.query or (
-        request.method == "POST" and content_type.startswith("application/x-www-form-urlencoded"))
+        request.method == "POST" and content_type.startswith("application/x-www-form-urlencoded")
+    )
 
 
 def _query_service_of(action: str) -> str:
-    return "iam" if action in service_model("iam").operation_names and \
-        action not in service_model("sts").operation_names else "sts"
+    return (
+        "iam"
+        if action in service_model("iam").operation_names and action not in service_model("sts").operation_names
+        else "sts"
+    )
 
 
 def create_app(settings: Settings | None = None) -> SelfMakerApp:

@@ -36,7 +36,7 @@ class Principal:
     region: str
     user_name: str = ""  # the credentials file's user_name; empty means the account's root
     # Strict mode, aws-chunked uploads signed per chunk: the S3 endpoint checks every chunk with it.
-    streaming: "ChunkVerifier | None" = None
+    streaming: ChunkVerifier | None = None
 
 
 def signing_scope(request: Request) -> Scope | None:
@@ -63,8 +63,9 @@ class OpenAuthenticator:
     def check_headers(self, request: Request, scope: Scope | None, service: str | None = None) -> None:
         """Nothing to refuse: open mode checks no signature."""
 
-    def authenticate(self, request: Request, scope: Scope | None, payload_sha256: str | None,
-                     service: str | None = None) -> Principal:
+    def authenticate(
+        self, request: Request, scope: Scope | None, payload_sha256: str | None, service: str | None = None
+    ) -> Principal:
         access_key = scope.access_key if scope else ""
         known = self.credentials.get(access_key)
         return Principal(

@@ -40,8 +40,9 @@ def _headers(request_id: str) -> list[tuple[str, str]]:
 
 def cbor_error(err: AWSError, request_id: str, service: str | None = None) -> Response:
     body = {"__type": err.code, "message": err.message, **err.fields}
-    return Response(error_status(service, err), cbor2.dumps(body),
-                    [*_headers(request_id), *query_error_header(service, err)])
+    return Response(
+        error_status(service, err), cbor2.dumps(body), [*_headers(request_id), *query_error_header(service, err)]
+    )
 
 
 def _decode(raw: bytes) -> dict:

@@ -62,8 +62,9 @@ def load_credentials(path: Path) -> dict[str, Credential]:
             raise ValueError(f"{where} lacks {' and '.join(missing)}")
         unknown = sorted(set(section) - {*_REQUIRED, *_OPTIONAL})
         if unknown:
-            raise ValueError(f"{where}: unknown setting {', '.join(unknown)} "
-                             f"(expected {', '.join(_REQUIRED + _OPTIONAL)})")
+            raise ValueError(
+                f"{where}: unknown setting {', '.join(unknown)} (expected {', '.join(_REQUIRED + _OPTIONAL)})"
+            )
         account_id = section["account_id"].strip()
         if not _ACCOUNT_ID.fullmatch(account_id):
             raise ValueError(f"{where}: account_id must be 12 digits, not {account_id!r}")
@@ -72,6 +73,7 @@ def load_credentials(path: Path) -> dict[str, Credential]:
             raise ValueError(f"{where}: user_name {user_name!r} is not a valid IAM user name")
         credentials[key] = Credential(key, section["secret_access_key"].strip(), account_id, user_name)
     if not credentials:
-        raise ValueError(f"{path} lists no access keys: add a [<access key>] section "
-                         "with secret_access_key and account_id")
+        raise ValueError(
+            f"{path} lists no access keys: add a [<access key>] section with secret_access_key and account_id"
+        )
     return credentials

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import AsyncIterator
 from urllib.parse import parse_qs
 
 
 class Request:
-    __slots__ = ("scope", "receive", "method", "path", "raw_path", "raw_query", "headers", "_body", "_query",
-                 "body_started", "body_done")
+    __slots__ = (
+        "_body",
+        "_query",
+        "body_done",
+        "body_started",
+        "headers",
+        "method",
+        "path",
+        "raw_path",
+        "raw_query",
+        "receive",
+        "scope",
+    )
 
     def __init__(self, scope, receive):
         self.scope = scope

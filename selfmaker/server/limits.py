@@ -31,8 +31,7 @@ def body_limit(service: str) -> int:
 def too_large(service: str, limit: int) -> AWSError:
     if service == "sagemaker-runtime":  # the runtime's wording; botocore raises its ValidationError
         return AWSError("ValidationError", f"HTTP content length exceeded {limit} bytes.", 413)
-    return AWSError("RequestEntityTooLarge", f"Request body is larger than the {limit} bytes this API accepts.",
-                    413)
+    return AWSError("RequestEntityTooLarge", f"Request body is larger than the {limit} bytes this API accepts.", 413)
 
 
 async def read_body(request: Request, service: str) -> bytes:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from botocore.model import OperationModel, ServiceModel
@@ -42,7 +42,7 @@ MODELS_DIR = Path(__file__).parent / "service_models"
 MANIFEST = "MANIFEST.json"
 
 
-@lru_cache(maxsize=None)
+@cache
 def manifest() -> dict:
     return json.loads((MODELS_DIR / MANIFEST).read_text())
 
@@ -51,7 +51,7 @@ def _read(path: Path) -> dict:
     return json.loads(gzip.decompress(path.read_bytes()))
 
 
-@lru_cache(maxsize=None)
+@cache
 def service_model(name: str) -> ServiceModel:
     api_version = manifest()["services"].get(name)
     if api_version is None:
@@ -59,7 +59,7 @@ def service_model(name: str) -> ServiceModel:
     return ServiceModel(_read(MODELS_DIR / name / api_version / "service-2.json.gz"), service_name=name)
 
 
-@lru_cache(maxsize=None)
+@cache
 def legacy_model(name: str, protocol: str) -> ServiceModel | None:
     """The wire model ``protocol``'s clients of ``name`` used, when it names things differently (else None)."""
     if (name, protocol) not in LEGACY_MODELS:
@@ -68,7 +68,7 @@ def legacy_model(name: str, protocol: str) -> ServiceModel | None:
     return ServiceModel(_read(path), service_name=name)
 
 
-@lru_cache(maxsize=None)
+@cache
 def operation_model(service: str, operation: str) -> OperationModel:
     return service_model(service).operation_model(operation)
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import importlib
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..backends import Backends
@@ -23,7 +24,7 @@ _HANDLERS: dict[tuple[str, str], Handler] = {}
 class Context:
     """Who is asking, where, and the backends that answer."""
 
-    backends: "Backends"
+    backends: Backends
     account_id: str
     region: str
     service: str = ""
@@ -59,8 +60,9 @@ _STORE_READS: set[tuple[str, str]] = set()
 _NORMALISERS: dict[tuple[str, str], Callable[[dict], dict]] = {}
 
 
-def operation(service: str, name: str, *, store_read: bool = False,
-              normalise: Callable[[dict], dict] | None = None) -> Callable[[Handler], Handler]:
+def operation(
+    service: str, name: str, *, store_read: bool = False, normalise: Callable[[dict], dict] | None = None
+) -> Callable[[Handler], Handler]:
     """Register ``fn`` as the implementation of ``service``'s operation ``name``.
 
     ``store_read``: the handler only reads the metadata store (no writes, no files, no

@@ -15,7 +15,7 @@ import re
 import zlib
 from collections.abc import Callable
 from dataclasses import replace
-from functools import lru_cache
+from functools import cache
 from urllib.parse import unquote
 
 import anyio
@@ -37,9 +37,14 @@ log = logging.getLogger("selfmaker.protocol")
 
 
 # The code each service gives a request that breaks its model's constraints (default ValidationException).
-VALIDATION_CODES = {"sts": "ValidationError", "iam": "ValidationError", "logs": "InvalidParameterException",
-                    "sagemaker-featurestore-runtime": "ValidationError", "sagemaker-runtime": "ValidationError",
-                    "athena": "InvalidRequestException"}
+VALIDATION_CODES = {
+    "sts": "ValidationError",
+    "iam": "ValidationError",
+    "logs": "InvalidParameterException",
+    "sagemaker-featurestore-runtime": "ValidationError",
+    "sagemaker-runtime": "ValidationError",
+    "athena": "InvalidRequestException",
+}
 
 
 # Operations that take NaN and infinities and answer them themselves. BatchPutMetrics reports such a value
@@ -103,20 +108,26 @@ def register_query_error_codes(service: str, codes: dict[str, str]) -> None:
     _QUERY_ERROR_CODES.setdefault(service, {}).update(codes)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _modeled_query_codes(service: str) -> dict[str, str] | None:
     """The error shapes' query codes for a query-compatible service; None for any other service."""
     model = service_model(service)
     if "awsQueryCompatible" not in model.metadata:
         return None
-    return {shape.name: shape.metadata["error"]["code"] for shape in model.error_shapes
-            if shape.metadata.get("error", {}).get("code")}
+    return {
+        shape.name: shape.metadata["error"]["code"]
+        for shape in model.error_shapes
+        if shape.metadata.get("error", {}).get("code")
+    }
 
 
-@lru_cache(maxsize=None)
+@cache
 def _modeled_statuses(service: str) -> dict[str, int]:
-    return {shape.name: shape.metadata["error"]["httpStatusCode"] for shape in service_model(service).error_shapes
-            if shape.metadata.get("error", {}).get("httpStatusCode")}
+    return {
+        shape.name: shape.metadata["error"]["httpStatusCode"]
+        for shape in service_model(service).error_shapes
+        if shape.metadata.get("error", {}).get("httpStatusCode")
+    }
 
 
 def error_status(service: str | None, err: AWSError) -> int:
@@ -148,8 +159,9 @@ async def request_payload(request: Request) -> bytes:
         except zlib.error as exc:
             raise AWSError("SerializationException", f"Request body is not valid gzip: {exc}") from None
         if len(body) > MAX_INFLATED_BYTES:
-            raise AWSError("SerializationException", f"Request body inflates to more than {MAX_INFLATED_BYTES} "
-                                                     "bytes.", 413)
+            raise AWSError(
+                "SerializationException", f"Request body inflates to more than {MAX_INFLATED_BYTES} bytes.", 413
+            )
         if not inflater.eof:
             raise AWSError("SerializationException", "Request body is truncated gzip.")
         return body
@@ -167,15 +179,23 @@ def json_error(err: AWSError, request_id: str, service: str | None = None) -> Re
     return Response(
         error_status(service, err),
         json.dumps(body).encode(),
-        [("Content-Type", _json_content_type(service)), ("X-Amzn-ErrorType", err.code),
-         ("X-Amzn-RequestId", request_id), *query_error_header(service, err)],
+        [
+            ("Content-Type", _json_content_type(service)),
+            ("X-Amzn-ErrorType", err.code),
+            ("X-Amzn-RequestId", request_id),
+            *query_error_header(service, err),
+        ],
     )
 
 
-async def handle_document(ctx: Context, request: Request, operation_name: str,
-                          decode: Callable[[bytes], dict],
-                          respond: Callable[[Context, OperationModel, dict | None], Response],
-                          error: Callable[[AWSError, str, str | None], Response]) -> Response:
+async def handle_document(
+    ctx: Context,
+    request: Request,
+    operation_name: str,
+    decode: Callable[[bytes], dict],
+    respond: Callable[[Context, OperationModel, dict | None], Response],
+    error: Callable[[AWSError, str, str | None], Response],
+) -> Response:
     """One operation of a protocol whose input and output are each one document (JSON, RPC v2 CBOR):
     ``decode`` reads the (inflated) body as the input, ``respond`` writes the result, ``error`` any failure."""
     ctx.operation = operation_name
@@ -192,20 +212,24 @@ async def handle_document(ctx: Context, request: Request, operation_name: str,
 
 
 def _json_response(ctx: Context, op: OperationModel, result: dict | None) -> Response:
-    return Response(200, json_body(result, op.output_shape), [("Content-Type", _json_content_type(ctx.service)),
-                                                             ("X-Amzn-RequestId", ctx.request_id)])
+    return Response(
+        200,
+        json_body(result, op.output_shape),
+        [("Content-Type", _json_content_type(ctx.service)), ("X-Amzn-RequestId", ctx.request_id)],
+    )
 
 
 async def handle_json(ctx: Context, request: Request, operation_name: str) -> Response:
-    return await handle_document(ctx, request, operation_name,
-                                 lambda raw: _json_object(raw) if raw.strip() else {}, _json_response, json_error)
+    return await handle_document(
+        ctx, request, operation_name, lambda raw: _json_object(raw) if raw.strip() else {}, _json_response, json_error
+    )
 
 
 # ---------------------------------------------------------------------------
 # rest-json: method + path templates (runtime, featurestore-runtime, edge, metrics, athena)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _rest_routes(service: str) -> list[tuple[str, re.Pattern, OperationModel]]:
     routes = []
     model = service_model(service)
@@ -260,7 +284,7 @@ def _rest_params(op: OperationModel, labels: dict, request: Request, body: bytes
                 params[name] = value
         elif location == "headers":
             prefix = wire.lower()
-            found = {k[len(prefix):]: v for k, v in request.headers.items() if k.startswith(prefix)}
+            found = {k[len(prefix) :]: v for k, v in request.headers.items() if k.startswith(prefix)}
             if found:
                 params[name] = found
     if payload:
@@ -375,8 +399,9 @@ def query_error(err: AWSError, request_id: str, service: str) -> Response:
         f"<Code>{escape(_query_code(service, err))}</Code><Message>{escape(err.message)}</Message></Error>"
         f"<RequestId>{request_id}</RequestId></ErrorResponse>"
     )
-    return Response(error_status(service, err), body.encode(),
-                    [("Content-Type", "text/xml"), ("X-Amzn-RequestId", request_id)])
+    return Response(
+        error_status(service, err), body.encode(), [("Content-Type", "text/xml"), ("X-Amzn-RequestId", request_id)]
+    )
 
 
 def _query_namespace(service: str) -> str:
@@ -396,8 +421,10 @@ async def handle_query(ctx: Context, form: dict[str, list[str]]) -> Response:
     ctx.operation = action
     try:
         if action not in service_model(ctx.service).operation_names:
-            raise AWSError("InvalidAction", f"Could not find operation {action} for version "
-                                            f"{service_model(ctx.service).api_version}")
+            raise AWSError(
+                "InvalidAction",
+                f"Could not find operation {action} for version {service_model(ctx.service).api_version}",
+            )
         op = operation_model(ctx.service, action)
         wire_op = _query_wire_operation(ctx.service, op)
         params = (_from_form(form, wire_op.input_shape) if wire_op.input_shape is not None else None) or {}
@@ -422,5 +449,6 @@ def ensure_form(body: bytes) -> dict[str, list[str]]:
     try:
         return parse_qs(body.decode("utf-8"), keep_blank_values=True)
     except UnicodeDecodeError:
-        raise AWSError("MalformedQueryString", "The request body is not a valid form-encoded query: it is not "
-                                               "UTF-8.") from None
+        raise AWSError(
+            "MalformedQueryString", "The request body is not a valid form-encoded query: it is not UTF-8."
+        ) from None

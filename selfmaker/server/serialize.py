@@ -13,7 +13,7 @@ import datetime as dt
 import json
 import math
 import weakref
-from typing import Callable
+from collections.abc import Callable
 from xml.sax.saxutils import escape
 
 from botocore.model import Shape
@@ -32,7 +32,7 @@ def to_json_value(value, shape: Shape):
 # and their writers. A structure finds its members' writers on its first call, not
 # when it is built: recursive shapes (e.g. SearchExpression) expand only as deep as
 # some value actually nests. Weak keys: a shape nobody holds takes its writer along.
-_WRITERS: "weakref.WeakKeyDictionary[Shape, Callable]" = weakref.WeakKeyDictionary()
+_WRITERS: weakref.WeakKeyDictionary[Shape, Callable] = weakref.WeakKeyDictionary()
 
 
 def _json_writer(shape: Shape) -> Callable:
@@ -71,8 +71,11 @@ def _structure_writer(shape: Shape) -> Callable:
         if not isinstance(value, dict):
             return None
         if fields is None:  # headers and status codes are not in the body
-            fields = [(name, member.serialization.get("name", name), _json_writer(member))
-                      for name, member in shape.members.items() if not member.serialization.get("location")]
+            fields = [
+                (name, member.serialization.get("name", name), _json_writer(member))
+                for name, member in shape.members.items()
+                if not member.serialization.get("location")
+            ]
         out = {}
         for name, wire, write_member in fields:
             item = value.get(name)
@@ -103,14 +106,22 @@ def _finite(value) -> float | None:
     return number if math.isfinite(number) else None
 
 
-_SCALAR_WRITERS = {"timestamp": _epoch, "blob": _blob, "integer": int, "long": int, "float": _finite,
-                   "double": _finite, "boolean": bool, "string": _string}
+_SCALAR_WRITERS = {
+    "timestamp": _epoch,
+    "blob": _blob,
+    "integer": int,
+    "long": int,
+    "float": _finite,
+    "double": _finite,
+    "boolean": bool,
+    "string": _string,
+}
 
 
 def _iso(value) -> str:
     if not isinstance(value, dt.datetime):
-        value = dt.datetime.fromtimestamp(float(value), tz=dt.timezone.utc)
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
+        value = dt.datetime.fromtimestamp(float(value), tz=dt.UTC)
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
 
 
 def json_body(result: dict | None, shape: Shape | None) -> bytes:
@@ -162,8 +173,10 @@ def to_xml(value, shape: Shape, tag: str) -> str:
         return ""
     kind = shape.type_name
     if kind == "structure":
-        inner = "".join(_xml_member(value.get(name), member, member.serialization.get("name", name))
-                        for name, member in shape.members.items())
+        inner = "".join(
+            _xml_member(value.get(name), member, member.serialization.get("name", name))
+            for name, member in shape.members.items()
+        )
         return f"<{tag}>{inner}</{tag}>"
     if kind == "list":
         item_tag = shape.member.serialization.get("name", "member")
@@ -194,5 +207,6 @@ def _xml_member(value, shape: Shape, tag: str) -> str:
 
 
 def _xml_pair(key, value, shape: Shape) -> str:
-    return (to_xml(key, shape.key, shape.key.serialization.get("name", "key"))
-            + to_xml(value, shape.value, shape.value.serialization.get("name", "value")))
+    return to_xml(key, shape.key, shape.key.serialization.get("name", "key")) + to_xml(
+        value, shape.value, shape.value.serialization.get("name", "value")
+    )

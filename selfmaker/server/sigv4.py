@@ -19,9 +19,9 @@ import hmac
 import re
 import time
 from dataclasses import dataclass
-from functools import lru_cache
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from functools import cache
 from urllib.parse import parse_qsl, quote
 
 from botocore.utils import normalize_url_path
@@ -40,8 +40,14 @@ EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 STREAMING_SIGNED = ("STREAMING-AWS4-HMAC-SHA256-PAYLOAD", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER")
 # What S3 accepts in x-amz-content-sha256 besides a digest (ECDSA is SigV4a, which we do not verify).
 S3_PAYLOAD_MARKERS = (UNSIGNED_PAYLOAD, "STREAMING-UNSIGNED-PAYLOAD-TRAILER", *STREAMING_SIGNED)
-PRESIGN_PARAMETERS = ("X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Signature", "X-Amz-Date",
-                      "X-Amz-SignedHeaders", "X-Amz-Expires")
+PRESIGN_PARAMETERS = (
+    "X-Amz-Algorithm",
+    "X-Amz-Credential",
+    "X-Amz-Signature",
+    "X-Amz-Date",
+    "X-Amz-SignedHeaders",
+    "X-Amz-Expires",
+)
 QUERY_SERVICES = ("sts", "iam")
 
 _AMZ_DATE = re.compile(r"\d{8}T\d{6}Z")
@@ -58,7 +64,7 @@ def _hmac(key: bytes, text: str) -> bytes:
 
 
 def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
-    key = _hmac(f"AWS4{secret}".encode("utf-8"), date)
+    key = _hmac(f"AWS4{secret}".encode(), date)
     for part in (region, service, "aws4_request"):
         key = _hmac(key, part)
     return key
@@ -87,29 +93,40 @@ class Refusals:
         return AWSError(self.incomplete_code, message, 400)
 
     def unsupported(self, algorithm: str, presigned: bool) -> AWSError:
-        return self.malformed(f"Unsupported AWS 'algorithm': '{algorithm}'. SelfMaker verifies {ALGORITHM} "
-                              "(Signature Version 4).", presigned)
+        return self.malformed(
+            f"Unsupported AWS 'algorithm': '{algorithm}'. SelfMaker verifies {ALGORITHM} (Signature Version 4).",
+            presigned,
+        )
 
     def no_date(self, value: str | None) -> AWSError:
         if value is None:
-            return self.malformed("Authorization header requires existence of either a 'X-Amz-Date' or "
-                                  "a 'Date' header.", False)
-        return self.malformed(f"Date must be in ISO-8601 'basic format'. Got '{value}'. "
-                              "See http://en.wikipedia.org/wiki/ISO_8601", False)
+            return self.malformed(
+                "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.", False
+            )
+        return self.malformed(
+            f"Date must be in ISO-8601 'basic format'. Got '{value}'. See http://en.wikipedia.org/wiki/ISO_8601", False
+        )
 
     def scope_date(self, scope_date: str, amz_date: str, presigned: bool) -> AWSError:
-        return AWSError(self.mismatch_code, "Date in Credential scope does not match YYYYMMDD from ISO-8601 "
-                        f"version of date from HTTP: '{scope_date}' != '{amz_date[:8]}', from '{amz_date}'.", 403)
+        return AWSError(
+            self.mismatch_code,
+            "Date in Credential scope does not match YYYYMMDD from ISO-8601 "
+            f"version of date from HTTP: '{scope_date}' != '{amz_date[:8]}', from '{amz_date}'.",
+            403,
+        )
 
     def unknown_key(self, access_key: str) -> AWSError:
-        return AWSError(self.unknown_key_code, "The security token included in the request is invalid.",
-                        self.unknown_key_status)
+        return AWSError(
+            self.unknown_key_code, "The security token included in the request is invalid.", self.unknown_key_status
+        )
 
     def session_token(self) -> AWSError:
-        return AWSError(self.unknown_key_code,
-                        "The security token included in the request is invalid. SelfMaker issues no session "
-                        "tokens: sign with a long-term access key from its credentials file.",
-                        self.unknown_key_status)
+        return AWSError(
+            self.unknown_key_code,
+            "The security token included in the request is invalid. SelfMaker issues no session "
+            "tokens: sign with a long-term access key from its credentials file.",
+            self.unknown_key_status,
+        )
 
     def mismatch(self, access_key: str, canonical: str, string_to_sign: str, provided: str) -> AWSError:
         return AWSError(
@@ -117,40 +134,58 @@ class Refusals:
             "The request signature we calculated does not match the signature you provided. Check your AWS "
             "Secret Access Key and signing method. Consult the service documentation for details.\n\n"
             f"The Canonical String for this request should have been\n'{canonical}'\n\n"
-            f"The String-to-Sign should have been\n'{string_to_sign}'\n", 403)
+            f"The String-to-Sign should have been\n'{string_to_sign}'\n",
+            403,
+        )
 
     def skewed(self, when: datetime, now: datetime) -> AWSError:
         if when < now:
-            text = f"Signature expired: {_stamp(when)} is now earlier than {_stamp(now - MAX_SKEW)} " \
-                   f"({_stamp(now)} - 15 min.)"
+            text = (
+                f"Signature expired: {_stamp(when)} is now earlier than {_stamp(now - MAX_SKEW)} "
+                f"({_stamp(now)} - 15 min.)"
+            )
         else:
-            text = f"Signature not yet current: {_stamp(when)} is still later than {_stamp(now + MAX_SKEW)} " \
-                   f"({_stamp(now)} + 15 min.)"
+            text = (
+                f"Signature not yet current: {_stamp(when)} is still later than {_stamp(now + MAX_SKEW)} "
+                f"({_stamp(now)} + 15 min.)"
+            )
         return AWSError(self.mismatch_code, text, 403)
 
     def expired(self, when: datetime, expires: int, now: datetime) -> AWSError:
-        return AWSError(self.mismatch_code, f"Signature expired: the presigned request was valid until "
-                        f"{_stamp(when + timedelta(seconds=expires))} (X-Amz-Date {_stamp(when)} + "
-                        f"X-Amz-Expires {expires}); it is now {_stamp(now)}.", 403)
+        return AWSError(
+            self.mismatch_code,
+            f"Signature expired: the presigned request was valid until "
+            f"{_stamp(when + timedelta(seconds=expires))} (X-Amz-Date {_stamp(when)} + "
+            f"X-Amz-Expires {expires}); it is now {_stamp(now)}.",
+            403,
+        )
 
     def not_yet_valid(self, when: datetime, now: datetime) -> AWSError:
         return self.skewed(when, now)
 
     def both_mechanisms(self) -> AWSError:
-        return self.malformed("Only one auth mechanism allowed: sign with either the Authorization header "
-                              "or the X-Amz-* query parameters.", False)
+        return self.malformed(
+            "Only one auth mechanism allowed: sign with either the Authorization header "
+            "or the X-Amz-* query parameters.",
+            False,
+        )
 
     def wrong_service(self, expected: str, presigned: bool) -> AWSError:
         return AWSError(self.mismatch_code, f"Credential should be scoped to correct service: '{expected}'. ", 403)
 
     # S3's own checks: reached only for requests signed for s3.
     def payload_hash(self, value: str | None) -> AWSError:
-        return self.malformed(f"x-amz-content-sha256 must be {', '.join(S3_PAYLOAD_MARKERS)} or a valid "
-                              f"sha256 value, not {value!r}.", False)
+        return self.malformed(
+            f"x-amz-content-sha256 must be {', '.join(S3_PAYLOAD_MARKERS)} or a valid sha256 value, not {value!r}.",
+            False,
+        )
 
     def unsigned_headers(self, names: list[str]) -> AWSError:
-        return AWSError(self.mismatch_code, "There were headers present in the request which were not signed: "
-                        + ", ".join(names), 403)
+        return AWSError(
+            self.mismatch_code,
+            "There were headers present in the request which were not signed: " + ", ".join(names),
+            403,
+        )
 
 
 class QueryRefusals(Refusals):
@@ -175,11 +210,15 @@ class S3Refusals(Refusals):
 
     def unsupported(self, algorithm: str, presigned: bool) -> AWSError:
         if presigned and algorithm != "AWS":
-            return self.malformed(f"X-Amz-Algorithm only supports \"{ALGORITHM}\"", True)
+            return self.malformed(f'X-Amz-Algorithm only supports "{ALGORITHM}"', True)
         # Signature Version 2 ("AWS <key>:<signature>", or AWSAccessKeyId/Signature/Expires in the query).
-        return AWSError("InvalidRequest", "The authorization mechanism you have provided is not supported. "
-                        f"Please use {ALGORITHM}. (boto3 presigns S3 URLs with Signature Version 2 unless the "
-                        "client is made with Config(signature_version='s3v4').)", 400)
+        return AWSError(
+            "InvalidRequest",
+            "The authorization mechanism you have provided is not supported. "
+            f"Please use {ALGORITHM}. (boto3 presigns S3 URLs with Signature Version 2 unless the "
+            "client is made with Config(signature_version='s3v4').)",
+            400,
+        )
 
     def no_date(self, value: str | None) -> AWSError:
         return AWSError("AccessDenied", "AWS authentication requires a valid Date or x-amz-date header", 403)
@@ -188,55 +227,95 @@ class S3Refusals(Refusals):
         return self.malformed("Invalid credential date. Date is not the same as X-Amz-Date.", presigned)
 
     def unknown_key(self, access_key: str) -> AWSError:
-        return AWSError("InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.",
-                        403, AWSAccessKeyId=access_key)
+        return AWSError(
+            "InvalidAccessKeyId",
+            "The AWS Access Key Id you provided does not exist in our records.",
+            403,
+            AWSAccessKeyId=access_key,
+        )
 
     def session_token(self) -> AWSError:
-        return AWSError("InvalidToken", "The provided token is malformed or otherwise invalid. SelfMaker issues "
-                                        "no session tokens: sign with a long-term access key.", 400)
+        return AWSError(
+            "InvalidToken",
+            "The provided token is malformed or otherwise invalid. SelfMaker issues "
+            "no session tokens: sign with a long-term access key.",
+            400,
+        )
 
     def mismatch(self, access_key: str, canonical: str, string_to_sign: str, provided: str) -> AWSError:
-        return AWSError("SignatureDoesNotMatch", "The request signature we calculated does not match the "
-                        "signature you provided. Check your key and signing method.", 403,
-                        AWSAccessKeyId=access_key, StringToSign=string_to_sign, SignatureProvided=provided,
-                        CanonicalRequest=canonical)
+        return AWSError(
+            "SignatureDoesNotMatch",
+            "The request signature we calculated does not match the "
+            "signature you provided. Check your key and signing method.",
+            403,
+            AWSAccessKeyId=access_key,
+            StringToSign=string_to_sign,
+            SignatureProvided=provided,
+            CanonicalRequest=canonical,
+        )
 
     def skewed(self, when: datetime, now: datetime) -> AWSError:
-        return AWSError("RequestTimeTooSkewed",
-                        "The difference between the request time and the current time is too large.", 403,
-                        RequestTime=_stamp(when), ServerTime=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                        MaxAllowedSkewMilliseconds=str(int(MAX_SKEW.total_seconds() * 1000)))
+        return AWSError(
+            "RequestTimeTooSkewed",
+            "The difference between the request time and the current time is too large.",
+            403,
+            RequestTime=_stamp(when),
+            ServerTime=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            MaxAllowedSkewMilliseconds=str(int(MAX_SKEW.total_seconds() * 1000)),
+        )
 
     def expired(self, when: datetime, expires: int, now: datetime) -> AWSError:
-        return AWSError("AccessDenied", "Request has expired", 403, **{
-            "X-Amz-Expires": str(expires),
-            "Expires": (when + timedelta(seconds=expires)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "ServerTime": now.strftime("%Y-%m-%dT%H:%M:%SZ")})
+        return AWSError(
+            "AccessDenied",
+            "Request has expired",
+            403,
+            **{
+                "X-Amz-Expires": str(expires),
+                "Expires": (when + timedelta(seconds=expires)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "ServerTime": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            },
+        )
 
     def not_yet_valid(self, when: datetime, now: datetime) -> AWSError:
-        return AWSError("AccessDenied", "Request is not valid yet", 403,
-                        RequestTime=_stamp(when), ServerTime=now.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        return AWSError(
+            "AccessDenied",
+            "Request is not valid yet",
+            403,
+            RequestTime=_stamp(when),
+            ServerTime=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        )
 
     def wrong_service(self, expected: str, presigned: bool) -> AWSError:
         return self.malformed(f"Credential should be scoped to correct service: '{expected}'.", presigned)
 
     def both_mechanisms(self) -> AWSError:
-        return AWSError("InvalidArgument", "Only one auth mechanism allowed; only the X-Amz-Algorithm query "
-                        "parameter, Signature query string parameter or the Authorization header should be "
-                        "specified", 400)
+        return AWSError(
+            "InvalidArgument",
+            "Only one auth mechanism allowed; only the X-Amz-Algorithm query "
+            "parameter, Signature query string parameter or the Authorization header should be "
+            "specified",
+            400,
+        )
 
     def payload_hash(self, value: str | None) -> AWSError:
         if value is None:
             return AWSError("InvalidRequest", "Missing required header for this request: x-amz-content-sha256", 400)
-        return AWSError("InvalidArgument", f"x-amz-content-sha256 must be {', '.join(S3_PAYLOAD_MARKERS)} "
-                                           "or a valid sha256 value.", 400)
+        return AWSError(
+            "InvalidArgument",
+            f"x-amz-content-sha256 must be {', '.join(S3_PAYLOAD_MARKERS)} or a valid sha256 value.",
+            400,
+        )
 
     def unsigned_headers(self, names: list[str]) -> AWSError:
-        return AWSError("AccessDenied", "There were headers present in the request which were not signed", 403,
-                        HeadersNotSigned=", ".join(names))
+        return AWSError(
+            "AccessDenied",
+            "There were headers present in the request which were not signed",
+            403,
+            HeadersNotSigned=", ".join(names),
+        )
 
 
-@lru_cache(maxsize=None)
+@cache
 def signing_name(service: str) -> str:
     """The service name a client puts in its credential scope (sagemaker-runtime signs as sagemaker,
     cloudwatch as monitoring)."""
@@ -260,7 +339,8 @@ def unsigned_protocol_headers(request: Request, claim: Claim) -> list[str]:
 def _is_query(request: Request) -> bool:
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     return "x-amz-target" not in request.headers and (
-        content_type == "application/x-www-form-urlencoded" or "Action" in request.query)
+        content_type == "application/x-www-form-urlencoded" or "Action" in request.query
+    )
 
 
 def refusals_for(request: Request, scope: Scope | None, service: str | None) -> Refusals:
@@ -304,8 +384,9 @@ class Claim:
 
 def read_claim(request: Request, refuse: Refusals) -> Claim:
     authorization = request.headers.get("authorization")
-    presigned = any(request.query_value(p) is not None for p in ("X-Amz-Algorithm", "X-Amz-Credential",
-                                                                    "X-Amz-Signature"))
+    presigned = any(
+        request.query_value(p) is not None for p in ("X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Signature")
+    )
     if authorization is not None and presigned:
         raise refuse.both_mechanisms()
     if request.query_value("AWSAccessKeyId") is not None and request.query_value("Signature") is not None:
@@ -326,21 +407,33 @@ def _header_claim(request: Request, authorization: str, refuse: Refusals) -> Cla
         name, eq, value = part.strip().partition("=")
         if eq:
             fields[name] = value.strip()
-    missing = [f"Authorization header requires '{name}' parameter." for name in ("Credential", "Signature",
-                                                                                "SignedHeaders")
-               if not fields.get(name)]
+    missing = [
+        f"Authorization header requires '{name}' parameter."
+        for name in ("Credential", "Signature", "SignedHeaders")
+        if not fields.get(name)
+    ]
     if missing:
         raise refuse.malformed(" ".join(missing) + f" Authorization={authorization}", presigned=False)
-    return _claim(fields["Credential"], fields["SignedHeaders"], fields["Signature"], False, None,
-                  request.headers.get("x-amz-security-token"), refuse)
+    return _claim(
+        fields["Credential"],
+        fields["SignedHeaders"],
+        fields["Signature"],
+        False,
+        None,
+        request.headers.get("x-amz-security-token"),
+        refuse,
+    )
 
 
 def _query_claim(request: Request, refuse: Refusals) -> Claim:
     values = {name: request.query_value(name) for name in PRESIGN_PARAMETERS}
     if any(v is None for v in values.values()):
-        raise refuse.malformed("Query-string authentication version 4 requires the X-Amz-Algorithm, "
-                               "X-Amz-Credential, X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, and "
-                               "X-Amz-Expires parameters.", presigned=True)
+        raise refuse.malformed(
+            "Query-string authentication version 4 requires the X-Amz-Algorithm, "
+            "X-Amz-Credential, X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, and "
+            "X-Amz-Expires parameters.",
+            presigned=True,
+        )
     if values["X-Amz-Algorithm"] != ALGORITHM:
         raise refuse.unsupported(values["X-Amz-Algorithm"], presigned=True)
     raw_expires = values["X-Amz-Expires"]
@@ -348,22 +441,38 @@ def _query_claim(request: Request, refuse: Refusals) -> Claim:
         raise refuse.malformed("X-Amz-Expires should be a number", presigned=True)
     expires = int(raw_expires)
     if expires > MAX_EXPIRES:
-        raise refuse.malformed(f"X-Amz-Expires must be less than a week (in seconds) that is {MAX_EXPIRES}",
-                               presigned=True)
-    return _claim(values["X-Amz-Credential"], values["X-Amz-SignedHeaders"], values["X-Amz-Signature"], True,
-                  expires, request.query_value("X-Amz-Security-Token"), refuse)
+        raise refuse.malformed(
+            f"X-Amz-Expires must be less than a week (in seconds) that is {MAX_EXPIRES}", presigned=True
+        )
+    return _claim(
+        values["X-Amz-Credential"],
+        values["X-Amz-SignedHeaders"],
+        values["X-Amz-Signature"],
+        True,
+        expires,
+        request.query_value("X-Amz-Security-Token"),
+        refuse,
+    )
 
 
-def _claim(credential: str, signed_headers: str, signature: str, presigned: bool, expires: int | None,
-           token: str | None, refuse: Refusals) -> Claim:
+def _claim(
+    credential: str,
+    signed_headers: str,
+    signature: str,
+    presigned: bool,
+    expires: int | None,
+    token: str | None,
+    refuse: Refusals,
+) -> Claim:
     parts = credential.split("/")
     if len(parts) != 5 or parts[4] != "aws4_request" or not re.fullmatch(r"\d{8}", parts[1]) or not all(parts):
-        raise refuse.malformed(f"Credential should be scoped to a valid region and service: "
-                               f"'<access key>/<YYYYMMDD>/<region>/<service>/aws4_request', not '{credential}'.",
-                               presigned)
+        raise refuse.malformed(
+            f"Credential should be scoped to a valid region and service: "
+            f"'<access key>/<YYYYMMDD>/<region>/<service>/aws4_request', not '{credential}'.",
+            presigned,
+        )
     if "host" not in signed_headers.split(";"):
-        raise refuse.malformed("'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.",
-                               presigned)
+        raise refuse.malformed("'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.", presigned)
     return Claim(parts[0], parts[1], parts[2], parts[3], signed_headers, signature, presigned, expires, token)
 
 
@@ -378,14 +487,14 @@ def request_time(request: Request, claim: Claim, refuse: Refusals) -> tuple[date
             raise refuse.no_date(raw)
     elif (http_date := request.headers.get("date")) is not None:
         try:
-            moment = parsedate_to_datetime(http_date).astimezone(timezone.utc)
+            moment = parsedate_to_datetime(http_date).astimezone(UTC)
         except (TypeError, ValueError):
             raise refuse.no_date(http_date) from None
         return moment, _stamp(moment)
     else:
         raise refuse.no_date(None)
     try:
-        return datetime.strptime(raw, _TIME_FORMAT).replace(tzinfo=timezone.utc), raw
+        return datetime.strptime(raw, _TIME_FORMAT).replace(tzinfo=UTC), raw
     except ValueError:  # well formed, but not a date (month 13)
         raise refuse.no_date(raw) from None
 
@@ -395,9 +504,16 @@ def request_time(request: Request, claim: Claim, refuse: Refusals) -> tuple[date
 
 
 def canonical_request(request: Request, claim: Claim, payload_hash: str) -> str:
-    return "\n".join([request.method, canonical_path(request.raw_path, claim.service),
-                      canonical_query(request.raw_query, claim.presigned),
-                      canonical_headers(request, claim.header_names), claim.signed_headers, payload_hash])
+    return "\n".join(
+        [
+            request.method,
+            canonical_path(request.raw_path, claim.service),
+            canonical_query(request.raw_query, claim.presigned),
+            canonical_headers(request, claim.header_names),
+            claim.signed_headers,
+            payload_hash,
+        ]
+    )
 
 
 def canonical_path(raw_path: str, service: str) -> str:
@@ -458,9 +574,15 @@ class ChunkVerifier:
         text = "\n".join([algorithm, self._amz_date, self._scope, self._previous, digests])
         expected = hmac.new(self._key, text.encode(), hashlib.sha256).hexdigest()
         if not _same(expected, signature):
-            raise AWSError("SignatureDoesNotMatch", "The request signature we calculated does not match the "
-                           "signature you provided. Check your key and signing method.", 403,
-                           AWSAccessKeyId=self._access_key, StringToSign=text, SignatureProvided=signature)
+            raise AWSError(
+                "SignatureDoesNotMatch",
+                "The request signature we calculated does not match the "
+                "signature you provided. Check your key and signing method.",
+                403,
+                AWSAccessKeyId=self._access_key,
+                StringToSign=text,
+                SignatureProvided=signature,
+            )
         self._previous = expected
 
 
@@ -480,8 +602,9 @@ class StrictAuthenticator:
         that must come before a single body byte is read."""
         self._admit(request, scope, service)
 
-    def authenticate(self, request: Request, scope: Scope | None, payload_sha256: str | None,
-                     service: str | None = None) -> Principal:
+    def authenticate(
+        self, request: Request, scope: Scope | None, payload_sha256: str | None, service: str | None = None
+    ) -> Principal:
         """The caller, or the AWSError refusing them.
 
         ``payload_sha256`` ends the canonical request: the body's SHA-256 for every service but
@@ -502,11 +625,17 @@ class StrictAuthenticator:
         streaming = None
         if payload in STREAMING_SIGNED:
             streaming = ChunkVerifier(key, amz_date, claim.scope, expected, claim.access_key)
-        return Principal(account_id=credential.account_id, access_key=credential.access_key, region=claim.region,
-                         user_name=credential.user_name, streaming=streaming)
+        return Principal(
+            account_id=credential.account_id,
+            access_key=credential.access_key,
+            region=claim.region,
+            user_name=credential.user_name,
+            streaming=streaming,
+        )
 
-    def _admit(self, request: Request, scope: Scope | None, service: str | None
-               ) -> tuple[Refusals, Claim, Credential, str]:
+    def _admit(
+        self, request: Request, scope: Scope | None, service: str | None
+    ) -> tuple[Refusals, Claim, Credential, str]:
         refuse = refusals_for(request, scope, service)
         claim = read_claim(request, refuse)
         when, amz_date = request_time(request, claim, refuse)
@@ -525,7 +654,7 @@ class StrictAuthenticator:
         return refuse, claim, credential, amz_date
 
     def _check_time(self, claim: Claim, when: datetime, refuse: Refusals) -> None:
-        now = datetime.fromtimestamp(self.clock(), timezone.utc).replace(microsecond=0)
+        now = datetime.fromtimestamp(self.clock(), UTC).replace(microsecond=0)
         if claim.presigned:
             if when - now > MAX_SKEW:
                 raise refuse.not_yet_valid(when, now)

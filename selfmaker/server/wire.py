@@ -13,7 +13,7 @@ form body, a rest-json method and path) and the service its SigV4 scope names.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 from .models import SERVED_SERVICES, service_model
 
@@ -23,8 +23,8 @@ from .models import SERVED_SERVICES, service_model
 # path other than / names that member by its URL (SQS clients post to the queue URL).
 LEGACY_PROTOCOLS: dict[str, dict[str, dict]] = {
     "athena": {"json": {"target": "AmazonAthena", "json_version": "1.1"}},  # boto3 before 1.44.x
-    "cloudwatch": {"query": {}, "json": {}, "smithy-rpc-v2-cbor": {}},    # query: boto3 1.35 and older
-    "sqs": {"query": {"path_member": "QueueUrl"}, "json": {}},              # query: boto3 up to 1.34.8x
+    "cloudwatch": {"query": {}, "json": {}, "smithy-rpc-v2-cbor": {}},  # query: boto3 1.35 and older
+    "sqs": {"query": {"path_member": "QueueUrl"}, "json": {}},  # query: boto3 up to 1.34.8x
 }
 
 # SigV4 signing names that differ from the botocore service name.
@@ -38,12 +38,12 @@ class ServiceWire:
     service: str
     signing_name: str
     protocols: tuple[str, ...]
-    json_target: str | None   # X-Amz-Target prefix (JSON protocols, and the RPC v2 CBOR path)
-    json_version: str         # application/x-amz-json-<version>
+    json_target: str | None  # X-Amz-Target prefix (JSON protocols, and the RPC v2 CBOR path)
+    json_version: str  # application/x-amz-json-<version>
     query_path_member: str | None = None
 
 
-@lru_cache(maxsize=None)
+@cache
 def wire(service: str) -> ServiceWire:
     model = service_model(service)
     meta = model.metadata
@@ -65,25 +65,25 @@ def _wires() -> list[ServiceWire]:
     return [wire(s) for s in SERVED_SERVICES if s != S3]
 
 
-@lru_cache(maxsize=None)
+@cache
 def json_targets() -> dict[str, str]:
     """X-Amz-Target prefix -> service, for every service that accepts a JSON protocol."""
     return {w.json_target: w.service for w in _wires() if "json" in w.protocols and w.json_target}
 
 
-@lru_cache(maxsize=None)
+@cache
 def rpc_v2_cbor_targets() -> dict[str, str]:
     """The RPC v2 CBOR path's service (the target prefix) -> service."""
     return {w.json_target: w.service for w in _wires() if "smithy-rpc-v2-cbor" in w.protocols and w.json_target}
 
 
-@lru_cache(maxsize=None)
+@cache
 def query_services() -> dict[str, str]:
     """SigV4 signing name -> the service that accepts the query protocol under it."""
     return {w.signing_name: w.service for w in _wires() if "query" in w.protocols}
 
 
-@lru_cache(maxsize=None)
+@cache
 def rest_json_services(signing_name: str) -> tuple[str, ...]:
     """The rest-json services signed as ``signing_name``, literal paths before templates within each."""
     return tuple(w.service for w in _wires() if "rest-json" in w.protocols and w.signing_name == signing_name)

@@ -52,11 +52,20 @@ def _check_model_data(ctx, params: dict, data: dict) -> None:
             raise validation(f"Could not access model data at {uri}. {err.message}") from None
 
 
-MODEL = Kind("Model", "model", operations=("Create", "Describe", "List", "Delete"), search_type="Model",
-             on_create=_check_model_data).register()
+MODEL = Kind(
+    "Model",
+    "model",
+    operations=("Create", "Describe", "List", "Delete"),
+    search_type="Model",
+    on_create=_check_model_data,
+).register()
 
 CODE_REPOSITORY = Kind(
-    "CodeRepository", "code-repository", label="code repository", list_operation="ListCodeRepositories",
+    "CodeRepository",
+    "code-repository",
+    label="code repository",
+    list_operation="ListCodeRepositories",
     not_found="Cannot find CodeRepository with name {name}.",
-    exists="CodeRepository {name} already exists.", on_update=_update_code_repository,
+    exists="CodeRepository {name} already exists.",
+    on_update=_update_code_repository,
 ).register()

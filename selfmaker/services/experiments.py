@@ -49,8 +49,12 @@ def _in_use(kind: Kind, record: Record, what: str) -> AWSError:
 
 
 def _experiment_trials(ctx: Context, experiment: Record):
-    return select(R.c.id).where(R.c.account_id == ctx.account_id, R.c.region == ctx.region,
-                                R.c.kind == TRIAL.name, R.c.parent == experiment.name)
+    return select(R.c.id).where(
+        R.c.account_id == ctx.account_id,
+        R.c.region == ctx.region,
+        R.c.kind == TRIAL.name,
+        R.c.parent == experiment.name,
+    )
 
 
 def _delete_experiment(ctx: Context, record: Record, conn: Connection) -> None:
@@ -63,10 +67,17 @@ def _experiment_summary(record: Record) -> dict:
 
 
 EXPERIMENT = Kind(
-    "Experiment", "experiment", search_type="Experiment", track_actor=True, default_max_results=10,
-    not_found="Experiment '{arn}' does not exist.", not_found_code="ResourceNotFound",
+    "Experiment",
+    "experiment",
+    search_type="Experiment",
+    track_actor=True,
+    default_max_results=10,
+    not_found="Experiment '{arn}' does not exist.",
+    not_found_code="ResourceNotFound",
     exists="Experiment with name {name} already exists.",
-    on_create=_default_display_name("ExperimentName"), on_delete=_delete_experiment, summarize=_experiment_summary,
+    on_create=_default_display_name("ExperimentName"),
+    on_delete=_delete_experiment,
+    summarize=_experiment_summary,
 ).register()
 
 
@@ -100,23 +111,42 @@ def _trial_summary(record: Record) -> dict:
 
 def _present_trial(ctx: Context, record: Record) -> dict:
     """DescribeTrial's members, plus the components Search shows (TrialComponentSummaries)."""
-    query = (select(R.c.name, R.c.arn, R.c.created_at, R.c.data)
-             .join(LINKS, LINKS.c.component_arn == R.c.arn)
-             .where(LINKS.c.trial_arn == record.arn).order_by(LINKS.c.created_at))
+    query = (
+        select(R.c.name, R.c.arn, R.c.created_at, R.c.data)
+        .join(LINKS, LINKS.c.component_arn == R.c.arn)
+        .where(LINKS.c.trial_arn == record.arn)
+        .order_by(LINKS.c.created_at)
+    )
     with ctx.store.read() as conn:
         rows = conn.execute(query).all()
-    components = [{"TrialComponentName": row.name, "TrialComponentArn": row.arn, "CreationTime": row.created_at,
-                   "TrialComponentSource": row.data.get("Source"), "CreatedBy": row.data.get("CreatedBy")}
-                  for row in rows]
+    components = [
+        {
+            "TrialComponentName": row.name,
+            "TrialComponentArn": row.arn,
+            "CreationTime": row.created_at,
+            "TrialComponentSource": row.data.get("Source"),
+            "CreatedBy": row.data.get("CreatedBy"),
+        }
+        for row in rows
+    ]
     return {**record.data, "TrialComponentSummaries": components or None}
 
 
 TRIAL = Kind(
-    "Trial", "experiment-trial", label="trial", search_type="ExperimentTrial", track_actor=True,
-    parent_member="ExperimentName", default_max_results=10,
-    not_found="Trial '{arn}' does not exist.", not_found_code="ResourceNotFound",
+    "Trial",
+    "experiment-trial",
+    label="trial",
+    search_type="ExperimentTrial",
+    track_actor=True,
+    parent_member="ExperimentName",
+    default_max_results=10,
+    not_found="Trial '{arn}' does not exist.",
+    not_found_code="ResourceNotFound",
     exists="Trial with name {name} already exists.",
-    on_create=_create_trial, on_delete=_delete_trial, extra_filters=_trial_filters, summarize=_trial_summary,
+    on_create=_create_trial,
+    on_delete=_delete_trial,
+    extra_filters=_trial_filters,
+    summarize=_trial_summary,
     present=_present_trial,
 ).register()
 
@@ -124,16 +154,18 @@ TRIAL = Kind(
 # -- trial components ------------------------------------------------------------
 
 # Map members of a component that UpdateTrialComponent merges into, and the list that removes keys.
-_MERGED = {"Parameters": "ParametersToRemove", "InputArtifacts": "InputArtifactsToRemove",
-           "OutputArtifacts": "OutputArtifactsToRemove"}
+_MERGED = {
+    "Parameters": "ParametersToRemove",
+    "InputArtifacts": "InputArtifactsToRemove",
+    "OutputArtifacts": "OutputArtifactsToRemove",
+}
 
 
 def _update_component(ctx: Context, params: dict, record: Record) -> None:
     for member, removals in _MERGED.items():
         both = sorted(set(params.get(member) or {}) & set(params.get(removals) or []))
         if both:
-            raise validation(f"{member} and {removals} both name {', '.join(both)}: set a key or remove it, "
-                             "not both.")
+            raise validation(f"{member} and {removals} both name {', '.join(both)}: set a key or remove it, not both.")
     data = record.data
     for member in ("DisplayName", "Status", "StartTime", "EndTime"):
         if member in params:
@@ -163,8 +195,9 @@ _COMPONENT_FILTERS = ("ExperimentName", "TrialName", "SourceArn")
 def _component_filters(ctx: Context, params: dict) -> list:
     given = [m for m in _COMPONENT_FILTERS if params.get(m)]
     if len(given) > 1:
-        raise validation(f"Filter by only one of {', '.join(_COMPONENT_FILTERS)}: this request gives "
-                         f"{' and '.join(given)}.")
+        raise validation(
+            f"Filter by only one of {', '.join(_COMPONENT_FILTERS)}: this request gives {' and '.join(given)}."
+        )
     if params.get("ExperimentName"):
         experiment = EXPERIMENT.load(ctx, params["ExperimentName"])
         return [R.c.arn.in_(select(LINKS.c.component_arn).where(LINKS.c.experiment_arn == experiment.arn))]
@@ -184,20 +217,35 @@ def _present_component(ctx: Context, record: Record) -> dict:
     """DescribeTrialComponent's members (with metric summaries), plus the Parents Search shows."""
     with ctx.store.read() as conn:
         summaries = metrics.summaries(conn, record.arn)
-        parents = conn.execute(select(LINKS.c.trial_name, LINKS.c.experiment_name)
-                               .where(LINKS.c.component_arn == record.arn).order_by(LINKS.c.created_at)).all()
+        parents = conn.execute(
+            select(LINKS.c.trial_name, LINKS.c.experiment_name)
+            .where(LINKS.c.component_arn == record.arn)
+            .order_by(LINKS.c.created_at)
+        ).all()
     source = record.data.get("Source")
-    return {**record.data, "Metrics": summaries or None, "Sources": [source] if source else None,
-            "Parents": [{"TrialName": p.trial_name, "ExperimentName": p.experiment_name} for p in parents] or None}
+    return {
+        **record.data,
+        "Metrics": summaries or None,
+        "Sources": [source] if source else None,
+        "Parents": [{"TrialName": p.trial_name, "ExperimentName": p.experiment_name} for p in parents] or None,
+    }
 
 
 TRIAL_COMPONENT = Kind(
-    "TrialComponent", "experiment-trial-component", label="trial component",
-    search_type="ExperimentTrialComponent", track_actor=True, default_max_results=10,
-    not_found="TrialComponent '{arn}' does not exist.", not_found_code="ResourceNotFound",
+    "TrialComponent",
+    "experiment-trial-component",
+    label="trial component",
+    search_type="ExperimentTrialComponent",
+    track_actor=True,
+    default_max_results=10,
+    not_found="TrialComponent '{arn}' does not exist.",
+    not_found_code="ResourceNotFound",
     exists="TrialComponent with name {name} already exists.",
-    on_create=_default_display_name("TrialComponentName"), on_update=_update_component,
-    on_delete=_delete_component, extra_filters=_component_filters, summarize=_component_summary,
+    on_create=_default_display_name("TrialComponentName"),
+    on_update=_update_component,
+    on_delete=_delete_component,
+    extra_filters=_component_filters,
+    summarize=_component_summary,
     present=_present_component,
 ).register()
 
@@ -208,13 +256,21 @@ TRIAL_COMPONENT = Kind(
 def link(ctx: Context, conn: Connection, trial: Record, component: Record) -> None:
     """Put a component in a trial. Idempotent: the SDK's Run associated on every load until it learnt to check
     first "to avoid costly calls" (aws/sagemaker-python-sdk#3956), so a repeat is not an error."""
-    exists = conn.execute(select(LINKS.c.trial_arn).where(LINKS.c.trial_arn == trial.arn,
-                                                          LINKS.c.component_arn == component.arn)).first()
+    exists = conn.execute(
+        select(LINKS.c.trial_arn).where(LINKS.c.trial_arn == trial.arn, LINKS.c.component_arn == component.arn)
+    ).first()
     if not exists:
         experiment_name = trial.data["ExperimentName"]
-        conn.execute(insert(LINKS).values(
-            trial_arn=trial.arn, component_arn=component.arn, experiment_arn=EXPERIMENT.arn(ctx, experiment_name),
-            trial_name=trial.name, experiment_name=experiment_name, created_at=now()))
+        conn.execute(
+            insert(LINKS).values(
+                trial_arn=trial.arn,
+                component_arn=component.arn,
+                experiment_arn=EXPERIMENT.arn(ctx, experiment_name),
+                trial_name=trial.name,
+                experiment_name=experiment_name,
+                created_at=now(),
+            )
+        )
 
 
 @operation("sagemaker", "AssociateTrialComponent")
@@ -279,10 +335,19 @@ def _artifact(value) -> dict:
     return value if isinstance(value, dict) else {"Value": str(value)}
 
 
-def record_job(ctx: Context, job_arn: str, *, status: str | None = None, message: str | None = None,
-               start_time: float | None = None, end_time: float | None = None, parameters: dict | None = None,
-               input_artifacts: dict | None = None, output_artifacts: dict | None = None,
-               experiment_config: dict | None = None) -> str:
+def record_job(
+    ctx: Context,
+    job_arn: str,
+    *,
+    status: str | None = None,
+    message: str | None = None,
+    start_time: float | None = None,
+    end_time: float | None = None,
+    parameters: dict | None = None,
+    input_artifacts: dict | None = None,
+    output_artifacts: dict | None = None,
+    experiment_config: dict | None = None,
+) -> str:
     """Create or update the trial component of a training, processing or transform job; return its ARN.
 
     Call it when the job is created (with its ExperimentConfig) and again as it moves on; what is left None
@@ -302,9 +367,11 @@ def record_job(ctx: Context, job_arn: str, *, status: str | None = None, message
     for member, value in (("StartTime", start_time), ("EndTime", end_time)):
         if value is not None:
             params[member] = value
-    for member, values, shape in (("Parameters", parameters, _parameter),
-                                  ("InputArtifacts", input_artifacts, _artifact),
-                                  ("OutputArtifacts", output_artifacts, _artifact)):
+    for member, values, shape in (
+        ("Parameters", parameters, _parameter),
+        ("InputArtifacts", input_artifacts, _artifact),
+        ("OutputArtifacts", output_artifacts, _artifact),
+    ):
         if values:
             params[member] = {key: shape(value) for key, value in values.items()}
     source = {"SourceArn": job_arn, "SourceType": source_type}

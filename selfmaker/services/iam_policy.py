@@ -24,20 +24,35 @@ from ..server.models import service_model
 
 VERSIONS = ("2012-10-17", "2008-10-17")
 _POLICY_KEYS = {"Version", "Id", "Statement"}
-_STATEMENT_KEYS = {"Sid", "Effect", "Principal", "NotPrincipal", "Action", "NotAction", "Resource", "NotResource",
-                   "Condition"}
+_STATEMENT_KEYS = {
+    "Sid",
+    "Effect",
+    "Principal",
+    "NotPrincipal",
+    "Action",
+    "NotAction",
+    "Resource",
+    "NotResource",
+    "Condition",
+}
 _SID = re.compile(r"[A-Za-z0-9 ]*")
 _ACCOUNT = re.compile(r"\d{12}")
 _IAM_PRINCIPAL = re.compile(
     r"arn:aws[a-z-]*:(iam::\d{12}:(root|user/[\w+=,.@/-]+|role/[\w+=,.@/-]+)"
-    r"|sts::\d{12}:assumed-role/[\w+=,.@-]+/[\w+=,.@-]+)")
+    r"|sts::\d{12}:assumed-role/[\w+=,.@-]+/[\w+=,.@-]+)"
+)
 _ARN_PATTERN = re.compile(r"arn:[a-z*?-]+:[a-z0-9*?-]+:[a-z0-9*?-]*:[0-9*?]*:.+")
 # Principal types that are valid in a policy but never name a SelfMaker caller.
 _OTHER_PRINCIPAL_TYPES = ("Service", "Federated", "CanonicalUser")
 
 # The services whose operations are IAM actions with the "sagemaker:" prefix.
-_SAGEMAKER_SERVICES = ("sagemaker", "sagemaker-runtime", "sagemaker-featurestore-runtime", "sagemaker-metrics",
-                       "sagemaker-edge")
+_SAGEMAKER_SERVICES = (
+    "sagemaker",
+    "sagemaker-runtime",
+    "sagemaker-featurestore-runtime",
+    "sagemaker-metrics",
+    "sagemaker-edge",
+)
 
 
 class PolicyError(ValueError):
@@ -56,6 +71,7 @@ class Request:
 
 
 # -- conditions ---------------------------------------------------------------------------------
+
 
 def _string_equals(value: str, pattern: str) -> bool:
     return value == pattern
@@ -113,6 +129,7 @@ class Condition:
 
 # -- statements ----------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Principals:
     """A Principal (or NotPrincipal) element: everyone, or accounts and IAM identities."""
@@ -144,8 +161,9 @@ class Statement:
         if action_hit == self.not_action:
             return False
         # SageMaker names are case-insensitive, so the ARNs that carry them are too.
-        resource_hit = any(fnmatch.fnmatchcase(arn.lower(), r.lower())
-                           for arn in request.resources for r in self.resources)
+        resource_hit = any(
+            fnmatch.fnmatchcase(arn.lower(), r.lower()) for arn in request.resources for r in self.resources
+        )
         if resource_hit == self.not_resource:
             return False
         return all(c.holds(request) for c in self.conditions)
@@ -156,7 +174,7 @@ class Policy:
     statements: tuple[Statement, ...]
 
     def decide(self, request: Request) -> str | None:
-        """"Deny" (an explicit Deny applies), "Allow" (an Allow applies and no Deny), or None (implicit deny)."""
+        """ "Deny" (an explicit Deny applies), "Allow" (an Allow applies and no Deny), or None (implicit deny)."""
         effects = {s.effect for s in self.statements if s.applies(request)}
         if "Deny" in effects:
             return "Deny"
@@ -165,13 +183,13 @@ class Policy:
 
 # -- parsing -------------------------------------------------------------------------------------
 
+
 def parse(text: str) -> Policy:
     """The policy in ``text``, or a PolicyError naming what is wrong."""
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise PolicyError(f"The policy is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}.") \
-            from None
+        raise PolicyError(f"The policy is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}.") from None
     except RecursionError:  # nested thousands deep: no policy is
         raise PolicyError("The policy is nested too deeply.") from None
     if not isinstance(document, dict):
@@ -217,13 +235,15 @@ def _statement(raw, number: int) -> Statement:
     action_key = _exactly_one(raw, "Action", "NotAction", where)
     resource_key = _exactly_one(raw, "Resource", "NotResource", where)
     return Statement(
-        sid=sid, effect=effect,
+        sid=sid,
+        effect=effect,
         principals=_principals(raw[principal_key], f"{where}: {principal_key}"),
         not_principal=principal_key == "NotPrincipal",
         actions=tuple(_action(a, f"{where}: {action_key}") for a in _strings(raw[action_key], where, action_key)),
         not_action=action_key == "NotAction",
-        resources=tuple(_resource(r, f"{where}: {resource_key}")
-                        for r in _strings(raw[resource_key], where, resource_key)),
+        resources=tuple(
+            _resource(r, f"{where}: {resource_key}") for r in _strings(raw[resource_key], where, resource_key)
+        ),
         not_resource=resource_key == "NotResource",
         conditions=_conditions(raw.get("Condition"), where),
     )
@@ -255,8 +275,9 @@ def _principals(value, where: str) -> Principals:
             _strings(ids, where, kind)
             continue
         if kind != "AWS":
-            raise PolicyError(f"{where} has an unknown principal type {kind!r} "
-                              f"(expected AWS, {', '.join(_OTHER_PRINCIPAL_TYPES)}).")
+            raise PolicyError(
+                f"{where} has an unknown principal type {kind!r} (expected AWS, {', '.join(_OTHER_PRINCIPAL_TYPES)})."
+            )
         for principal in _strings(ids, where, "AWS"):
             if principal == "*":
                 everyone = True
@@ -268,8 +289,10 @@ def _principals(value, where: str) -> Principals:
                 else:
                     identities.add(principal)
             else:
-                raise PolicyError(f"{where}: {principal!r} is not an AWS principal: use an account id, "
-                                  "arn:aws:iam::<account>:root, or a user or role ARN.")
+                raise PolicyError(
+                    f"{where}: {principal!r} is not an AWS principal: use an account id, "
+                    "arn:aws:iam::<account>:root, or a user or role ARN."
+                )
     return Principals(everyone, frozenset(accounts), frozenset(identities))
 
 
@@ -285,8 +308,10 @@ def _action(action: str, where: str) -> str:
     if not sep or not name:
         raise PolicyError(f"{where}: {action!r} is not an action: write it as sagemaker:<Operation>.")
     if service.lower() != "sagemaker":
-        raise PolicyError(f"{where}: {action!r} is not a SageMaker action; "
-                          "a model package group policy can grant only sagemaker: actions.")
+        raise PolicyError(
+            f"{where}: {action!r} is not a SageMaker action; "
+            "a model package group policy can grant only sagemaker: actions."
+        )
     if not any(fnmatch.fnmatchcase(known, name.lower()) for known in _sagemaker_actions()):
         raise PolicyError(f"{where}: {action!r} matches no SageMaker action.")
     return action
@@ -295,8 +320,10 @@ def _action(action: str, where: str) -> str:
 def _resource(resource: str, where: str) -> str:
     if resource == "*" or _ARN_PATTERN.fullmatch(resource):
         return resource
-    raise PolicyError(f"{where}: {resource!r} is not \"*\" or an ARN "
-                      "(arn:aws:sagemaker:<region>:<account>:<resource>, wildcards allowed).")
+    raise PolicyError(
+        f'{where}: {resource!r} is not "*" or an ARN '
+        "(arn:aws:sagemaker:<region>:<account>:<resource>, wildcards allowed)."
+    )
 
 
 def _conditions(raw, where: str) -> tuple[Condition, ...]:
@@ -308,14 +335,18 @@ def _conditions(raw, where: str) -> tuple[Condition, ...]:
     for operator, block in raw.items():
         base = operator.removesuffix("IfExists")
         if base not in _OPERATORS:
-            raise PolicyError(f"{where}: condition operator {operator!r} cannot be evaluated here; "
-                              f"supported: {', '.join(_OPERATORS)} (each also with IfExists).")
+            raise PolicyError(
+                f"{where}: condition operator {operator!r} cannot be evaluated here; "
+                f"supported: {', '.join(_OPERATORS)} (each also with IfExists)."
+            )
         if not isinstance(block, dict) or not block:
             raise PolicyError(f"{where}: Condition {operator} must map condition keys to values.")
         for key, values in block.items():
             if key.lower() not in {k.lower() for k in _CONDITION_KEYS}:
-                raise PolicyError(f"{where}: condition key {key!r} cannot be evaluated here; "
-                                  f"supported: {', '.join(_CONDITION_KEYS)}.")
-            conditions.append(Condition(base, key, tuple(_strings(values, where, f"{operator} {key}")),
-                                        operator != base))
+                raise PolicyError(
+                    f"{where}: condition key {key!r} cannot be evaluated here; supported: {', '.join(_CONDITION_KEYS)}."
+                )
+            conditions.append(
+                Condition(base, key, tuple(_strings(values, where, f"{operator} {key}")), operator != base)
+            )
     return tuple(conditions)

@@ -9,8 +9,8 @@ pagination. A family adds behaviour through the hooks, never by copying.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ..server.errors import AWSError, already_exists, validation
 from ..server.models import service_model
@@ -19,7 +19,7 @@ from ..store.db import Connection
 from ..store.resources import AlreadyExists, ListQuery, Record, now
 from . import tagging
 
-KINDS: dict[str, "Kind"] = {}
+KINDS: dict[str, Kind] = {}
 
 
 @dataclass
@@ -114,8 +114,17 @@ class Kind:
         try:
             with ctx.store.write() as conn:
                 ctx.backends.resources.create(
-                    account_id=ctx.account_id, region=ctx.region, kind=self.name, name=name, arn=arn,
-                    data=data, status=status, parent=parent, created=created, conn=conn)
+                    account_id=ctx.account_id,
+                    region=ctx.region,
+                    kind=self.name,
+                    name=name,
+                    arn=arn,
+                    data=data,
+                    status=status,
+                    parent=parent,
+                    created=created,
+                    conn=conn,
+                )
                 if params.get("Tags"):
                     tagging.add(conn, arn, params["Tags"])
         except AlreadyExists:
@@ -163,7 +172,7 @@ class Kind:
 
     # -- registration ----------------------------------------------------------
 
-    def register(self) -> "Kind":
+    def register(self) -> Kind:
         if self.name in KINDS:
             raise ValueError(f"kind {self.name} declared twice")
         KINDS[self.name] = self
@@ -194,16 +203,25 @@ def actor(ctx: Context) -> dict:
 
 
 _TIME_FILTERS = {
-    "CreationTimeAfter": "created_after", "CreatedAfter": "created_after",
-    "CreationTimeBefore": "created_before", "CreatedBefore": "created_before",
-    "LastModifiedTimeAfter": "modified_after", "LastModifiedAfter": "modified_after",
-    "LastModifiedTimeBefore": "modified_before", "LastModifiedBefore": "modified_before",
+    "CreationTimeAfter": "created_after",
+    "CreatedAfter": "created_after",
+    "CreationTimeBefore": "created_before",
+    "CreatedBefore": "created_before",
+    "LastModifiedTimeAfter": "modified_after",
+    "LastModifiedAfter": "modified_after",
+    "LastModifiedTimeBefore": "modified_before",
+    "LastModifiedBefore": "modified_before",
 }
 
 
 # Some lists spell their SortBy values in upper snake case.
-_SORT_NAMES = {"NAME": "Name", "CREATION_TIME": "CreationTime", "LAST_MODIFIED_TIME": "LastModifiedTime",
-               "STATUS": "Status", "CreatedTime": "CreationTime"}
+_SORT_NAMES = {
+    "NAME": "Name",
+    "CREATION_TIME": "CreationTime",
+    "LAST_MODIFIED_TIME": "LastModifiedTime",
+    "STATUS": "Status",
+    "CreatedTime": "CreationTime",
+}
 
 
 def list_query(params: dict, default_sort: str = "CreationTime", default_max_results: int = 100) -> ListQuery:

@@ -35,8 +35,13 @@ R = schema.resources
 A = schema.associations
 
 # Kinds an association may join, and the member that holds each one's name.
-NAME_MEMBERS = {"Action": "ActionName", "Artifact": "ArtifactName", "Context": "ContextName",
-                "TrialComponent": "TrialComponentName", "Experiment": "ExperimentName"}
+NAME_MEMBERS = {
+    "Action": "ActionName",
+    "Artifact": "ArtifactName",
+    "Context": "ContextName",
+    "TrialComponent": "TrialComponentName",
+    "Experiment": "ExperimentName",
+}
 EXPERIMENT_KINDS = {"TrialComponent", "Experiment"}
 # QueryLineage's LineageType of each kind. Experiments have none: walks pass through them unreported.
 LINEAGE_TYPES = {"Action": "Action", "Artifact": "Artifact", "Context": "Context", "TrialComponent": "TrialComponent"}
@@ -67,8 +72,10 @@ def artifact_id(source: dict) -> str:
 
 
 def has_associations(conn, arn: str) -> bool:
-    return conn.execute(select(A.c.id).where(or_(A.c.source_arn == arn, A.c.destination_arn == arn))
-                        .limit(1)).first() is not None
+    return (
+        conn.execute(select(A.c.id).where(or_(A.c.source_arn == arn, A.c.destination_arn == arn)).limit(1)).first()
+        is not None
+    )
 
 
 def refuse_delete_while_associated(label: str):
@@ -81,8 +88,10 @@ def refuse_delete_while_associated(label: str):
     def hook(ctx: Context, record: Record, conn) -> None:
         conn.execute(select(R.c.id).where(R.c.id == record.id).with_for_update())
         if has_associations(conn, record.arn):
-            raise validation(f"Cannot delete {label} {record.arn} because it has associations. "
-                             "Delete its associations first (DeleteAssociation).")
+            raise validation(
+                f"Cannot delete {label} {record.arn} because it has associations. "
+                "Delete its associations first (DeleteAssociation)."
+            )
 
     return hook
 
@@ -118,21 +127,38 @@ def _list_filters(type_member: str):
 
 def _entity_kind(name: str, arn_type: str, *, update_members: tuple[str, ...], **options) -> Kind:
     return Kind(
-        name, arn_type, track_actor=True, not_found_code="ResourceNotFound",
-        not_found=f"{name} '{{arn}}' does not exist.", on_update=_update_entity(*update_members),
-        on_delete=refuse_delete_while_associated(arn_type), extra_filters=_list_filters(f"{name}Type"),
-        default_max_results=10, inclusive_time_filters=True, **options,
+        name,
+        arn_type,
+        track_actor=True,
+        not_found_code="ResourceNotFound",
+        not_found=f"{name} '{{arn}}' does not exist.",
+        on_update=_update_entity(*update_members),
+        on_delete=refuse_delete_while_associated(arn_type),
+        extra_filters=_list_filters(f"{name}Type"),
+        default_max_results=10,
+        inclusive_time_filters=True,
+        **options,
     ).register()
 
 
-ACTION = _entity_kind("Action", "action", update_members=("Description", "Status"), status_member="Status",
-                      exists="Action {name} already exists.")
+ACTION = _entity_kind(
+    "Action",
+    "action",
+    update_members=("Description", "Status"),
+    status_member="Status",
+    exists="Action {name} already exists.",
+)
 CONTEXT = _entity_kind("Context", "context", update_members=("Description",), exists="Context {name} already exists.")
 # Described, updated and deleted by ARN; DeleteArtifact, which also accepts a Source, is below.
-ARTIFACT = _entity_kind("Artifact", "artifact", update_members=("ArtifactName",), name_member="ArtifactArn",
-                        name_from=lambda params: artifact_id(params["Source"]),
-                        operations=("Create", "Describe", "List", "Update"),
-                        exists="Artifact already exists with the same source: {arn}")
+ARTIFACT = _entity_kind(
+    "Artifact",
+    "artifact",
+    update_members=("ArtifactName",),
+    name_member="ArtifactArn",
+    name_from=lambda params: artifact_id(params["Source"]),
+    operations=("Create", "Describe", "List", "Update"),
+    exists="Artifact already exists with the same source: {arn}",
+)
 
 
 @operation("sagemaker", "DeleteArtifact")
@@ -174,14 +200,14 @@ def _entities(conn, ctx: Context, arns, lock: bool = False) -> dict[str, Entity]
     found: dict[str, Entity] = {}
     arns = list(arns)
     for i in range(0, len(arns), BATCH):
-        query = select(R.c.arn, R.c.kind, R.c.account_id, R.c.region, R.c.created_at, R.c.modified_at,
-                       R.c.data).where(R.c.arn.in_(arns[i:i + BATCH]))
+        query = select(R.c.arn, R.c.kind, R.c.account_id, R.c.region, R.c.created_at, R.c.modified_at, R.c.data).where(
+            R.c.arn.in_(arns[i : i + BATCH])
+        )
         if lock:
             query = query.with_for_update(read=True)
         for arn, kind, account_id, region, created, modified, data in conn.execute(query).all():
             if kind in NAME_MEMBERS and _mine(ctx, account_id, region):
-                found[arn] = Entity(arn, kind, entity_type(kind, data), data.get(NAME_MEMBERS[kind]), created,
-                                    modified)
+                found[arn] = Entity(arn, kind, entity_type(kind, data), data.get(NAME_MEMBERS[kind]), created, modified)
     return found
 
 
@@ -197,21 +223,32 @@ def add_association(ctx: Context, params: dict) -> dict:
     source_arn, destination_arn = params["SourceArn"], params["DestinationArn"]
     if source_arn == destination_arn:
         raise validation("An entity cannot be associated with itself.")
-    exists = already_exists("ValidationException",
-                            f"Association already exists between {source_arn} and {destination_arn}.")
+    exists = already_exists(
+        "ValidationException", f"Association already exists between {source_arn} and {destination_arn}."
+    )
     try:
         with ctx.store.write() as conn:
             source = _existing(conn, ctx, source_arn, lock=True)
             destination = _existing(conn, ctx, destination_arn, lock=True)
             if source.kind in EXPERIMENT_KINDS and destination.kind in EXPERIMENT_KINDS:
                 raise validation("An association cannot be created between two experiment entities.")
-            if conn.execute(select(A.c.id).where(A.c.source_arn == source_arn,
-                                                 A.c.destination_arn == destination_arn)).first():
+            if conn.execute(
+                select(A.c.id).where(A.c.source_arn == source_arn, A.c.destination_arn == destination_arn)
+            ).first():
                 raise exists
-            conn.execute(insert(A).values(
-                account_id=ctx.account_id, region=ctx.region, source_arn=source_arn, destination_arn=destination_arn,
-                source_type=source.type, destination_type=destination.type,
-                association_type=params.get("AssociationType"), created_at=now(), created_by=actor(ctx)))
+            conn.execute(
+                insert(A).values(
+                    account_id=ctx.account_id,
+                    region=ctx.region,
+                    source_arn=source_arn,
+                    destination_arn=destination_arn,
+                    source_type=source.type,
+                    destination_type=destination.type,
+                    association_type=params.get("AssociationType"),
+                    created_at=now(),
+                    created_by=actor(ctx),
+                )
+            )
     except IntegrityError:  # the same edge, added concurrently
         raise exists from None
     return {"SourceArn": source_arn, "DestinationArn": destination_arn}
@@ -221,20 +258,33 @@ def add_association(ctx: Context, params: dict) -> dict:
 def delete_association(ctx: Context, params: dict) -> dict:
     source_arn, destination_arn = params["SourceArn"], params["DestinationArn"]
     with ctx.store.write() as conn:
-        deleted = conn.execute(delete(A).where(
-            A.c.source_arn == source_arn, A.c.destination_arn == destination_arn,
-            A.c.account_id == ctx.account_id, A.c.region == ctx.region)).rowcount
+        deleted = conn.execute(
+            delete(A).where(
+                A.c.source_arn == source_arn,
+                A.c.destination_arn == destination_arn,
+                A.c.account_id == ctx.account_id,
+                A.c.region == ctx.region,
+            )
+        ).rowcount
     if not deleted:
         raise AWSError("ResourceNotFound", f"Association between {source_arn} and {destination_arn} does not exist.")
     return {"SourceArn": source_arn, "DestinationArn": destination_arn}
 
 
-_ASSOCIATION_SORT = {"SourceArn": A.c.source_arn, "DestinationArn": A.c.destination_arn,
-                     "SourceType": A.c.source_type, "DestinationType": A.c.destination_type,
-                     "CreationTime": A.c.created_at}
-_ASSOCIATION_FILTERS = {"SourceArn": A.c.source_arn, "DestinationArn": A.c.destination_arn,
-                        "SourceType": A.c.source_type, "DestinationType": A.c.destination_type,
-                        "AssociationType": A.c.association_type}
+_ASSOCIATION_SORT = {
+    "SourceArn": A.c.source_arn,
+    "DestinationArn": A.c.destination_arn,
+    "SourceType": A.c.source_type,
+    "DestinationType": A.c.destination_type,
+    "CreationTime": A.c.created_at,
+}
+_ASSOCIATION_FILTERS = {
+    "SourceArn": A.c.source_arn,
+    "DestinationArn": A.c.destination_arn,
+    "SourceType": A.c.source_type,
+    "DestinationType": A.c.destination_type,
+    "AssociationType": A.c.association_type,
+}
 
 
 @operation("sagemaker", "ListAssociations")
@@ -250,8 +300,12 @@ def list_associations(ctx: Context, params: dict) -> dict:
     if params.get("CreatedBefore") is not None:
         conditions.append(A.c.created_at <= params["CreatedBefore"])
     # A token is valid for the same filters and order only; it resumes after (sort value, id).
-    scope = ["associations", {k: v for k, v in params.items() if k not in ("NextToken", "MaxResults")}, sort_by,
-             descending]
+    scope = [
+        "associations",
+        {k: v for k, v in params.items() if k not in ("NextToken", "MaxResults")},
+        sort_by,
+        descending,
+    ]
     store = ctx.backends.resources
     if params.get("NextToken"):
         token = store.read_page_token(params["NextToken"], scope)
@@ -269,12 +323,22 @@ def list_associations(ctx: Context, params: dict) -> dict:
         entity = ends.get(arn)
         return entity.name if entity else None
 
-    result = {"AssociationSummaries": [{
-        "SourceArn": r.source_arn, "DestinationArn": r.destination_arn,
-        "SourceType": r.source_type or None, "DestinationType": r.destination_type or None,
-        "SourceName": name(r.source_arn), "DestinationName": name(r.destination_arn),
-        "AssociationType": r.association_type, "CreationTime": r.created_at, "CreatedBy": r.created_by,
-    } for r in page]}
+    result = {
+        "AssociationSummaries": [
+            {
+                "SourceArn": r.source_arn,
+                "DestinationArn": r.destination_arn,
+                "SourceType": r.source_type or None,
+                "DestinationType": r.destination_type or None,
+                "SourceName": name(r.source_arn),
+                "DestinationName": name(r.destination_arn),
+                "AssociationType": r.association_type,
+                "CreationTime": r.created_at,
+                "CreatedBy": r.created_by,
+            }
+            for r in page
+        ]
+    }
     if len(rows) > limit:
         last = page[-1]
         result["NextToken"] = store.page_token(scope, v=getattr(last, column.key), i=last.id)
@@ -311,13 +375,19 @@ class Walk:
 
 def _edges_at(conn, frontier: list[str], direction: str) -> list:
     """Every association leaving (Descendants), entering (Ascendants) or touching (Both) the frontier."""
-    columns = {"Descendants": [A.c.source_arn], "Ascendants": [A.c.destination_arn],
-               "Both": [A.c.source_arn, A.c.destination_arn]}[direction]
+    columns = {
+        "Descendants": [A.c.source_arn],
+        "Ascendants": [A.c.destination_arn],
+        "Both": [A.c.source_arn, A.c.destination_arn],
+    }[direction]
     rows = []
     for column in columns:
         for i in range(0, len(frontier), BATCH):
-            rows += conn.execute(select(A.c.source_arn, A.c.destination_arn, A.c.association_type, A.c.source_type,
-                                        A.c.destination_type).where(column.in_(frontier[i:i + BATCH]))).all()
+            rows += conn.execute(
+                select(
+                    A.c.source_arn, A.c.destination_arn, A.c.association_type, A.c.source_type, A.c.destination_type
+                ).where(column.in_(frontier[i : i + BATCH]))
+            ).all()
     return rows
 
 
@@ -331,7 +401,8 @@ def _vertices(conn, ctx: Context, types: dict[str, str]) -> dict[str, Vertex]:
     arns = list(types)
     for i in range(0, len(arns), BATCH):
         query = select(R.c.arn, R.c.kind, R.c.account_id, R.c.region, R.c.created_at, R.c.modified_at).where(
-            R.c.arn.in_(arns[i:i + BATCH]))
+            R.c.arn.in_(arns[i : i + BATCH])
+        )
         for arn, kind, account_id, region, created, modified in conn.execute(query).all():
             if kind in NAME_MEMBERS and _mine(ctx, account_id, region):
                 found[arn] = Vertex(arn, kind, types[arn], created, modified)
@@ -348,8 +419,9 @@ def walk(conn, ctx: Context, start: Vertex, direction: str, max_depth: int) -> W
         at_frontier = set(frontier)
         steps = []  # (near, far, edge key, association type)
         unseen: dict[str, str] = {}  # far ARN -> its type
-        for source, destination, association_type, source_type, destination_type in _edges_at(conn, frontier,
-                                                                                            direction):
+        for source, destination, association_type, source_type, destination_type in _edges_at(
+            conn, frontier, direction
+        ):
             key = (source, destination)
             if direction != "Ascendants" and source in at_frontier:
                 steps.append((source, destination, key, association_type))
@@ -373,6 +445,7 @@ def walk(conn, ctx: Context, start: Vertex, direction: str, max_depth: int) -> W
 
 def _matching(conn, found: Walk, filters: dict) -> list[str]:
     """The walk's vertices that the filters select, in discovery order."""
+
     def selected(v: Vertex) -> bool:
         if v.lineage_type is None:
             return False
@@ -393,7 +466,7 @@ def _matching(conn, found: Walk, filters: dict) -> list[str]:
     if wanted:  # several pairs: an entity matches if it has any one of them
         properties = {}
         for i in range(0, len(matched), BATCH):
-            query = select(R.c.arn, R.c.data).where(R.c.arn.in_(matched[i:i + BATCH]))
+            query = select(R.c.arn, R.c.data).where(R.c.arn.in_(matched[i : i + BATCH]))
             properties.update((arn, data.get("Properties") or {}) for arn, data in conn.execute(query).all())
         matched = [arn for arn in matched if any(properties[arn].get(k) == v for k, v in wanted.items())]
     return matched
@@ -437,8 +510,9 @@ def query_lineage(ctx: Context, params: dict) -> dict:
 
     with ctx.store.read() as conn:
         start = _existing(conn, ctx, start_arns[0])
-        found = walk(conn, ctx, Vertex(start.arn, start.kind, start.type, start.created, start.modified),
-                     direction, max_depth)
+        found = walk(
+            conn, ctx, Vertex(start.arn, start.kind, start.type, start.created, start.modified), direction, max_depth
+        )
         matched = _matching(conn, found, filters)
     if include_edges:  # also the entities on the paths to the matches, and the edges between them
         keep = _on_paths(found, matched)
@@ -456,13 +530,14 @@ def query_lineage(ctx: Context, params: dict) -> dict:
         edges = [e for e in edges if offset <= max(position[e[0]], position[e[1]]) < offset + limit]
         if offset + limit < len(vertices):
             token = ctx.backends.resources.page_token(scope, o=offset + limit)
-        vertices = vertices[offset:offset + limit]
+        vertices = vertices[offset : offset + limit]
 
     def vertex(arn):
         v = found.vertices[arn]
         return {"Arn": arn, "Type": v.type or None, "LineageType": v.lineage_type}
 
-    return {"Vertices": [vertex(arn) for arn in vertices],
-            "Edges": [{"SourceArn": s, "DestinationArn": d, "AssociationType": found.edges[(s, d)]}
-                      for s, d in edges],
-            "NextToken": token}
+    return {
+        "Vertices": [vertex(arn) for arn in vertices],
+        "Edges": [{"SourceArn": s, "DestinationArn": d, "AssociationType": found.edges[(s, d)]} for s, d in edges],
+        "NextToken": token,
+    }

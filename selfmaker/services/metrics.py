@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -71,8 +71,15 @@ class Summary:
         return math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else 0.0
 
     def columns(self) -> dict:
-        return {"n": self.n, "mean": self.mean, "m2": self.m2, "minimum": self.minimum, "maximum": self.maximum,
-                "last_value": self.last_value, "last_timestamp": self.last_timestamp}
+        return {
+            "n": self.n,
+            "mean": self.mean,
+            "m2": self.m2,
+            "minimum": self.minimum,
+            "maximum": self.maximum,
+            "last_value": self.last_value,
+            "last_timestamp": self.last_timestamp,
+        }
 
 
 # -- the store ---------------------------------------------------------------
@@ -85,8 +92,11 @@ def record(conn: Connection, component_arn: str, points: Iterable[Point], source
         by_name.setdefault(point.name, []).append(point)
     if not by_name:
         return
-    rows = conn.execute(select(SERIES).where(SERIES.c.component_arn == component_arn,
-                                             SERIES.c.metric_name.in_(by_name)).with_for_update()).all()
+    rows = conn.execute(
+        select(SERIES)
+        .where(SERIES.c.component_arn == component_arn, SERIES.c.metric_name.in_(by_name))
+        .with_for_update()
+    ).all()
     existing = {row.metric_name: row for row in rows}
     for name, series_points in by_name.items():
         row = existing.get(name)
@@ -97,21 +107,37 @@ def record(conn: Connection, component_arn: str, points: Iterable[Point], source
             series_id = row.id
             conn.execute(update(SERIES).where(SERIES.c.id == series_id).values(**summary.columns()))
         else:
-            series_id = conn.execute(insert(SERIES).values(
-                component_arn=component_arn, metric_name=name, source_arn=source_arn, **summary.columns())
+            series_id = conn.execute(
+                insert(SERIES).values(
+                    component_arn=component_arn, metric_name=name, source_arn=source_arn, **summary.columns()
+                )
             ).inserted_primary_key[0]
-        conn.execute(insert(POINTS), [{"series_id": series_id, "timestamp": p.timestamp, "step": p.step,
-                                       "value": p.value} for p in series_points])
+        conn.execute(
+            insert(POINTS),
+            [
+                {"series_id": series_id, "timestamp": p.timestamp, "step": p.step, "value": p.value}
+                for p in series_points
+            ],
+        )
 
 
 def summaries(conn: Connection, component_arn: str) -> list[dict]:
     """A trial component's TrialComponentMetricSummary list, in the order its metrics first arrived."""
     rows = conn.execute(select(SERIES).where(SERIES.c.component_arn == component_arn).order_by(SERIES.c.id)).all()
-    return [{
-        "MetricName": row.metric_name, "SourceArn": row.source_arn, "TimeStamp": row.last_timestamp,
-        "Max": row.maximum, "Min": row.minimum, "Last": row.last_value, "Count": row.n, "Avg": row.mean,
-        "StdDev": Summary(n=row.n, m2=row.m2).stddev,
-    } for row in rows]
+    return [
+        {
+            "MetricName": row.metric_name,
+            "SourceArn": row.source_arn,
+            "TimeStamp": row.last_timestamp,
+            "Max": row.maximum,
+            "Min": row.minimum,
+            "Last": row.last_value,
+            "Count": row.n,
+            "Avg": row.mean,
+            "StdDev": Summary(n=row.n, m2=row.m2).stddev,
+        }
+        for row in rows
+    ]
 
 
 def forget(conn: Connection, component_arn: str) -> None:
@@ -160,12 +186,14 @@ def _series_id(ctx: Context, conn: Connection, resource_arn: str, metric_name: s
     mine = [R.c.account_id == ctx.account_id, R.c.region == ctx.region, R.c.kind == "TrialComponent"]
     component_arn = conn.execute(select(R.c.arn).where(*mine, R.c.arn == resource_arn)).scalar()
     if component_arn is None:
-        component_arn = conn.execute(select(R.c.arn).where(
-            *mine, R.c.data["Source"]["SourceArn"].as_string() == resource_arn).limit(1)).scalar()
+        component_arn = conn.execute(
+            select(R.c.arn).where(*mine, R.c.data["Source"]["SourceArn"].as_string() == resource_arn).limit(1)
+        ).scalar()
     if component_arn is None:
         return None
-    return conn.execute(select(SERIES.c.id).where(SERIES.c.component_arn == component_arn,
-                                                  SERIES.c.metric_name == metric_name)).scalar()
+    return conn.execute(
+        select(SERIES.c.id).where(SERIES.c.component_arn == component_arn, SERIES.c.metric_name == metric_name)
+    ).scalar()
 
 
 def _statistic(stat: str, values: list[float]) -> float:
@@ -213,23 +241,36 @@ def _aggregate(rows, query: dict) -> tuple[list[int], list[float]]:
 def _query(ctx: Context, conn: Connection, query: dict) -> dict:
     series_id = _series_id(ctx, conn, query["ResourceArn"], query["MetricName"])
     if series_id is None:
-        return {"Status": "ValidationError", "XAxisValues": [], "MetricValues": [],
-                "Message": f"No metric {query['MetricName']!r} is recorded for {query['ResourceArn']}."}
+        return {
+            "Status": "ValidationError",
+            "XAxisValues": [],
+            "MetricValues": [],
+            "Message": f"No metric {query['MetricName']!r} is recorded for {query['ResourceArn']}.",
+        }
     if query.get("Start") is not None and query.get("End") is not None and query["Start"] > query["End"]:
-        return {"Status": "ValidationError", "XAxisValues": [], "MetricValues": [],
-                "Message": "Start must not be later than End."}
+        return {
+            "Status": "ValidationError",
+            "XAxisValues": [],
+            "MetricValues": [],
+            "Message": "Start must not be later than End.",
+        }
     cond = [POINTS.c.series_id == series_id]
     if query.get("Start") is not None:
         cond.append(POINTS.c.timestamp >= query["Start"])
     if query.get("End") is not None:
         cond.append(POINTS.c.timestamp <= query["End"])
-    rows = conn.execute(select(POINTS.c.timestamp, POINTS.c.step, POINTS.c.value).where(*cond)
-                        .order_by(POINTS.c.timestamp, POINTS.c.id)).all()
+    rows = conn.execute(
+        select(POINTS.c.timestamp, POINTS.c.step, POINTS.c.value).where(*cond).order_by(POINTS.c.timestamp, POINTS.c.id)
+    ).all()
     xs, values = _aggregate(rows, query)
     result = {"Status": "Complete", "XAxisValues": xs, "MetricValues": values}
     if len(xs) > MAX_QUERY_VALUES:
-        result.update(Status="Truncated", XAxisValues=xs[:MAX_QUERY_VALUES], MetricValues=values[:MAX_QUERY_VALUES],
-                      Message=f"Only the first {MAX_QUERY_VALUES} values are returned; narrow Start and End.")
+        result.update(
+            Status="Truncated",
+            XAxisValues=xs[:MAX_QUERY_VALUES],
+            MetricValues=values[:MAX_QUERY_VALUES],
+            Message=f"Only the first {MAX_QUERY_VALUES} values are returned; narrow Start and End.",
+        )
     return result
 
 

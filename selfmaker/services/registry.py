@@ -21,11 +21,11 @@ from functools import lru_cache
 
 from sqlalchemy import and_, func, or_, select
 
+from ..aws.sts import caller_identity
 from ..server.errors import AWSError, already_exists, conflict, validation
 from ..server.operations import Context, operation
 from ..store import schema
 from ..store.resources import AlreadyExists, Record, now
-from ..aws.sts import caller_identity
 from . import iam_policy, tagging
 from .kinds import Kind, actor, list_query
 
@@ -71,15 +71,21 @@ def authorize(ctx: Context, group: Record, resources: tuple[str, ...]) -> None:
     action = f"sagemaker:{ctx.operation}"
     principal = caller_arn(ctx)
     text = group.data.get(POLICY)
-    request = iam_policy.Request(account_id=ctx.account_id, principal_arn=principal, action=action,
-                                 resources=resources, region=ctx.region)
+    request = iam_policy.Request(
+        account_id=ctx.account_id, principal_arn=principal, action=action, resources=resources, region=ctx.region
+    )
     decision = _parse_policy(text).decide(request) if text else None
     if decision == "Allow":
         return
-    reason = ("with an explicit deny in a resource-based policy" if decision == "Deny"
-              else f"because no resource-based policy allows the {action} action")
-    raise AWSError("AccessDeniedException",
-                   f"User: {principal} is not authorized to perform: {action} on resource: {resources[0]} {reason}")
+    reason = (
+        "with an explicit deny in a resource-based policy"
+        if decision == "Deny"
+        else f"because no resource-based policy allows the {action} action"
+    )
+    raise AWSError(
+        "AccessDeniedException",
+        f"User: {principal} is not authorized to perform: {action} on resource: {resources[0]} {reason}",
+    )
 
 
 def _group_access(ctx: Context, group: Record) -> None:
@@ -90,9 +96,11 @@ def _group_access(ctx: Context, group: Record) -> None:
 def _package_access(ctx: Context, package: Record) -> None:
     group = ctx.backends.resources.get_by_arn(package.parent) if package.parent else None
     if group is None:  # unversioned packages have no policy to share them by
-        raise AWSError("AccessDeniedException",
-                       f"User: {caller_arn(ctx)} is not authorized to perform: sagemaker:{ctx.operation} "
-                       f"on resource: {package.arn} because no resource-based policy allows it")
+        raise AWSError(
+            "AccessDeniedException",
+            f"User: {caller_arn(ctx)} is not authorized to perform: sagemaker:{ctx.operation} "
+            f"on resource: {package.arn} because no resource-based policy allows it",
+        )
     authorize(ctx, group, (package.arn,))
 
 
@@ -111,17 +119,21 @@ def _locked(ctx: Context, kind: Kind, record: Record, conn) -> Record:
 
 # -- model package groups ------------------------------------------------------------------------
 
+
 def _create_group(ctx: Context, params: dict, data: dict) -> None:
     data["ModelPackageGroupStatus"] = "Completed"
 
 
 def _delete_group(ctx: Context, group: Record, conn) -> None:
     _locked(ctx, MODEL_PACKAGE_GROUP, group, conn)  # no version can be registered while we look
-    versions = conn.execute(select(func.count()).select_from(R).where(
-        R.c.kind == MODEL_PACKAGE.name, R.c.parent == group.arn)).scalar_one()
+    versions = conn.execute(
+        select(func.count()).select_from(R).where(R.c.kind == MODEL_PACKAGE.name, R.c.parent == group.arn)
+    ).scalar_one()
     if versions:
-        raise conflict(f"Model Package Group {group.arn} cannot be deleted because it still contains "
-                       f"Model Packages ({versions}). Delete them first.")
+        raise conflict(
+            f"Model Package Group {group.arn} cannot be deleted because it still contains "
+            f"Model Packages ({versions}). Delete them first."
+        )
 
 
 def _group_summary(record: Record) -> dict:
@@ -129,10 +141,18 @@ def _group_summary(record: Record) -> dict:
 
 
 MODEL_PACKAGE_GROUP = Kind(
-    "ModelPackageGroup", "model-package-group", label="model package group",
-    operations=("Create", "Describe", "Delete"), search_type="ModelPackageGroup",
-    status_member="ModelPackageGroupStatus", on_create=_create_group, on_delete=_delete_group, track_actor=True,
-    present=lambda ctx, record: public(record.data), summarize=_group_summary, shared_access=_group_access,
+    "ModelPackageGroup",
+    "model-package-group",
+    label="model package group",
+    operations=("Create", "Describe", "Delete"),
+    search_type="ModelPackageGroup",
+    status_member="ModelPackageGroupStatus",
+    on_create=_create_group,
+    on_delete=_delete_group,
+    track_actor=True,
+    present=lambda ctx, record: public(record.data),
+    summarize=_group_summary,
+    shared_access=_group_access,
     not_found="ModelPackageGroup {name} does not exist.",
     exists="Model Package Group already exists: {arn}",
 ).register()
@@ -144,16 +164,21 @@ def list_model_package_groups(ctx: Context, params: dict) -> dict:
     params = {**params, "SortOrder": params.get("SortOrder") or "Ascending"}
     if params.get("CrossAccountFilterOption") == "CrossAccount":
         return _shared_groups(ctx, params)
-    records, token = ctx.backends.resources.list(ctx.account_id, ctx.region, MODEL_PACKAGE_GROUP.name,
-                                                 list_query(params))
+    records, token = ctx.backends.resources.list(
+        ctx.account_id, ctx.region, MODEL_PACKAGE_GROUP.name, list_query(params)
+    )
     return {"ModelPackageGroupSummaryList": [_group_summary(r) for r in records], "NextToken": token}
 
 
 def _shared_groups(ctx: Context, params: dict) -> dict:
     """Other accounts' groups whose policy lets the caller describe them (AWS: "discoverable")."""
     query = list_query(params)
-    cond = [R.c.kind == MODEL_PACKAGE_GROUP.name, R.c.region == ctx.region, R.c.account_id != ctx.account_id,
-            R.c.data[POLICY].as_string().isnot(None)]
+    cond = [
+        R.c.kind == MODEL_PACKAGE_GROUP.name,
+        R.c.region == ctx.region,
+        R.c.account_id != ctx.account_id,
+        R.c.data[POLICY].as_string().isnot(None),
+    ]
     if query.created_after is not None:
         cond.append(R.c.created_at > query.created_after)
     if query.created_before is not None:
@@ -165,20 +190,32 @@ def _shared_groups(ctx: Context, params: dict) -> dict:
     for row in rows:
         if needle not in row.name.lower():
             continue
-        request = iam_policy.Request(account_id=ctx.account_id, principal_arn=caller_arn(ctx),
-                                     action="sagemaker:DescribeModelPackageGroup", resources=(row.arn,),
-                                     region=ctx.region)
+        request = iam_policy.Request(
+            account_id=ctx.account_id,
+            principal_arn=caller_arn(ctx),
+            action="sagemaker:DescribeModelPackageGroup",
+            resources=(row.arn,),
+            region=ctx.region,
+        )
         if _parse_policy(row.data[POLICY]).decide(request) == "Allow":
             visible.append(row)
     key = (lambda r: (r.name.lower(), r.id)) if query.sort_by == "Name" else (lambda r: (r.created_at, r.id))
     visible.sort(key=key, reverse=query.descending)
 
-    fingerprint = ["shared-groups", ctx.account_id, ctx.region, needle, query.created_after, query.created_before,
-                   query.sort_by, query.descending]
+    fingerprint = [
+        "shared-groups",
+        ctx.account_id,
+        ctx.region,
+        needle,
+        query.created_after,
+        query.created_before,
+        query.sort_by,
+        query.descending,
+    ]
     offset = 0
     if query.next_token:
         offset = ctx.backends.resources.read_page_token(query.next_token, fingerprint)["o"]
-    page = visible[offset: offset + query.max_results]
+    page = visible[offset : offset + query.max_results]
     result = {"ModelPackageGroupSummaryList": [public(r.data) for r in page]}
     if offset + query.max_results < len(visible):
         result["NextToken"] = ctx.backends.resources.page_token(fingerprint, o=offset + query.max_results)
@@ -186,6 +223,7 @@ def _shared_groups(ctx: Context, params: dict) -> dict:
 
 
 # -- group policies ------------------------------------------------------------------------------
+
 
 def _own_group(ctx: Context, name: str, conn) -> Record:
     group = ctx.backends.resources.get(ctx.account_id, ctx.region, MODEL_PACKAGE_GROUP.name, name=name, conn=conn)
@@ -235,8 +273,13 @@ def delete_model_package_group_policy(ctx: Context, params: dict) -> dict:
 # -- model packages ------------------------------------------------------------------------------
 
 MODEL_PACKAGE = Kind(
-    "ModelPackage", "model-package", label="model package", operations=("Describe", "Delete"),
-    search_type="ModelPackage", present=lambda ctx, record: public(record.data), shared_access=_package_access,
+    "ModelPackage",
+    "model-package",
+    label="model package",
+    operations=("Describe", "Delete"),
+    search_type="ModelPackage",
+    present=lambda ctx, record: public(record.data),
+    shared_access=_package_access,
     not_found="ModelPackage {arn} does not exist.",
     exists="ModelPackage {arn} already exists.",
 ).register()
@@ -248,9 +291,14 @@ def _digest(request: dict) -> str:
 
 def _replay(ctx: Context, token: str, owner: str, region: str, digest: str, conn) -> str | None:
     """The ARN an earlier CreateModelPackage with this ClientToken made (same request), or None."""
-    row = conn.execute(select(R.c.arn, R.c.data[REQUEST_DIGEST].as_string().label("digest")).where(
-        R.c.kind == MODEL_PACKAGE.name, R.c.account_id == owner, R.c.region == region,
-        R.c.data[CLIENT_TOKEN].as_string() == f"{ctx.account_id}:{token}")).first()
+    row = conn.execute(
+        select(R.c.arn, R.c.data[REQUEST_DIGEST].as_string().label("digest")).where(
+            R.c.kind == MODEL_PACKAGE.name,
+            R.c.account_id == owner,
+            R.c.region == region,
+            R.c.data[CLIENT_TOKEN].as_string() == f"{ctx.account_id}:{token}",
+        )
+    ).first()
     if row is None:
         return None
     if row.digest != digest:
@@ -277,28 +325,37 @@ def _check_additional_specifications(specs: list[dict]) -> None:
 def create_model_package(ctx: Context, params: dict) -> dict:
     group_ref, name = params.get("ModelPackageGroupName"), params.get("ModelPackageName")
     if group_ref and name:
-        raise validation("Both ModelPackageName and ModelPackageGroupName are provided in the input. "
-                         "Give ModelPackageGroupName for a versioned model package, ModelPackageName for an "
-                         "unversioned one.")
+        raise validation(
+            "Both ModelPackageName and ModelPackageGroupName are provided in the input. "
+            "Give ModelPackageGroupName for a versioned model package, ModelPackageName for an "
+            "unversioned one."
+        )
     if not group_ref and not name:
-        raise validation("Give ModelPackageGroupName (a versioned model package) or ModelPackageName "
-                         "(an unversioned one).")
+        raise validation(
+            "Give ModelPackageGroupName (a versioned model package) or ModelPackageName (an unversioned one)."
+        )
     _check_additional_specifications(params.get("AdditionalInferenceSpecifications", []))
     created = now()
     data = {k: v for k, v in params.items() if k not in ("Tags", "ClientToken", "ModelPackageGroupName")}
-    data.update({
-        "CreationTime": created, "LastModifiedTime": created, "CreatedBy": actor(ctx), "LastModifiedBy": actor(ctx),
-        # Nothing runs between registration and use, so a package is complete once it is stored.
-        "ModelPackageStatus": "Completed",
-        "ModelPackageStatusDetails": {"ValidationStatuses": _validation_statuses(params)},
-    })
+    data.update(
+        {
+            "CreationTime": created,
+            "LastModifiedTime": created,
+            "CreatedBy": actor(ctx),
+            "LastModifiedBy": actor(ctx),
+            # Nothing runs between registration and use, so a package is complete once it is stored.
+            "ModelPackageStatus": "Completed",
+            "ModelPackageStatusDetails": {"ValidationStatuses": _validation_statuses(params)},
+        }
+    )
     if group_ref:
         if params.get("CertifyForMarketplace"):
             raise validation("CertifyForMarketplace applies only to unversioned model packages.")
         return _create_version(ctx, params, group_ref, data)
     if not (params.get("InferenceSpecification") or params.get("SourceAlgorithmSpecification")):
-        raise validation("An unversioned model package needs an InferenceSpecification or a "
-                         "SourceAlgorithmSpecification.")
+        raise validation(
+            "An unversioned model package needs an InferenceSpecification or a SourceAlgorithmSpecification."
+        )
     return _create_unversioned(ctx, params, name, data)
 
 
@@ -317,17 +374,32 @@ def _create_version(ctx: Context, params: dict, group_ref: str, data: dict) -> d
         ctx.backends.resources.save(group, conn=conn, touch=False)
 
         group_name = group.data["ModelPackageGroupName"]
-        arn = ctx.arn("sagemaker", f"model-package/{group_name.lower()}/{version}", region=group.region,
-                      account=group.account_id)
-        data.update({"ModelPackageName": group_name, "ModelPackageGroupName": group_name,
-                     "ModelPackageVersion": version, "ModelPackageArn": arn,
-                     "ModelApprovalStatus": params.get("ModelApprovalStatus") or "PendingManualApproval"})
+        arn = ctx.arn(
+            "sagemaker", f"model-package/{group_name.lower()}/{version}", region=group.region, account=group.account_id
+        )
+        data.update(
+            {
+                "ModelPackageName": group_name,
+                "ModelPackageGroupName": group_name,
+                "ModelPackageVersion": version,
+                "ModelPackageArn": arn,
+                "ModelApprovalStatus": params.get("ModelApprovalStatus") or "PendingManualApproval",
+            }
+        )
         if token:
             data.update({CLIENT_TOKEN: f"{ctx.account_id}:{token}", REQUEST_DIGEST: digest})
         ctx.backends.resources.create(
-            account_id=group.account_id, region=group.region, kind=MODEL_PACKAGE.name, name=f"{group_name}/{version}",
-            arn=arn, data=data, status=data["ModelApprovalStatus"], parent=group.arn, created=data["CreationTime"],
-            conn=conn)
+            account_id=group.account_id,
+            region=group.region,
+            kind=MODEL_PACKAGE.name,
+            name=f"{group_name}/{version}",
+            arn=arn,
+            data=data,
+            status=data["ModelApprovalStatus"],
+            parent=group.arn,
+            created=data["CreationTime"],
+            conn=conn,
+        )
         if params.get("Tags"):
             tagging.add(conn, arn, params["Tags"])
     return {"ModelPackageArn": arn}
@@ -345,8 +417,16 @@ def _create_unversioned(ctx: Context, params: dict, name: str, data: dict) -> di
             if token and (earlier := _replay(ctx, token, ctx.account_id, ctx.region, digest, conn)):
                 return {"ModelPackageArn": earlier}
             ctx.backends.resources.create(
-                account_id=ctx.account_id, region=ctx.region, kind=MODEL_PACKAGE.name, name=name, arn=arn, data=data,
-                status=params.get("ModelApprovalStatus"), created=data["CreationTime"], conn=conn)
+                account_id=ctx.account_id,
+                region=ctx.region,
+                kind=MODEL_PACKAGE.name,
+                name=name,
+                arn=arn,
+                data=data,
+                status=params.get("ModelApprovalStatus"),
+                created=data["CreationTime"],
+                conn=conn,
+            )
             if params.get("Tags"):
                 tagging.add(conn, arn, params["Tags"])
     except AlreadyExists:
@@ -354,8 +434,9 @@ def _create_unversioned(ctx: Context, params: dict, name: str, data: dict) -> di
         with ctx.store.read() as conn:
             if token and (earlier := _replay(ctx, token, ctx.account_id, ctx.region, digest, conn)):
                 return {"ModelPackageArn": earlier}
-        raise already_exists(MODEL_PACKAGE.exists_code,
-                             MODEL_PACKAGE.message(MODEL_PACKAGE.exists, ctx, name)) from None
+        raise already_exists(
+            MODEL_PACKAGE.exists_code, MODEL_PACKAGE.message(MODEL_PACKAGE.exists, ctx, name)
+        ) from None
     return {"ModelPackageArn": arn}
 
 
@@ -368,12 +449,12 @@ def update_model_package(ctx: Context, params: dict) -> dict:
         package = _locked(ctx, MODEL_PACKAGE, package, conn)
         data = package.data
         if package.parent is None:
-            raise validation(f"UpdateModelPackage applies to versioned model packages; {package.arn} is "
-                             "unversioned.")
+            raise validation(f"UpdateModelPackage applies to versioned model packages; {package.arn} is unversioned.")
         if token and data.get(LAST_UPDATE, {}).get("Token") == token:
             if data[LAST_UPDATE]["Digest"] != digest:
-                raise conflict(f"ClientToken {token} was already used to update {package.arn} "
-                               "with different parameters.")
+                raise conflict(
+                    f"ClientToken {token} was already used to update {package.arn} with different parameters."
+                )
             return {"ModelPackageArn": package.arn}
         _apply_update(params, data)
         data["LastModifiedTime"] = package.modified_at = now()
@@ -386,8 +467,15 @@ def update_model_package(ctx: Context, params: dict) -> dict:
 
 
 def _apply_update(params: dict, data: dict) -> None:
-    for member in ("ModelApprovalStatus", "ApprovalDescription", "ModelPackageRegistrationType",
-                   "InferenceSpecification", "SourceUri", "ModelCard", "ModelLifeCycle"):
+    for member in (
+        "ModelApprovalStatus",
+        "ApprovalDescription",
+        "ModelPackageRegistrationType",
+        "InferenceSpecification",
+        "SourceUri",
+        "ModelCard",
+        "ModelLifeCycle",
+    ):
         if member in params:
             data[member] = params[member]
     to_remove = params.get("CustomerMetadataPropertiesToRemove", [])
@@ -411,8 +499,10 @@ def _apply_update(params: dict, data: dict) -> None:
 def _name_contains(needle: str):
     """NameContains on ModelPackageName: a version's record name is "<group>/<n>", so match before the "/"."""
     pattern = needle.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return or_(and_(R.c.parent.is_(None), R.c.name_key.like(f"%{pattern}%", escape="\\")),
-               and_(R.c.parent.isnot(None), R.c.name_key.like(f"%{pattern}%/%", escape="\\")))
+    return or_(
+        and_(R.c.parent.is_(None), R.c.name_key.like(f"%{pattern}%", escape="\\")),
+        and_(R.c.parent.isnot(None), R.c.name_key.like(f"%{pattern}%/%", escape="\\")),
+    )
 
 
 @operation("sagemaker", "ListModelPackages")
@@ -463,12 +553,16 @@ def batch_describe_model_package(ctx: Context, params: dict) -> dict:
             errors[arn] = {"ErrorCode": err.code, "ErrorResponse": err.message}
             continue
         if package.parent is None:
-            errors[arn] = {"ErrorCode": "ValidationException",
-                           "ErrorResponse": f"{arn} is an unversioned model package; BatchDescribeModelPackage "
-                                            "describes versions in model package groups."}
+            errors[arn] = {
+                "ErrorCode": "ValidationException",
+                "ErrorResponse": f"{arn} is an unversioned model package; BatchDescribeModelPackage "
+                "describes versions in model package groups.",
+            }
         elif "InferenceSpecification" not in package.data:
-            errors[arn] = {"ErrorCode": "ValidationException",
-                           "ErrorResponse": f"{arn} has no InferenceSpecification to summarize."}
+            errors[arn] = {
+                "ErrorCode": "ValidationException",
+                "ErrorResponse": f"{arn} has no InferenceSpecification to summarize.",
+            }
         else:
             summaries[arn] = public(package.data)
     return {"ModelPackageSummaries": summaries, "BatchDescribeModelPackageErrorMap": errors}

@@ -101,8 +101,12 @@ def _test(actual, operator: str, wanted: str | None) -> bool:
         return hit if operator == "Equals" else not hit
     try:
         return {
-            "Equals": a == w, "NotEquals": a != w, "GreaterThan": a > w, "GreaterThanOrEqualTo": a >= w,
-            "LessThan": a < w, "LessThanOrEqualTo": a <= w,
+            "Equals": a == w,
+            "NotEquals": a != w,
+            "GreaterThan": a > w,
+            "GreaterThanOrEqualTo": a >= w,
+            "LessThan": a < w,
+            "LessThanOrEqualTo": a <= w,
         }[operator]
     except TypeError:
         return False
@@ -120,8 +124,15 @@ def _matches(doc: dict, expr: dict | None) -> bool:
         items = _lookup(doc, nested["NestedPropertyName"])
         items = items if isinstance(items, list) else ([] if items is _MISSING else [items])
         # All filters of a nested group must hold for one and the same item.
-        results.append(any(all(_filter_matches({"_": item}, {**f, "Name": "_." + f["Name"].split(".", 1)[-1]})
-                                for f in nested["Filters"]) for item in items))
+        results.append(
+            any(
+                all(
+                    _filter_matches({"_": item}, {**f, "Name": "_." + f["Name"].split(".", 1)[-1]})
+                    for f in nested["Filters"]
+                )
+                for item in items
+            )
+        )
     results += [_matches(doc, sub) for sub in expr.get("SubExpressions", [])]
     if not results:
         return True
@@ -157,9 +168,11 @@ def search(ctx: Context, params: dict) -> dict:
                 if _matches(doc, expr):
                     hits.append(doc)
     hits.sort(key=lambda d: _sort_key(d, sort_by), reverse=descending)
-    page = hits[offset: offset + limit]
-    result = {"Results": [{resource_type_member(resource_type): doc} for doc in page],
-              "TotalHits": {"Value": len(hits), "Relation": "EqualTo"}}
+    page = hits[offset : offset + limit]
+    result = {
+        "Results": [{resource_type_member(resource_type): doc} for doc in page],
+        "TotalHits": {"Value": len(hits), "Relation": "EqualTo"},
+    }
     if offset + limit < len(hits):
         result["NextToken"] = ctx.backends.resources.page_token(scope, o=offset + limit)
     return result
@@ -194,10 +207,12 @@ def get_search_suggestions(ctx: Context, params: dict) -> dict:
                 doc = _document(ctx, record, conn)
                 names.update(f"Tags.{t['Key']}" for t in doc["Tags"])
                 for key, value in doc.items():
-                    if isinstance(value, dict) and key in record_shape.members and \
-                            record_shape.members[key].type_name == "map":
+                    if (
+                        isinstance(value, dict)
+                        and key in record_shape.members
+                        and record_shape.members[key].type_name == "map"
+                    ):
                         names.update(f"{key}.{k}" for k in value)
     hint_lower = hint.lower()
     found = sorted(n for n in names if n.lower().startswith(hint_lower))
     return {"PropertyNameSuggestions": [{"PropertyName": n} for n in found]}
-

@@ -47,10 +47,12 @@ def list_tags(ctx: Context, params: dict) -> dict:
     with ctx.store.read() as conn:
         _owned(ctx, arn, conn)
         rows = conn.execute(
-            select(T.c.key, T.c.value, T.c.position).where(T.c.arn == arn, T.c.position > start)
-            .order_by(T.c.position).limit(limit + 1)).all()
+            select(T.c.key, T.c.value, T.c.position)
+            .where(T.c.arn == arn, T.c.position > start)
+            .order_by(T.c.position)
+            .limit(limit + 1)
+        ).all()
     result = {"Tags": [{"Key": k, "Value": v} for k, v, _ in rows[:limit]]}
     if len(rows) > limit:
         result["NextToken"] = ctx.backends.resources.page_token(["ListTags", arn], after=rows[limit - 1].position)
     return result
-

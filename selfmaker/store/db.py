@@ -23,7 +23,7 @@ def normalise_url(url: str) -> str:
     # Plain postgresql:// would pick psycopg2; we ship psycopg 3.
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
@@ -42,8 +42,9 @@ def make_engine(url: str) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=16,
-                               json_deserializer=_json_loads)
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=16, json_deserializer=_json_loads
+        )
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record):
@@ -89,9 +90,8 @@ class Store:
 
     @contextmanager
     def write(self):
-        with self._write_lock or nullcontext():
-            with self.engine.begin() as conn:
-                yield conn
+        with self._write_lock or nullcontext(), self.engine.begin() as conn:
+            yield conn
 
     def secret(self, key: str, size: int = 32) -> bytes:
         """A random value created once and kept for the life of the database."""
@@ -111,4 +111,4 @@ class Store:
         self.engine.dispose()
 
 
-__all__ = ["Store", "Connection"]
+__all__ = ["Connection", "Store"]

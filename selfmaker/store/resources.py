@@ -16,9 +16,10 @@ import hmac
 import json
 import operator
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
@@ -85,8 +86,20 @@ class ListQuery:
 # Every read selects the Record's fields in the Record's order (name_key last, for list
 # tokens), so a row becomes a Record by position: one C-level unpack, not eleven
 # attribute lookups per row.
-_COLUMNS = (R.c.id, R.c.kind, R.c.arn, R.c.name, R.c.account_id, R.c.region, R.c.parent, R.c.status,
-            R.c.created_at, R.c.modified_at, R.c.data, R.c.name_key)
+_COLUMNS = (
+    R.c.id,
+    R.c.kind,
+    R.c.arn,
+    R.c.name,
+    R.c.account_id,
+    R.c.region,
+    R.c.parent,
+    R.c.status,
+    R.c.created_at,
+    R.c.modified_at,
+    R.c.data,
+    R.c.name_key,
+)
 _RECORD_WIDTH = len(_COLUMNS) - 1
 
 
@@ -96,13 +109,20 @@ def _row(row) -> Record:
 
 # The single-resource lookups, built once with bind parameters: building and cache-keying
 # a select on every call cost more than SQLite takes to answer it (Describe is mostly this).
-_BY_NAME = select(*_COLUMNS).where(R.c.kind == bindparam("kind"), R.c.account_id == bindparam("account_id"),
-                                   R.c.region == bindparam("region"), R.c.name_key == bindparam("name_key"))
+_BY_NAME = select(*_COLUMNS).where(
+    R.c.kind == bindparam("kind"),
+    R.c.account_id == bindparam("account_id"),
+    R.c.region == bindparam("region"),
+    R.c.name_key == bindparam("name_key"),
+)
 # By ARN within one account and region: an ARN naming another account's resource finds nothing. (Only a
 # kind that shares resources across accounts by policy reads another account's record, through get_by_arn.)
-_BY_KIND_AND_ARN = select(*_COLUMNS).where(R.c.kind == bindparam("kind"), R.c.arn == bindparam("arn"),
-                                           R.c.account_id == bindparam("account_id"),
-                                           R.c.region == bindparam("region"))
+_BY_KIND_AND_ARN = select(*_COLUMNS).where(
+    R.c.kind == bindparam("kind"),
+    R.c.arn == bindparam("arn"),
+    R.c.account_id == bindparam("account_id"),
+    R.c.region == bindparam("region"),
+)
 _BY_ARN = select(*_COLUMNS).where(R.c.arn == bindparam("arn"))
 # The same, holding the row until the transaction ends (PostgreSQL; SQLite renders no FOR UPDATE,
 # its writers are already serialized by the store's write lock).
@@ -126,8 +146,12 @@ def _list_statement(sort_by: str, descending: bool, inclusive_times: bool, names
     cached (below): building and cache-keying one costs more than SQLite takes to run it.
     """
     column = SORT_COLUMNS[sort_by]
-    cond = [R.c.account_id == bindparam("account_id"), R.c.region == bindparam("region"),
-            R.c.kind == bindparam("kind"), *where]
+    cond = [
+        R.c.account_id == bindparam("account_id"),
+        R.c.region == bindparam("region"),
+        R.c.kind == bindparam("kind"),
+        *where,
+    ]
     if "name_like" in names:
         cond.append(R.c.name_key.like(bindparam("name_like"), escape="\\"))
     for name, (time_column, exclusive, inclusive) in _TIME_BOUNDS.items():
@@ -157,12 +181,34 @@ class ResourceStore:
 
     # -- single resources -------------------------------------------------
 
-    def create(self, *, account_id: str, region: str, kind: str, name: str, arn: str, data: dict,
-               status: str | None = None, parent: str | None = None, created: float | None = None,
-               conn=None) -> Record:
+    def create(
+        self,
+        *,
+        account_id: str,
+        region: str,
+        kind: str,
+        name: str,
+        arn: str,
+        data: dict,
+        status: str | None = None,
+        parent: str | None = None,
+        created: float | None = None,
+        conn=None,
+    ) -> Record:
         created = now() if created is None else created
-        values = dict(account_id=account_id, region=region, kind=kind, arn=arn, name=name, name_key=name.lower(),
-                      parent=parent, status=status, created_at=created, modified_at=created, data=data)
+        values = dict(
+            account_id=account_id,
+            region=region,
+            kind=kind,
+            arn=arn,
+            name=name,
+            name_key=name.lower(),
+            parent=parent,
+            status=status,
+            created_at=created,
+            modified_at=created,
+            data=data,
+        )
         try:
             if conn is not None:
                 new_id = conn.execute(insert(R).values(**values)).inserted_primary_key[0]
@@ -173,8 +219,9 @@ class ResourceStore:
             raise AlreadyExists(name) from None
         return Record(id=new_id, **{k: v for k, v in values.items() if k != "name_key"})
 
-    def get(self, account_id: str, region: str, kind: str, *, name: str | None = None, arn: str | None = None,
-            conn=None) -> Record | None:
+    def get(
+        self, account_id: str, region: str, kind: str, *, name: str | None = None, arn: str | None = None, conn=None
+    ) -> Record | None:
         if arn is not None:
             query = _BY_KIND_AND_ARN
             values = {"kind": kind, "arn": arn, "account_id": account_id, "region": region}
@@ -202,8 +249,11 @@ class ResourceStore:
         """Write back a record's data and status (after a read in the same or an earlier transaction)."""
         if touch:
             record.modified_at = now()
-        stmt = update(R).where(R.c.id == record.id).values(
-            data=record.data, status=record.status, modified_at=record.modified_at, parent=record.parent)
+        stmt = (
+            update(R)
+            .where(R.c.id == record.id)
+            .values(data=record.data, status=record.status, modified_at=record.modified_at, parent=record.parent)
+        )
         if conn is not None:
             conn.execute(stmt)
         else:
@@ -211,9 +261,17 @@ class ResourceStore:
                 c.execute(stmt)
         return record
 
-    def mutate(self, change: Callable[[Record, Any], bool | None], *, arn: str | None = None,
-               account_id: str = "", region: str = "", kind: str = "", name: str | None = None,
-               touch: bool = True) -> Record | None:
+    def mutate(
+        self,
+        change: Callable[[Record, Any], bool | None],
+        *,
+        arn: str | None = None,
+        account_id: str = "",
+        region: str = "",
+        kind: str = "",
+        name: str | None = None,
+        touch: bool = True,
+    ) -> Record | None:
         """Read one record, let ``change`` edit it, and write it back, in one transaction.
 
         This is how work outside a request (a reconciler, a worker) edits a record that requests edit too.
@@ -235,8 +293,10 @@ class ResourceStore:
             if arn is not None:
                 row = conn.execute(_BY_ARN_LOCKED, {"arn": arn}).first()
             else:
-                row = conn.execute(_BY_NAME_LOCKED, {"kind": kind, "account_id": account_id, "region": region,
-                                                     "name_key": (name or "").lower()}).first()
+                row = conn.execute(
+                    _BY_NAME_LOCKED,
+                    {"kind": kind, "account_id": account_id, "region": region, "name_key": (name or "").lower()},
+                ).first()
             if row is None:
                 return None
             record = _row(row)
@@ -269,8 +329,12 @@ class ResourceStore:
         last = 0
         kinds = list(kinds)
         while True:
-            query = (select(*_COLUMNS).where(R.c.account_id == account_id, R.c.region == region,
-                                             R.c.kind.in_(kinds), R.c.id > last).order_by(R.c.id).limit(batch))
+            query = (
+                select(*_COLUMNS)
+                .where(R.c.account_id == account_id, R.c.region == region, R.c.kind.in_(kinds), R.c.id > last)
+                .order_by(R.c.id)
+                .limit(batch)
+            )
             with self.store.read() as c:
                 rows = c.execute(query).all()
             for row in rows:
@@ -317,9 +381,22 @@ class ResourceStore:
     @staticmethod
     def _fingerprint(account_id: str, region: str, kind: str, q: ListQuery) -> str:
         """What a token is valid for: the same list with the same filters and order."""
-        parts = [account_id, region, kind, q.name_contains, q.created_after, q.created_before, q.modified_after,
-                 q.modified_before, q.inclusive_times, q.status, q.parent, q.sort_by, q.descending,
-                 [str(w.compile(compile_kwargs={"literal_binds": True})) for w in q.where]]
+        parts = [
+            account_id,
+            region,
+            kind,
+            q.name_contains,
+            q.created_after,
+            q.created_before,
+            q.modified_after,
+            q.modified_before,
+            q.inclusive_times,
+            q.status,
+            q.parent,
+            q.sort_by,
+            q.descending,
+            [str(w.compile(compile_kwargs={"literal_binds": True})) for w in q.where],
+        ]
         return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
 
     def sign(self, payload: Any) -> str:
@@ -370,5 +447,7 @@ def _scope_digest(scope: Any) -> str:
 
 def invalid_page_token() -> AWSError:
     """SageMaker's answer to a NextToken it did not issue for this list (forged, altered, or another list's)."""
-    return validation("Invalid pagination token: this NextToken was not issued by this server for this list "
-                      "(the same filters and sort order).")
+    return validation(
+        "Invalid pagination token: this NextToken was not issued by this server for this list "
+        "(the same filters and sort order)."
+    )

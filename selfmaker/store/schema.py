@@ -134,8 +134,9 @@ metric_series = Table(
 metric_points = Table(
     "metric_points",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-           autoincrement=True),  # arrival order breaks timestamp ties
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),  # arrival order breaks timestamp ties
     Column("series_id", Integer, nullable=False),
     Column("timestamp", Float, nullable=False),
     Column("step", BigInteger),

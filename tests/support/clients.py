@@ -14,9 +14,17 @@ from support.server import REGION
 ACCESS_KEY, SECRET_KEY = "AKIDEXAMPLE", "secret"
 
 
-def make_client(service: str, endpoint_url: str, *, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY,
-                region: str = REGION, session_token: str | None = None, config: Config | None = None,
-                **config_options):
+def make_client(
+    service: str,
+    endpoint_url: str,
+    *,
+    access_key: str = ACCESS_KEY,
+    secret_key: str = SECRET_KEY,
+    region: str = REGION,
+    session_token: str | None = None,
+    config: Config | None = None,
+    **config_options,
+):
     """A boto3 client for ``service`` at ``endpoint_url``; ``config`` / ``config_options`` add to the defaults
     (one attempt: a test must see the first answer, not a retried one)."""
     merged = Config(retries={"max_attempts": 1, "mode": "standard"})
@@ -24,8 +32,15 @@ def make_client(service: str, endpoint_url: str, *, access_key: str = ACCESS_KEY
         merged = merged.merge(config)
     if config_options:
         merged = merged.merge(Config(**config_options))
-    return boto3.client(service, endpoint_url=endpoint_url, region_name=region, aws_access_key_id=access_key,
-                        aws_secret_access_key=secret_key, aws_session_token=session_token, config=merged)
+    return boto3.client(
+        service,
+        endpoint_url=endpoint_url,
+        region_name=region,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        aws_session_token=session_token,
+        config=merged,
+    )
 
 
 def error_of(call) -> tuple[str, str, int]:

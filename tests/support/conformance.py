@@ -64,9 +64,8 @@ def _check(value, shape, path: str, problems: list[str]) -> None:
     elif kind == "timestamp":
         if not isinstance(value, _NUMBER) or isinstance(value, bool):
             problems.append(f"{path}: expected epoch seconds, got {value!r}")
-    elif kind == "blob":
-        if not isinstance(value, str):
-            problems.append(f"{path}: expected base64 text")
+    elif kind == "blob" and not isinstance(value, str):
+        problems.append(f"{path}: expected base64 text")
 
 
 def check_response(operation_model, response_dict) -> list[str]:

@@ -59,8 +59,11 @@ class Models:
     def create(self, name: str, archive: bytes, **container) -> str:
         key = f"models/{name}/model.tar.gz"
         self.s3.put_object(Bucket=BUCKET, Key=key, Body=archive)
-        self.sm.create_model(ModelName=name, ExecutionRoleArn=ROLE, PrimaryContainer={
-            "Image": IMAGE, "ModelDataUrl": f"s3://{BUCKET}/{key}", **container})
+        self.sm.create_model(
+            ModelName=name,
+            ExecutionRoleArn=ROLE,
+            PrimaryContainer={"Image": IMAGE, "ModelDataUrl": f"s3://{BUCKET}/{key}", **container},
+        )
         return name
 
     def versioned(self, name: str, delay: float = 0.0) -> str:
@@ -68,13 +71,23 @@ class Models:
 
 
 def variant(model: str, name: str = "AllTraffic", count: int = 1, weight: float = 1.0, **extra) -> dict:
-    return {"VariantName": name, "ModelName": model, "InstanceType": "ml.m5.large", "InitialInstanceCount": count,
-            "InitialVariantWeight": weight, **extra}
+    return {
+        "VariantName": name,
+        "ModelName": model,
+        "InstanceType": "ml.m5.large",
+        "InitialInstanceCount": count,
+        "InitialVariantWeight": weight,
+        **extra,
+    }
 
 
 def wait_status(sm, name: str, until=("InService", "Failed"), timeout: float = FIRST_ENDPOINT_SECONDS) -> dict:
-    return wait_for(lambda: sm.describe_endpoint(EndpointName=name), status_in("EndpointStatus", until),
-                    timeout=timeout, what=f"endpoint {name} to be {'/'.join(until)}")
+    return wait_for(
+        lambda: sm.describe_endpoint(EndpointName=name),
+        status_in("EndpointStatus", until),
+        timeout=timeout,
+        what=f"endpoint {name} to be {'/'.join(until)}",
+    )
 
 
 def wait_gone(sm, name: str, timeout: float = 60) -> None:

@@ -19,13 +19,28 @@ def ensure_bucket(s3, bucket: str = BUCKET) -> str:
 
 
 def wait_status(sm, name: str, wanted=("Created", "CreateFailed"), timeout: float = 10.0) -> dict:
-    return wait_for(lambda: sm.describe_feature_group(FeatureGroupName=name), status_in("FeatureGroupStatus", wanted),
-                    timeout=timeout, interval=0.05, what=f"feature group {name} to be {'/'.join(wanted)}")
+    return wait_for(
+        lambda: sm.describe_feature_group(FeatureGroupName=name),
+        status_in("FeatureGroupStatus", wanted),
+        timeout=timeout,
+        interval=0.05,
+        what=f"feature group {name} to be {'/'.join(wanted)}",
+    )
 
 
-def create_group(sm, name: str, features: dict[str, str], *, record_id: str = "id", event_time: str = "et",
-                 online: bool | dict = True, offline: str | None = None, table_format: str | None = None,
-                 wait: bool = True, **extra) -> dict:
+def create_group(
+    sm,
+    name: str,
+    features: dict[str, str],
+    *,
+    record_id: str = "id",
+    event_time: str = "et",
+    online: bool | dict = True,
+    offline: str | None = None,
+    table_format: str | None = None,
+    wait: bool = True,
+    **extra,
+) -> dict:
     """features: name -> FeatureType (or (FeatureType, CollectionType[, Dimension]))."""
     definitions = []
     for fname, ftype in features.items():
@@ -36,8 +51,13 @@ def create_group(sm, name: str, features: dict[str, str], *, record_id: str = "i
             definitions.append(d)
         else:
             definitions.append({"FeatureName": fname, "FeatureType": ftype})
-    params = dict(FeatureGroupName=name, RecordIdentifierFeatureName=record_id, EventTimeFeatureName=event_time,
-                  FeatureDefinitions=definitions, **extra)
+    params = dict(
+        FeatureGroupName=name,
+        RecordIdentifierFeatureName=record_id,
+        EventTimeFeatureName=event_time,
+        FeatureDefinitions=definitions,
+        **extra,
+    )
     if online:
         params["OnlineStoreConfig"] = {"EnableOnlineStore": True, **(online if isinstance(online, dict) else {})}
     if offline:
@@ -72,6 +92,10 @@ def error_of(call, *args, **kwargs) -> tuple[str, int]:
 
 def wait_for_query(athena, qid: str, timeout: float = 30.0) -> dict:
     """GetQueryExecution until the query has ended (SUCCEEDED, FAILED, CANCELLED); its QueryExecution."""
-    return wait_for(lambda: athena.get_query_execution(QueryExecutionId=qid)["QueryExecution"],
-                    lambda execution: execution["Status"]["State"] not in ("QUEUED", "RUNNING"), timeout=timeout,
-                    interval=0.05, what=f"query {qid} to end")
+    return wait_for(
+        lambda: athena.get_query_execution(QueryExecutionId=qid)["QueryExecution"],
+        lambda execution: execution["Status"]["State"] not in ("QUEUED", "RUNNING"),
+        timeout=timeout,
+        interval=0.05,
+        what=f"query {qid} to end",
+    )

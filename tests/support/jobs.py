@@ -43,22 +43,48 @@ def wait(sm, kind: str, name: str, timeout: float = FIRST_JOB_SECONDS, until=TER
     describe = getattr(sm, f"describe_{kind}_job")
     key = {"training": "TrainingJobName", "processing": "ProcessingJobName"}[kind]
     status_key = {"training": "TrainingJobStatus", "processing": "ProcessingJobStatus"}[kind]
-    return wait_for(lambda: describe(**{key: name}), status_in(status_key, until), timeout=timeout,
-                    what=f"{kind} job {name} to be {'/'.join(sorted(until))}")
+    return wait_for(
+        lambda: describe(**{key: name}),
+        status_in(status_key, until),
+        timeout=timeout,
+        what=f"{kind} job {name} to be {'/'.join(sorted(until))}",
+    )
 
 
-def training_request(name: str, bucket: str, code_key: str, *, hyperparameters: dict | None = None,
-                     channels: dict | None = None, max_runtime: int = 300, **extra) -> dict:
+def training_request(
+    name: str,
+    bucket: str,
+    code_key: str,
+    *,
+    hyperparameters: dict | None = None,
+    channels: dict | None = None,
+    max_runtime: int = 300,
+    **extra,
+) -> dict:
     """A v2 script-mode CreateTrainingJob request running ``train.py`` from s3://bucket/code_key."""
-    hps = {"sagemaker_program": '"train.py"', "sagemaker_submit_directory": f'"s3://{bucket}/{code_key}"',
-           **(hyperparameters or {})}
+    hps = {
+        "sagemaker_program": '"train.py"',
+        "sagemaker_submit_directory": f'"s3://{bucket}/{code_key}"',
+        **(hyperparameters or {}),
+    }
     request = {
-        "TrainingJobName": name, "RoleArn": ROLE, "HyperParameters": hps,
+        "TrainingJobName": name,
+        "RoleArn": ROLE,
+        "HyperParameters": hps,
         "AlgorithmSpecification": {"TrainingImage": SKLEARN_IMAGE, "TrainingInputMode": "File"},
         "InputDataConfig": [
-            {"ChannelName": channel, "DataSource": {"S3DataSource": {
-                "S3DataType": "S3Prefix", "S3Uri": uri, "S3DataDistributionType": "FullyReplicated"}}}
-            for channel, uri in (channels or {}).items()],
+            {
+                "ChannelName": channel,
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": uri,
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+            }
+            for channel, uri in (channels or {}).items()
+        ],
         "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/output"},
         "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
         "StoppingCondition": {"MaxRuntimeInSeconds": max_runtime},
@@ -69,12 +95,21 @@ def training_request(name: str, bucket: str, code_key: str, *, hyperparameters: 
     return request
 
 
-def processing_request(name: str, entrypoint: list[str], *, inputs: list | None = None, outputs: list | None = None,
-                       instances: int = 1, **extra) -> dict:
+def processing_request(
+    name: str,
+    entrypoint: list[str],
+    *,
+    inputs: list | None = None,
+    outputs: list | None = None,
+    instances: int = 1,
+    **extra,
+) -> dict:
     request = {
-        "ProcessingJobName": name, "RoleArn": ROLE,
-        "ProcessingResources": {"ClusterConfig": {"InstanceCount": instances, "InstanceType": "ml.m5.large",
-                                                  "VolumeSizeInGB": 1}},
+        "ProcessingJobName": name,
+        "RoleArn": ROLE,
+        "ProcessingResources": {
+            "ClusterConfig": {"InstanceCount": instances, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 1}
+        },
         "AppSpecification": {"ImageUri": SKLEARN_IMAGE, "ContainerEntrypoint": entrypoint},
         "StoppingCondition": {"MaxRuntimeInSeconds": 300},
     }
@@ -87,8 +122,10 @@ def processing_request(name: str, entrypoint: list[str], *, inputs: list | None 
 
 
 def s3_input(name: str, uri: str, local_path: str, **options) -> dict:
-    return {"InputName": name, "S3Input": {"S3Uri": uri, "LocalPath": local_path, "S3DataType": "S3Prefix",
-                                           "S3InputMode": "File", **options}}
+    return {
+        "InputName": name,
+        "S3Input": {"S3Uri": uri, "LocalPath": local_path, "S3DataType": "S3Prefix", "S3InputMode": "File", **options},
+    }
 
 
 def s3_output(name: str, uri: str, local_path: str, mode: str = "EndOfJob") -> dict:
@@ -102,13 +139,19 @@ def log_lines(logs, group: str, job: str) -> list[str]:
         return []
     lines = []
     for stream in sorted(streams, key=lambda s: s["logStreamName"]):
-        events = logs.get_log_events(logGroupName=group, logStreamName=stream["logStreamName"],
-                                     startFromHead=True)["events"]
+        events = logs.get_log_events(logGroupName=group, logStreamName=stream["logStreamName"], startFromHead=True)[
+            "events"
+        ]
         lines += [e["message"] for e in events]
     return lines
 
 
 def wait_for_log(logs, group: str, job: str, text: str, timeout: float = FIRST_JOB_SECONDS) -> list[str]:
     """Until a line of ``job``'s logs contains ``text`` (the job's script got that far); all its lines."""
-    return wait_for(lambda: log_lines(logs, group, job), lambda lines: any(text in line for line in lines),
-                    timeout=timeout, interval=0.2, what=f"{job} to log {text!r}")
+    return wait_for(
+        lambda: log_lines(logs, group, job),
+        lambda lines: any(text in line for line in lines),
+        timeout=timeout,
+        interval=0.2,
+        what=f"{job} to log {text!r}",
+    )

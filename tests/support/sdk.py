@@ -46,12 +46,23 @@ class SDK:
         self.version = version
         self.python = root / "venv" / "bin" / "python"
 
-    def build(self) -> "SDK":
+    def build(self) -> SDK:
         if not self.python.exists():
-            subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(self.root / "venv")],
-                           check=True)
-            subprocess.run([str(self.python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                            SDK_VERSIONS[self.version]], check=True)
+            subprocess.run(
+                [sys.executable, "-m", "venv", "--system-site-packages", str(self.root / "venv")], check=True
+            )
+            subprocess.run(
+                [
+                    str(self.python),
+                    "-m",
+                    "pip",
+                    "install",
+                    "-q",
+                    "--disable-pip-version-check",
+                    SDK_VERSIONS[self.version],
+                ],
+                check=True,
+            )
         (self.root / "config.yaml").write_text(SDK_CONFIG)
         return self
 
@@ -65,27 +76,35 @@ class SDK:
             **os.environ,
             # Every answer the SDK's processes receive is checked against its output shape (sdk_site).
             "PYTHONPATH": os.pathsep.join(filter(None, [str(SDK_SITE), os.environ.get("PYTHONPATH")])),
-            "SELFMAKER_CONFORMANCE_LOG": str(problems), "SELFMAKER_MODELS_BOTOCORE": BOTOCORE_VERSION,
-            "AWS_ENDPOINT_URL": server.url, "AWS_ACCESS_KEY_ID": "AKIDSDK", "AWS_SECRET_ACCESS_KEY": "secret",
-            "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
+            "SELFMAKER_CONFORMANCE_LOG": str(problems),
+            "SELFMAKER_MODELS_BOTOCORE": BOTOCORE_VERSION,
+            "AWS_ENDPOINT_URL": server.url,
+            "AWS_ACCESS_KEY_ID": "AKIDSDK",
+            "AWS_SECRET_ACCESS_KEY": "secret",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1",
             "SAGEMAKER_USER_CONFIG_OVERRIDE": str(self.root / "config.yaml"),
-            "SAGEMAKER_SUPPRESS_V2_WARNING": "1", "PYTHONWARNINGS": "ignore",
+            "SAGEMAKER_SUPPRESS_V2_WARNING": "1",
+            "PYTHONWARNINGS": "ignore",
             **(env or {}),
         }
-        result = subprocess.run([str(self.python), str(path)], capture_output=True, text=True, timeout=timeout,
-                                env=full_env, cwd=self.root)
+        result = subprocess.run(
+            [str(self.python), str(path)], capture_output=True, text=True, timeout=timeout, env=full_env, cwd=self.root
+        )
         if result.returncode != 0:
             raise AssertionError(f"SDK {self.version} script failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
         if problems.exists() and problems.read_text().strip():
-            raise AssertionError("responses that do not match their botocore output shape (in the SDK's process):\n"
-                                 + problems.read_text())
+            raise AssertionError(
+                "responses that do not match their botocore output shape (in the SDK's process):\n"
+                + problems.read_text()
+            )
         lines = [line for line in result.stdout.splitlines() if line.strip()]
         return json.loads(lines[-1]) if lines else None
 
 
 # Runs the SDK code as a child process and reports its exit code and everything it printed, so a test can
 # check the job's log lines the SDK streamed to the terminal.
-CAPTURE = '''
+CAPTURE = """
 import json, subprocess, sys, textwrap
 import boto3
 try:
@@ -95,7 +114,7 @@ except boto3.client("s3").exceptions.BucketAlreadyOwnedByYou:
 inner = textwrap.dedent({inner!r})
 proc = subprocess.run([sys.executable, "-c", inner], capture_output=True, text=True, timeout=900)
 print(json.dumps({{"rc": proc.returncode, "output": proc.stdout + proc.stderr}}))
-'''
+"""
 
 
 def run_captured(sdk, server, inner: str, env: dict | None = None) -> tuple[dict, str]:
@@ -104,4 +123,4 @@ def run_captured(sdk, server, inner: str, env: dict | None = None) -> tuple[dict
     assert result["rc"] == 0, output[-6000:]
     last = [line for line in output.splitlines() if line.startswith("RESULT ")]
     assert last, output[-6000:]
-    return json.loads(last[-1][len("RESULT "):]), output
+    return json.loads(last[-1][len("RESULT ") :]), output

@@ -25,8 +25,13 @@ def free_port() -> int:
 class Server:
     """A `selfmaker serve` process; start, kill and restart it on the same data."""
 
-    def __init__(self, data_dir: Path, database_url: str | None = None, extra_args: list[str] | None = None,
-                 env: dict | None = None):
+    def __init__(
+        self,
+        data_dir: Path,
+        database_url: str | None = None,
+        extra_args: list[str] | None = None,
+        env: dict | None = None,
+    ):
         self.data_dir = data_dir
         self.port = free_port()
         self.database_url = database_url
@@ -38,14 +43,22 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "Server":
-        args = [sys.executable, "-m", "selfmaker.cli", "serve", "--port", str(self.port),
-                "--data-dir", str(self.data_dir), *self.extra_args]
+    def start(self) -> Server:
+        args = [
+            sys.executable,
+            "-m",
+            "selfmaker.cli",
+            "serve",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+            *self.extra_args,
+        ]
         if self.database_url:
             args += ["--database-url", self.database_url]
         log = open(self.data_dir.parent / f"{self.data_dir.name}-server.log", "ab")
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **self.env})
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env})
 
         def healthy() -> bool:
             if self.proc.poll() is not None:

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 T = TypeVar("T")
 _NOTHING = object()
 
 
-def wait_for(probe: Callable[[], T], until: Callable[[T], object] = bool, *, timeout: float = 60.0,
-             interval: float = 0.1, ignore: tuple[type[BaseException], ...] = (), what: str = "") -> T:
+def wait_for(
+    probe: Callable[[], T],
+    until: Callable[[T], object] = bool,
+    *,
+    timeout: float = 60.0,
+    interval: float = 0.1,
+    ignore: tuple[type[BaseException], ...] = (),
+    what: str = "",
+) -> T:
     """Call ``probe()`` until ``until(answer)`` is true and return that answer.
 
     ``ignore``: exceptions that mean "not yet" (an endpoint still starting). After ``timeout`` seconds the
@@ -28,8 +36,9 @@ def wait_for(probe: Callable[[], T], until: Callable[[T], object] = bool, *, tim
                 return last
         if time.monotonic() >= deadline:
             seen = "nothing" if last is _NOTHING else repr(last)[:2000]
-            raise AssertionError(f"waited {timeout} s for {what or getattr(probe, '__name__', 'a condition')}; "
-                                 f"last seen: {seen}")
+            raise AssertionError(
+                f"waited {timeout} s for {what or getattr(probe, '__name__', 'a condition')}; last seen: {seen}"
+            )
         time.sleep(interval)
 
 

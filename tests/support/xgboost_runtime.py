@@ -17,7 +17,7 @@ XGBOOST_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:
 REPO = Path(__file__).resolve().parents[2]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def python() -> str:
     """The runtime's interpreter (built on first use)."""
     runtime = runtimes.resolve(XGBOOST_IMAGE)
@@ -27,15 +27,24 @@ def python() -> str:
 
 def run_module(module: str, base: Path, *args: str, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
     """``python -m module`` in the runtime with the container contract rooted at ``base``."""
-    return subprocess.run([python(), "-m", module, *args], capture_output=True, text=True, timeout=120,
-                          env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), "SAGEMAKER_BASE_DIR": str(base),
-                               **(env or {})}, **kwargs)
+    return subprocess.run(
+        [python(), "-m", module, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), "SAGEMAKER_BASE_DIR": str(base), **(env or {})},
+        **kwargs,
+    )
 
 
 def popen_module(module: str, base: Path, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([python(), "-m", module], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), "SAGEMAKER_BASE_DIR": str(base),
-                                 **(env or {})})
+    return subprocess.Popen(
+        [python(), "-m", module],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), "SAGEMAKER_BASE_DIR": str(base), **(env or {})},
+    )
 
 
 # Scripts for python() that save a tiny trained model in the directory argv[1] (model servers' tests).

@@ -19,12 +19,12 @@ import time
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ...engines.periodic import Periodic
 from ...backends import background_worker
+from ...engines.periodic import Periodic
 from ...server.errors import AWSError
 from ...server.operations import Context, operation
-from ...store import tags as tagging
 from ...store import schema
+from ...store import tags as tagging
 from .. import metric_store
 from .metrics import (
     STATISTICS,
@@ -65,16 +65,17 @@ def _not_found(name: str) -> AWSError:
 
 
 def _find_alarm(conn, account_id: str, region: str, name: str):
-    return conn.execute(select(A).where(A.c.account_id == account_id, A.c.region == region,
-                                        A.c.name == name)).first()
+    return conn.execute(select(A).where(A.c.account_id == account_id, A.c.region == region, A.c.name == name)).first()
 
 
 _UNSUPPORTED_ALARM_MEMBERS = {
     "Metrics": "Metric math and multi-metric alarms (Metrics)",
     "ThresholdMetricId": "Anomaly detection alarms (ThresholdMetricId)",
     "ExtendedStatistic": "Percentile statistics (ExtendedStatistic)",
-    "EvaluationWindow": "EvaluationWindow", "WarmUpConfiguration": "WarmUpConfiguration",
-    "EvaluationCriteria": "EvaluationCriteria", "EvaluationInterval": "EvaluationInterval",
+    "EvaluationWindow": "EvaluationWindow",
+    "WarmUpConfiguration": "WarmUpConfiguration",
+    "EvaluationCriteria": "EvaluationCriteria",
+    "EvaluationInterval": "EvaluationInterval",
     "ActionConfiguration": "ActionConfiguration",
 }
 
@@ -87,8 +88,15 @@ def _alarm_config(params: dict) -> dict:
     for member in ("OKActions", "AlarmActions", "InsufficientDataActions"):
         if params.get(member):
             raise not_supported(f"Alarm actions ({member}: SNS, Auto Scaling, EC2 and Systems Manager actions)")
-    for member in ("MetricName", "Namespace", "Statistic", "Period", "EvaluationPeriods", "ComparisonOperator",
-                   "Threshold"):
+    for member in (
+        "MetricName",
+        "Namespace",
+        "Statistic",
+        "Period",
+        "EvaluationPeriods",
+        "ComparisonOperator",
+        "Threshold",
+    ):
         if params.get(member) is None:
             raise missing(member)
     if params["Statistic"] not in STATISTICS:
@@ -103,19 +111,40 @@ def _alarm_config(params: dict) -> dict:
     if to_alarm > evaluation_periods:
         raise invalid_value("DatapointsToAlarm must be less than or equal to EvaluationPeriods.")
     if period * evaluation_periods > (7 if period >= 3600 else 1) * 86_400:
-        raise invalid_value("The evaluation range (Period * EvaluationPeriods) must not exceed one day "
-                            "(seven days for periods of an hour or more).")
+        raise invalid_value(
+            "The evaluation range (Period * EvaluationPeriods) must not exceed one day "
+            "(seven days for periods of an hour or more)."
+        )
     treat = params.get("TreatMissingData") or "missing"
     if treat not in TREAT_MISSING:
-        raise invalid_value(f"The value {treat} for parameter TreatMissingData is invalid: use one of "
-                            f"{', '.join(TREAT_MISSING)}.")
+        raise invalid_value(
+            f"The value {treat} for parameter TreatMissingData is invalid: use one of {', '.join(TREAT_MISSING)}."
+        )
     finite(params["Threshold"], "Threshold")
-    config = {k: params.get(k) for k in ("AlarmDescription", "MetricName", "Namespace", "Statistic", "Period",
-                                          "Unit", "EvaluationPeriods", "DatapointsToAlarm", "Threshold",
-                                          "ComparisonOperator", "EvaluateLowSampleCountPercentile")}
-    config.update(Dimensions=dimension_list(dimensions_of(params.get("Dimensions")).items()),
-                  ActionsEnabled=params.get("ActionsEnabled", True), OKActions=[], AlarmActions=[],
-                  InsufficientDataActions=[], TreatMissingData=treat)
+    config = {
+        k: params.get(k)
+        for k in (
+            "AlarmDescription",
+            "MetricName",
+            "Namespace",
+            "Statistic",
+            "Period",
+            "Unit",
+            "EvaluationPeriods",
+            "DatapointsToAlarm",
+            "Threshold",
+            "ComparisonOperator",
+            "EvaluateLowSampleCountPercentile",
+        )
+    }
+    config.update(
+        Dimensions=dimension_list(dimensions_of(params.get("Dimensions")).items()),
+        ActionsEnabled=params.get("ActionsEnabled", True),
+        OKActions=[],
+        AlarmActions=[],
+        InsufficientDataActions=[],
+        TreatMissingData=treat,
+    )
     return {k: v for k, v in config.items() if v is not None}
 
 
@@ -128,15 +157,26 @@ def put_metric_alarm(ctx: Context, params: dict) -> dict:
     with ctx.store.write() as conn:
         row = _find_alarm(conn, ctx.account_id, ctx.region, name)
         if row is None:
-            alarm = {"AlarmName": name, "AlarmArn": arn, **config, "AlarmConfigurationUpdatedTimestamp": now,
-                     "StateValue": "INSUFFICIENT_DATA", "StateReason": "Unchecked: Initial alarm creation",
-                     "StateUpdatedTimestamp": now, "StateTransitionedTimestamp": now}
+            alarm = {
+                "AlarmName": name,
+                "AlarmArn": arn,
+                **config,
+                "AlarmConfigurationUpdatedTimestamp": now,
+                "StateValue": "INSUFFICIENT_DATA",
+                "StateReason": "Unchecked: Initial alarm creation",
+                "StateUpdatedTimestamp": now,
+                "StateTransitionedTimestamp": now,
+            }
             try:
-                conn.execute(A.insert().values(account_id=ctx.account_id, region=ctx.region, name=name,
-                                               state=alarm["StateValue"], data=alarm))
+                conn.execute(
+                    A.insert().values(
+                        account_id=ctx.account_id, region=ctx.region, name=name, state=alarm["StateValue"], data=alarm
+                    )
+                )
             except IntegrityError:
-                raise AWSError("ConcurrentModificationException", f"Alarm {name} was created concurrently; "
-                                                                  "retry.", 429) from None
+                raise AWSError(
+                    "ConcurrentModificationException", f"Alarm {name} was created concurrently; retry.", 429
+                ) from None
         else:  # an update replaces the configuration and keeps the state
             state = {k: v for k, v in row.data.items() if k.startswith("State") or k in ("AlarmName", "AlarmArn")}
             alarm = {**state, **config, "AlarmConfigurationUpdatedTimestamp": now}
@@ -154,8 +194,12 @@ def describe_alarms(ctx: Context, params: dict) -> dict:
         raise invalid_combination("AlarmNames and AlarmNamePrefix are mutually exclusive.")
     types = params.get("AlarmTypes") or ["MetricAlarm"]
     limit = params.get("MaxRecords") or 50
-    query = (select(A.c.name, A.c.data).where(A.c.account_id == ctx.account_id, A.c.region == ctx.region)
-             .order_by(A.c.name).limit(limit + 1))
+    query = (
+        select(A.c.name, A.c.data)
+        .where(A.c.account_id == ctx.account_id, A.c.region == ctx.region)
+        .order_by(A.c.name)
+        .limit(limit + 1)
+    )
     if names:
         query = query.where(A.c.name.in_(names))
     if prefix:
@@ -166,8 +210,12 @@ def describe_alarms(ctx: Context, params: dict) -> dict:
     if params.get("NextToken"):
         query = query.where(A.c.name > redeem_token(ctx, params["NextToken"], scope)["after"])
     # Composite alarms are not served, and no alarm has actions, children or parents.
-    if "MetricAlarm" not in types or params.get("ActionPrefix") or params.get("ChildrenOfAlarmName") \
-            or params.get("ParentsOfAlarmName"):
+    if (
+        "MetricAlarm" not in types
+        or params.get("ActionPrefix")
+        or params.get("ChildrenOfAlarmName")
+        or params.get("ParentsOfAlarmName")
+    ):
         return {"MetricAlarms": [], "CompositeAlarms": []}
     with ctx.store.read() as conn:
         rows = conn.execute(query).all()
@@ -183,20 +231,34 @@ def describe_alarms_for_metric(ctx: Context, params: dict) -> dict:
     dimensions = dimension_list(dimensions_of(params.get("Dimensions")).items())
     wanted = sorted((d["Name"], d["Value"]) for d in dimensions)
     with ctx.store.read() as conn:
-        rows = conn.execute(select(A.c.data).where(A.c.account_id == ctx.account_id, A.c.region == ctx.region)
-                            .order_by(A.c.name)).scalars().all()
-    alarms = [alarm for alarm in rows
-              if alarm["Namespace"] == params["Namespace"] and alarm["MetricName"] == params["MetricName"]
-              and sorted((d["Name"], d["Value"]) for d in alarm.get("Dimensions", [])) == wanted
-              and all(params.get(k) is None or alarm.get(k) == params[k] for k in ("Statistic", "Period", "Unit",
-                                                                                  "ExtendedStatistic"))]
+        rows = (
+            conn.execute(
+                select(A.c.data).where(A.c.account_id == ctx.account_id, A.c.region == ctx.region).order_by(A.c.name)
+            )
+            .scalars()
+            .all()
+        )
+    alarms = [
+        alarm
+        for alarm in rows
+        if alarm["Namespace"] == params["Namespace"]
+        and alarm["MetricName"] == params["MetricName"]
+        and sorted((d["Name"], d["Value"]) for d in alarm.get("Dimensions", [])) == wanted
+        and all(
+            params.get(k) is None or alarm.get(k) == params[k]
+            for k in ("Statistic", "Period", "Unit", "ExtendedStatistic")
+        )
+    ]
     return {"MetricAlarms": alarms}
 
 
 def _set_actions_enabled(ctx: Context, names: list[str], enabled: bool) -> None:
     with ctx.store.write() as conn:
-        for row in conn.execute(select(A.c.id, A.c.data).where(
-                A.c.account_id == ctx.account_id, A.c.region == ctx.region, A.c.name.in_(names))).all():
+        for row in conn.execute(
+            select(A.c.id, A.c.data).where(
+                A.c.account_id == ctx.account_id, A.c.region == ctx.region, A.c.name.in_(names)
+            )
+        ).all():
             conn.execute(update(A).where(A.c.id == row.id).values(data={**row.data, "ActionsEnabled": enabled}))
 
 
@@ -212,8 +274,16 @@ def disable_alarm_actions(ctx: Context, params: dict) -> dict:
     return {}
 
 
-def _set_state(conn, row, state: str, reason: str, reason_data: str | None, *, config_stamp: float | None = None,
-               held_through: int | None = None) -> bool:
+def _set_state(
+    conn,
+    row,
+    state: str,
+    reason: str,
+    reason_data: str | None,
+    *,
+    config_stamp: float | None = None,
+    held_through: int | None = None,
+) -> bool:
     """Move an alarm to ``state``; False if its configuration changed meanwhile (``config_stamp``)."""
     now = time.time()
     data = dict(row.data)
@@ -248,8 +318,9 @@ def set_alarm_state(ctx: Context, params: dict) -> dict:
             raise _not_found(params["AlarmName"])
         # The state holds until the next evaluation, when the current period ends.
         period = row.data["Period"]
-        _set_state(conn, row, state, params["StateReason"], reason_data,
-                   held_through=int(time.time()) // period * period)
+        _set_state(
+            conn, row, state, params["StateReason"], reason_data, held_through=int(time.time()) // period * period
+        )
     return {}
 
 
@@ -257,8 +328,11 @@ def set_alarm_state(ctx: Context, params: dict) -> dict:
 def delete_alarms(ctx: Context, params: dict) -> dict:
     names = params["AlarmNames"]
     with ctx.store.write() as conn:
-        rows = conn.execute(select(A.c.id, A.c.name).where(A.c.account_id == ctx.account_id,
-                                                           A.c.region == ctx.region, A.c.name.in_(names))).all()
+        rows = conn.execute(
+            select(A.c.id, A.c.name).where(
+                A.c.account_id == ctx.account_id, A.c.region == ctx.region, A.c.name.in_(names)
+            )
+        ).all()
         absent = sorted(set(names) - {row.name for row in rows})
         if absent:  # like CloudWatch: one wrong name and nothing is deleted
             raise _not_found(absent[0])
@@ -269,7 +343,7 @@ def delete_alarms(ctx: Context, params: dict) -> dict:
 
 def _owned_alarm(conn, ctx: Context, arn: str):
     prefix = f"arn:aws:cloudwatch:{ctx.region}:{ctx.account_id}:alarm:"
-    row = _find_alarm(conn, ctx.account_id, ctx.region, arn[len(prefix):]) if arn.startswith(prefix) else None
+    row = _find_alarm(conn, ctx.account_id, ctx.region, arn[len(prefix) :]) if arn.startswith(prefix) else None
     if row is None:
         raise AWSError("ResourceNotFoundException", f"The resource {arn} does not exist.")
     return row
@@ -301,8 +375,9 @@ def list_tags_for_resource(ctx: Context, params: dict) -> dict:
 def alarm_state(backends, account_id: str, region: str, alarm_name: str) -> str | None:
     """The alarm's StateValue ("OK", "ALARM" or "INSUFFICIENT_DATA"), or None if there is no such alarm."""
     with backends.store.read() as conn:
-        return conn.execute(select(A.c.state).where(A.c.account_id == account_id, A.c.region == region,
-                                                    A.c.name == alarm_name)).scalar()
+        return conn.execute(
+            select(A.c.state).where(A.c.account_id == account_id, A.c.region == region, A.c.name == alarm_name)
+        ).scalar()
 
 
 # -- evaluation ----------------------------------------------------------------------
@@ -322,11 +397,19 @@ def evaluate(backends, account_id: str, region: str, alarm: dict, end: int) -> t
     period, count = alarm["Period"], alarm["EvaluationPeriods"]
     to_alarm = alarm.get("DatapointsToAlarm") or count
     start = end - count * period
-    series = metric_store.series_key(account_id, region, alarm["Namespace"], alarm["MetricName"],
-                                     {d["Name"]: d["Value"] for d in alarm.get("Dimensions", [])})
+    series = metric_store.series_key(
+        account_id,
+        region,
+        alarm["Namespace"],
+        alarm["MetricName"],
+        {d["Name"]: d["Value"] for d in alarm.get("Dimensions", [])},
+    )
     merged = merged_units(metric_store.aggregate(backends, series, start, end, period, alarm.get("Unit")))
-    present = [(bucket, statistic(merged[bucket][0], alarm["Statistic"]))
-               for bucket in range(start, end, period) if bucket in merged]
+    present = [
+        (bucket, statistic(merged[bucket][0], alarm["Statistic"]))
+        for bucket in range(start, end, period)
+        if bucket in merged
+    ]
     compare, words = COMPARISONS[alarm["ComparisonOperator"]]
     threshold = alarm["Threshold"]
     treat = alarm.get("TreatMissingData", "missing")
@@ -334,10 +417,16 @@ def evaluate(backends, account_id: str, region: str, alarm: dict, end: int) -> t
     breaching = sum(1 for _, value in present if compare(value, threshold))
     if treat == "breaching":
         breaching += absent
-    data = {"version": "1.0", "queryDate": _iso(time.time()), "startDate": _iso(start),
-            "statistic": alarm["Statistic"], "period": period, "threshold": threshold,
-            "recentDatapoints": [value for _, value in present],
-            "evaluatedDatapoints": [{"timestamp": _iso(b), "value": v} for b, v in reversed(present)]}
+    data = {
+        "version": "1.0",
+        "queryDate": _iso(time.time()),
+        "startDate": _iso(start),
+        "statistic": alarm["Statistic"],
+        "period": period,
+        "threshold": threshold,
+        "recentDatapoints": [value for _, value in present],
+        "evaluatedDatapoints": [{"timestamp": _iso(b), "value": v} for b, v in reversed(present)],
+    }
     if not present and treat in ("missing", "ignore"):
         if treat == "ignore":
             return None
@@ -345,12 +434,16 @@ def evaluate(backends, account_id: str, region: str, alarm: dict, end: int) -> t
         return "INSUFFICIENT_DATA", reason, json.dumps(data)
     shown = ", ".join(f"{value} ({_shown(bucket)})" for bucket, value in reversed(present))
     state = "ALARM" if breaching >= to_alarm else "OK"
-    reason = (f"Threshold Crossed: {breaching} out of the last {count} datapoints [{shown}] "
-              f"{'was' if breaching == 1 else 'were'} {words} the threshold ({threshold}) "
-              f"(minimum {to_alarm} datapoint{'s' if to_alarm > 1 else ''} for ALARM).")
+    reason = (
+        f"Threshold Crossed: {breaching} out of the last {count} datapoints [{shown}] "
+        f"{'was' if breaching == 1 else 'were'} {words} the threshold ({threshold}) "
+        f"(minimum {to_alarm} datapoint{'s' if to_alarm > 1 else ''} for ALARM)."
+    )
     if absent and treat in ("breaching", "notBreaching"):
-        reason += (f" {absent} missing datapoint{'s were' if absent > 1 else ' was'} treated as "
-                   f"[{'Breaching' if treat == 'breaching' else 'NonBreaching'}].")
+        reason += (
+            f" {absent} missing datapoint{'s were' if absent > 1 else ' was'} treated as "
+            f"[{'Breaching' if treat == 'breaching' else 'NonBreaching'}]."
+        )
     return state, reason, json.dumps(data)
 
 
@@ -392,8 +485,11 @@ class AlarmEvaluator(Periodic):
                 continue  # the state, and so its reason, changes only on a transition
             with self.backends.store.write() as conn:
                 current = conn.execute(select(A).where(A.c.id == row.id)).first()
-                if current is not None and current.data["StateValue"] != outcome[0] \
-                        and current.data.get(HELD_THROUGH, -1) < boundary:  # no SetAlarmState meanwhile
+                if (
+                    current is not None
+                    and current.data["StateValue"] != outcome[0]
+                    and current.data.get(HELD_THROUGH, -1) < boundary
+                ):  # no SetAlarmState meanwhile
                     _set_state(conn, current, *outcome, config_stamp=key[1])
         self._evaluated = {k: v for k, v in self._evaluated.items() if k in live}
 

@@ -43,7 +43,8 @@ def not_supported(what: str) -> AWSError:
 def redeem_token(ctx: Context, token: str, scope) -> dict:
     """The position in a NextToken this server issued for the same request (``scope``), or InvalidNextToken."""
     return ctx.backends.resources.read_page_token(
-        token, scope, AWSError("InvalidNextToken", "The NextToken is not valid for this request."))
+        token, scope, AWSError("InvalidNextToken", "The NextToken is not valid for this request.")
+    )
 
 
 # -- metrics -------------------------------------------------------------------------
@@ -78,8 +79,10 @@ def _statistic_set(datum: dict, index: int) -> list[float]:
     where = f"MetricData.member.{index}"
     given = [k for k in ("Value", "StatisticValues", "Values") if datum.get(k) is not None]
     if len(given) != 1:
-        raise invalid_combination(f"The parameters {where}.Value, {where}.StatisticValues and {where}.Values are "
-                                  "mutually exclusive and one of them must be specified.")
+        raise invalid_combination(
+            f"The parameters {where}.Value, {where}.StatisticValues and {where}.Values are "
+            "mutually exclusive and one of them must be specified."
+        )
     if "Value" in given:
         value = finite(datum["Value"], f"{where}.Value")
         return [1.0, value, value, value]
@@ -88,14 +91,17 @@ def _statistic_set(datum: dict, index: int) -> list[float]:
         count, total = finite(stats["SampleCount"], where), finite(stats["Sum"], where)
         low, high = finite(stats["Minimum"], where), finite(stats["Maximum"], where)
         if count <= 0 or low > high:
-            raise invalid_value(f"The parameter {where}.StatisticValues is invalid: SampleCount must be positive "
-                                "and Minimum must not exceed Maximum.")
+            raise invalid_value(
+                f"The parameter {where}.StatisticValues is invalid: SampleCount must be positive "
+                "and Minimum must not exceed Maximum."
+            )
         return [count, total, low, high]
     values = [finite(v, f"{where}.Values") for v in datum["Values"]]
     counts = datum.get("Counts") or [1.0] * len(values)
     if len(counts) != len(values) or not values:
-        raise invalid_value(f"The parameters {where}.Values and {where}.Counts must be non-empty lists of the same "
-                            "length.")
+        raise invalid_value(
+            f"The parameters {where}.Values and {where}.Counts must be non-empty lists of the same length."
+        )
     if any(c <= 0 for c in counts):
         raise invalid_value(f"The parameter {where}.Counts must hold positive numbers.")
     return [float(sum(counts)), sum(v * c for v, c in zip(values, counts)), min(values), max(values)]
@@ -105,8 +111,10 @@ def _statistic_set(datum: dict, index: int) -> list[float]:
 def put_metric_data(ctx: Context, params: dict) -> dict:
     namespace = params["Namespace"]
     if namespace.startswith("AWS/"):
-        raise invalid_value(f"The value {namespace} for parameter Namespace is invalid: the AWS/ namespaces are "
-                            "reserved for AWS services.")
+        raise invalid_value(
+            f"The value {namespace} for parameter Namespace is invalid: the AWS/ namespaces are "
+            "reserved for AWS services."
+        )
     if params.get("EntityMetricData"):
         raise not_supported("EntityMetricData")
     data = params.get("MetricData") or []
@@ -120,10 +128,17 @@ def put_metric_data(ctx: Context, params: dict) -> dict:
         stats = _statistic_set(datum, index)
         stamp = datum.get("Timestamp", now)
         if not now - PAST_LIMIT <= stamp <= now + FUTURE_LIMIT:
-            raise invalid_value(f"The parameter MetricData.member.{index}.Timestamp must specify a time no more "
-                                "than two weeks in the past and no more than two hours in the future.")
-        series = metric_store.series_key(ctx.account_id, ctx.region, namespace, datum["MetricName"],
-                                         dimensions_of(datum.get("Dimensions"), f"MetricData.member.{index}"))
+            raise invalid_value(
+                f"The parameter MetricData.member.{index}.Timestamp must specify a time no more "
+                "than two weeks in the past and no more than two hours in the future."
+            )
+        series = metric_store.series_key(
+            ctx.account_id,
+            ctx.region,
+            namespace,
+            datum["MetricName"],
+            dimensions_of(datum.get("Dimensions"), f"MetricData.member.{index}"),
+        )
         key = (series, datum.get("Unit") or "None", int(stamp))
         if key in points:
             metric_store.merge(points[key], stats)
@@ -155,8 +170,13 @@ def merged_units(sets: dict[tuple[int, str], list[float]]) -> dict[int, tuple[li
 
 def statistic(stats: list[float], name: str) -> float:
     count, total, low, high = stats
-    return {"SampleCount": count, "Sum": total, "Minimum": low, "Maximum": high,
-            "Average": total / count if count else 0.0}[name]
+    return {
+        "SampleCount": count,
+        "Sum": total,
+        "Minimum": low,
+        "Maximum": high,
+        "Average": total / count if count else 0.0,
+    }[name]
 
 
 @operation("cloudwatch", "GetMetricStatistics")
@@ -168,18 +188,22 @@ def get_metric_statistics(ctx: Context, params: dict) -> dict:
         raise not_supported("Percentile statistics (ExtendedStatistics)")
     for name in statistics:
         if name not in STATISTICS:
-            raise invalid_value(f"The value {name} for parameter Statistics is invalid: use one of "
-                                f"{', '.join(STATISTICS)}.")
+            raise invalid_value(
+                f"The value {name} for parameter Statistics is invalid: use one of {', '.join(STATISTICS)}."
+            )
     period = params["Period"]
     check_period(period)
     start, end = _check_range(params["StartTime"], params["EndTime"])
     requested = math.ceil((end - (start - start % period)) / period)
     if requested > MAX_DATAPOINTS:
-        raise invalid_combination(f"You have requested up to {requested} datapoints, which exceeds the limit of "
-                                  f"{MAX_DATAPOINTS}. You may reduce the datapoints requested by increasing Period, "
-                                  "or decreasing the time range.")
-    series = metric_store.series_key(ctx.account_id, ctx.region, params["Namespace"], params["MetricName"],
-                                     dimensions_of(params.get("Dimensions")))
+        raise invalid_combination(
+            f"You have requested up to {requested} datapoints, which exceeds the limit of "
+            f"{MAX_DATAPOINTS}. You may reduce the datapoints requested by increasing Period, "
+            "or decreasing the time range."
+        )
+    series = metric_store.series_key(
+        ctx.account_id, ctx.region, params["Namespace"], params["MetricName"], dimensions_of(params.get("Dimensions"))
+    )
     sets = metric_store.aggregate(ctx.backends, series, start, end, period, params.get("Unit"))
     datapoints = []
     for (bucket, unit), stats in sorted(sets.items()):
@@ -203,8 +227,17 @@ def _query_series(ctx: Context, query: dict) -> tuple[str, int, metric_store.Ser
     if stat["Stat"] not in STATISTICS:
         raise not_supported(f"The statistic {stat['Stat']!r} (percentiles and other extended statistics)")
     check_period(stat["Period"], f"MetricDataQueries.{query['Id']}.MetricStat.Period")
-    return stat["Stat"], stat["Period"], metric_store.series_key(
-        ctx.account_id, ctx.region, metric["Namespace"], metric["MetricName"], dimensions_of(metric.get("Dimensions")))
+    return (
+        stat["Stat"],
+        stat["Period"],
+        metric_store.series_key(
+            ctx.account_id,
+            ctx.region,
+            metric["Namespace"],
+            metric["MetricName"],
+            dimensions_of(metric.get("Dimensions")),
+        ),
+    )
 
 
 @operation("cloudwatch", "GetMetricData")
@@ -233,17 +266,23 @@ def get_metric_data(ctx: Context, params: dict) -> dict:
     results, position = [], 0  # position: where each query's points start in the concatenation of all
     for query in queries:
         stat, period, series = _query_series(ctx, query)
-        merged = merged_units(metric_store.aggregate(ctx.backends, series, start, end, period,
-                                                      query["MetricStat"].get("Unit")))
+        merged = merged_units(
+            metric_store.aggregate(ctx.backends, series, start, end, period, query["MetricStat"].get("Unit"))
+        )
         points = sorted(merged.items(), reverse=descending)
         if query.get("ReturnData", True) is False:
             continue
-        page = points[max(offset - position, 0):max(offset + limit - position, 0)]
+        page = points[max(offset - position, 0) : max(offset + limit - position, 0)]
         position += len(points)
-        results.append({"Id": query["Id"], "Label": query.get("Label") or series[3],
-                        "Timestamps": [float(bucket) for bucket, _ in page],
-                        "Values": [statistic(stats, stat) for _, (stats, _) in page],
-                        "StatusCode": "Complete" if offset + limit >= position else "PartialData"})
+        results.append(
+            {
+                "Id": query["Id"],
+                "Label": query.get("Label") or series[3],
+                "Timestamps": [float(bucket) for bucket, _ in page],
+                "Values": [statistic(stats, stat) for _, (stats, _) in page],
+                "StatusCode": "Complete" if offset + limit >= position else "PartialData",
+            }
+        )
     answer: dict = {"MetricDataResults": results, "Messages": []}
     if offset + limit < position:
         answer["NextToken"] = ctx.backends.resources.page_token(scope, offset=offset + limit)
@@ -258,8 +297,11 @@ def list_metrics(ctx: Context, params: dict) -> dict:
     if recent not in (None, "PT3H"):
         raise invalid_value("The parameter RecentlyActive must be PT3H.")
     filters = [(f["Name"], f.get("Value")) for f in params.get("Dimensions") or []]
-    query = {"namespace": params.get("Namespace"), "name": params.get("MetricName"),
-             "active_since": time.time() - 3 * 3600 if recent else None}
+    query = {
+        "namespace": params.get("Namespace"),
+        "name": params.get("MetricName"),
+        "active_since": time.time() - 3 * 3600 if recent else None,
+    }
     scope = ["ListMetrics", query["namespace"], query["name"], recent, filters]
     after = 0
     if params.get("NextToken"):
@@ -268,8 +310,9 @@ def list_metrics(ctx: Context, params: dict) -> dict:
     metrics: list[dict] = []
     cursor, more = after, True
     while more and len(metrics) < LIST_METRICS_PAGE:
-        rows = metric_store.list_metrics(ctx.backends, ctx.account_id, ctx.region, after_id=cursor,
-                                         limit=LIST_METRICS_PAGE, **query)
+        rows = metric_store.list_metrics(
+            ctx.backends, ctx.account_id, ctx.region, after_id=cursor, limit=LIST_METRICS_PAGE, **query
+        )
         more = len(rows) == LIST_METRICS_PAGE
         for row in rows:
             if len(metrics) == LIST_METRICS_PAGE:
@@ -278,8 +321,9 @@ def list_metrics(ctx: Context, params: dict) -> dict:
             cursor = row.id
             present = dict(map(tuple, row.dimensions))
             if all(n in present and (v is None or present[n] == v) for n, v in filters):
-                metrics.append({"Namespace": row.namespace, "MetricName": row.name,
-                                "Dimensions": dimension_list(row.dimensions)})
+                metrics.append(
+                    {"Namespace": row.namespace, "MetricName": row.name, "Dimensions": dimension_list(row.dimensions)}
+                )
     answer: dict = {"Metrics": metrics}
     if more:
         answer["NextToken"] = ctx.backends.resources.page_token(scope, after=cursor)

@@ -48,40 +48,50 @@ _INVALID_CHARACTER = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U0001000
 def _checked_message_attributes(attributes: dict) -> dict:
     """MessageAttributes as stored (binary values base64-encoded), after SQS's checks."""
     if len(attributes) > MAX_MESSAGE_ATTRIBUTES:
-        raise invalid_parameter(f"Number of message attributes [{len(attributes)}] exceeds the allowed maximum "
-                                f"[{MAX_MESSAGE_ATTRIBUTES}].")
+        raise invalid_parameter(
+            f"Number of message attributes [{len(attributes)}] exceeds the allowed maximum [{MAX_MESSAGE_ATTRIBUTES}]."
+        )
     stored = {}
     for name, value in attributes.items():
         data_type = value.get("DataType", "")
         base = data_type.split(".", 1)[0]
         if base not in ("String", "Number", "Binary"):
-            raise invalid_parameter(f"The type of message (user) attribute '{name}' is invalid. You must use only "
-                                    "the following supported type prefixes: Binary, Number, String.")
+            raise invalid_parameter(
+                f"The type of message (user) attribute '{name}' is invalid. You must use only "
+                "the following supported type prefixes: Binary, Number, String."
+            )
         if value.get("StringListValues") or value.get("BinaryListValues"):
             raise unsupported("List message attribute values are not supported.")
         if base == "Binary":
             if value.get("BinaryValue") is None:
-                raise invalid_parameter(f"Message (user) attribute '{name}' must contain a non-empty value of "
-                                        f"message attribute type '{data_type}'.")
+                raise invalid_parameter(
+                    f"Message (user) attribute '{name}' must contain a non-empty value of "
+                    f"message attribute type '{data_type}'."
+                )
             stored[name] = {"DataType": data_type, "BinaryValue": base64.b64encode(value["BinaryValue"]).decode()}
             continue
         text = value.get("StringValue")
         if not text:
-            raise invalid_parameter(f"Message (user) attribute '{name}' must contain a non-empty value of message "
-                                    f"attribute type '{data_type}'.")
+            raise invalid_parameter(
+                f"Message (user) attribute '{name}' must contain a non-empty value of message "
+                f"attribute type '{data_type}'."
+            )
         if base == "Number":
             try:
                 float(text)
             except ValueError:
-                raise invalid_parameter(f"Can't cast the value of message (user) attribute '{name}' to a "
-                                        "number.") from None
+                raise invalid_parameter(
+                    f"Can't cast the value of message (user) attribute '{name}' to a number."
+                ) from None
         stored[name] = {"DataType": data_type, "StringValue": text}
     return stored
 
 
 def _wire_attributes(stored: dict) -> dict:
-    return {name: ({**v, "BinaryValue": base64.b64decode(v["BinaryValue"])} if "BinaryValue" in v else v)
-            for name, v in stored.items()}
+    return {
+        name: ({**v, "BinaryValue": base64.b64decode(v["BinaryValue"])} if "BinaryValue" in v else v)
+        for name, v in stored.items()
+    }
 
 
 def md5_of_attributes(attributes: dict) -> str:
@@ -110,37 +120,63 @@ def _md5(text: str) -> str:
 
 
 def _attribute_size(stored: dict) -> int:
-    return sum(len(name.encode()) + len(v["DataType"].encode())
-               + (len(base64.b64decode(v["BinaryValue"])) if "BinaryValue" in v else len(v["StringValue"].encode()))
-               for name, v in stored.items())
+    return sum(
+        len(name.encode())
+        + len(v["DataType"].encode())
+        + (len(base64.b64decode(v["BinaryValue"])) if "BinaryValue" in v else len(v["StringValue"].encode()))
+        for name, v in stored.items()
+    )
 
 
 # -- sending ------------------------------------------------------------------------
 
 
-def _send(backends, account_id: str, region: str, url: str, body: str, sender_id: str, delay: int | None = None,
-          attributes: dict | None = None) -> dict:
+def _send(
+    backends,
+    account_id: str,
+    region: str,
+    url: str,
+    body: str,
+    sender_id: str,
+    delay: int | None = None,
+    attributes: dict | None = None,
+) -> dict:
     if not body:
         raise AWSError("MissingParameter", "The request must contain the parameter MessageBody.")
     if bad := _INVALID_CHARACTER.search(body):
-        raise AWSError("InvalidMessageContents", f"Invalid binary character '#x{ord(bad.group()):X}' was found in "
-                                                 "the message body, the set of allowed characters is #x9 | #xA | "
-                                                 "#xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF")
+        raise AWSError(
+            "InvalidMessageContents",
+            f"Invalid binary character '#x{ord(bad.group()):X}' was found in "
+            "the message body, the set of allowed characters is #x9 | #xA | "
+            "#xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF",
+        )
     stored = _checked_message_attributes(attributes or {})
     if delay is not None and not 0 <= delay <= 900:
-        raise invalid_parameter(f"Value {delay} for parameter DelaySeconds is invalid. Reason: DelaySeconds must be "
-                                ">= 0 and <= 900.")
+        raise invalid_parameter(
+            f"Value {delay} for parameter DelaySeconds is invalid. Reason: DelaySeconds must be >= 0 and <= 900."
+        )
     message_id = str(uuid.uuid4())
     now = time.time()
     with backends.store.write() as conn:
         queue = resolve(conn, account_id, region, url)
         limit = queue.setting("MaximumMessageSize")
         if len(body.encode()) + _attribute_size(stored) > limit:
-            raise invalid_parameter(f"One or more parameters are invalid. Reason: Message must be shorter than "
-                                    f"{limit} bytes.")
+            raise invalid_parameter(
+                f"One or more parameters are invalid. Reason: Message must be shorter than {limit} bytes."
+            )
         wait = queue.setting("DelaySeconds") if delay is None else delay
-        conn.execute(M.insert().values(queue_id=queue.id, message_id=message_id, body=body, attributes=stored or None,
-                                       sender_id=sender_id, sent_at=now, visible_at=now + wait, receive_count=0))
+        conn.execute(
+            M.insert().values(
+                queue_id=queue.id,
+                message_id=message_id,
+                body=body,
+                attributes=stored or None,
+                sender_id=sender_id,
+                sent_at=now,
+                visible_at=now + wait,
+                receive_count=0,
+            )
+        )
     arrivals(backends).notify(queue)
     result = {"MessageId": message_id, "MD5OfMessageBody": _md5(body)}
     if stored:
@@ -161,16 +197,25 @@ def _check_standard_queue_entry(params: dict) -> None:
     if params.get("MessageSystemAttributes"):
         raise unsupported("MessageSystemAttributes (AWSTraceHeader) are not supported by SelfMaker yet.")
     if params.get("MessageDeduplicationId") or params.get("MessageGroupId"):
-        raise invalid_parameter("The request include parameter that is not valid for this queue type: "
-                                "MessageDeduplicationId and MessageGroupId are for FIFO queues.")
+        raise invalid_parameter(
+            "The request include parameter that is not valid for this queue type: "
+            "MessageDeduplicationId and MessageGroupId are for FIFO queues."
+        )
 
 
 @operation("sqs", "SendMessage")
 def send_message_operation(ctx: Context, params: dict) -> dict:
     _check_standard_queue_entry(params)
-    return _send(ctx.backends, ctx.account_id, ctx.region, params["QueueUrl"], params["MessageBody"],
-                 sender_id=caller_identity(ctx)[1], delay=params.get("DelaySeconds"),
-                 attributes=params.get("MessageAttributes"))
+    return _send(
+        ctx.backends,
+        ctx.account_id,
+        ctx.region,
+        params["QueueUrl"],
+        params["MessageBody"],
+        sender_id=caller_identity(ctx)[1],
+        delay=params.get("DelaySeconds"),
+        attributes=params.get("MessageAttributes"),
+    )
 
 
 # -- receiving ----------------------------------------------------------------------
@@ -200,13 +245,20 @@ def _wanted_attribute(name: str, patterns: list[str]) -> bool:
 
 
 def _message(queue: Queue, row: dict, nonce: str, system: list[str], user: list[str]) -> dict:
-    message = {"MessageId": row["message_id"], "ReceiptHandle": _receipt(queue.id, row["id"], nonce),
-               "Body": row["body"], "MD5OfBody": _md5(row["body"])}
+    message = {
+        "MessageId": row["message_id"],
+        "ReceiptHandle": _receipt(queue.id, row["id"], nonce),
+        "Body": row["body"],
+        "MD5OfBody": _md5(row["body"]),
+    }
     if system:
         every = "All" in system
-        values = {"SenderId": row["sender_id"], "SentTimestamp": str(int(row["sent_at"] * 1000)),
-                  "ApproximateReceiveCount": str(row["receive_count"]),
-                  "ApproximateFirstReceiveTimestamp": str(int(row["first_received_at"] * 1000))}
+        values = {
+            "SenderId": row["sender_id"],
+            "SentTimestamp": str(int(row["sent_at"] * 1000)),
+            "ApproximateReceiveCount": str(row["receive_count"]),
+            "ApproximateFirstReceiveTimestamp": str(int(row["first_received_at"] * 1000)),
+        }
         message["Attributes"] = {k: v for k, v in values.items() if every or k in system}
     if user and row["attributes"]:
         chosen = {k: v for k, v in row["attributes"].items() if _wanted_attribute(k, user)}
@@ -238,31 +290,55 @@ def _receive_now(backends, account_id: str, region: str, request: _Receive) -> _
     with backends.store.read() as conn:  # an empty poll, the common case, takes no write lock
         queue = resolve(conn, account_id, region, request.url)
         cutoff = now - queue.setting("MessageRetentionPeriod")
-        candidates = [row.id for row in conn.execute(
-            select(M.c.id).where(M.c.queue_id == queue.id, M.c.visible_at <= now, M.c.sent_at > cutoff)
-            .order_by(M.c.id).limit(request.count))]
+        candidates = [
+            row.id
+            for row in conn.execute(
+                select(M.c.id)
+                .where(M.c.queue_id == queue.id, M.c.visible_at <= now, M.c.sent_at > cutoff)
+                .order_by(M.c.id)
+                .limit(request.count)
+            )
+        ]
         if not candidates:
-            next_visible = conn.execute(select(func.min(M.c.visible_at)).where(
-                M.c.queue_id == queue.id, M.c.visible_at > now)).scalar()
+            next_visible = conn.execute(
+                select(func.min(M.c.visible_at)).where(M.c.queue_id == queue.id, M.c.visible_at > now)
+            ).scalar()
             return _Received(queue, [], next_visible)
     visibility = queue.setting("VisibilityTimeout") if request.visibility is None else request.visibility
     messages, dead_letter = [], None
     with backends.store.write() as conn:
         conn.execute(delete(M).where(M.c.queue_id == queue.id, M.c.sent_at <= cutoff))  # past retention
-        rows = conn.execute(select(M).where(M.c.id.in_(candidates), M.c.visible_at <= now)
-                            .order_by(M.c.id).with_for_update(skip_locked=True)).all()
+        rows = conn.execute(
+            select(M)
+            .where(M.c.id.in_(candidates), M.c.visible_at <= now)
+            .order_by(M.c.id)
+            .with_for_update(skip_locked=True)
+        ).all()
         dead_letter = dead_letter_queue(conn, queue)
         for row in rows:
             if dead_letter is not None and row.receive_count >= dead_letter[1]:  # received too often: move it
-                conn.execute(update(M).where(M.c.id == row.id).values(queue_id=dead_letter[0].id, visible_at=now,
-                                                                      receipt_nonce=None))
+                conn.execute(
+                    update(M)
+                    .where(M.c.id == row.id)
+                    .values(queue_id=dead_letter[0].id, visible_at=now, receipt_nonce=None)
+                )
                 continue
             nonce = secrets.token_hex(8)
-            taken = {**row._mapping, "receive_count": row.receive_count + 1,
-                     "first_received_at": row.first_received_at or now}
-            changed = conn.execute(update(M).where(M.c.id == row.id, M.c.visible_at <= now).values(
-                visible_at=now + visibility, receive_count=taken["receive_count"],
-                first_received_at=taken["first_received_at"], receipt_nonce=nonce)).rowcount
+            taken = {
+                **row._mapping,
+                "receive_count": row.receive_count + 1,
+                "first_received_at": row.first_received_at or now,
+            }
+            changed = conn.execute(
+                update(M)
+                .where(M.c.id == row.id, M.c.visible_at <= now)
+                .values(
+                    visible_at=now + visibility,
+                    receive_count=taken["receive_count"],
+                    first_received_at=taken["first_received_at"],
+                    receipt_nonce=nonce,
+                )
+            ).rowcount
             if changed:
                 messages.append(_message(queue, taken, nonce, request.system, request.user))
     if dead_letter is not None and len(messages) < len(rows):
@@ -278,24 +354,32 @@ def _legacy_attribute_names(params: dict) -> dict:
     if not isinstance(names, list) or not any(n in SYSTEM_ATTRIBUTES for n in names):
         return params
     system = [n for n in names if n in SYSTEM_ATTRIBUTES]
-    return {**params, "AttributeNames": [n for n in names if n not in SYSTEM_ATTRIBUTES],
-            "MessageSystemAttributeNames": [*(params.get("MessageSystemAttributeNames") or []), *system]}
+    return {
+        **params,
+        "AttributeNames": [n for n in names if n not in SYSTEM_ATTRIBUTES],
+        "MessageSystemAttributeNames": [*(params.get("MessageSystemAttributeNames") or []), *system],
+    }
 
 
 @operation("sqs", "ReceiveMessage", normalise=_legacy_attribute_names)
 async def receive_message(ctx: Context, params: dict) -> dict:
     count = params.get("MaxNumberOfMessages", 1)
     if not 1 <= count <= MAX_RECEIVE:
-        raise invalid_parameter(f"Value {count} for parameter MaxNumberOfMessages is invalid. Reason: Must be "
-                                f"between 1 and {MAX_RECEIVE}, if provided.")
+        raise invalid_parameter(
+            f"Value {count} for parameter MaxNumberOfMessages is invalid. Reason: Must be "
+            f"between 1 and {MAX_RECEIVE}, if provided."
+        )
     visibility = params.get("VisibilityTimeout")
     if visibility is not None and not 0 <= visibility <= 43_200:
-        raise invalid_parameter(f"Value {visibility} for parameter VisibilityTimeout is invalid. Reason: Must be "
-                                "between 0 and 43200, if provided.")
+        raise invalid_parameter(
+            f"Value {visibility} for parameter VisibilityTimeout is invalid. Reason: Must be "
+            "between 0 and 43200, if provided."
+        )
     wait = params.get("WaitTimeSeconds")
     if wait is not None and not 0 <= wait <= 20:
-        raise invalid_parameter(f"Value {wait} for parameter WaitTimeSeconds is invalid. Reason: Must be >= 0 "
-                                "and <= 20, if provided.")
+        raise invalid_parameter(
+            f"Value {wait} for parameter WaitTimeSeconds is invalid. Reason: Must be >= 0 and <= 20, if provided."
+        )
     system = [*(params.get("AttributeNames") or []), *(params.get("MessageSystemAttributeNames") or [])]
     request = _Receive(params["QueueUrl"], count, visibility, system, params.get("MessageAttributeNames") or [])
     owner, name = parse_url(request.url)
@@ -331,8 +415,9 @@ def _delete(conn, queue: Queue, handle: str) -> None:
 
 def _change_visibility(conn, queue: Queue, handle: str, timeout: int) -> None:
     if not 0 <= timeout <= 43_200:
-        raise invalid_parameter(f"Value {timeout} for parameter VisibilityTimeout is invalid. Reason: Must be "
-                                "between 0 and 43200.")
+        raise invalid_parameter(
+            f"Value {timeout} for parameter VisibilityTimeout is invalid. Reason: Must be between 0 and 43200."
+        )
     now = time.time()
     row, nonce = _held_message(conn, queue, handle)
     if row is None or row.receipt_nonce != nonce:
@@ -367,17 +452,21 @@ _BATCH_ID = re.compile(r"[A-Za-z0-9_-]{1,80}")
 
 def _check_batch(entries: list[dict]) -> None:
     if not entries:
-        raise AWSError("EmptyBatchRequest", "There should be at least one SendMessageBatchRequestEntry in the "
-                                            "request.")
+        raise AWSError("EmptyBatchRequest", "There should be at least one SendMessageBatchRequestEntry in the request.")
     if len(entries) > MAX_BATCH:
-        raise AWSError("TooManyEntriesInBatchRequest", f"Maximum number of entries per request are {MAX_BATCH}. "
-                                                       f"You have sent {len(entries)}.")
+        raise AWSError(
+            "TooManyEntriesInBatchRequest",
+            f"Maximum number of entries per request are {MAX_BATCH}. You have sent {len(entries)}.",
+        )
     ids = [entry["Id"] for entry in entries]
     for entry_id in ids:
         if not _BATCH_ID.fullmatch(entry_id):
-            raise AWSError("InvalidBatchEntryId", f"A batch entry id can only contain alphanumeric characters, "
-                                                  f"hyphens and underscores. It can be at most 80 letters long: "
-                                                  f"{entry_id!r}.")
+            raise AWSError(
+                "InvalidBatchEntryId",
+                f"A batch entry id can only contain alphanumeric characters, "
+                f"hyphens and underscores. It can be at most 80 letters long: "
+                f"{entry_id!r}.",
+            )
     if len(set(ids)) != len(ids):
         raise AWSError("BatchEntryIdsNotDistinct", "Two or more batch entries in the request have the same Id.")
 
@@ -405,15 +494,26 @@ def send_message_batch(ctx: Context, params: dict) -> dict:
         queue = resolve(conn, ctx.account_id, ctx.region, params["QueueUrl"])
     size = sum(len(e["MessageBody"].encode()) for e in entries)
     if size > queue.setting("MaximumMessageSize"):
-        raise AWSError("BatchRequestTooLong", f"Batch requests cannot be longer than "
-                                              f"{queue.setting('MaximumMessageSize')} bytes. You have sent {size} "
-                                              "bytes.")
+        raise AWSError(
+            "BatchRequestTooLong",
+            f"Batch requests cannot be longer than "
+            f"{queue.setting('MaximumMessageSize')} bytes. You have sent {size} "
+            "bytes.",
+        )
     sender = caller_identity(ctx)[1]
 
     def send(entry: dict) -> dict:
         _check_standard_queue_entry(entry)
-        return _send(ctx.backends, ctx.account_id, ctx.region, params["QueueUrl"], entry["MessageBody"], sender,
-                     entry.get("DelaySeconds"), entry.get("MessageAttributes"))
+        return _send(
+            ctx.backends,
+            ctx.account_id,
+            ctx.region,
+            params["QueueUrl"],
+            entry["MessageBody"],
+            sender,
+            entry.get("DelaySeconds"),
+            entry.get("MessageAttributes"),
+        )
 
     return _batch(entries, send)
 
@@ -435,7 +535,12 @@ def delete_message_batch(ctx: Context, params: dict) -> dict:
 
 @operation("sqs", "ChangeMessageVisibilityBatch")
 def change_message_visibility_batch(ctx: Context, params: dict) -> dict:
-    queue, result = _batch_in_queue(ctx, params, lambda conn, queue, entry: _change_visibility(
-        conn, queue, entry["ReceiptHandle"], entry.get("VisibilityTimeout", 0)))
+    queue, result = _batch_in_queue(
+        ctx,
+        params,
+        lambda conn, queue, entry: _change_visibility(
+            conn, queue, entry["ReceiptHandle"], entry.get("VisibilityTimeout", 0)
+        ),
+    )
     arrivals(ctx.backends).notify(queue)
     return result

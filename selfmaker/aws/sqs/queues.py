@@ -26,18 +26,21 @@ from ...store import tags as tagging
 Q, M = schema.sqs_queues, schema.sqs_messages
 
 # The query-era codes clients still see as the error Code (botocore maps the shape name to the exception).
-register_query_error_codes("sqs", {
-    "QueueDoesNotExist": "AWS.SimpleQueueService.NonExistentQueue",
-    "QueueNameExists": "QueueAlreadyExists",
-    "MessageNotInflight": "AWS.SimpleQueueService.MessageNotInflight",
-    "UnsupportedOperation": "AWS.SimpleQueueService.UnsupportedOperation",
-    "EmptyBatchRequest": "AWS.SimpleQueueService.EmptyBatchRequest",
-    "TooManyEntriesInBatchRequest": "AWS.SimpleQueueService.TooManyEntriesInBatchRequest",
-    "BatchEntryIdsNotDistinct": "AWS.SimpleQueueService.BatchEntryIdsNotDistinct",
-    "InvalidBatchEntryId": "AWS.SimpleQueueService.InvalidBatchEntryId",
-    "BatchRequestTooLong": "AWS.SimpleQueueService.BatchRequestTooLong",
-    "ValidationException": "InvalidParameterValue",
-})
+register_query_error_codes(
+    "sqs",
+    {
+        "QueueDoesNotExist": "AWS.SimpleQueueService.NonExistentQueue",
+        "QueueNameExists": "QueueAlreadyExists",
+        "MessageNotInflight": "AWS.SimpleQueueService.MessageNotInflight",
+        "UnsupportedOperation": "AWS.SimpleQueueService.UnsupportedOperation",
+        "EmptyBatchRequest": "AWS.SimpleQueueService.EmptyBatchRequest",
+        "TooManyEntriesInBatchRequest": "AWS.SimpleQueueService.TooManyEntriesInBatchRequest",
+        "BatchEntryIdsNotDistinct": "AWS.SimpleQueueService.BatchEntryIdsNotDistinct",
+        "InvalidBatchEntryId": "AWS.SimpleQueueService.InvalidBatchEntryId",
+        "BatchRequestTooLong": "AWS.SimpleQueueService.BatchRequestTooLong",
+        "ValidationException": "InvalidParameterValue",
+    },
+)
 
 # Settable attributes: default, minimum, maximum (all are integers on the wire, as strings).
 ATTRIBUTES = {
@@ -48,8 +51,14 @@ ATTRIBUTES = {
     "ReceiveMessageWaitTimeSeconds": (0, 0, 20),
 }
 REDRIVE_POLICY = "RedrivePolicy"
-COMPUTED = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
-            "ApproximateNumberOfMessagesDelayed", "CreatedTimestamp", "LastModifiedTimestamp", "QueueArn")
+COMPUTED = (
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+    "CreatedTimestamp",
+    "LastModifiedTimestamp",
+    "QueueArn",
+)
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
 
 
@@ -123,8 +132,7 @@ def parse_url(url: str) -> tuple[str, str]:
 
 
 def _find(conn, account_id: str, region: str, name: str) -> Queue | None:
-    row = conn.execute(select(Q).where(Q.c.account_id == account_id, Q.c.region == region,
-                                       Q.c.name == name)).first()
+    row = conn.execute(select(Q).where(Q.c.account_id == account_id, Q.c.region == region, Q.c.name == name)).first()
     return Queue(**row._mapping) if row else None
 
 
@@ -150,11 +158,18 @@ def _redrive_policy(value: str) -> str:
         count = int(policy.get("maxReceiveCount")) if isinstance(policy, dict) else 0
     except (TypeError, ValueError):
         count = 0
-    if not isinstance(target, str) or not _arn_parts(target) or not 1 <= count <= 1000 or set(policy) - {
-            "deadLetterTargetArn", "maxReceiveCount"}:
-        raise AWSError("InvalidAttributeValue", "Invalid value for the parameter RedrivePolicy. Reason: it must be "
-                                                'a JSON object {"deadLetterTargetArn": <queue ARN>, '
-                                                '"maxReceiveCount": <1 to 1000>}.')
+    if (
+        not isinstance(target, str)
+        or not _arn_parts(target)
+        or not 1 <= count <= 1000
+        or set(policy) - {"deadLetterTargetArn", "maxReceiveCount"}
+    ):
+        raise AWSError(
+            "InvalidAttributeValue",
+            "Invalid value for the parameter RedrivePolicy. Reason: it must be "
+            'a JSON object {"deadLetterTargetArn": <queue ARN>, '
+            '"maxReceiveCount": <1 to 1000>}.',
+        )
     return json.dumps({"deadLetterTargetArn": target, "maxReceiveCount": count}, separators=(",", ":"))
 
 
@@ -181,10 +196,15 @@ def _check_dead_letter_target(conn, account_id: str, region: str, name: str, att
     if not policy:
         return
     target_region, account, target = _arn_parts(json.loads(policy)["deadLetterTargetArn"])
-    if (target_region, account) != (region, account_id) or target == name or \
-            _find(conn, account, target_region, target) is None:
-        raise invalid_parameter(f"Value {policy} for parameter RedrivePolicy is invalid. Reason: Dead-letter "
-                                "target does not exist, or is this queue, or is in another account or region.")
+    if (
+        (target_region, account) != (region, account_id)
+        or target == name
+        or _find(conn, account, target_region, target) is None
+    ):
+        raise invalid_parameter(
+            f"Value {policy} for parameter RedrivePolicy is invalid. Reason: Dead-letter "
+            "target does not exist, or is this queue, or is in another account or region."
+        )
 
 
 def _checked_attributes(attributes: dict[str, str]) -> dict[str, str]:
@@ -203,8 +223,10 @@ def _checked_attributes(attributes: dict[str, str]) -> dict[str, str]:
         except (TypeError, ValueError):
             number = None
         if number is None or not low <= number <= high:
-            raise AWSError("InvalidAttributeValue", f"Invalid value for the parameter {name}: it must be an "
-                                                    f"integer from {low} to {high}.")
+            raise AWSError(
+                "InvalidAttributeValue",
+                f"Invalid value for the parameter {name}: it must be an integer from {low} to {high}.",
+            )
         checked[name] = str(number)
     return checked
 
@@ -213,8 +235,7 @@ def _check_name(name: str) -> None:
     if name.endswith(".fifo"):
         raise unsupported("FIFO queues are not supported by SelfMaker yet; use a standard queue.")
     if not QUEUE_NAME.fullmatch(name):
-        raise invalid_parameter("Can only include alphanumeric characters, hyphens, or underscores. "
-                                "1 to 80 in length")
+        raise invalid_parameter("Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length")
 
 
 @operation("sqs", "CreateQueue")
@@ -231,14 +252,25 @@ def create_queue(ctx: Context, params: dict) -> dict:
         existing = _find(conn, ctx.account_id, ctx.region, name)
         if existing is None:
             try:
-                conn.execute(Q.insert().values(account_id=ctx.account_id, region=ctx.region, name=name,
-                                               created_at=now, modified_at=now, attributes=attributes))
+                conn.execute(
+                    Q.insert().values(
+                        account_id=ctx.account_id,
+                        region=ctx.region,
+                        name=name,
+                        created_at=now,
+                        modified_at=now,
+                        attributes=attributes,
+                    )
+                )
                 _tag(conn, queue_arn(ctx.account_id, ctx.region, name), tags)
             except IntegrityError:  # created concurrently (PostgreSQL); compare with that one
                 existing = _find(conn, ctx.account_id, ctx.region, name)
         if existing is not None and any(existing.value(k) != v for k, v in attributes.items()):
-            raise already_exists("QueueNameExists", f"A queue already exists with the same name and a different "
-                                                    f"value for attribute(s) {', '.join(sorted(attributes))}")
+            raise already_exists(
+                "QueueNameExists",
+                f"A queue already exists with the same name and a different "
+                f"value for attribute(s) {', '.join(sorted(attributes))}",
+            )
     return {"QueueUrl": queue_url(_endpoint(ctx), ctx.account_id, name)}
 
 
@@ -257,19 +289,25 @@ def list_queues(ctx: Context, params: dict) -> dict:
     prefix = params.get("QueueNamePrefix") or ""
     limit = params.get("MaxResults")
     if limit is not None and not 1 <= limit <= 1000:
-        raise invalid_parameter("Value for parameter MaxResults is invalid. Reason: MaxResults must be an integer "
-                                "between 1 and 1000.")
+        raise invalid_parameter(
+            "Value for parameter MaxResults is invalid. Reason: MaxResults must be an integer between 1 and 1000."
+        )
     after = ""
     if params.get("NextToken"):
-        after = ctx.backends.resources.read_page_token(params["NextToken"], ["ListQueues", prefix],
-                                                       invalid_parameter("Invalid NextToken value."))["after"]
-    query = (select(Q.c.name).where(Q.c.account_id == ctx.account_id, Q.c.region == ctx.region,
-                                    Q.c.name > after).order_by(Q.c.name).limit((limit or 1000) + 1))
+        after = ctx.backends.resources.read_page_token(
+            params["NextToken"], ["ListQueues", prefix], invalid_parameter("Invalid NextToken value.")
+        )["after"]
+    query = (
+        select(Q.c.name)
+        .where(Q.c.account_id == ctx.account_id, Q.c.region == ctx.region, Q.c.name > after)
+        .order_by(Q.c.name)
+        .limit((limit or 1000) + 1)
+    )
     if prefix:
         query = query.where(func.substr(Q.c.name, 1, len(prefix)) == prefix)
     with ctx.store.read() as conn:
         names = [row.name for row in conn.execute(query)]
-    result: dict = {"QueueUrls": [queue_url(_endpoint(ctx), ctx.account_id, n) for n in names[:limit or 1000]]}
+    result: dict = {"QueueUrls": [queue_url(_endpoint(ctx), ctx.account_id, n) for n in names[: limit or 1000]]}
     if limit and len(names) > limit:  # without MaxResults, SQS returns up to 1,000 and no token
         result["NextToken"] = ctx.backends.resources.page_token(["ListQueues", prefix], after=names[limit - 1])
     return result
@@ -279,12 +317,17 @@ def list_queues(ctx: Context, params: dict) -> dict:
 def list_dead_letter_source_queues(ctx: Context, params: dict) -> dict:
     limit = params.get("MaxResults") or 1000
     if not 1 <= limit <= 1000:
-        raise invalid_parameter("Value for parameter MaxResults is invalid. Reason: MaxResults must be an integer "
-                                "between 1 and 1000.")
+        raise invalid_parameter(
+            "Value for parameter MaxResults is invalid. Reason: MaxResults must be an integer between 1 and 1000."
+        )
     with ctx.store.read() as conn:
         target = resolve(conn, ctx.account_id, ctx.region, params["QueueUrl"])
-        queues = [Queue(**row._mapping) for row in conn.execute(
-            select(Q).where(Q.c.account_id == ctx.account_id, Q.c.region == ctx.region).order_by(Q.c.name))]
+        queues = [
+            Queue(**row._mapping)
+            for row in conn.execute(
+                select(Q).where(Q.c.account_id == ctx.account_id, Q.c.region == ctx.region).order_by(Q.c.name)
+            )
+        ]
     sources = [q.name for q in queues if q.redrive and q.redrive["deadLetterTargetArn"] == target.arn]
     return {"queueUrls": [queue_url(_endpoint(ctx), ctx.account_id, name) for name in sources[:limit]]}
 
@@ -331,24 +374,41 @@ def get_queue_attributes(ctx: Context, params: dict) -> dict:
     with ctx.store.read() as conn:
         queue = resolve(conn, ctx.account_id, ctx.region, params["QueueUrl"])
         counts = {}
-        if wanted & {"ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
-                     "ApproximateNumberOfMessagesDelayed"}:
-            row = conn.execute(select(
-                func.count().filter(M.c.visible_at <= now),
-                func.count().filter(and_(M.c.visible_at > now, M.c.receive_count > 0)),
-                func.count().filter(and_(M.c.visible_at > now, M.c.receive_count == 0)),
-            ).where(M.c.queue_id == queue.id, M.c.sent_at > now - queue.setting("MessageRetentionPeriod"))).one()
-            counts = dict(zip(("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
-                               "ApproximateNumberOfMessagesDelayed"), row))
+        if wanted & {
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        }:
+            row = conn.execute(
+                select(
+                    func.count().filter(M.c.visible_at <= now),
+                    func.count().filter(and_(M.c.visible_at > now, M.c.receive_count > 0)),
+                    func.count().filter(and_(M.c.visible_at > now, M.c.receive_count == 0)),
+                ).where(M.c.queue_id == queue.id, M.c.sent_at > now - queue.setting("MessageRetentionPeriod"))
+            ).one()
+            counts = dict(
+                zip(
+                    (
+                        "ApproximateNumberOfMessages",
+                        "ApproximateNumberOfMessagesNotVisible",
+                        "ApproximateNumberOfMessagesDelayed",
+                    ),
+                    row,
+                )
+            )
     values = {name: queue.value(name) for name in (*ATTRIBUTES, REDRIVE_POLICY) if queue.value(name)}
     values.update({k: str(v) for k, v in counts.items()})
-    values.update(CreatedTimestamp=str(int(queue.created_at)), LastModifiedTimestamp=str(int(queue.modified_at)),
-                  QueueArn=queue.arn)
+    values.update(
+        CreatedTimestamp=str(int(queue.created_at)),
+        LastModifiedTimestamp=str(int(queue.modified_at)),
+        QueueArn=queue.arn,
+    )
     return {"Attributes": {k: v for k, v in values.items() if k in wanted}}
 
 
 # Tags live in the common tag store (selfmaker/store/tags.py), keyed by the queue's ARN;
 # SQS takes and gives them as one {key: value} map.
+
 
 def _check_tags(tags: dict) -> None:
     if len(tags) > tagging.MAX_TAGS:

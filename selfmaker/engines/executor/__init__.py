@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import ExecutorUnavailable, Executor, ExitStatus, InstanceSpec, Limits, Mount  # noqa: F401
+from .base import Executor, ExecutorUnavailable, ExitStatus, InstanceSpec, Limits, Mount  # noqa: F401
 
 
 def open_executor(url: str) -> Executor:
@@ -12,6 +12,7 @@ def open_executor(url: str) -> Executor:
 
         return LocalExecutor()
     if url.split(":", 1)[0] in ("docker", "ray"):
-        raise ValueError(f"the {url.split(':', 1)[0]} executor is not available in this version of SelfMaker; "
-                         "use executor 'local'")
+        raise ValueError(
+            f"the {url.split(':', 1)[0]} executor is not available in this version of SelfMaker; use executor 'local'"
+        )
     raise ValueError(f"unknown executor {url!r}: use 'local'")

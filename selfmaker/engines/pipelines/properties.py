@@ -44,8 +44,10 @@ def _check_output_parameter(step: dict, tokens: tuple[Token, ...], path: str) ->
         raise ValueError(f"a Callback step's properties are OutputParameters['<name>'], not {path!r}")
     name = tokens[1].value
     if isinstance(name, str) and name not in names:
-        raise ValueError(f"the Callback step declares no output parameter {name!r}"
-                         f" (declared: {', '.join(map(str, names)) or 'none'})")
+        raise ValueError(
+            f"the Callback step declares no output parameter {name!r}"
+            f" (declared: {', '.join(map(str, names)) or 'none'})"
+        )
 
 
 def _check_against_shape(shape: Shape, tokens: tuple[Token, ...], kind: str) -> None:

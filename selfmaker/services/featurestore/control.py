@@ -31,16 +31,19 @@ def _check_definitions(definitions: list[dict], in_memory: bool) -> None:
     for d in definitions:
         name = d["FeatureName"]
         if name.lower() in RESERVED_NAMES:
-            raise validation(f"Feature name {name} is reserved: {', '.join(RESERVED_NAMES)} are added to every "
-                             "offline store record.")
+            raise validation(
+                f"Feature name {name} is reserved: {', '.join(RESERVED_NAMES)} are added to every offline store record."
+            )
         if name.lower() in seen:
             raise validation(f"Feature name {name} is defined more than once (names are case-insensitive).")
         seen.add(name.lower())
         collection = d.get("CollectionType")
         vector = (d.get("CollectionConfig") or {}).get("VectorConfig")
         if collection and not in_memory:
-            raise validation(f"Feature {name} has CollectionType {collection}: collection types need an online "
-                             "store with StorageType InMemory.")
+            raise validation(
+                f"Feature {name} has CollectionType {collection}: collection types need an online "
+                "store with StorageType InMemory."
+            )
         if collection == "Vector":
             if d["FeatureType"] != "Fractional":
                 raise validation(f"Feature {name} is a Vector: its FeatureType must be Fractional.")
@@ -62,23 +65,23 @@ def _on_create(ctx: Context, params: dict, data: dict) -> None:
     record_id = by_name.get(params["RecordIdentifierFeatureName"])
     event_time = by_name.get(params["EventTimeFeatureName"])
     if record_id is None:
-        raise validation(f"RecordIdentifierFeatureName {params['RecordIdentifierFeatureName']} is not one of the "
-                         "FeatureDefinitions.")
+        raise validation(
+            f"RecordIdentifierFeatureName {params['RecordIdentifierFeatureName']} is not one of the FeatureDefinitions."
+        )
     if event_time is None:
-        raise validation(f"EventTimeFeatureName {params['EventTimeFeatureName']} is not one of the "
-                         "FeatureDefinitions.")
+        raise validation(f"EventTimeFeatureName {params['EventTimeFeatureName']} is not one of the FeatureDefinitions.")
     if record_id["FeatureType"] not in ("String", "Integral") or record_id.get("CollectionType"):
         raise validation("The record identifier feature must be a scalar String or Integral feature.")
     if event_time["FeatureType"] not in ("String", "Fractional") or event_time.get("CollectionType"):
-        raise validation("The event time feature must be a scalar String (ISO-8601) or Fractional (epoch "
-                         "seconds) feature.")
+        raise validation(
+            "The event time feature must be a scalar String (ISO-8601) or Fractional (epoch seconds) feature."
+        )
     if not online.get("EnableOnlineStore") and not offline:
         raise validation("Enable the online store, configure the offline store, or both.")
     if online.get("EnableOnlineStore"):
         online.setdefault("StorageType", "Standard")
-    elif online:
-        if online.get("TtlDuration") or online.get("StorageType"):
-            raise validation("OnlineStoreConfig settings need EnableOnlineStore set to true.")
+    elif online and (online.get("TtlDuration") or online.get("StorageType")):
+        raise validation("OnlineStoreConfig settings need EnableOnlineStore set to true.")
     data["OnlineStoreConfig"] = online or None
 
     epoch = int(data["CreationTime"])
@@ -90,12 +93,19 @@ def _on_create(ctx: Context, params: dict, data: dict) -> None:
             raise validation(f"S3Uri {s3['S3Uri']} must be an s3://bucket/prefix URI.")
         check_s3_uri(ctx.backends, ctx.account_id, s3["S3Uri"], "OfflineStoreConfig.S3StorageConfig.S3Uri")
         base = s3["S3Uri"].rstrip("/")
-        s3["ResolvedOutputS3Uri"] = (f"{base}/{ctx.account_id}/sagemaker/{ctx.region}/offline-store/"
-                                     f"{params['FeatureGroupName']}-{epoch}/data")
+        s3["ResolvedOutputS3Uri"] = (
+            f"{base}/{ctx.account_id}/sagemaker/{ctx.region}/offline-store/{params['FeatureGroupName']}-{epoch}/data"
+        )
         offline["S3StorageConfig"] = s3
         offline.setdefault("DisableGlueTableCreation", False)
-        offline.setdefault("DataCatalogConfig", {"TableName": f"{params['FeatureGroupName'].lower()}_{epoch}",
-                                                 "Catalog": DEFAULT_CATALOG, "Database": DEFAULT_DATABASE})
+        offline.setdefault(
+            "DataCatalogConfig",
+            {
+                "TableName": f"{params['FeatureGroupName'].lower()}_{epoch}",
+                "Catalog": DEFAULT_CATALOG,
+                "Database": DEFAULT_DATABASE,
+            },
+        )
         if offline.get("TableFormat") in (None, "Default"):
             offline["TableFormat"] = "Glue"
         data["OfflineStoreConfig"] = offline
@@ -111,15 +121,20 @@ def _present(ctx: Context, record: Record) -> dict:
 
 
 def _summarize(record: Record) -> dict:
-    return {k: record.data.get(k) for k in ("FeatureGroupName", "FeatureGroupArn", "CreationTime",
-                                             "FeatureGroupStatus", "OfflineStoreStatus")}
+    return {
+        k: record.data.get(k)
+        for k in ("FeatureGroupName", "FeatureGroupArn", "CreationTime", "FeatureGroupStatus", "OfflineStoreStatus")
+    }
 
 
 def _list_params(params: dict) -> dict:
     """ListFeatureGroups spells the common list parameters its own way."""
     sort = {"FeatureGroupStatus": "Status", "OfflineStoreStatus": "OfflineStoreStatus"}
-    return {**params, "StatusEquals": params.get("FeatureGroupStatusEquals"),
-            "SortBy": sort.get(params.get("SortBy"), params.get("SortBy"))}
+    return {
+        **params,
+        "StatusEquals": params.get("FeatureGroupStatusEquals"),
+        "SortBy": sort.get(params.get("SortBy"), params.get("SortBy")),
+    }
 
 
 def _extra_filters(ctx: Context, params: dict) -> list:
@@ -136,8 +151,10 @@ def _extra_filters(ctx: Context, params: dict) -> list:
 def _on_update(ctx: Context, params: dict, record: Record) -> None:
     data = record.data
     if data["FeatureGroupStatus"] != "Created":
-        raise AWSError("ResourceInUse", f"Feature group {record.name} is {data['FeatureGroupStatus']}; it can be "
-                                        "updated once it is Created.")
+        raise AWSError(
+            "ResourceInUse",
+            f"Feature group {record.name} is {data['FeatureGroupStatus']}; it can be updated once it is Created.",
+        )
     online = data.get("OnlineStoreConfig") or {}
     additions = params.get("FeatureAdditions") or []
     if additions:
@@ -163,16 +180,25 @@ def _on_update(ctx: Context, params: dict, record: Record) -> None:
 
 def _refuse_if_busy(record: Record) -> None:
     if record.data["FeatureGroupStatus"] in ("Creating", "Deleting"):
-        raise AWSError("ResourceInUse", f"Feature group {record.name} is {record.data['FeatureGroupStatus']}; "
-                                        "wait until that finishes.")
+        raise AWSError(
+            "ResourceInUse",
+            f"Feature group {record.name} is {record.data['FeatureGroupStatus']}; wait until that finishes.",
+        )
 
 
 FEATURE_GROUP = Kind(
-    "FeatureGroup", "feature-group", label="feature group",
+    "FeatureGroup",
+    "feature-group",
+    label="feature group",
     operations=("Describe", "List", "Update"),
-    status_member="FeatureGroupStatus", search_type="FeatureGroup",
-    on_create=_on_create, on_update=_on_update, present=_present, summarize=_summarize,
-    extra_filters=_extra_filters, list_params=_list_params,
+    status_member="FeatureGroupStatus",
+    search_type="FeatureGroup",
+    on_create=_on_create,
+    on_update=_on_update,
+    present=_present,
+    summarize=_summarize,
+    extra_filters=_extra_filters,
+    list_params=_list_params,
     not_found="Resource Not Found: Amazon SageMaker can't find a FeatureGroup with name {name}",
     not_found_code="ResourceNotFound",
     exists="Resource Already Exists: FeatureGroup with name {name} already exists. Choose a different name.",
@@ -210,8 +236,10 @@ def delete_feature_group(ctx: Context, params: dict) -> dict:
 def _feature(ctx: Context, record: Record, feature_name: str) -> dict:
     definition = next((d for d in record.data["FeatureDefinitions"] if d["FeatureName"] == feature_name), None)
     if definition is None:
-        raise AWSError("ResourceNotFound", f"Resource Not Found: Feature {feature_name} does not exist in feature "
-                                           f"group {record.name}.")
+        raise AWSError(
+            "ResourceNotFound",
+            f"Resource Not Found: Feature {feature_name} does not exist in feature group {record.name}.",
+        )
     return definition
 
 
@@ -221,11 +249,14 @@ def describe_feature_metadata(ctx: Context, params: dict) -> dict:
     definition = _feature(ctx, record, params["FeatureName"])
     meta = record.data.get("FeatureMetadata", {}).get(definition["FeatureName"], {})
     return {
-        "FeatureGroupArn": record.arn, "FeatureGroupName": record.name, "FeatureName": definition["FeatureName"],
+        "FeatureGroupArn": record.arn,
+        "FeatureGroupName": record.name,
+        "FeatureName": definition["FeatureName"],
         "FeatureType": definition["FeatureType"],
         "CreationTime": meta.get("CreationTime", record.data["CreationTime"]),
         "LastModifiedTime": meta.get("LastModifiedTime", record.data["CreationTime"]),
-        "Description": meta.get("Description"), "Parameters": meta.get("Parameters", []),
+        "Description": meta.get("Description"),
+        "Parameters": meta.get("Parameters", []),
     }
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from ...server.errors import AWSError
 
@@ -66,20 +66,28 @@ class Group:
         return self.features[self.event_time_name].type
 
     @classmethod
-    def from_data(cls, account_id: str, region: str, data: dict, status: str | None = None) -> "Group":
+    def from_data(cls, account_id: str, region: str, data: dict, status: str | None = None) -> Group:
         online = data.get("OnlineStoreConfig") or {}
         offline = data.get("OfflineStoreConfig") or {}
         features = {}
         for d in data["FeatureDefinitions"]:
             vector = (d.get("CollectionConfig") or {}).get("VectorConfig") or {}
-            features[d["FeatureName"]] = Feature(d["FeatureName"], d["FeatureType"], d.get("CollectionType"),
-                                                 vector.get("Dimension"))
+            features[d["FeatureName"]] = Feature(
+                d["FeatureName"], d["FeatureType"], d.get("CollectionType"), vector.get("Dimension")
+            )
         return cls(
             key=group_key(account_id, region, data["FeatureGroupName"], data["CreationTime"]),
-            name=data["FeatureGroupName"], arn=data["FeatureGroupArn"], account_id=account_id, region=region,
-            status=status or data.get("FeatureGroupStatus", "Created"), created=data["CreationTime"],
-            record_id_name=data["RecordIdentifierFeatureName"], event_time_name=data["EventTimeFeatureName"],
-            features=features, online=bool(online.get("EnableOnlineStore")), offline=bool(offline),
+            name=data["FeatureGroupName"],
+            arn=data["FeatureGroupArn"],
+            account_id=account_id,
+            region=region,
+            status=status or data.get("FeatureGroupStatus", "Created"),
+            created=data["CreationTime"],
+            record_id_name=data["RecordIdentifierFeatureName"],
+            event_time_name=data["EventTimeFeatureName"],
+            features=features,
+            online=bool(online.get("EnableOnlineStore")),
+            offline=bool(offline),
             ttl_seconds=ttl_seconds(online.get("TtlDuration")),
             offline_uri=(offline.get("S3StorageConfig") or {}).get("ResolvedOutputS3Uri"),
             table_format=offline.get("TableFormat") or "Glue",
@@ -88,22 +96,25 @@ class Group:
 
     # -- checking records ------------------------------------------------------
 
-    def parse_record(self, record: list[dict]) -> "ParsedRecord":
+    def parse_record(self, record: list[dict]) -> ParsedRecord:
         """Check a PutRecord ``Record`` against the definitions; the typed values on success."""
         values: dict = {}
         for item in record:
             name = item["FeatureName"]
             feature = self.features.get(name)
             if feature is None:
-                raise validation_error(f"The feature {name} is not defined in feature group {self.name}. "
-                                       f"Add it with UpdateFeatureGroup FeatureAdditions before writing it.")
+                raise validation_error(
+                    f"The feature {name} is not defined in feature group {self.name}. "
+                    f"Add it with UpdateFeatureGroup FeatureAdditions before writing it."
+                )
             if name in values:
                 raise validation_error(f"The record contains the feature {name} more than once.")
             values[name] = parse_value(feature, item)
         record_id = values.get(self.record_id_name)
         if record_id is None or record_id == "":
-            raise validation_error(f"The record identifier feature {self.record_id_name} must be present "
-                                   "and not empty.")
+            raise validation_error(
+                f"The record identifier feature {self.record_id_name} must be present and not empty."
+            )
         if self.event_time_name not in values:
             raise validation_error(f"The event time feature {self.event_time_name} must be present.")
         event_time = parse_event_time(self.features[self.event_time_name], record_value(record, self.event_time_name))
@@ -139,7 +150,7 @@ class ParsedRecord:
 
 def group_key(account_id: str, region: str, name: str, created: float) -> str:
     """Identifies one incarnation of a group in the online store and the offline journal."""
-    return f"{account_id}:{region}:{name.lower()}:{int(round(created * 1000))}"
+    return f"{account_id}:{region}:{name.lower()}:{round(created * 1000)}"
 
 
 def parse_group_key(key: str) -> tuple[str, str, str, float]:
@@ -168,18 +179,21 @@ def parse_value(feature: Feature, item: dict):
         raise validation_error(f"Feature {name}: set ValueAsString or ValueAsStringList, not both.")
     if feature.collection is None:
         if not has_scalar:
-            raise validation_error(f"Feature {name} is a scalar feature of type {feature.type}: "
-                                   "its value must be given as ValueAsString.")
+            raise validation_error(
+                f"Feature {name} is a scalar feature of type {feature.type}: its value must be given as ValueAsString."
+            )
         return parse_scalar(feature, item["ValueAsString"])
     if not has_list:
-        raise validation_error(f"Feature {name} is a {feature.collection} feature: its value must be given as "
-                               "ValueAsStringList.")
+        raise validation_error(
+            f"Feature {name} is a {feature.collection} feature: its value must be given as ValueAsStringList."
+        )
     values = [parse_scalar(feature, v) for v in item["ValueAsStringList"]]
     if feature.collection == "Set" and len(set(values)) != len(values):
         raise validation_error(f"Feature {name} is a Set: its values must be unique.")
     if feature.collection == "Vector" and len(values) != feature.dimension:
-        raise validation_error(f"Feature {name} is a Vector of dimension {feature.dimension}, "
-                               f"but {len(values)} values were given.")
+        raise validation_error(
+            f"Feature {name} is a Vector of dimension {feature.dimension}, but {len(values)} values were given."
+        )
     return values
 
 
@@ -191,14 +205,16 @@ def parse_scalar(feature: Feature, text: str):
             value = int(text)
             if INT64[0] <= value <= INT64[1]:
                 return value
-        raise validation_error(f"Feature {feature.name} is Integral (a signed 64-bit integer); "
-                               f"{text[:64]!r} is not one.")
+        raise validation_error(
+            f"Feature {feature.name} is Integral (a signed 64-bit integer); {text[:64]!r} is not one."
+        )
     if _FRACTIONAL.match(text):
         value = float(text)
         if math.isfinite(value):
             return value
-    raise validation_error(f"Feature {feature.name} is Fractional (a finite IEEE-754 double); "
-                           f"{text[:64]!r} is not one.")
+    raise validation_error(
+        f"Feature {feature.name} is Fractional (a finite IEEE-754 double); {text[:64]!r} is not one."
+    )
 
 
 def parse_event_time(feature: Feature, text: str | None) -> float:
@@ -208,23 +224,26 @@ def parse_event_time(feature: Feature, text: str | None) -> float:
     if feature.type == "Fractional":
         value = parse_scalar(feature, text)
         if not EVENT_TIME_RANGE[0] <= value <= EVENT_TIME_RANGE[1]:
-            raise validation_error(f"Event time {text} is outside the supported range "
-                                   "(0000-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z).")
+            raise validation_error(
+                f"Event time {text} is outside the supported range (0000-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z)."
+            )
         return round(value, 3)
     match = _ISO_EVENT_TIME.match(text)
     if match:
         try:
-            moment = datetime(*(int(g) for g in match.groups()[:6]), tzinfo=timezone.utc)
+            moment = datetime(*(int(g) for g in match.groups()[:6]), tzinfo=UTC)
         except ValueError:
             moment = None
         if moment is not None:
             millis = int(match.group(7)[1:]) / 1000 if match.group(7) else 0.0
             return round(moment.timestamp() + millis, 3)
-    raise validation_error(f"Event time {text[:64]!r} of feature {feature.name} is not in a supported format: "
-                           "yyyy-MM-dd'T'HH:mm:ssZ or yyyy-MM-dd'T'HH:mm:ss.SSSZ (UTC).")
+    raise validation_error(
+        f"Event time {text[:64]!r} of feature {feature.name} is not in a supported format: "
+        "yyyy-MM-dd'T'HH:mm:ssZ or yyyy-MM-dd'T'HH:mm:ss.SSSZ (UTC)."
+    )
 
 
 def iso_time(epoch: float) -> str:
     """How the runtime spells a time (ExpiresAt): ISO-8601 UTC with milliseconds."""
-    moment = datetime.fromtimestamp(epoch, tz=timezone.utc)
+    moment = datetime.fromtimestamp(epoch, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

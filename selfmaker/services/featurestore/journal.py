@@ -29,11 +29,13 @@ class OfflineRow:
     is_deleted: bool = False
 
     def encode(self) -> bytes:
-        return json.dumps({"v": self.values, "t": self.event_time, "a": self.api_invocation_ms,
-                           "d": self.is_deleted}, separators=(",", ":")).encode()
+        return json.dumps(
+            {"v": self.values, "t": self.event_time, "a": self.api_invocation_ms, "d": self.is_deleted},
+            separators=(",", ":"),
+        ).encode()
 
     @classmethod
-    def decode(cls, raw: bytes) -> "OfflineRow":
+    def decode(cls, raw: bytes) -> OfflineRow:
         data = json.loads(raw)
         return cls(data["v"], data["t"], data["a"], data["d"])
 
@@ -73,8 +75,11 @@ class Journal:
     def assign(self, batches: list[Batch]) -> None:
         with self.db.write() as conn:
             for b in batches:
-                conn.execute("INSERT INTO offline_batches (batch, grp, bucket, object_key, write_time_ms) "
-                             "VALUES (?, ?, ?, ?, ?)", (b.batch, b.grp, b.bucket, b.key, b.write_time_ms))
+                conn.execute(
+                    "INSERT INTO offline_batches (batch, grp, bucket, object_key, write_time_ms) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (b.batch, b.grp, b.bucket, b.key, b.write_time_ms),
+                )
                 conn.executemany("UPDATE offline_journal SET batch = ? WHERE seq = ?", [(b.batch, s) for s in b.seqs])
 
     def batches(self, grp: str | None = None) -> list[Batch]:
@@ -101,6 +106,9 @@ class Journal:
 
     def oldest_ms(self) -> int | None:
         """The api_invocation_time of the oldest unassigned row (the flush deadline runs from it)."""
-        rows = self.db.conn().execute(
-            "SELECT row FROM offline_journal WHERE batch IS NULL ORDER BY seq LIMIT 1").fetchall()
+        rows = (
+            self.db.conn()
+            .execute("SELECT row FROM offline_journal WHERE batch IS NULL ORDER BY seq LIMIT 1")
+            .fetchall()
+        )
         return OfflineRow.decode(rows[0][0]).api_invocation_ms if rows else None

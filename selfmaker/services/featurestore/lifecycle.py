@@ -9,9 +9,9 @@ a server that stopped mid-way resumes the group when it starts.
 
 from __future__ import annotations
 
+from ...backends import Backends
 from ...engines.reconciler import Controller, register
 from ...objects.access import AccountObjects
-from ...backends import Backends
 from ...server.errors import AWSError
 from ...store.resources import Record
 from .definitions import Group
@@ -27,7 +27,7 @@ def reconcile(backends: Backends, record: Record) -> None:
         _provision(backends, record)
     else:
         _delete(backends, record)
-    return None  # one step either way: no timer to come back on
+    return  # one step either way: no timer to come back on
 
 
 def _provision(backends: Backends, record: Record) -> None:
@@ -49,9 +49,13 @@ def _delete(backends: Backends, record: Record) -> None:
     try:
         worker(backends).flush(group.key)
     except AWSError as err:
-        _set_status(backends, record, "Deleting", "DeleteFailed",
-                    f"{fs.journal.pending(group.key)} records could not be written to the offline "
-                    f"store: {err.message}")
+        _set_status(
+            backends,
+            record,
+            "Deleting",
+            "DeleteFailed",
+            f"{fs.journal.pending(group.key)} records could not be written to the offline store: {err.message}",
+        )
         return
     fs.online.drop_group(group.key)
     with backends.store.write() as conn:

@@ -26,7 +26,7 @@ import string
 import threading
 import time
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from ...objects.access import AccountObjects
 from ...server.errors import AWSError
@@ -47,8 +47,11 @@ def arrow_schema(group: Group):
     for f in group.features.values():
         kind = scalar[f.type]
         fields.append(pa.field(f.name, pa.list_(kind) if f.collection else kind))
-    fields += [pa.field("write_time", pa.timestamp("ms")), pa.field("api_invocation_time", pa.timestamp("ms")),
-               pa.field("is_deleted", pa.bool_())]
+    fields += [
+        pa.field("write_time", pa.timestamp("ms")),
+        pa.field("api_invocation_time", pa.timestamp("ms")),
+        pa.field("is_deleted", pa.bool_()),
+    ]
     return pa.schema(fields)
 
 
@@ -57,9 +60,17 @@ def parquet_bytes(group: Group, rows: list[OfflineRow], write_time_ms: int) -> b
     import pyarrow.parquet as pq
 
     table = pa.Table.from_pylist(
-        [{**r.values, "write_time": write_time_ms, "api_invocation_time": r.api_invocation_ms,
-          "is_deleted": r.is_deleted} for r in rows],
-        schema=arrow_schema(group))
+        [
+            {
+                **r.values,
+                "write_time": write_time_ms,
+                "api_invocation_time": r.api_invocation_ms,
+                "is_deleted": r.is_deleted,
+            }
+            for r in rows
+        ],
+        schema=arrow_schema(group),
+    )
     out = io.BytesIO()
     pq.write_table(table, out, compression="snappy")
     return out.getvalue()
@@ -70,15 +81,15 @@ def _random(n: int) -> str:
 
 
 def split_uri(uri: str) -> tuple[str, str]:
-    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
     return bucket, prefix.rstrip("/")
 
 
 def object_key(group: Group, event_time: float, latest_event_time: float) -> tuple[str, str]:
     """(bucket, key) of a new file holding rows of ``event_time``'s partition."""
     bucket, prefix = split_uri(group.offline_uri)
-    moment = datetime.fromtimestamp(event_time, tz=timezone.utc)
-    name = f"{datetime.fromtimestamp(latest_event_time, tz=timezone.utc):%Y%m%dT%H%M%SZ}_{_random(16)}.parquet"
+    moment = datetime.fromtimestamp(event_time, tz=UTC)
+    name = f"{datetime.fromtimestamp(latest_event_time, tz=UTC):%Y%m%dT%H%M%SZ}_{_random(16)}.parquet"
     if group.table_format == "Iceberg":
         partition = f"{_random(8)}/{group.event_time_name}_trunc={moment:%Y-%m-%d}"
     else:
@@ -87,7 +98,7 @@ def object_key(group: Group, event_time: float, latest_event_time: float) -> tup
 
 
 def _partition(group: Group, event_time: float) -> str:
-    moment = datetime.fromtimestamp(event_time, tz=timezone.utc)
+    moment = datetime.fromtimestamp(event_time, tz=UTC)
     return f"{moment:%Y-%m-%d}" if group.table_format == "Iceberg" else f"{moment:%Y-%m-%dT%H}"
 
 
@@ -111,7 +122,7 @@ class OfflineWriter:
 
     def group_for(self, grp: str) -> Group | None:
         """The group incarnation a journal key names (deleted groups flush before they go)."""
-        account_id, region, name, created = parse_group_key(grp)
+        account_id, region, name, _created = parse_group_key(grp)
         record = self.backends.resources.get(account_id, region, "FeatureGroup", name=name)
         if record is None:
             return None
@@ -163,8 +174,9 @@ class OfflineWriter:
         for (g, _), items in by_file.items():
             rows = [row for _, row in items]
             bucket, key = object_key(groups[g], rows[0].event_time, max(r.event_time for r in rows))
-            batches.append(Batch(f"{write_time_ms:013d}-{_random(8)}", g, bucket, key, write_time_ms,
-                                 [seq for seq, _ in items]))
+            batches.append(
+                Batch(f"{write_time_ms:013d}-{_random(8)}", g, bucket, key, write_time_ms, [seq for seq, _ in items])
+            )
         self.journal.assign(batches)
 
     def _write(self, batch: Batch) -> int:

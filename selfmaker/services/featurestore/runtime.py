@@ -13,8 +13,15 @@ import time
 
 from ...server.errors import AWSError
 from ...server.operations import Context, operation
-from .definitions import (MAX_RECORD_BYTES, Group, iso_time, parse_event_time, parse_scalar, ttl_seconds,
-                          validation_error)
+from .definitions import (
+    MAX_RECORD_BYTES,
+    Group,
+    iso_time,
+    parse_event_time,
+    parse_scalar,
+    ttl_seconds,
+    validation_error,
+)
 from .journal import OfflineRow
 from .online import Change, Outcome
 from .state import feature_store
@@ -32,8 +39,7 @@ def _now_ms() -> int:
 # -- writes --------------------------------------------------------------------
 
 
-def put(ctx: Context, group: Group, record: list[dict], target_stores: list[str] | None,
-        ttl: dict | None) -> None:
+def put(ctx: Context, group: Group, record: list[dict], target_stores: list[str] | None, ttl: dict | None) -> None:
     online, offline = group.target_stores(target_stores)
     parsed = group.parse_record(record)
     payload = json.dumps(record, separators=(",", ":")).encode()
@@ -64,8 +70,13 @@ def batch_write_record(ctx: Context, params: dict) -> dict:
     for entry in params["Entries"]:
         try:
             group = groups.require(ctx, entry["FeatureGroupName"])
-            put(ctx, group, entry["Record"], entry.get("TargetStores"),
-                entry.get("TtlDuration") or params.get("TtlDuration"))
+            put(
+                ctx,
+                group,
+                entry["Record"],
+                entry.get("TargetStores"),
+                entry.get("TtlDuration") or params.get("TtlDuration"),
+            )
         except AWSError as err:
             errors.append({"Entry": entry, "ErrorCode": err.code, "ErrorMessage": err.message})
     return {"Errors": errors, "UnprocessedEntries": []}
@@ -81,17 +92,24 @@ def delete_record(ctx: Context, params: dict) -> dict:
     event_time = parse_event_time(event_time_feature, params["EventTime"])
     mode = params.get("DeletionMode") or "SoftDelete"
     received_ms = _now_ms()
-    change = Change("soft_delete" if mode == "SoftDelete" else "hard_delete", str(id_value), event_time) \
-        if online else None
+    change = (
+        Change("soft_delete" if mode == "SoftDelete" else "hard_delete", str(id_value), event_time) if online else None
+    )
     # The delete marker: the record's id and the delete's event time, every other feature null.
-    marker = OfflineRow({group.record_id_name: id_value,
-                         group.event_time_name: parse_scalar(event_time_feature, params["EventTime"])},
-                        event_time, received_ms, is_deleted=True)
-    outcome = feature_store(ctx.backends).online.write(group.key, change, [marker] if offline else [],
-                                                       received_ms / 1000)
+    marker = OfflineRow(
+        {group.record_id_name: id_value, group.event_time_name: parse_scalar(event_time_feature, params["EventTime"])},
+        event_time,
+        received_ms,
+        is_deleted=True,
+    )
+    outcome = feature_store(ctx.backends).online.write(
+        group.key, change, [marker] if offline else [], received_ms / 1000
+    )
     if outcome is Outcome.STALE:
-        raise validation_error(f"HardDelete of record {record_id} refused: its EventTime {params['EventTime']} is "
-                               "not later than the stored record's. Nothing was deleted.")
+        raise validation_error(
+            f"HardDelete of record {record_id} refused: its EventTime {params['EventTime']} is "
+            "not later than the stored record's. Nothing was deleted."
+        )
     return {}
 
 
@@ -145,16 +163,28 @@ def batch_get_record(ctx: Context, params: dict) -> dict:
             group.check_feature_names(ident.get("FeatureNames"))
             keys = {rid: group.record_key(rid) for rid in ids}
         except AWSError as err:  # reported per record, as AWS does; the other identifiers are still read
-            errors += [{"FeatureGroupName": ident["FeatureGroupName"], "RecordIdentifierValueAsString": rid,
-                        "ErrorCode": err.code, "ErrorMessage": err.message} for rid in ids]
+            errors += [
+                {
+                    "FeatureGroupName": ident["FeatureGroupName"],
+                    "RecordIdentifierValueAsString": rid,
+                    "ErrorCode": err.code,
+                    "ErrorMessage": err.message,
+                }
+                for rid in ids
+            ]
             continue
         found = fs.online.get_many(group.key, list(set(keys.values())), now)
         for rid in ids:
             if keys[rid] in found:
                 rendered = _render(found[keys[rid]], ident.get("FeatureNames"), params.get("ExpirationTimeResponse"))
                 if rendered["Record"]:
-                    records.append({"FeatureGroupName": ident["FeatureGroupName"],
-                                    "RecordIdentifierValueAsString": rid, **rendered})
+                    records.append(
+                        {
+                            "FeatureGroupName": ident["FeatureGroupName"],
+                            "RecordIdentifierValueAsString": rid,
+                            **rendered,
+                        }
+                    )
     return {"Records": records, "Errors": errors, "UnprocessedIdentifiers": []}
 
 
@@ -165,10 +195,16 @@ def list_records(ctx: Context, params: dict) -> dict:
     after = None
     signer, scope = ctx.backends.resources, ["ListRecords", group.key]
     if params.get("NextToken"):
-        after = signer.read_page_token(params["NextToken"], scope, validation_error(
-            "Invalid pagination token: this NextToken was not issued by this server for this feature group."))["after"]
-    ids = feature_store(ctx.backends).online.list_ids(group.key, after, limit + 1,
-                                                      bool(params.get("IncludeSoftDeletedRecords")), time.time())
+        after = signer.read_page_token(
+            params["NextToken"],
+            scope,
+            validation_error(
+                "Invalid pagination token: this NextToken was not issued by this server for this feature group."
+            ),
+        )["after"]
+    ids = feature_store(ctx.backends).online.list_ids(
+        group.key, after, limit + 1, bool(params.get("IncludeSoftDeletedRecords")), time.time()
+    )
     out: dict = {"RecordIdentifiers": ids[:limit]}
     if len(ids) > limit:
         out["NextToken"] = signer.page_token(scope, after=ids[limit - 1])

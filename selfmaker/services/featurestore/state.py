@@ -48,22 +48,27 @@ class GroupCache:
         if name_or_arn.startswith("arn:"):
             # Only the caller's own feature group ARN, in this region, names a group here.
             parts = name_or_arn.split(":", 5)
-            if len(parts) < 6 or (parts[3], parts[4]) != (ctx.region, ctx.account_id) or \
-                    not parts[5].startswith("feature-group/"):
+            if (
+                len(parts) < 6
+                or (parts[3], parts[4]) != (ctx.region, ctx.account_id)
+                or not parts[5].startswith("feature-group/")
+            ):
                 raise not_found(name_or_arn)
             name = parts[5].split("/", 1)[-1]
         group = self.get(ctx.account_id, ctx.region, name)
         if group is None or group.status in ("Deleting", "DeleteFailed"):
             raise not_found(name)
         if group.status != "Created":
-            raise validation_error(f"Feature group {group.name} is {group.status}; records can be written and "
-                                   "read once it is Created.")
+            raise validation_error(
+                f"Feature group {group.name} is {group.status}; records can be written and read once it is Created."
+            )
         return group
 
 
 def not_found(name: str) -> AWSError:
-    return AWSError("ResourceNotFound", f"Resource Not Found: Amazon SageMaker can't find a FeatureGroup with "
-                                        f"name {name}", 404)
+    return AWSError(
+        "ResourceNotFound", f"Resource Not Found: Amazon SageMaker can't find a FeatureGroup with name {name}", 404
+    )
 
 
 class FeatureStore:

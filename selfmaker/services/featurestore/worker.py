@@ -13,8 +13,8 @@ import logging
 import threading
 import time
 
-from ...engines.periodic import STOP_TIMEOUT, Periodic
 from ...backends import background_worker
+from ...engines.periodic import STOP_TIMEOUT, Periodic
 from ...store.resources import Record
 from .offline import OfflineWriteFailed
 from .state import feature_store
@@ -94,15 +94,18 @@ class FeatureStoreWorker(Periodic):
             self._blocked[grp] = blocked_reason
         if group is None:
             return
-        status = {"Status": "Blocked", "BlockedReason": blocked_reason[:1024]} if blocked_reason \
-            else {"Status": "Active"}
+        status = (
+            {"Status": "Blocked", "BlockedReason": blocked_reason[:1024]} if blocked_reason else {"Status": "Active"}
+        )
+
         def change(record: Record, _conn) -> bool | None:
             if record.data.get("OfflineStoreStatus") == status:
                 return False
             record.data["OfflineStoreStatus"] = status
 
-        self.backends.resources.mutate(change, account_id=group.account_id, region=group.region, kind="FeatureGroup",
-                                       name=group.name, touch=False)
+        self.backends.resources.mutate(
+            change, account_id=group.account_id, region=group.region, kind="FeatureGroup", name=group.name, touch=False
+        )
 
 
 def worker(backends) -> FeatureStoreWorker:

@@ -27,10 +27,10 @@ import time
 import uuid
 from collections import defaultdict, deque
 
+from ...backends import background_worker
 from ...engines.periodic import STOP_TIMEOUT, Periodic
 from ...objects.access import AccountObjects
 from ...objects.base import parse_s3_uri
-from ...backends import background_worker
 from ...server.errors import AWSError
 
 log = logging.getLogger("selfmaker.capture")
@@ -48,8 +48,9 @@ def sampled(config: dict) -> bool:
 def offer(backends, route, variant: str, invocation, answer, when: float) -> None:
     """Keep this invocation for capture if the route's config samples it (cheap: no encoding here)."""
     if route.capture and sampled(route.capture):
-        capturer(backends).add((route.capture, route.account_id, route.endpoint_name, variant, invocation, answer,
-                                when))
+        capturer(backends).add(
+            (route.capture, route.account_id, route.endpoint_name, variant, invocation, answer, when)
+        )
 
 
 def _media_type(content_type: str | None) -> str:
@@ -148,8 +149,13 @@ class Capturer(Periodic):
                 objects = AccountObjects.of(self.backends, account_id)
                 objects.put_object(bucket, key, ("\n".join(lines) + "\n").encode())
             except (AWSError, ValueError) as err:
-                log.warning("data capture for endpoint %s dropped %d records: cannot write to %s: %s", endpoint,
-                            len(lines), destination, err)
+                log.warning(
+                    "data capture for endpoint %s dropped %d records: cannot write to %s: %s",
+                    endpoint,
+                    len(lines),
+                    destination,
+                    err,
+                )
 
 
 @background_worker

@@ -118,8 +118,13 @@ class Instances:
                     self._release(path, (reader, writer))
                 else:
                     writer.close()
-            return Answer(status, body, headers.get("content-type"), headers.get(CUSTOM_ATTRIBUTES.lower()),
-                          time.perf_counter() - started)
+            return Answer(
+                status,
+                body,
+                headers.get("content-type"),
+                headers.get(CUSTOM_ATTRIBUTES.lower()),
+                time.perf_counter() - started,
+            )
 
 
 def _request_head(invocation: Invocation) -> bytes:

@@ -27,8 +27,8 @@ import threading
 import time
 
 from ...aws.cloudwatch.alarms import alarm_state
-from ...engines.reconciler import Controller, kick, register
 from ...backends import Backends
+from ...engines.reconciler import Controller, kick, register
 from ...store.resources import Record, now
 from . import routes
 from .fleet import Group, fleet
@@ -70,21 +70,35 @@ def _group_changed(backends: Backends, key: str) -> None:
 
 
 def _group(record: Record, variant: dict, count: int | None = None) -> Group:
-    return Group(key=variant["key"], account_id=record.account_id, region=record.region,
-                 endpoint_name=record.name, variant_name=variant["name"], model=variant["model"],
-                 instance_type=variant["instance_type"], count=variant["count"] if count is None else count)
+    return Group(
+        key=variant["key"],
+        account_id=record.account_id,
+        region=record.region,
+        endpoint_name=record.name,
+        variant_name=variant["name"],
+        model=variant["model"],
+        instance_type=variant["instance_type"],
+        count=variant["count"] if count is None else count,
+    )
 
 
 def _variants(release: dict) -> list[dict]:
     return release["variants"] + release["shadows"]
 
 
-def _targets(variants: list[dict], ready: dict[str, tuple[str, ...]], config: str,
-             counts: dict[str, int] | None = None) -> tuple[routes.Target, ...]:
+def _targets(
+    variants: list[dict], ready: dict[str, tuple[str, ...]], config: str, counts: dict[str, int] | None = None
+) -> tuple[routes.Target, ...]:
     """Each variant's ready instances, at most its count: the ones beyond it are about to stop."""
-    return tuple(routes.Target(variant=v["name"], weight=float(v["weight"]),
-                               sockets=ready[v["key"]][:(counts or {}).get(v["key"], v["count"])], config_name=config)
-                 for v in variants)
+    return tuple(
+        routes.Target(
+            variant=v["name"],
+            weight=float(v["weight"]),
+            sockets=ready[v["key"]][: (counts or {}).get(v["key"], v["count"])],
+            config_name=config,
+        )
+        for v in variants
+    )
 
 
 def shadow_fraction(release: dict) -> dict[str, float]:
@@ -95,8 +109,15 @@ def shadow_fraction(release: dict) -> dict[str, float]:
 
 def _shadows(release: dict, ready: dict[str, tuple[str, ...]]) -> tuple[routes.Target, ...]:
     fractions = shadow_fraction(release)
-    return tuple(routes.Target(variant=v["name"], weight=fractions[v["name"]], sockets=ready[v["key"]][:v["count"]],
-                               config_name=release["config"]) for v in release["shadows"])
+    return tuple(
+        routes.Target(
+            variant=v["name"],
+            weight=fractions[v["name"]],
+            sockets=ready[v["key"]][: v["count"]],
+            config_name=release["config"],
+        )
+        for v in release["shadows"]
+    )
 
 
 def _capture(release: dict) -> dict | None:
@@ -119,9 +140,15 @@ def route_for(backends: Backends, record: Record) -> routes.Route | None:
     if share > 0:
         traffic.append((share, _targets(nxt["variants"], ready, nxt["config"])))
     serving = nxt if share >= 1 else live
-    return routes.Route(account_id=record.account_id, region=record.region, endpoint_name=record.name,
-                        endpoint_arn=record.arn, traffic=tuple(traffic), shadows=_shadows(serving, ready),
-                        capture=_capture(serving))
+    return routes.Route(
+        account_id=record.account_id,
+        region=record.region,
+        endpoint_name=record.name,
+        endpoint_arn=record.arn,
+        traffic=tuple(traffic),
+        shadows=_shadows(serving, ready),
+        capture=_capture(serving),
+    )
 
 
 def _publish(backends: Backends, record: Record) -> None:
@@ -161,9 +188,14 @@ def plan(config: dict | None, live: dict, nxt: dict) -> dict:
     serverless = any(v.get("serverless") for v in live["variants"] + nxt["variants"])
     rolling = config.get("RollingUpdatePolicy")
     if rolling and not serverless:
-        return {"strategy": "rolling", "steps": _steps(capacity_fraction(rolling["MaximumBatchSize"], total)),
-                "wait": rolling["WaitIntervalInSeconds"], "termination_wait": 0,
-                "timeout": rolling.get("MaximumExecutionTimeoutInSeconds"), "alarms": alarms}
+        return {
+            "strategy": "rolling",
+            "steps": _steps(capacity_fraction(rolling["MaximumBatchSize"], total)),
+            "wait": rolling["WaitIntervalInSeconds"],
+            "termination_wait": 0,
+            "timeout": rolling.get("MaximumExecutionTimeoutInSeconds"),
+            "alarms": alarms,
+        }
     policy = config.get("BlueGreenUpdatePolicy") or {}
     routing = policy.get("TrafficRoutingConfiguration") or {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0}
     if serverless:  # as on AWS: serverless variants are deployed all at once, without a bake
@@ -174,9 +206,14 @@ def plan(config: dict | None, live: dict, nxt: dict) -> dict:
         steps = _steps(capacity_fraction(routing["LinearStepSize"], total))
     else:
         steps = [1.0]
-    return {"strategy": "blue_green", "steps": steps, "wait": routing["WaitIntervalInSeconds"],
-            "termination_wait": policy.get("TerminationWaitInSeconds", 0),
-            "timeout": policy.get("MaximumExecutionTimeoutInSeconds"), "alarms": alarms}
+    return {
+        "strategy": "blue_green",
+        "steps": steps,
+        "wait": routing["WaitIntervalInSeconds"],
+        "termination_wait": policy.get("TerminationWaitInSeconds", 0),
+        "timeout": policy.get("MaximumExecutionTimeoutInSeconds"),
+        "alarms": alarms,
+    }
 
 
 def _green_count(variant: dict, deploy: dict, step: int) -> int:
@@ -225,6 +262,7 @@ class Step:
 
     def commit(self, mutate, touch: bool = True) -> None:
         """Apply ``mutate(data)`` to the stored record, unless an API call changed it meanwhile."""
+
         def change(fresh: Record, _conn) -> None:
             if fresh.data.get("_rev") != self.data.get("_rev"):
                 raise Superseded
@@ -258,9 +296,11 @@ class Step:
         counts = {v["key"]: (counts or {}).get(v["key"], v["count"]) for v in variants}
         seen = {v["key"]: min(self.ready(v), counts[v["key"]]) for v in variants}
         if any(v.get("ready") != seen[v["key"]] for v in variants):
+
             def mutate(d):
                 for v in _variants(d[member]):
                     v["ready"] = seen[v["key"]]
+
             self.commit(mutate, touch=False)
         return all(seen[key] >= count for key, count in counts.items())
 
@@ -290,8 +330,10 @@ class Step:
             self.ensure(variant)
         reason = self.failure(variants)
         if reason is None and time.time() > live["started"] + _startup_timeout(live):
-            reason = (f"The endpoint's instances did not answer the /ping health check within "
-                      f"{_startup_timeout(live)} seconds.")
+            reason = (
+                f"The endpoint's instances did not answer the /ping health check within "
+                f"{_startup_timeout(live)} seconds."
+            )
         if reason:
             self.retire(variants)
             self.commit(lambda d: d.update(EndpointStatus="Failed", FailureReason=reason[:1024]))
@@ -305,6 +347,7 @@ class Step:
             d["EndpointStatus"] = "InService"
             for v in _variants(d["_live"]):
                 v["deployed_at"] = deployed
+
         self.commit(in_service)
         self.publish()
         return SERVING_CHECK
@@ -325,10 +368,12 @@ class Step:
                 drained.append(variant["key"])
             self.ensure(variant, count)
         if drained:
+
             def forget(d):
                 for v in _variants(d["_live"]):
                     if v["key"] in drained:
                         v.pop("drain", None)
+
             self.commit(forget, touch=False)
         self.note_ready("_live")
         self.publish()
@@ -369,6 +414,7 @@ class Step:
             def failed(d):
                 d.pop("_capacity", None)
                 d.update(EndpointStatus="InService", FailureReason=reason[:1024])
+
             self.commit(failed)
             return self.serve()
         ready = {v["key"]: self.ready(v) for v in variants}
@@ -390,6 +436,7 @@ class Step:
             d.pop("_capacity")
             d.pop("FailureReason", None)
             d["EndpointStatus"] = "InService"
+
         self.commit(resized)
         return self.serve()
 
@@ -401,8 +448,9 @@ class Step:
             return self.roll_back()
         overdue = deploy["timeout"] and time.time() > deploy["started"] + deploy["timeout"]
         if overdue and deploy["phase"] != "terminate":  # once all traffic is on the new fleet, it stays
-            return self.begin_rollback(f"The deployment did not finish within MaximumExecutionTimeoutInSeconds "
-                                       f"({deploy['timeout']} seconds).")
+            return self.begin_rollback(
+                f"The deployment did not finish within MaximumExecutionTimeoutInSeconds ({deploy['timeout']} seconds)."
+            )
         if deploy["phase"] == "provision":
             return self.provision()
         if deploy["phase"] == "bake":
@@ -429,16 +477,17 @@ class Step:
             self.ensure(variant, counts[variant["key"]])
         reason = self.failure(_variants(nxt))
         if reason is None and time.time() > deploy["started"] + _startup_timeout(nxt):
-            reason = (f"The new fleet's instances did not answer the /ping health check within "
-                      f"{_startup_timeout(nxt)} seconds.")
+            reason = (
+                f"The new fleet's instances did not answer the /ping health check within "
+                f"{_startup_timeout(nxt)} seconds."
+            )
         if reason:
             return self.begin_rollback(reason)
         if not self.note_ready("_next", counts):
             return POLL
         share = deploy["steps"][deploy["step"]]
         if deploy["strategy"] == "rolling":  # the share of instances actually replaced
-            share = (sum(counts[v["key"]] for v in nxt["variants"])
-                     / max(1, sum(v["count"] for v in nxt["variants"])))
+            share = sum(counts[v["key"]] for v in nxt["variants"]) / max(1, sum(v["count"] for v in nxt["variants"]))
         shifted = now()
         self.commit(lambda d: d["_deploy"].update(phase="bake", share=share, since=shifted))
         self.publish()
@@ -449,8 +498,10 @@ class Step:
         deploy = self.data["_deploy"]
         fired = _alarms_in_alarm(self.backends, self.record, deploy["alarms"])
         if fired:
-            return self.begin_rollback(f"Deployment rolled back: the CloudWatch alarm(s) {', '.join(fired)} "
-                                       "went into ALARM state during the baking period.")
+            return self.begin_rollback(
+                f"Deployment rolled back: the CloudWatch alarm(s) {', '.join(fired)} "
+                "went into ALARM state during the baking period."
+            )
         wait = deploy["wait"]
         counts = green_counts(self.data["_next"], deploy)
         for variant in _variants(self.data["_next"]):  # replaces an instance that died meanwhile
@@ -470,6 +521,7 @@ class Step:
                 d["_deploy"].update(phase="terminate", since=moment)
             else:
                 d["_deploy"].update(phase="provision", step=deploy["step"] + 1, since=moment)
+
         self.commit(advance)
         return 0.0
 
@@ -488,6 +540,7 @@ class Step:
             d["EndpointStatus"] = "InService"
             for v in _variants(d["_live"]):
                 v["deployed_at"] = deploy["since"]
+
         self.commit(finish)
         self.publish()
         return SERVING_CHECK
@@ -500,6 +553,7 @@ class Step:
         def rolling_back(d):
             d["_deploy"].update(phase="rollback", failure=reason[:1024], switched=None)
             d["EndpointStatus"] = "RollingBack"
+
         self.commit(rolling_back)
         return self.roll_back()
 
@@ -511,9 +565,12 @@ class Step:
                 self.ensure(variant)
             reason = self.failure(_variants(live))
             if reason and deploy["share"] > 0:
-                self.commit(lambda d: d.update(EndpointStatus="UpdateRollbackFailed",
-                                               FailureReason=f"{d['_deploy']['failure']} The rollback "
-                                                             f"failed too: {reason}"[:1024]))
+                self.commit(
+                    lambda d: d.update(
+                        EndpointStatus="UpdateRollbackFailed",
+                        FailureReason=f"{d['_deploy']['failure']} The rollback failed too: {reason}"[:1024],
+                    )
+                )
                 return None
             # Blue must be whole again before it takes back the new fleet's share.
             if not self.note_ready("_live") and deploy["share"] > 0:
@@ -532,6 +589,7 @@ class Step:
             d.pop("_next")
             d.pop("_deploy")
             d["EndpointStatus"] = "InService"
+
         self.commit(restored)
         self.publish()
         return SERVING_CHECK
@@ -545,8 +603,7 @@ def _startup_timeout(release: dict) -> int:
 def _alarms_in_alarm(backends: Backends, record: Record, names: list[str]) -> list[str]:
     if not names:
         return []
-    return [name for name in names
-            if alarm_state(backends, record.account_id, record.region, name) == "ALARM"]
+    return [name for name in names if alarm_state(backends, record.account_id, record.region, name) == "ALARM"]
 
 
 def reconcile(backends: Backends, record: Record) -> float | None:

@@ -44,13 +44,15 @@ def _unsupported(what: str) -> Exception:
 def _check_variant(ctx: Context, variant: dict, shadow: bool) -> None:
     name = variant["VariantName"]
     for member, what in _UNSUPPORTED_VARIANT.items():
-        if variant.get(member) and not (member == "ManagedInstanceScaling"
-                                        and variant[member].get("Status") == "DISABLED"):
+        if variant.get(member) and not (
+            member == "ManagedInstanceScaling" and variant[member].get("Status") == "DISABLED"
+        ):
             raise _unsupported(f"{what} ({member} of variant {name})")
     routing = (variant.get("RoutingConfig") or {}).get("RoutingStrategy")
     if routing not in (None, "RANDOM"):
-        raise _unsupported(f"the {routing} routing strategy (variant {name}); "
-                           "instances of a variant take requests in turn")
+        raise _unsupported(
+            f"the {routing} routing strategy (variant {name}); instances of a variant take requests in turn"
+        )
     if not variant.get("ModelName"):
         raise _unsupported(f"inference components: variant {name} needs a ModelName")
     serverless = variant.get("ServerlessConfig")
@@ -58,11 +60,12 @@ def _check_variant(ctx: Context, variant: dict, shadow: bool) -> None:
         if shadow:
             raise validation(f"Shadow variant {name} cannot use ServerlessConfig.")
         if variant.get("InstanceType") or variant.get("InitialInstanceCount"):
-            raise validation(f"Variant {name} sets ServerlessConfig together with InstanceType or "
-                             "InitialInstanceCount; a variant is either serverless or instance-based.")
+            raise validation(
+                f"Variant {name} sets ServerlessConfig together with InstanceType or "
+                "InitialInstanceCount; a variant is either serverless or instance-based."
+            )
     elif not variant.get("InstanceType") or not variant.get("InitialInstanceCount"):
-        raise validation(f"Variant {name} needs InstanceType and InitialInstanceCount "
-                         "(or a ServerlessConfig).")
+        raise validation(f"Variant {name} needs InstanceType and InitialInstanceCount (or a ServerlessConfig).")
     model = MODEL.load(ctx, variant["ModelName"]).data
     try:
         container = container_of(model)
@@ -82,11 +85,15 @@ def check(ctx: Context, params: dict) -> None:
     names = [v["VariantName"] for v in production + shadows]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise validation(f"The variant names {duplicates} are not unique: each production and shadow variant "
-                         "of an endpoint configuration needs its own name.")
+        raise validation(
+            f"The variant names {duplicates} are not unique: each production and shadow variant "
+            "of an endpoint configuration needs its own name."
+        )
     if shadows and (len(production) != 1 or len(shadows) != 1):
-        raise validation("An endpoint configuration with ShadowProductionVariants must have exactly one "
-                         "production variant and one shadow variant.")
+        raise validation(
+            "An endpoint configuration with ShadowProductionVariants must have exactly one "
+            "production variant and one shadow variant."
+        )
     for variant in production:
         _check_variant(ctx, variant, shadow=False)
     for variant in shadows:
@@ -104,6 +111,9 @@ def _create(ctx: Context, params: dict, data: dict) -> None:
 
 
 ENDPOINT_CONFIG = Kind(
-    "EndpointConfig", "endpoint-config", label="endpoint configuration",
-    operations=("Create", "Describe", "List", "Delete"), on_create=_create,
+    "EndpointConfig",
+    "endpoint-config",
+    label="endpoint configuration",
+    operations=("Create", "Describe", "List", "Delete"),
+    on_create=_create,
 ).register()

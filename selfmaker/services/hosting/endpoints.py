@@ -26,8 +26,15 @@ IN_PROGRESS = ("Creating", "Updating", "RollingBack", "SystemUpdating", "Deletin
 # -- releases: a configuration as the controller deploys it -------------------------------------------------------
 
 
-def release(ctx: Context, record_name: str, created: float, config: dict, generation: int,
-            previous: dict | None = None, excluded: frozenset[str] | None = None) -> dict:
+def release(
+    ctx: Context,
+    record_name: str,
+    created: float,
+    config: dict,
+    generation: int,
+    previous: dict | None = None,
+    excluded: frozenset[str] | None = None,
+) -> dict:
     """The fleet an endpoint configuration calls for, with its models snapshotted.
 
     ``previous`` with ``excluded``: RetainAllVariantProperties, i.e. keep the current
@@ -42,7 +49,8 @@ def release(ctx: Context, record_name: str, created: float, config: dict, genera
         entry = {
             "name": name,
             "key": f"{ctx.account_id}-{ctx.region}-{record_name}-{int(created * 1000)}-{generation}-{name}".lower(),
-            "model": model, "image": container_of(model).get("Image"),
+            "model": model,
+            "image": container_of(model).get("Image"),
             "instance_type": SERVERLESS_INSTANCE_TYPE if serverless else spec["InstanceType"],
             "count": 1 if serverless else spec["InitialInstanceCount"],
             "weight": spec.get("InitialVariantWeight", 1.0),
@@ -62,9 +70,13 @@ def release(ctx: Context, record_name: str, created: float, config: dict, genera
     capture = config.get("DataCaptureConfig")
     if previous is not None and "DataCaptureConfig" not in excluded:
         capture = previous.get("capture")
-    return {"config": config["EndpointConfigName"], "started": now(), "capture": capture,
-            "variants": [variant(v) for v in config["ProductionVariants"]],
-            "shadows": [variant(v) for v in config.get("ShadowProductionVariants") or []]}
+    return {
+        "config": config["EndpointConfigName"],
+        "started": now(),
+        "capture": capture,
+        "variants": [variant(v) for v in config["ProductionVariants"]],
+        "shadows": [variant(v) for v in config.get("ShadowProductionVariants") or []],
+    }
 
 
 def check_deployment(config: dict | None, nxt: dict) -> None:
@@ -79,8 +91,10 @@ def check_deployment(config: dict | None, nxt: dict) -> None:
     def fraction(size: dict, member: str, low: float, high: float) -> None:
         share = deployments.capacity_fraction(size, total)
         if not low <= share <= high:
-            raise validation(f"{member} must be between {low:.0%} and {high:.0%} of the new fleet's {total} "
-                             f"instance(s); {size['Value']} {size['Type']} is {share:.0%}.")
+            raise validation(
+                f"{member} must be between {low:.0%} and {high:.0%} of the new fleet's {total} "
+                f"instance(s); {size['Value']} {size['Type']} is {share:.0%}."
+            )
 
     if blue_green:
         routing = blue_green["TrafficRoutingConfiguration"]
@@ -95,8 +109,10 @@ def check_deployment(config: dict | None, nxt: dict) -> None:
     if rolling:
         fraction(rolling["MaximumBatchSize"], "MaximumBatchSize", 0.05, 0.5)
         if rolling.get("RollbackMaximumBatchSize"):
-            raise validation("SelfMaker does not support RollbackMaximumBatchSize yet: a rollback restores "
-                             "the whole old fleet at once.")
+            raise validation(
+                "SelfMaker does not support RollbackMaximumBatchSize yet: a rollback restores "
+                "the whole old fleet at once."
+            )
 
 
 def check_alarms(ctx: Context, config: dict | None) -> None:
@@ -126,8 +142,9 @@ def _on_create(ctx: Context, params: dict, data: dict) -> None:
 def _cannot_update(record: Record) -> Exception:
     if record.status in IN_PROGRESS:
         return validation(f'Cannot update in-progress endpoint "{record.arn}".')
-    return validation(f'Cannot update endpoint "{record.arn}" in status {record.status}; delete it and create it '
-                      "again.")
+    return validation(
+        f'Cannot update endpoint "{record.arn}" in status {record.status}; delete it and create it again.'
+    )
 
 
 def _on_update(ctx: Context, params: dict, record: Record) -> None:
@@ -145,14 +162,26 @@ def _on_update(ctx: Context, params: dict, record: Record) -> None:
         deployment = data.get("LastDeploymentConfig")
     generation = data["_generation"] + 1
     retained = params.get("RetainAllVariantProperties")
-    nxt = release(ctx, record.name, data["CreationTime"], config, generation,
-                  previous=data["_live"] if retained else None,
-                  excluded=frozenset(p["VariantPropertyType"] for p in excluded or []))
+    nxt = release(
+        ctx,
+        record.name,
+        data["CreationTime"],
+        config,
+        generation,
+        previous=data["_live"] if retained else None,
+        excluded=frozenset(p["VariantPropertyType"] for p in excluded or []),
+    )
     check_deployment(deployment, nxt)
     check_alarms(ctx, deployment)
     started = now()
-    data["_deploy"] = {**deployments.plan(deployment, data["_live"], nxt), "step": 0, "phase": "provision",
-                       "share": 0.0, "started": started, "since": started}
+    data["_deploy"] = {
+        **deployments.plan(deployment, data["_live"], nxt),
+        "step": 0,
+        "phase": "provision",
+        "share": 0.0,
+        "started": started,
+        "since": started,
+    }
     data["_next"] = nxt
     if params.get("DeploymentConfig"):
         data["LastDeploymentConfig"] = params["DeploymentConfig"]
@@ -196,9 +225,13 @@ def _images(variant: dict) -> list[dict]:
 
 def _summary(variant: dict, statuses: list[dict], desired: dict | None = None) -> dict:
     desired = desired or {}
-    out = {"VariantName": variant["name"], "DeployedImages": _images(variant),
-           "CurrentWeight": float(variant["weight"]), "DesiredWeight": float(desired.get("weight", variant["weight"])),
-           "VariantStatus": statuses}
+    out = {
+        "VariantName": variant["name"],
+        "DeployedImages": _images(variant),
+        "CurrentWeight": float(variant["weight"]),
+        "DesiredWeight": float(desired.get("weight", variant["weight"])),
+        "VariantStatus": statuses,
+    }
     if variant.get("serverless"):
         out["CurrentServerlessConfig"] = out["DesiredServerlessConfig"] = variant["serverless"]
     else:
@@ -230,60 +263,103 @@ def _phase_statuses(deploy: dict) -> tuple[list[dict], list[dict]]:
     if phase == "provision":
         return [], _status("Creating", since, f"Starting the instances of step {deploy['step'] + 1} of {steps}.")
     if phase == "bake":
-        message = (f"Baking for {deploy['wait']} seconds with {deploy['share']:.0%} of the traffic "
-                   f"(step {deploy['step'] + 1} of {steps}).")
+        message = (
+            f"Baking for {deploy['wait']} seconds with {deploy['share']:.0%} of the traffic "
+            f"(step {deploy['step'] + 1} of {steps})."
+        )
         return [], _status("Baking", since, message)
     if phase == "terminate":
-        return _status("Deleting", since, "All traffic is on the new fleet; the old fleet stops after "
-                                          f"TerminationWaitInSeconds ({deploy['termination_wait']} s)."), []
-    return (_status("ActivatingTraffic", since, "Rolling back: the old fleet takes all the traffic again."),
-            _status("Deleting", since, deploy.get("failure")))
+        return _status(
+            "Deleting",
+            since,
+            "All traffic is on the new fleet; the old fleet stops after "
+            f"TerminationWaitInSeconds ({deploy['termination_wait']} s).",
+        ), []
+    return (
+        _status("ActivatingTraffic", since, "Rolling back: the old fleet takes all the traffic again."),
+        _status("Deleting", since, deploy.get("failure")),
+    )
 
 
 def present(ctx: Context, record: Record) -> dict:
     data = record.data
-    out = {k: data[k] for k in ("EndpointName", "EndpointArn", "EndpointConfigName", "EndpointStatus",
-                                "FailureReason", "CreationTime", "LastModifiedTime", "LastDeploymentConfig")
-           if k in data}
+    out = {
+        k: data[k]
+        for k in (
+            "EndpointName",
+            "EndpointArn",
+            "EndpointConfigName",
+            "EndpointStatus",
+            "FailureReason",
+            "CreationTime",
+            "LastModifiedTime",
+            "LastDeploymentConfig",
+        )
+        if k in data
+    }
     live, nxt, deploy = data["_live"], data.get("_next"), data.get("_deploy")
     capture = live.get("capture")
     if capture:
         enabled = capture.get("EnableCapture", True)
         out["DataCaptureConfig"] = {
-            "EnableCapture": enabled, "CaptureStatus": "Started" if enabled else "Stopped",
+            "EnableCapture": enabled,
+            "CaptureStatus": "Started" if enabled else "Stopped",
             "CurrentSamplingPercentage": capture["InitialSamplingPercentage"],
-            "DestinationS3Uri": capture["DestinationS3Uri"], "KmsKeyId": capture.get("KmsKeyId", "")}
+            "DestinationS3Uri": capture["DestinationS3Uri"],
+            "KmsKeyId": capture.get("KmsKeyId", ""),
+        }
     if record.status in ("Creating", "Failed"):  # nothing deployed (yet)
         if record.status == "Creating":
             creating = _status("Creating", live["started"])
             out["PendingDeploymentSummary"] = {
-                "EndpointConfigName": live["config"], "StartTime": live["started"],
+                "EndpointConfigName": live["config"],
+                "StartTime": live["started"],
                 "ProductionVariants": [_pending(v, creating) for v in live["variants"]],
-                **({"ShadowProductionVariants": [_pending(v, creating) for v in live["shadows"]]}
-                   if live["shadows"] else {})}
+                **(
+                    {"ShadowProductionVariants": [_pending(v, creating) for v in live["shadows"]]}
+                    if live["shadows"]
+                    else {}
+                ),
+            }
         return out
     capacity = data.get("_capacity") or {}
     old_status, new_status = _phase_statuses(deploy) if deploy else ([], [])
     out["ProductionVariants"] = [
-        _summary(v, _status("Updating", data["LastModifiedTime"]) if v["name"] in capacity else old_status,
-                 capacity.get(v["name"])) for v in live["variants"]]
+        _summary(
+            v,
+            _status("Updating", data["LastModifiedTime"]) if v["name"] in capacity else old_status,
+            capacity.get(v["name"]),
+        )
+        for v in live["variants"]
+    ]
     if live["shadows"]:
         out["ShadowProductionVariants"] = [_summary(v, old_status) for v in live["shadows"]]
     if nxt:
         counts = deployments.green_counts(nxt, deploy)
         out["PendingDeploymentSummary"] = {
-            "EndpointConfigName": nxt["config"], "StartTime": deploy["started"],
+            "EndpointConfigName": nxt["config"],
+            "StartTime": deploy["started"],
             "ProductionVariants": [_pending(v, new_status, counts[v["key"]]) for v in nxt["variants"]],
-            **({"ShadowProductionVariants": [_pending(v, new_status) for v in nxt["shadows"]]}
-               if nxt["shadows"] else {})}
+            **(
+                {"ShadowProductionVariants": [_pending(v, new_status) for v in nxt["shadows"]]}
+                if nxt["shadows"]
+                else {}
+            ),
+        }
     return out
 
 
 ENDPOINT = EndpointKind(
-    "Endpoint", "endpoint", status_member="EndpointStatus", search_type="Endpoint",
-    on_create=_on_create, on_update=_on_update, present=present,
-    summarize=lambda r: {k: r.data[k] for k in ("EndpointName", "EndpointArn", "CreationTime", "LastModifiedTime",
-                                                  "EndpointStatus")},
+    "Endpoint",
+    "endpoint",
+    status_member="EndpointStatus",
+    search_type="Endpoint",
+    on_create=_on_create,
+    on_update=_on_update,
+    present=present,
+    summarize=lambda r: {
+        k: r.data[k] for k in ("EndpointName", "EndpointArn", "CreationTime", "LastModifiedTime", "EndpointStatus")
+    },
 ).register()
 
 
@@ -301,8 +377,9 @@ def update_weights_and_capacities(ctx: Context, params: dict) -> dict:
         wanted = params["DesiredWeightsAndCapacities"]
         unknown = [w["VariantName"] for w in wanted if w["VariantName"] not in variants]
         if unknown:
-            raise validation(f"The variant name(s) {', '.join(unknown)} is/are not present in the endpoint "
-                             f"{record.name}.")
+            raise validation(
+                f"The variant name(s) {', '.join(unknown)} is/are not present in the endpoint {record.name}."
+            )
         changes = {}
         for want in wanted:
             variant = variants[want["VariantName"]]

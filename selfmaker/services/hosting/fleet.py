@@ -30,10 +30,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ...backends import Backends, background_worker
 from ...engines import instance_types, model_server, runtimes, sandbox
 from ...engines.executor import ExecutorUnavailable, ExitStatus
 from ...objects.access import AccountObjects
-from ...backends import Backends, background_worker
 from ..jobs import logship
 from ..jobs.lifecycle import executor
 from . import instances
@@ -130,8 +130,9 @@ class _Keeper:
                 return
             self.root.mkdir(parents=True, exist_ok=True)
             temporary = self.root / "group.json.tmp"
-            temporary.write_text(json.dumps({"group": asdict(self.group), "failure": self.failure,
-                                             "failed_starts": self._failed_starts}))
+            temporary.write_text(
+                json.dumps({"group": asdict(self.group), "failure": self.failure, "failed_starts": self._failed_starts})
+            )
             temporary.replace(self.root / "group.json")
 
     # -- the thread -------------------------------------------------------------------------
@@ -191,8 +192,14 @@ class _Keeper:
         """Follow an instance found on disk (started by this keeper, or by a server before a restart)."""
         self._seen[instance.id] = _Seen(instance)
         instance.log_path.touch()
-        logship.follow(self.fleet.backends.store, self.group.account_id, self.group.region, self.group.log_group,
-                       self.group.stream(instance), instance.log_path)
+        logship.follow(
+            self.fleet.backends.store,
+            self.group.account_id,
+            self.group.region,
+            self.group.log_group,
+            self.group.stream(instance),
+            instance.log_path,
+        )
         if instance.state.exists():
             executor(self.fleet.backends).watch(instance.state, self.wake)
 
@@ -206,7 +213,7 @@ class _Keeper:
             return self._ended(seen, status)
         now = time.monotonic()
         if instance.answered and now - seen.checked < HEALTH_SECONDS:
-            return
+            return None
         seen.checked = now
         if model_server.ping(instance.socket, PING_TIMEOUT):
             if seen.misses:
@@ -214,16 +221,16 @@ class _Keeper:
             seen.misses = 0
             if not instance.answered:
                 instance.mark_answered()
-                instance.say(f"{instance.id} is ready: it answered /ping {time.time() - instance.started:.2f} s "
-                             "after its start")
+                instance.say(
+                    f"{instance.id} is ready: it answered /ping {time.time() - instance.started:.2f} s after its start"
+                )
                 if self._failed_starts:
                     self._failed_starts = 0
                     self._save()
         elif instance.answered:
             seen.misses += 1
             if seen.misses >= UNHEALTHY_CHECKS:
-                instance.say(f"{instance.id} did not answer /ping {seen.misses} health checks in a row; "
-                             "replacing it")
+                instance.say(f"{instance.id} did not answer /ping {seen.misses} health checks in a row; replacing it")
                 self._discard(ex, seen, replace=True)
         elif time.time() - instance.started > STARTUP_SECONDS:
             instance.say(f"{instance.id} did not answer /ping within {STARTUP_SECONDS:.0f} s of its start")
@@ -253,9 +260,11 @@ class _Keeper:
         self._save()
         failure = None
         if self._failed_starts >= FAILED_STARTS:
-            failure = (f"The model server of variant {self.group.variant_name} stopped before answering /ping "
-                       f"{self._failed_starts} times in a row (the last one, {instance.id}: {what}). See the logs "
-                       f"in CloudWatch Logs group {self.group.log_group}.")
+            failure = (
+                f"The model server of variant {self.group.variant_name} stopped before answering /ping "
+                f"{self._failed_starts} times in a row (the last one, {instance.id}: {what}). See the logs "
+                f"in CloudWatch Logs group {self.group.log_group}."
+            )
             instance.say(f"the variant failed: {failure}")
         self._discard(ex, seen, replace=failure is None)
         if failure:
@@ -321,8 +330,9 @@ class _Keeper:
         instance.root.mkdir(parents=True, exist_ok=True)
         instance.mark_started(replaces)
         instance.log_path.touch()
-        logship.follow(backends.store, group.account_id, group.region, group.log_group, group.stream(instance),
-                       instance.log_path)
+        logship.follow(
+            backends.store, group.account_id, group.region, group.log_group, group.stream(instance), instance.log_path
+        )
         try:
             self._start(ex, instance, replaces, again)
         except BaseException as err:  # nothing half-started stays behind; the reason is in its stream
@@ -338,9 +348,11 @@ class _Keeper:
         group, backends = self.group, self.fleet.backends
         runtime = self._ensure_runtime(instance)
         limits = instance_types.limits(group.instance_type)
-        why = (" after a server restart" if again else f" to replace {replaces}" if replaces else "")
-        instance.say(f"starting {instance.id}{why} ({group.instance_type}: {limits.cpus} CPU, "
-                     f"{limits.memory_bytes >> 20} MiB) with runtime {runtime.key}")
+        why = " after a server restart" if again else f" to replace {replaces}" if replaces else ""
+        instance.say(
+            f"starting {instance.id}{why} ({group.instance_type}: {limits.cpus} CPU, "
+            f"{limits.memory_bytes >> 20} MiB) with runtime {runtime.key}"
+        )
         container = model_server.container_of(group.model)
         shutil.rmtree(instance.ml, ignore_errors=True)
         shutil.rmtree(instance.site, ignore_errors=True)
@@ -348,12 +360,23 @@ class _Keeper:
             # As the endpoint's account: a bucket that changed hands since CreateModel is refused here.
             model_server.prepare(AccountObjects.of(backends, group.account_id), container, instance.ml)
         except model_server.ModelDataError as err:
-            raise _GroupFailure(f"ClientError: could not load the model data of variant {group.variant_name}: "
-                                f"{err}") from None
-        spec = sandbox.spec(backends.settings, runtime, region=group.region, ml=instance.ml, site=instance.site,
-                            state=instance.state, log=instance.log_path, env=model_server.environment(container),
-                            limits=limits, network=not group.model.get("EnableNetworkIsolation"),
-                            hostname=instance.id, mounts=(model_server.socket_mount(instance.root),))
+            raise _GroupFailure(
+                f"ClientError: could not load the model data of variant {group.variant_name}: {err}"
+            ) from None
+        spec = sandbox.spec(
+            backends.settings,
+            runtime,
+            region=group.region,
+            ml=instance.ml,
+            site=instance.site,
+            state=instance.state,
+            log=instance.log_path,
+            env=model_server.environment(container),
+            limits=limits,
+            network=not group.model.get("EnableNetworkIsolation"),
+            hostname=instance.id,
+            mounts=(model_server.socket_mount(instance.root),),
+        )
         spec.command = list(model_server.COMMAND)
         Path(instance.socket).unlink(missing_ok=True)
         with self._lock:
@@ -422,7 +445,8 @@ class Fleet:
             keeper = self._keepers.get(group.key)
             if keeper is None:
                 keeper = self._keepers[group.key] = _Keeper(
-                    self, group, self._dir(group.account_id, group.region, group.key))
+                    self, group, self._dir(group.account_id, group.region, group.key)
+                )
                 keeper.start()
             elif keeper.group != group:
                 keeper.group = group
@@ -487,8 +511,14 @@ class Fleet:
         if group is None:
             logship.finish(instance.log_path)
         else:  # ships the last lines even if no shipper follows the file (a restart, then retire)
-            logship.finish(instance.log_path, self.backends.store, group.account_id, group.region, group.log_group,
-                           group.stream(instance))
+            logship.finish(
+                instance.log_path,
+                self.backends.store,
+                group.account_id,
+                group.region,
+                group.log_group,
+                group.stream(instance),
+            )
         if remove:
             instance.remove()
 
@@ -501,8 +531,12 @@ class Fleet:
         for keeper in keepers:
             keeper.close()
         ex = executor(self.backends)
-        members = [(i, keeper.group) for keeper in keepers for i in instances.on_disk(keeper.root)
-                   if (i.state / "pid").exists() and ex.poll(i.state) is None]
+        members = [
+            (i, keeper.group)
+            for keeper in keepers
+            for i in instances.on_disk(keeper.root)
+            if (i.state / "pid").exists() and ex.poll(i.state) is None
+        ]
         for instance, _ in members:
             instance.mark_shut_down()
             instance.say(f"stopping {instance.id}: SelfMaker is shutting down")

@@ -21,14 +21,20 @@ from collections import deque
 from functools import lru_cache
 
 from ...aws import metric_store
-from ...engines.periodic import Periodic
 from ...backends import background_worker
+from ...engines.periodic import Periodic
 
 FOLD_SECONDS = 0.25
 NAMESPACE = "AWS/SageMaker"
-UNITS = {"Invocations": "None", "InvocationsPerInstance": "None", "ModelLatency": "Microseconds",
-         "OverheadLatency": "Microseconds", "Invocation4XXErrors": "None", "Invocation5XXErrors": "None",
-         "InvocationModelErrors": "None"}
+UNITS = {
+    "Invocations": "None",
+    "InvocationsPerInstance": "None",
+    "ModelLatency": "Microseconds",
+    "OverheadLatency": "Microseconds",
+    "Invocation4XXErrors": "None",
+    "Invocation5XXErrors": "None",
+    "InvocationModelErrors": "None",
+}
 
 
 def values(status: int, instances: int, model_seconds: float, total_seconds: float) -> dict[str, float]:
@@ -49,8 +55,11 @@ def _series(account_id: str, region: str, endpoint: str, variant: str, config: s
     """(metric name, unit, series key) of every metric of a variant, under both dimension sets."""
     by_variant = {"EndpointName": endpoint, "VariantName": variant}
     by_config = {**by_variant, "EndpointConfigName": config}
-    return tuple((name, unit, metric_store.series_key(account_id, region, NAMESPACE, name, dimensions))
-                 for name, unit in UNITS.items() for dimensions in (by_variant, by_config))
+    return tuple(
+        (name, unit, metric_store.series_key(account_id, region, NAMESPACE, name, dimensions))
+        for name, unit in UNITS.items()
+        for dimensions in (by_variant, by_config)
+    )
 
 
 class InvocationMetrics(Periodic):
@@ -62,9 +71,20 @@ class InvocationMetrics(Periodic):
         self._samples: deque = deque()
 
     def add(self, route, target, status: int, model_seconds: float, total_seconds: float) -> None:
-        self._samples.append((route.account_id, route.region, route.endpoint_name, target.variant,
-                              target.config_name, len(target.sockets), status, model_seconds, total_seconds,
-                              int(time.time())))
+        self._samples.append(
+            (
+                route.account_id,
+                route.region,
+                route.endpoint_name,
+                target.variant,
+                target.config_name,
+                len(target.sockets),
+                status,
+                model_seconds,
+                total_seconds,
+                int(time.time()),
+            )
+        )
         self.ensure_started()
 
     def run(self) -> None:

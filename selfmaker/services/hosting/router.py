@@ -92,28 +92,43 @@ def choose(route: Route, variant: str | None) -> Target:
         entries = [(share, t) for share, t in route.variants.get(variant, ()) if t.sockets]
         if not entries:
             if variant in route.variants:
-                raise AWSError("ServiceUnavailable", f"Variant {variant} of endpoint {route.endpoint_name} "
-                                                     "has no instance ready to serve; try again shortly.", 503)
-            raise _invalid(f"Target variant {variant} is not a production variant of endpoint "
-                           f"{route.endpoint_name}. Valid variants: {', '.join(sorted(route.variants))}.")
+                raise AWSError(
+                    "ServiceUnavailable",
+                    f"Variant {variant} of endpoint {route.endpoint_name} "
+                    "has no instance ready to serve; try again shortly.",
+                    503,
+                )
+            raise _invalid(
+                f"Target variant {variant} is not a production variant of endpoint "
+                f"{route.endpoint_name}. Valid variants: {', '.join(sorted(route.variants))}."
+            )
         if len(entries) == 1 or not any(share for share, _ in entries):
             return entries[0][1]
         return random.choices([t for _, t in entries], weights=[share for share, _ in entries])[0]
     entries = [(share, targets) for share, targets in route.traffic if share > 0 and any(t.sockets for t in targets)]
     if not entries:
-        raise AWSError("ServiceUnavailable",
-                       f"Endpoint {route.endpoint_name} has no instance ready to serve; try again shortly.", 503)
-    targets = entries[0][1] if len(entries) == 1 else random.choices(
-        [t for _, t in entries], weights=[s for s, _ in entries])[0]
+        raise AWSError(
+            "ServiceUnavailable",
+            f"Endpoint {route.endpoint_name} has no instance ready to serve; try again shortly.",
+            503,
+        )
+    targets = (
+        entries[0][1]
+        if len(entries) == 1
+        else random.choices([t for _, t in entries], weights=[s for s, _ in entries])[0]
+    )
     ready = [t for t in targets if t.sockets and t.weight > 0]
     if not ready:
-        raise _invalid(f"Endpoint {route.endpoint_name} routes no traffic: every production variant has weight "
-                       "0. Name one with TargetVariant, or give one a positive weight.")
+        raise _invalid(
+            f"Endpoint {route.endpoint_name} routes no traffic: every production variant has weight "
+            "0. Name one with TargetVariant, or give one a positive weight."
+        )
     return ready[0] if len(ready) == 1 else random.choices(ready, weights=[t.weight for t in ready])[0]
 
 
-async def forward(backends, router: Router, route: Route, target: Target, invocation: Invocation,
-                  pinned: bool) -> tuple[Route, Target, Answer]:
+async def forward(
+    backends, router: Router, route: Route, target: Target, invocation: Invocation, pinned: bool
+) -> tuple[Route, Target, Answer]:
     """Send to an instance of ``target``; once more elsewhere if that instance went away unanswered."""
     tried: set[str] = set()
     while True:
@@ -127,10 +142,18 @@ async def forward(backends, router: Router, route: Route, target: Target, invoca
         except InstanceGone as err:
             tried.add(path)
             if len(tried) > 1:
-                raise AWSError("ServiceUnavailable", f"No instance of variant {target.variant} of endpoint "
-                                                     f"{route.endpoint_name} could answer ({err}).", 503) from None
-            log.info("instance %s of %s/%s went away (%s); retrying on another", path, route.endpoint_name,
-                     target.variant, err)
+                raise AWSError(
+                    "ServiceUnavailable",
+                    f"No instance of variant {target.variant} of endpoint {route.endpoint_name} could answer ({err}).",
+                    503,
+                ) from None
+            log.info(
+                "instance %s of %s/%s went away (%s); retrying on another",
+                path,
+                route.endpoint_name,
+                target.variant,
+                err,
+            )
             # The Route may have moved on (a deployment, a replaced instance): retry on the current one.
             route = routes.lookup(backends, route.account_id, route.region, route.endpoint_name) or route
             target = choose(route, target.variant if pinned else None)
@@ -154,26 +177,34 @@ def _model_error(route: Route, status: int, message: str) -> AWSError:
     )
 
 
-async def _answer(backends, router: Router, route: Route, target: Target, invocation: Invocation,
-                  pinned: bool, started: float) -> tuple[Route, Target, Answer]:
+async def _answer(
+    backends, router: Router, route: Route, target: Target, invocation: Invocation, pinned: bool, started: float
+) -> tuple[Route, Target, Answer]:
     """The model's successful answer, or the ModelError (recorded in the metrics) that its failure is."""
     metrics = invocation_metrics(backends)
     try:
         route, target, answer = await forward(backends, router, route, target, invocation, pinned)
     except ModelTimeout:
         metrics.add(route, target, 0, MODEL_TIMEOUT, time.perf_counter() - started)
-        raise _model_error(route, 0, f"Your invocation timed out while waiting for a response from container "
-                                     f"{CONTAINER}. Review the latency metrics for each container in Amazon "
-                                     "CloudWatch, resolve the issue, and try again.") from None
+        raise _model_error(
+            route,
+            0,
+            f"Your invocation timed out while waiting for a response from container "
+            f"{CONTAINER}. Review the latency metrics for each container in Amazon "
+            "CloudWatch, resolve the issue, and try again.",
+        ) from None
     except ResponseTooLarge as err:
         metrics.add(route, target, 0, 0.0, time.perf_counter() - started)  # no usable answer
         size = f"{err.size} bytes" if err.size is not None else "more"
-        raise _model_error(route, err.status, f"The response from container {CONTAINER} ({size}) exceeds the "
-                                              f"maximum payload size of {MAX_PAYLOAD} bytes.") from None
+        raise _model_error(
+            route,
+            err.status,
+            f"The response from container {CONTAINER} ({size}) exceeds the "
+            f"maximum payload size of {MAX_PAYLOAD} bytes.",
+        ) from None
     except BadResponse as err:
         metrics.add(route, target, 0, 0.0, time.perf_counter() - started)
-        raise _model_error(route, 0, f"The container {CONTAINER} answered something that is not HTTP: {err}") \
-            from None
+        raise _model_error(route, 0, f"The container {CONTAINER} answered something that is not HTTP: {err}") from None
     metrics.add(route, target, answer.status, answer.model_seconds, time.perf_counter() - started)
     if not 200 <= answer.status < 300:
         raise _model_error(route, answer.status, answer.body.decode("utf-8", "replace"))
@@ -195,8 +226,7 @@ async def _shadow(backends, router: Router, route: Route, target: Target, invoca
     except Exception:  # a shadow must never take anything down with it
         log.exception("shadow %s of %s failed", target.variant, route.endpoint_name)
         return
-    invocation_metrics(backends).add(route, target, answer.status, answer.model_seconds,
-                                     time.perf_counter() - started)
+    invocation_metrics(backends).add(route, target, answer.status, answer.model_seconds, time.perf_counter() - started)
     if 200 <= answer.status < 300:
         capture.offer(backends, route, target.variant, invocation, answer, time.time())
 
@@ -211,12 +241,18 @@ async def invoke_endpoint(ctx: Context, params: dict) -> dict:
     route = routes.lookup(ctx.backends, ctx.account_id, ctx.region, name)
     if route is None:
         raise _invalid(f"Endpoint {name} of account {ctx.account_id} not found.")
-    invocation = Invocation(params.get("Body") or b"", params.get("ContentType"), params.get("Accept"),
-                            params.get("CustomAttributes"), params.get("InferenceId"))
+    invocation = Invocation(
+        params.get("Body") or b"",
+        params.get("ContentType"),
+        params.get("Accept"),
+        params.get("CustomAttributes"),
+        params.get("InferenceId"),
+    )
     wanted = params.get("TargetVariant")
     the_router = router(ctx.backends)
-    route, target, answer = await _answer(ctx.backends, the_router, route, choose(route, wanted), invocation,
-                                          bool(wanted), started)
+    route, target, answer = await _answer(
+        ctx.backends, the_router, route, choose(route, wanted), invocation, bool(wanted), started
+    )
     for shadow in route.shadows:
         if shadow.sockets and random.random() < shadow.weight:
             the_router.send_shadow(route, shadow, invocation)

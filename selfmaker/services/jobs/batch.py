@@ -49,8 +49,10 @@ def batches(records: list[bytes], strategy: str, max_payload_mb: int) -> list[li
     size = 0
     for index, record in enumerate(records):
         if limit is not None and len(record) > limit:
-            raise TransformDataError(f"Too much data for max payload size: a record of {len(record)} bytes is "
-                                     f"larger than MaxPayloadInMB ({max_payload_mb} MB)")
+            raise TransformDataError(
+                f"Too much data for max payload size: a record of {len(record)} bytes is "
+                f"larger than MaxPayloadInMB ({max_payload_mb} MB)"
+            )
         if strategy == "MultiRecord" and groups and (limit is None or size + len(record) + 1 <= limit):
             groups[-1].append(index)
             size += len(record) + 1
@@ -73,8 +75,10 @@ def split_response(body: bytes, count: int) -> list[bytes]:
         lines = lines[0].split(",")  # a CSV row holding one value per record (the XGBoost realtime answer)
     lines = [line for line in lines if line.strip()]
     if len(lines) != count:
-        raise TransformDataError(f"The model's response holds {len(lines)} records for a request of {count}: "
-                                 "with JoinSource or an OutputFilter, each input record needs one output line")
+        raise TransformDataError(
+            f"The model's response holds {len(lines)} records for a request of {count}: "
+            "with JoinSource or an OutputFilter, each input record needs one output line"
+        )
     return [line.encode() for line in lines]
 
 
@@ -87,10 +91,10 @@ _DOTTED = re.compile(r"^\$((?:\.[A-Za-z_][A-Za-z0-9_]*)+)$")
 
 
 def check_path(path: str | None, member: str) -> None:
-    if path and not any(p.match(path.strip()) for p in (_INDEXES, _SLICE, _KEYS, _DOTTED)) \
-            and path.strip() != "$":
-        raise Unsupported(f"{member} {path!r} is not a JSONPath SelfMaker supports: $, $[i,j], $[a:b], "
-                          "$.key.subkey or $['k1','k2']")
+    if path and not any(p.match(path.strip()) for p in (_INDEXES, _SLICE, _KEYS, _DOTTED)) and path.strip() != "$":
+        raise Unsupported(
+            f"{member} {path!r} is not a JSONPath SelfMaker supports: $, $[i,j], $[a:b], $.key.subkey or $['k1','k2']"
+        )
 
 
 def _select(value, path: str):
@@ -168,8 +172,11 @@ def join_input(source: bytes, output: bytes, content_type: str | None) -> bytes:
             result = json.loads(output)
         except ValueError:
             result = output.decode("utf-8", "replace")
-        joined = {**value, "SageMakerOutput": result} if isinstance(value, dict) \
+        joined = (
+            {**value, "SageMakerOutput": result}
+            if isinstance(value, dict)
             else {"SageMakerInput": value, "SageMakerOutput": result}
+        )
         return json.dumps(joined, separators=(",", ":")).encode()
     return source.rstrip(b"\r\n") + b"," + output.strip()
 

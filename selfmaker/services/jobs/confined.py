@@ -22,9 +22,10 @@ import io
 import os
 import stat
 import tarfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -59,8 +60,10 @@ class ConfinedDir:
     def _skip(self, relative: str, why: str) -> None:
         if self._say and relative not in self._reported:
             self._reported.add(relative)
-            self._say(f"SelfMaker: skipped {self.shown_path(relative)}: {why} (the server reads only the job's "
-                      "plain files and directories; it never follows a link)")
+            self._say(
+                f"SelfMaker: skipped {self.shown_path(relative)}: {why} (the server reads only the job's "
+                "plain files and directories; it never follows a link)"
+            )
 
     # -- descriptors --------------------------------------------------------------------------------------------
 
@@ -90,7 +93,7 @@ class ConfinedDir:
             except OSError:  # ELOOP (a link) or ENOTDIR
                 why = self._why(fd, part)
                 os.close(fd)
-                self._skip("/".join(parts[:depth + 1]), why)
+                self._skip("/".join(parts[: depth + 1]), why)
                 raise Skipped() from None
             os.close(fd)
             fd = child
@@ -173,8 +176,7 @@ class ConfinedDir:
             elif stat.S_ISREG(info.st_mode):
                 yield Entry(relative, False, info.st_size, info.st_mtime_ns)
             else:
-                self._skip(full, "a symbolic link" if stat.S_ISLNK(info.st_mode)
-                           else "not a regular file or directory")
+                self._skip(full, "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a regular file or directory")
 
     def files(self, sub: str = "") -> list[Entry]:
         return [e for e in self.walk(sub) if not e.is_dir]

@@ -26,8 +26,10 @@ _KEY_ALPHABET = string.ascii_uppercase + string.digits
 
 def mint() -> dict:
     """A new access key and secret, AWS-shaped (20 and 40 characters)."""
-    return {"AccessKeyId": "AKIASMJOB" + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(11)),
-            "SecretAccessKey": secrets.token_urlsafe(30)}
+    return {
+        "AccessKeyId": "AKIASMJOB" + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(11)),
+        "SecretAccessKey": secrets.token_urlsafe(30),
+    }
 
 
 def _known(backends: Backends) -> dict[str, Credential] | None:
@@ -39,8 +41,7 @@ def grant(backends: Backends, record: Record) -> None:
     """Make the job's key valid (idempotent): it signs as the job's account's root."""
     issued, known = record.data.get("_credentials"), _known(backends)
     if issued and known is not None:
-        known[issued["AccessKeyId"]] = Credential(issued["AccessKeyId"], issued["SecretAccessKey"],
-                                                  record.account_id)
+        known[issued["AccessKeyId"]] = Credential(issued["AccessKeyId"], issued["SecretAccessKey"], record.account_id)
 
 
 def revoke(backends: Backends, data: dict) -> None:
@@ -67,8 +68,11 @@ class _Regrant:
         kinds = [k.name for k in KINDS.values() if isinstance(k, JobKind)]
         store = self.backends.resources
         with self.backends.store.read() as conn:
-            rows = conn.execute(select(schema.resources.c.arn).where(
-                schema.resources.c.kind.in_(kinds), schema.resources.c.status.in_(sorted(ACTIVE))))
+            rows = conn.execute(
+                select(schema.resources.c.arn).where(
+                    schema.resources.c.kind.in_(kinds), schema.resources.c.status.in_(sorted(ACTIVE))
+                )
+            )
             for row in rows.fetchall():
                 record = store.get_by_arn(row.arn, conn=conn)
                 if record is not None:

@@ -19,9 +19,9 @@ import io
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ...objects import transfer
 from ...objects.access import AccountObjects, local_path
@@ -42,7 +42,7 @@ class JobStorage:
     settings: object
 
     @classmethod
-    def of(cls, backends, account_id: str) -> "JobStorage":
+    def of(cls, backends, account_id: str) -> JobStorage:
         return cls(AccountObjects.of(backends, account_id), backends.settings)
 
     def host_path(self, uri: str, what: str) -> Path:
@@ -90,7 +90,7 @@ def _list(storage: JobStorage, uri: str, say: Say | None) -> list[Source]:
     for info in storage.objects.iter_objects(bucket, prefix):
         if info.key.endswith("/"):
             continue
-        relative = info.key[len(prefix):].lstrip("/") or info.key.rsplit("/", 1)[-1]
+        relative = info.key[len(prefix) :].lstrip("/") or info.key.rsplit("/", 1)[-1]
         found.append(Source(relative, bucket=bucket, key=info.key))
     return found
 
@@ -109,8 +109,9 @@ def _manifest(storage: JobStorage, uri: str, say: Say | None) -> list[Source]:
         prefix = entries[0]["prefix"]
         keys = [str(e) for e in entries[1:]]
     except (ValueError, KeyError, IndexError, TypeError):
-        raise InputError(f"ClientError: the manifest {uri} is not a JSON list starting with "
-                         '{"prefix": "s3://..."}') from None
+        raise InputError(
+            f'ClientError: the manifest {uri} is not a JSON list starting with {{"prefix": "s3://..."}}'
+        ) from None
     bucket, key_prefix = parse_s3_uri(prefix)  # s3:// only: a manifest cannot name host files
     return [Source(k, bucket=bucket, key=key_prefix + k) for k in keys]
 
@@ -129,8 +130,9 @@ def _read(storage: JobStorage, source: Source) -> bytes:
     return storage.objects.get_object(source.bucket, source.key)
 
 
-def sources(storage: JobStorage, uri: str, data_type: str = "S3Prefix", index: int = 0, count: int = 1,
-            say: Say | None = None) -> list[Source]:
+def sources(
+    storage: JobStorage, uri: str, data_type: str = "S3Prefix", index: int = 0, count: int = 1, say: Say | None = None
+) -> list[Source]:
     """The objects of an input (instance ``index`` of ``count`` gets every count-th one, in key order)."""
     try:
         found = _manifest(storage, uri, say) if data_type == "ManifestFile" else _list(storage, uri, say)
@@ -148,8 +150,17 @@ def read(storage: JobStorage, source: Source) -> bytes:
         raise InputError(f"ClientError: cannot read {source.uri}: {err.strerror}") from None
 
 
-def materialize(storage: JobStorage, uri: str, dest: Path, *, data_type: str = "S3Prefix",
-                distribution: str = "FullyReplicated", index: int = 0, count: int = 1, say: Say | None = None) -> int:
+def materialize(
+    storage: JobStorage,
+    uri: str,
+    dest: Path,
+    *,
+    data_type: str = "S3Prefix",
+    distribution: str = "FullyReplicated",
+    index: int = 0,
+    count: int = 1,
+    say: Say | None = None,
+) -> int:
     """Copy an input into ``dest`` for instance ``index`` of ``count``; return how many files it got.
 
     ``dest`` is in an instance's /opt/ml before the job starts: the server made it, nothing of the job is there."""
@@ -160,8 +171,9 @@ def materialize(storage: JobStorage, uri: str, dest: Path, *, data_type: str = "
         for source in selected:
             target = transfer.confined(dest, source.relative)
             if target is None:
-                raise InputError(f"ClientError: the input key {source.key or source.relative!r} would land "
-                                 "outside its directory")
+                raise InputError(
+                    f"ClientError: the input key {source.key or source.relative!r} would land outside its directory"
+                )
             if source.host_root:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with _open_host(source) as reader, open(target, "wb") as out:
@@ -191,8 +203,9 @@ def extract_code(storage: JobStorage, uri: str, dest: Path, say: Say | None = No
     except AWSError as err:
         raise InputError(f"ClientError: cannot read the code {uri}: {err.code}: {err.message}") from None
     except transfer.RefusedMember as err:
-        raise InputError(f"ClientError: the code {uri} holds a member SelfMaker will not unpack: "
-                         f"{err.detail}") from None
+        raise InputError(
+            f"ClientError: the code {uri} holds a member SelfMaker will not unpack: {err.detail}"
+        ) from None
     except transfer.NotAnArchive as err:
         raise InputError(f"ClientError: the code {uri} is not a tar archive: {err.detail}") from None
     except transfer.ArchiveError as err:

@@ -21,10 +21,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...backends import Backends
 from ...engines import instance_types, runtimes, sandbox
 from ...engines.executor import ExecutorUnavailable, ExitStatus, InstanceSpec, Mount, open_executor
 from ...engines.reconciler import Controller, kick, register
-from ...backends import Backends
 from ...server.operations import Context
 from ...store.resources import Record, now
 from .. import experiments
@@ -110,11 +110,10 @@ class Instance:
 class Run:
     """One reconcile step's view of a job: its record, directory and instances."""
 
-    def __init__(self, job: "JobKind", backends: Backends, record: Record):
+    def __init__(self, job: JobKind, backends: Backends, record: Record):
         self.job, self.backends, self.record = job, backends, record
         settings = backends.settings
-        self.dir = (settings.data_dir / "jobs" / record.account_id / record.region / job.arn_type
-                    / record.name.lower())
+        self.dir = settings.data_dir / "jobs" / record.account_id / record.region / job.arn_type / record.name.lower()
         self.instances = [Instance(i, self.dir / f"algo-{i}") for i in range(1, job.instance_count(record.data) + 1)]
 
     @property
@@ -141,8 +140,12 @@ class Run:
     def without_host_paths(self, text: str) -> str:
         """A reason as the caller may see it: the instance directories named as /opt/ml, no other host path."""
         settings = self.backends.settings
-        known = [*((str(i.ml), "/opt/ml") for i in self.instances), (str(self.dir), "<the job's directory>"),
-                 (str(settings.runtimes_dir), "<runtimes>"), (str(settings.data_dir), "<data directory>")]
+        known = [
+            *((str(i.ml), "/opt/ml") for i in self.instances),
+            (str(self.dir), "<the job's directory>"),
+            (str(settings.runtimes_dir), "<runtimes>"),
+            (str(settings.data_dir), "<data directory>"),
+        ]
         for host, shown in sorted(known, key=lambda pair: -len(pair[0])):
             text = text.replace(host, shown)
         return text
@@ -152,6 +155,7 @@ class Run:
 
     def update(self, mutate) -> None:
         """Apply ``mutate(data)`` to the stored record as it is now (a Stop may have landed meanwhile)."""
+
         def change(fresh: Record, _conn) -> None:
             mutate(fresh.data)
             fresh.status = fresh.data[self.job.status_member]
@@ -164,13 +168,25 @@ class Run:
         for instance in self.instances:
             instance.root.mkdir(parents=True, exist_ok=True)
             instance.log_path.touch()
-            logship.follow(self.backends.store, self.record.account_id, self.record.region, self.job.log_group,
-                           self.stream(instance), instance.log_path)
+            logship.follow(
+                self.backends.store,
+                self.record.account_id,
+                self.record.region,
+                self.job.log_group,
+                self.stream(instance),
+                instance.log_path,
+            )
 
     def finish_logs(self) -> None:
         for instance in self.instances:
-            logship.finish(instance.log_path, self.backends.store, self.record.account_id, self.record.region,
-                           self.job.log_group, self.stream(instance))
+            logship.finish(
+                instance.log_path,
+                self.backends.store,
+                self.record.account_id,
+                self.record.region,
+                self.job.log_group,
+                self.stream(instance),
+            )
 
 
 class JobKind(Kind):
@@ -246,8 +262,9 @@ class JobKind(Kind):
         result = super().create(ctx, params)
         arn = result[self.arn_member]
         try:
-            experiments.record_job(ctx, arn, status="InProgress", start_time=now(),
-                                   experiment_config=params.get("ExperimentConfig"))
+            experiments.record_job(
+                ctx, arn, status="InProgress", start_time=now(), experiment_config=params.get("ExperimentConfig")
+            )
         except Exception:  # the job runs even if its experiment record cannot be written
             log.exception("could not record %s in experiments", arn)
         kick(ctx.backends, arn)
@@ -315,7 +332,9 @@ class JobKind(Kind):
         except ExecutorUnavailable as err:
             raise JobFailure(f"ClientError: {err}") from None
         try:
-            runtime = runtimes.resolve(self.image(run.data), runtimes.load_config(run.backends.settings.runtimes_config))
+            runtime = runtimes.resolve(
+                self.image(run.data), runtimes.load_config(run.backends.settings.runtimes_config)
+            )
             runtimes.ensure(runtime, run.backends.settings.runtimes_dir, first.say)
         except (runtimes.UnknownImage, runtimes.RuntimeBuildError) as err:
             raise JobFailure(f"ClientError: {err}") from None
@@ -342,8 +361,10 @@ class JobKind(Kind):
         command = self.command(run, runtime)
         for instance, spec in zip(run.instances, specs):
             spec.command = command
-            instance.say(f"SelfMaker: starting {instance.host} ({self.instance_type(run.data)}: "
-                         f"{limits.cpus} CPU, {limits.memory_bytes >> 20} MiB) with runtime {runtime.key}")
+            instance.say(
+                f"SelfMaker: starting {instance.host} ({self.instance_type(run.data)}: "
+                f"{limits.cpus} CPU, {limits.memory_bytes >> 20} MiB) with runtime {runtime.key}"
+            )
             ex.start(spec)
         started = now()
 
@@ -356,12 +377,24 @@ class JobKind(Kind):
         self._watch(run)
 
     def _spec(self, run: Run, instance: Instance, runtime: runtimes.Runtime, limits, hosts: Path) -> InstanceSpec:
-        return sandbox.spec(run.backends.settings, runtime, region=run.record.region, ml=instance.ml,
-                            site=instance.site, state=instance.state, log=instance.log_path,
-                            env={**credentials.environment(run.data), **self.environment(run, instance, runtime),
-                                 **(run.data.get("Environment") or {})},
-                            limits=limits, network=not self.network_isolated(run.data), hostname=instance.host,
-                            mounts=(Mount(hosts, "/etc/hosts"), *self.mounts(run, instance)))
+        return sandbox.spec(
+            run.backends.settings,
+            runtime,
+            region=run.record.region,
+            ml=instance.ml,
+            site=instance.site,
+            state=instance.state,
+            log=instance.log_path,
+            env={
+                **credentials.environment(run.data),
+                **self.environment(run, instance, runtime),
+                **(run.data.get("Environment") or {}),
+            },
+            limits=limits,
+            network=not self.network_isolated(run.data),
+            hostname=instance.host,
+            mounts=(Mount(hosts, "/etc/hosts"), *self.mounts(run, instance)),
+        )
 
     def _watch(self, run: Run) -> None:
         """Kick the reconciler when each instance ends (once per instance per server process)."""
@@ -398,16 +431,20 @@ class JobKind(Kind):
             if status is None or status.succeeded:
                 continue
             if status.code is None:
-                return self._end(run, "Failed", f"InternalServerError: the instance {instance.host} of the job "
-                                                 f"ended abnormally: {status.reason}")
+                return self._end(
+                    run,
+                    "Failed",
+                    f"InternalServerError: the instance {instance.host} of the job ended abnormally: {status.reason}",
+                )
             return self._end(run, "Failed", self.failure_reason(instance, status))
         return self._end(run, "Completed", None)
 
     def failure_reason(self, instance: Instance, status: ExitStatus) -> str:
         text = instance.files.read_text("output/failure", REASON_LIMIT).strip()
         if text:  # built-in algorithms classify their own failures (ClientError: the user's to fix)
-            return (text if text.startswith(("ClientError:", "AlgorithmError:")) else
-                    f"AlgorithmError: {text}")[:REASON_LIMIT]
+            return (text if text.startswith(("ClientError:", "AlgorithmError:")) else f"AlgorithmError: {text}")[
+                :REASON_LIMIT
+            ]
         return f"AlgorithmError: See job logs for more information (exit code {status.code} on {instance.host})"
 
     def _max_runtime_exceeded(self, data: dict) -> None:
@@ -454,17 +491,33 @@ class JobKind(Kind):
             if max_runtime:
                 self.progress(d, "MaxRuntimeExceeded", "Job stopped because it exceeded MaxRuntimeInSeconds")
             else:
-                self.progress(d, outcome, {"Completed": "Training job completed", "Failed": "Training job failed",
-                                           "Stopped": "Training job stopped"}[outcome])
+                self.progress(
+                    d,
+                    outcome,
+                    {
+                        "Completed": "Training job completed",
+                        "Failed": "Training job failed",
+                        "Stopped": "Training job stopped",
+                    }[outcome],
+                )
 
         run.update(terminal)
         try:
             component = self.component(run)
-            component_arn = experiments.record_job(run.ctx, run.record.arn, status=outcome,
-                                                   message=run.without_host_paths(reason) if reason else reason,
-                                                   end_time=ended, **component)
-            provenance.record(run.ctx, component_arn, _artifact_types(component["input_artifacts"], "DataSet"),
-                              _artifact_types(component["output_artifacts"], self.output_artifact_type))
+            component_arn = experiments.record_job(
+                run.ctx,
+                run.record.arn,
+                status=outcome,
+                message=run.without_host_paths(reason) if reason else reason,
+                end_time=ended,
+                **component,
+            )
+            provenance.record(
+                run.ctx,
+                component_arn,
+                _artifact_types(component["input_artifacts"], "DataSet"),
+                _artifact_types(component["output_artifacts"], self.output_artifact_type),
+            )
         except Exception:
             log.exception("could not record %s in experiments and lineage", run.record.arn)
         self.after_end(run)

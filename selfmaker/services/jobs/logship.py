@@ -17,7 +17,7 @@ from ...aws import logs
 POLL_SECONDS = 0.2
 MAX_EVENT_BYTES = 256 * 1024 - 26  # CloudWatch's event size limit, less its per-event overhead
 
-_shippers: dict[Path, "Shipper"] = {}
+_shippers: dict[Path, Shipper] = {}
 _lock = threading.Lock()
 
 
@@ -57,8 +57,9 @@ class Shipper:
             lines = data[:end].decode("utf-8", "replace").splitlines()
             events = [(stamp, line[:MAX_EVENT_BYTES]) for line in lines if line.strip()]
             for start in range(0, len(events), 1000):
-                logs.append_events(self.store, self.account_id, self.region, self.group, self.stream,
-                                   events[start:start + 1000])
+                logs.append_events(
+                    self.store, self.account_id, self.region, self.group, self.stream, events[start : start + 1000]
+                )
             self.offset_path.write_text(str(offset + end))
 
     def close(self) -> None:

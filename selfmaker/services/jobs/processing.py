@@ -56,8 +56,9 @@ def _check_local_path(path: str, where: str, seen: set) -> None:
 
 def _delete(ctx, record, conn) -> None:
     if record.data["ProcessingJobStatus"] in ACTIVE:
-        raise validation(f"The processing job {record.name} is {record.data['ProcessingJobStatus']}: "
-                         "stop it before deleting it.")
+        raise validation(
+            f"The processing job {record.name} is {record.data['ProcessingJobStatus']}: stop it before deleting it."
+        )
     shutil.rmtree(PROCESSING_JOB.job_dir(ctx, record), ignore_errors=True)
 
 
@@ -85,21 +86,47 @@ class ProcessingJobs(JobKind):
         data = run.data
         config = instance.ml / "config"
         config.mkdir(parents=True, exist_ok=True)
-        request = {k: data[k] for k in ("ProcessingJobArn", "ProcessingJobName", "AppSpecification", "Environment",
-                                        "ProcessingInputs", "ProcessingOutputConfig", "ProcessingResources",
-                                        "RoleArn", "StoppingCondition", "NetworkConfig") if k in data}
+        request = {
+            k: data[k]
+            for k in (
+                "ProcessingJobArn",
+                "ProcessingJobName",
+                "AppSpecification",
+                "Environment",
+                "ProcessingInputs",
+                "ProcessingOutputConfig",
+                "ProcessingResources",
+                "RoleArn",
+                "StoppingCondition",
+                "NetworkConfig",
+            )
+            if k in data
+        }
         (config / "processingjobconfig.json").write_text(json.dumps(request))
-        (config / "resourceconfig.json").write_text(json.dumps({
-            "current_host": instance.host, "hosts": [i.host for i in run.instances],
-            "current_instance_type": self.instance_type(data), "current_group_name": "homogeneousCluster",
-            "network_interface_name": "eth0"}))
+        (config / "resourceconfig.json").write_text(
+            json.dumps(
+                {
+                    "current_host": instance.host,
+                    "hosts": [i.host for i in run.instances],
+                    "current_instance_type": self.instance_type(data),
+                    "current_group_name": "homogeneousCluster",
+                    "network_interface_name": "eth0",
+                }
+            )
+        )
         for item in data.get("ProcessingInputs") or []:
             source = item["S3Input"]
             try:
-                materialize(run.storage, source["S3Uri"], _inside(instance, source["LocalPath"]),
-                            data_type=source.get("S3DataType", "S3Prefix"),
-                            distribution=source.get("S3DataDistributionType", "FullyReplicated"),
-                            index=instance.index - 1, count=len(run.instances), say=instance.say)
+                materialize(
+                    run.storage,
+                    source["S3Uri"],
+                    _inside(instance, source["LocalPath"]),
+                    data_type=source.get("S3DataType", "S3Prefix"),
+                    distribution=source.get("S3DataDistributionType", "FullyReplicated"),
+                    index=instance.index - 1,
+                    count=len(run.instances),
+                    say=instance.say,
+                )
             except InputError as err:
                 raise JobFailure(str(err)) from None
         for item in self._outputs(data):
@@ -109,8 +136,10 @@ class ProcessingJobs(JobKind):
         app = run.data["AppSpecification"]
         entrypoint = app.get("ContainerEntrypoint") or list(runtime.command)
         if not entrypoint:
-            raise JobFailure(f"ClientError: the image {app['ImageUri']} has no default entrypoint in SelfMaker; "
-                             "set AppSpecification.ContainerEntrypoint")
+            raise JobFailure(
+                f"ClientError: the image {app['ImageUri']} has no default entrypoint in SelfMaker; "
+                "set AppSpecification.ContainerEntrypoint"
+            )
         return [*entrypoint, *(app.get("ContainerArguments") or [])]
 
     @staticmethod
@@ -166,17 +195,29 @@ class ProcessingJobs(JobKind):
         inputs = {i["InputName"]: {"Value": i["S3Input"]["S3Uri"]} for i in data.get("ProcessingInputs") or []}
         inputs["SageMaker.ImageUri"] = {"Value": self.image(data)}
         outputs = {o["OutputName"]: {"Value": o["S3Output"]["S3Uri"]} for o in self._outputs(data)}
-        return {"parameters": {"SageMaker.InstanceType": self.instance_type(data),
-                               "SageMaker.InstanceCount": self.instance_count(data)},
-                "input_artifacts": inputs, "output_artifacts": outputs, "start_time": data.get("ProcessingStartTime")}
+        return {
+            "parameters": {
+                "SageMaker.InstanceType": self.instance_type(data),
+                "SageMaker.InstanceCount": self.instance_count(data),
+            },
+            "input_artifacts": inputs,
+            "output_artifacts": outputs,
+            "start_time": data.get("ProcessingStartTime"),
+        }
 
 
 PROCESSING_JOB = ProcessingJobs(
-    "ProcessingJob", "processing-job", label="processing job", operations=("Create", "Describe", "List", "Delete"),
-    status_member="ProcessingJobStatus", on_create=_validate, on_delete=_delete,
+    "ProcessingJob",
+    "processing-job",
+    label="processing job",
+    operations=("Create", "Describe", "List", "Delete"),
+    status_member="ProcessingJobStatus",
+    on_create=_validate,
+    on_delete=_delete,
     not_found="Could not find requested job with name {name}",
     exists="Processing job names must be unique within an AWS account and region, and a processing job with this "
-           "name already exists ({arn})", exists_code="ResourceInUse",
+    "name already exists ({arn})",
+    exists_code="ResourceInUse",
 ).register()
 PROCESSING_JOB.controller()
 operation("sagemaker", "StopProcessingJob")(PROCESSING_JOB.stop)

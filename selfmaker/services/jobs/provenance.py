@@ -20,8 +20,9 @@ def artifact(ctx: Context, uri: str, artifact_type: str) -> str:
 
 def associate(ctx: Context, source_arn: str, destination_arn: str, association_type: str) -> None:
     try:
-        lineage.add_association(ctx, {"SourceArn": source_arn, "DestinationArn": destination_arn,
-                                      "AssociationType": association_type})
+        lineage.add_association(
+            ctx, {"SourceArn": source_arn, "DestinationArn": destination_arn, "AssociationType": association_type}
+        )
     except AWSError as err:
         if not err.exists:
             raise

@@ -33,8 +33,10 @@ ALGORITHM_METRIC_DEFINITIONS: dict[str, list[dict]] = {
 def _validate(ctx, params: dict, data: dict) -> None:
     spec = params.get("AlgorithmSpecification") or {}
     if not spec.get("TrainingImage"):
-        raise validation("AlgorithmSpecification.TrainingImage is required: SelfMaker runs training images "
-                         "(AlgorithmName refers to algorithm resources it does not run yet).")
+        raise validation(
+            "AlgorithmSpecification.TrainingImage is required: SelfMaker runs training images "
+            "(AlgorithmName refers to algorithm resources it does not run yet)."
+        )
     channels.check_input_mode(spec.get("TrainingInputMode"), "AlgorithmSpecification.TrainingInputMode")
     names = set()
     for channel in params.get("InputDataConfig") or []:
@@ -58,12 +60,20 @@ def _validate(ctx, params: dict, data: dict) -> None:
         channels.check_uri(ctx, str(submit), "HyperParameters.sagemaker_submit_directory")
     if not params.get("StoppingCondition"):
         data["StoppingCondition"] = {"MaxRuntimeInSeconds": 86400}
-    data.update(TrainingJobStatus="InProgress", SecondaryStatus="Starting",
-                SecondaryStatusTransitions=[{"Status": "Starting", "StartTime": data["CreationTime"],
-                                             "StatusMessage": "Launching requested ML instances"}],
-                EnableNetworkIsolation=bool(params.get("EnableNetworkIsolation")),
-                EnableInterContainerTrafficEncryption=bool(params.get("EnableInterContainerTrafficEncryption")),
-                EnableManagedSpotTraining=bool(params.get("EnableManagedSpotTraining")))
+    data.update(
+        TrainingJobStatus="InProgress",
+        SecondaryStatus="Starting",
+        SecondaryStatusTransitions=[
+            {
+                "Status": "Starting",
+                "StartTime": data["CreationTime"],
+                "StatusMessage": "Launching requested ML instances",
+            }
+        ],
+        EnableNetworkIsolation=bool(params.get("EnableNetworkIsolation")),
+        EnableInterContainerTrafficEncryption=bool(params.get("EnableInterContainerTrafficEncryption")),
+        EnableManagedSpotTraining=bool(params.get("EnableManagedSpotTraining")),
+    )
 
 
 def _present(ctx, record) -> dict:
@@ -74,15 +84,18 @@ def _present(ctx, record) -> dict:
 
 def _delete(ctx, record, conn) -> None:
     if record.data["TrainingJobStatus"] in ACTIVE:
-        raise validation(f"The training job {record.name} is {record.data['TrainingJobStatus']}: "
-                         "stop it before deleting it.")
+        raise validation(
+            f"The training job {record.name} is {record.data['TrainingJobStatus']}: stop it before deleting it."
+        )
     shutil.rmtree(TRAINING_JOB.job_dir(ctx, record), ignore_errors=True)
 
 
 def _update(ctx, params: dict, record) -> None:
     if record.data["TrainingJobStatus"] not in ACTIVE:
-        raise validation(f"The training job {record.name} is {record.data['TrainingJobStatus']}; "
-                         "only a job in progress can be updated.")
+        raise validation(
+            f"The training job {record.name} is {record.data['TrainingJobStatus']}; "
+            "only a job in progress can be updated."
+        )
     for member in ("ProfilerConfig", "ProfilerRuleConfigurations", "RemoteDebugConfig"):
         if member in params:
             record.data[member] = params[member]
@@ -114,12 +127,20 @@ class TrainingJobs(JobKind):
         itype = self.instance_type(data)
         config = ml / "input" / "config"
         (config / "hyperparameters.json").write_text(json.dumps(data.get("HyperParameters") or {}))
-        (config / "resourceconfig.json").write_text(json.dumps({
-            "current_host": instance.host, "current_instance_type": itype,
-            "current_group_name": "homogeneousCluster", "hosts": hosts,
-            "instance_groups": [{"instance_group_name": "homogeneousCluster", "instance_type": itype,
-                                 "hosts": hosts}],
-            "network_interface_name": "eth0"}))
+        (config / "resourceconfig.json").write_text(
+            json.dumps(
+                {
+                    "current_host": instance.host,
+                    "current_instance_type": itype,
+                    "current_group_name": "homogeneousCluster",
+                    "hosts": hosts,
+                    "instance_groups": [
+                        {"instance_group_name": "homogeneousCluster", "instance_type": itype, "hosts": hosts}
+                    ],
+                    "network_interface_name": "eth0",
+                }
+            )
+        )
         input_config = {}
         mode = data["AlgorithmSpecification"].get("TrainingInputMode") or "File"
         for channel in data.get("InputDataConfig") or []:
@@ -128,17 +149,25 @@ class TrainingJobs(JobKind):
                 "TrainingInputMode": channel.get("InputMode") or mode,
                 "S3DistributionType": source.get("S3DataDistributionType", "FullyReplicated"),
                 "RecordWrapperType": channel.get("RecordWrapperType", "None"),
-                **({"ContentType": channel["ContentType"]} if channel.get("ContentType") else {})}
+                **({"ContentType": channel["ContentType"]} if channel.get("ContentType") else {}),
+            }
             try:
-                materialize(run.storage, source["S3Uri"], ml / "input" / "data" / channel["ChannelName"],
-                            data_type=source.get("S3DataType", "S3Prefix"),
-                            distribution=source.get("S3DataDistributionType", "FullyReplicated"),
-                            index=instance.index - 1, count=len(run.instances), say=instance.say)
+                materialize(
+                    run.storage,
+                    source["S3Uri"],
+                    ml / "input" / "data" / channel["ChannelName"],
+                    data_type=source.get("S3DataType", "S3Prefix"),
+                    distribution=source.get("S3DataDistributionType", "FullyReplicated"),
+                    index=instance.index - 1,
+                    count=len(run.instances),
+                    say=instance.say,
+                )
             except InputError as err:
                 raise JobFailure(str(err)) from None
         (config / "inputdataconfig.json").write_text(json.dumps(input_config))
-        (config / "trainingjobconfig.json").write_text(json.dumps(
-            {k: v for k, v in data.items() if not k.startswith("_")}, default=str))
+        (config / "trainingjobconfig.json").write_text(
+            json.dumps({k: v for k, v in data.items() if not k.startswith("_")}, default=str)
+        )
         submit = _hyperparameter(data, "sagemaker_submit_directory")
         if submit and _hyperparameter(data, "sagemaker_program"):
             try:
@@ -181,7 +210,7 @@ class TrainingJobs(JobKind):
         data["TrainingEndTime"] = when
         start = data.get("TrainingStartTime")
         if start is not None:
-            seconds = max(1, int(round(when - start)))
+            seconds = max(1, round(when - start))
             data["TrainingTimeInSeconds"] = seconds
             data["BillableTimeInSeconds"] = seconds * self.instance_count(data)
 
@@ -190,10 +219,13 @@ class TrainingJobs(JobKind):
         if run.state.get("phase") != "Running":
             return outcome, reason, fields
         first = run.instances[0]
-        definitions = [*(run.data["AlgorithmSpecification"].get("MetricDefinitions") or []),
-                       *ALGORITHM_METRIC_DEFINITIONS.get(_algorithm(run), [])]
-        final = final_metrics(first.log_path.read_text(errors="replace") if first.log_path.exists() else "",
-                              definitions)
+        definitions = [
+            *(run.data["AlgorithmSpecification"].get("MetricDefinitions") or []),
+            *ALGORITHM_METRIC_DEFINITIONS.get(_algorithm(run), []),
+        ]
+        final = final_metrics(
+            first.log_path.read_text(errors="replace") if first.log_path.exists() else "", definitions
+        )
         if final:
             fields["FinalMetricDataList"] = final
         if outcome == "Failed":
@@ -211,25 +243,37 @@ class TrainingJobs(JobKind):
 
     def component(self, run: Run) -> dict:
         data = run.data
-        inputs = {c["ChannelName"]: {"Value": c["DataSource"]["S3DataSource"]["S3Uri"],
-                                     **({"MediaType": c["ContentType"]} if c.get("ContentType") else {})}
-                  for c in data.get("InputDataConfig") or []}
+        inputs = {
+            c["ChannelName"]: {
+                "Value": c["DataSource"]["S3DataSource"]["S3Uri"],
+                **({"MediaType": c["ContentType"]} if c.get("ContentType") else {}),
+            }
+            for c in data.get("InputDataConfig") or []
+        }
         inputs["SageMaker.ImageUri"] = {"Value": self.image(data)}
         params = {k: _number(v) for k, v in (data.get("HyperParameters") or {}).items()}
-        params.update({"SageMaker.InstanceType": self.instance_type(data),
-                       "SageMaker.InstanceCount": self.instance_count(data)})
+        params.update(
+            {"SageMaker.InstanceType": self.instance_type(data), "SageMaker.InstanceCount": self.instance_count(data)}
+        )
         outputs = {}
         if (data.get("ModelArtifacts") or {}).get("S3ModelArtifacts"):
             outputs["SageMaker.ModelArtifact"] = {"Value": data["ModelArtifacts"]["S3ModelArtifacts"]}
-        return {"parameters": params, "input_artifacts": inputs, "output_artifacts": outputs,
-                "start_time": data.get("TrainingStartTime")}
+        return {
+            "parameters": params,
+            "input_artifacts": inputs,
+            "output_artifacts": outputs,
+            "start_time": data.get("TrainingStartTime"),
+        }
 
     def after_end(self, run: Run) -> None:
         final = run.data.get("FinalMetricDataList") or []
         if final:
             try:
-                experiments.record_job_metrics(run.ctx, run.record.arn, [
-                    metrics.Point(name=m["MetricName"], value=m["Value"], timestamp=m["Timestamp"]) for m in final])
+                experiments.record_job_metrics(
+                    run.ctx,
+                    run.record.arn,
+                    [metrics.Point(name=m["MetricName"], value=m["Value"], timestamp=m["Timestamp"]) for m in final],
+                )
             except Exception:
                 pass
 
@@ -283,12 +327,20 @@ def final_metrics(log_text: str, definitions: list[dict]) -> list[dict]:
 
 
 TRAINING_JOB = TrainingJobs(
-    "TrainingJob", "training-job", label="training job",
-    operations=("Create", "Describe", "List", "Update", "Delete"), status_member="TrainingJobStatus",
-    search_type="TrainingJob", on_create=_validate, on_update=_update, on_delete=_delete, present=_present,
+    "TrainingJob",
+    "training-job",
+    label="training job",
+    operations=("Create", "Describe", "List", "Update", "Delete"),
+    status_member="TrainingJobStatus",
+    search_type="TrainingJob",
+    on_create=_validate,
+    on_update=_update,
+    on_delete=_delete,
+    present=_present,
     not_found="Requested resource not found.",
     exists="Training job names must be unique within an AWS account and region, and a training job with this "
-           "name already exists ({arn})", exists_code="ResourceInUse",
+    "name already exists ({arn})",
+    exists_code="ResourceInUse",
 ).register()
 TRAINING_JOB.controller()
 operation("sagemaker", "StopTrainingJob")(TRAINING_JOB.stop)

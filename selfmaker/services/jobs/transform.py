@@ -77,15 +77,19 @@ def _validate(ctx, params: dict, data: dict) -> None:
     if source is None:
         raise validation("TransformInput.DataSource: only S3DataSource inputs are supported by SelfMaker.")
     if source.get("S3DataType", "S3Prefix") not in ("S3Prefix", "ManifestFile"):
-        raise validation(f"TransformInput: S3DataType {source['S3DataType']} is not supported by SelfMaker "
-                         "(it serves S3Prefix and ManifestFile).")
+        raise validation(
+            f"TransformInput: S3DataType {source['S3DataType']} is not supported by SelfMaker "
+            "(it serves S3Prefix and ManifestFile)."
+        )
     check_uri(ctx, source["S3Uri"], "TransformInput.DataSource.S3DataSource.S3Uri")
     output = params["TransformOutput"]
     check_uri(ctx, output["S3OutputPath"], "TransformOutput.S3OutputPath")
     _check_model_data(ctx, params["ModelName"], container)
     if output.get("KmsKeyId"):
-        raise validation("TransformOutput.KmsKeyId is not supported by SelfMaker: leave it out "
-                         "(SelfMaker's S3 encrypts with its default key).")
+        raise validation(
+            "TransformOutput.KmsKeyId is not supported by SelfMaker: leave it out "
+            "(SelfMaker's S3 encrypts with its default key)."
+        )
     try:
         batch.split_records(b"", transform_input.get("SplitType"))
         processing = params.get("DataProcessing") or {}
@@ -96,13 +100,21 @@ def _validate(ctx, params: dict, data: dict) -> None:
     payload = params.get("MaxPayloadInMB")
     if payload is not None and payload > MAX_TOTAL_PAYLOAD_MB:
         raise validation(f"MaxPayloadInMB ({payload}) cannot be greater than {MAX_TOTAL_PAYLOAD_MB} MB.")
-    if payload and params.get("MaxConcurrentTransforms") and \
-            payload * params["MaxConcurrentTransforms"] > MAX_TOTAL_PAYLOAD_MB:
-        raise validation(f"MaxConcurrentTransforms * MaxPayloadInMB cannot be greater than {MAX_TOTAL_PAYLOAD_MB} "
-                         f"MB ({params['MaxConcurrentTransforms']} * {payload}).")
+    if (
+        payload
+        and params.get("MaxConcurrentTransforms")
+        and payload * params["MaxConcurrentTransforms"] > MAX_TOTAL_PAYLOAD_MB
+    ):
+        raise validation(
+            f"MaxConcurrentTransforms * MaxPayloadInMB cannot be greater than {MAX_TOTAL_PAYLOAD_MB} "
+            f"MB ({params['MaxConcurrentTransforms']} * {payload})."
+        )
     # The job serves the model as it is now: a later DeleteModel does not change a running job.
-    data["_model"] = {"Container": container, "EnableNetworkIsolation": bool(model.data.get("EnableNetworkIsolation")),
-                      "ModelArn": model.arn}
+    data["_model"] = {
+        "Container": container,
+        "EnableNetworkIsolation": bool(model.data.get("EnableNetworkIsolation")),
+        "ModelArn": model.arn,
+    }
     data["TransformJobStatus"] = "InProgress"
 
 
@@ -110,9 +122,11 @@ def _check_model_data(ctx, model_name: str, container: dict) -> None:
     """The model's data and code are read by the job: they must be in the job's account's buckets too."""
     source = (container.get("ModelDataSource") or {}).get("S3DataSource") or {}
     submit = (container.get("Environment") or {}).get("SAGEMAKER_SUBMIT_DIRECTORY", "")
-    for member, uri in (("ModelDataUrl", container.get("ModelDataUrl")),
-                        ("ModelDataSource.S3DataSource.S3Uri", source.get("S3Uri")),
-                        ("Environment.SAGEMAKER_SUBMIT_DIRECTORY", submit if submit.startswith("s3://") else None)):
+    for member, uri in (
+        ("ModelDataUrl", container.get("ModelDataUrl")),
+        ("ModelDataSource.S3DataSource.S3Uri", source.get("S3Uri")),
+        ("Environment.SAGEMAKER_SUBMIT_DIRECTORY", submit if submit.startswith("s3://") else None),
+    ):
         if uri:
             check_uri(ctx, uri, f"Model {model_name}: {member}")
 
@@ -141,6 +155,7 @@ class Plan:
     @classmethod
     def of(cls, data: dict, served: dict | None = None) -> Plan:
         """``served``: the model server's /execution-parameters, used where the request sets nothing."""
+
         def setting(member: str):
             if data.get(member) is not None:
                 return data[member]
@@ -153,16 +168,21 @@ class Plan:
         processing = data.get("DataProcessing") or {}
         client = data.get("ModelClientConfig") or {}
         split_type = transform_input.get("SplitType") or "None"
-        return cls(split_type=split_type,
-                   strategy=setting("BatchStrategy") if split_type != "None" else "SingleRecord",
-                   max_payload_mb=setting("MaxPayloadInMB"), concurrency=max(1, setting("MaxConcurrentTransforms")),
-                   content_type=transform_input.get("ContentType"), accept=output.get("Accept"),
-                   input_filter=processing.get("InputFilter"), output_filter=processing.get("OutputFilter"),
-                   join=processing.get("JoinSource") == "Input", assemble_with=output.get("AssembleWith"),
-                   gzip=transform_input.get("CompressionType") == "Gzip",
-                   timeout=float(client.get("InvocationsTimeoutInSeconds") or 600),
-                   retries=int(client["InvocationsMaxRetries"]) if client.get("InvocationsMaxRetries") is not None
-                   else 3)
+        return cls(
+            split_type=split_type,
+            strategy=setting("BatchStrategy") if split_type != "None" else "SingleRecord",
+            max_payload_mb=setting("MaxPayloadInMB"),
+            concurrency=max(1, setting("MaxConcurrentTransforms")),
+            content_type=transform_input.get("ContentType"),
+            accept=output.get("Accept"),
+            input_filter=processing.get("InputFilter"),
+            output_filter=processing.get("OutputFilter"),
+            join=processing.get("JoinSource") == "Input",
+            assemble_with=output.get("AssembleWith"),
+            gzip=transform_input.get("CompressionType") == "Gzip",
+            timeout=float(client.get("InvocationsTimeoutInSeconds") or 600),
+            retries=int(client["InvocationsMaxRetries"]) if client.get("InvocationsMaxRetries") is not None else 3,
+        )
 
     @property
     def per_record(self) -> bool:
@@ -229,8 +249,10 @@ class Driver:
             if self._ended():
                 raise Halted()
             if time.monotonic() > deadline:
-                raise TransformFailure(f"ClientError: the model server of {self.instance.host} did not answer "
-                                       f"/ping within {STARTUP_SECONDS} s; see the job's logs")
+                raise TransformFailure(
+                    f"ClientError: the model server of {self.instance.host} did not answer "
+                    f"/ping within {STARTUP_SECONDS} s; see the job's logs"
+                )
             time.sleep(PING_INTERVAL)
         connection = model_server.UnixConnection(self.socket, timeout=10)
         try:
@@ -250,13 +272,19 @@ class Driver:
         source = self.data["TransformInput"]["DataSource"]["S3DataSource"]
         data_type = source.get("S3DataType", "S3Prefix")
         try:
-            found = sources(self.storage, source["S3Uri"], data_type, self.instance.index - 1,
-                            self.job.instance_count(self.data), say=self.instance.say)
+            found = sources(
+                self.storage,
+                source["S3Uri"],
+                data_type,
+                self.instance.index - 1,
+                self.job.instance_count(self.data),
+                say=self.instance.say,
+            )
         except InputError as err:
             raise TransformFailure(str(err)) from None
         if data_type == "ManifestFile" or not source["S3Uri"].startswith("s3://"):
             return [(s, s.relative) for s in found]
-        prefix = source["S3Uri"][len("s3://"):].partition("/")[2]
+        prefix = source["S3Uri"][len("s3://") :].partition("/")[2]
         return [(s, _output_name(prefix, s.key)) for s in found]
 
     def _transformed(self) -> set[str]:
@@ -268,8 +296,10 @@ class Driver:
     def _transform_all(self, plan: Plan) -> None:
         done = self._transformed()
         todo = [(s, r) for s, r in self._inputs() if r not in done]
-        self.say(f"MaxConcurrentTransforms={plan.concurrency}, MaxPayloadInMB={plan.max_payload_mb}, "
-                 f"BatchStrategy={STRATEGY_ENV[plan.strategy]}")
+        self.say(
+            f"MaxConcurrentTransforms={plan.concurrency}, MaxPayloadInMB={plan.max_payload_mb}, "
+            f"BatchStrategy={STRATEGY_ENV[plan.strategy]}"
+        )
         pool = ThreadPoolExecutor(plan.concurrency, thread_name_prefix=f"transform-{self.instance.host}")
         window: deque[Pending] = deque()  # files in flight, finished in order
         try:
@@ -297,10 +327,12 @@ class Driver:
             raise TransformFailure(f"ClientError: {uri} is not a gzip file: {err}") from None
         except batch.TransformDataError as err:
             raise TransformFailure(f"ClientError: {uri}: {err}") from None
-        payloads = [inputs[g[0]] if plan.split_type == "None" else batch.join_request([inputs[i] for i in g])
-                    for g in groups]
-        return Pending(source, relative, records, groups,
-                       [pool.submit(self._invoke, plan, uri, payload) for payload in payloads])
+        payloads = [
+            inputs[g[0]] if plan.split_type == "None" else batch.join_request([inputs[i] for i in g]) for g in groups
+        ]
+        return Pending(
+            source, relative, records, groups, [pool.submit(self._invoke, plan, uri, payload) for payload in payloads]
+        )
 
     def _finish(self, plan: Plan, pending: Pending) -> None:
         uri = pending.source.uri
@@ -314,8 +346,9 @@ class Driver:
                 for index, output in zip(group, batch.split_response(body, len(group))):
                     if plan.join:
                         output = batch.join_input(pending.records[index], output, plan.content_type)
-                    outputs.append(batch.filter_record(output, plan.output_filter,
-                                                       plan.content_type if plan.join else plan.accept))
+                    outputs.append(
+                        batch.filter_record(output, plan.output_filter, plan.content_type if plan.join else plan.accept)
+                    )
         except batch.TransformDataError as err:
             raise TransformFailure(f"ClientError: {uri}: {err}") from None
         target = join_uri(self.data["TransformOutput"]["S3OutputPath"], pending.relative + ".out")
@@ -373,12 +406,12 @@ class Driver:
 def _output_name(prefix: str, key: str) -> str:
     """An input key's path under S3OutputPath (before ``.out``): relative to the input prefix; an object named
     whole by the prefix keeps its name; a prefix ending inside a name counts from its folder."""
-    rest = key[len(prefix):]
+    rest = key[len(prefix) :]
     if not prefix or prefix.endswith("/") or rest.startswith("/"):
         return rest.lstrip("/")
     if not rest:
         return key.rpartition("/")[2]
-    return key[len(prefix.rpartition("/")[0]):].lstrip("/")
+    return key[len(prefix.rpartition("/")[0]) :].lstrip("/")
 
 
 _drivers: dict[Path, threading.Thread] = {}
@@ -419,8 +452,10 @@ class TransformJobs(JobKind):
         data = run.data
         env = model_server.environment(data["_model"]["Container"])
         env["SAGEMAKER_BATCH"] = "true"
-        for member, name in (("MaxPayloadInMB", "SAGEMAKER_MAX_PAYLOAD_IN_MB"),
-                             ("MaxConcurrentTransforms", "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS")):
+        for member, name in (
+            ("MaxPayloadInMB", "SAGEMAKER_MAX_PAYLOAD_IN_MB"),
+            ("MaxConcurrentTransforms", "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS"),
+        ):
             if data.get(member) is not None:
                 env[name] = str(data[member])
         if data.get("BatchStrategy"):
@@ -442,7 +477,8 @@ class TransformJobs(JobKind):
                     continue
                 driver = Driver(self, run.backends, run.record, instance)
                 thread = _drivers[instance.root] = threading.Thread(
-                    target=driver.run, name=f"transform-{run.name}-{instance.host}", daemon=True)
+                    target=driver.run, name=f"transform-{run.name}-{instance.host}", daemon=True
+                )
             thread.start()
         return None  # the instances' ends kick the reconciler
 
@@ -459,8 +495,10 @@ class TransformJobs(JobKind):
         failure = instance.root / FAILURE
         if failure.exists():
             return failure.read_text()
-        return (f"ClientError: the model server of {instance.host} exited (code {status.code}) before the "
-                f"transform was done; see the job's logs in {self.log_group}")
+        return (
+            f"ClientError: the model server of {instance.host} exited (code {status.code}) before the "
+            f"transform was done; see the job's logs in {self.log_group}"
+        )
 
     def started(self, data: dict, when: float) -> None:
         data["TransformStartTime"] = when
@@ -470,36 +508,65 @@ class TransformJobs(JobKind):
 
     def component(self, run: Run) -> dict:
         data = run.data
-        inputs = {"input": {"Value": data["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"],
-                            **({"MediaType": data["TransformInput"]["ContentType"]}
-                               if data["TransformInput"].get("ContentType") else {})}}
+        inputs = {
+            "input": {
+                "Value": data["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"],
+                **(
+                    {"MediaType": data["TransformInput"]["ContentType"]}
+                    if data["TransformInput"].get("ContentType")
+                    else {}
+                ),
+            }
+        }
         inputs["SageMaker.ImageUri"] = {"Value": self.image(data)}
         container = data["_model"]["Container"]
         if container.get("ModelDataUrl"):
             inputs["SageMaker.ModelArtifact"] = {"Value": container["ModelDataUrl"]}
         outputs = {}
         if data["TransformJobStatus"] == "Completed":
-            outputs["output"] = {"Value": data["TransformOutput"]["S3OutputPath"],
-                                 **({"MediaType": data["TransformOutput"]["Accept"]}
-                                    if data["TransformOutput"].get("Accept") else {})}
-        return {"parameters": {"SageMaker.InstanceType": self.instance_type(data),
-                               "SageMaker.InstanceCount": self.instance_count(data)},
-                "input_artifacts": inputs, "output_artifacts": outputs,
-                "start_time": data.get("TransformStartTime")}
+            outputs["output"] = {
+                "Value": data["TransformOutput"]["S3OutputPath"],
+                **({"MediaType": data["TransformOutput"]["Accept"]} if data["TransformOutput"].get("Accept") else {}),
+            }
+        return {
+            "parameters": {
+                "SageMaker.InstanceType": self.instance_type(data),
+                "SageMaker.InstanceCount": self.instance_count(data),
+            },
+            "input_artifacts": inputs,
+            "output_artifacts": outputs,
+            "start_time": data.get("TransformStartTime"),
+        }
 
 
 def _summary(record) -> dict:
-    return {k: record.data[k] for k in ("TransformJobName", "TransformJobArn", "CreationTime", "TransformEndTime",
-                                        "LastModifiedTime", "TransformJobStatus", "FailureReason")
-            if k in record.data}
+    return {
+        k: record.data[k]
+        for k in (
+            "TransformJobName",
+            "TransformJobArn",
+            "CreationTime",
+            "TransformEndTime",
+            "LastModifiedTime",
+            "TransformJobStatus",
+            "FailureReason",
+        )
+        if k in record.data
+    }
 
 
 TRANSFORM_JOB = TransformJobs(
-    "TransformJob", "transform-job", label="transform job", operations=("Create", "Describe", "List"),
-    status_member="TransformJobStatus", on_create=_validate, summarize=_summary,
+    "TransformJob",
+    "transform-job",
+    label="transform job",
+    operations=("Create", "Describe", "List"),
+    status_member="TransformJobStatus",
+    on_create=_validate,
+    summarize=_summary,
     not_found="Could not find requested job with name {name}",
     exists="Job names must be unique within an AWS account and region, and a transform job with this name "
-           "already exists ({arn})", exists_code="ResourceInUse",
+    "already exists ({arn})",
+    exists_code="ResourceInUse",
 ).register()
 TRANSFORM_JOB.controller()
 operation("sagemaker", "StopTransformJob")(TRANSFORM_JOB.stop)

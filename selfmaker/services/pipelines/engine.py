@@ -19,9 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import insert, select
 
+from ...backends import Backends
 from ...engines import pipelines as language
 from ...engines.reconciler import Controller, kick, on_done, register
-from ...backends import Backends
 from ...server.errors import AWSError
 from ...server.operations import Context
 from ...store import schema
@@ -48,13 +48,13 @@ class Pass:
 
     def __init__(self, backends: Backends, record: Record):
         self.backends, self.record = backends, record
-        self.ctx = Context(backends=backends, account_id=record.account_id, region=record.region,
-                           service="sagemaker")
+        self.ctx = Context(backends=backends, account_id=record.account_id, region=record.region, service="sagemaker")
         self.execution_id = record.name
         pipeline = backends.resources.get_by_arn(record.parent)  # kept while an execution runs (DeletePipeline)
         self.pipeline_name = pipeline.name
-        self.definition = catalog.parsed(catalog.version(self.ctx, pipeline, record.data["PipelineVersionId"])[
-            "definition"])
+        self.definition = catalog.parsed(
+            catalog.version(self.ctx, pipeline, record.data["PipelineVersionId"])["definition"]
+        )
         self.parameters = record.data[PARAMETERS]
         self.steps: dict[str, dict] = copy.deepcopy(record.data[STEPS])
         self.cached: list[dict] = []  # cache rows to add with this pass's write
@@ -91,8 +91,11 @@ class Pass:
         config = None
         if self.definition.experiment_config:
             try:
-                config = {k: str(language.evaluate(v, self.scope))
-                          for k, v in self.definition.experiment_config.items() if v is not None}
+                config = {
+                    k: str(language.evaluate(v, self.scope))
+                    for k, v in self.definition.experiment_config.items()
+                    if v is not None
+                }
                 updates["PipelineExperimentConfig"] = config
             except language.EvaluationError as err:
                 log.warning("execution %s: no experiment tracking: %s", self.record.arn, err)
@@ -113,8 +116,7 @@ class Pass:
         source = self.backends.resources.get_by_arn(source_arn)
         for name, state in (source.data[STEPS] if source else {}).items():
             if name not in selected and state["Status"] == "Succeeded" and name in self.definition.steps:
-                self.steps[name] = {**copy.deepcopy(state), "SelectiveSource": source_arn,
-                                    "Order": len(self.steps)}
+                self.steps[name] = {**copy.deepcopy(state), "SelectiveSource": source_arn, "Order": len(self.steps)}
 
     def _follow(self, name: str, state: dict) -> None:
         runner = self.runner(name)
@@ -211,9 +213,14 @@ class Pass:
         """A step's new attempt: its state and resolved arguments, ready to launch (None: already settled)."""
         past = self.record.data.get(PAST_ATTEMPTS, {}).get(name, 0)
         attempt = ((previous or {}).get("AttemptCount") or past) + 1
-        state = {"Status": "Starting", "Order": (previous or {}).get("Order", len(self.steps)),
-                 "StartTime": (previous or {}).get("StartTime", now()), "AttemptCount": attempt,
-                 "DisplayName": step.display_name, "Description": step.description}
+        state = {
+            "Status": "Starting",
+            "Order": (previous or {}).get("Order", len(self.steps)),
+            "StartTime": (previous or {}).get("StartTime", now()),
+            "AttemptCount": attempt,
+            "DisplayName": step.display_name,
+            "Description": step.description,
+        }
         if previous and previous.get("FirstFailure"):
             state["FirstFailure"] = previous["FirstFailure"]
         self.steps[name] = state
@@ -273,10 +280,18 @@ class Pass:
         expiry = language.cache_expiry(step.cache)
         oldest = time.time() - expiry if expiry is not None else 0.0
         with self.backends.store.read() as conn:
-            row = conn.execute(select(CACHE).where(
-                CACHE.c.pipeline_arn == self.record.parent, CACHE.c.step_name == name,
-                CACHE.c.cache_key == state["CacheKey"], CACHE.c.finished_at >= oldest,
-                CACHE.c.execution_arn != self.record.arn).order_by(CACHE.c.finished_at.desc()).limit(1)).first()
+            row = conn.execute(
+                select(CACHE)
+                .where(
+                    CACHE.c.pipeline_arn == self.record.parent,
+                    CACHE.c.step_name == name,
+                    CACHE.c.cache_key == state["CacheKey"],
+                    CACHE.c.finished_at >= oldest,
+                    CACHE.c.execution_arn != self.record.arn,
+                )
+                .order_by(CACHE.c.finished_at.desc())
+                .limit(1)
+            ).first()
         if row is None:
             return False
         state.update(row.result)
@@ -285,18 +300,27 @@ class Pass:
 
     def _remember(self, name: str, state: dict) -> None:
         if state.get("CacheKey") and not state.get("CacheSource"):
-            self.cached.append({
-                "pipeline_arn": self.record.parent, "step_name": name, "cache_key": state["CacheKey"],
-                "execution_arn": self.record.arn, "finished_at": time.time(),
-                "result": {k: state[k] for k in ("Resource", "Metadata", "Outcome") if k in state}})
+            self.cached.append(
+                {
+                    "pipeline_arn": self.record.parent,
+                    "step_name": name,
+                    "cache_key": state["CacheKey"],
+                    "execution_arn": self.record.arn,
+                    "finished_at": time.time(),
+                    "result": {k: state[k] for k in ("Resource", "Metadata", "Outcome") if k in state},
+                }
+            )
 
     # -- the end ---------------------------------------------------------------------------------------
 
     def _conclude(self) -> float | None:
         running = [s for s in self.steps.values() if s["Status"] in RUNNING]
         room = not self.limit or len(running) < self.limit
-        startable = not self.stopping and room and any(
-            name not in self.steps and self._readiness(name) is True for name in self.definition.steps)
+        startable = (
+            not self.stopping
+            and room
+            and any(name not in self.steps and self._readiness(name) is True for name in self.definition.steps)
+        )
         outcome = reason = None
         if not running and not startable:
             failed = [s for s in self.steps.values() if s["Status"] == "Failed"]
@@ -304,8 +328,11 @@ class Pass:
                 outcome = "Stopped"
             elif failed:
                 outcome = "Failed"
-                fail_steps = [s for n, s in self.steps.items() if self.definition.steps[n].type == "Fail"
-                              and s["Status"] == "Failed"]
+                fail_steps = [
+                    s
+                    for n, s in self.steps.items()
+                    if self.definition.steps[n].type == "Fail" and s["Status"] == "Failed"
+                ]
                 reason = fail_steps[0]["FailureReason"] if fail_steps else GENERIC_FAILURE
             else:
                 outcome = "Succeeded"
@@ -320,6 +347,7 @@ class Pass:
 
     def _save(self, outcome: str | None, reason: str | None) -> bool:
         """Write the pass's steps; False when a Stop arrived during the pass (its outcome then waits)."""
+
         def change(fresh: Record, conn) -> None:
             nonlocal outcome
             if fresh.status != self.record.status:

@@ -67,23 +67,39 @@ def start_pipeline_execution(ctx: Context, params: dict) -> dict:
     arn = f"{pipeline.arn}/execution/{exec_id}"
     created = now()
     data = {
-        "PipelineArn": pipeline.arn, "PipelineExecutionArn": arn,
-        "PipelineExecutionDisplayName": params.get("PipelineExecutionDisplayName") or f"execution-{int(created * 1000)}",
+        "PipelineArn": pipeline.arn,
+        "PipelineExecutionArn": arn,
+        "PipelineExecutionDisplayName": params.get("PipelineExecutionDisplayName")
+        or f"execution-{int(created * 1000)}",
         "PipelineExecutionStatus": "Executing",
         "PipelineExecutionDescription": params.get("PipelineExecutionDescription"),
-        "CreationTime": created, "LastModifiedTime": created,
-        "CreatedBy": actor(ctx), "LastModifiedBy": actor(ctx),
-        "ParallelismConfiguration": params.get("ParallelismConfiguration") or pipeline.data.get(
-            "ParallelismConfiguration"),
-        "SelectiveExecutionConfig": selective, "PipelineVersionId": version["version_id"],
+        "CreationTime": created,
+        "LastModifiedTime": created,
+        "CreatedBy": actor(ctx),
+        "LastModifiedBy": actor(ctx),
+        "ParallelismConfiguration": params.get("ParallelismConfiguration")
+        or pipeline.data.get("ParallelismConfiguration"),
+        "SelectiveExecutionConfig": selective,
+        "PipelineVersionId": version["version_id"],
         "RoleArn": params.get("RoleArn") or pipeline.data.get("RoleArn"),
-        PARAMETERS: values, STEPS: {}, TOKENS: [],
+        PARAMETERS: values,
+        STEPS: {},
+        TOKENS: [],
     }
     try:
         with ctx.store.write() as conn:
-            ctx.backends.resources.create(account_id=ctx.account_id, region=ctx.region, kind=KIND, name=exec_id,
-                                          arn=arn, data=data, status="Executing", parent=pipeline.arn,
-                                          created=created, conn=conn)
+            ctx.backends.resources.create(
+                account_id=ctx.account_id,
+                region=ctx.region,
+                kind=KIND,
+                name=exec_id,
+                arn=arn,
+                data=data,
+                status="Executing",
+                parent=pipeline.arn,
+                created=created,
+                conn=conn,
+            )
             fresh = catalog.load(ctx, pipeline.arn, conn=conn)
             fresh.data["LastRunTime"] = created
             ctx.backends.resources.save(fresh, conn=conn, touch=False)
@@ -100,8 +116,10 @@ def _check_selective(ctx: Context, pipeline: Record, definition, selective: dict
             raise validation(f"SelectiveExecutionConfig: step '{item['StepName']}' is not in the pipeline.")
     source_arn = selective.get("SourcePipelineExecutionArn")
     if source_arn is None:
-        raise validation("SelectiveExecutionConfig needs SourcePipelineExecutionArn: the execution whose "
-                         "results the steps that are not selected reuse.")
+        raise validation(
+            "SelectiveExecutionConfig needs SourcePipelineExecutionArn: the execution whose "
+            "results the steps that are not selected reuse."
+        )
     source = load(ctx, source_arn)
     if source.parent != pipeline.arn:
         raise validation(f"SourcePipelineExecutionArn '{source_arn}' is not an execution of '{pipeline.arn}'.")
@@ -122,17 +140,25 @@ def describe_pipeline_execution(ctx: Context, params: dict) -> dict:
 
 
 # Executions have their own operations (below); the kind makes them searchable (Search, PipelineExecution).
-EXECUTION = Kind(KIND, "pipeline-execution", operations=(), search_type="PipelineExecution",
-                 present=lambda ctx, record: _public(record.data)).register()
+EXECUTION = Kind(
+    KIND,
+    "pipeline-execution",
+    operations=(),
+    search_type="PipelineExecution",
+    present=lambda ctx, record: _public(record.data),
+).register()
 
 
 def _summary(record: Record) -> dict:
     d = record.data
-    return {"PipelineExecutionArn": record.arn, "StartTime": d["CreationTime"],
-            "PipelineExecutionStatus": d["PipelineExecutionStatus"],
-            "PipelineExecutionDescription": d.get("PipelineExecutionDescription"),
-            "PipelineExecutionDisplayName": d.get("PipelineExecutionDisplayName"),
-            "PipelineExecutionFailureReason": d.get("FailureReason")}
+    return {
+        "PipelineExecutionArn": record.arn,
+        "StartTime": d["CreationTime"],
+        "PipelineExecutionStatus": d["PipelineExecutionStatus"],
+        "PipelineExecutionDescription": d.get("PipelineExecutionDescription"),
+        "PipelineExecutionDisplayName": d.get("PipelineExecutionDisplayName"),
+        "PipelineExecutionFailureReason": d.get("FailureReason"),
+    }
 
 
 @operation("sagemaker", "ListPipelineExecutions", store_read=True)
@@ -174,7 +200,7 @@ def _page(items: list, params: dict, ctx: Context, what: str) -> tuple[list, str
     if params.get("NextToken"):
         start = ctx.backends.resources.read_page_token(params["NextToken"], what)["at"]
     size = params.get("MaxResults") or 50
-    page = items[start:start + size]
+    page = items[start : start + size]
     more = start + size < len(items)
     return page, (ctx.backends.resources.page_token(what, at=start + size) if more else None)
 
@@ -201,18 +227,26 @@ def list_pipeline_execution_steps(ctx: Context, params: dict) -> dict:
     record = load(ctx, params["PipelineExecutionArn"])
     steps = [_step_view(name, state) for name, state in record.data[STEPS].items()]
     # Newest first by default, as SageMaker lists them; ties in start order.
-    steps.sort(key=lambda s: (s["StartTime"], record.data[STEPS][s["StepName"]]["Order"]),
-               reverse=(params.get("SortOrder") or "Descending") == "Descending")
+    steps.sort(
+        key=lambda s: (s["StartTime"], record.data[STEPS][s["StepName"]]["Order"]),
+        reverse=(params.get("SortOrder") or "Descending") == "Descending",
+    )
     page, token = _page(steps, params, ctx, f"steps:{record.arn}:{params.get('SortOrder')}")
     return {"PipelineExecutionSteps": page, "NextToken": token}
 
 
 def _step_view(name: str, state: dict) -> dict:
-    view = {"StepName": name, "StepDisplayName": state.get("DisplayName"),
-            "StepDescription": state.get("Description"), "StartTime": state["StartTime"],
-            "EndTime": state.get("EndTime"), "StepStatus": state["Status"],
-            "FailureReason": state.get("FailureReason"), "Metadata": state.get("Metadata") or None,
-            "AttemptCount": state.get("AttemptCount")}
+    view = {
+        "StepName": name,
+        "StepDisplayName": state.get("DisplayName"),
+        "StepDescription": state.get("Description"),
+        "StartTime": state["StartTime"],
+        "EndTime": state.get("EndTime"),
+        "StepStatus": state["Status"],
+        "FailureReason": state.get("FailureReason"),
+        "Metadata": state.get("Metadata") or None,
+        "AttemptCount": state.get("AttemptCount"),
+    }
     if state.get("CacheSource"):
         view["CacheHitResult"] = {"SourcePipelineExecutionArn": state["CacheSource"]}
     if state.get("SelectiveSource"):
@@ -231,8 +265,9 @@ def stop_pipeline_execution(ctx: Context, params: dict) -> dict:
         if status in ("Stopping", "Stopped"):
             return {"PipelineExecutionArn": record.arn}
         if status != "Executing":
-            raise validation(f"Pipeline execution '{record.arn}' is {status}: only an Executing execution "
-                             "can be stopped.")
+            raise validation(
+                f"Pipeline execution '{record.arn}' is {status}: only an Executing execution can be stopped."
+            )
         record.data["PipelineExecutionStatus"] = record.status = "Stopping"
         record.data["LastModifiedTime"] = now()
         record.data["LastModifiedBy"] = actor(ctx)
@@ -250,8 +285,9 @@ def retry_pipeline_execution(ctx: Context, params: dict) -> dict:
             return {"PipelineExecutionArn": record.arn}  # this retry was already made
         status = record.data["PipelineExecutionStatus"]
         if status not in ("Failed", "Stopped"):
-            raise validation(f"Pipeline execution '{record.arn}' is {status}: only a Failed or Stopped execution "
-                             "can be retried.")
+            raise validation(
+                f"Pipeline execution '{record.arn}' is {status}: only a Failed or Stopped execution can be retried."
+            )
         steps, past = record.data[STEPS], record.data.setdefault(PAST_ATTEMPTS, {})
         for name in [n for n, s in steps.items() if s["Status"] in ("Failed", "Stopped")]:
             past[name] = steps.pop(name)["AttemptCount"]  # the engine starts it again, as its next attempt
@@ -273,8 +309,9 @@ def retry_pipeline_execution(ctx: Context, params: dict) -> dict:
 def _answer(ctx: Context, params: dict, outcome: str, output: dict) -> dict:
     token, request = params["CallbackToken"], params.get("ClientRequestToken")
     with ctx.store.write() as conn:
-        row = conn.execute(select(C).where(C.c.token == token, C.c.account_id == ctx.account_id,
-                                           C.c.region == ctx.region)).first()
+        row = conn.execute(
+            select(C).where(C.c.token == token, C.c.account_id == ctx.account_id, C.c.region == ctx.region)
+        ).first()
         if row is None:
             raise validation(f"Callback token '{token}' is not valid.")
         if row.outcome is not None:
@@ -288,10 +325,14 @@ def _answer(ctx: Context, params: dict, outcome: str, output: dict) -> dict:
         # moved on: another attempt's token, or an end.
         moved_on = step.get("Token") not in (None, token) or step.get("Status") not in (None, "Starting", "Executing")
         if record.status not in ACTIVE or moved_on:
-            raise validation(f"The step '{row.step_name}' of '{row.execution_arn}' is not waiting for "
-                             f"callback token '{token}'.")
-        conn.execute(update(C).where(C.c.token == token).values(
-            outcome=outcome, output={**output, "ClientRequestToken": request}))
+            raise validation(
+                f"The step '{row.step_name}' of '{row.execution_arn}' is not waiting for callback token '{token}'."
+            )
+        conn.execute(
+            update(C)
+            .where(C.c.token == token)
+            .values(outcome=outcome, output={**output, "ClientRequestToken": request})
+        )
     kick(ctx.backends, row.execution_arn)
     return {"PipelineExecutionArn": row.execution_arn}
 
@@ -303,5 +344,6 @@ def send_pipeline_execution_step_success(ctx: Context, params: dict) -> dict:
 
 @operation("sagemaker", "SendPipelineExecutionStepFailure")
 def send_pipeline_execution_step_failure(ctx: Context, params: dict) -> dict:
-    return _answer(ctx, params, "Failed",
-                   {"FailureReason": params.get("FailureReason") or "The callback reported a failure."})
+    return _answer(
+        ctx, params, "Failed", {"FailureReason": params.get("FailureReason") or "The callback reported a failure."}
+    )

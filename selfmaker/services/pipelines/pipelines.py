@@ -30,8 +30,13 @@ TOKEN = "_ClientRequestToken"  # the CreatePipeline request that made it (a retr
 LATEST = "_LatestVersionId"
 
 # The operation each job-like step type needs; a step type whose operation is not served yet is refused.
-STEP_OPERATIONS = {"Training": "CreateTrainingJob", "Processing": "CreateProcessingJob",
-                   "Transform": "CreateTransformJob", "Model": "CreateModel", "RegisterModel": "CreateModelPackage"}
+STEP_OPERATIONS = {
+    "Training": "CreateTrainingJob",
+    "Processing": "CreateProcessingJob",
+    "Transform": "CreateTransformJob",
+    "Model": "CreateModel",
+    "RegisterModel": "CreateModelPackage",
+}
 
 
 def parse(text: str) -> language.Definition:
@@ -43,8 +48,10 @@ def parse(text: str) -> language.Definition:
     for step in definition.steps.values():
         needed = STEP_OPERATIONS.get(step.type)
         if needed and handler_for("sagemaker", needed) is None:
-            raise validation(f"Invalid pipeline definition: Step '{step.name}': step type {step.type} is not "
-                             f"supported by SelfMaker yet ({needed} is not implemented).")
+            raise validation(
+                f"Invalid pipeline definition: Step '{step.name}': step type {step.type} is not "
+                f"supported by SelfMaker yet ({needed} is not implemented)."
+            )
         if step.type == "Callback" and not step.raw.get("SqsQueueUrl"):
             raise validation(f"Invalid pipeline definition: Step '{step.name}': a Callback step needs SqsQueueUrl.")
     return definition
@@ -62,13 +69,16 @@ def _definition_text(ctx: Context, params: dict, required: bool) -> str | None:
         raise validation("Specify either PipelineDefinition or PipelineDefinitionS3Location, not both.")
     if location is not None:
         if location.get("VersionId"):
-            raise validation("PipelineDefinitionS3Location.VersionId is not supported by SelfMaker: "
-                             "its object store keeps one version of each object.")
+            raise validation(
+                "PipelineDefinitionS3Location.VersionId is not supported by SelfMaker: "
+                "its object store keeps one version of each object."
+            )
         uri = f"s3://{location['Bucket']}/{location['ObjectKey']}"
         check_s3_uri(ctx.backends, ctx.account_id, uri, "PipelineDefinitionS3Location")
         try:
-            with AccountObjects.of(ctx.backends, ctx.account_id).open_object(location["Bucket"],
-                                                                             location["ObjectKey"]) as reader:
+            with AccountObjects.of(ctx.backends, ctx.account_id).open_object(
+                location["Bucket"], location["ObjectKey"]
+            ) as reader:
                 raw = reader.read()
         except AWSError as err:
             raise validation(f"Could not read the pipeline definition from {uri}: {err.message}") from None
@@ -91,8 +101,9 @@ def _refuse_aliases(params: dict) -> None:
 
 
 def add_version(conn, pipeline_arn: str, version_id: int, definition: str, created: float) -> None:
-    conn.execute(insert(V).values(pipeline_arn=pipeline_arn, version_id=version_id, definition=definition,
-                                  created_at=created))
+    conn.execute(
+        insert(V).values(pipeline_arn=pipeline_arn, version_id=version_id, definition=definition, created_at=created)
+    )
 
 
 def version(ctx: Context, pipeline: Record, version_id: int | None, conn=None) -> dict:
@@ -110,8 +121,11 @@ def version(ctx: Context, pipeline: Record, version_id: int | None, conn=None) -
 
 
 def note_execution(conn, pipeline_arn: str, version_id: int, execution_arn: str) -> None:
-    conn.execute(update(V).where(V.c.pipeline_arn == pipeline_arn, V.c.version_id == version_id)
-                 .values(last_execution_arn=execution_arn))
+    conn.execute(
+        update(V)
+        .where(V.c.pipeline_arn == pipeline_arn, V.c.version_id == version_id)
+        .values(last_execution_arn=execution_arn)
+    )
 
 
 # -- the kind --------------------------------------------------------------------------------------
@@ -125,17 +139,37 @@ class Pipelines(Kind):
         name, token = params["PipelineName"], params["ClientRequestToken"]
         arn = self.arn(ctx, name)
         created = now()
-        data = {k: v for k, v in params.items()
-                if k not in ("Tags", "ClientRequestToken", "PipelineDefinition", "PipelineDefinitionS3Location")}
+        data = {
+            k: v
+            for k, v in params.items()
+            if k not in ("Tags", "ClientRequestToken", "PipelineDefinition", "PipelineDefinitionS3Location")
+        }
         data.setdefault("PipelineDisplayName", name)
-        data.update({"PipelineArn": arn, "PipelineStatus": "Active", "CreationTime": created,
-                     "LastModifiedTime": created, "CreatedBy": actor(ctx), "LastModifiedBy": actor(ctx),
-                     TOKEN: token, LATEST: 1})
+        data.update(
+            {
+                "PipelineArn": arn,
+                "PipelineStatus": "Active",
+                "CreationTime": created,
+                "LastModifiedTime": created,
+                "CreatedBy": actor(ctx),
+                "LastModifiedBy": actor(ctx),
+                TOKEN: token,
+                LATEST: 1,
+            }
+        )
         try:
             with ctx.store.write() as conn:
-                ctx.backends.resources.create(account_id=ctx.account_id, region=ctx.region, kind=self.name,
-                                              name=name, arn=arn, data=data, status="Active", created=created,
-                                              conn=conn)
+                ctx.backends.resources.create(
+                    account_id=ctx.account_id,
+                    region=ctx.region,
+                    kind=self.name,
+                    name=name,
+                    arn=arn,
+                    data=data,
+                    status="Active",
+                    created=created,
+                    conn=conn,
+                )
                 add_version(conn, arn, 1, text, created)
                 if params.get("Tags"):
                     tagging.add(conn, arn, params["Tags"])
@@ -143,8 +177,11 @@ class Pipelines(Kind):
             existing = self.load(ctx, name)
             if existing.data.get(TOKEN) == token:  # the same request again: same answer
                 return {"PipelineArn": existing.arn}
-            raise already_exists("ValidationException", f"Pipeline names must be unique within an AWS account and "
-                                 f"region. Pipeline with name ({name}) already exists.") from None
+            raise already_exists(
+                "ValidationException",
+                f"Pipeline names must be unique within an AWS account and "
+                f"region. Pipeline with name ({name}) already exists.",
+            ) from None
         return {"PipelineArn": arn}
 
     def describe(self, ctx: Context, params: dict) -> dict:
@@ -170,8 +207,13 @@ class Pipelines(Kind):
             changed = now()
             version_id = record.data[LATEST] + 1
             add_version(conn, record.arn, version_id, text, changed)
-            record.data.update({k: v for k, v in params.items() if k not in (
-                "PipelineName", "PipelineDefinition", "PipelineDefinitionS3Location")})
+            record.data.update(
+                {
+                    k: v
+                    for k, v in params.items()
+                    if k not in ("PipelineName", "PipelineDefinition", "PipelineDefinitionS3Location")
+                }
+            )
             record.data.update({LATEST: version_id, "LastModifiedTime": changed, "LastModifiedBy": actor(ctx)})
             record.modified_at = changed
             ctx.backends.resources.save(record, conn=conn, touch=False)
@@ -182,27 +224,48 @@ class Pipelines(Kind):
 
         with ctx.store.write() as conn:
             record = self.load(ctx, params["PipelineName"], conn=conn)
-            running = conn.execute(select(func.count()).select_from(R).where(
-                R.c.kind == "PipelineExecution", R.c.parent == record.arn,
-                R.c.status.in_(sorted(ACTIVE_EXECUTIONS)))).scalar()
+            running = conn.execute(
+                select(func.count())
+                .select_from(R)
+                .where(
+                    R.c.kind == "PipelineExecution", R.c.parent == record.arn, R.c.status.in_(sorted(ACTIVE_EXECUTIONS))
+                )
+            ).scalar()
             if running:
-                raise validation(f"Pipeline '{record.arn}' has {running} running execution(s): stop them with "
-                                 "StopPipelineExecution before deleting it.")
-            executions = [row.arn for row in conn.execute(
-                select(R.c.arn).where(R.c.kind == "PipelineExecution", R.c.parent == record.arn))]
+                raise validation(
+                    f"Pipeline '{record.arn}' has {running} running execution(s): stop them with "
+                    "StopPipelineExecution before deleting it."
+                )
+            executions = [
+                row.arn
+                for row in conn.execute(
+                    select(R.c.arn).where(R.c.kind == "PipelineExecution", R.c.parent == record.arn)
+                )
+            ]
             for arn in executions:
                 ctx.backends.resources.delete(arn, conn=conn)
             conn.execute(delete(V).where(V.c.pipeline_arn == record.arn))
-            conn.execute(delete(schema.pipeline_step_cache).where(
-                schema.pipeline_step_cache.c.pipeline_arn == record.arn))
+            conn.execute(
+                delete(schema.pipeline_step_cache).where(schema.pipeline_step_cache.c.pipeline_arn == record.arn)
+            )
             ctx.backends.resources.delete(record.arn, conn=conn)
         return {"PipelineArn": record.arn}
 
 
 def _summary(record: Record) -> dict:
     d = record.data
-    summary = {k: d.get(k) for k in ("PipelineArn", "PipelineName", "PipelineDisplayName", "PipelineDescription",
-                                     "RoleArn", "CreationTime", "LastModifiedTime")}
+    summary = {
+        k: d.get(k)
+        for k in (
+            "PipelineArn",
+            "PipelineName",
+            "PipelineDisplayName",
+            "PipelineDescription",
+            "RoleArn",
+            "CreationTime",
+            "LastModifiedTime",
+        )
+    }
     summary["LastExecutionTime"] = d.get("LastRunTime")
     return summary
 
@@ -213,8 +276,13 @@ def _prefix_filter(ctx: Context, params: dict) -> list:
 
 
 PIPELINE = Pipelines(
-    "Pipeline", "pipeline", not_found="Pipeline '{arn}' does not exist.", not_found_code="ResourceNotFound",
-    summarize=_summary, extra_filters=_prefix_filter, search_type="Pipeline",
+    "Pipeline",
+    "pipeline",
+    not_found="Pipeline '{arn}' does not exist.",
+    not_found_code="ResourceNotFound",
+    summarize=_summary,
+    extra_filters=_prefix_filter,
+    search_type="Pipeline",
 ).register()
 
 
@@ -237,13 +305,19 @@ def list_pipeline_versions(ctx: Context, params: dict) -> dict:
     order = V.c.version_id.desc() if query.descending else V.c.version_id.asc()
     with ctx.store.read() as conn:
         rows = conn.execute(select(V).where(*cond).order_by(order).limit(query.max_results + 1)).all()
-    page, more = rows[:query.max_results], len(rows) > query.max_results
+    page, more = rows[: query.max_results], len(rows) > query.max_results
     summaries = []
     for row in page:
-        summaries.append({"PipelineArn": pipeline.arn, "PipelineVersionId": row.version_id,
-                          "CreationTime": row.created_at, "PipelineVersionDisplayName": row.display_name,
-                          "PipelineVersionDescription": row.description,
-                          "LastExecutionPipelineExecutionArn": row.last_execution_arn})
+        summaries.append(
+            {
+                "PipelineArn": pipeline.arn,
+                "PipelineVersionId": row.version_id,
+                "CreationTime": row.created_at,
+                "PipelineVersionDisplayName": row.display_name,
+                "PipelineVersionDescription": row.description,
+                "LastExecutionPipelineExecutionArn": row.last_execution_arn,
+            }
+        )
     token = ctx.backends.resources.page_token(["versions", pipeline.arn], after=page[-1].version_id) if more else None
     return {"PipelineVersionSummaries": summaries, "NextToken": token}
 
@@ -254,10 +328,18 @@ def update_pipeline_version(ctx: Context, params: dict) -> dict:
     with ctx.store.write() as conn:
         pipeline = load(ctx, params["PipelineArn"], conn=conn)
         version(ctx, pipeline, params["PipelineVersionId"], conn=conn)  # exists, or ResourceNotFound
-        changes = {column: params[member] for member, column in (
-            ("PipelineVersionDisplayName", "display_name"), ("PipelineVersionDescription", "description"))
-            if member in params}
+        changes = {
+            column: params[member]
+            for member, column in (
+                ("PipelineVersionDisplayName", "display_name"),
+                ("PipelineVersionDescription", "description"),
+            )
+            if member in params
+        }
         if changes:
-            conn.execute(update(V).where(V.c.pipeline_arn == pipeline.arn,
-                                         V.c.version_id == params["PipelineVersionId"]).values(**changes))
+            conn.execute(
+                update(V)
+                .where(V.c.pipeline_arn == pipeline.arn, V.c.version_id == params["PipelineVersionId"])
+                .values(**changes)
+            )
     return {"PipelineArn": pipeline.arn, "PipelineVersionId": params["PipelineVersionId"]}

@@ -38,9 +38,14 @@ class ExecutionScope:
 
     def execution(self, variable: str):
         p = self.p
-        values = {"PipelineExecutionId": p.execution_id, "PipelineExecutionArn": p.record.arn,
-                  "PipelineName": p.pipeline_name, "PipelineArn": p.record.parent,
-                  "StartDateTime": _iso(p.record.data["CreationTime"]), "CurrentDateTime": _iso(time.time())}
+        values = {
+            "PipelineExecutionId": p.execution_id,
+            "PipelineExecutionArn": p.record.arn,
+            "PipelineName": p.pipeline_name,
+            "PipelineArn": p.record.parent,
+            "StartDateTime": _iso(p.record.data["CreationTime"]),
+            "CurrentDateTime": _iso(time.time()),
+        }
         if variable in ("TrainingJobName", "ProcessingJobName"):
             if self.current_resource is None:
                 raise language.EvaluationError(f"Execution.{variable} is only defined inside a job step")
@@ -50,8 +55,9 @@ class ExecutionScope:
     def experiment(self, variable: str):
         config = self.p.record.data.get("PipelineExperimentConfig")
         if not config:
-            raise language.EvaluationError(f"PipelineExperimentConfig.{variable}: the pipeline has no "
-                                           "PipelineExperimentConfig")
+            raise language.EvaluationError(
+                f"PipelineExperimentConfig.{variable}: the pipeline has no PipelineExperimentConfig"
+            )
         return config[variable]
 
     def step_properties(self, step: str) -> dict:
@@ -67,15 +73,17 @@ class ExecutionScope:
 
     def property_file(self, step: str, name: str):
         if (step, name) not in self._files:
-            declared = next((f for f in self.p.definition.steps[step].property_files
-                             if f["PropertyFileName"] == name), None)
+            declared = next(
+                (f for f in self.p.definition.steps[step].property_files if f["PropertyFileName"] == name), None
+            )
             if declared is None:
                 raise language.EvaluationError(f"Step '{step}' has no property file '{name}'")
             outputs = self.step_properties(step).get("ProcessingOutputConfig", {}).get("Outputs", [])
             output = next((o for o in outputs if o.get("OutputName") == declared["OutputName"]), None)
             if output is None:
-                raise language.EvaluationError(f"Step '{step}' has no output '{declared['OutputName']}' for "
-                                               f"property file '{name}'")
+                raise language.EvaluationError(
+                    f"Step '{step}' has no output '{declared['OutputName']}' for property file '{name}'"
+                )
             uri = output["S3Output"]["S3Uri"].rstrip("/") + "/" + declared["FilePath"].lstrip("/")
             self._files[(step, name)] = self.read_json(uri)
         return self._files[(step, name)]

@@ -118,8 +118,11 @@ class JobRunner(Runner):
 
     def assign(self, p, step, state):
         name = resource_name(p.execution_id, step.name, state["AttemptCount"])
-        state["Resource"] = {"Kind": self.kind, "Name": name, "Arn": p.ctx.arn(
-            "sagemaker", f"{self.kind.replace('Job', '-job').lower()}/{name.lower()}")}
+        state["Resource"] = {
+            "Kind": self.kind,
+            "Name": name,
+            "Arn": p.ctx.arn("sagemaker", f"{self.kind.replace('Job', '-job').lower()}/{name.lower()}"),
+        }
 
     def start(self, p, step, arguments, state):
         params = {**arguments, self.name_member: state["Resource"]["Name"]}
@@ -218,8 +221,9 @@ class CallbackRunner(Runner):
     def assign(self, p, step, state):
         # Unguessable (keyed by a server secret), yet the same for a pass run again after a crash.
         key = p.backends.store.secret("pipeline-callback-tokens")
-        digest = int.from_bytes(hmac.digest(key, f"{p.record.arn}/{step.name}/{state['AttemptCount']}".encode(),
-                                            "sha256"), "big")
+        digest = int.from_bytes(
+            hmac.digest(key, f"{p.record.arn}/{step.name}/{state['AttemptCount']}".encode(), "sha256"), "big"
+        )
         state["Token"] = "".join(_TOKEN_ALPHABET[(digest >> (6 * i)) % 62] for i in range(10))
         state["Metadata"] = {"Callback": {"CallbackToken": state["Token"], "SqsQueueUrl": step.raw["SqsQueueUrl"]}}
 
@@ -230,16 +234,30 @@ class CallbackRunner(Runner):
             raise StepFailed("Callback steps need SelfMaker's SQS service, which this server lacks.") from None
         with p.backends.store.write() as conn:
             if conn.execute(select(C.c.token).where(C.c.token == state["Token"])).first() is None:
-                conn.execute(insert(C).values(token=state["Token"], account_id=p.record.account_id,
-                                              region=p.record.region, execution_arn=p.record.arn,
-                                              step_name=step.name, attempt=state["AttemptCount"]))
-        body = json.dumps({"token": state["Token"], "pipelineExecutionArn": p.record.arn,
-                           "arguments": arguments, "status": "Executing"})
+                conn.execute(
+                    insert(C).values(
+                        token=state["Token"],
+                        account_id=p.record.account_id,
+                        region=p.record.region,
+                        execution_arn=p.record.arn,
+                        step_name=step.name,
+                        attempt=state["AttemptCount"],
+                    )
+                )
+        body = json.dumps(
+            {
+                "token": state["Token"],
+                "pipelineExecutionArn": p.record.arn,
+                "arguments": arguments,
+                "status": "Executing",
+            }
+        )
         try:
             send_message(p.backends, p.record.account_id, p.record.region, step.raw["SqsQueueUrl"], body)
         except AWSError as err:  # an unknown queue: the step fails, saying which
-            raise StepFailed(f"Could not send the callback message to {step.raw['SqsQueueUrl']}: "
-                             f"{err.code}: {err.message}") from None
+            raise StepFailed(
+                f"Could not send the callback message to {step.raw['SqsQueueUrl']}: {err.code}: {err.message}"
+            ) from None
         state["Status"] = "Executing"
 
     def follow(self, p, step, state):

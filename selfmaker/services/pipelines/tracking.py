@@ -29,10 +29,15 @@ JOB_KINDS = frozenset({"TrainingJob", "ProcessingJob", "TransformJob"})
 
 def _model_data(described: dict) -> list[str]:
     """The model data URIs a model (DescribeModel) or package (DescribeModelPackage) serves."""
-    containers = [described.get("PrimaryContainer") or {}, *(described.get("Containers") or []),
-                  *((described.get("InferenceSpecification") or {}).get("Containers") or [])]
-    uris = [c.get("ModelDataUrl") or ((c.get("ModelDataSource") or {}).get("S3DataSource") or {}).get("S3Uri")
-            for c in containers]
+    containers = [
+        described.get("PrimaryContainer") or {},
+        *(described.get("Containers") or []),
+        *((described.get("InferenceSpecification") or {}).get("Containers") or []),
+    ]
+    uris = [
+        c.get("ModelDataUrl") or ((c.get("ModelDataSource") or {}).get("S3DataSource") or {}).get("S3Uri")
+        for c in containers
+    ]
     return [uri for uri in uris if uri]
 
 
@@ -40,17 +45,23 @@ def context_name(execution_id: str) -> str:
     return f"pipeline-execution-{execution_id}"
 
 
-def start(ctx: Context, execution_arn: str, execution_id: str, pipeline_name: str,
-          experiment: dict | None) -> None:
+def start(ctx: Context, execution_arn: str, execution_id: str, pipeline_name: str, experiment: dict | None) -> None:
     """The execution's Experiment and Trial (``experiment``: the evaluated PipelineExperimentConfig) and Context."""
     if experiment:
         create_once(ctx, "CreateExperiment", {"ExperimentName": experiment["ExperimentName"]})
-        create_once(ctx, "CreateTrial", {"TrialName": experiment["TrialName"],
-                                         "ExperimentName": experiment["ExperimentName"]})
-    create_once(ctx, "CreateContext", {
-        "ContextName": context_name(execution_id), "ContextType": CONTEXT_TYPE,
-        "Source": {"SourceUri": execution_arn, "SourceType": "SageMakerPipelineExecution"},
-        "Properties": {"PipelineName": pipeline_name}})
+        create_once(
+            ctx, "CreateTrial", {"TrialName": experiment["TrialName"], "ExperimentName": experiment["ExperimentName"]}
+        )
+    create_once(
+        ctx,
+        "CreateContext",
+        {
+            "ContextName": context_name(execution_id),
+            "ContextType": CONTEXT_TYPE,
+            "Source": {"SourceUri": execution_arn, "SourceType": "SageMakerPipelineExecution"},
+            "Properties": {"PipelineName": pipeline_name},
+        },
+    )
 
 
 def step_ended(ctx: Context, execution_id: str, resource: dict | None, described: dict | None = None) -> None:

@@ -57,8 +57,7 @@ class OnlineStore(ABC):
         """Journal ``offline`` durably and apply ``change`` under the event-time rule."""
 
     @abstractmethod
-    def list_ids(self, grp: str, after: str | None, limit: int, include_soft_deleted: bool,
-                 now: float) -> list[str]:
+    def list_ids(self, grp: str, after: str | None, limit: int, include_soft_deleted: bool, now: float) -> list[str]:
         """Record identifiers in byte order after ``after``."""
 
     @abstractmethod

@@ -15,10 +15,12 @@ from ..localdb import LocalDB
 from .base import Change, OnlineStore, Outcome, Stored
 
 _EXPIRED = "(online_records.expires_at IS NOT NULL AND online_records.expires_at <= :now)"
-_UPSERT = ("INSERT INTO online_records (grp, rid, event_time, expires_at, deleted, payload) "
-           "VALUES (:grp, :rid, :t, :x, :d, :p) ON CONFLICT (grp, rid) DO UPDATE SET "
-           "event_time = excluded.event_time, expires_at = excluded.expires_at, deleted = excluded.deleted, "
-           "payload = excluded.payload WHERE excluded.event_time {op} online_records.event_time OR " + _EXPIRED)
+_UPSERT = (
+    "INSERT INTO online_records (grp, rid, event_time, expires_at, deleted, payload) "
+    "VALUES (:grp, :rid, :t, :x, :d, :p) ON CONFLICT (grp, rid) DO UPDATE SET "
+    "event_time = excluded.event_time, expires_at = excluded.expires_at, deleted = excluded.deleted, "
+    "payload = excluded.payload WHERE excluded.event_time {op} online_records.event_time OR " + _EXPIRED
+)
 _PUT = _UPSERT.format(op=">=")
 _SOFT_DELETE = _UPSERT.format(op=">")
 
@@ -30,19 +32,26 @@ class EmbeddedOnlineStore(OnlineStore):
     def get_many(self, grp: str, record_ids: list[str], now: float) -> dict[str, Stored]:
         conn = self.db.conn()
         if len(record_ids) == 1:
-            rows = conn.execute("SELECT rid, event_time, expires_at, deleted, payload FROM online_records "
-                                "WHERE grp = ? AND rid = ?", (grp, record_ids[0])).fetchall()
+            rows = conn.execute(
+                "SELECT rid, event_time, expires_at, deleted, payload FROM online_records WHERE grp = ? AND rid = ?",
+                (grp, record_ids[0]),
+            ).fetchall()
         else:
             marks = ",".join("?" * len(record_ids))
-            rows = conn.execute(f"SELECT rid, event_time, expires_at, deleted, payload FROM online_records "
-                                f"WHERE grp = ? AND rid IN ({marks})", (grp, *record_ids)).fetchall()
+            rows = conn.execute(
+                f"SELECT rid, event_time, expires_at, deleted, payload FROM online_records "
+                f"WHERE grp = ? AND rid IN ({marks})",
+                (grp, *record_ids),
+            ).fetchall()
         return {rid: Stored(t, x, False, p) for rid, t, x, d, p in rows if not d and (x is None or x > now)}
 
     def write(self, grp: str, change: Change | None, offline: list[OfflineRow], now: float) -> Outcome:
         with self.db.write() as conn:
             if change is not None and change.kind == "hard_delete":
-                row = conn.execute("SELECT event_time, expires_at FROM online_records WHERE grp = ? AND rid = ?",
-                                   (grp, change.record_id)).fetchall()
+                row = conn.execute(
+                    "SELECT event_time, expires_at FROM online_records WHERE grp = ? AND rid = ?",
+                    (grp, change.record_id),
+                ).fetchall()
                 row = row[0] if row else None
                 if row and row[0] >= change.event_time and (row[1] is None or row[1] > now):
                     return Outcome.STALE
@@ -60,10 +69,8 @@ class EmbeddedOnlineStore(OnlineStore):
                 return Outcome.APPLIED
             return Outcome.APPLIED if cur.rowcount else Outcome.SUPERSEDED
 
-    def list_ids(self, grp: str, after: str | None, limit: int, include_soft_deleted: bool,
-                 now: float) -> list[str]:
-        sql = ("SELECT rid FROM online_records WHERE grp = ? AND rid > ? "
-               "AND (expires_at IS NULL OR expires_at > ?)")
+    def list_ids(self, grp: str, after: str | None, limit: int, include_soft_deleted: bool, now: float) -> list[str]:
+        sql = "SELECT rid FROM online_records WHERE grp = ? AND rid > ? AND (expires_at IS NULL OR expires_at > ?)"
         if not include_soft_deleted:
             sql += " AND deleted = 0"
         rows = self.db.conn().execute(sql + " ORDER BY rid LIMIT ?", (grp, after or "", now, limit)).fetchall()
@@ -75,5 +82,6 @@ class EmbeddedOnlineStore(OnlineStore):
 
     def purge_expired(self, now: float) -> int:
         with self.db.write() as conn:
-            return conn.execute("DELETE FROM online_records WHERE expires_at IS NOT NULL AND expires_at <= ?",
-                                (now,)).rowcount
+            return conn.execute(
+                "DELETE FROM online_records WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,)
+            ).rowcount

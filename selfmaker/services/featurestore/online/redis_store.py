@@ -53,7 +53,9 @@ class RedisOnlineStore(OnlineStore):
             self.client.ping()
         except redis.RedisError as exc:
             where = urlparse(url)
-            raise ValueError(f"the Redis online store at {where.hostname}:{where.port} is not reachable: {exc}")
+            raise ValueError(
+                f"the Redis online store at {where.hostname}:{where.port} is not reachable: {exc}"
+            ) from exc
         self.journal = journal
         self._put = self.client.register_script(_PUT)
         self._soft_delete = self.client.register_script(_SOFT_DELETE)
@@ -96,7 +98,7 @@ class RedisOnlineStore(OnlineStore):
         keys = [self._record(grp, change.record_id), self._index(grp)]
         event_time = repr(change.event_time)
         if change.kind == "put":
-            expiry = str(int(round(change.expires_at * 1000))) if change.expires_at is not None else ""
+            expiry = str(round(change.expires_at * 1000)) if change.expires_at is not None else ""
             applied = self._put(keys=keys, args=[event_time, change.payload, expiry, change.record_id])
         elif change.kind == "soft_delete":
             applied = self._soft_delete(keys=keys, args=[event_time, change.record_id])
@@ -106,8 +108,7 @@ class RedisOnlineStore(OnlineStore):
             applied = self._hard_delete(keys=keys, args=[event_time, change.record_id])
         return Outcome.APPLIED if applied == 1 else Outcome.SUPERSEDED
 
-    def list_ids(self, grp: str, after: str | None, limit: int, include_soft_deleted: bool,
-                 now: float) -> list[str]:
+    def list_ids(self, grp: str, after: str | None, limit: int, include_soft_deleted: bool, now: float) -> list[str]:
         index = self._index(grp)
         found: list[str] = []
         start = f"({after}" if after else "-"
