@@ -69,12 +69,18 @@ class ServerProcess:
 
     def start(self, timeout: float = 60.0) -> ServerProcess:
         log = open(self.log_path, "ab")
+        env = {**os.environ, **(self.env or {})}
+        # benchmarks/against.py runs a benchmark against another commit's server: that checkout comes
+        # first on the server's path, while the benchmark itself (clients, checks) stays this one.
+        other_code = os.environ.get("SELFMAKER_BENCH_SERVER_CODE")
+        if self.name == "selfmaker" and other_code:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [other_code, env.get("PYTHONPATH")]))
         self.proc = subprocess.Popen(
             self.argv,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, **(self.env or {})},
+            env=env,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
