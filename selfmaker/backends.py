@@ -14,11 +14,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .config import Settings
 from .store import Store
 from .store.resources import ResourceStore
+
+if TYPE_CHECKING:  # layers above this one (see Backends.build): named for the types only
+    from .objects.base import ObjectStore
+    from .server.auth import Authenticator
 
 # The modules that register a background worker, in the order the workers START; they stop in the
 # reverse order, all before the metadata store closes. Read bottom-up for the stop order:
@@ -80,8 +84,8 @@ class Backends:
     settings: Settings
     store: Store
     resources: ResourceStore
-    objects: object  # selfmaker.objects.ObjectStore
-    authenticator: object  # selfmaker.server.auth's, which checks every request's signature
+    objects: ObjectStore
+    authenticator: Authenticator  # checks every request's signature
     services: dict = field(default_factory=dict)  # per-server state a service family builds on first use
     workers: list = field(default_factory=list)  # the running background workers, in start order
 
@@ -92,6 +96,8 @@ class Backends:
         from .objects import open_object_store
         from .server.auth import make_authenticator
 
+        if settings.database_url is None or settings.object_store_url is None:  # Settings.__post_init__ fills both
+            raise ValueError("Settings without a database URL or an object store URL")
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = Store(settings.database_url)
         return cls(

@@ -147,7 +147,7 @@ class Reconciler:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _active_records(self) -> list[str]:
-        keys = []
+        keys: list[str] = []
         with self.backends.store.read() as conn:
             for c in CONTROLLERS.values():
                 rows = conn.execute(select(R.c.arn).where(R.c.kind == c.kind, R.c.status.in_(sorted(c.active))))
@@ -199,7 +199,7 @@ class Reconciler:
 
     def _step(self, key: str) -> None:
         delay: float | None = None
-        done = None
+        done: Record | None = None
         try:
             table = TABLE_CONTROLLERS.get(key.split(":", 1)[0]) if not key.startswith("arn:") else None
             if table is not None:
@@ -207,7 +207,7 @@ class Reconciler:
             else:
                 record = self.backends.resources.get_by_arn(key)
                 controller = CONTROLLERS.get(record.kind) if record else None
-                if controller and record.status in controller.active:
+                if record is not None and controller is not None and record.status in controller.active:
                     delay = controller.reconcile(self.backends, record)
                     done = record if delay is None else None
         except Exception:
@@ -217,11 +217,12 @@ class Reconciler:
             self._failures[key] = failures
         else:
             self._failures.pop(key, None)
-        for listener in _DONE_LISTENERS if done is not None else ():
-            try:
-                listener(self.backends, done)
-            except Exception:
-                log.exception("a listener failed on the end of %s", key)
+        if done is not None:
+            for listener in _DONE_LISTENERS:
+                try:
+                    listener(self.backends, done)
+                except Exception:
+                    log.exception("a listener failed on the end of %s", key)
         with self._wake:
             self._running.discard(key)
             if key in self._again:

@@ -155,7 +155,7 @@ def resolve(image_uri: str, config: dict | None = None) -> Runtime:
             )
     match = _IMAGE.match(image_uri or "")
     framework = FRAMEWORKS.get(match["repo"].rsplit("/", 1)[-1]) if match else None
-    if framework is None:
+    if match is None or framework is None:
         raise UnknownImage(
             f"SelfMaker has no runtime for the image {image_uri!r}: it runs the SageMaker framework images "
             f"({', '.join(sorted(FRAMEWORKS))}) as local Python environments; map other images to a runtime in "
@@ -264,6 +264,8 @@ def _run(command: list[str], log: Callable[[str], None]) -> None:
     proc = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL
     )
+    if proc.stdout is None:  # stdout=PIPE always gives one
+        raise RuntimeError(f"{command[0]} started without an output pipe")
     tail: list[str] = []
     for line in proc.stdout:
         line = line.rstrip("\n")

@@ -18,7 +18,7 @@ from .xml import add, add_all, add_raw, document, iso8601, parse, text, xml_resp
 async def list_buckets(call: S3Call) -> Response:
     prefix = call.query("prefix") or ""
     max_buckets = call.int_param("max-buckets", 10_000, 1, 10_000)
-    after = _decode_token(call.query("continuation-token")) if call.query("continuation-token") else ""
+    after = _decode_token(token) if (token := call.query("continuation-token")) else ""
     region_filter = call.query("bucket-region")
     owners = await call.run(call.owners.all)
     buckets = []
@@ -46,7 +46,7 @@ async def list_buckets(call: S3Call) -> Response:
 
 
 async def create_bucket(call: S3Call) -> Response:
-    bucket = check_bucket_name(call.bucket)
+    bucket = check_bucket_name(call.bucket_name)
     call.refuse_unsupported_headers()
     region = call.principal.region or call.backends.settings.region
     body = await call.small_body()

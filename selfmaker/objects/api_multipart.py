@@ -34,7 +34,7 @@ def _part_number(call: S3Call) -> int:
 
 async def create_multipart_upload(call: S3Call) -> Response:
     await call.authorize()
-    key_bytes(call.key)
+    key_bytes(call.object_key)
     meta = call.meta_from_headers()
     algorithm = normalise_algorithm(call.header("x-amz-checksum-algorithm"))
     checksum_type = call.header("x-amz-checksum-type")
@@ -108,7 +108,9 @@ def _copy_part(call: S3Call, src_bucket: str, src_key: str, part_number: int, co
                     ArgumentValue=copy_range,
                 )
             start, end = int(match[1]), int(match[2]) + 1
-        return call.store.upload_part(call.bucket, call.key, _upload_id(call), part_number, reader.chunks(start, end))
+        return call.store.upload_part(
+            call.bucket_name, call.object_key, _upload_id(call), part_number, reader.chunks(start, end)
+        )
 
 
 async def complete_multipart_upload(call: S3Call) -> Response:
@@ -122,9 +124,9 @@ async def complete_multipart_upload(call: S3Call) -> Response:
         if not number or not number.isdigit() or etag is None:
             raise malformed()
         checksums = {
-            a: check_checksum_value(a, text(element, f"Checksum{a}"), f"Checksum{a}")
+            a: check_checksum_value(a, value, f"Checksum{a}")
             for a in ALGORITHMS
-            if text(element, f"Checksum{a}")
+            if (value := text(element, f"Checksum{a}"))
         }
         parts.append(CompletedPart(int(number), etag.strip().strip('"'), checksums))
     # The whole object's checksum and size may be claimed in headers; the body's own claims were checked above.

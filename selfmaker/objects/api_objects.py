@@ -46,7 +46,7 @@ def check_declared_size(call: S3Call, limit: int = MAX_SINGLE_PUT) -> None:
 
 async def put_object(call: S3Call) -> Response:
     await call.authorize()
-    key_bytes(call.key)
+    key_bytes(call.object_key)
     meta = call.meta_from_headers()
     check_declared_size(call)
     algorithm, expected = call.body_claims()
@@ -177,7 +177,7 @@ async def delete_objects(call: S3Call) -> Response:
 
 
 def _delete_each(store, bucket: str, keys: list[str]) -> list[tuple[str, AWSError | None]]:
-    outcomes = []
+    outcomes: list[tuple[str, AWSError | None]] = []
     for key in keys:
         try:
             store.delete_object(bucket, key)
@@ -214,7 +214,7 @@ async def copy_object(call: S3Call) -> Response:
     await call.authorize()
     src_bucket, src_key = copy_source(call)
     await call.authorize(src_bucket)
-    key_bytes(call.key)
+    key_bytes(call.object_key)
     directive = (call.header("x-amz-metadata-directive") or "COPY").upper()
     if directive not in ("COPY", "REPLACE"):
         raise AWSError(

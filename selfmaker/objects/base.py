@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Self
 from urllib.parse import urlparse
 
 from ..server.errors import AWSError
@@ -146,7 +146,7 @@ class ObjectReader(ABC):
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> ObjectReader:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -292,6 +292,8 @@ class ObjectStore(ABC):
             yield from page.objects
             if not page.is_truncated:
                 return
+            if page.next_marker is None:  # a truncated page says where the next one starts
+                raise RuntimeError(f"a truncated listing of {bucket} without a next marker")
             marker = page.next_marker
 
     def download_prefix(self, uri: str, local_dir: str | os.PathLike) -> list[Path]:

@@ -10,19 +10,33 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, overload
 from urllib.parse import quote
 
 from ..server.errors import AWSError
 from ..server.http import Request
-from .base import CHUNK_SIZE, MAX_SINGLE_PUT, STORED_HEADERS, ObjectInfo, ObjectMeta, ObjectReader, ObjectStore
+from .base import (
+    CHUNK_SIZE,
+    MAX_SINGLE_PUT,
+    STORED_HEADERS,
+    ObjectInfo,
+    ObjectMeta,
+    ObjectReader,
+    ObjectStore,
+    no_such_bucket,
+)
 from .chunked import AwsChunkedDecoder
 from .digests import ALGORITHMS, Digester, Expected, check_checksum_value, decode_content_md5, normalise_algorithm
 from .ownership import BucketOwners, Ownership
 from .xml import MAX_XML_BODY
+
+if TYPE_CHECKING:
+    from ..backends import Backends
+    from ..server.auth import Principal
 
 # Store calls block; they get their own pool so long uploads never starve asyncio's default one.
 _POOL = ThreadPoolExecutor(max_workers=32, thread_name_prefix="s3-io")
@@ -49,9 +63,9 @@ def owner_id(account_id: str) -> str:
 
 @dataclass
 class S3Call:
-    backends: object
+    backends: Backends
     request: Request
-    principal: object  # selfmaker.server.auth.Principal
+    principal: Principal
     owners: BucketOwners
     bucket: str | None
     key: str | None
@@ -65,6 +79,24 @@ class S3Call:
     def account_id(self) -> str:
         return self.principal.account_id
 
+    @property
+    def bucket_name(self) -> str:
+        """The bucket the request names; a path that names none (``//key``) names no bucket there is."""
+        if self.bucket is None:
+            raise no_such_bucket("")
+        return self.bucket
+
+    @property
+    def object_key(self) -> str:
+        """The key of an object request (the router sends a request to an object handler only when it names one)."""
+        if self.key is None:
+            raise RuntimeError("an object handler was called for a request that names no key")
+        return self.key
+
+    @overload
+    def header(self, name: str) -> str | None: ...
+    @overload
+    def header(self, name: str, default: str) -> str: ...
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.request.headers.get(name, default)
 
@@ -139,16 +171,16 @@ class S3Call:
         algorithm = normalise_algorithm(
             self.header("x-amz-sdk-checksum-algorithm") or self.header("x-amz-checksum-algorithm")
         )
-        sent = [a for a in ALGORITHMS if self.header(f"x-amz-checksum-{a.lower()}") is not None]
+        sent = {a: v for a in ALGORITHMS if (v := self.header(f"x-amz-checksum-{a.lower()}")) is not None}
         if len(sent) > 1:
             raise AWSError(
                 "InvalidRequest", "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."
             )
-        for name in sent:
+        for name, value in sent.items():
             header = f"x-amz-checksum-{name.lower()}"
-            expected.checksums[name] = check_checksum_value(name, self.header(header), header)
+            expected.checksums[name] = check_checksum_value(name, value, header)
         trailer = self.trailing_checksum()
-        named = sent[0] if sent else trailer
+        named = next(iter(sent)) if sent else trailer
         if algorithm and named and algorithm != named:
             raise AWSError("InvalidRequest", "Value for x-amz-sdk-checksum-algorithm header is invalid.")
         content_sha256 = self.header("x-amz-content-sha256", "")
@@ -192,7 +224,7 @@ class S3Call:
             if expected is not None:
                 expected.checksums[algorithm] = check_checksum_value(algorithm, value, header)
 
-    def body_for_thread(self, expected: Expected | None) -> Iterator[bytes]:
+    def body_for_thread(self, expected: Expected | None) -> Iterable[bytes]:
         """The body as a blocking iterator for a store call on the pool, pulled from the loop 1 MiB at a time."""
         return _ThreadBridge(self._payload(expected), asyncio.get_running_loop())
 
@@ -248,7 +280,7 @@ class S3Call:
             )
 
 
-async def _capped(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def _capped(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
     """A body that declared no size (Transfer-Encoding: chunked) still stops at S3's 5 GiB."""
     total = 0
     async for chunk in chunks:
@@ -352,6 +384,6 @@ class _ThreadBridge:
                 self._done = True
         return bytes(piece) if piece else None
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[bytes]:
         while (piece := asyncio.run_coroutine_threadsafe(self._next_piece(), self._loop).result()) is not None:
             yield piece

@@ -11,7 +11,9 @@ import base64
 import binascii
 import hashlib
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import google_crc32c
 
@@ -66,7 +68,14 @@ class _Crc64Nvme:
         return self.value.to_bytes(8, "big")
 
 
-_FACTORIES = {
+class Hasher(Protocol):
+    """What hashlib's objects and the CRCs above share."""
+
+    def update(self, data, /) -> None: ...
+    def digest(self) -> bytes: ...
+
+
+_FACTORIES: dict[str, Callable[[], Hasher]] = {
     "CRC32": _Crc32,
     "CRC32C": _Crc32c,
     "CRC64NVME": _Crc64Nvme,
@@ -87,7 +96,7 @@ def normalise_algorithm(name: str | None) -> str | None:
     return upper
 
 
-def new_hasher(algorithm: str):
+def new_hasher(algorithm: str) -> Hasher:
     return _FACTORIES[algorithm]()
 
 

@@ -146,6 +146,7 @@ def _operation_name(level: str, method: str, subresource: str | None) -> str:
 def _target(request: Request, bucket_host: str | None) -> tuple[str | None, str | None]:
     """(bucket, key) from the raw path, percent-decoded exactly (a '+' stays a '+')."""
     raw = request.raw_path.encode("latin-1")
+    bucket: str | None
     if bucket_host is not None:
         bucket, key = bucket_host, raw[1:]
     else:

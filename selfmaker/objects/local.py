@@ -251,7 +251,7 @@ class LocalObjectStore(ObjectStore):
             raise
         self._drop_blobs(retired)
 
-    def open_object(self, bucket: str, key: str) -> ObjectReader:
+    def open_object(self, bucket: str, key: str) -> _LocalReader:
         raw = key_bytes(key)
         for _ in range(5):
             row = self._object_row(bucket, raw)
@@ -484,11 +484,13 @@ class LocalObjectStore(ObjectStore):
         algorithm, checksum_type = upload.checksum_algorithm, upload.checksum_type
         full_object = [algorithm] if algorithm and checksum_type == "FULL_OBJECT" else []
         composite_claims = {} if full_object or expected is None else expected.checksums
-        if composite_claims:  # a claimed COMPOSITE value is checked against the parts, not the bytes
+        if (
+            composite_claims and expected is not None
+        ):  # a claimed COMPOSITE value is checked against the parts, not the bytes
             expected = replace(expected, checksums={})
         staged = stage(self._concatenated(chosen), self.staging, full_object, expected, md5=False)
-        checksums = {}
-        if full_object:
+        checksums: dict[str, str] = {}
+        if algorithm and full_object:
             checksums = {algorithm: staged.checksums[algorithm]}
         elif algorithm:
             checksums = {algorithm: composite_checksum(algorithm, [json.loads(r[4])[algorithm] for r in chosen])}

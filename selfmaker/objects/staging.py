@@ -12,7 +12,7 @@ from .base import CHUNK_SIZE, Body
 from .digests import Digester, Expected
 
 
-def iter_body(body: Body, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+def iter_body(body: Body, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes | memoryview]:
     """Any accepted body as a stream of chunks."""
     if isinstance(body, (bytes, bytearray, memoryview)):
         view = memoryview(body)

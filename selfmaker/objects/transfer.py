@@ -19,7 +19,7 @@ from __future__ import annotations
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from .access import AccountObjects
 
@@ -62,7 +62,7 @@ def confined(root: Path, relative: str) -> Path | None:
     return target if root in target.parents else None
 
 
-def fetch(objects: AccountObjects, bucket: str, key: str, out: BinaryIO) -> None:
+def fetch(objects: AccountObjects, bucket: str, key: str, out: IO[bytes]) -> None:
     """Write one object to an open file, chunk by chunk."""
     with objects.open_object(bucket, key) as reader:
         for chunk in reader.chunks():
@@ -98,7 +98,7 @@ def download_prefix(objects: AccountObjects, bucket: str, prefix: str, dest: Pat
     return count
 
 
-def extract_tar(archive: BinaryIO, dest: Path) -> None:
+def extract_tar(archive: IO[bytes], dest: Path) -> None:
     """Unpack a tar archive (any compression tarfile reads) into ``dest`` with the "data" filter."""
     dest.mkdir(parents=True, exist_ok=True)
     try:

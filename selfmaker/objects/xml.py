@@ -64,7 +64,7 @@ def _serialize(element: ET.Element, out: list[str]) -> None:
     need no namespaces beyond the root's xmlns and no other attributes."""
     tag = element.tag
     if tag == _RAW:
-        out.append(element.text)
+        out.append(element.text or "")  # add_raw always sets it
         return
     opening = f'<{tag} xmlns="{element.get("xmlns")}">' if element.get("xmlns") else f"<{tag}>"
     text = escape(element.text) if element.text else ""

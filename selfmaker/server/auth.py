@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from .credentials import load_credentials
 from .http import Request
 
 if TYPE_CHECKING:
+    from ..config import Settings
     from .sigv4 import ChunkVerifier
 
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request")
@@ -53,6 +54,18 @@ def signing_scope(request: Request) -> Scope | None:
     return None
 
 
+class Authenticator(Protocol):
+    """What the ASGI app asks of the authenticator the settings chose (open or strict)."""
+
+    def check_headers(self, request: Request, scope: Scope | None, service: str | None = None) -> None:
+        """Refuse (raise AWSError) what the headers alone decide, before the body is read."""
+
+    def authenticate(
+        self, request: Request, scope: Scope | None, payload_sha256: str | None, service: str | None = None
+    ) -> Principal:
+        """The caller, or the AWSError refusing them."""
+
+
 class OpenAuthenticator:
     """Any key works, signed or not; listed keys get their account, others the default one."""
 
@@ -76,7 +89,7 @@ class OpenAuthenticator:
         )
 
 
-def make_authenticator(settings):
+def make_authenticator(settings: Settings) -> Authenticator:
     if settings.auth_mode == "strict":
         from .sigv4 import StrictAuthenticator
 

@@ -385,7 +385,7 @@ def _from_form(form: dict[str, list[str]], shape, prefix: str = ""):
 def _query_code(service: str | None, err: AWSError) -> str:
     """The code a query client matches: a query-compatible service's old code, else the error's own."""
     modeled = _modeled_query_codes(service) if service else None
-    if modeled is None:
+    if service is None or modeled is None:
         return err.code
     return _QUERY_ERROR_CODES.get(service, {}).get(err.code) or modeled.get(err.code) or err.code
 

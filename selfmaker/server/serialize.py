@@ -106,7 +106,7 @@ def _finite(value) -> float | None:
     return number if math.isfinite(number) else None
 
 
-_SCALAR_WRITERS = {
+_SCALAR_WRITERS: dict[str, Callable] = {
     "timestamp": _epoch,
     "blob": _blob,
     "integer": int,

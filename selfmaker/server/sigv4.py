@@ -426,8 +426,9 @@ def _header_claim(request: Request, authorization: str, refuse: Refusals) -> Cla
 
 
 def _query_claim(request: Request, refuse: Refusals) -> Claim:
-    values = {name: request.query_value(name) for name in PRESIGN_PARAMETERS}
-    if any(v is None for v in values.values()):
+    found = {name: request.query_value(name) for name in PRESIGN_PARAMETERS}
+    values = {name: value for name, value in found.items() if value is not None}
+    if len(values) < len(found):
         raise refuse.malformed(
             "Query-string authentication version 4 requires the X-Amz-Algorithm, "
             "X-Amz-Credential, X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, and "
@@ -479,8 +480,8 @@ def _claim(
 def request_time(request: Request, claim: Claim, refuse: Refusals) -> tuple[datetime, str]:
     """When the request says it was signed, and that moment as the string-to-sign spells it."""
     if claim.presigned:
-        raw = request.query_value("X-Amz-Date")
-        if not _AMZ_DATE.fullmatch(raw):
+        raw = request.query_value("X-Amz-Date")  # present: read_claim refuses a presigned URL without it
+        if raw is None or not _AMZ_DATE.fullmatch(raw):
             raise refuse.malformed("X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"", True)
     elif (raw := request.headers.get("x-amz-date")) is not None:
         if not _AMZ_DATE.fullmatch(raw):
@@ -656,6 +657,8 @@ class StrictAuthenticator:
     def _check_time(self, claim: Claim, when: datetime, refuse: Refusals) -> None:
         now = datetime.fromtimestamp(self.clock(), UTC).replace(microsecond=0)
         if claim.presigned:
+            if claim.expires is None:  # _query_claim sets it on every presigned claim
+                raise RuntimeError("a presigned claim without X-Amz-Expires")
             if when - now > MAX_SKEW:
                 raise refuse.not_yet_valid(when, now)
             if now > when + timedelta(seconds=claim.expires):
@@ -669,7 +672,9 @@ class StrictAuthenticator:
             return payload_sha256 or EMPTY_SHA256
         if claim.presigned:
             return UNSIGNED_PAYLOAD  # a presigned S3 URL never covers the body
-        if payload_sha256 not in S3_PAYLOAD_MARKERS and not _HEX_SHA256.fullmatch(payload_sha256 or ""):
+        if payload_sha256 is None or (
+            payload_sha256 not in S3_PAYLOAD_MARKERS and not _HEX_SHA256.fullmatch(payload_sha256)
+        ):
             raise refuse.payload_hash(payload_sha256)
         # S3 refuses x-amz-* headers the client did not sign: they could change what the request does.
         signed = set(claim.header_names)

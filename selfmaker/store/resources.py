@@ -196,7 +196,7 @@ class ResourceStore:
         conn=None,
     ) -> Record:
         created = now() if created is None else created
-        values = dict(
+        values: dict[str, Any] = dict(
             account_id=account_id,
             region=region,
             kind=kind,

@@ -138,7 +138,7 @@ def _stamp(path: str) -> tuple | None:
         st = os.stat(path)
     except OSError:
         return None
-    stamp = (os.path.islink(path) and os.readlink(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    stamp: tuple = (os.path.islink(path) and os.readlink(path), st.st_ino, st.st_size, st.st_mtime_ns)
     if os.path.isdir(path):
         stamp += tuple(sorted((e.name, *inner) for e in os.scandir(path) if (inner := _stamp(e.path))))
     return stamp

@@ -320,7 +320,7 @@ def _check_reference(reference: Reference, holder: str, where: str, own_step: st
             raise DefinitionError(f"{where}: step '{step}' is a Fail step, which has no properties")
         else:
             try:
-                check_property_path(context.raw_steps[step][0], reference.path)
+                check_property_path(context.raw_steps[step][0], reference.property_path)
             except ValueError as e:
                 raise DefinitionError(f"{where}: Steps.{step}.{reference.path}: {e}") from None
 

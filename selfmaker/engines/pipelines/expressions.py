@@ -60,6 +60,13 @@ class Reference:
     def step(self) -> str | None:
         return self.name if self.root in ("Steps", "PropertyFiles") else None
 
+    @property
+    def property_path(self) -> str:
+        """``path`` where the root has one (Steps, PropertyFiles): parse_get sets it for both."""
+        if self.path is None:
+            raise ValueError(f"a {self.root} reference names no property path")
+        return self.path
+
 
 def is_expression(value) -> bool:
     """A one-member object ``{"Get": ...}`` or ``{"Std:<Function>": ...}`` (unknown functions included, to refuse them)."""
@@ -197,7 +204,7 @@ def _evaluate_expression(expression: dict, scope: Scope):
             on, values = _join_parts(body)
         elif form == "Std:JsonGet":
             source, path = _json_get_parts(body)
-            reference = parse_get(source["PropertyFile"]["Get"]) if "PropertyFile" in source else None
+            file_reference = parse_get(source["PropertyFile"]["Get"]) if "PropertyFile" in source else None
         else:
             raise ValueError(f"unknown function {form}")
     except ValueError as e:
@@ -207,9 +214,9 @@ def _evaluate_expression(expression: dict, scope: Scope):
         return _get(reference, scope)
     if form == "Std:Join":
         return on.join(_text(evaluate(v, scope), v) for v in values)
-    if reference is not None:
-        document = scope.property_file(reference.name, reference.path)
-        where = f"property file {reference.path} of step {reference.name}"
+    if file_reference is not None:
+        document = scope.property_file(file_reference.name, file_reference.property_path)
+        where = f"property file {file_reference.path} of step {file_reference.name}"
     else:
         uri = evaluate(source["S3Uri"], scope)
         if not isinstance(uri, str):
@@ -234,7 +241,7 @@ def _get(reference: Reference, scope: Scope):
             f"Steps.{reference.name}.PropertyFiles.{reference.path} can only be read with Std:JsonGet"
         )
     try:
-        return lookup(scope.step_properties(reference.name), reference.path)
+        return lookup(scope.step_properties(reference.name), reference.property_path)
     except PropertyError as e:
         raise PropertyError(f"Steps.{reference.name}.{reference.path} does not resolve: {e.detail}", e.detail) from None
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import DefinitionError, ParameterError
@@ -143,4 +144,4 @@ def _boolean(text: str) -> bool:
     return lowered == "true"
 
 
-_CASTS = {"String": str, "Integer": _integer, "Float": _float, "Boolean": _boolean}
+_CASTS: dict[str, Callable[[str], object]] = {"String": str, "Integer": _integer, "Float": _float, "Boolean": _boolean}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NoReturn
 
 from .errors import PropertyError
 
@@ -118,7 +119,7 @@ def _step(value, token: Token, where, path: str):
     _fail(path, f"{where()} cannot be read from a {_kind(value)}")
 
 
-def _fail(path: str, detail: str):
+def _fail(path: str, detail: str) -> NoReturn:
     raise PropertyError(f"Path {path!r} does not resolve: {detail}", detail)
 
 

@@ -51,7 +51,8 @@ def upgrade() -> None:
     ).all():
         arn = _arn(region, account_id, name)
         present = dict(conn.execute(sa.select(_tags.c.key, _tags.c.position).where(_tags.c.arn == arn)).all())
-        last, rows = max(present.values(), default=0), []
+        last = max(present.values(), default=0)
+        rows: list[dict] = []
         for key, value in (tags or {}).items():
             value = str(value)
             if len(key) > MAX_KEY or len(value) > MAX_VALUE:
