@@ -247,3 +247,18 @@ def test_a_worker_without_a_declared_place_is_refused():
 
     with pytest.raises(ValueError, match="WORKER_ORDER"):
         background_worker(undeclared)  # this test module has no place in WORKER_ORDER
+
+
+def test_kinds_are_declared_not_subclassed():
+    """A family declares a Kind (or a JobKind) with hooks; only the mechanisms themselves build on Kind."""
+    mechanisms = {"selfmaker.services.kinds", "selfmaker.services.jobs.lifecycle"}
+    subclasses = []
+    for name, (path, _) in MODULES.items():
+        if name in mechanisms:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ClassDef):
+                bases = {b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in node.bases}
+                if bases & {"Kind", "JobKind"}:
+                    subclasses.append(f"{name}.{node.name}")
+    assert not subclasses, f"declare these as Kind(...)/JobKind(...) with hooks instead: {subclasses}"

@@ -4,7 +4,14 @@ A family declares a :class:`Kind`; this module derives the rest from the
 botocore model (which members hold the name, the ARN and the list) and
 registers Create/Describe/List/Update/Delete handlers that share one
 implementation of ARNs, name uniqueness, tags, list filters, sorting and
-pagination. A family adds behaviour through the hooks, never by copying.
+pagination. A kind is one declaration, ``X = Kind(...).register()``.
+
+A family adds behaviour through the hooks, callables given at declaration,
+never by subclassing or copying. A handler that does not follow the generic
+one at all (a pipeline's versioned definitions, an endpoint's deletion in two
+steps) is a plain ``@operation`` beside the kind, and the kind's
+``operations`` leaves that verb out. A job kind is the same declaration with
+job hooks (:class:`selfmaker.services.jobs.lifecycle.JobKind`).
 """
 
 from __future__ import annotations
@@ -44,6 +51,9 @@ class Kind:
     on_create: Callable[[Context, dict, dict], None] | None = None  # (ctx, params, data): fill data
     on_update: Callable[[Context, dict, Record], None] | None = None  # (ctx, params, record): change record
     on_delete: Callable[[Context, Record, Connection], None] | None = None  # in the delete's transaction; raise: refuse
+    # (ctx, arn) once the Create or Update is committed, e.g. to kick the controller that drives the record.
+    after_create: Callable[[Context, str], None] | None = None
+    after_update: Callable[[Context, str], None] | None = None
     present: Callable[[Context, Record], dict] | None = None  # the Describe output
     # Another account's record named by ARN: return to let the caller use it, raise to refuse.
     # Without it, other accounts' resources do not exist for the caller.
@@ -129,6 +139,8 @@ class Kind:
                     tagging.add(conn, arn, params["Tags"])
         except AlreadyExists:
             raise already_exists(self.exists_code, self.message(self.exists, ctx, name)) from None
+        if self.after_create:
+            self.after_create(ctx, arn)
         return {self.arn_member: arn}
 
     def describe(self, ctx: Context, params: dict) -> dict:
@@ -149,6 +161,8 @@ class Kind:
                 record.status = record.data.get(self.status_member)
             record.modified_at = record.data["LastModifiedTime"]
             ctx.backends.resources.save(record, conn=conn, touch=False)
+        if self.after_update:
+            self.after_update(ctx, record.arn)
         return {self.arn_member: record.arn}
 
     def delete(self, ctx: Context, params: dict) -> dict:
@@ -184,7 +198,8 @@ class Kind:
             if verb == "List":
                 out = model.operation_model(op_name).output_shape
                 self._list_member = next(n for n, s in out.members.items() if s.type_name == "list")
-            # Describe and List only read the store (their hooks too), unless a subclass redefines them.
+            # Describe and List only read the store (their hooks too), unless a mechanism built on Kind
+            # (JobKind) redefines them: a redefined handler may write, so it runs on a worker thread.
             method = verb.lower()
             store_read = verb in ("Describe", "List") and getattr(type(self), method) is getattr(Kind, method)
             operation(self.service, op_name, store_read=store_read)(getattr(self, method))

@@ -189,28 +189,8 @@ def _on_update(ctx: Context, params: dict, record: Record) -> None:
     data.update(EndpointStatus="Updating", _generation=generation, _rev=data["_rev"] + 1)
 
 
-class EndpointKind(Kind):
-    def create(self, ctx: Context, params: dict) -> dict:
-        result = super().create(ctx, params)
-        kick(ctx.backends, result[self.arn_member])
-        return result
-
-    def update(self, ctx: Context, params: dict) -> dict:
-        result = super().update(ctx, params)
-        kick(ctx.backends, result[self.arn_member])
-        return result
-
-    def delete(self, ctx: Context, params: dict) -> dict:
-        """Deleting: the Route goes at once; the controller stops the instances, then forgets the endpoint."""
-        with ctx.store.write() as conn:
-            record = self.load(ctx, params[self.name_member], conn=conn)
-            if record.status != "Deleting":
-                record.data.update(EndpointStatus="Deleting", LastModifiedTime=now(), _rev=record.data["_rev"] + 1)
-                record.status = "Deleting"
-                ctx.backends.resources.save(record, conn=conn)
-        routes.withdraw(ctx.backends, record.account_id, record.region, record.name)
-        kick(ctx.backends, record.arn)
-        return {}
+def _kick(ctx: Context, arn: str) -> None:
+    kick(ctx.backends, arn)
 
 
 # -- DescribeEndpoint ------------------------------------------------------------------------------------------------
@@ -349,18 +329,35 @@ def present(ctx: Context, record: Record) -> dict:
     return out
 
 
-ENDPOINT = EndpointKind(
+ENDPOINT = Kind(
     "Endpoint",
     "endpoint",
+    operations=("Create", "Describe", "List", "Update"),  # DeleteEndpoint is its own (below)
     status_member="EndpointStatus",
     search_type="Endpoint",
     on_create=_on_create,
     on_update=_on_update,
+    after_create=_kick,
+    after_update=_kick,
     present=present,
     summarize=lambda r: {
         k: r.data[k] for k in ("EndpointName", "EndpointArn", "CreationTime", "LastModifiedTime", "EndpointStatus")
     },
 ).register()
+
+
+@operation("sagemaker", "DeleteEndpoint")
+def delete_endpoint(ctx: Context, params: dict) -> dict:
+    """Deleting: the Route goes at once; the controller stops the instances, then forgets the endpoint."""
+    with ctx.store.write() as conn:
+        record = ENDPOINT.load(ctx, params["EndpointName"], conn=conn)
+        if record.status != "Deleting":
+            record.data.update(EndpointStatus="Deleting", LastModifiedTime=now(), _rev=record.data["_rev"] + 1)
+            record.status = "Deleting"
+            ctx.backends.resources.save(record, conn=conn)
+    routes.withdraw(ctx.backends, record.account_id, record.region, record.name)
+    kick(ctx.backends, record.arn)
+    return {}
 
 
 # -- UpdateEndpointWeightsAndCapacities ----------------------------------------------------------------------------

@@ -18,13 +18,15 @@ import logging
 import shutil
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 
 from ...backends import Backends
 from ...engines import instance_types, runtimes, sandbox
 from ...engines.executor import ExecutorUnavailable, ExitStatus, InstanceSpec, Mount, open_executor
-from ...engines.reconciler import Controller, kick, register
+from ...engines.reconciler import Controller, kick
+from ...engines.reconciler import register as register_controller
 from ...server.operations import Context
 from ...store.resources import Record, now
 from .. import experiments
@@ -189,71 +191,98 @@ class Run:
             )
 
 
-class JobKind(Kind):
-    """A Kind whose records are jobs: Create starts one, a reconciler runs it.
+def _no_preparation(run: Run, instance: Instance, runtime: runtimes.Runtime) -> None:
+    return None
 
-    Subclasses (training, processing) say what differs: the image, the
-    instance count and type, how an instance's /opt/ml is prepared, its
-    command, and what happens to its outputs.
+
+def _no_environment(run: Run, instance: Instance, runtime: runtimes.Runtime) -> dict:
+    return {}
+
+
+def _no_mounts(run: Run, instance: Instance) -> tuple[Mount, ...]:
+    return ()
+
+
+def _exit_as_is(run: Run, instance: Instance, status: ExitStatus | None) -> ExitStatus | None:
+    return status
+
+
+def _nothing_while_running(run: Run) -> float | None:
+    return None
+
+
+def _nothing_to_finish(run: Run, outcome: str, reason: str | None) -> tuple[str, str | None, dict]:
+    return outcome, reason, {}
+
+
+def _no_progress(data: dict, status: str, message: str) -> None:
+    return None
+
+
+def _nothing_after_end(run: Run) -> None:
+    return None
+
+
+def stopping_condition(data: dict) -> int | None:
+    """MaxRuntimeInSeconds of the job's StoppingCondition (None: no limit)."""
+    return (data.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
+
+
+def algorithm_failure(run: Run, instance: Instance, status: ExitStatus) -> str:
+    """The FailureReason of an instance that exited non-zero: the job's own output/failure, else its exit code."""
+    text = instance.files.read_text("output/failure", REASON_LIMIT).strip()
+    if text:  # built-in algorithms classify their own failures (ClientError: the user's to fix)
+        return (text if text.startswith(("ClientError:", "AlgorithmError:")) else f"AlgorithmError: {text}")[
+            :REASON_LIMIT
+        ]
+    return f"AlgorithmError: See job logs for more information (exit code {status.code} on {instance.host})"
+
+
+@dataclass
+class JobKind(Kind):
+    """A Kind whose records are jobs: Create starts one, a reconciler runs it, Stop stops it.
+
+    A job kind is one declaration: the Kind's fields and hooks, plus the job hooks
+    below (the image, the instance count and type, how an instance's /opt/ml is
+    prepared, its command, what happens to its outputs). ``register()`` registers
+    its operations (Stop<Name> among them) and its reconciler controller.
+    Hooks given the job's :class:`Run` reach the kind itself as ``run.job``.
     """
 
-    log_group: str = ""
+    operations: tuple[str, ...] = ("Create", "Describe", "List", "Stop")
+    _: KW_ONLY
+    log_group: str  # the CloudWatch log group of its instances' logs
+    instance_count: Callable[[dict], int]  # (data)
+    instance_type: Callable[[dict], str]  # (data)
+    image: Callable[[dict], str]  # (data): the image URI, which names the runtime
+    network_isolated: Callable[[dict], bool]  # (data)
+    command: Callable[[Run, runtimes.Runtime], list[str]]  # what every instance runs
+    started: Callable[[dict, float], None]  # (data, when): record the start (e.g. TrainingStartTime)
+    ended: Callable[[dict, float], None]  # (data, when): record the end, in the terminal write
+    # (run) -> trial component fields (parameters, input_artifacts, output_artifacts, start_time) for experiments
+    component: Callable[[Run], dict]
+    # Fill the instance's /opt/ml (config files, inputs, code) before it starts.
+    prepare: Callable[[Run, Instance, runtimes.Runtime], None] = _no_preparation
+    environment: Callable[[Run, Instance, runtimes.Runtime], dict] = _no_environment  # besides the job's own
+    # Host paths an instance needs besides its /opt/ml (a model server's socket directory).
+    mounts: Callable[[Run, Instance], tuple[Mount, ...]] = _no_mounts
+    # How an instance's end counts for the job (an instance the job ended itself may count as done).
+    exit_status: Callable[[Run, Instance, ExitStatus | None], ExitStatus | None] = _exit_as_is
+    # The FailureReason of an instance that exited with a non-zero code.
+    failure_reason: Callable[[Run, Instance, ExitStatus], str] = algorithm_failure
+    # Work done while instances run (continuous uploads); seconds until it wants to run again.
+    while_running: Callable[[Run], float | None] = _nothing_while_running
+    # Upload outputs for a job ending with ``outcome``; return (status, failure reason, data to set).
+    finish: Callable[[Run, str, str | None], tuple[str, str | None, dict]] = _nothing_to_finish
+    progress: Callable[[dict, str, str], None] = _no_progress  # (data, status, message): training's transitions
+    max_runtime: Callable[[dict], int | None] = stopping_condition  # seconds, None: no limit
+    after_end: Callable[[Run], None] = _nothing_after_end  # after the terminal status is recorded (metrics)
     output_artifact_type: str = "Model"  # what lineage calls the job's outputs (a transform's are a DataSet)
 
-    # -- what each job kind says ------------------------------------------------------------
-
-    def instance_count(self, data: dict) -> int:
-        raise NotImplementedError
-
-    def instance_type(self, data: dict) -> str:
-        raise NotImplementedError
-
-    def image(self, data: dict) -> str:
-        raise NotImplementedError
-
-    def max_runtime(self, data: dict) -> int | None:
-        return (data.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
-
-    def network_isolated(self, data: dict) -> bool:
-        raise NotImplementedError
-
-    def prepare(self, run: Run, instance: Instance, runtime: runtimes.Runtime) -> None:
-        """Fill the instance's /opt/ml (config files, inputs, code) before it starts."""
-
-    def command(self, run: Run, runtime: runtimes.Runtime) -> list[str]:
-        raise NotImplementedError
-
-    def environment(self, run: Run, instance: Instance, runtime: runtimes.Runtime) -> dict:
-        return {}
-
-    def mounts(self, run: Run, instance: Instance) -> tuple[Mount, ...]:
-        """Host paths an instance needs besides its /opt/ml (a model server's socket directory)."""
-        return ()
-
-    def exit_status(self, run: Run, instance: Instance, status: ExitStatus | None) -> ExitStatus | None:
-        """How an instance's end counts for the job (an instance the job ended itself may count as done)."""
-        return status
-
-    def while_running(self, run: Run) -> float | None:
-        """Work done while instances run (continuous uploads); seconds until it wants to run again."""
-        return None
-
-    def finish(self, run: Run, outcome: str, reason: str | None) -> tuple[str, str | None, dict]:
-        """Upload outputs for a job ending with ``outcome``; return (status, failure reason, data to set)."""
-        return outcome, reason, {}
-
-    def progress(self, data: dict, status: str, message: str) -> None:
-        """Record a step (training jobs keep SecondaryStatusTransitions)."""
-
-    def started(self, data: dict, when: float) -> None:
-        raise NotImplementedError
-
-    def ended(self, data: dict, when: float) -> None:
-        raise NotImplementedError
-
-    def component(self, run: Run) -> dict:
-        """Trial component fields (parameters, input and output artifacts) for experiments."""
-        return {}
+    def register(self) -> JobKind:
+        super().register()
+        register_controller(Controller(self.name, ACTIVE, self.reconcile))
+        return self
 
     # -- Create, Stop ---------------------------------------------------------------------------------
 
@@ -290,9 +319,6 @@ class JobKind(Kind):
         return Run(self, ctx.backends, record).dir
 
     # -- the state machine -----------------------------------------------------------------------
-
-    def controller(self) -> Controller:
-        return register(Controller(self.name, ACTIVE, self.reconcile))
 
     def reconcile(self, backends: Backends, record: Record) -> float | None:
         run = Run(self, backends, record)
@@ -436,16 +462,8 @@ class JobKind(Kind):
                     "Failed",
                     f"InternalServerError: the instance {instance.host} of the job ended abnormally: {status.reason}",
                 )
-            return self._end(run, "Failed", self.failure_reason(instance, status))
+            return self._end(run, "Failed", self.failure_reason(run, instance, status))
         return self._end(run, "Completed", None)
-
-    def failure_reason(self, instance: Instance, status: ExitStatus) -> str:
-        text = instance.files.read_text("output/failure", REASON_LIMIT).strip()
-        if text:  # built-in algorithms classify their own failures (ClientError: the user's to fix)
-            return (text if text.startswith(("ClientError:", "AlgorithmError:")) else f"AlgorithmError: {text}")[
-                :REASON_LIMIT
-            ]
-        return f"AlgorithmError: See job logs for more information (exit code {status.code} on {instance.host})"
 
     def _max_runtime_exceeded(self, data: dict) -> None:
         data[self.status_member] = "Stopping"
@@ -521,6 +539,3 @@ class JobKind(Kind):
         except Exception:
             log.exception("could not record %s in experiments and lineage", run.record.arn)
         self.after_end(run)
-
-    def after_end(self, run: Run) -> None:
-        """Work after the terminal status is recorded (metrics, lineage)."""

@@ -14,7 +14,6 @@ import shutil
 from pathlib import Path
 
 from ...server.errors import validation
-from ...server.operations import operation
 from . import channels
 from .confined import ConfinedDir
 from .data import InputError, materialize, output_error, upload_files
@@ -67,150 +66,158 @@ def _inside(instance, local_path: str) -> Path:
     return instance.ml / Path(local_path).relative_to("/opt/ml")
 
 
-class ProcessingJobs(JobKind):
-    log_group = "/aws/sagemaker/ProcessingJobs"
+def _instance_count(data: dict) -> int:
+    return data["ProcessingResources"]["ClusterConfig"].get("InstanceCount") or 1
 
-    def instance_count(self, data: dict) -> int:
-        return data["ProcessingResources"]["ClusterConfig"].get("InstanceCount") or 1
 
-    def instance_type(self, data: dict) -> str:
-        return data["ProcessingResources"]["ClusterConfig"].get("InstanceType") or "ml.m5.large"
+def _instance_type(data: dict) -> str:
+    return data["ProcessingResources"]["ClusterConfig"].get("InstanceType") or "ml.m5.large"
 
-    def image(self, data: dict) -> str:
-        return data["AppSpecification"]["ImageUri"]
 
-    def network_isolated(self, data: dict) -> bool:
-        return bool((data.get("NetworkConfig") or {}).get("EnableNetworkIsolation"))
+def _image(data: dict) -> str:
+    return data["AppSpecification"]["ImageUri"]
 
-    def prepare(self, run: Run, instance, runtime) -> None:
-        data = run.data
-        config = instance.ml / "config"
-        config.mkdir(parents=True, exist_ok=True)
-        request = {
-            k: data[k]
-            for k in (
-                "ProcessingJobArn",
-                "ProcessingJobName",
-                "AppSpecification",
-                "Environment",
-                "ProcessingInputs",
-                "ProcessingOutputConfig",
-                "ProcessingResources",
-                "RoleArn",
-                "StoppingCondition",
-                "NetworkConfig",
-            )
-            if k in data
-        }
-        (config / "processingjobconfig.json").write_text(json.dumps(request))
-        (config / "resourceconfig.json").write_text(
-            json.dumps(
-                {
-                    "current_host": instance.host,
-                    "hosts": [i.host for i in run.instances],
-                    "current_instance_type": self.instance_type(data),
-                    "current_group_name": "homogeneousCluster",
-                    "network_interface_name": "eth0",
-                }
-            )
+
+def _network_isolated(data: dict) -> bool:
+    return bool((data.get("NetworkConfig") or {}).get("EnableNetworkIsolation"))
+
+
+def _prepare(run: Run, instance, runtime) -> None:
+    data = run.data
+    config = instance.ml / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    request = {
+        k: data[k]
+        for k in (
+            "ProcessingJobArn",
+            "ProcessingJobName",
+            "AppSpecification",
+            "Environment",
+            "ProcessingInputs",
+            "ProcessingOutputConfig",
+            "ProcessingResources",
+            "RoleArn",
+            "StoppingCondition",
+            "NetworkConfig",
         )
-        for item in data.get("ProcessingInputs") or []:
-            source = item["S3Input"]
-            try:
-                materialize(
-                    run.storage,
-                    source["S3Uri"],
-                    _inside(instance, source["LocalPath"]),
-                    data_type=source.get("S3DataType", "S3Prefix"),
-                    distribution=source.get("S3DataDistributionType", "FullyReplicated"),
-                    index=instance.index - 1,
-                    count=len(run.instances),
-                    say=instance.say,
-                )
-            except InputError as err:
-                raise JobFailure(str(err)) from None
-        for item in self._outputs(data):
-            _inside(instance, item["S3Output"]["LocalPath"]).mkdir(parents=True, exist_ok=True)
-
-    def command(self, run: Run, runtime) -> list[str]:
-        app = run.data["AppSpecification"]
-        entrypoint = app.get("ContainerEntrypoint") or list(runtime.command)
-        if not entrypoint:
-            raise JobFailure(
-                f"ClientError: the image {app['ImageUri']} has no default entrypoint in SelfMaker; "
-                "set AppSpecification.ContainerEntrypoint"
+        if k in data
+    }
+    (config / "processingjobconfig.json").write_text(json.dumps(request))
+    (config / "resourceconfig.json").write_text(
+        json.dumps(
+            {
+                "current_host": instance.host,
+                "hosts": [i.host for i in run.instances],
+                "current_instance_type": _instance_type(data),
+                "current_group_name": "homogeneousCluster",
+                "network_interface_name": "eth0",
+            }
+        )
+    )
+    for item in data.get("ProcessingInputs") or []:
+        source = item["S3Input"]
+        try:
+            materialize(
+                run.storage,
+                source["S3Uri"],
+                _inside(instance, source["LocalPath"]),
+                data_type=source.get("S3DataType", "S3Prefix"),
+                distribution=source.get("S3DataDistributionType", "FullyReplicated"),
+                index=instance.index - 1,
+                count=len(run.instances),
+                say=instance.say,
             )
-        return [*entrypoint, *(app.get("ContainerArguments") or [])]
+        except InputError as err:
+            raise JobFailure(str(err)) from None
+    for item in _outputs(data):
+        _inside(instance, item["S3Output"]["LocalPath"]).mkdir(parents=True, exist_ok=True)
 
-    @staticmethod
-    def _outputs(data: dict) -> list[dict]:
-        return [o for o in (data.get("ProcessingOutputConfig") or {}).get("Outputs") or [] if o.get("S3Output")]
 
-    def while_running(self, run: Run) -> float | None:
-        continuous = [o for o in self._outputs(run.data) if o["S3Output"].get("S3UploadMode") == "Continuous"]
-        if not continuous:
-            return None
-        try:
-            self._upload(run, continuous, changed_only=True)  # links are reported once, by the last upload
-        except Exception as err:
-            raise JobFailure(output_error("of the processing job", err)) from None
-        return CONTINUOUS_SECONDS
+def _command(run: Run, runtime) -> list[str]:
+    app = run.data["AppSpecification"]
+    entrypoint = app.get("ContainerEntrypoint") or list(runtime.command)
+    if not entrypoint:
+        raise JobFailure(
+            f"ClientError: the image {app['ImageUri']} has no default entrypoint in SelfMaker; "
+            "set AppSpecification.ContainerEntrypoint"
+        )
+    return [*entrypoint, *(app.get("ContainerArguments") or [])]
 
-    def _upload(self, run: Run, outputs: list[dict], changed_only: bool = False) -> None:
-        """Upload each output's LocalPath: the job's plain files only (its links are skipped, never followed)."""
-        sent = run.backends.services.setdefault("processing-uploaded", {})
-        storage = run.storage
-        for instance in run.instances:
-            files = ConfinedDir(instance.ml, "/opt/ml") if changed_only else instance.files
-            for item in outputs:
-                sub = str(Path(item["S3Output"]["LocalPath"]).relative_to("/opt/ml"))
-                stamps = {e.relative: (e.mtime_ns, e.size) for e in files.files(sub)}
-                seen = {r: (instance.root, sub, r) for r in stamps}
-                fresh = [r for r in stamps if sent.get(seen[r]) != stamps[r]] if changed_only else list(stamps)
-                if fresh:
-                    upload_files(storage, files, sub, item["S3Output"]["S3Uri"], fresh)
-                    sent.update({seen[r]: stamps[r] for r in fresh})
 
-    def finish(self, run: Run, outcome: str, reason: str | None):
-        fields: dict = {}
-        message = run.instances[0].files.read_text("output/message", REASON_LIMIT)
-        if message:
-            fields["ExitMessage"] = message
-        if run.state.get("phase") != "Running" or outcome == "Failed":
-            return outcome, reason, fields
-        try:
-            self._upload(run, self._outputs(run.data))
-        except Exception as err:
-            return "Failed", output_error("of the processing job", err), fields
+def _outputs(data: dict) -> list[dict]:
+    return [o for o in (data.get("ProcessingOutputConfig") or {}).get("Outputs") or [] if o.get("S3Output")]
+
+
+def _while_running(run: Run) -> float | None:
+    continuous = [o for o in _outputs(run.data) if o["S3Output"].get("S3UploadMode") == "Continuous"]
+    if not continuous:
+        return None
+    try:
+        _upload(run, continuous, changed_only=True)  # links are reported once, by the last upload
+    except Exception as err:
+        raise JobFailure(output_error("of the processing job", err)) from None
+    return CONTINUOUS_SECONDS
+
+
+def _upload(run: Run, outputs: list[dict], changed_only: bool = False) -> None:
+    """Upload each output's LocalPath: the job's plain files only (its links are skipped, never followed)."""
+    sent = run.backends.services.setdefault("processing-uploaded", {})
+    storage = run.storage
+    for instance in run.instances:
+        files = ConfinedDir(instance.ml, "/opt/ml") if changed_only else instance.files
+        for item in outputs:
+            sub = str(Path(item["S3Output"]["LocalPath"]).relative_to("/opt/ml"))
+            stamps = {e.relative: (e.mtime_ns, e.size) for e in files.files(sub)}
+            seen = {r: (instance.root, sub, r) for r in stamps}
+            fresh = [r for r in stamps if sent.get(seen[r]) != stamps[r]] if changed_only else list(stamps)
+            if fresh:
+                upload_files(storage, files, sub, item["S3Output"]["S3Uri"], fresh)
+                sent.update({seen[r]: stamps[r] for r in fresh})
+
+
+def _finish(run: Run, outcome: str, reason: str | None):
+    fields: dict = {}
+    message = run.instances[0].files.read_text("output/message", REASON_LIMIT)
+    if message:
+        fields["ExitMessage"] = message
+    if run.state.get("phase") != "Running" or outcome == "Failed":
         return outcome, reason, fields
-
-    def started(self, data: dict, when: float) -> None:
-        data["ProcessingStartTime"] = when
-
-    def ended(self, data: dict, when: float) -> None:
-        data["ProcessingEndTime"] = when
-
-    def component(self, run: Run) -> dict:
-        data = run.data
-        inputs = {i["InputName"]: {"Value": i["S3Input"]["S3Uri"]} for i in data.get("ProcessingInputs") or []}
-        inputs["SageMaker.ImageUri"] = {"Value": self.image(data)}
-        outputs = {o["OutputName"]: {"Value": o["S3Output"]["S3Uri"]} for o in self._outputs(data)}
-        return {
-            "parameters": {
-                "SageMaker.InstanceType": self.instance_type(data),
-                "SageMaker.InstanceCount": self.instance_count(data),
-            },
-            "input_artifacts": inputs,
-            "output_artifacts": outputs,
-            "start_time": data.get("ProcessingStartTime"),
-        }
+    try:
+        _upload(run, _outputs(run.data))
+    except Exception as err:
+        return "Failed", output_error("of the processing job", err), fields
+    return outcome, reason, fields
 
 
-PROCESSING_JOB = ProcessingJobs(
+def _started(data: dict, when: float) -> None:
+    data["ProcessingStartTime"] = when
+
+
+def _ended(data: dict, when: float) -> None:
+    data["ProcessingEndTime"] = when
+
+
+def _component(run: Run) -> dict:
+    data = run.data
+    inputs = {i["InputName"]: {"Value": i["S3Input"]["S3Uri"]} for i in data.get("ProcessingInputs") or []}
+    inputs["SageMaker.ImageUri"] = {"Value": _image(data)}
+    outputs = {o["OutputName"]: {"Value": o["S3Output"]["S3Uri"]} for o in _outputs(data)}
+    return {
+        "parameters": {
+            "SageMaker.InstanceType": _instance_type(data),
+            "SageMaker.InstanceCount": _instance_count(data),
+        },
+        "input_artifacts": inputs,
+        "output_artifacts": outputs,
+        "start_time": data.get("ProcessingStartTime"),
+    }
+
+
+PROCESSING_JOB = JobKind(
     "ProcessingJob",
     "processing-job",
     label="processing job",
-    operations=("Create", "Describe", "List", "Delete"),
+    operations=("Create", "Describe", "List", "Delete", "Stop"),
     status_member="ProcessingJobStatus",
     on_create=_validate,
     on_delete=_delete,
@@ -218,6 +225,16 @@ PROCESSING_JOB = ProcessingJobs(
     exists="Processing job names must be unique within an AWS account and region, and a processing job with this "
     "name already exists ({arn})",
     exists_code="ResourceInUse",
+    log_group="/aws/sagemaker/ProcessingJobs",
+    instance_count=_instance_count,
+    instance_type=_instance_type,
+    image=_image,
+    network_isolated=_network_isolated,
+    prepare=_prepare,
+    command=_command,
+    while_running=_while_running,
+    finish=_finish,
+    started=_started,
+    ended=_ended,
+    component=_component,
 ).register()
-PROCESSING_JOB.controller()
-operation("sagemaker", "StopProcessingJob")(PROCESSING_JOB.stop)

@@ -17,7 +17,6 @@ import shutil
 from ...container import xgboost_algorithm
 from ...engines import runtimes
 from ...server.errors import validation
-from ...server.operations import operation
 from ...store.resources import now
 from .. import experiments, metrics
 from . import channels
@@ -102,186 +101,191 @@ def _update(ctx, params: dict, record) -> None:
     if "ResourceConfig" in params:
         record.data.setdefault("ResourceConfig", {}).update(params["ResourceConfig"])
     current = record.data["SecondaryStatus"]
-    TRAINING_JOB.progress(record.data, "Updating", "Updating the training job")
-    TRAINING_JOB.progress(record.data, current, "Update complete")
+    _progress(record.data, "Updating", "Updating the training job")
+    _progress(record.data, current, "Update complete")
 
 
-class TrainingJobs(JobKind):
-    log_group = "/aws/sagemaker/TrainingJobs"
+def _instance_count(data: dict) -> int:
+    return (data.get("ResourceConfig") or {}).get("InstanceCount") or 1
 
-    def instance_count(self, data: dict) -> int:
-        return (data.get("ResourceConfig") or {}).get("InstanceCount") or 1
 
-    def instance_type(self, data: dict) -> str:
-        return (data.get("ResourceConfig") or {}).get("InstanceType") or "ml.m5.large"
+def _instance_type(data: dict) -> str:
+    return (data.get("ResourceConfig") or {}).get("InstanceType") or "ml.m5.large"
 
-    def image(self, data: dict) -> str:
-        return data["AlgorithmSpecification"]["TrainingImage"]
 
-    def network_isolated(self, data: dict) -> bool:
-        return bool(data.get("EnableNetworkIsolation"))
+def _image(data: dict) -> str:
+    return data["AlgorithmSpecification"]["TrainingImage"]
 
-    def prepare(self, run: Run, instance, runtime) -> None:
-        data, ml = run.data, instance.ml
-        hosts = [i.host for i in run.instances]
-        itype = self.instance_type(data)
-        config = ml / "input" / "config"
-        (config / "hyperparameters.json").write_text(json.dumps(data.get("HyperParameters") or {}))
-        (config / "resourceconfig.json").write_text(
-            json.dumps(
-                {
-                    "current_host": instance.host,
-                    "current_instance_type": itype,
-                    "current_group_name": "homogeneousCluster",
-                    "hosts": hosts,
-                    "instance_groups": [
-                        {"instance_group_name": "homogeneousCluster", "instance_type": itype, "hosts": hosts}
-                    ],
-                    "network_interface_name": "eth0",
-                }
-            )
-        )
-        input_config = {}
-        mode = data["AlgorithmSpecification"].get("TrainingInputMode") or "File"
-        for channel in data.get("InputDataConfig") or []:
-            source = channel["DataSource"]["S3DataSource"]
-            input_config[channel["ChannelName"]] = {
-                "TrainingInputMode": channel.get("InputMode") or mode,
-                "S3DistributionType": source.get("S3DataDistributionType", "FullyReplicated"),
-                "RecordWrapperType": channel.get("RecordWrapperType", "None"),
-                **({"ContentType": channel["ContentType"]} if channel.get("ContentType") else {}),
+
+def _network_isolated(data: dict) -> bool:
+    return bool(data.get("EnableNetworkIsolation"))
+
+
+def _prepare(run: Run, instance, runtime) -> None:
+    data, ml = run.data, instance.ml
+    hosts = [i.host for i in run.instances]
+    itype = _instance_type(data)
+    config = ml / "input" / "config"
+    (config / "hyperparameters.json").write_text(json.dumps(data.get("HyperParameters") or {}))
+    (config / "resourceconfig.json").write_text(
+        json.dumps(
+            {
+                "current_host": instance.host,
+                "current_instance_type": itype,
+                "current_group_name": "homogeneousCluster",
+                "hosts": hosts,
+                "instance_groups": [
+                    {"instance_group_name": "homogeneousCluster", "instance_type": itype, "hosts": hosts}
+                ],
+                "network_interface_name": "eth0",
             }
-            try:
-                materialize(
-                    run.storage,
-                    source["S3Uri"],
-                    ml / "input" / "data" / channel["ChannelName"],
-                    data_type=source.get("S3DataType", "S3Prefix"),
-                    distribution=source.get("S3DataDistributionType", "FullyReplicated"),
-                    index=instance.index - 1,
-                    count=len(run.instances),
-                    say=instance.say,
-                )
-            except InputError as err:
-                raise JobFailure(str(err)) from None
-        (config / "inputdataconfig.json").write_text(json.dumps(input_config))
-        (config / "trainingjobconfig.json").write_text(
-            json.dumps({k: v for k, v in data.items() if not k.startswith("_")}, default=str)
         )
-        submit = _hyperparameter(data, "sagemaker_submit_directory")
-        if submit and _hyperparameter(data, "sagemaker_program"):
-            try:
-                extract_code(run.storage, str(submit), ml / "code", say=instance.say)
-            except InputError as err:
-                raise JobFailure(str(err)) from None
-        if data.get("CheckpointConfig"):
-            (ml / "checkpoints").mkdir(exist_ok=True)
-
-    def command(self, run: Run, runtime) -> list[str]:
-        spec = run.data["AlgorithmSpecification"]
-        if spec.get("ContainerEntrypoint"):
-            return [*spec["ContainerEntrypoint"], *(spec.get("ContainerArguments") or [])]
-        if runtime.command and not _hyperparameter(run.data, "sagemaker_program"):
-            return [*runtime.command, *(spec.get("ContainerArguments") or [])]
-        return ["python3", "-m", "selfmaker.container.training", *(spec.get("ContainerArguments") or [])]
-
-    def environment(self, run: Run, instance, runtime) -> dict:
-        env = {"TRAINING_JOB_NAME": run.data["TrainingJobName"], "TRAINING_JOB_ARN": run.record.arn}
-        if runtime.algorithm:
-            env["SELFMAKER_ALGORITHM"] = runtime.algorithm
-        return env
-
-    def progress(self, data: dict, status: str, message: str) -> None:
-        transitions = data.setdefault("SecondaryStatusTransitions", [])
-        if transitions and transitions[-1]["Status"] == status:
-            return
-        stamp = now()
-        if transitions and "EndTime" not in transitions[-1]:
-            transitions[-1]["EndTime"] = stamp
-        transitions.append({"Status": status, "StartTime": stamp, "StatusMessage": message})
-        if status in ("Completed", "Failed", "Stopped", "MaxRuntimeExceeded"):
-            transitions[-1]["EndTime"] = stamp
-        data["SecondaryStatus"] = status
-
-    def started(self, data: dict, when: float) -> None:
-        data["TrainingStartTime"] = when
-
-    def ended(self, data: dict, when: float) -> None:
-        data["TrainingEndTime"] = when
-        start = data.get("TrainingStartTime")
-        if start is not None:
-            seconds = max(1, round(when - start))
-            data["TrainingTimeInSeconds"] = seconds
-            data["BillableTimeInSeconds"] = seconds * self.instance_count(data)
-
-    def finish(self, run: Run, outcome: str, reason: str | None):
-        fields: dict = {}
-        if run.state.get("phase") != "Running":
-            return outcome, reason, fields
-        first = run.instances[0]
-        definitions = [
-            *(run.data["AlgorithmSpecification"].get("MetricDefinitions") or []),
-            *ALGORITHM_METRIC_DEFINITIONS.get(_algorithm(run), []),
-        ]
-        final = final_metrics(
-            first.log_path.read_text(errors="replace") if first.log_path.exists() else "", definitions
-        )
-        if final:
-            fields["FinalMetricDataList"] = final
-        if outcome == "Failed":
-            return outcome, reason, fields
-        base = join_uri(run.data["OutputDataConfig"]["S3OutputPath"], run.data["TrainingJobName"], "output")
-        storage, files = run.storage, first.files  # the job wrote these: read without following its links
+    )
+    input_config = {}
+    mode = data["AlgorithmSpecification"].get("TrainingInputMode") or "File"
+    for channel in data.get("InputDataConfig") or []:
+        source = channel["DataSource"]["S3DataSource"]
+        input_config[channel["ChannelName"]] = {
+            "TrainingInputMode": channel.get("InputMode") or mode,
+            "S3DistributionType": source.get("S3DataDistributionType", "FullyReplicated"),
+            "RecordWrapperType": channel.get("RecordWrapperType", "None"),
+            **({"ContentType": channel["ContentType"]} if channel.get("ContentType") else {}),
+        }
         try:
-            upload_bytes(storage, join_uri(base, "model.tar.gz"), files.tar_gz("model"))
-            if files.files("output/data"):
-                upload_bytes(storage, join_uri(base, "output.tar.gz"), files.tar_gz("output/data"))
-        except Exception as err:
-            return "Failed", output_error(base, err), fields
-        fields["ModelArtifacts"] = {"S3ModelArtifacts": join_uri(base, "model.tar.gz")}
+            materialize(
+                run.storage,
+                source["S3Uri"],
+                ml / "input" / "data" / channel["ChannelName"],
+                data_type=source.get("S3DataType", "S3Prefix"),
+                distribution=source.get("S3DataDistributionType", "FullyReplicated"),
+                index=instance.index - 1,
+                count=len(run.instances),
+                say=instance.say,
+            )
+        except InputError as err:
+            raise JobFailure(str(err)) from None
+    (config / "inputdataconfig.json").write_text(json.dumps(input_config))
+    (config / "trainingjobconfig.json").write_text(
+        json.dumps({k: v for k, v in data.items() if not k.startswith("_")}, default=str)
+    )
+    submit = _hyperparameter(data, "sagemaker_submit_directory")
+    if submit and _hyperparameter(data, "sagemaker_program"):
+        try:
+            extract_code(run.storage, str(submit), ml / "code", say=instance.say)
+        except InputError as err:
+            raise JobFailure(str(err)) from None
+    if data.get("CheckpointConfig"):
+        (ml / "checkpoints").mkdir(exist_ok=True)
+
+
+def _command(run: Run, runtime) -> list[str]:
+    spec = run.data["AlgorithmSpecification"]
+    if spec.get("ContainerEntrypoint"):
+        return [*spec["ContainerEntrypoint"], *(spec.get("ContainerArguments") or [])]
+    if runtime.command and not _hyperparameter(run.data, "sagemaker_program"):
+        return [*runtime.command, *(spec.get("ContainerArguments") or [])]
+    return ["python3", "-m", "selfmaker.container.training", *(spec.get("ContainerArguments") or [])]
+
+
+def _environment(run: Run, instance, runtime) -> dict:
+    env = {"TRAINING_JOB_NAME": run.data["TrainingJobName"], "TRAINING_JOB_ARN": run.record.arn}
+    if runtime.algorithm:
+        env["SELFMAKER_ALGORITHM"] = runtime.algorithm
+    return env
+
+
+def _progress(data: dict, status: str, message: str) -> None:
+    transitions = data.setdefault("SecondaryStatusTransitions", [])
+    if transitions and transitions[-1]["Status"] == status:
+        return
+    stamp = now()
+    if transitions and "EndTime" not in transitions[-1]:
+        transitions[-1]["EndTime"] = stamp
+    transitions.append({"Status": status, "StartTime": stamp, "StatusMessage": message})
+    if status in ("Completed", "Failed", "Stopped", "MaxRuntimeExceeded"):
+        transitions[-1]["EndTime"] = stamp
+    data["SecondaryStatus"] = status
+
+
+def _started(data: dict, when: float) -> None:
+    data["TrainingStartTime"] = when
+
+
+def _ended(data: dict, when: float) -> None:
+    data["TrainingEndTime"] = when
+    start = data.get("TrainingStartTime")
+    if start is not None:
+        seconds = max(1, round(when - start))
+        data["TrainingTimeInSeconds"] = seconds
+        data["BillableTimeInSeconds"] = seconds * _instance_count(data)
+
+
+def _finish(run: Run, outcome: str, reason: str | None):
+    fields: dict = {}
+    if run.state.get("phase") != "Running":
         return outcome, reason, fields
+    first = run.instances[0]
+    definitions = [
+        *(run.data["AlgorithmSpecification"].get("MetricDefinitions") or []),
+        *ALGORITHM_METRIC_DEFINITIONS.get(_algorithm(run), []),
+    ]
+    final = final_metrics(first.log_path.read_text(errors="replace") if first.log_path.exists() else "", definitions)
+    if final:
+        fields["FinalMetricDataList"] = final
+    if outcome == "Failed":
+        return outcome, reason, fields
+    base = join_uri(run.data["OutputDataConfig"]["S3OutputPath"], run.data["TrainingJobName"], "output")
+    storage, files = run.storage, first.files  # the job wrote these: read without following its links
+    try:
+        upload_bytes(storage, join_uri(base, "model.tar.gz"), files.tar_gz("model"))
+        if files.files("output/data"):
+            upload_bytes(storage, join_uri(base, "output.tar.gz"), files.tar_gz("output/data"))
+    except Exception as err:
+        return "Failed", output_error(base, err), fields
+    fields["ModelArtifacts"] = {"S3ModelArtifacts": join_uri(base, "model.tar.gz")}
+    return outcome, reason, fields
 
-    def component(self, run: Run) -> dict:
-        data = run.data
-        inputs = {
-            c["ChannelName"]: {
-                "Value": c["DataSource"]["S3DataSource"]["S3Uri"],
-                **({"MediaType": c["ContentType"]} if c.get("ContentType") else {}),
-            }
-            for c in data.get("InputDataConfig") or []
-        }
-        inputs["SageMaker.ImageUri"] = {"Value": self.image(data)}
-        params = {k: _number(v) for k, v in (data.get("HyperParameters") or {}).items()}
-        params.update(
-            {"SageMaker.InstanceType": self.instance_type(data), "SageMaker.InstanceCount": self.instance_count(data)}
-        )
-        outputs = {}
-        if (data.get("ModelArtifacts") or {}).get("S3ModelArtifacts"):
-            outputs["SageMaker.ModelArtifact"] = {"Value": data["ModelArtifacts"]["S3ModelArtifacts"]}
-        return {
-            "parameters": params,
-            "input_artifacts": inputs,
-            "output_artifacts": outputs,
-            "start_time": data.get("TrainingStartTime"),
-        }
 
-    def after_end(self, run: Run) -> None:
-        final = run.data.get("FinalMetricDataList") or []
-        if final:
-            try:
-                experiments.record_job_metrics(
-                    run.ctx,
-                    run.record.arn,
-                    [metrics.Point(name=m["MetricName"], value=m["Value"], timestamp=m["Timestamp"]) for m in final],
-                )
-            except Exception:
-                pass
+def _component(run: Run) -> dict:
+    data = run.data
+    inputs = {
+        c["ChannelName"]: {
+            "Value": c["DataSource"]["S3DataSource"]["S3Uri"],
+            **({"MediaType": c["ContentType"]} if c.get("ContentType") else {}),
+        }
+        for c in data.get("InputDataConfig") or []
+    }
+    inputs["SageMaker.ImageUri"] = {"Value": _image(data)}
+    params = {k: _number(v) for k, v in (data.get("HyperParameters") or {}).items()}
+    params.update({"SageMaker.InstanceType": _instance_type(data), "SageMaker.InstanceCount": _instance_count(data)})
+    outputs = {}
+    if (data.get("ModelArtifacts") or {}).get("S3ModelArtifacts"):
+        outputs["SageMaker.ModelArtifact"] = {"Value": data["ModelArtifacts"]["S3ModelArtifacts"]}
+    return {
+        "parameters": params,
+        "input_artifacts": inputs,
+        "output_artifacts": outputs,
+        "start_time": data.get("TrainingStartTime"),
+    }
+
+
+def _after_end(run: Run) -> None:
+    final = run.data.get("FinalMetricDataList") or []
+    if final:
+        try:
+            experiments.record_job_metrics(
+                run.ctx,
+                run.record.arn,
+                [metrics.Point(name=m["MetricName"], value=m["Value"], timestamp=m["Timestamp"]) for m in final],
+            )
+        except Exception:
+            pass
 
 
 def _algorithm(run: Run) -> str:
     """The built-in algorithm module of the job's image ('' if none)."""
     try:
-        image = TRAINING_JOB.image(run.data)
+        image = _image(run.data)
         return runtimes.resolve(image, runtimes.load_config(run.backends.settings.runtimes_config)).algorithm or ""
     except Exception:
         return ""
@@ -326,11 +330,11 @@ def final_metrics(log_text: str, definitions: list[dict]) -> list[dict]:
     return found
 
 
-TRAINING_JOB = TrainingJobs(
+TRAINING_JOB = JobKind(
     "TrainingJob",
     "training-job",
     label="training job",
-    operations=("Create", "Describe", "List", "Update", "Delete"),
+    operations=("Create", "Describe", "List", "Update", "Delete", "Stop"),
     status_member="TrainingJobStatus",
     search_type="TrainingJob",
     on_create=_validate,
@@ -341,6 +345,18 @@ TRAINING_JOB = TrainingJobs(
     exists="Training job names must be unique within an AWS account and region, and a training job with this "
     "name already exists ({arn})",
     exists_code="ResourceInUse",
+    log_group="/aws/sagemaker/TrainingJobs",
+    instance_count=_instance_count,
+    instance_type=_instance_type,
+    image=_image,
+    network_isolated=_network_isolated,
+    prepare=_prepare,
+    command=_command,
+    environment=_environment,
+    progress=_progress,
+    started=_started,
+    ended=_ended,
+    finish=_finish,
+    component=_component,
+    after_end=_after_end,
 ).register()
-TRAINING_JOB.controller()
-operation("sagemaker", "StopTrainingJob")(TRAINING_JOB.stop)

@@ -33,7 +33,6 @@ from ...engines import model_server
 from ...engines.executor import ExitStatus, Mount
 from ...engines.reconciler import kick
 from ...server.errors import validation
-from ...server.operations import operation
 from .. import catalog
 from . import batch
 from .channels import check_uri
@@ -204,7 +203,7 @@ class Pending:
 class Driver:
     """Feeds one instance's model server its share of the input, from a thread of the server process."""
 
-    def __init__(self, job: TransformJobs, backends, record, instance: Instance):
+    def __init__(self, job: JobKind, backends, record, instance: Instance):
         self.job, self.backends, self.record, self.instance = job, backends, record, instance
         self.data = record.data
         self.storage = JobStorage.of(backends, record.account_id)
@@ -418,125 +417,135 @@ _drivers: dict[Path, threading.Thread] = {}
 _drivers_lock = threading.Lock()
 
 
-class TransformJobs(JobKind):
-    log_group = "/aws/sagemaker/TransformJobs"
-    output_artifact_type = "DataSet"
+def _instance_count(data: dict) -> int:
+    return data["TransformResources"].get("InstanceCount") or 1
 
-    def instance_count(self, data: dict) -> int:
-        return data["TransformResources"].get("InstanceCount") or 1
 
-    def instance_type(self, data: dict) -> str:
-        return data["TransformResources"]["InstanceType"]
+def _instance_type(data: dict) -> str:
+    return data["TransformResources"]["InstanceType"]
 
-    def image(self, data: dict) -> str:
-        return data["_model"]["Container"].get("Image") or ""
 
-    def max_runtime(self, data: dict) -> int | None:
-        return None
+def _image(data: dict) -> str:
+    return data["_model"]["Container"].get("Image") or ""
 
-    def network_isolated(self, data: dict) -> bool:
-        return data["_model"]["EnableNetworkIsolation"]
 
-    def prepare(self, run: Run, instance: Instance, runtime) -> None:
-        for name in (TRANSFORMED, DONE, FAILURE):
-            (instance.root / name).unlink(missing_ok=True)
-        try:
-            model_server.prepare(run.storage.objects, run.data["_model"]["Container"], instance.ml)
-        except model_server.ModelDataError as err:
-            raise JobFailure(f"ClientError: {err}") from None
+def _no_max_runtime(data: dict) -> int | None:
+    return None
 
-    def command(self, run: Run, runtime) -> list[str]:
-        return list(model_server.COMMAND)
 
-    def environment(self, run: Run, instance: Instance, runtime) -> dict:
-        data = run.data
-        env = model_server.environment(data["_model"]["Container"])
-        env["SAGEMAKER_BATCH"] = "true"
-        for member, name in (
-            ("MaxPayloadInMB", "SAGEMAKER_MAX_PAYLOAD_IN_MB"),
-            ("MaxConcurrentTransforms", "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS"),
-        ):
-            if data.get(member) is not None:
-                env[name] = str(data[member])
-        if data.get("BatchStrategy"):
-            env["SAGEMAKER_BATCH_STRATEGY"] = STRATEGY_ENV[data["BatchStrategy"]]
-        return env
+def _network_isolated(data: dict) -> bool:
+    return data["_model"]["EnableNetworkIsolation"]
 
-    def mounts(self, run: Run, instance: Instance) -> tuple[Mount, ...]:
-        return (model_server.socket_mount(instance.root),)
 
-    def while_running(self, run: Run) -> float | None:
-        for instance in run.instances:
-            if (instance.root / DONE).exists() or (instance.root / FAILURE).exists():
-                if executor(run.backends).poll(instance.state) is None:  # a crash came before the stop
-                    executor(run.backends).stop(instance.state, run.backends.settings.stop_grace_seconds)
+def _prepare(run: Run, instance: Instance, runtime) -> None:
+    for name in (TRANSFORMED, DONE, FAILURE):
+        (instance.root / name).unlink(missing_ok=True)
+    try:
+        model_server.prepare(run.storage.objects, run.data["_model"]["Container"], instance.ml)
+    except model_server.ModelDataError as err:
+        raise JobFailure(f"ClientError: {err}") from None
+
+
+def _command(run: Run, runtime) -> list[str]:
+    return list(model_server.COMMAND)
+
+
+def _environment(run: Run, instance: Instance, runtime) -> dict:
+    data = run.data
+    env = model_server.environment(data["_model"]["Container"])
+    env["SAGEMAKER_BATCH"] = "true"
+    for member, name in (
+        ("MaxPayloadInMB", "SAGEMAKER_MAX_PAYLOAD_IN_MB"),
+        ("MaxConcurrentTransforms", "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS"),
+    ):
+        if data.get(member) is not None:
+            env[name] = str(data[member])
+    if data.get("BatchStrategy"):
+        env["SAGEMAKER_BATCH_STRATEGY"] = STRATEGY_ENV[data["BatchStrategy"]]
+    return env
+
+
+def _mounts(run: Run, instance: Instance) -> tuple[Mount, ...]:
+    return (model_server.socket_mount(instance.root),)
+
+
+def _while_running(run: Run) -> float | None:
+    for instance in run.instances:
+        if (instance.root / DONE).exists() or (instance.root / FAILURE).exists():
+            if executor(run.backends).poll(instance.state) is None:  # a crash came before the stop
+                executor(run.backends).stop(instance.state, run.backends.settings.stop_grace_seconds)
+            continue
+        with _drivers_lock:
+            thread = _drivers.get(instance.root)
+            if thread is not None and thread.is_alive():
                 continue
-            with _drivers_lock:
-                thread = _drivers.get(instance.root)
-                if thread is not None and thread.is_alive():
-                    continue
-                driver = Driver(self, run.backends, run.record, instance)
-                thread = _drivers[instance.root] = threading.Thread(
-                    target=driver.run, name=f"transform-{run.name}-{instance.host}", daemon=True
-                )
-            thread.start()
-        return None  # the instances' ends kick the reconciler
+            driver = Driver(run.job, run.backends, run.record, instance)
+            thread = _drivers[instance.root] = threading.Thread(
+                target=driver.run, name=f"transform-{run.name}-{instance.host}", daemon=True
+            )
+        thread.start()
+    return None  # the instances' ends kick the reconciler
 
-    def exit_status(self, run: Run, instance: Instance, status: ExitStatus | None) -> ExitStatus | None:
-        if status is None:
-            return None
-        if (instance.root / FAILURE).exists():
-            return ExitStatus(1)
-        if (instance.root / DONE).exists():
-            return ExitStatus(0)  # the driver ended the model server once every input was transformed
-        return status
 
-    def failure_reason(self, instance: Instance, status: ExitStatus) -> str:
-        failure = instance.root / FAILURE
-        if failure.exists():
-            return failure.read_text()
-        return (
-            f"ClientError: the model server of {instance.host} exited (code {status.code}) before the "
-            f"transform was done; see the job's logs in {self.log_group}"
-        )
+def _exit_status(run: Run, instance: Instance, status: ExitStatus | None) -> ExitStatus | None:
+    if status is None:
+        return None
+    if (instance.root / FAILURE).exists():
+        return ExitStatus(1)
+    if (instance.root / DONE).exists():
+        return ExitStatus(0)  # the driver ended the model server once every input was transformed
+    return status
 
-    def started(self, data: dict, when: float) -> None:
-        data["TransformStartTime"] = when
 
-    def ended(self, data: dict, when: float) -> None:
-        data["TransformEndTime"] = when
+def _failure_reason(run: Run, instance: Instance, status: ExitStatus) -> str:
+    failure = instance.root / FAILURE
+    if failure.exists():
+        return failure.read_text()
+    return (
+        f"ClientError: the model server of {instance.host} exited (code {status.code}) before the "
+        f"transform was done; see the job's logs in {run.job.log_group}"
+    )
 
-    def component(self, run: Run) -> dict:
-        data = run.data
-        inputs = {
-            "input": {
-                "Value": data["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"],
-                **(
-                    {"MediaType": data["TransformInput"]["ContentType"]}
-                    if data["TransformInput"].get("ContentType")
-                    else {}
-                ),
-            }
+
+def _started(data: dict, when: float) -> None:
+    data["TransformStartTime"] = when
+
+
+def _ended(data: dict, when: float) -> None:
+    data["TransformEndTime"] = when
+
+
+def _component(run: Run) -> dict:
+    data = run.data
+    inputs = {
+        "input": {
+            "Value": data["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"],
+            **(
+                {"MediaType": data["TransformInput"]["ContentType"]}
+                if data["TransformInput"].get("ContentType")
+                else {}
+            ),
         }
-        inputs["SageMaker.ImageUri"] = {"Value": self.image(data)}
-        container = data["_model"]["Container"]
-        if container.get("ModelDataUrl"):
-            inputs["SageMaker.ModelArtifact"] = {"Value": container["ModelDataUrl"]}
-        outputs = {}
-        if data["TransformJobStatus"] == "Completed":
-            outputs["output"] = {
-                "Value": data["TransformOutput"]["S3OutputPath"],
-                **({"MediaType": data["TransformOutput"]["Accept"]} if data["TransformOutput"].get("Accept") else {}),
-            }
-        return {
-            "parameters": {
-                "SageMaker.InstanceType": self.instance_type(data),
-                "SageMaker.InstanceCount": self.instance_count(data),
-            },
-            "input_artifacts": inputs,
-            "output_artifacts": outputs,
-            "start_time": data.get("TransformStartTime"),
+    }
+    inputs["SageMaker.ImageUri"] = {"Value": _image(data)}
+    container = data["_model"]["Container"]
+    if container.get("ModelDataUrl"):
+        inputs["SageMaker.ModelArtifact"] = {"Value": container["ModelDataUrl"]}
+    outputs = {}
+    if data["TransformJobStatus"] == "Completed":
+        outputs["output"] = {
+            "Value": data["TransformOutput"]["S3OutputPath"],
+            **({"MediaType": data["TransformOutput"]["Accept"]} if data["TransformOutput"].get("Accept") else {}),
         }
+    return {
+        "parameters": {
+            "SageMaker.InstanceType": _instance_type(data),
+            "SageMaker.InstanceCount": _instance_count(data),
+        },
+        "input_artifacts": inputs,
+        "output_artifacts": outputs,
+        "start_time": data.get("TransformStartTime"),
+    }
 
 
 def _summary(record) -> dict:
@@ -555,11 +564,11 @@ def _summary(record) -> dict:
     }
 
 
-TRANSFORM_JOB = TransformJobs(
+TRANSFORM_JOB = JobKind(
     "TransformJob",
     "transform-job",
     label="transform job",
-    operations=("Create", "Describe", "List"),
+    operations=("Create", "Describe", "List", "Stop"),
     status_member="TransformJobStatus",
     on_create=_validate,
     summarize=_summary,
@@ -567,6 +576,21 @@ TRANSFORM_JOB = TransformJobs(
     exists="Job names must be unique within an AWS account and region, and a transform job with this name "
     "already exists ({arn})",
     exists_code="ResourceInUse",
+    log_group="/aws/sagemaker/TransformJobs",
+    output_artifact_type="DataSet",
+    instance_count=_instance_count,
+    instance_type=_instance_type,
+    image=_image,
+    max_runtime=_no_max_runtime,
+    network_isolated=_network_isolated,
+    prepare=_prepare,
+    command=_command,
+    environment=_environment,
+    mounts=_mounts,
+    while_running=_while_running,
+    exit_status=_exit_status,
+    failure_reason=_failure_reason,
+    started=_started,
+    ended=_ended,
+    component=_component,
 ).register()
-TRANSFORM_JOB.controller()
-operation("sagemaker", "StopTransformJob")(TRANSFORM_JOB.stop)

@@ -131,127 +131,6 @@ def note_execution(conn, pipeline_arn: str, version_id: int, execution_arn: str)
 # -- the kind --------------------------------------------------------------------------------------
 
 
-class Pipelines(Kind):
-    def create(self, ctx: Context, params: dict) -> dict:
-        _refuse_aliases(params)
-        text = _definition_text(ctx, params, required=True)
-        parse(text)
-        name, token = params["PipelineName"], params["ClientRequestToken"]
-        arn = self.arn(ctx, name)
-        created = now()
-        data = {
-            k: v
-            for k, v in params.items()
-            if k not in ("Tags", "ClientRequestToken", "PipelineDefinition", "PipelineDefinitionS3Location")
-        }
-        data.setdefault("PipelineDisplayName", name)
-        data.update(
-            {
-                "PipelineArn": arn,
-                "PipelineStatus": "Active",
-                "CreationTime": created,
-                "LastModifiedTime": created,
-                "CreatedBy": actor(ctx),
-                "LastModifiedBy": actor(ctx),
-                TOKEN: token,
-                LATEST: 1,
-            }
-        )
-        try:
-            with ctx.store.write() as conn:
-                ctx.backends.resources.create(
-                    account_id=ctx.account_id,
-                    region=ctx.region,
-                    kind=self.name,
-                    name=name,
-                    arn=arn,
-                    data=data,
-                    status="Active",
-                    created=created,
-                    conn=conn,
-                )
-                add_version(conn, arn, 1, text, created)
-                if params.get("Tags"):
-                    tagging.add(conn, arn, params["Tags"])
-        except AlreadyExists:
-            existing = self.load(ctx, name)
-            if existing.data.get(TOKEN) == token:  # the same request again: same answer
-                return {"PipelineArn": existing.arn}
-            raise already_exists(
-                "ValidationException",
-                f"Pipeline names must be unique within an AWS account and "
-                f"region. Pipeline with name ({name}) already exists.",
-            ) from None
-        return {"PipelineArn": arn}
-
-    def describe(self, ctx: Context, params: dict) -> dict:
-        _refuse_aliases(params)
-        record = self.load(ctx, params["PipelineName"])
-        row = version(ctx, record, params.get("PipelineVersionId"))
-        out = {**record.data, "PipelineDefinition": row["definition"]}
-        if row["display_name"]:
-            out["PipelineVersionDisplayName"] = row["display_name"]
-        if row["description"]:
-            out["PipelineVersionDescription"] = row["description"]
-        return out
-
-    def update(self, ctx: Context, params: dict) -> dict:
-        _refuse_aliases(params)
-        text = _definition_text(ctx, params, required=False)
-        if text is not None:
-            parse(text)
-        with ctx.store.write() as conn:
-            record = self.load(ctx, params["PipelineName"], conn=conn)
-            if text is None:
-                text = version(ctx, record, None, conn=conn)["definition"]
-            changed = now()
-            version_id = record.data[LATEST] + 1
-            add_version(conn, record.arn, version_id, text, changed)
-            record.data.update(
-                {
-                    k: v
-                    for k, v in params.items()
-                    if k not in ("PipelineName", "PipelineDefinition", "PipelineDefinitionS3Location")
-                }
-            )
-            record.data.update({LATEST: version_id, "LastModifiedTime": changed, "LastModifiedBy": actor(ctx)})
-            record.modified_at = changed
-            ctx.backends.resources.save(record, conn=conn, touch=False)
-        return {"PipelineArn": record.arn, "PipelineVersionId": version_id}
-
-    def delete(self, ctx: Context, params: dict) -> dict:
-        from .executions import ACTIVE as ACTIVE_EXECUTIONS
-
-        with ctx.store.write() as conn:
-            record = self.load(ctx, params["PipelineName"], conn=conn)
-            running = conn.execute(
-                select(func.count())
-                .select_from(R)
-                .where(
-                    R.c.kind == "PipelineExecution", R.c.parent == record.arn, R.c.status.in_(sorted(ACTIVE_EXECUTIONS))
-                )
-            ).scalar()
-            if running:
-                raise validation(
-                    f"Pipeline '{record.arn}' has {running} running execution(s): stop them with "
-                    "StopPipelineExecution before deleting it."
-                )
-            executions = [
-                row.arn
-                for row in conn.execute(
-                    select(R.c.arn).where(R.c.kind == "PipelineExecution", R.c.parent == record.arn)
-                )
-            ]
-            for arn in executions:
-                ctx.backends.resources.delete(arn, conn=conn)
-            conn.execute(delete(V).where(V.c.pipeline_arn == record.arn))
-            conn.execute(
-                delete(schema.pipeline_step_cache).where(schema.pipeline_step_cache.c.pipeline_arn == record.arn)
-            )
-            ctx.backends.resources.delete(record.arn, conn=conn)
-        return {"PipelineArn": record.arn}
-
-
 def _summary(record: Record) -> dict:
     d = record.data
     summary = {
@@ -275,15 +154,140 @@ def _prefix_filter(ctx: Context, params: dict) -> list:
     return [R.c.name_key.startswith(prefix.lower(), autoescape=True)] if prefix else []
 
 
-PIPELINE = Pipelines(
+PIPELINE = Kind(
     "Pipeline",
     "pipeline",
+    operations=("List",),  # its other handlers are its own (below): they keep the definitions' versions
     not_found="Pipeline '{arn}' does not exist.",
     not_found_code="ResourceNotFound",
     summarize=_summary,
     extra_filters=_prefix_filter,
     search_type="Pipeline",
 ).register()
+
+
+# -- Create, Describe, Update, Delete: the record and its definitions' versions, written together ---------------
+
+
+@operation("sagemaker", "CreatePipeline")
+def create_pipeline(ctx: Context, params: dict) -> dict:
+    _refuse_aliases(params)
+    text = _definition_text(ctx, params, required=True)
+    parse(text)
+    name, token = params["PipelineName"], params["ClientRequestToken"]
+    arn = PIPELINE.arn(ctx, name)
+    created = now()
+    data = {
+        k: v
+        for k, v in params.items()
+        if k not in ("Tags", "ClientRequestToken", "PipelineDefinition", "PipelineDefinitionS3Location")
+    }
+    data.setdefault("PipelineDisplayName", name)
+    data.update(
+        {
+            "PipelineArn": arn,
+            "PipelineStatus": "Active",
+            "CreationTime": created,
+            "LastModifiedTime": created,
+            "CreatedBy": actor(ctx),
+            "LastModifiedBy": actor(ctx),
+            TOKEN: token,
+            LATEST: 1,
+        }
+    )
+    try:
+        with ctx.store.write() as conn:
+            ctx.backends.resources.create(
+                account_id=ctx.account_id,
+                region=ctx.region,
+                kind=PIPELINE.name,
+                name=name,
+                arn=arn,
+                data=data,
+                status="Active",
+                created=created,
+                conn=conn,
+            )
+            add_version(conn, arn, 1, text, created)
+            if params.get("Tags"):
+                tagging.add(conn, arn, params["Tags"])
+    except AlreadyExists:
+        existing = PIPELINE.load(ctx, name)
+        if existing.data.get(TOKEN) == token:  # the same request again: same answer
+            return {"PipelineArn": existing.arn}
+        raise already_exists(
+            "ValidationException",
+            f"Pipeline names must be unique within an AWS account and "
+            f"region. Pipeline with name ({name}) already exists.",
+        ) from None
+    return {"PipelineArn": arn}
+
+
+@operation("sagemaker", "DescribePipeline")
+def describe_pipeline(ctx: Context, params: dict) -> dict:
+    _refuse_aliases(params)
+    record = PIPELINE.load(ctx, params["PipelineName"])
+    row = version(ctx, record, params.get("PipelineVersionId"))
+    out = {**record.data, "PipelineDefinition": row["definition"]}
+    if row["display_name"]:
+        out["PipelineVersionDisplayName"] = row["display_name"]
+    if row["description"]:
+        out["PipelineVersionDescription"] = row["description"]
+    return out
+
+
+@operation("sagemaker", "UpdatePipeline")
+def update_pipeline(ctx: Context, params: dict) -> dict:
+    _refuse_aliases(params)
+    text = _definition_text(ctx, params, required=False)
+    if text is not None:
+        parse(text)
+    with ctx.store.write() as conn:
+        record = PIPELINE.load(ctx, params["PipelineName"], conn=conn)
+        if text is None:
+            text = version(ctx, record, None, conn=conn)["definition"]
+        changed = now()
+        version_id = record.data[LATEST] + 1
+        add_version(conn, record.arn, version_id, text, changed)
+        record.data.update(
+            {
+                k: v
+                for k, v in params.items()
+                if k not in ("PipelineName", "PipelineDefinition", "PipelineDefinitionS3Location")
+            }
+        )
+        record.data.update({LATEST: version_id, "LastModifiedTime": changed, "LastModifiedBy": actor(ctx)})
+        record.modified_at = changed
+        ctx.backends.resources.save(record, conn=conn, touch=False)
+    return {"PipelineArn": record.arn, "PipelineVersionId": version_id}
+
+
+@operation("sagemaker", "DeletePipeline")
+def delete_pipeline(ctx: Context, params: dict) -> dict:
+    from .executions import ACTIVE as ACTIVE_EXECUTIONS
+
+    with ctx.store.write() as conn:
+        record = PIPELINE.load(ctx, params["PipelineName"], conn=conn)
+        running = conn.execute(
+            select(func.count())
+            .select_from(R)
+            .where(R.c.kind == "PipelineExecution", R.c.parent == record.arn, R.c.status.in_(sorted(ACTIVE_EXECUTIONS)))
+        ).scalar()
+        if running:
+            raise validation(
+                f"Pipeline '{record.arn}' has {running} running execution(s): stop them with "
+                "StopPipelineExecution before deleting it."
+            )
+        executions = [
+            row.arn
+            for row in conn.execute(select(R.c.arn).where(R.c.kind == "PipelineExecution", R.c.parent == record.arn))
+        ]
+        for arn in executions:
+            ctx.backends.resources.delete(arn, conn=conn)
+        conn.execute(delete(V).where(V.c.pipeline_arn == record.arn))
+        conn.execute(delete(schema.pipeline_step_cache).where(schema.pipeline_step_cache.c.pipeline_arn == record.arn))
+        ctx.backends.resources.delete(record.arn, conn=conn)
+    return {"PipelineArn": record.arn}
 
 
 def load(ctx: Context, name_or_arn: str, conn=None) -> Record:
