@@ -203,7 +203,7 @@ class EndpointKind(Kind):
     def delete(self, ctx: Context, params: dict) -> dict:
         """Deleting: the Route goes at once; the controller stops the instances, then forgets the endpoint."""
         with ctx.store.write() as conn:
-            record = self.load(ctx, params[self.name_member], conn=conn)
+            record = self.load(ctx, params[self.name_member], conn=conn, lock=True)
             if record.status != "Deleting":
                 record.data.update(EndpointStatus="Deleting", LastModifiedTime=now(), _rev=record.data["_rev"] + 1)
                 record.status = "Deleting"
@@ -369,7 +369,7 @@ ENDPOINT = EndpointKind(
 @operation("sagemaker", "UpdateEndpointWeightsAndCapacities")
 def update_weights_and_capacities(ctx: Context, params: dict) -> dict:
     with ctx.store.write() as conn:
-        record = ENDPOINT.load(ctx, params["EndpointName"], conn=conn)
+        record = ENDPOINT.load(ctx, params["EndpointName"], conn=conn, lock=True)
         data = record.data
         if record.status != "InService":
             raise _cannot_update(record)

@@ -201,7 +201,7 @@ class Pipelines(Kind):
         if text is not None:
             parse(text)
         with ctx.store.write() as conn:
-            record = self.load(ctx, params["PipelineName"], conn=conn)
+            record = self.load(ctx, params["PipelineName"], conn=conn, lock=True)
             if text is None:
                 text = version(ctx, record, None, conn=conn)["definition"]
             changed = now()
@@ -223,7 +223,7 @@ class Pipelines(Kind):
         from .executions import ACTIVE as ACTIVE_EXECUTIONS
 
         with ctx.store.write() as conn:
-            record = self.load(ctx, params["PipelineName"], conn=conn)
+            record = self.load(ctx, params["PipelineName"], conn=conn, lock=True)
             running = conn.execute(
                 select(func.count())
                 .select_from(R)
@@ -286,8 +286,8 @@ PIPELINE = Pipelines(
 ).register()
 
 
-def load(ctx: Context, name_or_arn: str, conn=None) -> Record:
-    return PIPELINE.load(ctx, name_or_arn, conn=conn)
+def load(ctx: Context, name_or_arn: str, conn=None, lock: bool = False) -> Record:
+    return PIPELINE.load(ctx, name_or_arn, conn=conn, lock=lock)
 
 
 @operation("sagemaker", "ListPipelineVersions")
