@@ -28,6 +28,7 @@ from support.pipelines import IMAGE, entrypoint
 from support.pipelines import create as create_pipeline
 from support.pipelines import start as start_pipeline
 from support.pipelines import wait as wait_pipeline
+from support.waiting import wait_for
 
 # The wall is in the store's SQL: hold it on both databases.
 pytestmark = pytest.mark.both_databases
@@ -66,11 +67,8 @@ def arn_of(who, resource: str, region: str = REGION) -> str:
 
 
 def until(check, timeout: float = 60, what: str = "condition"):
-    deadline = time.time() + timeout
-    while not (found := check()):
-        assert time.time() < deadline, f"{what} never happened"
-        time.sleep(0.1)
-    return found
+    """``check()``'s first truthy answer: the suite's wait_for, with timeout and what by position."""
+    return wait_for(check, timeout=timeout, what=what)
 
 
 # -- tags and search ------------------------------------------------------------------------------------------
