@@ -32,6 +32,9 @@ WORKER_ORDER: tuple[str, ...] = (
     "selfmaker.aws.metric_store",  # CloudWatch metric data, flushed to the store
     "selfmaker.services.featurestore.worker",  # the offline store's journal, flushed to objects
     "selfmaker.aws.athena",  # query runner over the offline store; its stop waits for running queries
+    # Log shippers of instances still running at a clean stop: stopped after the fleet and the
+    # reconciler, which finish the shippers of the instances they stop themselves.
+    "selfmaker.services.jobs.logship",
     # Before the reconciler resumes the jobs still running, their access keys are valid again.
     "selfmaker.services.jobs.credentials",
     # The fleet before the reconciler, which starts endpoints' instances on it; at stop the reconciler

@@ -237,6 +237,8 @@ def test_workers_start_in_the_declared_order():
     assert order.index("selfmaker.aws.metric_store") < order.index("selfmaker.services.hosting.invocation_metrics")
     assert order.index("selfmaker.services.hosting.fleet") < order.index("selfmaker.engines.reconciler")
     assert order.index("selfmaker.services.jobs.credentials") < order.index("selfmaker.engines.reconciler")
+    # The log shippers stop after the fleet (and the reconciler), which finish the shippers of what they stop.
+    assert order.index("selfmaker.services.jobs.logship") < order.index("selfmaker.services.hosting.fleet")
 
 
 def test_a_worker_without_a_declared_place_is_refused():
@@ -262,3 +264,72 @@ def test_kinds_are_declared_not_subclassed():
                 if bases & {"Kind", "JobKind"}:
                     subclasses.append(f"{name}.{node.name}")
     assert not subclasses, f"declare these as Kind(...)/JobKind(...) with hooks instead: {subclasses}"
+
+
+# -- the tests themselves ----------------------------------------------------------------------------------
+
+TESTS = ROOT.parent / "tests"
+
+# Raw usages a test needs, by (module, top-level test or helper), each with its reason. Keep it short.
+RAW_ALLOWED = {
+    # It proves that a client made without the factory is checked too: the raw client is the point.
+    ("test_conformance.py", "test_a_client_made_any_way_is_checked"): "boto3",
+    # A writer spacing its appends so the follower sees them arrive over time: a pace, not a poll.
+    ("test_logs.py", "test_follow_yields_events_as_they_are_written"): "sleep in a loop",
+}
+
+
+def _raw_usages(tree: ast.Module):
+    """(top-level name, what) for each polling loop and each raw boto3 client or session in a test module."""
+    for top in tree.body:
+        owner = getattr(top, "name", "<module>")
+        for node in ast.walk(top):
+            if isinstance(node, (ast.While, ast.For, ast.AsyncFor)) and any(
+                isinstance(call, ast.Call)
+                and (
+                    (isinstance(call.func, ast.Attribute) and call.func.attr == "sleep")
+                    or (isinstance(call.func, ast.Name) and call.func.id == "sleep")
+                )
+                for call in ast.walk(node)
+            ):
+                yield owner, "sleep in a loop", node.lineno
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "boto3"
+                and node.func.attr in ("client", "resource", "Session")
+            ):
+                yield owner, "boto3", node.lineno
+
+
+def test_tests_poll_through_wait_for_and_make_clients_through_the_factory():
+    """No raw polling loop in a test module (support.waiting.wait_for is the one: it times out saying what it
+    last saw), and no raw boto3 client or session (fixtures and support.clients.make_client set the test
+    defaults: no retries, the test server). Only tests/support/ implements these."""
+    found = []
+    for path in sorted(TESTS.rglob("*.py")):
+        if "support" in path.relative_to(TESTS).parts:
+            continue
+        for owner, what, line in _raw_usages(ast.parse(path.read_text(), str(path))):
+            if RAW_ALLOWED.get((path.name, owner)) != what:
+                found.append(f"{path.relative_to(TESTS)}:{line} ({owner}): {what}")
+    assert found == [], "use support.waiting.wait_for / support.clients.make_client (or a client fixture)"
+    unused = {key for key in RAW_ALLOWED if not (TESTS / key[0]).exists()}
+    assert unused == set(), "RAW_ALLOWED names modules that no longer exist"
+
+
+def test_the_test_lint_sees_what_it_must():
+    sample = ast.parse(
+        "import boto3, time\n"
+        "def test_x():\n"
+        "    while True:\n"
+        "        time.sleep(1)\n"
+        "    for _ in range(3):\n"
+        "        sleep(1)\n"
+        "    boto3.client('s3')\n"
+        "    boto3.Session()\n"
+        "    while pages:\n"
+        "        pages.pop()\n"
+    )
+    assert [what for _, what, _ in _raw_usages(sample)] == ["sleep in a loop", "sleep in a loop", "boto3", "boto3"]

@@ -212,15 +212,15 @@ def test_unfinished_groups_and_queries_resume_at_start(make_server, client, uniq
         )
     srv.start()
     started = time.monotonic()
-    deadline = started + 5
-    while time.monotonic() < deadline:
-        state = athena.get_query_execution(QueryExecutionId=queued)["QueryExecution"]["Status"]["State"]
-        status = sm.describe_feature_group(FeatureGroupName=creating)["FeatureGroupStatus"]
-        gone = not sm.list_feature_groups(NameContains=deleting)["FeatureGroupSummaries"]
-        if state == "SUCCEEDED" and status == "Created" and gone:
-            break
-        time.sleep(0.05)
-    assert (state, status, gone) == ("SUCCEEDED", "Created", True)
+
+    def states():
+        return (
+            athena.get_query_execution(QueryExecutionId=queued)["QueryExecution"]["Status"]["State"],
+            sm.describe_feature_group(FeatureGroupName=creating)["FeatureGroupStatus"],
+            not sm.list_feature_groups(NameContains=deleting)["FeatureGroupSummaries"],
+        )
+
+    wait_for(states, lambda seen: seen == ("SUCCEEDED", "Created", True), timeout=5, interval=0.05)
     assert time.monotonic() - started < 2  # moved by the start-up, not by a sweep seconds later
     rows = athena.get_query_results(QueryExecutionId=queued)["ResultSet"]["Rows"]
     assert [[d.get("VarCharValue") for d in r["Data"]] for r in rows] == [["answer"], ["42"]]

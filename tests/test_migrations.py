@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import boto3
 import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from botocore.config import Config
 from conftest import ACCOUNT, REGION, Server
 
 from selfmaker.store.db import MIGRATIONS, make_engine
+from support.clients import make_client
 
 pytestmark = pytest.mark.both_databases
 
@@ -26,14 +25,7 @@ def _migrate(url: str, revision: str, step=command.upgrade) -> None:
 
 
 def _sqs(srv: Server):
-    return boto3.client(
-        "sqs",
-        endpoint_url=srv.url,
-        region_name=REGION,
-        aws_access_key_id="AKIDEXAMPLE",
-        aws_secret_access_key="secret",
-        config=Config(retries={"max_attempts": 1}),
-    )
+    return make_client("sqs", srv.url, access_key="AKIDEXAMPLE", secret_key="secret", region=REGION)
 
 
 def test_sqs_tags_move_into_the_common_tag_store(database, tmp_path):

@@ -156,3 +156,33 @@ def test_on_demand_starts_with_the_first_use_and_never_after_stop():
 def test_without_a_job_run_must_be_overridden():
     with pytest.raises(NotImplementedError):
         Periodic("test-nothing", 1).run()
+
+
+def test_a_job_may_choose_the_wait_before_its_next_run():
+    calls = []
+
+    def job():  # fast while "starting" (its first five runs), then the 60 s interval
+        calls.append(time.monotonic())
+        return 0.01 if len(calls) < 5 else None
+
+    worker = Periodic("test-own-wait", 60, job, run_at_start=True)
+    worker.start()
+    try:
+        assert wait_for(lambda: len(calls) == 5)
+        time.sleep(0.1)
+        assert len(calls) == 5
+    finally:
+        worker.stop(), calls.clear()
+
+
+def test_a_job_may_stop_its_own_worker():
+    stopped = threading.Event()
+
+    def job():
+        worker.stop()  # from the worker's own thread: must not wait for itself
+        stopped.set()
+
+    worker = Periodic("test-self-stop", 0.01, job, final_run=False)
+    worker.start()
+    assert stopped.wait(2)
+    assert wait_for(lambda: not any(t.name == "test-self-stop" for t in threading.enumerate()))

@@ -4,6 +4,7 @@ words. Every family builds on these; the families' own tests show them through r
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from types import SimpleNamespace
 
@@ -107,6 +108,46 @@ def test_change_can_decline_or_abort(resources):
     assert resources.mutate(lambda r, _c: None, arn=record.arn + "-missing") is None
 
 
+def _context(resources: ResourceStore) -> Context:
+    return Context(
+        backends=SimpleNamespace(store=resources.store, resources=resources, authenticator=None),
+        account_id=ACCOUNT,
+        region=REGION,
+        service="sagemaker",
+    )
+
+
+def test_a_request_holds_the_row_it_reads_then_saves(resources):
+    """A reconciler's mutate arriving between an Update's read and its save waits for the Update to commit,
+    then builds on it: neither change is lost (on PostgreSQL the row lock does this, on SQLite the store's
+    write lock)."""
+    ctx = _context(resources)
+    arn = EXPERIMENT.create(ctx, {"ExperimentName": "raced"})["ExperimentArn"]
+    read, mutated = threading.Event(), threading.Event()
+
+    def on_update(ctx, params, record):  # between the Update's read and its save
+        record.data["Description"] = params["Description"]
+        read.set()
+        mutated.wait(0.5)  # the reconciler's change cannot commit meanwhile: this waits out its timeout
+
+    def reconciler():
+        assert read.wait(5)
+        resources.mutate(lambda record, _conn: record.data.update(Progress=1), arn=arn)
+        mutated.set()
+
+    thread = threading.Thread(target=reconciler)
+    thread.start()
+    dataclasses.replace(EXPERIMENT, on_update=on_update).update(ctx, {"ExperimentName": "raced", "Description": "d"})
+    thread.join(10)
+    stored = resources.get_by_arn(arn)
+    assert stored.data["Description"] == "d" and stored.data["Progress"] == 1
+
+
+def test_a_locked_read_needs_the_transaction_it_is_saved_in(resources):
+    with pytest.raises(ValueError):
+        resources.get(ACCOUNT, REGION, "Thing", name="anything", lock=True)
+
+
 # -- NextToken ------------------------------------------------------------------------------------------------
 
 
@@ -136,12 +177,7 @@ def test_page_token_scope_ignores_key_order(resources):
 
 
 def test_already_exists_is_flagged_and_create_once_relies_on_it(resources):
-    ctx = Context(
-        backends=SimpleNamespace(store=resources.store, resources=resources, authenticator=None),
-        account_id=ACCOUNT,
-        region=REGION,
-        service="sagemaker",
-    )
+    ctx = _context(resources)
     EXPERIMENT.create(ctx, {"ExperimentName": "made-once"})
     with pytest.raises(AWSError) as err:
         EXPERIMENT.create(ctx, {"ExperimentName": "made-once"})

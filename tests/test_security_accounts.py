@@ -21,13 +21,14 @@ from types import SimpleNamespace
 import pytest
 from botocore.exceptions import ClientError
 
-from support.accounts import credentials_file
+from support.accounts import accounts_server
 from support.featurestore import create_group, record
 from support.jobs import tar_gz
-from support.pipelines import IMAGE, entrypoint, runtimes_config
+from support.pipelines import IMAGE, entrypoint
 from support.pipelines import create as create_pipeline
 from support.pipelines import start as start_pipeline
 from support.pipelines import wait as wait_pipeline
+from support.waiting import wait_for
 
 # The wall is in the store's SQL: hold it on both databases.
 pytestmark = pytest.mark.both_databases
@@ -46,21 +47,7 @@ def transform_fn(owner, data, content_type, accept):
 """
 
 
-@pytest.fixture(scope="module")
-def srv(make_server, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("accounts")
-    credentials = credentials_file(tmp, A, B)
-    return make_server(
-        "accounts", ["--credentials-file", str(credentials)], env={"SELFMAKER_RUNTIMES_CONFIG": runtimes_config(tmp)}
-    ).start()
-
-
-@pytest.fixture
-def as_(client, srv):
-    """as_(A, "s3") -> a boto3 client of that account on the module's server."""
-    return lambda who, service="sagemaker", **kw: client(
-        service, srv=srv, access_key=who.key, secret_key="secret", **kw
-    )
+srv, as_ = accounts_server("accounts", A, B)
 
 
 def refused(call, *codes: str, **kwargs) -> str:
@@ -80,11 +67,8 @@ def arn_of(who, resource: str, region: str = REGION) -> str:
 
 
 def until(check, timeout: float = 60, what: str = "condition"):
-    deadline = time.time() + timeout
-    while not (found := check()):
-        assert time.time() < deadline, f"{what} never happened"
-        time.sleep(0.1)
-    return found
+    """``check()``'s first truthy answer: the suite's wait_for, with timeout and what by position."""
+    return wait_for(check, timeout=timeout, what=what)
 
 
 # -- tags and search ------------------------------------------------------------------------------------------

@@ -17,11 +17,11 @@ from types import SimpleNamespace
 import pytest
 from botocore.exceptions import ClientError
 
-from support.accounts import credentials_file
+from support.accounts import accounts_server
 from support.endpoints import wait_status
 from support.featurestore import create_group, record
 from support.jobs import tar_gz
-from support.pipelines import IMAGE, runtimes_config
+from support.pipelines import IMAGE
 from support.waiting import status_in, wait_for
 
 A = SimpleNamespace(key="AKIAS3URISACCOUNTA01", account="111111111111")
@@ -41,19 +41,7 @@ def model_archive(owner: str) -> bytes:
     return tar_gz({"owner": owner.encode(), "code/inference.py": MODEL_CODE})
 
 
-@pytest.fixture(scope="module")
-def srv(make_server, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("s3-uris")
-    credentials = credentials_file(tmp, A, B)
-    return make_server(
-        "s3-uris", ["--credentials-file", str(credentials)], env={"SELFMAKER_RUNTIMES_CONFIG": runtimes_config(tmp)}
-    ).start()
-
-
-@pytest.fixture
-def as_(client, srv):
-    """as_(A, "s3") -> a boto3 client of that account on the module's server."""
-    return lambda who, service="sagemaker": client(service, srv=srv, access_key=who.key, secret_key="secret")
+srv, as_ = accounts_server("s3-uris", A, B)
 
 
 @pytest.fixture

@@ -8,8 +8,11 @@ start, stop, wake and error handling are written once:
   ``ensure_started()`` starts it, so a server that never captures data has no
   capture thread);
 - ``wake()`` runs the job now instead of at the end of the interval;
+- a job may return how many seconds to wait before its next run (None: the interval),
+  so a worker can poll faster while something it watches is starting;
 - ``stop()`` ends the thread, then runs the job once more (``run_final``, unless
-  ``final_run=False``) so what was buffered since the last run is not lost at shutdown;
+  ``final_run=False``) so what was buffered since the last run is not lost at shutdown
+  (called from the worker's own thread, by its job, it does not wait for itself);
 - an exception is logged and never kills the thread; after one, the next run waits
   at least RETRY_SECONDS, so a store that is down does not flood the log.
 
@@ -33,7 +36,7 @@ class Periodic:
         self,
         name: str,
         interval: float,
-        run: Callable[[], None] | None = None,
+        run: Callable[[], float | None] | None = None,
         *,
         run_at_start: bool = False,
         final_run: bool = True,
@@ -50,11 +53,12 @@ class Periodic:
         self._stopping = False
         self._thread: threading.Thread | None = None
 
-    def run(self) -> None:
-        """One pass of the job; subclasses override this (or pass ``run=``)."""
+    def run(self) -> float | None:
+        """One pass of the job; subclasses override this (or pass ``run=``). It may return the
+        seconds until the next run (None: the interval)."""
         if self._job is None:
             raise NotImplementedError(f"{type(self).__name__} has no run()")
-        self._job()
+        return self._job()
 
     def run_final(self) -> None:
         """The run ``stop()`` makes after the thread ended; by default, one more :meth:`run`."""
@@ -88,7 +92,7 @@ class Periodic:
             self._stopping = True
             thread = self._thread
         self._woken.set()
-        if thread is not None:
+        if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
             if thread.is_alive():
                 log.warning("%s did not stop within %.0f s", self.name, timeout)
@@ -98,13 +102,14 @@ class Periodic:
 
     # -- the thread ----------------------------------------------------------------
 
-    def _run_once(self, job: Callable[[], None] | None = None) -> bool:
+    def _run_once(self, job: Callable[[], float | None] | None = None) -> float:
+        """Run the job; the seconds to wait before the next run."""
         try:
-            (job or self.run)()
-            return True
+            wait = (job or self.run)()
+            return self.interval if wait is None else wait
         except Exception:
             log.exception("%s failed; it runs again in %.2g s", self.name, max(self.interval, RETRY_SECONDS))
-            return False
+            return max(self.interval, RETRY_SECONDS)
 
     def _loop(self) -> None:
         wait = 0.0 if self._run_at_start else self.interval
@@ -114,4 +119,4 @@ class Periodic:
             self._woken.clear()
             if self._stopping:
                 return
-            wait = self.interval if self._run_once() else max(self.interval, RETRY_SECONDS)
+            wait = self._run_once()

@@ -139,6 +139,7 @@ SERVICE_MODULES: tuple[str, ...] = (
     "selfmaker.services.featurestore.lifecycle",
     "selfmaker.services.featurestore.worker",
     "selfmaker.services.jobs.credentials",
+    "selfmaker.services.jobs.logship",
     "selfmaker.services.jobs.processing",
     "selfmaker.services.jobs.training",
     "selfmaker.services.jobs.transform",

@@ -86,22 +86,23 @@ class Kind:
     def missing(self, ctx: Context, name: str) -> AWSError:
         return AWSError(self.not_found_code, self.message(self.not_found, ctx, name))
 
-    def load(self, ctx: Context, name_or_arn: str, conn=None) -> Record:
-        """The record named (or ARN'd) in a request, or this kind's not-found error."""
+    def load(self, ctx: Context, name_or_arn: str, conn=None, lock: bool = False) -> Record:
+        """The record named (or ARN'd) in a request, or this kind's not-found error; ``lock``: held until
+        the write transaction ``conn`` ends (ResourceStore.get), for a record the request saves."""
         store = ctx.backends.resources
         if name_or_arn.startswith("arn:"):
             # The caller's own resource: resources are regional, and other accounts' do not exist for the
             # caller (the store looks within the caller's account and region) ...
-            record = store.get(ctx.account_id, ctx.region, self.name, arn=name_or_arn, conn=conn)
+            record = store.get(ctx.account_id, ctx.region, self.name, arn=name_or_arn, conn=conn, lock=lock)
             if record is None and self.shared_access is not None:
                 # ... unless the kind shares them by policy: shared_access allows this caller or raises.
-                shared = store.get_by_arn(name_or_arn, conn=conn)
+                shared = store.get_by_arn(name_or_arn, conn=conn, lock=lock)
                 if shared and shared.kind == self.name and shared.region == ctx.region:
                     self.shared_access(ctx, shared)
                     record = shared
             name = name_or_arn.split(":", 5)[-1].split("/", 1)[-1]  # after "<type>/": may hold "/"
         else:
-            record = store.get(ctx.account_id, ctx.region, self.name, name=name_or_arn, conn=conn)
+            record = store.get(ctx.account_id, ctx.region, self.name, name=name_or_arn, conn=conn, lock=lock)
             name = name_or_arn
         if record is None:
             raise self.missing(ctx, name)
@@ -149,7 +150,7 @@ class Kind:
 
     def update(self, ctx: Context, params: dict) -> dict:
         with ctx.store.write() as conn:
-            record = self.load(ctx, params[self.name_member], conn=conn)
+            record = self.load(ctx, params[self.name_member], conn=conn, lock=True)
             if self.on_update:
                 self.on_update(ctx, params, record)
             else:
@@ -167,7 +168,7 @@ class Kind:
 
     def delete(self, ctx: Context, params: dict) -> dict:
         with ctx.store.write() as conn:
-            record = self.load(ctx, params[self.name_member], conn=conn)
+            record = self.load(ctx, params[self.name_member], conn=conn, lock=True)
             if self.on_delete:
                 self.on_delete(ctx, record, conn)
             ctx.backends.resources.delete(record.arn, conn=conn)

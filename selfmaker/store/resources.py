@@ -127,6 +127,7 @@ _BY_ARN = select(*_COLUMNS).where(R.c.arn == bindparam("arn"))
 # The same, holding the row until the transaction ends (PostgreSQL; SQLite renders no FOR UPDATE,
 # its writers are already serialized by the store's write lock).
 _BY_NAME_LOCKED = _BY_NAME.with_for_update()
+_BY_KIND_AND_ARN_LOCKED = _BY_KIND_AND_ARN.with_for_update()
 _BY_ARN_LOCKED = _BY_ARN.with_for_update()
 
 
@@ -172,6 +173,11 @@ def _list_statement(sort_by: str, descending: bool, inclusive_times: bool, names
 
 
 _cached_list_statement = lru_cache(maxsize=512)(_list_statement)
+
+
+def _check_lock(lock: bool, conn) -> None:
+    if lock and conn is None:  # a lock outside a transaction would end with the read: a bug, not a no-op
+        raise ValueError("a locked read needs the write transaction (conn) the record is saved in")
 
 
 class ResourceStore:
@@ -220,13 +226,29 @@ class ResourceStore:
         return Record(id=new_id, **{k: v for k, v in values.items() if k != "name_key"})
 
     def get(
-        self, account_id: str, region: str, kind: str, *, name: str | None = None, arn: str | None = None, conn=None
+        self,
+        account_id: str,
+        region: str,
+        kind: str,
+        *,
+        name: str | None = None,
+        arn: str | None = None,
+        conn=None,
+        lock: bool = False,
     ) -> Record | None:
+        """The record named by ``name`` or ``arn`` in this account and region.
+
+        ``lock`` (with ``conn``, a write transaction) holds the row until the transaction ends, for a
+        read that is written back in it: on PostgreSQL a reconciler's :meth:`mutate` then waits instead
+        of landing between the read and the save (and being overwritten by it). SQLite's writers are
+        serialized by the store's write lock already.
+        """
+        _check_lock(lock, conn)
         if arn is not None:
-            query = _BY_KIND_AND_ARN
+            query = _BY_KIND_AND_ARN_LOCKED if lock else _BY_KIND_AND_ARN
             values = {"kind": kind, "arn": arn, "account_id": account_id, "region": region}
         else:
-            query = _BY_NAME
+            query = _BY_NAME_LOCKED if lock else _BY_NAME
             values = {"kind": kind, "account_id": account_id, "region": region, "name_key": (name or "").lower()}
         if conn is not None:
             row = conn.execute(query, values).first()
@@ -235,18 +257,21 @@ class ResourceStore:
                 row = c.execute(query, values).first()
         return _row(row) if row else None
 
-    def get_by_arn(self, arn: str, conn=None) -> Record | None:
+    def get_by_arn(self, arn: str, conn=None, lock: bool = False) -> Record | None:
         """The resource with this ARN, whichever account owns it: for the server's own bookkeeping and for
-        checks that compare its owner with the caller. A request's lookups go through :meth:`get`."""
+        checks that compare its owner with the caller. A request's lookups go through :meth:`get`.
+        ``lock``: as :meth:`get`'s."""
+        _check_lock(lock, conn)
         if conn is not None:
-            row = conn.execute(_BY_ARN, {"arn": arn}).first()
+            row = conn.execute(_BY_ARN_LOCKED if lock else _BY_ARN, {"arn": arn}).first()
         else:
             with self.store.read() as c:
                 row = c.execute(_BY_ARN, {"arn": arn}).first()
         return _row(row) if row else None
 
     def save(self, record: Record, conn=None, touch: bool = True) -> Record:
-        """Write back a record's data and status (after a read in the same or an earlier transaction)."""
+        """Write back a record's data and status, read in the same transaction with ``lock=True`` (or through
+        :meth:`mutate`) so that no other writer's change lands in between and is lost."""
         if touch:
             record.modified_at = now()
         stmt = (

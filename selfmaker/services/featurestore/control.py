@@ -219,7 +219,7 @@ def create_feature_group(ctx: Context, params: dict) -> dict:
 def delete_feature_group(ctx: Context, params: dict) -> dict:
     """Deleting, then gone once the reconciler has flushed its offline rows and dropped its online records."""
     with ctx.store.write() as conn:
-        record = FEATURE_GROUP.load(ctx, params["FeatureGroupName"], conn=conn)
+        record = FEATURE_GROUP.load(ctx, params["FeatureGroupName"], conn=conn, lock=True)
         _refuse_if_busy(record)
         record.data["FeatureGroupStatus"] = record.status = "Deleting"
         record.data.pop("FailureReason", None)
@@ -263,7 +263,7 @@ def describe_feature_metadata(ctx: Context, params: dict) -> dict:
 @operation("sagemaker", "UpdateFeatureMetadata")
 def update_feature_metadata(ctx: Context, params: dict) -> dict:
     with ctx.store.write() as conn:
-        record = FEATURE_GROUP.load(ctx, params["FeatureGroupName"], conn=conn)
+        record = FEATURE_GROUP.load(ctx, params["FeatureGroupName"], conn=conn, lock=True)
         definition = _feature(ctx, record, params["FeatureName"])
         all_meta = record.data.setdefault("FeatureMetadata", {})
         meta = all_meta.setdefault(definition["FeatureName"], {"CreationTime": record.data["CreationTime"]})

@@ -59,7 +59,7 @@ def _delete(backends: Backends, record: Record) -> None:
         return
     fs.online.drop_group(group.key)
     with backends.store.write() as conn:
-        current = backends.resources.get_by_arn(record.arn, conn=conn)
+        current = backends.resources.get_by_arn(record.arn, conn=conn, lock=True)
         if current is not None and current.status == "Deleting":
             backends.resources.delete(current.arn, conn=conn)
     fs.groups.forget(record.account_id, record.region, record.name)

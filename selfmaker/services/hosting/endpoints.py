@@ -350,7 +350,7 @@ ENDPOINT = Kind(
 def delete_endpoint(ctx: Context, params: dict) -> dict:
     """Deleting: the Route goes at once; the controller stops the instances, then forgets the endpoint."""
     with ctx.store.write() as conn:
-        record = ENDPOINT.load(ctx, params["EndpointName"], conn=conn)
+        record = ENDPOINT.load(ctx, params["EndpointName"], conn=conn, lock=True)
         if record.status != "Deleting":
             record.data.update(EndpointStatus="Deleting", LastModifiedTime=now(), _rev=record.data["_rev"] + 1)
             record.status = "Deleting"
@@ -366,7 +366,7 @@ def delete_endpoint(ctx: Context, params: dict) -> dict:
 @operation("sagemaker", "UpdateEndpointWeightsAndCapacities")
 def update_weights_and_capacities(ctx: Context, params: dict) -> dict:
     with ctx.store.write() as conn:
-        record = ENDPOINT.load(ctx, params["EndpointName"], conn=conn)
+        record = ENDPOINT.load(ctx, params["EndpointName"], conn=conn, lock=True)
         data = record.data
         if record.status != "InService":
             raise _cannot_update(record)

@@ -1,11 +1,12 @@
 """The model-server instances behind endpoint variants.
 
 A :class:`Group` is the instances of one variant of one endpoint
-configuration. :meth:`Fleet.ensure` hands it to a keeper thread (one per
-group) that keeps ``count`` instances running: each a sandboxed model server
-(engines/model_server.py) in the runtime of the Model's image, started through
-the shared executor with its instance type's limits. The keeper pings every
-instance: quickly while it starts, then every 2 s as a health check. An
+configuration. :meth:`Fleet.ensure` hands it to a keeper (one per group, a
+Periodic worker: engines/periodic.py) that keeps ``count`` instances running:
+each a sandboxed model server (engines/model_server.py) in the runtime of the
+Model's image, started through the shared executor with its instance type's
+limits. The keeper pings every instance: quickly while it starts, then every
+2 s as a health check. An
 instance counts as ready once it answers /ping; one that exits, or stops
 answering three checks in a row, is replaced, and SelfMaker says so in the
 instance's CloudWatch Logs stream (/aws/sagemaker/Endpoints/NAME,
@@ -33,6 +34,7 @@ from pathlib import Path
 from ...backends import Backends, background_worker
 from ...engines import instance_types, model_server, runtimes, sandbox
 from ...engines.executor import ExecutorUnavailable, ExitStatus
+from ...engines.periodic import Periodic
 from ...objects.access import AccountObjects
 from ..jobs import logship
 from ..jobs.lifecycle import executor
@@ -109,12 +111,12 @@ class _Keeper:
         self._lock = threading.Lock()  # a launch never interleaves with closing the keeper
         self._file_lock = threading.Lock()  # group.json is written by ensure() and by the keeper's thread
         self._closed = False
-        self._wake = threading.Event()
         self._runtime: tuple[str, runtimes.Runtime] | None = None
         saved = self._load()
         self.failure: str | None = saved.get("failure")
         self._failed_starts: int = saved.get("failed_starts", 0)
-        self._thread = threading.Thread(target=self._run, name=f"fleet-{group.key}", daemon=True)
+        # Steps at once, then every HEALTH_SECONDS / 4 (faster while an instance starts), or when woken.
+        self._worker = Periodic(f"fleet-{group.key}", HEALTH_SECONDS / 4, self._run, run_at_start=True, final_run=False)
 
     # -- the group's own file ----------------------------------------------------------------
 
@@ -139,35 +141,31 @@ class _Keeper:
 
     def start(self) -> None:
         self._save()
-        self._thread.start()
+        self._worker.start()
 
     def wake(self) -> None:
-        self._wake.set()
+        self._worker.wake()
 
     def close(self) -> None:
         """Stop keeping the group (its instances are left as they are) and wait for the thread."""
         with self._lock:
             self._closed = True
-        self._wake.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(2 * PING_TIMEOUT + GRACE_SECONDS)
+        self._worker.stop(2 * PING_TIMEOUT + GRACE_SECONDS)
         for thread in list(self._leaving.values()):
             thread.join(GRACE_SECONDS + 2)
 
-    def _run(self) -> None:
-        while not self._closed:
-            self._wake.clear()
-            before = (self.ready, self.failure)
-            try:
-                self._step()
-            except _GroupFailure as failure:
-                self._fail(str(failure))
-            except Exception:  # a bug must not stop the keeper: the next step tries again
-                log.exception("fleet: keeping the group %s failed", self.group.key)
+    def _run(self) -> float:
+        """One step (the Periodic logs a bug and steps again); the seconds until the next."""
+        before = (self.ready, self.failure)
+        try:
+            self._step()
+        except _GroupFailure as failure:
+            self._fail(str(failure))
+        finally:
             if (self.ready, self.failure) != before and not self._closed:
                 self.fleet._notify(self.group.key)
-            starting = any(not s.instance.answered for s in self._seen.values())
-            self._wake.wait(STARTING_POLL_SECONDS if starting else HEALTH_SECONDS / 4)
+        starting = any(not s.instance.answered for s in self._seen.values())
+        return STARTING_POLL_SECONDS if starting else HEALTH_SECONDS / 4
 
     def _step(self) -> None:
         ex = executor(self.fleet.backends)

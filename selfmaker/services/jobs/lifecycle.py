@@ -301,7 +301,7 @@ class JobKind(Kind):
 
     def stop(self, ctx: Context, params: dict) -> dict:
         with ctx.store.write() as conn:
-            record = self.load(ctx, params[self.name_member], conn=conn)
+            record = self.load(ctx, params[self.name_member], conn=conn, lock=True)
             status = record.data[self.status_member]
             if status in TERMINAL:
                 from ...server.errors import validation

@@ -4,6 +4,11 @@ A shipper tails one file and appends complete lines to one stream; the byte
 offset it has shipped is kept next to the file, so a restarted server resumes
 where the last one stopped (a crash between an append and the offset write
 can repeat the lines of that one batch, never lose any).
+
+Each shipper is a :class:`~selfmaker.engines.periodic.Periodic` polling its file; ``finish``
+stops it and ships the last, unterminated line too. A server that stops cleanly stops the
+shippers of its store (after the fleet and the reconciler, which finish their own, have
+stopped), shipping their complete lines; the next server follows the files again.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import time
 from pathlib import Path
 
 from ...aws import logs
+from ...backends import Backends, background_worker
+from ...engines.periodic import Periodic
 
 POLL_SECONDS = 0.2
 MAX_EVENT_BYTES = 256 * 1024 - 26  # CloudWatch's event size limit, less its per-event overhead
@@ -21,21 +28,20 @@ _shippers: dict[Path, Shipper] = {}
 _lock = threading.Lock()
 
 
-class Shipper:
+class Shipper(Periodic):
     def __init__(self, store, account_id: str, region: str, group: str, stream: str, path: Path):
+        super().__init__(f"logs-{stream}", POLL_SECONDS)
         self.store, self.account_id, self.region = store, account_id, region
         self.group, self.stream, self.path = group, stream, path
         self.offset_path = path.with_name(path.name + ".shipped")
-        self._stop = threading.Event()
         self._flush_lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name=f"logs-{stream}", daemon=True)
+        self.last_line = True  # whether stop() ships an unterminated last line (the file is complete)
 
-    def _run(self) -> None:
-        while not self._stop.wait(POLL_SECONDS):
-            try:
-                self.flush()
-            except Exception:  # the store is closing or busy: try again on the next tick
-                pass
+    def run(self) -> None:
+        self.flush()
+
+    def run_final(self) -> None:
+        self.flush(final=self.last_line)
 
     def flush(self, final: bool = False) -> None:
         """Ship every complete line written so far (and, if ``final``, a last unterminated one)."""
@@ -62,12 +68,6 @@ class Shipper:
                 )
             self.offset_path.write_text(str(offset + end))
 
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(2)
-        self.flush(final=True)
-
 
 def follow(store, account_id: str, region: str, group: str, stream: str, path: Path) -> None:
     """Start shipping ``path`` unless it is shipped already (idempotent)."""
@@ -75,7 +75,7 @@ def follow(store, account_id: str, region: str, group: str, stream: str, path: P
         if path in _shippers:
             return
         shipper = _shippers[path] = Shipper(store, account_id, region, group, stream, path)
-    shipper._thread.start()
+    shipper.start()
 
 
 def finish(path: Path, store=None, account_id: str = "", region: str = "", group: str = "", stream: str = "") -> None:
@@ -85,4 +85,27 @@ def finish(path: Path, store=None, account_id: str = "", region: str = "", group
     if shipper is None and store is not None:
         shipper = Shipper(store, account_id, region, group, stream, path)
     if shipper is not None:
-        shipper.close()
+        shipper.stop()
+
+
+class _StopShippers:
+    """At a clean server stop, stops the shippers still following files for this server's store
+    (instances that outlive the server): their complete lines are shipped, and the threads do not
+    outlive the store they write to."""
+
+    def __init__(self, backends: Backends):
+        self.store = backends.store
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        with _lock:
+            mine = [path for path, shipper in _shippers.items() if shipper.store is self.store]
+            stopping = [_shippers.pop(path) for path in mine]
+        for shipper in stopping:
+            shipper.last_line = False  # the instance may still write the rest of that line
+            shipper.stop()
+
+
+background_worker(_StopShippers)

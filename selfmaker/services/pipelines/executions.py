@@ -38,8 +38,8 @@ def execution_id(pipeline_arn: str, token: str) -> str:
     return base64.b32encode(digest).decode().lower()[:12]
 
 
-def load(ctx: Context, arn: str, conn=None) -> Record:
-    record = ctx.backends.resources.get(ctx.account_id, ctx.region, KIND, arn=arn, conn=conn)
+def load(ctx: Context, arn: str, conn=None, lock: bool = False) -> Record:
+    record = ctx.backends.resources.get(ctx.account_id, ctx.region, KIND, arn=arn, conn=conn, lock=lock)
     if record is None:  # the store looks in the caller's account and region only
         raise AWSError("ResourceNotFound", f"Pipeline execution '{arn}' does not exist.")
     return record
@@ -100,7 +100,7 @@ def start_pipeline_execution(ctx: Context, params: dict) -> dict:
                 created=created,
                 conn=conn,
             )
-            fresh = catalog.load(ctx, pipeline.arn, conn=conn)
+            fresh = catalog.load(ctx, pipeline.arn, conn=conn, lock=True)
             fresh.data["LastRunTime"] = created
             ctx.backends.resources.save(fresh, conn=conn, touch=False)
             catalog.note_execution(conn, pipeline.arn, version["version_id"], arn)
@@ -175,7 +175,7 @@ def list_pipeline_executions(ctx: Context, params: dict) -> dict:
 @operation("sagemaker", "UpdatePipelineExecution")
 def update_pipeline_execution(ctx: Context, params: dict) -> dict:
     with ctx.store.write() as conn:
-        record = load(ctx, params["PipelineExecutionArn"], conn=conn)
+        record = load(ctx, params["PipelineExecutionArn"], conn=conn, lock=True)
         for member in ("PipelineExecutionDescription", "PipelineExecutionDisplayName", "ParallelismConfiguration"):
             if member in params:
                 record.data[member] = params[member]
@@ -260,7 +260,7 @@ def _step_view(name: str, state: dict) -> dict:
 @operation("sagemaker", "StopPipelineExecution")
 def stop_pipeline_execution(ctx: Context, params: dict) -> dict:
     with ctx.store.write() as conn:
-        record = load(ctx, params["PipelineExecutionArn"], conn=conn)
+        record = load(ctx, params["PipelineExecutionArn"], conn=conn, lock=True)
         status = record.data["PipelineExecutionStatus"]
         if status in ("Stopping", "Stopped"):
             return {"PipelineExecutionArn": record.arn}
@@ -280,7 +280,7 @@ def stop_pipeline_execution(ctx: Context, params: dict) -> dict:
 def retry_pipeline_execution(ctx: Context, params: dict) -> dict:
     token = params["ClientRequestToken"]
     with ctx.store.write() as conn:
-        record = load(ctx, params["PipelineExecutionArn"], conn=conn)
+        record = load(ctx, params["PipelineExecutionArn"], conn=conn, lock=True)
         if token in record.data[TOKENS]:
             return {"PipelineExecutionArn": record.arn}  # this retry was already made
         status = record.data["PipelineExecutionStatus"]

@@ -243,7 +243,7 @@ def update_pipeline(ctx: Context, params: dict) -> dict:
     if text is not None:
         parse(text)
     with ctx.store.write() as conn:
-        record = PIPELINE.load(ctx, params["PipelineName"], conn=conn)
+        record = PIPELINE.load(ctx, params["PipelineName"], conn=conn, lock=True)
         if text is None:
             text = version(ctx, record, None, conn=conn)["definition"]
         changed = now()
@@ -267,7 +267,7 @@ def delete_pipeline(ctx: Context, params: dict) -> dict:
     from .executions import ACTIVE as ACTIVE_EXECUTIONS
 
     with ctx.store.write() as conn:
-        record = PIPELINE.load(ctx, params["PipelineName"], conn=conn)
+        record = PIPELINE.load(ctx, params["PipelineName"], conn=conn, lock=True)
         running = conn.execute(
             select(func.count())
             .select_from(R)
