@@ -290,8 +290,8 @@ def delete_pipeline(ctx: Context, params: dict) -> dict:
     return {"PipelineArn": record.arn}
 
 
-def load(ctx: Context, name_or_arn: str, conn=None) -> Record:
-    return PIPELINE.load(ctx, name_or_arn, conn=conn)
+def load(ctx: Context, name_or_arn: str, conn=None, lock: bool = False) -> Record:
+    return PIPELINE.load(ctx, name_or_arn, conn=conn, lock=lock)
 
 
 @operation("sagemaker", "ListPipelineVersions")
