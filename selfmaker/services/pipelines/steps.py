@@ -1,8 +1,9 @@
 """What each step type does: start, follow, stop, and the property document its expressions read.
 
-Steps create their jobs, models and packages through :func:`protocol.call`:
-the same handlers and input validation as the API, so a step's request is
-refused exactly as the user's own request would be. Job steps are followed by
+Steps create their jobs, models and packages through the operation registry
+(:func:`selfmaker.server.operations.call`): the same handlers and input
+validation as the API, so a step's request is refused exactly as the user's
+own request would be. Job steps are followed by
 their job's status (the engine is kicked the moment a job ends); Model,
 RegisterModel, Condition and Fail complete as they start; a Callback waits
 for SendPipelineExecutionStepSuccess or Failure.
@@ -22,8 +23,7 @@ from sqlalchemy import insert, select
 
 from ...engines import pipelines as language
 from ...server.errors import AWSError
-from ...server.operations import Context
-from ...server.protocol import call
+from ...server.operations import Context, call
 from ...store import schema
 
 if TYPE_CHECKING:
