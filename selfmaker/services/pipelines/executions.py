@@ -15,7 +15,7 @@ import hashlib
 
 from sqlalchemy import select, update
 
-from ...engines import pipelines as language
+from ...engines import pipeline_language
 from ...engines.reconciler import kick
 from ...server.errors import AWSError, validation
 from ...server.operations import Context, operation
@@ -57,7 +57,7 @@ def start_pipeline_execution(ctx: Context, params: dict) -> dict:
     version = catalog.version(ctx, pipeline, params.get("PipelineVersionId"))
     definition = catalog.parsed(version["definition"])
     try:
-        values = language.cast_parameters(definition, params.get("PipelineParameters") or [])
+        values = pipeline_language.cast_parameters(definition, params.get("PipelineParameters") or [])
     except ValueError as err:
         raise validation(str(err)) from None
     selective = params.get("SelectiveExecutionConfig")
