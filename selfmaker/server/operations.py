@@ -220,7 +220,7 @@ SERVICE_MODULES: tuple[str, ...] = (
     "selfmaker.services.hosting.capture",
     "selfmaker.services.hosting.invocation_metrics",
     "selfmaker.services.hosting.router",
-    "selfmaker.services.pipelines.pipelines",
+    "selfmaker.services.pipelines.pipeline_resource",
     "selfmaker.services.pipelines.executions",
     "selfmaker.services.pipelines.engine",
     "selfmaker.services.registry",

@@ -26,8 +26,7 @@ from ...server.errors import AWSError
 from ...server.operations import Context
 from ...store import schema
 from ...store.resources import Record, now
-from . import pipelines as catalog
-from . import tracking
+from . import pipeline_resource, tracking
 from .executions import ACTIVE, KIND
 from .scope import ExecutionScope
 from .state import PARAMETERS, PAST_ATTEMPTS, PREPARED, RUNNING, STEPS
@@ -52,8 +51,8 @@ class Pass:
         self.execution_id = record.name
         pipeline = backends.resources.get_by_arn(record.parent)  # kept while an execution runs (DeletePipeline)
         self.pipeline_name = pipeline.name
-        self.definition = catalog.parsed(
-            catalog.version(self.ctx, pipeline, record.data["PipelineVersionId"])["definition"]
+        self.definition = pipeline_resource.parsed(
+            pipeline_resource.version(self.ctx, pipeline, record.data["PipelineVersionId"])["definition"]
         )
         self.parameters = record.data[PARAMETERS]
         self.steps: dict[str, dict] = copy.deepcopy(record.data[STEPS])

@@ -220,7 +220,7 @@ class Pipelines(Kind):
         return {"PipelineArn": record.arn, "PipelineVersionId": version_id}
 
     def delete(self, ctx: Context, params: dict) -> dict:
-        from .executions import ACTIVE as ACTIVE_EXECUTIONS
+        from . import executions  # imports this module: bound late
 
         with ctx.store.write() as conn:
             record = self.load(ctx, params["PipelineName"], conn=conn)
@@ -228,7 +228,7 @@ class Pipelines(Kind):
                 select(func.count())
                 .select_from(R)
                 .where(
-                    R.c.kind == "PipelineExecution", R.c.parent == record.arn, R.c.status.in_(sorted(ACTIVE_EXECUTIONS))
+                    R.c.kind == "PipelineExecution", R.c.parent == record.arn, R.c.status.in_(sorted(executions.ACTIVE))
                 )
             ).scalar()
             if running:
@@ -236,13 +236,13 @@ class Pipelines(Kind):
                     f"Pipeline '{record.arn}' has {running} running execution(s): stop them with "
                     "StopPipelineExecution before deleting it."
                 )
-            executions = [
+            execution_arns = [
                 row.arn
                 for row in conn.execute(
                     select(R.c.arn).where(R.c.kind == "PipelineExecution", R.c.parent == record.arn)
                 )
             ]
-            for arn in executions:
+            for arn in execution_arns:
                 ctx.backends.resources.delete(arn, conn=conn)
             conn.execute(delete(V).where(V.c.pipeline_arn == record.arn))
             conn.execute(
