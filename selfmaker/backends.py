@@ -25,7 +25,7 @@ from .store.resources import ResourceStore
 WORKER_ORDER: tuple[str, ...] = (
     # Data flushers first, so they stop last: whatever the workers below still hand them at their
     # own stop (the invocation counts folded at shutdown) reaches the store in their final flush.
-    "selfmaker.aws.metric_store",  # CloudWatch metric data, flushed to the store
+    "selfmaker.aws.cloudwatch.metric_store",  # CloudWatch metric data, flushed to the store
     "selfmaker.services.featurestore.worker",  # the offline store's journal, flushed to objects
     "selfmaker.aws.athena",  # query runner over the offline store; its stop waits for running queries
     # Before the reconciler resumes the jobs still running, their access keys are valid again.

@@ -234,7 +234,9 @@ def test_workers_start_in_the_declared_order():
     order = list(WORKER_ORDER)
     # The reasons written next to WORKER_ORDER: producers stop before the flushers they feed,
     # the reconciler stops before the fleet it starts instances on.
-    assert order.index("selfmaker.aws.metric_store") < order.index("selfmaker.services.hosting.invocation_metrics")
+    assert order.index("selfmaker.aws.cloudwatch.metric_store") < order.index(
+        "selfmaker.services.hosting.invocation_metrics"
+    )
     assert order.index("selfmaker.services.hosting.fleet") < order.index("selfmaker.engines.reconciler")
     assert order.index("selfmaker.services.jobs.credentials") < order.index("selfmaker.engines.reconciler")
 

@@ -556,8 +556,8 @@ def _prometheus(url: str) -> str:
 def test_internal_api_restart_and_prometheus(make_server, client, tmp_path):
     """What the endpoint router and deployment engine use: record() with no I/O, flushed to the store;
     the alarm evaluator sees unflushed values; data survives a restart; GET /metrics exposes every metric."""
-    from selfmaker.aws import metric_store
     from selfmaker.aws.cloudwatch import alarms as cloudwatch
+    from selfmaker.aws.cloudwatch import metric_store
     from selfmaker.backends import Backends
     from selfmaker.config import Settings
 
@@ -646,7 +646,7 @@ def test_old_data_is_rolled_up_and_expired(tmp_path):
     keeps them; the statistics over them do not change."""
     from sqlalchemy import select
 
-    from selfmaker.aws import metric_store
+    from selfmaker.aws.cloudwatch import metric_store
     from selfmaker.backends import Backends
     from selfmaker.config import Settings
     from selfmaker.store import schema

@@ -191,7 +191,7 @@ SERVICE_MODULES: tuple[str, ...] = (
     "selfmaker.aws.sts",
     "selfmaker.aws.iam",
     "selfmaker.aws.logs_api",
-    "selfmaker.aws.metric_store",
+    "selfmaker.aws.cloudwatch.metric_store",
     "selfmaker.aws.cloudwatch.metrics",
     "selfmaker.aws.cloudwatch.alarms",
     "selfmaker.aws.sqs.queues",

@@ -282,7 +282,7 @@ sqs_messages = Table(
     Index("ix_sqs_messages_visible", "queue_id", "visible_at", "id"),
 )
 
-# -- CloudWatch metrics and alarms (selfmaker/aws/metric_store.py, cloudwatch/) ----------------------------
+# -- CloudWatch metrics and alarms (selfmaker/aws/cloudwatch/) ---------------------------------------------
 # A metric: namespace, name and its exact set of dimensions (`dimensions_key`: a digest of them, sorted).
 # `totals` holds the all-time {unit: [sample count, sum]} that the Prometheus exposition reports.
 cw_metrics = Table(

@@ -24,7 +24,7 @@ from ...engines.periodic import Periodic
 from ...server.errors import AWSError
 from ...server.operations import Context, operation
 from ...store import schema, tag_store
-from .. import metric_store
+from . import metric_store
 from .metrics import (
     STATISTICS,
     dimension_list,
