@@ -203,7 +203,7 @@ SERVICE_MODULES: tuple[str, ...] = (
     "selfmaker.services.tagging",
     "selfmaker.services.catalog",
     "selfmaker.services.lineage",
-    "selfmaker.services.metrics",
+    "selfmaker.services.experiment_metrics",
     "selfmaker.services.experiments",
     "selfmaker.services.featurestore.control",
     "selfmaker.services.featurestore.runtime",

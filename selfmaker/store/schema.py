@@ -94,7 +94,7 @@ log_events = Table(
     Index("ix_log_events_group", "group_id", "timestamp", "id"),  # FilterLogEvents
 )
 
-# Experiments (selfmaker/services/experiments.py, metrics.py).
+# Experiments (selfmaker/services/experiments.py, experiment_metrics.py).
 # Which trial components belong to which trials: a component may be in several. The experiment is
 # denormalised from the trial (a trial never changes experiment) so "the components of an experiment"
 # is one indexed lookup; the names are kept for Search's Parents.
