@@ -190,7 +190,7 @@ SERVICE_MODULES: tuple[str, ...] = (
     # AWS subsets (below the SageMaker services, which use logs, metrics, alarms, STS and SQS)
     "selfmaker.aws.sts",
     "selfmaker.aws.iam",
-    "selfmaker.aws.logs_api",
+    "selfmaker.aws.logs.log_operations",
     "selfmaker.aws.cloudwatch.metric_store",
     "selfmaker.aws.cloudwatch.metrics",
     "selfmaker.aws.cloudwatch.alarms",

@@ -49,7 +49,7 @@ server_state = Table(
     Column("value", LargeBinary, nullable=False),
 )
 
-# CloudWatch Logs: groups, streams and events (jobs and endpoints write here; see selfmaker/aws/logs.py).
+# CloudWatch Logs: groups, streams and events (jobs and endpoints write here; see selfmaker/aws/logs/).
 # Times are epoch milliseconds, as the Logs API speaks them.
 log_groups = Table(
     "log_groups",

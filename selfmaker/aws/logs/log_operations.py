@@ -12,11 +12,11 @@ import re
 
 from sqlalchemy import and_, func, or_, select
 
-from ..server.errors import AWSError, already_exists
-from ..server.operations import Context, operation
-from ..store import tag_store
+from ...server.errors import AWSError, already_exists
+from ...server.operations import Context, operation
+from ...store import tag_store
 from . import filter_pattern
-from .logs import (
+from .log_store import (
     E,
     G,
     S,
