@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # layers above this one (see Backends.build): named for the t
 WORKER_ORDER: tuple[str, ...] = (
     # Data flushers first, so they stop last: whatever the workers below still hand them at their
     # own stop (the invocation counts folded at shutdown) reaches the store in their final flush.
-    "selfmaker.aws.metric_store",  # CloudWatch metric data, flushed to the store
+    "selfmaker.aws.cloudwatch.metric_store",  # CloudWatch metric data, flushed to the store
     "selfmaker.services.featurestore.worker",  # the offline store's journal, flushed to objects
     "selfmaker.aws.athena",  # query runner over the offline store; its stop waits for running queries
     # Log shippers of instances still running at a clean stop: stopped after the fleet and the

@@ -66,16 +66,21 @@ def _top_level(statements):
             yield from _top_level(statement.body)
 
 
+def _source(module: str, node: ast.ImportFrom) -> str:
+    """The absolute module a ``from ... import`` in ``module`` reads from."""
+    if not node.level:
+        return node.module or ""
+    package = module if MODULES[module][1] else module.rpartition(".")[0]
+    anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+    return ".".join(anchor + ([node.module] if node.module else []))
+
+
 def _targets(module: str, node: ast.Import | ast.ImportFrom) -> list[str]:
     """The selfmaker modules an import statement in ``module`` loads."""
     if isinstance(node, ast.Import):
         names = [alias.name for alias in node.names]
     else:
-        base = node.module or ""
-        if node.level:
-            package = module if MODULES[module][1] else module.rpartition(".")[0]
-            anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
-            base = ".".join(anchor + ([node.module] if node.module else []))
+        base = _source(module, node)
         # `from package import name` loads package.name when that is a module, else the package only.
         names = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base for alias in node.names]
     return [name for name in names if name == "selfmaker" or name.startswith("selfmaker.")]
@@ -162,6 +167,31 @@ def test_packages_import_each_other_without_cycles():
     assert not unexpected, "\n".join(report)
 
 
+# Imports of our own modules (or names from them) that may take another name, each with the reason. Empty:
+# a module whose name needs an alias to read well, or clashes with another, is renamed instead.
+ALIASED_IMPORTS_ALLOWED: dict[str, str] = {}
+
+
+def test_our_own_modules_are_imported_under_their_own_names():
+    """``import selfmaker.x as y`` and ``from .x import z as w`` hide what is used: the reader greps for y."""
+    offenders = []
+    for module in MODULES:
+        for node in ast.walk(TREES[module]):
+            if isinstance(node, ast.Import):
+                sources = [(alias, alias.name) for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                sources = [(alias, _source(module, node)) for alias in node.names]
+            else:
+                continue
+            for alias, source in sources:
+                ours = source == "selfmaker" or source.startswith("selfmaker.")
+                if ours and alias.asname and alias.asname != alias.name:
+                    where = f"{module}:{node.lineno}"
+                    if where not in ALIASED_IMPORTS_ALLOWED:
+                        offenders.append(f"{where} imports {source}: {alias.name} as {alias.asname}")
+    assert not offenders, "\n".join(offenders)
+
+
 def test_only_the_server_and_the_entry_point_import_the_asgi_app():
     """Services, engines and AWS subsets reach the backends and the worker registry through
     selfmaker/backends.py, below them; the ASGI app is on top. The CLI starts the app: it may import it."""
@@ -234,7 +264,9 @@ def test_workers_start_in_the_declared_order():
     order = list(WORKER_ORDER)
     # The reasons written next to WORKER_ORDER: producers stop before the flushers they feed,
     # the reconciler stops before the fleet it starts instances on.
-    assert order.index("selfmaker.aws.metric_store") < order.index("selfmaker.services.hosting.invocation_metrics")
+    assert order.index("selfmaker.aws.cloudwatch.metric_store") < order.index(
+        "selfmaker.services.hosting.invocation_metrics"
+    )
     assert order.index("selfmaker.services.hosting.fleet") < order.index("selfmaker.engines.reconciler")
     assert order.index("selfmaker.services.jobs.credentials") < order.index("selfmaker.engines.reconciler")
     # The log shippers stop after the fleet (and the reconciler), which finish the shippers of what they stop.

@@ -556,8 +556,7 @@ def _prometheus(url: str) -> str:
 def test_internal_api_restart_and_prometheus(make_server, client, tmp_path):
     """What the endpoint router and deployment engine use: record() with no I/O, flushed to the store;
     the alarm evaluator sees unflushed values; data survives a restart; GET /metrics exposes every metric."""
-    from selfmaker.aws import metric_store
-    from selfmaker.aws.cloudwatch import alarms as cloudwatch
+    from selfmaker.aws.cloudwatch import alarms, metric_store
     from selfmaker.backends import Backends
     from selfmaker.config import Settings
 
@@ -585,9 +584,9 @@ def test_internal_api_restart_and_prometheus(make_server, client, tmp_path):
             "Threshold": 1000.0,
             "ComparisonOperator": "GreaterThanThreshold",
         }
-        state, reason, _ = cloudwatch.evaluate(backends, ACCOUNT, REGION, alarm, now // 10 * 10 + 10)
+        state, reason, _ = alarms.evaluate(backends, ACCOUNT, REGION, alarm, now // 10 * 10 + 10)
         assert state == "ALARM" and "[2000.0 (" in reason
-        assert cloudwatch.alarm_state(backends, ACCOUNT, REGION, "no-such-alarm") is None
+        assert alarms.alarm_state(backends, ACCOUNT, REGION, "no-such-alarm") is None
         metric_store.flush(backends)
     finally:
         backends.close()
@@ -625,7 +624,7 @@ def test_internal_api_restart_and_prometheus(make_server, client, tmp_path):
 
     backends = Backends.build(Settings(data_dir=srv.data_dir, database_url=srv.database_url))
     try:
-        assert cloudwatch.alarm_state(backends, ACCOUNT, REGION, "slow") == "ALARM"
+        assert alarms.alarm_state(backends, ACCOUNT, REGION, "slow") == "ALARM"
     finally:
         backends.close()
 
@@ -646,7 +645,7 @@ def test_old_data_is_rolled_up_and_expired(tmp_path):
     keeps them; the statistics over them do not change."""
     from sqlalchemy import select
 
-    from selfmaker.aws import metric_store
+    from selfmaker.aws.cloudwatch import metric_store
     from selfmaker.backends import Backends
     from selfmaker.config import Settings
     from selfmaker.store import schema

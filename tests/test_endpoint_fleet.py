@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from selfmaker.aws import logs
+from selfmaker.aws.logs import log_store
 from selfmaker.backends import Backends
 from selfmaker.config import Settings
 from selfmaker.engines import instance_types, model_server
@@ -117,7 +117,7 @@ def descendants(pid: int) -> list[int]:
 
 
 def log_lines(backends: Backends, endpoint: str) -> list[tuple[str, str]]:
-    events = logs.read_events(backends.store, ACCOUNT, REGION, f"/aws/sagemaker/Endpoints/{endpoint}", limit=10000)
+    events = log_store.read_events(backends.store, ACCOUNT, REGION, f"/aws/sagemaker/Endpoints/{endpoint}", limit=10000)
     return [(event.stream, event.message) for event in events]
 
 

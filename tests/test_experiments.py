@@ -542,7 +542,7 @@ def test_jobs_record_their_trial_components(make_server, client, unique):
     from selfmaker.config import Settings
     from selfmaker.server.operations import Context, load_all
     from selfmaker.services import experiments
-    from selfmaker.services.metrics import Point
+    from selfmaker.services.experiment_metrics import Point
 
     load_all()
     srv = make_server(unique("jobs"))

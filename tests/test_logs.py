@@ -10,7 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 from sqlalchemy import event
 
-from selfmaker.aws import logs as logstore
+from selfmaker.aws.logs import log_store
 from selfmaker.store import Store
 from support.clients import error_of
 
@@ -392,7 +392,7 @@ def test_append_and_read_events_without_http(server_store, logs, unique):
     group, job = f"/aws/sagemaker/TrainingJobs/{unique('internal')}", unique("job")
     t = now_ms()
     assert (
-        logstore.append_events(
+        log_store.append_events(
             server_store,
             ACCOUNT,
             "us-east-1",
@@ -402,18 +402,18 @@ def test_append_and_read_events_without_http(server_store, logs, unique):
         )
         == 2
     )  # empty lines skipped
-    logstore.append_events(server_store, ACCOUNT, "us-east-1", group, f"{job}/algo-2", [(t + 1, "worker")])
-    logstore.append_events(server_store, ACCOUNT, "us-east-1", group, "other-job/algo-1", [(t, "not mine")])
-    logstore.append_events(server_store, "210987654321", "us-east-1", group, f"{job}/algo-1", [(t, "other account")])
+    log_store.append_events(server_store, ACCOUNT, "us-east-1", group, f"{job}/algo-2", [(t + 1, "worker")])
+    log_store.append_events(server_store, ACCOUNT, "us-east-1", group, "other-job/algo-1", [(t, "not mine")])
+    log_store.append_events(server_store, "210987654321", "us-east-1", group, f"{job}/algo-1", [(t, "other account")])
 
-    events = logstore.read_events(server_store, ACCOUNT, "us-east-1", group, stream_prefix=f"{job}/")
+    events = log_store.read_events(server_store, ACCOUNT, "us-east-1", group, stream_prefix=f"{job}/")
     assert [(e.stream, e.message) for e in events] == [
         (f"{job}/algo-1", "starting"),
         (f"{job}/algo-1", "training"),
         (f"{job}/algo-2", "worker"),
     ]
-    assert logstore.read_events(server_store, ACCOUNT, "us-east-1", group, f"{job}/", after=events[-1].id) == []
-    assert logstore.read_events(server_store, ACCOUNT, "us-east-1", "/no/such/group") == []
+    assert log_store.read_events(server_store, ACCOUNT, "us-east-1", group, f"{job}/", after=events[-1].id) == []
+    assert log_store.read_events(server_store, ACCOUNT, "us-east-1", "/no/such/group") == []
 
     # What the internal API wrote is what the Logs API serves.
     served = logs.get_log_events(logGroupName=group, logStreamName=f"{job}/algo-1", startFromHead=True)["events"]
@@ -426,7 +426,7 @@ def test_follow_yields_events_as_they_are_written(server_store, unique):
 
     def job():
         for i in range(3):
-            logstore.append_events(server_store, ACCOUNT, "us-east-1", group, stream, [(now_ms(), f"step {i}")])
+            log_store.append_events(server_store, ACCOUNT, "us-east-1", group, stream, [(now_ms(), f"step {i}")])
             time.sleep(0.05)
         done.set()
 
@@ -434,7 +434,9 @@ def test_follow_yields_events_as_they_are_written(server_store, unique):
     writer.start()
     followed = [
         e.message
-        for e in logstore.follow(server_store, ACCOUNT, "us-east-1", group, "job/", poll_seconds=0.02, stop=done.is_set)
+        for e in log_store.follow(
+            server_store, ACCOUNT, "us-east-1", group, "job/", poll_seconds=0.02, stop=done.is_set
+        )
     ]
     writer.join()
     assert followed == ["step 0", "step 1", "step 2"]
@@ -450,7 +452,7 @@ def test_append_events_is_one_transaction_per_batch(server_store, logs, unique):
 
     event.listen(server_store.engine, "commit", count)
     try:
-        logstore.append_events(
+        log_store.append_events(
             server_store, ACCOUNT, "us-east-1", group, "s", ((t + i, f"line {i}") for i in range(3000))
         )
     finally:

@@ -1,4 +1,4 @@
-"""The pipeline language (selfmaker/engines/pipelines): parsing and validating definitions.
+"""The pipeline language (selfmaker/engines/pipeline_language): parsing and validating definitions.
 
 Pure and fast: definitions are JSON written from the SageMaker SDK v2's output (sdk-contract 5.6).
 """
@@ -11,7 +11,7 @@ import random
 
 import pytest
 
-from selfmaker.engines.pipelines import DefinitionError, parse
+from selfmaker.engines.pipeline_language import DefinitionError, parse
 from support.pipeline_definitions import ABALONE, mutated, step_of
 
 

@@ -1,4 +1,4 @@
-"""The pipeline language (selfmaker/engines/pipelines): property paths, expressions, conditions, parameters
+"""The pipeline language (selfmaker/engines/pipeline_language): property paths, expressions, conditions, parameters
 and step policies (retry, caching), evaluated against a stand-in scope."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from selfmaker.engines.pipelines import (
+from selfmaker.engines.pipeline_language import (
     ConditionError,
     EvaluationError,
     ParameterError,
@@ -24,7 +24,7 @@ from selfmaker.engines.pipelines import (
     references,
     retry_delay,
 )
-from selfmaker.engines.pipelines.policies import cache_expiry, caching
+from selfmaker.engines.pipeline_language.policies import cache_expiry, caching
 from support.pipeline_definitions import ABALONE, DESCRIBE_PROCESSING, DESCRIBE_TRAINING, EXECUTION_ID, FakeScope
 
 

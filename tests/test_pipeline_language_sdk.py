@@ -1,4 +1,4 @@
-"""The pipeline language (selfmaker/engines/pipelines) on definitions the real SageMaker SDK v2 and v3 write."""
+"""The pipeline language (selfmaker/engines/pipeline_language) on definitions the real SageMaker SDK v2 and v3 write."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from selfmaker.engines.pipelines import cast_parameters, condition_holds, evaluate, parse
+from selfmaker.engines.pipeline_language import cast_parameters, condition_holds, evaluate, parse
 from support.pipeline_definitions import DESCRIBE_PROCESSING, DESCRIBE_TRAINING, FakeScope
 
 # ---- the real SDK v2's definition -----------------------------------------------------------------------

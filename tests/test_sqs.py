@@ -327,7 +327,7 @@ def test_queues_belong_to_a_region(client, queue):
 def test_internal_send_restart_and_accounts(make_server, client, tmp_path):
     """The Python API other engines use writes to the same store; messages, in flight or not, survive restarts;
     another account's key sees none of it."""
-    from selfmaker.aws.sqs import messages as sqs_api
+    from selfmaker.aws.sqs import messages
     from selfmaker.backends import Backends
     from selfmaker.config import Settings
     from selfmaker.server.errors import AWSError
@@ -348,9 +348,9 @@ def test_internal_send_restart_and_accounts(make_server, client, tmp_path):
 
     backends = Backends.build(Settings(data_dir=srv.data_dir, database_url=srv.database_url))
     try:
-        message_id = sqs_api.send_message(backends, ACCOUNT, "us-east-1", url, '{"token": "abc"}')
+        message_id = messages.send_message(backends, ACCOUNT, "us-east-1", url, '{"token": "abc"}')
         with pytest.raises(AWSError) as info:
-            sqs_api.send_message(backends, ACCOUNT, "us-east-1", url.replace("callbacks", "missing"), "x")
+            messages.send_message(backends, ACCOUNT, "us-east-1", url.replace("callbacks", "missing"), "x")
         assert info.value.code == "QueueDoesNotExist"
     finally:
         backends.close()

@@ -42,7 +42,7 @@ import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from . import inference_handlers as defaults
+from . import inference_handlers
 
 BASE = Path(os.environ.get("SAGEMAKER_BASE_DIR", "/opt/ml"))
 MODEL_DIR = BASE / "model"
@@ -153,7 +153,7 @@ def user_module():
 class Handlers:
     """The handler chain of a served model: the user's functions over the framework's defaults."""
 
-    def __init__(self, module, framework: defaults.Framework, model_dir: Path):
+    def __init__(self, module, framework: inference_handlers.Framework, model_dir: Path):
         self.context = Context(model_dir)
         found = {
             name: getattr(module, name, None)
@@ -299,7 +299,7 @@ def build_server(handlers: Handlers):
 
 def main() -> int:
     try:
-        framework = defaults.framework(os.environ.get("SELFMAKER_INFERENCE_FRAMEWORK"), MODEL_DIR)
+        framework = inference_handlers.framework(os.environ.get("SELFMAKER_INFERENCE_FRAMEWORK"), MODEL_DIR)
         handlers = Handlers(user_module(), framework, MODEL_DIR)
     except Exception as e:
         print(

@@ -16,9 +16,7 @@ from ..server.errors import AWSError
 from ..server.http import Request, Response
 from ..server.models import service_model
 from ..server.operations import declare_implemented
-from . import api_buckets as buckets
-from . import api_multipart as multipart
-from . import api_objects as objects
+from . import api_buckets, api_multipart, api_objects
 from .call import S3Call
 from .ownership import BucketOwners
 from .xml import error_response
@@ -28,41 +26,41 @@ log = logging.getLogger("selfmaker.s3")
 
 async def _list_objects(call: S3Call) -> Response:
     if call.query("list-type") == "2":
-        return await buckets.list_objects_v2(call)
-    return await buckets.list_objects(call)
+        return await api_buckets.list_objects_v2(call)
+    return await api_buckets.list_objects(call)
 
 
 async def _put_object(call: S3Call) -> Response:
     if call.header("x-amz-copy-source") is not None:
-        return await objects.copy_object(call)
-    return await objects.put_object(call)
+        return await api_objects.copy_object(call)
+    return await api_objects.put_object(call)
 
 
 async def _upload_part(call: S3Call) -> Response:
     if call.header("x-amz-copy-source") is not None:
-        return await multipart.upload_part_copy(call)
-    return await multipart.upload_part(call)
+        return await api_multipart.upload_part_copy(call)
+    return await api_multipart.upload_part(call)
 
 
 # (level, method, subresource) -> handler; level is "service", "bucket" or "object".
 ROUTES = {
-    ("service", "GET", None): buckets.list_buckets,
-    ("bucket", "PUT", None): buckets.create_bucket,
-    ("bucket", "HEAD", None): buckets.head_bucket,
-    ("bucket", "DELETE", None): buckets.delete_bucket,
-    ("bucket", "GET", "location"): buckets.get_bucket_location,
+    ("service", "GET", None): api_buckets.list_buckets,
+    ("bucket", "PUT", None): api_buckets.create_bucket,
+    ("bucket", "HEAD", None): api_buckets.head_bucket,
+    ("bucket", "DELETE", None): api_buckets.delete_bucket,
+    ("bucket", "GET", "location"): api_buckets.get_bucket_location,
     ("bucket", "GET", None): _list_objects,
-    ("bucket", "GET", "uploads"): multipart.list_multipart_uploads,
-    ("bucket", "POST", "delete"): objects.delete_objects,
+    ("bucket", "GET", "uploads"): api_multipart.list_multipart_uploads,
+    ("bucket", "POST", "delete"): api_objects.delete_objects,
     ("object", "PUT", None): _put_object,
-    ("object", "GET", None): objects.get_object,
-    ("object", "HEAD", None): objects.head_object,
-    ("object", "DELETE", None): objects.delete_object,
-    ("object", "POST", "uploads"): multipart.create_multipart_upload,
+    ("object", "GET", None): api_objects.get_object,
+    ("object", "HEAD", None): api_objects.head_object,
+    ("object", "DELETE", None): api_objects.delete_object,
+    ("object", "POST", "uploads"): api_multipart.create_multipart_upload,
     ("object", "PUT", "uploadId"): _upload_part,
-    ("object", "POST", "uploadId"): multipart.complete_multipart_upload,
-    ("object", "DELETE", "uploadId"): multipart.abort_multipart_upload,
-    ("object", "GET", "uploadId"): multipart.list_parts,
+    ("object", "POST", "uploadId"): api_multipart.complete_multipart_upload,
+    ("object", "DELETE", "uploadId"): api_multipart.abort_multipart_upload,
+    ("object", "GET", "uploadId"): api_multipart.list_parts,
 }
 
 IMPLEMENTED = [

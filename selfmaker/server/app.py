@@ -244,7 +244,7 @@ class SelfMakerApp:
         )
 
     async def _metrics(self) -> Response:
-        from ..aws.metric_store import PROMETHEUS_CONTENT_TYPE, prometheus_text
+        from ..aws.cloudwatch.metric_store import PROMETHEUS_CONTENT_TYPE, prometheus_text
 
         text = await anyio.to_thread.run_sync(prometheus_text, self.backends)
         return Response(200, text.encode(), [("Content-Type", PROMETHEUS_CONTENT_TYPE)])

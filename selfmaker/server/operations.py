@@ -1,18 +1,32 @@
-"""The operation registry: which (service, operation) pairs SelfMaker implements, and by what.
+"""The operation registry: which (service, operation) pairs SelfMaker implements, by what, and how
+one is run.
 
 A handler takes the request context and the validated input and returns a dict
 shaped like the operation's output (extra keys are dropped on serialization).
+:func:`invoke` runs one for a request (the wire protocols call it once they have
+read the input), :func:`call` for the server itself (a pipeline step creating
+its job): both normalise and validate the input against the operation's model
+first, so either is refused the same way.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+import anyio
+
+from .errors import AWSError, not_implemented
+from .models import operation_model, service_model
+from .validate import validate
+
 if TYPE_CHECKING:
+    from botocore.model import OperationModel
+
     from ..backends import Backends
 
 Handler = Callable[["Context", dict], "dict | None"]
@@ -52,7 +66,7 @@ class Context:
         return f"arn:aws:{service}:{region}:{account}:{resource}"
 
 
-# Operations whose handlers only read the metadata store (see protocol.invoke).
+# Operations whose handlers only read the metadata store (see invoke).
 _STORE_READS: set[tuple[str, str]] = set()
 
 
@@ -72,8 +86,6 @@ def operation(
     """
 
     def register(fn: Handler) -> Handler:
-        from .models import service_model
-
         if name not in service_model(service).operation_names:
             raise ValueError(f"{service} has no operation {name} in its botocore model")
         if (service, name) in _HANDLERS:
@@ -112,6 +124,65 @@ def implemented(service: str) -> set[str]:
     return {op for (svc, op) in (*_HANDLERS, *_EXTRA) if svc == service}
 
 
+# ---------------------------------------------------------------------------
+# Running an operation
+
+
+# The code each service gives a request that breaks its model's constraints (default ValidationException).
+VALIDATION_CODES = {
+    "sts": "ValidationError",
+    "iam": "ValidationError",
+    "logs": "InvalidParameterException",
+    "sagemaker-featurestore-runtime": "ValidationError",
+    "sagemaker-runtime": "ValidationError",
+    "athena": "InvalidRequestException",
+}
+
+
+# Operations that take NaN and infinities and answer them themselves. BatchPutMetrics reports such a value
+# as that metric's VALIDATION_ERROR and stores the rest: a training loop whose loss went NaN keeps its
+# other metrics. Everywhere else, a non-finite double is a ValidationException (none is ever stored).
+NON_FINITE_ACCEPTED = {("sagemaker-metrics", "BatchPutMetrics")}
+
+
+def _call(ctx: Context, op: OperationModel, params: dict):
+    handler = handler_for(ctx.service, op.name)
+    if handler is None:
+        raise not_implemented(ctx.service, op.name)
+    if normalise := normaliser_for(ctx.service, op.name):
+        params = normalise(params)
+    try:
+        params = validate(params, op.input_shape, finite=(ctx.service, op.name) not in NON_FINITE_ACCEPTED)
+    except AWSError as err:
+        err.code = VALIDATION_CODES.get(ctx.service, err.code)
+        raise
+    return handler(ctx, params)
+
+
+def call(ctx: Context, operation_name: str, params: dict):
+    """Run an operation from inside the server (a pipeline step creating its job) as a request would:
+    the same input validation, the same handler, the same AWSError a client would get."""
+    inner = replace(ctx, operation=operation_name)
+    return _call(inner, operation_model(inner.service, operation_name), params)
+
+
+async def invoke(ctx: Context, op: OperationModel, params: dict):
+    """Run the handler off the event loop: handlers do blocking database and file I/O.
+
+    Except reads of an SQLite store: they never wait (WAL readers do not block on the
+    writer), so their time is Python CPU time, and a worker thread only adds handoffs.
+    Under concurrent requests, threads that release the GIL at every SQLite call fight
+    over it, and that costs as much again as the work (benchmarks/control_plane.py:
+    Describe and List at 8 clients take about half the CPU per request on the loop).
+    """
+    if ctx.backends.store.is_sqlite and is_store_read(ctx.service, op.name):
+        return _call(ctx, op, params)
+    if inspect.iscoroutinefunction(handler_for(ctx.service, op.name)):
+        # Handlers that wait (SQS long polling) are coroutines: a waiter holds no thread.
+        return await _call(ctx, op, params)
+    return await anyio.to_thread.run_sync(_call, ctx, op, params)
+
+
 # Every module whose import registers something: operations (directly or by declaring a resource Kind),
 # reconciler controllers, background workers (their start order is selfmaker/backends.py's WORKER_ORDER,
 # not this one's). Package __init__s register nothing, so a module missing here is not served.
@@ -119,8 +190,8 @@ SERVICE_MODULES: tuple[str, ...] = (
     # AWS subsets (below the SageMaker services, which use logs, metrics, alarms, STS and SQS)
     "selfmaker.aws.sts",
     "selfmaker.aws.iam",
-    "selfmaker.aws.logs_api",
-    "selfmaker.aws.metric_store",
+    "selfmaker.aws.logs.log_operations",
+    "selfmaker.aws.cloudwatch.metric_store",
     "selfmaker.aws.cloudwatch.metrics",
     "selfmaker.aws.cloudwatch.alarms",
     "selfmaker.aws.sqs.queues",
@@ -132,7 +203,7 @@ SERVICE_MODULES: tuple[str, ...] = (
     "selfmaker.services.tagging",
     "selfmaker.services.catalog",
     "selfmaker.services.lineage",
-    "selfmaker.services.metrics",
+    "selfmaker.services.experiment_metrics",
     "selfmaker.services.experiments",
     "selfmaker.services.featurestore.control",
     "selfmaker.services.featurestore.runtime",
@@ -150,7 +221,7 @@ SERVICE_MODULES: tuple[str, ...] = (
     "selfmaker.services.hosting.capture",
     "selfmaker.services.hosting.invocation_metrics",
     "selfmaker.services.hosting.router",
-    "selfmaker.services.pipelines.pipelines",
+    "selfmaker.services.pipelines.pipeline_resource",
     "selfmaker.services.pipelines.executions",
     "selfmaker.services.pipelines.engine",
     "selfmaker.services.registry",

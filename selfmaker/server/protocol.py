@@ -1,94 +1,32 @@
 """Wire protocols, driven by the botocore models: JSON 1.0/1.1, rest-json and query.
 
-Each ``handle_*`` function parses a request into the operation's input, calls
-the registered handler through :func:`invoke`, and renders the output or the
-error the way that protocol does on AWS. S3 (rest-xml, streaming) lives in
-``selfmaker.objects.endpoint``.
+Each ``handle_*`` function parses a request into the operation's input, runs it
+through the registry (:func:`selfmaker.server.operations.invoke`), and renders
+the output or the error the way that protocol does on AWS. S3 (rest-xml,
+streaming) lives in ``selfmaker.objects.endpoint``.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import re
 import zlib
 from collections.abc import Callable
-from dataclasses import replace
 from functools import cache
 from urllib.parse import unquote
 
-import anyio
 from botocore.model import OperationModel
 
-from .errors import AWSError, not_implemented
+from .errors import AWSError
 from .http import Request, Response
 from .limits import load_json
 from .models import legacy_model, operation_model, service_model
-from .operations import Context, handler_for, is_store_read, normaliser_for
+from .operations import Context, invoke
 from .serialize import json_body, rest_json_response, to_xml
-from .validate import validate
 from .wire import wire
 
 log = logging.getLogger("selfmaker.protocol")
-
-# ---------------------------------------------------------------------------
-# Invoking a handler
-
-
-# The code each service gives a request that breaks its model's constraints (default ValidationException).
-VALIDATION_CODES = {
-    "sts": "ValidationError",
-    "iam": "ValidationError",
-    "logs": "InvalidParameterException",
-    "sagemaker-featurestore-runtime": "ValidationError",
-    "sagemaker-runtime": "ValidationError",
-    "athena": "InvalidRequestException",
-}
-
-
-# Operations that take NaN and infinities and answer them themselves. BatchPutMetrics reports such a value
-# as that metric's VALIDATION_ERROR and stores the rest: a training loop whose loss went NaN keeps its
-# other metrics. Everywhere else, a non-finite double is a ValidationException (none is ever stored).
-NON_FINITE_ACCEPTED = {("sagemaker-metrics", "BatchPutMetrics")}
-
-
-def _call(ctx: Context, op: OperationModel, params: dict):
-    handler = handler_for(ctx.service, op.name)
-    if handler is None:
-        raise not_implemented(ctx.service, op.name)
-    if normalise := normaliser_for(ctx.service, op.name):
-        params = normalise(params)
-    try:
-        params = validate(params, op.input_shape, finite=(ctx.service, op.name) not in NON_FINITE_ACCEPTED)
-    except AWSError as err:
-        err.code = VALIDATION_CODES.get(ctx.service, err.code)
-        raise
-    return handler(ctx, params)
-
-
-def call(ctx: Context, operation_name: str, params: dict):
-    """Run an operation from inside the server (a pipeline step creating its job) as a request would:
-    the same input validation, the same handler, the same AWSError a client would get."""
-    inner = replace(ctx, operation=operation_name)
-    return _call(inner, operation_model(inner.service, operation_name), params)
-
-
-async def invoke(ctx: Context, op: OperationModel, params: dict):
-    """Run the handler off the event loop: handlers do blocking database and file I/O.
-
-    Except reads of an SQLite store: they never wait (WAL readers do not block on the
-    writer), so their time is Python CPU time, and a worker thread only adds handoffs.
-    Under concurrent requests, threads that release the GIL at every SQLite call fight
-    over it, and that costs as much again as the work (benchmarks/control_plane.py:
-    Describe and List at 8 clients take about half the CPU per request on the loop).
-    """
-    if ctx.backends.store.is_sqlite and is_store_read(ctx.service, op.name):
-        return _call(ctx, op, params)
-    if inspect.iscoroutinefunction(handler_for(ctx.service, op.name)):
-        # Handlers that wait (SQS long polling) are coroutines: a waiter holds no thread.
-        return await _call(ctx, op, params)
-    return await anyio.to_thread.run_sync(_call, ctx, op, params)
 
 
 def _unexpected(ctx: Context, exc: BaseException) -> AWSError:

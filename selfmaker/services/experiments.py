@@ -3,7 +3,7 @@
 A trial belongs to one experiment (kept in the resources' parent column); a
 trial component may belong to several trials (the trial_component_links table,
 which also carries each trial's experiment, so "the components of an
-experiment" is one indexed lookup). Metric series live in :mod:`.metrics`.
+experiment" is one indexed lookup). Metric series live in :mod:`.experiment_metrics`.
 
 Deletes follow AWS: an experiment goes only once its trials are deleted, a trial
 only once no component is associated with it, and a component only once it is
@@ -23,7 +23,7 @@ from ..server.operations import Context, operation
 from ..store import schema
 from ..store.db import Connection
 from ..store.resources import Record, now
-from . import lineage, metrics
+from . import experiment_metrics, lineage
 from .kinds import Kind
 
 R = schema.resources
@@ -186,7 +186,7 @@ def _delete_component(ctx: Context, record: Record, conn: Connection) -> None:
     # A trial component is a lineage entity too: like artifacts, actions and contexts, it stays
     # while lineage associations name it.
     lineage.refuse_delete_while_associated("trial component")(ctx, record, conn)
-    metrics.forget(conn, record.arn)
+    experiment_metrics.forget(conn, record.arn)
 
 
 _COMPONENT_FILTERS = ("ExperimentName", "TrialName", "SourceArn")
@@ -216,7 +216,7 @@ def _component_summary(record: Record) -> dict:
 def _present_component(ctx: Context, record: Record) -> dict:
     """DescribeTrialComponent's members (with metric summaries), plus the Parents Search shows."""
     with ctx.store.read() as conn:
-        summaries = metrics.summaries(conn, record.arn)
+        summaries = experiment_metrics.summaries(conn, record.arn)
         parents = conn.execute(
             select(LINKS.c.trial_name, LINKS.c.experiment_name)
             .where(LINKS.c.component_arn == record.arn)
@@ -403,7 +403,7 @@ def _join_trial(ctx: Context, config: dict, component_name: str, source: dict) -
 
 
 def record_job_metrics(ctx: Context, job_arn: str, points) -> None:
-    """Add a job's metric points (:class:`.metrics.Point`) to its trial component (see :func:`record_job`)."""
+    """Add a job's metric points (:class:`.experiment_metrics.Point`) to its trial component (see :func:`record_job`)."""
     with ctx.store.write() as conn:
         component = TRIAL_COMPONENT.load(ctx, job_component_name(job_arn), conn=conn)
-        metrics.record(conn, component.arn, points, source_arn=job_arn)
+        experiment_metrics.record(conn, component.arn, points, source_arn=job_arn)

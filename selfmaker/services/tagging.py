@@ -1,6 +1,6 @@
 """Tags on any ARN: AddTags, ListTags, DeleteTags. The stored tags and the helpers every family uses
 (``add``, ``read``, ``read_map``, ``remove``, ``forget``; SQS queues, CloudWatch alarms and log groups
-too) are :mod:`selfmaker.store.tags`, re-exported here."""
+too) are :mod:`selfmaker.store.tag_store`, re-exported here."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from ..server.errors import AWSError, validation
 from ..server.operations import Context, operation
-from ..store.tags import T, add, forget, read, read_map, remove  # noqa: F401  (re-exported for every family)
+from ..store.tag_store import T, add, forget, read, read_map, remove  # noqa: F401  (re-exported for every family)
 
 
 def _owned(ctx: Context, arn: str, conn) -> None:

@@ -49,7 +49,7 @@ server_state = Table(
     Column("value", LargeBinary, nullable=False),
 )
 
-# CloudWatch Logs: groups, streams and events (jobs and endpoints write here; see selfmaker/aws/logs.py).
+# CloudWatch Logs: groups, streams and events (jobs and endpoints write here; see selfmaker/aws/logs/).
 # Times are epoch milliseconds, as the Logs API speaks them.
 log_groups = Table(
     "log_groups",
@@ -94,7 +94,7 @@ log_events = Table(
     Index("ix_log_events_group", "group_id", "timestamp", "id"),  # FilterLogEvents
 )
 
-# Experiments (selfmaker/services/experiments.py, metrics.py).
+# Experiments (selfmaker/services/experiments.py, experiment_metrics.py).
 # Which trial components belong to which trials: a component may be in several. The experiment is
 # denormalised from the trial (a trial never changes experiment) so "the components of an experiment"
 # is one indexed lookup; the names are kept for Search's Parents.
@@ -282,7 +282,7 @@ sqs_messages = Table(
     Index("ix_sqs_messages_visible", "queue_id", "visible_at", "id"),
 )
 
-# -- CloudWatch metrics and alarms (selfmaker/aws/metric_store.py, cloudwatch/) ----------------------------
+# -- CloudWatch metrics and alarms (selfmaker/aws/cloudwatch/) ---------------------------------------------
 # A metric: namespace, name and its exact set of dimensions (`dimensions_key`: a digest of them, sorted).
 # `totals` holds the all-time {unit: [sample count, sum]} that the Prometheus exposition reports.
 cw_metrics = Table(

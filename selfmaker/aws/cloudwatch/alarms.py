@@ -23,9 +23,8 @@ from ...backends import background_worker
 from ...engines.periodic import Periodic
 from ...server.errors import AWSError
 from ...server.operations import Context, operation
-from ...store import schema
-from ...store import tags as tagging
-from .. import metric_store
+from ...store import schema, tag_store
+from . import metric_store
 from .metrics import (
     STATISTICS,
     dimension_list,
@@ -182,7 +181,7 @@ def put_metric_alarm(ctx: Context, params: dict) -> dict:
             alarm = {**state, **config, "AlarmConfigurationUpdatedTimestamp": now}
             conn.execute(update(A).where(A.c.id == row.id).values(data=alarm))
         if params.get("Tags"):
-            tagging.add(conn, arn, params["Tags"])
+            tag_store.add(conn, arn, params["Tags"])
     _evaluator(ctx.backends).wake()
     return {}
 
@@ -337,7 +336,7 @@ def delete_alarms(ctx: Context, params: dict) -> dict:
         if absent:  # like CloudWatch: one wrong name and nothing is deleted
             raise _not_found(absent[0])
         conn.execute(delete(A).where(A.c.id.in_([row.id for row in rows])))
-        tagging.forget(conn, *[alarm_arn(ctx.account_id, ctx.region, row.name) for row in rows])
+        tag_store.forget(conn, *[alarm_arn(ctx.account_id, ctx.region, row.name) for row in rows])
     return {}
 
 
@@ -353,7 +352,7 @@ def _owned_alarm(conn, ctx: Context, arn: str):
 def tag_resource(ctx: Context, params: dict) -> dict:
     with ctx.store.write() as conn:
         _owned_alarm(conn, ctx, params["ResourceARN"])
-        tagging.add(conn, params["ResourceARN"], params["Tags"])
+        tag_store.add(conn, params["ResourceARN"], params["Tags"])
     return {}
 
 
@@ -361,7 +360,7 @@ def tag_resource(ctx: Context, params: dict) -> dict:
 def untag_resource(ctx: Context, params: dict) -> dict:
     with ctx.store.write() as conn:
         _owned_alarm(conn, ctx, params["ResourceARN"])
-        tagging.remove(conn, params["ResourceARN"], params["TagKeys"])
+        tag_store.remove(conn, params["ResourceARN"], params["TagKeys"])
     return {}
 
 
@@ -369,7 +368,7 @@ def untag_resource(ctx: Context, params: dict) -> dict:
 def list_tags_for_resource(ctx: Context, params: dict) -> dict:
     with ctx.store.read() as conn:
         _owned_alarm(conn, ctx, params["ResourceARN"])
-        return {"Tags": tagging.read(conn, params["ResourceARN"])}
+        return {"Tags": tag_store.read(conn, params["ResourceARN"])}
 
 
 def alarm_state(backends, account_id: str, region: str, alarm_name: str) -> str | None:

@@ -1,6 +1,6 @@
 """CloudWatch metrics: PutMetricData, GetMetricStatistics, GetMetricData (MetricStat queries), ListMetrics.
 
-They read and write the data in :mod:`selfmaker.aws.metric_store`, where SelfMaker's own
+They read and write the data in :mod:`.metric_store`, where SelfMaker's own
 components record too (``AWS/SageMaker`` invocations and latencies). The error helpers and
 statistics here serve the alarms as well.
 """
@@ -12,7 +12,7 @@ import time
 
 from ...server.errors import AWSError
 from ...server.operations import Context, operation
-from .. import metric_store
+from . import metric_store
 
 STATISTICS = ("SampleCount", "Average", "Sum", "Minimum", "Maximum")
 MAX_DATAPOINTS = 1440  # GetMetricStatistics

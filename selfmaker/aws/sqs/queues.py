@@ -20,8 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from ...server.errors import AWSError, already_exists
 from ...server.operations import Context, operation
 from ...server.protocol import register_query_error_codes
-from ...store import schema
-from ...store import tags as tagging
+from ...store import schema, tag_store
 
 Q, M = schema.sqs_queues, schema.sqs_messages
 
@@ -338,7 +337,7 @@ def delete_queue(ctx: Context, params: dict) -> dict:
         queue = resolve(conn, ctx.account_id, ctx.region, params["QueueUrl"])
         conn.execute(delete(M).where(M.c.queue_id == queue.id))
         conn.execute(delete(Q).where(Q.c.id == queue.id))
-        tagging.forget(conn, queue.arn)
+        tag_store.forget(conn, queue.arn)
     arrivals(ctx.backends).notify(queue)
     return {}
 
@@ -406,22 +405,22 @@ def get_queue_attributes(ctx: Context, params: dict) -> dict:
     return {"Attributes": {k: v for k, v in values.items() if k in wanted}}
 
 
-# Tags live in the common tag store (selfmaker/store/tags.py), keyed by the queue's ARN;
+# Tags live in the common tag store (selfmaker/store/tag_store.py), keyed by the queue's ARN;
 # SQS takes and gives them as one {key: value} map.
 
 
 def _check_tags(tags: dict) -> None:
-    if len(tags) > tagging.MAX_TAGS:
+    if len(tags) > tag_store.MAX_TAGS:
         raise _too_many_tags()
-    tagging.check_lengths(tags, invalid_parameter)
+    tag_store.check_lengths(tags, invalid_parameter)
 
 
 def _too_many_tags() -> AWSError:
-    return invalid_parameter(f"Too many tags added for queue: a queue can have at most {tagging.MAX_TAGS} tags.")
+    return invalid_parameter(f"Too many tags added for queue: a queue can have at most {tag_store.MAX_TAGS} tags.")
 
 
 def _tag(conn, arn: str, tags: dict) -> None:
-    tagging.add(conn, arn, [{"Key": k, "Value": v} for k, v in tags.items()], too_many=_too_many_tags())
+    tag_store.add(conn, arn, [{"Key": k, "Value": v} for k, v in tags.items()], too_many=_too_many_tags())
 
 
 @operation("sqs", "TagQueue")
@@ -437,7 +436,7 @@ def tag_queue(ctx: Context, params: dict) -> dict:
 def untag_queue(ctx: Context, params: dict) -> dict:
     with ctx.store.write() as conn:
         queue = resolve(conn, ctx.account_id, ctx.region, params["QueueUrl"])
-        tagging.remove(conn, queue.arn, params["TagKeys"])
+        tag_store.remove(conn, queue.arn, params["TagKeys"])
     return {}
 
 
@@ -445,7 +444,7 @@ def untag_queue(ctx: Context, params: dict) -> dict:
 def list_queue_tags(ctx: Context, params: dict) -> dict:
     with ctx.store.read() as conn:
         queue = resolve(conn, ctx.account_id, ctx.region, params["QueueUrl"])
-        return {"Tags": tagging.read_map(conn, queue.arn)}
+        return {"Tags": tag_store.read_map(conn, queue.arn)}
 
 
 # -- waking long polls ---------------------------------------------------------------

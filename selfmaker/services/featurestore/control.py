@@ -13,10 +13,13 @@ from ...engines.reconciler import kick
 from ...objects.access import check_s3_uri
 from ...server.errors import AWSError, validation
 from ...server.operations import Context, operation
+from ...store import schema
 from ...store.resources import Record, now
 from ..kinds import Kind
 from .definitions import RESERVED_NAMES
 from .state import feature_store
+
+R = schema.resources
 
 DEFAULT_CATALOG = "AwsDataCatalog"
 DEFAULT_DATABASE = "sagemaker_featurestore"
@@ -138,8 +141,6 @@ def _list_params(params: dict) -> dict:
 
 
 def _extra_filters(ctx: Context, params: dict) -> list:
-    from ...store.schema import resources as R
-
     if params.get("OfflineStoreStatusEquals"):
         return [R.c.data["OfflineStoreStatus"]["Status"].as_string() == params["OfflineStoreStatusEquals"]]
     return []

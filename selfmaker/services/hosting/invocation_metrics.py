@@ -20,7 +20,7 @@ import time
 from collections import deque
 from functools import lru_cache
 
-from ...aws import metric_store
+from ...aws.cloudwatch import metric_store
 from ...backends import background_worker
 from ...engines.periodic import Periodic
 

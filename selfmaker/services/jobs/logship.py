@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from ...aws import logs
+from ...aws.logs import log_store
 from ...backends import Backends, background_worker
 from ...engines.periodic import Periodic
 
@@ -63,7 +63,7 @@ class Shipper(Periodic):
             lines = data[:end].decode("utf-8", "replace").splitlines()
             events = [(stamp, line[:MAX_EVENT_BYTES]) for line in lines if line.strip()]
             for start in range(0, len(events), 1000):
-                logs.append_events(
+                log_store.append_events(
                     self.store, self.account_id, self.region, self.group, self.stream, events[start : start + 1000]
                 )
             self.offset_path.write_text(str(offset + end))

@@ -18,7 +18,7 @@ from ...container import xgboost_algorithm
 from ...engines import runtimes
 from ...server.errors import validation
 from ...store.resources import now
-from .. import experiments, metrics
+from .. import experiment_metrics, experiments
 from . import channels
 from .data import InputError, extract_code, join_uri, materialize, output_error, upload_bytes
 from .lifecycle import ACTIVE, JobFailure, JobKind, Run
@@ -276,7 +276,10 @@ def _after_end(run: Run) -> None:
             experiments.record_job_metrics(
                 run.ctx,
                 run.record.arn,
-                [metrics.Point(name=m["MetricName"], value=m["Value"], timestamp=m["Timestamp"]) for m in final],
+                [
+                    experiment_metrics.Point(name=m["MetricName"], value=m["Value"], timestamp=m["Timestamp"])
+                    for m in final
+                ],
             )
         except Exception:
             pass

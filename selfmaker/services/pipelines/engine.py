@@ -20,14 +20,13 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy import insert, select
 
 from ...backends import Backends
-from ...engines import pipelines as language
+from ...engines import pipeline_language
 from ...engines.reconciler import Controller, kick, on_done, register
 from ...server.errors import AWSError
 from ...server.operations import Context
 from ...store import schema
 from ...store.resources import Record, now
-from . import pipelines as catalog
-from . import tracking
+from . import pipeline_resource, tracking
 from .executions import ACTIVE, KIND
 from .scope import ExecutionScope
 from .state import PARAMETERS, PAST_ATTEMPTS, PREPARED, RUNNING, STEPS
@@ -52,8 +51,8 @@ class Pass:
         self.execution_id = record.name
         pipeline = backends.resources.get_by_arn(record.parent)  # kept while an execution runs (DeletePipeline)
         self.pipeline_name = pipeline.name
-        self.definition = catalog.parsed(
-            catalog.version(self.ctx, pipeline, record.data["PipelineVersionId"])["definition"]
+        self.definition = pipeline_resource.parsed(
+            pipeline_resource.version(self.ctx, pipeline, record.data["PipelineVersionId"])["definition"]
         )
         self.parameters = record.data[PARAMETERS]
         self.steps: dict[str, dict] = copy.deepcopy(record.data[STEPS])
@@ -92,12 +91,12 @@ class Pass:
         if self.definition.experiment_config:
             try:
                 config = {
-                    k: str(language.evaluate(v, self.scope))
+                    k: str(pipeline_language.evaluate(v, self.scope))
                     for k, v in self.definition.experiment_config.items()
                     if v is not None
                 }
                 updates["PipelineExperimentConfig"] = config
-            except language.EvaluationError as err:
+            except pipeline_language.EvaluationError as err:
                 log.warning("execution %s: no experiment tracking: %s", self.record.arn, err)
         try:
             tracking.start(self.ctx, self.record.arn, self.execution_id, self.pipeline_name, config)
@@ -147,7 +146,7 @@ class Pass:
         if not kind or not step.retry_policies or self.stopping:
             return
         first = state.setdefault("FirstFailure", state["EndTime"])
-        delay = language.retry_delay(step.retry_policies, kind, state["AttemptCount"], first, time.time())
+        delay = pipeline_language.retry_delay(step.retry_policies, kind, state["AttemptCount"], first, time.time())
         if delay is not None:
             state.update(Status="Executing", RetryAt=time.time() + delay)
             state.pop("EndTime", None)
@@ -231,13 +230,13 @@ class Pass:
                 runner.start(self, step, {}, state)
                 return None
             self.scope.current_resource = (state.get("Resource") or {}).get("Name")
-            arguments = language.evaluate(step.arguments, self.scope)
+            arguments = pipeline_language.evaluate(step.arguments, self.scope)
             if self._reuse_cached(name, step, arguments, state):
                 return None
             return runner, step, arguments, state
         except StepFailed as failure:
             state.update(Status="Failed", FailureReason=str(failure), ErrorType=failure.error_type)
-        except language.EvaluationError as err:
+        except pipeline_language.EvaluationError as err:
             state.update(Status="Failed", FailureReason=f"Could not evaluate the step's arguments: {err}")
         finally:
             self.scope.current_resource = None
@@ -274,10 +273,10 @@ class Pass:
     # -- the cache -----------------------------------------------------------------------------------
 
     def _reuse_cached(self, name: str, step, arguments: dict, state: dict) -> bool:
-        if step.type not in CACHEABLE or not language.caching(step.cache):
+        if step.type not in CACHEABLE or not pipeline_language.caching(step.cache):
             return False
-        state["CacheKey"] = language.cache_key(step, arguments)
-        expiry = language.cache_expiry(step.cache)
+        state["CacheKey"] = pipeline_language.cache_key(step, arguments)
+        expiry = pipeline_language.cache_expiry(step.cache)
         oldest = time.time() - expiry if expiry is not None else 0.0
         with self.backends.store.read() as conn:
             row = conn.execute(

@@ -15,14 +15,14 @@ import hashlib
 
 from sqlalchemy import select, update
 
-from ...engines import pipelines as language
+from ...engines import pipeline_language
 from ...engines.reconciler import kick
 from ...server.errors import AWSError, validation
 from ...server.operations import Context, operation
 from ...store import schema
 from ...store.resources import AlreadyExists, Record, now
 from ..kinds import Kind, actor, list_query
-from . import pipelines as catalog
+from . import pipeline_resource
 from .state import PARAMETERS, PAST_ATTEMPTS, STEPS, TOKENS
 
 R = schema.resources
@@ -50,14 +50,14 @@ def load(ctx: Context, arn: str, conn=None, lock: bool = False) -> Record:
 
 @operation("sagemaker", "StartPipelineExecution")
 def start_pipeline_execution(ctx: Context, params: dict) -> dict:
-    catalog._refuse_aliases(params)
+    pipeline_resource._refuse_aliases(params)
     if params.get("MlflowExperimentName"):
         raise validation("MlflowExperimentName is not supported by SelfMaker yet.")
-    pipeline = catalog.load(ctx, params["PipelineName"])
-    version = catalog.version(ctx, pipeline, params.get("PipelineVersionId"))
-    definition = catalog.parsed(version["definition"])
+    pipeline = pipeline_resource.load(ctx, params["PipelineName"])
+    version = pipeline_resource.version(ctx, pipeline, params.get("PipelineVersionId"))
+    definition = pipeline_resource.parsed(version["definition"])
     try:
-        values = language.cast_parameters(definition, params.get("PipelineParameters") or [])
+        values = pipeline_language.cast_parameters(definition, params.get("PipelineParameters") or [])
     except ValueError as err:
         raise validation(str(err)) from None
     selective = params.get("SelectiveExecutionConfig")
@@ -100,10 +100,10 @@ def start_pipeline_execution(ctx: Context, params: dict) -> dict:
                 created=created,
                 conn=conn,
             )
-            fresh = catalog.load(ctx, pipeline.arn, conn=conn, lock=True)
+            fresh = pipeline_resource.load(ctx, pipeline.arn, conn=conn, lock=True)
             fresh.data["LastRunTime"] = created
             ctx.backends.resources.save(fresh, conn=conn, touch=False)
-            catalog.note_execution(conn, pipeline.arn, version["version_id"], arn)
+            pipeline_resource.note_execution(conn, pipeline.arn, version["version_id"], arn)
     except AlreadyExists:
         return {"PipelineExecutionArn": arn}  # the same request again
     kick(ctx.backends, arn)
@@ -163,8 +163,8 @@ def _summary(record: Record) -> dict:
 
 @operation("sagemaker", "ListPipelineExecutions", store_read=True)
 def list_pipeline_executions(ctx: Context, params: dict) -> dict:
-    catalog._refuse_aliases(params)
-    pipeline = catalog.load(ctx, params["PipelineName"])
+    pipeline_resource._refuse_aliases(params)
+    pipeline = pipeline_resource.load(ctx, params["PipelineName"])
     sort = {"PipelineExecutionArn": "Name"}.get(params.get("SortBy"), params.get("SortBy"))
     query = list_query({**params, "SortBy": sort})
     query.parent = pipeline.arn
@@ -189,8 +189,8 @@ def update_pipeline_execution(ctx: Context, params: dict) -> dict:
 @operation("sagemaker", "DescribePipelineDefinitionForExecution", store_read=True)
 def describe_pipeline_definition_for_execution(ctx: Context, params: dict) -> dict:
     record = load(ctx, params["PipelineExecutionArn"])
-    pipeline = catalog.load(ctx, record.parent)
-    row = catalog.version(ctx, pipeline, record.data["PipelineVersionId"])
+    pipeline = pipeline_resource.load(ctx, record.parent)
+    row = pipeline_resource.version(ctx, pipeline, record.data["PipelineVersionId"])
     return {"PipelineDefinition": row["definition"], "CreationTime": row["created_at"]}
 
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from ...engines import pipelines as language
+from ...engines import pipeline_language
 from ...objects.access import AccountObjects
 from ...server.errors import AWSError
 
@@ -22,7 +22,7 @@ def _iso(epoch: float) -> str:
 
 
 class ExecutionScope:
-    """``language.Scope`` over one reconcile pass of an execution."""
+    """``pipeline_language.Scope`` over one reconcile pass of an execution."""
 
     def __init__(self, p: Pass):
         self.p = p
@@ -34,7 +34,7 @@ class ExecutionScope:
         try:
             return self.p.parameters[name]
         except KeyError:
-            raise language.EvaluationError(f"Parameters.{name} has no value in this execution") from None
+            raise pipeline_language.EvaluationError(f"Parameters.{name} has no value in this execution") from None
 
     def execution(self, variable: str):
         p = self.p
@@ -48,14 +48,14 @@ class ExecutionScope:
         }
         if variable in ("TrainingJobName", "ProcessingJobName"):
             if self.current_resource is None:
-                raise language.EvaluationError(f"Execution.{variable} is only defined inside a job step")
+                raise pipeline_language.EvaluationError(f"Execution.{variable} is only defined inside a job step")
             return self.current_resource
         return values[variable]
 
     def experiment(self, variable: str):
         config = self.p.record.data.get("PipelineExperimentConfig")
         if not config:
-            raise language.EvaluationError(
+            raise pipeline_language.EvaluationError(
                 f"PipelineExperimentConfig.{variable}: the pipeline has no PipelineExperimentConfig"
             )
         return config[variable]
@@ -64,11 +64,11 @@ class ExecutionScope:
         if step not in self._properties:
             state = self.p.steps.get(step)
             if state is None or state["Status"] != "Succeeded":
-                raise language.EvaluationError(f"Steps.{step} has not succeeded in this execution")
+                raise pipeline_language.EvaluationError(f"Steps.{step} has not succeeded in this execution")
             try:
                 self._properties[step] = self.p.runner(step).properties(self.p, self.p.definition.steps[step], state)
             except AWSError as err:
-                raise language.EvaluationError(f"Steps.{step}: {err.message}") from None
+                raise pipeline_language.EvaluationError(f"Steps.{step}: {err.message}") from None
         return self._properties[step]
 
     def property_file(self, step: str, name: str):
@@ -77,11 +77,11 @@ class ExecutionScope:
                 (f for f in self.p.definition.steps[step].property_files if f["PropertyFileName"] == name), None
             )
             if declared is None:
-                raise language.EvaluationError(f"Step '{step}' has no property file '{name}'")
+                raise pipeline_language.EvaluationError(f"Step '{step}' has no property file '{name}'")
             outputs = self.step_properties(step).get("ProcessingOutputConfig", {}).get("Outputs", [])
             output = next((o for o in outputs if o.get("OutputName") == declared["OutputName"]), None)
             if output is None:
-                raise language.EvaluationError(
+                raise pipeline_language.EvaluationError(
                     f"Step '{step}' has no output '{declared['OutputName']}' for property file '{name}'"
                 )
             uri = output["S3Output"]["S3Uri"].rstrip("/") + "/" + declared["FilePath"].lstrip("/")
@@ -91,15 +91,15 @@ class ExecutionScope:
     def read_json(self, s3_uri: str):
         parsed = urlparse(s3_uri)
         if parsed.scheme != "s3" or not parsed.netloc:
-            raise language.EvaluationError(f"{s3_uri!r} is not an s3:// URI")
+            raise pipeline_language.EvaluationError(f"{s3_uri!r} is not an s3:// URI")
         # As the execution's account: another account's bucket fails the step that reads it.
         objects = AccountObjects.of(self.p.backends, self.p.record.account_id)
         try:
             with objects.open_object(parsed.netloc, parsed.path.lstrip("/")) as reader:
                 raw = reader.read()
         except AWSError as err:
-            raise language.EvaluationError(f"Could not read {s3_uri}: {err.message}") from None
+            raise pipeline_language.EvaluationError(f"Could not read {s3_uri}: {err.message}") from None
         try:
             return json.loads(raw)
         except ValueError as err:
-            raise language.EvaluationError(f"{s3_uri} is not JSON: {err}") from None
+            raise pipeline_language.EvaluationError(f"{s3_uri} is not JSON: {err}") from None

@@ -1,8 +1,9 @@
 """What each step type does: start, follow, stop, and the property document its expressions read.
 
-Steps create their jobs, models and packages through :func:`protocol.call`:
-the same handlers and input validation as the API, so a step's request is
-refused exactly as the user's own request would be. Job steps are followed by
+Steps create their jobs, models and packages through the operation registry
+(:func:`selfmaker.server.operations.call`): the same handlers and input
+validation as the API, so a step's request is refused exactly as the user's
+own request would be. Job steps are followed by
 their job's status (the engine is kicked the moment a job ends); Model,
 RegisterModel, Condition and Fail complete as they start; a Callback waits
 for SendPipelineExecutionStepSuccess or Failure.
@@ -20,10 +21,9 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import insert, select
 
-from ...engines import pipelines as language
+from ...engines import pipeline_language
 from ...server.errors import AWSError
-from ...server.operations import Context
-from ...server.protocol import call
+from ...server.operations import Context, call
 from ...store import schema
 
 if TYPE_CHECKING:
@@ -198,7 +198,9 @@ class RegisterModelRunner(Runner):
 
 class ConditionRunner(Runner):
     def start(self, p, step, arguments, state):
-        outcome = "True" if language.condition_holds(step.arguments.get("Conditions") or [], p.scope) else "False"
+        outcome = (
+            "True" if pipeline_language.condition_holds(step.arguments.get("Conditions") or [], p.scope) else "False"
+        )
         state.update(Status="Succeeded", Outcome=outcome, Metadata={"Condition": {"Outcome": outcome}})
 
     def properties(self, p, step, state):
@@ -207,7 +209,7 @@ class ConditionRunner(Runner):
 
 class FailRunner(Runner):
     def start(self, p, step, arguments, state):
-        message = language.evaluate(step.arguments.get("ErrorMessage", ""), p.scope)
+        message = pipeline_language.evaluate(step.arguments.get("ErrorMessage", ""), p.scope)
         message = message if isinstance(message, str) else json.dumps(message)
         state.update(Status="Failed", FailureReason=message, Metadata={"Fail": {"ErrorMessage": message}})
 

@@ -1,6 +1,6 @@
 """SQS queue tags move into the common tag store (tags, keyed by the queue's ARN)
 
-Every family's tags now live in one table (selfmaker/store/tags.py); SQS kept them in a JSON
+Every family's tags now live in one table (selfmaker/store/tag_store.py); SQS kept them in a JSON
 column of sqs_queues. The upgrade copies each queue's tags, in their order, to `tags` under
 arn:aws:sqs:<region>:<account>:<name> and drops the column. A tag longer than the table keeps
 (key 128, value 256 characters: AWS's limits, which SelfMaker did not check for SQS before) cannot

@@ -1,9 +1,10 @@
 """CloudWatch Logs storage, and the Python API the rest of SelfMaker uses to write and read logs.
 
 Jobs and endpoints write with :func:`append_events` (no HTTP, one transaction
-per batch, group and stream created on first use); the ``selfmaker logs``
-command reads with :func:`read_events` / :func:`follow`. The wire API in
-:mod:`selfmaker.aws.logs_api` is built on the same table helpers.
+per batch, group and stream created on first use), and read with
+:func:`read_events` / :func:`follow` (the ``selfmaker logs`` command is a client
+of the wire API instead: selfmaker/cli_logs.py). The wire operations in
+:mod:`.log_operations` are built on the same table helpers.
 
 Groups are scoped by account and region; streams belong to a group; events
 belong to a stream. Times are epoch milliseconds throughout, as the API speaks.
@@ -18,8 +19,8 @@ from dataclasses import dataclass
 from sqlalchemy import case, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ..server.errors import AWSError
-from ..store import schema
+from ...server.errors import AWSError
+from ...store import schema
 
 G, S, E = schema.log_groups, schema.log_streams, schema.log_events
 

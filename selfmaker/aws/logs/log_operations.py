@@ -12,11 +12,11 @@ import re
 
 from sqlalchemy import and_, func, or_, select
 
-from ..server.errors import AWSError, already_exists
-from ..server.operations import Context, operation
-from ..store import tags as tagging
+from ...server.errors import AWSError, already_exists
+from ...server.operations import Context, operation
+from ...store import tag_store
 from . import filter_pattern
-from .logs import (
+from .log_store import (
     E,
     G,
     S,
@@ -115,7 +115,7 @@ def create_log_group(ctx: Context, params: dict) -> None:
         if not create_group(conn, ctx.account_id, ctx.region, name, params.get("logGroupClass", "STANDARD")):
             raise already_exists("ResourceAlreadyExistsException", "The specified log group already exists")
         if params.get("tags"):
-            tagging.add(
+            tag_store.add(
                 conn,
                 group_arn(ctx.account_id, ctx.region, name),
                 [{"Key": k, "Value": v} for k, v in params["tags"].items()],
@@ -127,7 +127,7 @@ def delete_log_group(ctx: Context, params: dict) -> None:
     name = params["logGroupName"]
     with ctx.store.write() as conn:
         delete_group_contents(conn, _require_group(ctx, conn, name).id)
-        tagging.forget(conn, group_arn(ctx.account_id, ctx.region, name))
+        tag_store.forget(conn, group_arn(ctx.account_id, ctx.region, name))
 
 
 @operation("logs", "CreateLogStream")

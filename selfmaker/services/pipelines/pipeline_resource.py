@@ -4,7 +4,7 @@ UpdatePipelineVersion.
 A pipeline is a named resource (kind ``Pipeline``); its definitions live in the
 ``pipeline_versions`` table, one immutable row per Create or Update, so an
 execution always runs (and describes) the definition it started with. A
-definition is parsed and checked by :mod:`selfmaker.engines.pipelines` before
+definition is parsed and checked by :mod:`selfmaker.engines.pipeline_language` before
 anything is stored: a bad one is a ValidationException that says what and where.
 """
 
@@ -14,7 +14,7 @@ from functools import lru_cache
 
 from sqlalchemy import delete, func, insert, select, update
 
-from ...engines import pipelines as language
+from ...engines import pipeline_language
 from ...objects.access import AccountObjects, check_s3_uri
 from ...server.errors import AWSError, already_exists, validation
 from ...server.operations import Context, handler_for, operation
@@ -39,11 +39,11 @@ STEP_OPERATIONS = {
 }
 
 
-def parse(text: str) -> language.Definition:
+def parse(text: str) -> pipeline_language.Definition:
     """The definition, or a ValidationException naming what is wrong and where."""
     try:
-        definition = language.parse(text)
-    except language.DefinitionError as err:
+        definition = pipeline_language.parse(text)
+    except pipeline_language.DefinitionError as err:
         raise validation(f"Invalid pipeline definition: {err}") from None
     for step in definition.steps.values():
         needed = STEP_OPERATIONS.get(step.type)
@@ -58,9 +58,9 @@ def parse(text: str) -> language.Definition:
 
 
 @lru_cache(maxsize=256)
-def parsed(text: str) -> language.Definition:
+def parsed(text: str) -> pipeline_language.Definition:
     """Definitions are immutable once stored: parse each once per process."""
-    return language.parse(text)
+    return pipeline_language.parse(text)
 
 
 def _definition_text(ctx: Context, params: dict, required: bool) -> str | None:
@@ -264,25 +264,25 @@ def update_pipeline(ctx: Context, params: dict) -> dict:
 
 @operation("sagemaker", "DeletePipeline")
 def delete_pipeline(ctx: Context, params: dict) -> dict:
-    from .executions import ACTIVE as ACTIVE_EXECUTIONS
+    from . import executions  # imports this module: bound late
 
     with ctx.store.write() as conn:
         record = PIPELINE.load(ctx, params["PipelineName"], conn=conn, lock=True)
         running = conn.execute(
             select(func.count())
             .select_from(R)
-            .where(R.c.kind == "PipelineExecution", R.c.parent == record.arn, R.c.status.in_(sorted(ACTIVE_EXECUTIONS)))
+            .where(R.c.kind == "PipelineExecution", R.c.parent == record.arn, R.c.status.in_(sorted(executions.ACTIVE)))
         ).scalar()
         if running:
             raise validation(
                 f"Pipeline '{record.arn}' has {running} running execution(s): stop them with "
                 "StopPipelineExecution before deleting it."
             )
-        executions = [
+        execution_arns = [
             row.arn
             for row in conn.execute(select(R.c.arn).where(R.c.kind == "PipelineExecution", R.c.parent == record.arn))
         ]
-        for arn in executions:
+        for arn in execution_arns:
             ctx.backends.resources.delete(arn, conn=conn)
         conn.execute(delete(V).where(V.c.pipeline_arn == record.arn))
         conn.execute(delete(schema.pipeline_step_cache).where(schema.pipeline_step_cache.c.pipeline_arn == record.arn))

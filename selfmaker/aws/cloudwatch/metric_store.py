@@ -24,9 +24,9 @@ from collections import defaultdict
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ..backends import background_worker
-from ..engines.periodic import Periodic
-from ..store import schema
+from ...backends import background_worker
+from ...engines.periodic import Periodic
+from ...store import schema
 
 log = logging.getLogger("selfmaker.metrics")
 
