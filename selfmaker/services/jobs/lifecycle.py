@@ -25,8 +25,8 @@ from pathlib import Path
 from ...backends import Backends
 from ...engines import instance_types, runtimes, sandbox
 from ...engines.executor import ExecutorUnavailable, ExitStatus, InstanceSpec, Mount, open_executor
+from ...engines import reconciler
 from ...engines.reconciler import Controller, kick
-from ...engines.reconciler import register as register_controller
 from ...server.operations import Context
 from ...store.resources import Record, now
 from .. import experiments
@@ -281,7 +281,7 @@ class JobKind(Kind):
 
     def register(self) -> JobKind:
         super().register()
-        register_controller(Controller(self.name, ACTIVE, self.reconcile))
+        reconciler.register(Controller(self.name, ACTIVE, self.reconcile))
         return self
 
     # -- Create, Stop ---------------------------------------------------------------------------------
