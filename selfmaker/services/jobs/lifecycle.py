@@ -23,9 +23,8 @@ from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 
 from ...backends import Backends
-from ...engines import instance_types, runtimes, sandbox
+from ...engines import instance_types, reconciler, runtimes, sandbox
 from ...engines.executor import ExecutorUnavailable, ExitStatus, InstanceSpec, Mount, open_executor
-from ...engines import reconciler
 from ...engines.reconciler import Controller, kick
 from ...server.operations import Context
 from ...store.resources import Record, now
