@@ -169,3 +169,23 @@ def test_stop_ends_the_benchmark_and_removes_its_endpoint(sm, model, unique):
     )
     code, _ = error_of(sm.stop_inference_recommendations_job, JobName="never-made")
     assert code == "ValidationException"
+
+
+def test_parallel_benchmarks_that_would_oversubscribe_the_host_fail_saying_so(sm, model, unique):
+    # An ml.m5.24xlarge instance takes every processor of this machine (96 vCPUs, capped by the host):
+    # two side by side cannot fit, whatever the host.
+    name = unique("par")
+    request = advanced(
+        name,
+        model,
+        EndpointConfigurations=[{"InstanceType": "ml.m5.24xlarge"}, {"InstanceType": "ml.m5.24xlarge"}],
+        ResourceLimit={"MaxNumberOfTests": 2, "MaxParallelOfTests": 2},
+    )
+    sm.create_inference_recommendations_job(**request)
+    job = wait_job(sm, name)
+    assert job["Status"] == "COMPLETED", job.get("FailureReason")
+    assert len(job["InferenceRecommendations"]) == 1
+    steps = sm.list_inference_recommendations_job_steps(JobName=name)["Steps"]
+    assert sorted(s["Status"] for s in steps) == ["COMPLETED", "FAILED"]
+    [failed] = [s for s in steps if s["Status"] == "FAILED"]
+    assert "oversubscribe the host" in failed["InferenceBenchmark"]["FailureReason"]
