@@ -42,7 +42,10 @@ WORKER_ORDER: tuple[str, ...] = (
     "selfmaker.services.hosting.fleet",
     "selfmaker.services.hosting.capture",  # data capture, flushed to objects at stop
     "selfmaker.services.hosting.invocation_metrics",  # folds into the metric store, so stops before it
+    "selfmaker.services.hosting.utilization",  # CPU and memory of the instances, into the metric store
     "selfmaker.aws.cloudwatch.alarms",  # reads the metric store
+    # Inference Recommender's benchmarks: stopped after the reconciler, before the fleet stops their endpoints.
+    "selfmaker.services.recommender.controller",
     # Last to start, first to stop: it drives everything above it.
     "selfmaker.engines.reconciler",
 )

@@ -39,6 +39,7 @@ def _serve(args) -> int:
                 stop_grace_seconds=args.stop_grace_seconds,
                 allow_local_paths=args.allow_local_path,
                 metrics_token=args.metrics_token,
+                price_table=args.price_table,
             ).items()
             if v is not None
         }
@@ -180,6 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--metrics-token", help="strict mode: the bearer token GET /metrics requires (env SELFMAKER_METRICS_TOKEN)"
+    )
+    serve.add_argument(
+        "--price-table",
+        type=Path,
+        help="Inference Recommender's instance prices, a JSON file shaped like "
+        "selfmaker/services/recommender/prices.json (default: that file; env SELFMAKER_PRICE_TABLE)",
     )
     serve.add_argument(
         "--bwrap",

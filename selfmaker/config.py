@@ -55,6 +55,8 @@ class Settings:
     )
     # The bearer token Prometheus must send to GET /metrics on a strict-mode server (open mode: no token).
     metrics_token: str | None = field(default_factory=lambda: _env("METRICS_TOKEN"))
+    # Inference Recommender's CostPerHour table (None: selfmaker/services/recommender/prices.json).
+    price_table: Path | None = field(default_factory=lambda: Path(p) if (p := _env("PRICE_TABLE")) else None)
     default_account: str = DEFAULT_ACCOUNT
 
     def __post_init__(self) -> None:

@@ -221,10 +221,13 @@ SERVICE_MODULES: tuple[str, ...] = (
     "selfmaker.services.hosting.capture",
     "selfmaker.services.hosting.invocation_metrics",
     "selfmaker.services.hosting.router",
+    "selfmaker.services.hosting.utilization",
     "selfmaker.services.pipelines.pipeline_resource",
     "selfmaker.services.pipelines.executions",
     "selfmaker.services.pipelines.engine",
     "selfmaker.services.registry",
+    "selfmaker.services.recommender.jobs",
+    "selfmaker.services.recommender.controller",
     "selfmaker.services.search",
     # S3, served by its own streaming endpoint (it declares the operations it serves)
     "selfmaker.objects.endpoint",

@@ -486,6 +486,12 @@ class Fleet:
             list(pool.map(lambda instance: self._stop_instance(instance, group, remove=True), members))
         shutil.rmtree(root, ignore_errors=True)
 
+    def groups(self) -> list[tuple[Group, list[Instance]]]:
+        """Every group this server keeps, with its instances on disk (for the utilization sampler)."""
+        with self._lock:
+            keepers = list(self._keepers.values())
+        return [(k.group, instances.on_disk(k.root)) for k in keepers if not k._closed]
+
     def subscribe(self, callback: Callable[[str], None]) -> None:
         """Call ``callback(key)`` whenever a group's readiness changes (from the fleet's threads)."""
         with self._lock:

@@ -1,0 +1,1 @@
+"""Inference Recommender: benchmark a model on candidate endpoint configurations (docs/recommender.md)."""
