@@ -1,7 +1,8 @@
 """A shadow test through SageMaker SDK v3's resource class (sagemaker.core.resources.InferenceExperiment).
 
 SDK v2 has no shadow-test API of its own (its sagemaker_core dependency carries the same generated class);
-v3's is the one driven here: create, wait for Running, stop with Promote, wait for Completed.
+v3's is the one driven here: create, wait for Running, stop with Promote, wait for Completed. Its generated
+stop() cannot send ModelVariantActions (its model has no such attribute), so the stop goes through its client.
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ def test_v3_inference_experiment_promotes(sdk_v3, server, sm, tmp_path):
         shadow_mode_config=ShadowModeConfig(source_model_variant_name="Prod", shadow_model_variants=[
             ShadowModelVariantConfig(shadow_model_variant_name="Shadow", sampling_percentage=100)]))
     experiment.wait_for_status("Running", poll=1, timeout=300)
-    experiment.model_variant_actions = {{"Prod": "Remove", "Shadow": "Promote"}}
-    experiment.desired_state = "Completed"
-    experiment.stop()
+    # The SDK's generated stop() sends attributes (model_variant_actions, ...) its pydantic model does not
+    # declare, so they cannot be set: Stop goes through the SDK's own boto3 client.
+    experiment._get_client().stop_inference_experiment(
+        Name="sdkie", ModelVariantActions={{"Prod": "Remove", "Shadow": "Promote"}}, DesiredState="Completed")
     experiment.wait_for_status("Completed", poll=1, timeout=300)
     endpoint = Endpoint.get(endpoint_name="sdkie-ep")
     endpoint.wait_for_status("InService", poll=1, timeout=300)
