@@ -218,6 +218,7 @@ SERVICE_MODULES: tuple[str, ...] = (
     "selfmaker.services.hosting.deployments",
     "selfmaker.services.hosting.endpoint_configs",
     "selfmaker.services.hosting.endpoints",
+    "selfmaker.services.hosting.inference_experiments",
     "selfmaker.services.hosting.capture",
     "selfmaker.services.hosting.invocation_metrics",
     "selfmaker.services.hosting.router",

@@ -26,6 +26,11 @@ IN_PROGRESS = ("Creating", "Updating", "RollingBack", "SystemUpdating", "Deletin
 # -- releases: a configuration as the controller deploys it -------------------------------------------------------
 
 
+def variant_key(account_id: str, region: str, endpoint: str, created: float, generation: int, variant: str) -> str:
+    """The fleet Group key of a variant in an endpoint's ``generation``-th release: new for every release."""
+    return f"{account_id}-{region}-{endpoint}-{int(created * 1000)}-{generation}-{variant}".lower()
+
+
 def release(
     ctx: Context,
     record_name: str,
@@ -48,7 +53,7 @@ def release(
         model = MODEL.load(ctx, spec["ModelName"]).data
         entry = {
             "name": name,
-            "key": f"{ctx.account_id}-{ctx.region}-{record_name}-{int(created * 1000)}-{generation}-{name}".lower(),
+            "key": variant_key(ctx.account_id, ctx.region, record_name, created, generation, name),
             "model": model,
             "image": container_of(model).get("Image"),
             "instance_type": SERVERLESS_INSTANCE_TYPE if serverless else spec["InstanceType"],
@@ -173,6 +178,13 @@ def _on_update(ctx: Context, params: dict, record: Record) -> None:
     )
     check_deployment(deployment, nxt)
     check_alarms(ctx, deployment)
+    _begin_deployment(data, nxt, deployment, generation)
+    if params.get("DeploymentConfig"):
+        data["LastDeploymentConfig"] = params["DeploymentConfig"]
+
+
+def _begin_deployment(data: dict, nxt: dict, deployment: dict | None, generation: int) -> None:
+    """Make ``nxt`` the release the controller deploys next (the endpoint becomes Updating)."""
     started = now()
     data["_deploy"] = {
         **deployments.plan(deployment, data["_live"], nxt),
@@ -183,14 +195,66 @@ def _on_update(ctx: Context, params: dict, record: Record) -> None:
         "since": started,
     }
     data["_next"] = nxt
-    if params.get("DeploymentConfig"):
-        data["LastDeploymentConfig"] = params["DeploymentConfig"]
     data.pop("FailureReason", None)
     data.update(EndpointStatus="Updating", _generation=generation, _rev=data["_rev"] + 1)
 
 
 def _kick(ctx: Context, arn: str) -> None:
     kick(ctx.backends, arn)
+
+
+# -- for inference experiments (inference_experiments.py): an endpoint restored, a shadow's sampling changed --
+
+
+def restore(ctx: Context, endpoint_name: str, snapshot: dict) -> None:
+    """UpdateEndpoint back to a release the endpoint served before (a shadow test's "before" state).
+
+    The snapshot's models and configuration name are used as they were, so it works even if the Model or
+    the EndpointConfig was deleted since (as a running endpoint keeps its snapshot too). The release gets
+    fresh fleet keys: it is deployed blue/green all at once, like any UpdateEndpoint without a
+    DeploymentConfig, so production never fails a request meanwhile.
+    """
+    with ctx.store.write() as conn:
+        record = ENDPOINT.load(ctx, endpoint_name, conn=conn, lock=True)
+        if record.status != "InService":
+            raise _cannot_update(record)
+        data = record.data
+        generation = data["_generation"] + 1
+
+        def fresh(variant: dict) -> dict:
+            kept = {k: v for k, v in variant.items() if k not in ("deployed_at", "drain")}
+            key = variant_key(ctx.account_id, ctx.region, record.name, data["CreationTime"], generation, kept["name"])
+            return {**kept, "key": key, "ready": 0}
+
+        nxt = {
+            **snapshot,
+            "started": now(),
+            "variants": [fresh(v) for v in snapshot["variants"]],
+            "shadows": [fresh(v) for v in snapshot["shadows"]],
+        }
+        _begin_deployment(data, nxt, None, generation)
+        data["LastModifiedTime"] = now()
+        record.status = "Updating"
+        ctx.backends.resources.save(record, conn=conn)
+    kick(ctx.backends, record.arn)
+
+
+def set_shadow_weight(ctx: Context, endpoint_name: str, variant_name: str, weight: float) -> bool:
+    """Change a serving shadow variant's weight (its sampling share, deployments.shadow_fraction) in place.
+
+    No redeploy: the controller publishes a Route with the new share on its next step. False when the
+    endpoint is not InService (a deployment or resize is under way): the caller tries again later.
+    """
+    with ctx.store.write() as conn:
+        record = ENDPOINT.load(ctx, endpoint_name, conn=conn, lock=True)
+        shadows = {v["name"]: v for v in record.data["_live"]["shadows"]}
+        if record.status != "InService" or variant_name not in shadows:
+            return False
+        shadows[variant_name]["weight"] = weight
+        record.data["_rev"] += 1  # a controller step computed on the old weight must not overwrite it
+        ctx.backends.resources.save(record, conn=conn, touch=False)
+    kick(ctx.backends, record.arn)
+    return True
 
 
 # -- DescribeEndpoint ------------------------------------------------------------------------------------------------
