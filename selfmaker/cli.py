@@ -40,6 +40,7 @@ def _serve(args) -> int:
                 allow_local_paths=args.allow_local_path,
                 metrics_token=args.metrics_token,
                 price_table=args.price_table,
+                edge_cache_ttl=args.edge_cache_ttl,
             ).items()
             if v is not None
         }
@@ -187,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="Inference Recommender's instance prices, a JSON file shaped like "
         "selfmaker/services/recommender/prices.json (default: that file; env SELFMAKER_PRICE_TABLE)",
+    )
+    serve.add_argument(
+        "--edge-cache-ttl",
+        type=int,
+        help="Edge Manager: seconds agents cache their registration; a device silent for longer counts as "
+        "disconnected (default 60; env SELFMAKER_EDGE_CACHE_TTL)",
     )
     serve.add_argument(
         "--bwrap",

@@ -57,6 +57,9 @@ class Settings:
     metrics_token: str | None = field(default_factory=lambda: _env("METRICS_TOKEN"))
     # Inference Recommender's CostPerHour table (None: selfmaker/services/recommender/prices.json).
     price_table: Path | None = field(default_factory=lambda: Path(p) if (p := _env("PRICE_TABLE")) else None)
+    # Edge Manager: the CacheTTL (seconds) GetDeviceRegistration hands agents; a device whose last heartbeat is
+    # older than this counts as disconnected (docs/edge.md).
+    edge_cache_ttl: int = field(default_factory=lambda: int(_env("EDGE_CACHE_TTL", "60")))
     default_account: str = DEFAULT_ACCOUNT
 
     def __post_init__(self) -> None:

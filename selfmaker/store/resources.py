@@ -35,6 +35,7 @@ SORT_COLUMNS = {
     "CreationTime": R.c.created_at,
     "LastModifiedTime": R.c.modified_at,
     "Status": R.c.status,
+    "Parent": R.c.parent,  # e.g. an edge deployment plan's fleet, a packaging job's model name
 }
 
 
