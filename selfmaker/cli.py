@@ -211,6 +211,20 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--no-follow", action="store_true", help="print what is there and exit")
     logs.set_defaults(func=_logs)
 
+    # The agent parses its own flags (selfmaker/edge_agent/agent.py): it runs on devices without the server.
+    sub.add_parser(
+        "edge-agent",
+        help="run an Edge Manager agent on this device (docs/edge.md; --help for its flags)",
+        add_help=False,
+    )
+    signing_key = sub.add_parser(
+        "edge-signing-key", help="print an account's edge package signing key (hex) for its devices' agents"
+    )
+    signing_key.add_argument("--account", required=True, help="the account id")
+    signing_key.add_argument("--data-dir", type=Path, help="the server's data dir (default ~/.selfmaker)")
+    signing_key.add_argument("--database-url", help="the server's database URL, if not SQLite in the data dir")
+    signing_key.set_defaults(func=_edge_signing_key)
+
     coverage = sub.add_parser("coverage", help="write docs/coverage.md: which operations SelfMaker implements")
     coverage.add_argument("--output", help=f"the file to write or check (default {DEFAULT_COVERAGE}, in a checkout)")
     coverage.add_argument("--check", action="store_true", help="fail if the file is not current")
@@ -228,7 +242,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _edge_signing_key(args) -> int:
+    from .services.edge.signing import account_key
+    from .store.db import Store
+
+    settings = Settings(**{k: v for k, v in dict(data_dir=args.data_dir, database_url=args.database_url).items() if v})
+    store = Store(settings.database_url)
+    try:
+        print(account_key(store, args.account).hex())
+    finally:
+        store.close()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["edge-agent"]:
+        from .edge_agent.agent import main as agent_main
+
+        return agent_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -1,0 +1,122 @@
+"""Edge Manager tests: tiny ONNX models, compiled-model archives, and edge agents in their own processes."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import tarfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from support.clients import ACCESS_KEY, SECRET_KEY
+from support.server import ACCOUNT, REGION, free_port
+
+
+def scaling_onnx(scale: float) -> bytes:
+    """An ONNX graph answering y = x * scale for rows of two floats."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "scale"], ["y"])],
+        "scale",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 2])],
+        [helper.make_tensor("scale", TensorProto.FLOAT, [1], [scale])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def compiled_archive(onnx_bytes: bytes) -> bytes:
+    """A compilation job's output as docs/compilation.md lays it out: compiled.meta + model.onnx, tar.gz."""
+    meta = {
+        "Framework": "ONNX",
+        "Backend": "onnxruntime",
+        "Artifact": "model.onnx",
+        "Inputs": [{"name": "x", "shape": [1, 2], "dtype": "float32"}],
+        "RowInput": True,
+    }
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, body in (("compiled.meta", json.dumps(meta).encode()), ("model.onnx", onnx_bytes)):
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+    return buffer.getvalue()
+
+
+def stand_in_compilation_job(database_url: str, name: str, artifact_uri: str) -> None:
+    """A COMPLETED CompilationJob record, written to the server's store, until CompilationJob is on this branch.
+
+    It carries the fields the packaging job reads (selfmaker/services/jobs/compilation.py on cap-compile):
+    the job machinery's status "Completed" and ModelArtifacts.S3ModelArtifacts."""
+    from selfmaker.store.db import Store
+    from selfmaker.store.resources import ResourceStore, now
+
+    store = Store(database_url)
+    try:
+        arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:compilation-job/{name}"
+        data = {
+            "CompilationJobName": name,
+            "CompilationJobArn": arn,
+            "_Status": "Completed",
+            "ModelArtifacts": {"S3ModelArtifacts": artifact_uri},
+            "CreationTime": now(),
+            "LastModifiedTime": now(),
+        }
+        ResourceStore(store).create(
+            account_id=ACCOUNT, region=REGION, kind="CompilationJob", name=name, arn=arn, data=data, status="Completed"
+        )
+    finally:
+        store.close()
+
+
+class AgentProcess:
+    """``selfmaker edge-agent`` in its own process, with a short poll and heartbeat."""
+
+    def __init__(self, server_url: str, fleet: str, device: str, state_dir: Path, key_file: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        state_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            sys.executable, "-m", "selfmaker.cli", "edge-agent", "--fleet", fleet, "--device", device,
+            "--endpoint-url", server_url, "--region", REGION, "--state-dir", str(state_dir),
+            "--port", str(self.port), "--poll-interval", "0.3", "--heartbeat-interval", "0.5",
+            "--signing-key-file", str(key_file),
+        ]  # fmt: skip
+        env = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "PATH": "/usr/bin:/bin"}
+        self.log = open(state_dir / "agent.log", "ab")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+
+    def get(self, path: str) -> tuple[int, dict]:
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=5) as reply:
+                return reply.status, json.loads(reply.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    def predict(self, handle: str, rows) -> tuple[int, dict]:
+        request = urllib.request.Request(
+            f"{self.url}/models/{handle}:predict", data=json.dumps({"instances": rows}).encode(), method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as reply:
+                return reply.status, json.loads(reply.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()

@@ -1,0 +1,243 @@
+"""Edge Manager: fleets, devices, packaging, staged deployments to three real agents, rollback, the report.
+
+The compiled models are stand-ins until CompilationJob lands on this branch: a real ONNX graph in the
+compilation job's output layout, recorded as a COMPLETED compilation job (support/edge.py). Everything
+after that record is real: the packaging job, the plans, the agents (separate processes) and their ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from botocore.exceptions import ClientError
+
+from support.clients import make_client
+from support.edge import AgentProcess, compiled_archive, scaling_onnx, stand_in_compilation_job
+from support.server import ACCOUNT
+from support.waiting import wait_for
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+BUCKET = "edge-models"
+FLEET = "factory"
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/edge"
+TTL = 3
+
+
+@pytest.fixture(scope="module")
+def edge_server(make_server):
+    server = make_server("edge", ["--edge-cache-ttl", str(TTL)]).start()
+    return server, server.database_url or f"sqlite:///{server.data_dir / 'metadata.db'}"
+
+
+@pytest.fixture(scope="module")
+def sm(edge_server):
+    return make_client("sagemaker", edge_server[0].url)
+
+
+@pytest.fixture(scope="module")
+def s3(edge_server):
+    client = make_client("s3", edge_server[0].url)
+    client.create_bucket(Bucket=BUCKET)
+    return client
+
+
+def _package(sm, s3, database_url, name: str, version: str, scale: float) -> dict:
+    s3.put_object(Bucket=BUCKET, Key=f"compiled/{name}.tar.gz", Body=compiled_archive(scaling_onnx(scale)))
+    stand_in_compilation_job(database_url, f"compile-{name}", f"s3://{BUCKET}/compiled/{name}.tar.gz")
+    sm.create_edge_packaging_job(
+        EdgePackagingJobName=name,
+        CompilationJobName=f"compile-{name}",
+        ModelName="scorer",
+        ModelVersion=version,
+        RoleArn=ROLE,
+        OutputConfig={"S3OutputLocation": f"s3://{BUCKET}/packages"},
+    )
+    return wait_for(
+        lambda: sm.describe_edge_packaging_job(EdgePackagingJobName=name),
+        lambda d: d["EdgePackagingJobStatus"] in ("COMPLETED", "FAILED"),
+        what=f"packaging job {name} to end",
+    )
+
+
+def _stage(sm, plan: str, stage: str) -> dict:
+    stages = sm.describe_edge_deployment_plan(EdgeDeploymentPlanName=plan)["Stages"]
+    return next(s for s in stages if s["StageName"] == stage)["DeploymentStatus"]
+
+
+def _wait_stage(sm, plan: str, stage: str, status: str) -> dict:
+    return wait_for(
+        lambda: _stage(sm, plan, stage),
+        lambda s: s["StageStatus"] in (status, "FAILED", "DEPLOYED"),
+        timeout=60,
+        what=f"stage {plan}/{stage} to be {status}",
+    )
+
+
+def test_control_plane_errors(sm, s3):
+    sm.create_device_fleet(DeviceFleetName="errors", OutputConfig={"S3OutputLocation": f"s3://{BUCKET}/e"})
+    with pytest.raises(ClientError) as err:
+        sm.create_device_fleet(DeviceFleetName="errors", OutputConfig={"S3OutputLocation": f"s3://{BUCKET}/e"})
+    assert err.value.response["Error"]["Code"] == "ResourceInUse"
+    with pytest.raises(ClientError) as err:
+        sm.describe_device_fleet(DeviceFleetName="nope")
+    assert err.value.response["Error"]["Code"] == "ResourceNotFound"
+    sm.register_devices(DeviceFleetName="errors", Devices=[{"DeviceName": "cam-1"}])
+    with pytest.raises(ClientError) as err:
+        sm.register_devices(DeviceFleetName="errors", Devices=[{"DeviceName": "cam-1"}])
+    assert err.value.response["Error"]["Code"] == "ValidationException"
+    with pytest.raises(ClientError) as err:
+        sm.delete_device_fleet(DeviceFleetName="errors")
+    assert err.value.response["Error"]["Code"] == "ResourceInUse"
+    with pytest.raises(ClientError) as err:
+        sm.create_edge_deployment_plan(
+            EdgeDeploymentPlanName="p", ModelConfigs=[{"ModelHandle": "m", "EdgePackagingJobName": "none"}],
+            DeviceFleetName="errors",
+        )  # fmt: skip
+    assert err.value.response["Error"]["Code"] == "ValidationException"
+    sm.deregister_devices(DeviceFleetName="errors", DeviceNames=["cam-1"])
+    sm.delete_device_fleet(DeviceFleetName="errors")
+    assert sm.list_device_fleets(NameContains="errors")["DeviceFleetSummaries"] == []
+
+
+def test_staged_deployments_to_three_agents(sm, s3, edge_server, tmp_path):
+    server, database_url = edge_server
+    edge = make_client("sagemaker-edge", server.url)
+    sm.create_device_fleet(
+        DeviceFleetName=FLEET, RoleArn=ROLE, OutputConfig={"S3OutputLocation": f"s3://{BUCKET}/fleet"},
+        EnableIotRoleAlias=True,
+    )  # fmt: skip
+    assert sm.describe_device_fleet(DeviceFleetName=FLEET)["IotRoleAlias"].endswith("rolealias/SageMakerEdge-factory")
+    devices = ["dev-1", "dev-2", "dev-3"]
+    sm.register_devices(DeviceFleetName=FLEET, Devices=[{"DeviceName": d} for d in devices])
+
+    v1 = _package(sm, s3, database_url, "scorer-v1", "1.0", 2.0)
+    assert _package(sm, s3, database_url, "scorer-v2", "2.0", 3.0)["EdgePackagingJobStatus"] == "COMPLETED"
+    assert v1["EdgePackagingJobStatus"] == "COMPLETED", v1
+    assert v1["ModelArtifact"] == f"s3://{BUCKET}/packages/scorer-1.0.tar.gz"
+    assert v1["ModelSignature"].startswith("HMAC-SHA256:")
+
+    key = subprocess.run(
+        [sys.executable, "-m", "selfmaker.cli", "edge-signing-key", "--account", ACCOUNT,
+         "--data-dir", str(server.data_dir), "--database-url", database_url],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    key_file = tmp_path / "signing.key"
+    key_file.write_text(key)
+    agents = {d: AgentProcess(server.url, FLEET, d, tmp_path / d, key_file) for d in devices}
+    try:
+        for agent in agents.values():
+            wait_for(
+                lambda a=agent: a.get("/health"), lambda r: r[1].get("Registered"), ignore=(OSError,), what="agent"
+            )
+
+        # Plan 1: version 1 on one device, then the rest.
+        sm.create_edge_deployment_plan(
+            EdgeDeploymentPlanName="rollout-v1",
+            ModelConfigs=[{"ModelHandle": "scorer", "EdgePackagingJobName": "scorer-v1"}],
+            DeviceFleetName=FLEET,
+            Stages=[
+                {
+                    "StageName": "canary",
+                    "DeviceSelectionConfig": {"DeviceSubsetType": "SELECTION", "DeviceNames": ["dev-1"]},
+                },
+                {
+                    "StageName": "rest",
+                    "DeviceSelectionConfig": {"DeviceSubsetType": "NAMECONTAINS", "DeviceNameContains": "dev"},
+                },
+            ],
+        )
+        assert _stage(sm, "rollout-v1", "canary")["StageStatus"] == "READYTODEPLOY"
+        sm.start_edge_deployment_stage(EdgeDeploymentPlanName="rollout-v1", StageName="canary")
+        assert _wait_stage(sm, "rollout-v1", "canary", "DEPLOYED")["StageStatus"] == "DEPLOYED"
+        status, answer = agents["dev-1"].predict("scorer", [[1.0, 2.0]])
+        assert status == 200 and answer["predictions"] == [[2.0, 4.0]] and answer["ModelVersion"] == "1.0"
+        assert agents["dev-2"].predict("scorer", [[1.0, 2.0]])[0] == 404
+
+        # dev-3 is deregistered mid-way: the rest of the fleet is dev-2 alone (dev-1 deployed in the canary).
+        sm.deregister_devices(DeviceFleetName=FLEET, DeviceNames=["dev-3"])
+        sm.start_edge_deployment_stage(EdgeDeploymentPlanName="rollout-v1", StageName="rest")
+        assert _wait_stage(sm, "rollout-v1", "rest", "DEPLOYED")["StageStatus"] == "DEPLOYED"
+        listed = sm.list_stage_devices(EdgeDeploymentPlanName="rollout-v1", StageName="rest")[
+            "DeviceDeploymentSummaries"
+        ]
+        assert [(d["DeviceName"], d["DeviceDeploymentStatus"]) for d in listed] == [("dev-2", "DEPLOYED")]
+        assert agents["dev-2"].predict("scorer", [[1.0, 1.0]])[1]["predictions"] == [[2.0, 2.0]]
+        assert agents["dev-3"].predict("scorer", [[1.0, 1.0]])[0] == 404
+        assert agents["dev-3"].get("/health")[1]["Registered"] is False
+        with pytest.raises(ClientError):
+            edge.get_deployments(DeviceName="dev-3", DeviceFleetName=FLEET)
+
+        # Plan 2 replaces version 1 with version 2 on every registered device.
+        sm.create_edge_deployment_plan(
+            EdgeDeploymentPlanName="rollout-v2",
+            ModelConfigs=[{"ModelHandle": "scorer", "EdgePackagingJobName": "scorer-v2"}],
+            DeviceFleetName=FLEET,
+            Stages=[
+                {"StageName": "all", "DeviceSelectionConfig": {"DeviceSubsetType": "PERCENTAGE", "Percentage": 100}}
+            ],
+        )
+        sm.start_edge_deployment_stage(EdgeDeploymentPlanName="rollout-v2", StageName="all")
+        assert _wait_stage(sm, "rollout-v2", "all", "DEPLOYED")["EdgeDeploymentSuccessInStage"] == 2
+        for name in ("dev-1", "dev-2"):
+            assert agents[name].predict("scorer", [[1.0, 2.0]])[1]["predictions"] == [[3.0, 6.0]]
+        wait_for(
+            lambda: sm.describe_device(DeviceName="dev-1", DeviceFleetName=FLEET)["Models"],
+            lambda m: [(x["ModelName"], x["ModelVersion"]) for x in m] == [("scorer", "2.0")],
+            what="dev-1's heartbeat to report version 2",
+        )
+
+        # A corrupted archive fails dev-1's deployment; under ROLLBACK_ON_FAILURE version 2 keeps serving.
+        v3 = _package(sm, s3, database_url, "scorer-v3", "3.0", 4.0)
+        s3.put_object(Bucket=BUCKET, Key="packages/scorer-3.0.tar.gz", Body=b"not the package that was signed")
+        sm.create_edge_deployment_plan(
+            EdgeDeploymentPlanName="rollout-v3",
+            ModelConfigs=[{"ModelHandle": "scorer", "EdgePackagingJobName": v3["EdgePackagingJobName"]}],
+            DeviceFleetName=FLEET,
+            Stages=[
+                {
+                    "StageName": "one",
+                    "DeviceSelectionConfig": {"DeviceSubsetType": "SELECTION", "DeviceNames": ["dev-1"]},
+                    "DeploymentConfig": {"FailureHandlingPolicy": "ROLLBACK_ON_FAILURE"},
+                }
+            ],
+        )
+        sm.start_edge_deployment_stage(EdgeDeploymentPlanName="rollout-v3", StageName="one")
+        failed = _wait_stage(sm, "rollout-v3", "one", "FAILED")
+        assert failed["StageStatus"] == "FAILED" and failed["EdgeDeploymentFailedInStage"] == 1
+        (device,) = sm.list_stage_devices(EdgeDeploymentPlanName="rollout-v3", StageName="one")[
+            "DeviceDeploymentSummaries"
+        ]
+        assert device["DeviceDeploymentStatus"] == "FAILED" and "checksum" in device["DeviceDeploymentStatusMessage"]
+        assert agents["dev-1"].predict("scorer", [[1.0, 2.0]])[1]["predictions"] == [[3.0, 6.0]]
+        plan = sm.describe_edge_deployment_plan(EdgeDeploymentPlanName="rollout-v3")
+        assert (plan["EdgeDeploymentSuccess"], plan["EdgeDeploymentFailed"]) == (0, 1)
+
+        # The report, from the heartbeats; a silent agent is offline after the CacheTTL.
+        for name in ("dev-1", "dev-2"):  # active: a prediction within the TTL, as the next heartbeat tells
+            agents[name].predict("scorer", [[0.0, 0.0]])
+        report = wait_for(
+            lambda: sm.get_device_fleet_report(DeviceFleetName=FLEET),
+            lambda r: r["ModelStats"] and r["ModelStats"][0]["ActiveDeviceCount"] == 2,
+            what="both devices to report an inference",
+        )
+        assert report["DeviceStats"] == {"ConnectedDeviceCount": 2, "RegisteredDeviceCount": 2}
+        assert report["AgentVersions"] == [{"Version": "1.0.0", "AgentCount": 2}]
+        (stats,) = report["ModelStats"]
+        assert (stats["ModelVersion"], stats["ConnectedDeviceCount"], stats["ActiveDeviceCount"]) == ("2.0", 2, 2)
+        listed = sm.list_devices(DeviceFleetName=FLEET, ModelName="scorer")["DeviceSummaries"]
+        assert sorted(d["DeviceName"] for d in listed) == ["dev-1", "dev-2"]
+        agents["dev-2"].stop()
+        report = wait_for(
+            lambda: sm.get_device_fleet_report(DeviceFleetName=FLEET),
+            lambda r: r["DeviceStats"]["ConnectedDeviceCount"] == 1,
+            timeout=TTL + 10,
+            what="dev-2 to count as disconnected",
+        )
+        assert report["ModelStats"][0]["OfflineDeviceCount"] == 1
+    finally:
+        for agent in agents.values():
+            agent.stop()
