@@ -258,9 +258,9 @@ def _edge_signing_key(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["edge-agent"]:
-        from .edge_agent.agent import main as agent_main
+        from .edge_agent import agent
 
-        return agent_main(argv[1:])
+        return agent.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
