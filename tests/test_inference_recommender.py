@@ -94,6 +94,16 @@ def test_advanced_job_benchmarks_a_real_endpoint(sm, client, model, unique):
     )
     assert "ClientInvocationErrors" in {m["MetricName"] for m in published}
 
+    # The execution log SDK v2's right_size() waits on (CloudWatch Logs, as AWS writes it).
+    events = client("logs").get_log_events(
+        logGroupName="/aws/sagemaker/InferenceRecommendationsJobs", logStreamName=f"{name}/execution"
+    )["events"]
+    lines = [e["message"] for e in events]
+    assert lines[0] == f"Job {name} (Advanced) created: 1 benchmark(s) planned."
+    assert lines[1].startswith(f"Benchmark 0: ml.m5.large, endpoint {temporary}")
+    assert lines[2].startswith(f"Benchmark 0 COMPLETED: MaxInvocations {metrics['MaxInvocations']} per minute")
+    assert lines[3] == f"Job {name} COMPLETED: 1 recommendation(s)."
+
 
 @pytest.mark.parametrize(
     "change, words",
