@@ -94,6 +94,16 @@ def test_advanced_job_benchmarks_a_real_endpoint(sm, client, model, unique):
     )
     assert "ClientInvocationErrors" in {m["MetricName"] for m in published}
 
+    # The execution log SDK v2's right_size() waits on (CloudWatch Logs, as AWS writes it).
+    events = client("logs").get_log_events(
+        logGroupName="/aws/sagemaker/InferenceRecommendationsJobs", logStreamName=f"{name}/execution"
+    )["events"]
+    lines = [e["message"] for e in events]
+    assert lines[0] == f"Job {name} (Advanced) created: 1 benchmark(s) planned."
+    assert lines[1].startswith(f"Benchmark 0: ml.m5.large, endpoint {temporary}")
+    assert lines[2].startswith(f"Benchmark 0 COMPLETED: MaxInvocations {metrics['MaxInvocations']} per minute")
+    assert lines[3] == f"Job {name} COMPLETED: 1 recommendation(s)."
+
 
 @pytest.mark.parametrize(
     "change, words",
@@ -189,3 +199,40 @@ def test_parallel_benchmarks_that_would_oversubscribe_the_host_fail_saying_so(sm
     assert sorted(s["Status"] for s in steps) == ["COMPLETED", "FAILED"]
     [failed] = [s for s in steps if s["Status"] == "FAILED"]
     assert "oversubscribe the host" in failed["InferenceBenchmark"]["FailureReason"]
+
+
+def test_a_server_killed_mid_benchmark_runs_the_step_again_on_a_fresh_endpoint(make_server, client, tmp_path):
+    srv = make_server("ir-restart").start()
+    sm = client("sagemaker", srv)
+    models = Models(srv, tmp_path)
+    models.s3.put_object(Bucket=BUCKET, Key="recommender/payloads.tar.gz", Body=tar_gz({"payloads/a.txt": b"1,2,3"}))
+    # Answers in 0.5 s: one user makes 120 invocations a minute, the second (added after 20 s) reaches 150, so
+    # the load runs some 20 s: long enough to kill the server while it runs.
+    model = models.versioned("ir-restart-model", delay=0.5)
+    phases = [{"InitialNumberOfUsers": 1, "SpawnRate": 3, "DurationInSeconds": 120}]
+    sm.create_inference_recommendations_job(**advanced("irr", model, phases=phases, stopping={"MaxInvocations": 150}))
+    cloudwatch = client("cloudwatch", srv)
+    wait_for(  # the load generator has reported its first window
+        lambda: cloudwatch.list_metrics(
+            Namespace="/aws/sagemaker/InferenceRecommendationsJobs",
+            MetricName="ClientInvocations",
+            Dimensions=[{"Name": "JobName", "Value": "irr"}],
+        )["Metrics"],
+        bool,
+        timeout=FIRST_ENDPOINT_SECONDS,
+        what="the benchmark's load to start",
+    )
+    [killed] = [e["EndpointName"] for e in sm.list_endpoints(NameContains="irr-ir0")["Endpoints"]]
+
+    srv.kill()
+    srv.start()
+    sm = client("sagemaker", srv)
+    job = wait_job(sm, "irr")
+    assert job["Status"] == "COMPLETED", job.get("FailureReason")
+    [rec] = job["InferenceRecommendations"]
+    assert rec["EndpointConfiguration"]["EndpointName"] != killed  # the step ran again, from its start
+    assert rec["Metrics"]["MaxInvocations"] >= 150
+    [step] = sm.list_inference_recommendations_job_steps(JobName="irr")["Steps"]
+    assert step["Status"] == "COMPLETED"
+    assert sm.list_endpoints(NameContains="irr-ir0")["Endpoints"] == []  # the one left behind is gone too
+    assert srv.stopped_cleanly()

@@ -17,7 +17,7 @@ import threading
 from ...backends import Backends, background_worker
 from ...engines.reconciler import Controller, kick, register
 from ...store.resources import Record, now
-from . import benchmark
+from . import benchmark, execution_log
 from .jobs import ACTIVE, MAX_RECOMMENDATIONS
 
 log = logging.getLogger("selfmaker.recommender")
@@ -68,14 +68,19 @@ class Runs:
         if self._closing and status == "STOPPED":
             return  # the server is stopping: the step stays IN_PROGRESS and runs again after the restart
 
+        applied = []
+
         def change(fresh: Record, _conn) -> bool:
             steps = fresh.data["_Steps"]
             if steps[index].get("EndpointName") != step.get("EndpointName"):
                 return False  # a newer run of this step owns it
             steps[index].update(result, Status=status)
+            applied.append(True)
             return True
 
         self.backends.resources.mutate(change, arn=record.arn)
+        if applied:
+            _log(self.backends, record, _step_outcome(index, status, result))
         kick(self.backends, record.arn)
 
     def close(self) -> None:
@@ -108,6 +113,35 @@ class _RunsWorker:
 
 
 background_worker(_RunsWorker)
+
+
+# -- the execution log (execution_log.py) -------------------------------------------------------------------------
+
+
+def _log(backends: Backends, record: Record, message: str) -> None:
+    execution_log.write(backends, record.account_id, record.region, record.name, message)
+
+
+def _describe(candidate: dict) -> str:
+    if candidate.get("endpoint"):
+        return f"the existing endpoint {candidate['endpoint']}"
+    what = candidate.get("instance_type") or "a serverless endpoint"
+    if candidate.get("environment"):
+        what += " with " + ", ".join(f"{k}={v}" for k, v in candidate["environment"].items())
+    return what
+
+
+def _step_outcome(index: int, status: str, result: dict) -> str:
+    if status == "COMPLETED":
+        metrics = result["Metrics"]
+        cost = f", CostPerHour {metrics['CostPerHour']}" if "CostPerHour" in metrics else ""
+        return (
+            f"Benchmark {index} COMPLETED: MaxInvocations {metrics['MaxInvocations']} per minute, "
+            f"ModelLatency {metrics['ModelLatency']} microseconds{cost}."
+        )
+    if status == "FAILED":
+        return f"Benchmark {index} FAILED: {result['FailureReason']}"
+    return f"Benchmark {index} STOPPED."
 
 
 # -- the reconcile step -----------------------------------------------------------------------------------------
@@ -179,7 +213,11 @@ def reconcile(backends: Backends, record: Record) -> float | None:
         record = _commit(backends, record, mutate)
         if record.status != "IN_PROGRESS":
             return 0.0
+        for i, reason in failed.items():
+            _log(backends, record, f"Benchmark {i} FAILED: {reason}")
         for i in to_start:
+            step = record.data["_Steps"][i]
+            _log(backends, record, f"Benchmark {i}: {_describe(step['candidate'])}, endpoint {step['EndpointName']}.")
             pool.start(record, i)
         return POLL
     if live:
@@ -242,7 +280,11 @@ def _conclude(backends: Backends, record: Record, stopped: bool) -> None:
             d["FailureReason"] = (reasons[0] if reasons else "No benchmark completed.")[:1024]
         d["CompletionTime"] = now()
 
-    _commit(backends, record, mutate)
+    done = _commit(backends, record, mutate)
+    if done.status in DONE:
+        data = done.data
+        outcome = data.get("FailureReason") or f"{len(data.get('InferenceRecommendations') or [])} recommendation(s)"
+        _log(backends, done, f"Job {done.name} {done.status}: {outcome}.")
 
 
 register(Controller("InferenceRecommendationsJob", ACTIVE, reconcile))

@@ -20,6 +20,7 @@ from ..catalog import MODEL
 from ..hosting.endpoints import ENDPOINT
 from ..kinds import Kind
 from ..registry import MODEL_PACKAGE
+from . import execution_log
 
 R = schema.resources
 
@@ -271,7 +272,15 @@ def _list_filters(ctx: Context, params: dict) -> list:
     return [R.c.parent == subject] if subject else []
 
 
-def _kick(ctx: Context, arn: str) -> None:
+def _started(ctx: Context, arn: str) -> None:
+    record = JOB.load(ctx, arn.rsplit("/", 1)[-1])
+    execution_log.write(
+        ctx.backends,
+        ctx.account_id,
+        ctx.region,
+        record.name,
+        f"Job {record.name} ({record.data['JobType']}) created: {len(record.data['_Steps'])} benchmark(s) planned.",
+    )
     kick(ctx.backends, arn)
 
 
@@ -291,7 +300,7 @@ JOB = Kind(
     not_found="Could not find inference recommendations job {name}.",
     exists="Inference recommendations job {name} already exists.",
     default_max_results=10,
-    after_create=_kick,
+    after_create=_started,
 ).register()
 
 

@@ -1,8 +1,9 @@
 """CostPerHour of an instance type: a price table the operator can replace.
 
-The default table (prices.json beside this module) holds AWS's public on-demand
-us-east-1 real-time inference prices as of its ``date``; ``--price-table FILE``
-(SELFMAKER_PRICE_TABLE) points at another file of the same shape.
+The default table (prices.json beside this module) holds approximate us-east-1 on-demand
+real-time inference prices, illustrative defaults whose provenance its ``source`` states
+(a few checked against AWS's published figures, the rest not); ``--price-table FILE``
+(SELFMAKER_PRICE_TABLE) points at another file of the same shape, with current prices.
 """
 
 from __future__ import annotations
