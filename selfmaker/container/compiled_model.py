@@ -1,0 +1,70 @@
+"""Loading and running a compiled model: the artifact a compilation job writes (docs/compilation.md).
+
+The model directory holds ``compiled.meta`` (JSON) and the artifact it names:
+``compiled.so`` (a Treelite model compiled to native code by tl2cgen and gcc)
+or ``model.onnx`` (an ONNX graph optimized, maybe quantized, for ONNX Runtime).
+The model server's ``neo`` handlers, the compiler's accuracy check, the
+benchmarks and an edge agent all load it through :class:`CompiledModel`, so
+they answer alike. Only numpy and the one backend the artifact needs are imported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+META = "compiled.meta"
+
+
+class CompiledModel:
+    """A compiled model, loaded; :meth:`predict` answers as the framework's own ``predict`` did."""
+
+    def __init__(self, model_dir: str | Path, threads: int | None = None):
+        directory = Path(model_dir)
+        self.meta = json.loads((directory / META).read_text())
+        self.framework = self.meta["Framework"]
+        self.backend = self.meta["Backend"]
+        self.labels = self.meta.get("ClassLabels")  # a classifier answering its labels, not probabilities
+        # One thread per call: a model server runs calls side by side, and a single row gains nothing from more.
+        threads = threads or int(os.environ.get("SELFMAKER_COMPILED_THREADS") or 1)
+        artifact = str(directory / self.meta["Artifact"])
+        if self.backend == "tl2cgen":
+            import tl2cgen
+
+            self._predictor = tl2cgen.Predictor(artifact, nthread=threads)
+            self._dmatrix = tl2cgen.DMatrix
+        elif self.backend == "onnxruntime":
+            import onnxruntime
+
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            self._session = onnxruntime.InferenceSession(artifact, options, providers=["CPUExecutionProvider"])
+            self._inputs = [i.name for i in self._session.get_inputs()]
+        else:
+            raise ValueError(f"unknown compiled backend {self.backend!r} in {META}")
+
+    def predict(self, data):
+        """``data``: one array (2-D rows for tree and scikit-learn models), or a dict name -> array."""
+        import numpy as np
+
+        if self.backend == "tl2cgen":
+            rows = np.asarray(data, dtype=np.float32)
+            rows = rows.reshape(1, -1) if rows.ndim == 1 else rows
+            raw = self._predictor.predict(self._dmatrix(rows))
+            out = raw.reshape(raw.shape[0], -1)  # (rows, targets, classes) -> (rows, classes)
+            if self.labels is not None:  # a scikit-learn classifier: its predict answers labels
+                index = (out[:, 0] > 0.5).astype(int) if out.shape[1] == 1 else out.argmax(axis=1)
+                return np.asarray(self.labels)[index]
+            return out[:, 0] if out.shape[1] == 1 and self.meta.get("SqueezeOutput", True) else out
+        feeds = data if isinstance(data, dict) else {self._inputs[0]: data}
+        dtypes = {i["name"]: i.get("dtype", "float32") for i in self.meta.get("Inputs", [])}
+        feeds = {name: np.asarray(value, dtype=dtypes.get(name, "float32")) for name, value in feeds.items()}
+        if self.meta.get("RowInput") and next(iter(feeds.values())).ndim == 1:
+            feeds = {name: value.reshape(1, -1) for name, value in feeds.items()}
+        outputs = self._session.run(None, feeds)
+        chosen = outputs[self.meta.get("OutputIndex", 0)]
+        if self.meta.get("OutputColumn") is not None:  # XGBoost binary: P(class 1), as Booster.predict
+            chosen = chosen[:, self.meta["OutputColumn"]]
+        return chosen.reshape(-1) if self.meta.get("FlattenOutput") else chosen
