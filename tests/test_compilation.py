@@ -261,3 +261,71 @@ def test_stop_then_delete(models, compiled, sm):
     sm.delete_compilation_job(CompilationJobName="to-stop")
     with pytest.raises(ClientError):
         sm.describe_compilation_job(CompilationJobName="to-stop")
+
+
+def test_sdk_v2_compile_then_deploy(sdk_v2, server, models, compiled, client):
+    """Model.compile() sends CreateCompilationJob, waits, takes the InferenceImage; deploy() serves the result."""
+    s3 = client("s3")
+    try:
+        s3.create_bucket(Bucket="selfmaker-sdk-tests")
+    except ClientError:
+        pass
+    s3.copy_object(Bucket="selfmaker-sdk-tests", Key="neo/model.tar.gz", CopySource=f"{BUCKET}/xgb/model.tar.gz")
+    script = """
+    import json
+    from sagemaker.deserializers import CSVDeserializer
+    from sagemaker.model import Model
+    from sagemaker.predictor import Predictor
+    from sagemaker.serializers import CSVSerializer
+    from sagemaker.session import Session
+    _wait = Session.wait_for_endpoint  # v2 polls every 30 s; the tests every half second
+    Session.wait_for_endpoint = lambda self, endpoint, poll=30, live_logging=False: _wait(self, endpoint, poll=0.5)
+    _compiled = Session.wait_for_compilation_job
+    Session.wait_for_compilation_job = lambda self, job, poll=5: _compiled(self, job, poll=0.5)
+    role = "arn:aws:iam::123456789012:role/SageMakerRole"
+    model = Model(image_uri="unused:1", model_data="s3://selfmaker-sdk-tests/neo/model.tar.gz", role=role,
+                  predictor_cls=Predictor)
+    model.compile(target_instance_family="ml_c5", input_shape={"input": [1, 4]}, role=role, framework="xgboost",
+                  output_path="s3://selfmaker-sdk-tests/neo/compiled", job_name="sdk-neo-xgb")
+    predictor = model.deploy(initial_instance_count=1, instance_type="ml.c5.large",
+                             serializer=CSVSerializer(), deserializer=CSVDeserializer())
+    answer = predictor.predict(ROWS)
+    predictor.delete_endpoint()
+    print()  # after the SDK's progress dots
+    print(json.dumps({"image": model.image_uri, "data": model.model_data, "answer": answer}))
+    """
+    result = sdk_v2.run(server, script.replace("ROWS", json.dumps(ROWS)))
+    assert result["image"].endswith("/selfmaker-neo:1.0-inference-cpu-py3")
+    assert result["data"] == "s3://selfmaker-sdk-tests/neo/compiled/model-ml_c5.tar.gz"
+    got = [float(v) for row in result["answer"] for v in row]
+    assert got == pytest.approx(models["xgboost"], abs=1e-5)
+
+
+def test_int8_mlp_reports_its_accuracy_cost(server, models, compiled, client, sm, tmp_path):
+    """CompilerOptions dtype int8 quantizes an MLP's weights; the job's log says how much accuracy it cost."""
+    made = subprocess.run(
+        [
+            neo_python(),
+            "-c",
+            "import sys, joblib, numpy as np; from sklearn.neural_network import MLPRegressor; "
+            "x = np.random.RandomState(0).rand(300, 4); "
+            "joblib.dump(MLPRegressor(hidden_layer_sizes=(64, 64), max_iter=50, random_state=0).fit(x, x[:, 0]), "
+            "sys.argv[1] + '/model.joblib')",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert made.returncode == 0, made.stderr
+    blob = (tmp_path / "model.joblib").read_bytes()
+    client("s3").put_object(Bucket=BUCKET, Key="mlp/model.tar.gz", Body=tar_gz({"model.joblib": blob}))
+    job = request("mlp-int8", "mlp/model.tar.gz", "SKLEARN", DataInputConfig='{"input": [1, 4]}')
+    job["OutputConfig"]["CompilerOptions"] = '{"dtype": "int8"}'
+    sm.create_compilation_job(**job)
+    done = wait_job(sm, "mlp-int8")
+    assert done["CompilationJobStatus"] == "COMPLETED", done.get("FailureReason")
+    lines = log_lines(client("logs"), GROUP, "mlp-int8")
+    assert any("dynamic int8 quantization" in line for line in lines)
+    errors = [float(re.search(r"max relative error (\S+),", line)[1]) for line in lines if "max relative error" in line]
+    assert errors and 0 < errors[0] < 1, lines[-5:]
