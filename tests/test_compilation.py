@@ -82,7 +82,7 @@ def models(server, tmp_path_factory):
         Bucket=BUCKET, Key="rf/model.tar.gz", Body=tar_gz({"model.joblib": (out / "model.joblib").read_bytes()})
     )
     s3.put_object(Bucket=BUCKET, Key="bad/model.tar.gz", Body=b"not a tarball")
-    return json.loads(made.stdout.strip().splitlines()[-1])
+    return {**json.loads(made.stdout.strip().splitlines()[-1]), "dir": str(out)}
 
 
 @pytest.fixture(scope="module")
@@ -202,6 +202,10 @@ FAILURES = {
         dict(key="rf/model.tar.gz", framework="SKLEARN", DataInputConfig="[1, 4"),
         "ClientError: InputConfiguration: DataInputConfig is not valid JSON",
     ),
+    "f-tf": (
+        dict(key="rf/model.tar.gz", framework="TENSORFLOW", DataInputConfig='{"input": [1, 4]}'),
+        "ClientError: InputConfiguration: Exactly one .pb or .pbtxt file is allowed for TensorFlow models.",
+    ),
     "f-file": (
         dict(key="xgb/model.tar.gz", framework="SKLEARN", DataInputConfig='{"input": [1, 4]}'),
         "ClientError: InputConfiguration: Exactly one .joblib file is allowed for SKLearn models.",
@@ -227,7 +231,7 @@ def test_failures_name_their_reason(models, compiled, sm):
     assert [j["CompilationJobName"] for j in rest["CompilationJobSummaries"]] == sorted(FAILURES)[3:]
 
 
-def test_validation_errors(models, sm):
+def test_validation_errors(models, compiled, sm):
     def code_of(**changes):
         with pytest.raises(ClientError) as info:
             sm.create_compilation_job(**{**request("v-job", "xgb/model.tar.gz", "XGBOOST"), **changes})
@@ -245,6 +249,9 @@ def test_validation_errors(models, sm):
         == "ValidationException"
     )
     assert code_of(InputConfig={"S3Uri": f"s3://{BUCKET}/m.tar.gz", "Framework": "CAFFE"})[0] == "ValidationException"
+    with pytest.raises(ClientError) as info:
+        sm.create_compilation_job(**request("xgb-c5", "xgb/model.tar.gz", "XGBOOST"))
+    assert info.value.response["Error"]["Code"] == "ResourceInUse"
     with pytest.raises(ClientError) as info:
         sm.describe_compilation_job(CompilationJobName="no-such-job")
     assert info.value.response["Error"]["Code"] == "ResourceNotFound"
@@ -329,3 +336,20 @@ def test_int8_mlp_reports_its_accuracy_cost(server, models, compiled, client, sm
     assert any("dynamic int8 quantization" in line for line in lines)
     errors = [float(re.search(r"max relative error (\S+),", line)[1]) for line in lines if "max relative error" in line]
     assert errors and 0 < errors[0] < 1, lines[-5:]
+
+
+def test_a_job_survives_a_server_killed_mid_way(make_server, models, compiled, client):
+    """SIGKILL the server right after the Create: the restarted server resumes the job and completes it."""
+    server = make_server("compile-restart").start()
+    s3, sm = client("s3", server), client("sagemaker", server)
+    s3.create_bucket(Bucket=BUCKET)
+    model = (Path(models["dir"]) / "xgboost-model").read_bytes()
+    s3.put_object(Bucket=BUCKET, Key="xgb/model.tar.gz", Body=tar_gz({"xgboost-model": model}))
+    sm.create_compilation_job(**request("restarted", "xgb/model.tar.gz", "XGBOOST"))
+    server.kill()
+    server.start()
+    sm = client("sagemaker", server)
+    done = wait_job(sm, "restarted", timeout=300)
+    assert done["CompilationJobStatus"] == "COMPLETED", done.get("FailureReason")
+    assert s3.head_object(Bucket=BUCKET, Key="compiled/restarted/model-ml_c5.tar.gz")["ContentLength"] > 0
+    server.stop()

@@ -1,11 +1,13 @@
 """Loading and running a compiled model: the artifact a compilation job writes (docs/compilation.md).
 
 The model directory holds ``compiled.meta`` (JSON) and the artifact it names:
-``compiled.so`` (a Treelite model compiled to native code by tl2cgen and gcc)
+``compiled.so`` (a Treelite model compiled to native code by tl2cgen and gcc, called through
+ctypes: tl2cgen's Python Predictor spent ~0.08 ms a call setting up buffers, several times what a
+300-tree model takes to predict one row, and was 2x slower on 100-row batches than this loop)
 or ``model.onnx`` (an ONNX graph optimized, maybe quantized, for ONNX Runtime).
-The model server's ``neo`` handlers, the compiler's accuracy check, the
+The model server's compiled handlers, the compiler's accuracy check, the
 benchmarks and an edge agent all load it through :class:`CompiledModel`, so
-they answer alike. Only numpy and the one backend the artifact needs are imported.
+they answer alike. Only numpy (and onnxruntime for an ONNX artifact) is imported.
 """
 
 from __future__ import annotations
@@ -15,9 +17,6 @@ import os
 from pathlib import Path
 
 META = "compiled.meta"
-# Up to this many rows a tl2cgen library is called row by row through ctypes: its Python Predictor costs
-# ~0.08 ms a call in DMatrix and buffer set-up alone, 5 to 10 times what a tree model's prediction takes.
-ROWS_DIRECT = 16
 
 
 class CompiledModel:
@@ -33,10 +32,6 @@ class CompiledModel:
         threads = threads or int(os.environ.get("SELFMAKER_COMPILED_THREADS") or 1)
         artifact = str(directory / self.meta["Artifact"])
         if self.backend == "tl2cgen":
-            import tl2cgen
-
-            self._predictor = tl2cgen.Predictor(artifact, nthread=threads)
-            self._dmatrix = tl2cgen.DMatrix
             self._row = _RowPredictor(artifact)
         elif self.backend == "onnxruntime":
             import onnxruntime
@@ -56,15 +51,11 @@ class CompiledModel:
         if self.backend == "tl2cgen":
             rows = np.asarray(data, dtype=np.float32)
             rows = rows.reshape(1, -1) if rows.ndim == 1 else rows
-            if len(rows) <= ROWS_DIRECT:
-                out = self._row.predict(rows)
-            else:
-                raw = self._predictor.predict(self._dmatrix(rows))
-                out = raw.reshape(raw.shape[0], -1)  # (rows, targets, classes) -> (rows, classes)
+            out = self._row.predict(rows)
             if self.labels is not None:  # a scikit-learn classifier: its predict answers labels
                 index = (out[:, 0] > 0.5).astype(int) if out.shape[1] == 1 else out.argmax(axis=1)
                 return np.asarray(self.labels)[index]
-            return out[:, 0] if out.shape[1] == 1 and self.meta.get("SqueezeOutput", True) else out
+            return out[:, 0] if out.shape[1] == 1 else out
         feeds = data if isinstance(data, dict) else {self._inputs[0]: data}
         dtypes = {i["name"]: i.get("dtype", "float32") for i in self.meta.get("Inputs", [])}
         feeds = {name: np.asarray(value, dtype=dtypes.get(name, "float32")) for name, value in feeds.items()}
@@ -106,18 +97,20 @@ class _RowPredictor:
 
     def predict(self, rows):
         np = self._np
-        if rows.shape[1] < self.features:  # absent trailing features are missing, as in a DMatrix
-            rows = np.hstack([rows, np.full((len(rows), self.features - rows.shape[1]), np.nan, np.float32)])
-        rows = rows[:, : self.features]
+        if rows.shape[1] != self.features:  # absent trailing features are missing, as in a DMatrix
+            wide = np.full((len(rows), self.features), np.nan, np.float32)
+            width = min(self.features, rows.shape[1])
+            wide[:, :width] = rows[:, :width]
+            rows = wide
         entries = np.ascontiguousarray(rows, dtype=self.entry)
         missing = np.isnan(rows)
         if missing.any():
             entries = entries.copy()  # ascontiguousarray may have returned the caller's own array
-            words = entries.view(np.int32).reshape(len(rows), self.features, -1)
-            words[missing, 0] = -1  # the union's int member (little-endian: the low word)
+            entries.view(np.int32).reshape(len(rows), self.features, -1)[missing, 0] = -1  # the int member
         out = np.zeros((len(rows), self.width), dtype=self.leaf)
-        row_bytes, out_bytes = entries.strides[0], out.strides[0]
-        base, target = entries.ctypes.data, out.ctypes.data
+        # __array_interface__, not .ctypes: the latter builds an object per access (microseconds a call).
+        base, target = entries.__array_interface__["data"][0], out.__array_interface__["data"][0]
+        row_bytes, out_bytes, predict = entries.strides[0], out.strides[0], self._predict
         for i in range(len(rows)):
-            self._predict(base + i * row_bytes, 0, target + i * out_bytes)
+            predict(base + i * row_bytes, 0, target + i * out_bytes)
         return out

@@ -11,8 +11,9 @@ the compiled model to /opt/ml/model (``compiled.meta`` + ``compiled.so`` or
 * other SKLEARN models (pipelines, linear models, MLPs): skl2onnx -> ONNX Runtime;
 * ONNX: optimized by ONNX Runtime (graph optimizations saved, EXTENDED level:
   portable across x86-64 CPUs);
-* PYTORCH (torch), TENSORFLOW / KERAS / TFLITE (tensorflow + tf2onnx): only
-  where those packages are in the compilation runtime (an optional extra);
+* PYTORCH (torch), KERAS / TFLITE (tensorflow + tf2onnx): only where those
+  packages are in the compilation runtime (an optional extra); TENSORFLOW,
+  MXNET and DARKNET are refused with the reason;
 * CompilerOptions ``{"dtype": "int8"}``: ONNX Runtime dynamic int8
   quantization of the graph's MatMul/Gemm weights.
 
@@ -42,7 +43,6 @@ FAILURE = BASE / "output" / "failure"
 SAMPLE_ROWS = 64
 EXTRAS = {
     "PYTORCH": "torch",
-    "TENSORFLOW": "tensorflow and tf2onnx",
     "KERAS": "tensorflow and tf2onnx",
     "TFLITE": "tensorflow and tf2onnx",
 }
@@ -445,12 +445,8 @@ def tensorflow_family(framework: str):
 
             model = tf.keras.models.load_model(str(path))
             tf2onnx.convert.from_keras(model, output_path=str(source))
-        elif framework == "TFLITE":
-            tf2onnx.convert.from_tflite(str(path), output_path=str(source))
         else:
-            raise InputConfiguration(
-                "TensorFlow frozen graphs need their output names; SelfMaker compiles KERAS .h5 and TFLITE models"
-            )
+            tf2onnx.convert.from_tflite(str(path), output_path=str(source))
         meta["Inputs"] = [{"name": i["name"], "shape": i["shape"], "dtype": i["dtype"]} for i in onnx_inputs(source)]
         optimize_onnx(source, options, meta)
         source.unlink()
@@ -464,7 +460,6 @@ CONVERTERS = {
     "SKLEARN": sklearn,
     "ONNX": onnx_framework,
     "PYTORCH": pytorch,
-    "TENSORFLOW": tensorflow_family("TENSORFLOW"),
     "KERAS": tensorflow_family("KERAS"),
     "TFLITE": tensorflow_family("TFLITE"),
 }
@@ -520,13 +515,17 @@ def accuracy(original, meta: dict) -> None:
 def compile_model(config: dict) -> dict:
     framework = config["InputConfig"]["Framework"]
     output = config["OutputConfig"]
-    if framework not in CONVERTERS:
+    if framework not in CONVERTERS or framework == "TENSORFLOW":
+        if framework == "TENSORFLOW":
+            model_file(framework)  # Neo's own first complaint: "Exactly one .pb or .pbtxt file ..."
         raise InputConfiguration(
             f"SelfMaker does not compile {framework} models: "
             + {
                 "MXNET": "MXNet's last release (1.9.1, 2022) needs numpy < 2; export the model to ONNX "
                 "(mx.onnx.export_model) and compile it as ONNX",
                 "DARKNET": "no maintained converter exists; convert the model to ONNX and compile it as ONNX",
+                "TENSORFLOW": "a frozen graph or SavedModel converts only with its output names, which the API has "
+                "no member for; convert it with tf2onnx and compile it as ONNX, or save it as KERAS .h5",
             }.get(framework, "no converter")
         )
     if extra_missing(framework):
