@@ -307,7 +307,6 @@ def two_d(declared: dict | None, features: int, framework: str) -> dict:
 
 
 def xgboost(path: Path, declared, options: dict, meta: dict):
-    import numpy as np
     import treelite
 
     booster = load_xgboost(path)
@@ -338,12 +337,11 @@ def xgboost(path: Path, declared, options: dict, meta: dict):
     meta["RowInput"] = True
     import xgboost as xgb
 
-    return lambda rows: booster.predict(xgb.DMatrix(rows)), np.float32
+    return lambda rows: booster.predict(xgb.DMatrix(rows))
 
 
 def sklearn(path: Path, declared, options: dict, meta: dict):
     import joblib
-    import numpy as np
 
     try:
         model = joblib.load(path)
@@ -385,7 +383,7 @@ def sklearn(path: Path, declared, options: dict, meta: dict):
         source.unlink()
         if classes is None:
             meta["FlattenOutput"] = _single_target(model)
-    return model.predict, np.float32
+    return model.predict
 
 
 def _single_target(model) -> bool:
@@ -400,7 +398,7 @@ def onnx_framework(path: Path, declared, options: dict, meta: dict):
     meta["Inputs"] = [{**i, "shape": declared[i["name"]]} for i in inputs]
     original = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     optimize_onnx(path, options, meta)
-    return lambda feeds: original.run(None, feeds)[0], None
+    return lambda feeds: original.run(None, feeds)[0]
 
 
 def pytorch(path: Path, declared, options: dict, meta: dict):
@@ -430,7 +428,7 @@ def pytorch(path: Path, declared, options: dict, meta: dict):
             out = module(*(torch.from_numpy(feeds[n]) for n in names))
         return (out[0] if isinstance(out, (tuple, list)) else out).numpy()
 
-    return original, None
+    return original
 
 
 def tensorflow_family(framework: str):
@@ -450,7 +448,7 @@ def tensorflow_family(framework: str):
         meta["Inputs"] = [{"name": i["name"], "shape": i["shape"], "dtype": i["dtype"]} for i in onnx_inputs(source)]
         optimize_onnx(source, options, meta)
         source.unlink()
-        return None, None
+        return  # the original would need TensorFlow's runtime: the accuracy check is skipped
 
     return convert
 
@@ -542,7 +540,7 @@ def compile_model(config: dict) -> dict:
         "Requirements": {"TargetDevice": target_name(output), "TargetDeviceType": "cpu", "Arch": "X86_64"},
         "CompilerOptions": options,
     }
-    original, _ = CONVERTERS[framework](path, declared, options, meta)
+    original = CONVERTERS[framework](path, declared, options, meta)
     if options.get("dtype") == "int8" and meta["Backend"] != "onnxruntime":
         say("SelfMaker: CompilerOptions dtype int8 does not apply to tree models compiled to native code: ignored")
     (MODEL_OUT / META).write_text(json.dumps(meta, indent=1))
