@@ -1,4 +1,4 @@
-"""Default inference handlers of the framework serving images: scikit-learn, XGBoost, ONNX.
+"""Default inference handlers of the framework serving images: scikit-learn, XGBoost, ONNX, compiled models.
 
 The model server falls back to these for any handler a user's inference.py
 does not define. Decoding and encoding follow the inference toolkit's
@@ -264,10 +264,48 @@ def onnx_predict_fn(data, session):
     return session.run(None, {name: np.asarray(data, dtype=np.float32)})[0]
 
 
+# -- compiled models (a compilation job's output: compiled.meta + compiled.so or model.onnx) ---------------------
+
+
+def compiled_model_fn(model_dir):
+    from .compiled_model import CompiledModel
+
+    return CompiledModel(model_dir)
+
+
+def compiled_input_fn(data, content_type):
+    """CSV, JSON (a list of rows, or {"instances": rows}) or NPY, as the uncompiled model's server took them."""
+    import numpy as np
+
+    kind = content_type.split(";")[0].strip().lower()
+    try:
+        if kind == JSON:
+            rows = json.loads(_text(data))
+            rows = rows.get("instances", rows) if isinstance(rows, dict) else rows
+            return np.array(rows, dtype=np.float32)
+        return decode(data, kind)
+    except (ValueError, TypeError) as e:
+        raise InferenceError(
+            415, f"Loading {kind} data failed with Exception, please ensure data is in {kind} format: {e}"
+        ) from None
+
+
+def compiled_predict_fn(data, model):
+    try:
+        return model.predict(data)
+    except Exception as e:
+        raise InferenceError(400, f"Unable to evaluate payload provided: {e}") from None
+
+
 FRAMEWORKS = {
     "sklearn": Framework("sklearn", sklearn_model_fn),
     "xgboost": Framework("xgboost", xgboost_model_fn, xgboost_input_fn, xgboost_predict_fn, xgboost_output_fn),
     "onnx": Framework("onnx", onnx_model_fn, predict_fn=onnx_predict_fn),
+    # A compiled XGBoost model answers in the algorithm's formats, any other as the framework's server did.
+    "compiled-xgboost": Framework(
+        "compiled-xgboost", compiled_model_fn, compiled_input_fn, compiled_predict_fn, xgboost_output_fn
+    ),
+    "compiled": Framework("compiled", compiled_model_fn, compiled_input_fn, compiled_predict_fn),
 }
 
 
@@ -277,6 +315,10 @@ def framework(name: str | None, model_dir: Path) -> Framework:
         if name not in FRAMEWORKS:
             raise ValueError(f"unknown inference framework {name!r}: one of {sorted(FRAMEWORKS)}")
         return FRAMEWORKS[name]
+    meta = model_dir / "compiled.meta"
+    if meta.exists():
+        compiled_for = json.loads(meta.read_text()).get("Framework")
+        return FRAMEWORKS["compiled-xgboost" if compiled_for == "XGBOOST" else "compiled"]
     if (model_dir / "xgboost-model").exists():
         return FRAMEWORKS["xgboost"]
     if any(model_dir.glob("*.onnx")):

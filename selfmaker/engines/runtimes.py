@@ -121,6 +121,28 @@ FRAMEWORKS: dict[str, _Framework] = {
 }
 
 
+# The compilation toolchain (docs/compilation.md): one runtime both compiles (tag ``<v>-compile-<framework>``) and
+# serves compiled models (the InferenceImage, tag ``<v>-inference-cpu-py3``), so it is built once. xgboost < 3.1
+# still reads the legacy binary models SageMaker's XGBoost 1.x wrote; tl2cgen 1.0 embeds Treelite 4.1.
+NEO_PACKAGES = [
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "joblib",
+    "xgboost-cpu>=2.1,<3.1",
+    "treelite>=4.1,<5",
+    "tl2cgen==1.0.*",
+    "onnx",
+    "onnxruntime",
+    "skl2onnx",
+    "onnxmltools",
+]
+NEO_REPOSITORY = "selfmaker-neo"
+FRAMEWORKS[NEO_REPOSITORY] = _Framework(
+    lambda m: list(NEO_PACKAGES), r"(?P<v>1\.0)-(?:compile-[a-z]+|inference-cpu-py3)", label="compilation toolchain"
+)
+
+
 def _key(name: str, packages: list[str]) -> str:
     digest = hashlib.sha256(json.dumps(sorted(packages)).encode()).hexdigest()[:10]
     return f"{re.sub(r'[^a-zA-Z0-9.]+', '-', name).strip('-')}-{PY}-{digest}"

@@ -209,6 +209,7 @@ SERVICE_MODULES: tuple[str, ...] = (
     "selfmaker.services.featurestore.runtime",
     "selfmaker.services.featurestore.lifecycle",
     "selfmaker.services.featurestore.worker",
+    "selfmaker.services.jobs.compilation",
     "selfmaker.services.jobs.credentials",
     "selfmaker.services.jobs.logship",
     "selfmaker.services.jobs.processing",

@@ -277,6 +277,7 @@ class JobKind(Kind):
     max_runtime: Callable[[dict], int | None] = stopping_condition  # seconds, None: no limit
     after_end: Callable[[Run], None] = _nothing_after_end  # after the terminal status is recorded (metrics)
     output_artifact_type: str = "Model"  # what lineage calls the job's outputs (a transform's are a DataSet)
+    records_experiments: bool = True  # a trial component and lineage for each job (not for compilation jobs)
 
     def register(self) -> JobKind:
         super().register()
@@ -289,6 +290,9 @@ class JobKind(Kind):
         experiments.check_experiment_config(ctx, params.get("ExperimentConfig"))
         result = super().create(ctx, params)
         arn = result[self.arn_member]
+        if not self.records_experiments:
+            kick(ctx.backends, arn)
+            return result
         try:
             experiments.record_job(
                 ctx, arn, status="InProgress", start_time=now(), experiment_config=params.get("ExperimentConfig")
@@ -519,6 +523,9 @@ class JobKind(Kind):
                 )
 
         run.update(terminal)
+        if not self.records_experiments:
+            self.after_end(run)
+            return
         try:
             component = self.component(run)
             component_arn = experiments.record_job(
