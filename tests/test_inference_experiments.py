@@ -201,6 +201,28 @@ def test_remove_restores_the_endpoint(server, sm, client, endpoint, models):
     assert code == "ValidationException"
     assert wait_experiment(sm, name, ("Running",))["Status"] == "Running"
 
+    # Both variants' instances report CPU and memory, side by side (sampled every 10 s; CPU needs two samples).
+    def utilization(metric: str, variant: str) -> list:
+        return cloudwatch.get_metric_statistics(
+            Namespace="/aws/sagemaker/Endpoints",
+            MetricName=metric,
+            Dimensions=[{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}],
+            StartTime=datetime.now(UTC) - timedelta(minutes=10),
+            EndTime=datetime.now(UTC) + timedelta(minutes=1),
+            Period=60,
+            Statistics=["Average"],
+        )["Datapoints"]
+
+    for metric in ("MemoryUtilization", "CPUUtilization"):
+        for name_ in ("Prod", "Shadow"):
+            points = wait_for(
+                lambda metric=metric, name_=name_: utilization(metric, name_),
+                lambda points: len(points) > 0,
+                timeout=40,
+                what=f"the {name_} variant's {metric}",
+            )
+            assert all(p["Average"] >= 0 and p["Unit"] == "Percent" for p in points), points
+
     with Load(server.url, endpoint) as load:
         sm.stop_inference_experiment(
             Name=name, ModelVariantActions={"Prod": "Retain", "Shadow": "Remove"}, Reason="seen enough"
