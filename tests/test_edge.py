@@ -1,22 +1,27 @@
 """Edge Manager: fleets, devices, packaging, staged deployments to three real agents, rollback, the report.
 
-The compiled models are stand-ins until CompilationJob lands on this branch: a real ONNX graph in the
-compilation job's output layout, recorded as a COMPLETED compilation job (support/edge.py). Everything
-after that record is real: the packaging job, the plans, the agents (separate processes) and their ONNX Runtime.
+The whole path is real: a tiny ONNX graph (y = x * scale, one per model version) compiled by
+CreateCompilationJob in the selfmaker-neo runtime (built once per test run, in the run's shared
+runtimes directory: conftest.py), packaged and signed by CreateEdgePackagingJob, deployed by staged
+plans to agents in their own processes, which load the compiled artifact as an endpoint would.
 """
 
 from __future__ import annotations
 
+import io
+import re
 import subprocess
 import sys
+import tarfile
 
 import pytest
 from botocore.exceptions import ClientError
 
 from support.clients import make_client
-from support.edge import AgentProcess, compiled_archive, scaling_onnx, stand_in_compilation_job
+from support.edge import AgentProcess, scaling_onnx
+from support.jobs import FIRST_JOB_SECONDS, tar_gz
 from support.server import ACCOUNT
-from support.waiting import wait_for
+from support.waiting import status_in, wait_for
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -25,6 +30,7 @@ BUCKET = "edge-models"
 FLEET = "factory"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/edge"
 TTL = 3
+VERSIONS = {"scorer-v1": 2.0, "scorer-v2": 3.0, "scorer-v3": 4.0}  # compilation job compile-<name>: y = x * scale
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +51,51 @@ def s3(edge_server):
     return client
 
 
-def _package(sm, s3, database_url, name: str, version: str, scale: float) -> dict:
-    s3.put_object(Bucket=BUCKET, Key=f"compiled/{name}.tar.gz", Body=compiled_archive(scaling_onnx(scale)))
-    stand_in_compilation_job(database_url, f"compile-{name}", f"s3://{BUCKET}/compiled/{name}.tar.gz")
+def _compile(sm, name: str, key: str) -> None:
+    sm.create_compilation_job(
+        CompilationJobName=name,
+        RoleArn=ROLE,
+        InputConfig={"S3Uri": f"s3://{BUCKET}/{key}", "Framework": "ONNX", "DataInputConfig": '{"x": [1, 2]}'},
+        OutputConfig={
+            "S3OutputLocation": f"s3://{BUCKET}/compiled/{name}",
+            "TargetPlatform": {"Os": "LINUX", "Arch": "X86_64"},
+        },
+        StoppingCondition={"MaxRuntimeInSeconds": 900},
+    )
+
+
+@pytest.fixture(scope="module")
+def compiled(sm, s3):
+    """The scorer's versions compiled for real (all at once), and one compilation that FAILED (no model).
+
+    Packaging a compilation still running is refused (a sandboxed compilation takes seconds, not milliseconds)."""
+    for name, scale in VERSIONS.items():
+        s3.put_object(
+            Bucket=BUCKET, Key=f"models/{name}/model.tar.gz", Body=tar_gz({"model.onnx": scaling_onnx(scale)})
+        )
+        _compile(sm, f"compile-{name}", f"models/{name}/model.tar.gz")
+    with pytest.raises(ClientError) as err:
+        _package(sm, "scorer-v1", "0.1")
+    assert err.value.response["Error"]["Code"] == "ValidationException"
+    assert re.match(
+        r"Compilation job compile-scorer-v1 is (STARTING|INPROGRESS): ", err.value.response["Error"]["Message"]
+    )
+    _compile(sm, "compile-missing", "models/missing/model.tar.gz")
+    done = {
+        name: wait_for(
+            lambda name=name: sm.describe_compilation_job(CompilationJobName=name),
+            status_in("CompilationJobStatus", ("COMPLETED", "FAILED", "STOPPED")),
+            timeout=FIRST_JOB_SECONDS,  # the run's first compilation builds the selfmaker-neo runtime
+            what=f"compilation job {name}",
+        )
+        for name in [f"compile-{n}" for n in VERSIONS] + ["compile-missing"]
+    }
+    for name in VERSIONS:
+        assert done[f"compile-{name}"]["CompilationJobStatus"] == "COMPLETED", done[f"compile-{name}"]
+    return done
+
+
+def _package(sm, name: str, version: str) -> dict:
     sm.create_edge_packaging_job(
         EdgePackagingJobName=name,
         CompilationJobName=f"compile-{name}",
@@ -77,6 +125,25 @@ def _wait_stage(sm, plan: str, stage: str, status: str) -> dict:
     )
 
 
+def test_packaging_needs_a_completed_compilation(sm, s3, compiled):
+    assert compiled["compile-missing"]["CompilationJobStatus"] == "FAILED"
+    refusals = {
+        "compile-missing": "Compilation job compile-missing is FAILED: an edge packaging job needs a COMPLETED",
+        "no-such-compilation": "Compilation job no-such-compilation does not exist.",
+    }
+    for job, message in refusals.items():
+        with pytest.raises(ClientError) as err:
+            sm.create_edge_packaging_job(
+                EdgePackagingJobName="refused", CompilationJobName=job, ModelName="scorer", ModelVersion="0.1",
+                RoleArn=ROLE, OutputConfig={"S3OutputLocation": f"s3://{BUCKET}/packages"},
+            )  # fmt: skip
+        assert err.value.response["Error"]["Code"] == "ValidationException"
+        assert err.value.response["Error"]["Message"].startswith(message)
+    with pytest.raises(ClientError) as err:
+        sm.describe_edge_packaging_job(EdgePackagingJobName="refused")
+    assert err.value.response["Error"]["Code"] == "ResourceNotFound"
+
+
 def test_control_plane_errors(sm, s3):
     sm.create_device_fleet(DeviceFleetName="errors", OutputConfig={"S3OutputLocation": f"s3://{BUCKET}/e"})
     with pytest.raises(ClientError) as err:
@@ -103,7 +170,7 @@ def test_control_plane_errors(sm, s3):
     assert sm.list_device_fleets(NameContains="errors")["DeviceFleetSummaries"] == []
 
 
-def test_staged_deployments_to_three_agents(sm, s3, edge_server, tmp_path):
+def test_staged_deployments_to_three_agents(sm, s3, edge_server, compiled, tmp_path):
     server, database_url = edge_server
     edge = make_client("sagemaker-edge", server.url)
     sm.create_device_fleet(
@@ -114,11 +181,16 @@ def test_staged_deployments_to_three_agents(sm, s3, edge_server, tmp_path):
     devices = ["dev-1", "dev-2", "dev-3"]
     sm.register_devices(DeviceFleetName=FLEET, Devices=[{"DeviceName": d} for d in devices])
 
-    v1 = _package(sm, s3, database_url, "scorer-v1", "1.0", 2.0)
-    assert _package(sm, s3, database_url, "scorer-v2", "2.0", 3.0)["EdgePackagingJobStatus"] == "COMPLETED"
+    v1 = _package(sm, "scorer-v1", "1.0")
+    assert _package(sm, "scorer-v2", "2.0")["EdgePackagingJobStatus"] == "COMPLETED"
     assert v1["EdgePackagingJobStatus"] == "COMPLETED", v1
     assert v1["ModelArtifact"] == f"s3://{BUCKET}/packages/scorer-1.0.tar.gz"
     assert v1["ModelSignature"].startswith("HMAC-SHA256:")
+    # The package holds the compilation's output as it is (what the agent loads), the manifest and its signature.
+    package = s3.get_object(Bucket=BUCKET, Key="packages/scorer-1.0.tar.gz")["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(package)) as tar:
+        members = sorted(tar.getnames())
+    assert members == ["compiled.meta", "edge-manifest.json", "edge-manifest.sig", "model.onnx"], members
 
     key = subprocess.run(
         [sys.executable, "-m", "selfmaker.cli", "edge-signing-key", "--account", ACCOUNT,
@@ -191,7 +263,7 @@ def test_staged_deployments_to_three_agents(sm, s3, edge_server, tmp_path):
         )
 
         # A corrupted archive fails dev-1's deployment; under ROLLBACK_ON_FAILURE version 2 keeps serving.
-        v3 = _package(sm, s3, database_url, "scorer-v3", "3.0", 4.0)
+        v3 = _package(sm, "scorer-v3", "3.0")
         s3.put_object(Bucket=BUCKET, Key="packages/scorer-3.0.tar.gz", Body=b"not the package that was signed")
         sm.create_edge_deployment_plan(
             EdgeDeploymentPlanName="rollout-v3",

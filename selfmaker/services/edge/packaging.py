@@ -26,6 +26,7 @@ from ...objects.base import parse_s3_uri
 from ...server.errors import AWSError, validation
 from ...server.operations import Context, operation
 from ...store.resources import Record, now
+from ..jobs.compilation import aws_status
 from ..kinds import Kind
 from . import signing
 
@@ -41,13 +42,24 @@ def _compilation_job(ctx: Context, name: str) -> Record | None:
 
 
 def _on_create(ctx: Context, params: dict, data: dict) -> None:
-    if _compilation_job(ctx, params["CompilationJobName"]) is None:
+    compiled = _compilation_job(ctx, params["CompilationJobName"])
+    if compiled is None:
         raise validation(f"Compilation job {params['CompilationJobName']} does not exist.")
+    _check_completed(compiled)
     output = params["OutputConfig"]["S3OutputLocation"]
     if not output.startswith("s3://"):
         raise validation("OutputConfig.S3OutputLocation must be an s3:// URI.")
     check_s3_uri(ctx.backends, ctx.account_id, output, "OutputConfig.S3OutputLocation")
     data[STATUS] = "STARTING"
+
+
+def _check_completed(compiled: Record) -> None:
+    """Only a compilation's output is packaged: AWS refuses a job that has not COMPLETED (yet, or ever)."""
+    status = aws_status(compiled.data)
+    if status != "COMPLETED":
+        raise validation(
+            f"Compilation job {compiled.name} is {status}: an edge packaging job needs a COMPLETED compilation job."
+        )
 
 
 def _kick(ctx: Context, arn: str) -> None:
@@ -164,9 +176,9 @@ def _package(backends, record: Record) -> dict:
     )
     if compiled is None:
         raise PackagingFailure(f"Compilation job {data['CompilationJobName']} no longer exists.")
-    if compiled.data.get("_Status", compiled.status) != "Completed":
-        raise PackagingFailure(f"Compilation job {compiled.name} has not COMPLETED; only a compiled model is packaged.")
-    source = (compiled.data.get("ModelArtifacts") or {}).get("S3ModelArtifacts", "")
+    if aws_status(compiled.data) != "COMPLETED":  # deleted and made again under its name since Create
+        raise PackagingFailure(f"Compilation job {compiled.name} is {aws_status(compiled.data)}, no longer COMPLETED.")
+    source = compiled.data["ModelArtifacts"]["S3ModelArtifacts"]
     objects = AccountObjects.of(backends, record.account_id)
     with tempfile.TemporaryDirectory(prefix="selfmaker-edge-") as scratch:
         model_dir = Path(scratch) / "model"
