@@ -9,6 +9,7 @@ plans to agents in their own processes, which load the compiled artifact as an e
 from __future__ import annotations
 
 import io
+import json
 import re
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from botocore.exceptions import ClientError
 
 from support.clients import make_client
 from support.edge import AgentProcess, scaling_onnx
-from support.jobs import FIRST_JOB_SECONDS, tar_gz
+from support.jobs import FIRST_JOB_SECONDS, neo_python, tar_gz
 from support.server import ACCOUNT
 from support.waiting import status_in, wait_for
 
@@ -30,6 +31,15 @@ BUCKET = "edge-models"
 FLEET = "factory"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/edge"
 TTL = 3
+ROWS = [[0.1, 0.9], [0.8, 0.2], [0.5, 0.5]]
+# Run in the compilation runtime: a tiny XGBoost model, and what XGBoost itself predicts for ROWS.
+MAKE_BOOSTER = """
+import json, sys, numpy as np, xgboost as xgb
+x = np.random.RandomState(0).rand(100, 2).astype("float32")
+booster = xgb.train({"max_depth": 2, "objective": "binary:logistic"}, xgb.DMatrix(x, label=x[:, 0] > 0.5), 5)
+booster.save_model(sys.argv[1] + "/xgboost-model")
+print(json.dumps(booster.predict(xgb.DMatrix(np.array(json.loads(sys.argv[2]), dtype="float32"))).tolist()))
+"""
 VERSIONS = {"scorer-v1": 2.0, "scorer-v2": 3.0, "scorer-v3": 4.0}  # compilation job compile-<name>: y = x * scale
 
 
@@ -45,17 +55,32 @@ def sm(edge_server):
 
 
 @pytest.fixture(scope="module")
+def key_file(edge_server, tmp_path_factory):
+    """The account's package-signing key, as an operator hands it to devices (``selfmaker edge-signing-key``)."""
+    server, database_url = edge_server
+    key = subprocess.run(
+        [sys.executable, "-m", "selfmaker.cli", "edge-signing-key", "--account", ACCOUNT,
+         "--data-dir", str(server.data_dir), "--database-url", database_url],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    path = tmp_path_factory.mktemp("edge-key") / "signing.key"
+    path.write_text(key)
+    return path
+
+
+@pytest.fixture(scope="module")
 def s3(edge_server):
     client = make_client("s3", edge_server[0].url)
     client.create_bucket(Bucket=BUCKET)
     return client
 
 
-def _compile(sm, name: str, key: str) -> None:
+def _compile(sm, name: str, key: str, framework: str = "ONNX") -> None:
+    shape = {"DataInputConfig": '{"x": [1, 2]}'} if framework == "ONNX" else {}  # XGBoost's is derived
     sm.create_compilation_job(
         CompilationJobName=name,
         RoleArn=ROLE,
-        InputConfig={"S3Uri": f"s3://{BUCKET}/{key}", "Framework": "ONNX", "DataInputConfig": '{"x": [1, 2]}'},
+        InputConfig={"S3Uri": f"s3://{BUCKET}/{key}", "Framework": framework, **shape},
         OutputConfig={
             "S3OutputLocation": f"s3://{BUCKET}/compiled/{name}",
             "TargetPlatform": {"Os": "LINUX", "Arch": "X86_64"},
@@ -65,8 +90,9 @@ def _compile(sm, name: str, key: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def compiled(sm, s3):
-    """The scorer's versions compiled for real (all at once), and one compilation that FAILED (no model).
+def compiled(sm, s3, tmp_path_factory):
+    """The scorer's versions compiled for real (all at once), an XGBoost model compiled to a native library
+    (its own predictions of ROWS under "booster-predictions"), and one compilation that FAILED (no model).
 
     Packaging a compilation still running is refused (a sandboxed compilation takes seconds, not milliseconds)."""
     for name, scale in VERSIONS.items():
@@ -81,6 +107,14 @@ def compiled(sm, s3):
         r"Compilation job compile-scorer-v1 is (STARTING|INPROGRESS): ", err.value.response["Error"]["Message"]
     )
     _compile(sm, "compile-missing", "models/missing/model.tar.gz")
+    out = tmp_path_factory.mktemp("booster")
+    made = subprocess.run(
+        [neo_python(), "-c", MAKE_BOOSTER, str(out), json.dumps(ROWS)], capture_output=True, text=True, timeout=300
+    )
+    assert made.returncode == 0, made.stderr
+    booster = tar_gz({"xgboost-model": (out / "xgboost-model").read_bytes()})
+    s3.put_object(Bucket=BUCKET, Key="models/booster/model.tar.gz", Body=booster)
+    _compile(sm, "compile-booster", "models/booster/model.tar.gz", "XGBOOST")
     done = {
         name: wait_for(
             lambda name=name: sm.describe_compilation_job(CompilationJobName=name),
@@ -88,18 +122,18 @@ def compiled(sm, s3):
             timeout=FIRST_JOB_SECONDS,  # the run's first compilation builds the selfmaker-neo runtime
             what=f"compilation job {name}",
         )
-        for name in [f"compile-{n}" for n in VERSIONS] + ["compile-missing"]
+        for name in [f"compile-{n}" for n in VERSIONS] + ["compile-missing", "compile-booster"]
     }
-    for name in VERSIONS:
+    for name in [*VERSIONS, "booster"]:
         assert done[f"compile-{name}"]["CompilationJobStatus"] == "COMPLETED", done[f"compile-{name}"]
-    return done
+    return {**done, "booster-predictions": json.loads(made.stdout.strip().splitlines()[-1])}
 
 
-def _package(sm, name: str, version: str) -> dict:
+def _package(sm, name: str, version: str, model: str = "scorer") -> dict:
     sm.create_edge_packaging_job(
         EdgePackagingJobName=name,
         CompilationJobName=f"compile-{name}",
-        ModelName="scorer",
+        ModelName=model,
         ModelVersion=version,
         RoleArn=ROLE,
         OutputConfig={"S3OutputLocation": f"s3://{BUCKET}/packages"},
@@ -170,8 +204,8 @@ def test_control_plane_errors(sm, s3):
     assert sm.list_device_fleets(NameContains="errors")["DeviceFleetSummaries"] == []
 
 
-def test_staged_deployments_to_three_agents(sm, s3, edge_server, compiled, tmp_path):
-    server, database_url = edge_server
+def test_staged_deployments_to_three_agents(sm, s3, edge_server, compiled, key_file, tmp_path):
+    server = edge_server[0]
     edge = make_client("sagemaker-edge", server.url)
     sm.create_device_fleet(
         DeviceFleetName=FLEET, RoleArn=ROLE, OutputConfig={"S3OutputLocation": f"s3://{BUCKET}/fleet"},
@@ -192,13 +226,6 @@ def test_staged_deployments_to_three_agents(sm, s3, edge_server, compiled, tmp_p
         members = sorted(tar.getnames())
     assert members == ["compiled.meta", "edge-manifest.json", "edge-manifest.sig", "model.onnx"], members
 
-    key = subprocess.run(
-        [sys.executable, "-m", "selfmaker.cli", "edge-signing-key", "--account", ACCOUNT,
-         "--data-dir", str(server.data_dir), "--database-url", database_url],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip()  # fmt: skip
-    key_file = tmp_path / "signing.key"
-    key_file.write_text(key)
     agents = {d: AgentProcess(server.url, FLEET, d, tmp_path / d, key_file) for d in devices}
     try:
         for agent in agents.values():
@@ -313,3 +340,31 @@ def test_staged_deployments_to_three_agents(sm, s3, edge_server, compiled, tmp_p
     finally:
         for agent in agents.values():
             agent.stop()
+
+
+def test_a_compiled_tree_library_on_an_agent(sm, edge_server, compiled, key_file, tmp_path):
+    """XGBoost compiled to compiled.so: the agent loads it through ctypes (no tl2cgen on the device) and
+    answers as XGBoost itself does."""
+    booster = _package(sm, "booster", "1.0", model="booster")
+    assert booster["EdgePackagingJobStatus"] == "COMPLETED", booster
+    sm.create_device_fleet(DeviceFleetName="trees", OutputConfig={"S3OutputLocation": f"s3://{BUCKET}/trees"})
+    sm.register_devices(DeviceFleetName="trees", Devices=[{"DeviceName": "tree-1"}])
+    agent = AgentProcess(edge_server[0].url, "trees", "tree-1", tmp_path / "tree-1", key_file)
+    try:
+        wait_for(lambda: agent.get("/health"), lambda r: r[1].get("Registered"), ignore=(OSError,), what="agent")
+        sm.create_edge_deployment_plan(
+            EdgeDeploymentPlanName="trees-all",
+            ModelConfigs=[{"ModelHandle": "booster", "EdgePackagingJobName": "booster"}],
+            DeviceFleetName="trees",
+            Stages=[
+                {"StageName": "all", "DeviceSelectionConfig": {"DeviceSubsetType": "PERCENTAGE", "Percentage": 100}}
+            ],
+        )
+        sm.start_edge_deployment_stage(EdgeDeploymentPlanName="trees-all", StageName="all")
+        assert _wait_stage(sm, "trees-all", "all", "DEPLOYED")["StageStatus"] == "DEPLOYED"
+        assert agent.get("/models/booster")[1]["Backend"] == "tl2cgen"
+        status, answer = agent.predict("booster", ROWS)
+        assert status == 200, answer
+        assert answer["predictions"] == pytest.approx(compiled["booster-predictions"], abs=1e-6)
+    finally:
+        agent.stop()
