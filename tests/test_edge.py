@@ -107,6 +107,7 @@ def compiled(sm, s3, tmp_path_factory):
         r"Compilation job compile-scorer-v1 is (STARTING|INPROGRESS): ", err.value.response["Error"]["Message"]
     )
     _compile(sm, "compile-missing", "models/missing/model.tar.gz")
+    _compile(sm, "compile-replaced", "models/scorer-v1/model.tar.gz")
     out = tmp_path_factory.mktemp("booster")
     made = subprocess.run(
         [neo_python(), "-c", MAKE_BOOSTER, str(out), json.dumps(ROWS)], capture_output=True, text=True, timeout=300
@@ -122,9 +123,9 @@ def compiled(sm, s3, tmp_path_factory):
             timeout=FIRST_JOB_SECONDS,  # the run's first compilation builds the selfmaker-neo runtime
             what=f"compilation job {name}",
         )
-        for name in [f"compile-{n}" for n in VERSIONS] + ["compile-missing", "compile-booster"]
+        for name in [f"compile-{n}" for n in VERSIONS] + ["compile-missing", "compile-booster", "compile-replaced"]
     }
-    for name in [*VERSIONS, "booster"]:
+    for name in [*VERSIONS, "booster", "replaced"]:
         assert done[f"compile-{name}"]["CompilationJobStatus"] == "COMPLETED", done[f"compile-{name}"]
     return {**done, "booster-predictions": json.loads(made.stdout.strip().splitlines()[-1])}
 
@@ -176,6 +177,13 @@ def test_packaging_needs_a_completed_compilation(sm, s3, compiled):
     with pytest.raises(ClientError) as err:
         sm.describe_edge_packaging_job(EdgePackagingJobName="refused")
     assert err.value.response["Error"]["Code"] == "ResourceNotFound"
+    # A compiled archive replaced in S3 after its job completed is not packaged: its digest is not the job's.
+    replaced = compiled["compile-replaced"]["ModelArtifacts"]["S3ModelArtifacts"].removeprefix(f"s3://{BUCKET}/")
+    other = compiled["compile-scorer-v2"]["ModelArtifacts"]["S3ModelArtifacts"].removeprefix(f"s3://{BUCKET}/")
+    s3.copy_object(Bucket=BUCKET, Key=replaced, CopySource=f"{BUCKET}/{other}")
+    failed = _package(sm, "replaced", "0.1")
+    assert failed["EdgePackagingJobStatus"] == "FAILED"
+    assert "BLAKE2b digest differs" in failed["EdgePackagingJobStatusMessage"], failed
 
 
 def test_control_plane_errors(sm, s3):
