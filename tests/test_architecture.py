@@ -298,6 +298,35 @@ def test_kinds_are_declared_not_subclassed():
     assert not subclasses, f"declare these as Kind(...)/JobKind(...) with hooks instead: {subclasses}"
 
 
+# What a device installs for the edge agent (pyproject's edge-agent extra, on top of boto3): nothing else.
+EDGE_AGENT_THIRD_PARTY = {"boto3", "botocore", "numpy", "onnxruntime"}
+
+
+def test_the_edge_agent_loads_no_server_code():
+    """The agent runs on devices: every module it can load (at import time or in a function) is its own, or
+    the one loader of compiled models it shares with the model server, and needs only its extra's packages."""
+    import sys
+
+    seen, todo = set(), [m for m in MODULES if m.startswith("selfmaker.edge_agent")]
+    while todo:
+        module = todo.pop()
+        if module not in seen and module in MODULES:
+            seen.add(module)
+            todo += [target for target, _ in _imports(module, top_level_only=False)]
+    assert "selfmaker.container.compiled_model" in seen, "the walk is blind: the agent loads through it"
+    shared = {"selfmaker", "selfmaker.container", "selfmaker.container.compiled_model"}
+    assert sorted(m for m in seen if not m.startswith("selfmaker.edge_agent") and m not in shared) == []
+    third_party = set()
+    for module in seen:
+        for node in ast.walk(TREES[module]):
+            if isinstance(node, ast.Import):
+                third_party |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                third_party.add((node.module or "").split(".")[0])
+    third_party -= set(sys.stdlib_module_names) | {"selfmaker", "__future__"}
+    assert third_party <= EDGE_AGENT_THIRD_PARTY, sorted(third_party - EDGE_AGENT_THIRD_PARTY)
+
+
 # -- the tests themselves ----------------------------------------------------------------------------------
 
 TESTS = ROOT.parent / "tests"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -12,10 +11,9 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from selfmaker.engines import runtimes
 from support.clients import make_client
 from support.endpoints import deploy, variant
-from support.jobs import FIRST_JOB_SECONDS, ROLE, log_lines, tar_gz
+from support.jobs import FIRST_JOB_SECONDS, ROLE, log_lines, neo_python, tar_gz
 from support.waiting import status_in, wait_for
 
 GROUP = "/aws/sagemaker/CompilationJobs"
@@ -34,13 +32,6 @@ forest = RandomForestClassifier(5, max_depth=3, random_state=0).fit(x, (x[:, 1] 
 joblib.dump(forest, out + "/model.joblib")
 print(json.dumps({"xgboost": booster.predict(xgb.DMatrix(rows)).tolist(), "forest": forest.predict(rows).tolist()}))
 """
-
-
-def neo_python() -> str:
-    """The compilation runtime's interpreter: the one the server's jobs use (the run's runtimes directory)."""
-    image = f"123456789012.dkr.ecr.us-east-1.amazonaws.com/{runtimes.NEO_REPOSITORY}:1.0-compile-xgboost"
-    bin_dir = runtimes.ensure(runtimes.resolve(image), Path(os.environ["SELFMAKER_RUNTIMES_DIR"]), lambda line: None)
-    return str(bin_dir / "python")
 
 
 def wait_job(sm, name: str, until=("COMPLETED", "FAILED", "STOPPED"), timeout: float = FIRST_JOB_SECONDS) -> dict:

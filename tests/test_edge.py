@@ -1,22 +1,28 @@
 """Edge Manager: fleets, devices, packaging, staged deployments to three real agents, rollback, the report.
 
-The compiled models are stand-ins until CompilationJob lands on this branch: a real ONNX graph in the
-compilation job's output layout, recorded as a COMPLETED compilation job (support/edge.py). Everything
-after that record is real: the packaging job, the plans, the agents (separate processes) and their ONNX Runtime.
+The whole path is real: a tiny ONNX graph (y = x * scale, one per model version) compiled by
+CreateCompilationJob in the selfmaker-neo runtime (built once per test run, in the run's shared
+runtimes directory: conftest.py), packaged and signed by CreateEdgePackagingJob, deployed by staged
+plans to agents in their own processes, which load the compiled artifact as an endpoint would.
 """
 
 from __future__ import annotations
 
+import io
+import json
+import re
 import subprocess
 import sys
+import tarfile
 
 import pytest
 from botocore.exceptions import ClientError
 
 from support.clients import make_client
-from support.edge import AgentProcess, compiled_archive, scaling_onnx, stand_in_compilation_job
+from support.edge import AgentProcess, scaling_onnx
+from support.jobs import FIRST_JOB_SECONDS, neo_python, tar_gz
 from support.server import ACCOUNT
-from support.waiting import wait_for
+from support.waiting import status_in, wait_for
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -25,6 +31,16 @@ BUCKET = "edge-models"
 FLEET = "factory"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/edge"
 TTL = 3
+ROWS = [[0.1, 0.9], [0.8, 0.2], [0.5, 0.5]]
+# Run in the compilation runtime: a tiny XGBoost model, and what XGBoost itself predicts for ROWS.
+MAKE_BOOSTER = """
+import json, sys, numpy as np, xgboost as xgb
+x = np.random.RandomState(0).rand(100, 2).astype("float32")
+booster = xgb.train({"max_depth": 2, "objective": "binary:logistic"}, xgb.DMatrix(x, label=x[:, 0] > 0.5), 5)
+booster.save_model(sys.argv[1] + "/xgboost-model")
+print(json.dumps(booster.predict(xgb.DMatrix(np.array(json.loads(sys.argv[2]), dtype="float32"))).tolist()))
+"""
+VERSIONS = {"scorer-v1": 2.0, "scorer-v2": 3.0, "scorer-v3": 4.0}  # compilation job compile-<name>: y = x * scale
 
 
 @pytest.fixture(scope="module")
@@ -39,19 +55,86 @@ def sm(edge_server):
 
 
 @pytest.fixture(scope="module")
+def key_file(edge_server, tmp_path_factory):
+    """The account's package-signing key, as an operator hands it to devices (``selfmaker edge-signing-key``)."""
+    server, database_url = edge_server
+    key = subprocess.run(
+        [sys.executable, "-m", "selfmaker.cli", "edge-signing-key", "--account", ACCOUNT,
+         "--data-dir", str(server.data_dir), "--database-url", database_url],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    path = tmp_path_factory.mktemp("edge-key") / "signing.key"
+    path.write_text(key)
+    return path
+
+
+@pytest.fixture(scope="module")
 def s3(edge_server):
     client = make_client("s3", edge_server[0].url)
     client.create_bucket(Bucket=BUCKET)
     return client
 
 
-def _package(sm, s3, database_url, name: str, version: str, scale: float) -> dict:
-    s3.put_object(Bucket=BUCKET, Key=f"compiled/{name}.tar.gz", Body=compiled_archive(scaling_onnx(scale)))
-    stand_in_compilation_job(database_url, f"compile-{name}", f"s3://{BUCKET}/compiled/{name}.tar.gz")
+def _compile(sm, name: str, key: str, framework: str = "ONNX") -> None:
+    shape = {"DataInputConfig": '{"x": [1, 2]}'} if framework == "ONNX" else {}  # XGBoost's is derived
+    sm.create_compilation_job(
+        CompilationJobName=name,
+        RoleArn=ROLE,
+        InputConfig={"S3Uri": f"s3://{BUCKET}/{key}", "Framework": framework, **shape},
+        OutputConfig={
+            "S3OutputLocation": f"s3://{BUCKET}/compiled/{name}",
+            "TargetPlatform": {"Os": "LINUX", "Arch": "X86_64"},
+        },
+        StoppingCondition={"MaxRuntimeInSeconds": 900},
+    )
+
+
+@pytest.fixture(scope="module")
+def compiled(sm, s3, tmp_path_factory):
+    """The scorer's versions compiled for real (all at once), an XGBoost model compiled to a native library
+    (its own predictions of ROWS under "booster-predictions"), and one compilation that FAILED (no model).
+
+    Packaging a compilation still running is refused (a sandboxed compilation takes seconds, not milliseconds)."""
+    for name, scale in VERSIONS.items():
+        s3.put_object(
+            Bucket=BUCKET, Key=f"models/{name}/model.tar.gz", Body=tar_gz({"model.onnx": scaling_onnx(scale)})
+        )
+        _compile(sm, f"compile-{name}", f"models/{name}/model.tar.gz")
+    with pytest.raises(ClientError) as err:
+        _package(sm, "scorer-v1", "0.1")
+    assert err.value.response["Error"]["Code"] == "ValidationException"
+    assert re.match(
+        r"Compilation job compile-scorer-v1 is (STARTING|INPROGRESS): ", err.value.response["Error"]["Message"]
+    )
+    _compile(sm, "compile-missing", "models/missing/model.tar.gz")
+    _compile(sm, "compile-replaced", "models/scorer-v1/model.tar.gz")
+    out = tmp_path_factory.mktemp("booster")
+    made = subprocess.run(
+        [neo_python(), "-c", MAKE_BOOSTER, str(out), json.dumps(ROWS)], capture_output=True, text=True, timeout=300
+    )
+    assert made.returncode == 0, made.stderr
+    booster = tar_gz({"xgboost-model": (out / "xgboost-model").read_bytes()})
+    s3.put_object(Bucket=BUCKET, Key="models/booster/model.tar.gz", Body=booster)
+    _compile(sm, "compile-booster", "models/booster/model.tar.gz", "XGBOOST")
+    done = {
+        name: wait_for(
+            lambda name=name: sm.describe_compilation_job(CompilationJobName=name),
+            status_in("CompilationJobStatus", ("COMPLETED", "FAILED", "STOPPED")),
+            timeout=FIRST_JOB_SECONDS,  # the run's first compilation builds the selfmaker-neo runtime
+            what=f"compilation job {name}",
+        )
+        for name in [f"compile-{n}" for n in VERSIONS] + ["compile-missing", "compile-booster", "compile-replaced"]
+    }
+    for name in [*VERSIONS, "booster", "replaced"]:
+        assert done[f"compile-{name}"]["CompilationJobStatus"] == "COMPLETED", done[f"compile-{name}"]
+    return {**done, "booster-predictions": json.loads(made.stdout.strip().splitlines()[-1])}
+
+
+def _package(sm, name: str, version: str, model: str = "scorer") -> dict:
     sm.create_edge_packaging_job(
         EdgePackagingJobName=name,
         CompilationJobName=f"compile-{name}",
-        ModelName="scorer",
+        ModelName=model,
         ModelVersion=version,
         RoleArn=ROLE,
         OutputConfig={"S3OutputLocation": f"s3://{BUCKET}/packages"},
@@ -75,6 +158,32 @@ def _wait_stage(sm, plan: str, stage: str, status: str) -> dict:
         timeout=60,
         what=f"stage {plan}/{stage} to be {status}",
     )
+
+
+def test_packaging_needs_a_completed_compilation(sm, s3, compiled):
+    assert compiled["compile-missing"]["CompilationJobStatus"] == "FAILED"
+    refusals = {
+        "compile-missing": "Compilation job compile-missing is FAILED: an edge packaging job needs a COMPLETED",
+        "no-such-compilation": "Compilation job no-such-compilation does not exist.",
+    }
+    for job, message in refusals.items():
+        with pytest.raises(ClientError) as err:
+            sm.create_edge_packaging_job(
+                EdgePackagingJobName="refused", CompilationJobName=job, ModelName="scorer", ModelVersion="0.1",
+                RoleArn=ROLE, OutputConfig={"S3OutputLocation": f"s3://{BUCKET}/packages"},
+            )  # fmt: skip
+        assert err.value.response["Error"]["Code"] == "ValidationException"
+        assert err.value.response["Error"]["Message"].startswith(message)
+    with pytest.raises(ClientError) as err:
+        sm.describe_edge_packaging_job(EdgePackagingJobName="refused")
+    assert err.value.response["Error"]["Code"] == "ResourceNotFound"
+    # A compiled archive replaced in S3 after its job completed is not packaged: its digest is not the job's.
+    replaced = compiled["compile-replaced"]["ModelArtifacts"]["S3ModelArtifacts"].removeprefix(f"s3://{BUCKET}/")
+    other = compiled["compile-scorer-v2"]["ModelArtifacts"]["S3ModelArtifacts"].removeprefix(f"s3://{BUCKET}/")
+    s3.copy_object(Bucket=BUCKET, Key=replaced, CopySource=f"{BUCKET}/{other}")
+    failed = _package(sm, "replaced", "0.1")
+    assert failed["EdgePackagingJobStatus"] == "FAILED"
+    assert "BLAKE2b digest differs" in failed["EdgePackagingJobStatusMessage"], failed
 
 
 def test_control_plane_errors(sm, s3):
@@ -103,8 +212,8 @@ def test_control_plane_errors(sm, s3):
     assert sm.list_device_fleets(NameContains="errors")["DeviceFleetSummaries"] == []
 
 
-def test_staged_deployments_to_three_agents(sm, s3, edge_server, tmp_path):
-    server, database_url = edge_server
+def test_staged_deployments_to_three_agents(sm, s3, edge_server, compiled, key_file, tmp_path):
+    server = edge_server[0]
     edge = make_client("sagemaker-edge", server.url)
     sm.create_device_fleet(
         DeviceFleetName=FLEET, RoleArn=ROLE, OutputConfig={"S3OutputLocation": f"s3://{BUCKET}/fleet"},
@@ -114,19 +223,17 @@ def test_staged_deployments_to_three_agents(sm, s3, edge_server, tmp_path):
     devices = ["dev-1", "dev-2", "dev-3"]
     sm.register_devices(DeviceFleetName=FLEET, Devices=[{"DeviceName": d} for d in devices])
 
-    v1 = _package(sm, s3, database_url, "scorer-v1", "1.0", 2.0)
-    assert _package(sm, s3, database_url, "scorer-v2", "2.0", 3.0)["EdgePackagingJobStatus"] == "COMPLETED"
+    v1 = _package(sm, "scorer-v1", "1.0")
+    assert _package(sm, "scorer-v2", "2.0")["EdgePackagingJobStatus"] == "COMPLETED"
     assert v1["EdgePackagingJobStatus"] == "COMPLETED", v1
     assert v1["ModelArtifact"] == f"s3://{BUCKET}/packages/scorer-1.0.tar.gz"
     assert v1["ModelSignature"].startswith("HMAC-SHA256:")
+    # The package holds the compilation's output as it is (what the agent loads), the manifest and its signature.
+    package = s3.get_object(Bucket=BUCKET, Key="packages/scorer-1.0.tar.gz")["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(package)) as tar:
+        members = sorted(tar.getnames())
+    assert members == ["compiled.meta", "edge-manifest.json", "edge-manifest.sig", "model.onnx"], members
 
-    key = subprocess.run(
-        [sys.executable, "-m", "selfmaker.cli", "edge-signing-key", "--account", ACCOUNT,
-         "--data-dir", str(server.data_dir), "--database-url", database_url],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip()  # fmt: skip
-    key_file = tmp_path / "signing.key"
-    key_file.write_text(key)
     agents = {d: AgentProcess(server.url, FLEET, d, tmp_path / d, key_file) for d in devices}
     try:
         for agent in agents.values():
@@ -191,7 +298,7 @@ def test_staged_deployments_to_three_agents(sm, s3, edge_server, tmp_path):
         )
 
         # A corrupted archive fails dev-1's deployment; under ROLLBACK_ON_FAILURE version 2 keeps serving.
-        v3 = _package(sm, s3, database_url, "scorer-v3", "3.0", 4.0)
+        v3 = _package(sm, "scorer-v3", "3.0")
         s3.put_object(Bucket=BUCKET, Key="packages/scorer-3.0.tar.gz", Body=b"not the package that was signed")
         sm.create_edge_deployment_plan(
             EdgeDeploymentPlanName="rollout-v3",
@@ -241,3 +348,31 @@ def test_staged_deployments_to_three_agents(sm, s3, edge_server, tmp_path):
     finally:
         for agent in agents.values():
             agent.stop()
+
+
+def test_a_compiled_tree_library_on_an_agent(sm, edge_server, compiled, key_file, tmp_path):
+    """XGBoost compiled to compiled.so: the agent loads it through ctypes (no tl2cgen on the device) and
+    answers as XGBoost itself does."""
+    booster = _package(sm, "booster", "1.0", model="booster")
+    assert booster["EdgePackagingJobStatus"] == "COMPLETED", booster
+    sm.create_device_fleet(DeviceFleetName="trees", OutputConfig={"S3OutputLocation": f"s3://{BUCKET}/trees"})
+    sm.register_devices(DeviceFleetName="trees", Devices=[{"DeviceName": "tree-1"}])
+    agent = AgentProcess(edge_server[0].url, "trees", "tree-1", tmp_path / "tree-1", key_file)
+    try:
+        wait_for(lambda: agent.get("/health"), lambda r: r[1].get("Registered"), ignore=(OSError,), what="agent")
+        sm.create_edge_deployment_plan(
+            EdgeDeploymentPlanName="trees-all",
+            ModelConfigs=[{"ModelHandle": "booster", "EdgePackagingJobName": "booster"}],
+            DeviceFleetName="trees",
+            Stages=[
+                {"StageName": "all", "DeviceSelectionConfig": {"DeviceSubsetType": "PERCENTAGE", "Percentage": 100}}
+            ],
+        )
+        sm.start_edge_deployment_stage(EdgeDeploymentPlanName="trees-all", StageName="all")
+        assert _wait_stage(sm, "trees-all", "all", "DEPLOYED")["StageStatus"] == "DEPLOYED"
+        assert agent.get("/models/booster")[1]["Backend"] == "tl2cgen"
+        status, answer = agent.predict("booster", ROWS)
+        assert status == 200, answer
+        assert answer["predictions"] == pytest.approx(compiled["booster-predictions"], abs=1e-6)
+    finally:
+        agent.stop()

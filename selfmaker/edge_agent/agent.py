@@ -26,7 +26,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .model import LoadedModel, LoadError
+from ..container.compiled_model import CompiledModel
+from .model import LoadError, load
 from .package import PackageError, check_sha1, unpack
 
 AGENT_VERSION = "1.0.0"
@@ -42,7 +43,7 @@ class Serving:
     model_version: str
     directory: Path
     sha1: str
-    model: LoadedModel
+    model: CompiledModel
     deployment: str
     inferences: int = 0
     errors: int = 0
@@ -99,7 +100,7 @@ class Agent:
         for handle, s in state.get("serving", {}).items():
             directory = self.state_dir / "models" / handle / s["Sha1"]
             try:
-                model = LoadedModel(directory)
+                model = load(directory)
             except LoadError as err:
                 log.warning("could not reload %s after a restart: %s", handle, err)
                 continue
@@ -226,7 +227,7 @@ class Agent:
             self.s3.download_file(bucket, key, str(archive))
             check_sha1(archive, sha1)
             manifest = unpack(archive, directory, self.key)
-            model = LoadedModel(directory)
+            model = load(directory)
         except Exception:
             shutil.rmtree(directory, ignore_errors=True)
             raise

@@ -1,18 +1,16 @@
-"""Edge Manager tests: tiny ONNX models, compiled-model archives, and edge agents in their own processes."""
+"""Edge Manager tests: a tiny ONNX model to compile, and edge agents in their own processes."""
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import sys
-import tarfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from support.clients import ACCESS_KEY, SECRET_KEY
-from support.server import ACCOUNT, REGION, free_port
+from support.server import REGION, free_port
 
 
 def scaling_onnx(scale: float) -> bytes:
@@ -31,50 +29,6 @@ def scaling_onnx(scale: float) -> bytes:
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model.SerializeToString()
-
-
-def compiled_archive(onnx_bytes: bytes) -> bytes:
-    """A compilation job's output as docs/compilation.md lays it out: compiled.meta + model.onnx, tar.gz."""
-    meta = {
-        "Framework": "ONNX",
-        "Backend": "onnxruntime",
-        "Artifact": "model.onnx",
-        "Inputs": [{"name": "x", "shape": [1, 2], "dtype": "float32"}],
-        "RowInput": True,
-    }
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, body in (("compiled.meta", json.dumps(meta).encode()), ("model.onnx", onnx_bytes)):
-            info = tarfile.TarInfo(name)
-            info.size = len(body)
-            tar.addfile(info, io.BytesIO(body))
-    return buffer.getvalue()
-
-
-def stand_in_compilation_job(database_url: str, name: str, artifact_uri: str) -> None:
-    """A COMPLETED CompilationJob record, written to the server's store, until CompilationJob is on this branch.
-
-    It carries the fields the packaging job reads (selfmaker/services/jobs/compilation.py on cap-compile):
-    the job machinery's status "Completed" and ModelArtifacts.S3ModelArtifacts."""
-    from selfmaker.store.db import Store
-    from selfmaker.store.resources import ResourceStore, now
-
-    store = Store(database_url)
-    try:
-        arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:compilation-job/{name}"
-        data = {
-            "CompilationJobName": name,
-            "CompilationJobArn": arn,
-            "_Status": "Completed",
-            "ModelArtifacts": {"S3ModelArtifacts": artifact_uri},
-            "CreationTime": now(),
-            "LastModifiedTime": now(),
-        }
-        ResourceStore(store).create(
-            account_id=ACCOUNT, region=REGION, kind="CompilationJob", name=name, arn=arn, data=data, status="Completed"
-        )
-    finally:
-        store.close()
 
 
 class AgentProcess:

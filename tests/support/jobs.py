@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 import textwrap
+from pathlib import Path
 
 from support.waiting import status_in, wait_for
 
@@ -13,6 +15,16 @@ ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 TERMINAL = {"Completed", "Failed", "Stopped"}
 # The first job of a run builds the scikit-learn runtime (venv + pip): allow for it.
 FIRST_JOB_SECONDS = 600
+
+
+def neo_python() -> str:
+    """The compilation runtime's interpreter: the one the servers' compilation jobs use, built once per test run
+    in the run's runtimes directory (conftest.py), whichever test file asks first."""
+    from selfmaker.engines import runtimes
+
+    image = f"123456789012.dkr.ecr.us-east-1.amazonaws.com/{runtimes.NEO_REPOSITORY}:1.0-compile-xgboost"
+    bin_dir = runtimes.ensure(runtimes.resolve(image), Path(os.environ["SELFMAKER_RUNTIMES_DIR"]), lambda line: None)
+    return str(bin_dir / "python")
 
 
 def tar_gz(files: dict[str, bytes]) -> bytes:

@@ -6,7 +6,8 @@ STOPPED when stopped before its step ran). The archive
 ``<S3OutputLocation>/<ModelName>-<ModelVersion>.tar.gz`` holds the compiled model's
 files (``compiled.meta`` and ``model.onnx`` or ``compiled.so``, docs/compilation.md),
 ``edge-manifest.json`` (job, model name and version, each file's SHA-256) and
-``edge-manifest.sig`` (:mod:`.signing`). Describe shows that signature as
+``edge-manifest.sig`` (:mod:`.signing`); the compiled archive is packaged only if it
+still has the BLAKE2b digest its compilation job recorded (ModelDigests.ArtifactDigest). Describe shows that signature as
 ModelSignature; GetDeployments hands devices the archive's SHA-1 (AWS's checksum type).
 """
 
@@ -26,6 +27,7 @@ from ...objects.base import parse_s3_uri
 from ...server.errors import AWSError, validation
 from ...server.operations import Context, operation
 from ...store.resources import Record, now
+from ..jobs.compilation import aws_status
 from ..kinds import Kind
 from . import signing
 
@@ -41,13 +43,24 @@ def _compilation_job(ctx: Context, name: str) -> Record | None:
 
 
 def _on_create(ctx: Context, params: dict, data: dict) -> None:
-    if _compilation_job(ctx, params["CompilationJobName"]) is None:
+    compiled = _compilation_job(ctx, params["CompilationJobName"])
+    if compiled is None:
         raise validation(f"Compilation job {params['CompilationJobName']} does not exist.")
+    _check_completed(compiled)
     output = params["OutputConfig"]["S3OutputLocation"]
     if not output.startswith("s3://"):
         raise validation("OutputConfig.S3OutputLocation must be an s3:// URI.")
     check_s3_uri(ctx.backends, ctx.account_id, output, "OutputConfig.S3OutputLocation")
     data[STATUS] = "STARTING"
+
+
+def _check_completed(compiled: Record) -> None:
+    """Only a compilation's output is packaged: AWS refuses a job that has not COMPLETED (yet, or ever)."""
+    status = aws_status(compiled.data)
+    if status != "COMPLETED":
+        raise validation(
+            f"Compilation job {compiled.name} is {status}: an edge packaging job needs a COMPLETED compilation job."
+        )
 
 
 def _kick(ctx: Context, arn: str) -> None:
@@ -164,9 +177,9 @@ def _package(backends, record: Record) -> dict:
     )
     if compiled is None:
         raise PackagingFailure(f"Compilation job {data['CompilationJobName']} no longer exists.")
-    if compiled.data.get("_Status", compiled.status) != "Completed":
-        raise PackagingFailure(f"Compilation job {compiled.name} has not COMPLETED; only a compiled model is packaged.")
-    source = (compiled.data.get("ModelArtifacts") or {}).get("S3ModelArtifacts", "")
+    if aws_status(compiled.data) != "COMPLETED":  # deleted and made again under its name since Create
+        raise PackagingFailure(f"Compilation job {compiled.name} is {aws_status(compiled.data)}, no longer COMPLETED.")
+    source = compiled.data["ModelArtifacts"]["S3ModelArtifacts"]
     objects = AccountObjects.of(backends, record.account_id)
     with tempfile.TemporaryDirectory(prefix="selfmaker-edge-") as scratch:
         model_dir = Path(scratch) / "model"
@@ -174,7 +187,10 @@ def _package(backends, record: Record) -> dict:
             bucket, key = parse_s3_uri(source)
             if objects.head_object(bucket, key).size > MAX_ARCHIVE_BYTES:
                 raise PackagingFailure(f"The compiled model {source} is larger than {MAX_ARCHIVE_BYTES >> 30} GiB.")
-            transfer.extract_object(objects, bucket, key, model_dir)
+            with tempfile.SpooledTemporaryFile(max_size=transfer.SPOOL_BYTES) as spool:
+                transfer.fetch(objects, bucket, key, spool)
+                _check_digest(compiled, source, spool)
+                transfer.extract_tar(spool, model_dir)
         except (AWSError, transfer.ArchiveError, transfer.OutsideDirectory) as err:
             raise PackagingFailure(f"Could not read the compiled model {source}: {err}") from None
         files = sorted(p for p in model_dir.rglob("*") if p.is_file() and not p.is_symlink())
@@ -214,6 +230,20 @@ def _package(backends, record: Record) -> dict:
             "StatusMessage": "SelfMaker has no AWS IoT Greengrass: no component was made. Run selfmaker edge-agent.",
         }
     return fields
+
+
+def _check_digest(compiled: Record, source: str, spool) -> None:
+    """The archive is the one the compilation wrote (its ModelDigests): a package signs only what was compiled."""
+    expected = (compiled.data.get("ModelDigests") or {}).get("ArtifactDigest", "")
+    spool.seek(0)
+    if expected.startswith("blake2b:"):
+        digest = "blake2b:" + hashlib.file_digest(spool, "blake2b").hexdigest()
+        if digest != expected:
+            raise PackagingFailure(
+                f"The compiled model {source} is not the archive compilation job {compiled.name} wrote: its "
+                f"BLAKE2b digest differs from the job's ModelDigests.ArtifactDigest."
+            )
+        spool.seek(0)
 
 
 def _tar_gz(members: list[tuple[str, bytes]]) -> bytes:

@@ -189,7 +189,8 @@ def _ended(data: dict, when: float) -> None:
     data["CompilationEndTime"] = when
 
 
-def _status(record_data: dict) -> str:
+def aws_status(record_data: dict) -> str:
+    """CompilationJobStatus as Describe shows it (an edge packaging job needs COMPLETED)."""
     status = record_data[STATUS]
     if status == "InProgress" and record_data.get("_run", {}).get("phase", "Starting") == "Starting":
         return "STARTING"
@@ -198,7 +199,7 @@ def _status(record_data: dict) -> str:
 
 def _present(ctx, record) -> dict:
     data = record.data
-    return {**data, "CompilationJobStatus": _status(data), "FailureReason": data.get("FailureReason", "")}
+    return {**data, "CompilationJobStatus": aws_status(data), "FailureReason": data.get("FailureReason", "")}
 
 
 def _summarize(record) -> dict:
@@ -216,7 +217,7 @@ def _summarize(record) -> dict:
         "CompilationTargetPlatformArch": platform.get("Arch"),
         "CompilationTargetPlatformAccelerator": platform.get("Accelerator"),
         "LastModifiedTime": data["LastModifiedTime"],
-        "CompilationJobStatus": _status(data),
+        "CompilationJobStatus": aws_status(data),
     }
     return {k: v for k, v in summary.items() if v is not None}
 
@@ -230,7 +231,7 @@ def _list_params(params: dict) -> dict:
 def _delete(ctx, record, conn) -> None:
     if record.data[STATUS] in ACTIVE:
         raise validation(
-            f"The compilation job {record.name} is {_status(record.data)}: stop it or wait for it to end "
+            f"The compilation job {record.name} is {aws_status(record.data)}: stop it or wait for it to end "
             "before deleting it."
         )
     shutil.rmtree(COMPILATION_JOB.job_dir(ctx, record), ignore_errors=True)
