@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import http.cookiejar
 import json
+import signal
 import time
 import urllib.error
 import urllib.request
@@ -247,3 +248,65 @@ def test_lifecycle_configs_and_validation(sm):
     listed = sm.list_notebook_instances(NotebookInstanceLifecycleConfigNameContains="lc")["NotebookInstances"]
     assert listed == []
     sm.delete_notebook_instance_lifecycle_config(NotebookInstanceLifecycleConfigName="lc-one")
+
+
+def test_lifecycle_scripts_run_in_the_sandbox_and_log_to_cloudwatch(sm, server):
+    def encoded(text: str) -> list[dict]:
+        return [{"Content": base64.b64encode(text.encode()).decode()}]
+
+    sm.create_notebook_instance_lifecycle_config(
+        NotebookInstanceLifecycleConfigName="lc-works",
+        OnCreate=encoded("echo created > $HOME/SageMaker/created.txt; echo on-create ran as $(id -un)"),
+        OnStart=encoded("echo on-start ran in $PWD"),
+    )
+    sm.create_notebook_instance_lifecycle_config(
+        NotebookInstanceLifecycleConfigName="lc-fails", OnStart=encoded("echo about to fail; exit 3")
+    )
+    name, failing = f"nb-lc-{uuid.uuid4().hex[:4]}", f"nb-bad-{uuid.uuid4().hex[:4]}"
+    for instance, config in ((name, "lc-works"), (failing, "lc-fails")):
+        sm.create_notebook_instance(
+            NotebookInstanceName=instance, InstanceType="ml.t3.medium", RoleArn=ROLE, LifecycleConfigName=config
+        )
+    assert _wait(sm, name, "InService", 120)["NotebookInstanceLifecycleConfigName"] == "lc-works"
+    volume = server.data_dir / "notebooks" / ACCOUNT / "us-east-1" / name / "volume"
+    assert (volume / "created.txt").read_text() == "created\n"
+    logs = make_client("logs", server.url)
+    group = "/aws/sagemaker/NotebookInstances"
+    events = logs.get_log_events(logGroupName=group, logStreamName=f"{name}/LifecycleConfigOnStart")["events"]
+    assert [e["message"] for e in events] == ["on-start ran in /home/ec2-user/SageMaker"]
+    failed = _wait(sm, failing, "InService", 120)
+    assert failed["NotebookInstanceStatus"] == "Failed"
+    assert "failed (OnStart, exit code 3)" in failed["FailureReason"]
+    events = logs.get_log_events(logGroupName=group, logStreamName=f"{failing}/LifecycleConfigOnStart")["events"]
+    assert [e["message"] for e in events] == ["about to fail"]
+    listed = sm.list_notebook_instances(NotebookInstanceLifecycleConfigNameContains="works")["NotebookInstances"]
+    assert [n["NotebookInstanceName"] for n in listed] == [name]
+    sm.update_notebook_instance(NotebookInstanceName=failing, DisassociateLifecycleConfig=True)
+    described = _wait(sm, failing, "Stopped", 30)
+    assert "NotebookInstanceLifecycleConfigName" not in described
+    sm.stop_notebook_instance(NotebookInstanceName=name)
+    _wait(sm, name, "Stopped", 60)
+    for instance in (name, failing):
+        sm.delete_notebook_instance(NotebookInstanceName=instance)
+
+
+def test_a_restarted_server_reattaches_or_restarts_jupyter(sm, server):
+    name = f"nb-restart-{uuid.uuid4().hex[:4]}"
+    sm.create_notebook_instance(NotebookInstanceName=name, InstanceType="ml.t3.medium", RoleArn=ROLE)
+    assert _wait(sm, name, "InService", 120)["NotebookInstanceStatus"] == "InService"
+    pid_file = server.data_dir / "notebooks" / ACCOUNT / "us-east-1" / name / "state" / "pid"
+    first = pid_file.read_text()
+    server.stop(signal.SIGKILL)  # a crash: Jupyter lives on, and the next server re-attaches to it
+    server.start()
+    assert _status(sm, name) == "InService"
+    _open(sm, name)
+    assert pid_file.read_text() == first
+    server.stop()  # a clean stop ends Jupyter; the next server starts it again
+    server.start()
+    assert _wait(sm, name, "InService", 120)["NotebookInstanceStatus"] == "InService"
+    browser, base = _open(sm, name)
+    assert browser.get(f"{base}api")[0] == 200
+    assert pid_file.read_text() != first
+    sm.stop_notebook_instance(NotebookInstanceName=name)
+    _wait(sm, name, "Stopped", 60)
+    sm.delete_notebook_instance(NotebookInstanceName=name)

@@ -18,7 +18,7 @@ from ...engines.executor import ExecutorUnavailable
 from ...engines.reconciler import Controller, kick, register
 from ...store.resources import Record, now
 from ..jobs.lifecycle import executor
-from . import jupyter
+from . import jupyter, lifecycle_scripts
 from .instances import NOTEBOOK_INSTANCE
 
 log = logging.getLogger("selfmaker.notebooks")
@@ -91,7 +91,7 @@ def reconcile(backends: Backends, record: Record) -> float | None:
         backends.resources.delete(record.arn)
         return None
     if status == "Updating":
-        _set(backends, record, "Updating", "Stopped")
+        _set(backends, record, "Updating", "Stopped", FailureReason=None)
         return None
     return None
 
@@ -100,10 +100,15 @@ def _pending(backends: Backends, record: Record, files: jupyter.Files) -> float 
     started = record.data.get("_StartedAt")
     if started is None or files.shut_down.exists() or not (files.state / "pid").exists():
         try:
-            jupyter.launch(backends, files, record.data)
+            runtime = jupyter.prepare(backends, files)
+            reason = _lifecycle(backends, files, record, runtime)
+            if reason is None:
+                jupyter.launch(backends, files, record.data, runtime)
         except (runtimes.RuntimeBuildError, ExecutorUnavailable, OSError) as err:
-            files.say(f"cannot start JupyterLab: {err}")
-            _set(backends, record, "Pending", "Failed", FailureReason=f"Unable to start JupyterLab: {err}"[:1024])
+            reason = f"Unable to start JupyterLab: {err}"
+        if reason is not None:
+            files.say(f"cannot start JupyterLab: {reason}")
+            _set(backends, record, "Pending", "Failed", FailureReason=reason[:1024])
             return None
         if not _set(backends, record, "Pending", "Pending", _StartedAt=time.time()):
             jupyter.stop(backends, files)  # stopped or deleted meanwhile: the next step cleans up
@@ -129,6 +134,17 @@ def _pending(backends: Backends, record: Record, files: jupyter.Files) -> float 
         )
         return None
     return POLL_STARTING
+
+
+def _lifecycle(backends: Backends, files: jupyter.Files, record: Record, runtime) -> str | None:
+    """OnCreate the first time (remembered in the record once it succeeded), then OnStart."""
+    if not record.data.get("_OnCreateDone"):
+        reason = lifecycle_scripts.run(backends, files, record, runtime, "OnCreate")
+        if reason is not None:
+            return reason
+        _set(backends, record, "Pending", "Pending", _OnCreateDone=True)
+        record.data["_OnCreateDone"] = True
+    return lifecycle_scripts.run(backends, files, record, runtime, "OnStart")
 
 
 def _failure(backends: Backends, files: jupyter.Files, when: str) -> str:

@@ -1,7 +1,7 @@
 """Notebook instances: the records and their operations (the controller in :mod:`.controller` runs them).
 
 Statuses follow AWS: Create -> Pending -> InService; Stop -> Stopping -> Stopped; Start -> Pending;
-Update (only when Stopped) -> Updating -> Stopped; Delete (only when Stopped or Failed) -> Deleting -> gone;
+Update (only when Stopped or Failed) -> Updating -> Stopped; Delete (only when Stopped or Failed) -> Deleting -> gone;
 Failed with a FailureReason when JupyterLab cannot start or stops on its own.
 """
 
@@ -108,8 +108,10 @@ def _index(data: dict) -> None:
 
 def _on_update(ctx: Context, params: dict, record: Record) -> None:
     status = record.data["NotebookInstanceStatus"]
-    if status != "Stopped":
-        raise validation(f"Status ({status}) not in ([Stopped]). Unable to update Notebook Instance {record.arn}.")
+    if status not in ("Stopped", "Failed"):  # a Failed one is updated to fix it (e.g. its lifecycle config)
+        raise validation(
+            f"Status ({status}) not in ([Stopped, Failed]). Unable to update Notebook Instance {record.arn}."
+        )
     _check(ctx, params, record.data)
     data = record.data
     for member in (

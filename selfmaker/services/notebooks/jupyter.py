@@ -65,36 +65,37 @@ class Files:
         shutil.rmtree(model_server.socket_dir(self.root), ignore_errors=True)
 
 
-def launch(backends: Backends, files: Files, data: dict) -> None:
-    """Start JupyterLab for the instance described by ``data`` (its record), detached (the executor's)."""
-    settings = backends.settings
+def prepare(backends: Backends, files: Files) -> runtimes.Runtime:
+    """Build the runtime if needed and give the instance a fresh home (the volume stays as it is)."""
     runtime = runtimes.notebook()
-    runtimes.ensure(runtime, settings.runtimes_dir, files.say)
+    runtimes.ensure(runtime, backends.settings.runtimes_dir, files.say)
     shutil.rmtree(files.home, ignore_errors=True)
     shutil.rmtree(files.state, ignore_errors=True)
     for directory in (files.volume, files.home / "SageMaker", files.root / "ml"):
         directory.mkdir(parents=True, exist_ok=True)
     files.socket.unlink(missing_ok=True)
     files.shut_down.unlink(missing_ok=True)
+    return runtime
+
+
+def instance_spec(backends: Backends, files: Files, data: dict, runtime, *, state: Path, log: Path):
+    """The sandbox of the instance ``data`` (its record) describes: its type's caps, its volume, its network."""
     limits = instance_types.limits(data["InstanceType"])
-    files.say(
-        f"starting JupyterLab ({data['InstanceType']}: {limits.cpus} CPU, {limits.memory_bytes >> 20} MiB, "
-        f"network {'on' if data.get('DirectInternetAccess', 'Enabled') == 'Enabled' else 'off'})"
-    )
     spec = sandbox.spec(
-        settings,
+        backends.settings,
         runtime,
         region=data["NotebookInstanceArn"].split(":")[3],
         ml=files.root / "ml",
         site=files.root / "site",
-        state=files.state,
-        log=files.log,
+        state=state,
+        log=log,
         env={
             "HOME": HOME,
             "JUPYTER_CONFIG_DIR": f"{HOME}/.jupyter",
             "JUPYTER_DATA_DIR": f"{HOME}/.local/share/jupyter",
             "JUPYTER_RUNTIME_DIR": f"{HOME}/.local/share/jupyter/runtime",
             "IPYTHONDIR": f"{HOME}/.ipython",
+            "NOTEBOOK_INSTANCE_NAME": data["NotebookInstanceName"],
         },
         limits=limits,
         network=data.get("DirectInternetAccess", "Enabled") == "Enabled",
@@ -106,6 +107,17 @@ def launch(backends: Backends, files: Files, data: dict) -> None:
         ),
     )
     spec.workdir = VOLUME
+    return spec
+
+
+def launch(backends: Backends, files: Files, data: dict, runtime) -> None:
+    """Start JupyterLab for the instance described by ``data`` (its record), detached (the executor's)."""
+    limits = instance_types.limits(data["InstanceType"])
+    files.say(
+        f"starting JupyterLab ({data['InstanceType']}: {limits.cpus} CPU, {limits.memory_bytes >> 20} MiB, "
+        f"network {'on' if data.get('DirectInternetAccess', 'Enabled') == 'Enabled' else 'off'})"
+    )
+    spec = instance_spec(backends, files, data, runtime, state=files.state, log=files.log)
     spec.command = [
         "python",
         "-m",

@@ -235,7 +235,11 @@ async def _relay_websocket(scope, receive, send, socket_path: str) -> None:
             max_size=None,
             open_timeout=10,
         )
-    except (OSError, TimeoutError, InvalidHandshake) as err:  # refused by Jupyter, or it is not there: the client sees a failed upgrade
+    except (
+        OSError,
+        TimeoutError,
+        InvalidHandshake,
+    ) as err:  # refused by Jupyter, or it is not there: the client sees a failed upgrade
         await send({"type": "websocket.close", "code": 1011, "reason": str(err)[:120]})
         return
     await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol})
