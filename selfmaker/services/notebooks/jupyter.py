@@ -68,7 +68,8 @@ class Files:
 def prepare(backends: Backends, files: Files) -> runtimes.Runtime:
     """Build the runtime if needed and give the instance a fresh home (the volume stays as it is)."""
     runtime = runtimes.notebook()
-    runtimes.ensure(runtime, backends.settings.runtimes_dir, files.say)
+    settings = backends.settings
+    runtimes.ensure(runtime, settings.runtimes_dir or settings.data_dir / "runtimes", files.say)  # set by Settings
     shutil.rmtree(files.home, ignore_errors=True)
     shutil.rmtree(files.state, ignore_errors=True)
     for directory in (files.volume, files.home / "SageMaker", files.root / "ml"):
