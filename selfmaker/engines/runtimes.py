@@ -295,3 +295,17 @@ def _run(command: list[str], log: Callable[[str], None]) -> None:
         tail = (tail + [line])[-5:]
     if proc.wait() != 0:
         raise RuntimeBuildError(f"{' '.join(command[:4])} ... failed (exit {proc.returncode}): " + " | ".join(tail))
+
+
+# Notebook instances (docs/notebooks.md): one runtime for every instance, JupyterLab on jupyter_server with the
+# Python kernel and boto3 (the SageMaker SDK, heavier, comes with the kernel credentials: docs/notebooks.md).
+NOTEBOOK_PACKAGES = ("jupyterlab>=4,<5", "jupyter_server>=2.4,<3", "ipykernel", *COMMON)
+
+
+def notebook() -> Runtime:
+    """The JupyterLab runtime notebook instances run in (this server's Python version)."""
+    return Runtime(
+        key=_key("notebook", list(NOTEBOOK_PACKAGES)),
+        packages=NOTEBOOK_PACKAGES,
+        description="JupyterLab for notebook instances",
+    )

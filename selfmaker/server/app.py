@@ -44,6 +44,7 @@ log = logging.getLogger("selfmaker")
 
 HEALTH_PATH = "/_selfmaker/health"
 METRICS_PATH = "/_selfmaker/metrics"  # Prometheus; also /metrics when unsigned
+NOTEBOOKS_PATH = "/_selfmaker/notebooks/"  # notebook instances' proxy (services/notebooks/proxy.py)
 
 
 class SelfMakerApp:
@@ -55,6 +56,15 @@ class SelfMakerApp:
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
+            return
+        if scope["type"] == "websocket" or scope["path"].startswith(NOTEBOOKS_PATH):
+            # Notebook instances (HTTP and WebSocket), behind their own signed session (docs/notebooks.md).
+            if scope["path"].startswith(NOTEBOOKS_PATH):
+                from ..services.notebooks import proxy  # the layer above: imported when used, as S3's endpoint
+
+                await proxy.handle(self.backends, scope, receive, send)
+            elif scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 4404})
             return
         if scope["type"] != "http":
             return

@@ -1,0 +1,185 @@
+"""The notebook-instance controller: drives each instance's status, persisted, so it resumes after a restart.
+
+Pending: build the notebook runtime (once per runtimes directory), start JupyterLab in the sandbox, and
+wait for it to answer on its socket -> InService (or Failed with the reason). InService: follow the process
+(a restarted server re-attaches to it; one a clean server stop ended is started again). Stopping: end it ->
+Stopped. Updating -> Stopped. Deleting: end it, remove its volume and files, then the record.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from ...backends import Backends, background_worker
+from ...engines import runtimes
+from ...engines.executor import ExecutorUnavailable
+from ...engines.reconciler import Controller, kick, register
+from ...store.resources import Record, now
+from ..jobs.lifecycle import executor
+from . import jupyter, lifecycle_scripts
+from .instances import NOTEBOOK_INSTANCE
+
+log = logging.getLogger("selfmaker.notebooks")
+
+STARTUP_SECONDS = 120.0  # JupyterLab must answer within this of its start
+POLL_STARTING = 0.25
+POLL_RUNNING = 30.0  # a fallback: the executor's watch kicks the record the moment Jupyter exits
+STOP_GRACE = 5.0
+
+
+def _files(backends: Backends, record: Record) -> jupyter.Files:
+    return jupyter.Files(backends, record.account_id, record.region, record.name)
+
+
+def _set(backends: Backends, record: Record, expect: str, status: str, **members) -> bool:
+    """Move the record from ``expect`` to ``status`` unless a request moved it meanwhile (then: False)."""
+
+    def change(current: Record, conn) -> bool:
+        if current.status != expect:
+            return False
+        current.data["NotebookInstanceStatus"] = current.status = status
+        for key, value in members.items():
+            if value is None:
+                current.data.pop(key, None)
+            else:
+                current.data[key] = value
+        return True
+
+    stored = backends.resources.mutate(change, arn=record.arn)
+    return stored is not None and stored.status == status
+
+
+_WATCHED: dict[int, set[str]] = {}
+_WATCH_LOCK = threading.Lock()
+
+
+def _watch(backends: Backends, files: jupyter.Files, arn: str) -> None:
+    """Kick the record when Jupyter exits (once per process and server)."""
+    key = f"{arn}:{(files.state / 'pid').read_text().strip() if (files.state / 'pid').exists() else ''}"
+    with _WATCH_LOCK:
+        seen = _WATCHED.setdefault(id(backends), set())
+        if key in seen:
+            return
+        seen.add(key)
+    executor(backends).watch(files.state, lambda: kick(backends, arn))
+
+
+def reconcile(backends: Backends, record: Record) -> float | None:
+    files = _files(backends, record)
+    status = record.status
+    if status == "Pending":
+        return _pending(backends, record, files)
+    if status == "InService":
+        if jupyter.running(backends, files):
+            _watch(backends, files, record.arn)
+            return POLL_RUNNING
+        if files.shut_down.exists():  # a clean server stop ended it: start it again
+            _set(backends, record, "InService", "Pending", _StartedAt=None)
+            return 0.0
+        _set(backends, record, "InService", "Failed", FailureReason=_failure(backends, files, "stopped"))
+        return None
+    if status in ("Stopping", "Deleting"):
+        jupyter.stop(backends, files, STOP_GRACE)
+        if jupyter.running(backends, files):
+            return POLL_STARTING * 2
+        if status == "Stopping":
+            _set(backends, record, "Stopping", "Stopped", Url=None)
+            return None
+        files.remove()
+        backends.resources.delete(record.arn)
+        return None
+    if status == "Updating":
+        _set(backends, record, "Updating", "Stopped", FailureReason=None)
+        return None
+    return None
+
+
+def _pending(backends: Backends, record: Record, files: jupyter.Files) -> float | None:
+    started = record.data.get("_StartedAt")
+    if started is None or files.shut_down.exists() or not (files.state / "pid").exists():
+        try:
+            runtime = jupyter.prepare(backends, files)
+            reason = _lifecycle(backends, files, record, runtime)
+            if reason is None:
+                jupyter.launch(backends, files, record.data, runtime)
+        except (runtimes.RuntimeBuildError, ExecutorUnavailable, OSError) as err:
+            reason = f"Unable to start JupyterLab: {err}"
+        if reason is not None:
+            files.say(f"cannot start JupyterLab: {reason}")
+            _set(backends, record, "Pending", "Failed", FailureReason=reason[:1024])
+            return None
+        if not _set(backends, record, "Pending", "Pending", _StartedAt=time.time()):
+            jupyter.stop(backends, files)  # stopped or deleted meanwhile: the next step cleans up
+            return 0.0
+        _watch(backends, files, record.arn)
+        return POLL_STARTING
+    if not jupyter.running(backends, files):
+        _set(backends, record, "Pending", "Failed", FailureReason=_failure(backends, files, "starting"))
+        return None
+    if jupyter.answers(files):
+        files.say(f"JupyterLab answers, {time.time() - started:.2f} s after its start")
+        _set(backends, record, "Pending", "InService", _OnCreateDone=True, LastModifiedTime=now())
+        return POLL_RUNNING
+    if time.time() - started > STARTUP_SECONDS:
+        jupyter.stop(backends, files)
+        _set(
+            backends,
+            record,
+            "Pending",
+            "Failed",
+            FailureReason=f"JupyterLab did not answer within {STARTUP_SECONDS:.0f} s of its start: "
+            f"{files.last_output()}"[:1024],
+        )
+        return None
+    return POLL_STARTING
+
+
+def _lifecycle(backends: Backends, files: jupyter.Files, record: Record, runtime) -> str | None:
+    """OnCreate the first time (remembered in the record once it succeeded), then OnStart."""
+    if not record.data.get("_OnCreateDone"):
+        reason = lifecycle_scripts.run(backends, files, record, runtime, "OnCreate")
+        if reason is not None:
+            return reason
+        _set(backends, record, "Pending", "Pending", _OnCreateDone=True)
+        record.data["_OnCreateDone"] = True
+    return lifecycle_scripts.run(backends, files, record, runtime, "OnStart")
+
+
+def _failure(backends: Backends, files: jupyter.Files, when: str) -> str:
+    return f"JupyterLab {jupyter.exit_reason(backends, files)} while {when}."[:1024]
+
+
+register(
+    Controller(
+        NOTEBOOK_INSTANCE.name,
+        frozenset({"Pending", "InService", "Stopping", "Updating", "Deleting"}),
+        reconcile,
+    )
+)
+
+
+class Shutdown:
+    """At a clean server stop, end every JupyterLab this server runs and mark it, so the next server starts
+    it again (a crashed server leaves them running, and the next one re-attaches)."""
+
+    def __init__(self, backends: Backends):
+        self.backends = backends
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        root = self.backends.settings.data_dir / "notebooks"
+        for state in root.glob("*/*/*/state"):
+            files_root = state.parent
+            if (state / "pid").exists() and executor(self.backends).poll(state) is None:
+                (files_root / "shut-down").touch()
+                executor(self.backends).stop(state, STOP_GRACE)
+                log.info("notebooks: stopped %s for the server's shutdown", files_root.name)
+
+
+@background_worker
+def _shutdown(backends: Backends) -> Shutdown:
+    return Shutdown(backends)
