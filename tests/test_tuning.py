@@ -248,3 +248,28 @@ def test_bad_requests_are_refused_and_create_nothing(sm, unique, change, message
     assert message in info.value.response["Error"]["Message"]
     with pytest.raises(ClientError):
         sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+
+
+def test_a_restart_mid_tuning_continues_the_same_search(sm, client, srv, unique):
+    """The Optuna study is rebuilt from the store: after a restart the trials go on where they were, and a
+    Random search with the same RandomSeed asks for the same points as one that was never interrupted."""
+    interrupted, straight = unique("resume")[-28:], unique("straight")[-28:]
+    req = request(interrupted, most=4, parallel=1)
+    req["TrainingJobDefinition"]["StaticHyperParameters"]["sleep"] = "1"
+    sm.create_hyper_parameter_tuning_job(**req)
+    wait_for(lambda: trials(sm, interrupted), lambda found: len(found) >= 2, timeout=60, what="a second trial")
+    srv.stop()
+    srv.start()
+    sm = client("sagemaker", srv)
+    job = wait(sm, interrupted)
+    assert job["HyperParameterTuningJobStatus"] == "Completed", job.get("FailureReason")
+    sm.create_hyper_parameter_tuning_job(**request(straight, most=4, parallel=1))
+    assert wait(sm, straight)["HyperParameterTuningJobStatus"] == "Completed"
+
+    def points(name):
+        found = trials(sm, name, SortBy="Name", SortOrder="Ascending")
+        return [s["TunedHyperParameters"] for s in found], [s["TrainingJobName"].split("-")[-2] for s in found]
+
+    resumed, indexes = points(interrupted)
+    assert indexes == ["001", "002", "003", "004"]
+    assert resumed == points(straight)[0]

@@ -172,6 +172,8 @@ def reconcile(backends: Backends, record: Record) -> float | None:
         job_counters, goal_counters = jobs.counters(summaries)
         if data.get("_JobCounters") != job_counters:
             _commit(backends, record, lambda d: d.update(_JobCounters=job_counters, _ObjectiveCounters=goal_counters))
+        if deadline is not None:  # look again when MaxRuntimeInSeconds passes
+            return max(0.0, min(FALLBACK, data["CreationTime"] + deadline - now()))
         return FALLBACK
     if top is None:
         _conclude(backends, record, "Failed", summaries, "No training job completed with the objective metric.")
