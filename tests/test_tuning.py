@@ -3,36 +3,22 @@
 from __future__ import annotations
 
 import itertools
-import json
-import sys
 
 import pytest
 from botocore.exceptions import ClientError
 
 from support.jobs import ROLE
+from support.tuning import IMAGE, METRICS, objective, runtimes_config
 from support.waiting import status_in, wait_for
 
-IMAGE = "selfmaker.test/tuning:1"
 BUCKET = "tuning-tests"
-# The trial: its objective is a known function of its hyperparameters, printed for MetricDefinitions.
-TRAIN = """
-import json, time
-hp = json.load(open("/opt/ml/input/config/hyperparameters.json"))
-x, y = float(hp.get("x", 0)), float(hp.get("y", 0))
-bonus = {"a": 0.0, "b": 1.0, "c": 0.5}.get(hp.get("kind", "a"), 0.0)
-time.sleep(float(hp.get("sleep", 0)))
-print(f"objective={10 - (x - 3) ** 2 - (y - 1) ** 2 + bonus:.6f}")
-open("/opt/ml/model/model.txt", "w").write("ok")
-"""
-METRICS = [{"Name": "objective", "Regex": r"objective=([-0-9.e]+)"}]
 TERMINAL = {"Completed", "Failed", "Stopped"}
 
 
 @pytest.fixture(scope="module")
 def srv(make_server, tmp_path_factory):
-    path = tmp_path_factory.mktemp("tuning-config") / "runtimes.json"
-    path.write_text(json.dumps({"images": {IMAGE: {"python": sys.executable, "command": ["python3", "-c", TRAIN]}}}))
-    server = make_server("tuning", env={"SELFMAKER_RUNTIMES_CONFIG": str(path)}).start()
+    config = runtimes_config(tmp_path_factory.mktemp("tuning-config"))
+    server = make_server("tuning", env={"SELFMAKER_RUNTIMES_CONFIG": config}).start()
     yield server
     server.stop()
 
@@ -112,7 +98,7 @@ def test_random_search_runs_real_training_jobs_and_finds_the_best(sm, unique):
     assert job["BestTrainingJob"]["TrainingJobName"] == found[0]["TrainingJobName"]
     for s in found:  # each objective is the script's function of the trial's hyperparameters
         x, y = float(s["TunedHyperParameters"]["x"]), int(s["TunedHyperParameters"]["y"])
-        assert abs(score(s) - (10 - (x - 3) ** 2 - (y - 1) ** 2)) < 1e-4
+        assert abs(score(s) - objective(x, y)) < 1e-4
         assert 0 <= x <= 6 and 0 <= y <= 3
     first = found[0]["TrainingJobName"]
     assert first.startswith(f"{name}-") and len(first.split("-")[-1]) == 8 and len(first.split("-")[-2]) == 3
