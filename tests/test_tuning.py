@@ -118,6 +118,12 @@ def test_random_search_runs_real_training_jobs_and_finds_the_best(sm, unique):
     )
     assert len(page["TrainingJobSummaries"]) == 3 and len(rest["TrainingJobSummaries"]) == 1
     assert job["ConsumedResources"]["RuntimeInSeconds"] >= 0
+    found_by_search = sm.search(
+        Resource="HyperParameterTuningJob",
+        SearchExpression={"Filters": [{"Name": "HyperParameterTuningJobName", "Operator": "Equals", "Value": name}]},
+    )["Results"]
+    assert found_by_search[0]["HyperParameterTuningJob"]["BestTrainingJob"] == job["BestTrainingJob"]
+    assert {"Key": "team", "Value": "tuning"} in found_by_search[0]["HyperParameterTuningJob"]["Tags"]
     sm.delete_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
     with pytest.raises(ClientError):
         sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)

@@ -188,10 +188,14 @@ def _on_create(ctx: Context, params: dict, data: dict) -> None:
 def trial_summaries(backends, record: Record) -> list[dict]:
     """One HyperParameterTrainingJobSummary per trial, read from its training job."""
     data, goal = record.data, objective(record.data)
+    with backends.store.read() as conn:  # one connection for all the trials' reads
+        found = {
+            t["Arn"]: backends.resources.get_by_arn(t["Arn"], conn=conn) for t in data["_Trials"] if t.get("Created")
+        }
     out = []
     for trial in data["_Trials"]:
         arn = trial["Arn"]
-        job = backends.resources.get_by_arn(arn) if trial.get("Created") else None
+        job = found.get(arn)
         summary = {
             "TrainingJobName": trial["Name"],
             "TrainingJobArn": arn,
@@ -315,6 +319,7 @@ TUNING_JOB = Kind(
     label="hyperparameter tuning job",
     operations=("Create", "Describe", "List", "Delete"),
     status_member="HyperParameterTuningJobStatus",
+    search_type="HyperParameterTuningJob",
     on_create=_on_create,
     on_delete=_on_delete,
     after_create=lambda ctx, arn: kick(ctx.backends, arn),
