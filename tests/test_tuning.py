@@ -265,3 +265,17 @@ def test_a_restart_mid_tuning_continues_the_same_search(sm, client, srv, unique)
     resumed, indexes = points(interrupted)
     assert indexes == ["001", "002", "003", "004"]
     assert resumed == points(straight)[0]
+
+
+def test_trials_that_fail_are_counted_and_fail_the_search(sm, unique):
+    name = unique("fails")[-28:]
+    req = request(name, most=2, parallel=1)
+    req["TrainingJobDefinition"]["StaticHyperParameters"]["sleep"] = "not-a-number"  # the script raises
+    sm.create_hyper_parameter_tuning_job(**req)
+    job = wait(sm, name)
+    assert job["HyperParameterTuningJobStatus"] == "Failed"
+    assert "objective" in job["FailureReason"]
+    assert job["TrainingJobStatusCounters"]["NonRetryableError"] == 2
+    assert job["ObjectiveStatusCounters"]["Failed"] == 2
+    assert "BestTrainingJob" not in job
+    assert all(s["ObjectiveStatus"] == "Failed" and s.get("FailureReason") for s in trials(sm, name))
