@@ -238,6 +238,8 @@ SERVICE_MODULES: tuple[str, ...] = (
     "selfmaker.services.edge.runtime",
     "selfmaker.services.recommender.jobs",
     "selfmaker.services.recommender.controller",
+    "selfmaker.services.tuning.jobs",
+    "selfmaker.services.tuning.controller",
     "selfmaker.services.search",
     # S3, served by its own streaming endpoint (it declares the operations it serves)
     "selfmaker.objects.endpoint",

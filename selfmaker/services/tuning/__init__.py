@@ -1,0 +1,1 @@
+"""Hyperparameter tuning jobs: real training jobs searched by Optuna (docs/tuning.md)."""

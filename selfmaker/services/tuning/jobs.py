@@ -1,0 +1,393 @@
+"""The HyperParameterTuningJob kind: Create, Describe, List, Stop, Delete, ListTrainingJobsForHyperParameterTuningJob.
+
+CreateHyperParameterTuningJob checks the request (ranges, strategy, limits, the objective
+metric, and the training job definition as CreateTrainingJob would) and kicks the controller
+(controller.py), which starts the trials: real training jobs named
+``<tuning job>-<3-digit index>-<8 hex>``. The tuning record keeps each trial's Optuna
+parameters (``_Trials``); the trials' statuses and metrics are read from their training jobs,
+so Describe and the list of training jobs are always current.
+Statuses: InProgress → Completed | Failed, and Stopping → Stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from ...engines import runtimes
+from ...engines.reconciler import kick, on_done
+from ...server.errors import validation
+from ...server.operations import Context, operation
+from ...store.resources import Record, now
+from ..jobs.training import ALGORITHM_METRIC_DEFINITIONS, TRAINING_JOB
+from ..kinds import Kind
+from .search import MAX_GRID, Space
+
+ACTIVE = frozenset({"InProgress", "Stopping"})
+TERMINAL_TRAINING = frozenset({"Completed", "Failed", "Stopped"})
+MAX_TRAINING_JOBS = 500  # AWS's default quota per tuning job
+MAX_PARALLEL = 100
+MAX_RUNTIME = 30 * 24 * 3600
+TRIAL_NAME = re.compile(r"^(?P<tuning>.+)-(?P<index>\d{3})-[0-9a-f]{8}$")
+
+
+def definition(data: dict) -> dict:
+    return data.get("TrainingJobDefinition") or (data.get("TrainingJobDefinitions") or [{}])[0]
+
+
+def ranges(data: dict) -> dict:
+    return (
+        definition(data).get("HyperParameterRanges")
+        or data["HyperParameterTuningJobConfig"].get("ParameterRanges")
+        or {}
+    )
+
+
+def objective(data: dict) -> dict:
+    return (
+        definition(data).get("TuningObjective")
+        or data["HyperParameterTuningJobConfig"].get("HyperParameterTuningJobObjective")
+        or {}
+    )
+
+
+def total_jobs(data: dict) -> int:
+    """How many trials the job runs at most: MaxNumberOfTrainingJobs, or for Grid the grid's size."""
+    config = data["HyperParameterTuningJobConfig"]
+    limit = config["ResourceLimits"].get("MaxNumberOfTrainingJobs")
+    if config["Strategy"] == "Grid":
+        size = Space(ranges(data)).grid_size()
+        return min(size, limit) if limit else size
+    return limit
+
+
+def host_parallel(data: dict) -> int:
+    """MaxParallelTrainingJobs, capped so the trials' instances do not outnumber the host's processors."""
+    processors = len(os.sched_getaffinity(0))
+    instances = (definition(data).get("ResourceConfig") or {}).get("InstanceCount") or 1
+    wanted = data["HyperParameterTuningJobConfig"]["ResourceLimits"]["MaxParallelTrainingJobs"]
+    return max(1, min(wanted, processors // instances))
+
+
+def trial_request(ctx: Context, data: dict, name: str, tuned: dict[str, str]) -> dict:
+    """The CreateTrainingJob request of one trial."""
+    d = definition(data)
+    spec = {k: v for k, v in d["AlgorithmSpecification"].items() if k != "AlgorithmName"}
+    request = {
+        "TrainingJobName": name,
+        "AlgorithmSpecification": spec,
+        "HyperParameters": {**(d.get("StaticHyperParameters") or {}), **tuned},
+    }
+    for member in (
+        "RoleArn",
+        "InputDataConfig",
+        "VpcConfig",
+        "OutputDataConfig",
+        "ResourceConfig",
+        "StoppingCondition",
+        "EnableNetworkIsolation",
+        "EnableInterContainerTrafficEncryption",
+        "EnableManagedSpotTraining",
+        "CheckpointConfig",
+        "RetryStrategy",
+        "Environment",
+    ):
+        if d.get(member) is not None:
+            request[member] = d[member]
+    if data.get("_Tags"):
+        request["Tags"] = data["_Tags"]  # AWS gives the trials the tuning job's tags
+    return request
+
+
+def _metric_names(ctx: Context, spec: dict) -> set[str]:
+    names = {m["Name"] for m in spec.get("MetricDefinitions") or []}
+    try:
+        config = runtimes.load_config(ctx.settings.runtimes_config)
+        algorithm = runtimes.resolve(spec.get("TrainingImage") or "", config).algorithm or ""
+    except Exception:
+        algorithm = ""
+    names.update(m["Name"] for m in ALGORITHM_METRIC_DEFINITIONS.get(algorithm, []))
+    return names
+
+
+def _on_create(ctx: Context, params: dict, data: dict) -> None:
+    config = params["HyperParameterTuningJobConfig"]
+    strategy = config["Strategy"]
+    if strategy == "Hyperband":
+        raise validation("The Hyperband strategy is not supported by SelfMaker yet: use Bayesian, Random or Grid.")
+    if params.get("Autotune"):
+        raise validation("Autotune is not supported by SelfMaker yet.")
+    if params.get("WarmStartConfig"):
+        raise validation("WarmStartConfig is not supported by SelfMaker yet.")
+    if (config.get("TrainingJobEarlyStoppingType") or "Off") != "Off":
+        raise validation("TrainingJobEarlyStoppingType Auto is not supported by SelfMaker yet: use Off.")
+    criteria = config.get("TuningJobCompletionCriteria") or {}
+    if criteria.get("BestObjectiveNotImproving") or (
+        (criteria.get("ConvergenceDetected") or {}).get("CompleteOnConvergence") == "Enabled"
+    ):
+        raise validation("TuningJobCompletionCriteria supports TargetObjectiveMetricValue only in SelfMaker for now.")
+    definitions = params.get("TrainingJobDefinitions") or []
+    if bool(params.get("TrainingJobDefinition")) == bool(definitions):
+        raise validation("Give either TrainingJobDefinition or TrainingJobDefinitions, and not both.")
+    if len(definitions) > 1:
+        raise validation("SelfMaker runs one training job definition per tuning job for now.")
+    d = params.get("TrainingJobDefinition") or definitions[0]
+    if d.get("HyperParameterRanges") and config.get("ParameterRanges"):
+        raise validation("Give ParameterRanges in HyperParameterTuningJobConfig or in the training job definition.")
+    if d.get("TuningObjective") and config.get("HyperParameterTuningJobObjective"):
+        raise validation(
+            "Give HyperParameterTuningJobObjective in HyperParameterTuningJobConfig or TuningObjective in the "
+            "training job definition."
+        )
+    if d["AlgorithmSpecification"].get("AlgorithmName") or not d["AlgorithmSpecification"].get("TrainingImage"):
+        raise validation(
+            "AlgorithmSpecification.TrainingImage is required: SelfMaker does not run algorithm resources yet."
+        )
+    space = Space(d.get("HyperParameterRanges") or config.get("ParameterRanges") or {})
+    static = d.get("StaticHyperParameters") or {}
+    both = sorted(set(static) & set(space.distributions))
+    if both:
+        raise validation(f"Hyperparameters cannot be both static and tuned: {', '.join(both)}.")
+    goal = d.get("TuningObjective") or config.get("HyperParameterTuningJobObjective")
+    if not goal:
+        raise validation("HyperParameterTuningJobObjective (Type and MetricName) is required.")
+    if goal["MetricName"] not in _metric_names(ctx, d["AlgorithmSpecification"]):
+        raise validation(
+            f"The objective metric {goal['MetricName']} is not among the algorithm's metrics: define it in "
+            "AlgorithmSpecification.MetricDefinitions."
+        )
+    limits = config["ResourceLimits"]
+    most, parallel = limits.get("MaxNumberOfTrainingJobs"), limits["MaxParallelTrainingJobs"]
+    if strategy == "Grid":
+        if space.kinds.keys() != space.categorical.keys():
+            raise validation("The Grid strategy supports only categorical parameter ranges.")
+        if space.grid_size() > MAX_GRID:
+            raise validation(f"The grid has {space.grid_size()} combinations; at most {MAX_GRID} are allowed.")
+    elif most is None:
+        raise validation(f"ResourceLimits.MaxNumberOfTrainingJobs is required for the {strategy} strategy.")
+    if most is not None and not 1 <= most <= MAX_TRAINING_JOBS:
+        raise validation(f"ResourceLimits.MaxNumberOfTrainingJobs must be between 1 and {MAX_TRAINING_JOBS}.")
+    if not 1 <= parallel <= MAX_PARALLEL:
+        raise validation(f"ResourceLimits.MaxParallelTrainingJobs must be between 1 and {MAX_PARALLEL}.")
+    if most is not None and parallel > most:
+        raise validation("ResourceLimits.MaxParallelTrainingJobs must not exceed MaxNumberOfTrainingJobs.")
+    runtime = limits.get("MaxRuntimeInSeconds")
+    if runtime is not None and not 120 <= runtime <= MAX_RUNTIME:
+        raise validation(f"ResourceLimits.MaxRuntimeInSeconds must be between 120 and {MAX_RUNTIME}.")
+    # The trials' CreateTrainingJob requests must be acceptable: check one as CreateTrainingJob would.
+    sample = trial_request(ctx, {**params, "_Tags": None}, f"{params['HyperParameterTuningJobName']}-001-00000000", {})
+    TRAINING_JOB.on_create(ctx, sample, {"CreationTime": data["CreationTime"]})
+    data.update(HyperParameterTuningJobStatus="InProgress", _Trials=[], _Tags=params.get("Tags") or [])
+    if config.get("RandomSeed") is None:
+        data["_Seed"] = int.from_bytes(os.urandom(4), "big") % 2**31
+
+
+# -- the trials, as their training jobs say -----------------------------------------------------------------------
+
+
+def trial_summaries(backends, record: Record) -> list[dict]:
+    """One HyperParameterTrainingJobSummary per trial, read from its training job."""
+    data, goal = record.data, objective(record.data)
+    with backends.store.read() as conn:  # one connection for all the trials' reads
+        found = {
+            t["Arn"]: backends.resources.get_by_arn(t["Arn"], conn=conn) for t in data["_Trials"] if t.get("Created")
+        }
+    out = []
+    for trial in data["_Trials"]:
+        arn = trial["Arn"]
+        job = found.get(arn)
+        summary = {
+            "TrainingJobName": trial["Name"],
+            "TrainingJobArn": arn,
+            "TuningJobName": record.name,
+            "CreationTime": trial["CreationTime"],
+            "TunedHyperParameters": trial["TunedHyperParameters"],
+        }
+        if definition(data).get("DefinitionName"):
+            summary["TrainingJobDefinitionName"] = definition(data)["DefinitionName"]
+        if job is None:
+            status = "Failed" if trial.get("FailureReason") or trial.get("Created") else "InProgress"
+            summary.update(TrainingJobStatus=status)
+            if status == "Failed":
+                summary["FailureReason"] = trial.get("FailureReason") or "The training job was deleted."
+        else:
+            j = job.data
+            summary["TrainingJobStatus"] = j["TrainingJobStatus"]
+            for member in ("CreationTime", "TrainingStartTime", "TrainingEndTime", "FailureReason"):
+                if j.get(member) is not None:
+                    summary[member] = j[member]
+            value = next(
+                (m["Value"] for m in j.get("FinalMetricDataList") or [] if m["MetricName"] == goal["MetricName"]),
+                None,
+            )
+            if value is not None:
+                summary["FinalHyperParameterTuningJobObjectiveMetric"] = {
+                    "Type": goal["Type"],
+                    "MetricName": goal["MetricName"],
+                    "Value": value,
+                }
+        done = summary["TrainingJobStatus"] in TERMINAL_TRAINING
+        if "FinalHyperParameterTuningJobObjectiveMetric" in summary and summary["TrainingJobStatus"] == "Completed":
+            summary["ObjectiveStatus"] = "Succeeded"
+        else:
+            summary["ObjectiveStatus"] = "Failed" if done else "Pending"
+        out.append(summary)
+    return out
+
+
+def best(record: Record, summaries: list[dict]) -> dict | None:
+    scored = [s for s in summaries if s["ObjectiveStatus"] == "Succeeded"]
+    if not scored:
+        return None
+    sign = 1 if objective(record.data)["Type"] == "Maximize" else -1
+    return max(scored, key=lambda s: sign * s["FinalHyperParameterTuningJobObjectiveMetric"]["Value"])
+
+
+def counters(summaries: list[dict]) -> tuple[dict, dict]:
+    jobs = {"Completed": 0, "InProgress": 0, "RetryableError": 0, "NonRetryableError": 0, "Stopped": 0}
+    goals = {"Succeeded": 0, "Pending": 0, "Failed": 0}
+    for s in summaries:
+        status = s["TrainingJobStatus"]
+        key = {"Failed": "NonRetryableError", "Stopping": "InProgress"}.get(status, status)
+        jobs[key] = jobs.get(key, 0) + 1
+        goals[s["ObjectiveStatus"]] += 1
+    return jobs, goals
+
+
+def not_improving(record: Record, summaries: list[dict]) -> int:
+    """Trials ended with an objective since the last one that improved on the best."""
+    sign = 1 if objective(record.data)["Type"] == "Maximize" else -1
+    best_value, since = None, 0
+    for s in sorted(summaries, key=lambda s: s.get("TrainingEndTime") or s["CreationTime"]):
+        if s["ObjectiveStatus"] != "Succeeded":
+            continue
+        value = sign * s["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
+        if best_value is None or value > best_value:
+            best_value, since = value, 0
+        else:
+            since += 1
+    return since
+
+
+def present(ctx: Context, record: Record) -> dict:
+    data = record.data
+    out = {k: v for k, v in data.items() if not k.startswith("_")}
+    summaries = trial_summaries(ctx.backends, record)
+    out["TrainingJobStatusCounters"], out["ObjectiveStatusCounters"] = counters(summaries)
+    top = best(record, summaries)
+    if top is not None:
+        out["BestTrainingJob"] = top
+    out["TuningJobCompletionDetails"] = {"NumberOfTrainingJobsObjectiveNotImproving": not_improving(record, summaries)}
+    end = data.get("HyperParameterTuningEndTime") or now()
+    out["ConsumedResources"] = {"RuntimeInSeconds": int(end - data["CreationTime"])}
+    return out
+
+
+def _summary(record: Record) -> dict:
+    data = record.data
+    out = {
+        k: data[k]
+        for k in (
+            "HyperParameterTuningJobName",
+            "HyperParameterTuningJobArn",
+            "HyperParameterTuningJobStatus",
+            "CreationTime",
+            "HyperParameterTuningEndTime",
+            "LastModifiedTime",
+        )
+        if k in data
+    }
+    config = data["HyperParameterTuningJobConfig"]
+    out.update(Strategy=config["Strategy"], ResourceLimits=config["ResourceLimits"])
+    # The list's counters are the controller's last count (a list reads no training job).
+    out["TrainingJobStatusCounters"] = data.get("_JobCounters") or {}
+    out["ObjectiveStatusCounters"] = data.get("_ObjectiveCounters") or {}
+    return out
+
+
+def _on_delete(ctx: Context, record: Record, conn) -> None:
+    if record.status in ACTIVE:
+        raise validation(
+            f"The hyperparameter tuning job {record.name} is {record.status}: stop it and wait for it to end "
+            "before deleting it."
+        )
+
+
+TUNING_JOB = Kind(
+    "HyperParameterTuningJob",
+    "hyper-parameter-tuning-job",
+    label="hyperparameter tuning job",
+    operations=("Create", "Describe", "List", "Delete"),
+    status_member="HyperParameterTuningJobStatus",
+    search_type="HyperParameterTuningJob",
+    on_create=_on_create,
+    on_delete=_on_delete,
+    after_create=lambda ctx, arn: kick(ctx.backends, arn),
+    present=present,
+    summarize=_summary,
+    not_found="Amazon SageMaker can't find a tuning job with name {name}",
+    not_found_code="ResourceNotFound",
+    exists="Tuning job names must be unique within an AWS account and region, and a tuning job with this name "
+    "already exists ({arn})",
+    exists_code="ResourceInUse",
+).register()
+
+
+@operation("sagemaker", "StopHyperParameterTuningJob")
+def stop(ctx: Context, params: dict) -> dict:
+    with ctx.store.write() as conn:
+        record = TUNING_JOB.load(ctx, params["HyperParameterTuningJobName"], conn=conn, lock=True)
+        if record.status == "Stopping":
+            return {}
+        if record.status != "InProgress":
+            raise validation(
+                f"The hyperparameter tuning job {record.name} is {record.status}: only a job in progress can be "
+                "stopped."
+            )
+        record.data.update(HyperParameterTuningJobStatus="Stopping", LastModifiedTime=now())
+        record.status = "Stopping"
+        ctx.backends.resources.save(record, conn=conn)
+    kick(ctx.backends, record.arn)
+    return {}
+
+
+_SORT_KEYS = {
+    "Name": lambda s: s["TrainingJobName"],
+    "CreationTime": lambda s: s["CreationTime"],
+    "Status": lambda s: s["TrainingJobStatus"],
+}
+
+
+@operation("sagemaker", "ListTrainingJobsForHyperParameterTuningJob", store_read=True)
+def list_training_jobs(ctx: Context, params: dict) -> dict:
+    record = TUNING_JOB.load(ctx, params["HyperParameterTuningJobName"])
+    summaries = trial_summaries(ctx.backends, record)
+    if params.get("StatusEquals"):
+        summaries = [s for s in summaries if s["TrainingJobStatus"] == params["StatusEquals"]]
+    sort_by = params.get("SortBy") or "Name"
+    descending = (params.get("SortOrder") or "Ascending") == "Descending"
+    if sort_by == "FinalObjectiveMetricValue":
+        # Jobs without an objective come last whichever the order (as AWS lists them).
+        scored = [s for s in summaries if "FinalHyperParameterTuningJobObjectiveMetric" in s]
+        rest = [s for s in summaries if "FinalHyperParameterTuningJobObjectiveMetric" not in s]
+        scored.sort(key=lambda s: s["FinalHyperParameterTuningJobObjectiveMetric"]["Value"], reverse=descending)
+        summaries = scored + rest
+    else:
+        summaries.sort(key=_SORT_KEYS[sort_by], reverse=descending)
+    size = params.get("MaxResults") or 100
+    scope = f"tuning-jobs:{record.arn}:{params.get('StatusEquals')}:{sort_by}:{descending}"
+    start = 0
+    if params.get("NextToken"):
+        start = ctx.backends.resources.read_page_token(params["NextToken"], scope)["start"]
+    out: dict = {"TrainingJobSummaries": summaries[start : start + size]}
+    if start + size < len(summaries):
+        out["NextToken"] = ctx.backends.resources.page_token(scope, start=start + size)
+    return out
+
+
+@on_done
+def _trial_done(backends, record: Record) -> None:
+    """A trial ended: its tuning job takes its next step now (starts the next trial, or concludes)."""
+    if record.kind != "TrainingJob" or not record.data.get("TuningJobArn"):
+        return
+    kick(backends, record.data["TuningJobArn"])

@@ -1,0 +1,150 @@
+"""The search of a tuning job, done by Optuna: AWS's ParameterRanges as Optuna distributions, its
+strategies as Optuna samplers, and the study rebuilt from the trials the store records.
+
+Nothing of Optuna's is kept between steps: each ask builds a study in memory from the tuning job's
+recorded trials (their Optuna parameters, system attributes, state and objective), so a server that
+restarts mid-tuning continues the same search. Samplers are seeded from RandomSeed and the trial's
+index, so the same history asks for the same next point.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState, create_trial
+
+from ...server.errors import validation
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+MAX_RANGES = 30  # AWS: at most 30 hyperparameters searched
+MAX_CATEGORICAL_VALUES = 30  # AWS: at most 30 values per categorical range
+MAX_GRID = 500  # a Grid's combinations count against the same limit as MaxNumberOfTrainingJobs
+
+
+class Space:
+    """A job's ParameterRanges as Optuna distributions, and the way back to hyperparameter strings."""
+
+    def __init__(self, ranges: dict):
+        self.distributions: dict[str, BaseDistribution] = {}
+        self.kinds: dict[str, str] = {}  # name -> "integer" | "continuous" | "reverse" | "categorical"
+        self.categorical: dict[str, list[str]] = {}
+        for r in ranges.get("IntegerParameterRanges") or []:
+            low, high = _number(r, int)
+            scaling = r.get("ScalingType") or "Auto"
+            if scaling == "ReverseLogarithmic":
+                raise validation(f"Integer parameter {r['Name']}: ReverseLogarithmic scaling is for continuous ranges.")
+            if scaling == "Logarithmic" and low <= 0:
+                raise validation(f"Integer parameter {r['Name']}: Logarithmic scaling needs MinValue > 0.")
+            self._add(r["Name"], "integer", IntDistribution(low, high, log=scaling == "Logarithmic"))
+        for r in ranges.get("ContinuousParameterRanges") or []:
+            low, high = _number(r, float)
+            scaling = r.get("ScalingType") or "Auto"
+            if scaling == "Logarithmic":
+                if low <= 0:
+                    raise validation(f"Continuous parameter {r['Name']}: Logarithmic scaling needs MinValue > 0.")
+                self._add(r["Name"], "continuous", FloatDistribution(low, high, log=True))
+            elif scaling == "ReverseLogarithmic":
+                if not (low >= 0 and high < 1):
+                    raise validation(
+                        f"Continuous parameter {r['Name']}: ReverseLogarithmic scaling needs 0 <= MinValue and "
+                        "MaxValue < 1."
+                    )
+                # Sample 1 - x log-uniformly: values crowd toward MaxValue, as AWS documents.
+                self._add(r["Name"], "reverse", FloatDistribution(1 - high, 1 - low, log=True))
+            else:  # Linear, and Auto: we choose Linear (AWS's Auto picks a scale by its own rules)
+                self._add(r["Name"], "continuous", FloatDistribution(low, high))
+        for r in ranges.get("CategoricalParameterRanges") or []:
+            values = list(dict.fromkeys(r["Values"]))
+            if not values or len(values) > MAX_CATEGORICAL_VALUES:
+                raise validation(
+                    f"Categorical parameter {r['Name']} needs between 1 and {MAX_CATEGORICAL_VALUES} values."
+                )
+            self.categorical[r["Name"]] = values
+            self._add(r["Name"], "categorical", CategoricalDistribution(values))
+        if ranges.get("AutoParameters"):
+            raise validation("AutoParameters (Autotune) are not supported by SelfMaker yet.")
+        if not self.distributions:
+            raise validation("ParameterRanges must name at least one hyperparameter to tune.")
+        if len(self.distributions) > MAX_RANGES:
+            raise validation(f"At most {MAX_RANGES} hyperparameters can be tuned; ParameterRanges names more.")
+
+    def _add(self, name: str, kind: str, distribution: BaseDistribution) -> None:
+        if name in self.distributions:
+            raise validation(f"The hyperparameter {name} appears in more than one parameter range.")
+        self.distributions[name] = distribution
+        self.kinds[name] = kind
+
+    def hyperparameters(self, params: dict) -> dict[str, str]:
+        """Optuna's values for a trial -> the training job's HyperParameters (strings, as AWS passes them)."""
+        out = {}
+        for name, value in params.items():
+            kind = self.kinds[name]
+            if kind == "integer":
+                out[name] = str(int(value))
+            elif kind == "reverse":
+                out[name] = repr(1 - float(value))
+            elif kind == "continuous":
+                out[name] = repr(float(value))
+            else:
+                out[name] = str(value)
+        return out
+
+    def grid_size(self) -> int:
+        return math.prod(len(v) for v in self.categorical.values())
+
+
+def _number(r: dict, cast) -> tuple:
+    try:
+        low, high = cast(r["MinValue"]), cast(r["MaxValue"])
+    except ValueError:
+        kind = "an integer" if cast is int else "a number"
+        raise validation(f"Parameter {r['Name']}: MinValue and MaxValue must each be {kind}.") from None
+    if not (math.isfinite(low) and math.isfinite(high)) or low > high:
+        raise validation(f"Parameter {r['Name']}: MinValue ({low}) must not be greater than MaxValue ({high}).")
+    return low, high
+
+
+def _sampler(strategy: str, space: Space, seed: int, index: int):
+    if strategy == "Grid":
+        # One seed for the whole job: the grid's order is shuffled once by it, and trial n takes grid point n.
+        return optuna.samplers.GridSampler(space.categorical, seed=seed)
+    if strategy == "Random":
+        return optuna.samplers.RandomSampler(seed=seed + index)
+    return optuna.samplers.TPESampler(seed=seed + index)  # Bayesian
+
+
+def ask(strategy: str, space: Space, direction: str, seed: int, trials: list[dict]) -> tuple[dict, dict]:
+    """The next point: (Optuna params, Optuna system attributes), given the recorded ``trials``
+    (each {"Params", "SystemAttrs", "State": "COMPLETE"|"RUNNING"|"FAIL", "Value"?})."""
+    study = optuna.create_study(
+        sampler=_sampler(strategy, space, seed, len(trials)),
+        direction="maximize" if direction == "Maximize" else "minimize",
+    )
+    for t in trials:
+        state = TrialState[t["State"]]
+        study.add_trial(
+            create_trial(
+                params=t["Params"],
+                distributions=space.distributions,
+                system_attrs=t.get("SystemAttrs") or {},
+                state=state,
+                value=t.get("Value") if state == TrialState.COMPLETE else None,
+            )
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trial = study.ask(space.distributions)
+    attrs = study._storage.get_trial_system_attrs(trial._trial_id)
+    return dict(trial.params), _jsonable(attrs)
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value

@@ -1,0 +1,281 @@
+"""Hyperparameter tuning jobs: Random, Grid and Bayesian searches over real training jobs, through boto3."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from botocore.exceptions import ClientError
+
+from support.jobs import ROLE
+from support.tuning import IMAGE, METRICS, objective, runtimes_config
+from support.waiting import status_in, wait_for
+
+BUCKET = "tuning-tests"
+TERMINAL = {"Completed", "Failed", "Stopped"}
+
+
+@pytest.fixture(scope="module")
+def srv(make_server, tmp_path_factory):
+    config = runtimes_config(tmp_path_factory.mktemp("tuning-config"))
+    server = make_server("tuning", env={"SELFMAKER_RUNTIMES_CONFIG": config}).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sm(client, srv):
+    s3 = client("s3", srv)
+    try:
+        s3.create_bucket(Bucket=BUCKET)
+    except ClientError:
+        pass
+    return client("sagemaker", srv)
+
+
+def request(name: str, strategy: str = "Random", *, ranges: dict | None = None, most=4, parallel=2, **config):
+    limits = {"MaxParallelTrainingJobs": parallel}
+    if most is not None:
+        limits["MaxNumberOfTrainingJobs"] = most
+    return {
+        "HyperParameterTuningJobName": name,
+        "HyperParameterTuningJobConfig": {
+            "Strategy": strategy,
+            "HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": "objective"},
+            "ResourceLimits": limits,
+            "ParameterRanges": ranges
+            or {
+                "ContinuousParameterRanges": [{"Name": "x", "MinValue": "0", "MaxValue": "6"}],
+                "IntegerParameterRanges": [{"Name": "y", "MinValue": "0", "MaxValue": "3"}],
+            },
+            "RandomSeed": 7,
+            **config,
+        },
+        "TrainingJobDefinition": {
+            "AlgorithmSpecification": {
+                "TrainingImage": IMAGE,
+                "TrainingInputMode": "File",
+                "MetricDefinitions": METRICS,
+            },
+            "StaticHyperParameters": {"sleep": "0"},
+            "RoleArn": ROLE,
+            "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/output"},
+            "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
+            "StoppingCondition": {"MaxRuntimeInSeconds": 120},
+        },
+        "Tags": [{"Key": "team", "Value": "tuning"}],
+    }
+
+
+def wait(sm, name: str, until=TERMINAL) -> dict:
+    return wait_for(
+        lambda: sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name),
+        status_in("HyperParameterTuningJobStatus", until),
+        timeout=300,
+        what=f"tuning job {name} to be {'/'.join(sorted(until))}",
+    )
+
+
+def trials(sm, name: str, **kwargs) -> list[dict]:
+    return sm.list_training_jobs_for_hyper_parameter_tuning_job(HyperParameterTuningJobName=name, **kwargs)[
+        "TrainingJobSummaries"
+    ]
+
+
+def score(summary: dict) -> float:
+    return summary["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
+
+
+def test_random_search_runs_real_training_jobs_and_finds_the_best(sm, unique):
+    name = unique("rand")[-28:]
+    sm.create_hyper_parameter_tuning_job(**request(name, most=4, parallel=2))
+    job = wait(sm, name)
+    assert job["HyperParameterTuningJobStatus"] == "Completed", job.get("FailureReason")
+    assert job["TrainingJobStatusCounters"]["Completed"] == 4
+    assert job["ObjectiveStatusCounters"]["Succeeded"] == 4
+    found = trials(sm, name, SortBy="FinalObjectiveMetricValue", SortOrder="Descending")
+    assert len(found) == 4
+    assert job["BestTrainingJob"]["TrainingJobName"] == found[0]["TrainingJobName"]
+    for s in found:  # each objective is the script's function of the trial's hyperparameters
+        x, y = float(s["TunedHyperParameters"]["x"]), int(s["TunedHyperParameters"]["y"])
+        assert abs(score(s) - objective(x, y)) < 1e-4
+        assert 0 <= x <= 6 and 0 <= y <= 3
+    first = found[0]["TrainingJobName"]
+    assert first.startswith(f"{name}-") and len(first.split("-")[-1]) == 8 and len(first.split("-")[-2]) == 3
+    training = sm.describe_training_job(TrainingJobName=first)
+    assert training["TuningJobArn"] == job["HyperParameterTuningJobArn"]
+    assert training["HyperParameters"]["sleep"] == "0"
+    tags = sm.list_tags(ResourceArn=training["TrainingJobArn"])["Tags"]
+    assert {"Key": "team", "Value": "tuning"} in tags
+    listed = sm.list_training_jobs(NameContains=name)["TrainingJobSummaries"]
+    assert len(listed) == 4
+    summaries = sm.list_hyper_parameter_tuning_jobs(NameContains=name)["HyperParameterTuningJobSummaries"]
+    assert [s["HyperParameterTuningJobName"] for s in summaries] == [name]
+    assert summaries[0]["Strategy"] == "Random" and summaries[0]["TrainingJobStatusCounters"]["Completed"] == 4
+    page = sm.list_training_jobs_for_hyper_parameter_tuning_job(HyperParameterTuningJobName=name, MaxResults=3)
+    rest = sm.list_training_jobs_for_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName=name, MaxResults=3, NextToken=page["NextToken"]
+    )
+    assert len(page["TrainingJobSummaries"]) == 3 and len(rest["TrainingJobSummaries"]) == 1
+    assert job["ConsumedResources"]["RuntimeInSeconds"] >= 0
+    found_by_search = sm.search(
+        Resource="HyperParameterTuningJob",
+        SearchExpression={"Filters": [{"Name": "HyperParameterTuningJobName", "Operator": "Equals", "Value": name}]},
+    )["Results"]
+    assert found_by_search[0]["HyperParameterTuningJob"]["BestTrainingJob"] == job["BestTrainingJob"]
+    assert {"Key": "team", "Value": "tuning"} in found_by_search[0]["HyperParameterTuningJob"]["Tags"]
+    sm.delete_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+    with pytest.raises(ClientError):
+        sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+
+
+def test_grid_search_tries_every_combination_once_one_at_a_time(sm, unique):
+    name = unique("grid")[-28:]
+    ranges = {
+        "CategoricalParameterRanges": [
+            {"Name": "kind", "Values": ["a", "b", "c"]},
+            {"Name": "x", "Values": ["2", "3"]},
+        ]
+    }
+    sm.create_hyper_parameter_tuning_job(**request(name, "Grid", ranges=ranges, most=None, parallel=1))
+    job = wait(sm, name)
+    assert job["HyperParameterTuningJobStatus"] == "Completed", job.get("FailureReason")
+    found = trials(sm, name, SortBy="CreationTime", SortOrder="Ascending")
+    combos = {(s["TunedHyperParameters"]["kind"], s["TunedHyperParameters"]["x"]) for s in found}
+    assert len(found) == 6 and len(combos) == 6
+    assert job["BestTrainingJob"]["TunedHyperParameters"] == {"kind": "b", "x": "3"}
+    # MaxParallelTrainingJobs 1: no trial started before the previous one ended.
+    described = [sm.describe_training_job(TrainingJobName=s["TrainingJobName"]) for s in found]
+    for before, after in itertools.pairwise(described):
+        assert after["CreationTime"] >= before["TrainingEndTime"]
+
+
+def test_bayesian_search_completes(sm, unique):
+    name = unique("bayes")[-28:]
+    sm.create_hyper_parameter_tuning_job(**request(name, "Bayesian", most=3, parallel=1))
+    job = wait(sm, name)
+    assert job["HyperParameterTuningJobStatus"] == "Completed", job.get("FailureReason")
+    assert job["ObjectiveStatusCounters"]["Succeeded"] == 3
+
+
+def test_target_objective_value_ends_the_search_early(sm, unique):
+    name = unique("target")[-28:]
+    sm.create_hyper_parameter_tuning_job(
+        **request(name, most=20, parallel=1, TuningJobCompletionCriteria={"TargetObjectiveMetricValue": -1000.0})
+    )
+    job = wait(sm, name)
+    assert job["HyperParameterTuningJobStatus"] == "Completed"
+    assert len(trials(sm, name)) == 1
+
+
+def test_stop_stops_the_running_trials(sm, unique):
+    name = unique("stop")[-28:]
+    req = request(name, most=4, parallel=2)
+    req["TrainingJobDefinition"]["StaticHyperParameters"]["sleep"] = "60"
+    sm.create_hyper_parameter_tuning_job(**req)
+    wait_for(
+        lambda: trials(sm, name, StatusEquals="InProgress"),
+        lambda found: len(found) >= 1,
+        timeout=60,
+        what="a running trial",
+    )
+    sm.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+    job = wait(sm, name, {"Stopped"})
+    assert job["TrainingJobStatusCounters"]["InProgress"] == 0
+    assert all(s["TrainingJobStatus"] == "Stopped" for s in trials(sm, name))
+    with pytest.raises(ClientError) as info:
+        sm.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+    assert info.value.response["Error"]["Code"] == "ValidationException"
+
+
+def _bad(change):
+    def apply(req):
+        change(req)
+        return req
+
+    return apply
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda r: r["HyperParameterTuningJobConfig"]["ParameterRanges"]["ContinuousParameterRanges"][0].update(
+                MinValue="7"
+            ),
+            "must not be greater",
+        ),
+        (
+            lambda r: r["HyperParameterTuningJobConfig"]["ParameterRanges"]["ContinuousParameterRanges"][0].update(
+                ScalingType="Logarithmic"
+            ),
+            "MinValue > 0",
+        ),
+        (
+            lambda r: r["HyperParameterTuningJobConfig"]["ParameterRanges"]["IntegerParameterRanges"][0].update(
+                MinValue="0.5"
+            ),
+            "an integer",
+        ),
+        (lambda r: r["HyperParameterTuningJobConfig"].update(Strategy="Grid"), "only categorical"),
+        (lambda r: r["HyperParameterTuningJobConfig"].update(Strategy="Hyperband"), "Hyperband"),
+        (lambda r: r["HyperParameterTuningJobConfig"].update(Strategy="Annealing"), "enum value set"),
+        (lambda r: r["HyperParameterTuningJobConfig"]["ResourceLimits"].update(MaxNumberOfTrainingJobs=501), "500"),
+        (lambda r: r["HyperParameterTuningJobConfig"]["ResourceLimits"].update(MaxParallelTrainingJobs=5), "exceed"),
+        (lambda r: r["HyperParameterTuningJobConfig"]["ResourceLimits"].pop("MaxNumberOfTrainingJobs"), "required"),
+        (
+            lambda r: r["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"].update(MetricName="auc"),
+            "objective metric auc",
+        ),
+        (lambda r: r["TrainingJobDefinition"]["StaticHyperParameters"].update(x="1"), "both static and tuned"),
+    ],
+)
+def test_bad_requests_are_refused_and_create_nothing(sm, unique, change, message):
+    name = unique("bad")[-28:]
+    req = request(name)
+    change(req)
+    with pytest.raises(ClientError) as info:
+        sm.create_hyper_parameter_tuning_job(**req)
+    assert info.value.response["Error"]["Code"] == "ValidationException"
+    assert message in info.value.response["Error"]["Message"]
+    with pytest.raises(ClientError):
+        sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+
+
+def test_a_restart_mid_tuning_continues_the_same_search(sm, client, srv, unique):
+    """The Optuna study is rebuilt from the store: after a restart the trials go on where they were, and a
+    Random search with the same RandomSeed asks for the same points as one that was never interrupted."""
+    interrupted, straight = unique("resume")[-28:], unique("straight")[-28:]
+    req = request(interrupted, most=4, parallel=1)
+    req["TrainingJobDefinition"]["StaticHyperParameters"]["sleep"] = "1"
+    sm.create_hyper_parameter_tuning_job(**req)
+    wait_for(lambda: trials(sm, interrupted), lambda found: len(found) >= 2, timeout=60, what="a second trial")
+    srv.stop()
+    srv.start()
+    sm = client("sagemaker", srv)
+    job = wait(sm, interrupted)
+    assert job["HyperParameterTuningJobStatus"] == "Completed", job.get("FailureReason")
+    sm.create_hyper_parameter_tuning_job(**request(straight, most=4, parallel=1))
+    assert wait(sm, straight)["HyperParameterTuningJobStatus"] == "Completed"
+
+    def points(name):
+        found = trials(sm, name, SortBy="Name", SortOrder="Ascending")
+        return [s["TunedHyperParameters"] for s in found], [s["TrainingJobName"].split("-")[-2] for s in found]
+
+    resumed, indexes = points(interrupted)
+    assert indexes == ["001", "002", "003", "004"]
+    assert resumed == points(straight)[0]
+
+
+def test_trials_that_fail_are_counted_and_fail_the_search(sm, unique):
+    name = unique("fails")[-28:]
+    req = request(name, most=2, parallel=1)
+    req["TrainingJobDefinition"]["StaticHyperParameters"]["sleep"] = "not-a-number"  # the script raises
+    sm.create_hyper_parameter_tuning_job(**req)
+    job = wait(sm, name)
+    assert job["HyperParameterTuningJobStatus"] == "Failed"
+    assert "objective" in job["FailureReason"]
+    assert job["TrainingJobStatusCounters"]["NonRetryableError"] == 2
+    assert job["ObjectiveStatusCounters"]["Failed"] == 2
+    assert "BestTrainingJob" not in job
+    assert all(s["ObjectiveStatus"] == "Failed" and s.get("FailureReason") for s in trials(sm, name))
