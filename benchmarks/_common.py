@@ -57,10 +57,17 @@ class ServerProcess:
     """A server in a subprocess on a free loopback port, stopped when the benchmark ends."""
 
     def __init__(
-        self, name: str, argv: Sequence[str], port: int, health_path: str, log_path: Path, env: dict | None = None
+        self,
+        name: str,
+        argv: Sequence[str],
+        port: int,
+        health_path: str,
+        log_path: Path,
+        env: dict | None = None,
+        selfmaker: bool = False,
     ):
         self.name, self.argv, self.port, self.health_path = name, list(argv), port, health_path
-        self.log_path, self.env = log_path, env
+        self.log_path, self.env, self.selfmaker = log_path, env, selfmaker
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -73,7 +80,7 @@ class ServerProcess:
         # benchmarks/against.py runs a benchmark against another commit's server: that checkout comes
         # first on the server's path, while the benchmark itself (clients, checks) stays this one.
         other_code = os.environ.get("SELFMAKER_BENCH_SERVER_CODE")
-        if self.name == "selfmaker" and other_code:
+        if self.selfmaker and other_code:
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [other_code, env.get("PYTHONPATH")]))
         self.proc = subprocess.Popen(
             self.argv,
@@ -118,6 +125,13 @@ class ServerProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def selfmaker_server(data_dir: Path, log_path: Path, *flags: str, name: str = "selfmaker") -> ServerProcess:
+    """`selfmaker serve` on a free port with its data in ``data_dir`` and more serve ``flags`` (not started)."""
+    port = free_port()
+    argv = [sys.executable, "-m", "selfmaker.cli", "serve", "--port", str(port), "--data-dir", str(data_dir), *flags]
+    return ServerProcess(name, argv, port, "/_selfmaker/health", log_path, selfmaker=True)
 
 
 # ---------------------------------------------------------------------------

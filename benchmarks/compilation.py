@@ -41,7 +41,7 @@ from pathlib import Path
 import boto3
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ServerProcess, free_port, log, machine, replay, sign_requests, table
+from _common import log, machine, replay, selfmaker_server, sign_requests, table
 
 from selfmaker.engines import runtimes
 
@@ -213,25 +213,7 @@ def main() -> int:
         python = str(runtimes.ensure(runtimes.resolve(COMPILER), runtimes_dir, lambda line: None) / "python")
         log("training the models (not timed)...")
         subprocess.run([python, "-c", TRAIN, str(tmp / "models")], check=True)
-        port = free_port()
-        server = ServerProcess(
-            "selfmaker",
-            [
-                sys.executable,
-                "-m",
-                "selfmaker.cli",
-                "serve",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(tmp / "data"),
-                "--runtimes-dir",
-                str(runtimes_dir),
-            ],
-            port,
-            "/_selfmaker/health",
-            tmp / "selfmaker.log",
-        )
+        server = selfmaker_server(tmp / "data", tmp / "selfmaker.log", "--runtimes-dir", str(runtimes_dir))
         rows = []
         with server:
             compiled = compile_all(server.url, tmp / "models", tmp / "compiled")

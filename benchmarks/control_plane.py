@@ -46,6 +46,7 @@ from _common import (
     machine,
     merge,
     replay,
+    selfmaker_server,
     sign_requests,
     table,
 )
@@ -61,23 +62,12 @@ CREATE, DESCRIBE, FIRST, LAST, SMALL = "Create", "Describe", "List first page", 
 def start_servers(names: list[str], workdir: Path) -> dict[str, ServerProcess]:
     servers = {}
     for name in names:
-        port = free_port()
         if name == "selfmaker":
-            argv = [
-                sys.executable,
-                "-m",
-                "selfmaker.cli",
-                "serve",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(workdir / "selfmaker-data"),
-            ]
-            health = "/_selfmaker/health"
+            server = selfmaker_server(workdir / "selfmaker-data", workdir / f"{name}.log")
         else:
+            port = free_port()
             argv = [sys.executable, "-m", "moto.server", "-p", str(port)]
-            health = "/moto-api/"
-        server = ServerProcess(name, argv, port, health, workdir / f"{name}.log")
+            server = ServerProcess(name, argv, port, "/moto-api/", workdir / f"{name}.log")
         servers[name] = server.start()
         log(f"{name} is up on {server.url} (log: {server.log_path})")
     return servers

@@ -36,7 +36,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import boto3
-from _common import PreparedRequest, ServerProcess, fetch, free_port, log, machine, replay, sign_requests, table
+from _common import (
+    PreparedRequest,
+    ServerProcess,
+    fetch,
+    free_port,
+    log,
+    machine,
+    replay,
+    selfmaker_server,
+    sign_requests,
+    table,
+)
 
 FEATURES = 50
 GROUP = "bench-fg"
@@ -59,9 +70,7 @@ def values(entity: int) -> dict[str, float | int]:
 
 
 def start_selfmaker(workdir: Path) -> ServerProcess:
-    port = free_port()
-    argv = [sys.executable, "-m", "selfmaker.cli", "serve", "--port", str(port), "--data-dir", str(workdir / "sm")]
-    return ServerProcess("selfmaker", argv, port, "/_selfmaker/health", workdir / "selfmaker.log").start()
+    return selfmaker_server(workdir / "sm", workdir / "selfmaker.log").start()
 
 
 def selfmaker_setup(server: ServerProcess) -> None:

@@ -45,7 +45,7 @@ from pathlib import Path
 import boto3
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ServerProcess, free_port, log, machine, table
+from _common import log, machine, selfmaker_server, table
 
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
 XGBOOST_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
@@ -221,21 +221,9 @@ def main() -> int:
     parser.add_argument("--runtimes-dir", help="reuse a runtimes directory (default: a fresh temporary one)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="selfmaker-bench-jobs-") as tmp:
-        port = free_port()
         runtimes_dir = Path(args.runtimes_dir or f"{tmp}/runtimes").resolve()
-        argv = [
-            sys.executable,
-            "-m",
-            "selfmaker.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--data-dir",
-            f"{tmp}/data",
-            "--runtimes-dir",
-            str(runtimes_dir),
-        ]
-        with ServerProcess("selfmaker", argv, port, "/_selfmaker/health", Path(tmp) / "server.log") as server:
+        server = selfmaker_server(Path(tmp) / "data", Path(tmp) / "server.log", "--runtimes-dir", str(runtimes_dir))
+        with server:
             results = noop_latency(server.url, args.rounds) if args.rounds else []
             xgboost = (
                 xgboost_comparison(server.url, runtimes_dir, args.xgboost_rounds, args.xgboost_rows)

@@ -39,7 +39,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import itertools
 
-from _common import RunResult, ServerProcess, fetch, free_port, log, machine, replay, sign_requests, table
+from _common import (
+    RunResult,
+    ServerProcess,
+    fetch,
+    log,
+    machine,
+    replay,
+    selfmaker_server,
+    sign_requests,
+    table,
+)
 
 from selfmaker.services.lineage import artifact_id
 
@@ -123,9 +133,7 @@ def build(tag: str, entities: int, associations: int, probes: list[int]) -> Grap
 
 
 def start_server(name: str, workdir: Path) -> ServerProcess:
-    port = free_port()
-    argv = [sys.executable, "-m", "selfmaker.cli", "serve", "--port", str(port), "--data-dir", str(workdir / name)]
-    server = ServerProcess(name, argv, port, "/_selfmaker/health", workdir / f"{name}.log").start()
+    server = selfmaker_server(workdir / name, workdir / f"{name}.log", name=name).start()
     log(f"{name} is up on {server.url} (log: {server.log_path})")
     return server
 

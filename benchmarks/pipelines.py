@@ -34,7 +34,7 @@ import boto3
 from botocore.config import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ServerProcess, free_port, log, machine, table
+from _common import log, machine, selfmaker_server, table
 
 IMAGE = "selfmaker.bench/python:3"
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
@@ -119,20 +119,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="selfmaker-bench-pipelines-") as tmp:
         config = Path(tmp) / "runtimes.json"
         config.write_text(json.dumps({"images": {IMAGE: {"python": sys.executable}}}))
-        port = free_port()
-        argv = [
-            sys.executable,
-            "-m",
-            "selfmaker.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--data-dir",
-            f"{tmp}/data",
-            "--runtimes-config",
-            str(config),
-        ]
-        with ServerProcess("selfmaker", argv, port, "/_selfmaker/health", Path(tmp) / "server.log") as server:
+        server = selfmaker_server(Path(tmp) / "data", Path(tmp) / "server.log", "--runtimes-config", str(config))
+        with server:
             sm = _client(server.url)
             sm.create_pipeline(
                 PipelineName="fan",

@@ -29,29 +29,17 @@ import boto3
 from botocore.config import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ServerProcess, free_port, log, machine, table
+from _common import ServerProcess, free_port, log, machine, selfmaker_server, table
 
 ROUNDS = 10
 
 
 def start(name: str, workdir: Path) -> ServerProcess:
-    port = free_port()
     if name == "selfmaker":
-        argv = [
-            sys.executable,
-            "-m",
-            "selfmaker.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(workdir / "selfmaker-data"),
-        ]
-        health = "/_selfmaker/health"
-    else:
-        argv = [sys.executable, "-m", "moto.server", "-p", str(port)]
-        health = "/moto-api/"
-    return ServerProcess(name, argv, port, health, workdir / f"{name}.log").start()
+        return selfmaker_server(workdir / "selfmaker-data", workdir / f"{name}.log").start()
+    port = free_port()
+    argv = [sys.executable, "-m", "moto.server", "-p", str(port)]
+    return ServerProcess(name, argv, port, "/moto-api/", workdir / f"{name}.log").start()
 
 
 def client(server: ServerProcess, service: str):

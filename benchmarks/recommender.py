@@ -36,7 +36,7 @@ import boto3
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's selfmaker, whatever is installed
-from _common import ServerProcess, free_port, log, machine, replay, sign_requests, table
+from _common import ServerProcess, log, machine, replay, selfmaker_server, sign_requests, table
 from serving import CSV_ROW, IMAGE, ROLE, SAVE_JOBLIB, _archive
 
 from selfmaker.engines import runtimes
@@ -147,26 +147,8 @@ def main() -> int:
         python = str(runtimes.ensure(runtimes.resolve(IMAGE), runtimes_dir, lambda line: None) / "python")
         (tmp / "model").mkdir()
         subprocess.run([python, "-c", SAVE_JOBLIB, str(tmp / "model")], check=True)
-        port = free_port()
         data_dir = tmp / "data"
-        server = ServerProcess(
-            "selfmaker",
-            [
-                sys.executable,
-                "-m",
-                "selfmaker.cli",
-                "serve",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(data_dir),
-                "--runtimes-dir",
-                str(runtimes_dir),
-            ],
-            port,
-            "/_selfmaker/health",
-            tmp / "selfmaker.log",
-        )
+        server = selfmaker_server(data_dir, tmp / "selfmaker.log", "--runtimes-dir", str(runtimes_dir))
         with server:
             s3 = boto3.client("s3", endpoint_url=server.url, **OPTIONS)
             sm = boto3.client("sagemaker", endpoint_url=server.url, **OPTIONS)

@@ -53,6 +53,7 @@ from _common import (
     machine,
     merge,
     replay,
+    selfmaker_server,
     sign_requests,
     table,
 )
@@ -295,25 +296,8 @@ def main() -> int:
         results[("in process: model.predict", 1)] = [in_process(python, ml_dir / "model", args.seconds)]
         results[("model server alone (Unix socket)", 1)] = [model_server_alone(python, ml_dir, args.seconds)]
 
-        port, mlflow_port = free_port(), free_port()
-        selfmaker = ServerProcess(
-            "selfmaker",
-            [
-                sys.executable,
-                "-m",
-                "selfmaker.cli",
-                "serve",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(tmp / "data"),
-                "--runtimes-dir",
-                str(runtimes_dir),
-            ],
-            port,
-            "/_selfmaker/health",
-            tmp / "selfmaker.log",
-        )
+        mlflow_port = free_port()
+        selfmaker = selfmaker_server(tmp / "data", tmp / "selfmaker.log", "--runtimes-dir", str(runtimes_dir))
         mlflow = ServerProcess(
             "mlflow",
             [
