@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import http.cookiejar
 import json
+import os
 import re
 import statistics
 import sys
@@ -183,18 +184,22 @@ def main() -> int:
         server = selfmaker_server(data_dir, Path(tmp) / "server.log", "--runtimes-dir", str(runtimes_dir))
         options = dict(region_name="us-east-1", aws_access_key_id="bench", aws_secret_access_key="x")
         results, warmups = [], []
+        load_before = os.getloadavg()
         with server:
             sm = boto3.client("sagemaker", endpoint_url=server.url, **options)
             for i in range(args.warmup + args.runs):
                 result = one_run(sm, data_dir, f"nb-bench-{uuid.uuid4().hex[:6]}-{i}", args.interval)
                 (warmups if i < args.warmup else results).append(result)
+                label = f"warm-up {i + 1}" if i < args.warmup else f"run {i + 1 - args.warmup}"
                 log(
-                    f"{'warm-up' if i < args.warmup else 'run'} {i + 1}: InService {result['create']:.2f} s after "
+                    f"{label}: InService {result['create']:.2f} s after "
                     f"Create, {result['start']:.2f} s after Start, kernel answered {result['kernel']:.2f} s after "
                     f"Start (JupyterLab answered {', '.join(f'{s:.2f}' for s in result['jupyter'])} s after its "
                     f"launch)"
                 )
+    load_after = os.getloadavg()
     print(f"machine: {machine()}")
+    print(f"load average (1, 5, 15 min): {load_before} before, {load_after} after")
     rows = []
     for label, key in (
         ("CreateNotebookInstance -> InService", "create"),
