@@ -199,7 +199,8 @@ def main() -> int:
                 )
     load_after = os.getloadavg()
     print(f"machine: {machine()}")
-    print(f"load average (1, 5, 15 min): {load_before} before, {load_after} after")
+    before, after = (" / ".join(f"{v:.2f}" for v in load) for load in (load_before, load_after))
+    print(f"load average (1 / 5 / 15 min): {before} before, {after} after")
     rows = []
     for label, key in (
         ("CreateNotebookInstance -> InService", "create"),
