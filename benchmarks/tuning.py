@@ -15,7 +15,7 @@ Measured, from the server's own records:
   DescribeTrainingJob) against the tuning job's wall time (CreationTime ->
   HyperParameterTuningEndTime) divided by the trials; the overhead per trial is the slot time
   not spent training: (wall x parallel - sum of own times) / trials (goal: <= 0.5 s);
-* the whole cost per trial beyond the training function: wall / trial - ``--work`` (for SelfMaker
+* the whole cost per trial beyond the training function: wall x parallel / trial - ``--work`` (for SelfMaker
   it adds the training job's own start and end: sandbox, Python start-up, log and model upload);
 * with MaxParallelTrainingJobs 1, the hand-off: a trial's TrainingEndTime to the next trial's
   CreationTime (the controller's reaction and Optuna's ask), and a trial's CreationTime to its
@@ -145,6 +145,7 @@ def run_selfmaker(sm, name: str, trials: int, parallel: int, work: float, seed: 
         "starts": starts,
         "handoffs": handoffs,
         "overhead": (wall * effective - sum(own)) / trials,
+        "slots": effective,
     }
 
 
@@ -173,6 +174,7 @@ def run_optuna(trials: int, work: float, seed: int) -> dict:
         "wall": wall,
         "own": own,
         "overhead": (wall - sum(own)) / trials,
+        "slots": 1,
     }
 
 
@@ -222,7 +224,7 @@ def main() -> int:
                 statistics.median(v for r in runs for v in r["own"]),
                 statistics.median(r["overhead"] for r in runs),
                 max(r["overhead"] for r in runs),
-                statistics.median(r["wall"] / args.trials for r in runs) - args.work,
+                statistics.median(r["wall"] * r["slots"] / args.trials for r in runs) - args.work,
             ]
         )
     print(
