@@ -1,7 +1,7 @@
 """Tuning benchmark: a SelfMaker hyperparameter tuning job against Optuna called directly, same search.
 
 The training function is a tiny one with a known objective (maximum 11 at x=3, y=1, kind=b),
-which burns a fixed amount of CPU first (``--work`` seconds, a busy loop standing in for
+which first runs a busy loop for a fixed wall time (``--work`` seconds, standing in for
 training), on an image mapped to the host's Python: no runtime build or framework import blurs
 what SelfMaker adds around each trial. The same source runs in both arms: in SelfMaker as the
 training job's script (its objective printed and captured by MetricDefinitions), directly as a
@@ -50,11 +50,10 @@ ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 BUCKET = "bench-tuning"
 BEST = 11.0  # the objective's maximum: x=3, y=1, kind=b
 
-# The training function, shared by both arms. ``train(hp)`` burns ``work`` seconds of CPU (the
+# The training function, shared by both arms. ``train(hp)`` busy-loops for ``work`` seconds (the
 # "training"), then returns the known objective of the hyperparameters (strings, as AWS passes them).
 TRAIN_FUNCTION = """
 import time
-from itertools import pairwise
 def train(hp):
     end = time.perf_counter() + float(hp.get("work", 0))
     n = 0
@@ -181,7 +180,9 @@ def run_optuna(trials: int, work: float, seed: int) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=20, help="trials per search (MaxNumberOfTrainingJobs)")
-    parser.add_argument("--work", type=float, default=1.0, help="seconds of CPU each trial burns before its objective")
+    parser.add_argument(
+        "--work", type=float, default=1.0, help="seconds of busy loop each trial runs before its objective"
+    )
     parser.add_argument("--parallel", type=int, nargs="+", default=[1, 2], help="MaxParallelTrainingJobs to run")
     parser.add_argument(
         "--seeds", type=int, nargs="+", default=[100, 200, 300], help="RandomSeed / TPESampler seed, a run each"
@@ -236,10 +237,10 @@ def main() -> int:
                 "own p50 s",
                 "overhead/trial s",
                 "max s",
-                "wall / trial - work s",
+                "slot time / trial - work s",
             ],
             rows,
-            title=f"{args.trials} trials, {args.work} s of CPU each, seeds {args.seeds} (objective maximum {BEST}); "
+            title=f"{args.trials} trials, {args.work} s of busy loop each, seeds {args.seeds} (objective maximum {BEST}); "
             "medians over the seeds",
         )
     )
