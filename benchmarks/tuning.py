@@ -1,0 +1,260 @@
+"""Tuning benchmark: a SelfMaker hyperparameter tuning job against Optuna called directly, same search.
+
+The training function is a tiny one with a known objective (maximum 11 at x=3, y=1, kind=b),
+which first runs a busy loop for a fixed wall time (``--work`` seconds, standing in for
+training), on an image mapped to the host's Python: no runtime build or framework import blurs
+what SelfMaker adds around each trial. The same source runs in both arms: in SelfMaker as the
+training job's script (its objective printed and captured by MetricDefinitions), directly as a
+function Optuna's ``study.optimize`` calls in this process. Both search the same space (two
+continuous ranges and one categorical) with TPE (SelfMaker's ``Bayesian``) for the same budget.
+
+Measured, from the server's own records:
+
+* the best objective each arm found;
+* per trial, the training job's own time (TrainingStartTime -> TrainingEndTime of
+  DescribeTrainingJob) against the tuning job's wall time (CreationTime ->
+  HyperParameterTuningEndTime) divided by the trials; the overhead per trial is the slot time
+  not spent training: (wall x parallel - sum of own times) / trials (goal: <= 0.5 s);
+* the whole cost per trial beyond the training function: wall x parallel / trial - ``--work`` (for SelfMaker
+  it adds the training job's own start and end: sandbox, Python start-up, log and model upload);
+* with MaxParallelTrainingJobs 1, the hand-off: a trial's TrainingEndTime to the next trial's
+  CreationTime (the controller's reaction and Optuna's ask), and a trial's CreationTime to its
+  TrainingStartTime (the training job's own start).
+
+SelfMaker seeds trial n's sampler with RandomSeed + n, so seeds closer than the number of trials
+replay each other's points shifted by one trial: the default seeds are far apart.
+
+    python benchmarks/tuning.py [--trials 20] [--work 1.0] [--parallel 1 2] [--seeds 100 200 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from itertools import pairwise
+from pathlib import Path
+
+import boto3
+import optuna
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import log, machine, selfmaker_server, table
+
+IMAGE = "selfmaker.bench/tuning:1"
+ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
+BUCKET = "bench-tuning"
+BEST = 11.0  # the objective's maximum: x=3, y=1, kind=b
+
+# The training function, shared by both arms. ``train(hp)`` busy-loops for ``work`` seconds (the
+# "training"), then returns the known objective of the hyperparameters (strings, as AWS passes them).
+TRAIN_FUNCTION = """
+import time
+def train(hp):
+    end = time.perf_counter() + float(hp.get("work", 0))
+    n = 0
+    while time.perf_counter() < end:
+        n += 1
+    x, y = float(hp["x"]), float(hp["y"])
+    bonus = {"a": 0.0, "b": 1.0, "c": 0.5}[hp["kind"]]
+    return 10 - (x - 3) ** 2 - (y - 1) ** 2 + bonus
+"""
+TRAIN_SCRIPT = (
+    TRAIN_FUNCTION
+    + """
+import json
+hp = json.load(open("/opt/ml/input/config/hyperparameters.json"))
+print(f"objective={train(hp):.6f}")
+open("/opt/ml/model/model.txt", "w").write("ok")
+"""
+)
+METRICS = [{"Name": "objective", "Regex": r"objective=([-0-9.e]+)"}]
+RANGES = {
+    "ContinuousParameterRanges": [
+        {"Name": "x", "MinValue": "-5", "MaxValue": "10"},
+        {"Name": "y", "MinValue": "-5", "MaxValue": "5"},
+    ],
+    "CategoricalParameterRanges": [{"Name": "kind", "Values": ["a", "b", "c"]}],
+}
+
+
+def _train():
+    namespace: dict = {}
+    exec(TRAIN_FUNCTION, namespace)
+    return namespace["train"]
+
+
+def tuning_request(name: str, trials: int, parallel: int, work: float, seed: int) -> dict:
+    return {
+        "HyperParameterTuningJobName": name,
+        "HyperParameterTuningJobConfig": {
+            "Strategy": "Bayesian",
+            "HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": "objective"},
+            "ResourceLimits": {"MaxNumberOfTrainingJobs": trials, "MaxParallelTrainingJobs": parallel},
+            "ParameterRanges": RANGES,
+            "RandomSeed": seed,
+        },
+        "TrainingJobDefinition": {
+            "AlgorithmSpecification": {
+                "TrainingImage": IMAGE,
+                "TrainingInputMode": "File",
+                "MetricDefinitions": METRICS,
+            },
+            "StaticHyperParameters": {"work": repr(work)},
+            "RoleArn": ROLE,
+            "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/output"},
+            "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
+            "StoppingCondition": {"MaxRuntimeInSeconds": 300},
+        },
+    }
+
+
+def run_selfmaker(sm, name: str, trials: int, parallel: int, work: float, seed: int) -> dict:
+    sm.create_hyper_parameter_tuning_job(**tuning_request(name, trials, parallel, work, seed))
+    while True:
+        job = sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+        if job["HyperParameterTuningJobStatus"] not in ("InProgress", "Stopping"):
+            break
+        time.sleep(0.5)
+    if job["HyperParameterTuningJobStatus"] != "Completed":
+        raise RuntimeError(f"{name}: {job['HyperParameterTuningJobStatus']}: {job.get('FailureReason')}")
+    summaries = sm.list_training_jobs_for_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName=name, MaxResults=100, SortBy="CreationTime", SortOrder="Ascending"
+    )["TrainingJobSummaries"]
+    jobs = [sm.describe_training_job(TrainingJobName=s["TrainingJobName"]) for s in summaries]
+    if len(jobs) != trials or any(j["TrainingJobStatus"] != "Completed" for j in jobs):
+        raise RuntimeError(f"{name}: expected {trials} completed trials, got {[j['TrainingJobStatus'] for j in jobs]}")
+    own = [j["TrainingEndTime"].timestamp() - j["TrainingStartTime"].timestamp() for j in jobs]
+    starts = [j["TrainingStartTime"].timestamp() - j["CreationTime"].timestamp() for j in jobs]
+    # One at a time, each trial is created after the previous one ended: the gap is SelfMaker's hand-off.
+    handoffs = [b["CreationTime"].timestamp() - a["TrainingEndTime"].timestamp() for a, b in pairwise(jobs)]
+    if parallel > 1:
+        handoffs = []
+    wall = job["HyperParameterTuningEndTime"].timestamp() - job["CreationTime"].timestamp()
+    effective = min(parallel, len(os.sched_getaffinity(0)))  # the host caps MaxParallelTrainingJobs
+    return {
+        "best": job["BestTrainingJob"]["FinalHyperParameterTuningJobObjectiveMetric"]["Value"],
+        "best_params": job["BestTrainingJob"]["TunedHyperParameters"],
+        "wall": wall,
+        "own": own,
+        "starts": starts,
+        "handoffs": handoffs,
+        "overhead": (wall * effective - sum(own)) / trials,
+        "slots": effective,
+    }
+
+
+def run_optuna(trials: int, work: float, seed: int) -> dict:
+    train, own = _train(), []
+
+    def objective(trial: optuna.Trial) -> float:
+        hp = {
+            "x": trial.suggest_float("x", -5, 10),
+            "y": trial.suggest_float("y", -5, 5),
+            "kind": trial.suggest_categorical("kind", ["a", "b", "c"]),
+            "work": work,
+        }
+        began = time.perf_counter()
+        value = train(hp)
+        own.append(time.perf_counter() - began)
+        return value
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    began = time.perf_counter()
+    study.optimize(objective, n_trials=trials)
+    wall = time.perf_counter() - began
+    return {
+        "best": study.best_value,
+        "best_params": study.best_params,
+        "wall": wall,
+        "own": own,
+        "overhead": (wall - sum(own)) / trials,
+        "slots": 1,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--trials", type=int, default=20, help="trials per search (MaxNumberOfTrainingJobs)")
+    parser.add_argument(
+        "--work", type=float, default=1.0, help="seconds of busy loop each trial runs before its objective"
+    )
+    parser.add_argument("--parallel", type=int, nargs="+", default=[1, 2], help="MaxParallelTrainingJobs to run")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[100, 200, 300], help="RandomSeed / TPESampler seed, a run each"
+    )
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    results: dict[str, list[dict]] = {}
+    with tempfile.TemporaryDirectory(prefix="selfmaker-bench-tuning-") as tmp:
+        config = Path(tmp) / "runtimes.json"
+        config.write_text(
+            json.dumps({"images": {IMAGE: {"python": sys.executable, "command": ["python3", "-c", TRAIN_SCRIPT]}}})
+        )
+        server = selfmaker_server(Path(tmp) / "data", Path(tmp) / "server.log", "--runtimes-config", str(config))
+        with server:
+            session = boto3.Session(aws_access_key_id="bench", aws_secret_access_key="x", region_name="us-east-1")
+            sm = session.client("sagemaker", endpoint_url=server.url)
+            session.client("s3", endpoint_url=server.url).create_bucket(Bucket=BUCKET)
+            log("warm-up: a 1-trial tuning job")
+            run_selfmaker(sm, "warm-up", 1, 1, 0.0, 0)
+            for seed in args.seeds:  # the arms of one seed run back to back, so load drifts weigh on all alike
+                for parallel in args.parallel:
+                    label = f"SelfMaker, MaxParallelTrainingJobs {parallel}"
+                    log(f"seed {seed}: {label}, {args.trials} trials...")
+                    r = run_selfmaker(sm, f"bench-s{seed}-p{parallel}", args.trials, parallel, args.work, seed)
+                    results.setdefault(label, []).append(r)
+                    log(f"  best {r['best']:.4f}, wall {r['wall']:.1f} s, overhead/trial {r['overhead']:.3f} s")
+                label = "Optuna directly, in process"
+                log(f"seed {seed}: {label}, {args.trials} trials...")
+                r = run_optuna(args.trials, args.work, seed)
+                results.setdefault(label, []).append(r)
+                log(f"  best {r['best']:.4f}, wall {r['wall']:.1f} s, overhead/trial {r['overhead']:.3f} s")
+    print(f"machine: {machine()}, load average at the end: {os.getloadavg()}")
+    rows = []
+    for label, runs in results.items():
+        rows.append(
+            [
+                label,
+                " / ".join(f"{r['best']:.3f}" for r in runs),
+                statistics.median(r["wall"] / args.trials for r in runs),
+                statistics.median(v for r in runs for v in r["own"]),
+                statistics.median(r["overhead"] for r in runs),
+                max(r["overhead"] for r in runs),
+                statistics.median(r["wall"] * r["slots"] / args.trials for r in runs) - args.work,
+            ]
+        )
+    print(
+        table(
+            [
+                "search (TPE)",
+                "best objective per seed",
+                "wall / trial s",
+                "own p50 s",
+                "overhead/trial s",
+                "max s",
+                "slot time / trial - work s",
+            ],
+            rows,
+            title=f"{args.trials} trials, {args.work} s of busy loop each, seeds {args.seeds} (objective maximum {BEST}); "
+            "medians over the seeds",
+        )
+    )
+    for label, runs in results.items():
+        handoffs = [v for r in runs for v in r.get("handoffs") or []]
+        if handoffs:
+            starts = [v for r in runs for v in r["starts"]]
+            print(
+                f"{label}: trial end -> next trial created p50 {statistics.median(handoffs) * 1000:.0f} ms, "
+                f"max {max(handoffs) * 1000:.0f} ms; created -> training start p50 "
+                f"{statistics.median(starts) * 1000:.0f} ms, max {max(starts) * 1000:.0f} ms"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
