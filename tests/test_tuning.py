@@ -267,6 +267,19 @@ def test_a_restart_mid_tuning_continues_the_same_search(sm, client, srv, unique)
     assert resumed == points(straight)[0]
 
 
+def test_neighbouring_random_seeds_do_not_replay_each_other(sm, unique):
+    """RandomSeed 7 and 8 are different searches, not the same one shifted by a trial."""
+    points = []
+    for seed in (7, 8):
+        name = unique(f"seed{seed}")[-28:]
+        sm.create_hyper_parameter_tuning_job(**request(name, most=3, parallel=3, RandomSeed=seed))
+        assert wait(sm, name)["HyperParameterTuningJobStatus"] == "Completed"
+        found = trials(sm, name, SortBy="Name", SortOrder="Ascending")
+        points.append([s["TunedHyperParameters"]["x"] for s in found])
+    seven, eight = points
+    assert len(seven) == len(eight) == 3 and not set(seven) & set(eight), points
+
+
 def test_trials_that_fail_are_counted_and_fail_the_search(sm, unique):
     name = unique("fails")[-28:]
     req = request(name, most=2, parallel=1)

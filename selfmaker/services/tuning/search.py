@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
@@ -108,13 +109,19 @@ def _number(r: dict, cast) -> tuple:
     return low, high
 
 
+def _trial_seed(seed: int, index: int) -> int:
+    """The seed of trial ``index``: mixed from the pair, so jobs whose RandomSeeds are close (1 and 2)
+    do not replay each other's points one trial apart, as ``seed + index`` would."""
+    return int(numpy.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
 def _sampler(strategy: str, space: Space, seed: int, index: int):
     if strategy == "Grid":
         # One seed for the whole job: the grid's order is shuffled once by it, and trial n takes grid point n.
         return optuna.samplers.GridSampler(space.categorical, seed=seed)
     if strategy == "Random":
-        return optuna.samplers.RandomSampler(seed=seed + index)
-    return optuna.samplers.TPESampler(seed=seed + index)  # Bayesian
+        return optuna.samplers.RandomSampler(seed=_trial_seed(seed, index))
+    return optuna.samplers.TPESampler(seed=_trial_seed(seed, index))  # Bayesian
 
 
 def ask(strategy: str, space: Space, direction: str, seed: int, trials: list[dict]) -> tuple[dict, dict]:
