@@ -274,7 +274,13 @@ def test_staged_deployments_to_three_agents(sm, s3, edge_server, compiled, key_f
         assert [(d["DeviceName"], d["DeviceDeploymentStatus"]) for d in listed] == [("dev-2", "DEPLOYED")]
         assert agents["dev-2"].predict("scorer", [[1.0, 1.0]])[1]["predictions"] == [[2.0, 2.0]]
         assert agents["dev-3"].predict("scorer", [[1.0, 1.0]])[0] == 404
-        assert agents["dev-3"].get("/health")[1]["Registered"] is False
+        # The agent learns it was deregistered at its next poll (GetDeployments refused), not at once.
+        wait_for(
+            lambda: agents["dev-3"].get("/health"),
+            lambda r: r[1]["Registered"] is False,
+            timeout=30,
+            what="dev-3's agent to know it is deregistered",
+        )
         with pytest.raises(ClientError):
             edge.get_deployments(DeviceName="dev-3", DeviceFleetName=FLEET)
 
