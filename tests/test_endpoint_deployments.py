@@ -5,60 +5,18 @@ and the plans' arithmetic (steps, batches).
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import Counter
 
 import pytest
-from botocore.exceptions import ClientError
 
 from selfmaker.services.hosting import deployments
-from support.clients import make_client
-from support.endpoints import Models, deploy, error_of, variant, wait_status
+from support.endpoints import Load, Models, deploy, error_of, variant, wait_status
 from support.jobs import tar_gz
 from support.waiting import wait_for
 
 ALL_AT_ONCE = {
     "BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 1}}
 }
-
-
-class Load:
-    """A client thread invoking an endpoint back to back until stopped; every answer and error is kept."""
-
-    def __init__(self, url: str, name: str):
-        self.runtime = make_client("sagemaker-runtime", url)
-        self.name = name
-        self.answers: Counter[str] = Counter()
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Load:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(30)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                answer = self.runtime.invoke_endpoint(EndpointName=self.name, Body="x", ContentType="text/plain")
-                self.answers[answer["Body"].read().decode().split(":")[0]] += 1
-            except ClientError as err:
-                self.errors.append(f"{err.response['Error']['Code']}: {err.response['Error']['Message']}")
-
-    def wait_for(self, version: str, timeout: float = 60, after: int = 0) -> None:
-        """Until ``version`` has answered more than ``after`` requests."""
-        wait_for(
-            lambda: Counter(self.answers),
-            lambda answers: answers[version] > after,
-            timeout=timeout,
-            interval=0.05,
-            what=f"an answer from {version}",
-        )
 
 
 @pytest.fixture(scope="module")

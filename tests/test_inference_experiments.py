@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from botocore.exceptions import ClientError
 
-from support.endpoints import BUCKET, Models, deploy, error_of, invoke, variant, wait_status
-from support.shadow_tests import Load, capture_records, experiment, model_variant, wait_experiment
+from support.endpoints import BUCKET, Load, Models, deploy, error_of, invoke, variant, wait_status
+from support.shadow_tests import capture_records, experiment, model_variant, wait_experiment
 from support.waiting import wait_for
 
 PREFIX = f"ie{int(time.time()) % 100000}"  # the experiments of this module, for the list test

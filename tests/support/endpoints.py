@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import textwrap
+import threading
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -118,3 +120,44 @@ def error_of(call, *args, **kwargs) -> tuple[str, str]:
     with pytest.raises(ClientError) as info:
         call(*args, **kwargs)
     return info.value.response["Error"]["Code"], info.value.response["Error"]["Message"]
+
+
+class Load:
+    """A client thread invoking an endpoint back to back until stopped: every answer's model, the variant
+    that answered, and every error."""
+
+    def __init__(self, url: str, name: str):
+        self.runtime = make_client("sagemaker-runtime", url)
+        self.name = name
+        self.answers: Counter[str] = Counter()
+        self.variants: Counter[str] = Counter()
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                answer = self.runtime.invoke_endpoint(EndpointName=self.name, Body="x", ContentType="text/plain")
+                self.answers[answer["Body"].read().decode().split(":")[0]] += 1
+                self.variants[answer["InvokedProductionVariant"]] += 1
+            except ClientError as err:
+                self.errors.append(f"{err.response['Error']['Code']}: {err.response['Error']['Message']}")
+
+    def wait_for(self, version: str, timeout: float = 60, after: int = 0) -> None:
+        """Until ``version`` has answered more than ``after`` requests."""
+        wait_for(
+            lambda: Counter(self.answers),
+            lambda answers: answers[version] > after,
+            timeout=timeout,
+            interval=0.05,
+            what=f"an answer from {version}",
+        )

@@ -1,14 +1,9 @@
-"""Helpers for the inference-experiment (shadow test) tests: requests, waits, a steady client, captured records."""
+"""Helpers for the inference-experiment (shadow test) tests: requests, waits and captured records."""
 
 from __future__ import annotations
 
 import json
-import threading
-from collections import Counter
 
-from botocore.exceptions import ClientError
-
-from support.clients import make_client
 from support.endpoints import ROLE
 from support.waiting import status_in, wait_for
 
@@ -49,36 +44,6 @@ def wait_experiment(sm, name: str, until: tuple[str, ...], timeout: float = 120)
         interval=0.1,
         what=f"inference experiment {name} to be {'/'.join(until)}",
     )
-
-
-class Load:
-    """A client thread invoking an endpoint back to back until stopped: every answer's model and every error."""
-
-    def __init__(self, url: str, name: str):
-        self.runtime = make_client("sagemaker-runtime", url)
-        self.name = name
-        self.answers: Counter[str] = Counter()
-        self.variants: Counter[str] = Counter()
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Load:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(30)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                answer = self.runtime.invoke_endpoint(EndpointName=self.name, Body="x", ContentType="text/plain")
-                self.answers[answer["Body"].read().decode().split(":")[0]] += 1
-                self.variants[answer["InvokedProductionVariant"]] += 1
-            except ClientError as err:
-                self.errors.append(f"{err.response['Error']['Code']}: {err.response['Error']['Message']}")
 
 
 def capture_records(s3, bucket: str, prefix: str) -> dict[str, list[dict]]:
