@@ -8,12 +8,21 @@ checked client of that account on it). A module takes them as ``srv, as_ = accou
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from botocore.exceptions import ClientError
 
 from support.pipelines import runtimes_config
+from support.waiting import wait_for
 
 SECRET = "secret"
+
+# The two accounts of the account-wall tests (tests/test_security_accounts*.py).
+A = SimpleNamespace(key="AKIAACCOUNTSWALLA001", account="111111111111")
+B = SimpleNamespace(key="AKIAACCOUNTSWALLB001", account="222222222222")
+ROLE = "arn:aws:iam::{account}:role/SageMakerRole"
+REGION = "us-east-1"
 
 
 def credentials_file(directory: Path, *accounts) -> Path:
@@ -44,3 +53,27 @@ def accounts_server(name: str, *accounts):
         )
 
     return server, as_account
+
+
+# -- what the account-wall tests assert ----------------------------------------------------------------------
+
+
+def refused(call, *codes: str, **kwargs) -> str:
+    """Make a call that must fail with one of ``codes``; its message."""
+    with pytest.raises(ClientError) as err:
+        call(**kwargs)
+    error = err.value.response["Error"]
+    assert error["Code"] in codes, f"{call.__name__}: {error}"
+    return error["Message"]
+
+
+NOT_FOUND = ("ResourceNotFound", "ValidationException")
+
+
+def arn_of(who, resource: str, region: str = REGION) -> str:
+    return f"arn:aws:sagemaker:{region}:{who.account}:{resource}"
+
+
+def until(check, timeout: float = 60, what: str = "condition"):
+    """``check()``'s first truthy answer: the suite's wait_for, with timeout and what by position."""
+    return wait_for(check, timeout=timeout, what=what)
