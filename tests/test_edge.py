@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import tarfile
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from botocore.exceptions import ClientError
@@ -343,6 +344,31 @@ def test_staged_deployments_to_three_agents(sm, s3, edge_server, compiled, key_f
         assert (stats["ModelVersion"], stats["ConnectedDeviceCount"], stats["ActiveDeviceCount"]) == ("2.0", 2, 2)
         listed = sm.list_devices(DeviceFleetName=FLEET, ModelName="scorer")["DeviceSummaries"]
         assert sorted(d["DeviceName"] for d in listed) == ["dev-1", "dev-2"]
+
+        # The heartbeats' agent and model metrics are in CloudWatch, per device (docs/edge.md).
+        cloudwatch = make_client("cloudwatch", edge_server[0].url)
+        device = [{"Name": "DeviceFleetName", "Value": FLEET}, {"Name": "DeviceName", "Value": "dev-1"}]
+        inferences = wait_for(
+            lambda: cloudwatch.get_metric_statistics(
+                Namespace="/aws/sagemaker/EdgeDevices",
+                MetricName="InferenceCount",
+                Dimensions=[
+                    *device,
+                    {"Name": "ModelName", "Value": "scorer"},
+                    {"Name": "Dimension", "Value": "scorer"},
+                ],
+                StartTime=datetime.now(UTC) - timedelta(minutes=10),
+                EndTime=datetime.now(UTC) + timedelta(minutes=1),
+                Period=60,
+                Statistics=["Maximum"],
+            )["Datapoints"],
+            lambda points: points and max(p["Maximum"] for p in points) >= 1,
+            what="dev-1's model metrics in CloudWatch",
+        )
+        assert inferences
+        uptime = cloudwatch.list_metrics(Namespace="/aws/sagemaker/EdgeDevices", MetricName="UptimeSeconds")
+        reporting = {d["Value"] for m in uptime["Metrics"] for d in m["Dimensions"] if d["Name"] == "DeviceName"}
+        assert {"dev-1", "dev-2"} <= reporting
         agents["dev-2"].stop()
         report = wait_for(
             lambda: sm.get_device_fleet_report(DeviceFleetName=FLEET),

@@ -2,8 +2,8 @@
 
 The model directory holds ``compiled.meta`` (JSON) and the artifact it names:
 ``compiled.so`` (a Treelite model compiled to native code by tl2cgen and gcc, called through
-ctypes: tl2cgen's Python Predictor spent ~0.08 ms a call setting up buffers, several times what a
-300-tree model takes to predict one row, and was 2x slower on 100-row batches than this loop)
+ctypes, one call per batch: tl2cgen's Python Predictor spent ~0.08 ms a call setting up buffers,
+several times what a 300-tree model takes to predict one row)
 or ``model.onnx`` (an ONNX graph optimized, maybe quantized, for ONNX Runtime).
 The model server's compiled handlers, the compiler's accuracy check, the
 benchmarks and an edge agent all load it through :class:`CompiledModel`, so
@@ -32,7 +32,7 @@ class CompiledModel:
         threads = threads or int(os.environ.get("SELFMAKER_COMPILED_THREADS") or 1)
         artifact = str(directory / self.meta["Artifact"])
         if self.backend == "tl2cgen":
-            self._row = _RowPredictor(artifact)
+            self._trees = _TreeLibrary(artifact)
         elif self.backend == "onnxruntime":
             import onnxruntime
 
@@ -49,9 +49,9 @@ class CompiledModel:
         import numpy as np
 
         if self.backend == "tl2cgen":
-            rows = np.asarray(data, dtype=np.float32)
+            rows = np.ascontiguousarray(data, dtype=np.float32)
             rows = rows.reshape(1, -1) if rows.ndim == 1 else rows
-            out = self._row.predict(rows)
+            out = self._trees.predict(rows)
             if self.labels is not None:  # a scikit-learn classifier: its predict answers labels
                 index = (out[:, 0] > 0.5).astype(int) if out.shape[1] == 1 else out.argmax(axis=1)
                 return np.asarray(self.labels)[index]
@@ -68,12 +68,13 @@ class CompiledModel:
         return chosen.reshape(-1) if self.meta.get("FlattenOutput") else chosen
 
 
-class _RowPredictor:
-    """A tl2cgen library's own ``predict(union Entry* row, int pred_margin, <leaf type>* result)``, called directly.
+class _TreeLibrary:
+    """A tl2cgen library, called through ctypes.
 
-    ``union Entry`` is ``{int missing; <threshold type> fvalue; ...}``: 4 bytes for float32 models
-    (XGBoost), 8 for float64 ones (scikit-learn); a missing value has ``missing`` (the low 4 bytes) = -1.
-    ``result`` accumulates, so it is zeroed per row.
+    Libraries compiled since the batch entry was added export ``selfmaker_predict_rows`` (neo_compiler.ROWS_ENTRY):
+    float32 rows in, one result row each out, in one call. Older ones (never quantized) only have tl2cgen's
+    per-row ``predict(union Entry* row, int pred_margin, <leaf type>* result)``, called here row by row: ``union
+    Entry`` is ``{int missing; <threshold type> fvalue}``, 4 or 8 bytes, missing when its low 4 bytes are -1.
     """
 
     def __init__(self, path: str):
@@ -90,27 +91,36 @@ class _RowPredictor:
         self.leaf = np.dtype(lib.get_leaf_output_type().decode())
         self.width = targets * max(classes)
         self.features = lib.get_num_feature()
-        self._predict = lib.predict
-        self._predict.restype = None
-        self._predict.argtypes = (ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p)
+        self._rows = getattr(lib, "selfmaker_predict_rows", None)
+        if self._rows is not None:
+            self._rows.restype = ctypes.c_int32
+            self._rows.argtypes = (ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32, ctypes.c_int32, ctypes.c_void_p)
+        self._row = lib.predict
+        self._row.restype = None
+        self._row.argtypes = (ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p)
         self._lib, self._np = lib, np  # the library stays loaded as long as this object lives
 
     def predict(self, rows):
+        """``rows``: 2-D float32, C-contiguous."""
         np = self._np
-        if rows.shape[1] != self.features:  # absent trailing features are missing, as in a DMatrix
-            wide = np.full((len(rows), self.features), np.nan, np.float32)
-            width = min(self.features, rows.shape[1])
-            wide[:, :width] = rows[:, :width]
-            rows = wide
-        entries = np.ascontiguousarray(rows, dtype=self.entry)
-        missing = np.isnan(rows)
-        if missing.any():
-            entries = entries.copy()  # ascontiguousarray may have returned the caller's own array
-            entries.view(np.int32).reshape(len(rows), self.features, -1)[missing, 0] = -1  # the int member
-        out = np.zeros((len(rows), self.width), dtype=self.leaf)
+        out = np.empty((len(rows), self.width), dtype=self.leaf)
         # __array_interface__, not .ctypes: the latter builds an object per access (microseconds a call).
+        data, target = rows.__array_interface__["data"][0], out.__array_interface__["data"][0]
+        if self._rows is not None:
+            if self._rows(data, len(rows), rows.shape[1], 0, target) != 0:
+                raise MemoryError("the compiled model could not allocate a row")
+            return out
+        return self._row_by_row(rows, out)
+
+    def _row_by_row(self, rows, out):
+        np = self._np
+        wide = np.full((len(rows), self.features), np.nan, np.float32)  # absent trailing features are missing
+        width = min(self.features, rows.shape[1])
+        wide[:, :width] = rows[:, :width]
+        entries = wide.astype(self.entry)
+        entries.view(np.int32).reshape(len(rows), self.features, -1)[np.isnan(wide), 0] = -1  # the int member
+        out[:] = 0  # predict() accumulates
         base, target = entries.__array_interface__["data"][0], out.__array_interface__["data"][0]
-        row_bytes, out_bytes, predict = entries.strides[0], out.strides[0], self._predict
         for i in range(len(rows)):
-            predict(base + i * row_bytes, 0, target + i * out_bytes)
+            self._row(base + i * entries.strides[0], 0, target + i * out.strides[0])
         return out

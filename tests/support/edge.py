@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import urllib.error
@@ -31,15 +32,47 @@ def scaling_onnx(scale: float) -> bytes:
     return model.SerializeToString()
 
 
+def _server_only_modules() -> list[str]:
+    """Top-level modules of SelfMaker's own dependencies other than boto3/botocore: what a device does not have."""
+    from importlib.metadata import packages_distributions, requires
+
+    wanted = {
+        re.split(r"[\s\[<>=;!~]", line, maxsplit=1)[0].lower().replace("_", "-")
+        for line in requires("selfmaker") or []
+        if "extra ==" not in line
+    } - {"boto3", "botocore"}
+    return sorted(
+        module
+        for module, dists in packages_distributions().items()
+        if any(d.lower().replace("_", "-") in wanted for d in dists)
+    )
+
+
+# The agent as a device runs it (docs/edge.md: numpy, onnxruntime, boto3 and SelfMaker installed --no-deps):
+# importing any of the server's own dependencies fails, so every agent test also proves the lean install works.
+DEVICE_LAUNCHER = """
+import sys
+SERVER_ONLY = set(sys.argv.pop(1).split(","))
+class NotOnADevice:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in SERVER_ONLY:
+            raise ModuleNotFoundError(f"{name} is not installed on a device")
+sys.meta_path.insert(0, NotOnADevice())
+from selfmaker.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 class AgentProcess:
-    """``selfmaker edge-agent`` in its own process, with a short poll and heartbeat."""
+    """``selfmaker edge-agent`` in its own process, with a short poll and heartbeat, unable to import the server's
+    dependencies."""
 
     def __init__(self, server_url: str, fleet: str, device: str, state_dir: Path, key_file: Path):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         state_dir.mkdir(parents=True, exist_ok=True)
         args = [
-            sys.executable, "-m", "selfmaker.cli", "edge-agent", "--fleet", fleet, "--device", device,
+            sys.executable, "-c", DEVICE_LAUNCHER, ",".join(_server_only_modules()), "edge-agent", "--fleet", fleet, "--device", device,
             "--endpoint-url", server_url, "--region", REGION, "--state-dir", str(state_dir),
             "--port", str(self.port), "--poll-interval", "0.3", "--heartbeat-interval", "0.5",
             "--signing-key-file", str(key_file),

@@ -8,6 +8,7 @@ moves its deployment in the plan (:mod:`.plans`).
 
 from __future__ import annotations
 
+from ...aws.cloudwatch import metric_store
 from ...server.errors import AWSError
 from ...server.operations import Context, operation
 from ...store.resources import now
@@ -15,6 +16,9 @@ from . import device_records, plans
 
 SERVICE = "sagemaker-edge"
 MAX_METRICS = 200  # per heartbeat, agent and model metrics each: a heartbeat is a status, not a metrics stream
+# AWS never documented where a heartbeat's metrics went; SelfMaker publishes them to CloudWatch beside the
+# endpoints' instance metrics (/aws/sagemaker/Endpoints), at the second the heartbeat arrived (docs/edge.md).
+NAMESPACE = "/aws/sagemaker/EdgeDevices"
 
 
 @operation(SERVICE, "GetDeviceRegistration", store_read=True)
@@ -72,9 +76,26 @@ def send_heartbeat(ctx: Context, params: dict) -> dict:
         name=device_records.key(params["DeviceFleetName"], params["DeviceName"]),
         touch=False,
     )
+    _publish_metrics(ctx, params, models)
     if params.get("DeploymentResult"):
         plans.record_result(ctx, params["DeviceFleetName"], params["DeviceName"], params["DeploymentResult"])
     return {}
+
+
+def _publish_metrics(ctx: Context, params: dict, models: list[dict]) -> None:
+    device = {"DeviceFleetName": params["DeviceFleetName"], "DeviceName": params["DeviceName"]}
+    published = [(metric, device) for metric in (params.get("AgentMetrics") or [])[:MAX_METRICS]]
+    for model in models:
+        if model.get("ModelName"):
+            published += [(m, {**device, "ModelName": model["ModelName"]}) for m in model.get("ModelMetrics") or []]
+    for metric, dimensions in published[: 2 * MAX_METRICS]:
+        if metric.get("MetricName") and metric.get("Value") is not None:
+            if metric.get("Dimension"):
+                dimensions = {**dimensions, "Dimension": metric["Dimension"]}
+            metric_store.record(
+                ctx.backends, ctx.account_id, ctx.region, NAMESPACE, metric["MetricName"], dimensions,
+                metric["Value"], "None",
+            )  # fmt: skip
 
 
 @operation(SERVICE, "GetDeployments")
