@@ -48,6 +48,9 @@ WORKER_ORDER: tuple[str, ...] = (
     "selfmaker.services.recommender.controller",
     # Notebook instances' JupyterLabs, ended at a clean stop once the reconciler no longer starts them.
     "selfmaker.services.notebooks.controller",
+    # EventBridge deliveries (SQS messages, pipeline starts): stopped after the reconciler, whose pipeline
+    # runs it may still start are resumed from the store at the next start anyway.
+    "selfmaker.aws.events.delivery",
     # Last to start, first to stop: it drives everything above it.
     "selfmaker.engines.reconciler",
 )

@@ -197,6 +197,9 @@ SERVICE_MODULES: tuple[str, ...] = (
     "selfmaker.aws.sqs.queues",
     "selfmaker.aws.sqs.messages",
     "selfmaker.aws.athena",
+    "selfmaker.aws.events.rules",
+    "selfmaker.aws.events.outbox",
+    "selfmaker.aws.events.delivery",
     # the machinery behind long-running resources
     "selfmaker.engines.reconciler",
     # SageMaker, one family after another
@@ -241,6 +244,8 @@ SERVICE_MODULES: tuple[str, ...] = (
     "selfmaker.services.tuning.jobs",
     "selfmaker.services.tuning.controller",
     "selfmaker.services.search",
+    # SageMaker's state changes, emitted to EventBridge as they are stored
+    "selfmaker.services.state_change_events",
     # S3, served by its own streaming endpoint (it declares the operations it serves)
     "selfmaker.objects.endpoint",
 )

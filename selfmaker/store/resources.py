@@ -51,6 +51,18 @@ class AlreadyExists(Exception):
     pass
 
 
+# Observers of a kind's writes: ``observer(conn, before, after)`` runs in the transaction that creates
+# (``before`` None) or saves a record of that kind, with the record as it was and as it is now. Every
+# write of a named resource passes create or save, so this is the one place a change is seen (the
+# SageMaker state-change events are put in EventBridge's outbox this way, committed with the change).
+_OBSERVERS: dict[str, list[Callable[[Any, Record | None, Record], None]]] = {}
+
+
+def observe(kind: str, observer: Callable[[Any, Record | None, Record], None]) -> None:
+    """Call ``observer`` in the transaction of every create and save of a ``kind`` record."""
+    _OBSERVERS.setdefault(kind, []).append(observer)
+
+
 @dataclass
 class Record:
     id: int
@@ -125,6 +137,7 @@ _BY_KIND_AND_ARN = select(*_COLUMNS).where(
     R.c.region == bindparam("region"),
 )
 _BY_ARN = select(*_COLUMNS).where(R.c.arn == bindparam("arn"))
+_BY_ID = select(*_COLUMNS).where(R.c.id == bindparam("id"))
 # The same, holding the row until the transaction ends (PostgreSQL; SQLite renders no FOR UPDATE,
 # its writers are already serialized by the store's write lock).
 _BY_NAME_LOCKED = _BY_NAME.with_for_update()
@@ -216,15 +229,21 @@ class ResourceStore:
             modified_at=created,
             data=data,
         )
+
+        def run(c) -> Record:
+            new_id = c.execute(insert(R).values(**values)).inserted_primary_key[0]
+            record = Record(id=new_id, **{k: v for k, v in values.items() if k != "name_key"})
+            for observer in _OBSERVERS.get(kind, ()):
+                observer(c, None, record)
+            return record
+
         try:
             if conn is not None:
-                new_id = conn.execute(insert(R).values(**values)).inserted_primary_key[0]
-            else:
-                with self.store.write() as c:
-                    new_id = c.execute(insert(R).values(**values)).inserted_primary_key[0]
+                return run(conn)
+            with self.store.write() as c:
+                return run(c)
         except IntegrityError:
             raise AlreadyExists(name) from None
-        return Record(id=new_id, **{k: v for k, v in values.items() if k != "name_key"})
 
     def get(
         self,
@@ -280,11 +299,20 @@ class ResourceStore:
             .where(R.c.id == record.id)
             .values(data=record.data, status=record.status, modified_at=record.modified_at, parent=record.parent)
         )
+        observers = _OBSERVERS.get(record.kind, ())
+
+        def run(c) -> None:
+            before = c.execute(_BY_ID, {"id": record.id}).first() if observers else None
+            c.execute(stmt)
+            if before is not None:
+                for observer in observers:
+                    observer(c, _row(before), record)
+
         if conn is not None:
-            conn.execute(stmt)
+            run(conn)
         else:
             with self.store.write() as c:
-                c.execute(stmt)
+                run(c)
         return record
 
     def mutate(

@@ -329,3 +329,76 @@ cw_alarms = Table(
     Column("data", JSON, nullable=False),
     Index("ix_cw_alarms_name", "account_id", "region", "name", unique=True),
 )
+
+# -- EventBridge (selfmaker/aws/events/) ------------------------------------------------------------------
+# Custom event buses (the account's "default" bus always exists and is not stored).
+events_buses = Table(
+    "events_buses",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", String(12), nullable=False),
+    Column("region", String(32), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("description", String(512)),
+    Column("created_at", Float, nullable=False),
+    Index("ix_events_buses_name", "account_id", "region", "name", unique=True),
+)
+
+# Rules: `pattern` is the EventPattern text as put (checked by aws/events/pattern.py); `data` the rest
+# of what DescribeRule returns (Description, RoleArn).
+events_rules = Table(
+    "events_rules",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", String(12), nullable=False),
+    Column("region", String(32), nullable=False),
+    Column("bus", String(256), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("state", String(64), nullable=False),
+    Column("pattern", Text, nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_events_rules_name", "account_id", "region", "bus", "name", unique=True),
+)
+
+# A rule's targets, as PutTargets gave them (`spec`); `arn` is indexed for ListRuleNamesByTarget.
+events_targets = Table(
+    "events_targets",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("rule_id", Integer, nullable=False),
+    Column("target_id", String(64), nullable=False),
+    Column("arn", String(1600), nullable=False),
+    Column("spec", JSON, nullable=False),
+    Index("ix_events_targets_id", "rule_id", "target_id", unique=True),
+    Index("ix_events_targets_arn", "arn"),
+)
+
+# The outbox: events put (PutEvents) or emitted (SageMaker's state changes, in the transaction of the change)
+# and not yet matched against the bus's rules. The delivery worker turns each into its deliveries.
+events_outbox = Table(
+    "events_outbox",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("account_id", String(12), nullable=False),
+    Column("region", String(32), nullable=False),
+    Column("bus", String(256), nullable=False),
+    Column("event", Text, nullable=False),  # the event's JSON, as targets receive it
+    Column("created_at", Float, nullable=False),
+)
+
+# One event to one target of one matching rule, until it is delivered (then deleted) or given up.
+events_deliveries = Table(
+    "events_deliveries",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("account_id", String(12), nullable=False),
+    Column("region", String(32), nullable=False),
+    Column("rule_arn", String(1600), nullable=False),
+    Column("target", JSON, nullable=False),  # the target's spec as it was when the event matched
+    Column("event", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_at", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_events_deliveries_due", "next_at", "id"),
+)

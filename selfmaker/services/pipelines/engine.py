@@ -214,6 +214,7 @@ class Pass:
         attempt = ((previous or {}).get("AttemptCount") or past) + 1
         state = {
             "Status": "Starting",
+            "Type": step.type,
             "Order": (previous or {}).get("Order", len(self.steps)),
             "StartTime": (previous or {}).get("StartTime", now()),
             "AttemptCount": attempt,

@@ -2,7 +2,7 @@
 
 ``STEPS`` maps each step that has started to its state::
 
-    {"Status": StepStatus, "Order": n, "StartTime", "EndTime", "AttemptCount", "FailureReason",
+    {"Status": StepStatus, "Type": the step's type, "Order": n, "StartTime", "EndTime", "AttemptCount", "FailureReason",
      "DisplayName", "Description", "Metadata": {...as ListPipelineExecutionSteps shows it},
      "Resource": {"Kind": "TrainingJob", "Name", "Arn"}  # the job, model or package behind the step
      "Outcome": "True" | "False"                         # a Condition's
