@@ -455,7 +455,16 @@ def pytorch(path: Path, declared, options: dict, meta: dict):
     dtype = torch.int64 if options.get("dtype") in ("int64", "long") else torch.float32
     sample = tuple(torch.zeros(declared[n], dtype=dtype) for n in names)
     source = MODEL_OUT / "source.onnx"
-    torch.onnx.export(module, sample, str(source), input_names=names, dynamo=False)
+    # TorchScript through the TorchScript exporter (torch.export cannot take a ScriptModule); the first axis is
+    # left free so the compiled model answers any number of rows, as an endpoint sends them.
+    torch.onnx.export(
+        module,
+        sample,
+        str(source),
+        input_names=names,
+        dynamic_axes={n: {0: "batch"} for n in names if declared[n]},
+        dynamo=False,
+    )
     meta["Inputs"] = [{"name": n, "shape": declared[n], "dtype": str(dtype).split(".")[-1]} for n in names]
     optimize_onnx(source, options, meta)
     source.unlink()
@@ -463,7 +472,7 @@ def pytorch(path: Path, declared, options: dict, meta: dict):
     def original(feeds):
         with torch.no_grad():
             out = module(*(torch.from_numpy(feeds[n]) for n in names))
-        return (out[0] if isinstance(out, (tuple, list)) else out).numpy()
+        return (out[0] if isinstance(out, (tuple, list)) else out).detach().numpy()
 
     return original
 
