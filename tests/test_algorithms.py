@@ -107,7 +107,7 @@ def transform_definition() -> dict:
             "ContentType": "text/csv",
             "SplitType": "Line",
         },
-        "TransformOutput": {"S3OutputPath": f"s3://{BUCKET}/validation-transform"},
+        "TransformOutput": {"S3OutputPath": f"s3://{BUCKET}/validation-transform", "Accept": "text/csv"},
         "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
     }
 
@@ -283,8 +283,8 @@ def test_bad_specifications_are_refused_and_nothing_is_created(sm, unique, chang
             "ValidationProfile smoke: TrainingJobDefinition: InputDataConfig: the channel test is not among",
         ),
         (
-            {"InputDataConfig": [channel("train", "file:///etc/")]},
-            "ValidationProfile smoke: TrainingJobDefinition: Channel train: S3Uri 'file:///etc/'",
+            {"InputDataConfig": [channel("train", "https://example.com/train/")]},
+            "ValidationProfile smoke: TrainingJobDefinition: Channel train: S3Uri 'https://example.com/train/' is not supported",
         ),
     ],
 )
