@@ -535,3 +535,36 @@ def test_model_package_from_an_algorithm(boto, sm, validated, unique):
     source = {"SourceAlgorithms": [{"AlgorithmName": name, "ModelDataUrl": artifacts}]}
     sm.create_model_package(ModelPackageName=package, SourceAlgorithmSpecification=source)
     assert sm.describe_model_package(ModelPackageName=package)["SourceAlgorithmSpecification"] == source
+
+
+def test_a_restarted_server_carries_the_validation_on(make_server, client):
+    """Killed while the validation's training job runs, the server picks the validation up where it was: the same
+    jobs (found by name, not made twice), then the transform, then Completed."""
+    srv = make_server("algorithms-restart").start()
+    try:
+        s3, sm = client("s3", srv), client("sagemaker", srv)
+        s3.create_bucket(Bucket=BUCKET)
+        s3.put_object(Bucket=BUCKET, Key="train/data.csv", Body=TRAIN_CSV.encode())
+        s3.put_object(Bucket=BUCKET, Key="test/data.csv", Body=TEST_CSV.encode())
+        name = "xgb-restarted"
+        sm.create_algorithm(
+            AlgorithmName=name,
+            TrainingSpecification=training_spec(),
+            InferenceSpecification=INFERENCE,
+            ValidationSpecification=validation(),
+        )
+        wait_for(
+            lambda: sm.list_training_jobs(NameContains=f"{name}-validation-")["TrainingJobSummaries"],
+            bool,
+            timeout=60,
+            what="the validation's training job",
+        )
+        srv.stop()
+        srv.start()
+        sm = client("sagemaker", srv)
+        final = wait_algorithm(sm, name)
+        assert final["AlgorithmStatus"] == "Completed", final["AlgorithmStatusDetails"]
+        assert len(sm.list_training_jobs(NameContains=f"{name}-validation-")["TrainingJobSummaries"]) == 1
+        assert len(sm.list_transform_jobs(NameContains=f"{name}-validation-")["TransformJobSummaries"]) == 1
+    finally:
+        srv.stop()
