@@ -385,6 +385,7 @@ REFUSED_JOBS = [
         "Hyperparameter num_round: 500 is out of the algorithm's range [1, 50].",
     ),
     ({"HyperParameters": {"num_round": "5", "eta": "fast"}}, "Hyperparameter eta: 'fast' is not a number."),
+    ({"HyperParameters": {"num_round": "5.7"}}, "Hyperparameter num_round: '5.7' is not an integer."),
     (
         {"HyperParameters": {"num_round": "5", "objective": "binary:logistic"}},
         "Hyperparameter objective: 'binary:logistic' is not one of the algorithm's values",

@@ -93,6 +93,8 @@ def check(ctx, spec: dict) -> None:
 def _number(kind: str, text: str, where: str) -> float:
     value = _scalar(text)
     try:
+        if kind == "Integer" and isinstance(value, float):
+            raise ValueError("an integer's text has no fraction or exponent")  # int(5.7) would be 5
         number = int(value) if kind == "Integer" else float(value)
     except (TypeError, ValueError):
         raise validation(f"{where}: {text!r} is not {'an integer' if kind == 'Integer' else 'a number'}.") from None
