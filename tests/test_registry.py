@@ -208,7 +208,18 @@ def test_unversioned_package(sm, unique):
 
 
 def test_unversioned_package_from_an_algorithm(sm, unique):
-    source = {"SourceAlgorithms": [{"AlgorithmName": "xgboost", "ModelDataUrl": "s3://b/model.tar.gz"}]}
+    algorithm = unique("algo")
+    sm.create_algorithm(
+        AlgorithmName=algorithm,
+        TrainingSpecification={
+            "TrainingImage": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1",
+            "SupportedTrainingInstanceTypes": ["ml.m5.large"],
+            "TrainingChannels": [
+                {"Name": "train", "SupportedContentTypes": ["text/csv"], "SupportedInputModes": ["File"]}
+            ],
+        },
+    )
+    source = {"SourceAlgorithms": [{"AlgorithmName": algorithm}]}
     name = unique("algo")
     sm.create_model_package(ModelPackageName=name, SourceAlgorithmSpecification=source)
     assert sm.describe_model_package(ModelPackageName=name)["SourceAlgorithmSpecification"] == source

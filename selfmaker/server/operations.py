@@ -212,6 +212,8 @@ SERVICE_MODULES: tuple[str, ...] = (
     "selfmaker.services.featurestore.runtime",
     "selfmaker.services.featurestore.lifecycle",
     "selfmaker.services.featurestore.worker",
+    "selfmaker.services.algorithms.resource",
+    "selfmaker.services.algorithms.validation",
     "selfmaker.services.jobs.compilation",
     "selfmaker.services.jobs.credentials",
     "selfmaker.services.jobs.logship",

@@ -22,11 +22,13 @@ from functools import lru_cache
 from sqlalchemy import and_, func, or_, select
 
 from ..aws.sts import caller_identity
+from ..objects.access import check_s3_uri
 from ..server.errors import AWSError, already_exists, conflict, validation
 from ..server.operations import Context, operation
 from ..store import schema
 from ..store.resources import AlreadyExists, Record, now
 from . import iam_policy, tagging
+from .algorithms.resource import ALGORITHM
 from .kinds import Kind, actor, list_query
 
 R = schema.resources
@@ -321,6 +323,20 @@ def _check_additional_specifications(specs: list[dict]) -> None:
         raise validation(f"AdditionalInferenceSpecifications names must be unique: {duplicate} is repeated.")
 
 
+def _check_source_algorithms(ctx: Context, spec: dict | None) -> None:
+    """The algorithms a package was trained by are the caller's own, and their model data the caller's to read."""
+    for i, source in enumerate((spec or {}).get("SourceAlgorithms", [])):
+        ALGORITHM.load(ctx, source["AlgorithmName"])
+        uri = source.get("ModelDataUrl") or ((source.get("ModelDataSource") or {}).get("S3DataSource") or {}).get(
+            "S3Uri"
+        )
+        if uri:
+            try:
+                check_s3_uri(ctx.backends, ctx.account_id, uri, f"SourceAlgorithms[{i}]")
+            except AWSError as err:
+                raise validation(f"Could not access model data at {uri}. {err.message}") from None
+
+
 @operation("sagemaker", "CreateModelPackage")
 def create_model_package(ctx: Context, params: dict) -> dict:
     group_ref, name = params.get("ModelPackageGroupName"), params.get("ModelPackageName")
@@ -335,6 +351,7 @@ def create_model_package(ctx: Context, params: dict) -> dict:
             "Give ModelPackageGroupName (a versioned model package) or ModelPackageName (an unversioned one)."
         )
     _check_additional_specifications(params.get("AdditionalInferenceSpecifications", []))
+    _check_source_algorithms(ctx, params.get("SourceAlgorithmSpecification"))
     created = now()
     data = {k: v for k, v in params.items() if k not in ("Tags", "ClientToken", "ModelPackageGroupName")}
     data.update(

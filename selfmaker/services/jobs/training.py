@@ -19,6 +19,7 @@ from ...engines import runtimes
 from ...server.errors import validation
 from ...store.resources import now
 from .. import experiment_metrics, experiments
+from ..algorithms.resource import for_training
 from . import channels
 from .data import InputError, extract_code, join_uri, materialize, output_error, upload_bytes
 from .lifecycle import ACTIVE, JobFailure, JobKind, Run
@@ -31,11 +32,10 @@ ALGORITHM_METRIC_DEFINITIONS: dict[str, list[dict]] = {
 
 def _validate(ctx, params: dict, data: dict) -> None:
     spec = params.get("AlgorithmSpecification") or {}
-    if not spec.get("TrainingImage"):
-        raise validation(
-            "AlgorithmSpecification.TrainingImage is required: SelfMaker runs training images "
-            "(AlgorithmName refers to algorithm resources it does not run yet)."
-        )
+    if spec.get("AlgorithmName"):
+        for_training(ctx, params, data)
+    elif not spec.get("TrainingImage"):
+        raise validation("AlgorithmSpecification: give TrainingImage or AlgorithmName.")
     channels.check_input_mode(spec.get("TrainingInputMode"), "AlgorithmSpecification.TrainingInputMode")
     names = set()
     for channel in params.get("InputDataConfig") or []:
@@ -114,7 +114,8 @@ def _instance_type(data: dict) -> str:
 
 
 def _image(data: dict) -> str:
-    return data["AlgorithmSpecification"]["TrainingImage"]
+    """The job's image: its own, or its algorithm's (kept when the job was created)."""
+    return data["AlgorithmSpecification"].get("TrainingImage") or data["_TrainingImage"]
 
 
 def _network_isolated(data: dict) -> bool:
@@ -227,6 +228,7 @@ def _finish(run: Run, outcome: str, reason: str | None):
     first = run.instances[0]
     definitions = [
         *(run.data["AlgorithmSpecification"].get("MetricDefinitions") or []),
+        *(run.data.get("_AlgorithmMetricDefinitions") or []),
         *ALGORITHM_METRIC_DEFINITIONS.get(_algorithm(run), []),
     ]
     final = final_metrics(first.log_path.read_text(errors="replace") if first.log_path.exists() else "", definitions)

@@ -19,6 +19,7 @@ from ...engines.reconciler import kick, on_done
 from ...server.errors import validation
 from ...server.operations import Context, operation
 from ...store.resources import Record, now
+from ..algorithms.resource import for_tuning, metric_names
 from ..jobs.training import ALGORITHM_METRIC_DEFINITIONS, TRAINING_JOB
 from ..kinds import Kind
 from .search import MAX_GRID, Space
@@ -72,10 +73,9 @@ def host_parallel(data: dict) -> int:
 def trial_request(ctx: Context, data: dict, name: str, tuned: dict[str, str]) -> dict:
     """The CreateTrainingJob request of one trial."""
     d = definition(data)
-    spec = {k: v for k, v in d["AlgorithmSpecification"].items() if k != "AlgorithmName"}
     request = {
         "TrainingJobName": name,
-        "AlgorithmSpecification": spec,
+        "AlgorithmSpecification": d["AlgorithmSpecification"],
         "HyperParameters": {**(d.get("StaticHyperParameters") or {}), **tuned},
     }
     for member in (
@@ -101,6 +101,8 @@ def trial_request(ctx: Context, data: dict, name: str, tuned: dict[str, str]) ->
 
 def _metric_names(ctx: Context, spec: dict) -> set[str]:
     names = {m["Name"] for m in spec.get("MetricDefinitions") or []}
+    if spec.get("AlgorithmName"):
+        return names | metric_names(ctx, spec["AlgorithmName"])
     try:
         config = runtimes.load_config(ctx.settings.runtimes_config)
         algorithm = runtimes.resolve(spec.get("TrainingImage") or "", config).algorithm or ""
@@ -108,6 +110,17 @@ def _metric_names(ctx: Context, spec: dict) -> set[str]:
         algorithm = ""
     names.update(m["Name"] for m in ALGORITHM_METRIC_DEFINITIONS.get(algorithm, []))
     return names
+
+
+def _lowest(found: dict) -> dict[str, str]:
+    """Each range's lowest value (a categorical's first): the tuned hyperparameters of the sample trial request
+    that CreateHyperParameterTuningJob checks (so an algorithm's required hyperparameters are there)."""
+    values = {
+        r["Name"]: r["MinValue"]
+        for m in ("IntegerParameterRanges", "ContinuousParameterRanges")
+        for r in found.get(m) or []
+    }
+    return values | {r["Name"]: r["Values"][0] for r in found.get("CategoricalParameterRanges") or [] if r["Values"]}
 
 
 def _on_create(ctx: Context, params: dict, data: dict) -> None:
@@ -139,10 +152,15 @@ def _on_create(ctx: Context, params: dict, data: dict) -> None:
             "Give HyperParameterTuningJobObjective in HyperParameterTuningJobConfig or TuningObjective in the "
             "training job definition."
         )
-    if d["AlgorithmSpecification"].get("AlgorithmName") or not d["AlgorithmSpecification"].get("TrainingImage"):
-        raise validation(
-            "AlgorithmSpecification.TrainingImage is required: SelfMaker does not run algorithm resources yet."
+    if d["AlgorithmSpecification"].get("AlgorithmName"):
+        for_tuning(
+            ctx,
+            d,
+            d.get("HyperParameterRanges") or config.get("ParameterRanges") or {},
+            d.get("TuningObjective") or config.get("HyperParameterTuningJobObjective"),
         )
+    elif not d["AlgorithmSpecification"].get("TrainingImage"):
+        raise validation("AlgorithmSpecification: give TrainingImage or AlgorithmName.")
     space = Space(d.get("HyperParameterRanges") or config.get("ParameterRanges") or {})
     static = d.get("StaticHyperParameters") or {}
     both = sorted(set(static) & set(space.distributions))
@@ -175,7 +193,9 @@ def _on_create(ctx: Context, params: dict, data: dict) -> None:
     if runtime is not None and not 120 <= runtime <= MAX_RUNTIME:
         raise validation(f"ResourceLimits.MaxRuntimeInSeconds must be between 120 and {MAX_RUNTIME}.")
     # The trials' CreateTrainingJob requests must be acceptable: check one as CreateTrainingJob would.
-    sample = trial_request(ctx, {**params, "_Tags": None}, f"{params['HyperParameterTuningJobName']}-001-00000000", {})
+    sample = trial_request(
+        ctx, {**params, "_Tags": None}, f"{params['HyperParameterTuningJobName']}-001-00000000", _lowest(ranges(params))
+    )
     TRAINING_JOB.on_create(ctx, sample, {"CreationTime": data["CreationTime"]})
     data.update(HyperParameterTuningJobStatus="InProgress", _Trials=[], _Tags=params.get("Tags") or [])
     if config.get("RandomSeed") is None:

@@ -1,0 +1,1 @@
+"""Algorithm resources: the records, what they allow a training job, and their validation (docs/algorithms.md)."""
