@@ -30,6 +30,9 @@ from support.server import ACCOUNT, REGION, Server, free_port  # noqa: F401  (te
 def pytest_configure(config):
     check_every_client(RECORDER)
     config.addinivalue_line("markers", "both_databases: run this module's tests on SQLite and on PostgreSQL")
+    config.addinivalue_line(
+        "markers", "browser: drives headless Chromium (support/browser.py); skipped without it, failed in CI"
+    )
     # Every server of this run shares one job runtimes directory (each image's Python environment is built
     # once per run, never reused across runs).
     if "SELFMAKER_RUNTIMES_DIR" not in os.environ:
