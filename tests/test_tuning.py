@@ -7,12 +7,8 @@ import itertools
 import pytest
 from botocore.exceptions import ClientError
 
-from support.jobs import ROLE
-from support.tuning import IMAGE, METRICS, objective, runtimes_config
-from support.waiting import status_in, wait_for
-
-BUCKET = "tuning-tests"
-TERMINAL = {"Completed", "Failed", "Stopped"}
+from support.tuning import BUCKET, objective, request, runtimes_config, score, trials, wait
+from support.waiting import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -31,59 +27,6 @@ def sm(client, srv):
     except ClientError:
         pass
     return client("sagemaker", srv)
-
-
-def request(name: str, strategy: str = "Random", *, ranges: dict | None = None, most=4, parallel=2, **config):
-    limits = {"MaxParallelTrainingJobs": parallel}
-    if most is not None:
-        limits["MaxNumberOfTrainingJobs"] = most
-    return {
-        "HyperParameterTuningJobName": name,
-        "HyperParameterTuningJobConfig": {
-            "Strategy": strategy,
-            "HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": "objective"},
-            "ResourceLimits": limits,
-            "ParameterRanges": ranges
-            or {
-                "ContinuousParameterRanges": [{"Name": "x", "MinValue": "0", "MaxValue": "6"}],
-                "IntegerParameterRanges": [{"Name": "y", "MinValue": "0", "MaxValue": "3"}],
-            },
-            "RandomSeed": 7,
-            **config,
-        },
-        "TrainingJobDefinition": {
-            "AlgorithmSpecification": {
-                "TrainingImage": IMAGE,
-                "TrainingInputMode": "File",
-                "MetricDefinitions": METRICS,
-            },
-            "StaticHyperParameters": {"sleep": "0"},
-            "RoleArn": ROLE,
-            "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/output"},
-            "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
-            "StoppingCondition": {"MaxRuntimeInSeconds": 120},
-        },
-        "Tags": [{"Key": "team", "Value": "tuning"}],
-    }
-
-
-def wait(sm, name: str, until=TERMINAL) -> dict:
-    return wait_for(
-        lambda: sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name),
-        status_in("HyperParameterTuningJobStatus", until),
-        timeout=300,
-        what=f"tuning job {name} to be {'/'.join(sorted(until))}",
-    )
-
-
-def trials(sm, name: str, **kwargs) -> list[dict]:
-    return sm.list_training_jobs_for_hyper_parameter_tuning_job(HyperParameterTuningJobName=name, **kwargs)[
-        "TrainingJobSummaries"
-    ]
-
-
-def score(summary: dict) -> float:
-    return summary["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
 
 
 def test_random_search_runs_real_training_jobs_and_finds_the_best(sm, unique):
@@ -218,7 +161,27 @@ def _bad(change):
             "an integer",
         ),
         (lambda r: r["HyperParameterTuningJobConfig"].update(Strategy="Grid"), "only categorical"),
-        (lambda r: r["HyperParameterTuningJobConfig"].update(Strategy="Hyperband"), "Hyperband"),
+        (lambda r: r["HyperParameterTuningJobConfig"].update(Strategy="Hyperband"), "MaxResource is required"),
+        (
+            lambda r: r["HyperParameterTuningJobConfig"].update(
+                Strategy="Hyperband",
+                StrategyConfig={"HyperbandStrategyConfig": {"MaxResource": 3}},
+                TrainingJobEarlyStoppingType="Auto",
+            ),
+            "must be Off",
+        ),
+        (
+            lambda r: r["HyperParameterTuningJobConfig"].update(
+                Strategy="Hyperband", StrategyConfig={"HyperbandStrategyConfig": {"MinResource": 4, "MaxResource": 3}}
+            ),
+            "MinResource must not be greater",
+        ),
+        (
+            lambda r: r["HyperParameterTuningJobConfig"].update(
+                StrategyConfig={"HyperbandStrategyConfig": {"MaxResource": 3}}
+            ),
+            "only for the Hyperband",
+        ),
         (lambda r: r["HyperParameterTuningJobConfig"].update(Strategy="Annealing"), "enum value set"),
         (lambda r: r["HyperParameterTuningJobConfig"]["ResourceLimits"].update(MaxNumberOfTrainingJobs=501), "500"),
         (lambda r: r["HyperParameterTuningJobConfig"]["ResourceLimits"].update(MaxParallelTrainingJobs=5), "exceed"),

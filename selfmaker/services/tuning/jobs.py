@@ -14,14 +14,13 @@ from __future__ import annotations
 import os
 import re
 
-from ...engines import runtimes
 from ...engines.reconciler import kick, on_done
 from ...server.errors import validation
 from ...server.operations import Context, operation
 from ...store.resources import Record, now
-from ..jobs.training import ALGORITHM_METRIC_DEFINITIONS, TRAINING_JOB
+from ..jobs.training import TRAINING_JOB, metric_definitions
 from ..kinds import Kind
-from .search import MAX_GRID, Space
+from .search import EPOCH_KEYS, MAX_GRID, MAX_RESOURCE, Space, infer_max_resource
 
 ACTIVE = frozenset({"InProgress", "Stopping"})
 TERMINAL_TRAINING = frozenset({"Completed", "Failed", "Stopped"})
@@ -99,28 +98,56 @@ def trial_request(ctx: Context, data: dict, name: str, tuned: dict[str, str]) ->
     return request
 
 
-def _metric_names(ctx: Context, spec: dict) -> set[str]:
-    names = {m["Name"] for m in spec.get("MetricDefinitions") or []}
-    try:
-        config = runtimes.load_config(ctx.settings.runtimes_config)
-        algorithm = runtimes.resolve(spec.get("TrainingImage") or "", config).algorithm or ""
-    except Exception:
-        algorithm = ""
-    names.update(m["Name"] for m in ALGORITHM_METRIC_DEFINITIONS.get(algorithm, []))
-    return names
+def _metric_definitions(ctx: Context, spec: dict) -> list[dict]:
+    return metric_definitions(ctx.settings, {"AlgorithmSpecification": spec})
+
+
+def objective_regex(ctx: Context, data: dict) -> str | None:
+    """The regex of the objective metric's definition (the job's own, else its built-in algorithm's)."""
+    name = objective(data)["MetricName"]
+    found = [m for m in _metric_definitions(ctx, definition(data)["AlgorithmSpecification"]) if m["Name"] == name]
+    return found[0]["Regex"] if found else None
+
+
+def prunes(data: dict) -> bool:
+    """Whether the job stops trials early: Hyperband, or TrainingJobEarlyStoppingType Auto."""
+    config = data["HyperParameterTuningJobConfig"]
+    return config["Strategy"] == "Hyperband" or (config.get("TrainingJobEarlyStoppingType") or "Off") == "Auto"
+
+
+def _check_hyperband(config: dict, d: dict, data: dict) -> None:
+    hyperband = (config.get("StrategyConfig") or {}).get("HyperbandStrategyConfig")
+    if config["Strategy"] != "Hyperband":
+        if hyperband:
+            raise validation("StrategyConfig.HyperbandStrategyConfig is only for the Hyperband strategy.")
+        return
+    if (config.get("TrainingJobEarlyStoppingType") or "Off") != "Off":
+        raise validation(
+            "TrainingJobEarlyStoppingType must be Off with the Hyperband strategy, which stops training jobs early "
+            "itself."
+        )
+    hyperband = hyperband or {}
+    low = hyperband.get("MinResource") or 1
+    high = hyperband.get("MaxResource") or infer_max_resource(d.get("StaticHyperParameters") or {})
+    if high is None:
+        raise validation(
+            "HyperbandStrategyConfig.MaxResource is required unless StaticHyperParameters gives the number of "
+            f"epochs as one of: {', '.join(EPOCH_KEYS)}."
+        )
+    if not 1 <= high <= MAX_RESOURCE:
+        raise validation(f"HyperbandStrategyConfig.MaxResource must be between 1 and {MAX_RESOURCE}.")
+    if low > high:
+        raise validation("HyperbandStrategyConfig.MinResource must not be greater than MaxResource.")
+    data["_Hyperband"] = {"MinResource": low, "MaxResource": high}
 
 
 def _on_create(ctx: Context, params: dict, data: dict) -> None:
     config = params["HyperParameterTuningJobConfig"]
     strategy = config["Strategy"]
-    if strategy == "Hyperband":
-        raise validation("The Hyperband strategy is not supported by SelfMaker yet: use Bayesian, Random or Grid.")
     if params.get("Autotune"):
         raise validation("Autotune is not supported by SelfMaker yet.")
     if params.get("WarmStartConfig"):
         raise validation("WarmStartConfig is not supported by SelfMaker yet.")
-    if (config.get("TrainingJobEarlyStoppingType") or "Off") != "Off":
-        raise validation("TrainingJobEarlyStoppingType Auto is not supported by SelfMaker yet: use Off.")
     criteria = config.get("TuningJobCompletionCriteria") or {}
     if criteria.get("BestObjectiveNotImproving") or (
         (criteria.get("ConvergenceDetected") or {}).get("CompleteOnConvergence") == "Enabled"
@@ -151,7 +178,7 @@ def _on_create(ctx: Context, params: dict, data: dict) -> None:
     goal = d.get("TuningObjective") or config.get("HyperParameterTuningJobObjective")
     if not goal:
         raise validation("HyperParameterTuningJobObjective (Type and MetricName) is required.")
-    if goal["MetricName"] not in _metric_names(ctx, d["AlgorithmSpecification"]):
+    if goal["MetricName"] not in {m["Name"] for m in _metric_definitions(ctx, d["AlgorithmSpecification"])}:
         raise validation(
             f"The objective metric {goal['MetricName']} is not among the algorithm's metrics: define it in "
             "AlgorithmSpecification.MetricDefinitions."
@@ -171,6 +198,7 @@ def _on_create(ctx: Context, params: dict, data: dict) -> None:
         raise validation(f"ResourceLimits.MaxParallelTrainingJobs must be between 1 and {MAX_PARALLEL}.")
     if most is not None and parallel > most:
         raise validation("ResourceLimits.MaxParallelTrainingJobs must not exceed MaxNumberOfTrainingJobs.")
+    _check_hyperband(config, d, data)
     runtime = limits.get("MaxRuntimeInSeconds")
     if runtime is not None and not 120 <= runtime <= MAX_RUNTIME:
         raise validation(f"ResourceLimits.MaxRuntimeInSeconds must be between 120 and {MAX_RUNTIME}.")
@@ -185,13 +213,21 @@ def _on_create(ctx: Context, params: dict, data: dict) -> None:
 # -- the trials, as their training jobs say -----------------------------------------------------------------------
 
 
-def trial_summaries(backends, record: Record) -> list[dict]:
-    """One HyperParameterTrainingJobSummary per trial, read from its training job."""
-    data, goal = record.data, objective(record.data)
+def trial_jobs(backends, record: Record) -> dict[str, Record | None]:
+    """The trials' training job records by ARN (None: deleted)."""
     with backends.store.read() as conn:  # one connection for all the trials' reads
-        found = {
-            t["Arn"]: backends.resources.get_by_arn(t["Arn"], conn=conn) for t in data["_Trials"] if t.get("Created")
+        return {
+            t["Arn"]: backends.resources.get_by_arn(t["Arn"], conn=conn)
+            for t in record.data["_Trials"]
+            if t.get("Created")
         }
+
+
+def trial_summaries(backends, record: Record, found: dict[str, Record | None] | None = None) -> list[dict]:
+    """One HyperParameterTrainingJobSummary per trial, read from its training job (``found``: trial_jobs)."""
+    data, goal = record.data, objective(record.data)
+    if found is None:
+        found = trial_jobs(backends, record)
     out = []
     for trial in data["_Trials"]:
         arn = trial["Arn"]
@@ -227,7 +263,11 @@ def trial_summaries(backends, record: Record) -> list[dict]:
                     "Value": value,
                 }
         done = summary["TrainingJobStatus"] in TERMINAL_TRAINING
-        if "FinalHyperParameterTuningJobObjectiveMetric" in summary and summary["TrainingJobStatus"] == "Completed":
+        # A trial the tuning job stopped early still scored: its objective is its last logged value.
+        ended_well = summary["TrainingJobStatus"] == "Completed" or (
+            summary["TrainingJobStatus"] == "Stopped" and trial.get("EarlyStopped")
+        )
+        if "FinalHyperParameterTuningJobObjectiveMetric" in summary and ended_well:
             summary["ObjectiveStatus"] = "Succeeded"
         else:
             summary["ObjectiveStatus"] = "Failed" if done else "Pending"
@@ -236,7 +276,9 @@ def trial_summaries(backends, record: Record) -> list[dict]:
 
 
 def best(record: Record, summaries: list[dict]) -> dict | None:
-    scored = [s for s in summaries if s["ObjectiveStatus"] == "Succeeded"]
+    """The best scored trial; a pruned one's model is half-trained, so it never is (as Optuna's best_trial)."""
+    pruned = {t["Name"] for t in record.data["_Trials"] if t.get("EarlyStopped") == "Pruned"}
+    scored = [s for s in summaries if s["ObjectiveStatus"] == "Succeeded" and s["TrainingJobName"] not in pruned]
     if not scored:
         return None
     sign = 1 if objective(record.data)["Type"] == "Maximize" else -1
