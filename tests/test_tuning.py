@@ -255,3 +255,33 @@ def test_trials_that_fail_are_counted_and_fail_the_search(sm, unique):
     assert job["ObjectiveStatusCounters"]["Failed"] == 2
     assert "BestTrainingJob" not in job
     assert all(s["ObjectiveStatus"] == "Failed" and s.get("FailureReason") for s in trials(sm, name))
+
+
+FLAT = {"CategoricalParameterRanges": [{"Name": "kind", "Values": ["d", "e", "f", "g"]}]}  # every trial scores 0
+
+
+def test_best_objective_not_improving_ends_the_search(sm, unique):
+    name = unique("patience")[-28:]
+    criteria = {"BestObjectiveNotImproving": {"MaxNumberOfTrainingJobsNotImproving": 3}}
+    sm.create_hyper_parameter_tuning_job(
+        **request(name, ranges=FLAT, most=10, parallel=1, TuningJobCompletionCriteria=criteria)
+    )
+    job = wait(sm, name)
+    assert job["HyperParameterTuningJobStatus"] == "Completed", job.get("FailureReason")
+    assert len(trials(sm, name)) == 4  # the first sets the best, three more do not improve it
+    assert job["TuningJobCompletionDetails"]["NumberOfTrainingJobsObjectiveNotImproving"] == 3
+    assert "ConvergenceDetectedTime" not in job["TuningJobCompletionDetails"]
+
+
+def test_convergence_detected_ends_the_search_and_says_when(sm, unique):
+    name = unique("converge")[-28:]
+    criteria = {"ConvergenceDetected": {"CompleteOnConvergence": "Enabled"}}
+    sm.create_hyper_parameter_tuning_job(
+        **request(name, ranges=FLAT, most=20, parallel=2, TuningJobCompletionCriteria=criteria)
+    )
+    job = wait(sm, name)
+    assert job["HyperParameterTuningJobStatus"] == "Completed", job.get("FailureReason")
+    found = trials(sm, name)
+    assert 10 <= len(found) <= 12, len(found)  # ten scored (the rule's minimum), and what was running then
+    details = job["TuningJobCompletionDetails"]
+    assert job["CreationTime"] <= details["ConvergenceDetectedTime"] <= job["HyperParameterTuningEndTime"]

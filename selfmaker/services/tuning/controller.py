@@ -153,14 +153,30 @@ def _early_stopping(backends: Backends, record: Record, summaries: list[dict], s
     return record
 
 
-def _target_reached(data: dict, top: dict | None) -> bool:
-    target = (data["HyperParameterTuningJobConfig"].get("TuningJobCompletionCriteria") or {}).get(
-        "TargetObjectiveMetricValue"
+def _criteria_met(record: Record, summaries: list[dict], top: dict | None) -> bool:
+    """Whether TuningJobCompletionCriteria ends the search: the target reached, the best not improving for
+    MaxNumberOfTrainingJobsNotImproving trials, or convergence (jobs.converged) with CompleteOnConvergence."""
+    data = record.data
+    criteria = data["HyperParameterTuningJobConfig"].get("TuningJobCompletionCriteria") or {}
+    target = criteria.get("TargetObjectiveMetricValue")
+    if target is not None and top is not None:
+        value = top["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
+        if value >= target if jobs.objective(data)["Type"] == "Maximize" else value <= target:
+            return True
+    patience = (criteria.get("BestObjectiveNotImproving") or {}).get("MaxNumberOfTrainingJobsNotImproving")
+    if patience is not None and jobs.not_improving(record, summaries) >= patience:
+        return True
+    return bool(
+        data.get("_ConvergenceDetectedTime")
+        and (criteria.get("ConvergenceDetected") or {}).get("CompleteOnConvergence") == "Enabled"
     )
-    if target is None or top is None:
-        return False
-    value = top["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
-    return value >= target if jobs.objective(data)["Type"] == "Maximize" else value <= target
+
+
+def _note_convergence(backends: Backends, record: Record, summaries: list[dict]) -> Record | None:
+    """Record when the search first converged (reported whether or not CompleteOnConvergence ends it)."""
+    if record.data.get("_ConvergenceDetectedTime") or not jobs.converged(record, summaries):
+        return record
+    return _commit(backends, record, lambda d: d.setdefault("_ConvergenceDetectedTime", now()))
 
 
 def _create_trial(backends: Backends, record: Record, trial: dict) -> None:
@@ -226,7 +242,12 @@ def reconcile(backends: Backends, record: Record) -> float | None:
     deadline = limits.get("MaxRuntimeInSeconds")
     over_time = deadline is not None and now() >= data["CreationTime"] + deadline
     total = jobs.total_jobs(data)
-    if record.status == "Stopping" or over_time or _target_reached(data, top):
+    if record.status == "InProgress":
+        fresh = _note_convergence(backends, record, summaries)
+        if fresh is None:
+            return 0.0  # stopped meanwhile: the next step sees it
+        record, data = fresh, fresh.data
+    if record.status == "Stopping" or over_time or _criteria_met(record, summaries, top):
         if _stop_running(backends, record, summaries):
             return 1.0
         _conclude(backends, record, "Stopped" if record.status == "Stopping" else "Completed", summaries)

@@ -148,11 +148,6 @@ def _on_create(ctx: Context, params: dict, data: dict) -> None:
         raise validation("Autotune is not supported by SelfMaker yet.")
     if params.get("WarmStartConfig"):
         raise validation("WarmStartConfig is not supported by SelfMaker yet.")
-    criteria = config.get("TuningJobCompletionCriteria") or {}
-    if criteria.get("BestObjectiveNotImproving") or (
-        (criteria.get("ConvergenceDetected") or {}).get("CompleteOnConvergence") == "Enabled"
-    ):
-        raise validation("TuningJobCompletionCriteria supports TargetObjectiveMetricValue only in SelfMaker for now.")
     definitions = params.get("TrainingJobDefinitions") or []
     if bool(params.get("TrainingJobDefinition")) == bool(definitions):
         raise validation("Give either TrainingJobDefinition or TrainingJobDefinitions, and not both.")
@@ -296,19 +291,41 @@ def counters(summaries: list[dict]) -> tuple[dict, dict]:
     return jobs, goals
 
 
+def _scores(record: Record, summaries: list[dict]) -> list[float]:
+    """The scored trials' objectives in the order they ended, as larger-is-better numbers."""
+    sign = 1 if objective(record.data)["Type"] == "Maximize" else -1
+    ended = sorted(summaries, key=lambda s: s.get("TrainingEndTime") or s["CreationTime"])
+    return [
+        sign * s["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
+        for s in ended
+        if s["ObjectiveStatus"] == "Succeeded"
+    ]
+
+
 def not_improving(record: Record, summaries: list[dict]) -> int:
     """Trials ended with an objective since the last one that improved on the best."""
-    sign = 1 if objective(record.data)["Type"] == "Maximize" else -1
     best_value, since = None, 0
-    for s in sorted(summaries, key=lambda s: s.get("TrainingEndTime") or s["CreationTime"]):
-        if s["ObjectiveStatus"] != "Succeeded":
-            continue
-        value = sign * s["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
+    for value in _scores(record, summaries):
         if best_value is None or value > best_value:
             best_value, since = value, 0
         else:
             since += 1
     return since
+
+
+CONVERGENCE_MIN_TRIALS = 10  # scored trials before convergence can be declared (TPE's random start-up)
+CONVERGENCE_WINDOW = 5  # the latest scored trials that must not have improved the best...
+CONVERGENCE_TOLERANCE = 1e-3  # ...by more than this fraction of it
+
+
+def converged(record: Record, summaries: list[dict]) -> bool:
+    """SelfMaker's convergence rule (AWS does not publish its own): at least 10 trials scored, and the
+    best of the latest 5 improves on the best before them by no more than 0.1% of that best."""
+    scores = _scores(record, summaries)
+    if len(scores) < CONVERGENCE_MIN_TRIALS:
+        return False
+    before, recent = max(scores[:-CONVERGENCE_WINDOW]), max(scores[-CONVERGENCE_WINDOW:])
+    return recent - before <= CONVERGENCE_TOLERANCE * abs(before)
 
 
 def present(ctx: Context, record: Record) -> dict:
@@ -320,6 +337,8 @@ def present(ctx: Context, record: Record) -> dict:
     if top is not None:
         out["BestTrainingJob"] = top
     out["TuningJobCompletionDetails"] = {"NumberOfTrainingJobsObjectiveNotImproving": not_improving(record, summaries)}
+    if data.get("_ConvergenceDetectedTime"):
+        out["TuningJobCompletionDetails"]["ConvergenceDetectedTime"] = data["_ConvergenceDetectedTime"]
     end = data.get("HyperParameterTuningEndTime") or now()
     out["ConsumedResources"] = {"RuntimeInSeconds": int(end - data["CreationTime"])}
     return out
