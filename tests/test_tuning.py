@@ -285,3 +285,58 @@ def test_convergence_detected_ends_the_search_and_says_when(sm, unique):
     assert 10 <= len(found) <= 12, len(found)  # ten scored (the rule's minimum), and what was running then
     details = job["TuningJobCompletionDetails"]
     assert job["CreationTime"] <= details["ConvergenceDetectedTime"] <= job["HyperParameterTuningEndTime"]
+
+
+def test_warm_start_seeds_from_parents_and_reports_the_overall_best(sm, unique):
+    parent, child = unique("parent")[-28:], unique("child")[-28:]
+    sm.create_hyper_parameter_tuning_job(**request(parent, most=3, parallel=2))
+    assert wait(sm, parent)["HyperParameterTuningJobStatus"] == "Completed"
+    warm = {
+        "ParentHyperParameterTuningJobs": [{"HyperParameterTuningJobName": parent}],
+        "WarmStartType": "IdenticalDataAndAlgorithm",
+    }
+    req = request(child, "Bayesian", most=2, parallel=1, RandomSeed=11)
+    sm.create_hyper_parameter_tuning_job(**req, WarmStartConfig=warm)
+    job = wait(sm, child)
+    assert job["HyperParameterTuningJobStatus"] == "Completed", job.get("FailureReason")
+    assert job["WarmStartConfig"] == warm
+    everything = trials(sm, parent) + trials(sm, child)
+    assert len(everything) == 5
+    top = max(everything, key=score)
+    assert job["OverallBestTrainingJob"]["TrainingJobName"] == top["TrainingJobName"]
+    assert job["BestTrainingJob"]["TuningJobName"] == child
+    assert job["OverallBestTrainingJob"]["TuningJobName"] in (parent, child)
+
+
+def test_warm_start_refuses_parents_it_cannot_use(sm, unique):
+    running, child = unique("running")[-28:], unique("child")[-28:]
+    slow = request(running, most=1, parallel=1)
+    slow["TrainingJobDefinition"]["StaticHyperParameters"]["sleep"] = "30"
+    sm.create_hyper_parameter_tuning_job(**slow)
+
+    def refused(parent: str, change=lambda r: None, kind="IdenticalDataAndAlgorithm") -> str:
+        req = request(child)
+        change(req)
+        warm = {"ParentHyperParameterTuningJobs": [{"HyperParameterTuningJobName": parent}], "WarmStartType": kind}
+        with pytest.raises(ClientError) as info:
+            sm.create_hyper_parameter_tuning_job(**req, WarmStartConfig=warm)
+        assert info.value.response["Error"]["Code"] == "ValidationException"
+        with pytest.raises(ClientError):
+            sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=child)
+        return info.value.response["Error"]["Message"]
+
+    assert "must have ended" in refused(running)
+    assert "does not exist" in refused("no-such-parent")
+    sm.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=running)
+    wait(sm, running)
+
+    def as_integer(req):
+        req["HyperParameterTuningJobConfig"]["ParameterRanges"] = {
+            "IntegerParameterRanges": [{"Name": "x", "MinValue": "0", "MaxValue": "6"}]
+        }
+
+    assert "types cannot change" in refused(running, as_integer, "TransferLearning")
+    assert "training image and input data" in refused(
+        running,
+        lambda r: r["TrainingJobDefinition"]["AlgorithmSpecification"].update(TrainingImage="selfmaker.test/other:1"),
+    )

@@ -22,7 +22,7 @@ from ...server.validate import validate
 from ...store.resources import Record, now
 from ..jobs.lifecycle import Run
 from ..jobs.training import TRAINING_JOB
-from . import jobs, progress, search
+from . import jobs, progress, search, warm_start
 
 FALLBACK = 30.0  # seconds; trials' ends kick the job at once
 PROGRESS_POLL = 1.0  # seconds between reads of the running trials' objective when the job stops trials early
@@ -54,15 +54,17 @@ def _seed(data: dict) -> int:
 def _search(record: Record) -> search.Search:
     data = record.data
     config, hyperband = data["HyperParameterTuningJobConfig"], data.get("_Hyperband") or {}
+    space = search.Space(jobs.ranges(data))
     return search.Search(
         name=f"tuning-{_seed(data)}",  # not the job's name: the same RandomSeed is the same search
         strategy=config["Strategy"],
-        space=search.Space(jobs.ranges(data)),
+        space=space,
         direction=jobs.objective(data)["Type"],
         seed=_seed(data),
         early_stopping=(config.get("TrainingJobEarlyStoppingType") or "Off") == "Auto",
         min_resource=hyperband.get("MinResource", 1),
         max_resource=hyperband.get("MaxResource"),
+        prior=warm_start.prior_trials(space, data.get("_WarmStart") or []),
     )
 
 

@@ -20,6 +20,7 @@ from ...server.operations import Context, operation
 from ...store.resources import Record, now
 from ..jobs.training import TRAINING_JOB, metric_definitions
 from ..kinds import Kind
+from . import warm_start
 from .search import EPOCH_KEYS, MAX_GRID, MAX_RESOURCE, Space, infer_max_resource
 
 ACTIVE = frozenset({"InProgress", "Stopping"})
@@ -146,8 +147,6 @@ def _on_create(ctx: Context, params: dict, data: dict) -> None:
     strategy = config["Strategy"]
     if params.get("Autotune"):
         raise validation("Autotune is not supported by SelfMaker yet.")
-    if params.get("WarmStartConfig"):
-        raise validation("WarmStartConfig is not supported by SelfMaker yet.")
     definitions = params.get("TrainingJobDefinitions") or []
     if bool(params.get("TrainingJobDefinition")) == bool(definitions):
         raise validation("Give either TrainingJobDefinition or TrainingJobDefinitions, and not both.")
@@ -200,6 +199,10 @@ def _on_create(ctx: Context, params: dict, data: dict) -> None:
     # The trials' CreateTrainingJob requests must be acceptable: check one as CreateTrainingJob would.
     sample = trial_request(ctx, {**params, "_Tags": None}, f"{params['HyperParameterTuningJobName']}-001-00000000", {})
     TRAINING_JOB.on_create(ctx, sample, {"CreationTime": data["CreationTime"]})
+    if params.get("WarmStartConfig"):
+        data["_WarmStart"] = warm_start.snapshot(
+            ctx, params, space, TUNING_JOB.load, trial_summaries, definition, ranges, objective
+        )
     data.update(HyperParameterTuningJobStatus="InProgress", _Trials=[], _Tags=params.get("Tags") or [])
     if config.get("RandomSeed") is None:
         data["_Seed"] = int.from_bytes(os.urandom(4), "big") % 2**31
@@ -336,6 +339,13 @@ def present(ctx: Context, record: Record) -> dict:
     top = best(record, summaries)
     if top is not None:
         out["BestTrainingJob"] = top
+    if data.get("WarmStartConfig"):  # the best of the parents' trials and this job's
+        sign = 1 if objective(data)["Type"] == "Maximize" else -1
+        candidates = [*(e["Summary"] for e in data.get("_WarmStart") or []), *([top] if top else [])]
+        if candidates:
+            out["OverallBestTrainingJob"] = max(
+                candidates, key=lambda s: sign * s["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
+            )
     out["TuningJobCompletionDetails"] = {"NumberOfTrainingJobsObjectiveNotImproving": not_improving(record, summaries)}
     if data.get("_ConvergenceDetectedTime"):
         out["TuningJobCompletionDetails"]["ConvergenceDetectedTime"] = data["_ConvergenceDetectedTime"]

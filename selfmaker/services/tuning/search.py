@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy
 import optuna
@@ -96,6 +96,17 @@ class Space:
                 out[name] = str(value)
         return out
 
+    def from_hyperparameter(self, name: str, raw: str):
+        """A training job's hyperparameter string -> Optuna's value (ValueError if it is not one)."""
+        kind = self.kinds[name]
+        if kind == "integer":
+            return int(raw)
+        if kind == "continuous":
+            return float(raw)
+        if kind == "reverse":
+            return 1 - float(raw)
+        return str(raw)
+
     def grid_size(self) -> int:
         return math.prod(len(v) for v in self.categorical.values())
 
@@ -145,6 +156,7 @@ class Search:
     early_stopping: bool = False  # TrainingJobEarlyStoppingType Auto
     min_resource: int = 1  # Hyperband's
     max_resource: int | None = None
+    prior: list[dict] = field(default_factory=list)  # a warm start's parent trials (COMPLETE), before the job's own
 
     def pruner(self) -> optuna.pruners.BasePruner:
         if self.strategy == "Hyperband":
@@ -168,19 +180,25 @@ class Search:
             pruner=self.pruner(),
             direction="maximize" if self.direction == "Maximize" else "minimize",
         )
+        for t in self.prior:
+            try:
+                study.add_trial(self._trial(t))
+            except ValueError:
+                continue  # a parent's point outside this job's ranges
         for t in trials:
-            state = TrialState[t["State"]]
-            study.add_trial(
-                create_trial(
-                    params=t["Params"],
-                    distributions=self.space.distributions,
-                    system_attrs=t.get("SystemAttrs") or {},
-                    intermediate_values=dict(enumerate(t.get("Steps") or [], start=1)),
-                    state=state,
-                    value=t.get("Value") if state == TrialState.COMPLETE else None,
-                )
-            )
+            study.add_trial(self._trial(t))
         return study
+
+    def _trial(self, t: dict) -> optuna.trial.FrozenTrial:
+        state = TrialState[t["State"]]
+        return create_trial(
+            params=t["Params"],
+            distributions=self.space.distributions,
+            system_attrs=t.get("SystemAttrs") or {},
+            intermediate_values=dict(enumerate(t.get("Steps") or [], start=1)),
+            state=state,
+            value=t.get("Value") if state == TrialState.COMPLETE else None,
+        )
 
     def ask(self, trials: list[dict]) -> tuple[dict, dict]:
         """The next point: (Optuna params, Optuna system attributes), given the recorded ``trials``."""
@@ -195,7 +213,7 @@ class Search:
         """Whether running trial ``index`` stops now, looking at each step it logged after ``judged`` in
         turn: ("Pruned" | "MaxResource" | None, its system attributes after, the last step judged)."""
         study = self.study(trials)
-        trial_id = study.get_trials(deepcopy=False)[index]._trial_id
+        trial_id = study.get_trials(deepcopy=False)[index - len(trials)]._trial_id  # the job's own come last
         storage, pruner = study._storage, study.pruner
         steps = len(trials[index].get("Steps") or [])
         verdict, step = None, judged
