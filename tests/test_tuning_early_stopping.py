@@ -92,7 +92,7 @@ def test_hyperband_stops_the_weak_early_and_the_rest_at_max_resource(sm, logs, c
         parallel=1,  # trials judged in turn: with RandomSeed 7, trials 3 and 5 are pruned at epoch 1
         StrategyConfig={"HyperbandStrategyConfig": {"MinResource": 1, "MaxResource": 3}},
     )
-    req["TrainingJobDefinition"]["StaticHyperParameters"].update(epochs="6", epoch_sleep="1.5")
+    req["TrainingJobDefinition"]["StaticHyperParameters"].update(epochs="20", epoch_sleep="1.5")
     sm.create_hyper_parameter_tuning_job(**req)
     wait_for(lambda: trials(sm, name), lambda found: len(found) >= 2, timeout=60, what="a second trial")
     srv.stop()
@@ -102,7 +102,7 @@ def test_hyperband_stops_the_weak_early_and_the_rest_at_max_resource(sm, logs, c
     assert job["HyperParameterTuningJobStatus"] == "Completed", job.get("FailureReason")
     found = trials(sm, name)
     assert len(found) == 6
-    # Every trial is stopped: early by Hyperband, or when it reached MaxResource (epochs=6 would run longer).
+    # Every trial is stopped: early by Hyperband, or when it reached MaxResource (epochs=20 would run 30 s, past a restart).
     assert job["TrainingJobStatusCounters"]["Stopped"] == 6
     messages = {s["TrainingJobName"]: stop_message(sm, s["TrainingJobName"]) for s in found}
     full = [n for n, m in messages.items() if "MaxResource" in m]
