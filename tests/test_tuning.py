@@ -7,12 +7,8 @@ import itertools
 import pytest
 from botocore.exceptions import ClientError
 
-from support.jobs import ROLE
-from support.tuning import IMAGE, METRICS, objective, runtimes_config
-from support.waiting import status_in, wait_for
-
-BUCKET = "tuning-tests"
-TERMINAL = {"Completed", "Failed", "Stopped"}
+from support.tuning import BUCKET, objective, request, runtimes_config, score, trials, wait
+from support.waiting import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -31,59 +27,6 @@ def sm(client, srv):
     except ClientError:
         pass
     return client("sagemaker", srv)
-
-
-def request(name: str, strategy: str = "Random", *, ranges: dict | None = None, most=4, parallel=2, **config):
-    limits = {"MaxParallelTrainingJobs": parallel}
-    if most is not None:
-        limits["MaxNumberOfTrainingJobs"] = most
-    return {
-        "HyperParameterTuningJobName": name,
-        "HyperParameterTuningJobConfig": {
-            "Strategy": strategy,
-            "HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": "objective"},
-            "ResourceLimits": limits,
-            "ParameterRanges": ranges
-            or {
-                "ContinuousParameterRanges": [{"Name": "x", "MinValue": "0", "MaxValue": "6"}],
-                "IntegerParameterRanges": [{"Name": "y", "MinValue": "0", "MaxValue": "3"}],
-            },
-            "RandomSeed": 7,
-            **config,
-        },
-        "TrainingJobDefinition": {
-            "AlgorithmSpecification": {
-                "TrainingImage": IMAGE,
-                "TrainingInputMode": "File",
-                "MetricDefinitions": METRICS,
-            },
-            "StaticHyperParameters": {"sleep": "0"},
-            "RoleArn": ROLE,
-            "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/output"},
-            "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
-            "StoppingCondition": {"MaxRuntimeInSeconds": 120},
-        },
-        "Tags": [{"Key": "team", "Value": "tuning"}],
-    }
-
-
-def wait(sm, name: str, until=TERMINAL) -> dict:
-    return wait_for(
-        lambda: sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name),
-        status_in("HyperParameterTuningJobStatus", until),
-        timeout=300,
-        what=f"tuning job {name} to be {'/'.join(sorted(until))}",
-    )
-
-
-def trials(sm, name: str, **kwargs) -> list[dict]:
-    return sm.list_training_jobs_for_hyper_parameter_tuning_job(HyperParameterTuningJobName=name, **kwargs)[
-        "TrainingJobSummaries"
-    ]
-
-
-def score(summary: dict) -> float:
-    return summary["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
 
 
 def test_random_search_runs_real_training_jobs_and_finds_the_best(sm, unique):
@@ -218,7 +161,27 @@ def _bad(change):
             "an integer",
         ),
         (lambda r: r["HyperParameterTuningJobConfig"].update(Strategy="Grid"), "only categorical"),
-        (lambda r: r["HyperParameterTuningJobConfig"].update(Strategy="Hyperband"), "Hyperband"),
+        (lambda r: r["HyperParameterTuningJobConfig"].update(Strategy="Hyperband"), "MaxResource is required"),
+        (
+            lambda r: r["HyperParameterTuningJobConfig"].update(
+                Strategy="Hyperband",
+                StrategyConfig={"HyperbandStrategyConfig": {"MaxResource": 3}},
+                TrainingJobEarlyStoppingType="Auto",
+            ),
+            "must be Off",
+        ),
+        (
+            lambda r: r["HyperParameterTuningJobConfig"].update(
+                Strategy="Hyperband", StrategyConfig={"HyperbandStrategyConfig": {"MinResource": 4, "MaxResource": 3}}
+            ),
+            "MinResource must not be greater",
+        ),
+        (
+            lambda r: r["HyperParameterTuningJobConfig"].update(
+                StrategyConfig={"HyperbandStrategyConfig": {"MaxResource": 3}}
+            ),
+            "only for the Hyperband",
+        ),
         (lambda r: r["HyperParameterTuningJobConfig"].update(Strategy="Annealing"), "enum value set"),
         (lambda r: r["HyperParameterTuningJobConfig"]["ResourceLimits"].update(MaxNumberOfTrainingJobs=501), "500"),
         (lambda r: r["HyperParameterTuningJobConfig"]["ResourceLimits"].update(MaxParallelTrainingJobs=5), "exceed"),
@@ -292,3 +255,88 @@ def test_trials_that_fail_are_counted_and_fail_the_search(sm, unique):
     assert job["ObjectiveStatusCounters"]["Failed"] == 2
     assert "BestTrainingJob" not in job
     assert all(s["ObjectiveStatus"] == "Failed" and s.get("FailureReason") for s in trials(sm, name))
+
+
+FLAT = {"CategoricalParameterRanges": [{"Name": "kind", "Values": ["d", "e", "f", "g"]}]}  # every trial scores 0
+
+
+def test_best_objective_not_improving_ends_the_search(sm, unique):
+    name = unique("patience")[-28:]
+    criteria = {"BestObjectiveNotImproving": {"MaxNumberOfTrainingJobsNotImproving": 3}}
+    sm.create_hyper_parameter_tuning_job(
+        **request(name, ranges=FLAT, most=10, parallel=1, TuningJobCompletionCriteria=criteria)
+    )
+    job = wait(sm, name)
+    assert job["HyperParameterTuningJobStatus"] == "Completed", job.get("FailureReason")
+    assert len(trials(sm, name)) == 4  # the first sets the best, three more do not improve it
+    assert job["TuningJobCompletionDetails"]["NumberOfTrainingJobsObjectiveNotImproving"] == 3
+    assert "ConvergenceDetectedTime" not in job["TuningJobCompletionDetails"]
+
+
+def test_convergence_detected_ends_the_search_and_says_when(sm, unique):
+    name = unique("converge")[-28:]
+    criteria = {"ConvergenceDetected": {"CompleteOnConvergence": "Enabled"}}
+    sm.create_hyper_parameter_tuning_job(
+        **request(name, ranges=FLAT, most=20, parallel=2, TuningJobCompletionCriteria=criteria)
+    )
+    job = wait(sm, name)
+    assert job["HyperParameterTuningJobStatus"] == "Completed", job.get("FailureReason")
+    found = trials(sm, name)
+    assert 10 <= len(found) <= 12, len(found)  # ten scored (the rule's minimum), and what was running then
+    details = job["TuningJobCompletionDetails"]
+    assert job["CreationTime"] <= details["ConvergenceDetectedTime"] <= job["HyperParameterTuningEndTime"]
+
+
+def test_warm_start_seeds_from_parents_and_reports_the_overall_best(sm, unique):
+    parent, child = unique("parent")[-28:], unique("child")[-28:]
+    sm.create_hyper_parameter_tuning_job(**request(parent, most=3, parallel=2))
+    assert wait(sm, parent)["HyperParameterTuningJobStatus"] == "Completed"
+    warm = {
+        "ParentHyperParameterTuningJobs": [{"HyperParameterTuningJobName": parent}],
+        "WarmStartType": "IdenticalDataAndAlgorithm",
+    }
+    req = request(child, "Bayesian", most=2, parallel=1, RandomSeed=11)
+    sm.create_hyper_parameter_tuning_job(**req, WarmStartConfig=warm)
+    job = wait(sm, child)
+    assert job["HyperParameterTuningJobStatus"] == "Completed", job.get("FailureReason")
+    assert job["WarmStartConfig"] == warm
+    everything = trials(sm, parent) + trials(sm, child)
+    assert len(everything) == 5
+    top = max(everything, key=score)
+    assert job["OverallBestTrainingJob"]["TrainingJobName"] == top["TrainingJobName"]
+    assert job["BestTrainingJob"]["TuningJobName"] == child
+    assert job["OverallBestTrainingJob"]["TuningJobName"] in (parent, child)
+
+
+def test_warm_start_refuses_parents_it_cannot_use(sm, unique):
+    running, child = unique("running")[-28:], unique("child")[-28:]
+    slow = request(running, most=1, parallel=1)
+    slow["TrainingJobDefinition"]["StaticHyperParameters"]["sleep"] = "30"
+    sm.create_hyper_parameter_tuning_job(**slow)
+
+    def refused(parent: str, change=lambda r: None, kind="IdenticalDataAndAlgorithm") -> str:
+        req = request(child)
+        change(req)
+        warm = {"ParentHyperParameterTuningJobs": [{"HyperParameterTuningJobName": parent}], "WarmStartType": kind}
+        with pytest.raises(ClientError) as info:
+            sm.create_hyper_parameter_tuning_job(**req, WarmStartConfig=warm)
+        assert info.value.response["Error"]["Code"] == "ValidationException"
+        with pytest.raises(ClientError):
+            sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=child)
+        return info.value.response["Error"]["Message"]
+
+    assert "must have ended" in refused(running)
+    assert "does not exist" in refused("no-such-parent")
+    sm.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=running)
+    wait(sm, running)
+
+    def as_integer(req):
+        req["HyperParameterTuningJobConfig"]["ParameterRanges"] = {
+            "IntegerParameterRanges": [{"Name": "x", "MinValue": "0", "MaxValue": "6"}]
+        }
+
+    assert "types cannot change" in refused(running, as_integer, "TransferLearning")
+    assert "training image and input data" in refused(
+        running,
+        lambda r: r["TrainingJobDefinition"]["AlgorithmSpecification"].update(TrainingImage="selfmaker.test/other:1"),
+    )

@@ -167,7 +167,7 @@ def for_tuning(ctx: Context, definition: dict, ranges: dict, objective: dict | N
         )
 
 
-def metric_names(ctx: Context, name_or_arn: str) -> set[str]:
-    """The metrics a training job of the named algorithm reports (for a tuning job's objective)."""
+def algorithm_metric_definitions(ctx: Context, name_or_arn: str) -> list[dict]:
+    """The metric definitions a training job of the named algorithm reports (a tuning job's objective, pruning)."""
     spec = ALGORITHM.load(ctx, name_or_arn).data["TrainingSpecification"]
-    return {m["Name"] for m in specification.algorithm_metrics(ctx, spec)}
+    return specification.algorithm_metrics(ctx, spec)

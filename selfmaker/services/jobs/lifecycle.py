@@ -302,7 +302,8 @@ class JobKind(Kind):
         kick(ctx.backends, arn)
         return result
 
-    def stop(self, ctx: Context, params: dict) -> dict:
+    def stop(self, ctx: Context, params: dict, *, message: str = "Stopping the job") -> dict:
+        """Stop<Name>; ``message`` is the Stopping transition's (a tuning job's early stop says why)."""
         with ctx.store.write() as conn:
             record = self.load(ctx, params[self.name_member], conn=conn, lock=True)
             status = record.data[self.status_member]
@@ -312,7 +313,7 @@ class JobKind(Kind):
                 raise validation(f"The request was rejected because the {self.label} is in status {status}.")
             if status != "Stopping":
                 record.data[self.status_member] = record.status = "Stopping"
-                self.progress(record.data, "Stopping", "Stopping the job")
+                self.progress(record.data, "Stopping", message)
                 record.data["LastModifiedTime"] = now()
                 ctx.backends.resources.save(record, conn=conn)
         kick(ctx.backends, record.arn)

@@ -226,11 +226,7 @@ def _finish(run: Run, outcome: str, reason: str | None):
     if run.state.get("phase") != "Running":
         return outcome, reason, fields
     first = run.instances[0]
-    definitions = [
-        *(run.data["AlgorithmSpecification"].get("MetricDefinitions") or []),
-        *(run.data.get("_AlgorithmMetricDefinitions") or []),
-        *ALGORITHM_METRIC_DEFINITIONS.get(_algorithm(run), []),
-    ]
+    definitions = metric_definitions(run.backends.settings, run.data)
     final = final_metrics(first.log_path.read_text(errors="replace") if first.log_path.exists() else "", definitions)
     if final:
         fields["FinalMetricDataList"] = final
@@ -287,15 +283,6 @@ def _after_end(run: Run) -> None:
             pass
 
 
-def _algorithm(run: Run) -> str:
-    """The built-in algorithm module of the job's image ('' if none)."""
-    try:
-        image = _image(run.data)
-        return runtimes.resolve(image, runtimes.load_config(run.backends.settings.runtimes_config)).algorithm or ""
-    except Exception:
-        return ""
-
-
 def _hyperparameter(data: dict, name: str):
     raw = (data.get("HyperParameters") or {}).get(name)
     if raw is None:
@@ -316,22 +303,43 @@ def _number(value: str):
             return value
 
 
+def metric_definitions(settings, data: dict) -> list[dict]:
+    """The job's MetricDefinitions, its algorithm resource's and its built-in algorithm's (matched on its log)."""
+    try:
+        config = runtimes.load_config(settings.runtimes_config)
+        algorithm = runtimes.resolve(_image(data), config).algorithm or ""
+    except Exception:
+        algorithm = ""
+    return [
+        *(data["AlgorithmSpecification"].get("MetricDefinitions") or []),
+        *(data.get("_AlgorithmMetricDefinitions") or []),
+        *ALGORITHM_METRIC_DEFINITIONS.get(algorithm, []),
+    ]
+
+
+def metric_series(log_text: str, regex: str) -> list[float]:
+    """Every value one MetricDefinition's regex captures in ``log_text``, in order (unparsable ones skipped)."""
+    try:
+        matches = re.findall(regex, log_text)
+    except re.error:
+        return []
+    values = []
+    for match in matches:
+        try:
+            values.append(float(match[0] if isinstance(match, tuple) else match))
+        except ValueError:
+            continue
+    return values
+
+
 def final_metrics(log_text: str, definitions: list[dict]) -> list[dict]:
     """The last value each MetricDefinition's regex captured in the log (SageMaker's FinalMetricDataList)."""
-    found = []
     stamp = now()
+    found = []
     for definition in definitions:
-        try:
-            matches = re.findall(definition["Regex"], log_text)
-        except re.error:
-            continue
-        for match in reversed(matches):
-            value = match[0] if isinstance(match, tuple) else match
-            try:
-                found.append({"MetricName": definition["Name"], "Value": float(value), "Timestamp": stamp})
-                break
-            except ValueError:
-                continue
+        values = metric_series(log_text, definition["Regex"])
+        if values:
+            found.append({"MetricName": definition["Name"], "Value": values[-1], "Timestamp": stamp})
     return found
 
 

@@ -14,15 +14,15 @@ from __future__ import annotations
 import os
 import re
 
-from ...engines import runtimes
 from ...engines.reconciler import kick, on_done
 from ...server.errors import validation
 from ...server.operations import Context, operation
 from ...store.resources import Record, now
-from ..algorithms.resource import for_tuning, metric_names
-from ..jobs.training import ALGORITHM_METRIC_DEFINITIONS, TRAINING_JOB
+from ..algorithms.resource import algorithm_metric_definitions, for_tuning
+from ..jobs.training import TRAINING_JOB, metric_definitions
 from ..kinds import Kind
-from .search import MAX_GRID, Space
+from . import warm_start
+from .search import EPOCH_KEYS, MAX_GRID, MAX_RESOURCE, Space, infer_max_resource
 
 ACTIVE = frozenset({"InProgress", "Stopping"})
 TERMINAL_TRAINING = frozenset({"Completed", "Failed", "Stopped"})
@@ -99,17 +99,51 @@ def trial_request(ctx: Context, data: dict, name: str, tuned: dict[str, str]) ->
     return request
 
 
-def _metric_names(ctx: Context, spec: dict) -> set[str]:
-    names = {m["Name"] for m in spec.get("MetricDefinitions") or []}
+def _metric_definitions(ctx: Context, spec: dict) -> list[dict]:
+    """A definition's metrics: its own, its algorithm resource's, its built-in algorithm's."""
+    found = metric_definitions(ctx.settings, {"AlgorithmSpecification": spec})
     if spec.get("AlgorithmName"):
-        return names | metric_names(ctx, spec["AlgorithmName"])
-    try:
-        config = runtimes.load_config(ctx.settings.runtimes_config)
-        algorithm = runtimes.resolve(spec.get("TrainingImage") or "", config).algorithm or ""
-    except Exception:
-        algorithm = ""
-    names.update(m["Name"] for m in ALGORITHM_METRIC_DEFINITIONS.get(algorithm, []))
-    return names
+        found += algorithm_metric_definitions(ctx, spec["AlgorithmName"])
+    return found
+
+
+def objective_regex(ctx: Context, data: dict) -> str | None:
+    """The regex of the objective metric's definition (the job's own, else its built-in algorithm's)."""
+    name = objective(data)["MetricName"]
+    found = [m for m in _metric_definitions(ctx, definition(data)["AlgorithmSpecification"]) if m["Name"] == name]
+    return found[0]["Regex"] if found else None
+
+
+def prunes(data: dict) -> bool:
+    """Whether the job stops trials early: Hyperband, or TrainingJobEarlyStoppingType Auto."""
+    config = data["HyperParameterTuningJobConfig"]
+    return config["Strategy"] == "Hyperband" or (config.get("TrainingJobEarlyStoppingType") or "Off") == "Auto"
+
+
+def _check_hyperband(config: dict, d: dict, data: dict) -> None:
+    hyperband = (config.get("StrategyConfig") or {}).get("HyperbandStrategyConfig")
+    if config["Strategy"] != "Hyperband":
+        if hyperband:
+            raise validation("StrategyConfig.HyperbandStrategyConfig is only for the Hyperband strategy.")
+        return
+    if (config.get("TrainingJobEarlyStoppingType") or "Off") != "Off":
+        raise validation(
+            "TrainingJobEarlyStoppingType must be Off with the Hyperband strategy, which stops training jobs early "
+            "itself."
+        )
+    hyperband = hyperband or {}
+    low = hyperband.get("MinResource") or 1
+    high = hyperband.get("MaxResource") or infer_max_resource(d.get("StaticHyperParameters") or {})
+    if high is None:
+        raise validation(
+            "HyperbandStrategyConfig.MaxResource is required unless StaticHyperParameters gives the number of "
+            f"epochs as one of: {', '.join(EPOCH_KEYS)}."
+        )
+    if not 1 <= high <= MAX_RESOURCE:
+        raise validation(f"HyperbandStrategyConfig.MaxResource must be between 1 and {MAX_RESOURCE}.")
+    if low > high:
+        raise validation("HyperbandStrategyConfig.MinResource must not be greater than MaxResource.")
+    data["_Hyperband"] = {"MinResource": low, "MaxResource": high}
 
 
 def _lowest(found: dict) -> dict[str, str]:
@@ -126,19 +160,8 @@ def _lowest(found: dict) -> dict[str, str]:
 def _on_create(ctx: Context, params: dict, data: dict) -> None:
     config = params["HyperParameterTuningJobConfig"]
     strategy = config["Strategy"]
-    if strategy == "Hyperband":
-        raise validation("The Hyperband strategy is not supported by SelfMaker yet: use Bayesian, Random or Grid.")
     if params.get("Autotune"):
         raise validation("Autotune is not supported by SelfMaker yet.")
-    if params.get("WarmStartConfig"):
-        raise validation("WarmStartConfig is not supported by SelfMaker yet.")
-    if (config.get("TrainingJobEarlyStoppingType") or "Off") != "Off":
-        raise validation("TrainingJobEarlyStoppingType Auto is not supported by SelfMaker yet: use Off.")
-    criteria = config.get("TuningJobCompletionCriteria") or {}
-    if criteria.get("BestObjectiveNotImproving") or (
-        (criteria.get("ConvergenceDetected") or {}).get("CompleteOnConvergence") == "Enabled"
-    ):
-        raise validation("TuningJobCompletionCriteria supports TargetObjectiveMetricValue only in SelfMaker for now.")
     definitions = params.get("TrainingJobDefinitions") or []
     if bool(params.get("TrainingJobDefinition")) == bool(definitions):
         raise validation("Give either TrainingJobDefinition or TrainingJobDefinitions, and not both.")
@@ -169,7 +192,7 @@ def _on_create(ctx: Context, params: dict, data: dict) -> None:
     goal = d.get("TuningObjective") or config.get("HyperParameterTuningJobObjective")
     if not goal:
         raise validation("HyperParameterTuningJobObjective (Type and MetricName) is required.")
-    if goal["MetricName"] not in _metric_names(ctx, d["AlgorithmSpecification"]):
+    if goal["MetricName"] not in {m["Name"] for m in _metric_definitions(ctx, d["AlgorithmSpecification"])}:
         raise validation(
             f"The objective metric {goal['MetricName']} is not among the algorithm's metrics: define it in "
             "AlgorithmSpecification.MetricDefinitions."
@@ -189,6 +212,7 @@ def _on_create(ctx: Context, params: dict, data: dict) -> None:
         raise validation(f"ResourceLimits.MaxParallelTrainingJobs must be between 1 and {MAX_PARALLEL}.")
     if most is not None and parallel > most:
         raise validation("ResourceLimits.MaxParallelTrainingJobs must not exceed MaxNumberOfTrainingJobs.")
+    _check_hyperband(config, d, data)
     runtime = limits.get("MaxRuntimeInSeconds")
     if runtime is not None and not 120 <= runtime <= MAX_RUNTIME:
         raise validation(f"ResourceLimits.MaxRuntimeInSeconds must be between 120 and {MAX_RUNTIME}.")
@@ -197,6 +221,10 @@ def _on_create(ctx: Context, params: dict, data: dict) -> None:
         ctx, {**params, "_Tags": None}, f"{params['HyperParameterTuningJobName']}-001-00000000", _lowest(ranges(params))
     )
     TRAINING_JOB.on_create(ctx, sample, {"CreationTime": data["CreationTime"]})
+    if params.get("WarmStartConfig"):
+        data["_WarmStart"] = warm_start.snapshot(
+            ctx, params, space, TUNING_JOB.load, trial_summaries, definition, ranges, objective
+        )
     data.update(HyperParameterTuningJobStatus="InProgress", _Trials=[], _Tags=params.get("Tags") or [])
     if config.get("RandomSeed") is None:
         data["_Seed"] = int.from_bytes(os.urandom(4), "big") % 2**31
@@ -205,13 +233,21 @@ def _on_create(ctx: Context, params: dict, data: dict) -> None:
 # -- the trials, as their training jobs say -----------------------------------------------------------------------
 
 
-def trial_summaries(backends, record: Record) -> list[dict]:
-    """One HyperParameterTrainingJobSummary per trial, read from its training job."""
-    data, goal = record.data, objective(record.data)
+def trial_jobs(backends, record: Record) -> dict[str, Record | None]:
+    """The trials' training job records by ARN (None: deleted)."""
     with backends.store.read() as conn:  # one connection for all the trials' reads
-        found = {
-            t["Arn"]: backends.resources.get_by_arn(t["Arn"], conn=conn) for t in data["_Trials"] if t.get("Created")
+        return {
+            t["Arn"]: backends.resources.get_by_arn(t["Arn"], conn=conn)
+            for t in record.data["_Trials"]
+            if t.get("Created")
         }
+
+
+def trial_summaries(backends, record: Record, found: dict[str, Record | None] | None = None) -> list[dict]:
+    """One HyperParameterTrainingJobSummary per trial, read from its training job (``found``: trial_jobs)."""
+    data, goal = record.data, objective(record.data)
+    if found is None:
+        found = trial_jobs(backends, record)
     out = []
     for trial in data["_Trials"]:
         arn = trial["Arn"]
@@ -247,7 +283,11 @@ def trial_summaries(backends, record: Record) -> list[dict]:
                     "Value": value,
                 }
         done = summary["TrainingJobStatus"] in TERMINAL_TRAINING
-        if "FinalHyperParameterTuningJobObjectiveMetric" in summary and summary["TrainingJobStatus"] == "Completed":
+        # A trial the tuning job stopped early still scored: its objective is its last logged value.
+        ended_well = summary["TrainingJobStatus"] == "Completed" or (
+            summary["TrainingJobStatus"] == "Stopped" and trial.get("EarlyStopped")
+        )
+        if "FinalHyperParameterTuningJobObjectiveMetric" in summary and ended_well:
             summary["ObjectiveStatus"] = "Succeeded"
         else:
             summary["ObjectiveStatus"] = "Failed" if done else "Pending"
@@ -256,7 +296,9 @@ def trial_summaries(backends, record: Record) -> list[dict]:
 
 
 def best(record: Record, summaries: list[dict]) -> dict | None:
-    scored = [s for s in summaries if s["ObjectiveStatus"] == "Succeeded"]
+    """The best scored trial; a pruned one's model is half-trained, so it never is (as Optuna's best_trial)."""
+    pruned = {t["Name"] for t in record.data["_Trials"] if t.get("EarlyStopped") == "Pruned"}
+    scored = [s for s in summaries if s["ObjectiveStatus"] == "Succeeded" and s["TrainingJobName"] not in pruned]
     if not scored:
         return None
     sign = 1 if objective(record.data)["Type"] == "Maximize" else -1
@@ -274,19 +316,41 @@ def counters(summaries: list[dict]) -> tuple[dict, dict]:
     return jobs, goals
 
 
+def _scores(record: Record, summaries: list[dict]) -> list[float]:
+    """The scored trials' objectives in the order they ended, as larger-is-better numbers."""
+    sign = 1 if objective(record.data)["Type"] == "Maximize" else -1
+    ended = sorted(summaries, key=lambda s: s.get("TrainingEndTime") or s["CreationTime"])
+    return [
+        sign * s["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
+        for s in ended
+        if s["ObjectiveStatus"] == "Succeeded"
+    ]
+
+
 def not_improving(record: Record, summaries: list[dict]) -> int:
     """Trials ended with an objective since the last one that improved on the best."""
-    sign = 1 if objective(record.data)["Type"] == "Maximize" else -1
     best_value, since = None, 0
-    for s in sorted(summaries, key=lambda s: s.get("TrainingEndTime") or s["CreationTime"]):
-        if s["ObjectiveStatus"] != "Succeeded":
-            continue
-        value = sign * s["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
+    for value in _scores(record, summaries):
         if best_value is None or value > best_value:
             best_value, since = value, 0
         else:
             since += 1
     return since
+
+
+CONVERGENCE_MIN_TRIALS = 10  # scored trials before convergence can be declared (TPE's random start-up)
+CONVERGENCE_WINDOW = 5  # the latest scored trials that must not have improved the best...
+CONVERGENCE_TOLERANCE = 1e-3  # ...by more than this fraction of it
+
+
+def converged(record: Record, summaries: list[dict]) -> bool:
+    """SelfMaker's convergence rule (AWS does not publish its own): at least 10 trials scored, and the
+    best of the latest 5 improves on the best before them by no more than 0.1% of that best."""
+    scores = _scores(record, summaries)
+    if len(scores) < CONVERGENCE_MIN_TRIALS:
+        return False
+    before, recent = max(scores[:-CONVERGENCE_WINDOW]), max(scores[-CONVERGENCE_WINDOW:])
+    return recent - before <= CONVERGENCE_TOLERANCE * abs(before)
 
 
 def present(ctx: Context, record: Record) -> dict:
@@ -297,7 +361,16 @@ def present(ctx: Context, record: Record) -> dict:
     top = best(record, summaries)
     if top is not None:
         out["BestTrainingJob"] = top
+    if data.get("WarmStartConfig"):  # the best of the parents' trials and this job's
+        sign = 1 if objective(data)["Type"] == "Maximize" else -1
+        candidates = [*(e["Summary"] for e in data.get("_WarmStart") or []), *([top] if top else [])]
+        if candidates:
+            out["OverallBestTrainingJob"] = max(
+                candidates, key=lambda s: sign * s["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
+            )
     out["TuningJobCompletionDetails"] = {"NumberOfTrainingJobsObjectiveNotImproving": not_improving(record, summaries)}
+    if data.get("_ConvergenceDetectedTime"):
+        out["TuningJobCompletionDetails"]["ConvergenceDetectedTime"] = data["_ConvergenceDetectedTime"]
     end = data.get("HyperParameterTuningEndTime") or now()
     out["ConsumedResources"] = {"RuntimeInSeconds": int(end - data["CreationTime"])}
     return out

@@ -9,8 +9,10 @@ index, so the same history asks for the same next point.
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
+from dataclasses import dataclass, field
 
 import numpy
 import optuna
@@ -94,6 +96,17 @@ class Space:
                 out[name] = str(value)
         return out
 
+    def from_hyperparameter(self, name: str, raw: str):
+        """A training job's hyperparameter string -> Optuna's value (ValueError if it is not one)."""
+        kind = self.kinds[name]
+        if kind == "integer":
+            return int(raw)
+        if kind == "continuous":
+            return float(raw)
+        if kind == "reverse":
+            return 1 - float(raw)
+        return str(raw)
+
     def grid_size(self) -> int:
         return math.prod(len(v) for v in self.categorical.values())
 
@@ -121,32 +134,110 @@ def _sampler(strategy: str, space: Space, seed: int, index: int):
         return optuna.samplers.GridSampler(space.categorical, seed=seed)
     if strategy == "Random":
         return optuna.samplers.RandomSampler(seed=_trial_seed(seed, index))
-    return optuna.samplers.TPESampler(seed=_trial_seed(seed, index))  # Bayesian
+    # Bayesian, and Hyperband's choice of configurations (TPE with Hyperband's brackets, as Optuna pairs them)
+    return optuna.samplers.TPESampler(seed=_trial_seed(seed, index))
 
 
-def ask(strategy: str, space: Space, direction: str, seed: int, trials: list[dict]) -> tuple[dict, dict]:
-    """The next point: (Optuna params, Optuna system attributes), given the recorded ``trials``
-    (each {"Params", "SystemAttrs", "State": "COMPLETE"|"RUNNING"|"FAIL", "Value"?})."""
-    study = optuna.create_study(
-        sampler=_sampler(strategy, space, seed, len(trials)),
-        direction="maximize" if direction == "Maximize" else "minimize",
-    )
-    for t in trials:
-        state = TrialState[t["State"]]
-        study.add_trial(
-            create_trial(
-                params=t["Params"],
-                distributions=space.distributions,
-                system_attrs=t.get("SystemAttrs") or {},
-                state=state,
-                value=t.get("Value") if state == TrialState.COMPLETE else None,
+HYPERBAND_REDUCTION = 3  # Optuna's (and Hyperband's paper's) default: a third of a rung goes on to the next
+MEDIAN_STARTUP_TRIALS = 3  # early stopping judges against at least this many completed trials
+EPOCH_KEYS = ("epochs", "numepochs", "n-epochs", "n_epochs", "num_epochs")  # AWS infers MaxResource from these
+MAX_RESOURCE = 20_000
+
+
+@dataclass
+class Search:
+    """What a tuning job's study is made of; ``study`` rebuilds it from the recorded trials."""
+
+    name: str  # the study's name: Hyperband draws a trial's bracket from (name, trial number)
+    strategy: str
+    space: Space
+    direction: str  # Maximize | Minimize
+    seed: int
+    early_stopping: bool = False  # TrainingJobEarlyStoppingType Auto
+    min_resource: int = 1  # Hyperband's
+    max_resource: int | None = None
+    prior: list[dict] = field(default_factory=list)  # a warm start's parent trials (COMPLETE), before the job's own
+
+    def pruner(self) -> optuna.pruners.BasePruner:
+        if self.strategy == "Hyperband":
+            pruner = optuna.pruners.HyperbandPruner(
+                min_resource=self.min_resource, max_resource=self.max_resource, reduction_factor=HYPERBAND_REDUCTION
             )
+            # Brackets exist from the start (min and max resource are given), so the sampler's and the
+            # pruner's views of a trial's bracket agree even before anything was pruned.
+            pruner._try_initialization(None)  # type: ignore[arg-type]  # never reads the study when both are given
+            return pruner
+        if self.early_stopping:
+            return optuna.pruners.MedianPruner(n_startup_trials=MEDIAN_STARTUP_TRIALS, n_warmup_steps=0)
+        return optuna.pruners.NopPruner()
+
+    def study(self, trials: list[dict]) -> optuna.Study:
+        """An in-memory study holding ``trials`` (each {"Params", "SystemAttrs", "State": COMPLETE | RUNNING |
+        FAIL | PRUNED, "Value"?, "Steps"?: the objective's values so far}), its sampler seeded for the next one."""
+        study = optuna.create_study(
+            study_name=self.name,
+            sampler=_sampler(self.strategy, self.space, self.seed, len(trials)),
+            pruner=self.pruner(),
+            direction="maximize" if self.direction == "Maximize" else "minimize",
         )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        trial = study.ask(space.distributions)
-    attrs = study._storage.get_trial_system_attrs(trial._trial_id)
-    return dict(trial.params), _jsonable(attrs)
+        for t in self.prior:
+            try:
+                study.add_trial(self._trial(t))
+            except ValueError:
+                continue  # a parent's point outside this job's ranges
+        for t in trials:
+            study.add_trial(self._trial(t))
+        return study
+
+    def _trial(self, t: dict) -> optuna.trial.FrozenTrial:
+        state = TrialState[t["State"]]
+        return create_trial(
+            params=t["Params"],
+            distributions=self.space.distributions,
+            system_attrs=t.get("SystemAttrs") or {},
+            intermediate_values=dict(enumerate(t.get("Steps") or [], start=1)),
+            state=state,
+            value=t.get("Value") if state == TrialState.COMPLETE else None,
+        )
+
+    def ask(self, trials: list[dict]) -> tuple[dict, dict]:
+        """The next point: (Optuna params, Optuna system attributes), given the recorded ``trials``."""
+        study = self.study(trials)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trial = study.ask(self.space.distributions)
+        attrs = study._storage.get_trial_system_attrs(trial._trial_id)
+        return dict(trial.params), _jsonable(attrs)
+
+    def judge(self, trials: list[dict], index: int, judged: int) -> tuple[str | None, dict, int]:
+        """Whether running trial ``index`` stops now, looking at each step it logged after ``judged`` in
+        turn: ("Pruned" | "MaxResource" | None, its system attributes after, the last step judged)."""
+        study = self.study(trials)
+        trial_id = study.get_trials(deepcopy=False)[index - len(trials)]._trial_id  # the job's own come last
+        storage, pruner = study._storage, study.pruner
+        steps = len(trials[index].get("Steps") or [])
+        verdict, step = None, judged
+        for step in range(judged + 1, steps + 1):
+            if self.max_resource is not None and step >= self.max_resource:
+                verdict = "MaxResource"
+                break
+            # The trial as it was at ``step`` (its system attributes as the pruner left them at the last one).
+            view = copy.copy(storage.get_trial(trial_id))
+            view.intermediate_values = {s: v for s, v in view.intermediate_values.items() if s <= step}
+            if pruner.prune(study, view):
+                verdict = "Pruned"
+                break
+        return verdict, _jsonable(storage.get_trial_system_attrs(trial_id)), step
+
+
+def infer_max_resource(static: dict[str, str]) -> int | None:
+    for key in EPOCH_KEYS:
+        if key in static:
+            try:
+                return int(static[key])
+            except ValueError:
+                raise validation(f"StaticHyperParameters.{key} must be an integer to serve as MaxResource.") from None
+    return None
 
 
 def _jsonable(value):
