@@ -30,6 +30,7 @@ SERVED_SERVICES = (
     "athena",
     "sqs",
     "cloudwatch",
+    "cloudformation",
 )
 
 # Wire models for a protocol a service's older clients speak whose wire names the served model no longer

@@ -132,6 +132,7 @@ def implemented(service: str) -> set[str]:
 VALIDATION_CODES = {
     "sts": "ValidationError",
     "iam": "ValidationError",
+    "cloudformation": "ValidationError",
     "logs": "InvalidParameterException",
     "sagemaker-featurestore-runtime": "ValidationError",
     "sagemaker-runtime": "ValidationError",
@@ -241,6 +242,12 @@ SERVICE_MODULES: tuple[str, ...] = (
     "selfmaker.services.tuning.jobs",
     "selfmaker.services.tuning.controller",
     "selfmaker.services.search",
+    # CloudFormation: stacks of the resources above, made through their own operations
+    "selfmaker.aws.cloudformation.types_sagemaker",
+    "selfmaker.aws.cloudformation.types_aws",
+    "selfmaker.aws.cloudformation.engine",
+    "selfmaker.aws.cloudformation.stacks",
+    "selfmaker.aws.cloudformation.change_sets",
     # S3, served by its own streaming endpoint (it declares the operations it serves)
     "selfmaker.objects.endpoint",
 )
