@@ -291,7 +291,7 @@ def _plan(data: dict, item: dict, record: Record) -> None:
             resources[logical] = new_entry
         target["Properties"] = target.get("Properties") or declared.get("Properties", {})
         action = "UPDATE" if data["_work"]["phase"] == "UPDATE_IN_PROGRESS" and target is entry else "CREATE"
-        _fail(data, target, f"{action}_FAILED", _reason(err), record)
+        _fail(data, target, f"{action}_FAILED", _reason(err, type_name), record)
         return
     journal = data.setdefault("_update", {}).setdefault("journal", [])
     live = entry is not None and entry["ResourceStatus"] in ("CREATE_COMPLETE", "UPDATE_COMPLETE")
@@ -364,11 +364,8 @@ def _run(backends: Backends, data: dict, item: dict, record: Record) -> bool:
     verb = item["do"]
     try:
         if verb == "delete":
-            if (
-                kind is None
-                or entry.get("DeletionPolicy") == "Retain"
-                and data["_work"]["phase"] == "DELETE_IN_PROGRESS"
-            ):
+            retained = entry.get("DeletionPolicy") == "Retain" and data["_work"]["phase"] == "DELETE_IN_PROGRESS"
+            if kind is None or retained:
                 finished = True
             elif not entry.get("PhysicalResourceId") and not entry.get("State", {}).get("name"):
                 finished = True  # never made
@@ -386,7 +383,7 @@ def _run(backends: Backends, data: dict, item: dict, record: Record) -> bool:
         failure = {"create": "CREATE_FAILED", "update": "UPDATE_FAILED", "delete": "DELETE_FAILED"}[verb]
         if item.get("replacing"):
             failure = "UPDATE_FAILED" if verb != "create" else "CREATE_FAILED"
-        _fail(data, entry, failure, _reason(err), record)
+        _fail(data, entry, failure, _reason(err, entry["ResourceType"]), record)
         return True
     item["state"] = action.state
     _record_progress(entry, action)
@@ -410,11 +407,18 @@ def _record_progress(entry: dict, action: Action) -> None:
     entry["State"] = {k: v for k, v in action.state.items() if k in IDENTITY}
 
 
-def _reason(err: Exception) -> str:
+def _reason(err: Exception, type_name: str = "") -> str:
+    """What a failed resource's event says: the type's own words, or the service's error as AWS reports it."""
     if isinstance(err, ResourceFailed):
         return err.reason
     assert isinstance(err, AWSError)
-    return f"{err.message} (Service: {err.code})" if not err.message.startswith("Template") else err.message
+    if err.message.startswith("Template") or not type_name.startswith("AWS::"):
+        return err.message
+    service = type_name.split("::")[1]
+    return (
+        f'Resource handler returned message: "{err.message}" '
+        f"(Service: {service}, Status Code: {err.status}, Error Code: {err.code})"
+    )
 
 
 # -- failures and phase ends ------------------------------------------------------------------------------

@@ -60,8 +60,13 @@ class Action:
     def call(self, service: str, operation: str, params: dict) -> dict:
         """Run one of SelfMaker's operations in the stack's account, as a request would run."""
         result = call(self.context(service), operation, params)
-        if inspect.isawaitable(result):
-            result = anyio.run(_awaited, result)
+        if inspect.isawaitable(result):  # a coroutine handler (SQS's long-polling ones): run it to its end here
+            awaitable = result
+
+            async def finish():
+                return await awaitable
+
+            result = anyio.run(finish)
         return result or {}
 
     def name(self, member: str | None, max_length: int = 63, lower: bool = False) -> str:

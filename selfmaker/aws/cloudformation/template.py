@@ -175,7 +175,7 @@ def parse(body: str, limit: int = MAX_BODY_BYTES) -> dict:
         raise format_error("the template is nested too deeply") from None
     except ValueError:
         try:
-            doc = yaml.load(body, Loader=TemplateLoader)  # noqa: S506 - a SafeLoader subclass
+            doc = yaml.load(body, Loader=TemplateLoader)  # a SafeLoader subclass
         except AWSError:
             raise
         except RecursionError:
@@ -383,7 +383,7 @@ def getatt_target(arg) -> tuple[str, str] | None:
 def _check_references(template: Template) -> None:
     known = set(template.parameters) | set(template.resources) | PSEUDO_PARAMETERS
     unresolved: set[str] = set()
-    for name, resource in template.resources.items():
+    for resource in template.resources.values():
         for dep in (
             resource.get("DependsOn", []) if not isinstance(resource.get("DependsOn"), str) else [resource["DependsOn"]]
         ):
