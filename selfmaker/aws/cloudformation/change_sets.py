@@ -153,6 +153,7 @@ def compute_changes(stack: dict, body: str, values: list[dict], account_id: str,
 
 @operation("cloudformation", "CreateChangeSet")
 def create_change_set(ctx: Context, params: dict) -> dict:
+    inputs.refuse_unsupported(params)
     stack_name = params["StackName"]
     change_type = params.get("ChangeSetType", "UPDATE")
     if change_type not in ("CREATE", "UPDATE"):

@@ -33,6 +33,27 @@ def check_stack_name(name: str) -> str:
     return name
 
 
+# Request members SelfMaker's CloudFormation does not act on: refused rather than stored and ignored.
+UNSUPPORTED_MEMBERS = (
+    "NotificationARNs",
+    "RollbackConfiguration",
+    "StackPolicyBody",
+    "StackPolicyURL",
+    "StackPolicyDuringUpdateBody",
+    "StackPolicyDuringUpdateURL",
+    "ResourcesToImport",
+    "DeploymentConfig",
+)
+
+
+def refuse_unsupported(params: dict) -> None:
+    for member in UNSUPPORTED_MEMBERS:
+        if params.get(member):
+            raise validation(f"{member} is not supported by SelfMaker's CloudFormation (see docs/cloudformation.md)")
+    if params.get("IncludeNestedStacks"):
+        raise validation("Nested stacks are not supported by SelfMaker's CloudFormation")
+
+
 def template_body(ctx: Context, params: dict, previous: str | None = None) -> str:
     """The template text of a request: TemplateBody, TemplateURL, or (UsePreviousTemplate) the stack's."""
     given = [k for k in ("TemplateBody", "TemplateURL") if params.get(k)]

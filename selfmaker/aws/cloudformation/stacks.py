@@ -112,6 +112,7 @@ def _save(ctx: Context, record: Record, data: dict, conn) -> None:
 @operation("cloudformation", "CreateStack")
 def create_stack(ctx: Context, params: dict) -> dict:
     inputs.check_stack_name(params["StackName"])
+    inputs.refuse_unsupported(params)
     if params.get("OnFailure") and "DisableRollback" in params:
         raise validation("You cannot specify both DisableRollback and OnFailure.")
     body = inputs.template_body(ctx, params)
@@ -157,6 +158,7 @@ def begin_update(ctx: Context, record: Record, data: dict, body: str, values: li
 
 @operation("cloudformation", "UpdateStack")
 def update_stack(ctx: Context, params: dict) -> dict:
+    inputs.refuse_unsupported(params)
     current = load_stack(ctx, params["StackName"], deleted=False)
     body = inputs.template_body(ctx, params, previous=current.data["_template"])
     parsed = (

@@ -258,6 +258,8 @@ def check(doc: dict) -> Template:
     unknown = sorted(set(doc) - SECTIONS)
     if unknown:
         raise format_error(f"Invalid template property or properties {unknown}")
+    if "Rules" in doc:
+        raise format_error("Rules are not supported by SelfMaker's CloudFormation")
     if "Transform" in doc:
         raise format_error("Transform (macros, AWS::Serverless) is not supported by SelfMaker's CloudFormation")
     version = doc.get("AWSTemplateFormatVersion")
