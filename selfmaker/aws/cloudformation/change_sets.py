@@ -20,8 +20,7 @@ from ...server.errors import AWSError
 from ...server.operations import Context, operation
 from ...store import schema
 from ...store.resources import Record, now
-from . import engine, inputs
-from . import template as templates
+from . import engine, inputs, templates
 from .inputs import validation
 from .intrinsics import resolve
 from .resource_types import REGISTRY, ResourceFailed

@@ -29,7 +29,7 @@ from ...backends import Backends
 from ...engines import reconciler
 from ...server.errors import AWSError
 from ...store.resources import Record, now
-from . import template as templates
+from . import templates
 from .intrinsics import Scope, evaluate_conditions, resolve
 from .resource_types import REGISTRY, Action, ResourceFailed, unsupported
 

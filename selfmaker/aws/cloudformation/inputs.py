@@ -13,7 +13,7 @@ import regex
 from ...objects.access import AccountObjects
 from ...server.errors import AWSError
 from ...server.operations import Context
-from . import template as templates
+from . import templates
 from .resource_types import REGISTRY
 
 STACK_NAME = regex.compile(r"[a-zA-Z][-a-zA-Z0-9]{0,127}")

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ...server.errors import AWSError
-from .template import SUB_VARIABLE, getatt_target, template_error
+from .templates import SUB_VARIABLE, getatt_target, template_error
 
 NO_VALUE = object()  # what Ref AWS::NoValue resolves to: dropped by the container it is in
 

@@ -18,8 +18,7 @@ from ...server.errors import AWSError
 from ...server.operations import Context, operation
 from ...store import schema
 from ...store.resources import ListQuery, Record, now
-from . import engine, inputs
-from . import template as templates
+from . import engine, inputs, templates
 from .inputs import validation
 
 R = schema.resources
