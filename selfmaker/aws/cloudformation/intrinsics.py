@@ -204,8 +204,11 @@ def evaluate_conditions(conditions: dict, scope: Scope) -> dict:
         raise template_error("a condition must be Fn::Equals, Fn::And, Fn::Or, Fn::Not or Condition")
 
     scope.conditions = results
-    for name in conditions:
-        condition(name)
+    try:
+        for name in conditions:
+            condition(name)
+    except RecursionError:
+        raise template_error("conditions refer to each other too deeply") from None
     return results
 
 

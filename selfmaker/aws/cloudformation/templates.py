@@ -8,6 +8,7 @@ Everything refused here is a ``ValidationError`` with the words CloudFormation u
 
 from __future__ import annotations
 
+import heapq
 import json
 import re
 from dataclasses import dataclass, field
@@ -217,6 +218,7 @@ class Template:
     conditions: dict = field(default_factory=dict)
     resources: dict = field(default_factory=dict)
     outputs: dict = field(default_factory=dict)
+    _graph: dict | None = field(default=None, repr=False, compare=False)
 
     @property
     def description(self) -> str | None:
@@ -232,25 +234,39 @@ class Template:
         found.discard(logical)
         return found
 
+    def graph(self) -> dict[str, set[str]]:
+        """Each resource's dependencies among the template's resources (computed once)."""
+        if self._graph is None:
+            self._graph = {n: {d for d in self.dependencies(n) if d in self.resources} for n in self.resources}
+        return self._graph
+
+    def sorted(self) -> tuple[list[str], set[str]]:
+        """(the resources in dependency order, in template order where free; those on or behind a cycle).
+
+        Iterative (Kahn's algorithm), so a long DependsOn chain costs no recursion."""
+        graph = self.graph()
+        waiting = {n: set(deps) for n, deps in graph.items()}
+        dependents: dict[str, list[str]] = {n: [] for n in graph}
+        for name, deps in graph.items():
+            for dep in deps:
+                dependents[dep].append(name)
+        position = {n: i for i, n in enumerate(graph)}
+        ready = [(position[n], n) for n in graph if not waiting[n]]
+        heapq.heapify(ready)
+        done: list[str] = []
+        while ready:
+            _, name = heapq.heappop(ready)
+            done.append(name)
+            for child in dependents[name]:
+                waiting[child].discard(name)
+                if not waiting[child]:
+                    heapq.heappush(ready, (position[child], child))
+        return done, set(graph) - set(done)
+
     def order(self, logicals) -> list[str]:
         """``logicals`` in an order where each comes after what it depends on (checked acyclic at reading)."""
         wanted = set(logicals)
-        done: list[str] = []
-        seen: set[str] = set()
-
-        def visit(name: str) -> None:
-            if name in seen:
-                return
-            seen.add(name)
-            for dep in sorted(self.dependencies(name)):
-                if dep in self.resources:
-                    visit(dep)
-            if name in wanted:
-                done.append(name)
-
-        for name in self.resources:
-            visit(name)
-        return done
+        return [n for n in self.sorted()[0] if n in wanted]
 
 
 def check(doc: dict) -> Template:
@@ -438,24 +454,18 @@ def _bad_refs(value, known: set[str], template: Template) -> set[str]:
 
 
 def _check_cycles(template: Template) -> None:
-    state: dict[str, int] = {}  # 1 visiting, 2 done
-    stack: list[str] = []
-
-    def visit(name: str) -> None:
-        state[name] = 1
-        stack.append(name)
-        for dep in sorted(template.dependencies(name)):
-            if state.get(dep) == 1:
-                cycle = stack[stack.index(dep) :]
-                raise format_error(f"Circular dependency between resources: [{', '.join(sorted(cycle))}]")
-            if dep in template.resources and state.get(dep) is None:
-                visit(dep)
-        stack.pop()
-        state[name] = 2
-
-    for name in template.resources:
-        if state.get(name) is None:
-            visit(name)
+    _, stuck = template.sorted()
+    if not stuck:
+        return
+    # What is left waits on a cycle or is on one: prune those that nothing left depends on, down to the cycles.
+    graph = template.graph()
+    while True:
+        needed = {d for n in stuck for d in graph[n] if d in stuck}
+        pruned = stuck & needed
+        if pruned == stuck:
+            break
+        stuck = pruned
+    raise format_error(f"Circular dependency between resources: [{', '.join(sorted(stuck))}]")
 
 
 @lru_cache(maxsize=64)
