@@ -138,6 +138,9 @@ def test_a_stack_of_queues_and_a_role_resolves_its_intrinsics_and_is_deleted(cfn
     assert completed == ["DeadLetters", "Work", "Role", name]
     assert cfn.get_template(StackName=name)["TemplateBody"] == QUEUE_TEMPLATE
 
+    cfn.update_termination_protection(StackName=name, EnableTerminationProtection=True)
+    assert "TerminationProtection is enabled" in error(cfn.delete_stack, StackName=name)[1]
+    cfn.update_termination_protection(StackName=name, EnableTerminationProtection=False)
     cfn.delete_stack(StackName=name)
     wait_for(
         lambda: cfn.describe_stacks(StackName=stack_id)["Stacks"][0]["StackStatus"],
@@ -461,3 +464,138 @@ def test_change_sets_describe_then_execute_an_update(cfn, sm, unique):
     )
     assert cfn.list_change_sets(StackName=name)["Summaries"] == []
     cfn.delete_stack(StackName=name)
+
+
+REGISTRY_TEMPLATE = """
+Parameters:
+  Approval:
+    Type: String
+    Default: PendingManualApproval
+  Message:
+    Type: String
+    Default: first
+Resources:
+  Group:
+    Type: AWS::SageMaker::ModelPackageGroup
+    Properties:
+      ModelPackageGroupName: !Sub "${AWS::StackName}-group"
+  Package:
+    Type: AWS::SageMaker::ModelPackage
+    Properties:
+      ModelPackageGroupName: !Ref Group
+      ModelApprovalStatus: !Ref Approval
+      InferenceSpecification:
+        Containers:
+          - Image: %(image)s
+        SupportedContentTypes: [text/csv]
+        SupportedResponseMIMETypes: [text/csv]
+  Features:
+    Type: AWS::SageMaker::FeatureGroup
+    Properties:
+      FeatureGroupName: !Sub "${AWS::StackName}-features"
+      RecordIdentifierFeatureName: id
+      EventTimeFeatureName: et
+      FeatureDefinitions:
+        - {FeatureName: id, FeatureType: String}
+        - {FeatureName: et, FeatureType: Fractional}
+      OnlineStoreConfig: {EnableOnlineStore: true}
+  Pipeline:
+    Type: AWS::SageMaker::Pipeline
+    Properties:
+      PipelineName: !Sub "${AWS::StackName}-pipeline"
+      RoleArn: %(role)s
+      PipelineDefinition:
+        PipelineDefinitionBody: !Sub |
+          {"Version": "2020-12-01", "Steps": [{"Name": "Stop", "Type": "Fail", "Arguments": {"ErrorMessage": "${Message}"}}]}
+Outputs:
+  Package:
+    Value: !GetAtt Package.ModelPackageArn
+  Status:
+    Value: !GetAtt Features.FeatureGroupStatus
+  Pipeline:
+    Value: !Ref Pipeline
+  Queue:
+    Value: !Ref Pipeline
+"""
+
+
+def test_registry_feature_group_and_pipeline_are_made_updated_in_place_and_deleted(cfn, sm, unique):
+    name = unique("registry")
+    body = REGISTRY_TEMPLATE % {"image": IMAGE, "role": ROLE}
+    cfn.create_stack(StackName=name, TemplateBody=body)
+    stack = wait_stack(cfn, name)
+    assert stack["StackStatus"] == "CREATE_COMPLETE", cfn.describe_stack_events(StackName=name)["StackEvents"]
+    out = outputs(stack)
+    assert out["Status"] == "Created" and out["Pipeline"] == f"{name}-pipeline"
+    package = sm.describe_model_package(ModelPackageName=out["Package"])
+    assert package["ModelPackageGroupName"] == f"{name}-group"
+    assert package["ModelApprovalStatus"] == "PendingManualApproval"
+    definition = json.loads(sm.describe_pipeline(PipelineName=out["Pipeline"])["PipelineDefinition"])
+    assert definition["Steps"][0]["Arguments"]["ErrorMessage"] == "first"
+
+    # Approval and the pipeline's definition change in place: same package, same pipeline.
+    cfn.update_stack(
+        StackName=name,
+        UsePreviousTemplate=True,
+        Parameters=[
+            {"ParameterKey": "Approval", "ParameterValue": "Approved"},
+            {"ParameterKey": "Message", "ParameterValue": "second"},
+        ],
+    )
+    stack = wait_stack(cfn, name)
+    assert stack["StackStatus"] == "UPDATE_COMPLETE", cfn.describe_stack_events(StackName=name)["StackEvents"]
+    assert outputs(stack) == out
+    assert sm.describe_model_package(ModelPackageName=out["Package"])["ModelApprovalStatus"] == "Approved"
+    definition = json.loads(sm.describe_pipeline(PipelineName=out["Pipeline"])["PipelineDefinition"])
+    assert definition["Steps"][0]["Arguments"]["ErrorMessage"] == "second"
+
+    cfn.delete_stack(StackName=name)
+    wait_for(
+        lambda: cfn.describe_stacks(StackName=stack["StackId"])["Stacks"][0]["StackStatus"],
+        lambda s: s in ("DELETE_COMPLETE", "DELETE_FAILED"),
+        what="the stack to be deleted",
+    )
+    assert cfn.describe_stacks(StackName=stack["StackId"])["Stacks"][0]["StackStatus"] == "DELETE_COMPLETE", [
+        (e["LogicalResourceId"], e["ResourceStatus"], e.get("ResourceStatusReason"))
+        for e in cfn.describe_stack_events(StackName=stack["StackId"])["StackEvents"][:6]
+    ]
+    for call, member in (
+        (sm.describe_pipeline, "PipelineName"),
+        (sm.describe_model_package_group, "ModelPackageGroupName"),
+    ):
+        assert error(call, **{member: out["Pipeline"] if member == "PipelineName" else f"{name}-group"})[0] in (
+            "ResourceNotFound",
+            "ValidationException",
+        )
+    assert error(sm.describe_feature_group, FeatureGroupName=f"{name}-features")[0] == "ResourceNotFound"
+
+
+def test_retained_resources_outlive_the_stack_and_on_failure_delete_removes_it(cfn, sqs, unique):
+    name = unique("retain")
+    template = {
+        "Resources": {
+            "Kept": {"Type": "AWS::SQS::Queue", "DeletionPolicy": "Retain", "Properties": {"QueueName": f"{name}-kept"}}
+        }
+    }
+    stack_id = cfn.create_stack(StackName=name, TemplateBody=json.dumps(template))["StackId"]
+    assert wait_stack(cfn, name)["StackStatus"] == "CREATE_COMPLETE"
+    cfn.delete_stack(StackName=name)
+    wait_for(
+        lambda: cfn.describe_stacks(StackName=stack_id)["Stacks"][0]["StackStatus"], lambda s: s == "DELETE_COMPLETE"
+    )
+    assert resources(cfn, stack_id)["Kept"]["ResourceStatus"] == "DELETE_SKIPPED"
+    sqs.get_queue_url(QueueName=f"{name}-kept")
+
+    doomed = unique("doomed")
+    template = {
+        "Resources": {
+            "Q": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": f"{doomed}-q"}},
+            "X": {"Type": "Custom::Thing", "DependsOn": "Q"},
+        }
+    }
+    stack_id = cfn.create_stack(StackName=doomed, TemplateBody=json.dumps(template), OnFailure="DELETE")["StackId"]
+    wait_for(
+        lambda: cfn.describe_stacks(StackName=stack_id)["Stacks"][0]["StackStatus"], lambda s: s == "DELETE_COMPLETE"
+    )
+    assert error(sqs.get_queue_url, QueueName=f"{doomed}-q")[0] == "AWS.SimpleQueueService.NonExistentQueue"
+    assert error(cfn.describe_stacks, StackName=doomed)[0] == "ValidationError"

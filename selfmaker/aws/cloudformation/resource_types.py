@@ -175,4 +175,5 @@ def not_found(err: AWSError) -> bool:
     ):
         return True
     message = err.message.lower()
-    return any(words in message for words in ("could not find", "not found", "does not exist"))
+    # SageMaker's words: "Could not find model ...", "... does not exist.", and the notebook's "RecordNotFound"
+    return any(words in message for words in ("could not find", "not found", "does not exist", "recordnotfound"))

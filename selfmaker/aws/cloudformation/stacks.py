@@ -216,6 +216,16 @@ def delete_stack(ctx: Context, params: dict) -> dict:
     return {}
 
 
+@operation("cloudformation", "UpdateTerminationProtection")
+def update_termination_protection(ctx: Context, params: dict) -> dict:
+    with ctx.store.write() as conn:
+        record = load_stack(ctx, params["StackName"], deleted=False, lock=True, conn=conn)
+        data = copy.deepcopy(record.data)
+        data["EnableTerminationProtection"] = bool(params["EnableTerminationProtection"])
+        _save(ctx, record, data, conn)
+    return {"StackId": record.arn}
+
+
 # -- describing ----------------------------------------------------------------------------------------------
 
 

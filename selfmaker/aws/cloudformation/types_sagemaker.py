@@ -45,6 +45,7 @@ def sagemaker_type(
     update: Callable[[Action], bool] | None = None,
     to_params: Callable[[Action, dict], dict] | None = None,
     before_delete: Callable[[Action, dict | None], bool] | None = None,
+    delete_params: Callable[[Action], dict] | None = None,  # more members the Delete operation needs
     extra_properties: set[str] = frozenset(),  # type: ignore[assignment]
     description: str = "",
 ) -> ResourceType:
@@ -102,14 +103,15 @@ def sagemaker_type(
     def delete(action: Action) -> bool:
         if "name" not in action.state:
             action.state["name"] = action.physical_id.rsplit("/", 1)[-1] if ref == "arn" else action.physical_id
-        described = _describe(action, noun, name_member)
-        if described is None:
-            return True
-        if before_delete and not before_delete(action, described):
-            return False
         if not action.state.get("delete_called"):
+            described = _describe(action, noun, name_member)
+            if described is None:
+                return True
+            if before_delete and not before_delete(action, described):
+                return False
             try:
-                action.call(SM, f"Delete{noun}", {name_member: action.state["name"]})
+                params = {name_member: action.state["name"], **(delete_params(action) if delete_params else {})}
+                action.call(SM, f"Delete{noun}", params)
             except AWSError as err:
                 if not not_found(err):
                     raise
@@ -446,8 +448,13 @@ def _pipeline_params(action: Action, params: dict) -> dict:
     if definition is None:
         raise ResourceFailed("Property PipelineDefinition cannot be empty.")
     params.update(_pipeline_definition(definition))
-    params["ClientRequestToken"] = f"{action.stack_id.rsplit('/', 1)[-1]}-{action.logical_id}"[:128]
+    params["ClientRequestToken"] = _pipeline_token(action, "create")
     return params
+
+
+def _pipeline_token(action: Action, verb: str) -> str:
+    """The idempotency token of the pipeline's create or delete: the same on a retry of the same stack step."""
+    return f"{action.stack_id.rsplit('/', 1)[-1]}-{action.logical_id}-{verb}"[:128]
 
 
 def _update_pipeline(action: Action) -> bool:
@@ -476,6 +483,7 @@ def _pipeline_type() -> ResourceType:
         },
         update=_update_pipeline,
         to_params=_pipeline_params,
+        delete_params=lambda action: {"ClientRequestToken": _pipeline_token(action, "delete")},
         extra_properties={"PipelineDefinition"},
         description="a pipeline; its definition (PipelineDefinitionBody or PipelineDefinitionS3Location) updates in place",
     )
