@@ -599,3 +599,32 @@ def test_retained_resources_outlive_the_stack_and_on_failure_delete_removes_it(c
     )
     assert error(sqs.get_queue_url, QueueName=f"{doomed}-q")[0] == "AWS.SimpleQueueService.NonExistentQueue"
     assert error(cfn.describe_stacks, StackName=doomed)[0] == "ValidationError"
+
+
+def test_an_update_adds_and_removes_resources_and_leaves_the_rest_alone(cfn, sqs, unique):
+    name = unique("reshape")
+
+    def queues(*logicals: str) -> str:
+        return json.dumps(
+            {
+                "Resources": {
+                    q: {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": f"{name}-{q}"}} for q in logicals
+                }
+            }
+        )
+
+    cfn.create_stack(StackName=name, TemplateBody=queues("A", "B"))
+    assert wait_stack(cfn, name)["StackStatus"] == "CREATE_COMPLETE"
+    cfn.update_stack(StackName=name, TemplateBody=queues("A", "C"))
+    assert wait_stack(cfn, name)["StackStatus"] == "UPDATE_COMPLETE"
+    assert {r: v["ResourceStatus"] for r, v in resources(cfn, name).items()} == {
+        "A": "CREATE_COMPLETE",
+        "C": "CREATE_COMPLETE",
+    }
+    sqs.get_queue_url(QueueName=f"{name}-A")
+    sqs.get_queue_url(QueueName=f"{name}-C")
+    assert error(sqs.get_queue_url, QueueName=f"{name}-B")[0] == "AWS.SimpleQueueService.NonExistentQueue"
+    events = cfn.describe_stack_events(StackName=name)["StackEvents"]
+    since_update = events[: next(i for i, e in enumerate(events) if e["ResourceStatus"] == "UPDATE_IN_PROGRESS") + 1]
+    assert {e["LogicalResourceId"] for e in since_update} == {name, "B", "C"}  # A was not touched
+    cfn.delete_stack(StackName=name)
