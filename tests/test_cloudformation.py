@@ -235,6 +235,17 @@ def test_yaml_short_forms(cfn, sm, sqs, unique):
         ("Resources: [unclosed", "YAML not well-formed"),
         (
             {
+                "Resources": {"A": {"Type": "AWS::SQS::Queue"}},
+                "Outputs": {"O": {"Value": {"Fn::GetAtt": ["A", "Nope"]}}},
+            },
+            "resource A does not support attribute type Nope in Fn::GetAtt",
+        ),
+        (
+            {"Conditions": {"C": {"Fn::Equals": [{"Ref": "A"}, "x"]}}, "Resources": {"A": {"Type": "AWS::SQS::Queue"}}},
+            "Cannot reference resources in the Conditions block",
+        ),
+        (
+            {
                 "Resources": {
                     "A": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": {"Fn::GetAtt": ["Missing", "Arn"]}}}
                 }

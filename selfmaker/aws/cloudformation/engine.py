@@ -120,7 +120,12 @@ def scope_of(data: dict, parsed: templates.Template, account_id: str, region: st
         ref=ref,
         getatt=getatt,
     )
-    evaluate_conditions(parsed.conditions, scope)
+    try:
+        evaluate_conditions(parsed.conditions, scope)
+    except ResourceFailed:
+        raise templates.format_error(
+            "Unresolved dependencies. Cannot reference resources in the Conditions block of the template"
+        ) from None
     return scope
 
 

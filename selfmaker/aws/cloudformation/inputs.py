@@ -105,7 +105,28 @@ def _read_url(ctx: Context, url: str) -> str:
 
 
 def parse_and_check(body: str, url: bool = False) -> templates.Template:
-    return templates.check(templates.parse(body, templates.MAX_URL_BYTES if url else templates.MAX_BODY_BYTES))
+    parsed = templates.check(templates.parse(body, templates.MAX_URL_BYTES if url else templates.MAX_BODY_BYTES))
+    _check_attributes(parsed, parsed.doc.get("Resources"))
+    _check_attributes(parsed, parsed.doc.get("Outputs"))
+    return parsed
+
+
+def _check_attributes(parsed: templates.Template, value) -> None:
+    """Every Fn::GetAtt names an attribute its resource's type has (checked before any work, as on AWS)."""
+    if isinstance(value, dict):
+        if len(value) == 1 and "Fn::GetAtt" in value:
+            target = templates.getatt_target(value["Fn::GetAtt"])
+            if target and target[0] in parsed.resources:
+                kind = REGISTRY.get(parsed.resources[target[0]].get("Type"))
+                if kind is not None and target[1] not in kind.attributes:
+                    raise templates.template_error(
+                        f"resource {target[0]} does not support attribute type {target[1]} in Fn::GetAtt"
+                    )
+        for item in value.values():
+            _check_attributes(parsed, item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_attributes(parsed, item)
 
 
 def parameters(parsed: templates.Template, given: list[dict] | None, previous: list[dict] | None = None) -> list[dict]:

@@ -413,6 +413,12 @@ def _check_references(template: Template) -> None:
                 f"Unresolved dependencies [{condition}]. Cannot reference resources in the Conditions block of the template"
             )
         unresolved |= _bad_refs(resource.get("Properties", {}), known, template)
+    in_conditions = _references(template.conditions, template.resources)
+    if in_conditions:
+        raise format_error(
+            f"Unresolved dependencies [{', '.join(sorted(in_conditions))}]. "
+            "Cannot reference resources in the Conditions block of the template"
+        )
     for output in template.outputs.values():
         if "Value" not in output:
             raise format_error("Every Outputs member must contain a Value object")
