@@ -350,7 +350,7 @@ def describe_stack_resources(ctx: Context, params: dict) -> dict:
     else:
         records = [r for r in _stacks(ctx) if any(e.get("PhysicalResourceId") == physical for e in _entries(r))]
         if not records:
-            raise stack_missing(physical)
+            raise stack_missing(str(physical))
         records = records[-1:]
     logical = params.get("LogicalResourceId")
     out = []

@@ -57,7 +57,7 @@ def _create_bucket(action: Action) -> bool:
 
 
 def _delete_bucket(action: Action) -> bool:
-    bucket = action.physical_id
+    bucket = action.physical_id or action.state["name"]
     owners = _owners(action)
     try:
         action.backends.objects.head_bucket(bucket)
@@ -153,7 +153,7 @@ def _create_queue(action: Action) -> bool:
 
 
 def _update_queue(action: Action) -> bool:
-    url = action.physical_id
+    url = action.physical_id or ""
     attributes = _queue_attributes(action.properties)
     for key in _queue_attributes(action.previous or {}):
         attributes.setdefault(key, "" if key in ("RedrivePolicy", "RedriveAllowPolicy", "Policy") else None)

@@ -102,7 +102,8 @@ def sagemaker_type(
 
     def delete(action: Action) -> bool:
         if "name" not in action.state:
-            action.state["name"] = action.physical_id.rsplit("/", 1)[-1] if ref == "arn" else action.physical_id
+            physical = action.physical_id or ""
+            action.state["name"] = physical.rsplit("/", 1)[-1] if ref == "arn" else physical
         if not action.state.get("delete_called"):
             described = _describe(action, noun, name_member)
             if described is None:
