@@ -639,3 +639,31 @@ def test_an_update_adds_and_removes_resources_and_leaves_the_rest_alone(cfn, sqs
     since_update = events[: next(i for i, e in enumerate(events) if e["ResourceStatus"] == "UPDATE_IN_PROGRESS") + 1]
     assert {e["LogicalResourceId"] for e in since_update} == {name, "B", "C"}  # A was not touched
     cfn.delete_stack(StackName=name)
+
+
+def test_a_same_named_resource_that_is_not_the_stacks_survives_its_rollback(cfn, sm, sqs, unique):
+    name = unique("squatter")
+    sm.create_model(ModelName=f"{name}-model", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE})
+    url = sqs.create_queue(QueueName=f"{name}-queue")["QueueUrl"]
+    for resource in (
+        {
+            "Type": "AWS::SageMaker::Model",
+            "Properties": {
+                "ModelName": f"{name}-model",
+                "ExecutionRoleArn": ROLE,
+                "PrimaryContainer": {"Image": IMAGE},
+            },
+        },
+        {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": f"{name}-queue"}},
+    ):
+        stack = unique("squat")
+        cfn.create_stack(StackName=stack, TemplateBody=json.dumps({"Resources": {"Taken": resource}}))
+        assert wait_stack(cfn, stack)["StackStatus"] == "ROLLBACK_COMPLETE"
+        failed = [
+            e
+            for e in cfn.describe_stack_events(StackName=stack)["StackEvents"]
+            if e["ResourceStatus"] == "CREATE_FAILED"
+        ]
+        assert "exist" in failed[0]["ResourceStatusReason"]
+    sm.describe_model(ModelName=f"{name}-model")
+    sqs.get_queue_attributes(QueueUrl=url)

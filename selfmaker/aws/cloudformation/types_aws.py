@@ -41,6 +41,7 @@ def _create_bucket(action: Action) -> bool:
     try:
         check_bucket_name(bucket)
     except AWSError as err:
+        action.state.pop("name")
         raise ResourceFailed(f"Bucket name {bucket} is not valid: {err.message}") from None
     try:
         action.backends.objects.create_bucket(bucket)
@@ -50,6 +51,7 @@ def _create_bucket(action: Action) -> bool:
         # Ours only when a crashed earlier attempt made it (and recorded it to this account).
         mine = _owners(action).of(bucket).account_id == action.account_id
         if not (mine and action.state.get("attempts", 0) > 1):
+            action.state.pop("name")  # not the stack's: a rollback must leave it alone
             raise ResourceFailed(f"{bucket} already exists") from None
     _owners(action).record(bucket, action.account_id, action.region)
     _bucket_attributes(action, bucket)
@@ -145,6 +147,7 @@ def _create_queue(action: Action) -> bool:
             if not not_found(err):
                 raise
         else:
+            action.state.pop("name")  # not the stack's: a rollback must leave it alone
             raise ResourceFailed(f"{name} already exists")
     params = {"QueueName": name, "Attributes": _queue_attributes(action.properties)}
     if tags := _queue_tags(action):

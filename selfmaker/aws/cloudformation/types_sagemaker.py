@@ -94,6 +94,9 @@ def sagemaker_type(
             except AWSError as err:
                 # A retry after a crash between the call and the state's save finds its own resource there.
                 if not (err.exists and action.state.get("attempts", 0) > 1):
+                    # Nothing was made: forget the name, so a rollback never deletes a same-named resource
+                    # that is not the stack's.
+                    action.state.pop("name", None)
                     raise
                 result = {}
             action.state["called"] = True
