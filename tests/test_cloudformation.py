@@ -667,3 +667,20 @@ def test_a_same_named_resource_that_is_not_the_stacks_survives_its_rollback(cfn,
         assert "exist" in failed[0]["ResourceStatusReason"]
     sm.describe_model(ModelName=f"{name}-model")
     sqs.get_queue_attributes(QueueUrl=url)
+
+
+def test_a_custom_named_resource_is_not_replaced_and_the_update_rolls_back(cfn, sm, unique):
+    name = unique("named")
+    template = model_template()
+    template["Resources"]["Model"]["Properties"]["ModelName"] = f"{name}-fixed"
+    cfn.create_stack(StackName=name, TemplateBody=json.dumps(template))
+    assert wait_stack(cfn, name)["StackStatus"] == "CREATE_COMPLETE"
+    template["Resources"]["Model"]["Properties"]["PrimaryContainer"]["Image"] = IMAGE.replace("1.7-1", "1.5-1")
+    cfn.update_stack(StackName=name, TemplateBody=json.dumps(template))
+    assert wait_stack(cfn, name)["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE"
+    failed = [
+        e for e in cfn.describe_stack_events(StackName=name)["StackEvents"] if e["ResourceStatus"] == "UPDATE_FAILED"
+    ]
+    assert "cannot update a stack when a custom-named resource requires replacing" in failed[0]["ResourceStatusReason"]
+    assert sm.describe_model(ModelName=f"{name}-fixed")["PrimaryContainer"]["Image"] == IMAGE
+    cfn.delete_stack(StackName=name)

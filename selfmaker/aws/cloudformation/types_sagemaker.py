@@ -175,6 +175,13 @@ ENDPOINT_CONFIG = sagemaker_type(
 
 
 def _update_endpoint(action: Action) -> bool:
+    if not action.state.get("update_called") and action.state.get("attempts", 0) > 1:
+        # A retry after a crash: the UpdateEndpoint may have landed already.
+        described = _describe(action, "Endpoint", "EndpointName") or {}
+        if described.get("EndpointStatus") == "Updating" or described.get(
+            "EndpointConfigName"
+        ) == action.properties.get("EndpointConfigName"):
+            action.state["update_called"] = True
     if not action.state.get("update_called"):
         if action.properties.get("EndpointConfigName") != (action.previous or {}).get("EndpointConfigName"):
             params = {
@@ -264,9 +271,11 @@ def _update_notebook(action: Action) -> bool:
         action.call(SM, "UpdateNotebookInstance", api_params(SM, "UpdateNotebookInstance", params))
         action.state["phase"] = "starting"
     if action.state["phase"] == "starting":
-        if _notebook_status(action) == "Updating":
+        status = _notebook_status(action)
+        if status == "Updating":
             return False
-        action.call(SM, "StartNotebookInstance", {"NotebookInstanceName": action.state["name"]})
+        if status in ("Stopped", "Failed"):  # not started yet (a retry after a crash may find it Pending)
+            action.call(SM, "StartNotebookInstance", {"NotebookInstanceName": action.state["name"]})
         action.state["phase"] = "started"
     return True
 
