@@ -247,13 +247,17 @@ def reconcile(backends: Backends, record: Record) -> float | None:
         _plan(data, item, record)
         _store(backends, record, data)
         return 0.0
-    item["state"]["attempts"] = item["state"].get("attempts", 0) + 1
-    if item["do"] == "delete" and item["state"]["attempts"] == 1:
-        entry = item["entry"] if "entry" in item else data["_resources"][item["logical"]]
-        set_resource_status(data, entry, "DELETE_IN_PROGRESS")
-    _store(backends, record, data)  # the attempt is on record before the call
+    attempts = item["state"].get("attempts", 0)
+    if attempts < 2:  # "a call may have acted before" is all a type asks (attempts > 1): no write per poll
+        item["state"]["attempts"] = attempts + 1
+        if item["do"] == "delete" and attempts == 0:
+            entry = item["entry"] if "entry" in item else data["_resources"][item["logical"]]
+            set_resource_status(data, entry, "DELETE_IN_PROGRESS")
+        _store(backends, record, data)  # the attempt is on record before the call
+    before = copy.deepcopy(data)
     done = _run(backends, data, item, record)
-    _store(backends, record, data)
+    if data != before:
+        _store(backends, record, data)
     if done:
         return 0.0
     return POLL_SECONDS if data["StackStatus"] in ACTIVE else None
