@@ -7,6 +7,8 @@ endpoints and notebook instances (moto's scenarios) are in test_cloudformation_s
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 
 import pytest
 from botocore.exceptions import ClientError
@@ -683,4 +685,22 @@ def test_a_custom_named_resource_is_not_replaced_and_the_update_rolls_back(cfn, 
     ]
     assert "cannot update a stack when a custom-named resource requires replacing" in failed[0]["ResourceStatusReason"]
     assert sm.describe_model(ModelName=f"{name}-fixed")["PrimaryContainer"]["Image"] == IMAGE
+    cfn.delete_stack(StackName=name)
+
+
+def test_aws_cli_deploy_creates_then_finds_nothing_to_change(server, cfn, tmp_path, unique):
+    """`aws cloudformation deploy`: a CREATE change set, its waiters, execute; then a change set without changes."""
+    name = unique("deploy")
+    template = tmp_path / "template.yaml"
+    template.write_text(YAML_TEMPLATE)
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "AWS_DEFAULT_REGION": REGION}
+    command = ["aws", "cloudformation", "deploy", "--endpoint-url", server.url, "--stack-name", name]
+    command += ["--template-file", str(template)]
+    first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert cfn.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE"
+    again = subprocess.run(
+        [*command, "--no-fail-on-empty-changeset"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert again.returncode == 0 and "No changes to deploy" in again.stdout + again.stderr, again.stderr
     cfn.delete_stack(StackName=name)

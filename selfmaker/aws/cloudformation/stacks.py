@@ -396,33 +396,55 @@ def get_template(ctx: Context, params: dict) -> dict:
     return {"TemplateBody": record.data["_template"], "StagesAvailable": ["Original", "Processed"]}
 
 
-@operation("cloudformation", "ValidateTemplate")
-def validate_template(ctx: Context, params: dict) -> dict:
-    body = inputs.template_body(ctx, params)
-    parsed = inputs.parse_and_check(body, url="TemplateURL" in params)
-    out: dict = {
-        "Parameters": [
-            {
-                "ParameterKey": key,
-                **(
-                    {
-                        "DefaultValue": str(p["Default"])
-                        if not isinstance(p["Default"], list)
-                        else ",".join(map(str, p["Default"]))
-                    }
-                    if "Default" in p
-                    else {}
-                ),
-                "NoEcho": str(p.get("NoEcho", "false")).lower() == "true",
-                **({"Description": p["Description"]} if isinstance(p.get("Description"), str) else {}),
-            }
-            for key, p in parsed.parameters.items()
-        ]
-    }
-    if parsed.description:
-        out["Description"] = parsed.description
+def _parameter_declarations(parsed: templates.Template, summary: bool) -> list[dict]:
+    out = []
+    for key, p in parsed.parameters.items():
+        declared: dict = {"ParameterKey": key, "NoEcho": str(p.get("NoEcho", "false")).lower() == "true"}
+        if "Default" in p:
+            default = p["Default"]
+            declared["DefaultValue"] = ",".join(map(str, default)) if isinstance(default, list) else str(default)
+        if isinstance(p.get("Description"), str):
+            declared["Description"] = p["Description"]
+        if summary:
+            declared["ParameterType"] = p["Type"]
+            declared["ParameterConstraints"] = {"AllowedValues": [str(v) for v in p.get("AllowedValues") or []]}
+        out.append(declared)
+    return out
+
+
+def _capabilities(parsed: templates.Template, out: dict) -> dict:
     capabilities = inputs.required_capabilities(parsed)
     if capabilities:
         out["Capabilities"] = capabilities
         out["CapabilitiesReason"] = "The following resource(s) require capabilities: [AWS::IAM::Role]"
+    if parsed.description:
+        out["Description"] = parsed.description
     return out
+
+
+@operation("cloudformation", "ValidateTemplate")
+def validate_template(ctx: Context, params: dict) -> dict:
+    body = inputs.template_body(ctx, params)
+    parsed = inputs.parse_and_check(body, url="TemplateURL" in params)
+    return _capabilities(parsed, {"Parameters": _parameter_declarations(parsed, summary=False)})
+
+
+@operation("cloudformation", "GetTemplateSummary")
+def get_template_summary(ctx: Context, params: dict) -> dict:
+    if params.get("StackSetName"):
+        raise validation("Stack sets are not supported by SelfMaker's CloudFormation")
+    sources = [k for k in ("TemplateBody", "TemplateURL", "StackName") if params.get(k)]
+    if len(sources) != 1:
+        raise validation("Specify exactly one of TemplateBody, TemplateURL or StackName.")
+    if sources[0] == "StackName":
+        parsed = templates.load(load_stack(ctx, params["StackName"]).data["_template"])
+    else:
+        parsed = inputs.parse_and_check(inputs.template_body(ctx, params), url="TemplateURL" in params)
+    out = {
+        "Parameters": _parameter_declarations(parsed, summary=True),
+        "ResourceTypes": sorted({r["Type"] for r in parsed.resources.values()}),
+        "Version": str(parsed.doc.get("AWSTemplateFormatVersion", "2010-09-09")),
+    }
+    if "Metadata" in parsed.doc:
+        out["Metadata"] = json.dumps(parsed.doc["Metadata"])
+    return _capabilities(parsed, out)
