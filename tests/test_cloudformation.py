@@ -304,6 +304,15 @@ def test_an_unsupported_type_fails_the_stack_and_rolls_back_what_was_made(cfn, s
     assert error(sqs.get_queue_url, QueueName=f"{name}-q")[0] == "AWS.SimpleQueueService.NonExistentQueue"
     statuses = {r["LogicalResourceId"]: r["ResourceStatus"] for r in resources(cfn, name).values()}
     assert statuses == {"Queue": "DELETE_COMPLETE", "Machine": "DELETE_COMPLETE"}
+    # The same type added by an update fails the update, which rolls back to the stack as it was.
+    kept = unique("kept")
+    cfn.create_stack(StackName=kept, TemplateBody=json.dumps({"Resources": {"Queue": template["Resources"]["Queue"]}}))
+    assert wait_stack(cfn, kept)["StackStatus"] == "CREATE_COMPLETE"
+    cfn.update_stack(StackName=kept, TemplateBody=json.dumps(template))
+    assert wait_stack(cfn, kept)["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE"
+    assert {r: v["ResourceStatus"] for r, v in resources(cfn, kept).items()} == {"Queue": "CREATE_COMPLETE"}
+    sqs.get_queue_url(QueueName=f"{name}-q")
+    cfn.delete_stack(StackName=kept)
     assert error(cfn.update_stack, StackName=name, TemplateBody=json.dumps(template))[1].endswith(
         "is in ROLLBACK_COMPLETE state and can not be updated."
     )
@@ -685,6 +694,7 @@ def test_a_custom_named_resource_is_not_replaced_and_the_update_rolls_back(cfn, 
     ]
     assert "cannot update a stack when a custom-named resource requires replacing" in failed[0]["ResourceStatusReason"]
     assert sm.describe_model(ModelName=f"{name}-fixed")["PrimaryContainer"]["Image"] == IMAGE
+    assert resources(cfn, name)["Model"]["ResourceStatus"] == "CREATE_COMPLETE"  # untouched
     cfn.delete_stack(StackName=name)
 
 

@@ -295,12 +295,14 @@ def _plan(data: dict, item: dict, record: Record) -> None:
         properties = resolve(declared.get("Properties", {}), scope_of(data, parsed, record.account_id, record.region))
         kind.check_properties(properties)
     except (ResourceFailed, AWSError) as err:
-        target = entry if entry and entry.get("ResourceStatus", "").endswith("COMPLETE") else new_entry
-        if target is new_entry:
-            resources[logical] = new_entry
-        target["Properties"] = target.get("Properties") or declared.get("Properties", {})
-        action = "UPDATE" if data["_work"]["phase"] == "UPDATE_IN_PROGRESS" and target is entry else "CREATE"
-        _fail(data, target, f"{action}_FAILED", _reason(err, type_name), record)
+        if entry is not None and entry.get("ResourceStatus") in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
+            # The resource itself is unchanged: the failure is an event, and the update's rollback follows.
+            _fail(data, copy.deepcopy(entry), "UPDATE_FAILED", _reason(err, type_name), record)
+            return
+        new_entry["Properties"] = declared.get("Properties", {})
+        resources[logical] = new_entry
+        data.setdefault("_update", {}).setdefault("journal", []).append({"logical": logical, "how": "created"})
+        _fail(data, new_entry, "CREATE_FAILED", _reason(err, type_name), record)
         return
     journal = data.setdefault("_update", {}).setdefault("journal", [])
     live = entry is not None and entry["ResourceStatus"] in ("CREATE_COMPLETE", "UPDATE_COMPLETE")
@@ -327,8 +329,7 @@ def _plan(data: dict, item: dict, record: Record) -> None:
             f"CloudFormation cannot update a stack when a custom-named resource requires replacing. "
             f"Rename {properties[named]} and update the stack again."
         )
-        entry["ResourceStatus"] = "UPDATE_FAILED"
-        _fail(data, entry, "UPDATE_FAILED", reason, record)
+        _fail(data, copy.deepcopy(entry), "UPDATE_FAILED", reason, record)
         return
     data.setdefault("_detached", []).append(previous)
     journal.append({"logical": logical, "how": "replaced", "previous": previous})
