@@ -31,6 +31,7 @@ SERVED_SERVICES = (
     "sqs",
     "cloudwatch",
     "events",
+    "cloudformation",
 )
 
 # Wire models for a protocol a service's older clients speak whose wire names the served model no longer

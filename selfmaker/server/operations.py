@@ -132,6 +132,7 @@ def implemented(service: str) -> set[str]:
 VALIDATION_CODES = {
     "sts": "ValidationError",
     "iam": "ValidationError",
+    "cloudformation": "ValidationError",
     "logs": "InvalidParameterException",
     "sagemaker-featurestore-runtime": "ValidationError",
     "sagemaker-runtime": "ValidationError",
@@ -248,6 +249,12 @@ SERVICE_MODULES: tuple[str, ...] = (
     "selfmaker.services.search",
     # SageMaker's state changes, emitted to EventBridge as they are stored
     "selfmaker.services.state_change_events",
+    # CloudFormation: stacks of the resources above, made through their own operations
+    "selfmaker.aws.cloudformation.types_sagemaker",
+    "selfmaker.aws.cloudformation.types_aws",
+    "selfmaker.aws.cloudformation.engine",
+    "selfmaker.aws.cloudformation.stacks",
+    "selfmaker.aws.cloudformation.change_sets",
     # S3, served by its own streaming endpoint (it declares the operations it serves)
     "selfmaker.objects.endpoint",
 )
