@@ -49,6 +49,9 @@ mlp.export(f"{out}/saved_model", verbose=False)
 forward = tf.function(lambda x: mlp(x), input_signature=[tf.TensorSpec([None, 4], tf.float32, name="input")])
 frozen = convert_variables_to_constants_v2(forward.get_concrete_function())
 tf.io.write_graph(frozen.graph.as_graph_def(), out, "frozen.pb", as_text=False)
+tf.io.write_graph(forward.get_concrete_function().graph.as_graph_def(), out, "unfrozen.pb", as_text=False)
+pair = tf.function(lambda x: (x * 2, x + 1), input_signature=[tf.TensorSpec([None, 4], tf.float32, name="input")])
+tf.io.write_graph(pair.get_concrete_function().graph.as_graph_def(), out, "pair.pbtxt", as_text=True)
 print(json.dumps(mlp(rows).numpy().tolist()))
 """
 # name: (Framework, model key, DataInputConfig, CompilerOptions or None)
@@ -58,6 +61,7 @@ COMPILED = {
     "tf-tflite": ("TFLITE", "tflite", {"input": [3, 4]}, None),
     "tf-savedmodel": ("TENSORFLOW", "savedmodel", {"input_1": [3, 4]}, None),
     "tf-frozen": ("TENSORFLOW", "frozen", {"input:0": [3, 4]}, None),
+    "tf-frozen-cut": ("TENSORFLOW", "pair", {"input": [3, 4]}, {"output_names": ["add:0"]}),  # Neo's option
 }
 FAILED = {
     "tf-keras-nhwc": (
@@ -67,6 +71,14 @@ FAILED = {
     "tf-frozen-name": (
         ("TENSORFLOW", "frozen", {"x": [3, 4], "y": [3, 4]}, None),
         "ClientError: InputConfiguration: DataInputConfig names an input the model does not have: 'x'",
+    ),
+    "tf-unfrozen": (
+        ("TENSORFLOW", "unfrozen", {"input": [3, 4]}, None),
+        "ClientError: InputConfiguration: graph.pb is not a frozen graph: it reads variables",
+    ),
+    "tf-two-ends": (
+        ("TENSORFLOW", "pair", {"input": [3, 4]}, None),
+        "ClientError: InputConfiguration: cannot tell the frozen graph's output: 2 nodes end it",
     ),
     "tf-savedmodel-signature": (
         ("TENSORFLOW", "savedmodel", {"input_1": [3, 4]}, {"signature_def_key": "nope"}),
@@ -119,6 +131,8 @@ def keras_answers(tf_server, tf_python, tmp_path_factory):
         "tflite": {"model.tflite": (out / "mlp.tflite").read_bytes()},
         "savedmodel": {p.relative_to(saved).as_posix(): p.read_bytes() for p in saved.rglob("*") if p.is_file()},
         "frozen": {"frozen_graph.pb": (out / "frozen.pb").read_bytes()},
+        "unfrozen": {"graph.pb": (out / "unfrozen.pb").read_bytes()},
+        "pair": {"graph.pbtxt": (out / "pair.pbtxt").read_bytes()},
     }
     assert "saved_model.pb" in archives["savedmodel"] and "variables/variables.index" in archives["savedmodel"]
     s3 = make_client("s3", tf_server.url)

@@ -601,8 +601,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    # Run as the package's module, not as __main__: neo_tensorflow imports InputConfiguration from it, and a second
-    # copy of this module would raise an exception class main() does not catch.
-    from selfmaker.container import neo_compiler
-
-    sys.exit(neo_compiler.main())
+    # neo_tensorflow imports from this module by its package name: it must find this one, not load a second copy
+    # whose InputConfiguration main() would not catch.
+    sys.modules.setdefault("selfmaker.container.neo_compiler", sys.modules[__name__])
+    sys.exit(main())

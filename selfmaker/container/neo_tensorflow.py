@@ -147,7 +147,7 @@ def keras(path: Path, declared, options: dict, meta: dict):
         f"Keras model {path.name}",
     )
     say(f"SelfMaker: Keras {tf.keras.__version__} model -> tf2onnx (opset {OPSET}); NCHW inputs: {nchw or 'none'}")
-    _finish(source, matched, options, meta, {name: "NCHW" for name in nchw})
+    _finish(source, matched, options, meta, dict.fromkeys(nchw, "NCHW"))
     names = [name for name, _ in model_inputs]
 
     def original(feeds):
@@ -167,7 +167,7 @@ def _interpreter(path: Path):
     except ImportError:
         import tensorflow as tf
 
-        Interpreter = tf.lite.Interpreter  # noqa: N806 (a class)
+        Interpreter = tf.lite.Interpreter
     try:
         return Interpreter(model_path=str(path))
     except Exception as err:
