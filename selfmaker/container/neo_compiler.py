@@ -11,9 +11,9 @@ the compiled model to /opt/ml/model (``compiled.meta`` + ``compiled.so`` or
 * other SKLEARN models (pipelines, linear models, MLPs): skl2onnx -> ONNX Runtime;
 * ONNX: optimized by ONNX Runtime (graph optimizations saved, EXTENDED level:
   portable across x86-64 CPUs);
-* PYTORCH (torch), KERAS / TFLITE (tensorflow + tf2onnx): only where those
-  packages are in the compilation runtime (an optional extra); TENSORFLOW,
-  MXNET and DARKNET are refused with the reason;
+* PYTORCH (torch), and KERAS / TFLITE / TENSORFLOW (tensorflow + tf2onnx,
+  neo_tensorflow.py): only where those packages are in the compilation runtime
+  (an optional extra); MXNET and DARKNET are refused with the reason;
 * CompilerOptions ``{"dtype": "int8"}``: ONNX Runtime dynamic int8
   quantization of the graph's MatMul/Gemm weights.
 
@@ -46,6 +46,7 @@ EXTRAS = {
     "PYTORCH": "torch",
     "KERAS": "tensorflow and tf2onnx",
     "TFLITE": "tensorflow and tf2onnx",
+    "TENSORFLOW": "tensorflow and tf2onnx",
 }
 
 
@@ -105,10 +106,13 @@ def model_file(framework: str) -> Path:
         "ONNX": ((".onnx",), "Exactly one .onnx file is allowed for ONNX models."),
         "PYTORCH": ((".pth", ".pt"), "Exactly one .pth or .pt file is allowed for PyTorch models."),
         "TENSORFLOW": ((".pb", ".pbtxt"), "Exactly one .pb or .pbtxt file is allowed for TensorFlow models."),
-        "KERAS": ((".h5",), "No h5 file provided in /opt/ml/input/data/model"),
+        # Neo took .h5; Keras 3's own .keras loads the same way.
+        "KERAS": ((".h5", ".keras"), "No h5 file provided in /opt/ml/input/data/model"),
         "TFLITE": ((".tflite",), "Exactly one .tflite file is allowed for TFLite models."),
     }[framework]
     found = [p for p in files if p.suffix in suffixes]
+    if framework == "TENSORFLOW":  # a SavedModel directory holds saved_model.pb and fingerprint.pb: its graph counts
+        found = [p for p in found if p.stem == "saved_model"] or found
     if len(found) != 1:
         raise InputConfiguration(words)
     return found[0]
@@ -478,23 +482,12 @@ def pytorch(path: Path, declared, options: dict, meta: dict):
 
 
 def tensorflow_family(framework: str):
+    """KERAS, TFLITE and TENSORFLOW: neo_tensorflow.py, imported only when asked (it needs TensorFlow)."""
+
     def convert(path: Path, declared, options: dict, meta: dict):
-        import tf2onnx
+        from . import neo_tensorflow
 
-        if declared is None:
-            raise InputConfiguration('DataInputConfig is required: {"input": [1, 224, 224, 3]}')
-        source = MODEL_OUT / "source.onnx"
-        if framework == "KERAS":
-            import tensorflow as tf
-
-            model = tf.keras.models.load_model(str(path))
-            tf2onnx.convert.from_keras(model, output_path=str(source))
-        else:
-            tf2onnx.convert.from_tflite(str(path), output_path=str(source))
-        meta["Inputs"] = [{"name": i["name"], "shape": i["shape"], "dtype": i["dtype"]} for i in onnx_inputs(source)]
-        optimize_onnx(source, options, meta)
-        source.unlink()
-        return  # the original would need TensorFlow's runtime: the accuracy check is skipped
+        return neo_tensorflow.CONVERTERS[framework](path, declared, options, meta)
 
     return convert
 
@@ -506,6 +499,7 @@ CONVERTERS = {
     "PYTORCH": pytorch,
     "KERAS": tensorflow_family("KERAS"),
     "TFLITE": tensorflow_family("TFLITE"),
+    "TENSORFLOW": tensorflow_family("TENSORFLOW"),
 }
 
 
@@ -559,17 +553,15 @@ def accuracy(original, meta: dict) -> None:
 def compile_model(config: dict) -> dict:
     framework = config["InputConfig"]["Framework"]
     output = config["OutputConfig"]
-    if framework not in CONVERTERS or framework == "TENSORFLOW":
-        if framework == "TENSORFLOW":
-            model_file(framework)  # Neo's own first complaint: "Exactly one .pb or .pbtxt file ..."
+    if framework == "TENSORFLOW":
+        model_file(framework)  # Neo's own first complaint, with or without TensorFlow: "Exactly one .pb ..."
+    if framework not in CONVERTERS:
         raise InputConfiguration(
             f"SelfMaker does not compile {framework} models: "
             + {
                 "MXNET": "MXNet's last release (1.9.1, 2022) needs numpy < 2; export the model to ONNX "
                 "(mx.onnx.export_model) and compile it as ONNX",
                 "DARKNET": "no maintained converter exists; convert the model to ONNX and compile it as ONNX",
-                "TENSORFLOW": "a frozen graph or SavedModel converts only with its output names, which the API has "
-                "no member for; convert it with tf2onnx and compile it as ONNX, or save it as KERAS .h5",
             }.get(framework, "no converter")
         )
     if extra_missing(framework):
@@ -618,4 +610,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    # neo_tensorflow imports from this module by its package name: it must find this one, not load a second copy
+    # whose InputConfiguration main() would not catch.
+    sys.modules.setdefault("selfmaker.container.neo_compiler", sys.modules[__name__])
     sys.exit(main())
