@@ -122,6 +122,11 @@ class Console:
         except AWSError as err:
             status = 404 if _not_found(err) else err.status if 400 <= err.status < 500 else 400
             return page("error.html", session, status, title=err.code, message=err.message)
+        except Exception:  # a bug: said plainly to the reader, in full in the server's log
+            log.exception("console page %s %s failed", method, path)
+            return page(
+                "error.html", session, 500, title="Internal error", message="This page failed; see the server's log."
+            )
 
     def _after_logout(self) -> Response:
         if self.settings.auth_mode == "strict":

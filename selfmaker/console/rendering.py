@@ -31,7 +31,7 @@ def status_class(status: str | None) -> str:
 
 def when(epoch: float | None) -> Markup:
     """A time, shown in UTC by the server and in the reader's time zone by console.js, UTC on hover."""
-    if epoch is None or epoch == "":
+    if not isinstance(epoch, (int, float)):  # absent (None, or Undefined in a template)
         return Markup("")
     moment = dt.datetime.fromtimestamp(float(epoch), tz=dt.UTC)
     iso = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -40,7 +40,7 @@ def when(epoch: float | None) -> Markup:
 
 
 def duration(start: float | None, end: float | None) -> str:
-    if not start or not end:
+    if not isinstance(start, (int, float)) or not isinstance(end, (int, float)):
         return ""
     seconds = max(0, int(float(end) - float(start)))
     hours, rest = divmod(seconds, 3600)

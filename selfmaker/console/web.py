@@ -28,10 +28,12 @@ if TYPE_CHECKING:
 PREFIX = "/console"
 
 # Pages are ours alone: no script, style or frame from elsewhere, no inline script, no framing by others.
+# Inline styles are allowed: Cytoscape.js sizes its canvas through a style attribute it writes.
 SECURITY_HEADERS = [
     (
         "Content-Security-Policy",
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        "connect-src 'self'; "
         "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
     ),
     ("X-Content-Type-Options", "nosniff"),

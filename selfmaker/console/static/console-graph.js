@@ -32,6 +32,7 @@
     container,
     elements,
     wheelSensitivity: 0.3,
+    maxZoom: 1.6, // a small pipeline is drawn at a readable size, not blown up to fill the box
     style: [
       {
         selector: "node",

@@ -22,8 +22,8 @@
   const finish = (message) => {
     source.close();
     log.dataset.complete = "true";
-    if (note) note.firstChild.textContent = message;
+    if (note) note.textContent = message;
   };
-  source.addEventListener("end", () => finish("The job has ended; these are all its logs. "));
-  source.addEventListener("failure", (event) => finish(JSON.parse(event.data).message + " "));
+  source.addEventListener("end", () => finish("The job has ended; these are all its logs."));
+  source.addEventListener("failure", (event) => finish(JSON.parse(event.data).message));
 })();
