@@ -10,6 +10,9 @@ test_console_browser.py.
 
 from __future__ import annotations
 
+import html
+import json
+import re
 import time
 import uuid
 
@@ -17,6 +20,7 @@ import pytest
 
 from support.accounts import SECRET, A, B, credentials_file
 from support.console import ConsoleBrowser
+from support.pipelines import create, processing
 from support.server import ACCOUNT
 from support.waiting import wait_for
 
@@ -93,6 +97,49 @@ def test_list_filters_and_sort_are_the_apis_own(server, client):
     assert positions == sorted(positions)
     refused = browser.get("/console/models?sort=Size")
     assert refused.status == 400 and "sortBy" in refused.text and "enum value set" in refused.text
+
+
+def test_the_pipeline_graph_has_the_engines_dependencies_and_condition_branches(server, client):
+    sm = client("sagemaker")
+    name = f"console-graph-{uuid.uuid4().hex[:6]}"
+    condition = {
+        "Name": "Good",
+        "Type": "Condition",
+        "Arguments": {
+            "Conditions": [
+                {"Type": "GreaterThanOrEqualTo", "LeftValue": {"Get": "Parameters.Score"}, "RightValue": 0.5}
+            ],
+            "IfSteps": [processing("Register", "print('ok')")],
+            "ElseSteps": [{"Name": "TooLow", "Type": "Fail", "Arguments": {"ErrorMessage": "too low"}}],
+        },
+        "DependsOn": ["Train"],
+    }
+    create(
+        sm,
+        name,
+        [processing("Prepare", "print(1)"), processing("Train", "print(2)", DependsOn=["Prepare"]), condition],
+        parameters=[{"Name": "Score", "Type": "Float", "DefaultValue": 0.9}],
+    )
+    page = ConsoleBrowser(server.url).get(f"/console/pipelines/{name}")
+    assert page.status == 200
+    data = re.search(r'<script type="application/json" id="graph-data">(.*?)</script>', page.text, re.S)
+    graph = json.loads(html.unescape(data.group(1)))
+    assert {n["id"]: n["type"] for n in graph["nodes"]} == {
+        "Prepare": "Processing",
+        "Train": "Processing",
+        "Good": "Condition",
+        "Register": "Processing",
+        "TooLow": "Fail",
+    }
+    edges = {(e["source"], e["target"], e["kind"]) for e in graph["edges"]}
+    assert edges == {
+        ("Prepare", "Train", "depends"),
+        ("Train", "Good", "depends"),
+        ("Good", "Register", "if"),
+        ("Good", "TooLow", "else"),
+    }
+    # The start form offers the definition's parameters with their defaults.
+    assert 'name="param:Score" value="0.9"' in page.text
 
 
 # -- strict mode ---------------------------------------------------------------------------------------------
