@@ -118,9 +118,29 @@ def test_a_pipeline_with_a_failing_step_is_followed_live_to_the_failed_colour(br
     field.send_keys("0.75")
     field.submit()
     _script(browser, "return location.pathname", lambda p: "/executions/" in p and execution not in p, "the new run")
-    second = browser.execute_script("return location.pathname").rsplit("/", 1)[-1]
-    parameters = sm.list_pipeline_parameters_for_execution(PipelineExecutionArn=f"{arn.rsplit('/', 1)[0]}/{second}")
+    second = f"{arn.rsplit('/', 1)[0]}/{browser.execute_script('return location.pathname').rsplit('/', 1)[-1]}"
+    parameters = sm.list_pipeline_parameters_for_execution(PipelineExecutionArn=second)
     assert {"Name": "Threshold", "Value": "0.75"} in parameters["PipelineParameters"]
+    # Stop it from its page while its first step still runs.
+    browser.find_element("id", "stop").click()
+    assert wait_pipeline(sm, second)["PipelineExecutionStatus"] == "Stopped"
+
+    # Retry the failed one: its failed step runs again, as a second attempt.
+    browser.get(server.url + path)
+    browser.find_element("id", "retry").click()
+    wait_for(
+        lambda: {
+            s["StepName"]: s
+            for s in sm.list_pipeline_execution_steps(PipelineExecutionArn=arn)["PipelineExecutionSteps"]
+        },
+        lambda steps: (
+            (steps.get("Evaluate", {}).get("AttemptCount"), steps.get("Evaluate", {}).get("StepStatus"))
+            == (2, "Failed")
+        ),
+        timeout=120,
+        what="the retried step's second attempt to fail",
+    )
+    assert console_errors(browser) == []
 
 
 def test_a_training_job_shows_its_metrics_and_logs(browser, server, sm):
