@@ -41,6 +41,7 @@ def _serve(args) -> int:
                 metrics_token=args.metrics_token,
                 price_table=args.price_table,
                 edge_cache_ttl=args.edge_cache_ttl,
+                console_session_seconds=args.console_session_seconds,
             ).items()
             if v is not None
         }
@@ -194,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="Edge Manager: seconds agents cache their registration; a device silent for longer counts as "
         "disconnected (default 60; env SELFMAKER_EDGE_CACHE_TTL)",
+    )
+    serve.add_argument(
+        "--console-session-seconds",
+        type=int,
+        help="the web console (/console): seconds a session lasts without use before it signs in again "
+        "(default 28800; env SELFMAKER_CONSOLE_SESSION_SECONDS)",
     )
     serve.add_argument(
         "--bwrap",

@@ -60,6 +60,8 @@ class Settings:
     # Edge Manager: the CacheTTL (seconds) GetDeviceRegistration hands agents; a device whose last heartbeat is
     # older than this counts as disconnected (docs/edge.md).
     edge_cache_ttl: int = field(default_factory=lambda: int(_env("EDGE_CACHE_TTL", "60")))
+    # The web console (/console): how long a signed-in session lasts without use, in seconds (docs/console.md).
+    console_session_seconds: int = field(default_factory=lambda: int(_env("CONSOLE_SESSION_SECONDS", "28800")))
     default_account: str = DEFAULT_ACCOUNT
 
     def __post_init__(self) -> None:
@@ -73,6 +75,8 @@ class Settings:
             raise ValueError(f"auth mode must be 'open' or 'strict', not {self.auth_mode!r}")
         if self.auth_mode == "strict" and not self.credentials_file:
             raise ValueError("strict auth needs a credentials file (--credentials-file)")
+        if self.console_session_seconds < 1:
+            raise ValueError("the console's session lifetime must be at least 1 second")
 
     @property
     def endpoint_url(self) -> str:

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import logging
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -40,11 +41,15 @@ from .protocol import (
 )
 from .wire import json_targets, only_query, query_services, rest_json_services, rpc_v2_cbor_targets, wire
 
+if TYPE_CHECKING:
+    from ..console.app import Console
+
 log = logging.getLogger("selfmaker")
 
 HEALTH_PATH = "/_selfmaker/health"
 METRICS_PATH = "/_selfmaker/metrics"  # Prometheus; also /metrics when unsigned
 NOTEBOOKS_PATH = "/_selfmaker/notebooks/"  # notebook instances' proxy (services/notebooks/proxy.py)
+CONSOLE_PATH = "/console"  # the web console (selfmaker/console), for unsigned requests
 
 
 class SelfMakerApp:
@@ -52,6 +57,7 @@ class SelfMakerApp:
         load_all()
         self.settings = settings
         self.backends = Backends.build(settings)
+        self._console: Console | None = None  # made at the first console request
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
@@ -100,6 +106,13 @@ class SelfMakerApp:
 
         scope = signing_scope(request)
         bucket_host = self._virtual_host_bucket(request)
+        if bucket_host is None and _unsigned(request):
+            # A browser: the console's pages, and `/` leads there. Signed requests to the same paths stay the
+            # API's (path-style S3 on a bucket named "console", ListBuckets on `/`).
+            if request.path == CONSOLE_PATH or request.path.startswith(f"{CONSOLE_PATH}/"):
+                return await self._console_page(request)
+            if request.path == "/" and request.method in ("GET", "HEAD") and _wants_html(request):
+                return Response(302, b"", [("Location", f"{CONSOLE_PATH}/")])
         target = request.headers.get("x-amz-target")
         signed_service = scope.service if scope else None
 
@@ -216,6 +229,13 @@ class SelfMakerApp:
         ctx.headers = request.headers
         return None
 
+    async def _console_page(self, request: Request) -> Response:
+        if self._console is None:
+            from ..console.app import Console  # the layer above: imported when used, as the notebooks' proxy
+
+            self._console = Console(self.backends)
+        return await self._console.handle(request)
+
     def _virtual_host_bucket(self, request: Request) -> str | None:
         """``bucket.localhost:7600`` or ``bucket.s3.<anything>`` names a bucket; plain hosts do not."""
         host = request.headers.get("host", "").rsplit(":", 1)[0]
@@ -273,6 +293,16 @@ def _metrics_authorization(request: Request) -> bool:
     """/metrics is ours when unsigned or bearing a token; SigV4-signed, it is S3's bucket "metrics"."""
     authorization = request.headers.get("authorization")
     return authorization is None or authorization.strip().partition(" ")[0].lower() == "bearer"
+
+
+def _unsigned(request: Request) -> bool:
+    """No AWS signature of any form: neither an Authorization header nor a presigned URL's credential."""
+    return "authorization" not in request.headers and "X-Amz-Credential" not in request.query
+
+
+def _wants_html(request: Request) -> bool:
+    """A browser navigating: it asks for HTML first (SDKs and the CLI never do)."""
+    return "text/html" in request.headers.get("accept", "").lower()
 
 
 def _looks_like_query(request: Request) -> bool:

@@ -47,8 +47,15 @@ def chromium(width: int = 1400, height: int = 900):
         f"--window-size={width},{height}",
     ):
         options.add_argument(argument)
+    # The page's console messages (errors, CSP violations), read back with console_errors().
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     # An explicit driver path: Selenium Manager would otherwise try to download one (there is no internet).
     return webdriver.Chrome(service=Service(executable_path=driver), options=options)
+
+
+def console_errors(driver) -> list[str]:
+    """The browser console's errors since the last call (uncaught exceptions, failed loads, CSP refusals)."""
+    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
 
 
 def keep_page(driver, name: str) -> Path:

@@ -1,0 +1,170 @@
+// The pipeline graph: Cytoscape.js laid out by dagre, steps coloured by status; on an execution's page the
+// steps follow the execution live over server-sent events, and a selected step shows its details.
+"use strict";
+
+(() => {
+  const graph = Console.jsonData("graph-data");
+  const container = document.getElementById("graph");
+  if (!graph || !container) return;
+  let state = Console.jsonData("state-data");
+  const STATUS_VARS = {
+    "status-succeeded": "--succeeded", "status-failed": "--failed", "status-running": "--running",
+    "status-stopped": "--stopped", "status-other": "--not-started",
+  };
+
+  function stepStatus(name) {
+    const step = state && state.steps[name];
+    return step ? step.StepStatus : null;
+  }
+
+  function colourOf(status) {
+    return Console.cssColour(STATUS_VARS[Console.statusClass(status)] || "--not-started");
+  }
+
+  const elements = [
+    ...graph.nodes.map((n) => ({ data: { id: n.id, label: n.label + "\n" + n.type, type: n.type } })),
+    ...graph.edges.map((e, i) => ({
+      data: { id: "e" + i, source: e.source, target: e.target, kind: e.kind, label: e.kind === "depends" ? "" : e.kind },
+    })),
+  ];
+  cytoscape.use(cytoscapeDagre);
+  const cy = cytoscape({
+    container,
+    elements,
+    wheelSensitivity: 0.3,
+    maxZoom: 1.6, // a small pipeline is drawn at a readable size, not blown up to fill the box
+    style: [
+      {
+        selector: "node",
+        style: {
+          shape: "round-rectangle", label: "data(label)", "text-wrap": "wrap", "text-valign": "center",
+          "font-size": 11, width: 150, height: 44, color: Console.cssColour("--node-text"),
+          "background-color": Console.cssColour("--not-started"), "border-width": 1,
+          "border-color": Console.cssColour("--border"),
+        },
+      },
+      { selector: "node[type = 'Condition']", style: { shape: "diamond", width: 110, height: 60 } },
+      { selector: "node:selected", style: { "border-width": 3, "border-color": Console.cssColour("--focus") } },
+      {
+        selector: "edge",
+        style: {
+          width: 1.5, "curve-style": "bezier", "target-arrow-shape": "triangle", label: "data(label)",
+          "font-size": 10, color: Console.cssColour("--text"), "line-color": Console.cssColour("--edge"),
+          "target-arrow-color": Console.cssColour("--edge"),
+        },
+      },
+      { selector: "edge[kind = 'else']", style: { "line-style": "dashed" } },
+    ],
+    layout: { name: "dagre", rankDir: "LR", nodeSep: 30, rankSep: 60 },
+  });
+  window.consoleGraph = cy; // for the browser tests and the curious
+
+  function paint() {
+    cy.nodes().forEach((node) => {
+      const status = stepStatus(node.id()) || "NotStarted";
+      node.data("status", status);
+      node.style("background-color", colourOf(status));
+    });
+  }
+
+  const panel = document.getElementById("step-panel");
+  let selected = null;
+
+  function jobLink(metadata) {
+    const families = { TrainingJob: "training", ProcessingJob: "processing", TransformJob: "transform" };
+    for (const [key, family] of Object.entries(families)) {
+      if (metadata && metadata[key] && metadata[key].Arn) {
+        const name = metadata[key].Arn.split("/").pop();
+        const a = document.createElement("a");
+        a.href = "/console/jobs/" + family + "/" + encodeURIComponent(name);
+        a.textContent = name + " (" + key + ")";
+        return a;
+      }
+    }
+    return null;
+  }
+
+  function showStep(name) {
+    selected = name;
+    panel.replaceChildren();
+    const node = graph.nodes.find((n) => n.id === name);
+    const heading = document.createElement("h3");
+    heading.textContent = name;
+    panel.append(heading);
+    const list = document.createElement("dl");
+    list.className = "pairs";
+    const add = (term, value) => {
+      if (value === undefined || value === null || value === "") return;
+      const dt = document.createElement("dt");
+      dt.textContent = term;
+      const dd = document.createElement("dd");
+      if (value instanceof Node) dd.append(value); else dd.textContent = value;
+      list.append(dt, dd);
+    };
+    const step = state && state.steps[name];
+    add("Type", node && node.type);
+    if (node && node.description) add("Description", node.description);
+    if (state) add("Status", Console.statusElement(step ? step.StepStatus : "NotStarted"));
+    if (step) {
+      add("Started", step.StartTime ? Console.timeElement(step.StartTime) : "");
+      add("Ended", step.EndTime ? Console.timeElement(step.EndTime) : "");
+      add("Attempts", step.AttemptCount);
+      add("Job", jobLink(step.Metadata));
+      add("Failure reason", step.FailureReason);
+      if (step.Metadata) {
+        const pre = document.createElement("pre");
+        pre.textContent = JSON.stringify(step.Metadata, null, 2);
+        add("Metadata", pre);
+      }
+    }
+    panel.append(list);
+  }
+
+  cy.on("tap", "node", (event) => showStep(event.target.id()));
+  for (const button of document.querySelectorAll(".step-link")) {
+    button.addEventListener("click", () => {
+      cy.$(":selected").unselect();
+      cy.getElementById(button.dataset.step).select();
+      showStep(button.dataset.step);
+    });
+  }
+
+  function updateTable() {
+    for (const row of document.querySelectorAll("#steps-table tr[data-step]")) {
+      const step = state.steps[row.dataset.step];
+      row.querySelector(".step-status").replaceChildren(Console.statusElement(step ? step.StepStatus : "NotStarted"));
+      row.querySelector(".step-failure").textContent = step && step.FailureReason ? step.FailureReason : "";
+      const cells = row.querySelectorAll("td");
+      cells[3].replaceChildren(step && step.StartTime ? Console.timeElement(step.StartTime) : "");
+      cells[4].replaceChildren(step && step.EndTime ? Console.timeElement(step.EndTime) : "");
+    }
+    const status = document.getElementById("execution-status");
+    if (status) status.replaceChildren(Console.statusElement(state.status));
+    const failure = document.getElementById("execution-failure");
+    if (failure) failure.textContent = state.failure || "";
+    const stop = document.getElementById("stop");
+    if (stop) stop.disabled = state.status !== "Executing";
+    const retry = document.getElementById("retry");
+    if (retry) retry.disabled = !["Failed", "Stopped"].includes(state.status);
+  }
+
+  paint();
+  const live = document.getElementById("live");
+  if (live && live.dataset.events) {
+    const source = new EventSource(live.dataset.events);
+    source.addEventListener("state", (event) => {
+      state = JSON.parse(event.data);
+      paint();
+      updateTable();
+      if (selected) showStep(selected);
+    });
+    const finish = () => {
+      source.close();
+      const note = document.getElementById("live-note");
+      if (note) note.textContent = "The execution has ended.";
+      document.body.dataset.liveEnded = "true";
+    };
+    source.addEventListener("end", finish);
+    source.addEventListener("failure", finish);
+  }
+})();

@@ -1,0 +1,240 @@
+"""The web console over plain HTTP: where a browser lands, who it is, and what it may do.
+
+Open mode opens as the default account; `GET /` from a browser leads to /console while signed API requests
+to the same paths stay the API's. Strict mode: sign-in against the credentials file (a wrong secret or an
+unknown key refused), a new session id at sign-in, every action refused without the session's CSRF token or
+from another origin, another account's resources neither listed nor shown, sessions that expire when idle,
+and no redirect out of the console after sign-in. Browser behaviour (graphs, live views, clicks) is in
+test_console_browser.py.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import time
+import uuid
+
+import pytest
+
+from support.accounts import SECRET, A, B, credentials_file
+from support.console import ConsoleBrowser
+from support.pipelines import create, processing
+from support.server import ACCOUNT
+from support.waiting import wait_for
+
+SESSION_SECONDS = 4
+
+
+@pytest.fixture(scope="module")
+def strict(make_server, tmp_path_factory):
+    credentials = credentials_file(tmp_path_factory.mktemp("console-strict"), A, B)
+    return make_server(
+        "console-strict",
+        ["--auth", "strict", "--credentials-file", str(credentials), "--console-session-seconds", str(SESSION_SECONDS)],
+    ).start()
+
+
+@pytest.fixture
+def as_(client, strict):
+    return lambda who, service="sagemaker": client(service, srv=strict, access_key=who.key, secret_key=SECRET)
+
+
+def _package(sm, group: str) -> str:
+    sm.create_model_package_group(ModelPackageGroupName=group)
+    return sm.create_model_package(
+        ModelPackageGroupName=group,
+        ModelApprovalStatus="PendingManualApproval",
+        InferenceSpecification={
+            "Containers": [{"Image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"}],
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["text/csv"],
+        },
+    )["ModelPackageArn"]
+
+
+# -- open mode, and the API beside the console ------------------------------------------------------------------
+
+
+def test_a_browser_at_the_root_is_sent_to_the_console_and_signed_clients_are_not(server, client):
+    browser = ConsoleBrowser(server.url)
+    landing = browser.get("/")
+    assert (landing.status, landing.location) == (302, "/console/")
+    # Signed, `/` is still S3's ListBuckets, and `/console` a bucket of that name (path-style S3).
+    s3 = client("s3")
+    s3.create_bucket(Bucket="console")
+    s3.put_object(Bucket="console", Key="page.html", Body=b"not the console")
+    assert "console" in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    assert s3.get_object(Bucket="console", Key="page.html")["Body"].read() == b"not the console"
+    # Unsigned but not asking for HTML (an anonymous S3 client): not redirected.
+    assert browser.get("/", Accept="*/*").status != 302
+
+
+def test_open_mode_opens_the_console_as_the_default_account(server, client):
+    sm = client("sagemaker")
+    group = f"console-open-{uuid.uuid4().hex[:6]}"
+    sm.create_model_package_group(ModelPackageGroupName=group)
+    browser = ConsoleBrowser(server.url)
+    home = browser.get("/console/")
+    assert home.status == 200 and f"account {ACCOUNT}" in home.text
+    assert "HttpOnly" in home.headers["Set-Cookie"] and "SameSite=Strict" in home.headers["Set-Cookie"]
+    assert "script-src 'self'" in home.headers["Content-Security-Policy"]
+    listed = browser.get(f"/console/models?name={group}")
+    assert listed.status == 200 and f"/console/models/{group}" in listed.text
+    assert browser.get("/console/models/no-such-group").status == 404
+    assert browser.get("/console/static/../app.py").status == 404
+
+
+def test_list_filters_and_sort_are_the_apis_own(server, client):
+    sm = client("sagemaker")
+    prefix = f"console-sort-{uuid.uuid4().hex[:6]}"
+    for suffix in ("b", "a", "c"):
+        sm.create_model_package_group(ModelPackageGroupName=f"{prefix}-{suffix}")
+    browser = ConsoleBrowser(server.url)
+    page = browser.get(f"/console/models?name={prefix}&sort=Name&order=Ascending")
+    positions = [page.text.index(f'/console/models/{prefix}-{s}"') for s in ("a", "b", "c")]
+    assert positions == sorted(positions)
+    refused = browser.get("/console/models?sort=Size")
+    assert refused.status == 400 and "sortBy" in refused.text and "enum value set" in refused.text
+
+
+def test_the_pipeline_graph_has_the_engines_dependencies_and_condition_branches(server, client):
+    sm = client("sagemaker")
+    name = f"console-graph-{uuid.uuid4().hex[:6]}"
+    condition = {
+        "Name": "Good",
+        "Type": "Condition",
+        "Arguments": {
+            "Conditions": [
+                {"Type": "GreaterThanOrEqualTo", "LeftValue": {"Get": "Parameters.Score"}, "RightValue": 0.5}
+            ],
+            "IfSteps": [processing("Register", "print('ok')")],
+            "ElseSteps": [{"Name": "TooLow", "Type": "Fail", "Arguments": {"ErrorMessage": "too low"}}],
+        },
+        "DependsOn": ["Train"],
+    }
+    create(
+        sm,
+        name,
+        [processing("Prepare", "print(1)"), processing("Train", "print(2)", DependsOn=["Prepare"]), condition],
+        parameters=[{"Name": "Score", "Type": "Float", "DefaultValue": 0.9}],
+    )
+    page = ConsoleBrowser(server.url).get(f"/console/pipelines/{name}")
+    assert page.status == 200
+    data = re.search(r'<script type="application/json" id="graph-data">(.*?)</script>', page.text, re.S)
+    graph = json.loads(html.unescape(data.group(1)))
+    assert {n["id"]: n["type"] for n in graph["nodes"]} == {
+        "Prepare": "Processing",
+        "Train": "Processing",
+        "Good": "Condition",
+        "Register": "Processing",
+        "TooLow": "Fail",
+    }
+    edges = {(e["source"], e["target"], e["kind"]) for e in graph["edges"]}
+    assert edges == {
+        ("Prepare", "Train", "depends"),
+        ("Train", "Good", "depends"),
+        ("Good", "Register", "if"),
+        ("Good", "TooLow", "else"),
+    }
+    # The start form offers the definition's parameters with their defaults.
+    assert 'name="param:Score" value="0.9"' in page.text
+
+
+# -- strict mode ---------------------------------------------------------------------------------------------
+
+
+def test_strict_mode_asks_for_a_key_and_refuses_a_wrong_secret(strict):
+    browser = ConsoleBrowser(strict.url)
+    first = browser.get("/console/pipelines")
+    assert (first.status, first.location) == (303, "/console/login?next=/console/pipelines")
+    form = browser.get("/console/login")
+    assert form.status == 200 and 'name="secret_key"' in form.text
+    for key, secret in ((A.key, "not-the-secret"), ("AKIANOSUCHKEY0000001", SECRET), (A.key, "")):
+        refused = browser.post(
+            "/console/login", {"csrf": form.csrf, "access_key": key, "secret_key": secret, "next": "/console/"}
+        )
+        assert refused.status == 401 and "wrong" in refused.text
+    assert browser.get("/console/").status == 303  # still not signed in
+
+
+def test_signing_in_gives_a_new_session_and_never_leaves_the_console(strict):
+    browser = ConsoleBrowser(strict.url)
+    before = browser.get("/console/login")
+    anonymous = browser.cookie
+    signed = browser.post(
+        "/console/login", {"csrf": before.csrf, "access_key": A.key, "secret_key": SECRET, "next": "//evil.example/"}
+    )
+    assert (signed.status, signed.location) == (303, "/console/")
+    assert browser.cookie != anonymous
+    home = browser.get("/console/")
+    assert home.status == 200 and f"account {A.account}" in home.text
+    # The session planted before sign-in (fixation) is not the signed-in one.
+    planted = ConsoleBrowser(strict.url)
+    planted.cookie = anonymous
+    assert planted.get("/console/").status == 303
+
+
+def test_every_action_needs_the_sessions_csrf_token_and_this_origin(strict, as_):
+    sm = as_(A)
+    group = f"console-csrf-{uuid.uuid4().hex[:6]}"
+    _package(sm, group)
+    browser = ConsoleBrowser(strict.url)
+    browser.sign_in(A.key, SECRET)
+    page = browser.get(f"/console/models/{group}/1")
+    decision = {"decision": "Approved", "comment": "ok"}
+    assert browser.post(f"/console/models/{group}/1/approval", decision).status == 403
+    assert browser.post(f"/console/models/{group}/1/approval", {**decision, "csrf": "forged"}).status == 403
+    cross_site = browser.post(
+        f"/console/models/{group}/1/approval", {**decision, "csrf": page.csrf}, Origin="http://evil.example"
+    )
+    assert cross_site.status == 403
+    described = sm.describe_model_package(ModelPackageName=f"{group}/1")
+    assert described["ModelApprovalStatus"] == "PendingManualApproval"
+    # With the token, from this origin: the API's own UpdateModelPackage runs.
+    done = browser.post(
+        f"/console/models/{group}/1/approval",
+        {**decision, "csrf": page.csrf},
+        Origin=strict.url,
+    )
+    assert (done.status, done.location) == (303, f"/console/models/{group}/1")
+    described = sm.describe_model_package(ModelPackageName=f"{group}/1")
+    assert (described["ModelApprovalStatus"], described["ApprovalDescription"]) == ("Approved", "ok")
+
+
+def test_another_accounts_resources_are_invisible(strict, as_):
+    theirs = f"console-theirs-{uuid.uuid4().hex[:6]}"
+    _package(as_(B), theirs)
+    browser = ConsoleBrowser(strict.url)
+    browser.sign_in(A.key, SECRET)
+    filtered = browser.get(f"/console/models?name={theirs}").text
+    assert f'/console/models/{theirs}"' not in filtered and "No model package groups match" in filtered
+    assert browser.get(f"/console/models/{theirs}").status == 404
+    assert browser.get(f"/console/models/{theirs}/1").status == 404
+    page = browser.get("/console/models")
+    refused = browser.post(f"/console/models/{theirs}/1/approval", {"decision": "Approved", "csrf": page.csrf})
+    assert refused.status == 404
+    assert as_(B).describe_model_package(ModelPackageName=f"{theirs}/1")["ModelApprovalStatus"] == (
+        "PendingManualApproval"
+    )
+
+
+def test_a_session_expires_when_idle_and_ends_at_sign_out(strict):
+    browser = ConsoleBrowser(strict.url)
+    browser.sign_in(A.key, SECRET)
+    assert browser.get("/console/").status == 200
+    time.sleep(SESSION_SECONDS + 1)
+    expired = browser.get("/console/")
+    assert (expired.status, expired.location) == (303, "/console/login?next=/console/")
+
+    browser.sign_in(A.key, SECRET)
+    home = browser.get("/console/")
+    kept = browser.cookie
+    out = browser.post("/console/logout", {"csrf": home.csrf})
+    assert (out.status, out.location) == (303, "/console/login")
+    replayed = ConsoleBrowser(strict.url)
+    replayed.cookie = kept
+    assert wait_for(
+        lambda: replayed.get("/console/").status, lambda s: s == 303, timeout=5, what="a signed-out session"
+    )

@@ -1,0 +1,258 @@
+"""The web console in a real browser: headless Chromium (Selenium, Debian's chromedriver) at 1280 px over a
+real server with real data made through the API.
+
+A pipeline runs with a step that fails: the execution page, opened while it runs, follows it over
+server-sent events until the graph shows the failed step in the failed colour. A training job with metric
+definitions shows its final metrics and its logs. A model package is approved by clicking, and
+DescribeModelPackage says so. Two runs of an experiment show their parameters and metrics, and their curves
+overlaid. Every page loads without a browser console error; each is kept as tests/artifacts/console-*.png
+(docs/console.md shows them).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from support.browser import chromium, console_errors, keep_page
+from support.clients import make_client
+from support.pipelines import IMAGE, ROLE, create, entrypoint, processing, runtimes_config, start
+from support.pipelines import wait as wait_pipeline
+from support.waiting import status_in, wait_for
+
+pytestmark = pytest.mark.browser
+
+WIDTH = 1280
+FAILED_COLOUR = "rgb(217,58,58)"  # console.css --failed (light theme), as Cytoscape reports it
+
+
+@pytest.fixture(scope="module")
+def browser():
+    driver = chromium(width=WIDTH, height=900)  # before the server: a skip costs nothing
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def server(make_server, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("console-browser")
+    return make_server("console-browser", env={"SELFMAKER_RUNTIMES_CONFIG": runtimes_config(tmp)}).start()
+
+
+@pytest.fixture(scope="module")
+def sm(server):
+    return make_client("sagemaker", server.url)
+
+
+def _open(driver, server, path: str, name: str):
+    """Load a console page, check it loaded without console errors and fits the window; keep it."""
+    driver.get(server.url + path)
+    wait_for(
+        lambda: driver.execute_script("return document.readyState"), lambda s: s == "complete", what=f"{path} loaded"
+    )
+    overflow = driver.execute_script("return document.documentElement.scrollWidth")
+    keep_page(driver, name)
+    assert console_errors(driver) == [], f"{path} logged errors"
+    assert overflow <= WIDTH, f"{path} is {overflow} px wide at {WIDTH} px"
+
+
+def _script(driver, script: str, until, what: str, timeout: float = 120):
+    return wait_for(lambda: driver.execute_script(script), until, timeout=timeout, interval=0.2, what=what)
+
+
+def test_a_pipeline_with_a_failing_step_is_followed_live_to_the_failed_colour(browser, server, sm):
+    name = f"console-pipe-{uuid.uuid4().hex[:6]}"
+    create(
+        sm,
+        name,
+        [
+            processing("Prepare", "import time; print('preparing'); time.sleep(4)"),
+            processing("Evaluate", "raise SystemExit('the model is not good enough')", DependsOn=["Prepare"]),
+        ],
+        parameters=[{"Name": "Threshold", "Type": "Float", "DefaultValue": 0.5}],
+    )
+    arn = start(sm, name)
+    execution = arn.rsplit("/", 1)[-1]
+    path = f"/console/pipelines/{name}/executions/{execution}"
+    browser.get(server.url + path)
+    assert browser.execute_script("return document.getElementById('live').dataset.events") != ""
+
+    node_colour = "return window.consoleGraph.getElementById('Evaluate').style('background-color').replace(/ /g, '')"
+    _script(browser, node_colour, lambda c: c == FAILED_COLOUR, "the failed step in the failed colour")
+    # The colour came by the live stream, which then ended with the execution.
+    _script(browser, "return document.body.dataset.liveEnded", lambda v: v == "true", "the live stream's end")
+    assert wait_pipeline(sm, arn)["PipelineExecutionStatus"] == "Failed"
+    prepare = browser.execute_script(
+        "return window.consoleGraph.getElementById('Prepare').style('background-color').replace(/ /g, '')"
+    )
+    assert prepare != FAILED_COLOUR
+    row = browser.find_element("css selector", "#steps-table tr[data-step='Evaluate']")
+    assert "Failed" in row.text
+    # The step's details: its job and its failure reason.
+    row.find_element("css selector", "button.step-link").click()
+    panel = browser.find_element("id", "step-panel")
+    assert "Failure reason" in panel.text and "Job" in panel.text
+    assert not browser.find_element("id", "retry").get_attribute("disabled")
+    keep_page(browser, "console-pipeline-execution")
+    assert console_errors(browser) == []
+
+    # Dark theme, as a reader whose system prefers it sees the same page.
+    browser.execute_cdp_cmd(
+        "Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]}
+    )
+    _open(browser, server, path, "console-pipeline-execution-dark")
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+
+    _open(browser, server, f"/console/pipelines/{name}", "console-pipeline")
+    assert browser.execute_script("return window.consoleGraph.nodes().length") == 2
+    assert browser.execute_script("return window.consoleGraph.edges().length") == 1
+    _open(browser, server, "/console/pipelines", "console-pipelines")
+    assert name in browser.find_element("css selector", "table.list").text
+
+    # Start from the page, with a parameter: the API has a second execution with that value.
+    _open(browser, server, f"/console/pipelines/{name}", "console-pipeline")
+    field = browser.find_element("name", "param:Threshold")
+    field.clear()
+    field.send_keys("0.75")
+    field.submit()
+    _script(browser, "return location.pathname", lambda p: "/executions/" in p and execution not in p, "the new run")
+    second = f"{arn.rsplit('/', 1)[0]}/{browser.execute_script('return location.pathname').rsplit('/', 1)[-1]}"
+    parameters = sm.list_pipeline_parameters_for_execution(PipelineExecutionArn=second)
+    assert {"Name": "Threshold", "Value": "0.75"} in parameters["PipelineParameters"]
+    # Stop it from its page while its first step still runs.
+    browser.find_element("id", "stop").click()
+    assert wait_pipeline(sm, second)["PipelineExecutionStatus"] == "Stopped"
+
+    # Retry the failed one: its failed step runs again, as a second attempt.
+    browser.get(server.url + path)
+    browser.find_element("id", "retry").click()
+    wait_for(
+        lambda: {
+            s["StepName"]: s
+            for s in sm.list_pipeline_execution_steps(PipelineExecutionArn=arn)["PipelineExecutionSteps"]
+        },
+        lambda steps: (
+            (steps.get("Evaluate", {}).get("AttemptCount"), steps.get("Evaluate", {}).get("StepStatus"))
+            == (2, "Failed")
+        ),
+        timeout=120,
+        what="the retried step's second attempt to fail",
+    )
+    assert console_errors(browser) == []
+
+
+def test_a_training_job_shows_its_metrics_and_logs(browser, server, sm):
+    name = f"console-train-{uuid.uuid4().hex[:6]}"
+    bucket = f"console-{uuid.uuid4().hex[:8]}"
+    make_client("s3", server.url).create_bucket(Bucket=bucket)
+    script = "for step in range(3):\n    print(f'step={step} loss={1 - step / 4}', flush=True)\n"
+    sm.create_training_job(
+        TrainingJobName=name,
+        RoleArn=ROLE,
+        AlgorithmSpecification={
+            "TrainingImage": IMAGE,
+            "TrainingInputMode": "File",
+            "ContainerEntrypoint": entrypoint(script),
+            "MetricDefinitions": [{"Name": "train:loss", "Regex": r"loss=([0-9.]+)"}],
+        },
+        OutputDataConfig={"S3OutputPath": f"s3://{bucket}/output"},
+        ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
+        StoppingCondition={"MaxRuntimeInSeconds": 120},
+    )
+    described = wait_for(
+        lambda: sm.describe_training_job(TrainingJobName=name),
+        status_in("TrainingJobStatus", {"Completed", "Failed", "Stopped"}),
+        timeout=300,
+        what=f"{name} to end",
+    )
+    assert described["TrainingJobStatus"] == "Completed", described.get("FailureReason")
+    _open(browser, server, f"/console/jobs/training/{name}", "console-training-job")
+    metrics = browser.find_element("id", "final-metrics").text
+    assert "train:loss" in metrics and "0.5" in metrics
+    _script(browser, "return document.getElementById('log').dataset.complete", lambda v: v == "true", "all logs")
+    assert "step=2 loss=0.5" in browser.find_element("id", "log").text
+    keep_page(browser, "console-training-job")
+    _open(browser, server, "/console/jobs/training?status=Completed&sort=Name&order=Ascending", "console-training-jobs")
+    assert name in browser.find_element("css selector", "table.list").text
+    assert console_errors(browser) == []
+
+
+def test_a_model_package_is_approved_by_clicking(browser, server, sm):
+    group = f"console-models-{uuid.uuid4().hex[:6]}"
+    sm.create_model_package_group(ModelPackageGroupName=group, ModelPackageGroupDescription="churn models")
+    for _ in range(2):
+        sm.create_model_package(
+            ModelPackageGroupName=group,
+            ModelApprovalStatus="PendingManualApproval",
+            InferenceSpecification={
+                "Containers": [{"Image": IMAGE, "ModelDataUrl": "s3://models/churn/model.tar.gz"}],
+                "SupportedContentTypes": ["text/csv"],
+                "SupportedResponseMIMETypes": ["text/csv"],
+            },
+            CustomerMetadataProperties={"auc": "0.91"},
+        )
+    _open(browser, server, f"/console/models/{group}", "console-model-group")
+    assert browser.find_element("css selector", "table.list").text.count("PendingManualApproval") == 2
+    _open(browser, server, f"/console/models/{group}/2", "console-model-version")
+    browser.find_element("name", "comment").send_keys("AUC above the bar")
+    browser.find_element("id", "approve").click()
+    _script(browser, "return document.getElementById('approval-status').textContent", lambda t: "Approved" in t, "it")
+    described = sm.describe_model_package(ModelPackageName=f"{group}/2")
+    assert (described["ModelApprovalStatus"], described["ApprovalDescription"]) == ("Approved", "AUC above the bar")
+    assert sm.describe_model_package(ModelPackageName=f"{group}/1")["ModelApprovalStatus"] == "PendingManualApproval"
+    keep_page(browser, "console-model-approved")
+    assert console_errors(browser) == []
+    _open(browser, server, "/console/models", "console-models")
+
+
+def test_runs_of_an_experiment_are_compared_with_their_curves(browser, server, sm):
+    metrics = make_client("sagemaker-metrics", server.url)
+    experiment = f"console-exp-{uuid.uuid4().hex[:6]}"
+    sm.create_experiment(ExperimentName=experiment)
+    trial = f"{experiment}-trial"
+    sm.create_trial(TrialName=trial, ExperimentName=experiment)
+    base = int(time.time()) - 100
+    for index, rate in enumerate((0.1, 0.01)):
+        run = f"{experiment}-run{index}"
+        sm.create_trial_component(TrialComponentName=run, Parameters={"learning_rate": {"NumberValue": rate}})
+        sm.associate_trial_component(TrialComponentName=run, TrialName=trial)
+        points = [
+            {"MetricName": "loss", "Timestamp": base + step, "Step": step, "Value": 1 / (1 + step * rate * 10)}
+            for step in range(8)
+        ]
+        assert "Errors" not in metrics.batch_put_metrics(TrialComponentName=run, MetricData=points)
+    _open(browser, server, f"/console/experiments/{experiment}", "console-experiment")
+    table = browser.find_element("id", "runs-table").text
+    assert "learning_rate" in table and "0.01" in table and "loss" in table
+    for box in browser.find_elements("css selector", "#runs-table input[type=checkbox]"):
+        box.click()
+    browser.find_element("id", "compare").click()
+    _script(browser, "return document.querySelectorAll('.uplot').length", lambda n: n == 1, "one chart (loss)")
+    # Two lines overlaid on it, one per run (uPlot's legend lists the x series and then each line).
+    legend = browser.execute_script("return [...document.querySelectorAll('.u-legend .u-series')].length")
+    assert legend == 3
+    keep_page(browser, "console-runs-compared")
+    assert console_errors(browser) == []
+    _open(browser, server, f"/console/experiments/{experiment}/trials/{trial}", "console-trial")
+    _open(browser, server, "/console/experiments", "console-experiments")
+    _open(browser, server, "/console/", "console-overview")
+
+
+def test_the_pages_work_from_the_keyboard(browser, server):
+    from selenium.webdriver.common.keys import Keys
+
+    _open(browser, server, "/console/", "console-overview")
+    body = browser.find_element("tag name", "body")
+    body.send_keys(Keys.TAB)
+    assert browser.switch_to.active_element.text == "Skip to content"
+    browser.switch_to.active_element.send_keys(Keys.ENTER)
+    # Through the header to the navigation: each entry is reachable and opens its page with Enter.
+    for _ in range(10):
+        browser.switch_to.active_element.send_keys(Keys.TAB)
+        if browser.switch_to.active_element.text == "Model registry":
+            break
+    assert browser.switch_to.active_element.text == "Model registry"
+    browser.switch_to.active_element.send_keys(Keys.ENTER)
+    _script(browser, "return location.pathname", lambda p: p == "/console/models", "the registry page")
