@@ -60,6 +60,9 @@ class Settings:
     # Edge Manager: the CacheTTL (seconds) GetDeviceRegistration hands agents; a device whose last heartbeat is
     # older than this counts as disconnected (docs/edge.md).
     edge_cache_ttl: int = field(default_factory=lambda: int(_env("EDGE_CACHE_TTL", "60")))
+    # Several servers on one PostgreSQL (docs/scale-out.md): a server that stops renewing its heartbeat for this
+    # many seconds loses its leases, and another server takes its work over within about 1.2 times this.
+    lease_seconds: float = field(default_factory=lambda: float(_env("LEASE_SECONDS", "10")))
     default_account: str = DEFAULT_ACCOUNT
 
     def __post_init__(self) -> None:
