@@ -135,6 +135,18 @@ def _server_of(servers: list[Server], owner: str) -> Server:
     return next(s for s in servers if owner.split("-")[-2] == str(s.proc.pid))
 
 
+def _wait_running(server: Server, job_arn: str) -> None:
+    """Until the job's instance runs in ``server``'s sandbox (its supervisor's pid file is written) and the
+    server has recorded it as running."""
+    name = job_arn.rsplit("/", 1)[-1]
+    wait_for(
+        lambda: list(server.data_dir.glob(f"jobs/*/*/processing-job/{name}/algo-1/state/pid")),
+        bool,
+        what=f"{name} to run",
+    )
+    time.sleep(0.5)  # the step that launched it records it (phase Running) right after
+
+
 def test_either_server_answers_with_the_same_data(pair, unique):
     a, b = (make_client("sagemaker", s.url) for s in pair)
     name = unique("exp")
@@ -147,8 +159,8 @@ def test_either_server_answers_with_the_same_data(pair, unique):
     # A NextToken one server issued is honoured by the other (one signing key in the shared database).
     for i in range(3):
         a.create_experiment(ExperimentName=f"{name}-{i}")
-    first = a.list_experiments(MaxResults=2, SortBy="Name")
-    second = b.list_experiments(MaxResults=2, SortBy="Name", NextToken=first["NextToken"])
+    first = a.list_experiments(MaxResults=2, SortBy="Name", SortOrder="Ascending")
+    second = b.list_experiments(MaxResults=2, SortBy="Name", SortOrder="Ascending", NextToken=first["NextToken"])
     assert second["ExperimentSummaries"][0]["ExperimentName"] > first["ExperimentSummaries"][-1]["ExperimentName"]
 
 
@@ -181,6 +193,7 @@ def test_a_pipeline_finishes_when_the_server_driving_it_is_killed(pair, unique, 
     job_arn = executing["Work"]["Metadata"]["ProcessingJob"]["Arn"]
     owner = wait_for(lambda: _owner(shared, job_arn), lambda found: found is not None, what="the job's lease")
     doomed = _server_of(pair, owner)
+    _wait_running(doomed, job_arn)
     assert _owner(shared, arn) == owner  # the execution's step started the job on the server driving it
     survivor = next(s for s in pair if s is not doomed)
     doomed.kill()
@@ -227,6 +240,7 @@ def test_a_paused_server_loses_its_work_and_gives_it_up(pair, unique, shared):
         what="the processing step to be executing",
     )["Work"]["Metadata"]["ProcessingJob"]["Arn"]
     assert _server_of(pair, _owner(shared, job_arn)) is paused
+    _wait_running(paused, job_arn)
     paused.proc.send_signal(signal.SIGSTOP)
     # Meanwhile the job's process (on the paused server's machine) ends: the paused server would record
     # its completion as soon as it runs again, but the job is no longer its own.

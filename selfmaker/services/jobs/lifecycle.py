@@ -28,6 +28,7 @@ from ...engines.executor import ExecutorUnavailable, ExitStatus, InstanceSpec, M
 from ...engines.leases import leases
 from ...engines.reconciler import Controller, kick
 from ...server.operations import Context
+from ...store.fencing import LeaseLost
 from ...store.resources import Record, now
 from .. import experiments
 from ..kinds import Kind
@@ -338,6 +339,9 @@ class JobKind(Kind):
         except JobFailure as failure:
             self._stop_instances(run)
             self._end(run, "Failed", str(failure))
+        except LeaseLost:  # another server drives the job now (it was paused): end what it started, give up
+            self._stop_instances(run)
+            raise
         except Exception as err:  # a bug must not leave the job InProgress forever
             log.exception("job %s failed in SelfMaker", record.arn)
             self._stop_instances(run)
