@@ -42,7 +42,7 @@ from ..backends import Backends, background_worker
 from ..store import schema
 from ..store.fencing import Fence, LeaseLost, fenced
 from ..store.resources import Record
-from .leases import ELSEWHERE, WAIT, leases
+from .leases import ELSEWHERE, LOCAL, WAIT, leases
 
 log = logging.getLogger("selfmaker.reconciler")
 
@@ -230,7 +230,7 @@ class Reconciler:
                     delay, done = self._reconcile(key)
                 if block.lost:  # a write found the lease gone, and the controller caught the error
                     raise LeaseLost(key)
-                if delay is None:
+                if delay is None and fence is not LOCAL and self._finished(key):
                     self.leases.release(fence)
         except LeaseLost:
             assert isinstance(fence, Fence)
@@ -256,6 +256,15 @@ class Reconciler:
                 delay = 0.0
             if delay is not None and not self._stopping:
                 self._push(key, time.monotonic() + delay)
+
+    def _finished(self, key: str) -> bool:
+        """Whether ``key`` needs no more work (its lease may go): a record that waits in an active status
+        for a kick (a callback step, say) keeps its lease, so the kick reaches this server."""
+        if not key.startswith("arn:"):
+            return True
+        record = self.backends.resources.get_by_arn(key)
+        controller = CONTROLLERS.get(record.kind) if record else None
+        return record is None or controller is None or record.status not in controller.active
 
     def _reconcile(self, key: str) -> tuple[float | None, Record | None]:
         """One step of ``key``'s controller: the delay it asks for, and the record if its work is done."""
