@@ -27,6 +27,10 @@ if TYPE_CHECKING:  # layers above this one (see Backends.build): named for the t
 # The modules that register a background worker, in the order the workers START; they stop in the
 # reverse order, all before the metadata store closes. Read bottom-up for the stop order:
 WORKER_ORDER: tuple[str, ...] = (
+    # This server's heartbeat and leases (several servers on one PostgreSQL): first to start, so every worker
+    # below knows what it may drive; last to stop, when nothing drives anything any more, handing all over.
+    # Which workers are singletons (leader-elected through a lease) and which are per-server: docs/scale-out.md.
+    "selfmaker.engines.leases",
     # Data flushers first, so they stop last: whatever the workers below still hand them at their
     # own stop (the invocation counts folded at shutdown) reaches the store in their final flush.
     "selfmaker.aws.cloudwatch.metric_store",  # CloudWatch metric data, flushed to the store

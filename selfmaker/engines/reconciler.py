@@ -14,6 +14,11 @@ Records kept in a table of their own (Athena query executions) have a
 :class:`TableController` instead: the reconciler knows them by the key
 ``"<name>:<id>"`` and asks the controller for the ids still active at start.
 
+With several servers on one PostgreSQL, a record is stepped only by the server holding its lease
+(engines/leases.py): a kicked record nobody holds is taken, one another server holds is forwarded to it,
+and every write of a step is fenced by the lease (store/fencing.py), so a server that lost the lease while
+paused cannot commit. With SQLite every lease is local and all of this costs nothing.
+
 A step that raises is retried after a delay that doubles from BACKOFF_FIRST
 to BACKOFF_CAP and is forgotten on the next success. The count is kept in
 memory, not in the record: a failure is most often the store or the disk being
@@ -31,16 +36,19 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from ..backends import Backends, background_worker
 from ..store import schema
+from ..store.fencing import Fence, LeaseLost, fenced
 from ..store.resources import Record
+from .leases import ELSEWHERE, LOCAL, WAIT, leases
 
 log = logging.getLogger("selfmaker.reconciler")
 
 BACKOFF_FIRST = 1.0  # seconds before a failed step is retried; doubled at each failure in a row
 BACKOFF_CAP = 300.0
+WAIT_FOR_HEARTBEAT = 0.5  # seconds before a step deferred while this server's heartbeat was overdue runs again
 
 R = schema.resources
 
@@ -129,14 +137,23 @@ class Reconciler:
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="reconcile")
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="reconciler", daemon=True)
+        self.leases = leases(backends)
         backends.services["reconciler"] = self
 
     # -- lifecycle -------------------------------------------------------------
 
     def start(self) -> None:
-        for key in self._active_records():
+        # Resume what needs work and no live server drives (all of it, on SQLite or a restart of the only
+        # server); from then on the leases' heartbeat hands over what other servers leave behind.
+        for key in self.leases.acquire(self._active_records()):
             self.schedule(key)
+        self.leases.active_keys = self._active_records
+        self.leases.on_acquired = self._schedule_all
         self._thread.start()
+
+    def _schedule_all(self, keys: list[str]) -> None:
+        for key in keys:
+            self.schedule(key)
 
     def stop(self) -> None:
         with self._wake:
@@ -148,10 +165,10 @@ class Reconciler:
 
     def _active_records(self) -> list[str]:
         keys: list[str] = []
-        with self.backends.store.read() as conn:
-            for c in CONTROLLERS.values():
-                rows = conn.execute(select(R.c.arn).where(R.c.kind == c.kind, R.c.status.in_(sorted(c.active))))
-                keys.extend(row.arn for row in rows)
+        wanted = [and_(R.c.kind == c.kind, R.c.status.in_(sorted(c.active))) for c in CONTROLLERS.values()]
+        if wanted:  # one query, as the leases' heartbeat runs this every few seconds
+            with self.backends.store.read() as conn:
+                keys.extend(row.arn for row in conn.execute(select(R.c.arn).where(or_(*wanted))))
         for table in TABLE_CONTROLLERS.values():
             keys.extend(table.key(record_id) for record_id in table.active(self.backends))
         return keys
@@ -200,16 +217,25 @@ class Reconciler:
     def _step(self, key: str) -> None:
         delay: float | None = None
         done: Record | None = None
+        fence: Fence | str = ELSEWHERE
         try:
-            table = TABLE_CONTROLLERS.get(key.split(":", 1)[0]) if not key.startswith("arn:") else None
-            if table is not None:
-                delay = table.reconcile(self.backends, key.split(":", 1)[1])
+            fence = self.leases.claim(key)
+            if fence == WAIT:
+                delay = WAIT_FOR_HEARTBEAT
+            elif fence == ELSEWHERE:  # another server drives it: tell that server, forget it here
+                self.leases.forward(key)
             else:
-                record = self.backends.resources.get_by_arn(key)
-                controller = CONTROLLERS.get(record.kind) if record else None
-                if record is not None and controller is not None and record.status in controller.active:
-                    delay = controller.reconcile(self.backends, record)
-                    done = record if delay is None else None
+                assert isinstance(fence, Fence)
+                with fenced(fence) as block:
+                    delay, done = self._reconcile(key)
+                if block.lost:  # a write found the lease gone, and the controller caught the error
+                    raise LeaseLost(key)
+                if delay is None and fence is not LOCAL and self._finished(key):
+                    self.leases.release(fence)
+        except LeaseLost:
+            assert isinstance(fence, Fence)
+            self.leases.lost(fence)
+            delay, done = None, None
         except Exception:
             failures = self._failures.get(key, 0) + 1
             delay = min(self.backoff_first * 2 ** (failures - 1), self.backoff_cap)
@@ -230,6 +256,27 @@ class Reconciler:
                 delay = 0.0
             if delay is not None and not self._stopping:
                 self._push(key, time.monotonic() + delay)
+
+    def _finished(self, key: str) -> bool:
+        """Whether ``key`` needs no more work (its lease may go): a record that waits in an active status
+        for a kick (a callback step, say) keeps its lease, so the kick reaches this server."""
+        if not key.startswith("arn:"):
+            return True
+        record = self.backends.resources.get_by_arn(key)
+        controller = CONTROLLERS.get(record.kind) if record else None
+        return record is None or controller is None or record.status not in controller.active
+
+    def _reconcile(self, key: str) -> tuple[float | None, Record | None]:
+        """One step of ``key``'s controller: the delay it asks for, and the record if its work is done."""
+        table = TABLE_CONTROLLERS.get(key.split(":", 1)[0]) if not key.startswith("arn:") else None
+        if table is not None:
+            return table.reconcile(self.backends, key.split(":", 1)[1]), None
+        record = self.backends.resources.get_by_arn(key)
+        controller = CONTROLLERS.get(record.kind) if record else None
+        if record is None or controller is None or record.status not in controller.active:
+            return None, None
+        delay = controller.reconcile(self.backends, record)
+        return delay, record if delay is None else None
 
 
 @background_worker

@@ -202,6 +202,7 @@ SERVICE_MODULES: tuple[str, ...] = (
     "selfmaker.aws.events.outbox",
     "selfmaker.aws.events.delivery",
     # the machinery behind long-running resources
+    "selfmaker.engines.leases",
     "selfmaker.engines.reconciler",
     # SageMaker, one family after another
     "selfmaker.services.tagging",

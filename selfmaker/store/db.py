@@ -11,12 +11,15 @@ from pathlib import Path
 import orjson
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, event, select
+from sqlalchemy import create_engine, event, select, text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 
-from . import schema
+from . import fencing, schema
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+IDLE_IN_TRANSACTION_MS = 60_000
+MIGRATION_LOCK = 0x5E1F3A4E  # the PostgreSQL advisory lock servers take while they migrate
 
 
 def normalise_url(url: str) -> str:
@@ -56,7 +59,16 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_size=16, max_overflow=16, pool_pre_ping=True, json_deserializer=_json_loads)
+    return create_engine(
+        url,
+        pool_size=16,
+        max_overflow=16,
+        pool_pre_ping=True,
+        json_deserializer=_json_loads,
+        # A server paused in the middle of a transaction (SIGSTOP, a frozen VM) holds its row locks, the lease
+        # rows other servers must take over among them: PostgreSQL ends such a session after a minute.
+        connect_args={"options": f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}"},
+    )
 
 
 def migrate(engine: Engine) -> None:
@@ -64,6 +76,8 @@ def migrate(engine: Engine) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":  # servers starting together: one migrates, the others wait
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
 
@@ -91,6 +105,8 @@ class Store:
     @contextmanager
     def write(self):
         with self._write_lock or nullcontext(), self.engine.begin() as conn:
+            if not self.is_sqlite:  # a write on behalf of a lease commits only while the lease holds
+                fencing.check(conn)
             yield conn
 
     def secret(self, key: str, size: int = 32) -> bytes:
@@ -99,13 +115,16 @@ class Store:
             row = conn.execute(select(schema.server_state.c.value).where(schema.server_state.c.key == key)).first()
         if row:
             return row[0]
-        with self.write() as conn:
-            row = conn.execute(select(schema.server_state.c.value).where(schema.server_state.c.key == key)).first()
-            if row:
-                return row[0]
-            value = os.urandom(size)
-            conn.execute(schema.server_state.insert().values(key=key, value=value))
-            return value
+        try:
+            with self.write() as conn:
+                row = conn.execute(select(schema.server_state.c.value).where(schema.server_state.c.key == key)).first()
+                if row:
+                    return row[0]
+                value = os.urandom(size)
+                conn.execute(schema.server_state.insert().values(key=key, value=value))
+                return value
+        except IntegrityError:  # another server (same PostgreSQL) created it first: theirs is the one
+            return self.secret(key, size)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -49,6 +49,26 @@ server_state = Table(
     Column("value", LargeBinary, nullable=False),
 )
 
+# Several servers on one PostgreSQL (docs/scale-out.md): each live server's heartbeat, and which server drives
+# each reconciled record or singleton worker. A lease is valid while its owner's heartbeat is; ``token`` grows
+# at every takeover, and a controller's writes check (owner, token) in their own transaction (store/fencing.py).
+servers = Table(
+    "servers",
+    metadata,
+    Column("id", String(128), primary_key=True),  # one per server process: never reused
+    Column("node", String(512), nullable=False),  # host and data directory, for people reading the table
+    Column("started_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),  # the database's clock, so servers' clocks may disagree
+)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("key", String(600), primary_key=True),  # a record's ARN, a table controller's key, "worker:<name>"
+    Column("owner", String(128), nullable=False, index=True),
+    Column("token", BigInteger, nullable=False),
+)
+
 # CloudWatch Logs: groups, streams and events (jobs and endpoints write here; see selfmaker/aws/logs/).
 # Times are epoch milliseconds, as the Logs API speaks them.
 log_groups = Table(

@@ -20,6 +20,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ...backends import background_worker
+from ...engines.leases import leases
 from ...engines.periodic import Periodic
 from ...server.errors import AWSError
 from ...server.operations import Context, operation
@@ -464,7 +465,8 @@ class AlarmEvaluator(Periodic):
         self._evaluated: dict[tuple[int, float], int] = {}  # only the evaluator's thread uses it
 
     def run(self) -> None:
-        self.evaluate_due()
+        # One server evaluates (several would each change states and act on them); the others stand by.
+        leases(self.backends).as_leader("alarm-evaluator", self.evaluate_due)
 
     def evaluate_due(self) -> None:
         now = int(time.time())

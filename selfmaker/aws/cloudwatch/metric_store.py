@@ -25,6 +25,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ...backends import background_worker
+from ...engines.leases import leases
 from ...engines.periodic import Periodic
 from ...store import schema
 
@@ -193,7 +194,8 @@ def write(conn, points: dict[tuple[SeriesKey, str, int], StatSet]) -> None:
                 for unit, second, s in items
             ],
         )
-        totals = conn.execute(select(MT.c.totals).where(MT.c.id == metric_id)).scalar_one() or {}
+        # Locked: several servers (one PostgreSQL) flush their own buffers into the same totals.
+        totals = conn.execute(select(MT.c.totals).where(MT.c.id == metric_id).with_for_update()).scalar_one() or {}
         for unit, _, stats in items:
             count, total = totals.get(unit, [0.0, 0.0])
             totals[unit] = [count + stats[0], total + stats[1]]
@@ -289,7 +291,8 @@ class _Flusher(Periodic):
         flush(self.backends)
         if time.monotonic() >= self._next_roll_up:
             self._next_roll_up = time.monotonic() + ROLL_UP_SECONDS
-            roll_up(self.backends, since=self._rolled)  # a failure is logged; the next minute retries
+            # One server rolls up (several at once would each merge the same rows); every server flushes its own.
+            leases(self.backends).as_leader("metric-roll-up", lambda: roll_up(self.backends, since=self._rolled))
 
     def run_final(self) -> None:
         flush(self.backends)

@@ -21,6 +21,7 @@ import time
 from sqlalchemy import delete, select, update
 
 from ...backends import background_worker
+from ...engines.leases import leases
 from ...engines.periodic import Periodic
 from ...errors import AWSError
 from ...server.operations import Context, call
@@ -46,6 +47,10 @@ class Delivery(Periodic):
         self.backends = backends
 
     def run(self) -> float | None:
+        # One server delivers (several would deliver each row more than once); the others stand by.
+        return leases(self.backends).as_leader("events-delivery", self._run)
+
+    def _run(self) -> float | None:
         fanned = self.fan_out()
         delivered = self.deliver_due()
         return 0.0 if fanned == BATCH or delivered == BATCH else None

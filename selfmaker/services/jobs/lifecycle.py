@@ -25,8 +25,10 @@ from pathlib import Path
 from ...backends import Backends
 from ...engines import instance_types, reconciler, runtimes, sandbox
 from ...engines.executor import ExecutorUnavailable, ExitStatus, InstanceSpec, Mount, open_executor
+from ...engines.leases import leases
 from ...engines.reconciler import Controller, kick
 from ...server.operations import Context
+from ...store.fencing import LeaseLost
 from ...store.resources import Record, now
 from .. import experiments
 from ..kinds import Kind
@@ -327,6 +329,9 @@ class JobKind(Kind):
     def reconcile(self, backends: Backends, record: Record) -> float | None:
         run = Run(self, backends, record)
         try:
+            node = run.state.get("node")
+            if node and node != leases(backends).node:  # its instances ran on a server that is gone
+                return self._lost_with(run, node)
             if record.status == "Stopping":
                 return self._stop(run)
             if run.state.get("phase", "Starting") == "Starting":
@@ -335,11 +340,31 @@ class JobKind(Kind):
         except JobFailure as failure:
             self._stop_instances(run)
             self._end(run, "Failed", str(failure))
+        except LeaseLost:  # another server drives the job now (it was paused): end what it started, give up
+            self._stop_instances(run)
+            raise
         except Exception as err:  # a bug must not leave the job InProgress forever
             log.exception("job %s failed in SelfMaker", record.arn)
             self._stop_instances(run)
             self._end(run, "Failed", f"InternalServerError: SelfMaker could not run the job: {describe(err)}")
         return None
+
+    def _lost_with(self, run: Run, node: str) -> None:
+        """The job was taken over from a server that stopped (several servers on one database): its
+        instances ran on that server's machine, out of this server's reach, and are lost with it. A stop
+        asked for ends Stopped; otherwise the job fails with a reason a pipeline's RetryPolicies can match
+        (SageMaker.JOB_INTERNAL_ERROR). Its outputs were never uploaded: nothing is uploaded now."""
+        if run.record.status == "Stopping":
+            return self._end(run, "Stopped", None, upload=False)
+        host = node.split(":", 1)[0]
+        return self._end(
+            run,
+            "Failed",
+            f"InternalServerError: the job's instances ran on the SelfMaker server on {host}, which stopped; "
+            "with the local executor an instance runs on the machine of the server that started it and is "
+            "lost with that server",
+            upload=False,
+        )
 
     def _stop_instances(self, run: Run) -> None:
         """A job failing while instances run (an upload refused) ends them: nothing may outlive its job."""
@@ -398,8 +423,12 @@ class JobKind(Kind):
             ex.start(spec)
         started = now()
 
+        node = leases(run.backends).node
+
         def launched(d: dict) -> None:
-            d["_run"] = {**d.get("_run", {}), "phase": "Running", "started": started}
+            # The node (host and data directory) whose executor runs the instances: a server that takes the
+            # job over from another node cannot reach them (docs/scale-out.md).
+            d["_run"] = {**d.get("_run", {}), "phase": "Running", "started": started, "node": node}
             self.started(d, started)
             self.progress(d, "Training", "Training image download completed. Training in progress.")
 
@@ -491,15 +520,17 @@ class JobKind(Kind):
         self._end(run, "Stopped", None, max_runtime=bool(run.state.get("max_runtime")))
         return None
 
-    def _end(self, run: Run, outcome: str, reason: str | None, max_runtime: bool = False) -> None:
+    def _end(self, run: Run, outcome: str, reason: str | None, max_runtime: bool = False, upload: bool = True) -> None:
         """Ship the logs, upload the outputs, then (only then) record the terminal status."""
-        if outcome != "Failed" or run.state.get("phase") == "Running":
-            run.update(lambda d: self.progress(d, "Uploading", "Uploading generated training model"))
-        try:
-            outcome, reason, fields = self.finish(run, outcome, reason)
-        except JobFailure as failure:
-            outcome, reason, fields = "Failed", str(failure), {}
-        run.finish_logs()
+        fields: dict = {}
+        if upload:
+            if outcome != "Failed" or run.state.get("phase") == "Running":
+                run.update(lambda d: self.progress(d, "Uploading", "Uploading generated training model"))
+            try:
+                outcome, reason, fields = self.finish(run, outcome, reason)
+            except JobFailure as failure:
+                outcome, reason, fields = "Failed", str(failure), {}
+            run.finish_logs()
         ended = now()
 
         def terminal(d: dict) -> None:
