@@ -67,6 +67,15 @@ def test_endpoint_config_validation(sm, models, unique):
             ProductionVariants=[variant(model)], AsyncInferenceConfig={"OutputConfig": {"S3OutputPath": "s3://b/out"}}
         ),
         "zero total weight": dict(ProductionVariants=[variant(model, weight=0.0)]),
+        "serverless memory between sizes": dict(
+            ProductionVariants=[
+                {
+                    "VariantName": "A",
+                    "ModelName": model,
+                    "ServerlessConfig": {"MemorySizeInMB": 1111, "MaxConcurrency": 1},
+                }
+            ]
+        ),
     }
     messages = {}
     for case, request in bad.items():
@@ -79,6 +88,9 @@ def test_endpoint_config_validation(sm, models, unique):
     )
     assert "inference components" in messages["inference components"]
     assert "asynchronous inference" in messages["asynchronous inference"]
+    assert (
+        "MemorySizeInMB 1111 is not one of the allowed sizes (1024, 2048" in messages["serverless memory between sizes"]
+    )
     assert error_of(sm.describe_endpoint_config, EndpointConfigName=name)[0] == "ValidationException"
 
     multi = models.create(unique("multi"), versioned_archive("m"), Mode="MultiModel")

@@ -148,7 +148,8 @@ def test_definition_from_s3(sm, s3, unique):
 @pytest.mark.parametrize(
     "steps_, parameters, expected",
     [
-        ("not json", None, "not valid JSON"),
+        ("not json", None, "Unable to parse pipeline definition. Expecting start of Json Object."),
+        ("{not json", None, "not valid JSON"),
         ([NOOP, NOOP], None, "Noop"),
         ([processing("A", "1", DependsOn=["Nowhere"])], None, "Nowhere"),
         ([processing("A", "1", DependsOn=["B"]), processing("B", "1", DependsOn=["A"])], None, "cycle"),
