@@ -157,6 +157,11 @@ def test_xgboost_endpoint_lifecycle(sm, client, xgboost_model, unique):
     predictions = [float(x) for x in answer["Body"].read().decode().replace(",", " ").split()]
     assert len(predictions) == 2 and abs(predictions[0] - 7) < 0.5 and abs(predictions[1] - 12) < 0.5
     assert answer["InvokedProductionVariant"] == "AllTraffic"
+    # The AWS container's CSV: a non-numeric field is the model's 415 (a ModelError), an empty one is missing.
+    with pytest.raises(ClientError) as err:
+        runtime.invoke_endpoint(EndpointName=name, Body="3,abc", ContentType="text/csv", Accept="text/csv")
+    assert err.value.response["Error"]["Code"] == "ModelError" and err.value.response["OriginalStatusCode"] == 415
+    assert runtime.invoke_endpoint(EndpointName=name, Body="3,", ContentType="text/csv")["Body"].read()
 
     found = sm.search(
         Resource="Endpoint",
