@@ -41,6 +41,7 @@ def _serve(args) -> int:
                 metrics_token=args.metrics_token,
                 price_table=args.price_table,
                 edge_cache_ttl=args.edge_cache_ttl,
+                callback_timeout_seconds=args.callback_timeout_seconds,
             ).items()
             if v is not None
         }
@@ -194,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="Edge Manager: seconds agents cache their registration; a device silent for longer counts as "
         "disconnected (default 60; env SELFMAKER_EDGE_CACHE_TTL)",
+    )
+    serve.add_argument(
+        "--callback-timeout-seconds",
+        type=float,
+        help="Pipelines: seconds a Callback step waits for its answer before it fails (default 604800, 7 days; "
+        "env SELFMAKER_CALLBACK_TIMEOUT_SECONDS)",
     )
     serve.add_argument(
         "--bwrap",

@@ -24,6 +24,7 @@ from ...store.resources import AlreadyExists, Record, now
 from ..kinds import Kind, list_query
 from . import pipeline_resource
 from .state import PARAMETERS, PAST_ATTEMPTS, STEPS, TOKENS
+from .steps import TIMED_OUT
 
 R = schema.resources
 C = schema.pipeline_callbacks
@@ -309,6 +310,8 @@ def _answer(ctx: Context, params: dict, outcome: str, output: dict) -> dict:
         ).first()
         if row is None:
             raise validation(f"Callback token '{token}' is not valid.")
+        if row.outcome == TIMED_OUT:
+            raise validation(f"Callback token '{token}' has expired: its step timed out waiting for an answer.")
         if row.outcome is not None:
             if request and row.output.get("ClientRequestToken") == request:
                 return {"PipelineExecutionArn": row.execution_arn}  # the same answer again
