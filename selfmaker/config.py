@@ -14,6 +14,7 @@ from typing import overload
 DEFAULT_PORT = 7600
 DEFAULT_ACCOUNT = "123456789012"
 DEFAULT_REGION = "us-east-1"
+CALLBACK_TIMEOUT_SECONDS = 7 * 24 * 3600
 
 
 @overload
@@ -65,6 +66,11 @@ class Settings:
     # Several servers on one PostgreSQL (docs/scale-out.md): a server that stops renewing its heartbeat for this
     # many seconds loses its leases, and another server takes its work over within about 1.2 times this.
     lease_seconds: float = field(default_factory=lambda: float(_env("LEASE_SECONDS", "10")))
+    # Pipelines: seconds a Callback step waits for SendPipelineExecutionStepSuccess/Failure before it fails
+    # (default 7 days, AWS's; the definition language gives a Callback step no timeout of its own).
+    callback_timeout_seconds: float = field(
+        default_factory=lambda: float(_env("CALLBACK_TIMEOUT_SECONDS", str(CALLBACK_TIMEOUT_SECONDS)))
+    )
     default_account: str = DEFAULT_ACCOUNT
 
     def __post_init__(self) -> None:
@@ -74,6 +80,8 @@ class Settings:
         if not self.object_store_url:
             self.object_store_url = (self.data_dir / "objects").as_uri()
         self.runtimes_dir = Path(self.runtimes_dir or self.data_dir / "runtimes").expanduser().resolve()
+        if self.callback_timeout_seconds <= 0:
+            raise ValueError("the callback timeout must be a positive number of seconds")
         if self.auth_mode not in ("open", "strict"):
             raise ValueError(f"auth mode must be 'open' or 'strict', not {self.auth_mode!r}")
         if self.auth_mode == "strict" and not self.credentials_file:

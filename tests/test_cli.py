@@ -33,6 +33,29 @@ def test_serve_prints_what_to_export_and_answers_health(make_server):
     assert "AWS_ACCESS_KEY_ID" in log and "AWS_DEFAULT_REGION=us-east-1" in log
     assert "job sandbox: " in log and " bwrap at /" in log  # which bubblewrap jobs will run in, said up front
     assert (srv.data_dir / "metadata.db").exists()  # state lives under the data directory
+    # Quiet by default: SelfMaker's own INFO lines, no library's (Alembic ran the migrations).
+    assert f"INFO selfmaker: SelfMaker {__version__} listening on 127.0.0.1:{srv.port}" in log
+    assert "alembic" not in log.lower()
+
+
+def test_serve_logs_json_lines_when_asked(make_server):
+    srv = make_server("cli-json", ["--log-format", "json"]).start()
+    assert srv.stopped_cleanly()
+    records = [json.loads(line) for line in srv.log_text.splitlines() if line.startswith("{")]
+    started = next(r for r in records if "listening" in r["message"])
+    assert started["level"] == "INFO" and started["logger"] == "selfmaker" and started["time"].endswith("+00:00")
+    assert not [r for r in records if r["logger"].startswith("alembic")]
+
+
+def test_a_busy_port_is_one_clear_line(server, tmp_path):
+    """The port is bound before anything else: no export lines, no traceback, one line and exit status 1."""
+    result = run("serve", "--port", str(server.port), "--data-dir", str(tmp_path))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"selfmaker serve: cannot listen on 127.0.0.1:{server.port}: the port is already in use "
+        "(is another SelfMaker running? choose another with --port)"
+    ]
+    assert "export" not in result.stdout and not (tmp_path / "metadata.db").exists()
 
 
 def test_bad_settings_fail_clearly(tmp_path):

@@ -67,6 +67,15 @@ def test_endpoint_config_validation(sm, models, unique):
             ProductionVariants=[variant(model)], AsyncInferenceConfig={"OutputConfig": {"S3OutputPath": "s3://b/out"}}
         ),
         "zero total weight": dict(ProductionVariants=[variant(model, weight=0.0)]),
+        "serverless memory between sizes": dict(
+            ProductionVariants=[
+                {
+                    "VariantName": "A",
+                    "ModelName": model,
+                    "ServerlessConfig": {"MemorySizeInMB": 1111, "MaxConcurrency": 1},
+                }
+            ]
+        ),
     }
     messages = {}
     for case, request in bad.items():
@@ -79,6 +88,9 @@ def test_endpoint_config_validation(sm, models, unique):
     )
     assert "inference components" in messages["inference components"]
     assert "asynchronous inference" in messages["asynchronous inference"]
+    assert (
+        "MemorySizeInMB 1111 is not one of the allowed sizes (1024, 2048" in messages["serverless memory between sizes"]
+    )
     assert error_of(sm.describe_endpoint_config, EndpointConfigName=name)[0] == "ValidationException"
 
     multi = models.create(unique("multi"), versioned_archive("m"), Mode="MultiModel")
@@ -145,6 +157,11 @@ def test_xgboost_endpoint_lifecycle(sm, client, xgboost_model, unique):
     predictions = [float(x) for x in answer["Body"].read().decode().replace(",", " ").split()]
     assert len(predictions) == 2 and abs(predictions[0] - 7) < 0.5 and abs(predictions[1] - 12) < 0.5
     assert answer["InvokedProductionVariant"] == "AllTraffic"
+    # The AWS container's CSV: a non-numeric field is the model's 415 (a ModelError), an empty one is missing.
+    with pytest.raises(ClientError) as err:
+        runtime.invoke_endpoint(EndpointName=name, Body="3,abc", ContentType="text/csv", Accept="text/csv")
+    assert err.value.response["Error"]["Code"] == "ModelError" and err.value.response["OriginalStatusCode"] == 415
+    assert runtime.invoke_endpoint(EndpointName=name, Body="3,", ContentType="text/csv")["Body"].read()
 
     found = sm.search(
         Resource="Endpoint",

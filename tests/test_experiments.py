@@ -53,7 +53,9 @@ def test_experiment_lifecycle(sm, unique):
     assert arn == f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:experiment/{name.lower()}"
     described = sm.describe_experiment(ExperimentName=name.upper())
     assert described["ExperimentName"] == name and described["DisplayName"] == name
-    assert described["Description"] == "first" and described["CreatedBy"] and described["LastModifiedBy"]
+    assert described["Description"] == "first"
+    # AWS records an IamIdentity for model package groups, packages and projects only (UserContext).
+    assert "CreatedBy" not in described and "LastModifiedBy" not in described
     created = described["CreationTime"]
 
     with pytest.raises(ClientError) as exc:
@@ -193,7 +195,7 @@ def test_trial_component_create_describe_update(sm, unique):
     assert abs(tc["StartTime"].timestamp() - start) < 0.01 and abs(tc["EndTime"].timestamp() - end) < 0.01
     assert tc["Parameters"] == {"lr": {"NumberValue": 0.01}, "optimizer": {"StringValue": "adam"}}
     assert tc["InputArtifacts"]["train"] == {"Value": "s3://bucket/train.csv", "MediaType": "text/csv"}
-    assert tc["MetadataProperties"] == {"GeneratedBy": "test"} and tc["CreatedBy"]
+    assert tc["MetadataProperties"] == {"GeneratedBy": "test"} and "CreatedBy" not in tc
     assert "Metrics" not in tc
     assert sm.describe_trial_component(TrialComponentName=arn)["TrialComponentName"] == name  # by ARN too
 
@@ -251,7 +253,7 @@ def test_list_trial_components_filters_sorts_and_pages(sm, unique, experiment):
 
     by_trial = all_pages(sm.list_trial_components, "TrialComponentSummaries", TrialName=trial, MaxResults=2)
     assert [s["TrialComponentName"] for s in by_trial] == components[:3][::-1]
-    assert by_trial[0]["Status"] == {"PrimaryStatus": "Completed"} and by_trial[0]["CreatedBy"]
+    assert by_trial[0]["Status"] == {"PrimaryStatus": "Completed"} and "CreatedBy" not in by_trial[0]
     # The experiment's components, each once though components[2] is in both of its trials.
     by_experiment = all_pages(
         sm.list_trial_components,

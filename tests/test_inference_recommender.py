@@ -109,6 +109,10 @@ def test_advanced_job_benchmarks_a_real_endpoint(sm, client, model, unique):
     "change, words",
     [
         ({"EndpointConfigurations": [{"InstanceType": "ml.t2.medium"}]}, "burstable"),
+        (
+            {"EndpointConfigurations": [{"ServerlessConfig": {"MemorySizeInMB": 1111, "MaxConcurrency": 1}}]},
+            "MemorySizeInMB 1111 is not one of the allowed sizes",
+        ),
         ({"Phases": [{"InitialNumberOfUsers": 5, "SpawnRate": 1, "DurationInSeconds": 120}]}, "InitialNumberOfUsers"),
         ({"Phases": [{"InitialNumberOfUsers": 1, "SpawnRate": 10, "DurationInSeconds": 120}]}, "SpawnRate"),
         ({"Phases": [{"InitialNumberOfUsers": 1, "SpawnRate": 1, "DurationInSeconds": 30}]}, "between 120 and 3600"),

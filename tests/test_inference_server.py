@@ -110,6 +110,12 @@ def test_xgboost_model_csv_libsvm_json_and_errors(serve):
     assert status == 200 and content_type == "text/csv"
     first, second = map(float, body.decode().split(","))
     assert abs(first - 8) < 1 and abs(second - 2) < 1
+    # As the AWS container: an empty field is a missing value, a word is an error (415), not a NaN.
+    status, _, body = server.invoke("3,\n,2\n", "text/csv", "text/csv")
+    assert status == 200 and len(body.decode().split(",")) == 2
+    for bad in ("3,abc\n", "3,2\n1\n"):
+        status, _, body = server.invoke(bad, "text/csv", "text/csv")
+        assert status == 415 and b"Loading text/csv data failed" in body, (bad, body)
     status, _, body = server.invoke("0 0:3 1:2\n", "text/libsvm", "text/csv")
     assert status == 200 and abs(float(body) - first) < 1e-5
     status, content_type, body = server.invoke("[[3, 2]]", "application/json", "application/json")

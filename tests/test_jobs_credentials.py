@@ -1,4 +1,5 @@
-"""On a strict-auth server a job calls SelfMaker with its own key: valid for its account, only while it runs."""
+"""On a strict-auth server a job (or an endpoint's instance) calls SelfMaker with its own key: valid for its
+account, only while the job runs (while the endpoint exists)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from support.clients import make_client
-from support.jobs import code_archive, log_lines, training_request, wait, wait_for_log
+from support.endpoints import IMAGE, deploy, variant, wait_gone
+from support.jobs import code_archive, log_lines, tar_gz, training_request, wait, wait_for_log
+from support.waiting import wait_for
 
 ACCOUNT, KEY, SECRET = "333333333333", "AKIAJOBSOWNER0000001", "secret-of-the-job-owner"
 
@@ -83,3 +86,44 @@ def test_a_restarted_server_still_knows_the_key_of_a_running_job(strict, unique)
     job = wait(connect(strict, "sagemaker"), "training", name)
     assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
     assert f"ACCOUNT {ACCOUNT}" in log_lines(connect(strict, "logs"), "/aws/sagemaker/TrainingJobs", name)
+
+
+# An endpoint's model calls the server with the endpoint's own key and answers who it is and with which key.
+WHO_AM_I_MODEL = """\
+import os, boto3
+def model_fn(model_dir):
+    return None
+def transform_fn(model, data, content_type, accept):
+    account = boto3.client("sts").get_caller_identity()["Account"]
+    return f"{account} {os.environ['AWS_ACCESS_KEY_ID']} {os.environ['AWS_SECRET_ACCESS_KEY']}", "text/plain"
+"""
+
+
+def test_an_endpoint_calls_the_server_as_its_account_until_it_is_deleted(strict, unique):
+    bucket, name = unique("endpoint-creds"), unique("creds-endpoint")
+    s3, sm, runtime = connect(strict, "s3"), connect(strict, "sagemaker"), connect(strict, "sagemaker-runtime")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="model.tar.gz", Body=tar_gz({"code/inference.py": WHO_AM_I_MODEL.encode()}))
+    sm.create_model(
+        ModelName=name,
+        ExecutionRoleArn=f"arn:aws:iam::{ACCOUNT}:role/SageMakerRole",
+        PrimaryContainer={"Image": IMAGE, "ModelDataUrl": f"s3://{bucket}/model.tar.gz"},
+    )
+    described = deploy(sm, name, [variant(name)])
+    assert described["EndpointStatus"] == "InService", described.get("FailureReason")
+
+    def who() -> list[str]:
+        return runtime.invoke_endpoint(EndpointName=name, Body=b"?")["Body"].read().decode().split()
+
+    account, key, secret = who()
+    assert account == ACCOUNT and key not in (KEY, "selfmaker")
+    strict.kill()  # the instances outlive the crash; the restarted server knows their key again
+    strict.start()
+    answer = wait_for(who, timeout=120, ignore=(ClientError,), what="the endpoint to answer after the restart")
+    assert answer == [account, key, secret]
+
+    sm.delete_endpoint(EndpointName=name)
+    wait_gone(sm, name)
+    with pytest.raises(ClientError) as revoked:
+        connect(strict, "sts", key, secret).get_caller_identity()
+    assert revoked.value.response["Error"]["Code"] == "InvalidClientTokenId"

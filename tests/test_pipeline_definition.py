@@ -342,8 +342,11 @@ def test_malformed_json_and_top_level():
         parse(
             '{"Version": "2020-12-01", "Steps": [], "Parameters": [{"Name": "F", "Type": "Float", "DefaultValue": NaN}]}'
         )
-    with pytest.raises(DefinitionError, match="must be a JSON object"):
-        parse("[]")
+    for not_an_object in ("[]", "not json", ' "{}"'):  # AWS's words when the text does not open an object
+        with pytest.raises(
+            DefinitionError, match=r"^Unable to parse pipeline definition\. Expecting start of Json Object\.$"
+        ):
+            parse(not_an_object)
     with pytest.raises(DefinitionError, match="Steps must be a list"):
         parse(json.dumps({"Version": "2020-12-01"}))
     for depth in (900, 5000):  # deep enough for the walk over arguments, then for the JSON decoder

@@ -148,7 +148,8 @@ def test_definition_from_s3(sm, s3, unique):
 @pytest.mark.parametrize(
     "steps_, parameters, expected",
     [
-        ("not json", None, "not valid JSON"),
+        ("not json", None, "Unable to parse pipeline definition. Expecting start of Json Object."),
+        ("{not json", None, "not valid JSON"),
         ([NOOP, NOOP], None, "Noop"),
         ([processing("A", "1", DependsOn=["Nowhere"])], None, "Nowhere"),
         ([processing("A", "1", DependsOn=["B"]), processing("B", "1", DependsOn=["A"])], None, "cycle"),
@@ -583,3 +584,19 @@ def test_callback_to_a_missing_queue_fails_the_step(sm, unique):
     arn = start(sm, name)
     assert wait(sm, arn)["PipelineExecutionStatus"] == "Failed"
     assert "no-such-queue" in steps(sm, arn)["Ask"]["FailureReason"]
+
+
+def test_callback_without_an_answer_times_out(make_server, client, unique):
+    """A Callback step waits --callback-timeout-seconds (AWS's 7 days by default), then fails; the late
+    answer is refused."""
+    server = make_server("pipelines-callback-timeout", ["--callback-timeout-seconds", "2"]).start()
+    sm, sqs = client("sagemaker", server), client("sqs", server)
+    queue_url = sqs.create_queue(QueueName=unique("late"))["QueueUrl"]
+    name = unique("callback-timeout")
+    create(sm, name, [{"Name": "Ask", "Type": "Callback", "SqsQueueUrl": queue_url, "Arguments": {}}])
+    arn = start(sm, name)
+    assert wait(sm, arn)["PipelineExecutionStatus"] == "Failed"
+    assert "timed out" in steps(sm, arn)["Ask"]["FailureReason"]
+    token = json.loads(sqs.receive_message(QueueUrl=queue_url)["Messages"][0]["Body"])["token"]
+    code, message = error(sm.send_pipeline_execution_step_success, CallbackToken=token)
+    assert code == "ValidationException" and "expired" in message

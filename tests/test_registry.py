@@ -171,7 +171,7 @@ def test_name_and_group_are_exclusive_and_one_is_needed(sm, group, unique):
     assert "Both ModelPackageName and ModelPackageGroupName" in error(err)[1]
     with pytest.raises(ClientError) as err:
         sm.create_model_package(InferenceSpecification=INFERENCE)
-    assert error(err)[0] == "ValidationException"
+    assert error(err) == ("ValidationException", "Missing ARN.")  # AWS's words
     with pytest.raises(ClientError) as err:
         register(sm, group, CertifyForMarketplace=True)
     assert "unversioned" in error(err)[1]

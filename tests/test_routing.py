@@ -91,3 +91,17 @@ def test_json_errors_look_like_aws(server):
 def test_health_answers_unsigned(server):
     with urllib.request.urlopen(server.url + "/_selfmaker/health", timeout=5) as resp:
         assert json.loads(resp.read())["status"] == "ok"
+
+
+def test_an_unserved_query_service_answers_xml(server):
+    """SNS (query protocol, XML) is not served: its client gets an XML ErrorResponse it parses into a clean
+    error on the first attempt, not a parser error it retries."""
+    from support.clients import make_client
+
+    sns = make_client("sns", server.url, retries={"max_attempts": 3, "mode": "standard"})
+    with pytest.raises(ClientError) as err:
+        sns.list_topics()
+    response = err.value.response
+    assert response["Error"]["Code"] == "UnknownOperationException"
+    assert "signing service 'sns'" in response["Error"]["Message"]
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == 400 and response["ResponseMetadata"]["RetryAttempts"] == 0

@@ -64,6 +64,18 @@ def csv_rows(text: str):
         return np.genfromtxt(io.StringIO(text), delimiter=",", dtype=np.float32, ndmin=2)
 
 
+def strict_csv_rows(text: str):
+    """CSV as the SageMaker XGBoost container reads it: an empty field is a missing value (nan), anything
+    else must be a number (ValueError otherwise, a 415 to the caller), and every row has the same width."""
+    import numpy as np
+
+    try:  # the C parser for the common case: numbers only, no empty field
+        return np.loadtxt(io.StringIO(text), delimiter=",", dtype=np.float32, ndmin=2)
+    except ValueError:
+        rows = [["nan" if field.strip() == "" else field for field in line.split(",")] for line in text.split("\n")]
+        return np.array(rows).astype(np.float32)  # "abc" or rows of different widths: ValueError
+
+
 def decode(data, content_type: str):
     import numpy as np
 
@@ -186,7 +198,7 @@ def xgboost_input_fn(data, content_type):
     kind = content_type.split(";")[0].strip().lower()
     try:
         if kind == CSV:
-            return xgb.DMatrix(csv_rows(_text(data).strip()))
+            return xgb.DMatrix(strict_csv_rows(_text(data).strip()))
         if kind in LIBSVM_TYPES:
             return _libsvm_matrix(_text(data))
         if kind == JSON:

@@ -38,6 +38,7 @@ from .protocol import (
     query_error,
     request_payload,
     rest_json_error,
+    unserved_query_error,
 )
 from .wire import json_targets, only_query, query_services, rest_json_services, rpc_v2_cbor_targets, wire
 
@@ -133,13 +134,13 @@ class SelfMakerApp:
             # Unsigned and unmatched: anonymous S3 (e.g. a public or presigned-less GET).
             return await self._s3(request, scope, None)
         ctx = self._context("sagemaker")
-        return json_error(
-            AWSError(
-                "UnknownOperationException",
-                f"SelfMaker does not serve {request.method} {request.path} for signing service {signed_service!r}.",
-            ),
-            ctx.request_id,
+        unserved = AWSError(
+            "UnknownOperationException",
+            f"SelfMaker does not serve {request.method} {request.path} for signing service {signed_service!r}.",
         )
+        if _looks_like_query(request):  # an XML client (SNS, EC2, ...) parses only an XML ErrorResponse
+            return unserved_query_error(unserved, ctx.request_id, signed_service)
+        return json_error(unserved, ctx.request_id)
 
     @staticmethod
     def _query_service(request: Request, signed_service: str | None) -> str | None:

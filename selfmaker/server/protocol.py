@@ -329,16 +329,27 @@ def _query_code(service: str | None, err: AWSError) -> str:
 
 
 def query_error(err: AWSError, request_id: str, service: str) -> Response:
-    from xml.sax.saxutils import escape
-
-    kind = "Sender" if err.status < 500 else "Receiver"
-    body = (
-        f'<ErrorResponse xmlns="{_query_namespace(service)}"><Error><Type>{kind}</Type>'
-        f"<Code>{escape(_query_code(service, err))}</Code><Message>{escape(err.message)}</Message></Error>"
-        f"<RequestId>{request_id}</RequestId></ErrorResponse>"
-    )
+    body = _error_response(_query_namespace(service), _query_code(service, err), err, request_id)
     return Response(
         error_status(service, err), body.encode(), [("Content-Type", "text/xml"), ("X-Amzn-RequestId", request_id)]
+    )
+
+
+def unserved_query_error(err: AWSError, request_id: str, service: str) -> Response:
+    """A query-protocol request for a service SelfMaker has no model of: still an XML ErrorResponse, which its
+    client parses into a clean error (a JSON body would be a parser error, and a retry)."""
+    body = _error_response(f"https://{service}.amazonaws.com/doc/", err.code, err, request_id)
+    return Response(err.status, body.encode(), [("Content-Type", "text/xml"), ("X-Amzn-RequestId", request_id)])
+
+
+def _error_response(namespace: str, code: str, err: AWSError, request_id: str) -> str:
+    from xml.sax.saxutils import escape, quoteattr
+
+    kind = "Sender" if err.status < 500 else "Receiver"
+    return (
+        f"<ErrorResponse xmlns={quoteattr(namespace)}><Error><Type>{kind}</Type>"
+        f"<Code>{escape(code)}</Code><Message>{escape(err.message)}</Message></Error>"
+        f"<RequestId>{request_id}</RequestId></ErrorResponse>"
     )
 
 

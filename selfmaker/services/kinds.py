@@ -63,7 +63,9 @@ class Kind:
     list_params: Callable[[dict], dict] | None = None  # a List's own spelling -> the common parameters
     default_max_results: int = 100  # the List page size when MaxResults is not given
     inclusive_time_filters: bool = False  # List's Created/Modified After/Before include the bound ("on or after")
-    track_actor: bool = False  # CreatedBy / LastModifiedBy (experiments, registry)
+    # CreatedBy / LastModifiedBy with the caller's IamIdentity: AWS records one for model package groups,
+    # model packages and projects only (UserContext.IamIdentity), not for experiments, lineage or pipelines.
+    track_actor: bool = False
     # The name of a new resource whose Create request carries none (artifacts: a digest of their source).
     name_from: Callable[[dict], str] | None = None
     service: str = "sagemaker"

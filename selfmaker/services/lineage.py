@@ -29,7 +29,7 @@ from ..server.errors import AWSError, already_exists, validation
 from ..server.operations import Context, operation
 from ..store import schema
 from ..store.resources import Record, now
-from .kinds import Kind, actor
+from .kinds import Kind
 
 R = schema.resources
 A = schema.associations
@@ -129,7 +129,6 @@ def _entity_kind(name: str, arn_type: str, *, update_members: tuple[str, ...], *
     return Kind(
         name,
         arn_type,
-        track_actor=True,
         not_found_code="ResourceNotFound",
         not_found=f"{name} '{{arn}}' does not exist.",
         on_update=_update_entity(*update_members),
@@ -246,7 +245,6 @@ def add_association(ctx: Context, params: dict) -> dict:
                     destination_type=destination.type,
                     association_type=params.get("AssociationType"),
                     created_at=now(),
-                    created_by=actor(ctx),
                 )
             )
     except IntegrityError:  # the same edge, added concurrently

@@ -346,10 +346,8 @@ def create_model_package(ctx: Context, params: dict) -> dict:
             "Give ModelPackageGroupName for a versioned model package, ModelPackageName for an "
             "unversioned one."
         )
-    if not group_ref and not name:
-        raise validation(
-            "Give ModelPackageGroupName (a versioned model package) or ModelPackageName (an unversioned one)."
-        )
+    if not group_ref and not name:  # AWS's own words for this case
+        raise validation("Missing ARN.")
     _check_additional_specifications(params.get("AdditionalInferenceSpecifications", []))
     _check_source_algorithms(ctx, params.get("SourceAlgorithmSpecification"))
     created = now()

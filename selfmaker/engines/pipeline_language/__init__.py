@@ -9,7 +9,7 @@ arithmetic of retry and cache policies. The execution engine
 
 from .conditions import condition_holds
 from .definition import Definition, Step, parse
-from .errors import ConditionError, DefinitionError, EvaluationError, ParameterError, PropertyError
+from .errors import ConditionError, DefinitionError, EvaluationError, NotAJsonObject, ParameterError, PropertyError
 from .expressions import EXECUTION_VARIABLES, Reference, Scope, evaluate, is_expression, parse_get, references
 from .parameters import Parameter, cast_parameters
 from .paths import lookup
@@ -21,6 +21,7 @@ __all__ = [
     "Definition",
     "DefinitionError",
     "EvaluationError",
+    "NotAJsonObject",
     "Parameter",
     "ParameterError",
     "PropertyError",

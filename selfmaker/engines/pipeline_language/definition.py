@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .conditions import check_conditions
-from .errors import DefinitionError
+from .errors import DefinitionError, NotAJsonObject
 from .expressions import Reference, is_expression, walk
 from .parameters import Parameter, parse_parameters
 from .policies import check_cache_config, check_retry_policies
@@ -85,12 +85,12 @@ def parse(text) -> Definition:
 
 
 def _parse(text) -> Definition:
+    if not isinstance(text, str) or not text.lstrip().startswith("{"):
+        raise NotAJsonObject()
     try:
         document = json.loads(text, parse_constant=_refuse_constant)
     except (TypeError, ValueError) as e:
         raise DefinitionError(f"PipelineDefinition is not valid JSON: {e}") from None
-    if not isinstance(document, dict):
-        raise DefinitionError("PipelineDefinition must be a JSON object")
     unknown = set(document) - TOP_LEVEL_MEMBERS
     if unknown:
         raise DefinitionError(f"PipelineDefinition: unknown member {', '.join(sorted(unknown))}")

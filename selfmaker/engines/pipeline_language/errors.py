@@ -7,6 +7,13 @@ class DefinitionError(Exception):
     """A pipeline definition is refused at CreatePipeline/UpdatePipeline; the message says what and where."""
 
 
+class NotAJsonObject(DefinitionError):
+    """The definition does not even begin as a JSON object: AWS answers this in its own words."""
+
+    def __init__(self):
+        super().__init__("Unable to parse pipeline definition. Expecting start of Json Object.")
+
+
 class EvaluationError(Exception):
     """An expression cannot be evaluated during an execution; the step that needs it fails with this message."""
 

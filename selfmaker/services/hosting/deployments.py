@@ -30,6 +30,7 @@ from ...aws.cloudwatch.alarms import alarm_state
 from ...backends import Backends
 from ...engines.reconciler import Controller, kick, register
 from ...store.resources import Record, now
+from ..jobs import credentials
 from . import routes
 from .fleet import Group, fleet
 
@@ -79,6 +80,8 @@ def _group(record: Record, variant: dict, count: int | None = None) -> Group:
         model=variant["model"],
         instance_type=variant["instance_type"],
         count=variant["count"] if count is None else count,
+        # The endpoint's own key (none for an endpoint created before endpoints had one: the sandbox's default).
+        env=credentials.environment(record.data) if record.data.get("_credentials") else {},
     )
 
 
@@ -385,6 +388,7 @@ class Step:
             if self.data.get(member):
                 self.retire(_variants(self.data[member]))
         self.backends.resources.delete(self.record.arn)
+        credentials.revoke(self.backends, self.data)  # the instances are gone: so is their key
 
     def serve_both(self) -> float:
         """UpdateRollbackFailed: both fleets go on serving their shares, as on AWS, until the endpoint is deleted."""

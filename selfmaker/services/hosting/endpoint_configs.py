@@ -21,6 +21,21 @@ from ..kinds import Kind
 # The instance size a serverless variant is served by (one instance; docs/endpoints.md).
 SERVERLESS_INSTANCE_TYPE = "ml.m5.large"
 
+# ProductionVariantServerlessConfig.MemorySizeInMB: AWS allows whole gigabytes only (the model says 1024..6144).
+SERVERLESS_MEMORY_SIZES = (1024, 2048, 3072, 4096, 5120, 6144)
+
+
+def check_serverless(config: dict, where: str) -> None:
+    """Refuse a serverless configuration AWS refuses (the model's range lets sizes in between pass)."""
+    memory = config.get("MemorySizeInMB")
+    if memory not in SERVERLESS_MEMORY_SIZES:
+        sizes = ", ".join(str(s) for s in SERVERLESS_MEMORY_SIZES)
+        raise validation(f"{where}: MemorySizeInMB {memory} is not one of the allowed sizes ({sizes}).")
+    provisioned = config.get("ProvisionedConcurrency")
+    if provisioned is not None and provisioned > config.get("MaxConcurrency", 0):
+        raise validation(f"{where}: ProvisionedConcurrency must not exceed MaxConcurrency.")
+
+
 # Members SelfMaker does not serve yet: (where, member) -> what it is, for the refusal's message.
 _UNSUPPORTED_CONFIG = {
     "AsyncInferenceConfig": "asynchronous inference",
@@ -57,6 +72,7 @@ def _check_variant(ctx: Context, variant: dict, shadow: bool) -> None:
         raise _unsupported(f"inference components: variant {name} needs a ModelName")
     serverless = variant.get("ServerlessConfig")
     if serverless:
+        check_serverless(serverless, f"ServerlessConfig of variant {name}")
         if shadow:
             raise validation(f"Shadow variant {name} cannot use ServerlessConfig.")
         if variant.get("InstanceType") or variant.get("InitialInstanceCount"):

@@ -16,6 +16,7 @@ from ...server.errors import validation
 from ...server.operations import Context, operation
 from ...store.resources import Record, now
 from ..catalog import MODEL
+from ..jobs import credentials
 from ..kinds import Kind
 from . import deployments, routes
 from .endpoint_configs import ENDPOINT_CONFIG, SERVERLESS_INSTANCE_TYPE
@@ -142,6 +143,8 @@ def _on_create(ctx: Context, params: dict, data: dict) -> None:
         check_alarms(ctx, deployment)
         data["LastDeploymentConfig"] = deployment
     data.update(EndpointStatus="Creating", _rev=0, _generation=1)
+    # The instances' own key, as a job's (jobs/credentials.py): valid from creation until the endpoint is gone.
+    data["_credentials"] = credentials.mint()
 
 
 def _cannot_update(record: Record) -> Exception:
@@ -200,6 +203,13 @@ def _begin_deployment(data: dict, nxt: dict, deployment: dict | None, generation
 
 
 def _kick(ctx: Context, arn: str) -> None:
+    kick(ctx.backends, arn)
+
+
+def _created(ctx: Context, arn: str) -> None:
+    record = ctx.backends.resources.get_by_arn(arn)  # our own ARN, just made: not a caller's reference
+    if record is not None:
+        credentials.grant(ctx.backends, record)
     kick(ctx.backends, arn)
 
 
@@ -401,7 +411,7 @@ ENDPOINT = Kind(
     search_type="Endpoint",
     on_create=_on_create,
     on_update=_on_update,
-    after_create=_kick,
+    after_create=_created,
     after_update=_kick,
     present=present,
     summarize=lambda r: {

@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ...backends import Backends, background_worker
@@ -65,6 +65,7 @@ class Group:
     model: dict  # the Model record's data (DescribeModel's shape)
     instance_type: str
     count: int
+    env: dict = field(default_factory=dict)  # the instances' own environment: the endpoint's credentials
 
     @property
     def log_group(self) -> str:
@@ -369,7 +370,7 @@ class _Keeper:
             site=instance.site,
             state=instance.state,
             log=instance.log_path,
-            env=model_server.environment(container),
+            env={**group.env, **model_server.environment(container)},  # the model's Environment wins
             limits=limits,
             network=not group.model.get("EnableNetworkIsolation"),
             hostname=instance.id,

@@ -1,12 +1,13 @@
-"""Each job's own AWS credentials: its code calls this server as the job's account, only while the job runs.
+"""Each job's and endpoint's own AWS credentials: its code calls this server as its account, while it lives.
 
 A job's instances reach SelfMaker's S3, CloudWatch and SageMaker APIs with an
 access key minted for the job when it starts (kept in the job record's private
 ``_credentials``, never returned by Describe) and known to the server's
 authenticator, whatever its mode: strict mode verifies their signatures, and
-either mode maps them to the job's account. A restarted server knows the keys of
-every job still running again before it serves a request; the job's end
-revokes its key.
+either mode maps them to the job's account. An endpoint's instances get the key
+minted at CreateEndpoint the same way (services/hosting). A restarted server
+knows the keys of every job still running and of every endpoint again before it
+serves a request; the job's end, or the endpoint's deletion, revokes its key.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import secrets
 import string
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from ...backends import Backends, background_worker
 from ...server.credentials import Credential
@@ -55,8 +56,11 @@ def environment(data: dict) -> dict[str, str]:
     return {"AWS_ACCESS_KEY_ID": issued["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": issued["SecretAccessKey"]}
 
 
+ENDPOINT_KIND = "Endpoint"  # an endpoint's key lives as long as its record (services/hosting/endpoints.py)
+
+
 class _Regrant:
-    """At start-up: the keys of the jobs still running are valid again."""
+    """At start-up: the keys of the jobs still running, and of every endpoint, are valid again."""
 
     def __init__(self, backends: Backends):
         self.backends = backends
@@ -68,9 +72,10 @@ class _Regrant:
         kinds = [k.name for k in KINDS.values() if isinstance(k, JobKind)]
         store = self.backends.resources
         with self.backends.store.read() as conn:
+            R = schema.resources
             rows = conn.execute(
-                select(schema.resources.c.arn).where(
-                    schema.resources.c.kind.in_(kinds), schema.resources.c.status.in_(sorted(ACTIVE))
+                select(R.c.arn).where(
+                    or_(and_(R.c.kind.in_(kinds), R.c.status.in_(sorted(ACTIVE))), R.c.kind == ENDPOINT_KIND)
                 )
             )
             for row in rows.fetchall():

@@ -343,7 +343,10 @@ class Pass:
         retry_at = [s["RetryAt"] for s in running if s.get("RetryAt")]
         if retry_at:
             return max(0.0, min(retry_at) - time.time())
-        return 0.0 if startable else FALLBACK_SECONDS
+        if startable:
+            return 0.0
+        deadlines = [s["TimeoutAt"] - time.time() for s in running if s.get("TimeoutAt")]  # Callback steps
+        return max(0.0, min([FALLBACK_SECONDS, *deadlines]))
 
     def _save(self, outcome: str | None, reason: str | None) -> bool:
         """Write the pass's steps; False when a Stop arrived during the pass (its outcome then waits)."""

@@ -21,9 +21,10 @@ from ...server.errors import AWSError, validation
 from ...server.operations import Context, operation
 from ...store import schema
 from ...store.resources import AlreadyExists, Record, now
-from ..kinds import Kind, actor, list_query
+from ..kinds import Kind, list_query
 from . import pipeline_resource
 from .state import PARAMETERS, PAST_ATTEMPTS, STEPS, TOKENS
+from .steps import TIMED_OUT
 
 R = schema.resources
 C = schema.pipeline_callbacks
@@ -75,8 +76,6 @@ def start_pipeline_execution(ctx: Context, params: dict) -> dict:
         "PipelineExecutionDescription": params.get("PipelineExecutionDescription"),
         "CreationTime": created,
         "LastModifiedTime": created,
-        "CreatedBy": actor(ctx),
-        "LastModifiedBy": actor(ctx),
         "ParallelismConfiguration": params.get("ParallelismConfiguration")
         or pipeline.data.get("ParallelismConfiguration"),
         "SelectiveExecutionConfig": selective,
@@ -180,7 +179,6 @@ def update_pipeline_execution(ctx: Context, params: dict) -> dict:
             if member in params:
                 record.data[member] = params[member]
         record.data["LastModifiedTime"] = record.modified_at = now()
-        record.data["LastModifiedBy"] = actor(ctx)
         ctx.backends.resources.save(record, conn=conn, touch=False)
     kick(ctx.backends, record.arn)  # a higher parallelism may let more steps start
     return {"PipelineExecutionArn": record.arn}
@@ -270,7 +268,6 @@ def stop_pipeline_execution(ctx: Context, params: dict) -> dict:
             )
         record.data["PipelineExecutionStatus"] = record.status = "Stopping"
         record.data["LastModifiedTime"] = now()
-        record.data["LastModifiedBy"] = actor(ctx)
         ctx.backends.resources.save(record, conn=conn)
     kick(ctx.backends, record.arn)
     return {"PipelineExecutionArn": record.arn}
@@ -297,7 +294,6 @@ def retry_pipeline_execution(ctx: Context, params: dict) -> dict:
         record.data[TOKENS].append(token)
         record.data["PipelineExecutionStatus"] = record.status = "Executing"
         record.data["LastModifiedTime"] = now()
-        record.data["LastModifiedBy"] = actor(ctx)
         ctx.backends.resources.save(record, conn=conn)
     kick(ctx.backends, record.arn)
     return {"PipelineExecutionArn": record.arn}
@@ -314,6 +310,8 @@ def _answer(ctx: Context, params: dict, outcome: str, output: dict) -> dict:
         ).first()
         if row is None:
             raise validation(f"Callback token '{token}' is not valid.")
+        if row.outcome == TIMED_OUT:
+            raise validation(f"Callback token '{token}' has expired: its step timed out waiting for an answer.")
         if row.outcome is not None:
             if request and row.output.get("ClientRequestToken") == request:
                 return {"PipelineExecutionArn": row.execution_arn}  # the same answer again

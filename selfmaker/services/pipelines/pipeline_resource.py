@@ -21,7 +21,7 @@ from ...server.operations import Context, handler_for, operation
 from ...store import schema
 from ...store.resources import AlreadyExists, Record, now
 from .. import tagging
-from ..kinds import Kind, actor, list_query
+from ..kinds import Kind, list_query
 
 R = schema.resources
 V = schema.pipeline_versions
@@ -43,6 +43,8 @@ def parse(text: str) -> pipeline_language.Definition:
     """The definition, or a ValidationException naming what is wrong and where."""
     try:
         definition = pipeline_language.parse(text)
+    except pipeline_language.NotAJsonObject as err:
+        raise validation(str(err)) from None
     except pipeline_language.DefinitionError as err:
         raise validation(f"Invalid pipeline definition: {err}") from None
     for step in definition.steps.values():
@@ -189,8 +191,6 @@ def create_pipeline(ctx: Context, params: dict) -> dict:
             "PipelineStatus": "Active",
             "CreationTime": created,
             "LastModifiedTime": created,
-            "CreatedBy": actor(ctx),
-            "LastModifiedBy": actor(ctx),
             TOKEN: token,
             LATEST: 1,
         }
@@ -256,7 +256,7 @@ def update_pipeline(ctx: Context, params: dict) -> dict:
                 if k not in ("PipelineName", "PipelineDefinition", "PipelineDefinitionS3Location")
             }
         )
-        record.data.update({LATEST: version_id, "LastModifiedTime": changed, "LastModifiedBy": actor(ctx)})
+        record.data.update({LATEST: version_id, "LastModifiedTime": changed})
         record.modified_at = changed
         ctx.backends.resources.save(record, conn=conn, touch=False)
     return {"PipelineArn": record.arn, "PipelineVersionId": version_id}

@@ -16,10 +16,11 @@ import hmac
 import json
 import re
 import string
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from ...engines import pipeline_language
 from ...server.errors import AWSError
@@ -215,6 +216,7 @@ class FailRunner(Runner):
 
 
 _TOKEN_ALPHABET = string.ascii_letters + string.digits
+TIMED_OUT = "TimedOut"  # a callback token's outcome when its step timed out waiting
 
 
 class CallbackRunner(Runner):
@@ -261,11 +263,16 @@ class CallbackRunner(Runner):
                 f"Could not send the callback message to {step.raw['SqsQueueUrl']}: {err.code}: {err.message}"
             ) from None
         state["Status"] = "Executing"
+        state.setdefault("TimeoutAt", time.time() + p.backends.settings.callback_timeout_seconds)
 
     def follow(self, p, step, state):
         with p.backends.store.read() as conn:
             row = conn.execute(select(C).where(C.c.token == state["Token"])).first()
-        if row is None or row.outcome is None:
+        if row is None:
+            return
+        if row.outcome is None:
+            if time.time() >= state.get("TimeoutAt", float("inf")):
+                self._time_out(p, state)
             return
         if row.outcome == "Succeeded":
             outputs = row.output.get("OutputParameters") or []
@@ -273,6 +280,21 @@ class CallbackRunner(Runner):
             state["Metadata"]["Callback"]["OutputParameters"] = outputs
         else:
             state.update(Status="Failed", FailureReason=row.output.get("FailureReason"))
+
+    @staticmethod
+    def _time_out(p, state) -> None:
+        """No answer in time: the token is spent (a late answer is refused) and the step fails."""
+        with p.backends.store.write() as conn:
+            spent = conn.execute(
+                update(C).where(C.c.token == state["Token"], C.c.outcome.is_(None)).values(outcome=TIMED_OUT, output={})
+            ).rowcount
+        if spent:  # else an answer landed first: it kicked the execution, whose next pass reads it
+            waited = p.backends.settings.callback_timeout_seconds
+            state.update(
+                Status="Failed",
+                FailureReason=f"The callback step timed out: no SendPipelineExecutionStepSuccess or "
+                f"SendPipelineExecutionStepFailure arrived within {waited:g} seconds.",
+            )
 
     def properties(self, p, step, state):
         # Steps.<Callback>.OutputParameters['<name>'] reads the value itself.

@@ -17,6 +17,7 @@ from ...server.operations import Context, operation
 from ...store import schema
 from ...store.resources import Record, now
 from ..catalog import MODEL
+from ..hosting.endpoint_configs import check_serverless
 from ..hosting.endpoints import ENDPOINT
 from ..kinds import Kind
 from ..registry import MODEL_PACKAGE
@@ -204,6 +205,8 @@ def _on_create(ctx: Context, params: dict, data: dict) -> None:
     for i, config in enumerate(input_config.get("EndpointConfigurations") or []):
         if bool(config.get("InstanceType")) == bool(config.get("ServerlessConfig")):
             raise validation(f"EndpointConfigurations[{i}] needs either InstanceType or ServerlessConfig.")
+        if config.get("ServerlessConfig"):
+            check_serverless(config["ServerlessConfig"], f"EndpointConfigurations[{i}].ServerlessConfig")
         if config.get("InstanceType"):
             _no_burstable(config["InstanceType"], f"EndpointConfigurations[{i}]")
     for t in (input_config.get("ContainerConfig") or {}).get("SupportedInstanceTypes") or []:
