@@ -33,7 +33,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 
-import psycopg
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
@@ -258,6 +257,8 @@ class Leases:
             conn.execute(select(func.pg_notify(CHANNEL, key)))
 
     def _listen(self) -> None:
+        import psycopg  # only with PostgreSQL (the `postgres` extra): an embedded store never gets here
+
         url = normalise_url(self.store.url).replace("postgresql+psycopg://", "postgresql://", 1)
         while not self._stopping.is_set():
             try:
