@@ -46,7 +46,8 @@ WORKER_ORDER: tuple[str, ...] = (
     "selfmaker.aws.cloudwatch.alarms",  # reads the metric store
     # Inference Recommender's benchmarks: stopped after the reconciler, before the fleet stops their endpoints.
     "selfmaker.services.recommender.controller",
-    # Notebook instances' JupyterLabs, ended at a clean stop once the reconciler no longer starts them.
+    # Notebook instances: their kernels' keys valid again before the reconciler resumes them; their
+    # JupyterLabs ended at a clean stop once the reconciler no longer starts them.
     "selfmaker.services.notebooks.controller",
     # Last to start, first to stop: it drives everything above it.
     "selfmaker.engines.reconciler",
