@@ -129,11 +129,14 @@ def test_repositories_git_must_not_be_handed_are_refused(srv, git):
         sm.describe_notebook_instance(NotebookInstanceName="refused")
 
 
+# boto3 and the SageMaker Python SDK, unchanged: the kernel's environment points them at SelfMaker.
 KERNEL_CODE = """
-import json, os, boto3
+import json, os, boto3, sagemaker
+session = sagemaker.Session()
 print(json.dumps({
     "account": boto3.client("sts").get_caller_identity()["Account"],
     "experiments": [e["ExperimentName"] for e in boto3.client("sagemaker").list_experiments()["ExperimentSummaries"]],
+    "sdk": [e["ExperimentName"] for e in session.sagemaker_client.list_experiments()["ExperimentSummaries"]],
     "endpoint": os.environ["AWS_ENDPOINT_URL"],
     "region": os.environ["AWS_DEFAULT_REGION"],
     "key": [os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]],
@@ -146,7 +149,7 @@ def _in_kernel(srv, name: str, kernel: str | None = None) -> tuple[dict, str]:
     kernel = kernel or start_kernel(browser, base)
     out = execute(browser, base, kernel, KERNEL_CODE)
     assert out["error"] is None, out
-    return json.loads(out["stdout"]), kernel
+    return json.loads(out["stdout"].strip().splitlines()[-1]), kernel  # the SDK logs its config lines first
 
 
 def test_the_kernel_calls_selfmaker_as_the_owning_account(srv, instance):
@@ -156,6 +159,7 @@ def test_the_kernel_calls_selfmaker_as_the_owning_account(srv, instance):
     seen, kernel = _in_kernel(srv, instance)
     assert seen["account"] == A.account
     assert mine in seen["experiments"] and theirs not in seen["experiments"]
+    assert seen["sdk"] == seen["experiments"]
     assert seen["endpoint"].startswith("http://127.0.0.1:") and seen["region"] == "us-east-1"
     key, secret = seen["key"]
     assert key not in (A.key, "selfmaker")
