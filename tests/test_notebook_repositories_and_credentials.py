@@ -181,3 +181,25 @@ def test_the_kernel_calls_selfmaker_as_the_owning_account(srv, instance):
     assert wait(sm, instance, "InService", 120)["NotebookInstanceStatus"] == "InService"
     restarted, _ = _in_kernel(srv, instance)
     assert restarted["key"][0] != key and restarted["account"] == A.account
+
+
+def test_git_url_checks_behind_the_model_patterns():
+    # What the service model's patterns let through, SelfMaker's own check still refuses.
+    from selfmaker.server.errors import AWSError
+    from selfmaker.services.notebooks import git_urls
+
+    for url in (
+        "https:///no-host.git",
+        "https://127.0.0.1:99999/bad-port.git",
+        "https://127.0.0.1/back\\slash.git",
+        "https://127.0.0.1/tab\t.git",
+        "https://127.0.0.1/.hidden.git",
+        "https://127.0.0.1/",
+    ):
+        with pytest.raises(AWSError):
+            git_urls.check_url(url)
+    for branch in ("--upload-pack=touch", "a..b", "with space"):
+        with pytest.raises(AWSError):
+            git_urls.check_branch(branch)
+    assert git_urls.directory("https://host/team/analysis.git/") == "analysis"
+    git_urls.check_url("https://user@host:8443/team/analysis")
