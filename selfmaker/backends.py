@@ -50,7 +50,8 @@ WORKER_ORDER: tuple[str, ...] = (
     "selfmaker.aws.cloudwatch.alarms",  # reads the metric store
     # Inference Recommender's benchmarks: stopped after the reconciler, before the fleet stops their endpoints.
     "selfmaker.services.recommender.controller",
-    # Notebook instances' JupyterLabs, ended at a clean stop once the reconciler no longer starts them.
+    # Notebook instances: their kernels' keys valid again before the reconciler resumes them; their
+    # JupyterLabs ended at a clean stop once the reconciler no longer starts them.
     "selfmaker.services.notebooks.controller",
     # EventBridge deliveries (SQS messages, pipeline starts): stopped after the reconciler, whose pipeline
     # runs it may still start are resumed from the store at the next start anyway.

@@ -18,7 +18,7 @@ import uuid
 import pytest
 
 from support.browser import chromium, keep_page
-from support.clients import ACCESS_KEY, SECRET_KEY, make_client
+from support.clients import make_client
 from support.server import ACCOUNT, REGION
 from support.waiting import wait_for
 
@@ -70,15 +70,12 @@ def test_a_cell_run_in_the_browser_lists_selfmaker_experiments(browser, server):
     in_service = time.monotonic()
     url = sm.create_presigned_notebook_instance_url(NotebookInstanceName=name)["AuthorizedUrl"]
 
-    # The explicit endpoint and keys stand in for the kernel's own environment until it carries the owning
-    # account's credentials (issue 16, point 6); then the cell is `boto3.client("sagemaker")` alone.
-    # Lines short enough for the editor's width (the screenshot shows them whole) and with nothing for the
-    # editor to auto-indent, so the saved source is what was typed.
+    # The kernel's environment points boto3 at SelfMaker as the owning account (AWS_ENDPOINT_URL and the
+    # instance's own key): the cell is what a user types on AWS. Short lines with nothing for the editor to
+    # auto-indent, so the saved source is what was typed.
     cell = (
         "import boto3\n"
-        f'endpoint = "{server.url}"\n'
-        f'keys = dict(aws_access_key_id="{ACCESS_KEY}", aws_secret_access_key="{SECRET_KEY}")\n'
-        f'sm = boto3.client("sagemaker", endpoint_url=endpoint, region_name="{REGION}", **keys)\n'
+        'sm = boto3.client("sagemaker")\n'
         'print("experiments:", [e["ExperimentName"] for e in sm.list_experiments()["ExperimentSummaries"]])'
     )
     try:

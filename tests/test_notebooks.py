@@ -8,12 +8,8 @@ WebSocket (a kernel's channels execute ``1+1``); without the URL's token, or wit
 from __future__ import annotations
 
 import base64
-import http.cookiejar
 import json
 import signal
-import time
-import urllib.error
-import urllib.request
 import uuid
 from urllib.parse import urlsplit
 
@@ -21,6 +17,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from support.clients import make_client
+from support.notebooks import Browser, execute, open_instance, start_kernel, wait
 from support.server import ACCOUNT
 from support.waiting import wait_for
 
@@ -43,67 +40,13 @@ def _status(sm, name: str) -> str:
     return sm.describe_notebook_instance(NotebookInstanceName=name)["NotebookInstanceStatus"]
 
 
-def _wait(sm, name: str, status: str, timeout: float = 600) -> dict:
-    # The first start of a run builds the JupyterLab runtime (pip), hence the long timeout.
-    return wait_for(
-        lambda: sm.describe_notebook_instance(NotebookInstanceName=name),
-        lambda d: d["NotebookInstanceStatus"] in (status, "Failed"),
-        timeout=timeout,
-        interval=0.2,
-        what=f"{name} to be {status}",
-    )
-
-
-class Browser:
-    """urllib with a cookie jar that follows redirects: what a browser does with the presigned URL."""
-
-    def __init__(self):
-        self.jar = http.cookiejar.CookieJar()
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
-
-    def get(self, url: str, **headers) -> tuple[int, bytes, str]:
-        try:
-            with self.opener.open(urllib.request.Request(url, headers=headers), timeout=30) as r:
-                return r.status, r.read(), r.url
-        except urllib.error.HTTPError as err:
-            return err.code, err.read(), url
-
-    def send(self, method: str, url: str, body: dict) -> tuple[int, dict]:
-        xsrf = next((c.value for c in self.jar if c.name == "_xsrf"), "")
-        request = urllib.request.Request(
-            url,
-            data=json.dumps(body).encode(),
-            method=method,
-            headers={"Content-Type": "application/json", "X-XSRFToken": xsrf},
-        )
-        try:
-            with self.opener.open(request, timeout=30) as r:
-                return r.status, json.loads(r.read() or b"null")
-        except urllib.error.HTTPError as err:
-            return err.code, {"error": err.read().decode(errors="replace")}
-
-    def cookie_header(self) -> str:
-        return "; ".join(f"{c.name}={c.value}" for c in self.jar)
-
-
 @pytest.fixture(scope="module")
 def notebook(sm):
     name = f"nb-{uuid.uuid4().hex[:6]}"
     sm.create_notebook_instance(NotebookInstanceName=name, InstanceType="ml.t3.medium", RoleArn=ROLE)
-    described = _wait(sm, name, "InService")
+    described = wait(sm, name, "InService")
     assert described["NotebookInstanceStatus"] == "InService", described.get("FailureReason")
     return name
-
-
-def _open(sm, name: str) -> tuple[Browser, str]:
-    url = sm.create_presigned_notebook_instance_url(NotebookInstanceName=name)["AuthorizedUrl"]
-    browser = Browser()
-    status, page, landed = browser.get(url)
-    assert status == 200, page[:500]
-    assert urlsplit(landed).path.endswith("/lab"), landed
-    assert b"JupyterLab" in page or b"jupyter" in page.lower()
-    base = url.split("?", 1)[0]
-    return browser, base
 
 
 def test_create_describe_list(sm, notebook):
@@ -120,40 +63,11 @@ def test_create_describe_list(sm, notebook):
 
 
 def test_proxy_http_and_kernel_websocket(sm, server, notebook):
-    browser, base = _open(sm, notebook)
+    browser, base = open_instance(sm, notebook)
     status, body, _ = browser.get(f"{base}api")
     assert status == 200 and "version" in json.loads(body)
-    # Browsers need Jupyter's _xsrf cookie for writes; the lab page set it.
-    status, kernel = browser.send("POST", f"{base}api/kernels", {"name": "python3"})
-    assert status == 201, kernel
-    ws_url = f"ws://{urlsplit(base).netloc}{urlsplit(base).path}api/kernels/{kernel['id']}/channels"
-    with websockets_sync.connect(ws_url, additional_headers={"Cookie": browser.cookie_header()}) as ws:
-        msg_id = uuid.uuid4().hex
-        ws.send(
-            json.dumps(
-                {
-                    "header": {
-                        "msg_id": msg_id,
-                        "msg_type": "execute_request",
-                        "username": "test",
-                        "session": uuid.uuid4().hex,
-                        "version": "5.3",
-                        "date": "",
-                    },
-                    "parent_header": {},
-                    "metadata": {},
-                    "content": {"code": "1+1", "silent": False, "store_history": False},
-                    "channel": "shell",
-                }
-            )
-        )
-        deadline = time.monotonic() + 60
-        result = None
-        while result is None and time.monotonic() < deadline:
-            message = json.loads(ws.recv(timeout=60))
-            if message.get("parent_header", {}).get("msg_id") == msg_id and message["msg_type"] == "execute_result":
-                result = message["content"]["data"]["text/plain"]
-    assert result == "2"
+    kernel = start_kernel(browser, base)
+    assert execute(browser, base, kernel, "1+1")["result"] == "2"
 
 
 def test_proxy_refuses_without_a_valid_token(sm, server, notebook):
@@ -188,26 +102,26 @@ def test_tokens_expire():
 
 
 def test_stop_start_keeps_the_volume_and_delete_removes_it(sm, server, notebook):
-    browser, base = _open(sm, notebook)
+    browser, base = open_instance(sm, notebook)
     content = {"type": "file", "format": "text", "content": "kept across stop and start"}
     status, _ = browser.send("PUT", f"{base}api/contents/kept.txt", content)
     assert status in (200, 201)
     with pytest.raises(ClientError, match="not in"):
         sm.update_notebook_instance(NotebookInstanceName=notebook, InstanceType="ml.t3.large")
     sm.stop_notebook_instance(NotebookInstanceName=notebook)
-    assert _wait(sm, notebook, "Stopped", 60)["NotebookInstanceStatus"] == "Stopped"
+    assert wait(sm, notebook, "Stopped", 60)["NotebookInstanceStatus"] == "Stopped"
     assert browser.get(f"{base}api")[0] == 503
     sm.update_notebook_instance(NotebookInstanceName=notebook, InstanceType="ml.t3.large")
-    assert _wait(sm, notebook, "Stopped", 30)["InstanceType"] == "ml.t3.large"
+    assert wait(sm, notebook, "Stopped", 30)["InstanceType"] == "ml.t3.large"
     sm.start_notebook_instance(NotebookInstanceName=notebook)
-    assert _wait(sm, notebook, "InService", 120)["NotebookInstanceStatus"] == "InService"
-    browser, base = _open(sm, notebook)
+    assert wait(sm, notebook, "InService", 120)["NotebookInstanceStatus"] == "InService"
+    browser, base = open_instance(sm, notebook)
     status, body, _ = browser.get(f"{base}api/contents/kept.txt?content=1")
     assert status == 200 and json.loads(body)["content"] == "kept across stop and start"
     with pytest.raises(ClientError, match="not in"):
         sm.delete_notebook_instance(NotebookInstanceName=notebook)
     sm.stop_notebook_instance(NotebookInstanceName=notebook)
-    _wait(sm, notebook, "Stopped", 60)
+    wait(sm, notebook, "Stopped", 60)
     sm.delete_notebook_instance(NotebookInstanceName=notebook)
     volume = server.data_dir / "notebooks" / ACCOUNT / "us-east-1" / notebook
     wait_for(lambda: not volume.exists(), timeout=30, what="the volume to be removed")
@@ -233,7 +147,7 @@ def test_lifecycle_configs_and_validation(sm):
         )
     refusals = [
         ({"AcceleratorTypes": ["ml.eia2.medium"]}, "Elastic Inference"),
-        ({"DefaultCodeRepository": "https://example.com/r.git"}, "code repositories"),
+        ({"DefaultCodeRepository": "missing"}, "Cannot find CodeRepository"),
         ({"LifecycleConfigName": "missing"}, "does not exist"),
     ]
     for extra, message in refusals:
@@ -267,14 +181,14 @@ def test_lifecycle_scripts_run_in_the_sandbox_and_log_to_cloudwatch(sm, server):
         sm.create_notebook_instance(
             NotebookInstanceName=instance, InstanceType="ml.t3.medium", RoleArn=ROLE, LifecycleConfigName=config
         )
-    assert _wait(sm, name, "InService", 120)["NotebookInstanceLifecycleConfigName"] == "lc-works"
+    assert wait(sm, name, "InService", 120)["NotebookInstanceLifecycleConfigName"] == "lc-works"
     volume = server.data_dir / "notebooks" / ACCOUNT / "us-east-1" / name / "volume"
     assert (volume / "created.txt").read_text() == "created\n"
     logs = make_client("logs", server.url)
     group = "/aws/sagemaker/NotebookInstances"
     events = logs.get_log_events(logGroupName=group, logStreamName=f"{name}/LifecycleConfigOnStart")["events"]
     assert [e["message"] for e in events] == ["on-start ran in /home/ec2-user/SageMaker"]
-    failed = _wait(sm, failing, "InService", 120)
+    failed = wait(sm, failing, "InService", 120)
     assert failed["NotebookInstanceStatus"] == "Failed"
     assert "failed (OnStart, exit code 3)" in failed["FailureReason"]
     events = logs.get_log_events(logGroupName=group, logStreamName=f"{failing}/LifecycleConfigOnStart")["events"]
@@ -282,10 +196,10 @@ def test_lifecycle_scripts_run_in_the_sandbox_and_log_to_cloudwatch(sm, server):
     listed = sm.list_notebook_instances(NotebookInstanceLifecycleConfigNameContains="works")["NotebookInstances"]
     assert [n["NotebookInstanceName"] for n in listed] == [name]
     sm.update_notebook_instance(NotebookInstanceName=failing, DisassociateLifecycleConfig=True)
-    described = _wait(sm, failing, "Stopped", 30)
+    described = wait(sm, failing, "Stopped", 30)
     assert "NotebookInstanceLifecycleConfigName" not in described
     sm.stop_notebook_instance(NotebookInstanceName=name)
-    _wait(sm, name, "Stopped", 60)
+    wait(sm, name, "Stopped", 60)
     for instance in (name, failing):
         sm.delete_notebook_instance(NotebookInstanceName=instance)
 
@@ -293,20 +207,20 @@ def test_lifecycle_scripts_run_in_the_sandbox_and_log_to_cloudwatch(sm, server):
 def test_a_restarted_server_reattaches_or_restarts_jupyter(sm, server):
     name = f"nb-restart-{uuid.uuid4().hex[:4]}"
     sm.create_notebook_instance(NotebookInstanceName=name, InstanceType="ml.t3.medium", RoleArn=ROLE)
-    assert _wait(sm, name, "InService", 120)["NotebookInstanceStatus"] == "InService"
+    assert wait(sm, name, "InService", 120)["NotebookInstanceStatus"] == "InService"
     pid_file = server.data_dir / "notebooks" / ACCOUNT / "us-east-1" / name / "state" / "pid"
     first = pid_file.read_text()
     server.stop(signal.SIGKILL)  # a crash: Jupyter lives on, and the next server re-attaches to it
     server.start()
     assert _status(sm, name) == "InService"
-    _open(sm, name)
+    open_instance(sm, name)
     assert pid_file.read_text() == first
     server.stop()  # a clean stop ends Jupyter; the next server starts it again
     server.start()
-    assert _wait(sm, name, "InService", 120)["NotebookInstanceStatus"] == "InService"
-    browser, base = _open(sm, name)
+    assert wait(sm, name, "InService", 120)["NotebookInstanceStatus"] == "InService"
+    browser, base = open_instance(sm, name)
     assert browser.get(f"{base}api")[0] == 200
     assert pid_file.read_text() != first
     sm.stop_notebook_instance(NotebookInstanceName=name)
-    _wait(sm, name, "Stopped", 60)
+    wait(sm, name, "Stopped", 60)
     sm.delete_notebook_instance(NotebookInstanceName=name)

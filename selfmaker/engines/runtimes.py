@@ -298,8 +298,9 @@ def _run(command: list[str], log: Callable[[str], None]) -> None:
 
 
 # Notebook instances (docs/notebooks.md): one runtime for every instance, JupyterLab on jupyter_server with the
-# Python kernel and boto3 (the SageMaker SDK, heavier, comes with the kernel credentials: docs/notebooks.md).
-NOTEBOOK_PACKAGES = ("jupyterlab>=4,<5", "jupyter_server>=2.4,<3", "ipykernel", *COMMON)
+# Python kernel, boto3 and the SageMaker Python SDK v2 (what notebooks written for SageMaker import; it doubles
+# the build, about 40 s more, once per runtimes directory: docs/notebooks.md has the measurement).
+NOTEBOOK_PACKAGES = ("jupyterlab>=4,<5", "jupyter_server>=2.4,<3", "ipykernel", "sagemaker>=2.200,<3", *COMMON)
 
 
 def notebook() -> Runtime:

@@ -10,11 +10,21 @@ from __future__ import annotations
 from ..objects.access import check_s3_uri
 from ..server.errors import AWSError, validation
 from .kinds import Kind
+from .notebooks import git_urls
+
+
+def _create_code_repository(ctx, params, data):
+    # Checked here, not first at a notebook instance's clone: a repository that cannot be cloned is refused.
+    git_urls.refuse_secret(params["GitConfig"])
+    git_urls.check_url(params["GitConfig"]["RepositoryUrl"])
+    if params["GitConfig"].get("Branch"):
+        git_urls.check_branch(params["GitConfig"]["Branch"])
 
 
 def _update_code_repository(ctx, params, record):
     # GitConfigForUpdate carries only SecretArn: it changes the stored GitConfig, never replaces it.
     if "GitConfig" in params:
+        git_urls.refuse_secret(params["GitConfig"])
         record.data.setdefault("GitConfig", {}).update(params["GitConfig"])
 
 
@@ -67,5 +77,6 @@ CODE_REPOSITORY = Kind(
     list_operation="ListCodeRepositories",
     not_found="Cannot find CodeRepository with name {name}.",
     exists="CodeRepository {name} already exists.",
+    on_create=_create_code_repository,
     on_update=_update_code_repository,
 ).register()

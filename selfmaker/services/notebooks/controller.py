@@ -1,9 +1,13 @@
 """The notebook-instance controller: drives each instance's status, persisted, so it resumes after a restart.
 
-Pending: build the notebook runtime (once per runtimes directory), start JupyterLab in the sandbox, and
-wait for it to answer on its socket -> InService (or Failed with the reason). InService: follow the process
+Pending: build the notebook runtime (once per runtimes directory), mint the instance's access key, clone
+the repositories not cloned yet, run the lifecycle scripts, start JupyterLab in the sandbox, and wait for it
+to answer on its socket -> InService (or Failed with the reason). InService: follow the process
 (a restarted server re-attaches to it; one a clean server stop ended is started again). Stopping: end it ->
 Stopped. Updating -> Stopped. Deleting: end it, remove its volume and files, then the record.
+
+The key (minted like a job's, :mod:`..jobs.credentials`) signs as the owning account; it is revoked when the
+instance stops, fails or is deleted, and a new one is minted at every start.
 """
 
 from __future__ import annotations
@@ -12,13 +16,17 @@ import logging
 import threading
 import time
 
+from sqlalchemy import select
+
 from ...backends import Backends, background_worker
 from ...engines import runtimes
 from ...engines.executor import ExecutorUnavailable
 from ...engines.reconciler import Controller, kick, register
+from ...store import schema
 from ...store.resources import Record, now
+from ..jobs import credentials
 from ..jobs.lifecycle import executor
-from . import jupyter, lifecycle_scripts
+from . import jupyter, lifecycle_scripts, repositories
 from .instances import NOTEBOOK_INSTANCE
 
 log = logging.getLogger("selfmaker.notebooks")
@@ -40,6 +48,8 @@ def _set(backends: Backends, record: Record, expect: str, status: str, **members
         if current.status != expect:
             return False
         current.data["NotebookInstanceStatus"] = current.status = status
+        if status in ("Stopped", "Failed"):
+            credentials.revoke(backends, current.data)  # the kernel's key dies with JupyterLab
         for key, value in members.items():
             if value is None:
                 current.data.pop(key, None)
@@ -87,6 +97,7 @@ def reconcile(backends: Backends, record: Record) -> float | None:
         if status == "Stopping":
             _set(backends, record, "Stopping", "Stopped", Url=None)
             return None
+        credentials.revoke(backends, record.data)
         files.remove()
         backends.resources.delete(record.arn)
         return None
@@ -99,9 +110,11 @@ def reconcile(backends: Backends, record: Record) -> float | None:
 def _pending(backends: Backends, record: Record, files: jupyter.Files) -> float | None:
     started = record.data.get("_StartedAt")
     if started is None or files.shut_down.exists() or not (files.state / "pid").exists():
+        if not _mint(backends, record):
+            return 0.0  # stopped or deleted meanwhile: the next step cleans up
         try:
             runtime = jupyter.prepare(backends, files)
-            reason = _lifecycle(backends, files, record, runtime)
+            reason = _clone(backends, files, record, runtime) or _lifecycle(backends, files, record, runtime)
             if reason is None:
                 jupyter.launch(backends, files, record.data, runtime)
         except (runtimes.RuntimeBuildError, ExecutorUnavailable, OSError) as err:
@@ -136,6 +149,31 @@ def _pending(backends: Backends, record: Record, files: jupyter.Files) -> float 
     return POLL_STARTING
 
 
+def _mint(backends: Backends, record: Record) -> bool:
+    """A new access key for this start (the previous one, if any, is revoked): the kernel's credentials."""
+    issued = credentials.mint()
+    previous = record.data.get("_credentials")
+    if not _set(backends, record, "Pending", "Pending", _credentials=issued):
+        return False
+    if previous:
+        credentials.revoke(backends, {"_credentials": previous})
+    record.data["_credentials"] = issued
+    credentials.grant(backends, record)
+    return True
+
+
+def _clone(backends: Backends, files: jupyter.Files, record: Record, runtime) -> str | None:
+    """Clone the repositories not cloned yet, each remembered in the record once it is (then: None)."""
+    for repository in repositories.pending(record.data):
+        reason = repositories.clone(backends, files, record, runtime, repository)
+        if reason is not None:
+            return reason
+        cloned = [*(record.data.get("_Cloned") or []), repositories.key(repository)]
+        _set(backends, record, "Pending", "Pending", _Cloned=cloned)
+        record.data["_Cloned"] = cloned
+    return None
+
+
 def _lifecycle(backends: Backends, files: jupyter.Files, record: Record, runtime) -> str | None:
     """OnCreate the first time (remembered in the record once it succeeded), then OnStart."""
     if not record.data.get("_OnCreateDone"):
@@ -161,14 +199,27 @@ register(
 
 
 class Shutdown:
-    """At a clean server stop, end every JupyterLab this server runs and mark it, so the next server starts
-    it again (a crashed server leaves them running, and the next one re-attaches)."""
+    """At start-up, the access keys of the instances still running are valid again (before the reconciler
+    resumes them and requests arrive). At a clean server stop, end every JupyterLab this server runs and mark
+    it, so the next server starts it again (a crashed server leaves them running, and the next one
+    re-attaches)."""
 
     def __init__(self, backends: Backends):
         self.backends = backends
 
     def start(self) -> None:
-        pass
+        resources = schema.resources
+        with self.backends.store.read() as conn:
+            rows = conn.execute(
+                select(resources.c.arn).where(
+                    resources.c.kind == NOTEBOOK_INSTANCE.name,
+                    resources.c.status.in_(("Pending", "InService", "Stopping")),
+                )
+            ).fetchall()
+            for row in rows:
+                record = self.backends.resources.get_by_arn(row.arn, conn=conn)
+                if record is not None:
+                    credentials.grant(self.backends, record)
 
     def stop(self) -> None:
         root = self.backends.settings.data_dir / "notebooks"

@@ -14,9 +14,8 @@ from ...server.errors import validation
 from ...server.operations import Context, operation
 from ...store import schema
 from ...store.resources import Record, now
-from ..catalog import CODE_REPOSITORY
 from ..kinds import Kind
-from . import proxy
+from . import proxy, repositories
 from .lifecycle_configs import LIFECYCLE_CONFIG
 
 R = schema.resources
@@ -66,15 +65,6 @@ def _check(ctx: Context, params: dict, data: dict) -> None:
     """What SelfMaker cannot honour is refused here, before anything is stored (docs/notebooks.md)."""
     if params.get("AcceleratorTypes"):
         raise validation("AcceleratorTypes (Elastic Inference) is not supported: Amazon EI is retired.")
-    if params.get("DefaultCodeRepository") or params.get("AdditionalCodeRepositories"):
-        # No fake success: an instance must not claim repositories it does not have in its volume.
-        raise validation(
-            "SelfMaker does not clone code repositories into notebook instances yet (docs/notebooks.md); "
-            "clone them from a notebook terminal or a lifecycle configuration instead."
-        )
-    for name in [params.get("DefaultCodeRepository"), *(params.get("AdditionalCodeRepositories") or [])]:
-        if name and "://" not in name:
-            CODE_REPOSITORY.load(ctx, name)
     if params.get("LifecycleConfigName"):
         LIFECYCLE_CONFIG.load(ctx, params["LifecycleConfigName"])
     if params.get("InstanceType") and not params["InstanceType"].startswith("ml."):
@@ -98,6 +88,7 @@ def _on_create(ctx: Context, params: dict, data: dict) -> None:
         data["SecurityGroups"] = data.pop("SecurityGroupIds")
     data["NotebookInstanceStatus"] = "Pending"
     data["_OnCreateDone"] = False
+    data["_Repositories"] = repositories.resolve(ctx, data)  # cloned at the first start (controller.py)
     _index(data)
 
 
@@ -129,6 +120,9 @@ def _on_update(ctx: Context, params: dict, record: Record) -> None:
         raise validation("VolumeSizeInGB can only grow: a notebook instance's volume is never shrunk.")
     if params.get("LifecycleConfigName"):
         data["NotebookInstanceLifecycleConfigName"] = params["LifecycleConfigName"]
+    for member in ("DefaultCodeRepository", "AdditionalCodeRepositories"):
+        if member in params:
+            data[member] = params[member]
     for flag, member in (
         ("DisassociateLifecycleConfig", "NotebookInstanceLifecycleConfigName"),
         ("DisassociateAcceleratorTypes", "AcceleratorTypes"),
@@ -137,6 +131,8 @@ def _on_update(ctx: Context, params: dict, record: Record) -> None:
     ):
         if params.get(flag):
             data.pop(member, None)
+    # Newly associated repositories are cloned at the next start; the volume keeps the others' clones.
+    data["_Repositories"] = repositories.resolve(ctx, data)
     _index(data)
     data["NotebookInstanceStatus"] = "Updating"
 

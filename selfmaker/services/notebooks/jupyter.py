@@ -14,17 +14,20 @@ but this server's proxy can reach it, which is why Jupyter's own token is off (d
 from __future__ import annotations
 
 import http.client
+import os
 import shutil
 from pathlib import Path
 
 from ...backends import Backends
 from ...engines import instance_types, model_server, runtimes, sandbox
 from ...engines.executor import Mount
+from ..jobs import credentials
 from ..jobs.lifecycle import executor
 
 HOME = "/home/ec2-user"
 VOLUME = f"{HOME}/SageMaker"
 SOCKET_INSIDE = "/opt/selfmaker/run/jupyter.sock"
+GIT_CA_INSIDE = "/opt/selfmaker/git-ca.pem"
 PROXY_PREFIX = "/_selfmaker/notebooks"  # server/app.py routes it here
 
 
@@ -82,6 +85,7 @@ def prepare(backends: Backends, files: Files) -> runtimes.Runtime:
 def instance_spec(backends: Backends, files: Files, data: dict, runtime, *, state: Path, log: Path):
     """The sandbox of the instance ``data`` (its record) describes: its type's caps, its volume, its network."""
     limits = instance_types.limits(data["InstanceType"])
+    git_ca = git_ca_bundle()
     spec = sandbox.spec(
         backends.settings,
         runtime,
@@ -97,6 +101,10 @@ def instance_spec(backends: Backends, files: Files, data: dict, runtime, *, stat
             "JUPYTER_RUNTIME_DIR": f"{HOME}/.local/share/jupyter/runtime",
             "IPYTHONDIR": f"{HOME}/.ipython",
             "NOTEBOOK_INSTANCE_NAME": data["NotebookInstanceName"],
+            # The owning account's key for this start (controller.py): boto3 and the SageMaker SDK in a
+            # cell call SelfMaker (AWS_ENDPOINT_URL, set by the sandbox) as that account.
+            **(credentials.environment(data) if data.get("_credentials") else {}),
+            **({"GIT_SSL_CAINFO": GIT_CA_INSIDE} if git_ca else {}),
         },
         limits=limits,
         network=data.get("DirectInternetAccess", "Enabled") == "Enabled",
@@ -105,10 +113,18 @@ def instance_spec(backends: Backends, files: Files, data: dict, runtime, *, stat
             Mount(files.home, HOME, writable=True),
             Mount(files.volume, VOLUME, writable=True),
             _socket_mount(files),
+            *([Mount(git_ca, GIT_CA_INSIDE)] if git_ca else []),
         ),
     )
     spec.workdir = VOLUME
     return spec
+
+
+def git_ca_bundle() -> Path | None:
+    """The CA bundle the server's own GIT_SSL_CAINFO names (a private Git server's CA), shown read-only to
+    the instance's git (the repositories' clones, a terminal's git pull); None if it names no file."""
+    path = os.environ.get("GIT_SSL_CAINFO")
+    return Path(path) if path and Path(path).is_file() else None
 
 
 def launch(backends: Backends, files: Files, data: dict, runtime) -> None:
