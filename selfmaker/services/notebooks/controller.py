@@ -208,18 +208,8 @@ class Shutdown:
         self.backends = backends
 
     def start(self) -> None:
-        resources = schema.resources
-        with self.backends.store.read() as conn:
-            rows = conn.execute(
-                select(resources.c.arn).where(
-                    resources.c.kind == NOTEBOOK_INSTANCE.name,
-                    resources.c.status.in_(("Pending", "InService", "Stopping")),
-                )
-            ).fetchall()
-            for row in rows:
-                record = self.backends.resources.get_by_arn(row.arn, conn=conn)
-                if record is not None:
-                    credentials.grant(self.backends, record)
+        for record in self._records(("Pending", "InService", "Stopping")):
+            credentials.grant(self.backends, record)
 
     def stop(self) -> None:
         root = self.backends.settings.data_dir / "notebooks"
@@ -229,6 +219,23 @@ class Shutdown:
                 (files_root / "shut-down").touch()
                 executor(self.backends).stop(state, STOP_GRACE)
                 log.info("notebooks: stopped %s for the server's shutdown", files_root.name)
+        # Their records say so at once: an instance whose JupyterLab ended is Pending until the next server starts
+        # it again, so a client of that server never reads InService from before the stop (the marker above
+        # covers a database that could not be written now).
+        for record in self._records(("InService",)):
+            if _files(self.backends, record).shut_down.exists():
+                _set(self.backends, record, "InService", "Pending", _StartedAt=None)
+
+    def _records(self, statuses: tuple[str, ...]) -> list[Record]:
+        resources = schema.resources
+        with self.backends.store.read() as conn:
+            rows = conn.execute(
+                select(resources.c.arn).where(
+                    resources.c.kind == NOTEBOOK_INSTANCE.name, resources.c.status.in_(statuses)
+                )
+            ).fetchall()
+            found = [self.backends.resources.get_by_arn(row.arn, conn=conn) for row in rows]
+        return [record for record in found if record is not None]
 
 
 @background_worker
