@@ -252,6 +252,7 @@ SERVICE_MODULES: tuple[str, ...] = (
     # CloudFormation: stacks of the resources above, made through their own operations
     "selfmaker.aws.cloudformation.types_sagemaker",
     "selfmaker.aws.cloudformation.types_aws",
+    "selfmaker.aws.cloudformation.types_events",
     "selfmaker.aws.cloudformation.engine",
     "selfmaker.aws.cloudformation.stacks",
     "selfmaker.aws.cloudformation.change_sets",
