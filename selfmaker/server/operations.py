@@ -256,6 +256,10 @@ SERVICE_MODULES: tuple[str, ...] = (
     "selfmaker.aws.cloudformation.engine",
     "selfmaker.aws.cloudformation.stacks",
     "selfmaker.aws.cloudformation.change_sets",
+    # Service Catalog (provisioned products are stacks) and SageMaker Projects (provisioned products)
+    "selfmaker.aws.servicecatalog.catalog",
+    "selfmaker.aws.servicecatalog.provisioning",
+    "selfmaker.services.projects.projects",
     # S3, served by its own streaming endpoint (it declares the operations it serves)
     "selfmaker.objects.endpoint",
 )
