@@ -260,3 +260,38 @@ def test_the_mlops_loop_builds_registers_deploys_on_approval_and_is_torn_down(as
         what="the staging endpoint to be deleted",
     )
     assert sm.describe_model_package_group(ModelPackageGroupName=group)["ModelPackageGroupStatus"] == "Completed"
+
+
+def test_a_project_survives_a_killed_server_while_it_is_made_and_deleted(make_server, client, unique):
+    server = make_server("projects-restart").start()
+    sm, sc = client("sagemaker", server), client("servicecatalog", server)
+    sm.enable_sagemaker_servicecatalog_portfolio()
+    product = studio_templates(sc)[DEPLOY_ONLY]["ProductId"]
+    group = unique("source")
+    sm.create_model_package_group(ModelPackageGroupName=group)
+    name = unique("deploy")[-32:].strip("-")
+    project_id = sm.create_project(
+        ProjectName=name,
+        ServiceCatalogProvisioningDetails={
+            "ProductId": product,
+            "ProvisioningParameters": [{"Key": "SourceModelPackageGroupName", "Value": group}],
+        },
+    )["ProjectId"]
+    server.kill()  # at once: Pending, or the stack half made
+    server.start()
+    sm, events = client("sagemaker", server), client("events", server)
+    assert wait_project(sm, name)["ProjectStatus"] == "CreateCompleted"
+    rule = events.describe_rule(Name=f"sagemaker-{name}-{project_id}-model")
+    assert json.loads(rule["EventPattern"])["detail"]["ModelPackageGroupName"] == [group]
+    sm.delete_project(ProjectName=name)
+    server.kill()
+    server.start()
+    sm, events = client("sagemaker", server), client("events", server)
+    wait_for(
+        lambda: sm.list_projects(NameContains=name)["ProjectSummaryList"],
+        lambda found: not found,
+        timeout=120,
+        what="the project to be deleted after the restart",
+    )
+    assert error(events.describe_rule, Name=f"sagemaker-{name}-{project_id}-model")[0] == "ResourceNotFoundException"
+    assert error(sm.describe_pipeline, PipelineName=f"{name}-{project_id}-deploy")[0] == "ResourceNotFound"

@@ -19,7 +19,7 @@ from ...server.errors import AWSError
 from ...server.operations import Context, call, operation
 from ...store import tag_store
 from ...store.resources import AlreadyExists, Record, now
-from ..cloudformation import inputs
+from ..cloudformation import inputs, templates
 
 PORTFOLIO = "ServiceCatalogPortfolio"
 PRODUCT = "ServiceCatalogProduct"
@@ -518,9 +518,7 @@ def describe_provisioning_artifact(ctx: Context, params: dict) -> dict:
 
 
 def template_parameters(body: str) -> list[dict]:
-    from ..cloudformation import templates
-
-    declared = templates.parse(body, templates.MAX_URL_BYTES).doc.get("Parameters") or {}
+    declared = templates.parse(body, templates.MAX_URL_BYTES).get("Parameters") or {}
     out = []
     for key, spec in declared.items():
         item = {

@@ -127,6 +127,8 @@ def provision_product(ctx: Context, params: dict) -> dict:
     for existing in ctx.backends.resources.iterate(ctx.account_id, ctx.region, [PROVISIONED]):
         if existing.data.get("IdempotencyToken") == token and existing.name == name:
             return {"RecordDetail": _record(ctx, existing.data["LastRecordId"])}
+    if ctx.backends.resources.get(ctx.account_id, ctx.region, PROVISIONED, name=name) is not None:
+        raise _duplicate(name)
     product = catalog.product(ctx, params.get("ProductId"), params.get("ProductName"))
     if not (params.get("ProvisioningArtifactId") or params.get("ProvisioningArtifactName")):
         raise invalid("Either ProvisioningArtifactId or ProvisioningArtifactName must be given.")
@@ -183,9 +185,13 @@ def provision_product(ctx: Context, params: dict) -> dict:
                 tag_store.add(conn, pp["Arn"], tags)
     except AlreadyExists:
         call(_cfn(ctx.account_id, ctx.region, ctx.backends), "DeleteStack", {"StackName": stack["StackId"]})
-        raise AWSError("DuplicateResourceException", f"A provisioned product named {name} already exists.") from None
+        raise _duplicate(name) from None
     reconciler.kick(ctx.backends, pp["Arn"])
     return {"RecordDetail": detail}
+
+
+def _duplicate(name: str) -> AWSError:
+    return AWSError("DuplicateResourceException", f"A provisioned product named {name} already exists.")
 
 
 def _settled(record: Record) -> None:
