@@ -36,6 +36,7 @@ JSON_SERVICES = {
     "sqs": "AmazonSQS",
     "athena": "AmazonAthena",
     "cloudwatch": "GraniteServiceVersion20100801",
+    "servicecatalog": "AWS242ServiceCatalogService",
 }
 
 

@@ -32,6 +32,7 @@ SERVED_SERVICES = (
     "cloudwatch",
     "events",
     "cloudformation",
+    "servicecatalog",
 )
 
 # Wire models for a protocol a service's older clients speak whose wire names the served model no longer

@@ -253,9 +253,14 @@ SERVICE_MODULES: tuple[str, ...] = (
     # CloudFormation: stacks of the resources above, made through their own operations
     "selfmaker.aws.cloudformation.types_sagemaker",
     "selfmaker.aws.cloudformation.types_aws",
+    "selfmaker.aws.cloudformation.types_events",
     "selfmaker.aws.cloudformation.engine",
     "selfmaker.aws.cloudformation.stacks",
     "selfmaker.aws.cloudformation.change_sets",
+    # Service Catalog (provisioned products are stacks) and SageMaker Projects (provisioned products)
+    "selfmaker.aws.servicecatalog.catalog",
+    "selfmaker.aws.servicecatalog.provisioning",
+    "selfmaker.services.projects.projects",
     # S3, served by its own streaming endpoint (it declares the operations it serves)
     "selfmaker.objects.endpoint",
 )

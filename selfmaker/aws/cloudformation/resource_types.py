@@ -1,7 +1,7 @@
 """The registry of resource types a stack can hold, and what a type's create/update/delete is handed.
 
 A type is one ``ResourceType(...)`` declaration, registered with ``.register()`` from a module listed in
-SERVICE_MODULES (``types_sagemaker``, ``types_aws``; AWS::Events::Rule and the Service Catalog types are added
+SERVICE_MODULES (``types_sagemaker``, ``types_aws``, ``types_events``; other types are added
 the same way). Its ``create``, ``update`` and ``delete`` take an :class:`Action` and return True when done or
 False to be called again (a resource with an asynchronous status: an Endpoint until InService). They keep
 their progress in ``action.state``, which the engine stores after every call, so a restarted server resumes
