@@ -14,12 +14,12 @@ import pytest
 from botocore.exceptions import ClientError
 
 from support.clients import make_client
+from support.cloudformation import outputs, wait_stack
 from support.server import ACCOUNT, REGION
 from support.waiting import wait_for
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/SageMakerRole"
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
-DONE = ("COMPLETE", "FAILED")
 
 
 @pytest.fixture(scope="module")
@@ -35,19 +35,6 @@ def sqs(server):
 @pytest.fixture(scope="module")
 def sm(server):
     return make_client("sagemaker", server.url)
-
-
-def wait_stack(cfn, name: str, timeout: float = 120) -> dict:
-    return wait_for(
-        lambda: cfn.describe_stacks(StackName=name)["Stacks"][0],
-        lambda s: s["StackStatus"].endswith(DONE) and "IN_PROGRESS" not in s["StackStatus"],
-        timeout=timeout,
-        what=f"stack {name} to finish",
-    )
-
-
-def outputs(stack: dict) -> dict:
-    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
 
 
 def resources(cfn, name: str) -> dict:

@@ -8,6 +8,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from support.clients import make_client
+from support.cloudformation import wait_stack
 from support.server import ACCOUNT, REGION
 from support.waiting import wait_for
 
@@ -25,15 +26,6 @@ def events(server):
 @pytest.fixture(scope="module")
 def sqs(server):
     return make_client("sqs", server.url)
-
-
-def wait_stack(cfn, name: str) -> dict:
-    return wait_for(
-        lambda: cfn.describe_stacks(StackName=name)["Stacks"][0],
-        lambda s: "IN_PROGRESS" not in s["StackStatus"],
-        timeout=60,
-        what=f"stack {name} to finish",
-    )
 
 
 def template(source: str, target: dict) -> str:

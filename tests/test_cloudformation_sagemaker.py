@@ -13,11 +13,11 @@ import pytest
 from botocore.exceptions import ClientError
 
 from support.clients import make_client
+from support.cloudformation import outputs, wait_stack
 from support.endpoints import BUCKET, IMAGE, ROLE, versioned_archive, wait_gone
 from support.waiting import wait_for
 
 ENDPOINT_SECONDS = 600  # the first endpoint of a run may build the runtime
-DONE = ("COMPLETE", "FAILED")
 
 
 @pytest.fixture(scope="module")
@@ -32,19 +32,6 @@ def clients(server):
     for version in ("v1", "v2"):
         s3.put_object(Bucket=BUCKET, Key=f"cfn/{version}/model.tar.gz", Body=versioned_archive(version))
     return {name: make_client(name, server.url) for name in ("cloudformation", "sagemaker", "sagemaker-runtime")}
-
-
-def wait_stack(cfn, name: str, timeout: float = ENDPOINT_SECONDS) -> dict:
-    return wait_for(
-        lambda: cfn.describe_stacks(StackName=name)["Stacks"][0],
-        lambda s: s["StackStatus"].endswith(DONE) and "IN_PROGRESS" not in s["StackStatus"],
-        timeout=timeout,
-        what=f"stack {name} to finish",
-    )
-
-
-def outputs(stack: dict) -> dict:
-    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
 
 
 def endpoint_template(version: str = "v1", instances: int = 1) -> str:
@@ -107,7 +94,7 @@ def test_a_server_killed_while_a_stack_waits_for_its_endpoint_resumes_it(server,
     )
     server.kill()
     server.start()
-    stack = wait_stack(cfn, name)
+    stack = wait_stack(cfn, name, timeout=ENDPOINT_SECONDS)
     assert stack["StackStatus"] == "CREATE_COMPLETE", cfn.describe_stack_events(StackName=name)["StackEvents"]
     out = outputs(stack)
     assert sm.describe_endpoint(EndpointName=out["EndpointName"])["EndpointStatus"] == "InService"
@@ -123,7 +110,7 @@ def test_stack_makes_updates_and_deletes_a_model_config_and_endpoint(clients, un
     cfn, sm, runtime = clients["cloudformation"], clients["sagemaker"], clients["sagemaker-runtime"]
     name = unique("endpoint")
     stack_id = cfn.create_stack(StackName=name, TemplateBody=endpoint_template())["StackId"]
-    stack = wait_stack(cfn, name)
+    stack = wait_stack(cfn, name, timeout=ENDPOINT_SECONDS)
     assert stack["StackStatus"] == "CREATE_COMPLETE", cfn.describe_stack_events(StackName=name)["StackEvents"]
     first = outputs(stack)
     endpoint = sm.describe_endpoint(EndpointName=first["EndpointName"])
@@ -133,7 +120,7 @@ def test_stack_makes_updates_and_deletes_a_model_config_and_endpoint(clients, un
 
     # A new model: the model and its config are replaced, the endpoint is updated in place onto them.
     cfn.update_stack(StackName=name, TemplateBody=endpoint_template(version="v2"))
-    stack = wait_stack(cfn, name)
+    stack = wait_stack(cfn, name, timeout=ENDPOINT_SECONDS)
     assert stack["StackStatus"] == "UPDATE_COMPLETE", cfn.describe_stack_events(StackName=name)["StackEvents"]
     second = outputs(stack)
     assert second["EndpointName"] == first["EndpointName"] and second["EndpointArn"] == first["EndpointArn"]
@@ -196,7 +183,7 @@ def test_stack_makes_updates_and_deletes_a_notebook_instance(clients, unique):
     name = unique("notebook")
     body = NOTEBOOK_TEMPLATE.format(role=ROLE)
     stack_id = cfn.create_stack(StackName=name, TemplateBody=body)["StackId"]
-    stack = wait_stack(cfn, name)
+    stack = wait_stack(cfn, name, timeout=ENDPOINT_SECONDS)
     assert stack["StackStatus"] == "CREATE_COMPLETE", cfn.describe_stack_events(StackName=name)["StackEvents"]
     first = outputs(stack)
     notebook = sm.describe_notebook_instance(NotebookInstanceName=first["Name"])
@@ -208,7 +195,7 @@ def test_stack_makes_updates_and_deletes_a_notebook_instance(clients, unique):
         UsePreviousTemplate=True,
         Parameters=[{"ParameterKey": "InstanceType", "ParameterValue": "ml.t3.large"}],
     )
-    stack = wait_stack(cfn, name)
+    stack = wait_stack(cfn, name, timeout=ENDPOINT_SECONDS)
     assert stack["StackStatus"] == "UPDATE_COMPLETE", cfn.describe_stack_events(StackName=name)["StackEvents"]
     assert outputs(stack) == first  # updated in place: the same instance
     notebook = sm.describe_notebook_instance(NotebookInstanceName=first["Name"])
