@@ -238,3 +238,34 @@ def test_a_session_expires_when_idle_and_ends_at_sign_out(strict):
     assert wait_for(
         lambda: replayed.get("/console/").status, lambda s: s == 303, timeout=5, what="a signed-out session"
     )
+
+
+def test_feature_store_pages_run_athena_and_the_runtime_as_the_api_does(server, client):
+    from support.featurestore import create_group, ensure_bucket, record
+
+    sm = client("sagemaker")
+    name = f"console-fg-{uuid.uuid4().hex[:6]}"
+    bucket = ensure_bucket(client("s3"), f"console-{uuid.uuid4().hex[:8]}")
+    create_group(sm, name, {"id": "String", "et": "Fractional"}, offline=f"s3://{bucket}/offline")
+    client("sagemaker-featurestore-runtime").put_record(FeatureGroupName=name, Record=record(id="a<b>", et=1.5))
+    browser = ConsoleBrowser(server.url)
+    page = browser.get(f"/console/featurestore/{name}?record=a%3Cb%3E")
+    assert page.status == 200 and "a&lt;b&gt;" in page.text and "<b>" not in page.text
+    assert "No record nope" in browser.get(f"/console/featurestore/{name}?record=nope").text
+    # Athena's guards: an output location that is no S3 URI is refused up front, the query kept in the form...
+    form = {"csrf": page.csrf, "sql": "SELECT 1", "output": "/tmp/results"}
+    refused = browser.post(f"/console/featurestore/{name}/queries", form)
+    assert refused.status == 400 and "InvalidRequestException" in refused.text and "SELECT 1" in refused.text
+    # ...and a bucket that does not exist fails the query, with Athena's reason on its page.
+    missing = browser.post(f"/console/featurestore/{name}/queries", {**form, "output": "s3://no-such-bucket-x1/r/"})
+    failed = wait_for(lambda: browser.get(missing.location), lambda p: "FAILED" in p.text, what="the failure")
+    assert "no-such-bucket-x1" in failed.text
+    # Without the token nothing runs.
+    assert browser.post(f"/console/featurestore/{name}/queries", {**form, "csrf": ""}).status == 403
+    started = browser.post(f"/console/featurestore/{name}/queries", {**form, "output": f"s3://{bucket}/results/"})
+    assert started.status == 303 and "/queries/" in started.location
+    shown = wait_for(lambda: browser.get(started.location), lambda p: "SUCCEEDED" in p.text, what="the query")
+    assert 'id="results"' in shown.text
+    assert browser.get("/console/featurestore/no-such-group").status == 404
+    assert browser.get("/console/endpoints/no-such-endpoint").status == 404
+    assert browser.get("/console/endpoints").status == 200

@@ -15,10 +15,32 @@ from markupsafe import Markup, escape
 
 # Status words of every family, grouped into the few colours a page shows (see console.css, .status-*).
 _STATUS_CLASSES = {
-    "succeeded": {"Succeeded", "Completed", "Approved", "InService", "Created", "Available", "Active", "Ready"},
-    "failed": {"Failed", "Rejected", "CompletedWithFailures", "Error"},
-    "running": {"Executing", "InProgress", "Starting", "Stopping", "Creating", "Updating", "Training", "Pending"},
-    "stopped": {"Stopped", "Deleting", "Deleted"},
+    "succeeded": {
+        "Succeeded",
+        "Completed",
+        "Approved",
+        "InService",
+        "Created",
+        "Available",
+        "Active",
+        "Ready",
+        "Started",
+        "SUCCEEDED",
+    },
+    "failed": {"Failed", "Rejected", "CompletedWithFailures", "Error", "FAILED", "CreateFailed"},
+    "running": {
+        "Executing",
+        "InProgress",
+        "Starting",
+        "Stopping",
+        "Creating",
+        "Updating",
+        "Training",
+        "Pending",
+        "QUEUED",
+        "RUNNING",
+    },
+    "stopped": {"Stopped", "Deleting", "Deleted", "CANCELLED"},
 }
 
 
@@ -73,6 +95,8 @@ NAVIGATION = (
     ("Transform jobs", "/jobs/transform"),
     ("Experiments", "/experiments"),
     ("Model registry", "/models"),
+    ("Endpoints", "/endpoints"),
+    ("Feature store", "/featurestore"),
 )
 
 _ENV = Environment(

@@ -26,10 +26,10 @@ const Console = (() => {
   }
 
   const STATUS_CLASSES = {
-    succeeded: ["Succeeded", "Completed", "Approved", "InService", "Created", "Available", "Active", "Ready"],
-    failed: ["Failed", "Rejected", "CompletedWithFailures", "Error"],
-    running: ["Executing", "InProgress", "Starting", "Stopping", "Creating", "Updating", "Training", "Pending"],
-    stopped: ["Stopped", "Deleting", "Deleted"],
+    succeeded: ["Succeeded", "Completed", "Approved", "InService", "Created", "Available", "Active", "Ready", "Started", "SUCCEEDED"],
+    failed: ["Failed", "Rejected", "CompletedWithFailures", "Error", "FAILED", "CreateFailed"],
+    running: ["Executing", "InProgress", "Starting", "Stopping", "Creating", "Updating", "Training", "Pending", "QUEUED", "RUNNING"],
+    stopped: ["Stopped", "Deleting", "Deleted", "CANCELLED"],
   };
 
   function statusClass(status) {
