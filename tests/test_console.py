@@ -269,3 +269,42 @@ def test_feature_store_pages_run_athena_and_the_runtime_as_the_api_does(server, 
     assert browser.get("/console/featurestore/no-such-group").status == 404
     assert browser.get("/console/endpoints/no-such-endpoint").status == 404
     assert browser.get("/console/endpoints").status == 200
+
+
+def test_a_notebook_instance_page_opens_jupyterlab_through_a_presigned_url(server, client):
+    sm = client("sagemaker")
+    name = f"console-nb-{uuid.uuid4().hex[:6]}"
+    sm.create_notebook_instance(
+        NotebookInstanceName=name, InstanceType="ml.t3.medium", RoleArn=f"arn:aws:iam::{ACCOUNT}:role/notebooks"
+    )
+    browser = ConsoleBrowser(server.url)
+    page = browser.get(f"/console/notebooks/{name}")
+    assert page.status == 200 and "ml.t3.medium" in page.text
+    assert name in browser.get("/console/notebooks?sort=Name&order=Ascending").text
+    # Open: the API's presigned URL for this instance, where the browser is sent.
+    opened = browser.post(f"/console/notebooks/{name}/open", {"csrf": page.csrf})
+    assert opened.status == 303
+    location = opened.location
+    assert f"/_selfmaker/notebooks/{ACCOUNT}/" in location and f"/{name}" in location and "authToken=" in location
+    assert browser.post(f"/console/notebooks/{name}/open", {"csrf": "forged"}).status == 403
+    assert browser.get("/console/notebooks/no-such-notebook").status == 404
+    # Stop, from the page: the API stops it.
+    assert browser.post(f"/console/notebooks/{name}/stop", {"csrf": page.csrf}).status == 303
+    stopped = wait_for(
+        lambda: sm.describe_notebook_instance(NotebookInstanceName=name)["NotebookInstanceStatus"],
+        lambda s: s == "Stopped",
+        timeout=60,
+        what="the instance to stop",
+    )
+    assert stopped == "Stopped"
+    assert 'id="start"' in browser.get(f"/console/notebooks/{name}").text
+
+
+def test_lineage_pages_start_only_from_the_callers_entities(server, client):
+    browser = ConsoleBrowser(server.url)
+    assert browser.get("/console/lineage").status == 200
+    assert browser.get("/console/lineage?arn=not-an-arn").status == 400
+    unknown = f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:model-package/none-{uuid.uuid4().hex[:6]}/1"
+    assert browser.get(f"/console/lineage?arn={unknown}").status == 404
+    answer = browser.get(f"/console/lineage/expand?arn={unknown}&direction=Sideways")
+    assert answer.status == 400

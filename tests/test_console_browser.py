@@ -11,11 +11,14 @@ overlaid. Every page loads without a browser console error; each is kept as test
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
+from support import tuning
 from support.browser import chromium, console_errors, keep_page
 from support.clients import make_client
 from support.pipelines import IMAGE, ROLE, create, entrypoint, processing, runtimes_config, start
@@ -38,7 +41,11 @@ def browser():
 @pytest.fixture(scope="module")
 def server(make_server, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("console-browser")
-    return make_server("console-browser", env={"SELFMAKER_RUNTIMES_CONFIG": runtimes_config(tmp)}).start()
+    # The pipelines' image and the tuning tests' (a trial whose objective is a known function of x and y).
+    config = json.loads(Path(runtimes_config(tmp)).read_text())
+    config["images"].update(json.loads(Path(tuning.runtimes_config(tmp)).read_text())["images"])
+    (tmp / "runtimes.json").write_text(json.dumps(config))
+    return make_server("console-browser", env={"SELFMAKER_RUNTIMES_CONFIG": str(tmp / "runtimes.json")}).start()
 
 
 @pytest.fixture(scope="module")
@@ -364,3 +371,100 @@ def test_a_feature_group_shows_its_schema_a_record_and_an_offline_query(browser,
     browser.get_log("browser")  # the refused form's 400 is logged as a failed load: expected here
     _open(browser, server, "/console/featurestore", "console-feature-groups")
     assert name in browser.find_element("css selector", "table.list").text
+
+
+def test_a_lineage_graph_grows_upstream_and_downstream_on_click(browser, server, sm):
+    tag = uuid.uuid4().hex[:6]
+    endpoint_arn = f"arn:aws:sagemaker:us-east-1:123456789012:endpoint/console-lin-{tag}"
+
+    def artifact(uri: str, kind: str) -> str:
+        return sm.create_artifact(Source={"SourceUri": uri}, ArtifactType=kind)["ArtifactArn"]
+
+    raw = artifact(f"s3://lineage-{tag}/raw/data.csv", "DataSet")
+    train = artifact(f"s3://lineage-{tag}/train/train.csv", "DataSet")
+    model = artifact(f"s3://lineage-{tag}/output/model.tar.gz", "Model")
+    action = sm.create_action(
+        ActionName=f"console-train-{tag}", Source={"SourceUri": "training"}, ActionType="ModelTraining"
+    )["ActionArn"]
+    context = sm.create_context(
+        ContextName=f"console-ep-{tag}", Source={"SourceUri": endpoint_arn}, ContextType="Endpoint"
+    )["ContextArn"]
+    for source, destination, kind in (
+        (raw, train, "DerivedFrom"),
+        (train, action, "ContributedTo"),
+        (action, model, "Produced"),
+        (model, context, "ContributedTo"),
+    ):
+        sm.add_association(SourceArn=source, DestinationArn=destination, AssociationType=kind)
+
+    # From the endpoint's ARN: its context stands for it, and shows the model next to it.
+    _open(browser, server, f"/console/lineage?arn={endpoint_arn}", "console-lineage-start")
+    count = "return window.consoleGraph.nodes().length"
+    assert browser.execute_script(count) == 2
+    # A click on the model grows the graph by one association: the training action.
+    browser.execute_script("window.consoleGraph.getElementById(arguments[0]).emit('tap')", model)
+    _script(browser, count, lambda n: n == 3, "the model's neighbours")
+    assert browser.execute_script("return window.consoleGraph.getElementById(arguments[0]).nonempty()", action)
+    # From the keyboard's table: the action, then upstream only (its training data, not beyond).
+    browser.find_element("css selector", f"#entities tr[data-arn='{action}'] button").click()
+    _script(browser, count, lambda n: n == 4, "the action's neighbours")
+    browser.find_element("css selector", f"#entities tr[data-arn='{train}'] button").click()
+    _script(browser, count, lambda n: n == 5, "the training data's neighbours")
+    edge = browser.execute_script(
+        "return window.consoleGraph.edges().filter((e) => e.source().id() === arguments[0])[0].data('kind')", raw
+    )
+    assert edge == "DerivedFrom"
+    assert "train.csv" in browser.find_element("id", "entity-panel").text
+    assert browser.execute_script("return window.consoleGraph.edges().length") == 4
+    keep_page(browser, "console-lineage")
+    assert console_errors(browser) == []
+
+
+def test_a_tuning_job_shows_its_trials_objectives_and_the_best(browser, server, sm):
+    name = f"console-hpo-{uuid.uuid4().hex[:6]}"
+    s3 = make_client("s3", server.url)
+    try:
+        s3.create_bucket(Bucket=tuning.BUCKET)
+    except s3.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    sm.create_hyper_parameter_tuning_job(**tuning.request(name, most=3, parallel=2))
+    described = wait_for(
+        lambda: sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name),
+        status_in("HyperParameterTuningJobStatus", {"Completed", "Failed", "Stopped"}),
+        timeout=300,
+        what=f"{name} to end",
+    )
+    assert described["HyperParameterTuningJobStatus"] == "Completed", described.get("FailureReason")
+    best = described["BestTrainingJob"]
+    _open(browser, server, f"/console/tuning/{name}", "console-tuning-job")
+    rows = browser.find_elements("css selector", "#trials tbody tr")
+    assert len(rows) == 3 and all("Completed" in row.text for row in rows)
+    best_row = browser.find_element("css selector", "#trials tr.best")
+    assert best_row.get_attribute("data-trial") == best["TrainingJobName"]
+    value = best["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
+    assert f"{value:g}" in best_row.text and f"{value:g}" in browser.find_element("id", "best").text
+    assert "x" in browser.find_element("css selector", "#trials thead").text
+    assert browser.execute_script("return window.consoleObjective.data[1].length") == 3
+    # Sorted by the objective, as the API sorts: the best first when descending.
+    _open(
+        browser,
+        server,
+        f"/console/tuning/{name}?sort=FinalObjectiveMetricValue&order=Descending",
+        "console-tuning-sorted",
+    )
+    first = browser.find_element("css selector", "#trials tbody tr")
+    assert first.get_attribute("data-trial") == best["TrainingJobName"]
+    _open(browser, server, "/console/tuning?status=Completed", "console-tuning-jobs")
+    assert name in browser.find_element("css selector", "table.list").text
+
+
+def test_notebook_instance_pages_load(browser, server, sm):
+    name = f"console-nb-{uuid.uuid4().hex[:6]}"
+    sm.create_notebook_instance(NotebookInstanceName=name, InstanceType="ml.t3.medium", RoleArn=ROLE)
+    _open(browser, server, f"/console/notebooks/{name}", "console-notebook")
+    assert "ml.t3.medium" in browser.find_element("css selector", "dl.pairs").text
+    status = sm.describe_notebook_instance(NotebookInstanceName=name)["NotebookInstanceStatus"]
+    assert browser.find_element("id", "open-lab").is_enabled() == (status == "InService")
+    _open(browser, server, "/console/notebooks", "console-notebooks")
+    assert name in browser.find_element("css selector", "table.list").text
+    sm.stop_notebook_instance(NotebookInstanceName=name)

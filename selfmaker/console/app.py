@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..server.errors import AWSError
 from ..server.http import BodyTooLarge, Request, Response
-from .pages import endpoints, experiments, featurestore, home, jobs, pipelines, registry
+from .pages import endpoints, experiments, featurestore, home, jobs, lineage, notebooks, pipelines, registry, tuning
 from .sessions import COOKIE, Session, SessionStore
 from .web import PREFIX, SECURITY_HEADERS, View, match, page, redirect
 
@@ -46,6 +46,9 @@ ROUTES = [
     *experiments.ROUTES,
     *endpoints.ROUTES,
     *featurestore.ROUTES,
+    *lineage.ROUTES,
+    *tuning.ROUTES,
+    *notebooks.ROUTES,
 ]
 
 
@@ -174,13 +177,13 @@ class Console:
 
 
 def _not_found(err: AWSError) -> bool:
-    """SageMaker says "no such resource" with ResourceNotFound, or (jobs, endpoints, model package groups, as AWS does)
+    """SageMaker says "no such resource" with ResourceNotFound, or (jobs, endpoints, notebook instances, model package groups, as AWS does)
     a ValidationException whose words say so: either way the page is a 404."""
     if err.code in NOT_FOUND_CODES:
         return True
     words = err.message.lower()
     return err.code == "ValidationException" and any(
-        phrase in words for phrase in ("does not exist", "not found", "could not find")
+        phrase in words for phrase in ("does not exist", "not found", "could not find", "recordnotfound")
     )
 
 

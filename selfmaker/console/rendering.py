@@ -85,8 +85,8 @@ def last_segment(arn: str | None) -> str:
     return (arn or "").rsplit("/", 1)[-1]
 
 
-# The navigation, in order: (label, path below /console). Areas still to come (endpoints, feature store, lineage,
-# notebooks, tuning) add their entry when their pages land.
+# The navigation, in order: (label, path below /console). Areas still to come (shadow tests, projects) add their
+# entry when their pages land.
 NAVIGATION = (
     ("Overview", "/"),
     ("Pipelines", "/pipelines"),
@@ -97,6 +97,9 @@ NAVIGATION = (
     ("Model registry", "/models"),
     ("Endpoints", "/endpoints"),
     ("Feature store", "/featurestore"),
+    ("Lineage", "/lineage"),
+    ("Tuning jobs", "/tuning"),
+    ("Notebook instances", "/notebooks"),
 )
 
 _ENV = Environment(
