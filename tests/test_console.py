@@ -308,3 +308,34 @@ def test_lineage_pages_start_only_from_the_callers_entities(server, client):
     assert browser.get(f"/console/lineage?arn={unknown}").status == 404
     answer = browser.get(f"/console/lineage/expand?arn={unknown}&direction=Sideways")
     assert answer.status == 400
+
+
+def test_the_new_pages_keep_the_account_wall(strict, as_):
+    """Feature groups, lineage entities, tuning jobs and notebooks of another account: not found, and Athena
+    refuses to write results into another account's bucket."""
+    from support.featurestore import create_group, ensure_bucket
+
+    theirs = f"console-theirs-{uuid.uuid4().hex[:6]}"
+    bucket = ensure_bucket(as_(B, "s3"), theirs)
+    create_group(as_(B), theirs, {"id": "String", "et": "Fractional"}, offline=f"s3://{bucket}/offline")
+    artifact = as_(B).create_artifact(Source={"SourceUri": f"s3://{bucket}/data"}, ArtifactType="DataSet")
+    browser = ConsoleBrowser(strict.url)
+    browser.sign_in(A.key, SECRET)
+    assert browser.get(f"/console/featurestore/{theirs}").status == 404
+    assert browser.get(f"/console/featurestore/{theirs}?record=x").status == 404
+    assert f'/console/featurestore/{theirs}"' not in browser.get(f"/console/featurestore?name={theirs}").text
+    assert browser.get(f"/console/lineage?arn={artifact['ArtifactArn']}").status == 404
+    expanded = browser.get(f"/console/lineage/expand?arn={artifact['ArtifactArn']}")
+    assert expanded.status == 404 and "ArtifactArn" not in expanded.text
+    assert browser.get(f"/console/tuning/{theirs}").status in (400, 404)
+    assert browser.get(f"/console/notebooks/{theirs}").status == 404
+    # A's own group, but results into B's bucket: Athena's guard, on the page.
+    mine = f"console-mine-{uuid.uuid4().hex[:6]}"
+    create_group(
+        as_(A), mine, {"id": "String", "et": "Fractional"}, offline=f"s3://{ensure_bucket(as_(A, 's3'), mine)}/o"
+    )
+    page = browser.get(f"/console/featurestore/{mine}")
+    form = {"csrf": page.csrf, "sql": "SELECT 1", "output": f"s3://{bucket}/stolen/"}
+    refused = browser.post(f"/console/featurestore/{mine}/queries", form)
+    assert refused.status == 400 and f"Unable to verify/create output bucket {bucket}" in refused.text
+    assert "Contents" not in as_(B, "s3").list_objects_v2(Bucket=bucket, Prefix="stolen/")

@@ -287,8 +287,14 @@ def test_an_endpoint_with_traffic_shows_its_variants_and_live_metric_charts(brow
     described = deploy(sm, name, [variant(name)], DataCaptureConfig=capture)
     assert described["EndpointStatus"] == "InService", described.get("FailureReason")
     runtime = make_client("sagemaker-runtime", server.url)
-    for _ in range(12):
-        runtime.invoke_endpoint(EndpointName=name, Body="x", ContentType="text/plain")
+
+    def traffic(calls: int) -> None:
+        for _ in range(calls):
+            runtime.invoke_endpoint(EndpointName=name, Body="x", ContentType="text/plain")
+
+    traffic(6)
+    time.sleep(10.5)  # the rest in the chart's next 10-second period: a line, not a point
+    traffic(6)
 
     _open(browser, server, f"/console/endpoints/{name}", "console-endpoint")
     variants = browser.find_element("id", "variants").text
@@ -302,8 +308,7 @@ def test_an_endpoint_with_traffic_shows_its_variants_and_live_metric_charts(brow
     # The invocations recorded reach the chart (the metric store folds them within a second or two).
     _script(browser, invocations, lambda n: n >= 12, "the invocations on the chart", timeout=30)
     before = browser.execute_script(invocations)
-    for _ in range(5):
-        runtime.invoke_endpoint(EndpointName=name, Body="x", ContentType="text/plain")
+    traffic(5)
     # The chart updates by itself, over the page's event stream: no reload.
     browser.execute_script("document.body.dataset.loadedOnce = 'yes'")
     _script(browser, invocations, lambda n: n >= before + 5, "the new invocations on the chart", timeout=30)

@@ -103,11 +103,16 @@ def _variant_names(described: dict) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-async def metric_charts(view: View, name: str, variants: list[str], window: str) -> list[dict]:
-    """The charts of ``variants``' invocation metrics over ``window``: one GetMetricData of every series."""
+async def metric_charts(view: View, name: str, variants: list[str], window: str) -> dict:
+    """The charts of ``variants``' invocation metrics over ``window`` (and the window's ends, the charts'
+    x range): one GetMetricData of every series."""
     seconds, period = WINDOWS[window]
     end = time.time()
     start = end - seconds
+    return {"start": start, "end": end, "charts": await _charts(view, name, variants, start, end, period)}
+
+
+async def _charts(view: View, name: str, variants: list[str], start: float, end: float, period: int) -> list:
     lines = [
         (chart, label.format(variant=variant), metric, stat, scale, variant)
         for variant in variants
@@ -168,7 +173,7 @@ async def endpoint(view: View):
         config_variants=config.get("variants") or {},
         pending_variants=pending_config.get("variants") or {},
         instances=await _instances(view, name),
-        charts={"window": window, "period": WINDOWS[window][1], "charts": charts},
+        charts={"window": window, "period": WINDOWS[window][1], **charts},
         window=window,
         windows=WINDOWS,
     )

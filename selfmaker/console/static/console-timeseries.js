@@ -8,6 +8,8 @@
   if (!data || !holder) return;
   const palette = ["--series-1", "--series-2", "--series-3", "--series-4", "--series-5"].map(Console.cssColour);
   const charts = new Map(); // title -> {plot, labels}
+  // The x axis is the window asked for, whatever points it has (one point alone would span years).
+  let range = [data.start, data.end];
 
   // uPlot wants one x array per chart: the union of its lines' times, null where a line has no point.
   function columns(lines) {
@@ -31,7 +33,8 @@
       {
         width: Math.min(holder.clientWidth || 800, 900),
         height: 220,
-        scales: { x: { time: true } },
+        // Counts and latencies are never negative: the y axis starts at 0.
+        scales: { x: { time: true, range: () => range }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
         axes: [axis, axis],
         series: [
           { label: "time" },
@@ -44,7 +47,9 @@
     charts.set(chart.title, { plot, labels: chart.lines.map((l) => l.label).join("\n") });
   }
 
-  function show(list) {
+  function show(update) {
+    range = [update.start, update.end];
+    const list = update.charts;
     for (const chart of list) {
       const known = charts.get(chart.title);
       if (known && known.labels === chart.lines.map((l) => l.label).join("\n")) {
@@ -58,7 +63,7 @@
     holder.dataset.points = String(list.reduce((n, c) => n + c.lines.reduce((m, l) => m + l.x.length, 0), 0));
   }
 
-  show(data.charts);
+  show(data);
   window.consoleCharts = charts;
   if (!holder.dataset.events) return;
   const source = new EventSource(holder.dataset.events);
