@@ -181,6 +181,15 @@ def test_a_training_job_shows_its_metrics_and_logs(browser, server, sm):
     _script(browser, "return document.getElementById('log').dataset.complete", lambda v: v == "true", "all logs")
     assert "step=2 loss=0.5" in browser.find_element("id", "log").text
     keep_page(browser, "console-training-job")
+    # Its lineage: the job's trial component stands for it, with the job's data and model artifacts around.
+    browser.find_element("link text", "lineage").click()
+    _script(browser, "return window.consoleGraph ? window.consoleGraph.nodes().length : 0", lambda n: n >= 2, "it")
+    start = browser.execute_script("return window.consoleGraph.nodes('[?start]').id()")
+    assert start.endswith(f"/{name}-aws-training-job")
+    entities = browser.find_element("id", "entities").text
+    assert "model.tar.gz" in entities and "Model" in entities and "Image" in entities
+    keep_page(browser, "console-training-lineage")
+    assert console_errors(browser) == []
     _open(browser, server, "/console/jobs/training?status=Completed&sort=Name&order=Ascending", "console-training-jobs")
     assert name in browser.find_element("css selector", "table.list").text
     assert console_errors(browser) == []
@@ -323,7 +332,34 @@ def test_an_endpoint_with_traffic_shows_its_variants_and_live_metric_charts(brow
     assert console_errors(browser) == []
     _open(browser, server, "/console/endpoints?status=InService", "console-endpoints")
     assert name in browser.find_element("css selector", "table.list").text
-    sm.delete_endpoint(EndpointName=name)
+
+    # A blue/green deployment in progress: its stage (baking, with the canary's share) and the new fleet.
+    s3.put_object(Bucket=bucket, Key="model-v2.tar.gz", Body=versioned_archive("v2"))
+    sm.create_model(
+        ModelName=f"{name}-v2",
+        ExecutionRoleArn=ROLE,
+        PrimaryContainer={"Image": IMAGE, "ModelDataUrl": f"s3://{bucket}/model-v2.tar.gz"},
+    )
+    sm.create_endpoint_config(EndpointConfigName=f"{name}-v2", ProductionVariants=[variant(f"{name}-v2")])
+    canary = {"Type": "CANARY", "WaitIntervalInSeconds": 600, "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 50}}
+    sm.update_endpoint(
+        EndpointName=name,
+        EndpointConfigName=f"{name}-v2",
+        DeploymentConfig={"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": canary}},
+    )
+    wait_for(
+        lambda: sm.describe_endpoint(EndpointName=name).get("PendingDeploymentSummary", {}),
+        lambda pending: any(
+            s["Status"] == "Baking" for v in pending.get("ProductionVariants", []) for s in v.get("VariantStatus", [])
+        ),
+        timeout=120,
+        what="the canary to bake",
+    )
+    _open(browser, server, f"/console/endpoints/{name}", "console-endpoint-deployment")
+    deployment = browser.find_element("id", "deployment").text
+    assert f"{name}-v2" in deployment and "Baking" in deployment and "50%" in deployment
+    assert f"{name}-v2" in browser.find_element("id", "pending-variants").text
+    assert "canary" in browser.find_element("css selector", "dl.pairs").text
 
 
 def test_a_feature_group_shows_its_schema_a_record_and_an_offline_query(browser, server, sm):

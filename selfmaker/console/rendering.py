@@ -39,6 +39,8 @@ _STATUS_CLASSES = {
         "Pending",
         "QUEUED",
         "RUNNING",
+        "Baking",
+        "ActivatingTraffic",
     },
     "stopped": {"Stopped", "Deleting", "Deleted", "CANCELLED"},
 }

@@ -28,7 +28,7 @@ const Console = (() => {
   const STATUS_CLASSES = {
     succeeded: ["Succeeded", "Completed", "Approved", "InService", "Created", "Available", "Active", "Ready", "Started", "SUCCEEDED"],
     failed: ["Failed", "Rejected", "CompletedWithFailures", "Error", "FAILED", "CreateFailed"],
-    running: ["Executing", "InProgress", "Starting", "Stopping", "Creating", "Updating", "Training", "Pending", "QUEUED", "RUNNING"],
+    running: ["Executing", "InProgress", "Starting", "Stopping", "Creating", "Updating", "Training", "Pending", "QUEUED", "RUNNING", "Baking", "ActivatingTraffic"],
     stopped: ["Stopped", "Deleting", "Deleted", "CANCELLED"],
   };
 
