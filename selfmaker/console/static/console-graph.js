@@ -42,7 +42,8 @@
         selector: "node",
         style: {
           shape: "round-rectangle", label: "data(label)", "text-wrap": "wrap", "text-valign": "center",
-          "font-size": 11, width: 150, height: 44, color: Console.cssColour("--node-text"),
+          // Labels too small to read (a large pipeline fitted whole) are not drawn until one zooms in.
+          "font-size": 11, "min-zoomed-font-size": 6, width: 150, height: 44, color: Console.cssColour("--node-text"),
           "background-color": Console.cssColour("--not-started"), "border-width": 1,
           "border-color": Console.cssColour("--border"),
         },
@@ -53,7 +54,7 @@
         selector: "edge",
         style: {
           width: 1.5, "curve-style": "bezier", "target-arrow-shape": "triangle", label: "data(label)",
-          "font-size": 10, color: Console.cssColour("--text"), "line-color": Console.cssColour("--edge"),
+          "font-size": 10, "min-zoomed-font-size": 6, color: Console.cssColour("--text"), "line-color": Console.cssColour("--edge"),
           "target-arrow-color": Console.cssColour("--edge"),
         },
       },
