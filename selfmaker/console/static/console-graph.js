@@ -60,8 +60,8 @@
       },
       { selector: "edge[kind = 'else']", style: { "line-style": "dashed" } },
     ],
-    // Ranks by longest path: network simplex (dagre's default) costs ~2x the layout time on a 200-step
-    // pipeline for ranks that differ only where a step could sit a rank later; benchmarks/console.py.
+    // Ranks by longest path: dagre's default (network simplex) costs far more on a 200-step pipeline, for
+    // ranks that differ only where a step could sit a rank later (benchmarks/console.py).
     layout: { name: "dagre", rankDir: "LR", nodeSep: 30, rankSep: 60, ranker: "longest-path" },
   });
   window.consoleGraph = cy; // for the browser tests and the curious
