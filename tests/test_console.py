@@ -329,6 +329,8 @@ def test_the_new_pages_keep_the_account_wall(strict, as_):
     assert expanded.status == 404 and "ArtifactArn" not in expanded.text
     assert browser.get(f"/console/tuning/{theirs}").status in (400, 404)
     assert browser.get(f"/console/notebooks/{theirs}").status == 404
+    assert browser.get(f"/console/shadow-tests/{theirs}").status == 404
+    assert browser.get("/console/shadow-tests").status == 200
     # A's own group, but results into B's bucket: Athena's guard, on the page.
     mine = f"console-mine-{uuid.uuid4().hex[:6]}"
     create_group(
@@ -339,3 +341,5 @@ def test_the_new_pages_keep_the_account_wall(strict, as_):
     refused = browser.post(f"/console/featurestore/{mine}/queries", form)
     assert refused.status == 400 and f"Unable to verify/create output bucket {bucket}" in refused.text
     assert "Contents" not in as_(B, "s3").list_objects_v2(Bucket=bucket, Prefix="stolen/")
+    ended = browser.post(f"/console/shadow-tests/{theirs}/stop", {"csrf": page.csrf, "decision": "keep"})
+    assert ended.status == 404

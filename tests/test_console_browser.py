@@ -509,3 +509,55 @@ def test_notebook_instance_pages_load(browser, server, sm):
     _open(browser, server, "/console/notebooks", "console-notebooks")
     assert name in browser.find_element("css selector", "table.list").text
     sm.stop_notebook_instance(NotebookInstanceName=name)
+
+
+def test_a_shadow_test_compares_its_variants_and_is_ended_from_its_page(browser, server, sm):
+    from support.endpoints import deploy, variant, versioned_archive
+    from support.shadow_tests import experiment, wait_experiment
+
+    tag = uuid.uuid4().hex[:6]
+    bucket, endpoint, name = f"console-{tag}", f"console-shadow-ep-{tag}", f"console-shadow-{tag}"
+    s3 = make_client("s3", server.url)
+    s3.create_bucket(Bucket=bucket)
+    models = []
+    for version in ("base", "cand"):
+        s3.put_object(Bucket=bucket, Key=f"{version}.tar.gz", Body=versioned_archive(version))
+        model = f"{name}-{version}"
+        sm.create_model(
+            ModelName=model,
+            ExecutionRoleArn=ROLE,
+            PrimaryContainer={"Image": IMAGE, "ModelDataUrl": f"s3://{bucket}/{version}.tar.gz"},
+        )
+        models.append(model)
+    assert deploy(sm, endpoint, [variant(models[0], "Prod")])["EndpointStatus"] == "InService"
+    sm.create_inference_experiment(**experiment(name, endpoint, models[0], models[1], sampling=100))
+    assert wait_experiment(sm, name, ("Running", "Cancelled", "Completed"))["Status"] == "Running"
+    runtime = make_client("sagemaker-runtime", server.url)
+    for _ in range(6):
+        runtime.invoke_endpoint(EndpointName=endpoint, Body="x", ContentType="text/plain")
+
+    _open(browser, server, f"/console/shadow-tests/{name}", "console-shadow-test")
+    rows = browser.find_element("id", "test-variants").text
+    assert "production" in rows and "shadow, 100 % of requests copied" in rows and models[1] in rows
+    # Both variants on the same charts: the shadow got a copy of every request.
+    shadow_calls = (
+        "const p = window.consoleCharts.get('Invocations').plot;"
+        "const i = p.series.findIndex((s) => s.label === 'Shadow');"
+        "return i < 0 ? -1 : p.data[i].reduce((sum, v) => sum + (v || 0), 0)"
+    )
+    _script(browser, shadow_calls, lambda n: n >= 6, "the shadow's invocations on the chart", timeout=30)
+    keep_page(browser, "console-shadow-test")
+    assert console_errors(browser) == []
+
+    # Keep production: the shadow is removed, as StopInferenceExperiment with Retain/Remove does.
+    browser.find_element("id", "keep").click()
+    browser.switch_to.alert.accept()
+    assert wait_experiment(sm, name, ("Completed", "Cancelled"))["Status"] == "Completed"
+    wait_for(
+        lambda: sm.describe_endpoint(EndpointName=endpoint),
+        lambda d: d["EndpointStatus"] == "InService" and "ShadowProductionVariants" not in d,
+        timeout=120,
+        what="the endpoint without its shadow",
+    )
+    _open(browser, server, "/console/shadow-tests", "console-shadow-tests")
+    assert name in browser.find_element("css selector", "table.list").text

@@ -20,7 +20,19 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..server.errors import AWSError
 from ..server.http import BodyTooLarge, Request, Response
-from .pages import endpoints, experiments, featurestore, home, jobs, lineage, notebooks, pipelines, registry, tuning
+from .pages import (
+    endpoints,
+    experiments,
+    featurestore,
+    home,
+    jobs,
+    lineage,
+    notebooks,
+    pipelines,
+    registry,
+    shadow_tests,
+    tuning,
+)
 from .sessions import COOKIE, Session, SessionStore
 from .web import PREFIX, SECURITY_HEADERS, View, match, page, redirect
 
@@ -49,6 +61,7 @@ ROUTES = [
     *lineage.ROUTES,
     *tuning.ROUTES,
     *notebooks.ROUTES,
+    *shadow_tests.ROUTES,
 ]
 
 

@@ -41,8 +41,9 @@ _STATUS_CLASSES = {
         "RUNNING",
         "Baking",
         "ActivatingTraffic",
+        "Running",
     },
-    "stopped": {"Stopped", "Deleting", "Deleted", "CANCELLED"},
+    "stopped": {"Stopped", "Deleting", "Deleted", "CANCELLED", "Cancelled"},
 }
 
 
@@ -87,8 +88,8 @@ def last_segment(arn: str | None) -> str:
     return (arn or "").rsplit("/", 1)[-1]
 
 
-# The navigation, in order: (label, path below /console). Areas still to come (shadow tests, projects) add their
-# entry when their pages land.
+# The navigation, in order: (label, path below /console). Areas still to come (projects) add their entry when
+# their pages land.
 NAVIGATION = (
     ("Overview", "/"),
     ("Pipelines", "/pipelines"),
@@ -98,6 +99,7 @@ NAVIGATION = (
     ("Experiments", "/experiments"),
     ("Model registry", "/models"),
     ("Endpoints", "/endpoints"),
+    ("Shadow tests", "/shadow-tests"),
     ("Feature store", "/featurestore"),
     ("Lineage", "/lineage"),
     ("Tuning jobs", "/tuning"),

@@ -35,8 +35,8 @@ const Console = (() => {
   const STATUS_CLASSES = {
     succeeded: ["Succeeded", "Completed", "Approved", "InService", "Created", "Available", "Active", "Ready", "Started", "SUCCEEDED"],
     failed: ["Failed", "Rejected", "CompletedWithFailures", "Error", "FAILED", "CreateFailed"],
-    running: ["Executing", "InProgress", "Starting", "Stopping", "Creating", "Updating", "Training", "Pending", "QUEUED", "RUNNING", "Baking", "ActivatingTraffic"],
-    stopped: ["Stopped", "Deleting", "Deleted", "CANCELLED"],
+    running: ["Executing", "InProgress", "Starting", "Stopping", "Creating", "Updating", "Training", "Pending", "QUEUED", "RUNNING", "Baking", "ActivatingTraffic", "Running"],
+    stopped: ["Stopped", "Deleting", "Deleted", "CANCELLED", "Cancelled"],
   };
 
   function statusClass(status) {
