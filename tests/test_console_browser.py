@@ -506,9 +506,19 @@ def test_notebook_instance_pages_load(browser, server, sm):
     assert "ml.t3.medium" in browser.find_element("css selector", "dl.pairs").text
     status = sm.describe_notebook_instance(NotebookInstanceName=name)["NotebookInstanceStatus"]
     assert browser.find_element("id", "open-lab").is_enabled() == (status == "InService")
+    # Stopped through the API while the page is open: the page follows it, and then offers Start.
+    sm.stop_notebook_instance(NotebookInstanceName=name)
+    wait_for(
+        lambda: sm.describe_notebook_instance(NotebookInstanceName=name)["NotebookInstanceStatus"],
+        lambda status: status == "Stopped",
+        timeout=180,
+        what="the instance to stop",
+    )
+    _script(browser, "return document.getElementById('start') !== null", lambda v: v, "Start", timeout=15)
+    assert "Stopped" in browser.find_element("id", "notebook-status").text
+    assert console_errors(browser) == []
     _open(browser, server, "/console/notebooks", "console-notebooks")
     assert name in browser.find_element("css selector", "table.list").text
-    sm.stop_notebook_instance(NotebookInstanceName=name)
 
 
 def test_a_shadow_test_compares_its_variants_and_is_ended_from_its_page(browser, server, sm):

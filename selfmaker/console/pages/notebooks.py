@@ -9,10 +9,12 @@ SelfMaker's notebook proxy serves the instance.
 from __future__ import annotations
 
 from ..listing import Listing
+from ..live import status_stream
 from ..rendering import console_url
 from ..web import Route, View, redirect
 
 NOTEBOOKS = Listing("ListNotebookInstances", "NotebookInstances")
+CHANGING = {"Pending", "Stopping", "Updating", "Deleting"}
 SESSION_SECONDS = 12 * 3600  # the JupyterLab session the URL opens (AWS's default and maximum)
 
 
@@ -24,7 +26,23 @@ async def list_notebooks(view: View):
 async def notebook(view: View):
     name = view.labels["name"]
     described = await view.call("DescribeNotebookInstance", {"NotebookInstanceName": name})
-    return view.render("notebooks/detail.html", title=f"Notebook instance {name}", notebook=described, name=name)
+    return view.render(
+        "notebooks/detail.html",
+        title=f"Notebook instance {name}",
+        notebook=described,
+        name=name,
+        live=described.get("NotebookInstanceStatus") in CHANGING,
+    )
+
+
+async def status_events(view: View):
+    """The instance's status while it changes (Pending to InService, Stopping to Stopped)."""
+    name = view.labels["name"]
+    params = {"NotebookInstanceName": name}
+    await view.call("DescribeNotebookInstance", params)  # the caller's, before any stream
+    return status_stream(
+        view.request, lambda: view.call("DescribeNotebookInstance", params), "NotebookInstanceStatus", CHANGING
+    )
 
 
 async def open_lab(view: View):
@@ -49,6 +67,7 @@ def _action(operation: str, done: str):
 ROUTES = [
     Route("GET", "/notebooks", list_notebooks),
     Route("GET", "/notebooks/{name}", notebook),
+    Route("GET", "/notebooks/{name}/events", status_events),
     Route("POST", "/notebooks/{name}/open", open_lab),
     Route("POST", "/notebooks/{name}/start", _action("StartNotebookInstance", "Starting")),
     Route("POST", "/notebooks/{name}/stop", _action("StopNotebookInstance", "Stopping")),

@@ -10,6 +10,7 @@ order they were created.
 from __future__ import annotations
 
 from ..listing import Listing
+from ..live import status_stream
 from ..rendering import console_url
 from ..web import Route, View, redirect
 
@@ -47,6 +48,19 @@ async def tuning_job(view: View):
         best=(described.get("BestTrainingJob") or {}).get("TrainingJobName"),
         chart=chart,
         running=described.get("HyperParameterTuningJobStatus") == "InProgress",
+        live=described.get("HyperParameterTuningJobStatus") in ("InProgress", "Stopping"),
+    )
+
+
+async def status_events(view: View):
+    """The tuning job's status while it runs; the page then shows its trials and best as they ended."""
+    params = {"HyperParameterTuningJobName": view.labels["name"]}
+    await view.call("DescribeHyperParameterTuningJob", params)
+    return status_stream(
+        view.request,
+        lambda: view.call("DescribeHyperParameterTuningJob", params),
+        "HyperParameterTuningJobStatus",
+        {"InProgress", "Stopping"},
     )
 
 
@@ -60,5 +74,6 @@ async def stop(view: View):
 ROUTES = [
     Route("GET", "/tuning", list_jobs),
     Route("GET", "/tuning/{name}", tuning_job),
+    Route("GET", "/tuning/{name}/events", status_events),
     Route("POST", "/tuning/{name}/stop", stop),
 ]
