@@ -238,3 +238,108 @@ def test_a_session_expires_when_idle_and_ends_at_sign_out(strict):
     assert wait_for(
         lambda: replayed.get("/console/").status, lambda s: s == 303, timeout=5, what="a signed-out session"
     )
+
+
+def test_feature_store_pages_run_athena_and_the_runtime_as_the_api_does(server, client):
+    from support.featurestore import create_group, ensure_bucket, record
+
+    sm = client("sagemaker")
+    name = f"console-fg-{uuid.uuid4().hex[:6]}"
+    bucket = ensure_bucket(client("s3"), f"console-{uuid.uuid4().hex[:8]}")
+    create_group(sm, name, {"id": "String", "et": "Fractional"}, offline=f"s3://{bucket}/offline")
+    client("sagemaker-featurestore-runtime").put_record(FeatureGroupName=name, Record=record(id="a<b>", et=1.5))
+    browser = ConsoleBrowser(server.url)
+    page = browser.get(f"/console/featurestore/{name}?record=a%3Cb%3E")
+    assert page.status == 200 and "a&lt;b&gt;" in page.text and "<b>" not in page.text
+    assert "No record nope" in browser.get(f"/console/featurestore/{name}?record=nope").text
+    # Athena's guards: an output location that is no S3 URI is refused up front, the query kept in the form...
+    form = {"csrf": page.csrf, "sql": "SELECT 1", "output": "/tmp/results"}
+    refused = browser.post(f"/console/featurestore/{name}/queries", form)
+    assert refused.status == 400 and "InvalidRequestException" in refused.text and "SELECT 1" in refused.text
+    # ...and a bucket that does not exist fails the query, with Athena's reason on its page.
+    missing = browser.post(f"/console/featurestore/{name}/queries", {**form, "output": "s3://no-such-bucket-x1/r/"})
+    failed = wait_for(lambda: browser.get(missing.location), lambda p: "FAILED" in p.text, what="the failure")
+    assert "no-such-bucket-x1" in failed.text
+    # Without the token nothing runs.
+    assert browser.post(f"/console/featurestore/{name}/queries", {**form, "csrf": ""}).status == 403
+    started = browser.post(f"/console/featurestore/{name}/queries", {**form, "output": f"s3://{bucket}/results/"})
+    assert started.status == 303 and "/queries/" in started.location
+    shown = wait_for(lambda: browser.get(started.location), lambda p: "SUCCEEDED" in p.text, what="the query")
+    assert 'id="results"' in shown.text
+    assert browser.get("/console/featurestore/no-such-group").status == 404
+    assert browser.get("/console/endpoints/no-such-endpoint").status == 404
+    assert browser.get("/console/endpoints").status == 200
+
+
+def test_a_notebook_instance_page_opens_jupyterlab_through_a_presigned_url(server, client):
+    sm = client("sagemaker")
+    name = f"console-nb-{uuid.uuid4().hex[:6]}"
+    sm.create_notebook_instance(
+        NotebookInstanceName=name, InstanceType="ml.t3.medium", RoleArn=f"arn:aws:iam::{ACCOUNT}:role/notebooks"
+    )
+    browser = ConsoleBrowser(server.url)
+    page = browser.get(f"/console/notebooks/{name}")
+    assert page.status == 200 and "ml.t3.medium" in page.text
+    assert name in browser.get("/console/notebooks?sort=Name&order=Ascending").text
+    # Open: the API's presigned URL for this instance, where the browser is sent.
+    opened = browser.post(f"/console/notebooks/{name}/open", {"csrf": page.csrf})
+    assert opened.status == 303
+    location = opened.location
+    assert f"/_selfmaker/notebooks/{ACCOUNT}/" in location and f"/{name}" in location and "authToken=" in location
+    assert browser.post(f"/console/notebooks/{name}/open", {"csrf": "forged"}).status == 403
+    assert browser.get("/console/notebooks/no-such-notebook").status == 404
+    # Stop, from the page: the API stops it.
+    assert browser.post(f"/console/notebooks/{name}/stop", {"csrf": page.csrf}).status == 303
+    stopped = wait_for(
+        lambda: sm.describe_notebook_instance(NotebookInstanceName=name)["NotebookInstanceStatus"],
+        lambda s: s == "Stopped",
+        timeout=60,
+        what="the instance to stop",
+    )
+    assert stopped == "Stopped"
+    assert 'id="start"' in browser.get(f"/console/notebooks/{name}").text
+
+
+def test_lineage_pages_start_only_from_the_callers_entities(server, client):
+    browser = ConsoleBrowser(server.url)
+    assert browser.get("/console/lineage").status == 200
+    assert browser.get("/console/lineage?arn=not-an-arn").status == 400
+    unknown = f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:model-package/none-{uuid.uuid4().hex[:6]}/1"
+    assert browser.get(f"/console/lineage?arn={unknown}").status == 404
+    answer = browser.get(f"/console/lineage/expand?arn={unknown}&direction=Sideways")
+    assert answer.status == 400
+
+
+def test_the_new_pages_keep_the_account_wall(strict, as_):
+    """Feature groups, lineage entities, tuning jobs and notebooks of another account: not found, and Athena
+    refuses to write results into another account's bucket."""
+    from support.featurestore import create_group, ensure_bucket
+
+    theirs = f"console-theirs-{uuid.uuid4().hex[:6]}"
+    bucket = ensure_bucket(as_(B, "s3"), theirs)
+    create_group(as_(B), theirs, {"id": "String", "et": "Fractional"}, offline=f"s3://{bucket}/offline")
+    artifact = as_(B).create_artifact(Source={"SourceUri": f"s3://{bucket}/data"}, ArtifactType="DataSet")
+    browser = ConsoleBrowser(strict.url)
+    browser.sign_in(A.key, SECRET)
+    assert browser.get(f"/console/featurestore/{theirs}").status == 404
+    assert browser.get(f"/console/featurestore/{theirs}?record=x").status == 404
+    assert f'/console/featurestore/{theirs}"' not in browser.get(f"/console/featurestore?name={theirs}").text
+    assert browser.get(f"/console/lineage?arn={artifact['ArtifactArn']}").status == 404
+    expanded = browser.get(f"/console/lineage/expand?arn={artifact['ArtifactArn']}")
+    assert expanded.status == 404 and "ArtifactArn" not in expanded.text
+    assert browser.get(f"/console/tuning/{theirs}").status in (400, 404)
+    assert browser.get(f"/console/notebooks/{theirs}").status == 404
+    assert browser.get(f"/console/shadow-tests/{theirs}").status == 404
+    assert browser.get("/console/shadow-tests").status == 200
+    # A's own group, but results into B's bucket: Athena's guard, on the page.
+    mine = f"console-mine-{uuid.uuid4().hex[:6]}"
+    create_group(
+        as_(A), mine, {"id": "String", "et": "Fractional"}, offline=f"s3://{ensure_bucket(as_(A, 's3'), mine)}/o"
+    )
+    page = browser.get(f"/console/featurestore/{mine}")
+    form = {"csrf": page.csrf, "sql": "SELECT 1", "output": f"s3://{bucket}/stolen/"}
+    refused = browser.post(f"/console/featurestore/{mine}/queries", form)
+    assert refused.status == 400 and f"Unable to verify/create output bucket {bucket}" in refused.text
+    assert "Contents" not in as_(B, "s3").list_objects_v2(Bucket=bucket, Prefix="stolen/")
+    ended = browser.post(f"/console/shadow-tests/{theirs}/stop", {"csrf": page.csrf, "decision": "keep"})
+    assert ended.status == 404

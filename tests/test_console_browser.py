@@ -11,11 +11,14 @@ overlaid. Every page loads without a browser console error; each is kept as test
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
+from support import tuning
 from support.browser import chromium, console_errors, keep_page
 from support.clients import make_client
 from support.pipelines import IMAGE, ROLE, create, entrypoint, processing, runtimes_config, start
@@ -38,7 +41,11 @@ def browser():
 @pytest.fixture(scope="module")
 def server(make_server, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("console-browser")
-    return make_server("console-browser", env={"SELFMAKER_RUNTIMES_CONFIG": runtimes_config(tmp)}).start()
+    # The pipelines' image and the tuning tests' (a trial whose objective is a known function of x and y).
+    config = json.loads(Path(runtimes_config(tmp)).read_text())
+    config["images"].update(json.loads(Path(tuning.runtimes_config(tmp)).read_text())["images"])
+    (tmp / "runtimes.json").write_text(json.dumps(config))
+    return make_server("console-browser", env={"SELFMAKER_RUNTIMES_CONFIG": str(tmp / "runtimes.json")}).start()
 
 
 @pytest.fixture(scope="module")
@@ -174,6 +181,15 @@ def test_a_training_job_shows_its_metrics_and_logs(browser, server, sm):
     _script(browser, "return document.getElementById('log').dataset.complete", lambda v: v == "true", "all logs")
     assert "step=2 loss=0.5" in browser.find_element("id", "log").text
     keep_page(browser, "console-training-job")
+    # Its lineage: the job's trial component stands for it, with the job's data and model artifacts around.
+    browser.find_element("link text", "lineage").click()
+    _script(browser, "return window.consoleGraph ? window.consoleGraph.nodes().length : 0", lambda n: n >= 2, "it")
+    start = browser.execute_script("return window.consoleGraph.nodes('[?start]').id()")
+    assert start.endswith(f"/{name}-aws-training-job")
+    entities = browser.find_element("id", "entities").text
+    assert "model.tar.gz" in entities and "Model" in entities and "Image" in entities
+    keep_page(browser, "console-training-lineage")
+    assert console_errors(browser) == []
     _open(browser, server, "/console/jobs/training?status=Completed&sort=Name&order=Ascending", "console-training-jobs")
     assert name in browser.find_element("css selector", "table.list").text
     assert console_errors(browser) == []
@@ -256,3 +272,302 @@ def test_the_pages_work_from_the_keyboard(browser, server):
     assert browser.switch_to.active_element.text == "Model registry"
     browser.switch_to.active_element.send_keys(Keys.ENTER)
     _script(browser, "return location.pathname", lambda p: p == "/console/models", "the registry page")
+
+
+def test_an_endpoint_with_traffic_shows_its_variants_and_live_metric_charts(browser, server, sm):
+    from support.endpoints import deploy, variant, versioned_archive
+
+    name = f"console-ep-{uuid.uuid4().hex[:6]}"
+    bucket = f"console-{uuid.uuid4().hex[:8]}"
+    s3 = make_client("s3", server.url)
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="model.tar.gz", Body=versioned_archive("v1"))
+    sm.create_model(
+        ModelName=name,
+        ExecutionRoleArn=ROLE,
+        PrimaryContainer={"Image": IMAGE, "ModelDataUrl": f"s3://{bucket}/model.tar.gz"},
+    )
+    capture = {
+        "EnableCapture": True,
+        "InitialSamplingPercentage": 50,
+        "DestinationS3Uri": f"s3://{bucket}/capture",
+        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+    }
+    described = deploy(sm, name, [variant(name)], DataCaptureConfig=capture)
+    assert described["EndpointStatus"] == "InService", described.get("FailureReason")
+    runtime = make_client("sagemaker-runtime", server.url)
+
+    def traffic(calls: int) -> None:
+        for _ in range(calls):
+            runtime.invoke_endpoint(EndpointName=name, Body="x", ContentType="text/plain")
+
+    traffic(6)
+    time.sleep(10.5)  # the rest in the chart's next 10-second period: a line, not a point
+    traffic(6)
+
+    _open(browser, server, f"/console/endpoints/{name}", "console-endpoint")
+    variants = browser.find_element("id", "variants").text
+    assert "AllTraffic" in variants and name in variants and "1 / 1" in variants and "ml.m5.large" in variants
+    assert f"s3://{bucket}/capture" in browser.find_element("id", "data-capture").text
+    assert "AllTraffic" in browser.find_element("id", "instances").text
+    assert browser.execute_script("return document.querySelectorAll('#metric-charts .uplot').length") == 3
+    invocations = (
+        "const p = window.consoleCharts.get('Invocations').plot;return p.data[1].reduce((sum, v) => sum + (v || 0), 0)"
+    )
+    # The invocations recorded reach the chart (the metric store folds them within a second or two).
+    _script(browser, invocations, lambda n: n >= 12, "the invocations on the chart", timeout=30)
+    before = browser.execute_script(invocations)
+    traffic(5)
+    # The chart updates by itself, over the page's event stream: no reload.
+    browser.execute_script("document.body.dataset.loadedOnce = 'yes'")
+    _script(browser, invocations, lambda n: n >= before + 5, "the new invocations on the chart", timeout=30)
+    assert browser.execute_script("return document.body.dataset.loadedOnce") == "yes"
+    latency = browser.execute_script(
+        "return window.consoleCharts.get('Model latency (ms)').plot.data[1].filter((v) => v !== null).length"
+    )
+    assert latency > 0
+    keep_page(browser, "console-endpoint")
+    browser.execute_script("document.getElementById('metric-charts').scrollIntoView()")
+    keep_page(browser, "console-endpoint-metrics")
+    assert console_errors(browser) == []
+    _open(browser, server, "/console/endpoints?status=InService", "console-endpoints")
+    assert name in browser.find_element("css selector", "table.list").text
+
+    # A blue/green deployment in progress: its stage (baking, with the canary's share) and the new fleet.
+    s3.put_object(Bucket=bucket, Key="model-v2.tar.gz", Body=versioned_archive("v2"))
+    sm.create_model(
+        ModelName=f"{name}-v2",
+        ExecutionRoleArn=ROLE,
+        PrimaryContainer={"Image": IMAGE, "ModelDataUrl": f"s3://{bucket}/model-v2.tar.gz"},
+    )
+    sm.create_endpoint_config(EndpointConfigName=f"{name}-v2", ProductionVariants=[variant(f"{name}-v2")])
+    canary = {"Type": "CANARY", "WaitIntervalInSeconds": 600, "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 50}}
+    sm.update_endpoint(
+        EndpointName=name,
+        EndpointConfigName=f"{name}-v2",
+        DeploymentConfig={"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": canary}},
+    )
+    wait_for(
+        lambda: sm.describe_endpoint(EndpointName=name).get("PendingDeploymentSummary", {}),
+        lambda pending: any(
+            s["Status"] == "Baking" for v in pending.get("ProductionVariants", []) for s in v.get("VariantStatus", [])
+        ),
+        timeout=120,
+        what="the canary to bake",
+    )
+    _open(browser, server, f"/console/endpoints/{name}", "console-endpoint-deployment")
+    deployment = browser.find_element("id", "deployment").text
+    assert f"{name}-v2" in deployment and "Baking" in deployment and "50%" in deployment
+    assert f"{name}-v2" in browser.find_element("id", "pending-variants").text
+    assert "canary" in browser.find_element("css selector", "dl.pairs").text
+
+
+def test_a_feature_group_shows_its_schema_a_record_and_an_offline_query(browser, server, sm):
+    from support.featurestore import create_group, ensure_bucket, record
+
+    name = f"console-fg-{uuid.uuid4().hex[:6]}"
+    bucket = ensure_bucket(make_client("s3", server.url), f"console-{uuid.uuid4().hex[:8]}")
+    create_group(
+        sm,
+        name,
+        {"customer": "String", "et": "Fractional", "spend": "Fractional"},
+        record_id="customer",
+        offline=f"s3://{bucket}/offline",
+    )
+    runtime = make_client("sagemaker-featurestore-runtime", server.url)
+    for index, spend in enumerate((12.5, 40.0, 7.25)):
+        runtime.put_record(
+            FeatureGroupName=name, Record=record(customer=f"c{index}", et=1700000000 + index, spend=spend)
+        )
+
+    _open(browser, server, f"/console/featurestore/{name}", "console-feature-group")
+    schema = browser.find_element("id", "schema").text
+    assert "customer" in schema and "record identifier" in schema and "Fractional" in schema
+    browser.find_element("name", "record").send_keys("c1")
+    browser.find_element("id", "lookup").click()
+    _script(browser, "return document.getElementById('record')?.textContent || ''", lambda t: "40" in t, "the record")
+    assert "c1" in browser.find_element("id", "record").text
+    keep_page(browser, "console-feature-record")
+
+    sql = browser.find_element("name", "sql")
+    sql.clear()
+    table = sm.describe_feature_group(FeatureGroupName=name)["OfflineStoreConfig"]["DataCatalogConfig"]["TableName"]
+    sql.send_keys(f'SELECT customer, spend FROM "{table}" WHERE spend > 10 ORDER BY spend DESC')
+    browser.find_element("id", "run-query").click()
+    _script(browser, "return document.getElementById('results')?.innerText || ''", lambda t: "c1" in t, "the rows")
+    rows = browser.execute_script(
+        "return [...document.querySelectorAll('#results tbody tr')].map((r) => r.innerText.split('\\t'))"
+    )
+    assert rows == [["c1", "40.0"], ["c0", "12.5"]]
+    keep_page(browser, "console-feature-query")
+    assert console_errors(browser) == []
+
+    # Athena's guards hold on the page: an output location that is not an S3 URI is refused, the query kept.
+    _open(browser, server, f"/console/featurestore/{name}", "console-feature-group")
+    output = browser.find_element("name", "output")
+    output.clear()
+    output.send_keys("/tmp/results")
+    browser.find_element("id", "run-query").click()
+    _script(browser, "return document.getElementById('query-error')?.textContent || ''", lambda t: "s3://" in t, "it")
+    browser.get_log("browser")  # the refused form's 400 is logged as a failed load: expected here
+    _open(browser, server, "/console/featurestore", "console-feature-groups")
+    assert name in browser.find_element("css selector", "table.list").text
+
+
+def test_a_lineage_graph_grows_upstream_and_downstream_on_click(browser, server, sm):
+    tag = uuid.uuid4().hex[:6]
+    endpoint_arn = f"arn:aws:sagemaker:us-east-1:123456789012:endpoint/console-lin-{tag}"
+
+    def artifact(uri: str, kind: str) -> str:
+        return sm.create_artifact(Source={"SourceUri": uri}, ArtifactType=kind)["ArtifactArn"]
+
+    raw = artifact(f"s3://lineage-{tag}/raw/data.csv", "DataSet")
+    train = artifact(f"s3://lineage-{tag}/train/train.csv", "DataSet")
+    model = artifact(f"s3://lineage-{tag}/output/model.tar.gz", "Model")
+    action = sm.create_action(
+        ActionName=f"console-train-{tag}", Source={"SourceUri": "training"}, ActionType="ModelTraining"
+    )["ActionArn"]
+    context = sm.create_context(
+        ContextName=f"console-ep-{tag}", Source={"SourceUri": endpoint_arn}, ContextType="Endpoint"
+    )["ContextArn"]
+    for source, destination, kind in (
+        (raw, train, "DerivedFrom"),
+        (train, action, "ContributedTo"),
+        (action, model, "Produced"),
+        (model, context, "ContributedTo"),
+    ):
+        sm.add_association(SourceArn=source, DestinationArn=destination, AssociationType=kind)
+
+    # From the endpoint's ARN: its context stands for it, and shows the model next to it.
+    _open(browser, server, f"/console/lineage?arn={endpoint_arn}", "console-lineage-start")
+    count = "return window.consoleGraph.nodes().length"
+    assert browser.execute_script(count) == 2
+    # A click on the model grows the graph by one association: the training action.
+    browser.execute_script("window.consoleGraph.getElementById(arguments[0]).emit('tap')", model)
+    _script(browser, count, lambda n: n == 3, "the model's neighbours")
+    assert browser.execute_script("return window.consoleGraph.getElementById(arguments[0]).nonempty()", action)
+    # From the keyboard's table: the action, then upstream only (its training data, not beyond).
+    browser.find_element("css selector", f"#entities tr[data-arn='{action}'] button").click()
+    _script(browser, count, lambda n: n == 4, "the action's neighbours")
+    browser.find_element("css selector", f"#entities tr[data-arn='{train}'] button").click()
+    _script(browser, count, lambda n: n == 5, "the training data's neighbours")
+    edge = browser.execute_script(
+        "return window.consoleGraph.edges().filter((e) => e.source().id() === arguments[0])[0].data('kind')", raw
+    )
+    assert edge == "DerivedFrom"
+    assert "train.csv" in browser.find_element("id", "entity-panel").text
+    assert browser.execute_script("return window.consoleGraph.edges().length") == 4
+    keep_page(browser, "console-lineage")
+    assert console_errors(browser) == []
+
+
+def test_a_tuning_job_shows_its_trials_objectives_and_the_best(browser, server, sm):
+    name = f"console-hpo-{uuid.uuid4().hex[:6]}"
+    s3 = make_client("s3", server.url)
+    try:
+        s3.create_bucket(Bucket=tuning.BUCKET)
+    except s3.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    sm.create_hyper_parameter_tuning_job(**tuning.request(name, most=3, parallel=2))
+    described = wait_for(
+        lambda: sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name),
+        status_in("HyperParameterTuningJobStatus", {"Completed", "Failed", "Stopped"}),
+        timeout=300,
+        what=f"{name} to end",
+    )
+    assert described["HyperParameterTuningJobStatus"] == "Completed", described.get("FailureReason")
+    best = described["BestTrainingJob"]
+    _open(browser, server, f"/console/tuning/{name}", "console-tuning-job")
+    rows = browser.find_elements("css selector", "#trials tbody tr")
+    assert len(rows) == 3 and all("Completed" in row.text for row in rows)
+    best_row = browser.find_element("css selector", "#trials tr.best")
+    assert best_row.get_attribute("data-trial") == best["TrainingJobName"]
+    value = best["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
+    assert f"{value:g}" in best_row.text and f"{value:g}" in browser.find_element("id", "best").text
+    assert "x" in browser.find_element("css selector", "#trials thead").text
+    assert browser.execute_script("return window.consoleObjective.data[1].length") == 3
+    # Sorted by the objective, as the API sorts: the best first when descending.
+    _open(
+        browser,
+        server,
+        f"/console/tuning/{name}?sort=FinalObjectiveMetricValue&order=Descending",
+        "console-tuning-sorted",
+    )
+    first = browser.find_element("css selector", "#trials tbody tr")
+    assert first.get_attribute("data-trial") == best["TrainingJobName"]
+    _open(browser, server, "/console/tuning?status=Completed", "console-tuning-jobs")
+    assert name in browser.find_element("css selector", "table.list").text
+
+
+def test_notebook_instance_pages_load(browser, server, sm):
+    name = f"console-nb-{uuid.uuid4().hex[:6]}"
+    sm.create_notebook_instance(NotebookInstanceName=name, InstanceType="ml.t3.medium", RoleArn=ROLE)
+    _open(browser, server, f"/console/notebooks/{name}", "console-notebook")
+    assert "ml.t3.medium" in browser.find_element("css selector", "dl.pairs").text
+    status = sm.describe_notebook_instance(NotebookInstanceName=name)["NotebookInstanceStatus"]
+    assert browser.find_element("id", "open-lab").is_enabled() == (status == "InService")
+    # Stopped through the API while the page is open: the page follows it, and then offers Start.
+    sm.stop_notebook_instance(NotebookInstanceName=name)
+    wait_for(
+        lambda: sm.describe_notebook_instance(NotebookInstanceName=name)["NotebookInstanceStatus"],
+        lambda status: status == "Stopped",
+        timeout=180,
+        what="the instance to stop",
+    )
+    _script(browser, "return document.getElementById('start') !== null", lambda v: v, "Start", timeout=15)
+    assert "Stopped" in browser.find_element("id", "notebook-status").text
+    assert console_errors(browser) == []
+    _open(browser, server, "/console/notebooks", "console-notebooks")
+    assert name in browser.find_element("css selector", "table.list").text
+
+
+def test_a_shadow_test_compares_its_variants_and_is_ended_from_its_page(browser, server, sm):
+    from support.endpoints import deploy, variant, versioned_archive
+    from support.shadow_tests import experiment, wait_experiment
+
+    tag = uuid.uuid4().hex[:6]
+    bucket, endpoint, name = f"console-{tag}", f"console-shadow-ep-{tag}", f"console-shadow-{tag}"
+    s3 = make_client("s3", server.url)
+    s3.create_bucket(Bucket=bucket)
+    models = []
+    for version in ("base", "cand"):
+        s3.put_object(Bucket=bucket, Key=f"{version}.tar.gz", Body=versioned_archive(version))
+        model = f"{name}-{version}"
+        sm.create_model(
+            ModelName=model,
+            ExecutionRoleArn=ROLE,
+            PrimaryContainer={"Image": IMAGE, "ModelDataUrl": f"s3://{bucket}/{version}.tar.gz"},
+        )
+        models.append(model)
+    assert deploy(sm, endpoint, [variant(models[0], "Prod")])["EndpointStatus"] == "InService"
+    sm.create_inference_experiment(**experiment(name, endpoint, models[0], models[1], sampling=100))
+    assert wait_experiment(sm, name, ("Running", "Cancelled", "Completed"))["Status"] == "Running"
+    runtime = make_client("sagemaker-runtime", server.url)
+    for _ in range(6):
+        runtime.invoke_endpoint(EndpointName=endpoint, Body="x", ContentType="text/plain")
+
+    _open(browser, server, f"/console/shadow-tests/{name}", "console-shadow-test")
+    rows = browser.find_element("id", "test-variants").text
+    assert "production" in rows and "shadow, 100 % of requests copied" in rows and models[1] in rows
+    # Both variants on the same charts: the shadow got a copy of every request.
+    shadow_calls = (
+        "const p = window.consoleCharts.get('Invocations').plot;"
+        "const i = p.series.findIndex((s) => s.label === 'Shadow');"
+        "return i < 0 ? -1 : p.data[i].reduce((sum, v) => sum + (v || 0), 0)"
+    )
+    _script(browser, shadow_calls, lambda n: n >= 6, "the shadow's invocations on the chart", timeout=30)
+    keep_page(browser, "console-shadow-test")
+    assert console_errors(browser) == []
+
+    # Keep production: the shadow is removed, as StopInferenceExperiment with Retain/Remove does.
+    browser.find_element("id", "keep").click()
+    browser.switch_to.alert.accept()
+    assert wait_experiment(sm, name, ("Completed", "Cancelled"))["Status"] == "Completed"
+    wait_for(
+        lambda: sm.describe_endpoint(EndpointName=endpoint),
+        lambda d: d["EndpointStatus"] == "InService" and "ShadowProductionVariants" not in d,
+        timeout=120,
+        what="the endpoint without its shadow",
+    )
+    _open(browser, server, "/console/shadow-tests", "console-shadow-tests")
+    assert name in browser.find_element("css selector", "table.list").text

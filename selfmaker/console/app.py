@@ -20,7 +20,19 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..server.errors import AWSError
 from ..server.http import BodyTooLarge, Request, Response
-from .pages import experiments, home, jobs, pipelines, registry
+from .pages import (
+    endpoints,
+    experiments,
+    featurestore,
+    home,
+    jobs,
+    lineage,
+    notebooks,
+    pipelines,
+    registry,
+    shadow_tests,
+    tuning,
+)
 from .sessions import COOKIE, Session, SessionStore
 from .web import PREFIX, SECURITY_HEADERS, View, match, page, redirect
 
@@ -38,7 +50,19 @@ FORM_LIMIT = 64 * 1024
 # The codes by which operations say "no such resource": the page answers them 404, as a web page would.
 NOT_FOUND_CODES = {"ResourceNotFound", "ResourceNotFoundException"}
 # Every page, in one table; a new area adds its module's ROUTES here and its entry to rendering.NAVIGATION.
-ROUTES = [*home.ROUTES, *pipelines.ROUTES, *jobs.ROUTES, *registry.ROUTES, *experiments.ROUTES]
+ROUTES = [
+    *home.ROUTES,
+    *pipelines.ROUTES,
+    *jobs.ROUTES,
+    *registry.ROUTES,
+    *experiments.ROUTES,
+    *endpoints.ROUTES,
+    *featurestore.ROUTES,
+    *lineage.ROUTES,
+    *tuning.ROUTES,
+    *notebooks.ROUTES,
+    *shadow_tests.ROUTES,
+]
 
 
 class Console:
@@ -166,12 +190,14 @@ class Console:
 
 
 def _not_found(err: AWSError) -> bool:
-    """SageMaker says "no such resource" with ResourceNotFound, or (jobs, model package groups, as AWS does)
+    """SageMaker says "no such resource" with ResourceNotFound, or (jobs, endpoints, notebook instances, model package groups, as AWS does)
     a ValidationException whose words say so: either way the page is a 404."""
     if err.code in NOT_FOUND_CODES:
         return True
     words = err.message.lower()
-    return err.code == "ValidationException" and ("does not exist" in words or "not found" in words)
+    return err.code == "ValidationException" and any(
+        phrase in words for phrase in ("does not exist", "not found", "could not find", "recordnotfound")
+    )
 
 
 def _cookie(request: Request) -> str | None:

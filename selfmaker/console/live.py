@@ -67,3 +67,16 @@ def event_stream(request: Request, poll: Poll, interval: float = INTERVAL) -> Re
         *SECURITY_HEADERS,
     ]
     return Response(200, b"", headers, stream=stream())
+
+
+def status_stream(request: Request, describe: Callable[[], Awaitable[dict]], member: str, changing: set) -> Response:
+    """``status`` events of ``describe()[member]`` while it is one of ``changing``, then ``end``."""
+    last: list[str | None] = [None]
+
+    async def poll():
+        status = (await describe()).get(member)
+        events: list[tuple[str, object]] = [("status", status)] if status != last[0] else []
+        last[0] = status
+        return events, status not in changing
+
+    return event_stream(request, poll)

@@ -15,10 +15,35 @@ from markupsafe import Markup, escape
 
 # Status words of every family, grouped into the few colours a page shows (see console.css, .status-*).
 _STATUS_CLASSES = {
-    "succeeded": {"Succeeded", "Completed", "Approved", "InService", "Created", "Available", "Active", "Ready"},
-    "failed": {"Failed", "Rejected", "CompletedWithFailures", "Error"},
-    "running": {"Executing", "InProgress", "Starting", "Stopping", "Creating", "Updating", "Training", "Pending"},
-    "stopped": {"Stopped", "Deleting", "Deleted"},
+    "succeeded": {
+        "Succeeded",
+        "Completed",
+        "Approved",
+        "InService",
+        "Created",
+        "Available",
+        "Active",
+        "Ready",
+        "Started",
+        "SUCCEEDED",
+    },
+    "failed": {"Failed", "Rejected", "CompletedWithFailures", "Error", "FAILED", "CreateFailed"},
+    "running": {
+        "Executing",
+        "InProgress",
+        "Starting",
+        "Stopping",
+        "Creating",
+        "Updating",
+        "Training",
+        "Pending",
+        "QUEUED",
+        "RUNNING",
+        "Baking",
+        "ActivatingTraffic",
+        "Running",
+    },
+    "stopped": {"Stopped", "Deleting", "Deleted", "CANCELLED", "Cancelled"},
 }
 
 
@@ -63,8 +88,8 @@ def last_segment(arn: str | None) -> str:
     return (arn or "").rsplit("/", 1)[-1]
 
 
-# The navigation, in order: (label, path below /console). Areas still to come (endpoints, feature store, lineage,
-# notebooks, tuning) add their entry when their pages land.
+# The navigation, in order: (label, path below /console). Areas still to come (projects) add their entry when
+# their pages land.
 NAVIGATION = (
     ("Overview", "/"),
     ("Pipelines", "/pipelines"),
@@ -73,6 +98,12 @@ NAVIGATION = (
     ("Transform jobs", "/jobs/transform"),
     ("Experiments", "/experiments"),
     ("Model registry", "/models"),
+    ("Endpoints", "/endpoints"),
+    ("Shadow tests", "/shadow-tests"),
+    ("Feature store", "/featurestore"),
+    ("Lineage", "/lineage"),
+    ("Tuning jobs", "/tuning"),
+    ("Notebook instances", "/notebooks"),
 )
 
 _ENV = Environment(

@@ -13,6 +13,8 @@ async def home(view: View):
     training = await view.call("ListTrainingJobs", newest)
     groups = await view.call("ListModelPackageGroups", newest)
     experiments = await view.call("ListExperiments", newest)
+    endpoints = await view.call("ListEndpoints", newest)
+    feature_groups = await view.call("ListFeatureGroups", newest)
     return view.render(
         "home.html",
         title="Overview",
@@ -20,6 +22,8 @@ async def home(view: View):
         training=training.get("TrainingJobSummaries", []),
         groups=groups.get("ModelPackageGroupSummaryList", []),
         experiments=experiments.get("ExperimentSummaries", []),
+        endpoints=endpoints.get("Endpoints", []),
+        feature_groups=feature_groups.get("FeatureGroupSummaries", []),
     )
 
 

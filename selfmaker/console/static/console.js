@@ -3,10 +3,17 @@
 "use strict";
 
 const Console = (() => {
-  const format = new Intl.DateTimeFormat(undefined, {
-    year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit",
-    timeZoneName: "short",
-  });
+  // Made at the first time shown: a formatter with a time zone name costs tens of milliseconds to build.
+  let formatter = null;
+  const format = {
+    format(moment) {
+      formatter = formatter || new Intl.DateTimeFormat(undefined, {
+        year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit",
+        timeZoneName: "short",
+      });
+      return formatter.format(moment);
+    },
+  };
 
   function localTimes(root) {
     for (const el of root.querySelectorAll("time[datetime]")) {
@@ -26,10 +33,10 @@ const Console = (() => {
   }
 
   const STATUS_CLASSES = {
-    succeeded: ["Succeeded", "Completed", "Approved", "InService", "Created", "Available", "Active", "Ready"],
-    failed: ["Failed", "Rejected", "CompletedWithFailures", "Error"],
-    running: ["Executing", "InProgress", "Starting", "Stopping", "Creating", "Updating", "Training", "Pending"],
-    stopped: ["Stopped", "Deleting", "Deleted"],
+    succeeded: ["Succeeded", "Completed", "Approved", "InService", "Created", "Available", "Active", "Ready", "Started", "SUCCEEDED"],
+    failed: ["Failed", "Rejected", "CompletedWithFailures", "Error", "FAILED", "CreateFailed"],
+    running: ["Executing", "InProgress", "Starting", "Stopping", "Creating", "Updating", "Training", "Pending", "QUEUED", "RUNNING", "Baking", "ActivatingTraffic", "Running"],
+    stopped: ["Stopped", "Deleting", "Deleted", "CANCELLED", "Cancelled"],
   };
 
   function statusClass(status) {
