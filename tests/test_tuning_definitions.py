@@ -94,6 +94,26 @@ def test_grid_over_several_definitions_tries_each_point_once(sm, unique):
     assert job["BestTrainingJob"]["TunedHyperParameters"] == {"x": "3"}  # 10 + 1 (kind b) at x = 3
 
 
+def test_hyperparameter_tuning_resource_config_gives_the_trials_their_resources(sm, unique):
+    """The SDK v2 sends HyperParameterTuningResourceConfig, not ResourceConfig: the trials get its first
+    InstanceConfig (one machine never lacks capacity for it)."""
+    name = unique("hporc")[-28:]
+    req = request(name, most=1, parallel=1)
+    definition = req["TrainingJobDefinition"]
+    del definition["ResourceConfig"]
+    definition["HyperParameterTuningResourceConfig"] = {
+        "InstanceConfigs": [
+            {"InstanceType": "ml.c5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 2},
+            {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 3},
+        ],
+        "AllocationStrategy": "Prioritized",
+    }
+    sm.create_hyper_parameter_tuning_job(**req)
+    assert wait(sm, name)["HyperParameterTuningJobStatus"] == "Completed"
+    training = sm.describe_training_job(TrainingJobName=trials(sm, name)[0]["TrainingJobName"])
+    assert training["ResourceConfig"] == {"InstanceType": "ml.c5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 2}
+
+
 def _definitions(req: dict) -> list[dict]:
     return req["TrainingJobDefinitions"]
 
@@ -122,6 +142,10 @@ def _definitions(req: dict) -> list[dict]:
             "single training job definition",
         ),
         (lambda r: r.update(TrainingJobDefinition=_definitions(r)[0]), "either TrainingJobDefinition"),
+        (
+            lambda r: _definitions(r)[0].update(HyperParameterTuningResourceConfig={"InstanceType": "ml.m5.large"}),
+            "low: Give ResourceConfig or HyperParameterTuningResourceConfig",
+        ),
         (
             lambda r: _definitions(r)[1]["OutputDataConfig"].update(S3OutputPath="https://example.com/out"),
             "S3OutputPath",

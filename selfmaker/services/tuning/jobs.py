@@ -88,9 +88,24 @@ def total_jobs(data: dict) -> int:
 def host_parallel(data: dict) -> int:
     """MaxParallelTrainingJobs, capped so the trials' instances do not outnumber the host's processors."""
     processors = len(os.sched_getaffinity(0))
-    instances = max((d.get("ResourceConfig") or {}).get("InstanceCount") or 1 for d in definitions(data))
+    instances = max((resource_config(d) or {}).get("InstanceCount") or 1 for d in definitions(data))
     wanted = data["HyperParameterTuningJobConfig"]["ResourceLimits"]["MaxParallelTrainingJobs"]
     return max(1, min(wanted, processors // instances))
+
+
+def resource_config(d: dict) -> dict | None:
+    """A definition's trials' ResourceConfig: its own, or from HyperParameterTuningResourceConfig (what the SDK v2
+    sends), whose InstanceConfigs are AWS's instance types to fall back on when one lacks capacity: one
+    machine never lacks it, so the first is used."""
+    if d.get("ResourceConfig"):
+        return d["ResourceConfig"]
+    tuning = d.get("HyperParameterTuningResourceConfig")
+    if not tuning:
+        return None
+    first = (tuning.get("InstanceConfigs") or [{}])[0]
+    found = {k: first.get(k, tuning.get(k)) for k in ("InstanceType", "InstanceCount", "VolumeSizeInGB")}
+    found["VolumeKmsKeyId"] = tuning.get("VolumeKmsKeyId")
+    return {k: v for k, v in found.items() if v is not None}
 
 
 def trial_request(ctx: Context, data: dict, name: str, tuned: dict[str, str], d: dict) -> dict:
@@ -105,7 +120,6 @@ def trial_request(ctx: Context, data: dict, name: str, tuned: dict[str, str], d:
         "InputDataConfig",
         "VpcConfig",
         "OutputDataConfig",
-        "ResourceConfig",
         "StoppingCondition",
         "EnableNetworkIsolation",
         "EnableInterContainerTrafficEncryption",
@@ -116,6 +130,8 @@ def trial_request(ctx: Context, data: dict, name: str, tuned: dict[str, str], d:
     ):
         if d.get(member) is not None:
             request[member] = d[member]
+    if resource_config(d) is not None:
+        request["ResourceConfig"] = resource_config(d)
     if data.get("_Tags"):
         request["Tags"] = data["_Tags"]  # AWS gives the trials the tuning job's tags
     return request
@@ -191,6 +207,14 @@ def _check_definition(ctx: Context, config: dict, given: dict, d: dict) -> Space
         raise validation(
             "Give HyperParameterTuningJobObjective in HyperParameterTuningJobConfig or TuningObjective in the "
             "training job definition."
+        )
+    tuning_resources = d.get("HyperParameterTuningResourceConfig")
+    if tuning_resources and d.get("ResourceConfig"):
+        raise validation(f"{where}Give ResourceConfig or HyperParameterTuningResourceConfig, and not both.")
+    if tuning_resources and tuning_resources.get("InstanceConfigs") and tuning_resources.get("InstanceType"):
+        raise validation(
+            f"{where}HyperParameterTuningResourceConfig: give InstanceType, InstanceCount and VolumeSizeInGB or "
+            "InstanceConfigs, and not both."
         )
     goal = d["TuningObjective"]
     if not goal:
