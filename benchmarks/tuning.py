@@ -21,10 +21,17 @@ Measured, from the server's own records:
   CreationTime (the controller's reaction and Optuna's ask), and a trial's CreationTime to its
   TrainingStartTime (the training job's own start).
 
-SelfMaker seeds trial n's sampler with RandomSeed + n, so seeds closer than the number of trials
-replay each other's points shifted by one trial: the default seeds are far apart.
+With ``--algorithm xgboost`` the training is the built-in XGBoost (sagemaker-xgboost 1.7-1) on
+generated regression data (``--rows`` rows of 20 features, a fifth as many for validation),
+minimizing ``validation:rmse`` over eta (log scale), subsample and max_depth, 30 rounds each. The
+Optuna arm runs inside the XGBoost runtime SelfMaker built (its Python, Optuna appended to its
+path): ``study.optimize`` calling ``xgboost.train`` on the same CSV files, loaded once, with the same
+parameters. There the "work" is the Optuna arm's own median ``xgboost.train`` time, so the last
+column is everything a SelfMaker trial costs beyond the training call: the job's Python and xgboost
+start-up, data loading, model upload and the tuning job's hand-off.
 
     python benchmarks/tuning.py [--trials 20] [--work 1.0] [--parallel 1 2] [--seeds 100 200 300]
+    python benchmarks/tuning.py --algorithm xgboost [--rows 5000] [--runtimes-dir DIR]
 """
 
 from __future__ import annotations
@@ -32,7 +39,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -82,6 +91,107 @@ RANGES = {
 }
 
 
+XGBOOST_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
+XGBOOST_ROUNDS = 30
+XGBOOST_RANGES = {
+    "ContinuousParameterRanges": [
+        {"Name": "eta", "MinValue": "0.05", "MaxValue": "0.5", "ScalingType": "Logarithmic"},
+        {"Name": "subsample", "MinValue": "0.5", "MaxValue": "1"},
+    ],
+    "IntegerParameterRanges": [{"Name": "max_depth", "MinValue": "2", "MaxValue": "8"}],
+}
+# The Optuna arm of the XGBoost variant, run by the XGBoost runtime's Python: argv = train.csv, validation.csv,
+# trials, seed, the site-packages holding Optuna (appended: the runtime's own numpy and xgboost come first).
+XGBOOST_DIRECT = f"""
+import json, sys, time
+sys.path.append(sys.argv[5])
+import optuna, pandas as pd, xgboost as xgb
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+def matrix(path):
+    values = pd.read_csv(path, header=None, dtype="float32", engine="c").to_numpy()
+    return xgb.DMatrix(values[:, 1:], label=values[:, 0])
+train, validation = matrix(sys.argv[1]), matrix(sys.argv[2])
+own = []
+def objective(trial):
+    params = {{"objective": "reg:squarederror", "eta": trial.suggest_float("eta", 0.05, 0.5, log=True),
+              "subsample": trial.suggest_float("subsample", 0.5, 1.0), "max_depth": trial.suggest_int("max_depth", 2, 8)}}
+    began, result = time.perf_counter(), {{}}
+    xgb.train(params, train, num_boost_round={XGBOOST_ROUNDS}, evals=[(train, "train"), (validation, "validation")],
+              evals_result=result, verbose_eval=False)
+    own.append(time.perf_counter() - began)
+    return result["validation"]["rmse"][-1]
+study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=int(sys.argv[4])))
+began = time.perf_counter()
+study.optimize(objective, n_trials=int(sys.argv[3]))
+print("RESULT " + json.dumps({{"best": study.best_value, "best_params": study.best_params,
+                              "wall": time.perf_counter() - began, "own": own}}))
+"""
+
+
+def regression_csv(rows: int, seed: int) -> str:
+    generator = random.Random(seed)
+    lines = []
+    for _ in range(rows):
+        features = [generator.random() for _ in range(20)]
+        label = 3 * features[0] - 2 * features[1] * features[2] + features[3] ** 2 + generator.gauss(0, 0.1)
+        lines.append(",".join(f"{v:.6f}" for v in [label, *features]))
+    return "\n".join(lines) + "\n"
+
+
+def xgboost_request(name: str, trials: int, parallel: int, seed: int) -> dict:
+    """The XGBoost variant's tuning job: the built-in algorithm, its validation:rmse minimized."""
+    return {
+        "HyperParameterTuningJobName": name,
+        "HyperParameterTuningJobConfig": {
+            "Strategy": "Bayesian",
+            "HyperParameterTuningJobObjective": {"Type": "Minimize", "MetricName": "validation:rmse"},
+            "ResourceLimits": {"MaxNumberOfTrainingJobs": trials, "MaxParallelTrainingJobs": parallel},
+            "ParameterRanges": XGBOOST_RANGES,
+            "RandomSeed": seed,
+        },
+        "TrainingJobDefinition": {
+            "AlgorithmSpecification": {"TrainingImage": XGBOOST_IMAGE, "TrainingInputMode": "File"},
+            "StaticHyperParameters": {"objective": "reg:squarederror", "num_round": str(XGBOOST_ROUNDS)},
+            "RoleArn": ROLE,
+            "InputDataConfig": [
+                {
+                    "ChannelName": channel,
+                    "ContentType": "text/csv",
+                    "DataSource": {
+                        "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/xgb/{channel}/"}
+                    },
+                }
+                for channel in ("train", "validation")
+            ],
+            "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/output"},
+            "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
+            "StoppingCondition": {"MaxRuntimeInSeconds": 600},
+        },
+    }
+
+
+def run_optuna_xgboost(python: Path, data: Path, trials: int, seed: int) -> dict:
+    site = str(Path(optuna.__file__).resolve().parent.parent)
+    done = subprocess.run(
+        [
+            str(python),
+            "-c",
+            XGBOOST_DIRECT,
+            str(data / "train.csv"),
+            str(data / "validation.csv"),
+            str(trials),
+            str(seed),
+            site,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    r = json.loads(done.stdout.split("RESULT ")[-1])
+    r.update(overhead=(r["wall"] - sum(r["own"])) / trials, slots=1)
+    return r
+
+
 def _train():
     namespace: dict = {}
     exec(TRAIN_FUNCTION, namespace)
@@ -113,8 +223,8 @@ def tuning_request(name: str, trials: int, parallel: int, work: float, seed: int
     }
 
 
-def run_selfmaker(sm, name: str, trials: int, parallel: int, work: float, seed: int) -> dict:
-    sm.create_hyper_parameter_tuning_job(**tuning_request(name, trials, parallel, work, seed))
+def run_selfmaker(sm, name: str, trials: int, parallel: int, work: float, seed: int, request=None) -> dict:
+    sm.create_hyper_parameter_tuning_job(**(request or tuning_request(name, trials, parallel, work, seed)))
     while True:
         job = sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
         if job["HyperParameterTuningJobStatus"] not in ("InProgress", "Stopping"):
@@ -179,10 +289,13 @@ def run_optuna(trials: int, work: float, seed: int) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--algorithm", choices=("function", "xgboost"), default="function", help="what a trial trains")
     parser.add_argument("--trials", type=int, default=20, help="trials per search (MaxNumberOfTrainingJobs)")
     parser.add_argument(
         "--work", type=float, default=1.0, help="seconds of busy loop each trial runs before its objective"
     )
+    parser.add_argument("--rows", type=int, default=5000, help="XGBoost: training rows (validation: a fifth)")
+    parser.add_argument("--runtimes-dir", help="XGBoost: reuse a runtimes directory (default: a temporary one)")
     parser.add_argument("--parallel", type=int, nargs="+", default=[1, 2], help="MaxParallelTrainingJobs to run")
     parser.add_argument(
         "--seeds", type=int, nargs="+", default=[100, 200, 300], help="RandomSeed / TPESampler seed, a run each"
@@ -190,30 +303,54 @@ def main() -> int:
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     results: dict[str, list[dict]] = {}
+    xgboost = args.algorithm == "xgboost"
     with tempfile.TemporaryDirectory(prefix="selfmaker-bench-tuning-") as tmp:
         config = Path(tmp) / "runtimes.json"
         config.write_text(
             json.dumps({"images": {IMAGE: {"python": sys.executable, "command": ["python3", "-c", TRAIN_SCRIPT]}}})
         )
-        server = selfmaker_server(Path(tmp) / "data", Path(tmp) / "server.log", "--runtimes-config", str(config))
+        runtimes_dir = Path(args.runtimes_dir or f"{tmp}/runtimes").resolve()
+        flags = ("--runtimes-config", str(config), "--runtimes-dir", str(runtimes_dir))
+        server = selfmaker_server(Path(tmp) / "data", Path(tmp) / "server.log", *flags)
         with server:
             session = boto3.Session(aws_access_key_id="bench", aws_secret_access_key="x", region_name="us-east-1")
             sm = session.client("sagemaker", endpoint_url=server.url)
-            session.client("s3", endpoint_url=server.url).create_bucket(Bucket=BUCKET)
-            log("warm-up: a 1-trial tuning job")
-            run_selfmaker(sm, "warm-up", 1, 1, 0.0, 0)
+            s3 = session.client("s3", endpoint_url=server.url)
+            s3.create_bucket(Bucket=BUCKET)
+            python, data = None, Path(tmp) / "xgb"
+            if xgboost:
+                data.mkdir()
+                for channel, count, seed in (("train", args.rows, 1), ("validation", args.rows // 5, 2)):
+                    (data / f"{channel}.csv").write_text(regression_csv(count, seed))
+                    s3.upload_file(str(data / f"{channel}.csv"), BUCKET, f"xgb/{channel}/{channel}.csv")
+                log("warm-up: a 1-trial XGBoost tuning job (builds the XGBoost runtime; not timed)")
+                run_selfmaker(sm, "warm-up", 1, 1, 0.0, 0, xgboost_request("warm-up", 1, 1, 0))
+                from selfmaker.engines import runtimes
+
+                python = runtimes.ensure(runtimes.resolve(XGBOOST_IMAGE), runtimes_dir, log) / "python"
+            else:
+                log("warm-up: a 1-trial tuning job")
+                run_selfmaker(sm, "warm-up", 1, 1, 0.0, 0)
             for seed in args.seeds:  # the arms of one seed run back to back, so load drifts weigh on all alike
                 for parallel in args.parallel:
                     label = f"SelfMaker, MaxParallelTrainingJobs {parallel}"
                     log(f"seed {seed}: {label}, {args.trials} trials...")
-                    r = run_selfmaker(sm, f"bench-s{seed}-p{parallel}", args.trials, parallel, args.work, seed)
+                    name = f"bench-s{seed}-p{parallel}"
+                    request = xgboost_request(name, args.trials, parallel, seed) if xgboost else None
+                    r = run_selfmaker(sm, name, args.trials, parallel, args.work, seed, request)
                     results.setdefault(label, []).append(r)
                     log(f"  best {r['best']:.4f}, wall {r['wall']:.1f} s, overhead/trial {r['overhead']:.3f} s")
-                label = "Optuna directly, in process"
+                label = "Optuna directly, in the XGBoost runtime" if xgboost else "Optuna directly, in process"
                 log(f"seed {seed}: {label}, {args.trials} trials...")
-                r = run_optuna(args.trials, args.work, seed)
+                r = (
+                    run_optuna_xgboost(python, data, args.trials, seed)
+                    if python
+                    else run_optuna(args.trials, args.work, seed)
+                )
                 results.setdefault(label, []).append(r)
                 log(f"  best {r['best']:.4f}, wall {r['wall']:.1f} s, overhead/trial {r['overhead']:.3f} s")
+    # The work a trial must do: the busy loop, or (XGBoost) the direct arm's own xgboost.train time.
+    work = statistics.median(v for r in results[label] for v in r["own"]) if xgboost else args.work
     print(f"machine: {machine()}, load average at the end: {os.getloadavg()}")
     rows = []
     for label, runs in results.items():
@@ -225,7 +362,7 @@ def main() -> int:
                 statistics.median(v for r in runs for v in r["own"]),
                 statistics.median(r["overhead"] for r in runs),
                 max(r["overhead"] for r in runs),
-                statistics.median(r["wall"] * r["slots"] / args.trials for r in runs) - args.work,
+                statistics.median(r["wall"] * r["slots"] / args.trials for r in runs) - work,
             ]
         )
     print(
@@ -240,8 +377,13 @@ def main() -> int:
                 "slot time / trial - work s",
             ],
             rows,
-            title=f"{args.trials} trials, {args.work} s of busy loop each, seeds {args.seeds} (objective maximum {BEST}); "
-            "medians over the seeds",
+            title=(
+                f"built-in XGBoost, {args.rows} rows, {XGBOOST_ROUNDS} rounds, validation:rmse minimized; work = the "
+                f"direct arm's own xgboost.train p50 ({work:.3f} s)"
+                if xgboost
+                else f"{args.trials} trials, {args.work} s of busy loop each (objective maximum {BEST})"
+            )
+            + f", {args.trials} trials, seeds {args.seeds}; medians over the seeds",
         )
     )
     for label, runs in results.items():

@@ -39,6 +39,7 @@ def test_every_property_path_the_sdk_writes_is_accepted():
         {"Name": "R", "Type": "RegisterModel", "Arguments": {}},
         {"Name": "M", "Type": "Model", "Arguments": {}},
         {"Name": "X", "Type": "Transform", "Arguments": {}},
+        {"Name": "H", "Type": "Tuning", "Arguments": {}},
         {"Name": "C", "Type": "Condition", "Arguments": {"Conditions": [], "IfSteps": [], "ElseSteps": []}},
         {
             "Name": "Use",
@@ -51,12 +52,15 @@ def test_every_property_path_the_sdk_writes_is_accepted():
                     {"Get": "Steps.C.Outcome"},
                     {"Get": "Steps.X.TransformOutput.S3OutputPath"},
                     {"Get": "Steps.M.PrimaryContainer.ModelDataUrl"},
+                    # A Tuning step: its job's Describe output and its best trials (get_top_model_s3_uri)
+                    {"Get": "Steps.H.TrainingJobSummaries[0].TrainingJobName"},
+                    {"Get": "Steps.H.BestTrainingJob.FinalHyperParameterTuningJobObjectiveMetric.Value"},
                 ]
             },
         },
     ]
     definition = parse(json.dumps({"Version": "2020-12-01", "Steps": steps}))
-    assert definition.steps["Use"].depends_on == {"T", "R", "M", "X", "C"}
+    assert definition.steps["Use"].depends_on == {"T", "R", "M", "X", "H", "C"}
 
 
 def test_parse_flattens_condition_children_in_definition_order(abalone):
@@ -144,7 +148,7 @@ def test_depends_on_adds_to_references():
             lambda d: d["Steps"][1].update(Type="Lambda"),
             "Step 'AbaloneTrain': step type Lambda is not supported by SelfMaker yet",
         ),
-        (lambda d: d["Steps"][1].update(Type="Tuning"), "Step 'AbaloneTrain': step type Tuning is not supported"),
+        (lambda d: d["Steps"][1].update(Type="AutoML"), "Step 'AbaloneTrain': step type AutoML is not supported"),
         (lambda d: d["Steps"][1].update(Type="EMR"), "step type EMR is not supported"),
         (lambda d: d["Steps"][1].update(Type="EndpointConfig"), "step type EndpointConfig is not supported"),
         (lambda d: d["Steps"][1].update(Type="ForEach"), "step type ForEach is not supported"),
@@ -464,3 +468,20 @@ def test_callback_steps_declare_queue_and_outputs():
     callback["OutputParameters"][0]["OutputType"] = "Json"
     with pytest.raises(DefinitionError, match=r"OutputParameters\[0\].OutputType must be one of"):
         parse(json.dumps(document))
+
+
+@pytest.mark.parametrize(
+    "path, message",
+    [
+        ("Nope", r"a Tuning step's properties \(DescribeHyperParameterTuningJobResponse\) have no member 'Nope'"),
+        ("TrainingJobSummaries.TrainingJobName", "TrainingJobSummaries is a list"),
+        ("TrainingJobSummaries[0].ModelArtifacts", "have no member 'ModelArtifacts'"),
+    ],
+)
+def test_a_tuning_steps_properties_are_its_describe_output_and_its_trials(path, message):
+    steps = [
+        {"Name": "H", "Type": "Tuning", "Arguments": {}},
+        {"Name": "Use", "Type": "Model", "Arguments": {"X": {"Get": f"Steps.H.{path}"}}},
+    ]
+    with pytest.raises(DefinitionError, match=message):
+        parse(json.dumps({"Version": "2020-12-01", "Steps": steps}))

@@ -22,11 +22,20 @@ from .policies import check_cache_config, check_retry_policies
 from .properties import check_property_path
 
 VERSION = "2020-12-01"
-STEP_TYPES = ("Training", "Processing", "Transform", "Model", "RegisterModel", "Condition", "Fail", "Callback")
+STEP_TYPES = (
+    "Training",
+    "Processing",
+    "Transform",
+    "Tuning",
+    "Model",
+    "RegisterModel",
+    "Condition",
+    "Fail",
+    "Callback",
+)
 # Step types the SDKs emit that SelfMaker does not run yet: refused at CreatePipeline, never half-run.
 UNSUPPORTED_STEP_TYPES = (
     "Lambda",
-    "Tuning",
     "QualityCheck",
     "ClarifyCheck",
     "EMR",

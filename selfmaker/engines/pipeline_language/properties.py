@@ -15,12 +15,14 @@ from botocore.model import ListShape, MapShape, Shape, StructureShape
 from ...server.models import service_model
 from .paths import Token, parse_path
 
-DESCRIBE_SHAPES = {
-    "Training": "DescribeTrainingJobResponse",
-    "Processing": "DescribeProcessingJobResponse",
-    "Transform": "DescribeTransformJobResponse",
-    "Model": "DescribeModelOutput",
-    "RegisterModel": "DescribeModelPackageOutput",
+DESCRIBE_SHAPES: dict[str, tuple[str, ...]] = {  # a path reads the first shape that has its first member
+    "Training": ("DescribeTrainingJobResponse",),
+    "Processing": ("DescribeProcessingJobResponse",),
+    "Transform": ("DescribeTransformJobResponse",),
+    # A Tuning step's properties: the tuning job's Describe output and its best trials' TrainingJobSummaries.
+    "Tuning": ("DescribeHyperParameterTuningJobResponse", "ListTrainingJobsForHyperParameterTuningJobResponse"),
+    "Model": ("DescribeModelOutput",),
+    "RegisterModel": ("DescribeModelPackageOutput",),
 }
 
 
@@ -35,7 +37,10 @@ def check_property_path(step: dict, path: str) -> None:
     elif kind == "Fail":
         raise ValueError("a Fail step has no properties")
     else:
-        _check_against_shape(service_model("sagemaker").shape_for(DESCRIBE_SHAPES[kind]), tokens, kind)
+        shapes = [service_model("sagemaker").shape_for(n) for n in DESCRIBE_SHAPES[kind]]
+        first = tokens[0].value if tokens else None
+        shape = next((s for s in shapes if isinstance(s, StructureShape) and first in s.members), shapes[0])
+        _check_against_shape(shape, tokens, kind)
 
 
 def _check_output_parameter(step: dict, tokens: tuple[Token, ...], path: str) -> None:

@@ -78,6 +78,8 @@ def _validate(ctx, params: dict, data: dict) -> None:
 def _present(ctx, record) -> dict:
     data = dict(record.data)
     data.setdefault("ModelArtifacts", {"S3ModelArtifacts": ""})
+    if "OutputDataConfig" in data:  # AWS answers an empty KmsKeyId when none was given (Estimator.attach reads it)
+        data["OutputDataConfig"] = {"KmsKeyId": "", **data["OutputDataConfig"]}
     return data
 
 

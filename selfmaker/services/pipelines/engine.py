@@ -385,7 +385,7 @@ def reconcile(backends: Backends, record: Record) -> float | None:
 
 register(Controller(KIND, ACTIVE, reconcile))
 
-JOB_KINDS = frozenset({"TrainingJob", "ProcessingJob", "TransformJob"})
+JOB_KINDS = frozenset({"TrainingJob", "ProcessingJob", "TransformJob", "HyperParameterTuningJob"})
 
 
 @on_done

@@ -4,7 +4,8 @@ Steps create their jobs, models and packages through the operation registry
 (:func:`selfmaker.server.operations.call`): the same handlers and input
 validation as the API, so a step's request is refused exactly as the user's
 own request would be. Job steps are followed by
-their job's status (the engine is kicked the moment a job ends); Model,
+their job's status (the engine is kicked the moment a job ends; a Tuning step's job is a hyperparameter
+tuning job, its properties also its best trials); Model,
 RegisterModel, Condition and Fail complete as they start; a Callback waits
 for SendPipelineExecutionStepSuccess or Failure.
 """
@@ -159,6 +160,66 @@ class JobRunner(Runner):
         return call(p.ctx, f"Describe{self.kind}", {self.name_member: state["Resource"]["Name"]})
 
 
+TOP_TRAINING_JOBS = 50  # a Tuning step's TrainingJobSummaries: its best trials, best first (as AWS keeps them)
+
+
+class TuningRunner(Runner):
+    """A Tuning step: a hyperparameter tuning job made from the step's Arguments, followed to its end. Its
+    properties are DescribeHyperParameterTuningJob's output and ``TrainingJobSummaries``: the 50 best trials,
+    best first, so ``TrainingJobSummaries[0]`` is the best (the SDK's ``get_top_model_s3_uri(top_k)``)."""
+
+    def assign(self, p, step, state):
+        # A tuning job's name is at most 32 characters (its trials add 13): pipelines-<execution>-<9 hex>.
+        suffix = hashlib.sha256(f"{p.execution_id}/{step.name}/{state['AttemptCount']}".encode()).hexdigest()[:9]
+        name = f"pipelines-{p.execution_id}-{suffix}"
+        arn = p.ctx.arn("sagemaker", f"hyper-parameter-tuning-job/{name.lower()}")
+        state["Resource"] = {"Kind": "HyperParameterTuningJob", "Name": name, "Arn": arn}
+
+    def start(self, p, step, arguments, state):
+        _created(
+            p, "CreateHyperParameterTuningJob", {**arguments, "HyperParameterTuningJobName": state["Resource"]["Name"]}
+        )
+        state["Metadata"] = {"TuningJob": {"Arn": state["Resource"]["Arn"]}}
+        state["Status"] = "Executing"
+
+    def follow(self, p, step, state):
+        record = p.backends.resources.get_by_arn(state["Resource"]["Arn"])
+        if record is None:
+            state.update(Status="Failed", FailureReason=f"The tuning job {state['Resource']['Name']} was deleted.")
+            return
+        status = record.data["HyperParameterTuningJobStatus"]
+        if status == "Completed":
+            state["Status"] = "Succeeded"
+        elif status == "Failed":
+            state.update(Status="Failed", FailureReason=record.data.get("FailureReason") or "The tuning job failed.")
+        elif status == "Stopped":
+            state["Status"] = "Stopped"
+
+    def stop(self, p, step, state):
+        try:
+            call(p.ctx, "StopHyperParameterTuningJob", {"HyperParameterTuningJobName": state["Resource"]["Name"]})
+        except AWSError:
+            pass  # it ended meanwhile: follow() records how
+        state["Status"] = "Stopping"
+
+    def properties(self, p, step, state):
+        name = state["Resource"]["Name"]
+        described = call(p.ctx, "DescribeHyperParameterTuningJob", {"HyperParameterTuningJobName": name})
+        goal = (described.get("BestTrainingJob") or {}).get("FinalHyperParameterTuningJobObjectiveMetric") or {}
+        order = "Ascending" if goal.get("Type") == "Minimize" else "Descending"
+        listed = call(
+            p.ctx,
+            "ListTrainingJobsForHyperParameterTuningJob",
+            {
+                "HyperParameterTuningJobName": name,
+                "SortBy": "FinalObjectiveMetricValue",
+                "SortOrder": order,
+                "MaxResults": TOP_TRAINING_JOBS,
+            },
+        )
+        return {**described, "TrainingJobSummaries": listed["TrainingJobSummaries"]}
+
+
 class ModelRunner(Runner):
     def assign(self, p, step, state):
         name = resource_name(p.execution_id, step.name, state["AttemptCount"])
@@ -305,6 +366,7 @@ RUNNERS: dict[str, Runner] = {
     "Training": JobRunner("TrainingJob"),
     "Processing": JobRunner("ProcessingJob"),
     "Transform": JobRunner("TransformJob"),
+    "Tuning": TuningRunner(),
     "Model": ModelRunner(),
     "RegisterModel": RegisterModelRunner(),
     "Condition": ConditionRunner(),

@@ -54,7 +54,10 @@ def _seed(data: dict) -> int:
 def _search(record: Record) -> search.Search:
     data = record.data
     config, hyperband = data["HyperParameterTuningJobConfig"], data.get("_Hyperband") or {}
-    space = search.Space(jobs.ranges(data))
+    space = jobs.search_space(data)
+    prior = (
+        [] if isinstance(space, search.Definitions) else warm_start.prior_trials(space, data.get("_WarmStart") or [])
+    )
     return search.Search(
         name=f"tuning-{_seed(data)}",  # not the job's name: the same RandomSeed is the same search
         strategy=config["Strategy"],
@@ -64,7 +67,7 @@ def _search(record: Record) -> search.Search:
         early_stopping=(config.get("TrainingJobEarlyStoppingType") or "Off") == "Auto",
         min_resource=hyperband.get("MinResource", 1),
         max_resource=hyperband.get("MaxResource"),
-        prior=warm_start.prior_trials(space, data.get("_WarmStart") or []),
+        prior=prior,
     )
 
 
@@ -184,7 +187,8 @@ def _note_convergence(backends: Backends, record: Record, summaries: list[dict])
 def _create_trial(backends: Backends, record: Record, trial: dict) -> None:
     """Create a recorded trial's training job (as CreateTrainingJob would), or record why it could not be."""
     ctx = _ctx(backends, record)
-    request = jobs.trial_request(ctx, record.data, trial["Name"], trial["TunedHyperParameters"])
+    definition = jobs.definition(record.data, trial)
+    request = jobs.trial_request(ctx, record.data, trial["Name"], trial["TunedHyperParameters"], definition)
     reason = None
     try:
         params = validate(request, operation_model("sagemaker", "CreateTrainingJob").input_shape)
@@ -272,6 +276,8 @@ def reconcile(backends: Backends, record: Record) -> float | None:
             "TunedHyperParameters": plan.space.hyperparameters(params),
             "CreationTime": now(),
         }
+        if isinstance(plan.space, search.Definitions):
+            trial["Definition"] = plan.space.definition_of(params)
         trial["Arn"] = TRAINING_JOB.arn(_ctx(backends, record), trial["Name"])
         job_counters, goal_counters = jobs.counters(summaries)
 

@@ -22,7 +22,7 @@ from ..algorithms.resource import algorithm_metric_definitions, for_tuning
 from ..jobs.training import TRAINING_JOB, metric_definitions
 from ..kinds import Kind
 from . import warm_start
-from .search import EPOCH_KEYS, MAX_GRID, MAX_RESOURCE, Space, infer_max_resource
+from .search import EPOCH_KEYS, MAX_GRID, MAX_RESOURCE, Definitions, Space, infer_max_resource
 
 ACTIVE = frozenset({"InProgress", "Stopping"})
 TERMINAL_TRAINING = frozenset({"Completed", "Failed", "Stopped"})
@@ -32,24 +32,47 @@ MAX_RUNTIME = 30 * 24 * 3600
 TRIAL_NAME = re.compile(r"^(?P<tuning>.+)-(?P<index>\d{3})-[0-9a-f]{8}$")
 
 
-def definition(data: dict) -> dict:
-    return data.get("TrainingJobDefinition") or (data.get("TrainingJobDefinitions") or [{}])[0]
+def definitions(data: dict) -> list[dict]:
+    """The job's training job definitions, each with its ranges and objective (the config's fill in for a
+    definition that gives none: the single-definition form keeps them in HyperParameterTuningJobConfig)."""
+    config = data["HyperParameterTuningJobConfig"]
+    found = [data["TrainingJobDefinition"]] if data.get("TrainingJobDefinition") else data.get("TrainingJobDefinitions")
+    return [
+        {
+            **d,
+            "HyperParameterRanges": d.get("HyperParameterRanges") or config.get("ParameterRanges") or {},
+            "TuningObjective": d.get("TuningObjective") or config.get("HyperParameterTuningJobObjective") or {},
+        }
+        for d in found or [{}]
+    ]
+
+
+def several(data: dict) -> bool:
+    return len(data.get("TrainingJobDefinitions") or []) > 1
+
+
+def definition(data: dict, trial: dict | None = None) -> dict:
+    """The definition ``trial`` was drawn from (its ``Definition``), else the job's first (or only) one."""
+    found = definitions(data)
+    if trial and trial.get("Definition"):
+        return next(d for d in found if d.get("DefinitionName") == trial["Definition"])
+    return found[0]
 
 
 def ranges(data: dict) -> dict:
-    return (
-        definition(data).get("HyperParameterRanges")
-        or data["HyperParameterTuningJobConfig"].get("ParameterRanges")
-        or {}
-    )
+    return definition(data)["HyperParameterRanges"]
 
 
-def objective(data: dict) -> dict:
-    return (
-        definition(data).get("TuningObjective")
-        or data["HyperParameterTuningJobConfig"].get("HyperParameterTuningJobObjective")
-        or {}
-    )
+def objective(data: dict, trial: dict | None = None) -> dict:
+    """The objective of ``trial``'s definition (their Types agree: Create checks it)."""
+    return definition(data, trial)["TuningObjective"]
+
+
+def search_space(data: dict) -> Space | Definitions:
+    """One definition's ranges as a Space; several definitions as one conditional space (search.Definitions)."""
+    if several(data):
+        return Definitions({d["DefinitionName"]: Space(d["HyperParameterRanges"]) for d in definitions(data)})
+    return Space(ranges(data))
 
 
 def total_jobs(data: dict) -> int:
@@ -57,7 +80,7 @@ def total_jobs(data: dict) -> int:
     config = data["HyperParameterTuningJobConfig"]
     limit = config["ResourceLimits"].get("MaxNumberOfTrainingJobs")
     if config["Strategy"] == "Grid":
-        size = Space(ranges(data)).grid_size()
+        size = search_space(data).grid_size()
         return min(size, limit) if limit else size
     return limit
 
@@ -65,14 +88,28 @@ def total_jobs(data: dict) -> int:
 def host_parallel(data: dict) -> int:
     """MaxParallelTrainingJobs, capped so the trials' instances do not outnumber the host's processors."""
     processors = len(os.sched_getaffinity(0))
-    instances = (definition(data).get("ResourceConfig") or {}).get("InstanceCount") or 1
+    instances = max((resource_config(d) or {}).get("InstanceCount") or 1 for d in definitions(data))
     wanted = data["HyperParameterTuningJobConfig"]["ResourceLimits"]["MaxParallelTrainingJobs"]
     return max(1, min(wanted, processors // instances))
 
 
-def trial_request(ctx: Context, data: dict, name: str, tuned: dict[str, str]) -> dict:
-    """The CreateTrainingJob request of one trial."""
-    d = definition(data)
+def resource_config(d: dict) -> dict | None:
+    """A definition's trials' ResourceConfig: its own, or from HyperParameterTuningResourceConfig (what the SDK v2
+    sends), whose InstanceConfigs are AWS's instance types to fall back on when one lacks capacity: one
+    machine never lacks it, so the first is used."""
+    if d.get("ResourceConfig"):
+        return d["ResourceConfig"]
+    tuning = d.get("HyperParameterTuningResourceConfig")
+    if not tuning:
+        return None
+    first = (tuning.get("InstanceConfigs") or [{}])[0]
+    found = {k: first.get(k, tuning.get(k)) for k in ("InstanceType", "InstanceCount", "VolumeSizeInGB")}
+    found["VolumeKmsKeyId"] = tuning.get("VolumeKmsKeyId")
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def trial_request(ctx: Context, data: dict, name: str, tuned: dict[str, str], d: dict) -> dict:
+    """The CreateTrainingJob request of one trial of definition ``d``."""
     request = {
         "TrainingJobName": name,
         "AlgorithmSpecification": d["AlgorithmSpecification"],
@@ -83,7 +120,6 @@ def trial_request(ctx: Context, data: dict, name: str, tuned: dict[str, str]) ->
         "InputDataConfig",
         "VpcConfig",
         "OutputDataConfig",
-        "ResourceConfig",
         "StoppingCondition",
         "EnableNetworkIsolation",
         "EnableInterContainerTrafficEncryption",
@@ -94,6 +130,8 @@ def trial_request(ctx: Context, data: dict, name: str, tuned: dict[str, str]) ->
     ):
         if d.get(member) is not None:
             request[member] = d[member]
+    if resource_config(d) is not None:
+        request["ResourceConfig"] = resource_config(d)
     if data.get("_Tags"):
         request["Tags"] = data["_Tags"]  # AWS gives the trials the tuning job's tags
     return request
@@ -157,51 +195,91 @@ def _lowest(found: dict) -> dict[str, str]:
     return values | {r["Name"]: r["Values"][0] for r in found.get("CategoricalParameterRanges") or [] if r["Values"]}
 
 
+DEFINITION_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,63}$")
+
+
+def _check_definition(ctx: Context, config: dict, given: dict, d: dict) -> Space:
+    """One training job definition (``given`` as sent, ``d`` with the config's ranges and objective filled in)."""
+    where = f"Training job definition {given['DefinitionName']}: " if given.get("DefinitionName") else ""
+    if given.get("HyperParameterRanges") and config.get("ParameterRanges"):
+        raise validation("Give ParameterRanges in HyperParameterTuningJobConfig or in the training job definition.")
+    if given.get("TuningObjective") and config.get("HyperParameterTuningJobObjective"):
+        raise validation(
+            "Give HyperParameterTuningJobObjective in HyperParameterTuningJobConfig or TuningObjective in the "
+            "training job definition."
+        )
+    tuning_resources = d.get("HyperParameterTuningResourceConfig")
+    if tuning_resources and d.get("ResourceConfig"):
+        raise validation(f"{where}Give ResourceConfig or HyperParameterTuningResourceConfig, and not both.")
+    if tuning_resources and tuning_resources.get("InstanceConfigs") and tuning_resources.get("InstanceType"):
+        raise validation(
+            f"{where}HyperParameterTuningResourceConfig: give InstanceType, InstanceCount and VolumeSizeInGB or "
+            "InstanceConfigs, and not both."
+        )
+    goal = d["TuningObjective"]
+    if not goal:
+        raise validation(f"{where}HyperParameterTuningJobObjective (Type and MetricName) is required.")
+    if d["AlgorithmSpecification"].get("AlgorithmName"):
+        for_tuning(ctx, d, d["HyperParameterRanges"], goal)
+    elif not d["AlgorithmSpecification"].get("TrainingImage"):
+        raise validation(f"{where}AlgorithmSpecification: give TrainingImage or AlgorithmName.")
+    space = Space(d["HyperParameterRanges"])
+    both = sorted(set(d.get("StaticHyperParameters") or {}) & set(space.distributions))
+    if both:
+        raise validation(f"{where}Hyperparameters cannot be both static and tuned: {', '.join(both)}.")
+    if goal["MetricName"] not in {m["Name"] for m in _metric_definitions(ctx, d["AlgorithmSpecification"])}:
+        raise validation(
+            f"{where}The objective metric {goal['MetricName']} is not among the algorithm's metrics: define it in "
+            "AlgorithmSpecification.MetricDefinitions."
+        )
+    if config["Strategy"] == "Grid" and space.kinds.keys() != space.categorical.keys():
+        raise validation(f"{where}The Grid strategy supports only categorical parameter ranges.")
+    return space
+
+
+def _check_several(params: dict, found: list[dict]) -> None:
+    """What AWS asks of several definitions: each named, the names unique, one objective Type; warm start
+    and early stopping (Auto, Hyperband) are for a single algorithm."""
+    config = params["HyperParameterTuningJobConfig"]
+    names = [d.get("DefinitionName") for d in found]
+    for name in names:
+        if not name or not DEFINITION_NAME.match(name):
+            raise validation(
+                "Each of several TrainingJobDefinitions needs a DefinitionName of 1 to 64 letters, digits and "
+                "hyphens, starting and ending with a letter or digit."
+            )
+    if len(set(names)) != len(names):
+        raise validation("The DefinitionName of each of the TrainingJobDefinitions must be unique.")
+    if len({d["TuningObjective"].get("Type") for d in found}) > 1:
+        raise validation("The TuningObjective of every training job definition must have the same Type.")
+    if params.get("WarmStartConfig"):
+        raise validation("WarmStartConfig is available only when tuning a single training job definition.")
+    if (config.get("TrainingJobEarlyStoppingType") or "Off") != "Off" or config["Strategy"] == "Hyperband":
+        raise validation(
+            "Early stopping (TrainingJobEarlyStoppingType Auto, and the Hyperband strategy) is available only when "
+            "tuning a single training job definition."
+        )
+
+
 def _on_create(ctx: Context, params: dict, data: dict) -> None:
     config = params["HyperParameterTuningJobConfig"]
     strategy = config["Strategy"]
     if params.get("Autotune"):
         raise validation("Autotune is not supported by SelfMaker yet.")
-    definitions = params.get("TrainingJobDefinitions") or []
-    if bool(params.get("TrainingJobDefinition")) == bool(definitions):
+    if bool(params.get("TrainingJobDefinition")) == bool(params.get("TrainingJobDefinitions")):
         raise validation("Give either TrainingJobDefinition or TrainingJobDefinitions, and not both.")
-    if len(definitions) > 1:
-        raise validation("SelfMaker runs one training job definition per tuning job for now.")
-    d = params.get("TrainingJobDefinition") or definitions[0]
-    if d.get("HyperParameterRanges") and config.get("ParameterRanges"):
-        raise validation("Give ParameterRanges in HyperParameterTuningJobConfig or in the training job definition.")
-    if d.get("TuningObjective") and config.get("HyperParameterTuningJobObjective"):
-        raise validation(
-            "Give HyperParameterTuningJobObjective in HyperParameterTuningJobConfig or TuningObjective in the "
-            "training job definition."
-        )
-    if d["AlgorithmSpecification"].get("AlgorithmName"):
-        for_tuning(
-            ctx,
-            d,
-            d.get("HyperParameterRanges") or config.get("ParameterRanges") or {},
-            d.get("TuningObjective") or config.get("HyperParameterTuningJobObjective"),
-        )
-    elif not d["AlgorithmSpecification"].get("TrainingImage"):
-        raise validation("AlgorithmSpecification: give TrainingImage or AlgorithmName.")
-    space = Space(d.get("HyperParameterRanges") or config.get("ParameterRanges") or {})
-    static = d.get("StaticHyperParameters") or {}
-    both = sorted(set(static) & set(space.distributions))
-    if both:
-        raise validation(f"Hyperparameters cannot be both static and tuned: {', '.join(both)}.")
-    goal = d.get("TuningObjective") or config.get("HyperParameterTuningJobObjective")
-    if not goal:
-        raise validation("HyperParameterTuningJobObjective (Type and MetricName) is required.")
-    if goal["MetricName"] not in {m["Name"] for m in _metric_definitions(ctx, d["AlgorithmSpecification"])}:
-        raise validation(
-            f"The objective metric {goal['MetricName']} is not among the algorithm's metrics: define it in "
-            "AlgorithmSpecification.MetricDefinitions."
-        )
+    given = (
+        [params["TrainingJobDefinition"]] if params.get("TrainingJobDefinition") else params["TrainingJobDefinitions"]
+    )
+    found = definitions(params)
+    for raw, d in zip(given, found):
+        _check_definition(ctx, config, raw, d)
+    if several(params):
+        _check_several(params, found)
+    space = search_space(params)
     limits = config["ResourceLimits"]
     most, parallel = limits.get("MaxNumberOfTrainingJobs"), limits["MaxParallelTrainingJobs"]
     if strategy == "Grid":
-        if space.kinds.keys() != space.categorical.keys():
-            raise validation("The Grid strategy supports only categorical parameter ranges.")
         if space.grid_size() > MAX_GRID:
             raise validation(f"The grid has {space.grid_size()} combinations; at most {MAX_GRID} are allowed.")
     elif most is None:
@@ -212,16 +290,17 @@ def _on_create(ctx: Context, params: dict, data: dict) -> None:
         raise validation(f"ResourceLimits.MaxParallelTrainingJobs must be between 1 and {MAX_PARALLEL}.")
     if most is not None and parallel > most:
         raise validation("ResourceLimits.MaxParallelTrainingJobs must not exceed MaxNumberOfTrainingJobs.")
-    _check_hyperband(config, d, data)
+    _check_hyperband(config, found[0], data)
     runtime = limits.get("MaxRuntimeInSeconds")
     if runtime is not None and not 120 <= runtime <= MAX_RUNTIME:
         raise validation(f"ResourceLimits.MaxRuntimeInSeconds must be between 120 and {MAX_RUNTIME}.")
-    # The trials' CreateTrainingJob requests must be acceptable: check one as CreateTrainingJob would.
-    sample = trial_request(
-        ctx, {**params, "_Tags": None}, f"{params['HyperParameterTuningJobName']}-001-00000000", _lowest(ranges(params))
-    )
-    TRAINING_JOB.on_create(ctx, sample, {"CreationTime": data["CreationTime"]})
+    # The trials' CreateTrainingJob requests must be acceptable: check one per definition as CreateTrainingJob would.
+    for d in found:
+        name = f"{params['HyperParameterTuningJobName']}-001-00000000"
+        sample = trial_request(ctx, {**params, "_Tags": None}, name, _lowest(d["HyperParameterRanges"]), d)
+        TRAINING_JOB.on_create(ctx, sample, {"CreationTime": data["CreationTime"]})
     if params.get("WarmStartConfig"):
+        assert isinstance(space, Space)  # a warm start is for a single definition (_check_several)
         data["_WarmStart"] = warm_start.snapshot(
             ctx, params, space, TUNING_JOB.load, trial_summaries, definition, ranges, objective
         )
@@ -245,13 +324,13 @@ def trial_jobs(backends, record: Record) -> dict[str, Record | None]:
 
 def trial_summaries(backends, record: Record, found: dict[str, Record | None] | None = None) -> list[dict]:
     """One HyperParameterTrainingJobSummary per trial, read from its training job (``found``: trial_jobs)."""
-    data, goal = record.data, objective(record.data)
+    data = record.data
     if found is None:
         found = trial_jobs(backends, record)
     out = []
     for trial in data["_Trials"]:
         arn = trial["Arn"]
-        job = found.get(arn)
+        job, goal, d = found.get(arn), objective(data, trial), definition(data, trial)
         summary = {
             "TrainingJobName": trial["Name"],
             "TrainingJobArn": arn,
@@ -259,8 +338,8 @@ def trial_summaries(backends, record: Record, found: dict[str, Record | None] | 
             "CreationTime": trial["CreationTime"],
             "TunedHyperParameters": trial["TunedHyperParameters"],
         }
-        if definition(data).get("DefinitionName"):
-            summary["TrainingJobDefinitionName"] = definition(data)["DefinitionName"]
+        if d.get("DefinitionName"):
+            summary["TrainingJobDefinitionName"] = d["DefinitionName"]
         if job is None:
             status = "Failed" if trial.get("FailureReason") or trial.get("Created") else "InProgress"
             summary.update(TrainingJobStatus=status)

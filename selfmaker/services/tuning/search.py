@@ -10,6 +10,8 @@ index, so the same history asks for the same next point.
 from __future__ import annotations
 
 import copy
+import functools
+import itertools
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -29,7 +31,8 @@ MAX_GRID = 500  # a Grid's combinations count against the same limit as MaxNumbe
 
 
 class Space:
-    """A job's ParameterRanges as Optuna distributions, and the way back to hyperparameter strings."""
+    """A training job definition's ParameterRanges as Optuna distributions, and the way back to hyperparameter
+    strings."""
 
     def __init__(self, ranges: dict):
         self.distributions: dict[str, BaseDistribution] = {}
@@ -111,6 +114,59 @@ class Space:
         return math.prod(len(v) for v in self.categorical.values())
 
 
+DEFINITION_PARAM = "TrainingJobDefinitionName"  # the Optuna parameter choosing a trial's definition
+GRID_PARAM = "GridPoint"  # several definitions' grids as one: "<definition>#<index in its grid>"
+
+
+class Definitions:
+    """Several training job definitions as one conditional Optuna search space (define-by-run): a categorical
+    ``TrainingJobDefinitionName``, then that definition's own ranges, named ``<definition>:<hyperparameter>``
+    (a definition name has no ``:``) so two definitions tuning ``eta`` over different ranges stay apart.
+    TPE samples each parameter from the trials that have it: the definition from all trials (it learns which
+    definition does better), a definition's ranges from that definition's trials only. Grid tries every
+    definition's every combination once: one categorical over all the points."""
+
+    def __init__(self, spaces: dict[str, Space]):
+        self.spaces = spaces
+        self.distributions: dict[str, BaseDistribution] = {DEFINITION_PARAM: CategoricalDistribution(list(spaces))}
+        for definition, space in spaces.items():
+            for name, distribution in space.distributions.items():
+                self.distributions[f"{definition}:{name}"] = distribution
+
+    def grid_size(self) -> int:
+        return sum(space.grid_size() for space in self.spaces.values())
+
+    @functools.cached_property
+    def points(self) -> list[str]:
+        """Grid only (Create caps the grid's size): every definition's every combination."""
+        return [f"{definition}#{i}" for definition, space in self.spaces.items() for i in range(space.grid_size())]
+
+    @functools.cached_property
+    def grid(self) -> CategoricalDistribution:
+        return CategoricalDistribution(self.points)
+
+    def distributions_of(self, params: dict) -> dict[str, BaseDistribution]:
+        if GRID_PARAM in params:
+            return {GRID_PARAM: self.grid}
+        return {name: self.distributions[name] for name in params}
+
+    def definition_of(self, params: dict) -> str:
+        if GRID_PARAM in params:
+            return params[GRID_PARAM].rsplit("#", 1)[0]
+        return params[DEFINITION_PARAM]
+
+    def hyperparameters(self, params: dict) -> dict[str, str]:
+        """A trial's Optuna values -> its definition's tuned HyperParameters (strings)."""
+        definition = self.definition_of(params)
+        space = self.spaces[definition]
+        if GRID_PARAM in params:
+            index = int(params[GRID_PARAM].rsplit("#", 1)[1])
+            combination = list(itertools.product(*space.categorical.values()))[index]
+            return dict(zip(space.categorical, combination))
+        prefix = f"{definition}:"
+        return space.hyperparameters({k[len(prefix) :]: v for k, v in params.items() if k.startswith(prefix)})
+
+
 def _number(r: dict, cast) -> tuple:
     try:
         low, high = cast(r["MinValue"]), cast(r["MaxValue"])
@@ -128,10 +184,11 @@ def _trial_seed(seed: int, index: int) -> int:
     return int(numpy.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
-def _sampler(strategy: str, space: Space, seed: int, index: int):
+def _sampler(strategy: str, space: Space | Definitions, seed: int, index: int):
     if strategy == "Grid":
         # One seed for the whole job: the grid's order is shuffled once by it, and trial n takes grid point n.
-        return optuna.samplers.GridSampler(space.categorical, seed=seed)
+        grid = {GRID_PARAM: space.points} if isinstance(space, Definitions) else space.categorical
+        return optuna.samplers.GridSampler(grid, seed=seed)
     if strategy == "Random":
         return optuna.samplers.RandomSampler(seed=_trial_seed(seed, index))
     # Bayesian, and Hyperband's choice of configurations (TPE with Hyperband's brackets, as Optuna pairs them)
@@ -150,7 +207,7 @@ class Search:
 
     name: str  # the study's name: Hyperband draws a trial's bracket from (name, trial number)
     strategy: str
-    space: Space
+    space: Space | Definitions
     direction: str  # Maximize | Minimize
     seed: int
     early_stopping: bool = False  # TrainingJobEarlyStoppingType Auto
@@ -191,9 +248,14 @@ class Search:
 
     def _trial(self, t: dict) -> optuna.trial.FrozenTrial:
         state = TrialState[t["State"]]
+        distributions = (
+            self.space.distributions_of(t["Params"])
+            if isinstance(self.space, Definitions)
+            else self.space.distributions
+        )
         return create_trial(
             params=t["Params"],
-            distributions=self.space.distributions,
+            distributions=distributions,
             system_attrs=t.get("SystemAttrs") or {},
             intermediate_values=dict(enumerate(t.get("Steps") or [], start=1)),
             state=state,
@@ -205,7 +267,15 @@ class Search:
         study = self.study(trials)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            trial = study.ask(self.space.distributions)
+            if not isinstance(self.space, Definitions):
+                trial = study.ask(self.space.distributions)
+            elif self.strategy == "Grid":
+                trial = study.ask({GRID_PARAM: self.space.grid})
+            else:
+                trial = study.ask()
+                definition = trial.suggest_categorical(DEFINITION_PARAM, list(self.space.spaces))
+                for name, distribution in self.space.spaces[str(definition)].distributions.items():
+                    _suggest(trial, f"{definition}:{name}", distribution)
         attrs = study._storage.get_trial_system_attrs(trial._trial_id)
         return dict(trial.params), _jsonable(attrs)
 
@@ -228,6 +298,16 @@ class Search:
                 verdict = "Pruned"
                 break
         return verdict, _jsonable(storage.get_trial_system_attrs(trial_id)), step
+
+
+def _suggest(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> None:
+    """Ask ``trial`` for ``name`` from ``distribution`` through Optuna's public suggest API."""
+    if isinstance(distribution, IntDistribution):
+        trial.suggest_int(name, distribution.low, distribution.high, log=distribution.log)
+    elif isinstance(distribution, FloatDistribution):
+        trial.suggest_float(name, distribution.low, distribution.high, log=distribution.log)
+    else:
+        trial.suggest_categorical(name, list(distribution.choices))  # type: ignore[attr-defined]
 
 
 def infer_max_resource(static: dict[str, str]) -> int | None:
