@@ -277,6 +277,12 @@ def test_a_notebook_instance_page_opens_jupyterlab_through_a_presigned_url(serve
     sm.create_notebook_instance(
         NotebookInstanceName=name, InstanceType="ml.t3.medium", RoleArn=f"arn:aws:iam::{ACCOUNT}:role/notebooks"
     )
+    wait_for(  # the first notebook of a run builds the JupyterLab runtime; a Stop waits for that build to end
+        lambda: sm.describe_notebook_instance(NotebookInstanceName=name)["NotebookInstanceStatus"],
+        lambda s: s in ("InService", "Failed"),
+        timeout=600,
+        what="the instance to be InService",
+    )
     browser = ConsoleBrowser(server.url)
     page = browser.get(f"/console/notebooks/{name}")
     assert page.status == 200 and "ml.t3.medium" in page.text

@@ -11,6 +11,7 @@ Invocation4XXErrors and 5XX per variant), as a dashboard made with boto3 would r
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from ...server.errors import AWSError, validation
 from ..listing import Listing
@@ -118,7 +119,7 @@ async def _charts(view: View, name: str, variants: list[str], start: float, end:
         for variant in variants
         for chart, metric, stat, label, scale in SERIES
     ]
-    charts = {chart: {"title": chart, "lines": []} for chart in CHARTS}
+    charts: dict[str, dict[str, Any]] = {chart: {"title": chart, "lines": []} for chart in CHARTS}
     if not lines:
         return list(charts.values())
     queries = [
