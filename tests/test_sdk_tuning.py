@@ -6,13 +6,12 @@ from __future__ import annotations
 import pytest
 
 from support.sdk import ROLE
-from support.tuning import IMAGE, METRICS, objective, runtimes_config
+from support.tuning import IMAGE, METRICS, objective, tuning_server
 
 
 @pytest.fixture(scope="module")
 def srv(make_server, tmp_path_factory):
-    config = runtimes_config(tmp_path_factory.mktemp("sdk-tuning-config"))
-    server = make_server("sdk-tuning", env={"SELFMAKER_RUNTIMES_CONFIG": config}).start()
+    server = tuning_server(make_server, tmp_path_factory, "sdk-tuning")
     yield server
     server.stop()
 

@@ -7,26 +7,20 @@ import itertools
 import pytest
 from botocore.exceptions import ClientError
 
-from support.tuning import BUCKET, objective, request, runtimes_config, score, trials, wait
+from support.tuning import objective, request, sagemaker_with_bucket, score, trials, tuning_server, wait
 from support.waiting import wait_for
 
 
 @pytest.fixture(scope="module")
 def srv(make_server, tmp_path_factory):
-    config = runtimes_config(tmp_path_factory.mktemp("tuning-config"))
-    server = make_server("tuning", env={"SELFMAKER_RUNTIMES_CONFIG": config}).start()
+    server = tuning_server(make_server, tmp_path_factory, "tuning")
     yield server
     server.stop()
 
 
 @pytest.fixture
 def sm(client, srv):
-    s3 = client("s3", srv)
-    try:
-        s3.create_bucket(Bucket=BUCKET)
-    except ClientError:
-        pass
-    return client("sagemaker", srv)
+    return sagemaker_with_bucket(client, srv)
 
 
 def test_random_search_runs_real_training_jobs_and_finds_the_best(sm, unique):

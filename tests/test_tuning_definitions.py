@@ -9,25 +9,28 @@ import pytest
 from botocore.exceptions import ClientError
 
 from selfmaker.services.tuning.search import DEFINITION_PARAM, Definitions, Search, Space
-from support.tuning import BUCKET, METRICS, objective, request, runtimes_config, score, trials, wait
+from support.tuning import (
+    METRICS,
+    objective,
+    request,
+    sagemaker_with_bucket,
+    score,
+    trials,
+    tuning_server,
+    wait,
+)
 
 
 @pytest.fixture(scope="module")
 def srv(make_server, tmp_path_factory):
-    config = runtimes_config(tmp_path_factory.mktemp("tuning-definitions-config"))
-    server = make_server("tuning-definitions", env={"SELFMAKER_RUNTIMES_CONFIG": config}).start()
+    server = tuning_server(make_server, tmp_path_factory, "tuning-definitions")
     yield server
     server.stop()
 
 
 @pytest.fixture
 def sm(client, srv):
-    s3 = client("s3", srv)
-    try:
-        s3.create_bucket(Bucket=BUCKET)
-    except ClientError:
-        pass
-    return client("sagemaker", srv)
+    return sagemaker_with_bucket(client, srv)
 
 
 def several(name: str, strategy: str = "Random", most=6, **config) -> dict:

@@ -6,27 +6,21 @@ from __future__ import annotations
 import statistics
 
 import pytest
-from botocore.exceptions import ClientError
 
-from support.tuning import BUCKET, objective, request, runtimes_config, score, trials, wait
+from support.tuning import objective, request, sagemaker_with_bucket, score, trials, tuning_server, wait
 from support.waiting import wait_for
 
 
 @pytest.fixture(scope="module")
 def srv(make_server, tmp_path_factory):
-    config = runtimes_config(tmp_path_factory.mktemp("tuning-early-config"))
-    server = make_server("tuning-early", env={"SELFMAKER_RUNTIMES_CONFIG": config}).start()
+    server = tuning_server(make_server, tmp_path_factory, "tuning-early")
     yield server
     server.stop()
 
 
 @pytest.fixture
 def sm(client, srv):
-    try:
-        client("s3", srv).create_bucket(Bucket=BUCKET)
-    except ClientError:
-        pass
-    return client("sagemaker", srv)
+    return sagemaker_with_bucket(client, srv)
 
 
 @pytest.fixture

@@ -96,3 +96,20 @@ def trials(sm, name: str, **kwargs) -> list[dict]:
 
 def score(summary: dict) -> float:
     return summary["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
+
+
+def tuning_server(make_server, tmp_path_factory, name: str):
+    """A test module's server whose training image runs the tuning script above (``runtimes_config``)."""
+    config = runtimes_config(tmp_path_factory.mktemp(f"{name}-config"))
+    return make_server(name, env={"SELFMAKER_RUNTIMES_CONFIG": config}).start()
+
+
+def sagemaker_with_bucket(client, server):
+    """``server``'s sagemaker client, the tuning tests' bucket made first."""
+    from botocore.exceptions import ClientError
+
+    try:
+        client("s3", server).create_bucket(Bucket=BUCKET)
+    except ClientError:
+        pass  # made by an earlier test of the module
+    return client("sagemaker", server)
