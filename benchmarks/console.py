@@ -47,6 +47,7 @@ from botocore.config import Config
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import HOST, ServerProcess, free_port, log, machine, percentile, table
+from pipelines import processing_step
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGE = "selfmaker.bench/python:3"
@@ -158,26 +159,11 @@ def copy_training_jobs(data_dir: Path, template: str, count: int) -> None:
 
 
 def make_pipeline(url: str) -> str:
-    def step(name: str, depends_on: list[str]) -> dict:
-        return {
-            "Name": name,
-            "Type": "Processing",
-            "DependsOn": depends_on,
-            "Arguments": {
-                "ProcessingResources": {
-                    "ClusterConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1}
-                },
-                "AppSpecification": {"ImageUri": IMAGE, "ContainerEntrypoint": ["python3", "-c", "pass"]},
-                "RoleArn": ROLE,
-                "StoppingCondition": {"MaxRuntimeInSeconds": 300},
-            },
-        }
-
     steps = []
     for layer in range(LAYERS):
         for column in range(WIDTH):
             before = [f"L{layer - 1:02d}S{(column + k) % WIDTH:02d}" for k in (0, 1)] if layer else []
-            steps.append(step(f"L{layer:02d}S{column:02d}", before))
+            steps.append(processing_step(f"L{layer:02d}S{column:02d}", before))
     name = "bench-pipeline-200"
     client(url).create_pipeline(
         PipelineName=name,

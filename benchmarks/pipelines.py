@@ -41,7 +41,8 @@ ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 MIDDLE = 18
 
 
-def _step(name: str, depends_on: list[str]) -> dict:
+def processing_step(name: str, depends_on: list[str]) -> dict:
+    """A no-op Processing step (also the console benchmark's 200-step graph)."""
     return {
         "Name": name,
         "Type": "Processing",
@@ -59,7 +60,11 @@ def _step(name: str, depends_on: list[str]) -> dict:
 
 def fan_out_fan_in() -> str:
     middle = [f"Middle{i:02d}" for i in range(MIDDLE)]
-    steps = [_step("First", []), *(_step(name, ["First"]) for name in middle), _step("Last", middle)]
+    steps = [
+        processing_step("First", []),
+        *(processing_step(name, ["First"]) for name in middle),
+        processing_step("Last", middle),
+    ]
     return json.dumps(
         {"Version": "2020-12-01", "Metadata": {}, "Parameters": [], "PipelineExperimentConfig": None, "Steps": steps}
     )

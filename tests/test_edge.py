@@ -348,7 +348,7 @@ def test_staged_deployments_to_three_agents(sm, s3, edge_server, compiled, key_f
         # The heartbeats' agent and model metrics are in CloudWatch, per device (docs/edge.md).
         cloudwatch = make_client("cloudwatch", edge_server[0].url)
         device = [{"Name": "DeviceFleetName", "Value": FLEET}, {"Name": "DeviceName", "Value": "dev-1"}]
-        inferences = wait_for(
+        wait_for(
             lambda: cloudwatch.get_metric_statistics(
                 Namespace="/aws/sagemaker/EdgeDevices",
                 MetricName="InferenceCount",
@@ -365,7 +365,6 @@ def test_staged_deployments_to_three_agents(sm, s3, edge_server, compiled, key_f
             lambda points: points and max(p["Maximum"] for p in points) >= 1,
             what="dev-1's model metrics in CloudWatch",
         )
-        assert inferences
         uptime = cloudwatch.list_metrics(Namespace="/aws/sagemaker/EdgeDevices", MetricName="UptimeSeconds")
         reporting = {d["Value"] for m in uptime["Metrics"] for d in m["Dimensions"] if d["Name"] == "DeviceName"}
         assert {"dev-1", "dev-2"} <= reporting

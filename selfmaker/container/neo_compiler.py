@@ -217,8 +217,8 @@ int32_t selfmaker_predict_rows(const float* rows, int64_t n_rows, int32_t n_cols
 
 
 def compile_trees(treelite_model, options: dict, meta: dict) -> None:
-    """tl2cgen's C for the trees, thresholds quantized to integer compares (exact, and 1.3-3x faster than float
-    compares on these models), plus :data:`ROWS_ENTRY`, built by gcc into compiled.so."""
+    """tl2cgen's C for the trees, thresholds quantized to integer compares (exact), plus :data:`ROWS_ENTRY`, built
+    by gcc into compiled.so."""
     import tempfile
 
     import tl2cgen

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import subprocess
@@ -32,7 +33,8 @@ def scaling_onnx(scale: float) -> bytes:
     return model.SerializeToString()
 
 
-def _server_only_modules() -> list[str]:
+@functools.cache
+def _server_only_modules() -> tuple[str, ...]:
     """Top-level modules of SelfMaker's own dependencies other than boto3/botocore: what a device does not have."""
     from importlib.metadata import packages_distributions, requires
 
@@ -41,10 +43,12 @@ def _server_only_modules() -> list[str]:
         for line in requires("selfmaker") or []
         if "extra ==" not in line
     } - {"boto3", "botocore"}
-    return sorted(
-        module
-        for module, dists in packages_distributions().items()
-        if any(d.lower().replace("_", "-") in wanted for d in dists)
+    return tuple(
+        sorted(
+            module
+            for module, dists in packages_distributions().items()
+            if any(d.lower().replace("_", "-") in wanted for d in dists)
+        )
     )
 
 
