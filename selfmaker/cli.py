@@ -13,7 +13,7 @@ import socket
 import sys
 from pathlib import Path
 
-from . import __version__, log_setup
+from . import __version__, cli_doctor, cli_logs, cli_ps, log_setup
 from .config import DEFAULT_PORT, Settings
 
 
@@ -128,12 +128,6 @@ def _report_sandbox(settings: Settings) -> None:
         print(f"  job sandbox: {bwrap.find().describe()}", flush=True)
     except ExecutorUnavailable as err:
         print(f"WARNING: {err}. Every other API is served.", file=sys.stderr, flush=True)
-
-
-def _logs(args) -> int:
-    from .cli_logs import main
-
-    return main(args)
 
 
 DEFAULT_COVERAGE = "docs/coverage.md"
@@ -265,12 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(func=_serve)
 
-    logs = sub.add_parser("logs", help="follow a training, processing or transform job's logs until it ends")
-    logs.add_argument("job", help="the job's name")
-    logs.add_argument("--endpoint-url", help="the SelfMaker server (default $AWS_ENDPOINT_URL or localhost)")
-    logs.add_argument("--region", help="default $AWS_REGION or us-east-1")
-    logs.add_argument("--no-follow", action="store_true", help="print what is there and exit")
-    logs.set_defaults(func=_logs)
+    # The client commands (they ask a server through the API), each in its own module.
+    cli_ps.add_parser(sub)
+    cli_logs.add_parser(sub)
+    cli_doctor.add_parser(sub)
 
     # The agent parses its own flags (selfmaker/edge_agent/agent.py): it runs on devices without the server.
     sub.add_parser(
