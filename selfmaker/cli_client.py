@@ -128,6 +128,7 @@ def explain(err: BaseException, endpoint_url: str, access_key: str) -> str | Non
     if isinstance(err, botocore.exceptions.ClientError):
         error = err.response.get("Error", {})
         code, message = error.get("Code", "?"), error.get("Message", "")
+        message = message.strip().splitlines()[0] if message.strip() else ""  # SigV4's has the canonical request
         if code in REFUSED_CODES:
             return (
                 f"selfmaker: the server at {endpoint_url} refused the credentials (access key {access_key}): {message} "

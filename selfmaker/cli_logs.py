@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from .cli_client import CommandError, Connection, add_connection_arguments, duration, run
+from .cli_ps import SOURCES
 
 POLL_SECONDS = 1.0
 # Instances ship their lines in batches: a later batch may carry earlier timestamps. Every poll re-reads this
@@ -231,12 +232,26 @@ def _step_sources(sm, arn: str, step: str | None, job_types: dict[str, JobType])
         metadata = entry.get("Metadata", {})
         for member, kind in STEP_JOBS.items():
             if job_arn := metadata.get(member, {}).get("Arn"):
-                job = job_arn.rsplit("/", 1)[-1]
+                job = name_from_arn(sm, kind, job_arn)
                 sources.append(LogSource(job_types[kind].log_group, f"{job}/", entry["StepName"]))
         if tuning_arn := metadata.get("TuningJob", {}).get("Arn"):
-            for source in _tuning_sources(sm, tuning_arn.rsplit("/", 1)[-1]):
+            for source in _tuning_sources(sm, name_from_arn(sm, "tuning", tuning_arn)):
                 sources.append(LogSource(source.group, source.prefix, f"{entry['StepName']}/{source.label}"))
     return sources
+
+
+def name_from_arn(sm, kind: str, arn: str) -> str:
+    """The name of the resource an ARN names: ARNs spell it in lower case, log streams as it was given."""
+    source = next(source for source in SOURCES if source.kind == kind)
+    lowered, token = arn.rsplit("/", 1)[-1], None
+    while True:
+        page = getattr(sm, source.operation)(NameContains=lowered, **({"NextToken": token} if token else {}))
+        for summary in page[source.items]:
+            if summary[source.arn] == arn:
+                return summary[source.name]
+        token = page.get("NextToken")
+        if not token:
+            return lowered
 
 
 def _check_step(sm, arn: str, step: str, running: bool) -> None:
@@ -289,14 +304,15 @@ def resolve(connection: Connection, sm, name: str, args) -> Target:
     kind = args.kind
     if name.startswith("arn:"):
         resource = name.split(":", 5)[-1]
-        resource_type, _, rest = resource.partition("/")
+        resource_type = resource.partition("/")[0]
         if resource_type == "pipeline":
             kind = "pipeline"
         else:
             by_type = {t.arn_type: t.kind for t in JOB_TYPES} | {TUNING_ARN_TYPE: "tuning", "endpoint": "endpoint"}
             if resource_type not in by_type:
                 raise CommandError(f"selfmaker: {name} names no job, endpoint or pipeline execution")
-            kind, name = by_type[resource_type], rest
+            kind = by_type[resource_type]
+            name = name_from_arn(sm, kind, name)
     elif "/" in name and kind in (None, "pipeline"):
         kind, name = "pipeline", _execution_arn(connection, name)
     if args.step and kind != "pipeline":
