@@ -151,6 +151,9 @@ def run(command: Callable[[Connection], int], args) -> int:
         return err.status
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `selfmaker ps | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+        return 141
     except Exception as err:
         line = explain(err, connection.endpoint_url if connection else "?", connection.access_key if connection else "")
         if line is None:

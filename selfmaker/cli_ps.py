@@ -27,6 +27,8 @@ from .cli_client import (
 )
 
 DEFAULT_WINDOW = 86400.0  # what counts as "recently failed" unless --since says otherwise
+# Per status ("": any status), the time after which a resource must have changed to be listed (None: ever).
+Windows = dict[str, datetime | None]
 
 
 @dataclass(frozen=True)
@@ -179,21 +181,21 @@ def _window_filter(client, operation: str, after: datetime | None) -> dict:
     return {}
 
 
-def _summaries(sm, source: Source, wanted: set[str] | None, after_for: dict[str, datetime | None]) -> Iterator[dict]:
+def _summaries(sm, source: Source, wanted: set[str] | None, after_for: Windows) -> Iterator[dict]:
     """The summaries of ``source`` whose status is wanted (None: any), each status with its own window."""
     if source.kind == "pipeline":  # no StatusEquals, no last change: listed per pipeline, windowed by start
-        windows = [after_for.get(status) for status in (wanted or {None})]
+        windows = [after_for.get(status) for status in (wanted or {""})]
         widest = None if None in windows else min(w for w in windows if w)
         for pipeline in _pages(sm, "list_pipelines", "PipelineSummaries"):
             listing = _window_filter(sm, source.operation, widest)
             for summary in _pages(sm, source.operation, source.items, PipelineName=pipeline["PipelineName"], **listing):
                 status = summary[source.status]
-                window = after_for.get(status if wanted is not None else None)
+                window = after_for.get(status if wanted is not None else "")
                 if (wanted is None or status in wanted) and (window is None or summary["StartTime"] >= window):
                     summary["_name"] = f"{pipeline['PipelineName']}/{summary[source.arn].rsplit('/', 1)[-1]}"
                     yield summary
         return
-    for status in sorted(wanted) if wanted is not None else [None]:
+    for status in sorted(wanted) if wanted is not None else [""]:
         params = {"StatusEquals": status} if status else {}
         yield from _pages(
             sm, source.operation, source.items, **params, **_window_filter(sm, source.operation, after_for.get(status))
@@ -225,14 +227,16 @@ def collect(sm, kinds: tuple[str, ...], mode: str, since: float | None, now: flo
     for source in SOURCES:
         if source.kind not in kinds:
             continue
+        wanted: set[str] | None
+        after_for: Windows
         if mode == "all":
-            wanted, after_for = None, {None: after}
+            wanted, after_for = None, {"": after}
         elif mode == "failed":
             wanted, after_for = set(source.failed), dict.fromkeys(source.failed, after)
         else:  # active whatever their age (unless --since), failed within the window
             wanted = {*source.active, *source.failed}
-            after_for = {**dict.fromkeys(source.active, after if since is not None else None)}
-            after_for.update(dict.fromkeys(source.failed, after))
+            after_for = dict.fromkeys(source.active, after if since is not None else None)
+            after_for |= dict.fromkeys(source.failed, after)
         seen = set()
         for summary in _summaries(sm, source, wanted, after_for):
             if summary[source.arn] in seen:

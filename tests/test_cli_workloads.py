@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 
+from support import tuning
 from support.accounts import REGION, ROLE, SECRET, A, B, credentials_file
 from support.clients import make_client
 from support.jobs import tar_gz
@@ -29,8 +30,19 @@ def srv(make_server, tmp_path_factory):
     return make_server(
         "cli-workloads",
         ["--auth", "strict", "--credentials-file", str(credentials_file(tmp, A, B))],
-        env={"SELFMAKER_RUNTIMES_CONFIG": runtimes_config(tmp)},
+        env={"SELFMAKER_RUNTIMES_CONFIG": _runtimes_config(tmp)},
     ).start()
+
+
+def _runtimes_config(tmp) -> str:
+    """The pipelines' image (the host's Python) and the tuning tests' (a tiny trial), in one file."""
+    (tmp / "pipelines").mkdir()
+    (tmp / "tuning").mkdir()
+    images = {}
+    for path in (runtimes_config(tmp / "pipelines"), tuning.runtimes_config(tmp / "tuning")):
+        images.update(json.loads(open(path).read())["images"])
+    (tmp / "runtimes.json").write_text(json.dumps({"images": images}))
+    return str(tmp / "runtimes.json")
 
 
 MODEL_CODE = b"""
@@ -108,6 +120,7 @@ def work(srv):
         bad=f"cli-bad-{tag}",
         pipeline=f"cli-pipe-{tag}",
         endpoint=f"cli-ep-{tag}",
+        tuning=f"cli-tune-{tag}",
         b_job=f"cli-b-{tag}",
     )
     _processing(sm, names["ok"], "print('hello from ok')")
@@ -147,6 +160,10 @@ def work(srv):
         ],
     )
     sm.create_endpoint(EndpointName=names["endpoint"], EndpointConfigName=names["endpoint"])
+    s3.create_bucket(Bucket=tuning.BUCKET)
+    search = tuning.request(names["tuning"], most=2, parallel=2)
+    search["TrainingJobDefinition"]["RoleArn"] = ROLE.format(account=A.account)
+    sm.create_hyper_parameter_tuning_job(**search)
     assert _ended(sm, names["ok"])["ProcessingJobStatus"] == "Completed"
     assert _ended(sm, names["bad"])["ProcessingJobStatus"] == "Failed"
     assert wait_execution(sm, execution)["PipelineExecutionStatus"] == "Failed"
@@ -156,6 +173,7 @@ def work(srv):
         timeout=300,
         what="the endpoint",
     )
+    assert tuning.wait(sm, names["tuning"])["HyperParameterTuningJobStatus"] == "Completed"
     names["execution"] = f"{names['pipeline']}/{execution.rsplit('/', 1)[-1]}"
     names["execution_arn"] = execution
     return names
@@ -179,6 +197,8 @@ def test_ps_shows_what_runs_and_what_failed_for_the_callers_account(srv, work):
     assert {work["ok"], work["bad"], work["endpoint"], work["execution"]} <= set(ps("--all"))
     assert work["endpoint"] not in ps("--failed") and work["bad"] in ps("--failed")
     assert set(ps("--kind", "endpoint")) == {work["endpoint"]}
+    search = ps("--all", "--kind", "tuning")[work["tuning"]]
+    assert (search["status"], search["detail"]) == ("Completed", "training jobs: 2 completed, 0 running")
     assert work["bad"] not in ps("--failed", "--since", "1s")  # it failed longer ago than that
     assert all(row["age_seconds"] >= 0 and row["created"] for row in ps("--all").values())
 
@@ -202,6 +222,12 @@ def test_logs_of_a_job_an_endpoint_and_a_pipeline_step(srv, work):
     lines = [line for line in endpoint.stdout.splitlines() if "model server loading" in line]
     assert lines and lines[0].startswith("[AllTraffic/")  # one stream per instance, labelled with it
     assert cli("logs", work["endpoint"], "--variant", "Other", url=srv.url).stdout == ""
+
+    search = cli("logs", work["tuning"], url=srv.url)
+    assert search.returncode == 0, search.stderr
+    trials = {line.split("] ")[0][1:] for line in script_lines(search.stdout)}
+    assert len(trials) == 2 and all(t.startswith(work["tuning"]) for t in trials)  # each line names its trial
+    assert len([line for line in search.stdout.splitlines() if "objective=" in line]) == 2
 
     step = cli("logs", work["execution"], "--step", "Greet", url=srv.url)
     assert step.returncode == 3, step.stderr  # the execution failed (its Fail step)
