@@ -222,6 +222,9 @@ def test_logs_of_a_job_an_endpoint_and_a_pipeline_step(srv, work):
     lines = [line for line in endpoint.stdout.splitlines() if "model server loading" in line]
     assert lines and lines[0].startswith("[AllTraffic/")  # one stream per instance, labelled with it
     assert cli("logs", work["endpoint"], "--variant", "Other", url=srv.url).stdout == ""
+    instance = lines[0][1:].split("]")[0].split("/", 1)[1]
+    only = cli("logs", work["endpoint"], "--instance", instance, url=srv.url)
+    assert only.returncode == 0 and only.stdout == endpoint.stdout  # the one instance, found under its variant
 
     search = cli("logs", work["tuning"], url=srv.url)
     assert search.returncode == 0, search.stderr
@@ -267,6 +270,8 @@ def test_logs_follow_a_running_job_until_it_ends(srv, unique):
 def test_refused_keys_and_a_stopped_server_are_one_line(srv, tmp_path):
     refused = one_line_error(cli("ps", url=srv.url, secret="wrong"))
     assert refused.startswith(f"selfmaker: the server at {srv.url} refused the credentials (access key {A.key})")
+    bad_since = cli("ps", "--since", "soon", url=srv.url)
+    assert bad_since.returncode == 2 and "'soon' is not a duration such as 30m, 2h, 3d or 1w" in bad_since.stderr
     stopped = f"http://127.0.0.1:{free_port()}"
     for args in (["ps"], ["logs", "some-job"], ["logs", "-f", "pipe/exec"]):
         assert one_line_error(cli(*args, url=stopped)) == (
