@@ -335,8 +335,8 @@ def resolve(connection: Connection, sm, name: str, args) -> Target:
             if kind in (None, finder_kind) and (target := find()) is not None:
                 break
     if target is None:
-        looked = {None: "job or endpoint", "pipeline": "pipeline execution"}.get(kind, f"{kind} job")
-        looked = "endpoint" if kind == "endpoint" else looked
+        looked = {None: "job or endpoint", "pipeline": "pipeline execution", "endpoint": "endpoint"}.get(kind)
+        looked = looked or f"{kind} job"
         raise CommandError(f"selfmaker: no {looked} named {name!r} at {connection.endpoint_url}")
     return target
 
@@ -346,7 +346,7 @@ def resolve(connection: Connection, sm, name: str, args) -> Target:
 
 def _events(logs, source: LogSource, cursor: _Cursor) -> Iterator[dict]:
     """The events of ``source`` not printed yet, in time order."""
-    params = dict(logGroupName=source.group, interleaved=True)
+    params: dict = {"logGroupName": source.group}
     if source.prefix:
         params["logStreamNamePrefix"] = source.prefix
     if cursor.start_ms is not None:
