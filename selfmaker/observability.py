@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterable
 from functools import cache
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     GC_COLLECTOR,
     CollectorRegistry,
     Counter,
@@ -37,7 +36,9 @@ from sqlalchemy import func, select
 from . import __version__
 from .store import schema
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+# The text format generate_latest writes, under the content type every Prometheus version accepts
+# (the library's CONTENT_TYPE_LATEST names version 1.0.0, which older scrapers refuse).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # No ``_created`` series beside each counter and histogram: a second series per metric that no query
 # here needs (Prometheus infers resets itself). The setting is the library's, for this whole process.
 disable_created_metrics()
