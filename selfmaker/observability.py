@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 from functools import cache
+from typing import Any
 
 from prometheus_client import (
     GC_COLLECTOR,
@@ -130,7 +131,7 @@ class ServerMetrics:
         )
         self._lock = threading.Lock()
         self._endpoint_children: dict[tuple, tuple] = {}
-        self._api_children: dict[tuple[str, str], object] = {}
+        self._api_children: dict[tuple[str, str], Any] = {}  # the histogram's labelled children
 
     def observe_invocation(
         self, labels: tuple[str, str, str, str], status: int, model_seconds: float, total_seconds: float
@@ -162,7 +163,7 @@ class ServerMetrics:
         if child is None:
             with self._lock:
                 child = self._api_children.setdefault(key, self.api_latency.labels(service, operation))
-        child.observe(seconds)  # type: ignore[attr-defined]
+        child.observe(seconds)
         if error_code:
             self.api_errors.labels(service, operation, error_code).inc()
 
