@@ -25,7 +25,15 @@ ROOT = Path(__file__).resolve().parent.parent / "selfmaker"
 KNOWN_CYCLES: set[frozenset[str]] = set()
 
 # Whose import registers something (see selfmaker/server/operations.py's SERVICE_MODULES).
-REGISTERING_CALLS = {"operation", "background_worker", "register", "on_done", "declare_implemented"}
+REGISTERING_CALLS = {
+    "operation",
+    "background_worker",
+    "register",
+    "on_done",
+    "declare_implemented",
+    "scrape_collector",
+    "before_scrape",
+}
 
 
 def _modules() -> dict[str, tuple[Path, bool]]:

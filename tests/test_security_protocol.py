@@ -24,6 +24,7 @@ from botocore.auth import S3SigV4Auth, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
+from prometheus_client.parser import text_string_to_metric_families
 
 from selfmaker.server.limits import MAX_DEPTH, MAX_DOCUMENT_BODY, MAX_INVOKE_BODY
 from selfmaker.server.models import operation_model
@@ -111,8 +112,10 @@ def test_metrics_need_the_bearer_token_on_a_strict_server(strict):
         assert send("GET", strict.url + path, {"Authorization": "Bearer wrong-token"})[0] == 401
         if path.startswith("/_selfmaker"):  # elsewhere, other schemes are S3's: the bucket "metrics"
             assert send("GET", strict.url + path, {"Authorization": f"Basic {TOKEN}"})[0] == 401
-        status, headers, _body = send("GET", strict.url + path, {"Authorization": f"Bearer {TOKEN}"})
+        status, headers, body = send("GET", strict.url + path, {"Authorization": f"Bearer {TOKEN}"})
         assert status == 200 and headers["Content-Type"].startswith("text/plain"), path
+        names = {s.name for family in text_string_to_metric_families(body.decode()) for s in family.samples}
+        assert {"selfmaker_info", "process_cpu_seconds_total"} <= names, path
 
 
 def test_metrics_stay_closed_without_a_configured_token(make_server, credentials_file):

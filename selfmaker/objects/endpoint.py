@@ -9,9 +9,11 @@ NotImplemented naming the operation, never a pretend success.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from urllib.parse import unquote_to_bytes
 
+from ..observability import server_metrics
 from ..server.errors import AWSError
 from ..server.http import Request, Response
 from ..server.models import service_model
@@ -207,7 +209,9 @@ def _has_body(request: Request) -> bool:
 
 
 async def handle_s3(backends, request: Request, scope, bucket_host: str | None) -> Response:
+    started = time.perf_counter()
     request_id = uuid.uuid4().hex[:16].upper()
+    operation, error_code = "", ""
     head = request.method == "HEAD"
     resource = request.path
     body = _BodyTracker(request)
@@ -236,12 +240,15 @@ async def handle_s3(backends, request: Request, scope, bucket_host: str | None) 
                 501,
                 Operation=operation,
             )
+        operation = _served_operation(handler)
         owners = BucketOwners(backends.store, backends.settings.default_account, backends.settings.region)
         call = S3Call(backends, request, principal, owners, bucket, key, request_id)
         response = await handler(call)
     except AWSError as err:
+        error_code = err.code
         response = error_response(err, request_id, resource, head=head)
     except Exception:
+        error_code = "InternalError"
         log.exception("S3 %s %s failed", request.method, request.path)
         response = error_response(
             AWSError("InternalError", "We encountered an internal error. Please try again.", 500),
@@ -253,4 +260,11 @@ async def handle_s3(backends, request: Request, scope, bucket_host: str | None) 
         await body.drain(response)
     response.headers.append(("x-amz-request-id", request_id))
     response.headers.append(("x-amz-id-2", request_id))
+    # Until the answer starts: a GetObject's body streams after this.
+    server_metrics(backends).observe_api("s3", operation, time.perf_counter() - started, error_code)
     return response
+
+
+def _served_operation(handler) -> str:
+    """The S3 operation a route's handler serves, by its name (``get_bucket_location``: GetBucketLocation)."""
+    return "".join(word.title() for word in handler.__name__.strip("_").split("_"))

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import logging
+import time
 from typing import TYPE_CHECKING
 
 import anyio
@@ -21,6 +22,7 @@ import anyio
 from .. import __version__
 from ..backends import Backends
 from ..config import Settings
+from ..observability import CONTENT_TYPE, exposition, server_metrics
 from .auth import signing_scope
 from .cbor_protocol import cbor_error, handle_rpc_v2_cbor, match_rpc_v2_cbor
 from .errors import AWSError
@@ -157,14 +159,16 @@ class SelfMakerApp:
     async def _query(self, request: Request, scope, service: str | None) -> Response:
         """A query-protocol request for ``service``. Unsigned (``None``), the service shows only in the
         Action: STS's words refuse it, and in open mode the Action picks STS or IAM."""
+        started = time.perf_counter()
         ctx = self._context(service or "sts")
         error = await self._authenticate(ctx, request, scope)
         if error:
-            return query_error(error, ctx.request_id, ctx.service)
+            return self._observed(ctx, started, query_error(error, ctx.request_id, ctx.service))
         try:
             form = ensure_form(await request_payload(request))  # botocore gzips large PutMetricData forms
         except AWSError as err:
-            return query_error(err, ctx.request_id, ctx.service)
+            ctx.error_code = err.code
+            return self._observed(ctx, started, query_error(err, ctx.request_id, ctx.service))
         for key, values in request.query.items():
             form.setdefault(key, values)
         if service is None:
@@ -173,38 +177,49 @@ class SelfMakerApp:
         if member and member not in form and request.path.strip("/"):
             # Older SDKs post to the resource's own URL (an SQS queue URL) instead of naming it in the form.
             form[member] = [f"http://{request.headers.get('host', '')}{request.path}"]
-        return await handle_query(ctx, form)
+        return self._observed(ctx, started, await handle_query(ctx, form))
 
     async def _rest_json(self, request: Request, scope, signed_service: str | None) -> Response | None:
         """A rest-json operation of a service signed as ``signed_service`` (unsigned: SageMaker's), or None."""
         # Matched still percent-encoded, labels decoded once by match_rest: a label may hold an encoded "/"
         # (GetRecord of a feature group ARN, ".../feature-group/<name>") or "%" that decoding first would change.
         path = request.raw_path.split("?", 1)[0]
+        started = time.perf_counter()
         for service in rest_json_services(signed_service or "sagemaker"):
             matched = match_rest(service, request.method, path)
             if matched:
                 op, labels = matched
                 ctx = self._context(service)
+                ctx.operation = op.name
                 error = await self._authenticate(ctx, request, scope)
                 if error:
-                    return rest_json_error(error, op, ctx.request_id)
-                return await handle_rest_json(ctx, request, op, labels)
+                    return self._observed(ctx, started, rest_json_error(error, op, ctx.request_id))
+                return self._observed(ctx, started, await handle_rest_json(ctx, request, op, labels))
         return None
 
     async def _document(
         self, request: Request, scope, services: dict[str, str], api: str, op_name: str, handle, error
     ) -> Response:
         """A JSON or RPC v2 CBOR request to ``api`` (its target prefix), answered by ``handle`` or ``error``."""
+        started = time.perf_counter()
         service = services.get(api)
         ctx = self._context(service or "sagemaker")
         if service is None:
             return error(
                 AWSError("UnknownOperationException", f"SelfMaker does not serve the API {api!r}."), ctx.request_id
             )
+        ctx.operation = op_name
         refusal = await self._authenticate(ctx, request, scope)
         if refusal:
-            return error(refusal, ctx.request_id, service)
-        return await handle(ctx, request, op_name)
+            return self._observed(ctx, started, error(refusal, ctx.request_id, service))
+        return self._observed(ctx, started, await handle(ctx, request, op_name))
+
+    def _observed(self, ctx: Context, started: float, response: Response) -> Response:
+        """``response``, once its request is counted in the API metrics of /metrics."""
+        server_metrics(self.backends).observe_api(
+            ctx.service, ctx.operation, time.perf_counter() - started, ctx.error_code
+        )
+        return response
 
     def _context(self, service: str) -> Context:
         return Context(
@@ -225,6 +240,7 @@ class SelfMakerApp:
                 request, scope, hashlib.sha256(body).hexdigest(), service=ctx.service
             )
         except AWSError as err:
+            ctx.error_code = err.code
             return err
         ctx.account_id, ctx.access_key, ctx.region = principal.account_id, principal.access_key, principal.region
         ctx.headers = request.headers
@@ -275,10 +291,8 @@ class SelfMakerApp:
         )
 
     async def _metrics(self) -> Response:
-        from ..aws.cloudwatch.metric_store import PROMETHEUS_CONTENT_TYPE, prometheus_text
-
-        text = await anyio.to_thread.run_sync(prometheus_text, self.backends)
-        return Response(200, text.encode(), [("Content-Type", PROMETHEUS_CONTENT_TYPE)])
+        text = await anyio.to_thread.run_sync(exposition, self.backends)  # reads the store (resource counts)
+        return Response(200, text, [("Content-Type", CONTENT_TYPE)])
 
     def _health(self) -> Response:
         body = {

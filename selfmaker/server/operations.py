@@ -47,6 +47,7 @@ class Context:
     request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     # Raw HTTP request parts, for operations whose input is not all in the model (e.g. streaming).
     headers: dict = field(default_factory=dict)
+    error_code: str = ""  # the AWS error code the request was answered with, if any (for /metrics)
 
     @property
     def store(self):

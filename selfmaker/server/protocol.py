@@ -31,7 +31,15 @@ log = logging.getLogger("selfmaker.protocol")
 
 def _unexpected(ctx: Context, exc: BaseException) -> AWSError:
     log.exception("internal error in %s.%s", ctx.service, ctx.operation)
-    return AWSError("InternalFailure", f"Internal error ({type(exc).__name__}); request id {ctx.request_id}", 500)
+    return _failed(
+        ctx, AWSError("InternalFailure", f"Internal error ({type(exc).__name__}); request id {ctx.request_id}", 500)
+    )
+
+
+def _failed(ctx: Context, err: AWSError) -> AWSError:
+    """``err``, noted on the context as the request's outcome (the API error counts of /metrics)."""
+    ctx.error_code = err.code
+    return err
 
 
 # ---------------------------------------------------------------------------
@@ -144,7 +152,7 @@ async def handle_document(
         params = decode(await request_payload(request))
         return respond(ctx, op, await invoke(ctx, op, params))
     except AWSError as err:
-        return error(err, ctx.request_id, ctx.service)
+        return error(_failed(ctx, err), ctx.request_id, ctx.service)
     except Exception as exc:  # a bug: still answer like AWS, and log it
         return error(_unexpected(ctx, exc), ctx.request_id, ctx.service)
 
@@ -273,7 +281,7 @@ async def handle_rest_json(ctx: Context, request: Request, op: OperationModel, l
             out_headers.append(("Content-Type", content_type))
         return Response(status, payload, out_headers)
     except AWSError as err:
-        return rest_json_error(err, op, ctx.request_id)
+        return rest_json_error(_failed(ctx, err), op, ctx.request_id)
     except Exception as exc:
         return rest_json_error(_unexpected(ctx, exc), op, ctx.request_id)
 
@@ -387,7 +395,7 @@ async def handle_query(ctx: Context, form: dict[str, list[str]]) -> Response:
         )
         return Response(200, body.encode(), [("Content-Type", "text/xml"), ("X-Amzn-RequestId", ctx.request_id)])
     except AWSError as err:
-        return query_error(err, ctx.request_id, ctx.service)
+        return query_error(_failed(ctx, err), ctx.request_id, ctx.service)
     except Exception as exc:
         return query_error(_unexpected(ctx, exc), ctx.request_id, ctx.service)
 

@@ -8,7 +8,7 @@ Queries read the store and the sets not yet written, so a value is visible at on
 
 A metric is (account, region, namespace, name, dimensions): its :data:`SeriesKey`.
 Everything a CloudWatch API reads is aggregated here (:func:`aggregate`); the all-time
-totals per metric and unit feed the Prometheus exposition (:func:`prometheus_text`).
+totals per metric and unit feed the Prometheus exposition (:class:`CloudWatchCollector`).
 """
 
 from __future__ import annotations
@@ -21,12 +21,14 @@ import threading
 import time
 from collections import defaultdict
 
+from prometheus_client.core import Metric
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ...backends import background_worker
 from ...engines.leases import leases
 from ...engines.periodic import Periodic
+from ...observability import scrape_collector
 from ...store import schema
 
 log = logging.getLogger("selfmaker.metrics")
@@ -376,10 +378,23 @@ def list_metrics(
 
 # -- Prometheus exposition ----------------------------------------------------------
 
-PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _TIME_UNITS = {"Seconds": 1.0, "Milliseconds": 1e-3, "Microseconds": 1e-6}
 _BYTE_UNITS = {"Bytes": 1.0, "Kilobytes": 1e3, "Megabytes": 1e6, "Gigabytes": 1e9, "Terabytes": 1e12}
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+# The router's per-invocation metrics: /metrics has them as histograms observed by each server
+# (selfmaker.observability), so their CloudWatch totals, kept under two dimension sets, are left out.
+ROUTER_METRICS = frozenset(
+    ("AWS/SageMaker", name)
+    for name in (
+        "Invocations",
+        "InvocationsPerInstance",
+        "ModelLatency",
+        "OverheadLatency",
+        "Invocation4XXErrors",
+        "Invocation5XXErrors",
+        "InvocationModelErrors",
+    )
+)
 
 
 def _snake(text: str) -> str:
@@ -388,28 +403,23 @@ def _snake(text: str) -> str:
 
 
 def _family(namespace: str, name: str, unit: str) -> tuple[str, str, float]:
-    """(metric family name, Prometheus type, factor to its base unit) for a CloudWatch metric and unit."""
+    """(metric family name, Prometheus type, factor to its base unit) for a CloudWatch metric and unit.
+
+    Every name starts with ``cloudwatch_``: a caller's namespace ("selfmaker", "process") can never
+    take the name of one of the server's own metrics."""
     prefix = "_".join(
         re.sub(r"[^a-z0-9]+", "_", part.lower()).strip("_") for part in namespace.split("/") if part.lower() != "aws"
     )
-    base = f"{prefix}_{_snake(name)}" if prefix else _snake(name)
-    # SelfMaker's own AWS/ metrics without a unit count things (Invocations, Invocation4XXErrors...), as
-    # CloudWatch reports them; a user's unitless metric may be a gauge, so it stays a summary.
+    base = "_".join(part for part in ("cloudwatch", prefix.strip("_"), _snake(name)) if part)
+    # SelfMaker's own AWS/ metrics without a unit count things, as CloudWatch reports them; a user's
+    # unitless metric may be a gauge, so it stays a summary.
     if unit == "Count" or (unit == "None" and namespace.startswith("AWS/")):
-        return f"{base}_total", "counter", 1.0
+        return base, "counter", 1.0
     if unit in _TIME_UNITS:
         return f"{base}_seconds", "summary", _TIME_UNITS[unit]
     if unit in _BYTE_UNITS:
         return f"{base}_bytes", "summary", _BYTE_UNITS[unit]
     return base, "summary", 1.0
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
-
-
-def _number(value: float) -> str:
-    return repr(float(value))
 
 
 def _totals(backends) -> dict[SeriesKey, dict[str, list[float]]]:
@@ -429,27 +439,37 @@ def _totals(backends) -> dict[SeriesKey, dict[str, list[float]]]:
     return totals
 
 
-def prometheus_text(backends) -> str:
-    """Every metric the store holds, in the Prometheus text format: counters for Count metrics, summaries
-    (``_sum``, ``_count``, in seconds or bytes where the unit says so) for the others."""
-    families: dict[str, tuple[str, str, list[str]]] = {}
-    for series, by_unit in _totals(backends).items():
-        account_id, region, namespace, name, dimensions = series
-        labels = {_snake(k) or "dimension": v for k, v in dimensions}
-        labels.setdefault("account", account_id)
-        labels.setdefault("region", region)
-        rendered = "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "}"
-        for unit, (count, total) in by_unit.items():
-            family, kind, factor = _family(namespace, name, unit)
-            help_text = f"CloudWatch metric {namespace} {name} ({unit})"
-            samples = families.setdefault(family, (kind, help_text, []))[2]
-            if kind == "counter":
-                samples.append(f"{family}{rendered} {_number(total)}")
-            else:
-                samples.append(f"{family}_sum{rendered} {_number(total * factor)}")
-                samples.append(f"{family}_count{rendered} {_number(count)}")
-    lines: list[str] = []
-    for family, (kind, help_text, samples) in sorted(families.items()):
-        help_text = help_text.replace("\\", r"\\").replace("\n", r"\n")
-        lines += [f"# HELP {family} {help_text}", f"# TYPE {family} {kind}", *samples]
-    return "\n".join(lines) + "\n" if lines else ""
+class CloudWatchCollector:
+    """Every CloudWatch metric the store holds (but the router's), as all-time totals: counters for Count
+    metrics, summaries (``_sum``, ``_count``, in seconds or bytes where the unit says so) for the others.
+    Labels: the dimensions (snake_case), ``account`` and ``region``. From the store, so every server
+    sharing a database reports the same totals (plus its own values not flushed yet)."""
+
+    def __init__(self, backends):
+        self.backends = backends
+
+    def collect(self):
+        families: dict[str, Metric] = {}
+        for series, by_unit in _totals(self.backends).items():
+            account_id, region, namespace, name, dimensions = series
+            if (namespace, name) in ROUTER_METRICS:
+                continue
+            labels = {_snake(k) or "dimension": v for k, v in dimensions}
+            labels.setdefault("account", account_id)
+            labels.setdefault("region", region)
+            for unit, (count, total) in by_unit.items():
+                family, kind, factor = _family(namespace, name, unit)
+                metric = families.get(family)
+                if metric is None:
+                    metric = families[family] = Metric(family, f"CloudWatch metric {namespace} {name} ({unit})", kind)
+                if kind == "counter":
+                    metric.add_sample(f"{family}_total", labels, total)
+                else:
+                    metric.add_sample(f"{family}_sum", labels, total * factor)
+                    metric.add_sample(f"{family}_count", labels, count)
+        yield from (families[name] for name in sorted(families))
+
+
+@scrape_collector
+def _cloudwatch_collector(backends) -> CloudWatchCollector:
+    return CloudWatchCollector(backends)

@@ -12,6 +12,10 @@ EndpointConfigName}: Invocations, InvocationsPerInstance (1 / instances),
 ModelLatency and OverheadLatency (microseconds), Invocation4XXErrors,
 Invocation5XXErrors and InvocationModelErrors (1 or 0 per request, so their
 Average is a rate).
+
+The same fold observes each request in the server's Prometheus histograms
+(:mod:`selfmaker.observability`), one series per endpoint and variant; a scrape
+folds first, so /metrics misses no request already answered.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from functools import lru_cache
 from ...aws.cloudwatch import metric_store
 from ...backends import background_worker
 from ...engines.periodic import Periodic
+from ...observability import before_scrape, server_metrics
 
 FOLD_SECONDS = 0.25
 NAMESPACE = "AWS/SageMaker"
@@ -69,6 +74,7 @@ class InvocationMetrics(Periodic):
         super().__init__("selfmaker-invocation-metrics", FOLD_SECONDS, on_demand=True)
         self.backends = backends
         self._samples: deque = deque()
+        self._prometheus = server_metrics(backends)
 
     def add(self, route, target, status: int, model_seconds: float, total_seconds: float) -> None:
         self._samples.append(
@@ -93,8 +99,10 @@ class InvocationMetrics(Periodic):
     def fold(self) -> None:
         sets: dict[tuple, list] = {}
         samples = self._samples
+        prometheus = self._prometheus
         while samples:
             account, region, endpoint, variant, config, instances, status, model_s, total_s, second = samples.popleft()
+            prometheus.observe_invocation((account, region, endpoint, variant), status, model_s, total_s)
             measured = values(status, instances, model_s, total_s)
             for name, unit, series in _series(account, region, endpoint, variant, config):
                 value = measured[name]
@@ -110,6 +118,14 @@ class InvocationMetrics(Periodic):
             buffer = metric_store.buffer(self.backends)
             for (series, unit, second), stats in sets.items():
                 buffer.add(series, unit, second, stats)
+
+
+@before_scrape
+def _fold_before_scrape(backends) -> None:
+    """The requests answered since the last fold, into the histograms (nothing to do on a server never invoked)."""
+    held = backends.services.get("hosting.invocation_metrics")
+    if held is not None:
+        held.fold()
 
 
 @background_worker
