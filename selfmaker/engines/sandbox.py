@@ -16,12 +16,12 @@ installs inside the job as it does on the host.
 
 from __future__ import annotations
 
-import configparser
 import functools
 import os
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from . import runtime_builds
 from .executor import InstanceSpec, Limits, Mount
 from .runtimes import Runtime
 
@@ -29,8 +29,6 @@ SUPPORT_ROOT = "/opt/selfmaker"
 SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # The directory holding the `selfmaker` package, bound read-only into every sandbox.
 PACKAGE_PARENT = Path(__file__).resolve().parents[2]
-# pip's site-wide configuration files (the per-user ones are not read: HOME is /tmp inside).
-PIP_CONFIG_FILES = ("/etc/pip.conf", "/etc/xdg/pip/pip.conf")
 # pip settings that name local files or directories.
 PIP_PATH_SETTINGS = ("find-links", "cert", "client-cert", "constraint")
 PIP_INDEX_SETTINGS = ("index-url", "extra-index-url")
@@ -41,19 +39,7 @@ def pip_paths() -> tuple[Path, ...]:
     """Host paths the site-wide pip configuration and the PIP_* environment name (cached: read once per
     server). A file:// index ``.../simple`` is bound with its parent, where such indexes keep the files
     their pages link to (``../../files/...``)."""
-    values: list[tuple[str, str]] = []
-    for name in PIP_CONFIG_FILES:
-        config = configparser.ConfigParser(interpolation=None)
-        try:
-            config.read(name)
-        except configparser.Error:
-            continue
-        for section in ("global", "install"):
-            if config.has_section(section):
-                values += [(key, value) for key, value in config.items(section)]
-    values += [
-        (key[4:].lower().replace("_", "-"), value) for key, value in os.environ.items() if key.startswith("PIP_")
-    ]
+    values = runtime_builds.pip_configuration()
     found: list[Path] = []
     for key, value in values:
         if key not in PIP_PATH_SETTINGS + PIP_INDEX_SETTINGS:

@@ -390,7 +390,12 @@ class JobKind(Kind):
             runtime = runtimes.resolve(
                 self.image(run.data), runtimes.load_config(run.backends.settings.runtimes_config)
             )
-            runtimes.ensure(runtime, run.backends.settings.runtimes_dir, first.say)
+            settings = run.backends.settings
+
+            def building(message: str) -> None:  # a training job's SecondaryStatus says why it waits
+                run.update(lambda d: self.progress(d, "DownloadingTrainingImage", message))
+
+            runtimes.ensure(runtime, settings.runtimes_dir, first.say, building=building, **runtimes.options(settings))
         except (runtimes.UnknownImage, runtimes.RuntimeBuildError) as err:
             raise JobFailure(f"ClientError: {err}") from None
         issued = run.data.get("_credentials") or credentials.mint()
