@@ -13,7 +13,7 @@ import socket
 import sys
 from pathlib import Path
 
-from . import __version__, log_setup
+from . import __version__, cli_runtimes, log_setup
 from .config import DEFAULT_PORT, RUNTIME_INSTALLERS, Settings
 
 
@@ -284,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--region", help="default $AWS_REGION or us-east-1")
     logs.add_argument("--no-follow", action="store_true", help="print what is there and exit")
     logs.set_defaults(func=_logs)
+
+    cli_runtimes.add_parser(sub)
 
     # The agent parses its own flags (selfmaker/edge_agent/agent.py): it runs on devices without the server.
     sub.add_parser(

@@ -132,16 +132,30 @@ def _bundled_pip() -> list[str]:
 
 
 @contextlib.contextmanager
-def locked(runtimes_dir: Path, key: str, *, wait: bool = True) -> Iterator[bool]:
-    """Hold the runtime's build lock; yields False at once if ``wait`` is False and someone else holds it."""
+def locked(runtimes_dir: Path, key: str, *, wait: bool = True, shared: bool = False) -> Iterator[bool]:
+    """Hold the runtime's lock: exclusive to build or remove it, shared to take it into use. Yields False at
+    once if ``wait`` is False and another holds it in a conflicting way."""
     runtimes_dir.mkdir(parents=True, exist_ok=True)
     with open(runtimes_dir / f".{key}.lock", "w") as lock:
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            fcntl.flock(lock, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             yield False
             return
         yield True
+
+
+def use_if_built(runtimes_dir: Path, key: str) -> bool:
+    """True, and the runtime's last use recorded, if it is built. Under the shared lock, so a prune (which
+    re-reads the last use under the exclusive lock) never removes a runtime a job has just taken."""
+    root = runtimes_dir / key
+    if not (root / READY).exists():
+        return False
+    with locked(runtimes_dir, key, shared=True):
+        if not (root / READY).exists():
+            return False
+        touch_used(root)
+        return True
 
 
 def build(
@@ -151,6 +165,7 @@ def build(
     *,
     tool: str,
     package_index: str | None,
+    name: str = "",
 ) -> float:
     """Build the environment ``root`` with ``packages`` (the caller holds its lock); the seconds it took."""
     started = time.monotonic()
@@ -173,7 +188,9 @@ def build(
         pip = [str(root / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
         _run([*pip, "--progress-bar", "off", *sources, *packages], log, env)
     seconds = time.monotonic() - started
-    (root / READY).write_text(json.dumps({"packages": list(packages), "installer": tool, "seconds": round(seconds, 1)}))
+    (root / READY).write_text(
+        json.dumps({"name": name, "packages": list(packages), "installer": tool, "seconds": round(seconds, 1)})
+    )
     touch_used(root)
     return seconds
 
@@ -210,6 +227,7 @@ class OnDisk:
     building: bool  # its lock is held now
     size: int  # bytes, files hard-linked from the cache counted in full
     last_used: float | None  # epoch seconds
+    name: str  # sagemaker-xgboost-1.7-1
     packages: list[str]
     installer: str | None
 
@@ -237,7 +255,6 @@ def on_disk(runtimes_dir: Path) -> list[OnDisk]:
             meta = json.loads(ready.read_text())
         with locked(runtimes_dir, path.name, wait=False) as free:
             building = not free
-        used = path / USED
         found.append(
             OnDisk(
                 key=path.name,
@@ -245,9 +262,8 @@ def on_disk(runtimes_dir: Path) -> list[OnDisk]:
                 ready=ready.exists(),
                 building=building,
                 size=_size(path),
-                last_used=used.stat().st_mtime
-                if used.exists()
-                else (ready.stat().st_mtime if ready.exists() else None),
+                last_used=_last_used(path),
+                name=meta.get("name", ""),
                 packages=meta.get("packages", []),
                 installer=meta.get("installer"),
             )
@@ -255,13 +271,38 @@ def on_disk(runtimes_dir: Path) -> list[OnDisk]:
     return found
 
 
-def remove(runtimes_dir: Path, key: str) -> bool:
-    """Remove a runtime unless it is being built now (its lock is taken for the removal); False if it was."""
+def remove(runtimes_dir: Path, key: str, unused_since: float | None = None) -> bool:
+    """Remove a runtime unless it is being built or taken into use now, or (``unused_since``) it was used at or
+    after that time, as read under its exclusive lock. False if it was kept."""
+    root = runtimes_dir / key
     with locked(runtimes_dir, key, wait=False) as free:
         if not free:
             return False
+        last = _last_used(root)
+        if unused_since is not None and last is not None and last >= unused_since:
+            return False
         # The marker first: a job checking for it never takes a half-removed runtime for a built one.
         with contextlib.suppress(OSError):
-            (runtimes_dir / key / READY).unlink()
-        shutil.rmtree(runtimes_dir / key, ignore_errors=True)
+            (root / READY).unlink()
+        shutil.rmtree(root, ignore_errors=True)
     return True  # the lock file stays: a build waiting on it must lock the same file as the next one
+
+
+def _last_used(root: Path) -> float | None:
+    for marker in (USED, READY):
+        with contextlib.suppress(OSError):
+            return (root / marker).stat().st_mtime
+    return None
+
+
+def empty_cache(runtimes_dir: Path) -> None:
+    """Empty uv's package cache through uv, which waits for the builds using it; built runtimes keep working
+    (their files are hard links, not references into the cache)."""
+    cache = runtimes_dir / CACHE / "uv"
+    uv = uv_program()
+    if not cache.exists():
+        return
+    if uv:
+        subprocess.run([uv, "cache", "clean", "--quiet", "--cache-dir", str(cache)], check=True, timeout=600)
+    else:
+        shutil.rmtree(cache, ignore_errors=True)

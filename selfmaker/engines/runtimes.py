@@ -246,8 +246,7 @@ def _build(
             raise RuntimeBuildError(f"the configured interpreter {runtime.python} does not exist")
         return runtime.bin_dir(runtimes_dir)
     root = runtimes_dir / runtime.key
-    if is_built(runtime, runtimes_dir):
-        runtime_builds.touch_used(root)
+    if runtime_builds.use_if_built(runtimes_dir, runtime.key):
         return root / "bin"
     with runtime_builds.locked(runtimes_dir, runtime.key, wait=False) as free:
         if not free:  # another job (or server, or `selfmaker runtimes build`) is building it: wait for that build
@@ -268,7 +267,9 @@ def _build(
             f"{' '.join(runtime.packages)}"
         )
         try:
-            seconds = runtime_builds.build(root, runtime.packages, log, tool=tool, package_index=package_index)
+            seconds = runtime_builds.build(
+                root, runtime.packages, log, tool=tool, package_index=package_index, name=runtime.name
+            )
         except runtime_builds.BuildFailed as err:
             raise RuntimeBuildError(str(err)) from None
         log(f"SelfMaker: runtime {runtime.key} is ready (built in {seconds:.1f} s with {tool})")
