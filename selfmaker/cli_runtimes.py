@@ -67,11 +67,12 @@ def main(args) -> int:
             if v is not None
         }
     )
-    return {"list": _list, "build": _build, "prune": _prune}[args.action](args, settings)
+    runtimes_dir = Path(settings.runtimes_dir or settings.data_dir / "runtimes")  # set by Settings
+    return {"list": _list, "build": _build, "prune": _prune}[args.action](args, settings, runtimes_dir)
 
 
-def _list(args, settings: Settings) -> int:
-    found = runtime_builds.on_disk(settings.runtimes_dir)
+def _list(args, settings: Settings, runtimes_dir: Path) -> int:
+    found = runtime_builds.on_disk(runtimes_dir)
     if args.json:
         rows = [
             {
@@ -85,10 +86,10 @@ def _list(args, settings: Settings) -> int:
             }
             for r in found
         ]
-        print(json.dumps({"RuntimesDir": str(settings.runtimes_dir), "Runtimes": rows}, indent=2))
+        print(json.dumps({"RuntimesDir": str(runtimes_dir), "Runtimes": rows}, indent=2))
         return 0
     if not found:
-        print(f"no runtimes in {settings.runtimes_dir}")
+        print(f"no runtimes in {runtimes_dir}")
         return 0
     table = [("RUNTIME", "STATUS", "SIZE", "LAST USED", "KEY")]
     table += [(r.name or "-", _status(r), _bytes(r.size), _ago(r.last_used), r.key) for r in found]
@@ -98,10 +99,10 @@ def _list(args, settings: Settings) -> int:
     return 0
 
 
-def _build(args, settings: Settings) -> int:
+def _build(args, settings: Settings, runtimes_dir: Path) -> int:
     try:
         runtime = runtimes.resolve(args.image, runtimes.load_config(settings.runtimes_config))
-        bin_dir = runtimes.ensure(runtime, settings.runtimes_dir, print, **runtimes.options(settings))
+        bin_dir = runtimes.ensure(runtime, runtimes_dir, print, **runtimes.options(settings))
     except (runtimes.UnknownImage, runtimes.RuntimeBuildError) as err:
         print(f"selfmaker runtimes build: {err}", file=sys.stderr)
         return 1
@@ -109,28 +110,28 @@ def _build(args, settings: Settings) -> int:
     return 0
 
 
-def _prune(args, settings: Settings) -> int:
+def _prune(args, settings: Settings, runtimes_dir: Path) -> int:
     if args.unused_days < 0:
         print("selfmaker runtimes prune: --unused-days must not be negative", file=sys.stderr)
         return 2
     since = None if args.all else time.time() - args.unused_days * 86400
     freed = 0
-    for r in runtime_builds.on_disk(settings.runtimes_dir):
+    for r in runtime_builds.on_disk(runtimes_dir):
         if r.building or (since is not None and r.ready and r.last_used is not None and r.last_used >= since):
             continue
         what = f"{r.name or r.key} ({_bytes(r.size)}, {'unfinished build' if not r.ready else 'last used ' + _ago(r.last_used)})"
         if args.dry_run:
             print(f"would remove {what}")
-        elif runtime_builds.remove(settings.runtimes_dir, r.key, since if r.ready else None):
+        elif runtime_builds.remove(runtimes_dir, r.key, since if r.ready else None):
             print(f"removed {what}")
             freed += r.size
         else:
             print(f"kept {r.name or r.key}: taken into use meanwhile")
     if args.cache:
-        cache = settings.runtimes_dir / runtime_builds.CACHE
+        cache = runtimes_dir / runtime_builds.CACHE
         print(f"{'would empty' if args.dry_run else 'emptied'} the package cache {cache}")
         if not args.dry_run:
-            runtime_builds.empty_cache(settings.runtimes_dir)
+            runtime_builds.empty_cache(runtimes_dir)
     if not args.dry_run:
         print(f"freed {_bytes(freed)} of runtimes")
     return 0
@@ -140,12 +141,13 @@ def _status(r: runtime_builds.OnDisk) -> str:
     return "building" if r.building else "ready" if r.ready else "unfinished"
 
 
-def _bytes(n: int) -> str:
+def _bytes(size: int) -> str:
+    n = float(size)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
-    return f"{n} B"
+    return f"{size} B"
 
 
 def _ago(when: float | None) -> str:

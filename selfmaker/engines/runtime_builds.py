@@ -132,16 +132,29 @@ def _bundled_pip() -> list[str]:
 
 
 @contextlib.contextmanager
-def locked(runtimes_dir: Path, key: str, *, wait: bool = True, shared: bool = False) -> Iterator[bool]:
+def locked(
+    runtimes_dir: Path,
+    key: str,
+    *,
+    wait: bool = True,
+    shared: bool = False,
+    on_wait: Callable[[], None] | None = None,
+) -> Iterator[bool]:
     """Hold the runtime's lock: exclusive to build or remove it, shared to take it into use. Yields False at
-    once if ``wait`` is False and another holds it in a conflicting way."""
+    once if ``wait`` is False and another holds it in a conflicting way; else ``on_wait()`` is called before
+    waiting for it, if it has to wait."""
     runtimes_dir.mkdir(parents=True, exist_ok=True)
+    mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     with open(runtimes_dir / f".{key}.lock", "w") as lock:
         try:
-            fcntl.flock(lock, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB))
+            fcntl.flock(lock, mode | fcntl.LOCK_NB)
         except BlockingIOError:
-            yield False
-            return
+            if not wait:
+                yield False
+                return
+            if on_wait:
+                on_wait()
+            fcntl.flock(lock, mode)
         yield True
 
 
@@ -243,7 +256,7 @@ def _size(path: Path) -> int:
 
 def on_disk(runtimes_dir: Path) -> list[OnDisk]:
     """Every runtime (and unfinished build) in the runtimes directory, by key."""
-    found = []
+    found: list[OnDisk] = []
     if not runtimes_dir.is_dir():
         return found
     for path in sorted(runtimes_dir.iterdir()):

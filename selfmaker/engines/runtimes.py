@@ -248,11 +248,12 @@ def _build(
     root = runtimes_dir / runtime.key
     if runtime_builds.use_if_built(runtimes_dir, runtime.key):
         return root / "bin"
-    with runtime_builds.locked(runtimes_dir, runtime.key, wait=False) as free:
-        if not free:  # another job (or server, or `selfmaker runtimes build`) is building it: wait for that build
-            building(f"Waiting for runtime {runtime.name} (another job is building it)")
-            log(f"SelfMaker: waiting for the runtime {runtime.key}, which another job is building")
-    with runtime_builds.locked(runtimes_dir, runtime.key):
+
+    def waiting() -> None:  # another job (or server, or `selfmaker runtimes build`) builds it: wait for that build
+        building(f"Waiting for runtime {runtime.name} (another job is building it)")
+        log(f"SelfMaker: waiting for the runtime {runtime.key}, which another job is building")
+
+    with runtime_builds.locked(runtimes_dir, runtime.key, on_wait=waiting):
         if is_built(runtime, runtimes_dir):
             runtime_builds.touch_used(root)
             return root / "bin"

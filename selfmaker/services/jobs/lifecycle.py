@@ -148,6 +148,7 @@ class Run:
             (str(self.dir), "<the job's directory>"),
             (str(settings.runtimes_dir), "<runtimes>"),
             (str(settings.data_dir), "<data directory>"),
+            *([(settings.package_index, "<package index>")] if settings.package_index else []),
         ]
         for host, shown in sorted(known, key=lambda pair: -len(pair[0])):
             text = text.replace(host, shown)
