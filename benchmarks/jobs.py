@@ -226,7 +226,8 @@ def _first_job_seconds(url: str, name: str) -> tuple[float, float]:
     """(CreateTrainingJob -> Completed, the runtime build's seconds from its log line) of one XGBoost job."""
     s3, sm, logs = _clients(url)
     bucket = "bench-cold"
-    s3.create_bucket(Bucket=bucket)
+    if bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+        s3.create_bucket(Bucket=bucket)
     for channel, count, seed in (("train", 1000, 1), ("validation", 200, 2)):
         s3.put_object(Bucket=bucket, Key=f"xgb/{channel}/{channel}.csv", Body=_regression_csv(count, seed).encode())
     sent = time.time()
@@ -264,7 +265,7 @@ def cold_first_jobs(installers: list[str]) -> list[list]:
                     log("first job again with uv, runtime removed, package cache kept...")
                     total, build = _first_job_seconds(server.url, f"warm-{installer}-{int(time.time())}")
                     rows.append(["uv, runtime removed, package cache kept", total, build])
-            log(f"{installer}: {rows[-1]}")
+            log(f"{installer}: {rows}")
     return rows
 
 

@@ -190,12 +190,8 @@ def build(
         uv = uv_program() or "uv"
         _run([uv, "venv", "--quiet", "--python", sys.executable, str(root)], log, env)
         python = str(root / "bin" / "python")
-        # Bytecode now: the sandbox mounts the runtime read-only, so a job could never cache it.
-        _run(
-            [uv, "pip", "install", "--python", python, "--compile-bytecode", *sources, *_bundled_pip(), *packages],
-            log,
-            env,
-        )
+        _run([uv, "pip", "install", "--python", python, *sources, *_bundled_pip(), *packages], log, env)
+        _compile(python, log, env)
     else:
         _run([sys.executable, "-m", "venv", str(root)], log, env)
         pip = [str(root / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
@@ -206,6 +202,24 @@ def build(
     )
     touch_used(root)
     return seconds
+
+
+# Test suites shipped inside packages (pandas/tests, scipy/*/tests: about half the files of the XGBoost runtime):
+# no job imports them, so they are not compiled.
+NOT_COMPILED = r"[/\\]tests?[/\\]"
+
+
+def _compile(python: str, log: Callable[[str], None], env: dict[str, str]) -> None:
+    """Bytecode for the runtime's packages now: the sandbox mounts the runtime read-only, so a job could never
+    cache it, and would compile every module it imports at every start."""
+    log("SelfMaker: compiling bytecode (test suites left out)")
+    script = (
+        "import compileall, re, site, sys; "
+        f"ok = all([compileall.compile_dir(d, quiet=1, workers=0, rx=re.compile({NOT_COMPILED!r})) "
+        "for d in site.getsitepackages()]); "
+        "ok or print('some files do not compile (as pip, the build goes on): they are compiled when imported')"
+    )
+    _run([python, "-c", script], log, env)
 
 
 def touch_used(root: Path) -> None:
