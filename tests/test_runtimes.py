@@ -1,7 +1,7 @@
 """Runtime builds (docs/runtimes.md): uv from a local wheelhouse with no network, two jobs waiting for one build
 with a SecondaryStatus that says so, the pip fallback, and `selfmaker runtimes list|build|prune`.
 
-The wheelhouse is made once for the module (pip download of boto3, which every runtime has, and six); every
+The wheelhouse is made once for the module (pip download of boto3, which every runtime has, six and idna); every
 build here then runs with the proxies pointing at a closed port, so only the wheelhouse can serve it.
 """
 
@@ -35,10 +35,19 @@ NO_NETWORK = {
 }
 
 
+# The job's own pip install (as of a requirements.txt) takes idna from the wheelhouse too.
+JOB = """
+import subprocess, sys
+subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "idna"], check=True)
+import idna, six
+print("six", six.__version__, "idna", idna.__version__)
+"""
+
+
 @pytest.fixture(scope="module")
 def offline(tmp_path_factory):
-    """(wheelhouse, runtimes config file): a wheelhouse of boto3 and six, and images mapped to runtimes of
-    six (in the wheelhouse) and of a package that is not in it."""
+    """(wheelhouse, runtimes config file): a wheelhouse of boto3, six and idna, and images mapped to runtimes
+    of six (in the wheelhouse) and of a package that is not in it."""
     tmp = tmp_path_factory.mktemp("offline")
     wheelhouse = tmp / "wheelhouse"
     subprocess.run(
@@ -53,6 +62,7 @@ def offline(tmp_path_factory):
             str(wheelhouse),
             "boto3",
             "six",
+            "idna",
         ],
         check=True,
         timeout=300,
@@ -91,7 +101,7 @@ def test_two_jobs_wait_for_one_offline_build_and_say_so(make_server, offline, tm
         request["AlgorithmSpecification"] = {
             "TrainingImage": IMAGE,
             "TrainingInputMode": "File",
-            "ContainerEntrypoint": entrypoint("import six; print('six', six.__version__)"),
+            "ContainerEntrypoint": entrypoint(JOB),
         }
         sm.create_training_job(**request)
     jobs = [wait(sm, "training", name) for name in names]
@@ -106,7 +116,7 @@ def test_two_jobs_wait_for_one_offline_build_and_say_so(make_server, offline, tm
     assert "+ six==" in builders[0]  # uv's progress, in the job's log as it happens
     waiter = texts[1 - texts.index(builders[0])]
     assert "waiting for the runtime" in waiter
-    assert all("six 1." in text for text in texts)  # both ran in the runtime
+    assert all("six 1." in text and "idna " in text for text in texts)  # both ran, pip offline too
 
     messages = [
         {t["StatusMessage"] for t in job["SecondaryStatusTransitions"] if t["Status"] == "DownloadingTrainingImage"}

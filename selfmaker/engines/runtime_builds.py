@@ -93,6 +93,17 @@ def _source_options(package_index: str | None, tool: str) -> list[str]:
     return options
 
 
+def pip_in_sandbox(package_index: str | None) -> tuple[dict[str, str], tuple[Path, ...]]:
+    """(environment, host directories to show read-only) that make a job's own ``pip install`` (its
+    requirements.txt) take packages from --package-index too; ({}, ()) without one."""
+    if not package_index:
+        return {}, ()
+    if is_wheelhouse(package_index):
+        path = Path(package_index).resolve()
+        return {"PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(path)}, (path,)
+    return {"PIP_CONFIG_FILE": os.devnull, "PIP_INDEX_URL": package_index}, ()
+
+
 def _environment(package_index: str | None, runtimes_dir: Path) -> dict[str, str]:
     env = {**os.environ, "UV_CACHE_DIR": str(runtimes_dir / CACHE / "uv"), "UV_PYTHON_DOWNLOADS": "never"}
     if package_index:  # the one source: no configuration file or variable adds another

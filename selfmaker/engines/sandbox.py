@@ -73,6 +73,9 @@ def spec(
 ) -> InstanceSpec:
     """An instance of ``runtime`` with ``ml`` at /opt/ml; ``env`` comes last and wins."""
     endpoint = f"http://127.0.0.1:{settings.port}"
+    # --package-index is the jobs' own pip installs' one source too (the host's pip settings are then not passed)
+    index_env, index_paths = runtime_builds.pip_in_sandbox(settings.package_index)
+    host_pip = {k: v for k, v in os.environ.items() if k.startswith("PIP_") and k != "PIP_TARGET"}
     environment = {
         "PATH": f"{runtime.bin_dir(settings.runtimes_dir)}:{SANDBOX_PATH}",
         "PYTHONPATH": f"{SUPPORT_ROOT}/site:{SUPPORT_ROOT}/lib",
@@ -89,7 +92,7 @@ def spec(
         "S3_ENDPOINT_URL": endpoint,
         "AWS_ACCESS_KEY_ID": "selfmaker",
         "AWS_SECRET_ACCESS_KEY": "selfmaker",
-        **{k: v for k, v in os.environ.items() if k.startswith("PIP_") and k != "PIP_TARGET"},
+        **(index_env or host_pip),
         **env,
     }
     site.mkdir(parents=True, exist_ok=True)
@@ -100,7 +103,7 @@ def spec(
         log_path=log,
         mounts=[
             *(Mount(prefix, str(prefix)) for prefix in runtime.roots(settings.runtimes_dir)),
-            *(Mount(path, str(path)) for path in pip_paths()),
+            *(Mount(path, str(path)) for path in (index_paths if index_env else pip_paths())),
             Mount(PACKAGE_PARENT / "selfmaker", f"{SUPPORT_ROOT}/lib/selfmaker"),
             Mount(site, f"{SUPPORT_ROOT}/site", writable=True),
             Mount(ml, "/opt/ml", writable=True),
