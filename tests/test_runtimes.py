@@ -20,6 +20,7 @@ from selfmaker.engines import runtime_builds
 from support.clients import make_client
 from support.jobs import log_lines, training_request, wait
 from support.pipelines import entrypoint
+from support.waiting import wait_for
 
 IMAGE = "selfmaker.test/offline:1"
 MISSING_IMAGE = "selfmaker.test/missing:1"
@@ -104,6 +105,23 @@ def test_two_jobs_wait_for_one_offline_build_and_say_so(make_server, offline, tm
             "ContainerEntrypoint": entrypoint(JOB),
         }
         sm.create_training_job(**request)
+    # While the runtime builds: the status says so, and the build's progress is in the job's log already.
+    during = wait_for(
+        lambda: [sm.describe_training_job(TrainingJobName=name) for name in names],
+        lambda jobs: all(job["SecondaryStatus"] == "DownloadingTrainingImage" for job in jobs),
+        timeout=120,
+        what="both jobs to wait for their runtime",
+    )
+    assert {job["SecondaryStatusTransitions"][-1]["StatusMessage"].split(" (")[0] for job in during} == {
+        f"Building runtime {IMAGE}",
+        f"Waiting for runtime {IMAGE}",
+    }
+    wait_for(
+        lambda: "\n".join(line for name in names for line in log_lines(logs, GROUP, name)),
+        lambda text: "building the runtime" in text and "waiting for the runtime" in text,
+        timeout=120,
+        what="the build's first lines in the jobs' logs",
+    )
     jobs = [wait(sm, "training", name) for name in names]
     assert [job["TrainingJobStatus"] for job in jobs] == ["Completed", "Completed"], [
         j.get("FailureReason") for j in jobs
