@@ -25,13 +25,22 @@ training part, ``xgboost.train``: in the job, from the algorithm's own
 timestamp of its last round's line (shipped within 0.2 s of being written);
 directly, a perf_counter around the call. Goal: SelfMaker within 10 %.
 
-    python benchmarks/jobs.py [--rounds 10] [--xgboost-rounds 3] [--xgboost-rows 50000]
+Before both, the cold first job, once per runtime installer (``--cold pip,uv``):
+a fresh server (fresh data directory, runtimes directory and package caches:
+a machine's first job) runs one built-in XGBoost job on 1,000 rows; reported
+are CreateTrainingJob -> Completed and the runtime build's own seconds (its
+log line). With uv, a second job after the runtime is removed (``selfmaker
+runtimes prune``) shows what the package cache saves. Goal: uv at least 3x
+faster than pip.
+
+    python benchmarks/jobs.py [--rounds 10] [--xgboost-rounds 3] [--xgboost-rows 50000] [--cold pip,uv]
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import os
 import random
 import statistics
 import subprocess
@@ -213,13 +222,62 @@ def xgboost_comparison(url: str, runtimes_dir: Path, rounds: int, rows: int) -> 
     return results
 
 
+def _first_job_seconds(url: str, name: str) -> tuple[float, float]:
+    """(CreateTrainingJob -> Completed, the runtime build's seconds from its log line) of one XGBoost job."""
+    s3, sm, logs = _clients(url)
+    bucket = "bench-cold"
+    if bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+        s3.create_bucket(Bucket=bucket)
+    for channel, count, seed in (("train", 1000, 1), ("validation", 200, 2)):
+        s3.put_object(Bucket=bucket, Key=f"xgb/{channel}/{channel}.csv", Body=_regression_csv(count, seed).encode())
+    sent = time.time()
+    xgboost_job_training_seconds(s3, sm, logs, bucket, name)
+    total = time.time() - sent
+    _, events = _completed_job_log(sm, logs, name, poll=0.1)
+    built = [e["message"] for e in events if " is ready (built in " in e["message"]]
+    return total, float(built[0].split("built in ")[1].split()[0]) if built else 0.0
+
+
+def cold_first_jobs(installers: list[str]) -> list[list]:
+    """Rows (case, first job s, build s) of a fresh server's first XGBoost job per installer (module docstring)."""
+    from selfmaker.engines import runtime_builds
+
+    rows = []
+    for installer in installers:
+        with tempfile.TemporaryDirectory(prefix=f"selfmaker-bench-cold-{installer}-") as tmp:
+            runtimes_dir = Path(tmp) / "runtimes"
+            server = selfmaker_server(
+                Path(tmp) / "data",
+                Path(tmp) / "server.log",
+                "--runtimes-dir",
+                str(runtimes_dir),
+                "--runtime-installer",
+                installer,
+            )
+            server.env = {"PIP_CACHE_DIR": f"{tmp}/pip-cache"}  # pip's cache as cold as uv's
+            with server:
+                log(f"cold first job with {installer}...")
+                total, build = _first_job_seconds(server.url, f"cold-{installer}-{int(time.time())}")
+                rows.append([f"{installer}, cold (fresh runtimes dir and package cache)", total, build])
+                if installer == "uv":
+                    for runtime in runtime_builds.on_disk(runtimes_dir):
+                        runtime_builds.remove(runtimes_dir, runtime.key)
+                    log("first job again with uv, runtime removed, package cache kept...")
+                    total, build = _first_job_seconds(server.url, f"warm-{installer}-{int(time.time())}")
+                    rows.append(["uv, runtime removed, package cache kept", total, build])
+            log(f"{installer}: {rows}")
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--xgboost-rounds", type=int, default=3, help="0 skips the XGBoost comparison")
     parser.add_argument("--xgboost-rows", type=int, default=50_000)
     parser.add_argument("--runtimes-dir", help="reuse a runtimes directory (default: a fresh temporary one)")
+    parser.add_argument("--cold", default="pip,uv", help="installers whose cold first job is timed ('' skips it)")
     args = parser.parse_args()
+    cold = cold_first_jobs([i for i in args.cold.split(",") if i]) if args.cold else []
     with tempfile.TemporaryDirectory(prefix="selfmaker-bench-jobs-") as tmp:
         runtimes_dir = Path(args.runtimes_dir or f"{tmp}/runtimes").resolve()
         server = selfmaker_server(Path(tmp) / "data", Path(tmp) / "server.log", "--runtimes-dir", str(runtimes_dir))
@@ -230,7 +288,18 @@ def main() -> int:
                 if args.xgboost_rounds
                 else []
             )
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}, load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    if cold:
+        pip = next((r[1] for r in cold if r[0].startswith("pip")), None)
+        uv = next((r[1] for r in cold if r[0].startswith("uv, cold")), None)
+        speedup = f"; uv's cold first job {pip / uv:.1f}x faster than pip's" if pip and uv else ""
+        print(
+            table(
+                ["first built-in XGBoost job of a server (s)", "CreateTrainingJob -> Completed", "runtime build"],
+                cold,
+                title=f"sagemaker-xgboost 1.7-1, 1,000 rows{speedup}",
+            )
+        )
     if results:
         starts = sorted(r[0] * 1000 for r in results)
         ends = sorted(r[1] * 1000 for r in results)

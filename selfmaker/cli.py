@@ -13,8 +13,8 @@ import socket
 import sys
 from pathlib import Path
 
-from . import __version__, cli_doctor, cli_logs, cli_ps, log_setup
-from .config import DEFAULT_PORT, Settings
+from . import __version__, cli_doctor, cli_logs, cli_ps, cli_runtimes, log_setup
+from .config import DEFAULT_PORT, RUNTIME_INSTALLERS, Settings
 
 
 def _serve(args) -> int:
@@ -37,6 +37,8 @@ def _serve(args) -> int:
                 online_store_url=args.online_store_url,
                 runtimes_dir=args.runtimes_dir,
                 runtimes_config=args.runtimes_config,
+                package_index=args.package_index,
+                runtime_installer=args.runtime_installer,
                 executor=args.executor,
                 stop_grace_seconds=args.stop_grace_seconds,
                 allow_local_paths=args.allow_local_path,
@@ -202,6 +204,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="YAML/JSON file mapping image URIs to runtimes (docs/jobs.md; env SELFMAKER_RUNTIMES_CONFIG)",
     )
+    serve.add_argument(
+        "--package-index",
+        help="where runtime builds get packages: an index URL, or a wheelhouse directory for machines without "
+        "internet (docs/runtimes.md; env SELFMAKER_PACKAGE_INDEX)",
+    )
+    serve.add_argument(
+        "--runtime-installer",
+        choices=RUNTIME_INSTALLERS,
+        help="what builds runtimes: auto (uv if installed, else pip; the default), uv or pip "
+        "(env SELFMAKER_RUNTIME_INSTALLER)",
+    )
     serve.add_argument("--executor", help="where job instances run: local (bubblewrap; the default)")
     serve.add_argument(
         "--stop-grace-seconds",
@@ -263,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_ps.add_parser(sub)
     cli_logs.add_parser(sub)
     cli_doctor.add_parser(sub)
+    cli_runtimes.add_parser(sub)
 
     # The agent parses its own flags (selfmaker/edge_agent/agent.py): it runs on devices without the server.
     sub.add_parser(

@@ -10,11 +10,18 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import overload
+from urllib.parse import urlparse
 
 DEFAULT_PORT = 7600
 DEFAULT_ACCOUNT = "123456789012"
 DEFAULT_REGION = "us-east-1"
 CALLBACK_TIMEOUT_SECONDS = 7 * 24 * 3600
+RUNTIME_INSTALLERS = ("auto", "uv", "pip")
+
+
+def is_wheelhouse(package_index: str) -> bool:
+    """A --package-index that is a path (not a URL) names a local wheelhouse directory; else an index URL."""
+    return urlparse(package_index).scheme == ""
 
 
 @overload
@@ -47,6 +54,11 @@ class Settings:
     runtimes_dir: Path | None = field(default_factory=lambda: Path(p) if (p := _env("RUNTIMES_DIR")) else None)
     runtimes_config: Path | None = field(default_factory=lambda: Path(p) if (p := _env("RUNTIMES_CONFIG")) else None)
     executor: str = field(default_factory=lambda: _env("EXECUTOR", "local"))
+    # Where runtime builds take packages from: an index URL, or a local wheelhouse directory (then nothing
+    # else is asked: a machine without internet builds from it). None: the installer's own configuration.
+    package_index: str | None = field(default_factory=lambda: _env("PACKAGE_INDEX"))
+    # What builds runtimes: "auto" (uv when installed, else pip), "uv" or "pip" (engines/runtime_builds.py).
+    runtime_installer: str = field(default_factory=lambda: _env("RUNTIME_INSTALLER", "auto"))
     # Seconds a stopped job (StopXJob, MaxRuntimeInSeconds) has between SIGTERM and SIGKILL to save its work.
     stop_grace_seconds: float = field(default_factory=lambda: float(_env("STOP_GRACE_SECONDS", "10")))
     # Host directories under which user-supplied file:// URIs and paths are allowed, in open mode only
@@ -80,6 +92,14 @@ class Settings:
         if not self.object_store_url:
             self.object_store_url = (self.data_dir / "objects").as_uri()
         self.runtimes_dir = Path(self.runtimes_dir or self.data_dir / "runtimes").expanduser().resolve()
+        if self.runtime_installer not in RUNTIME_INSTALLERS:
+            raise ValueError(f"the runtime installer must be one of {', '.join(RUNTIME_INSTALLERS)}")
+        if self.package_index and is_wheelhouse(self.package_index):
+            self.package_index = str(Path(self.package_index).expanduser().resolve())
+            if not Path(self.package_index).is_dir():
+                raise ValueError(f"--package-index {self.package_index}: no such directory (a wheelhouse)")
+        elif self.package_index and urlparse(self.package_index).scheme not in ("http", "https", "file"):
+            raise ValueError(f"--package-index {self.package_index}: an index URL is http://, https:// or file://")
         if self.callback_timeout_seconds <= 0:
             raise ValueError("the callback timeout must be a positive number of seconds")
         if self.auth_mode not in ("open", "strict"):

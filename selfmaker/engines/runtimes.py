@@ -13,26 +13,26 @@ images in a YAML/JSON file (setting ``runtimes_config``)::
         python: /usr/bin/python3               # an existing interpreter, used as is
         command: ["python3", "-m", "tools"]    # the image's default entrypoint
 
-:func:`ensure` builds a runtime once (``python -m venv`` + pip, its output
+:func:`ensure` builds a runtime once (uv, or ``python -m venv`` + pip; its output
 going to the job's log) under the runtimes directory, guarded by a file lock
-so concurrent jobs and servers sharing the directory build it once.
+so concurrent jobs and servers sharing the directory build it once
+(engines/runtime_builds.py: the installers, the package index, the cache).
 """
 
 from __future__ import annotations
 
-import fcntl
 import fnmatch
 import functools
 import hashlib
 import json
 import os
 import re
-import shutil
-import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from . import runtime_builds
 
 # Every SageMaker framework image carries boto3 (the training toolkit depends on it).
 COMMON = ("boto3",)
@@ -57,6 +57,11 @@ class Runtime:
     command: tuple[str, ...] = ()  # the image's default entrypoint, if it has one
     algorithm: str | None = None  # in-sandbox module that trains when no script is given (built-in algorithms)
     description: str = ""
+    label: str = ""  # how people name it (sagemaker-xgboost-1.7-1); the key adds the Python and a digest
+
+    @property
+    def name(self) -> str:
+        return self.label or self.key
 
     def bin_dir(self, runtimes_dir: Path) -> Path:
         return Path(self.python).parent if self.python else runtimes_dir / self.key / "bin"
@@ -174,6 +179,7 @@ def resolve(image_uri: str, config: dict | None = None) -> Runtime:
                 command=tuple(entry.get("command", ())),
                 algorithm=entry.get("algorithm"),
                 description=f"configured runtime for {pattern}",
+                label=pattern,
             )
     match = _IMAGE.match(image_uri or "")
     framework = FRAMEWORKS.get(match["repo"].rsplit("/", 1)[-1]) if match else None
@@ -196,53 +202,78 @@ def resolve(image_uri: str, config: dict | None = None) -> Runtime:
         packages=tuple(packages),
         algorithm=framework.algorithm,
         description=f"{framework.label} {tag_match['v']}",
+        label=f"{repo}-{tag_match['v']}",
     )
 
 
-def ensure(runtime: Runtime, runtimes_dir: Path, log: Callable[[str], None]) -> Path:
-    """Build the runtime if it is not built yet; return its bin directory. Raises RuntimeBuildError, also
-    for an interpreter the sandbox could not show without showing far more (see :func:`prefixes`)."""
-    bin_dir = _build(runtime, runtimes_dir, log)
+def ensure(
+    runtime: Runtime,
+    runtimes_dir: Path,
+    log: Callable[[str], None],
+    *,
+    installer: str = "auto",
+    package_index: str | None = None,
+    building: Callable[[str], None] | None = None,
+) -> Path:
+    """Build the runtime if it is not built yet; return its bin directory. ``log`` gets the build's progress
+    (the job's log); ``building(message)`` is called once before this call builds or waits for another's build
+    (a training job's SecondaryStatus). Raises RuntimeBuildError, also for an interpreter the sandbox could
+    not show without showing far more (see :func:`prefixes`)."""
+    bin_dir = _build(runtime, runtimes_dir, log, installer, package_index, building or (lambda message: None))
     runtime.roots(runtimes_dir)
     return bin_dir
 
 
-def _build(runtime: Runtime, runtimes_dir: Path, log: Callable[[str], None]) -> Path:
+def options(settings) -> dict:
+    """ensure()'s build options from the server's settings (--runtime-installer, --package-index)."""
+    return {"installer": settings.runtime_installer, "package_index": settings.package_index}
+
+
+def is_built(runtime: Runtime, runtimes_dir: Path) -> bool:
+    return bool(runtime.python) or (runtimes_dir / runtime.key / runtime_builds.READY).exists()
+
+
+def _build(
+    runtime: Runtime,
+    runtimes_dir: Path,
+    log: Callable[[str], None],
+    preference: str,
+    package_index: str | None,
+    building: Callable[[str], None],
+) -> Path:
     if runtime.python:
         if not Path(runtime.python).exists():
             raise RuntimeBuildError(f"the configured interpreter {runtime.python} does not exist")
         return runtime.bin_dir(runtimes_dir)
-    runtimes_dir.mkdir(parents=True, exist_ok=True)
     root = runtimes_dir / runtime.key
-    ready = root / ".selfmaker-ready"
-    if ready.exists():
+    if runtime_builds.use_if_built(runtimes_dir, runtime.key):
         return root / "bin"
-    with open(runtimes_dir / f".{runtime.key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if ready.exists():
+
+    def waiting() -> None:  # another job (or server, or `selfmaker runtimes build`) builds it: wait for that build
+        building(f"Waiting for runtime {runtime.name} (another job is building it)")
+        log(f"SelfMaker: waiting for the runtime {runtime.key}, which another job is building")
+
+    with runtime_builds.locked(runtimes_dir, runtime.key, on_wait=waiting):
+        if is_built(runtime, runtimes_dir):
+            runtime_builds.touch_used(root)
             return root / "bin"
+        try:
+            tool = runtime_builds.installer(preference)
+        except ValueError as err:
+            raise RuntimeBuildError(str(err)) from None
+        building(f"Building runtime {runtime.name}")
+        source = f" from {package_index}" if package_index else ""
         log(
-            f"SelfMaker: creating the runtime {runtime.key} ({runtime.description}): "
-            f"python -m venv + pip install {' '.join(runtime.packages)}"
+            f"SelfMaker: building the runtime {runtime.key} ({runtime.description}) with {tool}{source}: "
+            f"{' '.join(runtime.packages)}"
         )
-        shutil.rmtree(root, ignore_errors=True)  # a build that was interrupted
-        _run([sys.executable, "-m", "venv", str(root)], log)
-        _run(
-            [
-                str(root / "bin" / "python"),
-                "-m",
-                "pip",
-                "install",
-                "--disable-pip-version-check",
-                "--no-input",
-                "--progress-bar",
-                "off",
-                *runtime.packages,
-            ],
-            log,
-        )
-        ready.write_text(json.dumps({"packages": runtime.packages}))
-        log(f"SelfMaker: runtime {runtime.key} is ready")
+        try:
+            seconds = runtime_builds.build(
+                root, runtime.packages, log, tool=tool, package_index=package_index, name=runtime.name
+            )
+        except runtime_builds.BuildFailed as err:
+            raise RuntimeBuildError(str(err)) from None
+        log(f"SelfMaker: runtime {runtime.key} is ready (built in {seconds:.1f} s with {tool})")
     return root / "bin"
 
 
@@ -282,21 +313,6 @@ def _too_broad(prefix: Path) -> bool:
     return len(parts) <= 2 or (parts[1] == "home" and len(parts) == 3) or prefix == Path(os.path.expanduser("~"))
 
 
-def _run(command: list[str], log: Callable[[str], None]) -> None:
-    proc = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL
-    )
-    if proc.stdout is None:  # stdout=PIPE always gives one
-        raise RuntimeError(f"{command[0]} started without an output pipe")
-    tail: list[str] = []
-    for line in proc.stdout:
-        line = line.rstrip("\n")
-        log(line)
-        tail = (tail + [line])[-5:]
-    if proc.wait() != 0:
-        raise RuntimeBuildError(f"{' '.join(command[:4])} ... failed (exit {proc.returncode}): " + " | ".join(tail))
-
-
 # Notebook instances (docs/notebooks.md): one runtime for every instance, JupyterLab on jupyter_server with the
 # Python kernel, boto3 and the SageMaker Python SDK v2 (what notebooks written for SageMaker import; it doubles
 # the build, about 40 s more, once per runtimes directory: docs/notebooks.md has the measurement).
@@ -309,4 +325,5 @@ def notebook() -> Runtime:
         key=_key("notebook", list(NOTEBOOK_PACKAGES)),
         packages=NOTEBOOK_PACKAGES,
         description="JupyterLab for notebook instances",
+        label="notebook",
     )

@@ -16,12 +16,12 @@ installs inside the job as it does on the host.
 
 from __future__ import annotations
 
-import configparser
 import functools
 import os
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from . import runtime_builds
 from .executor import InstanceSpec, Limits, Mount
 from .runtimes import Runtime
 
@@ -29,8 +29,6 @@ SUPPORT_ROOT = "/opt/selfmaker"
 SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # The directory holding the `selfmaker` package, bound read-only into every sandbox.
 PACKAGE_PARENT = Path(__file__).resolve().parents[2]
-# pip's site-wide configuration files (the per-user ones are not read: HOME is /tmp inside).
-PIP_CONFIG_FILES = ("/etc/pip.conf", "/etc/xdg/pip/pip.conf")
 # pip settings that name local files or directories.
 PIP_PATH_SETTINGS = ("find-links", "cert", "client-cert", "constraint")
 PIP_INDEX_SETTINGS = ("index-url", "extra-index-url")
@@ -41,19 +39,7 @@ def pip_paths() -> tuple[Path, ...]:
     """Host paths the site-wide pip configuration and the PIP_* environment name (cached: read once per
     server). A file:// index ``.../simple`` is bound with its parent, where such indexes keep the files
     their pages link to (``../../files/...``)."""
-    values: list[tuple[str, str]] = []
-    for name in PIP_CONFIG_FILES:
-        config = configparser.ConfigParser(interpolation=None)
-        try:
-            config.read(name)
-        except configparser.Error:
-            continue
-        for section in ("global", "install"):
-            if config.has_section(section):
-                values += [(key, value) for key, value in config.items(section)]
-    values += [
-        (key[4:].lower().replace("_", "-"), value) for key, value in os.environ.items() if key.startswith("PIP_")
-    ]
+    values = runtime_builds.pip_configuration()
     found: list[Path] = []
     for key, value in values:
         if key not in PIP_PATH_SETTINGS + PIP_INDEX_SETTINGS:
@@ -87,6 +73,9 @@ def spec(
 ) -> InstanceSpec:
     """An instance of ``runtime`` with ``ml`` at /opt/ml; ``env`` comes last and wins."""
     endpoint = f"http://127.0.0.1:{settings.port}"
+    # --package-index is the jobs' own pip installs' one source too (the host's pip settings are then not passed)
+    index_env, index_paths = runtime_builds.pip_in_sandbox(settings.package_index)
+    host_pip = {k: v for k, v in os.environ.items() if k.startswith("PIP_") and k != "PIP_TARGET"}
     environment = {
         "PATH": f"{runtime.bin_dir(settings.runtimes_dir)}:{SANDBOX_PATH}",
         "PYTHONPATH": f"{SUPPORT_ROOT}/site:{SUPPORT_ROOT}/lib",
@@ -103,7 +92,7 @@ def spec(
         "S3_ENDPOINT_URL": endpoint,
         "AWS_ACCESS_KEY_ID": "selfmaker",
         "AWS_SECRET_ACCESS_KEY": "selfmaker",
-        **{k: v for k, v in os.environ.items() if k.startswith("PIP_") and k != "PIP_TARGET"},
+        **(index_env or host_pip),
         **env,
     }
     site.mkdir(parents=True, exist_ok=True)
@@ -114,7 +103,7 @@ def spec(
         log_path=log,
         mounts=[
             *(Mount(prefix, str(prefix)) for prefix in runtime.roots(settings.runtimes_dir)),
-            *(Mount(path, str(path)) for path in pip_paths()),
+            *(Mount(path, str(path)) for path in (index_paths if index_env else pip_paths())),
             Mount(PACKAGE_PARENT / "selfmaker", f"{SUPPORT_ROOT}/lib/selfmaker"),
             Mount(site, f"{SUPPORT_ROOT}/site", writable=True),
             Mount(ml, "/opt/ml", writable=True),

@@ -396,7 +396,7 @@ class _Keeper:
             if self._runtime is None or self._runtime[0] != image:
                 self._runtime = image, runtimes.resolve(image, runtimes.load_config(settings.runtimes_config))
             runtime = self._runtime[1]
-            runtimes.ensure(runtime, settings.runtimes_dir, instance.append)
+            runtimes.ensure(runtime, settings.runtimes_dir, instance.append, **runtimes.options(settings))
         except (runtimes.UnknownImage, runtimes.RuntimeBuildError, model_server.ModelDataError) as err:
             raise _GroupFailure(f"ClientError: {err}") from None
         return runtime

@@ -148,6 +148,7 @@ class Run:
             (str(self.dir), "<the job's directory>"),
             (str(settings.runtimes_dir), "<runtimes>"),
             (str(settings.data_dir), "<data directory>"),
+            *([(settings.package_index, "<package index>")] if settings.package_index else []),
         ]
         for host, shown in sorted(known, key=lambda pair: -len(pair[0])):
             text = text.replace(host, shown)
@@ -390,7 +391,12 @@ class JobKind(Kind):
             runtime = runtimes.resolve(
                 self.image(run.data), runtimes.load_config(run.backends.settings.runtimes_config)
             )
-            runtimes.ensure(runtime, run.backends.settings.runtimes_dir, first.say)
+            settings = run.backends.settings
+
+            def building(message: str) -> None:  # a training job's SecondaryStatus says why it waits
+                run.update(lambda d: self.progress(d, "DownloadingTrainingImage", message))
+
+            runtimes.ensure(runtime, settings.runtimes_dir, first.say, building=building, **runtimes.options(settings))
         except (runtimes.UnknownImage, runtimes.RuntimeBuildError) as err:
             raise JobFailure(f"ClientError: {err}") from None
         issued = run.data.get("_credentials") or credentials.mint()

@@ -72,7 +72,8 @@ def prepare(backends: Backends, files: Files) -> runtimes.Runtime:
     """Build the runtime if needed and give the instance a fresh home (the volume stays as it is)."""
     runtime = runtimes.notebook()
     settings = backends.settings
-    runtimes.ensure(runtime, settings.runtimes_dir or settings.data_dir / "runtimes", files.say)  # set by Settings
+    runtimes_dir = settings.runtimes_dir or settings.data_dir / "runtimes"  # set by Settings
+    runtimes.ensure(runtime, runtimes_dir, files.say, **runtimes.options(settings))
     shutil.rmtree(files.home, ignore_errors=True)
     shutil.rmtree(files.state, ignore_errors=True)
     for directory in (files.volume, files.home / "SageMaker", files.root / "ml"):
