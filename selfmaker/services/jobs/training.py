@@ -140,7 +140,7 @@ def _prepare(run: Run, instance, runtime) -> None:
                 "instance_groups": [
                     {"instance_group_name": "homogeneousCluster", "instance_type": itype, "hosts": hosts}
                 ],
-                "network_interface_name": "eth0",
+                "network_interface_name": run.placement.interface if run.placement else "eth0",
             }
         )
     )
@@ -191,7 +191,13 @@ def _command(run: Run, runtime) -> list[str]:
 
 
 def _environment(run: Run, instance, runtime) -> dict:
-    env = {"TRAINING_JOB_NAME": run.data["TrainingJobName"], "TRAINING_JOB_ARN": run.record.arn}
+    env = {
+        "TRAINING_JOB_NAME": run.data["TrainingJobName"],
+        "TRAINING_JOB_ARN": run.record.arn,
+        # What the training toolkit derives from resourceconfig.json, for a ContainerEntrypoint that has none.
+        "SM_HOSTS": json.dumps([i.host for i in run.instances]),
+        "SM_CURRENT_HOST": instance.host,
+    }
     if runtime.algorithm:
         env["SELFMAKER_ALGORITHM"] = runtime.algorithm
     return env
