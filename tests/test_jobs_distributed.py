@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import tarfile
+from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 
 from support import xgboost_runtime
 from support.jobs import ROLE, code_archive, log_lines, training_request, wait
@@ -121,7 +124,7 @@ CONTRACT_SCRIPT = """
           "sm_current_host": os.environ["SM_CURRENT_HOST"], "hostname": socket.gethostname(),
           "addresses": addresses, "data": sorted(os.listdir("/opt/ml/input/data/train"))}), flush=True)
     # Every instance binds the same port on its own address (no collision), then algo-2 talks to algo-1.
-    server = socket.create_server((addresses[me], 7777))
+    server = socket.create_server((addresses[me], 47901))
     if me == "algo-1":
         server.settimeout(300)
         peer, _ = server.accept()
@@ -129,7 +132,7 @@ CONTRACT_SCRIPT = """
     else:
         for _ in range(600):
             try:
-                with socket.create_connection((addresses["algo-1"], 7777), timeout=5) as c:
+                with socket.create_connection((addresses["algo-1"], 47901), timeout=5) as c:
                     c.sendall(("hello from " + me).encode())
                 break
             except OSError:
@@ -166,3 +169,68 @@ def test_instances_find_each_other_by_name_with_the_sagemaker_contract(client, s
     # ShardedByS3Key: instance i of n gets every n-th key.
     assert seen["algo-1"]["data"] == ["a.csv", "c.csv"] and seen["algo-2"]["data"] == ["b.csv"]
     assert "GOT hello from algo-2" in lines
+
+
+TORCH_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.13.0-cpu-py311"
+ALLREDUCE_SCRIPT = """
+    import os, torch, torch.distributed as dist
+    dist.init_process_group("gloo")  # torchrun's MASTER_ADDR/PORT, RANK, WORLD_SIZE
+    total = torch.tensor([float(dist.get_rank() + 1)])
+    dist.all_reduce(total)
+    print(f"RANK {dist.get_rank()} OF {dist.get_world_size()} ON {os.environ['SM_CURRENT_HOST']} SUM {total.item()}")
+    dist.destroy_process_group()
+"""
+
+
+@pytest.mark.skipif(
+    not any(Path("/opt/wheels").glob("torch-2.13.0+cpu-*.whl")) and not os.environ.get("CI"),
+    reason="torch 2.13.0's CPU build is not on this machine's disk (/opt/wheels)",
+)
+def test_torch_distributed_runs_torchrun_across_instances(client, sm, bucket, unique):
+    s3, logs = client("s3"), client("logs")
+    s3.put_object(Bucket=bucket, Key="code/ddp.tar.gz", Body=code_archive({"train.py": ALLREDUCE_SCRIPT}))
+    name = unique("torchrun")
+    request = training_request(
+        name, bucket, "code/ddp.tar.gz", hyperparameters={"sagemaker_torch_distributed_enabled": "true"}
+    )
+    request["AlgorithmSpecification"]["TrainingImage"] = TORCH_IMAGE
+    request["ResourceConfig"]["InstanceCount"] = 2
+    request["StoppingCondition"]["MaxRuntimeInSeconds"] = 900
+    sm.create_training_job(**request)
+    job = wait(sm, "training", name, timeout=1200)  # the first run builds the torch runtime
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    lines = [line for line in log_lines(logs, GROUP, name) if line.startswith("RANK ")]
+    assert sorted(lines) == ["RANK 0 OF 2 ON algo-1 SUM 3.0", "RANK 1 OF 2 ON algo-2 SUM 3.0"]
+
+
+def test_torch_distributed_without_torch_fails_naming_torchrun(client, sm, bucket, unique):
+    client("s3").put_object(Bucket=bucket, Key="code/t.tar.gz", Body=code_archive({"train.py": "print('never')\n"}))
+    name = unique("no-torch")
+    sm.create_training_job(
+        **training_request(
+            name, bucket, "code/t.tar.gz", hyperparameters={"sagemaker_torch_distributed_enabled": "true"}
+        )
+    )
+    job = wait(sm, "training", name)
+    assert job["TrainingJobStatus"] == "Failed"
+    assert job["FailureReason"].startswith("ClientError: distribution torch_distributed launches torchrun")
+
+
+@pytest.mark.parametrize(
+    "hyperparameter, named",
+    [
+        ("sagemaker_mpi_enabled", "mpirun"),
+        ("sagemaker_pytorch_ddp_enabled", "mpirun"),
+        ("sagemaker_distributed_dataparallel_enabled", "smddp"),
+        ("sagemaker_parameter_server_enabled", "parameter_server"),
+    ],
+)
+def test_launchers_that_cannot_run_are_refused(sm, bucket, unique, hyperparameter, named):
+    name = unique("refused")
+    request = training_request(name, bucket, "code/t.tar.gz", hyperparameters={hyperparameter: "true"})
+    with pytest.raises(ClientError) as raised:
+        sm.create_training_job(**request)
+    error = raised.value.response["Error"]
+    assert error["Code"] == "ValidationException" and named in error["Message"] and hyperparameter in error["Message"]
+    with pytest.raises(ClientError, match="Requested resource not found"):
+        sm.describe_training_job(TrainingJobName=name)
