@@ -31,7 +31,7 @@ def bucket(client, unique):
     return name
 
 
-def _xgboost_job(name: str, bucket: str, count: int, distribution: str) -> dict:
+def _xgboost_job(name: str, bucket: str, count: int, distribution: str, prefix: str = "train") -> dict:
     return {
         "TrainingJobName": name,
         "RoleArn": ROLE,
@@ -44,7 +44,7 @@ def _xgboost_job(name: str, bucket: str, count: int, distribution: str) -> dict:
                 "DataSource": {
                     "S3DataSource": {
                         "S3DataType": "S3Prefix",
-                        "S3Uri": f"s3://{bucket}/train/",
+                        "S3Uri": f"s3://{bucket}/{prefix}/",
                         "S3DataDistributionType": distribution,
                     }
                 },
@@ -78,10 +78,13 @@ def test_xgboost_trains_distributed_and_equals_one_instance(client, sm, bucket, 
     s3, logs = client("s3"), client("logs")
     for key, rows in PARTS.items():
         s3.put_object(Bucket=bucket, Key=f"train/{key}", Body="".join(f"{y},{a},{b}\n" for y, a, b in rows))
+    s3.put_object(Bucket=bucket, Key="whole/all.csv", Body="".join(f"{y},{a},{b}\n" for y, a, b in ROWS))
     jobs = {
         "single": _xgboost_job(unique("xgb-one"), bucket, 1, "FullyReplicated"),
         "replicated": _xgboost_job(unique("xgb-rep"), bucket, 2, "FullyReplicated"),
         "sharded": _xgboost_job(unique("xgb-shard"), bucket, 2, "ShardedByS3Key"),
+        # One object for two instances: algo-2 gets none, says so in the first round and ends; algo-1 trains.
+        "one_object": _xgboost_job(unique("xgb-lone"), bucket, 2, "ShardedByS3Key", prefix="whole"),
     }
     for request in jobs.values():
         sm.create_training_job(**request)
@@ -90,7 +93,7 @@ def test_xgboost_trains_distributed_and_equals_one_instance(client, sm, bucket, 
         assert job["TrainingJobStatus"] == "Completed", (kind, job.get("FailureReason"))
 
     single = _predictions(s3, bucket, ended["single"], tmp_path)
-    for kind in ("replicated", "sharded"):
+    for kind in ("replicated", "sharded", "one_object"):
         distributed = _predictions(s3, bucket, ended[kind], tmp_path)
         assert max(abs(p - q) for p, q in zip(single, distributed)) < 1e-4, kind
     assert sum(abs(p - y) for p, (y, _, _) in zip(single, ROWS)) / len(ROWS) < 2  # it learnt (y spans 0..75)
@@ -112,6 +115,12 @@ def test_xgboost_trains_distributed_and_equals_one_instance(client, sm, bucket, 
         ["Train matrix has 100 rows and 2 columns"] * 2 + [f"Rabit started: rank {r} of 2" for r in (0, 0, 1, 1)]
     )
     assert rows_seen("single") == ["Train matrix has 200 rows and 2 columns"]
+    assert sorted(rows_seen("one_object")) == sorted(
+        ["Rabit started: rank 0 of 2", "Rabit started: rank 1 of 2"]
+        + ["Rabit started: rank 0 of 1", "Train matrix has 200 rows and 2 columns"]
+    )
+    lone = log_lines(logs, GROUP, jobs["one_object"]["TrainingJobName"])
+    assert any("Host algo-2 has no training data: it ends without training." in line for line in lone)
     assert ended["sharded"]["BillableTimeInSeconds"] == 2 * ended["sharded"]["TrainingTimeInSeconds"]
 
 
