@@ -295,7 +295,7 @@ def test_selfmaker_logs_follows_a_job_to_its_end(client, sm, bucket, unique, ser
     name = unique("train")
     sm.create_training_job(**training_request(name, bucket, "code/cli.tar.gz"))
     result = subprocess.run(
-        [sys.executable, "-m", "selfmaker.cli", "logs", name, "--endpoint-url", server.url],
+        [sys.executable, "-m", "selfmaker.cli", "logs", "-f", name, "--endpoint-url", server.url],
         capture_output=True,
         text=True,
         timeout=600,

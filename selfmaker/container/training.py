@@ -20,6 +20,7 @@ import json
 import os
 import runpy
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -128,6 +129,41 @@ def environment(hyperparameters: dict, program: str, framework_params: dict) -> 
     return env
 
 
+def _enabled(value) -> bool:
+    return value in (True, "true", "True", 1)
+
+
+TORCHRUN_PORT = 7777  # the training toolkit's master port for torch_distributed
+
+
+def torchrun(env: dict) -> list[str] | None:
+    """The torchrun command of torch_distributed: one node per host, the first (sorted) host the master, one
+    process per host on CPU instances (per GPU on GPU ones, which SelfMaker does not have). None without torch.
+
+    On one machine every job's master is its own loopback address (``Executor.place``), but torch's store
+    listens on every address: a port derived from that address keeps two jobs' masters apart."""
+    launcher = Path(sys.executable).with_name("torchrun")
+    if not launcher.exists():
+        return None
+    hosts = json.loads(env["SM_HOSTS"])
+    current = env["SM_CURRENT_HOST"]
+    port = TORCHRUN_PORT
+    try:
+        octets = [int(part) for part in socket.gethostbyname(hosts[0]).split(".")]
+    except (OSError, ValueError):
+        octets = []
+    if len(octets) == 4 and octets[0] == 127 and octets[1] != 0:
+        port = 20000 + (octets[1] * 256 + octets[2]) % 20000
+    return [
+        str(launcher),
+        f"--nnodes={len(hosts)}",
+        "--nproc_per_node=1",
+        f"--node_rank={hosts.index(current)}",
+        f"--master_addr={hosts[0]}",
+        f"--master_port={port}",
+    ]
+
+
 def fail(message: str, code: int = 1) -> int:
     FAILURE.parent.mkdir(parents=True, exist_ok=True)
     with open(FAILURE, "a") as f:
@@ -193,7 +229,15 @@ def main() -> int:
                 f'Command "{sys.executable} -m pip install -r requirements.txt"',
                 code,
             )
-    if program.endswith(".py"):
+    if _enabled(framework.get("sagemaker_torch_distributed_enabled")):
+        launcher = torchrun(env)
+        if launcher is None:
+            return fail(
+                "ClientError: distribution torch_distributed launches torchrun, which this image's runtime does not "
+                "have (no torch): use a PyTorch training image"
+            )
+        command = [*launcher, program, *to_cmd_args(user)]
+    elif program.endswith(".py"):
         command = [sys.executable, program, *to_cmd_args(user)]
     else:
         command = ["/bin/sh", "-c", f"./{program} {' '.join(to_cmd_args(user))}"]

@@ -18,6 +18,18 @@ what the algorithm mode of sagemaker-xgboost-container does on one instance:
 * the booster saved as /opt/ml/model/xgboost-model with ``Booster.save_model``
   (the container's format, which its serving code and ``xgb.Booster().load_model`` read).
 
+With several instances it trains distributed as the container does (its
+``distributed.rabit_run``): a Rabit tracker on the first host, every instance
+one worker, histograms allreduced each round, so all hold the same booster and
+only the first worker (algo-1, normally) writes the model. Two rounds of the
+tracker, as there: first every host says whether it got training data (a
+ShardedByS3Key channel may leave one without), then only those train. A
+ShardedByS3Key channel's files are each instance's share; a FullyReplicated
+channel is the same on every instance, so worker r of n keeps its rows
+r, r+n, r+2n, ...: every row counts once, and the model equals the one an
+instance alone trains on the same data (SelfMaker's choice where the AWS
+documentation says nothing; see docs/jobs.md).
+
 Importing this module needs only the standard library (the server reads its
 metric definitions); xgboost and pandas are imported when it trains.
 """
@@ -27,12 +39,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import sys
 import tempfile
 from pathlib import Path
 
 BASE = Path(os.environ.get("SAGEMAKER_BASE_DIR", "/opt/ml"))
 MODEL_NAME = "xgboost-model"
+# The tracker's ports on the first host, one per round (the container's 9099 and 9100).
+HOSTS_PORT, TRAINING_PORT = 9099, 9100
+CONNECT_RETRIES = "60"  # workers retry the tracker while the first host still loads its data
 CSV, LIBSVM = "text/csv", "text/libsvm"
 DEFAULT_CONTENT_TYPE = LIBSVM
 
@@ -322,7 +338,6 @@ def _log_evaluations():
 
 
 def train(base: Path = BASE) -> None:
-    import xgboost as xgb
 
     config = base / "input" / "config"
     raw = (
@@ -341,8 +356,7 @@ def train(base: Path = BASE) -> None:
         json.loads((config / "resourceconfig.json").read_text()) if (config / "resourceconfig.json").exists() else {}
     )
     hosts = resource.get("hosts") or ["algo-1"]
-    if len(hosts) > 1:
-        raise UserError("SelfMaker's XGBoost algorithm trains on one instance: set InstanceCount to 1")
+    current = resource.get("current_host") or hosts[0]
 
     log.info("Determined 0 GPU(s) available on the instance.")
     csv_weights = bool(hyperparameters.get("csv_weights"))
@@ -351,14 +365,106 @@ def train(base: Path = BASE) -> None:
         if name in channels:
             kind = content_type(channels[name])
             log.info("files path: %s", base / "input" / "data" / name)
-            matrices[name] = load(base / "input" / "data" / name, kind, csv_weights and kind == CSV)
+            try:
+                matrices[name] = load(base / "input" / "data" / name, kind, csv_weights and kind == CSV)
+            except UserError:
+                if len(hosts) == 1:
+                    raise
+                if name != "train":  # every worker must evaluate the same sets, or the allreduce never meets
+                    raise UserError(
+                        f"No data in the channel: {name} on {current}; with ShardedByS3Key give it at least as "
+                        "many files as instances"
+                    ) from None
+                log.warning("Host %s does not have data. Will not be used in distributed training.", current)
+    if len(hosts) == 1:
+        log.info("Single node training.")
+        _describe(matrices)
+        _save(base, _train(hyperparameters, matrices))
+        return
+    log.info("Distributed node training with %d hosts: %s", len(hosts), hosts)
+    with_data = _hosts_with_data(hosts, current, "train" in matrices)
+    if not with_data:
+        raise UserError("No data in the channel: train (no instance got any of its files)")
+    if current not in with_data:
+        log.info("Host %s has no training data: it ends without training.", current)
+        return
+    rank, size = with_data.index(current), len(with_data)
+    for name, matrix in list(matrices.items()):
+        if channels[name].get("S3DistributionType", "FullyReplicated") == "FullyReplicated":
+            import numpy as np
+
+            matrices[name] = matrix.slice(np.arange(rank, matrix.num_row(), size))  # this worker's rows
+    _describe(matrices)
+    with _collective(with_data, current, TRAINING_PORT):
+        booster = _train(hyperparameters, matrices)
+    if rank == 0:  # the master writes the model, as the container does
+        _save(base, booster)
+
+
+def _describe(matrices: dict) -> None:
     dtrain = matrices["train"]
     log.info("Train matrix has %d rows and %d columns", dtrain.num_row(), dtrain.num_col())
     if "validation" in matrices:
         log.info("Validation matrix has %d rows", matrices["validation"].num_row())
 
+
+def _save(base: Path, booster) -> None:
+    model_dir = base / "model"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    booster.save_model(str(model_dir / MODEL_NAME))
+
+
+def _hosts_with_data(hosts: list[str], current: str, has_data: bool) -> list[str]:
+    """The first round of the tracker: every host says whether it has training data; those that do, in order."""
+    import numpy as np
+    from xgboost import collective
+
+    flags = np.zeros(len(hosts), dtype=np.float64)
+    flags[hosts.index(current)] = 1.0 if has_data else 0.0
+    with _collective(hosts, current, HOSTS_PORT):
+        flags = collective.allreduce(flags, collective.Op.SUM)
+    return [host for host, flag in zip(hosts, flags) if flag > 0]
+
+
+class _collective:
+    """Rabit among ``workers`` (host names, the first runs the tracker on ``port`` at its own address); ranks
+    follow the list's order."""
+
+    def __init__(self, workers: list[str], current: str, port: int):
+        self.workers, self.current, self.port = workers, current, port
+        self.tracker = None
+
+    def __enter__(self):
+        from xgboost import collective
+
+        master = socket.gethostbyname(self.workers[0])  # algo-<i> resolve through the instance's /etc/hosts
+        if self.current == self.workers[0]:
+            from xgboost.tracker import RabitTracker
+
+            self.tracker = RabitTracker(host_ip=master, n_workers=len(self.workers), port=self.port, sortby="task")
+            self.tracker.start(len(self.workers))
+        collective.init(
+            DMLC_TRACKER_URI=master,
+            DMLC_TRACKER_PORT=self.port,
+            DMLC_TASK_ID=f"{self.workers.index(self.current):05d}",
+            DMLC_WORKER_CONNECT_RETRY=CONNECT_RETRIES,
+        )
+        log.info("Rabit started: rank %d of %d", collective.get_rank(), collective.get_world_size())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        from xgboost import collective
+
+        collective.finalize()
+        if self.tracker is not None:
+            self.tracker.join()
+
+
+def _train(hyperparameters: dict, matrices: dict):
+    import xgboost as xgb
+
+    dtrain = matrices["train"]
     params = booster_params(hyperparameters)
-    log.info("Single node training.")
     try:
         booster = xgb.train(
             params,
@@ -376,9 +482,7 @@ def train(base: Path = BASE) -> None:
             if "Check failed" in message or "label" in message or "mismatch" in message
             else RuntimeError(f"XGB train call failed with exception:\n {message}")
         ) from None
-    model_dir = base / "model"
-    model_dir.mkdir(parents=True, exist_ok=True)
-    booster.save_model(str(model_dir / MODEL_NAME))
+    return booster
 
 
 def main() -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Executor, ExecutorUnavailable, ExitStatus, InstanceSpec, Limits, Mount  # noqa: F401
+from .base import Executor, ExecutorUnavailable, ExitStatus, InstanceSpec, Limits, Mount, Placement  # noqa: F401
 
 
 def open_executor(url: str) -> Executor:

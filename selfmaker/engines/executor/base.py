@@ -9,6 +9,7 @@ a restarted server passes the same directory to :meth:`Executor.poll` and
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,6 +48,16 @@ class InstanceSpec:
 
 
 @dataclass(frozen=True)
+class Placement:
+    """How a job's instances reach each other: one address per instance (``algo-<i>`` resolves to the i-th
+    from inside every instance's sandbox) and the network interface they share (resourceconfig.json's
+    ``network_interface_name``)."""
+
+    addresses: tuple[str, ...]
+    interface: str
+
+
+@dataclass(frozen=True)
 class ExitStatus:
     code: int | None  # the command's exit code; None when it ended without reporting one
     reason: str = ""  # why there is no code (killed, vanished)
@@ -58,6 +69,21 @@ class ExitStatus:
 
 class Executor(ABC):
     name: str
+
+    def place(self, key: str, count: int) -> Placement:
+        """Addresses for ``count`` instances of the job ``key`` (its ARN), decided before any starts.
+
+        Here: all on this machine, which shares its network with the sandboxes, each instance on its own
+        loopback address 127.B.C.<i> (Linux answers the whole of 127.0.0.0/8 on ``lo``), B.C a digest of the
+        job. A server or framework that binds its own ``algo-<i>`` address (XGBoost's tracker, a c10d store
+        on MASTER_ADDR) then never collides with another instance's or another job's on the same port.
+        An executor that spreads instances over machines answers their machines' addresses instead.
+        """
+        if count > 254:
+            raise ValueError(f"at most 254 instances per job on one machine, not {count}")
+        digest = int.from_bytes(hashlib.sha256(key.encode()).digest()[:2], "big")
+        block = f"127.{1 + digest % 254}.{digest >> 8}"  # never 127.0.x: the server and others use 127.0.0.1
+        return Placement(tuple(f"{block}.{i}" for i in range(1, count + 1)), "lo")
 
     @abstractmethod
     def check(self) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ...backends import Backends
 from ...engines import instance_types, reconciler, runtimes, sandbox
-from ...engines.executor import ExecutorUnavailable, ExitStatus, InstanceSpec, Mount, open_executor
+from ...engines.executor import ExecutorUnavailable, ExitStatus, InstanceSpec, Mount, Placement, open_executor
 from ...engines.leases import leases
 from ...engines.reconciler import Controller, kick
 from ...server.operations import Context
@@ -110,8 +110,18 @@ class Instance:
         return ConfinedDir(self.ml, "/opt/ml", self.say)
 
 
+def hosts_file(instances: list[Instance], placement: Placement) -> str:
+    """Every instance's /etc/hosts: ``algo-<i>`` at the address the executor placed it on (SageMaker's
+    instances find each other by these names), localhost as usual."""
+    lines = ["127.0.0.1 localhost", "::1 localhost"]
+    lines += [f"{address} {i.host}" for i, address in zip(instances, placement.addresses)]
+    return "\n".join(lines) + "\n"
+
+
 class Run:
     """One reconcile step's view of a job: its record, directory and instances."""
+
+    placement: Placement | None = None  # where the instances run, once the executor has placed them
 
     def __init__(self, job: JobKind, backends: Backends, record: Record):
         self.job, self.backends, self.record = job, backends, record
@@ -408,8 +418,9 @@ class JobKind(Kind):
         run.update(downloading)
         credentials.grant(run.backends, run.record)
         limits = instance_types.limits(self.instance_type(run.data))
+        run.placement = ex.place(run.record.arn, len(run.instances))
         hosts = run.dir / "hosts"
-        hosts.write_text("127.0.0.1 localhost " + " ".join(i.host for i in run.instances) + "\n::1 localhost\n")
+        hosts.write_text(hosts_file(run.instances, run.placement))
         specs = []
         for instance in run.instances:
             shutil.rmtree(instance.ml, ignore_errors=True)

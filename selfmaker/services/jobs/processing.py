@@ -110,7 +110,7 @@ def _prepare(run: Run, instance, runtime) -> None:
                 "hosts": [i.host for i in run.instances],
                 "current_instance_type": _instance_type(data),
                 "current_group_name": "homogeneousCluster",
-                "network_interface_name": "eth0",
+                "network_interface_name": run.placement.interface if run.placement else "eth0",
             }
         )
     )

@@ -57,6 +57,7 @@ def _validate(ctx, params: dict, data: dict) -> None:
     submit = _hyperparameter(params, "sagemaker_submit_directory")
     if submit:
         channels.check_uri(ctx, str(submit), "HyperParameters.sagemaker_submit_directory")
+    _check_distribution(params)
     if not params.get("StoppingCondition"):
         data["StoppingCondition"] = {"MaxRuntimeInSeconds": 86400}
     data.update(
@@ -73,6 +74,30 @@ def _validate(ctx, params: dict, data: dict) -> None:
         EnableInterContainerTrafficEncryption=bool(params.get("EnableInterContainerTrafficEncryption")),
         EnableManagedSpotTraining=bool(params.get("EnableManagedSpotTraining")),
     )
+
+
+# Script mode's ``distribution`` launchers SelfMaker cannot run, by the hyperparameter the SageMaker SDK sets for
+# each, and why. torch_distributed (sagemaker_torch_distributed_enabled) runs: the toolkit launches torchrun.
+UNSUPPORTED_LAUNCHERS = {
+    "sagemaker_distributed_dataparallel_enabled": "smdistributed dataparallel (SageMaker's data parallel library) "
+    "needs NVIDIA GPUs and AWS's smddp library, which SelfMaker's instances do not have",
+    "sagemaker_mpi_enabled": "MPI (distribution mpi, and smdistributed modelparallel, which runs under it) needs "
+    "mpirun and SSH between the instances, which SelfMaker's sandboxes do not run",
+    "sagemaker_pytorch_ddp_enabled": "pytorchddp launches through mpirun and SSH between the instances, which "
+    "SelfMaker's sandboxes do not run",
+    "sagemaker_parameter_server_enabled": "parameter_server (TensorFlow's parameter servers) is not run by "
+    "SelfMaker's training toolkit",
+}
+
+
+def _check_distribution(params: dict) -> None:
+    """Refuse a ``distribution`` whose launcher cannot run here, before anything starts."""
+    for name, why in UNSUPPORTED_LAUNCHERS.items():
+        if _hyperparameter(params, name) in (True, "true", "True", 1):
+            raise validation(
+                f"HyperParameters.{name}: {why}. Use distribution={{'torch_distributed': {{'enabled': True}}}} "
+                "with a PyTorch image (torchrun), or a training script that starts its own workers."
+            )
 
 
 def _present(ctx, record) -> dict:
@@ -140,7 +165,7 @@ def _prepare(run: Run, instance, runtime) -> None:
                 "instance_groups": [
                     {"instance_group_name": "homogeneousCluster", "instance_type": itype, "hosts": hosts}
                 ],
-                "network_interface_name": "eth0",
+                "network_interface_name": run.placement.interface if run.placement else "eth0",
             }
         )
     )
@@ -191,7 +216,13 @@ def _command(run: Run, runtime) -> list[str]:
 
 
 def _environment(run: Run, instance, runtime) -> dict:
-    env = {"TRAINING_JOB_NAME": run.data["TrainingJobName"], "TRAINING_JOB_ARN": run.record.arn}
+    env = {
+        "TRAINING_JOB_NAME": run.data["TrainingJobName"],
+        "TRAINING_JOB_ARN": run.record.arn,
+        # What the training toolkit derives from resourceconfig.json, for a ContainerEntrypoint that has none.
+        "SM_HOSTS": json.dumps([i.host for i in run.instances]),
+        "SM_CURRENT_HOST": instance.host,
+    }
     if runtime.algorithm:
         env["SELFMAKER_ALGORITHM"] = runtime.algorithm
     return env
@@ -236,8 +267,11 @@ def _finish(run: Run, outcome: str, reason: str | None):
         return outcome, reason, fields
     base = join_uri(run.data["OutputDataConfig"]["S3OutputPath"], run.data["TrainingJobName"], "output")
     storage, files = run.storage, first.files  # the job wrote these: read without following its links
+    # The master (algo-1) writes the model; an algorithm whose master is another instance (XGBoost's, when
+    # ShardedByS3Key left algo-1 without data) has it there: the first instance that wrote one.
+    model = next((i.files for i in run.instances if i.files.files("model")), files)
     try:
-        upload_bytes(storage, join_uri(base, "model.tar.gz"), files.tar_gz("model"))
+        upload_bytes(storage, join_uri(base, "model.tar.gz"), model.tar_gz("model"))
         if files.files("output/data"):
             upload_bytes(storage, join_uri(base, "output.tar.gz"), files.tar_gz("output/data"))
     except Exception as err:
