@@ -310,4 +310,4 @@ def test_selfmaker_logs_follows_a_job_to_its_end(client, sm, bucket, unique, ser
         text=True,
         timeout=60,
     )
-    assert missing.returncode == 1 and "no training, processing or transform job named" in missing.stderr
+    assert missing.returncode == 1 and "no job or endpoint named" in missing.stderr
