@@ -310,7 +310,7 @@ def test_an_endpoint_with_traffic_shows_its_variants_and_live_metric_charts(brow
     assert "AllTraffic" in variants and name in variants and "1 / 1" in variants and "ml.m5.large" in variants
     assert f"s3://{bucket}/capture" in browser.find_element("id", "data-capture").text
     assert "AllTraffic" in browser.find_element("id", "instances").text
-    assert browser.execute_script("return document.querySelectorAll('#metric-charts .uplot').length") == 3
+    assert browser.execute_script("return document.querySelectorAll('#metric-charts .uplot').length") == 4
     invocations = (
         "const p = window.consoleCharts.get('Invocations').plot;return p.data[1].reduce((sum, v) => sum + (v || 0), 0)"
     )
@@ -322,10 +322,15 @@ def test_an_endpoint_with_traffic_shows_its_variants_and_live_metric_charts(brow
     browser.execute_script("document.body.dataset.loadedOnce = 'yes'")
     _script(browser, invocations, lambda n: n >= before + 5, "the new invocations on the chart", timeout=30)
     assert browser.execute_script("return document.body.dataset.loadedOnce") == "yes"
+    # Latency percentiles, answered by CloudWatch from each period's distribution: p50 <= p90 <= p99.
     latency = browser.execute_script(
-        "return window.consoleCharts.get('Model latency (ms)').plot.data[1].filter((v) => v !== null).length"
+        "const c = window.consoleCharts.get('Model latency (ms)');"
+        "const i = c.plot.data[1].findIndex((v) => v !== null);"
+        "return [c.plot.series.slice(1).map((s) => s.label), [1, 2, 3].map((k) => c.plot.data[k][i])]"
     )
-    assert latency > 0
+    assert latency[0] == ["AllTraffic p50", "AllTraffic p90", "AllTraffic p99"]
+    assert 0 < latency[1][0] <= latency[1][1] <= latency[1][2], latency
+    assert browser.execute_script("return window.consoleCharts.get('Overhead latency (ms)').plot.series.length") == 4
     keep_page(browser, "console-endpoint")
     browser.execute_script("document.getElementById('metric-charts').scrollIntoView()")
     keep_page(browser, "console-endpoint-metrics")
