@@ -576,3 +576,39 @@ def test_a_shadow_test_compares_its_variants_and_is_ended_from_its_page(browser,
     )
     _open(browser, server, "/console/shadow-tests", "console-shadow-tests")
     assert name in browser.find_element("css selector", "table.list").text
+
+
+def test_a_project_shows_what_its_template_provisioned(browser, server, sm):
+    sc = make_client("servicecatalog", server.url)
+    sm.enable_sagemaker_servicecatalog_portfolio()
+    found = sc.search_products(Filters={"FullTextSearch": ["sagemaker:studio-visibility"]})["ProductViewSummaries"]
+    template = next(p for p in found if p["Name"] == "MLOps template for model building, training, and deployment")
+    name = f"console-prj-{uuid.uuid4().hex[:6]}"
+    project_id = sm.create_project(
+        ProjectName=name,
+        ProjectDescription="made for the console",
+        ServiceCatalogProvisioningDetails={"ProductId": template["ProductId"]},
+    )["ProjectId"]
+    # Opened while it is provisioned: the page follows its status until it settles.
+    browser.get(f"{server.url}/console/projects/{name}")
+    _script(
+        browser,
+        "return document.getElementById('project-status').textContent",
+        lambda s: "CreateCompleted" in s,
+        "the project to be created, on its page",
+        timeout=180,
+    )
+    _open(browser, server, f"/console/projects/{name}", "console-project")
+    group = f"{name}-{project_id}"
+    assert "AVAILABLE" in browser.find_element("id", "provisioned-products").text
+    pipelines = browser.find_element("id", "project-pipelines").text
+    assert group in pipelines and f"{group}-deploy" in pipelines
+    assert group in browser.find_element("id", "project-model-groups").text
+    link = browser.find_element("css selector", "#project-model-groups a")
+    link.click()
+    _script(browser, "return location.pathname", lambda p: p == f"/console/models/{group}", "the model group's page")
+
+    _open(browser, server, f"/console/projects?name={name}", "console-projects")
+    rows = browser.find_elements("css selector", "table.list tbody tr")
+    assert len(rows) == 1 and project_id in rows[0].text and "made for the console" in rows[0].text
+    assert browser.find_element("css selector", "nav a[href='/console/projects']").get_attribute("aria-current")

@@ -104,6 +104,7 @@ NAVIGATION = (
     ("Lineage", "/lineage"),
     ("Tuning jobs", "/tuning"),
     ("Notebook instances", "/notebooks"),
+    ("Projects", "/projects"),
 )
 
 _ENV = Environment(
