@@ -122,8 +122,7 @@ def test_the_pipeline_graph_has_the_engines_dependencies_and_condition_branches(
     )
     page = ConsoleBrowser(server.url).get(f"/console/pipelines/{name}")
     assert page.status == 200
-    data = re.search(r'<script type="application/json" id="graph-data">(.*?)</script>', page.text, re.S)
-    graph = json.loads(html.unescape(data.group(1)))
+    graph = _graph(page)
     assert {n["id"]: n["type"] for n in graph["nodes"]} == {
         "Prepare": "Processing",
         "Train": "Processing",
@@ -140,6 +139,33 @@ def test_the_pipeline_graph_has_the_engines_dependencies_and_condition_branches(
     }
     # The start form offers the definition's parameters with their defaults.
     assert 'name="param:Score" value="0.9"' in page.text
+
+    # No layout is kept yet: the page asks the browser to post dagre's. What it may post is checked against
+    # the graph it was sent: its steps exactly, finite numbers, this graph only; a refusal keeps nothing.
+    visitor = ConsoleBrowser(server.url)
+    layout = _graph(visitor.get(f"/console/pipelines/{name}"))["layout"]
+    assert layout["url"] == "/console/pipelines/layout" and "positions" not in graph
+    placed = {step: [10.0 * i, 5.0] for i, step in enumerate(("Prepare", "Train", "Good", "Register", "TooLow"))}
+
+    def post(key: str, positions) -> int:
+        form = {"csrf": layout["csrf"], "key": key, "positions": json.dumps(positions)}
+        return visitor.post(layout["url"], form).status
+
+    assert post("0" * 64, placed) == 400  # a graph never sent
+    assert post(layout["key"], {**placed, "Extra": [0, 0]}) == 400
+    assert post(layout["key"], {**placed, "Train": [float("nan"), 0]}) == 400
+    assert post(layout["key"], {**placed, "Train": ["1", 0]}) == 400
+    assert visitor.post(layout["url"], {"key": layout["key"], "positions": json.dumps(placed)}).status == 403
+    assert "positions" not in _graph(visitor.get(f"/console/pipelines/{name}"))
+    assert post(layout["key"], placed) == 200
+    # From now on the graph comes with its positions (on the execution pages of this definition too).
+    kept = _graph(ConsoleBrowser(server.url).get(f"/console/pipelines/{name}"))
+    assert kept["positions"] == placed and "layout" not in kept
+
+
+def _graph(page) -> dict:
+    data = re.search(r'<script type="application/json" id="graph-data">(.*?)</script>', page.text, re.S)
+    return json.loads(html.unescape(data.group(1)))
 
 
 # -- strict mode ---------------------------------------------------------------------------------------------

@@ -115,6 +115,17 @@ def test_a_pipeline_with_a_failing_step_is_followed_live_to_the_failed_colour(br
     _open(browser, server, f"/console/pipelines/{name}", "console-pipeline")
     assert browser.execute_script("return window.consoleGraph.nodes().length") == 2
     assert browser.execute_script("return window.consoleGraph.edges().length") == 1
+    # dagre's layout went back to the server: the next load places the steps where it put them, without dagre.
+    laid = browser.execute_script("return window.consoleGraph.getElementById('Evaluate').position()")
+
+    def reloaded_positions():
+        browser.get(f"{server.url}/console/pipelines/{name}")
+        return browser.execute_script("return Console.jsonData('graph-data').positions || null")
+
+    kept = wait_for(reloaded_positions, lambda p: p is not None, timeout=30, what="the kept layout")
+    assert kept["Evaluate"] == pytest.approx([laid["x"], laid["y"]], abs=0.1)
+    assert browser.execute_script("return typeof cytoscapeDagre") == "undefined"  # not even loaded
+    assert console_errors(browser) == []
     _open(browser, server, "/console/pipelines", "console-pipelines")
     assert name in browser.find_element("css selector", "table.list").text
 
