@@ -484,7 +484,21 @@ def test_a_tuning_job_shows_its_trials_objectives_and_the_best(browser, server, 
         s3.create_bucket(Bucket=tuning.BUCKET)
     except s3.exceptions.BucketAlreadyOwnedByYou:
         pass
-    sm.create_hyper_parameter_tuning_job(**tuning.request(name, most=3, parallel=2))
+    request = tuning.request(name, most=3, parallel=2)
+    request["TrainingJobDefinition"]["StaticHyperParameters"] = {"sleep": "4"}  # long enough to watch it run
+    sm.create_hyper_parameter_tuning_job(**request)
+    # Opened while it runs: the trials table follows the job over its event stream, without a reload (the
+    # third trial starts only when one of the first two has ended, so a completed row shows while it runs).
+    browser.get(f"{server.url}/console/tuning/{name}")
+    browser.execute_script("document.body.dataset.loadedOnce = 'yes'")
+    completed_row_live = (
+        "return document.body.dataset.loadedOnce === 'yes' && Number(document.body.dataset.trialsUpdated || 0) > 0"
+        " && [...document.querySelectorAll('#trials tbody tr[data-trial]')].some((r) => r.textContent.includes('Completed'))"
+        " && document.getElementById('trial-counters').textContent.includes('Completed')"
+    )
+    _script(browser, completed_row_live, lambda v: v, "a completed trial on the page, live", timeout=300)
+    assert console_errors(browser) == []
+    keep_page(browser, "console-tuning-job-live")
     described = wait_for(
         lambda: sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name),
         status_in("HyperParameterTuningJobStatus", {"Completed", "Failed", "Stopped"}),
