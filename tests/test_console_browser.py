@@ -637,3 +637,107 @@ def test_a_project_shows_what_its_template_provisioned(browser, server, sm):
     rows = browser.find_elements("css selector", "table.list tbody tr")
     assert len(rows) == 1 and project_id in rows[0].text and "made for the console" in rows[0].text
     assert browser.find_element("css selector", "nav a[href='/console/projects']").get_attribute("aria-current")
+
+
+LIST_PAGES = (
+    "/console/pipelines",
+    "/console/jobs/training",
+    "/console/jobs/processing",
+    "/console/jobs/transform",
+    "/console/experiments",
+    "/console/models",
+    "/console/endpoints",
+    "/console/shadow-tests",
+    "/console/featurestore",
+    "/console/tuning",
+    "/console/notebooks",
+    "/console/projects",
+)
+
+
+def _rgb(css: str) -> tuple[float, ...]:
+    return tuple(float(v) for v in css[css.index("(") + 1 : css.index(")")].split(",")[:3])
+
+
+def _contrast(one: str, other: str) -> float:
+    """The WCAG contrast ratio of two CSS rgb() colours."""
+
+    def luminance(rgb):
+        linear = [(c / 255) / 12.92 if c / 255 <= 0.03928 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in rgb]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    high, low = sorted((luminance(_rgb(one)), luminance(_rgb(other))), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def test_every_list_page_filters_sorts_and_pages_from_the_keyboard(browser, server, sm):
+    from selenium.webdriver.common.keys import Keys
+
+    # 27 experiments whose names sort first ("0..."), so the first page by name is 25 of them.
+    prefix = f"0-pages-{uuid.uuid4().hex[:6]}"
+    for index in range(27):
+        sm.create_experiment(ExperimentName=f"{prefix}-{index:02d}")
+
+    for path in LIST_PAGES:
+        _open(browser, server, path, "console-list-" + path.rsplit("/", 1)[-1])
+        form = browser.find_element("css selector", "form.filters")
+        assert form.find_elements("css selector", "input[name=after]") and form.find_elements("css selector", "button")
+        # Sorting by a column, from the keyboard: its header link, then Enter; the page comes back sorted by it.
+        header = browser.find_element("css selector", "th[aria-sort] a")
+        column = header.text.rstrip(" ▲▼")
+        header.send_keys(Keys.ENTER)
+        _script(browser, "return location.search", lambda q: "sort=" in q, f"{path} sorted by {column}", timeout=30)
+        sorted_by = browser.execute_script(
+            "return [...document.querySelectorAll('th[aria-sort]')]"
+            ".find((th) => th.textContent.trim().replace(/ [▲▼]$/, '') === arguments[0]).getAttribute('aria-sort')",
+            column,
+        )
+        assert sorted_by in ("ascending", "descending"), (path, column, sorted_by)
+        assert console_errors(browser) == []
+
+    # Server-side pages: 25 rows, then the next page from its link (keyboard again), and a way back.
+    _open(browser, server, "/console/experiments?sort=Name&order=Ascending", "console-experiments-page-1")
+    rows = [r.text for r in browser.find_elements("css selector", "table.list tbody tr")]
+    assert len(rows) == 25 and all(r.startswith(prefix) for r in rows)
+    browser.find_element("css selector", "a[rel=next]").send_keys(Keys.ENTER)
+    _script(browser, "return location.search", lambda q: "token=" in q, "the next page", timeout=30)
+    rows = [r.text for r in browser.find_elements("css selector", "table.list tbody tr")]
+    assert rows[0].startswith(f"{prefix}-25") and rows[1].startswith(f"{prefix}-26")
+    assert browser.find_element("link text", "First page")
+
+    # A date filter is the API's CreatedAfter: nothing was created after tomorrow.
+    tomorrow = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 86400))
+    _open(browser, server, f"/console/experiments?after={tomorrow}", "console-experiments-filtered")
+    assert "match these filters" in browser.find_element("css selector", "table.list tbody").text
+
+    # Times in the reader's time zone, UTC on hover (the title).
+    browser.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": "Asia/Kolkata"})
+    try:
+        _open(browser, server, "/console/experiments?sort=Name&order=Ascending", "console-experiments-kolkata")
+        shown = browser.execute_script(
+            "const t = document.querySelector('table.list tbody time');"
+            "return [t.textContent, t.title, t.getAttribute('datetime')]"
+        )
+    finally:
+        browser.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": ""})
+    text, title, iso = shown
+    moment = time.strptime(iso[:19], "%Y-%m-%dT%H:%M:%S")
+    utc = time.strftime("%Y-%m-%d %H:%M:%S UTC", moment)
+    local = time.gmtime(time.mktime(moment) - time.mktime(time.gmtime(0)) + 5.5 * 3600)
+    assert title == utc
+    assert "GMT+5:30" in text and time.strftime("%M:%S", local) in text, shown
+
+    # Both themes readable: the body's text against its background, as WCAG AA asks (4.5:1).
+    for theme in ("light", "dark"):
+        browser.execute_cdp_cmd(
+            "Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": theme}]}
+        )
+        _open(browser, server, "/console/experiments", f"console-experiments-{theme}")
+        colours = browser.execute_script(
+            "const s = getComputedStyle(document.body); return [s.color, s.backgroundColor,"
+            " getComputedStyle(document.querySelector('table.list a')).color]"
+        )
+        background = sum(_rgb(colours[1]))
+        assert (background > 600) if theme == "light" else (background < 200), (theme, colours)
+        assert _contrast(colours[0], colours[1]) >= 4.5 and _contrast(colours[2], colours[1]) >= 4.5, (theme, colours)
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
