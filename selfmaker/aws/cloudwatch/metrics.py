@@ -77,8 +77,8 @@ def finite(value: float, where: str) -> float:
     return float(value)
 
 
-def _statistic_set(datum: dict, index: int) -> list[float]:
-    """The datum's values as one statistic set [count, sum, min, max]."""
+def _statistic_set(datum: dict, index: int) -> list:
+    """The datum's values as one statistic set [count, sum, min, max, distribution]."""
     where = f"MetricData.member.{index}"
     given = [k for k in ("Value", "StatisticValues", "Values") if datum.get(k) is not None]
     if len(given) != 1:
