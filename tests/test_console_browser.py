@@ -541,7 +541,7 @@ def test_notebook_instance_pages_load(browser, server, sm):
     wait_for(
         lambda: sm.describe_notebook_instance(NotebookInstanceName=name)["NotebookInstanceStatus"],
         lambda status: status == "Stopped",
-        timeout=180,
+        timeout=480,  # the first notebook of a run builds the runtime, and its Stop waits for that build
         what="the instance to stop",
     )
     _script(browser, "return document.getElementById('start') !== null", lambda v: v, "Start", timeout=15)
