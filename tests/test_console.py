@@ -375,3 +375,29 @@ def test_the_new_pages_keep_the_account_wall(strict, as_):
     assert "Contents" not in as_(B, "s3").list_objects_v2(Bucket=bucket, Prefix="stolen/")
     ended = browser.post(f"/console/shadow-tests/{theirs}/stop", {"csrf": page.csrf, "decision": "keep"})
     assert ended.status == 404
+
+
+def test_projects_and_kept_layouts_keep_the_account_wall(strict, as_):
+    """B's project is not A's to see (nor listed); a graph layout A posts is kept for A only, and B cannot
+    post one for a graph it was never sent."""
+    theirs = f"console-prj-{uuid.uuid4().hex[:6]}"
+    as_(B).enable_sagemaker_servicecatalog_portfolio()
+    found = as_(B, "servicecatalog").search_products(Filters={"FullTextSearch": ["sagemaker:studio-visibility"]})
+    product = found["ProductViewSummaries"][0]["ProductId"]
+    as_(B).create_project(ProjectName=theirs, ServiceCatalogProvisioningDetails={"ProductId": product})
+    a, b = ConsoleBrowser(strict.url), ConsoleBrowser(strict.url)
+    a.sign_in(A.key, SECRET)
+    b.sign_in(B.key, SECRET)
+    assert a.get(f"/console/projects/{theirs}").status == 404
+    assert a.get(f"/console/projects/{theirs}/events").status == 404
+    assert f'/console/projects/{theirs}"' not in a.get(f"/console/projects?name={theirs}").text
+    assert f'/console/projects/{theirs}"' in b.get(f"/console/projects?name={theirs}").text
+
+    name = f"console-wall-{uuid.uuid4().hex[:6]}"
+    create(as_(A), name, [processing("Only", "print(1)")])
+    layout = _graph(a.get(f"/console/pipelines/{name}"))["layout"]
+    stolen = {"csrf": b.get("/console/pipelines").csrf, "key": layout["key"], "positions": '{"Only": [1, 2]}'}
+    assert b.post(layout["url"], stolen).status == 400  # B was never sent this graph
+    kept = {"csrf": layout["csrf"], "key": layout["key"], "positions": '{"Only": [1, 2]}'}
+    assert a.post(layout["url"], kept).status == 200
+    assert _graph(a.get(f"/console/pipelines/{name}"))["positions"] == {"Only": [1.0, 2.0]}
