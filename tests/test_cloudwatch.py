@@ -635,9 +635,9 @@ def test_internal_api_restart_and_prometheus(make_server, client, tmp_path):
             )
         now = int(time.time())
         series = metric_store.series_key(ACCOUNT, REGION, "AWS/SageMaker", "ModelLatency", variant)
-        assert list(metric_store.aggregate(backends, series, now - 5, now + 5, 10).values()) == [
-            [2.0, 4000.0, 1500.0, 2500.0]
-        ]  # visible before any flush
+        unflushed = list(metric_store.aggregate(backends, series, now - 5, now + 5, 10).values())
+        assert [stats[:4] for stats in unflushed] == [[2.0, 4000.0, 1500.0, 2500.0]]  # visible before any flush
+        assert sum(unflushed[0][4].values()) == 2.0  # with the values' distribution, for percentiles
         alarm = {
             "Namespace": "AWS/SageMaker",
             "MetricName": "ModelLatency",
