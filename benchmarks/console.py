@@ -20,8 +20,10 @@ Measures:
   warm-up, as the open-mode console's session; the time from sending the request to the end of the answer
   on loopback is the server's time (plus well under a millisecond of loopback). p50, p95 and max;
 * the pipeline page in headless Chromium (Selenium, Debian's chromium and chromedriver): from the start of
-  the navigation to the frame after Cytoscape has laid out (dagre) and drawn the graph
-  (``data-drawn-at`` that console-graph.js sets, in the page's performance clock), ``--renders`` times.
+  the navigation to the frame after Cytoscape has laid out and drawn the graph (``data-drawn-at`` that
+  console-graph.js sets, in the page's performance clock): ``--renders`` first views of a graph (another
+  200-step pipeline each time, laid out by dagre in the browser) alternating with as many later views of one
+  (its layout kept by the server, placed as is).
 
     python benchmarks/console.py                       # 10,000 + 10,000 (about 2 minutes)
     python benchmarks/console.py --experiments 1000 --jobs 1000 --requests 20
@@ -158,13 +160,14 @@ def copy_training_jobs(data_dir: Path, template: str, count: int) -> None:
     log(f"{count - 1} training job records copied in {time.monotonic() - started:.1f} s")
 
 
-def make_pipeline(url: str) -> str:
+def make_pipeline(url: str, tag: str = "") -> str:
+    """A 200-step pipeline; another ``tag`` names its steps apart, so it is a graph the console has not laid out."""
     steps = []
     for layer in range(LAYERS):
         for column in range(WIDTH):
-            before = [f"L{layer - 1:02d}S{(column + k) % WIDTH:02d}" for k in (0, 1)] if layer else []
-            steps.append(processing_step(f"L{layer:02d}S{column:02d}", before))
-    name = "bench-pipeline-200"
+            before = [f"{tag}L{layer - 1:02d}S{(column + k) % WIDTH:02d}" for k in (0, 1)] if layer else []
+            steps.append(processing_step(f"{tag}L{layer:02d}S{column:02d}", before))
+    name = f"bench-pipeline-200{tag}"
     client(url).create_pipeline(
         PipelineName=name,
         RoleArn=ROLE,
@@ -240,32 +243,47 @@ def measure_lists(port: int, requests: int) -> list[list]:
     return rows
 
 
-def measure_graph(url: str, pipeline: str, renders: int) -> list[float]:
+def measure_graph(url: str, pipeline: str, renders: int) -> tuple[list[float], list[float]]:
+    """(first views, later views) of a 200-step graph: a first view of a graph runs dagre in the browser
+    (each is another pipeline: a graph not laid out before); a later one places the steps where the kept
+    layout says. Loads alternate between the two, so both see the same load on the machine."""
     sys.path.insert(0, str(REPO / "tests"))
     from support.browser import chromium
 
+    fresh = [make_pipeline(url, tag=f"v{index}") for index in range(renders)]
     driver = chromium(width=1280, height=900)
+
+    def drawn_in(name: str, laid_out: bool) -> float:
+        driver.get(f"{url}/console/pipelines/{name}")
+        deadline = time.monotonic() + 30
+        drawn = None
+        while drawn is None and time.monotonic() < deadline:
+            drawn = driver.execute_script("return document.getElementById('graph').dataset.drawnAt || null")
+            time.sleep(0.05)
+        if drawn is None:
+            raise SystemExit("the graph was not drawn within 30 s")
+        nodes = driver.execute_script("return window.consoleGraph.nodes().length")
+        if nodes != LAYERS * WIDTH:
+            raise SystemExit(f"the graph has {nodes} nodes")
+        kept = driver.execute_script("return Boolean(Console.jsonData('graph-data').positions)")
+        if kept != laid_out:
+            raise SystemExit(f"{name}: expected {'a kept' if laid_out else 'no kept'} layout")
+        return float(drawn)
+
     try:
-        times = []
-        for attempt in range(renders + 1):
-            driver.get(f"{url}/console/pipelines/{pipeline}")
-            deadline = time.monotonic() + 30
-            drawn = None
-            while drawn is None and time.monotonic() < deadline:
-                drawn = driver.execute_script("return document.getElementById('graph').dataset.drawnAt || null")
-                time.sleep(0.05)
-            if drawn is None:
-                raise SystemExit("the graph was not drawn within 30 s")
-            nodes = driver.execute_script("return window.consoleGraph.nodes().length")
-            if nodes != LAYERS * WIDTH:
-                raise SystemExit(f"the graph has {nodes} nodes")
-            if attempt:  # the first load fills the browser's cache of the vendored scripts
-                times.append(float(drawn))
+        # The first loads fill the browser's cache of the vendored scripts, and the server's layout of `pipeline`.
+        drawn_in(pipeline, laid_out=False)
+        time.sleep(1)  # the layout's POST
+        drawn_in(pipeline, laid_out=True)
+        first, later = [], []
+        for name in fresh:
+            first.append(drawn_in(name, laid_out=False))
+            later.append(drawn_in(pipeline, laid_out=True))
         errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         if errors:
             raise SystemExit(f"browser console errors: {errors}")
         driver.save_screenshot(str(Path(tempfile.gettempdir()) / "console-bench-pipeline-200.png"))
-        return times
+        return first, later
     finally:
         driver.quit()
 
@@ -275,7 +293,9 @@ def main() -> None:
     parser.add_argument("--experiments", type=int, default=10_000)
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--requests", type=int, default=50, help="timed requests per list page")
-    parser.add_argument("--renders", type=int, default=5, help="timed loads of the pipeline graph")
+    parser.add_argument(
+        "--renders", type=int, default=5, help="timed first views, and as many later views, of a 200-step graph"
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="selfmaker-console-bench-"))
@@ -295,7 +315,7 @@ def main() -> None:
         if args.jobs >= 10_000 and not listed["TrainingJobSummaries"]:
             raise SystemExit("the copied jobs are not listed")
         rows = measure_lists(second.port, args.requests)
-        renders = measure_graph(second.url, pipeline, args.renders)
+        first_views, later_views = measure_graph(second.url, pipeline, args.renders)
 
     print()
     # The load average says how much of the two cores others' work took meanwhile (shared machines).
@@ -308,17 +328,21 @@ def main() -> None:
             f"{args.requests} requests each",
         )
     )
-    renders.sort()
     print(
         table(
-            ["graph", "p50 ms", "max ms", f"<= {GOAL_GRAPH_MS} ms"],
+            ["graph, navigation to drawn", "loads", "p50 ms", "max ms", f"<= {GOAL_GRAPH_MS} ms"],
             [
                 [
-                    f"{LAYERS * WIDTH}-step pipeline, navigation to drawn ({len(renders)} loads)",
+                    f"{LAYERS * WIDTH}-step pipeline, {what}",
+                    str(len(renders)),
                     f"{statistics.median(renders):.0f}",
-                    f"{renders[-1]:.0f}",
-                    "yes" if renders[-1] <= GOAL_GRAPH_MS else "NO",
+                    f"{max(renders):.0f}",
+                    "yes" if max(renders) <= GOAL_GRAPH_MS else "NO",
                 ]
+                for what, renders in (
+                    ("first view (dagre in the browser)", first_views),
+                    ("later views (kept layout)", later_views),
+                )
             ],
         )
     )

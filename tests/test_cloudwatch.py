@@ -225,6 +225,64 @@ def test_get_metric_data_and_pages(cw, unique):
     ) == ("InvalidParameterValue", 400)
 
 
+@pytest.mark.parametrize("protocol", ["json", "cbor"])
+def test_percentiles(cw, cw_cbor, protocol, unique):
+    """ExtendedStatistics and a percentile Stat answer from the values sent (within CloudWatch's own
+    approximation): Values with Counts, single Values, a statistic set of one value; a statistic set of several
+    values has no percentiles, so its period answers none."""
+    client = cw if protocol == "json" else cw_cbor
+    namespace, start = unique("Latency"), _minute_ago() - 120
+
+    def datum(at: int, **values) -> dict:
+        return {"MetricName": "Time", "Timestamp": _at(at), **values}
+
+    def statistic_set(count: int, total: float, low: float, high: float) -> dict:
+        return {"SampleCount": count, "Sum": total, "Minimum": low, "Maximum": high}
+
+    data = [
+        # First minute: 1..100, half of them as Values with Counts, the rest one by one.
+        datum(start, Values=[float(v) for v in range(1, 51)], Counts=[1.0] * 50),
+        *(datum(start + 1, Value=float(v)) for v in range(51, 101)),
+        # Second minute: a statistic set of one value, and one of nine equal values: both known.
+        datum(start + 60, StatisticValues=statistic_set(1, 4, 4, 4)),
+        datum(start + 61, StatisticValues=statistic_set(9, 18, 2, 2)),
+        # Third minute: a statistic set of several different values: no percentiles.
+        datum(start + 120, StatisticValues=statistic_set(5, 25, 1, 9)),
+    ]
+    client.put_metric_data(Namespace=namespace, MetricData=data)
+    window = {"Namespace": namespace, "MetricName": "Time", "StartTime": _at(start), "EndTime": _at(start + 180)}
+
+    stats = client.get_metric_statistics(**window, Period=60, ExtendedStatistics=["p50", "p99.9", "p0", "p100"])
+    points = {p["Timestamp"]: p["ExtendedStatistics"] for p in stats["Datapoints"]}
+    assert set(points) == {_at(start), _at(start + 60)}  # the third minute: a statistic set, no percentiles
+    first = points[_at(start)]
+    assert first["p50"] == pytest.approx(50.0, rel=0.01)
+    assert first["p99.9"] == pytest.approx(100.0, rel=0.01) and first["p99.9"] <= 100.0
+    assert (first["p0"], first["p100"]) == (1.0, 100.0)
+    assert points[_at(start + 60)]["p50"] == pytest.approx(2.0, rel=0.01)  # nine 2s and one 4
+    assert points[_at(start + 60)]["p100"] == 4.0
+
+    metric = {"Namespace": namespace, "MetricName": "Time"}
+    queries = [
+        {"Id": f"q{i}", "MetricStat": {"Metric": metric, "Period": 60, "Stat": stat}}
+        for i, stat in enumerate(("p90", "Average", "p10"))
+    ]
+    got = client.get_metric_data(
+        MetricDataQueries=queries, StartTime=_at(start), EndTime=_at(start + 180), ScanBy="TimestampAscending"
+    )
+    results = {r["Id"]: r for r in got["MetricDataResults"]}
+    assert results["q0"]["Timestamps"] == [_at(start), _at(start + 60)]
+    assert results["q0"]["Values"][0] == pytest.approx(90.0, rel=0.01)
+    assert results["q2"]["Values"][0] == pytest.approx(10.0, rel=0.01)
+    assert len(results["q1"]["Values"]) == 3  # Average: every minute, the statistic set's too
+    assert _error(
+        client.get_metric_data,
+        MetricDataQueries=[{"Id": "t", "MetricStat": {**queries[0]["MetricStat"], "Stat": "tm99"}}],
+        StartTime=_at(start),
+        EndTime=_at(start + 180),
+    ) == ("InvalidParameterValue", 400)
+
+
 def test_list_metrics(cw, unique):
     namespace = unique("App")
     cw.put_metric_data(
@@ -437,7 +495,13 @@ def test_bad_requests(cw, unique):
         ),
         (cw.get_metric_statistics, {**metric, "Period": 60}, "InvalidParameterCombination"),
         (cw.get_metric_statistics, {**metric, "Period": 7, "Statistics": ["Sum"]}, "InvalidParameterValue"),
-        (cw.get_metric_statistics, {**metric, "Period": 60, "ExtendedStatistics": ["p99"]}, "InvalidParameterValue"),
+        (cw.get_metric_statistics, {**metric, "Period": 60, "ExtendedStatistics": ["p101"]}, "InvalidParameterValue"),
+        (cw.get_metric_statistics, {**metric, "Period": 60, "ExtendedStatistics": ["median"]}, "InvalidParameterValue"),
+        (
+            cw.get_metric_statistics,
+            {**metric, "Period": 60, "Statistics": ["Sum"], "ExtendedStatistics": ["p99"]},
+            "InvalidParameterCombination",
+        ),
         (cw.get_metric_statistics, {**metric, "Period": 60, "Statistics": ["Median"]}, "ValidationError"),
         (
             cw.get_metric_statistics,
@@ -571,9 +635,9 @@ def test_internal_api_restart_and_prometheus(make_server, client, tmp_path):
             )
         now = int(time.time())
         series = metric_store.series_key(ACCOUNT, REGION, "AWS/SageMaker", "ModelLatency", variant)
-        assert list(metric_store.aggregate(backends, series, now - 5, now + 5, 10).values()) == [
-            [2.0, 4000.0, 1500.0, 2500.0]
-        ]  # visible before any flush
+        unflushed = list(metric_store.aggregate(backends, series, now - 5, now + 5, 10).values())
+        assert [stats[:4] for stats in unflushed] == [[2.0, 4000.0, 1500.0, 2500.0]]  # visible before any flush
+        assert sum(unflushed[0][4].values()) == 2.0  # with the values' distribution, for percentiles
         alarm = {
             "Namespace": "AWS/SageMaker",
             "MetricName": "ModelLatency",
@@ -644,7 +708,7 @@ def test_old_data_is_rolled_up_and_expired(tmp_path):
     keeps them; the statistics over them do not change."""
     from sqlalchemy import select
 
-    from selfmaker.aws.cloudwatch import metric_store
+    from selfmaker.aws.cloudwatch import distribution, metric_store
     from selfmaker.backends import Backends
     from selfmaker.config import Settings
     from selfmaker.store import schema
@@ -654,10 +718,10 @@ def test_old_data_is_rolled_up_and_expired(tmp_path):
         series = metric_store.series_key(ACCOUNT, REGION, "App", "Load", {})
         now = time.time()
         minute = int(now - 4 * 3600) // 120 * 120  # a minute that starts a two-minute period
-        points = {(series, "Count", minute + s): [1.0, float(s), float(s), float(s)] for s in (0, 1, 59)}
-        points[(series, "Count", minute + 60)] = [2.0, 5.0, 2.0, 3.0]
-        points[(series, "Count", int(now) - 10)] = [1.0, 7.0, 7.0, 7.0]  # recent: stays at one second
-        points[(series, "Count", int(now - 500 * 86_400))] = [1.0, 1.0, 1.0, 1.0]  # expired
+        points = {(series, "Count", minute + s): metric_store.one_value(float(s)) for s in (0, 1, 59)}
+        points[(series, "Count", minute + 60)] = [2.0, 5.0, 2.0, 3.0, None]  # a statistic set: values unknown
+        points[(series, "Count", int(now) - 10)] = metric_store.one_value(7.0)  # recent: stays at one second
+        points[(series, "Count", int(now - 500 * 86_400))] = metric_store.one_value(1.0)  # expired
         with backends.store.write() as conn:
             metric_store.write(conn, points)
         before = metric_store.aggregate(backends, series, minute, minute + 120, 120)
@@ -671,13 +735,20 @@ def test_old_data_is_rolled_up_and_expired(tmp_path):
         assert (
             metric_store.aggregate(backends, series, minute, minute + 120, 120)
             == before
-            == {(minute, "Count"): [5.0, 65.0, 0.0, 59.0]}
+            == {(minute, "Count"): [5.0, 65.0, 0.0, 59.0, None]}
         )
-        assert metric_store.aggregate(backends, series, minute, minute + 60, 60)[(minute, "Count")] == [
+        assert metric_store.aggregate(backends, series, minute, minute + 60, 60)[(minute, "Count")][:4] == [
             3.0,
             60.0,
             0.0,
             59.0,
         ]
+        # The rolled-up minute keeps its values' distribution (its percentiles); the minute merged with a
+        # statistic set of two values has none, as CloudWatch answers no percentiles of those.
+        by_minute = metric_store.aggregate(backends, series, minute, minute + 120, 60, distributions=True)
+        low, high, found = by_minute[(minute, "Count")][2:]
+        assert found is not None and sum(found.values()) == 3.0
+        assert distribution.percentile(found, 50, low, high) == pytest.approx(1.0, rel=0.01)
+        assert by_minute[(minute + 60, "Count")][4] is None
     finally:
         backends.close()

@@ -122,8 +122,7 @@ def test_the_pipeline_graph_has_the_engines_dependencies_and_condition_branches(
     )
     page = ConsoleBrowser(server.url).get(f"/console/pipelines/{name}")
     assert page.status == 200
-    data = re.search(r'<script type="application/json" id="graph-data">(.*?)</script>', page.text, re.S)
-    graph = json.loads(html.unescape(data.group(1)))
+    graph = _graph(page)
     assert {n["id"]: n["type"] for n in graph["nodes"]} == {
         "Prepare": "Processing",
         "Train": "Processing",
@@ -140,6 +139,33 @@ def test_the_pipeline_graph_has_the_engines_dependencies_and_condition_branches(
     }
     # The start form offers the definition's parameters with their defaults.
     assert 'name="param:Score" value="0.9"' in page.text
+
+    # No layout is kept yet: the page asks the browser to post dagre's. What it may post is checked against
+    # the graph it was sent: its steps exactly, finite numbers, this graph only; a refusal keeps nothing.
+    visitor = ConsoleBrowser(server.url)
+    layout = _graph(visitor.get(f"/console/pipelines/{name}"))["layout"]
+    assert layout["url"] == "/console/pipelines/layout" and "positions" not in graph
+    placed = {step: [10.0 * i, 5.0] for i, step in enumerate(("Prepare", "Train", "Good", "Register", "TooLow"))}
+
+    def post(key: str, positions) -> int:
+        form = {"csrf": layout["csrf"], "key": key, "positions": json.dumps(positions)}
+        return visitor.post(layout["url"], form).status
+
+    assert post("0" * 64, placed) == 400  # a graph never sent
+    assert post(layout["key"], {**placed, "Extra": [0, 0]}) == 400
+    assert post(layout["key"], {**placed, "Train": [float("nan"), 0]}) == 400
+    assert post(layout["key"], {**placed, "Train": ["1", 0]}) == 400
+    assert visitor.post(layout["url"], {"key": layout["key"], "positions": json.dumps(placed)}).status == 403
+    assert "positions" not in _graph(visitor.get(f"/console/pipelines/{name}"))
+    assert post(layout["key"], placed) == 200
+    # From now on the graph comes with its positions (on the execution pages of this definition too).
+    kept = _graph(ConsoleBrowser(server.url).get(f"/console/pipelines/{name}"))
+    assert kept["positions"] == placed and "layout" not in kept
+
+
+def _graph(page) -> dict:
+    data = re.search(r'<script type="application/json" id="graph-data">(.*?)</script>', page.text, re.S)
+    return json.loads(html.unescape(data.group(1)))
 
 
 # -- strict mode ---------------------------------------------------------------------------------------------
@@ -349,3 +375,29 @@ def test_the_new_pages_keep_the_account_wall(strict, as_):
     assert "Contents" not in as_(B, "s3").list_objects_v2(Bucket=bucket, Prefix="stolen/")
     ended = browser.post(f"/console/shadow-tests/{theirs}/stop", {"csrf": page.csrf, "decision": "keep"})
     assert ended.status == 404
+
+
+def test_projects_and_kept_layouts_keep_the_account_wall(strict, as_):
+    """B's project is not A's to see (nor listed); a graph layout A posts is kept for A only, and B cannot
+    post one for a graph it was never sent."""
+    theirs = f"console-prj-{uuid.uuid4().hex[:6]}"
+    as_(B).enable_sagemaker_servicecatalog_portfolio()
+    found = as_(B, "servicecatalog").search_products(Filters={"FullTextSearch": ["sagemaker:studio-visibility"]})
+    product = found["ProductViewSummaries"][0]["ProductId"]
+    as_(B).create_project(ProjectName=theirs, ServiceCatalogProvisioningDetails={"ProductId": product})
+    a, b = ConsoleBrowser(strict.url), ConsoleBrowser(strict.url)
+    a.sign_in(A.key, SECRET)
+    b.sign_in(B.key, SECRET)
+    assert a.get(f"/console/projects/{theirs}").status == 404
+    assert a.get(f"/console/projects/{theirs}/events").status == 404
+    assert f'/console/projects/{theirs}"' not in a.get(f"/console/projects?name={theirs}").text
+    assert f'/console/projects/{theirs}"' in b.get(f"/console/projects?name={theirs}").text
+
+    name = f"console-wall-{uuid.uuid4().hex[:6]}"
+    create(as_(A), name, [processing("Only", "print(1)")])
+    layout = _graph(a.get(f"/console/pipelines/{name}"))["layout"]
+    stolen = {"csrf": b.get("/console/pipelines").csrf, "key": layout["key"], "positions": '{"Only": [1, 2]}'}
+    assert b.post(layout["url"], stolen).status == 400  # B was never sent this graph
+    kept = {"csrf": layout["csrf"], "key": layout["key"], "positions": '{"Only": [1, 2]}'}
+    assert a.post(layout["url"], kept).status == 200
+    assert _graph(a.get(f"/console/pipelines/{name}"))["positions"] == {"Only": [1.0, 2.0]}

@@ -115,6 +115,17 @@ def test_a_pipeline_with_a_failing_step_is_followed_live_to_the_failed_colour(br
     _open(browser, server, f"/console/pipelines/{name}", "console-pipeline")
     assert browser.execute_script("return window.consoleGraph.nodes().length") == 2
     assert browser.execute_script("return window.consoleGraph.edges().length") == 1
+    # dagre's layout went back to the server: the next load places the steps where it put them, without dagre.
+    laid = browser.execute_script("return window.consoleGraph.getElementById('Evaluate').position()")
+
+    def reloaded_positions():
+        browser.get(f"{server.url}/console/pipelines/{name}")
+        return browser.execute_script("return Console.jsonData('graph-data').positions || null")
+
+    kept = wait_for(reloaded_positions, lambda p: p is not None, timeout=30, what="the kept layout")
+    assert kept["Evaluate"] == pytest.approx([laid["x"], laid["y"]], abs=0.1)
+    assert browser.execute_script("return typeof cytoscapeDagre") == "undefined"  # not even loaded
+    assert console_errors(browser) == []
     _open(browser, server, "/console/pipelines", "console-pipelines")
     assert name in browser.find_element("css selector", "table.list").text
 
@@ -310,7 +321,7 @@ def test_an_endpoint_with_traffic_shows_its_variants_and_live_metric_charts(brow
     assert "AllTraffic" in variants and name in variants and "1 / 1" in variants and "ml.m5.large" in variants
     assert f"s3://{bucket}/capture" in browser.find_element("id", "data-capture").text
     assert "AllTraffic" in browser.find_element("id", "instances").text
-    assert browser.execute_script("return document.querySelectorAll('#metric-charts .uplot').length") == 3
+    assert browser.execute_script("return document.querySelectorAll('#metric-charts .uplot').length") == 4
     invocations = (
         "const p = window.consoleCharts.get('Invocations').plot;return p.data[1].reduce((sum, v) => sum + (v || 0), 0)"
     )
@@ -322,10 +333,15 @@ def test_an_endpoint_with_traffic_shows_its_variants_and_live_metric_charts(brow
     browser.execute_script("document.body.dataset.loadedOnce = 'yes'")
     _script(browser, invocations, lambda n: n >= before + 5, "the new invocations on the chart", timeout=30)
     assert browser.execute_script("return document.body.dataset.loadedOnce") == "yes"
+    # Latency percentiles, answered by CloudWatch from each period's distribution: p50 <= p90 <= p99.
     latency = browser.execute_script(
-        "return window.consoleCharts.get('Model latency (ms)').plot.data[1].filter((v) => v !== null).length"
+        "const c = window.consoleCharts.get('Model latency (ms)');"
+        "const i = c.plot.data[1].findIndex((v) => v !== null);"
+        "return [c.plot.series.slice(1).map((s) => s.label), [1, 2, 3].map((k) => c.plot.data[k][i])]"
     )
-    assert latency > 0
+    assert latency[0] == ["AllTraffic p50", "AllTraffic p90", "AllTraffic p99"]
+    assert 0 < latency[1][0] <= latency[1][1] <= latency[1][2], latency
+    assert browser.execute_script("return window.consoleCharts.get('Overhead latency (ms)').plot.series.length") == 4
     keep_page(browser, "console-endpoint")
     browser.execute_script("document.getElementById('metric-charts').scrollIntoView()")
     keep_page(browser, "console-endpoint-metrics")
@@ -468,7 +484,21 @@ def test_a_tuning_job_shows_its_trials_objectives_and_the_best(browser, server, 
         s3.create_bucket(Bucket=tuning.BUCKET)
     except s3.exceptions.BucketAlreadyOwnedByYou:
         pass
-    sm.create_hyper_parameter_tuning_job(**tuning.request(name, most=3, parallel=2))
+    request = tuning.request(name, most=3, parallel=2)
+    request["TrainingJobDefinition"]["StaticHyperParameters"] = {"sleep": "4"}  # long enough to watch it run
+    sm.create_hyper_parameter_tuning_job(**request)
+    # Opened while it runs: the trials table follows the job over its event stream, without a reload (the
+    # third trial starts only when one of the first two has ended, so a completed row shows while it runs).
+    browser.get(f"{server.url}/console/tuning/{name}")
+    browser.execute_script("document.body.dataset.loadedOnce = 'yes'")
+    completed_row_live = (
+        "return document.body.dataset.loadedOnce === 'yes' && Number(document.body.dataset.trialsUpdated || 0) > 0"
+        " && [...document.querySelectorAll('#trials tbody tr[data-trial]')].some((r) => r.textContent.includes('Completed'))"
+        " && document.getElementById('trial-counters').textContent.includes('Completed')"
+    )
+    _script(browser, completed_row_live, lambda v: v, "a completed trial on the page, live", timeout=300)
+    assert console_errors(browser) == []
+    keep_page(browser, "console-tuning-job-live")
     described = wait_for(
         lambda: sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name),
         status_in("HyperParameterTuningJobStatus", {"Completed", "Failed", "Stopped"}),
@@ -511,7 +541,7 @@ def test_notebook_instance_pages_load(browser, server, sm):
     wait_for(
         lambda: sm.describe_notebook_instance(NotebookInstanceName=name)["NotebookInstanceStatus"],
         lambda status: status == "Stopped",
-        timeout=180,
+        timeout=480,  # the first notebook of a run builds the runtime, and its Stop waits for that build
         what="the instance to stop",
     )
     _script(browser, "return document.getElementById('start') !== null", lambda v: v, "Start", timeout=15)
@@ -571,3 +601,143 @@ def test_a_shadow_test_compares_its_variants_and_is_ended_from_its_page(browser,
     )
     _open(browser, server, "/console/shadow-tests", "console-shadow-tests")
     assert name in browser.find_element("css selector", "table.list").text
+
+
+def test_a_project_shows_what_its_template_provisioned(browser, server, sm):
+    sc = make_client("servicecatalog", server.url)
+    sm.enable_sagemaker_servicecatalog_portfolio()
+    found = sc.search_products(Filters={"FullTextSearch": ["sagemaker:studio-visibility"]})["ProductViewSummaries"]
+    template = next(p for p in found if p["Name"] == "MLOps template for model building, training, and deployment")
+    name = f"console-prj-{uuid.uuid4().hex[:6]}"
+    project_id = sm.create_project(
+        ProjectName=name,
+        ProjectDescription="made for the console",
+        ServiceCatalogProvisioningDetails={"ProductId": template["ProductId"]},
+    )["ProjectId"]
+    # Opened while it is provisioned: the page follows its status until it settles.
+    browser.get(f"{server.url}/console/projects/{name}")
+    _script(
+        browser,
+        "return document.getElementById('project-status').textContent",
+        lambda s: "CreateCompleted" in s,
+        "the project to be created, on its page",
+        timeout=180,
+    )
+    _open(browser, server, f"/console/projects/{name}", "console-project")
+    group = f"{name}-{project_id}"
+    assert "AVAILABLE" in browser.find_element("id", "provisioned-products").text
+    pipelines = browser.find_element("id", "project-pipelines").text
+    assert group in pipelines and f"{group}-deploy" in pipelines
+    assert group in browser.find_element("id", "project-model-groups").text
+    link = browser.find_element("css selector", "#project-model-groups a")
+    link.click()
+    _script(browser, "return location.pathname", lambda p: p == f"/console/models/{group}", "the model group's page")
+
+    _open(browser, server, f"/console/projects?name={name}", "console-projects")
+    rows = browser.find_elements("css selector", "table.list tbody tr")
+    assert len(rows) == 1 and project_id in rows[0].text and "made for the console" in rows[0].text
+    assert browser.find_element("css selector", "nav a[href='/console/projects']").get_attribute("aria-current")
+
+
+LIST_PAGES = (
+    "/console/pipelines",
+    "/console/jobs/training",
+    "/console/jobs/processing",
+    "/console/jobs/transform",
+    "/console/experiments",
+    "/console/models",
+    "/console/endpoints",
+    "/console/shadow-tests",
+    "/console/featurestore",
+    "/console/tuning",
+    "/console/notebooks",
+    "/console/projects",
+)
+
+
+def _rgb(css: str) -> tuple[float, ...]:
+    return tuple(float(v) for v in css[css.index("(") + 1 : css.index(")")].split(",")[:3])
+
+
+def _contrast(one: str, other: str) -> float:
+    """The WCAG contrast ratio of two CSS rgb() colours."""
+
+    def luminance(rgb):
+        linear = [(c / 255) / 12.92 if c / 255 <= 0.03928 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in rgb]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    high, low = sorted((luminance(_rgb(one)), luminance(_rgb(other))), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def test_every_list_page_filters_sorts_and_pages_from_the_keyboard(browser, server, sm):
+    from selenium.webdriver.common.keys import Keys
+
+    # 27 experiments whose names sort first ("0..."), so the first page by name is 25 of them.
+    prefix = f"0-pages-{uuid.uuid4().hex[:6]}"
+    for index in range(27):
+        sm.create_experiment(ExperimentName=f"{prefix}-{index:02d}")
+
+    for path in LIST_PAGES:
+        _open(browser, server, path, "console-list-" + path.rsplit("/", 1)[-1])
+        form = browser.find_element("css selector", "form.filters")
+        assert form.find_elements("css selector", "input[name=after]") and form.find_elements("css selector", "button")
+        # Sorting by a column, from the keyboard: its header link, then Enter; the page comes back sorted by it.
+        header = browser.find_element("css selector", "th[aria-sort] a")
+        column = header.text.rstrip(" ▲▼")
+        header.send_keys(Keys.ENTER)
+        _script(browser, "return location.search", lambda q: "sort=" in q, f"{path} sorted by {column}", timeout=30)
+        sorted_by = browser.execute_script(
+            "return [...document.querySelectorAll('th[aria-sort]')]"
+            ".find((th) => th.textContent.trim().replace(/ [▲▼]$/, '') === arguments[0]).getAttribute('aria-sort')",
+            column,
+        )
+        assert sorted_by in ("ascending", "descending"), (path, column, sorted_by)
+        assert console_errors(browser) == []
+
+    # Server-side pages: 25 rows, then the next page from its link (keyboard again), and a way back.
+    _open(browser, server, "/console/experiments?sort=Name&order=Ascending", "console-experiments-page-1")
+    rows = [r.text for r in browser.find_elements("css selector", "table.list tbody tr")]
+    assert len(rows) == 25 and all(r.startswith(prefix) for r in rows)
+    browser.find_element("css selector", "a[rel=next]").send_keys(Keys.ENTER)
+    _script(browser, "return location.search", lambda q: "token=" in q, "the next page", timeout=30)
+    rows = [r.text for r in browser.find_elements("css selector", "table.list tbody tr")]
+    assert rows[0].startswith(f"{prefix}-25") and rows[1].startswith(f"{prefix}-26")
+    assert browser.find_element("link text", "First page")
+
+    # A date filter is the API's CreatedAfter: nothing was created after tomorrow.
+    tomorrow = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 86400))
+    _open(browser, server, f"/console/experiments?after={tomorrow}", "console-experiments-filtered")
+    assert "match these filters" in browser.find_element("css selector", "table.list tbody").text
+
+    # Times in the reader's time zone, UTC on hover (the title).
+    browser.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": "Asia/Kolkata"})
+    try:
+        _open(browser, server, "/console/experiments?sort=Name&order=Ascending", "console-experiments-kolkata")
+        shown = browser.execute_script(
+            "const t = document.querySelector('table.list tbody time');"
+            "return [t.textContent, t.title, t.getAttribute('datetime')]"
+        )
+    finally:
+        browser.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": ""})
+    text, title, iso = shown
+    moment = time.strptime(iso[:19], "%Y-%m-%dT%H:%M:%S")
+    utc = time.strftime("%Y-%m-%d %H:%M:%S UTC", moment)
+    local = time.gmtime(time.mktime(moment) - time.mktime(time.gmtime(0)) + 5.5 * 3600)
+    assert title == utc
+    assert "GMT+5:30" in text and time.strftime("%M:%S", local) in text, shown
+
+    # Both themes readable: the body's text against its background, as WCAG AA asks (4.5:1).
+    for theme in ("light", "dark"):
+        browser.execute_cdp_cmd(
+            "Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": theme}]}
+        )
+        _open(browser, server, "/console/experiments", f"console-experiments-{theme}")
+        colours = browser.execute_script(
+            "const s = getComputedStyle(document.body); return [s.color, s.backgroundColor,"
+            " getComputedStyle(document.querySelector('table.list a')).color]"
+        )
+        background = sum(_rgb(colours[1]))
+        assert (background > 600) if theme == "light" else (background < 200), (theme, colours)
+        assert _contrast(colours[0], colours[1]) >= 4.5 and _contrast(colours[2], colours[1]) >= 4.5, (theme, colours)
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})

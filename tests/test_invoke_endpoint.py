@@ -436,6 +436,17 @@ def test_metrics_per_variant(hosting, client, runtime, endpoint, containers):
     assert total("Invocation5XXErrors", "Bad") == 1 and total("Invocation4XXErrors", "Bad") == 0
     assert total("ModelLatency", "Good", "Minimum") > 0
     assert total("OverheadLatency", "Good", "Minimum") > 0
+    # Latency percentiles, from the distribution of the requests' values (as CloudWatch answers them).
+    latency = cloudwatch.get_metric_statistics(
+        Namespace="AWS/SageMaker",
+        MetricName="ModelLatency",
+        Dimensions=[{"Name": "EndpointName", "Value": name}, {"Name": "VariantName", "Value": "Good"}],
+        StartTime=end - 600,
+        EndTime=end,
+        Period=60,
+        ExtendedStatistics=["p50", "p99"],
+    )["Datapoints"]
+    assert latency and all(0 < p["ExtendedStatistics"]["p50"] <= p["ExtendedStatistics"]["p99"] for p in latency)
 
 
 def test_capture_is_flushed_at_shutdown(tmp_path, client, containers, monkeypatch):

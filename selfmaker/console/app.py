@@ -29,6 +29,7 @@ from .pages import (
     lineage,
     notebooks,
     pipelines,
+    projects,
     registry,
     shadow_tests,
     tuning,
@@ -62,6 +63,7 @@ ROUTES = [
     *tuning.ROUTES,
     *notebooks.ROUTES,
     *shadow_tests.ROUTES,
+    *projects.ROUTES,
 ]
 
 

@@ -26,8 +26,22 @@ _STATUS_CLASSES = {
         "Ready",
         "Started",
         "SUCCEEDED",
+        "CreateCompleted",  # projects, and their Service Catalog provisioned products
+        "UpdateCompleted",
+        "AVAILABLE",
     },
-    "failed": {"Failed", "Rejected", "CompletedWithFailures", "Error", "FAILED", "CreateFailed"},
+    "failed": {
+        "Failed",
+        "Rejected",
+        "CompletedWithFailures",
+        "Error",
+        "FAILED",
+        "CreateFailed",
+        "UpdateFailed",
+        "DeleteFailed",
+        "ERROR",
+        "TAINTED",
+    },
     "running": {
         "Executing",
         "InProgress",
@@ -42,6 +56,10 @@ _STATUS_CLASSES = {
         "Baking",
         "ActivatingTraffic",
         "Running",
+        "CreateInProgress",
+        "UpdateInProgress",
+        "DeleteInProgress",
+        "UNDER_CHANGE",
     },
     "stopped": {"Stopped", "Deleting", "Deleted", "CANCELLED", "Cancelled"},
 }
@@ -104,6 +122,7 @@ NAVIGATION = (
     ("Lineage", "/lineage"),
     ("Tuning jobs", "/tuning"),
     ("Notebook instances", "/notebooks"),
+    ("Projects", "/projects"),
 )
 
 _ENV = Environment(

@@ -320,8 +320,9 @@ cw_metrics = Table(
     Index("ix_cw_metrics_key", "account_id", "region", "namespace", "name", "dimensions_key", unique=True),
 )
 
-# Statistic sets per metric, unit and second (epoch seconds); several rows may share a second. Older data is
-# rolled up to coarser resolutions, as CloudWatch keeps it (metric_store.RESOLUTIONS).
+# Statistic sets per metric, unit and second (epoch seconds), with their values' distribution; several
+# rows may share a second. Older data is rolled up to coarser resolutions, as CloudWatch keeps it
+# (metric_store.RESOLUTIONS).
 cw_datapoints = Table(
     "cw_datapoints",
     metadata,
@@ -333,6 +334,9 @@ cw_datapoints = Table(
     Column("sum", Float, nullable=False),
     Column("minimum", Float, nullable=False),
     Column("maximum", Float, nullable=False),
+    # {log-scaled bucket: count} of the values (metric_store/distribution.py), for percentiles; NULL when
+    # only a statistic set of several values was sent (CloudWatch has no percentiles of those either).
+    Column("distribution", JSON),
     Index("ix_cw_datapoints_metric", "metric_id", "timestamp"),
     Index("ix_cw_datapoints_time", "timestamp"),  # the roll-up of old data scans by time
 )

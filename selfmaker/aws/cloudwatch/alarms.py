@@ -406,9 +406,9 @@ def evaluate(backends, account_id: str, region: str, alarm: dict, end: int) -> t
     )
     merged = merged_units(metric_store.aggregate(backends, series, start, end, period, alarm.get("Unit")))
     present = [
-        (bucket, statistic(merged[bucket][0], alarm["Statistic"]))
+        (bucket, value)
         for bucket in range(start, end, period)
-        if bucket in merged
+        if bucket in merged and (value := statistic(merged[bucket][0], alarm["Statistic"])) is not None
     ]
     compare, words = COMPARISONS[alarm["ComparisonOperator"]]
     threshold = alarm["Threshold"]

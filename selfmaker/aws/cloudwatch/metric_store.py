@@ -1,7 +1,8 @@
 """CloudWatch metric data: recorded in memory on the request path, flushed to the store every second.
 
 The endpoint router calls :func:`record` once per inference request, so it does no I/O:
-it folds the value into a statistic set (sample count, sum, minimum, maximum) for its
+it folds the value into a statistic set (sample count, sum, minimum, maximum, and the
+distribution of the values that percentiles are read from: :mod:`.distribution`) for its
 (metric, unit, second) under a lock. A background worker writes the sets to the store
 every second (and on shutdown), so a restart loses at most the last second of them.
 Queries read the store and the sets not yet written, so a value is visible at once.
@@ -30,6 +31,7 @@ from ...engines.leases import leases
 from ...engines.periodic import Periodic
 from ...observability import scrape_collector
 from ...store import schema
+from . import distribution
 
 log = logging.getLogger("selfmaker.metrics")
 
@@ -38,8 +40,12 @@ FLUSH_SECONDS = 1.0
 
 # (account, region, namespace, metric name, ((dimension name, value), ...) sorted by name)
 SeriesKey = tuple[str, str, str, str, tuple[tuple[str, str], ...]]
-# [sample count, sum, minimum, maximum]
+# [sample count, sum, minimum, maximum, distribution (None: only statistic sets were sent, no percentiles)]
 StatSet = list
+
+
+def one_value(value: float) -> StatSet:
+    return [1.0, value, value, value, {distribution.bucket(value): 1.0}]
 
 
 def series_key(account_id: str, region: str, namespace: str, name: str, dimensions: dict[str, str]) -> SeriesKey:
@@ -52,6 +58,7 @@ def merge(into: StatSet, other: StatSet) -> None:
     into[1] += other[1]
     into[2] = min(into[2], other[2])
     into[3] = max(into[3], other[3])
+    into[4] = None if into[4] is None or other[4] is None else distribution.merge(into[4], other[4])
 
 
 # -- recording ----------------------------------------------------------------------
@@ -81,10 +88,11 @@ class MetricBuffer:
     def add_value(self, series: SeriesKey, unit: str, second: int, value: float) -> None:
         """``add`` for one value, inlined: the router calls it several times per request."""
         key = (series, unit, second)
+        bucket = distribution.bucket(value)
         with self._lock:
             current = self._pending.get(key)
             if current is None:
-                self._pending[key] = [1.0, value, value, value]
+                self._pending[key] = [1.0, value, value, value, {bucket: 1.0}]
                 return
             current[0] += 1.0
             current[1] += value
@@ -92,6 +100,8 @@ class MetricBuffer:
                 current[2] = value
             elif value > current[3]:
                 current[3] = value
+            if current[4] is not None:
+                current[4][bucket] = current[4].get(bucket, 0.0) + 1.0
 
     def begin_flush(self) -> dict:
         with self._lock:
@@ -110,7 +120,11 @@ class MetricBuffer:
 
     def unflushed(self) -> list[tuple[tuple[SeriesKey, str, int], StatSet]]:
         with self._lock:
-            return [(k, list(v)) for k, v in (*self._flushing.items(), *self._pending.items())]
+            return [(k, copy(v)) for k, v in (*self._flushing.items(), *self._pending.items())]
+
+
+def copy(stats: StatSet) -> StatSet:
+    return [*stats[:4], None if stats[4] is None else dict(stats[4])]
 
 
 def buffer(backends) -> MetricBuffer:
@@ -192,6 +206,7 @@ def write(conn, points: dict[tuple[SeriesKey, str, int], StatSet]) -> None:
                     "sum": s[1],
                     "minimum": s[2],
                     "maximum": s[3],
+                    "distribution": distribution.to_json(s[4]),
                 }
                 for unit, second, s in items
             ],
@@ -258,14 +273,14 @@ def roll_up(backends, now: float | None = None, since: dict[int, int] | None = N
                 .having(func.count() > 1)
             ).all()
             for metric_id, unit, start, count, total, low, high in groups:
-                conn.execute(
-                    DP.delete().where(
-                        DP.c.metric_id == metric_id,
-                        DP.c.unit == unit,
-                        DP.c.timestamp >= start,
-                        DP.c.timestamp < start + resolution,
-                    )
+                rows = (
+                    DP.c.metric_id == metric_id,
+                    DP.c.unit == unit,
+                    DP.c.timestamp >= start,
+                    DP.c.timestamp < start + resolution,
                 )
+                merged = _merged_distributions(conn.execute(select(DP.c.distribution).where(*rows)).scalars())
+                conn.execute(DP.delete().where(*rows))
                 conn.execute(
                     DP.insert().values(
                         metric_id=metric_id,
@@ -275,9 +290,20 @@ def roll_up(backends, now: float | None = None, since: dict[int, int] | None = N
                         sum=total,
                         minimum=low,
                         maximum=high,
+                        distribution=distribution.to_json(merged),
                     )
                 )
             since[resolution] = cutoff
+
+
+def _merged_distributions(stored) -> distribution.Distribution | None:
+    """One distribution of several rows' (None as soon as one row has none: its values are unknown)."""
+    merged: distribution.Distribution = {}
+    for one in stored:
+        if one is None:
+            return None
+        distribution.merge(merged, distribution.from_json(one) or {})
+    return merged
 
 
 class _Flusher(Periodic):
@@ -309,20 +335,32 @@ def _start_flusher(backends) -> _Flusher:
 
 
 def aggregate(
-    backends, series: SeriesKey, start: int, end: int, period: int, unit: str | None = None
+    backends,
+    series: SeriesKey,
+    start: int,
+    end: int,
+    period: int,
+    unit: str | None = None,
+    distributions: bool = False,
 ) -> dict[tuple[int, str], StatSet]:
-    """Statistic sets of ``series`` per (period start, unit) over [start, end), periods aligned to the epoch."""
+    """Statistic sets of ``series`` per (period start, unit) over [start, end), periods aligned to the epoch.
+
+    Their distributions are read only when asked for (percentiles): the database sums the rest."""
     account_id, region, namespace, name, dimensions = series
     bucket = DP.c.timestamp - DP.c.timestamp % period
-    query = (
-        select(
+    if distributions:  # the rows themselves, merged below: the database cannot add JSON maps
+        columns = [bucket, DP.c.unit, DP.c.sample_count, DP.c.sum, DP.c.minimum, DP.c.maximum, DP.c.distribution]
+    else:
+        columns = [
             bucket,
             DP.c.unit,
             func.sum(DP.c.sample_count),
             func.sum(DP.c.sum),
             func.min(DP.c.minimum),
             func.max(DP.c.maximum),
-        )
+        ]
+    query = (
+        select(*columns)
         .join(MT, MT.c.id == DP.c.metric_id)
         .where(
             MT.c.account_id == account_id,
@@ -333,12 +371,20 @@ def aggregate(
             DP.c.timestamp >= start,
             DP.c.timestamp < end,
         )
-        .group_by(bucket, DP.c.unit)
     )
+    if not distributions:
+        query = query.group_by(bucket, DP.c.unit)
     if unit is not None:
         query = query.where(DP.c.unit == unit)
+    result: dict[tuple[int, str], StatSet] = {}
     with backends.store.read() as conn:
-        result = {(int(b), u): [c, s, lo, hi] for b, u, c, s, lo, hi in conn.execute(query)}
+        for b, u, c, s, lo, hi, *stored in conn.execute(query):
+            stats = [c, s, lo, hi, distribution.from_json(stored[0]) if stored else None]
+            key = (int(b), u)
+            if key in result:
+                merge(result[key], stats)
+            else:
+                result[key] = stats
     for (key_series, key_unit, second), stats in buffer(backends).unflushed():
         if key_series == series and start <= second < end and (unit is None or key_unit == unit):
             key = (second - second % period, key_unit)

@@ -8,13 +8,16 @@ statistics here serve the alarms as well.
 from __future__ import annotations
 
 import math
+import re
 import time
 
 from ...server.errors import AWSError
 from ...server.operations import Context, operation
-from . import metric_store
+from . import distribution, metric_store
 
 STATISTICS = ("SampleCount", "Average", "Sum", "Minimum", "Maximum")
+PERCENTILE = re.compile(r"p(\d{1,3}(?:\.\d{1,10})?)")  # p0.0 to p100, as CloudWatch spells them
+MAX_EXTENDED_STATISTICS = 10
 MAX_DATAPOINTS = 1440  # GetMetricStatistics
 LIST_METRICS_PAGE = 500
 PAST_LIMIT = 14 * 24 * 3600  # PutMetricData accepts timestamps up to two weeks old...
@@ -74,8 +77,8 @@ def finite(value: float, where: str) -> float:
     return float(value)
 
 
-def _statistic_set(datum: dict, index: int) -> list[float]:
-    """The datum's values as one statistic set [count, sum, min, max]."""
+def _statistic_set(datum: dict, index: int) -> list:
+    """The datum's values as one statistic set [count, sum, min, max, distribution]."""
     where = f"MetricData.member.{index}"
     given = [k for k in ("Value", "StatisticValues", "Values") if datum.get(k) is not None]
     if len(given) != 1:
@@ -84,8 +87,7 @@ def _statistic_set(datum: dict, index: int) -> list[float]:
             "mutually exclusive and one of them must be specified."
         )
     if "Value" in given:
-        value = finite(datum["Value"], f"{where}.Value")
-        return [1.0, value, value, value]
+        return metric_store.one_value(finite(datum["Value"], f"{where}.Value"))
     if "StatisticValues" in given:
         stats = datum["StatisticValues"]
         count, total = finite(stats["SampleCount"], where), finite(stats["Sum"], where)
@@ -95,7 +97,9 @@ def _statistic_set(datum: dict, index: int) -> list[float]:
                 f"The parameter {where}.StatisticValues is invalid: SampleCount must be positive "
                 "and Minimum must not exceed Maximum."
             )
-        return [count, total, low, high]
+        # CloudWatch answers percentiles of a statistic set only when its values are known: one value, or all equal.
+        known = distribution.of_values([low], [count]) if count == 1 or low == high else None
+        return [count, total, low, high, known]
     values = [finite(v, f"{where}.Values") for v in datum["Values"]]
     counts = datum.get("Counts") or [1.0] * len(values)
     if len(counts) != len(values) or not values:
@@ -104,7 +108,13 @@ def _statistic_set(datum: dict, index: int) -> list[float]:
         )
     if any(c <= 0 for c in counts):
         raise invalid_value(f"The parameter {where}.Counts must hold positive numbers.")
-    return [float(sum(counts)), sum(v * c for v, c in zip(values, counts)), min(values), max(values)]
+    return [
+        float(sum(counts)),
+        sum(v * c for v, c in zip(values, counts)),
+        min(values),
+        max(values),
+        distribution.of_values(values, counts),
+    ]
 
 
 @operation("cloudwatch", "PutMetricData")
@@ -164,12 +174,28 @@ def merged_units(sets: dict[tuple[int, str], list[float]]) -> dict[int, tuple[li
             metric_store.merge(current, stats)
             merged[bucket] = (current, current_unit if current_unit == unit else "None")
         else:
-            merged[bucket] = (list(stats), unit)
+            merged[bucket] = (metric_store.copy(stats), unit)
     return merged
 
 
-def statistic(stats: list[float], name: str) -> float:
-    count, total, low, high = stats
+def percentile_of(name: str, where: str) -> float | None:
+    """The percentile a statistic name such as p99.9 asks for; None for a name that is no percentile."""
+    found = PERCENTILE.fullmatch(name)
+    if not found:
+        return None
+    value = float(found.group(1))
+    if value > 100:
+        raise invalid_value(f"The value {name} for parameter {where} is invalid: percentiles go from p0.0 to p100.")
+    return value
+
+
+def statistic(stats: list, name: str) -> float | None:
+    """A statistic of a set; a percentile (p50...) is None where the set's values are unknown."""
+    count, total, low, high, found = stats
+    if name[:1] == "p":
+        if found is None:
+            return None
+        return distribution.percentile(found, float(name[1:]), low, high)
     return {
         "SampleCount": count,
         "Sum": total,
@@ -184,8 +210,15 @@ def get_metric_statistics(ctx: Context, params: dict) -> dict:
     statistics, extended = params.get("Statistics") or [], params.get("ExtendedStatistics") or []
     if bool(statistics) == bool(extended):
         raise invalid_combination("Must specify either Statistics or ExtendedStatistics, but not both.")
-    if extended:
-        raise not_supported("Percentile statistics (ExtendedStatistics)")
+    if len(extended) > MAX_EXTENDED_STATISTICS:
+        raise invalid_value(
+            f"The collection ExtendedStatistics must not have a size greater than {MAX_EXTENDED_STATISTICS}."
+        )
+    for name in extended:
+        if percentile_of(name, "ExtendedStatistics") is None:
+            raise invalid_value(
+                f"The value {name} for parameter ExtendedStatistics is invalid: use percentiles from p0.0 to p100."
+            )
     for name in statistics:
         if name not in STATISTICS:
             raise invalid_value(
@@ -204,11 +237,18 @@ def get_metric_statistics(ctx: Context, params: dict) -> dict:
     series = metric_store.series_key(
         ctx.account_id, ctx.region, params["Namespace"], params["MetricName"], dimensions_of(params.get("Dimensions"))
     )
-    sets = metric_store.aggregate(ctx.backends, series, start, end, period, params.get("Unit"))
+    sets = metric_store.aggregate(
+        ctx.backends, series, start, end, period, params.get("Unit"), distributions=bool(extended)
+    )
     datapoints = []
     for (bucket, unit), stats in sorted(sets.items()):
-        point = {"Timestamp": float(bucket), "Unit": unit}
+        point: dict = {"Timestamp": float(bucket), "Unit": unit}
         point.update({name: statistic(stats, name) for name in statistics})
+        if extended:
+            percentiles = {name: statistic(stats, name) for name in extended}
+            point["ExtendedStatistics"] = {k: v for k, v in percentiles.items() if v is not None}
+            if not point["ExtendedStatistics"]:
+                continue  # only statistic sets of several values: no percentile to answer
         datapoints.append(point)
     return {"Label": params["MetricName"], "Datapoints": datapoints}
 
@@ -224,8 +264,9 @@ def _query_series(ctx: Context, query: dict) -> tuple[str, int, metric_store.Ser
     metric = stat["Metric"]
     if not metric.get("Namespace") or not metric.get("MetricName"):
         raise missing(f"MetricDataQueries.{query['Id']}.MetricStat.Metric.Namespace and MetricName")
-    if stat["Stat"] not in STATISTICS:
-        raise not_supported(f"The statistic {stat['Stat']!r} (percentiles and other extended statistics)")
+    where = f"MetricDataQueries.{query['Id']}.MetricStat.Stat"
+    if stat["Stat"] not in STATISTICS and percentile_of(stat["Stat"], where) is None:
+        raise not_supported(f"The statistic {stat['Stat']!r} (trimmed means, ranks and other extended statistics)")
     check_period(stat["Period"], f"MetricDataQueries.{query['Id']}.MetricStat.Period")
     return (
         stat["Stat"],
@@ -266,10 +307,10 @@ def get_metric_data(ctx: Context, params: dict) -> dict:
     results, position = [], 0  # position: where each query's points start in the concatenation of all
     for query in queries:
         stat, period, series = _query_series(ctx, query)
-        merged = merged_units(
-            metric_store.aggregate(ctx.backends, series, start, end, period, query["MetricStat"].get("Unit"))
-        )
-        points = sorted(merged.items(), reverse=descending)
+        unit = query["MetricStat"].get("Unit")
+        sets = metric_store.aggregate(ctx.backends, series, start, end, period, unit, distributions=stat[:1] == "p")
+        values = {bucket: statistic(stats, stat) for bucket, (stats, _) in merged_units(sets).items()}
+        points = sorted(((b, v) for b, v in values.items() if v is not None), reverse=descending)
         if query.get("ReturnData", True) is False:
             continue
         page = points[max(offset - position, 0) : max(offset + limit - position, 0)]
@@ -279,7 +320,7 @@ def get_metric_data(ctx: Context, params: dict) -> dict:
                 "Id": query["Id"],
                 "Label": query.get("Label") or series[3],
                 "Timestamps": [float(bucket) for bucket, _ in page],
-                "Values": [statistic(stats, stat) for _, (stats, _) in page],
+                "Values": [value for _, value in page],
                 "StatusCode": "Complete" if offset + limit >= position else "PartialData",
             }
         )

@@ -24,13 +24,15 @@ NAMESPACE = "AWS/SageMaker"
 WINDOWS = {"15m": (900, 10), "1h": (3600, 60), "6h": (6 * 3600, 300), "1d": (86400, 300)}
 DEFAULT_WINDOW = "15m"
 METRICS_INTERVAL = 5.0
-# (chart, metric, statistic, line label, scale): ModelLatency is recorded in microseconds, shown in ms.
-# CloudWatch keeps statistic sets (count, sum, min, max) here, so latency is charted as average and maximum:
-# percentiles (p50/p99) are extended statistics our CloudWatch subset refuses.
+# (chart, metric, statistic, line label, scale): latencies are recorded in microseconds, shown in ms, as
+# the percentiles CloudWatch answers from each period's distribution of values.
 SERIES = (
     ("Invocations", "Invocations", "Sum", "{variant}", 1.0),
-    ("Model latency (ms)", "ModelLatency", "Average", "{variant} avg", 1e-3),
-    ("Model latency (ms)", "ModelLatency", "Maximum", "{variant} max", 1e-3),
+    *(
+        (f"{title} (ms)", metric, stat, f"{{variant}} {stat}", 1e-3)
+        for title, metric in (("Model latency", "ModelLatency"), ("Overhead latency", "OverheadLatency"))
+        for stat in ("p50", "p90", "p99")
+    ),
     ("Errors", "Invocation4XXErrors", "Sum", "{variant} 4XX", 1.0),
     ("Errors", "Invocation5XXErrors", "Sum", "{variant} 5XX", 1.0),
 )

@@ -2,7 +2,8 @@
 
 The graph is read from the definition by the pipeline language's own parser (the one CreatePipeline
 validates with), so the edges drawn are the dependencies the engine runs by: DependsOn, every step a step's
-arguments read, and a condition's IfSteps / ElseSteps. The browser lays it out (Cytoscape.js with dagre).
+arguments read, and a condition's IfSteps / ElseSteps. The browser lays it out (Cytoscape.js with dagre)
+the first time the account sees that graph, and the positions are kept (:mod:`..layouts`) for every later view.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import uuid
 from ...engines.pipeline_language.definition import parse
 from ...engines.pipeline_language.errors import DefinitionError
 from ...server.errors import validation
+from .. import layouts
 from ..listing import Listing
 from ..live import event_stream
 from ..rendering import console_url
-from ..web import Route, View, redirect
+from ..web import Route, View, json_response, redirect
 
 PIPELINES = Listing("ListPipelines", "PipelineSummaries", name_filter="PipelineNamePrefix", status_filter=None)
 EXECUTIONS = Listing("ListPipelineExecutions", "PipelineExecutionSummaries", name_filter=None, status_filter=None)
@@ -49,6 +51,31 @@ def graph(definition_text: str) -> dict:
     return {"nodes": nodes, "edges": edges, "parameters": parameters}
 
 
+def laid_out(view: View, drawn: dict) -> dict:
+    """The graph with its kept positions, or what the browser needs to post the ones dagre gives it."""
+    if not drawn["nodes"]:
+        return drawn
+    account, key = view.session.account_id or "", layouts.digest(drawn)
+    kept = layouts.cache(view.backends)
+    positions = kept.get(account, key)
+    if positions is not None:
+        return {**drawn, "positions": positions}
+    kept.expect(account, key, (n["id"] for n in drawn["nodes"]))
+    return {**drawn, "layout": {"key": key, "url": console_url("/pipelines/layout"), "csrf": view.session.csrf}}
+
+
+async def keep_layout(view: View):
+    """The positions dagre gave a graph this account was sent (see :mod:`..layouts`)."""
+    try:
+        positions = json.loads(view.field("positions"))
+    except ValueError:
+        positions = None
+    refusal = layouts.cache(view.backends).put(view.session.account_id or "", view.field("key"), positions)
+    if refusal:
+        raise validation(refusal)
+    return json_response({}, 200)
+
+
 def _text(value) -> str:
     """A parameter's default as the form field shows it (and StartPipelineExecution reads it back)."""
     if value is None:
@@ -69,7 +96,7 @@ async def pipeline(view: View):
         "pipelines/detail.html",
         title=f"Pipeline {name}",
         pipeline=described,
-        graph=graph(described.get("PipelineDefinition", "")),
+        graph=laid_out(view, graph(described.get("PipelineDefinition", ""))),
         executions=executions,
     )
 
@@ -129,7 +156,7 @@ async def execution(view: View):
         pipeline_name=view.labels["name"],
         execution=described,
         parameters=parameters,
-        graph=graph(definition.get("PipelineDefinition", "")),
+        graph=laid_out(view, graph(definition.get("PipelineDefinition", ""))),
         state=state,
         live=state["status"] in RUNNING,
     )
@@ -165,6 +192,7 @@ async def retry(view: View):
 
 ROUTES = [
     Route("GET", "/pipelines", list_pipelines),
+    Route("POST", "/pipelines/layout", keep_layout),
     Route("GET", "/pipelines/{name}", pipeline),
     Route("POST", "/pipelines/{name}/start", start),
     Route("GET", "/pipelines/{name}/executions/{execution}", execution),

@@ -1,11 +1,14 @@
 // The pipeline graph: Cytoscape.js laid out by dagre, steps coloured by status; on an execution's page the
 // steps follow the execution live over server-sent events, and a selected step shows its details.
+// dagre runs once per graph and account: its positions go back to the server (selfmaker/console/layouts.py),
+// which sends them with the graph from then on, placed as they are (a "preset" layout).
 "use strict";
 
 (() => {
   const graph = Console.jsonData("graph-data");
   const container = document.getElementById("graph");
   if (!graph || !container) return;
+  performance.mark("graph-start");
   let state = Console.jsonData("state-data");
   const STATUS_VARS = {
     "status-succeeded": "--succeeded", "status-failed": "--failed", "status-running": "--running",
@@ -16,6 +19,7 @@
     const step = state && state.steps[name];
     return step ? step.StepStatus : null;
   }
+  const statusOf = (name) => stepStatus(name) || "NotStarted";
 
   // Each status class's colour, read from the stylesheet once (getComputedStyle per node costs a style pass).
   const colours = new Map();
@@ -25,13 +29,19 @@
     return colours.get(variable);
   }
 
+  const positions = graph.positions || null;
   const elements = [
-    ...graph.nodes.map((n) => ({ data: { id: n.id, label: n.label + "\n" + n.type, type: n.type } })),
+    ...graph.nodes.map((n) => {
+      const status = statusOf(n.id);
+      const node = { data: { id: n.id, label: n.label + "\n" + n.type, type: n.type, status, colour: colourOf(status) } };
+      if (positions) node.position = { x: positions[n.id][0], y: positions[n.id][1] };
+      return node;
+    }),
     ...graph.edges.map((e, i) => ({
       data: { id: "e" + i, source: e.source, target: e.target, kind: e.kind, label: e.kind === "depends" ? "" : e.kind },
     })),
   ];
-  cytoscape.use(cytoscapeDagre);
+  if (!positions) cytoscape.use(cytoscapeDagre);
   const cy = cytoscape({
     container,
     elements,
@@ -44,7 +54,8 @@
           shape: "round-rectangle", label: "data(label)", "text-wrap": "wrap", "text-valign": "center",
           // Labels too small to read (a large pipeline fitted whole) are not drawn until one zooms in.
           "font-size": 11, "min-zoomed-font-size": 6, width: 150, height: 44, color: Console.cssColour("--node-text"),
-          "background-color": Console.cssColour("--not-started"), "border-width": 1,
+          // The colour is the step's data, mapped once: no style bypass per node.
+          "background-color": "data(colour)", "border-width": 1,
           "border-color": Console.cssColour("--border"),
         },
       },
@@ -53,25 +64,46 @@
       {
         selector: "edge",
         style: {
-          width: 1.5, "curve-style": "bezier", "target-arrow-shape": "triangle", label: "data(label)",
-          "font-size": 10, "min-zoomed-font-size": 6, color: Console.cssColour("--text"), "line-color": Console.cssColour("--edge"),
-          "target-arrow-color": Console.cssColour("--edge"),
+          // Straight: a pipeline has no parallel edges for bezier to bend apart, and straight edges cost about
+          // half as much to lay and draw on a 200-step graph (benchmarks/console.py).
+          width: 1.5, "curve-style": "straight", "target-arrow-shape": "triangle",
+          "line-color": Console.cssColour("--edge"), "target-arrow-color": Console.cssColour("--edge"),
         },
+      },
+      {
+        // Only a condition's branches are labelled (if/else): an empty label still costs a text layout per edge.
+        selector: "edge[kind != 'depends']",
+        style: { label: "data(label)", "font-size": 10, "min-zoomed-font-size": 6, color: Console.cssColour("--text") },
       },
       { selector: "edge[kind = 'else']", style: { "line-style": "dashed" } },
     ],
     // Ranks by longest path: dagre's default (network simplex) costs far more on a 200-step pipeline, for
     // ranks that differ only where a step could sit a rank later (benchmarks/console.py).
-    layout: { name: "dagre", rankDir: "LR", nodeSep: 30, rankSep: 60, ranker: "longest-path" },
+    layout: positions
+      ? { name: "preset", fit: true, padding: 30 }
+      : { name: "dagre", rankDir: "LR", nodeSep: 30, rankSep: 60, ranker: "longest-path" },
   });
+  performance.mark("graph-laid-out");
+  if (!positions && graph.layout) keepLayout();
+
+  // The positions dagre gave, for the server to send with this graph from now on (best effort: a refusal
+  // or a lost request only means dagre runs again next time).
+  function keepLayout() {
+    const placed = {};
+    cy.nodes().forEach((node) => {
+      const p = node.position();
+      placed[node.id()] = [Math.round(p.x * 10) / 10, Math.round(p.y * 10) / 10];
+    });
+    const body = new URLSearchParams({ csrf: graph.layout.csrf, key: graph.layout.key, positions: JSON.stringify(placed) });
+    fetch(graph.layout.url, { method: "POST", body, credentials: "same-origin" }).catch(() => {});
+  }
   window.consoleGraph = cy; // for the browser tests and the curious
 
   function paint() {
-    cy.batch(() => {  // one style pass and one redraw for all the steps, not one per step
+    cy.batch(() => {  // one style pass and one redraw for the steps that changed, not one per step
       cy.nodes().forEach((node) => {
-        const status = stepStatus(node.id()) || "NotStarted";
-        node.data("status", status);
-        node.style("background-color", colourOf(status));
+        const status = statusOf(node.id());
+        if (node.data("status") !== status) node.data({ status, colour: colourOf(status) });
       });
     });
   }
@@ -157,7 +189,6 @@
     if (retry) retry.disabled = !["Failed", "Stopped"].includes(state.status);
   }
 
-  paint();
   // When the laid-out graph has been drawn (Cytoscape draws on the next frame): benchmarks/console.py reads it.
   requestAnimationFrame(() => requestAnimationFrame(() => {
     container.dataset.drawnAt = String(Math.round(performance.now()));

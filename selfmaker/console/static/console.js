@@ -33,9 +33,9 @@ const Console = (() => {
   }
 
   const STATUS_CLASSES = {
-    succeeded: ["Succeeded", "Completed", "Approved", "InService", "Created", "Available", "Active", "Ready", "Started", "SUCCEEDED"],
-    failed: ["Failed", "Rejected", "CompletedWithFailures", "Error", "FAILED", "CreateFailed"],
-    running: ["Executing", "InProgress", "Starting", "Stopping", "Creating", "Updating", "Training", "Pending", "QUEUED", "RUNNING", "Baking", "ActivatingTraffic", "Running"],
+    succeeded: ["Succeeded", "Completed", "Approved", "InService", "Created", "Available", "Active", "Ready", "Started", "SUCCEEDED", "CreateCompleted", "UpdateCompleted", "AVAILABLE"],
+    failed: ["Failed", "Rejected", "CompletedWithFailures", "Error", "FAILED", "CreateFailed", "UpdateFailed", "DeleteFailed", "ERROR", "TAINTED"],
+    running: ["Executing", "InProgress", "Starting", "Stopping", "Creating", "Updating", "Training", "Pending", "QUEUED", "RUNNING", "Baking", "ActivatingTraffic", "Running", "CreateInProgress", "UpdateInProgress", "DeleteInProgress", "UNDER_CHANGE"],
     stopped: ["Stopped", "Deleting", "Deleted", "CANCELLED", "Cancelled"],
   };
 

@@ -1,4 +1,5 @@
-"""The endpoint metrics of each invocation, folded into CloudWatch statistic sets off the request path.
+"""The endpoint metrics of each invocation, folded into CloudWatch statistic sets (and the distributions
+their percentiles come from) off the request path.
 
 Per request the router appends one sample to a deque (a microsecond); a thread
 folds the samples every quarter second into one statistic set per metric,
@@ -24,7 +25,7 @@ import time
 from collections import deque
 from functools import lru_cache
 
-from ...aws.cloudwatch import metric_store
+from ...aws.cloudwatch import distribution, metric_store
 from ...backends import background_worker
 from ...engines.periodic import Periodic
 from ...observability import before_scrape, server_metrics
@@ -108,12 +109,14 @@ class InvocationMetrics(Periodic):
                 value = measured[name]
                 stats = sets.get((series, unit, second))
                 if stats is None:
-                    sets[(series, unit, second)] = [1.0, value, value, value]
+                    sets[(series, unit, second)] = metric_store.one_value(value)
                 else:
                     stats[0] += 1
                     stats[1] += value
                     stats[2] = min(stats[2], value)
                     stats[3] = max(stats[3], value)
+                    key = distribution.bucket(value)  # for the latency percentiles
+                    stats[4][key] = stats[4].get(key, 0.0) + 1.0
         if sets:
             buffer = metric_store.buffer(self.backends)
             for (series, unit, second), stats in sets.items():
