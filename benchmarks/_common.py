@@ -134,6 +134,37 @@ def selfmaker_server(data_dir: Path, log_path: Path, *flags: str, name: str = "s
     return ServerProcess(name, argv, port, "/_selfmaker/health", log_path, selfmaker=True)
 
 
+def peer_venv(name: str, packages: Sequence[str], venvs_dir: Path) -> Path:
+    """The ``bin`` directory of a virtual environment with a peer's pinned ``packages`` in ``venvs_dir/name``.
+
+    Peers are never SelfMaker's dependencies: each lives in a throwaway environment
+    the benchmark builds (not timed), or reuses when ``venvs_dir`` is kept between runs
+    and a marker file says it holds exactly these packages.
+    """
+    venv = venvs_dir / name
+    marker = venv / "selfmaker-bench-packages.txt"
+    wanted = "\n".join(packages)
+    if marker.exists() and marker.read_text() == wanted:
+        return venv / "bin"
+    log(f"installing {' '.join(packages)} in {venv} (not timed)...")
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", *packages], check=True)
+    marker.write_text(wanted)
+    return venv / "bin"
+
+
+def installed_version(bin_dir: Path, distribution: str) -> str:
+    """The version of ``distribution`` in the environment of ``bin_dir`` (to print next to its figures)."""
+    code = f"import importlib.metadata as m; print(m.version({distribution!r}))"
+    return subprocess.run(
+        [str(bin_dir / "python"), "-c", code], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def load_average() -> str:
+    return " ".join(f"{v:.1f}" for v in os.getloadavg())
+
+
 # ---------------------------------------------------------------------------
 # Signed requests, prepared once
 
