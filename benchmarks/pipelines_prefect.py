@@ -165,7 +165,8 @@ class Prefect:
         return result
 
     def __exit__(self, *exc) -> None:
-        for process in reversed(self.processes):
+        processes, self.processes = self.processes, []  # stopping twice is harmless
+        for process in reversed(processes):
             if process.stdin:
                 process.stdin.close()
             process.terminate()
