@@ -103,12 +103,29 @@ class ServerProcess:
         raise RuntimeError(f"{self.name} was not healthy within {timeout:.0f} s; see {self.log_path}")
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time the server process has used so far (Linux /proc)."""
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, AttributeError):
+        """User + system CPU time the server's processes have used so far (Linux /proc): the process and
+        every live descendant (workers, model servers, a peer's helper processes); a difference of two
+        readings is what they used in between as long as none of them ended meanwhile."""
+        if self.proc is None:
             return float("nan")
-        return (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime, stime
+        stats = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # ended while we looked
+            stats[int(stat.parent.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))  # ppid, utime+stime
+        if self.proc.pid not in stats:
+            return float("nan")
+        tree, changed = {self.proc.pid}, True
+        while changed:
+            changed = False
+            for pid, (ppid, _) in stats.items():
+                if ppid in tree and pid not in tree:
+                    tree.add(pid)
+                    changed = True
+        total = sum(stats[pid][1] for pid in tree)
+        return total / _CLK_TCK
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:

@@ -20,7 +20,9 @@ replayed (benchmarks/_common.py), so the client is not what is measured; each
 kind of measurement runs on every server in turn, so a busy moment of the
 machine hits them alike. Reported: one-entity p50/p99 from one sequential
 connection, read throughput from one and several connections, the batch of
-100 entities' p50/p99 from one connection, write throughput.
+100 entities' p50/p99 from one connection, write throughput, and the CPU the
+server's processes spent per read (on a machine whose other work queues the
+server for the CPU, latency is mostly that queue; the CPU per request is not).
 
 ``--storage`` adds the in-process measurement that chose the embedded online
 store (docs/featurestore.md): one record of 50 features read from the
@@ -453,6 +455,7 @@ def main() -> int:
             for c in contenders:
                 seq = replay(c.server, c.gets, label="get", concurrency=1, duration=args.duration)
                 c.row.update(p50=seq.percentile_ms(50), p99=seq.percentile_ms(99), seq=seq.throughput)
+                c.row["cpu"] = seq.server_cpu_seconds / seq.count * 1000  # its processes', not Redis's
             for c in contenders:
                 c.row["par"] = replay(
                     c.server, c.gets, label="get", concurrency=conc, duration=args.duration
@@ -460,6 +463,7 @@ def main() -> int:
             for c in contenders:
                 batch = replay(c.server, c.batches, label="batch", concurrency=1, duration=args.duration)
                 c.row.update(bp50=batch.percentile_ms(50), bp99=batch.percentile_ms(99))
+                c.row["bcpu"] = batch.server_cpu_seconds / batch.count * 1000
                 log(f"{c.label}: {c.row} (load average {load_average()})")
         finally:
             for process in reversed(processes):
@@ -475,10 +479,12 @@ def main() -> int:
                 "server",
                 "get p50 ms",
                 "get p99 ms",
+                "get server CPU ms",
                 "get req/s (1 conn)",
                 f"get req/s ({conc} conns)",
                 f"batch of {BATCH} p50 ms",
                 "p99 ms",
+                "server CPU ms",
                 f"put req/s ({conc} conns)",
             ],
             [
@@ -486,10 +492,12 @@ def main() -> int:
                     c.label,
                     c.row["p50"],
                     c.row["p99"],
+                    c.row["cpu"],
                     c.row["seq"],
                     c.row["par"],
                     c.row["bp50"],
                     c.row["bp99"],
+                    c.row["bcpu"],
                     c.row["put"],
                 ]
                 for c in contenders
