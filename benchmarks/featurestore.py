@@ -412,6 +412,13 @@ def check(contender: Contender) -> None:
         raise RuntimeError(f"{contender.label}: {status} {str(body)[:200]} / {status_b} {str(batch)[:200]}")
 
 
+def cpu_per_request_ms(result) -> float:
+    """The server processes' CPU per request (not Redis's); unknown (NaN) when a process of theirs ended
+    during the run (gunicorn recycles Feast's workers), which makes the difference meaningless."""
+    cpu = result.server_cpu_seconds
+    return cpu / result.count * 1000 if cpu >= 0 and result.count else float("nan")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--feast-python", help="python of a virtual environment with feast[redis] installed")
@@ -455,7 +462,7 @@ def main() -> int:
             for c in contenders:
                 seq = replay(c.server, c.gets, label="get", concurrency=1, duration=args.duration)
                 c.row.update(p50=seq.percentile_ms(50), p99=seq.percentile_ms(99), seq=seq.throughput)
-                c.row["cpu"] = seq.server_cpu_seconds / seq.count * 1000  # its processes', not Redis's
+                c.row["cpu"] = cpu_per_request_ms(seq)
             for c in contenders:
                 c.row["par"] = replay(
                     c.server, c.gets, label="get", concurrency=conc, duration=args.duration
@@ -463,7 +470,7 @@ def main() -> int:
             for c in contenders:
                 batch = replay(c.server, c.batches, label="batch", concurrency=1, duration=args.duration)
                 c.row.update(bp50=batch.percentile_ms(50), bp99=batch.percentile_ms(99))
-                c.row["bcpu"] = batch.server_cpu_seconds / batch.count * 1000
+                c.row["bcpu"] = cpu_per_request_ms(batch)
                 log(f"{c.label}: {c.row} (load average {load_average()})")
         finally:
             for process in reversed(processes):
