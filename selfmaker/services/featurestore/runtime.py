@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import time
 
+import orjson
+
 from ...server.errors import AWSError
 from ...server.operations import Context, operation
 from ...server.serialize import Verbatim
@@ -120,8 +122,17 @@ def delete_record(ctx: Context, params: dict) -> dict:
 # -- reads ---------------------------------------------------------------------
 
 
+def _decode(payload: bytes) -> list[dict]:
+    """A stored record: orjson takes half json's time (a batch decodes 100), json what orjson refuses
+    (a lone surrogate, which json.dumps wrote as an escape)."""
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return json.loads(payload)
+
+
 def _render(stored, feature_names: list[str] | None, expiration: str | None) -> dict:
-    record = json.loads(stored.payload)
+    record = _decode(stored.payload)
     if feature_names:
         wanted = set(feature_names)
         record = [f for f in record if f["FeatureName"] in wanted]
