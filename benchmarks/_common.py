@@ -103,12 +103,29 @@ class ServerProcess:
         raise RuntimeError(f"{self.name} was not healthy within {timeout:.0f} s; see {self.log_path}")
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time the server process has used so far (Linux /proc)."""
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, AttributeError):
+        """User + system CPU time the server's processes have used so far (Linux /proc): the process and
+        every live descendant (workers, model servers, a peer's helper processes); a difference of two
+        readings is what they used in between as long as none of them ended meanwhile."""
+        if self.proc is None:
             return float("nan")
-        return (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime, stime
+        stats = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # ended while we looked
+            stats[int(stat.parent.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))  # ppid, utime+stime
+        if self.proc.pid not in stats:
+            return float("nan")
+        tree, changed = {self.proc.pid}, True
+        while changed:
+            changed = False
+            for pid, (ppid, _) in stats.items():
+                if ppid in tree and pid not in tree:
+                    tree.add(pid)
+                    changed = True
+        total = sum(stats[pid][1] for pid in tree)
+        return total / _CLK_TCK
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -132,6 +149,37 @@ def selfmaker_server(data_dir: Path, log_path: Path, *flags: str, name: str = "s
     port = free_port()
     argv = [sys.executable, "-m", "selfmaker.cli", "serve", "--port", str(port), "--data-dir", str(data_dir), *flags]
     return ServerProcess(name, argv, port, "/_selfmaker/health", log_path, selfmaker=True)
+
+
+def peer_venv(name: str, packages: Sequence[str], venvs_dir: Path) -> Path:
+    """The ``bin`` directory of a virtual environment with a peer's pinned ``packages`` in ``venvs_dir/name``.
+
+    Peers are never SelfMaker's dependencies: each lives in a throwaway environment
+    the benchmark builds (not timed), or reuses when ``venvs_dir`` is kept between runs
+    and a marker file says it holds exactly these packages.
+    """
+    venv = venvs_dir / name
+    marker = venv / "selfmaker-bench-packages.txt"
+    wanted = "\n".join(packages)
+    if marker.exists() and marker.read_text() == wanted:
+        return venv / "bin"
+    log(f"installing {' '.join(packages)} in {venv} (not timed)...")
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", *packages], check=True)
+    marker.write_text(wanted)
+    return venv / "bin"
+
+
+def installed_version(bin_dir: Path, distribution: str) -> str:
+    """The version of ``distribution`` in the environment of ``bin_dir`` (to print next to its figures)."""
+    code = f"import importlib.metadata as m; print(m.version({distribution!r}))"
+    return subprocess.run(
+        [str(bin_dir / "python"), "-c", code], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def load_average() -> str:
+    return " ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
 # ---------------------------------------------------------------------------

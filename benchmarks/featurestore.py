@@ -1,23 +1,36 @@
 """Feature store: SelfMaker's online store against Feast's feature server, side by side in one run.
 
-    python benchmarks/featurestore.py --feast-python /path/to/venv-with-feast/bin/python
+    python benchmarks/featurestore.py [--venvs DIR | --feast-python PY] [--stores embedded redis] [--storage]
 
 Both serve the same 50 features (1 entity key + 50 Fractional/Integral values)
-for the same entities over HTTP on loopback, one server process each:
-SelfMaker with its embedded online store (GetRecord / PutRecord, signed by
-botocore exactly as boto3 sends them), Feast's Python feature server with its
-SQLite online store (POST /get-online-features, POST /write-to-online-store).
-Requests are built once and replayed (benchmarks/_common.py), so the client
-is not what is measured. Reported: GetRecord p50/p99 from one sequential
-connection, read and write throughput from several connections.
+for the same entities over HTTP on loopback, one server process each, on two
+kinds of online store:
+
+* ``embedded``: SelfMaker with its embedded online store, Feast with its SQLite
+  online store;
+* ``redis``: both on one local ``redis-server`` (Feast's recommended production
+  online store): SelfMaker started with ``--online-store-url redis://...``,
+  Feast with ``online_store: {type: redis}``.
+
+SelfMaker gets GetRecord / BatchGetRecord / PutRecord, signed by botocore
+exactly as boto3 sends them; Feast's Python feature server (``feast serve``,
+its default of one worker) gets POST /get-online-features (one entity, or 100
+in one request) and POST /write-to-online-store. Requests are built once and
+replayed (benchmarks/_common.py), so the client is not what is measured; each
+kind of measurement runs on every server in turn, so a busy moment of the
+machine hits them alike. Reported: one-entity p50/p99 from one sequential
+connection, read throughput from one and several connections, the batch of
+100 entities' p50/p99 from one connection, write throughput, and the CPU the
+server's processes spent per read (on a machine whose other work queues the
+server for the CPU, latency is mostly that queue; the CPU per request is not).
 
 ``--storage`` adds the in-process measurement that chose the embedded online
 store (docs/featurestore.md): one record of 50 features read from the
 feature store's own SQLite file, from the metadata database through
 SQLAlchemy, and from a Python dict.
 
-Feast is installed in its own virtual environment (pip install feast); it is
-not a dependency of SelfMaker and the test suite never needs it.
+Feast is installed in its own throwaway virtual environment (FEAST_PACKAGES);
+it is not a dependency of SelfMaker and the test suite never needs it.
 """
 
 from __future__ import annotations
@@ -26,23 +39,29 @@ import argparse
 import json
 import os
 import random
+import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import boto3
 from _common import (
+    HOST,
     PreparedRequest,
     ServerProcess,
     fetch,
     free_port,
+    installed_version,
+    load_average,
     log,
     machine,
+    peer_venv,
     replay,
     selfmaker_server,
     sign_requests,
@@ -51,6 +70,8 @@ from _common import (
 
 FEATURES = 50
 GROUP = "bench-fg"
+BATCH = 100  # entities per batch read (BatchGetRecord's most)
+FEAST_PACKAGES = ["feast[redis]==0.67.0"]
 
 
 def feature_names() -> list[str]:
@@ -69,8 +90,10 @@ def values(entity: int) -> dict[str, float | int]:
 # SelfMaker
 
 
-def start_selfmaker(workdir: Path) -> ServerProcess:
-    return selfmaker_server(workdir / "sm", workdir / "selfmaker.log").start()
+def start_selfmaker(workdir: Path, redis_url: str | None) -> ServerProcess:
+    flags = ["--online-store-url", redis_url] if redis_url else []
+    name = "sm-redis" if redis_url else "sm"
+    return selfmaker_server(workdir / name, workdir / f"{name}.log", *flags).start()
 
 
 def selfmaker_setup(server: ServerProcess) -> None:
@@ -116,6 +139,39 @@ def selfmaker_gets(server: ServerProcess, entities: list[int]) -> list[PreparedR
     )
 
 
+def selfmaker_batches(server: ServerProcess, batches: list[list[int]]) -> list[PreparedRequest]:
+    calls = [
+        (
+            "BatchGetRecord",
+            {"Identifiers": [{"FeatureGroupName": GROUP, "RecordIdentifiersValueAsString": [f"c{e}" for e in b]}]},
+        )
+        for b in batches
+    ]
+    return sign_requests(server.url, "sagemaker-featurestore-runtime", calls)
+
+
+# ---------------------------------------------------------------------------
+# Redis
+
+
+def start_redis(workdir: Path) -> tuple[subprocess.Popen, int]:
+    """A private redis-server on a free port, persistence off (both stores serve from memory alike)."""
+    port = free_port()
+    argv = ["redis-server", "--bind", HOST, "--port", str(port), "--save", "", "--appendonly", "no"]
+    process = subprocess.Popen(argv, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((HOST, port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(64).startswith(b"+PONG"):
+                    return process, port
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("redis-server did not answer PING within 30 s")
+
+
 # ---------------------------------------------------------------------------
 # Feast
 
@@ -147,25 +203,29 @@ print(json.dumps({"rows": len(frame)}))
 """
 
 
-def feast_repo(workdir: Path, feast_python: str, entities: range) -> Path:
+def feast_repo(workdir: Path, feast_python: str, entities: range, redis_port: int | None) -> Path:
     import datetime as dt
 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    repo = workdir / "feast_repo"
+    repo = workdir / ("feast_redis" if redis_port else "feast_repo")
     repo.mkdir()
     now = dt.datetime.now(dt.UTC)
     rows = [{"customer_id": f"c{e}", "event_timestamp": now, **values(e)} for e in entities]
     pq.write_table(pa.Table.from_pylist(rows), repo / "data.parquet")
+    online = (
+        f"type: redis\n          connection_string: {HOST}:{redis_port}"
+        if redis_port
+        else f"type: sqlite\n          path: {repo / 'online.db'}"
+    )
     (repo / "feature_store.yaml").write_text(
         textwrap.dedent(f"""\
         project: bench
         registry: {repo / "registry.db"}
         provider: local
         online_store:
-          type: sqlite
-          path: {repo / "online.db"}
+          {online}
         offline_store:
           type: file
         entity_key_serialization_version: 3
@@ -187,7 +247,22 @@ def start_feast(workdir: Path, feast_python: str, repo: Path) -> ServerProcess:
     port = free_port()
     feast = str(Path(feast_python).with_name("feast"))
     argv = [feast, "-c", str(repo), "serve", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
-    return ServerProcess("feast", argv, port, "/health", workdir / "feast.log").start(timeout=120)
+    return ServerProcess("feast", argv, port, "/health", workdir / f"{repo.name}.log").start(timeout=240)
+
+
+def feast_batches(server: ServerProcess, batches: list[list[int]]) -> list[PreparedRequest]:
+    features = [f"bench:{n}" for n in feature_names()]
+    return [
+        PreparedRequest(
+            "get-online-features",
+            _http(
+                server.port,
+                "/get-online-features",
+                {"features": features, "entities": {"customer_id": [f"c{e}" for e in b]}},
+            ),
+        )
+        for b in batches
+    ]
 
 
 def _http(port: int, path: str, body: dict) -> bytes:
@@ -279,14 +354,82 @@ def storage_candidates(records: int = 10_000, reads: int = 20_000) -> list[list]
 # ---------------------------------------------------------------------------
 
 
+@dataclass
+class Contender:
+    label: str
+    server: ServerProcess
+    gets: list[PreparedRequest]
+    batches: list[PreparedRequest]
+    puts: list[PreparedRequest]
+    row: dict = field(default_factory=dict)
+
+
+def start_contenders(
+    args, feast_python: str, workdir: Path, entities: range, sample: list[int], batches: list[list[int]]
+):
+    """Every process the chosen ``--stores`` need, as started, then the Contenders (SelfMaker's, then Feast's)."""
+    redis_port = None
+    for store in args.stores:
+        if store == "redis":
+            redis, redis_port = start_redis(workdir)
+            yield redis
+        url = f"redis://{HOST}:{redis_port}/0" if store == "redis" else None
+        selfmaker = start_selfmaker(workdir, url)
+        yield selfmaker
+        selfmaker_setup(selfmaker)
+        # Every entity is written once (measured), and so is in the store before anything reads it.
+        ours = Contender(
+            f"SelfMaker ({'Redis' if url else 'embedded'})",
+            selfmaker,
+            selfmaker_gets(selfmaker, sample),
+            selfmaker_batches(selfmaker, batches),
+            selfmaker_puts(selfmaker, entities),
+        )
+        repo = feast_repo(workdir, feast_python, entities, redis_port if url else None)
+        feast = start_feast(workdir, feast_python, repo)
+        yield feast
+        theirs = Contender(
+            f"Feast ({'Redis' if url else 'SQLite'})",
+            feast,
+            feast_gets(feast, sample),
+            feast_batches(feast, batches),
+            feast_puts(feast, entities),
+        )
+        yield ours
+        yield theirs
+
+
+def check(contender: Contender) -> None:
+    """One answer of each read carries every feature: a server that answered less would be measured doing less."""
+    status, body = fetch(contender.server, contender.gets[0])
+    one = len(body.get("Record") or body.get("metadata", {}).get("feature_names", []))
+    status_b, batch = fetch(contender.server, contender.batches[0])
+    if "Records" in batch:
+        many = len(batch["Records"])
+    else:  # Feast: one column per feature, one value per entity
+        many = len(batch["results"][1]["values"]) if batch.get("results") else 0
+    if status != 200 or one != FEATURES + 1 + ("Record" in body) or status_b != 200 or many != BATCH:
+        raise RuntimeError(f"{contender.label}: {status} {str(body)[:200]} / {status_b} {str(batch)[:200]}")
+
+
+def cpu_per_request_ms(result) -> float:
+    """The server processes' CPU per request (not Redis's); unknown (NaN) when a process of theirs ended
+    during the run (gunicorn recycles Feast's workers), which makes the difference meaningless."""
+    cpu = result.server_cpu_seconds
+    return cpu / result.count * 1000 if cpu >= 0 and result.count else float("nan")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--feast-python", help="python of a virtual environment with feast installed")
+    parser.add_argument("--feast-python", help="python of a virtual environment with feast[redis] installed")
+    parser.add_argument("--venvs", type=Path, help="keep Feast's virtual environment here (default: a fresh one)")
+    parser.add_argument("--stores", nargs="+", choices=["embedded", "redis"], default=["redis", "embedded"])
     parser.add_argument("--entities", type=int, default=2000)
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per read measurement")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per read measurement")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--storage", action="store_true", help="also measure the embedded store's candidates")
     args = parser.parse_args()
+    load_before = load_average()
     print(f"machine: {json.dumps(machine())}\n")
     if args.storage:
         print(
@@ -300,80 +443,80 @@ def main() -> int:
 
     entities = range(args.entities)
     sample = [random.randrange(args.entities) for _ in range(2000)]
-    rows = []
+    batches = [random.sample(entities, BATCH) for _ in range(50)]
     with tempfile.TemporaryDirectory(prefix="fs-bench-") as tmp:
         workdir = Path(tmp)
-        servers = []
-        selfmaker = start_selfmaker(workdir)
-        servers.append(selfmaker)
+        processes: list = []
+        contenders: list[Contender] = []
         try:
-            selfmaker_setup(selfmaker)
-            puts = selfmaker_puts(selfmaker, entities)
-            write = replay(selfmaker, puts, label="PutRecord", concurrency=args.concurrency)
-            gets = selfmaker_gets(selfmaker, sample)
-            status, body = fetch(selfmaker, gets[0])
-            assert status == 200 and len(body["Record"]) == FEATURES + 2, (status, body)
-            seq = replay(selfmaker, gets, label="GetRecord", concurrency=1, duration=args.duration)
-            par = replay(selfmaker, gets, label="GetRecord", concurrency=args.concurrency, duration=args.duration)
-            rows.append(
-                [
-                    "SelfMaker (embedded)",
-                    seq.percentile_ms(50),
-                    seq.percentile_ms(99),
-                    seq.throughput,
-                    par.throughput,
-                    write.throughput,
-                ]
+            feast_python = args.feast_python or str(
+                peer_venv("feast", FEAST_PACKAGES, args.venvs or workdir / "venvs") / "python"
             )
-            log(f"selfmaker: {rows[-1]}")
+            feast_version = installed_version(Path(feast_python).parent, "feast")
+            for started in start_contenders(args, feast_python, workdir, entities, sample, batches):
+                (contenders if isinstance(started, Contender) else processes).append(started)
+            conc = args.concurrency
+            for c in contenders:  # writes first: they are what fills SelfMaker's store
+                c.row["put"] = replay(c.server, c.puts, label="put", concurrency=conc).throughput
+                check(c)
+            for c in contenders:
+                seq = replay(c.server, c.gets, label="get", concurrency=1, duration=args.duration)
+                c.row.update(p50=seq.percentile_ms(50), p99=seq.percentile_ms(99), seq=seq.throughput)
+                c.row["cpu"] = cpu_per_request_ms(seq)
+            for c in contenders:
+                c.row["par"] = replay(
+                    c.server, c.gets, label="get", concurrency=conc, duration=args.duration
+                ).throughput
+            for c in contenders:
+                batch = replay(c.server, c.batches, label="batch", concurrency=1, duration=args.duration)
+                c.row.update(bp50=batch.percentile_ms(50), bp99=batch.percentile_ms(99))
+                c.row["bcpu"] = cpu_per_request_ms(batch)
+                log(f"{c.label}: {c.row} (load average {load_average()})")
         finally:
-            selfmaker.stop()
-        if args.feast_python:
-            repo = feast_repo(workdir, args.feast_python, entities)
-            feast = start_feast(workdir, args.feast_python, repo)
-            try:
-                gets = feast_gets(feast, sample)
-                status, body = fetch(feast, gets[0])
-                assert status == 200 and len(body["metadata"]["feature_names"]) == FEATURES + 1, (status, body)
-                seq = replay(feast, gets, label="get-online-features", concurrency=1, duration=args.duration)
-                par = replay(
-                    feast, gets, label="get-online-features", concurrency=args.concurrency, duration=args.duration
-                )
-                write = replay(
-                    feast, feast_puts(feast, entities), label="write-to-online-store", concurrency=args.concurrency
-                )
-                rows.append(
-                    [
-                        "Feast (SQLite online store)",
-                        seq.percentile_ms(50),
-                        seq.percentile_ms(99),
-                        seq.throughput,
-                        par.throughput,
-                        write.throughput,
-                    ]
-                )
-                log(f"feast: {rows[-1]}")
-            finally:
-                feast.stop()
+            for process in reversed(processes):
+                if isinstance(process, ServerProcess):
+                    process.stop()
+                else:
+                    process.terminate()
+                    process.wait(10)
+    print(f"load average (1, 5, 15 min): {load_before} before, {load_average()} after; Feast {feast_version}")
     print(
         table(
             [
                 "server",
                 "get p50 ms",
                 "get p99 ms",
+                "get server CPU ms",
                 "get req/s (1 conn)",
-                f"get req/s ({args.concurrency} conns)",
-                f"put req/s ({args.concurrency} conns)",
+                f"get req/s ({conc} conns)",
+                f"batch of {BATCH} p50 ms",
+                "p99 ms",
+                "server CPU ms",
+                f"put req/s ({conc} conns)",
             ],
-            rows,
+            [
+                [
+                    c.label,
+                    c.row["p50"],
+                    c.row["p99"],
+                    c.row["cpu"],
+                    c.row["seq"],
+                    c.row["par"],
+                    c.row["bp50"],
+                    c.row["bp99"],
+                    c.row["bcpu"],
+                    c.row["put"],
+                ]
+                for c in contenders
+            ],
             title=f"Online store over HTTP: 1 entity x {FEATURES} features, {args.entities} entities",
         )
     )
-    if len(rows) == 2:
-        ours, theirs = rows
+    for ours, theirs in zip(contenders[::2], contenders[1::2]):
         print(
-            f"\nratios (SelfMaker / Feast): get p99 {ours[2] / theirs[2]:.2f}x, get throughput "
-            f"{ours[4] / theirs[4]:.2f}x, put throughput {ours[5] / theirs[5]:.2f}x"
+            f"{ours.label} / {theirs.label}: get req/s {ours.row['seq'] / theirs.row['seq']:.2f}x (1 conn), "
+            f"{ours.row['par'] / theirs.row['par']:.2f}x ({conc} conns); batch p50 "
+            f"{ours.row['bp50'] / theirs.row['bp50']:.2f}x; put {ours.row['put'] / theirs.row['put']:.2f}x"
         )
     return 0
 

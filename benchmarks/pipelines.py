@@ -13,14 +13,20 @@ engine's own time. Measured, from the server's own records:
 * wall time of the execution against the sum of its steps' own times (start
   to end of each step) and against its critical path (first + slowest middle
   + last step);
-* the same with ``--concurrent`` executions started at once.
+* the same with ``--concurrent`` executions started at once;
+* Prefect running the same graph (benchmarks/pipelines_prefect.py: a local
+  Prefect server, a process work pool, the default task runner, each task a
+  ``python -c pass`` subprocess), its runs interleaved with SelfMaker's, times
+  from Prefect's own records (``--no-prefect`` leaves it out). Goals: the
+  hand-off p50 at most Prefect's, the wall time within 1.2x of the critical path.
 
-    python benchmarks/pipelines.py [--rounds 3] [--concurrent 20]
+    python benchmarks/pipelines.py [--rounds 3] [--concurrent 20] [--venvs DIR] [--no-prefect]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -34,7 +40,8 @@ import boto3
 from botocore.config import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import log, machine, selfmaker_server, table
+from _common import load_average, log, machine, selfmaker_server, table
+from pipelines_prefect import Prefect
 
 IMAGE = "selfmaker.bench/python:3"
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
@@ -120,12 +127,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="executions run one after another")
     parser.add_argument("--concurrent", type=int, default=20, help="executions started at once")
+    parser.add_argument("--venvs", type=Path, help="keep Prefect's virtual environment here (default: a fresh one)")
+    parser.add_argument("--no-prefect", action="store_true", help="leave the Prefect comparison out")
     args = parser.parse_args()
+    load_before = load_average()
+    prefect_runs: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="selfmaker-bench-pipelines-") as tmp:
         config = Path(tmp) / "runtimes.json"
         config.write_text(json.dumps({"images": {IMAGE: {"python": sys.executable}}}))
         server = selfmaker_server(Path(tmp) / "data", Path(tmp) / "server.log", "--runtimes-config", str(config))
-        with server:
+        prefect = None if args.no_prefect else Prefect(args.venvs or Path(tmp) / "venvs", Path(tmp))
+        with server, prefect or contextlib.nullcontext():
             sm = _client(server.url)
             sm.create_pipeline(
                 PipelineName="fan",
@@ -134,35 +146,52 @@ def main() -> int:
                 PipelineDefinition=fan_out_fan_in(),
             )
             run_execution(sm, "fan")  # warm-up
+            if prefect:
+                prefect.run()
             sequential = []
-            for i in range(args.rounds):
+            for i in range(args.rounds):  # one SelfMaker execution, then one Prefect run: the same moments of load
                 sequential.append(run_execution(sm, "fan"))
                 log(
                     f"round {i + 1}: wall {sequential[-1]['wall']:.2f} s, "
                     f"hand-off p50 {statistics.median(sequential[-1]['handoffs']) * 1000:.0f} ms"
                 )
+                if prefect:
+                    prefect_runs.append(prefect.run())
+                    log(
+                        f"round {i + 1}, Prefect: wall {prefect_runs[-1]['wall']:.2f} s, "
+                        f"hand-off p50 {statistics.median(prefect_runs[-1]['handoffs']) * 1000:.0f} ms"
+                    )
+            if prefect:
+                prefect.__exit__()  # its server and worker would only take CPU from the concurrent runs
             log(f"{args.concurrent} executions at once...")
             began = time.time()
             with ThreadPoolExecutor(args.concurrent) as pool:
                 concurrent = list(pool.map(lambda _: run_execution(_client(server.url), "fan"), range(args.concurrent)))
             concurrent_wall = time.time() - began
     print(f"machine: {machine()}")
+    print(f"load average (1, 5, 15 min): {load_before} before, {load_average()} after")
+    if prefect:
+        print(f"Prefect {prefect.version}: local server (SQLite), process work pool, default task runner")
     rows = []
-    for label, results in (
-        (f"1 at a time ({args.rounds} runs)", sequential),
-        (f"{args.concurrent} at once", concurrent),
-    ):
+    measured = [(f"SelfMaker, 1 at a time ({args.rounds} runs)", sequential)]
+    if prefect_runs:
+        measured.append((f"Prefect, 1 at a time ({args.rounds} runs)", prefect_runs))
+    measured.append((f"SelfMaker, {args.concurrent} at once", concurrent))
+    for label, results in measured:
         handoffs = sorted(h * 1000 for r in results for h in r["handoffs"])
-        job_handoffs = sorted(h * 1000 for r in results for h in r["job_handoffs"])
+        job_handoffs = sorted(h * 1000 for r in results for h in r.get("job_handoffs", ()))
+        wall = statistics.median(r["wall"] for r in results)
+        critical = statistics.median(r["critical"] for r in results)
         rows.append(
             [
                 label,
                 statistics.median(handoffs),
                 handoffs[int(len(handoffs) * 0.9)],
-                statistics.median(job_handoffs),
-                job_handoffs[int(len(job_handoffs) * 0.9)],
-                statistics.median(r["wall"] for r in results),
-                statistics.median(r["critical"] for r in results),
+                statistics.median(job_handoffs) if job_handoffs else None,
+                job_handoffs[int(len(job_handoffs) * 0.9)] if job_handoffs else None,
+                wall,
+                critical,
+                wall / critical,
                 statistics.median(r["sum"] for r in results),
             ]
         )
@@ -176,12 +205,16 @@ def main() -> int:
                 "p90 ms",
                 "wall s",
                 "critical path s",
+                "wall / critical",
                 "sum of steps s",
             ],
             rows,
-            title="no-op processing steps",
+            title="no-op steps, each a subprocess",
         )
     )
+    if prefect_runs:
+        pickup = statistics.median(r["pickup"] for r in prefect_runs)
+        print(f"\nPrefect: the worker picked each run up {pickup:.1f} s (median) after it was created (not in wall)")
     print(f"\n{args.concurrent} executions ({args.concurrent * 20} jobs) at once: all done in {concurrent_wall:.1f} s")
     return 0
 

@@ -1,7 +1,7 @@
-"""Serving benchmark: one small scikit-learn model, in process, behind SelfMaker, and behind MLflow.
+"""Serving benchmark: one small scikit-learn model in process, behind SelfMaker, and behind four peers.
 
 The model is a LogisticRegression over 20 features (scikit-learn 1.2, the
-SageMaker scikit-learn 1.2-1 image's runtime); every request is one CSV row.
+SageMaker scikit-learn 1.2-1 image's runtime); every request is one row.
 Side by side in one run, on one machine:
 
 * in process: ``model.predict`` on a 1x20 array, in the runtime's Python (the
@@ -9,20 +9,24 @@ Side by side in one run, on one machine:
 * the model server alone: SelfMaker's model server process
   (selfmaker.container.inference_server) called over its Unix socket with a
   keep-alive connection, as the router calls it (its own round trip);
-* SelfMaker: CreateModel / CreateEndpointConfig / CreateEndpoint, then
-  InvokeEndpoint, sent two ways: requests signed once by botocore and replayed
-  raw over keep-alive sockets (what the server costs), and through boto3's
-  ``invoke_endpoint`` (what a user's loop sees, client cost included);
-* MLflow: ``mlflow models serve --env-manager local`` on the same model (saved
-  with mlflow.sklearn), JSON ``{"inputs": [[...]]}`` requests replayed raw. MLflow
-  is installed in a throwaway virtual environment (never needed by the tests).
+* SelfMaker: CreateModel / CreateEndpointConfig / CreateEndpoint (one
+  instance), then InvokeEndpoint with a CSV row, sent two ways: requests signed
+  once by botocore and replayed raw over keep-alive sockets (what the server
+  costs), and through boto3's ``invoke_endpoint`` (what a user's loop sees,
+  client cost included);
+* the peers, MLflow, BentoML, MLServer (its scikit-learn runtime) and Ray
+  Serve, each on the same model (trained alike in its own throwaway virtual
+  environment, never needed by the tests) at the settings its documentation
+  gives for one CPU-bound model, JSON requests replayed raw
+  (benchmarks/serving_peers.py says which settings and why).
 
-Latency p50/p99 and requests per second at concurrency 1 and 16; SelfMaker and
-MLflow rounds are interleaved so a busy moment of the machine hits both. Goals:
-SelfMaker's raw p50 at most 1 ms above the in-process call, and at least twice
-MLflow's requests per second.
+Latency p50/p99 and requests per second at concurrency 1 and 16; within each
+round every server is measured in turn (the order rotating from round to
+round), so a busy moment of the machine hits them all alike. Goals: SelfMaker's
+raw p50 at most 0.5 ms above the in-process call, and at least 1.5x the
+requests per second of the best peer at concurrency 16.
 
-    python benchmarks/serving.py [--seconds 4] [--rounds 3] [--mlflow-venv DIR] [--runtimes-dir DIR]
+    python benchmarks/serving.py [--seconds 4] [--rounds 3] [--venvs DIR] [--runtimes-dir DIR] [--peers NAME ...]
 """
 
 from __future__ import annotations
@@ -44,11 +48,8 @@ from botocore.config import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
-    HOST,
-    PreparedRequest,
     RunResult,
-    ServerProcess,
-    free_port,
+    load_average,
     log,
     machine,
     merge,
@@ -57,12 +58,12 @@ from _common import (
     sign_requests,
     table,
 )
+from serving_peers import PEERS, describe, start_peers
 
 from selfmaker.engines import model_server, runtimes
 
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
-MLFLOW_PACKAGES = ["mlflow==3.17.2", "scikit-learn==1.2.*", "numpy<2"]
 FEATURES = 20
 ROW = [round(0.05 * i - 0.4, 2) for i in range(FEATURES)]
 CSV_ROW = ",".join(map(str, ROW))
@@ -74,7 +75,15 @@ rng = np.random.default_rng(7)
 x = rng.normal(size=(500, {FEATURES}))
 model = LogisticRegression(max_iter=500).fit(x, (x[:, 0] + x[:, 1] > 0).astype(int))
 """
-SAVE_JOBLIB = TRAIN + "import joblib; joblib.dump(model, sys.argv[1] + '/model.joblib')\n"
+SAVE_JOBLIB = (
+    TRAIN
+    + """
+import joblib, os
+os.makedirs(sys.argv[1], exist_ok=True)
+joblib.dump(model, sys.argv[1] + "/model.joblib")
+print(int(model.predict(np.array([ROW]))[0]))
+""".replace("ROW", repr(ROW))
+)
 SAVE_MLFLOW = TRAIN + "import mlflow.sklearn; mlflow.sklearn.save_model(model, sys.argv[1])\n"
 IN_PROCESS = f"""
 import json, sys, time, joblib, numpy as np
@@ -94,6 +103,9 @@ print(json.dumps(times))
 
 # ---------------------------------------------------------------------------
 # Measurements
+
+
+OURS = "SelfMaker, raw HTTP"
 
 
 def _result(label: str, concurrency: int, latencies_ns: list[int], wall: float) -> RunResult:
@@ -253,96 +265,75 @@ def deploy(url: str, model_dir: Path) -> str:
     return "bench-lr"
 
 
-def mlflow_python(venv: Path | None, tmp: Path) -> Path:
-    if venv is None:
-        venv = tmp / "mlflow-venv"
-        log(f"installing {' '.join(MLFLOW_PACKAGES)} in {venv} (not timed)...")
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", *MLFLOW_PACKAGES], check=True)
-    return venv / "bin"
-
-
-def mlflow_request(port: int) -> PreparedRequest:
-    body = json.dumps({"inputs": [ROW]}).encode()
-    head = (
-        f"POST /invocations HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    )
-    return PreparedRequest("invocations", head.encode() + body)
-
-
 # ---------------------------------------------------------------------------
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="per measurement and round")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved SelfMaker / MLflow rounds")
-    parser.add_argument("--mlflow-venv", type=Path, help="a virtual environment with MLflow (default: build one)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds, each measuring every server in turn")
+    parser.add_argument("--venvs", type=Path, help="keep the peers' virtual environments here (default: fresh ones)")
     parser.add_argument("--runtimes-dir", type=Path, help="reuse a runtimes directory (default: a fresh one)")
+    parser.add_argument("--peers", nargs="*", choices=[p.venv for p in PEERS], help="only these peers (default: all)")
     args = parser.parse_args()
+    load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="selfmaker-bench-serving-") as name:
         tmp = Path(name)
         runtimes_dir = args.runtimes_dir or tmp / "runtimes"
         log("building the scikit-learn runtime (not timed)...")
         python = str(runtimes.ensure(runtimes.resolve(IMAGE), runtimes_dir, lambda line: None) / "python")
         ml_dir = tmp / "ml"
-        (ml_dir / "model").mkdir(parents=True)
-        subprocess.run([python, "-c", SAVE_JOBLIB, str(ml_dir / "model")], check=True)
-        mlflow_bin = mlflow_python(args.mlflow_venv, tmp)
-        subprocess.run([str(mlflow_bin / "python"), "-c", SAVE_MLFLOW, str(tmp / "mlflow-model")], check=True)
+        expected = int(
+            subprocess.run(
+                [python, "-c", SAVE_JOBLIB, str(ml_dir / "model")], check=True, capture_output=True, text=True
+            ).stdout
+        )
 
         results: dict[tuple[str, int], list[RunResult]] = {}
         results[("in process: model.predict", 1)] = [in_process(python, ml_dir / "model", args.seconds)]
         results[("model server alone (Unix socket)", 1)] = [model_server_alone(python, ml_dir, args.seconds)]
 
-        mlflow_port = free_port()
         selfmaker = selfmaker_server(tmp / "data", tmp / "selfmaker.log", "--runtimes-dir", str(runtimes_dir))
-        mlflow = ServerProcess(
-            "mlflow",
-            [
-                str(mlflow_bin / "mlflow"),
-                "models",
-                "serve",
-                "-m",
-                str(tmp / "mlflow-model"),
-                "--env-manager",
-                "local",
-                "--host",
-                HOST,
-                "--port",
-                str(mlflow_port),
-                "--workers",
-                "1",
-            ],
-            mlflow_port,
-            "/ping",
-            tmp / "mlflow.log",
-            env={"PATH": f"{mlflow_bin}:/usr/bin:/bin"},
-        )
-        with selfmaker, mlflow:
-            endpoint = deploy(selfmaker.url, ml_dir / "model")
-            [invoke] = sign_requests(
-                selfmaker.url,
-                "sagemaker-runtime",
-                [("InvokeEndpoint", {"EndpointName": endpoint, "Body": CSV_ROW.encode(), "ContentType": "text/csv"})],
-            )
-            peer = [mlflow_request(mlflow_port)]
-            for round_index in range(args.rounds):
-                for concurrency in (1, 16):
-                    for label, server, request in (
-                        ("SelfMaker, raw HTTP", selfmaker, [invoke]),
-                        ("MLflow, raw HTTP", mlflow, peer),
-                    ):
-                        result = replay(server, request, label=label, concurrency=concurrency, duration=args.seconds)
-                        if not result.ok:
-                            raise RuntimeError(f"{label}: {result.statuses} {result.errors}")
-                        results.setdefault((label, concurrency), []).append(result)
-                    boto = through_boto3(selfmaker.url, endpoint, concurrency, args.seconds)
-                    results.setdefault((boto.label, concurrency), []).append(boto)
-                log(f"round {round_index + 1} of {args.rounds} done")
+        wanted = [p for p in PEERS if args.peers is None or p.venv in args.peers]
+        peers = start_peers(wanted, ROW, SAVE_JOBLIB, SAVE_MLFLOW, args.venvs or tmp / "venvs", tmp, expected)
+        try:
+            with selfmaker:
+                endpoint = deploy(selfmaker.url, ml_dir / "model")
+                [invoke] = sign_requests(
+                    selfmaker.url,
+                    "sagemaker-runtime",
+                    [
+                        (
+                            "InvokeEndpoint",
+                            {"EndpointName": endpoint, "Body": CSV_ROW.encode(), "ContentType": "text/csv"},
+                        )
+                    ],
+                )
+                contenders = [(OURS, selfmaker, invoke)]
+                contenders += [(f"{peer.name}, raw HTTP", server, request) for peer, server, request, _ in peers]
+                for round_index in range(args.rounds):
+                    turn = round_index % len(contenders)
+                    for concurrency in (1, 16):
+                        for label, server, request in contenders[turn:] + contenders[:turn]:
+                            result = replay(
+                                server, [request], label=label, concurrency=concurrency, duration=args.seconds
+                            )
+                            if not result.ok:
+                                raise RuntimeError(f"{label}: {result.statuses} {result.errors}")
+                            results.setdefault((label, concurrency), []).append(result)
+                        boto = through_boto3(selfmaker.url, endpoint, concurrency, args.seconds)
+                        results.setdefault((boto.label, concurrency), []).append(boto)
+                    log(f"round {round_index + 1} of {args.rounds} done (load average {load_average()})")
+        finally:
+            for _, server, _, _ in peers:
+                server.stop()
+    report(results, args, peers, load_before)
+    return 0
 
+
+def report(results: dict[tuple[str, int], list[RunResult]], args, peers, load_before: str) -> None:
     merged = {key: merge(runs) for key, runs in results.items()}
+    floor = merged[("in process: model.predict", 1)].percentile_ms(50)
     labels = list(dict.fromkeys(label for label, _ in merged))
     rows = []
     for label in labels:
@@ -350,20 +341,34 @@ def main() -> int:
         for concurrency in (1, 16):
             r = merged.get((label, concurrency))
             row += [r.percentile_ms(50), r.percentile_ms(99), r.throughput] if r else [None, None, None]
+        one = merged[(label, 1)]
+        row.append(one.percentile_ms(50) - floor if label != "in process: model.predict" else None)
         rows.append(row)
     print(f"machine: {machine()}")
+    print(f"load average (1, 5, 15 min): {load_before} before, {load_average()} after")
+    print("peers:\n" + describe(peers))
     print(
         table(
-            ["", "p50 ms (c=1)", "p99 ms (c=1)", "req/s (c=1)", "p50 ms (c=16)", "p99 ms (c=16)", "req/s (c=16)"],
+            [
+                "",
+                "p50 ms (c=1)",
+                "p99 ms (c=1)",
+                "req/s (c=1)",
+                "p50 ms (c=16)",
+                "p99 ms (c=16)",
+                "req/s (c=16)",
+                "p50 added ms (c=1)",
+            ],
             rows,
-            title=f"one CSV row per request; {args.rounds} interleaved rounds of {args.seconds:g} s per measurement",
+            title=f"one row per request; {args.rounds} rounds of {args.seconds:g} s per measurement, servers in turn",
         )
     )
-    floor = merged[("in process: model.predict", 1)].percentile_ms(50)
-    ours = merged[("SelfMaker, raw HTTP", 1)]
+    ours = merged[(OURS, 1)]
     for concurrency in (1, 16):
-        s, m = merged[("SelfMaker, raw HTTP", concurrency)], merged[("MLflow, raw HTTP", concurrency)]
-        print(f"c={concurrency}: SelfMaker / MLflow requests per second: {s.throughput / m.throughput:.2f}x")
+        s = merged[(OURS, concurrency)]
+        for peer, _, _, _ in peers:
+            m = merged[(f"{peer.name}, raw HTTP", concurrency)]
+            print(f"c={concurrency}: SelfMaker / {peer.name} requests per second: {s.throughput / m.throughput:.2f}x")
     print(
         f"SelfMaker raw p50 over the in-process call: {ours.percentile_ms(50) - floor:.3f} ms "
         f"(model server alone adds "
@@ -371,9 +376,8 @@ def main() -> int:
     )
     print(
         f"median of per-round SelfMaker raw c=1 p50s: "
-        f"{statistics.median(r.percentile_ms(50) for r in results[('SelfMaker, raw HTTP', 1)]):.3f} ms"
+        f"{statistics.median(r.percentile_ms(50) for r in results[(OURS, 1)]):.3f} ms"
     )
-    return 0
 
 
 if __name__ == "__main__":

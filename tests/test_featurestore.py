@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -239,6 +240,26 @@ def test_put_get_and_batch_get_return_exactly_what_was_written(rt, group, sm, un
     assert batch["UnprocessedIdentifiers"] == []
     too_many = [{"FeatureGroupName": group, "RecordIdentifiersValueAsString": [str(i) for i in range(60)]}] * 2
     assert error_of(rt.batch_get_record, Identifiers=too_many) == ("ValidationError", 400)
+
+
+def test_reads_send_only_modeled_members_of_a_stored_record(rt, group):
+    """A raw client may add members a FeatureValue does not have: they are not stored, so never read back
+    (records are sent as stored, not walked value by value through the output model)."""
+    written = record(id="r9", et="1700000000.5", n="3", score="0.5", label="x")
+
+    def add_unknown_member(request, **_):
+        body = json.loads(request.body)
+        body["Record"][2]["Smuggled"] = "yes"
+        request.data = json.dumps(body).encode()
+
+    rt.meta.events.register("before-sign.sagemaker-featurestore-runtime.PutRecord", add_unknown_member)
+    try:
+        rt.put_record(FeatureGroupName=group, Record=written)
+    finally:
+        rt.meta.events.unregister("before-sign.sagemaker-featurestore-runtime.PutRecord", add_unknown_member)
+    raw = rt.batch_get_record(Identifiers=[{"FeatureGroupName": group, "RecordIdentifiersValueAsString": ["r9"]}])
+    assert raw["Records"][0]["Record"] == written
+    assert get(rt, group, "r9") == written
 
 
 def test_unknown_group_is_resource_not_found(rt):

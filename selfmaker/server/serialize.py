@@ -19,6 +19,12 @@ from xml.sax.saxutils import escape
 from botocore.model import Shape
 
 
+class Verbatim(list):
+    """A list its maker has checked is already in its wire form (only modeled members, each of its type):
+    written as it is. BatchGetRecord's 100 records of 50 features each would otherwise be walked value by
+    value, the larger part of its time."""
+
+
 def to_json_value(value, shape: Shape):
     """The JSON form of ``value`` under ``shape``, or None when nothing should be sent."""
     if value is None:
@@ -50,6 +56,8 @@ def _build_json_writer(shape: Shape) -> Callable:
         write_item = _json_writer(shape.member)
 
         def write_list(value):
+            if type(value) is Verbatim:
+                return value
             return [v for item in value if item is not None and (v := write_item(item)) is not None]
 
         return write_list

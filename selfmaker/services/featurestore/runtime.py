@@ -11,8 +11,11 @@ from __future__ import annotations
 import json
 import time
 
+import orjson
+
 from ...server.errors import AWSError
 from ...server.operations import Context, operation
+from ...server.serialize import Verbatim
 from .definitions import (
     MAX_RECORD_BYTES,
     Group,
@@ -30,6 +33,7 @@ SERVICE = "sagemaker-featurestore-runtime"
 BATCH_GET_MAX_RECORDS = 100
 BATCH_GET_MAX_GROUPS = 10
 LIST_RECORDS_DEFAULT = 100
+WIRE_MEMBERS = frozenset(("FeatureName", "ValueAsString", "ValueAsStringList"))  # a FeatureValue's members
 
 
 def _now_ms() -> int:
@@ -42,6 +46,8 @@ def _now_ms() -> int:
 def put(ctx: Context, group: Group, record: list[dict], target_stores: list[str] | None, ttl: dict | None) -> None:
     online, offline = group.target_stores(target_stores)
     parsed = group.parse_record(record)
+    # Only the modeled members are kept (validation ignores unknown ones), so reads can send it verbatim.
+    record = [{k: v for k, v in f.items() if k in WIRE_MEMBERS and v is not None} for f in record]
     payload = json.dumps(record, separators=(",", ":")).encode()
     if len(payload) > MAX_RECORD_BYTES:
         raise validation_error(f"The record is {len(payload)} bytes; a record is at most {MAX_RECORD_BYTES}.")
@@ -116,11 +122,22 @@ def delete_record(ctx: Context, params: dict) -> dict:
 # -- reads ---------------------------------------------------------------------
 
 
+def _decode(payload: bytes) -> list[dict]:
+    """A stored record: orjson takes half json's time (a batch decodes 100), json what orjson refuses
+    (a lone surrogate, which json.dumps wrote as an escape)."""
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return json.loads(payload)
+
+
 def _render(stored, feature_names: list[str] | None, expiration: str | None) -> dict:
-    record = json.loads(stored.payload)
+    record = _decode(stored.payload)
     if feature_names:
         wanted = set(feature_names)
         record = [f for f in record if f["FeatureName"] in wanted]
+    if all(f.keys() <= WIRE_MEMBERS for f in record):  # as PutRecord stores it: sent as it is
+        record = Verbatim(record)
     out: dict = {"Record": record or None}
     if expiration == "Enabled" and stored.expires_at is not None:
         out["ExpiresAt"] = iso_time(stored.expires_at)
