@@ -19,6 +19,7 @@ from ...server.errors import validation
 from ...server.operations import Context, operation
 from ...store.resources import Record, now
 from ..algorithms.resource import algorithm_metric_definitions, for_tuning
+from ..jobs.lifecycle import retryable
 from ..jobs.training import TRAINING_JOB, metric_definitions
 from ..kinds import Kind
 from . import warm_start
@@ -389,7 +390,9 @@ def counters(summaries: list[dict]) -> tuple[dict, dict]:
     goals = {"Succeeded": 0, "Pending": 0, "Failed": 0}
     for s in summaries:
         status = s["TrainingJobStatus"]
-        key = {"Failed": "NonRetryableError", "Stopping": "InProgress"}.get(status, status)
+        # A failure of SageMaker's own (InternalServerError) is one a RetryStrategy retries; others are the user's.
+        failed = "RetryableError" if retryable(s.get("FailureReason")) else "NonRetryableError"
+        key = {"Failed": failed, "Stopping": "InProgress"}.get(status, status)
         jobs[key] = jobs.get(key, 0) + 1
         goals[s["ObjectiveStatus"]] += 1
     return jobs, goals
