@@ -22,7 +22,7 @@ from ..algorithms.resource import algorithm_metric_definitions, for_tuning
 from ..jobs.lifecycle import retryable
 from ..jobs.training import TRAINING_JOB, metric_definitions
 from ..kinds import Kind
-from . import warm_start
+from . import autotune, warm_start
 from .search import EPOCH_KEYS, MAX_GRID, MAX_RESOURCE, Definitions, Space, infer_max_resource
 
 ACTIVE = frozenset({"InProgress", "Stopping"})
@@ -263,12 +263,21 @@ def _check_several(params: dict, found: list[dict]) -> None:
 
 
 def _on_create(ctx: Context, params: dict, data: dict) -> None:
-    config = params["HyperParameterTuningJobConfig"]
-    strategy = config["Strategy"]
-    if params.get("Autotune"):
-        raise validation("Autotune is not supported by SelfMaker yet.")
     if bool(params.get("TrainingJobDefinition")) == bool(params.get("TrainingJobDefinitions")):
         raise validation("Give either TrainingJobDefinition or TrainingJobDefinitions, and not both.")
+    if autotune.enabled(params):  # what the caller left out, chosen; checked below as if the caller gave it
+        params = autotune.resolve(ctx, params)
+        data.update(
+            {
+                k: params[k]
+                for k in ("HyperParameterTuningJobConfig", "TrainingJobDefinition", "TrainingJobDefinitions")
+                if k in params
+            }
+        )
+    else:
+        autotune.refuse_hints_without_autotune(params)
+    config = params["HyperParameterTuningJobConfig"]
+    strategy = config["Strategy"]
     given = (
         [params["TrainingJobDefinition"]] if params.get("TrainingJobDefinition") else params["TrainingJobDefinitions"]
     )
