@@ -231,7 +231,7 @@ def _no_retries(data: dict) -> int:
 def retryable(reason: str | None) -> bool:
     """Whether a failure is SageMaker's own (an InternalServerError), which a RetryStrategy retries and a
     tuning job counts as a RetryableError; any other failure (ClientError, AlgorithmError) is the user's."""
-    return bool(reason) and reason.startswith("InternalServerError")
+    return reason is not None and reason.startswith("InternalServerError")
 
 
 def stopping_condition(data: dict) -> int | None:
