@@ -31,7 +31,7 @@ column is everything a SelfMaker trial costs beyond the training call: the job's
 start-up, data loading, model upload and the tuning job's hand-off.
 
     python benchmarks/tuning.py [--trials 20] [--work 1.0] [--parallel 1 2] [--seeds 100 200 300]
-    python benchmarks/tuning.py --algorithm xgboost [--rows 5000] [--runtimes-dir DIR]
+    python benchmarks/tuning.py --algorithm xgboost [--rows 5000] [--rounds 30] [--runtimes-dir DIR]
 """
 
 from __future__ import annotations
@@ -101,8 +101,8 @@ XGBOOST_RANGES = {
     "IntegerParameterRanges": [{"Name": "max_depth", "MinValue": "2", "MaxValue": "8"}],
 }
 # The Optuna arm of the XGBoost variant, run by the XGBoost runtime's Python: argv = train.csv, validation.csv,
-# trials, seed, the site-packages holding Optuna (appended: the runtime's own numpy and xgboost come first).
-XGBOOST_DIRECT = f"""
+# trials, seed, the site-packages holding Optuna (appended: the runtime's own numpy and xgboost come first), rounds.
+XGBOOST_DIRECT = """
 import json, sys, time
 sys.path.append(sys.argv[5])
 import optuna, pandas as pd, xgboost as xgb
@@ -113,18 +113,18 @@ def matrix(path):
 train, validation = matrix(sys.argv[1]), matrix(sys.argv[2])
 own = []
 def objective(trial):
-    params = {{"objective": "reg:squarederror", "eta": trial.suggest_float("eta", 0.05, 0.5, log=True),
-              "subsample": trial.suggest_float("subsample", 0.5, 1.0), "max_depth": trial.suggest_int("max_depth", 2, 8)}}
-    began, result = time.perf_counter(), {{}}
-    xgb.train(params, train, num_boost_round={XGBOOST_ROUNDS}, evals=[(train, "train"), (validation, "validation")],
+    params = {"objective": "reg:squarederror", "eta": trial.suggest_float("eta", 0.05, 0.5, log=True),
+              "subsample": trial.suggest_float("subsample", 0.5, 1.0), "max_depth": trial.suggest_int("max_depth", 2, 8)}
+    began, result = time.perf_counter(), {}
+    xgb.train(params, train, num_boost_round=int(sys.argv[6]), evals=[(train, "train"), (validation, "validation")],
               evals_result=result, verbose_eval=False)
     own.append(time.perf_counter() - began)
     return result["validation"]["rmse"][-1]
 study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=int(sys.argv[4])))
 began = time.perf_counter()
 study.optimize(objective, n_trials=int(sys.argv[3]))
-print("RESULT " + json.dumps({{"best": study.best_value, "best_params": study.best_params,
-                              "wall": time.perf_counter() - began, "own": own}}))
+print("RESULT " + json.dumps({"best": study.best_value, "best_params": study.best_params,
+                              "wall": time.perf_counter() - began, "own": own}))
 """
 
 
@@ -138,7 +138,7 @@ def regression_csv(rows: int, seed: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def xgboost_request(name: str, trials: int, parallel: int, seed: int) -> dict:
+def xgboost_request(name: str, trials: int, parallel: int, seed: int, rounds: int = XGBOOST_ROUNDS) -> dict:
     """The XGBoost variant's tuning job: the built-in algorithm, its validation:rmse minimized."""
     return {
         "HyperParameterTuningJobName": name,
@@ -151,7 +151,7 @@ def xgboost_request(name: str, trials: int, parallel: int, seed: int) -> dict:
         },
         "TrainingJobDefinition": {
             "AlgorithmSpecification": {"TrainingImage": XGBOOST_IMAGE, "TrainingInputMode": "File"},
-            "StaticHyperParameters": {"objective": "reg:squarederror", "num_round": str(XGBOOST_ROUNDS)},
+            "StaticHyperParameters": {"objective": "reg:squarederror", "num_round": str(rounds)},
             "RoleArn": ROLE,
             "InputDataConfig": [
                 {
@@ -170,7 +170,7 @@ def xgboost_request(name: str, trials: int, parallel: int, seed: int) -> dict:
     }
 
 
-def run_optuna_xgboost(python: Path, data: Path, trials: int, seed: int) -> dict:
+def run_optuna_xgboost(python: Path, data: Path, trials: int, seed: int, rounds: int) -> dict:
     site = str(Path(optuna.__file__).resolve().parent.parent)
     done = subprocess.run(
         [
@@ -182,6 +182,7 @@ def run_optuna_xgboost(python: Path, data: Path, trials: int, seed: int) -> dict
             str(trials),
             str(seed),
             site,
+            str(rounds),
         ],
         capture_output=True,
         text=True,
@@ -295,6 +296,12 @@ def main() -> int:
         "--work", type=float, default=1.0, help="seconds of busy loop each trial runs before its objective"
     )
     parser.add_argument("--rows", type=int, default=5000, help="XGBoost: training rows (validation: a fifth)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=XGBOOST_ROUNDS,
+        help="XGBoost: num_round (1: a trial's fixed cost, little training)",
+    )
     parser.add_argument("--runtimes-dir", help="XGBoost: reuse a runtimes directory (default: a temporary one)")
     parser.add_argument("--parallel", type=int, nargs="+", default=[1, 2], help="MaxParallelTrainingJobs to run")
     parser.add_argument(
@@ -336,14 +343,14 @@ def main() -> int:
                     label = f"SelfMaker, MaxParallelTrainingJobs {parallel}"
                     log(f"seed {seed}: {label}, {args.trials} trials...")
                     name = f"bench-s{seed}-p{parallel}"
-                    request = xgboost_request(name, args.trials, parallel, seed) if xgboost else None
+                    request = xgboost_request(name, args.trials, parallel, seed, args.rounds) if xgboost else None
                     r = run_selfmaker(sm, name, args.trials, parallel, args.work, seed, request)
                     results.setdefault(label, []).append(r)
                     log(f"  best {r['best']:.4f}, wall {r['wall']:.1f} s, overhead/trial {r['overhead']:.3f} s")
                 label = "Optuna directly, in the XGBoost runtime" if xgboost else "Optuna directly, in process"
                 log(f"seed {seed}: {label}, {args.trials} trials...")
                 r = (
-                    run_optuna_xgboost(python, data, args.trials, seed)
+                    run_optuna_xgboost(python, data, args.trials, seed, args.rounds)
                     if python
                     else run_optuna(args.trials, args.work, seed)
                 )
@@ -378,7 +385,7 @@ def main() -> int:
             ],
             rows,
             title=(
-                f"built-in XGBoost, {args.rows} rows, {XGBOOST_ROUNDS} rounds, validation:rmse minimized; work = the "
+                f"built-in XGBoost, {args.rows} rows, {args.rounds} rounds, validation:rmse minimized; work = the "
                 f"direct arm's own xgboost.train p50 ({work:.3f} s)"
                 if xgboost
                 else f"{args.trials} trials, {args.work} s of busy loop each (objective maximum {BEST})"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
 import itertools
+import os
+import signal
 
 import pytest
 from botocore.exceptions import ClientError
@@ -334,3 +337,110 @@ def test_warm_start_refuses_parents_it_cannot_use(sm, unique):
         running,
         lambda r: r["TrainingJobDefinition"]["AlgorithmSpecification"].update(TrainingImage="selfmaker.test/other:1"),
     )
+
+
+def _kill_attempt(srv, job: str, seen: set[int]) -> int:
+    """SIGKILL a trial's running attempt from outside SelfMaker (as the OOM killer would): its instance ends
+    without an exit status, which SageMaker reports as an InternalServerError. Returns the attempt's pid."""
+
+    def new_pid() -> int | None:
+        for pid_file in srv.data_dir.glob(f"jobs/*/*/training-job/{job.lower()}/algo-1/state/pid"):
+            text = pid_file.read_text().split()
+            if text and int(text[0]) not in seen:
+                return int(text[0])
+        return None
+
+    pid = wait_for(new_pid, lambda found: found is not None, timeout=120, what=f"a new attempt of {job}")
+    os.killpg(pid, signal.SIGKILL)
+    seen.add(pid)
+    return pid
+
+
+def test_trials_failing_with_internal_errors_are_retried_as_their_retry_strategy_says(sm, srv, unique):
+    name = unique("retry")[-28:]
+    req = request(name, most=2, parallel=1)
+    req["TrainingJobDefinition"]["StaticHyperParameters"] = {"sleep": "4"}
+    req["TrainingJobDefinition"]["RetryStrategy"] = {"MaximumRetryAttempts": 1}
+    sm.create_hyper_parameter_tuning_job(**req)
+    first = wait_for(lambda: trials(sm, name), lambda found: len(found) == 1, what="the first trial")[0]
+    seen: set[int] = set()
+    _kill_attempt(srv, first["TrainingJobName"], seen)  # retried once: it then completes
+    second = wait_for(lambda: trials(sm, name), lambda found: len(found) == 2, timeout=120, what="the second trial")
+    second_name = next(t["TrainingJobName"] for t in second if t["TrainingJobName"] != first["TrainingJobName"])
+    _kill_attempt(srv, second_name, seen)
+    _kill_attempt(srv, second_name, seen)  # its retry fails too: MaximumRetryAttempts 1 is spent
+    job = wait(sm, name)
+    assert job["HyperParameterTuningJobStatus"] == "Completed", job.get("FailureReason")
+    assert job["TrainingJobStatusCounters"]["Completed"] == 1
+    assert job["TrainingJobStatusCounters"]["RetryableError"] == 1
+    assert job["TrainingJobStatusCounters"]["NonRetryableError"] == 0
+    assert job["BestTrainingJob"]["TrainingJobName"] == first["TrainingJobName"]
+    retried = sm.describe_training_job(TrainingJobName=first["TrainingJobName"])
+    assert retried["TrainingJobStatus"] == "Completed" and retried["RetryStrategy"] == {"MaximumRetryAttempts": 1}
+    statuses = [t["Status"] for t in retried["SecondaryStatusTransitions"]]
+    assert statuses.count("Starting") == 2 and statuses.count("Training") == 2, statuses
+    again = [t for t in retried["SecondaryStatusTransitions"] if t["Status"] == "Starting"][1]
+    assert again["StatusMessage"].startswith("Retrying the job (retry 1 of 1) after: InternalServerError")
+    failed = sm.describe_training_job(TrainingJobName=second_name)
+    assert failed["TrainingJobStatus"] == "Failed"
+    assert failed["FailureReason"].startswith("InternalServerError") and "ended abnormally" in failed["FailureReason"]
+    assert [t["Status"] for t in failed["SecondaryStatusTransitions"]].count("Starting") == 2
+
+
+def test_scaling_types_list_filters_and_the_host_cap_on_parallel_trials(sm, unique):
+    name = unique("scales")[-28:]
+    ranges = {
+        "ContinuousParameterRanges": [
+            {"Name": "x", "MinValue": "0", "MaxValue": "6", "ScalingType": "Linear"},
+            {"Name": "r", "MinValue": "0.9", "MaxValue": "0.999", "ScalingType": "ReverseLogarithmic"},
+            {"Name": "a", "MinValue": "1", "MaxValue": "2", "ScalingType": "Auto"},
+        ],
+        "IntegerParameterRanges": [{"Name": "y", "MinValue": "1", "MaxValue": "100", "ScalingType": "Logarithmic"}],
+    }
+    req = request(name, ranges=ranges, most=6, parallel=4)
+    req["TrainingJobDefinition"]["StaticHyperParameters"] = {"sleep": "1"}
+    sm.create_hyper_parameter_tuning_job(**req)
+    job = wait(sm, name)
+    assert job["HyperParameterTuningJobStatus"] == "Completed", job.get("FailureReason")
+    found = trials(sm, name)
+    assert len(found) == 6
+    for s in found:
+        tuned = s["TunedHyperParameters"]
+        assert 0 <= float(tuned["x"]) <= 6 and 1 <= float(tuned["a"]) <= 2
+        assert 0.9 <= float(tuned["r"]) <= 0.999 and 1 <= int(tuned["y"]) <= 100
+    # MaxParallelTrainingJobs 4, capped by the host's processors (one instance a trial).
+    spans = [(s["TrainingStartTime"], s["TrainingEndTime"]) for s in found]
+    most_at_once = max(sum(1 for start, end in spans if start <= moment < end) for moment, _ in spans)
+    assert 1 <= most_at_once <= min(4, len(os.sched_getaffinity(0)))
+    # ListHyperParameterTuningJobs' filters and sort.
+    created = job["CreationTime"]
+    listed = sm.list_hyper_parameter_tuning_jobs(
+        NameContains=name[:-2],
+        StatusEquals="Completed",
+        CreationTimeAfter=created - datetime.timedelta(seconds=1),
+        SortBy="CreationTime",
+        SortOrder="Descending",
+    )["HyperParameterTuningJobSummaries"]
+    assert name in [s["HyperParameterTuningJobName"] for s in listed]
+    assert not sm.list_hyper_parameter_tuning_jobs(NameContains=name, StatusEquals="InProgress")[
+        "HyperParameterTuningJobSummaries"
+    ]
+    assert not sm.list_hyper_parameter_tuning_jobs(
+        NameContains=name, CreationTimeBefore=created - datetime.timedelta(seconds=1)
+    )["HyperParameterTuningJobSummaries"]
+
+
+def test_max_runtime_in_seconds_ends_the_search_and_stops_its_trials(sm, unique):
+    name = unique("maxrun")[-28:]
+    req = request(name, most=3, parallel=1)
+    req["HyperParameterTuningJobConfig"]["ResourceLimits"]["MaxRuntimeInSeconds"] = 120  # AWS's least
+    req["TrainingJobDefinition"]["StaticHyperParameters"] = {"sleep": "600"}
+    req["TrainingJobDefinition"]["StoppingCondition"] = {"MaxRuntimeInSeconds": 900}
+    sm.create_hyper_parameter_tuning_job(**req)
+    job = wait(sm, name, timeout=400)
+    assert job["HyperParameterTuningJobStatus"] == "Completed"
+    took = (job["HyperParameterTuningEndTime"] - job["CreationTime"]).total_seconds()
+    assert 120 <= took < 300
+    found = trials(sm, name)
+    assert [s["TrainingJobStatus"] for s in found] == ["Stopped"]
+    assert job["TrainingJobStatusCounters"]["Stopped"] == 1

@@ -86,6 +86,36 @@ def test_csv_train_and_validation_log_lines_metrics_and_model(tmp_path):
     assert abs(float(predicted) - 8.0) < 1.5
 
 
+def test_csv_trains_without_importing_pandas_or_scikit_learn(tmp_path):
+    """A trial's start-up is its fixed cost: CSV read by numpy, xgboost without pandas and scikit-learn."""
+    base = job_dir(tmp_path, {"num_round": 2}, {"train": ("text/csv", {"t.csv": csv_text(rows())})})
+    check = (
+        "import sys; from selfmaker.container import xgboost_algorithm as a; code = a.main(); "
+        "print('LOADED', sorted({m.split('.')[0] for m in sys.modules} & {'pandas', 'sklearn', 'xgboost'})); "
+        "sys.exit(code)"
+    )
+    result = subprocess.run(
+        [xgboost_runtime.python(), "-c", check],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(xgboost_runtime.REPO), "SAGEMAKER_BASE_DIR": str(base)},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "LOADED ['xgboost']" in result.stdout
+    assert (base / "model" / "xgboost-model").exists()
+
+
+def test_csv_with_missing_values_still_trains(tmp_path):
+    """An empty CSV field is a missing value (numpy refuses it; pandas reads it as NaN, as the algorithm does)."""
+    text = csv_text(rows()).replace("\n1,0,1\n", "\n1,,1\n", 1)  # one row's first feature left empty
+    assert "\n1,,1\n" in text
+    base = job_dir(tmp_path, {"num_round": 2}, {"train": ("text/csv", {"t.csv": text})})
+    result = xgboost_runtime.run_module(MODULE, base)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Train matrix has 60 rows and 2 columns" in result.stdout
+
+
 def test_libsvm_is_the_default_content_type_and_early_stopping(tmp_path):
     base = job_dir(
         tmp_path,

@@ -235,6 +235,16 @@ def _nothing_after_end(run: Run) -> None:
     return None
 
 
+def _no_retries(data: dict) -> int:
+    return 0
+
+
+def retryable(reason: str | None) -> bool:
+    """Whether a failure is SageMaker's own (an InternalServerError), which a RetryStrategy retries and a
+    tuning job counts as a RetryableError; any other failure (ClientError, AlgorithmError) is the user's."""
+    return reason is not None and reason.startswith("InternalServerError")
+
+
 def stopping_condition(data: dict) -> int | None:
     """MaxRuntimeInSeconds of the job's StoppingCondition (None: no limit)."""
     return (data.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
@@ -289,6 +299,8 @@ class JobKind(Kind):
     progress: Callable[[dict, str, str], None] = _no_progress  # (data, status, message): training's transitions
     max_runtime: Callable[[dict], int | None] = stopping_condition  # seconds, None: no limit
     after_end: Callable[[Run], None] = _nothing_after_end  # after the terminal status is recorded (metrics)
+    # How many times a job failing with an InternalServerError starts again (training's RetryStrategy).
+    retry_attempts: Callable[[dict], int] = _no_retries
     output_artifact_type: str = "Model"  # what lineage calls the job's outputs (a transform's are a DataSet)
     records_experiments: bool = True  # a trial component and lineage for each job (not for compilation jobs)
 
@@ -438,7 +450,8 @@ class JobKind(Kind):
                 f"{limits.cpus} CPU, {limits.memory_bytes >> 20} MiB) with runtime {runtime.key}"
             )
             ex.start(spec)
-        started = now()
+        # A retried job keeps its first start: MaxRuntimeInSeconds bounds the complete job, retries included.
+        started = run.state.get("started") or now()
 
         node = leases(run.backends).node
 
@@ -537,8 +550,34 @@ class JobKind(Kind):
         self._end(run, "Stopped", None, max_runtime=bool(run.state.get("max_runtime")))
         return None
 
+    def _retry(self, run: Run, reason: str) -> bool:
+        """Start the job again after an InternalServerError if its RetryStrategy allows another attempt
+        (AWS: "When the job is retried, its SecondaryStatus is changed to STARTING"). The instances have
+        ended (or were lost with their server); the next step starts them afresh, logging to the same streams."""
+        attempt = run.state.get("attempt", 1)
+        allowed = self.retry_attempts(run.data)
+        if attempt > allowed or run.record.status != "InProgress":
+            return False
+        shown = run.without_host_paths(reason)
+        for instance in run.instances:
+            instance.say(f"SelfMaker: retrying the job (retry {attempt} of {allowed}) after: {shown}")
+            with _watched_lock:  # the new processes need watchers of their own
+                _watched.discard(instance.state)
+
+        def again(d: dict) -> None:
+            kept = {k: v for k, v in d.get("_run", {}).items() if k == "started"}
+            d["_run"] = {**kept, "phase": "Starting", "attempt": attempt + 1}
+            self.progress(d, "Starting", f"Retrying the job (retry {attempt} of {allowed}) after: {shown}"[:1024])
+
+        run.update(again)
+        kick(run.backends, run.record.arn)
+        return True
+
     def _end(self, run: Run, outcome: str, reason: str | None, max_runtime: bool = False, upload: bool = True) -> None:
-        """Ship the logs, upload the outputs, then (only then) record the terminal status."""
+        """Ship the logs, upload the outputs, then (only then) record the terminal status; or, for an
+        InternalServerError the job's RetryStrategy covers, start it again."""
+        if outcome == "Failed" and retryable(reason) and self._retry(run, reason or ""):
+            return
         fields: dict = {}
         if upload:
             if outcome != "Failed" or run.state.get("phase") == "Running":

@@ -228,6 +228,11 @@ def _environment(run: Run, instance, runtime) -> dict:
     return env
 
 
+def _retry_attempts(data: dict) -> int:
+    """RetryStrategy.MaximumRetryAttempts: how many times an InternalServerError starts the job again."""
+    return (data.get("RetryStrategy") or {}).get("MaximumRetryAttempts") or 0
+
+
 def _progress(data: dict, status: str, message: str) -> None:
     transitions = data.setdefault("SecondaryStatusTransitions", [])
     if transitions and transitions[-1]["Status"] == status:
@@ -408,4 +413,5 @@ TRAINING_JOB = JobKind(
     finish=_finish,
     component=_component,
     after_end=_after_end,
+    retry_attempts=_retry_attempts,
 ).register()

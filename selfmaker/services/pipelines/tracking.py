@@ -5,7 +5,8 @@ pipeline's, by default) and a Trial (the execution's id, by default); its jobs
 are created with that ExperimentConfig, so their trial components join the
 trial. For lineage, the execution is a Context (type PipelineExecution, its
 source the execution's ARN) that each job's trial component is associated with;
-the jobs themselves record their data, image and model artifacts. A Model or
+the jobs themselves record their data, image and model artifacts. A Tuning step's jobs are its tuning job's
+training jobs: each one's trial component is associated with the context, as a Training step's. A Model or
 RegisterModel step's model or package is an Artifact (its source the model's or
 package's ARN) that the model data it serves contributed to, and that
 contributed to the execution.
@@ -16,7 +17,7 @@ from __future__ import annotations
 import logging
 
 from ...server.errors import AWSError
-from ...server.operations import Context
+from ...server.operations import Context, call
 from .. import experiments
 from ..jobs import provenance
 from .steps import create_once
@@ -64,13 +65,33 @@ def start(ctx: Context, execution_arn: str, execution_id: str, pipeline_name: st
     )
 
 
+def _tuning_trials(ctx: Context, name: str) -> list[str]:
+    """The ARNs of a tuning job's training jobs (every page of its list)."""
+    arns, params = [], {"HyperParameterTuningJobName": name, "MaxResults": 100}
+    while True:
+        page = call(ctx, "ListTrainingJobsForHyperParameterTuningJob", params)
+        arns += [s["TrainingJobArn"] for s in page["TrainingJobSummaries"]]
+        if not page.get("NextToken"):
+            return arns
+        params["NextToken"] = page["NextToken"]
+
+
 def step_ended(ctx: Context, execution_id: str, resource: dict | None, described: dict | None = None) -> None:
-    """Link what a step made to the execution's context: a job's trial component, a model or a package
-    (``described``: its Describe output, whose model data becomes part of its lineage)."""
+    """Link what a step made to the execution's context: a job's trial component (each training job's of a
+    tuning job), a model or a package (``described``: its Describe output, whose model data becomes part of
+    its lineage)."""
     if not resource or not resource.get("Arn"):
         return
     context = f"{ctx.arn('sagemaker', 'context/')}{context_name(execution_id)}"
     try:
+        if resource.get("Kind") == "HyperParameterTuningJob":
+            for arn in _tuning_trials(ctx, resource["Name"]):
+                component = experiments.TRIAL_COMPONENT.arn(ctx, experiments.job_component_name(arn))
+                try:
+                    provenance.associate(ctx, component, context, "ContributedTo")
+                except AWSError as err:  # a trial whose training job could not be created has no component
+                    log.warning("could not link %s to %s: %s", component, context, err.message)
+            return
         if resource.get("Kind") in JOB_KINDS:
             source = experiments.TRIAL_COMPONENT.arn(ctx, experiments.job_component_name(resource["Arn"]))
         elif resource.get("Kind") in ("Model", "ModelPackage"):

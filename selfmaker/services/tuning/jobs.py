@@ -19,9 +19,10 @@ from ...server.errors import validation
 from ...server.operations import Context, operation
 from ...store.resources import Record, now
 from ..algorithms.resource import algorithm_metric_definitions, for_tuning
+from ..jobs.lifecycle import retryable
 from ..jobs.training import TRAINING_JOB, metric_definitions
 from ..kinds import Kind
-from . import warm_start
+from . import autotune, warm_start
 from .search import EPOCH_KEYS, MAX_GRID, MAX_RESOURCE, Definitions, Space, infer_max_resource
 
 ACTIVE = frozenset({"InProgress", "Stopping"})
@@ -262,12 +263,21 @@ def _check_several(params: dict, found: list[dict]) -> None:
 
 
 def _on_create(ctx: Context, params: dict, data: dict) -> None:
-    config = params["HyperParameterTuningJobConfig"]
-    strategy = config["Strategy"]
-    if params.get("Autotune"):
-        raise validation("Autotune is not supported by SelfMaker yet.")
     if bool(params.get("TrainingJobDefinition")) == bool(params.get("TrainingJobDefinitions")):
         raise validation("Give either TrainingJobDefinition or TrainingJobDefinitions, and not both.")
+    if autotune.enabled(params):  # what the caller left out, chosen; checked below as if the caller gave it
+        params = autotune.resolve(ctx, params)
+        data.update(
+            {
+                k: params[k]
+                for k in ("HyperParameterTuningJobConfig", "TrainingJobDefinition", "TrainingJobDefinitions")
+                if k in params
+            }
+        )
+    else:
+        autotune.refuse_hints_without_autotune(params)
+    config = params["HyperParameterTuningJobConfig"]
+    strategy = config["Strategy"]
     given = (
         [params["TrainingJobDefinition"]] if params.get("TrainingJobDefinition") else params["TrainingJobDefinitions"]
     )
@@ -389,7 +399,9 @@ def counters(summaries: list[dict]) -> tuple[dict, dict]:
     goals = {"Succeeded": 0, "Pending": 0, "Failed": 0}
     for s in summaries:
         status = s["TrainingJobStatus"]
-        key = {"Failed": "NonRetryableError", "Stopping": "InProgress"}.get(status, status)
+        # A failure of SageMaker's own (InternalServerError) is one a RetryStrategy retries; others are the user's.
+        failed = "RetryableError" if retryable(s.get("FailureReason")) else "NonRetryableError"
+        key = {"Failed": failed, "Stopping": "InProgress"}.get(status, status)
         jobs[key] = jobs.get(key, 0) + 1
         goals[s["ObjectiveStatus"]] += 1
     return jobs, goals

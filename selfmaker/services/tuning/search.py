@@ -72,7 +72,7 @@ class Space:
             self.categorical[r["Name"]] = values
             self._add(r["Name"], "categorical", CategoricalDistribution(values))
         if ranges.get("AutoParameters"):
-            raise validation("AutoParameters (Autotune) are not supported by SelfMaker yet.")
+            raise validation("ParameterRanges.AutoParameters are for Autotune: set Autotune.Mode to Enabled.")
         if not self.distributions:
             raise validation("ParameterRanges must name at least one hyperparameter to tune.")
         if len(self.distributions) > MAX_RANGES:
