@@ -265,6 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(func=_serve)
 
+    from . import cli_env  # `selfmaker env`: its flags live with it
+
+    cli_env.add_parser(sub)
+
     logs = sub.add_parser("logs", help="follow a training, processing or transform job's logs until it ends")
     logs.add_argument("job", help="the job's name")
     logs.add_argument("--endpoint-url", help="the SelfMaker server (default $AWS_ENDPOINT_URL or localhost)")
