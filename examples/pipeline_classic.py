@@ -11,7 +11,6 @@ The steps' code is in examples/pipeline_code/. Watch the execution as a live gra
 from pathlib import Path
 
 import boto3
-import sagemaker
 from botocore.exceptions import WaiterError
 from sagemaker import image_uris
 from sagemaker.estimator import Estimator
