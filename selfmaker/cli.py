@@ -81,6 +81,12 @@ def _serve(args) -> int:
         else:
             print("  /metrics is closed (401): give --metrics-token to let Prometheus scrape it", flush=True)
     print(f"  export AWS_DEFAULT_REGION={settings.region}", flush=True)
+    where = (
+        ""
+        if settings.endpoint_url == f"http://localhost:{DEFAULT_PORT}"
+        else f" --endpoint-url {settings.endpoint_url}"
+    )
+    print(f'or, with the SageMaker SDK\'s config too: eval "$(selfmaker env{where} --write-sdk-config)"', flush=True)
     # uvicorn stops gracefully on SIGINT and SIGTERM: in-flight requests finish, then lifespan shutdown.
     # log_config=None: uvicorn's loggers go through log_setup's handler, at WARNING like every library's.
     config = uvicorn.Config(

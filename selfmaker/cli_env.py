@@ -14,6 +14,7 @@ import os
 import shlex
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -63,13 +64,19 @@ def sdk_config(role: str, bucket: str) -> str:
 def _health(endpoint: str) -> dict:
     try:
         with urllib.request.urlopen(f"{endpoint.rstrip('/')}/_selfmaker/health", timeout=5) as answer:
-            body = json.loads(answer.read())
-    except (urllib.error.URLError, OSError, ValueError) as err:
+            text = answer.read()
+    except urllib.error.HTTPError as err:
+        raise EnvError(f"{endpoint} answers HTTP {err.code}, not as a SelfMaker server") from None
+    except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
         raise EnvError(
             f"no SelfMaker server answers at {endpoint} ({reason}): start one with `selfmaker serve`, "
             "or name it with --endpoint-url or AWS_ENDPOINT_URL"
         ) from None
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = None
     if not isinstance(body, dict) or body.get("status") != "ok":
         raise EnvError(f"{endpoint} answers, but not as a healthy SelfMaker server")
     return body
@@ -133,6 +140,9 @@ def resolve(args) -> dict:
         or os.environ.get("AWS_DEFAULT_REGION")
         or settings.region,
     }
+    parts = urllib.parse.urlsplit(values["endpoint_url"])
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise EnvError(f"{values['endpoint_url']!r} is not a server URL: expected http://host:port")
     health = _health(values["endpoint_url"])
     account = _account(values)
     path = Path(args.sdk_config).expanduser() if args.sdk_config else default_sdk_config_path()

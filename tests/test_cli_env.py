@@ -92,6 +92,9 @@ def test_an_unreachable_server_is_one_line(tmp_path):
     [line] = result.stderr.splitlines()
     assert line.startswith(f"selfmaker env: no SelfMaker server answers at {url} (")
     assert line.endswith("start one with `selfmaker serve`, or name it with --endpoint-url or AWS_ENDPOINT_URL")
+    no_scheme = env("--endpoint-url", "localhost:7600")
+    assert no_scheme.returncode == 1
+    assert no_scheme.stderr == "selfmaker env: 'localhost:7600' is not a server URL: expected http://host:port\n"
 
 
 def test_strict_mode_names_the_callers_account_and_refuses_an_unknown_key(make_server, tmp_path):
@@ -108,3 +111,8 @@ def test_strict_mode_names_the_callers_account_and_refuses_an_unknown_key(make_s
     assert refused.returncode == 1
     [line] = refused.stderr.splitlines()
     assert line.startswith("selfmaker env: the server refused access key AKIAUNKNOWN: ")
+
+
+def test_serve_banner_names_the_command_for_its_own_port(server):
+    command = f'eval "$(selfmaker env --endpoint-url http://localhost:{server.port} --write-sdk-config)"'
+    assert command in server.log_text
