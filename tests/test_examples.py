@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from selfmaker.models_vendor import BOTOCORE_VERSION
 from support.sdk import SDK_SITE
 
 pytestmark = pytest.mark.end_to_end
@@ -66,6 +67,7 @@ def test_example(script, request, user_environment, tmp_path):
         **user_environment,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(SDK_SITE), os.environ.get("PYTHONPATH")])),
         "SELFMAKER_CONFORMANCE_LOG": str(problems),
+        "SELFMAKER_MODELS_BOTOCORE": BOTOCORE_VERSION,  # an older botocore in the SDK's env lacks newer members
     }
     started = time.monotonic()
     result = subprocess.run(
