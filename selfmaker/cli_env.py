@@ -206,7 +206,7 @@ def add_parser(sub) -> None:
         help='print the exports (and the SageMaker SDK config path) for a SelfMaker server: eval "$(selfmaker env)"',
     )
     env.add_argument("--endpoint-url", help="the server (default $AWS_ENDPOINT_URL, else this machine's serve port)")
-    env.add_argument("--region", help="default $AWS_REGION, $AWS_DEFAULT_REGION, else the server's default")
+    env.add_argument("--region", help="default $AWS_REGION, $AWS_DEFAULT_REGION, $SELFMAKER_REGION, else us-east-1")
     env.add_argument("--json", action="store_true", help="one JSON object for scripts")
     env.add_argument(
         "--write-sdk-config",
