@@ -13,7 +13,7 @@ import socket
 import sys
 from pathlib import Path
 
-from . import __version__, cli_doctor, cli_logs, cli_ps, cli_runtimes, log_setup
+from . import __version__, cli_doctor, cli_env, cli_logs, cli_ps, cli_runtimes, log_setup
 from .config import DEFAULT_PORT, RUNTIME_INSTALLERS, Settings
 
 
@@ -83,6 +83,12 @@ def _serve(args) -> int:
         else:
             print("  /metrics is closed (401): give --metrics-token to let Prometheus scrape it", flush=True)
     print(f"  export AWS_DEFAULT_REGION={settings.region}", flush=True)
+    where = (
+        ""
+        if settings.endpoint_url == f"http://localhost:{DEFAULT_PORT}"
+        else f" --endpoint-url {settings.endpoint_url}"
+    )
+    print(f'or, with the SageMaker SDK\'s config too: eval "$(selfmaker env{where} --write-sdk-config)"', flush=True)
     # uvicorn stops gracefully on SIGINT and SIGTERM: in-flight requests finish, then lifespan shutdown.
     # log_config=None: uvicorn's loggers go through log_setup's handler, at WARNING like every library's.
     config = uvicorn.Config(
@@ -273,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
 
     # The client commands (they ask a server through the API), each in its own module.
+    cli_env.add_parser(sub)
     cli_ps.add_parser(sub)
     cli_logs.add_parser(sub)
     cli_doctor.add_parser(sub)

@@ -33,6 +33,9 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "browser: drives headless Chromium (support/browser.py); skipped without it, failed in CI"
     )
+    config.addinivalue_line(
+        "markers", "end_to_end: runs user-facing scripts whole (tests/test_examples.py; minutes, not seconds)"
+    )
     # Every server of this run shares one job runtimes directory (each image's Python environment is built
     # once per run, never reused across runs).
     if "SELFMAKER_RUNTIMES_DIR" not in os.environ:
