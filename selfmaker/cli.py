@@ -38,6 +38,8 @@ def _serve(args) -> int:
                 runtimes_dir=args.runtimes_dir,
                 runtimes_config=args.runtimes_config,
                 executor=args.executor,
+                ray_address=args.ray_address,
+                ray_server_url=args.ray_server_url,
                 stop_grace_seconds=args.stop_grace_seconds,
                 allow_local_paths=args.allow_local_path,
                 metrics_token=args.metrics_token,
@@ -120,7 +122,9 @@ def _why(err: OSError) -> str:
 def _report_sandbox(settings: Settings) -> None:
     """Say which sandbox jobs run in, or why they cannot, now rather than at the first job; the other APIs
     are served either way."""
-    if settings.executor not in ("", "local"):
+    if settings.executor == "ray":
+        print(f"  job executor: training and processing jobs on the Ray cluster at {settings.ray_address}", flush=True)
+    elif settings.executor not in ("", "local"):
         return
     from .engines.executor import ExecutorUnavailable, bwrap
 
@@ -208,7 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="YAML/JSON file mapping image URIs to runtimes (docs/jobs.md; env SELFMAKER_RUNTIMES_CONFIG)",
     )
-    serve.add_argument("--executor", help="where job instances run: local (bubblewrap; the default)")
+    serve.add_argument(
+        "--executor", help="where job instances run: local (bubblewrap; the default) or ray (--ray-address)"
+    )
+    serve.add_argument("--ray-address", help="the ray executor's cluster, HOST:PORT (env SELFMAKER_RAY_ADDRESS)")
+    serve.add_argument(
+        "--ray-server-url",
+        help="the URL the Ray nodes reach this server at (env SELFMAKER_RAY_SERVER_URL; default its loopback URL)",
+    )
     serve.add_argument(
         "--stop-grace-seconds",
         type=float,

@@ -47,6 +47,10 @@ class Settings:
     runtimes_dir: Path | None = field(default_factory=lambda: Path(p) if (p := _env("RUNTIMES_DIR")) else None)
     runtimes_config: Path | None = field(default_factory=lambda: Path(p) if (p := _env("RUNTIMES_CONFIG")) else None)
     executor: str = field(default_factory=lambda: _env("EXECUTOR", "local"))
+    # The ray executor (docs/scale-out.md): the cluster's address (HOST:PORT of its head), and the URL its nodes
+    # reach this server at (None: http://127.0.0.1:<port>, right only when the nodes run on this machine).
+    ray_address: str | None = field(default_factory=lambda: _env("RAY_ADDRESS"))
+    ray_server_url: str | None = field(default_factory=lambda: _env("RAY_SERVER_URL"))
     # Seconds a stopped job (StopXJob, MaxRuntimeInSeconds) has between SIGTERM and SIGKILL to save its work.
     stop_grace_seconds: float = field(default_factory=lambda: float(_env("STOP_GRACE_SECONDS", "10")))
     # Host directories under which user-supplied file:// URIs and paths are allowed, in open mode only

@@ -113,9 +113,7 @@ def spec(
         state_dir=state,
         log_path=log,
         mounts=[
-            *(Mount(prefix, str(prefix)) for prefix in runtime.roots(settings.runtimes_dir)),
-            *(Mount(path, str(path)) for path in pip_paths()),
-            Mount(PACKAGE_PARENT / "selfmaker", f"{SUPPORT_ROOT}/lib/selfmaker"),
+            *provided_mounts(runtime, settings.runtimes_dir),
             Mount(site, f"{SUPPORT_ROOT}/site", writable=True),
             Mount(ml, "/opt/ml", writable=True),
             *mounts,
@@ -125,4 +123,16 @@ def spec(
         hostname=hostname,
         workdir="/opt/ml",
         hidden=[str(settings.data_dir)],
+        runtime=runtime,
+        runtimes_dir=settings.runtimes_dir,
     )
+
+
+def provided_mounts(runtime: Runtime, runtimes_dir: Path) -> list[Mount]:
+    """What the machine running the instance provides itself, marked so: the runtime's prefixes, pip's local
+    paths and our support package. An executor on another machine provides its own (ray_node.py)."""
+    return [
+        *(Mount(prefix, str(prefix), provided=True) for prefix in runtime.roots(runtimes_dir)),
+        *(Mount(path, str(path), provided=True) for path in pip_paths()),
+        Mount(PACKAGE_PARENT / "selfmaker", f"{SUPPORT_ROOT}/lib/selfmaker", provided=True),
+    ]

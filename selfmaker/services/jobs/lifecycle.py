@@ -71,7 +71,23 @@ def context(backends: Backends, record: Record) -> Context:
 
 
 def executor(backends: Backends):
-    return backends.shared("executor", lambda: open_executor(backends.settings.executor))
+    """The executor of what always runs on this server's machine (endpoints, notebooks, transform jobs): the
+    configured one, or the local one when jobs go to a cluster."""
+    setting = backends.settings.executor
+    return backends.shared("executor", lambda: open_executor("local" if setting == "ray" else setting))
+
+
+def cluster_executor(backends: Backends):
+    """Where training and processing instances run: the configured executor (a Ray cluster, say)."""
+    settings = backends.settings
+    if settings.executor != "ray":
+        return executor(backends)
+    return backends.shared(
+        "cluster-executor",
+        lambda: open_executor(
+            "ray", settings.ray_address, settings.ray_server_url, local_url=f"http://127.0.0.1:{settings.port}"
+        ),
+    )
 
 
 @dataclass
@@ -278,8 +294,14 @@ class JobKind(Kind):
     progress: Callable[[dict, str, str], None] = _no_progress  # (data, status, message): training's transitions
     max_runtime: Callable[[dict], int | None] = stopping_condition  # seconds, None: no limit
     after_end: Callable[[Run], None] = _nothing_after_end  # after the terminal status is recorded (metrics)
+    # Its instances run on the configured executor, a cluster's nodes too (ray); False: on this server's
+    # machine always (a transform job's model server is reached over a Unix socket).
+    on_cluster: bool = False
     output_artifact_type: str = "Model"  # what lineage calls the job's outputs (a transform's are a DataSet)
     records_experiments: bool = True  # a trial component and lineage for each job (not for compilation jobs)
+
+    def executor(self, backends: Backends):
+        return cluster_executor(backends) if self.on_cluster else executor(backends)
 
     def register(self) -> JobKind:
         super().register()
@@ -371,12 +393,12 @@ class JobKind(Kind):
         for instance in run.instances:
             if instance.state.exists():
                 try:
-                    executor(run.backends).stop(instance.state)
+                    self.executor(run.backends).stop(instance.state)
                 except Exception:
                     log.exception("could not stop %s of %s", instance.host, run.record.arn)
 
     def _start(self, run: Run) -> None:
-        ex = executor(run.backends)
+        ex = self.executor(run.backends)
         for instance in run.instances:  # a previous server may have launched some before it died
             if instance.state.exists():
                 ex.stop(instance.state)
@@ -390,7 +412,8 @@ class JobKind(Kind):
             runtime = runtimes.resolve(
                 self.image(run.data), runtimes.load_config(run.backends.settings.runtimes_config)
             )
-            runtimes.ensure(runtime, run.backends.settings.runtimes_dir, first.say)
+            if not ex.builds_runtimes:  # else each node builds it from the spec, once
+                runtimes.ensure(runtime, run.backends.settings.runtimes_dir, first.say)
         except (runtimes.UnknownImage, runtimes.RuntimeBuildError) as err:
             raise JobFailure(f"ClientError: {err}") from None
         issued = run.data.get("_credentials") or credentials.mint()
@@ -420,7 +443,10 @@ class JobKind(Kind):
                 f"SelfMaker: starting {instance.host} ({self.instance_type(run.data)}: "
                 f"{limits.cpus} CPU, {limits.memory_bytes >> 20} MiB) with runtime {runtime.key}"
             )
-            ex.start(spec)
+            try:
+                ex.start(spec)
+            except ExecutorUnavailable as err:
+                raise JobFailure(f"ClientError: {err}") from None
         started = now()
 
         node = leases(run.backends).node
@@ -457,7 +483,7 @@ class JobKind(Kind):
 
     def _watch(self, run: Run) -> None:
         """Kick the reconciler when each instance ends (once per instance per server process)."""
-        ex = executor(run.backends)
+        ex = self.executor(run.backends)
         for instance in run.instances:
             with _watched_lock:
                 if instance.state in _watched:
@@ -468,7 +494,7 @@ class JobKind(Kind):
     def _follow(self, run: Run) -> float | None:
         run.ship_logs()
         self._watch(run)
-        ex = executor(run.backends)
+        ex = self.executor(run.backends)
         statuses = [self.exit_status(run, i, ex.poll(i.state)) for i in run.instances]
         failed = [(i, s) for i, s in zip(run.instances, statuses) if s is not None and not s.succeeded]
         if failed or all(s is not None for s in statuses):
@@ -506,7 +532,7 @@ class JobKind(Kind):
     def _stop(self, run: Run) -> float | None:
         """SIGTERM every instance, SIGKILL after the grace period; the job is Stopped once all have ended,
         after its outputs (a stopped training job's model too) are uploaded."""
-        ex = executor(run.backends)
+        ex = self.executor(run.backends)
         grace = run.backends.settings.stop_grace_seconds
         running = False
         for instance in run.instances:

@@ -374,4 +374,5 @@ TRAINING_JOB = JobKind(
     finish=_finish,
     component=_component,
     after_end=_after_end,
+    on_cluster=True,
 ).register()
