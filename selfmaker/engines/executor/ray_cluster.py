@@ -11,7 +11,8 @@ before :meth:`poll` reports the exit.
 
 What the server keeps, in the instance's state directory: ``actor`` (the
 actor's name and where the log and writable files go), ``offset`` (how much
-of the log it has), ``stopped`` (the stop deadline, as local.py) and ``exit``
+of the log it has), ``node`` (the Ray node it was placed on), ``stopped`` (the stop deadline,
+as local.py) and ``exit``
 (the status, once collected). A restarted server finds the actor again by
 name: the instance ran on without it. A node that dies takes its actors with
 it: the instance ends with that reason.
@@ -123,7 +124,7 @@ class RayExecutor(Executor):
             )
         state = spec.state_dir
         state.mkdir(parents=True, exist_ok=True)
-        for stale in ("exit", "stopped", "offset", "actor"):
+        for stale in ("exit", "stopped", "offset", "actor", "node"):
             (state / stale).unlink(missing_ok=True)
         if (earlier := self._actor(state)) is not None:  # an attempt a killed server had launched
             ray.kill(earlier)
@@ -187,8 +188,9 @@ class RayExecutor(Executor):
         ray = self._ray()
         actor = self._actor(state_dir)
         if actor is None:
-            return self._record(state_dir, self._gone(state_dir, "its Ray actor is gone"))
+            return self._record(state_dir, self._gone(state_dir, self._why_gone(state_dir)))
         try:
+            self._remember_node(actor, state_dir)
             text = ray.get(actor.poll.remote(), timeout=CALL_TIMEOUT)
         except ray.exceptions.GetTimeoutError:
             return None  # still waiting for a node with room, or busy
@@ -214,6 +216,19 @@ class RayExecutor(Executor):
                 status = self._gone(state_dir, _lost(err) + " before its files were collected")
             ray.kill(actor)
             return self._record(state_dir, status)
+
+    def _why_gone(self, state_dir: Path) -> str:
+        """Why an instance's actor no longer exists: its node was lost, or it was ended outside SelfMaker."""
+        node = (state_dir / "node").read_text() if (state_dir / "node").exists() else ""
+        alive = {n["NodeID"] for n in self._ray().nodes() if n["Alive"]}
+        if node and node not in alive:
+            return f"the Ray node {node} running it was lost"
+        return "its Ray actor is gone (its node was lost or it was ended outside SelfMaker)"
+
+    def _remember_node(self, actor, state_dir: Path) -> None:
+        """Note the node the actor was placed on (once), so that its loss can be named later."""
+        if not (state_dir / "node").exists():
+            (state_dir / "node").write_text(self._ray().get(actor.node.remote(), timeout=CALL_TIMEOUT))
 
     def _gone(self, state_dir: Path, reason: str) -> ExitStatus:
         return ExitStatus(None, "stopped") if (state_dir / "stopped").exists() else ExitStatus(None, reason)
@@ -248,6 +263,7 @@ class RayExecutor(Executor):
                 if actor is None:
                     break
                 try:
+                    self._remember_node(actor, state_dir)
                     with self._state_lock(state_dir):
                         if (state_dir / "exit").exists() or self._follow_log(actor, state_dir):
                             break
@@ -278,4 +294,4 @@ class RayExecutor(Executor):
 def _lost(err: Exception) -> str:
     text = str(err).strip().splitlines()
     detail = next((line for line in text if "node" in line.lower() or "died" in line.lower()), text[0] if text else "")
-    return f"the Ray node running it was lost or its actor died ({detail.strip()[:300]})"
+    return f"the Ray node running it was lost, or its actor died ({detail.strip()[:300]})"
