@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .base import Executor, ExecutorUnavailable, ExitStatus, InstanceSpec
 from .local import _stop_deadline
@@ -58,7 +59,7 @@ class RayExecutor(Executor):
         self.server_local_url = server_local_url  # the URL the sandbox env names, replaced by server_url
         self._lock = threading.Lock()
         self._locks: dict[Path, threading.Lock] = {}
-        self._actor_class = None
+        self._actor_class: Any = None  # InstanceActor as a Ray actor class, once connected
 
     # -- the cluster ---------------------------------------------------------------
 
@@ -156,7 +157,7 @@ class RayExecutor(Executor):
         }
         archive = ray.put(pack({n: m.source for n, m in names.items()}))
         name = actor_name(state)
-        actor = self._actor_class.options(  # type: ignore[union-attr]
+        actor = self._actor_class.options(
             name=name,
             namespace=NAMESPACE,
             lifetime="detached",
