@@ -54,6 +54,9 @@ def _serve(args) -> int:
     if args.bwrap:
         os.environ["SELFMAKER_BWRAP"] = str(args.bwrap)  # read by the local executor (engines/executor/bwrap.py)
     log_setup.configure(args.log_level, args.log_format)
+    if settings.executor == "ray" and not settings.ray_address:
+        print("selfmaker serve: --executor ray needs --ray-address HOST:PORT (the Ray cluster's head)", file=sys.stderr)
+        return 2
     # The port first: a busy one is one clear line, before migrations, workers or the banner.
     try:
         listener = _bind(settings.host, settings.port)
@@ -122,7 +125,7 @@ def _why(err: OSError) -> str:
 def _report_sandbox(settings: Settings) -> None:
     """Say which sandbox jobs run in, or why they cannot, now rather than at the first job; the other APIs
     are served either way."""
-    if settings.executor == "ray":
+    if settings.executor == "ray":  # endpoints, notebooks and transform jobs still run in the local sandbox
         print(f"  job executor: training and processing jobs on the Ray cluster at {settings.ray_address}", flush=True)
     elif settings.executor not in ("", "local"):
         return

@@ -13,6 +13,8 @@ from __future__ import annotations
 import io
 import os
 import re
+import subprocess
+import sys
 import tarfile
 
 import pytest
@@ -247,3 +249,26 @@ def test_a_lost_node_fails_its_job_with_a_clear_reason(clients, cluster):
     job = wait(sm, "training", "ray-lost", timeout=300)
     assert job["TrainingJobStatus"] == "Failed"
     assert "InternalServerError" in job["FailureReason"] and "Ray node" in job["FailureReason"]
+
+
+def test_an_instance_type_no_node_can_hold_fails_at_once_saying_so(clients):
+    sm, _, _ = clients
+    training(
+        clients,
+        "ray-too-big",
+        "print('never')\n",
+        ResourceConfig={"InstanceType": "ml.m5.24xlarge", "InstanceCount": 1, "VolumeSizeInGB": 1},
+    )
+    job = wait(sm, "training", "ray-too-big", timeout=120)
+    assert job["TrainingJobStatus"] == "Failed"
+    assert job["FailureReason"].startswith("ClientError: no live node of the Ray cluster has 96 CPUs")
+
+
+def test_the_ray_executor_needs_the_cluster_address(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "selfmaker.cli", "serve", "--executor", "ray", "--data-dir", str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and "--executor ray needs --ray-address" in done.stderr

@@ -424,7 +424,9 @@ class JobKind(Kind):
 
         run.update(downloading)
         credentials.grant(run.backends, run.record)
-        limits = instance_types.limits(self.instance_type(run.data))
+        # On this machine: the type's size capped by it; on a cluster's node: its size, for Ray to place.
+        sized = instance_types.limits if ex.shares_files else instance_types.size
+        limits = sized(self.instance_type(run.data))
         hosts = run.dir / "hosts"
         hosts.write_text("127.0.0.1 localhost " + " ".join(i.host for i in run.instances) + "\n::1 localhost\n")
         specs = []
