@@ -40,6 +40,8 @@ def _serve(args) -> int:
                 package_index=args.package_index,
                 runtime_installer=args.runtime_installer,
                 executor=args.executor,
+                ray_address=args.ray_address,
+                ray_server_url=args.ray_server_url,
                 stop_grace_seconds=args.stop_grace_seconds,
                 allow_local_paths=args.allow_local_path,
                 metrics_token=args.metrics_token,
@@ -54,6 +56,9 @@ def _serve(args) -> int:
     if args.bwrap:
         os.environ["SELFMAKER_BWRAP"] = str(args.bwrap)  # read by the local executor (engines/executor/bwrap.py)
     log_setup.configure(args.log_level, args.log_format)
+    if settings.executor == "ray" and not settings.ray_address:
+        print("selfmaker serve: --executor ray needs --ray-address HOST:PORT (the Ray cluster's head)", file=sys.stderr)
+        return 2
     # The port first: a busy one is one clear line, before migrations, workers or the banner.
     try:
         listener = _bind(settings.host, settings.port)
@@ -128,7 +133,9 @@ def _why(err: OSError) -> str:
 def _report_sandbox(settings: Settings) -> None:
     """Say which sandbox jobs run in, or why they cannot, now rather than at the first job; the other APIs
     are served either way."""
-    if settings.executor not in ("", "local"):
+    if settings.executor == "ray":  # endpoints, notebooks and transform jobs still run in the local sandbox
+        print(f"  job executor: training and processing jobs on the Ray cluster at {settings.ray_address}", flush=True)
+    elif settings.executor not in ("", "local"):
         return
     from .engines.executor import ExecutorUnavailable, bwrap
 
@@ -221,7 +228,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="what builds runtimes: auto (uv if installed, else pip; the default), uv or pip "
         "(env SELFMAKER_RUNTIME_INSTALLER)",
     )
-    serve.add_argument("--executor", help="where job instances run: local (bubblewrap; the default)")
+    serve.add_argument(
+        "--executor", help="where job instances run: local (bubblewrap; the default) or ray (--ray-address)"
+    )
+    serve.add_argument("--ray-address", help="the ray executor's cluster, HOST:PORT (env SELFMAKER_RAY_ADDRESS)")
+    serve.add_argument(
+        "--ray-server-url",
+        help="the URL the Ray nodes reach this server at (env SELFMAKER_RAY_SERVER_URL; default its loopback URL)",
+    )
     serve.add_argument(
         "--stop-grace-seconds",
         type=float,

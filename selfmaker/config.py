@@ -59,6 +59,10 @@ class Settings:
     package_index: str | None = field(default_factory=lambda: _env("PACKAGE_INDEX"))
     # What builds runtimes: "auto" (uv when installed, else pip), "uv" or "pip" (engines/runtime_builds.py).
     runtime_installer: str = field(default_factory=lambda: _env("RUNTIME_INSTALLER", "auto"))
+    # The ray executor (docs/scale-out.md): the cluster's address (HOST:PORT of its head), and the URL its nodes
+    # reach this server at (None: http://127.0.0.1:<port>, right only when the nodes run on this machine).
+    ray_address: str | None = field(default_factory=lambda: _env("RAY_ADDRESS"))
+    ray_server_url: str | None = field(default_factory=lambda: _env("RAY_SERVER_URL"))
     # Seconds a stopped job (StopXJob, MaxRuntimeInSeconds) has between SIGTERM and SIGKILL to save its work.
     stop_grace_seconds: float = field(default_factory=lambda: float(_env("STOP_GRACE_SECONDS", "10")))
     # Host directories under which user-supplied file:// URIs and paths are allowed, in open mode only

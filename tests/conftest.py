@@ -31,6 +31,9 @@ def pytest_configure(config):
     check_every_client(RECORDER)
     config.addinivalue_line("markers", "both_databases: run this module's tests on SQLite and on PostgreSQL")
     config.addinivalue_line(
+        "markers", "ray: starts a Ray cluster on this machine (tests/test_ray.py); skipped without Ray, run in CI"
+    )
+    config.addinivalue_line(
         "markers", "browser: drives headless Chromium (support/browser.py); skipped without it, failed in CI"
     )
     config.addinivalue_line(

@@ -58,6 +58,12 @@ def spec(instance_type: str) -> tuple[int, float]:
     return cpus, cpus * _GIB_PER_CPU.get(family[0], 4)
 
 
+def size(instance_type: str) -> Limits:
+    """An instance of this type as it is, uncapped: what a cluster node must have room for (ray executor)."""
+    cpus, memory_gib = spec(instance_type)
+    return Limits(cpus=cpus, memory_bytes=int(memory_gib * GIB))
+
+
 def limits(instance_type: str) -> Limits:
     """What an instance of this type gets here: its size, capped by this machine."""
     cpus, memory_gib = spec(instance_type)

@@ -102,9 +102,7 @@ def spec(
         state_dir=state,
         log_path=log,
         mounts=[
-            *(Mount(prefix, str(prefix)) for prefix in runtime.roots(settings.runtimes_dir)),
-            *(Mount(path, str(path)) for path in (index_paths if index_env else pip_paths())),
-            Mount(PACKAGE_PARENT / "selfmaker", f"{SUPPORT_ROOT}/lib/selfmaker"),
+            *provided_mounts(runtime, settings.runtimes_dir, index_paths if index_env else None),
             Mount(site, f"{SUPPORT_ROOT}/site", writable=True),
             Mount(ml, "/opt/ml", writable=True),
             *mounts,
@@ -114,4 +112,19 @@ def spec(
         hostname=hostname,
         workdir="/opt/ml",
         hidden=[str(settings.data_dir)],
+        runtime=runtime,
+        runtimes_dir=settings.runtimes_dir,
     )
+
+
+def provided_mounts(
+    runtime: Runtime, runtimes_dir: Path, pip_local: tuple[Path, ...] | list[Path] | None = None
+) -> list[Mount]:
+    """What the machine running the instance provides itself, marked so: the runtime's prefixes, pip's local
+    paths (``pip_local``: --package-index's wheelhouse; else that machine's pip settings) and our support
+    package. An executor on another machine provides its own (ray_node.py)."""
+    return [
+        *(Mount(prefix, str(prefix), provided=True) for prefix in runtime.roots(runtimes_dir)),
+        *(Mount(path, str(path), provided=True) for path in (pip_paths() if pip_local is None else pip_local)),
+        Mount(PACKAGE_PARENT / "selfmaker", f"{SUPPORT_ROOT}/lib/selfmaker", provided=True),
+    ]

@@ -1,5 +1,13 @@
 """The executor interface: start an instance of a job, follow it, stop it, find it again after a restart.
 
+An instance is handed over by reference, so it can run on another machine
+(ray_cluster.py): its runtime as a spec, its files as the spec's mounts. The
+``provided`` mounts are the running machine's own business; the others are the
+job's, and an executor that does not share the server's file system carries
+them there and brings the writable ones back before :meth:`Executor.poll`
+reports the exit (``shares_files`` False). Its log reaches ``log_path`` while it
+runs.
+
 An instance is described by an :class:`InstanceSpec` and identified by its
 state directory, which the executor fills with what it needs to follow the
 instance later (a pid file, the exit status). Nothing is kept only in memory:
@@ -14,6 +22,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..runtimes import Runtime
 
 
 class ExecutorUnavailable(Exception):
@@ -25,6 +37,9 @@ class Mount:
     source: Path  # on the host
     target: str  # inside the instance
     writable: bool = False
+    # Provided by the machine the instance runs on (its runtime, our support package), not by the job: an
+    # executor on another machine puts that machine's own there instead of carrying the server's.
+    provided: bool = False
 
 
 @dataclass(frozen=True)
@@ -45,6 +60,10 @@ class InstanceSpec:
     hostname: str = "algo-1"
     workdir: str = "/"
     hidden: list[str] = field(default_factory=list)  # host directories the instance must not see
+    # The runtime by reference: its spec, and where this server keeps built runtimes (the paths in ``env`` and
+    # the provided mounts are under it). An executor on another machine builds the spec there.
+    runtime: Runtime | None = None
+    runtimes_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +88,11 @@ class ExitStatus:
 
 class Executor(ABC):
     name: str
+    # True: the instance writes the server's own directories as it runs (continuous uploads see its files).
+    # False: its writable mounts are copied back once it ends, before poll() reports the exit.
+    shares_files: bool = True
+    # True: it builds each instance's runtime where the instance runs, from InstanceSpec.runtime.
+    builds_runtimes: bool = False
 
     def place(self, key: str, count: int) -> Placement:
         """Addresses for ``count`` instances of the job ``key`` (its ARN), decided before any starts.

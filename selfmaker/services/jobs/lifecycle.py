@@ -71,7 +71,23 @@ def context(backends: Backends, record: Record) -> Context:
 
 
 def executor(backends: Backends):
-    return backends.shared("executor", lambda: open_executor(backends.settings.executor))
+    """The executor of what always runs on this server's machine (endpoints, notebooks, transform jobs): the
+    configured one, or the local one when jobs go to a cluster."""
+    setting = backends.settings.executor
+    return backends.shared("executor", lambda: open_executor("local" if setting == "ray" else setting))
+
+
+def cluster_executor(backends: Backends):
+    """Where training and processing instances run: the configured executor (a Ray cluster, say)."""
+    settings = backends.settings
+    if settings.executor != "ray":
+        return executor(backends)
+    return backends.shared(
+        "cluster-executor",
+        lambda: open_executor(
+            "ray", settings.ray_address, settings.ray_server_url, local_url=f"http://127.0.0.1:{settings.port}"
+        ),
+    )
 
 
 @dataclass
@@ -301,8 +317,14 @@ class JobKind(Kind):
     after_end: Callable[[Run], None] = _nothing_after_end  # after the terminal status is recorded (metrics)
     # How many times a job failing with an InternalServerError starts again (training's RetryStrategy).
     retry_attempts: Callable[[dict], int] = _no_retries
+    # Its instances run on the configured executor, a cluster's nodes too (ray); False: on this server's
+    # machine always (a transform job's model server is reached over a Unix socket).
+    on_cluster: bool = False
     output_artifact_type: str = "Model"  # what lineage calls the job's outputs (a transform's are a DataSet)
     records_experiments: bool = True  # a trial component and lineage for each job (not for compilation jobs)
+
+    def executor(self, backends: Backends):
+        return cluster_executor(backends) if self.on_cluster else executor(backends)
 
     def register(self) -> JobKind:
         super().register()
@@ -394,12 +416,12 @@ class JobKind(Kind):
         for instance in run.instances:
             if instance.state.exists():
                 try:
-                    executor(run.backends).stop(instance.state)
+                    self.executor(run.backends).stop(instance.state)
                 except Exception:
                     log.exception("could not stop %s of %s", instance.host, run.record.arn)
 
     def _start(self, run: Run) -> None:
-        ex = executor(run.backends)
+        ex = self.executor(run.backends)
         for instance in run.instances:  # a previous server may have launched some before it died
             if instance.state.exists():
                 ex.stop(instance.state)
@@ -418,7 +440,10 @@ class JobKind(Kind):
             def building(message: str) -> None:  # a training job's SecondaryStatus says why it waits
                 run.update(lambda d: self.progress(d, "DownloadingTrainingImage", message))
 
-            runtimes.ensure(runtime, settings.runtimes_dir, first.say, building=building, **runtimes.options(settings))
+            if not ex.builds_runtimes:  # else each node builds it from the spec, once
+                runtimes.ensure(
+                    runtime, settings.runtimes_dir, first.say, building=building, **runtimes.options(settings)
+                )
         except (runtimes.UnknownImage, runtimes.RuntimeBuildError) as err:
             raise JobFailure(f"ClientError: {err}") from None
         issued = run.data.get("_credentials") or credentials.mint()
@@ -429,8 +454,13 @@ class JobKind(Kind):
 
         run.update(downloading)
         credentials.grant(run.backends, run.record)
-        limits = instance_types.limits(self.instance_type(run.data))
-        run.placement = ex.place(run.record.arn, len(run.instances))
+        # On this machine: the type's size capped by it; on a cluster's node: its size, for Ray to place.
+        sized = instance_types.limits if ex.shares_files else instance_types.size
+        limits = sized(self.instance_type(run.data))
+        try:
+            run.placement = ex.place(run.record.arn, len(run.instances))
+        except (ExecutorUnavailable, ValueError) as err:
+            raise JobFailure(f"ClientError: {err}") from None
         hosts = run.dir / "hosts"
         hosts.write_text(hosts_file(run.instances, run.placement))
         specs = []
@@ -449,7 +479,10 @@ class JobKind(Kind):
                 f"SelfMaker: starting {instance.host} ({self.instance_type(run.data)}: "
                 f"{limits.cpus} CPU, {limits.memory_bytes >> 20} MiB) with runtime {runtime.key}"
             )
-            ex.start(spec)
+            try:
+                ex.start(spec)
+            except ExecutorUnavailable as err:
+                raise JobFailure(f"ClientError: {err}") from None
         # A retried job keeps its first start: MaxRuntimeInSeconds bounds the complete job, retries included.
         started = run.state.get("started") or now()
 
@@ -487,7 +520,7 @@ class JobKind(Kind):
 
     def _watch(self, run: Run) -> None:
         """Kick the reconciler when each instance ends (once per instance per server process)."""
-        ex = executor(run.backends)
+        ex = self.executor(run.backends)
         for instance in run.instances:
             with _watched_lock:
                 if instance.state in _watched:
@@ -498,7 +531,7 @@ class JobKind(Kind):
     def _follow(self, run: Run) -> float | None:
         run.ship_logs()
         self._watch(run)
-        ex = executor(run.backends)
+        ex = self.executor(run.backends)
         statuses = [self.exit_status(run, i, ex.poll(i.state)) for i in run.instances]
         failed = [(i, s) for i, s in zip(run.instances, statuses) if s is not None and not s.succeeded]
         if failed or all(s is not None for s in statuses):
@@ -536,7 +569,7 @@ class JobKind(Kind):
     def _stop(self, run: Run) -> float | None:
         """SIGTERM every instance, SIGKILL after the grace period; the job is Stopped once all have ended,
         after its outputs (a stopped training job's model too) are uploaded."""
-        ex = executor(run.backends)
+        ex = self.executor(run.backends)
         grace = run.backends.settings.stop_grace_seconds
         running = False
         for instance in run.instances:

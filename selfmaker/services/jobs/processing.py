@@ -237,4 +237,5 @@ PROCESSING_JOB = JobKind(
     started=_started,
     ended=_ended,
     component=_component,
+    on_cluster=True,
 ).register()

@@ -414,4 +414,5 @@ TRAINING_JOB = JobKind(
     component=_component,
     after_end=_after_end,
     retry_attempts=_retry_attempts,
+    on_cluster=True,
 ).register()

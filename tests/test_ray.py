@@ -1,0 +1,274 @@
+"""Jobs on a Ray cluster (docs/scale-out.md, "Jobs on a Ray cluster").
+
+One Ray cluster for the module, on this machine (a head with no CPUs, so every instance lands on one of two
+worker nodes), and a server with ``--executor ray`` on its own object store. Through boto3: a training job
+(its log streams to CloudWatch Logs while it runs, its model comes back from the node), a processing job
+(an S3 input in, an output out), a 20-step fan-out pipeline whose steps run on both nodes, a graceful stop,
+MaxRuntimeInSeconds, a server SIGKILLed and restarted while a job runs on a node (it re-attaches), and a
+node lost mid-job (the job fails saying so).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+import tarfile
+
+import pytest
+
+from support.clients import make_client
+from support.jobs import code_archive, processing_request, s3_input, training_request, wait
+from support.pipelines import IMAGE, create, entrypoint, processing, runtimes_config, start, steps
+from support.pipelines import wait as wait_pipeline
+from support.server import Server
+from support.waiting import wait_for
+
+ray = pytest.importorskip("ray") if not os.environ.get("CI") else __import__("ray")  # CI installs it: never skip
+
+pytestmark = pytest.mark.ray
+
+BUCKET = "ray-jobs"
+NODE_LINE = re.compile(r"SelfMaker: on Ray node ([0-9a-f]+)")
+# The worker nodes: an ml.m5.large (2 CPUs, 8 GiB) each twice over; a small object store each.
+NODE = {"num_cpus": 4, "memory": 16 << 30, "object_store_memory": 100 << 20}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from ray.cluster_utils import Cluster
+
+    os.environ.setdefault("RAY_memory_monitor_refresh_ms", "0")  # the machine is shared: no OOM killing
+    made = Cluster(
+        initialize_head=True,
+        connect=False,
+        head_node_args={"num_cpus": 0, "include_dashboard": False, "object_store_memory": 100 << 20},
+    )
+    workers = [made.add_node(**NODE) for _ in range(2)]
+    made.wait_for_nodes()
+    yield made, workers
+    made.shutdown()
+
+
+@pytest.fixture(scope="module")
+def ray_server(cluster, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ray")
+    srv = Server(
+        tmp / "data",
+        extra_args=[
+            "--executor",
+            "ray",
+            "--ray-address",
+            cluster[0].address,
+            "--runtimes-config",
+            runtimes_config(tmp),
+            "--stop-grace-seconds",
+            "20",
+        ],
+    ).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def clients(ray_server):
+    sm = make_client("sagemaker", ray_server.url)
+    s3 = make_client("s3", ray_server.url)
+    logs = make_client("logs", ray_server.url)
+    s3.create_bucket(Bucket=BUCKET)
+    return sm, s3, logs
+
+
+def log_text(logs, group: str, prefix: str) -> str:
+    streams = logs.describe_log_streams(logGroupName=group, logStreamNamePrefix=prefix)["logStreams"]
+    return "\n".join(
+        e["message"]
+        for s in streams
+        for e in logs.get_log_events(logGroupName=group, logStreamName=s["logStreamName"], startFromHead=True)["events"]
+    )
+
+
+def training(clients, name: str, script: str, **extra) -> None:
+    sm, s3, _ = clients
+    s3.put_object(Bucket=BUCKET, Key=f"code/{name}.tar.gz", Body=code_archive({"train.py": script}))
+    request = training_request(name, BUCKET, f"code/{name}.tar.gz", **extra)
+    request["AlgorithmSpecification"]["TrainingImage"] = IMAGE
+    sm.create_training_job(**request)
+
+
+def model_files(s3, name: str) -> dict[str, bytes]:
+    body = s3.get_object(Bucket=BUCKET, Key=f"output/{name}/output/model.tar.gz")["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+
+
+def test_a_training_job_runs_on_a_node_its_log_streams_and_its_model_comes_back(clients, cluster):
+    sm, s3, logs = clients
+    training(
+        clients,
+        "ray-train",
+        """
+        import os, socket
+        print("training on", socket.gethostname(), os.environ["SM_CURRENT_HOST"], flush=True)
+        with open("/opt/ml/model/model.txt", "w") as f:
+            f.write("weights")
+        """,
+    )
+    job = wait(sm, "training", "ray-train")
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    assert model_files(s3, "ray-train") == {"model.txt": b"weights"}
+    text = log_text(logs, "/aws/sagemaker/TrainingJobs", "ray-train/")
+    assert "training on algo-1 algo-1" in text
+    nodes = {n.node_id for n in cluster[1]}
+    assert set(NODE_LINE.findall(text)) <= nodes and NODE_LINE.search(text)
+
+
+def test_logs_stream_while_the_job_runs_and_a_stop_is_graceful(clients):
+    sm, s3, logs = clients
+    training(
+        clients,
+        "ray-stop",
+        """
+        import signal, sys, time
+        def save(*_):
+            open("/opt/ml/model/checkpoint.txt", "w").write("saved on SIGTERM")
+            sys.exit(0)
+        signal.signal(signal.SIGTERM, save)
+        print("READY", flush=True)
+        time.sleep(600)
+        """,
+    )
+    wait_for(
+        lambda: log_text(logs, "/aws/sagemaker/TrainingJobs", "ray-stop/"),
+        lambda text: "READY" in text,
+        timeout=300,
+        ignore=(Exception,),
+        what="the running job's log line in CloudWatch Logs",
+    )
+    assert sm.describe_training_job(TrainingJobName="ray-stop")["TrainingJobStatus"] == "InProgress"
+    sm.stop_training_job(TrainingJobName="ray-stop")
+    job = wait(sm, "training", "ray-stop")
+    assert job["TrainingJobStatus"] == "Stopped", job.get("FailureReason")
+    assert model_files(s3, "ray-stop") == {"checkpoint.txt": b"saved on SIGTERM"}
+
+
+def test_max_runtime_stops_the_job_on_its_node(clients):
+    sm, _, _ = clients
+    training(clients, "ray-max", "import time\nprint('sleeping', flush=True)\ntime.sleep(600)\n", max_runtime=15)
+    job = wait(sm, "training", "ray-max")
+    assert (job["TrainingJobStatus"], job["SecondaryStatus"]) == ("Stopped", "MaxRuntimeExceeded")
+
+
+def test_a_processing_job_reads_its_input_and_writes_its_output_from_the_node(clients):
+    sm, s3, _ = clients
+    s3.put_object(Bucket=BUCKET, Key="in/numbers.txt", Body=b"1\n2\n3\n")
+    request = processing_request(
+        "ray-process",
+        entrypoint(
+            """
+            numbers = open("/opt/ml/processing/input/numbers.txt").read().split()
+            with open("/opt/ml/processing/output/sum.txt", "w") as f:
+                f.write(str(sum(map(int, numbers))))
+            """
+        ),
+        inputs=[s3_input("numbers", f"s3://{BUCKET}/in", "/opt/ml/processing/input")],
+        outputs=[
+            {
+                "OutputName": "sum",
+                "S3Output": {
+                    "S3Uri": f"s3://{BUCKET}/out",
+                    "LocalPath": "/opt/ml/processing/output",
+                    "S3UploadMode": "EndOfJob",
+                },
+            }
+        ],
+    )
+    request["AppSpecification"]["ImageUri"] = IMAGE
+    sm.create_processing_job(**request)
+    job = wait(sm, "processing", "ray-process")
+    assert job["ProcessingJobStatus"] == "Completed", job.get("FailureReason")
+    assert s3.get_object(Bucket=BUCKET, Key="out/sum.txt")["Body"].read() == b"6"
+
+
+def test_a_20_step_fan_out_pipeline_runs_on_both_nodes(clients, cluster):
+    sm, _, logs = clients
+    create(sm, "ray-fan-out", [processing(f"step-{i}", "print('step done', flush=True)") for i in range(20)])
+    execution = wait_pipeline(sm, start(sm, "ray-fan-out"), timeout=900)
+    assert execution["PipelineExecutionStatus"] == "Succeeded"
+    used = set()
+    for step in steps(sm, execution["PipelineExecutionArn"]).values():
+        job = step["Metadata"]["ProcessingJob"]["Arn"].rsplit("/", 1)[1]
+        used |= set(NODE_LINE.findall(log_text(logs, "/aws/sagemaker/ProcessingJobs", f"{job}/")))
+    assert used == {n.node_id for n in cluster[1]}  # spread over both worker nodes
+
+
+def test_a_restarted_server_reattaches_to_a_job_running_on_a_node(clients, ray_server):
+    sm, s3, logs = clients
+    training(
+        clients,
+        "ray-restart",
+        """
+        import time
+        print("before the restart", flush=True)
+        time.sleep(25)
+        print("after the restart", flush=True)
+        open("/opt/ml/model/model.txt", "w").write("finished")
+        """,
+    )
+    wait_for(
+        lambda: log_text(logs, "/aws/sagemaker/TrainingJobs", "ray-restart/"),
+        lambda text: "before the restart" in text,
+        timeout=300,
+        ignore=(Exception,),
+        what="the job to be running",
+    )
+    ray_server.kill()
+    ray_server.start()
+    job = wait(sm, "training", "ray-restart")
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    assert model_files(s3, "ray-restart") == {"model.txt": b"finished"}
+    text = log_text(logs, "/aws/sagemaker/TrainingJobs", "ray-restart/")
+    assert text.count("before the restart") == 1 and "after the restart" in text
+
+
+def test_a_lost_node_fails_its_job_with_a_clear_reason(clients, cluster):
+    sm, _, logs = clients
+    training(clients, "ray-lost", "import time\nprint('RUNNING', flush=True)\ntime.sleep(600)\n")
+    text = wait_for(
+        lambda: log_text(logs, "/aws/sagemaker/TrainingJobs", "ray-lost/"),
+        lambda text: "RUNNING" in text,
+        timeout=300,
+        ignore=(Exception,),
+        what="the job to be running",
+    )
+    node_id = NODE_LINE.search(text).group(1)
+    made, workers = cluster
+    made.remove_node(next(n for n in workers if n.node_id == node_id), allow_graceful=False)
+    job = wait(sm, "training", "ray-lost", timeout=300)
+    assert job["TrainingJobStatus"] == "Failed"
+    assert "InternalServerError" in job["FailureReason"] and "Ray node" in job["FailureReason"]
+
+
+def test_an_instance_type_no_node_can_hold_fails_at_once_saying_so(clients):
+    sm, _, _ = clients
+    training(
+        clients,
+        "ray-too-big",
+        "print('never')\n",
+        ResourceConfig={"InstanceType": "ml.m5.24xlarge", "InstanceCount": 1, "VolumeSizeInGB": 1},
+    )
+    job = wait(sm, "training", "ray-too-big", timeout=120)
+    assert job["TrainingJobStatus"] == "Failed"
+    assert job["FailureReason"].startswith("ClientError: no live node of the Ray cluster has 96 CPUs")
+
+
+def test_the_ray_executor_needs_the_cluster_address(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "selfmaker.cli", "serve", "--executor", "ray", "--data-dir", str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and "--executor ray needs --ray-address" in done.stderr
