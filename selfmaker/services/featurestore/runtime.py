@@ -34,12 +34,13 @@ BATCH_GET_MAX_GROUPS = 10
 LIST_RECORDS_DEFAULT = 100
 WIRE_MEMBERS = frozenset(("FeatureName", "ValueAsString", "ValueAsStringList"))  # a FeatureValue's members
 
-# A stored record that is already exactly a Record on the wire: a non-empty JSON list of FeatureValues, each
-# {"FeatureName": string} then ValueAsString or ValueAsStringList, strings of printable ASCII and JSON's
-# escapes, no whitespace: what PutRecord stores (json.dumps of the modeled members; boto3's member order).
-# Such bytes are spliced into the response as they are; anything else (a record stored before PutRecord
-# dropped unknown members, another member order) is decoded and written through the output model.
-_STRING = rb'"(?:[^"\\\x00-\x1f\x7f-\xff]++|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*+"'
+# A stored record that is already exactly a Record on the wire: a non-empty JSON list of FeatureValues,
+# each {"FeatureName": string} then ValueAsString or ValueAsStringList, strings of ASCII without control
+# characters (JSON's escapes allowed), no whitespace: what PutRecord stores (json.dumps of the modeled
+# members, in boto3's member order). Such bytes are spliced into the response as they are; anything else
+# (a record stored before PutRecord dropped unknown members, another member order) is decoded and written
+# through the output model.
+_STRING = rb'"(?:[^"\\\x00-\x1f\x80-\xff]++|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*+"'
 _STRINGS = rb"\[(?:" + _STRING + rb"(?:," + _STRING + rb")*+)?\]"
 _FEATURE_VALUE = (
     rb'\{"FeatureName":'
@@ -157,9 +158,22 @@ def _decoded(payload: bytes, feature_names: list[str] | None) -> list[dict] | No
     if feature_names:
         wanted = set(feature_names)
         record = [f for f in record if f["FeatureName"] in wanted]
-    if all(f.keys() <= WIRE_MEMBERS for f in record):  # only modeled members: no need to walk each value
+    if all(_wire_clean(f) for f in record):  # no need to walk each value through the output model
         record = Verbatim(record)
     return record or None
+
+
+def _wire_clean(feature) -> bool:
+    """A decoded FeatureValue with only its modeled members, each of its type."""
+    if type(feature) is not dict or type(feature.get("FeatureName")) is not str:
+        return False
+    for name, value in feature.items():
+        if name == "ValueAsStringList":
+            if type(value) is not list or any(type(item) is not str for item in value):
+                return False
+        elif name not in WIRE_MEMBERS or type(value) is not str:
+            return False
+    return True
 
 
 def _online_group(ctx: Context, name: str) -> Group:
