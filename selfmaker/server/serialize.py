@@ -14,8 +14,10 @@ import json
 import math
 import weakref
 from collections.abc import Callable
+from contextvars import ContextVar
 from xml.sax.saxutils import escape
 
+import orjson
 from botocore.model import Shape
 
 
@@ -23,6 +25,22 @@ class Verbatim(list):
     """A list its maker has checked is already in its wire form (only modeled members, each of its type):
     written as it is. BatchGetRecord's 100 records of 50 features each would otherwise be walked value by
     value, the larger part of its time."""
+
+
+class RawJSON:
+    """A list member's JSON text that its maker has checked is already exactly its wire form: spliced into
+    the response body as it is, neither decoded nor encoded again. GetRecord and BatchGetRecord send stored
+    records this way (featurestore/runtime.py checks each against the FeatureValue grammar first)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: bytes):
+        self.text = text
+
+
+# While json_body writes a response, the RawJSON values it holds (to be spliced); otherwise None, and a
+# RawJSON is decoded (the console and the event writers want values, not text).
+_SPLICING: ContextVar[list | None] = ContextVar("splicing", default=None)
 
 
 def to_json_value(value, shape: Shape):
@@ -57,6 +75,12 @@ def _build_json_writer(shape: Shape) -> Callable:
 
         def write_list(value):
             if type(value) is Verbatim:
+                return value
+            if type(value) is RawJSON:
+                spliced = _SPLICING.get()
+                if spliced is None:
+                    return decode_json(value.text)
+                spliced.append(value)
                 return value
             return [v for item in value if item is not None and (v := write_item(item)) is not None]
 
@@ -135,7 +159,38 @@ def _iso(value) -> str:
 def json_body(result: dict | None, shape: Shape | None) -> bytes:
     if shape is None:
         return b"{}"
-    return json.dumps(to_json_value(result or {}, shape) or {}, separators=(",", ":"), allow_nan=False).encode()
+    spliced: list[RawJSON] = []
+    token = _SPLICING.set(spliced)
+    try:
+        value = to_json_value(result or {}, shape) or {}
+    finally:
+        _SPLICING.reset(token)
+    if spliced:
+        try:  # orjson writes a Fragment's bytes in place; json.dumps has no way to
+            return orjson.dumps(value, default=_fragment)
+        except orjson.JSONEncodeError:  # what orjson refuses (a lone surrogate, an int beyond 64 bits)
+            return json.dumps(value, separators=(",", ":"), allow_nan=False, default=_decoded).encode()
+    return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+
+
+def decode_json(raw: bytes):
+    """orjson first (half json's time); json for what orjson refuses, such as a lone surrogate's escape."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
+
+
+def _decoded(value):
+    if type(value) is RawJSON:
+        return decode_json(value.text)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _fragment(value) -> orjson.Fragment:
+    if type(value) is RawJSON:
+        return orjson.Fragment(value.text)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def rest_json_response(result: dict | None, shape: Shape | None) -> tuple[int | None, dict, bytes, str | None]:

@@ -15,8 +15,9 @@ from pathlib import Path
 
 
 class SQLiteFile:
-    def __init__(self, path: Path, schema: str):
+    def __init__(self, path: Path, schema: str, mmap_bytes: int = 0):
         self.path = Path(path)
+        self.mmap_bytes = mmap_bytes
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._write_lock = threading.Lock()
@@ -33,6 +34,8 @@ class SQLiteFile:
         if conn is None:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
             conn.execute("PRAGMA synchronous=NORMAL")
+            if self.mmap_bytes:
+                conn.execute(f"PRAGMA mmap_size={int(self.mmap_bytes)}")
             self._local.conn = conn
             with self._all_lock:
                 self._all.append(conn)

@@ -99,3 +99,28 @@ def wait_for_query(athena, qid: str, timeout: float = 30.0) -> dict:
         interval=0.05,
         what=f"query {qid} to end",
     )
+
+
+def overwrite_stored_payload(server, group: str, record_id: str, payload: bytes) -> None:
+    """Replace a stored record's bytes behind the server's back, in whichever online store it uses: how a
+    record written by an older server (or another writer) looks to the read path."""
+    args = server.extra_args
+    if "--online-store-url" in args:
+        import redis
+
+        r = redis.Redis.from_url(args[args.index("--online-store-url") + 1])
+        (key,) = r.keys(f"sm:fs:{{*:{group.lower()}:*}}:r:{record_id}")
+        r.hset(key, "p", payload)
+        return
+    import sqlite3
+
+    conn = sqlite3.connect(server.data_dir / "featurestore" / "featurestore.db", timeout=30)
+    try:
+        with conn:
+            changed = conn.execute(
+                "UPDATE online_records SET payload = ? WHERE grp LIKE ? AND rid = ?",
+                (payload, f"%:{group.lower()}:%", record_id),
+            ).rowcount
+        assert changed == 1, changed
+    finally:
+        conn.close()

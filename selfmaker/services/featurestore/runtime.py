@@ -9,13 +9,12 @@ it was written.
 from __future__ import annotations
 
 import json
+import re
 import time
-
-import orjson
 
 from ...server.errors import AWSError
 from ...server.operations import Context, operation
-from ...server.serialize import Verbatim
+from ...server.serialize import RawJSON, Verbatim, decode_json
 from .definitions import (
     MAX_RECORD_BYTES,
     Group,
@@ -34,6 +33,25 @@ BATCH_GET_MAX_RECORDS = 100
 BATCH_GET_MAX_GROUPS = 10
 LIST_RECORDS_DEFAULT = 100
 WIRE_MEMBERS = frozenset(("FeatureName", "ValueAsString", "ValueAsStringList"))  # a FeatureValue's members
+
+# A stored record that is already exactly a Record on the wire: a non-empty JSON list of FeatureValues,
+# each {"FeatureName": string} then ValueAsString or ValueAsStringList, strings of ASCII without control
+# characters (JSON's escapes allowed), no whitespace: what PutRecord stores (json.dumps of the modeled
+# members, in boto3's member order). Such bytes are spliced into the response as they are; anything else
+# (a record stored before PutRecord dropped unknown members, another member order) is decoded and written
+# through the output model.
+_STRING = rb'"(?:[^"\\\x00-\x1f\x80-\xff]++|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*+"'
+_STRINGS = rb"\[(?:" + _STRING + rb"(?:," + _STRING + rb")*+)?\]"
+_FEATURE_VALUE = (
+    rb'\{"FeatureName":'
+    + _STRING
+    + rb'(?:,"ValueAsString":'
+    + _STRING
+    + rb'|,"ValueAsStringList":'
+    + _STRINGS
+    + rb")?\}"
+)
+WIRE_RECORD = re.compile(rb"\[" + _FEATURE_VALUE + rb"(?:," + _FEATURE_VALUE + rb")*+\]")
 
 
 def _now_ms() -> int:
@@ -122,26 +140,40 @@ def delete_record(ctx: Context, params: dict) -> dict:
 # -- reads ---------------------------------------------------------------------
 
 
-def _decode(payload: bytes) -> list[dict]:
-    """A stored record: orjson takes half json's time (a batch decodes 100), json what orjson refuses
-    (a lone surrogate, which json.dumps wrote as an escape)."""
-    try:
-        return orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        return json.loads(payload)
-
-
 def _render(stored, feature_names: list[str] | None, expiration: str | None) -> dict:
-    record = _decode(stored.payload)
-    if feature_names:
-        wanted = set(feature_names)
-        record = [f for f in record if f["FeatureName"] in wanted]
-    if all(f.keys() <= WIRE_MEMBERS for f in record):  # as PutRecord stores it: sent as it is
-        record = Verbatim(record)
-    out: dict = {"Record": record or None}
+    payload = stored.payload
+    if not feature_names and type(payload) is bytes and WIRE_RECORD.fullmatch(payload):
+        out: dict = {"Record": RawJSON(payload)}  # sent as stored: not decoded, not encoded again
+    else:
+        out = {"Record": _decoded(payload, feature_names)}
     if expiration == "Enabled" and stored.expires_at is not None:
         out["ExpiresAt"] = iso_time(stored.expires_at)
     return out
+
+
+def _decoded(payload: bytes, feature_names: list[str] | None) -> list[dict] | None:
+    """The stored record's wanted features, to be written through the output model (or as they are, once
+    checked to hold only modeled members)."""
+    record = decode_json(payload)
+    if feature_names:
+        wanted = set(feature_names)
+        record = [f for f in record if f["FeatureName"] in wanted]
+    if all(_wire_clean(f) for f in record):  # no need to walk each value through the output model
+        record = Verbatim(record)
+    return record or None
+
+
+def _wire_clean(feature) -> bool:
+    """A decoded FeatureValue with only its modeled members, each of its type."""
+    if type(feature) is not dict or type(feature.get("FeatureName")) is not str:
+        return False
+    for name, value in feature.items():
+        if name == "ValueAsStringList":
+            if type(value) is not list or any(type(item) is not str for item in value):
+                return False
+        elif name not in WIRE_MEMBERS or type(value) is not str:
+            return False
+    return True
 
 
 def _online_group(ctx: Context, name: str) -> Group:

@@ -43,6 +43,18 @@ redis.call('ZREM', KEYS[2], ARGV[2])
 return 1
 """
 
+# KEYS: records. Per key: false if absent or a tombstone, else "<e> <x> <p>" (the payload last: it may
+# hold anything). One command and one flat reply instead of a pipeline of HMGETs, whose packing and
+# parsing in redis-py were half of a 100-record BatchGetRecord's read.
+_GET_MANY = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local v = redis.call('HMGET', key, 'e', 'x', 'd', 'p')
+  if v[1] and v[3] ~= '1' then out[i] = v[1] .. ' ' .. (v[2] or '') .. ' ' .. (v[4] or '') else out[i] = false end
+end
+return out
+"""
+
 
 class RedisOnlineStore(OnlineStore):
     def __init__(self, url: str, journal: Journal):
@@ -60,6 +72,7 @@ class RedisOnlineStore(OnlineStore):
         self._put = self.client.register_script(_PUT)
         self._soft_delete = self.client.register_script(_SOFT_DELETE)
         self._hard_delete = self.client.register_script(_HARD_DELETE)
+        self._get_many = self.client.register_script(_GET_MANY)
 
     @staticmethod
     def _index(grp: str) -> str:
@@ -71,16 +84,16 @@ class RedisOnlineStore(OnlineStore):
 
     def get_many(self, grp: str, record_ids: list[str], now: float) -> dict[str, Stored]:
         if len(record_ids) == 1:
-            replies = [self.client.hmget(self._record(grp, record_ids[0]), "e", "x", "d", "p")]
+            e, x, d, p = self.client.hmget(self._record(grp, record_ids[0]), "e", "x", "d", "p")
+            replies = [None if e is None or d == b"1" else (e, x, p)]
         else:
-            pipe = self.client.pipeline(transaction=False)
-            for rid in record_ids:
-                pipe.hmget(self._record(grp, rid), "e", "x", "d", "p")
-            replies = pipe.execute()
+            joined = self._get_many(keys=[self._record(grp, rid) for rid in record_ids])
+            replies = [None if reply is None else reply.split(b" ", 2) for reply in joined]
         found = {}
-        for rid, (e, x, d, p) in zip(record_ids, replies):
-            if e is None or d == b"1":
+        for rid, reply in zip(record_ids, replies):
+            if reply is None:
                 continue
+            e, x, p = reply
             expires_at = int(x) / 1000 if x else None
             if expires_at is None or expires_at > now:
                 found[rid] = Stored(float(e), expires_at, False, p)
