@@ -31,6 +31,7 @@ from .base import ExitStatus, InstanceSpec, Limits, Mount
 from .local import LocalExecutor
 
 TAIL_LIMIT = 1 << 20  # bytes of log per tail call
+RUN_INSIDE = "/opt/selfmaker/run"  # a model server's port file, as model_server.py's socket directory
 
 
 def node_dir() -> Path:
@@ -135,6 +136,8 @@ class InstanceActor:
             runtimes.ensure(runtime, runtimes_dir, self._say)
             env = dict(payload["env"])
             env["PATH"] = env["PATH"].replace(payload["server_bin"], str(runtime.bin_dir(runtimes_dir)), 1)
+            if payload.get("serves"):
+                mounts.append(self._listen_on_tcp(env))
             limits = Limits(**payload["limits"]) if payload["limits"] else None
             spec = InstanceSpec(
                 command=payload["command"],
@@ -155,6 +158,33 @@ class InstanceActor:
             self.ended.set()
             return
         self.executor.watch(self.state, self.ended.set)
+
+    def _listen_on_tcp(self, env: dict[str, str]) -> Mount:
+        """A model server here listens on the node's address on a port the kernel picks, and writes the port
+        where :meth:`address` reads it (the server reaches it over TCP: no socket file crosses machines)."""
+        run = self.root / "run"
+        run.mkdir()
+        env.pop("SELFMAKER_BIND_TO_SOCKET", None)
+        env.update(
+            SELFMAKER_BIND_TO_HOST=self.node_address(),
+            SAGEMAKER_BIND_TO_PORT="0",
+            SELFMAKER_PORT_FILE=f"{RUN_INSIDE}/port",
+        )
+        return Mount(run, RUN_INSIDE, writable=True)
+
+    def node_address(self) -> str:
+        import ray
+
+        me = self.node()
+        return next(n["NodeManagerAddress"] for n in ray.nodes() if n["NodeID"] == me)
+
+    def address(self) -> str | None:
+        """``node-address:port`` of the model server once it listens; None before (or if it is no server)."""
+        port_file = self.root / "run" / "port"
+        if not port_file.exists():
+            return None
+        host = self.node_address()
+        return f"[{host}]:{port_file.read_text()}" if ":" in host else f"{host}:{port_file.read_text()}"
 
     def _say(self, line: str) -> None:
         with open(self.log, "a") as f:
