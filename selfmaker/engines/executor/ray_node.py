@@ -95,6 +95,7 @@ class InstanceActor:
         self.executor = LocalExecutor()
         self.ended = threading.Event()
         self.failure: str | None = None  # why the instance could not start here
+        self.launched = False  # start() has returned: until then poll() (a concurrent call) says "running"
         self.writable: dict[str, Path] = {}
         self.lock = threading.Lock()
 
@@ -157,6 +158,7 @@ class InstanceActor:
             self._say(f"SelfMaker: {self.failure}")
             self.ended.set()
             return
+        self.launched = True
         self.executor.watch(self.state, self.ended.set)
 
     def _listen_on_tcp(self, env: dict[str, str]) -> Mount:
@@ -194,6 +196,8 @@ class InstanceActor:
         """None while the instance runs; its exit status (JSON: code, reason) once it has ended."""
         if self.failure is not None:
             return json.dumps({"code": None, "reason": self.failure})
+        if not self.launched:  # the actor runs calls concurrently: a poll while start() unpacks or builds
+            return None
         status = self.executor.poll(self.state) if self.state.exists() else None
         return None if status is None else json.dumps({"code": status.code, "reason": status.reason})
 
