@@ -21,7 +21,9 @@ semantics of the sagemaker-inference-toolkit (``transformer.py``):
 
 It listens on ``SAGEMAKER_BIND_TO_PORT`` (default 8080) or, when
 ``SELFMAKER_BIND_TO_SOCKET`` names a path, on that Unix socket (how SelfMaker's
-batch transform reaches a sandbox whatever its network). The stdlib threading
+batch transform reaches a sandbox whatever its network). On a Ray node it
+listens on TCP on ``SELFMAKER_BIND_TO_HOST`` (the node's address), port 0 (a
+free one), and writes the port it got to ``SELFMAKER_PORT_FILE``. The stdlib threading
 HTTP/1.1 server with keep-alive keeps the added latency well under a
 millisecond; only numpy and the framework of the model are imported.
 """
@@ -294,7 +296,13 @@ def build_server(handlers: Handlers):
         Path(socket_path).unlink(missing_ok=True)
         return _UnixHTTPServer(socket_path, handler)
     ThreadingHTTPServer.daemon_threads = True
-    return ThreadingHTTPServer(("0.0.0.0", int(os.environ.get("SAGEMAKER_BIND_TO_PORT") or 8080)), handler)
+    host = os.environ.get("SELFMAKER_BIND_TO_HOST") or "0.0.0.0"
+    server = ThreadingHTTPServer((host, int(os.environ.get("SAGEMAKER_BIND_TO_PORT") or 8080)), handler)
+    if os.environ.get("SELFMAKER_PORT_FILE"):  # port 0 asked the kernel for a free one: say which (a Ray node)
+        port_file = Path(os.environ["SELFMAKER_PORT_FILE"])
+        port_file.with_suffix(".tmp").write_text(str(server.server_address[1]))
+        port_file.with_suffix(".tmp").rename(port_file)
+    return server
 
 
 def main() -> int:

@@ -155,11 +155,20 @@ class UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-def ping(path: Path | str, timeout: float = 2.0) -> bool:
-    """Whether the model server on ``path`` answers GET /ping with 200."""
-    if not os.path.exists(path):
+def connection_to(address: Path | str, timeout: float | None = None) -> http.client.HTTPConnection:
+    """HTTP/1.1 to a model server at ``address``: a Unix socket path, or ``host:port`` (on a Ray node)."""
+    address = str(address)
+    if address.startswith("/"):
+        return UnixConnection(address, timeout=timeout)
+    host, _, port = address.rpartition(":")
+    return http.client.HTTPConnection(host.strip("[]"), int(port), timeout=timeout)
+
+
+def ping(address: Path | str | None, timeout: float = 2.0) -> bool:
+    """Whether the model server at ``address`` (a socket path or host:port) answers GET /ping with 200."""
+    if not address or (str(address).startswith("/") and not os.path.exists(address)):
         return False
-    connection = UnixConnection(path, timeout=timeout)
+    connection = connection_to(address, timeout=timeout)
     try:
         connection.request("GET", "/ping")
         response = connection.getresponse()

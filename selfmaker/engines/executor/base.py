@@ -64,6 +64,9 @@ class InstanceSpec:
     # the provided mounts are under it). An executor on another machine builds the spec there.
     runtime: Runtime | None = None
     runtimes_dir: Path | None = None
+    # A model server (an endpoint instance). On this machine it listens on the Unix socket its env names; an
+    # executor running it elsewhere has it listen on TCP on that machine's address and reports the address (serving_address).
+    serves: bool = False
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,15 @@ class Executor(ABC):
     @abstractmethod
     def start(self, spec: InstanceSpec) -> None:
         """Start the instance, detached: it outlives the server, which can follow it again later."""
+
+    def started(self, state_dir: Path) -> bool:
+        """Whether :meth:`start` went through for this instance (a server may have stopped just before)."""
+        return (state_dir / "pid").exists()
+
+    def serving_address(self, state_dir: Path) -> str | None:
+        """``host:port`` of a serving instance (``InstanceSpec.serves``) that runs on another machine, once it
+        listens; None while it does not yet. Here instances are reached by their Unix sockets instead."""
+        return None
 
     @abstractmethod
     def poll(self, state_dir: Path) -> ExitStatus | None:

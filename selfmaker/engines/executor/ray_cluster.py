@@ -135,7 +135,7 @@ class RayExecutor(Executor):
             )
         state = spec.state_dir
         state.mkdir(parents=True, exist_ok=True)
-        for stale in ("exit", "stopped", "offset", "actor", "node"):
+        for stale in ("exit", "stopped", "offset", "actor", "node", "address"):
             (state / stale).unlink(missing_ok=True)
         if (earlier := self._actor(state)) is not None:  # an attempt a killed server had launched
             ray.kill(earlier)
@@ -164,6 +164,7 @@ class RayExecutor(Executor):
             "network": spec.network,
             "hostname": spec.hostname,
             "workdir": spec.workdir,
+            "serves": spec.serves,  # a model server: it listens on TCP on the node's address (address())
         }
         archive = ray.put(pack({n: m.source for n, m in names.items()}))
         name = actor_name(state)
@@ -189,6 +190,30 @@ class RayExecutor(Executor):
         )
 
     # -- following -----------------------------------------------------------------
+
+    def started(self, state_dir: Path) -> bool:
+        return (state_dir / "actor").exists()
+
+    def serving_address(self, state_dir: Path) -> str | None:
+        """The model server's ``node-address:port``, asked of its actor once it listens, then kept in ``address``
+        (a restarted server reads it there)."""
+        known = state_dir / "address"
+        if known.exists():
+            return known.read_text() or None
+        if not (state_dir / "actor").exists() or (state_dir / "exit").exists():
+            return None
+        ray = self._ray()
+        actor = self._actor(state_dir)
+        if actor is None:
+            return None
+        try:
+            address = ray.get(actor.address.remote(), timeout=CALL_TIMEOUT)
+        except (ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+            return None  # still being placed, or gone: poll() says which
+        if address:
+            known.with_suffix(".tmp").write_text(address)
+            known.with_suffix(".tmp").rename(known)
+        return address
 
     def poll(self, state_dir: Path) -> ExitStatus | None:
         exit_file = state_dir / "exit"

@@ -31,6 +31,7 @@ from .base import ExitStatus, InstanceSpec, Limits, Mount
 from .local import LocalExecutor
 
 TAIL_LIMIT = 1 << 20  # bytes of log per tail call
+RUN_INSIDE = "/opt/selfmaker/run"  # a model server's port file, as model_server.py's socket directory
 
 
 def node_dir() -> Path:
@@ -94,6 +95,7 @@ class InstanceActor:
         self.executor = LocalExecutor()
         self.ended = threading.Event()
         self.failure: str | None = None  # why the instance could not start here
+        self.launched = False  # start() has returned: until then poll() (a concurrent call) says "running"
         self.writable: dict[str, Path] = {}
         self.lock = threading.Lock()
 
@@ -135,6 +137,8 @@ class InstanceActor:
             runtimes.ensure(runtime, runtimes_dir, self._say)
             env = dict(payload["env"])
             env["PATH"] = env["PATH"].replace(payload["server_bin"], str(runtime.bin_dir(runtimes_dir)), 1)
+            if payload.get("serves"):
+                mounts.append(self._listen_on_tcp(env))
             limits = Limits(**payload["limits"]) if payload["limits"] else None
             spec = InstanceSpec(
                 command=payload["command"],
@@ -154,7 +158,35 @@ class InstanceActor:
             self._say(f"SelfMaker: {self.failure}")
             self.ended.set()
             return
+        self.launched = True
         self.executor.watch(self.state, self.ended.set)
+
+    def _listen_on_tcp(self, env: dict[str, str]) -> Mount:
+        """A model server here listens on the node's address on a port the kernel picks, and writes the port
+        where :meth:`address` reads it (the server reaches it over TCP: no socket file crosses machines)."""
+        run = self.root / "run"
+        run.mkdir()
+        env.pop("SELFMAKER_BIND_TO_SOCKET", None)
+        env.update(
+            SELFMAKER_BIND_TO_HOST=self.node_address(),
+            SAGEMAKER_BIND_TO_PORT="0",
+            SELFMAKER_PORT_FILE=f"{RUN_INSIDE}/port",
+        )
+        return Mount(run, RUN_INSIDE, writable=True)
+
+    def node_address(self) -> str:
+        import ray
+
+        me = self.node()
+        return next(n["NodeManagerAddress"] for n in ray.nodes() if n["NodeID"] == me)
+
+    def address(self) -> str | None:
+        """``node-address:port`` of the model server once it listens; None before (or if it is no server)."""
+        port_file = self.root / "run" / "port"
+        if not port_file.exists():
+            return None
+        host = self.node_address()
+        return f"[{host}]:{port_file.read_text()}" if ":" in host else f"{host}:{port_file.read_text()}"
 
     def _say(self, line: str) -> None:
         with open(self.log, "a") as f:
@@ -164,6 +196,8 @@ class InstanceActor:
         """None while the instance runs; its exit status (JSON: code, reason) once it has ended."""
         if self.failure is not None:
             return json.dumps({"code": None, "reason": self.failure})
+        if not self.launched:  # the actor runs calls concurrently: a poll while start() unpacks or builds
+            return None
         status = self.executor.poll(self.state) if self.state.exists() else None
         return None if status is None else json.dumps({"code": status.code, "reason": status.reason})
 

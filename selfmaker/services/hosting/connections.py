@@ -1,9 +1,14 @@
-"""HTTP/1.1 to model server instances over their Unix sockets, on the server's event loop.
+"""HTTP/1.1 to model server instances, on the server's event loop.
+
+An instance's address is a Unix socket path (an instance on this machine) or
+``host:port`` (an instance on a Ray node, listening on TCP on the node's
+address; asyncio turns Nagle's algorithm off on TCP connections, so a request
+is never held back for a delayed ACK).
 
 InvokeEndpoint is a coroutine: forwarding a request is waiting on a socket,
 and doing it on the event loop spares every request two thread hand-offs
 (and the GIL ping-pong they cause under load). Each instance socket has a
-pool of idle keep-alive connections; everything here runs on one loop, so the
+pool of idle keep-alive connections (whatever its transport); everything here runs on one loop, so the
 pools need no locks.
 
 Only what a model server speaks is spoken: ``POST /invocations`` with a
@@ -41,7 +46,25 @@ class Answer:
 
 
 class InstanceGone(Exception):
-    """The instance closed the connection, or its socket vanished, before answering."""
+    """The instance closed the connection, or its socket or port vanished, before answering."""
+
+
+def is_socket(address: str) -> bool:
+    """Whether an instance address is a Unix socket path (else it is ``host:port``)."""
+    return address.startswith("/")
+
+
+def host_port(address: str) -> tuple[str, int]:
+    """The host and port of a ``host:port`` address (an IPv6 host in brackets)."""
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+async def _connect(address: str) -> Stream:
+    if is_socket(address):
+        return await asyncio.open_unix_connection(address, limit=HEAD_LIMIT)
+    host, port = host_port(address)
+    return await asyncio.open_connection(host, port, limit=HEAD_LIMIT)
 
 
 class ModelTimeout(Exception):
@@ -62,7 +85,7 @@ Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
 class Instances:
-    """Idle keep-alive connections per instance socket, and the exchange of one invocation."""
+    """Idle keep-alive connections per instance address, and the exchange of one invocation."""
 
     def __init__(self):
         self._idle: dict[str, list[Stream]] = {}
@@ -76,15 +99,16 @@ class Instances:
                 return (reader, writer), True
             writer.close()
         if idle is None:
-            # A socket not seen before usually means others were retired: forget those that are gone.
-            for gone in [p for p in self._idle if not os.path.exists(p)]:
+            # An address not seen before usually means others were retired: forget those that are gone (a
+            # socket removed; a TCP address whose idle connections its server has all closed).
+            for gone in [a for a, pool in self._idle.items() if _gone(a, pool)]:
                 for _, writer in self._idle.pop(gone):
                     writer.close()
             self._idle[path] = []
         try:
-            return await asyncio.open_unix_connection(path, limit=HEAD_LIMIT), False
-        except OSError as err:
-            raise InstanceGone(f"cannot connect: {err.strerror or err}") from None
+            return await _connect(path), False
+        except (OSError, ValueError) as err:
+            raise InstanceGone(f"cannot connect: {getattr(err, 'strerror', None) or err}") from None
 
     def _release(self, path: str, stream: Stream) -> None:
         idle = self._idle.get(path)
@@ -94,7 +118,7 @@ class Instances:
             stream[1].close()
 
     async def exchange(self, path: str, invocation: Invocation, timeout: float, max_payload: int) -> Answer:
-        """POST /invocations to the instance on ``path``; ModelTimeout after ``timeout`` seconds."""
+        """POST /invocations to the instance at ``path`` (a socket or host:port); ModelTimeout after ``timeout`` seconds."""
         head = _request_head(invocation)
         while True:
             (reader, writer), reused = await self._acquire(path)
@@ -125,6 +149,12 @@ class Instances:
                 headers.get(CUSTOM_ATTRIBUTES.lower()),
                 time.perf_counter() - started,
             )
+
+
+def _gone(address: str, pool: list[Stream]) -> bool:
+    if is_socket(address):
+        return not os.path.exists(address)
+    return all(reader.at_eof() or writer.is_closing() for reader, writer in pool)
 
 
 def _request_head(invocation: Invocation) -> bytes:

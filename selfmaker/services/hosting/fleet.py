@@ -37,7 +37,7 @@ from ...engines.executor import ExecutorUnavailable, ExitStatus
 from ...engines.periodic import Periodic
 from ...objects.access import AccountObjects
 from ..jobs import logship
-from ..jobs.lifecycle import executor
+from ..jobs.lifecycle import cluster_executor
 from . import instances
 from .instances import Instance
 
@@ -169,7 +169,7 @@ class _Keeper:
         return STARTING_POLL_SECONDS if starting else HEALTH_SECONDS / 4
 
     def _step(self) -> None:
-        ex = executor(self.fleet.backends)
+        ex = cluster_executor(self.fleet.backends)
         self._leaving = {id_: thread for id_, thread in self._leaving.items() if thread.is_alive()}
         known = {*self._seen, *self._leaving, *(i.id for i in self._to_restart)}
         for instance in instances.on_disk(self.root):
@@ -183,7 +183,9 @@ class _Keeper:
             self._check(ex, seen)
         if not (self.failure or self._closed):
             self._resize(ex)
-        self.ready = tuple(s.instance.socket for s in self._seen.values() if s.instance.answered)
+        self.ready = tuple(
+            address for s in self._seen.values() if s.instance.answered and (address := _address(ex, s.instance))
+        )
 
     # -- following instances ---------------------------------------------------------------
 
@@ -200,11 +202,11 @@ class _Keeper:
             instance.log_path,
         )
         if instance.state.exists():
-            executor(self.fleet.backends).watch(instance.state, self.wake)
+            cluster_executor(self.fleet.backends).watch(instance.state, self.wake)
 
     def _check(self, ex, seen: _Seen) -> None:
         instance = seen.instance
-        if not (instance.state / "pid").exists():  # a server stopped between creating it and starting it
+        if not ex.started(instance.state):  # a server stopped between creating it and starting it
             instance.say(f"{instance.id} was never started; starting another instance")
             return self._discard(ex, seen, replace=True)
         status = ex.poll(instance.state)
@@ -214,7 +216,7 @@ class _Keeper:
         if instance.answered and now - seen.checked < HEALTH_SECONDS:
             return None
         seen.checked = now
-        if model_server.ping(instance.socket, PING_TIMEOUT):
+        if model_server.ping(_address(ex, instance), PING_TIMEOUT):
             if seen.misses:
                 instance.say(f"{instance.id} answers /ping again")
             seen.misses = 0
@@ -237,7 +239,7 @@ class _Keeper:
 
     def _ended(self, seen: _Seen, status: ExitStatus) -> None:
         instance = seen.instance
-        ex = executor(self.fleet.backends)
+        ex = cluster_executor(self.fleet.backends)
         if instance.shut_down:  # a clean server shutdown stopped it: start it again, same id
             del self._seen[instance.id]
             logship.finish(instance.log_path)
@@ -283,7 +285,7 @@ class _Keeper:
         log.info("fleet: group %s failed: %s", self.group.key, reason)
         self.failure = reason[:1024]
         self._save()
-        ex = executor(self.fleet.backends)
+        ex = cluster_executor(self.fleet.backends)
         for seen in list(self._seen.values()):  # the others would only keep failing the same way
             if not seen.instance.answered:
                 seen.instance.say(f"stopping {seen.instance.id}: the variant failed: {reason}")
@@ -337,7 +339,7 @@ class _Keeper:
         except BaseException as err:  # nothing half-started stays behind; the reason is in its stream
             if isinstance(err, _GroupFailure):
                 instance.say(f"cannot start {instance.id}: {err}")
-            if (instance.state / "pid").exists():
+            if ex.started(instance.state):
                 ex.stop(instance.state)
             logship.finish(instance.log_path)
             instance.remove()
@@ -345,8 +347,16 @@ class _Keeper:
 
     def _start(self, ex, instance: Instance, replaces: str | None, again: bool) -> None:
         group, backends = self.group, self.fleet.backends
-        runtime = self._ensure_runtime(instance)
-        limits = instance_types.limits(group.instance_type)
+        runtime = self._ensure_runtime(ex, instance)
+        here = ex.shares_files  # else on a node of a cluster, reached over TCP (docs/scale-out.md)
+        if not here and group.model.get("EnableNetworkIsolation"):
+            raise _GroupFailure(
+                f"ClientError: model {group.model.get('ModelName')} has EnableNetworkIsolation, and the "
+                f"{ex.name} executor reaches endpoint instances on its nodes over the network: serve it with "
+                "--executor local, or create the model without network isolation"
+            )
+        # On this machine: the type's size capped by it; on a cluster's node: its size, for the cluster to place.
+        limits = (instance_types.limits if here else instance_types.size)(group.instance_type)
         why = " after a server restart" if again else f" to replace {replaces}" if replaces else ""
         instance.say(
             f"starting {instance.id}{why} ({group.instance_type}: {limits.cpus} CPU, "
@@ -374,9 +384,10 @@ class _Keeper:
             limits=limits,
             network=not group.model.get("EnableNetworkIsolation"),
             hostname=instance.id,
-            mounts=(model_server.socket_mount(instance.root),),
+            mounts=(model_server.socket_mount(instance.root),) if here else (),
         )
         spec.command = list(model_server.COMMAND)
+        spec.serves = True
         Path(instance.socket).unlink(missing_ok=True)
         with self._lock:
             if self._closed:
@@ -388,7 +399,7 @@ class _Keeper:
                 raise _GroupFailure(f"ClientError: {err}") from None
             self._attach(instance)
 
-    def _ensure_runtime(self, instance: Instance) -> runtimes.Runtime:
+    def _ensure_runtime(self, ex, instance: Instance) -> runtimes.Runtime:
         """The runtime of the model's image, built on first use (its creation logged in the instance's stream)."""
         image = model_server.container_of(self.group.model).get("Image", "")
         settings = self.fleet.backends.settings
@@ -396,10 +407,17 @@ class _Keeper:
             if self._runtime is None or self._runtime[0] != image:
                 self._runtime = image, runtimes.resolve(image, runtimes.load_config(settings.runtimes_config))
             runtime = self._runtime[1]
-            runtimes.ensure(runtime, settings.runtimes_dir, instance.append, **runtimes.options(settings))
+            if not ex.builds_runtimes:  # else the node builds it from the spec, once (ray_node.py)
+                runtimes.ensure(runtime, settings.runtimes_dir, instance.append, **runtimes.options(settings))
         except (runtimes.UnknownImage, runtimes.RuntimeBuildError, model_server.ModelDataError) as err:
             raise _GroupFailure(f"ClientError: {err}") from None
         return runtime
+
+
+def _address(ex, instance: Instance) -> str | None:
+    """Where the router and the health check reach an instance: its Unix socket on this machine; on a cluster's
+    node, ``host:port`` on TCP once it listens (None before)."""
+    return instance.socket if ex.shares_files else ex.serving_address(instance.state)
 
 
 def _saved_group(root: Path) -> Group | None:
@@ -453,7 +471,7 @@ class Fleet:
         keeper.wake()
 
     def ready(self, key: str) -> tuple[str, ...]:
-        """Socket paths of the group's instances that answer /ping."""
+        """Addresses (socket paths, or host:port on a cluster's nodes) of the group's instances that answer /ping."""
         keeper = self._keepers.get(key)
         return keeper.ready if keeper is not None else ()
 
@@ -510,7 +528,7 @@ class Fleet:
                 log.exception("fleet: a readiness callback failed for %s", key)
 
     def _stop_instance(self, instance: Instance, group: Group | None, remove: bool) -> None:
-        ex = executor(self.backends)
+        ex = cluster_executor(self.backends)
         if instance.state.exists():
             _terminate(ex, instance)
         if group is None:
@@ -535,12 +553,12 @@ class Fleet:
             self._keepers.clear()
         for keeper in keepers:
             keeper.close()
-        ex = executor(self.backends)
+        ex = cluster_executor(self.backends)
         members = [
             (i, keeper.group)
             for keeper in keepers
             for i in instances.on_disk(keeper.root)
-            if (i.state / "pid").exists() and ex.poll(i.state) is None
+            if ex.started(i.state) and ex.poll(i.state) is None
         ]
         for instance, _ in members:
             instance.mark_shut_down()

@@ -71,14 +71,15 @@ def context(backends: Backends, record: Record) -> Context:
 
 
 def executor(backends: Backends):
-    """The executor of what always runs on this server's machine (endpoints, notebooks, transform jobs): the
-    configured one, or the local one when jobs go to a cluster."""
+    """The executor of what always runs on this server's machine (notebooks, transform jobs): the configured
+    one, or the local one when jobs and endpoints go to a cluster."""
     setting = backends.settings.executor
     return backends.shared("executor", lambda: open_executor("local" if setting == "ray" else setting))
 
 
 def cluster_executor(backends: Backends):
-    """Where training and processing instances run: the configured executor (a Ray cluster, say)."""
+    """Where training and processing instances and endpoint instances run: the configured executor (a Ray
+    cluster, say)."""
     settings = backends.settings
     if settings.executor != "ray":
         return executor(backends)

@@ -1,0 +1,156 @@
+"""Endpoints on a Ray cluster (docs/scale-out.md, "Endpoints on a Ray cluster").
+
+A cluster of a head with no CPUs and two worker nodes on this machine (as tests/test_ray.py), and a server with
+``--executor ray``. Through boto3: an endpoint of two instances, one on each node, each a model server in the
+node's sandbox listening on TCP on the node's address, answers InvokeEndpoint; one worker node is lost (removed
+from the cluster, and its model server killed as the machine's loss would): every request still answers (the
+router retries on the other instance), and the lost instance is replaced on the node that is left.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from support.clients import make_client
+from support.endpoints import Models, deploy, variant
+from support.jobs import tar_gz
+from support.pipelines import IMAGE, runtimes_config
+from support.server import Server
+from support.waiting import wait_for
+
+ray = pytest.importorskip("ray") if not os.environ.get("CI") else __import__("ray")  # CI installs it: never skip
+
+pytestmark = pytest.mark.ray
+
+NODE_LINE = re.compile(r"SelfMaker: on Ray node ([0-9a-f]+)")
+NODE = {"num_cpus": 4, "memory": 16 << 30, "object_store_memory": 100 << 20}  # room for two ml.m5.large each
+# Answers with the instance that served it (the sandbox's hostname is the instance id).
+WHO = """
+    import socket
+    def model_fn(model_dir):
+        return None
+    def transform_fn(model, data, content_type, accept):
+        return socket.gethostname(), "text/plain"
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from ray.cluster_utils import Cluster
+
+    os.environ.setdefault("RAY_memory_monitor_refresh_ms", "0")  # the machine is shared: no OOM killing
+    made = Cluster(
+        initialize_head=True,
+        connect=False,
+        head_node_args={"num_cpus": 0, "include_dashboard": False, "object_store_memory": 100 << 20},
+    )
+    workers = [made.add_node(**NODE) for _ in range(2)]
+    made.wait_for_nodes()
+    yield made, workers
+    made.shutdown()
+
+
+@pytest.fixture(scope="module")
+def ray_server(cluster, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ray-endpoints")
+    srv = Server(
+        tmp / "data",
+        extra_args=[
+            "--executor",
+            "ray",
+            "--ray-address",
+            cluster[0].address,
+            "--runtimes-config",
+            runtimes_config(tmp),
+        ],
+    ).start()
+    yield srv
+    srv.stop()
+
+
+def instance_nodes(logs, endpoint: str) -> dict[str, str]:
+    """Instance id -> the Ray node it runs on, from each instance's log stream."""
+    group = f"/aws/sagemaker/Endpoints/{endpoint}"
+    found = {}
+    for stream in logs.describe_log_streams(logGroupName=group)["logStreams"]:
+        events = logs.get_log_events(logGroupName=group, logStreamName=stream["logStreamName"], startFromHead=True)
+        text = "\n".join(e["message"] for e in events["events"])
+        if match := NODE_LINE.search(text):
+            found[stream["logStreamName"].split("/")[-1]] = match.group(1)
+    return found
+
+
+def serving(runtime, endpoint: str, tries: int = 40) -> list[str]:
+    """The instance ids that answered ``tries`` invocations (each must succeed)."""
+    return [
+        runtime.invoke_endpoint(EndpointName=endpoint, Body=b"1", ContentType="text/csv")["Body"].read().decode()
+        for _ in range(tries)
+    ]
+
+
+def kill_model_server(data_dir: Path, instance_id: str) -> None:
+    """End an instance's sandbox on its node, as losing the machine would (removing a node from a cluster on
+    one machine leaves the processes it started running)."""
+    from selfmaker.engines.executor.ray_cluster import actor_name
+    from selfmaker.engines.executor.ray_node import node_dir
+
+    (state,) = data_dir.glob(f"endpoints/*/*/*/{instance_id}/state")
+    pid = int((node_dir() / actor_name(state) / "state" / "pid").read_text().split()[0])
+    os.killpg(pid, signal.SIGKILL)  # bwrap leads its session; the sandbox dies with it (--die-with-parent)
+
+
+def test_an_endpoint_on_two_nodes_survives_the_loss_of_one(ray_server, cluster, tmp_path):
+    sm, logs = make_client("sagemaker", ray_server.url), make_client("logs", ray_server.url)
+    runtime = make_client("sagemaker-runtime", ray_server.url)
+    models = Models(ray_server, tmp_path)
+    models.create("who", tar_gz({"code/inference.py": textwrap.dedent(WHO).encode()}), Image=IMAGE)
+    described = deploy(sm, "on-ray", [variant("who", count=2)])
+    assert described["EndpointStatus"] == "InService", described.get("FailureReason")
+
+    answered = serving(runtime, "on-ray")
+    nodes = wait_for(  # the instances' logs come back from their nodes as they run, then ship to CloudWatch Logs
+        lambda: instance_nodes(logs, "on-ray"),
+        lambda found: len(found) == 2,
+        timeout=120,
+        ignore=(Exception,),
+        what="both instances' logs to name their nodes",
+    )
+    assert set(answered) == set(nodes) and len(nodes) == 2, (answered, nodes)
+    assert len(set(nodes.values())) == 2, f"the two instances share a node: {nodes}"
+    made, workers = cluster
+    assert set(nodes.values()) == {w.node_id for w in workers}
+
+    lost_instance, lost_node = next(iter(nodes.items()))
+    made.remove_node(next(w for w in workers if w.node_id == lost_node), allow_graceful=False)
+    kill_model_server(ray_server.data_dir, lost_instance)
+    # Every request answers: one sent to the lost instance is retried on the other.
+    answered = serving(runtime, "on-ray", tries=60)
+    assert lost_instance not in answered[-20:], "requests still reach the lost instance"
+
+    def replaced() -> dict[str, str]:
+        now = instance_nodes(logs, "on-ray")
+        return {i: n for i, n in now.items() if i != lost_instance}
+
+    now = wait_for(
+        replaced,
+        lambda found: len(found) == 2,
+        timeout=300,
+        ignore=(Exception,),
+        what="the lost instance's replacement",
+    )
+    survivor = next(w.node_id for w in workers if w.node_id != lost_node)
+    assert set(now.values()) == {survivor}, now
+    wait_for(
+        lambda: set(serving(runtime, "on-ray", tries=20)),
+        lambda seen: seen == set(now),
+        timeout=300,
+        what="both instances (the replacement too) to answer",
+    )
+    assert sm.describe_endpoint(EndpointName="on-ray")["EndpointStatus"] == "InService"
+    sm.delete_endpoint(EndpointName="on-ray")
