@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import subprocess
 import sys
 import tarfile
 
 import pytest
 
+from support import ray_cluster
 from support.clients import make_client
 from support.jobs import code_archive, processing_request, s3_input, training_request, wait
-from support.pipelines import IMAGE, create, entrypoint, processing, runtimes_config, start, steps
+from support.pipelines import IMAGE, create, entrypoint, processing, start, steps
 from support.pipelines import wait as wait_pipeline
-from support.server import Server
+from support.ray_cluster import NODE_LINE, two_worker_cluster
 from support.waiting import wait_for
 
 ray = pytest.importorskip("ray") if not os.environ.get("CI") else __import__("ray")  # CI installs it: never skip
@@ -31,45 +31,20 @@ ray = pytest.importorskip("ray") if not os.environ.get("CI") else __import__("ra
 pytestmark = pytest.mark.ray
 
 BUCKET = "ray-jobs"
-NODE_LINE = re.compile(r"SelfMaker: on Ray node ([0-9a-f]+)")
-# The worker nodes: an ml.m5.large (2 CPUs, 8 GiB) each twice over; a small object store each.
-NODE = {"num_cpus": 4, "memory": 16 << 30, "object_store_memory": 100 << 20}
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    from ray.cluster_utils import Cluster
-
-    os.environ.setdefault("RAY_memory_monitor_refresh_ms", "0")  # the machine is shared: no OOM killing
-    made = Cluster(
-        initialize_head=True,
-        connect=False,
-        head_node_args={"num_cpus": 0, "include_dashboard": False, "object_store_memory": 100 << 20},
-    )
-    workers = [made.add_node(**NODE) for _ in range(2)]
-    made.wait_for_nodes()
-    yield made, workers
-    made.shutdown()
+    with two_worker_cluster() as made:
+        yield made
 
 
 @pytest.fixture(scope="module")
 def ray_server(cluster, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("ray")
-    srv = Server(
-        tmp / "data",
-        extra_args=[
-            "--executor",
-            "ray",
-            "--ray-address",
-            cluster[0].address,
-            "--runtimes-config",
-            runtimes_config(tmp),
-            "--stop-grace-seconds",
-            "20",
-        ],
-    ).start()
-    yield srv
-    srv.stop()
+    with ray_cluster.ray_server(
+        cluster[0].address, tmp_path_factory.mktemp("ray"), "--stop-grace-seconds", "20"
+    ) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")

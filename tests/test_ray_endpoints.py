@@ -10,26 +10,24 @@ router retries on the other instance), and the lost instance is replaced on the 
 from __future__ import annotations
 
 import os
-import re
 import signal
 import textwrap
 from pathlib import Path
 
 import pytest
 
+from support import ray_cluster
 from support.clients import make_client
 from support.endpoints import Models, deploy, variant
 from support.jobs import tar_gz
-from support.pipelines import IMAGE, runtimes_config
-from support.server import Server
+from support.pipelines import IMAGE
+from support.ray_cluster import NODE_LINE, two_worker_cluster
 from support.waiting import wait_for
 
 ray = pytest.importorskip("ray") if not os.environ.get("CI") else __import__("ray")  # CI installs it: never skip
 
 pytestmark = pytest.mark.ray
 
-NODE_LINE = re.compile(r"SelfMaker: on Ray node ([0-9a-f]+)")
-NODE = {"num_cpus": 4, "memory": 16 << 30, "object_store_memory": 100 << 20}  # room for two ml.m5.large each
 # Answers with the instance that served it (the sandbox's hostname is the instance id).
 WHO = """
     import socket
@@ -42,36 +40,14 @@ WHO = """
 
 @pytest.fixture(scope="module")
 def cluster():
-    from ray.cluster_utils import Cluster
-
-    os.environ.setdefault("RAY_memory_monitor_refresh_ms", "0")  # the machine is shared: no OOM killing
-    made = Cluster(
-        initialize_head=True,
-        connect=False,
-        head_node_args={"num_cpus": 0, "include_dashboard": False, "object_store_memory": 100 << 20},
-    )
-    workers = [made.add_node(**NODE) for _ in range(2)]
-    made.wait_for_nodes()
-    yield made, workers
-    made.shutdown()
+    with two_worker_cluster() as made:
+        yield made
 
 
 @pytest.fixture(scope="module")
 def ray_server(cluster, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("ray-endpoints")
-    srv = Server(
-        tmp / "data",
-        extra_args=[
-            "--executor",
-            "ray",
-            "--ray-address",
-            cluster[0].address,
-            "--runtimes-config",
-            runtimes_config(tmp),
-        ],
-    ).start()
-    yield srv
-    srv.stop()
+    with ray_cluster.ray_server(cluster[0].address, tmp_path_factory.mktemp("ray-endpoints")) as srv:
+        yield srv
 
 
 def instance_nodes(logs, endpoint: str) -> dict[str, str]:

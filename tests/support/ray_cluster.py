@@ -1,0 +1,49 @@
+"""A Ray cluster on this machine for the ray executor's tests (tests/test_ray.py, tests/test_ray_endpoints.py):
+a head with no CPUs and two worker nodes, and a SelfMaker server driving it with ``--executor ray``."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from support.pipelines import runtimes_config
+from support.server import Server
+
+NODE_LINE = re.compile(r"SelfMaker: on Ray node ([0-9a-f]+)")  # what an instance's log says of its node
+# The worker nodes: an ml.m5.large (2 CPUs, 8 GiB) each twice over; a small object store each.
+NODE = {"num_cpus": 4, "memory": 16 << 30, "object_store_memory": 100 << 20}
+
+
+@contextmanager
+def two_worker_cluster() -> Iterator[tuple]:
+    """(the cluster, its two worker nodes), shut down at the end."""
+    from ray.cluster_utils import Cluster
+
+    os.environ.setdefault("RAY_memory_monitor_refresh_ms", "0")  # the machine is shared: no OOM killing
+    made = Cluster(
+        initialize_head=True,
+        connect=False,
+        head_node_args={"num_cpus": 0, "include_dashboard": False, "object_store_memory": 100 << 20},
+    )
+    workers = [made.add_node(**NODE) for _ in range(2)]
+    made.wait_for_nodes()
+    try:
+        yield made, workers
+    finally:
+        made.shutdown()
+
+
+@contextmanager
+def ray_server(address: str, tmp: Path, *extra: str) -> Iterator[Server]:
+    """A server whose jobs (and endpoint instances) run on the cluster at ``address``."""
+    srv = Server(
+        tmp / "data",
+        extra_args=["--executor", "ray", "--ray-address", address, "--runtimes-config", runtimes_config(tmp), *extra],
+    ).start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
