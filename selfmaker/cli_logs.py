@@ -124,19 +124,27 @@ def _not_found(err) -> bool:
     return code in ("ValidationException", "ResourceNotFound", "ResourceNotFoundException")
 
 
+def _exists(describe: Callable[[], object]) -> bool:
+    """Whether a Describe call finds its resource (False on the server's not-found answers; other errors raise)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        describe()
+    except ClientError as err:
+        if _not_found(err):
+            return False
+        raise
+    return True
+
+
 # -- finding what NAME is ---------------------------------------------------------------------------------------
 
 
 def _job_target(sm, job_type: JobType, name: str) -> Target | None:
-    from botocore.exceptions import ClientError
 
     describe = getattr(sm, job_type.describe)
-    try:
-        describe(**{job_type.name_member: name})
-    except ClientError as err:
-        if _not_found(err):
-            return None
-        raise
+    if not _exists(lambda: describe(**{job_type.name_member: name})):
+        return None
     return Target(
         f"{job_type.kind} job {name}",
         lambda: [LogSource(job_type.log_group, f"{name}/")],
@@ -160,17 +168,12 @@ def _tuning_sources(sm, name: str) -> list[LogSource]:
 
 
 def _tuning_target(sm, name: str) -> Target | None:
-    from botocore.exceptions import ClientError
 
     def status() -> str:
         return sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)["HyperParameterTuningJobStatus"]
 
-    try:
-        status()
-    except ClientError as err:
-        if _not_found(err):
-            return None
-        raise
+    if not _exists(status):
+        return None
     return Target(f"tuning job {name}", lambda: _tuning_sources(sm, name), status, _ENDED, frozenset({"Failed"}))
 
 
@@ -268,17 +271,12 @@ def _check_step(sm, arn: str, step: str, running: bool) -> None:
 
 
 def _pipeline_target(sm, arn: str, step: str | None) -> Target | None:
-    from botocore.exceptions import ClientError
 
     def status() -> str:
         return sm.describe_pipeline_execution(PipelineExecutionArn=arn)["PipelineExecutionStatus"]
 
-    try:
-        status()
-    except ClientError as err:
-        if _not_found(err):
-            return None
-        raise
+    if not _exists(status):
+        return None
     job_types = {t.kind: t for t in JOB_TYPES}
     if step is not None:
         _check_step(sm, arn, step, status() in ("Executing", "Stopping"))
