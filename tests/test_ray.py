@@ -239,6 +239,20 @@ def test_an_instance_type_no_node_can_hold_fails_at_once_saying_so(clients):
     assert job["FailureReason"].startswith("ClientError: no live node of the Ray cluster has 96 CPUs")
 
 
+def test_a_multi_instance_job_is_refused_naming_why(clients):
+    # Its instances could land on different nodes, which nothing yet lets reach each other by algo-N.
+    sm, _, _ = clients
+    training(
+        clients,
+        "ray-two",
+        "print('never')\n",
+        ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 2, "VolumeSizeInGB": 1},
+    )
+    job = wait(sm, "training", "ray-two", timeout=120)
+    assert job["TrainingJobStatus"] == "Failed"
+    assert job["FailureReason"].startswith("ClientError: a job of 2 instances cannot run on the ray executor yet")
+
+
 def test_the_ray_executor_needs_the_cluster_address(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "selfmaker.cli", "serve", "--executor", "ray", "--data-dir", str(tmp_path / "data")],
