@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from .credentials import load_credentials
+from .credentials import KeyRing, load_credentials
 from .http import Request
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ class OpenAuthenticator:
 
     def __init__(self, settings):
         self.settings = settings
-        self.credentials = load_credentials(settings.credentials_file) if settings.credentials_file else {}
+        self.credentials = KeyRing(load_credentials(settings.credentials_file) if settings.credentials_file else {})
 
     def check_headers(self, request: Request, scope: Scope | None, service: str | None = None) -> None:
         """Nothing to refuse: open mode checks no signature."""
