@@ -3,7 +3,7 @@
 A first view of a graph used to run dagre in the browser: about a third of a 200-step graph's time to appear,
 and the most variable part (benchmarks/console.py). ``dot`` lays out the same graph in tens of milliseconds,
 in its own process: it is killed at a timeout, holds no lock of the server's, and at most ``CONCURRENT`` run
-at once. It was chosen over grandalf (pure Python, in the server's process) by measurement: as fast on the
+at once, from threads of their own (a burst of first views never takes the threads API requests run on). It was chosen over grandalf (pure Python, in the server's process) by measurement: as fast on the
 benchmark's graph, three to four times faster on graphs with long edges (docs/benchmarks.md#console).
 
 Only positions come back, in Cytoscape's pixels (y down), for the steps' centres. Steps are named ``n0``,
@@ -14,22 +14,26 @@ page falls back to dagre in the browser.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import math
+import shutil
 import subprocess
-import threading
+from concurrent.futures import ThreadPoolExecutor
 
 log = logging.getLogger("selfmaker.console")
 
-TIMEOUT_SECONDS = 10.0
-CONCURRENT = 2  # dot runs at once; more wait (up to the timeout), then the browser lays the graph out
+TIMEOUT_SECONDS = 10.0  # one dot run
+WAIT_SECONDS = 15.0  # a page's wait for its layout, queued behind others included; then the browser lays it out
+CONCURRENT = 2  # dot runs at once
 POINTS_PER_INCH = 72  # DOT sizes are inches; at Cytoscape's zoom 1 a pixel is a point
 # Each kind of step's size and the spacing, as console-graph.js draws them (pixels).
 STEP_SIZE = (150, 44)
 SIZES = {"Condition": (110, 60)}
 NODE_SEPARATION, RANK_SEPARATION = 30, 60
 
-_slots = threading.BoundedSemaphore(CONCURRENT)
+_runs = ThreadPoolExecutor(CONCURRENT, thread_name_prefix="console-graphviz")
 
 Positions = dict[str, tuple[float, float]]
 
@@ -75,16 +79,30 @@ def parse_plain(text: str, ids: list[str]) -> Positions | None:
     return placed if len(placed) == len(ids) else None
 
 
-def layout(graph: dict, program: str) -> Positions | None:
-    """The steps' positions as ``program`` (dot) lays the graph out, or None (see the module's docstring).
-    Blocks up to about twice TIMEOUT_SECONDS: call it off the event loop."""
-    if not program or not graph["nodes"]:
+async def layout(graph: dict, program: str) -> Positions | None:
+    """The steps' positions as ``program`` (dot) lays the graph out, or None (see the module's docstring)."""
+    found = _installed(program) if program else None
+    if found is None or not graph["nodes"]:
         return None
-    if not _slots.acquire(timeout=TIMEOUT_SECONDS):
-        log.warning(
-            "console graph layout: %d dot runs busy for %.0f s; the browser lays it out", CONCURRENT, TIMEOUT_SECONDS
-        )
+    run = asyncio.get_running_loop().run_in_executor(_runs, run_dot, graph, found)
+    try:
+        return await asyncio.wait_for(run, WAIT_SECONDS)  # a run not started yet is cancelled
+    except TimeoutError:
+        log.warning("console graph layout: no dot run within %.0f s; the browser lays it out", WAIT_SECONDS)
         return None
+
+
+@functools.lru_cache(maxsize=8)
+def _installed(program: str) -> str | None:
+    """Where ``program`` is (on PATH unless a path), looked up and, when missing, said once."""
+    found = shutil.which(program)
+    if found is None:
+        log.warning("console graph layout: %s is not installed (Debian: graphviz); browsers lay graphs out", program)
+    return found
+
+
+def run_dot(graph: dict, program: str) -> Positions | None:
+    """``layout``'s work, in one of its threads: dot, killed after TIMEOUT_SECONDS."""
     try:
         done = subprocess.run(
             [program, "-Tplain"],
@@ -96,8 +114,6 @@ def layout(graph: dict, program: str) -> Positions | None:
     except (OSError, subprocess.SubprocessError) as err:  # not installed, not runnable, timed out
         log.warning("console graph layout: %s failed (%s); the browser lays it out", program, err)
         return None
-    finally:
-        _slots.release()
     if done.returncode != 0:
         log.warning("console graph layout: %s exited %d: %s", program, done.returncode, done.stderr[:300])
         return None

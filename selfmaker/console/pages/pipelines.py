@@ -9,7 +9,6 @@ only where it cannot does the browser lay it out (dagre) and post the positions 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 
@@ -62,7 +61,7 @@ async def laid_out(view: View, drawn: dict) -> dict:
     kept = layouts.cache(view.backends)
     positions = kept.get(account, key)
     if positions is None:
-        positions = await asyncio.to_thread(graphviz.layout, drawn, view.backends.settings.graphviz_dot)
+        positions = await graphviz.layout(drawn, view.backends.settings.graphviz_dot)
         if positions is not None:
             kept.keep(account, key, positions)
     if positions is not None:
