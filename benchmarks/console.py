@@ -21,16 +21,16 @@ Measures:
   on loopback is the server's time (plus well under a millisecond of loopback). p50, p95 and max;
 * the pipeline page in headless Chromium (Selenium, Debian's chromium and chromedriver): from the start of
   the navigation to the frame after Cytoscape has laid out and drawn the graph (``data-drawn-at`` that
-  console-graph.js sets, in the page's performance clock): ``--renders`` first views of a graph (another
-  200-step pipeline each time, laid out by Graphviz on the server, or by dagre in the browser with
-  ``--graphviz-dot ''``) alternating with as many later views of one (its layout kept by the server, placed
-  as is). Each load is split by the page's own clocks: the server's answer (request to the end of the HTML),
-  the scripts until console-graph.js starts, Cytoscape's construction (with dagre's layout where it runs),
-  and the first draw (to the second frame after).
+  console-graph.js sets, in the page's performance clock), three kinds of load taking turns ``--renders``
+  times: a first view of a graph (another 200-step pipeline each time) laid out by Graphviz on the server;
+  a first view on a second server started with ``--graphviz-dot ''`` (its own data), laid out by dagre in
+  the browser, as every first view was before; and a later view of one graph (its layout kept by the
+  server, placed as is). Each load is split by the page's own clocks: the server's answer (request to the
+  end of the HTML), the scripts until console-graph.js starts, Cytoscape's construction (with dagre's
+  layout where it runs), and the first draw (to the second frame after).
 
     python benchmarks/console.py                       # 10,000 + 10,000 (about 2 minutes)
     python benchmarks/console.py --experiments 1000 --jobs 1000 --requests 20
-    python benchmarks/console.py --experiments 100 --jobs 100 --renders 10 --graphviz-dot ''   # dagre
 """
 
 from __future__ import annotations
@@ -262,19 +262,27 @@ return {
 PHASE_NAMES = ("answer", "scripts", "construction", "draw")
 
 
-def measure_graph(url: str, pipeline: str, renders: int, by_server: bool) -> tuple[list[dict], list[dict]]:
-    """(first views, later views) of a 200-step graph, each load's phases: a first view of a graph (each is
-    another pipeline: a graph not laid out before) comes laid out by the server (``by_server``) or runs dagre
-    in the browser; a later one places the steps where the kept layout says. Loads alternate between the
-    two, so both see the same load on the machine."""
+FIRST_BY_SERVER, FIRST_BY_DAGRE, LATER = (
+    "first view (laid out by the server)",
+    "first view (dagre in the browser)",
+    "later views (kept layout)",
+)
+
+
+def measure_graph(url: str, dagre_url: str, pipeline: str, renders: int) -> dict[str, list[dict]]:
+    """Each load's phases of a 200-step graph, by kind of load: a first view of a graph (each is another
+    pipeline: a graph not laid out before) laid out by the server (Graphviz, at ``url``), a first view laid
+    out by dagre in the browser (at ``dagre_url``, a server without Graphviz), and a later view of one graph
+    (placed where the kept layout says). The kinds take turns, so all see the same load on the machine."""
     sys.path.insert(0, str(REPO / "tests"))
     from support.browser import chromium
 
-    fresh = [make_pipeline(url, tag=f"v{index}") for index in range(renders)]
+    fresh = [(make_pipeline(url, tag=f"v{i}"), make_pipeline(dagre_url, tag=f"d{i}")) for i in range(renders)]
+    warm = make_pipeline(dagre_url, tag="warm")
     driver = chromium(width=1280, height=900)
 
-    def drawn_in(name: str, laid_out: bool) -> dict:
-        driver.get(f"{url}/console/pipelines/{name}")
+    def drawn_in(base: str, name: str, laid_out: bool) -> dict:
+        driver.get(f"{base}/console/pipelines/{name}")
         deadline = time.monotonic() + 30
         drawn = None
         while drawn is None and time.monotonic() < deadline:
@@ -293,18 +301,18 @@ def measure_graph(url: str, pipeline: str, renders: int, by_server: bool) -> tup
 
     try:
         # The first loads fill the browser's cache of the vendored scripts, and the server's layout of `pipeline`.
-        drawn_in(pipeline, laid_out=by_server)
-        time.sleep(1)  # the layout's POST, where the browser made it
-        drawn_in(pipeline, laid_out=True)
-        first, later = [], []
-        for name in fresh:
-            first.append(drawn_in(name, laid_out=by_server))
-            later.append(drawn_in(pipeline, laid_out=True))
+        drawn_in(dagre_url, warm, laid_out=False)
+        drawn_in(url, pipeline, laid_out=True)
+        loads: dict[str, list[dict]] = {FIRST_BY_SERVER: [], FIRST_BY_DAGRE: [], LATER: []}
+        for by_server, by_dagre in fresh:
+            loads[FIRST_BY_SERVER].append(drawn_in(url, by_server, laid_out=True))
+            loads[FIRST_BY_DAGRE].append(drawn_in(dagre_url, by_dagre, laid_out=False))
+            loads[LATER].append(drawn_in(url, pipeline, laid_out=True))
         errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         if errors:
             raise SystemExit(f"browser console errors: {errors}")
         driver.save_screenshot(str(Path(tempfile.gettempdir()) / "console-bench-pipeline-200.png"))
-        return first, later
+        return loads
     finally:
         driver.quit()
 
@@ -316,10 +324,6 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=50, help="timed requests per list page")
     parser.add_argument(
         "--renders", type=int, default=5, help="timed first views, and as many later views, of a 200-step graph"
-    )
-    parser.add_argument(
-        "--graphviz-dot",
-        help="the server's --graphviz-dot ('' : first views are laid out by dagre in the browser, as before)",
     )
     args = parser.parse_args()
 
@@ -335,13 +339,14 @@ def main() -> None:
         pipeline = make_pipeline(first.url)
     copy_training_jobs(data_dir, template, args.jobs)
 
-    with server(data_dir, log_path, runtimes, args.graphviz_dot) as second:
+    # Beside it, a server without Graphviz (its own data), whose first views dagre lays out in the browser.
+    without_graphviz = server(work / "data-dagre", work / "server-dagre.log", runtimes, graphviz_dot="")
+    with server(data_dir, log_path, runtimes) as second, without_graphviz as dagre:
         listed = client(second.url).list_training_jobs(MaxResults=1, NameContains="bench-job-09999")
         if args.jobs >= 10_000 and not listed["TrainingJobSummaries"]:
             raise SystemExit("the copied jobs are not listed")
         rows = measure_lists(second.port, args.requests)
-        by_server = args.graphviz_dot != ""
-        first_views, later_views = measure_graph(second.url, pipeline, args.renders, by_server)
+        graph_loads = measure_graph(second.url, dagre.url, pipeline, args.renders)
 
     print()
     # The load average says how much of the two cores others' work took meanwhile (shared machines).
@@ -354,7 +359,6 @@ def main() -> None:
             f"{args.requests} requests each",
         )
     )
-    first_how = "laid out by the server" if by_server else "dagre in the browser"
     print(
         table(
             [
@@ -374,10 +378,7 @@ def main() -> None:
                     "yes" if max(load["total"] for load in loads) <= GOAL_GRAPH_MS else "NO",
                     *(f"{statistics.median(load[phase] for load in loads):.0f}" for phase in PHASE_NAMES),
                 ]
-                for what, loads in (
-                    (f"first view ({first_how})", first_views),
-                    ("later views (kept layout)", later_views),
-                )
+                for what, loads in graph_loads.items()
             ],
         )
     )
