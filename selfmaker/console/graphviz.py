@@ -3,7 +3,8 @@
 A first view of a graph used to run dagre in the browser: about a third of a 200-step graph's time to appear,
 and the most variable part (benchmarks/console.py). ``dot`` lays out the same graph in tens of milliseconds,
 in its own process: it is killed at a timeout, holds no lock of the server's, and at most ``CONCURRENT`` run
-at once, from threads of their own (a burst of first views never takes the threads API requests run on). It was chosen over grandalf (pure Python, in the server's process) by measurement: as fast on the
+at once, from threads of their own (a burst of first views never takes the threads API requests run on).
+It was chosen over grandalf (pure Python, in the server's process) by measurement: as fast on the
 benchmark's graph, three to four times faster on graphs with long edges (docs/benchmarks.md#console).
 
 Only positions come back, in Cytoscape's pixels (y down), for the steps' centres. Steps are named ``n0``,
