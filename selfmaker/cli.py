@@ -48,6 +48,7 @@ def _serve(args) -> int:
                 price_table=args.price_table,
                 edge_cache_ttl=args.edge_cache_ttl,
                 console_session_seconds=args.console_session_seconds,
+                graphviz_dot=args.graphviz_dot,
                 callback_timeout_seconds=args.callback_timeout_seconds,
             ).items()
             if v is not None
@@ -268,6 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="the web console (/console): seconds a session lasts without use before it signs in again "
         "(default 28800; env SELFMAKER_CONSOLE_SESSION_SECONDS)",
+    )
+    serve.add_argument(
+        "--graphviz-dot",
+        help="the web console lays pipeline graphs out with this Graphviz dot program (default dot, on PATH); "
+        "'' leaves it to the browser (dagre) (env SELFMAKER_GRAPHVIZ_DOT)",
     )
     serve.add_argument(
         "--callback-timeout-seconds",
