@@ -277,7 +277,7 @@ def test_uv_gets_pip_configuration_or_the_package_index_alone(monkeypatch, tmp_p
     assert runtime_builds._source_options(None, "uv") == []
 
 
-def test_a_job_waiting_for_its_runtime_build_stops_at_once(make_server, offline, tmp_path):
+def test_a_job_waiting_for_its_runtime_build_stops_at_once(make_server, offline, tmp_path, request):
     """StopProcessingJob / StopTrainingJob while the runtime builds: Stopped at once, while the build is still
     held at its gate. A build nobody else waits for is cancelled (its processes end, nothing half-built stays);
     one another job waits for goes on, and that job completes."""
@@ -285,6 +285,7 @@ def test_a_job_waiting_for_its_runtime_build_stops_at_once(make_server, offline,
     own_wheelhouse = tmp_path / "wheelhouse"
     subprocess.run(["cp", "-r", str(wheelhouse), str(own_wheelhouse)], check=True)
     gate, pids = tmp_path / "gate", tmp_path / "build-pids"
+    request.addfinalizer(gate.touch)  # whatever happens, no build backend waits on after the test
     _gated_sdist(own_wheelhouse, gate, pids)
     config = tmp_path / "runtimes.json"
     config.write_text(json.dumps({"images": {IMAGE: {"packages": ["slowpkg"]}}}))
