@@ -216,6 +216,19 @@ def test_two_jobs_wait_for_one_offline_build_and_say_so(make_server, offline, tm
     assert failed.returncode == 1
     assert "selfmaker runtimes build:" in failed.stderr and "no-such-package-here" in failed.stderr
 
+    # A job whose runtime cannot be built fails with the installer's words (its build ran off the job's step).
+    broken = f"offline-broken-{int(time.time())}"
+    request = training_request(broken, "offline", "unused")
+    request["HyperParameters"] = {}
+    request["AlgorithmSpecification"] = {
+        "TrainingImage": MISSING_IMAGE,
+        "TrainingInputMode": "File",
+        "ContainerEntrypoint": entrypoint(JOB),
+    }
+    sm.create_training_job(**request)
+    broken_job = wait(sm, "training", broken)
+    assert broken_job["TrainingJobStatus"] == "Failed" and "no-such-package-here" in broken_job["FailureReason"]
+
 
 def test_pip_builds_offline_when_asked_and_prune_removes_what_is_unused(offline, tmp_path):
     wheelhouse, config = offline
