@@ -205,6 +205,7 @@ SERVICE_MODULES: tuple[str, ...] = (
     # the machinery behind long-running resources
     "selfmaker.engines.leases",
     "selfmaker.engines.reconciler",
+    "selfmaker.engines.background_builds",
     # SageMaker, one family after another
     "selfmaker.services.tagging",
     "selfmaker.services.catalog",

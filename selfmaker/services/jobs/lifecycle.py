@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ...backends import Backends
 from ...engines import instance_types, reconciler, runtimes, sandbox
+from ...engines.background_builds import background_builds
 from ...engines.executor import ExecutorUnavailable, ExitStatus, InstanceSpec, Mount, Placement, open_executor
 from ...engines.leases import leases
 from ...engines.reconciler import Controller, kick
@@ -40,6 +41,8 @@ log = logging.getLogger("selfmaker.jobs")
 
 ACTIVE = frozenset({"InProgress", "Stopping"})
 TERMINAL = frozenset({"Completed", "Failed", "Stopped"})
+# While its runtime builds a job is looked at again after this long, if the build's end did not wake it first.
+BUILD_CHECK = 30.0
 REASON_LIMIT = 1024  # characters: AWS truncates FailureReason (and ExitMessage) there
 
 _watched: set[Path] = set()
@@ -380,8 +383,8 @@ class JobKind(Kind):
                 return self._lost_with(run, node)
             if record.status == "Stopping":
                 return self._stop(run)
-            if run.state.get("phase", "Starting") == "Starting":
-                self._start(run)
+            if run.state.get("phase", "Starting") == "Starting" and not self._start(run):
+                return BUILD_CHECK  # its runtime builds; the build runs this step again when it ends
             return self._follow(run)
         except JobFailure as failure:
             self._stop_instances(run)
@@ -421,7 +424,9 @@ class JobKind(Kind):
                 except Exception:
                     log.exception("could not stop %s of %s", instance.host, run.record.arn)
 
-    def _start(self, run: Run) -> None:
+    def _start(self, run: Run) -> bool:
+        """Build the runtime, fetch the inputs, launch the instances; False while the runtime is still
+        building (off this thread: the job can be stopped meanwhile, engines/background_builds.py)."""
         ex = self.executor(run.backends)
         for instance in run.instances:  # a previous server may have launched some before it died
             if instance.state.exists():
@@ -442,6 +447,17 @@ class JobKind(Kind):
                 run.update(lambda d: self.progress(d, "DownloadingTrainingImage", message))
 
             if not ex.builds_runtimes:  # else each node builds it from the spec, once
+                arn = run.record.arn
+                waiting = background_builds(run.backends).wait(arn, runtime, first.say, lambda: kick(run.backends, arn))
+                if waiting is not None:
+                    if run.state.get("waiting") != waiting:
+
+                        def note(d: dict) -> None:
+                            d["_run"] = {**d.get("_run", {}), "waiting": waiting}
+                            self.progress(d, "DownloadingTrainingImage", waiting)
+
+                        run.update(note)
+                    return False
                 runtimes.ensure(
                     runtime, settings.runtimes_dir, first.say, building=building, **runtimes.options(settings)
                 )
@@ -498,6 +514,7 @@ class JobKind(Kind):
 
         run.update(launched)
         self._watch(run)
+        return True
 
     def _spec(self, run: Run, instance: Instance, runtime: runtimes.Runtime, limits, hosts: Path) -> InstanceSpec:
         return sandbox.spec(
@@ -610,6 +627,7 @@ class JobKind(Kind):
     def _end(self, run: Run, outcome: str, reason: str | None, max_runtime: bool = False, upload: bool = True) -> None:
         """Ship the logs, upload the outputs, then (only then) record the terminal status; or, for an
         InternalServerError the job's RetryStrategy covers, start it again."""
+        background_builds(run.backends).leave(run.record.arn)  # a build no one else waits for is cancelled
         if outcome == "Failed" and retryable(reason) and self._retry(run, reason or ""):
             return
         fields: dict = {}
