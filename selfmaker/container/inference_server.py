@@ -95,20 +95,40 @@ class Context:
         return getattr(self._request, "response_headers", {})
 
 
-def _call(function, context: Context, *args):
-    """Call a handler with its arguments, plus ``context`` if it takes one more (the toolkit's rule)."""
+def _takes_context(function, given: int) -> bool:
+    """Whether ``function`` takes ``context`` after its ``given`` arguments (the toolkit's rule)."""
     try:
         count = len(inspect.signature(function).parameters)
     except (TypeError, ValueError):
-        count = len(args)
-    if count == len(args) + 1:
-        return function(*args, context)
-    if count != len(args):
+        count = given
+    if count not in (given, given + 1):
         raise TypeError(
-            f"{function.__name__} takes {count} arguments; the toolkit passes {len(args)} "
-            f"(or {len(args) + 1} with context)"
+            f"{function.__name__} takes {count} arguments; the toolkit passes {given} (or {given + 1} with context)"
         )
-    return function(*args)
+    return count == given + 1
+
+
+def _call(function, context: Context, *args):
+    """Call a handler with its arguments, plus ``context`` if it takes one more."""
+    return function(*args, context) if _takes_context(function, len(args)) else function(*args)
+
+
+def _handler(function, context: Context, given: int):
+    """``function`` as a callable of its ``given`` arguments, ``context`` appended if it takes one more.
+
+    Decided once, when the model loads (inspect.signature per request costs more than decoding a small
+    request); a handler whose arguments do not fit still fails each request with the same TypeError.
+    """
+    try:
+        with_context = _takes_context(function, given)
+    except TypeError as err:
+        message = str(err)
+
+        def refuse(*args):
+            raise TypeError(message)
+
+        return refuse
+    return (lambda *args: function(*args, context)) if with_context else function
 
 
 def code_directory() -> Path | None:
@@ -166,19 +186,21 @@ class Handlers:
                 "Cannot use transform_fn implementation in conjunction with input_fn, predict_fn, "
                 "and/or output_fn implementation"
             )
-        self.input_fn = found["input_fn"] or framework.input_fn
-        self.predict_fn = found["predict_fn"] or framework.predict_fn
-        self.output_fn = found["output_fn"] or framework.output_fn
-        self.transform_fn = found["transform_fn"]
         self.model = _call(found["model_fn"] or framework.model_fn, self.context, str(model_dir))
+        # A handler whose arguments do not fit fails on each request (a 500 naming it), as the toolkit's does.
+        self.input_fn = _handler(found["input_fn"] or framework.input_fn, self.context, 2)
+        self.predict_fn = _handler(found["predict_fn"] or framework.predict_fn, self.context, 2)
+        self.output_fn = _handler(found["output_fn"] or framework.output_fn, self.context, 2)
+        transform_fn = found["transform_fn"]
+        self.transform_fn = _handler(transform_fn, self.context, 4) if transform_fn else None
 
     def transform(self, data, content_type: str, accept: str):
         if self.transform_fn is not None:
-            result = _call(self.transform_fn, self.context, self.model, data, content_type, accept)
+            result = self.transform_fn(self.model, data, content_type, accept)
         else:
-            features = _call(self.input_fn, self.context, data, content_type)
-            prediction = _call(self.predict_fn, self.context, features, self.model)
-            result = _call(self.output_fn, self.context, prediction, accept)
+            features = self.input_fn(data, content_type)
+            prediction = self.predict_fn(features, self.model)
+            result = self.output_fn(prediction, accept)
         return result if isinstance(result, tuple) else (result, accept)
 
 
@@ -225,8 +247,8 @@ def make_handler(handlers: Handlers, default_accept: str, max_concurrent: int):
 
     class RequestHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: one connection carries every request of a client
-        # Headers and body go out in two writes: without TCP_NODELAY, Nagle's algorithm holds the body back
-        # until the client's delayed ACK (40 ms per request).
+        # On TCP (a Ray node): an answer never waits for the router's delayed ACK (Nagle's algorithm holds a
+        # small write back while an earlier one is unacknowledged, 40 ms per request).
         disable_nagle_algorithm = not os.environ.get("SELFMAKER_BIND_TO_SOCKET")
 
         def log_message(self, format, *args):  # the access log would be one line per record
@@ -239,8 +261,11 @@ def make_handler(handlers: Handlers, default_accept: str, max_concurrent: int):
             for key, value in (headers or {}).items():
                 self.send_header(key, value)
             self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            # Headers and body in one write: two would wake the router twice per answer (and, on TCP without
+            # TCP_NODELAY, let Nagle's algorithm hold the body back until the router's delayed ACK).
+            self._headers_buffer.append(b"\r\n")
+            self._headers_buffer.append(body)
+            self.flush_headers()
 
         def do_GET(self):
             if self.path == "/ping":
