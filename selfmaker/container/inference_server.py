@@ -30,10 +30,12 @@ millisecond; only numpy and the framework of the model are imported.
 
 from __future__ import annotations
 
+import email.parser
 import importlib.util
 import inspect
 import json
 import os
+import re
 import signal
 import socketserver
 import subprocess
@@ -41,6 +43,7 @@ import sys
 import threading
 import time
 import traceback
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -240,12 +243,97 @@ class InFlight:
 IN_FLIGHT = InFlight()
 
 
+class Headers:
+    """Request headers as http.server's HTTPMessage answers the handlers: ``get`` by any case (the first of
+    a repeated name), ``items`` in order."""
+
+    __slots__ = ("_first", "_pairs")
+
+    def __init__(self, pairs: list[tuple[str, str]]):
+        self._pairs = pairs
+        self._first: dict[str, str] = {}
+        for name, value in pairs:
+            self._first.setdefault(name.lower(), value)
+
+    def get(self, name: str, default=None):
+        return self._first.get(name.lower(), default)
+
+    def __getitem__(self, name: str):
+        return self._first.get(name.lower())
+
+    def __contains__(self, name: str) -> bool:
+        return name.lower() in self._first
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(self._pairs)
+
+
+MAX_HEADER_LINE = 65536  # http.client's limits, answered as http.server answers them (431)
+MAX_HEADERS = 100
+_HEADER_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")  # what the email package reads as a header's name
+
+
+class QuickHeaders:
+    """http.server's parse_request for the requests the router sends (``POST /invocations HTTP/1.1`` and a
+    few plain headers), without the email package: its header parser costs more than decoding and
+    predicting a small request. Anything else (another version, folded or malformed header lines) goes
+    through http.server's own parsing."""
+
+    def parse_request(self) -> bool:
+        requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        words = requestline.split()
+        if len(words) != 3 or words[2] not in ("HTTP/1.1", "HTTP/1.0") or words[1].startswith("//"):
+            return super().parse_request()
+        self.requestline = requestline
+        self.command, self.path, self.request_version = words
+        self.close_connection = words[2] != "HTTP/1.1"
+        lines = []  # read as http.client reads them (the blank line ending them counts towards the limit)
+        while True:
+            line = self.rfile.readline(MAX_HEADER_LINE + 1)
+            if len(line) > MAX_HEADER_LINE:
+                self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long", "header line")
+                return False
+            lines.append(line)
+            if len(lines) > MAX_HEADERS:
+                self.send_error(
+                    HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "Too many headers",
+                    f"got more than {MAX_HEADERS} headers",
+                )
+                return False
+            if line in (b"\r\n", b"\n", b""):
+                break
+        end = lines.pop()
+        pairs = []
+        for line in lines:
+            name, colon, value = str(line, "iso-8859-1").partition(":")
+            if not colon or not _HEADER_NAME.fullmatch(name):
+                # a folded or malformed line: the email package's reading, exactly as http.server's
+                text = b"".join([*lines, end]).decode("iso-8859-1")
+                self.headers = email.parser.Parser(_class=self.MessageClass).parsestr(text)
+                return self._after_headers()
+            pairs.append((name, value.lstrip(" \t").rstrip("\r\n")))
+        self.headers = Headers(pairs)
+        return self._after_headers()
+
+    def _after_headers(self) -> bool:
+        conntype = (self.headers.get("Connection") or "").lower()
+        if conntype == "close":
+            self.close_connection = True
+        elif conntype == "keep-alive":
+            self.close_connection = False
+        expect = (self.headers.get("Expect") or "").lower()
+        if expect == "100-continue" and self.request_version == "HTTP/1.1":
+            return self.handle_expect_100()
+        return True
+
+
 def make_handler(handlers: Handlers, default_accept: str, max_concurrent: int):
     execution_parameters = json.dumps(
         {"MaxConcurrentTransforms": max_concurrent, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 6}
     ).encode()
 
-    class RequestHandler(BaseHTTPRequestHandler):
+    class RequestHandler(QuickHeaders, BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: one connection carries every request of a client
         # On TCP (a Ray node): an answer never waits for the router's delayed ACK (Nagle's algorithm holds a
         # small write back while an earlier one is unacknowledged, 40 ms per request).
