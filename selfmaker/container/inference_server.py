@@ -268,6 +268,8 @@ class Headers:
         return list(self._pairs)
 
 
+_DATE: list = [None, ""]  # (second, its Date header text), shared by the request threads
+
 MAX_HEADER_LINE = 65536  # http.client's limits, answered as http.server answers them (431)
 MAX_HEADERS = 100
 _HEADER_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")  # what the email package reads as a header's name
@@ -341,6 +343,15 @@ def make_handler(handlers: Handlers, default_accept: str, max_concurrent: int):
 
         def log_message(self, format, *args):  # the access log would be one line per record
             pass
+
+        def date_time_string(self, timestamp=None):
+            """The Date header, formatted once a second rather than once per answer."""
+            if timestamp is not None:
+                return super().date_time_string(timestamp)
+            second = int(time.time())
+            if _DATE[0] != second:  # threads racing here write the same text
+                _DATE[:] = [second, super().date_time_string(second)]
+            return _DATE[1]
 
         def _answer(self, status: int, body: bytes = b"", content_type: str | None = None, headers: dict | None = None):
             self.send_response(status)
