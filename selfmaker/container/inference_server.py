@@ -25,7 +25,8 @@ batch transform reaches a sandbox whatever its network). On a Ray node it
 listens on TCP on ``SELFMAKER_BIND_TO_HOST`` (the node's address), port 0 (a
 free one), and writes the port it got to ``SELFMAKER_PORT_FILE``. The stdlib threading
 HTTP/1.1 server with keep-alive keeps the added latency well under a
-millisecond; only numpy and the framework of the model are imported.
+millisecond (headers read without the email package, each answer in one write);
+only numpy and the framework of the model are imported.
 """
 
 from __future__ import annotations
