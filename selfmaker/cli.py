@@ -21,6 +21,7 @@ def _serve(args) -> int:
     import uvicorn
 
     from .server.app import create_app
+    from .server.one_write import OneWriteHttpToolsProtocol
 
     settings = Settings(
         **{
@@ -99,6 +100,7 @@ def _serve(args) -> int:
     # log_config=None: uvicorn's loggers go through log_setup's handler, at WARNING like every library's.
     config = uvicorn.Config(
         app,
+        http=OneWriteHttpToolsProtocol,  # a response's head and body in one write (server/one_write.py)
         log_config=None,
         access_log=False,
         lifespan="on",

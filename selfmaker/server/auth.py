@@ -57,6 +57,8 @@ def signing_scope(request: Request) -> Scope | None:
 class Authenticator(Protocol):
     """What the ASGI app asks of the authenticator the settings chose (open or strict)."""
 
+    checks_payload: bool  # whether authenticate reads payload_sha256 (else the caller need not hash the body)
+
     def check_headers(self, request: Request, scope: Scope | None, service: str | None = None) -> None:
         """Refuse (raise AWSError) what the headers alone decide, before the body is read."""
 
@@ -68,6 +70,8 @@ class Authenticator(Protocol):
 
 class OpenAuthenticator:
     """Any key works, signed or not; listed keys get their account, others the default one."""
+
+    checks_payload = False
 
     def __init__(self, settings):
         self.settings = settings

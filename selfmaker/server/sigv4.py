@@ -594,6 +594,8 @@ class ChunkVerifier:
 class StrictAuthenticator:
     """Only keys of the credentials file, with a valid SigV4 signature, get in."""
 
+    checks_payload = True
+
     def __init__(self, settings, clock=time.time):
         self.credentials = KeyRing(load_credentials(settings.credentials_file))
         self.clock = clock
