@@ -7,7 +7,9 @@ client parses the head before waiting again for the body. Here the head is
 held back until the body's first write, or until the event loop's next turn
 when the body is not sent at once (a streamed download's first chunk, a
 notebook proxy waiting on its upstream), so nothing ever waits on the hold.
-Everything else is uvicorn's own code.
+Everything else is uvicorn's own code. It leans on two attributes of uvicorn's
+request cycle (``transport``, ``response_started``): where a uvicorn release
+lacks them, responses go out as uvicorn writes them (two writes, still correct).
 """
 
 from __future__ import annotations
@@ -56,5 +58,11 @@ class OneWriteHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         previous = self.cycle
         super().on_headers_complete()  # makes the request's cycle and schedules (not runs) its app task
-        if self.cycle is not None and self.cycle is not previous:
-            self.cycle.transport = HeadWithBody(self.transport, self.cycle, self.loop)
+        cycle = self.cycle
+        if cycle is not None and cycle is not previous and _holdable(cycle):
+            cycle.transport = HeadWithBody(self.transport, cycle, self.loop)  # type: ignore[assignment]
+
+
+def _holdable(cycle) -> bool:
+    """The cycle has what HeadWithBody relies on (uvicorn's own attributes, not a public API)."""
+    return hasattr(cycle, "transport") and isinstance(getattr(cycle, "response_started", None), bool)
