@@ -621,5 +621,15 @@ def main() -> int:
     return 1
 
 
+def exit_now(code: int) -> None:
+    """End the process once its output is flushed, skipping the interpreter's teardown: freeing every module
+    and object one by one (numpy's, xgboost's) costs a trial ~25 ms of CPU, more wall time on a busy host,
+    for memory the kernel frees at once. Everything the job leaves (model, failure file) is written and closed."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())
