@@ -25,7 +25,8 @@ With ``--algorithm xgboost`` the training is the built-in XGBoost (sagemaker-xgb
 generated regression data (``--rows`` rows of 20 features, a fifth as many for validation),
 minimizing ``validation:rmse`` over eta (log scale), subsample and max_depth, 30 rounds each. The
 Optuna arm runs inside the XGBoost runtime SelfMaker built (its Python, Optuna appended to its
-path): ``study.optimize`` calling ``xgboost.train`` on the same CSV files, loaded once, with the same
+path, the environment SelfMaker gives its jobs: OpenMP threads waiting passively):
+``study.optimize`` calling ``xgboost.train`` on the same CSV files, loaded once, with the same
 parameters. There the "work" is the Optuna arm's own median ``xgboost.train`` time, so the last
 column is everything a SelfMaker trial costs beyond the training call: the job's Python and xgboost
 start-up, data loading, model upload and the tuning job's hand-off.
@@ -53,6 +54,8 @@ import optuna
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import log, machine, selfmaker_server, table
+
+from selfmaker.services.jobs.lifecycle import SHARED_HOST_ENVIRONMENT
 
 IMAGE = "selfmaker.bench/tuning:1"
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
@@ -187,6 +190,7 @@ def run_optuna_xgboost(python: Path, data: Path, trials: int, seed: int, rounds:
         capture_output=True,
         text=True,
         check=True,
+        env={**os.environ, **SHARED_HOST_ENVIRONMENT},  # as SelfMaker's jobs run (OpenMP threads wait passively)
     )
     r = json.loads(done.stdout.split("RESULT ")[-1])
     r.update(overhead=(r["wall"] - sum(r["own"])) / trials, slots=1)
