@@ -113,7 +113,7 @@ _NOT_FOR_XGBOOST = ("pandas", "sklearn")
 # Modules xgboost imports at start-up for functions the algorithm never calls: scipy.special (about 0.1 s: SciPy
 # rewrites the docstrings of its functions at import), for the softmax of XGBClassifier.predict_proba
 # (xgboost.sklearn). While xgboost imports, they are stand-ins whose functions import the real module when called.
-_DEFERRED_FOR_XGBOOST = {"scipy.special": ("softmax",)}
+_DEFERRED_FOR_XGBOOST: dict[str, tuple[str, ...]] = {"scipy.special": ("softmax",)}
 
 
 class UserError(Exception):
