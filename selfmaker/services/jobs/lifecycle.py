@@ -45,6 +45,12 @@ TERMINAL = frozenset({"Completed", "Failed", "Stopped"})
 BUILD_CHECK = 30.0
 REASON_LIMIT = 1024  # characters: AWS truncates FailureReason (and ExitMessage) there
 
+# What every job's instances get unless the job's Environment says otherwise. OpenMP's idle threads (XGBoost,
+# scikit-learn, PyTorch on CPU) spin by default, waiting for work; on a host whose cores several jobs and the
+# server share, a spinning thread burns the core the thread it waits for needs (six 30-round XGBoost trainings
+# on two loaded cores: 34-66 s and 17-22 s of CPU spinning, 3-7 s and 3 s passive; docs/benchmarks.md).
+SHARED_HOST_ENVIRONMENT = {"OMP_WAIT_POLICY": "PASSIVE"}
+
 _watched: set[Path] = set()
 _watched_lock = threading.Lock()
 
@@ -526,6 +532,7 @@ class JobKind(Kind):
             state=instance.state,
             log=instance.log_path,
             env={
+                **SHARED_HOST_ENVIRONMENT,
                 **credentials.environment(run.data),
                 **self.environment(run, instance, runtime),
                 **(run.data.get("Environment") or {}),
