@@ -93,9 +93,6 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=env,
-            # `python -m` puts its working directory first on the path, before PYTHONPATH: started from this
-            # checkout's root, the other commit's server would import this checkout's code.
-            cwd=other_code if self.selfmaker and other_code else None,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
