@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import pytest
 
+from selfmaker.console import sessions
 from selfmaker.console.app import ROUTES
 from support.accounts import SECRET, A, B, credentials_file
 from support.clients import make_client
@@ -158,6 +159,21 @@ def test_a_jobs_own_key_opens_no_console_session(strict, unique):
         assert browser.get("/console/").status == 303
     finally:
         sm.stop_processing_job(ProcessingJobName=job)
+
+
+# -- sessions in memory -------------------------------------------------------------------------------------------
+
+
+def test_visitors_cannot_push_a_signed_in_session_out():
+    store = sessions.SessionStore(lifetime=600)
+    person = store.new(account_id=A.account, access_key=A.key)
+    for _ in range(sessions.MAX_SESSIONS + 10):  # one per unauthenticated request, from anyone
+        store.new()
+    assert store.get(person.id) is person
+    oldest_visitor = store.new()
+    for _ in range(sessions.MAX_VISITORS):
+        store.new()
+    assert store.get(oldest_visitor.id) is None  # visitors are still bounded
 
 
 # -- what callers wrote, on the pages -----------------------------------------------------------------------------
