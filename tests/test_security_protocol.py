@@ -293,6 +293,35 @@ def test_non_finite_metric_values_are_refused_by_every_protocol(as_alice):
     assert cw.list_metrics(Namespace="Sec")["Metrics"] == []
 
 
+def test_metric_values_beyond_cloudwatchs_range_are_refused(as_alice):
+    """CloudWatch takes values in [-2^360, 2^360]: a larger one (or a count, or a statistic set's member) is an
+    InvalidParameterValue, never a server error, and nothing is kept."""
+    cw = as_alice("cloudwatch")
+    huge = 1e308
+    for datum in (
+        {"Value": huge},
+        {"Value": -(2.0**361)},
+        {"Values": [1.0, huge]},
+        {"Values": [2.0**300], "Counts": [huge]},
+        {"StatisticValues": {"SampleCount": 2, "Sum": huge, "Minimum": 1.0, "Maximum": huge}},
+    ):
+        with pytest.raises(ClientError) as err:
+            cw.put_metric_data(Namespace="SecRange", MetricData=[{"MetricName": "m", **datum}])
+        assert err.value.response["Error"]["Code"] == "InvalidParameterValue", datum
+    assert cw.list_metrics(Namespace="SecRange")["Metrics"] == []
+    # The bound itself is a value like any other, and its percentiles are answered.
+    cw.put_metric_data(Namespace="SecRange", MetricData=[{"MetricName": "m", "Values": [2.0**360, 1.0]}])
+    stats = cw.get_metric_statistics(
+        Namespace="SecRange",
+        MetricName="m",
+        StartTime=time.time() - 600,
+        EndTime=time.time() + 600,
+        Period=60,
+        ExtendedStatistics=["p99"],
+    )["Datapoints"]
+    assert 0.9 * 2.0**360 <= stats[0]["ExtendedStatistics"]["p99"] <= 2.0**360
+
+
 def test_an_edge_heartbeat_with_the_largest_metric_values_is_kept(as_alice, unique):
     """A device's metrics go to CloudWatch's percentile buckets however large (CloudWatch's own range does not
     bind the edge data plane): the heartbeat is answered, and the percentile is a number."""
