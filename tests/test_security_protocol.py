@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import math
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -29,6 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from selfmaker.server.limits import MAX_DEPTH, MAX_DOCUMENT_BODY, MAX_INVOKE_BODY
 from selfmaker.server.models import operation_model
 from selfmaker.server.serialize import json_body
+from support.waiting import wait_for
 
 REGION = "us-east-1"
 ALICE = SimpleNamespace(key="AKIASECPROTO00000001", secret="secret-of-alice", account="111111111111")
@@ -289,6 +291,63 @@ def test_non_finite_metric_values_are_refused_by_every_protocol(as_alice):
         cbor.put_metric_data(Namespace="Sec", MetricData=[{"MetricName": "m", "Value": math.nan}])
     assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
     assert cw.list_metrics(Namespace="Sec")["Metrics"] == []
+
+
+def test_metric_values_beyond_cloudwatchs_range_are_refused(as_alice):
+    """CloudWatch takes values in [-2^360, 2^360]: a larger one (or a count, or a statistic set's member) is an
+    InvalidParameterValue, never a server error, and nothing is kept."""
+    cw = as_alice("cloudwatch")
+    huge = 1e308
+    for datum in (
+        {"Value": huge},
+        {"Value": -(2.0**361)},
+        {"Values": [1.0, huge]},
+        {"Values": [2.0**300], "Counts": [huge]},
+        {"StatisticValues": {"SampleCount": 2, "Sum": huge, "Minimum": 1.0, "Maximum": huge}},
+    ):
+        with pytest.raises(ClientError) as err:
+            cw.put_metric_data(Namespace="SecRange", MetricData=[{"MetricName": "m", **datum}])
+        assert err.value.response["Error"]["Code"] == "InvalidParameterValue", datum
+    assert cw.list_metrics(Namespace="SecRange")["Metrics"] == []
+    # The bound itself is a value like any other, and its percentiles are answered.
+    cw.put_metric_data(Namespace="SecRange", MetricData=[{"MetricName": "m", "Values": [2.0**360, 1.0]}])
+    stats = cw.get_metric_statistics(
+        Namespace="SecRange",
+        MetricName="m",
+        StartTime=time.time() - 600,
+        EndTime=time.time() + 600,
+        Period=60,
+        ExtendedStatistics=["p99"],
+    )["Datapoints"]
+    assert 0.9 * 2.0**360 <= stats[0]["ExtendedStatistics"]["p99"] <= 2.0**360
+
+
+def test_an_edge_heartbeat_with_the_largest_metric_values_is_kept(as_alice, unique):
+    """A device's metrics go to CloudWatch's percentile buckets however large (CloudWatch's own range does not
+    bind the edge data plane): the heartbeat is answered, and the percentile is a number."""
+    sm, edge, cw = as_alice("sagemaker"), as_alice("sagemaker-edge"), as_alice("cloudwatch")
+    fleet = unique("huge-fleet")
+    bucket = unique("huge-fleet")
+    as_alice("s3").create_bucket(Bucket=bucket)
+    sm.create_device_fleet(DeviceFleetName=fleet, OutputConfig={"S3OutputLocation": f"s3://{bucket}/f"})
+    sm.register_devices(DeviceFleetName=fleet, Devices=[{"DeviceName": "d1"}])
+    metrics = [{"MetricName": "large", "Value": value} for value in (sys.float_info.max, -sys.float_info.max, 5e-324)]
+    edge.send_heartbeat(AgentVersion="1.0", DeviceName="d1", DeviceFleetName=fleet, AgentMetrics=metrics)
+    assert sm.describe_device(DeviceFleetName=fleet, DeviceName="d1")["AgentVersion"] == "1.0"
+
+    def p50():
+        points = cw.get_metric_statistics(
+            Namespace="/aws/sagemaker/EdgeDevices",
+            MetricName="large",
+            Dimensions=[{"Name": "DeviceFleetName", "Value": fleet}, {"Name": "DeviceName", "Value": "d1"}],
+            StartTime=time.time() - 600,
+            EndTime=time.time() + 600,
+            Period=60,
+            ExtendedStatistics=["p50"],
+        )["Datapoints"]
+        return points and points[0]["ExtendedStatistics"]
+
+    assert math.isfinite(wait_for(p50, timeout=60, what="the heartbeat's metric")["p50"])
 
 
 def test_deep_cbor_is_refused(strict):

@@ -181,9 +181,10 @@ class Console:
         return response
 
     def _credential(self, access_key: str, secret: str):
-        """The credentials file's entry for this key when ``secret`` is its secret, as SigV4 would find it."""
-        credentials = getattr(self.backends.authenticator, "credentials", {})
-        known = credentials.get(access_key)
+        """The credentials file's entry for this key when ``secret`` is its secret. Only a person's key signs in:
+        a workload's key dies with its job, endpoint or notebook, and a session opened with it would not."""
+        credentials = getattr(self.backends.authenticator, "credentials", None)
+        known = credentials.of_person(access_key) if credentials is not None else None
         # Compared even for an unknown key, so the time taken does not tell which keys exist.
         expected = known.secret_key if known else "\x00" * 40
         if hmac.compare_digest(expected.encode(), secret.encode()) and known is not None:

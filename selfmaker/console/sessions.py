@@ -4,8 +4,9 @@ A session is a random 256-bit id (the cookie: HttpOnly, SameSite=Strict, Path=/c
 its access key belongs to, a CSRF token every state-changing form carries, and an idle expiry. Sessions live
 in this process's memory: a restart signs everyone out, and nothing of a session ever reaches the database
 or a log. A visitor who has not signed in still gets a session (no account) so that the sign-in form itself
-carries a CSRF token; signing in replaces it with a new id (no session fixation). The number of sessions is
-capped, oldest first out, so unauthenticated visits cannot grow memory without bound.
+carries a CSRF token; signing in replaces it with a new id (no session fixation). Visitors' and signed-in
+sessions are capped apart, oldest first out, so unauthenticated visits can neither grow memory without bound
+nor push anyone's signed-in session out.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 COOKIE = "selfmaker_console"
-MAX_SESSIONS = 10_000
+MAX_SESSIONS = 10_000  # signed in: each took a valid access key and secret
+MAX_VISITORS = 10_000  # not signed in: anyone can make one per request
 
 
 @dataclass
@@ -50,7 +52,8 @@ class SessionStore:
     def __init__(self, lifetime: float, clock=time.monotonic):
         self.lifetime = lifetime
         self.clock = clock
-        self._sessions: OrderedDict[str, Session] = OrderedDict()
+        self._sessions: OrderedDict[str, Session] = OrderedDict()  # signed in
+        self._visitors: OrderedDict[str, Session] = OrderedDict()  # not (yet) signed in
         self._lock = threading.Lock()
 
     def new(self, account_id: str | None = None, access_key: str = "", user_name: str = "") -> Session:
@@ -62,10 +65,11 @@ class SessionStore:
             access_key=access_key,
             user_name=user_name,
         )
+        table, cap = (self._sessions, MAX_SESSIONS) if session.signed_in else (self._visitors, MAX_VISITORS)
         with self._lock:
-            self._sessions[session.id] = session
-            while len(self._sessions) > MAX_SESSIONS:
-                self._sessions.popitem(last=False)
+            table[session.id] = session
+            while len(table) > cap:
+                table.popitem(last=False)
         return session
 
     def get(self, session_id: str | None) -> Session | None:
@@ -74,16 +78,18 @@ class SessionStore:
             return None
         now = self.clock()
         with self._lock:
-            session = self._sessions.get(session_id)
+            table = self._sessions if session_id in self._sessions else self._visitors
+            session = table.get(session_id)
             if session is None:
                 return None
             if session.expires <= now:
-                del self._sessions[session_id]
+                del table[session_id]
                 return None
             session.expires = now + self.lifetime
-            self._sessions.move_to_end(session_id)
+            table.move_to_end(session_id)
             return session
 
     def end(self, session_id: str) -> None:
         with self._lock:
             self._sessions.pop(session_id, None)
+            self._visitors.pop(session_id, None)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import runpy
+import shlex
 import signal
 import socket
 import subprocess
@@ -240,7 +241,8 @@ def main() -> int:
     elif program.endswith(".py"):
         command = [sys.executable, program, *to_cmd_args(user)]
     else:
-        command = ["/bin/sh", "-c", f"./{program} {' '.join(to_cmd_args(user))}"]
+        # Each argument quoted, as the toolkit does: a hyperparameter's value is data, never shell syntax.
+        command = ["/bin/sh", "-c", " ".join(shlex.quote(arg) for arg in [f"./{program}", *to_cmd_args(user)])]
     code, tail = _run(command, env, CODE)
     if code != 0:
         return fail(

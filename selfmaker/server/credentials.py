@@ -87,7 +87,13 @@ class KeyRing:
 
     def __init__(self, keys: dict[str, Credential]):
         self._keys = dict(keys)
+        self._people = dict(keys)  # the credentials file's own keys, never a workload's
         self.resolver: Callable[[str], Credential | None] | None = None
+
+    def of_person(self, access_key: str) -> Credential | None:
+        """The credentials file's entry for ``access_key``: a person's long-term key. A workload's key (job,
+        endpoint, notebook) is never one, so it cannot open what outlives the workload (a console session)."""
+        return self._people.get(access_key)
 
     def get(self, access_key: str) -> Credential | None:
         known = self._keys.get(access_key)

@@ -17,6 +17,9 @@ import math
 GAMMA = 1.02
 _LOG_GAMMA = math.log(GAMMA)
 SMALLEST = 1e-9
+# Magnitudes above this share the top bucket, whose representative (SMALLEST * GAMMA**index) must stay a float;
+# a percentile there is clamped to the period's exact maximum anyway.
+LARGEST = 1e290
 # A map never grows past this many buckets: beyond it, the lowest buckets are folded into one (only the
 # far low tail loses precision). Latencies from 1 µs to an hour span under 1,100 buckets.
 MAX_BUCKETS = 2000
@@ -25,7 +28,7 @@ Distribution = dict[int, float]
 
 
 def bucket(value: float) -> int:
-    magnitude = abs(value)
+    magnitude = min(abs(value), LARGEST)
     if magnitude < SMALLEST:
         return 0
     index = max(math.ceil(math.log(magnitude / SMALLEST) / _LOG_GAMMA), 0) + 1

@@ -71,9 +71,16 @@ def check_period(period: int, where: str = "Period") -> None:
         raise invalid_value(f"The parameter {where} must be 1, 5, 10, 30 or a multiple of 60.")
 
 
+# CloudWatch takes values in [-2^360, 2^360] only; the bound also keeps sums, and the percentile buckets'
+# logarithms, finite.
+LARGEST = 2.0**360
+
+
 def finite(value: float, where: str) -> float:
-    if not math.isfinite(value):
-        raise invalid_value(f"The value {value} for parameter {where} is invalid: it must be a finite number.")
+    if not math.isfinite(value) or abs(value) > LARGEST:
+        raise invalid_value(
+            f"The value {value} for parameter {where} is invalid: it must be a finite number between -2^360 and 2^360."
+        )
     return float(value)
 
 
@@ -101,7 +108,7 @@ def _statistic_set(datum: dict, index: int) -> list:
         known = distribution.of_values([low], [count]) if count == 1 or low == high else None
         return [count, total, low, high, known]
     values = [finite(v, f"{where}.Values") for v in datum["Values"]]
-    counts = datum.get("Counts") or [1.0] * len(values)
+    counts = [finite(c, f"{where}.Counts") for c in datum.get("Counts") or [1.0] * len(values)]
     if len(counts) != len(values) or not values:
         raise invalid_value(
             f"The parameters {where}.Values and {where}.Counts must be non-empty lists of the same length."

@@ -14,7 +14,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import math
-import re
 
 from ...errors import AWSError
 
@@ -240,11 +239,26 @@ def _string_match(kind: str, operand, value: str) -> bool:
         return value.endswith(operand)
     if kind == "equals-ignore-case":
         return value.casefold() == operand.casefold()
-    return _wildcard(operand).fullmatch(value) is not None
+    return _wildcard_match(operand, value)
 
 
-def _wildcard(text: str) -> re.Pattern:
-    return re.compile(".*".join(re.escape(part) for part in text.split("*")), re.DOTALL)
+def _wildcard_match(pattern: str, value: str) -> bool:
+    """Whether ``value`` is ``pattern`` with each ``*`` standing for any text. Matched piece by piece, leftmost
+    first, in time linear in the pieces' finds: as a regex (``a.*a.*a.*b``) a few stars over an event's long
+    value backtracked for hours."""
+    if "*" not in pattern:
+        return value == pattern
+    first, *middle, last = pattern.split("*")
+    end = len(value) - len(last)
+    if end < len(first) or not value.startswith(first) or not value.endswith(last):
+        return False
+    position = len(first)
+    for piece in middle:
+        found = value.find(piece, position, end)
+        if found < 0:
+            return False
+        position = found + len(piece)
+    return True
 
 
 def _anything_but(operand, value) -> bool:

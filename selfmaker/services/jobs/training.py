@@ -11,8 +11,10 @@ MetricDefinitions' regexes over the log.
 from __future__ import annotations
 
 import json
-import re
+import math
 import shutil
+
+import regex
 
 from ...container import xgboost_algorithm
 from ...engines import runtimes
@@ -23,6 +25,9 @@ from ..algorithms.resource import for_training
 from . import channels
 from .data import InputError, extract_code, join_uri, materialize, output_error, upload_bytes
 from .lifecycle import ACTIVE, JobFailure, JobKind, Run
+
+# A MetricDefinition's Regex runs on the server over its job's log: at most this long each time.
+METRIC_REGEX_SECONDS = 1.0
 
 # Metric definitions of built-in algorithms (by the algorithm module a runtime names), used with the job's own.
 ALGORITHM_METRIC_DEFINITIONS: dict[str, list[dict]] = {
@@ -358,18 +363,22 @@ def metric_definitions(settings, data: dict) -> list[dict]:
     ]
 
 
-def metric_series(log_text: str, regex: str) -> list[float]:
-    """Every value one MetricDefinition's regex captures in ``log_text``, in order (unparsable ones skipped)."""
+def metric_series(log_text: str, pattern: str) -> list[float]:
+    """Every value one MetricDefinition's regex captures in ``log_text``, in order (unparsable and non-finite ones
+    skipped). The regex is the caller's and the log its code's, run on the server: bounded in time, so a
+    catastrophic backtracking one finds nothing rather than hold a server thread for ever."""
     try:
-        matches = re.findall(regex, log_text)
-    except re.error:
+        matches = regex.findall(pattern, log_text, timeout=METRIC_REGEX_SECONDS)
+    except (regex.error, TimeoutError):
         return []
     values = []
     for match in matches:
         try:
-            values.append(float(match[0] if isinstance(match, tuple) else match))
+            value = float(match[0] if isinstance(match, tuple) else match)
         except ValueError:
             continue
+        if math.isfinite(value):
+            values.append(value)
     return values
 
 
