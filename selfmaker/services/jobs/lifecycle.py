@@ -85,7 +85,11 @@ def cluster_executor(backends: Backends):
     return backends.shared(
         "cluster-executor",
         lambda: open_executor(
-            "ray", settings.ray_address, settings.ray_server_url, local_url=f"http://127.0.0.1:{settings.port}"
+            "ray",
+            settings.ray_address,
+            settings.ray_server_url,
+            local_url=f"http://127.0.0.1:{settings.port}",
+            home=str(settings.data_dir),
         ),
     )
 
