@@ -298,14 +298,14 @@ class RayExecutor(Executor):
                     return self._record(state_dir, name, ExitStatus(None, str(err)))
                 except (ray.exceptions.GetTimeoutError, ray.exceptions.ActorUnavailableError):
                     return None
-                except ray.exceptions.RayActorError as err:
+                except ray.exceptions.RayError as err:  # its node died before the agent had it
                     return self._record(state_dir, name, self._gone(state_dir, _lost(err)))
             node = (state_dir / "node").read_text()
             try:
                 text = ray.get(self._agent(node).poll.remote(name), timeout=CALL_TIMEOUT)
             except (ray.exceptions.GetTimeoutError, ray.exceptions.ActorUnavailableError):
                 return None if node in self._alive() else self._lost_node(state_dir, name, node)
-            except ray.exceptions.RayActorError as err:
+            except ray.exceptions.RayError as err:  # the agent died, or cannot be placed on a node now gone
                 self._forget_agent(node)
                 if node not in self._alive():
                     return self._lost_node(state_dir, name, node)
@@ -321,7 +321,7 @@ class RayExecutor(Executor):
                     ray.get(agent.collect.remote(name), timeout=600),
                     {n: Path(p) for n, p in meta["writable"].items()},
                 )
-            except ray.exceptions.RayActorError as err:
+            except ray.exceptions.RayError as err:
                 status = self._gone(state_dir, _lost(err) + " before its files were collected")
             return self._record(state_dir, name, status)
 
