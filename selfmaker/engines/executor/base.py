@@ -64,6 +64,8 @@ class InstanceSpec:
     # the provided mounts are under it). An executor on another machine builds the spec there.
     runtime: Runtime | None = None
     runtimes_dir: Path | None = None
+    # What the executor reserved for the job's instances in place() (Placement.reservation), if anything.
+    reservation: str = ""
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,9 @@ class Placement:
 
     addresses: tuple[str, ...]
     interface: str
+    # The executor's own name for what it reserved for the instances (a Ray placement group, say), handed
+    # back to it in each InstanceSpec; "" when each instance is placed as it starts.
+    reservation: str = ""
 
 
 @dataclass(frozen=True)
@@ -94,8 +99,9 @@ class Executor(ABC):
     # True: it builds each instance's runtime where the instance runs, from InstanceSpec.runtime.
     builds_runtimes: bool = False
 
-    def place(self, key: str, count: int) -> Placement:
-        """Addresses for ``count`` instances of the job ``key`` (its ARN), decided before any starts.
+    def place(self, key: str, count: int, limits: Limits | None = None) -> Placement:
+        """Addresses for ``count`` instances of the job ``key`` (its ARN), each of ``limits``' size, decided
+        before any starts.
 
         Here: all on this machine, which shares its network with the sandboxes, each instance on its own
         loopback address 127.B.C.<i> (Linux answers the whole of 127.0.0.0/8 on ``lo``), B.C a digest of the

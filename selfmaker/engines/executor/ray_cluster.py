@@ -38,7 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .base import Executor, ExecutorUnavailable, ExitStatus, InstanceSpec, Placement
+from .base import Executor, ExecutorUnavailable, ExitStatus, InstanceSpec, Limits, Placement
 from .local import _stop_deadline
 from .ray_node import NodeAgent, pack, status_of, unpack
 
@@ -47,6 +47,7 @@ log = logging.getLogger("selfmaker.ray")
 NAMESPACE = "selfmaker"
 PACKAGE = Path(__file__).resolve().parents[2]  # the selfmaker package, shipped to the nodes by Ray
 CALL_TIMEOUT = 5.0  # seconds a poll waits for the actor (longer: it is still waiting for a node)
+PLACE_WAIT = 120.0  # seconds a multi-instance job waits for room for all its instances at once
 TAIL_WAIT = 2.0  # seconds a log follower's call waits for new output
 
 
@@ -79,15 +80,37 @@ class RayExecutor(Executor):
         self._agent_class: Any = None  # NodeAgent as a Ray actor class, once connected
         self._agents: dict[str, Any] = {}  # node id -> its agent's handle
 
-    def place(self, key: str, count: int) -> Placement:
-        # Ray may put a job's instances on different nodes, and nothing yet makes algo-<i> name another
-        # node's sandbox: a job whose instances must reach each other is refused rather than half-run.
-        if count > 1:
+    def place(self, key: str, count: int, limits: Limits | None = None) -> Placement:
+        """One instance: placed as it starts (its own group). Several: all placed now, in one placement group
+        of a bundle per instance spread over the nodes (``SPREAD``: different nodes where there are enough),
+        so every instance's /etc/hosts can name every other's node before any starts."""
+        if count == 1:
+            return super().place(key, count)
+        ray = self._ray()
+        from ray.util import placement_group, placement_group_table, remove_placement_group
+
+        cpus = limits.cpus if limits else 1
+        memory = limits.memory_bytes if limits else 0
+        self._check_fits(ray, cpus, memory)
+        name = "selfmaker-job-" + hashlib.sha256(f"{self.home}:{key}".encode()).hexdigest()[:32]
+        if (earlier := self._group(name)) is not None:  # an attempt a killed server had placed
+            remove_placement_group(earlier)
+        bundle = {"CPU": cpus, **({"memory": memory} if memory else {})}
+        group = placement_group([bundle] * count, strategy="SPREAD", name=name, lifetime="detached")
+        if not group.wait(PLACE_WAIT):
+            remove_placement_group(group)
             raise ExecutorUnavailable(
-                f"a job of {count} instances cannot run on the ray executor yet: instances on different nodes "
-                "cannot reach each other by their algo-N names (docs/scale-out.md); use InstanceCount 1"
+                f"the Ray cluster had no room for {count} instances of {cpus} CPUs and {memory / 2**30:.1f} GiB "
+                f"at once within {PLACE_WAIT:.0f} seconds; start the job again when it has, or add nodes"
             )
-        return super().place(key, count)
+        nodes = placement_group_table(group)["bundles_to_node_id"]
+        where = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes()}
+        addresses = [where[nodes[i]] for i in range(count)]
+        if len(set(addresses)) == 1:
+            # Every instance on one machine (Ray nodes sharing a host, as in tests, or one node): each gets its
+            # own loopback address as on the local executor, so instances binding one port never collide.
+            return Placement(super().place(key, count).addresses, "lo", name)
+        return Placement(tuple(addresses), "eth0", name)
 
     # -- the cluster ---------------------------------------------------------------
 
@@ -119,8 +142,9 @@ class RayExecutor(Executor):
 
     def _start_agents(self) -> None:
         try:
-            for node in self._alive():
-                self._agent(node)
+            for node in self._ray().nodes():
+                if node["Alive"] and node.get("Resources", {}).get("CPU", 0) > 0:  # a node instances can land on
+                    self._agent(node["NodeID"])
         except Exception:
             log.warning("could not start the Ray nodes' agents ahead of time", exc_info=True)
 
@@ -132,12 +156,15 @@ class RayExecutor(Executor):
         if not any(node["Alive"] for node in ray.nodes()):
             raise ExecutorUnavailable(f"the Ray cluster at {self.address} has no live node")
 
-    def _fits(self, ray, cpus: int, memory: int) -> bool:
+    def _check_fits(self, ray, cpus: int, memory: int) -> None:
         for node in ray.nodes():
             have = node.get("Resources", {})
             if node["Alive"] and have.get("CPU", 0) >= cpus and have.get("memory", 0) >= memory:
-                return True
-        return False
+                return
+        raise ExecutorUnavailable(
+            f"no live node of the Ray cluster has {cpus} CPUs and {memory / 2**30:.1f} GiB of memory "
+            "for the instance type; add such a node or choose a smaller instance type"
+        )
 
     def _agent(self, node: str):
         """The node's agent: the running one, or a new one (the first on the node, or after it died)."""
@@ -152,6 +179,7 @@ class RayExecutor(Executor):
             get_if_exists=True,
             lifetime="detached",
             max_restarts=-1,  # its state is on the node's disk: a restarted agent carries on
+            max_task_retries=-1,  # every method is idempotent: a call cut short by a restart is made again
             max_concurrency=1000,  # a log tail per running instance waits in it, with polls and stops
             num_cpus=0,  # the instances' resources are reserved by their placement groups
             scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
@@ -187,11 +215,8 @@ class RayExecutor(Executor):
             raise ExecutorUnavailable("the ray executor runs only instances given their runtime by spec")
         cpus = spec.limits.cpus if spec.limits else 1
         memory = spec.limits.memory_bytes if spec.limits else 0
-        if not self._fits(ray, cpus, memory):
-            raise ExecutorUnavailable(
-                f"no live node of the Ray cluster has {cpus} CPUs and {memory / 2**30:.1f} GiB of memory "
-                "for the instance type; add such a node or choose a smaller instance type"
-            )
+        if not spec.reservation:
+            self._check_fits(ray, cpus, memory)
         state = spec.state_dir
         state.mkdir(parents=True, exist_ok=True)
         name = actor_name(state)
@@ -227,17 +252,17 @@ class RayExecutor(Executor):
         # Kept on disk until the agent has them: a server restarted before the group was placed hands them over.
         (state / "pending.tar").write_bytes(pack({n: m.source for n, m in names.items()}))
         (state / "pending.json").write_text(json.dumps(payload))
-        bundle = {"CPU": cpus, **({"memory": memory} if memory else {})}
-        placement_group([bundle], strategy="PACK", name=name, lifetime="detached")
-        (state / "instance").write_text(
-            json.dumps(
-                {
-                    "name": name,
-                    "log": str(spec.log_path),
-                    "writable": {n: str(m.source) for n, m in names.items() if m.writable},
-                }
-            )
-        )
+        meta = {
+            "name": name,
+            "log": str(spec.log_path),
+            "writable": {n: str(m.source) for n, m in names.items() if m.writable},
+        }
+        if spec.reservation:  # the job's group, placed by place(): this instance's bundle in it
+            meta |= {"group": spec.reservation, "bundle": int(spec.hostname.rsplit("-", 1)[1]) - 1}
+        else:
+            bundle = {"CPU": cpus, **({"memory": memory} if memory else {})}
+            placement_group([bundle], strategy="PACK", name=name, lifetime="detached")
+        (state / "instance").write_text(json.dumps(meta))
 
     def _discard(self, state: Path, name: str) -> None:
         """Remove what an earlier attempt of this instance left on the cluster: its group, its files on the node."""
@@ -260,13 +285,14 @@ class RayExecutor(Executor):
         ray = self._ray()
         from ray.util import placement_group_table
 
-        name = json.loads((state_dir / "instance").read_text())["name"]
-        group = self._group(name)
+        meta = json.loads((state_dir / "instance").read_text())
+        name = meta["name"]
+        group = self._group(meta.get("group", name))
         if group is None:
             raise LookupError("its Ray placement group is gone (removed outside SelfMaker)")
         if not group.wait(wait):
             return False
-        node = placement_group_table(group)["bundles_to_node_id"][0]
+        node = placement_group_table(group)["bundles_to_node_id"][meta.get("bundle", 0)]
         payload = json.loads((state_dir / "pending.json").read_text())
         archive = (state_dir / "pending.tar").read_bytes()
         ray.get(self._agent(node).start.remote(name, payload, archive), timeout=600)
@@ -343,7 +369,29 @@ class RayExecutor(Executor):
             log.warning("could not release %s on the Ray cluster", name, exc_info=True)
         for done in ("pending.json", "pending.tar"):
             (state_dir / done).unlink(missing_ok=True)
+        self._release_job_group(state_dir)
         return status
+
+    def _release_job_group(self, state_dir: Path) -> None:
+        """Remove the job's placement group once every instance placed in it has ended. Its instances' state
+        directories are siblings (``<job>/algo-<i>/state``), each naming the group."""
+        group = json.loads((state_dir / "instance").read_text()).get("group")
+        if not group:
+            return
+        for sibling in state_dir.parent.parent.glob("*/state"):
+            try:
+                named = json.loads((sibling / "instance").read_text()).get("group")
+            except (FileNotFoundError, ValueError):
+                continue
+            if named == group and not (sibling / "exit").exists():
+                return  # another instance still holds its bundle
+        if (held := self._group(group)) is not None:
+            from ray.util import remove_placement_group
+
+            try:
+                remove_placement_group(held)
+            except Exception:
+                log.warning("could not remove the placement group %s", group, exc_info=True)
 
     def _follow_log(self, agent, state_dir: Path, final: bool = False) -> bool:
         """Append what the instance logged since the last call to its log; True once it has ended and
@@ -380,7 +428,13 @@ class RayExecutor(Executor):
                     continue
                 except ray.exceptions.ActorUnavailableError:
                     time.sleep(1.0)
-                except Exception:  # lost with its node, or the cluster unreachable: poll says which
+                except ray.exceptions.RayActorError:
+                    node = (state_dir / "node").read_text() if (state_dir / "node").exists() else ""
+                    self._forget_agent(node)
+                    if node not in self._alive():
+                        break  # lost with its node: poll says so
+                    time.sleep(1.0)  # its agent died and Ray starts another (or it is made again)
+                except Exception:  # the cluster unreachable: poll says what became of it
                     break
             on_exit()
 

@@ -168,12 +168,10 @@ class NodeAgent:
             )
             if (root / "stopping").exists():  # stopped while its runtime was being built
                 raise RuntimeError("it was stopped before it started")
-            self.executor.start(spec)
+            _start_detached(spec)
             (root / "started").touch()
         except Exception as err:  # reported through poll(): the job fails with it
             self._fail(root, f"it could not start on the Ray node: {err}")
-            return
-        self.executor.watch(root / "state", lambda: None)  # reaps the supervisor once it ends
 
     def _fail(self, root: Path, reason: str) -> None:
         _say(root / "output.log", f"SelfMaker: {reason}")
@@ -231,6 +229,28 @@ class NodeAgent:
         if (root / "state").exists() and self.executor.poll(root / "state") is None:
             self.executor.stop(root / "state", 0.0)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _start_detached(spec: InstanceSpec) -> None:
+    """Start the instance as the local executor does, but from a child process that exits at once, so its
+    supervisor is not a child of the agent: Ray ends a worker's child processes with it
+    (``kill_child_processes_on_worker_exit``), and the sandboxes must outlive their agent. The child uses a
+    fresh executor (no lock another thread of the agent might have held at the fork)."""
+    failure = spec.state_dir.parent / "start-error"
+    failure.unlink(missing_ok=True)
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            LocalExecutor().start(spec)
+        except BaseException as err:
+            failure.write_text(str(err) or type(err).__name__)
+            code = 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if status != 0:
+        raise RuntimeError(failure.read_text() if failure.exists() else f"its starter ended with status {status}")
 
 
 def _say(log: Path, line: str) -> None:
