@@ -252,7 +252,7 @@ class RayExecutor(Executor):
         # Kept on disk until the agent has them: a server restarted before the group was placed hands them over.
         (state / "pending.tar").write_bytes(pack({n: m.source for n, m in names.items()}))
         (state / "pending.json").write_text(json.dumps(payload))
-        meta = {
+        meta: dict[str, Any] = {
             "name": name,
             "log": str(spec.log_path),
             "writable": {n: str(m.source) for n, m in names.items() if m.writable},
