@@ -48,6 +48,7 @@ NAMESPACE = "selfmaker"
 PACKAGE = Path(__file__).resolve().parents[2]  # the selfmaker package, shipped to the nodes by Ray
 CALL_TIMEOUT = 5.0  # seconds a poll waits for the actor (longer: it is still waiting for a node)
 PLACE_WAIT = 120.0  # seconds a multi-instance job waits for room for all its instances at once
+NODES_TTL = 2.0  # seconds a look at the cluster's nodes serves the checks of starting jobs
 TAIL_WAIT = 2.0  # seconds a log follower's call waits for new output
 
 
@@ -79,6 +80,8 @@ class RayExecutor(Executor):
         self._locks: dict[Path, threading.Lock] = {}
         self._agent_class: Any = None  # NodeAgent as a Ray actor class, once connected
         self._agents: dict[str, Any] = {}  # node id -> its agent's handle
+        self._nodes_seen: list[dict] = []
+        self._nodes_at = -NODES_TTL
 
     def place(self, key: str, count: int, limits: Limits | None = None) -> Placement:
         """One instance: placed as it starts (its own group). Several: all placed now, in one placement group
@@ -151,13 +154,24 @@ class RayExecutor(Executor):
     def _alive(self) -> set[str]:
         return {n["NodeID"] for n in self._ray().nodes() if n["Alive"]}
 
+    def _nodes(self) -> list[dict]:
+        """The cluster's nodes as seen at most NODES_TTL seconds ago: enough to check a job can fit (every job
+        start asks), never used to judge a node lost."""
+        with self._lock:
+            if time.monotonic() - self._nodes_at < NODES_TTL:
+                return self._nodes_seen
+        nodes = self._ray().nodes()
+        with self._lock:
+            self._nodes_seen, self._nodes_at = nodes, time.monotonic()
+        return nodes
+
     def check(self) -> None:
-        ray = self._ray()
-        if not any(node["Alive"] for node in ray.nodes()):
+        self._ray()
+        if not any(node["Alive"] for node in self._nodes()):
             raise ExecutorUnavailable(f"the Ray cluster at {self.address} has no live node")
 
     def _check_fits(self, ray, cpus: int, memory: int) -> None:
-        for node in ray.nodes():
+        for node in self._nodes():
             have = node.get("Resources", {})
             if node["Alive"] and have.get("CPU", 0) >= cpus and have.get("memory", 0) >= memory:
                 return
@@ -264,14 +278,21 @@ class RayExecutor(Executor):
             placement_group([bundle], strategy="PACK", name=name, lifetime="detached")
         (state / "instance").write_text(json.dumps(meta))
 
-    def _discard(self, state: Path, name: str) -> None:
-        """Remove what an earlier attempt of this instance left on the cluster: its group, its files on the node."""
+    def _discard(self, state: Path, name: str, wait: bool = True) -> None:
+        """Remove what an attempt of this instance left on the cluster: its group, its files on the node.
+        ``wait``: until the node has removed them (a new attempt of the same instance starts next)."""
         from ray.util import remove_placement_group
 
         if (group := self._group(name)) is not None:
             remove_placement_group(group)
         node = (state / "node").read_text() if (state / "node").exists() else ""
-        if node and node in self._alive():
+        if not node:
+            return
+        if not wait:  # not waited for; and never an agent made for a node known lost
+            if any(n["NodeID"] == node and n["Alive"] for n in self._nodes()):
+                self._agent(node).close.remote(name)
+            return
+        if node in self._alive():
             try:
                 self._ray().get(self._agent(node).close.remote(name), timeout=60)
             except Exception:
@@ -364,7 +385,7 @@ class RayExecutor(Executor):
         tmp.write_text(json.dumps({"code": status.code, "reason": status.reason}))
         tmp.rename(state_dir / "exit")
         try:
-            self._discard(state_dir, name)
+            self._discard(state_dir, name, wait=False)
         except Exception:
             log.warning("could not release %s on the Ray cluster", name, exc_info=True)
         for done in ("pending.json", "pending.tar"):
