@@ -109,6 +109,13 @@ class NodeAgent:
         # a machine, as in tests) other nodes'.
         self.home = node_dir() / f"{home}-{ray.get_runtime_context().get_node_id()[:16]}"
         self.home.mkdir(exist_ok=True)
+        alive = {n["NodeID"][:16] for n in ray.nodes() if n["Alive"]}
+        for gone in node_dir().glob(f"{home}-*"):  # what a dead node of this machine (its raylet) left running
+            if gone.name.rsplit("-", 1)[1] not in alive:
+                for root in gone.iterdir():
+                    if (root / "state").exists():
+                        self.executor.stop(root / "state", 0.0)
+                shutil.rmtree(gone, ignore_errors=True)
         for root in self.home.iterdir():  # instances an earlier agent was still starting cannot start now
             if (root / "accepted").exists() and not (root / "started").exists() and not (root / "failure").exists():
                 self._fail(root, "the node's SelfMaker agent restarted while it was starting")
