@@ -285,8 +285,10 @@ def test_a_lost_node_fails_its_job_with_a_clear_reason(clients, cluster):
     node_id = NODE_LINE.search(text).group(1)
     made, workers = cluster
     made.remove_node(next(n for n in workers if n.node_id == node_id), allow_graceful=False)
-    ray_cluster.end_sandboxes_of(node_id)
-    job = wait(sm, "training", "ray-lost", timeout=300)
+    try:
+        job = wait(sm, "training", "ray-lost", timeout=300)
+    finally:  # on one machine the node's sandbox runs on (detached from its agent): end it as the machine's loss would
+        ray_cluster.end_sandboxes_of(node_id)
     assert job["TrainingJobStatus"] == "Failed"
     assert "InternalServerError" in job["FailureReason"] and "Ray node" in job["FailureReason"]
 
