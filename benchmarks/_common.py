@@ -80,10 +80,15 @@ class ServerProcess:
         # benchmarks/against.py runs a benchmark against another commit's server: that checkout comes
         # first on the server's path, while the benchmark itself (clients, checks) stays this one.
         other_code = os.environ.get("SELFMAKER_BENCH_SERVER_CODE")
+        cwd = None
         if self.selfmaker and other_code:
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [other_code, env.get("PYTHONPATH")]))
+            # `python -m` puts the working directory first on sys.path, ahead of PYTHONPATH: started from
+            # this checkout, the server would import this checkout's code, not the other commit's.
+            cwd = other_code
         self.proc = subprocess.Popen(
             self.argv,
+            cwd=cwd,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

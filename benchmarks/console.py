@@ -21,9 +21,13 @@ Measures:
   on loopback is the server's time (plus well under a millisecond of loopback). p50, p95 and max;
 * the pipeline page in headless Chromium (Selenium, Debian's chromium and chromedriver): from the start of
   the navigation to the frame after Cytoscape has laid out and drawn the graph (``data-drawn-at`` that
-  console-graph.js sets, in the page's performance clock): ``--renders`` first views of a graph (another
-  200-step pipeline each time, laid out by dagre in the browser) alternating with as many later views of one
-  (its layout kept by the server, placed as is).
+  console-graph.js sets, in the page's performance clock), three kinds of load taking turns ``--renders``
+  times: a first view of a graph (another 200-step pipeline each time) laid out by Graphviz on the server;
+  a first view on a second server started with ``--graphviz-dot ''`` (its own data), laid out by dagre in
+  the browser, as every first view was before; and a later view of one graph (its layout kept by the
+  server, placed as is). Each load is split by the page's own clocks: the server's answer (request to the
+  end of the HTML), the scripts until console-graph.js starts, Cytoscape's construction (with dagre's
+  layout where it runs), and the first draw (to the second frame after).
 
     python benchmarks/console.py                       # 10,000 + 10,000 (about 2 minutes)
     python benchmarks/console.py --experiments 1000 --jobs 1000 --requests 20
@@ -60,9 +64,11 @@ LAYERS, WIDTH = 20, 10
 GOAL_LIST_MS, GOAL_GRAPH_MS = 300, 1000
 
 
-def server(data_dir: Path, log_path: Path, runtimes: Path) -> ServerProcess:
+def server(data_dir: Path, log_path: Path, runtimes: Path, graphviz_dot: str | None = None) -> ServerProcess:
     port = free_port()
     argv = [sys.executable, "-m", "selfmaker.cli", "serve", "--port", str(port), "--data-dir", str(data_dir)]
+    if graphviz_dot is not None:
+        argv += ["--graphviz-dot", graphviz_dot]
     env = {"SELFMAKER_RUNTIMES_CONFIG": str(runtimes)}
     return ServerProcess("selfmaker", argv, port, "/_selfmaker/health", log_path, env=env, selfmaker=True)
 
@@ -243,18 +249,40 @@ def measure_lists(port: int, requests: int) -> list[list]:
     return rows
 
 
-def measure_graph(url: str, pipeline: str, renders: int) -> tuple[list[float], list[float]]:
-    """(first views, later views) of a 200-step graph: a first view of a graph runs dagre in the browser
-    (each is another pipeline: a graph not laid out before); a later one places the steps where the kept
-    layout says. Loads alternate between the two, so both see the same load on the machine."""
+# Each load's phases, in the page's performance clock (milliseconds from the start of the navigation).
+PHASES = """
+const n = performance.getEntriesByType("navigation")[0];
+const mark = (name) => performance.getEntriesByName(name)[0].startTime;
+const drawn = Number(document.getElementById("graph").dataset.drawnAt);
+return {
+  total: drawn, answer: n.responseEnd - n.requestStart, scripts: mark("graph-start") - n.responseEnd,
+  construction: mark("graph-laid-out") - mark("graph-start"), draw: drawn - mark("graph-laid-out"),
+};
+"""
+PHASE_NAMES = ("answer", "scripts", "construction", "draw")
+
+
+FIRST_BY_SERVER, FIRST_BY_DAGRE, LATER = (
+    "first view (laid out by the server)",
+    "first view (dagre in the browser)",
+    "later views (kept layout)",
+)
+
+
+def measure_graph(url: str, dagre_url: str, pipeline: str, renders: int) -> dict[str, list[dict]]:
+    """Each load's phases of a 200-step graph, by kind of load: a first view of a graph (each is another
+    pipeline: a graph not laid out before) laid out by the server (Graphviz, at ``url``), a first view laid
+    out by dagre in the browser (at ``dagre_url``, a server without Graphviz), and a later view of one graph
+    (placed where the kept layout says). The kinds take turns, so all see the same load on the machine."""
     sys.path.insert(0, str(REPO / "tests"))
     from support.browser import chromium
 
-    fresh = [make_pipeline(url, tag=f"v{index}") for index in range(renders)]
+    fresh = [(make_pipeline(url, tag=f"v{i}"), make_pipeline(dagre_url, tag=f"d{i}")) for i in range(renders)]
+    warm = make_pipeline(dagre_url, tag="warm")
     driver = chromium(width=1280, height=900)
 
-    def drawn_in(name: str, laid_out: bool) -> float:
-        driver.get(f"{url}/console/pipelines/{name}")
+    def drawn_in(base: str, name: str, laid_out: bool) -> dict:
+        driver.get(f"{base}/console/pipelines/{name}")
         deadline = time.monotonic() + 30
         drawn = None
         while drawn is None and time.monotonic() < deadline:
@@ -265,25 +293,26 @@ def measure_graph(url: str, pipeline: str, renders: int) -> tuple[list[float], l
         nodes = driver.execute_script("return window.consoleGraph.nodes().length")
         if nodes != LAYERS * WIDTH:
             raise SystemExit(f"the graph has {nodes} nodes")
-        kept = driver.execute_script("return Boolean(Console.jsonData('graph-data').positions)")
-        if kept != laid_out:
-            raise SystemExit(f"{name}: expected {'a kept' if laid_out else 'no kept'} layout")
-        return float(drawn)
+        placed = driver.execute_script("return Boolean(Console.jsonData('graph-data').positions)")
+        dagre = driver.execute_script("return typeof cytoscapeDagre !== 'undefined'")
+        if (placed, dagre) != (laid_out, not laid_out):
+            raise SystemExit(f"{name}: positions sent {placed}, dagre loaded {dagre}; expected {laid_out}")
+        return driver.execute_script(PHASES)
 
     try:
         # The first loads fill the browser's cache of the vendored scripts, and the server's layout of `pipeline`.
-        drawn_in(pipeline, laid_out=False)
-        time.sleep(1)  # the layout's POST
-        drawn_in(pipeline, laid_out=True)
-        first, later = [], []
-        for name in fresh:
-            first.append(drawn_in(name, laid_out=False))
-            later.append(drawn_in(pipeline, laid_out=True))
+        drawn_in(dagre_url, warm, laid_out=False)
+        drawn_in(url, pipeline, laid_out=True)
+        loads: dict[str, list[dict]] = {FIRST_BY_SERVER: [], FIRST_BY_DAGRE: [], LATER: []}
+        for by_server, by_dagre in fresh:
+            loads[FIRST_BY_SERVER].append(drawn_in(url, by_server, laid_out=True))
+            loads[FIRST_BY_DAGRE].append(drawn_in(dagre_url, by_dagre, laid_out=False))
+            loads[LATER].append(drawn_in(url, pipeline, laid_out=True))
         errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         if errors:
             raise SystemExit(f"browser console errors: {errors}")
         driver.save_screenshot(str(Path(tempfile.gettempdir()) / "console-bench-pipeline-200.png"))
-        return first, later
+        return loads
     finally:
         driver.quit()
 
@@ -310,12 +339,14 @@ def main() -> None:
         pipeline = make_pipeline(first.url)
     copy_training_jobs(data_dir, template, args.jobs)
 
-    with server(data_dir, log_path, runtimes) as second:
+    # Beside it, a server without Graphviz (its own data), whose first views dagre lays out in the browser.
+    without_graphviz = server(work / "data-dagre", work / "server-dagre.log", runtimes, graphviz_dot="")
+    with server(data_dir, log_path, runtimes) as second, without_graphviz as dagre:
         listed = client(second.url).list_training_jobs(MaxResults=1, NameContains="bench-job-09999")
         if args.jobs >= 10_000 and not listed["TrainingJobSummaries"]:
             raise SystemExit("the copied jobs are not listed")
         rows = measure_lists(second.port, args.requests)
-        first_views, later_views = measure_graph(second.url, pipeline, args.renders)
+        graph_loads = measure_graph(second.url, dagre.url, pipeline, args.renders)
 
     print()
     # The load average says how much of the two cores others' work took meanwhile (shared machines).
@@ -330,19 +361,24 @@ def main() -> None:
     )
     print(
         table(
-            ["graph, navigation to drawn", "loads", "p50 ms", "max ms", f"<= {GOAL_GRAPH_MS} ms"],
+            [
+                "graph, navigation to drawn",
+                "loads",
+                "p50 ms",
+                "max ms",
+                f"<= {GOAL_GRAPH_MS} ms",
+                *(f"{phase} p50" for phase in PHASE_NAMES),
+            ],
             [
                 [
                     f"{LAYERS * WIDTH}-step pipeline, {what}",
-                    str(len(renders)),
-                    f"{statistics.median(renders):.0f}",
-                    f"{max(renders):.0f}",
-                    "yes" if max(renders) <= GOAL_GRAPH_MS else "NO",
+                    str(len(loads)),
+                    f"{statistics.median(load['total'] for load in loads):.0f}",
+                    f"{max(load['total'] for load in loads):.0f}",
+                    "yes" if max(load["total"] for load in loads) <= GOAL_GRAPH_MS else "NO",
+                    *(f"{statistics.median(load[phase] for load in loads):.0f}" for phase in PHASE_NAMES),
                 ]
-                for what, renders in (
-                    ("first view (dagre in the browser)", first_views),
-                    ("later views (kept layout)", later_views),
-                )
+                for what, loads in graph_loads.items()
             ],
         )
     )

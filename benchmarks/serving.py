@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -135,12 +136,15 @@ def model_server_alone(python: str, ml_dir: Path, seconds: float) -> RunResult:
     """SelfMaker's model server on a Unix socket, called directly over one keep-alive connection."""
     path = model_server.socket_path(ml_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # benchmarks/against.py: the other commit's model server, as its SelfMaker runs it
+    code = os.environ.get("SELFMAKER_BENCH_SERVER_CODE") or str(Path(__file__).resolve().parents[1])
     process = subprocess.Popen(
         [python, "-m", "selfmaker.container.inference_server"],
+        cwd=code,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
         env={
-            "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+            "PYTHONPATH": code,
             "SAGEMAKER_BASE_DIR": str(ml_dir),
             "SELFMAKER_BIND_TO_SOCKET": str(path),
         },

@@ -56,6 +56,9 @@ WORKER_ORDER: tuple[str, ...] = (
     # EventBridge deliveries (SQS messages, pipeline starts): stopped after the reconciler, whose pipeline
     # runs it may still start are resumed from the store at the next start anyway.
     "selfmaker.aws.events.delivery",
+    # Runtime builds the jobs wait for: stopped (their installers killed) once the reconciler no longer
+    # starts jobs that would join them.
+    "selfmaker.engines.background_builds",
     # Last to start, first to stop: it drives everything above it.
     "selfmaker.engines.reconciler",
 )

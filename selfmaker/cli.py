@@ -21,6 +21,7 @@ def _serve(args) -> int:
     import uvicorn
 
     from .server.app import create_app
+    from .server.one_write import OneWriteHttpToolsProtocol
 
     settings = Settings(
         **{
@@ -48,6 +49,7 @@ def _serve(args) -> int:
                 price_table=args.price_table,
                 edge_cache_ttl=args.edge_cache_ttl,
                 console_session_seconds=args.console_session_seconds,
+                graphviz_dot=args.graphviz_dot,
                 callback_timeout_seconds=args.callback_timeout_seconds,
             ).items()
             if v is not None
@@ -98,6 +100,7 @@ def _serve(args) -> int:
     # log_config=None: uvicorn's loggers go through log_setup's handler, at WARNING like every library's.
     config = uvicorn.Config(
         app,
+        http=OneWriteHttpToolsProtocol,  # a response's head and body in one write (server/one_write.py)
         log_config=None,
         access_log=False,
         lifespan="on",
@@ -268,6 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="the web console (/console): seconds a session lasts without use before it signs in again "
         "(default 28800; env SELFMAKER_CONSOLE_SESSION_SECONDS)",
+    )
+    serve.add_argument(
+        "--graphviz-dot",
+        help="the web console lays pipeline graphs out with this Graphviz dot program (default dot, on PATH); "
+        "'' leaves it to the browser (dagre) (env SELFMAKER_GRAPHVIZ_DOT)",
     )
     serve.add_argument(
         "--callback-timeout-seconds",

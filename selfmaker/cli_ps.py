@@ -3,8 +3,9 @@
 By default: everything active (jobs in progress, pipeline executions executing, endpoints and notebook
 instances up or changing) whatever its age, and what failed in the last day. ``--failed`` shows only
 failures, ``--all`` every status; ``--since`` sets the window (a failure's window is its last change, where
-the List operation can filter on it). Everything comes from the API's own List operations, so the answer is
-the caller's account on the server, as the SDK would see it.
+the List operation can filter on it). Everything comes from the API's own List operations (pipeline executions
+from one Search, since ListPipelineExecutions takes one pipeline at a time), so the answer is the caller's
+account on the server, as the SDK would see it.
 """
 
 from __future__ import annotations
@@ -181,19 +182,43 @@ def _window_filter(client, operation: str, after: datetime | None) -> dict:
     return {}
 
 
+def _execution_search(wanted: set[str] | None, after_for: Windows) -> dict:
+    """Search's expression for the executions wanted: per status (Equals: a SearchExpression may hold one In
+    only), changed (LastModifiedTime) within its window; {} for every execution."""
+    clauses = []
+    for status in sorted(wanted) if wanted is not None else [""]:
+        filters = [{"Name": "PipelineExecutionStatus", "Operator": "Equals", "Value": status}] if status else []
+        after = after_for.get(status)
+        if after is not None:
+            filters.append({"Name": "LastModifiedTime", "Operator": "GreaterThanOrEqualTo", "Value": after.isoformat()})
+        if not filters:
+            return {}
+        clauses.append({"Filters": filters})
+    return clauses[0] if len(clauses) == 1 else {"SubExpressions": clauses, "Operator": "Or"}
+
+
+def _pipeline_executions(sm, wanted: set[str] | None, after_for: Windows) -> Iterator[dict]:
+    """Every pipeline's executions wanted, as ListPipelineExecutions summaries, from one Search (its pages):
+    ListPipelineExecutions lists one pipeline at a time, so it would take a call per pipeline."""
+    expression = _execution_search(wanted, after_for)
+    params = {"Resource": "PipelineExecution", "MaxResults": 100, "SortBy": "CreationTime", "SortOrder": "Descending"}
+    for record in _pages(sm, "search", "Results", **params, **({"SearchExpression": expression} if expression else {})):
+        execution = record["PipelineExecution"]
+        pipeline = execution["PipelineArn"].rsplit("/", 1)[-1]
+        yield {
+            "PipelineExecutionArn": execution["PipelineExecutionArn"],
+            "PipelineExecutionStatus": execution["PipelineExecutionStatus"],
+            "StartTime": execution.get("CreationTime"),
+            "PipelineExecutionDisplayName": execution.get("PipelineExecutionDisplayName", ""),
+            "PipelineExecutionFailureReason": execution.get("FailureReason", ""),
+            "_name": f"{pipeline}/{execution['PipelineExecutionArn'].rsplit('/', 1)[-1]}",
+        }
+
+
 def _summaries(sm, source: Source, wanted: set[str] | None, after_for: Windows) -> Iterator[dict]:
     """The summaries of ``source`` whose status is wanted (None: any), each status with its own window."""
-    if source.kind == "pipeline":  # no StatusEquals, no last change: listed per pipeline, windowed by start
-        windows = [after_for.get(status) for status in (wanted or {""})]
-        widest = None if None in windows else min(w for w in windows if w)
-        for pipeline in _pages(sm, "list_pipelines", "PipelineSummaries"):
-            listing = _window_filter(sm, source.operation, widest)
-            for summary in _pages(sm, source.operation, source.items, PipelineName=pipeline["PipelineName"], **listing):
-                status = summary[source.status]
-                window = after_for.get(status if wanted is not None else "")
-                if (wanted is None or status in wanted) and (window is None or summary["StartTime"] >= window):
-                    summary["_name"] = f"{pipeline['PipelineName']}/{summary[source.arn].rsplit('/', 1)[-1]}"
-                    yield summary
+    if source.kind == "pipeline":
+        yield from _pipeline_executions(sm, wanted, after_for)
         return
     for status in sorted(wanted) if wanted is not None else [""]:
         params = {"StatusEquals": status} if status else {}

@@ -79,6 +79,9 @@ class Settings:
     edge_cache_ttl: int = field(default_factory=lambda: int(_env("EDGE_CACHE_TTL", "60")))
     # The web console (/console): how long a signed-in session lasts without use, in seconds (docs/console.md).
     console_session_seconds: int = field(default_factory=lambda: int(_env("CONSOLE_SESSION_SECONDS", "28800")))
+    # The console's pipeline graphs are laid out by this Graphviz `dot` program (looked up on PATH); "" lets the
+    # browser lay them out with dagre instead (docs/console.md).
+    graphviz_dot: str = field(default_factory=lambda: _env("GRAPHVIZ_DOT", "dot"))
     # Several servers on one PostgreSQL (docs/scale-out.md): a server that stops renewing its heartbeat for this
     # many seconds loses its leases, and another server takes its work over within about 1.2 times this.
     lease_seconds: float = field(default_factory=lambda: float(_env("LEASE_SECONDS", "10")))

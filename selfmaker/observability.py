@@ -153,6 +153,22 @@ class ServerMetrics:
             model.observe(model_seconds)
             overhead.observe(max(total_seconds - model_seconds, 0.0))
 
+    def forget_endpoint(self, account: str, region: str, endpoint: str, keep: frozenset[str] = frozenset()) -> None:
+        """Drop the series of an endpoint's variants other than ``keep`` (all of them: a deleted endpoint), so
+        /metrics stops naming what no longer exists. A request still in flight may bring one back, once."""
+        with self._lock:
+            gone = [
+                labels
+                for labels in self._endpoint_children
+                if labels[:3] == (account, region, endpoint) and labels[3] not in keep
+            ]
+            for labels in gone:
+                by_status = self._endpoint_children.pop(labels)[2]
+                self.model_latency.remove(*labels)
+                self.overhead_latency.remove(*labels)
+                for cls in by_status:
+                    self.invocations.remove(*labels, cls)
+
     def observe_api(self, service: str, operation: str, seconds: float, error_code: str = "") -> None:
         """One API request. ``operation`` comes from the caller: anything the model does not name is "unknown"
         (a label per made-up name would let any client grow the registry without bound)."""

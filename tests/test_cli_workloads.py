@@ -7,9 +7,11 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 import uuid
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from support import tuning
 from support.accounts import REGION, ROLE, SECRET, A, B, credentials_file
@@ -22,6 +24,23 @@ from support.pipelines import wait as wait_execution
 from support.server import free_port
 from support.waiting import wait_for
 
+METRICS_TOKEN = "cli-workloads-metrics"
+
+
+def api_calls(srv, operation: str) -> float:
+    """How many sagemaker ``operation`` requests the server has answered (its /metrics)."""
+    request = urllib.request.Request(f"{srv.url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        text = response.read().decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "selfmaker_api_request_duration_seconds_count"
+        and sample.labels.get("service") == "sagemaker"
+        and sample.labels.get("operation") == operation
+    )
+
 
 @pytest.fixture(scope="module")
 def srv(make_server, tmp_path_factory):
@@ -29,7 +48,7 @@ def srv(make_server, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cli-workloads")
     return make_server(
         "cli-workloads",
-        ["--auth", "strict", "--credentials-file", str(credentials_file(tmp, A, B))],
+        ["--auth", "strict", "--credentials-file", str(credentials_file(tmp, A, B)), "--metrics-token", METRICS_TOKEN],
         env={"SELFMAKER_RUNTIMES_CONFIG": _runtimes_config(tmp)},
     ).start()
 
@@ -201,6 +220,26 @@ def test_ps_shows_what_runs_and_what_failed_for_the_callers_account(srv, work):
     assert (search["status"], search["detail"]) == ("Completed", "training jobs: 2 completed, 0 running")
     assert work["bad"] not in ps("--failed", "--since", "1s")  # it failed longer ago than that
     assert all(row["age_seconds"] >= 0 and row["created"] for row in ps("--all").values())
+
+    # Every pipeline's executions come from one Search, not a ListPipelineExecutions per pipeline.
+    sm = _client(srv, "sagemaker")
+    for extra in range(3):
+        sm.create_pipeline(
+            PipelineName=f"{work['pipeline']}-idle-{extra}",
+            RoleArn=ROLE.format(account=A.account),
+            PipelineDefinition=definition([processing_step("Idle", "print(1)")], experiment=False),
+        )
+    before = {op: api_calls(srv, op) for op in ("ListPipelineExecutions", "ListPipelines", "Search")}
+    runs = ps("--all", "--kind", "pipeline")
+    assert set(runs) == {work["execution"]} and runs[work["execution"]]["arn"] == work["execution_arn"]
+    assert "on purpose" in ps("--kind", "pipeline")[work["execution"]]["detail"]  # its FailureReason
+    assert work["execution"] not in ps("--kind", "pipeline", "--since", "1s")  # it ended longer ago than that
+    after = {op: api_calls(srv, op) for op in before}
+    assert (after["ListPipelineExecutions"], after["ListPipelines"]) == (
+        before["ListPipelineExecutions"],
+        before["ListPipelines"],
+    )
+    assert after["Search"] - before["Search"] == 3  # one page each
 
     table = cli("ps", url=srv.url)
     assert table.returncode == 0, table.stderr

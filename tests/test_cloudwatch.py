@@ -412,6 +412,46 @@ def test_alarm_lifecycle(cw, unique):
     assert _error(cw.set_alarm_state, AlarmName=name, StateValue="OK", StateReason="x") == ("ResourceNotFound", 404)
 
 
+def test_percentile_alarms(cw, unique):
+    """An alarm on ExtendedStatistic evaluates that percentile of the values sent; with
+    EvaluateLowSampleCountPercentile=ignore, a period of too few samples (p99 needs 1,000) keeps the state."""
+    namespace = unique("App")
+    stamp = _at(_minute_ago() + 1)
+    cw.put_metric_data(
+        Namespace=namespace,
+        MetricData=[{"MetricName": "Latency", "Values": [float(v) for v in range(1, 101)], "Timestamp": stamp}],
+    )
+    alarm = {
+        "Namespace": namespace,
+        "MetricName": "Latency",
+        "Period": 60,
+        "EvaluationPeriods": 2,
+        "DatapointsToAlarm": 1,
+        "ComparisonOperator": "GreaterThanThreshold",
+    }
+    ignoring = unique("p99-ignore")
+    cw.put_metric_alarm(
+        AlarmName=ignoring, ExtendedStatistic="p99", Threshold=90.0, EvaluateLowSampleCountPercentile="ignore", **alarm
+    )
+    high, median = unique("p99"), unique("p50")
+    cw.put_metric_alarm(AlarmName=high, ExtendedStatistic="p99", Threshold=90.0, **alarm)
+    cw.put_metric_alarm(
+        AlarmName=median, ExtendedStatistic="p50", Threshold=90.0, EvaluateLowSampleCountPercentile="evaluate", **alarm
+    )
+    fired = _wait_for_state(cw, high, "ALARM")
+    assert "Statistic" not in fired and fired["ExtendedStatistic"] == "p99"
+    (value,) = json.loads(fired["StateReasonData"])["recentDatapoints"]
+    assert 98 <= value <= 100  # within the store's 1 %
+    assert json.loads(fired["StateReasonData"])["statistic"] == "p99"
+    calm = _wait_for_state(cw, median, "OK")
+    assert 49 <= json.loads(calm["StateReasonData"])["recentDatapoints"][0] <= 51
+    held = cw.describe_alarms(AlarmNames=[ignoring])["MetricAlarms"][0]
+    assert (held["StateValue"], held["EvaluateLowSampleCountPercentile"]) == ("INSUFFICIENT_DATA", "ignore")
+    found = cw.describe_alarms_for_metric(Namespace=namespace, MetricName="Latency", ExtendedStatistic="p99")
+    assert sorted(a["AlarmName"] for a in found["MetricAlarms"]) == sorted([high, ignoring])
+    cw.delete_alarms(AlarmNames=[ignoring, high, median])
+
+
 @pytest.mark.parametrize(
     "treat,state",
     [("breaching", "ALARM"), ("notBreaching", "OK"), ("missing", "INSUFFICIENT_DATA"), ("ignore", "INSUFFICIENT_DATA")],
@@ -469,6 +509,7 @@ def test_bad_requests(cw, unique):
         "Threshold": 1.0,
         "ComparisonOperator": "GreaterThanThreshold",
     }
+    without_statistic = {k: v for k, v in alarm.items() if k != "Statistic"}
     cases = [
         (
             cw.put_metric_data,
@@ -514,6 +555,19 @@ def test_bad_requests(cw, unique):
             "InvalidParameterValue",
         ),
         (cw.put_metric_alarm, {**alarm, "TreatMissingData": "sometimes"}, "InvalidParameterValue"),
+        (cw.put_metric_alarm, {**alarm, "ExtendedStatistic": "p99"}, "InvalidParameterCombination"),
+        (
+            cw.put_metric_alarm,
+            without_statistic,
+            "InvalidParameterCombination",
+        ),
+        (cw.put_metric_alarm, {**without_statistic, "ExtendedStatistic": "p101"}, "InvalidParameterValue"),
+        (cw.put_metric_alarm, {**without_statistic, "ExtendedStatistic": "tm99"}, "InvalidParameterValue"),
+        (
+            cw.put_metric_alarm,
+            {**without_statistic, "ExtendedStatistic": "p99", "EvaluateLowSampleCountPercentile": "sometimes"},
+            "InvalidParameterValue",
+        ),
         (cw.put_metric_alarm, {**alarm, "DatapointsToAlarm": 2}, "InvalidParameterValue"),
         (cw.put_metric_alarm, {**alarm, "Period": 45}, "InvalidParameterValue"),
         (cw.put_metric_alarm, {k: v for k, v in alarm.items() if k != "Threshold"}, "MissingParameter"),
@@ -530,6 +584,9 @@ def test_bad_requests(cw, unique):
     ]
     for call, kwargs, code in cases:
         assert _error(call, **kwargs)[0] == code, kwargs
+    with pytest.raises(ClientError) as trimmed:
+        cw.put_metric_alarm(**without_statistic, ExtendedStatistic="tm99")
+    assert "supports the percentiles p0.0 to p100" in trimmed.value.response["Error"]["Message"]
     assert cw.describe_alarms(AlarmNames=[alarm["AlarmName"]])["MetricAlarms"] == []
     assert cw.list_metrics(Namespace=namespace)["Metrics"] == []
 

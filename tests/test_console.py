@@ -20,6 +20,7 @@ import pytest
 
 from support.accounts import SECRET, A, B, credentials_file
 from support.console import ConsoleBrowser
+from support.graphviz import overlapping, require_dot
 from support.pipelines import create, processing
 from support.server import ACCOUNT
 from support.waiting import wait_for
@@ -32,7 +33,11 @@ def strict(make_server, tmp_path_factory):
     credentials = credentials_file(tmp_path_factory.mktemp("console-strict"), A, B)
     return make_server(
         "console-strict",
-        ["--auth", "strict", "--credentials-file", str(credentials), "--console-session-seconds", str(SESSION_SECONDS)],
+        [
+            *("--auth", "strict", "--credentials-file", str(credentials)),
+            *("--console-session-seconds", str(SESSION_SECONDS)),
+            *("--graphviz-dot", ""),  # pipeline graphs laid out by the browser: the fallback's checks
+        ],
     ).start()
 
 
@@ -140,12 +145,30 @@ def test_the_pipeline_graph_has_the_engines_dependencies_and_condition_branches(
     # The start form offers the definition's parameters with their defaults.
     assert 'name="param:Score" value="0.9"' in page.text
 
-    # No layout is kept yet: the page asks the browser to post dagre's. What it may post is checked against
-    # the graph it was sent: its steps exactly, finite numbers, this graph only; a refusal keeps nothing.
-    visitor = ConsoleBrowser(server.url)
-    layout = _graph(visitor.get(f"/console/pipelines/{name}"))["layout"]
+    # This first view came laid out by the server (Graphviz): every step placed, in layers left to right, no two
+    # overlapping; nothing for the browser to lay out. A later view gets the same, kept.
+    require_dot()
+    positions = graph["positions"]
+    assert set(positions) == {"Prepare", "Train", "Good", "Register", "TooLow"} and "layout" not in graph
+    assert all(positions[target][0] > positions[source][0] for source, target, _ in edges)
+    sizes = {n["id"]: (110, 60) if n["type"] == "Condition" else (150, 44) for n in graph["nodes"]}
+    assert overlapping(positions, sizes) == []
+    assert _graph(ConsoleBrowser(server.url).get(f"/console/pipelines/{name}"))["positions"] == positions
+
+
+def test_without_graphviz_the_browser_lays_out_and_what_it_posts_is_checked(strict, as_):
+    """The strict server runs without dot (--graphviz-dot ''): the page asks the browser to post dagre's
+    positions, checked against the graph it was sent: its steps exactly, finite numbers, this graph only; a
+    refusal keeps nothing."""
+    name = f"console-dagre-{uuid.uuid4().hex[:6]}"
+    steps = ("Prepare", "Train", "Evaluate")
+    create(as_(A), name, [processing(step, "print(1)") for step in steps])
+    visitor = ConsoleBrowser(strict.url)
+    visitor.sign_in(A.key, SECRET)
+    graph = _graph(visitor.get(f"/console/pipelines/{name}"))
+    layout = graph["layout"]
     assert layout["url"] == "/console/pipelines/layout" and "positions" not in graph
-    placed = {step: [10.0 * i, 5.0] for i, step in enumerate(("Prepare", "Train", "Good", "Register", "TooLow"))}
+    placed = {step: [10.0 * i, 5.0] for i, step in enumerate(steps)}
 
     def post(key: str, positions) -> int:
         form = {"csrf": layout["csrf"], "key": key, "positions": json.dumps(positions)}
@@ -159,7 +182,7 @@ def test_the_pipeline_graph_has_the_engines_dependencies_and_condition_branches(
     assert "positions" not in _graph(visitor.get(f"/console/pipelines/{name}"))
     assert post(layout["key"], placed) == 200
     # From now on the graph comes with its positions (on the execution pages of this definition too).
-    kept = _graph(ConsoleBrowser(server.url).get(f"/console/pipelines/{name}"))
+    kept = _graph(visitor.get(f"/console/pipelines/{name}"))
     assert kept["positions"] == placed and "layout" not in kept
 
 

@@ -21,6 +21,7 @@ import pytest
 from support import tuning
 from support.browser import chromium, console_errors, keep_page
 from support.clients import make_client
+from support.graphviz import overlapping, require_dot
 from support.pipelines import IMAGE, ROLE, create, entrypoint, processing, runtimes_config, start
 from support.pipelines import wait as wait_pipeline
 from support.waiting import status_in, wait_for
@@ -46,6 +47,12 @@ def server(make_server, tmp_path_factory):
     config["images"].update(json.loads(Path(tuning.runtimes_config(tmp)).read_text())["images"])
     (tmp / "runtimes.json").write_text(json.dumps(config))
     return make_server("console-browser", env={"SELFMAKER_RUNTIMES_CONFIG": str(tmp / "runtimes.json")}).start()
+
+
+@pytest.fixture(scope="module")
+def no_graphviz(make_server):
+    """A server whose pipeline graphs the browser lays out (dagre), as where Graphviz is not installed."""
+    return make_server("console-no-graphviz", ["--graphviz-dot", ""]).start()
 
 
 @pytest.fixture(scope="module")
@@ -115,16 +122,6 @@ def test_a_pipeline_with_a_failing_step_is_followed_live_to_the_failed_colour(br
     _open(browser, server, f"/console/pipelines/{name}", "console-pipeline")
     assert browser.execute_script("return window.consoleGraph.nodes().length") == 2
     assert browser.execute_script("return window.consoleGraph.edges().length") == 1
-    # dagre's layout went back to the server: the next load places the steps where it put them, without dagre.
-    laid = browser.execute_script("return window.consoleGraph.getElementById('Evaluate').position()")
-
-    def reloaded_positions():
-        browser.get(f"{server.url}/console/pipelines/{name}")
-        return browser.execute_script("return Console.jsonData('graph-data').positions || null")
-
-    kept = wait_for(reloaded_positions, lambda p: p is not None, timeout=30, what="the kept layout")
-    assert kept["Evaluate"] == pytest.approx([laid["x"], laid["y"]], abs=0.1)
-    assert browser.execute_script("return typeof cytoscapeDagre") == "undefined"  # not even loaded
     assert console_errors(browser) == []
     _open(browser, server, "/console/pipelines", "console-pipelines")
     assert name in browser.find_element("css selector", "table.list").text
@@ -158,6 +155,75 @@ def test_a_pipeline_with_a_failing_step_is_followed_live_to_the_failed_colour(br
         timeout=120,
         what="the retried step's second attempt to fail",
     )
+    assert console_errors(browser) == []
+
+
+GRAPH_POSITIONS = """
+const cy = window.consoleGraph;
+return cy.nodes().map((node) => {
+  const box = node.boundingBox({ includeLabels: false });
+  return { id: node.id(), x: node.position("x"), y: node.position("y"), w: box.w, h: box.h };
+});
+"""
+
+
+def _drawn_graph(driver) -> dict:
+    _script(driver, "return document.getElementById('graph').dataset.drawnAt", bool, "the graph drawn", 30)
+    placed = driver.execute_script(GRAPH_POSITIONS)
+    return {n["id"]: n for n in placed}
+
+
+def test_a_first_view_of_a_graph_comes_laid_out_by_the_server(browser, server, sm):
+    """A graph never shown before: its page carries the positions Graphviz gave on the server, Cytoscape
+    places the steps exactly there (dagre is not even loaded), and no two steps overlap."""
+    require_dot()
+    name = f"console-layout-{uuid.uuid4().hex[:6]}"
+    fan = [processing(f"Shard{i}", "print(1)", DependsOn=["Prepare"]) for i in range(5)]
+    check = {
+        "Name": "Good",
+        "Type": "Condition",
+        "Arguments": {
+            "Conditions": [{"Type": "GreaterThanOrEqualTo", "LeftValue": 1, "RightValue": 0.5}],
+            "IfSteps": [processing("Register", "print(3)")],
+            "ElseSteps": [{"Name": "TooLow", "Type": "Fail", "Arguments": {"ErrorMessage": "too low"}}],
+        },
+        "DependsOn": ["Merge"],
+    }
+    merge = processing("Merge", "print(2)", DependsOn=[step["Name"] for step in fan])
+    create(sm, name, [processing("Prepare", "print(0)"), *fan, merge, check])
+    _open(browser, server, f"/console/pipelines/{name}", "console-pipeline-graph")
+    sent = browser.execute_script("return Console.jsonData('graph-data').positions || null")
+    assert sent is not None, "the first view came without the server's positions"
+    assert browser.execute_script("return typeof cytoscapeDagre") == "undefined"
+    drawn = _drawn_graph(browser)
+    assert set(drawn) == set(sent) and len(drawn) == 10
+    for step, (x, y) in sent.items():
+        assert (drawn[step]["x"], drawn[step]["y"]) == pytest.approx((x, y), abs=0.01)
+    boxes = {step: (n["w"], n["h"]) for step, n in drawn.items()}
+    assert overlapping({step: (n["x"], n["y"]) for step, n in drawn.items()}, boxes) == []
+    # Layers left to right: every dependency's step stands right of the step it depends on.
+    assert all(drawn[f"Shard{i}"]["x"] > drawn["Prepare"]["x"] for i in range(5))
+    assert drawn["Register"]["x"] > drawn["Good"]["x"] > drawn["Merge"]["x"] > drawn["Shard0"]["x"]
+
+
+def test_without_graphviz_the_browser_lays_the_graph_out_once(browser, no_graphviz):
+    """The fallback: a server without dot sends no positions, dagre lays the graph out in the browser and its
+    positions go back to the server, which sends them from then on (dagre then not even loaded)."""
+    sm = make_client("sagemaker", no_graphviz.url)
+    name = f"console-dagre-{uuid.uuid4().hex[:6]}"
+    create(sm, name, [processing("Prepare", "print(1)"), processing("Evaluate", "print(2)", DependsOn=["Prepare"])])
+    _open(browser, no_graphviz, f"/console/pipelines/{name}", "console-pipeline-dagre")
+    assert browser.execute_script("return Console.jsonData('graph-data').positions || null") is None
+    assert browser.execute_script("return typeof cytoscapeDagre") != "undefined"
+    laid = _drawn_graph(browser)["Evaluate"]
+
+    def reloaded_positions():
+        browser.get(f"{no_graphviz.url}/console/pipelines/{name}")
+        return browser.execute_script("return Console.jsonData('graph-data').positions || null")
+
+    kept = wait_for(reloaded_positions, lambda p: p is not None, timeout=30, what="the kept layout")
+    assert kept["Evaluate"] == pytest.approx([laid["x"], laid["y"]], abs=0.1)
+    assert browser.execute_script("return typeof cytoscapeDagre") == "undefined"  # not even loaded
     assert console_errors(browser) == []
 
 

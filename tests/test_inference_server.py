@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import http.client
+import http.server
+import io
 import json
 import socket
 import subprocess
@@ -196,6 +198,22 @@ def test_transform_fn_and_a_named_program(serve):
     assert body == b"LinearRegression application/octet-stream text/plain 3"
 
 
+def test_a_handler_taking_the_wrong_arguments_fails_each_request(serve):
+    server = serve(
+        xgboost_runtime.MAKE_SKLEARN_MODEL,
+        code={
+            "inference.py": """
+        def predict_fn(rows, model, context, extra):
+            return [1]
+    """
+        },
+    )
+    for _ in range(2):  # checked when the model loads, answered on every request as the toolkit does
+        status, _, body = server.invoke("1,2", "text/csv")
+        assert status == 500
+        assert body.startswith(b"predict_fn takes 4 arguments; the toolkit passes 2 (or 3 with context)\n")
+
+
 def test_transform_fn_with_input_fn_is_refused(serve):
     server = serve(
         xgboost_runtime.MAKE_SKLEARN_MODEL,
@@ -252,3 +270,55 @@ def test_sigterm_lets_requests_in_flight_finish(serve):
     assert server.proc.wait(10) == 0
     with pytest.raises(OSError):
         server.request("GET", "/ping")
+
+
+class _Parsed(http.server.BaseHTTPRequestHandler):
+    """A request handler over bytes in memory, to compare how a request is read."""
+
+    protocol_version = "HTTP/1.1"
+
+    def __init__(self, raw: bytes):
+        self.rfile, self.wfile = io.BytesIO(raw), io.BytesIO()
+        self.raw_requestline = self.rfile.readline(65537)
+        self.request_version, self.client_address = "HTTP/1.1", ("local", 0)
+
+    def log_message(self, *args):
+        pass
+
+    def state(self):
+        ok = self.parse_request()
+        headers = self.headers if ok else None
+        names = ("content-type", "Content-Length", "ACCEPT", "x-y", "Connection", "missing")
+        return (
+            ok,
+            (self.command, getattr(self, "path", None), self.request_version, self.close_connection),
+            None if headers is None else (list(headers.items()), [headers.get(n) for n in names]),
+            self.wfile.getvalue().split(b"\r\n", 1)[0],  # an error's status line
+            self.rfile.read(),  # where the body starts
+        )
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"POST /invocations HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\nContent-Type: text/csv\r\n\r\nabc",
+        b"POST /invocations HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 3\r\n\r\nabc",
+        b"POST /invocations HTTP/1.1\r\nConnection: close\r\nX-Y:   spaced  \r\nx-y: again\r\n\r\n",
+        b"POST /invocations HTTP/1.1\r\nX-Y: a\r\n  folded\r\n\r\n",
+        b"POST /invocations HTTP/1.1\r\nBad Name: a\r\nnocolon\r\n\r\n",
+        b"POST /invocations HTTP/1.1\nX-Y: \xe9t\xe9\n\n",
+        b"POST //elsewhere HTTP/1.1\r\nX-Y: 1\r\n\r\n",
+        b"POST /x HTTP/2.0\r\n\r\n",
+        b"POST /x HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
+        b"POST /x HTTP/1.1\r\n" + b"".join(b"H%d: v\r\n" % i for i in range(99)) + b"\r\n",
+        b"POST /x HTTP/1.1\r\n" + b"".join(b"H%d: v\r\n" % i for i in range(100)) + b"\r\n",
+        b"POST /x HTTP/1.1\r\nX: " + b"a" * 70000 + b"\r\n\r\n",
+    ],
+)
+def test_requests_are_read_as_http_server_reads_them(raw):
+    from selfmaker.container.inference_server import QuickHeaders  # stdlib only: importable here
+
+    class Quick(QuickHeaders, _Parsed):
+        pass
+
+    assert Quick(raw).state() == _Parsed(raw).state()

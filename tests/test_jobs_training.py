@@ -107,6 +107,27 @@ def test_script_mode_trains_and_reports_everything(client, sm, bucket, unique):
     assert model["Source"]["SourceUri"] == model_uri and model["ArtifactType"] == "Model"
 
 
+def test_openmp_threads_wait_passively_unless_the_job_says_otherwise(client, sm, bucket, unique):
+    """Jobs share the host's cores: OpenMP's idle threads sleep (OMP_WAIT_POLICY=PASSIVE) instead of spinning on
+    a core another job or the job's own main thread needs; a job's Environment still decides."""
+    put_code(
+        client,
+        bucket,
+        "code/omp.tar.gz",
+        **{"train.py": "import os\nprint('OMP=' + repr(os.environ.get('OMP_WAIT_POLICY')))\n"},
+    )
+    names = {unique("omp-default"): None, unique("omp-active"): {"OMP_WAIT_POLICY": "ACTIVE"}}
+    for name, environment in names.items():
+        request = training_request(name, bucket, "code/omp.tar.gz")
+        sm.create_training_job(**request, **({"Environment": environment} if environment else {}))
+    seen = {}
+    for name in names:
+        job = wait(sm, "training", name)
+        assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+        seen[name] = [line for line in log_lines(client("logs"), GROUP, name) if line.startswith("OMP=")]
+    assert list(seen.values()) == [["OMP='PASSIVE'"], ["OMP='ACTIVE'"]]
+
+
 def test_experiment_config_joins_the_trial(client, sm, bucket, unique):
     experiment, trial, name = unique("exp"), unique("trial"), unique("train")
     sm.create_experiment(ExperimentName=experiment)

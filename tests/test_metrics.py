@@ -19,9 +19,11 @@ from botocore.exceptions import ClientError
 from prometheus_client.parser import text_string_to_metric_families
 
 from selfmaker.services.hosting.routes import publish, withdraw
+from support import endpoints
 from support.clients import make_client
 from support.hosting import Container, InProcessServer, echo, route, target
 from support.server import ACCOUNT, REGION
+from support.waiting import wait_for
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "docs" / "grafana" / "selfmaker.json"
 ENDPOINT_LABELS = {"account", "region", "endpoint_name", "variant_name"}
@@ -227,3 +229,38 @@ def test_every_metric_the_dashboard_queries_is_in_a_real_scrape(servers, endpoin
     # Quantiles come from the histograms' buckets, per endpoint and variant.
     assert any("histogram_quantile(0.99" in q and "model_latency_seconds_bucket" in q for q in queries)
     assert any("histogram_quantile(0.5" in q and "variant_name" in q for q in queries)
+
+
+def test_a_removed_variant_and_a_deleted_endpoint_leave_metrics(server, sm, client, tmp_path, unique):
+    """Real endpoint: UpdateEndpoint to a configuration without variant B drops B's series (A's stay);
+    DeleteEndpoint drops the endpoint's."""
+    models = endpoints.Models(server, tmp_path)
+    name = unique("metrics-gone")
+    model = models.versioned(f"{name}-m")
+    endpoints.deploy(sm, name, [endpoints.variant(model, "A"), endpoints.variant(model, "B")])
+    runtime = client("sagemaker-runtime")
+    for target_variant in ("A", "B"):
+        endpoints.invoke(runtime, name, TargetVariant=target_variant)
+    count = "selfmaker_endpoint_model_latency_seconds_count"
+
+    def variants_in_scrape() -> set[str]:
+        return {s.labels["variant_name"] for s in samples(scrape(server.url), count, endpoint_name=name)}
+
+    assert variants_in_scrape() == {"A", "B"}
+    sm.create_endpoint_config(EndpointConfigName=f"{name}-a", ProductionVariants=[endpoints.variant(model, "A")])
+    sm.update_endpoint(EndpointName=name, EndpointConfigName=f"{name}-a")
+    wait_for(lambda: sm.describe_endpoint(EndpointName=name)["EndpointConfigName"] == f"{name}-a", timeout=300)
+    wait_for(lambda: variants_in_scrape() == {"A"}, timeout=30, what="variant B's series to go")
+    families = scrape(server.url)
+    assert value(families, "selfmaker_endpoint_invocations_total", endpoint_name=name, variant_name="A") == 1
+    assert samples(families, "selfmaker_endpoint_invocations_total", endpoint_name=name, variant_name="B") == []
+
+    sm.delete_endpoint(EndpointName=name)
+    endpoints.wait_gone(sm, name)
+    wait_for(lambda: variants_in_scrape() == set(), timeout=30, what="the endpoint's series to go")
+    assert not [
+        s
+        for family in scrape(server.url)
+        for s in family.samples
+        if s.name.startswith("selfmaker_endpoint_") and s.labels.get("endpoint_name") == name
+    ]

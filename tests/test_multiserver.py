@@ -19,11 +19,14 @@ from types import SimpleNamespace
 
 import psycopg
 import pytest
+from botocore.exceptions import ClientError
 
 from selfmaker.engines.leases import ELSEWHERE, Leases
 from selfmaker.store import Store, schema
 from selfmaker.store.fencing import Fence, LeaseLost, fenced
 from support.clients import make_client
+from support.jobs import code_archive, log_lines, training_request
+from support.jobs import wait as wait_job
 from support.pipelines import create, processing, runtimes_config, start, steps, wait
 from support.server import Server
 from support.waiting import status_in, wait_for
@@ -103,13 +106,13 @@ def shared(postgres, tmp_path_factory):
     )
 
 
-def _server(shared, name: str) -> Server:
+def _server(shared, name: str, extra: tuple[str, ...] = ()) -> Server:
     data = shared.tmp / name
     data.mkdir(exist_ok=True)
     return Server(
         data / "data",
         shared.database,
-        ["--object-store-url", shared.objects],
+        ["--object-store-url", shared.objects, *extra],
         env={"SELFMAKER_RUNTIMES_CONFIG": shared.runtimes_config},
     )
 
@@ -262,6 +265,63 @@ def test_a_paused_server_loses_its_work_and_gives_it_up(pair, unique, shared):
     assert (after["ProcessingJobStatus"], after["LastModifiedTime"]) == ("Failed", taken_over["LastModifiedTime"])
     assert after["FailureReason"] == taken_over["FailureReason"]
     assert on_paused.describe_pipeline_execution(PipelineExecutionArn=arn)["PipelineExecutionStatus"] == "Succeeded"
+
+
+OWNER, OWNER_KEY, OWNER_SECRET = "333333333333", "AKIAMULTISERVER00001", "secret-of-the-owner"
+
+# The job calls the OTHER server with its own key (as behind a load balancer), then prints the key.
+CALLS_THE_OTHER_SERVER = """\
+    import os, boto3
+    other = os.environ["OTHER_SERVER"]
+    print("ACCOUNT", boto3.client("sts", endpoint_url=other).get_caller_identity()["Account"], flush=True)
+    boto3.client("s3", endpoint_url=other).put_object(Bucket=os.environ["BUCKET"], Key="via-b", Body=b"job")
+    print("KEY", os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"], flush=True)
+    """
+
+
+def test_a_jobs_key_works_on_every_server_until_the_job_ends(shared, unique):
+    """Strict mode: the key a job got from the server that started it signs on any server of the database,
+    as the job's account, and every server refuses it once the job has ended."""
+    path = shared.tmp / "owner-credentials"
+    path.write_text(f"[{OWNER_KEY}]\nsecret_access_key = {OWNER_SECRET}\naccount_id = {OWNER}\n")
+    strict = ("--auth", "strict", "--credentials-file", str(path))
+    a, b = (_server(shared, f"strict-{n}-{time.monotonic_ns()}", strict).start() for n in ("a", "b"))
+    try:
+
+        def client(server, service, key=OWNER_KEY, secret=OWNER_SECRET):
+            return make_client(service, server.url, access_key=key, secret_key=secret)
+
+        bucket, name = unique("keys-everywhere"), unique("keys-everywhere")
+        client(a, "s3").create_bucket(Bucket=bucket)
+        client(a, "s3").put_object(
+            Bucket=bucket, Key="code.tar.gz", Body=code_archive({"train.py": CALLS_THE_OTHER_SERVER})
+        )
+        request = training_request(name, bucket, "code.tar.gz", Environment={"BUCKET": bucket, "OTHER_SERVER": b.url})
+        request["RoleArn"] = f"arn:aws:iam::{OWNER}:role/SageMakerRole"
+        client(a, "sagemaker").create_training_job(**request)
+        job = wait_job(client(a, "sagemaker"), "training", name)
+        assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+        lines = log_lines(client(a, "logs"), "/aws/sagemaker/TrainingJobs", name)
+        assert f"ACCOUNT {OWNER}" in lines
+        assert client(b, "s3").get_object(Bucket=bucket, Key="via-b")["Body"].read() == b"job"
+        _, job_key, job_secret = next(line for line in lines if line.startswith("KEY ")).split()
+
+        def refused_on_b():
+            try:
+                client(b, "sts", job_key, job_secret).get_caller_identity()
+            except ClientError as err:
+                return err.response["Error"]["Code"]
+            return None
+
+        # B keeps what the database told it for a moment (credentials.RECHECK_SECONDS), then refuses it too.
+        assert wait_for(refused_on_b, bool, timeout=15, what="B to refuse the ended job's key") == (
+            "InvalidClientTokenId"
+        )
+        with pytest.raises(ClientError):  # a made-up key of the same shape is refused as well
+            client(b, "sts", job_key[:-1] + ("A" if job_key[-1] != "A" else "B"), job_secret).get_caller_identity()
+    finally:
+        a.stop()
+        b.stop()
 
 
 def test_a_write_under_a_lost_lease_is_refused_in_its_transaction(shared, tmp_path):

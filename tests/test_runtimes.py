@@ -12,13 +12,15 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
+import textwrap
 import time
 
 import pytest
 
 from selfmaker.engines import runtime_builds
 from support.clients import make_client
-from support.jobs import log_lines, training_request, wait
+from support.jobs import log_lines, processing_request, training_request, wait
 from support.pipelines import entrypoint
 from support.waiting import wait_for
 
@@ -73,6 +75,63 @@ def offline(tmp_path_factory):
         json.dumps({"images": {IMAGE: {"packages": ["six"]}, MISSING_IMAGE: {"packages": ["no-such-package-here"]}}})
     )
     return wheelhouse, config
+
+
+# A build backend that builds its wheel only once a gate file exists (a build as slow as the test wants),
+# writing its pid first so the test can see the build's processes end.
+GATED_BACKEND = """
+import base64, hashlib, os, time, zipfile
+GATE, PIDS = {gate!r}, {pids!r}
+FILES = {{
+    "slowpkg/__init__.py": b"VERSION = '1.0'\\n",
+    "slowpkg-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\\nName: slowpkg\\nVersion: 1.0\\n",
+    "slowpkg-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\\nGenerator: gate\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n",
+}}
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    with open(PIDS, "a") as f:
+        f.write(f"{{os.getpid()}}\\n")
+    deadline = time.time() + 600
+    while not os.path.exists(GATE) and time.time() < deadline:
+        time.sleep(0.05)
+    name = "slowpkg-1.0-py3-none-any.whl"
+    record = []
+    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as wheel:
+        for path, body in FILES.items():
+            wheel.writestr(path, body)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(body).digest()).rstrip(b"=").decode()
+            record.append(f"{{path}},sha256={{digest}},{{len(body)}}")
+        record.append("slowpkg-1.0.dist-info/RECORD,,")
+        wheel.writestr("slowpkg-1.0.dist-info/RECORD", "\\n".join(record) + "\\n")
+    return name
+"""
+
+
+def _gated_sdist(wheelhouse, gate, pids) -> None:
+    """slowpkg-1.0.tar.gz in the wheelhouse: an sdist whose in-tree backend waits for ``gate``."""
+    files = {
+        "pyproject.toml": textwrap.dedent(
+            """
+            [build-system]
+            requires = []
+            build-backend = "gated_backend"
+            backend-path = ["."]
+
+            [project]
+            name = "slowpkg"
+            version = "1.0"
+            """
+        ),
+        "PKG-INFO": "Metadata-Version: 2.1\nName: slowpkg\nVersion: 1.0\n",
+        "gated_backend.py": GATED_BACKEND.format(gate=str(gate), pids=str(pids)),
+    }
+    with tarfile.open(wheelhouse / "slowpkg-1.0.tar.gz", "w:gz") as archive:
+        for name, text in files.items():
+            path = wheelhouse.parent / "slowpkg-src" / name
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(text)
+            archive.add(path, arcname=f"slowpkg-1.0/{name}")
 
 
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -157,6 +216,19 @@ def test_two_jobs_wait_for_one_offline_build_and_say_so(make_server, offline, tm
     assert failed.returncode == 1
     assert "selfmaker runtimes build:" in failed.stderr and "no-such-package-here" in failed.stderr
 
+    # A job whose runtime cannot be built fails with the installer's words (its build ran off the job's step).
+    broken = f"offline-broken-{int(time.time())}"
+    request = training_request(broken, "offline", "unused")
+    request["HyperParameters"] = {}
+    request["AlgorithmSpecification"] = {
+        "TrainingImage": MISSING_IMAGE,
+        "TrainingInputMode": "File",
+        "ContainerEntrypoint": entrypoint(JOB),
+    }
+    sm.create_training_job(**request)
+    broken_job = wait(sm, "training", broken)
+    assert broken_job["TrainingJobStatus"] == "Failed" and "no-such-package-here" in broken_job["FailureReason"]
+
 
 def test_pip_builds_offline_when_asked_and_prune_removes_what_is_unused(offline, tmp_path):
     wheelhouse, config = offline
@@ -216,3 +288,74 @@ def test_uv_gets_pip_configuration_or_the_package_index_alone(monkeypatch, tmp_p
     assert not any(k.startswith("PIP_") and k != "PIP_CONFIG_FILE" for k in env) and env["UV_NO_CONFIG"] == "1"
     monkeypatch.setenv("UV_INDEX_URL", "https://uv.example/simple")  # uv configured on its own: left alone
     assert runtime_builds._source_options(None, "uv") == []
+
+
+def test_a_job_waiting_for_its_runtime_build_stops_at_once(make_server, offline, tmp_path, request):
+    """StopProcessingJob / StopTrainingJob while the runtime builds: Stopped at once, while the build is still
+    held at its gate. A build nobody else waits for is cancelled (its processes end, nothing half-built stays);
+    one another job waits for goes on, and that job completes."""
+    wheelhouse, _ = offline
+    own_wheelhouse = tmp_path / "wheelhouse"
+    subprocess.run(["cp", "-r", str(wheelhouse), str(own_wheelhouse)], check=True)
+    gate, pids = tmp_path / "gate", tmp_path / "build-pids"
+    request.addfinalizer(gate.touch)  # whatever happens, no build backend waits on after the test
+    _gated_sdist(own_wheelhouse, gate, pids)
+    config = tmp_path / "runtimes.json"
+    config.write_text(json.dumps({"images": {IMAGE: {"packages": ["slowpkg"]}}}))
+    runtimes_dir = tmp_path / "runtimes"
+    server = make_server(
+        "gated",
+        ["--package-index", str(own_wheelhouse), "--runtimes-config", str(config), "--runtimes-dir", str(runtimes_dir)],
+        env=NO_NETWORK,
+    ).start()
+    sm = make_client("sagemaker", server.url)
+    make_client("s3", server.url).create_bucket(Bucket="gated")
+    stamp = int(time.time())
+
+    # Alone: the build is cancelled with the job.
+    alone = f"gated-alone-{stamp}"
+    request = processing_request(alone, entrypoint("import slowpkg"))
+    request["AppSpecification"]["ImageUri"] = IMAGE
+    sm.create_processing_job(**request)
+    wait_for(lambda: pids.exists() and pids.read_text().strip(), timeout=300, what="the build to reach the gate")
+    sm.stop_processing_job(ProcessingJobName=alone)
+    assert wait(sm, "processing", alone, timeout=60)["ProcessingJobStatus"] == "Stopped"
+    assert not gate.exists()  # so the build had not ended
+    builder = int(pids.read_text().split()[0])
+
+    def build_ended() -> bool:
+        try:
+            os.kill(builder, 0)
+        except ProcessLookupError:
+            return not [r for r in runtime_builds.on_disk(runtimes_dir) if r.building or r.ready]
+        return False
+
+    wait_for(build_ended, timeout=60, what="the cancelled build's processes and files to go")
+
+    # Two jobs wait for one build: the one stopped is Stopped at once, the build goes on for the other.
+    names = [f"gated-{i}-{stamp}" for i in range(2)]
+    for name in names:
+        request = training_request(name, "gated", "unused")
+        request["HyperParameters"] = {}
+        request["AlgorithmSpecification"] = {
+            "TrainingImage": IMAGE,
+            "TrainingInputMode": "File",
+            "ContainerEntrypoint": entrypoint("import slowpkg; print('slowpkg', slowpkg.VERSION)"),
+        }
+        sm.create_training_job(**request)
+        wait_for(
+            lambda name=name: sm.describe_training_job(TrainingJobName=name)["SecondaryStatus"],
+            lambda status: status == "DownloadingTrainingImage",
+            timeout=120,
+            what=f"{name} to wait for its runtime",
+        )
+    sm.stop_training_job(TrainingJobName=names[0])
+    stopped = wait(sm, "training", names[0], timeout=60)
+    assert stopped["TrainingJobStatus"] == "Stopped" and not gate.exists()
+    waiting = sm.describe_training_job(TrainingJobName=names[1])
+    assert (waiting["TrainingJobStatus"], waiting["SecondaryStatus"]) == ("InProgress", "DownloadingTrainingImage")
+    gate.touch()
+    done = wait(sm, "training", names[1])
+    assert done["TrainingJobStatus"] == "Completed", done.get("FailureReason")
+    logs = "\n".join(log_lines(make_client("logs", server.url), GROUP, names[1]))
+    assert "slowpkg 1.0" in logs

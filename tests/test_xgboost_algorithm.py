@@ -87,11 +87,17 @@ def test_csv_train_and_validation_log_lines_metrics_and_model(tmp_path):
 
 
 def test_csv_trains_without_importing_pandas_or_scikit_learn(tmp_path):
-    """A trial's start-up is its fixed cost: CSV read by numpy, xgboost without pandas and scikit-learn."""
+    """A trial's start-up is its fixed cost: CSV read by numpy, xgboost without pandas, scikit-learn and
+    scipy.special; scipy.special stays the real one for whoever imports it afterwards, and xgboost's softmax
+    (a stand-in's while it imported) is SciPy's."""
     base = job_dir(tmp_path, {"num_round": 2}, {"train": ("text/csv", {"t.csv": csv_text(rows())})})
     check = (
         "import sys; from selfmaker.container import xgboost_algorithm as a; code = a.main(); "
-        "print('LOADED', sorted({m.split('.')[0] for m in sys.modules} & {'pandas', 'sklearn', 'xgboost'})); "
+        "print('LOADED', sorted({m.split('.')[0] for m in sys.modules} & {'pandas', 'sklearn', 'xgboost'}), "
+        "'scipy.special' in sys.modules); "
+        "import numpy as np, scipy, scipy.special, xgboost.sklearn; x = np.array([[1.0, 2.0, 4.0]]); "
+        "print('REAL', type(scipy.special) is type(np), scipy.special.__file__.endswith('__init__.py'), "
+        "np.array_equal(xgboost.sklearn.softmax(x, axis=1), scipy.special.softmax(x, axis=1))); "
         "sys.exit(code)"
     )
     result = subprocess.run(
@@ -102,7 +108,8 @@ def test_csv_trains_without_importing_pandas_or_scikit_learn(tmp_path):
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(xgboost_runtime.REPO), "SAGEMAKER_BASE_DIR": str(base)},
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "LOADED ['xgboost']" in result.stdout
+    assert "LOADED ['xgboost'] False" in result.stdout
+    assert "REAL True True True" in result.stdout
     assert (base / "model" / "xgboost-model").exists()
 
 

@@ -1,11 +1,11 @@
-"""Pipeline graph layouts, kept once dagre has made them, so a graph is laid out once per definition.
+"""Pipeline graph layouts, kept once made, so a graph is laid out once per definition and account.
 
-dagre is most of the time a large pipeline's graph takes to appear (a 200-step one: ~60 % of it,
-benchmarks/console.py), and its answer depends only on the graph: the steps, their types (their sizes) and
-the edges. A page whose graph is known here gets the positions with its data and Cytoscape places the steps
-there (a "preset" layout, no dagre); otherwise the browser runs dagre and posts the positions back
-(``POST /console/pipelines/layout``, CSRF-checked like every action), for every later view in the account:
-the pipeline's page and each execution of the same definition.
+A layout depends only on the graph: the steps, their types (their sizes) and the edges (``digest``). The
+server makes it with Graphviz (:mod:`.graphviz`) the first time a page shows the graph and keeps it
+(``keep``); the page gets the positions with its data and Cytoscape places the steps there (a "preset"
+layout, no dagre), on the pipeline's page and on each execution of the same definition. Only where the
+server cannot (no ``dot``, or it failed) does the browser run dagre and post the positions back
+(``POST /console/pipelines/layout``, CSRF-checked like every action, ``put``), for every later view.
 
 What a browser posts is checked against what the server sent it: only a graph the server offered to this
 account (``expect``) is accepted, with exactly its steps, each at a finite position; anything else is
@@ -68,13 +68,17 @@ class LayoutCache:
             if not (isinstance(point, list) and len(point) == 2 and all(_coordinate(v) for v in point)):
                 return f"The position of {step!r} must be two finite numbers."
             checked[step] = (float(point[0]), float(point[1]))
+        self.keep(account_id, key, checked)
+        return None
+
+    def keep(self, account_id: str, key: str, positions: Positions) -> None:
+        """Keep a layout the server made (or a browser's, once checked)."""
         with self._lock:
             self._offered.pop((account_id, key), None)
-            self._laid_out[(account_id, key)] = checked
+            self._laid_out[(account_id, key)] = positions
             self._laid_out.move_to_end((account_id, key))
             while len(self._laid_out) > self._capacity:
                 self._laid_out.popitem(last=False)
-        return None
 
 
 def _coordinate(value: object) -> bool:

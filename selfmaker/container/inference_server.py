@@ -25,15 +25,18 @@ batch transform reaches a sandbox whatever its network). On a Ray node it
 listens on TCP on ``SELFMAKER_BIND_TO_HOST`` (the node's address), port 0 (a
 free one), and writes the port it got to ``SELFMAKER_PORT_FILE``. The stdlib threading
 HTTP/1.1 server with keep-alive keeps the added latency well under a
-millisecond; only numpy and the framework of the model are imported.
+millisecond (headers read without the email package, each answer in one write);
+only numpy and the framework of the model are imported.
 """
 
 from __future__ import annotations
 
+import email.parser
 import importlib.util
 import inspect
 import json
 import os
+import re
 import signal
 import socketserver
 import subprocess
@@ -41,6 +44,7 @@ import sys
 import threading
 import time
 import traceback
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -95,20 +99,40 @@ class Context:
         return getattr(self._request, "response_headers", {})
 
 
-def _call(function, context: Context, *args):
-    """Call a handler with its arguments, plus ``context`` if it takes one more (the toolkit's rule)."""
+def _takes_context(function, given: int) -> bool:
+    """Whether ``function`` takes ``context`` after its ``given`` arguments (the toolkit's rule)."""
     try:
         count = len(inspect.signature(function).parameters)
     except (TypeError, ValueError):
-        count = len(args)
-    if count == len(args) + 1:
-        return function(*args, context)
-    if count != len(args):
+        count = given
+    if count not in (given, given + 1):
         raise TypeError(
-            f"{function.__name__} takes {count} arguments; the toolkit passes {len(args)} "
-            f"(or {len(args) + 1} with context)"
+            f"{function.__name__} takes {count} arguments; the toolkit passes {given} (or {given + 1} with context)"
         )
-    return function(*args)
+    return count == given + 1
+
+
+def _call(function, context: Context, *args):
+    """Call a handler with its arguments, plus ``context`` if it takes one more."""
+    return function(*args, context) if _takes_context(function, len(args)) else function(*args)
+
+
+def _handler(function, context: Context, given: int):
+    """``function`` as a callable of its ``given`` arguments, ``context`` appended if it takes one more.
+
+    Decided once, when the model loads (inspect.signature per request costs more than decoding a small
+    request); a handler whose arguments do not fit still fails each request with the same TypeError.
+    """
+    try:
+        with_context = _takes_context(function, given)
+    except TypeError as err:
+        message = str(err)
+
+        def refuse(*args):
+            raise TypeError(message)
+
+        return refuse
+    return (lambda *args: function(*args, context)) if with_context else function
 
 
 def code_directory() -> Path | None:
@@ -166,19 +190,21 @@ class Handlers:
                 "Cannot use transform_fn implementation in conjunction with input_fn, predict_fn, "
                 "and/or output_fn implementation"
             )
-        self.input_fn = found["input_fn"] or framework.input_fn
-        self.predict_fn = found["predict_fn"] or framework.predict_fn
-        self.output_fn = found["output_fn"] or framework.output_fn
-        self.transform_fn = found["transform_fn"]
         self.model = _call(found["model_fn"] or framework.model_fn, self.context, str(model_dir))
+        # A handler whose arguments do not fit fails on each request (a 500 naming it), as the toolkit's does.
+        self.input_fn = _handler(found["input_fn"] or framework.input_fn, self.context, 2)
+        self.predict_fn = _handler(found["predict_fn"] or framework.predict_fn, self.context, 2)
+        self.output_fn = _handler(found["output_fn"] or framework.output_fn, self.context, 2)
+        transform_fn = found["transform_fn"]
+        self.transform_fn = _handler(transform_fn, self.context, 4) if transform_fn else None
 
     def transform(self, data, content_type: str, accept: str):
         if self.transform_fn is not None:
-            result = _call(self.transform_fn, self.context, self.model, data, content_type, accept)
+            result = self.transform_fn(self.model, data, content_type, accept)
         else:
-            features = _call(self.input_fn, self.context, data, content_type)
-            prediction = _call(self.predict_fn, self.context, features, self.model)
-            result = _call(self.output_fn, self.context, prediction, accept)
+            features = self.input_fn(data, content_type)
+            prediction = self.predict_fn(features, self.model)
+            result = self.output_fn(prediction, accept)
         return result if isinstance(result, tuple) else (result, accept)
 
 
@@ -218,19 +244,115 @@ class InFlight:
 IN_FLIGHT = InFlight()
 
 
+class Headers:
+    """Request headers as http.server's HTTPMessage answers the handlers: ``get`` by any case (the first of
+    a repeated name), ``items`` in order."""
+
+    __slots__ = ("_first", "_pairs")
+
+    def __init__(self, pairs: list[tuple[str, str]]):
+        self._pairs = pairs
+        self._first: dict[str, str] = {}
+        for name, value in pairs:
+            self._first.setdefault(name.lower(), value)
+
+    def get(self, name: str, default=None):
+        return self._first.get(name.lower(), default)
+
+    def __getitem__(self, name: str):
+        return self._first.get(name.lower())
+
+    def __contains__(self, name: str) -> bool:
+        return name.lower() in self._first
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(self._pairs)
+
+
+_DATE: list = [None, ""]  # (second, its Date header text), shared by the request threads
+
+MAX_HEADER_LINE = 65536  # http.client's limits, answered as http.server answers them (431)
+MAX_HEADERS = 100
+_HEADER_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")  # what the email package reads as a header's name
+
+
+class QuickHeaders:
+    """http.server's parse_request for the requests the router sends (``POST /invocations HTTP/1.1`` and a
+    few plain headers), without the email package: its header parser costs more than decoding and
+    predicting a small request. Anything else (another version, folded or malformed header lines) goes
+    through http.server's own parsing."""
+
+    def parse_request(self) -> bool:
+        requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        words = requestline.split()
+        if len(words) != 3 or words[2] not in ("HTTP/1.1", "HTTP/1.0") or words[1].startswith("//"):
+            return super().parse_request()
+        self.requestline = requestline
+        self.command, self.path, self.request_version = words
+        self.close_connection = words[2] != "HTTP/1.1"
+        lines = []  # read as http.client reads them (the blank line ending them counts towards the limit)
+        while True:
+            line = self.rfile.readline(MAX_HEADER_LINE + 1)
+            if len(line) > MAX_HEADER_LINE:
+                self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long", "header line")
+                return False
+            lines.append(line)
+            if len(lines) > MAX_HEADERS:
+                self.send_error(
+                    HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "Too many headers",
+                    f"got more than {MAX_HEADERS} headers",
+                )
+                return False
+            if line in (b"\r\n", b"\n", b""):
+                break
+        end = lines.pop()
+        pairs = []
+        for line in lines:
+            name, colon, value = str(line, "iso-8859-1").partition(":")
+            if not colon or not _HEADER_NAME.fullmatch(name):
+                # a folded or malformed line: the email package's reading, exactly as http.server's
+                text = b"".join([*lines, end]).decode("iso-8859-1")
+                self.headers = email.parser.Parser(_class=self.MessageClass).parsestr(text)
+                return self._after_headers()
+            pairs.append((name, value.lstrip(" \t").rstrip("\r\n")))
+        self.headers = Headers(pairs)
+        return self._after_headers()
+
+    def _after_headers(self) -> bool:
+        conntype = (self.headers.get("Connection") or "").lower()
+        if conntype == "close":
+            self.close_connection = True
+        elif conntype == "keep-alive":
+            self.close_connection = False
+        expect = (self.headers.get("Expect") or "").lower()
+        if expect == "100-continue" and self.request_version == "HTTP/1.1":
+            return self.handle_expect_100()
+        return True
+
+
 def make_handler(handlers: Handlers, default_accept: str, max_concurrent: int):
     execution_parameters = json.dumps(
         {"MaxConcurrentTransforms": max_concurrent, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 6}
     ).encode()
 
-    class RequestHandler(BaseHTTPRequestHandler):
+    class RequestHandler(QuickHeaders, BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: one connection carries every request of a client
-        # Headers and body go out in two writes: without TCP_NODELAY, Nagle's algorithm holds the body back
-        # until the client's delayed ACK (40 ms per request).
+        # On TCP (a Ray node): an answer never waits for the router's delayed ACK (Nagle's algorithm holds a
+        # small write back while an earlier one is unacknowledged, 40 ms per request).
         disable_nagle_algorithm = not os.environ.get("SELFMAKER_BIND_TO_SOCKET")
 
         def log_message(self, format, *args):  # the access log would be one line per record
             pass
+
+        def date_time_string(self, timestamp=None):
+            """The Date header, formatted once a second rather than once per answer."""
+            if timestamp is not None:
+                return super().date_time_string(timestamp)
+            second = int(time.time())
+            if _DATE[0] != second:  # threads racing here write the same text
+                _DATE[:] = [second, super().date_time_string(second)]
+            return _DATE[1]
 
         def _answer(self, status: int, body: bytes = b"", content_type: str | None = None, headers: dict | None = None):
             self.send_response(status)
@@ -239,8 +361,11 @@ def make_handler(handlers: Handlers, default_accept: str, max_concurrent: int):
             for key, value in (headers or {}).items():
                 self.send_header(key, value)
             self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            # Headers and body in one write: two would wake the router twice per answer (and, on TCP without
+            # TCP_NODELAY, let Nagle's algorithm hold the body back until the router's delayed ACK).
+            self._headers_buffer.append(b"\r\n")
+            self._headers_buffer.append(body)
+            self.flush_headers()
 
         def do_GET(self):
             if self.path == "/ping":

@@ -27,8 +27,10 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -48,6 +50,40 @@ UV_INDEX_ENV = ("UV_INDEX_URL", "UV_DEFAULT_INDEX", "UV_INDEX", "UV_EXTRA_INDEX_
 
 class BuildFailed(Exception):
     """The installer failed; the message ends with the last lines of its output."""
+
+
+class BuildCancelled(BuildFailed):
+    """The build was cancelled (no job waits for it any more): its installer was killed."""
+
+
+class Cancellation:
+    """Lets another thread end a build: :meth:`cancel` kills the installer running now (its whole process
+    group: uv's build backends too) and every later step of the build refuses to start."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.cancelled = False
+        self._running: set[subprocess.Popen] = set()
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            running = list(self._running)
+        for proc in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+    def track(self, proc: subprocess.Popen) -> None:
+        with self._lock:
+            self._running.add(proc)
+            cancelled = self.cancelled
+        if cancelled:  # cancelled while it started
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+    def untrack(self, proc: subprocess.Popen) -> None:
+        with self._lock:
+            self._running.discard(proc)
 
 
 def pip_configuration() -> list[tuple[str, str]]:
@@ -190,23 +226,33 @@ def build(
     tool: str,
     package_index: str | None,
     name: str = "",
+    cancellation: Cancellation | None = None,
 ) -> float:
-    """Build the environment ``root`` with ``packages`` (the caller holds its lock); the seconds it took."""
+    """Build the environment ``root`` with ``packages`` (the caller holds its lock); the seconds it took.
+    A build cancelled through ``cancellation`` raises BuildCancelled and leaves no half-built runtime."""
     started = time.monotonic()
     runtimes_dir = root.parent
     env = _environment(package_index, runtimes_dir)
     sources = _source_options(package_index, tool)
     shutil.rmtree(root, ignore_errors=True)  # a build that was interrupted
-    if tool == "uv":
-        uv = uv_program() or "uv"
-        _run([uv, "venv", "--quiet", "--python", sys.executable, str(root)], log, env)
-        python = str(root / "bin" / "python")
-        _run([uv, "pip", "install", "--python", python, *sources, *_bundled_pip(), *packages], log, env)
-        _compile(python, log, env)
-    else:
-        _run([sys.executable, "-m", "venv", str(root)], log, env)
-        pip = [str(root / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
-        _run([*pip, "--progress-bar", "off", *sources, *packages], log, env)
+
+    def run(command: list[str]) -> None:
+        _run(command, log, env, cancellation)
+
+    try:
+        if tool == "uv":
+            uv = uv_program() or "uv"
+            run([uv, "venv", "--quiet", "--python", sys.executable, str(root)])
+            python = str(root / "bin" / "python")
+            run([uv, "pip", "install", "--python", python, *sources, *_bundled_pip(), *packages])
+            _compile(python, run, log)
+        else:
+            run([sys.executable, "-m", "venv", str(root)])
+            pip = [str(root / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
+            run([*pip, "--progress-bar", "off", *sources, *packages])
+    except BuildCancelled:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
     seconds = time.monotonic() - started
     (root / READY).write_text(
         json.dumps({"name": name, "packages": list(packages), "installer": tool, "seconds": round(seconds, 1)})
@@ -220,7 +266,7 @@ def build(
 NOT_COMPILED = r"[/\\]tests?[/\\]"
 
 
-def _compile(python: str, log: Callable[[str], None], env: dict[str, str]) -> None:
+def _compile(python: str, run: Callable[[list[str]], None], log: Callable[[str], None]) -> None:
     """Bytecode for the runtime's packages now: the sandbox mounts the runtime read-only, so a job could never
     cache it, and would compile every module it imports at every start."""
     log("SelfMaker: compiling bytecode (test suites left out)")
@@ -230,7 +276,7 @@ def _compile(python: str, log: Callable[[str], None], env: dict[str, str]) -> No
         "for d in site.getsitepackages()]); "
         "ok or print('some files do not compile (as pip, the build goes on): they are compiled when imported')"
     )
-    _run([python, "-c", script], log, env)
+    run([python, "-c", script])
 
 
 def touch_used(root: Path) -> None:
@@ -238,18 +284,39 @@ def touch_used(root: Path) -> None:
         (root / USED).touch()
 
 
-def _run(command: list[str], log: Callable[[str], None], env: dict[str, str]) -> None:
+def _run(
+    command: list[str], log: Callable[[str], None], env: dict[str, str], cancellation: Cancellation | None = None
+) -> None:
+    if cancellation is not None and cancellation.cancelled:
+        raise BuildCancelled("the runtime build was cancelled")
     proc = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL, env=env
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        # A build that can be cancelled gets a process group of its own, so that one signal ends the
+        # installer and whatever it started (uv's build backends).
+        start_new_session=cancellation is not None,
     )
     if proc.stdout is None:  # stdout=PIPE always gives one
         raise RuntimeError(f"{command[0]} started without an output pipe")
+    if cancellation is not None:
+        cancellation.track(proc)
     tail: list[str] = []
-    for line in proc.stdout:
-        line = line.rstrip("\n")
-        log(line)
-        tail = (tail + [line])[-5:]
-    if proc.wait() != 0:
+    try:
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            log(line)
+            tail = (tail + [line])[-5:]
+        proc.wait()
+    finally:
+        if cancellation is not None:
+            cancellation.untrack(proc)
+    if cancellation is not None and cancellation.cancelled:
+        raise BuildCancelled("the runtime build was cancelled")
+    if proc.returncode != 0:
         name = " ".join(Path(part).name if i == 0 else part for i, part in enumerate(command[:3]))
         raise BuildFailed(f"{name} ... failed (exit {proc.returncode}): " + " | ".join(tail))
 

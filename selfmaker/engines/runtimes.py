@@ -214,12 +214,16 @@ def ensure(
     installer: str = "auto",
     package_index: str | None = None,
     building: Callable[[str], None] | None = None,
+    cancellation: runtime_builds.Cancellation | None = None,
 ) -> Path:
     """Build the runtime if it is not built yet; return its bin directory. ``log`` gets the build's progress
     (the job's log); ``building(message)`` is called once before this call builds or waits for another's build
     (a training job's SecondaryStatus). Raises RuntimeBuildError, also for an interpreter the sandbox could
-    not show without showing far more (see :func:`prefixes`)."""
-    bin_dir = _build(runtime, runtimes_dir, log, installer, package_index, building or (lambda message: None))
+    not show without showing far more (see :func:`prefixes`); ``cancellation`` can end the build (a
+    RuntimeBuildError then too)."""
+    bin_dir = _build(
+        runtime, runtimes_dir, log, installer, package_index, building or (lambda message: None), cancellation
+    )
     runtime.roots(runtimes_dir)
     return bin_dir
 
@@ -240,6 +244,7 @@ def _build(
     preference: str,
     package_index: str | None,
     building: Callable[[str], None],
+    cancellation: runtime_builds.Cancellation | None = None,
 ) -> Path:
     if runtime.python:
         if not Path(runtime.python).exists():
@@ -269,7 +274,13 @@ def _build(
         )
         try:
             seconds = runtime_builds.build(
-                root, runtime.packages, log, tool=tool, package_index=package_index, name=runtime.name
+                root,
+                runtime.packages,
+                log,
+                tool=tool,
+                package_index=package_index,
+                name=runtime.name,
+                cancellation=cancellation,
             )
         except runtime_builds.BuildFailed as err:
             raise RuntimeBuildError(str(err)) from None

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from .credentials import load_credentials
+from .credentials import KeyRing, load_credentials
 from .http import Request
 
 if TYPE_CHECKING:
@@ -57,6 +57,8 @@ def signing_scope(request: Request) -> Scope | None:
 class Authenticator(Protocol):
     """What the ASGI app asks of the authenticator the settings chose (open or strict)."""
 
+    checks_payload: bool  # whether authenticate reads payload_sha256 (else the caller need not hash the body)
+
     def check_headers(self, request: Request, scope: Scope | None, service: str | None = None) -> None:
         """Refuse (raise AWSError) what the headers alone decide, before the body is read."""
 
@@ -69,9 +71,11 @@ class Authenticator(Protocol):
 class OpenAuthenticator:
     """Any key works, signed or not; listed keys get their account, others the default one."""
 
+    checks_payload = False
+
     def __init__(self, settings):
         self.settings = settings
-        self.credentials = load_credentials(settings.credentials_file) if settings.credentials_file else {}
+        self.credentials = KeyRing(load_credentials(settings.credentials_file) if settings.credentials_file else {})
 
     def check_headers(self, request: Request, scope: Scope | None, service: str | None = None) -> None:
         """Nothing to refuse: open mode checks no signature."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import configparser
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,3 +78,28 @@ def load_credentials(path: Path) -> dict[str, Credential]:
             f"{path} lists no access keys: add a [<access key>] section with secret_access_key and account_id"
         )
     return credentials
+
+
+class KeyRing:
+    """The access keys a server knows: the credentials file's, the keys it granted to its own workloads,
+    and, through ``resolver``, keys that live elsewhere (a workload another server started: the shared
+    database knows it; services/jobs/credentials.py sets the resolver)."""
+
+    def __init__(self, keys: dict[str, Credential]):
+        self._keys = dict(keys)
+        self.resolver: Callable[[str], Credential | None] | None = None
+
+    def get(self, access_key: str) -> Credential | None:
+        known = self._keys.get(access_key)
+        if known is None and self.resolver is not None:
+            return self.resolver(access_key)
+        return known
+
+    def __setitem__(self, access_key: str, credential: Credential) -> None:
+        self._keys[access_key] = credential
+
+    def pop(self, access_key: str, default: Credential | None = None) -> Credential | None:
+        return self._keys.pop(access_key, default)
+
+    def __len__(self) -> int:
+        return len(self._keys)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import uuid
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -34,6 +34,20 @@ Handler = Callable[["Context", dict], "dict | None"]
 _HANDLERS: dict[tuple[str, str], Handler] = {}
 
 
+def new_request_id() -> str:
+    """A random (version 4) UUID, as AWS request IDs are. Drawn from ``random`` (seeded from the OS once, and
+    again in a forked child): str(uuid.uuid4()) asks the kernel for 16 bytes on every request, and an ID
+    needs to be unique, not secret."""
+    bits = (_random_bits(128) & ~_UUID_FIXED_BITS) | _UUID_V4_BITS
+    text = f"{bits:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+_random_bits = random.getrandbits
+_UUID_FIXED_BITS = (0xF000 << 64) | (0xC000 << 48)  # the version nibble and the variant's two bits
+_UUID_V4_BITS = (0x4000 << 64) | (0x8000 << 48)
+
+
 @dataclass
 class Context:
     """Who is asking, where, and the backends that answer."""
@@ -44,7 +58,7 @@ class Context:
     service: str = ""
     operation: str = ""
     access_key: str = ""
-    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    request_id: str = field(default_factory=new_request_id)
     # Raw HTTP request parts, for operations whose input is not all in the model (e.g. streaming).
     headers: dict = field(default_factory=dict)
     error_code: str = ""  # the AWS error code the request was answered with, if any (for /metrics)
@@ -205,6 +219,7 @@ SERVICE_MODULES: tuple[str, ...] = (
     # the machinery behind long-running resources
     "selfmaker.engines.leases",
     "selfmaker.engines.reconciler",
+    "selfmaker.engines.background_builds",
     # SageMaker, one family after another
     "selfmaker.services.tagging",
     "selfmaker.services.catalog",

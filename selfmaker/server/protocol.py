@@ -205,38 +205,51 @@ def match_rest(service: str, method: str, path: str):
     return None
 
 
-def _rest_params(op: OperationModel, labels: dict, request: Request, body: bytes) -> dict:
+@cache
+def _rest_inputs(op: OperationModel) -> tuple[tuple[tuple[str, str, str, str], ...], str | None, str | None]:
+    """(member, location, wire name, type) of each input member bound to the URI, query or headers, the
+    payload member and its type: read from the model once per operation, not on every request."""
     shape = op.input_shape
-    params: dict = {}
-    if shape is None:
-        return params
-    payload = shape.serialization.get("payload")
+    bound = []
     for name, member in shape.members.items():
         location = member.serialization.get("location")
-        wire = member.serialization.get("name", name)
-        if location == "uri":
-            if wire in labels:
-                params[name] = labels[wire]
+        if location in ("uri", "querystring", "header", "headers"):
+            wire = member.serialization.get("name", name)
+            bound.append(
+                (name, location, wire.lower() if location in ("header", "headers") else wire, member.type_name)
+            )
+    payload = shape.serialization.get("payload")
+    return tuple(bound), payload, shape.members[payload].type_name if payload else None
+
+
+def _rest_params(op: OperationModel, labels: dict, request: Request, body: bytes) -> dict:
+    params: dict = {}
+    if op.input_shape is None:
+        return params
+    bound, payload, payload_type = _rest_inputs(op)
+    headers = request.headers
+    for name, location, key, type_name in bound:
+        if location == "header":
+            if (value := headers.get(key)) is not None:
+                params[name] = value
+        elif location == "uri":
+            if key in labels:
+                params[name] = labels[key]
         elif location == "querystring":
-            if member.type_name == "list":
-                if wire in request.query:
-                    params[name] = request.query[wire]
-            elif member.type_name == "map":
+            if type_name == "list":
+                if key in request.query:
+                    params[name] = request.query[key]
+            elif type_name == "map":
                 params[name] = {k: v[-1] for k, v in request.query.items()}
-            elif (value := request.query_value(wire)) is not None:
+            elif (value := request.query_value(key)) is not None:
                 params[name] = value
-        elif location == "header":
-            if (value := request.headers.get(wire.lower())) is not None:
-                params[name] = value
-        elif location == "headers":
-            prefix = wire.lower()
-            found = {k[len(prefix) :]: v for k, v in request.headers.items() if k.startswith(prefix)}
+        else:  # headers: a prefix
+            found = {k[len(key) :]: v for k, v in headers.items() if k.startswith(key)}
             if found:
                 params[name] = found
     if payload:
-        member = shape.members[payload]
-        if member.type_name in ("blob", "string"):
-            params[payload] = body if member.type_name == "blob" else body.decode("utf-8", "replace")
+        if payload_type in ("blob", "string"):
+            params[payload] = body if payload_type == "blob" else body.decode("utf-8", "replace")
         elif body.strip():
             params[payload] = _json_object(body)
     elif body.strip():

@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl, quote
 from botocore.utils import normalize_url_path
 
 from .auth import Principal, Scope
-from .credentials import Credential, load_credentials
+from .credentials import Credential, KeyRing, load_credentials
 from .errors import AWSError
 from .http import Request
 from .models import service_model
@@ -594,8 +594,10 @@ class ChunkVerifier:
 class StrictAuthenticator:
     """Only keys of the credentials file, with a valid SigV4 signature, get in."""
 
+    checks_payload = True
+
     def __init__(self, settings, clock=time.time):
-        self.credentials: dict[str, Credential] = load_credentials(settings.credentials_file)
+        self.credentials = KeyRing(load_credentials(settings.credentials_file))
         self.clock = clock
 
     def check_headers(self, request: Request, scope: Scope | None, service: str | None = None) -> None:

@@ -38,6 +38,26 @@ def _compiled(pattern: str):
         return None  # a handful of model patterns are not valid regexes at all
 
 
+def _matches(pattern: str, value: str) -> bool:
+    """Whether ``value`` satisfies a model pattern (one it cannot compile passes). Short values repeat from
+    request to request (an endpoint's name, a content type), and the ``regex`` module takes microseconds
+    per match: their answers are remembered."""
+    if len(value) <= _REMEMBERED_LENGTH:
+        return _short_matches(pattern, value)
+    compiled = _compiled(pattern)
+    return compiled is None or compiled.fullmatch(value) is not None
+
+
+_REMEMBERED_LENGTH = 256
+
+
+@lru_cache(maxsize=8192)
+def _short_matches(pattern: str, value: str) -> bool:
+    compiled = _compiled(pattern)
+    return compiled is None or compiled.fullmatch(value) is not None
+
+
+@lru_cache(maxsize=4096)
 def _camel(name: str) -> str:
     return name[:1].lower() + name[1:]
 
@@ -90,9 +110,8 @@ class _Validator:
         self.errors.append(f"Value {shown} at '{path}' failed to satisfy constraint: {constraint}")
 
     def check(self, value, shape: Shape, path: str):
-        kind = shape.type_name
-        method = getattr(self, f"_{kind}", None)
-        return method(value, shape, path) if method else value
+        method = _CHECKS.get(shape.type_name)
+        return method(self, value, shape, path) if method else value
 
     def _structure(self, value, shape, path):
         if not isinstance(value, dict):
@@ -138,7 +157,7 @@ class _Validator:
         if enum and value not in enum:
             self.fail(value, path, f"Member must satisfy enum value set: [{', '.join(enum)}]")
         pattern = shape.metadata.get("pattern")
-        if pattern and (compiled := _compiled(pattern)) is not None and compiled.fullmatch(value) is None:
+        if pattern and not _matches(pattern, value):
             self.fail(value, path, f"Member must satisfy regular expression pattern: {pattern}")
         return value
 
@@ -219,6 +238,14 @@ class _Validator:
             return value
         self._length(value, shape, path)
         return value
+
+
+# type name -> its check, looked up once per value (not by building "_<type>" and getattr each time)
+_CHECKS = {
+    kind: getattr(_Validator, f"_{kind}")
+    for kind in ("structure", "list", "map", "string", "integer", "long", "float", "double", "boolean")
+    + ("timestamp", "blob")
+}
 
 
 def validate(params: dict, shape: Shape | None, finite: bool = True) -> dict:

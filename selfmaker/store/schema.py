@@ -69,6 +69,15 @@ leases = Table(
     Column("token", BigInteger, nullable=False),
 )
 
+# Which record holds a workload's access key (services/jobs/credentials.py): a server that did not start the job or
+# endpoint finds the record by the key, and the record (its private ``_credentials``) says whether it is valid.
+workload_keys = Table(
+    "workload_keys",
+    metadata,
+    Column("access_key_id", String(32), primary_key=True),
+    Column("owner_arn", String(512), nullable=False, index=True),
+)
+
 # CloudWatch Logs: groups, streams and events (jobs and endpoints write here; see selfmaker/aws/logs/).
 # Times are epoch milliseconds, as the Logs API speaks them.
 log_groups = Table(

@@ -16,6 +16,7 @@ import uvicorn
 
 from selfmaker.config import Settings
 from selfmaker.server.app import create_app
+from selfmaker.server.one_write import OneWriteHttpToolsProtocol
 from selfmaker.services.hosting.routes import Route, Target
 from support.server import ACCOUNT, REGION, free_port
 from support.waiting import wait_for
@@ -29,7 +30,13 @@ class InProcessServer:
         self.app = create_app(Settings(data_dir=data_dir, port=self.port))
         self.server = uvicorn.Server(
             uvicorn.Config(
-                self.app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False, lifespan="on"
+                self.app,
+                host="127.0.0.1",
+                port=self.port,
+                http=OneWriteHttpToolsProtocol,  # as `selfmaker serve` runs it
+                log_level="warning",
+                access_log=False,
+                lifespan="on",
             )
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -3,7 +3,8 @@ Enable/DisableAlarmActions, and their tags.
 
 A background worker evaluates each alarm when one of its periods ends (and as soon as it is
 created or changed), over its last EvaluationPeriods periods, with CloudWatch's rules for
-Statistic, ComparisonOperator, DatapointsToAlarm and TreatMissingData. A state set with
+Statistic or ExtendedStatistic (a percentile), ComparisonOperator, DatapointsToAlarm,
+TreatMissingData and EvaluateLowSampleCountPercentile. A state set with
 SetAlarmState holds until that next evaluation. The deployment engine reads states with
 :func:`alarm_state`. Alarm actions (SNS, Auto Scaling) are not run, so they are refused.
 """
@@ -36,6 +37,7 @@ from .metrics import (
     merged_units,
     missing,
     not_supported,
+    percentile_of,
     redeem_token,
     statistic,
 )
@@ -51,6 +53,7 @@ COMPARISONS = {
     "LessThanOrEqualToThreshold": (operator.le, "less than or equal to"),
 }
 TREAT_MISSING = ("breaching", "notBreaching", "ignore", "missing")
+LOW_SAMPLE_CHOICES = ("evaluate", "ignore")
 # In an alarm's data (never serialized: not a MetricAlarm member): the end of the last period whose
 # evaluation a SetAlarmState replaced. Kept in the store, so a state set by hand holds across a restart.
 HELD_THROUGH = "_HeldThrough"
@@ -71,13 +74,36 @@ def _find_alarm(conn, account_id: str, region: str, name: str):
 _UNSUPPORTED_ALARM_MEMBERS = {
     "Metrics": "Metric math and multi-metric alarms (Metrics)",
     "ThresholdMetricId": "Anomaly detection alarms (ThresholdMetricId)",
-    "ExtendedStatistic": "Percentile statistics (ExtendedStatistic)",
     "EvaluationWindow": "EvaluationWindow",
     "WarmUpConfiguration": "WarmUpConfiguration",
     "EvaluationCriteria": "EvaluationCriteria",
     "EvaluationInterval": "EvaluationInterval",
     "ActionConfiguration": "ActionConfiguration",
 }
+
+
+def _check_statistic(params: dict) -> None:
+    """Exactly one of Statistic and ExtendedStatistic; an extended one must be a percentile, the only
+    extended statistic the metric store can answer (its distributions hold no values to trim)."""
+    simple, extended = params.get("Statistic"), params.get("ExtendedStatistic")
+    if (simple is None) == (extended is None):
+        raise invalid_combination("Exactly one of the parameters Statistic and ExtendedStatistic must be specified.")
+    if simple is not None and simple not in STATISTICS:
+        raise invalid_value(
+            f"The value {simple} for parameter Statistic is invalid: use one of {', '.join(STATISTICS)}."
+        )
+    if extended is not None and percentile_of(extended, "ExtendedStatistic") is None:
+        raise invalid_value(
+            f"The value {extended} for parameter ExtendedStatistic is invalid: SelfMaker supports the "
+            "percentiles p0.0 to p100 (p50, p99.9...); trimmed means and other extended statistics "
+            "(tm99, wm99, tc99, ts99, PR, IQM) are not supported yet."
+        )
+    low_samples = params.get("EvaluateLowSampleCountPercentile")
+    if low_samples is not None and low_samples not in LOW_SAMPLE_CHOICES:
+        raise invalid_value(
+            f"The value {low_samples} for parameter EvaluateLowSampleCountPercentile is invalid: "
+            f"use one of {', '.join(LOW_SAMPLE_CHOICES)}."
+        )
 
 
 def _alarm_config(params: dict) -> dict:
@@ -91,7 +117,6 @@ def _alarm_config(params: dict) -> dict:
     for member in (
         "MetricName",
         "Namespace",
-        "Statistic",
         "Period",
         "EvaluationPeriods",
         "ComparisonOperator",
@@ -99,8 +124,7 @@ def _alarm_config(params: dict) -> dict:
     ):
         if params.get(member) is None:
             raise missing(member)
-    if params["Statistic"] not in STATISTICS:
-        raise invalid_value(f"The value {params['Statistic']} for parameter Statistic is invalid.")
+    _check_statistic(params)
     if params["ComparisonOperator"] not in COMPARISONS:
         raise not_supported(f"The comparison operator {params['ComparisonOperator']} (anomaly detection bands)")
     period = params["Period"]
@@ -128,6 +152,7 @@ def _alarm_config(params: dict) -> dict:
             "MetricName",
             "Namespace",
             "Statistic",
+            "ExtendedStatistic",
             "Period",
             "Unit",
             "EvaluationPeriods",
@@ -391,6 +416,15 @@ def _shown(seconds: float) -> str:
     return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%d/%m/%y %H:%M:%S")
 
 
+def _significant_samples(percentile: float) -> float:
+    """How many samples a period needs for its percentile (0 to 100) to count, as CloudWatch documents:
+    10/(1-p) from p0.5 up, 10/p below (p as a fraction); p0 and p100 are the exact minimum and maximum."""
+    fraction = percentile / 100
+    if fraction <= 0 or fraction >= 1:
+        return 0.0
+    return 10 / (1 - fraction) if fraction >= 0.5 else 10 / fraction
+
+
 def evaluate(backends, account_id: str, region: str, alarm: dict, end: int) -> tuple[str, str, str] | None:
     """(state, reason, reason data) of a metric alarm over the periods that ended by ``end``; None keeps
     the current state (TreatMissingData ignore, with no data)."""
@@ -404,12 +438,23 @@ def evaluate(backends, account_id: str, region: str, alarm: dict, end: int) -> t
         alarm["MetricName"],
         {d["Name"]: d["Value"] for d in alarm.get("Dimensions", [])},
     )
-    merged = merged_units(metric_store.aggregate(backends, series, start, end, period, alarm.get("Unit")))
+    name = alarm.get("Statistic") or alarm["ExtendedStatistic"]
+    percentile = None if "Statistic" in alarm else float(name[1:])
+    sets = metric_store.aggregate(
+        backends, series, start, end, period, alarm.get("Unit"), distributions=percentile is not None
+    )
+    merged = merged_units(sets)
     present = [
         (bucket, value)
         for bucket in range(start, end, period)
-        if bucket in merged and (value := statistic(merged[bucket][0], alarm["Statistic"])) is not None
+        if bucket in merged and (value := statistic(merged[bucket][0], name)) is not None
     ]
+    if (
+        percentile is not None
+        and alarm.get("EvaluateLowSampleCountPercentile") == "ignore"
+        and any(merged[bucket][0][0] < _significant_samples(percentile) for bucket, _ in present)
+    ):
+        return None  # too few samples in a period for the percentile to mean much: the state holds
     compare, words = COMPARISONS[alarm["ComparisonOperator"]]
     threshold = alarm["Threshold"]
     treat = alarm.get("TreatMissingData", "missing")
@@ -421,7 +466,7 @@ def evaluate(backends, account_id: str, region: str, alarm: dict, end: int) -> t
         "version": "1.0",
         "queryDate": _iso(time.time()),
         "startDate": _iso(start),
-        "statistic": alarm["Statistic"],
+        "statistic": name,
         "period": period,
         "threshold": threshold,
         "recentDatapoints": [value for _, value in present],

@@ -2,8 +2,9 @@
 
 The graph is read from the definition by the pipeline language's own parser (the one CreatePipeline
 validates with), so the edges drawn are the dependencies the engine runs by: DependsOn, every step a step's
-arguments read, and a condition's IfSteps / ElseSteps. The browser lays it out (Cytoscape.js with dagre)
-the first time the account sees that graph, and the positions are kept (:mod:`..layouts`) for every later view.
+arguments read, and a condition's IfSteps / ElseSteps. The server lays it out with Graphviz (:mod:`..graphviz`)
+the first time the account sees that graph, and keeps the positions (:mod:`..layouts`) for every later view;
+only where it cannot does the browser lay it out (dagre) and post the positions back.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import uuid
 from ...engines.pipeline_language.definition import parse
 from ...engines.pipeline_language.errors import DefinitionError
 from ...server.errors import validation
-from .. import layouts
+from .. import graphviz, layouts
 from ..listing import Listing
 from ..live import event_stream
 from ..rendering import console_url
@@ -51,13 +52,18 @@ def graph(definition_text: str) -> dict:
     return {"nodes": nodes, "edges": edges, "parameters": parameters}
 
 
-def laid_out(view: View, drawn: dict) -> dict:
-    """The graph with its kept positions, or what the browser needs to post the ones dagre gives it."""
+async def laid_out(view: View, drawn: dict) -> dict:
+    """The graph with its positions (kept, or laid out now by Graphviz), or what the browser needs to post
+    the ones dagre gives it when the server could not lay it out."""
     if not drawn["nodes"]:
         return drawn
     account, key = view.session.account_id or "", layouts.digest(drawn)
     kept = layouts.cache(view.backends)
     positions = kept.get(account, key)
+    if positions is None:
+        positions = await graphviz.layout(drawn, view.backends.settings.graphviz_dot)
+        if positions is not None:
+            kept.keep(account, key, positions)
     if positions is not None:
         return {**drawn, "positions": positions}
     kept.expect(account, key, (n["id"] for n in drawn["nodes"]))
@@ -65,7 +71,7 @@ def laid_out(view: View, drawn: dict) -> dict:
 
 
 async def keep_layout(view: View):
-    """The positions dagre gave a graph this account was sent (see :mod:`..layouts`)."""
+    """The positions dagre gave a graph this account was sent to lay out (see :mod:`..layouts`)."""
     try:
         positions = json.loads(view.field("positions"))
     except ValueError:
@@ -96,7 +102,7 @@ async def pipeline(view: View):
         "pipelines/detail.html",
         title=f"Pipeline {name}",
         pipeline=described,
-        graph=laid_out(view, graph(described.get("PipelineDefinition", ""))),
+        graph=await laid_out(view, graph(described.get("PipelineDefinition", ""))),
         executions=executions,
     )
 
@@ -156,7 +162,7 @@ async def execution(view: View):
         pipeline_name=view.labels["name"],
         execution=described,
         parameters=parameters,
-        graph=laid_out(view, graph(definition.get("PipelineDefinition", ""))),
+        graph=await laid_out(view, graph(definition.get("PipelineDefinition", ""))),
         state=state,
         live=state["status"] in RUNNING,
     )

@@ -1,7 +1,8 @@
-// The pipeline graph: Cytoscape.js laid out by dagre, steps coloured by status; on an execution's page the
-// steps follow the execution live over server-sent events, and a selected step shows its details.
-// dagre runs once per graph and account: its positions go back to the server (selfmaker/console/layouts.py),
-// which sends them with the graph from then on, placed as they are (a "preset" layout).
+// The pipeline graph: Cytoscape.js, steps coloured by status; on an execution's page the steps follow the
+// execution live over server-sent events, and a selected step shows its details.
+// The server sends the steps' positions with the graph (Graphviz laid it out: selfmaker/console/graphviz.py),
+// placed as they are (a "preset" layout). Only where it could not does dagre lay the graph out here, once per
+// graph and account: its positions go back to the server (selfmaker/console/layouts.py) for later views.
 "use strict";
 
 (() => {

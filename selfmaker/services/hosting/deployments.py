@@ -29,6 +29,7 @@ import time
 from ...aws.cloudwatch.alarms import alarm_state
 from ...backends import Backends
 from ...engines.reconciler import Controller, kick, register
+from ...observability import server_metrics
 from ...store.resources import Record, now
 from ..jobs import credentials
 from . import routes
@@ -160,6 +161,10 @@ def _publish(backends: Backends, record: Record) -> None:
         routes.withdraw(backends, record.account_id, record.region, record.name)
     elif routes.lookup(backends, record.account_id, record.region, record.name) != route:
         routes.publish(backends, route)
+    # A variant an update removed (or a rolled-back one) leaves /metrics with the Route that dropped it.
+    releases = [record.data[m] for m in ("_live", "_next") if record.data.get(m)]
+    current = frozenset(v["name"] for r in releases for v in _variants(r))
+    server_metrics(backends).forget_endpoint(record.account_id, record.region, record.name, keep=current)
 
 
 # -- deployment plans ----------------------------------------------------------------------------------------
@@ -384,6 +389,7 @@ class Step:
 
     def delete(self) -> None:
         routes.withdraw(self.backends, self.record.account_id, self.record.region, self.record.name)
+        server_metrics(self.backends).forget_endpoint(self.record.account_id, self.record.region, self.record.name)
         for member in ("_live", "_next"):
             if self.data.get(member):
                 self.retire(_variants(self.data[member]))

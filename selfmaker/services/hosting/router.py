@@ -105,19 +105,18 @@ def choose(route: Route, variant: str | None) -> Target:
         if len(entries) == 1 or not any(share for share, _ in entries):
             return entries[0][1]
         return random.choices([t for _, t in entries], weights=[share for share, _ in entries])[0]
-    entries = [(share, targets) for share, targets in route.traffic if share > 0 and any(t.sockets for t in targets)]
+    entries = route.open_traffic
     if not entries:
         raise AWSError(
             "ServiceUnavailable",
             f"Endpoint {route.endpoint_name} has no instance ready to serve; try again shortly.",
             503,
         )
-    targets = (
+    ready = (
         entries[0][1]
         if len(entries) == 1
         else random.choices([t for _, t in entries], weights=[s for s, _ in entries])[0]
     )
-    ready = [t for t in targets if t.sockets and t.weight > 0]
     if not ready:
         raise _invalid(
             f"Endpoint {route.endpoint_name} routes no traffic: every production variant has weight "

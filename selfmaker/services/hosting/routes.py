@@ -50,6 +50,16 @@ class Route:
                 found.setdefault(target.variant, []).append((share, target))
         return {name: tuple(entries) for name, entries in found.items()}
 
+    @cached_property
+    def open_traffic(self) -> tuple[tuple[float, tuple[Target, ...]], ...]:
+        """The traffic entries with a share and an instance ready, each with its targets that take traffic
+        (a positive weight, an instance ready): worked out once per Route, not on every request."""
+        return tuple(
+            (share, tuple(t for t in targets if t.sockets and t.weight > 0))
+            for share, targets in self.traffic
+            if share > 0 and any(t.sockets for t in targets)
+        )
+
 
 def _table(backends) -> dict[tuple[str, str, str], Route]:
     return backends.services.setdefault("hosting.routes", {})

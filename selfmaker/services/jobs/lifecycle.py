@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ...backends import Backends
 from ...engines import instance_types, reconciler, runtimes, sandbox
+from ...engines.background_builds import background_builds
 from ...engines.executor import ExecutorUnavailable, ExitStatus, InstanceSpec, Mount, Placement, open_executor
 from ...engines.leases import leases
 from ...engines.reconciler import Controller, kick
@@ -40,7 +41,15 @@ log = logging.getLogger("selfmaker.jobs")
 
 ACTIVE = frozenset({"InProgress", "Stopping"})
 TERMINAL = frozenset({"Completed", "Failed", "Stopped"})
+# While its runtime builds a job is looked at again after this long, if the build's end did not wake it first.
+BUILD_CHECK = 30.0
 REASON_LIMIT = 1024  # characters: AWS truncates FailureReason (and ExitMessage) there
+
+# What every job's instances get unless the job's Environment says otherwise. OpenMP's idle threads (XGBoost,
+# scikit-learn, PyTorch on CPU) spin by default, waiting for work; on a host whose cores several jobs and the
+# server share, a spinning thread burns the core the thread it waits for needs (six 30-round XGBoost trainings
+# on two loaded cores: 34-66 s and 17-22 s of CPU spinning, 3-7 s and 3 s passive; docs/benchmarks.md).
+SHARED_HOST_ENVIRONMENT = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 _watched: set[Path] = set()
 _watched_lock = threading.Lock()
@@ -384,8 +393,8 @@ class JobKind(Kind):
                 return self._lost_with(run, node)
             if record.status == "Stopping":
                 return self._stop(run)
-            if run.state.get("phase", "Starting") == "Starting":
-                self._start(run)
+            if run.state.get("phase", "Starting") == "Starting" and not self._start(run):
+                return BUILD_CHECK  # its runtime builds; the build runs this step again when it ends
             return self._follow(run)
         except JobFailure as failure:
             self._stop_instances(run)
@@ -425,7 +434,9 @@ class JobKind(Kind):
                 except Exception:
                     log.exception("could not stop %s of %s", instance.host, run.record.arn)
 
-    def _start(self, run: Run) -> None:
+    def _start(self, run: Run) -> bool:
+        """Build the runtime, fetch the inputs, launch the instances; False while the runtime is still
+        building (off this thread: the job can be stopped meanwhile, engines/background_builds.py)."""
         ex = self.executor(run.backends)
         for instance in run.instances:  # a previous server may have launched some before it died
             if instance.state.exists():
@@ -446,6 +457,17 @@ class JobKind(Kind):
                 run.update(lambda d: self.progress(d, "DownloadingTrainingImage", message))
 
             if not ex.builds_runtimes:  # else each node builds it from the spec, once
+                arn = run.record.arn
+                waiting = background_builds(run.backends).wait(arn, runtime, first.say, lambda: kick(run.backends, arn))
+                if waiting is not None:
+                    if run.state.get("waiting") != waiting:
+
+                        def note(d: dict) -> None:
+                            d["_run"] = {**d.get("_run", {}), "waiting": waiting}
+                            self.progress(d, "DownloadingTrainingImage", waiting)
+
+                        run.update(note)
+                    return False
                 runtimes.ensure(
                     runtime, settings.runtimes_dir, first.say, building=building, **runtimes.options(settings)
                 )
@@ -503,6 +525,7 @@ class JobKind(Kind):
 
         run.update(launched)
         self._watch(run)
+        return True
 
     def _spec(self, run: Run, instance: Instance, runtime: runtimes.Runtime, limits, hosts: Path) -> InstanceSpec:
         return sandbox.spec(
@@ -514,6 +537,7 @@ class JobKind(Kind):
             state=instance.state,
             log=instance.log_path,
             env={
+                **SHARED_HOST_ENVIRONMENT,
                 **credentials.environment(run.data),
                 **self.environment(run, instance, runtime),
                 **(run.data.get("Environment") or {}),
@@ -615,6 +639,7 @@ class JobKind(Kind):
     def _end(self, run: Run, outcome: str, reason: str | None, max_runtime: bool = False, upload: bool = True) -> None:
         """Ship the logs, upload the outputs, then (only then) record the terminal status; or, for an
         InternalServerError the job's RetryStrategy covers, start it again."""
+        background_builds(run.backends).leave(run.record.arn)  # a build no one else waits for is cancelled
         if outcome == "Failed" and retryable(reason) and self._retry(run, reason or ""):
             return
         fields: dict = {}
