@@ -34,6 +34,8 @@ def two_worker_cluster() -> Iterator[tuple]:
         yield made, workers
     finally:
         made.shutdown()
+        for worker in workers:  # what still ran there (an endpoint being deleted, say) outlives the nodes here
+            end_sandboxes_of(worker.node_id)
 
 
 @contextmanager
