@@ -3,15 +3,17 @@
 One Ray cluster for the module, on this machine (a head with no CPUs, so every instance lands on one of two
 worker nodes), and a server with ``--executor ray`` on its own object store. Through boto3: a training job
 (its log streams to CloudWatch Logs while it runs, its model comes back from the node), a processing job
-(an S3 input in, an output out), a 20-step fan-out pipeline whose steps run on both nodes, a graceful stop,
-MaxRuntimeInSeconds, a server SIGKILLed and restarted while a job runs on a node (it re-attaches), and a
-node lost mid-job (the job fails saying so).
+(an S3 input in, an output out), a 20-step fan-out pipeline whose steps run on both nodes, the built-in XGBoost trained by two instances on the
+two nodes (Rabit) giving the model one instance trains, a graceful stop,
+MaxRuntimeInSeconds, a server SIGKILLed and restarted while a job runs on a node (it re-attaches), a node's
+agent killed mid-job (Ray restarts it and the job finishes), and a node lost mid-job (the job fails saying so).
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -179,6 +181,31 @@ def test_a_20_step_fan_out_pipeline_runs_on_both_nodes(clients, cluster):
     assert used == {n.node_id for n in cluster[1]}  # spread over both worker nodes
 
 
+def test_the_builtin_xgboost_trains_on_two_instances_on_two_nodes_as_on_one(clients, cluster, tmp_path):
+    from test_jobs_distributed import PARTS, _predictions, _xgboost_job
+
+    sm, s3, logs = clients
+    for key, rows in PARTS.items():
+        s3.put_object(Bucket=BUCKET, Key=f"xgb/{key}", Body="".join(f"{y},{a},{b}\n" for y, a, b in rows))
+    jobs = {
+        "single": _xgboost_job("ray-xgb-one", BUCKET, 1, "FullyReplicated", prefix="xgb"),
+        "sharded": _xgboost_job("ray-xgb-two", BUCKET, 2, "ShardedByS3Key", prefix="xgb"),
+    }
+    for request in jobs.values():
+        sm.create_training_job(**request)
+    ended = {kind: wait(sm, "training", request["TrainingJobName"], timeout=900) for kind, request in jobs.items()}
+    for kind, job in ended.items():
+        assert job["TrainingJobStatus"] == "Completed", (kind, job.get("FailureReason"))
+    single, distributed = (_predictions(s3, BUCKET, ended[kind], tmp_path) for kind in ("single", "sharded"))
+    assert max(abs(p - q) for p, q in zip(single, distributed)) < 1e-4
+    nodes = {}
+    for host in ("algo-1", "algo-2"):
+        text = log_text(logs, "/aws/sagemaker/TrainingJobs", f"ray-xgb-two/{host}-")
+        assert "Rabit started: rank" in text and " of 2" in text
+        nodes[host] = NODE_LINE.search(text).group(1)
+    assert set(nodes.values()) == {n.node_id for n in cluster[1]}  # one instance on each worker node
+
+
 def test_a_restarted_server_reattaches_to_a_job_running_on_a_node(clients, ray_server):
     sm, s3, logs = clients
     training(
@@ -208,6 +235,43 @@ def test_a_restarted_server_reattaches_to_a_job_running_on_a_node(clients, ray_s
     assert text.count("before the restart") == 1 and "after the restart" in text
 
 
+def test_a_job_outlives_its_node_agent_dying_and_instances_share_one_agent_per_node(clients, cluster):
+    sm, s3, logs = clients
+    training(
+        clients,
+        "ray-agent",
+        """
+        import time
+        print("before the agent died", flush=True)
+        time.sleep(20)
+        print("after the agent died", flush=True)
+        open("/opt/ml/model/model.txt", "w").write("done")
+        """,
+    )
+    wait_for(
+        lambda: log_text(logs, "/aws/sagemaker/TrainingJobs", "ray-agent/"),
+        lambda text: "before the agent died" in text,
+        timeout=300,
+        ignore=(Exception,),
+        what="the job to be running",
+    )
+    ray.init(address=cluster[0].address, namespace="selfmaker", log_to_driver=False)
+    try:
+        names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)]
+        agents = [n for n in names if n.startswith("selfmaker-agent-")]
+        # One agent per worker node, whatever the number of instances run so far; no actor per instance.
+        assert len(agents) == len(cluster[1]) and len(names) == len(agents), names
+        for name in agents:  # Ray restarts them; the new agent answers from the node's disk
+            ray.kill(ray.get_actor(name), no_restart=False)
+    finally:
+        ray.shutdown()
+    job = wait(sm, "training", "ray-agent")
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    assert model_files(s3, "ray-agent") == {"model.txt": b"done"}
+    text = log_text(logs, "/aws/sagemaker/TrainingJobs", "ray-agent/")
+    assert text.count("before the agent died") == 1 and "after the agent died" in text
+
+
 def test_a_lost_node_fails_its_job_with_a_clear_reason(clients, cluster):
     sm, _, logs = clients
     training(clients, "ray-lost", "import time\nprint('RUNNING', flush=True)\ntime.sleep(600)\n")
@@ -221,7 +285,10 @@ def test_a_lost_node_fails_its_job_with_a_clear_reason(clients, cluster):
     node_id = NODE_LINE.search(text).group(1)
     made, workers = cluster
     made.remove_node(next(n for n in workers if n.node_id == node_id), allow_graceful=False)
-    job = wait(sm, "training", "ray-lost", timeout=300)
+    try:
+        job = wait(sm, "training", "ray-lost", timeout=300)
+    finally:  # on one machine the node's sandbox runs on (detached from its agent): end it as the machine's loss would
+        ray_cluster.end_sandboxes_of(node_id)
     assert job["TrainingJobStatus"] == "Failed"
     assert "InternalServerError" in job["FailureReason"] and "Ray node" in job["FailureReason"]
 
@@ -239,18 +306,23 @@ def test_an_instance_type_no_node_can_hold_fails_at_once_saying_so(clients):
     assert job["FailureReason"].startswith("ClientError: no live node of the Ray cluster has 96 CPUs")
 
 
-def test_a_multi_instance_job_is_refused_naming_why(clients):
-    # Its instances could land on different nodes, which nothing yet lets reach each other by algo-N.
+def test_a_multi_instance_job_the_nodes_cannot_hold_at_once_fails_at_once_saying_so(clients):
+    # A worker node of 4 CPUs holds two ml.m5.large (2 CPUs) at once: a fifth instance could never be placed.
     sm, _, _ = clients
     training(
         clients,
-        "ray-two",
+        "ray-five",
         "print('never')\n",
-        ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 2, "VolumeSizeInGB": 1},
+        ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 5, "VolumeSizeInGB": 1},
     )
-    job = wait(sm, "training", "ray-two", timeout=120)
+    job = wait(sm, "training", "ray-five", timeout=120)
     assert job["TrainingJobStatus"] == "Failed"
-    assert job["FailureReason"].startswith("ClientError: a job of 2 instances cannot run on the ray executor yet")
+    refused = re.match(
+        r"ClientError: a job of 5 instances of 2 CPUs and 8\.0 GiB cannot be placed: the live nodes of the Ray "
+        r"cluster hold at most (\d+) at once; use InstanceCount \1 or add nodes$",
+        job["FailureReason"],
+    )
+    assert refused and refused.group(1) in ("2", "4"), job["FailureReason"]  # 2 once a node was lost (above)
 
 
 def test_the_ray_executor_needs_the_cluster_address(tmp_path):

@@ -77,7 +77,8 @@ def kill_model_server(data_dir: Path, instance_id: str) -> None:
     from selfmaker.engines.executor.ray_node import node_dir
 
     (state,) = data_dir.glob(f"endpoints/*/*/*/{instance_id}/state")
-    pid = int((node_dir() / actor_name(state) / "state" / "pid").read_text().split()[0])
+    (pid_file,) = node_dir().glob(f"*/{actor_name(state)}/state/pid")  # under its node agent's home
+    pid = int(pid_file.read_text().split()[0])
     os.killpg(pid, signal.SIGKILL)  # bwrap leads its session; the sandbox dies with it (--die-with-parent)
 
 

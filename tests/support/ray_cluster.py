@@ -34,6 +34,8 @@ def two_worker_cluster() -> Iterator[tuple]:
         yield made, workers
     finally:
         made.shutdown()
+        for worker in workers:  # what still ran there (an endpoint being deleted, say) outlives the nodes here
+            end_sandboxes_of(worker.node_id)
 
 
 @contextmanager
@@ -47,3 +49,17 @@ def ray_server(address: str, tmp: Path, *extra: str) -> Iterator[Server]:
         yield srv
     finally:
         srv.stop()
+
+
+def end_sandboxes_of(node_id: str) -> None:
+    """End the sandboxes a removed node's agent started, as losing its machine would: on one machine the node's
+    processes go, but the sandboxes (detached from their agent by design) would run on."""
+    import signal
+
+    from selfmaker.engines.executor.ray_node import node_dir
+
+    for pid_file in node_dir().glob(f"*-{node_id[:16]}/*/state/pid"):
+        try:
+            os.killpg(int(pid_file.read_text().split()[0]), signal.SIGKILL)  # the supervisor leads its group
+        except (ProcessLookupError, ValueError):
+            pass

@@ -7,10 +7,11 @@ from .base import Executor, ExecutorUnavailable, ExitStatus, InstanceSpec, Limit
 
 
 def open_executor(
-    url: str, ray_address: str | None = None, server_url: str | None = None, local_url: str = ""
+    url: str, ray_address: str | None = None, server_url: str | None = None, local_url: str = "", home: str = ""
 ) -> Executor:
     """The executor a setting names: ``local`` (the default) or ``ray`` (at ``ray_address``; its nodes reach
-    this server at ``server_url`` instead of ``local_url``)."""
+    this server at ``server_url`` instead of ``local_url``; ``home``, the server's data directory, names its
+    agents on the nodes)."""
     if url in ("", "local"):
         from .local import LocalExecutor
 
@@ -20,7 +21,7 @@ def open_executor(
             raise ValueError("the ray executor needs the cluster's address: --ray-address HOST:PORT")
         from .ray_cluster import RayExecutor
 
-        return RayExecutor(ray_address, server_url, local_url)
+        return RayExecutor(ray_address, server_url, local_url, home)
     if url.split(":", 1)[0] == "docker":
         raise ValueError("the docker executor is not available in this version of SelfMaker; use 'local' or 'ray'")
     raise ValueError(f"unknown executor {url!r}: use 'local' or 'ray'")

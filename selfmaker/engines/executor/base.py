@@ -67,6 +67,8 @@ class InstanceSpec:
     # A model server (an endpoint instance). On this machine it listens on the Unix socket its env names; an
     # executor running it elsewhere has it listen on TCP on that machine's address and reports the address (serving_address).
     serves: bool = False
+    # What the executor reserved for the job's instances in place() (Placement.reservation), if anything.
+    reservation: str = ""
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,9 @@ class Placement:
 
     addresses: tuple[str, ...]
     interface: str
+    # The executor's own name for what it reserved for the instances (a Ray placement group, say), handed
+    # back to it in each InstanceSpec; "" when each instance is placed as it starts.
+    reservation: str = ""
 
 
 @dataclass(frozen=True)
@@ -97,8 +102,9 @@ class Executor(ABC):
     # True: it builds each instance's runtime where the instance runs, from InstanceSpec.runtime.
     builds_runtimes: bool = False
 
-    def place(self, key: str, count: int) -> Placement:
-        """Addresses for ``count`` instances of the job ``key`` (its ARN), decided before any starts.
+    def place(self, key: str, count: int, limits: Limits | None = None) -> Placement:
+        """Addresses for ``count`` instances of the job ``key`` (its ARN), each of ``limits``' size, decided
+        before any starts.
 
         Here: all on this machine, which shares its network with the sandboxes, each instance on its own
         loopback address 127.B.C.<i> (Linux answers the whole of 127.0.0.0/8 on ``lo``), B.C a digest of the

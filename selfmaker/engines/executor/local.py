@@ -53,6 +53,10 @@ SUPERVISOR = (
     'log=$1; state=$2; shift 2; "$@" >>"$log" 2>&1; echo $? >"$state/exit.tmp" && mv "$state/exit.tmp" "$state/exit"'
 )
 
+# Starts its arguments (setsid and a command) in the background and prints the pid: the shell exits at once, so
+# what it started is no child of the caller; setsid(1) execs in place (a background job leads no process group
+# here), so the pid is the command's, which leads its own session and group as the supervisor must.
+ORPHAN = '"$@" </dev/null >/dev/null 2>&1 & echo $!'
 # The sandbox user: not root, as the uid the Studio images use; mapped to the server's uid outside.
 SANDBOX_UID = SANDBOX_GID = 1000
 SANDBOX_USER = "sagemaker-user"
@@ -249,13 +253,20 @@ class LocalExecutor(Executor):
             limits += [shutil.which("prlimit") or "prlimit", f"--data={spec.limits.memory_bytes}"]
         return limits + args + list(spec.command)
 
-    def start(self, spec: InstanceSpec) -> None:
+    def start(self, spec: InstanceSpec, orphaned: bool = False) -> None:
+        """``orphaned``: the supervisor is started by a shell that exits at once, so it is no child of this
+        process and outlives it even where a process's children are ended with it (a Ray worker's: ray_node.py).
+        Fork and exec only, as always here: safe from a threaded process."""
         self.check()
         spec.state_dir.mkdir(parents=True, exist_ok=True)
         for stale in ("exit", "exit.tmp", "pid", "stopped"):
             (spec.state_dir / stale).unlink(missing_ok=True)
+        supervisor = ["/bin/sh", "-c", SUPERVISOR, "sh", str(spec.log_path), str(spec.state_dir), *self.command(spec)]
+        if orphaned:
+            (spec.state_dir / "pid").write_text(_start_orphan(supervisor, spec.env))
+            return
         proc = subprocess.Popen(
-            ["/bin/sh", "-c", SUPERVISOR, "sh", str(spec.log_path), str(spec.state_dir), *self.command(spec)],
+            supervisor,
             env=spec.env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -346,6 +357,28 @@ class LocalExecutor(Executor):
     def _kill_if_alive(self, state_dir: Path, pid: int) -> None:
         if self._live_pid(state_dir) == pid:
             _kill(pid)
+
+
+def _start_orphan(args: list[str], env: dict[str, str]) -> str:
+    """Start ``args`` through ORPHAN; what the ``pid`` file holds for it (its pid and start time)."""
+    setsid = shutil.which("setsid")
+    if setsid is None:
+        raise ExecutorUnavailable("setsid (util-linux) is not installed on this machine")
+    done = subprocess.run(
+        ["/bin/sh", "-c", ORPHAN, "sh", setsid, *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        start_new_session=True,
+        close_fds=True,
+        timeout=60,
+        check=False,
+    )
+    if done.returncode != 0 or not done.stdout.strip().isdigit():
+        raise ExecutorUnavailable(f"could not start the sandbox: {done.stderr.strip() or done.returncode}")
+    pid = int(done.stdout)
+    return f"{pid} {_start_time(pid) or ''}"
 
 
 def _mounts(spec: InstanceSpec, bound: tuple[str, ...]) -> list[str]:

@@ -1,51 +1,76 @@
 """The Ray executor: each job instance on a node of a Ray cluster, in the local executor's sandbox there.
 
-An instance is a detached, named actor (ray_node.py) that asks Ray for the
-instance type's CPUs and memory as resources, spread over the nodes. The
-server never shares the node's file system: the instance's files go there as
-one archive in Ray's object store, its runtime as a spec the node builds once
-and caches, its log comes back while it runs (a follower thread per instance
-appends it to ``log_path``, which the server ships to CloudWatch Logs as for
-the local executor), and its writable files come back once it has ended,
-before :meth:`poll` reports the exit.
+Each instance reserves its instance type's CPUs and memory through Ray: a
+detached placement group of one bundle, named after the instance, which Ray
+places on a node with room (or queues until one has), preferring the node
+that runs the fewest of this server's instances (so an endpoint's instances
+land on different nodes, as SPREAD would). The instance then runs
+under that node's **agent** (ray_node.py), a long-lived detached actor, one per
+node and server, started once and reused by every instance placed there: an
+instance costs a placement group and a few calls, not a Ray worker process.
+The group is held for the instance's life and removed once its exit is
+recorded, so Ray's view of what is in use stays true.
 
-What the server keeps, in the instance's state directory: ``actor`` (the
-actor's name and where the log and writable files go), ``offset`` (how much
-of the log it has), ``node`` (the Ray node it was placed on), ``stopped`` (the stop deadline,
-as local.py) and ``exit``
-(the status, once collected). A restarted server finds the actor again by
-name: the instance ran on without it. A node that dies takes its actors with
-it: the instance ends with that reason.
+The server never shares the node's file system: the instance's files go there
+as one archive, its runtime as a spec the node builds once and caches, its log
+comes back while it runs (a follower thread per instance appends it to
+``log_path``, which the server ships to CloudWatch Logs as for the local
+executor), and its writable files come back once it has ended, before
+:meth:`poll` reports the exit.
+
+A job of several instances is placed up front (:meth:`RayExecutor.place`): one
+placement group of a bundle per instance spread over the nodes, so each
+``algo-<i>`` resolves to its node's address before any instance starts.
+
+An endpoint instance's model server listens on TCP on its node's address; the
+agent reports ``host:port`` (:meth:`RayExecutor.serving_address`), which the
+server keeps in ``address`` and the router and health checks connect to.
+
+What the server keeps, in the instance's state directory: ``instance`` (its
+name, the agent's home, where the log and writable files go), ``pending.json``
+and ``pending.tar`` (what the agent is handed once the group is placed),
+``node`` (the node it was placed on, once handed over), ``offset`` (how much
+of the log it has), ``address`` (a model server's), ``stopped`` (the stop deadline, as local.py) and ``exit``
+(the status, once collected). A restarted server finds the group and the agent
+again by name: the instance ran on without it. A node that dies takes its
+agent and sandboxes with it: the instance ends with that reason.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .base import Executor, ExecutorUnavailable, ExitStatus, InstanceSpec, Placement
+from .base import Executor, ExecutorUnavailable, ExitStatus, InstanceSpec, Limits, Placement
 from .local import _stop_deadline
-from .ray_node import InstanceActor, pack, status_of, unpack
+from .ray_node import NodeAgent, pack, status_of, unpack
 
 log = logging.getLogger("selfmaker.ray")
 
 NAMESPACE = "selfmaker"
 PACKAGE = Path(__file__).resolve().parents[2]  # the selfmaker package, shipped to the nodes by Ray
 CALL_TIMEOUT = 5.0  # seconds a poll waits for the actor (longer: it is still waiting for a node)
+PLACE_WAIT = 120.0  # seconds a multi-instance job waits for room for all its instances at once
+NODES_TTL = 2.0  # seconds a look at the cluster's nodes serves the checks of starting jobs
 TAIL_WAIT = 2.0  # seconds a log follower's call waits for new output
-KILL_AFTER = 30.0  # seconds past the stop deadline after which an actor that did not end is killed
 
 
 def actor_name(state_dir: Path) -> str:
-    """The instance's actor: unique per server data directory and instance, stable across restarts."""
-    import hashlib
-
+    """The instance's name (its placement group's, its directory's on the node): unique per server data
+    directory and instance, stable across restarts."""
     return "selfmaker-" + hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:32]
+
+
+def agent_name(home: str, node: str) -> str:
+    return f"selfmaker-agent-{home}-{node}"
 
 
 class RayExecutor(Executor):
@@ -53,23 +78,60 @@ class RayExecutor(Executor):
     shares_files = False
     builds_runtimes = True
 
-    def __init__(self, address: str, server_url: str | None = None, server_local_url: str | None = None):
+    def __init__(
+        self, address: str, server_url: str | None = None, server_local_url: str | None = None, home: str = ""
+    ):
         self.address = address
         self.server_url = server_url  # how the nodes reach this server (None: as the sandbox env says)
         self.server_local_url = server_local_url  # the URL the sandbox env names, replaced by server_url
+        # This server, for its agents' names: its host and data directory (another server has its own agents,
+        # which run the SelfMaker version that server shipped).
+        self.home = hashlib.sha256(f"{socket.gethostname()}:{home}".encode()).hexdigest()[:12]
         self._lock = threading.Lock()
         self._locks: dict[Path, threading.Lock] = {}
-        self._actor_class: Any = None  # InstanceActor as a Ray actor class, once connected
+        self._agent_class: Any = None  # NodeAgent as a Ray actor class, once connected
+        self._agents: dict[str, Any] = {}  # node id -> its agent's handle
+        self._nodes_seen: list[dict] = []
+        self._on_node: dict[Path, str] = {}  # state directory -> the node of each running instance (or its hint)
+        self._nodes_at = -NODES_TTL
 
-    def place(self, key: str, count: int) -> Placement:
-        # Ray may put a job's instances on different nodes, and nothing yet makes algo-<i> name another
-        # node's sandbox: a job whose instances must reach each other is refused rather than half-run.
-        if count > 1:
+    def place(self, key: str, count: int, limits: Limits | None = None) -> Placement:
+        """One instance: placed as it starts (its own group). Several: all placed now, in one placement group
+        of a bundle per instance spread over the nodes (``SPREAD``: different nodes where there are enough),
+        so every instance's /etc/hosts can name every other's node before any starts. More instances than the
+        live nodes could ever hold at once are refused at once; fewer wait up to PLACE_WAIT for room."""
+        if count == 1:
+            return super().place(key, count)
+        ray = self._ray()
+        from ray.util import placement_group, placement_group_table, remove_placement_group
+
+        cpus = limits.cpus if limits else 1
+        memory = limits.memory_bytes if limits else 0
+        self._check_fits(ray, cpus, memory)
+        if count > (most := self._capacity(cpus, memory)):
             raise ExecutorUnavailable(
-                f"a job of {count} instances cannot run on the ray executor yet: instances on different nodes "
-                "cannot reach each other by their algo-N names (docs/scale-out.md); use InstanceCount 1"
+                f"a job of {count} instances of {cpus} CPUs and {memory / 2**30:.1f} GiB cannot be placed: the live "
+                f"nodes of the Ray cluster hold at most {most} at once; use InstanceCount {most} or add nodes"
             )
-        return super().place(key, count)
+        name = "selfmaker-job-" + hashlib.sha256(f"{self.home}:{key}".encode()).hexdigest()[:32]
+        if (earlier := self._group(name)) is not None:  # an attempt a killed server had placed
+            remove_placement_group(earlier)
+        bundle = {"CPU": cpus, **({"memory": memory} if memory else {})}
+        group = placement_group([bundle] * count, strategy="SPREAD", name=name, lifetime="detached")
+        if not group.wait(PLACE_WAIT):
+            remove_placement_group(group)
+            raise ExecutorUnavailable(
+                f"the Ray cluster had no room for {count} instances of {cpus} CPUs and {memory / 2**30:.1f} GiB "
+                f"at once within {PLACE_WAIT:.0f} seconds; start the job again when it has, or add nodes"
+            )
+        nodes = placement_group_table(group)["bundles_to_node_id"]
+        where = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes()}
+        addresses = [where[nodes[i]] for i in range(count)]
+        if len(set(addresses)) == 1:
+            # Every instance on one machine (Ray nodes sharing a host, as in tests, or one node): each gets its
+            # own loopback address as on the local executor, so instances binding one port never collide.
+            return Placement(super().place(key, count).addresses, "lo", name)
+        return Placement(tuple(addresses), "eth0", name)
 
     # -- the cluster ---------------------------------------------------------------
 
@@ -92,27 +154,96 @@ class RayExecutor(Executor):
                     )
                 except Exception as err:
                     raise ExecutorUnavailable(f"cannot reach the Ray cluster at {self.address}: {err}") from None
-            if self._actor_class is None:
-                self._actor_class = ray.remote(InstanceActor)
+            if self._agent_class is None:
+                self._agent_class = ray.remote(NodeAgent)
+                # Every live node's agent now, in the background: the first instance placed there need not
+                # wait for its worker process to start.
+                threading.Thread(target=self._start_agents, name="ray-agents", daemon=True).start()
         return ray
 
+    def _start_agents(self) -> None:
+        try:
+            for node in self._ray().nodes():
+                if node["Alive"] and node.get("Resources", {}).get("CPU", 0) > 0:  # a node instances can land on
+                    self._agent(node["NodeID"])
+        except Exception:
+            log.warning("could not start the Ray nodes' agents ahead of time", exc_info=True)
+
+    def _alive(self) -> set[str]:
+        return {n["NodeID"] for n in self._ray().nodes() if n["Alive"]}
+
+    def _nodes(self) -> list[dict]:
+        """The cluster's nodes as seen at most NODES_TTL seconds ago: enough to check a job can fit (every job
+        start asks), never used to judge a node lost."""
+        with self._lock:
+            if time.monotonic() - self._nodes_at < NODES_TTL:
+                return self._nodes_seen
+        nodes = self._ray().nodes()
+        with self._lock:
+            self._nodes_seen, self._nodes_at = nodes, time.monotonic()
+        return nodes
+
     def check(self) -> None:
-        ray = self._ray()
-        if not any(node["Alive"] for node in ray.nodes()):
+        self._ray()
+        if not any(node["Alive"] for node in self._nodes()):
             raise ExecutorUnavailable(f"the Ray cluster at {self.address} has no live node")
 
-    def _fits(self, ray, cpus: int, memory: int) -> bool:
-        for node in ray.nodes():
+    def _check_fits(self, ray, cpus: int, memory: int) -> list[str]:
+        """The live nodes that could hold an instance of this size (empty: a clear error)."""
+        fitting = []
+        for node in self._nodes():
             have = node.get("Resources", {})
             if node["Alive"] and have.get("CPU", 0) >= cpus and have.get("memory", 0) >= memory:
-                return True
-        return False
+                fitting.append(node["NodeID"])
+        if fitting:
+            return fitting
+        raise ExecutorUnavailable(
+            f"no live node of the Ray cluster has {cpus} CPUs and {memory / 2**30:.1f} GiB of memory "
+            "for the instance type; add such a node or choose a smaller instance type"
+        )
 
-    def _actor(self, state_dir: Path):
-        """The instance's actor, or None if it is gone (closed, killed or lost with its node)."""
-        ray = self._ray()
+    def _capacity(self, cpus: int, memory: int) -> int:
+        """How many instances of this size the live nodes hold at once, with nothing else running."""
+        most = 0
+        for node in self._nodes():
+            have = node.get("Resources", {})
+            if node["Alive"]:
+                by_memory = int(have.get("memory", 0) // memory) if memory else 1 << 30
+                most += min(int(have.get("CPU", 0) // max(cpus, 1)), by_memory)
+        return most
+
+    def _agent(self, node: str):
+        """The node's agent: the running one, or a new one (the first on the node, or after it died)."""
+        with self._lock:
+            if (agent := self._agents.get(node)) is not None:
+                return agent
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        agent = self._agent_class.options(
+            name=agent_name(self.home, node),
+            namespace=NAMESPACE,
+            get_if_exists=True,
+            lifetime="detached",
+            max_restarts=-1,  # its state is on the node's disk: a restarted agent carries on
+            max_task_retries=-1,  # every method is idempotent: a call cut short by a restart is made again
+            max_concurrency=1000,  # a log tail per running instance waits in it, with polls and stops
+            num_cpus=0,  # the instances' resources are reserved by their placement groups
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
+        ).remote(self.home)
+        with self._lock:
+            return self._agents.setdefault(node, agent)
+
+    def _forget_agent(self, node: str) -> None:
+        with self._lock:
+            self._agents.pop(node, None)
+
+    def _group(self, name: str):
+        """The instance's placement group, or None if it is gone."""
+        from ray.util import get_placement_group
+
+        self._ray()
         try:
-            return ray.get_actor(actor_name(state_dir), namespace=NAMESPACE)
+            return get_placement_group(name)
         except ValueError:
             return None
 
@@ -124,21 +255,19 @@ class RayExecutor(Executor):
 
     def start(self, spec: InstanceSpec) -> None:
         ray = self._ray()
+        from ray.util import placement_group
+
         if spec.runtime is None or spec.runtimes_dir is None:
             raise ExecutorUnavailable("the ray executor runs only instances given their runtime by spec")
         cpus = spec.limits.cpus if spec.limits else 1
         memory = spec.limits.memory_bytes if spec.limits else 0
-        if not self._fits(ray, cpus, memory):
-            raise ExecutorUnavailable(
-                f"no live node of the Ray cluster has {cpus} CPUs and {memory / 2**30:.1f} GiB of memory "
-                "for the instance type; add such a node or choose a smaller instance type"
-            )
+        fitting = [] if spec.reservation else self._check_fits(ray, cpus, memory)
         state = spec.state_dir
         state.mkdir(parents=True, exist_ok=True)
-        for stale in ("exit", "stopped", "offset", "actor", "node", "address"):
+        name = actor_name(state)
+        self._discard(state, name)  # an attempt a killed server had launched
+        for stale in ("exit", "stopped", "offset", "instance", "node", "address", "pending.json", "pending.tar"):
             (state / stale).unlink(missing_ok=True)
-        if (earlier := self._actor(state)) is not None:  # an attempt a killed server had launched
-            ray.kill(earlier)
         shipped = [m for m in spec.mounts if not m.provided]
         names = {f"m{i}": m for i, m in enumerate(shipped)}
         env = dict(spec.env)
@@ -164,52 +293,98 @@ class RayExecutor(Executor):
             "network": spec.network,
             "hostname": spec.hostname,
             "workdir": spec.workdir,
-            "serves": spec.serves,  # a model server: it listens on TCP on the node's address (address())
+            "serves": spec.serves,  # a model server: it listens on TCP on the node's address (serving_address)
         }
-        archive = ray.put(pack({n: m.source for n, m in names.items()}))
-        name = actor_name(state)
-        actor = self._actor_class.options(
-            name=name,
-            namespace=NAMESPACE,
-            lifetime="detached",
-            max_restarts=0,
-            max_concurrency=8,  # tail and stop while a poll waits
-            num_cpus=cpus,
-            memory=memory or None,
-            scheduling_strategy="SPREAD",
-        ).remote(name)
-        actor.start.remote(payload, archive)
-        (state / "actor").write_text(
-            json.dumps(
-                {
-                    "name": name,
-                    "log": str(spec.log_path),
-                    "writable": {n: str(m.source) for n, m in names.items() if m.writable},
-                }
+        # Kept on disk until the agent has them: a server restarted before the group was placed hands them over.
+        (state / "pending.tar").write_bytes(pack({n: m.source for n, m in names.items()}))
+        (state / "pending.json").write_text(json.dumps(payload))
+        meta: dict[str, Any] = {
+            "name": name,
+            "log": str(spec.log_path),
+            "writable": {n: str(m.source) for n, m in names.items() if m.writable},
+        }
+        if spec.reservation:  # the job's group, placed by place(): this instance's bundle in it
+            meta |= {"group": spec.reservation, "bundle": int(spec.hostname.rsplit("-", 1)[1]) - 1}
+        else:
+            with self._lock:
+                running = Counter(self._on_node.values())
+                target = min(fitting, key=lambda node: running[node])
+                self._on_node[state] = target
+            bundle = {"CPU": cpus, **({"memory": memory} if memory else {})}
+            # The least used node is a hint: without room there, Ray places the group where there is.
+            placement_group(
+                [bundle], strategy="STRICT_PACK", name=name, lifetime="detached", _soft_target_node_id=target
             )
-        )
+        (state / "instance").write_text(json.dumps(meta))
+
+    def _discard(self, state: Path, name: str, wait: bool = True) -> None:
+        """Remove what an attempt of this instance left on the cluster: its group, its files on the node.
+        ``wait``: until the node has removed them (a new attempt of the same instance starts next)."""
+        from ray.util import remove_placement_group
+
+        if (group := self._group(name)) is not None:
+            remove_placement_group(group)
+        node = (state / "node").read_text() if (state / "node").exists() else ""
+        if not node:
+            return
+        if not wait:  # not waited for; and never an agent made for a node known lost
+            if any(n["NodeID"] == node and n["Alive"] for n in self._nodes()):
+                self._agent(node).close.remote(name)
+            return
+        if node in self._alive():
+            try:
+                self._ray().get(self._agent(node).close.remote(name), timeout=60)
+            except Exception:
+                log.warning("could not remove an earlier attempt of %s from node %s", name, node, exc_info=True)
+
+    def _launch(self, state_dir: Path, wait: float) -> bool:
+        """Hand the instance to its node's agent once its group is placed (waiting up to ``wait`` seconds);
+        True once handed over. Under the instance's lock."""
+        if (state_dir / "node").exists():
+            return True
+        ray = self._ray()
+        from ray.util import placement_group_table
+
+        meta = json.loads((state_dir / "instance").read_text())
+        name = meta["name"]
+        group = self._group(meta.get("group", name))
+        if group is None:
+            raise LookupError("its Ray placement group is gone (removed outside SelfMaker)")
+        if not group.wait(wait):
+            return False
+        node = placement_group_table(group)["bundles_to_node_id"][meta.get("bundle", 0)]
+        payload = json.loads((state_dir / "pending.json").read_text())
+        archive = (state_dir / "pending.tar").read_bytes()
+        ray.get(self._agent(node).start.remote(name, payload, archive), timeout=600)
+        (state_dir / "node").write_text(node)
+        with self._lock:
+            self._on_node[state_dir] = node
+        (state_dir / "pending.json").unlink(missing_ok=True)
+        (state_dir / "pending.tar").unlink(missing_ok=True)
+        return True
 
     # -- following -----------------------------------------------------------------
 
     def started(self, state_dir: Path) -> bool:
-        return (state_dir / "actor").exists()
+        return (state_dir / "instance").exists()
 
     def serving_address(self, state_dir: Path) -> str | None:
-        """The model server's ``node-address:port``, asked of its actor once it listens, then kept in ``address``
-        (a restarted server reads it there)."""
+        """The model server's ``node-address:port``, asked of its node's agent once it listens, then kept in
+        ``address`` (a restarted server reads it there)."""
         known = state_dir / "address"
         if known.exists():
             return known.read_text() or None
-        if not (state_dir / "actor").exists() or (state_dir / "exit").exists():
-            return None
+        if not (state_dir / "node").exists() or (state_dir / "exit").exists():
+            return None  # not on a node yet (its group waits for room), or ended
+        node = (state_dir / "node").read_text()
+        if not any(n["NodeID"] == node and n["Alive"] for n in self._nodes()):
+            return None  # lost with its node: poll says so (and no agent is made for a dead node)
         ray = self._ray()
-        actor = self._actor(state_dir)
-        if actor is None:
-            return None
+        name = json.loads((state_dir / "instance").read_text())["name"]
         try:
-            address = ray.get(actor.address.remote(), timeout=CALL_TIMEOUT)
+            address = ray.get(self._agent(node).address.remote(name), timeout=CALL_TIMEOUT)
         except (ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
-            return None  # still being placed, or gone: poll() says which
+            return None  # its agent is busy or restarting, or gone: poll says which
         if address:
             known.with_suffix(".tmp").write_text(address)
             known.with_suffix(".tmp").rename(known)
@@ -219,71 +394,105 @@ class RayExecutor(Executor):
         exit_file = state_dir / "exit"
         if exit_file.exists():
             return status_of(exit_file.read_text())
-        if not (state_dir / "actor").exists():
+        if not (state_dir / "instance").exists():
             return ExitStatus(None, "it was never started on the Ray cluster")
         ray = self._ray()
-        actor = self._actor(state_dir)
-        if actor is None:
-            return self._record(state_dir, self._gone(state_dir, self._why_gone(state_dir)))
-        try:
-            self._remember_node(actor, state_dir)
-            text = ray.get(actor.poll.remote(), timeout=CALL_TIMEOUT)
-        except ray.exceptions.GetTimeoutError:
-            return None  # still waiting for a node with room, or busy
-        except ray.exceptions.ActorUnavailableError:
-            return None
-        except ray.exceptions.RayActorError as err:
-            return self._record(state_dir, self._gone(state_dir, _lost(err)))
-        if text is None:
-            return None
-        status = status_of(text)
+        name = json.loads((state_dir / "instance").read_text())["name"]
         with self._state_lock(state_dir):
             if exit_file.exists():
                 return status_of(exit_file.read_text())
+            if not (state_dir / "node").exists():
+                if (state_dir / "stopped").exists():  # stopped while it waited for a node: nothing ran
+                    return self._record(state_dir, name, ExitStatus(None, "stopped"))
+                try:
+                    if not self._launch(state_dir, 0.0):
+                        return None  # waiting for a node with room
+                except LookupError as err:
+                    return self._record(state_dir, name, ExitStatus(None, str(err)))
+                except (ray.exceptions.GetTimeoutError, ray.exceptions.ActorUnavailableError):
+                    return None
+                except ray.exceptions.RayError as err:  # its node died before the agent had it
+                    return self._record(state_dir, name, self._gone(state_dir, _lost(err)))
+            node = (state_dir / "node").read_text()
+            with self._lock:
+                self._on_node.setdefault(state_dir, node)  # after a restart: what runs where, for the hints
             try:
-                self._follow_log(actor, state_dir, final=True)
-                meta = json.loads((state_dir / "actor").read_text())
+                text = ray.get(self._agent(node).poll.remote(name), timeout=CALL_TIMEOUT)
+            except (ray.exceptions.GetTimeoutError, ray.exceptions.ActorUnavailableError):
+                return None if node in self._alive() else self._lost_node(state_dir, name, node)
+            except ray.exceptions.RayError as err:  # the agent died, or cannot be placed on a node now gone
+                self._forget_agent(node)
+                if node not in self._alive():
+                    return self._lost_node(state_dir, name, node)
+                return self._record(state_dir, name, self._gone(state_dir, _lost(err)))
+            if text is None:
+                return None
+            status = status_of(text)
+            agent = self._agent(node)
+            try:
+                self._follow_log(agent, state_dir, final=True)
+                meta = json.loads((state_dir / "instance").read_text())
                 unpack(
-                    ray.get(actor.collect.remote(), timeout=600),
+                    ray.get(agent.collect.remote(name), timeout=600),
                     {n: Path(p) for n, p in meta["writable"].items()},
                 )
-                ray.get(actor.close.remote(), timeout=60)
-            except ray.exceptions.RayActorError as err:
+            except ray.exceptions.RayError as err:
                 status = self._gone(state_dir, _lost(err) + " before its files were collected")
-            ray.kill(actor)
-            return self._record(state_dir, status)
+            return self._record(state_dir, name, status)
 
-    def _why_gone(self, state_dir: Path) -> str:
-        """Why an instance's actor no longer exists: its node was lost, or it was ended outside SelfMaker."""
-        node = (state_dir / "node").read_text() if (state_dir / "node").exists() else ""
-        alive = {n["NodeID"] for n in self._ray().nodes() if n["Alive"]}
-        if node and node not in alive:
-            return f"the Ray node {node} running it was lost"
-        return "its Ray actor is gone (its node was lost or it was ended outside SelfMaker)"
-
-    def _remember_node(self, actor, state_dir: Path) -> None:
-        """Note the node the actor was placed on (once), so that its loss can be named later."""
-        if not (state_dir / "node").exists():
-            (state_dir / "node").write_text(self._ray().get(actor.node.remote(), timeout=CALL_TIMEOUT))
+    def _lost_node(self, state_dir: Path, name: str, node: str) -> ExitStatus:
+        self._forget_agent(node)
+        return self._record(state_dir, name, self._gone(state_dir, f"the Ray node {node} running it was lost"))
 
     def _gone(self, state_dir: Path, reason: str) -> ExitStatus:
         return ExitStatus(None, "stopped") if (state_dir / "stopped").exists() else ExitStatus(None, reason)
 
-    def _record(self, state_dir: Path, status: ExitStatus) -> ExitStatus:
+    def _record(self, state_dir: Path, name: str, status: ExitStatus) -> ExitStatus:
+        """Note the exit, then give back what the instance held: its files on the node, its reservation."""
         tmp = state_dir / "exit.tmp"
         tmp.write_text(json.dumps({"code": status.code, "reason": status.reason}))
         tmp.rename(state_dir / "exit")
+        with self._lock:
+            self._on_node.pop(state_dir, None)
+        try:
+            self._discard(state_dir, name, wait=False)
+        except Exception:
+            log.warning("could not release %s on the Ray cluster", name, exc_info=True)
+        for done in ("pending.json", "pending.tar"):
+            (state_dir / done).unlink(missing_ok=True)
+        self._release_job_group(state_dir)
         return status
 
-    def _follow_log(self, actor, state_dir: Path, final: bool = False) -> bool:
+    def _release_job_group(self, state_dir: Path) -> None:
+        """Remove the job's placement group once every instance placed in it has ended. Its instances' state
+        directories are siblings (``<job>/algo-<i>/state``), each naming the group."""
+        group = json.loads((state_dir / "instance").read_text()).get("group")
+        if not group:
+            return
+        for sibling in state_dir.parent.parent.glob("*/state"):
+            try:
+                named = json.loads((sibling / "instance").read_text()).get("group")
+            except (FileNotFoundError, ValueError):
+                continue
+            if named == group and not (sibling / "exit").exists():
+                return  # another instance still holds its bundle
+        if (held := self._group(group)) is not None:
+            from ray.util import remove_placement_group
+
+            try:
+                remove_placement_group(held)
+            except Exception:
+                log.warning("could not remove the placement group %s", group, exc_info=True)
+
+    def _follow_log(self, agent, state_dir: Path, final: bool = False) -> bool:
         """Append what the instance logged since the last call to its log; True once it has ended and
         everything is here. ``final``: until then (the instance has ended)."""
         ray = self._ray()
-        meta = json.loads((state_dir / "actor").read_text())
+        meta = json.loads((state_dir / "instance").read_text())
         offset_file = state_dir / "offset"
         while True:
             offset = int(offset_file.read_text() or 0) if offset_file.exists() else 0
-            chunk, ended = ray.get(actor.tail.remote(offset, 0.0 if final else TAIL_WAIT), timeout=60)
+            chunk, ended = ray.get(agent.tail.remote(meta["name"], offset, 0.0 if final else TAIL_WAIT), timeout=60)
             if chunk:
                 with open(meta["log"], "ab") as f:
                     f.write(chunk)
@@ -295,19 +504,28 @@ class RayExecutor(Executor):
         def follow() -> None:
             ray = self._ray()
             while not (state_dir / "exit").exists():
-                actor = self._actor(state_dir)
-                if actor is None:
-                    break
                 try:
-                    self._remember_node(actor, state_dir)
                     with self._state_lock(state_dir):
-                        if (state_dir / "exit").exists() or self._follow_log(actor, state_dir):
+                        if (state_dir / "exit").exists() or (
+                            (state_dir / "stopped").exists() and not (state_dir / "node").exists()
+                        ):
+                            break
+                        if not self._launch(state_dir, TAIL_WAIT):
+                            continue  # its group waits for a node with room
+                        agent = self._agent((state_dir / "node").read_text())
+                        if self._follow_log(agent, state_dir):
                             break
                 except ray.exceptions.GetTimeoutError:
-                    continue  # the actor waits for a node
+                    continue
                 except ray.exceptions.ActorUnavailableError:
                     time.sleep(1.0)
-                except Exception:  # lost with its node, or the cluster unreachable: poll says which
+                except ray.exceptions.RayActorError:
+                    node = (state_dir / "node").read_text() if (state_dir / "node").exists() else ""
+                    self._forget_agent(node)
+                    if node not in self._alive():
+                        break  # lost with its node: poll says so
+                    time.sleep(1.0)  # its agent died and Ray starts another (or it is made again)
+                except Exception:  # the cluster unreachable: poll says what became of it
                     break
             on_exit()
 
@@ -315,19 +533,15 @@ class RayExecutor(Executor):
 
     def stop(self, state_dir: Path, grace: float = 0.0) -> None:
         deadline, _first = _stop_deadline(state_dir, grace)
-        if (state_dir / "exit").exists() or not (state_dir / "actor").exists():
-            return
-        actor = self._actor(state_dir)
-        if actor is None:
-            return
+        if (state_dir / "exit").exists() or not (state_dir / "node").exists():
+            return  # not handed over yet: poll records it stopped
+        meta = json.loads((state_dir / "instance").read_text())
         remaining = deadline - time.time()
-        if remaining < -KILL_AFTER:  # the node did not end it: end the actor, and the sandbox with it
-            self._ray().kill(actor)
-            return
-        actor.stop.remote(max(0.0, remaining))  # the node's local executor keeps the deadline itself
+        # The node's local executor keeps the deadline itself; a call long past it kills at once.
+        self._agent((state_dir / "node").read_text()).stop.remote(meta["name"], max(0.0, remaining))
 
 
 def _lost(err: Exception) -> str:
     text = str(err).strip().splitlines()
     detail = next((line for line in text if "node" in line.lower() or "died" in line.lower()), text[0] if text else "")
-    return f"the Ray node running it was lost, or its actor died ({detail.strip()[:300]})"
+    return f"the Ray node running it was lost, or its agent died ({detail.strip()[:300]})"

@@ -1,18 +1,33 @@
-"""What runs on a Ray node for one job instance: a detached actor around the local executor.
+"""What runs on a Ray node: one long-lived agent actor per node (and server) around the local executor.
 
-The server hands the actor everything by reference or by value, never by a path
-of its own file system: the instance's files (its /opt/ml as the job prepared
-it, its pip overlay, its /etc/hosts) as one archive in Ray's object store, and
-the runtime as its spec (engines/runtimes.py), which the node builds once into
-its own runtimes directory and reuses (a file lock makes concurrent instances
-build it once). The actor then starts the instance in the same bubblewrap
-sandbox as the local executor (local.py), with the node's own runtime, support
-package and pip configuration in place of the server's.
+The agent starts and follows the sandboxes of many job instances, so an
+instance costs no Ray worker process of its own; each instance's CPUs and
+memory are still reserved through Ray, by a placement group per instance that
+the server holds for the instance's life (ray_cluster.py), and the agent is
+placed on the node that group landed on.
 
-The actor is named after the instance and detached, so it outlives the server
-that created it: a restarted server finds it by name and asks it again
-(:meth:`poll`, :meth:`tail`). It lives until the server has collected the
-instance's writable files (:meth:`collect`) and closes it.
+The server hands an instance over by reference or by value, never by a path of
+its own file system: the instance's files (its /opt/ml as the job prepared it,
+its pip overlay, its /etc/hosts) as one archive, and the runtime as its spec
+(engines/runtimes.py), which the node builds once into its own runtimes
+directory and reuses (a file lock makes concurrent instances build it once).
+The agent then starts the instance in the same bubblewrap sandbox as the local
+executor (local.py), with the node's own runtime, support package and pip
+configuration in place of the server's.
+
+A model server (an endpoint instance) listens on TCP on the node's address,
+on a port it picks and writes to ``run/port``; the server asks :meth:`NodeAgent.address`
+for ``host:port`` and reaches it there (no socket file crosses machines).
+
+Everything the agent knows of an instance is on the node's disk, under
+``node_dir()/<server>-<node>/<instance name>``: ``accepted`` (it has the files), ``failure``
+(why it could not start), ``writable.json``, the log, ``run/port`` and the
+local executor's state (pid, exit). So the agent is restart-safe: a new agent
+on the node (Ray restarts it, or the server makes it again) answers for the
+instances an earlier one started, whose sandboxes ran on without it: each is
+started through a short-lived shell (fork and exec, never a bare fork of the
+threaded Ray worker), so it is no child of the agent's worker process, which
+Ray ends with its children.
 """
 
 from __future__ import annotations
@@ -24,6 +39,7 @@ import shutil
 import tarfile
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from .. import runtimes, sandbox
@@ -31,6 +47,7 @@ from .base import ExitStatus, InstanceSpec, Limits, Mount
 from .local import LocalExecutor
 
 TAIL_LIMIT = 1 << 20  # bytes of log per tail call
+TAIL_STEP = 0.05  # seconds between looks at a log that has nothing new
 RUN_INSIDE = "/opt/selfmaker/run"  # a model server's port file, as model_server.py's socket directory
 
 
@@ -87,64 +104,79 @@ def unpack(data: bytes, destinations: dict[str, Path]) -> None:
                 shutil.rmtree(staging, ignore_errors=True)
 
 
-class InstanceActor:
-    """One job instance on this node (registered with Ray as a detached actor by ray_cluster.py)."""
+class NodeAgent:
+    """The instances of one server on this node (registered with Ray as a detached, named actor by
+    ray_cluster.py). Every method names the instance; the state is on disk, so any agent can answer."""
 
-    def __init__(self, name: str):
-        self.root = node_dir() / name
+    def __init__(self, home: str):
+        import ray
+
         self.executor = LocalExecutor()
-        self.ended = threading.Event()
-        self.failure: str | None = None  # why the instance could not start here
-        self.launched = False  # start() has returned: until then poll() (a concurrent call) says "running"
-        self.writable: dict[str, Path] = {}
         self.lock = threading.Lock()
-
-    @property
-    def log(self) -> Path:
-        return self.root / "output.log"
-
-    @property
-    def state(self) -> Path:
-        return self.root / "state"
+        self._address: str | None = None  # the node's address, once asked of Ray
+        # This server's instances on this node; kept apart from other servers' and (when several nodes share
+        # a machine, as in tests) other nodes'.
+        self.home = node_dir() / f"{home}-{ray.get_runtime_context().get_node_id()[:16]}"
+        self.home.mkdir(exist_ok=True)
+        alive = {n["NodeID"][:16] for n in ray.nodes() if n["Alive"]}
+        for gone in node_dir().glob(f"{home}-*"):  # what a dead node of this machine (its raylet) left running
+            if gone.name.rsplit("-", 1)[1] not in alive:
+                for root in gone.iterdir():
+                    if (root / "state").exists():
+                        self.executor.stop(root / "state", 0.0)
+                shutil.rmtree(gone, ignore_errors=True)
+        for root in self.home.iterdir():  # instances an earlier agent was still starting cannot start now
+            if (root / "accepted").exists() and not (root / "started").exists() and not (root / "failure").exists():
+                self._fail(root, "the node's SelfMaker agent restarted while it was starting")
 
     def node(self) -> str:
         import ray
 
         return ray.get_runtime_context().get_node_id()
 
-    def start(self, payload: dict, archive: bytes) -> None:
-        """Unpack the instance's files, build its runtime here (once per node), start it in the sandbox."""
-        shutil.rmtree(self.root, ignore_errors=True)
-        self.root.mkdir(parents=True)
-        self.log.touch()
-        try:
-            self.executor.check()
-            mounts = []
-            destinations = {}
+    def start(self, name: str, payload: dict, archive: bytes) -> None:
+        """Take the instance's files, then build its runtime (once per node) and start it in the sandbox in
+        the background: a runtime build may take minutes. Idempotent: a second call for an instance it has
+        accepted (a server restarted before it had noted the first) changes nothing."""
+        root = self.home / name
+        with self.lock:
+            if (root / "accepted").exists():
+                return
+            shutil.rmtree(root, ignore_errors=True)
+            (root / "files").mkdir(parents=True)
+            (root / "output.log").touch()
+            mounts, destinations = [], {}
             for entry in payload["mounts"]:
-                local = self.root / "files" / entry["name"]
+                local = root / "files" / entry["name"]
                 destinations[entry["name"]] = local
                 mounts.append(Mount(local, entry["target"], entry["writable"]))
-                if entry["writable"]:
-                    self.writable[entry["name"]] = local
             unpack(archive, destinations)
             for local in destinations.values():
                 if not local.exists():  # an empty directory the archive did not carry
                     local.mkdir(parents=True)
+            writable = {e["name"]: str(destinations[e["name"]]) for e in payload["mounts"] if e["writable"]}
+            (root / "writable.json").write_text(json.dumps(writable))
+            (root / "accepted").touch()
+        threading.Thread(target=self._launch, args=(root, payload, mounts), daemon=True).start()
+
+    def _launch(self, root: Path, payload: dict, mounts: list[Mount]) -> None:
+        log = root / "output.log"
+        try:
+            self.executor.check()
             runtime = runtimes.Runtime(**{**payload["runtime"], "packages": tuple(payload["runtime"]["packages"])})
             runtimes_dir = Path(payload["runtimes_dir"])
-            self._say(f"SelfMaker: on Ray node {self.node()}")
-            runtimes.ensure(runtime, runtimes_dir, self._say)
+            _say(log, f"SelfMaker: on Ray node {self.node()}")
+            runtimes.ensure(runtime, runtimes_dir, lambda line: _say(log, line))
             env = dict(payload["env"])
             env["PATH"] = env["PATH"].replace(payload["server_bin"], str(runtime.bin_dir(runtimes_dir)), 1)
-            if payload.get("serves"):
-                mounts.append(self._listen_on_tcp(env))
+            if payload.get("serves"):  # a model server: on TCP on the node's address (address())
+                mounts.append(self._listen_on_tcp(root, env))
             limits = Limits(**payload["limits"]) if payload["limits"] else None
             spec = InstanceSpec(
                 command=payload["command"],
                 env=env,
-                state_dir=self.state,
-                log_path=self.log,
+                state_dir=root / "state",
+                log_path=log,
                 mounts=[*sandbox.provided_mounts(runtime, runtimes_dir), *mounts],
                 limits=limits,
                 network=payload["network"],
@@ -152,20 +184,18 @@ class InstanceActor:
                 workdir=payload["workdir"],
                 hidden=[],
             )
-            self.executor.start(spec)
+            if (root / "stopping").exists():  # stopped while its runtime was being built
+                raise RuntimeError("it was stopped before it started")
+            self.executor.start(spec, orphaned=True)  # it outlives this agent (ray_node's docstring)
+            (root / "started").touch()
         except Exception as err:  # reported through poll(): the job fails with it
-            self.failure = f"it could not start on the Ray node: {err}"
-            self._say(f"SelfMaker: {self.failure}")
-            self.ended.set()
-            return
-        self.launched = True
-        self.executor.watch(self.state, self.ended.set)
+            self._fail(root, f"it could not start on the Ray node: {err}")
 
-    def _listen_on_tcp(self, env: dict[str, str]) -> Mount:
+    def _listen_on_tcp(self, root: Path, env: dict[str, str]) -> Mount:
         """A model server here listens on the node's address on a port the kernel picks, and writes the port
         where :meth:`address` reads it (the server reaches it over TCP: no socket file crosses machines)."""
-        run = self.root / "run"
-        run.mkdir()
+        run = root / "run"
+        run.mkdir(exist_ok=True)
         env.pop("SELFMAKER_BIND_TO_SOCKET", None)
         env.update(
             SELFMAKER_BIND_TO_HOST=self.node_address(),
@@ -175,57 +205,84 @@ class InstanceActor:
         return Mount(run, RUN_INSIDE, writable=True)
 
     def node_address(self) -> str:
-        import ray
+        """This node's address on the cluster's network (Ray's NodeManagerAddress)."""
+        if self._address is None:
+            import ray
 
-        me = self.node()
-        return next(n["NodeManagerAddress"] for n in ray.nodes() if n["NodeID"] == me)
+            me = self.node()
+            self._address = next(n["NodeManagerAddress"] for n in ray.nodes() if n["NodeID"] == me)
+        return self._address
 
-    def address(self) -> str | None:
-        """``node-address:port`` of the model server once it listens; None before (or if it is no server)."""
-        port_file = self.root / "run" / "port"
-        if not port_file.exists():
+    def address(self, name: str) -> str | None:
+        """``node-address:port`` of the instance's model server once it listens; None before (or if it is none)."""
+        port_file = self.home / name / "run" / "port"
+        port = port_file.read_text().strip() if port_file.exists() else ""
+        if not port:
             return None
         host = self.node_address()
-        return f"[{host}]:{port_file.read_text()}" if ":" in host else f"{host}:{port_file.read_text()}"
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
-    def _say(self, line: str) -> None:
-        with open(self.log, "a") as f:
-            f.write(line.rstrip("\n") + "\n")
+    def _fail(self, root: Path, reason: str) -> None:
+        _say(root / "output.log", f"SelfMaker: {reason}")
+        (root / "failure").write_text(reason)
 
-    def poll(self) -> str | None:
-        """None while the instance runs; its exit status (JSON: code, reason) once it has ended."""
-        if self.failure is not None:
-            return json.dumps({"code": None, "reason": self.failure})
-        if not self.launched:  # the actor runs calls concurrently: a poll while start() unpacks or builds
-            return None
-        status = self.executor.poll(self.state) if self.state.exists() else None
+    def _status(self, root: Path) -> str | None:
+        if (failure := root / "failure").exists():
+            return json.dumps({"code": None, "reason": failure.read_text()})
+        if not (root / "accepted").exists():
+            return json.dumps({"code": None, "reason": "its files on the Ray node are gone"})
+        if not (root / "started").exists():
+            return None  # its runtime is being built
+        status = self.executor.poll(root / "state")
         return None if status is None else json.dumps({"code": status.code, "reason": status.reason})
 
-    def tail(self, offset: int, wait: float) -> tuple[bytes, bool]:
+    def poll(self, name: str) -> str | None:
+        """None while the instance runs (or is starting); its exit status (JSON: code, reason) once it has ended."""
+        return self._status(self.home / name)
+
+    def tail(self, name: str, offset: int, wait: float) -> tuple[bytes, bool]:
         """The log from ``offset`` (up to TAIL_LIMIT bytes), waiting up to ``wait`` seconds for something new;
         and whether the instance has ended (then everything it wrote is in this or earlier answers)."""
-        ended = self.ended.is_set()
-        size = self.log.stat().st_size if self.log.exists() else 0
-        if size <= offset and not ended:
-            ended = self.ended.wait(wait)
-            size = self.log.stat().st_size if self.log.exists() else 0
+        root = self.home / name
+        log = root / "output.log"
+        deadline = time.monotonic() + wait
+        while True:
+            ended = self._status(root) is not None  # before the size: what it wrote before ending is counted
+            size = log.stat().st_size if log.exists() else 0
+            if size > offset or ended or time.monotonic() >= deadline:
+                break
+            time.sleep(TAIL_STEP)
         if size <= offset:
             return b"", ended
-        with open(self.log, "rb") as f:
+        with open(log, "rb") as f:
             f.seek(offset)
             chunk = f.read(TAIL_LIMIT)
         return chunk, ended and offset + len(chunk) >= size
 
-    def stop(self, grace: float) -> None:
-        if self.state.exists():
-            self.executor.stop(self.state, grace)
+    def stop(self, name: str, grace: float) -> None:
+        root = self.home / name
+        if root.exists():
+            (root / "stopping").touch()
+        if (root / "state").exists():
+            self.executor.stop(root / "state", grace)
 
-    def collect(self) -> bytes:
+    def collect(self, name: str) -> bytes:
         """The instance's writable files (its /opt/ml, its pip overlay) once it has ended."""
-        return pack(self.writable)
+        root = self.home / name
+        writable = json.loads((root / "writable.json").read_text()) if (root / "writable.json").exists() else {}
+        return pack({n: Path(p) for n, p in writable.items()})
 
-    def close(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
+    def close(self, name: str) -> None:
+        """Forget the instance: end it if it still runs (a discarded attempt), then remove its files."""
+        root = self.home / name
+        if (root / "state").exists() and self.executor.poll(root / "state") is None:
+            self.executor.stop(root / "state", 0.0)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _say(log: Path, line: str) -> None:
+    with open(log, "a") as f:
+        f.write(line.rstrip("\n") + "\n")
 
 
 def status_of(text: str) -> ExitStatus:

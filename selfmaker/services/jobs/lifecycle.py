@@ -95,7 +95,11 @@ def cluster_executor(backends: Backends):
     return backends.shared(
         "cluster-executor",
         lambda: open_executor(
-            "ray", settings.ray_address, settings.ray_server_url, local_url=f"http://127.0.0.1:{settings.port}"
+            "ray",
+            settings.ray_address,
+            settings.ray_server_url,
+            local_url=f"http://127.0.0.1:{settings.port}",
+            home=str(settings.data_dir),
         ),
     )
 
@@ -481,7 +485,7 @@ class JobKind(Kind):
         sized = instance_types.limits if ex.shares_files else instance_types.size
         limits = sized(self.instance_type(run.data))
         try:
-            run.placement = ex.place(run.record.arn, len(run.instances))
+            run.placement = ex.place(run.record.arn, len(run.instances), limits)
         except (ExecutorUnavailable, ValueError) as err:
             raise JobFailure(f"ClientError: {err}") from None
         hosts = run.dir / "hosts"
@@ -498,6 +502,7 @@ class JobKind(Kind):
         command = self.command(run, runtime)
         for instance, spec in zip(run.instances, specs):
             spec.command = command
+            spec.reservation = run.placement.reservation
             instance.say(
                 f"SelfMaker: starting {instance.host} ({self.instance_type(run.data)}: "
                 f"{limits.cpus} CPU, {limits.memory_bytes >> 20} MiB) with runtime {runtime.key}"
