@@ -4,7 +4,9 @@ A cluster of a head with no CPUs and two worker nodes on this machine (as tests/
 ``--executor ray``. Through boto3: an endpoint of two instances, one on each node, each a model server in the
 node's sandbox listening on TCP on the node's address, answers InvokeEndpoint; one worker node is lost (removed
 from the cluster, and its model server killed as the machine's loss would): every request still answers (the
-router retries on the other instance), and the lost instance is replaced on the node that is left.
+router retries on the other instance), and the lost instance is replaced on the node that is left. Two servers
+on one PostgreSQL and the same cluster: an endpoint created through one answers InvokeEndpoint through the
+other, which stops routing to it soon after its deletion.
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ from __future__ import annotations
 import os
 import signal
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 
 from support import ray_cluster
 from support.clients import make_client
-from support.endpoints import Models, deploy, variant
+from support.endpoints import Models, deploy, error_of, invoke, variant, versioned_archive
 from support.jobs import tar_gz
 from support.pipelines import IMAGE
 from support.ray_cluster import NODE_LINE, two_worker_cluster
@@ -131,3 +135,50 @@ def test_an_endpoint_on_two_nodes_survives_the_loss_of_one(ray_server, cluster, 
     )
     assert sm.describe_endpoint(EndpointName="on-ray")["EndpointStatus"] == "InService"
     sm.delete_endpoint(EndpointName="on-ray")
+
+
+@pytest.fixture(scope="module")
+def two_servers(cluster, postgres, tmp_path_factory):
+    """Two ray-executor servers on one PostgreSQL database and one object store, as behind a load balancer."""
+    import psycopg
+
+    tmp = tmp_path_factory.mktemp("ray-two-servers")
+    with psycopg.connect(postgres, autocommit=True) as conn:
+        conn.execute('DROP DATABASE IF EXISTS "selfmaker_ray_two_servers"')
+        conn.execute('CREATE DATABASE "selfmaker_ray_two_servers"')
+    database = postgres.rsplit("/", 1)[0] + "/selfmaker_ray_two_servers"
+    objects = ("--object-store-url", (tmp / "objects").as_uri())
+    address = cluster[0].address
+    with (
+        ray_cluster.ray_server(address, tmp / "a", *objects, database=database) as a,
+        ray_cluster.ray_server(address, tmp / "b", *objects, database=database) as b,
+    ):
+        yield a, b
+
+
+def test_any_server_answers_for_an_endpoint_another_drives(two_servers, tmp_path):
+    a, b = two_servers
+    sm = make_client("sagemaker", a.url)
+    Models(a, tmp_path).create("blue", versioned_archive("blue"), Image=IMAGE)
+    described = deploy(sm, "anywhere", [variant("blue")])  # driven by A, whose CreateEndpoint took it
+    assert described["EndpointStatus"] == "InService", described.get("FailureReason")
+
+    through_b = make_client("sagemaker-runtime", b.url)
+    assert [invoke(through_b, "anywhere", str(i)) for i in range(5)] == [(f"blue:{i}", "AllTraffic") for i in range(5)]
+    assert invoke(make_client("sagemaker-runtime", a.url), "anywhere", "a") == ("blue:a", "AllTraffic")
+    # B finds the endpoint by the caller's own scope (account and region), as the server driving it does.
+    elsewhere = make_client("sagemaker-runtime", b.url, region="eu-west-1")
+    assert error_of(elsewhere.invoke_endpoint, EndpointName="anywhere", Body=b"x")[0] == "ValidationError"
+
+    sm.delete_endpoint(EndpointName="anywhere")
+    deleted = time.monotonic()
+
+    def answer_of_b() -> str:
+        try:
+            invoke(through_b, "anywhere")
+            return "answered"
+        except ClientError as err:
+            return err.response["Error"]["Code"]
+
+    wait_for(answer_of_b, lambda code: code == "ValidationError", timeout=30, interval=0.1, what="B to refuse")
+    assert time.monotonic() - deleted < 10, "B routed to a deleted endpoint for long"

@@ -39,10 +39,13 @@ def two_worker_cluster() -> Iterator[tuple]:
 
 
 @contextmanager
-def ray_server(address: str, tmp: Path, *extra: str) -> Iterator[Server]:
-    """A server whose jobs (and endpoint instances) run on the cluster at ``address``."""
+def ray_server(address: str, tmp: Path, *extra: str, database: str | None = None) -> Iterator[Server]:
+    """A server whose jobs (and endpoint instances) run on the cluster at ``address`` (its state in ``database``,
+    else its own SQLite)."""
+    tmp.mkdir(parents=True, exist_ok=True)
     srv = Server(
         tmp / "data",
+        database,
         extra_args=["--executor", "ray", "--ray-address", address, "--runtimes-config", runtimes_config(tmp), *extra],
     ).start()
     try:

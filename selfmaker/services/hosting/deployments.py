@@ -10,7 +10,9 @@ An endpoint record holds everything its next step needs (engines/reconciler.py):
   phase (provision, bake, terminate, rollback), timestamps and the alarms to watch;
 - ``_capacity``: an UpdateEndpointWeightsAndCapacities in progress;
 - ``_rev``: bumped by every API change, so a step computed on an older record never
-  overwrites one (it is simply run again).
+  overwrites one (it is simply run again);
+- ``_addresses``: per fleet Group key, the ``host:port`` of its ready instances that listen
+  on TCP (an executor's cluster nodes), so any server can route to them (shared_routes.py).
 
 What the router sees is a pure function of the record and the fleet's readiness
 (:func:`route_for`), so after a server restart the same Route is published again.
@@ -32,7 +34,7 @@ from ...engines.reconciler import Controller, kick, register
 from ...observability import server_metrics
 from ...store.resources import Record, now
 from ..jobs import credentials
-from . import routes
+from . import connections, routes
 from .fleet import Group, fleet
 
 log = logging.getLogger("selfmaker.hosting")
@@ -129,13 +131,24 @@ def _capture(release: dict) -> dict | None:
     return capture if capture and capture.get("EnableCapture", True) else None
 
 
-def route_for(backends: Backends, record: Record) -> routes.Route | None:
-    """The Route an endpoint's record calls for now, None when it must not serve."""
+def _ready_here(backends: Backends, record: Record) -> dict[str, tuple[str, ...]]:
+    """The addresses of each of the endpoint's fleets' ready instances, as this server's fleet keeps them."""
     data, pool = record.data, fleet(backends)
+    nxt = data.get("_next")
+    return {v["key"]: pool.ready(v["key"]) for v in _variants(data["_live"]) + (_variants(nxt) if nxt else [])}
+
+
+def route_for(
+    backends: Backends, record: Record, ready: dict[str, tuple[str, ...]] | None = None
+) -> routes.Route | None:
+    """The Route an endpoint's record calls for now, None when it must not serve; ``ready``: each fleet's ready
+    instances (by group key), this server's fleet's unless given."""
+    data = record.data
     if record.status not in SERVING:
         return None
     live, nxt, deploy = data["_live"], data.get("_next"), data.get("_deploy")
-    ready = {v["key"]: pool.ready(v["key"]) for v in _variants(live) + (_variants(nxt) if nxt else [])}
+    if ready is None:
+        ready = _ready_here(backends, record)
     share = deploy["share"] if deploy and nxt else 0.0
     old_counts = blue_counts(live, deploy) if deploy and deploy["strategy"] == "rolling" else None
     traffic = []
@@ -155,15 +168,28 @@ def route_for(backends: Backends, record: Record) -> routes.Route | None:
     )
 
 
-def _publish(backends: Backends, record: Record) -> None:
-    route = route_for(backends, record)
+def shared_route(backends: Backends, record: Record) -> routes.Route | None:
+    """The Route a server that does not drive the endpoint builds from its record: the instances reachable over
+    TCP that the driving server wrote down (``_addresses``), none when they listen on its machine's Unix sockets."""
+    if record.status not in SERVING:
+        return None
+    addresses = record.data.get("_addresses") or {}
+    ready = {v["key"]: tuple(addresses.get(v["key"], ())) for r in _releases(record.data) for v in _variants(r)}
+    return route_for(backends, record, ready)
+
+
+def _releases(data: dict) -> list[dict]:
+    return [data[m] for m in ("_live", "_next") if data.get(m)]
+
+
+def _publish(backends: Backends, record: Record, ready: dict[str, tuple[str, ...]]) -> None:
+    route = route_for(backends, record, ready)
     if route is None:
         routes.withdraw(backends, record.account_id, record.region, record.name)
     elif routes.lookup(backends, record.account_id, record.region, record.name) != route:
         routes.publish(backends, route)
     # A variant an update removed (or a rolled-back one) leaves /metrics with the Route that dropped it.
-    releases = [record.data[m] for m in ("_live", "_next") if record.data.get(m)]
-    current = frozenset(v["name"] for r in releases for v in _variants(r))
+    current = frozenset(v["name"] for r in _releases(record.data) for v in _variants(r))
     server_metrics(backends).forget_endpoint(record.account_id, record.region, record.name, keep=current)
 
 
@@ -313,7 +339,26 @@ class Step:
         return all(seen[key] >= count for key, count in counts.items())
 
     def publish(self) -> None:
-        _publish(self.backends, self.record)
+        """Publish the Route here, and write down the instances other servers can reach (shared_route)."""
+        ready = _ready_here(self.backends, self.record)
+        _publish(self.backends, self.record, ready)
+        self.share(ready)
+
+    def share(self, ready: dict[str, tuple[str, ...]] | None = None) -> None:
+        """Write the ready instances' TCP addresses into the record when they changed (never for Unix sockets)."""
+        ready = _ready_here(self.backends, self.record) if ready is None else ready
+        reachable = {
+            key: tcp for key, found in ready.items() if (tcp := [a for a in found if not connections.is_socket(a)])
+        }
+        if reachable != self.data.get("_addresses", {}):
+
+            def write(d):
+                if reachable:
+                    d["_addresses"] = reachable
+                else:
+                    d.pop("_addresses", None)
+
+            self.commit(write, touch=False)
 
     # -- statuses --------------------------------------------------------------------------------
 
@@ -356,6 +401,7 @@ class Step:
             for v in _variants(d["_live"]):
                 v["deployed_at"] = deployed
 
+        self.share()  # first, so every server routes to the instances as soon as the endpoint is InService
         self.commit(in_service)
         self.publish()
         return SERVING_CHECK

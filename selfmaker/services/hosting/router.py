@@ -3,7 +3,9 @@
 Per request: look the endpoint's Route up (one dict read), pick a traffic entry
 by share and a production variant by weight (or the TargetVariant), an
 instance of it round robin, and forward the body over a pooled keep-alive
-connection to that instance's Unix socket (connections.py). The handler is a
+connection to that instance's Unix socket or TCP address (connections.py). An
+endpoint another server drives is routed by the Route its record calls for
+(shared_routes.py), so any server answers. The handler is a
 coroutine on the server's event loop: forwarding is waiting, and no thread
 hand-off is cheaper than one.
 
@@ -40,6 +42,7 @@ from .connections import (
 )
 from .invocation_metrics import invocation_metrics
 from .routes import Route, Target
+from .shared_routes import shared_routes
 
 log = logging.getLogger("selfmaker.router")
 
@@ -85,6 +88,14 @@ def router(backends) -> Router:
 
 # ---------------------------------------------------------------------------
 # Choosing where a request goes
+
+
+async def _current_route(backends, account_id: str, region: str, name: str, fresh: bool = False) -> Route | None:
+    """This server's Route of the endpoint if it drives it, else the one its record calls for (shared_routes.py)."""
+    route = routes.lookup(backends, account_id, region, name)  # one dict read: the common case
+    if route is None:
+        route = await shared_routes(backends).find(account_id, region, name, fresh)
+    return route
 
 
 def choose(route: Route, variant: str | None) -> Target:
@@ -154,7 +165,7 @@ async def forward(
                 err,
             )
             # The Route may have moved on (a deployment, a replaced instance): retry on the current one.
-            route = routes.lookup(backends, route.account_id, route.region, route.endpoint_name) or route
+            route = await _current_route(backends, route.account_id, route.region, route.endpoint_name, True) or route
             target = choose(route, target.variant if pinned else None)
 
 
@@ -237,7 +248,7 @@ async def invoke_endpoint(ctx: Context, params: dict) -> dict:
     for member, feature in NOT_SUPPORTED.items():
         if params.get(member):
             raise _invalid(f"{member}: {feature} are not supported by SelfMaker yet.")
-    route = routes.lookup(ctx.backends, ctx.account_id, ctx.region, name)
+    route = await _current_route(ctx.backends, ctx.account_id, ctx.region, name)
     if route is None:
         raise _invalid(f"Endpoint {name} of account {ctx.account_id} not found.")
     invocation = Invocation(

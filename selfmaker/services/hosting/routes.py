@@ -5,6 +5,9 @@ instances answer /ping, publishes the next one as a deployment shifts traffic,
 and withdraws it when the endpoint stops serving. A Route is immutable and is
 replaced by one dict assignment, so a request in flight keeps the Route it
 started with and never sees a half-updated one.
+
+This table holds the Routes of the endpoints this server drives; the others'
+come from their records (shared_routes.py).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ class Target:
 
     variant: str
     weight: float  # production: relative weight within its traffic entry; shadow: sampling fraction 0..1
-    sockets: tuple[str, ...]  # Unix socket paths of the instances answering /ping
+    sockets: tuple[str, ...]  # addresses (Unix socket paths, or host:port) of the instances answering /ping
     config_name: str  # the EndpointConfigName this variant's fleet belongs to
 
     @cached_property
