@@ -9,7 +9,10 @@ import time
 
 import pytest
 
+from selfmaker.server.errors import AWSError
 from selfmaker.services.hosting import deployments
+from selfmaker.services.hosting.router import choose
+from selfmaker.store.resources import Record
 from support.endpoints import Load, Models, deploy, error_of, variant, wait_status
 from support.jobs import tar_gz
 from support.waiting import wait_for
@@ -129,6 +132,37 @@ def test_rolling_plan_replaces_a_batch_at_a_time():
     assert counts == [(1, 3, 2), (2, 2, 1), (3, 1, 0)]
     rollback = {**plan, "step": 1, "phase": "rollback"}
     assert deployments.blue_counts(blue, rollback)["blue"] == 3  # a rollback makes the old fleet whole
+
+
+def test_another_server_routes_by_the_addresses_in_the_record():
+    """What a server that does not drive an endpoint routes to: the record's TCP addresses, as its shares say."""
+    blue, green = fleet_of("blue", 2), fleet_of("green", 1)
+    for release, config in ((blue, "blue-config"), (green, "green-config")):
+        release.update(config=config, capture=None)
+        release["variants"][0]["weight"] = 1.0
+    data = {
+        "_live": blue,
+        "_next": green,
+        "_deploy": {"strategy": "blue_green", "share": 0.25},
+        # blue's third address is an instance about to stop (beyond its count): no traffic
+        "_addresses": {"blue": ["10.0.0.5:4101", "10.0.0.6:4102", "10.0.0.6:4103"], "green": ["10.0.0.7:4104"]},
+    }
+    arn = "arn:aws:sagemaker:us-east-1:123456789012:endpoint/e"
+    record = Record(1, "Endpoint", arn, "e", "123456789012", "us-east-1", None, "Updating", 0.0, 0.0, data)
+    route = deployments.shared_route(None, record)
+    assert route is not None and route.endpoint_arn == arn
+    assert [(share, [(t.variant, t.sockets, t.config_name) for t in targets]) for share, targets in route.traffic] == [
+        (0.75, [("AllTraffic", ("10.0.0.5:4101", "10.0.0.6:4102"), "blue-config")]),
+        (0.25, [("AllTraffic", ("10.0.0.7:4104",), "green-config")]),
+    ]
+    del data["_addresses"]  # instances on Unix sockets: none reachable from another server
+    unreachable = deployments.shared_route(None, record)
+    assert unreachable is not None and not unreachable.open_traffic
+    with pytest.raises(AWSError) as refused:
+        choose(unreachable, None)
+    assert refused.value.code == "ServiceUnavailable"
+    record.status = "Deleting"
+    assert deployments.shared_route(None, record) is None
 
 
 def test_all_at_once_switches_every_request_with_none_failing(server, sm, models, unique):
