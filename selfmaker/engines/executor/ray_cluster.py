@@ -1,6 +1,6 @@
 """The Ray executor: each job instance on a node of a Ray cluster, in the local executor's sandbox there.
 
-Each instance reserves its instance type's CPUs and memory through Ray: a
+Each instance reserves its instance type's CPUs, memory and GPUs through Ray: a
 detached placement group of one bundle, named after the instance, which Ray
 places on a node with room (or queues until one has), preferring the node
 that runs the fewest of this server's instances (so an endpoint's instances
@@ -334,7 +334,7 @@ class RayExecutor(Executor):
             if not gpus:
                 _say(
                     spec.log_path,
-                    f"SelfMaker: the Ray cluster has no GPU: the instance type's {wanted} GPUs are not "
+                    f"SelfMaker: the Ray cluster has no GPU: its type's {wanted} GPU(s) are not "
                     "reserved and it runs on CPUs (SM_NUM_GPUS=0)",
                 )
         runtime = spec.runtime
