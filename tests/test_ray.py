@@ -6,7 +6,9 @@ worker nodes), and a server with ``--executor ray`` on its own object store. Thr
 (an S3 input in, an output out), a 20-step fan-out pipeline whose steps run on both nodes, the built-in XGBoost trained by two instances on the
 two nodes (Rabit) giving the model one instance trains, a graceful stop,
 MaxRuntimeInSeconds, a server SIGKILLed and restarted while a job runs on a node (it re-attaches), a node's
-agent killed mid-job (Ray restarts it and the job finishes), and a node lost mid-job (the job fails saying so).
+agent killed mid-job (Ray restarts it and the job finishes), a node lost mid-job (the job fails saying so), and
+GPU instance types: on CPUs on this GPU-less cluster, then on a node added declaring a GPU (its id and count in the
+instance's environment), and refused when no node has enough.
 """
 
 from __future__ import annotations
