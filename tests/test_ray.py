@@ -380,6 +380,14 @@ def test_a_gpu_type_lands_on_the_gpu_node_and_sees_its_gpu_and_one_needing_more_
         "ClientError: no live node of the Ray cluster has 4 GPUs for the instance type (the most on one node is 1)"
     ), job["FailureReason"]
 
+    training(clients, "ray-gpu-two", "print('never')\n", ResourceConfig={**G4DN_XLARGE, "InstanceCount": 2})
+    job = wait(sm, "training", "ray-gpu-two", timeout=120)
+    assert job["TrainingJobStatus"] == "Failed"
+    assert job["FailureReason"] == (  # GPUs count in how many instances the nodes hold at once
+        "ClientError: a job of 2 instances of 4 CPUs, 1 GPUs and 16.0 GiB cannot be placed: the live nodes of the "
+        "Ray cluster hold at most 1 at once; use InstanceCount 1 or add nodes"
+    )
+
 
 def test_the_ray_executor_needs_the_cluster_address(tmp_path):
     done = subprocess.run(

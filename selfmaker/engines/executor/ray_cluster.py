@@ -274,8 +274,8 @@ class RayExecutor(Executor):
         from ray.util import placement_group_table
 
         group = self._group(group_name)
-        bundles = placement_group_table(group)["bundles"] if group is not None else {}
-        return int(next(iter(bundles.values()), {}).get("GPU", 0))
+        bundles: dict = placement_group_table(group)["bundles"] if group is not None else {}
+        return int(max((b.get("GPU", 0) for b in bundles.values()), default=0))
 
     def _assigned_gpus(self, group, bundle: int, gpus: int) -> str:
         """The ids of the GPUs Ray assigned to the instance's bundle, as CUDA_VISIBLE_DEVICES names them: a
