@@ -128,6 +128,30 @@ def test_openmp_threads_wait_passively_unless_the_job_says_otherwise(client, sm,
     assert list(seen.values()) == [["OMP='PASSIVE'"], ["OMP='ACTIVE'"]]
 
 
+def test_a_gpu_type_on_a_machine_without_gpus_gets_none(client, sm, bucket, unique):
+    """SM_NUM_GPUS (and the toolkit's num_gpus) is what the instance has: min(the type's GPUs, this machine's)."""
+    from selfmaker.engines.instance_types import host_gpus
+
+    put_code(
+        client,
+        bucket,
+        "code/gpus.tar.gz",
+        **{
+            "train.py": "import json, os\nprint('GPUS=' + os.environ['SM_NUM_GPUS'], json.loads(os.environ['SM_TRAINING_ENV'])['num_gpus'])\n"
+        },
+    )
+    name = unique("gpus")
+    request = training_request(name, bucket, "code/gpus.tar.gz")
+    request["ResourceConfig"]["InstanceType"] = "ml.g4dn.xlarge"
+    sm.create_training_job(**request)
+    job = wait(sm, "training", name)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    expected = min(1, host_gpus())
+    assert [line for line in log_lines(client("logs"), GROUP, name) if line.startswith("GPUS=")] == [
+        f"GPUS={expected} {expected}"
+    ]
+
+
 def test_experiment_config_joins_the_trial(client, sm, bucket, unique):
     experiment, trial, name = unique("exp"), unique("trial"), unique("train")
     sm.create_experiment(ExperimentName=experiment)

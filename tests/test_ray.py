@@ -6,7 +6,9 @@ worker nodes), and a server with ``--executor ray`` on its own object store. Thr
 (an S3 input in, an output out), a 20-step fan-out pipeline whose steps run on both nodes, the built-in XGBoost trained by two instances on the
 two nodes (Rabit) giving the model one instance trains, a graceful stop,
 MaxRuntimeInSeconds, a server SIGKILLed and restarted while a job runs on a node (it re-attaches), a node's
-agent killed mid-job (Ray restarts it and the job finishes), and a node lost mid-job (the job fails saying so).
+agent killed mid-job (Ray restarts it and the job finishes), a node lost mid-job (the job fails saying so), and
+GPU instance types: on CPUs on this GPU-less cluster, then on a node added declaring a GPU (its id and count in the
+instance's environment), and refused when no node has enough.
 """
 
 from __future__ import annotations
@@ -323,6 +325,68 @@ def test_a_multi_instance_job_the_nodes_cannot_hold_at_once_fails_at_once_saying
         job["FailureReason"],
     )
     assert refused and refused.group(1) in ("2", "4"), job["FailureReason"]  # 2 once a node was lost (above)
+
+
+GPU_SCRIPT = """
+import os
+print("GPUS", os.environ["SM_NUM_GPUS"], "VISIBLE", repr(os.environ.get("CUDA_VISIBLE_DEVICES")), flush=True)
+open("/opt/ml/model/gpus.txt", "w").write(os.environ["SM_NUM_GPUS"])
+"""
+G4DN_XLARGE = {"InstanceType": "ml.g4dn.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 1}  # 4 CPUs, 16 GiB, 1 GPU
+
+
+def test_a_gpu_type_on_a_cluster_without_gpus_runs_on_cpus_saying_so(clients):
+    sm, s3, logs = clients
+    training(clients, "ray-gpu-none", GPU_SCRIPT, ResourceConfig=G4DN_XLARGE)
+    job = wait(sm, "training", "ray-gpu-none")
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    assert model_files(s3, "ray-gpu-none") == {"gpus.txt": b"0"}
+    text = log_text(logs, "/aws/sagemaker/TrainingJobs", "ray-gpu-none/")
+    assert text.count("the Ray cluster has no GPU") == 1 and "GPUS 0 VISIBLE None" in text
+
+
+@pytest.fixture
+def gpu_node(cluster):
+    """A third worker node declaring one GPU, for this test only (the others expect two CPU-only workers)."""
+    made = cluster[0]
+    node = made.add_node(**ray_cluster.GPU_NODE)
+    made.wait_for_nodes()
+    try:
+        yield node
+    finally:
+        made.remove_node(node)
+        ray_cluster.end_sandboxes_of(node.node_id)
+
+
+def test_a_gpu_type_lands_on_the_gpu_node_and_sees_its_gpu_and_one_needing_more_fails_at_once(clients, gpu_node):
+    sm, s3, logs = clients
+    training(clients, "ray-gpu-one", GPU_SCRIPT, ResourceConfig=G4DN_XLARGE)
+    job = wait(sm, "training", "ray-gpu-one")
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    assert model_files(s3, "ray-gpu-one") == {"gpus.txt": b"1"}
+    text = log_text(logs, "/aws/sagemaker/TrainingJobs", "ray-gpu-one/")
+    assert NODE_LINE.findall(text) == [gpu_node.node_id]  # the only node with a GPU
+    assert "GPUS 1 VISIBLE '0'" in text and "1 GPU)" in text and "has no GPU" not in text
+
+    training(  # 4 GPUs (and 48 CPUs): the GPUs are what no node has, and the reason says so
+        clients,
+        "ray-gpu-four",
+        "print('never')\n",
+        ResourceConfig={"InstanceType": "ml.g4dn.12xlarge", "InstanceCount": 1, "VolumeSizeInGB": 1},
+    )
+    job = wait(sm, "training", "ray-gpu-four", timeout=120)
+    assert job["TrainingJobStatus"] == "Failed"
+    assert job["FailureReason"].startswith(
+        "ClientError: no live node of the Ray cluster has 4 GPUs for the instance type (the most on one node is 1)"
+    ), job["FailureReason"]
+
+    training(clients, "ray-gpu-two", "print('never')\n", ResourceConfig={**G4DN_XLARGE, "InstanceCount": 2})
+    job = wait(sm, "training", "ray-gpu-two", timeout=120)
+    assert job["TrainingJobStatus"] == "Failed"
+    assert job["FailureReason"] == (  # GPUs count in how many instances the nodes hold at once
+        "ClientError: a job of 2 instances of 4 CPUs, 1 GPUs and 16.0 GiB cannot be placed: the live nodes of the "
+        "Ray cluster hold at most 1 at once; use InstanceCount 1 or add nodes"
+    )
 
 
 def test_the_ray_executor_needs_the_cluster_address(tmp_path):

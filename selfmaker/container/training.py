@@ -99,7 +99,7 @@ def environment(hyperparameters: dict, program: str, framework_params: dict) -> 
         "input_config_dir": str(CONFIG),
         "output_dir": str(BASE / "output"),
         "num_cpus": len(os.sched_getaffinity(0)),
-        "num_gpus": 0,
+        "num_gpus": int(gpus) if (gpus := os.environ.get("SM_NUM_GPUS", "")).isdigit() else 0,  # the executor's
         "num_neurons": 0,
         "model_dir": str(BASE / "model"),
         "module_dir": framework_params.get("sagemaker_submit_directory", str(CODE)),

@@ -15,6 +15,8 @@ from support.server import Server
 NODE_LINE = re.compile(r"SelfMaker: on Ray node ([0-9a-f]+)")  # what an instance's log says of its node
 # The worker nodes: an ml.m5.large (2 CPUs, 8 GiB) each twice over; a small object store each.
 NODE = {"num_cpus": 4, "memory": 16 << 30, "object_store_memory": 100 << 20}
+# A worker node declaring one GPU (Ray takes the count as given: no real GPU needed), room for an ml.g4dn.xlarge.
+GPU_NODE = {**NODE, "num_gpus": 1}
 
 
 @contextmanager

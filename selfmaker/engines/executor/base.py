@@ -46,6 +46,7 @@ class Mount:
 class Limits:
     cpus: int  # processors the instance may use
     memory_bytes: int  # its memory
+    gpus: int = 0  # NVIDIA GPUs (engines/instance_types.py): reserved on a Ray cluster, counted in SM_NUM_GPUS
 
 
 @dataclass

@@ -206,6 +206,19 @@ def _start_time(pid: int) -> str | None:
     return None if fields[0] in ("Z", "X") else fields[19]
 
 
+def _gpu_devices(spec: InstanceSpec) -> list[str]:
+    """The instance's GPUs in its private /dev: the NVIDIA devices CUDA_VISIBLE_DEVICES names (a Ray node's
+    agent sets it to the GPUs Ray assigned), else the first ``limits.gpus``, and the driver's control devices.
+    None without GPUs: the sandbox's /dev has no GPU otherwise."""
+    count = spec.limits.gpus if spec.limits else 0
+    if not count:
+        return []
+    named = spec.env.get("CUDA_VISIBLE_DEVICES", "")
+    ids = [i for i in named.split(",") if i.isdigit()] if named else [str(i) for i in range(count)]
+    devices = [f"/dev/nvidia{i}" for i in ids] + ["/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools"]
+    return [arg for dev in devices if os.path.exists(dev) for arg in ("--dev-bind", dev, dev)]
+
+
 class LocalExecutor(Executor):
     name = "local"
 
@@ -243,6 +256,7 @@ class LocalExecutor(Executor):
         etc, shown = _etc(spec, bound)
         args += ["--ro-bind", str(etc), "/etc", *system]
         args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        args += _gpu_devices(spec)
         args += _mounts(spec, shown)
         args += ["--remount-ro", "/", "--chdir", spec.workdir, "--"]
         limits = []

@@ -1,6 +1,6 @@
 """The Ray executor: each job instance on a node of a Ray cluster, in the local executor's sandbox there.
 
-Each instance reserves its instance type's CPUs and memory through Ray: a
+Each instance reserves its instance type's CPUs, memory and GPUs through Ray: a
 detached placement group of one bundle, named after the instance, which Ray
 places on a node with room (or queues until one has), preferring the node
 that runs the fewest of this server's instances (so an endpoint's instances
@@ -17,6 +17,13 @@ comes back while it runs (a follower thread per instance appends it to
 ``log_path``, which the server ships to CloudWatch Logs as for the local
 executor), and its writable files come back once it has ended, before
 :meth:`poll` reports the exit.
+
+An instance type with GPUs (engines/instance_types.py) reserves that many
+``GPU`` in its bundle when the cluster has GPU nodes; the instance is then
+handed the ids Ray assigned to its bundle (CUDA_VISIBLE_DEVICES, asked of a
+short task run in the bundle) and SM_NUM_GPUS, and its sandbox shows only those
+devices. A cluster with no GPU at all runs it on CPUs (SM_NUM_GPUS=0, one log
+line says so); one whose largest node has fewer GPUs than the type refuses it.
 
 A job of several instances is placed up front (:meth:`RayExecutor.place`): one
 placement group of a bundle per instance spread over the nodes, so each
@@ -107,16 +114,18 @@ class RayExecutor(Executor):
 
         cpus = limits.cpus if limits else 1
         memory = limits.memory_bytes if limits else 0
-        self._check_fits(ray, cpus, memory)
-        if count > (most := self._capacity(cpus, memory)):
+        gpus = self._gpus_to_reserve(limits.gpus if limits else 0)
+        self._check_fits(ray, cpus, memory, gpus)
+        if count > (most := self._capacity(cpus, memory, gpus)):
             raise ExecutorUnavailable(
-                f"a job of {count} instances of {cpus} CPUs and {memory / 2**30:.1f} GiB cannot be placed: the live "
+                f"a job of {count} instances of {cpus} CPUs{f', {gpus} GPUs' if gpus else ''} and "
+                f"{memory / 2**30:.1f} GiB cannot be placed: the live "
                 f"nodes of the Ray cluster hold at most {most} at once; use InstanceCount {most} or add nodes"
             )
         name = "selfmaker-job-" + hashlib.sha256(f"{self.home}:{key}".encode()).hexdigest()[:32]
         if (earlier := self._group(name)) is not None:  # an attempt a killed server had placed
             remove_placement_group(earlier)
-        bundle = {"CPU": cpus, **({"memory": memory} if memory else {})}
+        bundle = _bundle(cpus, memory, gpus)
         group = placement_group([bundle] * count, strategy="SPREAD", name=name, lifetime="detached")
         if not group.wait(PLACE_WAIT):
             remove_placement_group(group)
@@ -188,28 +197,51 @@ class RayExecutor(Executor):
         if not any(node["Alive"] for node in self._nodes()):
             raise ExecutorUnavailable(f"the Ray cluster at {self.address} has no live node")
 
-    def _check_fits(self, ray, cpus: int, memory: int) -> list[str]:
+    def _gpus_to_reserve(self, wanted: int) -> int:
+        """The GPUs an instance of a type with ``wanted`` GPUs reserves here: all of them; none on a cluster
+        with no GPU at all (it runs on CPUs, as a platform team testing GPU code on CPU nodes expects); and a
+        clear error when no node has that many (it could never be placed)."""
+        if not wanted:
+            return 0
+        most = max((n.get("Resources", {}).get("GPU", 0) for n in self._nodes() if n["Alive"]), default=0)
+        if not most:
+            return 0
+        if most < wanted:
+            raise ExecutorUnavailable(
+                f"no live node of the Ray cluster has {wanted} GPUs for the instance type (the most on one node is "
+                f"{int(most)}); add such a node or choose an instance type with fewer GPUs"
+            )
+        return wanted
+
+    def _check_fits(self, ray, cpus: int, memory: int, gpus: int = 0) -> list[str]:
         """The live nodes that could hold an instance of this size (empty: a clear error)."""
         fitting = []
         for node in self._nodes():
             have = node.get("Resources", {})
-            if node["Alive"] and have.get("CPU", 0) >= cpus and have.get("memory", 0) >= memory:
+            if (
+                node["Alive"]
+                and have.get("CPU", 0) >= cpus
+                and have.get("memory", 0) >= memory
+                and have.get("GPU", 0) >= gpus
+            ):
                 fitting.append(node["NodeID"])
         if fitting:
             return fitting
         raise ExecutorUnavailable(
-            f"no live node of the Ray cluster has {cpus} CPUs and {memory / 2**30:.1f} GiB of memory "
-            "for the instance type; add such a node or choose a smaller instance type"
+            f"no live node of the Ray cluster has {cpus} CPUs{f', {gpus} GPUs' if gpus else ''} and "
+            f"{memory / 2**30:.1f} GiB of memory for the instance type; add such a node or choose a smaller "
+            "instance type"
         )
 
-    def _capacity(self, cpus: int, memory: int) -> int:
+    def _capacity(self, cpus: int, memory: int, gpus: int = 0) -> int:
         """How many instances of this size the live nodes hold at once, with nothing else running."""
         most = 0
         for node in self._nodes():
             have = node.get("Resources", {})
             if node["Alive"]:
                 by_memory = int(have.get("memory", 0) // memory) if memory else 1 << 30
-                most += min(int(have.get("CPU", 0) // max(cpus, 1)), by_memory)
+                by_gpus = int(have.get("GPU", 0) // gpus) if gpus else 1 << 30
+                most += min(int(have.get("CPU", 0) // max(cpus, 1)), by_memory, by_gpus)
         return most
 
     def _agent(self, node: str):
@@ -237,6 +269,24 @@ class RayExecutor(Executor):
         with self._lock:
             self._agents.pop(node, None)
 
+    def _reserved_gpus(self, group_name: str) -> int:
+        """The GPUs each bundle of the job's placement group holds (place() decided)."""
+        from ray.util import placement_group_table
+
+        group = self._group(group_name)
+        bundles: dict = placement_group_table(group)["bundles"] if group is not None else {}
+        return int(max((b.get("GPU", 0) for b in bundles.values()), default=0))
+
+    def _assigned_gpus(self, group, bundle: int, gpus: int) -> str:
+        """The ids of the GPUs Ray assigned to the instance's bundle, as CUDA_VISIBLE_DEVICES names them: a
+        bundle's GPUs are fixed devices of its node, so a short task holding them all in the bundle reads them."""
+        ray = self._ray()
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        where = PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=bundle)
+        probe = ray.remote(_gpu_ids).options(num_cpus=0, num_gpus=gpus, scheduling_strategy=where)
+        return ",".join(str(i) for i in ray.get(probe.remote(), timeout=300))
+
     def _group(self, name: str):
         """The instance's placement group, or None if it is gone."""
         from ray.util import get_placement_group
@@ -261,7 +311,13 @@ class RayExecutor(Executor):
             raise ExecutorUnavailable("the ray executor runs only instances given their runtime by spec")
         cpus = spec.limits.cpus if spec.limits else 1
         memory = spec.limits.memory_bytes if spec.limits else 0
-        fitting = [] if spec.reservation else self._check_fits(ray, cpus, memory)
+        wanted = spec.limits.gpus if spec.limits else 0
+        if spec.reservation:  # the job's group decided it (place()): its bundles' GPUs
+            gpus = self._reserved_gpus(spec.reservation) if wanted else 0
+            fitting = []
+        else:
+            gpus = self._gpus_to_reserve(wanted)
+            fitting = self._check_fits(ray, cpus, memory, gpus)
         state = spec.state_dir
         state.mkdir(parents=True, exist_ok=True)
         name = actor_name(state)
@@ -273,6 +329,14 @@ class RayExecutor(Executor):
         env = dict(spec.env)
         if self.server_url and self.server_local_url:
             env = {k: v.replace(self.server_local_url, self.server_url) for k, v in env.items()}
+        if wanted:  # what it really has (the node's agent adds CUDA_VISIBLE_DEVICES once Ray assigned them)
+            env["SM_NUM_GPUS"] = str(gpus)
+            if not gpus:
+                _say(
+                    spec.log_path,
+                    f"SelfMaker: the Ray cluster has no GPU: its type's {wanted} GPU(s) are not "
+                    "reserved and it runs on CPUs (SM_NUM_GPUS=0)",
+                )
         runtime = spec.runtime
         payload = {
             "mounts": [{"name": n, "target": m.target, "writable": m.writable} for n, m in names.items()],
@@ -289,7 +353,7 @@ class RayExecutor(Executor):
             "server_bin": str(runtime.bin_dir(spec.runtimes_dir)),
             "env": env,
             "command": list(spec.command),
-            "limits": {"cpus": cpus, "memory_bytes": memory} if spec.limits else None,
+            "limits": {"cpus": cpus, "memory_bytes": memory, "gpus": gpus} if spec.limits else None,
             "network": spec.network,
             "hostname": spec.hostname,
             "workdir": spec.workdir,
@@ -310,7 +374,7 @@ class RayExecutor(Executor):
                 running = Counter(self._on_node.values())
                 target = min(fitting, key=lambda node: running[node])
                 self._on_node[state] = target
-            bundle = {"CPU": cpus, **({"memory": memory} if memory else {})}
+            bundle = _bundle(cpus, memory, gpus)
             # The least used node is a hint: without room there, Ray places the group where there is.
             placement_group(
                 [bundle], strategy="STRICT_PACK", name=name, lifetime="detached", _soft_target_node_id=target
@@ -354,6 +418,8 @@ class RayExecutor(Executor):
             return False
         node = placement_group_table(group)["bundles_to_node_id"][meta.get("bundle", 0)]
         payload = json.loads((state_dir / "pending.json").read_text())
+        if gpus := (payload["limits"] or {}).get("gpus"):
+            payload["env"]["CUDA_VISIBLE_DEVICES"] = self._assigned_gpus(group, meta.get("bundle", 0), gpus)
         archive = (state_dir / "pending.tar").read_bytes()
         ray.get(self._agent(node).start.remote(name, payload, archive), timeout=600)
         (state_dir / "node").write_text(node)
@@ -545,3 +611,19 @@ def _lost(err: Exception) -> str:
     text = str(err).strip().splitlines()
     detail = next((line for line in text if "node" in line.lower() or "died" in line.lower()), text[0] if text else "")
     return f"the Ray node running it was lost, or its agent died ({detail.strip()[:300]})"
+
+
+def _gpu_ids() -> list:
+    """Run in an instance's bundle (RayExecutor._assigned_gpus): the GPUs Ray gave it."""
+    import ray
+
+    return ray.get_gpu_ids()
+
+
+def _bundle(cpus: int, memory: int, gpus: int) -> dict:
+    return {"CPU": cpus, **({"memory": memory} if memory else {}), **({"GPU": gpus} if gpus else {})}
+
+
+def _say(log_path: Path, line: str) -> None:
+    with open(log_path, "a") as f:
+        f.write(line + "\n")

@@ -483,8 +483,8 @@ class JobKind(Kind):
         credentials.grant(run.backends, run.record)
         # On this machine: the type's size capped by it; on a cluster's node: its size, for Ray to place.
         sized = instance_types.limits if ex.shares_files else instance_types.size
-        limits = sized(self.instance_type(run.data))
         try:
+            limits = sized(self.instance_type(run.data))
             run.placement = ex.place(run.record.arn, len(run.instances), limits)
         except (ExecutorUnavailable, ValueError) as err:
             raise JobFailure(f"ClientError: {err}") from None
@@ -505,7 +505,8 @@ class JobKind(Kind):
             spec.reservation = run.placement.reservation
             instance.say(
                 f"SelfMaker: starting {instance.host} ({self.instance_type(run.data)}: "
-                f"{limits.cpus} CPU, {limits.memory_bytes >> 20} MiB) with runtime {runtime.key}"
+                f"{limits.cpus} CPU, {limits.memory_bytes >> 20} MiB{f', {limits.gpus} GPU' if limits.gpus else ''}) "
+                f"with runtime {runtime.key}"
             )
             try:
                 ex.start(spec)
@@ -540,6 +541,8 @@ class JobKind(Kind):
                 **SHARED_HOST_ENVIRONMENT,
                 **credentials.environment(run.data),
                 **self.environment(run, instance, runtime),
+                # The GPUs it has (a Ray executor says what it really reserved: ray_cluster.py).
+                "SM_NUM_GPUS": str(limits.gpus),
                 **(run.data.get("Environment") or {}),
             },
             limits=limits,
