@@ -11,7 +11,10 @@ before Redis is touched: an acknowledged write is always journaled.
 
 from __future__ import annotations
 
+import threading
 from urllib.parse import urlparse
+
+import redis
 
 from ..journal import Journal, OfflineRow
 from .base import Change, OnlineStore, Outcome, Stored
@@ -58,8 +61,6 @@ return out
 
 class RedisOnlineStore(OnlineStore):
     def __init__(self, url: str, journal: Journal):
-        import redis
-
         self.client = redis.Redis.from_url(url)
         try:
             self.client.ping()
@@ -73,6 +74,40 @@ class RedisOnlineStore(OnlineStore):
         self._soft_delete = self.client.register_script(_SOFT_DELETE)
         self._hard_delete = self.client.register_script(_HARD_DELETE)
         self._get_many = self.client.register_script(_GET_MANY)
+        self._readers = threading.local()
+        self._reader_connections: list = []  # every thread's, to close them
+        self._reader_lock = threading.Lock()
+
+    def _read(self, *command):
+        """One read command on this thread's own connection (made by the client's pool, so with its address,
+        credentials, TLS and parser). GetRecord is one round trip: redis-py's per-command machinery around
+        it (pool checkout with a readiness poll, retry wrapper, metrics) cost about as much as the round
+        trip itself. A connection that broke is made again once: Redis restarted, or dropped it idle."""
+        conn = getattr(self._readers, "connection", None)
+        if conn is None:
+            conn = self._readers.connection = self.client.connection_pool.make_connection()
+            with self._reader_lock:
+                self._reader_connections.append(conn)
+        for attempt in (1, 2):
+            try:
+                conn.send_command(*command)
+                return conn.read_response()
+            except redis.ResponseError:
+                raise  # Redis answered (the reply is read whole): the connection is fine
+            except (redis.ConnectionError, redis.TimeoutError):
+                conn.disconnect()
+                if attempt == 2:
+                    raise
+            except BaseException:
+                conn.disconnect()  # a reply may be half read: never reuse this socket as it is
+                raise
+
+    def _read_many(self, keys: list[str]) -> list:
+        try:
+            return self._read("EVALSHA", self._get_many.sha, len(keys), *keys)
+        except redis.exceptions.NoScriptError:  # Redis restarted or flushed its scripts
+            self._read("SCRIPT", "LOAD", _GET_MANY)
+            return self._read("EVALSHA", self._get_many.sha, len(keys), *keys)
 
     @staticmethod
     def _index(grp: str) -> str:
@@ -84,10 +119,10 @@ class RedisOnlineStore(OnlineStore):
 
     def get_many(self, grp: str, record_ids: list[str], now: float) -> dict[str, Stored]:
         if len(record_ids) == 1:
-            e, x, d, p = self.client.hmget(self._record(grp, record_ids[0]), "e", "x", "d", "p")
+            e, x, d, p = self._read("HMGET", self._record(grp, record_ids[0]), "e", "x", "d", "p")
             replies = [None if e is None or d == b"1" else (e, x, p)]
         else:
-            joined = self._get_many(keys=[self._record(grp, rid) for rid in record_ids])
+            joined = self._read_many([self._record(grp, rid) for rid in record_ids])
             replies = [None if reply is None else reply.split(b" ", 2) for reply in joined]
         found = {}
         for rid, reply in zip(record_ids, replies):
@@ -151,4 +186,8 @@ class RedisOnlineStore(OnlineStore):
         self.client.delete(index)
 
     def close(self) -> None:
+        with self._reader_lock:
+            for conn in self._reader_connections:
+                conn.disconnect()
+            self._reader_connections.clear()
         self.client.close()
