@@ -46,15 +46,13 @@ redis.call('ZREM', KEYS[2], ARGV[2])
 return 1
 """
 
-# KEYS: records. Per key: false if absent or a tombstone, else "<e> <x> <p>" (the payload last: it may
-# hold anything). One command and one flat reply instead of a pipeline of HMGETs, whose packing and
-# parsing in redis-py were half of a 100-record BatchGetRecord's read.
+# KEYS: records. One command whose reply is every key's HMGET, instead of a pipeline of HMGETs, whose
+# packing and parsing in redis-py were half of a 100-record BatchGetRecord's read. The fields go back as
+# Redis holds them: joining them into one string in Lua cost Redis a third of the batch's read (Lua
+# copies and hashes each 2.5 KB string it builds) and Python a split that copied the payload again.
 _GET_MANY = """
 local out = {}
-for i, key in ipairs(KEYS) do
-  local v = redis.call('HMGET', key, 'e', 'x', 'd', 'p')
-  if v[1] and v[3] ~= '1' then out[i] = v[1] .. ' ' .. (v[2] or '') .. ' ' .. (v[4] or '') else out[i] = false end
-end
+for i, key in ipairs(KEYS) do out[i] = redis.call('HMGET', key, 'e', 'x', 'd', 'p') end
 return out
 """
 
@@ -119,16 +117,13 @@ class RedisOnlineStore(OnlineStore):
 
     def get_many(self, grp: str, record_ids: list[str], now: float) -> dict[str, Stored]:
         if len(record_ids) == 1:
-            e, x, d, p = self._read("HMGET", self._record(grp, record_ids[0]), "e", "x", "d", "p")
-            replies = [None if e is None or d == b"1" else (e, x, p)]
+            replies = [self._read("HMGET", self._record(grp, record_ids[0]), "e", "x", "d", "p")]
         else:
-            joined = self._read_many([self._record(grp, rid) for rid in record_ids])
-            replies = [None if reply is None else reply.split(b" ", 2) for reply in joined]
+            replies = self._read_many([self._record(grp, rid) for rid in record_ids])
         found = {}
-        for rid, reply in zip(record_ids, replies):
-            if reply is None:
-                continue
-            e, x, p = reply
+        for rid, (e, x, d, p) in zip(record_ids, replies):
+            if e is None or d == b"1":
+                continue  # absent, or a soft-delete tombstone
             expires_at = int(x) / 1000 if x else None
             if expires_at is None or expires_at > now:
                 found[rid] = Stored(float(e), expires_at, False, p)
