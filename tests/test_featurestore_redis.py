@@ -75,3 +75,31 @@ def test_records_live_in_redis_with_their_expiry(sm, client, unique, redis_url):
     # The group's deletion removes its records from Redis.
     sm.delete_feature_group(FeatureGroupName=name)
     wait_for(lambda: not r.exists(key), timeout=10, interval=0.05, what=f"{key} to leave Redis")
+
+
+def test_reads_outlive_redis_dropping_connections_and_scripts(sm, client, unique, redis_url):
+    """The reads' own connections are made again when Redis drops them (a restart, an idle timeout), and
+    BatchGetRecord's script is loaded again when Redis forgot it (a restart, SCRIPT FLUSH)."""
+    import redis
+
+    rt = client("sagemaker-featurestore-runtime", retries={"total_max_attempts": 1})  # a 500 is not retried away
+    name = unique("fgredisdrop")
+    create_group(sm, name, FEATURES)
+    now = time.time()
+    for rid in ("a", "b"):
+        rt.put_record(FeatureGroupName=name, Record=record(id=rid, et=f"{now:.3f}", n=1))
+
+    def read_both() -> None:
+        assert rt.get_record(FeatureGroupName=name, RecordIdentifierValueAsString="a")["Record"]
+        got = rt.batch_get_record(
+            Identifiers=[{"FeatureGroupName": name, "RecordIdentifiersValueAsString": ["a", "b"]}]
+        )
+        assert sorted(r["RecordIdentifierValueAsString"] for r in got["Records"]) == ["a", "b"]
+        assert got["Errors"] == []
+
+    read_both()
+    r = redis.Redis.from_url(redis_url)
+    r.script_flush()
+    assert r.client_kill_filter(_type="normal", skipme=True) >= 1  # the server's connections
+    for _ in range(3):  # whichever worker thread (and so connection) serves each read
+        read_both()

@@ -41,17 +41,28 @@ WIRE_MEMBERS = frozenset(("FeatureName", "ValueAsString", "ValueAsStringList")) 
 # (a record stored before PutRecord dropped unknown members, another member order) is decoded and written
 # through the output model.
 _STRING = rb'"(?:[^"\\\x00-\x1f\x80-\xff]++|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*+"'
-_STRINGS = rb"\[(?:" + _STRING + rb"(?:," + _STRING + rb")*+)?\]"
-_FEATURE_VALUE = (
-    rb'\{"FeatureName":'
-    + _STRING
-    + rb'(?:,"ValueAsString":'
-    + _STRING
-    + rb'|,"ValueAsStringList":'
-    + _STRINGS
-    + rb")?\}"
-)
-WIRE_RECORD = re.compile(rb"\[" + _FEATURE_VALUE + rb"(?:," + _FEATURE_VALUE + rb")*+\]")
+# The same strings when the record holds no backslash (so no escape): one character class to scan, not a
+# group of alternatives per string. Most records have none, and this grammar checks them in about 2/3 of
+# the time (BatchGetRecord checks 100 records of 50 features; the check was a third of its server CPU).
+_PLAIN_STRING = rb'"[^"\\\x00-\x1f\x80-\xff]*+"'
+
+
+def _wire_record_grammar(string: bytes) -> re.Pattern[bytes]:
+    strings = rb"\[(?:" + string + rb"(?:," + string + rb")*+)?\]"
+    feature_value = (
+        rb'\{"FeatureName":' + string + rb'(?:,"ValueAsString(?:":' + string + rb'|List":' + strings + rb"))?\}"
+    )
+    return re.compile(rb"\[" + feature_value + rb"(?:," + feature_value + rb")*+\]")
+
+
+WIRE_RECORD = _wire_record_grammar(_STRING)
+_PLAIN_WIRE_RECORD = _wire_record_grammar(_PLAIN_STRING)
+
+
+def is_wire_record(payload: bytes) -> bool:
+    """The bytes are a Record exactly as it goes on the wire (the grammar above)."""
+    grammar = WIRE_RECORD if b"\\" in payload else _PLAIN_WIRE_RECORD
+    return grammar.fullmatch(payload) is not None
 
 
 def _now_ms() -> int:
@@ -142,7 +153,7 @@ def delete_record(ctx: Context, params: dict) -> dict:
 
 def _render(stored, feature_names: list[str] | None, expiration: str | None) -> dict:
     payload = stored.payload
-    if not feature_names and type(payload) is bytes and WIRE_RECORD.fullmatch(payload):
+    if not feature_names and type(payload) is bytes and is_wire_record(payload):
         out: dict = {"Record": RawJSON(payload)}  # sent as stored: not decoded, not encoded again
     else:
         out = {"Record": _decoded(payload, feature_names)}
