@@ -181,11 +181,11 @@ class RayExecutor(Executor):
     def _alive(self) -> set[str]:
         return {n["NodeID"] for n in self._ray().nodes() if n["Alive"]}
 
-    def _nodes(self) -> list[dict]:
-        """The cluster's nodes as seen at most NODES_TTL seconds ago: enough to check a job can fit (every job
-        start asks), never used to judge a node lost."""
+    def _nodes(self, fresh: bool = False) -> list[dict]:
+        """The cluster's nodes as seen at most NODES_TTL seconds ago (``fresh``: now): enough to check a job can
+        fit (every job start asks), never used to judge a node lost."""
         with self._lock:
-            if time.monotonic() - self._nodes_at < NODES_TTL:
+            if not fresh and time.monotonic() - self._nodes_at < NODES_TTL:
                 return self._nodes_seen
         nodes = self._ray().nodes()
         with self._lock:
@@ -203,7 +203,13 @@ class RayExecutor(Executor):
         clear error when no node has that many (it could never be placed)."""
         if not wanted:
             return 0
-        most = max((n.get("Resources", {}).get("GPU", 0) for n in self._nodes() if n["Alive"]), default=0)
+
+        def most_on_a_node(nodes: list[dict]) -> float:
+            return max((n.get("Resources", {}).get("GPU", 0) for n in nodes if n["Alive"]), default=0)
+
+        most = most_on_a_node(self._nodes())
+        if most < wanted:  # a decision against the job's GPUs is taken on a look of now (a node may just have come)
+            most = most_on_a_node(self._nodes(fresh=True))
         if not most:
             return 0
         if most < wanted:
