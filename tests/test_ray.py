@@ -208,55 +208,48 @@ def test_the_builtin_xgboost_trains_on_two_instances_on_two_nodes_as_on_one(clie
     assert set(nodes.values()) == {n.node_id for n in cluster[1]}  # one instance on each worker node
 
 
-def test_a_restarted_server_reattaches_to_a_job_running_on_a_node(clients, ray_server):
-    sm, s3, logs = clients
+def _running_across(clients, name: str, event: str, seconds: int) -> None:
+    """Start a job that prints "before EVENT", sleeps, prints "after EVENT" and saves its model; return once the
+    first line is in its log (the test then makes EVENT happen)."""
     training(
         clients,
-        "ray-restart",
-        """
+        name,
+        f"""
         import time
-        print("before the restart", flush=True)
-        time.sleep(25)
-        print("after the restart", flush=True)
-        open("/opt/ml/model/model.txt", "w").write("finished")
-        """,
-    )
-    wait_for(
-        lambda: log_text(logs, "/aws/sagemaker/TrainingJobs", "ray-restart/"),
-        lambda text: "before the restart" in text,
-        timeout=300,
-        ignore=(Exception,),
-        what="the job to be running",
-    )
-    ray_server.kill()
-    ray_server.start()
-    job = wait(sm, "training", "ray-restart")
-    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
-    assert model_files(s3, "ray-restart") == {"model.txt": b"finished"}
-    text = log_text(logs, "/aws/sagemaker/TrainingJobs", "ray-restart/")
-    assert text.count("before the restart") == 1 and "after the restart" in text
-
-
-def test_a_job_outlives_its_node_agent_dying_and_instances_share_one_agent_per_node(clients, cluster):
-    sm, s3, logs = clients
-    training(
-        clients,
-        "ray-agent",
-        """
-        import time
-        print("before the agent died", flush=True)
-        time.sleep(20)
-        print("after the agent died", flush=True)
+        print("before {event}", flush=True)
+        time.sleep({seconds})
+        print("after {event}", flush=True)
         open("/opt/ml/model/model.txt", "w").write("done")
         """,
     )
     wait_for(
-        lambda: log_text(logs, "/aws/sagemaker/TrainingJobs", "ray-agent/"),
-        lambda text: "before the agent died" in text,
+        lambda: log_text(clients[2], "/aws/sagemaker/TrainingJobs", f"{name}/"),
+        lambda text: f"before {event}" in text,
         timeout=300,
         ignore=(Exception,),
         what="the job to be running",
     )
+
+
+def _finished_across(clients, name: str, event: str) -> None:
+    """The job completed with its model, and its log has each line once: it ran on, never started again."""
+    sm, s3, logs = clients
+    job = wait(sm, "training", name)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    assert model_files(s3, name) == {"model.txt": b"done"}
+    text = log_text(logs, "/aws/sagemaker/TrainingJobs", f"{name}/")
+    assert text.count(f"before {event}") == 1 and f"after {event}" in text
+
+
+def test_a_restarted_server_reattaches_to_a_job_running_on_a_node(clients, ray_server):
+    _running_across(clients, "ray-restart", "the restart", 25)
+    ray_server.kill()
+    ray_server.start()
+    _finished_across(clients, "ray-restart", "the restart")
+
+
+def test_a_job_outlives_its_node_agent_dying_and_instances_share_one_agent_per_node(clients, cluster):
+    _running_across(clients, "ray-agent", "the agent died", 20)
     ray.init(address=cluster[0].address, namespace="selfmaker", log_to_driver=False)
     try:
         names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)]
@@ -267,11 +260,7 @@ def test_a_job_outlives_its_node_agent_dying_and_instances_share_one_agent_per_n
             ray.kill(ray.get_actor(name), no_restart=False)
     finally:
         ray.shutdown()
-    job = wait(sm, "training", "ray-agent")
-    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
-    assert model_files(s3, "ray-agent") == {"model.txt": b"done"}
-    text = log_text(logs, "/aws/sagemaker/TrainingJobs", "ray-agent/")
-    assert text.count("before the agent died") == 1 and "after the agent died" in text
+    _finished_across(clients, "ray-agent", "the agent died")
 
 
 def test_a_lost_node_fails_its_job_with_a_clear_reason(clients, cluster):
