@@ -1,8 +1,7 @@
 """The web console in a real browser: headless Chromium (Selenium, Debian's chromedriver) at 1280 px over a
 real server with real data made through the API.
 
-A pipeline runs with a step that fails: the execution page, opened while it runs, follows it over
-server-sent events until the graph shows the failed step in the failed colour. A training job with metric
+(Pipeline graphs: tests/test_console_browser_graphs.py.) A training job with metric
 definitions shows its final metrics and its logs. A model package is approved by clicking, and
 DescribeModelPackage says so. Two runs of an experiment show their parameters and metrics, and their curves
 overlaid. Every page loads without a browser console error; each is kept as tests/artifacts/console-*.png
@@ -19,17 +18,12 @@ from pathlib import Path
 import pytest
 
 from support import tuning
-from support.browser import chromium, console_errors, keep_page
+from support.browser import WIDTH, chromium, console_errors, keep_page, open_page, run_script
 from support.clients import make_client
-from support.graphviz import overlapping, require_dot
-from support.pipelines import IMAGE, ROLE, create, entrypoint, processing, runtimes_config, start
-from support.pipelines import wait as wait_pipeline
+from support.pipelines import IMAGE, ROLE, entrypoint, runtimes_config
 from support.waiting import status_in, wait_for
 
 pytestmark = pytest.mark.browser
-
-WIDTH = 1280
-FAILED_COLOUR = "rgb(217,58,58)"  # console.css --failed (light theme), as Cytoscape reports it
 
 
 @pytest.fixture(scope="module")
@@ -50,181 +44,8 @@ def server(make_server, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def no_graphviz(make_server):
-    """A server whose pipeline graphs the browser lays out (dagre), as where Graphviz is not installed."""
-    return make_server("console-no-graphviz", ["--graphviz-dot", ""]).start()
-
-
-@pytest.fixture(scope="module")
 def sm(server):
     return make_client("sagemaker", server.url)
-
-
-def _open(driver, server, path: str, name: str):
-    """Load a console page, check it loaded without console errors and fits the window; keep it."""
-    driver.get(server.url + path)
-    wait_for(
-        lambda: driver.execute_script("return document.readyState"), lambda s: s == "complete", what=f"{path} loaded"
-    )
-    overflow = driver.execute_script("return document.documentElement.scrollWidth")
-    keep_page(driver, name)
-    assert console_errors(driver) == [], f"{path} logged errors"
-    assert overflow <= WIDTH, f"{path} is {overflow} px wide at {WIDTH} px"
-
-
-def _script(driver, script: str, until, what: str, timeout: float = 120):
-    return wait_for(lambda: driver.execute_script(script), until, timeout=timeout, interval=0.2, what=what)
-
-
-def test_a_pipeline_with_a_failing_step_is_followed_live_to_the_failed_colour(browser, server, sm):
-    name = f"console-pipe-{uuid.uuid4().hex[:6]}"
-    create(
-        sm,
-        name,
-        [
-            processing("Prepare", "import time; print('preparing'); time.sleep(4)"),
-            processing("Evaluate", "raise SystemExit('the model is not good enough')", DependsOn=["Prepare"]),
-        ],
-        parameters=[{"Name": "Threshold", "Type": "Float", "DefaultValue": 0.5}],
-    )
-    arn = start(sm, name)
-    execution = arn.rsplit("/", 1)[-1]
-    path = f"/console/pipelines/{name}/executions/{execution}"
-    browser.get(server.url + path)
-    assert browser.execute_script("return document.getElementById('live').dataset.events") != ""
-
-    node_colour = "return window.consoleGraph.getElementById('Evaluate').style('background-color').replace(/ /g, '')"
-    _script(browser, node_colour, lambda c: c == FAILED_COLOUR, "the failed step in the failed colour")
-    # The colour came by the live stream, which then ended with the execution.
-    _script(browser, "return document.body.dataset.liveEnded", lambda v: v == "true", "the live stream's end")
-    assert wait_pipeline(sm, arn)["PipelineExecutionStatus"] == "Failed"
-    prepare = browser.execute_script(
-        "return window.consoleGraph.getElementById('Prepare').style('background-color').replace(/ /g, '')"
-    )
-    assert prepare != FAILED_COLOUR
-    row = browser.find_element("css selector", "#steps-table tr[data-step='Evaluate']")
-    assert "Failed" in row.text
-    # The step's details: its job and its failure reason.
-    row.find_element("css selector", "button.step-link").click()
-    panel = browser.find_element("id", "step-panel")
-    assert "Failure reason" in panel.text and "Job" in panel.text
-    assert not browser.find_element("id", "retry").get_attribute("disabled")
-    keep_page(browser, "console-pipeline-execution")
-    assert console_errors(browser) == []
-
-    # Dark theme, as a reader whose system prefers it sees the same page.
-    browser.execute_cdp_cmd(
-        "Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]}
-    )
-    _open(browser, server, path, "console-pipeline-execution-dark")
-    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
-
-    _open(browser, server, f"/console/pipelines/{name}", "console-pipeline")
-    assert browser.execute_script("return window.consoleGraph.nodes().length") == 2
-    assert browser.execute_script("return window.consoleGraph.edges().length") == 1
-    assert console_errors(browser) == []
-    _open(browser, server, "/console/pipelines", "console-pipelines")
-    assert name in browser.find_element("css selector", "table.list").text
-
-    # Start from the page, with a parameter: the API has a second execution with that value.
-    _open(browser, server, f"/console/pipelines/{name}", "console-pipeline")
-    field = browser.find_element("name", "param:Threshold")
-    field.clear()
-    field.send_keys("0.75")
-    field.submit()
-    _script(browser, "return location.pathname", lambda p: "/executions/" in p and execution not in p, "the new run")
-    second = f"{arn.rsplit('/', 1)[0]}/{browser.execute_script('return location.pathname').rsplit('/', 1)[-1]}"
-    parameters = sm.list_pipeline_parameters_for_execution(PipelineExecutionArn=second)
-    assert {"Name": "Threshold", "Value": "0.75"} in parameters["PipelineParameters"]
-    # Stop it from its page while its first step still runs.
-    browser.find_element("id", "stop").click()
-    assert wait_pipeline(sm, second)["PipelineExecutionStatus"] == "Stopped"
-
-    # Retry the failed one: its failed step runs again, as a second attempt.
-    browser.get(server.url + path)
-    browser.find_element("id", "retry").click()
-    wait_for(
-        lambda: {
-            s["StepName"]: s
-            for s in sm.list_pipeline_execution_steps(PipelineExecutionArn=arn)["PipelineExecutionSteps"]
-        },
-        lambda steps: (
-            (steps.get("Evaluate", {}).get("AttemptCount"), steps.get("Evaluate", {}).get("StepStatus"))
-            == (2, "Failed")
-        ),
-        timeout=120,
-        what="the retried step's second attempt to fail",
-    )
-    assert console_errors(browser) == []
-
-
-GRAPH_POSITIONS = """
-const cy = window.consoleGraph;
-return cy.nodes().map((node) => {
-  const box = node.boundingBox({ includeLabels: false });
-  return { id: node.id(), x: node.position("x"), y: node.position("y"), w: box.w, h: box.h };
-});
-"""
-
-
-def _drawn_graph(driver) -> dict:
-    _script(driver, "return document.getElementById('graph').dataset.drawnAt", bool, "the graph drawn", 30)
-    placed = driver.execute_script(GRAPH_POSITIONS)
-    return {n["id"]: n for n in placed}
-
-
-def test_a_first_view_of_a_graph_comes_laid_out_by_the_server(browser, server, sm):
-    """A graph never shown before: its page carries the positions Graphviz gave on the server, Cytoscape
-    places the steps exactly there (dagre is not even loaded), and no two steps overlap."""
-    require_dot()
-    name = f"console-layout-{uuid.uuid4().hex[:6]}"
-    fan = [processing(f"Shard{i}", "print(1)", DependsOn=["Prepare"]) for i in range(5)]
-    check = {
-        "Name": "Good",
-        "Type": "Condition",
-        "Arguments": {
-            "Conditions": [{"Type": "GreaterThanOrEqualTo", "LeftValue": 1, "RightValue": 0.5}],
-            "IfSteps": [processing("Register", "print(3)")],
-            "ElseSteps": [{"Name": "TooLow", "Type": "Fail", "Arguments": {"ErrorMessage": "too low"}}],
-        },
-        "DependsOn": ["Merge"],
-    }
-    merge = processing("Merge", "print(2)", DependsOn=[step["Name"] for step in fan])
-    create(sm, name, [processing("Prepare", "print(0)"), *fan, merge, check])
-    _open(browser, server, f"/console/pipelines/{name}", "console-pipeline-graph")
-    sent = browser.execute_script("return Console.jsonData('graph-data').positions || null")
-    assert sent is not None, "the first view came without the server's positions"
-    assert browser.execute_script("return typeof cytoscapeDagre") == "undefined"
-    drawn = _drawn_graph(browser)
-    assert set(drawn) == set(sent) and len(drawn) == 10
-    for step, (x, y) in sent.items():
-        assert (drawn[step]["x"], drawn[step]["y"]) == pytest.approx((x, y), abs=0.01)
-    boxes = {step: (n["w"], n["h"]) for step, n in drawn.items()}
-    assert overlapping({step: (n["x"], n["y"]) for step, n in drawn.items()}, boxes) == []
-    # Layers left to right: every dependency's step stands right of the step it depends on.
-    assert all(drawn[f"Shard{i}"]["x"] > drawn["Prepare"]["x"] for i in range(5))
-    assert drawn["Register"]["x"] > drawn["Good"]["x"] > drawn["Merge"]["x"] > drawn["Shard0"]["x"]
-
-
-def test_without_graphviz_the_browser_lays_the_graph_out_once(browser, no_graphviz):
-    """The fallback: a server without dot sends no positions, dagre lays the graph out in the browser and its
-    positions go back to the server, which sends them from then on (dagre then not even loaded)."""
-    sm = make_client("sagemaker", no_graphviz.url)
-    name = f"console-dagre-{uuid.uuid4().hex[:6]}"
-    create(sm, name, [processing("Prepare", "print(1)"), processing("Evaluate", "print(2)", DependsOn=["Prepare"])])
-    _open(browser, no_graphviz, f"/console/pipelines/{name}", "console-pipeline-dagre")
-    assert browser.execute_script("return Console.jsonData('graph-data').positions || null") is None
-    assert browser.execute_script("return typeof cytoscapeDagre") != "undefined"
-    laid = _drawn_graph(browser)["Evaluate"]
-
-    def reloaded_positions():
-        browser.get(f"{no_graphviz.url}/console/pipelines/{name}")
-        return browser.execute_script("return Console.jsonData('graph-data').positions || null")
-
-    kept = wait_for(reloaded_positions, lambda p: p is not None, timeout=30, what="the kept layout")
-    assert kept["Evaluate"] == pytest.approx([laid["x"], laid["y"]], abs=0.1)
-    assert browser.execute_script("return typeof cytoscapeDagre") == "undefined"  # not even loaded
-    assert console_errors(browser) == []
 
 
 def test_a_training_job_shows_its_metrics_and_logs(browser, server, sm):
@@ -252,22 +73,24 @@ def test_a_training_job_shows_its_metrics_and_logs(browser, server, sm):
         what=f"{name} to end",
     )
     assert described["TrainingJobStatus"] == "Completed", described.get("FailureReason")
-    _open(browser, server, f"/console/jobs/training/{name}", "console-training-job")
+    open_page(browser, server, f"/console/jobs/training/{name}", "console-training-job")
     metrics = browser.find_element("id", "final-metrics").text
     assert "train:loss" in metrics and "0.5" in metrics
-    _script(browser, "return document.getElementById('log').dataset.complete", lambda v: v == "true", "all logs")
+    run_script(browser, "return document.getElementById('log').dataset.complete", lambda v: v == "true", "all logs")
     assert "step=2 loss=0.5" in browser.find_element("id", "log").text
     keep_page(browser, "console-training-job")
     # Its lineage: the job's trial component stands for it, with the job's data and model artifacts around.
     browser.find_element("link text", "lineage").click()
-    _script(browser, "return window.consoleGraph ? window.consoleGraph.nodes().length : 0", lambda n: n >= 2, "it")
+    run_script(browser, "return window.consoleGraph ? window.consoleGraph.nodes().length : 0", lambda n: n >= 2, "it")
     start = browser.execute_script("return window.consoleGraph.nodes('[?start]').id()")
     assert start.endswith(f"/{name}-aws-training-job")
     entities = browser.find_element("id", "entities").text
     assert "model.tar.gz" in entities and "Model" in entities and "Image" in entities
     keep_page(browser, "console-training-lineage")
     assert console_errors(browser) == []
-    _open(browser, server, "/console/jobs/training?status=Completed&sort=Name&order=Ascending", "console-training-jobs")
+    open_page(
+        browser, server, "/console/jobs/training?status=Completed&sort=Name&order=Ascending", "console-training-jobs"
+    )
     assert name in browser.find_element("css selector", "table.list").text
     assert console_errors(browser) == []
 
@@ -286,18 +109,20 @@ def test_a_model_package_is_approved_by_clicking(browser, server, sm):
             },
             CustomerMetadataProperties={"auc": "0.91"},
         )
-    _open(browser, server, f"/console/models/{group}", "console-model-group")
+    open_page(browser, server, f"/console/models/{group}", "console-model-group")
     assert browser.find_element("css selector", "table.list").text.count("PendingManualApproval") == 2
-    _open(browser, server, f"/console/models/{group}/2", "console-model-version")
+    open_page(browser, server, f"/console/models/{group}/2", "console-model-version")
     browser.find_element("name", "comment").send_keys("AUC above the bar")
     browser.find_element("id", "approve").click()
-    _script(browser, "return document.getElementById('approval-status').textContent", lambda t: "Approved" in t, "it")
+    run_script(
+        browser, "return document.getElementById('approval-status').textContent", lambda t: "Approved" in t, "it"
+    )
     described = sm.describe_model_package(ModelPackageName=f"{group}/2")
     assert (described["ModelApprovalStatus"], described["ApprovalDescription"]) == ("Approved", "AUC above the bar")
     assert sm.describe_model_package(ModelPackageName=f"{group}/1")["ModelApprovalStatus"] == "PendingManualApproval"
     keep_page(browser, "console-model-approved")
     assert console_errors(browser) == []
-    _open(browser, server, "/console/models", "console-models")
+    open_page(browser, server, "/console/models", "console-models")
 
 
 def test_runs_of_an_experiment_are_compared_with_their_curves(browser, server, sm):
@@ -316,27 +141,27 @@ def test_runs_of_an_experiment_are_compared_with_their_curves(browser, server, s
             for step in range(8)
         ]
         assert "Errors" not in metrics.batch_put_metrics(TrialComponentName=run, MetricData=points)
-    _open(browser, server, f"/console/experiments/{experiment}", "console-experiment")
+    open_page(browser, server, f"/console/experiments/{experiment}", "console-experiment")
     table = browser.find_element("id", "runs-table").text
     assert "learning_rate" in table and "0.01" in table and "loss" in table
     for box in browser.find_elements("css selector", "#runs-table input[type=checkbox]"):
         box.click()
     browser.find_element("id", "compare").click()
-    _script(browser, "return document.querySelectorAll('.uplot').length", lambda n: n == 1, "one chart (loss)")
+    run_script(browser, "return document.querySelectorAll('.uplot').length", lambda n: n == 1, "one chart (loss)")
     # Two lines overlaid on it, one per run (uPlot's legend lists the x series and then each line).
     legend = browser.execute_script("return [...document.querySelectorAll('.u-legend .u-series')].length")
     assert legend == 3
     keep_page(browser, "console-runs-compared")
     assert console_errors(browser) == []
-    _open(browser, server, f"/console/experiments/{experiment}/trials/{trial}", "console-trial")
-    _open(browser, server, "/console/experiments", "console-experiments")
-    _open(browser, server, "/console/", "console-overview")
+    open_page(browser, server, f"/console/experiments/{experiment}/trials/{trial}", "console-trial")
+    open_page(browser, server, "/console/experiments", "console-experiments")
+    open_page(browser, server, "/console/", "console-overview")
 
 
 def test_the_pages_work_from_the_keyboard(browser, server):
     from selenium.webdriver.common.keys import Keys
 
-    _open(browser, server, "/console/", "console-overview")
+    open_page(browser, server, "/console/", "console-overview")
     body = browser.find_element("tag name", "body")
     body.send_keys(Keys.TAB)
     assert browser.switch_to.active_element.text == "Skip to content"
@@ -348,7 +173,7 @@ def test_the_pages_work_from_the_keyboard(browser, server):
             break
     assert browser.switch_to.active_element.text == "Model registry"
     browser.switch_to.active_element.send_keys(Keys.ENTER)
-    _script(browser, "return location.pathname", lambda p: p == "/console/models", "the registry page")
+    run_script(browser, "return location.pathname", lambda p: p == "/console/models", "the registry page")
 
 
 def test_an_endpoint_with_traffic_shows_its_variants_and_live_metric_charts(browser, server, sm):
@@ -382,7 +207,7 @@ def test_an_endpoint_with_traffic_shows_its_variants_and_live_metric_charts(brow
     time.sleep(10.5)  # the rest in the chart's next 10-second period: a line, not a point
     traffic(6)
 
-    _open(browser, server, f"/console/endpoints/{name}", "console-endpoint")
+    open_page(browser, server, f"/console/endpoints/{name}", "console-endpoint")
     variants = browser.find_element("id", "variants").text
     assert "AllTraffic" in variants and name in variants and "1 / 1" in variants and "ml.m5.large" in variants
     assert f"s3://{bucket}/capture" in browser.find_element("id", "data-capture").text
@@ -392,12 +217,12 @@ def test_an_endpoint_with_traffic_shows_its_variants_and_live_metric_charts(brow
         "const p = window.consoleCharts.get('Invocations').plot;return p.data[1].reduce((sum, v) => sum + (v || 0), 0)"
     )
     # The invocations recorded reach the chart (the metric store folds them within a second or two).
-    _script(browser, invocations, lambda n: n >= 12, "the invocations on the chart", timeout=30)
+    run_script(browser, invocations, lambda n: n >= 12, "the invocations on the chart", timeout=30)
     before = browser.execute_script(invocations)
     traffic(5)
     # The chart updates by itself, over the page's event stream: no reload.
     browser.execute_script("document.body.dataset.loadedOnce = 'yes'")
-    _script(browser, invocations, lambda n: n >= before + 5, "the new invocations on the chart", timeout=30)
+    run_script(browser, invocations, lambda n: n >= before + 5, "the new invocations on the chart", timeout=30)
     assert browser.execute_script("return document.body.dataset.loadedOnce") == "yes"
     # Latency percentiles, answered by CloudWatch from each period's distribution: p50 <= p90 <= p99.
     latency = browser.execute_script(
@@ -412,7 +237,7 @@ def test_an_endpoint_with_traffic_shows_its_variants_and_live_metric_charts(brow
     browser.execute_script("document.getElementById('metric-charts').scrollIntoView()")
     keep_page(browser, "console-endpoint-metrics")
     assert console_errors(browser) == []
-    _open(browser, server, "/console/endpoints?status=InService", "console-endpoints")
+    open_page(browser, server, "/console/endpoints?status=InService", "console-endpoints")
     assert name in browser.find_element("css selector", "table.list").text
 
     # A blue/green deployment in progress: its stage (baking, with the canary's share) and the new fleet.
@@ -437,7 +262,7 @@ def test_an_endpoint_with_traffic_shows_its_variants_and_live_metric_charts(brow
         timeout=120,
         what="the canary to bake",
     )
-    _open(browser, server, f"/console/endpoints/{name}", "console-endpoint-deployment")
+    open_page(browser, server, f"/console/endpoints/{name}", "console-endpoint-deployment")
     deployment = browser.find_element("id", "deployment").text
     assert f"{name}-v2" in deployment and "Baking" in deployment and "50%" in deployment
     assert f"{name}-v2" in browser.find_element("id", "pending-variants").text
@@ -462,12 +287,14 @@ def test_a_feature_group_shows_its_schema_a_record_and_an_offline_query(browser,
             FeatureGroupName=name, Record=record(customer=f"c{index}", et=1700000000 + index, spend=spend)
         )
 
-    _open(browser, server, f"/console/featurestore/{name}", "console-feature-group")
+    open_page(browser, server, f"/console/featurestore/{name}", "console-feature-group")
     schema = browser.find_element("id", "schema").text
     assert "customer" in schema and "record identifier" in schema and "Fractional" in schema
     browser.find_element("name", "record").send_keys("c1")
     browser.find_element("id", "lookup").click()
-    _script(browser, "return document.getElementById('record')?.textContent || ''", lambda t: "40" in t, "the record")
+    run_script(
+        browser, "return document.getElementById('record')?.textContent || ''", lambda t: "40" in t, "the record"
+    )
     assert "c1" in browser.find_element("id", "record").text
     keep_page(browser, "console-feature-record")
 
@@ -476,7 +303,7 @@ def test_a_feature_group_shows_its_schema_a_record_and_an_offline_query(browser,
     table = sm.describe_feature_group(FeatureGroupName=name)["OfflineStoreConfig"]["DataCatalogConfig"]["TableName"]
     sql.send_keys(f'SELECT customer, spend FROM "{table}" WHERE spend > 10 ORDER BY spend DESC')
     browser.find_element("id", "run-query").click()
-    _script(browser, "return document.getElementById('results')?.innerText || ''", lambda t: "c1" in t, "the rows")
+    run_script(browser, "return document.getElementById('results')?.innerText || ''", lambda t: "c1" in t, "the rows")
     rows = browser.execute_script(
         "return [...document.querySelectorAll('#results tbody tr')].map((r) => r.innerText.split('\\t'))"
     )
@@ -485,14 +312,16 @@ def test_a_feature_group_shows_its_schema_a_record_and_an_offline_query(browser,
     assert console_errors(browser) == []
 
     # Athena's guards hold on the page: an output location that is not an S3 URI is refused, the query kept.
-    _open(browser, server, f"/console/featurestore/{name}", "console-feature-group")
+    open_page(browser, server, f"/console/featurestore/{name}", "console-feature-group")
     output = browser.find_element("name", "output")
     output.clear()
     output.send_keys("/tmp/results")
     browser.find_element("id", "run-query").click()
-    _script(browser, "return document.getElementById('query-error')?.textContent || ''", lambda t: "s3://" in t, "it")
+    run_script(
+        browser, "return document.getElementById('query-error')?.textContent || ''", lambda t: "s3://" in t, "it"
+    )
     browser.get_log("browser")  # the refused form's 400 is logged as a failed load: expected here
-    _open(browser, server, "/console/featurestore", "console-feature-groups")
+    open_page(browser, server, "/console/featurestore", "console-feature-groups")
     assert name in browser.find_element("css selector", "table.list").text
 
 
@@ -521,18 +350,18 @@ def test_a_lineage_graph_grows_upstream_and_downstream_on_click(browser, server,
         sm.add_association(SourceArn=source, DestinationArn=destination, AssociationType=kind)
 
     # From the endpoint's ARN: its context stands for it, and shows the model next to it.
-    _open(browser, server, f"/console/lineage?arn={endpoint_arn}", "console-lineage-start")
+    open_page(browser, server, f"/console/lineage?arn={endpoint_arn}", "console-lineage-start")
     count = "return window.consoleGraph.nodes().length"
     assert browser.execute_script(count) == 2
     # A click on the model grows the graph by one association: the training action.
     browser.execute_script("window.consoleGraph.getElementById(arguments[0]).emit('tap')", model)
-    _script(browser, count, lambda n: n == 3, "the model's neighbours")
+    run_script(browser, count, lambda n: n == 3, "the model's neighbours")
     assert browser.execute_script("return window.consoleGraph.getElementById(arguments[0]).nonempty()", action)
     # From the keyboard's table: the action, then upstream only (its training data, not beyond).
     browser.find_element("css selector", f"#entities tr[data-arn='{action}'] button").click()
-    _script(browser, count, lambda n: n == 4, "the action's neighbours")
+    run_script(browser, count, lambda n: n == 4, "the action's neighbours")
     browser.find_element("css selector", f"#entities tr[data-arn='{train}'] button").click()
-    _script(browser, count, lambda n: n == 5, "the training data's neighbours")
+    run_script(browser, count, lambda n: n == 5, "the training data's neighbours")
     edge = browser.execute_script(
         "return window.consoleGraph.edges().filter((e) => e.source().id() === arguments[0])[0].data('kind')", raw
     )
@@ -562,7 +391,7 @@ def test_a_tuning_job_shows_its_trials_objectives_and_the_best(browser, server, 
         " && [...document.querySelectorAll('#trials tbody tr[data-trial]')].some((r) => r.textContent.includes('Completed'))"
         " && document.getElementById('trial-counters').textContent.includes('Completed')"
     )
-    _script(browser, completed_row_live, lambda v: v, "a completed trial on the page, live", timeout=300)
+    run_script(browser, completed_row_live, lambda v: v, "a completed trial on the page, live", timeout=300)
     assert console_errors(browser) == []
     keep_page(browser, "console-tuning-job-live")
     described = wait_for(
@@ -573,7 +402,7 @@ def test_a_tuning_job_shows_its_trials_objectives_and_the_best(browser, server, 
     )
     assert described["HyperParameterTuningJobStatus"] == "Completed", described.get("FailureReason")
     best = described["BestTrainingJob"]
-    _open(browser, server, f"/console/tuning/{name}", "console-tuning-job")
+    open_page(browser, server, f"/console/tuning/{name}", "console-tuning-job")
     rows = browser.find_elements("css selector", "#trials tbody tr")
     assert len(rows) == 3 and all("Completed" in row.text for row in rows)
     best_row = browser.find_element("css selector", "#trials tr.best")
@@ -583,7 +412,7 @@ def test_a_tuning_job_shows_its_trials_objectives_and_the_best(browser, server, 
     assert "x" in browser.find_element("css selector", "#trials thead").text
     assert browser.execute_script("return window.consoleObjective.data[1].length") == 3
     # Sorted by the objective, as the API sorts: the best first when descending.
-    _open(
+    open_page(
         browser,
         server,
         f"/console/tuning/{name}?sort=FinalObjectiveMetricValue&order=Descending",
@@ -591,14 +420,14 @@ def test_a_tuning_job_shows_its_trials_objectives_and_the_best(browser, server, 
     )
     first = browser.find_element("css selector", "#trials tbody tr")
     assert first.get_attribute("data-trial") == best["TrainingJobName"]
-    _open(browser, server, "/console/tuning?status=Completed", "console-tuning-jobs")
+    open_page(browser, server, "/console/tuning?status=Completed", "console-tuning-jobs")
     assert name in browser.find_element("css selector", "table.list").text
 
 
 def test_notebook_instance_pages_load(browser, server, sm):
     name = f"console-nb-{uuid.uuid4().hex[:6]}"
     sm.create_notebook_instance(NotebookInstanceName=name, InstanceType="ml.t3.medium", RoleArn=ROLE)
-    _open(browser, server, f"/console/notebooks/{name}", "console-notebook")
+    open_page(browser, server, f"/console/notebooks/{name}", "console-notebook")
     assert "ml.t3.medium" in browser.find_element("css selector", "dl.pairs").text
     status = sm.describe_notebook_instance(NotebookInstanceName=name)["NotebookInstanceStatus"]
     assert browser.find_element("id", "open-lab").is_enabled() == (status == "InService")
@@ -610,10 +439,10 @@ def test_notebook_instance_pages_load(browser, server, sm):
         timeout=480,  # the first notebook of a run builds the runtime, and its Stop waits for that build
         what="the instance to stop",
     )
-    _script(browser, "return document.getElementById('start') !== null", lambda v: v, "Start", timeout=15)
+    run_script(browser, "return document.getElementById('start') !== null", lambda v: v, "Start", timeout=15)
     assert "Stopped" in browser.find_element("id", "notebook-status").text
     assert console_errors(browser) == []
-    _open(browser, server, "/console/notebooks", "console-notebooks")
+    open_page(browser, server, "/console/notebooks", "console-notebooks")
     assert name in browser.find_element("css selector", "table.list").text
 
 
@@ -642,7 +471,7 @@ def test_a_shadow_test_compares_its_variants_and_is_ended_from_its_page(browser,
     for _ in range(6):
         runtime.invoke_endpoint(EndpointName=endpoint, Body="x", ContentType="text/plain")
 
-    _open(browser, server, f"/console/shadow-tests/{name}", "console-shadow-test")
+    open_page(browser, server, f"/console/shadow-tests/{name}", "console-shadow-test")
     rows = browser.find_element("id", "test-variants").text
     assert "production" in rows and "shadow, 100 % of requests copied" in rows and models[1] in rows
     # Both variants on the same charts: the shadow got a copy of every request.
@@ -651,7 +480,7 @@ def test_a_shadow_test_compares_its_variants_and_is_ended_from_its_page(browser,
         "const i = p.series.findIndex((s) => s.label === 'Shadow');"
         "return i < 0 ? -1 : p.data[i].reduce((sum, v) => sum + (v || 0), 0)"
     )
-    _script(browser, shadow_calls, lambda n: n >= 6, "the shadow's invocations on the chart", timeout=30)
+    run_script(browser, shadow_calls, lambda n: n >= 6, "the shadow's invocations on the chart", timeout=30)
     keep_page(browser, "console-shadow-test")
     assert console_errors(browser) == []
 
@@ -665,7 +494,7 @@ def test_a_shadow_test_compares_its_variants_and_is_ended_from_its_page(browser,
         timeout=120,
         what="the endpoint without its shadow",
     )
-    _open(browser, server, "/console/shadow-tests", "console-shadow-tests")
+    open_page(browser, server, "/console/shadow-tests", "console-shadow-tests")
     assert name in browser.find_element("css selector", "table.list").text
 
 
@@ -682,14 +511,14 @@ def test_a_project_shows_what_its_template_provisioned(browser, server, sm):
     )["ProjectId"]
     # Opened while it is provisioned: the page follows its status until it settles.
     browser.get(f"{server.url}/console/projects/{name}")
-    _script(
+    run_script(
         browser,
         "return document.getElementById('project-status').textContent",
         lambda s: "CreateCompleted" in s,
         "the project to be created, on its page",
         timeout=180,
     )
-    _open(browser, server, f"/console/projects/{name}", "console-project")
+    open_page(browser, server, f"/console/projects/{name}", "console-project")
     group = f"{name}-{project_id}"
     assert "AVAILABLE" in browser.find_element("id", "provisioned-products").text
     pipelines = browser.find_element("id", "project-pipelines").text
@@ -697,9 +526,9 @@ def test_a_project_shows_what_its_template_provisioned(browser, server, sm):
     assert group in browser.find_element("id", "project-model-groups").text
     link = browser.find_element("css selector", "#project-model-groups a")
     link.click()
-    _script(browser, "return location.pathname", lambda p: p == f"/console/models/{group}", "the model group's page")
+    run_script(browser, "return location.pathname", lambda p: p == f"/console/models/{group}", "the model group's page")
 
-    _open(browser, server, f"/console/projects?name={name}", "console-projects")
+    open_page(browser, server, f"/console/projects?name={name}", "console-projects")
     rows = browser.find_elements("css selector", "table.list tbody tr")
     assert len(rows) == 1 and project_id in rows[0].text and "made for the console" in rows[0].text
     assert browser.find_element("css selector", "nav a[href='/console/projects']").get_attribute("aria-current")
@@ -745,14 +574,14 @@ def test_every_list_page_filters_sorts_and_pages_from_the_keyboard(browser, serv
         sm.create_experiment(ExperimentName=f"{prefix}-{index:02d}")
 
     for path in LIST_PAGES:
-        _open(browser, server, path, "console-list-" + path.rsplit("/", 1)[-1])
+        open_page(browser, server, path, "console-list-" + path.rsplit("/", 1)[-1])
         form = browser.find_element("css selector", "form.filters")
         assert form.find_elements("css selector", "input[name=after]") and form.find_elements("css selector", "button")
         # Sorting by a column, from the keyboard: its header link, then Enter; the page comes back sorted by it.
         header = browser.find_element("css selector", "th[aria-sort] a")
         column = header.text.rstrip(" ▲▼")
         header.send_keys(Keys.ENTER)
-        _script(browser, "return location.search", lambda q: "sort=" in q, f"{path} sorted by {column}", timeout=30)
+        run_script(browser, "return location.search", lambda q: "sort=" in q, f"{path} sorted by {column}", timeout=30)
         sorted_by = browser.execute_script(
             "return [...document.querySelectorAll('th[aria-sort]')]"
             ".find((th) => th.textContent.trim().replace(/ [▲▼]$/, '') === arguments[0]).getAttribute('aria-sort')",
@@ -762,24 +591,24 @@ def test_every_list_page_filters_sorts_and_pages_from_the_keyboard(browser, serv
         assert console_errors(browser) == []
 
     # Server-side pages: 25 rows, then the next page from its link (keyboard again), and a way back.
-    _open(browser, server, "/console/experiments?sort=Name&order=Ascending", "console-experiments-page-1")
+    open_page(browser, server, "/console/experiments?sort=Name&order=Ascending", "console-experiments-page-1")
     rows = [r.text for r in browser.find_elements("css selector", "table.list tbody tr")]
     assert len(rows) == 25 and all(r.startswith(prefix) for r in rows)
     browser.find_element("css selector", "a[rel=next]").send_keys(Keys.ENTER)
-    _script(browser, "return location.search", lambda q: "token=" in q, "the next page", timeout=30)
+    run_script(browser, "return location.search", lambda q: "token=" in q, "the next page", timeout=30)
     rows = [r.text for r in browser.find_elements("css selector", "table.list tbody tr")]
     assert rows[0].startswith(f"{prefix}-25") and rows[1].startswith(f"{prefix}-26")
     assert browser.find_element("link text", "First page")
 
     # A date filter is the API's CreatedAfter: nothing was created after tomorrow.
     tomorrow = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 86400))
-    _open(browser, server, f"/console/experiments?after={tomorrow}", "console-experiments-filtered")
+    open_page(browser, server, f"/console/experiments?after={tomorrow}", "console-experiments-filtered")
     assert "match these filters" in browser.find_element("css selector", "table.list tbody").text
 
     # Times in the reader's time zone, UTC on hover (the title).
     browser.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": "Asia/Kolkata"})
     try:
-        _open(browser, server, "/console/experiments?sort=Name&order=Ascending", "console-experiments-kolkata")
+        open_page(browser, server, "/console/experiments?sort=Name&order=Ascending", "console-experiments-kolkata")
         shown = browser.execute_script(
             "const t = document.querySelector('table.list tbody time');"
             "return [t.textContent, t.title, t.getAttribute('datetime')]"
@@ -798,7 +627,7 @@ def test_every_list_page_filters_sorts_and_pages_from_the_keyboard(browser, serv
         browser.execute_cdp_cmd(
             "Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": theme}]}
         )
-        _open(browser, server, "/console/experiments", f"console-experiments-{theme}")
+        open_page(browser, server, "/console/experiments", f"console-experiments-{theme}")
         colours = browser.execute_script(
             "const s = getComputedStyle(document.body); return [s.color, s.backgroundColor,"
             " getComputedStyle(document.querySelector('table.list a')).color]"

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from support.waiting import wait_for
+
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 
 
@@ -65,3 +67,23 @@ def keep_page(driver, name: str) -> Path:
     driver.save_screenshot(str(path))
     path.with_suffix(".html").write_text(driver.page_source)
     return path
+
+
+WIDTH = 1280  # the console's pages must fit a laptop's 1280 px (issue 19)
+
+
+def open_page(driver, server, path: str, name: str):
+    """Load a console page, check it loaded without console errors and fits the window; keep it."""
+    driver.get(server.url + path)
+    wait_for(
+        lambda: driver.execute_script("return document.readyState"), lambda s: s == "complete", what=f"{path} loaded"
+    )
+    overflow = driver.execute_script("return document.documentElement.scrollWidth")
+    keep_page(driver, name)
+    assert console_errors(driver) == [], f"{path} logged errors"
+    assert overflow <= WIDTH, f"{path} is {overflow} px wide at {WIDTH} px"
+
+
+def run_script(driver, script: str, until, what: str, timeout: float = 120):
+    """Run ``script`` in the page until its answer satisfies ``until``."""
+    return wait_for(lambda: driver.execute_script(script), until, timeout=timeout, interval=0.2, what=what)
