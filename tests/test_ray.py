@@ -77,6 +77,15 @@ def training(clients, name: str, script: str, **extra) -> None:
     sm.create_training_job(**request)
 
 
+def refused(clients, name: str, instance_type: str, count: int = 1) -> str:
+    """The FailureReason of a job of that size, which must fail without running."""
+    resources = {"InstanceType": instance_type, "InstanceCount": count, "VolumeSizeInGB": 1}
+    training(clients, name, "print('never')\n", ResourceConfig=resources)
+    job = wait(clients[0], "training", name, timeout=120)
+    assert job["TrainingJobStatus"] == "Failed"
+    return job["FailureReason"]
+
+
 def model_files(s3, name: str) -> dict[str, bytes]:
     body = s3.get_object(Bucket=BUCKET, Key=f"output/{name}/output/model.tar.gz")["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(body)) as tar:
@@ -285,35 +294,19 @@ def test_a_lost_node_fails_its_job_with_a_clear_reason(clients, cluster):
 
 
 def test_an_instance_type_no_node_can_hold_fails_at_once_saying_so(clients):
-    sm, _, _ = clients
-    training(
-        clients,
-        "ray-too-big",
-        "print('never')\n",
-        ResourceConfig={"InstanceType": "ml.m5.24xlarge", "InstanceCount": 1, "VolumeSizeInGB": 1},
-    )
-    job = wait(sm, "training", "ray-too-big", timeout=120)
-    assert job["TrainingJobStatus"] == "Failed"
-    assert job["FailureReason"].startswith("ClientError: no live node of the Ray cluster has 96 CPUs")
+    reason = refused(clients, "ray-too-big", "ml.m5.24xlarge")
+    assert reason.startswith("ClientError: no live node of the Ray cluster has 96 CPUs")
 
 
 def test_a_multi_instance_job_the_nodes_cannot_hold_at_once_fails_at_once_saying_so(clients):
     # A worker node of 4 CPUs holds two ml.m5.large (2 CPUs) at once: a fifth instance could never be placed.
-    sm, _, _ = clients
-    training(
-        clients,
-        "ray-five",
-        "print('never')\n",
-        ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 5, "VolumeSizeInGB": 1},
-    )
-    job = wait(sm, "training", "ray-five", timeout=120)
-    assert job["TrainingJobStatus"] == "Failed"
-    refused = re.match(
+    reason = refused(clients, "ray-five", "ml.m5.large", count=5)
+    matched = re.match(
         r"ClientError: a job of 5 instances of 2 CPUs and 8\.0 GiB cannot be placed: the live nodes of the Ray "
         r"cluster hold at most (\d+) at once; use InstanceCount \1 or add nodes$",
-        job["FailureReason"],
+        reason,
     )
-    assert refused and refused.group(1) in ("2", "4"), job["FailureReason"]  # 2 once a node was lost (above)
+    assert matched and matched.group(1) in ("2", "4"), reason  # 2 once a node was lost (above)
 
 
 GPU_SCRIPT = """
@@ -357,22 +350,15 @@ def test_a_gpu_type_lands_on_the_gpu_node_and_sees_its_gpu_and_one_needing_more_
     assert NODE_LINE.findall(text) == [gpu_node.node_id]  # the only node with a GPU
     assert "GPUS 1 VISIBLE '0'" in text and "1 GPU)" in text and "has no GPU" not in text
 
-    training(  # 4 GPUs (and 48 CPUs): the GPUs are what no node has, and the reason says so
-        clients,
-        "ray-gpu-four",
-        "print('never')\n",
-        ResourceConfig={"InstanceType": "ml.g4dn.12xlarge", "InstanceCount": 1, "VolumeSizeInGB": 1},
-    )
-    job = wait(sm, "training", "ray-gpu-four", timeout=120)
-    assert job["TrainingJobStatus"] == "Failed"
-    assert job["FailureReason"].startswith(
+    # 4 GPUs (and 48 CPUs): the GPUs are what no node has, and the reason says so.
+    reason = refused(clients, "ray-gpu-four", "ml.g4dn.12xlarge")
+    assert reason.startswith(
         "ClientError: no live node of the Ray cluster has 4 GPUs for the instance type (the most on one node is 1)"
-    ), job["FailureReason"]
+    ), reason
 
-    training(clients, "ray-gpu-two", "print('never')\n", ResourceConfig={**G4DN_XLARGE, "InstanceCount": 2})
-    job = wait(sm, "training", "ray-gpu-two", timeout=120)
-    assert job["TrainingJobStatus"] == "Failed"
-    assert job["FailureReason"] == (  # GPUs count in how many instances the nodes hold at once
+    assert refused(
+        clients, "ray-gpu-two", "ml.g4dn.xlarge", count=2
+    ) == (  # GPUs count in how many instances the nodes hold at once
         "ClientError: a job of 2 instances of 4 CPUs, 1 GPUs and 16.0 GiB cannot be placed: the live nodes of the "
         "Ray cluster hold at most 1 at once; use InstanceCount 1 or add nodes"
     )
