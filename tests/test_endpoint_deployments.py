@@ -13,7 +13,7 @@ from selfmaker.server.errors import AWSError
 from selfmaker.services.hosting import deployments
 from selfmaker.services.hosting.router import choose
 from selfmaker.store.resources import Record
-from support.endpoints import Load, Models, deploy, error_of, variant, wait_status
+from support.endpoints import Load, Models, canary, deploy, error_of, variant, wait_status
 from support.jobs import tar_gz
 from support.waiting import wait_for
 
@@ -375,19 +375,6 @@ def test_a_restart_mid_deployment_resumes_it(make_server, tmp_path):
     assert described["EndpointStatus"] == "InService" and described["EndpointConfigName"] == "resume-2"
     assert load.errors == []
     sm.delete_endpoint(EndpointName="resume")
-
-
-def canary(wait: int, alarm: str) -> dict:
-    return {
-        "BlueGreenUpdatePolicy": {
-            "TrafficRoutingConfiguration": {
-                "Type": "CANARY",
-                "WaitIntervalInSeconds": wait,
-                "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 50},
-            }
-        },
-        "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": alarm}]},
-    }
 
 
 def assert_rolled_back(described: dict, seen: list[dict], load: Load, old_config: str, old: str, new: str) -> None:

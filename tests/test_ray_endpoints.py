@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 
 from support import ray_cluster
 from support.clients import make_client
-from support.endpoints import Models, deploy, error_of, invoke, variant, versioned_archive
+from support.endpoints import Load, Models, canary, deploy, error_of, invoke, variant, versioned_archive, wait_status
 from support.jobs import tar_gz
 from support.pipelines import IMAGE
 from support.ray_cluster import NODE_LINE, two_worker_cluster
@@ -135,6 +135,58 @@ def test_an_endpoint_on_two_nodes_survives_the_loss_of_one(ray_server, cluster, 
     )
     assert sm.describe_endpoint(EndpointName="on-ray")["EndpointStatus"] == "InService"
     sm.delete_endpoint(EndpointName="on-ray")
+
+
+def test_blue_green_and_an_alarm_rollback_on_the_cluster_fail_no_request(ray_server, tmp_path):
+    """UpdateEndpoint on Ray instances as on one machine: an all-at-once blue/green switch to a new fleet
+    started on the nodes, then a canary rolled back by its alarm, under a steady stream of requests."""
+    sm, cloudwatch = make_client("sagemaker", ray_server.url), make_client("cloudwatch", ray_server.url)
+    models = Models(ray_server, tmp_path)
+    for version in ("v1", "v2", "v3"):
+        models.create(f"bg-{version}", versioned_archive(f"bg-{version}"), Image=IMAGE)
+        sm.create_endpoint_config(EndpointConfigName=f"bg-{version}", ProductionVariants=[variant(f"bg-{version}")])
+    sm.create_endpoint(EndpointName="bg", EndpointConfigName="bg-v1")
+    assert wait_status(sm, "bg")["EndpointStatus"] == "InService"
+    cloudwatch.put_metric_alarm(  # a day-long period: the state SetAlarmState gives holds
+        AlarmName="bg-errors",
+        Namespace="AWS/SageMaker",
+        MetricName="Invocation5XXErrors",
+        Statistic="Sum",
+        Period=86400,
+        EvaluationPeriods=1,
+        Threshold=1,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+        Dimensions=[{"Name": "EndpointName", "Value": "bg"}, {"Name": "VariantName", "Value": "AllTraffic"}],
+        TreatMissingData="notBreaching",
+    )
+    all_at_once = {
+        "BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 1}}
+    }
+    with Load(ray_server.url, "bg") as load:
+        load.wait_for("bg-v1", timeout=120)
+        sm.update_endpoint(EndpointName="bg", EndpointConfigName="bg-v2", DeploymentConfig=all_at_once)
+        load.wait_for("bg-v2", timeout=300)
+        described = wait_status(sm, "bg")
+        assert described["EndpointConfigName"] == "bg-v2", described.get("FailureReason")
+        switched = load.answers["bg-v1"]
+        time.sleep(0.5)
+        assert load.answers["bg-v1"] == switched, "the old fleet still answers after the switch"
+
+        sm.update_endpoint(EndpointName="bg", EndpointConfigName="bg-v3", DeploymentConfig=canary(600, "bg-errors"))
+        load.wait_for("bg-v3", timeout=300)  # the canary takes its share, then bakes for ten minutes
+        cloudwatch.set_alarm_state(AlarmName="bg-errors", StateValue="ALARM", StateReason="test")
+        described = wait_for(
+            lambda: sm.describe_endpoint(EndpointName="bg"),
+            lambda d: d["EndpointStatus"] == "InService" and "PendingDeploymentSummary" not in d,
+            timeout=120,
+            what="the canary's rollback",
+        )
+        canaried = load.answers["bg-v3"]
+        time.sleep(0.5)
+        assert load.answers["bg-v3"] == canaried, "the rolled-back canary still answers"
+    assert load.errors == []
+    assert described["EndpointConfigName"] == "bg-v2" and "bg-errors" in described["FailureReason"]
+    sm.delete_endpoint(EndpointName="bg")
 
 
 @pytest.fixture(scope="module")

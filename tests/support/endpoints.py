@@ -110,6 +110,20 @@ def deploy(sm, name: str, variants: list[dict], **config) -> dict:
     return wait_status(sm, name)
 
 
+def canary(wait: int, alarm: str) -> dict:
+    """A blue/green canary of half the capacity, baking ``wait`` seconds, rolled back by ``alarm``."""
+    return {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": {
+                "Type": "CANARY",
+                "WaitIntervalInSeconds": wait,
+                "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 50},
+            }
+        },
+        "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": alarm}]},
+    }
+
+
 def invoke(runtime, name: str, body: str = "x", **extra) -> tuple[str, str]:
     """(answer, invoked variant)."""
     answer = runtime.invoke_endpoint(EndpointName=name, Body=body, ContentType="text/plain", **extra)
