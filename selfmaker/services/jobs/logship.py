@@ -13,13 +13,17 @@ stopped), shipping their complete lines; the next server follows the files again
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ...aws.logs import log_store
 from ...backends import Backends, background_worker
 from ...engines.periodic import Periodic
+
+log = logging.getLogger("selfmaker.logs")
 
 POLL_SECONDS = 0.2
 MAX_EVENT_BYTES = 256 * 1024 - 26  # CloudWatch's event size limit, less its per-event overhead
@@ -29,8 +33,18 @@ _lock = threading.Lock()
 
 
 class Shipper(Periodic):
-    def __init__(self, store, account_id: str, region: str, group: str, stream: str, path: Path):
+    def __init__(
+        self,
+        store,
+        account_id: str,
+        region: str,
+        group: str,
+        stream: str,
+        path: Path,
+        on_shipped: Callable[[int], None] | None = None,
+    ):
         super().__init__(f"logs-{stream}", POLL_SECONDS)
+        self.on_shipped = on_shipped  # told the file's offset shipped, after each batch
         self.store, self.account_id, self.region = store, account_id, region
         self.group, self.stream, self.path = group, stream, path
         self.offset_path = path.with_name(path.name + ".shipped")
@@ -67,14 +81,28 @@ class Shipper(Periodic):
                     self.store, self.account_id, self.region, self.group, self.stream, events[start : start + 1000]
                 )
             self.offset_path.write_text(str(offset + end))
+            if self.on_shipped is not None:
+                try:
+                    self.on_shipped(offset + end)
+                except Exception:
+                    log.warning("could not note what %s has shipped", self.stream, exc_info=True)
 
 
-def follow(store, account_id: str, region: str, group: str, stream: str, path: Path) -> None:
-    """Start shipping ``path`` unless it is shipped already (idempotent)."""
+def follow(
+    store,
+    account_id: str,
+    region: str,
+    group: str,
+    stream: str,
+    path: Path,
+    on_shipped: Callable[[int], None] | None = None,
+) -> None:
+    """Start shipping ``path`` unless it is shipped already (idempotent); ``on_shipped(offset)`` after each
+    batch (the job notes where another server would resume the log: lifecycle.py)."""
     with _lock:
         if path in _shippers:
             return
-        shipper = _shippers[path] = Shipper(store, account_id, region, group, stream, path)
+        shipper = _shippers[path] = Shipper(store, account_id, region, group, stream, path, on_shipped)
     shipper.start()
 
 
