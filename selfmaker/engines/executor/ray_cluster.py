@@ -41,6 +41,17 @@ of the log it has), ``address`` (a model server's), ``stopped`` (the stop deadli
 (the status, once collected). A restarted server finds the group and the agent
 again by name: the instance ran on without it. A node that dies takes its
 agent and sandboxes with it: the instance ends with that reason.
+
+Another server can follow the instance too (several servers on one database, the
+one driving it dead): :meth:`RayExecutor.identity` is what it needs (the name,
+the *home* of the agent running it, the node, a model server's address, where
+its writable files go relative to its directory), which the job's record keeps;
+:meth:`RayExecutor.adopt` makes the state directory again from it, and the
+instance is then followed through the dead server's agent (detached: it outlives
+its server), found by name. ``offset`` also maps the log: where each piece of the
+node's log went in ``log_path`` (the server writes lines of its own there), so
+:meth:`RayExecutor.shipped` turns what the server shipped of ``log_path`` into
+an offset of the node's log, at which a server taking over resumes it.
 """
 
 from __future__ import annotations
