@@ -5,7 +5,8 @@ A cluster of a head with no CPUs and two worker nodes on this machine (as tests/
 with ``--executor ray`` on one database and one object store. A training job started through server A runs on a
 node; A is SIGKILLed; B takes the job's lease over and follows the same sandbox through A's agent (a detached
 actor that outlived A): the job completes with its model, its log stream has every line once, and A's agents
-end once nothing of A's is left on their nodes.
+end once nothing of A's is left on their nodes. An endpoint created through A, A SIGKILLed: B serves it through
+the same instance (same id, same log stream, never started again) and ends A's agents once it is deleted.
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ import os
 import socket
 import subprocess
 import sys
+import textwrap
+import time
 
 import pytest
 
 from support import ray_cluster
 from support.clients import make_client
-from support.jobs import code_archive, training_request, wait
+from support.endpoints import Models, deploy, variant, wait_gone
+from support.jobs import code_archive, tar_gz, training_request, wait
 from support.pipelines import IMAGE
 from support.ray_cluster import NODE_LINE, two_worker_cluster
 from support.waiting import wait_for
@@ -138,3 +142,59 @@ def s3_b_model(server) -> dict[str, bytes]:
     body = s3.get_object(Bucket=BUCKET, Key="output/takeover/output/model.tar.gz")["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(body)) as tar:
         return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+
+
+# Answers with the instance that served it (the sandbox's hostname is the instance id).
+WHO = """
+    import socket
+    def model_fn(model_dir):
+        return None
+    def transform_fn(model, data, content_type, accept):
+        return socket.gethostname(), "text/plain"
+"""
+
+
+def endpoint_streams(logs, endpoint: str) -> dict[str, str]:
+    group = f"/aws/sagemaker/Endpoints/{endpoint}"
+    found = {}
+    for stream in logs.describe_log_streams(logGroupName=group)["logStreams"]:
+        events = logs.get_log_events(logGroupName=group, logStreamName=stream["logStreamName"], startFromHead=True)
+        found[stream["logStreamName"].split("/")[-1]] = "\n".join(e["message"] for e in events["events"])
+    return found
+
+
+def test_a_server_taking_over_an_endpoint_serves_through_its_instances_on_the_nodes(two_servers, cluster, tmp_path):
+    a, b = two_servers
+    sm_a = make_client("sagemaker", a.url)
+    runtime_b, logs_b = make_client("sagemaker-runtime", b.url), make_client("logs", b.url)
+    Models(a, tmp_path).create("who", tar_gz({"code/inference.py": textwrap.dedent(WHO).encode()}), Image=IMAGE)
+    described = deploy(sm_a, "taken-over", [variant("who")])  # driven by A, whose CreateEndpoint took it
+    assert described["EndpointStatus"] == "InService", described.get("FailureReason")
+
+    def who() -> str:
+        return runtime_b.invoke_endpoint(EndpointName="taken-over", Body=b"1", ContentType="text/csv")["Body"].read()
+
+    serving = wait_for(who, lambda answer: answer.startswith(b"i-"), timeout=60, ignore=(Exception,), what="B")
+    a.kill()
+    wait_for(
+        lambda: endpoint_streams(logs_b, "taken-over").get(serving.decode(), ""),
+        lambda text: "this server follows it now" in text,
+        timeout=120,
+        ignore=(Exception,),
+        what="B to take the instance over",
+    )
+    # B serves through the same instance, kept by its health checks; none is started in its place.
+    time.sleep(10)
+    assert {who() for _ in range(10)} == {serving}
+    streams = endpoint_streams(logs_b, "taken-over")
+    assert list(streams) == [serving.decode()], list(streams)
+    assert streams[serving.decode()].count("is ready: it answered /ping") == 1, streams
+
+    make_client("sagemaker", b.url).delete_endpoint(EndpointName="taken-over")
+    wait_gone(make_client("sagemaker", b.url), "taken-over", timeout=120)
+    wait_for(
+        lambda: agents_of(a.data_dir, cluster[0].address),
+        lambda left: left == [],
+        timeout=120,
+        what="the agents of the dead server to end",
+    )
