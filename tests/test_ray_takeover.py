@@ -4,8 +4,9 @@ to its Ray instances (docs/scale-out.md, "Several servers" and "Jobs on a Ray cl
 A cluster of a head with no CPUs and two worker nodes on this machine (as tests/test_ray.py) and two servers
 with ``--executor ray`` on one database and one object store. A training job started through server A runs on a
 node; A is SIGKILLed; B takes the job's lease over and follows the same sandbox through A's agent (a detached
-actor that outlived A): the job completes with its model, its log stream has every line once, and A's agents
-end once nothing of A's is left on their nodes. An endpoint created through A, A SIGKILLed: B serves it through
+actor that outlived A): the job completes with its model, its log stream has every line once, another job
+taken over stops when asked through B, and A's agents end once nothing of A's is left on their nodes. A paused
+past its lease (SIGSTOP) and resumed while B drives its job does not drive it too (every line still once). An endpoint created through A, A SIGKILLed: B serves it through
 the same instance (same id, same log stream, never started again) and ends A's agents once it is deleted.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -34,12 +36,14 @@ ray = pytest.importorskip("ray") if not os.environ.get("CI") else __import__("ra
 pytestmark = pytest.mark.ray
 
 BUCKET = "ray-takeover"
-TICKS = 30  # lines the job prints, one every half second: A dies among them
 
-TRAIN = f"""
+
+def script(ticks: int) -> str:
+    """A job printing ``ticks`` lines, one every half second (its server dies among them), then saving its model."""
+    return f"""
 import time
 print("before the takeover", flush=True)
-for i in range({TICKS}):
+for i in range({ticks}):
     print(f"tick {{i}}", flush=True)
     time.sleep(0.5)
 open("/opt/ml/model/model.txt", "w").write("done")
@@ -95,36 +99,57 @@ for node in ray.nodes():
     return done.stdout.split()
 
 
-def test_a_server_taking_over_a_job_follows_its_instance_on_the_node(two_servers, cluster):
-    a, b = two_servers
-    sm_a, s3 = make_client("sagemaker", a.url), make_client("s3", a.url)
-    sm_b, logs_b = make_client("sagemaker", b.url), make_client("logs", b.url)
-    s3.create_bucket(Bucket=BUCKET)
-    s3.put_object(Bucket=BUCKET, Key="code/takeover.tar.gz", Body=code_archive({"train.py": TRAIN}))
-    request = training_request("takeover", BUCKET, "code/takeover.tar.gz")
+def start_through(server, name: str, ticks: int) -> None:
+    sm, s3 = make_client("sagemaker", server.url), make_client("s3", server.url)
+    if BUCKET not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+        s3.create_bucket(Bucket=BUCKET)
+    s3.put_object(Bucket=BUCKET, Key=f"code/{name}.tar.gz", Body=code_archive({"train.py": script(ticks)}))
+    request = training_request(name, BUCKET, f"code/{name}.tar.gz")
     request["AlgorithmSpecification"]["TrainingImage"] = IMAGE
-    sm_a.create_training_job(**request)  # A creates it, so A holds its lease and drives it
+    sm.create_training_job(**request)  # through this server, which so holds its lease and drives it
+
+
+def running(logs, name: str, line: str = "tick 2") -> None:
     wait_for(
-        lambda: stream_text(logs_b, "takeover"),
-        lambda text: "tick 2" in text,
+        lambda: stream_text(logs, name),
+        lambda text: line in text,
         timeout=300,
         ignore=(Exception,),
-        what="the job to be running on a node",
+        what=f"{name}'s log to say {line!r}",
     )
+
+
+def completed_once(server, name: str, ticks: int) -> str:
+    """The job Completed with its model, and its log stream has every line once: none lost, none repeated across
+    the takeover; it ran on in one sandbox, never started again. Its log."""
+    job = wait(make_client("sagemaker", server.url), "training", name, timeout=300)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    assert s3_b_model(server, name) == {"model.txt": b"done"}
+    text = stream_text(make_client("logs", server.url), name)
+    lines = text.splitlines()
+    assert lines.count("before the takeover") == 1 and lines.count("after the takeover") == 1, text
+    assert [line for line in lines if line.startswith("tick ")] == [f"tick {i}" for i in range(ticks)], text
+    assert "follows it now" in text, text  # the server that took it over says so
+    assert len(set(NODE_LINE.findall(text))) == 1, text  # one sandbox on one node
+    return text
+
+
+def test_a_server_taking_over_a_job_follows_its_instance_on_the_node(two_servers, cluster):
+    a, b = two_servers
+    logs_b = make_client("logs", b.url)
+    start_through(a, "takeover", 30)
+    start_through(a, "takeover-stop", 600)
+    running(logs_b, "takeover")
+    running(logs_b, "takeover-stop")
     assert agents_of(a.data_dir, cluster[0].address), "A started no agent"
     a.kill()
 
-    job = wait(sm_b, "training", "takeover", timeout=300)
-    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
-    body = s3_b_model(b)
-    assert body == {"model.txt": b"done"}
-    text = stream_text(logs_b, "takeover")
-    lines = text.splitlines()
-    # Every line of the job once: none lost, none repeated across the takeover; it ran on, never started again.
-    assert lines.count("before the takeover") == 1 and lines.count("after the takeover") == 1, text
-    assert [line for line in lines if line.startswith("tick ")] == [f"tick {i}" for i in range(TICKS)], text
-    assert "follows it now" in text, text  # B says it took the instance over
-    assert len(set(NODE_LINE.findall(text))) == 1, text  # one sandbox on one node
+    completed_once(b, "takeover", 30)
+    # Stop reaches a job taken over: through the dead server's agent, its sandbox gets SIGTERM.
+    running(logs_b, "takeover-stop", "follows it now")
+    sm_b = make_client("sagemaker", b.url)
+    sm_b.stop_training_job(TrainingJobName="takeover-stop")
+    assert wait(sm_b, "training", "takeover-stop", timeout=120)["TrainingJobStatus"] == "Stopped"
     # A's agents end once no instance of A's is left on their nodes.
     wait_for(
         lambda: agents_of(a.data_dir, cluster[0].address),
@@ -134,12 +159,25 @@ def test_a_server_taking_over_a_job_follows_its_instance_on_the_node(two_servers
     )
 
 
-def s3_b_model(server) -> dict[str, bytes]:
+def test_a_server_paused_past_its_lease_does_not_drive_the_job_once_it_resumes(two_servers):
+    a, b = two_servers
+    start_through(a, "paused", 80)
+    running(make_client("logs", b.url), "paused")
+    a.proc.send_signal(signal.SIGSTOP)  # past its lease: B takes the job over
+    try:
+        running(make_client("logs", b.url), "paused", "follows it now")
+    finally:
+        a.proc.send_signal(signal.SIGCONT)
+    # A resumes while the job runs: it neither stops it, nor ships its lines again, nor collects it.
+    completed_once(b, "paused", 80)
+
+
+def s3_b_model(server, name: str) -> dict[str, bytes]:
     import io
     import tarfile
 
     s3 = make_client("s3", server.url)
-    body = s3.get_object(Bucket=BUCKET, Key="output/takeover/output/model.tar.gz")["Body"].read()
+    body = s3.get_object(Bucket=BUCKET, Key=f"output/{name}/output/model.tar.gz")["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(body)) as tar:
         return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
 
@@ -188,7 +226,9 @@ def test_a_server_taking_over_an_endpoint_serves_through_its_instances_on_the_no
     assert {who() for _ in range(10)} == {serving}
     streams = endpoint_streams(logs_b, "taken-over")
     assert list(streams) == [serving.decode()], list(streams)
-    assert streams[serving.decode()].count("is ready: it answered /ping") == 1, streams
+    text = streams[serving.decode()]
+    assert text.count(f"SelfMaker: starting {serving.decode()}") == 1, text  # started once, by A
+    assert text.count("this server follows it now") == 1, text
 
     make_client("sagemaker", b.url).delete_endpoint(EndpointName="taken-over")
     wait_gone(make_client("sagemaker", b.url), "taken-over", timeout=120)

@@ -210,7 +210,9 @@ class Run:
     # -- logs --------------------------------------------------------------------------
 
     def ship_logs(self) -> None:
-        noting = self.job.executor(self.backends).adoptable
+        owner = leases(self.backends)
+        noting = self.job.executor(self.backends).adoptable and not owner.local
+        arn = self.record.arn
         for instance in self.instances:
             instance.root.mkdir(parents=True, exist_ok=True)
             instance.log_path.touch()
@@ -221,9 +223,8 @@ class Run:
                 self.job.log_group,
                 self.stream(instance),
                 instance.log_path,
-                on_shipped=partial(_note_shipped, self.job, self.backends, self.record.arn, instance)
-                if noting and not leases(self.backends).local
-                else None,
+                on_shipped=partial(_note_shipped, self.job, self.backends, arn, instance) if noting else None,
+                ships=(lambda: owner.holds(arn) and owner.valid()) if noting else None,
             )
 
     def finish_logs(self) -> None:
@@ -257,7 +258,7 @@ def _note_shipped(job: JobKind, backends: Backends, arn: str, instance: Instance
     stream neither repeats nor misses lines (a crash between the two writes repeats that one batch)."""
     shipped = job.executor(backends).shipped(instance.state, local_offset)
     owner = leases(backends)
-    if shipped is None or _noted.get(instance.log_path) == shipped or not owner.holds(arn):
+    if shipped is None or _noted.get(instance.log_path) == shipped or not (owner.holds(arn) and owner.valid()):
         return
     fence = owner.claim(arn)
     if not isinstance(fence, Fence):

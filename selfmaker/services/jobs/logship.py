@@ -42,9 +42,11 @@ class Shipper(Periodic):
         stream: str,
         path: Path,
         on_shipped: Callable[[int], None] | None = None,
+        ships: Callable[[], bool] | None = None,
     ):
         super().__init__(f"logs-{stream}", POLL_SECONDS)
         self.on_shipped = on_shipped  # told the file's offset shipped, after each batch
+        self.ships = ships  # whether to ship now (this server still drives the instance)
         self.store, self.account_id, self.region = store, account_id, region
         self.group, self.stream, self.path = group, stream, path
         self.offset_path = path.with_name(path.name + ".shipped")
@@ -60,6 +62,8 @@ class Shipper(Periodic):
     def flush(self, final: bool = False) -> None:
         """Ship every complete line written so far (and, if ``final``, a last unterminated one)."""
         with self._flush_lock:
+            if self.ships is not None and not self.ships():
+                return  # another server may follow the instance now: it ships the stream
             try:
                 offset = int(self.offset_path.read_text() or 0)
             except (FileNotFoundError, ValueError):
@@ -96,13 +100,15 @@ def follow(
     stream: str,
     path: Path,
     on_shipped: Callable[[int], None] | None = None,
+    ships: Callable[[], bool] | None = None,
 ) -> None:
     """Start shipping ``path`` unless it is shipped already (idempotent); ``on_shipped(offset)`` after each
-    batch (the job notes where another server would resume the log: lifecycle.py)."""
+    batch (the job notes where another server would resume the log: lifecycle.py); only while ``ships()``
+    (a server paused past its lease must not ship lines the server that took over ships too)."""
     with _lock:
         if path in _shippers:
             return
-        shipper = _shippers[path] = Shipper(store, account_id, region, group, stream, path, on_shipped)
+        shipper = _shippers[path] = Shipper(store, account_id, region, group, stream, path, on_shipped, ships)
     shipper.start()
 
 
