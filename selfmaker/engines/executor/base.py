@@ -102,6 +102,8 @@ class Executor(ABC):
     shares_files: bool = True
     # True: it builds each instance's runtime where the instance runs, from InstanceSpec.runtime.
     builds_runtimes: bool = False
+    # True: another server can follow its instances (identity() and adopt()): they run out of this machine.
+    adoptable: bool = False
 
     def place(self, key: str, count: int, limits: Limits | None = None) -> Placement:
         """Addresses for ``count`` instances of the job ``key`` (its ARN), each of ``limits``' size, decided
@@ -141,8 +143,27 @@ class Executor(ABC):
         """None while the instance runs; its exit status once it has ended (or vanished)."""
 
     @abstractmethod
-    def watch(self, state_dir: Path, on_exit: Callable[[], None]) -> None:
-        """Call ``on_exit()`` once, from another thread, when the instance ends (at once if it has)."""
+    def watch(self, state_dir: Path, on_exit: Callable[[], None], driving: Callable[[], bool] | None = None) -> None:
+        """Call ``on_exit()`` once, from another thread, when the instance ends (at once if it has).
+        ``driving``: whether this server still drives the instance; an executor whose instances other servers
+        can reach (:meth:`identity`) stops following once it is false (another server follows it then)."""
+
+    # -- another server taking an instance over (docs/scale-out.md, "Several servers") ----------------
+
+    def identity(self, state_dir: Path) -> dict | None:
+        """What another server needs to find and follow the instance (JSON), or None: it runs where only this
+        server reaches it (the local executor: its processes are on this machine)."""
+        return None
+
+    def adopt(self, state_dir: Path, identity: dict, log_path: Path) -> None:
+        """Follow, from this server, an instance another server started (its :meth:`identity`): recreate
+        ``state_dir`` from it, its log continuing in ``log_path``."""
+        raise NotImplementedError(f"the {self.name} executor's instances cannot be taken over")
+
+    def shipped(self, state_dir: Path, local_offset: int) -> int | None:
+        """How much of the instance's own log the first ``local_offset`` bytes of ``log_path`` hold (what a
+        taking-over server resumes from once those are shipped); None where instances are not adoptable."""
+        return None
 
     @abstractmethod
     def stop(self, state_dir: Path, grace: float = 0.0) -> None:

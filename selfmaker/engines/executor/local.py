@@ -324,7 +324,7 @@ class LocalExecutor(Executor):
             "restarted or they were killed outside SelfMaker)",
         )
 
-    def watch(self, state_dir: Path, on_exit: Callable[[], None]) -> None:
+    def watch(self, state_dir: Path, on_exit: Callable[[], None], driving: Callable[[], bool] | None = None) -> None:
         with self._lock:
             child = self._children.get(state_dir)
 

@@ -41,6 +41,17 @@ of the log it has), ``address`` (a model server's), ``stopped`` (the stop deadli
 (the status, once collected). A restarted server finds the group and the agent
 again by name: the instance ran on without it. A node that dies takes its
 agent and sandboxes with it: the instance ends with that reason.
+
+Another server can follow the instance too (several servers on one database, the
+one driving it dead): :meth:`RayExecutor.identity` is what it needs (the name,
+the *home* of the agent running it, the node, a model server's address, where
+its writable files go relative to its directory), which the job's record keeps;
+:meth:`RayExecutor.adopt` makes the state directory again from it, and the
+instance is then followed through the dead server's agent (detached: it outlives
+its server), found by name. ``offset`` also maps the log: where each piece of the
+node's log went in ``log_path`` (the server writes lines of its own there), so
+:meth:`RayExecutor.shipped` turns what the server shipped of ``log_path`` into
+an offset of the node's log, at which a server taking over resumes it.
 """
 
 from __future__ import annotations
@@ -84,6 +95,7 @@ class RayExecutor(Executor):
     name = "ray"
     shares_files = False
     builds_runtimes = True
+    adoptable = True
 
     def __init__(
         self, address: str, server_url: str | None = None, server_local_url: str | None = None, home: str = ""
@@ -97,7 +109,7 @@ class RayExecutor(Executor):
         self._lock = threading.Lock()
         self._locks: dict[Path, threading.Lock] = {}
         self._agent_class: Any = None  # NodeAgent as a Ray actor class, once connected
-        self._agents: dict[str, Any] = {}  # node id -> its agent's handle
+        self._agents: dict[tuple[str, str], Any] = {}  # (home, node id) -> that agent's handle
         self._nodes_seen: list[dict] = []
         self._on_node: dict[Path, str] = {}  # state directory -> the node of each running instance (or its hint)
         self._nodes_at = -NODES_TTL
@@ -250,15 +262,17 @@ class RayExecutor(Executor):
                 most += min(int(have.get("CPU", 0) // max(cpus, 1)), by_memory, by_gpus)
         return most
 
-    def _agent(self, node: str):
-        """The node's agent: the running one, or a new one (the first on the node, or after it died)."""
+    def _agent(self, node: str, home: str | None = None):
+        """The node's agent of ``home`` (this server's unless named: a dead server's, for the instances taken
+        over from it): the running one, or a new one (the first on the node, or after it died)."""
+        home = home or self.home
         with self._lock:
-            if (agent := self._agents.get(node)) is not None:
+            if (agent := self._agents.get((home, node))) is not None:
                 return agent
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         agent = self._agent_class.options(
-            name=agent_name(self.home, node),
+            name=agent_name(home, node),
             namespace=NAMESPACE,
             get_if_exists=True,
             lifetime="detached",
@@ -267,13 +281,18 @@ class RayExecutor(Executor):
             max_concurrency=1000,  # a log tail per running instance waits in it, with polls and stops
             num_cpus=0,  # the instances' resources are reserved by their placement groups
             scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
-        ).remote(self.home)
+        ).remote(home)
         with self._lock:
-            return self._agents.setdefault(node, agent)
+            return self._agents.setdefault((home, node), agent)
 
-    def _forget_agent(self, node: str) -> None:
+    def _agent_of(self, state_dir: Path):
+        """The agent following the instance: its node's, of the server that started it."""
+        return self._agent((state_dir / "node").read_text(), _meta(state_dir).get("home"))
+
+    def _forget_agent(self, node: str, state_dir: Path | None = None) -> None:
+        home = (_meta(state_dir).get("home") if state_dir else None) or self.home
         with self._lock:
-            self._agents.pop(node, None)
+            self._agents.pop((home, node), None)
 
     def _reserved_gpus(self, group_name: str) -> int:
         """The GPUs each bundle of the job's placement group holds (place() decided)."""
@@ -399,11 +418,11 @@ class RayExecutor(Executor):
             return
         if not wait:  # not waited for; and never an agent made for a node known lost
             if any(n["NodeID"] == node and n["Alive"] for n in self._nodes()):
-                self._agent(node).close.remote(name)
+                self._agent_of(state).close.remote(name)
             return
         if node in self._alive():
             try:
-                self._ray().get(self._agent(node).close.remote(name), timeout=60)
+                self._ray().get(self._agent_of(state).close.remote(name), timeout=60)
             except Exception:
                 log.warning("could not remove an earlier attempt of %s from node %s", name, node, exc_info=True)
 
@@ -454,7 +473,7 @@ class RayExecutor(Executor):
         ray = self._ray()
         name = json.loads((state_dir / "instance").read_text())["name"]
         try:
-            address = ray.get(self._agent(node).address.remote(name), timeout=CALL_TIMEOUT)
+            address = ray.get(self._agent_of(state_dir).address.remote(name), timeout=CALL_TIMEOUT)
         except (ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
             return None  # its agent is busy or restarting, or gone: poll says which
         if address:
@@ -489,18 +508,18 @@ class RayExecutor(Executor):
             with self._lock:
                 self._on_node.setdefault(state_dir, node)  # after a restart: what runs where, for the hints
             try:
-                text = ray.get(self._agent(node).poll.remote(name), timeout=CALL_TIMEOUT)
+                text = ray.get(self._agent_of(state_dir).poll.remote(name), timeout=CALL_TIMEOUT)
             except (ray.exceptions.GetTimeoutError, ray.exceptions.ActorUnavailableError):
                 return None if node in self._alive() else self._lost_node(state_dir, name, node)
             except ray.exceptions.RayError as err:  # the agent died, or cannot be placed on a node now gone
-                self._forget_agent(node)
+                self._forget_agent(node, state_dir)
                 if node not in self._alive():
                     return self._lost_node(state_dir, name, node)
                 return self._record(state_dir, name, self._gone(state_dir, _lost(err)))
             if text is None:
                 return None
             status = status_of(text)
-            agent = self._agent(node)
+            agent = self._agent_of(state_dir)
             try:
                 self._follow_log(agent, state_dir, final=True)
                 meta = json.loads((state_dir / "instance").read_text())
@@ -513,7 +532,7 @@ class RayExecutor(Executor):
             return self._record(state_dir, name, status)
 
     def _lost_node(self, state_dir: Path, name: str, node: str) -> ExitStatus:
-        self._forget_agent(node)
+        self._forget_agent(node, state_dir)
         return self._record(state_dir, name, self._gone(state_dir, f"the Ray node {node} running it was lost"))
 
     def _gone(self, state_dir: Path, reason: str) -> ExitStatus:
@@ -528,6 +547,7 @@ class RayExecutor(Executor):
             self._on_node.pop(state_dir, None)
         try:
             self._discard(state_dir, name, wait=False)
+            self._retire_agent(state_dir, name)
         except Exception:
             log.warning("could not release %s on the Ray cluster", name, exc_info=True)
         for done in ("pending.json", "pending.tar"):
@@ -561,21 +581,131 @@ class RayExecutor(Executor):
         everything is here. ``final``: until then (the instance has ended)."""
         ray = self._ray()
         meta = json.loads((state_dir / "instance").read_text())
-        offset_file = state_dir / "offset"
         while True:
-            offset = int(offset_file.read_text() or 0) if offset_file.exists() else 0
+            offset = _log_map(state_dir)["offset"]
             chunk, ended = ray.get(agent.tail.remote(meta["name"], offset, 0.0 if final else TAIL_WAIT), timeout=60)
             if chunk:
                 with open(meta["log"], "ab") as f:
+                    at = f.seek(0, 2)
                     f.write(chunk)
-                offset_file.write_text(str(offset + len(chunk)))
+                with self._lock:  # shipped() prunes the same file from the log shipper's thread
+                    known = _log_map(state_dir)
+                    known["chunks"].append([at, offset, len(chunk)])
+                    known["offset"] = offset + len(chunk)
+                    _write(state_dir / "offset", json.dumps(known))
             if ended or not final:
                 return bool(ended)
 
-    def watch(self, state_dir: Path, on_exit: Callable[[], None]) -> None:
+    # -- another server taking the instance over -----------------------------------
+
+    def identity(self, state_dir: Path) -> dict | None:
+        """The instance as any server of the cluster finds it: its name (its placement group's, or its job's
+        group and bundle), the home of the agent that runs it, its node once handed over, a model server's
+        address, and where its writable files go (relative to its directory: each server has its own)."""
+        if not (state_dir / "instance").exists():
+            return None
+        meta = _meta(state_dir)
+        root = state_dir.parent
+        if not all(Path(p).is_relative_to(root) for p in meta["writable"].values()):
+            return None  # its files come back to a place of this server's own: no other can take it over
+        found = {
+            "name": meta["name"],
+            "home": meta.get("home") or self.home,
+            "writable": {n: str(Path(p).relative_to(root)) for n, p in meta["writable"].items()},
+        }
+        found |= {k: meta[k] for k in ("group", "bundle") if k in meta}
+        for known in ("node", "address"):
+            if (state_dir / known).exists():
+                found[known] = (state_dir / known).read_text()
+        return found
+
+    def adopt(self, state_dir: Path, identity: dict, log_path: Path) -> None:
+        """Follow from here an instance a server that stopped started: its state directory made again from its
+        identity, its log resumed at ``identity["offset"]`` (what that server had shipped) through the agent
+        that runs it (detached: it outlived its server). One that server had not handed to a node yet cannot
+        be: its files were on that server's disk."""
+        for stale in ("exit", "stopped", "offset", "instance", "node", "address", "pending.json", "pending.tar"):
+            (state_dir / stale).unlink(missing_ok=True)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            self._locks.pop(state_dir, None)
+        name = identity["name"]
+        meta = {
+            "name": name,
+            "home": identity["home"],
+            "log": str(log_path),
+            "writable": {n: str(state_dir.parent / rel) for n, rel in identity["writable"].items()},
+        } | {k: identity[k] for k in ("group", "bundle") if k in identity}
+        offset = int(identity.get("offset") or 0)
+        _write(state_dir / "offset", json.dumps({"offset": offset, "chunks": [], "base": offset}))
+        if identity.get("address"):
+            _write(state_dir / "address", identity["address"])
+        node = identity.get("node") or self._placed_on(meta)
+        if node:
+            _write(state_dir / "node", node)
+        _write(state_dir / "instance", json.dumps(meta))
+        if not node:
+            self._record(
+                state_dir,
+                name,
+                ExitStatus(None, "the SelfMaker server that started it stopped before it ran on a node"),
+            )
+
+    def _placed_on(self, meta: dict) -> str | None:
+        """The node the instance's bundle is on (its group placed), else None."""
+        from ray.util import placement_group_table
+
+        group = self._group(meta.get("group", meta["name"]))
+        if group is None:
+            return None
+        return placement_group_table(group)["bundles_to_node_id"].get(meta.get("bundle", 0))
+
+    def shipped(self, state_dir: Path, local_offset: int) -> int | None:
+        """How much of the instance's own log (on its node) the first ``local_offset`` bytes of ``log_path``
+        hold: the server writes lines of its own there too, so each chunk appended is remembered (local start,
+        its offset on the node, length) until it is shipped whole."""
+        if not (state_dir / "instance").exists():
+            return None
+        with self._lock:
+            known = _log_map(state_dir)
+            chunks = known["chunks"]
+            whole = 0
+            while whole < len(chunks) and chunks[whole][0] + chunks[whole][2] <= local_offset:
+                known["base"] = chunks[whole][1] + chunks[whole][2]
+                whole += 1
+            if whole:  # shipped whole: forgotten
+                del chunks[:whole]
+                _write(state_dir / "offset", json.dumps(known))
+        if chunks and chunks[0][0] < local_offset:  # part of a chunk: its complete lines were shipped
+            return chunks[0][1] + local_offset - chunks[0][0]
+        return known["base"] if not chunks else chunks[0][1]
+
+    def _retire_agent(self, state_dir: Path, name: str) -> None:
+        """A stopped server's agents end once none of its instances is left on their nodes (the server that
+        took them over followed them through those agents; no one else will): none outlives its work."""
+        home = _meta(state_dir).get("home")
+        if not home or home == self.home:
+            return
+        ray = self._ray()
+        if (state_dir / "node").exists() and (node := (state_dir / "node").read_text()) in self._alive():
+            ray.get(self._agent(node, home).close.remote(name), timeout=60)  # before asking it if it is idle
+        for node in self._alive():
+            try:
+                agent = ray.get_actor(agent_name(home, node), namespace=NAMESPACE)
+            except ValueError:
+                continue  # none there (it ended, or the node never had one)
+            if ray.get(agent.idle.remote(), timeout=60):
+                ray.kill(agent, no_restart=True)
+                with self._lock:
+                    self._agents.pop((home, node), None)
+                log.info("ended %s: no instance of its stopped server is left on its node", agent_name(home, node))
+
+    def watch(self, state_dir: Path, on_exit: Callable[[], None], driving: Callable[[], bool] | None = None) -> None:
         def follow() -> None:
             ray = self._ray()
             while not (state_dir / "exit").exists():
+                if driving is not None and not driving():
+                    return  # another server drives it now (this one was paused past its lease): it follows it
                 try:
                     with self._state_lock(state_dir):
                         if (state_dir / "exit").exists() or (
@@ -584,8 +714,7 @@ class RayExecutor(Executor):
                             break
                         if not self._launch(state_dir, TAIL_WAIT):
                             continue  # its group waits for a node with room
-                        agent = self._agent((state_dir / "node").read_text())
-                        if self._follow_log(agent, state_dir):
+                        if self._follow_log(self._agent_of(state_dir), state_dir):
                             break
                 except ray.exceptions.GetTimeoutError:
                     continue
@@ -593,7 +722,7 @@ class RayExecutor(Executor):
                     time.sleep(1.0)
                 except ray.exceptions.RayActorError:
                     node = (state_dir / "node").read_text() if (state_dir / "node").exists() else ""
-                    self._forget_agent(node)
+                    self._forget_agent(node, state_dir)
                     if node not in self._alive():
                         break  # lost with its node: poll says so
                     time.sleep(1.0)  # its agent died and Ray starts another (or it is made again)
@@ -610,7 +739,29 @@ class RayExecutor(Executor):
         meta = json.loads((state_dir / "instance").read_text())
         remaining = deadline - time.time()
         # The node's local executor keeps the deadline itself; a call long past it kills at once.
-        self._agent((state_dir / "node").read_text()).stop.remote(meta["name"], max(0.0, remaining))
+        self._agent_of(state_dir).stop.remote(meta["name"], max(0.0, remaining))
+
+
+def _meta(state_dir: Path) -> dict:
+    return json.loads((state_dir / "instance").read_text())
+
+
+def _log_map(state_dir: Path) -> dict:
+    """``offset``: how much of the instance's log on its node is in ``log_path``; ``chunks``: where each piece
+    not shipped whole yet went there ([local start, offset on the node, length]); ``base``: the node's offset
+    up to which everything is shipped. (A plain number: written by an earlier version.)"""
+    try:
+        text = (state_dir / "offset").read_text()
+    except FileNotFoundError:
+        return {"offset": 0, "chunks": [], "base": 0}
+    known = json.loads(text or "0")
+    return known if isinstance(known, dict) else {"offset": known, "chunks": [], "base": known}
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.rename(path)
 
 
 def _lost(err: Exception) -> str:

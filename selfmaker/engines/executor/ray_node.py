@@ -279,6 +279,11 @@ class NodeAgent:
             self.executor.stop(root / "state", 0.0)
         shutil.rmtree(root, ignore_errors=True)
 
+    def idle(self) -> bool:
+        """Whether no instance of its server is left here (the server taking over a stopped server's instances
+        then ends this agent: ray_cluster.py)."""
+        return not any(self.home.iterdir())
+
 
 def _say(log: Path, line: str) -> None:
     with open(log, "a") as f:

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass
+from functools import partial
 from pathlib import Path
 
 from ...backends import Backends
@@ -29,7 +30,7 @@ from ...engines.executor import ExecutorUnavailable, ExitStatus, InstanceSpec, M
 from ...engines.leases import leases
 from ...engines.reconciler import Controller, kick
 from ...server.operations import Context
-from ...store.fencing import LeaseLost
+from ...store.fencing import Fence, LeaseLost, fenced
 from ...store.resources import Record, now
 from .. import experiments
 from ..kinds import Kind
@@ -209,6 +210,9 @@ class Run:
     # -- logs --------------------------------------------------------------------------
 
     def ship_logs(self) -> None:
+        owner = leases(self.backends)
+        noting = self.job.executor(self.backends).adoptable and not owner.local
+        arn = self.record.arn
         for instance in self.instances:
             instance.root.mkdir(parents=True, exist_ok=True)
             instance.log_path.touch()
@@ -219,10 +223,13 @@ class Run:
                 self.job.log_group,
                 self.stream(instance),
                 instance.log_path,
+                on_shipped=partial(_note_shipped, self.job, self.backends, arn, instance) if noting else None,
+                ships=(lambda: owner.holds(arn) and owner.valid()) if noting else None,
             )
 
     def finish_logs(self) -> None:
         for instance in self.instances:
+            _noted.pop(instance.log_path, None)
             logship.finish(
                 instance.log_path,
                 self.backends.store,
@@ -231,6 +238,43 @@ class Run:
                 self.job.log_group,
                 self.stream(instance),
             )
+
+
+def _confirm_lease(run: Run, executor) -> None:
+    """Before acting on instances another server may drive (a Ray node's: collecting, releasing, stopping them),
+    the step's lease is checked in the database as its writes are (store/fencing.py): a server paused past its
+    lease raises LeaseLost here instead of ending the instances the server that took them over follows."""
+    if executor.adoptable and not leases(run.backends).local:
+        with run.backends.store.write():
+            pass
+
+
+_noted: dict[Path, int] = {}  # log -> the offset of its instance's own log last written to its record
+
+
+def _note_shipped(job: JobKind, backends: Backends, arn: str, instance: Instance, local_offset: int) -> None:
+    """Once lines of an instance another server could follow (a Ray node's) are shipped, write in the job's record
+    how much of the instance's own log they cover: a server taking the job over resumes the log there, so the
+    stream neither repeats nor misses lines (a crash between the two writes repeats that one batch)."""
+    shipped = job.executor(backends).shipped(instance.state, local_offset)
+    owner = leases(backends)
+    if shipped is None or _noted.get(instance.log_path) == shipped or not (owner.holds(arn) and owner.valid()):
+        return
+    fence = owner.claim(arn)
+    if not isinstance(fence, Fence):
+        return
+
+    def note(fresh: Record, _conn) -> None:
+        state = fresh.data.get("_run", {})
+        if state.get("phase") == "Running" and state.get("node") == owner.node:
+            state.setdefault("shipped", {})[instance.host] = shipped
+
+    try:
+        with fenced(fence):
+            backends.resources.mutate(note, arn=arn, touch=False)
+        _noted[instance.log_path] = shipped
+    except LeaseLost:
+        pass
 
 
 def _no_preparation(run: Run, instance: Instance, runtime: runtimes.Runtime) -> None:
@@ -389,7 +433,7 @@ class JobKind(Kind):
         run = Run(self, backends, record)
         try:
             node = run.state.get("node")
-            if node and node != leases(backends).node:  # its instances ran on a server that is gone
+            if node and node != leases(backends).node and not self._adopt(run, node):  # its server is gone
                 return self._lost_with(run, node)
             if record.status == "Stopping":
                 return self._stop(run)
@@ -400,7 +444,7 @@ class JobKind(Kind):
             self._stop_instances(run)
             self._end(run, "Failed", str(failure))
         except LeaseLost:  # another server drives the job now (it was paused): end what it started, give up
-            self._stop_instances(run)
+            self._stop_instances(run, lease_lost=True)
             raise
         except Exception as err:  # a bug must not leave the job InProgress forever
             log.exception("job %s failed in SelfMaker", record.arn)
@@ -425,9 +469,41 @@ class JobKind(Kind):
             upload=False,
         )
 
-    def _stop_instances(self, run: Run) -> None:
-        """A job failing while instances run (an upload refused) ends them: nothing may outlive its job."""
+    def _adopt(self, run: Run, node: str) -> bool:
+        """Take over instances a stopped server started, where they run out of its machine (a Ray cluster's
+        nodes): follow them from here through what its record says of them (docs/scale-out.md). False: they
+        ran where only that server reached them."""
+        ex = self.executor(run.backends)
+        found = run.state.get("instances") or {}
+        if not all(i.host in found for i in run.instances):
+            return False
+        shipped = run.state.get("shipped") or {}
+        mine = leases(run.backends).node
         for instance in run.instances:
+            instance.root.mkdir(parents=True, exist_ok=True)
+            instance.say(
+                f"SelfMaker: the server on {node.split(':', 1)[0]} driving {instance.host} stopped; "
+                f"the server on {mine.split(':', 1)[0]} follows it now"
+            )
+            ex.adopt(
+                instance.state, {**found[instance.host], "offset": shipped.get(instance.host, 0)}, instance.log_path
+            )
+            with _watched_lock:
+                _watched.discard(instance.state)
+
+        def follows(d: dict) -> None:
+            d["_run"] = {**d.get("_run", {}), "node": mine}
+
+        run.update(follows)
+        return True
+
+    def _stop_instances(self, run: Run, lease_lost: bool = False) -> None:
+        """A job failing while instances run (an upload refused) ends them: nothing may outlive its job. Not
+        when the lease was lost: instances the new owner reaches (a Ray node's) are its to drive."""
+        ex = self.executor(run.backends)
+        for instance in run.instances:
+            if lease_lost and ex.identity(instance.state) is not None:
+                continue
             if instance.state.exists():
                 try:
                     self.executor(run.backends).stop(instance.state)
@@ -517,10 +593,16 @@ class JobKind(Kind):
 
         node = leases(run.backends).node
 
+        # How another server finds the instances, where they run out of this machine (a Ray cluster's nodes).
+        found = {i.host: known for i in run.instances if (known := ex.identity(i.state)) is not None}
+
         def launched(d: dict) -> None:
             # The node (host and data directory) whose executor runs the instances: a server that takes the
-            # job over from another node cannot reach them (docs/scale-out.md).
+            # job over from another node follows them there by ``instances``, or cannot reach them
+            # (docs/scale-out.md).
             d["_run"] = {**d.get("_run", {}), "phase": "Running", "started": started, "node": node}
+            if found:
+                d["_run"] |= {"instances": found, "shipped": {}}
             self.started(d, started)
             self.progress(d, "Training", "Training image download completed. Training in progress.")
 
@@ -559,12 +641,17 @@ class JobKind(Kind):
                 if instance.state in _watched:
                     continue
                 _watched.add(instance.state)
-            ex.watch(instance.state, lambda arn=run.record.arn: kick(run.backends, arn))
+            ex.watch(
+                instance.state,
+                lambda arn=run.record.arn: kick(run.backends, arn),
+                driving=lambda arn=run.record.arn: leases(run.backends).holds(arn),
+            )
 
     def _follow(self, run: Run) -> float | None:
         run.ship_logs()
         self._watch(run)
         ex = self.executor(run.backends)
+        _confirm_lease(run, ex)
         statuses = [self.exit_status(run, i, ex.poll(i.state)) for i in run.instances]
         failed = [(i, s) for i, s in zip(run.instances, statuses) if s is not None and not s.succeeded]
         if failed or all(s is not None for s in statuses):
@@ -603,6 +690,7 @@ class JobKind(Kind):
         """SIGTERM every instance, SIGKILL after the grace period; the job is Stopped once all have ended,
         after its outputs (a stopped training job's model too) are uploaded."""
         ex = self.executor(run.backends)
+        _confirm_lease(run, ex)
         grace = run.backends.settings.stop_grace_seconds
         running = False
         for instance in run.instances:

@@ -13,13 +13,17 @@ stopped), shipping their complete lines; the next server follows the files again
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ...aws.logs import log_store
 from ...backends import Backends, background_worker
 from ...engines.periodic import Periodic
+
+log = logging.getLogger("selfmaker.logs")
 
 POLL_SECONDS = 0.2
 MAX_EVENT_BYTES = 256 * 1024 - 26  # CloudWatch's event size limit, less its per-event overhead
@@ -29,8 +33,20 @@ _lock = threading.Lock()
 
 
 class Shipper(Periodic):
-    def __init__(self, store, account_id: str, region: str, group: str, stream: str, path: Path):
+    def __init__(
+        self,
+        store,
+        account_id: str,
+        region: str,
+        group: str,
+        stream: str,
+        path: Path,
+        on_shipped: Callable[[int], None] | None = None,
+        ships: Callable[[], bool] | None = None,
+    ):
         super().__init__(f"logs-{stream}", POLL_SECONDS)
+        self.on_shipped = on_shipped  # told the file's offset shipped, after each batch
+        self.ships = ships  # whether to ship now (this server still drives the instance)
         self.store, self.account_id, self.region = store, account_id, region
         self.group, self.stream, self.path = group, stream, path
         self.offset_path = path.with_name(path.name + ".shipped")
@@ -46,6 +62,8 @@ class Shipper(Periodic):
     def flush(self, final: bool = False) -> None:
         """Ship every complete line written so far (and, if ``final``, a last unterminated one)."""
         with self._flush_lock:
+            if self.ships is not None and not self.ships():
+                return  # another server may follow the instance now: it ships the stream
             try:
                 offset = int(self.offset_path.read_text() or 0)
             except (FileNotFoundError, ValueError):
@@ -67,14 +85,30 @@ class Shipper(Periodic):
                     self.store, self.account_id, self.region, self.group, self.stream, events[start : start + 1000]
                 )
             self.offset_path.write_text(str(offset + end))
+            if self.on_shipped is not None:
+                try:
+                    self.on_shipped(offset + end)
+                except Exception:
+                    log.warning("could not note what %s has shipped", self.stream, exc_info=True)
 
 
-def follow(store, account_id: str, region: str, group: str, stream: str, path: Path) -> None:
-    """Start shipping ``path`` unless it is shipped already (idempotent)."""
+def follow(
+    store,
+    account_id: str,
+    region: str,
+    group: str,
+    stream: str,
+    path: Path,
+    on_shipped: Callable[[int], None] | None = None,
+    ships: Callable[[], bool] | None = None,
+) -> None:
+    """Start shipping ``path`` unless it is shipped already (idempotent); ``on_shipped(offset)`` after each
+    batch (the job notes where another server would resume the log: lifecycle.py); only while ``ships()``
+    (a server paused past its lease must not ship lines the server that took over ships too)."""
     with _lock:
         if path in _shippers:
             return
-        shipper = _shippers[path] = Shipper(store, account_id, region, group, stream, path)
+        shipper = _shippers[path] = Shipper(store, account_id, region, group, stream, path, on_shipped, ships)
     shipper.start()
 
 
