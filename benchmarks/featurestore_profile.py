@@ -16,6 +16,7 @@ Run from the repository root: it imports the working tree's selfmaker.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
 import importlib
 import json
@@ -32,7 +33,8 @@ from selfmaker.backends import Backends
 from selfmaker.config import Settings
 from selfmaker.server import operations
 from selfmaker.server.models import operation_model
-from selfmaker.server.operations import Context, _call, call
+from selfmaker.server.operations import Context, call
+from selfmaker.server.operations import _call as call_handler
 from selfmaker.server.protocol import _json_object
 from selfmaker.server.serialize import rest_json_response
 from selfmaker.server.validate import validate
@@ -115,6 +117,11 @@ def main() -> None:
         for _ in range(50)
     ]
 
+    loop = asyncio.new_event_loop()  # GetRecord and BatchGetRecord are coroutines (they run on the server's loop)
+
+    def _call(ctx: Context, op, params: dict):
+        return loop.run_until_complete(call_handler(ctx, op, params))
+
     def batch(body: bytes) -> bytes:
         return rest_json_response(_call(ctx, batch_op, _json_object(body)), batch_op.output_shape)[2]
 
@@ -143,8 +150,10 @@ def main() -> None:
     parts = {
         "body JSON": lambda _: _json_object(bodies[0]),
         "input validation": lambda _: validate(params, batch_op.input_shape),
-        "online store read": lambda k: fs.online.get_many(group.key, k, time.time()),
-        "handler (read included)": lambda _: operations.handler_for(RUNTIME, "BatchGetRecord")(ctx, params),
+        "online store read": lambda k: loop.run_until_complete(fs.online.get_many_async(group.key, k, time.time())),
+        "handler (read included)": lambda _: loop.run_until_complete(
+            operations.handler_for(RUNTIME, "BatchGetRecord")(ctx, params)
+        ),
         "response serialization": lambda _: rest_json_response(result, batch_op.output_shape),
     }
     for name, fn in parts.items():

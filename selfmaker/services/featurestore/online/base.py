@@ -52,6 +52,13 @@ class OnlineStore(ABC):
     def get(self, grp: str, record_id: str, now: float) -> Stored | None:
         return self.get_many(grp, [record_id], now).get(record_id)
 
+    async def get_many_async(self, grp: str, record_ids: list[str], now: float) -> dict[str, Stored]:
+        """``get_many`` from the event loop (GetRecord and BatchGetRecord run there: no hand-off to a worker
+        thread). By default the read itself, which suits a store that never waits: a local SQLite WAL file,
+        whose readers do not block on its writer. A store across a network overrides it with a read that
+        awaits its answer, bounded by a timeout, so a slow store never holds up the loop's other requests."""
+        return self.get_many(grp, record_ids, now)
+
     @abstractmethod
     def write(self, grp: str, change: Change | None, offline: list[OfflineRow], now: float) -> Outcome:
         """Journal ``offline`` durably and apply ``change`` under the event-time rule."""

@@ -11,10 +11,12 @@ before Redis is touched: an acknowledged write is always journaled.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from urllib.parse import urlparse
 
 import redis
+import redis.asyncio
 
 from ..journal import Journal, OfflineRow
 from .base import Change, OnlineStore, Outcome, Stored
@@ -56,6 +58,13 @@ for i, key in ipairs(KEYS) do out[i] = redis.call('HMGET', key, 'e', 'x', 'd', '
 return out
 """
 
+# How long a read from the event loop waits for Redis (the URL's socket_timeout, when it sets one, instead):
+# past it the request fails as a dropped connection does, and the loop's other requests never wait on it.
+READ_TIMEOUT_SECONDS = 10.0
+# Connections the event loop's reads may hold at once (one per read in flight; idle ones are reused). More
+# concurrent reads wait for one: a flood of requests does not open a flood of connections to Redis.
+MAX_LOOP_CONNECTIONS = 32
+
 
 class RedisOnlineStore(OnlineStore):
     def __init__(self, url: str, journal: Journal):
@@ -75,6 +84,14 @@ class RedisOnlineStore(OnlineStore):
         self._readers = threading.local()
         self._reader_connections: list = []  # every thread's, to close them
         self._reader_lock = threading.Lock()
+        # The event loop's reads: asyncio connections made by a pool of the same URL (address, credentials,
+        # TLS, parser), without redis-py's per-write timeout (a task per command); one timeout per read instead.
+        self._loop_pool = redis.asyncio.Redis.from_url(url).connection_pool
+        self._read_timeout = self._loop_pool.connection_kwargs.get("socket_timeout") or READ_TIMEOUT_SECONDS
+        self._loop_pool.connection_kwargs["socket_timeout"] = None
+        self._loop = None  # the loop the connections below belong to
+        self._loop_idle: list = []
+        self._loop_slots: asyncio.Semaphore | None = None
 
     def _read(self, *command):
         """One read command on this thread's own connection (made by the client's pool, so with its address,
@@ -107,6 +124,45 @@ class RedisOnlineStore(OnlineStore):
             self._read("SCRIPT", "LOAD", _GET_MANY)
             return self._read("EVALSHA", self._get_many.sha, len(keys), *keys)
 
+    async def _read_async(self, *command):
+        """``_read`` from the event loop: one command on an idle connection of the loop's own (or a new one),
+        the same errors, the same one retry of a connection that broke. Past the read timeout the connection
+        is closed (a late reply must never answer the next command) and redis.TimeoutError raised."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # connections and the semaphore belong to one loop
+            self._loop, self._loop_idle, self._loop_slots = loop, [], asyncio.Semaphore(MAX_LOOP_CONNECTIONS)
+        assert self._loop_slots is not None
+        async with self._loop_slots:
+            conn = self._loop_idle.pop() if self._loop_idle else self._loop_pool.make_connection()
+            for attempt in (1, 2):
+                try:
+                    async with asyncio.timeout(self._read_timeout):
+                        await conn.send_command(*command)
+                        reply = await conn.read_response()
+                except redis.ResponseError:
+                    self._loop_idle.append(conn)  # Redis answered (the reply is read whole): the connection is fine
+                    raise
+                except redis.ConnectionError:
+                    await conn.disconnect(nowait=True)
+                    if attempt == 2:
+                        raise
+                    continue
+                except TimeoutError:
+                    await conn.disconnect(nowait=True)
+                    raise redis.TimeoutError(f"Redis did not answer within {self._read_timeout} s") from None
+                except BaseException:
+                    await conn.disconnect(nowait=True)  # a reply may be half read: never reuse this socket as it is
+                    raise
+                self._loop_idle.append(conn)
+                return reply
+
+    async def _read_many_async(self, keys: list[str]) -> list:
+        try:
+            return await self._read_async("EVALSHA", self._get_many.sha, len(keys), *keys)
+        except redis.exceptions.NoScriptError:
+            await self._read_async("SCRIPT", "LOAD", _GET_MANY)
+            return await self._read_async("EVALSHA", self._get_many.sha, len(keys), *keys)
+
     @staticmethod
     def _index(grp: str) -> str:
         return f"sm:fs:{{{grp}}}"
@@ -120,6 +176,17 @@ class RedisOnlineStore(OnlineStore):
             replies = [self._read("HMGET", self._record(grp, record_ids[0]), "e", "x", "d", "p")]
         else:
             replies = self._read_many([self._record(grp, rid) for rid in record_ids])
+        return self._live(record_ids, replies, now)
+
+    async def get_many_async(self, grp: str, record_ids: list[str], now: float) -> dict[str, Stored]:
+        if len(record_ids) == 1:
+            replies = [await self._read_async("HMGET", self._record(grp, record_ids[0]), "e", "x", "d", "p")]
+        else:
+            replies = await self._read_many_async([self._record(grp, rid) for rid in record_ids])
+        return self._live(record_ids, replies, now)
+
+    @staticmethod
+    def _live(record_ids: list[str], replies: list, now: float) -> dict[str, Stored]:
         found = {}
         for rid, (e, x, d, p) in zip(record_ids, replies):
             if e is None or d == b"1":
@@ -185,4 +252,8 @@ class RedisOnlineStore(OnlineStore):
             for conn in self._reader_connections:
                 conn.disconnect()
             self._reader_connections.clear()
+        idle, self._loop_idle = self._loop_idle, []
+        if idle and self._loop is not None and not self._loop.is_closed():
+            # Called from a worker thread at shutdown: the loop's sockets are closed on the loop, without waiting.
+            self._loop.call_soon_threadsafe(lambda: [conn._force_disconnect() for conn in idle])
         self.client.close()
