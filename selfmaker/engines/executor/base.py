@@ -164,6 +164,10 @@ class Executor(ABC):
         block = f"127.{1 + digest % 254}.{digest >> 8}"  # never 127.0.x: the server and others use 127.0.0.1
         return Placement(tuple(f"{block}.{i}" for i in range(1, count + 1)), "lo")
 
+    def release(self, reservation: str) -> None:
+        """Give back what :meth:`place` reserved (Placement.reservation) when the job's instances will not start
+        (an input refused). Nothing here: place() reserves nothing on this machine."""
+
     @abstractmethod
     def check(self) -> None:
         """Raise :class:`ExecutorUnavailable` if instances cannot run here."""

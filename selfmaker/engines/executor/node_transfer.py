@@ -108,9 +108,12 @@ def fetch_all(s3, fetches: list[dict], roots: dict[str, Path], scratch: Path) ->
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 partial = target.with_name(f".{target.name}.part")
-                with open(partial, "wb") as out:
-                    total += _download(s3, item["bucket"], item["key"], out)
-                partial.rename(target)
+                try:
+                    with open(partial, "wb") as out:
+                        total += _download(s3, item["bucket"], item["key"], out)
+                    partial.rename(target)
+                finally:  # a refused or broken read leaves nothing behind
+                    partial.unlink(missing_ok=True)
         except transfer.RefusedMember as err:
             raise TransferFailed(
                 f"ClientError: the code {uri} holds a member SelfMaker will not unpack: {err.detail}"

@@ -585,6 +585,12 @@ class RayExecutor(Executor):
         self._release_job_group(state_dir)
         return status
 
+    def release(self, reservation: str) -> None:
+        if (held := self._group(reservation)) is not None:
+            from ray.util import remove_placement_group
+
+            remove_placement_group(held)
+
     def _release_job_group(self, state_dir: Path) -> None:
         """Remove the job's placement group once every instance placed in it has ended. Its instances' state
         directories are siblings (``<job>/algo-<i>/state``), each naming the group."""

@@ -508,6 +508,30 @@ class JobKind(Kind):
             run.placement = ex.place(run.record.arn, len(run.instances), limits)
         except (ExecutorUnavailable, ValueError) as err:
             raise JobFailure(f"ClientError: {err}") from None
+        try:
+            self._launch(run, ex, runtime, limits)
+        except BaseException:  # an input refused, say: what place() reserved for the instances is given back
+            if run.placement.reservation:
+                ex.release(run.placement.reservation)
+            raise
+        # A retried job keeps its first start: MaxRuntimeInSeconds bounds the complete job, retries included.
+        started = run.state.get("started") or now()
+
+        node = leases(run.backends).node
+
+        def launched(d: dict) -> None:
+            # The node (host and data directory) whose executor runs the instances: a server that takes the
+            # job over from another node cannot reach them (docs/scale-out.md).
+            d["_run"] = {**d.get("_run", {}), "phase": "Running", "started": started, "node": node}
+            self.started(d, started)
+            self.progress(d, "Training", "Training image download completed. Training in progress.")
+
+        run.update(launched)
+        self._watch(run)
+        return True
+
+    def _launch(self, run: Run, ex, runtime: runtimes.Runtime, limits) -> None:
+        """Prepare every instance's files (its inputs, or on a cluster the list its node fetches), then start it."""
         hosts = run.dir / "hosts"
         hosts.write_text(hosts_file(run.instances, run.placement))
         specs = []
@@ -533,21 +557,6 @@ class JobKind(Kind):
                 ex.start(spec)
             except ExecutorUnavailable as err:
                 raise JobFailure(f"ClientError: {err}") from None
-        # A retried job keeps its first start: MaxRuntimeInSeconds bounds the complete job, retries included.
-        started = run.state.get("started") or now()
-
-        node = leases(run.backends).node
-
-        def launched(d: dict) -> None:
-            # The node (host and data directory) whose executor runs the instances: a server that takes the
-            # job over from another node cannot reach them (docs/scale-out.md).
-            d["_run"] = {**d.get("_run", {}), "phase": "Running", "started": started, "node": node}
-            self.started(d, started)
-            self.progress(d, "Training", "Training image download completed. Training in progress.")
-
-        run.update(launched)
-        self._watch(run)
-        return True
 
     def _spec(self, run: Run, instance: Instance, runtime: runtimes.Runtime, limits, hosts: Path) -> InstanceSpec:
         spec = self._sandbox(run, instance, runtime, limits, hosts)
