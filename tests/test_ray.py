@@ -302,7 +302,8 @@ def test_a_20_step_fan_out_pipeline_runs_on_both_nodes(clients, cluster):
     sm, _, logs = clients
     create(sm, "ray-fan-out", [processing(f"step-{i}", "print('step done', flush=True)") for i in range(20)])
     execution = wait_pipeline(sm, start(sm, "ray-fan-out"), timeout=900)
-    assert execution["PipelineExecutionStatus"] == "Succeeded"
+    failed = {n: s.get("FailureReason") for n, s in steps(sm, execution["PipelineExecutionArn"]).items()}
+    assert execution["PipelineExecutionStatus"] == "Succeeded", {n: r for n, r in failed.items() if r}
     used = set()
     for step in steps(sm, execution["PipelineExecutionArn"]).values():
         job = step["Metadata"]["ProcessingJob"]["Arn"].rsplit("/", 1)[1]

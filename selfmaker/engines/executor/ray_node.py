@@ -212,16 +212,12 @@ class NodeAgent:
     def _roots(self, root: Path) -> dict[str, Path]:
         return {p.name: p for p in (root / "files").iterdir()}
 
-    def _store(self, root: Path) -> tuple[dict, object]:
-        transfers = json.loads((root / "transfers.json").read_text())
-        return transfers, node_transfer.client(transfers["store"])
-
     def _fetch(self, root: Path, fetches: list[dict]) -> None:
         """Copy the instance's S3 inputs and code into its files, as the job (node_transfer.py)."""
         log = root / "output.log"
         _say(log, f"SelfMaker: fetching {len(fetches)} object(s) from the object store on this node")
         started = time.monotonic()
-        _transfers, s3 = self._store(root)
+        s3 = node_transfer.client(json.loads((root / "transfers.json").read_text())["store"])
         count, size = node_transfer.fetch_all(s3, fetches, self._roots(root), root)
         _say(log, f"SelfMaker: fetched {count} object(s), {size} bytes in {time.monotonic() - started:.1f} s")
 
@@ -230,8 +226,9 @@ class NodeAgent:
         ``outputs``, which poll() reports; a failed upload is the job's reason."""
         result: dict = {"uploaded": []}
         try:
-            transfers, s3 = self._store(root)
+            transfers = json.loads((root / "transfers.json").read_text())
             if ended_well and transfers["uploads"]:
+                s3 = node_transfer.client(transfers["store"])
                 say = lambda line: _say(root / "output.log", line)  # noqa: E731
                 result["uploaded"] = node_transfer.upload_all(s3, transfers["uploads"], self._roots(root), root, say)
                 for uri in result["uploaded"]:
