@@ -226,7 +226,8 @@ class NodeAgent:
         ``outputs``, which poll() reports; a failed upload is the job's reason."""
         result: dict = {"uploaded": []}
         try:
-            transfers = json.loads((root / "transfers.json").read_text())
+            listed = root / "transfers.json"  # absent: handed over by an earlier SelfMaker (nothing to upload)
+            transfers = json.loads(listed.read_text()) if listed.exists() else {"uploads": []}
             if ended_well and transfers["uploads"]:
                 s3 = node_transfer.client(transfers["store"])
                 say = lambda line: _say(root / "output.log", line)  # noqa: E731
