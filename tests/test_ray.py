@@ -267,7 +267,7 @@ def test_max_runtime_stops_the_job_on_its_node(clients):
     assert (job["TrainingJobStatus"], job["SecondaryStatus"]) == ("Stopped", "MaxRuntimeExceeded")
 
 
-def test_a_processing_job_reads_its_input_and_writes_its_output_from_the_node(clients):
+def test_a_processing_job_reads_its_input_and_writes_its_output_from_the_node(clients, ray_server):
     sm, s3, _ = clients
     s3.put_object(Bucket=BUCKET, Key="in/numbers.txt", Body=b"1\n2\n3\n")
     request = processing_request(
@@ -296,6 +296,8 @@ def test_a_processing_job_reads_its_input_and_writes_its_output_from_the_node(cl
     job = wait(sm, "processing", "ray-process")
     assert job["ProcessingJobStatus"] == "Completed", job.get("FailureReason")
     assert s3.get_object(Bucket=BUCKET, Key="out/sum.txt")["Body"].read() == b"6"
+    ml = next(ray_server.data_dir.glob("jobs/*/*/processing-job/ray-process/algo-1/ml"))
+    assert not [p for p in ml.rglob("*") if p.is_file() and "processing" in p.parts]  # node <-> store only
 
 
 def test_a_20_step_fan_out_pipeline_runs_on_both_nodes(clients, cluster):
