@@ -54,6 +54,7 @@ from .local import LocalExecutor
 
 TAIL_LIMIT = 1 << 20  # bytes of log per tail call
 TAIL_STEP = 0.05  # seconds between looks at a log that has nothing new
+UPLOADS_LOGGED = 10  # uploaded objects named one by one in the instance's log; the rest are counted
 RUN_INSIDE = "/opt/selfmaker/run"  # a model server's port file, as model_server.py's socket directory
 
 
@@ -232,8 +233,11 @@ class NodeAgent:
                 s3 = node_transfer.client(transfers["store"])
                 say = lambda line: _say(root / "output.log", line)  # noqa: E731
                 result["uploaded"] = node_transfer.upload_all(s3, transfers["uploads"], self._roots(root), root, say)
-                for uri in result["uploaded"]:
+                uploaded = result["uploaded"]
+                for uri in uploaded[:UPLOADS_LOGGED]:
                     say(f"SelfMaker: uploaded {uri} from this node")
+                if len(uploaded) > UPLOADS_LOGGED:
+                    say(f"SelfMaker: and {len(uploaded) - UPLOADS_LOGGED} more object(s) from this node")
         except node_transfer.TransferFailed as err:
             result["failure"] = str(err)
         except Exception as err:
