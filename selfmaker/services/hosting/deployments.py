@@ -12,11 +12,7 @@ An endpoint record holds everything its next step needs (engines/reconciler.py):
 - ``_rev``: bumped by every API change, so a step computed on an older record never
   overwrites one (it is simply run again);
 - ``_addresses``: per fleet Group key, the ``host:port`` of its ready instances that listen
-  on TCP (an executor's cluster nodes), so any server can route to them (shared_routes.py);
-- ``_instances``: per fleet Group key, each such instance's identity (the executor's: its name
-  on the cluster, the agent running it, its node and address), and ``_shipped``: per instance,
-  how much of its own log is in CloudWatch Logs, so a server taking the endpoint over from a
-  stopped one follows those instances instead of starting others (docs/scale-out.md).
+  on TCP (an executor's cluster nodes), so any server can route to them (shared_routes.py).
 
 What the router sees is a pure function of the record and the fleet's readiness
 (:func:`route_for`), so after a server restart the same Route is published again.
@@ -31,17 +27,13 @@ import logging
 import math
 import threading
 import time
-from functools import partial
 
 from ...aws.cloudwatch.alarms import alarm_state
 from ...backends import Backends
-from ...engines.leases import leases
 from ...engines.reconciler import Controller, kick, register
 from ...observability import server_metrics
-from ...store.fencing import Fence, LeaseLost, fenced
 from ...store.resources import Record, now
 from ..jobs import credentials
-from ..jobs.lifecycle import cluster_executor
 from . import connections, routes
 from .fleet import Group, fleet
 
@@ -71,36 +63,8 @@ def _owners(backends: Backends) -> dict[str, str]:
         owners = backends.services.get("hosting.group_owners")
         if owners is None:
             owners = backends.services["hosting.group_owners"] = {}
-            pool = fleet(backends)
-            pool.subscribe(lambda key: _group_changed(backends, key))
-            if not leases(backends).local:  # only another server could take an instance over
-                pool.note_shipped = partial(_note_shipped, backends, owners)
+            fleet(backends).subscribe(lambda key: _group_changed(backends, key))
     return owners
-
-
-def _note_shipped(backends: Backends, owners: dict[str, str], group: Group, instance, local_offset: int) -> None:
-    """Once lines of an instance another server could follow are shipped, note in the endpoint's record how much
-    of the instance's own log they cover (written when it grows): a server taking over resumes the log there."""
-    arn = owners.get(group.key)
-    shipped = cluster_executor(backends).shipped(instance.state, local_offset)
-    owner = leases(backends)
-    if arn is None or shipped is None or not owner.holds(arn):
-        return
-    fence = owner.claim(arn)
-    if not isinstance(fence, Fence):
-        return
-
-    def note(fresh: Record, _conn) -> None:
-        known = fresh.data.setdefault("_shipped", {})
-        if known.get(instance.id) == shipped:
-            return
-        known[instance.id] = shipped
-
-    try:
-        with fenced(fence):
-            backends.resources.mutate(note, arn=arn, touch=False)
-    except LeaseLost:
-        pass
 
 
 def _group_changed(backends: Backends, key: str) -> None:
@@ -346,12 +310,7 @@ class Step:
 
     def ensure(self, variant: dict, count: int | None = None) -> None:
         self.owners[variant["key"]] = self.record.arn
-        shipped = self.data.get("_shipped") or {}
-        adopt = {
-            id_: {**identity, "offset": shipped.get(id_, 0)}
-            for id_, identity in (self.data.get("_instances") or {}).get(variant["key"], {}).items()
-        }
-        self.fleet.ensure(_group(self.record, variant, count), adopt)
+        self.fleet.ensure(_group(self.record, variant, count))
 
     def retire(self, variants: list[dict]) -> None:
         for variant in variants:
@@ -391,20 +350,13 @@ class Step:
         reachable = {
             key: tcp for key, found in ready.items() if (tcp := [a for a in found if not connections.is_socket(a)])
         }
-        followable = {key: known for key in ready if (known := self.fleet.identities(key))}
-        if reachable != self.data.get("_addresses", {}) or followable != self.data.get("_instances", {}):
+        if reachable != self.data.get("_addresses", {}):
 
             def write(d):
-                for member, value in (("_addresses", reachable), ("_instances", followable)):
-                    if value:
-                        d[member] = value
-                    else:
-                        d.pop(member, None)
-                ids = {id_ for known in followable.values() for id_ in known}
-                if shipped := {k: v for k, v in (d.get("_shipped") or {}).items() if k in ids}:
-                    d["_shipped"] = shipped
+                if reachable:
+                    d["_addresses"] = reachable
                 else:
-                    d.pop("_shipped", None)
+                    d.pop("_addresses", None)
 
             self.commit(write, touch=False)
 

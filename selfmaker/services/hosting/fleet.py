@@ -102,9 +102,8 @@ def _terminate(ex, instance: Instance) -> None:
 class _Keeper:
     """One group's instances, kept at its count by its own thread."""
 
-    def __init__(self, fleet: Fleet, group: Group, root: Path, adopt: dict[str, dict] | None = None):
+    def __init__(self, fleet: Fleet, group: Group, root: Path):
         self.fleet, self.group, self.root = fleet, group, root
-        self._adopt_first = adopt or {}
         self.ready: tuple[str, ...] = ()
         self._seen: dict[str, _Seen] = {}
         self._to_restart: list[Instance] = []  # stopped by a clean shutdown: started again under the same id
@@ -143,27 +142,7 @@ class _Keeper:
 
     def start(self) -> None:
         self._save()
-        self._adopt(self._adopt_first)
         self._worker.start()
-
-    def _adopt(self, found: dict[str, dict]) -> None:
-        """Follow the ready instances a stopped server drove (their identities from the endpoint's record), on a
-        cluster's nodes: same ids, same addresses, same log streams; none is started again. An instance already
-        in this server's directory (its own, from before a restart) is followed as it is."""
-        ex = cluster_executor(self.fleet.backends)
-        for id_, identity in found.items():
-            instance = Instance(self.root / id_)
-            if instance.root.exists() or not id_.startswith(instances.PREFIX) or "/" in id_:
-                continue
-            instance.root.mkdir(parents=True)
-            instance.mark_started(None)
-            instance.mark_answered()  # it answered its first /ping on the other server; health checks go on
-            instance.say(f"the server driving {id_} stopped; this server follows it now")
-            try:
-                ex.adopt(instance.state, identity, instance.log_path)
-            except Exception:
-                log.exception("fleet: could not take over %s of %s", id_, self.group.key)
-                instance.remove()
 
     def wake(self) -> None:
         self._worker.wake()
@@ -214,7 +193,6 @@ class _Keeper:
         """Follow an instance found on disk (started by this keeper, or by a server before a restart)."""
         self._seen[instance.id] = _Seen(instance)
         instance.log_path.touch()
-        noting = self.fleet.note_shipped
         logship.follow(
             self.fleet.backends.store,
             self.group.account_id,
@@ -222,7 +200,6 @@ class _Keeper:
             self.group.log_group,
             self.group.stream(instance),
             instance.log_path,
-            on_shipped=(lambda offset: noting(self.group, instance, offset)) if noting else None,
         )
         if instance.state.exists():
             cluster_executor(self.fleet.backends).watch(instance.state, self.wake)
@@ -460,9 +437,6 @@ class Fleet:
         self._callbacks: list[Callable[[str], None]] = []
         self._lock = threading.Lock()
         self._shut = False
-        # Told, after each batch of an instance's log is shipped, its offset (the endpoint controller notes it
-        # in the record for instances another server can take over: deployments.py).
-        self.note_shipped: Callable[[Group, Instance, int], None] | None = None
 
     def _dir(self, account_id: str, region: str, key: str) -> Path:
         return self.backends.settings.data_dir / "endpoints" / account_id / region / key
@@ -478,9 +452,8 @@ class Fleet:
 
     # -- the interface the endpoint controller uses --------------------------------------------
 
-    def ensure(self, group: Group, adopt: dict[str, dict] | None = None) -> None:
-        """Keep ``group.count`` instances of the group running; quick, never waits for readiness. ``adopt``: the
-        instances a stopped server drove (id -> identity, from the record), followed by a keeper made now."""
+    def ensure(self, group: Group) -> None:
+        """Keep ``group.count`` instances of the group running; quick, never waits for readiness."""
         if group.count < 0:
             raise ValueError("an instance count cannot be negative")
         with self._lock:
@@ -489,7 +462,7 @@ class Fleet:
             keeper = self._keepers.get(group.key)
             if keeper is None:
                 keeper = self._keepers[group.key] = _Keeper(
-                    self, group, self._dir(group.account_id, group.region, group.key), adopt
+                    self, group, self._dir(group.account_id, group.region, group.key)
                 )
                 keeper.start()
             elif keeper.group != group:
@@ -501,19 +474,6 @@ class Fleet:
         """Addresses (socket paths, or host:port on a cluster's nodes) of the group's instances that answer /ping."""
         keeper = self._keepers.get(key)
         return keeper.ready if keeper is not None else ()
-
-    def identities(self, key: str) -> dict[str, dict]:
-        """What another server needs to follow each of the group's ready instances (id -> identity), for those
-        it can follow (on a cluster's nodes; none on this machine's executor)."""
-        keeper = self._keepers.get(key)
-        if keeper is None:
-            return {}
-        ex = cluster_executor(self.backends)
-        return {
-            id_: identity
-            for id_, seen in list(keeper._seen.items())
-            if seen.instance.answered and (identity := ex.identity(seen.instance.state)) is not None
-        }
 
     def failure(self, key: str) -> str | None:
         """Why the group cannot become ready, if it cannot."""
