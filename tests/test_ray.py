@@ -1,8 +1,10 @@
 """Jobs on a Ray cluster (docs/scale-out.md, "Jobs on a Ray cluster").
 
 One Ray cluster for the module, on this machine (a head with no CPUs, so every instance lands on one of two
-worker nodes), and a server with ``--executor ray`` on its own object store. Through boto3: a training job
-(its log streams to CloudWatch Logs while it runs, its model comes back from the node), a processing job
+worker nodes), and a strict-mode server with ``--executor ray`` on its own object store. Through boto3: a training
+job (its log streams to CloudWatch Logs while it runs, its model comes back from the node), the nodes fetching a
+sharded input and uploading the model themselves (none of it on the server's disk), a node's reads refused past
+the account wall, a job whose account lost its bucket failing with AccessDenied, a processing job
 (an S3 input in, an output out), a 20-step fan-out pipeline whose steps run on both nodes, the built-in XGBoost trained by two instances on the
 two nodes (Rabit) giving the model one instance trains, a graceful stop,
 MaxRuntimeInSeconds, a server SIGKILLed and restarted while a job runs on a node (it re-attaches), a node's
@@ -19,11 +21,12 @@ import re
 import subprocess
 import sys
 import tarfile
+from types import SimpleNamespace
 
 import pytest
 
 from support import ray_cluster
-from support.clients import make_client
+from support.clients import ACCESS_KEY, SECRET_KEY, make_client
 from support.jobs import code_archive, processing_request, s3_input, training_request, wait
 from support.pipelines import IMAGE, create, entrypoint, processing, start, steps
 from support.pipelines import wait as wait_pipeline
@@ -35,6 +38,7 @@ ray = pytest.importorskip("ray") if not os.environ.get("CI") else __import__("ra
 pytestmark = pytest.mark.ray
 
 BUCKET = "ray-jobs"
+OTHER = SimpleNamespace(key="AKIDRAYOTHERACCOUNT1", secret="other-secret", account="222222222222")
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +49,14 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def ray_server(cluster, tmp_path_factory):
-    with ray_cluster.ray_server(
-        cluster[0].address, tmp_path_factory.mktemp("ray"), "--stop-grace-seconds", "20"
-    ) as srv:
+    tmp = tmp_path_factory.mktemp("ray")
+    keys = tmp / "credentials"  # strict: every signature verified, the nodes' (the jobs' keys) too
+    keys.write_text(
+        f"[{ACCESS_KEY}]\nsecret_access_key = {SECRET_KEY}\naccount_id = 123456789012\n"
+        f"[{OTHER.key}]\nsecret_access_key = {OTHER.secret}\naccount_id = {OTHER.account}\n"
+    )
+    strict = ("--auth", "strict", "--credentials-file", str(keys))
+    with ray_cluster.ray_server(cluster[0].address, tmp, "--stop-grace-seconds", "20", *strict) as srv:
         yield srv
 
 
@@ -113,6 +122,115 @@ def test_a_training_job_runs_on_a_node_its_log_streams_and_its_model_comes_back(
     assert set(NODE_LINE.findall(text)) <= nodes and NODE_LINE.search(text)
 
 
+def test_the_nodes_fetch_their_shards_and_upload_the_model_themselves(clients, ray_server):
+    """A two-instance ShardedByS3Key job: each node copies its own disjoint shard from the object store and the
+    model goes up from the node; none of the data or the model is ever on the server's disk."""
+    sm, s3, logs = clients
+    for part in "abcd":
+        s3.put_object(Bucket=BUCKET, Key=f"shards/{part}.csv", Body=f"row {part}\n".encode())
+    channel = {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/shards", "S3DataDistributionType": "ShardedByS3Key"}
+    training(
+        clients,
+        "ray-shards",
+        """
+        import os
+        here = "/opt/ml/input/data/train"
+        got = sorted(os.listdir(here))
+        assert all(open(f"{here}/{n}").read() == f"row {n[0]}\\n" for n in got)
+        print("SHARD", os.environ["SM_CURRENT_HOST"], ",".join(got), flush=True)
+        if os.environ["SM_CURRENT_HOST"] == "algo-1":
+            open("/opt/ml/model/model.txt", "w").write(",".join(got))
+        """,
+        ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 2, "VolumeSizeInGB": 1},
+        InputDataConfig=[{"ChannelName": "train", "DataSource": {"S3DataSource": channel}}],
+    )
+    job = wait(sm, "training", "ray-shards", timeout=600)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    assert job["ModelArtifacts"]["S3ModelArtifacts"] == f"s3://{BUCKET}/output/ray-shards/output/model.tar.gz"
+    shards = {}
+    for host in ("algo-1", "algo-2"):
+        text = log_text(logs, "/aws/sagemaker/TrainingJobs", f"ray-shards/{host}-")
+        shards[host] = re.search(rf"SHARD {host} (\S+)", text).group(1).split(",")
+        assert "SelfMaker: fetched 3 object(s)" in text  # its shard (2) and the code, by the node itself
+    assert shards == {"algo-1": ["a.csv", "c.csv"], "algo-2": ["b.csv", "d.csv"]}  # every 2nd key, disjoint
+    assert model_files(s3, "ray-shards") == {"model.txt": b"a.csv,c.csv"}
+    assert "uploaded s3://ray-jobs/output/ray-shards/output/model.tar.gz from this node" in log_text(
+        logs, "/aws/sagemaker/TrainingJobs", "ray-shards/algo-1-"
+    )
+    # The server only listed and decided: no input byte, no model byte ever landed in its instance directories
+    # (the archive it ships carries the config; the data went node <-> object store).
+    job_dir = next(ray_server.data_dir.glob("jobs/*/*/training-job/ray-shards"))
+    on_server = {p.relative_to(job_dir).as_posix() for p in job_dir.glob("algo-*/ml/**/*") if p.is_file()}
+    assert not [p for p in on_server if "/input/data/" in p or "/model/" in p], on_server
+    assert "algo-1/ml/input/config/inputdataconfig.json" in on_server  # what the server did write came back
+
+
+def test_a_node_reads_nothing_the_jobs_account_cannot(clients, ray_server):
+    """The node's copier goes through the server's S3 API as the key it is given: another account's object is
+    AccessDenied there, whatever path it was told, and a key climbing out of its directory lands nowhere."""
+    from selfmaker.engines.executor import node_transfer
+
+    s3 = make_client("s3", ray_server.url, access_key=OTHER.key, secret_key=OTHER.secret)
+    s3.create_bucket(Bucket="ray-other")
+    s3.put_object(Bucket="ray-other", Key="secret.csv", Body=b"not yours")
+    store = {"endpoint": ray_server.url, "region": "us-east-1", "access_key": ACCESS_KEY, "secret_key": SECRET_KEY}
+    root = ray_server.data_dir.parent / "node-files"
+    root.mkdir(exist_ok=True)
+    roots, copier = {"m0": root}, node_transfer.client(store)
+    denied = {"bucket": "ray-other", "key": "secret.csv", "mount": "m0", "relative": "secret.csv"}
+    with pytest.raises(node_transfer.TransferFailed) as caught:
+        node_transfer.fetch_all(copier, [denied], roots, root)
+    assert str(caught.value).startswith("ClientError: cannot read s3://ray-other/secret.csv: AccessDenied: ")
+    climbing = {"bucket": BUCKET, "key": "shards/a.csv", "mount": "m0", "relative": "../../escaped.csv"}
+    with pytest.raises(node_transfer.TransferFailed, match="would land outside its directory"):
+        node_transfer.fetch_all(copier, [climbing], roots, root)
+    assert not list(root.parent.parent.glob("escaped.csv")) and not list(root.iterdir())
+
+
+def test_a_job_whose_account_lost_its_bucket_fails_with_access_denied(clients):
+    """Strict mode: the bucket is deleted and made again by another account after the Create, while the job waits
+    for room on the cluster (a job filling a node holds it); the job then fails with AccessDenied, reading nothing."""
+    sm, s3, _ = clients
+    s3.create_bucket(Bucket="ray-swapped")
+    s3.put_object(Bucket="ray-swapped", Key="data/a.csv", Body=b"1\n")
+    whole_node = {"InstanceType": "ml.m5.xlarge", "VolumeSizeInGB": 1}  # 4 CPUs, 16 GiB: a worker node each
+    training(
+        clients,
+        "ray-holder",
+        "print('HOLDING', flush=True)\nimport time\ntime.sleep(600)\n",
+        ResourceConfig={**whole_node, "InstanceCount": 1},
+    )
+    wait_for(
+        lambda: log_text(clients[2], "/aws/sagemaker/TrainingJobs", "ray-holder/"),
+        lambda text: "HOLDING" in text,
+        timeout=300,
+        ignore=(Exception,),
+        what="the job holding a node to be running",
+    )
+    training(
+        clients,
+        "ray-swapped",
+        "print('never reached')\n",
+        ResourceConfig={**whole_node, "InstanceCount": 2},  # both nodes at once: waits for the holder to end
+        InputDataConfig=[
+            {
+                "ChannelName": "train",
+                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://ray-swapped/data"}},
+            }
+        ],
+    )
+    s3.delete_object(Bucket="ray-swapped", Key="data/a.csv")
+    s3.delete_bucket(Bucket="ray-swapped")
+    other = make_client("s3", clients[1].meta.endpoint_url, access_key=OTHER.key, secret_key=OTHER.secret)
+    other.create_bucket(Bucket="ray-swapped")
+    other.put_object(Bucket="ray-swapped", Key="data/b.csv", Body=b"the other account's\n")
+    sm.stop_training_job(TrainingJobName="ray-holder")
+    assert wait(sm, "training", "ray-holder")["TrainingJobStatus"] == "Stopped"
+    job = wait(sm, "training", "ray-swapped", timeout=300)
+    assert job["TrainingJobStatus"] == "Failed"
+    assert job["FailureReason"].startswith("ClientError: ") and "AccessDenied" in job["FailureReason"], job
+
+
 def test_logs_stream_while_the_job_runs_and_a_stop_is_graceful(clients):
     sm, s3, logs = clients
     training(
@@ -149,7 +267,7 @@ def test_max_runtime_stops_the_job_on_its_node(clients):
     assert (job["TrainingJobStatus"], job["SecondaryStatus"]) == ("Stopped", "MaxRuntimeExceeded")
 
 
-def test_a_processing_job_reads_its_input_and_writes_its_output_from_the_node(clients):
+def test_a_processing_job_reads_its_input_and_writes_its_output_from_the_node(clients, ray_server):
     sm, s3, _ = clients
     s3.put_object(Bucket=BUCKET, Key="in/numbers.txt", Body=b"1\n2\n3\n")
     request = processing_request(
@@ -178,13 +296,16 @@ def test_a_processing_job_reads_its_input_and_writes_its_output_from_the_node(cl
     job = wait(sm, "processing", "ray-process")
     assert job["ProcessingJobStatus"] == "Completed", job.get("FailureReason")
     assert s3.get_object(Bucket=BUCKET, Key="out/sum.txt")["Body"].read() == b"6"
+    ml = next(ray_server.data_dir.glob("jobs/*/*/processing-job/ray-process/algo-1/ml"))
+    assert not [p for p in ml.rglob("*") if p.is_file() and "processing" in p.parts]  # node <-> store only
 
 
 def test_a_20_step_fan_out_pipeline_runs_on_both_nodes(clients, cluster):
     sm, _, logs = clients
     create(sm, "ray-fan-out", [processing(f"step-{i}", "print('step done', flush=True)") for i in range(20)])
     execution = wait_pipeline(sm, start(sm, "ray-fan-out"), timeout=900)
-    assert execution["PipelineExecutionStatus"] == "Succeeded"
+    failed = {n: s.get("FailureReason") for n, s in steps(sm, execution["PipelineExecutionArn"]).items()}
+    assert execution["PipelineExecutionStatus"] == "Succeeded", {n: r for n, r in failed.items() if r}
     used = set()
     for step in steps(sm, execution["PipelineExecutionArn"]).values():
         job = step["Metadata"]["ProcessingJob"]["Arn"].rsplit("/", 1)[1]

@@ -3,7 +3,18 @@
 
 from __future__ import annotations
 
-from .base import Executor, ExecutorUnavailable, ExitStatus, InstanceSpec, Limits, Mount, Placement  # noqa: F401
+from .base import (  # noqa: F401
+    Executor,
+    ExecutorUnavailable,
+    ExitStatus,
+    Fetch,
+    InstanceSpec,
+    Limits,
+    Mount,
+    Placement,
+    StoreAccess,
+    Upload,
+)
 
 
 def open_executor(

@@ -5,7 +5,13 @@ An instance is handed over by reference, so it can run on another machine
 ``provided`` mounts are the running machine's own business; the others are the
 job's, and an executor that does not share the server's file system carries
 them there and brings the writable ones back before :meth:`Executor.poll`
-reports the exit (``shares_files`` False). Its log reaches ``log_path`` while it
+reports the exit (``shares_files`` False). Such an executor is also handed the
+job's data by reference: the objects its node copies in before the instance
+starts (``fetches``, each already chosen and checked by the server: listing,
+sharding, the account's access) and where the node uploads its outputs once it
+has ended (``uploads``), through the server's S3 API signed with the job's own
+key (``store``), so the data never passes through the server's disk and a node
+can read nothing the job's account cannot. Its log reaches ``log_path`` while it
 runs.
 
 An instance is described by an :class:`InstanceSpec` and identified by its
@@ -43,6 +49,39 @@ class Mount:
 
 
 @dataclass(frozen=True)
+class Fetch:
+    """An object the node copies into the instance's files before it starts: ``path`` is where it lands on the
+    server's side (under a mount's source), ``unpack`` a tar archive unpacked into the directory ``path``."""
+
+    bucket: str
+    key: str
+    path: Path
+    unpack: bool = False
+
+
+@dataclass(frozen=True)
+class Upload:
+    """What the node uploads once the instance ended well (exit 0, or stopped): the directory ``path`` (under a
+    writable mount's source) as one .tar.gz at ``uri`` (``archive``), else each plain file at ``uri``/<relative>.
+    Nothing when it is empty, unless ``always`` (an empty model.tar.gz, as SageMaker uploads)."""
+
+    path: Path
+    uri: str
+    archive: bool = False
+    always: bool = False
+
+
+@dataclass(frozen=True)
+class StoreAccess:
+    """How a node reaches the object store for the job: the S3 API of this server, as the job's own key."""
+
+    endpoint: str
+    access_key: str
+    secret_key: str
+    region: str
+
+
+@dataclass(frozen=True)
 class Limits:
     cpus: int  # processors the instance may use
     memory_bytes: int  # its memory
@@ -70,6 +109,10 @@ class InstanceSpec:
     serves: bool = False
     # What the executor reserved for the job's instances in place() (Placement.reservation), if anything.
     reservation: str = ""
+    # The job's data by reference, for an executor that does not share files (the module's docstring).
+    fetches: list[Fetch] = field(default_factory=list)
+    uploads: list[Upload] = field(default_factory=list)
+    store: StoreAccess | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +132,8 @@ class Placement:
 class ExitStatus:
     code: int | None  # the command's exit code; None when it ended without reporting one
     reason: str = ""  # why there is no code (killed, vanished)
+    # The job's FailureReason as is: its node could not fetch an input or upload an output (a ClientError).
+    failure: str = ""
 
     @property
     def succeeded(self) -> bool:
@@ -121,6 +166,10 @@ class Executor(ABC):
         block = f"127.{1 + digest % 254}.{digest >> 8}"  # never 127.0.x: the server and others use 127.0.0.1
         return Placement(tuple(f"{block}.{i}" for i in range(1, count + 1)), "lo")
 
+    def release(self, reservation: str) -> None:
+        """Give back what :meth:`place` reserved (Placement.reservation) when the job's instances will not start
+        (an input refused). Nothing here: place() reserves nothing on this machine."""
+
     @abstractmethod
     def check(self) -> None:
         """Raise :class:`ExecutorUnavailable` if instances cannot run here."""
@@ -137,6 +186,11 @@ class Executor(ABC):
         """``host:port`` of a serving instance (``InstanceSpec.serves``) that runs on another machine, once it
         listens; None while it does not yet. Here instances are reached by their Unix sockets instead."""
         return None
+
+    def uploaded(self, state_dir: Path) -> list[str]:
+        """The URIs the instance's node uploaded its outputs to (InstanceSpec.uploads), once :meth:`poll` reported
+        its exit; none here (the server uploads what it shares)."""
+        return []
 
     @abstractmethod
     def poll(self, state_dir: Path) -> ExitStatus | None:

@@ -12,11 +12,17 @@ The group is held for the instance's life and removed once its exit is
 recorded, so Ray's view of what is in use stays true.
 
 The server never shares the node's file system: the instance's files go there
-as one archive, its runtime as a spec the node builds once and caches, its log
+as one archive (its config and anything from the server's own disk), its S3
+inputs and code as a list of objects the node's agent fetches itself, and its
+outputs (the model tarball, output data, processing outputs) as the URIs the
+agent uploads them to from the node, both through this server's S3 API signed
+with the job's own key (node_transfer.py), so no job data passes through the
+server's disk; its runtime as a spec the node builds once and caches, its log
 comes back while it runs (a follower thread per instance appends it to
 ``log_path``, which the server ships to CloudWatch Logs as for the local
-executor), and its writable files come back once it has ended, before
-:meth:`poll` reports the exit.
+executor), and its writable files (less its data) come back once it has ended,
+before :meth:`poll` reports the exit, with what the node uploaded where
+(``uploaded.json``, :meth:`RayExecutor.uploaded`).
 
 An instance type with GPUs (engines/instance_types.py) reserves that many
 ``GPU`` in its bundle when the cluster has GPU nodes; the instance is then
@@ -347,13 +353,15 @@ class RayExecutor(Executor):
         state.mkdir(parents=True, exist_ok=True)
         name = actor_name(state)
         self._discard(state, name)  # an attempt a killed server had launched
-        for stale in ("exit", "stopped", "offset", "instance", "node", "address", "pending.json", "pending.tar"):
+        stale_files = ("exit", "stopped", "offset", "instance", "node", "address", "uploaded.json")
+        for stale in (*stale_files, "pending.json", "pending.tar"):
             (state / stale).unlink(missing_ok=True)
         shipped = [m for m in spec.mounts if not m.provided]
         names = {f"m{i}": m for i, m in enumerate(shipped)}
         env = dict(spec.env)
         if self.server_url and self.server_local_url:
             env = {k: v.replace(self.server_local_url, self.server_url) for k, v in env.items()}
+        transfers = self._transfers(spec, names)
         if wanted:  # what it really has (the node's agent adds CUDA_VISIBLE_DEVICES once Ray assigned them)
             env["SM_NUM_GPUS"] = str(gpus)
             if not gpus:
@@ -383,6 +391,7 @@ class RayExecutor(Executor):
             "hostname": spec.hostname,
             "workdir": spec.workdir,
             "serves": spec.serves,  # a model server: it listens on TCP on the node's address (serving_address)
+            **transfers,  # fetches, uploads, store: the job's data by reference (node_transfer.py)
         }
         # Kept on disk until the agent has them: a server restarted before the group was placed hands them over.
         (state / "pending.tar").write_bytes(pack({n: m.source for n, m in names.items()}))
@@ -405,6 +414,45 @@ class RayExecutor(Executor):
                 [bundle], strategy="STRICT_PACK", name=name, lifetime="detached", _soft_target_node_id=target
             )
         (state / "instance").write_text(json.dumps(meta))
+
+    def _transfers(self, spec: InstanceSpec, names: dict) -> dict:
+        """The spec's fetches and uploads as the node's agent takes them: each path as (mount name, path relative
+        to the mount's source), and the store as the nodes reach it."""
+
+        def where(path: Path) -> tuple[str, str]:
+            path = path.resolve()
+            for name, mount in names.items():
+                if (source := mount.source.resolve()) in path.parents:
+                    return name, str(path.relative_to(source))
+            raise ValueError(f"{path} is in none of the instance's mounts")
+
+        if not (spec.fetches or spec.uploads):
+            return {}
+        if spec.store is None:
+            raise ExecutorUnavailable("the ray executor moves a job's data only with its object store access")
+        store = spec.store
+        endpoint = store.endpoint
+        if self.server_url and self.server_local_url:
+            endpoint = endpoint.replace(self.server_local_url, self.server_url)
+        fetches = []
+        for fetch in spec.fetches:
+            mount, relative = where(fetch.path)
+            fetches.append({"bucket": fetch.bucket, "key": fetch.key, "mount": mount, "relative": relative})
+            fetches[-1] |= {"unpack": True} if fetch.unpack else {}
+        uploads = []
+        for upload in spec.uploads:
+            mount, relative = where(upload.path)
+            uploads.append(
+                {"mount": mount, "relative": relative, "uri": upload.uri, "archive": upload.archive}
+                | ({"always": True} if upload.always else {})
+            )
+        access = {"endpoint": endpoint, "region": store.region}
+        access |= {"access_key": store.access_key, "secret_key": store.secret_key}
+        return {"fetches": fetches, "uploads": uploads, "store": access}
+
+    def uploaded(self, state_dir: Path) -> list[str]:
+        known = state_dir / "uploaded.json"
+        return json.loads(known.read_text()) if known.exists() else []
 
     def _discard(self, state: Path, name: str, wait: bool = True) -> None:
         """Remove what an attempt of this instance left on the cluster: its group, its files on the node.
@@ -519,6 +567,8 @@ class RayExecutor(Executor):
             if text is None:
                 return None
             status = status_of(text)
+            if uploaded := json.loads(text).get("uploaded"):  # what the node put where: the job's outputs
+                (state_dir / "uploaded.json").write_text(json.dumps(uploaded))
             agent = self._agent_of(state_dir)
             try:
                 self._follow_log(agent, state_dir, final=True)
@@ -541,7 +591,7 @@ class RayExecutor(Executor):
     def _record(self, state_dir: Path, name: str, status: ExitStatus) -> ExitStatus:
         """Note the exit, then give back what the instance held: its files on the node, its reservation."""
         tmp = state_dir / "exit.tmp"
-        tmp.write_text(json.dumps({"code": status.code, "reason": status.reason}))
+        tmp.write_text(json.dumps({"code": status.code, "reason": status.reason, "failure": status.failure}))
         tmp.rename(state_dir / "exit")
         with self._lock:
             self._on_node.pop(state_dir, None)
@@ -554,6 +604,12 @@ class RayExecutor(Executor):
             (state_dir / done).unlink(missing_ok=True)
         self._release_job_group(state_dir)
         return status
+
+    def release(self, reservation: str) -> None:
+        if (held := self._group(reservation)) is not None:
+            from ray.util import remove_placement_group
+
+            remove_placement_group(held)
 
     def _release_job_group(self, state_dir: Path) -> None:
         """Remove the job's placement group once every instance placed in it has ended. Its instances' state

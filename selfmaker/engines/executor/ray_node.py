@@ -8,7 +8,11 @@ placed on the node that group landed on.
 
 The server hands an instance over by reference or by value, never by a path of
 its own file system: the instance's files (its /opt/ml as the job prepared it,
-its pip overlay, its /etc/hosts) as one archive, and the runtime as its spec
+less its S3 data; its pip overlay, its /etc/hosts) as one archive, its S3 inputs
+and code as a list of objects the agent fetches itself before the instance
+starts, its outputs as the URIs the agent uploads them to once it has ended
+well (node_transfer.py: through the server's S3 API, as the job's own key),
+and the runtime as its spec
 (engines/runtimes.py), which the node builds once into its own runtimes
 directory and reuses (a file lock makes concurrent instances build it once).
 The agent then starts the instance in the same bubblewrap sandbox as the local
@@ -21,8 +25,9 @@ for ``host:port`` and reaches it there (no socket file crosses machines).
 
 Everything the agent knows of an instance is on the node's disk, under
 ``node_dir()/<server>-<node>/<instance name>``: ``accepted`` (it has the files), ``failure``
-(why it could not start), ``writable.json``, the log, ``run/port`` and the
-local executor's state (pid, exit). So the agent is restart-safe: a new agent
+(why it could not start; ``failure.job``: the job's reason as is, an input it could not fetch),
+``writable.json``, ``transfers.json`` (what to fetch and upload), ``outputs`` (what it
+uploaded, once done), the log, ``run/port`` and the local executor's state (pid, exit). So the agent is restart-safe: a new agent
 on the node (Ray restarts it, or the server makes it again) answers for the
 instances an earlier one started, whose sandboxes ran on without it: each is
 started through a short-lived shell (fork and exec, never a bare fork of the
@@ -43,11 +48,13 @@ import time
 from pathlib import Path
 
 from .. import runtimes, sandbox
+from . import node_transfer
 from .base import ExitStatus, InstanceSpec, Limits, Mount
 from .local import LocalExecutor
 
 TAIL_LIMIT = 1 << 20  # bytes of log per tail call
 TAIL_STEP = 0.05  # seconds between looks at a log that has nothing new
+UPLOADS_LOGGED = 10  # uploaded objects named one by one in the instance's log; the rest are counted
 RUN_INSIDE = "/opt/selfmaker/run"  # a model server's port file, as model_server.py's socket directory
 
 
@@ -61,9 +68,10 @@ def node_dir() -> Path:
     return path
 
 
-def pack(paths: dict[str, Path]) -> bytes:
+def pack(paths: dict[str, Path], skip: frozenset[str] = frozenset()) -> bytes:
     """A tar archive of ``paths`` (archive name -> file or directory): regular files and directories only, so a
-    link the job made (to /etc/shadow, say) is never followed nor carried to the other side."""
+    link the job made (to /etc/shadow, say) is never followed nor carried to the other side. ``skip``: archive
+    names left out with all they hold (data that went to or came from the object store directly)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for name, path in paths.items():
@@ -74,11 +82,14 @@ def pack(paths: dict[str, Path]) -> bytes:
                 continue
             tar.add(path, name, recursive=False)
             for root, dirs, files in os.walk(path):  # os.walk never descends into a linked directory
+                dirs[:] = [d for d in dirs if f"{name}/{Path(root, d).relative_to(path)}" not in skip]
                 for entry in dirs + files:
                     full = Path(root, entry)
                     if full.is_symlink() or not (full.is_dir() or full.is_file()):
                         continue
-                    tar.add(full, f"{name}/{full.relative_to(path)}", recursive=False)
+                    if (archived := f"{name}/{full.relative_to(path)}") in skip:
+                        continue
+                    tar.add(full, archived, recursive=False)
     return buffer.getvalue()
 
 
@@ -113,6 +124,7 @@ class NodeAgent:
 
         self.executor = LocalExecutor()
         self.lock = threading.Lock()
+        self._uploading: set[str] = set()  # instances whose outputs a thread of this agent is uploading
         self._address: str | None = None  # the node's address, once asked of Ray
         # This server's instances on this node; kept apart from other servers' and (when several nodes share
         # a machine, as in tests) other nodes'.
@@ -135,8 +147,8 @@ class NodeAgent:
         return ray.get_runtime_context().get_node_id()
 
     def start(self, name: str, payload: dict, archive: bytes) -> None:
-        """Take the instance's files, then build its runtime (once per node) and start it in the sandbox in
-        the background: a runtime build may take minutes. Idempotent: a second call for an instance it has
+        """Take the instance's files, then fetch its inputs, build its runtime (once per node) and start it in
+        the sandbox in the background: these may take minutes. Idempotent: a second call for an instance it has
         accepted (a server restarted before it had noted the first) changes nothing."""
         root = self.home / name
         with self.lock:
@@ -156,6 +168,8 @@ class NodeAgent:
                     local.mkdir(parents=True)
             writable = {e["name"]: str(destinations[e["name"]]) for e in payload["mounts"] if e["writable"]}
             (root / "writable.json").write_text(json.dumps(writable))
+            transfers = {k: payload.get(k) or [] for k in ("fetches", "uploads")} | {"store": payload.get("store")}
+            (root / "transfers.json").write_text(json.dumps(transfers))  # under node_dir(): 0700, as the key
             (root / "accepted").touch()
         threading.Thread(target=self._launch, args=(root, payload, mounts), daemon=True).start()
 
@@ -166,6 +180,8 @@ class NodeAgent:
             runtime = runtimes.Runtime(**{**payload["runtime"], "packages": tuple(payload["runtime"]["packages"])})
             runtimes_dir = Path(payload["runtimes_dir"])
             _say(log, f"SelfMaker: on Ray node {self.node()}")
+            if payload.get("fetches"):
+                self._fetch(root, payload["fetches"])
             runtimes.ensure(runtime, runtimes_dir, lambda line: _say(log, line))
             env = dict(payload["env"])
             env["PATH"] = env["PATH"].replace(payload["server_bin"], str(runtime.bin_dir(runtimes_dir)), 1)
@@ -188,8 +204,49 @@ class NodeAgent:
                 raise RuntimeError("it was stopped before it started")
             self.executor.start(spec, orphaned=True)  # it outlives this agent (ray_node's docstring)
             (root / "started").touch()
+        except node_transfer.TransferFailed as err:  # the job's own reason, as the server would give it
+            (root / "failure.job").write_text(str(err))
+            self._fail(root, f"it could not fetch its inputs on the Ray node: {err}")
         except Exception as err:  # reported through poll(): the job fails with it
             self._fail(root, f"it could not start on the Ray node: {err}")
+
+    def _roots(self, root: Path) -> dict[str, Path]:
+        return {p.name: p for p in (root / "files").iterdir()}
+
+    def _fetch(self, root: Path, fetches: list[dict]) -> None:
+        """Copy the instance's S3 inputs and code into its files, as the job (node_transfer.py)."""
+        log = root / "output.log"
+        _say(log, f"SelfMaker: fetching {len(fetches)} object(s) from the object store on this node")
+        started = time.monotonic()
+        s3 = node_transfer.client(json.loads((root / "transfers.json").read_text())["store"])
+        count, size = node_transfer.fetch_all(s3, fetches, self._roots(root), root)
+        _say(log, f"SelfMaker: fetched {count} object(s), {size} bytes in {time.monotonic() - started:.1f} s")
+
+    def _upload(self, root: Path, ended_well: bool) -> None:
+        """Upload the instance's outputs (once it ended well: exit 0, or stopped), then note what went where in
+        ``outputs``, which poll() reports; a failed upload is the job's reason."""
+        result: dict = {"uploaded": []}
+        try:
+            listed = root / "transfers.json"  # absent: handed over by an earlier SelfMaker (nothing to upload)
+            transfers = json.loads(listed.read_text()) if listed.exists() else {"uploads": []}
+            if ended_well and transfers["uploads"]:
+                s3 = node_transfer.client(transfers["store"])
+                say = lambda line: _say(root / "output.log", line)  # noqa: E731
+                result["uploaded"] = node_transfer.upload_all(s3, transfers["uploads"], self._roots(root), root, say)
+                uploaded = result["uploaded"]
+                for uri in uploaded[:UPLOADS_LOGGED]:
+                    say(f"SelfMaker: uploaded {uri} from this node")
+                if len(uploaded) > UPLOADS_LOGGED:
+                    say(f"SelfMaker: and {len(uploaded) - UPLOADS_LOGGED} more object(s) from this node")
+        except node_transfer.TransferFailed as err:
+            result["failure"] = str(err)
+        except Exception as err:
+            result["failure"] = f"ClientError: cannot write the outputs of the job: {type(err).__name__}: {err}"
+        tmp = root / "outputs.tmp"
+        tmp.write_text(json.dumps(result))
+        tmp.rename(root / "outputs")
+        with self.lock:
+            self._uploading.discard(root.name)
 
     def _listen_on_tcp(self, root: Path, env: dict[str, str]) -> Mount:
         """A model server here listens on the node's address on a port the kernel picks, and writes the port
@@ -228,13 +285,27 @@ class NodeAgent:
 
     def _status(self, root: Path) -> str | None:
         if (failure := root / "failure").exists():
-            return json.dumps({"code": None, "reason": failure.read_text()})
+            job = root / "failure.job"
+            return json.dumps(
+                {"code": None, "reason": failure.read_text(), "failure": job.read_text() if job.exists() else ""}
+            )
         if not (root / "accepted").exists():
             return json.dumps({"code": None, "reason": "its files on the Ray node are gone"})
         if not (root / "started").exists():
-            return None  # its runtime is being built
+            return None  # its inputs are being fetched, or its runtime built
         status = self.executor.poll(root / "state")
-        return None if status is None else json.dumps({"code": status.code, "reason": status.reason})
+        if status is None:
+            return None
+        if not (outputs := root / "outputs").exists():  # its outputs go up first (again, after an agent restart)
+            with self.lock:
+                if root.name in self._uploading:
+                    return None
+                self._uploading.add(root.name)
+            well = status.code == 0 or (root / "stopping").exists()
+            threading.Thread(target=self._upload, args=(root, well), daemon=True).start()
+            return None
+        done = json.loads(outputs.read_text())
+        return json.dumps({"code": status.code, "reason": status.reason, **done})
 
     def poll(self, name: str) -> str | None:
         """None while the instance runs (or is starting); its exit status (JSON: code, reason) once it has ended."""
@@ -267,10 +338,16 @@ class NodeAgent:
             self.executor.stop(root / "state", grace)
 
     def collect(self, name: str) -> bytes:
-        """The instance's writable files (its /opt/ml, its pip overlay) once it has ended."""
+        """The instance's writable files (its /opt/ml, its pip overlay) once it has ended, less what came from
+        the object store or went to it from here (its inputs, its uploaded outputs)."""
         root = self.home / name
         writable = json.loads((root / "writable.json").read_text()) if (root / "writable.json").exists() else {}
-        return pack({n: Path(p) for n, p in writable.items()})
+        skip: set[str] = set()
+        if (root / "transfers.json").exists():
+            transfers = json.loads((root / "transfers.json").read_text())
+            skip |= {f"{u['mount']}/{u['relative']}" for u in transfers["uploads"]}
+            skip |= {f"{f['mount']}/{f['relative']}" for f in transfers["fetches"]}
+        return pack({n: Path(p) for n, p in writable.items()}, frozenset(skip))
 
     def close(self, name: str) -> None:
         """Forget the instance: end it if it still runs (a discarded attempt), then remove its files."""
@@ -292,4 +369,4 @@ def _say(log: Path, line: str) -> None:
 
 def status_of(text: str) -> ExitStatus:
     fields = json.loads(text)
-    return ExitStatus(fields["code"], fields["reason"])
+    return ExitStatus(fields["code"], fields["reason"], fields.get("failure", ""))

@@ -187,7 +187,12 @@ class ConfinedDir:
     def tar_gz(self, sub: str = "") -> bytes:
         """A .tar.gz of ``sub``'s plain contents (members relative to it), as SageMaker packs /opt/ml/model."""
         buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        self.write_tar_gz(sub, buffer)
+        return buffer.getvalue()
+
+    def write_tar_gz(self, sub: str, out: BinaryIO) -> None:
+        """:meth:`tar_gz` written to ``out`` as it goes (a Ray node packs a large model to a file, not memory)."""
+        with tarfile.open(fileobj=out, mode="w:gz") as tar:
             for entry in self.walk(sub):
                 info = tarfile.TarInfo(entry.relative)
                 info.mtime = entry.mtime_ns // 1_000_000_000
@@ -203,4 +208,3 @@ class ConfinedDir:
                     opened = os.fstat(f.fileno())
                     info.size, info.mode = opened.st_size, stat.S_IMODE(opened.st_mode)
                     tar.addfile(info, f)
-        return buffer.getvalue()

@@ -11,6 +11,12 @@ since the Create fails the job with AccessDenied) and the host paths the
 operator allows (``file://``: refused in strict mode, only under
 ``--allow-local-path`` in open mode). Host directories are read through
 :class:`ConfinedDir`, so a link inside an allowed directory cannot lead out of it.
+
+For an executor whose instances run elsewhere (``fetches`` given), the server
+still lists, shards and checks every input here, but an S3 object is only
+noted as a :class:`~selfmaker.engines.executor.Fetch` (bucket, key, where it
+lands, confined here): the node copies it itself (ray_node.py). Host files
+(``file://``) are the server's, so they are still copied here and shipped.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...engines.executor import Fetch
 from ...objects import transfer
 from ...objects.access import AccountObjects, local_path
 from ...objects.base import parse_s3_uri
@@ -160,14 +167,19 @@ def materialize(
     index: int = 0,
     count: int = 1,
     say: Say | None = None,
+    fetches: list[Fetch] | None = None,
 ) -> int:
-    """Copy an input into ``dest`` for instance ``index`` of ``count``; return how many files it got.
+    """Copy an input into ``dest`` for instance ``index`` of ``count``; return how many files it got (with
+    ``fetches``: its S3 objects are added there for the instance's node to copy, not copied).
 
     ``dest`` is in an instance's /opt/ml before the job starts: the server made it, nothing of the job is there."""
     try:
         sharded = distribution == "ShardedByS3Key"
         selected = sources(storage, uri, data_type, index if sharded else 0, count if sharded else 1, say)
         dest.mkdir(parents=True, exist_ok=True)
+        if fetches is not None:  # the node's reads are checked again (its key is the job's); fail here first
+            for bucket in sorted({s.bucket for s in selected if s.bucket}):
+                storage.objects.authorize(bucket)
         for source in selected:
             target = transfer.confined(dest, source.relative)
             if target is None:
@@ -178,6 +190,8 @@ def materialize(
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with _open_host(source) as reader, open(target, "wb") as out:
                     shutil.copyfileobj(reader, out)
+            elif fetches is not None:
+                fetches.append(Fetch(source.bucket, source.key, target))
             else:
                 transfer.download(storage.objects, source.bucket, source.key, target)
         return len(selected)
@@ -187,10 +201,19 @@ def materialize(
         raise InputError(f"ClientError: cannot copy the input {uri}: {err.strerror}") from None
 
 
-def extract_code(storage: JobStorage, uri: str, dest: Path, say: Say | None = None) -> None:
-    """Unpack a v2 ``sagemaker_submit_directory`` (a sourcedir.tar.gz, or an allowed host directory) into ``dest``."""
+def extract_code(
+    storage: JobStorage, uri: str, dest: Path, say: Say | None = None, fetches: list[Fetch] | None = None
+) -> None:
+    """Unpack a v2 ``sagemaker_submit_directory`` (a sourcedir.tar.gz, or an allowed host directory) into ``dest``
+    (with ``fetches``: an S3 archive is added there for the instance's node to fetch and unpack, once the server
+    has checked the job's account may read it)."""
     dest.mkdir(parents=True, exist_ok=True)
     try:
+        if fetches is not None and not uri.startswith("file://"):
+            bucket, key = parse_s3_uri(uri)
+            storage.objects.head_object(bucket, key)
+            fetches.append(Fetch(bucket, key, dest, unpack=True))
+            return
         if uri.startswith("file://"):
             path = storage.host_path(uri, f"HyperParameters.sagemaker_submit_directory {uri}")
             if path.is_dir():

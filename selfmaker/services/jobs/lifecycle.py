@@ -26,7 +26,17 @@ from pathlib import Path
 from ...backends import Backends
 from ...engines import instance_types, reconciler, runtimes, sandbox
 from ...engines.background_builds import background_builds
-from ...engines.executor import ExecutorUnavailable, ExitStatus, InstanceSpec, Mount, Placement, open_executor
+from ...engines.executor import (
+    ExecutorUnavailable,
+    ExitStatus,
+    Fetch,
+    InstanceSpec,
+    Mount,
+    Placement,
+    StoreAccess,
+    Upload,
+    open_executor,
+)
 from ...engines.leases import leases
 from ...engines.reconciler import Controller, kick
 from ...server.operations import Context
@@ -109,6 +119,9 @@ def cluster_executor(backends: Backends):
 class Instance:
     index: int  # 1-based, as in algo-1
     root: Path
+    # On an executor that does not share files: the S3 objects prepare() chose for the instance, which its
+    # node fetches itself (data.py); None: prepare() copies them here.
+    fetches: list[Fetch] | None = None
 
     @property
     def host(self) -> str:
@@ -289,6 +302,10 @@ def _no_mounts(run: Run, instance: Instance) -> tuple[Mount, ...]:
     return ()
 
 
+def _no_uploads(run: Run, instance: Instance) -> list[Upload]:
+    return []
+
+
 def _exit_as_is(run: Run, instance: Instance, status: ExitStatus | None) -> ExitStatus | None:
     return status
 
@@ -362,6 +379,9 @@ class JobKind(Kind):
     environment: Callable[[Run, Instance, runtimes.Runtime], dict] = _no_environment  # besides the job's own
     # Host paths an instance needs besides its /opt/ml (a model server's socket directory).
     mounts: Callable[[Run, Instance], tuple[Mount, ...]] = _no_mounts
+    # On an executor that does not share files: the outputs the instance's node uploads itself once it ended
+    # well; finish() then only records them (Executor.uploaded).
+    uploads: Callable[[Run, Instance], list[Upload]] = _no_uploads
     # How an instance's end counts for the job (an instance the job ended itself may count as done).
     exit_status: Callable[[Run, Instance, ExitStatus | None], ExitStatus | None] = _exit_as_is
     # The FailureReason of an instance that exited with a non-zero code.
@@ -564,30 +584,12 @@ class JobKind(Kind):
             run.placement = ex.place(run.record.arn, len(run.instances), limits)
         except (ExecutorUnavailable, ValueError) as err:
             raise JobFailure(f"ClientError: {err}") from None
-        hosts = run.dir / "hosts"
-        hosts.write_text(hosts_file(run.instances, run.placement))
-        specs = []
-        for instance in run.instances:
-            shutil.rmtree(instance.ml, ignore_errors=True)
-            shutil.rmtree(instance.site, ignore_errors=True)
-            for sub in ("input/config", "input/data", "model", "output/data", "code"):
-                (instance.ml / sub).mkdir(parents=True, exist_ok=True)
-            instance.site.mkdir(parents=True)
-            self.prepare(run, instance, runtime)
-            specs.append(self._spec(run, instance, runtime, limits, hosts))
-        command = self.command(run, runtime)
-        for instance, spec in zip(run.instances, specs):
-            spec.command = command
-            spec.reservation = run.placement.reservation
-            instance.say(
-                f"SelfMaker: starting {instance.host} ({self.instance_type(run.data)}: "
-                f"{limits.cpus} CPU, {limits.memory_bytes >> 20} MiB{f', {limits.gpus} GPU' if limits.gpus else ''}) "
-                f"with runtime {runtime.key}"
-            )
-            try:
-                ex.start(spec)
-            except ExecutorUnavailable as err:
-                raise JobFailure(f"ClientError: {err}") from None
+        try:
+            self._launch(run, ex, runtime, limits)
+        except BaseException:  # an input refused, say: what place() reserved for the instances is given back
+            if run.placement.reservation:
+                ex.release(run.placement.reservation)
+            raise
         # A retried job keeps its first start: MaxRuntimeInSeconds bounds the complete job, retries included.
         started = run.state.get("started") or now()
 
@@ -610,7 +612,49 @@ class JobKind(Kind):
         self._watch(run)
         return True
 
+    def _launch(self, run: Run, ex, runtime: runtimes.Runtime, limits) -> None:
+        """Prepare every instance's files (its inputs, or on a cluster the list its node fetches), then start it."""
+        hosts = run.dir / "hosts"
+        hosts.write_text(hosts_file(run.instances, run.placement))
+        specs = []
+        for instance in run.instances:
+            shutil.rmtree(instance.ml, ignore_errors=True)
+            shutil.rmtree(instance.site, ignore_errors=True)
+            for sub in ("input/config", "input/data", "model", "output/data", "code"):
+                (instance.ml / sub).mkdir(parents=True, exist_ok=True)
+            instance.site.mkdir(parents=True)
+            instance.fetches = None if ex.shares_files else []  # a node fetches the S3 data itself
+            self.prepare(run, instance, runtime)
+            specs.append(self._spec(run, instance, runtime, limits, hosts))
+        command = self.command(run, runtime)
+        for instance, spec in zip(run.instances, specs):
+            spec.command = command
+            spec.reservation = run.placement.reservation
+            instance.say(
+                f"SelfMaker: starting {instance.host} ({self.instance_type(run.data)}: "
+                f"{limits.cpus} CPU, {limits.memory_bytes >> 20} MiB{f', {limits.gpus} GPU' if limits.gpus else ''}) "
+                f"with runtime {runtime.key}"
+            )
+            try:
+                ex.start(spec)
+            except ExecutorUnavailable as err:
+                raise JobFailure(f"ClientError: {err}") from None
+
     def _spec(self, run: Run, instance: Instance, runtime: runtimes.Runtime, limits, hosts: Path) -> InstanceSpec:
+        spec = self._sandbox(run, instance, runtime, limits, hosts)
+        if instance.fetches is not None:  # its node moves the data, as the job (credentials.py)
+            issued = run.data["_credentials"]
+            spec.fetches = instance.fetches
+            spec.uploads = self.uploads(run, instance)
+            spec.store = StoreAccess(
+                f"http://127.0.0.1:{run.backends.settings.port}",
+                issued["AccessKeyId"],
+                issued["SecretAccessKey"],
+                run.record.region,
+            )
+        return spec
+
+    def _sandbox(self, run: Run, instance: Instance, runtime: runtimes.Runtime, limits, hosts: Path) -> InstanceSpec:
         return sandbox.spec(
             run.backends.settings,
             runtime,
@@ -670,8 +714,10 @@ class JobKind(Kind):
 
     def _conclude(self, run: Run, statuses: list[ExitStatus | None]) -> None:
         for instance, status in zip(run.instances, statuses):
-            if status is None or status.succeeded:
+            if status is None or (status.succeeded and not status.failure):
                 continue
+            if status.failure:  # its node could not fetch an input or upload an output: the job's own reason
+                return self._end(run, "Failed", status.failure)
             if status.code is None:
                 return self._end(
                     run,
@@ -701,6 +747,10 @@ class JobKind(Kind):
             run.ship_logs()
             self._watch(run)  # kicks the moment the last one ends; the delay enforces SIGKILL after a restart
             return grace + 0.5
+        for instance in run.instances:  # its node could not upload a stopped job's outputs
+            if instance.state.exists() and (status := ex.poll(instance.state)) is not None and status.failure:
+                self._end(run, "Failed", status.failure)
+                return None
         self._end(run, "Stopped", None, max_runtime=bool(run.state.get("max_runtime")))
         return None
 

@@ -13,6 +13,7 @@ import json
 import shutil
 from pathlib import Path
 
+from ...engines.executor import Upload
 from ...server.errors import validation
 from . import channels
 from .confined import ConfinedDir
@@ -126,6 +127,7 @@ def _prepare(run: Run, instance, runtime) -> None:
                 index=instance.index - 1,
                 count=len(run.instances),
                 say=instance.say,
+                fetches=instance.fetches,
             )
         except InputError as err:
             raise JobFailure(str(err)) from None
@@ -148,9 +150,20 @@ def _outputs(data: dict) -> list[dict]:
     return [o for o in (data.get("ProcessingOutputConfig") or {}).get("Outputs") or [] if o.get("S3Output")]
 
 
+def _uploads(run: Run, instance) -> list[Upload]:
+    """What an instance's node uploads itself once it ended well: each output's LocalPath, file by file
+    (Continuous outputs too: the node's files are out of the server's reach while it runs). A ``file://``
+    output is a path of the server's host: its files come back and the server writes them."""
+    return [
+        Upload(_inside(instance, o["S3Output"]["LocalPath"]), o["S3Output"]["S3Uri"])
+        for o in _outputs(run.data)
+        if o["S3Output"]["S3Uri"].startswith("s3://")
+    ]
+
+
 def _while_running(run: Run) -> float | None:
     continuous = [o for o in _outputs(run.data) if o["S3Output"].get("S3UploadMode") == "Continuous"]
-    if not continuous:
+    if not continuous or not run.job.executor(run.backends).shares_files:
         return None
     try:
         _upload(run, continuous, changed_only=True)  # links are reported once, by the last upload
@@ -182,8 +195,11 @@ def _finish(run: Run, outcome: str, reason: str | None):
         fields["ExitMessage"] = message
     if run.state.get("phase") != "Running" or outcome == "Failed":
         return outcome, reason, fields
+    outputs = _outputs(run.data)
+    if not run.job.executor(run.backends).shares_files:  # the nodes uploaded the S3 ones (_uploads)
+        outputs = [o for o in outputs if not o["S3Output"]["S3Uri"].startswith("s3://")]
     try:
-        _upload(run, _outputs(run.data))
+        _upload(run, outputs)
     except Exception as err:
         return "Failed", output_error("of the processing job", err), fields
     return outcome, reason, fields
@@ -234,6 +250,7 @@ PROCESSING_JOB = JobKind(
     command=_command,
     while_running=_while_running,
     finish=_finish,
+    uploads=_uploads,
     started=_started,
     ended=_ended,
     component=_component,

@@ -4,8 +4,9 @@ The image's runtime runs either the job's ContainerEntrypoint (v3 ModelTrainer
 sends ``/bin/bash -c ...sm_train.sh``) or SelfMaker's training toolkit
 (:mod:`selfmaker.container.training`: v2 script mode, or the image's built-in
 algorithm). /opt/ml/model becomes ``<S3OutputPath>/<job>/output/model.tar.gz``
-and /opt/ml/output/data ``output.tar.gz``; metrics come from the
-MetricDefinitions' regexes over the log.
+and /opt/ml/output/data ``output.tar.gz`` (uploaded by the server, or, on an
+executor that does not share files, by the instance's node: ``_uploads``);
+metrics come from the MetricDefinitions' regexes over the log.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import regex
 
 from ...container import xgboost_algorithm
 from ...engines import runtimes
+from ...engines.executor import Upload
 from ...server.errors import validation
 from ...store.resources import now
 from .. import experiment_metrics, experiments
@@ -194,6 +196,7 @@ def _prepare(run: Run, instance, runtime) -> None:
                 index=instance.index - 1,
                 count=len(run.instances),
                 say=instance.say,
+                fetches=instance.fetches,
             )
         except InputError as err:
             raise JobFailure(str(err)) from None
@@ -204,7 +207,7 @@ def _prepare(run: Run, instance, runtime) -> None:
     submit = _hyperparameter(data, "sagemaker_submit_directory")
     if submit and _hyperparameter(data, "sagemaker_program"):
         try:
-            extract_code(run.storage, str(submit), ml / "code", say=instance.say)
+            extract_code(run.storage, str(submit), ml / "code", say=instance.say, fetches=instance.fetches)
         except InputError as err:
             raise JobFailure(str(err)) from None
     if data.get("CheckpointConfig"):
@@ -264,6 +267,22 @@ def _ended(data: dict, when: float) -> None:
         data["BillableTimeInSeconds"] = seconds * _instance_count(data)
 
 
+def _output_base(data: dict) -> str:
+    return join_uri(data["OutputDataConfig"]["S3OutputPath"], data["TrainingJobName"], "output")
+
+
+def _uploads(run: Run, instance) -> list[Upload]:
+    """What an instance's node uploads itself: its model if it wrote one (the master's; with several writing,
+    the last to end wins), and algo-1's output data."""
+    base = _output_base(run.data)
+    if not base.startswith("s3://"):  # a path of the server's host: its files come back, the server writes them
+        return []
+    uploads = [Upload(instance.ml / "model", join_uri(base, "model.tar.gz"), archive=True)]
+    if instance.index == 1:
+        uploads.append(Upload(instance.ml / "output" / "data", join_uri(base, "output.tar.gz"), archive=True))
+    return uploads
+
+
 def _finish(run: Run, outcome: str, reason: str | None):
     fields: dict = {}
     if run.state.get("phase") != "Running":
@@ -275,7 +294,19 @@ def _finish(run: Run, outcome: str, reason: str | None):
         fields["FinalMetricDataList"] = final
     if outcome == "Failed":
         return outcome, reason, fields
-    base = join_uri(run.data["OutputDataConfig"]["S3OutputPath"], run.data["TrainingJobName"], "output")
+    base = _output_base(run.data)
+    ex = run.job.executor(run.backends)
+    if not ex.shares_files and base.startswith(
+        "s3://"
+    ):  # the nodes uploaded what they had (_uploads); a model there must be, if empty
+        done = {uri for i in run.instances for uri in ex.uploaded(i.state)}
+        if join_uri(base, "model.tar.gz") not in done:
+            try:
+                upload_bytes(run.storage, join_uri(base, "model.tar.gz"), first.files.tar_gz("model"))
+            except Exception as err:
+                return "Failed", output_error(base, err), fields
+        fields["ModelArtifacts"] = {"S3ModelArtifacts": join_uri(base, "model.tar.gz")}
+        return outcome, reason, fields
     storage, files = run.storage, first.files  # the job wrote these: read without following its links
     # The master (algo-1) writes the model; an algorithm whose master is another instance (XGBoost's, when
     # ShardedByS3Key left algo-1 without data) has it there: the first instance that wrote one.
@@ -420,6 +451,7 @@ TRAINING_JOB = JobKind(
     started=_started,
     ended=_ended,
     finish=_finish,
+    uploads=_uploads,
     component=_component,
     after_end=_after_end,
     retry_attempts=_retry_attempts,
