@@ -434,12 +434,12 @@ class RayExecutor(Executor):
         endpoint = store.endpoint
         if self.server_url and self.server_local_url:
             endpoint = endpoint.replace(self.server_local_url, self.server_url)
-        fetches = []
+        fetches: list[dict[str, Any]] = []
         for fetch in spec.fetches:
             mount, relative = where(fetch.path)
             fetches.append({"bucket": fetch.bucket, "key": fetch.key, "mount": mount, "relative": relative})
             fetches[-1] |= {"unpack": True} if fetch.unpack else {}
-        uploads = []
+        uploads: list[dict[str, Any]] = []
         for upload in spec.uploads:
             mount, relative = where(upload.path)
             uploads.append(
