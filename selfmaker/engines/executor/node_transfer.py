@@ -31,6 +31,16 @@ class TransferFailed(Exception):
     """The job's FailureReason (a ClientError naming the URI)."""
 
 
+class ServerUnreachable(TransferFailed):
+    """The server's S3 API did not answer at all (a dead server, before another takes its job over)."""
+
+
+def _unreachable(err: Exception) -> bool:
+    from botocore.exceptions import ConnectionClosedError, ConnectTimeoutError, EndpointConnectionError
+
+    return isinstance(err, (EndpointConnectionError, ConnectTimeoutError, ConnectionClosedError))
+
+
 def client(store: dict) -> Any:
     """A botocore S3 client of the server's S3 API, as the job (path-style: bucket names need no DNS)."""
     import botocore.session
@@ -186,5 +196,6 @@ def upload_all(s3, uploads: list[dict], roots: dict[str, Path], scratch: Path, s
         except TransferFailed:
             raise
         except Exception as err:
-            raise TransferFailed(_reason("cannot write the output", item["uri"], err)) from None
+            failure = ServerUnreachable if _unreachable(err) else TransferFailed
+            raise failure(_reason("cannot write the output", item["uri"], err)) from None
     return written

@@ -700,6 +700,12 @@ class RayExecutor(Executor):
         if node:
             _write(state_dir / "node", node)
         _write(state_dir / "instance", json.dumps(meta))
+        if node and (endpoint := self.server_url or self.server_local_url):
+            # Its uploads go through this server now: the one that started it answers no more.
+            try:
+                self._ray().get(self._agent_of(state_dir).redirect.remote(name, endpoint), timeout=CALL_TIMEOUT)
+            except Exception:  # its node or agent is gone, or busy: poll() says which; uploads wait SERVER_WAIT
+                log.warning("could not redirect the uploads of %s to this server", name, exc_info=True)
         if not node:
             self._record(
                 state_dir,

@@ -54,6 +54,7 @@ from .local import LocalExecutor
 
 TAIL_LIMIT = 1 << 20  # bytes of log per tail call
 TAIL_STEP = 0.05  # seconds between looks at a log that has nothing new
+SERVER_WAIT = 120.0  # seconds uploads wait for a server to answer (a dead one's job taken over: redirect())
 UPLOADS_LOGGED = 10  # uploaded objects named one by one in the instance's log; the rest are counted
 RUN_INSIDE = "/opt/selfmaker/run"  # a model server's port file, as model_server.py's socket directory
 
@@ -230,9 +231,8 @@ class NodeAgent:
             listed = root / "transfers.json"  # absent: handed over by an earlier SelfMaker (nothing to upload)
             transfers = json.loads(listed.read_text()) if listed.exists() else {"uploads": []}
             if ended_well and transfers["uploads"]:
-                s3 = node_transfer.client(transfers["store"])
                 say = lambda line: _say(root / "output.log", line)  # noqa: E731
-                result["uploaded"] = node_transfer.upload_all(s3, transfers["uploads"], self._roots(root), root, say)
+                result["uploaded"] = self._upload_all(root, transfers, say)
                 uploaded = result["uploaded"]
                 for uri in uploaded[:UPLOADS_LOGGED]:
                     say(f"SelfMaker: uploaded {uri} from this node")
@@ -247,6 +247,36 @@ class NodeAgent:
         tmp.rename(root / "outputs")
         with self.lock:
             self._uploading.discard(root.name)
+
+    def _upload_all(self, root: Path, transfers: dict, say) -> list[str]:
+        """Upload through the server named in ``transfers``. One that does not answer at all has died: the
+        server taking its job over redirects the instance to itself (redirect()), so wait up to SERVER_WAIT
+        for that, reading the endpoint again before each try."""
+        deadline = time.monotonic() + SERVER_WAIT
+        while True:
+            s3 = node_transfer.client(transfers["store"])
+            try:
+                return node_transfer.upload_all(s3, transfers["uploads"], self._roots(root), root, say)
+            except node_transfer.ServerUnreachable:
+                if time.monotonic() > deadline:
+                    raise
+                say(f"SelfMaker: the server at {transfers['store']['endpoint']} does not answer; uploads wait")
+                time.sleep(2.0)
+                with self.lock:
+                    transfers = json.loads((root / "transfers.json").read_text())
+
+    def redirect(self, name: str, endpoint: str) -> None:
+        """Send the instance's uploads through the server at ``endpoint`` (it took the job over)."""
+        listed = self.home / name / "transfers.json"
+        with self.lock:
+            if not listed.exists():
+                return
+            transfers = json.loads(listed.read_text())
+            if transfers.get("store"):
+                transfers["store"]["endpoint"] = endpoint
+                tmp = listed.with_suffix(".tmp")
+                tmp.write_text(json.dumps(transfers))
+                tmp.rename(listed)
 
     def _listen_on_tcp(self, root: Path, env: dict[str, str]) -> Mount:
         """A model server here listens on the node's address on a port the kernel picks, and writes the port
