@@ -85,6 +85,10 @@ class Context:
 _STORE_READS: set[tuple[str, str]] = set()
 
 
+# Operations whose handler is a coroutine (it waits on the event loop), known at registration rather than
+# asked of inspect on every request.
+_WAITERS: set[tuple[str, str]] = set()
+
 # Input rewrites that run before validation, by operation (see `operation`).
 _NORMALISERS: dict[tuple[str, str], Callable[[dict], dict]] = {}
 
@@ -106,6 +110,8 @@ def operation(
         if (service, name) in _HANDLERS:
             raise ValueError(f"{service}.{name} is implemented twice")
         _HANDLERS[(service, name)] = fn
+        if inspect.iscoroutinefunction(fn):
+            _WAITERS.add((service, name))
         if store_read:
             _STORE_READS.add((service, name))
         if normalise:
@@ -191,11 +197,12 @@ async def invoke(ctx: Context, op: OperationModel, params: dict):
     over it, and that costs as much again as the work (benchmarks/control_plane.py:
     Describe and List at 8 clients take about half the CPU per request on the loop).
     """
-    if ctx.backends.store.is_sqlite and is_store_read(ctx.service, op.name):
-        return _call(ctx, op, params)
-    if inspect.iscoroutinefunction(handler_for(ctx.service, op.name)):
+    key = (ctx.service, op.name)
+    if key in _WAITERS:
         # Handlers that wait (SQS long polling) are coroutines: a waiter holds no thread.
         return await _call(ctx, op, params)
+    if key in _STORE_READS and ctx.backends.store.is_sqlite:
+        return _call(ctx, op, params)
     return await anyio.to_thread.run_sync(_call, ctx, op, params)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import json
 import math
 import weakref
@@ -193,6 +194,20 @@ def _fragment(value) -> orjson.Fragment:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+@functools.cache
+def _rest_outputs(shape: Shape) -> tuple[tuple[tuple[str, str, str, str], ...], str | None, str | None]:
+    """(member, location, wire name, type) of each output member bound to the status code or headers, the
+    payload member and its type: read from the model once per shape, not on every response."""
+    bound = []
+    for name, member in shape.members.items():
+        location = member.serialization.get("location")
+        if location in ("statusCode", "header", "headers"):
+            wire = member.serialization.get("name", name if location == "header" else "")
+            bound.append((name, location, wire, member.type_name))
+    payload = shape.serialization.get("payload")
+    return tuple(bound), payload, shape.members[payload].type_name if payload else None
+
+
 def rest_json_response(result: dict | None, shape: Shape | None) -> tuple[int | None, dict, bytes, str | None]:
     """(status, headers, body, content type) for a rest-json output shape."""
     result = result or {}
@@ -200,32 +215,28 @@ def rest_json_response(result: dict | None, shape: Shape | None) -> tuple[int | 
         return None, {}, b"{}", None
     status = None
     headers: dict[str, str] = {}
-    for name, member in shape.members.items():
-        location = member.serialization.get("location")
+    bound, payload, payload_type = _rest_outputs(shape)
+    for name, location, wire, type_name in bound:
         value = result.get(name)
         if value is None:
             continue
         if location == "statusCode":
             status = int(value)
         elif location == "header":
-            header = member.serialization["name"]
-            if member.type_name == "timestamp":
+            if type_name == "timestamp":
                 value = _iso(value)
-            elif member.type_name == "boolean":
+            elif type_name == "boolean":
                 value = "true" if value else "false"
-            headers[header] = str(value)
-        elif location == "headers":
-            prefix = member.serialization.get("name", "")
+            headers[wire] = str(value)
+        else:  # headers: a prefix
             for key, item in value.items():
-                headers[prefix + key] = str(item)
-    payload = shape.serialization.get("payload")
+                headers[wire + key] = str(item)
     if payload:
-        member = shape.members[payload]
         value = result.get(payload)
-        if member.type_name in ("blob", "string"):
+        if payload_type in ("blob", "string"):
             body = value if isinstance(value, bytes) else (value or "").encode()
             return status, headers, body, None
-        return status, headers, json_body(value, member), "application/json"
+        return status, headers, json_body(value, shape.members[payload]), "application/json"
     return status, headers, json_body(result, shape), "application/json"
 
 

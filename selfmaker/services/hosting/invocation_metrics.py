@@ -98,29 +98,42 @@ class InvocationMetrics(Periodic):
         self.fold()
 
     def fold(self) -> None:
-        sets: dict[tuple, list] = {}
+        # Each metric's statistic set is folded once per variant and second, and copied to its second
+        # dimension set at the end: half the work of folding every sample into both (it runs on the
+        # server's two cores, and under the GIL, next to the requests).
+        groups: dict[tuple, dict[str, list]] = {}
         samples = self._samples
         prometheus = self._prometheus
+        bucket = distribution.bucket
         while samples:
             account, region, endpoint, variant, config, instances, status, model_s, total_s, second = samples.popleft()
             prometheus.observe_invocation((account, region, endpoint, variant), status, model_s, total_s)
             measured = values(status, instances, model_s, total_s)
-            for name, unit, series in _series(account, region, endpoint, variant, config):
-                value = measured[name]
-                stats = sets.get((series, unit, second))
-                if stats is None:
-                    sets[(series, unit, second)] = metric_store.one_value(value)
-                else:
-                    stats[0] += 1
-                    stats[1] += value
-                    stats[2] = min(stats[2], value)
-                    stats[3] = max(stats[3], value)
-                    key = distribution.bucket(value)  # for the latency percentiles
-                    stats[4][key] = stats[4].get(key, 0.0) + 1.0
-        if sets:
+            group = (account, region, endpoint, variant, config, second)
+            sets = groups.get(group)
+            if sets is None:
+                groups[group] = {name: metric_store.one_value(value) for name, value in measured.items()}
+                continue
+            for name, value in measured.items():
+                stats = sets[name]
+                stats[0] += 1
+                stats[1] += value
+                if value < stats[2]:
+                    stats[2] = value
+                if value > stats[3]:
+                    stats[3] = value
+                key = bucket(value)  # for the latency percentiles
+                stats[4][key] = stats[4].get(key, 0.0) + 1.0
+        if groups:
             buffer = metric_store.buffer(self.backends)
-            for (series, unit, second), stats in sets.items():
-                buffer.add(series, unit, second, stats)
+            for (account, region, endpoint, variant, config, second), sets in groups.items():
+                given: set[str] = set()
+                for name, unit, series in _series(account, region, endpoint, variant, config):
+                    stats = sets[name]
+                    if name in given:  # the buffer merges into what it is given: each series its own copy
+                        stats = [stats[0], stats[1], stats[2], stats[3], dict(stats[4])]
+                    given.add(name)
+                    buffer.add(series, unit, second, stats)
 
 
 @before_scrape
