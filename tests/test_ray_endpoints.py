@@ -191,21 +191,9 @@ def test_blue_green_and_an_alarm_rollback_on_the_cluster_fail_no_request(ray_ser
 
 @pytest.fixture(scope="module")
 def two_servers(cluster, postgres, tmp_path_factory):
-    """Two ray-executor servers on one PostgreSQL database and one object store, as behind a load balancer."""
-    import psycopg
-
     tmp = tmp_path_factory.mktemp("ray-two-servers")
-    with psycopg.connect(postgres, autocommit=True) as conn:
-        conn.execute('DROP DATABASE IF EXISTS "selfmaker_ray_two_servers"')
-        conn.execute('CREATE DATABASE "selfmaker_ray_two_servers"')
-    database = postgres.rsplit("/", 1)[0] + "/selfmaker_ray_two_servers"
-    objects = ("--object-store-url", (tmp / "objects").as_uri())
-    address = cluster[0].address
-    with (
-        ray_cluster.ray_server(address, tmp / "a", *objects, database=database) as a,
-        ray_cluster.ray_server(address, tmp / "b", *objects, database=database) as b,
-    ):
-        yield a, b
+    with ray_cluster.two_ray_servers(cluster[0].address, postgres, tmp, "selfmaker_ray_two_servers") as pair:
+        yield pair
 
 
 def test_any_server_answers_for_an_endpoint_another_drives(two_servers, tmp_path):

@@ -59,19 +59,8 @@ def cluster():
 
 @pytest.fixture
 def two_servers(cluster, postgres, tmp_path):
-    import psycopg
-
-    with psycopg.connect(postgres, autocommit=True) as conn:
-        conn.execute('DROP DATABASE IF EXISTS "selfmaker_ray_takeover"')
-        conn.execute('CREATE DATABASE "selfmaker_ray_takeover"')
-    database = postgres.rsplit("/", 1)[0] + "/selfmaker_ray_takeover"
-    objects = ("--object-store-url", (tmp_path / "objects").as_uri())
-    address = cluster[0].address
-    with (
-        ray_cluster.ray_server(address, tmp_path / "a", *objects, database=database) as a,
-        ray_cluster.ray_server(address, tmp_path / "b", *objects, database=database) as b,
-    ):
-        yield a, b
+    with ray_cluster.two_ray_servers(cluster[0].address, postgres, tmp_path, "selfmaker_ray_takeover") as pair:
+        yield pair
 
 
 def stream_text(logs, name: str) -> str:

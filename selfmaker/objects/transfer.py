@@ -55,6 +55,15 @@ class RefusedMember(ArchiveError):
         self.member, self.kind = member, kind
 
 
+def code_failure(uri: str, err: ArchiveError) -> str:
+    """A job's reason for code at ``uri`` that cannot be unpacked (the same wherever it is unpacked)."""
+    if isinstance(err, RefusedMember):
+        return f"ClientError: the code {uri} holds a member SelfMaker will not unpack: {err.detail}"
+    if isinstance(err, NotAnArchive):
+        return f"ClientError: the code {uri} is not a tar archive: {err.detail}"
+    return f"ClientError: cannot unpack the code {uri}: {err.detail}"
+
+
 def confined(root: Path, relative: str) -> Path | None:
     """``root``/``relative`` resolved, or None when it is not strictly inside ``root``."""
     root = root.resolve()

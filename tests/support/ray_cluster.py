@@ -56,6 +56,24 @@ def ray_server(address: str, tmp: Path, *extra: str, database: str | None = None
         srv.stop()
 
 
+@contextmanager
+def two_ray_servers(address: str, postgres: str, tmp: Path, database: str) -> Iterator[tuple[Server, Server]]:
+    """Two ray-executor servers on one fresh PostgreSQL database (``database``) and one object store, as
+    behind a load balancer."""
+    import psycopg
+
+    with psycopg.connect(postgres, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{database}"')
+        conn.execute(f'CREATE DATABASE "{database}"')
+    url = postgres.rsplit("/", 1)[0] + "/" + database
+    objects = ("--object-store-url", (tmp / "objects").as_uri())
+    with (
+        ray_server(address, tmp / "a", *objects, database=url) as a,
+        ray_server(address, tmp / "b", *objects, database=url) as b,
+    ):
+        yield a, b
+
+
 def end_sandboxes_of(node_id: str) -> None:
     """End the sandboxes a removed node's agent started, as losing its machine would: on one machine the node's
     processes go, but the sandboxes (detached from their agent by design) would run on."""

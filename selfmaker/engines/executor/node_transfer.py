@@ -124,14 +124,8 @@ def fetch_all(s3, fetches: list[dict], roots: dict[str, Path], scratch: Path) ->
                     partial.rename(target)
                 finally:  # a refused or broken read leaves nothing behind
                     partial.unlink(missing_ok=True)
-        except transfer.RefusedMember as err:
-            raise TransferFailed(
-                f"ClientError: the code {uri} holds a member SelfMaker will not unpack: {err.detail}"
-            ) from None
-        except transfer.NotAnArchive as err:
-            raise TransferFailed(f"ClientError: the code {uri} is not a tar archive: {err.detail}") from None
         except transfer.ArchiveError as err:
-            raise TransferFailed(f"ClientError: cannot unpack the code {uri}: {err.detail}") from None
+            raise TransferFailed(transfer.code_failure(uri, err)) from None
         except Exception as err:
             raise TransferFailed(_reason("cannot read", uri, err)) from None
         count += 1

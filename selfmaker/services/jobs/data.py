@@ -225,14 +225,8 @@ def extract_code(
             transfer.extract_object(storage.objects, *parse_s3_uri(uri), dest)
     except AWSError as err:
         raise InputError(f"ClientError: cannot read the code {uri}: {err.code}: {err.message}") from None
-    except transfer.RefusedMember as err:
-        raise InputError(
-            f"ClientError: the code {uri} holds a member SelfMaker will not unpack: {err.detail}"
-        ) from None
-    except transfer.NotAnArchive as err:
-        raise InputError(f"ClientError: the code {uri} is not a tar archive: {err.detail}") from None
     except transfer.ArchiveError as err:
-        raise InputError(f"ClientError: cannot unpack the code {uri}: {err.detail}") from None
+        raise InputError(transfer.code_failure(uri, err)) from None
     except OSError as err:  # never str(err): it names host paths
         raise InputError(f"ClientError: cannot read the code {uri}: {err.strerror}") from None
 
