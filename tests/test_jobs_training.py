@@ -198,6 +198,27 @@ def test_a_script_that_raises_fails_the_job_with_its_message(client, sm, bucket,
     assert any("ValueError: the data is bad" in line for line in log_lines(client("logs"), GROUP, name))
 
 
+def test_code_that_cannot_be_unpacked_fails_the_job_saying_why(client, sm, bucket, unique):
+    escaping = io.BytesIO()
+    with tarfile.open(fileobj=escaping, mode="w:gz") as tar:
+        member = tarfile.TarInfo("../train.py")
+        member.size = 4
+        tar.addfile(member, io.BytesIO(b"pass"))
+    reasons = {
+        "code/garbage.tar.gz": (b"not a tar archive", "is not a tar archive"),
+        "code/escaping.tar.gz": (escaping.getvalue(), "holds a member SelfMaker will not unpack: '../train.py'"),
+    }
+    names = {}
+    for key, (body, _) in reasons.items():
+        client("s3").put_object(Bucket=bucket, Key=key, Body=body)
+        names[key] = unique("code")
+        sm.create_training_job(**training_request(names[key], bucket, key))
+    for key, (_, why) in reasons.items():
+        job = wait(sm, "training", names[key])
+        assert job["TrainingJobStatus"] == "Failed"
+        assert job["FailureReason"].startswith(f"ClientError: the code s3://{bucket}/{key} {why}"), job["FailureReason"]
+
+
 def test_failure_file_becomes_the_failure_reason(client, sm, bucket, unique):
     name = unique("train")
     request = training_request(name, bucket, "unused")
