@@ -227,3 +227,45 @@ def test_a_server_taking_over_an_endpoint_serves_through_its_instances_on_the_no
         timeout=120,
         what="the agents of the dead server to end",
     )
+
+
+def test_a_server_paused_past_its_lease_lets_go_of_the_endpoint_another_took_over(two_servers, tmp_path):
+    a, b = two_servers
+    sm_a, sm_b = make_client("sagemaker", a.url), make_client("sagemaker", b.url)
+    runtime_b, logs_b = make_client("sagemaker-runtime", b.url), make_client("logs", b.url)
+    Models(a, tmp_path).create("who-paused", tar_gz({"code/inference.py": textwrap.dedent(WHO).encode()}), Image=IMAGE)
+    described = deploy(sm_a, "paused-endpoint", [variant("who-paused")])  # driven by A
+    assert described["EndpointStatus"] == "InService", described.get("FailureReason")
+    serving = wait_for(
+        lambda: runtime_b.invoke_endpoint(EndpointName="paused-endpoint", Body=b"1")["Body"].read().decode(),
+        lambda answer: answer.startswith("i-"),
+        timeout=60,
+        ignore=(Exception,),
+        what="an answer through B",
+    )
+    a.proc.send_signal(signal.SIGSTOP)  # past its lease: B takes the endpoint over
+    try:
+        wait_for(
+            lambda: endpoint_streams(logs_b, "paused-endpoint").get(serving, ""),
+            lambda text: "this server follows it now" in text,
+            timeout=120,
+            ignore=(Exception,),
+            what="B to take the instance over",
+        )
+        sm_b.delete_endpoint(EndpointName="paused-endpoint")  # B stops the instance A had started
+        wait_gone(sm_b, "paused-endpoint", timeout=120)
+    finally:
+        a.proc.send_signal(signal.SIGCONT)
+    # A resumes and finds the instance it kept ended: another server drove it, so A lets go of it instead of
+    # starting a replacement that nobody would drive.
+    wait_for(
+        lambda: list(a.data_dir.glob("endpoints/*/*/*/i-*")),
+        lambda left: left == [],
+        timeout=60,
+        what="A to let go of the instance",
+    )
+    time.sleep(5)
+    streams = endpoint_streams(logs_b, "paused-endpoint")
+    assert list(streams) == [serving], f"an instance was started after the takeover: {streams}"
+    assert "replacing it" not in streams[serving], streams[serving]
+    assert list(a.data_dir.glob("endpoints/*/*/*/i-*")) == []

@@ -75,6 +75,7 @@ def _owners(backends: Backends) -> dict[str, str]:
             pool.subscribe(lambda key: _group_changed(backends, key))
             if not leases(backends).local:  # only another server could take an instance over
                 pool.note_shipped = partial(_note_shipped, backends, owners)
+                pool.driving = partial(_driving, backends, owners)
     return owners
 
 
@@ -101,6 +102,18 @@ def _note_shipped(backends: Backends, owners: dict[str, str], group: Group, inst
             backends.resources.mutate(note, arn=arn, touch=False)
     except LeaseLost:
         pass
+
+
+def _driving(backends: Backends, owners: dict[str, str], group: Group) -> bool | None:
+    """Whether this server still drives the group's endpoint (fleet.py): False once it lost the lease (it was
+    paused past it, and another server follows the instances now); None while its heartbeat is not surely valid."""
+    arn = owners.get(group.key)
+    owner = leases(backends)
+    if arn is None:
+        return True  # not an endpoint's group yet (its controller is making it)
+    if not owner.holds(arn):
+        return False
+    return True if owner.valid() else None
 
 
 def _group_changed(backends: Backends, key: str) -> None:

@@ -191,6 +191,8 @@ class _Keeper:
 
     def _step(self) -> None:
         ex = cluster_executor(self.fleet.backends)
+        if not self._drives(ex):
+            return
         self._leaving = {id_: thread for id_, thread in self._leaving.items() if thread.is_alive()}
         known = {*self._seen, *self._leaving, *(i.id for i in self._to_restart)}
         for instance in instances.on_disk(self.root):
@@ -202,11 +204,38 @@ class _Keeper:
             if self._closed:
                 return
             self._check(ex, seen)
-        if not (self.failure or self._closed):
+        if not (self.failure or self._closed) and self._drives(ex):
             self._resize(ex)
         self.ready = tuple(
             address for s in self._seen.values() if s.instance.answered and (address := _address(ex, s.instance))
         )
+
+    def _drives(self, ex) -> bool:
+        """Whether this server may act on the group's instances now. Where another server can take them over
+        (a Ray cluster's), asked again before each action: a pause can fall anywhere, even inside a call to
+        the cluster. Not sure (its heartbeat is late): no. Another server took them over: it lets go."""
+        if self._closed:
+            return False
+        if not ex.adoptable or self.fleet.driving is None:
+            return True
+        driving = self.fleet.driving(self.group)
+        if driving is False:
+            self._let_go()
+        return driving is True
+
+    def _let_go(self) -> None:
+        """Another server drives the group's endpoint now and follows its instances (the record names them):
+        stop keeping them here and forget them, leaving them running. Its log shippers ship nothing more."""
+        log.info("fleet: another server drives group %s now; letting go of its instances", self.group.key)
+        with self._lock:
+            self._closed = True
+        self._worker.stop()  # from its own thread: this step is its last
+        for seen in list(self._seen.values()):
+            logship.finish(seen.instance.log_path)
+            seen.instance.remove()
+        self._seen.clear()
+        self.ready = ()
+        self.fleet._forget(self)
 
     # -- following instances ---------------------------------------------------------------
 
@@ -214,7 +243,8 @@ class _Keeper:
         """Follow an instance found on disk (started by this keeper, or by a server before a restart)."""
         self._seen[instance.id] = _Seen(instance)
         instance.log_path.touch()
-        noting = self.fleet.note_shipped
+        noting, ex = self.fleet.note_shipped, cluster_executor(self.fleet.backends)
+        driving = self.fleet.driving if ex.adoptable else None
         logship.follow(
             self.fleet.backends.store,
             self.group.account_id,
@@ -223,9 +253,12 @@ class _Keeper:
             self.group.stream(instance),
             instance.log_path,
             on_shipped=(lambda offset: noting(self.group, instance, offset)) if noting else None,
+            # Only while surely driving it: a server resumed after a pause must not ship lines the server that
+            # took the instance over ships too.
+            ships=(lambda: driving(self.group) is True) if driving else None,
         )
         if instance.state.exists():
-            cluster_executor(self.fleet.backends).watch(instance.state, self.wake)
+            ex.watch(instance.state, self.wake, driving=(lambda: driving(self.group) is not False) if driving else None)
 
     def _check(self, ex, seen: _Seen) -> None:
         instance = seen.instance
@@ -233,13 +266,18 @@ class _Keeper:
             instance.say(f"{instance.id} was never started; starting another instance")
             return self._discard(ex, seen, replace=True)
         status = ex.poll(instance.state)
+        if not self._drives(ex):
+            return None
         if status is not None:
             return self._ended(seen, status)
         now = time.monotonic()
         if instance.answered and now - seen.checked < HEALTH_SECONDS:
             return None
         seen.checked = now
-        if model_server.ping(_address(ex, instance), PING_TIMEOUT):
+        answers = model_server.ping(_address(ex, instance), PING_TIMEOUT)
+        if not self._drives(ex):
+            return None
+        if answers:
             if seen.misses:
                 instance.say(f"{instance.id} answers /ping again")
             seen.misses = 0
@@ -463,6 +501,10 @@ class Fleet:
         # Told, after each batch of an instance's log is shipped, its offset (the endpoint controller notes it
         # in the record for instances another server can take over: deployments.py).
         self.note_shipped: Callable[[Group, Instance, int], None] | None = None
+        # Whether this server still drives a group's endpoint, for instances another server can take over (set
+        # where several servers share the database: deployments.py): True; None, not sure now (its heartbeat is
+        # late); False, another server took it over (this one was paused past its lease).
+        self.driving: Callable[[Group], bool | None] | None = None
 
     def _dir(self, account_id: str, region: str, key: str) -> Path:
         return self.backends.settings.data_dir / "endpoints" / account_id / region / key
@@ -527,6 +569,12 @@ class Fleet:
             return json.loads((root / "group.json").read_text()).get("failure")
         except (OSError, ValueError):
             return None
+
+    def _forget(self, keeper: _Keeper) -> None:
+        """Drop a keeper that let go of its group (another server drives it): a later ensure() makes a new one."""
+        with self._lock:
+            if self._keepers.get(keeper.group.key) is keeper:
+                del self._keepers[keeper.group.key]
 
     def retire(self, key: str) -> None:
         """Stop the group's instances (SIGTERM, then SIGKILL after a grace period) and remove their files."""
