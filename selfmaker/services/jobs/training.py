@@ -296,9 +296,8 @@ def _finish(run: Run, outcome: str, reason: str | None):
         return outcome, reason, fields
     base = _output_base(run.data)
     ex = run.job.executor(run.backends)
-    if not ex.shares_files and base.startswith(
-        "s3://"
-    ):  # the nodes uploaded what they had (_uploads); a model there must be, if empty
+    # The nodes uploaded what they had (_uploads); a model there must be, if an empty one.
+    if not ex.shares_files and base.startswith("s3://"):
         done = {uri for i in run.instances for uri in ex.uploaded(i.state)}
         if join_uri(base, "model.tar.gz") not in done:
             try:
