@@ -17,6 +17,7 @@ server would use (a ClientError naming the URI, never a node's path).
 from __future__ import annotations
 
 import tempfile
+import threading
 from pathlib import Path
 from typing import IO, Any
 
@@ -41,24 +42,32 @@ def _unreachable(err: Exception) -> bool:
     return isinstance(err, (EndpointConnectionError, ConnectTimeoutError, ConnectionClosedError))
 
 
+_session: Any = None  # one botocore session per agent: a fresh one loads the S3 model again (~90 ms a client)
+_session_lock = threading.Lock()  # a session is not thread-safe; the clients it makes are
+
+
 def client(store: dict) -> Any:
     """A botocore S3 client of the server's S3 API, as the job (path-style: bucket names need no DNS)."""
+    global _session
     import botocore.session
     from botocore.config import Config
 
-    return botocore.session.Session().create_client(
-        "s3",
-        endpoint_url=store["endpoint"],
-        region_name=store["region"],
-        aws_access_key_id=store["access_key"],
-        aws_secret_access_key=store["secret_key"],
-        config=Config(
-            retries={"max_attempts": 5, "mode": "standard"},
-            s3={"addressing_style": "path"},
-            connect_timeout=10,
-            read_timeout=120,
-        ),
-    )
+    with _session_lock:
+        if _session is None:
+            _session = botocore.session.Session()
+        return _session.create_client(
+            "s3",
+            endpoint_url=store["endpoint"],
+            region_name=store["region"],
+            aws_access_key_id=store["access_key"],
+            aws_secret_access_key=store["secret_key"],
+            config=Config(
+                retries={"max_attempts": 5, "mode": "standard"},
+                s3={"addressing_style": "path"},
+                connect_timeout=10,
+                read_timeout=120,
+            ),
+        )
 
 
 def _client_error(err: Exception) -> tuple[str, str] | None:
