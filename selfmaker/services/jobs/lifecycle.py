@@ -40,11 +40,11 @@ from ...engines.executor import (
 from ...engines.leases import leases
 from ...engines.reconciler import Controller, kick
 from ...server.operations import Context
-from ...store.fencing import Fence, LeaseLost, fenced
+from ...store.fencing import LeaseLost
 from ...store.resources import Record, now
 from .. import experiments
 from ..kinds import Kind
-from . import credentials, logship, provenance
+from . import credentials, logship, provenance, takeover
 from .confined import ConfinedDir
 from .data import JobStorage
 
@@ -236,13 +236,13 @@ class Run:
                 self.job.log_group,
                 self.stream(instance),
                 instance.log_path,
-                on_shipped=partial(_note_shipped, self.job, self.backends, arn, instance) if noting else None,
+                on_shipped=partial(takeover.note_shipped, self.job, self.backends, arn, instance) if noting else None,
                 ships=(lambda: owner.holds(arn) and owner.valid()) if noting else None,
             )
 
     def finish_logs(self) -> None:
         for instance in self.instances:
-            _noted.pop(instance.log_path, None)
+            takeover.forget(instance.log_path)
             logship.finish(
                 instance.log_path,
                 self.backends.store,
@@ -251,43 +251,6 @@ class Run:
                 self.job.log_group,
                 self.stream(instance),
             )
-
-
-def _confirm_lease(run: Run, executor) -> None:
-    """Before acting on instances another server may drive (a Ray node's: collecting, releasing, stopping them),
-    the step's lease is checked in the database as its writes are (store/fencing.py): a server paused past its
-    lease raises LeaseLost here instead of ending the instances the server that took them over follows."""
-    if executor.adoptable and not leases(run.backends).local:
-        with run.backends.store.write():
-            pass
-
-
-_noted: dict[Path, int] = {}  # log -> the offset of its instance's own log last written to its record
-
-
-def _note_shipped(job: JobKind, backends: Backends, arn: str, instance: Instance, local_offset: int) -> None:
-    """Once lines of an instance another server could follow (a Ray node's) are shipped, write in the job's record
-    how much of the instance's own log they cover: a server taking the job over resumes the log there, so the
-    stream neither repeats nor misses lines (a crash between the two writes repeats that one batch)."""
-    shipped = job.executor(backends).shipped(instance.state, local_offset)
-    owner = leases(backends)
-    if shipped is None or _noted.get(instance.log_path) == shipped or not (owner.holds(arn) and owner.valid()):
-        return
-    fence = owner.claim(arn)
-    if not isinstance(fence, Fence):
-        return
-
-    def note(fresh: Record, _conn) -> None:
-        state = fresh.data.get("_run", {})
-        if state.get("phase") == "Running" and state.get("node") == owner.node:
-            state.setdefault("shipped", {})[instance.host] = shipped
-
-    try:
-        with fenced(fence):
-            backends.resources.mutate(note, arn=arn, touch=False)
-        _noted[instance.log_path] = shipped
-    except LeaseLost:
-        pass
 
 
 def _no_preparation(run: Run, instance: Instance, runtime: runtimes.Runtime) -> None:
@@ -695,7 +658,7 @@ class JobKind(Kind):
         run.ship_logs()
         self._watch(run)
         ex = self.executor(run.backends)
-        _confirm_lease(run, ex)
+        takeover.confirm_lease(run, ex)
         statuses = [self.exit_status(run, i, ex.poll(i.state)) for i in run.instances]
         failed = [(i, s) for i, s in zip(run.instances, statuses) if s is not None and not s.succeeded]
         if failed or all(s is not None for s in statuses):
@@ -736,7 +699,7 @@ class JobKind(Kind):
         """SIGTERM every instance, SIGKILL after the grace period; the job is Stopped once all have ended,
         after its outputs (a stopped training job's model too) are uploaded."""
         ex = self.executor(run.backends)
-        _confirm_lease(run, ex)
+        takeover.confirm_lease(run, ex)
         grace = run.backends.settings.stop_grace_seconds
         running = False
         for instance in run.instances:
