@@ -13,7 +13,7 @@ from selfmaker.server.errors import AWSError
 from selfmaker.services.hosting import deployments
 from selfmaker.services.hosting.router import choose
 from selfmaker.store.resources import Record
-from support.endpoints import Load, Models, canary, deploy, error_of, variant, wait_status
+from support.endpoints import Load, Models, canary, deploy, error_of, errors_alarm, variant, wait_status
 from support.jobs import tar_gz
 from support.waiting import wait_for
 
@@ -394,19 +394,7 @@ def test_canary_rolled_back_by_an_alarm_with_no_request_failing(server, sm, clie
     name = unique("canary")
     v1, v2 = models.versioned(f"{name}-v1"), models.versioned(f"{name}-v2")
     assert deploy(sm, name, [variant(v1)])["EndpointStatus"] == "InService"
-    # A day-long period: the state SetAlarmState gives holds until the period ends.
-    cloudwatch.put_metric_alarm(
-        AlarmName=f"{name}-errors",
-        Namespace="AWS/SageMaker",
-        MetricName="Invocation5XXErrors",
-        Statistic="Sum",
-        Period=86400,
-        EvaluationPeriods=1,
-        Threshold=1,
-        ComparisonOperator="GreaterThanOrEqualToThreshold",
-        Dimensions=[{"Name": "EndpointName", "Value": name}, {"Name": "VariantName", "Value": "AllTraffic"}],
-        TreatMissingData="notBreaching",
-    )
+    errors_alarm(cloudwatch, f"{name}-errors", name)
     code, message = error_of(
         sm.update_endpoint, EndpointName=name, EndpointConfigName=name, DeploymentConfig=canary(60, "no-such-alarm")
     )

@@ -22,7 +22,18 @@ from botocore.exceptions import ClientError
 
 from support import ray_cluster
 from support.clients import make_client
-from support.endpoints import Load, Models, canary, deploy, error_of, invoke, variant, versioned_archive, wait_status
+from support.endpoints import (
+    Load,
+    Models,
+    canary,
+    deploy,
+    error_of,
+    errors_alarm,
+    invoke,
+    variant,
+    versioned_archive,
+    wait_status,
+)
 from support.jobs import tar_gz
 from support.pipelines import IMAGE
 from support.ray_cluster import NODE_LINE, two_worker_cluster
@@ -147,18 +158,7 @@ def test_blue_green_and_an_alarm_rollback_on_the_cluster_fail_no_request(ray_ser
         sm.create_endpoint_config(EndpointConfigName=f"bg-{version}", ProductionVariants=[variant(f"bg-{version}")])
     sm.create_endpoint(EndpointName="bg", EndpointConfigName="bg-v1")
     assert wait_status(sm, "bg")["EndpointStatus"] == "InService"
-    cloudwatch.put_metric_alarm(  # a day-long period: the state SetAlarmState gives holds
-        AlarmName="bg-errors",
-        Namespace="AWS/SageMaker",
-        MetricName="Invocation5XXErrors",
-        Statistic="Sum",
-        Period=86400,
-        EvaluationPeriods=1,
-        Threshold=1,
-        ComparisonOperator="GreaterThanOrEqualToThreshold",
-        Dimensions=[{"Name": "EndpointName", "Value": "bg"}, {"Name": "VariantName", "Value": "AllTraffic"}],
-        TreatMissingData="notBreaching",
-    )
+    errors_alarm(cloudwatch, "bg-errors", "bg")
     all_at_once = {
         "BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 1}}
     }

@@ -124,6 +124,22 @@ def canary(wait: int, alarm: str) -> dict:
     }
 
 
+def errors_alarm(cloudwatch, alarm: str, endpoint: str) -> None:
+    """An alarm on the endpoint's 5XX errors, over a day-long period: the state SetAlarmState gives it holds."""
+    cloudwatch.put_metric_alarm(
+        AlarmName=alarm,
+        Namespace="AWS/SageMaker",
+        MetricName="Invocation5XXErrors",
+        Statistic="Sum",
+        Period=86400,
+        EvaluationPeriods=1,
+        Threshold=1,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+        Dimensions=[{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": "AllTraffic"}],
+        TreatMissingData="notBreaching",
+    )
+
+
 def invoke(runtime, name: str, body: str = "x", **extra) -> tuple[str, str]:
     """(answer, invoked variant)."""
     answer = runtime.invoke_endpoint(EndpointName=name, Body=body, ContentType="text/plain", **extra)

@@ -1,6 +1,6 @@
 """A Ray node's own copies of a job's data: its inputs in before the instance starts, its outputs out after.
 
-The server decides what (ray_cluster.py hands the agent a list of objects, each
+The server decides what (ray_cluster.py hands the agent, as :func:`lists` makes it, a list of objects, each
 with the mount and the path it lands at, and where the outputs go); the node only
 copies, through the S3 API of the SelfMaker server it reaches, signed with the
 job's own access key (services/jobs/credentials.py). So the server's bucket
@@ -26,6 +26,36 @@ from ...objects import transfer
 CHUNK = 1 << 20  # bytes read at a time from a download
 PART = 32 << 20  # bytes per part of a multipart upload; smaller files go in one PUT
 ATTEMPTS = 3  # tries of a download whose stream broke (botocore retries the requests themselves)
+
+
+def lists(spec, mounts: dict, endpoint: str) -> dict:
+    """An InstanceSpec's fetches and uploads as a node's agent takes them (``{}`` when it has none): each path as
+    (mount name in ``mounts``, path relative to the mount's source), and the store at ``endpoint`` as the job."""
+
+    def where(path: Path) -> tuple[str, str]:
+        path = path.resolve()
+        for name, mount in mounts.items():
+            if (source := mount.source.resolve()) in path.parents:
+                return name, str(path.relative_to(source))
+        raise ValueError(f"{path} is in none of the instance's mounts")
+
+    if not (spec.fetches or spec.uploads):
+        return {}
+    fetches: list[dict[str, Any]] = []
+    for fetch in spec.fetches:
+        mount, relative = where(fetch.path)
+        fetches.append({"bucket": fetch.bucket, "key": fetch.key, "mount": mount, "relative": relative})
+        fetches[-1] |= {"unpack": True} if fetch.unpack else {}
+    uploads: list[dict[str, Any]] = []
+    for upload in spec.uploads:
+        mount, relative = where(upload.path)
+        uploads.append(
+            {"mount": mount, "relative": relative, "uri": upload.uri, "archive": upload.archive}
+            | ({"always": True} if upload.always else {})
+        )
+    store = spec.store
+    access = {"endpoint": endpoint, "region": store.region, "access_key": store.access_key}
+    return {"fetches": fetches, "uploads": uploads, "store": access | {"secret_key": store.secret_key}}
 
 
 class TransferFailed(Exception):

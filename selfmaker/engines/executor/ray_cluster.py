@@ -73,6 +73,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from . import node_transfer
 from .base import Executor, ExecutorUnavailable, ExitStatus, InstanceSpec, Limits, Placement
 from .local import _stop_deadline
 from .ray_node import NodeAgent, pack, status_of, unpack
@@ -361,7 +362,12 @@ class RayExecutor(Executor):
         env = dict(spec.env)
         if self.server_url and self.server_local_url:
             env = {k: v.replace(self.server_local_url, self.server_url) for k, v in env.items()}
-        transfers = self._transfers(spec, names)
+        if spec.store is None and (spec.fetches or spec.uploads):
+            raise ExecutorUnavailable("the ray executor moves a job's data only with its object store access")
+        endpoint = spec.store.endpoint if spec.store else ""
+        if self.server_url and self.server_local_url:  # the store as the nodes reach it
+            endpoint = endpoint.replace(self.server_local_url, self.server_url)
+        transfers = node_transfer.lists(spec, names, endpoint)
         if wanted:  # what it really has (the node's agent adds CUDA_VISIBLE_DEVICES once Ray assigned them)
             env["SM_NUM_GPUS"] = str(gpus)
             if not gpus:
@@ -414,41 +420,6 @@ class RayExecutor(Executor):
                 [bundle], strategy="STRICT_PACK", name=name, lifetime="detached", _soft_target_node_id=target
             )
         (state / "instance").write_text(json.dumps(meta))
-
-    def _transfers(self, spec: InstanceSpec, names: dict) -> dict:
-        """The spec's fetches and uploads as the node's agent takes them: each path as (mount name, path relative
-        to the mount's source), and the store as the nodes reach it."""
-
-        def where(path: Path) -> tuple[str, str]:
-            path = path.resolve()
-            for name, mount in names.items():
-                if (source := mount.source.resolve()) in path.parents:
-                    return name, str(path.relative_to(source))
-            raise ValueError(f"{path} is in none of the instance's mounts")
-
-        if not (spec.fetches or spec.uploads):
-            return {}
-        if spec.store is None:
-            raise ExecutorUnavailable("the ray executor moves a job's data only with its object store access")
-        store = spec.store
-        endpoint = store.endpoint
-        if self.server_url and self.server_local_url:
-            endpoint = endpoint.replace(self.server_local_url, self.server_url)
-        fetches: list[dict[str, Any]] = []
-        for fetch in spec.fetches:
-            mount, relative = where(fetch.path)
-            fetches.append({"bucket": fetch.bucket, "key": fetch.key, "mount": mount, "relative": relative})
-            fetches[-1] |= {"unpack": True} if fetch.unpack else {}
-        uploads: list[dict[str, Any]] = []
-        for upload in spec.uploads:
-            mount, relative = where(upload.path)
-            uploads.append(
-                {"mount": mount, "relative": relative, "uri": upload.uri, "archive": upload.archive}
-                | ({"always": True} if upload.always else {})
-            )
-        access = {"endpoint": endpoint, "region": store.region}
-        access |= {"access_key": store.access_key, "secret_key": store.secret_key}
-        return {"fetches": fetches, "uploads": uploads, "store": access}
 
     def uploaded(self, state_dir: Path) -> list[str]:
         known = state_dir / "uploaded.json"
