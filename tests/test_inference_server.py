@@ -298,27 +298,174 @@ class _Parsed(http.server.BaseHTTPRequestHandler):
         )
 
 
+ROUTER_REQUEST = (  # what the router sends (services/hosting/connections.py)
+    b"POST /invocations HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\nContent-Type: text/csv\r\n"
+    b"Accept: application/json\r\nX-Amzn-SageMaker-Custom-Attributes: a=1\r\n\r\nabc"
+)
+
+
 @pytest.mark.parametrize(
-    "raw",
+    "raw, quick",
     [
-        b"POST /invocations HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\nContent-Type: text/csv\r\n\r\nabc",
-        b"POST /invocations HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 3\r\n\r\nabc",
-        b"POST /invocations HTTP/1.1\r\nConnection: close\r\nX-Y:   spaced  \r\nx-y: again\r\n\r\n",
-        b"POST /invocations HTTP/1.1\r\nX-Y: a\r\n  folded\r\n\r\n",
-        b"POST /invocations HTTP/1.1\r\nBad Name: a\r\nnocolon\r\n\r\n",
-        b"POST /invocations HTTP/1.1\nX-Y: \xe9t\xe9\n\n",
-        b"POST //elsewhere HTTP/1.1\r\nX-Y: 1\r\n\r\n",
-        b"POST /x HTTP/2.0\r\n\r\n",
-        b"POST /x HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
-        b"POST /x HTTP/1.1\r\n" + b"".join(b"H%d: v\r\n" % i for i in range(99)) + b"\r\n",
-        b"POST /x HTTP/1.1\r\n" + b"".join(b"H%d: v\r\n" % i for i in range(100)) + b"\r\n",
-        b"POST /x HTTP/1.1\r\nX: " + b"a" * 70000 + b"\r\n\r\n",
+        (ROUTER_REQUEST, True),
+        (ROUTER_REQUEST + b"POST /invocations HTTP/1.1\r\n", True),  # a second request behind it
+        (b"GET /ping HTTP/1.1\r\n\r\n", True),
+        (b"POST /invocations HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 3\r\n\r\nabc", True),
+        (b"POST /invocations HTTP/1.0\r\nContent-Length: 3\r\n\r\nabc", True),
+        (b"POST /invocations HTTP/1.1\r\nConnection: CLOSE\r\nX-Y:   spaced  \r\nEmpty:\r\n\r\n", True),
+        (b"POST /invocations HTTP/1.1\r\nX-Y: \xe9t\xe9\r\n\r\n", True),
+        (b"POST /invocations HTTP/1.1\r\n" + b"".join(b"H%d: v\r\n" % i for i in range(99)) + b"\r\n", True),
+        (b"POST /invocations HTTP/1.1\r\nConnection: close\r\nX-Y: a\r\nx-y: again\r\n\r\n", False),
+        (b"POST /invocations HTTP/1.1\r\nX-Y: a\r\n  folded\r\n\r\n", False),
+        (b"POST /invocations HTTP/1.1\r\nBad Name: a\r\nnocolon\r\n\r\n", False),
+        (b"POST /invocations HTTP/1.1\nX-Y: \xe9t\xe9\n\n", False),
+        (b"POST /invocations HTTP/1.1\r\nX-Y: a\rb\r\n\r\n", False),
+        (b"POST /invocations HTTP/1.1\r\nContent-Length: +3\r\n\r\nabc", False),
+        (b"POST  /invocations HTTP/1.1\r\n\r\n", False),
+        (b"POST /invocations HTTP/1.1\r\nHost: localhost\r\n", False),  # the head not wholly received yet
+        (b"POST //elsewhere HTTP/1.1\r\nX-Y: 1\r\n\r\n", False),
+        (b"POST /x HTTP/2.0\r\n\r\n", False),
+        (b"POST /invocations HTTP/1.1\r\nExpect: 100-continue\r\n\r\n", False),
+        (b"POST /invocations HTTP/1.1\r\n" + b"".join(b"H%d: v\r\n" % i for i in range(100)) + b"\r\n", False),
+        (b"POST /x HTTP/1.1\r\nX: " + b"a" * 70000 + b"\r\n\r\n", False),
     ],
 )
-def test_requests_are_read_as_http_server_reads_them(raw):
-    from selfmaker.container.inference_server import QuickHeaders  # stdlib only: importable here
+def test_requests_are_read_as_http_server_reads_them(raw, quick):
+    """The model server's quick reading of the common request is http.server's own; it leaves anything
+    else to http.server."""
+    from selfmaker.container.inference_server import quick_head  # stdlib only: importable here
 
-    class Quick(QuickHeaders, _Parsed):
-        pass
+    read = quick_head(raw)
+    assert (read is not None) == quick
+    if read is None:
+        return
+    command, path, version, close, fields, head_length, length = read
+    ok, request, (items, values), _, rest = _Parsed(raw).state()
+    assert ok and request == (command, path, version, close)
+    assert fields == {name.lower(): value for name, value in items}
+    names = ("content-type", "Content-Length", "ACCEPT", "x-y", "Connection", "missing")
+    assert [fields.get(name.lower()) for name in names] == values
+    assert raw[head_length:] == rest and length == int(fields.get("content-length", 0))
 
-    assert Quick(raw).state() == _Parsed(raw).state()
+
+ECHO_HANDLER = """
+def model_fn(model_dir):
+    return None
+
+def transform_fn(model, data, content_type, accept, context):
+    attributes = context.get_request_header(0, "X-Amzn-SageMaker-Custom-Attributes")
+    context.set_response_header(0, "X-Amzn-SageMaker-Custom-Attributes", f"seen={attributes}")
+    return data, content_type
+"""
+
+
+class RawConnection:
+    """A keep-alive connection to the model server written byte by byte, its answers read one by one."""
+
+    def __init__(self, server: Server):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(server.socket_path)
+        self.sock.settimeout(30)
+        self.reader = self.sock.makefile("rb")
+
+    def answer(self) -> tuple[int, dict[str, str], bytes]:
+        status = int(self.reader.readline().split()[1])
+        headers = {}
+        while (line := self.reader.readline()) != b"\r\n":
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.lower()] = value.strip()
+        return status, headers, self.reader.read(int(headers.get("content-length", 0)))
+
+    def closed(self) -> bool:
+        return self.reader.read(1) == b""
+
+    def close(self) -> None:
+        self.reader.close()
+        self.sock.close()
+
+
+def _post(body: bytes, extra: bytes = b"", version: bytes = b"HTTP/1.1") -> bytes:
+    return b"POST /invocations %s\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n%s\r\n%s" % (
+        version,
+        len(body),
+        extra,
+        body,
+    )
+
+
+def test_requests_over_one_connection_pipelined_split_and_long(serve):
+    """The router's requests on one keep-alive connection, however their bytes arrive."""
+    server = serve(code={"inference.py": ECHO_HANDLER}, unix=True)
+    connection = RawConnection(server)
+    try:
+        attributes = b"X-Amzn-SageMaker-Custom-Attributes: trace=7\r\n"
+        connection.sock.sendall(_post(b"first", attributes) + _post(b"second") + b"GET /ping HTTP/1.1\r\n\r\n")
+        status, headers, body = connection.answer()
+        assert (status, body, headers["content-type"]) == (200, b"first", "application/octet-stream")
+        assert headers["x-amzn-sagemaker-custom-attributes"] == "seen=trace=7"
+        assert headers["server"].startswith("BaseHTTP/") and headers["date"].endswith(" GMT")
+        status, headers, body = connection.answer()  # the context's headers are the request's own
+        assert (status, body, headers["x-amzn-sagemaker-custom-attributes"]) == (200, b"second", "seen=None")
+        status, headers, body = connection.answer()
+        assert (status, body, headers["content-length"]) == (200, b"", "0") and "content-type" not in headers
+
+        request = _post(b"split", attributes)
+        for start in range(0, len(request), 7):  # a head and a body arriving a few bytes at a time
+            connection.sock.sendall(request[start : start + 7])
+            time.sleep(0.01)
+        status, headers, body = connection.answer()
+        assert (status, body, headers["x-amzn-sagemaker-custom-attributes"]) == (200, b"split", "seen=trace=7")
+
+        long = bytes(range(256)) * 2000  # many reads' worth
+        connection.sock.sendall(_post(long)[:100])
+        time.sleep(0.05)
+        connection.sock.sendall(_post(long)[100:])
+        assert connection.answer()[::2] == (200, long)
+
+        connection.sock.sendall(b"GET /nowhere HTTP/1.1\r\n\r\n" + _post(b"after a 404"))
+        assert connection.answer()[::2] == (404, b"Not Found")
+        assert connection.answer()[::2] == (200, b"after a 404")
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(
+    "request_bytes, closes",
+    [
+        (_post(b"x", version=b"HTTP/1.0"), True),
+        (_post(b"x", b"Connection: keep-alive\r\n", version=b"HTTP/1.0"), False),
+        (_post(b"x", b"Connection: close\r\n"), True),
+        (_post(b"x", b"Connection: Keep-Alive\r\n"), False),
+        (_post(b"x"), False),
+    ],
+)
+def test_http_1_0_and_connection_headers_decide_whether_the_connection_stays_open(serve, request_bytes, closes):
+    server = serve(code={"inference.py": ECHO_HANDLER}, unix=True)
+    connection = RawConnection(server)
+    try:
+        connection.sock.sendall(request_bytes)
+        assert connection.answer()[::2] == (200, b"x")
+        if closes:
+            assert connection.closed()
+        else:
+            connection.sock.sendall(_post(b"again"))
+            assert connection.answer()[::2] == (200, b"again")
+    finally:
+        connection.close()
+
+
+def test_expect_100_continue_and_too_many_headers_as_http_server_answers_them(serve):
+    server = serve(code={"inference.py": ECHO_HANDLER}, unix=True)
+    connection = RawConnection(server)
+    try:
+        connection.sock.sendall(
+            _post(b"", b"Expect: 100-continue\r\n").replace(b"Content-Length: 0", b"Content-Length: 4")
+        )
+        assert connection.reader.readline() == b"HTTP/1.1 100 Continue\r\n"
+        assert connection.reader.readline() == b"\r\n"
+        connection.sock.sendall(b"body")
+        assert connection.answer()[::2] == (200, b"body")
+        connection.sock.sendall(_post(b"x", b"".join(b"H%d: v\r\n" % i for i in range(100))))
+        assert connection.answer()[0] == 431
+    finally:
+        connection.close()

@@ -23,15 +23,19 @@ It listens on ``SAGEMAKER_BIND_TO_PORT`` (default 8080) or, when
 ``SELFMAKER_BIND_TO_SOCKET`` names a path, on that Unix socket (how SelfMaker's
 batch transform reaches a sandbox whatever its network). On a Ray node it
 listens on TCP on ``SELFMAKER_BIND_TO_HOST`` (the node's address), port 0 (a
-free one), and writes the port it got to ``SELFMAKER_PORT_FILE``. The stdlib threading
-HTTP/1.1 server with keep-alive keeps the added latency well under a
-millisecond (headers read without the email package, each answer in one write);
-only numpy and the framework of the model are imported.
+free one), and writes the port it got to ``SELFMAKER_PORT_FILE``.
+
+It is the stdlib threading HTTP/1.1 server with keep-alive (only numpy and the
+framework of the model are imported), with a lean loop for what the router
+sends: a ``POST /invocations`` or ``GET /ping`` whose head is already received
+and plain (``quick_head``) is read without the email package and answered,
+status line, headers and body, in one write. Anything else (a head still
+arriving, folded or repeated headers, ``Expect``, other paths, too many
+headers) goes through http.server's own code, so both read a request alike.
 """
 
 from __future__ import annotations
 
-import email.parser
 import importlib.util
 import inspect
 import json
@@ -44,7 +48,6 @@ import sys
 import threading
 import time
 import traceback
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -244,91 +247,41 @@ class InFlight:
 IN_FLIGHT = InFlight()
 
 
-class Headers:
-    """Request headers as http.server's HTTPMessage answers the handlers: ``get`` by any case (the first of
-    a repeated name), ``items`` in order."""
-
-    __slots__ = ("_first", "_pairs")
-
-    def __init__(self, pairs: list[tuple[str, str]]):
-        self._pairs = pairs
-        self._first: dict[str, str] = {}
-        for name, value in pairs:
-            self._first.setdefault(name.lower(), value)
-
-    def get(self, name: str, default=None):
-        return self._first.get(name.lower(), default)
-
-    def __getitem__(self, name: str):
-        return self._first.get(name.lower())
-
-    def __contains__(self, name: str) -> bool:
-        return name.lower() in self._first
-
-    def items(self) -> list[tuple[str, str]]:
-        return list(self._pairs)
-
-
 _DATE: list = [None, ""]  # (second, its Date header text), shared by the request threads
 
-MAX_HEADER_LINE = 65536  # http.client's limits, answered as http.server answers them (431)
-MAX_HEADERS = 100
-_HEADER_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")  # what the email package reads as a header's name
+MAX_HEADERS = 100  # http.client's limit: more header lines are answered 431 by http.server
+# The head of the common request in the shape http.server reads without question: one of the two requests,
+# single spaces, CRLF line ends, header names as the email package reads them (no folding, no other line).
+_QUICK_HEAD = re.compile(
+    rb"(POST /invocations|GET /ping) (HTTP/1\.[01])\r\n((?:[\x21-\x39\x3b-\x7e]+:[^\r\n]*\r\n)*)\r\n"
+)
+_HEADER = re.compile(r"([\x21-\x39\x3b-\x7e]+):[ \t]*([^\r\n]*)\r\n")  # a value loses its leading blanks
 
 
-class QuickHeaders:
-    """http.server's parse_request for the requests the router sends (``POST /invocations HTTP/1.1`` and a
-    few plain headers), without the email package: its header parser costs more than decoding and
-    predicting a small request. Anything else (another version, folded or malformed header lines) goes
-    through http.server's own parsing."""
+def quick_head(buffered: bytes):
+    """The head of the common request, read from the bytes already received as http.server would read it:
+    ``(command, path, version, close_connection, fields by lower-case name, head length, Content-Length)``.
 
-    def parse_request(self) -> bool:
-        requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
-        words = requestline.split()
-        if len(words) != 3 or words[2] not in ("HTTP/1.1", "HTTP/1.0") or words[1].startswith("//"):
-            return super().parse_request()
-        self.requestline = requestline
-        self.command, self.path, self.request_version = words
-        self.close_connection = words[2] != "HTTP/1.1"
-        lines = []  # read as http.client reads them (the blank line ending them counts towards the limit)
-        while True:
-            line = self.rfile.readline(MAX_HEADER_LINE + 1)
-            if len(line) > MAX_HEADER_LINE:
-                self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long", "header line")
-                return False
-            lines.append(line)
-            if len(lines) > MAX_HEADERS:
-                self.send_error(
-                    HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
-                    "Too many headers",
-                    f"got more than {MAX_HEADERS} headers",
-                )
-                return False
-            if line in (b"\r\n", b"\n", b""):
-                break
-        end = lines.pop()
-        pairs = []
-        for line in lines:
-            name, colon, value = str(line, "iso-8859-1").partition(":")
-            if not colon or not _HEADER_NAME.fullmatch(name):
-                # a folded or malformed line: the email package's reading, exactly as http.server's
-                text = b"".join([*lines, end]).decode("iso-8859-1")
-                self.headers = email.parser.Parser(_class=self.MessageClass).parsestr(text)
-                return self._after_headers()
-            pairs.append((name, value.lstrip(" \t").rstrip("\r\n")))
-        self.headers = Headers(pairs)
-        return self._after_headers()
-
-    def _after_headers(self) -> bool:
-        conntype = (self.headers.get("Connection") or "").lower()
-        if conntype == "close":
-            self.close_connection = True
-        elif conntype == "keep-alive":
-            self.close_connection = False
-        expect = (self.headers.get("Expect") or "").lower()
-        if expect == "100-continue" and self.request_version == "HTTP/1.1":
-            return self.handle_expect_100()
-        return True
+    None for anything else, which http.server's own code then reads (nothing is consumed here): a head not
+    yet wholly received, another request or shape of request line, bare CR or LF line ends, folded or
+    malformed header lines, too many headers (http.server's 431), a repeated header (http.server answers the
+    first), ``Expect``, a Content-Length that is not plain digits.
+    """
+    head = _QUICK_HEAD.match(buffered)
+    if head is None:
+        return None
+    pairs = _HEADER.findall(str(head[3], "iso-8859-1"))
+    fields = {name.lower(): value for name, value in pairs}
+    length = fields.get("content-length", "0")
+    if len(fields) != len(pairs) or len(pairs) >= MAX_HEADERS or "expect" in fields:
+        return None
+    if not (length.isascii() and length.isdigit()):
+        return None
+    command, path = str(head[1], "ascii").split(" ")
+    version = str(head[2], "ascii")
+    connection = fields.get("connection", "").lower()
+    close = connection == "close" if connection in ("close", "keep-alive") else version != "HTTP/1.1"
+    return command, path, version, close, fields, head.end(), int(length)
 
 
 def make_handler(handlers: Handlers, default_accept: str, max_concurrent: int):
@@ -336,11 +289,27 @@ def make_handler(handlers: Handlers, default_accept: str, max_concurrent: int):
         {"MaxConcurrentTransforms": max_concurrent, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 6}
     ).encode()
 
-    class RequestHandler(QuickHeaders, BaseHTTPRequestHandler):
+    class RequestHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: one connection carries every request of a client
         # On TCP (a Ray node): an answer never waits for the router's delayed ACK (Nagle's algorithm holds a
         # small write back while an earlier one is unacknowledged, 40 ms per request).
         disable_nagle_algorithm = not os.environ.get("SELFMAKER_BIND_TO_SOCKET")
+        first_lines: dict[int, str] = {}  # status -> the status line and the Server header
+
+        def handle_one_request(self):
+            """The common request (POST /invocations, GET /ping) read from what is already buffered and
+            answered without http.server's per-request machinery (a fifth of the model server's CPU for a
+            small model); anything else goes through http.server's own code."""
+            quick = quick_head(self.rfile.peek())
+            if quick is None:
+                return super().handle_one_request()
+            self.command, self.path, self.request_version, self.close_connection, fields, head_length, length = quick
+            self.rfile.read(head_length)
+            if self.command == "GET":
+                return self._answer(200)
+            with IN_FLIGHT:
+                data = self.rfile.read(length)
+                self._invoke(data, fields.get("content-type"), fields.get("accept"), fields)
 
         def log_message(self, format, *args):  # the access log would be one line per record
             pass
@@ -355,17 +324,27 @@ def make_handler(handlers: Handlers, default_accept: str, max_concurrent: int):
             return _DATE[1]
 
         def _answer(self, status: int, body: bytes = b"", content_type: str | None = None, headers: dict | None = None):
-            self.send_response(status)
+            """What send_response, send_header and end_headers write, formatted in one go and written with
+            the body in one write: two would wake the router twice per answer (and, on TCP without
+            TCP_NODELAY, let Nagle's algorithm hold the body back until the router's delayed ACK)."""
+            if self.request_version == "HTTP/0.9":  # http.server answers such a request with the body alone
+                self.wfile.write(body)
+                return
+            first = self.first_lines.get(status)
+            if first is None:
+                phrase = self.responses[status][0] if status in self.responses else ""
+                first = self.first_lines[status] = (
+                    f"{self.protocol_version} {status} {phrase}\r\nServer: {self.version_string()}\r\n"
+                )
+            head = f"{first}Date: {self.date_time_string()}\r\n"
             if content_type:
-                self.send_header("Content-Type", content_type)
+                head += f"Content-Type: {content_type}\r\n"
             for key, value in (headers or {}).items():
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(body)))
-            # Headers and body in one write: two would wake the router twice per answer (and, on TCP without
-            # TCP_NODELAY, let Nagle's algorithm hold the body back until the router's delayed ACK).
-            self._headers_buffer.append(b"\r\n")
-            self._headers_buffer.append(body)
-            self.flush_headers()
+                head += f"{key}: {value}\r\n"
+                if key.lower() == "connection" and value.lower() in ("close", "keep-alive"):
+                    self.close_connection = value.lower() == "close"  # as send_header reads it
+            head += f"Content-Length: {len(body)}\r\n\r\n"
+            self.wfile.write(head.encode("latin-1") + body)
 
         def do_GET(self):
             if self.path == "/ping":
@@ -377,19 +356,18 @@ def make_handler(handlers: Handlers, default_accept: str, max_concurrent: int):
 
         def do_POST(self):
             with IN_FLIGHT:
-                self._post()
+                data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path != "/invocations":
+                    return self._answer(404, b"Not Found", "text/plain")
+                request_headers = {k.lower(): v for k, v in self.headers.items()}
+                self._invoke(data, self.headers.get("Content-Type"), self.headers.get("Accept"), request_headers)
 
-        def _post(self):
-            length = int(self.headers.get("Content-Length") or 0)
-            data = self.rfile.read(length)
-            if self.path != "/invocations":
-                return self._answer(404, b"Not Found", "text/plain")
-            content_type = self.headers.get("Content-Type") or "application/json"
-            accept = self.headers.get("Accept")
+        def _invoke(self, data: bytes, content_type: str | None, accept: str | None, request_headers: dict):
+            content_type = content_type or "application/json"
             if not accept or accept == ANY:
                 accept = default_accept
             try:
-                handlers.context.begin({k.lower(): v for k, v in self.headers.items()})
+                handlers.context.begin(request_headers)
                 body = data.decode("utf-8") if content_type in UTF8_TYPES else data
                 response, response_type = handlers.transform(body, content_type, accept)
                 self._answer(200, _as_bytes(response), response_type, handlers.context.response_headers())
