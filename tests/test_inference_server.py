@@ -410,9 +410,13 @@ def test_requests_over_one_connection_pipelined_split_and_long(serve):
         assert (status, body, headers["content-length"]) == (200, b"", "0") and "content-type" not in headers
 
         request = _post(b"split", attributes)
-        for start in range(0, len(request), 7):  # a head and a body arriving a few bytes at a time
-            connection.sock.sendall(request[start : start + 7])
-            time.sleep(0.01)
+        connection.sock.sendall(request[:12])  # a head arriving in pieces, cut mid-line and mid-header
+        time.sleep(0.05)
+        connection.sock.sendall(request[12:40])
+        time.sleep(0.05)
+        connection.sock.sendall(request[40:-2])  # and its body too
+        time.sleep(0.05)
+        connection.sock.sendall(request[-2:])
         status, headers, body = connection.answer()
         assert (status, body, headers["x-amzn-sagemaker-custom-attributes"]) == (200, b"split", "seen=trace=7")
 
