@@ -458,7 +458,7 @@ def test_http_1_0_and_connection_headers_decide_whether_the_connection_stays_ope
         connection.close()
 
 
-def test_expect_100_continue_and_too_many_headers_as_http_server_answers_them(serve):
+def test_expect_100_continue_too_many_headers_and_http_0_9_as_http_server_answers_them(serve):
     server = serve(code={"inference.py": ECHO_HANDLER}, unix=True)
     connection = RawConnection(server)
     try:
@@ -471,5 +471,11 @@ def test_expect_100_continue_and_too_many_headers_as_http_server_answers_them(se
         assert connection.answer()[::2] == (200, b"body")
         connection.sock.sendall(_post(b"x", b"".join(b"H%d: v\r\n" % i for i in range(100))))
         assert connection.answer()[0] == 431
+    finally:
+        connection.close()
+    connection = RawConnection(server)
+    try:  # an HTTP/0.9 request: http.server answers it with the body alone, then closes
+        connection.sock.sendall(b"GET /execution-parameters\r\n\r\n")  # (http.server reads headers even so)
+        assert json.loads(connection.reader.read())["BatchStrategy"] == "MULTI_RECORD"
     finally:
         connection.close()
