@@ -335,3 +335,17 @@ def test_one_exchange_at_a_time_per_connection(run):
 
     assert run(checking, client) == (5, 15, 5)
     assert early == []
+
+
+def test_the_pools_of_vanished_instances_are_forgotten(run):
+    async def client(instances, path, model):
+        await exchange(instances, path)
+        for other in (path + "-retired", path + "-new"):
+            server = await asyncio.start_unix_server(model.accept(answering(OK)), other)
+            async with server:
+                await exchange(instances, other)
+            if other.endswith("-retired"):
+                Path(other).unlink(missing_ok=True)  # a retired instance's socket is removed
+        return sorted(Path(address).name for address in instances._idle)
+
+    assert run(answering(OK), client) == ["model.sock", "model.sock-new"]  # the new address forgot the retired
