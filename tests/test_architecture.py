@@ -345,6 +345,8 @@ RAW_ALLOWED = {
     ("test_conformance.py", "test_a_client_made_any_way_is_checked"): "boto3",
     # A writer spacing its appends so the follower sees them arrive over time: a pace, not a poll.
     ("test_logs.py", "test_follow_yields_events_as_they_are_written"): "sleep in a loop",
+    # A fake model server sending its answer a byte at a time, so that the client reads it in pieces: a pace.
+    ("test_router_client.py", "test_an_answer_split_byte_by_byte"): "sleep in a loop",
 }
 
 
