@@ -1,6 +1,7 @@
 """Where one InvokeEndpoint's time goes: three measurements of the same request, one after the other.
 
     python benchmarks/serving_profile.py [--seconds 6] [--runtimes-dir DIR] [--rounds 2]
+    python benchmarks/against.py <commit> --runs 2 -- serving_profile.py --rounds 1   (another commit's code)
 
 * **SelfMaker's own request logic, in process**: the ASGI app called as uvicorn calls it
   (scope, receive, send) with a botocore-shaped signed request, the model's answer stubbed:
@@ -35,7 +36,8 @@ from serving import CSV_ROW, IMAGE, SAVE_JOBLIB, deploy
 
 from selfmaker.engines import model_server, runtimes
 
-REPO = Path(__file__).resolve().parents[1]
+# benchmarks/against.py: the other commit's code is measured, by this checkout's script
+CODE = Path(os.environ.get("SELFMAKER_BENCH_SERVER_CODE") or Path(__file__).resolve().parents[1])
 HEADERS = [  # what boto3 sends with an InvokeEndpoint (open mode reads only the credential's key)
     (b"host", b"127.0.0.1:7600"),
     (b"accept-encoding", b"identity"),
@@ -202,15 +204,16 @@ def bare(python: str, ml_dir: Path, seconds: float) -> tuple[float, float, float
     socket_path.parent.mkdir(parents=True, exist_ok=True)
     model = subprocess.Popen(
         [python, "-m", "selfmaker.container.inference_server"],
-        cwd=REPO,
-        env={"PYTHONPATH": str(REPO), "SAGEMAKER_BASE_DIR": str(ml_dir), "SELFMAKER_BIND_TO_SOCKET": str(socket_path)},
+        cwd=CODE,
+        env={"PYTHONPATH": str(CODE), "SAGEMAKER_BASE_DIR": str(ml_dir), "SELFMAKER_BIND_TO_SOCKET": str(socket_path)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-c", BARE, str(port), str(socket_path)],
-        cwd=REPO,
+        cwd=CODE,
+        env={**os.environ, "PYTHONPATH": str(CODE)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )
@@ -254,9 +257,20 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="rounds of the two measurements on the wire")
     parser.add_argument("--requests", type=int, default=20000, help="per in-process run")
     parser.add_argument("--runtimes-dir", type=Path, help="reuse a runtimes directory (default: a fresh one)")
+    parser.add_argument("--in-process-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.in_process_only:  # run by the line below, with the measured code first on the path
+        print(app_logic(args.requests))
+        return 0
     print(f"machine: {machine()}; load average {load_average()}")
-    print(f"SelfMaker's own request logic, in process: {app_logic(args.requests):.1f} µs of CPU per request")
+    logic = subprocess.run(
+        [sys.executable, __file__, "--in-process-only", "--requests", str(args.requests)],
+        env={**os.environ, "PYTHONPATH": str(CODE)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()[-1]
+    print(f"SelfMaker's own request logic ({CODE}), in process: {float(logic):.1f} µs of CPU per request")
     with tempfile.TemporaryDirectory(prefix="selfmaker-bench-serving-profile-") as name:
         tmp = Path(name)
         log("building the scikit-learn runtime (not timed)...")
