@@ -132,8 +132,8 @@ def in_process(python: str, model_dir: Path, seconds: float) -> RunResult:
     return _result("in process: model.predict", 1, times, sum(times) / 1e9)
 
 
-def model_server_alone(python: str, ml_dir: Path, seconds: float) -> RunResult:
-    """SelfMaker's model server on a Unix socket, called directly over one keep-alive connection."""
+def start_model_server(python: str, ml_dir: Path) -> tuple[subprocess.Popen, Path]:
+    """SelfMaker's model server for the model in ``ml_dir``, answering /ping on its Unix socket."""
     path = model_server.socket_path(ml_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     # benchmarks/against.py: the other commit's model server, as its SelfMaker runs it
@@ -143,18 +143,21 @@ def model_server_alone(python: str, ml_dir: Path, seconds: float) -> RunResult:
         cwd=code,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
-        env={
-            "PYTHONPATH": code,
-            "SAGEMAKER_BASE_DIR": str(ml_dir),
-            "SELFMAKER_BIND_TO_SOCKET": str(path),
-        },
+        env={"PYTHONPATH": code, "SAGEMAKER_BASE_DIR": str(ml_dir), "SELFMAKER_BIND_TO_SOCKET": str(path)},
     )
+    deadline = time.monotonic() + 60
+    while not model_server.ping(path):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError("the model server did not start")
+        time.sleep(0.05)
+    return process, path
+
+
+def model_server_alone(python: str, ml_dir: Path, seconds: float) -> RunResult:
+    """SelfMaker's model server on a Unix socket, called directly over one keep-alive connection."""
+    process, path = start_model_server(python, ml_dir)
     try:
-        deadline = time.monotonic() + 60
-        while not model_server.ping(path):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the model server did not start")
-            time.sleep(0.05)
         connection = model_server.UnixConnection(path, timeout=30)
         headers = {"Content-Type": "text/csv", "Accept": "application/json"}
 

@@ -32,9 +32,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import HttpConnection, free_port, load_average, log, machine, selfmaker_server, sign_requests
-from serving import CSV_ROW, IMAGE, SAVE_JOBLIB, deploy
+from serving import CSV_ROW, IMAGE, SAVE_JOBLIB, deploy, start_model_server
 
-from selfmaker.engines import model_server, runtimes
+from selfmaker.engines import runtimes
 
 # benchmarks/against.py: the other commit's code is measured, by this checkout's script
 CODE = Path(os.environ.get("SELFMAKER_BENCH_SERVER_CODE") or Path(__file__).resolve().parents[1])
@@ -200,15 +200,7 @@ def on_the_wire(
 
 
 def bare(python: str, ml_dir: Path, seconds: float) -> tuple[float, float, float]:
-    socket_path = model_server.socket_path(ml_dir)
-    socket_path.parent.mkdir(parents=True, exist_ok=True)
-    model = subprocess.Popen(
-        [python, "-m", "selfmaker.container.inference_server"],
-        cwd=CODE,
-        env={"PYTHONPATH": str(CODE), "SAGEMAKER_BASE_DIR": str(ml_dir), "SELFMAKER_BIND_TO_SOCKET": str(socket_path)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
+    model, socket_path = start_model_server(python, ml_dir)
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-c", BARE, str(port), str(socket_path)],
@@ -219,10 +211,6 @@ def bare(python: str, ml_dir: Path, seconds: float) -> tuple[float, float, float
     )
     try:
         deadline = time.monotonic() + 60
-        while not model_server.ping(socket_path):
-            if model.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the model server did not start")
-            time.sleep(0.05)
         request = (
             f"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/csv\r\n"
             f"Content-Length: {len(CSV_ROW)}\r\n\r\n{CSV_ROW}"

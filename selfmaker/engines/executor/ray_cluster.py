@@ -54,7 +54,7 @@ the *home* of the agent running it, the node, a model server's address, where
 its writable files go relative to its directory), which the job's record keeps;
 :meth:`RayExecutor.adopt` makes the state directory again from it, and the
 instance is then followed through the dead server's agent (detached: it outlives
-its server), found by name. ``offset`` also maps the log: where each piece of the
+its server), found by name. ``offset`` also maps the log (ray_log.py): where each piece of the
 node's log went in ``log_path`` (the server writes lines of its own there), so
 :meth:`RayExecutor.shipped` turns what the server shipped of ``log_path`` into
 an offset of the node's log, at which a server taking over resumes it.
@@ -73,9 +73,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import node_transfer
+from . import node_transfer, ray_log
 from .base import Executor, ExecutorUnavailable, ExitStatus, InstanceSpec, Limits, Placement
 from .local import _stop_deadline
+from .ray_log import write_atomically
 from .ray_node import NodeAgent, pack, status_of, unpack
 
 log = logging.getLogger("selfmaker.ray")
@@ -609,17 +610,14 @@ class RayExecutor(Executor):
         ray = self._ray()
         meta = json.loads((state_dir / "instance").read_text())
         while True:
-            offset = _log_map(state_dir)["offset"]
+            offset = ray_log.copied(state_dir)
             chunk, ended = ray.get(agent.tail.remote(meta["name"], offset, 0.0 if final else TAIL_WAIT), timeout=60)
             if chunk:
                 with open(meta["log"], "ab") as f:
                     at = f.seek(0, 2)
                     f.write(chunk)
-                with self._lock:  # shipped() prunes the same file from the log shipper's thread
-                    known = _log_map(state_dir)
-                    known["chunks"].append([at, offset, len(chunk)])
-                    known["offset"] = offset + len(chunk)
-                    _write(state_dir / "offset", json.dumps(known))
+                with self._lock:  # shipped() reads and prunes the same map from the log shipper's thread
+                    ray_log.appended(state_dir, at, offset, len(chunk))
             if ended or not final:
                 return bool(ended)
 
@@ -663,14 +661,13 @@ class RayExecutor(Executor):
             "log": str(log_path),
             "writable": {n: str(state_dir.parent / rel) for n, rel in identity["writable"].items()},
         } | {k: identity[k] for k in ("group", "bundle") if k in identity}
-        offset = int(identity.get("offset") or 0)
-        _write(state_dir / "offset", json.dumps({"offset": offset, "chunks": [], "base": offset}))
+        ray_log.start_at(state_dir, int(identity.get("offset") or 0))
         if identity.get("address"):
-            _write(state_dir / "address", identity["address"])
+            write_atomically(state_dir / "address", identity["address"])
         node = identity.get("node") or self._placed_on(meta)
         if node:
-            _write(state_dir / "node", node)
-        _write(state_dir / "instance", json.dumps(meta))
+            write_atomically(state_dir / "node", node)
+        write_atomically(state_dir / "instance", json.dumps(meta))
         if node and (endpoint := self.server_url or self.server_local_url):
             # Its uploads go through this server now: the one that started it answers no more.
             try:
@@ -695,23 +692,11 @@ class RayExecutor(Executor):
 
     def shipped(self, state_dir: Path, local_offset: int) -> int | None:
         """How much of the instance's own log (on its node) the first ``local_offset`` bytes of ``log_path``
-        hold: the server writes lines of its own there too, so each chunk appended is remembered (local start,
-        its offset on the node, length) until it is shipped whole."""
+        hold (ray_log.py)."""
         if not (state_dir / "instance").exists():
             return None
         with self._lock:
-            known = _log_map(state_dir)
-            chunks = known["chunks"]
-            whole = 0
-            while whole < len(chunks) and chunks[whole][0] + chunks[whole][2] <= local_offset:
-                known["base"] = chunks[whole][1] + chunks[whole][2]
-                whole += 1
-            if whole:  # shipped whole: forgotten
-                del chunks[:whole]
-                _write(state_dir / "offset", json.dumps(known))
-        if chunks and chunks[0][0] < local_offset:  # part of a chunk: its complete lines were shipped
-            return chunks[0][1] + local_offset - chunks[0][0]
-        return known["base"] if not chunks else chunks[0][1]
+            return ray_log.shipped(state_dir, local_offset)
 
     def _retire_agent(self, state_dir: Path, name: str) -> None:
         """A stopped server's agents end once none of its instances is left on their nodes (the server that
@@ -777,24 +762,6 @@ class RayExecutor(Executor):
 
 def _meta(state_dir: Path) -> dict:
     return json.loads((state_dir / "instance").read_text())
-
-
-def _log_map(state_dir: Path) -> dict:
-    """``offset``: how much of the instance's log on its node is in ``log_path``; ``chunks``: where each piece
-    not shipped whole yet went there ([local start, offset on the node, length]); ``base``: the node's offset
-    up to which everything is shipped. (A plain number: written by an earlier version.)"""
-    try:
-        text = (state_dir / "offset").read_text()
-    except FileNotFoundError:
-        return {"offset": 0, "chunks": [], "base": 0}
-    known = json.loads(text or "0")
-    return known if isinstance(known, dict) else {"offset": known, "chunks": [], "base": known}
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.rename(path)
 
 
 def _lost(err: Exception) -> str:

@@ -453,31 +453,12 @@ class JobKind(Kind):
         )
 
     def _adopt(self, run: Run, node: str) -> bool:
-        """Take over instances a stopped server started, where they run out of its machine (a Ray cluster's
-        nodes): follow them from here through what its record says of them (docs/scale-out.md). False: they
-        ran where only that server reached them."""
-        ex = self.executor(run.backends)
-        found = run.state.get("instances") or {}
-        if not all(i.host in found for i in run.instances):
+        """Take over instances a stopped server started where they run out of its machine (takeover.adopt);
+        False: they ran where only that server reached them."""
+        if not takeover.adopt(self.executor(run.backends), run, node):
             return False
-        shipped = run.state.get("shipped") or {}
-        mine = leases(run.backends).node
-        for instance in run.instances:
-            instance.root.mkdir(parents=True, exist_ok=True)
-            instance.say(
-                f"SelfMaker: the server on {node.split(':', 1)[0]} driving {instance.host} stopped; "
-                f"the server on {mine.split(':', 1)[0]} follows it now"
-            )
-            ex.adopt(
-                instance.state, {**found[instance.host], "offset": shipped.get(instance.host, 0)}, instance.log_path
-            )
-            with _watched_lock:
-                _watched.discard(instance.state)
-
-        def follows(d: dict) -> None:
-            d["_run"] = {**d.get("_run", {}), "node": mine}
-
-        run.update(follows)
+        with _watched_lock:
+            _watched.difference_update(instance.state for instance in run.instances)  # watched anew from here
         return True
 
     def _stop_instances(self, run: Run, lease_lost: bool = False) -> None:

@@ -1,5 +1,5 @@
 """A job's instances that another server can take over (a Ray cluster's: docs/scale-out.md, "Several servers"):
-the lease checked before acting on them, and how much of each instance's log is shipped, noted in the job's
+following them from the record of a server that stopped, the lease checked before acting on them, and how much of each instance's log is shipped, noted in the job's
 record so the server taking the job over resumes its log stream there."""
 
 from __future__ import annotations
@@ -14,6 +14,32 @@ from ...store.resources import Record
 
 if TYPE_CHECKING:
     from .lifecycle import Instance, JobKind, Run
+
+
+def adopt(executor, run: Run, node: str) -> bool:
+    """Follow from here the instances a stopped server (on ``node``) started, through what the job's record
+    says of them (their identity, how much of each log was shipped): they run out of its machine (a Ray
+    cluster's nodes; docs/scale-out.md). False when the record does not say where every instance is."""
+    found = run.state.get("instances") or {}
+    if not all(i.host in found for i in run.instances):
+        return False
+    shipped = run.state.get("shipped") or {}
+    mine = leases(run.backends).node
+    for instance in run.instances:
+        instance.root.mkdir(parents=True, exist_ok=True)
+        instance.say(
+            f"SelfMaker: the server on {node.split(':', 1)[0]} driving {instance.host} stopped; "
+            f"the server on {mine.split(':', 1)[0]} follows it now"
+        )
+        executor.adopt(
+            instance.state, {**found[instance.host], "offset": shipped.get(instance.host, 0)}, instance.log_path
+        )
+
+    def follows(d: dict) -> None:
+        d["_run"] = {**d.get("_run", {}), "node": mine}
+
+    run.update(follows)
+    return True
 
 
 def confirm_lease(run: Run, executor) -> None:
